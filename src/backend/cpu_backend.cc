@@ -1,0 +1,248 @@
+// The CPU backend: host memory and the reference ops of src/ops/*_cpu.cc, in f32 or f64.
+#include <cstdlib>
+#include <cstring>
+
+#include "src/backend/backend.h"
+#include "src/ops/attention.h"
+#include "src/ops/classifier.h"
+#include "src/ops/encoder.h"
+#include "src/ops/gelu.h"
+#include "src/ops/global_norm.h"
+#include "src/ops/layernorm.h"
+#include "src/ops/matmul.h"
+#include "src/ops/residual.h"
+
+namespace gpt2 {
+namespace {
+
+// Optional tensors (bias, dinp) arrive as empty views.
+template <typename T>
+T* OrNull(const Tensor& t) {
+  return t.data == nullptr ? nullptr : t.as<T>();
+}
+
+void CheckSize(const Tensor& t, int64_t numel, const char* what) {
+  GPT2_CHECK_MSG(t.numel == numel, what, " has ", t.numel, " elements, op needs ",
+                 numel);
+}
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+  bool SupportsDType(DType dtype) const override {
+    return dtype == DType::kF32 || dtype == DType::kF64;
+  }
+
+  Tensor Alloc(DType dtype, int64_t numel) override {
+    const size_t bytes = static_cast<size_t>(numel) * DTypeSize(dtype);
+    // 64-byte alignment for the vector kernels; calloc-like zero fill.
+    void* data = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+    GPT2_CHECK_MSG(data != nullptr, "out of host memory allocating ", bytes,
+                   " bytes");
+    std::memset(data, 0, bytes);
+    return Tensor{data, dtype, numel};
+  }
+  void Free(Tensor t) override { std::free(t.data); }
+  void Upload(Tensor dst, const void* host_src) override {
+    std::memcpy(dst.data, host_src, dst.bytes());
+  }
+  void Download(void* host_dst, Tensor src) override {
+    std::memcpy(host_dst, src.data, src.bytes());
+  }
+  void Zero(Tensor t) override { std::memset(t.data, 0, t.bytes()); }
+  void Copy(Tensor dst, Tensor src) override {
+    GPT2_CHECK(dst.bytes() == src.bytes());
+    std::memcpy(dst.data, src.data, dst.bytes());
+  }
+  void Synchronize() override {}
+
+  void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
+                      int T, int C) override {
+    CheckSize(out, int64_t{B} * T * C, "encoder out");
+    CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::EncoderForward<F>(out.as<F>(), tokens.as<int32_t>(), wte.as<F>(),
+                             wpe.as<F>(), B, T, C);
+    });
+  }
+  void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
+                       int B, int T, int C) override {
+    CheckSize(dout, int64_t{B} * T * C, "encoder dout");
+    Dispatch(dout.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::EncoderBackward<F>(dwte.as<F>(), dwpe.as<F>(), dout.as<F>(),
+                              tokens.as<int32_t>(), B, T, C);
+    });
+  }
+  void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                        Tensor weight, Tensor bias, int64_t N, int C) override {
+    CheckSize(out, N * C, "layernorm out");
+    CheckSize(inp, N * C, "layernorm inp");
+    CheckSize(mean, N, "layernorm mean");
+    CheckSize(weight, C, "layernorm weight");
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::LayerNormForward<F>(out.as<F>(), mean.as<F>(), rstd.as<F>(),
+                               inp.as<F>(), weight.as<F>(), bias.as<F>(), N, C);
+    });
+  }
+  void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                         Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
+                         int64_t N, int C) override {
+    CheckSize(dinp, N * C, "layernorm dinp");
+    CheckSize(dout, N * C, "layernorm dout");
+    CheckSize(dweight, C, "layernorm dweight");
+    Dispatch(dout.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::LayerNormBackward<F>(dinp.as<F>(), dweight.as<F>(), dbias.as<F>(),
+                                dout.as<F>(), inp.as<F>(), weight.as<F>(),
+                                mean.as<F>(), rstd.as<F>(), N, C);
+    });
+  }
+  void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                     int64_t N, int C, int OC) override {
+    CheckSize(out, N * OC, "matmul out");
+    CheckSize(inp, N * C, "matmul inp");
+    CheckSize(weight, int64_t{OC} * C, "matmul weight");
+    if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::MatmulForward<F>(out.as<F>(), inp.as<F>(), weight.as<F>(),
+                            OrNull<F>(bias), N, C, OC);
+    });
+  }
+  void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                      Tensor inp, Tensor weight, int64_t N, int C,
+                      int OC) override {
+    CheckSize(dout, N * OC, "matmul dout");
+    CheckSize(inp, N * C, "matmul inp");
+    CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
+    if (dinp.data != nullptr) CheckSize(dinp, N * C, "matmul dinp");
+    if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
+    Dispatch(dout.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::MatmulBackward<F>(OrNull<F>(dinp), dweight.as<F>(), OrNull<F>(dbias),
+                             dout.as<F>(), inp.as<F>(), weight.as<F>(), N, C,
+                             OC);
+    });
+  }
+  void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                        int NH) override {
+    CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
+    CheckSize(out, int64_t{B} * T * C, "attention out");
+    CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::AttentionForward<F>(out.as<F>(), lse.as<F>(), qkv.as<F>(), B, T, C,
+                               NH);
+    });
+  }
+  void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                         Tensor lse, int B, int T, int C, int NH) override {
+    CheckSize(dqkv, int64_t{B} * T * 3 * C, "attention dqkv");
+    CheckSize(dout, int64_t{B} * T * C, "attention dout");
+    Dispatch(dout.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::AttentionBackward<F>(dqkv.as<F>(), dout.as<F>(), qkv.as<F>(),
+                                out.as<F>(), lse.as<F>(), B, T, C, NH);
+    });
+  }
+  void GeluForward(Tensor out, Tensor inp) override {
+    CheckSize(out, inp.numel, "gelu out");
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::GeluForward<F>(out.as<F>(), inp.as<F>(), inp.numel);
+    });
+  }
+  void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) override {
+    CheckSize(dinp, inp.numel, "gelu dinp");
+    CheckSize(dout, inp.numel, "gelu dout");
+    Dispatch(dinp.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::GeluBackward<F>(dinp.as<F>(), inp.as<F>(), dout.as<F>(), inp.numel);
+    });
+  }
+  void ResidualForward(Tensor out, Tensor a, Tensor b) override {
+    CheckSize(a, out.numel, "residual a");
+    CheckSize(b, out.numel, "residual b");
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::ResidualForward<F>(out.as<F>(), a.as<F>(), b.as<F>(), out.numel);
+    });
+  }
+  void AddInPlace(Tensor dst, Tensor src) override {
+    CheckSize(src, dst.numel, "add src");
+    Dispatch(dst.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::AddInPlace<F>(dst.as<F>(), src.as<F>(), dst.numel);
+    });
+  }
+  void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
+                         int64_t N, int V, int Vp, double dloss,
+                         bool write_grad) override {
+    CheckSize(logits, N * Vp, "classifier logits");
+    CheckSize(losses, N, "classifier losses");
+    CheckSize(targets, N, "classifier targets");
+    const int32_t* t = targets.as<int32_t>();
+    for (int64_t i = 0; i < N; ++i) {
+      GPT2_CHECK_MSG(t[i] >= 0 && t[i] < V, "target ", t[i], " at ", i,
+                     " outside the vocab [0, ", V, ")");
+    }
+    Dispatch(logits.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::ClassifierForward<F>(logits.as<F>(), losses.as<F>(), t, N, V, Vp,
+                                dloss, write_grad);
+    });
+  }
+  void AccumulateSum(Tensor acc, Tensor x, double scale) override {
+    CheckSize(acc, 1, "sum accumulator");
+    Dispatch(x.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::AccumulateSum<F>(acc.as<F>(), x.as<F>(), x.numel, scale);
+    });
+  }
+  void SumSquares(Tensor out, Tensor x) override {
+    CheckSize(out, 1, "sum-of-squares out");
+    Dispatch(x.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::SumSquares<F>(out.as<F>(), x.as<F>(), x.numel);
+    });
+  }
+  void AdamW(Tensor param, Tensor m, Tensor v, Tensor grad, Tensor norm_squared,
+             const AdamWArgs& args) override {
+    CheckSize(m, param.numel, "adamw m");
+    CheckSize(v, param.numel, "adamw v");
+    CheckSize(grad, param.numel, "adamw grad");
+    Dispatch(param.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::AdamW<F>(param.as<F>(), m.as<F>(), v.as<F>(), grad.as<F>(),
+                    param.numel, norm_squared.as<F>(), args);
+    });
+  }
+
+ private:
+  // Calls fn(float{}) or fn(double{}) for the tensor's float type.
+  template <typename Fn>
+  static void Dispatch(DType dtype, Fn&& fn) {
+    switch (dtype) {
+      case DType::kF32:
+        fn(float{});
+        return;
+      case DType::kF64:
+        fn(double{});
+        return;
+      default:
+        GPT2_CHECK_MSG(false, "the CPU backend has no ", DTypeName(dtype),
+                       " ops");
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeCpuBackend() {
+  return std::make_unique<CpuBackend>();
+}
+
+}  // namespace gpt2

@@ -1,0 +1,293 @@
+#include "src/model/gpt2.h"
+
+#include <utility>
+
+#include "src/core/error.h"
+
+namespace gpt2 {
+namespace {
+
+// Param indices in BuildParamList order.
+enum ParamIndex {
+  kWte, kWpe, kLn1w, kLn1b, kQkvw, kQkvb, kAttprojw, kAttprojb,
+  kLn2w, kLn2b, kFcw, kFcb, kFcprojw, kFcprojb, kLnfw, kLnfb, kNumParamTensors
+};
+
+template <typename T>
+void ConvertFromDouble(const std::vector<double>& src, std::vector<char>* dst) {
+  dst->resize(src.size() * sizeof(T));
+  T* out = reinterpret_cast<T*>(dst->data());
+  for (size_t i = 0; i < src.size(); ++i) out[i] = static_cast<T>(src[i]);
+}
+
+template <typename T>
+std::vector<double> ConvertToDouble(const std::vector<char>& src) {
+  const T* in = reinterpret_cast<const T*>(src.data());
+  return std::vector<double>(in, in + src.size() / sizeof(T));
+}
+
+}  // namespace
+
+struct Gpt2Model::LayerActs {
+  // (B,T,C) unless noted.
+  Tensor residual_in, ln1, ln1_mean, ln1_rstd /* (B,T) */, qkv /* (B,T,3C) */,
+      atty, att_lse /* (B,NH,T) */, residual2, ln2, ln2_mean, ln2_rstd,
+      fch /* (B,T,4C) */, fch_gelu /* (B,T,4C) */, residual3;
+};
+
+Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
+                     int max_batch, int max_seq)
+    : backend_(backend),
+      shape_(shape),
+      dtype_(dtype),
+      max_batch_(max_batch),
+      max_seq_(max_seq),
+      param_list_(BuildParamList(shape)),
+      num_params_(TotalParams(param_list_)) {
+  GPT2_CHECK_MSG(backend_->SupportsDType(dtype), "backend ", backend_->name(),
+                 " cannot train in ", DTypeName(dtype));
+  GPT2_CHECK(max_seq_ <= shape_.max_seq_len);
+  GPT2_CHECK(param_list_.size() == kNumParamTensors);
+  params_ = backend_->Alloc(dtype_, num_params_);
+  grads_ = backend_->Alloc(dtype_, num_params_);
+
+  const int64_t BT = int64_t{max_batch_} * max_seq_;
+  const int64_t L = shape_.num_layers, C = shape_.channels;
+  auto alloc = [&](int64_t numel) {
+    activation_bytes_ += numel * static_cast<int64_t>(DTypeSize(dtype_));
+    return backend_->Alloc(dtype_, numel);
+  };
+  tokens_ = backend_->Alloc(DType::kI32, BT);
+  targets_ = backend_->Alloc(DType::kI32, BT);
+  encoded_ = alloc(BT * C);
+  ln1_ = alloc(L * BT * C);
+  ln1_mean_ = alloc(L * BT);
+  ln1_rstd_ = alloc(L * BT);
+  qkv_ = alloc(L * BT * 3 * C);
+  atty_ = alloc(L * BT * C);
+  att_lse_ = alloc(L * BT * shape_.num_heads);
+  residual2_ = alloc(L * BT * C);
+  ln2_ = alloc(L * BT * C);
+  ln2_mean_ = alloc(L * BT);
+  ln2_rstd_ = alloc(L * BT);
+  fch_ = alloc(L * BT * 4 * C);
+  fch_gelu_ = alloc(L * BT * 4 * C);
+  residual3_ = alloc(L * BT * C);
+  lnf_ = alloc(BT * C);
+  lnf_mean_ = alloc(BT);
+  lnf_rstd_ = alloc(BT);
+  logits_ = alloc(BT * shape_.padded_vocab_size);
+  losses_ = alloc(BT);
+  branch_out_ = alloc(BT * C);
+  d_residual_ = alloc(BT * C);
+  d_ln_ = alloc(BT * C);
+  d_qkv_ = alloc(BT * 3 * C);
+  d_atty_ = alloc(BT * C);
+  d_fch_ = alloc(BT * 4 * C);
+  d_fch_gelu_ = alloc(BT * 4 * C);
+}
+
+Gpt2Model::~Gpt2Model() {
+  for (Tensor* t :
+       {&params_, &grads_, &tokens_, &targets_, &encoded_, &ln1_, &ln1_mean_,
+        &ln1_rstd_, &qkv_, &atty_, &att_lse_, &residual2_, &ln2_, &ln2_mean_,
+        &ln2_rstd_, &fch_, &fch_gelu_, &residual3_, &lnf_, &lnf_mean_,
+        &lnf_rstd_, &logits_, &losses_, &branch_out_, &d_residual_, &d_ln_,
+        &d_qkv_, &d_atty_, &d_fch_, &d_fch_gelu_}) {
+    backend_->Free(*t);
+  }
+}
+
+void Gpt2Model::InitParams(uint64_t seed) {
+  std::vector<double> host;
+  gpt2::InitParams(shape_, param_list_, seed, &host);
+  SetParams(host);
+}
+
+void Gpt2Model::SetParams(const std::vector<double>& host) {
+  GPT2_CHECK(static_cast<int64_t>(host.size()) == num_params_);
+  std::vector<char> bytes;
+  if (dtype_ == DType::kF64) {
+    ConvertFromDouble<double>(host, &bytes);
+  } else {
+    GPT2_CHECK(dtype_ == DType::kF32);
+    ConvertFromDouble<float>(host, &bytes);
+  }
+  backend_->Upload(params_, bytes.data());
+}
+
+std::vector<double> Gpt2Model::GetParams() const {
+  std::vector<char> bytes(params_.bytes());
+  backend_->Download(bytes.data(), params_);
+  return dtype_ == DType::kF64 ? ConvertToDouble<double>(bytes)
+                               : ConvertToDouble<float>(bytes);
+}
+
+std::vector<double> Gpt2Model::GetGrads() const {
+  std::vector<char> bytes(grads_.bytes());
+  backend_->Download(bytes.data(), grads_);
+  return dtype_ == DType::kF64 ? ConvertToDouble<double>(bytes)
+                               : ConvertToDouble<float>(bytes);
+}
+
+Tensor Gpt2Model::ViewOf(Tensor buffer, int index, int layer) const {
+  const ParamSpec& p = param_list_[index];
+  if (layer < 0) return buffer.Slice(p.offset, p.numel);
+  GPT2_CHECK(p.per_layer && layer < shape_.num_layers);
+  return buffer.Slice(p.offset + layer * p.layer_numel(), p.layer_numel());
+}
+
+Tensor Gpt2Model::Param(int index, int layer) const {
+  return ViewOf(params_, index, layer);
+}
+Tensor Gpt2Model::Grad(int index, int layer) const {
+  return ViewOf(grads_, index, layer);
+}
+
+Tensor Gpt2Model::logits() const {
+  return logits_.Slice(0, int64_t{last_B_} * last_T_ * shape_.padded_vocab_size);
+}
+
+Gpt2Model::LayerActs Gpt2Model::Layer(int l, int B, int T) const {
+  const int64_t stride = int64_t{max_batch_} * max_seq_;  // per-layer slot, in rows
+  const int64_t BT = int64_t{B} * T, C = shape_.channels;
+  auto rows = [&](Tensor t, int64_t width) {
+    return t.Slice(l * stride * width, BT * width);
+  };
+  LayerActs a;
+  a.residual_in = l == 0 ? encoded_.Slice(0, BT * C)
+                         : residual3_.Slice((l - 1) * stride * C, BT * C);
+  a.ln1 = rows(ln1_, C);
+  a.ln1_mean = rows(ln1_mean_, 1);
+  a.ln1_rstd = rows(ln1_rstd_, 1);
+  a.qkv = rows(qkv_, 3 * C);
+  a.atty = rows(atty_, C);
+  a.att_lse = rows(att_lse_, shape_.num_heads);
+  a.residual2 = rows(residual2_, C);
+  a.ln2 = rows(ln2_, C);
+  a.ln2_mean = rows(ln2_mean_, 1);
+  a.ln2_rstd = rows(ln2_rstd_, 1);
+  a.fch = rows(fch_, 4 * C);
+  a.fch_gelu = rows(fch_gelu_, 4 * C);
+  a.residual3 = rows(residual3_, C);
+  return a;
+}
+
+void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
+                        int T, double dloss, bool write_grad) {
+  GPT2_CHECK_MSG(B >= 1 && B <= max_batch_ && T >= 1 && T <= max_seq_,
+                 "batch (", B, ", ", T, ") exceeds the model's (", max_batch_,
+                 ", ", max_seq_, ")");
+  GPT2_CHECK(!write_grad || targets != nullptr);
+  const int64_t BT = int64_t{B} * T;
+  const int C = shape_.channels, NH = shape_.num_heads, L = shape_.num_layers;
+  const int Vp = shape_.padded_vocab_size;
+  last_B_ = B;
+  last_T_ = T;
+  have_dlogits_ = false;
+
+  Tensor tok = tokens_.Slice(0, BT);
+  const int32_t* host_tokens = tokens;
+  for (int64_t i = 0; i < BT; ++i) {
+    GPT2_CHECK_MSG(host_tokens[i] >= 0 && host_tokens[i] < shape_.vocab_size,
+                   "token ", host_tokens[i], " at ", i, " outside the vocab");
+  }
+  backend_->Upload(tok, tokens);
+  backend_->EncoderForward(encoded_.Slice(0, BT * C), tok, Param(kWte),
+                           Param(kWpe), B, T, C);
+  Tensor branch = branch_out_.Slice(0, BT * C);
+  for (int l = 0; l < L; ++l) {
+    const LayerActs a = Layer(l, B, T);
+    backend_->LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual_in,
+                               Param(kLn1w, l), Param(kLn1b, l), BT, C);
+    backend_->MatmulForward(a.qkv, a.ln1, Param(kQkvw, l), Param(kQkvb, l), BT,
+                            C, 3 * C);
+    backend_->AttentionForward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
+    backend_->MatmulForward(branch, a.atty, Param(kAttprojw, l),
+                            Param(kAttprojb, l), BT, C, C);
+    backend_->ResidualForward(a.residual2, a.residual_in, branch);
+    backend_->LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2,
+                               Param(kLn2w, l), Param(kLn2b, l), BT, C);
+    backend_->MatmulForward(a.fch, a.ln2, Param(kFcw, l), Param(kFcb, l), BT, C,
+                            4 * C);
+    backend_->GeluForward(a.fch_gelu, a.fch);
+    backend_->MatmulForward(branch, a.fch_gelu, Param(kFcprojw, l),
+                            Param(kFcprojb, l), BT, 4 * C, C);
+    backend_->ResidualForward(a.residual3, a.residual2, branch);
+  }
+  const Tensor last = Layer(L - 1, B, T).residual3;
+  Tensor lnf = lnf_.Slice(0, BT * C);
+  backend_->LayerNormForward(lnf, lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT),
+                             last, Param(kLnfw), Param(kLnfb), BT, C);
+  Tensor logits = logits_.Slice(0, BT * Vp);
+  // The LM head is wte itself (tied), with no bias.
+  backend_->MatmulForward(logits, lnf, Param(kWte), Tensor{}, BT, C, Vp);
+  if (targets == nullptr) return;
+  Tensor tgt = targets_.Slice(0, BT);
+  backend_->Upload(tgt, targets);
+  backend_->ClassifierForward(logits, losses_.Slice(0, BT), tgt, BT,
+                              shape_.vocab_size, Vp, dloss, write_grad);
+  have_dlogits_ = write_grad;
+}
+
+void Gpt2Model::Backward() {
+  GPT2_CHECK_MSG(have_dlogits_, "Backward needs a Forward with write_grad");
+  const int B = last_B_, T = last_T_;
+  const int64_t BT = int64_t{B} * T;
+  const int C = shape_.channels, NH = shape_.num_heads, L = shape_.num_layers;
+  const int Vp = shape_.padded_vocab_size;
+
+  // d_res carries the gradient of the residual stream down through the layers; each
+  // branch adds its input gradient into it (the residual add's backward).
+  Tensor d_res = d_residual_.Slice(0, BT * C);
+  Tensor d_ln = d_ln_.Slice(0, BT * C);
+  Tensor d_qkv = d_qkv_.Slice(0, BT * 3 * C);
+  Tensor d_atty = d_atty_.Slice(0, BT * C);
+  Tensor d_fch = d_fch_.Slice(0, BT * 4 * C);
+  Tensor d_fch_gelu = d_fch_gelu_.Slice(0, BT * 4 * C);
+  backend_->Zero(d_res);
+  backend_->Zero(d_ln);
+
+  backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
+                           lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp);
+  backend_->LayerNormBackward(d_res, Grad(kLnfw), Grad(kLnfb), d_ln,
+                              Layer(L - 1, B, T).residual3, Param(kLnfw),
+                              lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT),
+                              BT, C);
+  for (int l = L - 1; l >= 0; --l) {
+    const LayerActs a = Layer(l, B, T);
+    // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
+    backend_->Zero(d_fch_gelu);
+    backend_->MatmulBackward(d_fch_gelu, Grad(kFcprojw, l), Grad(kFcprojb, l),
+                             d_res, a.fch_gelu, Param(kFcprojw, l), BT, 4 * C,
+                             C);
+    backend_->Zero(d_fch);
+    backend_->GeluBackward(d_fch, a.fch, d_fch_gelu);
+    backend_->Zero(d_ln);
+    backend_->MatmulBackward(d_ln, Grad(kFcw, l), Grad(kFcb, l), d_fch, a.ln2,
+                             Param(kFcw, l), BT, C, 4 * C);
+    backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
+                                a.residual2, Param(kLn2w, l), a.ln2_mean,
+                                a.ln2_rstd, BT, C);
+    // Attention branch: residual2 = residual_in + attproj(attn(qkv(ln1(residual_in)))).
+    backend_->Zero(d_atty);
+    backend_->MatmulBackward(d_atty, Grad(kAttprojw, l), Grad(kAttprojb, l),
+                             d_res, a.atty, Param(kAttprojw, l), BT, C, C);
+    backend_->Zero(d_qkv);
+    backend_->AttentionBackward(d_qkv, d_atty, a.qkv, a.atty, a.att_lse, B, T,
+                                C, NH);
+    backend_->Zero(d_ln);
+    backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,
+                             Param(kQkvw, l), BT, C, 3 * C);
+    backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,
+                                a.residual_in, Param(kLn1w, l), a.ln1_mean,
+                                a.ln1_rstd, BT, C);
+  }
+  backend_->EncoderBackward(Grad(kWte), Grad(kWpe), d_res, tokens_.Slice(0, BT),
+                            B, T, C);
+  have_dlogits_ = false;
+}
+
+void Gpt2Model::ZeroGrads() { backend_->Zero(grads_); }
+
+}  // namespace gpt2

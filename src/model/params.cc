@@ -1,0 +1,96 @@
+#include "src/model/params.h"
+
+#include <cmath>
+
+#include "src/core/error.h"
+#include "src/core/rng.h"
+
+namespace gpt2 {
+
+ModelShape ModelShape::Gpt2Small() {
+  return ModelShape{12, 12, 768, 1024, 50257, 50304};
+}
+
+int64_t ParamSpec::layer_numel() const {
+  return per_layer ? numel / shape[0] : numel;
+}
+
+std::vector<ParamSpec> BuildParamList(const ModelShape& s) {
+  const int64_t L = s.num_layers, C = s.channels;
+  std::vector<ParamSpec> list = {
+      {"wte", {s.padded_vocab_size, C}, false, true, ParamInit::kNormal},
+      {"wpe", {s.max_seq_len, C}, false, true, ParamInit::kNormal},
+      {"ln1w", {L, C}, true, false, ParamInit::kOnes},
+      {"ln1b", {L, C}, true, false, ParamInit::kZeros},
+      {"qkvw", {L, 3 * C, C}, true, true, ParamInit::kNormal},
+      {"qkvb", {L, 3 * C}, true, false, ParamInit::kZeros},
+      {"attprojw", {L, C, C}, true, true, ParamInit::kNormalResidual},
+      {"attprojb", {L, C}, true, false, ParamInit::kZeros},
+      {"ln2w", {L, C}, true, false, ParamInit::kOnes},
+      {"ln2b", {L, C}, true, false, ParamInit::kZeros},
+      {"fcw", {L, 4 * C, C}, true, true, ParamInit::kNormal},
+      {"fcb", {L, 4 * C}, true, false, ParamInit::kZeros},
+      {"fcprojw", {L, C, 4 * C}, true, true, ParamInit::kNormalResidual},
+      {"fcprojb", {L, C}, true, false, ParamInit::kZeros},
+      {"lnfw", {C}, false, false, ParamInit::kOnes},
+      {"lnfb", {C}, false, false, ParamInit::kZeros},
+  };
+  int64_t offset = 0;
+  for (ParamSpec& p : list) {
+    p.numel = 1;
+    for (int64_t d : p.shape) p.numel *= d;
+    p.offset = offset;
+    offset += p.numel;
+  }
+  return list;
+}
+
+int64_t TotalParams(const std::vector<ParamSpec>& list) {
+  return list.empty() ? 0 : list.back().offset + list.back().numel;
+}
+
+ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
+                                  int num_layers) {
+  ParamGroupCounts counts;
+  for (const ParamSpec& p : list) {
+    const int64_t tensors = p.per_layer ? num_layers : 1;
+    if (p.decayed) {
+      counts.decayed_tensors += tensors;
+      counts.decayed_params += p.numel;
+    } else {
+      counts.other_tensors += tensors;
+      counts.other_params += p.numel;
+    }
+  }
+  return counts;
+}
+
+void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
+                uint64_t seed, std::vector<double>* params) {
+  params->assign(TotalParams(list), 0.0);
+  Rng rng(seed);
+  const double std_dev = 0.02;
+  const double residual_std = 0.02 / std::sqrt(2.0 * shape.num_layers);
+  for (const ParamSpec& p : list) {
+    double* data = params->data() + p.offset;
+    // wte's padded rows stay zero: they are never a target and are masked in the loss.
+    const int64_t count = p.name == "wte"
+                              ? int64_t{shape.vocab_size} * shape.channels
+                              : p.numel;
+    switch (p.init) {
+      case ParamInit::kNormal:
+        for (int64_t i = 0; i < count; ++i) data[i] = std_dev * rng.Normal();
+        break;
+      case ParamInit::kNormalResidual:
+        for (int64_t i = 0; i < count; ++i) data[i] = residual_std * rng.Normal();
+        break;
+      case ParamInit::kOnes:
+        for (int64_t i = 0; i < count; ++i) data[i] = 1.0;
+        break;
+      case ParamInit::kZeros:
+        break;
+    }
+  }
+}
+
+}  // namespace gpt2

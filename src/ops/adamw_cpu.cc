@@ -1,0 +1,34 @@
+#include "src/ops/adamw.h"
+
+#include <cmath>
+
+namespace gpt2::cpu {
+
+template <typename T>
+void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
+           const T* norm_squared, const AdamWArgs& args) {
+  const double scale = ClipScale(std::sqrt(double{norm_squared[0]}), args.grad_clip);
+  const double b1 = args.beta1, b2 = args.beta2;
+  const double correction1 = 1.0 - std::pow(b1, static_cast<double>(args.step));
+  const double correction2 = 1.0 - std::pow(b2, static_cast<double>(args.step));
+  const T lr = static_cast<T>(args.lr), wd = static_cast<T>(args.weight_decay),
+          eps = static_cast<T>(args.eps);
+#pragma omp parallel for simd schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    const T g = static_cast<T>(grad[i] * scale);
+    const T mi = static_cast<T>(b1) * m[i] + static_cast<T>(1.0 - b1) * g;
+    const T vi = static_cast<T>(b2) * v[i] + static_cast<T>(1.0 - b2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const T m_hat = mi / static_cast<T>(correction1);
+    const T v_hat = vi / static_cast<T>(correction2);
+    param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + wd * param[i]);
+  }
+}
+
+template void AdamW<float>(float*, float*, float*, const float*, int64_t,
+                           const float*, const AdamWArgs&);
+template void AdamW<double>(double*, double*, double*, const double*, int64_t,
+                            const double*, const AdamWArgs&);
+
+}  // namespace gpt2::cpu

@@ -1,0 +1,24 @@
+// Causal multi-head self-attention over a fused qkv tensor, flash-style: the forward pass
+// keeps only each row's softmax log-sum-exp, and the backward pass recomputes the
+// probabilities from it, so no (B, NH, T, T) tensor is ever stored.
+#ifndef GPT2_OPS_ATTENTION_H_
+#define GPT2_OPS_ATTENTION_H_
+
+namespace gpt2::cpu {
+
+// qkv (B,T,3C) holds q | k | v, each split into NH heads of C/NH channels.
+// out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v; lse (B,NH,T) the log-sum-exp
+// of each row of scaled scores.
+template <typename T>
+void AttentionForward(T* out, T* lse, const T* qkv, int B, int T_, int C,
+                      int NH);
+
+// dqkv (B,T,3C) += gradient of the forward pass, given dout (B,T,C) and the
+// forward's out and lse.
+template <typename T>
+void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
+                       const T* lse, int B, int T_, int C, int NH);
+
+}  // namespace gpt2::cpu
+
+#endif  // GPT2_OPS_ATTENTION_H_

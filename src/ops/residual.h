@@ -1,0 +1,20 @@
+// Residual add. Its backward is the identity on both inputs, so the model passes the
+// residual stream's gradient through unchanged and AddInPlace accumulates branches.
+#ifndef GPT2_OPS_RESIDUAL_H_
+#define GPT2_OPS_RESIDUAL_H_
+
+#include <cstdint>
+
+namespace gpt2::cpu {
+
+// out (n) = a (n) + b (n). out may alias a.
+template <typename T>
+void ResidualForward(T* out, const T* a, const T* b, int64_t n);
+
+// dst (n) += src (n): the backward of a residual add, for each input.
+template <typename T>
+void AddInPlace(T* dst, const T* src, int64_t n);
+
+}  // namespace gpt2::cpu
+
+#endif  // GPT2_OPS_RESIDUAL_H_

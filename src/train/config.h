@@ -1,0 +1,49 @@
+// Loading, overriding and validating the run configuration (proto/config.proto).
+// Every failure is an absl::Status whose message names the file, line or field.
+#ifndef GPT2_TRAIN_CONFIG_H_
+#define GPT2_TRAIN_CONFIG_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "proto/config.pb.h"
+#include "src/model/params.h"
+
+namespace gpt2 {
+
+// Parses a protobuf text file; unknown fields and type errors report file:line:column.
+absl::StatusOr<config::RunConfig> ParseConfigFile(const std::string& path);
+absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
+                                                  const std::string& source);
+
+// Applies one "dotted.field=value" override, e.g. "train.max_steps=20".
+absl::Status ApplyOverride(const std::string& assignment,
+                           config::RunConfig* config);
+
+// The values a run derives from its config and world size.
+struct RunPlan {
+  ModelShape shape;
+  int micro_batch_size = 0;  // B per rank
+  int seq_len = 0;           // T
+  int64_t total_batch_tokens = 0;
+  int grad_accum_steps = 0;  // total / (B * T * world)
+};
+
+// Checks ranges and consistency; `source` (the file name) prefixes messages.
+absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& config,
+                                       int world_size,
+                                       const std::string& source);
+
+// Reads `path`, applies `overrides` in order, validates.
+struct LoadedConfig {
+  config::RunConfig config;
+  RunPlan plan;
+};
+absl::StatusOr<LoadedConfig> LoadConfig(const std::string& path,
+                                        const std::vector<std::string>& overrides,
+                                        int world_size);
+
+}  // namespace gpt2
+
+#endif  // GPT2_TRAIN_CONFIG_H_
