@@ -1,4 +1,5 @@
 #include "src/ops/adamw.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <cmath>
 
@@ -13,7 +14,7 @@ void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
   const double correction2 = 1.0 - std::pow(b2, static_cast<double>(args.step));
   const T lr = static_cast<T>(args.lr), wd = static_cast<T>(args.weight_decay),
           eps = static_cast<T>(args.eps);
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) {
     const T g = static_cast<T>(grad[i] * scale);
     const T mi = static_cast<T>(b1) * m[i] + static_cast<T>(1.0 - b1) * g;

@@ -1,4 +1,5 @@
 #include "src/ops/attention.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <cmath>
 #include <cstdint>
@@ -12,7 +13,7 @@ void AttentionForward(T* out, T* lse, const T* qkv, int B, int T_, int C,
   const int hs = C / NH;
   const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
   const int64_t row = 3 * int64_t{C};
-#pragma omp parallel
+#pragma omp parallel if (int64_t{B} * T_ * T_ * C >= kParallelMinWork)
   {
     std::vector<double> scores(T_), acc(hs);
 #pragma omp for collapse(3) schedule(static)
@@ -57,7 +58,7 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
   const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
   const int64_t row = 3 * int64_t{C};
   // Each (b, h) owns disjoint slices of dqkv, so the pairs run in parallel.
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (int64_t{B} * T_ * T_ * C >= kParallelMinWork)
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const T* base = qkv + int64_t{b} * T_ * row;

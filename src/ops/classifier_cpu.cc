@@ -1,4 +1,5 @@
 #include "src/ops/classifier.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <cmath>
 
@@ -7,7 +8,7 @@ namespace gpt2::cpu {
 template <typename T>
 void ClassifierForward(T* logits, T* losses, const int32_t* targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * V >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     T* row = logits + n * Vp;
     double max_logit = -INFINITY;

@@ -1,11 +1,12 @@
 #include "src/ops/encoder.h"
+#include "src/ops/cpu_parallel.h"
 
 namespace gpt2::cpu {
 
 template <typename T>
 void EncoderForward(T* out, const int32_t* tokens, const T* wte, const T* wpe,
                     int B, int T_, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t{B} * T_ * C >= kParallelMinWork)
   for (int64_t bt = 0; bt < int64_t{B} * T_; ++bt) {
     const int t = static_cast<int>(bt % T_);
     const T* token_row = wte + int64_t{tokens[bt]} * C;
@@ -22,7 +23,7 @@ void EncoderBackward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens,
   // so the sums do not depend on the thread count.
   constexpr int kBlock = 32;
   const int num_blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (int64_t{B} * T_ * C >= kParallelMinWork)
   for (int blk = 0; blk < num_blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = c0 + kBlock < C ? c0 + kBlock : C;

@@ -1,4 +1,5 @@
 #include "src/ops/gelu.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <cmath>
 
@@ -10,7 +11,7 @@ constexpr double kCubic = 0.044715;
 
 template <typename T>
 void GeluForward(T* out, const T* inp, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) {
     const T x = inp[i];
     const T inner = T(kSqrt2OverPi) * (x + T(kCubic) * x * x * x);
@@ -20,7 +21,7 @@ void GeluForward(T* out, const T* inp, int64_t n) {
 
 template <typename T>
 void GeluBackward(T* dinp, const T* inp, const T* dout, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) {
     const T x = inp[i];
     const T inner = T(kSqrt2OverPi) * (x + T(kCubic) * x * x * x);

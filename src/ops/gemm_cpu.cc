@@ -1,4 +1,5 @@
 #include "src/ops/gemm_cpu.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <omp.h>
 
@@ -113,10 +114,12 @@ void GemmAccumulate(int64_t M, int64_t N, int64_t K, const T* a,
   const int64_t n_blocks = (N + n_block - 1) / n_block;
   const int64_t tasks = m_blocks * n_blocks;
 
-#pragma omp parallel
+#pragma omp parallel if (M * N * K >= 32 * kParallelMinWork)
   {
-    std::vector<T> packed_a(static_cast<size_t>(kMBlock) * kKBlock);
-    std::vector<T> packed_b(static_cast<size_t>(n_block + kCols) * kKBlock);
+    // Per-thread packing buffers, kept between calls: small GEMMs are common.
+    thread_local std::vector<T> packed_a, packed_b;
+    packed_a.resize(static_cast<size_t>(kMBlock) * kKBlock);
+    packed_b.resize(static_cast<size_t>(n_block + kCols) * kKBlock);
     alignas(64) T acc[kRows * kCols];
 #pragma omp for schedule(dynamic)
     for (int64_t task = 0; task < tasks; ++task) {

@@ -1,4 +1,5 @@
 #include "src/ops/global_norm.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <vector>
 
@@ -9,7 +10,7 @@ void SumSquares(T* out, const T* x, int64_t n) {
   constexpr int64_t kChunk = 1 << 16;
   const int64_t chunks = (n + kChunk - 1) / kChunk;
   std::vector<double> partial(chunks);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinWork)
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t end = (c + 1) * kChunk < n ? (c + 1) * kChunk : n;
     double sum = 0.0;

@@ -1,4 +1,5 @@
 #include "src/ops/layernorm.h"
+#include "src/ops/cpu_parallel.h"
 
 #include <cmath>
 
@@ -7,7 +8,7 @@ namespace gpt2::cpu {
 template <typename T>
 void LayerNormForward(T* out, T* mean, T* rstd, const T* inp, const T* weight,
                       const T* bias, int64_t N, int C) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     const T* x = inp + n * C;
     double sum = 0.0;
@@ -33,7 +34,7 @@ void LayerNormBackward(T* dinp, T* dweight, T* dbias, const T* dout,
                        const T* inp, const T* weight, const T* mean,
                        const T* rstd, int64_t N, int C) {
   // dinp: rows are independent.
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     const T* x = inp + n * C;
     const T* dy = dout + n * C;
@@ -57,7 +58,7 @@ void LayerNormBackward(T* dinp, T* dweight, T* dbias, const T* dout,
   // dweight, dbias: each channel block owned by one thread, rows summed in order.
   constexpr int kBlock = 16;
   const int num_blocks = (C + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
   for (int blk = 0; blk < num_blocks; ++blk) {
     const int c0 = blk * kBlock;
     const int c1 = c0 + kBlock < C ? c0 + kBlock : C;

@@ -1,4 +1,5 @@
 #include "src/ops/matmul.h"
+#include "src/ops/cpu_parallel.h"
 
 #include "src/ops/gemm_cpu.h"
 
@@ -7,7 +8,7 @@ namespace gpt2::cpu {
 template <typename T>
 void MatmulForward(T* out, const T* inp, const T* weight, const T* bias,
                    int64_t N, int C, int OC) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC >= kParallelMinWork)
   for (int64_t n = 0; n < N; ++n) {
     T* row = out + n * OC;
     for (int o = 0; o < OC; ++o) row[o] = bias != nullptr ? bias[o] : T(0);
@@ -27,7 +28,7 @@ void MatmulBackward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   if (dbias != nullptr) {
     constexpr int kBlock = 64;
     const int num_blocks = (OC + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC >= kParallelMinWork)
     for (int blk = 0; blk < num_blocks; ++blk) {
       const int o0 = blk * kBlock;
       const int o1 = o0 + kBlock < OC ? o0 + kBlock : OC;

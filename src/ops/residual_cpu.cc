@@ -1,16 +1,17 @@
 #include "src/ops/residual.h"
+#include "src/ops/cpu_parallel.h"
 
 namespace gpt2::cpu {
 
 template <typename T>
 void ResidualForward(T* out, const T* a, const T* b, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) out[i] = a[i] + b[i];
 }
 
 template <typename T>
 void AddInPlace(T* dst, const T* src, int64_t n) {
-#pragma omp parallel for simd schedule(static)
+#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork)
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 

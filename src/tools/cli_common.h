@@ -1,0 +1,53 @@
+// Small pieces the command-line tools share: repeatable flags pulled out before Abseil
+// parses the rest (this Abseil keeps only the last value of a repeated flag), and the
+// one way a tool reports a failed Status.
+#ifndef GPT2_TOOLS_CLI_COMMON_H_
+#define GPT2_TOOLS_CLI_COMMON_H_
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace gpt2 {
+
+// Removes every "--name VALUE" and "--name=VALUE" from argv and returns the values in
+// order. A trailing "--name" with no value is returned as the error string in *error.
+inline std::vector<std::string> TakeRepeatedFlag(const std::string& name,
+                                                 int* argc, char** argv,
+                                                 std::string* error) {
+  std::vector<std::string> values;
+  const std::string bare = "--" + name, with_eq = bare + "=";
+  const std::string bare1 = "-" + name, with_eq1 = bare1 + "=";
+  int out = 1;
+  for (int i = 1; i < *argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == bare || arg == bare1) {
+      if (i + 1 >= *argc) {
+        *error = arg + " needs a value, e.g. " + bare + " train.max_steps=20";
+        continue;
+      }
+      values.push_back(argv[++i]);
+    } else if (arg.rfind(with_eq, 0) == 0) {
+      values.push_back(arg.substr(with_eq.size()));
+    } else if (arg.rfind(with_eq1, 0) == 0) {
+      values.push_back(arg.substr(with_eq1.size()));
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  argv[out] = nullptr;
+  return values;
+}
+
+inline int ReportError(const char* tool, const absl::Status& status) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s: error: %s\n", tool, std::string(status.message()).c_str());
+  return 1;
+}
+
+}  // namespace gpt2
+
+#endif  // GPT2_TOOLS_CLI_COMMON_H_

@@ -1,0 +1,57 @@
+// gpt2_ddp: trains GPT-2 from a config. Without mpirun it is a world of one.
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "src/data/dataset.h"
+#include "src/tools/cli_common.h"
+#include "src/train/config.h"
+#include "src/train/trainer.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Run configuration, a protobuf text file (see configs/ and "
+          "proto/config.proto). Required.");
+ABSL_FLAG(std::string, set, "",
+          "Override one config field, e.g. --set train.max_steps=20 or "
+          "--set optim.lr=3e-4. Repeatable; applied in order after the file.");
+ABSL_FLAG(std::string, data_dir, "",
+          "Data directory: config data paths are relative to it. Default: "
+          "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Trains GPT-2 from scratch.\n\n"
+      "  gpt2_ddp --config configs/tiny_cpu.pbtxt --data_dir ../shared/data\n"
+      "  gpt2_ddp --config FILE --set train.max_steps=100 --set optim.lr=1e-3\n"
+      "  mpirun -np 4 gpt2_ddp --config FILE   (one rank per GPU; distributed runs "
+      "are a later milestone)\n\n"
+      "Prints one line per step: step | loss | lr | dt | tok/sec | norm, and writes "
+      "<log.run_dir>/<log.run_name>/train.log and metrics.jsonl.");
+  std::string set_error;
+  const std::vector<std::string> overrides =
+      gpt2::TakeRepeatedFlag("set", &argc, argv, &set_error);
+  if (!set_error.empty()) {
+    return gpt2::ReportError("gpt2_ddp", absl::InvalidArgumentError(set_error));
+  }
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    return gpt2::ReportError(
+        "gpt2_ddp", absl::InvalidArgumentError(absl::StrCat(
+                        "unexpected argument '", rest[1], "' (see --help)")));
+  }
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) {
+    return gpt2::ReportError("gpt2_ddp",
+                             absl::InvalidArgumentError("--config FILE is required (see --help)"));
+  }
+  auto loaded = gpt2::LoadConfig(config_path, overrides, /*world_size=*/1);
+  if (!loaded.ok()) return gpt2::ReportError("gpt2_ddp", loaded.status());
+  gpt2::TrainOptions options;
+  options.config_path = config_path;
+  options.data_dir = gpt2::ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
+  auto result = gpt2::Train(*loaded, options);
+  if (!result.ok()) return gpt2::ReportError("gpt2_ddp", result.status());
+  return 0;
+}

@@ -1,0 +1,83 @@
+#include "src/train/run_log.h"
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace gpt2 {
+
+std::string FormatStepLine(const StepMetrics& m) {
+  return absl::StrFormat(
+      "step %d | loss: %.6f | lr: %.4e | dt: %.2fms | tok/sec: %.2f | norm: %.4f",
+      m.step, m.loss, m.lr, m.dt_ms, m.tok_per_sec, m.norm);
+}
+
+std::string FormatMetricsJson(const StepMetrics& m) {
+  // %.9g keeps full float precision; non-finite values become JSON null.
+  auto num = [](double v) {
+    return std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string("null");
+  };
+  std::string json = absl::StrCat(
+      "{\"step\": ", m.step, ", \"loss\": ", num(m.loss), ", \"lr\": ", num(m.lr),
+      ", \"norm\": ", num(m.norm), ", \"dt_ms\": ", num(m.dt_ms),
+      ", \"tok_per_sec\": ", num(m.tok_per_sec));
+  if (m.val_loss.has_value()) absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
+  absl::StrAppend(&json, "}");
+  return json;
+}
+
+absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled) {
+  RunLog log;
+  log.dir_ = run_dir;
+  log.enabled_ = enabled;
+  if (!enabled) return log;
+  std::error_code ec;
+  std::filesystem::create_directories(run_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(run_dir, ": cannot create the run folder: ", ec.message()));
+  }
+  const std::string log_path = run_dir + "/train.log";
+  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  log.log_ = std::fopen(log_path.c_str(), "w");
+  if (log.log_ == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(log_path, ": cannot open: ", std::strerror(errno)));
+  }
+  log.metrics_ = std::fopen(metrics_path.c_str(), "w");
+  if (log.metrics_ == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(metrics_path, ": cannot open: ", std::strerror(errno)));
+  }
+  return log;
+}
+
+RunLog::RunLog(RunLog&& o) noexcept
+    : dir_(std::move(o.dir_)), enabled_(o.enabled_), log_(o.log_), metrics_(o.metrics_) {
+  o.log_ = nullptr;
+  o.metrics_ = nullptr;
+}
+
+RunLog::~RunLog() {
+  if (log_ != nullptr) std::fclose(log_);
+  if (metrics_ != nullptr) std::fclose(metrics_);
+}
+
+void RunLog::Line(const std::string& text) {
+  if (!enabled_) return;
+  std::printf("%s\n", text.c_str());
+  std::fflush(stdout);
+  std::fprintf(log_, "%s\n", text.c_str());
+  std::fflush(log_);
+}
+
+void RunLog::Metrics(const StepMetrics& m) {
+  if (!enabled_) return;
+  std::fprintf(metrics_, "%s\n", FormatMetricsJson(m).c_str());
+  std::fflush(metrics_);
+}
+
+}  // namespace gpt2

@@ -1,0 +1,73 @@
+// Helpers shared by the tests: random inputs, finite differences, the data directory.
+#ifndef GPT2_TESTS_TEST_UTIL_H_
+#define GPT2_TESTS_TEST_UTIL_H_
+
+#include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "src/core/rng.h"
+
+namespace gpt2::testing {
+
+inline std::vector<double> RandomVector(size_t n, uint64_t seed,
+                                        double scale = 1.0) {
+  Rng rng(seed);
+  std::vector<double> v(n);
+  for (double& x : v) x = scale * rng.Normal();
+  return v;
+}
+
+// Central differences of a scalar function of x, one element at a time.
+inline std::vector<double> NumericGradient(
+    std::vector<double>* x, const std::function<double()>& loss,
+    double h = 1e-6) {
+  std::vector<double> grad(x->size());
+  for (size_t i = 0; i < x->size(); ++i) {
+    const double saved = (*x)[i];
+    (*x)[i] = saved + h;
+    const double plus = loss();
+    (*x)[i] = saved - h;
+    const double minus = loss();
+    (*x)[i] = saved;
+    grad[i] = (plus - minus) / (2 * h);
+  }
+  return grad;
+}
+
+// Every element within atol + rtol * |expected|; reports the first few misses.
+inline void ExpectClose(const std::vector<double>& actual,
+                        const std::vector<double>& expected, double rtol,
+                        double atol, const std::string& what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  int misses = 0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(actual[i])) << what << "[" << i << "] is " << actual[i];
+    const double tol = atol + rtol * std::fabs(expected[i]);
+    if (std::fabs(actual[i] - expected[i]) > tol && ++misses <= 5) {
+      ADD_FAILURE() << what << "[" << i << "]: got " << actual[i]
+                    << ", expected " << expected[i];
+    }
+  }
+  EXPECT_EQ(misses, 0) << what << ": " << misses << " of " << actual.size()
+                       << " elements out of tolerance";
+}
+
+inline double Dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+// The data directory the tests read: GPT2_DATA_DIR, set by CTest.
+inline std::string DataDir() {
+  const char* dir = std::getenv("GPT2_DATA_DIR");
+  return dir != nullptr ? dir : "data";
+}
+
+}  // namespace gpt2::testing
+
+#endif  // GPT2_TESTS_TEST_UTIL_H_
