@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/text_format.h"
 #include "src/core/error.h"
 
@@ -106,6 +107,7 @@ absl::Status ApplyOverride(const std::string& assignment,
       r->SetString(message, field, value);
       return absl::OkStatus();
     }
+    pb::LogSilencer quiet;  // our message below says it better than protobuf's log
     if (!pb::TextFormat::ParseFieldValueFromString(value, field, message)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--set ", assignment, ": '", value, "' is not a valid ",

@@ -1,0 +1,168 @@
+// The whole GPT-2 model on the CPU backend: parameter list, init, gradients against
+// finite differences in double, the initial loss of the 124M init, and overfitting.
+#include "src/model/gpt2.h"
+
+#include <cmath>
+#include <numeric>
+
+#include "gtest/gtest.h"
+#include "src/optim/adamw_optimizer.h"
+#include "tests/test_util.h"
+
+namespace gpt2 {
+namespace {
+
+ModelShape TinyShape() {
+  ModelShape s;
+  s.num_layers = 2;
+  s.num_heads = 2;
+  s.channels = 8;
+  s.max_seq_len = 8;
+  s.vocab_size = 11;
+  s.padded_vocab_size = 16;
+  return s;
+}
+
+TEST(ParamList, Gpt2SmallCounts) {
+  const ModelShape shape = ModelShape::Gpt2Small();
+  const auto list = BuildParamList(shape);
+  ASSERT_EQ(list.size(), 16u);
+  EXPECT_EQ(TotalParams(list), 124475904);
+  // The groups the original PyTorch run prints.
+  const ParamGroupCounts g = CountParamGroups(list, shape.num_layers);
+  EXPECT_EQ(g.decayed_tensors, 50);
+  EXPECT_EQ(g.decayed_params, 124354560);
+  EXPECT_EQ(g.other_tensors, 98);
+  EXPECT_EQ(g.other_params, 121344);
+  // Offsets tile the flat buffer with no gaps.
+  int64_t offset = 0;
+  for (const ParamSpec& p : list) {
+    EXPECT_EQ(p.offset, offset) << p.name;
+    offset += p.numel;
+  }
+}
+
+TEST(ParamList, InitStatistics) {
+  ModelShape shape = TinyShape();
+  shape.channels = 64;
+  shape.num_heads = 4;
+  shape.vocab_size = 500;
+  shape.padded_vocab_size = 512;
+  const auto list = BuildParamList(shape);
+  std::vector<double> params;
+  InitParams(shape, list, 1337, &params);
+  auto stats = [&](const ParamSpec& p, int64_t count) {
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      sum += params[p.offset + i];
+      sq += params[p.offset + i] * params[p.offset + i];
+    }
+    const double mean = sum / count;
+    return std::make_pair(mean, std::sqrt(sq / count - mean * mean));
+  };
+  for (const ParamSpec& p : list) {
+    if (p.name == "wte") {
+      const int64_t real = int64_t{shape.vocab_size} * shape.channels;
+      EXPECT_NEAR(stats(p, real).second, 0.02, 0.001);
+      for (int64_t i = real; i < p.numel; ++i) ASSERT_EQ(params[p.offset + i], 0.0);
+    } else if (p.name == "fcprojw" || p.name == "attprojw") {
+      EXPECT_NEAR(stats(p, p.numel).second, 0.02 / std::sqrt(2.0 * shape.num_layers),
+                  0.001)
+          << p.name;
+    } else if (p.name == "qkvw" || p.name == "fcw") {
+      EXPECT_NEAR(stats(p, p.numel).second, 0.02, 0.001) << p.name;
+    } else if (p.name == "ln1w" || p.name == "ln2w" || p.name == "lnfw") {
+      EXPECT_EQ(stats(p, p.numel).first, 1.0) << p.name;
+    } else if (p.name != "wpe") {
+      EXPECT_EQ(stats(p, p.numel).second, 0.0) << p.name;  // biases: all zero
+    }
+  }
+  std::vector<double> again;
+  InitParams(shape, list, 1337, &again);
+  EXPECT_EQ(params, again);  // same seed, same init
+}
+
+TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
+  auto backend = MakeCpuBackend();
+  const ModelShape shape = TinyShape();
+  const int B = 2, T = 5;
+  Gpt2Model model(backend.get(), shape, DType::kF64, B, T);
+  // Random params everywhere (not GPT-2's init) so every path carries signal.
+  std::vector<double> params = testing::RandomVector(model.num_params(), 7, 0.3);
+  model.SetParams(params);
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 2, 0, 10, 3, 7, 4};
+  const std::vector<int32_t> targets = {5, 9, 2, 2, 8, 10, 3, 7, 4, 6};
+  const double dloss = 1.0 / (B * T);
+  auto loss = [&] {
+    model.SetParams(params);
+    model.Forward(tokens.data(), targets.data(), B, T, dloss, false);
+    std::vector<double> losses(B * T);
+    backend->Download(losses.data(), model.losses());
+    return std::accumulate(losses.begin(), losses.end(), 0.0) * dloss;
+  };
+  model.ZeroGrads();
+  model.Forward(tokens.data(), targets.data(), B, T, dloss, true);
+  model.Backward();
+  const std::vector<double> grads = model.GetGrads();
+  const std::vector<double> numeric = testing::NumericGradient(&params, loss, 1e-5);
+  // Padded wte rows get no gradient from the loss (masked) nor from the encoder.
+  testing::ExpectClose(grads, numeric, 1e-5, 1e-9, "model grads");
+  double norm = 0;
+  for (double g : grads) norm += g * g;
+  EXPECT_GT(norm, 1e-6);  // the check is not vacuous
+}
+
+TEST(Gpt2Model, InitialLossIsLnVocab) {
+  auto backend = MakeCpuBackend();
+  const ModelShape shape = ModelShape::Gpt2Small();
+  const int B = 1, T = 64;
+  Gpt2Model model(backend.get(), shape, DType::kF32, B, T);
+  model.InitParams(1337);
+  Rng rng(42);
+  std::vector<int32_t> tokens(B * T), targets(B * T);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  for (auto& t : targets) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  model.Forward(tokens.data(), targets.data(), B, T, 0.0, false);
+  std::vector<float> losses(B * T);
+  backend->Download(losses.data(), model.losses());
+  const double mean = std::accumulate(losses.begin(), losses.end(), 0.0) / (B * T);
+  EXPECT_NEAR(mean, std::log(50257.0), 0.1);
+}
+
+TEST(Gpt2Model, OverfitsOneBatch) {
+  auto backend = MakeCpuBackend();
+  ModelShape shape = TinyShape();
+  shape.channels = 32;
+  shape.num_heads = 4;
+  shape.max_seq_len = 16;
+  shape.vocab_size = 64;
+  shape.padded_vocab_size = 64;
+  const int B = 4, T = 16;
+  Gpt2Model model(backend.get(), shape, DType::kF32, B, T);
+  model.InitParams(1);
+  AdamWHyper hyper;
+  hyper.weight_decay = 0.0;
+  AdamWOptimizer opt(backend.get(), model.param_list(), DType::kF32, hyper);
+  Rng rng(3);
+  std::vector<int32_t> tokens(B * T + 1);
+  for (auto& t : tokens) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  std::vector<int32_t> inputs(tokens.begin(), tokens.end() - 1),
+      targets(tokens.begin() + 1, tokens.end());
+  Tensor norm_sq = backend->Alloc(DType::kF32, 1);
+  double loss = 0.0;
+  for (int step = 1; step <= 300 && !(loss > 0 && loss < 0.05); ++step) {
+    model.ZeroGrads();
+    model.Forward(inputs.data(), targets.data(), B, T, 1.0 / (B * T), true);
+    std::vector<float> losses(B * T);
+    backend->Download(losses.data(), model.losses());
+    loss = std::accumulate(losses.begin(), losses.end(), 0.0) / (B * T);
+    model.Backward();
+    backend->SumSquares(norm_sq, model.grads());
+    opt.Step(model.params(), model.grads(), norm_sq, 3e-3, step);
+  }
+  backend->Free(norm_sq);
+  EXPECT_LT(loss, 0.05);
+}
+
+}  // namespace
+}  // namespace gpt2

@@ -1,0 +1,150 @@
+// Configs: the shipped files parse and validate, overrides apply, and every bad input
+// gives a message naming the file, line or field.
+#include "src/train/config.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "gtest/gtest.h"
+
+namespace gpt2 {
+namespace {
+
+std::string SourceDir() { return GPT2_SOURCE_DIR; }
+
+TEST(Config, ShippedConfigsValidate) {
+  auto shakespeare =
+      LoadConfig(SourceDir() + "/configs/gpt2_124m_shakespeare.pbtxt", {}, 1);
+  ASSERT_TRUE(shakespeare.ok()) << shakespeare.status();
+  EXPECT_EQ(shakespeare->plan.shape.padded_vocab_size, 50304);
+  EXPECT_EQ(shakespeare->plan.micro_batch_size, 16);
+  EXPECT_EQ(shakespeare->plan.seq_len, 1024);
+  EXPECT_EQ(shakespeare->plan.grad_accum_steps, 1);
+  EXPECT_EQ(shakespeare->config.train().max_steps(), 5000);
+  EXPECT_DOUBLE_EQ(shakespeare->config.optim().lr(), 6e-4);
+  EXPECT_DOUBLE_EQ(shakespeare->config.schedule().min_lr(), 6e-5);
+  EXPECT_EQ(shakespeare->config.train().seed(), 1337u);
+  auto tiny = LoadConfig(SourceDir() + "/configs/tiny_cpu.pbtxt", {}, 1);
+  ASSERT_TRUE(tiny.ok()) << tiny.status();
+  EXPECT_EQ(tiny->config.train().device(), config::CPU);
+}
+
+absl::StatusOr<RunPlan> Validate(const std::string& text, int world = 1) {
+  auto parsed = ParseConfigText(text, "test.pbtxt");
+  if (!parsed.ok()) return parsed.status();
+  return ValidateConfig(*parsed, world, "test.pbtxt");
+}
+
+std::string ErrorOf(const std::string& text, int world = 1) {
+  auto plan = Validate(text, world);
+  EXPECT_FALSE(plan.ok()) << text;
+  return plan.ok() ? "" : std::string(plan.status().message());
+}
+
+constexpr char kGood[] = R"(
+model { num_layers: 2 num_heads: 4 channels: 64 max_seq_len: 32 }
+data { train_text: "x.txt" }
+train { micro_batch_size: 4 seq_len: 32 total_batch_tokens: 512 }
+)";
+
+TEST(Config, DerivesAccumulationAndPaddedVocab) {
+  auto plan = Validate(kGood);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->grad_accum_steps, 4);
+  EXPECT_EQ(plan->shape.padded_vocab_size, 50304);  // 50257 rounded up to 128
+  auto two = Validate(kGood, 2);
+  ASSERT_TRUE(two.ok());
+  EXPECT_EQ(two->grad_accum_steps, 2);
+}
+
+TEST(Config, SyntaxErrorsNameFileAndLine) {
+  const std::string unknown = ErrorOf("model {\n  num_layerz: 3\n}\n");
+  EXPECT_NE(unknown.find("test.pbtxt:2:"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.find("num_layerz"), std::string::npos) << unknown;
+  const std::string type = ErrorOf("train {\n seq_len: \"long\"\n}\n");
+  EXPECT_NE(type.find("test.pbtxt:2:"), std::string::npos) << type;
+  const std::string missing_file =
+      std::string(ParseConfigFile("/nonexistent/x.pbtxt").status().message());
+  EXPECT_NE(missing_file.find("/nonexistent/x.pbtxt"), std::string::npos);
+}
+
+// kGood with overrides applied, then validated: the error message.
+std::string ErrorWith(std::vector<std::string> overrides, int world = 1) {
+  auto c = *ParseConfigText(kGood, "test.pbtxt");
+  for (const auto& o : overrides) EXPECT_TRUE(ApplyOverride(o, &c).ok()) << o;
+  auto plan = ValidateConfig(c, world, "test.pbtxt");
+  EXPECT_FALSE(plan.ok());
+  return plan.ok() ? "" : std::string(plan.status().message());
+}
+
+bool Has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+TEST(Config, InconsistentValuesNameTheField) {
+  EXPECT_TRUE(Has(ErrorWith({"model.num_heads=5"}),
+                  "model.num_heads (5) must divide model.channels (64)"));
+  EXPECT_TRUE(Has(ErrorWith({"train.seq_len=64"}),
+                  "train.seq_len (64) exceeds model.max_seq_len (32)"));
+  EXPECT_TRUE(Has(ErrorWith({"train.total_batch_tokens=500"}), "not a multiple"));
+  EXPECT_TRUE(Has(ErrorWith({}, 3), "world_size"));
+  EXPECT_TRUE(Has(ErrorWith({"optim.lr=-1"}), "optim.lr"));
+  EXPECT_TRUE(Has(ErrorWith({"optim.beta2=1.5"}), "optim.beta2"));
+  EXPECT_TRUE(Has(ErrorWith({"model.padded_vocab_size=100"}), "model.padded_vocab_size"));
+  EXPECT_TRUE(Has(ErrorWith({"data.train_shards=a*.bin"}), "exactly one"));
+  EXPECT_TRUE(Has(ErrorWith({"train.max_steps=0"}), "train.max_steps"));
+  EXPECT_TRUE(Has(ErrorWith({"train.micro_batch_size=0"}), "train.micro_batch_size"));
+  EXPECT_TRUE(Has(ErrorWith({"distributed.zero_stage=3"}), "distributed.zero_stage"));
+  EXPECT_TRUE(Has(ErrorWith({"schedule.min_lr=1"}), "schedule.min_lr"));
+  EXPECT_TRUE(Has(ErrorWith({"log.run_name=a/b"}), "log.run_name"));
+  EXPECT_TRUE(Has(ErrorWith({"data.val_tokens=-5"}), "data.val_tokens"));
+  // Several problems are all reported, each prefixed by the file.
+  const std::string many = ErrorWith({"optim.lr=-1", "optim.eps=0"});
+  EXPECT_TRUE(Has(many, "test.pbtxt: optim.lr")) << many;
+  EXPECT_TRUE(Has(many, "test.pbtxt: optim.eps")) << many;
+  // A section given twice in the file is a syntax error with its line.
+  EXPECT_TRUE(Has(ErrorOf(std::string(kGood) + "model { num_heads: 5 }"), "test.pbtxt:5:"));
+}
+
+TEST(Config, OverridesApplyAndExplainMistakes) {
+  auto c = *ParseConfigText(kGood, "test.pbtxt");
+  ASSERT_TRUE(ApplyOverride("train.max_steps=20", &c).ok());
+  EXPECT_EQ(c.train().max_steps(), 20);
+  ASSERT_TRUE(ApplyOverride("optim.lr=3e-4", &c).ok());
+  EXPECT_DOUBLE_EQ(c.optim().lr(), 3e-4);
+  ASSERT_TRUE(ApplyOverride("log.run_name=abc", &c).ok());
+  EXPECT_EQ(c.log().run_name(), "abc");
+  ASSERT_TRUE(ApplyOverride("train.precision=FP64", &c).ok());
+  EXPECT_EQ(c.train().precision(), config::FP64);
+  ASSERT_TRUE(ApplyOverride("distributed.zero_stage=1", &c).ok());
+  ASSERT_TRUE(ApplyOverride("checkpoint.every_steps=100", &c).ok());
+
+  auto message = [&](const std::string& a) {
+    const absl::Status s = ApplyOverride(a, &c);
+    EXPECT_FALSE(s.ok()) << a;
+    return std::string(s.message());
+  };
+  EXPECT_NE(message("train.max_stepz=5").find("no field 'max_stepz' in train"),
+            std::string::npos);
+  EXPECT_NE(message("trian.max_steps=5").find("no field 'trian'"), std::string::npos);
+  EXPECT_NE(message("train.max_steps=abc").find("not a valid"), std::string::npos);
+  EXPECT_NE(message("train=3").find("is a section"), std::string::npos);
+  EXPECT_NE(message("train.max_steps").find("expected dotted.field=value"),
+            std::string::npos);
+  EXPECT_NE(message("train.precision=FP16").find("not a valid"), std::string::npos);
+}
+
+TEST(Config, LoadConfigAppliesOverridesBeforeValidating) {
+  const auto path = std::filesystem::temp_directory_path() / "gpt2_config_test.pbtxt";
+  { std::ofstream(path) << kGood; }
+  auto bad = LoadConfig(path.string(), {"train.seq_len=64"}, 1);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(path.string()), std::string::npos);
+  auto good = LoadConfig(path.string(), {"train.seq_len=16", "train.max_steps=3"}, 1);
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->plan.seq_len, 16);
+  std::filesystem::remove(path);
+}
+
+}  // namespace
+}  // namespace gpt2
