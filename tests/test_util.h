@@ -1,4 +1,5 @@
-// Helpers shared by the tests: random inputs, finite differences, the data directory.
+// Helpers shared by the tests: random inputs, finite differences, the data
+// directory.
 #ifndef GPT2_TESTS_TEST_UTIL_H_
 #define GPT2_TESTS_TEST_UTIL_H_
 
@@ -22,9 +23,9 @@ inline std::vector<double> RandomVector(size_t n, uint64_t seed,
 }
 
 // Central differences of a scalar function of x, one element at a time.
-inline std::vector<double> NumericGradient(
-    std::vector<double>* x, const std::function<double()>& loss,
-    double h = 1e-6) {
+inline std::vector<double> NumericGradient(std::vector<double>* x,
+                                           const std::function<double()>& loss,
+                                           double h = 1e-6) {
   std::vector<double> grad(x->size());
   for (size_t i = 0; i < x->size(); ++i) {
     const double saved = (*x)[i];
@@ -45,7 +46,8 @@ inline void ExpectClose(const std::vector<double>& actual,
   ASSERT_EQ(actual.size(), expected.size()) << what;
   int misses = 0;
   for (size_t i = 0; i < actual.size(); ++i) {
-    ASSERT_TRUE(std::isfinite(actual[i])) << what << "[" << i << "] is " << actual[i];
+    ASSERT_TRUE(std::isfinite(actual[i]))
+        << what << "[" << i << "] is " << actual[i];
     const double tol = atol + rtol * std::fabs(expected[i]);
     if (std::fabs(actual[i] - expected[i]) > tol && ++misses <= 5) {
       ADD_FAILURE() << what << "[" << i << "]: got " << actual[i]

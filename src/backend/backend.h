@@ -1,8 +1,9 @@
-// The backend interface: memory and every op the model runs, on flat Tensor views.
-// The CPU backend (cpu_backend.cc) is the reference; the CUDA backend implements the same
-// calls with its own kernels. Shapes are explicit arguments; each op's header in src/ops
-// documents them. Gradients of parameters are accumulated (+=), activations written (=),
-// except where an op's header says otherwise.
+// The backend interface: memory and every op the model runs, on flat Tensor
+// views. The CPU backend (cpu_backend.cc) is the reference; the CUDA backend
+// implements the same calls with its own kernels. Shapes are explicit
+// arguments; each op's header in src/ops documents them. Gradients of
+// parameters are accumulated (+=), activations written (=), except where an
+// op's header says otherwise.
 #ifndef GPT2_BACKEND_BACKEND_H_
 #define GPT2_BACKEND_BACKEND_H_
 
@@ -34,8 +35,8 @@ class Backend {
   virtual void Synchronize() = 0;
 
   // ---- Ops (see src/ops/<op>.h for shapes). ----
-  virtual void EncoderForward(Tensor out, Tensor tokens, Tensor wte,
-                              Tensor wpe, int B, int T, int C) = 0;
+  virtual void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,
+                              int B, int T, int C) = 0;
   virtual void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                                Tensor tokens, int B, int T, int C) = 0;
   virtual void LayerNormForward(Tensor out, Tensor mean, Tensor rstd,
@@ -46,11 +47,11 @@ class Backend {
                                  Tensor mean, Tensor rstd, int64_t N,
                                  int C) = 0;
   // bias / dbias / dinp may be empty tensors (data == nullptr).
-  virtual void MatmulForward(Tensor out, Tensor inp, Tensor weight,
-                             Tensor bias, int64_t N, int C, int OC) = 0;
+  virtual void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                             int64_t N, int C, int OC) = 0;
   virtual void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias,
-                              Tensor dout, Tensor inp, Tensor weight,
-                              int64_t N, int C, int OC) = 0;
+                              Tensor dout, Tensor inp, Tensor weight, int64_t N,
+                              int C, int OC) = 0;
   virtual void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B,
                                 int T, int C, int NH) = 0;
   virtual void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,

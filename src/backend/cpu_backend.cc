@@ -1,4 +1,5 @@
-// The CPU backend: host memory and the reference ops of src/ops/*_cpu.cc, in f32 or f64.
+// The CPU backend: host memory and the reference ops of src/ops/*_cpu.cc, in
+// f32 or f64.
 #include <cstdlib>
 #include <cstring>
 
@@ -22,8 +23,8 @@ T* OrNull(const Tensor& t) {
 }
 
 void CheckSize(const Tensor& t, int64_t numel, const char* what) {
-  GPT2_CHECK_MSG(t.numel == numel, what, " has ", t.numel, " elements, op needs ",
-                 numel);
+  GPT2_CHECK_MSG(t.numel == numel, what, " has ", t.numel,
+                 " elements, op needs ", numel);
 }
 
 class CpuBackend final : public Backend {

@@ -1,5 +1,6 @@
-// Finding out whether a usable CUDA GPU is present, without failing where there is no
-// driver (cudaGetDeviceCount returns an error code there, which is not a fatal error).
+// Finding out whether a usable CUDA GPU is present, without failing where there
+// is no driver (cudaGetDeviceCount returns an error code there, which is not a
+// fatal error).
 #ifndef GPT2_BACKEND_DEVICE_H_
 #define GPT2_BACKEND_DEVICE_H_
 
@@ -7,8 +8,8 @@
 
 namespace gpt2 {
 
-// Number of usable CUDA devices; 0 with a reason in *why when none (no CUDA in this
-// build, no driver, no device).
+// Number of usable CUDA devices; 0 with a reason in *why when none (no CUDA in
+// this build, no driver, no device).
 int CudaDeviceCount(std::string* why);
 
 }  // namespace gpt2

@@ -1,6 +1,7 @@
-// The communicator interface every rank's collectives go through. Implementations:
-// single-rank (here), and MPI and NCCL (the distributed issue). Buffers are backend
-// tensors; a CPU rank passes host memory, a GPU rank device memory.
+// The communicator interface every rank's collectives go through.
+// Implementations: single-rank (here), and MPI and NCCL (the distributed
+// issue). Buffers are backend tensors; a CPU rank passes host memory, a GPU
+// rank device memory.
 #ifndef GPT2_COMM_COMMUNICATOR_H_
 #define GPT2_COMM_COMMUNICATOR_H_
 
@@ -23,10 +24,11 @@ class Communicator {
 
   // In place over all ranks.
   virtual void AllReduce(Tensor buffer, ReduceOp op) = 0;
-  // input has world_size * output.numel elements; rank r receives the reduction of
-  // input's r-th block.
+  // input has world_size * output.numel elements; rank r receives the reduction
+  // of input's r-th block.
   virtual void ReduceScatter(Tensor output, Tensor input, ReduceOp op) = 0;
-  // output has world_size * input.numel elements; rank r's input lands in block r.
+  // output has world_size * input.numel elements; rank r's input lands in block
+  // r.
   virtual void AllGather(Tensor output, Tensor input) = 0;
   virtual void Broadcast(Tensor buffer, int root) = 0;
   virtual void Barrier() = 0;

@@ -26,7 +26,8 @@ class SingleRank final : public Communicator {
   // Host buffers only: a GPU world of one uses the NCCL communicator.
   static void CopyWhole(Tensor output, Tensor input) {
     GPT2_CHECK(output.bytes() == input.bytes() && output.dtype == input.dtype);
-    if (output.data != input.data) std::memmove(output.data, input.data, output.bytes());
+    if (output.data != input.data)
+      std::memmove(output.data, input.data, output.bytes());
   }
 };
 

@@ -1,7 +1,8 @@
 // The project's one error sink and its check macros.
-// Recoverable failures (config, files, user input) travel as absl::Status. Programming
-// errors and failed runtime calls (CUDA, cuBLAS, NCCL, MPI) go to FatalError, which prints
-// the statement and file:line and ends the process (later: the whole MPI job).
+// Recoverable failures (config, files, user input) travel as absl::Status.
+// Programming errors and failed runtime calls (CUDA, cuBLAS, NCCL, MPI) go to
+// FatalError, which prints the statement and file:line and ends the process
+// (later: the whole MPI job).
 #ifndef GPT2_CORE_ERROR_H_
 #define GPT2_CORE_ERROR_H_
 
@@ -12,10 +13,13 @@
 
 namespace gpt2 {
 
-// Prints "[rank N] fatal: <what> at file:line" and aborts the job. Never returns.
-[[noreturn]] void FatalError(const std::string& what, const char* file, int line);
+// Prints "[rank N] fatal: <what> at file:line" and aborts the job. Never
+// returns.
+[[noreturn]] void FatalError(const std::string& what, const char* file,
+                             int line);
 
-// Installs a hook FatalError calls before exiting (the MPI layer uses it to MPI_Abort).
+// Installs a hook FatalError calls before exiting (the MPI layer uses it to
+// MPI_Abort).
 using FatalHook = void (*)(int exit_code);
 void SetFatalHook(FatalHook hook);
 // The rank printed in fatal messages; -1 (the default) prints no rank prefix.
@@ -24,30 +28,31 @@ void SetErrorRank(int rank);
 }  // namespace gpt2
 
 // GPT2_CHECK(cond) << nothing; use GPT2_CHECK_MSG for context.
-#define GPT2_CHECK(cond)                                          \
-  do {                                                            \
-    if (!(cond)) ::gpt2::FatalError("check failed: " #cond,       \
-                                    __FILE__, __LINE__);          \
+#define GPT2_CHECK(cond)                                              \
+  do {                                                                \
+    if (!(cond))                                                      \
+      ::gpt2::FatalError("check failed: " #cond, __FILE__, __LINE__); \
   } while (0)
 
 #define GPT2_CHECK_MSG(cond, ...)                                           \
   do {                                                                      \
     if (!(cond))                                                            \
-      ::gpt2::FatalError(absl::StrCat("check failed: " #cond ": ",          \
-                                      __VA_ARGS__),                         \
-                         __FILE__, __LINE__);                               \
+      ::gpt2::FatalError(                                                   \
+          absl::StrCat("check failed: " #cond ": ", __VA_ARGS__), __FILE__, \
+          __LINE__);                                                        \
   } while (0)
 
 // Returns early from a Status/StatusOr-returning function when `expr` fails.
-#define GPT2_RETURN_IF_ERROR(expr)             \
-  do {                                         \
-    ::absl::Status gpt2_status_ = (expr);      \
+#define GPT2_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::absl::Status gpt2_status_ = (expr);        \
     if (!gpt2_status_.ok()) return gpt2_status_; \
   } while (0)
 
 #define GPT2_CONCAT_INNER_(a, b) a##b
 #define GPT2_CONCAT_(a, b) GPT2_CONCAT_INNER_(a, b)
-// GPT2_ASSIGN_OR_RETURN(auto x, MakeX()); returns the error status if MakeX failed.
+// GPT2_ASSIGN_OR_RETURN(auto x, MakeX()); returns the error status if MakeX
+// failed.
 #define GPT2_ASSIGN_OR_RETURN(lhs, expr) \
   GPT2_ASSIGN_OR_RETURN_IMPL_(GPT2_CONCAT_(gpt2_statusor_, __LINE__), lhs, expr)
 #define GPT2_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

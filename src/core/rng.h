@@ -1,5 +1,6 @@
-// Deterministic random numbers for init and tests: splitmix64 seeding a xoshiro256**
-// stream, with Box-Muller normals. Same seed, same numbers, on every platform.
+// Deterministic random numbers for init and tests: splitmix64 seeding a
+// xoshiro256** stream, with Box-Muller normals. Same seed, same numbers, on
+// every platform.
 #ifndef GPT2_CORE_RNG_H_
 #define GPT2_CORE_RNG_H_
 

@@ -1,6 +1,7 @@
-// A non-owning view of a flat buffer that lives on some backend (host or device memory),
-// with its element type. Ops take their shapes as explicit sizes and check each view's
-// element count against them, so a view carries no shape of its own.
+// A non-owning view of a flat buffer that lives on some backend (host or device
+// memory), with its element type. Ops take their shapes as explicit sizes and
+// check each view's element count against them, so a view carries no shape of
+// its own.
 #ifndef GPT2_CORE_TENSOR_H_
 #define GPT2_CORE_TENSOR_H_
 

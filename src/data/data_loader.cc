@@ -14,15 +14,17 @@ absl::StatusOr<DataLoader> DataLoader::Create(std::vector<TokenShard> shards,
         " rank=", layout.rank, " world=", layout.world_size,
         " accum=", layout.grad_accum_steps));
   }
-  if (shards.empty()) return absl::InvalidArgumentError("no token shards to load");
+  if (shards.empty())
+    return absl::InvalidArgumentError("no token shards to load");
   DataLoader loader(std::move(shards), layout);
   bool any_fits = false;
-  for (size_t s = 0; s < loader.shards_.size(); ++s) any_fits |= loader.Fits(s, 0);
+  for (size_t s = 0; s < loader.shards_.size(); ++s)
+    any_fits |= loader.Fits(s, 0);
   if (!any_fits) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        loader.shards_[0].name(), ": ", loader.shards_[0].size(),
-        " tokens; one step needs ", layout.step_tokens() + 1,
-        " (accum * world * B * T + 1) in a single shard"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(loader.shards_[0].name(), ": ", loader.shards_[0].size(),
+                     " tokens; one step needs ", layout.step_tokens() + 1,
+                     " (accum * world * B * T + 1) in a single shard"));
   }
   loader.Reset();
   return loader;

@@ -20,7 +20,8 @@ std::string JoinPath(const std::string& dir, const std::string& path) {
 
 absl::StatusOr<std::vector<TokenShard>> OpenShards(const std::string& pattern,
                                                    int vocab_size) {
-  GPT2_ASSIGN_OR_RETURN(std::vector<std::string> files, ExpandShardPattern(pattern));
+  GPT2_ASSIGN_OR_RETURN(std::vector<std::string> files,
+                        ExpandShardPattern(pattern));
   std::vector<TokenShard> shards;
   for (const std::string& f : files) {
     GPT2_ASSIGN_OR_RETURN(TokenShard shard, TokenShard::Open(f, vocab_size));
@@ -47,11 +48,12 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
     GPT2_ASSIGN_OR_RETURN(sets.train, OpenShards(pattern, vocab_size));
     int64_t tokens = 0;
     for (const TokenShard& s : sets.train) tokens += s.size();
-    sets.description = absl::StrCat(tokens, " train tokens in ", sets.train.size(),
-                                    " shard(s) ", pattern);
+    sets.description = absl::StrCat(tokens, " train tokens in ",
+                                    sets.train.size(), " shard(s) ", pattern);
     if (!data.val_shards().empty()) {
       GPT2_ASSIGN_OR_RETURN(
-          sets.val, OpenShards(JoinPath(data_dir, data.val_shards()), vocab_size));
+          sets.val,
+          OpenShards(JoinPath(data_dir, data.val_shards()), vocab_size));
     }
     return sets;
   }
@@ -59,29 +61,34 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
   std::ifstream in(text_path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(
-        text_path, ": cannot open the training text (data directory '", data_dir,
+        text_path, ": cannot open the training text (data directory '",
+        data_dir,
         "'; set --data_dir or GPT2_DATA_DIR, or run launch/fetch_data.sh)"));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
   const std::string text = buffer.str();
-  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer, Tokenizer::LoadFromDataDir(data_dir));
+  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(data_dir));
   const auto start = std::chrono::steady_clock::now();
   const std::vector<int> ids = tokenizer.Encode(text);
   const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   std::vector<uint16_t> tokens(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     if (ids[i] >= vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          text_path, ": token ", ids[i], " is outside model.vocab_size ", vocab_size));
+      return absl::InvalidArgumentError(
+          absl::StrCat(text_path, ": token ", ids[i],
+                       " is outside model.vocab_size ", vocab_size));
     }
     tokens[i] = static_cast<uint16_t>(ids[i]);
   }
   const int64_t val = data.val_tokens();
   if (val >= static_cast<int64_t>(tokens.size())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "data.val_tokens (", val, ") leaves no training tokens out of ", tokens.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data.val_tokens (", val,
+                     ") leaves no training tokens out of ", tokens.size()));
   }
   sets.description = absl::StrFormat("%d tokens from %s (tokenized in %.2f s)",
                                      tokens.size(), text_path, seconds);
@@ -89,7 +96,8 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
     std::vector<uint16_t> val_tokens(tokens.end() - val, tokens.end());
     tokens.resize(tokens.size() - val);
     absl::StrAppend(&sets.description, ", last ", val, " held out for val");
-    sets.val.push_back(TokenShard::FromTokens(std::move(val_tokens), text_path + " [val]"));
+    sets.val.push_back(
+        TokenShard::FromTokens(std::move(val_tokens), text_path + " [val]"));
   }
   sets.train.push_back(TokenShard::FromTokens(std::move(tokens), text_path));
   return sets;

@@ -1,6 +1,6 @@
-// Turns a config's data section into token shards: shard files matched by a glob, or a
-// raw text file tokenized in memory at start-up. Paths are relative to the data
-// directory, which is only ever read.
+// Turns a config's data section into token shards: shard files matched by a
+// glob, or a raw text file tokenized in memory at start-up. Paths are relative
+// to the data directory, which is only ever read.
 #ifndef GPT2_DATA_DATASET_H_
 #define GPT2_DATA_DATASET_H_
 

@@ -50,13 +50,14 @@ absl::StatusOr<TokenShard> TokenShard::Open(const std::string& path,
                                             int vocab_size) {
   const int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) {
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open token shard: ", std::strerror(errno)));
+    return absl::NotFoundError(absl::StrCat(
+        path, ": cannot open token shard: ", std::strerror(errno)));
   }
   struct stat st;
   if (fstat(fd, &st) != 0) {
     ::close(fd);
-    return absl::InternalError(absl::StrCat(path, ": cannot stat: ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat(path, ": cannot stat: ", std::strerror(errno)));
   }
   const size_t file_bytes = static_cast<size_t>(st.st_size);
   const size_t header_bytes = kShardHeaderInts * sizeof(int32_t);
@@ -69,7 +70,8 @@ absl::StatusOr<TokenShard> TokenShard::Open(const std::string& path,
   void* map = mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, fd, 0);
   ::close(fd);
   if (map == MAP_FAILED) {
-    return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
+    return absl::InternalError(
+        absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
   }
   TokenShard shard;
   shard.name_ = path;
@@ -82,12 +84,13 @@ absl::StatusOr<TokenShard> TokenShard::Open(const std::string& path,
                                             kShardMagic, ")"));
   }
   if (header[1] != kShardVersion) {
-    return absl::DataLossError(absl::StrCat(path, ": unsupported shard version ",
-                                            header[1], " (expected ",
-                                            kShardVersion, ")"));
+    return absl::DataLossError(
+        absl::StrCat(path, ": unsupported shard version ", header[1],
+                     " (expected ", kShardVersion, ")"));
   }
   if (header[2] < 0) {
-    return absl::DataLossError(absl::StrCat(path, ": negative token count ", header[2]));
+    return absl::DataLossError(
+        absl::StrCat(path, ": negative token count ", header[2]));
   }
   const size_t count = static_cast<size_t>(header[2]);
   const size_t expected = header_bytes + count * sizeof(uint16_t);
@@ -102,10 +105,9 @@ absl::StatusOr<TokenShard> TokenShard::Open(const std::string& path,
   shard.size_ = count;
   for (size_t i = 0; i < count; ++i) {
     if (shard.data_[i] >= vocab_size) {
-      return absl::DataLossError(absl::StrCat(path, ": token ", shard.data_[i],
-                                              " at index ", i,
-                                              " is outside the vocab (size ",
-                                              vocab_size, ")"));
+      return absl::DataLossError(
+          absl::StrCat(path, ": token ", shard.data_[i], " at index ", i,
+                       " is outside the vocab (size ", vocab_size, ")"));
     }
   }
   return shard;
@@ -114,8 +116,8 @@ absl::StatusOr<TokenShard> TokenShard::Open(const std::string& path,
 absl::Status WriteTokenShard(const std::string& path,
                              absl::Span<const uint16_t> tokens) {
   if (tokens.size() > static_cast<size_t>(INT32_MAX)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": ", tokens.size(), " tokens do not fit one shard"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": ", tokens.size(), " tokens do not fit one shard"));
   }
   int32_t header[kShardHeaderInts] = {};
   header[0] = kShardMagic;
@@ -129,7 +131,8 @@ absl::Status WriteTokenShard(const std::string& path,
   }
   bool ok = std::fwrite(header, sizeof(header), 1, f) == 1;
   if (ok && !tokens.empty()) {
-    ok = std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), f) == tokens.size();
+    ok = std::fwrite(tokens.data(), sizeof(uint16_t), tokens.size(), f) ==
+         tokens.size();
   }
   ok = std::fflush(f) == 0 && ok;
   ok = fsync(fileno(f)) == 0 && ok;
@@ -152,7 +155,8 @@ absl::StatusOr<std::vector<std::string>> ExpandShardPattern(
   }
   globfree(&g);
   if (files.empty()) {
-    return absl::NotFoundError(absl::StrCat("no token shards match '", pattern, "'"));
+    return absl::NotFoundError(
+        absl::StrCat("no token shards match '", pattern, "'"));
   }
   std::sort(files.begin(), files.end());
   return files;

@@ -1,6 +1,7 @@
-// Token shards in llm.c's format, so its FineWeb shards work here too: a header of 256
-// int32 (magic 20240520, version 1, token count), then the tokens as uint16.
-// Shards are memory-mapped read-only; in-memory token arrays use the same type.
+// Token shards in llm.c's format, so its FineWeb shards work here too: a header
+// of 256 int32 (magic 20240520, version 1, token count), then the tokens as
+// uint16. Shards are memory-mapped read-only; in-memory token arrays use the
+// same type.
 #ifndef GPT2_DATA_TOKEN_SHARD_H_
 #define GPT2_DATA_TOKEN_SHARD_H_
 
@@ -20,8 +21,10 @@ inline constexpr int kShardHeaderInts = 256;
 
 class TokenShard {
  public:
-  // Maps `path` and checks the header, the file size and that every token is < vocab_size.
-  static absl::StatusOr<TokenShard> Open(const std::string& path, int vocab_size);
+  // Maps `path` and checks the header, the file size and that every token is <
+  // vocab_size.
+  static absl::StatusOr<TokenShard> Open(const std::string& path,
+                                         int vocab_size);
   // Wraps tokens already in memory (e.g. text tokenized at start-up).
   static TokenShard FromTokens(std::vector<uint16_t> tokens, std::string name);
 
@@ -47,7 +50,8 @@ class TokenShard {
 absl::Status WriteTokenShard(const std::string& path,
                              absl::Span<const uint16_t> tokens);
 
-// Files matching a glob pattern, sorted; an error naming the pattern if none match.
+// Files matching a glob pattern, sorted; an error naming the pattern if none
+// match.
 absl::StatusOr<std::vector<std::string>> ExpandShardPattern(
     const std::string& pattern);
 

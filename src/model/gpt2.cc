@@ -9,8 +9,23 @@ namespace {
 
 // Param indices in BuildParamList order.
 enum ParamIndex {
-  kWte, kWpe, kLn1w, kLn1b, kQkvw, kQkvb, kAttprojw, kAttprojb,
-  kLn2w, kLn2b, kFcw, kFcb, kFcprojw, kFcprojb, kLnfw, kLnfb, kNumParamTensors
+  kWte,
+  kWpe,
+  kLn1w,
+  kLn1b,
+  kQkvw,
+  kQkvb,
+  kAttprojw,
+  kAttprojb,
+  kLn2w,
+  kLn2b,
+  kFcw,
+  kFcb,
+  kFcprojw,
+  kFcprojb,
+  kLnfw,
+  kLnfb,
+  kNumParamTensors
 };
 
 template <typename T>
@@ -89,11 +104,12 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
 
 Gpt2Model::~Gpt2Model() {
   for (Tensor* t :
-       {&params_, &grads_, &tokens_, &targets_, &encoded_, &ln1_, &ln1_mean_,
-        &ln1_rstd_, &qkv_, &atty_, &att_lse_, &residual2_, &ln2_, &ln2_mean_,
-        &ln2_rstd_, &fch_, &fch_gelu_, &residual3_, &lnf_, &lnf_mean_,
-        &lnf_rstd_, &logits_, &losses_, &branch_out_, &d_residual_, &d_ln_,
-        &d_qkv_, &d_atty_, &d_fch_, &d_fch_gelu_}) {
+       {&params_,   &grads_,     &tokens_,    &targets_,    &encoded_,
+        &ln1_,      &ln1_mean_,  &ln1_rstd_,  &qkv_,        &atty_,
+        &att_lse_,  &residual2_, &ln2_,       &ln2_mean_,   &ln2_rstd_,
+        &fch_,      &fch_gelu_,  &residual3_, &lnf_,        &lnf_mean_,
+        &lnf_rstd_, &logits_,    &losses_,    &branch_out_, &d_residual_,
+        &d_ln_,     &d_qkv_,     &d_atty_,    &d_fch_,      &d_fch_gelu_}) {
     backend_->Free(*t);
   }
 }
@@ -145,11 +161,13 @@ Tensor Gpt2Model::Grad(int index, int layer) const {
 }
 
 Tensor Gpt2Model::logits() const {
-  return logits_.Slice(0, int64_t{last_B_} * last_T_ * shape_.padded_vocab_size);
+  return logits_.Slice(0,
+                       int64_t{last_B_} * last_T_ * shape_.padded_vocab_size);
 }
 
 Gpt2Model::LayerActs Gpt2Model::Layer(int l, int B, int T) const {
-  const int64_t stride = int64_t{max_batch_} * max_seq_;  // per-layer slot, in rows
+  const int64_t stride =
+      int64_t{max_batch_} * max_seq_;  // per-layer slot, in rows
   const int64_t BT = int64_t{B} * T, C = shape_.channels;
   auto rows = [&](Tensor t, int64_t width) {
     return t.Slice(l * stride * width, BT * width);
@@ -217,8 +235,9 @@ void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
   }
   const Tensor last = Layer(L - 1, B, T).residual3;
   Tensor lnf = lnf_.Slice(0, BT * C);
-  backend_->LayerNormForward(lnf, lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT),
-                             last, Param(kLnfw), Param(kLnfb), BT, C);
+  backend_->LayerNormForward(lnf, lnf_mean_.Slice(0, BT),
+                             lnf_rstd_.Slice(0, BT), last, Param(kLnfw),
+                             Param(kLnfb), BT, C);
   Tensor logits = logits_.Slice(0, BT * Vp);
   // The LM head is wte itself (tied), with no bias.
   backend_->MatmulForward(logits, lnf, Param(kWte), Tensor{}, BT, C, Vp);
@@ -237,8 +256,8 @@ void Gpt2Model::Backward() {
   const int C = shape_.channels, NH = shape_.num_heads, L = shape_.num_layers;
   const int Vp = shape_.padded_vocab_size;
 
-  // d_res carries the gradient of the residual stream down through the layers; each
-  // branch adds its input gradient into it (the residual add's backward).
+  // d_res carries the gradient of the residual stream down through the layers;
+  // each branch adds its input gradient into it (the residual add's backward).
   Tensor d_res = d_residual_.Slice(0, BT * C);
   Tensor d_ln = d_ln_.Slice(0, BT * C);
   Tensor d_qkv = d_qkv_.Slice(0, BT * 3 * C);
@@ -250,10 +269,9 @@ void Gpt2Model::Backward() {
 
   backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
                            lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp);
-  backend_->LayerNormBackward(d_res, Grad(kLnfw), Grad(kLnfb), d_ln,
-                              Layer(L - 1, B, T).residual3, Param(kLnfw),
-                              lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT),
-                              BT, C);
+  backend_->LayerNormBackward(
+      d_res, Grad(kLnfw), Grad(kLnfb), d_ln, Layer(L - 1, B, T).residual3,
+      Param(kLnfw), lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT), BT, C);
   for (int l = L - 1; l >= 0; --l) {
     const LayerActs a = Layer(l, B, T);
     // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
@@ -269,7 +287,8 @@ void Gpt2Model::Backward() {
     backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
                                 a.residual2, Param(kLn2w, l), a.ln2_mean,
                                 a.ln2_rstd, BT, C);
-    // Attention branch: residual2 = residual_in + attproj(attn(qkv(ln1(residual_in)))).
+    // Attention branch: residual2 = residual_in +
+    // attproj(attn(qkv(ln1(residual_in)))).
     backend_->Zero(d_atty);
     backend_->MatmulBackward(d_atty, Grad(kAttprojw, l), Grad(kAttprojb, l),
                              d_res, a.atty, Param(kAttprojw, l), BT, C, C);

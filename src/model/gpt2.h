@@ -1,6 +1,7 @@
 // GPT-2 forward and backward, written once over the Backend interface.
-// The model owns its parameters, gradients and activations on the backend, sized at
-// construction for at most (max_batch, max_seq) tokens; nothing is allocated per step.
+// The model owns its parameters, gradients and activations on the backend,
+// sized at construction for at most (max_batch, max_seq) tokens; nothing is
+// allocated per step.
 #ifndef GPT2_MODEL_GPT2_H_
 #define GPT2_MODEL_GPT2_H_
 
@@ -33,9 +34,10 @@ class Gpt2Model {
   std::vector<double> GetGrads() const;
 
   // Runs the model on tokens (B,T) (host memory, B <= max_batch, T <= max_seq).
-  // With targets (B,T): per-token losses, and when write_grad the logits are replaced
-  // by dlogits scaled by `dloss` (the loss gradient per token, e.g. 1/(B*T*accum)),
-  // ready for Backward. Without targets only the logits are computed.
+  // With targets (B,T): per-token losses, and when write_grad the logits are
+  // replaced by dlogits scaled by `dloss` (the loss gradient per token, e.g.
+  // 1/(B*T*accum)), ready for Backward. Without targets only the logits are
+  // computed.
   void Forward(const int32_t* tokens, const int32_t* targets, int B, int T,
                double dloss, bool write_grad);
   // Accumulates (+=) parameter gradients of the last Forward's loss.
@@ -45,7 +47,8 @@ class Gpt2Model {
   Tensor params() const { return params_; }
   Tensor grads() const { return grads_; }
   Tensor losses() const { return losses_.Slice(0, int64_t{last_B_} * last_T_); }
-  Tensor logits() const;  // (B, T, Vp) of the last Forward (dlogits after training)
+  Tensor logits()
+      const;  // (B, T, Vp) of the last Forward (dlogits after training)
   // One parameter (or gradient) tensor, or its layer slice when layer >= 0.
   Tensor Param(int index, int layer = -1) const;
   Tensor Grad(int index, int layer = -1) const;
@@ -69,8 +72,8 @@ class Gpt2Model {
   Tensor tokens_, targets_;  // i32 (maxB, maxT)
   // Activations; per-layer buffers hold L slices of maxB*maxT*X.
   Tensor encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_lse_,
-      residual2_, ln2_, ln2_mean_, ln2_rstd_, fch_, fch_gelu_, residual3_,
-      lnf_, lnf_mean_, lnf_rstd_, logits_, losses_, branch_out_;
+      residual2_, ln2_, ln2_mean_, ln2_rstd_, fch_, fch_gelu_, residual3_, lnf_,
+      lnf_mean_, lnf_rstd_, logits_, losses_, branch_out_;
   // Backward scratch, reused by every layer.
   Tensor d_residual_, d_ln_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_;
 };

@@ -73,16 +73,17 @@ void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
   const double residual_std = 0.02 / std::sqrt(2.0 * shape.num_layers);
   for (const ParamSpec& p : list) {
     double* data = params->data() + p.offset;
-    // wte's padded rows stay zero: they are never a target and are masked in the loss.
-    const int64_t count = p.name == "wte"
-                              ? int64_t{shape.vocab_size} * shape.channels
-                              : p.numel;
+    // wte's padded rows stay zero: they are never a target and are masked in
+    // the loss.
+    const int64_t count =
+        p.name == "wte" ? int64_t{shape.vocab_size} * shape.channels : p.numel;
     switch (p.init) {
       case ParamInit::kNormal:
         for (int64_t i = 0; i < count; ++i) data[i] = std_dev * rng.Normal();
         break;
       case ParamInit::kNormalResidual:
-        for (int64_t i = 0; i < count; ++i) data[i] = residual_std * rng.Normal();
+        for (int64_t i = 0; i < count; ++i)
+          data[i] = residual_std * rng.Normal();
         break;
       case ParamInit::kOnes:
         for (int64_t i = 0; i < count; ++i) data[i] = 1.0;

@@ -1,6 +1,7 @@
-// The one list of GPT-2's parameter tensors. Allocation, init, weight-decay groups, and
-// later ZeRO sharding, checkpoints and export all walk this list; nothing else names them.
-// All tensors live in one flat buffer in list order; wte is tied to the LM head.
+// The one list of GPT-2's parameter tensors. Allocation, init, weight-decay
+// groups, and later ZeRO sharding, checkpoints and export all walk this list;
+// nothing else names them. All tensors live in one flat buffer in list order;
+// wte is tied to the LM head.
 #ifndef GPT2_MODEL_PARAMS_H_
 #define GPT2_MODEL_PARAMS_H_
 
@@ -23,7 +24,8 @@ struct ModelShape {
 
 enum class ParamInit {
   kNormal,          // N(0, 0.02)
-  kNormalResidual,  // N(0, 0.02 / sqrt(2L)): projections into the residual stream
+  kNormalResidual,  // N(0, 0.02 / sqrt(2L)): projections into the residual
+                    // stream
   kZeros,
   kOnes,
 };
@@ -34,19 +36,20 @@ struct ParamSpec {
   bool per_layer = false;      // shape[0] == L
   bool decayed = false;        // weight decay applies (2-D weights)
   ParamInit init = ParamInit::kZeros;
-  int64_t offset = 0;          // elements from the start of the flat buffer
+  int64_t offset = 0;  // elements from the start of the flat buffer
   int64_t numel = 0;
-  // Elements of one layer's slice (numel / L for per-layer tensors, else numel).
+  // Elements of one layer's slice (numel / L for per-layer tensors, else
+  // numel).
   int64_t layer_numel() const;
 };
 
-// The 16 tensors in llm.c's order: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw, attprojb,
-// ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb.
+// The 16 tensors in llm.c's order: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw,
+// attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb.
 std::vector<ParamSpec> BuildParamList(const ModelShape& shape);
 int64_t TotalParams(const std::vector<ParamSpec>& list);
 
-// Parameter counts the way PyTorch's optimizer set-up reports them: per-layer tensors
-// counted once per layer.
+// Parameter counts the way PyTorch's optimizer set-up reports them: per-layer
+// tensors counted once per layer.
 struct ParamGroupCounts {
   int64_t decayed_tensors = 0, decayed_params = 0;
   int64_t other_tensors = 0, other_params = 0;
@@ -54,9 +57,9 @@ struct ParamGroupCounts {
 ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
                                   int num_layers);
 
-// Fills host memory `params` (TotalParams elements) with GPT-2's init: weights N(0, 0.02),
-// residual projections scaled by 1/sqrt(2L), LayerNorm weights 1, biases 0, and the
-// padded vocab rows of wte zero.
+// Fills host memory `params` (TotalParams elements) with GPT-2's init: weights
+// N(0, 0.02), residual projections scaled by 1/sqrt(2L), LayerNorm weights 1,
+// biases 0, and the padded vocab rows of wte zero.
 void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
                 uint64_t seed, std::vector<double>* params);
 

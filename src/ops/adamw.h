@@ -1,6 +1,7 @@
 // AdamW with decoupled weight decay and bias correction, as torch.optim.AdamW.
-// Global-norm clipping is folded in: the step reads the squared grad norm and scales
-// the gradient by min(1, clip / (norm + 1e-6)), so no separate pass rewrites the grads.
+// Global-norm clipping is folded in: the step reads the squared grad norm and
+// scales the gradient by min(1, clip / (norm + 1e-6)), so no separate pass
+// rewrites the grads.
 #ifndef GPT2_OPS_ADAMW_H_
 #define GPT2_OPS_ADAMW_H_
 
@@ -13,12 +14,14 @@ struct AdamWArgs {
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
-  double weight_decay = 0.0;  // for this call's range: 0 for non-decayed tensors
-  int64_t step = 1;           // 1-based, for bias correction
-  double grad_clip = 0.0;     // 0 = no clipping
+  double weight_decay =
+      0.0;                 // for this call's range: 0 for non-decayed tensors
+  int64_t step = 1;        // 1-based, for bias correction
+  double grad_clip = 0.0;  // 0 = no clipping
 };
 
-// The factor the gradient is multiplied by: 1, or clip / (norm + 1e-6) when larger.
+// The factor the gradient is multiplied by: 1, or clip / (norm + 1e-6) when
+// larger.
 inline double ClipScale(double norm, double grad_clip) {
   if (grad_clip <= 0.0 || norm <= grad_clip) return 1.0;
   return grad_clip / (norm + 1e-6);
@@ -26,8 +29,8 @@ inline double ClipScale(double norm, double grad_clip) {
 
 namespace cpu {
 
-// For i in [0, n): updates param, m, v (all n) from grad (n) * clip scale, where
-// the norm is sqrt(*norm_squared).
+// For i in [0, n): updates param, m, v (all n) from grad (n) * clip scale,
+// where the norm is sqrt(*norm_squared).
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args);

@@ -1,14 +1,15 @@
+#include <cmath>
+
 #include "src/ops/adamw.h"
 #include "src/ops/cpu_parallel.h"
-
-#include <cmath>
 
 namespace gpt2::cpu {
 
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args) {
-  const double scale = ClipScale(std::sqrt(double{norm_squared[0]}), args.grad_clip);
+  const double scale =
+      ClipScale(std::sqrt(double{norm_squared[0]}), args.grad_clip);
   const double b1 = args.beta1, b2 = args.beta2;
   const double correction1 = 1.0 - std::pow(b1, static_cast<double>(args.step));
   const double correction2 = 1.0 - std::pow(b2, static_cast<double>(args.step));

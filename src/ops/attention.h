@@ -1,14 +1,15 @@
-// Causal multi-head self-attention over a fused qkv tensor, flash-style: the forward pass
-// keeps only each row's softmax log-sum-exp, and the backward pass recomputes the
-// probabilities from it, so no (B, NH, T, T) tensor is ever stored.
+// Causal multi-head self-attention over a fused qkv tensor, flash-style: the
+// forward pass keeps only each row's softmax log-sum-exp, and the backward pass
+// recomputes the probabilities from it, so no (B, NH, T, T) tensor is ever
+// stored.
 #ifndef GPT2_OPS_ATTENTION_H_
 #define GPT2_OPS_ATTENTION_H_
 
 namespace gpt2::cpu {
 
 // qkv (B,T,3C) holds q | k | v, each split into NH heads of C/NH channels.
-// out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v; lse (B,NH,T) the log-sum-exp
-// of each row of scaled scores.
+// out (B,T,C) = softmax(q k^T / sqrt(hs), causal) v; lse (B,NH,T) the
+// log-sum-exp of each row of scaled scores.
 template <typename T>
 void AttentionForward(T* out, T* lse, const T* qkv, int B, int T_, int C,
                       int NH);

@@ -1,9 +1,9 @@
-#include "src/ops/attention.h"
-#include "src/ops/cpu_parallel.h"
-
 #include <cmath>
 #include <cstdint>
 #include <vector>
+
+#include "src/ops/attention.h"
+#include "src/ops/cpu_parallel.h"
 
 namespace gpt2::cpu {
 
@@ -58,7 +58,8 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
   const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
   const int64_t row = 3 * int64_t{C};
   // Each (b, h) owns disjoint slices of dqkv, so the pairs run in parallel.
-#pragma omp parallel for collapse(2) schedule(static) if (int64_t{B} * T_ * T_ * C >= kParallelMinWork)
+#pragma omp parallel for collapse(2) \
+    schedule(static) if (int64_t{B} * T_ * T_ * C >= kParallelMinWork)
   for (int b = 0; b < B; ++b) {
     for (int h = 0; h < NH; ++h) {
       const T* base = qkv + int64_t{b} * T_ * row;
@@ -95,9 +96,9 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
   }
 }
 
-#define GPT2_INSTANTIATE(T)                                                    \
-  template void AttentionForward<T>(T*, T*, const T*, int, int, int, int);    \
-  template void AttentionBackward<T>(T*, const T*, const T*, const T*,        \
+#define GPT2_INSTANTIATE(T)                                                \
+  template void AttentionForward<T>(T*, T*, const T*, int, int, int, int); \
+  template void AttentionBackward<T>(T*, const T*, const T*, const T*,     \
                                      const T*, int, int, int, int);
 GPT2_INSTANTIATE(float)
 GPT2_INSTANTIATE(double)

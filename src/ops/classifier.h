@@ -1,5 +1,6 @@
 // Fused softmax + cross-entropy + its gradient, in one pass over the logits.
-// The padded vocab columns [V, Vp) are masked: they get no probability and zero gradient.
+// The padded vocab columns [V, Vp) are masked: they get no probability and zero
+// gradient.
 #ifndef GPT2_OPS_CLASSIFIER_H_
 #define GPT2_OPS_CLASSIFIER_H_
 
@@ -7,8 +8,8 @@
 
 namespace gpt2::cpu {
 
-// logits (N,Vp), targets (N) in [0, V). losses (N) = -log softmax(logits)[target].
-// When write_grad, logits are overwritten in place by
+// logits (N,Vp), targets (N) in [0, V). losses (N) = -log
+// softmax(logits)[target]. When write_grad, logits are overwritten in place by
 // dlogits = (softmax - onehot(target)) * dloss, and the padded columns by zero.
 template <typename T>
 void ClassifierForward(T* logits, T* losses, const int32_t* targets, int64_t N,

@@ -1,7 +1,7 @@
+#include <cmath>
+
 #include "src/ops/classifier.h"
 #include "src/ops/cpu_parallel.h"
-
-#include <cmath>
 
 namespace gpt2::cpu {
 
@@ -12,7 +12,8 @@ void ClassifierForward(T* logits, T* losses, const int32_t* targets, int64_t N,
   for (int64_t n = 0; n < N; ++n) {
     T* row = logits + n * Vp;
     double max_logit = -INFINITY;
-    for (int v = 0; v < V; ++v) max_logit = row[v] > max_logit ? row[v] : max_logit;
+    for (int v = 0; v < V; ++v)
+      max_logit = row[v] > max_logit ? row[v] : max_logit;
     double sum = 0.0;
     for (int v = 0; v < V; ++v) sum += std::exp(row[v] - max_logit);
     const double log_sum = std::log(sum) + max_logit;

@@ -13,7 +13,8 @@ void EncoderForward(T* out, const int32_t* tokens, const T* wte, const T* wpe,
                     int B, int T_, int C);
 
 // dwte (Vp,C) += scatter of dout (B,T,C) by token; dwpe (maxT,C) += sum over b.
-// Deterministic: each channel range is owned by one thread, rows summed in order.
+// Deterministic: each channel range is owned by one thread, rows summed in
+// order.
 template <typename T>
 void EncoderBackward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens,
                      int B, int T_, int C);

@@ -1,7 +1,7 @@
-#include "src/ops/gelu.h"
-#include "src/ops/cpu_parallel.h"
-
 #include <cmath>
+
+#include "src/ops/cpu_parallel.h"
+#include "src/ops/gelu.h"
 
 namespace gpt2::cpu {
 namespace {
@@ -27,9 +27,9 @@ void GeluBackward(T* dinp, const T* inp, const T* dout, int64_t n) {
     const T inner = T(kSqrt2OverPi) * (x + T(kCubic) * x * x * x);
     const T tanh_inner = std::tanh(inner);
     const T sech2 = T(1) - tanh_inner * tanh_inner;
-    const T grad = T(0.5) * (T(1) + tanh_inner) +
-                   T(0.5) * x * sech2 * T(kSqrt2OverPi) *
-                       (T(1) + T(3 * kCubic) * x * x);
+    const T grad =
+        T(0.5) * (T(1) + tanh_inner) +
+        T(0.5) * x * sech2 * T(kSqrt2OverPi) * (T(1) + T(3 * kCubic) * x * x);
     dinp[i] += grad * dout[i];
   }
 }

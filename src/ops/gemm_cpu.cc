@@ -1,5 +1,4 @@
 #include "src/ops/gemm_cpu.h"
-#include "src/ops/cpu_parallel.h"
 
 #include <omp.h>
 
@@ -7,12 +6,14 @@
 #include <cstring>
 #include <vector>
 
+#include "src/ops/cpu_parallel.h"
+
 namespace gpt2::cpu {
 namespace {
 
 // Register tile: kRows rows of A times two vectors' worth of B columns.
 constexpr int kVectorBytes = 32;
-constexpr int kRows = 6;     // MR
+constexpr int kRows = 6;      // MR
 constexpr int kKBlock = 256;  // KC
 constexpr int kMBlock = 96;   // MC, a multiple of kRows
 constexpr int kNBlock = 512;  // NC, a multiple of the column tile
@@ -24,7 +25,8 @@ struct Tile {
   typedef T Vec __attribute__((vector_size(kVectorBytes)));
 };
 
-// acc (kRows, kCols) = packed_a (kc, kRows) . packed_b (kc, kCols), both k-major.
+// acc (kRows, kCols) = packed_a (kc, kRows) . packed_b (kc, kCols), both
+// k-major.
 template <typename T>
 inline void MicroKernel(int kc, const T* __restrict packed_a,
                         const T* __restrict packed_b, T* __restrict acc) {
@@ -50,7 +52,8 @@ inline void MicroKernel(int kc, const T* __restrict packed_a,
   }
 }
 
-// Packs rows [i0, i0+mc) x k [k0, k0+kc) of A into kRows-row strips, zero padded.
+// Packs rows [i0, i0+mc) x k [k0, k0+kc) of A into kRows-row strips, zero
+// padded.
 template <typename T>
 void PackA(const T* a, int64_t rs, int64_t cs, int64_t i0, int mc, int64_t k0,
            int kc, T* out) {
@@ -72,7 +75,8 @@ void PackA(const T* a, int64_t rs, int64_t cs, int64_t i0, int mc, int64_t k0,
   }
 }
 
-// Packs k [k0, k0+kc) x columns [j0, j0+nc) of B into kCols-column strips, zero padded.
+// Packs k [k0, k0+kc) x columns [j0, j0+nc) of B into kCols-column strips, zero
+// padded.
 template <typename T>
 void PackB(const T* b, int64_t rs, int64_t cs, int64_t k0, int kc, int64_t j0,
            int nc, T* out) {
@@ -105,10 +109,12 @@ void GemmAccumulate(int64_t M, int64_t N, int64_t K, const T* a,
   constexpr int kCols = Tile<T>::kCols;
   if (M <= 0 || N <= 0 || K <= 0) return;
   const int64_t m_blocks = (M + kMBlock - 1) / kMBlock;
-  // Narrow the column blocks when there are too few tiles to keep every thread busy.
+  // Narrow the column blocks when there are too few tiles to keep every thread
+  // busy.
   int64_t n_block = kNBlock;
   const int64_t want_tasks = 4 * omp_get_max_threads();
-  while (n_block > kCols && m_blocks * ((N + n_block - 1) / n_block) < want_tasks) {
+  while (n_block > kCols &&
+         m_blocks * ((N + n_block - 1) / n_block) < want_tasks) {
     n_block /= 2;
   }
   const int64_t n_blocks = (N + n_block - 1) / n_block;

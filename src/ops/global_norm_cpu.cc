@@ -1,7 +1,7 @@
-#include "src/ops/global_norm.h"
-#include "src/ops/cpu_parallel.h"
-
 #include <vector>
+
+#include "src/ops/cpu_parallel.h"
+#include "src/ops/global_norm.h"
 
 namespace gpt2::cpu {
 

@@ -1,7 +1,7 @@
-#include "src/ops/layernorm.h"
-#include "src/ops/cpu_parallel.h"
-
 #include <cmath>
+
+#include "src/ops/cpu_parallel.h"
+#include "src/ops/layernorm.h"
 
 namespace gpt2::cpu {
 
@@ -52,10 +52,12 @@ void LayerNormBackward(T* dinp, T* dweight, T* dbias, const T* dout,
     for (int c = 0; c < C; ++c) {
       const double norm = (x[c] - m) * s;
       const double dnorm = double{weight[c]} * dy[c];
-      dx[c] += static_cast<T>((dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
+      dx[c] +=
+          static_cast<T>((dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
     }
   }
-  // dweight, dbias: each channel block owned by one thread, rows summed in order.
+  // dweight, dbias: each channel block owned by one thread, rows summed in
+  // order.
   constexpr int kBlock = 16;
   const int num_blocks = (C + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (N * C >= kParallelMinWork)
@@ -79,12 +81,11 @@ void LayerNormBackward(T* dinp, T* dweight, T* dbias, const T* dout,
   }
 }
 
-#define GPT2_INSTANTIATE(T)                                                   \
-  template void LayerNormForward<T>(T*, T*, T*, const T*, const T*, const T*, \
-                                    int64_t, int);                            \
-  template void LayerNormBackward<T>(T*, T*, T*, const T*, const T*,          \
-                                     const T*, const T*, const T*, int64_t,   \
-                                     int);
+#define GPT2_INSTANTIATE(T)                                                    \
+  template void LayerNormForward<T>(T*, T*, T*, const T*, const T*, const T*,  \
+                                    int64_t, int);                             \
+  template void LayerNormBackward<T>(T*, T*, T*, const T*, const T*, const T*, \
+                                     const T*, const T*, int64_t, int);
 GPT2_INSTANTIATE(float)
 GPT2_INSTANTIATE(double)
 #undef GPT2_INSTANTIATE

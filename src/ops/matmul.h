@@ -1,5 +1,6 @@
-// Matmul with bias, in the nn.Linear layout: weight is (OC, C), out = inp @ weight^T + bias.
-// The CPU path runs on a packed, register-blocked GEMM (gemm_cpu.h); cuBLASLt on CUDA.
+// Matmul with bias, in the nn.Linear layout: weight is (OC, C), out = inp @
+// weight^T + bias. The CPU path runs on a packed, register-blocked GEMM
+// (gemm_cpu.h); cuBLASLt on CUDA.
 #ifndef GPT2_OPS_MATMUL_H_
 #define GPT2_OPS_MATMUL_H_
 

@@ -1,7 +1,6 @@
-#include "src/ops/matmul.h"
 #include "src/ops/cpu_parallel.h"
-
 #include "src/ops/gemm_cpu.h"
+#include "src/ops/matmul.h"
 
 namespace gpt2::cpu {
 
@@ -42,10 +41,10 @@ void MatmulBackward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
   }
 }
 
-#define GPT2_INSTANTIATE(T)                                                    \
-  template void MatmulForward<T>(T*, const T*, const T*, const T*, int64_t,   \
-                                 int, int);                                    \
-  template void MatmulBackward<T>(T*, T*, T*, const T*, const T*, const T*,   \
+#define GPT2_INSTANTIATE(T)                                                 \
+  template void MatmulForward<T>(T*, const T*, const T*, const T*, int64_t, \
+                                 int, int);                                 \
+  template void MatmulBackward<T>(T*, T*, T*, const T*, const T*, const T*, \
                                   int64_t, int, int);
 GPT2_INSTANTIATE(float)
 GPT2_INSTANTIATE(double)

@@ -1,5 +1,6 @@
-// Residual add. Its backward is the identity on both inputs, so the model passes the
-// residual stream's gradient through unchanged and AddInPlace accumulates branches.
+// Residual add. Its backward is the identity on both inputs, so the model
+// passes the residual stream's gradient through unchanged and AddInPlace
+// accumulates branches.
 #ifndef GPT2_OPS_RESIDUAL_H_
 #define GPT2_OPS_RESIDUAL_H_
 

@@ -1,5 +1,5 @@
-#include "src/ops/residual.h"
 #include "src/ops/cpu_parallel.h"
+#include "src/ops/residual.h"
 
 namespace gpt2::cpu {
 
@@ -15,7 +15,8 @@ void AddInPlace(T* dst, const T* src, int64_t n) {
   for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
-template void ResidualForward<float>(float*, const float*, const float*, int64_t);
+template void ResidualForward<float>(float*, const float*, const float*,
+                                     int64_t);
 template void ResidualForward<double>(double*, const double*, const double*,
                                       int64_t);
 template void AddInPlace<float>(float*, const float*, int64_t);

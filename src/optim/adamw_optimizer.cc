@@ -27,9 +27,9 @@ void AdamWOptimizer::Step(Tensor params, Tensor grads, Tensor norm_squared,
   args.grad_clip = hyper_.grad_clip;
   for (const ParamSpec& p : params_) {
     args.weight_decay = p.decayed ? hyper_.weight_decay : 0.0;
-    backend_->AdamW(params.Slice(p.offset, p.numel), m_.Slice(p.offset, p.numel),
-                    v_.Slice(p.offset, p.numel), grads.Slice(p.offset, p.numel),
-                    norm_squared, args);
+    backend_->AdamW(params.Slice(p.offset, p.numel),
+                    m_.Slice(p.offset, p.numel), v_.Slice(p.offset, p.numel),
+                    grads.Slice(p.offset, p.numel), norm_squared, args);
   }
 }
 

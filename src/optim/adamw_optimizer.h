@@ -1,6 +1,7 @@
-// AdamW over the model's flat parameter buffer, driven by the parameter list: weight decay
-// applies to exactly the tensors the list marks as decayed. The state (m, v) lives on the
-// model's backend. (ZeRO-1 will run this same loop over a rank's shard of the buffer.)
+// AdamW over the model's flat parameter buffer, driven by the parameter list:
+// weight decay applies to exactly the tensors the list marks as decayed. The
+// state (m, v) lives on the model's backend. (ZeRO-1 will run this same loop
+// over a rank's shard of the buffer.)
 #ifndef GPT2_OPTIM_ADAMW_OPTIMIZER_H_
 #define GPT2_OPTIM_ADAMW_OPTIMIZER_H_
 
@@ -25,8 +26,8 @@ class AdamWOptimizer {
   AdamWOptimizer(const AdamWOptimizer&) = delete;
   AdamWOptimizer& operator=(const AdamWOptimizer&) = delete;
 
-  // One update at learning rate lr; `norm_squared` (1 element, on the backend) is the
-  // squared global gradient norm used for clipping. step is 1-based.
+  // One update at learning rate lr; `norm_squared` (1 element, on the backend)
+  // is the squared global gradient norm used for clipping. step is 1-based.
   void Step(Tensor params, Tensor grads, Tensor norm_squared, double lr,
             int64_t step);
 

@@ -1,5 +1,6 @@
 // The learning-rate schedule of the original PyTorch run: linear warmup over
-// warmup_steps, then cosine decay from lr to min_lr at max_steps (0-based steps).
+// warmup_steps, then cosine decay from lr to min_lr at max_steps (0-based
+// steps).
 #ifndef GPT2_OPTIM_LR_SCHEDULE_H_
 #define GPT2_OPTIM_LR_SCHEDULE_H_
 

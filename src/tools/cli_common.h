@@ -1,6 +1,6 @@
-// Small pieces the command-line tools share: repeatable flags pulled out before Abseil
-// parses the rest (this Abseil keeps only the last value of a repeated flag), and the
-// one way a tool reports a failed Status.
+// Small pieces the command-line tools share: repeatable flags pulled out before
+// Abseil parses the rest (this Abseil keeps only the last value of a repeated
+// flag), and the one way a tool reports a failed Status.
 #ifndef GPT2_TOOLS_CLI_COMMON_H_
 #define GPT2_TOOLS_CLI_COMMON_H_
 
@@ -12,8 +12,9 @@
 
 namespace gpt2 {
 
-// Removes every "--name VALUE" and "--name=VALUE" from argv and returns the values in
-// order. A trailing "--name" with no value is returned as the error string in *error.
+// Removes every "--name VALUE" and "--name=VALUE" from argv and returns the
+// values in order. A trailing "--name" with no value is returned as the error
+// string in *error.
 inline std::vector<std::string> TakeRepeatedFlag(const std::string& name,
                                                  int* argc, char** argv,
                                                  std::string* error) {
@@ -44,7 +45,8 @@ inline std::vector<std::string> TakeRepeatedFlag(const std::string& name,
 
 inline int ReportError(const char* tool, const absl::Status& status) {
   std::fflush(stdout);
-  std::fprintf(stderr, "%s: error: %s\n", tool, std::string(status.message()).c_str());
+  std::fprintf(stderr, "%s: error: %s\n", tool,
+               std::string(status.message()).c_str());
   return 1;
 }
 

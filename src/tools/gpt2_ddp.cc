@@ -5,6 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "src/core/threads.h"
 #include "src/data/dataset.h"
 #include "src/tools/cli_common.h"
 #include "src/train/config.h"
@@ -21,13 +22,16 @@ ABSL_FLAG(std::string, data_dir, "",
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
 
 int main(int argc, char** argv) {
+  gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
       "Trains GPT-2 from scratch.\n\n"
       "  gpt2_ddp --config configs/tiny_cpu.pbtxt --data_dir ../shared/data\n"
       "  gpt2_ddp --config FILE --set train.max_steps=100 --set optim.lr=1e-3\n"
-      "  mpirun -np 4 gpt2_ddp --config FILE   (one rank per GPU; distributed runs "
+      "  mpirun -np 4 gpt2_ddp --config FILE   (one rank per GPU; distributed "
+      "runs "
       "are a later milestone)\n\n"
-      "Prints one line per step: step | loss | lr | dt | tok/sec | norm, and writes "
+      "Prints one line per step: step | loss | lr | dt | tok/sec | norm, and "
+      "writes "
       "<log.run_dir>/<log.run_name>/train.log and metrics.jsonl.");
   std::string set_error;
   const std::vector<std::string> overrides =
@@ -43,8 +47,9 @@ int main(int argc, char** argv) {
   }
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (config_path.empty()) {
-    return gpt2::ReportError("gpt2_ddp",
-                             absl::InvalidArgumentError("--config FILE is required (see --help)"));
+    return gpt2::ReportError(
+        "gpt2_ddp",
+        absl::InvalidArgumentError("--config FILE is required (see --help)"));
   }
   auto loaded = gpt2::LoadConfig(config_path, overrides, /*world_size=*/1);
   if (!loaded.ok()) return gpt2::ReportError("gpt2_ddp", loaded.status());

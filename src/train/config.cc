@@ -39,7 +39,8 @@ class CollectErrors : public pb::io::ErrorCollector {
 
 std::string FieldNames(const pb::Descriptor* d) {
   std::vector<std::string> names;
-  for (int i = 0; i < d->field_count(); ++i) names.push_back(d->field(i)->name());
+  for (int i = 0; i < d->field_count(); ++i)
+    names.push_back(d->field(i)->name());
   return absl::StrJoin(names, ", ");
 }
 
@@ -59,7 +60,8 @@ absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
 
 absl::StatusOr<config::RunConfig> ParseConfigFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
+  if (!in)
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
   std::stringstream buffer;
   buffer << in.rdbuf();
   return ParseConfigText(buffer.str(), path);
@@ -69,8 +71,9 @@ absl::Status ApplyOverride(const std::string& assignment,
                            config::RunConfig* config) {
   const size_t eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--set ", assignment, ": expected dotted.field=value, e.g. train.max_steps=20"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set ", assignment,
+                     ": expected dotted.field=value, e.g. train.max_steps=20"));
   }
   const std::string path = assignment.substr(0, eq);
   std::string value = assignment.substr(eq + 1);
@@ -80,7 +83,8 @@ absl::Status ApplyOverride(const std::string& assignment,
     const pb::Descriptor* d = message->GetDescriptor();
     const pb::FieldDescriptor* field = d->FindFieldByName(parts[i]);
     const std::string where =
-        i == 0 ? std::string("the config") : absl::StrJoin(parts.begin(), parts.begin() + i, ".");
+        i == 0 ? std::string("the config")
+               : absl::StrJoin(parts.begin(), parts.begin() + i, ".");
     if (field == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("--set ", assignment, ": no field '", parts[i], "' in ",
@@ -96,9 +100,10 @@ absl::Status ApplyOverride(const std::string& assignment,
       continue;
     }
     if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--set ", assignment, ": '", path, "' is a section, not a field (fields: ",
-          FieldNames(field->message_type()), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", assignment, ": '", path,
+                       "' is a section, not a field (fields: ",
+                       FieldNames(field->message_type()), ")"));
     }
     if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
@@ -107,11 +112,12 @@ absl::Status ApplyOverride(const std::string& assignment,
       r->SetString(message, field, value);
       return absl::OkStatus();
     }
-    pb::LogSilencer quiet;  // our message below says it better than protobuf's log
+    pb::LogSilencer
+        quiet;  // our message below says it better than protobuf's log
     if (!pb::TextFormat::ParseFieldValueFromString(value, field, message)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--set ", assignment, ": '", value, "' is not a valid ",
-          field->cpp_type_name(), " for ", path));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", assignment, ": '", value, "' is not a valid ",
+                       field->cpp_type_name(), " for ", path));
     }
   }
   return absl::OkStatus();
@@ -125,15 +131,19 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
     problems.push_back(absl::StrCat(parts...));
   };
   const auto& m = c.model();
-  if (m.num_layers() < 1) fail("model.num_layers must be >= 1, got ", m.num_layers());
-  if (m.num_heads() < 1) fail("model.num_heads must be >= 1, got ", m.num_heads());
+  if (m.num_layers() < 1)
+    fail("model.num_layers must be >= 1, got ", m.num_layers());
+  if (m.num_heads() < 1)
+    fail("model.num_heads must be >= 1, got ", m.num_heads());
   if (m.channels() < 1) fail("model.channels must be >= 1, got ", m.channels());
   if (m.num_heads() >= 1 && m.channels() % m.num_heads() != 0) {
     fail("model.num_heads (", m.num_heads(), ") must divide model.channels (",
          m.channels(), ")");
   }
-  if (m.max_seq_len() < 1) fail("model.max_seq_len must be >= 1, got ", m.max_seq_len());
-  if (m.vocab_size() < 1) fail("model.vocab_size must be >= 1, got ", m.vocab_size());
+  if (m.max_seq_len() < 1)
+    fail("model.max_seq_len must be >= 1, got ", m.max_seq_len());
+  if (m.vocab_size() < 1)
+    fail("model.vocab_size must be >= 1, got ", m.vocab_size());
   int padded_vocab = m.padded_vocab_size();
   if (padded_vocab == 0) padded_vocab = (m.vocab_size() + 127) / 128 * 128;
   if (padded_vocab < m.vocab_size()) {
@@ -143,60 +153,81 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
 
   const auto& d = c.data();
   const bool shards = !d.train_shards().empty(), text = !d.train_text().empty();
-  if (shards == text) fail("data: set exactly one of data.train_shards and data.train_text");
-  if (!d.val_shards().empty() && !shards) fail("data.val_shards needs data.train_shards");
-  if (d.val_tokens() < 0) fail("data.val_tokens must be >= 0, got ", d.val_tokens());
-  if (d.val_tokens() > 0 && !text) fail("data.val_tokens applies only to data.train_text");
+  if (shards == text)
+    fail("data: set exactly one of data.train_shards and data.train_text");
+  if (!d.val_shards().empty() && !shards)
+    fail("data.val_shards needs data.train_shards");
+  if (d.val_tokens() < 0)
+    fail("data.val_tokens must be >= 0, got ", d.val_tokens());
+  if (d.val_tokens() > 0 && !text)
+    fail("data.val_tokens applies only to data.train_text");
 
   const auto& t = c.train();
-  if (t.micro_batch_size() < 1) fail("train.micro_batch_size must be >= 1, got ", t.micro_batch_size());
+  if (t.micro_batch_size() < 1)
+    fail("train.micro_batch_size must be >= 1, got ", t.micro_batch_size());
   if (t.seq_len() < 1) fail("train.seq_len must be >= 1, got ", t.seq_len());
   if (t.seq_len() > m.max_seq_len()) {
     fail("train.seq_len (", t.seq_len(), ") exceeds model.max_seq_len (",
          m.max_seq_len(), ")");
   }
-  if (t.max_steps() < 1) fail("train.max_steps must be >= 1, got ", t.max_steps());
-  if (t.total_batch_tokens() < 0) fail("train.total_batch_tokens must be >= 0, got ", t.total_batch_tokens());
-  const int64_t per_micro = int64_t{t.micro_batch_size()} * t.seq_len() * world_size;
-  int64_t total = t.total_batch_tokens() == 0 ? per_micro : t.total_batch_tokens();
+  if (t.max_steps() < 1)
+    fail("train.max_steps must be >= 1, got ", t.max_steps());
+  if (t.total_batch_tokens() < 0)
+    fail("train.total_batch_tokens must be >= 0, got ", t.total_batch_tokens());
+  const int64_t per_micro =
+      int64_t{t.micro_batch_size()} * t.seq_len() * world_size;
+  int64_t total =
+      t.total_batch_tokens() == 0 ? per_micro : t.total_batch_tokens();
   if (per_micro > 0 && total % per_micro != 0) {
     fail("train.total_batch_tokens (", total,
          ") is not a multiple of micro_batch_size * seq_len * world_size (",
          t.micro_batch_size(), " * ", t.seq_len(), " * ", world_size, " = ",
          per_micro, ")");
   }
-  if (t.stop_at_loss() < 0) fail("train.stop_at_loss must be >= 0, got ", t.stop_at_loss());
+  if (t.stop_at_loss() < 0)
+    fail("train.stop_at_loss must be >= 0, got ", t.stop_at_loss());
 
   const auto& o = c.optim();
   if (!(o.lr() > 0)) fail("optim.lr must be > 0, got ", o.lr());
-  if (!(o.beta1() >= 0 && o.beta1() < 1)) fail("optim.beta1 must be in [0, 1), got ", o.beta1());
-  if (!(o.beta2() >= 0 && o.beta2() < 1)) fail("optim.beta2 must be in [0, 1), got ", o.beta2());
+  if (!(o.beta1() >= 0 && o.beta1() < 1))
+    fail("optim.beta1 must be in [0, 1), got ", o.beta1());
+  if (!(o.beta2() >= 0 && o.beta2() < 1))
+    fail("optim.beta2 must be in [0, 1), got ", o.beta2());
   if (!(o.eps() > 0)) fail("optim.eps must be > 0, got ", o.eps());
-  if (!(o.weight_decay() >= 0)) fail("optim.weight_decay must be >= 0, got ", o.weight_decay());
-  if (!(o.grad_clip() >= 0)) fail("optim.grad_clip must be >= 0 (0 = off), got ", o.grad_clip());
+  if (!(o.weight_decay() >= 0))
+    fail("optim.weight_decay must be >= 0, got ", o.weight_decay());
+  if (!(o.grad_clip() >= 0))
+    fail("optim.grad_clip must be >= 0 (0 = off), got ", o.grad_clip());
 
   const auto& s = c.schedule();
-  if (s.warmup_steps() < 0) fail("schedule.warmup_steps must be >= 0, got ", s.warmup_steps());
+  if (s.warmup_steps() < 0)
+    fail("schedule.warmup_steps must be >= 0, got ", s.warmup_steps());
   if (!(s.min_lr() >= 0 && s.min_lr() <= o.lr())) {
-    fail("schedule.min_lr must be in [0, optim.lr = ", o.lr(), "], got ", s.min_lr());
+    fail("schedule.min_lr must be in [0, optim.lr = ", o.lr(), "], got ",
+         s.min_lr());
   }
   const auto& l = c.log();
-  if (l.every_steps() < 1) fail("log.every_steps must be >= 1, got ", l.every_steps());
-  if (l.val_every_steps() < 0) fail("log.val_every_steps must be >= 0, got ", l.val_every_steps());
-  if (l.val_batches() < 1) fail("log.val_batches must be >= 1, got ", l.val_batches());
+  if (l.every_steps() < 1)
+    fail("log.every_steps must be >= 1, got ", l.every_steps());
+  if (l.val_every_steps() < 0)
+    fail("log.val_every_steps must be >= 0, got ", l.val_every_steps());
+  if (l.val_batches() < 1)
+    fail("log.val_batches must be >= 1, got ", l.val_batches());
   if (l.run_name().empty() || l.run_name().find('/') != std::string::npos) {
-    fail("log.run_name must be a non-empty name without '/', got '", l.run_name(), "'");
+    fail("log.run_name must be a non-empty name without '/', got '",
+         l.run_name(), "'");
   }
   const auto& dist = c.distributed();
   if (dist.zero_stage() != 0 && dist.zero_stage() != 1) {
     fail("distributed.zero_stage must be 0 or 1, got ", dist.zero_stage());
   }
-  if (c.checkpoint().every_steps() < 0) fail("checkpoint.every_steps must be >= 0");
+  if (c.checkpoint().every_steps() < 0)
+    fail("checkpoint.every_steps must be >= 0");
   if (c.checkpoint().keep_last() < 1) fail("checkpoint.keep_last must be >= 1");
 
   if (!problems.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": ", absl::StrJoin(problems, "\n" + source + ": ")));
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": ", absl::StrJoin(problems, "\n" + source + ": ")));
   }
   RunPlan plan;
   plan.shape = ModelShape{m.num_layers(),  m.num_heads(),  m.channels(),
@@ -216,7 +247,8 @@ absl::StatusOr<LoadedConfig> LoadConfig(
   for (const std::string& o : overrides) {
     GPT2_RETURN_IF_ERROR(ApplyOverride(o, &loaded.config));
   }
-  GPT2_ASSIGN_OR_RETURN(loaded.plan, ValidateConfig(loaded.config, world_size, path));
+  GPT2_ASSIGN_OR_RETURN(loaded.plan,
+                        ValidateConfig(loaded.config, world_size, path));
   return loaded;
 }
 

@@ -1,5 +1,6 @@
-// Loading, overriding and validating the run configuration (proto/config.proto).
-// Every failure is an absl::Status whose message names the file, line or field.
+// Loading, overriding and validating the run configuration
+// (proto/config.proto). Every failure is an absl::Status whose message names
+// the file, line or field.
 #ifndef GPT2_TRAIN_CONFIG_H_
 #define GPT2_TRAIN_CONFIG_H_
 
@@ -12,7 +13,8 @@
 
 namespace gpt2 {
 
-// Parses a protobuf text file; unknown fields and type errors report file:line:column.
+// Parses a protobuf text file; unknown fields and type errors report
+// file:line:column.
 absl::StatusOr<config::RunConfig> ParseConfigFile(const std::string& path);
 absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
                                                   const std::string& source);
@@ -40,9 +42,9 @@ struct LoadedConfig {
   config::RunConfig config;
   RunPlan plan;
 };
-absl::StatusOr<LoadedConfig> LoadConfig(const std::string& path,
-                                        const std::vector<std::string>& overrides,
-                                        int world_size);
+absl::StatusOr<LoadedConfig> LoadConfig(
+    const std::string& path, const std::vector<std::string>& overrides,
+    int world_size);
 
 }  // namespace gpt2
 

@@ -11,7 +11,8 @@ namespace gpt2 {
 
 std::string FormatStepLine(const StepMetrics& m) {
   return absl::StrFormat(
-      "step %d | loss: %.6f | lr: %.4e | dt: %.2fms | tok/sec: %.2f | norm: %.4f",
+      "step %d | loss: %.6f | lr: %.4e | dt: %.2fms | tok/sec: %.2f | norm: "
+      "%.4f",
       m.step, m.loss, m.lr, m.dt_ms, m.tok_per_sec, m.norm);
 }
 
@@ -21,10 +22,11 @@ std::string FormatMetricsJson(const StepMetrics& m) {
     return std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string("null");
   };
   std::string json = absl::StrCat(
-      "{\"step\": ", m.step, ", \"loss\": ", num(m.loss), ", \"lr\": ", num(m.lr),
-      ", \"norm\": ", num(m.norm), ", \"dt_ms\": ", num(m.dt_ms),
-      ", \"tok_per_sec\": ", num(m.tok_per_sec));
-  if (m.val_loss.has_value()) absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
+      "{\"step\": ", m.step, ", \"loss\": ", num(m.loss),
+      ", \"lr\": ", num(m.lr), ", \"norm\": ", num(m.norm),
+      ", \"dt_ms\": ", num(m.dt_ms), ", \"tok_per_sec\": ", num(m.tok_per_sec));
+  if (m.val_loss.has_value())
+    absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
   absl::StrAppend(&json, "}");
   return json;
 }
@@ -37,8 +39,8 @@ absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled) {
   std::error_code ec;
   std::filesystem::create_directories(run_dir, ec);
   if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(run_dir, ": cannot create the run folder: ", ec.message()));
+    return absl::PermissionDeniedError(absl::StrCat(
+        run_dir, ": cannot create the run folder: ", ec.message()));
   }
   const std::string log_path = run_dir + "/train.log";
   const std::string metrics_path = run_dir + "/metrics.jsonl";
@@ -56,7 +58,10 @@ absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled) {
 }
 
 RunLog::RunLog(RunLog&& o) noexcept
-    : dir_(std::move(o.dir_)), enabled_(o.enabled_), log_(o.log_), metrics_(o.metrics_) {
+    : dir_(std::move(o.dir_)),
+      enabled_(o.enabled_),
+      log_(o.log_),
+      metrics_(o.metrics_) {
   o.log_ = nullptr;
   o.metrics_ = nullptr;
 }

@@ -1,5 +1,6 @@
-// Rank 0's run output: human-readable lines to stdout and <run_dir>/train.log, and one
-// JSON object per step to <run_dir>/metrics.jsonl. Other ranks construct it disabled.
+// Rank 0's run output: human-readable lines to stdout and <run_dir>/train.log,
+// and one JSON object per step to <run_dir>/metrics.jsonl. Other ranks
+// construct it disabled.
 #ifndef GPT2_TRAIN_RUN_LOG_H_
 #define GPT2_TRAIN_RUN_LOG_H_
 
@@ -27,7 +28,8 @@ std::string FormatMetricsJson(const StepMetrics& m);
 
 class RunLog {
  public:
-  // Creates run_dir (and parents) and truncates its train.log and metrics.jsonl.
+  // Creates run_dir (and parents) and truncates its train.log and
+  // metrics.jsonl.
   static absl::StatusOr<RunLog> Open(const std::string& run_dir, bool enabled);
   RunLog(RunLog&&) noexcept;
   ~RunLog();

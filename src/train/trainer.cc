@@ -53,16 +53,21 @@ absl::StatusOr<BackendChoice> ChooseBackend(const config::TrainConfig& train) {
   BackendChoice choice;
   switch (train.device()) {
     case config::CUDA:
-      return absl::UnimplementedError(absl::StrCat(
-          "train.device is CUDA, but the CUDA backend is not implemented yet in "
-          "this version (", gpus, " GPU(s) seen", gpus == 0 ? ": " + why_no_gpu : "",
-          "); use device: CPU or AUTO"));
+      return absl::UnimplementedError(
+          absl::StrCat("train.device is CUDA, but the CUDA backend is not "
+                       "implemented yet in "
+                       "this version (",
+                       gpus, " GPU(s) seen", gpus == 0 ? ": " + why_no_gpu : "",
+                       "); use device: CPU or AUTO"));
     case config::CPU:
       break;
     default:  // AUTO
-      choice.note = gpus > 0 ? absl::StrCat(gpus, " GPU(s) present, but the CUDA "
-                                          "backend is not implemented yet: using the CPU")
-                             : absl::StrCat("no GPU (", why_no_gpu, "): using the CPU");
+      choice.note =
+          gpus > 0
+              ? absl::StrCat(gpus,
+                             " GPU(s) present, but the CUDA "
+                             "backend is not implemented yet: using the CPU")
+              : absl::StrCat("no GPU (", why_no_gpu, "): using the CPU");
   }
   choice.backend = MakeCpuBackend();
   switch (train.precision()) {
@@ -71,8 +76,9 @@ absl::StatusOr<BackendChoice> ChooseBackend(const config::TrainConfig& train) {
       break;
     case config::BF16:
       choice.dtype = DType::kF32;
-      absl::StrAppend(&choice.note, choice.note.empty() ? "" : "; ",
-                      "bf16 is a CUDA precision: the CPU backend trains in fp32");
+      absl::StrAppend(
+          &choice.note, choice.note.empty() ? "" : "; ",
+          "bf16 is a CUDA precision: the CPU backend trains in fp32");
       break;
     default:
       choice.dtype = DType::kF32;
@@ -93,7 +99,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(BackendChoice choice, ChooseBackend(cfg.train()));
   Backend* backend = choice.backend.get();
   GPT2_ASSIGN_OR_RETURN(
-      Datasets data, LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size));
+      Datasets data,
+      LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size));
 
   LoaderLayout layout;
   layout.micro_batch_size = plan.micro_batch_size;
@@ -111,9 +118,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                           DataLoader::Create(std::move(data.val), val_layout));
     val_loader.emplace(std::move(loader));
   } else if (cfg.log().val_every_steps() > 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options.config_path, ": log.val_every_steps is set but the data has no val set "
-        "(data.val_shards or data.val_tokens)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.config_path,
+                     ": log.val_every_steps is set but the data has no val set "
+                     "(data.val_shards or data.val_tokens)"));
   }
 
   const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();
@@ -131,33 +139,39 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   hyper.grad_clip = cfg.optim().grad_clip();
   AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper);
   const LrSchedule schedule{cfg.optim().lr(), cfg.schedule().min_lr(),
-                            cfg.schedule().warmup_steps(), cfg.train().max_steps()};
+                            cfg.schedule().warmup_steps(),
+                            cfg.train().max_steps()};
 
   // ---- Header ----
   std::string config_text;
   google::protobuf::TextFormat::PrintToString(cfg, &config_text);
-  log.Line(absl::StrCat("gpt2_ddp | config ", options.config_path, " | data dir ",
-                        options.data_dir));
+  log.Line(absl::StrCat("gpt2_ddp | config ", options.config_path,
+                        " | data dir ", options.data_dir));
   log.Line(config_text);
   log.Line(absl::StrFormat("backend: %s, %s, %d thread(s) | world size %d (%s)",
                            backend->name(), DTypeName(choice.dtype),
-                           omp_get_max_threads(), comm->world_size(), comm->name()));
+                           omp_get_max_threads(), comm->world_size(),
+                           comm->name()));
   if (!choice.note.empty()) log.Line(absl::StrCat("note: ", choice.note));
   const ModelShape& s = plan.shape;
-  log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d", s.num_layers,
-                           s.num_heads, s.channels, s.max_seq_len, s.vocab_size,
-                           s.padded_vocab_size));
-  const ParamGroupCounts groups = CountParamGroups(model.param_list(), s.num_layers);
-  log.Line(absl::StrCat("num decayed parameter tensors: ", groups.decayed_tensors,
-                        ", with ", Thousands(groups.decayed_params), " parameters"));
-  log.Line(absl::StrCat("num non-decayed parameter tensors: ", groups.other_tensors,
-                        ", with ", Thousands(groups.other_params), " parameters"));
+  log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d",
+                           s.num_layers, s.num_heads, s.channels, s.max_seq_len,
+                           s.vocab_size, s.padded_vocab_size));
+  const ParamGroupCounts groups =
+      CountParamGroups(model.param_list(), s.num_layers);
+  log.Line(
+      absl::StrCat("num decayed parameter tensors: ", groups.decayed_tensors,
+                   ", with ", Thousands(groups.decayed_params), " parameters"));
+  log.Line(
+      absl::StrCat("num non-decayed parameter tensors: ", groups.other_tensors,
+                   ", with ", Thousands(groups.other_params), " parameters"));
   log.Line(absl::StrCat("total parameters: ", Thousands(model.num_params())));
   log.Line(absl::StrCat("loaded ", data.description));
-  log.Line(absl::StrCat("1 epoch = ", train_loader.steps_per_epoch(), " batches"));
+  log.Line(
+      absl::StrCat("1 epoch = ", train_loader.steps_per_epoch(), " batches"));
   log.Line(absl::StrFormat(
-      "total batch %d tokens = B %d x T %d x world %d x grad accum %d", plan.total_batch_tokens,
-      B, T, comm->world_size(), accum));
+      "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
+      plan.total_batch_tokens, B, T, comm->world_size(), accum));
   const int64_t param_bytes = model.params().bytes();
   log.Line(absl::StrCat("memory: params ", Megabytes(param_bytes), ", grads ",
                         Megabytes(param_bytes), ", optimizer ",
@@ -185,8 +199,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     backend->Zero(loss_sum);
     for (int i = 0; i < batches; ++i) {
       val_loader->Next(inputs.data(), targets.data());
-      model.Forward(inputs.data(), targets.data(), B, T, 0.0, /*write_grad=*/false);
-      backend->AccumulateSum(loss_sum, model.losses(), 1.0 / (double{B} * T * batches));
+      model.Forward(inputs.data(), targets.data(), B, T, 0.0,
+                    /*write_grad=*/false);
+      backend->AccumulateSum(loss_sum, model.losses(),
+                             1.0 / (double{B} * T * batches));
     }
     comm->AllReduce(loss_sum, ReduceOp::kAverage);
     return read_scalar(loss_sum);
@@ -201,22 +217,26 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     StepMetrics metrics;
     metrics.step = step;
     const int val_every = cfg.log().val_every_steps();
-    if (val_loader && val_every > 0 && (step % val_every == 0 || step == max_steps - 1)) {
+    if (val_loader && val_every > 0 &&
+        (step % val_every == 0 || step == max_steps - 1)) {
       metrics.val_loss = evaluate_val();
-      log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *metrics.val_loss));
+      log.Line(
+          absl::StrFormat("step %d | val loss: %.6f", step, *metrics.val_loss));
     }
     model.ZeroGrads();
     backend->Zero(loss_sum);
     for (int micro = 0; micro < accum; ++micro) {
       train_loader.Next(inputs.data(), targets.data());
-      model.Forward(inputs.data(), targets.data(), B, T, dloss, /*write_grad=*/true);
+      model.Forward(inputs.data(), targets.data(), B, T, dloss,
+                    /*write_grad=*/true);
       backend->AccumulateSum(loss_sum, model.losses(), dloss);
       model.Backward();
     }
     comm->AllReduce(model.grads(), ReduceOp::kAverage);
     backend->SumSquares(norm_squared, model.grads());
     metrics.lr = schedule.At(step);
-    optimizer.Step(model.params(), model.grads(), norm_squared, metrics.lr, step + 1);
+    optimizer.Step(model.params(), model.grads(), norm_squared, metrics.lr,
+                   step + 1);
     backend->Synchronize();
     metrics.loss = read_scalar(loss_sum);
     metrics.norm = std::sqrt(read_scalar(norm_squared));
@@ -230,23 +250,27 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     result.final_loss = metrics.loss;
     result.steps_run = step + 1;
     if (!std::isfinite(metrics.loss) || !std::isfinite(metrics.norm)) {
-      return absl::InternalError(absl::StrFormat(
-          "step %d: the loss (%f) or grad norm (%f) is not finite; stopping. Try a "
-          "lower optim.lr or check the data.",
-          step, metrics.loss, metrics.norm));
+      return absl::InternalError(
+          absl::StrFormat("step %d: the loss (%f) or grad norm (%f) is not "
+                          "finite; stopping. Try a "
+                          "lower optim.lr or check the data.",
+                          step, metrics.loss, metrics.norm));
     }
-    if (cfg.train().stop_at_loss() > 0 && metrics.loss < cfg.train().stop_at_loss()) {
-      log.Line(absl::StrFormat(
-          "loss %.6f < %g first at step %d, %.1f s after process start; stopping",
-          metrics.loss, cfg.train().stop_at_loss(), step, SecondsSince(process_start)));
+    if (cfg.train().stop_at_loss() > 0 &&
+        metrics.loss < cfg.train().stop_at_loss()) {
+      log.Line(
+          absl::StrFormat("loss %.6f < %g first at step %d, %.1f s after "
+                          "process start; stopping",
+                          metrics.loss, cfg.train().stop_at_loss(), step,
+                          SecondsSince(process_start)));
       break;
     }
   }
   backend->Free(loss_sum);
   backend->Free(norm_squared);
-  log.Line(absl::StrFormat("done: %d steps in %.1f s, final loss %.6f; logs in %s",
-                           result.steps_run, SecondsSince(process_start),
-                           result.final_loss, run_dir));
+  log.Line(absl::StrFormat(
+      "done: %d steps in %.1f s, final loss %.6f; logs in %s", result.steps_run,
+      SecondsSince(process_start), result.final_loss, run_dir));
   return result;
 }
 

@@ -1,6 +1,6 @@
-// The training loop: builds the backend, model, optimizer and loaders from a validated
-// config, then runs micro-steps with gradient accumulation, clipping, the lr schedule,
-// periodic val loss, and rank 0's logs.
+// The training loop: builds the backend, model, optimizer and loaders from a
+// validated config, then runs micro-steps with gradient accumulation, clipping,
+// the lr schedule, periodic val loss, and rank 0's logs.
 #ifndef GPT2_TRAIN_TRAINER_H_
 #define GPT2_TRAIN_TRAINER_H_
 

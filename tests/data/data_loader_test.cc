@@ -1,5 +1,5 @@
-// Token shards and the loader: window order, wrap-around, ranks and accumulation reading
-// the same tokens, the cursor, and every bad shard file.
+// Token shards and the loader: window order, wrap-around, ranks and
+// accumulation reading the same tokens, the cursor, and every bad shard file.
 #include "src/data/data_loader.h"
 
 #include <unistd.h>
@@ -27,8 +27,8 @@ std::vector<TokenShard> OneShard(int n) {
 }
 
 TEST(DataLoader, WindowsAdvanceAndWrapLikeThePyTorchRun) {
-  // 50 tokens, B=2, T=4: step windows of 8 (+1) tokens at 0, 8, ..., 40; at 48 a window
-  // would need 57 > 50 tokens, so the loader wraps to 0.
+  // 50 tokens, B=2, T=4: step windows of 8 (+1) tokens at 0, 8, ..., 40; at 48
+  // a window would need 57 > 50 tokens, so the loader wraps to 0.
   LoaderLayout layout{2, 4, 0, 1, 1};
   auto loader = DataLoader::Create(OneShard(50), layout);
   ASSERT_TRUE(loader.ok()) << loader.status();
@@ -44,11 +44,13 @@ TEST(DataLoader, WindowsAdvanceAndWrapLikeThePyTorchRun) {
   }
 }
 
-// Reads `steps` optimizer steps of tokens, in the order a single process would see them.
+// Reads `steps` optimizer steps of tokens, in the order a single process would
+// see them.
 std::vector<int32_t> ReadAll(int B, int world, int accum, int steps) {
   std::vector<DataLoader> loaders;
   for (int r = 0; r < world; ++r) {
-    loaders.push_back(*DataLoader::Create(OneShard(1000), LoaderLayout{B, 8, r, world, accum}));
+    loaders.push_back(*DataLoader::Create(OneShard(1000),
+                                          LoaderLayout{B, 8, r, world, accum}));
   }
   std::vector<int32_t> all, x(B * 8), y(B * 8);
   for (int s = 0; s < steps; ++s) {
@@ -67,7 +69,8 @@ TEST(DataLoader, RanksAndAccumulationReadTheSameTokens) {
   EXPECT_EQ(ReadAll(4, 4, 1, 20), reference);  // -np 4 with B=4
   EXPECT_EQ(ReadAll(4, 1, 4, 20), reference);  // 4 micro-steps of B=4
   EXPECT_EQ(ReadAll(2, 2, 4, 20), reference);
-  EXPECT_NE(ReadAll(8, 1, 1, 20), reference);  // a different total batch differs
+  EXPECT_NE(ReadAll(8, 1, 1, 20),
+            reference);  // a different total batch differs
 }
 
 TEST(DataLoader, CursorRestoresThePosition) {
@@ -91,11 +94,13 @@ TEST(DataLoader, CursorRestoresThePosition) {
 TEST(DataLoader, MovesAcrossShardsAndSkipsShortOnes) {
   std::vector<TokenShard> shards;
   shards.push_back(TokenShard::FromTokens(Iota(20), "a"));
-  shards.push_back(TokenShard::FromTokens(std::vector<uint16_t>(5, 7), "short"));
+  shards.push_back(
+      TokenShard::FromTokens(std::vector<uint16_t>(5, 7), "short"));
   std::vector<uint16_t> c(20);
   std::iota(c.begin(), c.end(), 100);
   shards.push_back(TokenShard::FromTokens(c, "c"));
-  auto loader = *DataLoader::Create(std::move(shards), LoaderLayout{1, 8, 0, 1, 1});
+  auto loader =
+      *DataLoader::Create(std::move(shards), LoaderLayout{1, 8, 0, 1, 1});
   std::vector<int32_t> x(8), y(8);
   std::vector<int> starts;
   for (int i = 0; i < 6; ++i) {
@@ -142,7 +147,9 @@ TEST_F(ShardFiles, RoundTrip) {
   ASSERT_TRUE(WriteTokenShard(Path("ok.bin"), tokens).ok());
   auto shard = TokenShard::Open(Path("ok.bin"), 50257);
   ASSERT_TRUE(shard.ok()) << shard.status();
-  EXPECT_EQ(std::vector<uint16_t>(shard->tokens().begin(), shard->tokens().end()), tokens);
+  EXPECT_EQ(
+      std::vector<uint16_t>(shard->tokens().begin(), shard->tokens().end()),
+      tokens);
   EXPECT_EQ(std::filesystem::file_size(Path("ok.bin")), 1024u + 8u);
   auto files = ExpandShardPattern(Path("*.bin"));
   ASSERT_TRUE(files.ok());
@@ -158,7 +165,8 @@ TEST_F(ShardFiles, BadFilesGiveClearErrors) {
   WriteRaw(Path("short.bin"), {20240520, 1, 10}, {1, 2});
   EXPECT_NE(Error(Path("short.bin")).find("truncated"), std::string::npos);
   WriteRaw(Path("vocab.bin"), {20240520, 1, 2}, {1, 60000});
-  EXPECT_NE(Error(Path("vocab.bin")).find("token 60000 at index 1"), std::string::npos);
+  EXPECT_NE(Error(Path("vocab.bin")).find("token 60000 at index 1"),
+            std::string::npos);
   { std::ofstream(Path("tiny.bin")) << "abc"; }
   EXPECT_NE(Error(Path("tiny.bin")).find("header"), std::string::npos);
   EXPECT_FALSE(ExpandShardPattern(Path("none_*.bin")).ok());

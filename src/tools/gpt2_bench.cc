@@ -1,0 +1,159 @@
+// gpt2_bench: times the CPU train step of a GPT-2 shape and the tokenizer, and
+// prints medians. Speed claims in the README come from this tool's output.
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "src/backend/backend.h"
+#include "src/core/error.h"
+#include "src/core/rng.h"
+#include "src/core/threads.h"
+#include "src/data/dataset.h"
+#include "src/data/tokenizer.h"
+#include "src/model/gpt2.h"
+#include "src/optim/adamw_optimizer.h"
+#include "src/tools/cli_common.h"
+
+ABSL_FLAG(int, batch, 4, "Micro-batch B of the timed train step.");
+ABSL_FLAG(int, seq_len, 64, "Sequence length T of the timed train step.");
+ABSL_FLAG(int, steps, 5,
+          "Timed steps (after one warm-up step); the median is reported.");
+ABSL_FLAG(int, layers, 12, "GPT-2 shape: layers (12 = 124M).");
+ABSL_FLAG(int, channels, 768, "GPT-2 shape: channels.");
+ABSL_FLAG(int, heads, 12, "GPT-2 shape: heads.");
+ABSL_FLAG(bool, tokenizer, true,
+          "Also time tokenizing Tiny Shakespeare (needs the data directory).");
+ABSL_FLAG(std::string, data_dir, "",
+          "Data directory; default $GPT2_DATA_DIR, else ./data.");
+
+namespace gpt2 {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+void BenchTrainStep() {
+  const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
+  ModelShape shape = ModelShape::Gpt2Small();
+  shape.num_layers = absl::GetFlag(FLAGS_layers);
+  shape.channels = absl::GetFlag(FLAGS_channels);
+  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  auto backend = MakeCpuBackend();
+  Gpt2Model model(backend.get(), shape, DType::kF32, B, T);
+  model.InitParams(1337);
+  AdamWOptimizer opt(backend.get(), model.param_list(), DType::kF32,
+                     AdamWHyper{});
+  Tensor norm_sq = backend->Alloc(DType::kF32, 1);
+  Rng rng(1);
+  std::vector<int32_t> x(B * T), y(B * T);
+  for (auto& t : x) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  for (auto& t : y) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  std::printf(
+      "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, fp32, CPU, "
+      "%d thread(s)\n",
+      shape.num_layers, shape.channels, shape.num_heads,
+      static_cast<long long>(model.num_params()), B, T, omp_get_max_threads());
+  std::vector<double> total, fwd, bwd, upd;
+  const int steps = absl::GetFlag(FLAGS_steps);
+  for (int i = 0; i <= steps; ++i) {
+    const auto t0 = Clock::now();
+    model.ZeroGrads();
+    model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+    const auto t1 = Clock::now();
+    model.Backward();
+    const auto t2 = Clock::now();
+    backend->SumSquares(norm_sq, model.grads());
+    opt.Step(model.params(), model.grads(), norm_sq, 1e-4, i + 1);
+    const auto t3 = Clock::now();
+    std::printf(
+        "  step %d: %.1f ms (forward %.1f, backward %.1f, optimizer %.1f)%s\n",
+        i, Ms(t0, t3), Ms(t0, t1), Ms(t1, t2), Ms(t2, t3),
+        i == 0 ? " warm-up" : "");
+    if (i == 0) continue;
+    total.push_back(Ms(t0, t3));
+    fwd.push_back(Ms(t0, t1));
+    bwd.push_back(Ms(t1, t2));
+    upd.push_back(Ms(t2, t3));
+  }
+  backend->Free(norm_sq);
+  const double ms = Median(total);
+  std::printf(
+      "median over %d steps: %.1f ms/step, %.0f tokens/s (forward %.1f, "
+      "backward "
+      "%.1f, optimizer %.1f ms)\n",
+      steps, ms, B * T / (ms / 1000.0), Median(fwd), Median(bwd), Median(upd));
+}
+
+absl::Status BenchTokenizer() {
+  const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
+  const std::string path = data_dir + "/tinyshakespeare/input.txt";
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open (set --data_dir)"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(data_dir));
+  std::vector<double> times;
+  size_t count = 0;
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = Clock::now();
+    count = tokenizer.Encode(text).size();
+    times.push_back(Ms(t0, Clock::now()));
+  }
+  std::printf(
+      "tokenizer: Tiny Shakespeare (%zu bytes) -> %zu tokens, median %.1f ms "
+      "over 5 runs (%.1f MB/s)\n",
+      text.size(), count, Median(times), text.size() / (Median(times) * 1e3));
+  return absl::OkStatus();
+}
+
+}  // namespace
+}  // namespace gpt2
+
+int main(int argc, char** argv) {
+  gpt2::UsePassiveOpenMpWait(argv);
+  absl::SetProgramUsageMessage(
+      "Benchmarks the CPU backend: GPT-2 124M train step at B=4, T=64 by "
+      "default\n"
+      "(median of --steps after a warm-up), with a forward/backward/optimizer "
+      "split,\n"
+      "and GPT-2 BPE tokenization of Tiny Shakespeare.\n\n"
+      "  gpt2_bench --data_dir ../shared/data\n"
+      "  OMP_NUM_THREADS=1 gpt2_bench --batch 2 --steps 3 --tokenizer=false");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_batch) < 1 || absl::GetFlag(FLAGS_seq_len) < 1 ||
+      absl::GetFlag(FLAGS_seq_len) > 1024 || absl::GetFlag(FLAGS_steps) < 1 ||
+      absl::GetFlag(FLAGS_layers) < 1 || absl::GetFlag(FLAGS_heads) < 1 ||
+      absl::GetFlag(FLAGS_channels) % absl::GetFlag(FLAGS_heads) != 0) {
+    return gpt2::ReportError(
+        "gpt2_bench",
+        absl::InvalidArgumentError(
+            "need batch >= 1, 1 <= seq_len <= 1024, steps >= 1, layers >= 1, "
+            "and heads dividing channels"));
+  }
+  if (absl::GetFlag(FLAGS_tokenizer)) {
+    const absl::Status s = gpt2::BenchTokenizer();
+    if (!s.ok()) return gpt2::ReportError("gpt2_bench", s);
+  }
+  gpt2::BenchTrainStep();
+  return 0;
+}
