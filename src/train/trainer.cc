@@ -213,7 +213,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const int64_t max_steps = cfg.train().max_steps();
   const double dloss = 1.0 / (double{B} * T * accum);
   for (int64_t step = 0; step < max_steps; ++step) {
-    const Clock::time_point t0 = Clock::now();
     StepMetrics metrics;
     metrics.step = step;
     const int val_every = cfg.log().val_every_steps();
@@ -223,6 +222,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       log.Line(
           absl::StrFormat("step %d | val loss: %.6f", step, *metrics.val_loss));
     }
+    const Clock::time_point t0 = Clock::now();  // dt covers the train step only
     model.ZeroGrads();
     backend->Zero(loss_sum);
     for (int micro = 0; micro < accum; ++micro) {

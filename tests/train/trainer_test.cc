@@ -1,0 +1,134 @@
+// The training loop end to end on small CPU runs: gradient accumulation matches one big
+// batch, the log line and metrics formats, and bad data gives a clear error.
+#include "src/train/trainer.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
+#include "gtest/gtest.h"
+#include "src/core/rng.h"
+#include "src/data/token_shard.h"
+
+namespace gpt2 {
+namespace {
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           ("gpt2_trainer_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    Rng rng(5);
+    std::vector<uint16_t> tokens(4000);
+    for (auto& t : tokens) t = static_cast<uint16_t>(rng.NextU64() % 256);
+    ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
+    ASSERT_TRUE(WriteTokenShard((dir_ / "val.bin").string(),
+                                std::vector<uint16_t>(tokens.begin(), tokens.begin() + 600))
+                    .ok());
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  absl::StatusOr<TrainResult> Run(std::vector<std::string> overrides) {
+    const std::string text = R"(
+      model { num_layers: 2 num_heads: 2 channels: 16 max_seq_len: 16 vocab_size: 256 }
+      data { train_shards: "train.bin" val_shards: "val.bin" }
+      train { micro_batch_size: 4 seq_len: 16 total_batch_tokens: 64 max_steps: 8
+              precision: FP64 device: CPU }
+      optim { lr: 1e-3 }
+      schedule { warmup_steps: 2 min_lr: 1e-4 }
+      log { val_every_steps: 4 val_batches: 2 }
+    )";
+    auto config = ParseConfigText(text, "test.pbtxt");
+    if (!config.ok()) return config.status();
+    overrides.push_back("log.run_dir=" + (dir_ / "logs").string());
+    for (const auto& o : overrides) {
+      absl::Status s = ApplyOverride(o, &*config);
+      if (!s.ok()) return s;
+    }
+    LoadedConfig loaded;
+    loaded.config = *config;
+    auto plan = ValidateConfig(*config, 1, "test.pbtxt");
+    if (!plan.ok()) return plan.status();
+    loaded.plan = *plan;
+    TrainOptions options;
+    options.config_path = "test.pbtxt";
+    options.data_dir = dir_.string();
+    return Train(loaded, options);
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_F(TrainerTest, AccumulationMatchesOneLargeBatch) {
+  auto big = Run({"log.run_name=big"});
+  ASSERT_TRUE(big.ok()) << big.status();
+  auto accum = Run({"log.run_name=accum", "train.micro_batch_size=1"});  // 4 micro-steps
+  ASSERT_TRUE(accum.ok()) << accum.status();
+  ASSERT_EQ(big->losses.size(), 8u);
+  ASSERT_EQ(accum->losses.size(), 8u);
+  for (size_t i = 0; i < big->losses.size(); ++i) {
+    EXPECT_NEAR(accum->losses[i], big->losses[i], 1e-9 * big->losses[i]) << "step " << i;
+  }
+  EXPECT_LT(big->losses.back(), big->losses.front());  // it learns
+}
+
+TEST_F(TrainerTest, SameSeedSameLosses) {
+  auto a = Run({"log.run_name=a", "train.precision=FP32"});
+  auto b = Run({"log.run_name=b", "train.precision=FP32"});
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->losses, b->losses);  // bitwise: the CPU ops are deterministic
+}
+
+TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
+  auto result = Run({"log.run_name=fmt"});
+  ASSERT_TRUE(result.ok()) << result.status();
+  std::ifstream log(dir_ / "logs/fmt/train.log");
+  std::string line;
+  const std::regex step_line(
+      R"(step (\d+) \| loss: \d+\.\d{6} \| lr: \d\.\d{4}e[-+]\d{2} \| dt: \d+\.\d{2}ms \| )"
+      R"(tok/sec: \d+\.\d{2} \| norm: \d+\.\d{4})");
+  int steps = 0, vals = 0;
+  bool saw_header = false;
+  while (std::getline(log, line)) {
+    if (std::regex_match(line, step_line)) ++steps;
+    if (line.find("| val loss: ") != std::string::npos) ++vals;
+    if (line.find("num decayed parameter tensors: 10, with 10,496") == 0) saw_header = true;
+  }
+  EXPECT_EQ(steps, 8);
+  EXPECT_EQ(vals, 3);  // steps 0, 4 and the last
+  EXPECT_TRUE(saw_header);
+  std::ifstream metrics(dir_ / "logs/fmt/metrics.jsonl");
+  const std::regex json_line(
+      R"(\{"step": \d+, "loss": [-0-9.e+]+, "lr": [-0-9.e+]+, "norm": [-0-9.e+]+, )"
+      R"("dt_ms": [-0-9.e+]+, "tok_per_sec": [-0-9.e+]+(, "val_loss": [-0-9.e+]+)?\})");
+  int rows = 0;
+  while (std::getline(metrics, line)) {
+    EXPECT_TRUE(std::regex_match(line, json_line)) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 8);
+}
+
+TEST_F(TrainerTest, StopsAtTheTargetLoss) {
+  auto result = Run({"log.run_name=stop", "train.stop_at_loss=100"});
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->steps_run, 1);
+}
+
+TEST_F(TrainerTest, BadDataIsAClearError) {
+  auto missing = Run({"log.run_name=x", "data.train_shards=nope_*.bin"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("no token shards match"), std::string::npos);
+  auto small = Run({"log.run_name=y", "train.total_batch_tokens=4096"});
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("one step needs 4097"), std::string::npos)
+      << small.status();
+  auto vocab = Run({"log.run_name=z", "model.vocab_size=100"});
+  ASSERT_FALSE(vocab.ok());
+  EXPECT_NE(vocab.status().message().find("outside the vocab"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace gpt2
