@@ -51,7 +51,7 @@ struct Gpt2Model::LayerActs {
 };
 
 Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
-                     int max_batch, int max_seq)
+                     int max_batch, int max_seq, int64_t buffer_elems)
     : backend_(backend),
       shape_(shape),
       dtype_(dtype),
@@ -63,8 +63,10 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
                  " cannot train in ", DTypeName(dtype));
   GPT2_CHECK(max_seq_ <= shape_.max_seq_len);
   GPT2_CHECK(param_list_.size() == kNumParamTensors);
-  params_ = backend_->Alloc(dtype_, num_params_);
-  grads_ = backend_->Alloc(dtype_, num_params_);
+  GPT2_CHECK(buffer_elems == 0 || buffer_elems >= num_params_);
+  const int64_t buffer = buffer_elems == 0 ? num_params_ : buffer_elems;
+  params_ = backend_->Alloc(dtype_, buffer);
+  grads_ = backend_->Alloc(dtype_, buffer);
 
   const int64_t BT = int64_t{max_batch_} * max_seq_;
   const int64_t L = shape_.num_layers, C = shape_.channels;
@@ -129,19 +131,19 @@ void Gpt2Model::SetParams(const std::vector<double>& host) {
     GPT2_CHECK(dtype_ == DType::kF32);
     ConvertFromDouble<float>(host, &bytes);
   }
-  backend_->Upload(params_, bytes.data());
+  backend_->Upload(params(), bytes.data());
 }
 
 std::vector<double> Gpt2Model::GetParams() const {
-  std::vector<char> bytes(params_.bytes());
-  backend_->Download(bytes.data(), params_);
+  std::vector<char> bytes(params().bytes());
+  backend_->Download(bytes.data(), params());
   return dtype_ == DType::kF64 ? ConvertToDouble<double>(bytes)
                                : ConvertToDouble<float>(bytes);
 }
 
 std::vector<double> Gpt2Model::GetGrads() const {
-  std::vector<char> bytes(grads_.bytes());
-  backend_->Download(bytes.data(), grads_);
+  std::vector<char> bytes(grads().bytes());
+  backend_->Download(bytes.data(), grads());
   return dtype_ == DType::kF64 ? ConvertToDouble<double>(bytes)
                                : ConvertToDouble<float>(bytes);
 }

@@ -15,8 +15,10 @@ namespace gpt2 {
 
 class Gpt2Model {
  public:
+  // The flat parameter and gradient buffers hold `buffer_elems` elements (at
+  // least the parameter count; ZeRO pads them to equal shards), the tail zero.
   Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
-            int max_batch, int max_seq);
+            int max_batch, int max_seq, int64_t buffer_elems = 0);
   ~Gpt2Model();
   Gpt2Model(const Gpt2Model&) = delete;
   Gpt2Model& operator=(const Gpt2Model&) = delete;
@@ -44,8 +46,11 @@ class Gpt2Model {
   void Backward();
   void ZeroGrads();
 
-  Tensor params() const { return params_; }
-  Tensor grads() const { return grads_; }
+  Tensor params() const { return params_.Slice(0, num_params_); }
+  Tensor grads() const { return grads_.Slice(0, num_params_); }
+  // The whole buffers, padding included.
+  Tensor padded_params() const { return params_; }
+  Tensor padded_grads() const { return grads_; }
   Tensor losses() const { return losses_.Slice(0, int64_t{last_B_} * last_T_); }
   Tensor logits()
       const;  // (B, T, Vp) of the last Forward (dlogits after training)

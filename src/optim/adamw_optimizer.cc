@@ -1,23 +1,31 @@
 #include "src/optim/adamw_optimizer.h"
 
+#include <algorithm>
+
 namespace gpt2 {
 
 AdamWOptimizer::AdamWOptimizer(Backend* backend,
                                const std::vector<ParamSpec>& params,
-                               DType dtype, const AdamWHyper& hyper)
-    : backend_(backend), params_(params), hyper_(hyper) {
-  const int64_t n = TotalParams(params_);
-  m_ = backend_->Alloc(dtype, n);
-  v_ = backend_->Alloc(dtype, n);
+                               DType dtype, const AdamWHyper& hyper,
+                               const ShardLayout& shard)
+    : backend_(backend), params_(params), hyper_(hyper), shard_(shard) {
+  m_ = backend_->Alloc(dtype, shard_.shard_size);
+  v_ = backend_->Alloc(dtype, shard_.shard_size);
 }
+
+AdamWOptimizer::AdamWOptimizer(Backend* backend,
+                               const std::vector<ParamSpec>& params,
+                               DType dtype, const AdamWHyper& hyper)
+    : AdamWOptimizer(backend, params, dtype, hyper,
+                     ShardLayout::Whole(TotalParams(params))) {}
 
 AdamWOptimizer::~AdamWOptimizer() {
   backend_->Free(m_);
   backend_->Free(v_);
 }
 
-void AdamWOptimizer::Step(Tensor params, Tensor grads, Tensor norm_squared,
-                          double lr, int64_t step) {
+void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
+                          Tensor norm_squared, double lr, int64_t step) {
   AdamWArgs args;
   args.lr = lr;
   args.beta1 = hyper_.beta1;
@@ -25,11 +33,17 @@ void AdamWOptimizer::Step(Tensor params, Tensor grads, Tensor norm_squared,
   args.eps = hyper_.eps;
   args.step = step;
   args.grad_clip = hyper_.grad_clip;
+  const int64_t begin = shard_.begin(), end = shard_.end();
   for (const ParamSpec& p : params_) {
+    // The part of this tensor inside the shard.
+    const int64_t lo = std::max(begin, p.offset);
+    const int64_t hi = std::min(end, p.offset + p.numel);
+    if (lo >= hi) continue;
     args.weight_decay = p.decayed ? hyper_.weight_decay : 0.0;
-    backend_->AdamW(params.Slice(p.offset, p.numel),
-                    m_.Slice(p.offset, p.numel), v_.Slice(p.offset, p.numel),
-                    grads.Slice(p.offset, p.numel), norm_squared, args);
+    const int64_t n = hi - lo;
+    backend_->AdamW(params.Slice(lo, n), m_.Slice(lo - begin, n),
+                    v_.Slice(lo - begin, n), shard_grads.Slice(lo - begin, n),
+                    norm_squared, args);
   }
 }
 

@@ -1,7 +1,8 @@
-// AdamW over the model's flat parameter buffer, driven by the parameter list:
-// weight decay applies to exactly the tensors the list marks as decayed. The
-// state (m, v) lives on the model's backend. (ZeRO-1 will run this same loop
-// over a rank's shard of the buffer.)
+// AdamW over one shard of the model's flat parameter buffer, driven by the
+// parameter list: weight decay applies to exactly the tensors the list marks as
+// decayed, even where a shard boundary cuts through a tensor. The state (m, v)
+// covers only the shard; with ShardLayout::Whole it is plain AdamW over
+// everything.
 #ifndef GPT2_OPTIM_ADAMW_OPTIMIZER_H_
 #define GPT2_OPTIM_ADAMW_OPTIMIZER_H_
 
@@ -10,6 +11,7 @@
 
 #include "src/backend/backend.h"
 #include "src/model/params.h"
+#include "src/optim/shard_layout.h"
 
 namespace gpt2 {
 
@@ -21,23 +23,31 @@ struct AdamWHyper {
 class AdamWOptimizer {
  public:
   AdamWOptimizer(Backend* backend, const std::vector<ParamSpec>& params,
+                 DType dtype, const AdamWHyper& hyper,
+                 const ShardLayout& shard);
+  // Whole-buffer AdamW.
+  AdamWOptimizer(Backend* backend, const std::vector<ParamSpec>& params,
                  DType dtype, const AdamWHyper& hyper);
   ~AdamWOptimizer();
   AdamWOptimizer(const AdamWOptimizer&) = delete;
   AdamWOptimizer& operator=(const AdamWOptimizer&) = delete;
 
-  // One update at learning rate lr; `norm_squared` (1 element, on the backend)
-  // is the squared global gradient norm used for clipping. step is 1-based.
-  void Step(Tensor params, Tensor grads, Tensor norm_squared, double lr,
+  // One update at learning rate lr. `params` is the whole flat buffer;
+  // `shard_grads` holds the gradients of this shard only (element 0 =
+  // shard.begin()). `norm_squared` (1 element, on the backend) is the squared
+  // global gradient norm, used for clipping. step is 1-based.
+  void Step(Tensor params, Tensor shard_grads, Tensor norm_squared, double lr,
             int64_t step);
 
+  const ShardLayout& shard() const { return shard_; }
   int64_t state_bytes() const { return m_.bytes() + v_.bytes(); }
 
  private:
   Backend* backend_;
   std::vector<ParamSpec> params_;
   AdamWHyper hyper_;
-  Tensor m_, v_;
+  ShardLayout shard_;
+  Tensor m_, v_;  // (shard_size)
 };
 
 }  // namespace gpt2

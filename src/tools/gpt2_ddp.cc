@@ -5,6 +5,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "src/comm/mpi_env.h"
 #include "src/core/threads.h"
 #include "src/data/dataset.h"
 #include "src/tools/cli_common.h"
@@ -27,9 +29,8 @@ int main(int argc, char** argv) {
       "Trains GPT-2 from scratch.\n\n"
       "  gpt2_ddp --config configs/tiny_cpu.pbtxt --data_dir ../shared/data\n"
       "  gpt2_ddp --config FILE --set train.max_steps=100 --set optim.lr=1e-3\n"
-      "  mpirun -np 4 gpt2_ddp --config FILE   (one rank per GPU; distributed "
-      "runs "
-      "are a later milestone)\n\n"
+      "  mpirun -np 4 gpt2_ddp --config FILE   (one rank per GPU or CPU "
+      "process; each rank reads its share of every batch)\n\n"
       "Prints one line per step: step | loss | lr | dt | tok/sec | norm, and "
       "writes "
       "<log.run_dir>/<log.run_name>/train.log and metrics.jsonl.");
@@ -51,12 +52,30 @@ int main(int argc, char** argv) {
         "gpt2_ddp",
         absl::InvalidArgumentError("--config FILE is required (see --help)"));
   }
-  auto loaded = gpt2::LoadConfig(config_path, overrides, /*world_size=*/1);
-  if (!loaded.ok()) return gpt2::ReportError("gpt2_ddp", loaded.status());
+  gpt2::MpiEnv& mpi = gpt2::MpiEnv::Init(&argc, &argv);
+  // Every rank reaches the same verdict on the config, so only rank 0 reports
+  // it.
+  auto loaded = gpt2::LoadConfig(config_path, overrides, mpi.world_size());
+  if (!loaded.ok()) {
+    return mpi.rank() == 0 ? gpt2::ReportError("gpt2_ddp", loaded.status()) : 1;
+  }
+  std::unique_ptr<gpt2::Communicator> comm =
+      mpi.world_size() > 1 ? gpt2::MakeMpiCommunicator(mpi)
+                           : gpt2::MakeSingleRankCommunicator();
   gpt2::TrainOptions options;
   options.config_path = config_path;
   options.data_dir = gpt2::ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
+  options.comm = comm.get();
   auto result = gpt2::Train(*loaded, options);
-  if (!result.ok()) return gpt2::ReportError("gpt2_ddp", result.status());
+  if (!result.ok()) {
+    // A failure on one rank may leave the others in a collective: end the whole
+    // job.
+    const std::string prefix =
+        mpi.world_size() > 1 ? absl::StrCat("[rank ", mpi.rank(), "] gpt2_ddp")
+                             : "gpt2_ddp";
+    gpt2::ReportError(prefix.c_str(), result.status());
+    if (mpi.world_size() > 1) gpt2::MpiEnv::Abort(1);
+    return 1;
+  }
   return 0;
 }

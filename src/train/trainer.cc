@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -17,6 +19,7 @@
 #include "src/model/gpt2.h"
 #include "src/optim/adamw_optimizer.h"
 #include "src/optim/lr_schedule.h"
+#include "src/optim/shard_layout.h"
 #include "src/train/run_log.h"
 
 namespace gpt2 {
@@ -86,6 +89,22 @@ absl::StatusOr<BackendChoice> ChooseBackend(const config::TrainConfig& train) {
   return choice;
 }
 
+// Test hook for the fault-handling tests: GPT2_TEST_FAIL_AT=RANK:STEP makes
+// that rank die through the fatal-error sink at that step, as a CUDA or NCCL
+// failure would.
+void InjectFaultForTests(int64_t step, int rank) {
+  static const char* spec = std::getenv("GPT2_TEST_FAIL_AT");
+  if (spec == nullptr) return;
+  int fail_rank = -1;
+  long long fail_step = -1;
+  if (std::sscanf(spec, "%d:%lld", &fail_rank, &fail_step) == 2 &&
+      fail_rank == rank && fail_step == step) {
+    FatalError(
+        absl::StrCat("injected fault at step ", step, " (GPT2_TEST_FAIL_AT)"),
+        __FILE__, __LINE__);
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
@@ -93,8 +112,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const Clock::time_point process_start = Clock::now();
   const config::RunConfig& cfg = loaded.config;
   const RunPlan& plan = loaded.plan;
-  std::unique_ptr<Communicator> comm = MakeSingleRankCommunicator();
+  std::unique_ptr<Communicator> own_comm;
+  Communicator* comm = options.comm;
+  if (comm == nullptr) {
+    own_comm = MakeSingleRankCommunicator();
+    comm = own_comm.get();
+  }
   const bool rank0 = comm->rank() == 0;
+  const int world = comm->world_size();
 
   GPT2_ASSIGN_OR_RETURN(BackendChoice choice, ChooseBackend(cfg.train()));
   Backend* backend = choice.backend.get();
@@ -129,7 +154,21 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
 
   const int B = plan.micro_batch_size, T = plan.seq_len;
   const int accum = plan.grad_accum_steps;
-  Gpt2Model model(backend, plan.shape, choice.dtype, B, T);
+  const bool zero1 = cfg.distributed().zero_stage() == 1 && world > 1;
+  const int64_t num_params = TotalParams(BuildParamList(plan.shape));
+  // Gradients are always reduced over the same padded shards: a reduce-scatter,
+  // then (without ZeRO-1) an all-gather. Each element is summed once, in one
+  // place, so every rank holds bit-identical gradients (MPI_Allreduce does not
+  // promise that for every world size) and ZeRO-0 and ZeRO-1 see the same
+  // numbers.
+  const ShardLayout shard =
+      world > 1 ? ShardLayout::Make(num_params, comm->rank(), world)
+                : ShardLayout::Whole(num_params);
+  const ShardLayout optimizer_shard =
+      zero1 ? shard : ShardLayout::Whole(num_params);
+  Gpt2Model model(backend, plan.shape, choice.dtype, B, T,
+                  shard.padded_total());
+  // Every rank draws the same init from the seed; no broadcast is needed.
   model.InitParams(cfg.train().seed());
   AdamWHyper hyper;
   hyper.beta1 = cfg.optim().beta1();
@@ -137,7 +176,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   hyper.eps = cfg.optim().eps();
   hyper.weight_decay = cfg.optim().weight_decay();
   hyper.grad_clip = cfg.optim().grad_clip();
-  AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper);
+  AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper,
+                           optimizer_shard);
+  // Each rank receives its shard of the averaged gradients here.
+  Tensor shard_grads =
+      world > 1 ? backend->Alloc(choice.dtype, shard.shard_size) : Tensor{};
   const LrSchedule schedule{cfg.optim().lr(), cfg.schedule().min_lr(),
                             cfg.schedule().warmup_steps(),
                             cfg.train().max_steps()};
@@ -173,10 +216,22 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
       plan.total_batch_tokens, B, T, comm->world_size(), accum));
   const int64_t param_bytes = model.params().bytes();
-  log.Line(absl::StrCat("memory: params ", Megabytes(param_bytes), ", grads ",
-                        Megabytes(param_bytes), ", optimizer ",
-                        Megabytes(optimizer.state_bytes()), ", activations ",
-                        Megabytes(model.activation_bytes())));
+  if (world > 1) {
+    log.Line(absl::StrFormat(
+        "distributed: %d ranks, %s, %s", world, comm->name(),
+        zero1
+            ? absl::StrFormat(
+                  "ZeRO-1: optimizer state sharded, %d params per rank",
+                  shard.shard_size)
+            : std::string("ZeRO-0: gradients all-reduced, full optimizer state "
+                          "on every rank")));
+  }
+  log.Line(absl::StrCat(
+      "memory: params ", Megabytes(param_bytes), ", grads ",
+      Megabytes(param_bytes), ", optimizer ",
+      Megabytes(optimizer.state_bytes()),
+      zero1 ? absl::StrCat(" per rank (ZeRO-1: 1/", world, ")") : "",
+      ", activations ", Megabytes(model.activation_bytes())));
 
   // ---- Loop ----
   std::vector<int32_t> inputs(int64_t{B} * T), targets(int64_t{B} * T);
@@ -212,6 +267,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   result.run_dir = run_dir;
   const int64_t max_steps = cfg.train().max_steps();
   const double dloss = 1.0 / (double{B} * T * accum);
+  int64_t updates_applied = 0;  // AdamW's step count, for bias correction
   for (int64_t step = 0; step < max_steps; ++step) {
     StepMetrics metrics;
     metrics.step = step;
@@ -223,6 +279,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           absl::StrFormat("step %d | val loss: %.6f", step, *metrics.val_loss));
     }
     const Clock::time_point t0 = Clock::now();  // dt covers the train step only
+    InjectFaultForTests(step, comm->rank());
     model.ZeroGrads();
     backend->Zero(loss_sum);
     for (int micro = 0; micro < accum; ++micro) {
@@ -232,29 +289,65 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       backend->AccumulateSum(loss_sum, model.losses(), dloss);
       model.Backward();
     }
-    comm->AllReduce(model.grads(), ReduceOp::kAverage);
-    backend->SumSquares(norm_squared, model.grads());
+    // The loss and gradients are averaged over ranks. Only after the last
+    // micro-step: earlier micro-steps do no communication.
+    comm->AllReduce(loss_sum, ReduceOp::kAverage);
+    if (world > 1) {
+      comm->ReduceScatter(shard_grads, model.padded_grads(),
+                          ReduceOp::kAverage);
+    }
+    Tensor step_grads;
+    if (zero1) {
+      backend->SumSquares(norm_squared, shard_grads);
+      comm->AllReduce(norm_squared, ReduceOp::kSum);  // global norm over shards
+      step_grads = shard_grads;
+    } else {
+      if (world > 1) comm->AllGather(model.padded_grads(), shard_grads);
+      backend->SumSquares(norm_squared, model.grads());
+      step_grads = model.grads();
+    }
     metrics.lr = schedule.At(step);
-    optimizer.Step(model.params(), model.grads(), norm_squared, metrics.lr,
-                   step + 1);
-    backend->Synchronize();
+    // Read before the update so a NaN step can be skipped. (On a GPU this
+    // readback will move off the critical path; the CPU backend has nothing to
+    // wait for.)
     metrics.loss = read_scalar(loss_sum);
     metrics.norm = std::sqrt(read_scalar(norm_squared));
+    const bool finite =
+        std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
+    if (finite) {
+      optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
+                     ++updates_applied);
+      if (zero1) {
+        comm->AllGather(model.padded_params(),
+                        model.padded_params().Slice(
+                            shard.rank * shard.shard_size, shard.shard_size));
+      }
+    }
+    backend->Synchronize();
     metrics.dt_ms = SecondsSince(t0) * 1000.0;
     metrics.tok_per_sec = plan.total_batch_tokens / (metrics.dt_ms / 1000.0);
-    if (step % cfg.log().every_steps() == 0 || step == max_steps - 1) {
+    if (step % cfg.log().every_steps() == 0 || step == max_steps - 1 ||
+        !finite) {
       log.Line(FormatStepLine(metrics));
     }
     log.Metrics(metrics);
     result.losses.push_back(metrics.loss);
     result.final_loss = metrics.loss;
     result.steps_run = step + 1;
-    if (!std::isfinite(metrics.loss) || !std::isfinite(metrics.norm)) {
-      return absl::InternalError(
-          absl::StrFormat("step %d: the loss (%f) or grad norm (%f) is not "
-                          "finite; stopping. Try a "
-                          "lower optim.lr or check the data.",
-                          step, metrics.loss, metrics.norm));
+    if (!finite) {
+      if (cfg.train().on_nan() == config::SKIP_STEP) {
+        ++result.skipped_steps;
+        log.Line(absl::StrFormat(
+            "step %d: loss %f / grad norm %f is not finite: update skipped "
+            "(train.on_nan: SKIP_STEP)",
+            step, metrics.loss, metrics.norm));
+        continue;
+      }
+      return absl::InternalError(absl::StrFormat(
+          "step %d: the loss (%f) or grad norm (%f) is not finite; stopping "
+          "(train.on_nan: STOP). Try a lower optim.lr, check the data, or set "
+          "train.on_nan: SKIP_STEP.",
+          step, metrics.loss, metrics.norm));
     }
     if (cfg.train().stop_at_loss() > 0 &&
         metrics.loss < cfg.train().stop_at_loss()) {
@@ -266,6 +359,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       break;
     }
   }
+  if (options.keep_final_params) result.final_params = model.GetParams();
+  if (world > 1) backend->Free(shard_grads);
   backend->Free(loss_sum);
   backend->Free(norm_squared);
   log.Line(absl::StrFormat(

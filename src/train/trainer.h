@@ -12,16 +12,25 @@
 
 namespace gpt2 {
 
+class Communicator;
+
 struct TrainOptions {
   std::string config_path;  // for the header
   std::string data_dir;
+  // The ranks' communicator; null means a world of one.
+  Communicator* comm = nullptr;
+  // Return the final parameters in TrainResult (tests compare runs with them).
+  bool keep_final_params = false;
 };
 
 struct TrainResult {
   int64_t steps_run = 0;
   double final_loss = 0.0;
   std::vector<double> losses;  // per step
+  int64_t skipped_steps =
+      0;  // non-finite steps skipped (train.on_nan: SKIP_STEP)
   std::string run_dir;
+  std::vector<double> final_params;  // with TrainOptions::keep_final_params
 };
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,

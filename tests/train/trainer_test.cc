@@ -1,5 +1,6 @@
-// The training loop end to end on small CPU runs: gradient accumulation matches one big
-// batch, the log line and metrics formats, and bad data gives a clear error.
+// The training loop end to end on small CPU runs: gradient accumulation matches
+// one big batch, the log line and metrics formats, and bad data gives a clear
+// error.
 #include "src/train/trainer.h"
 
 #include <unistd.h>
@@ -25,8 +26,9 @@ class TrainerTest : public ::testing::Test {
     std::vector<uint16_t> tokens(4000);
     for (auto& t : tokens) t = static_cast<uint16_t>(rng.NextU64() % 256);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
-    ASSERT_TRUE(WriteTokenShard((dir_ / "val.bin").string(),
-                                std::vector<uint16_t>(tokens.begin(), tokens.begin() + 600))
+    ASSERT_TRUE(WriteTokenShard(
+                    (dir_ / "val.bin").string(),
+                    std::vector<uint16_t>(tokens.begin(), tokens.begin() + 600))
                     .ok());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -64,12 +66,14 @@ class TrainerTest : public ::testing::Test {
 TEST_F(TrainerTest, AccumulationMatchesOneLargeBatch) {
   auto big = Run({"log.run_name=big"});
   ASSERT_TRUE(big.ok()) << big.status();
-  auto accum = Run({"log.run_name=accum", "train.micro_batch_size=1"});  // 4 micro-steps
+  auto accum =
+      Run({"log.run_name=accum", "train.micro_batch_size=1"});  // 4 micro-steps
   ASSERT_TRUE(accum.ok()) << accum.status();
   ASSERT_EQ(big->losses.size(), 8u);
   ASSERT_EQ(accum->losses.size(), 8u);
   for (size_t i = 0; i < big->losses.size(); ++i) {
-    EXPECT_NEAR(accum->losses[i], big->losses[i], 1e-9 * big->losses[i]) << "step " << i;
+    EXPECT_NEAR(accum->losses[i], big->losses[i], 1e-9 * big->losses[i])
+        << "step " << i;
   }
   EXPECT_LT(big->losses.back(), big->losses.front());  // it learns
 }
@@ -94,7 +98,8 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
   while (std::getline(log, line)) {
     if (std::regex_match(line, step_line)) ++steps;
     if (line.find("| val loss: ") != std::string::npos) ++vals;
-    if (line.find("num decayed parameter tensors: 10, with 10,496") == 0) saw_header = true;
+    if (line.find("num decayed parameter tensors: 10, with 10,496") == 0)
+      saw_header = true;
   }
   EXPECT_EQ(steps, 8);
   EXPECT_EQ(vals, 3);  // steps 0, 4 and the last
@@ -117,17 +122,41 @@ TEST_F(TrainerTest, StopsAtTheTargetLoss) {
   EXPECT_EQ(result->steps_run, 1);
 }
 
+// An absurd learning rate blows the weights up until the loss is not finite.
+TEST_F(TrainerTest, NonFiniteLossStopsOrSkipsPerPolicy) {
+  const std::vector<std::string> blow_up = {
+      "optim.lr=1e30", "schedule.min_lr=1e29", "schedule.warmup_steps=0",
+      "train.precision=FP32"};
+  auto stop = blow_up;
+  stop.push_back("log.run_name=nan_stop");
+  auto stopped = Run(stop);
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_NE(stopped.status().message().find("is not finite; stopping"),
+            std::string::npos)
+      << stopped.status();
+  auto skip = blow_up;
+  skip.push_back("log.run_name=nan_skip");
+  skip.push_back("train.on_nan=SKIP_STEP");
+  auto skipped = Run(skip);
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_EQ(skipped->steps_run, 8);
+  EXPECT_GT(skipped->skipped_steps, 0);
+}
+
 TEST_F(TrainerTest, BadDataIsAClearError) {
   auto missing = Run({"log.run_name=x", "data.train_shards=nope_*.bin"});
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("no token shards match"), std::string::npos);
+  EXPECT_NE(missing.status().message().find("no token shards match"),
+            std::string::npos);
   auto small = Run({"log.run_name=y", "train.total_batch_tokens=4096"});
   ASSERT_FALSE(small.ok());
-  EXPECT_NE(small.status().message().find("one step needs 4097"), std::string::npos)
+  EXPECT_NE(small.status().message().find("one step needs 4097"),
+            std::string::npos)
       << small.status();
   auto vocab = Run({"log.run_name=z", "model.vocab_size=100"});
   ASSERT_FALSE(vocab.ok());
-  EXPECT_NE(vocab.status().message().find("outside the vocab"), std::string::npos);
+  EXPECT_NE(vocab.status().message().find("outside the vocab"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,0 +1,70 @@
+#include "src/comm/mpi_env.h"
+
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "src/core/error.h"
+
+namespace gpt2 {
+namespace {
+
+void AbortHook(int code) { MpiEnv::Abort(code); }
+
+void OnMpiError(MPI_Comm*, int* code, ...) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(*code, text, &length);
+  FatalError(std::string("MPI error: ") + text, __FILE__, __LINE__);
+}
+
+}  // namespace
+
+MpiEnv& MpiEnv::Init(int* argc, char*** argv) {
+  static MpiEnv* env = nullptr;
+  if (env != nullptr) return *env;
+  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) {
+    // A singleton: keep Open MPI from looking for ssh/rsh to start a daemon.
+    setenv("OMPI_MCA_plm_rsh_agent", "", 0);
+  }
+  int provided = 0;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) !=
+      MPI_SUCCESS) {
+    std::fprintf(stderr, "fatal: MPI_Init_thread failed\n");
+    std::exit(1);
+  }
+  env = new MpiEnv();
+  MPI_Comm_rank(MPI_COMM_WORLD, &env->rank_);
+  MPI_Comm_size(MPI_COMM_WORLD, &env->world_size_);
+  MPI_Comm local;
+  MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, env->rank_,
+                      MPI_INFO_NULL, &local);
+  MPI_Comm_rank(local, &env->local_rank_);
+  MPI_Comm_size(local, &env->local_size_);
+  MPI_Comm_free(&local);
+  MPI_Errhandler handler;
+  MPI_Comm_create_errhandler(&OnMpiError, &handler);
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, handler);
+  if (env->world_size_ > 1) {
+    SetErrorRank(env->rank_);
+    SetFatalHook(&AbortHook);
+  }
+  std::atexit([] {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  });
+  return *env;
+}
+
+MpiEnv::~MpiEnv() = default;
+
+void MpiEnv::Abort(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::_Exit(code);  // MPI_Abort does not return; this is for the type system
+}
+
+}  // namespace gpt2

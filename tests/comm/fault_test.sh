@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# No hangs: when one rank of a CPU run fails (a fatal error, or killed with SIGKILL),
+# every rank must exit non-zero within 60 s, with a message naming the failed rank.
+#   fault_test.sh BIN_DIR SOURCE_DIR DATA_DIR MPIEXEC
+set -u
+bin=$(cd "$1" && pwd) src=$(cd "$2" && pwd) data=$3 mpiexec=$4
+work=$(mktemp -d)
+trap 'kill -9 $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+failures=0 passes=0
+run=("$mpiexec" -np 2 "$bin/gpt2_ddp" --config "$src/configs/tiny_cpu.pbtxt"
+     --data_dir "$data" --set train.max_steps=100000 --set train.micro_batch_size=4
+     --set log.val_every_steps=0 --set log.run_dir="$work/logs")
+
+check() {  # NAME CONDITION-RESULT MESSAGE
+  if [ "$2" = 0 ]; then echo "ok   $1"; passes=$((passes+1));
+  else echo "FAIL $1: $3"; failures=$((failures+1)); fi
+}
+
+# 1. A fatal error on rank 1 at step 3 (the path a CUDA/NCCL failure takes).
+start=$(date +%s)
+out=$(GPT2_TEST_FAIL_AT=1:3 timeout 120 "${run[@]}" 2>&1); rc=$?
+elapsed=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ]; check "fatal error on rank 1 ends the job (rc=$rc, ${elapsed}s)" $? "$(tail -3 <<<"$out")"
+grep -q "\[rank 1\] fatal: injected fault at step 3" <<<"$out"; check "message names rank 1" $? "$(tail -5 <<<"$out")"
+
+# 2. kill -9 of rank 1 once training is under way.
+"${run[@]}" >"$work/kill.log" 2>&1 &
+launcher=$!
+for _ in $(seq 600); do grep -q '^step 2 |' "$work/kill.log" && break; sleep 0.1; done
+victim=""
+for pid in $(pgrep -f "$bin/gpt2_ddp"); do
+  if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then
+    victim=$pid
+  fi
+done
+[ -n "$victim" ]; check "found rank 1's process" $? "no rank 1 among $(pgrep -f "$bin/gpt2_ddp" | tr '\n' ' ')"
+start=$(date +%s)
+[ -n "$victim" ] && kill -9 "$victim"
+rc=124
+for _ in $(seq 600); do
+  if ! kill -0 $launcher 2>/dev/null; then wait $launcher; rc=$?; break; fi
+  sleep 0.1
+done
+elapsed=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ]; check "kill -9 of rank 1 ends the job (rc=$rc, ${elapsed}s)" $? "$(tail -3 "$work/kill.log")"
+grep -qiE "rank 1.*(signal 9|killed)|process rank 1" "$work/kill.log"; check "message names rank 1" $? "$(tail -8 "$work/kill.log")"
+sleep 1
+left=$(pgrep -f "$bin/gpt2_ddp.*$work" | wc -l)
+[ "$left" -eq 0 ]; check "no rank left running" $? "$left still running"
+
+echo "$passes passed, $failures failed"
+[ "$failures" -eq 0 ]
