@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "src/backend/backend.h"
+#include "src/comm/mpi_env.h"
 #include "src/core/error.h"
 #include "src/core/rng.h"
 #include "src/core/threads.h"
@@ -21,6 +22,7 @@
 #include "src/data/tokenizer.h"
 #include "src/model/gpt2.h"
 #include "src/optim/adamw_optimizer.h"
+#include "src/optim/shard_layout.h"
 #include "src/tools/cli_common.h"
 
 ABSL_FLAG(int, batch, 4, "Micro-batch B of the timed train step.");
@@ -32,6 +34,10 @@ ABSL_FLAG(int, channels, 768, "GPT-2 shape: channels.");
 ABSL_FLAG(int, heads, 12, "GPT-2 shape: heads.");
 ABSL_FLAG(bool, tokenizer, true,
           "Also time tokenizing Tiny Shakespeare (needs the data directory).");
+ABSL_FLAG(
+    bool, comm, false,
+    "Also time the gradient reduction (reduce-scatter + all-gather of the "
+    "padded gradient buffer) over the MPI ranks; run under mpirun.");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory; default $GPT2_DATA_DIR, else ./data.");
 
@@ -48,7 +54,7 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-void BenchTrainStep() {
+double BenchTrainStep(bool print) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   ModelShape shape = ModelShape::Gpt2Small();
   shape.num_layers = absl::GetFlag(FLAGS_layers);
@@ -93,11 +99,61 @@ void BenchTrainStep() {
   }
   backend->Free(norm_sq);
   const double ms = Median(total);
+  if (print)
+    std::printf(
+        "median over %d steps: %.1f ms/step, %.0f tokens/s (forward %.1f, "
+        "backward "
+        "%.1f, optimizer %.1f ms)\n",
+        steps, ms, B * T / (ms / 1000.0), Median(fwd), Median(bwd),
+        Median(upd));
+  return ms;
+}
+
+// Times what one optimizer step communicates: the gradients reduce-scattered
+// over the padded shards and all-gathered back (ZeRO-0), or the params
+// all-gathered (ZeRO-1, same volume). CPU ranks reduce after the backward, so
+// nothing overlaps there.
+void BenchComm(const MpiEnv& mpi, double step_ms) {
+  ModelShape shape = ModelShape::Gpt2Small();
+  shape.num_layers = absl::GetFlag(FLAGS_layers);
+  shape.channels = absl::GetFlag(FLAGS_channels);
+  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  const int64_t n = TotalParams(BuildParamList(shape));
+  const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
+  auto comm = MakeMpiCommunicator(mpi);
+  std::vector<float> grads(shard.padded_total(), 1.0f), part(shard.shard_size);
+  Tensor all{grads.data(), DType::kF32, shard.padded_total()};
+  Tensor mine{part.data(), DType::kF32, shard.shard_size};
+  std::vector<double> rs_ms, ag_ms;
+  for (int i = 0; i <= absl::GetFlag(FLAGS_steps); ++i) {
+    comm->Barrier();
+    const auto t0 = Clock::now();
+    comm->ReduceScatter(mine, all, ReduceOp::kAverage);
+    const auto t1 = Clock::now();
+    comm->AllGather(all, mine);
+    const auto t2 = Clock::now();
+    if (i == 0) continue;
+    rs_ms.push_back(Ms(t0, t1));
+    ag_ms.push_back(Ms(t1, t2));
+  }
+  if (mpi.rank() != 0) return;
+  const int w = mpi.world_size();
+  // A ring reduce-scatter and all-gather each move (w-1)/w of the buffer per
+  // rank.
+  const double bytes = 2.0 * (w - 1) / w * shard.padded_total() * sizeof(float);
+  const double comm_ms = Median(rs_ms) + Median(ag_ms);
   std::printf(
-      "median over %d steps: %.1f ms/step, %.0f tokens/s (forward %.1f, "
-      "backward "
-      "%.1f, optimizer %.1f ms)\n",
-      steps, ms, B * T / (ms / 1000.0), Median(fwd), Median(bwd), Median(upd));
+      "comm: %d MPI ranks, %lld params (padded to %lld): %.1f MB sent per rank "
+      "per "
+      "step; reduce-scatter %.1f ms + all-gather %.1f ms = %.1f ms (median of "
+      "%d); "
+      "compute step %.1f ms; communication %.1f%% of the step; overlap 0%% "
+      "(CPU "
+      "ranks reduce after the backward)\n",
+      w, static_cast<long long>(n),
+      static_cast<long long>(shard.padded_total()), bytes / 1e6, Median(rs_ms),
+      Median(ag_ms), comm_ms, absl::GetFlag(FLAGS_steps), step_ms,
+      100.0 * comm_ms / (comm_ms + step_ms));
 }
 
 absl::Status BenchTokenizer() {
@@ -154,6 +210,12 @@ int main(int argc, char** argv) {
     const absl::Status s = gpt2::BenchTokenizer();
     if (!s.ok()) return gpt2::ReportError("gpt2_bench", s);
   }
-  gpt2::BenchTrainStep();
+  if (absl::GetFlag(FLAGS_comm)) {
+    gpt2::MpiEnv& mpi = gpt2::MpiEnv::Init(&argc, &argv);
+    const double step_ms = gpt2::BenchTrainStep(mpi.rank() == 0);
+    gpt2::BenchComm(mpi, step_ms);
+    return 0;
+  }
+  gpt2::BenchTrainStep(true);
   return 0;
 }

@@ -123,6 +123,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
 
   GPT2_ASSIGN_OR_RETURN(BackendChoice choice, ChooseBackend(cfg.train()));
   Backend* backend = choice.backend.get();
+  if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&
+      backend->name() == "cpu") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options.config_path,
+        ": distributed.comm is BACKEND_NCCL, but these ranks run on the CPU "
+        "backend; "
+        "CPU ranks communicate over MPI (use BACKEND_AUTO or BACKEND_MPI)"));
+  }
   GPT2_ASSIGN_OR_RETURN(
       Datasets data,
       LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size));

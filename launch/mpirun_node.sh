@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One node, one rank per GPU (or N CPU ranks), each rank bound to its own share of cores.
+#   launch/mpirun_node.sh [-np N] --config FILE [gpt2_ddp flags...]
+# N defaults to the number of GPUs (nvidia-smi), else 1. Ranks pick GPU = local rank.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+np=""
+if [ "${1:-}" = "-np" ]; then np=$2; shift 2; fi
+if [ -z "$np" ]; then
+  np=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
+  [ "$np" -gt 0 ] || np=1
+fi
+cores=$(nproc)
+per_rank=$(( cores / np )); [ "$per_rank" -ge 1 ] || per_rank=1
+export OMP_NUM_THREADS=$per_rank OMP_WAIT_POLICY=passive
+# Root in containers needs these; harmless otherwise.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+bind=(--map-by "ppr:${np}:node:PE=${per_rank}" --bind-to core)
+if [ $(( per_rank * np )) -gt "$cores" ]; then bind=(--oversubscribe --bind-to none); fi
+exec mpirun -np "$np" "${bind[@]}" -x OMP_NUM_THREADS -x OMP_WAIT_POLICY \
+  build/bin/gpt2_ddp "$@"
