@@ -28,7 +28,7 @@ grep -q "\[rank 1\] fatal: injected fault at step 3" <<<"$out"; check "message n
 # 2. kill -9 of rank 1 once training is under way.
 "${run[@]}" >"$work/kill.log" 2>&1 &
 launcher=$!
-for _ in $(seq 600); do grep -q '^step 2 |' "$work/kill.log" && break; sleep 0.1; done
+for _ in $(seq 1200); do grep -q '^step 2 |' "$work/kill.log" && break; sleep 0.1; done
 victim=""
 for pid in $(pgrep -f "$bin/gpt2_ddp"); do
   if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then
@@ -46,7 +46,7 @@ done
 elapsed=$(( $(date +%s) - start ))
 [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ]; check "kill -9 of rank 1 ends the job (rc=$rc, ${elapsed}s)" $? "$(tail -3 "$work/kill.log")"
 grep -qiE "rank 1.*(signal 9|killed)|process rank 1" "$work/kill.log"; check "message names rank 1" $? "$(tail -8 "$work/kill.log")"
-sleep 1
+for _ in $(seq 50); do pgrep -f "$bin/gpt2_ddp.*$work" >/dev/null || break; sleep 0.1; done
 left=$(pgrep -f "$bin/gpt2_ddp.*$work" | wc -l)
 [ "$left" -eq 0 ]; check "no rank left running" $? "$left still running"
 
