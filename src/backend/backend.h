@@ -37,8 +37,11 @@ class Backend {
   // ---- Ops (see src/ops/<op>.h for shapes). ----
   virtual void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,
                               int B, int T, int C) = 0;
+  // host_tokens: the same (B,T) tokens in host memory, so a backend can plan a
+  // deterministic scatter of the wte gradient without reading them back.
   virtual void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
-                               Tensor tokens, int B, int T, int C) = 0;
+                               Tensor tokens, const int32_t* host_tokens, int B,
+                               int T, int C) = 0;
   virtual void LayerNormForward(Tensor out, Tensor mean, Tensor rstd,
                                 Tensor inp, Tensor weight, Tensor bias,
                                 int64_t N, int C) = 0;
@@ -66,8 +69,12 @@ class Backend {
                                  bool write_grad) = 0;
   virtual void AccumulateSum(Tensor acc, Tensor x, double scale) = 0;
   virtual void SumSquares(Tensor out, Tensor x) = 0;
-  virtual void AdamW(Tensor param, Tensor m, Tensor v, Tensor grad,
-                     Tensor norm_squared, const AdamWArgs& args) = 0;
+  // master: fp32 master weights when param is bf16 (updated, then rounded into
+  // param); an empty tensor when param is itself the master. m, v match the
+  // master.
+  virtual void AdamW(Tensor param, Tensor master, Tensor m, Tensor v,
+                     Tensor grad, Tensor norm_squared,
+                     const AdamWArgs& args) = 0;
 };
 
 std::unique_ptr<Backend> MakeCpuBackend();

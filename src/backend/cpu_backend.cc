@@ -68,7 +68,8 @@ class CpuBackend final : public Backend {
     });
   }
   void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
-                       int B, int T, int C) override {
+                       const int32_t* /*host_tokens*/, int B, int T,
+                       int C) override {
     CheckSize(dout, int64_t{B} * T * C, "encoder dout");
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
@@ -210,8 +211,10 @@ class CpuBackend final : public Backend {
       cpu::SumSquares<F>(out.as<F>(), x.as<F>(), x.numel);
     });
   }
-  void AdamW(Tensor param, Tensor m, Tensor v, Tensor grad, Tensor norm_squared,
-             const AdamWArgs& args) override {
+  void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
+             Tensor norm_squared, const AdamWArgs& args) override {
+    GPT2_CHECK_MSG(master.data == nullptr,
+                   "the CPU backend keeps no separate master weights");
     CheckSize(m, param.numel, "adamw m");
     CheckSize(v, param.numel, "adamw v");
     CheckSize(grad, param.numel, "adamw grad");

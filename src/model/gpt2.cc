@@ -213,6 +213,7 @@ void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
                    "token ", host_tokens[i], " at ", i, " outside the vocab");
   }
   backend_->Upload(tok, tokens);
+  host_tokens_.assign(tokens, tokens + BT);
   backend_->EncoderForward(encoded_.Slice(0, BT * C), tok, Param(kWte),
                            Param(kWpe), B, T, C);
   Tensor branch = branch_out_.Slice(0, BT * C);
@@ -305,7 +306,7 @@ void Gpt2Model::Backward() {
                                 a.ln1_rstd, BT, C);
   }
   backend_->EncoderBackward(Grad(kWte), Grad(kWpe), d_res, tokens_.Slice(0, BT),
-                            B, T, C);
+                            host_tokens_.data(), B, T, C);
   have_dlogits_ = false;
 }
 

@@ -75,6 +75,7 @@ class Gpt2Model {
 
   Tensor params_, grads_;
   Tensor tokens_, targets_;  // i32 (maxB, maxT)
+  std::vector<int32_t> host_tokens_;  // the last Forward's tokens, (B, T)
   // Activations; per-layer buffers hold L slices of maxB*maxT*X.
   Tensor encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_lse_,
       residual2_, ln2_, ln2_mean_, ln2_rstd_, fch_, fch_gelu_, residual3_, lnf_,

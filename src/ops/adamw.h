@@ -7,6 +7,10 @@
 
 #include <cstdint>
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2 {
 
 struct AdamWArgs {
@@ -37,5 +41,17 @@ void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
 
 }  // namespace cpu
 }  // namespace gpt2
+
+// ---- CUDA twin (src/ops/adamw.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+// m, v, master and norm_squared are f32; param and grad f32 or bf16. With
+// master (bf16 params), the update runs on master and param receives it
+// rounded.
+void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
+           Tensor norm_squared, const AdamWArgs& args, CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ADAMW_H_

@@ -5,6 +5,10 @@
 #ifndef GPT2_OPS_ATTENTION_H_
 #define GPT2_OPS_ATTENTION_H_
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2::cpu {
 
 // qkv (B,T,3C) holds q | k | v, each split into NH heads of C/NH channels.
@@ -21,5 +25,18 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
                        const T* lse, int B, int T_, int C, int NH);
 
 }  // namespace gpt2::cpu
+
+// ---- CUDA twin (src/ops/attention.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+// lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
+void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                      int NH, CUstream_st* stream);
+void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                       Tensor lse, int B, int T, int C, int NH,
+                       Scratch* scratch, CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ATTENTION_H_

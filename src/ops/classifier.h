@@ -6,6 +6,10 @@
 
 #include <cstdint>
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2::cpu {
 
 // logits (N,Vp), targets (N) in [0, V). losses (N) = -log
@@ -20,5 +24,17 @@ template <typename T>
 void AccumulateSum(T* acc, const T* x, int64_t n, double scale);
 
 }  // namespace gpt2::cpu
+
+// ---- CUDA twin (src/ops/classifier.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+// losses and acc are f32; targets i32.
+void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
+                       int V, int Vp, double dloss, bool write_grad,
+                       CUstream_st* stream);
+void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_CLASSIFIER_H_

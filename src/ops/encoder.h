@@ -5,6 +5,10 @@
 
 #include <cstdint>
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2::cpu {
 
 // out (B,T,C) = wte[tokens[b,t]] (Vp,C) + wpe[t] (maxT,C); tokens (B,T).
@@ -20,5 +24,18 @@ void EncoderBackward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens,
                      int B, int T_, int C);
 
 }  // namespace gpt2::cpu
+
+// ---- CUDA twin (src/ops/encoder.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
+                    int T, int C, CUstream_st* stream);
+// host_tokens: the (B,T) tokens in host memory, grouped on the host per token.
+void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
+                     const int32_t* host_tokens, int B, int T, int C,
+                     Scratch* scratch, CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ENCODER_H_

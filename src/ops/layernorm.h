@@ -5,6 +5,10 @@
 
 #include <cstdint>
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2::cpu {
 
 inline constexpr double kLayerNormEps = 1e-5;
@@ -21,5 +25,19 @@ void LayerNormBackward(T* dinp, T* dweight, T* dbias, const T* dout,
                        const T* rstd, int64_t N, int C);
 
 }  // namespace gpt2::cpu
+
+// ---- CUDA twin (src/ops/layernorm.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+// mean and rstd are f32 whatever the data type.
+void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                      Tensor weight, Tensor bias, int64_t N, int C,
+                      CUstream_st* stream);
+void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                       Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
+                       int64_t N, int C, Scratch* scratch, CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_LAYERNORM_H_

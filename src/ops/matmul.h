@@ -6,6 +6,10 @@
 
 #include <cstdint>
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2::cpu {
 
 // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC); bias may be null.
@@ -20,5 +24,22 @@ void MatmulBackward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
                     const T* weight, int64_t N, int C, int OC);
 
 }  // namespace gpt2::cpu
+
+// ---- CUDA twin (src/ops/matmul.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+// The portable tiled kernels (the emulated build's path, and a fallback); the
+// GPU path is cuBLASLt (matmul_cublaslt.cc).
+void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                   int64_t N, int C, int OC, CUstream_st* stream);
+void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                    Tensor inp, Tensor weight, int64_t N, int C, int OC,
+                    CUstream_st* stream);
+// dbias (OC) += column sums of dout (N,OC), deterministic (used by both paths).
+void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
+                        CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_MATMUL_H_

@@ -6,6 +6,10 @@
 
 #include <cstdint>
 
+#include "src/core/tensor.h"
+
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2::cpu {
 
 // out (n) = a (n) + b (n). out may alias a.
@@ -17,5 +21,14 @@ template <typename T>
 void AddInPlace(T* dst, const T* src, int64_t n);
 
 }  // namespace gpt2::cpu
+
+// ---- CUDA twin (src/ops/residual.cu): the same contract on device tensors,
+// queued on `stream`. Tensors are f32 or bf16 (the storage type; arithmetic is
+// fp32).
+namespace gpt2::cuda {
+class Scratch;
+void ResidualForward(Tensor out, Tensor a, Tensor b, CUstream_st* stream);
+void AddInPlace(Tensor dst, Tensor src, CUstream_st* stream);
+}  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_RESIDUAL_H_

@@ -41,7 +41,7 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
     if (lo >= hi) continue;
     args.weight_decay = p.decayed ? hyper_.weight_decay : 0.0;
     const int64_t n = hi - lo;
-    backend_->AdamW(params.Slice(lo, n), m_.Slice(lo - begin, n),
+    backend_->AdamW(params.Slice(lo, n), Tensor{}, m_.Slice(lo - begin, n),
                     v_.Slice(lo - begin, n), shard_grads.Slice(lo - begin, n),
                     norm_squared, args);
   }

@@ -6,6 +6,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "src/backend/select.h"
 #include "src/comm/mpi_env.h"
 #include "src/core/threads.h"
 #include "src/data/dataset.h"
@@ -66,6 +67,9 @@ int main(int argc, char** argv) {
   options.config_path = config_path;
   options.data_dir = gpt2::ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
   options.comm = comm.get();
+#ifdef GPT2_HAVE_CUDA
+  options.choose_backend = &gpt2::ChooseCudaOrCpuBackend;
+#endif
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {
     // A failure on one rank may leave the others in a collective: end the whole

@@ -12,7 +12,7 @@
 #include "absl/strings/str_format.h"
 #include "google/protobuf/text_format.h"
 #include "src/backend/backend.h"
-#include "src/backend/device.h"
+#include "src/backend/select.h"
 #include "src/comm/communicator.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
@@ -42,51 +42,6 @@ std::string Thousands(int64_t n) {
 
 std::string Megabytes(int64_t bytes) {
   return absl::StrFormat("%.1f MiB", bytes / (1024.0 * 1024.0));
-}
-
-struct BackendChoice {
-  std::unique_ptr<Backend> backend;
-  DType dtype;
-  std::string note;  // printed in the header when the choice needs explaining
-};
-
-absl::StatusOr<BackendChoice> ChooseBackend(const config::TrainConfig& train) {
-  std::string why_no_gpu;
-  const int gpus = CudaDeviceCount(&why_no_gpu);
-  BackendChoice choice;
-  switch (train.device()) {
-    case config::CUDA:
-      return absl::UnimplementedError(
-          absl::StrCat("train.device is CUDA, but the CUDA backend is not "
-                       "implemented yet in "
-                       "this version (",
-                       gpus, " GPU(s) seen", gpus == 0 ? ": " + why_no_gpu : "",
-                       "); use device: CPU or AUTO"));
-    case config::CPU:
-      break;
-    default:  // AUTO
-      choice.note =
-          gpus > 0
-              ? absl::StrCat(gpus,
-                             " GPU(s) present, but the CUDA "
-                             "backend is not implemented yet: using the CPU")
-              : absl::StrCat("no GPU (", why_no_gpu, "): using the CPU");
-  }
-  choice.backend = MakeCpuBackend();
-  switch (train.precision()) {
-    case config::FP64:
-      choice.dtype = DType::kF64;
-      break;
-    case config::BF16:
-      choice.dtype = DType::kF32;
-      absl::StrAppend(
-          &choice.note, choice.note.empty() ? "" : "; ",
-          "bf16 is a CUDA precision: the CPU backend trains in fp32");
-      break;
-    default:
-      choice.dtype = DType::kF32;
-  }
-  return choice;
 }
 
 // Test hook for the fault-handling tests: GPT2_TEST_FAIL_AT=RANK:STEP makes
@@ -121,7 +76,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const bool rank0 = comm->rank() == 0;
   const int world = comm->world_size();
 
-  GPT2_ASSIGN_OR_RETURN(BackendChoice choice, ChooseBackend(cfg.train()));
+  const BackendChooser choose = options.choose_backend != nullptr
+                                    ? options.choose_backend
+                                    : &ChooseCpuBackend;
+  GPT2_ASSIGN_OR_RETURN(BackendChoice choice,
+                        choose(cfg.train(), comm->local_rank()));
   Backend* backend = choice.backend.get();
   if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&
       backend->name() == "cpu") {

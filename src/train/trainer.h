@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "src/backend/select.h"
 #include "src/train/config.h"
 
 namespace gpt2 {
@@ -19,6 +20,9 @@ struct TrainOptions {
   std::string data_dir;
   // The ranks' communicator; null means a world of one.
   Communicator* comm = nullptr;
+  // Picks the backend; null means ChooseCpuBackend. Tools built with CUDA pass
+  // ChooseCudaOrCpuBackend.
+  BackendChooser choose_backend = nullptr;
   // Return the final parameters in TrainResult (tests compare runs with them).
   bool keep_final_params = false;
 };

@@ -1,0 +1,27 @@
+# The CUDA backend's tests. One test source, two builds:
+#  - cuda_backend_test_emu: the backend and kernels compiled by the host compiler against
+#    the CPU emulation of CUDA (cmake/cuda_emu.cmake); label cuda_emu; runs in CI.
+#  - cuda_backend_test_gpu: the real build (nvcc, cuBLASLt); label gpu; skips with a
+#    message where no GPU is usable.
+
+set(GPT2_CUDA_TEST_ENV "GPT2_DATA_DIR=${GPT2_TEST_DATA_DIR};OMP_NUM_THREADS=1;OMP_WAIT_POLICY=passive")
+
+if(COMMAND gpt2_add_emulated_cuda)
+  add_library(gpt2_cuda_emu STATIC)
+  gpt2_add_emulated_cuda(gpt2_cuda_emu SOURCES ${GPT2_CUDA_KERNELS}
+                         src/backend/cuda_backend.cc src/backend/device.cc src/cuda/scratch.cc)
+  target_link_libraries(gpt2_cuda_emu PUBLIC gpt2)
+  add_executable(cuda_backend_test_emu tests/cuda/cuda_backend_test.cc)
+  target_link_libraries(cuda_backend_test_emu PRIVATE gpt2_cuda_emu GTest::gtest
+                        GTest::gtest_main)
+  gtest_discover_tests(cuda_backend_test_emu DISCOVERY_TIMEOUT 60 TEST_PREFIX "emu."
+    PROPERTIES LABELS cuda_emu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}")
+endif()
+
+if(GPT2_HAVE_CUDA)
+  add_executable(cuda_backend_test_gpu tests/cuda/cuda_backend_test.cc)
+  target_link_libraries(cuda_backend_test_gpu PRIVATE gpt2_cuda GTest::gtest GTest::gtest_main)
+  gtest_discover_tests(cuda_backend_test_gpu DISCOVERY_TIMEOUT 60 TEST_PREFIX "gpu."
+    PROPERTIES LABELS gpu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}"
+               SKIP_REGULAR_EXPRESSION "no usable CUDA device")
+endif()

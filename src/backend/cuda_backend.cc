@@ -1,0 +1,261 @@
+#include "src/backend/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "src/cuda/check.h"
+#include "src/cuda/scratch.h"
+#include "src/ops/adamw.h"
+#include "src/ops/attention.h"
+#include "src/ops/classifier.h"
+#include "src/ops/encoder.h"
+#include "src/ops/gelu.h"
+#include "src/ops/global_norm.h"
+#include "src/ops/layernorm.h"
+#include "src/ops/matmul.h"
+#include "src/ops/residual.h"
+#if !defined(GPT2_CUDA_EMULATED)
+#include "src/ops/matmul_cublaslt.h"
+#endif
+
+namespace gpt2 {
+namespace {
+
+void CheckSize(const Tensor& t, int64_t numel, const char* what) {
+  GPT2_CHECK_MSG(t.numel == numel, what, " has ", t.numel,
+                 " elements, op needs ", numel);
+}
+
+// Statistics, losses and optimizer state are f32 whatever the model's storage
+// type.
+void CheckF32(const Tensor& t, const char* what) {
+  GPT2_CHECK_MSG(t.dtype == DType::kF32, what, " must be f32, is ",
+                 DTypeName(t.dtype));
+}
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) : device_(device) {
+    GPT2_CUDA_CHECK(cudaSetDevice(device_));
+    GPT2_CUDA_CHECK(cudaStreamCreate(&stream_));
+#if !defined(GPT2_CUDA_EMULATED)
+    // GPT2_PORTABLE_MATMUL=1 runs the tiled kernels instead, for checking
+    // cuBLASLt.
+    const char* portable = std::getenv("GPT2_PORTABLE_MATMUL");
+    if (portable == nullptr || std::string(portable) != "1") {
+      cublaslt_ = std::make_unique<cuda::CublasLtMatmul>(stream_);
+    }
+#endif
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override {
+    return matmul_path() == "cublaslt" ? "cuda" : "cuda (portable matmuls)";
+  }
+  bool SupportsDType(DType dtype) const override {
+    return dtype == DType::kF32 || dtype == DType::kBF16;
+  }
+
+  Tensor Alloc(DType dtype, int64_t numel) override {
+    const size_t bytes = static_cast<size_t>(numel) * DTypeSize(dtype);
+    void* data = nullptr;
+    const cudaError_t err = cudaMalloc(&data, bytes == 0 ? 1 : bytes);
+    if (err != cudaSuccess) {
+      size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      FatalError(std::string("out of GPU memory allocating ") +
+                     std::to_string(bytes) + " bytes (" +
+                     std::to_string(free_bytes >> 20) + " MiB free of " +
+                     std::to_string(total_bytes >> 20) +
+                     " MiB): " + cudaGetErrorString(err),
+                 __FILE__, __LINE__);
+    }
+    GPT2_CUDA_CHECK(cudaMemsetAsync(data, 0, bytes, stream_));
+    return Tensor{data, dtype, numel};
+  }
+  void Free(Tensor t) override {
+    if (t.data == nullptr) return;
+    GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    GPT2_CUDA_CHECK(cudaFree(t.data));
+  }
+  void Upload(Tensor dst, const void* host_src) override {
+    // Pageable host memory: the copy is complete when this returns.
+    GPT2_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(),
+                                    cudaMemcpyHostToDevice, stream_));
+    GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void Download(void* host_dst, Tensor src) override {
+    GPT2_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.bytes(),
+                                    cudaMemcpyDeviceToHost, stream_));
+    GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void Zero(Tensor t) override {
+    GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_));
+  }
+  void Copy(Tensor dst, Tensor src) override {
+    GPT2_CHECK(dst.bytes() == src.bytes());
+    GPT2_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.bytes(),
+                                    cudaMemcpyDeviceToDevice, stream_));
+  }
+  void Synchronize() override {
+    GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+
+  void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
+                      int T, int C) override {
+    CheckSize(out, int64_t{B} * T * C, "encoder out");
+    CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    cuda::EncoderForward(out, tokens, wte, wpe, B, T, C, stream_);
+  }
+  void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
+                       const int32_t* host_tokens, int B, int T,
+                       int C) override {
+    CheckSize(dout, int64_t{B} * T * C, "encoder dout");
+    GPT2_CHECK_MSG(host_tokens != nullptr,
+                   "the CUDA encoder backward needs host tokens");
+    cuda::EncoderBackward(dwte, dwpe, dout, host_tokens, B, T, C, &scratch_,
+                          stream_);
+  }
+  void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                        Tensor weight, Tensor bias, int64_t N, int C) override {
+    CheckSize(out, N * C, "layernorm out");
+    CheckSize(inp, N * C, "layernorm inp");
+    CheckSize(mean, N, "layernorm mean");
+    CheckF32(mean, "layernorm mean");
+    CheckF32(rstd, "layernorm rstd");
+    cuda::LayerNormForward(out, mean, rstd, inp, weight, bias, N, C, stream_);
+  }
+  void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                         Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
+                         int64_t N, int C) override {
+    CheckSize(dinp, N * C, "layernorm dinp");
+    CheckSize(dout, N * C, "layernorm dout");
+    CheckSize(dweight, C, "layernorm dweight");
+    cuda::LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd,
+                            N, C, &scratch_, stream_);
+  }
+  void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                     int64_t N, int C, int OC) override {
+    CheckSize(out, N * OC, "matmul out");
+    CheckSize(inp, N * C, "matmul inp");
+    CheckSize(weight, int64_t{OC} * C, "matmul weight");
+    if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
+#if !defined(GPT2_CUDA_EMULATED)
+    if (cublaslt_) return cublaslt_->Forward(out, inp, weight, bias, N, C, OC);
+#endif
+    cuda::MatmulForward(out, inp, weight, bias, N, C, OC, stream_);
+  }
+  void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                      Tensor inp, Tensor weight, int64_t N, int C,
+                      int OC) override {
+    CheckSize(dout, N * OC, "matmul dout");
+    CheckSize(inp, N * C, "matmul inp");
+    CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
+    if (dinp.data != nullptr) CheckSize(dinp, N * C, "matmul dinp");
+    if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
+#if !defined(GPT2_CUDA_EMULATED)
+    if (cublaslt_)
+      return cublaslt_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C,
+                                 OC);
+#endif
+    cuda::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
+                         stream_);
+  }
+  void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                        int NH) override {
+    CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
+    CheckSize(out, int64_t{B} * T * C, "attention out");
+    CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+    CheckF32(lse, "attention lse");
+    cuda::AttentionForward(out, lse, qkv, B, T, C, NH, stream_);
+  }
+  void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                         Tensor lse, int B, int T, int C, int NH) override {
+    CheckSize(dqkv, int64_t{B} * T * 3 * C, "attention dqkv");
+    CheckSize(dout, int64_t{B} * T * C, "attention dout");
+    cuda::AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, &scratch_,
+                            stream_);
+  }
+  void GeluForward(Tensor out, Tensor inp) override {
+    CheckSize(out, inp.numel, "gelu out");
+    cuda::GeluForward(out, inp, stream_);
+  }
+  void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) override {
+    CheckSize(dinp, inp.numel, "gelu dinp");
+    CheckSize(dout, inp.numel, "gelu dout");
+    cuda::GeluBackward(dinp, inp, dout, stream_);
+  }
+  void ResidualForward(Tensor out, Tensor a, Tensor b) override {
+    CheckSize(a, out.numel, "residual a");
+    CheckSize(b, out.numel, "residual b");
+    cuda::ResidualForward(out, a, b, stream_);
+  }
+  void AddInPlace(Tensor dst, Tensor src) override {
+    CheckSize(src, dst.numel, "add src");
+    cuda::AddInPlace(dst, src, stream_);
+  }
+  void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
+                         int64_t N, int V, int Vp, double dloss,
+                         bool write_grad) override {
+    CheckSize(logits, N * Vp, "classifier logits");
+    CheckSize(losses, N, "classifier losses");
+    CheckSize(targets, N, "classifier targets");
+    CheckF32(losses, "classifier losses");
+    cuda::ClassifierForward(logits, losses, targets, N, V, Vp, dloss,
+                            write_grad, stream_);
+  }
+  void AccumulateSum(Tensor acc, Tensor x, double scale) override {
+    CheckSize(acc, 1, "sum accumulator");
+    CheckF32(acc, "sum accumulator");
+    cuda::AccumulateSum(acc, x, scale, stream_);
+  }
+  void SumSquares(Tensor out, Tensor x) override {
+    CheckSize(out, 1, "sum-of-squares out");
+    CheckF32(out, "sum-of-squares out");
+    cuda::SumSquares(out, x, &scratch_, stream_);
+  }
+  void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
+             Tensor norm_squared, const AdamWArgs& args) override {
+    CheckSize(m, param.numel, "adamw m");
+    CheckSize(v, param.numel, "adamw v");
+    CheckSize(grad, param.numel, "adamw grad");
+    CheckF32(m, "adamw m");
+    CheckF32(v, "adamw v");
+    if (master.data != nullptr) {
+      CheckSize(master, param.numel, "adamw master");
+      CheckF32(master, "adamw master");
+    } else {
+      GPT2_CHECK_MSG(param.dtype == DType::kF32,
+                     "bf16 params need fp32 master weights");
+    }
+    cuda::AdamW(param, master, m, v, grad, norm_squared, args, stream_);
+  }
+
+ private:
+  std::string matmul_path() const {
+#if !defined(GPT2_CUDA_EMULATED)
+    if (cublaslt_) return "cublaslt";
+#endif
+    return "portable";
+  }
+
+  int device_;
+  cudaStream_t stream_ = nullptr;
+  cuda::Scratch scratch_;
+#if !defined(GPT2_CUDA_EMULATED)
+  std::unique_ptr<cuda::CublasLtMatmul> cublaslt_;
+#endif
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeCudaBackend(int device) {
+  return std::make_unique<CudaBackend>(device);
+}
+
+}  // namespace gpt2

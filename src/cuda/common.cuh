@@ -1,0 +1,119 @@
+// Shared pieces of the CUDA kernels: the error check that feeds the project's
+// fatal sink, float <-> storage-type conversion (f32, bf16), warp/block
+// reductions, and the dtype dispatch of launchers. Kernels run in fp32
+// arithmetic whatever the storage type.
+#ifndef GPT2_CUDA_COMMON_CUH_
+#define GPT2_CUDA_COMMON_CUH_
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+
+#include "src/core/error.h"
+#include "src/core/tensor.h"
+#include "src/cuda/check.h"
+#include "src/cuda/launch.h"
+
+namespace gpt2::cuda {
+
+using bf16 = __nv_bfloat16;
+
+__device__ __forceinline__ float ToFloat(float x) { return x; }
+__device__ __forceinline__ float ToFloat(bf16 x) { return __bfloat162float(x); }
+template <typename T>
+__device__ __forceinline__ T FromFloat(float x);
+template <>
+__device__ __forceinline__ float FromFloat<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ bf16 FromFloat<bf16>(float x) {
+  return __float2bfloat16(x);  // round to nearest even
+}
+
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  }
+  return v;
+}
+
+__device__ __forceinline__ float WarpMax(float v) {
+  for (int offset = 16; offset > 0; offset >>= 1) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  }
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread
+// gets the result. `scratch` is 32 floats of shared memory. The order is fixed,
+// so the result is deterministic.
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warps = blockDim.x / 32;
+  v = WarpSum(v);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : 0.0f;
+  return WarpSum(v);
+}
+
+__device__ __forceinline__ float BlockMax(float v, float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int warps = blockDim.x / 32;
+  v = WarpMax(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < warps ? scratch[lane] : -INFINITY;
+  return WarpMax(v);
+}
+
+inline unsigned CeilDiv(int64_t a, int64_t b) {
+  return static_cast<unsigned>((a + b - 1) / b);
+}
+
+// Blocks of 256 threads for a grid-stride loop over n elements.
+inline unsigned GridStrideBlocks(int64_t n) {
+  const unsigned blocks = CeilDiv(n, 256);
+  return blocks == 0 ? 1u : (blocks < 65535u ? blocks : 65535u);
+}
+
+// Checks the launch that just happened; a bad configuration is a programming
+// error.
+inline void CheckLaunch(cudaError_t err, const char* kernel) {
+  if (err != cudaSuccess) {
+    ::gpt2::FatalError(std::string("launch of ") + kernel +
+                           " failed: " + cudaGetErrorString(err),
+                       __FILE__, __LINE__);
+  }
+}
+
+// Calls fn(float{}) or fn(bf16{}) for the tensor's storage type.
+template <typename Fn>
+void DispatchFloat(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::kF32:
+      fn(float{});
+      return;
+    case DType::kBF16:
+      fn(bf16{});
+      return;
+    default:
+      ::gpt2::FatalError(
+          std::string("the CUDA ops have no ") + DTypeName(dtype) + " kernels",
+          __FILE__, __LINE__);
+  }
+}
+
+template <typename T>
+T* Ptr(const Tensor& t) {
+  return static_cast<T*>(t.data);
+}
+
+}  // namespace gpt2::cuda
+
+#endif  // GPT2_CUDA_COMMON_CUH_

@@ -1,0 +1,65 @@
+// Host-side controls of the CUDA emulator: the error reports it produced, and
+// the knobs tests use (fatal errors, schedule order, parallel blocks).
+// Everything else is the ordinary CUDA runtime API from <cuda_runtime.h>.
+#ifndef GPT2_CUDA_EMU_API_H_
+#define GPT2_CUDA_EMU_API_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace cuda_emu {
+
+// ---- Reports ----
+// Every bug the emulator detects (a barrier not all threads reach, a warp
+// collective naming an absent lane, a write outside a cudaMalloc buffer, a bad
+// launch configuration, ...) is printed to stderr as "[cuda_emu] ..." and kept
+// here so a test can assert on its text. Kernel faults also set a sticky error
+// (cudaGetLastError, cudaDeviceSynchronize, ... return it until
+// cudaDeviceReset), like a faulting kernel on a GPU.
+
+// Text of the most recent report since the last ClearReports(); "" if none.
+std::string LastReport();
+// Number of reports since the last ClearReports().
+int ReportCount();
+void ClearReports();
+
+// When fatal, a kernel fault prints its report and aborts the process instead
+// of setting a sticky error (the default is non-fatal so tests can inspect
+// failures). The environment variable CUDA_EMU_FATAL=1 sets it at start-up.
+void SetFatal(bool fatal);
+bool Fatal();
+
+// ---- Scheduling ----
+// The threads of a block run as cooperative fibers: each runs until it reaches
+// a barrier, a warp collective or its end, then the next runnable thread runs.
+// The order in which runnable threads are picked is a knob: kForward (thread 0
+// first, the default), kReverse, or kRandom (a seeded shuffle per block). A
+// kernel that is correct must give the same results under all three; running a
+// test under kReverse/kRandom exposes missing barriers that kForward hides.
+// CUDA_EMU_SCHEDULE=forward|reverse|random[:seed] sets it at start-up.
+enum class Schedule { kForward, kReverse, kRandom };
+void SetSchedule(Schedule schedule, uint64_t seed = 0);
+Schedule CurrentSchedule();
+
+// Number of host threads that run the blocks of one launch (default 1: blocks
+// run one after another in blockIdx order, which is deterministic). More than
+// one runs blocks concurrently; atomics stay atomic, reports may then come from
+// any failing block. CUDA_EMU_HOST_THREADS=n sets it at start-up.
+void SetHostThreads(int n);
+int HostThreads();
+
+// A thread that spins (failed atomicCAS, __nanosleep) while no other thread of
+// its block makes progress for this long is reported as a livelock instead of
+// hanging the test (default 2 s; CUDA_EMU_SPIN_TIMEOUT_MS sets it at start-up).
+void SetSpinTimeout(double seconds);
+
+// Gives a cudaMalloc'd buffer a name that out-of-bounds reports print.
+void SetBufferName(const void* device_ptr, const std::string& name);
+
+// Number of kernel launches that ran since start-up (for tests of the helper).
+uint64_t LaunchCount();
+
+}  // namespace cuda_emu
+
+#endif  // GPT2_CUDA_EMU_API_H_

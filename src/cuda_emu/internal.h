@@ -1,0 +1,58 @@
+// Private interface between the emulator's runtime (runtime.cc: memory,
+// streams, errors, reports) and its scheduler (scheduler.cc: launches,
+// fibers, barriers, warp collectives). Not for kernel or test code.
+#ifndef GPT2_CUDA_EMU_INTERNAL_H_
+#define GPT2_CUDA_EMU_INTERNAL_H_
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+
+namespace cuda_emu {
+namespace detail {
+
+// The emulated device: an H100 SXM (sm_90).
+constexpr int kMaxThreadsPerBlock = 1024;
+constexpr int kMaxBlockDimX = 1024;
+constexpr int kMaxBlockDimY = 1024;
+constexpr int kMaxBlockDimZ = 64;
+constexpr unsigned kMaxGridDimX = 0x7fffffffu;
+constexpr unsigned kMaxGridDimYZ = 65535;
+constexpr size_t kSmemPerBlockDefault = 48 * 1024;
+constexpr size_t kSmemPerBlockOptin = 227 * 1024;
+constexpr size_t kSmemPerSm = 228 * 1024;
+constexpr size_t kReservedSmemPerBlock = 1024;
+constexpr int kSmCount = 132;
+constexpr int kMaxThreadsPerSm = 2048;
+constexpr int kMaxBlocksPerSm = 32;
+constexpr size_t kGlobalMemBytes = 80ull << 30;
+
+// ---- Errors and reports (runtime.cc) ----
+// Prints "[cuda_emu] <text>" to stderr and keeps it for LastReport(). A
+// `fault` is a kernel bug: it aborts the process when SetFatal(true).
+void Report(const std::string& text, bool fault);
+// Records a non-sticky error for cudaGetLastError; returns it.
+cudaError_t SetLastError(cudaError_t error);
+// The device-wide error a faulting kernel leaves (cudaSuccess if none).
+cudaError_t StickyError();
+void SetStickyError(cudaError_t error);
+
+// ---- Runtime state the launcher consults (runtime.cc) ----
+bool IsValidStream(cudaStream_t stream);
+// The dynamic shared memory a launch of `func` may request.
+size_t MaxDynamicSharedMemory(const void* func);
+// Checks the guard bytes around every live allocation; reports each damaged
+// one as written by `kernel`, repairs it, and returns false if any was.
+bool CheckAllGuards(const std::string& kernel);
+
+// ---- Scheduler settings (scheduler.cc) ----
+double SpinTimeoutSeconds();
+
+// Shortens a __FILE__ path to its last component for reports.
+const char* Basename(const char* path);
+
+}  // namespace detail
+}  // namespace cuda_emu
+
+#endif  // GPT2_CUDA_EMU_INTERNAL_H_

@@ -1,0 +1,1019 @@
+// The emulated CUDA runtime: the cuda* functions <cuda_runtime.h> declares,
+// defined over host memory (no libcudart is linked). Allocations carry guard
+// bytes that launches and cudaFree check; streams and events are synchronous.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <new>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "src/cuda_emu/api.h"
+#include "src/cuda_emu/internal.h"
+
+// The runtime's opaque handle types, completed here.
+struct CUstream_st {
+  unsigned flags;
+  int priority;
+};
+struct CUevent_st {
+  unsigned flags;
+  bool recorded;
+  std::chrono::steady_clock::time_point when;
+};
+
+namespace cuda_emu {
+namespace detail {
+namespace {
+
+constexpr size_t kAlign = 256;  // cudaMalloc's alignment
+constexpr size_t kGuard = 256;  // guard bytes on each side of a buffer
+constexpr unsigned char kPoison = 0xff;
+
+// Not a constant, so a kernel filling memory with any one byte value (or a
+// float/int pattern) damages it.
+unsigned char Canary(size_t i) {
+  return static_cast<unsigned char>(i * 0x9d + 0x5b);
+}
+
+enum class AllocKind { kDevice, kHost, kManaged };
+
+struct Allocation {
+  unsigned char* raw;
+  unsigned char* user;
+  size_t size;
+  size_t total;
+  uint64_t id;
+  AllocKind kind;
+  std::string name;
+};
+
+struct State {
+  std::mutex mu;
+  std::map<uintptr_t, Allocation> allocs;  // by user address
+  uint64_t next_id = 1;
+  size_t allocated = 0;
+  std::unordered_map<const void*, size_t> max_dyn_smem;
+  std::set<cudaStream_t> streams;
+  std::set<cudaEvent_t> events;
+  std::atomic<int> sticky{cudaSuccess};
+  std::atomic<bool> fatal{false};
+  // Reports.
+  std::mutex report_mu;
+  std::string last_report;
+  int report_count = 0;
+
+  State() {
+    const char* f = std::getenv("CUDA_EMU_FATAL");
+    fatal = f != nullptr && std::strcmp(f, "0") != 0 && *f != '\0';
+  }
+};
+
+State& S() {
+  static State* state = new State();
+  return *state;
+}
+
+thread_local cudaError_t tls_last_error = cudaSuccess;
+
+// Damaged guard bytes of one allocation, as a report fragment ("" if none).
+std::string GuardDamage(const Allocation& a) {
+  const size_t head = static_cast<size_t>(a.user - a.raw);
+  const size_t tail = a.total - head - a.size;
+  long first_before = 0, last_after = -1;
+  size_t before = 0, after = 0;
+  for (size_t i = 0; i < head; ++i) {
+    if (a.raw[i] != Canary(i)) {
+      if (before == 0) {
+        first_before = static_cast<long>(i) - static_cast<long>(head);
+      }
+      ++before;
+    }
+  }
+  for (size_t i = 0; i < tail; ++i) {
+    if (a.user[a.size + i] != Canary(i)) {
+      ++after;
+      last_after = static_cast<long>(i);
+    }
+  }
+  if (before + after == 0) return "";
+  std::string out;
+  if (before > 0) {
+    out += std::to_string(before) + " byte(s) before its start (from offset " +
+           std::to_string(first_before) + ")";
+  }
+  if (after > 0) {
+    if (!out.empty()) out += " and ";
+    out += std::to_string(after) + " byte(s) past its end (up to offset " +
+           std::to_string(a.size + static_cast<size_t>(last_after)) + ")";
+  }
+  return out;
+}
+
+void WriteGuards(Allocation& a) {
+  const size_t head = static_cast<size_t>(a.user - a.raw);
+  const size_t tail = a.total - head - a.size;
+  for (size_t i = 0; i < head; ++i) a.raw[i] = Canary(i);
+  for (size_t i = 0; i < tail; ++i) a.user[a.size + i] = Canary(i);
+}
+
+std::string DescribeAlloc(const Allocation& a) {
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%s #%llu%s%s%s (%p, %zu bytes)",
+                a.kind == AllocKind::kHost ? "cudaMallocHost buffer"
+                                           : "cudaMalloc buffer",
+                static_cast<unsigned long long>(a.id),
+                a.name.empty() ? "" : " '", a.name.c_str(),
+                a.name.empty() ? "" : "'", static_cast<void*>(a.user), a.size);
+  return buf;
+}
+
+// The allocation holding address p (its one-past-the-end address included),
+// or null. Caller holds S().mu.
+const Allocation* Find(const void* p) {
+  auto& allocs = S().allocs;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(p);
+  auto it = allocs.upper_bound(addr);
+  if (it == allocs.begin()) return nullptr;
+  --it;
+  const Allocation& a = it->second;
+  if (addr >= it->first && addr <= it->first + a.size) return &a;
+  return nullptr;
+}
+
+cudaError_t ApiError(cudaError_t error, const std::string& why) {
+  Report(std::string(cudaGetErrorName(error)) + ": " + why, /*fault=*/false);
+  return SetLastError(error);
+}
+
+cudaError_t Allocate(void** ptr, size_t size, AllocKind kind, const char* api) {
+  if (ptr == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    std::string(api) + " with a null pointer");
+  }
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  if (size == 0) {
+    *ptr = nullptr;
+    return cudaSuccess;
+  }
+  State& s = S();
+  std::lock_guard<std::mutex> lock(s.mu);
+  if (size > kGlobalMemBytes - s.allocated) {
+    *ptr = nullptr;
+    return SetLastError(cudaErrorMemoryAllocation);
+  }
+  const size_t total = kGuard + (size + kAlign - 1) / kAlign * kAlign + kGuard;
+  auto* raw = static_cast<unsigned char*>(std::aligned_alloc(kAlign, total));
+  if (raw == nullptr) {
+    *ptr = nullptr;
+    return SetLastError(cudaErrorMemoryAllocation);
+  }
+  Allocation a{raw, raw + kGuard, size, total, s.next_id++, kind, ""};
+  // Fresh device memory is garbage on a GPU; poison (NaN / -1) makes reads of
+  // never-written memory visible.
+  std::memset(a.user, kPoison, size);
+  WriteGuards(a);
+  s.allocated += size;
+  s.allocs.emplace(reinterpret_cast<uintptr_t>(a.user), a);
+  *ptr = a.user;
+  return cudaSuccess;
+}
+
+cudaError_t Release(void* ptr, bool host, const char* api) {
+  if (ptr == nullptr) return cudaSuccess;
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  State& s = S();
+  std::unique_lock<std::mutex> lock(s.mu);
+  auto it = s.allocs.find(reinterpret_cast<uintptr_t>(ptr));
+  if (it == s.allocs.end() || (it->second.kind == AllocKind::kHost) != host) {
+    lock.unlock();
+    char where[32];
+    std::snprintf(where, sizeof(where), "%p", ptr);
+    return ApiError(cudaErrorInvalidValue,
+                    std::string(api) + "(" + where +
+                        "): not a live buffer from " +
+                        (host ? "cudaMallocHost/cudaHostAlloc" : "cudaMalloc") +
+                        " (double free, or a pointer into a buffer?)");
+  }
+  Allocation a = it->second;
+  const std::string damage = GuardDamage(a);
+  s.allocated -= a.size;
+  s.allocs.erase(it);
+  std::free(a.raw);
+  lock.unlock();
+  if (!damage.empty()) {
+    SetStickyError(cudaErrorIllegalAddress);
+    Report(std::string(api) + " found that " + DescribeAlloc(a) +
+               " was written out of bounds since the last check: " + damage,
+           /*fault=*/true);
+    return cudaErrorIllegalAddress;
+  }
+  return cudaSuccess;
+}
+
+// Checks that [p, p + count) lies inside one device allocation.
+bool CheckDeviceRange(const void* p, size_t count, const char* api,
+                      const char* role, std::string* why) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  const Allocation* a = Find(p);
+  if (a == nullptr) {
+    *why = std::string(api) + ": the " + role +
+           " is not in any cudaMalloc buffer (wrong cudaMemcpyKind, or a "
+           "freed/host pointer?)";
+    return false;
+  }
+  const size_t offset =
+      static_cast<size_t>(static_cast<const unsigned char*>(p) - a->user);
+  if (count > a->size - offset) {
+    *why = std::string(api) + ": " + std::to_string(count) +
+           " bytes at offset " + std::to_string(offset) + " of " +
+           DescribeAlloc(*a) + " run past its end";
+    return false;
+  }
+  return true;
+}
+
+// Any pointer inside an allocation must not run past it, whatever the kind.
+bool CheckIfDevice(const void* p, size_t count, const char* api,
+                   const char* role, std::string* why) {
+  bool inside;
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    inside = Find(p) != nullptr;
+  }
+  return !inside || CheckDeviceRange(p, count, api, role, why);
+}
+
+cudaError_t Copy(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
+                 const char* api) {
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  if (count == 0) return cudaSuccess;
+  if (dst == nullptr || src == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    std::string(api) + " with a null pointer");
+  }
+  std::string why;
+  bool ok = true;
+  switch (kind) {
+    case cudaMemcpyHostToDevice:
+      ok = CheckDeviceRange(dst, count, api, "destination", &why) &&
+           CheckIfDevice(src, count, api, "source", &why);
+      break;
+    case cudaMemcpyDeviceToHost:
+      ok = CheckDeviceRange(src, count, api, "source", &why) &&
+           CheckIfDevice(dst, count, api, "destination", &why);
+      break;
+    case cudaMemcpyDeviceToDevice:
+      ok = CheckDeviceRange(dst, count, api, "destination", &why) &&
+           CheckDeviceRange(src, count, api, "source", &why);
+      break;
+    case cudaMemcpyHostToHost:
+    case cudaMemcpyDefault:
+      ok = CheckIfDevice(dst, count, api, "destination", &why) &&
+           CheckIfDevice(src, count, api, "source", &why);
+      break;
+    default:
+      ok = false;
+      why =
+          std::string(api) + ": invalid cudaMemcpyKind " + std::to_string(kind);
+  }
+  if (!ok) return ApiError(cudaErrorInvalidValue, why);
+  std::memmove(dst, src, count);
+  return cudaSuccess;
+}
+
+cudaError_t Fill(void* dst, int value, size_t count, const char* api) {
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  if (count == 0) return cudaSuccess;
+  std::string why;
+  if (!CheckDeviceRange(dst, count, api, "destination", &why)) {
+    return ApiError(cudaErrorInvalidValue, why);
+  }
+  std::memset(dst, value, count);
+  return cudaSuccess;
+}
+
+cudaError_t CheckStream(cudaStream_t stream, const char* api) {
+  if (!IsValidStream(stream)) {
+    return ApiError(cudaErrorInvalidResourceHandle,
+                    std::string(api) + ": not a live cudaStream_t");
+  }
+  return cudaSuccess;
+}
+
+bool IsValidEvent(cudaEvent_t event) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  return S().events.count(event) != 0;
+}
+
+cudaError_t CheckEvent(cudaEvent_t event, const char* api) {
+  if (!IsValidEvent(event)) {
+    return ApiError(cudaErrorInvalidResourceHandle,
+                    std::string(api) + ": not a live cudaEvent_t");
+  }
+  return cudaSuccess;
+}
+
+void FreeAll() {
+  State& s = S();
+  std::lock_guard<std::mutex> lock(s.mu);
+  for (auto& [addr, a] : s.allocs) std::free(a.raw);
+  s.allocs.clear();
+  s.allocated = 0;
+  for (cudaStream_t st : s.streams) delete st;
+  s.streams.clear();
+  for (cudaEvent_t ev : s.events) delete ev;
+  s.events.clear();
+  s.max_dyn_smem.clear();
+}
+
+}  // namespace
+
+// ---- internal.h ----
+
+void Report(const std::string& text, bool fault) {
+  State& s = S();
+  {
+    std::lock_guard<std::mutex> lock(s.report_mu);
+    s.last_report = text;
+    ++s.report_count;
+  }
+  std::fprintf(stderr, "[cuda_emu] %s%s\n", fault ? "error: " : "",
+               text.c_str());
+  std::fflush(stderr);
+  if (fault && s.fatal.load()) {
+    std::fprintf(stderr, "[cuda_emu] aborting (fatal errors are on)\n");
+    std::abort();
+  }
+}
+
+cudaError_t SetLastError(cudaError_t error) {
+  if (error != cudaSuccess) tls_last_error = error;
+  return error;
+}
+
+cudaError_t StickyError() {
+  return static_cast<cudaError_t>(S().sticky.load());
+}
+
+void SetStickyError(cudaError_t error) {
+  int expected = cudaSuccess;
+  S().sticky.compare_exchange_strong(expected, error);
+}
+
+bool IsValidStream(cudaStream_t stream) {
+  if (stream == nullptr || stream == cudaStreamLegacy ||
+      stream == cudaStreamPerThread) {
+    return true;
+  }
+  std::lock_guard<std::mutex> lock(S().mu);
+  return S().streams.count(stream) != 0;
+}
+
+size_t MaxDynamicSharedMemory(const void* func) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  auto it = S().max_dyn_smem.find(func);
+  return it == S().max_dyn_smem.end() ? kSmemPerBlockDefault : it->second;
+}
+
+bool CheckAllGuards(const std::string& kernel) {
+  std::string reports;
+  {
+    State& s = S();
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (auto& [addr, a] : s.allocs) {
+      const std::string damage = GuardDamage(a);
+      if (damage.empty()) continue;
+      if (!reports.empty()) reports += "; ";
+      reports += DescribeAlloc(a) + ": " + damage;
+      WriteGuards(a);  // report each overwrite once
+    }
+  }
+  if (reports.empty()) return true;
+  SetStickyError(cudaErrorIllegalAddress);
+  Report("kernel '" + kernel +
+             "' wrote outside a buffer (guard bytes overwritten): " + reports,
+         /*fault=*/true);
+  return false;
+}
+
+}  // namespace detail
+
+// ---- api.h ----
+
+std::string LastReport() {
+  std::lock_guard<std::mutex> lock(detail::S().report_mu);
+  return detail::S().last_report;
+}
+
+int ReportCount() {
+  std::lock_guard<std::mutex> lock(detail::S().report_mu);
+  return detail::S().report_count;
+}
+
+void ClearReports() {
+  std::lock_guard<std::mutex> lock(detail::S().report_mu);
+  detail::S().last_report.clear();
+  detail::S().report_count = 0;
+}
+
+void SetFatal(bool fatal) { detail::S().fatal = fatal; }
+bool Fatal() { return detail::S().fatal.load(); }
+
+void SetBufferName(const void* device_ptr, const std::string& name) {
+  std::lock_guard<std::mutex> lock(detail::S().mu);
+  auto it = detail::S().allocs.find(reinterpret_cast<uintptr_t>(device_ptr));
+  if (it != detail::S().allocs.end()) it->second.name = name;
+}
+
+}  // namespace cuda_emu
+
+// ---- The CUDA runtime API ----
+// These definitions take the C linkage of their declarations in
+// <cuda_runtime_api.h>.
+
+using cuda_emu::detail::AllocKind;
+using cuda_emu::detail::ApiError;
+using cuda_emu::detail::S;
+using cuda_emu::detail::SetLastError;
+using cuda_emu::detail::StickyError;
+
+cudaError_t cudaMalloc(void** devPtr, size_t size) {
+  return cuda_emu::detail::Allocate(devPtr, size, AllocKind::kDevice,
+                                    "cudaMalloc");
+}
+cudaError_t cudaMallocManaged(void** devPtr, size_t size, unsigned int) {
+  return cuda_emu::detail::Allocate(devPtr, size, AllocKind::kManaged,
+                                    "cudaMallocManaged");
+}
+cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaMallocAsync")) {
+    return e;
+  }
+  return cuda_emu::detail::Allocate(devPtr, size, AllocKind::kDevice,
+                                    "cudaMallocAsync");
+}
+cudaError_t cudaFree(void* devPtr) {
+  return cuda_emu::detail::Release(devPtr, false, "cudaFree");
+}
+cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
+  if (cudaError_t e = cuda_emu::detail::CheckStream(stream, "cudaFreeAsync")) {
+    return e;
+  }
+  return cuda_emu::detail::Release(devPtr, false, "cudaFreeAsync");
+}
+cudaError_t cudaMallocHost(void** ptr, size_t size) {
+  return cuda_emu::detail::Allocate(ptr, size, AllocKind::kHost,
+                                    "cudaMallocHost");
+}
+cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) {
+  return cuda_emu::detail::Allocate(pHost, size, AllocKind::kHost,
+                                    "cudaHostAlloc");
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  return cuda_emu::detail::Release(ptr, true, "cudaFreeHost");
+}
+
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t count,
+                       enum cudaMemcpyKind kind) {
+  return cuda_emu::detail::Copy(dst, src, count, kind, "cudaMemcpy");
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count,
+                            enum cudaMemcpyKind kind, cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaMemcpyAsync")) {
+    return e;
+  }
+  return cuda_emu::detail::Copy(dst, src, count, kind, "cudaMemcpyAsync");
+}
+cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src,
+                         size_t spitch, size_t width, size_t height,
+                         enum cudaMemcpyKind kind) {
+  if (width > dpitch || width > spitch) {
+    return ApiError(cudaErrorInvalidPitchValue,
+                    "cudaMemcpy2D: width exceeds a pitch");
+  }
+  for (size_t row = 0; row < height; ++row) {
+    cudaError_t e =
+        cuda_emu::detail::Copy(static_cast<char*>(dst) + row * dpitch,
+                               static_cast<const char*>(src) + row * spitch,
+                               width, kind, "cudaMemcpy2D");
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
+  return cuda_emu::detail::Fill(devPtr, value, count, "cudaMemset");
+}
+cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count,
+                            cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaMemsetAsync")) {
+    return e;
+  }
+  return cuda_emu::detail::Fill(devPtr, value, count, "cudaMemsetAsync");
+}
+
+// __device__ / __constant__ variables are host globals in the emulated build,
+// so a symbol is its own address.
+cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src,
+                               size_t count, size_t offset,
+                               enum cudaMemcpyKind) {
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src,
+              count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count,
+                                 size_t offset, enum cudaMemcpyKind) {
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyToSymbolAsync(const void* symbol, const void* src,
+                                    size_t count, size_t offset,
+                                    enum cudaMemcpyKind kind,
+                                    cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaMemcpyToSymbolAsync")) {
+    return e;
+  }
+  return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
+}
+cudaError_t cudaMemcpyFromSymbolAsync(void* dst, const void* symbol,
+                                      size_t count, size_t offset,
+                                      enum cudaMemcpyKind kind,
+                                      cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaMemcpyFromSymbolAsync")) {
+    return e;
+  }
+  return cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);
+}
+cudaError_t cudaGetSymbolAddress(void** devPtr, const void* symbol) {
+  *devPtr = const_cast<void*>(symbol);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  *total = cuda_emu::detail::kGlobalMemBytes;
+  *free = *total - S().allocated;
+  return cudaSuccess;
+}
+
+// ---- Streams and events: every operation completes before its call returns,
+// so stream order, event order and cross-stream waits hold trivially.
+
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t* pStream,
+                                         unsigned int flags, int priority) {
+  if (pStream == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaStreamCreate with a null pointer");
+  }
+  cudaStream_t s = new CUstream_st{flags, priority};
+  std::lock_guard<std::mutex> lock(S().mu);
+  S().streams.insert(s);
+  *pStream = s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* pStream,
+                                      unsigned int flags) {
+  return cudaStreamCreateWithPriority(pStream, flags, 0);
+}
+cudaError_t cudaStreamCreate(cudaStream_t* pStream) {
+  return cudaStreamCreateWithPriority(pStream, cudaStreamDefault, 0);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    auto it = S().streams.find(stream);
+    if (it != S().streams.end()) {
+      S().streams.erase(it);
+      delete stream;
+      return cudaSuccess;
+    }
+  }
+  return ApiError(
+      cudaErrorInvalidResourceHandle,
+      "cudaStreamDestroy: not a live cudaStream_t (double destroy?)");
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaStreamSynchronize"))
+    return e;
+  return StickyError();
+}
+cudaError_t cudaStreamQuery(cudaStream_t stream) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaStreamQuery")) {
+    return e;
+  }
+  return StickyError();
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
+                                unsigned int) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaStreamWaitEvent"))
+    return e;
+  if (cudaError_t e =
+          cuda_emu::detail::CheckEvent(event, "cudaStreamWaitEvent"))
+    return e;
+  return StickyError();
+}
+cudaError_t cudaDeviceGetStreamPriorityRange(int* leastPriority,
+                                             int* greatestPriority) {
+  if (leastPriority) *leastPriority = 0;
+  if (greatestPriority) *greatestPriority = -5;
+  return cudaSuccess;
+}
+cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn,
+                               void* userData) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaLaunchHostFunc"))
+    return e;
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  fn(userData);
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
+  if (event == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaEventCreate with a null pointer");
+  }
+  cudaEvent_t e = new CUevent_st{flags, false, {}};
+  std::lock_guard<std::mutex> lock(S().mu);
+  S().events.insert(e);
+  *event = e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* event) {
+  return cudaEventCreateWithFlags(event, cudaEventDefault);
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  if (cudaError_t e = cuda_emu::detail::CheckEvent(event, "cudaEventRecord")) {
+    return e;
+  }
+  if (cudaError_t e =
+          cuda_emu::detail::CheckStream(stream, "cudaEventRecord")) {
+    return e;
+  }
+  std::lock_guard<std::mutex> lock(S().mu);
+  event->recorded = true;
+  event->when = std::chrono::steady_clock::now();
+  return StickyError();
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  if (cudaError_t e =
+          cuda_emu::detail::CheckEvent(event, "cudaEventSynchronize"))
+    return e;
+  return StickyError();
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  if (cudaError_t e = cuda_emu::detail::CheckEvent(event, "cudaEventQuery")) {
+    return e;
+  }
+  return StickyError();
+}
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start,
+                                 cudaEvent_t end) {
+  if (ms == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaEventElapsedTime with a null pointer");
+  }
+  if (cudaError_t e =
+          cuda_emu::detail::CheckEvent(start, "cudaEventElapsedTime"))
+    return e;
+  if (cudaError_t e =
+          cuda_emu::detail::CheckEvent(end, "cudaEventElapsedTime")) {
+    return e;
+  }
+  std::lock_guard<std::mutex> lock(S().mu);
+  if ((start->flags | end->flags) & cudaEventDisableTiming) {
+    return SetLastError(cudaErrorInvalidResourceHandle);
+  }
+  if (!start->recorded || !end->recorded) {
+    return SetLastError(cudaErrorInvalidResourceHandle);
+  }
+  *ms =
+      std::chrono::duration<float, std::milli>(end->when - start->when).count();
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    auto it = S().events.find(event);
+    if (it != S().events.end()) {
+      S().events.erase(it);
+      delete event;
+      return cudaSuccess;
+    }
+  }
+  return ApiError(cudaErrorInvalidResourceHandle,
+                  "cudaEventDestroy: not a live cudaEvent_t (double destroy?)");
+}
+
+// ---- Device and errors ----
+
+cudaError_t cudaDeviceSynchronize(void) { return StickyError(); }
+
+// Frees everything and clears the sticky error, as resetting a device does.
+cudaError_t cudaDeviceReset(void) {
+  cuda_emu::detail::FreeAll();
+  S().sticky = cudaSuccess;
+  cuda_emu::detail::tls_last_error = cudaSuccess;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetLastError(void) {
+  cudaError_t e = cuda_emu::detail::tls_last_error;
+  cuda_emu::detail::tls_last_error = cudaSuccess;
+  cudaError_t sticky = StickyError();
+  return sticky != cudaSuccess ? sticky : e;
+}
+cudaError_t cudaPeekAtLastError(void) {
+  cudaError_t sticky = StickyError();
+  return sticky != cudaSuccess ? sticky : cuda_emu::detail::tls_last_error;
+}
+
+cudaError_t cudaGetDeviceCount(int* count) {
+  *count = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int device) {
+  if (device != 0) {
+    return ApiError(cudaErrorInvalidDevice,
+                    "cudaSetDevice(" + std::to_string(device) +
+                        "): the emulator has one device");
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaGetDevice(int* device) {
+  *device = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* driverVersion) {
+  *driverVersion = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaRuntimeGetVersion(int* runtimeVersion) {
+  *runtimeVersion = CUDART_VERSION;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp* prop, int device) {
+  namespace d = cuda_emu::detail;
+  if (prop == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaGetDeviceProperties with a null pointer");
+  }
+  if (device != 0) return SetLastError(cudaErrorInvalidDevice);
+  std::memset(prop, 0, sizeof(*prop));
+  std::snprintf(prop->name, sizeof(prop->name),
+                "cuda_emu (emulated NVIDIA H100, sm_90)");
+  prop->totalGlobalMem = d::kGlobalMemBytes;
+  prop->sharedMemPerBlock = d::kSmemPerBlockDefault;
+  prop->regsPerBlock = 65536;
+  prop->warpSize = 32;
+  prop->memPitch = 2147483647;
+  prop->maxThreadsPerBlock = d::kMaxThreadsPerBlock;
+  prop->maxThreadsDim[0] = d::kMaxBlockDimX;
+  prop->maxThreadsDim[1] = d::kMaxBlockDimY;
+  prop->maxThreadsDim[2] = d::kMaxBlockDimZ;
+  prop->maxGridSize[0] = static_cast<int>(d::kMaxGridDimX);
+  prop->maxGridSize[1] = static_cast<int>(d::kMaxGridDimYZ);
+  prop->maxGridSize[2] = static_cast<int>(d::kMaxGridDimYZ);
+  prop->totalConstMem = 65536;
+  prop->major = 9;
+  prop->minor = 0;
+  prop->textureAlignment = 512;
+  prop->texturePitchAlignment = 32;
+  prop->multiProcessorCount = d::kSmCount;
+  prop->canMapHostMemory = 1;
+  prop->concurrentKernels = 1;
+  prop->ECCEnabled = 1;
+  prop->asyncEngineCount = 3;
+  prop->unifiedAddressing = 1;
+  prop->memoryBusWidth = 5120;
+  prop->l2CacheSize = 50 * 1024 * 1024;
+  prop->persistingL2CacheMaxSize = 30 * 1024 * 1024;
+  prop->maxThreadsPerMultiProcessor = d::kMaxThreadsPerSm;
+  prop->streamPrioritiesSupported = 1;
+  prop->globalL1CacheSupported = 1;
+  prop->localL1CacheSupported = 1;
+  prop->sharedMemPerMultiprocessor = d::kSmemPerSm;
+  prop->regsPerMultiprocessor = 65536;
+  prop->managedMemory = 1;
+  prop->concurrentManagedAccess = 1;
+  prop->computePreemptionSupported = 1;
+  prop->cooperativeLaunch = 1;
+  prop->sharedMemPerBlockOptin = d::kSmemPerBlockOptin;
+  prop->maxBlocksPerMultiProcessor = d::kMaxBlocksPerSm;
+  prop->reservedSharedMemPerBlock = d::kReservedSmemPerBlock;
+  prop->memoryPoolsSupported = 1;
+  prop->clusterLaunch = 1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr,
+                                   int device) {
+  namespace d = cuda_emu::detail;
+  if (device != 0) return SetLastError(cudaErrorInvalidDevice);
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock:
+      *value = d::kMaxThreadsPerBlock;
+      break;
+    case cudaDevAttrMaxBlockDimX:
+      *value = d::kMaxBlockDimX;
+      break;
+    case cudaDevAttrMaxBlockDimY:
+      *value = d::kMaxBlockDimY;
+      break;
+    case cudaDevAttrMaxBlockDimZ:
+      *value = d::kMaxBlockDimZ;
+      break;
+    case cudaDevAttrMaxGridDimX:
+      *value = static_cast<int>(d::kMaxGridDimX);
+      break;
+    case cudaDevAttrMaxGridDimY:
+    case cudaDevAttrMaxGridDimZ:
+      *value = static_cast<int>(d::kMaxGridDimYZ);
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlock:
+      *value = static_cast<int>(d::kSmemPerBlockDefault);
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *value = static_cast<int>(d::kSmemPerBlockOptin);
+      break;
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor:
+      *value = static_cast<int>(d::kSmemPerSm);
+      break;
+    case cudaDevAttrReservedSharedMemoryPerBlock:
+      *value = static_cast<int>(d::kReservedSmemPerBlock);
+      break;
+    case cudaDevAttrWarpSize:
+      *value = 32;
+      break;
+    case cudaDevAttrMultiProcessorCount:
+      *value = d::kSmCount;
+      break;
+    case cudaDevAttrComputeCapabilityMajor:
+      *value = 9;
+      break;
+    case cudaDevAttrComputeCapabilityMinor:
+      *value = 0;
+      break;
+    case cudaDevAttrMaxThreadsPerMultiProcessor:
+      *value = d::kMaxThreadsPerSm;
+      break;
+    case cudaDevAttrMaxBlocksPerMultiprocessor:
+      *value = d::kMaxBlocksPerSm;
+      break;
+    case cudaDevAttrMaxRegistersPerBlock:
+    case cudaDevAttrMaxRegistersPerMultiprocessor:
+      *value = 65536;
+      break;
+    case cudaDevAttrTotalConstantMemory:
+      *value = 65536;
+      break;
+    case cudaDevAttrL2CacheSize:
+      *value = 50 * 1024 * 1024;
+      break;
+    case cudaDevAttrConcurrentKernels:
+    case cudaDevAttrUnifiedAddressing:
+    case cudaDevAttrManagedMemory:
+    case cudaDevAttrCooperativeLaunch:
+      *value = 1;
+      break;
+    default:
+      return ApiError(cudaErrorInvalidValue,
+                      "cudaDeviceGetAttribute: attribute " +
+                          std::to_string(attr) + " is not emulated");
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaFuncSetAttribute(const void* func, enum cudaFuncAttribute attr,
+                                 int value) {
+  if (func == nullptr) return SetLastError(cudaErrorInvalidDeviceFunction);
+  switch (attr) {
+    case cudaFuncAttributeMaxDynamicSharedMemorySize:
+      if (value < 0 ||
+          static_cast<size_t>(value) > cuda_emu::detail::kSmemPerBlockOptin) {
+        return ApiError(cudaErrorInvalidValue,
+                        "cudaFuncSetAttribute("
+                        "cudaFuncAttributeMaxDynamicSharedMemorySize, " +
+                            std::to_string(value) +
+                            "): the limit is 232448 (227 KiB)");
+      }
+      {
+        std::lock_guard<std::mutex> lock(S().mu);
+        S().max_dyn_smem[func] = static_cast<size_t>(value);
+      }
+      return cudaSuccess;
+    case cudaFuncAttributePreferredSharedMemoryCarveout:
+      if (value < -1 || value > 100) return SetLastError(cudaErrorInvalidValue);
+      return cudaSuccess;
+    default:
+      return ApiError(cudaErrorInvalidValue,
+                      "cudaFuncSetAttribute: attribute " +
+                          std::to_string(attr) + " is not emulated");
+  }
+}
+
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes* attr,
+                                  const void* func) {
+  if (attr == nullptr || func == nullptr) {
+    return SetLastError(cudaErrorInvalidValue);
+  }
+  std::memset(attr, 0, sizeof(*attr));
+  attr->maxThreadsPerBlock = cuda_emu::detail::kMaxThreadsPerBlock;
+  attr->numRegs = 32;
+  attr->ptxVersion = 90;
+  attr->binaryVersion = 90;
+  // Static __shared__ sizes are unknown to the emulator (see docs).
+  attr->sharedSizeBytes = 0;
+  attr->maxDynamicSharedSizeBytes =
+      static_cast<int>(cuda_emu::detail::MaxDynamicSharedMemory(func));
+  attr->preferredShmemCarveout = -1;
+  return cudaSuccess;
+}
+
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+    int* numBlocks, const void* func, int blockSize, size_t dynamicSMemSize) {
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+      numBlocks, func, blockSize, dynamicSMemSize, 0);
+}
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessorWithFlags(
+    int* numBlocks, const void*, int blockSize, size_t dynamicSMemSize,
+    unsigned int) {
+  namespace d = cuda_emu::detail;
+  if (numBlocks == nullptr || blockSize <= 0 ||
+      blockSize > d::kMaxThreadsPerBlock) {
+    return SetLastError(cudaErrorInvalidValue);
+  }
+  const int warps = (blockSize + 31) / 32;
+  int blocks = std::min(d::kMaxBlocksPerSm, d::kMaxThreadsPerSm / (warps * 32));
+  const size_t smem = dynamicSMemSize + d::kReservedSmemPerBlock;
+  blocks = std::min<int>(blocks, static_cast<int>(d::kSmemPerSm / smem));
+  *numBlocks = blocks;
+  return cudaSuccess;
+}
+
+// cudaLaunchKernel passes untyped argument pointers, which the emulator cannot
+// turn back into a call; launches go through gpt2::cuda::Launch instead.
+cudaError_t cudaLaunchKernel(const void*, dim3, dim3, void**, size_t,
+                             cudaStream_t) {
+  return ApiError(cudaErrorNotSupported,
+                  "cudaLaunchKernel is not emulated; launch with GPT2_LAUNCH / "
+                  "gpt2::cuda::Launch (src/cuda/launch.h)");
+}
+
+#define CUDA_EMU_ERRORS_(X)                                                   \
+  X(cudaSuccess, "no error")                                                  \
+  X(cudaErrorInvalidValue, "invalid argument")                                \
+  X(cudaErrorMemoryAllocation, "out of memory")                               \
+  X(cudaErrorInitializationError, "initialization error")                     \
+  X(cudaErrorLaunchFailure, "unspecified launch failure")                     \
+  X(cudaErrorLaunchTimeout, "the launch timed out and was terminated")        \
+  X(cudaErrorLaunchOutOfResources, "too many resources requested for launch") \
+  X(cudaErrorInvalidDeviceFunction, "invalid device function")                \
+  X(cudaErrorInvalidConfiguration, "invalid configuration argument")          \
+  X(cudaErrorInvalidDevice, "invalid device ordinal")                         \
+  X(cudaErrorInvalidPitchValue, "invalid pitch argument")                     \
+  X(cudaErrorInvalidSymbol, "invalid device symbol")                          \
+  X(cudaErrorInvalidMemcpyDirection, "invalid copy direction for memcpy")     \
+  X(cudaErrorInvalidResourceHandle, "invalid resource handle")                \
+  X(cudaErrorNotReady, "device not ready")                                    \
+  X(cudaErrorIllegalAddress, "an illegal memory access was encountered")      \
+  X(cudaErrorAssert, "device-side assert triggered")                          \
+  X(cudaErrorNotSupported, "operation not supported")                         \
+  X(cudaErrorNoDevice, "no CUDA-capable device is detected")                  \
+  X(cudaErrorUnknown, "unknown error")
+
+const char* cudaGetErrorString(cudaError_t error) {
+#define CUDA_EMU_CASE_(code, text) \
+  case code:                       \
+    return text;
+  switch (error) { CUDA_EMU_ERRORS_(CUDA_EMU_CASE_) default : break; }
+#undef CUDA_EMU_CASE_
+  return "unrecognized error code";
+}
+
+const char* cudaGetErrorName(cudaError_t error) {
+#define CUDA_EMU_CASE_(code, text) \
+  case code:                       \
+    return #code;
+  switch (error) { CUDA_EMU_ERRORS_(CUDA_EMU_CASE_) default : break; }
+#undef CUDA_EMU_CASE_
+  return "cudaErrorUnknown";
+}

@@ -1,0 +1,278 @@
+// CUDA causal attention, flash-style and portable (no tensor cores, so it also
+// runs under the emulator): the forward pass keeps only each row's log-sum-exp;
+// the backward recomputes the probabilities. One thread owns one query (or key)
+// row and keys/queries stream through shared memory in tiles. No (B, NH, T, T)
+// tensor is ever written, and the backward needs no atomics: dK/dV and dQ come
+// from separate kernels. A tensor-core (mma/wgmma) version is the planned fast
+// path for the GPU.
+#include <string>
+
+#include "src/cuda/common.cuh"
+#include "src/cuda/scratch.h"
+#include "src/ops/attention.h"
+
+namespace gpt2::cuda {
+namespace {
+
+constexpr int kRows = 64;  // query (or key) rows per block, one per thread
+constexpr int kTile = 32;  // keys (or queries) per shared-memory tile
+
+// Index of element d of head h's q (part 0), k (1) or v (2) at position t of
+// batch b.
+__device__ __forceinline__ int64_t QkvIndex(int b, int t, int part, int h,
+                                            int d, int T_, int C, int hs) {
+  return (int64_t{b} * T_ + t) * 3 * C + int64_t{part} * C + int64_t{h} * hs +
+         d;
+}
+
+template <typename T, int HS>
+__global__ void AttentionForwardKernel(T* out, float* lse, const T* qkv, int T_,
+                                       int C, int NH, float scale) {
+  __shared__ float keys[kTile][HS];
+  __shared__ float values[kTile][HS];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int t = blockIdx.x * kRows + threadIdx.x;
+  const bool active = t < T_;
+  float q[HS], acc[HS];
+  for (int d = 0; d < HS; ++d) {
+    q[d] = active ? ToFloat(qkv[QkvIndex(b, t, 0, h, d, T_, C, HS)]) * scale
+                  : 0.0f;
+    acc[d] = 0.0f;
+  }
+  float row_max = -INFINITY, row_sum = 0.0f;
+  const int last_key = min(T_ - 1, int(blockIdx.x) * kRows + kRows - 1);
+  for (int k0 = 0; k0 <= last_key; k0 += kTile) {
+    __syncthreads();  // the previous tile is no longer read
+    for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
+      const int s = k0 + i / HS, d = i % HS;
+      keys[i / HS][d] =
+          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 1, h, d, T_, C, HS)]) : 0.0f;
+      values[i / HS][d] =
+          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 2, h, d, T_, C, HS)]) : 0.0f;
+    }
+    __syncthreads();
+    if (!active) continue;
+    for (int j = 0; j < kTile && k0 + j <= t; ++j) {
+      float score = 0.0f;
+      for (int d = 0; d < HS; ++d) score += q[d] * keys[j][d];
+      if (score > row_max) {  // rescale what was accumulated under the old max
+        const float correction = expf(row_max - score);
+        row_sum *= correction;
+        for (int d = 0; d < HS; ++d) acc[d] *= correction;
+        row_max = score;
+      }
+      const float p = expf(score - row_max);
+      row_sum += p;
+      for (int d = 0; d < HS; ++d) acc[d] += p * values[j][d];
+    }
+  }
+  if (!active) return;
+  T* o = out + (int64_t{b} * T_ + t) * C + int64_t{h} * HS;
+  for (int d = 0; d < HS; ++d) o[d] = FromFloat<T>(acc[d] / row_sum);
+  lse[(int64_t{b} * NH + h) * T_ + t] = row_max + logf(row_sum);
+}
+
+// delta[b, h, t] = dout . out over the head's channels.
+template <typename T>
+__global__ void AttentionDeltaKernel(float* delta, const T* dout, const T* out,
+                                     int B, int T_, int C, int NH) {
+  const int64_t i =
+      blockIdx.x * int64_t{blockDim.x} + threadIdx.x;  // (b, h, t)
+  if (i >= int64_t{B} * NH * T_) return;
+  const int t = static_cast<int>(i % T_);
+  const int h = static_cast<int>((i / T_) % NH);
+  const int b = static_cast<int>(i / (int64_t{T_} * NH));
+  const int hs = C / NH;
+  const int64_t base = (int64_t{b} * T_ + t) * C + int64_t{h} * hs;
+  float sum = 0.0f;
+  for (int d = 0; d < hs; ++d)
+    sum += ToFloat(dout[base + d]) * ToFloat(out[base + d]);
+  delta[i] = sum;
+}
+
+template <typename T, int HS>
+__global__ void AttentionBackwardQueryKernel(T* dqkv, const T* dout,
+                                             const T* qkv, const float* lse,
+                                             const float* delta, int T_, int C,
+                                             int NH, float scale) {
+  __shared__ float keys[kTile][HS];
+  __shared__ float values[kTile][HS];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int t = blockIdx.x * kRows + threadIdx.x;
+  const bool active = t < T_;
+  float q[HS], dy[HS], dq[HS];
+  const int64_t out_base = (int64_t{b} * T_ + t) * C + int64_t{h} * HS;
+  for (int d = 0; d < HS; ++d) {
+    q[d] = active ? ToFloat(qkv[QkvIndex(b, t, 0, h, d, T_, C, HS)]) : 0.0f;
+    dy[d] = active ? ToFloat(dout[out_base + d]) : 0.0f;
+    dq[d] = 0.0f;
+  }
+  const int64_t stat = (int64_t{b} * NH + h) * T_ + t;
+  const float row_lse = active ? lse[stat] : 0.0f;
+  const float row_delta = active ? delta[stat] : 0.0f;
+  const int last_key = min(T_ - 1, int(blockIdx.x) * kRows + kRows - 1);
+  for (int k0 = 0; k0 <= last_key; k0 += kTile) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
+      const int s = k0 + i / HS, d = i % HS;
+      keys[i / HS][d] =
+          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 1, h, d, T_, C, HS)]) : 0.0f;
+      values[i / HS][d] =
+          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 2, h, d, T_, C, HS)]) : 0.0f;
+    }
+    __syncthreads();
+    if (!active) continue;
+    for (int j = 0; j < kTile && k0 + j <= t; ++j) {
+      float score = 0.0f, dp = 0.0f;
+      for (int d = 0; d < HS; ++d) {
+        score += q[d] * keys[j][d];
+        dp += dy[d] * values[j][d];
+      }
+      const float p = expf(score * scale - row_lse);
+      const float dscore = p * (dp - row_delta) * scale;
+      for (int d = 0; d < HS; ++d) dq[d] += dscore * keys[j][d];
+    }
+  }
+  if (!active) return;
+  for (int d = 0; d < HS; ++d) {
+    T* g = dqkv + QkvIndex(b, t, 0, h, d, T_, C, HS);
+    *g = FromFloat<T>(ToFloat(*g) + dq[d]);
+  }
+}
+
+template <typename T, int HS>
+__global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
+                                                const T* qkv, const float* lse,
+                                                const float* delta, int T_,
+                                                int C, int NH, float scale) {
+  __shared__ float queries[kTile][HS];
+  __shared__ float douts[kTile][HS];
+  __shared__ float tile_lse[kTile], tile_delta[kTile];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int s = blockIdx.x * kRows + threadIdx.x;  // this thread's key row
+  const bool active = s < T_;
+  float k[HS], v[HS], dk[HS], dv[HS];
+  for (int d = 0; d < HS; ++d) {
+    k[d] = active ? ToFloat(qkv[QkvIndex(b, s, 1, h, d, T_, C, HS)]) : 0.0f;
+    v[d] = active ? ToFloat(qkv[QkvIndex(b, s, 2, h, d, T_, C, HS)]) : 0.0f;
+    dk[d] = dv[d] = 0.0f;
+  }
+  // Queries at or after the block's first key see its keys.
+  const int first_query = int(blockIdx.x) * kRows;
+  for (int q0 = first_query; q0 < T_; q0 += kTile) {
+    __syncthreads();
+    for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
+      const int t = q0 + i / HS, d = i % HS;
+      queries[i / HS][d] =
+          t < T_ ? ToFloat(qkv[QkvIndex(b, t, 0, h, d, T_, C, HS)]) : 0.0f;
+      douts[i / HS][d] =
+          t < T_
+              ? ToFloat(dout[(int64_t{b} * T_ + t) * C + int64_t{h} * HS + d])
+              : 0.0f;
+    }
+    for (int j = threadIdx.x; j < kTile; j += blockDim.x) {
+      const int t = q0 + j;
+      const int64_t stat = (int64_t{b} * NH + h) * T_ + t;
+      tile_lse[j] = t < T_ ? lse[stat] : 0.0f;
+      tile_delta[j] = t < T_ ? delta[stat] : 0.0f;
+    }
+    __syncthreads();
+    if (!active) continue;
+    for (int j = 0; j < kTile && q0 + j < T_; ++j) {
+      if (q0 + j < s) continue;  // causal: query before this key
+      float score = 0.0f, dp = 0.0f;
+      for (int d = 0; d < HS; ++d) {
+        score += queries[j][d] * k[d];
+        dp += douts[j][d] * v[d];
+      }
+      const float p = expf(score * scale - tile_lse[j]);
+      const float dscore = p * (dp - tile_delta[j]) * scale;
+      for (int d = 0; d < HS; ++d) {
+        dv[d] += p * douts[j][d];
+        dk[d] += dscore * queries[j][d];
+      }
+    }
+  }
+  if (!active) return;
+  for (int d = 0; d < HS; ++d) {
+    T* gk = dqkv + QkvIndex(b, s, 1, h, d, T_, C, HS);
+    T* gv = dqkv + QkvIndex(b, s, 2, h, d, T_, C, HS);
+    *gk = FromFloat<T>(ToFloat(*gk) + dk[d]);
+    *gv = FromFloat<T>(ToFloat(*gv) + dv[d]);
+  }
+}
+
+// Calls fn(std::integral_constant<int, HS>{}) for the supported head sizes.
+template <typename Fn>
+void DispatchHeadSize(int hs, Fn&& fn) {
+  switch (hs) {
+    case 4:
+      return fn(std::integral_constant<int, 4>{});
+    case 8:
+      return fn(std::integral_constant<int, 8>{});
+    case 16:
+      return fn(std::integral_constant<int, 16>{});
+    case 32:
+      return fn(std::integral_constant<int, 32>{});
+    case 64:
+      return fn(std::integral_constant<int, 64>{});
+    case 128:
+      return fn(std::integral_constant<int, 128>{});
+    default:
+      ::gpt2::FatalError(
+          "CUDA attention supports head sizes 4, 8, 16, 32, 64, 128; got " +
+              std::to_string(hs),
+          __FILE__, __LINE__);
+  }
+}
+
+}  // namespace
+
+void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                      int NH, CUstream_st* stream) {
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  const dim3 grid(CeilDiv(T, kRows), NH, B);
+  DispatchFloat(out.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    DispatchHeadSize(hs, [&](auto head) {
+      CheckLaunch(
+          GPT2_LAUNCH((AttentionForwardKernel<F, decltype(head)::value>), grid,
+                      kRows, 0, stream, Ptr<F>(out), Ptr<float>(lse),
+                      Ptr<F>(qkv), T, C, NH, scale),
+          "AttentionForwardKernel");
+    });
+  });
+}
+
+void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                       Tensor lse, int B, int T, int C, int NH,
+                       Scratch* scratch, CUstream_st* stream) {
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  const int64_t rows = int64_t{B} * NH * T;
+  auto* delta = static_cast<float*>(scratch->Get(sizeof(float) * rows, stream));
+  const dim3 grid(CeilDiv(T, kRows), NH, B);
+  DispatchFloat(dout.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(
+        GPT2_LAUNCH(AttentionDeltaKernel<F>, CeilDiv(rows, 256), 256, 0, stream,
+                    delta, Ptr<F>(dout), Ptr<F>(out), B, T, C, NH),
+        "AttentionDeltaKernel");
+    DispatchHeadSize(hs, [&](auto head) {
+      constexpr int kHs = decltype(head)::value;
+      CheckLaunch(
+          GPT2_LAUNCH((AttentionBackwardQueryKernel<F, kHs>), grid, kRows, 0,
+                      stream, Ptr<F>(dqkv), Ptr<F>(dout), Ptr<F>(qkv),
+                      Ptr<float>(lse), delta, T, C, NH, scale),
+          "AttentionBackwardQueryKernel");
+      CheckLaunch(
+          GPT2_LAUNCH((AttentionBackwardKeyValueKernel<F, kHs>), grid, kRows, 0,
+                      stream, Ptr<F>(dqkv), Ptr<F>(dout), Ptr<F>(qkv),
+                      Ptr<float>(lse), delta, T, C, NH, scale),
+          "AttentionBackwardKeyValueKernel");
+    });
+  });
+}
+
+}  // namespace gpt2::cuda

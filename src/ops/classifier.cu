@@ -1,0 +1,83 @@
+// CUDA fused classifier: one block per row computes the softmax statistics over
+// the real vocab, the loss, and (when training) overwrites the logits with
+// their gradient, so no fp32 probabilities are ever stored. Padded columns get
+// zero gradient.
+#include "src/cuda/common.cuh"
+#include "src/ops/classifier.h"
+
+namespace gpt2::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+
+template <typename T>
+__global__ void ClassifierKernel(T* logits, float* losses,
+                                 const int32_t* targets, int V, int Vp,
+                                 float dloss, bool write_grad) {
+  __shared__ float scratch[32];
+  T* row = logits + int64_t{blockIdx.x} * Vp;
+  // Online max/sum per thread, then combined across the block.
+  float max_logit = -INFINITY, sum = 0.0f;
+  for (int v = threadIdx.x; v < V; v += blockDim.x) {
+    const float x = ToFloat(row[v]);
+    if (x > max_logit) {
+      sum = sum * expf(max_logit - x) + 1.0f;
+      max_logit = x;
+    } else {
+      sum += expf(x - max_logit);
+    }
+  }
+  const float block_max = BlockMax(max_logit, scratch);
+  sum = max_logit == -INFINITY ? 0.0f : sum * expf(max_logit - block_max);
+  const float block_sum = BlockSum(sum, scratch);
+  const float lse = block_max + logf(block_sum);
+  const int target = targets[blockIdx.x];
+  if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(row[target]);
+  if (!write_grad) return;
+  __syncthreads();  // thread 0 read row[target] above
+  for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
+    float grad = 0.0f;
+    if (v < V)
+      grad =
+          (expf(ToFloat(row[v]) - lse) - (v == target ? 1.0f : 0.0f)) * dloss;
+    row[v] = FromFloat<T>(grad);
+  }
+}
+
+// acc[0] += scale * sum(x), one block, fixed order.
+template <typename T>
+__global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
+                                    float scale) {
+  __shared__ float scratch[32];
+  float sum = 0.0f;
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += ToFloat(x[i]);
+  sum = BlockSum(sum, scratch);
+  if (threadIdx.x == 0) acc[0] += sum * scale;
+}
+
+}  // namespace
+
+void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
+                       int V, int Vp, double dloss, bool write_grad,
+                       CUstream_st* stream) {
+  DispatchFloat(logits.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(GPT2_LAUNCH(ClassifierKernel<F>, static_cast<unsigned>(N),
+                            kThreads, 0, stream, Ptr<F>(logits),
+                            Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
+                            static_cast<float>(dloss), write_grad),
+                "ClassifierKernel");
+  });
+}
+
+void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream) {
+  DispatchFloat(x.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(
+        GPT2_LAUNCH(AccumulateSumKernel<F>, 1, 1024, 0, stream, Ptr<float>(acc),
+                    Ptr<F>(x), x.numel, static_cast<float>(scale)),
+        "AccumulateSumKernel");
+  });
+}
+
+}  // namespace gpt2::cuda

@@ -1,0 +1,103 @@
+// Portable CUDA matmuls: a shared-memory tiled GEMM with fp32 accumulation.
+// This is the emulated build's path (the emulator has no cuBLASLt) and the
+// GPU's fallback; the GPU's fast path is cuBLASLt (matmul_cublaslt.cc).
+// Deterministic: each output element's sum runs over k in order.
+#include "src/cuda/common.cuh"
+#include "src/ops/matmul.h"
+
+namespace gpt2::cuda {
+namespace {
+
+constexpr int kTile = 16;
+
+// c[i][j] = (accumulate ? c[i][j] : 0) + (bias ? bias[j] : 0) + sum_k a[i][k] *
+// b[k][j], with a[i][k] = a[i * a_rs + k * a_cs] and b[k][j] = b[k * b_rs + j *
+// b_cs].
+template <typename T>
+__global__ void GemmKernel(T* c, const T* a, const T* b, const T* bias,
+                           int64_t M, int64_t N, int64_t K, int64_t a_rs,
+                           int64_t a_cs, int64_t b_rs, int64_t b_cs,
+                           bool accumulate) {
+  __shared__ float a_tile[kTile][kTile + 1];
+  __shared__ float b_tile[kTile][kTile + 1];
+  const int64_t i = blockIdx.y * int64_t{kTile} + threadIdx.y;
+  const int64_t j = blockIdx.x * int64_t{kTile} + threadIdx.x;
+  float sum = 0.0f;
+  for (int64_t k0 = 0; k0 < K; k0 += kTile) {
+    const int64_t ka = k0 + threadIdx.x, kb = k0 + threadIdx.y;
+    a_tile[threadIdx.y][threadIdx.x] =
+        (i < M && ka < K) ? ToFloat(a[i * a_rs + ka * a_cs]) : 0.0f;
+    b_tile[threadIdx.y][threadIdx.x] =
+        (kb < K && j < N) ? ToFloat(b[kb * b_rs + j * b_cs]) : 0.0f;
+    __syncthreads();
+    for (int k = 0; k < kTile; ++k)
+      sum += a_tile[threadIdx.y][k] * b_tile[k][threadIdx.x];
+    __syncthreads();
+  }
+  if (i >= M || j >= N) return;
+  float init = bias != nullptr ? ToFloat(bias[j]) : 0.0f;
+  if (accumulate) init += ToFloat(c[i * N + j]);
+  c[i * N + j] = FromFloat<T>(init + sum);
+}
+
+// dbias[o] += sum over n of dout[n][o], n in order.
+template <typename T>
+__global__ void BiasGradKernel(T* dbias, const T* dout, int64_t N, int OC) {
+  const int o = blockIdx.x * blockDim.x + threadIdx.x;
+  if (o >= OC) return;
+  float sum = 0.0f;
+  for (int64_t n = 0; n < N; ++n) sum += ToFloat(dout[n * OC + o]);
+  dbias[o] = FromFloat<T>(ToFloat(dbias[o]) + sum);
+}
+
+template <typename T>
+void Gemm(CUstream_st* stream, T* c, const T* a, const T* b, const T* bias,
+          int64_t M, int64_t N, int64_t K, int64_t a_rs, int64_t a_cs,
+          int64_t b_rs, int64_t b_cs, bool accumulate) {
+  const dim3 grid(CeilDiv(N, kTile), CeilDiv(M, kTile));
+  CheckLaunch(
+      GPT2_LAUNCH(GemmKernel<T>, grid, dim3(kTile, kTile), 0, stream, c, a, b,
+                  bias, M, N, K, a_rs, a_cs, b_rs, b_cs, accumulate),
+      "GemmKernel");
+}
+
+}  // namespace
+
+void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                   int64_t N, int C, int OC, CUstream_st* stream) {
+  DispatchFloat(out.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    // b[k][j] = weight[j][k]: the weight read transposed.
+    Gemm<F>(stream, Ptr<F>(out), Ptr<F>(inp), Ptr<F>(weight),
+            bias.data == nullptr ? nullptr : Ptr<F>(bias), N, OC, C, C, 1, 1, C,
+            false);
+  });
+}
+
+void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                    Tensor inp, Tensor weight, int64_t N, int C, int OC,
+                    CUstream_st* stream) {
+  DispatchFloat(dout.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    if (dinp.data != nullptr) {
+      Gemm<F>(stream, Ptr<F>(dinp), Ptr<F>(dout), Ptr<F>(weight), nullptr, N, C,
+              OC, OC, 1, C, 1, true);
+    }
+    // a[i][k] = dout[k][i]: dout read transposed.
+    Gemm<F>(stream, Ptr<F>(dweight), Ptr<F>(dout), Ptr<F>(inp), nullptr, OC, C,
+            N, 1, OC, C, 1, true);
+  });
+  if (dbias.data != nullptr) MatmulBiasBackward(dbias, dout, N, OC, stream);
+}
+
+void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
+                        CUstream_st* stream) {
+  DispatchFloat(dout.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(GPT2_LAUNCH(BiasGradKernel<F>, CeilDiv(OC, 256), 256, 0, stream,
+                            Ptr<F>(dbias), Ptr<F>(dout), N, OC),
+                "BiasGradKernel");
+  });
+}
+
+}  // namespace gpt2::cuda

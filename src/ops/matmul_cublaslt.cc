@@ -1,0 +1,167 @@
+#include "src/ops/matmul_cublaslt.h"
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "src/cuda/check.h"
+#include "src/ops/matmul.h"
+
+namespace gpt2::cuda {
+namespace {
+
+#define GPT2_CUBLAS_CHECK(expr)                                               \
+  do {                                                                        \
+    const cublasStatus_t gpt2_status_ = (expr);                               \
+    if (gpt2_status_ != CUBLAS_STATUS_SUCCESS) {                              \
+      ::gpt2::FatalError(std::string("cuBLASLt error ") +                     \
+                             std::to_string(static_cast<int>(gpt2_status_)) + \
+                             " (" + cublasLtGetStatusString(gpt2_status_) +   \
+                             ") in " #expr,                                   \
+                         __FILE__, __LINE__);                                 \
+    }                                                                         \
+  } while (0)
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+cudaDataType_t CudaType(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return CUDA_R_32F;
+    case DType::kBF16:
+      return CUDA_R_16BF;
+    default:
+      FatalError(std::string("cuBLASLt matmuls take f32 or bf16, not ") +
+                     DTypeName(dtype),
+                 __FILE__, __LINE__);
+  }
+}
+
+cublasLtHandle_t Handle(void* h) { return static_cast<cublasLtHandle_t>(h); }
+
+}  // namespace
+
+struct CublasLtMatmul::Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
+  cublasLtMatmulAlgo_t algo;
+  ~Plan() {
+    if (a) cublasLtMatrixLayoutDestroy(a);
+    if (b) cublasLtMatrixLayoutDestroy(b);
+    if (d) cublasLtMatrixLayoutDestroy(d);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+CublasLtMatmul::CublasLtMatmul(CUstream_st* stream) : stream_(stream) {
+  cublasLtHandle_t handle;
+  GPT2_CUBLAS_CHECK(cublasLtCreate(&handle));
+  handle_ = handle;
+  workspace_bytes_ = kWorkspaceBytes;
+  GPT2_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+}
+
+CublasLtMatmul::~CublasLtMatmul() {
+  plans_.clear();
+  if (workspace_ != nullptr) cudaFree(workspace_);
+  if (handle_ != nullptr) cublasLtDestroy(Handle(handle_));
+}
+
+CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
+                                              int64_t k, bool trans_a,
+                                              bool trans_b, bool bias,
+                                              bool accumulate) {
+  const Key key{
+      static_cast<int>(dtype), m, n, k, trans_a, trans_b, bias, accumulate};
+  auto it = plans_.find(key);
+  if (it != plans_.end()) return it->second.get();
+  auto plan = std::make_unique<Plan>();
+  const cudaDataType_t type = CudaType(dtype);
+  // fp32 runs true fp32 (no TF32), so the fp32 mode is a tight parity check.
+  GPT2_CUBLAS_CHECK(
+      cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
+  GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
+  const cublasLtEpilogue_t epilogue =
+      bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+      plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+  if (bias) {
+    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
+  }
+  // Stored (column-major) shapes: A is (k,m) when transposed, else (m,k);
+  // likewise B.
+  GPT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(
+      &plan->a, type, trans_a ? k : m, trans_a ? m : k, trans_a ? k : m));
+  GPT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(
+      &plan->b, type, trans_b ? n : k, trans_b ? k : n, trans_b ? n : k));
+  GPT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, type, m, n, m));
+  cublasLtMatmulPreference_t pref;
+  GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+  GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+      pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
+      sizeof(workspace_bytes_)));
+  cublasLtMatmulHeuristicResult_t result;
+  int found = 0;
+  GPT2_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(
+      Handle(handle_), plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1,
+      &result, &found));
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (found == 0) {
+    FatalError("cuBLASLt found no algorithm for m=" + std::to_string(m) +
+                   " n=" + std::to_string(n) + " k=" + std::to_string(k),
+               __FILE__, __LINE__);
+  }
+  plan->algo = result.algo;
+  Plan* raw = plan.get();
+  plans_.emplace(key, std::move(plan));
+  return raw;
+}
+
+void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,
+                         const void* bias, bool accumulate) {
+  if (bias != nullptr) {
+    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  GPT2_CUBLAS_CHECK(cublasLtMatmul(
+      Handle(handle_), plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d,
+      plan->d, d, plan->d, &plan->algo, workspace_, workspace_bytes_, stream_));
+}
+
+void CublasLtMatmul::Forward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                             int64_t N, int C, int OC) {
+  // Column-major: out^T (OC,N) = W (stored (C,OC), transposed) . inp^T (stored
+  // (C,N)).
+  const bool has_bias = bias.data != nullptr;
+  Plan* plan = GetPlan(out.dtype, OC, N, C, /*trans_a=*/true, /*trans_b=*/false,
+                       has_bias,
+                       /*accumulate=*/false);
+  Run(plan, weight.data, inp.data, out.data, has_bias ? bias.data : nullptr,
+      false);
+}
+
+void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
+                              Tensor dout, Tensor inp, Tensor weight, int64_t N,
+                              int C, int OC) {
+  if (dinp.data != nullptr) {
+    // dinp^T (C,N) += W^T (stored (C,OC)) . dout^T (stored (OC,N)).
+    Plan* plan = GetPlan(dout.dtype, C, N, OC, false, false, false, true);
+    Run(plan, weight.data, dout.data, dinp.data, nullptr, true);
+  }
+  // dW^T (C,OC) += inp^T (stored (C,N)) . dout (stored (OC,N), transposed).
+  Plan* plan = GetPlan(dout.dtype, C, OC, N, false, true, false, true);
+  Run(plan, inp.data, dout.data, dweight.data, nullptr, true);
+  if (dbias.data != nullptr) {
+    MatmulBiasBackward(dbias, dout, N, OC, stream_);
+  }
+}
+
+}  // namespace gpt2::cuda

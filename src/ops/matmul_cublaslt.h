@@ -1,0 +1,55 @@
+// Matmuls through cuBLASLt, the GPU build's fast path, with the same contract
+// as src/ops/matmul.h (nn.Linear layout, accumulate into gradients).
+// Descriptors, layouts and the chosen algorithm are cached per shape; one
+// workspace is allocated once. Not built in the emulated build (the emulator
+// has no cuBLASLt).
+#ifndef GPT2_OPS_MATMUL_CUBLASLT_H_
+#define GPT2_OPS_MATMUL_CUBLASLT_H_
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "src/core/tensor.h"
+
+struct CUstream_st;
+
+namespace gpt2::cuda {
+
+class CublasLtMatmul {
+ public:
+  explicit CublasLtMatmul(CUstream_st* stream);
+  ~CublasLtMatmul();
+  CublasLtMatmul(const CublasLtMatmul&) = delete;
+  CublasLtMatmul& operator=(const CublasLtMatmul&) = delete;
+
+  // out (N,OC) = inp (N,C) @ weight (OC,C)^T + bias (OC; may be empty), bias
+  // fused as an epilogue.
+  void Forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, int64_t N,
+               int C, int OC);
+  // dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) +=
+  // column sums of dout (our deterministic kernel). dinp / dbias may be empty.
+  void Backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                Tensor inp, Tensor weight, int64_t N, int C, int OC);
+
+ private:
+  struct Plan;  // descriptors + algorithm for one shape
+  // Column-major D (m,n) = op(A) (m,k) op(B) (k,n) + beta * D, A/B/D as stored.
+  using Key =
+      std::tuple<int, int64_t, int64_t, int64_t, bool, bool, bool, bool>;
+  Plan* GetPlan(DType dtype, int64_t m, int64_t n, int64_t k, bool trans_a,
+                bool trans_b, bool bias, bool accumulate);
+  void Run(Plan* plan, const void* a, const void* b, void* d, const void* bias,
+           bool accumulate);
+
+  CUstream_st* stream_;
+  void* handle_ = nullptr;     // cublasLtHandle_t
+  void* workspace_ = nullptr;  // device
+  size_t workspace_bytes_ = 0;
+  std::map<Key, std::unique_ptr<Plan>> plans_;
+};
+
+}  // namespace gpt2::cuda
+
+#endif  // GPT2_OPS_MATMUL_CUBLASLT_H_

@@ -1,0 +1,291 @@
+// The emulated CUDA runtime: memory (cudaMalloc poison, copies of every kind,
+// bounds checks), streams and events, device properties, error strings.
+// Runs on the CPU emulator, not a GPU.
+#include <cuda_runtime.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "src/cuda_emu/api.h"
+#include "tests/cuda_emu/emu_test_util.h"
+#include "tests/cuda_emu/kernels.h"
+
+namespace cuda_emu_test {
+namespace {
+
+using ::testing::HasSubstr;
+
+using EmuRuntime = EmuTest;
+
+TEST_F(EmuRuntime, MallocIsAlignedAndPoisoned) {
+  void* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, 1000), cudaSuccess);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % 256, 0u);
+  std::vector<unsigned char> host(1000);
+  ASSERT_EQ(cudaMemcpy(host.data(), p, 1000, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  for (unsigned char c : host) ASSERT_EQ(c, 0xff);
+  EXPECT_EQ(cudaFree(p), cudaSuccess);
+  EXPECT_EQ(cudaFree(nullptr), cudaSuccess);
+}
+
+TEST_F(EmuRuntime, CopiesOfEveryKind) {
+  std::vector<int> a = {1, 2, 3, 4}, b(4, 0);
+  DeviceBuffer<int> d1(4), d2(4);
+  ASSERT_EQ(cudaMemcpy(d1.get(), a.data(), 16, cudaMemcpyHostToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(d2.get(), d1.get(), 16, cudaMemcpyDeviceToDevice),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpy(b.data(), d2.get(), 16, cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_EQ(b, a);
+  std::vector<int> c(4, 0);
+  ASSERT_EQ(cudaMemcpy(c.data(), d1.get(), 16, cudaMemcpyDefault), cudaSuccess);
+  EXPECT_EQ(c, a);
+  std::vector<int> h(4, 0);
+  ASSERT_EQ(cudaMemcpy(h.data(), a.data(), 16, cudaMemcpyHostToHost),
+            cudaSuccess);
+  EXPECT_EQ(h, a);
+  ASSERT_EQ(cudaMemset(d1.get(), 0, 16), cudaSuccess);
+  EXPECT_EQ(d1.Download(), std::vector<int>(4, 0));
+}
+
+TEST_F(EmuRuntime, CopyBoundsAndDirectionAreChecked) {
+  DeviceBuffer<int> d(4);
+  std::vector<int> host(8, 0);
+  EXPECT_EQ(cudaMemcpy(d.get(), host.data(), 20, cudaMemcpyHostToDevice),
+            cudaErrorInvalidValue);
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("run past its end"));
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);  // not sticky
+  // Host and device swapped.
+  EXPECT_EQ(cudaMemcpy(host.data(), d.get(), 16, cudaMemcpyHostToDevice),
+            cudaErrorInvalidValue);
+  EXPECT_THAT(cuda_emu::LastReport(),
+              HasSubstr("not in any cudaMalloc buffer"));
+  EXPECT_EQ(cudaMemset(d.get() + 2, 0, 9), cudaErrorInvalidValue);
+  EXPECT_EQ(cudaMemset(host.data(), 0, 4), cudaErrorInvalidValue);
+  cudaGetLastError();
+}
+
+TEST_F(EmuRuntime, FreeOfUnknownPointerAndDoubleFree) {
+  int x = 0;
+  EXPECT_EQ(cudaFree(&x), cudaErrorInvalidValue);
+  void* p = nullptr;
+  ASSERT_EQ(cudaMalloc(&p, 8), cudaSuccess);
+  EXPECT_EQ(cudaFree(p), cudaSuccess);
+  EXPECT_EQ(cudaFree(p), cudaErrorInvalidValue);
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("double free"));
+  cudaGetLastError();
+}
+
+// Writes past a buffer that no launch caught are still found when it is freed.
+TEST_F(EmuRuntime, FreeChecksGuards) {
+  unsigned char* p = nullptr;
+  ASSERT_EQ(cudaMalloc(reinterpret_cast<void**>(&p), 10), cudaSuccess);
+  p[10] = 0;  // host code scribbling past the end
+  EXPECT_EQ(cudaFree(p), cudaErrorIllegalAddress);
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("past its end"));
+}
+
+TEST_F(EmuRuntime, PinnedHostMemory) {
+  int* h = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&h), 4 * sizeof(int)),
+            cudaSuccess);
+  for (int i = 0; i < 4; ++i) h[i] = i;
+  DeviceBuffer<int> d(4);
+  ASSERT_EQ(cudaMemcpy(d.get(), h, 16, cudaMemcpyHostToDevice), cudaSuccess);
+  EXPECT_EQ(d.Download(), (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(cudaFree(h), cudaErrorInvalidValue)
+      << "pinned memory needs cudaFreeHost";
+  EXPECT_EQ(cudaFreeHost(h), cudaSuccess);
+  cudaGetLastError();
+}
+
+TEST_F(EmuRuntime, StreamsAndEventsKeepOrder) {
+  cudaStream_t s1, s2;
+  ASSERT_EQ(cudaStreamCreate(&s1), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking), cudaSuccess);
+  cudaEvent_t start, produced, end;
+  ASSERT_EQ(cudaEventCreate(&start), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&produced), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&end), cudaSuccess);
+
+  DeviceBuffer<int> a(256), b(256);
+  std::vector<int> zeros(256, 0), got(256, -5);
+  ASSERT_EQ(cudaEventRecord(start, s1), cudaSuccess);
+  ASSERT_EQ(
+      cudaMemcpyAsync(a.get(), zeros.data(), 1024, cudaMemcpyHostToDevice, s1),
+      cudaSuccess);
+  ASSERT_EQ(LaunchFill(2, 128, 0, s1, a.get(), 42), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(produced, s1), cudaSuccess);
+  // s2 consumes what s1 produced, after waiting for the event.
+  ASSERT_EQ(cudaStreamWaitEvent(s2, produced, 0), cudaSuccess);
+  ASSERT_EQ(
+      cudaMemcpyAsync(b.get(), a.get(), 1024, cudaMemcpyDeviceToDevice, s2),
+      cudaSuccess);
+  ASSERT_EQ(cudaMemsetAsync(a.get(), 0, 1024, s2), cudaSuccess);
+  ASSERT_EQ(
+      cudaMemcpyAsync(got.data(), b.get(), 1024, cudaMemcpyDeviceToHost, s2),
+      cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(end, s2), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s2), cudaSuccess);
+  ASSERT_EQ(cudaEventSynchronize(end), cudaSuccess);
+  EXPECT_EQ(got, std::vector<int>(256, 42));
+  EXPECT_EQ(a.Download(), zeros);
+
+  float ms = -1.0f, back = 1.0f;
+  ASSERT_EQ(cudaEventElapsedTime(&ms, start, end), cudaSuccess);
+  EXPECT_GE(ms, 0.0f);
+  ASSERT_EQ(cudaEventElapsedTime(&back, end, start), cudaSuccess);
+  EXPECT_LE(back, 0.0f);
+  EXPECT_EQ(cudaEventQuery(end), cudaSuccess);
+  EXPECT_EQ(cudaStreamQuery(s1), cudaSuccess);
+
+  for (cudaEvent_t e : {start, produced, end})
+    EXPECT_EQ(cudaEventDestroy(e), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s1), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s2), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s2), cudaErrorInvalidResourceHandle);
+  cudaGetLastError();
+}
+
+TEST_F(EmuRuntime, EventErrors) {
+  cudaEvent_t unrecorded, recorded, no_timing;
+  ASSERT_EQ(cudaEventCreate(&unrecorded), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&recorded), cudaSuccess);
+  ASSERT_EQ(cudaEventCreateWithFlags(&no_timing, cudaEventDisableTiming),
+            cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(recorded, 0), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(no_timing, 0), cudaSuccess);
+  float ms;
+  EXPECT_EQ(cudaEventElapsedTime(&ms, unrecorded, recorded),
+            cudaErrorInvalidResourceHandle);
+  EXPECT_EQ(cudaEventElapsedTime(&ms, recorded, no_timing),
+            cudaErrorInvalidResourceHandle);
+  EXPECT_EQ(cudaEventDestroy(unrecorded), cudaSuccess);
+  EXPECT_EQ(cudaEventRecord(unrecorded, 0), cudaErrorInvalidResourceHandle);
+  cudaGetLastError();
+}
+
+TEST_F(EmuRuntime, HostFunctionRunsInStreamOrder) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  DeviceBuffer<int> d(32);
+  ASSERT_EQ(LaunchFill(1, 32, 0, s, d.get(), 3), cudaSuccess);
+  int calls = 0;
+  ASSERT_EQ(cudaLaunchHostFunc(
+                s, [](void* p) { ++*static_cast<int*>(p); }, &calls),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+}
+
+TEST_F(EmuRuntime, DevicePropertiesOfAnH100) {
+  int count = 0, device = -1;
+  ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
+  EXPECT_EQ(count, 1);
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  EXPECT_EQ(device, 0);
+  EXPECT_EQ(cudaSetDevice(1), cudaErrorInvalidDevice);
+  cudaGetLastError();
+  cudaDeviceProp p;
+  ASSERT_EQ(cudaGetDeviceProperties(&p, 0), cudaSuccess);
+  EXPECT_EQ(p.major, 9);
+  EXPECT_EQ(p.minor, 0);
+  EXPECT_EQ(p.multiProcessorCount, 132);
+  EXPECT_EQ(p.warpSize, 32);
+  EXPECT_EQ(p.maxThreadsPerBlock, 1024);
+  EXPECT_EQ(p.sharedMemPerBlock, 48u * 1024);
+  EXPECT_EQ(p.sharedMemPerBlockOptin, 227u * 1024);
+  EXPECT_EQ(p.sharedMemPerMultiprocessor, 228u * 1024);
+  EXPECT_THAT(std::string(p.name), HasSubstr("emulated"));
+  int v = 0;
+  ASSERT_EQ(
+      cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0),
+      cudaSuccess);
+  EXPECT_EQ(v, 227 * 1024);
+  ASSERT_EQ(cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, 0),
+            cudaSuccess);
+  EXPECT_EQ(v, 132);
+  int blocks = 0;
+  ASSERT_EQ(
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, nullptr, 256, 0),
+      cudaSuccess);
+  EXPECT_EQ(blocks, 8);
+}
+
+TEST_F(EmuRuntime, ErrorStringsAndPeek) {
+  EXPECT_STREQ(cudaGetErrorString(cudaSuccess), "no error");
+  EXPECT_STREQ(cudaGetErrorString(cudaErrorInvalidConfiguration),
+               "invalid configuration argument");
+  EXPECT_STREQ(cudaGetErrorName(cudaErrorIllegalAddress),
+               "cudaErrorIllegalAddress");
+  DeviceBuffer<int> d(1);
+  EXPECT_EQ(LaunchFill(1, 4096, 0, nullptr, d.get(), 0),
+            cudaErrorInvalidConfiguration);
+  // The helper returned (and so cleared) the error; a raw failing call leaves
+  // it.
+  EXPECT_EQ(cudaSetDevice(3), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaPeekAtLastError(), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaPeekAtLastError(), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaGetLastError(), cudaErrorInvalidDevice);
+  EXPECT_EQ(cudaGetLastError(), cudaSuccess);
+}
+
+TEST_F(EmuRuntime, ConstantAndDeviceSymbols) {
+  const float scales[4] = {1.0f, 2.0f, -1.0f, 0.5f};
+  ASSERT_EQ(SetConstantScales(scales), cudaSuccess);
+  DeviceBuffer<float> x(std::vector<float>(64, 2.0f));
+  ASSERT_EQ(LaunchScaleByConstant(2, 32, x.get()), cudaSuccess);
+  std::vector<float> got = x.Download();
+  for (int i = 0; i < 64; ++i) ASSERT_EQ(got[i], 2.0f * scales[i % 4]);
+  unsigned count = 0;
+  ASSERT_EQ(ReadDeviceCounter(&count), cudaSuccess);
+  EXPECT_EQ(count, 64u);
+}
+
+TEST_F(EmuRuntime, MathIntrinsicsMatchCpuReference) {
+  std::vector<float> in;
+  for (int i = -40; i < 40; ++i) in.push_back(0.137f * i);
+  const int n = static_cast<int>(in.size());
+  DeviceBuffer<float> d_in(in), d_out(n * kMathResults);
+  ASSERT_EQ(LaunchMath(d_in.get(), d_out.get(), n), cudaSuccess);
+  std::vector<float> got = d_out.Download();
+  for (int i = 0; i < n; ++i) {
+    const float x = in[i];
+    const float* o = &got[i * kMathResults];
+    EXPECT_NEAR(o[0], std::exp(x), 1e-5f * std::exp(x));
+    EXPECT_NEAR(o[1], std::log(std::fabs(x) + 1.0f), 1e-6f);
+    EXPECT_NEAR(o[2], 1.0f / std::sqrt(std::fabs(x) + 0.5f), 1e-6f);
+    EXPECT_NEAR(o[3], x / 3.0f, 1e-6f);
+    EXPECT_EQ(o[4], std::max(x, 0.25f) + std::min(x, -0.25f));
+    EXPECT_NEAR(o[5], x, std::fabs(x) / 128.0f);  // bf16 keeps 8 bits
+    EXPECT_NEAR(o[6], GeluTanh(x), 1e-6f);
+    EXPECT_EQ(o[7], static_cast<float>(
+                        std::max(static_cast<int>(x * 10.0f), -3) + 2));
+  }
+}
+
+TEST_F(EmuRuntime, EmulatedBuildMacroIsVisibleToKernels) {
+  DeviceBuffer<int> out(1);
+  ASSERT_EQ(LaunchWhichBuild(out.get()), cudaSuccess);
+  EXPECT_EQ(out.Download()[0], 1);
+}
+
+TEST_F(EmuRuntime, LaunchKernelIsNotEmulated) {
+  EXPECT_EQ(cudaLaunchKernel(reinterpret_cast<const void*>(&LaunchFill),
+                             dim3(1), dim3(1), nullptr, 0, nullptr),
+            cudaErrorNotSupported);
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("GPT2_LAUNCH"));
+  cudaGetLastError();
+}
+
+}  // namespace
+}  // namespace cuda_emu_test
