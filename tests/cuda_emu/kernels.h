@@ -119,7 +119,7 @@ cudaError_t ReadDeviceCounter(unsigned* count);
 constexpr int kMathResults = 8;
 cudaError_t LaunchMath(const float* in, float* out, int n);
 // Host twin of the __host__ __device__ helper MathKernel uses.
-float GeluTanh(float x);
+__host__ __device__ float GeluTanh(float x);
 // 1 if the kernel saw GPT2_CUDA_EMULATED (the emulated build), else 0.
 cudaError_t LaunchWhichBuild(int* out);
 
