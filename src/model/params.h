@@ -20,6 +20,13 @@ struct ModelShape {
   int padded_vocab_size = 0;  // Vp
 
   static ModelShape Gpt2Small();  // 124M: L=12, NH=12, C=768, maxT=1024
+
+  // The padded vocab a config asks for: `padded` itself, or with 0, V rounded
+  // up to a multiple of 128 (50,257 -> 50,304) so the LM-head matmul tiles
+  // evenly.
+  static int PaddedVocab(int vocab_size, int padded) {
+    return padded != 0 ? padded : (vocab_size + 127) / 128 * 128;
+  }
 };
 
 enum class ParamInit {

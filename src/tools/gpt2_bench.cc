@@ -14,6 +14,12 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "src/backend/backend.h"
+#ifdef GPT2_HAVE_CUDA
+#include <cuda_runtime.h>
+
+#include "src/backend/cuda_backend.h"
+#include "src/backend/device.h"
+#endif
 #include "src/comm/mpi_env.h"
 #include "src/core/error.h"
 #include "src/core/rng.h"
@@ -32,6 +38,9 @@ ABSL_FLAG(int, steps, 5,
 ABSL_FLAG(int, layers, 12, "GPT-2 shape: layers (12 = 124M).");
 ABSL_FLAG(int, channels, 768, "GPT-2 shape: channels.");
 ABSL_FLAG(int, heads, 12, "GPT-2 shape: heads.");
+ABSL_FLAG(std::string, device, "cpu",
+          "Backend of the timed train step: cpu, or cuda (in a CUDA build, on "
+          "GPU 0).");
 ABSL_FLAG(bool, tokenizer, true,
           "Also time tokenizing Tiny Shakespeare (needs the data directory).");
 ABSL_FLAG(
@@ -54,13 +63,57 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// Peak dense bf16 tensor throughput, recognised by compute capability and SM
+// count (H100/H200 SXM: sm_90 with 132 SMs). 0 when unknown.
+double PeakBf16Tflops(int major, int minor, int sms) {
+  if (major == 9 && minor == 0 && sms >= 132) return 989.0;
+  if (major == 9 && minor == 0) return 756.0;  // H100 PCIe (114 SMs)
+  if (major == 8 && minor == 0) return 312.0;  // A100
+  return 0.0;
+}
+
+std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
+                                          double* peak_tflops) {
+  const std::string device = absl::GetFlag(FLAGS_device);
+  *where = absl::StrCat("CPU, ", omp_get_max_threads(), " thread(s)");
+#ifdef GPT2_HAVE_CUDA
+  if (device == "cuda") {
+    std::string why;
+    if (CudaDeviceCount(&why) == 0) {
+      std::fprintf(stderr,
+                   "gpt2_bench: error: --device cuda, but no usable GPU: %s\n",
+                   why.c_str());
+      std::exit(1);
+    }
+    auto backend = MakeCudaBackend(0);
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, 0);
+    *peak_tflops =
+        PeakBf16Tflops(prop.major, prop.minor, prop.multiProcessorCount);
+    *where = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
+                          prop.multiProcessorCount, " SMs), ", backend->name());
+    return backend;
+  }
+#endif
+  if (device != "cpu") {
+    std::fprintf(
+        stderr,
+        "gpt2_bench: error: --device %s is not available in this build\n",
+        device.c_str());
+    std::exit(1);
+  }
+  return MakeCpuBackend();
+}
+
 double BenchTrainStep(bool print) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   ModelShape shape = ModelShape::Gpt2Small();
   shape.num_layers = absl::GetFlag(FLAGS_layers);
   shape.channels = absl::GetFlag(FLAGS_channels);
   shape.num_heads = absl::GetFlag(FLAGS_heads);
-  auto backend = MakeCpuBackend();
+  std::string where;
+  double peak_tflops = 0.0;
+  std::unique_ptr<Backend> backend = MakeBenchBackend(&where, &peak_tflops);
   Gpt2Model model(backend.get(), shape, DType::kF32, B, T);
   model.InitParams(1337);
   AdamWOptimizer opt(backend.get(), model.param_list(), DType::kF32,
@@ -70,27 +123,35 @@ double BenchTrainStep(bool print) {
   std::vector<int32_t> x(B * T), y(B * T);
   for (auto& t : x) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
   for (auto& t : y) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
-  std::printf(
-      "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, fp32, CPU, "
-      "%d thread(s)\n",
-      shape.num_layers, shape.channels, shape.num_heads,
-      static_cast<long long>(model.num_params()), B, T, omp_get_max_threads());
+  if (print) {
+    std::printf(
+        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, fp32, "
+        "%s\n",
+        shape.num_layers, shape.channels, shape.num_heads,
+        static_cast<long long>(model.num_params()), B, T, where.c_str());
+  }
   std::vector<double> total, fwd, bwd, upd;
   const int steps = absl::GetFlag(FLAGS_steps);
   for (int i = 0; i <= steps; ++i) {
     const auto t0 = Clock::now();
     model.ZeroGrads();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+    backend->Synchronize();
     const auto t1 = Clock::now();
     model.Backward();
+    backend->Synchronize();
     const auto t2 = Clock::now();
     backend->SumSquares(norm_sq, model.grads());
     opt.Step(model.params(), model.grads(), norm_sq, 1e-4, i + 1);
+    backend->Synchronize();
     const auto t3 = Clock::now();
-    std::printf(
-        "  step %d: %.1f ms (forward %.1f, backward %.1f, optimizer %.1f)%s\n",
-        i, Ms(t0, t3), Ms(t0, t1), Ms(t1, t2), Ms(t2, t3),
-        i == 0 ? " warm-up" : "");
+    if (print) {
+      std::printf(
+          "  step %d: %.1f ms (forward %.1f, backward %.1f, optimizer "
+          "%.1f)%s\n",
+          i, Ms(t0, t3), Ms(t0, t1), Ms(t1, t2), Ms(t2, t3),
+          i == 0 ? " warm-up" : "");
+    }
     if (i == 0) continue;
     total.push_back(Ms(t0, t3));
     fwd.push_back(Ms(t0, t1));
@@ -99,13 +160,33 @@ double BenchTrainStep(bool print) {
   }
   backend->Free(norm_sq);
   const double ms = Median(total);
-  if (print)
+  const double tokens_per_sec = B * T / (ms / 1000.0);
+  if (print) {
     std::printf(
         "median over %d steps: %.1f ms/step, %.0f tokens/s (forward %.1f, "
-        "backward "
-        "%.1f, optimizer %.1f ms)\n",
-        steps, ms, B * T / (ms / 1000.0), Median(fwd), Median(bwd),
-        Median(upd));
+        "backward %.1f, "
+        "optimizer %.1f ms)\n",
+        steps, ms, tokens_per_sec, Median(fwd), Median(bwd), Median(upd));
+    // Model flops per token: 6N for the matmuls with weights, 6 L C T for
+    // attention.
+    const double flops_per_token =
+        6.0 * model.num_params() + 6.0 * shape.num_layers * shape.channels * T;
+    if (peak_tflops > 0) {
+      std::printf(
+          "MFU: %.1f%% of %.0f TFLOP/s (dense bf16 peak; this run is fp32)\n",
+          100.0 * flops_per_token * tokens_per_sec / (peak_tflops * 1e12),
+          peak_tflops);
+    }
+#ifdef GPT2_HAVE_CUDA
+    if (absl::GetFlag(FLAGS_device) == "cuda") {
+      size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      std::printf("GPU memory in use: %.2f GiB of %.2f GiB\n",
+                  (total_bytes - free_bytes) / double(1 << 30),
+                  total_bytes / double(1 << 30));
+    }
+#endif
+  }
   return ms;
 }
 

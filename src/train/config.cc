@@ -145,7 +145,7 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   if (m.vocab_size() < 1)
     fail("model.vocab_size must be >= 1, got ", m.vocab_size());
   int padded_vocab = m.padded_vocab_size();
-  if (padded_vocab == 0) padded_vocab = (m.vocab_size() + 127) / 128 * 128;
+  padded_vocab = ModelShape::PaddedVocab(m.vocab_size(), padded_vocab);
   if (padded_vocab < m.vocab_size()) {
     fail("model.padded_vocab_size (", padded_vocab,
          ") must be >= model.vocab_size (", m.vocab_size(), ")");

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The GPU proof in one run, on a machine with the CUDA 13 toolkit, cuBLASLt, NCCL and
+# PyTorch but none of our other dependencies (see ../shared/GPU.md). Stage first with
+# launch/pack_device.sh; this script uses only .device/.
+#   launch/device_check.sh OUT_DIR [--skip-train]
+# Steps, cheapest and most informative first, each under its own timeout:
+#   1. nvidia-smi, glibc, library discovery, ldd of every binary
+#   2. the gpu-label tests: every op and whole train steps against the CPU reference
+#   3. gpt2_bench on the GPU at B=16/32/64, T=1024, beside the PyTorch reference
+#   4. the Shakespeare config for a fixed time budget
+# Logs go to OUT_DIR (at most 8 files come back); a summary table is printed last.
+set -u
+out=${1:?usage: device_check.sh OUT_DIR [--skip-train]}
+skip_train=${2:-}
+mkdir -p "$out"
+root=$(cd "$(dirname "$0")/.." && pwd)
+stage=$root/.device
+summary=()
+log() { echo "[device_check $(date +%H:%M:%S)] $*" | tee -a "$out/machine.txt"; }
+
+# run NAME TIMEOUT_S LOGFILE CMD...: appends the output to LOGFILE, records rc and time.
+run() {
+  local name=$1 limit=$2 file=$3; shift 3
+  local start=$SECONDS
+  { echo "===== $name: $*"; } >>"$out/$file"
+  timeout --kill-after=10 "$limit" "$@" >>"$out/$file" 2>&1
+  local rc=$?
+  local took=$((SECONDS - start))
+  summary+=("$(printf '%-28s rc=%-4s %5ss  %s' "$name" "$rc" "$took" "$file")")
+  log "$name: rc=$rc in ${took}s"
+  return $rc
+}
+
+if [ ! -x "$stage/bin/gpt2_ddp" ]; then
+  echo "device_check: $stage/bin/gpt2_ddp missing: run launch/pack_device.sh first" >&2
+  exit 2
+fi
+log "commit $(cat "$stage/COMMIT" 2>/dev/null || echo unknown), host $(hostname)"
+
+# ---- 1. The machine --------------------------------------------------------------
+{ nvidia-smi; nvidia-smi -q | head -60; } >"$out/nvidia-smi.txt" 2>&1 || log "nvidia-smi failed"
+glibc=$(ldd --version 2>/dev/null | head -1 | grep -oE '[0-9]+\.[0-9]+$')
+log "glibc $glibc (binaries built on Debian 12 need >= 2.34)"
+# cuBLASLt and NCCL are too big to carry: use the machine's (CUDA toolkit or pip wheels).
+libdirs=""
+for lib in libcublasLt.so.13 libnccl.so.2 libcudart.so.13; do
+  found=$(find / \( -path /proc -o -path /sys \) -prune -o -name "$lib" -print 2>/dev/null | head -1)
+  if [ -n "$found" ]; then libdirs="$libdirs:$(dirname "$found")"; log "found $found"; else log "MISSING $lib"; fi
+done
+export LD_LIBRARY_PATH="$stage/lib${libdirs}:${LD_LIBRARY_PATH:-}"
+# The carried Open MPI runtime.
+mpi=$stage/mpi/usr
+export OPAL_PREFIX=$mpi PATH="$mpi/bin:$PATH" LD_LIBRARY_PATH="$mpi/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH"
+export PMIX_PKGDATADIR=$mpi/share/pmix PMIX_PKGLIBDIR=$mpi/lib/x86_64-linux-gnu/pmix2/lib
+export OMPI_MCA_plm_rsh_agent= OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMP_NUM_THREADS=8 OMP_WAIT_POLICY=passive
+for bin in "$stage"/bin/*; do
+  if ldd "$bin" | grep -q "not found"; then
+    log "$(basename "$bin") has unresolved libraries:"; ldd "$bin" | tee -a "$out/machine.txt"
+  fi
+done
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" \
+  >>"$out/machine.txt" 2>&1
+
+# ---- 2. GPU tests ------------------------------------------------------------------
+run gpu_tests 300 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu" \
+  --gtest_output="xml:$out/gpu_tests.xml"
+grep -E "^\[ where|FAILED|PASSED|SKIPPED" "$out/gpu_tests.txt" | head -30 | tee -a "$out/machine.txt"
+
+# ---- 3. Benchmark beside PyTorch ---------------------------------------------------
+for b in 16 32 64; do
+  run "bench_ours_B$b" 150 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
+    --batch "$b" --seq_len 1024 --steps 10
+done
+run bench_pytorch_B16 240 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
+  --seq_len 1024 --steps 10
+grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference" "$out/bench.txt" | tee -a "$out/machine.txt"
+
+# ---- 4. Shakespeare ----------------------------------------------------------------
+if [ "$skip_train" != "--skip-train" ]; then
+  run shakespeare 240 train.txt "$stage/bin/gpt2_ddp" \
+    --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
+    --set log.run_dir="$out/runs"
+  tail -5 "$out/train.txt" | tee -a "$out/machine.txt"
+  cp "$out/runs/gpt2_124m_shakespeare/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
+  rm -rf "$out/runs"
+fi
+
+echo
+echo "===== device_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
+printf '%s\n' "${summary[@]}" | tee -a "$out/machine.txt"

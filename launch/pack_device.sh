@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the Release binaries for sm_90 and stages everything a GPU run needs into .device/
+# (git-ignored, at most 64 MiB): the binaries, the shared libraries they need except CUDA's
+# (cuBLASLt and NCCL are found on the GPU machine), an Open MPI runtime unpacked from
+# Debian's packages, the data, the configs and the PyTorch reference.
+#   launch/pack_device.sh            then run launch/device_check.sh OUT on the GPU machine
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./launch/setup.sh >/dev/null
+if [ -z "${GPT2_DATA_DIR:-}" ]; then
+  if [ -d ../shared/data ]; then GPT2_DATA_DIR=$(cd ../shared/data && pwd); else GPT2_DATA_DIR=$PWD/data; fi
+fi
+./launch/fetch_data.sh --data_dir "$GPT2_DATA_DIR" >/dev/null
+
+build=build-device
+stage=.device
+echo "pack: building for sm_90 in $build/"
+mkdir -p "$build"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA_ARCHS=90 \
+  -DGPT2_TEST_DATA_DIR="$GPT2_DATA_DIR" >"$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
+targets=(gpt2_ddp gpt2_bench cuda_backend_test_gpu)
+[ -f src/tools/gpt2_ckpt.cc ] && targets+=(gpt2_ckpt)
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$build/build.log" 2>&1 ||
+  { tail -30 "$build/build.log"; exit 1; }
+
+rm -rf "$stage"
+mkdir -p "$stage"/{bin,lib,mpi,configs,data/gpt2,data/tinyshakespeare,reference}
+for t in "${targets[@]}"; do cp "$build/bin/$t" "$stage/bin/"; done
+
+# Shared libraries: everything ldd resolves except glibc's own and CUDA's.
+skip='/(libc|libm|libdl|librt|libpthread|ld-linux-x86-64|libcuda|libcudart|libcublas|libcublasLt|libnccl)\.so'
+for bin in "$stage"/bin/*; do
+  ldd "$bin" | awk '/=> \//{print $3}'
+done | sort -u | grep -vE "$skip" | while read -r lib; do cp -L "$lib" "$stage/lib/"; done
+
+# Open MPI's runtime (mpirun, its plugins and help files), from Debian's packages.
+debs=$(mktemp -d)
+(cd "$debs" && apt-get download -q openmpi-bin openmpi-common libopenmpi3 libpmix2 libhwloc15 \
+   libevent-core-2.1-7 libevent-pthreads-2.1-7 libmunge2 >/dev/null)
+for deb in "$debs"/*.deb; do dpkg -x "$deb" "$stage/mpi"; done
+rm -rf "$debs" "$stage/mpi/usr/share/doc" "$stage/mpi/usr/share/man"
+
+cp configs/*.pbtxt "$stage/configs/"
+cp "$GPT2_DATA_DIR/gpt2/encoder.json" "$GPT2_DATA_DIR/gpt2/vocab.bpe" "$stage/data/gpt2/"
+cp "$GPT2_DATA_DIR/tinyshakespeare/input.txt" "$stage/data/tinyshakespeare/"
+cp tests/reference/gpt2_torch.py "$stage/reference/"
+git rev-parse --short HEAD >"$stage/COMMIT" 2>/dev/null || true
+
+size=$(du -sm "$stage" | cut -f1)
+echo "pack: staged $stage (${size} MiB): $(ls "$stage/bin" | tr '\n' ' ')"
+if [ "$size" -gt 64 ]; then
+  echo "pack: error: $stage is ${size} MiB, over the 64 MiB a device run can carry" >&2
+  exit 1
+fi

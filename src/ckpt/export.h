@@ -1,0 +1,40 @@
+// Converting a checkpoint's weights to and from other programs' files:
+// llm.c's model file (import and export) and a Hugging Face GPT-2 folder
+// (export). All stream tensor by tensor; none needs the model in memory.
+#ifndef GPT2_CKPT_EXPORT_H_
+#define GPT2_CKPT_EXPORT_H_
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "src/ckpt/checkpoint.h"
+
+namespace gpt2 {
+
+// llm.c's model file: int32 header[256] = {20240326, version, maxT, V, L, NH,
+// C, Vp, 0...}, then the 16 parameter tensors in the parameter list's order
+// (the same order as llm.c's), fp32 for version 3, bf16 for version 5.
+inline constexpr int kLlmcModelMagic = 20240326;
+inline constexpr int kLlmcVersionF32 = 3;
+inline constexpr int kLlmcVersionBF16 = 5;
+
+// Writes `out_path` as an llm.c version 3 (fp32) model file.
+absl::Status ExportLlmc(CheckpointReader* reader, const std::string& out_path);
+
+// Reads an llm.c model file (version 3 or 5) into a weights-only checkpoint
+// whose config has the file's model section and other sections default.
+absl::Status ImportLlmc(const std::string& llmc_path,
+                        const std::string& ckpt_path,
+                        const CheckpointWriterOptions& options = {});
+
+// Writes out_dir/model.safetensors (fp32, Hugging Face GPT-2 names, Conv1D
+// weights transposed to (in, out), wte cut to V rows; lm_head is tied to wte
+// and not stored), config.json and tokenizer_config.json. With a non-empty
+// `data_dir`, copies its gpt2/encoder.json and gpt2/vocab.bpe to vocab.json
+// and merges.txt.
+absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
+                      const std::string& data_dir);
+
+}  // namespace gpt2
+
+#endif  // GPT2_CKPT_EXPORT_H_
