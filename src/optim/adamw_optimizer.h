@@ -41,6 +41,9 @@ class AdamWOptimizer {
 
   const ShardLayout& shard() const { return shard_; }
   int64_t state_bytes() const { return m_.bytes() + v_.bytes(); }
+  // The moments of this rank's shard, (shard_size) each, for checkpoints.
+  Tensor m() const { return m_; }
+  Tensor v() const { return v_; }
 
  private:
   Backend* backend_;

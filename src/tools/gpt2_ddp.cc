@@ -20,6 +20,14 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, set, "",
           "Override one config field, e.g. --set train.max_steps=20 or "
           "--set optim.lr=3e-4. Repeatable; applied in order after the file.");
+ABSL_FLAG(
+    std::string, resume, "",
+    "Continue a run from a checkpoint: a path, or 'latest' for the newest in "
+    "<log.run_dir>/<log.run_name>/checkpoints. Any world size works.");
+ABSL_FLAG(
+    std::string, init_from, "",
+    "Start from the weights of a checkpoint or an llm.c model file (e.g. GPT-2 "
+    "124M from llm.c's scripts), with a fresh optimizer: fine-tuning.");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory: config data paths are relative to it. Default: "
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
@@ -67,6 +75,8 @@ int main(int argc, char** argv) {
   options.config_path = config_path;
   options.data_dir = gpt2::ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
   options.comm = comm.get();
+  options.resume = absl::GetFlag(FLAGS_resume);
+  options.init_from = absl::GetFlag(FLAGS_init_from);
 #ifdef GPT2_HAVE_CUDA
   options.choose_backend = &gpt2::ChooseCudaOrCpuBackend;
 #endif

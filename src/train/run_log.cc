@@ -31,7 +31,8 @@ std::string FormatMetricsJson(const StepMetrics& m) {
   return json;
 }
 
-absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled) {
+absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
+                                    bool append) {
   RunLog log;
   log.dir_ = run_dir;
   log.enabled_ = enabled;
@@ -44,12 +45,12 @@ absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled) {
   }
   const std::string log_path = run_dir + "/train.log";
   const std::string metrics_path = run_dir + "/metrics.jsonl";
-  log.log_ = std::fopen(log_path.c_str(), "w");
+  log.log_ = std::fopen(log_path.c_str(), append ? "a" : "w");
   if (log.log_ == nullptr) {
     return absl::PermissionDeniedError(
         absl::StrCat(log_path, ": cannot open: ", std::strerror(errno)));
   }
-  log.metrics_ = std::fopen(metrics_path.c_str(), "w");
+  log.metrics_ = std::fopen(metrics_path.c_str(), append ? "a" : "w");
   if (log.metrics_ == nullptr) {
     return absl::PermissionDeniedError(
         absl::StrCat(metrics_path, ": cannot open: ", std::strerror(errno)));

@@ -28,9 +28,10 @@ std::string FormatMetricsJson(const StepMetrics& m);
 
 class RunLog {
  public:
-  // Creates run_dir (and parents) and truncates its train.log and
-  // metrics.jsonl.
-  static absl::StatusOr<RunLog> Open(const std::string& run_dir, bool enabled);
+  // Creates run_dir (and parents) and starts its train.log and metrics.jsonl
+  // afresh, or appends to them (a resumed run).
+  static absl::StatusOr<RunLog> Open(const std::string& run_dir, bool enabled,
+                                     bool append = false);
   RunLog(RunLog&&) noexcept;
   ~RunLog();
 

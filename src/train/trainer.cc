@@ -13,6 +13,7 @@
 #include "google/protobuf/text_format.h"
 #include "src/backend/backend.h"
 #include "src/backend/select.h"
+#include "src/ckpt/run_files.h"
 #include "src/comm/communicator.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
@@ -20,6 +21,7 @@
 #include "src/optim/adamw_optimizer.h"
 #include "src/optim/lr_schedule.h"
 #include "src/optim/shard_layout.h"
+#include "src/train/checkpointing.h"
 #include "src/train/run_log.h"
 
 namespace gpt2 {
@@ -117,7 +119,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
 
   const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();
-  GPT2_ASSIGN_OR_RETURN(RunLog log, RunLog::Open(run_dir, rank0));
+  std::string resume_path;
+  if (!options.resume.empty()) {
+    GPT2_ASSIGN_OR_RETURN(resume_path, ResolveResume(options.resume, run_dir));
+  }
+  GPT2_ASSIGN_OR_RETURN(
+      RunLog log,
+      RunLog::Open(run_dir, rank0, /*append=*/!resume_path.empty()));
 
   const int B = plan.micro_batch_size, T = plan.seq_len;
   const int accum = plan.grad_accum_steps;
@@ -145,6 +153,16 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   hyper.grad_clip = cfg.optim().grad_clip();
   AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper,
                            optimizer_shard);
+  TrainProgress progress;
+  if (!options.init_from.empty()) {
+    GPT2_RETURN_IF_ERROR(InitWeightsFrom(options.init_from, &model));
+  }
+  if (!resume_path.empty()) {
+    GPT2_ASSIGN_OR_RETURN(progress,
+                          RestoreTrainingCheckpoint(resume_path, cfg, &model,
+                                                    &optimizer, backend));
+    GPT2_RETURN_IF_ERROR(train_loader.SetCursor(progress.cursor));
+  }
   // Each rank receives its shard of the averaged gradients here.
   Tensor shard_grads =
       world > 1 ? backend->Alloc(choice.dtype, shard.shard_size) : Tensor{};
@@ -234,8 +252,33 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   result.run_dir = run_dir;
   const int64_t max_steps = cfg.train().max_steps();
   const double dloss = 1.0 / (double{B} * T * accum);
-  int64_t updates_applied = 0;  // AdamW's step count, for bias correction
-  for (int64_t step = 0; step < max_steps; ++step) {
+  int64_t updates_applied =
+      progress.optimizer_steps;  // AdamW's bias-correction step
+  if (!resume_path.empty()) {
+    log.Line(absl::StrFormat("resumed from %s at step %d (%d tokens seen)",
+                             resume_path, progress.step, progress.tokens_seen));
+  } else if (!options.init_from.empty()) {
+    log.Line(absl::StrCat("weights from ", options.init_from));
+  }
+  auto save = [&](int64_t steps_done, double lr) -> absl::Status {
+    TrainProgress now;
+    now.step = steps_done;
+    now.optimizer_steps = updates_applied;
+    now.lr = lr;
+    now.tokens_seen = steps_done * plan.total_batch_tokens;
+    now.cursor = train_loader.cursor();
+    GPT2_ASSIGN_OR_RETURN(SaveReport saved,
+                          SaveTrainingCheckpoint(run_dir, cfg, now, model,
+                                                 optimizer, backend, comm));
+    log.Line(absl::StrFormat("saved checkpoint %s (%.1f MiB in %.2f s)",
+                             saved.path, saved.bytes / (1024.0 * 1024.0),
+                             saved.seconds));
+    return absl::OkStatus();
+  };
+  const int64_t save_every = cfg.checkpoint().every_steps();
+  int64_t last_saved = -1;
+  double last_lr = progress.lr;
+  for (int64_t step = progress.step; step < max_steps; ++step) {
     StepMetrics metrics;
     metrics.step = step;
     const int val_every = cfg.log().val_every_steps();
@@ -300,7 +343,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     log.Metrics(metrics);
     result.losses.push_back(metrics.loss);
     result.final_loss = metrics.loss;
-    result.steps_run = step + 1;
+    result.steps_run = step + 1 - progress.step;
     if (!finite) {
       if (cfg.train().on_nan() == config::SKIP_STEP) {
         ++result.skipped_steps;
@@ -316,6 +359,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           "train.on_nan: SKIP_STEP.",
           step, metrics.loss, metrics.norm));
     }
+    last_lr = metrics.lr;
+    if (save_every > 0 && (step + 1) % save_every == 0) {
+      GPT2_RETURN_IF_ERROR(save(step + 1, metrics.lr));
+      last_saved = step + 1;
+    }
     if (cfg.train().stop_at_loss() > 0 &&
         metrics.loss < cfg.train().stop_at_loss()) {
       log.Line(
@@ -325,6 +373,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                           SecondsSince(process_start)));
       break;
     }
+  }
+  if (cfg.checkpoint().save_at_end() && result.steps_run > 0 &&
+      last_saved != progress.step + result.steps_run) {
+    GPT2_RETURN_IF_ERROR(save(progress.step + result.steps_run, last_lr));
   }
   if (options.keep_final_params) result.final_params = model.GetParams();
   if (world > 1) backend->Free(shard_grads);

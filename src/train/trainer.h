@@ -23,6 +23,12 @@ struct TrainOptions {
   // Picks the backend; null means ChooseCpuBackend. Tools built with CUDA pass
   // ChooseCudaOrCpuBackend.
   BackendChooser choose_backend = nullptr;
+  // Continue a run: "latest" (the run folder's newest checkpoint) or a
+  // checkpoint path.
+  std::string resume;
+  // Start from these weights (our checkpoint or an llm.c model file), optimizer
+  // fresh.
+  std::string init_from;
   // Return the final parameters in TrainResult (tests compare runs with them).
   bool keep_final_params = false;
 };

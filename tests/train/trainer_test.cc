@@ -33,7 +33,9 @@ class TrainerTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  absl::StatusOr<TrainResult> Run(std::vector<std::string> overrides) {
+  absl::StatusOr<TrainResult> Run(std::vector<std::string> overrides,
+                                  const std::string& resume = "",
+                                  const std::string& init_from = "") {
     const std::string text = R"(
       model { num_layers: 2 num_heads: 2 channels: 16 max_seq_len: 16 vocab_size: 256 }
       data { train_shards: "train.bin" val_shards: "val.bin" }
@@ -58,6 +60,9 @@ class TrainerTest : public ::testing::Test {
     TrainOptions options;
     options.config_path = "test.pbtxt";
     options.data_dir = dir_.string();
+    options.resume = resume;
+    options.init_from = init_from;
+    options.keep_final_params = true;
     return Train(loaded, options);
   }
   std::filesystem::path dir_;
@@ -141,6 +146,53 @@ TEST_F(TrainerTest, NonFiniteLossStopsOrSkipsPerPolicy) {
   ASSERT_TRUE(skipped.ok()) << skipped.status();
   EXPECT_EQ(skipped->steps_run, 8);
   EXPECT_GT(skipped->skipped_steps, 0);
+}
+
+TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
+  auto full = Run({"log.run_name=resume", "checkpoint.every_steps=4", "train.precision=FP32"});
+  ASSERT_TRUE(full.ok()) << full.status();
+  ASSERT_EQ(full->losses.size(), 8u);
+  const std::string ckpt = (dir_ / "logs/resume/checkpoints/step_00000004.ckpt").string();
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  auto resumed = Run({"log.run_name=resume", "checkpoint.every_steps=4",
+                      "train.precision=FP32"},
+                     ckpt);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_EQ(resumed->losses.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(resumed->losses[i], full->losses[4 + i]) << i;
+  EXPECT_EQ(resumed->final_params, full->final_params);  // bitwise
+  // "latest" names the end-of-run checkpoint, step 8: nothing is left to run.
+  auto latest = Run({"log.run_name=resume", "train.precision=FP32"}, "latest");
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->steps_run, 0);
+}
+
+TEST_F(TrainerTest, ResumeAndInitFromErrors) {
+  auto missing = Run({"log.run_name=none"}, "latest");
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("latest"), std::string::npos) << missing.status();
+  auto base = Run({"log.run_name=base", "train.max_steps=2"});
+  ASSERT_TRUE(base.ok()) << base.status();
+  const std::string ckpt = (dir_ / "logs/base/checkpoints/step_00000002.ckpt").string();
+  // Another model shape cannot resume from it; the message names the tensor.
+  auto shape = Run({"log.run_name=base2", "model.channels=32"}, ckpt);
+  ASSERT_FALSE(shape.ok());
+  EXPECT_NE(shape.status().message().find("wte"), std::string::npos) << shape.status();
+  // Another total batch would change the data order.
+  auto batch = Run({"log.run_name=base3", "train.total_batch_tokens=128"}, ckpt);
+  ASSERT_FALSE(batch.ok());
+  EXPECT_NE(batch.status().message().find("total_batch_tokens"), std::string::npos);
+  // --init_from takes only the weights: step 0, fresh optimizer, same starting params.
+  auto init = Run({"log.run_name=init", "train.max_steps=1", "optim.lr=1e-12",
+                   "schedule.min_lr=0", "optim.weight_decay=0"},
+                  "", ckpt);
+  ASSERT_TRUE(init.ok()) << init.status();
+  ASSERT_EQ(init->final_params.size(), base->final_params.size());
+  double max_diff = 0;
+  for (size_t i = 0; i < base->final_params.size(); ++i) {
+    max_diff = std::max(max_diff, std::fabs(init->final_params[i] - base->final_params[i]));
+  }
+  EXPECT_LT(max_diff, 1e-9);
 }
 
 TEST_F(TrainerTest, BadDataIsAClearError) {
