@@ -93,6 +93,7 @@ ckpt::Header FullHeader() {
   h.set_num_params(2400);
   h.set_created_by("ckpt_format_test");
   h.set_created_unix_time(1700000000);
+  h.set_optimizer_steps(41);
   return h;
 }
 
