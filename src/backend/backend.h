@@ -33,6 +33,8 @@ class Backend {
   virtual void Copy(Tensor dst, Tensor src) = 0;
   // Waits for all queued work (a no-op on the CPU).
   virtual void Synchronize() = 0;
+  // dst = src in dst's element type (see src/ops/cast.h for the pairs each backend has).
+  virtual void Cast(Tensor dst, Tensor src) = 0;
 
   // ---- Ops (see src/ops/<op>.h for shapes). ----
   virtual void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,

@@ -5,6 +5,7 @@
 
 #include "src/backend/backend.h"
 #include "src/ops/attention.h"
+#include "src/ops/cast.h"
 #include "src/ops/classifier.h"
 #include "src/ops/encoder.h"
 #include "src/ops/gelu.h"
@@ -43,7 +44,7 @@ class CpuBackend final : public Backend {
     std::memset(data, 0, bytes);
     return Tensor{data, dtype, numel};
   }
-  void Free(Tensor t) override { std::free(t.data); }
+  void Free(Tensor t) override { std::free(t.data); }  // free(nullptr) is fine
   void Upload(Tensor dst, const void* host_src) override {
     std::memcpy(dst.data, host_src, dst.bytes());
   }
@@ -56,6 +57,16 @@ class CpuBackend final : public Backend {
     std::memcpy(dst.data, src.data, dst.bytes());
   }
   void Synchronize() override {}
+  void Cast(Tensor dst, Tensor src) override {
+    CheckSize(src, dst.numel, "cast src");
+    Dispatch(dst.dtype, [&](auto to) {
+      using To = decltype(to);
+      Dispatch(src.dtype, [&](auto from) {
+        using From = decltype(from);
+        cpu::Cast<To, From>(dst.as<To>(), src.as<From>(), dst.numel);
+      });
+    });
+  }
 
   void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
                       int T, int C) override {

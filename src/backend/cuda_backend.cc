@@ -9,6 +9,7 @@
 #include "src/cuda/scratch.h"
 #include "src/ops/adamw.h"
 #include "src/ops/attention.h"
+#include "src/ops/cast.h"
 #include "src/ops/classifier.h"
 #include "src/ops/encoder.h"
 #include "src/ops/gelu.h"
@@ -104,6 +105,10 @@ class CudaBackend final : public Backend {
   }
   void Synchronize() override {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void Cast(Tensor dst, Tensor src) override {
+    CheckSize(src, dst.numel, "cast src");
+    cuda::Cast(dst, src, stream_);
   }
 
   void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,

@@ -40,11 +40,8 @@ absl::StatusOr<BackendChoice> ChooseCudaOrCpuBackend(
           "BF16 or FP32");
     case config::BF16:
     case config::PRECISION_UNSPECIFIED:
-      // bf16 storage needs fp32 master weights in the model; until that lands,
-      // CUDA runs train in fp32 and say so.
-      choice.dtype = DType::kF32;
-      choice.note =
-          "bf16 training on CUDA is not finished yet: training in fp32";
+      choice.dtype =
+          DType::kBF16;  // with fp32 master weights and optimizer state
       break;
     default:
       choice.dtype = DType::kF32;

@@ -1,5 +1,9 @@
 #include "src/core/tensor.h"
 
+#include <cstring>
+
+#include "src/core/bf16.h"
+
 namespace gpt2 {
 
 const char* DTypeName(DType t) {
@@ -14,6 +18,66 @@ const char* DTypeName(DType t) {
       return "i32";
   }
   return "?";
+}
+
+std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype) {
+  std::vector<char> bytes(values.size() * DTypeSize(dtype));
+  for (size_t i = 0; i < values.size(); ++i) {
+    char* dst = bytes.data() + i * DTypeSize(dtype);
+    switch (dtype) {
+      case DType::kF32: {
+        const float f = static_cast<float>(values[i]);
+        std::memcpy(dst, &f, 4);
+        break;
+      }
+      case DType::kF64:
+        std::memcpy(dst, &values[i], 8);
+        break;
+      case DType::kBF16: {
+        const uint16_t b = FloatToBf16Bits(static_cast<float>(values[i]));
+        std::memcpy(dst, &b, 2);
+        break;
+      }
+      case DType::kI32: {
+        const int32_t v = static_cast<int32_t>(values[i]);
+        std::memcpy(dst, &v, 4);
+        break;
+      }
+    }
+  }
+  return bytes;
+}
+
+std::vector<double> DecodeHost(const std::vector<char>& bytes, DType dtype) {
+  const size_t n = bytes.size() / DTypeSize(dtype);
+  std::vector<double> values(n);
+  for (size_t i = 0; i < n; ++i) {
+    const char* src = bytes.data() + i * DTypeSize(dtype);
+    switch (dtype) {
+      case DType::kF32: {
+        float f;
+        std::memcpy(&f, src, 4);
+        values[i] = f;
+        break;
+      }
+      case DType::kF64:
+        std::memcpy(&values[i], src, 8);
+        break;
+      case DType::kBF16: {
+        uint16_t b;
+        std::memcpy(&b, src, 2);
+        values[i] = Bf16BitsToFloat(b);
+        break;
+      }
+      case DType::kI32: {
+        int32_t v;
+        std::memcpy(&v, src, 4);
+        values[i] = v;
+        break;
+      }
+    }
+  }
+  return values;
 }
 
 }  // namespace gpt2

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "src/core/error.h"
 
@@ -29,6 +30,10 @@ inline size_t DTypeSize(DType t) {
 }
 
 const char* DTypeName(DType t);
+
+// Host values <-> host bytes of a dtype (bf16 rounds to nearest even).
+std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype);
+std::vector<double> DecodeHost(const std::vector<char>& bytes, DType dtype);
 
 template <typename T>
 struct DTypeOf;

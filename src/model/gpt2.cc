@@ -28,19 +28,6 @@ enum ParamIndex {
   kNumParamTensors
 };
 
-template <typename T>
-void ConvertFromDouble(const std::vector<double>& src, std::vector<char>* dst) {
-  dst->resize(src.size() * sizeof(T));
-  T* out = reinterpret_cast<T*>(dst->data());
-  for (size_t i = 0; i < src.size(); ++i) out[i] = static_cast<T>(src[i]);
-}
-
-template <typename T>
-std::vector<double> ConvertToDouble(const std::vector<char>& src) {
-  const T* in = reinterpret_cast<const T*>(src.data());
-  return std::vector<double>(in, in + src.size() / sizeof(T));
-}
-
 }  // namespace
 
 struct Gpt2Model::LayerActs {
@@ -70,31 +57,36 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
 
   const int64_t BT = int64_t{max_batch_} * max_seq_;
   const int64_t L = shape_.num_layers, C = shape_.channels;
-  auto alloc = [&](int64_t numel) {
-    activation_bytes_ += numel * static_cast<int64_t>(DTypeSize(dtype_));
-    return backend_->Alloc(dtype_, numel);
+  auto alloc_as = [&](DType dtype, int64_t numel) {
+    activation_bytes_ += numel * static_cast<int64_t>(DTypeSize(dtype));
+    return backend_->Alloc(dtype, numel);
+  };
+  auto alloc = [&](int64_t numel) { return alloc_as(dtype_, numel); };
+  // Per-row statistics and losses stay in full precision when the data is bf16.
+  auto alloc_stats = [&](int64_t numel) {
+    return alloc_as(stats_dtype(), numel);
   };
   tokens_ = backend_->Alloc(DType::kI32, BT);
   targets_ = backend_->Alloc(DType::kI32, BT);
   encoded_ = alloc(BT * C);
   ln1_ = alloc(L * BT * C);
-  ln1_mean_ = alloc(L * BT);
-  ln1_rstd_ = alloc(L * BT);
+  ln1_mean_ = alloc_stats(L * BT);
+  ln1_rstd_ = alloc_stats(L * BT);
   qkv_ = alloc(L * BT * 3 * C);
   atty_ = alloc(L * BT * C);
-  att_lse_ = alloc(L * BT * shape_.num_heads);
+  att_lse_ = alloc_stats(L * BT * shape_.num_heads);
   residual2_ = alloc(L * BT * C);
   ln2_ = alloc(L * BT * C);
-  ln2_mean_ = alloc(L * BT);
-  ln2_rstd_ = alloc(L * BT);
+  ln2_mean_ = alloc_stats(L * BT);
+  ln2_rstd_ = alloc_stats(L * BT);
   fch_ = alloc(L * BT * 4 * C);
   fch_gelu_ = alloc(L * BT * 4 * C);
   residual3_ = alloc(L * BT * C);
   lnf_ = alloc(BT * C);
-  lnf_mean_ = alloc(BT);
-  lnf_rstd_ = alloc(BT);
+  lnf_mean_ = alloc_stats(BT);
+  lnf_rstd_ = alloc_stats(BT);
   logits_ = alloc(BT * shape_.padded_vocab_size);
-  losses_ = alloc(BT);
+  losses_ = alloc_stats(BT);
   branch_out_ = alloc(BT * C);
   d_residual_ = alloc(BT * C);
   d_ln_ = alloc(BT * C);
@@ -124,28 +116,20 @@ void Gpt2Model::InitParams(uint64_t seed) {
 
 void Gpt2Model::SetParams(const std::vector<double>& host) {
   GPT2_CHECK(static_cast<int64_t>(host.size()) == num_params_);
-  std::vector<char> bytes;
-  if (dtype_ == DType::kF64) {
-    ConvertFromDouble<double>(host, &bytes);
-  } else {
-    GPT2_CHECK(dtype_ == DType::kF32);
-    ConvertFromDouble<float>(host, &bytes);
-  }
+  const std::vector<char> bytes = EncodeHost(host, dtype_);
   backend_->Upload(params(), bytes.data());
 }
 
 std::vector<double> Gpt2Model::GetParams() const {
   std::vector<char> bytes(params().bytes());
   backend_->Download(bytes.data(), params());
-  return dtype_ == DType::kF64 ? ConvertToDouble<double>(bytes)
-                               : ConvertToDouble<float>(bytes);
+  return DecodeHost(bytes, dtype_);
 }
 
 std::vector<double> Gpt2Model::GetGrads() const {
   std::vector<char> bytes(grads().bytes());
   backend_->Download(bytes.data(), grads());
-  return dtype_ == DType::kF64 ? ConvertToDouble<double>(bytes)
-                               : ConvertToDouble<float>(bytes);
+  return DecodeHost(bytes, dtype_);
 }
 
 Tensor Gpt2Model::ViewOf(Tensor buffer, int index, int layer) const {

@@ -27,6 +27,11 @@ class Gpt2Model {
   const std::vector<ParamSpec>& param_list() const { return param_list_; }
   int64_t num_params() const { return num_params_; }
   DType dtype() const { return dtype_; }
+  // Of layernorm statistics, attention log-sum-exps and losses: f32 for bf16
+  // models.
+  DType stats_dtype() const {
+    return dtype_ == DType::kBF16 ? DType::kF32 : dtype_;
+  }
   int64_t activation_bytes() const { return activation_bytes_; }
 
   // GPT-2's init from `seed`, computed on the host and uploaded.
@@ -74,7 +79,7 @@ class Gpt2Model {
   bool have_dlogits_ = false;
 
   Tensor params_, grads_;
-  Tensor tokens_, targets_;  // i32 (maxB, maxT)
+  Tensor tokens_, targets_;           // i32 (maxB, maxT)
   std::vector<int32_t> host_tokens_;  // the last Forward's tokens, (B, T)
   // Activations; per-layer buffers hold L slices of maxB*maxT*X.
   Tensor encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_lse_,

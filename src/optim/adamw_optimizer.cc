@@ -9,8 +9,11 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
                                DType dtype, const AdamWHyper& hyper,
                                const ShardLayout& shard)
     : backend_(backend), params_(params), hyper_(hyper), shard_(shard) {
-  m_ = backend_->Alloc(dtype, shard_.shard_size);
-  v_ = backend_->Alloc(dtype, shard_.shard_size);
+  const DType state = dtype == DType::kBF16 ? DType::kF32 : dtype;
+  m_ = backend_->Alloc(state, shard_.shard_size);
+  v_ = backend_->Alloc(state, shard_.shard_size);
+  if (dtype == DType::kBF16)
+    master_ = backend_->Alloc(DType::kF32, shard_.shard_size);
 }
 
 AdamWOptimizer::AdamWOptimizer(Backend* backend,
@@ -22,6 +25,7 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
 AdamWOptimizer::~AdamWOptimizer() {
   backend_->Free(m_);
   backend_->Free(v_);
+  backend_->Free(master_);
 }
 
 void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
@@ -41,10 +45,19 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
     if (lo >= hi) continue;
     args.weight_decay = p.decayed ? hyper_.weight_decay : 0.0;
     const int64_t n = hi - lo;
-    backend_->AdamW(params.Slice(lo, n), Tensor{}, m_.Slice(lo - begin, n),
+    const Tensor master =
+        has_master() ? master_.Slice(lo - begin, n) : Tensor{};
+    backend_->AdamW(params.Slice(lo, n), master, m_.Slice(lo - begin, n),
                     v_.Slice(lo - begin, n), shard_grads.Slice(lo - begin, n),
                     norm_squared, args);
   }
+}
+
+void AdamWOptimizer::InitMasterFromParams(Tensor params) {
+  if (!has_master()) return;
+  const int64_t n = shard_.end() - shard_.begin();
+  if (n > 0)
+    backend_->Cast(master_.Slice(0, n), params.Slice(shard_.begin(), n));
 }
 
 }  // namespace gpt2

@@ -2,7 +2,8 @@
 // parameter list: weight decay applies to exactly the tensors the list marks as
 // decayed, even where a shard boundary cuts through a tensor. The state (m, v)
 // covers only the shard; with ShardLayout::Whole it is plain AdamW over
-// everything.
+// everything. With bf16 params the optimizer also keeps fp32 master weights for
+// its shard: the update runs on them and the params receive it rounded.
 #ifndef GPT2_OPTIM_ADAMW_OPTIMIZER_H_
 #define GPT2_OPTIM_ADAMW_OPTIMIZER_H_
 
@@ -44,13 +45,19 @@ class AdamWOptimizer {
   // The moments of this rank's shard, (shard_size) each, for checkpoints.
   Tensor m() const { return m_; }
   Tensor v() const { return v_; }
+  // fp32 master weights of the shard (bf16 params only; else empty).
+  Tensor master() const { return master_; }
+  bool has_master() const { return master_.data != nullptr; }
+  // Sets the master weights from the params (after init, or loading weights).
+  void InitMasterFromParams(Tensor params);
 
  private:
   Backend* backend_;
   std::vector<ParamSpec> params_;
   AdamWHyper hyper_;
   ShardLayout shard_;
-  Tensor m_, v_;  // (shard_size)
+  Tensor m_, v_;   // (shard_size), f32 (f64 for an f64 model)
+  Tensor master_;  // (shard_size) f32, bf16 params only
 };
 
 }  // namespace gpt2

@@ -68,7 +68,7 @@ absl::StatusOr<SaveReport> SaveTrainingCheckpoint(
     header.set_param_dtype(ToProtoDType(model.dtype()));
     header.set_optimizer_dtype(ToProtoDType(state_dtype));
     header.set_has_optimizer_state(true);
-    header.set_has_master_weights(false);
+    header.set_has_master_weights(optimizer.has_master());
     header.set_num_params(model.num_params());
     header.set_created_by("gpt2_ddp");
     auto created = CheckpointWriter::Create(report.path, header);
@@ -84,9 +84,13 @@ absl::StatusOr<SaveReport> SaveTrainingCheckpoint(
         WriteFlatRange(&*writer, list, TensorFamily::kParams, model.dtype(), 0,
                        params.data(), model.num_params());
   }
-  for (TensorFamily family : {TensorFamily::kAdamM, TensorFamily::kAdamV}) {
-    const Tensor state =
-        family == TensorFamily::kAdamM ? optimizer.m() : optimizer.v();
+  std::vector<TensorFamily> families = {TensorFamily::kAdamM,
+                                        TensorFamily::kAdamV};
+  if (optimizer.has_master()) families.push_back(TensorFamily::kMaster);
+  for (TensorFamily family : families) {
+    const Tensor state = family == TensorFamily::kAdamM   ? optimizer.m()
+                         : family == TensorFamily::kAdamV ? optimizer.v()
+                                                          : optimizer.master();
     if (shard.world_size == 1) {  // every rank holds all of it
       if (rank0 && status.ok()) {
         const std::vector<char> host = ToHost(backend, state);
@@ -167,9 +171,19 @@ absl::StatusOr<TrainProgress> RestoreTrainingCheckpoint(
   model->SetParams(params);
   // This rank's shard of the moments, whatever layout they were saved under.
   const ShardLayout& shard = optimizer->shard();
-  for (TensorFamily family : {TensorFamily::kAdamM, TensorFamily::kAdamV}) {
-    Tensor state =
-        family == TensorFamily::kAdamM ? optimizer->m() : optimizer->v();
+  // Master weights come from the file when it has them, else from the params.
+  std::vector<TensorFamily> families = {TensorFamily::kAdamM,
+                                        TensorFamily::kAdamV};
+  if (optimizer->has_master() && header.has_master_weights()) {
+    GPT2_RETURN_IF_ERROR(CheckFamily(reader, list, TensorFamily::kMaster));
+    families.push_back(TensorFamily::kMaster);
+  } else {
+    optimizer->InitMasterFromParams(model->params());
+  }
+  for (TensorFamily family : families) {
+    Tensor state = family == TensorFamily::kAdamM   ? optimizer->m()
+                   : family == TensorFamily::kAdamV ? optimizer->v()
+                                                    : optimizer->master();
     std::vector<char> host(state.bytes());
     GPT2_RETURN_IF_ERROR(ReadFlatRange(&reader, list, family, state.dtype,
                                        shard.begin(), shard.shard_size,

@@ -162,6 +162,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                           RestoreTrainingCheckpoint(resume_path, cfg, &model,
                                                     &optimizer, backend));
     GPT2_RETURN_IF_ERROR(train_loader.SetCursor(progress.cursor));
+  } else {
+    optimizer.InitMasterFromParams(model.params());
   }
   // Each rank receives its shard of the averaged gradients here.
   Tensor shard_grads =
@@ -220,8 +222,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
 
   // ---- Loop ----
   std::vector<int32_t> inputs(int64_t{B} * T), targets(int64_t{B} * T);
-  Tensor loss_sum = backend->Alloc(choice.dtype, 1);
-  Tensor norm_squared = backend->Alloc(choice.dtype, 1);
+  Tensor loss_sum = backend->Alloc(model.stats_dtype(), 1);
+  Tensor norm_squared = backend->Alloc(model.stats_dtype(), 1);
   auto read_scalar = [&](Tensor t) {
     double value = 0.0;
     if (t.dtype == DType::kF64) {
