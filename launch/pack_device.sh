@@ -6,11 +6,7 @@
 #   launch/pack_device.sh            then run launch/device_check.sh OUT on the GPU machine
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./launch/setup.sh >/dev/null
-if [ -z "${GPT2_DATA_DIR:-}" ]; then
-  if [ -d ../shared/data ]; then GPT2_DATA_DIR=$(cd ../shared/data && pwd); else GPT2_DATA_DIR=$PWD/data; fi
-fi
-./launch/fetch_data.sh --data_dir "$GPT2_DATA_DIR" >/dev/null
+source launch/prepare.sh >/dev/null
 
 build=build-device
 stage=.device

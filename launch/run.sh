@@ -4,12 +4,7 @@
 #   ./launch/run.sh [--config FILE] [gpt2_ddp flags...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./launch/setup.sh
-if [ -z "${GPT2_DATA_DIR:-}" ]; then
-  if [ -d ../shared/data ]; then GPT2_DATA_DIR=$(cd ../shared/data && pwd); else GPT2_DATA_DIR=$PWD/data; fi
-fi
-export GPT2_DATA_DIR
-./launch/fetch_data.sh --data_dir "$GPT2_DATA_DIR"
+source launch/prepare.sh
 ./launch/build.sh
 
 config=""

@@ -4,12 +4,7 @@
 # Data: $GPT2_DATA_DIR, else ../shared/data if present, else ./data (fetched).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./launch/setup.sh
-if [ -z "${GPT2_DATA_DIR:-}" ]; then
-  if [ -d ../shared/data ]; then GPT2_DATA_DIR=$(cd ../shared/data && pwd); else GPT2_DATA_DIR=$PWD/data; fi
-fi
-export GPT2_DATA_DIR
-./launch/fetch_data.sh --data_dir "$GPT2_DATA_DIR"
+source launch/prepare.sh
 ./launch/build.sh -DGPT2_TEST_DATA_DIR="$GPT2_DATA_DIR"
 cd build
 ctest --output-on-failure -j"$(nproc 2>/dev/null || echo 2)" --timeout 600 "$@"

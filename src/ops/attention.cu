@@ -25,6 +25,32 @@ __device__ __forceinline__ int64_t QkvIndex(int b, int t, int part, int h,
          d;
 }
 
+// Rows [row0, row0 + kTile) of head h's part (0 q, 1 k, 2 v) into a shared
+// tile, zero past the sequence. Every thread of the block takes part.
+template <typename T, int HS>
+__device__ __forceinline__ void LoadQkvTile(float (*tile)[HS], const T* qkv,
+                                            int b, int row0, int part, int h,
+                                            int T_, int C) {
+  for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
+    const int t = row0 + i / HS, d = i % HS;
+    tile[i / HS][d] =
+        t < T_ ? ToFloat(qkv[QkvIndex(b, t, part, h, d, T_, C, HS)]) : 0.0f;
+  }
+}
+
+// Rows [row0, row0 + kTile) of head h's part (0 q, 1 k, 2 v) into a shared
+// tile, zero past the sequence. Every thread of the block takes part.
+template <typename T, int HS>
+__device__ __forceinline__ void LoadQkvTile(float (*tile)[HS], const T* qkv,
+                                            int b, int row0, int part, int h,
+                                            int T_, int C) {
+  for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
+    const int t = row0 + i / HS, d = i % HS;
+    tile[i / HS][d] =
+        t < T_ ? ToFloat(qkv[QkvIndex(b, t, part, h, d, T_, C, HS)]) : 0.0f;
+  }
+}
+
 template <typename T, int HS>
 __global__ void AttentionForwardKernel(T* out, float* lse, const T* qkv, int T_,
                                        int C, int NH, float scale) {
@@ -43,13 +69,8 @@ __global__ void AttentionForwardKernel(T* out, float* lse, const T* qkv, int T_,
   const int last_key = min(T_ - 1, int(blockIdx.x) * kRows + kRows - 1);
   for (int k0 = 0; k0 <= last_key; k0 += kTile) {
     __syncthreads();  // the previous tile is no longer read
-    for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
-      const int s = k0 + i / HS, d = i % HS;
-      keys[i / HS][d] =
-          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 1, h, d, T_, C, HS)]) : 0.0f;
-      values[i / HS][d] =
-          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 2, h, d, T_, C, HS)]) : 0.0f;
-    }
+    LoadQkvTile<T, HS>(keys, qkv, b, k0, 1, h, T_, C);
+    LoadQkvTile<T, HS>(values, qkv, b, k0, 2, h, T_, C);
     __syncthreads();
     if (!active) continue;
     for (int j = 0; j < kTile && k0 + j <= t; ++j) {
@@ -113,13 +134,8 @@ __global__ void AttentionBackwardQueryKernel(T* dqkv, const T* dout,
   const int last_key = min(T_ - 1, int(blockIdx.x) * kRows + kRows - 1);
   for (int k0 = 0; k0 <= last_key; k0 += kTile) {
     __syncthreads();
-    for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
-      const int s = k0 + i / HS, d = i % HS;
-      keys[i / HS][d] =
-          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 1, h, d, T_, C, HS)]) : 0.0f;
-      values[i / HS][d] =
-          s < T_ ? ToFloat(qkv[QkvIndex(b, s, 2, h, d, T_, C, HS)]) : 0.0f;
-    }
+    LoadQkvTile<T, HS>(keys, qkv, b, k0, 1, h, T_, C);
+    LoadQkvTile<T, HS>(values, qkv, b, k0, 2, h, T_, C);
     __syncthreads();
     if (!active) continue;
     for (int j = 0; j < kTile && k0 + j <= t; ++j) {
@@ -161,10 +177,9 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
   const int first_query = int(blockIdx.x) * kRows;
   for (int q0 = first_query; q0 < T_; q0 += kTile) {
     __syncthreads();
+    LoadQkvTile<T, HS>(queries, qkv, b, q0, 0, h, T_, C);
     for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
       const int t = q0 + i / HS, d = i % HS;
-      queries[i / HS][d] =
-          t < T_ ? ToFloat(qkv[QkvIndex(b, t, 0, h, d, T_, C, HS)]) : 0.0f;
       douts[i / HS][d] =
           t < T_
               ? ToFloat(dout[(int64_t{b} * T_ + t) * C + int64_t{h} * HS + d])
