@@ -38,19 +38,6 @@ __device__ __forceinline__ void LoadQkvTile(float (*tile)[HS], const T* qkv,
   }
 }
 
-// Rows [row0, row0 + kTile) of head h's part (0 q, 1 k, 2 v) into a shared
-// tile, zero past the sequence. Every thread of the block takes part.
-template <typename T, int HS>
-__device__ __forceinline__ void LoadQkvTile(float (*tile)[HS], const T* qkv,
-                                            int b, int row0, int part, int h,
-                                            int T_, int C) {
-  for (int i = threadIdx.x; i < kTile * HS; i += blockDim.x) {
-    const int t = row0 + i / HS, d = i % HS;
-    tile[i / HS][d] =
-        t < T_ ? ToFloat(qkv[QkvIndex(b, t, part, h, d, T_, C, HS)]) : 0.0f;
-  }
-}
-
 template <typename T, int HS>
 __global__ void AttentionForwardKernel(T* out, float* lse, const T* qkv, int T_,
                                        int C, int NH, float scale) {
