@@ -9,9 +9,11 @@ set(GPT2_CUDA_TEST_ENV "GPT2_DATA_DIR=${GPT2_TEST_DATA_DIR};OMP_NUM_THREADS=1;OM
 if(COMMAND gpt2_add_emulated_cuda)
   add_library(gpt2_cuda_emu STATIC)
   gpt2_add_emulated_cuda(gpt2_cuda_emu SOURCES ${GPT2_CUDA_KERNELS}
-                         src/backend/cuda_backend.cc src/backend/device.cc src/cuda/scratch.cc)
+                         src/backend/cuda_backend.cc src/backend/device.cc
+                         src/backend/select_cuda.cc src/cuda/scratch.cc)
   target_link_libraries(gpt2_cuda_emu PUBLIC gpt2)
-  add_executable(cuda_backend_test_emu tests/cuda/cuda_backend_test.cc)
+  add_executable(cuda_backend_test_emu tests/cuda/cuda_backend_test.cc
+                 tests/cuda/cuda_train_test.cc)
   target_link_libraries(cuda_backend_test_emu PRIVATE gpt2_cuda_emu GTest::gtest
                         GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_emu DISCOVERY_TIMEOUT 60 TEST_PREFIX "emu."
@@ -19,7 +21,8 @@ if(COMMAND gpt2_add_emulated_cuda)
 endif()
 
 if(GPT2_HAVE_CUDA)
-  add_executable(cuda_backend_test_gpu tests/cuda/cuda_backend_test.cc)
+  add_executable(cuda_backend_test_gpu tests/cuda/cuda_backend_test.cc
+                 tests/cuda/cuda_train_test.cc)
   target_link_libraries(cuda_backend_test_gpu PRIVATE gpt2_cuda GTest::gtest GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_gpu DISCOVERY_TIMEOUT 60 TEST_PREFIX "gpu."
     PROPERTIES LABELS gpu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}"

@@ -84,6 +84,15 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(BackendChoice choice,
                         choose(cfg.train(), comm->local_rank()));
   Backend* backend = choice.backend.get();
+  if (world > 1 && backend->name() != "cpu") {
+    // The MPI communicator works on host memory; GPU ranks need NCCL (or host
+    // staging).
+    return absl::UnimplementedError(
+        "distributed runs on the CUDA backend need the NCCL communicator, "
+        "which is not "
+        "implemented yet; run one process per GPU without mpirun, or CPU ranks "
+        "(train.device: CPU)");
+  }
   if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&
       backend->name() == "cpu") {
     return absl::InvalidArgumentError(absl::StrCat(
