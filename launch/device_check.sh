@@ -76,14 +76,33 @@ run bench_pytorch_B16 240 bench.txt python3 "$stage/reference/gpt2_torch.py" --b
   --seq_len 1024 --steps 10
 grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference" "$out/bench.txt" | tee -a "$out/machine.txt"
 
-# ---- 4. Shakespeare ----------------------------------------------------------------
+# ---- 4. Shakespeare, then what it learned -----------------------------------------
 if [ "$skip_train" != "--skip-train" ]; then
-  run shakespeare 240 train.txt "$stage/bin/gpt2_ddp" \
+  runs=$(mktemp -d)  # checkpoints are far too big to come back
+  run shakespeare 300 train.txt "$stage/bin/gpt2_ddp" \
     --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
-    --set log.run_dir="$out/runs"
+    --set log.run_dir="$runs" --set train.max_seconds=200
   tail -5 "$out/train.txt" | tee -a "$out/machine.txt"
-  cp "$out/runs/gpt2_124m_shakespeare/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
-  rm -rf "$out/runs"
+  cp "$runs/gpt2_124m_shakespeare/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
+  ckpt=$(ls "$runs"/gpt2_124m_shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
+  if [ -n "$ckpt" ]; then
+    # HF export checked against transformers, and samples.
+    run ckpt_verify 60 train.txt "$stage/bin/gpt2_ckpt" verify "$ckpt"
+    run hf_export 120 train.txt "$stage/bin/gpt2_ckpt" export --format hf --out "$runs/hf" \
+      --data_dir "$stage/data" "$ckpt"
+    run our_logits 120 train.txt "$stage/bin/gpt2_ckpt" logits "$ckpt" --prompt "ROMEO:" \
+      --data_dir "$stage/data" --out "$runs/ours.bin"
+    run hf_logits_check 180 train.txt python3 "$stage/reference/hf_logits_check.py" \
+      --hf_dir "$runs/hf" --ours "$runs/ours.bin" --prompt "ROMEO:"
+    grep "hf_logits_check:" "$out/train.txt" | tee -a "$out/machine.txt"
+    if [ -x "$stage/bin/gpt2_sample" ]; then
+      for prompt in "First Citizen:" "ROMEO:"; do
+        run "sample" 120 samples.txt "$stage/bin/gpt2_sample" --checkpoint "$ckpt" \
+          --prompt "$prompt" --num_samples 5 --max_new_tokens 50 --data_dir "$stage/data"
+      done
+    fi
+  fi
+  rm -rf "$runs"
 fi
 
 echo

@@ -15,7 +15,9 @@ mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA_ARCHS=90 -DGPT2_STATIC_DEPS=ON \
   -DGPT2_TEST_DATA_DIR="$GPT2_DATA_DIR" >"$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
 targets=(gpt2_ddp gpt2_bench cuda_backend_test_gpu)
-[ -f src/tools/gpt2_ckpt.cc ] && targets+=(gpt2_ckpt)
+for optional in gpt2_ckpt gpt2_sample; do
+  [ -f "src/tools/$optional.cc" ] && targets+=("$optional")
+done
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$build/build.log" 2>&1 ||
   { tail -30 "$build/build.log"; exit 1; }
 
@@ -39,7 +41,7 @@ rm -rf "$debs" "$stage/mpi/usr/share/doc" "$stage/mpi/usr/share/man"
 cp configs/*.pbtxt "$stage/configs/"
 cp "$GPT2_DATA_DIR/gpt2/encoder.json" "$GPT2_DATA_DIR/gpt2/vocab.bpe" "$stage/data/gpt2/"
 cp "$GPT2_DATA_DIR/tinyshakespeare/input.txt" "$stage/data/tinyshakespeare/"
-cp tests/reference/gpt2_torch.py "$stage/reference/"
+cp tests/reference/*.py "$stage/reference/"
 git rev-parse --short HEAD >"$stage/COMMIT" 2>/dev/null || true
 
 size=$(du -sm "$stage" | cut -f1)

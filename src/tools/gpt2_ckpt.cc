@@ -10,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -20,8 +21,11 @@
 #include "src/ckpt/export.h"
 #include "src/ckpt/inspect.h"
 #include "src/ckpt/json_util.h"
+#include "src/ckpt/model_checkpoint.h"
 #include "src/core/error.h"
 #include "src/data/dataset.h"
+#include "src/data/tokenizer.h"
+#include "src/model/gpt2.h"
 #include "src/tools/cli_common.h"
 
 ABSL_FLAG(bool, json, false, "inspect: print one JSON object instead of text.");
@@ -38,6 +42,7 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(bool, tokenizer, true,
           "export --format hf: copy the tokenizer files (--notokenizer skips "
           "them).");
+ABSL_FLAG(std::string, prompt, "", "logits: the text whose tokens are run.");
 ABSL_FLAG(bool, weights_only, true,
           "export/import: only the weights travel (always so; accepted for "
           "clarity).");
@@ -67,6 +72,10 @@ usage:
       tokenizer_config.json, and vocab.json + merges.txt from D/gpt2/.
   gpt2_ckpt import --from llmc --out CKPT MODEL.bin
       A weights-only checkpoint from an llm.c model file (version 3 or 5).
+  gpt2_ckpt logits CKPT --prompt TEXT [--out FILE] [--data_dir D]
+      Runs the model (CPU, fp32) on the prompt's tokens and prints the top-5
+      next tokens; --out writes the logits as raw float32 (T x V, row-major,
+      padded vocab cut), for comparing with other implementations.
 
 Flags:)";
 
@@ -403,10 +412,68 @@ absl::Status Import(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
+// Our model's logits for a prompt, on the CPU in fp32: the reference other
+// implementations (e.g. transformers on an HF export) are compared against.
+absl::Status Logits(const std::string& path) {
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  if (prompt.empty()) return UsageError("logits needs --prompt TEXT");
+  GPT2_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
+  GPT2_ASSIGN_OR_RETURN(ModelShape shape,
+                        ModelShapeFromConfig(reader.header().config().model()));
+  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(
+                            ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
+  const std::vector<int> ids = tokenizer.Encode(prompt);
+  const int T = static_cast<int>(ids.size());
+  if (T > shape.max_seq_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the prompt is ", T, " tokens; the model's context is ",
+                     shape.max_seq_len));
+  }
+  auto backend = MakeCpuBackend();
+  Gpt2Model model(backend.get(), shape, DType::kF32, 1, T);
+  std::vector<double> params(model.num_params());
+  GPT2_RETURN_IF_ERROR(ReadFlatRange(&reader, model.param_list(),
+                                     TensorFamily::kParams, DType::kF64, 0,
+                                     model.num_params(), params.data()));
+  model.SetParams(params);
+  const std::vector<int32_t> tokens(ids.begin(), ids.end());
+  model.Forward(tokens.data(), nullptr, 1, T, 0.0, false);
+  std::vector<float> logits(model.logits().numel);
+  backend->Download(logits.data(), model.logits());
+  const int V = shape.vocab_size, Vp = shape.padded_vocab_size;
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (!out.empty()) {
+    FILE* f = std::fopen(out.c_str(), "wb");
+    if (f == nullptr)
+      return absl::PermissionDeniedError(absl::StrCat(out, ": cannot create"));
+    bool ok = true;
+    for (int t = 0; t < T; ++t)
+      ok &= std::fwrite(&logits[int64_t{t} * Vp], 4, V, f) == size_t(V);
+    ok &= std::fclose(f) == 0;
+    if (!ok) return absl::DataLossError(absl::StrCat(out, ": write failed"));
+  }
+  const float* last = &logits[int64_t{T - 1} * Vp];
+  std::vector<int> order(V);
+  for (int v = 0; v < V; ++v) order[v] = v;
+  std::partial_sort(order.begin(), order.begin() + 5, order.end(),
+                    [&](int a, int b) { return last[a] > last[b]; });
+  std::printf("%d prompt tokens (%s); top-5 next tokens:\n", T,
+              absl::StrJoin(ids, " ").c_str());
+  for (int i = 0; i < 5; ++i) {
+    std::printf("  %6d %-16s logit %.4f\n", order[i],
+                absl::StrCat("'", absl::CEscape(tokenizer.DecodeToken(order[i])), "'").c_str(),
+                last[order[i]]);
+  }
+  if (!out.empty())
+    std::printf("wrote %s: %d x %d float32 logits\n", out.c_str(), T, V);
+  return absl::OkStatus();
+}
+
 absl::Status Run(const std::vector<char*>& positional) {
   if (positional.size() < 2) {
     return UsageError(
-        "missing subcommand: inspect, verify, diff, export or import");
+        "missing subcommand: inspect, verify, diff, export, import or logits");
   }
   const std::string command = positional[1];
   const std::vector<std::string> args(positional.begin() + 2, positional.end());
@@ -424,9 +491,14 @@ absl::Status Run(const std::vector<char*>& positional) {
   }
   if (command == "export") return Export(args);
   if (command == "import") return Import(args);
-  return UsageError(
-      absl::StrCat("unknown subcommand '", command,
-                   "'; expected inspect, verify, diff, export or import"));
+  if (command == "logits") {
+    GPT2_RETURN_IF_ERROR(
+        ExpectArgs(args, 1, "logits CKPT --prompt TEXT [--out FILE]"));
+    return Logits(args[0]);
+  }
+  return UsageError(absl::StrCat(
+      "unknown subcommand '", command,
+      "'; expected inspect, verify, diff, export, import or logits"));
 }
 
 }  // namespace

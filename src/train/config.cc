@@ -184,6 +184,9 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
          t.micro_batch_size(), " * ", t.seq_len(), " * ", world_size, " = ",
          per_micro, ")");
   }
+  if (!(t.max_seconds() >= 0)) {
+    fail("train.max_seconds must be >= 0, got ", t.max_seconds());
+  }
   if (t.stop_at_loss() < 0)
     fail("train.stop_at_loss must be >= 0, got ", t.stop_at_loss());
 

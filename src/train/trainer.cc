@@ -375,6 +375,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       GPT2_RETURN_IF_ERROR(save(step + 1, metrics.lr));
       last_saved = step + 1;
     }
+    if (cfg.train().max_seconds() > 0 &&
+        SecondsSince(process_start) >= cfg.train().max_seconds()) {
+      log.Line(absl::StrFormat(
+          "time budget train.max_seconds = %g s reached after step %d",
+          cfg.train().max_seconds(), step));
+      break;
+    }
     if (cfg.train().stop_at_loss() > 0 &&
         metrics.loss < cfg.train().stop_at_loss()) {
       log.Line(

@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Checks an HF export of a gpt2_ddp checkpoint against our own logits.
+
+Loads DIR (written by `gpt2_ckpt export --format hf`) with transformers'
+GPT2LMHeadModel in fp32, runs the prompt, and compares with the logits that
+`gpt2_ckpt logits CKPT --prompt PROMPT --out OURS.bin` wrote (float32, T x V).
+
+  python3 hf_logits_check.py --hf_dir DIR --ours OURS.bin --prompt "ROMEO:"
+"""
+import argparse
+import sys
+
+import numpy as np
+import torch
+from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hf_dir", required=True)
+    parser.add_argument("--ours", required=True)
+    parser.add_argument("--prompt", required=True)
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="max |difference| allowed, relative to the logits' range")
+    args = parser.parse_args()
+    tokenizer = GPT2TokenizerFast.from_pretrained(args.hf_dir)
+    model = GPT2LMHeadModel.from_pretrained(args.hf_dir, torch_dtype=torch.float32).eval()
+    ids = tokenizer(args.prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        theirs = model(ids).logits[0].numpy()
+    ours = np.fromfile(args.ours, dtype=np.float32).reshape(-1, model.config.vocab_size)
+    if ours.shape != theirs.shape:
+        sys.exit(f"hf_logits_check: shapes differ: ours {ours.shape}, transformers {theirs.shape}")
+    diff = np.abs(ours - theirs).max()
+    scale = np.abs(theirs).max()
+    same_argmax = (ours.argmax(-1) == theirs.argmax(-1)).mean()
+    ok = diff <= args.tolerance * max(scale, 1.0)
+    print(f"hf_logits_check: {ids.shape[1]} tokens {ids[0].tolist()}; max |ours - transformers| = "
+          f"{diff:.3e} (logit scale {scale:.2f}); argmax agreement {same_argmax:.0%}: "
+          f"{'ok' if ok else 'MISMATCH'}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
