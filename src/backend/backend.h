@@ -10,11 +10,19 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "src/core/tensor.h"
 #include "src/ops/adamw.h"
 
 namespace gpt2 {
+
+// GPU time spent in one kind of op, summed over calls (see EnableOpTiming).
+struct OpTiming {
+  std::string op;
+  double ms = 0.0;
+  int64_t calls = 0;
+};
 
 class Backend {
  public:
@@ -33,7 +41,14 @@ class Backend {
   virtual void Copy(Tensor dst, Tensor src) = 0;
   // Waits for all queued work (a no-op on the CPU).
   virtual void Synchronize() = 0;
-  // dst = src in dst's element type (see src/ops/cast.h for the pairs each backend has).
+  // Per-op timing for benchmarks: while enabled, each op is timed (CUDA events
+  // on the GPU); TakeOpTimings returns the sums since the last call, slowest
+  // first, and waits for the queued work. Backends without it return nothing.
+  virtual void EnableOpTiming(bool on) {}
+  virtual std::vector<OpTiming> TakeOpTimings() { return {}; }
+
+  // dst = src in dst's element type (see src/ops/cast.h for the pairs each
+  // backend has).
   virtual void Cast(Tensor dst, Tensor src) = 0;
 
   // ---- Ops (see src/ops/<op>.h for shapes). ----

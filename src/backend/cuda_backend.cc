@@ -2,8 +2,11 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "src/cuda/check.h"
 #include "src/cuda/scratch.h"
@@ -107,12 +110,14 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void Cast(Tensor dst, Tensor src) override {
+    OpTimer timer(this, "cast");
     CheckSize(src, dst.numel, "cast src");
     cuda::Cast(dst, src, stream_);
   }
 
   void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
                       int T, int C) override {
+    OpTimer timer(this, "encoder_fwd");
     CheckSize(out, int64_t{B} * T * C, "encoder out");
     CheckSize(tokens, int64_t{B} * T, "encoder tokens");
     cuda::EncoderForward(out, tokens, wte, wpe, B, T, C, stream_);
@@ -120,6 +125,7 @@ class CudaBackend final : public Backend {
   void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
                        const int32_t* host_tokens, int B, int T,
                        int C) override {
+    OpTimer timer(this, "encoder_bwd");
     CheckSize(dout, int64_t{B} * T * C, "encoder dout");
     GPT2_CHECK_MSG(host_tokens != nullptr,
                    "the CUDA encoder backward needs host tokens");
@@ -128,6 +134,7 @@ class CudaBackend final : public Backend {
   }
   void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                         Tensor weight, Tensor bias, int64_t N, int C) override {
+    OpTimer timer(this, "layernorm_fwd");
     CheckSize(out, N * C, "layernorm out");
     CheckSize(inp, N * C, "layernorm inp");
     CheckSize(mean, N, "layernorm mean");
@@ -138,6 +145,7 @@ class CudaBackend final : public Backend {
   void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                          Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
                          int64_t N, int C) override {
+    OpTimer timer(this, "layernorm_bwd");
     CheckSize(dinp, N * C, "layernorm dinp");
     CheckSize(dout, N * C, "layernorm dout");
     CheckSize(dweight, C, "layernorm dweight");
@@ -146,6 +154,7 @@ class CudaBackend final : public Backend {
   }
   void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                      int64_t N, int C, int OC) override {
+    OpTimer timer(this, "matmul_fwd");
     CheckSize(out, N * OC, "matmul out");
     CheckSize(inp, N * C, "matmul inp");
     CheckSize(weight, int64_t{OC} * C, "matmul weight");
@@ -158,6 +167,7 @@ class CudaBackend final : public Backend {
   void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                       Tensor inp, Tensor weight, int64_t N, int C,
                       int OC) override {
+    OpTimer timer(this, "matmul_bwd");
     CheckSize(dout, N * OC, "matmul dout");
     CheckSize(inp, N * C, "matmul inp");
     CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
@@ -173,6 +183,7 @@ class CudaBackend final : public Backend {
   }
   void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                         int NH) override {
+    OpTimer timer(this, "attention_fwd");
     CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
     CheckSize(out, int64_t{B} * T * C, "attention out");
     CheckSize(lse, int64_t{B} * NH * T, "attention lse");
@@ -181,32 +192,38 @@ class CudaBackend final : public Backend {
   }
   void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                          Tensor lse, int B, int T, int C, int NH) override {
+    OpTimer timer(this, "attention_bwd");
     CheckSize(dqkv, int64_t{B} * T * 3 * C, "attention dqkv");
     CheckSize(dout, int64_t{B} * T * C, "attention dout");
     cuda::AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, &scratch_,
                             stream_);
   }
   void GeluForward(Tensor out, Tensor inp) override {
+    OpTimer timer(this, "gelu_fwd");
     CheckSize(out, inp.numel, "gelu out");
     cuda::GeluForward(out, inp, stream_);
   }
   void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) override {
+    OpTimer timer(this, "gelu_bwd");
     CheckSize(dinp, inp.numel, "gelu dinp");
     CheckSize(dout, inp.numel, "gelu dout");
     cuda::GeluBackward(dinp, inp, dout, stream_);
   }
   void ResidualForward(Tensor out, Tensor a, Tensor b) override {
+    OpTimer timer(this, "residual_fwd");
     CheckSize(a, out.numel, "residual a");
     CheckSize(b, out.numel, "residual b");
     cuda::ResidualForward(out, a, b, stream_);
   }
   void AddInPlace(Tensor dst, Tensor src) override {
+    OpTimer timer(this, "add_in_place");
     CheckSize(src, dst.numel, "add src");
     cuda::AddInPlace(dst, src, stream_);
   }
   void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
                          int64_t N, int V, int Vp, double dloss,
                          bool write_grad) override {
+    OpTimer timer(this, "classifier");
     CheckSize(logits, N * Vp, "classifier logits");
     CheckSize(losses, N, "classifier losses");
     CheckSize(targets, N, "classifier targets");
@@ -215,17 +232,20 @@ class CudaBackend final : public Backend {
                             write_grad, stream_);
   }
   void AccumulateSum(Tensor acc, Tensor x, double scale) override {
+    OpTimer timer(this, "loss_sum");
     CheckSize(acc, 1, "sum accumulator");
     CheckF32(acc, "sum accumulator");
     cuda::AccumulateSum(acc, x, scale, stream_);
   }
   void SumSquares(Tensor out, Tensor x) override {
+    OpTimer timer(this, "grad_norm");
     CheckSize(out, 1, "sum-of-squares out");
     CheckF32(out, "sum-of-squares out");
     cuda::SumSquares(out, x, &scratch_, stream_);
   }
   void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
              Tensor norm_squared, const AdamWArgs& args) override {
+    OpTimer timer(this, "adamw");
     CheckSize(m, param.numel, "adamw m");
     CheckSize(v, param.numel, "adamw v");
     CheckSize(grad, param.numel, "adamw grad");
@@ -241,7 +261,56 @@ class CudaBackend final : public Backend {
     cuda::AdamW(param, master, m, v, grad, norm_squared, args, stream_);
   }
 
+  void EnableOpTiming(bool on) override { timing_ = on; }
+  std::vector<OpTiming> TakeOpTimings() override {
+    GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    std::map<std::string, OpTiming> by_op;
+    for (const TimedCall& call : timed_) {
+      float ms = 0.0f;
+      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms, call.start, call.end));
+      OpTiming& t = by_op[call.op];
+      t.op = call.op;
+      t.ms += ms;
+      ++t.calls;
+      cudaEventDestroy(call.start);
+      cudaEventDestroy(call.end);
+    }
+    timed_.clear();
+    std::vector<OpTiming> out;
+    for (auto& [op, t] : by_op) out.push_back(t);
+    std::sort(out.begin(), out.end(),
+              [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
+    return out;
+  }
+
  private:
+  struct TimedCall {
+    const char* op;
+    cudaEvent_t start, end;
+  };
+  // Brackets one op with events on the stream while timing is on; free
+  // otherwise.
+  class OpTimer {
+   public:
+    OpTimer(CudaBackend* backend, const char* op)
+        : backend_(backend->timing_ ? backend : nullptr), op_(op) {
+      if (backend_ == nullptr) return;
+      GPT2_CUDA_CHECK(cudaEventCreate(&start_));
+      GPT2_CUDA_CHECK(cudaEventCreate(&end_));
+      GPT2_CUDA_CHECK(cudaEventRecord(start_, backend_->stream_));
+    }
+    ~OpTimer() {
+      if (backend_ == nullptr) return;
+      cudaEventRecord(end_, backend_->stream_);
+      backend_->timed_.push_back({op_, start_, end_});
+    }
+
+   private:
+    CudaBackend* backend_;
+    const char* op_;
+    cudaEvent_t start_ = nullptr, end_ = nullptr;
+  };
+
   std::string matmul_path() const {
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_) return "cublaslt";
@@ -250,6 +319,8 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  bool timing_ = false;
+  std::vector<TimedCall> timed_;
   cudaStream_t stream_ = nullptr;
   cuda::Scratch scratch_;
 #if !defined(GPT2_CUDA_EMULATED)

@@ -41,6 +41,9 @@ ABSL_FLAG(int, heads, 12, "GPT-2 shape: heads.");
 ABSL_FLAG(std::string, device, "cpu",
           "Backend of the timed train step: cpu, or cuda (in a CUDA build, on "
           "GPU 0).");
+ABSL_FLAG(bool, profile, true,
+          "After the timed steps, time one step per op (CUDA events; the CPU backend "
+          "has no per-op timing).");
 ABSL_FLAG(bool, tokenizer, true,
           "Also time tokenizing Tiny Shakespeare (needs the data directory).");
 ABSL_FLAG(
@@ -158,6 +161,18 @@ double BenchTrainStep(bool print) {
     bwd.push_back(Ms(t1, t2));
     upd.push_back(Ms(t2, t3));
   }
+  // One more step with every op timed (CUDA events): where the time goes.
+  std::vector<OpTiming> timings;
+  if (absl::GetFlag(FLAGS_profile)) {
+    backend->EnableOpTiming(true);
+    model.ZeroGrads();
+    model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+    model.Backward();
+    backend->SumSquares(norm_sq, model.grads());
+    opt.Step(model.params(), model.grads(), norm_sq, 1e-4, steps + 2);
+    timings = backend->TakeOpTimings();
+    backend->EnableOpTiming(false);
+  }
   backend->Free(norm_sq);
   const double ms = Median(total);
   const double tokens_per_sec = B * T / (ms / 1000.0);
@@ -176,6 +191,15 @@ double BenchTrainStep(bool print) {
           "MFU: %.1f%% of %.0f TFLOP/s (dense bf16 peak; this run is fp32)\n",
           100.0 * flops_per_token * tokens_per_sec / (peak_tflops * 1e12),
           peak_tflops);
+    }
+    double op_total = 0.0;
+    for (const OpTiming& t : timings) op_total += t.ms;
+    if (!timings.empty())
+      std::printf("per-op time of one profiled step (GPU events):\n");
+    for (const OpTiming& t : timings) {
+      std::printf("  %-16s %5lld calls %9.2f ms %5.1f%%\n", t.op.c_str(),
+                  static_cast<long long>(t.calls), t.ms,
+                  100.0 * t.ms / op_total);
     }
 #ifdef GPT2_HAVE_CUDA
     if (absl::GetFlag(FLAGS_device) == "cuda") {

@@ -438,6 +438,24 @@ TEST_P(CudaOps, AdamW) {
   }
 }
 
+TEST_P(CudaOps, OpTimingCountsEveryCall) {
+  auto x = Random(4096, 40), y = Random(4096, 41);
+  auto g_x = Gpu(x), g_y = Gpu(y);
+  cuda_->EnableOpTiming(true);
+  for (int i = 0; i < 3; ++i) cuda_->AddInPlace(g_x.view, g_y.view);
+  cuda_->GeluForward(g_y.view, g_x.view);
+  const std::vector<OpTiming> timings = cuda_->TakeOpTimings();
+  cuda_->EnableOpTiming(false);
+  ASSERT_EQ(timings.size(), 2u);
+  for (const OpTiming& t : timings) {
+    EXPECT_EQ(t.calls, t.op == "add_in_place" ? 3 : 1) << t.op;
+    EXPECT_GE(t.ms, 0.0) << t.op;
+  }
+  EXPECT_TRUE(cuda_->TakeOpTimings().empty());  // taken, and timing is off now
+  cuda_->AddInPlace(g_x.view, g_y.view);
+  EXPECT_TRUE(cuda_->TakeOpTimings().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, CudaOps,
                          ::testing::Values(DType::kF32, DType::kBF16),
                          [](const auto& info) {
