@@ -15,6 +15,8 @@
 #include "src/core/tensor.h"
 #include "src/ops/adamw.h"
 
+struct CUstream_st;  // cudaStream_t, without the CUDA headers
+
 namespace gpt2 {
 
 // GPU time spent in one kind of op, summed over calls (see EnableOpTiming).
@@ -45,6 +47,9 @@ class Backend {
   // on the GPU); TakeOpTimings returns the sums since the last call, slowest
   // first, and waits for the queued work. Backends without it return nothing.
   virtual void EnableOpTiming(bool on) {}
+  // The CUDA stream the backend queues work on (device collectives order
+  // themselves after it); null on the CPU.
+  virtual CUstream_st* cuda_stream() const { return nullptr; }
   virtual std::vector<OpTiming> TakeOpTimings() { return {}; }
 
   // dst = src in dst's element type (see src/ops/cast.h for the pairs each

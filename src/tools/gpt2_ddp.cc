@@ -8,6 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "src/backend/select.h"
 #include "src/comm/mpi_env.h"
+#ifdef GPT2_HAVE_CUDA
+#include "src/comm/nccl_communicator.h"
+#endif
 #include "src/core/threads.h"
 #include "src/data/dataset.h"
 #include "src/tools/cli_common.h"
@@ -79,6 +82,10 @@ int main(int argc, char** argv) {
   options.init_from = absl::GetFlag(FLAGS_init_from);
 #ifdef GPT2_HAVE_CUDA
   options.choose_backend = &gpt2::ChooseCudaOrCpuBackend;
+  options.make_device_comm = [](gpt2::Backend* backend) {
+    return gpt2::MakeNcclCommunicator(gpt2::MpiEnv::Init(nullptr, nullptr),
+                                      backend->cuda_stream());
+  };
 #endif
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {

@@ -84,14 +84,22 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(BackendChoice choice,
                         choose(cfg.train(), comm->local_rank()));
   Backend* backend = choice.backend.get();
+  // Training collectives run on the backend's memory: MPI for CPU ranks, NCCL
+  // for GPU ranks. Host buffers (checkpoint gathers) always go over `comm`.
+  std::unique_ptr<Communicator> device_comm;
+  Communicator* dcomm = comm;
   if (world > 1 && backend->name() != "cpu") {
-    // The MPI communicator works on host memory; GPU ranks need NCCL (or host
-    // staging).
-    return absl::UnimplementedError(
-        "distributed runs on the CUDA backend need the NCCL communicator, "
-        "which is not "
-        "implemented yet; run one process per GPU without mpirun, or CPU ranks "
-        "(train.device: CPU)");
+    if (cfg.distributed().comm() == config::BACKEND_MPI ||
+        options.make_device_comm == nullptr) {
+      return absl::UnimplementedError(
+          "GPU ranks communicate over NCCL; the host-staged MPI path for GPU "
+          "ranks "
+          "(distributed.comm: BACKEND_MPI, e.g. several ranks sharing one GPU) "
+          "is not "
+          "implemented yet");
+    }
+    device_comm = options.make_device_comm(backend);
+    dcomm = device_comm.get();
   }
   if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&
       backend->name() == "cpu") {
@@ -190,7 +198,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   log.Line(absl::StrFormat("backend: %s, %s, %d thread(s) | world size %d (%s)",
                            backend->name(), DTypeName(choice.dtype),
                            omp_get_max_threads(), comm->world_size(),
-                           comm->name()));
+                           dcomm->name()));
   if (!choice.note.empty()) log.Line(absl::StrCat("note: ", choice.note));
   const ModelShape& s = plan.shape;
   log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d",
@@ -214,7 +222,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const int64_t param_bytes = model.params().bytes();
   if (world > 1) {
     log.Line(absl::StrFormat(
-        "distributed: %d ranks, %s, %s", world, comm->name(),
+        "distributed: %d ranks, %s, %s", world, dcomm->name(),
         zero1
             ? absl::StrFormat(
                   "ZeRO-1: optimizer state sharded, %d params per rank",
@@ -255,7 +263,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       backend->AccumulateSum(loss_sum, model.losses(),
                              1.0 / (double{B} * T * batches));
     }
-    comm->AllReduce(loss_sum, ReduceOp::kAverage);
+    dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
     return read_scalar(loss_sum);
   };
 
@@ -312,18 +320,19 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
     // The loss and gradients are averaged over ranks. Only after the last
     // micro-step: earlier micro-steps do no communication.
-    comm->AllReduce(loss_sum, ReduceOp::kAverage);
+    dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
     if (world > 1) {
-      comm->ReduceScatter(shard_grads, model.padded_grads(),
-                          ReduceOp::kAverage);
+      dcomm->ReduceScatter(shard_grads, model.padded_grads(),
+                           ReduceOp::kAverage);
     }
     Tensor step_grads;
     if (zero1) {
       backend->SumSquares(norm_squared, shard_grads);
-      comm->AllReduce(norm_squared, ReduceOp::kSum);  // global norm over shards
+      dcomm->AllReduce(norm_squared,
+                       ReduceOp::kSum);  // global norm over shards
       step_grads = shard_grads;
     } else {
-      if (world > 1) comm->AllGather(model.padded_grads(), shard_grads);
+      if (world > 1) dcomm->AllGather(model.padded_grads(), shard_grads);
       backend->SumSquares(norm_squared, model.grads());
       step_grads = model.grads();
     }
@@ -339,9 +348,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
                      ++updates_applied);
       if (zero1) {
-        comm->AllGather(model.padded_params(),
-                        model.padded_params().Slice(
-                            shard.rank * shard.shard_size, shard.shard_size));
+        dcomm->AllGather(model.padded_params(),
+                         model.padded_params().Slice(
+                             shard.rank * shard.shard_size, shard.shard_size));
       }
     }
     backend->Synchronize();

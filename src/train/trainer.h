@@ -4,6 +4,7 @@
 #ifndef GPT2_TRAIN_TRAINER_H_
 #define GPT2_TRAIN_TRAINER_H_
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ struct TrainOptions {
   std::string data_dir;
   // The ranks' communicator; null means a world of one.
   Communicator* comm = nullptr;
+  // Makes the communicator for GPU ranks' device tensors (NCCL); CUDA builds
+  // set it.
+  std::unique_ptr<Communicator> (*make_device_comm)(Backend* backend) = nullptr;
   // Picks the backend; null means ChooseCpuBackend. Tools built with CUDA pass
   // ChooseCudaOrCpuBackend.
   BackendChooser choose_backend = nullptr;

@@ -1,0 +1,129 @@
+#include "src/comm/nccl_communicator.h"
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+
+#include <string>
+
+#include "src/cuda/check.h"
+
+namespace gpt2 {
+namespace {
+
+#define GPT2_NCCL_CHECK(expr)                                               \
+  do {                                                                      \
+    const ncclResult_t gpt2_nccl_ = (expr);                                 \
+    if (gpt2_nccl_ != ncclSuccess) {                                        \
+      ::gpt2::FatalError(std::string("NCCL error: ") +                      \
+                             ncclGetErrorString(gpt2_nccl_) + " in " #expr, \
+                         __FILE__, __LINE__);                               \
+    }                                                                       \
+  } while (0)
+
+ncclDataType_t ToNccl(DType t) {
+  switch (t) {
+    case DType::kF32:
+      return ncclFloat32;
+    case DType::kF64:
+      return ncclFloat64;
+    case DType::kBF16:
+      return ncclBfloat16;
+    case DType::kI32:
+      return ncclInt32;
+  }
+  return ncclFloat32;
+}
+
+ncclRedOp_t ToNccl(ReduceOp op) {
+  return op == ReduceOp::kSum ? ncclSum : ncclAvg;
+}
+
+class NcclCommunicator final : public Communicator {
+ public:
+  NcclCommunicator(const MpiEnv& env, cudaStream_t compute)
+      : env_(env), compute_(compute) {
+    ncclUniqueId id;
+    if (env_.rank() == 0) GPT2_NCCL_CHECK(ncclGetUniqueId(&id));
+    MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
+    GPT2_NCCL_CHECK(
+        ncclCommInitRank(&comm_, env_.world_size(), id, env_.rank()));
+    GPT2_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  }
+  ~NcclCommunicator() override {
+    cudaStreamSynchronize(stream_);
+    ncclCommDestroy(comm_);
+    cudaEventDestroy(ready_);
+    cudaEventDestroy(done_);
+    cudaStreamDestroy(stream_);
+  }
+
+  std::string name() const override { return "nccl"; }
+  int rank() const override { return env_.rank(); }
+  int world_size() const override { return env_.world_size(); }
+  int local_rank() const override { return env_.local_rank(); }
+
+  void AllReduce(Tensor buffer, ReduceOp op) override {
+    Begin();
+    GPT2_NCCL_CHECK(ncclAllReduce(buffer.data, buffer.data, buffer.numel,
+                                  ToNccl(buffer.dtype), ToNccl(op), comm_,
+                                  stream_));
+    End();
+  }
+  void ReduceScatter(Tensor output, Tensor input, ReduceOp op) override {
+    GPT2_CHECK(input.numel == output.numel * world_size() &&
+               input.dtype == output.dtype);
+    Begin();
+    GPT2_NCCL_CHECK(ncclReduceScatter(input.data, output.data, output.numel,
+                                      ToNccl(output.dtype), ToNccl(op), comm_,
+                                      stream_));
+    End();
+  }
+  void AllGather(Tensor output, Tensor input) override {
+    GPT2_CHECK(output.numel == input.numel * world_size() &&
+               input.dtype == output.dtype);
+    Begin();  // in place works when input is this rank's block of output
+    GPT2_NCCL_CHECK(ncclAllGather(input.data, output.data, input.numel,
+                                  ToNccl(input.dtype), comm_, stream_));
+    End();
+  }
+  void Broadcast(Tensor buffer, int root) override {
+    Begin();
+    GPT2_NCCL_CHECK(ncclBroadcast(buffer.data, buffer.data, buffer.numel,
+                                  ToNccl(buffer.dtype), root, comm_, stream_));
+    End();
+  }
+  void Barrier() override {
+    GPT2_CUDA_CHECK(cudaStreamSynchronize(compute_));
+    MPI_Barrier(MPI_COMM_WORLD);
+  }
+
+ private:
+  // The collective waits for the compute stream's queued work...
+  void Begin() {
+    GPT2_CUDA_CHECK(cudaEventRecord(ready_, compute_));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
+  }
+  // ...and the compute stream's later work waits for the collective.
+  void End() {
+    GPT2_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
+  }
+
+  const MpiEnv& env_;
+  cudaStream_t compute_;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr, done_ = nullptr;
+  ncclComm_t comm_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> MakeNcclCommunicator(
+    const MpiEnv& env, CUstream_st* compute_stream) {
+  return std::make_unique<NcclCommunicator>(env, compute_stream);
+}
+
+}  // namespace gpt2
