@@ -22,7 +22,7 @@ endif()
 
 if(GPT2_HAVE_CUDA)
   add_executable(cuda_backend_test_gpu tests/cuda/cuda_backend_test.cc
-                 tests/cuda/cuda_train_test.cc)
+                 tests/cuda/cuda_train_test.cc tests/cuda/nccl_test.cc)
   target_link_libraries(cuda_backend_test_gpu PRIVATE gpt2_cuda GTest::gtest GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_gpu DISCOVERY_TIMEOUT 60 TEST_PREFIX "gpu."
     PROPERTIES LABELS gpu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}"
