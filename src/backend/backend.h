@@ -52,51 +52,170 @@ class Backend {
   virtual CUstream_st* cuda_stream() const { return nullptr; }
   virtual std::vector<OpTiming> TakeOpTimings() { return {}; }
 
-  // dst = src in dst's element type (see src/ops/cast.h for the pairs each
-  // backend has).
-  virtual void Cast(Tensor dst, Tensor src) = 0;
+  // ---- Ops: each checks its tensors' sizes against the shapes here, once for
+  // every backend, then runs the backend's implementation (src/ops/<op>.h has
+  // the shapes; Cast and the CUDA-only dtype rules are checked by the
+  // backends). ----
+  void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
+                      int T, int C) {
+    CheckSize(out, int64_t{B} * T * C, "encoder out");
+    CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    RunEncoderForward(out, tokens, wte, wpe, B, T, C);
+  }
+  void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
+                       const int32_t* host_tokens, int B, int T, int C) {
+    CheckSize(dout, int64_t{B} * T * C, "encoder dout");
+    CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    RunEncoderBackward(dwte, dwpe, dout, tokens, host_tokens, B, T, C);
+  }
+  void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                        Tensor weight, Tensor bias, int64_t N, int C) {
+    CheckSize(out, N * C, "layernorm out");
+    CheckSize(inp, N * C, "layernorm inp");
+    CheckSize(mean, N, "layernorm mean");
+    CheckSize(rstd, N, "layernorm rstd");
+    CheckSize(weight, C, "layernorm weight");
+    CheckSize(bias, C, "layernorm bias");
+    RunLayerNormForward(out, mean, rstd, inp, weight, bias, N, C);
+  }
+  void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                         Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
+                         int64_t N, int C) {
+    CheckSize(dinp, N * C, "layernorm dinp");
+    CheckSize(dout, N * C, "layernorm dout");
+    CheckSize(inp, N * C, "layernorm inp");
+    CheckSize(dweight, C, "layernorm dweight");
+    CheckSize(dbias, C, "layernorm dbias");
+    CheckSize(mean, N, "layernorm mean");
+    RunLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
+                         C);
+  }
+  void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                     int64_t N, int C, int OC) {
+    CheckSize(out, N * OC, "matmul out");
+    CheckSize(inp, N * C, "matmul inp");
+    CheckSize(weight, int64_t{OC} * C, "matmul weight");
+    if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
+    RunMatmulForward(out, inp, weight, bias, N, C, OC);
+  }
+  void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                      Tensor inp, Tensor weight, int64_t N, int C, int OC) {
+    CheckSize(dout, N * OC, "matmul dout");
+    CheckSize(inp, N * C, "matmul inp");
+    CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
+    if (dinp.data != nullptr) CheckSize(dinp, N * C, "matmul dinp");
+    if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
+    RunMatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+  }
+  void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                        int NH) {
+    CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
+    CheckSize(out, int64_t{B} * T * C, "attention out");
+    CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+    RunAttentionForward(out, lse, qkv, B, T, C, NH);
+  }
+  void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                         Tensor lse, int B, int T, int C, int NH) {
+    CheckSize(dqkv, int64_t{B} * T * 3 * C, "attention dqkv");
+    CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
+    CheckSize(dout, int64_t{B} * T * C, "attention dout");
+    CheckSize(out, int64_t{B} * T * C, "attention out");
+    CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+    RunAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
+  }
+  void GeluForward(Tensor out, Tensor inp) {
+    CheckSize(out, inp.numel, "gelu out");
+    RunGeluForward(out, inp);
+  }
+  void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) {
+    CheckSize(dinp, inp.numel, "gelu dinp");
+    CheckSize(dout, inp.numel, "gelu dout");
+    RunGeluBackward(dinp, inp, dout);
+  }
+  void ResidualForward(Tensor out, Tensor a, Tensor b) {
+    CheckSize(a, out.numel, "residual a");
+    CheckSize(b, out.numel, "residual b");
+    RunResidualForward(out, a, b);
+  }
+  void AddInPlace(Tensor dst, Tensor src) {
+    CheckSize(src, dst.numel, "add src");
+    RunAddInPlace(dst, src);
+  }
+  void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
+                         int64_t N, int V, int Vp, double dloss,
+                         bool write_grad) {
+    CheckSize(logits, N * Vp, "classifier logits");
+    CheckSize(losses, N, "classifier losses");
+    CheckSize(targets, N, "classifier targets");
+    GPT2_CHECK_MSG(V <= Vp, "vocab ", V, " exceeds its padded size ", Vp);
+    RunClassifierForward(logits, losses, targets, N, V, Vp, dloss, write_grad);
+  }
+  void AccumulateSum(Tensor acc, Tensor x, double scale) {
+    CheckSize(acc, 1, "sum accumulator");
+    RunAccumulateSum(acc, x, scale);
+  }
+  void SumSquares(Tensor out, Tensor x) {
+    CheckSize(out, 1, "sum-of-squares out");
+    RunSumSquares(out, x);
+  }
+  void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
+             Tensor norm_squared, const AdamWArgs& args) {
+    CheckSize(m, param.numel, "adamw m");
+    CheckSize(v, param.numel, "adamw v");
+    CheckSize(grad, param.numel, "adamw grad");
+    CheckSize(norm_squared, 1, "adamw norm_squared");
+    if (master.data != nullptr) CheckSize(master, param.numel, "adamw master");
+    RunAdamW(param, master, m, v, grad, norm_squared, args);
+  }
+  void Cast(Tensor dst, Tensor src) {
+    CheckSize(src, dst.numel, "cast src");
+    RunCast(dst, src);
+  }
 
-  // ---- Ops (see src/ops/<op>.h for shapes). ----
-  virtual void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,
-                              int B, int T, int C) = 0;
-  // host_tokens: the same (B,T) tokens in host memory, so a backend can plan a
-  // deterministic scatter of the wte gradient without reading them back.
-  virtual void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
-                               Tensor tokens, const int32_t* host_tokens, int B,
-                               int T, int C) = 0;
-  virtual void LayerNormForward(Tensor out, Tensor mean, Tensor rstd,
-                                Tensor inp, Tensor weight, Tensor bias,
-                                int64_t N, int C) = 0;
-  virtual void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
+ protected:
+  // A tensor's element count against what an op needs; a mismatch is a
+  // programming error and names the tensor.
+  static void CheckSize(const Tensor& t, int64_t numel, const char* what) {
+    GPT2_CHECK_MSG(t.numel == numel, what, " has ", t.numel,
+                   " elements, op needs ", numel);
+  }
+
+  // The backends' implementations, called after the checks above.
+  virtual void RunEncoderForward(Tensor out, Tensor tokens, Tensor wte,
+                                 Tensor wpe, int B, int T, int C) = 0;
+  virtual void RunEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
+                                  Tensor tokens, const int32_t* host_tokens,
+                                  int B, int T, int C) = 0;
+  virtual void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd,
+                                   Tensor inp, Tensor weight, Tensor bias,
+                                   int64_t N, int C) = 0;
+  virtual void RunLayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
+                                    Tensor dout, Tensor inp, Tensor weight,
+                                    Tensor mean, Tensor rstd, int64_t N,
+                                    int C) = 0;
+  virtual void RunMatmulForward(Tensor out, Tensor inp, Tensor weight,
+                                Tensor bias, int64_t N, int C, int OC) = 0;
+  virtual void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                                  Tensor dout, Tensor inp, Tensor weight,
-                                 Tensor mean, Tensor rstd, int64_t N,
-                                 int C) = 0;
-  // bias / dbias / dinp may be empty tensors (data == nullptr).
-  virtual void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
-                             int64_t N, int C, int OC) = 0;
-  virtual void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias,
-                              Tensor dout, Tensor inp, Tensor weight, int64_t N,
-                              int C, int OC) = 0;
-  virtual void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B,
-                                int T, int C, int NH) = 0;
-  virtual void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
-                                 Tensor out, Tensor lse, int B, int T, int C,
-                                 int NH) = 0;
-  virtual void GeluForward(Tensor out, Tensor inp) = 0;
-  virtual void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) = 0;
-  virtual void ResidualForward(Tensor out, Tensor a, Tensor b) = 0;
-  virtual void AddInPlace(Tensor dst, Tensor src) = 0;
-  virtual void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
-                                 int64_t N, int V, int Vp, double dloss,
-                                 bool write_grad) = 0;
-  virtual void AccumulateSum(Tensor acc, Tensor x, double scale) = 0;
-  virtual void SumSquares(Tensor out, Tensor x) = 0;
-  // master: fp32 master weights when param is bf16 (updated, then rounded into
-  // param); an empty tensor when param is itself the master. m, v match the
-  // master.
-  virtual void AdamW(Tensor param, Tensor master, Tensor m, Tensor v,
-                     Tensor grad, Tensor norm_squared,
-                     const AdamWArgs& args) = 0;
+                                 int64_t N, int C, int OC) = 0;
+  virtual void RunAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B,
+                                   int T, int C, int NH) = 0;
+  virtual void RunAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
+                                    Tensor out, Tensor lse, int B, int T, int C,
+                                    int NH) = 0;
+  virtual void RunGeluForward(Tensor out, Tensor inp) = 0;
+  virtual void RunGeluBackward(Tensor dinp, Tensor inp, Tensor dout) = 0;
+  virtual void RunResidualForward(Tensor out, Tensor a, Tensor b) = 0;
+  virtual void RunAddInPlace(Tensor dst, Tensor src) = 0;
+  virtual void RunClassifierForward(Tensor logits, Tensor losses,
+                                    Tensor targets, int64_t N, int V, int Vp,
+                                    double dloss, bool write_grad) = 0;
+  virtual void RunAccumulateSum(Tensor acc, Tensor x, double scale) = 0;
+  virtual void RunSumSquares(Tensor out, Tensor x) = 0;
+  virtual void RunAdamW(Tensor param, Tensor master, Tensor m, Tensor v,
+                        Tensor grad, Tensor norm_squared,
+                        const AdamWArgs& args) = 0;
+  virtual void RunCast(Tensor dst, Tensor src) = 0;
 };
 
 std::unique_ptr<Backend> MakeCpuBackend();

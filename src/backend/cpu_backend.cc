@@ -23,11 +23,6 @@ T* OrNull(const Tensor& t) {
   return t.data == nullptr ? nullptr : t.as<T>();
 }
 
-void CheckSize(const Tensor& t, int64_t numel, const char* what) {
-  GPT2_CHECK_MSG(t.numel == numel, what, " has ", t.numel,
-                 " elements, op needs ", numel);
-}
-
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
@@ -57,8 +52,7 @@ class CpuBackend final : public Backend {
     std::memcpy(dst.data, src.data, dst.bytes());
   }
   void Synchronize() override {}
-  void Cast(Tensor dst, Tensor src) override {
-    CheckSize(src, dst.numel, "cast src");
+  void RunCast(Tensor dst, Tensor src) override {
     Dispatch(dst.dtype, [&](auto to) {
       using To = decltype(to);
       Dispatch(src.dtype, [&](auto from) {
@@ -68,44 +62,35 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
-                      int T, int C) override {
-    CheckSize(out, int64_t{B} * T * C, "encoder out");
-    CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+  void RunEncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,
+                         int B, int T, int C) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::EncoderForward<F>(out.as<F>(), tokens.as<int32_t>(), wte.as<F>(),
                              wpe.as<F>(), B, T, C);
     });
   }
-  void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
-                       const int32_t* /*host_tokens*/, int B, int T,
-                       int C) override {
-    CheckSize(dout, int64_t{B} * T * C, "encoder dout");
+  void RunEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
+                          const int32_t* /*host_tokens*/, int B, int T,
+                          int C) override {
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::EncoderBackward<F>(dwte.as<F>(), dwpe.as<F>(), dout.as<F>(),
                               tokens.as<int32_t>(), B, T, C);
     });
   }
-  void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
-                        Tensor weight, Tensor bias, int64_t N, int C) override {
-    CheckSize(out, N * C, "layernorm out");
-    CheckSize(inp, N * C, "layernorm inp");
-    CheckSize(mean, N, "layernorm mean");
-    CheckSize(weight, C, "layernorm weight");
+  void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                           Tensor weight, Tensor bias, int64_t N,
+                           int C) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::LayerNormForward<F>(out.as<F>(), mean.as<F>(), rstd.as<F>(),
                                inp.as<F>(), weight.as<F>(), bias.as<F>(), N, C);
     });
   }
-  void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
-                         Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
-                         int64_t N, int C) override {
-    CheckSize(dinp, N * C, "layernorm dinp");
-    CheckSize(dout, N * C, "layernorm dout");
-    CheckSize(dweight, C, "layernorm dweight");
+  void RunLayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
+                            Tensor dout, Tensor inp, Tensor weight, Tensor mean,
+                            Tensor rstd, int64_t N, int C) override {
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::LayerNormBackward<F>(dinp.as<F>(), dweight.as<F>(), dbias.as<F>(),
@@ -113,26 +98,17 @@ class CpuBackend final : public Backend {
                                 mean.as<F>(), rstd.as<F>(), N, C);
     });
   }
-  void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
-                     int64_t N, int C, int OC) override {
-    CheckSize(out, N * OC, "matmul out");
-    CheckSize(inp, N * C, "matmul inp");
-    CheckSize(weight, int64_t{OC} * C, "matmul weight");
-    if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
+  void RunMatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
+                        int64_t N, int C, int OC) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::MatmulForward<F>(out.as<F>(), inp.as<F>(), weight.as<F>(),
                             OrNull<F>(bias), N, C, OC);
     });
   }
-  void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
-                      Tensor inp, Tensor weight, int64_t N, int C,
-                      int OC) override {
-    CheckSize(dout, N * OC, "matmul dout");
-    CheckSize(inp, N * C, "matmul inp");
-    CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
-    if (dinp.data != nullptr) CheckSize(dinp, N * C, "matmul dinp");
-    if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
+  void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
+                         Tensor inp, Tensor weight, int64_t N, int C,
+                         int OC) override {
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::MatmulBackward<F>(OrNull<F>(dinp), dweight.as<F>(), OrNull<F>(dbias),
@@ -140,63 +116,49 @@ class CpuBackend final : public Backend {
                              OC);
     });
   }
-  void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                        int NH) override {
-    CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
-    CheckSize(out, int64_t{B} * T * C, "attention out");
-    CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+  void RunAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
+                           int C, int NH) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AttentionForward<F>(out.as<F>(), lse.as<F>(), qkv.as<F>(), B, T, C,
                                NH);
     });
   }
-  void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
-                         Tensor lse, int B, int T, int C, int NH) override {
-    CheckSize(dqkv, int64_t{B} * T * 3 * C, "attention dqkv");
-    CheckSize(dout, int64_t{B} * T * C, "attention dout");
+  void RunAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
+                            Tensor lse, int B, int T, int C, int NH) override {
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AttentionBackward<F>(dqkv.as<F>(), dout.as<F>(), qkv.as<F>(),
                                 out.as<F>(), lse.as<F>(), B, T, C, NH);
     });
   }
-  void GeluForward(Tensor out, Tensor inp) override {
-    CheckSize(out, inp.numel, "gelu out");
+  void RunGeluForward(Tensor out, Tensor inp) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::GeluForward<F>(out.as<F>(), inp.as<F>(), inp.numel);
     });
   }
-  void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) override {
-    CheckSize(dinp, inp.numel, "gelu dinp");
-    CheckSize(dout, inp.numel, "gelu dout");
+  void RunGeluBackward(Tensor dinp, Tensor inp, Tensor dout) override {
     Dispatch(dinp.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::GeluBackward<F>(dinp.as<F>(), inp.as<F>(), dout.as<F>(), inp.numel);
     });
   }
-  void ResidualForward(Tensor out, Tensor a, Tensor b) override {
-    CheckSize(a, out.numel, "residual a");
-    CheckSize(b, out.numel, "residual b");
+  void RunResidualForward(Tensor out, Tensor a, Tensor b) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::ResidualForward<F>(out.as<F>(), a.as<F>(), b.as<F>(), out.numel);
     });
   }
-  void AddInPlace(Tensor dst, Tensor src) override {
-    CheckSize(src, dst.numel, "add src");
+  void RunAddInPlace(Tensor dst, Tensor src) override {
     Dispatch(dst.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AddInPlace<F>(dst.as<F>(), src.as<F>(), dst.numel);
     });
   }
-  void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
-                         int64_t N, int V, int Vp, double dloss,
-                         bool write_grad) override {
-    CheckSize(logits, N * Vp, "classifier logits");
-    CheckSize(losses, N, "classifier losses");
-    CheckSize(targets, N, "classifier targets");
+  void RunClassifierForward(Tensor logits, Tensor losses, Tensor targets,
+                            int64_t N, int V, int Vp, double dloss,
+                            bool write_grad) override {
     const int32_t* t = targets.as<int32_t>();
     for (int64_t i = 0; i < N; ++i) {
       GPT2_CHECK_MSG(t[i] >= 0 && t[i] < V, "target ", t[i], " at ", i,
@@ -208,27 +170,22 @@ class CpuBackend final : public Backend {
                                 dloss, write_grad);
     });
   }
-  void AccumulateSum(Tensor acc, Tensor x, double scale) override {
-    CheckSize(acc, 1, "sum accumulator");
+  void RunAccumulateSum(Tensor acc, Tensor x, double scale) override {
     Dispatch(x.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AccumulateSum<F>(acc.as<F>(), x.as<F>(), x.numel, scale);
     });
   }
-  void SumSquares(Tensor out, Tensor x) override {
-    CheckSize(out, 1, "sum-of-squares out");
+  void RunSumSquares(Tensor out, Tensor x) override {
     Dispatch(x.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::SumSquares<F>(out.as<F>(), x.as<F>(), x.numel);
     });
   }
-  void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
-             Tensor norm_squared, const AdamWArgs& args) override {
+  void RunAdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
+                Tensor norm_squared, const AdamWArgs& args) override {
     GPT2_CHECK_MSG(master.data == nullptr,
                    "the CPU backend keeps no separate master weights");
-    CheckSize(m, param.numel, "adamw m");
-    CheckSize(v, param.numel, "adamw v");
-    CheckSize(grad, param.numel, "adamw grad");
     Dispatch(param.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AdamW<F>(param.as<F>(), m.as<F>(), v.as<F>(), grad.as<F>(),
