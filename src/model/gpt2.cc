@@ -5,30 +5,7 @@
 #include "src/core/error.h"
 
 namespace gpt2 {
-namespace {
-
-// Param indices in BuildParamList order.
-enum ParamIndex {
-  kWte,
-  kWpe,
-  kLn1w,
-  kLn1b,
-  kQkvw,
-  kQkvb,
-  kAttprojw,
-  kAttprojb,
-  kLn2w,
-  kLn2b,
-  kFcw,
-  kFcb,
-  kFcprojw,
-  kFcprojb,
-  kLnfw,
-  kLnfb,
-  kNumParamTensors
-};
-
-}  // namespace
+namespace {}  // namespace
 
 struct Gpt2Model::LayerActs {
   // (B,T,C) unless noted.

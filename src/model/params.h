@@ -50,6 +50,28 @@ struct ParamSpec {
   int64_t layer_numel() const;
 };
 
+// Positions in BuildParamList's order, for code that walks the model layer by
+// layer.
+enum ParamIndex {
+  kWte,
+  kWpe,
+  kLn1w,
+  kLn1b,
+  kQkvw,
+  kQkvb,
+  kAttprojw,
+  kAttprojb,
+  kLn2w,
+  kLn2b,
+  kFcw,
+  kFcb,
+  kFcprojw,
+  kFcprojb,
+  kLnfw,
+  kLnfb,
+  kNumParamTensors
+};
+
 // The 16 tensors in llm.c's order: wte, wpe, ln1w, ln1b, qkvw, qkvb, attprojw,
 // attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb.
 std::vector<ParamSpec> BuildParamList(const ModelShape& shape);
