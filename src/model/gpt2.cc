@@ -5,7 +5,6 @@
 #include "src/core/error.h"
 
 namespace gpt2 {
-namespace {}  // namespace
 
 struct Gpt2Model::LayerActs {
   // (B,T,C) unless noted.
