@@ -11,6 +11,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libgtest-dev googletest
   libboost-context-dev
+  libcpp-httplib-dev nlohmann-json3-dev chromium
 )
 
 missing=()

@@ -1,0 +1,61 @@
+// Incremental GPT-2 inference with a KV cache: the interface every backend's
+// decoder implements, and the CPU one. A decoder runs a batch of sequences
+// that all start from the same prompt (the prompt is run once and its cache
+// copied to every row), then appends one token per row per Step, each costing
+// one position rather than a re-run of the sequence.
+#ifndef GPT2_INFER_DECODER_H_
+#define GPT2_INFER_DECODER_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "src/model/params.h"
+
+namespace gpt2::infer {
+
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+
+  virtual std::string name() const = 0;
+  virtual const ModelShape& shape() const = 0;
+  // The most rows one Start may ask for.
+  virtual int max_batch() const = 0;
+
+  // Starts `batch` sequences, each beginning with `prompt` (1..capacity
+  // tokens, each in [0, V)). `capacity` is the most positions any row will
+  // hold (prompt + later Steps), at most the model's max_seq_len; the cache is
+  // sized for it. Afterwards logits() holds each row's next-token logits.
+  virtual absl::Status Start(absl::Span<const int32_t> prompt, int batch,
+                             int capacity) = 0;
+  // Appends tokens[b] to row b (tokens.size() == batch) at position(), then
+  // logits() holds the logits after it. FailedPrecondition once position()
+  // reaches capacity, or before Start.
+  virtual absl::Status Step(absl::Span<const int32_t> tokens) = 0;
+
+  // (batch, Vp) row-major in host memory: the logits of each row's last
+  // position. Entries at or past vocab_size are -infinity, so a padded id can
+  // never win an argmax or carry probability.
+  virtual const float* logits() const = 0;
+  virtual int batch() const = 0;
+  // Tokens each row holds (all rows hold the same number).
+  virtual int position() const = 0;
+  virtual int capacity() const = 0;
+};
+
+// The CPU decoder, in fp32. `params` holds TotalParams(BuildParamList(shape))
+// values in the flat parameter layout (src/model/params.h). Its results do
+// not depend on the thread count or on the batch size: each row is computed
+// in a fixed order, so the same seed gives the same text with --num_samples 1
+// or 10.
+std::unique_ptr<Decoder> MakeCpuDecoder(const ModelShape& shape,
+                                        std::vector<float> params,
+                                        int max_batch);
+
+}  // namespace gpt2::infer
+
+#endif  // GPT2_INFER_DECODER_H_

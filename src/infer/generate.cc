@@ -1,0 +1,143 @@
+// The generation loop: sample every live row, feed the tokens back, stop each
+// row by its own rule. Timing is split into prefill and decode for the tools.
+#include "src/infer/generate.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "src/core/error.h"
+#include "src/core/rng.h"
+
+namespace gpt2::infer {
+namespace {
+
+double SecondsSince(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      .count();
+}
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+const char* FinishReasonName(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kContext:
+      return "context";
+    case FinishReason::kEndOfText:
+      return "end_of_text";
+  }
+  return "?";
+}
+
+uint64_t SampleSeed(uint64_t seed, int index) {
+  return SplitMix64(seed ^ SplitMix64(static_cast<uint64_t>(index)));
+}
+
+absl::Status ValidateGenerateRequest(const ModelShape& shape, int max_batch,
+                                     const GenerateRequest& request) {
+  if (request.prompt.empty()) {
+    return absl::InvalidArgumentError(
+        "prompt: empty; give at least one token of text to continue");
+  }
+  if (static_cast<int64_t>(request.prompt.size()) >= shape.max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prompt: ", request.prompt.size(),
+        " tokens leave no room in the model's context of ", shape.max_seq_len,
+        " tokens (at most ", shape.max_seq_len - 1, ")"));
+  }
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    if (request.prompt[i] < 0 || request.prompt[i] >= shape.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "prompt: token ", i, " = ", request.prompt[i],
+          " is outside the vocabulary [0, ", shape.vocab_size, ")"));
+    }
+  }
+  if (request.num_samples < 1 || request.num_samples > max_batch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_samples = ", request.num_samples, " is outside [1, ",
+                     max_batch, "]"));
+  }
+  if (request.max_new_tokens < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_new_tokens = ", request.max_new_tokens, " must be at least 1"));
+  }
+  return ValidateSamplingParams(request.sampling);
+}
+
+int NewTokenLimit(const ModelShape& shape, const GenerateRequest& request) {
+  const int64_t room =
+      shape.max_seq_len - static_cast<int64_t>(request.prompt.size());
+  return static_cast<int>(
+      std::max<int64_t>(0, std::min<int64_t>(request.max_new_tokens, room)));
+}
+
+absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
+                                        const GenerateRequest& request) {
+  const ModelShape& shape = decoder->shape();
+  GPT2_RETURN_IF_ERROR(
+      ValidateGenerateRequest(shape, decoder->max_batch(), request));
+  const int N = request.num_samples;
+  const int P = static_cast<int>(request.prompt.size());
+  const int limit = NewTokenLimit(shape, request);
+  const FinishReason at_limit = limit == request.max_new_tokens
+                                    ? FinishReason::kLength
+                                    : FinishReason::kContext;
+  // The last new token is sampled but never fed back.
+  const int capacity = P + limit - 1;
+
+  GenerateResult result;
+  result.samples.resize(N);
+  std::vector<Rng> rngs;
+  rngs.reserve(N);
+  for (int i = 0; i < N; ++i) rngs.emplace_back(SampleSeed(request.seed, i));
+  std::vector<bool> active(N, true);
+  std::vector<int32_t> next(N);
+  Sampler sampler;
+
+  auto start = std::chrono::steady_clock::now();
+  GPT2_RETURN_IF_ERROR(decoder->Start(request.prompt, N, capacity));
+  result.prefill_seconds = SecondsSince(start);
+  start = std::chrono::steady_clock::now();
+  const int Vp = shape.padded_vocab_size;
+  for (int i = 0; i < limit; ++i) {
+    int still_active = 0;
+    for (int b = 0; b < N; ++b) {
+      next[b] = 0;  // what an ended row is fed: any valid id
+      if (!active[b]) continue;
+      const int token =
+          sampler.Sample(decoder->logits() + int64_t{b} * Vp, shape.vocab_size,
+                         request.sampling, &rngs[b]);
+      GeneratedSample& sample = result.samples[b];
+      if (request.stop_at_end_of_text && token == request.end_of_text) {
+        sample.finish = FinishReason::kEndOfText;
+        active[b] = false;
+        continue;
+      }
+      sample.tokens.push_back(token);
+      ++result.new_tokens;
+      if (i + 1 == limit) {
+        sample.finish = at_limit;
+        active[b] = false;
+        continue;
+      }
+      next[b] = token;
+      ++still_active;
+    }
+    if (still_active == 0) break;
+    GPT2_RETURN_IF_ERROR(decoder->Step(next));
+    ++result.decode_steps;
+  }
+  result.decode_seconds = SecondsSince(start);
+  return result;
+}
+
+}  // namespace gpt2::infer

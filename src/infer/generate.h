@@ -1,0 +1,76 @@
+// Text generation on a Decoder: N samples of one prompt decoded together,
+// each with its own KV-cache row and its own random stream.
+//
+// Stopping: a sample ends when it has max_new_tokens new tokens, when the
+// sequence fills the model's context (prompt + new tokens == max_seq_len), or
+// when it draws <|endoftext|> (with stop_at_end_of_text; the end-of-text token
+// itself is then not part of the sample's tokens). The batch ends when every
+// sample has ended. A sample that ended early keeps its row in the batch (fed
+// token 0, its logits ignored) until the batch ends: simpler than
+// compacting the cache, and the batches are small.
+#ifndef GPT2_INFER_GENERATE_H_
+#define GPT2_INFER_GENERATE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "src/infer/decoder.h"
+#include "src/infer/sampler.h"
+
+namespace gpt2::infer {
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;  // token ids; at least one
+  int num_samples = 5;
+  int max_new_tokens = 50;
+  SamplingParams sampling;
+  // Sample i draws from Rng(SampleSeed(seed, i)), so sample i's text does not
+  // depend on how many samples run beside it.
+  uint64_t seed = 1337;
+  bool stop_at_end_of_text = true;
+  int end_of_text = 50256;  // GPT-2's <|endoftext|>
+};
+
+enum class FinishReason {
+  kLength,     // max_new_tokens reached
+  kContext,    // the model's context is full
+  kEndOfText,  // drew <|endoftext|>
+};
+const char* FinishReasonName(FinishReason reason);  // "length", ...
+
+struct GeneratedSample {
+  std::vector<int32_t> tokens;  // the new tokens only
+  FinishReason finish = FinishReason::kLength;
+};
+
+struct GenerateResult {
+  std::vector<GeneratedSample> samples;
+  int64_t new_tokens = 0;  // sum of the samples' token counts
+  int decode_steps = 0;    // Decoder::Step calls (positions after the prompt)
+  double prefill_seconds = 0.0;
+  double decode_seconds = 0.0;  // steps and sampling
+};
+
+// The per-sample seed: a splitmix64 mix of (seed, index).
+uint64_t SampleSeed(uint64_t seed, int index);
+
+// InvalidArgument naming the field: an empty prompt (not allowed: GPT-2 needs
+// at least one token to condition on), a prompt of max_seq_len tokens or more
+// (no room left to generate), token ids outside [0, V), num_samples outside
+// [1, max_batch], max_new_tokens < 1, bad sampling params.
+absl::Status ValidateGenerateRequest(const ModelShape& shape, int max_batch,
+                                     const GenerateRequest& request);
+
+// The number of new tokens a request can get: max_new_tokens, cut to what
+// the context leaves after the prompt.
+int NewTokenLimit(const ModelShape& shape, const GenerateRequest& request);
+
+absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
+                                        const GenerateRequest& request);
+
+}  // namespace gpt2::infer
+
+#endif  // GPT2_INFER_GENERATE_H_

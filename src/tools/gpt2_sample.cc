@@ -1,0 +1,244 @@
+// gpt2_sample: continues a prompt with a trained checkpoint on the CPU (the
+// KV-cache decoder of src/infer), and benchmarks decode speed (--bench).
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "src/core/error.h"
+#include "src/core/rng.h"
+#include "src/core/threads.h"
+#include "src/data/dataset.h"
+#include "src/data/tokenizer.h"
+#include "src/infer/decoder.h"
+#include "src/infer/generate.h"
+#include "src/infer/model_source.h"
+#include "src/infer/sampler.h"
+#include "src/tools/cli_common.h"
+
+ABSL_FLAG(std::string, checkpoint, "",
+          "A gpt2_ddp checkpoint (.ckpt), e.g. "
+          "<run_dir>/<run_name>/checkpoints/step_00000060.ckpt. Required, "
+          "except with --bench --random_124m.");
+ABSL_FLAG(std::string, prompt, "",
+          "The text to continue. Required and non-empty (the model needs at "
+          "least one token to condition on); it must encode to fewer tokens "
+          "than the model's context (model.max_seq_len). <|endoftext|> in it "
+          "is ordinary text.");
+ABSL_FLAG(int, num_samples, 5,
+          "Samples to draw, decoded together as one batch: 1..64.");
+ABSL_FLAG(int, max_new_tokens, 50,
+          "New tokens per sample, >= 1; generation also stops when the "
+          "context is full, and a sample stops when it draws <|endoftext|>.");
+ABSL_FLAG(int, top_k, 50,
+          "Sample among the k most likely tokens, >= 1 (1 = greedy).");
+ABSL_FLAG(double, temperature, 1.0,
+          "Divides the logits before top-k sampling; > 0 (lower = more "
+          "conservative).");
+ABSL_FLAG(uint64_t, seed, 1337,
+          "Random seed. The same seed gives the same text on the same "
+          "backend; sample i's text does not depend on --num_samples.");
+ABSL_FLAG(std::string, data_dir, "",
+          "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
+          "tokenizer). Default: $GPT2_DATA_DIR, else ./data.");
+ABSL_FLAG(bool, bench, false,
+          "Instead of sampling: time decoding (sampling included) at batch 1 "
+          "and 8 and print the median tokens/s of --bench_runs runs.");
+ABSL_FLAG(bool, random_124m, false,
+          "With --bench: a GPT-2 124M-shaped model with random weights "
+          "instead of --checkpoint.");
+ABSL_FLAG(int, bench_tokens, 64,
+          "With --bench: decode steps per run (cut to fit the context).");
+ABSL_FLAG(int, bench_runs, 3, "With --bench: runs per batch size, >= 1.");
+
+namespace gpt2 {
+namespace {
+
+constexpr int kMaxSamples = 64;
+constexpr char kTool[] = "gpt2_sample";
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Decode tokens/s at batch 1 and 8: a short prompt, then `steps` rounds of
+// top-k 50 sampling and one Step each.
+absl::Status Bench(const infer::InferenceModel& model) {
+  const ModelShape& shape = model.shape;
+  const int prompt_len = std::max(1, std::min(8, shape.max_seq_len / 4));
+  const int steps = std::min(absl::GetFlag(FLAGS_bench_tokens),
+                             shape.max_seq_len - prompt_len);
+  const int runs = absl::GetFlag(FLAGS_bench_runs);
+  if (steps < 1 || runs < 1) {
+    return absl::InvalidArgumentError(
+        "--bench_tokens and --bench_runs must be at least 1");
+  }
+  std::vector<int32_t> prompt(prompt_len);
+  for (int i = 0; i < prompt_len; ++i) {
+    prompt[i] =
+        static_cast<int32_t>((int64_t{i} * 7919 + 13) % shape.vocab_size);
+  }
+  std::printf("model: %s, %s\n",
+              infer::DescribeShape(shape, model.num_params).c_str(),
+              model.source.c_str());
+  std::printf(
+      "decoder: cpu fp32, %d OpenMP threads; prompt %d tokens, %d "
+      "decode steps per run, median of %d runs\n",
+      omp_get_max_threads(), prompt_len, steps, runs);
+  std::unique_ptr<infer::Decoder> decoder =
+      infer::MakeCpuDecoder(shape, model.params, 8);
+  infer::Sampler sampler;
+  for (int batch : {1, 8}) {
+    std::vector<double> rates, prefill_ms;
+    for (int run = 0; run < runs; ++run) {
+      Rng rng(run);
+      auto t0 = std::chrono::steady_clock::now();
+      GPT2_RETURN_IF_ERROR(decoder->Start(prompt, batch, prompt_len + steps));
+      auto t1 = std::chrono::steady_clock::now();
+      std::vector<int32_t> next(batch);
+      for (int s = 0; s < steps; ++s) {
+        for (int b = 0; b < batch; ++b) {
+          next[b] = sampler.Sample(
+              decoder->logits() + int64_t{b} * shape.padded_vocab_size,
+              shape.vocab_size, {50, 1.0}, &rng);
+        }
+        GPT2_RETURN_IF_ERROR(decoder->Step(next));
+      }
+      auto t2 = std::chrono::steady_clock::now();
+      prefill_ms.push_back(
+          std::chrono::duration<double, std::milli>(t1 - t0).count());
+      rates.push_back(batch * steps /
+                      std::chrono::duration<double>(t2 - t1).count());
+    }
+    std::printf(
+        "decode batch %d: %.1f tokens/s (%.1f ms/step; prefill %.1f "
+        "ms)\n",
+        batch, Median(rates), 1000.0 * batch / Median(rates),
+        Median(prefill_ms));
+    std::fflush(stdout);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Sample(const infer::InferenceModel& model) {
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  if (prompt_text.empty()) {
+    return absl::InvalidArgumentError(
+        "--prompt TEXT is required and must not be empty (see --help)");
+  }
+  const int num_samples = absl::GetFlag(FLAGS_num_samples);
+  if (num_samples < 1 || num_samples > kMaxSamples) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--num_samples = ", num_samples, " is outside [1, ", kMaxSamples, "]"));
+  }
+  GPT2_ASSIGN_OR_RETURN(const Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(
+                            ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
+  if (model.shape.vocab_size != tokenizer.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        model.source, ": the model's vocab_size is ", model.shape.vocab_size,
+        "; GPT-2's tokenizer needs ", tokenizer.vocab_size()));
+  }
+  infer::GenerateRequest request;
+  for (int id : tokenizer.Encode(prompt_text)) request.prompt.push_back(id);
+  request.num_samples = num_samples;
+  request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  request.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  request.seed = absl::GetFlag(FLAGS_seed);
+  request.end_of_text = Tokenizer::kEndOfText;
+  if (absl::Status s =
+          infer::ValidateGenerateRequest(model.shape, kMaxSamples, request);
+      !s.ok()) {
+    // Name the flags, not the request fields.
+    return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
+  }
+  std::unique_ptr<infer::Decoder> decoder =
+      infer::MakeCpuDecoder(model.shape, model.params, num_samples);
+  GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result,
+                        infer::Generate(decoder.get(), request));
+  for (size_t i = 0; i < result.samples.size(); ++i) {
+    if (i > 0) std::printf("======\n");
+    const std::vector<int> ids(result.samples[i].tokens.begin(),
+                               result.samples[i].tokens.end());
+    GPT2_ASSIGN_OR_RETURN(const std::string text, tokenizer.DecodeChecked(ids));
+    std::printf("%s%s\n", prompt_text.c_str(), text.c_str());
+  }
+  std::printf("======\n");
+  const double seconds = result.prefill_seconds + result.decode_seconds;
+  std::printf(
+      "%d samples, %lld new tokens in %.3f s: %.1f tokens/s (prompt %zu "
+      "tokens, prefill %.1f ms)\n",
+      num_samples, static_cast<long long>(result.new_tokens), seconds,
+      seconds > 0 ? result.new_tokens / seconds : 0.0, request.prompt.size(),
+      1000.0 * result.prefill_seconds);
+  return absl::OkStatus();
+}
+
+absl::Status Run() {
+  const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  const bool random = absl::GetFlag(FLAGS_random_124m);
+  if (random && !absl::GetFlag(FLAGS_bench)) {
+    return absl::InvalidArgumentError("--random_124m only goes with --bench");
+  }
+  if (random && !checkpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "give --checkpoint or --random_124m, not both");
+  }
+  if (!random && checkpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "--checkpoint FILE is required (see --help)");
+  }
+  if (!absl::GetFlag(FLAGS_bench)) {
+    // Check cheap flags before loading a big model.
+    if (absl::GetFlag(FLAGS_prompt).empty()) {
+      return absl::InvalidArgumentError(
+          "--prompt TEXT is required and must not be empty (see --help)");
+    }
+    GPT2_RETURN_IF_ERROR(infer::ValidateSamplingParams(
+        {absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_temperature)}));
+  }
+  infer::InferenceModel model;
+  if (random) {
+    model = infer::RandomInferenceModel(ModelShape::Gpt2Small(), 1337);
+  } else {
+    GPT2_ASSIGN_OR_RETURN(model, infer::LoadInferenceModel(checkpoint));
+  }
+  return absl::GetFlag(FLAGS_bench) ? Bench(model) : Sample(model);
+}
+
+}  // namespace
+}  // namespace gpt2
+
+int main(int argc, char** argv) {
+  gpt2::UsePassiveOpenMpWait(argv);
+  absl::SetProgramUsageMessage(
+      "Continues a prompt with a gpt2_ddp checkpoint, on the CPU.\n\n"
+      "  gpt2_sample --checkpoint run/tiny_cpu/checkpoints/step_00000060.ckpt "
+      "--prompt 'ROMEO:'\n"
+      "  gpt2_sample --checkpoint FILE --prompt TEXT --num_samples 3 "
+      "--max_new_tokens 100 --top_k 40 --temperature 0.8 --seed 7\n"
+      "  gpt2_sample --checkpoint FILE --bench      (decode tokens/s at batch "
+      "1 and 8)\n"
+      "  gpt2_sample --bench --random_124m         (the same for a GPT-2 "
+      "124M shape)\n\n"
+      "Prints the samples (prompt + continuation) separated by ====== lines, "
+      "then the tokens/s.");
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    return gpt2::ReportError(
+        gpt2::kTool, absl::InvalidArgumentError(absl::StrCat(
+                         "unexpected argument '", rest[1], "' (see --help)")));
+  }
+  const absl::Status status = gpt2::Run();
+  return status.ok() ? 0 : gpt2::ReportError(gpt2::kTool, status);
+}

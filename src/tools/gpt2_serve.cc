@@ -1,0 +1,614 @@
+// gpt2_serve: a web page and a JSON API that sample from a gpt2_ddp checkpoint
+// on the CPU. One model, one worker thread: requests are parsed and checked
+// on httplib's connection threads, then queue for the worker in arrival
+// order, so concurrent requests are all answered and never share the model.
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "src/core/error.h"
+#include "src/core/threads.h"
+#include "src/data/dataset.h"
+#include "src/data/tokenizer.h"
+#include "src/infer/decoder.h"
+#include "src/infer/generate.h"
+#include "src/infer/model_source.h"
+#include "src/tools/cli_common.h"
+
+#ifndef GPT2_SERVE_STUB
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "src/tools/serve_page.h"
+#endif
+
+ABSL_FLAG(std::string, checkpoint, "",
+          "The gpt2_ddp checkpoint (.ckpt) to serve. Required. Loaded once at "
+          "start-up.");
+ABSL_FLAG(int, port, 8080,
+          "TCP port. 0 picks a free one; the chosen port is printed as "
+          "'gpt2_serve: listening on http://HOST:PORT'.");
+ABSL_FLAG(std::string, host, "127.0.0.1",
+          "Address to bind. The default serves this machine only; 0.0.0.0 "
+          "exposes the model to the network.");
+ABSL_FLAG(std::string, data_dir, "",
+          "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
+          "tokenizer). Default: $GPT2_DATA_DIR, else ./data.");
+ABSL_FLAG(int, http_threads, 16,
+          "Connection threads (1..256). A request holds one while it is read, "
+          "waits for the model and is answered; more requests queue.");
+
+namespace gpt2 {
+namespace {
+
+constexpr char kTool[] = "gpt2_serve";
+
+// Limits, documented in docs/serve.md. The body limit answers 413; the rest
+// 400 naming the field.
+constexpr size_t kMaxBodyBytes = 64 * 1024;
+constexpr size_t kMaxPromptBytes = 8 * 1024;
+constexpr int kMaxSamples = 10;
+constexpr int kMaxNewTokens = 1024;
+constexpr double kMaxTemperature = 10.0;
+// A client that sends nothing for this long loses its connection, so a slow
+// client holds one connection thread for at most this long.
+constexpr int kSocketTimeoutSeconds = 5;
+
+// Runs every generation on one thread that owns the decoder: the model is
+// never shared, OpenMP sees one caller, and requests are served in order.
+class ModelWorker {
+ public:
+  explicit ModelWorker(std::unique_ptr<infer::Decoder> decoder)
+      : decoder_(std::move(decoder)), thread_([this] { Loop(); }) {}
+  ~ModelWorker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+
+  // Blocks until the worker has run `request`. *queue_seconds: time spent
+  // waiting for the requests ahead of it.
+  absl::StatusOr<infer::GenerateResult> Run(
+      const infer::GenerateRequest& request, double* queue_seconds) {
+    Job job{&request, {}, std::chrono::steady_clock::now(), 0.0};
+    std::future<absl::StatusOr<infer::GenerateResult>> done =
+        job.done.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(&job);
+    }
+    cv_.notify_one();
+    absl::StatusOr<infer::GenerateResult> result = done.get();
+    *queue_seconds = job.queue_seconds;
+    return result;
+  }
+
+  int queued() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return static_cast<int>(jobs_.size());
+  }
+
+ private:
+  struct Job {
+    const infer::GenerateRequest* request;
+    std::promise<absl::StatusOr<infer::GenerateResult>> done;
+    std::chrono::steady_clock::time_point enqueued;
+    double queue_seconds;
+  };
+
+  void Loop() {
+    for (;;) {
+      Job* job;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stop_ and nothing left
+        job = jobs_.front();
+        jobs_.pop_front();
+      }
+      job->queue_seconds = std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() - job->enqueued)
+                               .count();
+      job->done.set_value(infer::Generate(decoder_.get(), *job->request));
+    }
+  }
+
+  std::unique_ptr<infer::Decoder> decoder_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job*> jobs_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts after the members it uses
+};
+
+#ifndef GPT2_SERVE_STUB
+using Json = nlohmann::json;
+
+// What the access log needs from a request, kept per connection thread: a
+// request is read, handled and logged on one thread.
+struct RequestLog {
+  std::chrono::steady_clock::time_point start;
+  bool started = false;
+  int64_t tokens = 0;
+};
+thread_local RequestLog t_log;
+
+// A client-controlled string as one log token: control bytes, spaces and
+// non-ASCII escaped (no forged lines), cut to `max` bytes, "-" when empty.
+std::string LogField(const std::string& s, size_t max) {
+  if (s.empty()) return "-";
+  std::string out;
+  for (unsigned char c : s.substr(0, max)) {
+    if (c > ' ' && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += absl::StrFormat("\\x%02x", c);
+    }
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
+std::string HtmlEscape(const std::string& s) {
+  return absl::StrReplaceAll(s, {{"&", "&amp;"},
+                                 {"<", "&lt;"},
+                                 {">", "&gt;"},
+                                 {"\"", "&quot;"},
+                                 {"'", "&#39;"}});
+}
+
+// JSON text; invalid UTF-8 (a character split across the last token) becomes
+// U+FFFD rather than an exception.
+std::string Dump(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+void SetJson(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(Dump(body) + "\n", "application/json");
+}
+
+void SetError(httplib::Response& res, int status, const std::string& message) {
+  SetJson(res, status, Json{{"error", message}});
+}
+
+struct ServedModel {
+  infer::InferenceModel model;  // shape, step, source (params moved out)
+  Tokenizer tokenizer;
+};
+
+// The request fields, their defaults and bounds.
+absl::StatusOr<infer::GenerateRequest> ParseGenerate(const std::string& body,
+                                                     const ServedModel& served,
+                                                     std::string* prompt) {
+  Json j;
+  try {
+    j = Json::parse(body);
+  } catch (const Json::parse_error& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed JSON: ", e.what()));
+  }
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the body must be a JSON object, got ", j.type_name()));
+  }
+  static const char* const kFields[] = {"prompt",         "num_samples",
+                                        "max_new_tokens", "top_k",
+                                        "temperature",    "seed"};
+  for (const auto& item : j.items()) {
+    bool known = false;
+    for (const char* f : kFields) known = known || item.key() == f;
+    if (!known) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown field '", item.key(),
+                       "' (fields: prompt, num_samples, max_new_tokens, top_k, "
+                       "temperature, seed)"));
+    }
+  }
+  auto bad_type = [](const char* field, const char* want, const Json& v) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": expected ", want, ", got ", v.type_name(), " ", Dump(v)));
+  };
+  auto integer = [&](const char* field, int64_t lo, int64_t hi,
+                     int64_t fallback) -> absl::StatusOr<int64_t> {
+    if (!j.contains(field)) return fallback;
+    const Json& v = j[field];
+    if (!v.is_number_integer()) return bad_type(field, "an integer", v);
+    // Non-negative JSON integers parse as unsigned, and may exceed int64.
+    const bool in_range =
+        v.is_number_unsigned()
+            ? v.get<uint64_t>() <= uint64_t(hi) && v.get<int64_t>() >= lo
+            : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (!in_range) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " = ", Dump(v), " is outside [", lo, ", ", hi, "]"));
+    }
+    return v.get<int64_t>();
+  };
+
+  if (!j.contains("prompt")) {
+    return absl::InvalidArgumentError("prompt: required");
+  }
+  if (!j["prompt"].is_string()) {
+    return bad_type("prompt", "a string", j["prompt"]);
+  }
+  *prompt = j["prompt"].get<std::string>();
+  if (prompt->empty()) {
+    return absl::InvalidArgumentError(
+        "prompt: empty; give at least one character of text to continue");
+  }
+  if (prompt->size() > kMaxPromptBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt: ", prompt->size(), " bytes; at most ",
+                     kMaxPromptBytes, " are accepted"));
+  }
+  const ModelShape& shape = served.model.shape;
+  infer::GenerateRequest request;
+  GPT2_ASSIGN_OR_RETURN(request.num_samples,
+                        integer("num_samples", 1, kMaxSamples, 5));
+  GPT2_ASSIGN_OR_RETURN(request.max_new_tokens,
+                        integer("max_new_tokens", 1, kMaxNewTokens, 50));
+  GPT2_ASSIGN_OR_RETURN(request.sampling.top_k,
+                        integer("top_k", 1, shape.vocab_size, 50));
+  if (j.contains("temperature")) {
+    const Json& v = j["temperature"];
+    if (!v.is_number()) return bad_type("temperature", "a number", v);
+    request.sampling.temperature = v.get<double>();
+    if (!(request.sampling.temperature > 0.0) ||
+        request.sampling.temperature > kMaxTemperature) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "temperature = ", Dump(v), " is outside (0, ", kMaxTemperature, "]"));
+    }
+  }
+  if (j.contains("seed")) {
+    const Json& v = j["seed"];
+    if (!v.is_number_integer()) return bad_type("seed", "an integer", v);
+    if (!v.is_number_unsigned()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("seed = ", Dump(v), " must be a non-negative integer"));
+    }
+    request.seed = v.get<uint64_t>();
+  }
+  for (int id : served.tokenizer.Encode(*prompt)) request.prompt.push_back(id);
+  request.end_of_text = Tokenizer::kEndOfText;
+  GPT2_RETURN_IF_ERROR(
+      infer::ValidateGenerateRequest(shape, kMaxSamples, request));
+  return request;
+}
+
+Json ModelInfo(const ServedModel& served) {
+  const ModelShape& s = served.model.shape;
+  return Json{{"layers", s.num_layers},
+              {"heads", s.num_heads},
+              {"channels", s.channels},
+              {"context", s.max_seq_len},
+              {"vocab_size", s.vocab_size},
+              {"params", served.model.num_params},
+              {"description", infer::DescribeShape(s, served.model.num_params)},
+              {"checkpoint", served.model.source},
+              {"step", served.model.step}};
+}
+
+std::string RenderPage(const ServedModel& served) {
+  const ModelShape& s = served.model.shape;
+  const std::string title = absl::StrFormat(
+      "GPT-2 %.1fM (%d layer%s, %d channels), step %d",
+      served.model.num_params / 1e6, s.num_layers, s.num_layers == 1 ? "" : "s",
+      s.channels, served.model.step);
+  const std::string subtitle =
+      absl::StrCat(infer::DescribeShape(s, served.model.num_params),
+                   " · checkpoint ", served.model.source,
+                   " · trained with gpt2_ddp · KV-cache decoding on the CPU");
+  return absl::StrReplaceAll(
+      kServePage, {{"{{TITLE}}", HtmlEscape(title)},
+                   {"{{SUBTITLE}}", HtmlEscape(subtitle)},
+                   {"{{MAX_PROMPT_BYTES}}", absl::StrCat(kMaxPromptBytes)},
+                   {"{{MAX_SAMPLES}}", absl::StrCat(kMaxSamples)},
+                   {"{{MAX_NEW_TOKENS}}",
+                    absl::StrCat(std::min(kMaxNewTokens, s.max_seq_len - 1))},
+                   {"{{DEFAULT_NEW_TOKENS}}",
+                    absl::StrCat(std::min(50, s.max_seq_len - 1))},
+                   {"{{VOCAB_SIZE}}", absl::StrCat(s.vocab_size)}});
+}
+
+void HandleGenerate(const ServedModel& served, ModelWorker* worker,
+                    const httplib::Request& req, httplib::Response& res) {
+  std::string prompt;
+  absl::StatusOr<infer::GenerateRequest> request =
+      ParseGenerate(req.body, served, &prompt);
+  if (!request.ok()) {
+    SetError(res, 400, std::string(request.status().message()));
+    return;
+  }
+  double queue_seconds = 0.0;
+  absl::StatusOr<infer::GenerateResult> result =
+      worker->Run(*request, &queue_seconds);
+  if (!result.ok()) {
+    SetError(res, 500, std::string(result.status().message()));
+    return;
+  }
+  Json samples = Json::array(), completions = Json::array(),
+       finish = Json::array(), counts = Json::array();
+  for (const infer::GeneratedSample& s : result->samples) {
+    const std::vector<int> ids(s.tokens.begin(), s.tokens.end());
+    absl::StatusOr<std::string> text = served.tokenizer.DecodeChecked(ids);
+    if (!text.ok()) {
+      SetError(res, 500, std::string(text.status().message()));
+      return;
+    }
+    samples.push_back(prompt + *text);
+    completions.push_back(*text);
+    finish.push_back(infer::FinishReasonName(s.finish));
+    counts.push_back(s.tokens.size());
+  }
+  const double seconds = result->prefill_seconds + result->decode_seconds;
+  t_log.tokens = result->new_tokens;
+  SetJson(res, 200,
+          Json{{"samples", samples},
+               {"completions", completions},
+               {"finish_reasons", finish},
+               {"new_tokens", counts},
+               {"num_samples", request->num_samples},
+               {"prompt_tokens", request->prompt.size()},
+               {"tokens", result->new_tokens},
+               {"seconds", seconds},
+               {"queue_seconds", queue_seconds},
+               {"tokens_per_second",
+                seconds > 0 ? result->new_tokens / seconds : 0.0},
+               {"seed", request->seed},
+               {"model", served.model.source},
+               {"step", served.model.step}});
+}
+
+// SIGINT and SIGTERM, taken by one thread (blocked in all others, so it must
+// be created before any other thread): before the server runs they end the
+// process at once; after, they stop the server and Serve returns.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    thread_ = std::thread([this] { Wait(); });
+  }
+  ~SignalWatcher() { Finish(); }
+  void Watch(httplib::Server* server) { server_ = server; }
+  // Ends the watching thread; the server may be destroyed after this.
+  void Finish() {
+    if (!thread_.joinable()) return;
+    done_ = true;
+    pthread_kill(thread_.native_handle(), SIGTERM);
+    thread_.join();
+  }
+
+ private:
+  void Wait() {
+    int sig = 0;
+    sigwait(&set_, &sig);
+    if (done_) return;
+    httplib::Server* server = server_.load();
+    if (server == nullptr) std::_Exit(128 + sig);
+    // stop() is a no-op until listen_after_bind has started: repeat it.
+    while (!done_) {
+      server->stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  sigset_t set_;
+  std::atomic<bool> done_{false};
+  std::atomic<httplib::Server*> server_{nullptr};
+  std::thread thread_;
+};
+
+// httplib 0.11 listens with a backlog of 5 (built into Debian's library):
+// a burst of connections overflows it and the kernel drops their handshakes,
+// which clients see as failed reads a second later. Linux lets listen() be
+// called again on a listening socket to raise the backlog.
+class Server : public httplib::Server {
+ public:
+  bool RaiseListenBacklog(int backlog) {
+    return ::listen(svr_sock_, backlog) == 0;
+  }
+};
+constexpr int kListenBacklog = 1024;
+
+absl::Status Serve() {
+  // First: every thread created later inherits the blocked signals.
+  auto signals = std::make_unique<SignalWatcher>();
+  const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
+  if (checkpoint.empty()) {
+    return absl::InvalidArgumentError(
+        "--checkpoint FILE is required (see --help)");
+  }
+  const int port = absl::GetFlag(FLAGS_port);
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--port = ", port, " is outside [0, 65535]"));
+  }
+  const int http_threads = absl::GetFlag(FLAGS_http_threads);
+  if (http_threads < 1 || http_threads > 256) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--http_threads = ", http_threads, " is outside [1, 256]"));
+  }
+  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(
+                            ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
+  GPT2_ASSIGN_OR_RETURN(infer::InferenceModel model,
+                        infer::LoadInferenceModel(checkpoint));
+  if (model.shape.vocab_size != tokenizer.vocab_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        checkpoint, ": the model's vocab_size is ", model.shape.vocab_size,
+        "; GPT-2's tokenizer needs ", tokenizer.vocab_size()));
+  }
+  ServedModel served{std::move(model), std::move(tokenizer)};
+  ModelWorker worker(infer::MakeCpuDecoder(
+      served.model.shape, std::move(served.model.params), kMaxSamples));
+  served.model.params = {};
+  const std::string page = RenderPage(served);
+
+  Server server;
+  server.new_task_queue = [http_threads] {
+    return new httplib::ThreadPool(http_threads);
+  };
+  server.set_payload_max_length(kMaxBodyBytes);
+  server.set_read_timeout(kSocketTimeoutSeconds, 0);
+  server.set_write_timeout(kSocketTimeoutSeconds, 0);
+  server.set_keep_alive_timeout(kSocketTimeoutSeconds);
+  server.set_pre_routing_handler(
+      [](const httplib::Request&, httplib::Response&) {
+        t_log = RequestLog{std::chrono::steady_clock::now(), true, 0};
+        return httplib::Server::HandlerResponse::Unhandled;
+      });
+  server.set_logger([](const httplib::Request& req,
+                       const httplib::Response& res) {
+    const std::string ms =
+        t_log.started
+            ? absl::StrFormat(
+                  "%.1f", std::chrono::duration<double, std::milli>(
+                              std::chrono::steady_clock::now() - t_log.start)
+                              .count())
+            : "-";
+    // One write per line, so lines from concurrent requests never interleave.
+    const std::string line =
+        absl::StrFormat("%s %s %s %d %s ms %d tokens\n",
+                        LogField(req.remote_addr, 64), LogField(req.method, 16),
+                        LogField(req.path, 200), res.status, ms, t_log.tokens);
+    std::fwrite(line.data(), 1, line.size(), stdout);
+    std::fflush(stdout);
+    t_log = RequestLog{};
+  });
+  server.set_error_handler(
+      [](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return;  // a handler's own error
+        std::string message =
+            res.status == 413
+                ? absl::StrCat("request body over ", kMaxBodyBytes, " bytes")
+            : res.status == 404
+                ? absl::StrCat("no route for ", req.method, " ", req.path)
+                : absl::StrCat("HTTP ", res.status);
+        SetError(res, res.status, message);
+      });
+  server.set_exception_handler([](const httplib::Request&,
+                                  httplib::Response& res,
+                                  std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    SetError(res, 500, absl::StrCat("internal error: ", what));
+  });
+
+  server.Get("/", [&page](const httplib::Request&, httplib::Response& res) {
+    res.set_content(page, "text/html; charset=utf-8");
+  });
+  server.Get("/healthz", [&served, &worker](const httplib::Request&,
+                                            httplib::Response& res) {
+    SetJson(res, 200,
+            Json{{"status", "ok"},
+                 {"model", ModelInfo(served)},
+                 {"queued", worker.queued()},
+                 {"limits",
+                  {{"body_bytes", kMaxBodyBytes},
+                   {"prompt_bytes", kMaxPromptBytes},
+                   {"prompt_tokens", served.model.shape.max_seq_len - 1},
+                   {"num_samples", kMaxSamples},
+                   {"max_new_tokens", kMaxNewTokens},
+                   {"temperature", kMaxTemperature}}}});
+  });
+  server.Post("/api/generate", [&served, &worker](const httplib::Request& req,
+                                                  httplib::Response& res) {
+    HandleGenerate(served, &worker, req, res);
+  });
+
+  const std::string host = absl::GetFlag(FLAGS_host);
+  int bound = port;
+  if (port == 0) {
+    bound = server.bind_to_any_port(host);
+    if (bound < 0) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot bind ", host, " to a free port"));
+    }
+  } else if (!server.bind_to_port(host, port)) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot bind ", host, ":", port, " (in use, or not an address here)"));
+  }
+  if (!server.RaiseListenBacklog(kListenBacklog)) {
+    return absl::InternalError("cannot raise the listen backlog");
+  }
+  std::printf(
+      "%s: %s, step %lld, from %s\n", kTool,
+      infer::DescribeShape(served.model.shape, served.model.num_params).c_str(),
+      static_cast<long long>(served.model.step), served.model.source.c_str());
+  std::printf("%s: listening on http://%s:%d\n", kTool, host.c_str(), bound);
+  std::fflush(stdout);
+  signals->Watch(&server);
+  const bool ok = server.listen_after_bind();
+  signals->Finish();
+  if (!ok) return absl::InternalError("the server's listen loop failed");
+  std::printf("%s: stopped\n", kTool);
+  return absl::OkStatus();
+}
+#else
+absl::Status Serve() {
+  return absl::UnimplementedError(
+      "this gpt2_serve was built without cpp-httplib and nlohmann-json; "
+      "install them (launch/setup.sh) and rebuild");
+}
+#endif  // GPT2_SERVE_STUB
+
+}  // namespace
+}  // namespace gpt2
+
+int main(int argc, char** argv) {
+  gpt2::UsePassiveOpenMpWait(argv);
+  absl::SetProgramUsageMessage(
+      "Serves a gpt2_ddp checkpoint: a web page at / and a JSON API.\n\n"
+      "  gpt2_serve --checkpoint run/tiny_cpu/checkpoints/step_00000060.ckpt\n"
+      "  gpt2_serve --checkpoint FILE --port 0      (prints the chosen "
+      "port)\n\n"
+      "  POST /api/generate  {\"prompt\": \"ROMEO:\", \"num_samples\": 5, "
+      "\"max_new_tokens\": 50, \"top_k\": 50, \"temperature\": 1.0, "
+      "\"seed\": 1337}\n"
+      "                      -> {\"samples\": [...], \"tokens\": N, "
+      "\"seconds\": S, ...}\n"
+      "  GET  /healthz       -> {\"status\": \"ok\", \"model\": {...}}\n\n"
+      "Logs one line per request: client, method, path, status, ms, tokens. "
+      "See docs/serve.md for the limits.");
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) {
+    return gpt2::ReportError(
+        gpt2::kTool, absl::InvalidArgumentError(absl::StrCat(
+                         "unexpected argument '", rest[1], "' (see --help)")));
+  }
+  signal(SIGPIPE, SIG_IGN);  // a client that hangs up is not our death
+  const absl::Status status = gpt2::Serve();
+  return status.ok() ? 0 : gpt2::ReportError(gpt2::kTool, status);
+}

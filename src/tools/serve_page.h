@@ -1,0 +1,159 @@
+// The single page gpt2_serve shows at "/", in the spirit of the original Gradio
+// demo: a prompt box, sliders for the number of outputs and the length,
+// top-k / temperature / seed, clickable examples, and one box per sample. It
+// talks to the server only through POST /api/generate. gpt2_serve replaces
+// the {{...}} placeholders (HTML-escaped) before serving it.
+#ifndef GPT2_TOOLS_SERVE_PAGE_H_
+#define GPT2_TOOLS_SERVE_PAGE_H_
+
+namespace gpt2 {
+
+inline constexpr char kServePage[] = R"HTML(<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{TITLE}}</title>
+<style>
+  :root { --accent: #ea580c; --border: #e5e7eb; --muted: #6b7280; }
+  * { box-sizing: border-box; }
+  body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto,
+         "DejaVu Sans", sans-serif; color: #111827; background: #f9fafb; }
+  header { padding: 18px 28px 12px; background: #fff; border-bottom: 1px solid var(--border); }
+  h1 { margin: 0 0 4px; font-size: 22px; }
+  .sub { color: var(--muted); font-size: 13px; }
+  main { display: grid; grid-template-columns: minmax(300px, 400px) 1fr; gap: 20px;
+         padding: 20px 28px; }
+  @media (max-width: 800px) { main { grid-template-columns: 1fr; } }
+  .panel { background: #fff; border: 1px solid var(--border); border-radius: 10px; padding: 16px;
+           align-self: start; }
+  label { display: block; font-weight: 600; font-size: 13px; margin: 12px 0 4px; }
+  label:first-child { margin-top: 0; }
+  textarea { width: 100%; min-height: 96px; padding: 8px; font: inherit; border: 1px solid #d1d5db;
+             border-radius: 6px; resize: vertical; }
+  .row { display: flex; align-items: center; gap: 10px; }
+  .row input[type=range] { flex: 1; accent-color: var(--accent); }
+  .row output { min-width: 3em; text-align: right; font-variant-numeric: tabular-nums; }
+  .grid3 { display: grid; grid-template-columns: repeat(3, 1fr); gap: 10px; }
+  .grid3 input { width: 100%; padding: 6px; font: inherit; border: 1px solid #d1d5db; border-radius: 6px; }
+  button#generate { margin-top: 16px; width: 100%; padding: 10px; font: inherit; font-weight: 600;
+                    color: #fff; background: var(--accent); border: 0; border-radius: 8px; cursor: pointer; }
+  button#generate:disabled { opacity: .6; cursor: progress; }
+  .examples { margin-top: 16px; }
+  .examples button { margin: 4px 6px 0 0; padding: 4px 10px; font: inherit; font-size: 13px;
+                     background: #f3f4f6; border: 1px solid var(--border); border-radius: 6px; cursor: pointer; }
+  #status { color: var(--muted); font-size: 13px; min-height: 1.4em; margin-bottom: 8px; }
+  #status.error { color: #b91c1c; }
+  .sample { background: #fff; border: 1px solid var(--border); border-radius: 8px; padding: 10px 12px;
+            margin-bottom: 10px; white-space: pre-wrap; word-wrap: break-word;
+            font: 14px/1.45 ui-monospace, "DejaVu Sans Mono", Menlo, monospace; }
+  .sample b { color: var(--accent); font-weight: 600; }
+  .sample .meta { display: block; margin-top: 6px; color: var(--muted); font: 12px system-ui, sans-serif; }
+  .empty { color: var(--muted); font-style: italic; }
+</style>
+</head>
+<body>
+<header>
+  <h1>{{TITLE}}</h1>
+  <div class="sub" id="model-info">{{SUBTITLE}}</div>
+</header>
+<main>
+  <section class="panel">
+    <form id="form" autocomplete="off">
+      <label for="prompt">Enter some text</label>
+      <textarea id="prompt" name="prompt" maxlength="{{MAX_PROMPT_BYTES}}"
+                placeholder="First Citizen:"></textarea>
+      <label for="num_samples">Number of outputs</label>
+      <div class="row"><input type="range" id="num_samples" min="1" max="{{MAX_SAMPLES}}" value="5">
+        <output id="num_samples_out">5</output></div>
+      <label for="max_new_tokens">Maximum length (new tokens)</label>
+      <div class="row"><input type="range" id="max_new_tokens" min="1" max="{{MAX_NEW_TOKENS}}"
+                              value="{{DEFAULT_NEW_TOKENS}}">
+        <output id="max_new_tokens_out">{{DEFAULT_NEW_TOKENS}}</output></div>
+      <div class="grid3">
+        <div><label for="top_k">Top-k</label>
+          <input type="number" id="top_k" min="1" max="{{VOCAB_SIZE}}" value="50"></div>
+        <div><label for="temperature">Temperature</label>
+          <input type="number" id="temperature" min="0.05" max="10" step="0.05" value="1.0"></div>
+        <div><label for="seed">Seed</label>
+          <input type="number" id="seed" min="0" step="1" value="1337"></div>
+      </div>
+      <button type="submit" id="generate">Generate</button>
+    </form>
+    <div class="examples">
+      <label>Examples</label>
+      <button type="button" class="example">First Citizen:</button>
+      <button type="button" class="example">ROMEO:</button>
+      <button type="button" class="example">To be, or not to be</button>
+      <button type="button" class="example">JULIET:
+O Romeo, Romeo!</button>
+    </div>
+  </section>
+  <section>
+    <div id="status"></div>
+    <div id="outputs"><div class="sample empty">Samples appear here, one per box.</div></div>
+  </section>
+</main>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+for (const id of ["num_samples", "max_new_tokens"]) {
+  $(id).addEventListener("input", () => { $(id + "_out").value = $(id).value; });
+}
+for (const b of document.querySelectorAll("button.example")) {
+  b.addEventListener("click", () => { $("prompt").value = b.textContent; $("prompt").focus(); });
+}
+function setStatus(text, isError) {
+  $("status").textContent = text;
+  $("status").className = isError ? "error" : "";
+}
+$("form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const prompt = $("prompt").value;
+  if (prompt.length === 0) { setStatus("Enter some text first.", true); return; }
+  const body = {
+    prompt,
+    num_samples: Number($("num_samples").value),
+    max_new_tokens: Number($("max_new_tokens").value),
+    top_k: Number($("top_k").value),
+    temperature: Number($("temperature").value),
+    seed: Number($("seed").value),
+  };
+  $("generate").disabled = true;
+  setStatus("Generating…", false);
+  try {
+    const response = await fetch("/api/generate", {
+      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+    const data = await response.json();
+    if (!response.ok) { setStatus("Error " + response.status + ": " + data.error, true); return; }
+    const outputs = $("outputs");
+    outputs.replaceChildren();
+    data.completions.forEach((completion, i) => {
+      const box = document.createElement("div");
+      box.className = "sample";
+      const head = document.createElement("b");
+      head.textContent = prompt;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = "sample " + (i + 1) + " · " + data.new_tokens[i] + " tokens · stopped: " +
+                         data.finish_reasons[i].replace(/_/g, " ");
+      box.append(head, document.createTextNode(completion), meta);
+      outputs.append(box);
+    });
+    setStatus(data.num_samples + " samples, " + data.tokens + " new tokens in " +
+              data.seconds.toFixed(2) + " s (" + Math.round(data.tokens_per_second) +
+              " tokens/s)", false);
+  } catch (err) {
+    setStatus("Request failed: " + err, true);
+  } finally {
+    $("generate").disabled = false;
+  }
+});
+</script>
+</body>
+</html>
+)HTML";
+
+}  // namespace gpt2
+
+#endif  // GPT2_TOOLS_SERVE_PAGE_H_

@@ -1,0 +1,262 @@
+// Sampling and generation: top-k 1 is the argmax, padded vocab entries are
+// never drawn, draws follow the top-k softmax, the same seed gives the same
+// tokens (and a different seed different ones), and requests are validated.
+#include "src/infer/generate.h"
+
+#include <cmath>
+#include <map>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "src/core/rng.h"
+#include "src/infer/decoder.h"
+#include "src/infer/model_source.h"
+#include "src/infer/sampler.h"
+#include "tests/test_util.h"
+
+namespace gpt2::infer {
+namespace {
+
+std::vector<float> RandomLogits(int n, uint64_t seed, double scale = 3.0) {
+  const auto d = testing::RandomVector(n, seed, scale);
+  return std::vector<float>(d.begin(), d.end());
+}
+
+TEST(Sampler, TopKOneIsArgmax) {
+  Sampler sampler;
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    const std::vector<float> logits = RandomLogits(1000, seed);
+    const int argmax = static_cast<int>(
+        std::max_element(logits.begin(), logits.end()) - logits.begin());
+    Rng rng(seed);
+    for (double temperature : {0.01, 1.0, 100.0}) {
+      EXPECT_EQ(sampler.Sample(logits.data(), 1000, {1, temperature}, &rng),
+                argmax);
+    }
+  }
+}
+
+TEST(Sampler, TiesGoToTheLowerId) {
+  Sampler sampler;
+  Rng rng(1);
+  const std::vector<float> logits = {1.0f, 5.0f, 5.0f, NAN, 5.0f};
+  EXPECT_EQ(sampler.Sample(logits.data(), 5, {1, 1.0}, &rng), 1);
+  // Top-2 among three equal values keeps ids 1 and 2 only.
+  for (int i = 0; i < 200; ++i) {
+    const int t = sampler.Sample(logits.data(), 5, {2, 1.0}, &rng);
+    ASSERT_TRUE(t == 1 || t == 2) << t;
+  }
+}
+
+TEST(Sampler, PaddedVocabIsNeverSampled) {
+  // The padded tail holds the largest logits by far; only ids < V may come
+  // out, whatever k.
+  const int V = 100, Vp = 128;
+  std::vector<float> logits = RandomLogits(Vp, 3, 1.0);
+  for (int i = V; i < Vp; ++i) logits[i] = 1000.0f;
+  Sampler sampler;
+  Rng rng(5);
+  for (int k : {1, 5, 100, 128, 100000}) {
+    for (int i = 0; i < 300; ++i) {
+      const int t = sampler.Sample(logits.data(), V, {k, 2.0}, &rng);
+      ASSERT_GE(t, 0);
+      ASSERT_LT(t, V) << "k = " << k;
+    }
+  }
+}
+
+TEST(Sampler, FollowsTheTopKSoftmax) {
+  // Top-2 of {log 1, log 3, -5, ...}: ids 0 and 1 with p = 1/4 and 3/4; at
+  // temperature 2 the odds become 1 : sqrt(3).
+  std::vector<float> logits(10, -5.0f);
+  logits[0] = 0.0f;
+  logits[1] = static_cast<float>(std::log(3.0));
+  Sampler sampler;
+  for (double temperature : {1.0, 2.0}) {
+    Rng rng(42);
+    std::map<int, int> counts;
+    const int n = 20000;
+    for (int i = 0; i < n; ++i) {
+      ++counts[sampler.Sample(logits.data(), 10, {2, temperature}, &rng)];
+    }
+    ASSERT_EQ(counts.size(), 2u);
+    const double p1 = std::pow(3.0, 1.0 / temperature) /
+                      (1 + std::pow(3.0, 1.0 / temperature));
+    // 5 standard deviations of a binomial proportion.
+    EXPECT_NEAR(counts[1] / double(n), p1, 5 * std::sqrt(p1 * (1 - p1) / n));
+  }
+}
+
+TEST(Sampler, Validation) {
+  EXPECT_TRUE(ValidateSamplingParams({1, 1.0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({0, 1.0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({-3, 1.0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({50, 0.0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({50, -1.0}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({50, NAN}).ok());
+  EXPECT_FALSE(ValidateSamplingParams({50, INFINITY}).ok());
+  EXPECT_NE(ValidateSamplingParams({0, 1.0}).message().find("top_k"),
+            std::string::npos);
+  EXPECT_NE(ValidateSamplingParams({5, 0.0}).message().find("temperature"),
+            std::string::npos);
+}
+
+// A small random model with a vocab that includes GPT-2's end-of-text id is
+// too big for a quick test; this one uses V = 300 and its own end id.
+class GenerateTest : public ::testing::Test {
+ protected:
+  GenerateTest()
+      : model_(RandomInferenceModel(ModelShape{2, 2, 16, 24, 300, 320}, 9)) {
+    // GPT-2's init makes near-uniform logits; scale up for peaked ones.
+    for (float& p : model_.params) p *= 8.0f;
+    decoder_ = MakeCpuDecoder(model_.shape, model_.params, 8);
+  }
+  GenerateRequest Request() const {
+    GenerateRequest r;
+    r.prompt = {1, 2, 3};
+    r.num_samples = 4;
+    r.max_new_tokens = 10;
+    r.sampling = {50, 1.0};
+    r.seed = 1234;
+    r.end_of_text = 299;
+    return r;
+  }
+  std::vector<std::vector<int32_t>> Run(const GenerateRequest& r) {
+    auto result = Generate(decoder_.get(), r);
+    EXPECT_TRUE(result.ok()) << result.status();
+    std::vector<std::vector<int32_t>> out;
+    if (result.ok()) {
+      for (const auto& s : result->samples) out.push_back(s.tokens);
+    }
+    return out;
+  }
+  InferenceModel model_;
+  std::unique_ptr<Decoder> decoder_;
+};
+
+TEST_F(GenerateTest, SameSeedSameTokensOtherSeedOtherTokens) {
+  GenerateRequest r = Request();
+  r.stop_at_end_of_text = false;
+  const auto a = Run(r), b = Run(r);
+  EXPECT_EQ(a, b);
+  ASSERT_EQ(a.size(), 4u);
+  for (const auto& s : a) EXPECT_EQ(s.size(), 10u);
+  EXPECT_NE(a[0], a[1]) << "samples of one request share a stream";
+  r.seed = 1235;
+  EXPECT_NE(Run(r), a);
+  // Sample i does not depend on how many samples run beside it.
+  r.seed = 1234;
+  r.num_samples = 1;
+  const auto single = Run(r);
+  ASSERT_EQ(single.size(), 1u);
+  EXPECT_EQ(single[0], a[0]);
+}
+
+TEST_F(GenerateTest, TopKOneIsGreedyDecoding) {
+  GenerateRequest r = Request();
+  r.sampling.top_k = 1;
+  r.stop_at_end_of_text = false;
+  const auto samples = Run(r);
+  // Every sample is the same greedy path, whatever the seed.
+  for (const auto& s : samples) EXPECT_EQ(s, samples[0]);
+  r.seed = 99;
+  EXPECT_EQ(Run(r)[0], samples[0]);
+  // And it is the argmax at each step.
+  std::vector<int32_t> seq = r.prompt;
+  for (int32_t expected : samples[0]) {
+    auto d = MakeCpuDecoder(model_.shape, model_.params, 1);
+    ASSERT_TRUE(d->Start(seq, 1, static_cast<int>(seq.size())).ok());
+    const float* l = d->logits();
+    EXPECT_EQ(std::max_element(l, l + model_.shape.vocab_size) - l, expected);
+    seq.push_back(expected);
+  }
+}
+
+TEST_F(GenerateTest, StopsAtTheContextAndAtEndOfText) {
+  GenerateRequest r = Request();
+  r.max_new_tokens = 1000;
+  r.stop_at_end_of_text = false;
+  auto result = Generate(decoder_.get(), r);
+  ASSERT_TRUE(result.ok());
+  for (const auto& s : result->samples) {
+    EXPECT_EQ(s.tokens.size(), 21u);  // 24 - 3 prompt tokens
+    EXPECT_EQ(s.finish, FinishReason::kContext);
+  }
+  EXPECT_EQ(result->new_tokens, 4 * 21);
+  EXPECT_EQ(result->decode_steps, 20);
+
+  // Make the end id the greedy choice after the prompt: every sample stops
+  // at once with no tokens.
+  const auto first = Run([&] {
+    GenerateRequest g = Request();
+    g.sampling.top_k = 1;
+    g.max_new_tokens = 1;
+    return g;
+  }());
+  r = Request();
+  r.end_of_text = first[0][0];
+  r.sampling.top_k = 1;
+  result = Generate(decoder_.get(), r);
+  ASSERT_TRUE(result.ok());
+  for (const auto& s : result->samples) {
+    EXPECT_TRUE(s.tokens.empty());
+    EXPECT_EQ(s.finish, FinishReason::kEndOfText);
+  }
+  EXPECT_EQ(result->decode_steps, 0);
+}
+
+TEST_F(GenerateTest, NeverSamplesPaddedIds) {
+  // Give the padded rows of wte huge weights, so their logits would win if
+  // they were not masked.
+  InferenceModel m = model_;
+  const int C = m.shape.channels;
+  for (int v = m.shape.vocab_size; v < m.shape.padded_vocab_size; ++v) {
+    for (int c = 0; c < C; ++c) m.params[int64_t{v} * C + c] = 50.0f;
+  }
+  auto d = MakeCpuDecoder(m.shape, m.params, 8);
+  GenerateRequest r = Request();
+  r.num_samples = 8;
+  r.max_new_tokens = 20;
+  r.sampling = {1000, 5.0};
+  r.stop_at_end_of_text = false;
+  auto result = Generate(d.get(), r);
+  ASSERT_TRUE(result.ok());
+  for (const auto& s : result->samples) {
+    for (int32_t t : s.tokens) ASSERT_LT(t, m.shape.vocab_size);
+  }
+}
+
+TEST_F(GenerateTest, RequestValidation) {
+  const ModelShape& shape = model_.shape;
+  auto check = [&](auto mutate, const char* field) {
+    GenerateRequest r = Request();
+    mutate(r);
+    const absl::Status s = ValidateGenerateRequest(shape, 8, r);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(s.message().find(field), std::string::npos) << s.message();
+    // Generate itself refuses the same request.
+    EXPECT_EQ(Generate(decoder_.get(), r).status().code(),
+              absl::StatusCode::kInvalidArgument);
+  };
+  EXPECT_TRUE(ValidateGenerateRequest(shape, 8, Request()).ok());
+  check([](GenerateRequest& r) { r.prompt.clear(); }, "prompt");
+  check([](GenerateRequest& r) { r.prompt.assign(24, 1); }, "prompt");
+  check([](GenerateRequest& r) { r.prompt = {1, 300}; }, "prompt");
+  check([](GenerateRequest& r) { r.num_samples = 0; }, "num_samples");
+  check([](GenerateRequest& r) { r.num_samples = 9; }, "num_samples");
+  check([](GenerateRequest& r) { r.max_new_tokens = 0; }, "max_new_tokens");
+  check([](GenerateRequest& r) { r.sampling.top_k = 0; }, "top_k");
+  check([](GenerateRequest& r) { r.sampling.temperature = 0; }, "temperature");
+  // A prompt of max_seq_len - 1 tokens leaves room for exactly one.
+  GenerateRequest r = Request();
+  r.prompt.assign(23, 1);
+  EXPECT_EQ(NewTokenLimit(shape, r), 1);
+  auto result = Generate(decoder_.get(), r);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->samples[0].tokens.size() +
+                (result->samples[0].finish == FinishReason::kEndOfText),
+            1u);
+}
+
+}  // namespace
+}  // namespace gpt2::infer

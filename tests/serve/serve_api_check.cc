@@ -1,0 +1,552 @@
+// gpt2_serve's JSON API and gpt2_sample's command line, as a user meets them:
+// real processes, a checkpoint written here, loopback only. One server is
+// started for the whole run and killed at the end, also on failure (and by
+// the kernel if this process dies).
+//   serve_api_check PATH/TO/gpt2_serve PATH/TO/gpt2_sample
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/serve/serve_test_util.h"
+
+namespace gpt2 {
+namespace {
+
+using Json = nlohmann::json;
+using serve_testing::ChildProcess;
+using serve_testing::RunResult;
+
+std::string g_serve_bin, g_sample_bin;
+
+// The server and its checkpoint, shared by every test.
+class ServerEnv : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir_ = std::make_unique<serve_testing::TempDir>("gpt2_serve_test");
+    ASSERT_FALSE(dir_->path().empty());
+    checkpoint_ = dir_->File("tiny.ckpt");
+    const absl::Status written =
+        serve_testing::WriteTinyCheckpoint(checkpoint_, 7);
+    ASSERT_TRUE(written.ok()) << written;
+    server_ = std::make_unique<ChildProcess>();
+    const absl::Status started = serve_testing::StartServer(
+        g_serve_bin, checkpoint_, server_.get(), &port_);
+    ASSERT_TRUE(started.ok()) << started;
+  }
+  void TearDown() override {
+    if (server_ != nullptr) {
+      // SIGTERM ends it cleanly.
+      EXPECT_EQ(server_->Stop(), 0) << server_->Output();
+      EXPECT_NE(server_->Output().find("gpt2_serve: stopped"),
+                std::string::npos);
+    }
+    server_.reset();
+    dir_.reset();
+  }
+  static int port() { return port_; }
+  static const std::string& checkpoint() { return checkpoint_; }
+  static const std::string& dir() { return dir_->path(); }
+  static std::string Log() { return server_->Output(); }
+
+ private:
+  static inline std::unique_ptr<serve_testing::TempDir> dir_;
+  static inline std::string checkpoint_;
+  static inline std::unique_ptr<ChildProcess> server_;
+  static inline int port_ = 0;
+};
+
+struct Reply {
+  int status = 0;  // 0: no HTTP answer
+  std::string body;
+  std::string content_type;
+  Json json;  // the body parsed, when it is JSON
+};
+
+Reply Send(const std::string& method, const std::string& path,
+           const std::string& body = "") {
+  httplib::Client client("127.0.0.1", ServerEnv::port());
+  client.set_connection_timeout(5, 0);
+  client.set_read_timeout(30, 0);
+  client.set_write_timeout(10, 0);
+  httplib::Result r = method == "GET"
+                          ? client.Get(path.c_str())
+                          : client.Post(path.c_str(), body, "application/json");
+  Reply reply;
+  if (!r) {
+    reply.body =
+        absl::StrCat("no HTTP answer: ", httplib::to_string(r.error()));
+    return reply;
+  }
+  reply.status = r->status;
+  reply.body = r->body;
+  reply.content_type = r->get_header_value("Content-Type");
+  reply.json = Json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+  return reply;
+}
+
+Reply Generate(const Json& request) {
+  return Send("POST", "/api/generate", request.dump());
+}
+
+// A 400 whose JSON error message contains `needle` (e.g. the field's name).
+void ExpectBadRequest(const std::string& body, const std::string& needle) {
+  const Reply r = Send("POST", "/api/generate", body);
+  EXPECT_EQ(r.status, 400) << body << " -> " << r.body;
+  ASSERT_TRUE(r.json.is_object()) << body << " -> " << r.body;
+  ASSERT_TRUE(r.json.contains("error")) << r.body;
+  EXPECT_NE(r.json["error"].get<std::string>().find(needle), std::string::npos)
+      << body << " -> " << r.body;
+}
+
+std::vector<std::string> Samples(const Reply& r) {
+  std::vector<std::string> out;
+  if (r.json.is_object() && r.json.contains("samples")) {
+    for (const Json& s : r.json["samples"]) out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+TEST(Api, Healthz) {
+  const Reply r = Send("GET", "/healthz");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.json["status"], "ok");
+  EXPECT_EQ(r.json["model"]["layers"], 1);
+  EXPECT_EQ(r.json["model"]["channels"], 32);
+  EXPECT_EQ(r.json["model"]["context"], 64);
+  EXPECT_EQ(r.json["model"]["step"], 7);
+  EXPECT_EQ(r.json["limits"]["num_samples"], 10);
+}
+
+TEST(Api, Page) {
+  const Reply r = Send("GET", "/");
+  ASSERT_EQ(r.status, 200);
+  EXPECT_NE(r.content_type.find("text/html"), std::string::npos);
+  for (const char* want :
+       {"Enter some text", "Number of outputs", "Maximum length", "Top-k",
+        "Temperature", "Seed", "Generate", "First Citizen:", "ROMEO:",
+        "To be, or not to be", "step 7", "1.6M", "/api/generate"}) {
+    EXPECT_NE(r.body.find(want), std::string::npos) << want;
+  }
+  EXPECT_EQ(r.body.find("{{"), std::string::npos) << "a placeholder was left";
+}
+
+TEST(Api, GoodRequest) {
+  const Json request = {{"prompt", "ROMEO:"},   {"num_samples", 3},
+                        {"max_new_tokens", 12}, {"top_k", 40},
+                        {"temperature", 0.9},   {"seed", 5}};
+  const Reply r = Generate(request);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/json");
+  const std::vector<std::string> samples = Samples(r);
+  ASSERT_EQ(samples.size(), 3u);
+  int64_t tokens = 0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    EXPECT_EQ(samples[i].rfind("ROMEO:", 0), 0u) << samples[i];
+    EXPECT_EQ(samples[i],
+              "ROMEO:" + r.json["completions"][i].get<std::string>());
+    const std::string finish = r.json["finish_reasons"][i];
+    const int n = r.json["new_tokens"][i];
+    EXPECT_TRUE(finish == "length" ? n == 12 : finish == "end_of_text")
+        << finish << " " << n;
+    tokens += n;
+  }
+  EXPECT_EQ(r.json["tokens"], tokens);
+  EXPECT_EQ(r.json["num_samples"], 3);
+  EXPECT_EQ(r.json["prompt_tokens"], 3);  // "ROM", "EO", ":"
+  EXPECT_GT(r.json["seconds"].get<double>(), 0.0);
+  EXPECT_EQ(r.json["step"], 7);
+  // Same request, same text; another seed, other text.
+  EXPECT_EQ(Samples(Generate(request)), samples);
+  Json other = request;
+  other["seed"] = 6;
+  EXPECT_NE(Samples(Generate(other)), samples);
+}
+
+TEST(Api, MissingFieldsTakeTheirDefaults) {
+  const Reply r = Generate({{"prompt", "First Citizen:"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Samples(r).size(), 5u);
+  EXPECT_EQ(r.json["seed"], 1337);
+  for (size_t i = 0; i < 5; ++i) {
+    if (r.json["finish_reasons"][i] == "length") {
+      EXPECT_EQ(r.json["new_tokens"][i], 50);
+    }
+  }
+  // Explicit defaults give the same text.
+  EXPECT_EQ(Samples(Generate({{"prompt", "First Citizen:"},
+                              {"num_samples", 5},
+                              {"max_new_tokens", 50},
+                              {"top_k", 50},
+                              {"temperature", 1.0},
+                              {"seed", 1337}})),
+            Samples(r));
+}
+
+TEST(Api, LengthIsCutAtTheContext) {
+  const Reply r = Generate({{"prompt", "To be, or not to be"},
+                            {"num_samples", 2},
+                            {"max_new_tokens", 1024},
+                            {"top_k", 1}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const int prompt_tokens = r.json["prompt_tokens"];
+  for (int i = 0; i < 2; ++i) {
+    if (r.json["finish_reasons"][i] == "end_of_text") continue;
+    EXPECT_EQ(r.json["finish_reasons"][i], "context");
+    EXPECT_EQ(r.json["new_tokens"][i], 64 - prompt_tokens);
+  }
+}
+
+TEST(Api, MalformedJson) {
+  for (const char* body :
+       {"", "{", "not json", "{\"prompt\": \"a\",}", "{\"prompt\": \"a\"} x",
+        "{\"prompt\": \"\xff\xfe\"}"}) {
+    ExpectBadRequest(body, "malformed JSON");
+  }
+  ExpectBadRequest("[1, 2]", "JSON object");
+  ExpectBadRequest("\"ROMEO:\"", "JSON object");
+  ExpectBadRequest("null", "JSON object");
+}
+
+TEST(Api, WrongTypes) {
+  ExpectBadRequest(R"({"prompt": 5})", "prompt");
+  ExpectBadRequest(R"({"prompt": null})", "prompt");
+  ExpectBadRequest(R"({"prompt": ["ROMEO:"]})", "prompt");
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": "5"})", "num_samples");
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": 2.5})", "num_samples");
+  ExpectBadRequest(R"({"prompt": "a", "max_new_tokens": true})",
+                   "max_new_tokens");
+  ExpectBadRequest(R"({"prompt": "a", "top_k": {}})", "top_k");
+  ExpectBadRequest(R"({"prompt": "a", "temperature": "hot"})", "temperature");
+  ExpectBadRequest(R"({"prompt": "a", "seed": 1.5})", "seed");
+  ExpectBadRequest(R"({"prompt": "a", "seed": "7"})", "seed");
+}
+
+TEST(Api, OutOfRange) {
+  ExpectBadRequest(R"({"num_samples": 2})", "prompt: required");
+  ExpectBadRequest(R"({"prompt": ""})", "prompt: empty");
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": 0})", "num_samples");
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": 11})", "num_samples");
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": -3})", "num_samples");
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": 18446744073709551615})",
+                   "num_samples");
+  ExpectBadRequest(R"({"prompt": "a", "max_new_tokens": 0})", "max_new_tokens");
+  ExpectBadRequest(R"({"prompt": "a", "max_new_tokens": 1025})",
+                   "max_new_tokens");
+  ExpectBadRequest(R"({"prompt": "a", "top_k": 0})", "top_k");
+  ExpectBadRequest(R"({"prompt": "a", "top_k": 50258})", "top_k");
+  ExpectBadRequest(R"({"prompt": "a", "temperature": 0})", "temperature");
+  ExpectBadRequest(R"({"prompt": "a", "temperature": -1})", "temperature");
+  ExpectBadRequest(R"({"prompt": "a", "temperature": 10.5})", "temperature");
+  ExpectBadRequest(R"({"prompt": "a", "seed": -1})", "seed");
+  ExpectBadRequest(R"({"prompt": "a", "max_tokens": 5})",
+                   "unknown field 'max_tokens'");
+  // Too many bytes, and (under the byte limit) too many tokens.
+  ExpectBadRequest(Json{{"prompt", std::string(9000, 'a')}}.dump(),
+                   "prompt: 9000 bytes");
+  std::string words;
+  for (int i = 0; i < 100; ++i) words += " word";
+  ExpectBadRequest(Json{{"prompt", words}}.dump(), "context");
+}
+
+TEST(Api, OversizedBodyIs413) {
+  const std::string body =
+      Json{{"prompt", std::string(100 * 1024, 'a')}}.dump();
+  const Reply r = Send("POST", "/api/generate", body);
+  EXPECT_EQ(r.status, 413);
+  ASSERT_TRUE(r.json.is_object()) << r.body;
+  EXPECT_NE(r.json["error"].get<std::string>().find("65536"),
+            std::string::npos);
+}
+
+TEST(Api, UnknownRoutesAre404) {
+  for (const auto& [method, path] :
+       std::vector<std::pair<std::string, std::string>>{
+           {"GET", "/nope"}, {"GET", "/api/generate"}, {"POST", "/healthz"}}) {
+    const Reply r = Send(method, path, "{}");
+    EXPECT_EQ(r.status, 404) << method << " " << path;
+    EXPECT_TRUE(r.json.contains("error")) << r.body;
+  }
+}
+
+// 50 requests at once, five distinct seeds: every one answered, each with
+// exactly the text the same request gets alone (no cross-talk in the queue).
+TEST(Api, FiftyConcurrentRequests) {
+  auto request = [](int i) {
+    return Json{{"prompt", "First Citizen:"},
+                {"num_samples", 2},
+                {"max_new_tokens", 16},
+                {"seed", i % 5}};
+  };
+  std::map<int, std::vector<std::string>> expected;
+  for (int s = 0; s < 5; ++s) {
+    const Reply r = Generate(request(s));
+    ASSERT_EQ(r.status, 200) << r.body;
+    expected[s] = Samples(r);
+  }
+  constexpr int kRequests = 50;
+  std::vector<Reply> replies(kRequests);
+  std::vector<std::thread> threads;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kRequests; ++i) {
+    threads.emplace_back([&, i] { replies[i] = Generate(request(i)); });
+  }
+  for (std::thread& t : threads) t.join();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  int ok = 0;
+  for (int i = 0; i < kRequests; ++i) {
+    EXPECT_EQ(replies[i].status, 200) << i << ": " << replies[i].body;
+    EXPECT_EQ(Samples(replies[i]), expected[i % 5]) << "request " << i;
+    ok += replies[i].status == 200;
+  }
+  EXPECT_EQ(ok, kRequests) << "server log:\n" << ServerEnv::Log();
+  std::printf("%d concurrent requests answered in %.2f s\n", kRequests,
+              seconds);
+}
+
+// A raw loopback connection.
+int Connect() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(ServerEnv::port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  return fd;
+}
+
+// Clients that stall mid-request or send junk each hold at most one
+// connection thread: a good request meanwhile is answered at once, every bad
+// connection ends by the server's read timeout (5 s) with an error answer or a
+// close, and the server keeps serving. All of them run at the same time, so
+// the test waits for one timeout, not one per client.
+TEST(Api, SlowAndBrokenClientsDoNotBlockOthers) {
+  const std::vector<std::string> junk = {
+      // Stalled: headers promise a body that never comes.
+      "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"
+      "\r\n{\"prompt\": ",
+      // Stalled inside the headers.
+      "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Le",
+      // Stalled before sending anything.
+      "",
+      "GARBAGE\r\n\r\n",
+      std::string("\x00\x01\x02\r\n\r\n", 7),
+      "POST /api/generate HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+      "GET / HTTP/1.1\r\n" + std::string(20000, 'X') + "\r\n\r\n",
+      "GET /\x1b[31mred\nfake 200 line HTTP/1.1\r\n\r\n",
+  };
+  std::vector<int> fds;
+  for (const std::string& bytes : junk) {
+    const int fd = Connect();
+    ASSERT_GE(fd, 0);
+    if (!bytes.empty()) {
+      ASSERT_EQ(write(fd, bytes.data(), bytes.size()),
+                static_cast<ssize_t>(bytes.size()));
+    }
+    fds.push_back(fd);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  const Reply r = Generate({{"prompt", "ROMEO:"}, {"num_samples", 1}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_LT(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count(),
+      2.0);
+  // recv sees an answer or the close (>= 0) well before our own 10 s
+  // receive timeout (-1).
+  for (size_t i = 0; i < fds.size(); ++i) {
+    char buf[256];
+    const ssize_t n = recv(fds[i], buf, sizeof(buf), 0);
+    EXPECT_GE(n, 0) << "the server kept bad connection " << i << " open";
+    close(fds[i]);
+  }
+  EXPECT_LT(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count(),
+      8.0);
+  EXPECT_EQ(Send("GET", "/healthz").status, 200);
+  // No client byte reaches the log raw.
+  EXPECT_EQ(ServerEnv::Log().find("fake 200"), std::string::npos);
+  EXPECT_EQ(ServerEnv::Log().find('\x1b'), std::string::npos);
+}
+
+// Runs last (gtest keeps file order): every request above left one line.
+TEST(ApiZ, LogsOneLinePerRequest) {
+  const std::string log = ServerEnv::Log();
+  const std::regex line(
+      R"(127\.0\.0\.1 (GET|POST) (/\S*) (\d{3}) ([0-9.]+) ms (\d+) tokens)");
+  std::map<std::string, int> by_status;
+  int generate_ok = 0;
+  int64_t tokens = 0;
+  for (auto it = std::sregex_iterator(log.begin(), log.end(), line);
+       it != std::sregex_iterator(); ++it) {
+    const std::smatch& m = *it;
+    ++by_status[m[3].str()];
+    if (m[2] == "/api/generate" && m[3] == "200") {
+      ++generate_ok;
+      tokens += std::stoll(m[5].str());
+    }
+  }
+  EXPECT_GE(generate_ok, 50 + 5 + 5);
+  EXPECT_GT(tokens, 0);
+  EXPECT_GE(by_status["400"], 30);
+  EXPECT_GE(by_status["413"], 1);
+  EXPECT_GE(by_status["404"], 3);
+}
+
+// ---- gpt2_sample's command line -------------------------------------------
+
+RunResult Sample(std::vector<std::string> args) {
+  args.insert(args.begin(), g_sample_bin);
+  return serve_testing::Run(args);
+}
+
+void ExpectFails(const std::vector<std::string>& args,
+                 const std::string& needle) {
+  const RunResult r = Sample(args);
+  EXPECT_GE(r.code, 1) << r.output;
+  EXPECT_LT(r.code, 128) << "crashed: " << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos)
+      << "output lacks '" << needle << "':\n"
+      << r.output;
+}
+
+TEST(SampleCli, SamplesAndReportsSpeed) {
+  const std::vector<std::string> args = {
+      "--checkpoint",     ServerEnv::checkpoint(),
+      "--prompt",         "ROMEO:",
+      "--num_samples",    "3",
+      "--max_new_tokens", "20",
+      "--seed",           "11"};
+  const RunResult a = Sample(args);
+  ASSERT_EQ(a.code, 0) << a.output;
+  EXPECT_EQ(a.output.rfind("ROMEO:", 0), 0u) << a.output;
+  // Three samples: separators between them and one before the summary.
+  size_t separators = 0;
+  for (size_t p = a.output.find("\n======\n"); p != std::string::npos;
+       p = a.output.find("\n======\n", p + 1)) {
+    ++separators;
+  }
+  EXPECT_EQ(separators, 3u) << a.output;
+  EXPECT_NE(a.output.find("3 samples"), std::string::npos);
+  EXPECT_NE(a.output.find("tokens/s"), std::string::npos);
+  // The same seed prints the same samples (all but the timing line).
+  const RunResult b = Sample(args);
+  auto text = [](const std::string& out) {
+    return out.substr(0, out.rfind("======"));
+  };
+  EXPECT_EQ(text(a.output), text(b.output));
+  // The server, on the same checkpoint and seed, returns the same samples.
+  const Reply r = Generate({{"prompt", "ROMEO:"},
+                            {"num_samples", 3},
+                            {"max_new_tokens", 20},
+                            {"seed", 11}});
+  std::string joined;
+  for (const std::string& s : Samples(r)) joined += s + "\n======\n";
+  EXPECT_EQ(joined, text(a.output) + "======\n");
+}
+
+TEST(SampleCli, BadArguments) {
+  const std::string& ckpt = ServerEnv::checkpoint();
+  ExpectFails({"--prompt", "a"}, "--checkpoint FILE is required");
+  ExpectFails(
+      {"--checkpoint", ServerEnv::dir() + "/nope.ckpt", "--prompt", "a"},
+      "nope.ckpt: cannot open checkpoint");
+  ExpectFails({"--checkpoint", ckpt}, "--prompt TEXT is required");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", ""}, "must not be empty");
+  std::string words;
+  for (int i = 0; i < 100; ++i) words += " word";
+  ExpectFails({"--checkpoint", ckpt, "--prompt", words}, "context of 64");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "--top_k", "0"},
+              "top_k = 0");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "--temperature", "0"},
+              "temperature = 0");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "--temperature", "-2"},
+              "temperature");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "--num_samples", "0"},
+              "--num_samples = 0");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "--num_samples", "1000"},
+              "--num_samples = 1000");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "--max_new_tokens", "0"},
+              "--max_new_tokens = 0");
+  ExpectFails({"--checkpoint", ckpt, "--prompt", "a", "extra"},
+              "unexpected argument 'extra'");
+  ExpectFails({"--random_124m", "--prompt", "a"}, "only goes with --bench");
+  // A truncated checkpoint: the reader names the file.
+  const std::string cut = ServerEnv::dir() + "/cut.ckpt";
+  std::filesystem::copy_file(ckpt, cut);
+  std::filesystem::resize_file(cut, std::filesystem::file_size(ckpt) / 2);
+  ExpectFails({"--checkpoint", cut, "--prompt", "a"}, "cut.ckpt");
+  // gpt2_serve refuses a bad checkpoint the same way, before binding.
+  const RunResult serve =
+      serve_testing::Run({g_serve_bin, "--checkpoint", cut, "--port", "0"});
+  EXPECT_EQ(serve.code, 1) << serve.output;
+  EXPECT_NE(serve.output.find("cut.ckpt"), std::string::npos);
+}
+
+TEST(SampleCli, HelpExplainsEveryFlag) {
+  const RunResult r = Sample({"--help"});
+  for (const char* flag :
+       {"--checkpoint", "--prompt", "--num_samples", "--max_new_tokens",
+        "--top_k", "--temperature", "--seed", "--data_dir", "--bench",
+        "--random_124m", "--bench_tokens", "--bench_runs"}) {
+    EXPECT_NE(r.output.find(flag), std::string::npos) << flag;
+  }
+  const RunResult s = serve_testing::Run({g_serve_bin, "--help"});
+  for (const char* flag : {"--checkpoint", "--port", "--host", "--data_dir",
+                           "--http_threads", "/api/generate", "/healthz"}) {
+    EXPECT_NE(s.output.find(flag), std::string::npos) << flag;
+  }
+}
+
+TEST(SampleCli, Bench) {
+  const RunResult r = Sample({"--checkpoint", ServerEnv::checkpoint(),
+                              "--bench", "--bench_tokens", "16"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(std::regex_search(
+      r.output, std::regex(R"(decode batch 1: [0-9.]+ tokens/s)")))
+      << r.output;
+  EXPECT_TRUE(std::regex_search(
+      r.output, std::regex(R"(decode batch 8: [0-9.]+ tokens/s)")))
+      << r.output;
+}
+
+}  // namespace
+}  // namespace gpt2
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: %s PATH/TO/gpt2_serve PATH/TO/gpt2_sample\n",
+                 argv[0]);
+    return 2;
+  }
+  gpt2::g_serve_bin = argv[1];
+  gpt2::g_sample_bin = argv[2];
+  // A hung test must not hang CI: end the process (and, through
+  // PR_SET_PDEATHSIG, the server) after 100 s.
+  alarm(100);
+  ::testing::AddGlobalTestEnvironment(new gpt2::ServerEnv);
+  return RUN_ALL_TESTS();
+}
