@@ -21,7 +21,6 @@ namespace {
 
 namespace ops = ::gpt2::cpu;  // the training ops (infer::cpu is this folder's)
 
-
 class CpuDecoder final : public Decoder {
  public:
   CpuDecoder(const ModelShape& shape, std::vector<float> params, int max_batch)

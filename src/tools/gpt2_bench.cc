@@ -41,9 +41,10 @@ ABSL_FLAG(int, heads, 12, "GPT-2 shape: heads.");
 ABSL_FLAG(std::string, device, "cpu",
           "Backend of the timed train step: cpu, or cuda (in a CUDA build, on "
           "GPU 0).");
-ABSL_FLAG(bool, profile, true,
-          "After the timed steps, time one step per op (CUDA events; the CPU backend "
-          "has no per-op timing).");
+ABSL_FLAG(
+    bool, profile, true,
+    "After the timed steps, time one step per op (CUDA events; the CPU backend "
+    "has no per-op timing).");
 ABSL_FLAG(bool, tokenizer, true,
           "Also time tokenizing Tiny Shakespeare (needs the data directory).");
 ABSL_FLAG(

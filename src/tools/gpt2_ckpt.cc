@@ -461,9 +461,11 @@ absl::Status Logits(const std::string& path) {
   std::printf("%d prompt tokens (%s); top-5 next tokens:\n", T,
               absl::StrJoin(ids, " ").c_str());
   for (int i = 0; i < 5; ++i) {
-    std::printf("  %6d %-16s logit %.4f\n", order[i],
-                absl::StrCat("'", absl::CEscape(tokenizer.DecodeToken(order[i])), "'").c_str(),
-                last[order[i]]);
+    std::printf(
+        "  %6d %-16s logit %.4f\n", order[i],
+        absl::StrCat("'", absl::CEscape(tokenizer.DecodeToken(order[i])), "'")
+            .c_str(),
+        last[order[i]]);
   }
   if (!out.empty())
     std::printf("wrote %s: %d x %d float32 logits\n", out.c_str(), T, V);
