@@ -13,7 +13,7 @@ if(COMMAND gpt2_add_emulated_cuda)
                          src/backend/select_cuda.cc src/cuda/scratch.cc)
   target_link_libraries(gpt2_cuda_emu PUBLIC gpt2)
   add_executable(cuda_backend_test_emu tests/cuda/cuda_backend_test.cc
-                 tests/cuda/cuda_train_test.cc)
+                 tests/cuda/cuda_train_test.cc tests/cuda/cuda_decode_test.cc)
   target_link_libraries(cuda_backend_test_emu PRIVATE gpt2_cuda_emu GTest::gtest
                         GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_emu DISCOVERY_TIMEOUT 60 TEST_PREFIX "emu."
@@ -22,7 +22,8 @@ endif()
 
 if(GPT2_HAVE_CUDA)
   add_executable(cuda_backend_test_gpu tests/cuda/cuda_backend_test.cc
-                 tests/cuda/cuda_train_test.cc tests/cuda/nccl_test.cc)
+                 tests/cuda/cuda_train_test.cc tests/cuda/cuda_decode_test.cc
+                 tests/cuda/nccl_test.cc)
   target_link_libraries(cuda_backend_test_gpu PRIVATE gpt2_cuda GTest::gtest GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_gpu DISCOVERY_TIMEOUT 60 TEST_PREFIX "gpu."
     PROPERTIES LABELS gpu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}"

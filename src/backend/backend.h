@@ -123,6 +123,18 @@ class Backend {
     CheckSize(lse, int64_t{B} * NH * T, "attention lse");
     RunAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   }
+  // Decoding (see src/ops/attention.h): caches (B, max_T, C), qkv (B, 3C), out
+  // (B, C).
+  void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
+                       int B, int max_T, int pos, int C, int NH) {
+    CheckSize(out, int64_t{B} * C, "attention decode out");
+    CheckSize(qkv, int64_t{B} * 3 * C, "attention decode qkv");
+    CheckSize(k_cache, int64_t{B} * max_T * C, "attention decode k_cache");
+    CheckSize(v_cache, int64_t{B} * max_T * C, "attention decode v_cache");
+    GPT2_CHECK_MSG(pos >= 0 && pos < max_T, "decode position ", pos,
+                   " outside the cache (", max_T, ")");
+    RunAttentionDecode(out, k_cache, v_cache, qkv, B, max_T, pos, C, NH);
+  }
   void GeluForward(Tensor out, Tensor inp) {
     CheckSize(out, inp.numel, "gelu out");
     RunGeluForward(out, inp);
@@ -203,6 +215,9 @@ class Backend {
   virtual void RunAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                                     Tensor out, Tensor lse, int B, int T, int C,
                                     int NH) = 0;
+  virtual void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
+                                  Tensor qkv, int B, int max_T, int pos, int C,
+                                  int NH) = 0;
   virtual void RunGeluForward(Tensor out, Tensor inp) = 0;
   virtual void RunGeluBackward(Tensor dinp, Tensor inp, Tensor dout) = 0;
   virtual void RunResidualForward(Tensor out, Tensor a, Tensor b) = 0;

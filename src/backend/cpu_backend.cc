@@ -132,6 +132,15 @@ class CpuBackend final : public Backend {
                                 out.as<F>(), lse.as<F>(), B, T, C, NH);
     });
   }
+  void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
+                          Tensor qkv, int B, int max_T, int pos, int C,
+                          int NH) override {
+    Dispatch(out.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::AttentionDecode<F>(out.as<F>(), k_cache.as<F>(), v_cache.as<F>(),
+                              qkv.as<F>(), B, max_T, pos, C, NH);
+    });
+  }
   void RunGeluForward(Tensor out, Tensor inp) override {
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);

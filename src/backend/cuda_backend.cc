@@ -170,6 +170,13 @@ class CudaBackend final : public Backend {
     cuda::AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, &scratch_,
                             stream_);
   }
+  void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
+                          Tensor qkv, int B, int max_T, int pos, int C,
+                          int NH) override {
+    OpTimer timer(this, "attention_decode");
+    cuda::AttentionDecode(out, k_cache, v_cache, qkv, B, max_T, pos, C, NH,
+                          stream_);
+  }
   void RunGeluForward(Tensor out, Tensor inp) override {
     OpTimer timer(this, "gelu_fwd");
     cuda::GeluForward(out, inp, stream_);

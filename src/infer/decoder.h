@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "src/backend/backend.h"
 #include "src/model/params.h"
 
 namespace gpt2::infer {
@@ -55,6 +56,16 @@ class Decoder {
 std::unique_ptr<Decoder> MakeCpuDecoder(const ModelShape& shape,
                                         std::vector<float> params,
                                         int max_batch);
+
+// A decoder over any Backend (the CPU's or CUDA's), built from the backend's
+// ops with `dtype` storage (f32, or bf16 on CUDA): each step runs the model on
+// one position per row and attends over the KV cache
+// (Backend::AttentionDecode). The prompt runs once, for row 0, and its cache is
+// copied to the other rows. `backend` must outlive it.
+std::unique_ptr<Decoder> MakeBackendDecoder(Backend* backend, DType dtype,
+                                            const ModelShape& shape,
+                                            const std::vector<float>& params,
+                                            int max_batch);
 
 }  // namespace gpt2::infer
 

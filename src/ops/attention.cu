@@ -204,6 +204,49 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
   }
 }
 
+// Decoding: one block per (row, head). The new position's k and v go into the
+// caches, then the block scores q against cache positions 0..pos (scores in
+// dynamic shared memory), and each of the first hs threads sums one output
+// channel.
+template <typename T>
+__global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
+                                      const T* qkv, int max_T, int pos, int C,
+                                      int NH, float scale) {
+  __shared__ float reduce[32];
+  GPT2_EXTERN_SHARED(float, scores);  // (pos + 1)
+  const int b = blockIdx.x, h = blockIdx.y, hs = C / NH;
+  const T* row = qkv + int64_t{b} * 3 * C;
+  const int64_t cache_row = (int64_t{b} * max_T) * C + int64_t{h} * hs;
+  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
+    k_cache[cache_row + int64_t{pos} * C + i] = row[C + h * hs + i];
+    v_cache[cache_row + int64_t{pos} * C + i] = row[2 * C + h * hs + i];
+  }
+  __syncthreads();
+  float local_max = -INFINITY;
+  for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
+    const T* k = k_cache + cache_row + int64_t{s} * C;
+    float dot = 0.0f;
+    for (int i = 0; i < hs; ++i)
+      dot += ToFloat(row[h * hs + i]) * ToFloat(k[i]);
+    scores[s] = dot * scale;
+    local_max = fmaxf(local_max, scores[s]);
+  }
+  const float max_score = BlockMax(local_max, reduce);
+  float local_sum = 0.0f;
+  for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
+    scores[s] = expf(scores[s] - max_score);
+    local_sum += scores[s];
+  }
+  const float sum =
+      BlockSum(local_sum, reduce);  // its barriers also publish scores
+  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
+    float acc = 0.0f;
+    for (int s = 0; s <= pos; ++s)
+      acc += scores[s] * ToFloat(v_cache[cache_row + int64_t{s} * C + i]);
+    out[int64_t{b} * C + h * hs + i] = FromFloat<T>(acc / sum);
+  }
+}
+
 // Calls fn(std::integral_constant<int, HS>{}) for the supported head sizes.
 template <typename Fn>
 void DispatchHeadSize(int hs, Fn&& fn) {
@@ -274,6 +317,21 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                       Ptr<float>(lse), delta, T, C, NH, scale),
           "AttentionBackwardKeyValueKernel");
     });
+  });
+}
+
+void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
+                     int B, int max_T, int pos, int C, int NH,
+                     CUstream_st* stream) {
+  const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
+  const size_t smem = sizeof(float) * (pos + 1);
+  DispatchFloat(out.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(
+        GPT2_LAUNCH(AttentionDecodeKernel<F>, dim3(B, NH), 128, smem, stream,
+                    Ptr<F>(out), Ptr<F>(k_cache), Ptr<F>(v_cache), Ptr<F>(qkv),
+                    max_T, pos, C, NH, scale),
+        "AttentionDecodeKernel");
   });
 }
 

@@ -24,6 +24,13 @@ template <typename T>
 void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
                        const T* lse, int B, int T_, int C, int NH);
 
+// Decoding, one new position per row: writes the k and v of qkv (B,3C) into
+// k_cache and v_cache (B, max_T, C) at position `pos`, then out (B,C) = the
+// attention of q over cache positions 0..pos.
+template <typename T>
+void AttentionDecode(T* out, T* k_cache, T* v_cache, const T* qkv, int B,
+                     int max_T, int pos, int C, int NH);
+
 }  // namespace gpt2::cpu
 
 // ---- CUDA twin (src/ops/attention.cu): the same contract on device tensors,
@@ -37,6 +44,9 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                        Tensor lse, int B, int T, int C, int NH,
                        Scratch* scratch, CUstream_st* stream);
+void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
+                     int B, int max_T, int pos, int C, int NH,
+                     CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ATTENTION_H_

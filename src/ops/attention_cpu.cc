@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -96,10 +97,52 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
   }
 }
 
-#define GPT2_INSTANTIATE(T)                                                \
-  template void AttentionForward<T>(T*, T*, const T*, int, int, int, int); \
-  template void AttentionBackward<T>(T*, const T*, const T*, const T*,     \
-                                     const T*, int, int, int, int);
+template <typename T>
+void AttentionDecode(T* out, T* k_cache, T* v_cache, const T* qkv, int B,
+                     int max_T, int pos, int C, int NH) {
+  const int hs = C / NH;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hs));
+  for (int b = 0; b < B; ++b) {
+    const T* row = qkv + int64_t{b} * 3 * C;
+    T* k_row = k_cache + (int64_t{b} * max_T + pos) * C;
+    T* v_row = v_cache + (int64_t{b} * max_T + pos) * C;
+    for (int c = 0; c < C; ++c) {
+      k_row[c] = row[C + c];
+      v_row[c] = row[2 * C + c];
+    }
+  }
+  std::vector<double> scores(pos + 1), acc(hs);
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      const T* q = qkv + int64_t{b} * 3 * C + h * hs;
+      double max_score = -INFINITY;
+      for (int s = 0; s <= pos; ++s) {
+        const T* k = k_cache + (int64_t{b} * max_T + s) * C + h * hs;
+        double dot = 0.0;
+        for (int i = 0; i < hs; ++i) dot += double{q[i]} * k[i];
+        scores[s] = dot * scale;
+        max_score = std::max(max_score, scores[s]);
+      }
+      double sum = 0.0;
+      for (int s = 0; s <= pos; ++s)
+        sum += scores[s] = std::exp(scores[s] - max_score);
+      std::fill(acc.begin(), acc.end(), 0.0);
+      for (int s = 0; s <= pos; ++s) {
+        const T* v = v_cache + (int64_t{b} * max_T + s) * C + h * hs;
+        for (int i = 0; i < hs; ++i) acc[i] += scores[s] / sum * v[i];
+      }
+      T* o = out + int64_t{b} * C + h * hs;
+      for (int i = 0; i < hs; ++i) o[i] = static_cast<T>(acc[i]);
+    }
+  }
+}
+
+#define GPT2_INSTANTIATE(T)                                                  \
+  template void AttentionForward<T>(T*, T*, const T*, int, int, int, int);   \
+  template void AttentionBackward<T>(T*, const T*, const T*, const T*,       \
+                                     const T*, int, int, int, int);          \
+  template void AttentionDecode<T>(T*, T*, T*, const T*, int, int, int, int, \
+                                   int);
 GPT2_INSTANTIATE(float)
 GPT2_INSTANTIATE(double)
 #undef GPT2_INSTANTIATE

@@ -19,6 +19,10 @@
 #include "src/data/dataset.h"
 #include "src/data/tokenizer.h"
 #include "src/infer/decoder.h"
+#ifdef GPT2_HAVE_CUDA
+#include "src/backend/cuda_backend.h"
+#include "src/backend/device.h"
+#endif
 #include "src/infer/generate.h"
 #include "src/infer/model_source.h"
 #include "src/infer/sampler.h"
@@ -49,6 +53,10 @@ ABSL_FLAG(uint64_t, seed, 1337,
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
           "tokenizer). Default: $GPT2_DATA_DIR, else ./data.");
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, or cuda (GPU 0, in a CUDA build): the decoder's backend.");
+ABSL_FLAG(std::string, precision, "bf16",
+          "With --device cuda: bf16 or fp32 weights and activations.");
 ABSL_FLAG(bool, bench, false,
           "Instead of sampling: time decoding (sampling included) at batch 1 "
           "and 8 and print the median tokens/s of --bench_runs runs.");
@@ -61,6 +69,44 @@ ABSL_FLAG(int, bench_runs, 3, "With --bench: runs per batch size, >= 1.");
 
 namespace gpt2 {
 namespace {
+
+// The decoder for --device: the CPU's own, or the backend decoder on CUDA
+// (which keeps the backend alive beside it).
+struct DecoderWithBackend {
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<infer::Decoder> decoder;
+};
+
+absl::StatusOr<DecoderWithBackend> MakeDecoder(const ModelShape& shape,
+                                               const std::vector<float>& params,
+                                               int max_batch) {
+  DecoderWithBackend out;
+  const std::string device = absl::GetFlag(FLAGS_device);
+  if (device == "cpu") {
+    out.decoder = infer::MakeCpuDecoder(shape, params, max_batch);
+    return out;
+  }
+#ifdef GPT2_HAVE_CUDA
+  if (device == "cuda") {
+    std::string why;
+    if (CudaDeviceCount(&why) == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--device cuda: no usable GPU: ", why));
+    }
+    const std::string precision = absl::GetFlag(FLAGS_precision);
+    if (precision != "bf16" && precision != "fp32") {
+      return absl::InvalidArgumentError("--precision must be bf16 or fp32");
+    }
+    out.backend = MakeCudaBackend(0);
+    out.decoder = infer::MakeBackendDecoder(
+        out.backend.get(), precision == "bf16" ? DType::kBF16 : DType::kF32,
+        shape, params, max_batch);
+    return out;
+  }
+#endif
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--device ", device, " is not available in this build (cpu or cuda)"));
+}
 
 constexpr int kMaxSamples = 64;
 constexpr char kTool[] = "gpt2_sample";
@@ -91,11 +137,13 @@ absl::Status Bench(const infer::InferenceModel& model) {
               infer::DescribeShape(shape, model.num_params).c_str(),
               model.source.c_str());
   std::printf(
-      "decoder: cpu fp32, %d OpenMP threads; prompt %d tokens, %d "
+      "decoder: %s, %d OpenMP threads; prompt %d tokens, %d "
       "decode steps per run, median of %d runs\n",
-      omp_get_max_threads(), prompt_len, steps, runs);
-  std::unique_ptr<infer::Decoder> decoder =
-      infer::MakeCpuDecoder(shape, model.params, 8);
+      absl::GetFlag(FLAGS_device).c_str(), omp_get_max_threads(), prompt_len,
+      steps, runs);
+  GPT2_ASSIGN_OR_RETURN(DecoderWithBackend made,
+                        MakeDecoder(shape, model.params, 8));
+  std::unique_ptr<infer::Decoder>& decoder = made.decoder;
   infer::Sampler sampler;
   for (int batch : {1, 8}) {
     std::vector<double> rates, prefill_ms;
@@ -162,10 +210,10 @@ absl::Status Sample(const infer::InferenceModel& model) {
     // Name the flags, not the request fields.
     return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
   }
-  std::unique_ptr<infer::Decoder> decoder =
-      infer::MakeCpuDecoder(model.shape, model.params, num_samples);
+  GPT2_ASSIGN_OR_RETURN(DecoderWithBackend made,
+                        MakeDecoder(model.shape, model.params, num_samples));
   GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result,
-                        infer::Generate(decoder.get(), request));
+                        infer::Generate(made.decoder.get(), request));
   for (size_t i = 0; i < result.samples.size(); ++i) {
     if (i > 0) std::printf("======\n");
     const std::vector<int> ids(result.samples[i].tokens.begin(),

@@ -1,0 +1,229 @@
+// The KV-cache decoder written once over the Backend interface, so the CUDA
+// backend decodes with the same code as the CPU. Buffers are sized at
+// construction for max_batch rows and the model's full context; nothing is
+// allocated per step.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "src/core/error.h"
+#include "src/infer/decoder.h"
+
+namespace gpt2::infer {
+namespace {
+
+class BackendDecoder final : public Decoder {
+ public:
+  BackendDecoder(Backend* backend, DType dtype, const ModelShape& shape,
+                 const std::vector<float>& params, int max_batch)
+      : backend_(backend),
+        dtype_(dtype),
+        stats_dtype_(dtype == DType::kBF16 ? DType::kF32 : dtype),
+        shape_(shape),
+        list_(BuildParamList(shape)),
+        max_batch_(max_batch) {
+    GPT2_CHECK(max_batch_ >= 1);
+    GPT2_CHECK_MSG(static_cast<int64_t>(params.size()) == TotalParams(list_),
+                   "got ", params.size(), " parameters, the shape needs ",
+                   TotalParams(list_));
+    params_ = backend_->Alloc(dtype_, TotalParams(list_));
+    const std::vector<char> bytes =
+        EncodeHost(std::vector<double>(params.begin(), params.end()), dtype_);
+    backend_->Upload(params_, bytes.data());
+    const int64_t B = max_batch_, C = shape_.channels, T = shape_.max_seq_len;
+    const int64_t L = shape_.num_layers;
+    auto alloc = [&](DType t, int64_t n) {
+      buffers_.push_back(backend_->Alloc(t, n));
+      return buffers_.back();
+    };
+    tokens_ = alloc(DType::kI32, B);
+    x_ = alloc(dtype_, B * C);
+    x2_ = alloc(dtype_, B * C);
+    ln_ = alloc(dtype_, B * C);
+    mean_ = alloc(stats_dtype_, B);
+    rstd_ = alloc(stats_dtype_, B);
+    qkv_ = alloc(dtype_, B * 3 * C);
+    atty_ = alloc(dtype_, B * C);
+    branch_ = alloc(dtype_, B * C);
+    fch_ = alloc(dtype_, B * 4 * C);
+    fch_gelu_ = alloc(dtype_, B * 4 * C);
+    logits_dev_ = alloc(dtype_, B * shape_.padded_vocab_size);
+    k_cache_ = alloc(dtype_, L * B * T * C);
+    v_cache_ = alloc(dtype_, L * B * T * C);
+  }
+  ~BackendDecoder() override {
+    backend_->Free(params_);
+    for (Tensor t : buffers_) backend_->Free(t);
+  }
+
+  std::string name() const override {
+    return absl::StrCat(backend_->name(), " (", DTypeName(dtype_), ")");
+  }
+  const ModelShape& shape() const override { return shape_; }
+  int max_batch() const override { return max_batch_; }
+  const float* logits() const override { return logits_.data(); }
+  int batch() const override { return batch_; }
+  int position() const override { return position_; }
+  int capacity() const override { return capacity_; }
+
+  absl::Status Start(absl::Span<const int32_t> prompt, int batch,
+                     int capacity) override {
+    if (batch < 1 || batch > max_batch_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch ", batch, " outside [1, ", max_batch_, "]"));
+    }
+    if (capacity < 1 || capacity > shape_.max_seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "capacity ", capacity, " outside [1, ", shape_.max_seq_len, "]"));
+    }
+    if (prompt.empty() || static_cast<int>(prompt.size()) > capacity) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the prompt has ", prompt.size(), " tokens; it needs 1..", capacity));
+    }
+    for (int32_t t : prompt) {
+      if (t < 0 || t >= shape_.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("prompt token ", t, " outside the vocab"));
+      }
+    }
+    capacity_ = capacity;
+    position_ = 0;
+    // The prompt runs once, as row 0; the other rows get copies of its cache.
+    batch_ = 1;
+    for (int32_t token : prompt) RunPosition(&token);
+    const int64_t C = shape_.channels, T = shape_.max_seq_len;
+    for (int l = 0; l < shape_.num_layers; ++l) {
+      for (Tensor cache : {k_cache_, v_cache_}) {
+        const Tensor row0 = cache.Slice(l * max_batch_ * T * C, position_ * C);
+        for (int b = 1; b < batch; ++b) {
+          backend_->Copy(
+              cache.Slice((l * max_batch_ + b) * T * C, position_ * C), row0);
+        }
+      }
+    }
+    batch_ = batch;
+    ReadLogits(/*replicate_row0=*/true);
+    return absl::OkStatus();
+  }
+
+  absl::Status Step(absl::Span<const int32_t> tokens) override {
+    if (batch_ == 0) return absl::FailedPreconditionError("Step before Start");
+    if (position_ >= capacity_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the cache is full (", capacity_, " positions)"));
+    }
+    if (static_cast<int>(tokens.size()) != batch_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("got ", tokens.size(), " tokens for ", batch_, " rows"));
+    }
+    for (int32_t t : tokens) {
+      if (t < 0 || t >= shape_.vocab_size) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("token ", t, " outside the vocab"));
+      }
+    }
+    RunPosition(tokens.data());
+    ReadLogits(/*replicate_row0=*/false);
+    return absl::OkStatus();
+  }
+
+ private:
+  Tensor Param(int index, int layer = -1) const {
+    const ParamSpec& p = list_[index];
+    if (layer < 0) return params_.Slice(p.offset, p.numel);
+    return params_.Slice(p.offset + layer * p.layer_numel(), p.layer_numel());
+  }
+
+  // One position for batch_ rows: tokens (batch_) in host memory.
+  void RunPosition(const int32_t* tokens) {
+    const int B = batch_, C = shape_.channels, NH = shape_.num_heads;
+    const int64_t T = shape_.max_seq_len;
+    const int pos = position_;
+    Tensor tok = tokens_.Slice(0, B), x = x_.Slice(0, int64_t{B} * C),
+           x2 = x2_.Slice(0, int64_t{B} * C), ln = ln_.Slice(0, int64_t{B} * C),
+           mean = mean_.Slice(0, B), rstd = rstd_.Slice(0, B),
+           qkv = qkv_.Slice(0, int64_t{B} * 3 * C),
+           atty = atty_.Slice(0, int64_t{B} * C),
+           branch = branch_.Slice(0, int64_t{B} * C),
+           fch = fch_.Slice(0, int64_t{B} * 4 * C),
+           fch_gelu = fch_gelu_.Slice(0, int64_t{B} * 4 * C);
+    backend_->Upload(tok, tokens);
+    // Position `pos` of every row: wpe's row pos, as a one-row table with T
+    // = 1.
+    backend_->EncoderForward(x, tok, Param(kWte),
+                             Param(kWpe).Slice(int64_t{pos} * C, C), B, 1, C);
+    for (int l = 0; l < shape_.num_layers; ++l) {
+      backend_->LayerNormForward(ln, mean, rstd, x, Param(kLn1w, l),
+                                 Param(kLn1b, l), B, C);
+      backend_->MatmulForward(qkv, ln, Param(kQkvw, l), Param(kQkvb, l), B, C,
+                              3 * C);
+      const int64_t layer_cache = l * max_batch_ * T * C;
+      backend_->AttentionDecode(atty, k_cache_.Slice(layer_cache, B * T * C),
+                                v_cache_.Slice(layer_cache, B * T * C), qkv, B,
+                                static_cast<int>(T), pos, C, NH);
+      backend_->MatmulForward(branch, atty, Param(kAttprojw, l),
+                              Param(kAttprojb, l), B, C, C);
+      backend_->ResidualForward(x2, x, branch);
+      backend_->LayerNormForward(ln, mean, rstd, x2, Param(kLn2w, l),
+                                 Param(kLn2b, l), B, C);
+      backend_->MatmulForward(fch, ln, Param(kFcw, l), Param(kFcb, l), B, C,
+                              4 * C);
+      backend_->GeluForward(fch_gelu, fch);
+      backend_->MatmulForward(branch, fch_gelu, Param(kFcprojw, l),
+                              Param(kFcprojb, l), B, 4 * C, C);
+      backend_->ResidualForward(x, x2, branch);
+    }
+    backend_->LayerNormForward(ln, mean, rstd, x, Param(kLnfw), Param(kLnfb), B,
+                               C);
+    backend_->MatmulForward(
+        logits_dev_.Slice(0, int64_t{B} * shape_.padded_vocab_size), ln,
+        Param(kWte), Tensor{}, B, C, shape_.padded_vocab_size);
+    ++position_;
+  }
+
+  // Logits to the host as floats, padded entries -inf; after Start, row 0's for
+  // all.
+  void ReadLogits(bool replicate_row0) {
+    const int Vp = shape_.padded_vocab_size;
+    const int rows = replicate_row0 ? 1 : batch_;
+    std::vector<char> bytes(int64_t{rows} * Vp * DTypeSize(dtype_));
+    backend_->Download(bytes.data(), logits_dev_.Slice(0, int64_t{rows} * Vp));
+    const std::vector<double> values = DecodeHost(bytes, dtype_);
+    logits_.assign(int64_t{batch_} * Vp, 0.0f);
+    for (int b = 0; b < batch_; ++b) {
+      const int src = replicate_row0 ? 0 : b;
+      for (int v = 0; v < Vp; ++v) {
+        logits_[int64_t{b} * Vp + v] =
+            v < shape_.vocab_size
+                ? static_cast<float>(values[int64_t{src} * Vp + v])
+                : -std::numeric_limits<float>::infinity();
+      }
+    }
+  }
+
+  Backend* backend_;
+  DType dtype_, stats_dtype_;
+  ModelShape shape_;
+  std::vector<ParamSpec> list_;
+  int max_batch_;
+  int batch_ = 0, position_ = 0, capacity_ = 0;
+  Tensor params_;
+  std::vector<Tensor> buffers_;
+  Tensor tokens_, x_, x2_, ln_, mean_, rstd_, qkv_, atty_, branch_, fch_,
+      fch_gelu_, logits_dev_;
+  Tensor k_cache_, v_cache_;   // (L, max_batch, max_seq_len, C)
+  std::vector<float> logits_;  // (batch, Vp) host
+};
+
+}  // namespace
+
+std::unique_ptr<Decoder> MakeBackendDecoder(Backend* backend, DType dtype,
+                                            const ModelShape& shape,
+                                            const std::vector<float>& params,
+                                            int max_batch) {
+  return std::make_unique<BackendDecoder>(backend, dtype, shape, params,
+                                          max_batch);
+}
+
+}  // namespace gpt2::infer
