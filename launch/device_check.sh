@@ -74,7 +74,9 @@ for b in 16 32 64; do
 done
 run bench_pytorch_B16 240 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
   --seq_len 1024 --steps 10
-grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference" "$out/bench.txt" | tee -a "$out/machine.txt"
+run decode_bench_124m 120 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
+  --data_dir "$stage/data"
+grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|tokens/s" "$out/bench.txt" | tee -a "$out/machine.txt"
 
 # ---- 4. Shakespeare, then what it learned -----------------------------------------
 if [ "$skip_train" != "--skip-train" ]; then
@@ -97,7 +99,7 @@ if [ "$skip_train" != "--skip-train" ]; then
     grep "hf_logits_check:" "$out/train.txt" | tee -a "$out/machine.txt"
     if [ -x "$stage/bin/gpt2_sample" ]; then
       for prompt in "First Citizen:" "ROMEO:"; do
-        run "sample" 120 samples.txt "$stage/bin/gpt2_sample" --checkpoint "$ckpt" \
+        run "sample" 120 samples.txt "$stage/bin/gpt2_sample" --device cuda --checkpoint "$ckpt" \
           --prompt "$prompt" --num_samples 5 --max_new_tokens 50 --data_dir "$stage/data"
       done
     fi
