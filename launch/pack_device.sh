@@ -24,6 +24,7 @@ cmake --build "$build" -j"$(nproc)" --target "${targets[@]}" >"$build/build.log"
 rm -rf "$stage"
 mkdir -p "$stage"/{bin,lib,mpi,configs,data/gpt2,data/tinyshakespeare,reference}
 for t in "${targets[@]}"; do cp "$build/bin/$t" "$stage/bin/"; done
+strip --strip-unneeded "$stage"/bin/*  # symbols are not needed there; the 64 MiB are
 
 # Shared libraries: everything ldd resolves except glibc's own and CUDA's.
 skip='/(libc|libm|libdl|librt|libpthread|ld-linux-x86-64|libcuda|libcudart|libcublas|libcublasLt|libnccl)\.so'
