@@ -10,7 +10,8 @@ if(COMMAND gpt2_add_emulated_cuda)
   add_library(gpt2_cuda_emu STATIC)
   gpt2_add_emulated_cuda(gpt2_cuda_emu SOURCES ${GPT2_CUDA_KERNELS}
                          src/backend/cuda_backend.cc src/backend/device.cc
-                         src/backend/select_cuda.cc src/cuda/scratch.cc)
+                         src/backend/select_cuda.cc src/cuda/scratch.cc
+                         src/cuda/staging.cc)
   target_link_libraries(gpt2_cuda_emu PUBLIC gpt2)
   add_executable(cuda_backend_test_emu tests/cuda/cuda_backend_test.cc
                  tests/cuda/cuda_train_test.cc tests/cuda/cuda_decode_test.cc)

@@ -10,6 +10,7 @@
 
 #include "src/cuda/check.h"
 #include "src/cuda/scratch.h"
+#include "src/cuda/staging.h"
 #include "src/ops/adamw.h"
 #include "src/ops/attention.h"
 #include "src/ops/cast.h"
@@ -83,7 +84,14 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(cudaFree(t.data));
   }
   void Upload(Tensor dst, const void* host_src) override {
-    // Pageable host memory: the copy is complete when this returns.
+    // Per-step inputs (tokens, targets) go through pinned staging without
+    // stalling the host; big one-off uploads (weights) copy synchronously.
+    // Either way host_src may be reused when this returns.
+    constexpr size_t kStagedMax = size_t{16} << 20;
+    if (dst.bytes() <= kStagedMax) {
+      staging_.CopyToDevice(dst.data, host_src, dst.bytes(), stream_);
+      return;
+    }
     GPT2_CUDA_CHECK(cudaMemcpyAsync(dst.data, host_src, dst.bytes(),
                                     cudaMemcpyHostToDevice, stream_));
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -121,7 +129,7 @@ class CudaBackend final : public Backend {
     GPT2_CHECK_MSG(host_tokens != nullptr,
                    "the CUDA encoder backward needs host tokens");
     cuda::EncoderBackward(dwte, dwpe, dout, host_tokens, B, T, C, &scratch_,
-                          stream_);
+                          &staging_, stream_);
   }
   void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                            Tensor weight, Tensor bias, int64_t N,
@@ -288,6 +296,8 @@ class CudaBackend final : public Backend {
   std::vector<TimedCall> timed_;
   cudaStream_t stream_ = nullptr;
   cuda::Scratch scratch_;
+  cuda::PinnedStaging
+      staging_;  // host-to-device copies that do not stall the host
 #if !defined(GPT2_CUDA_EMULATED)
   std::unique_ptr<cuda::CublasLtMatmul> cublaslt_;
 #endif

@@ -7,6 +7,7 @@
 
 #include "src/cuda/common.cuh"
 #include "src/cuda/scratch.h"
+#include "src/cuda/staging.h"
 #include "src/ops/encoder.h"
 
 namespace gpt2::cuda {
@@ -72,7 +73,8 @@ void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
 
 void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                      const int32_t* host_tokens, int B, int T, int C,
-                     Scratch* scratch, CUstream_st* stream) {
+                     Scratch* scratch, PinnedStaging* staging,
+                     CUstream_st* stream) {
   const int BT = B * T;
   // Group positions by token: positions sorted by (token, position).
   std::vector<int32_t> positions(BT);
@@ -97,11 +99,8 @@ void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
   packed.insert(packed.end(), bucket_start.begin(), bucket_start.end());
   auto* device = static_cast<int32_t*>(
       scratch->Get(packed.size() * sizeof(int32_t), stream));
-  GPT2_CUDA_CHECK(cudaMemcpyAsync(device, packed.data(),
-                                  packed.size() * sizeof(int32_t),
-                                  cudaMemcpyHostToDevice, stream));
-  // The host vector must outlive the copy.
-  GPT2_CUDA_CHECK(cudaStreamSynchronize(stream));
+  staging->CopyToDevice(device, packed.data(), packed.size() * sizeof(int32_t),
+                        stream);
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
     CheckLaunch(

@@ -30,12 +30,14 @@ void EncoderBackward(T* dwte, T* dwpe, const T* dout, const int32_t* tokens,
 // fp32).
 namespace gpt2::cuda {
 class Scratch;
+class PinnedStaging;
 void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
                     int T, int C, CUstream_st* stream);
 // host_tokens: the (B,T) tokens in host memory, grouped on the host per token.
 void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                      const int32_t* host_tokens, int B, int T, int C,
-                     Scratch* scratch, CUstream_st* stream);
+                     Scratch* scratch, PinnedStaging* staging,
+                     CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ENCODER_H_
