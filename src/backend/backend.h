@@ -41,6 +41,14 @@ class Backend {
   virtual void Download(void* host_dst, Tensor src) = 0;
   virtual void Zero(Tensor t) = 0;
   virtual void Copy(Tensor dst, Tensor src) = 0;
+  // Copies src to host_dst once the work queued before this call has run; the
+  // values are there after the next WaitQueuedDownloads(). For small reads (a
+  // step's loss and norm) that should not wait for the work queued after them.
+  // The CPU copies at once.
+  virtual void QueueDownload(void* host_dst, Tensor src) {
+    Download(host_dst, src);
+  }
+  virtual void WaitQueuedDownloads() {}
   // Waits for all queued work (a no-op on the CPU).
   virtual void Synchronize() = 0;
   // Per-op timing for benchmarks: while enabled, each op is timed (CUDA events

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <string>
 #include <vector>
@@ -51,6 +52,8 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+    if (queued_host_ != nullptr) cudaFreeHost(queued_host_);
+    if (queued_done_ != nullptr) cudaEventDestroy(queued_done_);
     cudaStreamDestroy(stream_);
   }
 
@@ -100,6 +103,29 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.bytes(),
                                     cudaMemcpyDeviceToHost, stream_));
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void QueueDownload(void* host_dst, Tensor src) override {
+    GPT2_CHECK_MSG(queued_bytes_ + src.bytes() <= kQueuedDownloadBytes,
+                   "queued downloads are for a few scalars");
+    if (queued_host_ == nullptr) {
+      GPT2_CUDA_CHECK(cudaMallocHost(&queued_host_, kQueuedDownloadBytes));
+      GPT2_CUDA_CHECK(
+          cudaEventCreateWithFlags(&queued_done_, cudaEventDisableTiming));
+    }
+    char* pinned = static_cast<char*>(queued_host_) + queued_bytes_;
+    GPT2_CUDA_CHECK(cudaMemcpyAsync(pinned, src.data, src.bytes(),
+                                    cudaMemcpyDeviceToHost, stream_));
+    GPT2_CUDA_CHECK(cudaEventRecord(queued_done_, stream_));
+    queued_.push_back({host_dst, pinned, src.bytes()});
+    queued_bytes_ += src.bytes();
+  }
+  void WaitQueuedDownloads() override {
+    if (queued_.empty()) return;
+    GPT2_CUDA_CHECK(cudaEventSynchronize(queued_done_));
+    for (const QueuedDownload& q : queued_)
+      std::memcpy(q.host_dst, q.pinned, q.bytes);
+    queued_.clear();
+    queued_bytes_ = 0;
   }
   void Zero(Tensor t) override {
     GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_));
@@ -298,6 +324,18 @@ class CudaBackend final : public Backend {
   cuda::Scratch scratch_;
   cuda::PinnedStaging
       staging_;  // host-to-device copies that do not stall the host
+  // QueueDownload's pinned landing area and the event after the last queued
+  // copy.
+  struct QueuedDownload {
+    void* host_dst;
+    const void* pinned;
+    size_t bytes;
+  };
+  static constexpr size_t kQueuedDownloadBytes = 4096;
+  void* queued_host_ = nullptr;
+  cudaEvent_t queued_done_ = nullptr;
+  size_t queued_bytes_ = 0;
+  std::vector<QueuedDownload> queued_;
 #if !defined(GPT2_CUDA_EMULATED)
   std::unique_ptr<cuda::CublasLtMatmul> cublaslt_;
 #endif

@@ -2,6 +2,8 @@
 
 #include <mpi.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -63,6 +65,9 @@ MpiEnv::~MpiEnv() = default;
 void MpiEnv::Abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
+  // mpirun forwards a rank's output asynchronously and stops forwarding once the job
+  // is killed: a moment's pause lets the error message that led here reach the user.
+  usleep(300 * 1000);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);  // MPI_Abort does not return; this is for the type system
 }

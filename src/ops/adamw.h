@@ -1,7 +1,8 @@
 // AdamW with decoupled weight decay and bias correction, as torch.optim.AdamW.
 // Global-norm clipping is folded in: the step reads the squared grad norm and
 // scales the gradient by min(1, clip / (norm + 1e-6)), so no separate pass
-// rewrites the grads.
+// rewrites the grads. A non-finite norm skips the update, so the host need not
+// read the norm before it.
 #ifndef GPT2_OPS_ADAMW_H_
 #define GPT2_OPS_ADAMW_H_
 

@@ -8,6 +8,8 @@ namespace gpt2::cpu {
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args) {
+  if (!std::isfinite(double{norm_squared[0]}))
+    return;  // a NaN/Inf step is skipped
   const double scale =
       ClipScale(std::sqrt(double{norm_squared[0]}), args.grad_clip);
   const double b1 = args.beta1, b2 = args.beta2;

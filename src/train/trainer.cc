@@ -238,41 +238,44 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       ", activations ", Megabytes(model.activation_bytes())));
 
   // ---- Loop ----
+  // The host queues step s, then reads step s-1's loss and norm, which are
+  // ready as soon as step s-1 has run: the GPU is never left waiting for the
+  // host. Scalars of two consecutive steps live in two slots.
   std::vector<int32_t> inputs(int64_t{B} * T), targets(int64_t{B} * T);
-  Tensor loss_sum = backend->Alloc(model.stats_dtype(), 1);
-  Tensor norm_squared = backend->Alloc(model.stats_dtype(), 1);
-  auto read_scalar = [&](Tensor t) {
-    double value = 0.0;
-    if (t.dtype == DType::kF64) {
-      backend->Download(&value, t);
-    } else {
-      float f = 0.0f;
-      backend->Download(&f, t);
-      value = f;
-    }
-    return value;
+  Tensor loss_sums = backend->Alloc(model.stats_dtype(), 2);
+  Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
+  Tensor val_loss_sum = backend->Alloc(model.stats_dtype(), 1);
+  const size_t scalar_bytes = DTypeSize(model.stats_dtype());
+  std::vector<char> host_scalars(4 * scalar_bytes);  // loss, norm for each slot
+  auto host_scalar = [&](int index) {
+    std::vector<char> bytes(host_scalars.begin() + index * scalar_bytes,
+                            host_scalars.begin() + (index + 1) * scalar_bytes);
+    return DecodeHost(bytes, model.stats_dtype())[0];
   };
   auto evaluate_val = [&]() {
     val_loader->Reset();
     const int batches = cfg.log().val_batches();
-    backend->Zero(loss_sum);
+    backend->Zero(val_loss_sum);
     for (int i = 0; i < batches; ++i) {
       val_loader->Next(inputs.data(), targets.data());
       model.Forward(inputs.data(), targets.data(), B, T, 0.0,
                     /*write_grad=*/false);
-      backend->AccumulateSum(loss_sum, model.losses(),
+      backend->AccumulateSum(val_loss_sum, model.losses(),
                              1.0 / (double{B} * T * batches));
     }
-    dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
-    return read_scalar(loss_sum);
+    dcomm->AllReduce(val_loss_sum, ReduceOp::kAverage);
+    std::vector<char> bytes(scalar_bytes);
+    backend->Download(bytes.data(), val_loss_sum);
+    return DecodeHost(bytes, model.stats_dtype())[0];
   };
 
   TrainResult result;
   result.run_dir = run_dir;
   const int64_t max_steps = cfg.train().max_steps();
   const double dloss = 1.0 / (double{B} * T * accum);
-  int64_t updates_applied =
-      progress.optimizer_steps;  // AdamW's bias-correction step
+  // AdamW's bias-correction step. A non-finite step's update is skipped on the
+  // device (the host learns of it a step later) but still counted here.
+  int64_t updates_applied = progress.optimizer_steps;
   if (!resume_path.empty()) {
     log.Line(absl::StrFormat("resumed from %s at step %d (%d tokens seen)",
                              resume_path, progress.step, progress.tokens_seen));
@@ -297,18 +300,77 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const int64_t save_every = cfg.checkpoint().every_steps();
   int64_t last_saved = -1;
   double last_lr = progress.lr;
-  for (int64_t step = progress.step; step < max_steps; ++step) {
-    StepMetrics metrics;
-    metrics.step = step;
+  bool stop = false;
+
+  // The step whose scalars are queued for reading.
+  std::optional<StepMetrics> pending;
+  int pending_slot = 0;
+  Clock::time_point last_done = Clock::now();
+  // Reads and logs the pending step. Sets `stop` when the run should end after
+  // it.
+  auto finish_pending = [&]() -> absl::Status {
+    if (!pending) return absl::OkStatus();
+    StepMetrics metrics = *pending;
+    pending.reset();
+    backend->WaitQueuedDownloads();
+    const Clock::time_point now = Clock::now();
+    metrics.dt_ms =
+        std::chrono::duration<double, std::milli>(now - last_done).count();
+    last_done = now;
+    metrics.tok_per_sec = plan.total_batch_tokens / (metrics.dt_ms / 1000.0);
+    metrics.loss = host_scalar(2 * pending_slot);
+    metrics.norm = std::sqrt(host_scalar(2 * pending_slot + 1));
+    const bool finite =
+        std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
+    if (metrics.step % cfg.log().every_steps() == 0 ||
+        metrics.step == max_steps - 1 || !finite) {
+      log.Line(FormatStepLine(metrics));
+    }
+    log.Metrics(metrics);
+    result.losses.push_back(metrics.loss);
+    result.final_loss = metrics.loss;
+    if (!finite) {
+      if (cfg.train().on_nan() == config::SKIP_STEP) {
+        ++result.skipped_steps;
+        log.Line(absl::StrFormat(
+            "step %d: loss %f / grad norm %f is not finite: update skipped "
+            "(train.on_nan: SKIP_STEP)",
+            metrics.step, metrics.loss, metrics.norm));
+        return absl::OkStatus();
+      }
+      return absl::InternalError(absl::StrFormat(
+          "step %d: the loss (%f) or grad norm (%f) is not finite; stopping "
+          "(train.on_nan: STOP). Try a lower optim.lr, check the data, or set "
+          "train.on_nan: SKIP_STEP.",
+          metrics.step, metrics.loss, metrics.norm));
+    }
+    if (cfg.train().stop_at_loss() > 0 &&
+        metrics.loss < cfg.train().stop_at_loss()) {
+      log.Line(
+          absl::StrFormat("loss %.6f < %g first at step %d, %.1f s after "
+                          "process start; stopping",
+                          metrics.loss, cfg.train().stop_at_loss(),
+                          metrics.step, SecondsSince(process_start)));
+      stop = true;
+    }
+    return absl::OkStatus();
+  };
+
+  for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
     const int val_every = cfg.log().val_every_steps();
+    std::optional<double> val_loss;
     if (val_loader && val_every > 0 &&
         (step % val_every == 0 || step == max_steps - 1)) {
-      metrics.val_loss = evaluate_val();
-      log.Line(
-          absl::StrFormat("step %d | val loss: %.6f", step, *metrics.val_loss));
+      GPT2_RETURN_IF_ERROR(finish_pending());
+      if (stop) break;
+      val_loss = evaluate_val();
+      log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
+      last_done = Clock::now();  // dt covers training only
     }
-    const Clock::time_point t0 = Clock::now();  // dt covers the train step only
     InjectFaultForTests(step, comm->rank());
+    const int slot = static_cast<int>(step % 2);
+    Tensor loss_sum = loss_sums.Slice(slot, 1);
+    Tensor norm_squared = norms_squared.Slice(slot, 1);
     model.ZeroGrads();
     backend->Zero(loss_sum);
     for (int micro = 0; micro < accum; ++micro) {
@@ -336,49 +398,27 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       backend->SumSquares(norm_squared, model.grads());
       step_grads = model.grads();
     }
+    StepMetrics metrics;
+    metrics.step = step;
+    metrics.val_loss = val_loss;
     metrics.lr = schedule.At(step);
-    // Read before the update so a NaN step can be skipped. (On a GPU this
-    // readback will move off the critical path; the CPU backend has nothing to
-    // wait for.)
-    metrics.loss = read_scalar(loss_sum);
-    metrics.norm = std::sqrt(read_scalar(norm_squared));
-    const bool finite =
-        std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
-    if (finite) {
-      optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
-                     ++updates_applied);
-      if (zero1) {
-        dcomm->AllGather(model.padded_params(),
-                         model.padded_params().Slice(
-                             shard.rank * shard.shard_size, shard.shard_size));
-      }
+    // AdamW skips the update on the device when the norm is not finite.
+    optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
+                   ++updates_applied);
+    if (zero1) {
+      dcomm->AllGather(model.padded_params(),
+                       model.padded_params().Slice(
+                           shard.rank * shard.shard_size, shard.shard_size));
     }
-    backend->Synchronize();
-    metrics.dt_ms = SecondsSince(t0) * 1000.0;
-    metrics.tok_per_sec = plan.total_batch_tokens / (metrics.dt_ms / 1000.0);
-    if (step % cfg.log().every_steps() == 0 || step == max_steps - 1 ||
-        !finite) {
-      log.Line(FormatStepLine(metrics));
-    }
-    log.Metrics(metrics);
-    result.losses.push_back(metrics.loss);
-    result.final_loss = metrics.loss;
+    // Step `step` is queued; now read the one before it.
+    GPT2_RETURN_IF_ERROR(finish_pending());
+    backend->QueueDownload(host_scalars.data() + 2 * slot * scalar_bytes,
+                           loss_sum);
+    backend->QueueDownload(host_scalars.data() + (2 * slot + 1) * scalar_bytes,
+                           norm_squared);
+    pending = metrics;
+    pending_slot = slot;
     result.steps_run = step + 1 - progress.step;
-    if (!finite) {
-      if (cfg.train().on_nan() == config::SKIP_STEP) {
-        ++result.skipped_steps;
-        log.Line(absl::StrFormat(
-            "step %d: loss %f / grad norm %f is not finite: update skipped "
-            "(train.on_nan: SKIP_STEP)",
-            step, metrics.loss, metrics.norm));
-        continue;
-      }
-      return absl::InternalError(absl::StrFormat(
-          "step %d: the loss (%f) or grad norm (%f) is not finite; stopping "
-          "(train.on_nan: STOP). Try a lower optim.lr, check the data, or set "
-          "train.on_nan: SKIP_STEP.",
-          step, metrics.loss, metrics.norm));
-    }
     last_lr = metrics.lr;
     if (save_every > 0 && (step + 1) % save_every == 0) {
       GPT2_RETURN_IF_ERROR(save(step + 1, metrics.lr));
@@ -391,24 +431,17 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           cfg.train().max_seconds(), step));
       break;
     }
-    if (cfg.train().stop_at_loss() > 0 &&
-        metrics.loss < cfg.train().stop_at_loss()) {
-      log.Line(
-          absl::StrFormat("loss %.6f < %g first at step %d, %.1f s after "
-                          "process start; stopping",
-                          metrics.loss, cfg.train().stop_at_loss(), step,
-                          SecondsSince(process_start)));
-      break;
-    }
   }
+  GPT2_RETURN_IF_ERROR(finish_pending());
   if (cfg.checkpoint().save_at_end() && result.steps_run > 0 &&
       last_saved != progress.step + result.steps_run) {
     GPT2_RETURN_IF_ERROR(save(progress.step + result.steps_run, last_lr));
   }
   if (options.keep_final_params) result.final_params = model.GetParams();
   if (world > 1) backend->Free(shard_grads);
-  backend->Free(loss_sum);
-  backend->Free(norm_squared);
+  backend->Free(loss_sums);
+  backend->Free(norms_squared);
+  backend->Free(val_loss_sum);
   log.Line(absl::StrFormat(
       "done: %d steps in %.1f s, final loss %.6f; logs in %s", result.steps_run,
       SecondsSince(process_start), result.final_loss, run_dir));
