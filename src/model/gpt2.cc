@@ -14,7 +14,8 @@ struct Gpt2Model::LayerActs {
 };
 
 Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
-                     int max_batch, int max_seq, int64_t buffer_elems)
+                     int max_batch, int max_seq, int64_t buffer_elems,
+                     bool recompute_gelu)
     : backend_(backend),
       shape_(shape),
       dtype_(dtype),
@@ -22,6 +23,7 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
       max_seq_(max_seq),
       param_list_(BuildParamList(shape)),
       num_params_(TotalParams(param_list_)) {
+  recompute_gelu_ = recompute_gelu;
   GPT2_CHECK_MSG(backend_->SupportsDType(dtype), "backend ", backend_->name(),
                  " cannot train in ", DTypeName(dtype));
   GPT2_CHECK(max_seq_ <= shape_.max_seq_len);
@@ -56,7 +58,7 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
   ln2_mean_ = alloc_stats(L * BT);
   ln2_rstd_ = alloc_stats(L * BT);
   fch_ = alloc(L * BT * 4 * C);
-  fch_gelu_ = alloc(L * BT * 4 * C);
+  fch_gelu_ = alloc((recompute_gelu_ ? 1 : L) * BT * 4 * C);
   residual3_ = alloc(L * BT * C);
   lnf_ = alloc(BT * C);
   lnf_mean_ = alloc_stats(BT);
@@ -148,7 +150,8 @@ Gpt2Model::LayerActs Gpt2Model::Layer(int l, int B, int T) const {
   a.ln2_mean = rows(ln2_mean_, 1);
   a.ln2_rstd = rows(ln2_rstd_, 1);
   a.fch = rows(fch_, 4 * C);
-  a.fch_gelu = rows(fch_gelu_, 4 * C);
+  a.fch_gelu =
+      recompute_gelu_ ? fch_gelu_.Slice(0, BT * 4 * C) : rows(fch_gelu_, 4 * C);
   a.residual3 = rows(residual3_, C);
   return a;
 }
@@ -238,6 +241,7 @@ void Gpt2Model::Backward() {
   for (int l = L - 1; l >= 0; --l) {
     const LayerActs a = Layer(l, B, T);
     // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
+    if (recompute_gelu_) backend_->GeluForward(a.fch_gelu, a.fch);
     backend_->Zero(d_fch_gelu);
     backend_->MatmulBackward(d_fch_gelu, Grad(kFcprojw, l), Grad(kFcprojb, l),
                              d_res, a.fch_gelu, Param(kFcprojw, l), BT, 4 * C,

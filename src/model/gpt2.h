@@ -17,8 +17,12 @@ class Gpt2Model {
  public:
   // The flat parameter and gradient buffers hold `buffer_elems` elements (at
   // least the parameter count; ZeRO pads them to equal shards), the tail zero.
+  // recompute_gelu: keep no per-layer GELU outputs (L x B x T x 4C) and
+  // recompute each layer's in the backward pass, trading one elementwise pass
+  // for the memory.
   Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
-            int max_batch, int max_seq, int64_t buffer_elems = 0);
+            int max_batch, int max_seq, int64_t buffer_elems = 0,
+            bool recompute_gelu = false);
   ~Gpt2Model();
   Gpt2Model(const Gpt2Model&) = delete;
   Gpt2Model& operator=(const Gpt2Model&) = delete;
@@ -75,6 +79,7 @@ class Gpt2Model {
   std::vector<ParamSpec> param_list_;
   int64_t num_params_;
   int64_t activation_bytes_ = 0;
+  bool recompute_gelu_ = false;
   int last_B_ = 0, last_T_ = 0;
   bool have_dlogits_ = false;
 

@@ -158,8 +158,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                 : ShardLayout::Whole(num_params);
   const ShardLayout optimizer_shard =
       zero1 ? shard : ShardLayout::Whole(num_params);
-  Gpt2Model model(backend, plan.shape, choice.dtype, B, T,
-                  shard.padded_total());
+  Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
+                  cfg.train().recompute_gelu());
   // Every rank draws the same init from the seed; no broadcast is needed.
   model.InitParams(cfg.train().seed());
   AdamWHyper hyper;

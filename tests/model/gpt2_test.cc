@@ -117,6 +117,29 @@ TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
   EXPECT_GT(norm, 1e-6);  // the check is not vacuous
 }
 
+TEST(Gpt2Model, RecomputingGeluGivesTheSameGradients) {
+  auto backend = MakeCpuBackend();
+  ModelShape shape = TinyShape();
+  const int B = 2, T = 5;
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 2, 0, 10, 3, 7, 4};
+  const std::vector<int32_t> targets = {5, 9, 2, 2, 8, 10, 3, 7, 4, 6};
+  std::vector<std::vector<double>> grads;
+  int64_t activation_bytes[2];
+  for (bool recompute : {false, true}) {
+    Gpt2Model model(backend.get(), shape, DType::kF32, B, T, 0, recompute);
+    model.SetParams(testing::RandomVector(model.num_params(), 7, 0.3));
+    model.ZeroGrads();
+    model.Forward(tokens.data(), targets.data(), B, T, 1.0 / (B * T), true);
+    model.Backward();
+    grads.push_back(model.GetGrads());
+    activation_bytes[recompute] = model.activation_bytes();
+  }
+  EXPECT_EQ(grads[0], grads[1]);  // bitwise: the same ops in the same order
+  // One layer's GELU buffer instead of L.
+  EXPECT_EQ(activation_bytes[0] - activation_bytes[1],
+            int64_t{shape.num_layers - 1} * B * T * 4 * shape.channels * 4);
+}
+
 TEST(Gpt2Model, InitialLossIsLnVocab) {
   auto backend = MakeCpuBackend();
   const ModelShape shape = ModelShape::Gpt2Small();
