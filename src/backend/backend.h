@@ -49,6 +49,9 @@ class Backend {
     Download(host_dst, src);
   }
   virtual void WaitQueuedDownloads() {}
+  // Whether ops return before their work is done (CUDA) or run as they are
+  // called (CPU).
+  virtual bool asynchronous() const { return false; }
   // Waits for all queued work (a no-op on the CPU).
   virtual void Synchronize() = 0;
   // Per-op timing for benchmarks: while enabled, each op is timed (CUDA events

@@ -261,6 +261,7 @@ class CudaBackend final : public Backend {
 
   void EnableOpTiming(bool on) override { timing_ = on; }
   CUstream_st* cuda_stream() const override { return stream_; }
+  bool asynchronous() const override { return true; }
   std::vector<OpTiming> TakeOpTimings() override {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
     std::map<std::string, OpTiming> by_op;

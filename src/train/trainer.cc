@@ -238,9 +238,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       ", activations ", Megabytes(model.activation_bytes())));
 
   // ---- Loop ----
-  // The host queues step s, then reads step s-1's loss and norm, which are
-  // ready as soon as step s-1 has run: the GPU is never left waiting for the
-  // host. Scalars of two consecutive steps live in two slots.
+  // On an asynchronous backend (CUDA) the host queues step s, then reads step
+  // s-1's loss and norm, which are ready as soon as step s-1 has run: the GPU
+  // is never left waiting for the host, and dt is the time between step
+  // completions. Scalars of two consecutive steps live in two slots. The CPU
+  // reads each step right after it.
   std::vector<int32_t> inputs(int64_t{B} * T), targets(int64_t{B} * T);
   Tensor loss_sums = backend->Alloc(model.stats_dtype(), 2);
   Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
@@ -418,6 +420,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                            norm_squared);
     pending = metrics;
     pending_slot = slot;
+    // A synchronous backend has already run the step: read it now, so its dt
+    // and any stop decision belong to this step.
+    if (!backend->asynchronous()) GPT2_RETURN_IF_ERROR(finish_pending());
     result.steps_run = step + 1 - progress.step;
     last_lr = metrics.lr;
     if (save_every > 0 && (step + 1) % save_every == 0) {
