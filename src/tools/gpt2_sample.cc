@@ -19,14 +19,11 @@
 #include "src/data/dataset.h"
 #include "src/data/tokenizer.h"
 #include "src/infer/decoder.h"
-#ifdef GPT2_HAVE_CUDA
-#include "src/backend/cuda_backend.h"
-#include "src/backend/device.h"
-#endif
 #include "src/infer/generate.h"
 #include "src/infer/model_source.h"
 #include "src/infer/sampler.h"
 #include "src/tools/cli_common.h"
+#include "src/tools/decoder_choice.h"
 
 ABSL_FLAG(std::string, checkpoint, "",
           "A gpt2_ddp checkpoint (.ckpt), e.g. "
@@ -70,44 +67,6 @@ ABSL_FLAG(int, bench_runs, 3, "With --bench: runs per batch size, >= 1.");
 namespace gpt2 {
 namespace {
 
-// The decoder for --device: the CPU's own, or the backend decoder on CUDA
-// (which keeps the backend alive beside it).
-struct DecoderWithBackend {
-  std::unique_ptr<Backend> backend;
-  std::unique_ptr<infer::Decoder> decoder;
-};
-
-absl::StatusOr<DecoderWithBackend> MakeDecoder(const ModelShape& shape,
-                                               const std::vector<float>& params,
-                                               int max_batch) {
-  DecoderWithBackend out;
-  const std::string device = absl::GetFlag(FLAGS_device);
-  if (device == "cpu") {
-    out.decoder = infer::MakeCpuDecoder(shape, params, max_batch);
-    return out;
-  }
-#ifdef GPT2_HAVE_CUDA
-  if (device == "cuda") {
-    std::string why;
-    if (CudaDeviceCount(&why) == 0) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--device cuda: no usable GPU: ", why));
-    }
-    const std::string precision = absl::GetFlag(FLAGS_precision);
-    if (precision != "bf16" && precision != "fp32") {
-      return absl::InvalidArgumentError("--precision must be bf16 or fp32");
-    }
-    out.backend = MakeCudaBackend(0);
-    out.decoder = infer::MakeBackendDecoder(
-        out.backend.get(), precision == "bf16" ? DType::kBF16 : DType::kF32,
-        shape, params, max_batch);
-    return out;
-  }
-#endif
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--device ", device, " is not available in this build (cpu or cuda)"));
-}
-
 constexpr int kMaxSamples = 64;
 constexpr char kTool[] = "gpt2_sample";
 
@@ -141,8 +100,10 @@ absl::Status Bench(const infer::InferenceModel& model) {
       "decode steps per run, median of %d runs\n",
       absl::GetFlag(FLAGS_device).c_str(), omp_get_max_threads(), prompt_len,
       steps, runs);
-  GPT2_ASSIGN_OR_RETURN(DecoderWithBackend made,
-                        MakeDecoder(shape, model.params, 8));
+  GPT2_ASSIGN_OR_RETURN(
+      DecoderWithBackend made,
+      MakeDecoderFor(absl::GetFlag(FLAGS_device),
+                     absl::GetFlag(FLAGS_precision), shape, model.params, 8));
   std::unique_ptr<infer::Decoder>& decoder = made.decoder;
   infer::Sampler sampler;
   for (int batch : {1, 8}) {
@@ -211,7 +172,9 @@ absl::Status Sample(const infer::InferenceModel& model) {
     return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
   }
   GPT2_ASSIGN_OR_RETURN(DecoderWithBackend made,
-                        MakeDecoder(model.shape, model.params, num_samples));
+                        MakeDecoderFor(absl::GetFlag(FLAGS_device),
+                                       absl::GetFlag(FLAGS_precision),
+                                       model.shape, model.params, num_samples));
   GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result,
                         infer::Generate(made.decoder.get(), request));
   for (size_t i = 0; i < result.samples.size(); ++i) {

@@ -33,6 +33,7 @@
 #include "src/infer/generate.h"
 #include "src/infer/model_source.h"
 #include "src/tools/cli_common.h"
+#include "src/tools/decoder_choice.h"
 
 #ifndef GPT2_SERVE_STUB
 #include <httplib.h>
@@ -42,6 +43,10 @@
 #include "src/tools/serve_page.h"
 #endif
 
+ABSL_FLAG(std::string, device, "cpu",
+          "cpu, or cuda (GPU 0, in a CUDA build): where the model decodes.");
+ABSL_FLAG(std::string, precision, "bf16",
+          "With --device cuda: bf16 or fp32 weights and activations.");
 ABSL_FLAG(std::string, checkpoint, "",
           "The gpt2_ddp checkpoint (.ckpt) to serve. Required. Loaded once at "
           "start-up.");
@@ -466,9 +471,14 @@ absl::Status Serve() {
         "; GPT-2's tokenizer needs ", tokenizer.vocab_size()));
   }
   ServedModel served{std::move(model), std::move(tokenizer)};
-  ModelWorker worker(infer::MakeCpuDecoder(
-      served.model.shape, std::move(served.model.params), kMaxSamples));
+  // The backend (for --device cuda) outlives the worker that decodes on it.
+  GPT2_ASSIGN_OR_RETURN(
+      DecoderWithBackend decoder,
+      MakeDecoderFor(absl::GetFlag(FLAGS_device),
+                     absl::GetFlag(FLAGS_precision), served.model.shape,
+                     served.model.params, kMaxSamples));
   served.model.params = {};
+  ModelWorker worker(std::move(decoder.decoder));
   const std::string page = RenderPage(served);
 
   Server server;

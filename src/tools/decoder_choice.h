@@ -1,0 +1,59 @@
+// The decoder a sampling tool's --device and --precision flags ask for: the
+// CPU's own, or the backend decoder over the CUDA backend (in CUDA builds),
+// which keeps the backend alive beside it. Shared by gpt2_sample and
+// gpt2_serve.
+#ifndef GPT2_TOOLS_DECODER_CHOICE_H_
+#define GPT2_TOOLS_DECODER_CHOICE_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "src/backend/backend.h"
+#include "src/infer/decoder.h"
+#ifdef GPT2_HAVE_CUDA
+#include "src/backend/cuda_backend.h"
+#include "src/backend/device.h"
+#endif
+
+namespace gpt2 {
+
+struct DecoderWithBackend {
+  std::unique_ptr<Backend> backend;  // null for the CPU decoder
+  std::unique_ptr<infer::Decoder> decoder;
+};
+
+inline absl::StatusOr<DecoderWithBackend> MakeDecoderFor(
+    const std::string& device, const std::string& precision,
+    const ModelShape& shape, const std::vector<float>& params, int max_batch) {
+  DecoderWithBackend out;
+  if (device == "cpu") {
+    out.decoder = infer::MakeCpuDecoder(shape, params, max_batch);
+    return out;
+  }
+#ifdef GPT2_HAVE_CUDA
+  if (device == "cuda") {
+    std::string why;
+    if (CudaDeviceCount(&why) == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("--device cuda: no usable GPU: ", why));
+    }
+    if (precision != "bf16" && precision != "fp32") {
+      return absl::InvalidArgumentError("--precision must be bf16 or fp32");
+    }
+    out.backend = MakeCudaBackend(0);
+    out.decoder = infer::MakeBackendDecoder(
+        out.backend.get(), precision == "bf16" ? DType::kBF16 : DType::kF32,
+        shape, params, max_batch);
+    return out;
+  }
+#endif
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--device ", device, " is not available in this build (cpu or cuda)"));
+}
+
+}  // namespace gpt2
+
+#endif  // GPT2_TOOLS_DECODER_CHOICE_H_
