@@ -37,6 +37,12 @@ expect_fail "stray argument" "unexpected argument 'extra'" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" extra
 expect_fail "CUDA without a GPU" "no GPU is usable|no CUDA backend" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.device=CUDA
+expect_fail "resume without checkpoints" "latest" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set log.run_dir="$work/none" \
+  --resume latest
+expect_fail "init_from missing file" "cannot open --init_from file" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/nope.ckpt"
+expect_fail "sample without a prompt" "prompt" "$bin/gpt2_sample" --checkpoint "$work/nope.ckpt"
 expect_fail "prepro no args" "--input and --output_dir are required" "$bin/gpt2_prepro"
 expect_fail "prepro missing input" "nope.txt: cannot open" \
   "$bin/gpt2_prepro" --input "$work/nope.txt" --output_dir "$work/out"
