@@ -30,3 +30,13 @@ if(GPT2_HAVE_CUDA)
     PROPERTIES LABELS gpu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}"
                SKIP_REGULAR_EXPRESSION "no usable CUDA device")
 endif()
+
+# Two ranks sharing one (emulated) GPU, under mpirun: host-staged MPI and ZeRO-1.
+if(TARGET gpt2_cuda_emu)
+  add_executable(cuda_mpi_test_emu tests/cuda/cuda_mpi_test.cc)
+  target_link_libraries(cuda_mpi_test_emu PRIVATE gpt2_cuda_emu GTest::gtest)
+  add_test(NAME emu.cuda_mpi_np2
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:cuda_mpi_test_emu>)
+  set_tests_properties(emu.cuda_mpi_np2 PROPERTIES LABELS "cuda_emu;mpi" TIMEOUT 300
+                       PROCESSORS 2 ENVIRONMENT "${GPT2_MPI_ENV}")
+endif()

@@ -8,7 +8,9 @@
 #   2. the gpu-label tests: every op and whole train steps against the CPU reference
 #   3. gpt2_bench on the GPU at B=16/32/64, T=1024, beside the PyTorch reference
 #   4. the Shakespeare config for a fixed time budget
-# Logs go to OUT_DIR (at most 8 files come back); a summary table is printed last.
+# Logs go to OUT_DIR, 8 files at most (what a device run returns): machine.txt,
+# nvidia-smi.txt, gpu_tests.txt, bench.txt, dist.txt, train.txt, metrics.jsonl,
+# samples.txt. A summary table is printed last.
 set -u
 out=${1:?usage: device_check.sh OUT_DIR [--skip-train]}
 skip_train=${2:-}
@@ -63,8 +65,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
   >>"$out/machine.txt" 2>&1
 
 # ---- 2. GPU tests ------------------------------------------------------------------
-run gpu_tests 300 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu" \
-  --gtest_output="xml:$out/gpu_tests.xml"
+run gpu_tests 300 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu"
 grep -E "^\[ where|FAILED|PASSED|SKIPPED" "$out/gpu_tests.txt" | head -30 | tee -a "$out/machine.txt"
 
 # ---- 3. Benchmark beside PyTorch ---------------------------------------------------
@@ -77,6 +78,19 @@ run bench_pytorch_B16 240 bench.txt python3 "$stage/reference/gpt2_torch.py" --b
 run decode_bench_124m 120 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
   --data_dir "$stage/data"
 grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|tokens/s" "$out/bench.txt" | tee -a "$out/machine.txt"
+
+# ---- 3b. Distributed paths on one GPU: 2 ranks sharing it (host-staged MPI, ZeRO-1)
+# against one process, 20 steps each (compare the two step tables in dist.txt).
+dist=$(mktemp -d)
+run dist_single 180 dist.txt "$stage/bin/gpt2_ddp" --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" \
+  --data_dir "$stage/data" --set log.run_dir="$dist/one" --set train.max_steps=20 \
+  --set checkpoint.save_at_end=false --set train.stop_at_loss=0
+run dist_mpi_np2 180 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH -x OPAL_PREFIX \
+  -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/gpt2_ddp" \
+  --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
+  --set log.run_dir="$dist/two" --set train.max_steps=20 --set train.micro_batch_size=8 \
+  --set distributed.zero_stage=1 --set checkpoint.save_at_end=false --set train.stop_at_loss=0
+rm -rf "$dist"
 
 # ---- 4. Shakespeare, then what it learned -----------------------------------------
 if [ "$skip_train" != "--skip-train" ]; then

@@ -18,6 +18,7 @@ struct BackendChoice {
   std::unique_ptr<Backend> backend;
   DType dtype = DType::kF32;  // params, activations and gradients
   std::string note;  // printed in the run header when the choice needs a word
+  int devices_on_node = 0;  // GPUs this node has (0 for the CPU backend)
 };
 
 // local_rank picks the GPU of a multi-GPU node.

@@ -26,12 +26,10 @@ absl::StatusOr<BackendChoice> ChooseCudaOrCpuBackend(
     }
     return choice;
   }
-  if (local_rank >= gpus) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "local rank ", local_rank, " has no GPU of its own (", gpus,
-        " GPU(s) on this node): start at most one rank per GPU"));
-  }
+  // More ranks than GPUs share them round-robin; the trainer then reduces over
+  // MPI (NCCL refuses two ranks on one GPU).
   BackendChoice choice;
+  choice.devices_on_node = gpus;
   switch (train.precision()) {
     case config::FP64:
       return absl::InvalidArgumentError(
@@ -46,7 +44,7 @@ absl::StatusOr<BackendChoice> ChooseCudaOrCpuBackend(
     default:
       choice.dtype = DType::kF32;
   }
-  choice.backend = MakeCudaBackend(local_rank);
+  choice.backend = MakeCudaBackend(local_rank % gpus);
   return choice;
 }
 

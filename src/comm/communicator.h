@@ -21,6 +21,8 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int world_size() const = 0;
   virtual int local_rank() const = 0;
+  // Ranks on this node.
+  virtual int local_size() const = 0;
 
   // In place over all ranks.
   virtual void AllReduce(Tensor buffer, ReduceOp op) = 0;

@@ -45,6 +45,7 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return env_.rank(); }
   int world_size() const override { return env_.world_size(); }
   int local_rank() const override { return env_.local_rank(); }
+  int local_size() const override { return env_.local_size(); }
 
   void AllReduce(Tensor buffer, ReduceOp op) override {
     for (int64_t done = 0; done < buffer.numel; done += kMaxCount) {

@@ -1,7 +1,6 @@
 #include "src/comm/mpi_env.h"
 
 #include <mpi.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -65,8 +64,9 @@ MpiEnv::~MpiEnv() = default;
 void MpiEnv::Abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  // mpirun forwards a rank's output asynchronously and stops forwarding once the job
-  // is killed: a moment's pause lets the error message that led here reach the user.
+  // mpirun forwards a rank's output asynchronously and stops forwarding once
+  // the job is killed: a moment's pause lets the error message that led here
+  // reach the user.
   usleep(300 * 1000);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);  // MPI_Abort does not return; this is for the type system

@@ -12,6 +12,7 @@ class SingleRank final : public Communicator {
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
   int local_rank() const override { return 0; }
+  int local_size() const override { return 1; }
   void AllReduce(Tensor, ReduceOp) override {}
   void ReduceScatter(Tensor output, Tensor input, ReduceOp) override {
     CopyWhole(output, input);

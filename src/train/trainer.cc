@@ -15,6 +15,7 @@
 #include "src/backend/select.h"
 #include "src/ckpt/run_files.h"
 #include "src/comm/communicator.h"
+#include "src/comm/host_staged_communicator.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
 #include "src/model/gpt2.h"
@@ -89,16 +90,30 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   std::unique_ptr<Communicator> device_comm;
   Communicator* dcomm = comm;
   if (world > 1 && backend->name() != "cpu") {
-    if (cfg.distributed().comm() == config::BACKEND_MPI ||
-        options.make_device_comm == nullptr) {
-      return absl::UnimplementedError(
-          "GPU ranks communicate over NCCL; the host-staged MPI path for GPU "
-          "ranks "
-          "(distributed.comm: BACKEND_MPI, e.g. several ranks sharing one GPU) "
-          "is not "
-          "implemented yet");
+    // NCCL refuses two ranks on one GPU ("Duplicate GPU detected",
+    // NVIDIA/nccl#1241), so ranks that share GPUs reduce over MPI through host
+    // copies.
+    const bool shared_gpus = comm->local_size() > choice.devices_on_node;
+    const config::Backend wanted = cfg.distributed().comm();
+    if (wanted == config::BACKEND_NCCL && shared_gpus) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.config_path, ": distributed.comm is BACKEND_NCCL, but ",
+          comm->local_size(), " ranks share ", choice.devices_on_node,
+          " GPU(s) on this node and NCCL refuses two ranks on one GPU; use "
+          "BACKEND_AUTO or BACKEND_MPI"));
     }
-    device_comm = options.make_device_comm(backend);
+    if (wanted == config::BACKEND_MPI || shared_gpus ||
+        options.make_device_comm == nullptr) {
+      device_comm = MakeHostStagedCommunicator(comm, backend);
+      if (shared_gpus && wanted != config::BACKEND_MPI) {
+        choice.note = absl::StrCat(
+            choice.note, choice.note.empty() ? "" : "; ", comm->local_size(),
+            " ranks share ", choice.devices_on_node,
+            " GPU(s): gradients go over MPI through host memory");
+      }
+    } else {
+      device_comm = options.make_device_comm(backend);
+    }
     dcomm = device_comm.get();
   }
   if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&

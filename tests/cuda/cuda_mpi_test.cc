@@ -1,0 +1,113 @@
+// Distributed training on the CUDA backend with two ranks sharing one GPU (run
+// under mpirun -np 2; under the emulator in CI, labels cuda_emu and mpi): the
+// ranks reduce over MPI through host copies (NCCL refuses two ranks on one
+// GPU), with ZeRO-1, and their loss curve matches a single process's.
+#include <mpi.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "gtest/gtest.h"
+#include "src/backend/device.h"
+#include "src/comm/mpi_env.h"
+#include "src/core/rng.h"
+#include "src/data/token_shard.h"
+#include "src/train/trainer.h"
+
+namespace gpt2 {
+namespace {
+
+MpiEnv* g_mpi = nullptr;
+
+class CudaMpi : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (CudaDeviceCount(&why) == 0)
+      GTEST_SKIP() << "no usable CUDA device: " << why;
+    dir_ = std::filesystem::temp_directory_path() /
+           ("gpt2_cuda_mpi_test_" + std::to_string(::getpid()));
+    std::filesystem::create_directories(dir_);
+    Rng rng(23);
+    std::vector<uint16_t> tokens(8000);
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      tokens[i] = static_cast<uint16_t>(
+          rng.Uniform() < 0.1 ? rng.NextU64() % 256 : (i % 31) * 8);
+    }
+    ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
+  }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
+
+  TrainResult Run(Communicator* comm, int world, const std::string& name) {
+    auto config = *ParseConfigText(R"(
+      model { num_layers: 2 num_heads: 2 channels: 32 max_seq_len: 16 vocab_size: 256 }
+      data { train_shards: "train.bin" }
+      train { seq_len: 16 total_batch_tokens: 128 max_steps: 6 device: CUDA }
+      optim { lr: 3e-3 }
+      schedule { warmup_steps: 2 min_lr: 3e-4 }
+      distributed { zero_stage: 1 }
+      checkpoint { save_at_end: false }
+    )",
+                                   "cuda_mpi_test.pbtxt");
+    for (const std::string& o :
+         {"train.micro_batch_size=" + std::to_string(8 / world),
+          std::string("train.precision=") + GetParam(),
+          "log.run_dir=" + (dir_ / "logs").string(), "log.run_name=" + name}) {
+      EXPECT_TRUE(ApplyOverride(o, &config).ok()) << o;
+    }
+    LoadedConfig loaded;
+    loaded.config = config;
+    auto plan = ValidateConfig(config, world, "cuda_mpi_test.pbtxt");
+    EXPECT_TRUE(plan.ok()) << plan.status();
+    loaded.plan = *plan;
+    TrainOptions options;
+    options.config_path = "cuda_mpi_test.pbtxt";
+    options.data_dir = dir_.string();
+    options.comm = comm;
+    options.choose_backend = &ChooseCudaOrCpuBackend;
+    auto result = Train(loaded, options);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : TrainResult{};
+  }
+  std::filesystem::path dir_;
+};
+
+TEST_P(CudaMpi, RanksSharingAGpuMatchOneProcess) {
+  auto comm = MakeMpiCommunicator(*g_mpi);
+  const TrainResult alone =
+      Run(nullptr, 1, "alone_r" + std::to_string(g_mpi->rank()));
+  const TrainResult shared = Run(comm.get(), g_mpi->world_size(), "shared");
+  const double rtol = std::string(GetParam()) == "FP32" ? 1e-5 : 2e-2;
+  int64_t bad = alone.losses.size() != 6 || shared.losses.size() != 6;
+  for (size_t i = 0; i < std::min(alone.losses.size(), shared.losses.size());
+       ++i) {
+    if (std::fabs(shared.losses[i] - alone.losses[i]) >
+        rtol * alone.losses[i]) {
+      ++bad;
+      ADD_FAILURE() << "step " << i << ": " << shared.losses[i] << " vs "
+                    << alone.losses[i];
+    }
+  }
+  int64_t total = 0;
+  MPI_Allreduce(&bad, &total, 1, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD);
+  EXPECT_EQ(total, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, CudaMpi,
+                         ::testing::Values("FP32", "BF16"));
+
+}  // namespace
+}  // namespace gpt2
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  gpt2::g_mpi = &gpt2::MpiEnv::Init(&argc, &argv);
+  if (gpt2::g_mpi->rank() != 0) {
+    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
+    delete listeners.Release(listeners.default_result_printer());
+  }
+  return RUN_ALL_TESTS();
+}
