@@ -194,9 +194,9 @@ inline long long clock64() {
 
 // ---- Warp shuffles and votes ----
 // Semantics follow the PTX shfl.sync definition CUDA's headers compile to,
-// including width < 32 segments and partial masks. Reading a lane that is not in the mask is undefined in
-// CUDA; the emulator returns all-ones bits (NaN for floating point, -1 for
-// integers) so such reads show up in results.
+// including width < 32 segments and partial masks. Reading a lane that is not
+// in the mask is undefined in CUDA; the emulator returns all-ones bits (NaN for
+// floating point, -1 for integers) so such reads show up in results.
 template <typename T>
 inline T __shfl_sync(unsigned mask, T var, int src_lane, int width = 32,
                      const char* file = __builtin_FILE(),

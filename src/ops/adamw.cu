@@ -17,7 +17,8 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
                             float weight_decay, float correction1,
                             float correction2, float grad_clip) {
   const float norm = sqrtf(norm_squared[0]);
-  if (!(norm < INFINITY)) return;  // NaN or Inf: the step is skipped on the device
+  if (!(norm < INFINITY))
+    return;  // NaN or Inf: the step is skipped on the device
   const float scale = (grad_clip > 0.0f && norm > grad_clip)
                           ? grad_clip / (norm + 1e-6f)
                           : 1.0f;
