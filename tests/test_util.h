@@ -64,6 +64,19 @@ inline double Dot(const std::vector<double>& a, const std::vector<double>& b) {
   return s;
 }
 
+// A learnable token stream for training tests: a fixed cycle of `cycle` tokens
+// (spaced by `step` ids) with 10% uniform noise below `vocab`.
+inline std::vector<uint16_t> CyclicTokens(size_t n, uint64_t seed, int cycle,
+                                          int step, int vocab = 256) {
+  Rng rng(seed);
+  std::vector<uint16_t> tokens(n);
+  for (size_t i = 0; i < n; ++i) {
+    tokens[i] = static_cast<uint16_t>(
+        rng.Uniform() < 0.1 ? rng.NextU64() % vocab : (i % cycle) * step);
+  }
+  return tokens;
+}
+
 // The data directory the tests read: GPT2_DATA_DIR, set by CTest.
 inline std::string DataDir() {
   const char* dir = std::getenv("GPT2_DATA_DIR");

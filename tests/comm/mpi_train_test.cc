@@ -15,6 +15,8 @@
 #include "src/data/data_loader.h"
 #include "src/data/token_shard.h"
 #include "src/train/trainer.h"
+#include "tests/comm/mpi_test_main.h"
+#include "tests/test_util.h"
 
 namespace gpt2 {
 namespace {
@@ -87,13 +89,8 @@ class MpiTrain : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() /
            ("gpt2_mpi_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
-    // A learnable sequence: a fixed cycle of 37 tokens with a little noise.
-    Rng rng(11);
-    std::vector<uint16_t> tokens(20000);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      tokens[i] = static_cast<uint16_t>(
-          rng.Uniform() < 0.1 ? rng.NextU64() % 256 : (i % 37) * 7);
-    }
+    const std::vector<uint16_t> tokens =
+        testing::CyclicTokens(20000, 11, 37, 7);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
@@ -236,12 +233,5 @@ TEST(MpiLoader, RanksTogetherReadTheSingleProcessBatches) {
 }  // namespace gpt2
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  gpt2::g_mpi = &gpt2::MpiEnv::Init(&argc, &argv);
-  // Only rank 0 reports; the verdicts are agreed across ranks.
-  if (gpt2::g_mpi->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  return RUN_ALL_TESTS();
+  return gpt2::testing::RunMpiTests(argc, argv, &gpt2::g_mpi);
 }

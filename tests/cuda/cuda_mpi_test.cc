@@ -14,6 +14,8 @@
 #include "src/core/rng.h"
 #include "src/data/token_shard.h"
 #include "src/train/trainer.h"
+#include "tests/comm/mpi_test_main.h"
+#include "tests/test_util.h"
 
 namespace gpt2 {
 namespace {
@@ -29,12 +31,7 @@ class CudaMpi : public ::testing::TestWithParam<const char*> {
     dir_ = std::filesystem::temp_directory_path() /
            ("gpt2_cuda_mpi_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
-    Rng rng(23);
-    std::vector<uint16_t> tokens(8000);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      tokens[i] = static_cast<uint16_t>(
-          rng.Uniform() < 0.1 ? rng.NextU64() % 256 : (i % 31) * 8);
-    }
+    const std::vector<uint16_t> tokens = testing::CyclicTokens(8000, 23, 31, 8);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
   }
   void TearDown() override {
@@ -103,11 +100,5 @@ INSTANTIATE_TEST_SUITE_P(Precisions, CudaMpi,
 }  // namespace gpt2
 
 int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  gpt2::g_mpi = &gpt2::MpiEnv::Init(&argc, &argv);
-  if (gpt2::g_mpi->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  return RUN_ALL_TESTS();
+  return gpt2::testing::RunMpiTests(argc, argv, &gpt2::g_mpi);
 }

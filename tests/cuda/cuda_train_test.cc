@@ -12,6 +12,7 @@
 #include "src/core/rng.h"
 #include "src/data/token_shard.h"
 #include "src/train/trainer.h"
+#include "tests/test_util.h"
 
 namespace gpt2 {
 namespace {
@@ -25,12 +26,7 @@ class CudaTrain : public ::testing::Test {
     dir_ = std::filesystem::temp_directory_path() /
            ("gpt2_cuda_train_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(dir_);
-    Rng rng(17);
-    std::vector<uint16_t> tokens(6000);
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      tokens[i] = static_cast<uint16_t>(
-          rng.Uniform() < 0.1 ? rng.NextU64() % 256 : (i % 29) * 8);
-    }
+    const std::vector<uint16_t> tokens = testing::CyclicTokens(6000, 17, 29, 8);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
   }
   void TearDown() override {
