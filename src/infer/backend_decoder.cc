@@ -69,24 +69,8 @@ class BackendDecoder final : public Decoder {
 
   absl::Status Start(absl::Span<const int32_t> prompt, int batch,
                      int capacity) override {
-    if (batch < 1 || batch > max_batch_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch ", batch, " outside [1, ", max_batch_, "]"));
-    }
-    if (capacity < 1 || capacity > shape_.max_seq_len) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "capacity ", capacity, " outside [1, ", shape_.max_seq_len, "]"));
-    }
-    if (prompt.empty() || static_cast<int>(prompt.size()) > capacity) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the prompt has ", prompt.size(), " tokens; it needs 1..", capacity));
-    }
-    for (int32_t t : prompt) {
-      if (t < 0 || t >= shape_.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("prompt token ", t, " outside the vocab"));
-      }
-    }
+    GPT2_RETURN_IF_ERROR(
+        CheckStartArgs(shape_, max_batch_, prompt, batch, capacity));
     capacity_ = capacity;
     position_ = 0;
     // The prompt runs once, as row 0; the other rows get copies of its cache.
@@ -117,12 +101,7 @@ class BackendDecoder final : public Decoder {
       return absl::InvalidArgumentError(
           absl::StrCat("got ", tokens.size(), " tokens for ", batch_, " rows"));
     }
-    for (int32_t t : tokens) {
-      if (t < 0 || t >= shape_.vocab_size) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("token ", t, " outside the vocab"));
-      }
-    }
+    GPT2_RETURN_IF_ERROR(CheckTokens(shape_, tokens, "tokens"));
     RunPosition(tokens.data());
     ReadLogits(/*replicate_row0=*/false);
     return absl::OkStatus();

@@ -69,8 +69,6 @@ class CpuDecoder final : public Decoder {
   // cache: with per_row, row r goes to cache row r at position pos (a decode
   // step); without, row r is position pos + r of cache row 0 (the prompt).
   void StoreKv(int l, const float* qkv, int rows, int pos, bool per_row);
-  absl::Status CheckTokens(absl::Span<const int32_t> tokens,
-                           const char* what) const;
   void EnsureScratch(int rows);
   // logits_ rows [0, rows) from the final LayerNorm's output ln (rows, C).
   void Logits(const float* ln, int rows);
@@ -90,18 +88,6 @@ class CpuDecoder final : public Decoder {
   std::vector<float> x_, ln_, mean_, rstd_, qkv_, atty_, lse_, branch_, fch_,
       fch_gelu_, scores_;
 };
-
-absl::Status CpuDecoder::CheckTokens(absl::Span<const int32_t> tokens,
-                                     const char* what) const {
-  for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i] < 0 || tokens[i] >= shape_.vocab_size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          what, "[", i, "] = ", tokens[i], " is outside the vocabulary [0, ",
-          shape_.vocab_size, ")"));
-    }
-  }
-  return absl::OkStatus();
-}
 
 void CpuDecoder::EnsureScratch(int rows) {
   if (rows <= scratch_rows_) return;
@@ -151,22 +137,9 @@ void CpuDecoder::Logits(const float* ln, int rows) {
 absl::Status CpuDecoder::Start(absl::Span<const int32_t> prompt, int batch,
                                int capacity) {
   started_ = false;
-  if (batch < 1 || batch > max_batch_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("batch = ", batch, " is outside [1, ", max_batch_, "]"));
-  }
-  if (capacity < 1 || capacity > shape_.max_seq_len) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("capacity = ", capacity, " is outside [1, ",
-                     shape_.max_seq_len, "] (the model's context)"));
-  }
+  GPT2_RETURN_IF_ERROR(
+      CheckStartArgs(shape_, max_batch_, prompt, batch, capacity));
   const int T = static_cast<int>(prompt.size());
-  if (T < 1 || T > capacity) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the prompt has ", prompt.size(), " tokens; it needs 1 to ", capacity,
-        " (the cache capacity)"));
-  }
-  GPT2_RETURN_IF_ERROR(CheckTokens(prompt, "prompt"));
 
   const int L = shape_.num_layers, C = shape_.channels, NH = shape_.num_heads;
   const int hs = C / NH, Vp = shape_.padded_vocab_size;
@@ -239,7 +212,7 @@ absl::Status CpuDecoder::Step(absl::Span<const int32_t> tokens) {
     return absl::FailedPreconditionError(absl::StrCat(
         "the cache is full: ", capacity_, " positions (Start's capacity)"));
   }
-  GPT2_RETURN_IF_ERROR(CheckTokens(tokens, "tokens"));
+  GPT2_RETURN_IF_ERROR(CheckTokens(shape_, tokens, "tokens"));
 
   const int B = batch_, t = position_;
   const int L = shape_.num_layers, C = shape_.channels, NH = shape_.num_heads;

@@ -48,6 +48,14 @@ class Decoder {
   virtual int capacity() const = 0;
 };
 
+// The argument checks every decoder's Start and Step make; messages name the
+// argument.
+absl::Status CheckStartArgs(const ModelShape& shape, int max_batch,
+                            absl::Span<const int32_t> prompt, int batch,
+                            int capacity);
+absl::Status CheckTokens(const ModelShape& shape,
+                         absl::Span<const int32_t> tokens, const char* what);
+
 // The CPU decoder, in fp32. `params` holds TotalParams(BuildParamList(shape))
 // values in the flat parameter layout (src/model/params.h). Its results do
 // not depend on the thread count or on the batch size: each row is computed
