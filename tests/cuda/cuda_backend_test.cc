@@ -438,6 +438,27 @@ TEST_P(CudaOps, AdamW) {
   }
 }
 
+TEST_P(CudaOps, CastRoundsToNearestEven) {
+  // f32 -> storage type -> f32 must equal the host's rounding of each value.
+  const int n = 3000;
+  std::vector<double> x = testing::RandomVector(n, 42, 50.0);
+  x[0] = 1.0 + 1.0 / 256;  // a tie between two bf16 values: rounds to even
+  x[1] = -0.0;
+  auto g_src = GpuF32(x), g_mid = Gpu(std::vector<double>(n)),
+       g_back = GpuF32(std::vector<double>(n));
+  cuda_->Cast(g_mid.view, g_src.view);
+  cuda_->Cast(g_back.view, g_mid.view);
+  const std::vector<double> back = Download(g_back, "cast back");
+  int wrong = 0;
+  for (int i = 0; i < n; ++i) {
+    const float f = static_cast<float>(x[i]);
+    const double expected =
+        dtype() == DType::kBF16 ? FromBf16Bits(ToBf16Bits(f)) : f;
+    wrong += back[i] != expected;
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
 TEST_P(CudaOps, OpTimingCountsEveryCall) {
   auto x = Random(4096, 40), y = Random(4096, 41);
   auto g_x = Gpu(x), g_y = Gpu(y);
