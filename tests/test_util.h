@@ -3,8 +3,11 @@
 #ifndef GPT2_TESTS_TEST_UTIL_H_
 #define GPT2_TESTS_TEST_UTIL_H_
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -75,6 +78,15 @@ inline std::vector<uint16_t> CyclicTokens(size_t n, uint64_t seed, int cycle,
         rng.Uniform() < 0.1 ? rng.NextU64() % vocab : (i % cycle) * step);
   }
   return tokens;
+}
+
+// A fresh folder under the system temp dir, unique to this process (MPI ranks
+// each get their own), for a test's shards and run logs.
+inline std::filesystem::path MakeTestDir(const std::string& prefix) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
+                                    (prefix + "_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 // The data directory the tests read: GPT2_DATA_DIR, set by CTest.

@@ -86,9 +86,7 @@ TEST(MpiCommunicator, CollectivesMatchValuesComputedFromRanks) {
 class MpiTrain : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpt2_mpi_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::MakeTestDir("gpt2_mpi_test");
     const std::vector<uint16_t> tokens =
         testing::CyclicTokens(20000, 11, 37, 7);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());

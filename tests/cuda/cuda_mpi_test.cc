@@ -28,9 +28,7 @@ class CudaMpi : public ::testing::TestWithParam<const char*> {
     std::string why;
     if (CudaDeviceCount(&why) == 0)
       GTEST_SKIP() << "no usable CUDA device: " << why;
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpt2_cuda_mpi_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::MakeTestDir("gpt2_cuda_mpi_test");
     const std::vector<uint16_t> tokens = testing::CyclicTokens(8000, 23, 31, 8);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
   }

@@ -23,9 +23,7 @@ class CudaTrain : public ::testing::Test {
     std::string why;
     if (CudaDeviceCount(&why) == 0)
       GTEST_SKIP() << "no usable CUDA device: " << why;
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpt2_cuda_train_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::MakeTestDir("gpt2_cuda_train_test");
     const std::vector<uint16_t> tokens = testing::CyclicTokens(6000, 17, 29, 8);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
   }

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "src/core/rng.h"
 #include "src/data/token_shard.h"
+#include "tests/test_util.h"
 
 namespace gpt2 {
 namespace {
@@ -19,9 +20,7 @@ namespace {
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("gpt2_trainer_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(dir_);
+    dir_ = testing::MakeTestDir("gpt2_trainer_test");
     Rng rng(5);
     std::vector<uint16_t> tokens(4000);
     for (auto& t : tokens) t = static_cast<uint16_t>(rng.NextU64() % 256);
