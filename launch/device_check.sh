@@ -6,14 +6,19 @@
 # Steps, cheapest and most informative first, each under its own timeout:
 #   1. nvidia-smi, glibc, library discovery, ldd of every binary
 #   2. the gpu-label tests: every op and whole train steps against the CPU reference
-#   3. gpt2_bench on the GPU at B=16/32/64, T=1024, beside the PyTorch reference
-#   4. the Shakespeare config for a fixed time budget
+#   3. gpt2_bench (bf16) on the GPU at B=16/64, T=1024, beside the PyTorch reference
+#   4. the Shakespeare config for a fixed time budget, samples, HF logits check
+#   5. two ranks on the one GPU against one process; decode speed and samples
 # Logs go to OUT_DIR, 8 files at most (what a device run returns): machine.txt,
 # nvidia-smi.txt, gpu_tests.txt, bench.txt, dist.txt, train.txt, metrics.jsonl,
 # samples.txt. A summary table is printed last.
+# The whole run keeps within DEVICE_CHECK_BUDGET_S (default 480 s): each step's
+# limit is cut to what is left, and steps that no longer fit are skipped (and
+# say so in the summary), so the summary always comes back.
 set -u
 out=${1:?usage: device_check.sh OUT_DIR [--skip-train]}
 skip_train=${2:-}
+budget=${DEVICE_CHECK_BUDGET_S:-480}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 stage=$root/.device
@@ -23,8 +28,15 @@ log() { echo "[device_check $(date +%H:%M:%S)] $*" | tee -a "$out/machine.txt"; 
 # run NAME TIMEOUT_S LOGFILE CMD...: appends the output to LOGFILE, records rc and time.
 run() {
   local name=$1 limit=$2 file=$3; shift 3
+  local left=$((budget - SECONDS - 15))
+  if [ "$left" -lt 20 ]; then
+    summary+=("$(printf '%-28s %-9s %5ss  %s' "$name" "skipped" 0 "(out of budget)")")
+    log "$name: skipped, ${left}s of the budget left"
+    return 99
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   local start=$SECONDS
-  { echo "===== $name: $*"; } >>"$out/$file"
+  { echo "===== $name (limit ${limit}s): $*"; } >>"$out/$file"
   timeout --kill-after=10 "$limit" "$@" >>"$out/$file" 2>&1
   local rc=$?
   local took=$((SECONDS - start))
@@ -65,61 +77,70 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
   >>"$out/machine.txt" 2>&1
 
 # ---- 2. GPU tests ------------------------------------------------------------------
-run gpu_tests 300 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu"
+run gpu_tests 240 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu"
 grep -E "^\[ where|FAILED|PASSED|SKIPPED" "$out/gpu_tests.txt" | head -30 | tee -a "$out/machine.txt"
 
-# ---- 3. Benchmark beside PyTorch ---------------------------------------------------
-for b in 16 32 64; do
-  run "bench_ours_B$b" 150 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
-    --batch "$b" --seq_len 1024 --steps 10
-done
-run bench_pytorch_B16 240 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
+# ---- 3. Benchmark beside PyTorch (bf16, as training runs) ---------------------------
+bench() {  # bench NAME B [extra flags]
+  local name=$1 b=$2; shift 2
+  run "$name" 120 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
+    --precision bf16 --batch "$b" --seq_len 1024 --steps 10 "$@"
+}
+bench bench_ours_B16 16
+bench bench_ours_B64 64
+run bench_pytorch_B16 200 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
   --seq_len 1024 --steps 10
-run decode_bench_124m 120 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
-  --data_dir "$stage/data"
-grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|tokens/s" "$out/bench.txt" | tee -a "$out/machine.txt"
+# The portable attention kernels, to show what the tensor-core ones bring.
+GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5 --profile=false
+grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|  attention" "$out/bench.txt" | \
+  tee -a "$out/machine.txt"
 
-# ---- 3b. Distributed paths on one GPU: 2 ranks sharing it (host-staged MPI, ZeRO-1)
-# against one process, 20 steps each (compare the two step tables in dist.txt).
+# ---- 4. Shakespeare, then what it learned -----------------------------------------
+if [ "$skip_train" != "--skip-train" ]; then
+  runs=$(mktemp -d)  # checkpoints are far too big to come back
+  run shakespeare 200 train.txt "$stage/bin/gpt2_ddp" \
+    --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
+    --set log.run_dir="$runs" --set train.max_seconds=120
+  tail -5 "$out/train.txt" | tee -a "$out/machine.txt"
+  cp "$runs/gpt2_124m_shakespeare/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
+  ckpt=$(ls "$runs"/gpt2_124m_shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
+  if [ -n "$ckpt" ]; then
+    run ckpt_verify 40 train.txt "$stage/bin/gpt2_ckpt" verify "$ckpt"
+    if [ -x "$stage/bin/gpt2_sample" ]; then
+      for prompt in "First Citizen:" "ROMEO:"; do
+        run "sample" 60 samples.txt "$stage/bin/gpt2_sample" --device cuda --checkpoint "$ckpt" \
+          --prompt "$prompt" --num_samples 5 --max_new_tokens 50 --data_dir "$stage/data"
+      done
+    fi
+    # HF export checked against transformers.
+    run hf_export 60 train.txt "$stage/bin/gpt2_ckpt" export --format hf --out "$runs/hf" \
+      --data_dir "$stage/data" "$ckpt"
+    run our_logits 60 train.txt "$stage/bin/gpt2_ckpt" logits "$ckpt" --prompt "ROMEO:" \
+      --data_dir "$stage/data" --out "$runs/ours.bin"
+    run hf_logits_check 90 train.txt python3 "$stage/reference/hf_logits_check.py" \
+      --hf_dir "$runs/hf" --ours "$runs/ours.bin" --prompt "ROMEO:"
+    grep "hf_logits_check:" "$out/train.txt" | tee -a "$out/machine.txt"
+  fi
+  rm -rf "$runs"
+fi
+
+# ---- 5. Distributed paths on one GPU, decode speed, the other batch size -----------
+# Two ranks sharing the GPU (host-staged MPI, ZeRO-1) against one process, 20 steps
+# each (compare the two step tables in dist.txt).
 dist=$(mktemp -d)
-run dist_single 180 dist.txt "$stage/bin/gpt2_ddp" --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" \
+run dist_single 90 dist.txt "$stage/bin/gpt2_ddp" --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" \
   --data_dir "$stage/data" --set log.run_dir="$dist/one" --set train.max_steps=20 \
   --set checkpoint.save_at_end=false --set train.stop_at_loss=0
-run dist_mpi_np2 180 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH -x OPAL_PREFIX \
+run dist_mpi_np2 120 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH -x OPAL_PREFIX \
   -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/gpt2_ddp" \
   --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
   --set log.run_dir="$dist/two" --set train.max_steps=20 --set train.micro_batch_size=8 \
   --set distributed.zero_stage=1 --set checkpoint.save_at_end=false --set train.stop_at_loss=0
 rm -rf "$dist"
-
-# ---- 4. Shakespeare, then what it learned -----------------------------------------
-if [ "$skip_train" != "--skip-train" ]; then
-  runs=$(mktemp -d)  # checkpoints are far too big to come back
-  run shakespeare 300 train.txt "$stage/bin/gpt2_ddp" \
-    --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
-    --set log.run_dir="$runs" --set train.max_seconds=200
-  tail -5 "$out/train.txt" | tee -a "$out/machine.txt"
-  cp "$runs/gpt2_124m_shakespeare/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
-  ckpt=$(ls "$runs"/gpt2_124m_shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
-  if [ -n "$ckpt" ]; then
-    # HF export checked against transformers, and samples.
-    run ckpt_verify 60 train.txt "$stage/bin/gpt2_ckpt" verify "$ckpt"
-    run hf_export 120 train.txt "$stage/bin/gpt2_ckpt" export --format hf --out "$runs/hf" \
-      --data_dir "$stage/data" "$ckpt"
-    run our_logits 120 train.txt "$stage/bin/gpt2_ckpt" logits "$ckpt" --prompt "ROMEO:" \
-      --data_dir "$stage/data" --out "$runs/ours.bin"
-    run hf_logits_check 180 train.txt python3 "$stage/reference/hf_logits_check.py" \
-      --hf_dir "$runs/hf" --ours "$runs/ours.bin" --prompt "ROMEO:"
-    grep "hf_logits_check:" "$out/train.txt" | tee -a "$out/machine.txt"
-    if [ -x "$stage/bin/gpt2_sample" ]; then
-      for prompt in "First Citizen:" "ROMEO:"; do
-        run "sample" 120 samples.txt "$stage/bin/gpt2_sample" --device cuda --checkpoint "$ckpt" \
-          --prompt "$prompt" --num_samples 5 --max_new_tokens 50 --data_dir "$stage/data"
-      done
-    fi
-  fi
-  rm -rf "$runs"
-fi
+run decode_bench_124m 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
+  --data_dir "$stage/data"
+bench bench_ours_B32 32
+grep -E "tokens/s" "$out/bench.txt" | tail -3 | tee -a "$out/machine.txt"
 
 echo
 echo "===== device_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"

@@ -33,6 +33,14 @@ class Backend {
   virtual std::string name() const = 0;
   // The float types this backend can train in.
   virtual bool SupportsDType(DType dtype) const = 0;
+  // Which kernels run the heavy ops for this storage type and attention head
+  // size, for start-up headers (e.g. "matmuls: cublaslt, attention:
+  // tensor-core"); empty where there is no choice.
+  virtual std::string KernelSummary(DType dtype, int head_size) const {
+    (void)dtype;
+    (void)head_size;
+    return "";
+  }
 
   // ---- Memory: zero-filled allocations, host <-> backend copies. ----
   virtual Tensor Alloc(DType dtype, int64_t numel) = 0;

@@ -63,6 +63,10 @@ class CudaBackend final : public Backend {
   bool SupportsDType(DType dtype) const override {
     return dtype == DType::kF32 || dtype == DType::kBF16;
   }
+  std::string KernelSummary(DType dtype, int head_size) const override {
+    return "matmuls: " + matmul_path() +
+           ", attention: " + cuda::AttentionKernelName(dtype, head_size);
+  }
 
   Tensor Alloc(DType dtype, int64_t numel) override {
     const size_t bytes = static_cast<size_t>(numel) * DTypeSize(dtype);

@@ -1,15 +1,18 @@
-// CUDA causal attention, flash-style and portable (no tensor cores, so it also
-// runs under the emulator): the forward pass keeps only each row's log-sum-exp;
-// the backward recomputes the probabilities. One thread owns one query (or key)
-// row and keys/queries stream through shared memory in tiles. No (B, NH, T, T)
+// CUDA causal attention, flash-style: the forward pass keeps only each row's
+// log-sum-exp; the backward recomputes the probabilities. No (B, NH, T, T)
 // tensor is ever written, and the backward needs no atomics: dK/dV and dQ come
-// from separate kernels. A tensor-core (mma/wgmma) version is the planned fast
-// path for the GPU.
+// from separate kernels. bf16 with the usual head sizes runs on tensor cores
+// (src/ops/attention_tc.cu); the portable kernels here cover every other case
+// (fp32 for tight parity, odd head sizes): one thread owns one query (or key)
+// row and keys/queries stream through shared memory in tiles.
+#include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 #include "src/cuda/common.cuh"
 #include "src/cuda/scratch.h"
 #include "src/ops/attention.h"
+#include "src/ops/attention_tc.h"
 
 namespace gpt2::cuda {
 namespace {
@@ -271,11 +274,41 @@ void DispatchHeadSize(int hs, Fn&& fn) {
   }
 }
 
+AttentionKernels& KernelChoice() {
+  static AttentionKernels choice = [] {
+    const char* env = std::getenv("GPT2_PORTABLE_ATTENTION");
+    return env != nullptr && std::string(env) == "1"
+               ? AttentionKernels::kPortable
+               : AttentionKernels::kAuto;
+  }();
+  return choice;
+}
+
+bool UseTensorCores(DType dtype, int head_size,
+                    std::initializer_list<const void*> pointers) {
+  return KernelChoice() == AttentionKernels::kAuto &&
+         tc::Applies(dtype, head_size, pointers.begin(),
+                     static_cast<int>(pointers.size()));
+}
+
 }  // namespace
+
+void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
+
+const char* AttentionKernelName(DType dtype, int head_size) {
+  // Device allocations are aligned; only the tensors' offsets could fail the
+  // alignment test, and training's are aligned too.
+  alignas(16) static const char aligned[16] = {};
+  return UseTensorCores(dtype, head_size, {aligned}) ? "tensor-core"
+                                                     : "portable";
+}
 
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream) {
   const int hs = C / NH;
+  if (UseTensorCores(out.dtype, hs, {out.data, qkv.data})) {
+    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, stream);
+  }
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
   DispatchFloat(out.dtype, [&](auto zero) {
@@ -298,12 +331,18 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
   const int64_t rows = int64_t{B} * NH * T;
   auto* delta = static_cast<float*>(scratch->Get(sizeof(float) * rows, stream));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
+  const bool tensor_cores =
+      UseTensorCores(dout.dtype, hs, {dqkv.data, dout.data, qkv.data});
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
     CheckLaunch(
         GPT2_LAUNCH(AttentionDeltaKernel<F>, CeilDiv(rows, 256), 256, 0, stream,
                     delta, Ptr<F>(dout), Ptr<F>(out), B, T, C, NH),
         "AttentionDeltaKernel");
+    if (tensor_cores) {
+      return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
+                                   T, C, NH, stream);
+    }
     DispatchHeadSize(hs, [&](auto head) {
       constexpr int kHs = decltype(head)::value;
       CheckLaunch(

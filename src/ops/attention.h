@@ -38,6 +38,17 @@ void AttentionDecode(T* out, T* k_cache, T* v_cache, const T* qkv, int B,
 // fp32).
 namespace gpt2::cuda {
 class Scratch;
+
+// Which kernels run training attention. kAuto: tensor cores (mma.sync,
+// src/ops/attention_tc.cu) for bf16 with head size 16, 32 or 64 on sm_80+,
+// the portable kernels otherwise. kPortable: always the portable kernels;
+// GPT2_PORTABLE_ATTENTION=1 in the environment selects it at start-up, to
+// isolate a tensor-core bug on a new card.
+enum class AttentionKernels { kAuto, kPortable };
+void SetAttentionKernels(AttentionKernels kernels);
+// "tensor-core" or "portable": what a call with these arguments runs.
+const char* AttentionKernelName(DType dtype, int head_size);
+
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream);

@@ -41,6 +41,14 @@ ABSL_FLAG(int, heads, 12, "GPT-2 shape: heads.");
 ABSL_FLAG(std::string, device, "cpu",
           "Backend of the timed train step: cpu, or cuda (in a CUDA build, on "
           "GPU 0).");
+ABSL_FLAG(std::string, precision, "auto",
+          "Storage type of the timed train step: bf16 (bf16 params, "
+          "activations and grads; fp32 master weights and optimizer state, "
+          "as training), fp32, or auto = bf16 where the backend has it "
+          "(cuda), else fp32.");
+ABSL_FLAG(bool, recompute_gelu, false,
+          "Recompute each layer's GELU in the backward pass instead of "
+          "keeping it (train.recompute_gelu).");
 ABSL_FLAG(
     bool, profile, true,
     "After the timed steps, time one step per op (CUDA events; the CPU backend "
@@ -109,6 +117,30 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
   return MakeCpuBackend();
 }
 
+// The --precision flag against what the backend can train in.
+DType BenchDType(const Backend& backend) {
+  const std::string precision = absl::GetFlag(FLAGS_precision);
+  DType dtype = DType::kF32;
+  if (precision == "bf16" ||
+      (precision == "auto" && backend.SupportsDType(DType::kBF16))) {
+    dtype = DType::kBF16;
+  } else if (precision != "fp32" && precision != "auto") {
+    std::fprintf(stderr,
+                 "gpt2_bench: error: --precision must be bf16, fp32 or auto; "
+                 "got '%s'\n",
+                 precision.c_str());
+    std::exit(1);
+  }
+  if (!backend.SupportsDType(dtype)) {
+    std::fprintf(stderr,
+                 "gpt2_bench: error: backend %s cannot train in %s; use "
+                 "--precision fp32\n",
+                 backend.name().c_str(), DTypeName(dtype));
+    std::exit(1);
+  }
+  return dtype;
+}
+
 double BenchTrainStep(bool print) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   ModelShape shape = ModelShape::Gpt2Small();
@@ -118,21 +150,27 @@ double BenchTrainStep(bool print) {
   std::string where;
   double peak_tflops = 0.0;
   std::unique_ptr<Backend> backend = MakeBenchBackend(&where, &peak_tflops);
-  Gpt2Model model(backend.get(), shape, DType::kF32, B, T);
+  const DType dtype = BenchDType(*backend);
+  Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
+                  absl::GetFlag(FLAGS_recompute_gelu));
   model.InitParams(1337);
-  AdamWOptimizer opt(backend.get(), model.param_list(), DType::kF32,
-                     AdamWHyper{});
-  Tensor norm_sq = backend->Alloc(DType::kF32, 1);
+  AdamWOptimizer opt(backend.get(), model.param_list(), dtype, AdamWHyper{});
+  opt.InitMasterFromParams(model.params());
+  Tensor norm_sq = backend->Alloc(model.stats_dtype(), 1);
+  const std::string kernels =
+      backend->KernelSummary(dtype, shape.channels / shape.num_heads);
   Rng rng(1);
   std::vector<int32_t> x(B * T), y(B * T);
   for (auto& t : x) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
   for (auto& t : y) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
   if (print) {
     std::printf(
-        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, fp32, "
-        "%s\n",
+        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s, "
+        "%s%s%s\n",
         shape.num_layers, shape.channels, shape.num_heads,
-        static_cast<long long>(model.num_params()), B, T, where.c_str());
+        static_cast<long long>(model.num_params()), B, T, DTypeName(dtype),
+        absl::GetFlag(FLAGS_recompute_gelu) ? " (GELU recomputed)" : "",
+        where.c_str(), kernels.empty() ? "" : ", ", kernels.c_str());
   }
   std::vector<double> total, fwd, bwd, upd;
   const int steps = absl::GetFlag(FLAGS_steps);
@@ -189,9 +227,9 @@ double BenchTrainStep(bool print) {
         6.0 * model.num_params() + 6.0 * shape.num_layers * shape.channels * T;
     if (peak_tflops > 0) {
       std::printf(
-          "MFU: %.1f%% of %.0f TFLOP/s (dense bf16 peak; this run is fp32)\n",
+          "MFU: %.1f%% of %.0f TFLOP/s (dense bf16 peak; this run is %s)\n",
           100.0 * flops_per_token * tokens_per_sec / (peak_tflops * 1e12),
-          peak_tflops);
+          peak_tflops, DTypeName(dtype));
     }
     double op_total = 0.0;
     for (const OpTiming& t : timings) op_total += t.ms;

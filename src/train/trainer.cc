@@ -216,6 +216,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                            dcomm->name()));
   if (!choice.note.empty()) log.Line(absl::StrCat("note: ", choice.note));
   const ModelShape& s = plan.shape;
+  const std::string kernels =
+      backend->KernelSummary(choice.dtype, s.channels / s.num_heads);
+  if (!kernels.empty()) log.Line(absl::StrCat("kernels: ", kernels));
   log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d",
                            s.num_layers, s.num_heads, s.channels, s.max_seq_len,
                            s.vocab_size, s.padded_vocab_size));
@@ -278,7 +281,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       model.Forward(inputs.data(), targets.data(), B, T, 0.0,
                     /*write_grad=*/false);
       backend->AccumulateSum(val_loss_sum, model.losses(),
-                             1.0 / (double{B} * T * batches));
+                             1.0 / (static_cast<double>(B) * T * batches));
     }
     dcomm->AllReduce(val_loss_sum, ReduceOp::kAverage);
     std::vector<char> bytes(scalar_bytes);
@@ -289,7 +292,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   TrainResult result;
   result.run_dir = run_dir;
   const int64_t max_steps = cfg.train().max_steps();
-  const double dloss = 1.0 / (double{B} * T * accum);
+  const double dloss = 1.0 / (static_cast<double>(B) * T * accum);
   // AdamW's bias-correction step. A non-finite step's update is skipped on the
   // device (the host learns of it a step later) but still counted here.
   int64_t updates_applied = progress.optimizer_steps;

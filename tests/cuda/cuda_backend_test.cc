@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "src/backend/device.h"
 #include "src/model/gpt2.h"
+#include "src/ops/attention.h"
 #include "src/optim/adamw_optimizer.h"
 #include "tests/test_util.h"
 
@@ -345,6 +346,65 @@ TEST_P(CudaOps, Attention) {
     ExpectNear(Download(g_dqkv, "dqkv"), Download(c_dqkv, "c"),
                tol().rtol * 4 * t_scale, tol().atol * 4 * t_scale, "dqkv");
   }
+}
+
+// Peaked softmaxes (scores of several units), so a slip in the causal mask or
+// in a fragment layout moves outputs by O(1), not by 1/T. bf16 runs both the
+// tensor-core kernels and the portable ones; the CPU computes in double.
+TEST_P(CudaOps, AttentionPeaked) {
+  const bool bf16 = dtype() == DType::kBF16;
+  // bf16 rounds P (and dS) to bf16 before the second product on tensor cores.
+  const Tolerance out_tol =
+      bf16 ? Tolerance{1e-2, 1e-2} : Tolerance{2e-5, 2e-5};
+  const Tolerance grad_tol =
+      bf16 ? Tolerance{2e-2, 2e-2} : Tolerance{1e-4, 1e-4};
+  for (auto kernels :
+       {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kPortable}) {
+    cuda::SetAttentionKernels(kernels);
+    for (auto [B, T, C, NH] :
+         {std::tuple{1, 64, 64, 1}, std::tuple{2, 70, 32, 2},
+          std::tuple{1, 130, 64, 2}, std::tuple{1, 200, 128, 2}}) {
+      const int hs = C / NH;
+      const std::string where =
+          std::string(cuda::AttentionKernelName(dtype(), hs)) +
+          " B=" + std::to_string(B) + " T=" + std::to_string(T) +
+          " hs=" + std::to_string(hs) + ": ";
+      if (bf16 && kernels == cuda::AttentionKernels::kAuto) {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "tensor-core");
+      } else {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "portable");
+      }
+      auto qkv = Random(B * T * 3 * C, 41, 1.5), dout = Random(B * T * C, 42);
+      auto c_qkv = Cpu(qkv, DType::kF64), g_qkv = Gpu(qkv);
+      auto c_out = Cpu(std::vector<double>(B * T * C), DType::kF64),
+           g_out = Gpu(std::vector<double>(B * T * C));
+      auto c_lse = Cpu(std::vector<double>(B * NH * T), DType::kF64),
+           g_lse = GpuF32(std::vector<double>(B * NH * T));
+      cpu_->AttentionForward(c_out.view, c_lse.view, c_qkv.view, B, T, C, NH);
+      cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
+      ExpectNear(Download(g_out, "out"), Download(c_out, "c"), out_tol.rtol,
+                 out_tol.atol, where + "out");
+      ExpectNear(Download(g_lse, "lse"), Download(c_lse, "c"), 1e-5, 1e-4,
+                 where + "lse");
+      // Both backwards read the CPU's forward, rounded to the storage type.
+      auto out = Download(c_out, "c");
+      if (bf16) {
+        for (double& x : out)
+          x = FromBf16Bits(ToBf16Bits(static_cast<float>(x)));
+      }
+      auto c_out2 = Cpu(out, DType::kF64), g_out2 = Gpu(out);
+      auto dqkv0 = Random(B * T * 3 * C, 43);
+      auto c_dqkv = Cpu(dqkv0, DType::kF64), g_dqkv = Gpu(dqkv0),
+           c_dout = Cpu(dout, DType::kF64), g_dout = Gpu(dout);
+      cpu_->AttentionBackward(c_dqkv.view, c_dout.view, c_qkv.view, c_out2.view,
+                              c_lse.view, B, T, C, NH);
+      cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view,
+                               g_out2.view, g_lse.view, B, T, C, NH);
+      ExpectNear(Download(g_dqkv, "dqkv"), Download(c_dqkv, "c"), grad_tol.rtol,
+                 grad_tol.atol, where + "dqkv");
+    }
+  }
+  cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
 
 TEST_P(CudaOps, GeluResidualAdd) {

@@ -1,0 +1,92 @@
+// Warp-level tensor-core matrix multiply-accumulate, bf16 in and fp32
+// accumulation: the PTX instruction mma.sync.m16n8k16.row.col on sm_80 and
+// newer, and a shuffle-based twin with the same register layout in the
+// emulated build, so kernels written against it are checked in CI.
+//
+// Register layout (PTX ISA, "Matrix fragments for mma.m16n8k16"), for lane
+// l of the warp, with g = l / 4 and t = l % 4; each 32-bit register holds two
+// bf16, the lower column (or k) index in the low half:
+//   A (16x16, row-major): a[0] = A[g][2t..2t+1]     a[1] = A[g+8][2t..2t+1]
+//                         a[2] = A[g][2t+8..2t+9]   a[3] = A[g+8][2t+8..2t+9]
+//   B (16x8, k x n):      b[0] = B[2t..2t+1][g]     b[1] = B[2t+8..2t+9][g]
+//   C, D (16x8, f32):     d[0..1] = D[g][2t..2t+1]  d[2..3] = D[g+8][2t..2t+1]
+#ifndef GPT2_CUDA_MMA_CUH_
+#define GPT2_CUDA_MMA_CUH_
+
+#include <cstdint>
+
+#include "src/cuda/common.cuh"
+
+namespace gpt2::cuda {
+
+// Two floats rounded to bf16 (nearest even) in one register, `lo` in the low
+// half.
+__device__ __forceinline__ uint32_t PackBf16(float lo, float hi) {
+  const uint32_t l = __bfloat16_as_ushort(__float2bfloat16(lo));
+  const uint32_t h = __bfloat16_as_ushort(__float2bfloat16(hi));
+  return l | (h << 16);
+}
+
+__device__ __forceinline__ float Bf16Lo(uint32_t r) {
+  return __bfloat162float(__ushort_as_bfloat16(static_cast<uint16_t>(r)));
+}
+__device__ __forceinline__ float Bf16Hi(uint32_t r) {
+  return __bfloat162float(__ushort_as_bfloat16(static_cast<uint16_t>(r >> 16)));
+}
+
+// d += A * B for one 16x8x16 tile; every lane of the warp must call it
+// together (it is a warp-collective operation).
+__device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4],
+                                        const uint32_t (&b)[2]) {
+#if defined(GPT2_CUDA_EMULATED)
+  // Gather the two A rows and two B columns this lane's outputs need from the
+  // lanes that hold them, then accumulate in k order in fp32.
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  float a_rows[2][16], b_cols[2][16];
+  for (int j = 0; j < 4; ++j) {
+    // Lane 4g + j holds A[g][2j..], A[g+8][2j..], A[g][2j+8..], A[g+8][2j+8..].
+    const uint32_t r0 = __shfl_sync(0xffffffffu, a[0], 4 * g + j);
+    const uint32_t r1 = __shfl_sync(0xffffffffu, a[1], 4 * g + j);
+    const uint32_t r2 = __shfl_sync(0xffffffffu, a[2], 4 * g + j);
+    const uint32_t r3 = __shfl_sync(0xffffffffu, a[3], 4 * g + j);
+    a_rows[0][2 * j] = Bf16Lo(r0);
+    a_rows[0][2 * j + 1] = Bf16Hi(r0);
+    a_rows[1][2 * j] = Bf16Lo(r1);
+    a_rows[1][2 * j + 1] = Bf16Hi(r1);
+    a_rows[0][2 * j + 8] = Bf16Lo(r2);
+    a_rows[0][2 * j + 9] = Bf16Hi(r2);
+    a_rows[1][2 * j + 8] = Bf16Lo(r3);
+    a_rows[1][2 * j + 9] = Bf16Hi(r3);
+    // Lane 4n + j holds B[2j..][n] and B[2j+8..][n]; this lane needs columns
+    // n = 2t and 2t + 1.
+    for (int c = 0; c < 2; ++c) {
+      const int src = 4 * (2 * t + c) + j;
+      const uint32_t s0 = __shfl_sync(0xffffffffu, b[0], src);
+      const uint32_t s1 = __shfl_sync(0xffffffffu, b[1], src);
+      b_cols[c][2 * j] = Bf16Lo(s0);
+      b_cols[c][2 * j + 1] = Bf16Hi(s0);
+      b_cols[c][2 * j + 8] = Bf16Lo(s1);
+      b_cols[c][2 * j + 9] = Bf16Hi(s1);
+    }
+  }
+  for (int r = 0; r < 2; ++r) {
+    for (int c = 0; c < 2; ++c) {
+      float acc = d[2 * r + c];
+      for (int k = 0; k < 16; ++k) acc = fmaf(a_rows[r][k], b_cols[c][k], acc);
+      d[2 * r + c] = acc;
+    }
+  }
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+      "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#elif defined(__CUDA_ARCH__)
+  __trap();  // callers dispatch on the compute capability first
+#endif
+}
+
+}  // namespace gpt2::cuda
+
+#endif  // GPT2_CUDA_MMA_CUH_

@@ -1,0 +1,480 @@
+// Causal attention on tensor cores (mma.sync m16n8k16, bf16 in, fp32
+// accumulate), flash-style: the forward pass keeps each row's log-sum-exp
+// only, and the backward recomputes the probabilities from it.
+//
+// A block is 4 warps and owns 64 rows (queries, or keys in the dK/dV kernel),
+// 16 per warp; the other side streams through shared memory in tiles of 64.
+// Every operand of an mma is either a register fragment of the warp's own rows
+// or a shared tile stored [n][k] row-major (src/cuda/mma.cuh has the layout),
+// so fragment loads are plain 32-bit reads; rows are padded by 8 bf16 so the
+// 32 lanes of such a read hit 32 different banks.
+//
+// The backward has no atomics, so it is deterministic: one kernel makes dK and
+// dV per key block, another dQ per query block (recomputing the scores once
+// more, the price of determinism).
+#include <cstdint>
+
+#include "src/cuda/common.cuh"
+#include "src/cuda/mma.cuh"
+#include "src/ops/attention_tc.h"
+
+namespace gpt2::cuda::tc {
+namespace {
+
+constexpr int kRows = 64;  // rows per block: 4 warps of 16
+constexpr int kThreads = 128;
+constexpr int kTile = 64;  // rows of the streamed side per shared tile
+constexpr int kPad = 8;    // bf16 of padding per shared row
+constexpr int kTileT = kTile + kPad;  // row length of a transposed tile
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t Load32(const bf16* p) {
+  return *reinterpret_cast<const uint32_t*>(p);
+}
+
+// Rows [row0, row0 + 64) of a (T, HS) slice whose rows are `stride` elements
+// apart, into tile[r][d] (row length HS + kPad); zeros past row T.
+template <int HS>
+__device__ __forceinline__ void LoadRows(bf16* tile, const bf16* src,
+                                         int64_t stride, int row0, int T) {
+  constexpr int kChunks = HS / 8;  // 16-byte chunks per row
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row0 + r < T)
+      v = *reinterpret_cast<const uint4*>(src + (row0 + r) * stride + c);
+    *reinterpret_cast<uint4*>(tile + r * (HS + kPad) + c) = v;
+  }
+}
+
+// The same rows transposed: tile[d][r] (row length kTileT).
+template <int HS>
+__device__ __forceinline__ void LoadColumns(bf16* tile, const bf16* src,
+                                            int64_t stride, int row0, int T) {
+  constexpr int kChunks = HS / 8;
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
+    const int r = i % kTile, c = (i / kTile) * 8;  // neighbours take rows
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (row0 + r < T)
+      v = *reinterpret_cast<const uint4*>(src + (row0 + r) * stride + c);
+    const uint32_t words[4] = {v.x, v.y, v.z, v.w};
+    for (int w = 0; w < 4; ++w) {
+      tile[(c + 2 * w) * kTileT + r] =
+          __ushort_as_bfloat16(static_cast<uint16_t>(words[w]));
+      tile[(c + 2 * w + 1) * kTileT + r] =
+          __ushort_as_bfloat16(static_cast<uint16_t>(words[w] >> 16));
+    }
+  }
+}
+
+// The A fragment of rows [r0, r0 + 16) and columns [k0, k0 + 16) of a
+// row-major shared tile with rows `S` elements long.
+template <int S>
+__device__ __forceinline__ void LoadA(uint32_t (&a)[4], const bf16* tile,
+                                      int r0, int k0) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const bf16* p = tile + (r0 + g) * S + k0 + 2 * t;
+  a[0] = Load32(p);
+  a[1] = Load32(p + 8 * S);
+  a[2] = Load32(p + 8);
+  a[3] = Load32(p + 8 * S + 8);
+}
+
+// The B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) of a tile stored
+// [n][k] row-major with rows `S` elements long.
+template <int S>
+__device__ __forceinline__ void LoadB(uint32_t (&b)[2], const bf16* tile,
+                                      int n0, int k0) {
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const bf16* p = tile + (n0 + g) * S + k0 + 2 * t;
+  b[0] = Load32(p);
+  b[1] = Load32(p + 8);
+}
+
+// Accumulators of two neighbouring 16x8 tiles (16 columns) as the A fragment
+// of the next product, whose k runs over those columns.
+__device__ __forceinline__ void AccToA(uint32_t (&a)[4], const float (&c0)[4],
+                                       const float (&c1)[4]) {
+  a[0] = PackBf16(c0[0], c0[1]);
+  a[1] = PackBf16(c0[2], c0[3]);
+  a[2] = PackBf16(c1[0], c1[1]);
+  a[3] = PackBf16(c1[2], c1[3]);
+}
+
+// s (16 x 64) = A (the warp's 16 rows, as fragments over HS) times the tile's
+// rows transposed.
+template <int HS>
+__device__ __forceinline__ void RowsTimesTile(float (&s)[8][4],
+                                              const uint32_t (&a)[HS / 16][4],
+                                              const bf16* tile) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+    for (int ks = 0; ks < HS / 16; ++ks) {
+      uint32_t b[2];
+      LoadB<HS + kPad>(b, tile, nt * 8, ks * 16);
+      MmaBf16(s[nt], a[ks], b);
+    }
+  }
+}
+
+// acc (16 x HS) += p (16 x 64, accumulators) times the transposed tile
+// (tile_t[d][r]), i.e. p times the tile's 64 rows.
+template <int HS>
+__device__ __forceinline__ void AccTimesTile(float (&acc)[HS / 8][4],
+                                             const float (&p)[8][4],
+                                             const bf16* tile_t) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    uint32_t a[4];
+    AccToA(a, p[2 * j], p[2 * j + 1]);
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      uint32_t b[2];
+      LoadB<kTileT>(b, tile_t, dt * 8, j * 16);
+      MmaBf16(acc[dt], a, b);
+    }
+  }
+}
+
+// dst[row][d] += scale * acc for the warp's rows below T; dst points at
+// column 0 of row 0 and rows are `stride` apart.
+template <int HS>
+__device__ __forceinline__ void AddRows(bf16* dst, int64_t stride,
+                                        const float (&acc)[HS / 8][4],
+                                        int row_a, int T, float scale) {
+  const int t = threadIdx.x % 4;
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = row_a + 8 * half;
+    if (row >= T) continue;
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      uint32_t* p =
+          reinterpret_cast<uint32_t*>(dst + row * stride + dt * 8 + 2 * t);
+      const uint32_t old = *p;
+      *p = PackBf16(Bf16Lo(old) + scale * acc[dt][2 * half],
+                    Bf16Hi(old) + scale * acc[dt][2 * half + 1]);
+    }
+  }
+}
+
+template <int HS>
+__global__ void __launch_bounds__(kThreads)
+    ForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C, int NH,
+                  float scale) {
+  constexpr int S = HS + kPad;
+  __shared__ __align__(16) bf16 k_tile[kTile * S];
+  __shared__ __align__(16) bf16 vt_tile[HS * kTileT];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int qb = gridDim.x - 1 - blockIdx.x;  // the longest rows start first
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t stride = 3 * int64_t{C};
+  const bf16* q = qkv + int64_t{b} * T * stride + h * HS;
+  const float scale_log2 = scale * kLog2e;
+
+  // The warp's queries as A fragments, staged through the key tile.
+  LoadRows<HS>(k_tile, q, stride, qb * kRows, T);
+  __syncthreads();
+  uint32_t qf[HS / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < HS / 16; ++ks)
+    LoadA<S>(qf[ks], k_tile, warp * 16, ks * 16);
+
+  float o[HS / 8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const int row_a = qb * kRows + warp * 16 + g;  // this lane's rows: a, a + 8
+  for (int kt = 0; kt <= qb; ++kt) {  // key tile qb is the diagonal one
+    const int k0 = kt * kTile;
+    __syncthreads();  // the previous tiles are no longer read
+    LoadRows<HS>(k_tile, q + C, stride, k0, T);
+    LoadColumns<HS>(vt_tile, q + 2 * C, stride, k0, T);
+    __syncthreads();
+    float s[8][4];
+    RowsTimesTile<HS>(s, qf, k_tile);
+    float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = k0 + nt * 8 + 2 * t + (i & 1);
+        const int row = row_a + 8 * (i / 2);
+        const float v = key <= row ? s[nt][i] * scale_log2 : -INFINITY;
+        s[nt][i] = v;
+        tile_max[i / 2] = fmaxf(tile_max[i / 2], v);
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      // The four lanes of a group hold one row between them. Key k0 <= row,
+      // so the row has a finite score in every tile it visits.
+      tile_max[r] =
+          fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+      tile_max[r] =
+          fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+      const float new_max = fmaxf(row_max[r], tile_max[r]);
+      const float correction = exp2f(row_max[r] - new_max);
+      row_max[r] = new_max;
+      row_sum[r] *= correction;
+#pragma unroll
+      for (int dt = 0; dt < HS / 8; ++dt) {
+        o[dt][2 * r] *= correction;
+        o[dt][2 * r + 1] *= correction;
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float p = exp2f(s[nt][i] - row_max[i / 2]);
+        s[nt][i] = p;
+        row_sum[i / 2] += p;
+      }
+    }
+    AccTimesTile<HS>(o, s, vt_tile);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  bf16* o_rows = out + int64_t{b} * T * C + h * HS;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row_a + 8 * r;
+    if (row >= T) continue;
+    const float inv = 1.0f / row_sum[r];
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      *reinterpret_cast<uint32_t*>(o_rows + int64_t{row} * C + dt * 8 + 2 * t) =
+          PackBf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+    }
+    if (t == 0)
+      lse[(int64_t{b} * NH + h) * T + row] =
+          (row_max[r] + log2f(row_sum[r])) * kLn2;
+  }
+}
+
+// dK and dV for one block of 64 keys, over the queries at or after them.
+template <int HS>
+__global__ void __launch_bounds__(kThreads)
+    BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                           const float* lse, const float* delta, int T, int C,
+                           int NH, float scale) {
+  constexpr int S = HS + kPad;
+  __shared__ __align__(16) bf16 q_tile[kTile * S];
+  __shared__ __align__(16) bf16 do_tile[kTile * S];
+  __shared__ __align__(16) bf16 qt_tile[HS * kTileT];
+  __shared__ __align__(16) bf16 dot_tile[HS * kTileT];
+  __shared__ float tile_lse[kTile], tile_delta[kTile];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int kb = blockIdx.x;  // low key blocks see the most queries: first
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t stride = 3 * int64_t{C};
+  const bf16* q = qkv + int64_t{b} * T * stride + h * HS;
+  const bf16* dy = dout + int64_t{b} * T * C + h * HS;
+  const int64_t stat = (int64_t{b} * NH + h) * T;
+  const float scale_log2 = scale * kLog2e;
+
+  // The warp's keys and values as A fragments, staged through q/do tiles.
+  LoadRows<HS>(q_tile, q + C, stride, kb * kRows, T);
+  LoadRows<HS>(do_tile, q + 2 * C, stride, kb * kRows, T);
+  __syncthreads();
+  uint32_t kf[HS / 16][4], vf[HS / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < HS / 16; ++ks) {
+    LoadA<S>(kf[ks], q_tile, warp * 16, ks * 16);
+    LoadA<S>(vf[ks], do_tile, warp * 16, ks * 16);
+  }
+
+  float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
+  const int key_a = kb * kRows + warp * 16 + g;  // this lane's keys: a, a + 8
+  const int query_tiles = (T + kTile - 1) / kTile;
+  for (int qt = kb; qt < query_tiles; ++qt) {
+    const int q0 = qt * kTile;
+    __syncthreads();
+    LoadRows<HS>(q_tile, q, stride, q0, T);
+    LoadRows<HS>(do_tile, dy, C, q0, T);
+    LoadColumns<HS>(qt_tile, q, stride, q0, T);
+    LoadColumns<HS>(dot_tile, dy, C, q0, T);
+    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+      const bool in = q0 + i < T;
+      tile_lse[i] = in ? lse[stat + q0 + i] * kLog2e : 0.0f;
+      tile_delta[i] = in ? delta[stat + q0 + i] : 0.0f;
+    }
+    __syncthreads();
+    // Transposed scores (keys x queries) and dP^T = V dO^T.
+    float s[8][4], dp[8][4];
+    RowsTimesTile<HS>(s, kf, q_tile);
+    RowsTimesTile<HS>(dp, vf, do_tile);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int col = nt * 8 + 2 * t + (i & 1);
+        const int query = q0 + col;
+        const int key = key_a + 8 * (i / 2);
+        const float p = query >= key && query < T
+                            ? exp2f(s[nt][i] * scale_log2 - tile_lse[col])
+                            : 0.0f;
+        s[nt][i] = p;
+        dp[nt][i] = p * (dp[nt][i] - tile_delta[col]);  // dS^T / scale
+      }
+    }
+    AccTimesTile<HS>(dv, s, dot_tile);  // dV += P^T dO
+    AccTimesTile<HS>(dk, dp, qt_tile);  // dK += dS^T Q
+  }
+  bf16* grads = dqkv + int64_t{b} * T * stride + h * HS;
+  AddRows<HS>(grads + C, stride, dk, key_a, T, scale);
+  AddRows<HS>(grads + 2 * C, stride, dv, key_a, T, 1.0f);
+}
+
+// dQ for one block of 64 queries, over the keys at or before them.
+template <int HS>
+__global__ void __launch_bounds__(kThreads)
+    BackwardQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                        const float* lse, const float* delta, int T, int C,
+                        int NH, float scale) {
+  constexpr int S = HS + kPad;
+  __shared__ __align__(16) bf16 k_tile[kTile * S];
+  __shared__ __align__(16) bf16 v_tile[kTile * S];
+  __shared__ __align__(16) bf16 kt_tile[HS * kTileT];
+  const int b = blockIdx.z, h = blockIdx.y;
+  const int qb = gridDim.x - 1 - blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int g = lane / 4, t = lane % 4;
+  const int64_t stride = 3 * int64_t{C};
+  const bf16* q = qkv + int64_t{b} * T * stride + h * HS;
+  const bf16* dy = dout + int64_t{b} * T * C + h * HS;
+  const int64_t stat = (int64_t{b} * NH + h) * T;
+  const float scale_log2 = scale * kLog2e;
+
+  LoadRows<HS>(k_tile, q, stride, qb * kRows, T);
+  LoadRows<HS>(v_tile, dy, C, qb * kRows, T);
+  __syncthreads();
+  uint32_t qf[HS / 16][4], dof[HS / 16][4];
+#pragma unroll
+  for (int ks = 0; ks < HS / 16; ++ks) {
+    LoadA<S>(qf[ks], k_tile, warp * 16, ks * 16);
+    LoadA<S>(dof[ks], v_tile, warp * 16, ks * 16);
+  }
+  const int row_a = qb * kRows + warp * 16 + g;
+  float row_lse[2], row_delta[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row_a + 8 * r;
+    row_lse[r] = row < T ? lse[stat + row] * kLog2e : 0.0f;
+    row_delta[r] = row < T ? delta[stat + row] : 0.0f;
+  }
+
+  float dq[HS / 8][4] = {};
+  for (int kt = 0; kt <= qb; ++kt) {
+    const int k0 = kt * kTile;
+    __syncthreads();
+    LoadRows<HS>(k_tile, q + C, stride, k0, T);
+    LoadRows<HS>(v_tile, q + 2 * C, stride, k0, T);
+    LoadColumns<HS>(kt_tile, q + C, stride, k0, T);
+    __syncthreads();
+    float s[8][4], dp[8][4];
+    RowsTimesTile<HS>(s, qf, k_tile);
+    RowsTimesTile<HS>(dp, dof, v_tile);  // dP = dO V^T
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int key = k0 + nt * 8 + 2 * t + (i & 1);
+        const int r = i / 2;
+        const float p = key <= row_a + 8 * r
+                            ? exp2f(s[nt][i] * scale_log2 - row_lse[r])
+                            : 0.0f;
+        dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
+      }
+    }
+    AccTimesTile<HS>(dq, dp, kt_tile);  // dQ += dS K
+  }
+  AddRows<HS>(dqkv + int64_t{b} * T * stride + h * HS, stride, dq, row_a, T,
+              scale);
+}
+
+template <typename Fn>
+void DispatchHeadSize(int hs, Fn&& fn) {
+  switch (hs) {
+    case 16:
+      return fn(std::integral_constant<int, 16>{});
+    case 32:
+      return fn(std::integral_constant<int, 32>{});
+    case 64:
+      return fn(std::integral_constant<int, 64>{});
+    default:
+      ::gpt2::FatalError(
+          "no tensor-core attention for head size " + std::to_string(hs),
+          __FILE__, __LINE__);
+  }
+}
+
+// Compute capability major of the current device, asked once per device.
+int CurrentMajor() {
+  static int majors[64];  // 0: not asked yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64)
+    return 0;
+  if (majors[device] == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                               device) != cudaSuccess)
+      return 0;
+    majors[device] = major;
+  }
+  return majors[device];
+}
+
+}  // namespace
+
+bool Applies(DType dtype, int head_size, const void* const* pointers,
+             int num_pointers) {
+  if (dtype != DType::kBF16) return false;
+  if (head_size != 16 && head_size != 32 && head_size != 64) return false;
+  for (int i = 0; i < num_pointers; ++i) {
+    if (reinterpret_cast<uintptr_t>(pointers[i]) % 16 != 0) return false;
+  }
+  return CurrentMajor() >= 8;
+}
+
+void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                      int NH, CUstream_st* stream) {
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  const dim3 grid(CeilDiv(T, kRows), NH, B);
+  DispatchHeadSize(hs, [&](auto head) {
+    CheckLaunch(GPT2_LAUNCH((ForwardKernel<decltype(head)::value>), grid,
+                            kThreads, 0, stream, Ptr<bf16>(out),
+                            Ptr<float>(lse), Ptr<bf16>(qkv), T, C, NH, scale),
+                "tc::ForwardKernel");
+  });
+}
+
+void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
+                       const float* delta, int B, int T, int C, int NH,
+                       CUstream_st* stream) {
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  const dim3 grid(CeilDiv(T, kRows), NH, B);
+  DispatchHeadSize(hs, [&](auto head) {
+    constexpr int kHs = decltype(head)::value;
+    CheckLaunch(GPT2_LAUNCH((BackwardKeyValueKernel<kHs>), grid, kThreads, 0,
+                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::BackwardKeyValueKernel");
+    CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs>), grid, kThreads, 0,
+                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::BackwardQueryKernel");
+  });
+}
+
+}  // namespace gpt2::cuda::tc

@@ -1,0 +1,29 @@
+// The tensor-core path of the CUDA attention (src/ops/attention_tc.cu): bf16
+// storage, head sizes 16, 32 and 64, sm_80 or newer. Used by attention.cu,
+// which falls back to its portable kernels where these do not apply.
+#ifndef GPT2_OPS_ATTENTION_TC_H_
+#define GPT2_OPS_ATTENTION_TC_H_
+
+#include "src/core/tensor.h"
+
+struct CUstream_st;
+
+namespace gpt2::cuda::tc {
+
+// Whether the tensor-core kernels handle this call: bf16 tensors, a compiled
+// head size, 16-byte aligned tensors and a device of compute capability 8.0
+// or newer.
+bool Applies(DType dtype, int head_size, const void* const* pointers,
+             int num_pointers);
+
+// The contracts of gpt2::cuda::AttentionForward / AttentionBackward; `delta`
+// is (B, NH, T) f32 holding dout . out for each row, from the caller.
+void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                      int NH, CUstream_st* stream);
+void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
+                       const float* delta, int B, int T, int C, int NH,
+                       CUstream_st* stream);
+
+}  // namespace gpt2::cuda::tc
+
+#endif  // GPT2_OPS_ATTENTION_TC_H_
