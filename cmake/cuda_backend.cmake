@@ -9,9 +9,7 @@ set(GPT2_CUDA_TEST_ENV "GPT2_DATA_DIR=${GPT2_TEST_DATA_DIR};OMP_NUM_THREADS=1;OM
 if(COMMAND gpt2_add_emulated_cuda)
   add_library(gpt2_cuda_emu STATIC)
   gpt2_add_emulated_cuda(gpt2_cuda_emu SOURCES ${GPT2_CUDA_KERNELS}
-                         src/backend/cuda_backend.cc src/backend/device.cc
-                         src/backend/select_cuda.cc src/cuda/scratch.cc
-                         src/cuda/staging.cc)
+                         ${GPT2_CUDA_HOST_SOURCES})
   target_link_libraries(gpt2_cuda_emu PUBLIC gpt2)
   add_executable(cuda_backend_test_emu tests/cuda/cuda_backend_test.cc
                  tests/cuda/cuda_train_test.cc tests/cuda/cuda_decode_test.cc)

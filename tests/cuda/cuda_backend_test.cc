@@ -16,6 +16,7 @@
 
 #include "gtest/gtest.h"
 #include "src/backend/device.h"
+#include "src/cuda/mma_check.h"
 #include "src/model/gpt2.h"
 #include "src/ops/attention.h"
 #include "src/optim/adamw_optimizer.h"
@@ -346,6 +347,16 @@ TEST_P(CudaOps, Attention) {
     ExpectNear(Download(g_dqkv, "dqkv"), Download(c_dqkv, "c"),
                tol().rtol * 4 * t_scale, tol().atol * 4 * t_scale, "dqkv");
   }
+}
+
+// The fragment layout the tensor-core kernels assume, checked on known
+// matrices: under the emulator against its own emulation, on a GPU against the
+// hardware.
+TEST(CudaMma, FragmentLayout) {
+  std::string why;
+  if (CudaDeviceCount(&why) == 0)
+    GTEST_SKIP() << "no usable CUDA device: " << why;
+  EXPECT_EQ(cuda::CheckMmaLayout(), "");
 }
 
 // Peaked softmaxes (scores of several units), so a slip in the causal mask or

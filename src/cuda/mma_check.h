@@ -1,0 +1,21 @@
+// A check of the tensor-core fragment layout that src/cuda/mma.cuh assumes:
+// one warp multiplies known matrices through MmaBf16 and the host compares
+// the result. Under the emulator it checks the emulation; on a GPU it checks
+// that the hardware agrees with the emulation (tests/cuda runs it in both).
+#ifndef GPT2_CUDA_MMA_CHECK_H_
+#define GPT2_CUDA_MMA_CHECK_H_
+
+#include <string>
+
+namespace gpt2::cuda {
+
+// Runs D = A (16x16) * B (16x8) + C on the current device, on small integers
+// (exact in bf16 and fp32), twice: with fragments loaded per the documented
+// layout, and with B's columns permuted to catch a swapped register. Returns
+// "" when both match the host product, else a description of the first
+// mismatch. Needs sm_80 or newer (or the emulator).
+std::string CheckMmaLayout();
+
+}  // namespace gpt2::cuda
+
+#endif  // GPT2_CUDA_MMA_CHECK_H_
