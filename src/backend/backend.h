@@ -117,14 +117,65 @@ class Backend {
     if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
     RunMatmulForward(out, inp, weight, bias, N, C, OC);
   }
+  // accumulate_dinp = false overwrites dinp instead of adding to it (no
+  // zeroing pass first); dweight and dbias always accumulate.
   void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
-                      Tensor inp, Tensor weight, int64_t N, int C, int OC) {
+                      Tensor inp, Tensor weight, int64_t N, int C, int OC,
+                      bool accumulate_dinp = true) {
     CheckSize(dout, N * OC, "matmul dout");
     CheckSize(inp, N * C, "matmul inp");
     CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
     if (dinp.data != nullptr) CheckSize(dinp, N * C, "matmul dinp");
     if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
-    RunMatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+    RunMatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
+                      accumulate_dinp);
+  }
+  // Fused forms of the ops above, for the MLP and the residual stream. Each
+  // means exactly its unfused sequence (the defaults below run that
+  // sequence; the CPU reference is this); a backend overrides them where it
+  // saves passes over memory.
+  //
+  // pre (N,OC) = inp @ weight^T + bias; out = gelu(pre).
+  void MatmulGeluForward(Tensor pre, Tensor out, Tensor inp, Tensor weight,
+                         Tensor bias, int64_t N, int C, int OC) {
+    CheckSize(pre, N * OC, "matmul-gelu pre");
+    CheckSize(out, N * OC, "matmul-gelu out");
+    CheckSize(inp, N * C, "matmul-gelu inp");
+    CheckSize(weight, int64_t{OC} * C, "matmul-gelu weight");
+    CheckSize(bias, OC, "matmul-gelu bias");
+    RunMatmulGeluForward(pre, out, inp, weight, bias, N, C, OC);
+  }
+  // The backward of out = gelu(pre) @ weight^T + bias, with inp = gelu(pre):
+  // dpre (N,C) = (dout @ weight) * gelu'(pre), overwritten; dweight +=
+  // dout^T @ inp; dbias += column sums of dout. scratch (N,C) is working
+  // memory for backends that do not fuse the GELU into the matmul.
+  void MatmulBackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
+                          Tensor dout, Tensor inp, Tensor weight, Tensor pre,
+                          Tensor scratch, int64_t N, int C, int OC) {
+    CheckSize(dpre, N * C, "matmul-gelu dpre");
+    CheckSize(pre, N * C, "matmul-gelu pre");
+    CheckSize(scratch, N * C, "matmul-gelu scratch");
+    CheckSize(dout, N * OC, "matmul-gelu dout");
+    CheckSize(inp, N * C, "matmul-gelu inp");
+    CheckSize(dweight, int64_t{OC} * C, "matmul-gelu dweight");
+    CheckSize(dbias, OC, "matmul-gelu dbias");
+    RunMatmulBackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre, scratch,
+                          N, C, OC);
+  }
+  // residual_out = a + b; out, mean, rstd = layernorm(residual_out).
+  void ResidualLayerNormForward(Tensor residual_out, Tensor out, Tensor mean,
+                                Tensor rstd, Tensor a, Tensor b, Tensor weight,
+                                Tensor bias, int64_t N, int C) {
+    CheckSize(residual_out, N * C, "residual-layernorm residual_out");
+    CheckSize(a, N * C, "residual-layernorm a");
+    CheckSize(b, N * C, "residual-layernorm b");
+    CheckSize(out, N * C, "residual-layernorm out");
+    CheckSize(mean, N, "residual-layernorm mean");
+    CheckSize(rstd, N, "residual-layernorm rstd");
+    CheckSize(weight, C, "residual-layernorm weight");
+    CheckSize(bias, C, "residual-layernorm bias");
+    RunResidualLayerNormForward(residual_out, out, mean, rstd, a, b, weight,
+                                bias, N, C);
   }
   void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                         int NH) {
@@ -228,7 +279,31 @@ class Backend {
                                 Tensor bias, int64_t N, int C, int OC) = 0;
   virtual void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                                  Tensor dout, Tensor inp, Tensor weight,
-                                 int64_t N, int C, int OC) = 0;
+                                 int64_t N, int C, int OC,
+                                 bool accumulate_dinp) = 0;
+  // The fused ops' defaults: their unfused sequences.
+  virtual void RunMatmulGeluForward(Tensor pre, Tensor out, Tensor inp,
+                                    Tensor weight, Tensor bias, int64_t N,
+                                    int C, int OC) {
+    RunMatmulForward(pre, inp, weight, bias, N, C, OC);
+    RunGeluForward(out, pre);
+  }
+  virtual void RunMatmulBackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
+                                     Tensor dout, Tensor inp, Tensor weight,
+                                     Tensor pre, Tensor scratch, int64_t N,
+                                     int C, int OC) {
+    RunMatmulBackward(scratch, dweight, dbias, dout, inp, weight, N, C, OC,
+                      /*accumulate_dinp=*/false);
+    Zero(dpre);
+    RunGeluBackward(dpre, pre, scratch);
+  }
+  virtual void RunResidualLayerNormForward(Tensor residual_out, Tensor out,
+                                           Tensor mean, Tensor rstd, Tensor a,
+                                           Tensor b, Tensor weight, Tensor bias,
+                                           int64_t N, int C) {
+    RunResidualForward(residual_out, a, b);
+    RunLayerNormForward(out, mean, rstd, residual_out, weight, bias, N, C);
+  }
   virtual void RunAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B,
                                    int T, int C, int NH) = 0;
   virtual void RunAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,

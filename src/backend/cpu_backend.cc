@@ -107,8 +107,9 @@ class CpuBackend final : public Backend {
     });
   }
   void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
-                         Tensor inp, Tensor weight, int64_t N, int C,
-                         int OC) override {
+                         Tensor inp, Tensor weight, int64_t N, int C, int OC,
+                         bool accumulate_dinp) override {
+    if (!accumulate_dinp && dinp.data != nullptr) Zero(dinp);
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::MatmulBackward<F>(OrNull<F>(dinp), dweight.as<F>(), OrNull<F>(dbias),

@@ -180,30 +180,40 @@ void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
   backend_->EncoderForward(encoded_.Slice(0, BT * C), tok, Param(kWte),
                            Param(kWpe), B, T, C);
   Tensor branch = branch_out_.Slice(0, BT * C);
+  Tensor lnf = lnf_.Slice(0, BT * C);
+  // Each residual add is fused with the LayerNorm that reads it: the next
+  // layer's ln1, or the final one.
+  {
+    const LayerActs first = Layer(0, B, T);
+    backend_->LayerNormForward(first.ln1, first.ln1_mean, first.ln1_rstd,
+                               first.residual_in, Param(kLn1w, 0),
+                               Param(kLn1b, 0), BT, C);
+  }
   for (int l = 0; l < L; ++l) {
     const LayerActs a = Layer(l, B, T);
-    backend_->LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual_in,
-                               Param(kLn1w, l), Param(kLn1b, l), BT, C);
     backend_->MatmulForward(a.qkv, a.ln1, Param(kQkvw, l), Param(kQkvb, l), BT,
                             C, 3 * C);
     backend_->AttentionForward(a.atty, a.att_lse, a.qkv, B, T, C, NH);
     backend_->MatmulForward(branch, a.atty, Param(kAttprojw, l),
                             Param(kAttprojb, l), BT, C, C);
-    backend_->ResidualForward(a.residual2, a.residual_in, branch);
-    backend_->LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2,
-                               Param(kLn2w, l), Param(kLn2b, l), BT, C);
-    backend_->MatmulForward(a.fch, a.ln2, Param(kFcw, l), Param(kFcb, l), BT, C,
-                            4 * C);
-    backend_->GeluForward(a.fch_gelu, a.fch);
+    backend_->ResidualLayerNormForward(a.residual2, a.ln2, a.ln2_mean,
+                                       a.ln2_rstd, a.residual_in, branch,
+                                       Param(kLn2w, l), Param(kLn2b, l), BT, C);
+    backend_->MatmulGeluForward(a.fch, a.fch_gelu, a.ln2, Param(kFcw, l),
+                                Param(kFcb, l), BT, C, 4 * C);
     backend_->MatmulForward(branch, a.fch_gelu, Param(kFcprojw, l),
                             Param(kFcprojb, l), BT, 4 * C, C);
-    backend_->ResidualForward(a.residual3, a.residual2, branch);
+    if (l + 1 < L) {
+      const LayerActs next = Layer(l + 1, B, T);
+      backend_->ResidualLayerNormForward(
+          a.residual3, next.ln1, next.ln1_mean, next.ln1_rstd, a.residual2,
+          branch, Param(kLn1w, l + 1), Param(kLn1b, l + 1), BT, C);
+    } else {
+      backend_->ResidualLayerNormForward(
+          a.residual3, lnf, lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT),
+          a.residual2, branch, Param(kLnfw), Param(kLnfb), BT, C);
+    }
   }
-  const Tensor last = Layer(L - 1, B, T).residual3;
-  Tensor lnf = lnf_.Slice(0, BT * C);
-  backend_->LayerNormForward(lnf, lnf_mean_.Slice(0, BT),
-                             lnf_rstd_.Slice(0, BT), last, Param(kLnfw),
-                             Param(kLnfb), BT, C);
   Tensor logits = logits_.Slice(0, BT * Vp);
   // The LM head is wte itself (tied), with no bias.
   backend_->MatmulForward(logits, lnf, Param(kWte), Tensor{}, BT, C, Vp);
@@ -230,11 +240,13 @@ void Gpt2Model::Backward() {
   Tensor d_atty = d_atty_.Slice(0, BT * C);
   Tensor d_fch = d_fch_.Slice(0, BT * 4 * C);
   Tensor d_fch_gelu = d_fch_gelu_.Slice(0, BT * 4 * C);
+  // Matmul input gradients overwrite their buffers (no zeroing pass);
+  // LayerNorm input gradients add into d_res.
   backend_->Zero(d_res);
-  backend_->Zero(d_ln);
 
   backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
-                           lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp);
+                           lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp,
+                           /*accumulate_dinp=*/false);
   backend_->LayerNormBackward(
       d_res, Grad(kLnfw), Grad(kLnfb), d_ln, Layer(L - 1, B, T).residual3,
       Param(kLnfw), lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT), BT, C);
@@ -242,29 +254,24 @@ void Gpt2Model::Backward() {
     const LayerActs a = Layer(l, B, T);
     // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
     if (recompute_gelu_) backend_->GeluForward(a.fch_gelu, a.fch);
-    backend_->Zero(d_fch_gelu);
-    backend_->MatmulBackward(d_fch_gelu, Grad(kFcprojw, l), Grad(kFcprojb, l),
-                             d_res, a.fch_gelu, Param(kFcprojw, l), BT, 4 * C,
-                             C);
-    backend_->Zero(d_fch);
-    backend_->GeluBackward(d_fch, a.fch, d_fch_gelu);
-    backend_->Zero(d_ln);
+    backend_->MatmulBackwardGelu(d_fch, Grad(kFcprojw, l), Grad(kFcprojb, l),
+                                 d_res, a.fch_gelu, Param(kFcprojw, l), a.fch,
+                                 d_fch_gelu, BT, 4 * C, C);
     backend_->MatmulBackward(d_ln, Grad(kFcw, l), Grad(kFcb, l), d_fch, a.ln2,
-                             Param(kFcw, l), BT, C, 4 * C);
+                             Param(kFcw, l), BT, C, 4 * C, false);
     backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
                                 a.residual2, Param(kLn2w, l), a.ln2_mean,
                                 a.ln2_rstd, BT, C);
     // Attention branch: residual2 = residual_in +
     // attproj(attn(qkv(ln1(residual_in)))).
-    backend_->Zero(d_atty);
     backend_->MatmulBackward(d_atty, Grad(kAttprojw, l), Grad(kAttprojb, l),
-                             d_res, a.atty, Param(kAttprojw, l), BT, C, C);
+                             d_res, a.atty, Param(kAttprojw, l), BT, C, C,
+                             false);
     backend_->Zero(d_qkv);
     backend_->AttentionBackward(d_qkv, d_atty, a.qkv, a.atty, a.att_lse, B, T,
                                 C, NH);
-    backend_->Zero(d_ln);
     backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,
-                             Param(kQkvw, l), BT, C, 3 * C);
+                             Param(kQkvw, l), BT, C, 3 * C, false);
     backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,
                                 a.residual_in, Param(kLn1w, l), a.ln1_mean,
                                 a.ln1_rstd, BT, C);

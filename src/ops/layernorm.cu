@@ -10,14 +10,15 @@ namespace {
 
 constexpr int kRowsPerBlock = 8;  // warps per block, one row each at a time
 
+// The LayerNorm of row `row` of x into y, by one warp; each lane touches the
+// same channels in every pass, so a row the warp has just written reads back
+// without a barrier.
 template <typename T>
-__global__ void LayerNormForwardKernel(T* out, float* mean, float* rstd,
-                                       const T* inp, const T* weight,
-                                       const T* bias, int64_t N, int C) {
+__device__ __forceinline__ void NormalizeRow(T* y, float* mean, float* rstd,
+                                             const T* x, const T* weight,
+                                             const T* bias, int64_t row,
+                                             int C) {
   const int lane = threadIdx.x % 32;
-  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
-  if (row >= N) return;
-  const T* x = inp + row * C;
   float sum = 0.0f;
   for (int c = lane; c < C; c += 32) sum += ToFloat(x[c]);
   const float m = WarpSum(sum) / C;
@@ -27,7 +28,6 @@ __global__ void LayerNormForwardKernel(T* out, float* mean, float* rstd,
     var += d * d;
   }
   const float s = rsqrtf(WarpSum(var) / C + 1e-5f);
-  T* y = out + row * C;
   for (int c = lane; c < C; c += 32) {
     y[c] = FromFloat<T>((ToFloat(x[c]) - m) * s * ToFloat(weight[c]) +
                         ToFloat(bias[c]));
@@ -36,6 +36,32 @@ __global__ void LayerNormForwardKernel(T* out, float* mean, float* rstd,
     mean[row] = m;
     rstd[row] = s;
   }
+}
+
+template <typename T>
+__global__ void LayerNormForwardKernel(T* out, float* mean, float* rstd,
+                                       const T* inp, const T* weight,
+                                       const T* bias, int64_t N, int C) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  if (row >= N) return;
+  NormalizeRow(out + row * C, mean, rstd, inp + row * C, weight, bias, row, C);
+}
+
+// residual = a + b (rounded to T, as the unfused residual add stores it), then
+// its LayerNorm: one pass over a and b instead of a residual kernel and a
+// LayerNorm kernel reading the sum back.
+template <typename T>
+__global__ void ResidualLayerNormForwardKernel(T* residual, T* out, float* mean,
+                                               float* rstd, const T* a,
+                                               const T* b, const T* weight,
+                                               const T* bias, int64_t N,
+                                               int C) {
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  if (row >= N) return;
+  T* r = residual + row * C;
+  for (int c = threadIdx.x % 32; c < C; c += 32)
+    r[c] = FromFloat<T>(ToFloat(a[row * C + c]) + ToFloat(b[row * C + c]));
+  NormalizeRow(out + row * C, mean, rstd, r, weight, bias, row, C);
 }
 
 template <typename T>
@@ -117,6 +143,21 @@ void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                     Ptr<float>(mean), Ptr<float>(rstd), Ptr<F>(inp),
                     Ptr<F>(weight), Ptr<F>(bias), N, C),
         "LayerNormForwardKernel");
+  });
+}
+
+void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
+                              Tensor rstd, Tensor a, Tensor b, Tensor weight,
+                              Tensor bias, int64_t N, int C,
+                              CUstream_st* stream) {
+  DispatchFloat(out.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(GPT2_LAUNCH(ResidualLayerNormForwardKernel<F>,
+                            CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
+                            stream, Ptr<F>(residual), Ptr<F>(out),
+                            Ptr<float>(mean), Ptr<float>(rstd), Ptr<F>(a),
+                            Ptr<F>(b), Ptr<F>(weight), Ptr<F>(bias), N, C),
+                "ResidualLayerNormForwardKernel");
   });
 }
 

@@ -38,6 +38,12 @@ void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
 void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                        Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
                        int64_t N, int C, Scratch* scratch, CUstream_st* stream);
+// residual (N,C) = a + b, then out = LayerNorm(residual) as above, in one
+// kernel (Backend::ResidualLayerNormForward; the CPU runs the two ops).
+void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
+                              Tensor rstd, Tensor a, Tensor b, Tensor weight,
+                              Tensor bias, int64_t N, int C,
+                              CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_LAYERNORM_H_

@@ -3,6 +3,8 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "src/cuda/check.h"
@@ -40,6 +42,17 @@ cudaDataType_t CudaType(DType dtype) {
 
 cublasLtHandle_t Handle(void* h) { return static_cast<cublasLtHandle_t>(h); }
 
+// The largest power of two up to 16 that divides every pointer given (null
+// pointers count as aligned).
+int Alignment(std::initializer_list<const void*> pointers) {
+  int align = 16;
+  for (const void* p : pointers) {
+    const auto address = reinterpret_cast<uintptr_t>(p);
+    while (align > 1 && address % align != 0) align /= 2;
+  }
+  return align;
+}
+
 }  // namespace
 
 struct CublasLtMatmul::Plan {
@@ -70,10 +83,18 @@ CublasLtMatmul::~CublasLtMatmul() {
 
 CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
                                               int64_t k, bool trans_a,
-                                              bool trans_b, bool bias,
-                                              bool accumulate) {
-  const Key key{
-      static_cast<int>(dtype), m, n, k, trans_a, trans_b, bias, accumulate};
+                                              bool trans_b, int epilogue,
+                                              bool accumulate, int alignment,
+                                              bool required) {
+  const Key key{static_cast<int>(dtype),
+                m,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                epilogue,
+                accumulate,
+                alignment};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
   auto plan = std::make_unique<Plan>();
@@ -87,13 +108,18 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
       plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
   GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
       plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
-  const cublasLtEpilogue_t epilogue =
-      bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+  const auto ep = static_cast<cublasLtEpilogue_t>(epilogue);
   GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
-      plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-  if (bias) {
+      plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
+  if (ep == CUBLASLT_EPILOGUE_BIAS || ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
     GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
+  }
+  if (ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || ep == CUBLASLT_EPILOGUE_DGELU) {
+    // The GELU input (pre-activation) has D's shape and leading dimension.
+    const int64_t ld = m;
+    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
   }
   // Stored (column-major) shapes: A is (k,m) when transposed, else (m,k);
   // likewise B.
@@ -107,15 +133,31 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
       sizeof(workspace_bytes_)));
+  // The pointers' alignment: the heuristic would otherwise assume the best
+  // case and may pick a kernel that fails on a less aligned tensor.
+  const uint32_t align_bytes = static_cast<uint32_t>(alignment);
+  for (const auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                          CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
+    GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+        pref, attr, &align_bytes, sizeof(align_bytes)));
+  }
   cublasLtMatmulHeuristicResult_t result;
   int found = 0;
-  GPT2_CUBLAS_CHECK(cublasLtMatmulAlgoGetHeuristic(
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
       Handle(handle_), plan->desc, plan->a, plan->b, plan->d, plan->d, pref, 1,
-      &result, &found));
+      &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
-  if (found == 0) {
+  if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
+    if (!required) {
+      plans_.emplace(key, nullptr);  // remembered: the caller falls back
+      return nullptr;
+    }
     FatalError("cuBLASLt found no algorithm for m=" + std::to_string(m) +
-                   " n=" + std::to_string(n) + " k=" + std::to_string(k),
+                   " n=" + std::to_string(n) + " k=" + std::to_string(k) +
+                   " epilogue " + std::to_string(epilogue) + ": " +
+                   cublasLtGetStatusString(status),
                __FILE__, __LINE__);
   }
   plan->algo = result.algo;
@@ -125,10 +167,15 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
 }
 
 void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,
-                         const void* bias, bool accumulate) {
+                         const void* bias, const void* aux, bool accumulate) {
   if (bias != nullptr) {
     GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  if (aux != nullptr) {
+    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+        plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
+        sizeof(aux)));
   }
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   GPT2_CUBLAS_CHECK(cublasLtMatmul(
@@ -141,24 +188,66 @@ void CublasLtMatmul::Forward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
   // Column-major: out^T (OC,N) = W (stored (C,OC), transposed) . inp^T (stored
   // (C,N)).
   const bool has_bias = bias.data != nullptr;
-  Plan* plan = GetPlan(out.dtype, OC, N, C, /*trans_a=*/true, /*trans_b=*/false,
-                       has_bias,
-                       /*accumulate=*/false);
+  Plan* plan =
+      GetPlan(out.dtype, OC, N, C, /*trans_a=*/true, /*trans_b=*/false,
+              has_bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT,
+              /*accumulate=*/false,
+              Alignment({weight.data, inp.data, out.data, bias.data}),
+              /*required=*/true);
   Run(plan, weight.data, inp.data, out.data, has_bias ? bias.data : nullptr,
-      false);
+      nullptr, false);
+}
+
+bool CublasLtMatmul::ForwardGelu(Tensor pre, Tensor out, Tensor inp,
+                                 Tensor weight, Tensor bias, int64_t N, int C,
+                                 int OC) {
+  if (OC % 8 != 0) return false;  // the aux leading dimension's rule
+  Plan* plan = GetPlan(
+      out.dtype, OC, N, C, true, false, CUBLASLT_EPILOGUE_GELU_AUX_BIAS, false,
+      Alignment({weight.data, inp.data, out.data, bias.data, pre.data}),
+      /*required=*/false);
+  if (plan == nullptr) return false;
+  Run(plan, weight.data, inp.data, out.data, bias.data, pre.data, false);
+  return true;
 }
 
 void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
                               Tensor dout, Tensor inp, Tensor weight, int64_t N,
-                              int C, int OC) {
+                              int C, int OC, bool accumulate_dinp) {
   if (dinp.data != nullptr) {
-    // dinp^T (C,N) += W^T (stored (C,OC)) . dout^T (stored (OC,N)).
-    Plan* plan = GetPlan(dout.dtype, C, N, OC, false, false, false, true);
-    Run(plan, weight.data, dout.data, dinp.data, nullptr, true);
+    // dinp^T (C,N) (+)= W^T (stored (C,OC)) . dout^T (stored (OC,N)).
+    Plan* plan = GetPlan(dout.dtype, C, N, OC, false, false,
+                         CUBLASLT_EPILOGUE_DEFAULT, accumulate_dinp,
+                         Alignment({weight.data, dout.data, dinp.data}), true);
+    Run(plan, weight.data, dout.data, dinp.data, nullptr, nullptr,
+        accumulate_dinp);
   }
+  WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+}
+
+bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
+                                  Tensor dout, Tensor inp, Tensor weight,
+                                  Tensor pre, int64_t N, int C, int OC) {
+  if (C % 8 != 0) return false;
+  // dpre^T (C,N) = (W^T . dout^T) * gelu'(pre^T), pre as the epilogue's aux.
+  Plan* plan =
+      GetPlan(dout.dtype, C, N, OC, false, false, CUBLASLT_EPILOGUE_DGELU,
+              false, Alignment({weight.data, dout.data, dpre.data, pre.data}),
+              /*required=*/false);
+  if (plan == nullptr) return false;
+  Run(plan, weight.data, dout.data, dpre.data, nullptr, pre.data, false);
+  WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+  return true;
+}
+
+void CublasLtMatmul::WeightAndBiasBackward(Tensor dweight, Tensor dbias,
+                                           Tensor dout, Tensor inp, int64_t N,
+                                           int C, int OC) {
   // dW^T (C,OC) += inp^T (stored (C,N)) . dout (stored (OC,N), transposed).
-  Plan* plan = GetPlan(dout.dtype, C, OC, N, false, true, false, true);
-  Run(plan, inp.data, dout.data, dweight.data, nullptr, true);
+  Plan* plan =
+      GetPlan(dout.dtype, C, OC, N, false, true, CUBLASLT_EPILOGUE_DEFAULT,
+              true, Alignment({inp.data, dout.data, dweight.data}), true);
+  Run(plan, inp.data, dout.data, dweight.data, nullptr, nullptr, true);
   if (dbias.data != nullptr) {
     MatmulBiasBackward(dbias, dout, N, OC, stream_);
   }

@@ -28,20 +28,39 @@ class CublasLtMatmul {
   // fused as an epilogue.
   void Forward(Tensor out, Tensor inp, Tensor weight, Tensor bias, int64_t N,
                int C, int OC);
-  // dinp (N,C) += dout @ weight; dweight (OC,C) += dout^T @ inp; dbias (OC) +=
-  // column sums of dout (our deterministic kernel). dinp / dbias may be empty.
+  // The same with bias and GELU fused: pre = the biased product, out =
+  // gelu(pre) (Backend::MatmulGeluForward). False, having done nothing, where
+  // cuBLASLt has no algorithm for the epilogue.
+  bool ForwardGelu(Tensor pre, Tensor out, Tensor inp, Tensor weight,
+                   Tensor bias, int64_t N, int C, int OC);
+  // dinp (N,C) += (or = when !accumulate_dinp) dout @ weight; dweight (OC,C)
+  // += dout^T @ inp; dbias (OC) += column sums of dout (our deterministic
+  // kernel). dinp / dbias may be empty.
   void Backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
-                Tensor inp, Tensor weight, int64_t N, int C, int OC);
+                Tensor inp, Tensor weight, int64_t N, int C, int OC,
+                bool accumulate_dinp);
+  // Backward with the GELU gradient fused into dinp's epilogue: dpre =
+  // (dout @ weight) * gelu'(pre) (Backend::MatmulBackwardGelu). False, having
+  // done nothing, where cuBLASLt has no algorithm for the epilogue.
+  bool BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias, Tensor dout,
+                    Tensor inp, Tensor weight, Tensor pre, int64_t N, int C,
+                    int OC);
 
  private:
-  struct Plan;  // descriptors + algorithm for one shape
+  struct Plan;  // descriptors + algorithm for one shape and epilogue
   // Column-major D (m,n) = op(A) (m,k) op(B) (k,n) + beta * D, A/B/D as stored.
   using Key =
-      std::tuple<int, int64_t, int64_t, int64_t, bool, bool, bool, bool>;
+      std::tuple<int, int64_t, int64_t, int64_t, bool, bool, int, bool, int>;
+  // The cached plan for pointers aligned to `alignment` bytes; nullptr (also
+  // cached) when cuBLASLt has no algorithm and !required, a fatal error when
+  // required.
   Plan* GetPlan(DType dtype, int64_t m, int64_t n, int64_t k, bool trans_a,
-                bool trans_b, bool bias, bool accumulate);
+                bool trans_b, int epilogue, bool accumulate, int alignment,
+                bool required);
   void Run(Plan* plan, const void* a, const void* b, void* d, const void* bias,
-           bool accumulate);
+           const void* aux, bool accumulate);
+  void WeightAndBiasBackward(Tensor dweight, Tensor dbias, Tensor dout,
+                             Tensor inp, int64_t N, int C, int OC);
 
   CUstream_st* stream_;
   void* handle_ = nullptr;     // cublasLtHandle_t

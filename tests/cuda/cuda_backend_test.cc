@@ -349,6 +349,103 @@ TEST_P(CudaOps, Attention) {
   }
 }
 
+// The fused ops against the CPU, which runs their unfused sequences. Output
+// buffers start with random values, so an op that accumulates where it should
+// overwrite fails.
+TEST_P(CudaOps, FusedMatmulGeluAndResidualLayerNorm) {
+  for (auto [N, C, OC] :
+       {std::tuple{5, 7, 3}, std::tuple{33, 40, 72}, std::tuple{64, 64, 256}}) {
+    const double k_scale = std::sqrt(static_cast<double>(std::max(C, OC)));
+    const double rtol = tol().rtol * k_scale, atol = tol().atol * k_scale;
+    // Forward: pre = inp w^T + b, out = gelu(pre).
+    auto inp = Random(N * C, 51), w = Random(OC * C, 52), b = Random(OC, 53);
+    auto c_inp = Cpu(inp), c_w = Cpu(w), c_b = Cpu(b), g_inp = Gpu(inp),
+         g_w = Gpu(w), g_b = Gpu(b);
+    auto junk = Random(N * OC, 54);
+    auto c_pre = Cpu(junk), c_out = Cpu(junk), g_pre = Gpu(junk),
+         g_out = Gpu(junk);
+    cpu_->MatmulGeluForward(c_pre.view, c_out.view, c_inp.view, c_w.view,
+                            c_b.view, N, C, OC);
+    cuda_->MatmulGeluForward(g_pre.view, g_out.view, g_inp.view, g_w.view,
+                             g_b.view, N, C, OC);
+    ExpectNear(Download(g_pre, "pre"), Download(c_pre, "c"), rtol, atol,
+               "matmul-gelu pre");
+    ExpectNear(Download(g_out, "out"), Download(c_out, "c"), rtol, atol,
+               "matmul-gelu out");
+
+    // Backward of y = gelu(pre2) w2^T + b2, pre2 (N,OC) -> y (N,C).
+    auto pre2 = Random(N * OC, 55, 2.0), w2 = Random(C * OC, 56),
+         dout = Random(N * C, 57);
+    auto gelu2 = Cpu(std::vector<double>(N * OC));
+    auto c_pre2 = Cpu(pre2);
+    cpu_->GeluForward(gelu2.view, c_pre2.view);
+    auto inp2 = Download(gelu2, "gelu");
+    if (dtype() == DType::kBF16) {
+      for (double& x : inp2)
+        x = FromBf16Bits(ToBf16Bits(static_cast<float>(x)));
+    }
+    auto c_inp2 = Cpu(inp2), g_inp2 = Gpu(inp2), g_pre2 = Gpu(pre2),
+         c_w2 = Cpu(w2), g_w2 = Gpu(w2), c_dout = Cpu(dout), g_dout = Gpu(dout);
+    auto dpre0 = Random(N * OC, 58), dw0 = Random(C * OC, 59),
+         db0 = Random(C, 60);
+    auto c_dpre = Cpu(dpre0), g_dpre = Gpu(dpre0), c_dw = Cpu(dw0),
+         g_dw = Gpu(dw0), c_db = Cpu(db0), g_db = Gpu(db0);
+    auto c_scratch = Cpu(junk), g_scratch = Gpu(junk);
+    cpu_->MatmulBackwardGelu(c_dpre.view, c_dw.view, c_db.view, c_dout.view,
+                             c_inp2.view, c_w2.view, c_pre2.view,
+                             c_scratch.view, N, OC, C);
+    cuda_->MatmulBackwardGelu(g_dpre.view, g_dw.view, g_db.view, g_dout.view,
+                              g_inp2.view, g_w2.view, g_pre2.view,
+                              g_scratch.view, N, OC, C);
+    const double n_scale = std::sqrt(static_cast<double>(std::max(N, OC)));
+    ExpectNear(Download(g_dpre, "dpre"), Download(c_dpre, "c"), rtol, atol,
+               "matmul-gelu dpre");
+    ExpectNear(Download(g_dw, "dw"), Download(c_dw, "c"), tol().rtol * n_scale,
+               tol().atol * n_scale, "matmul-gelu dweight");
+    ExpectNear(Download(g_db, "db"), Download(c_db, "c"), tol().rtol * n_scale,
+               tol().atol * n_scale, "matmul-gelu dbias");
+
+    // MatmulBackward that overwrites dinp.
+    auto c_dinp = Cpu(dpre0), g_dinp = Gpu(dpre0);
+    cpu_->MatmulBackward(c_dinp.view, c_dw.view, Tensor{}, c_dout.view,
+                         c_inp2.view, c_w2.view, N, OC, C,
+                         /*accumulate_dinp=*/false);
+    cuda_->MatmulBackward(g_dinp.view, g_dw.view, Tensor{}, g_dout.view,
+                          g_inp2.view, g_w2.view, N, OC, C, false);
+    ExpectNear(Download(g_dinp, "dinp"), Download(c_dinp, "c"), rtol, atol,
+               "matmul dinp, overwritten");
+
+    // residual = a + b, then its LayerNorm.
+    auto a = Random(N * C, 61, 2.0), r = Random(N * C, 62), lw = Random(C, 63),
+         lb = Random(C, 64);
+    auto c_a = Cpu(a), g_a = Gpu(a), c_r = Cpu(r), g_r = Gpu(r), c_lw = Cpu(lw),
+         g_lw = Gpu(lw), c_lb = Cpu(lb), g_lb = Gpu(lb);
+    auto junk_c = Random(N * C, 65);
+    auto c_res = Cpu(junk_c), g_res = Gpu(junk_c), c_ln = Cpu(junk_c),
+         g_ln = Gpu(junk_c);
+    auto c_mean = Cpu(std::vector<double>(N)),
+         c_rstd = Cpu(std::vector<double>(N)),
+         g_mean = GpuF32(std::vector<double>(N)),
+         g_rstd = GpuF32(std::vector<double>(N));
+    cpu_->ResidualLayerNormForward(c_res.view, c_ln.view, c_mean.view,
+                                   c_rstd.view, c_a.view, c_r.view, c_lw.view,
+                                   c_lb.view, N, C);
+    cuda_->ResidualLayerNormForward(g_res.view, g_ln.view, g_mean.view,
+                                    g_rstd.view, g_a.view, g_r.view, g_lw.view,
+                                    g_lb.view, N, C);
+    ExpectNear(Download(g_res, "res"), Download(c_res, "c"), tol().rtol,
+               tol().atol, "residual-layernorm residual");
+    ExpectNear(Download(g_ln, "ln"), Download(c_ln, "c"), tol().rtol * 2,
+               tol().atol * 2, "residual-layernorm out");
+    // bf16 rounds the stored residual, which the statistics are taken of.
+    const double stat_tol = dtype() == DType::kBF16 ? 1e-2 : 1e-5;
+    ExpectNear(Download(g_mean, "mean"), Download(c_mean, "c"), stat_tol,
+               stat_tol, "residual-layernorm mean");
+    ExpectNear(Download(g_rstd, "rstd"), Download(c_rstd, "c"), stat_tol,
+               stat_tol, "residual-layernorm rstd");
+  }
+}
+
 // The fragment layout the tensor-core kernels assume, checked on known
 // matrices: under the emulator against its own emulation, on a GPU against the
 // hardware.
