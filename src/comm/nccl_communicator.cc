@@ -4,7 +4,14 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "src/cuda/check.h"
 
@@ -51,9 +58,21 @@ class NcclCommunicator final : public Communicator {
     GPT2_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
     GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+    GPT2_CUDA_CHECK(
+        cudaEventCreateWithFlags(&watched_, cudaEventDisableTiming));
+    const char* limit = std::getenv("GPT2_NCCL_TIMEOUT_S");
+    if (limit != nullptr && std::atoi(limit) > 0) timeout_s_ = std::atoi(limit);
+    watchdog_ = std::thread([this] { Watch(); });
   }
   ~NcclCommunicator() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    watchdog_.join();
     cudaStreamSynchronize(stream_);
+    cudaEventDestroy(watched_);
     ncclCommDestroy(comm_);
     cudaEventDestroy(ready_);
     cudaEventDestroy(done_);
@@ -107,10 +126,64 @@ class NcclCommunicator final : public Communicator {
     GPT2_CUDA_CHECK(cudaEventRecord(ready_, compute_));
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
   }
-  // ...and the compute stream's later work waits for the collective.
+  // ...and the compute stream's later work waits for the collective. The
+  // watchdog follows the latest collective.
   void End() {
     GPT2_CUDA_CHECK(cudaEventRecord(done_, stream_));
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
+    std::lock_guard<std::mutex> lock(mu_);
+    GPT2_CUDA_CHECK(cudaEventRecord(watched_, stream_));
+    watched_since_ = std::chrono::steady_clock::now();
+    watching_ = true;
+  }
+
+  // The watchdog: once a second, NCCL's asynchronous error state, and whether
+  // the latest collective has been pending for longer than the timeout (a
+  // peer that died or hangs leaves the collective waiting forever, and the
+  // host with it). Either way it aborts the communicator, which releases the
+  // stuck kernels, and ends this rank with a message naming it.
+  void Watch() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      wake_.wait_for(lock, std::chrono::seconds(1));
+      if (stop_) break;
+      ncclResult_t async = ncclSuccess;
+      if (ncclCommGetAsyncError(comm_, &async) == ncclSuccess &&
+          async != ncclSuccess && async != ncclInProgress) {
+        Abort(std::string("asynchronous NCCL error: ") +
+              ncclGetErrorString(async) + " (" + ncclGetLastError(comm_) + ")");
+      }
+      if (!watching_) continue;
+      const cudaError_t state = cudaEventQuery(watched_);
+      if (state == cudaSuccess) {
+        watching_ = false;
+        continue;
+      }
+      if (state != cudaErrorNotReady) {
+        Abort(std::string("CUDA error while a collective ran: ") +
+              cudaGetErrorString(state));
+      }
+      const auto waited = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::steady_clock::now() - watched_since_)
+                              .count();
+      if (waited > timeout_s_) {
+        Abort("a collective has not finished in " + std::to_string(waited) +
+              " s (GPT2_NCCL_TIMEOUT_S=" + std::to_string(timeout_s_) +
+              "); a peer rank has probably died or hangs");
+      }
+    }
+  }
+  // Not FatalError: its hook calls MPI_Abort, and MPI is the main thread's
+  // alone (MPI_THREAD_FUNNELED). A rank that exits non-zero makes mpirun end
+  // the others, as a killed rank does.
+  [[noreturn]] void Abort(const std::string& why) {
+    ncclCommAbort(comm_);
+    std::fflush(stdout);
+    std::fprintf(stderr, "[rank %d] fatal: NCCL watchdog: %s\n", env_.rank(),
+                 why.c_str());
+    std::fflush(stderr);
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::_Exit(1);
   }
 
   const MpiEnv& env_;
@@ -118,6 +191,16 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
   ncclComm_t comm_ = nullptr;
+  // Watchdog state, under mu_.
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  bool watching_ = false;
+  cudaEvent_t watched_ = nullptr;
+  std::chrono::steady_clock::time_point watched_since_;
+  // Long enough for rank 0 to write a checkpoint while the others wait.
+  int timeout_s_ = 600;
+  std::thread watchdog_;
 };
 
 }  // namespace
