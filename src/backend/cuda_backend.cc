@@ -46,7 +46,7 @@ class CudaBackend final : public Backend {
     // cuBLASLt.
     const char* portable = std::getenv("GPT2_PORTABLE_MATMUL");
     if (portable == nullptr || std::string(portable) != "1") {
-      cublaslt_ = std::make_unique<cuda::CublasLtMatmul>(stream_);
+      cublaslt_ = std::make_unique<cuda::CublasLtMatmul>(stream_, &scratch_);
     }
 #endif
   }
@@ -195,7 +195,7 @@ class CudaBackend final : public Backend {
 #endif
     if (!accumulate_dinp && dinp.data != nullptr) Zero(dinp);
     cuda::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
-                         stream_);
+                         &scratch_, stream_);
   }
   // GELU fused into cuBLASLt epilogues in bf16 (fp32 keeps the separate
   // kernels, bit-for-bit the parity path); the unfused sequence elsewhere or

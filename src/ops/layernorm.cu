@@ -1,7 +1,8 @@
 // CUDA LayerNorm: one warp per row. The weight/bias gradients are
 // deterministic: each block writes per-channel partial sums over its rows, then
-// one pass adds the partials in block order.
+// the partials are added in block order (src/cuda/reduce.cuh).
 #include "src/cuda/common.cuh"
+#include "src/cuda/reduce.cuh"
 #include "src/cuda/scratch.h"
 #include "src/ops/layernorm.h"
 
@@ -115,21 +116,6 @@ __global__ void LayerNormBackwardParamPartials(float* partial, const T* dout,
   }
 }
 
-template <typename T>
-__global__ void LayerNormBackwardParamSum(T* dweight, T* dbias,
-                                          const float* partial, int blocks,
-                                          int C) {
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  float dw = 0.0f, db = 0.0f;
-  for (int b = 0; b < blocks; ++b) {
-    dw += partial[int64_t{b} * C + c];
-    db += partial[int64_t{blocks + b} * C + c];
-  }
-  dweight[c] = FromFloat<T>(ToFloat(dweight[c]) + dw);
-  dbias[c] = FromFloat<T>(ToFloat(dbias[c]) + db);
-}
-
 }  // namespace
 
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
@@ -182,10 +168,16 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     partial, Ptr<F>(dout), Ptr<F>(inp), Ptr<float>(mean),
                     Ptr<float>(rstd), N, C, kParamRows),
         "LayerNormBackwardParamPartials");
+    const dim3 block(kColumnTile, kRowLanes);
     CheckLaunch(
-        GPT2_LAUNCH(LayerNormBackwardParamSum<F>, CeilDiv(C, 256), 256, 0,
-                    stream, Ptr<F>(dweight), Ptr<F>(dbias), partial, blocks, C),
-        "LayerNormBackwardParamSum");
+        GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(C, kColumnTile), block, 0,
+                    stream, Ptr<F>(dweight), partial, blocks, C),
+        "AddColumnSumsKernel(dweight)");
+    CheckLaunch(
+        GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(C, kColumnTile), block, 0,
+                    stream, Ptr<F>(dbias),
+                    partial + static_cast<size_t>(blocks) * C, blocks, C),
+        "AddColumnSumsKernel(dbias)");
   });
 }
 

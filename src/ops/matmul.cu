@@ -3,6 +3,8 @@
 // GPU's fallback; the GPU's fast path is cuBLASLt (matmul_cublaslt.cc).
 // Deterministic: each output element's sum runs over k in order.
 #include "src/cuda/common.cuh"
+#include "src/cuda/reduce.cuh"
+#include "src/cuda/scratch.h"
 #include "src/ops/matmul.h"
 
 namespace gpt2::cuda {
@@ -42,15 +44,6 @@ __global__ void GemmKernel(T* c, const T* a, const T* b, const T* bias,
 
 // dbias[o] += sum over n of dout[n][o], n in order.
 template <typename T>
-__global__ void BiasGradKernel(T* dbias, const T* dout, int64_t N, int OC) {
-  const int o = blockIdx.x * blockDim.x + threadIdx.x;
-  if (o >= OC) return;
-  float sum = 0.0f;
-  for (int64_t n = 0; n < N; ++n) sum += ToFloat(dout[n * OC + o]);
-  dbias[o] = FromFloat<T>(ToFloat(dbias[o]) + sum);
-}
-
-template <typename T>
 void Gemm(CUstream_st* stream, T* c, const T* a, const T* b, const T* bias,
           int64_t M, int64_t N, int64_t K, int64_t a_rs, int64_t a_cs,
           int64_t b_rs, int64_t b_cs, bool accumulate) {
@@ -76,7 +69,7 @@ void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
 
 void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                    CUstream_st* stream) {
+                    Scratch* scratch, CUstream_st* stream) {
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
     if (dinp.data != nullptr) {
@@ -87,16 +80,28 @@ void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     Gemm<F>(stream, Ptr<F>(dweight), Ptr<F>(dout), Ptr<F>(inp), nullptr, OC, C,
             N, 1, OC, C, 1, true);
   });
-  if (dbias.data != nullptr) MatmulBiasBackward(dbias, dout, N, OC, stream);
+  if (dbias.data != nullptr)
+    MatmulBiasBackward(dbias, dout, N, OC, scratch, stream);
 }
 
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
-                        CUstream_st* stream) {
+                        Scratch* scratch, CUstream_st* stream) {
+  constexpr int kRowsPerChunk = 256;
+  const unsigned chunks = CeilDiv(N, kRowsPerChunk);
+  auto* partial = static_cast<float*>(
+      scratch->Get(sizeof(float) * size_t{chunks} * OC, stream));
+  const dim3 block(kColumnTile, kRowLanes);
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
-    CheckLaunch(GPT2_LAUNCH(BiasGradKernel<F>, CeilDiv(OC, 256), 256, 0, stream,
-                            Ptr<F>(dbias), Ptr<F>(dout), N, OC),
-                "BiasGradKernel");
+    CheckLaunch(
+        GPT2_LAUNCH(ColumnChunkSumsKernel<F>,
+                    dim3(CeilDiv(OC, kColumnTile), chunks), block, 0, stream,
+                    partial, Ptr<F>(dout), N, OC, kRowsPerChunk),
+        "ColumnChunkSumsKernel");
+    CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile),
+                            block, 0, stream, Ptr<F>(dbias), partial,
+                            static_cast<int>(chunks), OC),
+                "AddColumnSumsKernel");
   });
 }
 

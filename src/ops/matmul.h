@@ -36,10 +36,11 @@ void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                    int64_t N, int C, int OC, CUstream_st* stream);
 void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                    CUstream_st* stream);
-// dbias (OC) += column sums of dout (N,OC), deterministic (used by both paths).
+                    Scratch* scratch, CUstream_st* stream);
+// dbias (OC) += column sums of dout (N,OC), deterministic (used by both
+// paths): fixed row chunks, then the chunks in order (src/cuda/reduce.cuh).
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
-                        CUstream_st* stream);
+                        Scratch* scratch, CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_MATMUL_H_

@@ -67,7 +67,8 @@ struct CublasLtMatmul::Plan {
   }
 };
 
-CublasLtMatmul::CublasLtMatmul(CUstream_st* stream) : stream_(stream) {
+CublasLtMatmul::CublasLtMatmul(CUstream_st* stream, Scratch* scratch)
+    : stream_(stream), scratch_(scratch) {
   cublasLtHandle_t handle;
   GPT2_CUBLAS_CHECK(cublasLtCreate(&handle));
   handle_ = handle;
@@ -249,7 +250,7 @@ void CublasLtMatmul::WeightAndBiasBackward(Tensor dweight, Tensor dbias,
               true, Alignment({inp.data, dout.data, dweight.data}), true);
   Run(plan, inp.data, dout.data, dweight.data, nullptr, nullptr, true);
   if (dbias.data != nullptr) {
-    MatmulBiasBackward(dbias, dout, N, OC, stream_);
+    MatmulBiasBackward(dbias, dout, N, OC, scratch_, stream_);
   }
 }
 

@@ -17,9 +17,12 @@ struct CUstream_st;
 
 namespace gpt2::cuda {
 
+class Scratch;
+
 class CublasLtMatmul {
  public:
-  explicit CublasLtMatmul(CUstream_st* stream);
+  // `scratch` holds the bias gradient's partial sums.
+  CublasLtMatmul(CUstream_st* stream, Scratch* scratch);
   ~CublasLtMatmul();
   CublasLtMatmul(const CublasLtMatmul&) = delete;
   CublasLtMatmul& operator=(const CublasLtMatmul&) = delete;
@@ -63,6 +66,7 @@ class CublasLtMatmul {
                              Tensor inp, int64_t N, int C, int OC);
 
   CUstream_st* stream_;
+  Scratch* scratch_;
   void* handle_ = nullptr;     // cublasLtHandle_t
   void* workspace_ = nullptr;  // device
   size_t workspace_bytes_ = 0;

@@ -1,0 +1,61 @@
+// Deterministic column sums, for parameter gradients (biases, LayerNorm
+// weights): partial sums over fixed chunks of rows in fp32, then the chunks
+// added in a fixed order. No atomics, so every run adds in the same order,
+// and both stages spread over many blocks.
+#ifndef GPT2_CUDA_REDUCE_CUH_
+#define GPT2_CUDA_REDUCE_CUH_
+
+#include "src/cuda/common.cuh"
+
+namespace gpt2::cuda {
+
+constexpr int kColumnTile = 32;  // columns per block: one per lane
+constexpr int kRowLanes = 16;    // warps per block, splitting the rows
+
+// Sums, for this block's column, the rows row0 + threadIdx.y, + kRowLanes,
+// ... below row1 of x (rows `C` apart), then combines the warps' sums in warp
+// order. The result is valid in warp 0.
+template <typename T>
+__device__ __forceinline__ float ColumnSliceSum(const T* x, int64_t row0,
+                                                int64_t row1, int c, int C) {
+  __shared__ float sums[kRowLanes][kColumnTile];
+  float s = 0.0f;
+  if (c < C) {
+    for (int64_t r = row0 + threadIdx.y; r < row1; r += kRowLanes)
+      s += ToFloat(x[r * C + c]);
+  }
+  sums[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  float total = 0.0f;
+  if (threadIdx.y == 0) {
+    for (int i = 0; i < kRowLanes; ++i) total += sums[i][threadIdx.x];
+  }
+  return total;
+}
+
+// partial[chunk][c] = sum of x[r][c] over rows [chunk * rows_per_chunk,
+// (chunk + 1) * rows_per_chunk) below N. Grid (ceil(C / kColumnTile), chunks),
+// block (kColumnTile, kRowLanes).
+template <typename T>
+__global__ void ColumnChunkSumsKernel(float* partial, const T* x, int64_t N,
+                                      int C, int rows_per_chunk) {
+  const int c = blockIdx.x * kColumnTile + threadIdx.x;
+  const int64_t row0 = blockIdx.y * int64_t{rows_per_chunk};
+  const int64_t row1 = row0 + rows_per_chunk < N ? row0 + rows_per_chunk : N;
+  const float total = ColumnSliceSum(x, row0, row1, c, C);
+  if (threadIdx.y == 0 && c < C) partial[blockIdx.y * int64_t{C} + c] = total;
+}
+
+// out[c] += the sum over chunks of partial[chunk][c]. Grid ceil(C /
+// kColumnTile), block (kColumnTile, kRowLanes).
+template <typename T>
+__global__ void AddColumnSumsKernel(T* out, const float* partial, int chunks,
+                                    int C) {
+  const int c = blockIdx.x * kColumnTile + threadIdx.x;
+  const float total = ColumnSliceSum(partial, 0, chunks, c, C);
+  if (threadIdx.y == 0 && c < C) out[c] = FromFloat<T>(ToFloat(out[c]) + total);
+}
+
+}  // namespace gpt2::cuda
+
+#endif  // GPT2_CUDA_REDUCE_CUH_
