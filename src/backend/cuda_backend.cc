@@ -48,6 +48,10 @@ class CudaBackend final : public Backend {
     if (portable == nullptr || std::string(portable) != "1") {
       cublaslt_ = std::make_unique<cuda::CublasLtMatmul>(stream_, &scratch_);
     }
+    // GPT2_GELU_EPILOGUES=0 keeps cuBLASLt but runs the GELU as its own
+    // kernels, to isolate an epilogue problem.
+    const char* epilogues = std::getenv("GPT2_GELU_EPILOGUES");
+    gelu_epilogues_ = epilogues == nullptr || std::string(epilogues) != "0";
 #endif
   }
   ~CudaBackend() override {
@@ -203,7 +207,7 @@ class CudaBackend final : public Backend {
   void RunMatmulGeluForward(Tensor pre, Tensor out, Tensor inp, Tensor weight,
                             Tensor bias, int64_t N, int C, int OC) override {
 #if !defined(GPT2_CUDA_EMULATED)
-    if (cublaslt_ && out.dtype == DType::kBF16) {
+    if (cublaslt_ && gelu_epilogues_ && out.dtype == DType::kBF16) {
       OpTimer timer(this, "matmul_gelu_fwd");
       if (cublaslt_->ForwardGelu(pre, out, inp, weight, bias, N, C, OC)) return;
     }
@@ -215,7 +219,7 @@ class CudaBackend final : public Backend {
                              Tensor scratch, int64_t N, int C,
                              int OC) override {
 #if !defined(GPT2_CUDA_EMULATED)
-    if (cublaslt_ && dout.dtype == DType::kBF16) {
+    if (cublaslt_ && gelu_epilogues_ && dout.dtype == DType::kBF16) {
       OpTimer timer(this, "matmul_gelu_bwd");
       if (cublaslt_->BackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
                                   N, C, OC))
@@ -362,6 +366,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  bool gelu_epilogues_ = true;
   bool timing_ = false;
   std::vector<TimedCall> timed_;
   cudaStream_t stream_ = nullptr;
