@@ -34,6 +34,23 @@ class Communicator {
   virtual void AllGather(Tensor output, Tensor input) = 0;
   virtual void Broadcast(Tensor buffer, int root) = 0;
   virtual void Barrier() = 0;
+  // Reduces `buffer` over all ranks into root's `buffer`, in place; the other
+  // ranks' buffers are left as they were.
+  virtual void Reduce(Tensor buffer, int root, ReduceOp op) = 0;
+
+  // Collectives between GroupStart and GroupEnd may be fused into one launch
+  // (NCCL groups); they are ordered for later work after GroupEnd.
+  virtual void GroupStart() {}
+  virtual void GroupEnd() {}
+  // Whether collectives are queued on their own stream without blocking the
+  // host (NCCL), so that issuing them during the backward overlaps them with
+  // it.
+  virtual bool asynchronous() const { return false; }
+  // Between BeginOverlap and EndOverlap, collectives do not hold back the
+  // compute stream's later work; EndOverlap makes that work wait for all of
+  // them at once. No-ops where collectives finish before returning.
+  virtual void BeginOverlap() {}
+  virtual void EndOverlap() {}
 };
 
 // A world of one: reductions are identities, gathers copies.

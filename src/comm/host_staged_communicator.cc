@@ -45,6 +45,11 @@ class HostStaged final : public Communicator {
     backend_->Synchronize();
     host_->Barrier();
   }
+  void Reduce(Tensor buffer, int root, ReduceOp op) override {
+    Staged staged = ToHost(buffer);
+    host_->Reduce(staged.view, root, op);
+    if (rank() == root) ToDevice(staged, buffer);
+  }
 
  private:
   // A host copy in a type the host communicator reduces (bf16 widened to f32).

@@ -84,6 +84,17 @@ class MpiCommunicator final : public Communicator {
     }
   }
   void Barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+  void Reduce(Tensor buffer, int root, ReduceOp op) override {
+    const bool at_root = rank() == root;
+    for (int64_t done = 0; done < buffer.numel; done += kMaxCount) {
+      Tensor part =
+          buffer.Slice(done, std::min(kMaxCount, buffer.numel - done));
+      MPI_Reduce(at_root ? MPI_IN_PLACE : part.data,
+                 at_root ? part.data : nullptr, static_cast<int>(part.numel),
+                 ToMpi(part.dtype), MPI_SUM, root, MPI_COMM_WORLD);
+    }
+    if (at_root && op == ReduceOp::kAverage) Scale(buffer, 1.0 / world_size());
+  }
 
  private:
   const MpiEnv& env_;

@@ -119,18 +119,50 @@ class NcclCommunicator final : public Communicator {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(compute_));
     MPI_Barrier(MPI_COMM_WORLD);
   }
+  void Reduce(Tensor buffer, int root, ReduceOp op) override {
+    Begin();
+    GPT2_NCCL_CHECK(ncclReduce(buffer.data, buffer.data, buffer.numel,
+                               ToNccl(buffer.dtype), ToNccl(op), root, comm_,
+                               stream_));
+    End();
+  }
+  // A group is ordered as one collective: after the compute work queued
+  // before GroupStart, before the work queued after GroupEnd (NCCL launches
+  // the group's kernels at ncclGroupEnd, so per-call events inside it would
+  // come too early).
+  void GroupStart() override {
+    Begin();
+    ++group_depth_;
+    GPT2_NCCL_CHECK(ncclGroupStart());
+  }
+  void GroupEnd() override {
+    GPT2_NCCL_CHECK(ncclGroupEnd());
+    --group_depth_;
+    End();
+  }
+  bool asynchronous() const override { return true; }
+  void BeginOverlap() override { deferred_ = true; }
+  void EndOverlap() override {
+    deferred_ = false;
+    // The stream runs its collectives in order: waiting for the latest waits
+    // for them all.
+    GPT2_CUDA_CHECK(cudaEventRecord(done_, stream_));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
+  }
 
  private:
   // The collective waits for the compute stream's queued work...
   void Begin() {
+    if (group_depth_ > 0) return;  // GroupStart ordered the whole group
     GPT2_CUDA_CHECK(cudaEventRecord(ready_, compute_));
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, ready_, 0));
   }
   // ...and the compute stream's later work waits for the collective. The
   // watchdog follows the latest collective.
   void End() {
+    if (group_depth_ > 0) return;
     GPT2_CUDA_CHECK(cudaEventRecord(done_, stream_));
-    GPT2_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
+    if (!deferred_) GPT2_CUDA_CHECK(cudaStreamWaitEvent(compute_, done_, 0));
     std::lock_guard<std::mutex> lock(mu_);
     GPT2_CUDA_CHECK(cudaEventRecord(watched_, stream_));
     watched_since_ = std::chrono::steady_clock::now();
@@ -191,6 +223,8 @@ class NcclCommunicator final : public Communicator {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t ready_ = nullptr, done_ = nullptr;
   ncclComm_t comm_ = nullptr;
+  int group_depth_ = 0;
+  bool deferred_ = false;  // between BeginOverlap and EndOverlap
   // Watchdog state, under mu_.
   std::mutex mu_;
   std::condition_variable wake_;

@@ -225,7 +225,20 @@ void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
   have_dlogits_ = write_grad;
 }
 
-void Gpt2Model::Backward() {
+std::vector<std::pair<int64_t, int64_t>> Gpt2Model::GradRegions(
+    int layer) const {
+  std::vector<std::pair<int64_t, int64_t>> regions;
+  for (const ParamSpec& p : param_list_) {
+    if (layer >= 0 && p.per_layer) {
+      regions.emplace_back(p.offset + layer * p.layer_numel(), p.layer_numel());
+    } else if (layer < 0 && !p.per_layer) {
+      regions.emplace_back(p.offset, p.numel);
+    }
+  }
+  return regions;
+}
+
+void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
   GPT2_CHECK_MSG(have_dlogits_, "Backward needs a Forward with write_grad");
   const int B = last_B_, T = last_T_;
   const int64_t BT = int64_t{B} * T;
@@ -275,9 +288,11 @@ void Gpt2Model::Backward() {
     backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,
                                 a.residual_in, Param(kLn1w, l), a.ln1_mean,
                                 a.ln1_rstd, BT, C);
+    if (grads_done) grads_done(l);
   }
   backend_->EncoderBackward(Grad(kWte), Grad(kWpe), d_res, tokens_.Slice(0, BT),
                             host_tokens_.data(), B, T, C);
+  if (grads_done) grads_done(-1);
   have_dlogits_ = false;
 }
 

@@ -6,6 +6,8 @@
 #define GPT2_MODEL_GPT2_H_
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "src/backend/backend.h"
@@ -51,8 +53,15 @@ class Gpt2Model {
   // computed.
   void Forward(const int32_t* tokens, const int32_t* targets, int B, int T,
                double dloss, bool write_grad);
-  // Accumulates (+=) parameter gradients of the last Forward's loss.
-  void Backward();
+  // Accumulates (+=) parameter gradients of the last Forward's loss. When
+  // given, grads_done(l) is called as soon as layer l's gradients are final
+  // (l = L-1 down to 0, work queued on the backend), and grads_done(-1) at
+  // the end for the other tensors (wte, wpe, the final LayerNorm): the hook
+  // for reducing gradients while the backward goes on.
+  void Backward(const std::function<void(int layer)>& grads_done = nullptr);
+  // The parts of the flat gradient buffer that grads_done(layer) announces,
+  // as (offset, count) pairs.
+  std::vector<std::pair<int64_t, int64_t>> GradRegions(int layer) const;
   void ZeroGrads();
 
   Tensor params() const { return params_.Slice(0, num_params_); }

@@ -197,9 +197,38 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   } else {
     optimizer.InitMasterFromParams(model.params());
   }
-  // Each rank receives its shard of the averaged gradients here.
+  // Layer by layer during the backward (each finished region reduced to the
+  // ranks whose shard holds it, in place), or one reduce-scatter after it.
+  const bool reduce_per_layer =
+      world > 1 && (cfg.distributed().has_reduce_during_backward()
+                        ? cfg.distributed().reduce_during_backward()
+                        : dcomm->asynchronous());
+  // Each rank receives its shard of the averaged gradients here: its own block
+  // of the gradient buffer when reducing per layer, else a separate buffer.
+  const bool own_shard_buffer = world > 1 && !reduce_per_layer;
   Tensor shard_grads =
-      world > 1 ? backend->Alloc(choice.dtype, shard.shard_size) : Tensor{};
+      own_shard_buffer ? backend->Alloc(choice.dtype, shard.shard_size)
+      : world > 1
+          ? model.padded_grads().Slice(int64_t{shard.rank} * shard.shard_size,
+                                       shard.shard_size)
+          : Tensor{};
+  // Reduces the finished gradient regions [offset, offset + count) to their
+  // owners, one NCCL group per call.
+  const auto reduce_regions =
+      [&](const std::vector<std::pair<int64_t, int64_t>>& regions) {
+        dcomm->GroupStart();
+        for (const auto& [offset, count] : regions) {
+          for (int64_t a = offset, end = offset + count; a < end;) {
+            const int owner = static_cast<int>(a / shard.shard_size);
+            const int64_t b =
+                std::min(end, int64_t{owner + 1} * shard.shard_size);
+            dcomm->Reduce(model.padded_grads().Slice(a, b - a), owner,
+                          ReduceOp::kAverage);
+            a = b;
+          }
+        }
+        dcomm->GroupEnd();
+      };
   const LrSchedule schedule{cfg.optim().lr(), cfg.schedule().min_lr(),
                             cfg.schedule().warmup_steps(),
                             cfg.train().max_steps()};
@@ -240,13 +269,16 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const int64_t param_bytes = model.params().bytes();
   if (world > 1) {
     log.Line(absl::StrFormat(
-        "distributed: %d ranks, %s, %s", world, dcomm->name(),
+        "distributed: %d ranks, %s, %s%s", world, dcomm->name(),
         zero1
             ? absl::StrFormat(
                   "ZeRO-1: optimizer state sharded, %d params per rank",
                   shard.shard_size)
             : std::string("ZeRO-0: gradients all-reduced, full optimizer state "
-                          "on every rank")));
+                          "on every rank"),
+        reduce_per_layer ? ", gradients reduced layer by layer during the "
+                           "backward"
+                         : ", gradients reduced after the backward"));
   }
   log.Line(absl::StrCat(
       "memory: params ", Megabytes(param_bytes), ", grads ",
@@ -398,12 +430,19 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       model.Forward(inputs.data(), targets.data(), B, T, dloss,
                     /*write_grad=*/true);
       backend->AccumulateSum(loss_sum, model.losses(), dloss);
-      model.Backward();
+      if (reduce_per_layer && micro == accum - 1) {
+        dcomm->BeginOverlap();
+        model.Backward(
+            [&](int layer) { reduce_regions(model.GradRegions(layer)); });
+        dcomm->EndOverlap();
+      } else {
+        model.Backward();
+      }
     }
     // The loss and gradients are averaged over ranks. Only after the last
     // micro-step: earlier micro-steps do no communication.
     dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
-    if (world > 1) {
+    if (own_shard_buffer) {
       dcomm->ReduceScatter(shard_grads, model.padded_grads(),
                            ReduceOp::kAverage);
     }
@@ -461,7 +500,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     GPT2_RETURN_IF_ERROR(save(progress.step + result.steps_run, last_lr));
   }
   if (options.keep_final_params) result.final_params = model.GetParams();
-  if (world > 1) backend->Free(shard_grads);
+  if (own_shard_buffer) backend->Free(shard_grads);
   backend->Free(loss_sums);
   backend->Free(norms_squared);
   backend->Free(val_loss_sum);

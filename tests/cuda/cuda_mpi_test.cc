@@ -36,7 +36,8 @@ class CudaMpi : public ::testing::TestWithParam<const char*> {
     if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
 
-  TrainResult Run(Communicator* comm, int world, const std::string& name) {
+  TrainResult Run(Communicator* comm, int world, const std::string& name,
+                  bool per_layer = false) {
     auto config = *ParseConfigText(R"(
       model { num_layers: 2 num_heads: 2 channels: 32 max_seq_len: 16 vocab_size: 256 }
       data { train_shards: "train.bin" }
@@ -50,7 +51,9 @@ class CudaMpi : public ::testing::TestWithParam<const char*> {
     for (const std::string& o :
          {"train.micro_batch_size=" + std::to_string(8 / world),
           std::string("train.precision=") + GetParam(),
-          "log.run_dir=" + (dir_ / "logs").string(), "log.run_name=" + name}) {
+          "log.run_dir=" + (dir_ / "logs").string(), "log.run_name=" + name,
+          std::string("distributed.reduce_during_backward=") +
+              (per_layer ? "true" : "false")}) {
       EXPECT_TRUE(ApplyOverride(o, &config).ok()) << o;
     }
     LoadedConfig loaded;
@@ -74,16 +77,22 @@ TEST_P(CudaMpi, RanksSharingAGpuMatchOneProcess) {
   auto comm = MakeMpiCommunicator(*g_mpi);
   const TrainResult alone =
       Run(nullptr, 1, "alone_r" + std::to_string(g_mpi->rank()));
+  // Gradients reduced after the backward, and layer by layer during it.
   const TrainResult shared = Run(comm.get(), g_mpi->world_size(), "shared");
+  const TrainResult layers =
+      Run(comm.get(), g_mpi->world_size(), "shared_layers", true);
   const double rtol = std::string(GetParam()) == "FP32" ? 1e-5 : 2e-2;
-  int64_t bad = alone.losses.size() != 6 || shared.losses.size() != 6;
-  for (size_t i = 0; i < std::min(alone.losses.size(), shared.losses.size());
-       ++i) {
-    if (std::fabs(shared.losses[i] - alone.losses[i]) >
-        rtol * alone.losses[i]) {
-      ++bad;
-      ADD_FAILURE() << "step " << i << ": " << shared.losses[i] << " vs "
-                    << alone.losses[i];
+  int64_t bad = alone.losses.size() != 6;
+  for (const TrainResult* run : {&shared, &layers}) {
+    bad += run->losses.size() != 6;
+    for (size_t i = 0; i < std::min(alone.losses.size(), run->losses.size());
+         ++i) {
+      if (std::fabs(run->losses[i] - alone.losses[i]) >
+          rtol * alone.losses[i]) {
+        ++bad;
+        ADD_FAILURE() << (run == &layers ? "per layer, " : "") << "step " << i
+                      << ": " << run->losses[i] << " vs " << alone.losses[i];
+      }
     }
   }
   int64_t total = 0;
