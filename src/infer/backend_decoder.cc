@@ -132,9 +132,13 @@ class BackendDecoder final : public Decoder {
     // = 1.
     backend_->EncoderForward(x, tok, Param(kWte),
                              Param(kWpe).Slice(int64_t{pos} * C, C), B, 1, C);
-    for (int l = 0; l < shape_.num_layers; ++l) {
-      backend_->LayerNormForward(ln, mean, rstd, x, Param(kLn1w, l),
-                                 Param(kLn1b, l), B, C);
+    // The fused ops (the same as training's): each residual add with the
+    // LayerNorm after it, the MLP's GELU with its matmul. Fewer launches per
+    // token matter at batch 1.
+    const int L = shape_.num_layers;
+    backend_->LayerNormForward(ln, mean, rstd, x, Param(kLn1w, 0),
+                               Param(kLn1b, 0), B, C);
+    for (int l = 0; l < L; ++l) {
       backend_->MatmulForward(qkv, ln, Param(kQkvw, l), Param(kQkvb, l), B, C,
                               3 * C);
       const int64_t layer_cache = l * max_batch_ * T * C;
@@ -143,18 +147,21 @@ class BackendDecoder final : public Decoder {
                                 static_cast<int>(T), pos, C, NH);
       backend_->MatmulForward(branch, atty, Param(kAttprojw, l),
                               Param(kAttprojb, l), B, C, C);
-      backend_->ResidualForward(x2, x, branch);
-      backend_->LayerNormForward(ln, mean, rstd, x2, Param(kLn2w, l),
-                                 Param(kLn2b, l), B, C);
-      backend_->MatmulForward(fch, ln, Param(kFcw, l), Param(kFcb, l), B, C,
-                              4 * C);
-      backend_->GeluForward(fch_gelu, fch);
+      backend_->ResidualLayerNormForward(x2, ln, mean, rstd, x, branch,
+                                         Param(kLn2w, l), Param(kLn2b, l), B,
+                                         C);
+      backend_->MatmulGeluForward(fch, fch_gelu, ln, Param(kFcw, l),
+                                  Param(kFcb, l), B, C, 4 * C);
       backend_->MatmulForward(branch, fch_gelu, Param(kFcprojw, l),
                               Param(kFcprojb, l), B, 4 * C, C);
-      backend_->ResidualForward(x, x2, branch);
+      // x = x2 + branch, then the next LayerNorm (the final one after the
+      // last layer).
+      const bool last = l + 1 == L;
+      backend_->ResidualLayerNormForward(
+          x, ln, mean, rstd, x2, branch,
+          last ? Param(kLnfw) : Param(kLn1w, l + 1),
+          last ? Param(kLnfb) : Param(kLn1b, l + 1), B, C);
     }
-    backend_->LayerNormForward(ln, mean, rstd, x, Param(kLnfw), Param(kLnfb), B,
-                               C);
     backend_->MatmulForward(
         logits_dev_.Slice(0, int64_t{B} * shape_.padded_vocab_size), ln,
         Param(kWte), Tensor{}, B, C, shape_.padded_vocab_size);
