@@ -98,12 +98,15 @@ grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|  attention" "$
 # ---- 4. Shakespeare, then what it learned -----------------------------------------
 if [ "$skip_train" != "--skip-train" ]; then
   runs=$(mktemp -d)  # checkpoints are far too big to come back
+  # DEVICE_CHECK_CONFIG=fast trains configs/gpt2_124m_shakespeare_fast.pbtxt instead.
+  name=gpt2_124m_shakespeare${DEVICE_CHECK_CONFIG:+_$DEVICE_CHECK_CONFIG}
   run shakespeare 200 train.txt "$stage/bin/gpt2_ddp" \
-    --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
+    --config "$stage/configs/$name.pbtxt" --data_dir "$stage/data" \
     --set log.run_dir="$runs" --set train.max_seconds=120
-  tail -5 "$out/train.txt" | tee -a "$out/machine.txt"
-  cp "$runs/gpt2_124m_shakespeare/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
-  ckpt=$(ls "$runs"/gpt2_124m_shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
+  grep -E "first at step|at every step since|^done" "$out/train.txt" | tee -a "$out/machine.txt"
+  tail -3 "$out/train.txt" | tee -a "$out/machine.txt"
+  cp "$runs/$name/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
+  ckpt=$(ls "$runs"/$name/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
   if [ -n "$ckpt" ]; then
     run ckpt_verify 40 train.txt "$stage/bin/gpt2_ckpt" verify "$ckpt"
     if [ -x "$stage/bin/gpt2_sample" ]; then

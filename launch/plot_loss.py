@@ -4,7 +4,9 @@
   python3 launch/plot_loss.py logs/RUN/metrics.jsonl --out logs/RUN/loss.png [--target 0.1]
 
 Train loss per step, val loss where measured, a dashed line at --target, and the
-first step below it marked. Needs matplotlib (Debian: python3-matplotlib).
+first step below it marked; it also prints the first step below the target and the
+step the loss has stayed below it since (to the end of the log), with the seconds
+since process start of each. Needs matplotlib (Debian: python3-matplotlib).
 """
 import argparse
 import json
@@ -25,7 +27,7 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("plot_loss: needs matplotlib (apt-get install python3-matplotlib)")
-    steps, losses, val_steps, val_losses = [], [], [], []
+    steps, losses, val_steps, val_losses, elapsed = [], [], [], [], {}
     try:
         with open(args.metrics) as f:
             for number, line in enumerate(f, 1):
@@ -39,6 +41,8 @@ def main():
                 if loss is not None:
                     steps.append(step)
                     losses.append(loss)
+                if row.get("elapsed_s") is not None:
+                    elapsed[step] = row["elapsed_s"]
                 if row.get("val_loss") is not None:
                     val_steps.append(step)
                     val_losses.append(row["val_loss"])
@@ -55,6 +59,18 @@ def main():
         below = [s for s, l in zip(steps, losses) if l < args.target]
         if below:
             ax.axvline(below[0], ls=":", c="red", lw=1, label=f"first below at step {below[0]}")
+            since = steps[-1]
+            for s, l in zip(reversed(steps), reversed(losses)):
+                if l >= args.target:
+                    break
+                since = s
+            when = lambda s: f" ({elapsed[s]:.1f} s after process start)" if s in elapsed else ""
+            print(f"plot_loss: loss < {args.target:g} first at step {below[0]}{when(below[0])}")
+            if losses[-1] < args.target:
+                print(f"plot_loss: below {args.target:g} at every step since step {since}"
+                      f"{when(since)}, to the last logged step {steps[-1]}")
+        else:
+            print(f"plot_loss: loss never below {args.target:g} (lowest {min(losses):.4f})")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss")

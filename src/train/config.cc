@@ -187,6 +187,9 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   if (!(t.max_seconds() >= 0)) {
     fail("train.max_seconds must be >= 0, got ", t.max_seconds());
   }
+  if (t.stop_after_steps_below() < 0)
+    fail("train.stop_after_steps_below must be >= 0, got ",
+         t.stop_after_steps_below());
   if (t.stop_at_loss() < 0)
     fail("train.stop_at_loss must be >= 0, got ", t.stop_at_loss());
 

@@ -24,7 +24,8 @@ std::string FormatMetricsJson(const StepMetrics& m) {
   std::string json = absl::StrCat(
       "{\"step\": ", m.step, ", \"loss\": ", num(m.loss),
       ", \"lr\": ", num(m.lr), ", \"norm\": ", num(m.norm),
-      ", \"dt_ms\": ", num(m.dt_ms), ", \"tok_per_sec\": ", num(m.tok_per_sec));
+      ", \"dt_ms\": ", num(m.dt_ms), ", \"tok_per_sec\": ", num(m.tok_per_sec),
+      ", \"elapsed_s\": ", num(m.elapsed_s));
   if (m.val_loss.has_value())
     absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
   absl::StrAppend(&json, "}");

@@ -19,6 +19,7 @@ struct StepMetrics {
   double norm = 0.0;
   double dt_ms = 0.0;
   double tok_per_sec = 0.0;
+  double elapsed_s = 0.0;  // since process start, when the step was done
   std::optional<double> val_loss;
 };
 

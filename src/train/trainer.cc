@@ -354,6 +354,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   double last_lr = progress.lr;
   bool stop = false;
 
+  // The first step with the loss below train.stop_at_loss, and the first of
+  // the current run of such steps.
+  std::optional<StepMetrics> first_below, below_since;
   // The step whose scalars are queued for reading.
   std::optional<StepMetrics> pending;
   int pending_slot = 0;
@@ -370,6 +373,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         std::chrono::duration<double, std::milli>(now - last_done).count();
     last_done = now;
     metrics.tok_per_sec = plan.total_batch_tokens / (metrics.dt_ms / 1000.0);
+    metrics.elapsed_s = SecondsSince(process_start);
     metrics.loss = host_scalar(2 * pending_slot);
     metrics.norm = std::sqrt(host_scalar(2 * pending_slot + 1));
     const bool finite =
@@ -396,14 +400,31 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           "train.on_nan: SKIP_STEP.",
           metrics.step, metrics.loss, metrics.norm));
     }
-    if (cfg.train().stop_at_loss() > 0 &&
-        metrics.loss < cfg.train().stop_at_loss()) {
-      log.Line(
-          absl::StrFormat("loss %.6f < %g first at step %d, %.1f s after "
-                          "process start; stopping",
-                          metrics.loss, cfg.train().stop_at_loss(),
-                          metrics.step, SecondsSince(process_start)));
-      stop = true;
+    const double target = cfg.train().stop_at_loss();
+    if (target > 0) {
+      const int streak_needed = cfg.train().stop_after_steps_below();
+      if (metrics.loss < target) {
+        if (!below_since) below_since = metrics;
+        if (!first_below) {
+          first_below = metrics;
+          log.Line(absl::StrFormat(
+              "loss %.6f < %g first at step %d, %.1f s after process start%s",
+              metrics.loss, target, metrics.step, metrics.elapsed_s,
+              streak_needed > 0 ? "" : "; stopping"));
+        }
+        if (metrics.step - below_since->step + 1 >= streak_needed) {
+          if (streak_needed > 0) {
+            log.Line(absl::StrFormat(
+                "loss below %g at every step since step %d (%.1f s after "
+                "process start): %d steps; stopping",
+                target, below_since->step, below_since->elapsed_s,
+                streak_needed));
+          }
+          stop = true;
+        }
+      } else {
+        below_since.reset();
+      }
     }
     return absl::OkStatus();
   };

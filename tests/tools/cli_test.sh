@@ -67,5 +67,26 @@ else
   echo "FAIL tiny run (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
 
+# plot_loss.py on that run's metrics.jsonl (and on a made-up one with a known answer),
+# where Debian's matplotlib is installed (launch/setup.sh installs it).
+if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
+  plot=$src/launch/plot_loss.py
+  out=$(/usr/bin/python3 "$plot" "$work/logs/tiny_cpu/metrics.jsonl" --out "$work/loss.png" 2>&1)
+  if [ $? -eq 0 ] && [ -s "$work/loss.png" ]; then echo "ok   plot_loss on a run"; passes=$((passes+1))
+  else echo "FAIL plot_loss on a run"; echo "$out" | tail -3; failures=$((failures+1)); fi
+  printf '%s\n' '{"step": 0, "loss": 0.5, "elapsed_s": 1.0}' '{"step": 1, "loss": 0.09, "elapsed_s": 2.0}' \
+    '{"step": 2, "loss": 0.11, "elapsed_s": 3.0}' '{"step": 3, "loss": 0.08, "elapsed_s": 4.5}' \
+    '{"step": 4, "loss": 0.07, "elapsed_s": 5.0}' >"$work/known.jsonl"
+  out=$(/usr/bin/python3 "$plot" "$work/known.jsonl" --out "$work/known.png" --target 0.1 2>&1)
+  if grep -q "first at step 1 (2.0 s" <<<"$out" && grep -q "since step 3 (4.5 s" <<<"$out"; then
+    echo "ok   plot_loss first below / stays below"; passes=$((passes+1))
+  else echo "FAIL plot_loss first below / stays below:"; echo "$out"; failures=$((failures+1)); fi
+  echo '{"loss": 1}' >"$work/bad.jsonl"
+  expect_fail "plot_loss bad line" "bad.jsonl:1: not a metrics line" \
+    /usr/bin/python3 "$plot" "$work/bad.jsonl" --out "$work/x.png"
+else
+  echo "skip plot_loss: no matplotlib for /usr/bin/python3"
+fi
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -24,6 +24,18 @@ TEST(Config, ShippedConfigsValidate) {
   EXPECT_DOUBLE_EQ(shakespeare->config.optim().lr(), 6e-4);
   EXPECT_DOUBLE_EQ(shakespeare->config.schedule().min_lr(), 6e-5);
   EXPECT_EQ(shakespeare->config.train().seed(), 1337u);
+  // The fast recipe may change the optimizer's schedule, the batch and the
+  // precision, never the model, the data or the sequence length.
+  auto fast = LoadConfig(
+      SourceDir() + "/configs/gpt2_124m_shakespeare_fast.pbtxt", {}, 1);
+  ASSERT_TRUE(fast.ok()) << fast.status();
+  EXPECT_EQ(fast->config.model().SerializeAsString(),
+            shakespeare->config.model().SerializeAsString());
+  EXPECT_EQ(fast->config.data().SerializeAsString(),
+            shakespeare->config.data().SerializeAsString());
+  EXPECT_EQ(fast->plan.seq_len, shakespeare->plan.seq_len);
+  EXPECT_DOUBLE_EQ(fast->config.train().stop_at_loss(),
+                   shakespeare->config.train().stop_at_loss());
   auto tiny = LoadConfig(SourceDir() + "/configs/tiny_cpu.pbtxt", {}, 1);
   ASSERT_TRUE(tiny.ok()) << tiny.status();
   EXPECT_EQ(tiny->config.train().device(), config::CPU);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <regex>
 
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "src/core/rng.h"
 #include "src/data/token_shard.h"
@@ -111,7 +112,8 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
   std::ifstream metrics(dir_ / "logs/fmt/metrics.jsonl");
   const std::regex json_line(
       R"(\{"step": \d+, "loss": [-0-9.e+]+, "lr": [-0-9.e+]+, "norm": [-0-9.e+]+, )"
-      R"("dt_ms": [-0-9.e+]+, "tok_per_sec": [-0-9.e+]+(, "val_loss": [-0-9.e+]+)?\})");
+      R"("dt_ms": [-0-9.e+]+, "tok_per_sec": [-0-9.e+]+, "elapsed_s": [-0-9.e+]+)"
+      R"((, "val_loss": [-0-9.e+]+)?\})");
   int rows = 0;
   while (std::getline(metrics, line)) {
     EXPECT_TRUE(std::regex_match(line, json_line)) << line;
@@ -130,6 +132,44 @@ TEST_F(TrainerTest, StopsAtTheTargetLoss) {
   std::ifstream log(dir_ / "logs/stop/train.log");
   const std::string text((std::istreambuf_iterator<char>(log)), {});
   EXPECT_NE(text.find("< 100 first at step 0"), std::string::npos) << text;
+}
+
+// With stop_after_steps_below the run goes on until the loss has stayed below
+// the target for that many steps, and logs where that stretch began. The
+// expected steps come from a plain run of the same (deterministic) config.
+TEST_F(TrainerTest, StopsAfterTheLossStaysBelowTheTarget) {
+  auto plain = Run({"log.run_name=plain"});
+  ASSERT_TRUE(plain.ok());
+  const std::vector<double>& losses = plain->losses;
+  ASSERT_EQ(losses.size(), 8u);
+  // A target the loss crosses midway: below it from some step on.
+  const double target = (losses[2] + losses[5]) / 2;
+  const int streak = 2;
+  int first = -1, since = -1, stop_step = -1;
+  for (int i = 0; i < 8 && stop_step < 0; ++i) {
+    if (losses[i] < target) {
+      if (first < 0) first = i;
+      if (since < 0) since = i;
+      if (i - since + 1 >= streak) stop_step = i;
+    } else {
+      since = -1;
+    }
+  }
+  ASSERT_GE(stop_step, 0) << "the plain run never stays below " << target;
+  auto result = Run({"log.run_name=streak",
+                     "train.stop_at_loss=" + absl::StrFormat("%.17g", target),
+                     "train.stop_after_steps_below=" + std::to_string(streak)});
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->steps_run, stop_step + 1);
+  std::ifstream log(dir_ / "logs/streak/train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("first at step " + std::to_string(first) + ","),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("at every step since step " + std::to_string(since) + " ("),
+      std::string::npos)
+      << text;
 }
 
 // An absurd learning rate blows the weights up until the loss is not finite.
