@@ -142,6 +142,8 @@ run dist_mpi_np2 120 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY
 rm -rf "$dist"
 run decode_bench_124m 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
   --data_dir "$stage/data"
+GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" --device cuda \
+  --bench --random_124m --data_dir "$stage/data"
 bench bench_ours_B32 32
 grep -E "tokens/s" "$out/bench.txt" | tail -3 | tee -a "$out/machine.txt"
 

@@ -71,6 +71,18 @@ class Backend {
   virtual CUstream_st* cuda_stream() const { return nullptr; }
   virtual std::vector<OpTiming> TakeOpTimings() { return {}; }
 
+  // ---- Recorded op sequences (CUDA graphs): ops queued between BeginGraph
+  // and EndGraph are recorded instead of run, and ReplayGraph runs them again
+  // with one launch. Recorded ops must not allocate, copy from the host or
+  // wait; values that change between replays (a decode position) live in
+  // backend memory. Backends without graphs (the CPU, the emulator) say so
+  // and the caller runs the ops directly. ----
+  virtual bool SupportsGraphs() const { return false; }
+  virtual void BeginGraph() { GPT2_CHECK_MSG(false, name(), " has no graphs"); }
+  // Returns the graph's handle.
+  virtual int EndGraph() { return -1; }
+  virtual void ReplayGraph(int graph) {}
+
   // ---- Ops: each checks its tensors' sizes against the shapes here, once for
   // every backend, then runs the backend's implementation (src/ops/<op>.h has
   // the shapes; Cast and the CUDA-only dtype rules are checked by the
@@ -194,15 +206,18 @@ class Backend {
     RunAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   }
   // Decoding (see src/ops/attention.h): caches (B, max_T, C), qkv (B, 3C), out
-  // (B, C).
+  // (B, C). The position is an i32 tensor of one element in backend memory,
+  // read when the op runs, so a recorded graph serves every position; the
+  // caller keeps it in [0, max_T).
   void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
-                       int B, int max_T, int pos, int C, int NH) {
+                       int B, int max_T, Tensor pos, int C, int NH) {
     CheckSize(out, int64_t{B} * C, "attention decode out");
     CheckSize(qkv, int64_t{B} * 3 * C, "attention decode qkv");
     CheckSize(k_cache, int64_t{B} * max_T * C, "attention decode k_cache");
     CheckSize(v_cache, int64_t{B} * max_T * C, "attention decode v_cache");
-    GPT2_CHECK_MSG(pos >= 0 && pos < max_T, "decode position ", pos,
-                   " outside the cache (", max_T, ")");
+    CheckSize(pos, 1, "attention decode position");
+    GPT2_CHECK_MSG(pos.dtype == DType::kI32, "the decode position is ",
+                   DTypeName(pos.dtype), ", not i32");
     RunAttentionDecode(out, k_cache, v_cache, qkv, B, max_T, pos, C, NH);
   }
   void GeluForward(Tensor out, Tensor inp) {
@@ -310,8 +325,8 @@ class Backend {
                                     Tensor out, Tensor lse, int B, int T, int C,
                                     int NH) = 0;
   virtual void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
-                                  Tensor qkv, int B, int max_T, int pos, int C,
-                                  int NH) = 0;
+                                  Tensor qkv, int B, int max_T, Tensor pos,
+                                  int C, int NH) = 0;
   virtual void RunGeluForward(Tensor out, Tensor inp) = 0;
   virtual void RunGeluBackward(Tensor dinp, Tensor inp, Tensor dout) = 0;
   virtual void RunResidualForward(Tensor out, Tensor a, Tensor b) = 0;

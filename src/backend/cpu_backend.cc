@@ -134,8 +134,11 @@ class CpuBackend final : public Backend {
     });
   }
   void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
-                          Tensor qkv, int B, int max_T, int pos, int C,
-                          int NH) override {
+                          Tensor qkv, int B, int max_T, Tensor pos_tensor,
+                          int C, int NH) override {
+    const int pos = *pos_tensor.as<int32_t>();
+    GPT2_CHECK_MSG(pos >= 0 && pos < max_T, "decode position ", pos,
+                   " outside the cache (", max_T, ")");
     Dispatch(out.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AttentionDecode<F>(out.as<F>(), k_cache.as<F>(), v_cache.as<F>(),

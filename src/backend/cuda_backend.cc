@@ -56,6 +56,9 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
+#if !defined(GPT2_CUDA_EMULATED)
+    for (cudaGraphExec_t exec : graphs_) cudaGraphExecDestroy(exec);
+#endif
     if (queued_host_ != nullptr) cudaFreeHost(queued_host_);
     if (queued_done_ != nullptr) cudaEventDestroy(queued_done_);
     cudaStreamDestroy(stream_);
@@ -252,7 +255,7 @@ class CudaBackend final : public Backend {
                             stream_);
   }
   void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
-                          Tensor qkv, int B, int max_T, int pos, int C,
+                          Tensor qkv, int B, int max_T, Tensor pos, int C,
                           int NH) override {
     OpTimer timer(this, "attention_decode");
     cuda::AttentionDecode(out, k_cache, v_cache, qkv, B, max_T, pos, C, NH,
@@ -358,6 +361,36 @@ class CudaBackend final : public Backend {
     cudaEvent_t start_ = nullptr, end_ = nullptr;
   };
 
+  // Graphs: stream capture into a cudaGraph, instantiated once, replayed with
+  // one launch. Not in the emulated build (the emulator has no capture).
+  bool SupportsGraphs() const override {
+#if defined(GPT2_CUDA_EMULATED)
+    return false;
+#else
+    return true;
+#endif
+  }
+#if !defined(GPT2_CUDA_EMULATED)
+  void BeginGraph() override {
+    GPT2_CHECK_MSG(!timing_, "op timing cannot be recorded into a graph");
+    GPT2_CUDA_CHECK(
+        cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  }
+  int EndGraph() override {
+    cudaGraph_t graph = nullptr;
+    GPT2_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    GPT2_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    GPT2_CUDA_CHECK(cudaGraphDestroy(graph));
+    graphs_.push_back(exec);
+    return static_cast<int>(graphs_.size()) - 1;
+  }
+  void ReplayGraph(int graph) override {
+    GPT2_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()));
+    GPT2_CUDA_CHECK(cudaGraphLaunch(graphs_[graph], stream_));
+  }
+#endif
+
   std::string matmul_path() const {
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_) return "cublaslt";
@@ -366,6 +399,7 @@ class CudaBackend final : public Backend {
   }
 
   int device_;
+  std::vector<cudaGraphExec_t> graphs_;
   bool gelu_epilogues_ = true;
   bool timing_ = false;
   std::vector<TimedCall> timed_;

@@ -4,7 +4,10 @@
 // allocated per step.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
@@ -38,6 +41,12 @@ class BackendDecoder final : public Decoder {
       return buffers_.back();
     };
     tokens_ = alloc(DType::kI32, B);
+    position_dev_ = alloc(DType::kI32, 1);
+    wpe_row_ = alloc(dtype_, C);
+    // GPT2_DECODE_GRAPHS=0 runs every op directly even where graphs exist.
+    const char* graphs = std::getenv("GPT2_DECODE_GRAPHS");
+    use_graphs_ = backend_->SupportsGraphs() &&
+                  (graphs == nullptr || std::string(graphs) != "0");
     x_ = alloc(dtype_, B * C);
     x2_ = alloc(dtype_, B * C);
     ln_ = alloc(dtype_, B * C);
@@ -114,11 +123,36 @@ class BackendDecoder final : public Decoder {
     return params_.Slice(p.offset + layer * p.layer_numel(), p.layer_numel());
   }
 
-  // One position for batch_ rows: tokens (batch_) in host memory.
+  // One position for batch_ rows: tokens (batch_) in host memory. What
+  // changes from position to position (tokens, the position, wpe's row) is
+  // copied into fixed device buffers first, so the ops themselves are the
+  // same every time: on CUDA they are recorded once per batch size as a graph
+  // and replayed with one launch.
   void RunPosition(const int32_t* tokens) {
-    const int B = batch_, C = shape_.channels, NH = shape_.num_heads;
+    const int B = batch_, C = shape_.channels;
+    const int32_t pos = position_;
+    backend_->Upload(tokens_.Slice(0, B), tokens);
+    backend_->Upload(position_dev_, &pos);
+    backend_->Copy(wpe_row_, Param(kWpe).Slice(int64_t{pos} * C, C));
+    if (use_graphs_) {
+      auto it = graph_of_batch_.find(B);
+      if (it == graph_of_batch_.end()) {
+        backend_->BeginGraph();
+        QueueForward(B);
+        it = graph_of_batch_.emplace(B, backend_->EndGraph()).first;
+      }
+      backend_->ReplayGraph(it->second);
+    } else {
+      QueueForward(B);
+    }
+    ++position_;
+  }
+
+  // The forward pass of one position for B rows, from tokens_, position_dev_
+  // and wpe_row_ to logits_dev_.
+  void QueueForward(int B) {
+    const int C = shape_.channels, NH = shape_.num_heads;
     const int64_t T = shape_.max_seq_len;
-    const int pos = position_;
     Tensor tok = tokens_.Slice(0, B), x = x_.Slice(0, int64_t{B} * C),
            x2 = x2_.Slice(0, int64_t{B} * C), ln = ln_.Slice(0, int64_t{B} * C),
            mean = mean_.Slice(0, B), rstd = rstd_.Slice(0, B),
@@ -127,11 +161,8 @@ class BackendDecoder final : public Decoder {
            branch = branch_.Slice(0, int64_t{B} * C),
            fch = fch_.Slice(0, int64_t{B} * 4 * C),
            fch_gelu = fch_gelu_.Slice(0, int64_t{B} * 4 * C);
-    backend_->Upload(tok, tokens);
-    // Position `pos` of every row: wpe's row pos, as a one-row table with T
-    // = 1.
-    backend_->EncoderForward(x, tok, Param(kWte),
-                             Param(kWpe).Slice(int64_t{pos} * C, C), B, 1, C);
+    // wpe's row for this position, as a one-row table with T = 1.
+    backend_->EncoderForward(x, tok, Param(kWte), wpe_row_, B, 1, C);
     // The fused ops (the same as training's): each residual add with the
     // LayerNorm after it, the MLP's GELU with its matmul. Fewer launches per
     // token matter at batch 1.
@@ -144,7 +175,7 @@ class BackendDecoder final : public Decoder {
       const int64_t layer_cache = l * max_batch_ * T * C;
       backend_->AttentionDecode(atty, k_cache_.Slice(layer_cache, B * T * C),
                                 v_cache_.Slice(layer_cache, B * T * C), qkv, B,
-                                static_cast<int>(T), pos, C, NH);
+                                static_cast<int>(T), position_dev_, C, NH);
       backend_->MatmulForward(branch, atty, Param(kAttprojw, l),
                               Param(kAttprojb, l), B, C, C);
       backend_->ResidualLayerNormForward(x2, ln, mean, rstd, x, branch,
@@ -165,7 +196,6 @@ class BackendDecoder final : public Decoder {
     backend_->MatmulForward(
         logits_dev_.Slice(0, int64_t{B} * shape_.padded_vocab_size), ln,
         Param(kWte), Tensor{}, B, C, shape_.padded_vocab_size);
-    ++position_;
   }
 
   // Logits to the host as floats, padded entries -inf; after Start, row 0's for
@@ -196,10 +226,12 @@ class BackendDecoder final : public Decoder {
   int batch_ = 0, position_ = 0, capacity_ = 0;
   Tensor params_;
   std::vector<Tensor> buffers_;
-  Tensor tokens_, x_, x2_, ln_, mean_, rstd_, qkv_, atty_, branch_, fch_,
-      fch_gelu_, logits_dev_;
-  Tensor k_cache_, v_cache_;   // (L, max_batch, max_seq_len, C)
-  std::vector<float> logits_;  // (batch, Vp) host
+  Tensor tokens_, position_dev_, wpe_row_, x_, x2_, ln_, mean_, rstd_, qkv_,
+      atty_, branch_, fch_, fch_gelu_, logits_dev_;
+  bool use_graphs_ = false;
+  std::map<int, int> graph_of_batch_;  // batch size -> recorded graph
+  Tensor k_cache_, v_cache_;           // (L, max_batch, max_seq_len, C)
+  std::vector<float> logits_;          // (batch, Vp) host
 };
 
 }  // namespace

@@ -213,10 +213,13 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
 // channel.
 template <typename T>
 __global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
-                                      const T* qkv, int max_T, int pos, int C,
-                                      int NH, float scale) {
+                                      const T* qkv, int max_T,
+                                      const int32_t* position, int C, int NH,
+                                      float scale) {
   __shared__ float reduce[32];
-  GPT2_EXTERN_SHARED(float, scores);  // (pos + 1)
+  GPT2_EXTERN_SHARED(float, scores);  // (max_T)
+  const int pos = *position;
+  if (pos < 0 || pos >= max_T) return;  // the caller's contract; uniform
   const int b = blockIdx.x, h = blockIdx.y, hs = C / NH;
   const T* row = qkv + int64_t{b} * 3 * C;
   const int64_t cache_row = (int64_t{b} * max_T) * C + int64_t{h} * hs;
@@ -360,16 +363,17 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 }
 
 void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
-                     int B, int max_T, int pos, int C, int NH,
+                     int B, int max_T, Tensor pos, int C, int NH,
                      CUstream_st* stream) {
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
-  const size_t smem = sizeof(float) * (pos + 1);
+  // Room for any position: the launch must not depend on it.
+  const size_t smem = sizeof(float) * max_T;
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
     CheckLaunch(
         GPT2_LAUNCH(AttentionDecodeKernel<F>, dim3(B, NH), 128, smem, stream,
                     Ptr<F>(out), Ptr<F>(k_cache), Ptr<F>(v_cache), Ptr<F>(qkv),
-                    max_T, pos, C, NH, scale),
+                    max_T, Ptr<int32_t>(pos), C, NH, scale),
         "AttentionDecodeKernel");
   });
 }

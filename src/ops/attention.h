@@ -26,7 +26,8 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
 
 // Decoding, one new position per row: writes the k and v of qkv (B,3C) into
 // k_cache and v_cache (B, max_T, C) at position `pos`, then out (B,C) = the
-// attention of q over cache positions 0..pos.
+// attention of q over cache positions 0..pos. (The CUDA twin reads pos from
+// device memory.)
 template <typename T>
 void AttentionDecode(T* out, T* k_cache, T* v_cache, const T* qkv, int B,
                      int max_T, int pos, int C, int NH);
@@ -55,8 +56,10 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                        Tensor lse, int B, int T, int C, int NH,
                        Scratch* scratch, CUstream_st* stream);
+// pos: i32, one element, on the device (so a CUDA graph serves every
+// position); a value outside [0, max_T) writes nothing.
 void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
-                     int B, int max_T, int pos, int C, int NH,
+                     int B, int max_T, Tensor pos, int C, int NH,
                      CUstream_st* stream);
 }  // namespace gpt2::cuda
 
