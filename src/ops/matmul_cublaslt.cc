@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
 #include <string>
 
@@ -96,6 +97,7 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
                 epilogue,
                 accumulate,
                 alignment};
+  last_key_ = key;
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second.get();
   auto plan = std::make_unique<Plan>();
@@ -167,8 +169,9 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   return raw;
 }
 
-void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,
-                         const void* bias, const void* aux, bool accumulate) {
+cublasStatus_t CublasLtMatmul::TryRun(Plan* plan, const void* a, const void* b,
+                                      void* d, const void* bias,
+                                      const void* aux, bool accumulate) {
   if (bias != nullptr) {
     GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -179,9 +182,30 @@ void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,
         sizeof(aux)));
   }
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  GPT2_CUBLAS_CHECK(cublasLtMatmul(
-      Handle(handle_), plan->desc, &alpha, a, plan->a, b, plan->b, &beta, d,
-      plan->d, d, plan->d, &plan->algo, workspace_, workspace_bytes_, stream_));
+  return cublasLtMatmul(Handle(handle_), plan->desc, &alpha, a, plan->a, b,
+                        plan->b, &beta, d, plan->d, d, plan->d, &plan->algo,
+                        workspace_, workspace_bytes_, stream_);
+}
+
+void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,
+                         const void* bias, const void* aux, bool accumulate) {
+  GPT2_CUBLAS_CHECK(TryRun(plan, a, b, d, bias, aux, accumulate));
+}
+
+bool CublasLtMatmul::RunFused(Plan* plan, const Key& key, const void* a,
+                              const void* b, void* d, const void* bias,
+                              const void* aux) {
+  const cublasStatus_t status = TryRun(plan, a, b, d, bias, aux, false);
+  if (status == CUBLAS_STATUS_SUCCESS) return true;
+  // An epilogue the heuristic offered but the library then refused: say so
+  // once, forget the plan (later calls fall back at once) and let the caller
+  // run the unfused ops.
+  std::fprintf(stderr,
+               "gpt2: cuBLASLt refused a fused GELU epilogue (%s); using the "
+               "separate GELU kernels for that shape\n",
+               cublasLtGetStatusString(status));
+  plans_[key] = nullptr;
+  return false;
 }
 
 void CublasLtMatmul::Forward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
@@ -208,8 +232,8 @@ bool CublasLtMatmul::ForwardGelu(Tensor pre, Tensor out, Tensor inp,
       Alignment({weight.data, inp.data, out.data, bias.data, pre.data}),
       /*required=*/false);
   if (plan == nullptr) return false;
-  Run(plan, weight.data, inp.data, out.data, bias.data, pre.data, false);
-  return true;
+  return RunFused(plan, last_key_, weight.data, inp.data, out.data, bias.data,
+                  pre.data);
 }
 
 void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
@@ -236,7 +260,9 @@ bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
               false, Alignment({weight.data, dout.data, dpre.data, pre.data}),
               /*required=*/false);
   if (plan == nullptr) return false;
-  Run(plan, weight.data, dout.data, dpre.data, nullptr, pre.data, false);
+  if (!RunFused(plan, last_key_, weight.data, dout.data, dpre.data, nullptr,
+                pre.data))
+    return false;
   WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
   return true;
 }

@@ -6,6 +6,8 @@
 #ifndef GPT2_OPS_MATMUL_CUBLASLT_H_
 #define GPT2_OPS_MATMUL_CUBLASLT_H_
 
+#include <cublasLt.h>
+
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -60,8 +62,15 @@ class CublasLtMatmul {
   Plan* GetPlan(DType dtype, int64_t m, int64_t n, int64_t k, bool trans_a,
                 bool trans_b, int epilogue, bool accumulate, int alignment,
                 bool required);
+  // The matmul with the plan's epilogue; Run makes a failure fatal, RunFused
+  // (fused GELU epilogues, never accumulating) reports it and forgets the
+  // plan so the caller falls back.
+  cublasStatus_t TryRun(Plan* plan, const void* a, const void* b, void* d,
+                        const void* bias, const void* aux, bool accumulate);
   void Run(Plan* plan, const void* a, const void* b, void* d, const void* bias,
            const void* aux, bool accumulate);
+  bool RunFused(Plan* plan, const Key& key, const void* a, const void* b,
+                void* d, const void* bias, const void* aux);
   void WeightAndBiasBackward(Tensor dweight, Tensor dbias, Tensor dout,
                              Tensor inp, int64_t N, int C, int OC);
 
@@ -71,6 +80,7 @@ class CublasLtMatmul {
   void* workspace_ = nullptr;  // device
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
+  Key last_key_;  // of the latest GetPlan
 };
 
 }  // namespace gpt2::cuda
