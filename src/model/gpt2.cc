@@ -280,7 +280,6 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
     backend_->MatmulBackward(d_atty, Grad(kAttprojw, l), Grad(kAttprojb, l),
                              d_res, a.atty, Param(kAttprojw, l), BT, C, C,
                              false);
-    backend_->Zero(d_qkv);
     backend_->AttentionBackward(d_qkv, d_atty, a.qkv, a.atty, a.att_lse, B, T,
                                 C, NH);
     backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,

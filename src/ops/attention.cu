@@ -140,10 +140,8 @@ __global__ void AttentionBackwardQueryKernel(T* dqkv, const T* dout,
     }
   }
   if (!active) return;
-  for (int d = 0; d < HS; ++d) {
-    T* g = dqkv + QkvIndex(b, t, 0, h, d, T_, C, HS);
-    *g = FromFloat<T>(ToFloat(*g) + dq[d]);
-  }
+  for (int d = 0; d < HS; ++d)
+    dqkv[QkvIndex(b, t, 0, h, d, T_, C, HS)] = FromFloat<T>(dq[d]);
 }
 
 template <typename T, int HS>
@@ -200,10 +198,8 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
   }
   if (!active) return;
   for (int d = 0; d < HS; ++d) {
-    T* gk = dqkv + QkvIndex(b, s, 1, h, d, T_, C, HS);
-    T* gv = dqkv + QkvIndex(b, s, 2, h, d, T_, C, HS);
-    *gk = FromFloat<T>(ToFloat(*gk) + dk[d]);
-    *gv = FromFloat<T>(ToFloat(*gv) + dv[d]);
+    dqkv[QkvIndex(b, s, 1, h, d, T_, C, HS)] = FromFloat<T>(dk[d]);
+    dqkv[QkvIndex(b, s, 2, h, d, T_, C, HS)] = FromFloat<T>(dv[d]);
   }
 }
 

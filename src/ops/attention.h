@@ -18,8 +18,8 @@ template <typename T>
 void AttentionForward(T* out, T* lse, const T* qkv, int B, int T_, int C,
                       int NH);
 
-// dqkv (B,T,3C) += gradient of the forward pass, given dout (B,T,C) and the
-// forward's out and lse.
+// dqkv (B,T,3C) = the gradient of the forward pass (overwritten, not added
+// to), given dout (B,T,C) and the forward's out and lse.
 template <typename T>
 void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
                        const T* lse, int B, int T_, int C, int NH);

@@ -65,6 +65,12 @@ void AttentionBackward(T* dqkv, const T* dout, const T* qkv, const T* out,
     for (int h = 0; h < NH; ++h) {
       const T* base = qkv + int64_t{b} * T_ * row;
       T* dbase = dqkv + int64_t{b} * T_ * row;
+      for (int t = 0; t < T_; ++t) {  // this head's slices start at zero
+        for (int part = 0; part < 3; ++part) {
+          T* d = dbase + t * row + part * C + h * hs;
+          std::fill(d, d + hs, T{0});
+        }
+      }
       for (int t = 0; t < T_; ++t) {
         const T* q = base + t * row + h * hs;
         const T* dy = dout + (int64_t{b} * T_ + t) * C + h * hs;

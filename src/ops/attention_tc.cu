@@ -139,12 +139,12 @@ __device__ __forceinline__ void AccTimesTile(float (&acc)[HS / 8][4],
   }
 }
 
-// dst[row][d] += scale * acc for the warp's rows below T; dst points at
+// dst[row][d] = scale * acc for the warp's rows below T; dst points at
 // column 0 of row 0 and rows are `stride` apart.
 template <int HS>
-__device__ __forceinline__ void AddRows(bf16* dst, int64_t stride,
-                                        const float (&acc)[HS / 8][4],
-                                        int row_a, int T, float scale) {
+__device__ __forceinline__ void StoreRows(bf16* dst, int64_t stride,
+                                          const float (&acc)[HS / 8][4],
+                                          int row_a, int T, float scale) {
   const int t = threadIdx.x % 4;
 #pragma unroll
   for (int half = 0; half < 2; ++half) {
@@ -152,11 +152,8 @@ __device__ __forceinline__ void AddRows(bf16* dst, int64_t stride,
     if (row >= T) continue;
 #pragma unroll
     for (int dt = 0; dt < HS / 8; ++dt) {
-      uint32_t* p =
-          reinterpret_cast<uint32_t*>(dst + row * stride + dt * 8 + 2 * t);
-      const uint32_t old = *p;
-      *p = PackBf16(Bf16Lo(old) + scale * acc[dt][2 * half],
-                    Bf16Hi(old) + scale * acc[dt][2 * half + 1]);
+      *reinterpret_cast<uint32_t*>(dst + row * stride + dt * 8 + 2 * t) =
+          PackBf16(scale * acc[dt][2 * half], scale * acc[dt][2 * half + 1]);
     }
   }
 }
@@ -330,8 +327,8 @@ __global__ void __launch_bounds__(kThreads)
     AccTimesTile<HS>(dk, dp, qt_tile);  // dK += dS^T Q
   }
   bf16* grads = dqkv + int64_t{b} * T * stride + h * HS;
-  AddRows<HS>(grads + C, stride, dk, key_a, T, scale);
-  AddRows<HS>(grads + 2 * C, stride, dv, key_a, T, 1.0f);
+  StoreRows<HS>(grads + C, stride, dk, key_a, T, scale);
+  StoreRows<HS>(grads + 2 * C, stride, dv, key_a, T, 1.0f);
 }
 
 // dQ for one block of 64 queries, over the keys at or before them.
@@ -397,8 +394,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     AccTimesTile<HS>(dq, dp, kt_tile);  // dQ += dS K
   }
-  AddRows<HS>(dqkv + int64_t{b} * T * stride + h * HS, stride, dq, row_a, T,
-              scale);
+  StoreRows<HS>(dqkv + int64_t{b} * T * stride + h * HS, stride, dq, row_a, T,
+                scale);
 }
 
 template <typename Fn>
