@@ -148,5 +148,5 @@ bench bench_ours_B32 32
 grep -E "tokens/s" "$out/bench.txt" | tail -3 | tee -a "$out/machine.txt"
 
 echo
-echo "===== device_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))"
+echo "===== device_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))" | tee -a "$out/machine.txt"
 printf '%s\n' "${summary[@]}" | tee -a "$out/machine.txt"

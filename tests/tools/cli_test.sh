@@ -84,6 +84,28 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   echo '{"loss": 1}' >"$work/bad.jsonl"
   expect_fail "plot_loss bad line" "bad.jsonl:1: not a metrics line" \
     /usr/bin/python3 "$plot" "$work/bad.jsonl" --out "$work/x.png"
+  # collect_device_run.py on an invented device_check output (made-up numbers, to check the
+  # parsing only): the figures must land in SUMMARY.md as given.
+  run=$work/device_run; mkdir -p "$run"
+  echo "    Product Name : NVIDIA H100 80GB HBM3" >"$run/nvidia-smi.txt"
+  printf '%s\n' "===== gpu_tests: x" "[  PASSED  ] 7 tests." >"$run/gpu_tests.txt"
+  printf '%s\n' "===== bench_ours_B16 (limit 1s): x" \
+    "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=16 T=1024, bf16, X" \
+    "median over 10 steps: 20.0 ms/step, 1000 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
+    "===== bench_pytorch_B16 (limit 1s): y" \
+    "pytorch reference: X, 1 params, B=16 T=1024, bf16 autocast, torch.compile: median 40.0 ms/step, 500 tokens/s, peak memory 1.00 GiB" \
+    >"$run/bench.txt"
+  printf '%s\n' '{"step": 0, "loss": 0.5, "elapsed_s": 1.0}' >"$run/metrics.jsonl"
+  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$run" --logs "$work/logs_out" --date 2000-01-01 2>&1)
+  summary=$work/logs_out/gpu_h100_2000-01-01/SUMMARY.md
+  if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 |" "$summary" \
+     && grep -q "Ratio to PyTorch at B=16: 2.00x" "$summary" && grep -q "passed: 7" "$summary" \
+     && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
+    echo "ok   collect_device_run"; passes=$((passes+1))
+  else
+    echo "FAIL collect_device_run:"; echo "$out"; cat "$summary" 2>/dev/null | head -20
+    failures=$((failures+1))
+  fi
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Files a GPU run's output (what launch/device_check.sh wrote) under logs/ with a summary.
+
+  python3 launch/collect_device_run.py FILES_DIR [--logs logs] [--date 2026-11-26]
+
+Copies the run's files to logs/gpu_<card>_<date>/ (card from nvidia-smi.txt, e.g.
+h100), draws loss.png from metrics.jsonl (launch/plot_loss.py), and writes SUMMARY.md:
+the GPU tests' verdict, the benchmark table beside PyTorch, time and steps to the
+loss target, decode speed, the two distributed runs' losses side by side, the HF
+logits check and the samples. Every figure in it is copied from the run's own logs;
+a section the run did not reach says so.
+"""
+import argparse
+import datetime
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def card_of(smi, tests):
+    """(short name for the folder, full name) from nvidia-smi -q or the tests' header."""
+    m = (re.search(r"Product Name\s*:\s*(.+)", smi) or
+         re.search(r"^\[ where +\] GPU: ([^(\n]+)", tests, re.M))
+    name = m.group(1).strip() if m else "unknown GPU"
+    short = re.search(r"(H100|H200|A100|L40S|B200|GH200)", name)
+    return (short.group(1).lower() if short else "gpu"), name
+
+
+def bench_table(bench):
+    """Rows from gpt2_bench runs (one '===== name' section each) and the PyTorch lines."""
+    rows, torch_rows = [], []
+    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+        name = section.split(" ", 1)[0]
+        head = re.search(r"^train step: .*B=(\d+) T=(\d+), (\w+)", section, re.M)
+        med = re.search(r"^median over \d+ steps: ([\d.]+) ms/step, (\d+) tokens/s", section, re.M)
+        mfu = re.search(r"^MFU: ([\d.]+)%", section, re.M)
+        mem = re.search(r"^GPU memory in use: ([\d.]+) GiB", section, re.M)
+        kern = re.search(r"kernels: ([^\n]*)", section)
+        if head and med:
+            rows.append({"name": name, "B": int(head.group(1)), "dtype": head.group(3),
+                         "ms": float(med.group(1)), "tps": int(med.group(2)),
+                         "mfu": mfu.group(1) if mfu else "-", "mem": mem.group(1) if mem else "-",
+                         "kernels": kern.group(1).strip() if kern else ""})
+        t = re.search(r"^pytorch reference: .*B=(\d+) .*median ([\d.]+) ms/step, (\d+) tokens/s"
+                      r"(?:, MFU ([\d.]+)%)?.*peak memory ([\d.]+) GiB", section, re.M)
+        if t:
+            torch_rows.append({"B": int(t.group(1)), "ms": float(t.group(2)),
+                               "tps": int(t.group(3)), "mfu": t.group(4) or "-",
+                               "mem": t.group(5)})
+    return rows, torch_rows
+
+
+def step_losses(text):
+    return {int(m.group(1)): float(m.group(2))
+            for m in re.finditer(r"^step (\d+) \| loss: ([\d.]+)", text, re.M)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("files", help="the folder device_check.sh wrote (files_at)")
+    parser.add_argument("--logs", default="logs")
+    parser.add_argument("--date", default=datetime.date.today().isoformat())
+    args = parser.parse_args()
+    if not os.path.isdir(args.files):
+        sys.exit(f"collect_device_run: {args.files}: not a folder")
+    smi = read(os.path.join(args.files, "nvidia-smi.txt"))
+    card, card_name = card_of(smi, read(os.path.join(args.files, "gpu_tests.txt")))
+    dest = os.path.join(args.logs, f"gpu_{card}_{args.date}")
+    os.makedirs(dest, exist_ok=True)
+    for name in sorted(os.listdir(args.files)):
+        src = os.path.join(args.files, name)
+        if os.path.isfile(src):
+            shutil.copyfile(src, os.path.join(dest, name))
+    f = lambda name: read(os.path.join(dest, name))
+    machine, tests, bench = f("machine.txt"), f("gpu_tests.txt"), f("bench.txt")
+    train, dist, samples = f("train.txt"), f("dist.txt"), f("samples.txt")
+    out = [f"# GPU run on {card_name}, {args.date}", ""]
+    commit = re.search(r"commit ([0-9a-f]+)", machine)
+    out += [f"Commit {commit.group(1) if commit else '(unknown)'}; files in this folder are the "
+            "run's own logs (launch/device_check.sh), this summary is drawn from them by "
+            "launch/collect_device_run.py.", ""]
+
+    out += ["## GPU tests", ""]
+    where = re.search(r"^\[ where +\] (.*)$", tests, re.M)
+    verdict = re.findall(r"^\[  (PASSED|FAILED|SKIPPED) +\] (\d+) tests?", tests, re.M)
+    failed = re.findall(r"^\[  FAILED  \] ([^\s,]+)", tests, re.M)
+    out.append(f"- where: {where.group(1) if where else '(not in this run)'}")
+    for kind, count in verdict:
+        out.append(f"- {kind.lower()}: {count}")
+    for name in sorted(set(failed)):
+        out.append(f"- failed: `{name}`")
+    out.append("")
+
+    out += ["## Benchmark (GPT-2 124M, T=1024)", ""]
+    rows, torch_rows = bench_table(bench)
+    if rows or torch_rows:
+        out += ["| run | B | precision | ms/step | tokens/s | MFU % | GPU memory GiB |",
+                "|---|---|---|---|---|---|---|"]
+        for r in rows:
+            out.append(f"| gpt2_ddp `{r['name']}` | {r['B']} | {r['dtype']} | {r['ms']:.1f} | "
+                       f"{r['tps']:,} | {r['mfu']} | {r['mem']} |")
+        for t in torch_rows:
+            out.append(f"| PyTorch reference | {t['B']} | bf16 autocast | {t['ms']:.1f} | "
+                       f"{t['tps']:,} | {t['mfu']} | {t['mem']} (peak) |")
+        for t in torch_rows:
+            ours = [r for r in rows if r["B"] == t["B"] and r["name"].startswith("bench_ours")]
+            if ours:
+                out.append("")
+                out.append(f"Ratio to PyTorch at B={t['B']}: "
+                           f"{ours[0]['tps'] / t['tps']:.2f}x (tokens/s, same card, same run).")
+        kernels = {r["kernels"] for r in rows if r["kernels"]}
+        if kernels:
+            out += ["", "Kernels: " + "; ".join(sorted(kernels))]
+        ops = re.findall(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%", bench, re.M)
+        if ops:
+            out += ["", "Per-op time of one profiled step (first profiled run, CUDA events):", "",
+                    "| op | calls | ms | % |", "|---|---|---|---|"]
+            seen = set()
+            for op, calls, ms, pct in ops:
+                if op in seen:
+                    break
+                seen.add(op)
+                out.append(f"| {op} | {calls} | {ms} | {pct} |")
+    else:
+        out.append("(no benchmark in this run)")
+    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+        decode = re.findall(r"^decode batch (\d+): ([\d.]+) tokens/s", section, re.M)
+        if decode:
+            how = "without CUDA graphs" if "no_graphs" in section.split(" ", 1)[0] else ""
+            out += ["", f"Decode, 124M with random weights{', ' + how if how else ''}: " +
+                    ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in decode)]
+    out.append("")
+
+    out += ["## Tiny Shakespeare", ""]
+    for pattern in (r"^loss [\d.]+ < .* first at step .*$", r"^loss below .* at every step since.*$",
+                    r"^done: .*$", r"^backend: .*$", r"^kernels: .*$"):
+        for m in re.finditer(pattern, train, re.M):
+            out.append(f"- `{m.group(0).strip()}`")
+    metrics = os.path.join(dest, "metrics.jsonl")
+    if os.path.exists(metrics):
+        plot = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "plot_loss.py"),
+                               metrics, "--out", os.path.join(dest, "loss.png"), "--target", "0.1",
+                               "--title", f"GPT-2 124M on Tiny Shakespeare, {card_name}"],
+                              capture_output=True, text=True)
+        out += [f"- {line}" for line in (plot.stdout + plot.stderr).strip().splitlines()]
+        if os.path.exists(os.path.join(dest, "loss.png")):
+            out += ["", "![loss](loss.png)"]
+    else:
+        out.append("(no training metrics in this run)")
+    hf = re.search(r"^hf_logits_check: .*$", train, re.M)
+    out += ["", f"HF export check: {hf.group(0) if hf else '(not in this run)'}", ""]
+
+    out += ["## Distributed paths on one GPU (20 steps)", ""]
+    parts = re.split(r"^===== ", dist, flags=re.M)[1:]
+    runs = {p.split(" ", 1)[0]: step_losses(p) for p in parts}
+    one, two = runs.get("dist_single", {}), runs.get("dist_mpi_np2", {})
+    if one and two:
+        common = sorted(set(one) & set(two))
+        worst = max(abs(one[s] - two[s]) / one[s] for s in common) if common else float("nan")
+        out += ["| step | one process | mpirun -np 2, ZeRO-1 |", "|---|---|---|"]
+        out += [f"| {s} | {one[s]:.6f} | {two[s]:.6f} |" for s in common]
+        out += ["", f"Largest relative difference: {worst:.2e} over {len(common)} steps."]
+    else:
+        out.append("(not in this run)")
+    out.append("")
+
+    out += ["## Samples (final checkpoint)", ""]
+    out += ["```", samples.strip()[:6000] if samples.strip() else "(not in this run)", "```", ""]
+    summary = re.search(r"===== device_check summary.*", machine, re.S)
+    out += ["## device_check summary", "", "```", summary.group(0).strip() if summary else "(none)",
+            "```", ""]
+    with open(os.path.join(dest, "SUMMARY.md"), "w") as fh:
+        fh.write("\n".join(out))
+    print(f"collect_device_run: {dest}/SUMMARY.md ({len(os.listdir(dest))} files)")
+
+
+if __name__ == "__main__":
+    main()
