@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 namespace gpt2 {
 namespace {
@@ -14,8 +15,13 @@ void SetErrorRank(int rank) { g_error_rank = rank; }
 
 void FatalError(const std::string& what, const char* file, int line) {
   std::fflush(stdout);
-  if (g_error_rank >= 0) std::fprintf(stderr, "[rank %d] ", g_error_rank);
-  std::fprintf(stderr, "fatal: %s at %s:%d\n", what.c_str(), file, line);
+  // One write, so that mpirun, which forwards each rank's output in chunks,
+  // cannot split the rank prefix from the message.
+  const std::string prefix =
+      g_error_rank >= 0 ? "[rank " + std::to_string(g_error_rank) + "] " : "";
+  const std::string message = prefix + "fatal: " + what + " at " + file + ":" +
+                              std::to_string(line) + "\n";
+  std::fwrite(message.data(), 1, message.size(), stderr);
   std::fflush(stderr);
   if (g_fatal_hook != nullptr) g_fatal_hook(1);
   std::exit(1);
