@@ -15,7 +15,7 @@ struct Gpt2Model::LayerActs {
 
 Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
                      int max_batch, int max_seq, int64_t buffer_elems,
-                     bool recompute_gelu)
+                     bool recompute_gelu, bool recompute_layernorm)
     : backend_(backend),
       shape_(shape),
       dtype_(dtype),
@@ -24,6 +24,8 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
       param_list_(BuildParamList(shape)),
       num_params_(TotalParams(param_list_)) {
   recompute_gelu_ = recompute_gelu;
+  recompute_layernorm_ = recompute_layernorm;
+  const int64_t ln_layers = recompute_layernorm_ ? 1 : shape_.num_layers;
   GPT2_CHECK_MSG(backend_->SupportsDType(dtype), "backend ", backend_->name(),
                  " cannot train in ", DTypeName(dtype));
   GPT2_CHECK(max_seq_ <= shape_.max_seq_len);
@@ -47,14 +49,14 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
   tokens_ = backend_->Alloc(DType::kI32, BT);
   targets_ = backend_->Alloc(DType::kI32, BT);
   encoded_ = alloc(BT * C);
-  ln1_ = alloc(L * BT * C);
+  ln1_ = alloc(ln_layers * BT * C);
   ln1_mean_ = alloc_stats(L * BT);
   ln1_rstd_ = alloc_stats(L * BT);
   qkv_ = alloc(L * BT * 3 * C);
   atty_ = alloc(L * BT * C);
   att_lse_ = alloc_stats(L * BT * shape_.num_heads);
   residual2_ = alloc(L * BT * C);
-  ln2_ = alloc(L * BT * C);
+  ln2_ = alloc(ln_layers * BT * C);
   ln2_mean_ = alloc_stats(L * BT);
   ln2_rstd_ = alloc_stats(L * BT);
   fch_ = alloc(L * BT * 4 * C);
@@ -139,14 +141,15 @@ Gpt2Model::LayerActs Gpt2Model::Layer(int l, int B, int T) const {
   LayerActs a;
   a.residual_in = l == 0 ? encoded_.Slice(0, BT * C)
                          : residual3_.Slice((l - 1) * stride * C, BT * C);
-  a.ln1 = rows(ln1_, C);
+  // With recompute_layernorm every layer shares one slot of each.
+  a.ln1 = recompute_layernorm_ ? ln1_.Slice(0, BT * C) : rows(ln1_, C);
   a.ln1_mean = rows(ln1_mean_, 1);
   a.ln1_rstd = rows(ln1_rstd_, 1);
   a.qkv = rows(qkv_, 3 * C);
   a.atty = rows(atty_, C);
   a.att_lse = rows(att_lse_, shape_.num_heads);
   a.residual2 = rows(residual2_, C);
-  a.ln2 = rows(ln2_, C);
+  a.ln2 = recompute_layernorm_ ? ln2_.Slice(0, BT * C) : rows(ln2_, C);
   a.ln2_mean = rows(ln2_mean_, 1);
   a.ln2_rstd = rows(ln2_rstd_, 1);
   a.fch = rows(fch_, 4 * C);
@@ -267,6 +270,11 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
     const LayerActs a = Layer(l, B, T);
     // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
     if (recompute_gelu_) backend_->GeluForward(a.fch_gelu, a.fch);
+    // Recomputing a LayerNorm rewrites its mean and rstd with the same values.
+    if (recompute_layernorm_) {
+      backend_->LayerNormForward(a.ln2, a.ln2_mean, a.ln2_rstd, a.residual2,
+                                 Param(kLn2w, l), Param(kLn2b, l), BT, C);
+    }
     backend_->MatmulBackwardGelu(d_fch, Grad(kFcprojw, l), Grad(kFcprojb, l),
                                  d_res, a.fch_gelu, Param(kFcprojw, l), a.fch,
                                  d_fch_gelu, BT, 4 * C, C);
@@ -282,6 +290,10 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
                              false);
     backend_->AttentionBackward(d_qkv, d_atty, a.qkv, a.atty, a.att_lse, B, T,
                                 C, NH);
+    if (recompute_layernorm_) {
+      backend_->LayerNormForward(a.ln1, a.ln1_mean, a.ln1_rstd, a.residual_in,
+                                 Param(kLn1w, l), Param(kLn1b, l), BT, C);
+    }
     backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,
                              Param(kQkvw, l), BT, C, 3 * C, false);
     backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,

@@ -21,10 +21,12 @@ class Gpt2Model {
   // least the parameter count; ZeRO pads them to equal shards), the tail zero.
   // recompute_gelu: keep no per-layer GELU outputs (L x B x T x 4C) and
   // recompute each layer's in the backward pass, trading one elementwise pass
-  // for the memory.
+  // for the memory. recompute_layernorm: likewise for the two LayerNorm
+  // outputs of each layer (2 x L x B x T x C), recomputed from the kept
+  // residual stream; the gradients are bitwise the same either way.
   Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
             int max_batch, int max_seq, int64_t buffer_elems = 0,
-            bool recompute_gelu = false);
+            bool recompute_gelu = false, bool recompute_layernorm = false);
   ~Gpt2Model();
   Gpt2Model(const Gpt2Model&) = delete;
   Gpt2Model& operator=(const Gpt2Model&) = delete;
@@ -89,6 +91,7 @@ class Gpt2Model {
   int64_t num_params_;
   int64_t activation_bytes_ = 0;
   bool recompute_gelu_ = false;
+  bool recompute_layernorm_ = false;
   int last_B_ = 0, last_T_ = 0;
   bool have_dlogits_ = false;
 

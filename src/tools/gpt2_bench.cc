@@ -49,6 +49,9 @@ ABSL_FLAG(std::string, precision, "auto",
 ABSL_FLAG(bool, recompute_gelu, false,
           "Recompute each layer's GELU in the backward pass instead of "
           "keeping it (train.recompute_gelu).");
+ABSL_FLAG(bool, recompute_layernorm, false,
+          "Recompute each layer's LayerNorm outputs in the backward pass "
+          "(train.recompute_layernorm).");
 ABSL_FLAG(
     bool, profile, true,
     "After the timed steps, time one step per op (CUDA events; the CPU backend "
@@ -152,7 +155,8 @@ double BenchTrainStep(bool print) {
   std::unique_ptr<Backend> backend = MakeBenchBackend(&where, &peak_tflops);
   const DType dtype = BenchDType(*backend);
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
-                  absl::GetFlag(FLAGS_recompute_gelu));
+                  absl::GetFlag(FLAGS_recompute_gelu),
+                  absl::GetFlag(FLAGS_recompute_layernorm));
   model.InitParams(1337);
   AdamWOptimizer opt(backend.get(), model.param_list(), dtype, AdamWHyper{});
   opt.InitMasterFromParams(model.params());
@@ -169,7 +173,13 @@ double BenchTrainStep(bool print) {
         "%s%s%s\n",
         shape.num_layers, shape.channels, shape.num_heads,
         static_cast<long long>(model.num_params()), B, T, DTypeName(dtype),
-        absl::GetFlag(FLAGS_recompute_gelu) ? " (GELU recomputed)" : "",
+        absl::GetFlag(FLAGS_recompute_gelu)
+            ? (absl::GetFlag(FLAGS_recompute_layernorm)
+                   ? " (GELU, LayerNorm recomputed)"
+                   : " (GELU recomputed)")
+            : (absl::GetFlag(FLAGS_recompute_layernorm)
+                   ? " (LayerNorm recomputed)"
+                   : ""),
         where.c_str(), kernels.empty() ? "" : ", ", kernels.c_str());
   }
   std::vector<double> total, fwd, bwd, upd;

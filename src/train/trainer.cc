@@ -174,7 +174,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const ShardLayout optimizer_shard =
       zero1 ? shard : ShardLayout::Whole(num_params);
   Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
-                  cfg.train().recompute_gelu());
+                  cfg.train().recompute_gelu(),
+                  cfg.train().recompute_layernorm());
   // Every rank draws the same init from the seed; no broadcast is needed.
   model.InitParams(cfg.train().seed());
   AdamWHyper hyper;

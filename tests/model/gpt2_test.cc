@@ -117,27 +117,37 @@ TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
   EXPECT_GT(norm, 1e-6);  // the check is not vacuous
 }
 
-TEST(Gpt2Model, RecomputingGeluGivesTheSameGradients) {
+TEST(Gpt2Model, RecomputingActivationsGivesTheSameGradients) {
   auto backend = MakeCpuBackend();
   ModelShape shape = TinyShape();
   const int B = 2, T = 5;
   const std::vector<int32_t> tokens = {1, 5, 9, 2, 2, 0, 10, 3, 7, 4};
   const std::vector<int32_t> targets = {5, 9, 2, 2, 8, 10, 3, 7, 4, 6};
-  std::vector<std::vector<double>> grads;
-  int64_t activation_bytes[2];
-  for (bool recompute : {false, true}) {
-    Gpt2Model model(backend.get(), shape, DType::kF32, B, T, 0, recompute);
-    model.SetParams(testing::RandomVector(model.num_params(), 7, 0.3));
-    model.ZeroGrads();
-    model.Forward(tokens.data(), targets.data(), B, T, 1.0 / (B * T), true);
-    model.Backward();
-    grads.push_back(model.GetGrads());
-    activation_bytes[recompute] = model.activation_bytes();
+  // [gelu][layernorm]
+  std::vector<double> grads[2][2];
+  int64_t activation_bytes[2][2];
+  for (bool gelu : {false, true}) {
+    for (bool layernorm : {false, true}) {
+      Gpt2Model model(backend.get(), shape, DType::kF32, B, T, 0, gelu,
+                      layernorm);
+      model.SetParams(testing::RandomVector(model.num_params(), 7, 0.3));
+      model.ZeroGrads();
+      model.Forward(tokens.data(), targets.data(), B, T, 1.0 / (B * T), true);
+      model.Backward();
+      grads[gelu][layernorm] = model.GetGrads();
+      activation_bytes[gelu][layernorm] = model.activation_bytes();
+    }
   }
-  EXPECT_EQ(grads[0], grads[1]);  // bitwise: the same ops in the same order
-  // One layer's GELU buffer instead of L.
-  EXPECT_EQ(activation_bytes[0] - activation_bytes[1],
-            int64_t{shape.num_layers - 1} * B * T * 4 * shape.channels * 4);
+  // Bitwise: the recomputed activations are the same ops on the same inputs.
+  EXPECT_EQ(grads[0][0], grads[1][0]);
+  EXPECT_EQ(grads[0][0], grads[0][1]);
+  EXPECT_EQ(grads[0][0], grads[1][1]);
+  const int64_t L = shape.num_layers, C = shape.channels;
+  // One layer's GELU buffer instead of L; one of each LayerNorm output.
+  EXPECT_EQ(activation_bytes[0][0] - activation_bytes[1][0],
+            (L - 1) * B * T * 4 * C * 4);
+  EXPECT_EQ(activation_bytes[0][0] - activation_bytes[0][1],
+            2 * (L - 1) * B * T * C * 4);
 }
 
 TEST(Gpt2Model, InitialLossIsLnVocab) {
