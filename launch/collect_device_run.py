@@ -121,16 +121,17 @@ def main():
         kernels = {r["kernels"] for r in rows if r["kernels"]}
         if kernels:
             out += ["", "Kernels: " + "; ".join(sorted(kernels))]
-        ops = re.findall(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%", bench, re.M)
+        ops = re.findall(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%(?:  \((\d+) TFLOP/s\))?",
+                         bench, re.M)
         if ops:
             out += ["", "Per-op time of one profiled step (first profiled run, CUDA events):", "",
-                    "| op | calls | ms | % |", "|---|---|---|---|"]
+                    "| op | calls | ms | % | TFLOP/s |", "|---|---|---|---|---|"]
             seen = set()
-            for op, calls, ms, pct in ops:
+            for op, calls, ms, pct, rate in ops:
                 if op in seen:
                     break
                 seen.add(op)
-                out.append(f"| {op} | {calls} | {ms} | {pct} |")
+                out.append(f"| {op} | {calls} | {ms} | {pct} | {rate or ''} |")
     else:
         out.append("(no benchmark in this run)")
     for section in re.split(r"^===== ", bench, flags=re.M)[1:]:

@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "src/backend/backend.h"
 #ifdef GPT2_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -245,10 +246,22 @@ double BenchTrainStep(bool print) {
     for (const OpTiming& t : timings) op_total += t.ms;
     if (!timings.empty())
       std::printf("per-op time of one profiled step (GPU events):\n");
+    // Attention's own rate: the causal score and value products, 2 x 2 x
+    // T(T+1)/2 x hs flops per head forward; the backward counted as 2.5x the
+    // forward (FlashAttention's convention; ours recomputes more than that).
+    const double attention_fwd_flops =
+        4.0 * B * shape.num_heads * T * (T + 1) / 2.0 *
+        (shape.channels / shape.num_heads) * shape.num_layers;
     for (const OpTiming& t : timings) {
-      std::printf("  %-16s %5lld calls %9.2f ms %5.1f%%\n", t.op.c_str(),
+      std::string rate;
+      const double flops = t.op == "attention_fwd"   ? attention_fwd_flops
+                           : t.op == "attention_bwd" ? 2.5 * attention_fwd_flops
+                                                     : 0.0;
+      if (flops > 0 && t.ms > 0)
+        rate = absl::StrFormat("  (%.0f TFLOP/s)", flops / (t.ms * 1e9));
+      std::printf("  %-16s %5lld calls %9.2f ms %5.1f%%%s\n", t.op.c_str(),
                   static_cast<long long>(t.calls), t.ms,
-                  100.0 * t.ms / op_total);
+                  100.0 * t.ms / op_total, rate.c_str());
     }
 #ifdef GPT2_HAVE_CUDA
     if (absl::GetFlag(FLAGS_device) == "cuda") {
