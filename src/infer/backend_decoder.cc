@@ -134,16 +134,19 @@ class BackendDecoder final : public Decoder {
     backend_->Upload(tokens_.Slice(0, B), tokens);
     backend_->Upload(position_dev_, &pos);
     backend_->Copy(wpe_row_, Param(kWpe).Slice(int64_t{pos} * C, C));
-    if (use_graphs_) {
-      auto it = graph_of_batch_.find(B);
-      if (it == graph_of_batch_.end()) {
+    auto it = graph_of_batch_.find(B);
+    if (!use_graphs_ || it == graph_of_batch_.end()) {
+      // The first position of a batch size runs directly, so that lazy set-up
+      // (cuBLASLt plans, module loading) happens outside any recording.
+      QueueForward(B);
+      if (use_graphs_) graph_of_batch_.emplace(B, -1);
+    } else {
+      if (it->second < 0) {
         backend_->BeginGraph();
         QueueForward(B);
-        it = graph_of_batch_.emplace(B, backend_->EndGraph()).first;
+        it->second = backend_->EndGraph();
       }
       backend_->ReplayGraph(it->second);
-    } else {
-      QueueForward(B);
     }
     ++position_;
   }
@@ -229,9 +232,10 @@ class BackendDecoder final : public Decoder {
   Tensor tokens_, position_dev_, wpe_row_, x_, x2_, ln_, mean_, rstd_, qkv_,
       atty_, branch_, fch_, fch_gelu_, logits_dev_;
   bool use_graphs_ = false;
-  std::map<int, int> graph_of_batch_;  // batch size -> recorded graph
-  Tensor k_cache_, v_cache_;           // (L, max_batch, max_seq_len, C)
-  std::vector<float> logits_;          // (batch, Vp) host
+  // Batch size -> recorded graph; -1 after the first, direct, run.
+  std::map<int, int> graph_of_batch_;
+  Tensor k_cache_, v_cache_;   // (L, max_batch, max_seq_len, C)
+  std::vector<float> logits_;  // (batch, Vp) host
 };
 
 }  // namespace
