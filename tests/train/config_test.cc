@@ -115,6 +115,8 @@ TEST(Config, InconsistentValuesNameTheField) {
   EXPECT_TRUE(Has(ErrorWith({"log.run_name=a/b"}), "log.run_name"));
   EXPECT_TRUE(Has(ErrorWith({"data.val_tokens=-5"}), "data.val_tokens"));
   EXPECT_TRUE(Has(ErrorWith({"train.max_seconds=-1"}), "train.max_seconds"));
+  EXPECT_TRUE(Has(ErrorWith({"train.stop_after_steps_below=-1"}),
+                  "train.stop_after_steps_below must be >= 0"));
   // Several problems are all reported, each prefixed by the file.
   const std::string many = ErrorWith({"optim.lr=-1", "optim.eps=0"});
   EXPECT_TRUE(Has(many, "test.pbtxt: optim.lr")) << many;
