@@ -21,17 +21,28 @@ gpus=0
 if command -v nvidia-smi >/dev/null 2>&1; then
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 fi
-# The CUDA backend is a later milestone (issue 4); until it lands every run is a CPU run.
-cuda_backend_ready=0
+# The CUDA backend has passed its tests only under emulation so far (issue 4): until a GPU
+# run proves it, GPU machines train the CPU config unless GPT2_TRAIN_ON_GPU=1 asks for the
+# GPU path. On the GPU path every GPU gets a rank: one process for one GPU, mpirun beyond.
+cuda_backend_ready=${GPT2_TRAIN_ON_GPU:-0}
+launch=()
 if [ "$gpus" -gt 0 ] && [ "$cuda_backend_ready" = 1 ]; then
   : "${config:=configs/gpt2_124m_shakespeare.pbtxt}"
+  if [ "$gpus" -gt 1 ]; then
+    launch=(mpirun -np "$gpus" --bind-to none)
+    [ "$(id -u)" = 0 ] && launch+=(--allow-run-as-root)
+    echo "run.sh: $gpus GPUs: one rank per GPU"
+  fi
 else
   if [ "$gpus" -gt 0 ]; then
-    echo "run.sh: $gpus GPU(s) found, but the CUDA backend is not ready yet: training the CPU config"
+    echo "run.sh: $gpus GPU(s) found, but the CUDA backend has not yet passed on a GPU: training the" \
+      "CPU config (GPT2_TRAIN_ON_GPU=1 to train on the GPUs anyway)"
   else
     echo "run.sh: no GPU found: training the small CPU config"
   fi
   : "${config:=configs/tiny_cpu.pbtxt}"
 fi
-echo "run.sh: build/bin/gpt2_ddp --config $config --data_dir $GPT2_DATA_DIR ${args[*]:-}"
-exec build/bin/gpt2_ddp --config "$config" --data_dir "$GPT2_DATA_DIR" "${args[@]}"
+cmd=("${launch[@]}" build/bin/gpt2_ddp --config "$config" --data_dir "$GPT2_DATA_DIR" "${args[@]}")
+echo "run.sh: ${cmd[*]}"
+[ "${GPT2_RUN_PRINT_ONLY:-0}" = 1 ] && exit 0  # for checking this script
+exec "${cmd[@]}"
