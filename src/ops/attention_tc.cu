@@ -103,14 +103,19 @@ __device__ __forceinline__ void AccToA(uint32_t (&a)[4], const float (&c0)[4],
 }
 
 // s (16 x 64) = A (the warp's 16 rows, as fragments over HS) times the tile's
-// rows transposed.
+// rows transposed. Only the 8-column tiles [nt_begin, nt_end) are computed
+// (the others are zero): on the diagonal the causal mask hides the rest.
+// The range must be the same for the whole warp.
 template <int HS>
 __device__ __forceinline__ void RowsTimesTile(float (&s)[8][4],
                                               const uint32_t (&a)[HS / 16][4],
-                                              const bf16* tile) {
+                                              const bf16* tile,
+                                              int nt_begin = 0,
+                                              int nt_end = 8) {
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
     s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+    if (nt < nt_begin || nt >= nt_end) continue;
 #pragma unroll
     for (int ks = 0; ks < HS / 16; ++ks) {
       uint32_t b[2];
@@ -121,13 +126,16 @@ __device__ __forceinline__ void RowsTimesTile(float (&s)[8][4],
 }
 
 // acc (16 x HS) += p (16 x 64, accumulators) times the transposed tile
-// (tile_t[d][r]), i.e. p times the tile's 64 rows.
+// (tile_t[d][r]), i.e. p times the tile's 64 rows; 16-column chunks of p
+// outside the 8-column tiles [nt_begin, nt_end) are zero and skipped.
 template <int HS>
 __device__ __forceinline__ void AccTimesTile(float (&acc)[HS / 8][4],
                                              const float (&p)[8][4],
-                                             const bf16* tile_t) {
+                                             const bf16* tile_t,
+                                             int nt_begin = 0, int nt_end = 8) {
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
+    if (2 * j + 1 < nt_begin || 2 * j >= nt_end) continue;
     uint32_t a[4];
     AccToA(a, p[2 * j], p[2 * j + 1]);
 #pragma unroll
@@ -190,8 +198,11 @@ __global__ void __launch_bounds__(kThreads)
     LoadRows<HS>(k_tile, q + C, stride, k0, T);
     LoadColumns<HS>(vt_tile, q + 2 * C, stride, k0, T);
     __syncthreads();
+    // On the diagonal tile, this warp's rows see keys up to 16 warp + 15:
+    // the 8-key tiles past that are all masked.
+    const int nt_end = kt == qb ? 2 * warp + 2 : 8;
     float s[8][4];
-    RowsTimesTile<HS>(s, qf, k_tile);
+    RowsTimesTile<HS>(s, qf, k_tile, 0, nt_end);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
@@ -231,7 +242,7 @@ __global__ void __launch_bounds__(kThreads)
         row_sum[i / 2] += p;
       }
     }
-    AccTimesTile<HS>(o, s, vt_tile);
+    AccTimesTile<HS>(o, s, vt_tile, 0, nt_end);
   }
 
 #pragma unroll
@@ -306,9 +317,12 @@ __global__ void __launch_bounds__(kThreads)
     }
     __syncthreads();
     // Transposed scores (keys x queries) and dP^T = V dO^T.
+    // On the diagonal tile, queries before this warp's first key (16 warp)
+    // see none of its keys: those 8-query tiles are skipped.
+    const int nt_begin = qt == kb ? 2 * warp : 0;
     float s[8][4], dp[8][4];
-    RowsTimesTile<HS>(s, kf, q_tile);
-    RowsTimesTile<HS>(dp, vf, do_tile);
+    RowsTimesTile<HS>(s, kf, q_tile, nt_begin);
+    RowsTimesTile<HS>(dp, vf, do_tile, nt_begin);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -323,8 +337,8 @@ __global__ void __launch_bounds__(kThreads)
         dp[nt][i] = p * (dp[nt][i] - tile_delta[col]);  // dS^T / scale
       }
     }
-    AccTimesTile<HS>(dv, s, dot_tile);  // dV += P^T dO
-    AccTimesTile<HS>(dk, dp, qt_tile);  // dK += dS^T Q
+    AccTimesTile<HS>(dv, s, dot_tile, nt_begin);  // dV += P^T dO
+    AccTimesTile<HS>(dk, dp, qt_tile, nt_begin);  // dK += dS^T Q
   }
   bf16* grads = dqkv + int64_t{b} * T * stride + h * HS;
   StoreRows<HS>(grads + C, stride, dk, key_a, T, scale);
@@ -377,9 +391,10 @@ __global__ void __launch_bounds__(kThreads)
     LoadRows<HS>(v_tile, q + 2 * C, stride, k0, T);
     LoadColumns<HS>(kt_tile, q + C, stride, k0, T);
     __syncthreads();
+    const int nt_end = kt == qb ? 2 * warp + 2 : 8;  // as in the forward
     float s[8][4], dp[8][4];
-    RowsTimesTile<HS>(s, qf, k_tile);
-    RowsTimesTile<HS>(dp, dof, v_tile);  // dP = dO V^T
+    RowsTimesTile<HS>(s, qf, k_tile, 0, nt_end);
+    RowsTimesTile<HS>(dp, dof, v_tile, 0, nt_end);  // dP = dO V^T
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -392,7 +407,7 @@ __global__ void __launch_bounds__(kThreads)
         dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
       }
     }
-    AccTimesTile<HS>(dq, dp, kt_tile);  // dQ += dS K
+    AccTimesTile<HS>(dq, dp, kt_tile, 0, nt_end);  // dQ += dS K
   }
   StoreRows<HS>(dqkv + int64_t{b} * T * stride + h * HS, stride, dq, row_a, T,
                 scale);
