@@ -164,13 +164,21 @@ def main():
     out += ["## Distributed paths on one GPU (20 steps)", ""]
     parts = re.split(r"^===== ", dist, flags=re.M)[1:]
     runs = {p.split(" ", 1)[0]: step_losses(p) for p in parts}
-    one, two = runs.get("dist_single", {}), runs.get("dist_mpi_np2", {})
-    if one and two:
-        common = sorted(set(one) & set(two))
-        worst = max(abs(one[s] - two[s]) / one[s] for s in common) if common else float("nan")
-        out += ["| step | one process | mpirun -np 2, ZeRO-1 |", "|---|---|---|"]
-        out += [f"| {s} | {one[s]:.6f} | {two[s]:.6f} |" for s in common]
-        out += ["", f"Largest relative difference: {worst:.2e} over {len(common)} steps."]
+    one = runs.get("dist_single", {})
+    others = [(label, runs.get(name, {})) for name, label in
+              (("dist_nccl_np1", "NCCL, world 1"), ("dist_mpi_np2", "mpirun -np 2, ZeRO-1"))]
+    others = [(label, r) for label, r in others if r]
+    if one and others:
+        common = sorted(set(one).intersection(*[set(r) for _, r in others]))
+        out += ["| step | one process | " + " | ".join(l for l, _ in others) + " |",
+                "|---" * (2 + len(others)) + "|"]
+        out += [f"| {s} | {one[s]:.6f} | " + " | ".join(f"{r[s]:.6f}" for _, r in others) + " |"
+                for s in common]
+        out.append("")
+        for label, r in others:
+            worst = max((abs(one[s] - r[s]) / one[s] for s in common), default=float("nan"))
+            out.append(f"- {label}: largest relative difference from one process {worst:.2e} "
+                       f"over {len(common)} steps.")
     else:
         out.append("(not in this run)")
     out.append("")

@@ -149,6 +149,10 @@ dist=$(mktemp -d)
 run dist_single 90 dist.txt "$stage/bin/gpt2_ddp" --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" \
   --data_dir "$stage/data" --set log.run_dir="$dist/one" --set train.max_steps=20 \
   --set checkpoint.save_at_end=false --set train.stop_at_loss=0
+run dist_nccl_np1 90 dist.txt "$stage/bin/gpt2_ddp" \
+  --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \
+  --set log.run_dir="$dist/nccl" --set train.max_steps=20 --set distributed.comm=BACKEND_NCCL \
+  --set checkpoint.save_at_end=false --set train.stop_at_loss=0
 run dist_mpi_np2 120 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH -x OPAL_PREFIX \
   -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/gpt2_ddp" \
   --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$stage/data" \

@@ -89,7 +89,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // for GPU ranks. Host buffers (checkpoint gathers) always go over `comm`.
   std::unique_ptr<Communicator> device_comm;
   Communicator* dcomm = comm;
-  if (world > 1 && backend->name() != "cpu") {
+  // A world of one needs no collectives, but asking for NCCL explicitly still
+  // gets it (the loss is then averaged through NCCL): a check of that path on
+  // one GPU.
+  const bool nccl_asked = cfg.distributed().comm() == config::BACKEND_NCCL;
+  if ((world > 1 || nccl_asked) && backend->name() != "cpu") {
     // NCCL refuses two ranks on one GPU ("Duplicate GPU detected",
     // NVIDIA/nccl#1241), so ranks that share GPUs reduce over MPI through host
     // copies.
