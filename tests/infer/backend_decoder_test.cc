@@ -1,8 +1,11 @@
 // The decoder written over the Backend interface, on the CPU backend, against
 // the CPU decoder (which the decoder tests hold to the training model's full
 // forward): the same logits after the prompt and after every step, for several
-// rows with different tokens.
+// rows with different tokens. And its use of graphs (recorded op sequences,
+// CUDA graphs on a GPU), checked on a recording CPU backend.
 #include <cmath>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -67,6 +70,183 @@ TEST(BackendDecoder, MatchesTheCpuDecoderStepByStep) {
   EXPECT_FALSE(ours->Start(std::vector<int32_t>{}, 1, 5).ok());
   EXPECT_FALSE(ours->Start(std::vector<int32_t>{99}, 1, 5).ok());
   EXPECT_FALSE(ours->Start(prompt, 5, 5).ok());
+}
+
+// A backend with "graphs" in the CUDA sense, over the CPU backend: between
+// BeginGraph and EndGraph ops are recorded (with the tensors they were given)
+// instead of run, and ReplayGraph runs them again; a host copy or allocation
+// while recording is an error, as it is during CUDA stream capture. It checks,
+// without a GPU, that the decoder's graph use is right: everything that
+// changes per position must already be in backend memory.
+class RecordingBackend final : public Backend {
+ public:
+  explicit RecordingBackend(Backend* inner) : inner_(inner) {}
+  std::string name() const override { return "recording cpu"; }
+  bool SupportsDType(DType d) const override {
+    return inner_->SupportsDType(d);
+  }
+  Tensor Alloc(DType dtype, int64_t numel) override {
+    NotWhileRecording("Alloc");
+    return inner_->Alloc(dtype, numel);
+  }
+  void Free(Tensor t) override { inner_->Free(t); }
+  void Upload(Tensor dst, const void* src) override {
+    NotWhileRecording("Upload");
+    inner_->Upload(dst, src);
+  }
+  void Download(void* dst, Tensor src) override {
+    NotWhileRecording("Download");
+    inner_->Download(dst, src);
+  }
+  void Zero(Tensor t) override {
+    Do([=] { inner_->Zero(t); });
+  }
+  void Copy(Tensor dst, Tensor src) override {
+    Do([=] { inner_->Copy(dst, src); });
+  }
+  void Synchronize() override { NotWhileRecording("Synchronize"); }
+
+  bool SupportsGraphs() const override { return true; }
+  void BeginGraph() override {
+    ASSERT_FALSE(recording_);
+    recording_ = true;
+    graphs_.emplace_back();
+  }
+  int EndGraph() override {
+    recording_ = false;
+    EXPECT_FALSE(graphs_.back().empty()) << "an empty graph";
+    return static_cast<int>(graphs_.size()) - 1;
+  }
+  void ReplayGraph(int graph) override {
+    ASSERT_GE(graph, 0);
+    ASSERT_LT(graph, static_cast<int>(graphs_.size()));
+    ++replays_;
+    for (const auto& op : graphs_[graph]) op();
+  }
+
+  int graphs() const { return static_cast<int>(graphs_.size()); }
+  int replays() const { return replays_; }
+
+ protected:
+  void RunEncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,
+                         int B, int T, int C) override {
+    Do([=] { inner_->EncoderForward(out, tokens, wte, wpe, B, T, C); });
+  }
+  void RunEncoderBackward(Tensor, Tensor, Tensor, Tensor, const int32_t*, int,
+                          int, int) override {
+    ADD_FAILURE() << "decoding ran a backward op";
+  }
+  void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
+                           Tensor w, Tensor b, int64_t N, int C) override {
+    Do([=] { inner_->LayerNormForward(out, mean, rstd, inp, w, b, N, C); });
+  }
+  void RunLayerNormBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                            Tensor, Tensor, int64_t, int) override {
+    ADD_FAILURE() << "decoding ran a backward op";
+  }
+  void RunMatmulForward(Tensor out, Tensor inp, Tensor w, Tensor b, int64_t N,
+                        int C, int OC) override {
+    Do([=] { inner_->MatmulForward(out, inp, w, b, N, C, OC); });
+  }
+  void RunMatmulBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                         int64_t, int, int, bool) override {
+    ADD_FAILURE() << "decoding ran a backward op";
+  }
+  void RunAttentionForward(Tensor, Tensor, Tensor, int, int, int,
+                           int) override {
+    ADD_FAILURE() << "decoding ran the training attention";
+  }
+  void RunAttentionBackward(Tensor, Tensor, Tensor, Tensor, Tensor, int, int,
+                            int, int) override {
+    ADD_FAILURE() << "decoding ran a backward op";
+  }
+  void RunAttentionDecode(Tensor out, Tensor k, Tensor v, Tensor qkv, int B,
+                          int max_T, Tensor pos, int C, int NH) override {
+    Do([=] { inner_->AttentionDecode(out, k, v, qkv, B, max_T, pos, C, NH); });
+  }
+  void RunGeluForward(Tensor out, Tensor inp) override {
+    Do([=] { inner_->GeluForward(out, inp); });
+  }
+  void RunGeluBackward(Tensor, Tensor, Tensor) override {
+    ADD_FAILURE() << "decoding ran a backward op";
+  }
+  void RunResidualForward(Tensor out, Tensor a, Tensor b) override {
+    Do([=] { inner_->ResidualForward(out, a, b); });
+  }
+  void RunAddInPlace(Tensor dst, Tensor src) override {
+    Do([=] { inner_->AddInPlace(dst, src); });
+  }
+  void RunClassifierForward(Tensor, Tensor, Tensor, int64_t, int, int, double,
+                            bool) override {
+    ADD_FAILURE() << "decoding ran the loss";
+  }
+  void RunAccumulateSum(Tensor, Tensor, double) override {
+    ADD_FAILURE() << "decoding ran a training op";
+  }
+  void RunSumSquares(Tensor, Tensor) override {
+    ADD_FAILURE() << "decoding ran a training op";
+  }
+  void RunAdamW(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
+                const AdamWArgs&) override {
+    ADD_FAILURE() << "decoding ran a training op";
+  }
+  void RunCast(Tensor dst, Tensor src) override {
+    Do([=] { inner_->Cast(dst, src); });
+  }
+
+ private:
+  void Do(std::function<void()> op) {
+    if (recording_) {
+      graphs_.back().push_back(std::move(op));
+    } else {
+      op();
+    }
+  }
+  void NotWhileRecording(const char* what) {
+    EXPECT_FALSE(recording_) << what << " while recording a graph";
+  }
+
+  Backend* inner_;
+  bool recording_ = false;
+  std::vector<std::vector<std::function<void()>>> graphs_;
+  int replays_ = 0;
+};
+
+TEST(BackendDecoder, ReplayedGraphsMatchTheDirectRun) {
+  const ModelShape shape = SmallShape();
+  const std::vector<float> params = RandomParams(shape, 4);
+  auto cpu = MakeCpuBackend();
+  RecordingBackend recording(cpu.get());
+  auto graphs = MakeBackendDecoder(&recording, DType::kF32, shape, params, 4);
+  auto direct = MakeBackendDecoder(cpu.get(), DType::kF32, shape, params, 4);
+  Rng rng(11);
+  int positions = 0;
+  // Two generations with different batch sizes: one graph each.
+  for (int batch : {1, 3}) {
+    const std::vector<int32_t> prompt = {5, 9, 2};
+    ASSERT_TRUE(graphs->Start(prompt, batch, 10).ok());
+    ASSERT_TRUE(direct->Start(prompt, batch, 10).ok());
+    positions += 3;
+    for (int step = 0; step < 5; ++step) {
+      const int n = batch * shape.padded_vocab_size;
+      int differ = 0;
+      for (int i = 0; i < n; ++i) {
+        const float a = graphs->logits()[i], b = direct->logits()[i];
+        differ += !(a == b || (std::isinf(a) && std::isinf(b)));
+      }
+      ASSERT_EQ(differ, 0) << "batch " << batch << ", step " << step;
+      std::vector<int32_t> next(batch);
+      for (auto& t : next)
+        t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+      ASSERT_TRUE(graphs->Step(next).ok());
+      ASSERT_TRUE(direct->Step(next).ok());
+      ++positions;
+    }
+  }
+  // The prompt runs at batch 1 each time; steps at batch 1 and 3. The first
+  // position of each batch size runs directly, every later one is a replay.
+  EXPECT_EQ(recording.graphs(), 2);
+  EXPECT_EQ(recording.replays(), positions - 2);
 }
 
 }  // namespace
