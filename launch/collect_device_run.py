@@ -51,12 +51,13 @@ def bench_table(bench):
                          "ms": float(med.group(1)), "tps": int(med.group(2)),
                          "mfu": mfu.group(1) if mfu else "-", "mem": mem.group(1) if mem else "-",
                          "kernels": kern.group(1).strip() if kern else ""})
-        t = re.search(r"^pytorch reference: .*B=(\d+) .*median ([\d.]+) ms/step, (\d+) tokens/s"
-                      r"(?:, MFU ([\d.]+)%)?.*peak memory ([\d.]+) GiB", section, re.M)
+        t = re.search(r"^pytorch reference: .*B=(\d+) .*(torch\.compile|eager): median ([\d.]+) "
+                      r"ms/step, (\d+) tokens/s(?:, MFU ([\d.]+)%)?.*peak memory ([\d.]+) GiB",
+                      section, re.M)
         if t:
-            torch_rows.append({"B": int(t.group(1)), "ms": float(t.group(2)),
-                               "tps": int(t.group(3)), "mfu": t.group(4) or "-",
-                               "mem": t.group(5)})
+            torch_rows.append({"B": int(t.group(1)), "mode": t.group(2), "ms": float(t.group(3)),
+                               "tps": int(t.group(4)), "mfu": t.group(5) or "-",
+                               "mem": t.group(6)})
     return rows, torch_rows
 
 
@@ -110,13 +111,13 @@ def main():
             out.append(f"| gpt2_ddp `{r['name']}` | {r['B']} | {r['dtype']} | {r['ms']:.1f} | "
                        f"{r['tps']:,} | {r['mfu']} | {r['mem']} |")
         for t in torch_rows:
-            out.append(f"| PyTorch reference | {t['B']} | bf16 autocast | {t['ms']:.1f} | "
+            out.append(f"| PyTorch reference ({t['mode']}) | {t['B']} | bf16 autocast | {t['ms']:.1f} | "
                        f"{t['tps']:,} | {t['mfu']} | {t['mem']} (peak) |")
         for t in torch_rows:
             ours = [r for r in rows if r["B"] == t["B"] and r["name"].startswith("bench_ours")]
             if ours:
                 out.append("")
-                out.append(f"Ratio to PyTorch at B={t['B']}: "
+                out.append(f"Ratio to PyTorch ({t['mode']}) at B={t['B']}: "
                            f"{ours[0]['tps'] / t['tps']:.2f}x (tokens/s, same card, same run).")
         kernels = {r["kernels"] for r in rows if r["kernels"]}
         if kernels:

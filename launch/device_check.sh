@@ -104,7 +104,10 @@ bench() {  # bench NAME B [extra flags]
 bench bench_ours_B16 16
 bench bench_ours_B64 64
 run bench_pytorch_B16 200 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
-  --seq_len 1024 --steps 10
+  --seq_len 1024 --steps 10 ||
+  # torch.compile can fail or take too long on a fresh machine: then eager mode.
+  run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
+    --seq_len 1024 --steps 10 --no_compile
 # The portable attention kernels, to show what the tensor-core ones bring.
 GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5 --profile=false
 grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|  attention" "$out/bench.txt" | \

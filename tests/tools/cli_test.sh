@@ -99,7 +99,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$run" --logs "$work/logs_out" --date 2000-01-01 2>&1)
   summary=$work/logs_out/gpu_h100_2000-01-01/SUMMARY.md
   if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 |" "$summary" \
-     && grep -q "Ratio to PyTorch at B=16: 2.00x" "$summary" && grep -q "passed: 7" "$summary" \
+     && grep -q "Ratio to PyTorch (torch.compile) at B=16: 2.00x" "$summary" \
+     && grep -q "passed: 7" "$summary" \
      && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
     echo "ok   collect_device_run"; passes=$((passes+1))
   else
