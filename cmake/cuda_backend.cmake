@@ -29,7 +29,16 @@ if(GPT2_HAVE_CUDA)
                SKIP_REGULAR_EXPRESSION "no usable CUDA device")
 endif()
 
-# Two ranks sharing one (emulated) GPU, under mpirun: host-staged MPI and ZeRO-1.
+# Two ranks sharing one GPU, under mpirun: host-staged MPI and ZeRO-1; on the emulated GPU
+# in CI, and on a real one (label gpu, skipped without one) in the device script.
+if(GPT2_HAVE_CUDA)
+  add_executable(cuda_mpi_test_gpu tests/cuda/cuda_mpi_test.cc)
+  target_link_libraries(cuda_mpi_test_gpu PRIVATE gpt2_cuda GTest::gtest)
+  add_test(NAME gpu.cuda_mpi_np2
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:cuda_mpi_test_gpu>)
+  set_tests_properties(gpu.cuda_mpi_np2 PROPERTIES LABELS "gpu;mpi" TIMEOUT 300 PROCESSORS 2
+                       ENVIRONMENT "${GPT2_MPI_ENV}" SKIP_REGULAR_EXPRESSION "no usable CUDA device")
+endif()
 if(TARGET gpt2_cuda_emu)
   add_executable(cuda_mpi_test_emu tests/cuda/cuda_mpi_test.cc)
   target_link_libraries(cuda_mpi_test_emu PRIVATE gpt2_cuda_emu GTest::gtest)

@@ -162,6 +162,9 @@ run dist_mpi_np2 120 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY
   --set log.run_dir="$dist/two" --set train.max_steps=20 --set train.micro_batch_size=8 \
   --set distributed.zero_stage=1 --set checkpoint.save_at_end=false --set train.stop_at_loss=0
 rm -rf "$dist"
+# The same two ranks on the GPU as a test (label gpu): loss curves against one process.
+run gpu_mpi_test 120 gpu_tests.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH \
+  -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/cuda_mpi_test_gpu"
 run decode_bench_124m 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
   --data_dir "$stage/data"
 GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" --device cuda \

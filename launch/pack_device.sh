@@ -14,7 +14,7 @@ echo "pack: building for sm_90 in $build/"
 mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA_ARCHS=90 -DGPT2_STATIC_DEPS=ON \
   -DGPT2_TEST_DATA_DIR="$GPT2_DATA_DIR" >"$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
-targets=(gpt2_ddp gpt2_bench cuda_backend_test_gpu)
+targets=(gpt2_ddp gpt2_bench cuda_backend_test_gpu cuda_mpi_test_gpu)
 for optional in gpt2_ckpt gpt2_sample; do
   [ -f "src/tools/$optional.cc" ] && targets+=("$optional")
 done

@@ -1,5 +1,6 @@
 // Distributed training on the CUDA backend with two ranks sharing one GPU (run
-// under mpirun -np 2; under the emulator in CI, labels cuda_emu and mpi): the
+// under mpirun -np 2; under the emulator in CI, labels cuda_emu and mpi, and on
+// a real GPU as gpu.cuda_mpi_np2): the
 // ranks reduce over MPI through host copies (NCCL refuses two ranks on one
 // GPU), with ZeRO-1, and their loss curve matches a single process's.
 #include <mpi.h>
