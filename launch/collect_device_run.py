@@ -20,9 +20,10 @@ import sys
 
 
 def read(path):
+    """The file's text without terminal colour codes (gtest under mpirun adds them)."""
     try:
         with open(path, errors="replace") as f:
-            return f.read()
+            return re.sub(r"\x1b\[[0-9;]*m", "", f.read())
     except OSError:
         return ""
 
