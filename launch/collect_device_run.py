@@ -193,6 +193,11 @@ def main():
     with open(os.path.join(dest, "SUMMARY.md"), "w") as fh:
         fh.write("\n".join(out))
     print(f"collect_device_run: {dest}/SUMMARY.md ({len(os.listdir(dest))} files)")
+    # A GPU number that is not committed did not happen: make sure git will see it.
+    ignored = subprocess.run(["git", "check-ignore", "-q", os.path.join(dest, "SUMMARY.md")],
+                             capture_output=True)
+    if ignored.returncode == 0:
+        print(f"collect_device_run: warning: git ignores {dest}; add it to .gitignore's exceptions")
 
 
 if __name__ == "__main__":
