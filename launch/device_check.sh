@@ -109,7 +109,7 @@ run bench_pytorch_B16 200 bench.txt python3 "$stage/reference/gpt2_torch.py" --b
   run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 --no_compile
 # The portable attention kernels, to show what the tensor-core ones bring.
-GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5 --profile=false
+GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5
 grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|  attention" "$out/bench.txt" | \
   tee -a "$out/machine.txt"
 
