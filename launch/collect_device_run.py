@@ -47,8 +47,12 @@ def bench_table(bench):
         mfu = re.search(r"^MFU: ([\d.]+)%", section, re.M)
         mem = re.search(r"^GPU memory in use: ([\d.]+) GiB", section, re.M)
         kern = re.search(r"kernels: ([^\n]*)", section)
+        attn = {m.group(1): (m.group(2), m.group(3) or "") for m in re.finditer(
+            r"^  (attention_fwd|attention_bwd) +\d+ calls +([\d.]+) ms +[\d.]+%(?:  \((\d+) TFLOP/s\))?",
+            section, re.M)}
         if head and med:
             rows.append({"name": name, "B": int(head.group(1)), "dtype": head.group(3),
+                         "attn": attn,
                          "ms": float(med.group(1)), "tps": int(med.group(2)),
                          "mfu": mfu.group(1) if mfu else "-", "mem": mem.group(1) if mem else "-",
                          "kernels": kern.group(1).strip() if kern else ""})
@@ -120,19 +124,28 @@ def main():
                 out.append("")
                 out.append(f"Ratio to PyTorch ({t['mode']}) at B={t['B']}: "
                            f"{ours[0]['tps'] / t['tps']:.2f}x (tokens/s, same card, same run).")
+        with_attn = [r for r in rows if r["attn"]]
+        if with_attn:
+            out += ["", "Attention per profiled step (all layers; backward counted as 2.5x the forward's "
+                    "flops):", "", "| run | B | kernels | forward ms (TFLOP/s) | backward ms (TFLOP/s) |",
+                    "|---|---|---|---|---|"]
+            for r in with_attn:
+                cell = lambda op: (f"{r['attn'][op][0]} ({r['attn'][op][1]})" if op in r["attn"] else "-")
+                out.append(f"| `{r['name']}` | {r['B']} | {r['kernels'] or '-'} | "
+                           f"{cell('attention_fwd')} | {cell('attention_bwd')} |")
         kernels = {r["kernels"] for r in rows if r["kernels"]}
         if kernels:
             out += ["", "Kernels: " + "; ".join(sorted(kernels))]
-        ops = re.findall(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%(?:  \((\d+) TFLOP/s\))?",
-                         bench, re.M)
+        ops = []
+        for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+            ops = re.findall(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%(?:  \((\d+) TFLOP/s\))?",
+                             section, re.M)
+            if ops:
+                break
         if ops:
             out += ["", "Per-op time of one profiled step (first profiled run, CUDA events):", "",
                     "| op | calls | ms | % | TFLOP/s |", "|---|---|---|---|---|"]
-            seen = set()
             for op, calls, ms, pct, rate in ops:
-                if op in seen:
-                    break
-                seen.add(op)
                 out.append(f"| {op} | {calls} | {ms} | {pct} | {rate or ''} |")
     else:
         out.append("(no benchmark in this run)")

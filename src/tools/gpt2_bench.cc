@@ -181,7 +181,7 @@ double BenchTrainStep(bool print) {
             : (absl::GetFlag(FLAGS_recompute_layernorm)
                    ? " (LayerNorm recomputed)"
                    : ""),
-        where.c_str(), kernels.empty() ? "" : ", ", kernels.c_str());
+        where.c_str(), kernels.empty() ? "" : ", kernels: ", kernels.c_str());
   }
   std::vector<double> total, fwd, bwd, upd;
   const int steps = absl::GetFlag(FLAGS_steps);
