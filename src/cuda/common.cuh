@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "src/core/error.h"
 #include "src/core/tensor.h"
@@ -107,6 +108,24 @@ void DispatchFloat(DType dtype, Fn&& fn) {
           std::string("the CUDA ops have no ") + DTypeName(dtype) + " kernels",
           __FILE__, __LINE__);
   }
+}
+
+// Calls fn(std::integral_constant<int, V>{}) for the V among kValues that
+// equals `value` (the compiled variants of a kernel template); any other value
+// is a fatal error: "<what> supports 4, 8; got 5".
+template <int... kValues, typename Fn>
+void DispatchInt(int value, const char* what, Fn&& fn) {
+  const bool found =
+      ((value == kValues ? (fn(std::integral_constant<int, kValues>{}), true)
+                         : false) ||
+       ...);
+  if (found) return;
+  std::string supported;
+  ((supported += (supported.empty() ? "" : ", ") + std::to_string(kValues)),
+   ...);
+  ::gpt2::FatalError(std::string(what) + " supports " + supported + "; got " +
+                         std::to_string(value),
+                     __FILE__, __LINE__);
 }
 
 template <typename T>

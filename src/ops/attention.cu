@@ -5,6 +5,7 @@
 // (src/ops/attention_tc.cu); the portable kernels here cover every other case
 // (fp32 for tight parity, odd head sizes): one thread owns one query (or key)
 // row and keys/queries stream through shared memory in tiles.
+#include <cstdint>
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
@@ -249,30 +250,6 @@ __global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
   }
 }
 
-// Calls fn(std::integral_constant<int, HS>{}) for the supported head sizes.
-template <typename Fn>
-void DispatchHeadSize(int hs, Fn&& fn) {
-  switch (hs) {
-    case 4:
-      return fn(std::integral_constant<int, 4>{});
-    case 8:
-      return fn(std::integral_constant<int, 8>{});
-    case 16:
-      return fn(std::integral_constant<int, 16>{});
-    case 32:
-      return fn(std::integral_constant<int, 32>{});
-    case 64:
-      return fn(std::integral_constant<int, 64>{});
-    case 128:
-      return fn(std::integral_constant<int, 128>{});
-    default:
-      ::gpt2::FatalError(
-          "CUDA attention supports head sizes 4, 8, 16, 32, 64, 128; got " +
-              std::to_string(hs),
-          __FILE__, __LINE__);
-  }
-}
-
 AttentionKernels& KernelChoice() {
   static AttentionKernels choice = [] {
     const char* env = std::getenv("GPT2_PORTABLE_ATTENTION");
@@ -283,11 +260,18 @@ AttentionKernels& KernelChoice() {
   return choice;
 }
 
+bool TensorCoresFor(DType dtype, int head_size) {
+  return KernelChoice() == AttentionKernels::kAuto &&
+         tc::Supports(dtype, head_size);
+}
+
+// ...and for these tensors, which the kernels read 16 bytes at a time.
 bool UseTensorCores(DType dtype, int head_size,
                     std::initializer_list<const void*> pointers) {
-  return KernelChoice() == AttentionKernels::kAuto &&
-         tc::Applies(dtype, head_size, pointers.begin(),
-                     static_cast<int>(pointers.size()));
+  for (const void* p : pointers) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  return TensorCoresFor(dtype, head_size);
 }
 
 }  // namespace
@@ -295,11 +279,9 @@ bool UseTensorCores(DType dtype, int head_size,
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 
 const char* AttentionKernelName(DType dtype, int head_size) {
-  // Device allocations are aligned; only the tensors' offsets could fail the
-  // alignment test, and training's are aligned too.
-  alignas(16) static const char aligned[16] = {};
-  return UseTensorCores(dtype, head_size, {aligned}) ? "tensor-core"
-                                                     : "portable";
+  // Training's tensors are aligned (device allocations, offsets in multiples
+  // of the head size), so the alignment test does not change the answer.
+  return TensorCoresFor(dtype, head_size) ? "tensor-core" : "portable";
 }
 
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
@@ -312,13 +294,14 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
   const dim3 grid(CeilDiv(T, kRows), NH, B);
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
-    DispatchHeadSize(hs, [&](auto head) {
-      CheckLaunch(
-          GPT2_LAUNCH((AttentionForwardKernel<F, decltype(head)::value>), grid,
-                      kRows, 0, stream, Ptr<F>(out), Ptr<float>(lse),
-                      Ptr<F>(qkv), T, C, NH, scale),
-          "AttentionForwardKernel");
-    });
+    DispatchInt<4, 8, 16, 32, 64, 128>(
+        hs, "CUDA attention (head size)", [&](auto head) {
+          CheckLaunch(
+              GPT2_LAUNCH((AttentionForwardKernel<F, decltype(head)::value>),
+                          grid, kRows, 0, stream, Ptr<F>(out), Ptr<float>(lse),
+                          Ptr<F>(qkv), T, C, NH, scale),
+              "AttentionForwardKernel");
+        });
   });
 }
 
@@ -342,19 +325,20 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
       return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                    T, C, NH, stream);
     }
-    DispatchHeadSize(hs, [&](auto head) {
-      constexpr int kHs = decltype(head)::value;
-      CheckLaunch(
-          GPT2_LAUNCH((AttentionBackwardQueryKernel<F, kHs>), grid, kRows, 0,
-                      stream, Ptr<F>(dqkv), Ptr<F>(dout), Ptr<F>(qkv),
-                      Ptr<float>(lse), delta, T, C, NH, scale),
-          "AttentionBackwardQueryKernel");
-      CheckLaunch(
-          GPT2_LAUNCH((AttentionBackwardKeyValueKernel<F, kHs>), grid, kRows, 0,
-                      stream, Ptr<F>(dqkv), Ptr<F>(dout), Ptr<F>(qkv),
-                      Ptr<float>(lse), delta, T, C, NH, scale),
-          "AttentionBackwardKeyValueKernel");
-    });
+    DispatchInt<4, 8, 16, 32, 64, 128>(
+        hs, "CUDA attention (head size)", [&](auto head) {
+          constexpr int kHs = decltype(head)::value;
+          CheckLaunch(
+              GPT2_LAUNCH((AttentionBackwardQueryKernel<F, kHs>), grid, kRows,
+                          0, stream, Ptr<F>(dqkv), Ptr<F>(dout), Ptr<F>(qkv),
+                          Ptr<float>(lse), delta, T, C, NH, scale),
+              "AttentionBackwardQueryKernel");
+          CheckLaunch(
+              GPT2_LAUNCH((AttentionBackwardKeyValueKernel<F, kHs>), grid,
+                          kRows, 0, stream, Ptr<F>(dqkv), Ptr<F>(dout),
+                          Ptr<F>(qkv), Ptr<float>(lse), delta, T, C, NH, scale),
+              "AttentionBackwardKeyValueKernel");
+        });
   });
 }
 

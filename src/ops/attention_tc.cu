@@ -166,6 +166,40 @@ __device__ __forceinline__ void StoreRows(bf16* dst, int64_t stride,
   }
 }
 
+// Where a thread works: its block's (batch, head) slice of the tensors, as
+// offsets of that head's row 0, and its place in the warp's mma fragments.
+struct Place {
+  int warp, g, t;  // warp in the block; lane / 4 and lane % 4 (see mma.cuh)
+  int64_t stride;  // between rows of qkv and dqkv: 3C
+  int64_t qkv;     // this head's q in qkv or dqkv (its k at +C, v at +2C)
+  int64_t rows;    // this head in (B, T, C) tensors: out, dout
+  int64_t stat;    // this head in (B, NH, T) statistics: lse, delta
+};
+
+// Blocks are (row block, head, batch).
+template <int HS>
+__device__ __forceinline__ Place PlaceOf(int T, int C, int NH) {
+  const int b = blockIdx.z, h = blockIdx.y, lane = threadIdx.x % 32;
+  Place at;
+  at.warp = threadIdx.x / 32;
+  at.g = lane / 4;
+  at.t = lane % 4;
+  at.stride = 3 * int64_t{C};
+  at.qkv = int64_t{b} * T * at.stride + h * HS;
+  at.rows = (int64_t{b} * T) * C + h * HS;
+  at.stat = (int64_t{b} * NH + h) * T;
+  return at;
+}
+
+// The warp's 16 rows of a shared tile (rows HS + kPad long) as A fragments.
+template <int HS>
+__device__ __forceinline__ void LoadWarpRows(uint32_t (&f)[HS / 16][4],
+                                             const bf16* tile) {
+#pragma unroll
+  for (int ks = 0; ks < HS / 16; ++ks)
+    LoadA<HS + kPad>(f[ks], tile, (threadIdx.x / 32) * 16, ks * 16);
+}
+
 template <int HS>
 __global__ void __launch_bounds__(kThreads)
     ForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C, int NH,
@@ -173,34 +207,30 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int S = HS + kPad;
   __shared__ __align__(16) bf16 k_tile[kTile * S];
   __shared__ __align__(16) bf16 vt_tile[HS * kTileT];
-  const int b = blockIdx.z, h = blockIdx.y;
+  const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;  // the longest rows start first
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int64_t stride = 3 * int64_t{C};
-  const bf16* q = qkv + int64_t{b} * T * stride + h * HS;
+  const bf16* q = qkv + at.qkv;
   const float scale_log2 = scale * kLog2e;
 
-  // The warp's queries as A fragments, staged through the key tile.
-  LoadRows<HS>(k_tile, q, stride, qb * kRows, T);
+  // The at.warp's queries as A fragments, staged through the key tile.
+  LoadRows<HS>(k_tile, q, at.stride, qb * kRows, T);
   __syncthreads();
   uint32_t qf[HS / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < HS / 16; ++ks)
-    LoadA<S>(qf[ks], k_tile, warp * 16, ks * 16);
+  LoadWarpRows<HS>(qf, k_tile);
 
   float o[HS / 8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  const int row_a = qb * kRows + warp * 16 + g;  // this lane's rows: a, a + 8
-  for (int kt = 0; kt <= qb; ++kt) {  // key tile qb is the diagonal one
+  const int row_a =
+      qb * kRows + at.warp * 16 + at.g;  // this lane's rows: a, a + 8
+  for (int kt = 0; kt <= qb; ++kt) {     // key tile qb is the diagonal one
     const int k0 = kt * kTile;
     __syncthreads();  // the previous tiles are no longer read
-    LoadRows<HS>(k_tile, q + C, stride, k0, T);
-    LoadColumns<HS>(vt_tile, q + 2 * C, stride, k0, T);
+    LoadRows<HS>(k_tile, q + C, at.stride, k0, T);
+    LoadColumns<HS>(vt_tile, q + 2 * C, at.stride, k0, T);
     __syncthreads();
-    // On the diagonal tile, this warp's rows see keys up to 16 warp + 15:
+    // On the diagonal tile, this at.warp's rows see keys up to 16 at.warp + 15:
     // the 8-key tiles past that are all masked.
-    const int nt_end = kt == qb ? 2 * warp + 2 : 8;
+    const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;
     float s[8][4];
     RowsTimesTile<HS>(s, qf, k_tile, 0, nt_end);
     float tile_max[2] = {-INFINITY, -INFINITY};
@@ -208,7 +238,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int key = k0 + nt * 8 + 2 * t + (i & 1);
+        const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
         const int row = row_a + 8 * (i / 2);
         const float v = key <= row ? s[nt][i] * scale_log2 : -INFINITY;
         s[nt][i] = v;
@@ -250,7 +280,7 @@ __global__ void __launch_bounds__(kThreads)
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
   }
-  bf16* o_rows = out + int64_t{b} * T * C + h * HS;
+  bf16* o_rows = out + at.rows;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = row_a + 8 * r;
@@ -258,12 +288,11 @@ __global__ void __launch_bounds__(kThreads)
     const float inv = 1.0f / row_sum[r];
 #pragma unroll
     for (int dt = 0; dt < HS / 8; ++dt) {
-      *reinterpret_cast<uint32_t*>(o_rows + int64_t{row} * C + dt * 8 + 2 * t) =
+      *reinterpret_cast<uint32_t*>(o_rows + int64_t{row} * C + dt * 8 +
+                                   2 * at.t) =
           PackBf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
     }
-    if (t == 0)
-      lse[(int64_t{b} * NH + h) * T + row] =
-          (row_max[r] + log2f(row_sum[r])) * kLn2;
+    if (at.t == 0) lse[at.stat + row] = (row_max[r] + log2f(row_sum[r])) * kLn2;
   }
 }
 
@@ -279,47 +308,41 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ __align__(16) bf16 qt_tile[HS * kTileT];
   __shared__ __align__(16) bf16 dot_tile[HS * kTileT];
   __shared__ float tile_lse[kTile], tile_delta[kTile];
-  const int b = blockIdx.z, h = blockIdx.y;
+  const Place at = PlaceOf<HS>(T, C, NH);
   const int kb = blockIdx.x;  // low key blocks see the most queries: first
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int64_t stride = 3 * int64_t{C};
-  const bf16* q = qkv + int64_t{b} * T * stride + h * HS;
-  const bf16* dy = dout + int64_t{b} * T * C + h * HS;
-  const int64_t stat = (int64_t{b} * NH + h) * T;
+  const bf16* q = qkv + at.qkv;
+  const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
 
-  // The warp's keys and values as A fragments, staged through q/do tiles.
-  LoadRows<HS>(q_tile, q + C, stride, kb * kRows, T);
-  LoadRows<HS>(do_tile, q + 2 * C, stride, kb * kRows, T);
+  // The at.warp's keys and values as A fragments, staged through q/do tiles.
+  LoadRows<HS>(q_tile, q + C, at.stride, kb * kRows, T);
+  LoadRows<HS>(do_tile, q + 2 * C, at.stride, kb * kRows, T);
   __syncthreads();
   uint32_t kf[HS / 16][4], vf[HS / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < HS / 16; ++ks) {
-    LoadA<S>(kf[ks], q_tile, warp * 16, ks * 16);
-    LoadA<S>(vf[ks], do_tile, warp * 16, ks * 16);
-  }
+  LoadWarpRows<HS>(kf, q_tile);
+  LoadWarpRows<HS>(vf, do_tile);
 
   float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
-  const int key_a = kb * kRows + warp * 16 + g;  // this lane's keys: a, a + 8
+  const int key_a =
+      kb * kRows + at.warp * 16 + at.g;  // this lane's keys: a, a + 8
   const int query_tiles = (T + kTile - 1) / kTile;
   for (int qt = kb; qt < query_tiles; ++qt) {
     const int q0 = qt * kTile;
     __syncthreads();
-    LoadRows<HS>(q_tile, q, stride, q0, T);
+    LoadRows<HS>(q_tile, q, at.stride, q0, T);
     LoadRows<HS>(do_tile, dy, C, q0, T);
-    LoadColumns<HS>(qt_tile, q, stride, q0, T);
+    LoadColumns<HS>(qt_tile, q, at.stride, q0, T);
     LoadColumns<HS>(dot_tile, dy, C, q0, T);
     for (int i = threadIdx.x; i < kTile; i += kThreads) {
       const bool in = q0 + i < T;
-      tile_lse[i] = in ? lse[stat + q0 + i] * kLog2e : 0.0f;
-      tile_delta[i] = in ? delta[stat + q0 + i] : 0.0f;
+      tile_lse[i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
+      tile_delta[i] = in ? delta[at.stat + q0 + i] : 0.0f;
     }
     __syncthreads();
     // Transposed scores (keys x queries) and dP^T = V dO^T.
-    // On the diagonal tile, queries before this warp's first key (16 warp)
-    // see none of its keys: those 8-query tiles are skipped.
-    const int nt_begin = qt == kb ? 2 * warp : 0;
+    // On the diagonal tile, queries before this at.warp's first key (16
+    // at.warp) see none of its keys: those 8-query tiles are skipped.
+    const int nt_begin = qt == kb ? 2 * at.warp : 0;
     float s[8][4], dp[8][4];
     RowsTimesTile<HS>(s, kf, q_tile, nt_begin);
     RowsTimesTile<HS>(dp, vf, do_tile, nt_begin);
@@ -327,7 +350,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int col = nt * 8 + 2 * t + (i & 1);
+        const int col = nt * 8 + 2 * at.t + (i & 1);
         const int query = q0 + col;
         const int key = key_a + 8 * (i / 2);
         const float p = query >= key && query < T
@@ -340,9 +363,9 @@ __global__ void __launch_bounds__(kThreads)
     AccTimesTile<HS>(dv, s, dot_tile, nt_begin);  // dV += P^T dO
     AccTimesTile<HS>(dk, dp, qt_tile, nt_begin);  // dK += dS^T Q
   }
-  bf16* grads = dqkv + int64_t{b} * T * stride + h * HS;
-  StoreRows<HS>(grads + C, stride, dk, key_a, T, scale);
-  StoreRows<HS>(grads + 2 * C, stride, dv, key_a, T, 1.0f);
+  bf16* grads = dqkv + at.qkv;
+  StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
+  StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
 }
 
 // dQ for one block of 64 queries, over the keys at or before them.
@@ -355,43 +378,36 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ __align__(16) bf16 k_tile[kTile * S];
   __shared__ __align__(16) bf16 v_tile[kTile * S];
   __shared__ __align__(16) bf16 kt_tile[HS * kTileT];
-  const int b = blockIdx.z, h = blockIdx.y;
+  const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int g = lane / 4, t = lane % 4;
-  const int64_t stride = 3 * int64_t{C};
-  const bf16* q = qkv + int64_t{b} * T * stride + h * HS;
-  const bf16* dy = dout + int64_t{b} * T * C + h * HS;
-  const int64_t stat = (int64_t{b} * NH + h) * T;
+  const bf16* q = qkv + at.qkv;
+  const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
 
-  LoadRows<HS>(k_tile, q, stride, qb * kRows, T);
+  LoadRows<HS>(k_tile, q, at.stride, qb * kRows, T);
   LoadRows<HS>(v_tile, dy, C, qb * kRows, T);
   __syncthreads();
   uint32_t qf[HS / 16][4], dof[HS / 16][4];
-#pragma unroll
-  for (int ks = 0; ks < HS / 16; ++ks) {
-    LoadA<S>(qf[ks], k_tile, warp * 16, ks * 16);
-    LoadA<S>(dof[ks], v_tile, warp * 16, ks * 16);
-  }
-  const int row_a = qb * kRows + warp * 16 + g;
+  LoadWarpRows<HS>(qf, k_tile);
+  LoadWarpRows<HS>(dof, v_tile);
+  const int row_a = qb * kRows + at.warp * 16 + at.g;
   float row_lse[2], row_delta[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = row_a + 8 * r;
-    row_lse[r] = row < T ? lse[stat + row] * kLog2e : 0.0f;
-    row_delta[r] = row < T ? delta[stat + row] : 0.0f;
+    row_lse[r] = row < T ? lse[at.stat + row] * kLog2e : 0.0f;
+    row_delta[r] = row < T ? delta[at.stat + row] : 0.0f;
   }
 
   float dq[HS / 8][4] = {};
   for (int kt = 0; kt <= qb; ++kt) {
     const int k0 = kt * kTile;
     __syncthreads();
-    LoadRows<HS>(k_tile, q + C, stride, k0, T);
-    LoadRows<HS>(v_tile, q + 2 * C, stride, k0, T);
-    LoadColumns<HS>(kt_tile, q + C, stride, k0, T);
+    LoadRows<HS>(k_tile, q + C, at.stride, k0, T);
+    LoadRows<HS>(v_tile, q + 2 * C, at.stride, k0, T);
+    LoadColumns<HS>(kt_tile, q + C, at.stride, k0, T);
     __syncthreads();
-    const int nt_end = kt == qb ? 2 * warp + 2 : 8;  // as in the forward
+    const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;  // as in the forward
     float s[8][4], dp[8][4];
     RowsTimesTile<HS>(s, qf, k_tile, 0, nt_end);
     RowsTimesTile<HS>(dp, dof, v_tile, 0, nt_end);  // dP = dO V^T
@@ -399,7 +415,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int key = k0 + nt * 8 + 2 * t + (i & 1);
+        const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
         const int r = i / 2;
         const float p = key <= row_a + 8 * r
                             ? exp2f(s[nt][i] * scale_log2 - row_lse[r])
@@ -409,24 +425,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     AccTimesTile<HS>(dq, dp, kt_tile, 0, nt_end);  // dQ += dS K
   }
-  StoreRows<HS>(dqkv + int64_t{b} * T * stride + h * HS, stride, dq, row_a, T,
-                scale);
-}
-
-template <typename Fn>
-void DispatchHeadSize(int hs, Fn&& fn) {
-  switch (hs) {
-    case 16:
-      return fn(std::integral_constant<int, 16>{});
-    case 32:
-      return fn(std::integral_constant<int, 32>{});
-    case 64:
-      return fn(std::integral_constant<int, 64>{});
-    default:
-      ::gpt2::FatalError(
-          "no tensor-core attention for head size " + std::to_string(hs),
-          __FILE__, __LINE__);
-  }
+  StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
 }
 
 // Compute capability major of the current device, asked once per device.
@@ -447,14 +446,10 @@ int CurrentMajor() {
 
 }  // namespace
 
-bool Applies(DType dtype, int head_size, const void* const* pointers,
-             int num_pointers) {
-  if (dtype != DType::kBF16) return false;
-  if (head_size != 16 && head_size != 32 && head_size != 64) return false;
-  for (int i = 0; i < num_pointers; ++i) {
-    if (reinterpret_cast<uintptr_t>(pointers[i]) % 16 != 0) return false;
-  }
-  return CurrentMajor() >= 8;
+bool Supports(DType dtype, int head_size) {
+  return dtype == DType::kBF16 &&
+         (head_size == 16 || head_size == 32 || head_size == 64) &&
+         CurrentMajor() >= 8;
 }
 
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
@@ -462,12 +457,14 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
-  DispatchHeadSize(hs, [&](auto head) {
-    CheckLaunch(GPT2_LAUNCH((ForwardKernel<decltype(head)::value>), grid,
-                            kThreads, 0, stream, Ptr<bf16>(out),
-                            Ptr<float>(lse), Ptr<bf16>(qkv), T, C, NH, scale),
-                "tc::ForwardKernel");
-  });
+  DispatchInt<16, 32, 64>(
+      hs, "tensor-core attention (head size)", [&](auto head) {
+        CheckLaunch(
+            GPT2_LAUNCH((ForwardKernel<decltype(head)::value>), grid, kThreads,
+                        0, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                        Ptr<bf16>(qkv), T, C, NH, scale),
+            "tc::ForwardKernel");
+      });
 }
 
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
@@ -476,17 +473,18 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
-  DispatchHeadSize(hs, [&](auto head) {
-    constexpr int kHs = decltype(head)::value;
-    CheckLaunch(GPT2_LAUNCH((BackwardKeyValueKernel<kHs>), grid, kThreads, 0,
-                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                "tc::BackwardKeyValueKernel");
-    CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs>), grid, kThreads, 0,
-                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                "tc::BackwardQueryKernel");
-  });
+  DispatchInt<16, 32, 64>(
+      hs, "tensor-core attention (head size)", [&](auto head) {
+        constexpr int kHs = decltype(head)::value;
+        CheckLaunch(GPT2_LAUNCH((BackwardKeyValueKernel<kHs>), grid, kThreads,
+                                0, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                                Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                    "tc::BackwardKeyValueKernel");
+        CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs>), grid, kThreads, 0,
+                                stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                                Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                    "tc::BackwardQueryKernel");
+      });
 }
 
 }  // namespace gpt2::cuda::tc

@@ -10,11 +10,10 @@ struct CUstream_st;
 
 namespace gpt2::cuda::tc {
 
-// Whether the tensor-core kernels handle this call: bf16 tensors, a compiled
-// head size, 16-byte aligned tensors and a device of compute capability 8.0
-// or newer.
-bool Applies(DType dtype, int head_size, const void* const* pointers,
-             int num_pointers);
+// Whether the tensor-core kernels handle this storage type and head size on
+// the current device: bf16, a compiled head size, compute capability 8.0 or
+// newer. Their tensors must also be 16-byte aligned.
+bool Supports(DType dtype, int head_size);
 
 // The contracts of gpt2::cuda::AttentionForward / AttentionBackward; `delta`
 // is (B, NH, T) f32 holding dout . out for each row, from the caller.

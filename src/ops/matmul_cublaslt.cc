@@ -60,6 +60,7 @@ struct CublasLtMatmul::Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, d = nullptr;
   cublasLtMatmulAlgo_t algo;
+  bool refused = false;  // cuBLASLt rejected it at run time: callers fall back
   ~Plan() {
     if (a) cublasLtMatrixLayoutDestroy(a);
     if (b) cublasLtMatrixLayoutDestroy(b);
@@ -97,9 +98,11 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
                 epilogue,
                 accumulate,
                 alignment};
-  last_key_ = key;
   auto it = plans_.find(key);
-  if (it != plans_.end()) return it->second.get();
+  if (it != plans_.end()) {
+    Plan* plan = it->second.get();
+    return plan != nullptr && !plan->refused ? plan : nullptr;
+  }
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t type = CudaType(dtype);
   // fp32 runs true fp32 (no TF32), so the fp32 mode is a tight parity check.
@@ -192,19 +195,18 @@ void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,
   GPT2_CUBLAS_CHECK(TryRun(plan, a, b, d, bias, aux, accumulate));
 }
 
-bool CublasLtMatmul::RunFused(Plan* plan, const Key& key, const void* a,
-                              const void* b, void* d, const void* bias,
-                              const void* aux) {
+bool CublasLtMatmul::RunFused(Plan* plan, const void* a, const void* b, void* d,
+                              const void* bias, const void* aux) {
   const cublasStatus_t status = TryRun(plan, a, b, d, bias, aux, false);
   if (status == CUBLAS_STATUS_SUCCESS) return true;
   // An epilogue the heuristic offered but the library then refused: say so
-  // once, forget the plan (later calls fall back at once) and let the caller
-  // run the unfused ops.
+  // once, mark the plan (later calls fall back at once) and let the caller run
+  // the unfused ops.
   std::fprintf(stderr,
                "gpt2: cuBLASLt refused a fused GELU epilogue (%s); using the "
                "separate GELU kernels for that shape\n",
                cublasLtGetStatusString(status));
-  plans_[key] = nullptr;
+  plan->refused = true;
   return false;
 }
 
@@ -232,8 +234,7 @@ bool CublasLtMatmul::ForwardGelu(Tensor pre, Tensor out, Tensor inp,
       Alignment({weight.data, inp.data, out.data, bias.data, pre.data}),
       /*required=*/false);
   if (plan == nullptr) return false;
-  return RunFused(plan, last_key_, weight.data, inp.data, out.data, bias.data,
-                  pre.data);
+  return RunFused(plan, weight.data, inp.data, out.data, bias.data, pre.data);
 }
 
 void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
@@ -260,8 +261,7 @@ bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
               false, Alignment({weight.data, dout.data, dpre.data, pre.data}),
               /*required=*/false);
   if (plan == nullptr) return false;
-  if (!RunFused(plan, last_key_, weight.data, dout.data, dpre.data, nullptr,
-                pre.data))
+  if (!RunFused(plan, weight.data, dout.data, dpre.data, nullptr, pre.data))
     return false;
   WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
   return true;

@@ -69,8 +69,8 @@ class CublasLtMatmul {
                         const void* bias, const void* aux, bool accumulate);
   void Run(Plan* plan, const void* a, const void* b, void* d, const void* bias,
            const void* aux, bool accumulate);
-  bool RunFused(Plan* plan, const Key& key, const void* a, const void* b,
-                void* d, const void* bias, const void* aux);
+  bool RunFused(Plan* plan, const void* a, const void* b, void* d,
+                const void* bias, const void* aux);
   void WeightAndBiasBackward(Tensor dweight, Tensor dbias, Tensor dout,
                              Tensor inp, int64_t N, int C, int OC);
 
@@ -80,7 +80,6 @@ class CublasLtMatmul {
   void* workspace_ = nullptr;  // device
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
-  Key last_key_;  // of the latest GetPlan
 };
 
 }  // namespace gpt2::cuda

@@ -217,23 +217,27 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           ? model.padded_grads().Slice(int64_t{shard.rank} * shard.shard_size,
                                        shard.shard_size)
           : Tensor{};
-  // Reduces the finished gradient regions [offset, offset + count) to their
-  // owners, one NCCL group per call.
-  const auto reduce_regions =
-      [&](const std::vector<std::pair<int64_t, int64_t>>& regions) {
-        dcomm->GroupStart();
-        for (const auto& [offset, count] : regions) {
-          for (int64_t a = offset, end = offset + count; a < end;) {
-            const int owner = static_cast<int>(a / shard.shard_size);
-            const int64_t b =
-                std::min(end, int64_t{owner + 1} * shard.shard_size);
-            dcomm->Reduce(model.padded_grads().Slice(a, b - a), owner,
-                          ReduceOp::kAverage);
-            a = b;
-          }
-        }
-        dcomm->GroupEnd();
-      };
+  // Reduces the gradient regions [offset, offset + count) that the backward
+  // has just finished (layer `layer`, or -1 for the rest) to their owners,
+  // one NCCL group per call. The regions are the same every step.
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> grad_regions;
+  if (reduce_per_layer) {
+    for (int layer = -1; layer < plan.shape.num_layers; ++layer)
+      grad_regions.push_back(model.GradRegions(layer));
+  }
+  const auto reduce_regions = [&](int layer) {
+    dcomm->GroupStart();
+    for (const auto& [offset, count] : grad_regions[layer + 1]) {
+      for (int64_t a = offset, end = offset + count; a < end;) {
+        const int owner = static_cast<int>(a / shard.shard_size);
+        const int64_t b = std::min(end, int64_t{owner + 1} * shard.shard_size);
+        dcomm->Reduce(model.padded_grads().Slice(a, b - a), owner,
+                      ReduceOp::kAverage);
+        a = b;
+      }
+    }
+    dcomm->GroupEnd();
+  };
   const LrSchedule schedule{cfg.optim().lr(), cfg.schedule().min_lr(),
                             cfg.schedule().warmup_steps(),
                             cfg.train().max_steps()};
@@ -458,8 +462,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       backend->AccumulateSum(loss_sum, model.losses(), dloss);
       if (reduce_per_layer && micro == accum - 1) {
         dcomm->BeginOverlap();
-        model.Backward(
-            [&](int layer) { reduce_regions(model.GradRegions(layer)); });
+        model.Backward(reduce_regions);
         dcomm->EndOverlap();
       } else {
         model.Backward();
