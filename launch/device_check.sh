@@ -3,22 +3,28 @@
 # PyTorch but none of our other dependencies (see ../shared/GPU.md). Stage first with
 # launch/pack_device.sh; this script uses only .device/.
 #   launch/device_check.sh OUT_DIR [--skip-train]
-# Steps, cheapest and most informative first, each under its own timeout:
+# Steps, most informative first (what must be proven comes before what is measured
+# again), each under its own timeout:
 #   1. nvidia-smi, glibc, library discovery, ldd of every binary
 #   2. the gpu-label tests: every op and whole train steps against the CPU reference
-#   3. gpt2_bench (bf16) on the GPU at B=16/64, T=1024, beside the PyTorch reference
-#   4. the Shakespeare config for a fixed time budget, samples, HF logits check
-#   5. two ranks on the one GPU against one process; decode speed and samples
-# Logs go to OUT_DIR, 8 files at most (what a device run returns): machine.txt,
-# nvidia-smi.txt, gpu_tests.txt, bench.txt, dist.txt, train.txt, metrics.jsonl,
-# samples.txt. A summary table is printed last.
-# The whole run keeps within DEVICE_CHECK_BUDGET_S (default 480 s): each step's
+#   3. gpt2_bench (bf16) at B=16, T=1024
+#   4. the Shakespeare config to loss < 0.1; checkpoint verify, samples, HF logits check;
+#      the trained weights are left in $DEVICE_CHECK_KEEP (default /tmp/gpt2_weights) as
+#      bf16 parts for launch/device_fetch_weights.sh to bring back in the next calls
+#   5. the PyTorch reference at B=16 on the same card
+#   6. two ranks on the one GPU and NCCL at world size 1 against one process
+#   7. the fast Shakespeare config, decode speed, B=64, portable attention, B=32
+# Logs go to OUT_DIR, 8 files at most (what a device run returns): machine.txt (with
+# nvidia-smi), gpu_tests.txt, bench.txt, dist.txt, train.txt, metrics.jsonl,
+# metrics_fast.jsonl, samples.txt. A summary table is printed last.
+# The whole run keeps within DEVICE_CHECK_BUDGET_S (default 520 s): each step's
 # limit is cut to what is left, and steps that no longer fit are skipped (and
 # say so in the summary), so the summary always comes back.
 set -u
 out=${1:?usage: device_check.sh OUT_DIR [--skip-train]}
 skip_train=${2:-}
-budget=${DEVICE_CHECK_BUDGET_S:-480}
+budget=${DEVICE_CHECK_BUDGET_S:-520}
+keep=${DEVICE_CHECK_KEEP:-/tmp/gpt2_weights}
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 stage=$root/.device
@@ -52,7 +58,7 @@ fi
 log "commit $(cat "$stage/COMMIT" 2>/dev/null || echo unknown), host $(hostname)"
 
 # ---- 1. The machine --------------------------------------------------------------
-{ nvidia-smi; nvidia-smi -q | head -60; } >"$out/nvidia-smi.txt" 2>&1 || log "nvidia-smi failed"
+{ nvidia-smi; nvidia-smi -q | head -60; } >>"$out/machine.txt" 2>&1 || log "nvidia-smi failed"
 glibc=$(ldd --version 2>/dev/null | head -1 | grep -oE '[0-9]+\.[0-9]+$')
 log "glibc $glibc (binaries built on Debian 12 need >= 2.34)"
 # cuBLASLt and NCCL are too big to carry: use the machine's (CUDA toolkit or pip wheels).
@@ -77,7 +83,7 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
   >>"$out/machine.txt" 2>&1
 
 # ---- 2. GPU tests ------------------------------------------------------------------
-run gpu_tests 240 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu"
+run gpu_tests 180 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu"
 grep -E "^\[ where|FAILED|PASSED|SKIPPED" "$out/gpu_tests.txt" | head -30 | tee -a "$out/machine.txt"
 # A fast path that failed its tests is switched off for the rest of the run (and the
 # benchmark says which kernels ran), so one bad kernel does not spoil the whole proof.
@@ -95,44 +101,36 @@ if failed "CudaDecode\."; then
   export GPT2_DECODE_GRAPHS=0; log "decoding failed its tests: no decode graphs from here on"
 fi
 
-# ---- 3. Benchmark beside PyTorch (bf16, as training runs) ---------------------------
+# ---- 3. Our benchmark (bf16, as training runs) -------------------------------------
 bench() {  # bench NAME B [extra flags]
   local name=$1 b=$2; shift 2
-  run "$name" 120 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
+  run "$name" 90 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
     --precision bf16 --batch "$b" --seq_len 1024 --steps 10 "$@"
 }
 bench bench_ours_B16 16
-bench bench_ours_B64 64
-run bench_pytorch_B16 200 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
-  --seq_len 1024 --steps 10 ||
-  # torch.compile can fail or take too long on a fresh machine: then eager mode.
-  run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
-    --seq_len 1024 --steps 10 --no_compile
-# The portable attention kernels, to show what the tensor-core ones bring.
-GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5
-grep -E "^train step|^median|^MFU|^GPU memory|^pytorch reference|  attention" "$out/bench.txt" | \
+grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention" "$out/bench.txt" | \
   tee -a "$out/machine.txt"
 
 # ---- 4. Shakespeare, then what it learned -----------------------------------------
+# train NAME CONFIG MAX_SECONDS METRICS_FILE: trains, copies metrics, leaves the run in $runs.
+runs=$(mktemp -d)  # checkpoints are far too big to come back
+train() {
+  local name=$1 config=$2 seconds=$3 metrics=$4
+  run "$name" $((seconds + 40)) train.txt "$stage/bin/gpt2_ddp" \
+    --config "$stage/configs/$config.pbtxt" --data_dir "$stage/data" \
+    --set log.run_dir="$runs" --set train.max_seconds="$seconds"
+  grep -E "first at step|at every step since|^done" "$out/train.txt" | tail -3 | tee -a "$out/machine.txt"
+  cp "$runs/$config/metrics.jsonl" "$out/$metrics" 2>/dev/null
+}
 if [ "$skip_train" != "--skip-train" ]; then
-  runs=$(mktemp -d)  # checkpoints are far too big to come back
-  # DEVICE_CHECK_CONFIG=fast trains configs/gpt2_124m_shakespeare_fast.pbtxt instead.
-  name=gpt2_124m_shakespeare${DEVICE_CHECK_CONFIG:+_$DEVICE_CHECK_CONFIG}
-  run shakespeare 200 train.txt "$stage/bin/gpt2_ddp" \
-    --config "$stage/configs/$name.pbtxt" --data_dir "$stage/data" \
-    --set log.run_dir="$runs" --set train.max_seconds=120
-  grep -E "first at step|at every step since|^done" "$out/train.txt" | tee -a "$out/machine.txt"
-  tail -3 "$out/train.txt" | tee -a "$out/machine.txt"
-  cp "$runs/$name/metrics.jsonl" "$out/metrics.jsonl" 2>/dev/null
-  ckpt=$(ls "$runs"/$name/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
+  train shakespeare gpt2_124m_shakespeare 200 metrics.jsonl
+  ckpt=$(ls "$runs"/gpt2_124m_shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
   if [ -n "$ckpt" ]; then
     run ckpt_verify 40 train.txt "$stage/bin/gpt2_ckpt" verify "$ckpt"
-    if [ -x "$stage/bin/gpt2_sample" ]; then
-      for prompt in "First Citizen:" "ROMEO:"; do
-        run "sample" 60 samples.txt "$stage/bin/gpt2_sample" --device cuda --checkpoint "$ckpt" \
-          --prompt "$prompt" --num_samples 5 --max_new_tokens 50 --data_dir "$stage/data"
-      done
-    fi
+    for prompt in "First Citizen:" "ROMEO:"; do
+      run "sample" 60 samples.txt "$stage/bin/gpt2_sample" --device cuda --checkpoint "$ckpt" \
+        --prompt "$prompt" --num_samples 5 --max_new_tokens 50 --data_dir "$stage/data"
+    done
     # HF export checked against transformers.
     run hf_export 60 train.txt "$stage/bin/gpt2_ckpt" export --format hf --out "$runs/hf" \
       --data_dir "$stage/data" "$ckpt"
@@ -141,13 +139,27 @@ if [ "$skip_train" != "--skip-train" ]; then
     run hf_logits_check 90 train.txt python3 "$stage/reference/hf_logits_check.py" \
       --hf_dir "$runs/hf" --ours "$runs/ours.bin" --prompt "ROMEO:"
     grep "hf_logits_check:" "$out/train.txt" | tee -a "$out/machine.txt"
+    # The weights, as bf16 parts, for the web demo here (launch/device_fetch_weights.sh).
+    rm -rf "$keep"
+    run export_llmc 60 train.txt "$stage/bin/gpt2_ckpt" export --format llmc \
+      --out "$runs/model_f32.bin" "$ckpt" &&
+      run weights_parts 60 train.txt python3 "$root/launch/weights_parts.py" split \
+        "$runs/model_f32.bin" "$keep"
+    rm -rf "$runs/hf" "$runs/model_f32.bin" "$runs/ours.bin"
   fi
-  rm -rf "$runs"
 fi
 
-# ---- 5. Distributed paths on one GPU, decode speed, the other batch size -----------
-# Two ranks sharing the GPU (host-staged MPI, ZeRO-1) against one process, 20 steps
-# each (compare the two step tables in dist.txt).
+# ---- 5. The PyTorch reference on the same card ------------------------------------
+run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
+  --seq_len 1024 --steps 10 ||
+  # torch.compile can fail or take too long on a fresh machine: then eager mode.
+  run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
+    --seq_len 1024 --steps 10 --no_compile
+grep -E "^pytorch reference" "$out/bench.txt" | tee -a "$out/machine.txt"
+
+# ---- 6. Distributed paths on one GPU ------------------------------------------------
+# Two ranks sharing the GPU (host-staged MPI, ZeRO-1) and NCCL at world size 1 against
+# one process, 20 steps each (compare the step tables in dist.txt).
 dist=$(mktemp -d)
 run dist_single 90 dist.txt "$stage/bin/gpt2_ddp" --config "$stage/configs/gpt2_124m_shakespeare.pbtxt" \
   --data_dir "$stage/data" --set log.run_dir="$dist/one" --set train.max_steps=20 \
@@ -162,15 +174,25 @@ run dist_mpi_np2 120 dist.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY
   --set log.run_dir="$dist/two" --set train.max_steps=20 --set train.micro_batch_size=8 \
   --set distributed.zero_stage=1 --set checkpoint.save_at_end=false --set train.stop_at_loss=0
 rm -rf "$dist"
-# The same two ranks on the GPU as a test (label gpu): loss curves against one process.
-run gpu_mpi_test 120 gpu_tests.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH \
-  -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/cuda_mpi_test_gpu"
+
+# ---- 7. What is left: the fast recipe, decode, other batch sizes -------------------
+if [ "$skip_train" != "--skip-train" ]; then
+  train shakespeare_fast gpt2_124m_shakespeare_fast 60 metrics_fast.jsonl
+fi
+rm -rf "$runs"
 run decode_bench_124m 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench --random_124m \
   --data_dir "$stage/data"
 GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" --device cuda \
   --bench --random_124m --data_dir "$stage/data"
+grep -E "tokens/s" "$out/bench.txt" | tail -4 | tee -a "$out/machine.txt"
+# The same two ranks on the GPU as a test (label gpu): loss curves against one process.
+run gpu_mpi_test 120 gpu_tests.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH \
+  -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/cuda_mpi_test_gpu"
+bench bench_ours_B64 64
+# The portable attention kernels, to show what the tensor-core ones bring.
+GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5
 bench bench_ours_B32 32
-grep -E "tokens/s" "$out/bench.txt" | tail -3 | tee -a "$out/machine.txt"
+grep -E "^median" "$out/bench.txt" | tee -a "$out/machine.txt"
 
 echo
 echo "===== device_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))" | tee -a "$out/machine.txt"
