@@ -79,7 +79,8 @@ def main():
     args = parser.parse_args()
     if not os.path.isdir(args.files):
         sys.exit(f"collect_device_run: {args.files}: not a folder")
-    smi = read(os.path.join(args.files, "nvidia-smi.txt"))
+    smi = (read(os.path.join(args.files, "nvidia-smi.txt")) +
+           read(os.path.join(args.files, "machine.txt")))
     card, card_name = card_of(smi, read(os.path.join(args.files, "gpu_tests.txt")))
     dest = os.path.join(args.logs, f"gpu_{card}_{args.date}")
     os.makedirs(dest, exist_ok=True)
@@ -89,7 +90,7 @@ def main():
             shutil.copyfile(src, os.path.join(dest, name))
     f = lambda name: read(os.path.join(dest, name))
     machine, tests, bench = f("machine.txt"), f("gpu_tests.txt"), f("bench.txt")
-    train, dist, samples = f("train.txt"), f("dist.txt"), f("samples.txt")
+    train, dist = f("train.txt"), f("dist.txt")
     out = [f"# GPU run on {card_name}, {args.date}", ""]
     commit = re.search(r"commit ([0-9a-f]+)", machine)
     out += [f"Commit {commit.group(1) if commit else '(unknown)'}; files in this folder are the "
@@ -158,20 +159,34 @@ def main():
     out.append("")
 
     out += ["## Tiny Shakespeare", ""]
-    for pattern in (r"^loss [\d.]+ < .* first at step .*$", r"^loss below .* at every step since.*$",
-                    r"^done: .*$", r"^backend: .*$", r"^kernels: .*$"):
-        for m in re.finditer(pattern, train, re.M):
-            out.append(f"- `{m.group(0).strip()}`")
-    metrics = os.path.join(dest, "metrics.jsonl")
-    if os.path.exists(metrics):
+    # One training run per metrics{suffix}.jsonl; its log is train{suffix}.txt, or the
+    # section 'shakespeare{suffix}' of train.txt (device_check.sh runs two configs there).
+    runs = sorted(n for n in os.listdir(dest) if re.fullmatch(r"metrics(_\w+)?\.jsonl", n))
+    sections = {p.split(" ", 1)[0]: p for p in re.split(r"^===== ", train, flags=re.M)[1:]}
+    for metrics_name in runs:
+        suffix = metrics_name[len("metrics"):-len(".jsonl")]
+        log_text = f(f"train{suffix}.txt") if suffix else ""
+        if not log_text:
+            log_text = sections.get(f"shakespeare{suffix}", "")
+        config = re.search(r"^gpt2_ddp \| config (\S+)", log_text, re.M)
+        out += [f"### {metrics_name}" + (f" ({os.path.basename(config.group(1))})" if config else ""),
+                ""]
+        for pattern in (r"^loss [\d.]+ < .* first at step .*$",
+                        r"^loss below .* at every step since.*$", r"^  max_seconds: .*$",
+                        r"^done: .*$", r"^backend: .*$", r"^kernels: .*$"):
+            for m in re.finditer(pattern, log_text, re.M):
+                out.append(f"- `{m.group(0).strip()}`")
+        png = f"loss{suffix}.png"
         plot = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "plot_loss.py"),
-                               metrics, "--out", os.path.join(dest, "loss.png"), "--target", "0.1",
+                               os.path.join(dest, metrics_name), "--out", os.path.join(dest, png),
+                               "--target", "0.1",
                                "--title", f"GPT-2 124M on Tiny Shakespeare, {card_name}"],
                               capture_output=True, text=True)
         out += [f"- {line}" for line in (plot.stdout + plot.stderr).strip().splitlines()]
-        if os.path.exists(os.path.join(dest, "loss.png")):
-            out += ["", "![loss](loss.png)"]
-    else:
+        if os.path.exists(os.path.join(dest, png)):
+            out += ["", f"![loss]({png})"]
+        out.append("")
+    if not runs:
         out.append("(no training metrics in this run)")
     hf = re.search(r"^hf_logits_check: .*$", train, re.M)
     out += ["", f"HF export check: {hf.group(0) if hf else '(not in this run)'}", ""]
@@ -198,8 +213,10 @@ def main():
         out.append("(not in this run)")
     out.append("")
 
-    out += ["## Samples (final checkpoint)", ""]
-    out += ["```", samples.strip()[:6000] if samples.strip() else "(not in this run)", "```", ""]
+    for name in sorted(n for n in os.listdir(dest) if re.fullmatch(r"samples(_\w+)?\.txt", n)):
+        text = f(name)
+        out += [f"## Samples: {name} (final checkpoint of that run)", ""]
+        out += ["```", text.strip()[:6000] if text.strip() else "(empty)", "```", ""]
     summary = re.search(r"===== device_check summary.*", machine, re.S)
     out += ["## device_check summary", "", "```", summary.group(0).strip() if summary else "(none)",
             "```", ""]

@@ -12,6 +12,7 @@ packages=(
   libgtest-dev googletest
   libboost-context-dev
   libcpp-httplib-dev nlohmann-json3-dev chromium
+  python3-matplotlib python3-numpy
 )
 
 missing=()

@@ -111,5 +111,42 @@ else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
 
+# weights_parts.py: fp32 llm.c file -> bf16 parts -> joined file, checked by sha256; a
+# corrupted or missing part must be refused.
+if /usr/bin/python3 -c "import numpy" 2>/dev/null; then
+  wp=$src/launch/weights_parts.py
+  /usr/bin/python3 - "$work/m32.bin" <<'PY'
+import struct, sys
+header = [20240326, 3, 8, 16, 1, 2, 4, 16] + [0] * 248
+values = [1.0, -2.5, 3.14159, 1e-3, 65504.0, 1.00390625, -0.0, 7.0] * 9
+with open(sys.argv[1], "wb") as f:
+    f.write(struct.pack("<256i", *header))
+    f.write(struct.pack(f"<{len(values)}f", *values))
+PY
+  out=$(/usr/bin/python3 "$wp" split "$work/m32.bin" "$work/parts" --part_bytes 500 2>&1 &&
+        /usr/bin/python3 "$wp" join "$work/parts" --out "$work/m16.bin" 2>&1)
+  # bf16 of the values above, rounded to nearest even: 1.00390625 is a tie and rounds to 1.0.
+  check=$(/usr/bin/python3 - "$work/m16.bin" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+header = struct.unpack("<256i", data[:1024])
+bits = struct.unpack(f"<{(len(data) - 1024) // 2}H", data[1024:])
+vals = [struct.unpack("<f", struct.pack("<I", b << 16))[0] for b in bits[:8]]
+print(header[1], len(bits), " ".join(f"{v:g}" for v in vals))
+PY
+)
+  if [ "$check" = "5 72 1 -2.5 3.14062 0.000999451 65536 1 -0 7" ]; then
+    echo "ok   weights_parts split/join"; passes=$((passes+1))
+  else echo "FAIL weights_parts split/join: $check"; echo "$out"; failures=$((failures+1)); fi
+  printf 'x' | dd of="$work/parts/part_01" bs=1 seek=3 conv=notrunc 2>/dev/null
+  expect_fail "weights_parts corrupted part" "part_01: sha256 does not match" \
+    /usr/bin/python3 "$wp" join "$work/parts" --out "$work/bad.bin"
+  rm "$work/parts/part_01"
+  expect_fail "weights_parts missing part" "missing parts: part_01" \
+    /usr/bin/python3 "$wp" join "$work/parts" --out "$work/bad.bin"
+else
+  echo "skip weights_parts: no numpy for /usr/bin/python3"
+fi
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
