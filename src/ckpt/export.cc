@@ -249,7 +249,11 @@ absl::Status ExportLlmc(CheckpointReader* reader, const std::string& out_path) {
 
 absl::Status ImportLlmc(const std::string& llmc_path,
                         const std::string& ckpt_path,
-                        const CheckpointWriterOptions& options) {
+                        const CheckpointWriterOptions& options, int64_t step) {
+  if (step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("import: step must be >= 0, got ", step));
+  }
   std::FILE* file = std::fopen(llmc_path.c_str(), "rb");
   if (file == nullptr) {
     return absl::NotFoundError(
@@ -315,7 +319,7 @@ absl::Status ImportLlmc(const std::string& llmc_path,
         " V=", header[3], " Vp=", header[7], ", ", DTypeName(dtype), ") needs ",
         want_bytes));
   }
-  ckpt_header.set_step(0);
+  ckpt_header.set_step(step);
   ckpt_header.set_tokens_seen(0);
   ckpt_header.set_world_size(1);
   ckpt_header.set_zero_stage(0);

@@ -22,10 +22,13 @@ inline constexpr int kLlmcVersionBF16 = 5;
 absl::Status ExportLlmc(CheckpointReader* reader, const std::string& out_path);
 
 // Reads an llm.c model file (version 3 or 5) into a weights-only checkpoint
-// whose config has the file's model section and other sections default.
+// whose config has the file's model section and other sections default. The
+// file does not say how far its weights were trained: `step` (>= 0) is
+// recorded as the checkpoint's step.
 absl::Status ImportLlmc(const std::string& llmc_path,
                         const std::string& ckpt_path,
-                        const CheckpointWriterOptions& options = {});
+                        const CheckpointWriterOptions& options = {},
+                        int64_t step = 0);
 
 // Writes out_dir/model.safetensors (fp32, Hugging Face GPT-2 names, Conv1D
 // weights transposed to (in, out), wte cut to V rows; lm_head is tied to wte

@@ -43,6 +43,9 @@ ABSL_FLAG(bool, tokenizer, true,
           "export --format hf: copy the tokenizer files (--notokenizer skips "
           "them).");
 ABSL_FLAG(std::string, prompt, "", "logits: the text whose tokens are run.");
+ABSL_FLAG(int64_t, step, 0,
+          "import: the step to record in the checkpoint (an llm.c file does "
+          "not say how far its weights were trained; tools show it).");
 ABSL_FLAG(bool, weights_only, true,
           "export/import: only the weights travel (always so; accepted for "
           "clarity).");
@@ -70,7 +73,7 @@ usage:
   gpt2_ckpt export --format hf --out DIR CKPT [--data_dir D] [--notokenizer]
       DIR/model.safetensors (GPT2LMHeadModel names, fp32), config.json,
       tokenizer_config.json, and vocab.json + merges.txt from D/gpt2/.
-  gpt2_ckpt import --from llmc --out CKPT MODEL.bin
+  gpt2_ckpt import --from llmc --out CKPT MODEL.bin [--step N]
       A weights-only checkpoint from an llm.c model file (version 3 or 5).
   gpt2_ckpt logits CKPT --prompt TEXT [--out FILE] [--data_dir D]
       Runs the model (CPU, fp32) on the prompt's tokens and prints the top-5
@@ -406,9 +409,10 @@ absl::Status Import(const std::vector<std::string>& args) {
         "import reads weights only; --noweights_only is not "
         "supported");
   }
-  GPT2_RETURN_IF_ERROR(ImportLlmc(args[0], out));
-  std::printf("wrote %s (weights-only checkpoint from %s)\n", out.c_str(),
-              args[0].c_str());
+  const int64_t step = absl::GetFlag(FLAGS_step);
+  GPT2_RETURN_IF_ERROR(ImportLlmc(args[0], out, {}, step));
+  std::printf("wrote %s (weights-only checkpoint from %s, step %lld)\n",
+              out.c_str(), args[0].c_str(), static_cast<long long>(step));
   return absl::OkStatus();
 }
 

@@ -118,9 +118,11 @@ TEST(Llmc, ImportsBf16AndRejectsBadFiles) {
   std::string file(reinterpret_cast<const char*>(header), 1024);
   file.append(reinterpret_cast<const char*>(bf16.data()), total * 2);
   WriteBytes(dir.File("bf16.bin"), file);
-  ASSERT_TRUE(ImportLlmc(dir.File("bf16.bin"), dir.File("bf16.ckpt")).ok());
+  ASSERT_TRUE(
+      ImportLlmc(dir.File("bf16.bin"), dir.File("bf16.ckpt"), {}, 3656).ok());
   CheckpointReader reader = OpenOrDie(dir.File("bf16.ckpt"));
   EXPECT_EQ(reader.header().param_dtype(), ckpt::DTYPE_BF16);
+  EXPECT_EQ(reader.header().step(), 3656);
   EXPECT_EQ(reader.Find("qkvw")->dtype, DType::kBF16);
   auto loaded =
       LoadModelCheckpoint(dir.File("bf16.ckpt"), BuildParamList(shape), false);
@@ -148,6 +150,9 @@ TEST(Llmc, ImportsBf16AndRejectsBadFiles) {
   WriteBytes(dir.File("heads.bin"), heads);
   EXPECT_THAT(ImportLlmc(dir.File("heads.bin"), dir.File("x.ckpt")).message(),
               HasSubstr("model.num_heads = 3"));
+  EXPECT_THAT(
+      ImportLlmc(dir.File("bf16.bin"), dir.File("x.ckpt"), {}, -1).message(),
+      HasSubstr("step must be >= 0, got -1"));
   EXPECT_FALSE(Exists(dir.File("x.ckpt")));
 }
 
