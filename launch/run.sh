@@ -21,22 +21,29 @@ gpus=0
 if command -v nvidia-smi >/dev/null 2>&1; then
   gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
 fi
-# The CUDA backend has passed its tests only under emulation so far (issue 4): until a GPU
-# run proves it, GPU machines train the CPU config unless GPT2_TRAIN_ON_GPU=1 asks for the
-# GPU path. On the GPU path every GPU gets a rank: one process for one GPU, mpirun beyond.
-cuda_backend_ready=${GPT2_TRAIN_ON_GPU:-0}
+# Where there is a GPU, every GPU gets a rank (one process for one GPU, mpirun beyond) and
+# the default config is the Shakespeare task; GPT2_TRAIN_ON_GPU=0 trains the small CPU
+# config instead. (The CUDA backend passed its GPU tests on an H200 on 2026-11-26:
+# logs/gpu_h200_2026-11-26/.)
 launch=()
-if [ "$gpus" -gt 0 ] && [ "$cuda_backend_ready" = 1 ]; then
-  : "${config:=configs/gpt2_124m_shakespeare.pbtxt}"
-  if [ "$gpus" -gt 1 ]; then
-    launch=(mpirun -np "$gpus" --bind-to none)
+if [ "$gpus" -gt 0 ] && [ "${GPT2_TRAIN_ON_GPU:-1}" = 1 ]; then
+  ranks=$gpus
+  if [ -z "$config" ]; then
+    config=configs/gpt2_124m_shakespeare.pbtxt
+    # Its batch is 16 sequences: split over a power-of-two number of ranks (<= 16), so
+    # the global batch and the recipe stay the same.
+    ranks=1
+    while [ $((ranks * 2)) -le "$gpus" ] && [ $((ranks * 2)) -le 16 ]; do ranks=$((ranks * 2)); done
+    [ "$ranks" -gt 1 ] && args=(--set "train.micro_batch_size=$((16 / ranks))" "${args[@]}")
+  fi
+  if [ "$ranks" -gt 1 ]; then
+    launch=(mpirun -np "$ranks" --bind-to none)
     [ "$(id -u)" = 0 ] && launch+=(--allow-run-as-root)
-    echo "run.sh: $gpus GPUs: one rank per GPU"
+    echo "run.sh: $gpus GPUs: $ranks ranks, one per GPU"
   fi
 else
   if [ "$gpus" -gt 0 ]; then
-    echo "run.sh: $gpus GPU(s) found, but the CUDA backend has not yet passed on a GPU: training the" \
-      "CPU config (GPT2_TRAIN_ON_GPU=1 to train on the GPUs anyway)"
+    echo "run.sh: GPT2_TRAIN_ON_GPU=0: training the small CPU config on the CPU"
   else
     echo "run.sh: no GPU found: training the small CPU config"
   fi
