@@ -1,6 +1,14 @@
 // CUDA LayerNorm: one warp per row. The weight/bias gradients are
 // deterministic: each block writes per-channel partial sums over its rows, then
-// the partials are added in block order (src/cuda/reduce.cuh).
+// the partials are added in block order (src/cuda/reduce.cuh). Where C is a
+// multiple of 32 lanes x 16 bytes and the tensors are 16-byte aligned, the
+// backward is one pass: each warp holds its row in registers (16-byte loads),
+// writes dinp and accumulates its rows' weight/bias gradients in registers;
+// the block's warps add theirs in warp order.
+#include <cstdint>
+#include <initializer_list>
+#include <type_traits>
+
 #include "src/cuda/common.cuh"
 #include "src/cuda/reduce.cuh"
 #include "src/cuda/scratch.h"
@@ -116,6 +124,111 @@ __global__ void LayerNormBackwardParamPartials(float* partial, const T* dout,
   }
 }
 
+// The fused backward: one warp per row at a time, kRowsPerWarp rows per warp,
+// a lane holding kIters 16-byte packs of the row (C = kIters * 32 * kN).
+constexpr int kFusedWarps = 8;
+constexpr int kRowsPerWarp = 4;
+constexpr int kFusedRowsPerBlock = kFusedWarps * kRowsPerWarp;
+
+template <typename T, int kIters>
+__global__ void __launch_bounds__(32 * kFusedWarps)
+    LayerNormBackwardFusedKernel(T* dinp, float* partial, const T* dout,
+                                 const T* inp, const T* weight,
+                                 const float* mean, const float* rstd,
+                                 int64_t N) {
+  constexpr int kN = Pack16<T>::kN;
+  constexpr int C = kIters * 32 * kN;
+  __shared__ float block_sums[2][C];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  float dw[kIters][kN], db[kIters][kN];
+  for (int i = 0; i < kIters; ++i)
+    for (int j = 0; j < kN; ++j) dw[i][j] = db[i][j] = 0.0f;
+  const int64_t first_row =
+      blockIdx.x * int64_t{kFusedRowsPerBlock} + warp * int64_t{kRowsPerWarp};
+  for (int k = 0; k < kRowsPerWarp; ++k) {
+    const int64_t row = first_row + k;
+    if (row >= N) break;
+    const float m = mean[row], s = rstd[row];
+    float norm[kIters][kN], dnorm[kIters][kN];
+    float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
+    for (int i = 0; i < kIters; ++i) {
+      const int c = (i * 32 + lane) * kN;
+      const Pack16<T> x = LoadPack16(inp + row * C + c);
+      const Pack16<T> dy = LoadPack16(dout + row * C + c);
+      const Pack16<T> w = LoadPack16(weight + c);
+      for (int j = 0; j < kN; ++j) {
+        const float g = ToFloat(dy.v[j]);
+        norm[i][j] = (ToFloat(x.v[j]) - m) * s;
+        dnorm[i][j] = ToFloat(w.v[j]) * g;
+        dnorm_sum += dnorm[i][j];
+        dnorm_norm_sum += dnorm[i][j] * norm[i][j];
+        dw[i][j] += norm[i][j] * g;
+        db[i][j] += g;
+      }
+    }
+    const float dnorm_mean = WarpSum(dnorm_sum) / C;
+    const float dnorm_norm_mean = WarpSum(dnorm_norm_sum) / C;
+    for (int i = 0; i < kIters; ++i) {
+      const int c = (i * 32 + lane) * kN;
+      Pack16<T> dx = LoadPack16(dinp + row * C + c);
+      for (int j = 0; j < kN; ++j) {
+        dx.v[j] = FromFloat<T>(
+            ToFloat(dx.v[j]) +
+            (dnorm[i][j] - dnorm_mean - norm[i][j] * dnorm_norm_mean) * s);
+      }
+      StorePack16(dinp + row * C + c, dx);
+    }
+  }
+  // The block's warps add their sums in warp order (deterministic).
+  for (int w = 0; w < kFusedWarps; ++w) {
+    if (warp == w) {
+      for (int i = 0; i < kIters; ++i) {
+        for (int j = 0; j < kN; ++j) {
+          const int c = (i * 32 + lane) * kN + j;
+          block_sums[0][c] = (w == 0 ? 0.0f : block_sums[0][c]) + dw[i][j];
+          block_sums[1][c] = (w == 0 ? 0.0f : block_sums[1][c]) + db[i][j];
+        }
+      }
+    }
+    __syncthreads();
+  }
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    partial[int64_t{blockIdx.x} * C + c] = block_sums[0][c];
+    partial[int64_t{gridDim.x + blockIdx.x} * C + c] = block_sums[1][c];
+  }
+}
+
+// The fused backward holds 4 floats per channel of its lane's share of a row in
+// registers: up to 40 channels per lane (C <= 1280) it fits without spilling
+// (ptxas sm_90: bf16 C=768 128 registers, C=1280 195; spills from 56 on).
+constexpr int kMaxFusedChannelsPerLane = 40;
+
+// kIters of the fused backward for C channels of T, or 0 where it does not
+// apply: C not a multiple of a warp's 16-byte packs, too wide a row, or a
+// tensor not 16-byte aligned.
+template <typename T>
+int FusedBackwardIters(int C, std::initializer_list<const void*> ptrs) {
+  constexpr int kWarpWidth = 32 * Pack16<T>::kN;
+  if (C % kWarpWidth != 0 || C / 32 > kMaxFusedChannelsPerLane) return 0;
+  for (const void* p : ptrs) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
+  }
+  return C / kWarpWidth;
+}
+
+// Calls fn(integral_constant<int, kIters>) for the compiled fused variants of
+// T: 1..5 packs of 8 bf16, 1..10 packs of 4 floats.
+template <typename T, typename Fn>
+void DispatchFusedIters(int iters, Fn&& fn) {
+  static_assert(kMaxFusedChannelsPerLane == 40, "update the lists below");
+  if constexpr (std::is_same_v<T, float>) {
+    DispatchInt<1, 2, 3, 4, 5, 6, 7, 8, 9, 10>(
+        iters, "LayerNormBackwardFusedKernel<float>", fn);
+  } else {
+    DispatchInt<1, 2, 3, 4, 5>(iters, "LayerNormBackwardFusedKernel<bf16>", fn);
+  }
+}
+
 }  // namespace
 
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
@@ -151,23 +264,37 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                        Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
                        int64_t N, int C, Scratch* scratch,
                        CUstream_st* stream) {
-  constexpr int kParamRows = 64;
-  const int blocks = static_cast<int>(CeilDiv(N, kParamRows));
-  auto* partial = static_cast<float*>(scratch->Get(
-      sizeof(float) * 2 * static_cast<size_t>(blocks) * C, stream));
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
-    CheckLaunch(
-        GPT2_LAUNCH(LayerNormBackwardInputKernel<F>, CeilDiv(N, kRowsPerBlock),
-                    32 * kRowsPerBlock, 0, stream, Ptr<F>(dinp), Ptr<F>(dout),
-                    Ptr<F>(inp), Ptr<F>(weight), Ptr<float>(mean),
-                    Ptr<float>(rstd), N, C),
-        "LayerNormBackwardInputKernel");
-    CheckLaunch(
-        GPT2_LAUNCH(LayerNormBackwardParamPartials<F>, blocks, 256, 0, stream,
-                    partial, Ptr<F>(dout), Ptr<F>(inp), Ptr<float>(mean),
-                    Ptr<float>(rstd), N, C, kParamRows),
-        "LayerNormBackwardParamPartials");
+    const int iters =
+        FusedBackwardIters<F>(C, {dinp.data, dout.data, inp.data, weight.data});
+    constexpr int kParamRows = 64;
+    const int blocks = static_cast<int>(
+        CeilDiv(N, iters > 0 ? kFusedRowsPerBlock : kParamRows));
+    auto* partial = static_cast<float*>(scratch->Get(
+        sizeof(float) * 2 * static_cast<size_t>(blocks) * C, stream));
+    if (iters > 0) {
+      DispatchFusedIters<F>(iters, [&](auto k) {
+        CheckLaunch(
+            GPT2_LAUNCH((LayerNormBackwardFusedKernel<F, decltype(k)::value>),
+                        blocks, 32 * kFusedWarps, 0, stream, Ptr<F>(dinp),
+                        partial, Ptr<F>(dout), Ptr<F>(inp), Ptr<F>(weight),
+                        Ptr<float>(mean), Ptr<float>(rstd), N),
+            "LayerNormBackwardFusedKernel");
+      });
+    } else {
+      CheckLaunch(
+          GPT2_LAUNCH(LayerNormBackwardInputKernel<F>,
+                      CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
+                      Ptr<F>(dinp), Ptr<F>(dout), Ptr<F>(inp), Ptr<F>(weight),
+                      Ptr<float>(mean), Ptr<float>(rstd), N, C),
+          "LayerNormBackwardInputKernel");
+      CheckLaunch(
+          GPT2_LAUNCH(LayerNormBackwardParamPartials<F>, blocks, 256, 0, stream,
+                      partial, Ptr<F>(dout), Ptr<F>(inp), Ptr<float>(mean),
+                      Ptr<float>(rstd), N, C, kParamRows),
+          "LayerNormBackwardParamPartials");
+    }
     const dim3 block(kColumnTile, kRowLanes);
     CheckLaunch(
         GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(C, kColumnTile), block, 0,
