@@ -12,11 +12,14 @@ a section the run did not reach says so.
 """
 import argparse
 import datetime
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 
 
 def read(path):
@@ -79,6 +82,22 @@ def main():
     args = parser.parse_args()
     if not os.path.isdir(args.files):
         sys.exit(f"collect_device_run: {args.files}: not a folder")
+    # device_check.sh packs its logs into device_check.tar.gz (a device run returns at
+    # most 8 files): unpack it beside the loose files.
+    tarball = os.path.join(args.files, "device_check.tar.gz")
+    if os.path.exists(tarball):
+        unpacked = tempfile.mkdtemp()
+        for name in os.listdir(args.files):
+            if name != "device_check.tar.gz" and os.path.isfile(os.path.join(args.files, name)):
+                shutil.copyfile(os.path.join(args.files, name), os.path.join(unpacked, name))
+        with tarfile.open(tarball) as tar:
+            for member in tar.getmembers():
+                base = os.path.basename(member.name)
+                if not member.isfile() or not re.fullmatch(r"[\w.-]+", base):
+                    continue
+                with tar.extractfile(member) as src, open(os.path.join(unpacked, base), "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        args.files = unpacked
     smi = (read(os.path.join(args.files, "nvidia-smi.txt")) +
            read(os.path.join(args.files, "machine.txt")))
     card, card_name = card_of(smi, read(os.path.join(args.files, "gpu_tests.txt")))
@@ -166,8 +185,8 @@ def main():
     for metrics_name in runs:
         suffix = metrics_name[len("metrics"):-len(".jsonl")]
         log_text = f(f"train{suffix}.txt") if suffix else ""
-        if not log_text:
-            log_text = sections.get(f"shakespeare{suffix}", "")
+        if not log_text:  # device_check.sh's run names: shakespeare, shakespeare_fp32, sweep_x
+            log_text = sections.get(f"shakespeare{suffix}", "") or sections.get(suffix[1:], "")
         config = re.search(r"^gpt2_ddp \| config (\S+)", log_text, re.M)
         out += [f"### {metrics_name}" + (f" ({os.path.basename(config.group(1))})" if config else ""),
                 ""]
@@ -188,6 +207,32 @@ def main():
         out.append("")
     if not runs:
         out.append("(no training metrics in this run)")
+    elif len(runs) > 1:
+        # The runs side by side: the mean loss of the 20 steps up to each milestone.
+        curves = {}
+        for metrics_name in runs:
+            losses = {}
+            with open(os.path.join(dest, metrics_name)) as fh:
+                for line in fh:
+                    try:
+                        row = json.loads(line)
+                        if row.get("loss") is not None:
+                            losses[int(row["step"])] = float(row["loss"])
+                    except (ValueError, KeyError, TypeError):
+                        continue
+            curves[metrics_name] = losses
+        milestones = [m for m in (100, 250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000)
+                      if any(m in c for c in curves.values())]
+        out += ["Mean loss over the 20 steps up to each step (all runs of this folder):", "",
+                "| run | " + " | ".join(str(m) for m in milestones) + " |",
+                "|---" * (1 + len(milestones)) + "|"]
+        for name, losses in curves.items():
+            cells = []
+            for m in milestones:
+                window = [losses[s] for s in range(m - 19, m + 1) if s in losses]
+                cells.append(f"{sum(window) / len(window):.3f}" if len(window) == 20 else "-")
+            out.append(f"| {name} | " + " | ".join(cells) + " |")
+        out.append("")
     hf = re.search(r"^hf_logits_check: .*$", train, re.M)
     out += ["", f"HF export check: {hf.group(0) if hf else '(not in this run)'}", ""]
 

@@ -15,6 +15,9 @@ mkdir -p "$build"
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA_ARCHS=90 -DGPT2_STATIC_DEPS=ON \
   -DGPT2_TEST_DATA_DIR="$GPT2_DATA_DIR" >"$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
 targets=(gpt2_ddp gpt2_bench cuda_backend_test_gpu cuda_mpi_test_gpu)
+# gpt2_prepro runs here only (the token shard for the PyTorch recipe).
+cmake --build "$build" -j"$(nproc)" --target gpt2_prepro >"$build/build_prepro.log" 2>&1 ||
+  { tail -30 "$build/build_prepro.log"; exit 1; }
 for optional in gpt2_ckpt gpt2_sample; do
   [ -f "src/tools/$optional.cc" ] && targets+=("$optional")
 done
@@ -42,11 +45,20 @@ rm -rf "$debs" "$stage/mpi/usr/share/doc" "$stage/mpi/usr/share/man"
 cp configs/*.pbtxt "$stage/configs/"
 cp "$GPT2_DATA_DIR/gpt2/encoder.json" "$GPT2_DATA_DIR/gpt2/vocab.bpe" "$stage/data/gpt2/"
 cp "$GPT2_DATA_DIR/tinyshakespeare/input.txt" "$stage/data/tinyshakespeare/"
+# The same tokens as an llm.c shard, for the PyTorch recipe (tests/reference/shakespeare_torch.py).
+"$build/bin/gpt2_prepro" --input "$GPT2_DATA_DIR/tinyshakespeare/input.txt" --output_dir "$stage/data" \
+  --data_dir "$GPT2_DATA_DIR" >/dev/null
+mv "$stage/data/input_train.bin" "$stage/data/tinyshakespeare_train.bin"
 cp tests/reference/*.py "$stage/reference/"
 git rev-parse --short HEAD >"$stage/COMMIT" 2>/dev/null || true
 
+# The binaries and libraries travel xz-compressed (about a quarter of their size):
+# device_check.sh unpacks them there. The working tree travels too, within the same 64 MiB.
+tar -C "$stage" -cf - bin lib mpi | xz -T2 -6 >"$stage/payload.tar.xz"
+rm -rf "$stage/bin" "$stage/lib" "$stage/mpi"
+
 size=$(du -sm "$stage" | cut -f1)
-echo "pack: staged $stage (${size} MiB): $(ls "$stage/bin" | tr '\n' ' ')"
+echo "pack: staged $stage (${size} MiB): $(printf '%s ' "${targets[@]}")in payload.tar.xz"
 if [ "$size" -gt 64 ]; then
   echo "pack: error: $stage is ${size} MiB, over the 64 MiB a device run can carry" >&2
   exit 1

@@ -107,6 +107,22 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "FAIL collect_device_run:"; echo "$out"; cat "$summary" 2>/dev/null | head -20
     failures=$((failures+1))
   fi
+  # The same run as device_check.sh returns it: packed into device_check.tar.gz.
+  packed=$work/device_run_packed; mkdir -p "$packed/device_check"
+  cp "$run"/* "$packed/device_check/"
+  printf '%s\n' '{"step": 0, "loss": 0.7, "elapsed_s": 1.0}' >"$packed/device_check/metrics_torch.jsonl"
+  tar -C "$packed" -czf "$packed/device_check.tar.gz" device_check && rm -r "$packed/device_check"
+  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$packed" --logs "$work/logs_packed" \
+        --date 2000-01-01 2>&1)
+  summary=$work/logs_packed/gpu_h100_2000-01-01/SUMMARY.md
+  if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 |" "$summary" \
+     && grep -q "### metrics_torch.jsonl" "$summary" \
+     && [ -s "$work/logs_packed/gpu_h100_2000-01-01/loss_torch.png" ]; then
+    echo "ok   collect_device_run from device_check.tar.gz"; passes=$((passes+1))
+  else
+    echo "FAIL collect_device_run from device_check.tar.gz:"; echo "$out"
+    cat "$summary" 2>/dev/null | head -20; failures=$((failures+1))
+  fi
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
