@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
@@ -99,9 +100,9 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
   std::vector<Rng> rngs;
   rngs.reserve(N);
   for (int i = 0; i < N; ++i) rngs.emplace_back(SampleSeed(request.seed, i));
-  std::vector<bool> active(N, true);
-  std::vector<int32_t> next(N);
-  Sampler sampler;
+  std::unique_ptr<bool[]> active(new bool[N]);
+  std::fill(active.get(), active.get() + N, true);
+  std::vector<int32_t> next(N), sampled(N);
 
   auto start = std::chrono::steady_clock::now();
   GPT2_RETURN_IF_ERROR(decoder->Start(request.prompt, N, capacity));
@@ -110,12 +111,12 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
   const int Vp = shape.padded_vocab_size;
   for (int i = 0; i < limit; ++i) {
     int still_active = 0;
+    SampleRows(decoder->logits(), N, Vp, shape.vocab_size, request.sampling,
+               rngs.data(), sampled.data(), active.get());
     for (int b = 0; b < N; ++b) {
       next[b] = 0;  // what an ended row is fed: any valid id
       if (!active[b]) continue;
-      const int token =
-          sampler.Sample(decoder->logits() + int64_t{b} * Vp, shape.vocab_size,
-                         request.sampling, &rngs[b]);
+      const int token = sampled[b];
       GeneratedSample& sample = result.samples[b];
       if (request.stop_at_end_of_text && token == request.end_of_text) {
         sample.finish = FinishReason::kEndOfText;

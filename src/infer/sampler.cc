@@ -88,4 +88,19 @@ int Sampler::Sample(const float* logits, int vocab_size,
   return candidates_[0].second;
 }
 
+void SampleRows(const float* logits, int rows, int64_t stride, int vocab_size,
+                const SamplingParams& params, Rng* rngs, int32_t* tokens,
+                const bool* active) {
+#pragma omp parallel if (rows > 1)
+  {
+    Sampler sampler;
+#pragma omp for schedule(static)
+    for (int b = 0; b < rows; ++b) {
+      if (active != nullptr && !active[b]) continue;
+      tokens[b] =
+          sampler.Sample(logits + b * stride, vocab_size, params, &rngs[b]);
+    }
+  }
+}
+
 }  // namespace gpt2::infer

@@ -40,6 +40,14 @@ class Sampler {
   std::vector<double> weights_;
 };
 
+// Samples one token per row of (rows, stride) row-major logits, row b with
+// rngs[b], into tokens[b], rows in parallel (each row's draw is the one
+// Sampler::Sample makes, so the result does not depend on the threads). Rows
+// with active != nullptr && !active[b] are skipped (tokens[b] untouched).
+void SampleRows(const float* logits, int rows, int64_t stride, int vocab_size,
+                const SamplingParams& params, Rng* rngs, int32_t* tokens,
+                const bool* active = nullptr);
+
 }  // namespace gpt2::infer
 
 #endif  // GPT2_INFER_SAMPLER_H_

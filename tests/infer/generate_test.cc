@@ -3,6 +3,7 @@
 // tokens (and a different seed different ones), and requests are validated.
 #include "src/infer/generate.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <vector>
@@ -84,6 +85,41 @@ TEST(Sampler, FollowsTheTopKSoftmax) {
                       (1 + std::pow(3.0, 1.0 / temperature));
     // 5 standard deviations of a binomial proportion.
     EXPECT_NEAR(counts[1] / double(n), p1, 5 * std::sqrt(p1 * (1 - p1) / n));
+  }
+}
+
+// SampleRows (rows in parallel) draws what one Sampler draws row by row with
+// the same Rngs, and leaves inactive rows alone.
+TEST(Sampler, RowsInParallelMatchRowByRow) {
+  const int rows = 13, V = 1000, stride = 1024;
+  std::vector<float> logits(rows * stride, -1e30f);
+  for (int b = 0; b < rows; ++b) {
+    const std::vector<float> row = RandomLogits(V, 100 + b);
+    std::copy(row.begin(), row.end(), logits.begin() + b * stride);
+  }
+  bool active[rows];
+  for (int b = 0; b < rows; ++b) active[b] = b % 4 != 2;
+  for (int round = 0; round < 3; ++round) {
+    std::vector<Rng> serial_rngs, parallel_rngs;
+    for (int b = 0; b < rows; ++b) {
+      serial_rngs.emplace_back(round * 100 + b);
+      parallel_rngs.emplace_back(round * 100 + b);
+    }
+    Sampler sampler;
+    std::vector<int32_t> want(rows, -7), got(rows, -7);
+    for (int b = 0; b < rows; ++b) {
+      if (active[b]) {
+        want[b] = sampler.Sample(logits.data() + b * stride, V, {50, 0.8},
+                                 &serial_rngs[b]);
+      }
+    }
+    SampleRows(logits.data(), rows, stride, V, {50, 0.8}, parallel_rngs.data(),
+               got.data(), active);
+    EXPECT_EQ(got, want) << "round " << round;
+    // Each active row drew exactly once: the Rngs are in step.
+    for (int b = 0; b < rows; ++b) {
+      EXPECT_EQ(parallel_rngs[b].Uniform(), serial_rngs[b].Uniform()) << b;
+    }
   }
 }
 
