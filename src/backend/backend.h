@@ -57,6 +57,14 @@ class Backend {
     Download(host_dst, src);
   }
   virtual void WaitQueuedDownloads() {}
+  // Step timing on the device: MarkStepEnd(step) marks the end of the work
+  // queued for `step` so far; once a queued download after it has been waited
+  // for, DeviceStepMs(step) is the device time between the marks of step - 1
+  // and step, in ms, or -1 where there are no such marks (the CPU; a mark
+  // older than the last 4). An asynchronous backend's host clock sees only
+  // when the host got past each step, which jitters around the device's pace.
+  virtual void MarkStepEnd(int64_t step) {}
+  virtual double DeviceStepMs(int64_t step) { return -1.0; }
   // Whether ops return before their work is done (CUDA) or run as they are
   // called (CPU).
   virtual bool asynchronous() const { return false; }

@@ -61,6 +61,9 @@ class CudaBackend final : public Backend {
 #endif
     if (queued_host_ != nullptr) cudaFreeHost(queued_host_);
     if (queued_done_ != nullptr) cudaEventDestroy(queued_done_);
+    for (StepMark& mark : step_marks_) {
+      if (mark.event != nullptr) cudaEventDestroy(mark.event);
+    }
     cudaStreamDestroy(stream_);
   }
 
@@ -137,6 +140,24 @@ class CudaBackend final : public Backend {
       std::memcpy(q.host_dst, q.pinned, q.bytes);
     queued_.clear();
     queued_bytes_ = 0;
+  }
+  void MarkStepEnd(int64_t step) override {
+    StepMark& mark = step_marks_[step % kStepMarks];
+    if (mark.event == nullptr) GPT2_CUDA_CHECK(cudaEventCreate(&mark.event));
+    GPT2_CUDA_CHECK(cudaEventRecord(mark.event, stream_));
+    mark.step = step;
+  }
+  double DeviceStepMs(int64_t step) override {
+    if (step < 1) return -1.0;
+    const StepMark& from = step_marks_[(step - 1) % kStepMarks];
+    const StepMark& to = step_marks_[step % kStepMarks];
+    if (from.step != step - 1 || to.step != step) return -1.0;
+    float ms = 0.0f;
+    if (cudaEventElapsedTime(&ms, from.event, to.event) != cudaSuccess) {
+      cudaGetLastError();  // not recorded or not done: no figure, no error
+      return -1.0;
+    }
+    return ms;
   }
   void Zero(Tensor t) override {
     GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_));
@@ -417,6 +438,13 @@ class CudaBackend final : public Backend {
   static constexpr size_t kQueuedDownloadBytes = 4096;
   void* queued_host_ = nullptr;
   cudaEvent_t queued_done_ = nullptr;
+  // MarkStepEnd's events, a ring over the last kStepMarks steps.
+  static constexpr int kStepMarks = 4;
+  struct StepMark {
+    cudaEvent_t event = nullptr;
+    int64_t step = -1;
+  };
+  StepMark step_marks_[kStepMarks];
   size_t queued_bytes_ = 0;
   std::vector<QueuedDownload> queued_;
 #if !defined(GPT2_CUDA_EMULATED)

@@ -370,6 +370,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   std::optional<StepMetrics> pending;
   int pending_slot = 0;
   Clock::time_point last_done = Clock::now();
+  // Steps after this one may take their dt from the device's step marks (the
+  // ones up to it ran after something else on the device: start-up, a
+  // validation pass, a checkpoint save).
+  int64_t device_dt_from = progress.step;
   // Reads and logs the pending step. Sets `stop` when the run should end after
   // it.
   auto finish_pending = [&]() -> absl::Status {
@@ -378,8 +382,17 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     pending.reset();
     backend->WaitQueuedDownloads();
     const Clock::time_point now = Clock::now();
+    // The device's time between this step's end and the last one's where the
+    // backend marks them (steady on an asynchronous backend, whose host runs
+    // ahead unevenly); else the host's, which covers the same span.
+    const double device_ms = metrics.step > device_dt_from
+                                 ? backend->DeviceStepMs(metrics.step)
+                                 : -1.0;
     metrics.dt_ms =
-        std::chrono::duration<double, std::milli>(now - last_done).count();
+        device_ms >= 0.0
+            ? device_ms
+            : std::chrono::duration<double, std::milli>(now - last_done)
+                  .count();
     last_done = now;
     metrics.tok_per_sec = plan.total_batch_tokens / (metrics.dt_ms / 1000.0);
     metrics.elapsed_s = SecondsSince(process_start);
@@ -448,6 +461,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       val_loss = evaluate_val();
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
       last_done = Clock::now();  // dt covers training only
+      device_dt_from = step;
     }
     InjectFaultForTests(step, comm->rank());
     const int slot = static_cast<int>(step % 2);
@@ -498,6 +512,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                        model.padded_params().Slice(
                            shard.rank * shard.shard_size, shard.shard_size));
     }
+    backend->MarkStepEnd(step);
     // Step `step` is queued; now read the one before it.
     GPT2_RETURN_IF_ERROR(finish_pending());
     backend->QueueDownload(host_scalars.data() + 2 * slot * scalar_bytes,
@@ -514,6 +529,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     if (save_every > 0 && (step + 1) % save_every == 0) {
       GPT2_RETURN_IF_ERROR(save(step + 1, metrics.lr));
       last_saved = step + 1;
+      device_dt_from = step + 1;
     }
     if (cfg.train().max_seconds() > 0 &&
         SecondsSince(process_start) >= cfg.train().max_seconds()) {

@@ -649,6 +649,33 @@ TEST_P(CudaOps, OpTimingCountsEveryCall) {
   EXPECT_TRUE(cuda_->TakeOpTimings().empty());
 }
 
+// Step marks: DeviceStepMs(s) is the time between the marks of s - 1 and s
+// once a download queued after them is waited for; -1 without both marks (the
+// first step, a step never marked, a mark pushed out of the ring of 4).
+TEST_P(CudaOps, StepMarksTimeConsecutiveSteps) {
+  auto x = Random(1 << 16, 42), y = Random(1 << 16, 43);
+  auto g_x = Gpu(x), g_y = Gpu(y);
+  float sink[1];
+  for (int64_t step = 10; step < 13; ++step) {
+    for (int i = 0; i < 4; ++i) cuda_->AddInPlace(g_x.view, g_y.view);
+    cuda_->MarkStepEnd(step);
+    cuda_->QueueDownload(sink, g_x.view.Slice(0, 1));
+    cuda_->WaitQueuedDownloads();
+  }
+  EXPECT_EQ(cuda_->DeviceStepMs(10), -1.0);  // no mark for step 9
+  EXPECT_GE(cuda_->DeviceStepMs(11), 0.0);
+  EXPECT_GE(cuda_->DeviceStepMs(12), 0.0);
+  EXPECT_EQ(cuda_->DeviceStepMs(14), -1.0);  // never marked
+  for (int64_t step = 13; step < 17; ++step) cuda_->MarkStepEnd(step);
+  cuda_->Synchronize();
+  EXPECT_EQ(cuda_->DeviceStepMs(12), -1.0);  // 12's slot now holds 16
+  EXPECT_GE(cuda_->DeviceStepMs(16), 0.0);
+  // The CPU backend has no marks: the trainer falls back to its host clock.
+  cpu_->MarkStepEnd(1);
+  cpu_->MarkStepEnd(2);
+  EXPECT_EQ(cpu_->DeviceStepMs(2), -1.0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Types, CudaOps,
                          ::testing::Values(DType::kF32, DType::kBF16),
                          [](const auto& info) {
