@@ -370,10 +370,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   std::optional<StepMetrics> pending;
   int pending_slot = 0;
   Clock::time_point last_done = Clock::now();
-  // Steps after this one may take their dt from the device's step marks (the
-  // ones up to it ran after something else on the device: start-up, a
-  // validation pass, a checkpoint save).
-  int64_t device_dt_from = progress.step;
+  // A step whose device marks span something else (a validation pass, a
+  // checkpoint save): its dt comes from the host clock, reset after that.
+  int64_t host_dt_step = -1;
   // Reads and logs the pending step. Sets `stop` when the run should end after
   // it.
   auto finish_pending = [&]() -> absl::Status {
@@ -385,7 +384,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     // The device's time between this step's end and the last one's where the
     // backend marks them (steady on an asynchronous backend, whose host runs
     // ahead unevenly); else the host's, which covers the same span.
-    const double device_ms = metrics.step > device_dt_from
+    const double device_ms = metrics.step != host_dt_step
                                  ? backend->DeviceStepMs(metrics.step)
                                  : -1.0;
     metrics.dt_ms =
@@ -435,7 +434,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
               streak_needed > 0 ? "" : "; stopping"));
         }
         if (metrics.step - below_since->step + 1 >= streak_needed) {
-          if (streak_needed > 0) {
+          // Once: an asynchronous backend has queued one more step, which is
+          // read (and is below too) after the loop ends.
+          if (streak_needed > 0 && !stop) {
             log.Line(absl::StrFormat(
                 "loss below %g at every step since step %d (%.1f s after "
                 "process start): %d steps; stopping",
@@ -461,7 +462,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       val_loss = evaluate_val();
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
       last_done = Clock::now();  // dt covers training only
-      device_dt_from = step;
+      host_dt_step = step;
     }
     InjectFaultForTests(step, comm->rank());
     const int slot = static_cast<int>(step % 2);
@@ -529,7 +530,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     if (save_every > 0 && (step + 1) % save_every == 0) {
       GPT2_RETURN_IF_ERROR(save(step + 1, metrics.lr));
       last_saved = step + 1;
-      device_dt_from = step + 1;
+      host_dt_step = step + 1;
     }
     if (cfg.train().max_seconds() > 0 &&
         SecondsSince(process_start) >= cfg.train().max_seconds()) {

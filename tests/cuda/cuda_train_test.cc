@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "src/backend/device.h"
 #include "src/backend/select.h"
@@ -34,7 +38,8 @@ class CudaTrain : public ::testing::Test {
   absl::StatusOr<TrainResult> Run(const std::string& device,
                                   const std::string& precision,
                                   const std::string& name,
-                                  const std::string& resume = "") {
+                                  const std::string& resume = "",
+                                  std::vector<std::string> extra = {}) {
     auto config = ParseConfigText(R"(
       model { num_layers: 2 num_heads: 2 channels: 32 max_seq_len: 16 vocab_size: 256 }
       data { train_shards: "train.bin" }
@@ -48,6 +53,9 @@ class CudaTrain : public ::testing::Test {
     for (const std::string& o :
          {"train.device=" + device, "train.precision=" + precision,
           "log.run_dir=" + (dir_ / "logs").string(), "log.run_name=" + name}) {
+      GPT2_RETURN_IF_ERROR(ApplyOverride(o, &*config));
+    }
+    for (const std::string& o : extra) {
       GPT2_RETURN_IF_ERROR(ApplyOverride(o, &*config));
     }
     LoadedConfig loaded;
@@ -77,6 +85,50 @@ TEST_F(CudaTrain, Bf16RunFollowsTheCpuCurve) {
         << "step " << i;
   }
   EXPECT_LT(cuda->losses.back(), cuda->losses.front() - 0.3);
+}
+
+// On the asynchronous backend the host reads each step's loss a step late, so
+// when the loss has stayed below train.stop_at_loss long enough one more step
+// is already queued: the run still says "stopping" once. Every step's dt is a
+// positive time (device marks after the first).
+TEST_F(CudaTrain, StopsOnceAndTimesEveryStep) {
+  auto plain = Run("CUDA", "FP32", "plain");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  const std::vector<double>& losses = plain->losses;
+  ASSERT_EQ(losses.size(), 8u);
+  const double target = (losses[2] + losses[5]) / 2;
+  int since = -1, stop_step = -1;
+  for (int i = 0; i < 8 && stop_step < 0; ++i) {
+    if (losses[i] < target) {
+      if (since < 0) since = i;
+      if (i - since + 1 >= 2) stop_step = i;
+    } else {
+      since = -1;
+    }
+  }
+  ASSERT_GE(stop_step, 0);
+  ASSERT_LT(stop_step, 7) << "no step queued after the stop: nothing to test";
+  auto run =
+      Run("CUDA", "FP32", "streak", "",
+          {"train.stop_at_loss=" + absl::StrFormat("%.17g", target),
+           "train.stop_after_steps_below=2", "checkpoint.every_steps=0"});
+  ASSERT_TRUE(run.ok()) << run.status();
+  std::ifstream log(dir_ / "logs/streak/train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  int stopping = 0;
+  for (size_t at = text.find("at every step since"); at != std::string::npos;
+       at = text.find("at every step since", at + 1)) {
+    ++stopping;
+  }
+  EXPECT_EQ(stopping, 1) << text;
+  std::ifstream metrics(dir_ / "logs/streak/metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line); ++lines) {
+    const size_t at = line.find("\"dt_ms\": ");
+    ASSERT_NE(at, std::string::npos) << line;
+    EXPECT_GT(std::stod(line.substr(at + 9)), 0.0) << line;
+  }
+  EXPECT_GE(lines, stop_step + 1);
 }
 
 TEST_F(CudaTrain, Fp32RunMatchesTheCpu) {
