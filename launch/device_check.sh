@@ -216,8 +216,8 @@ group_proof() {
 group_dist() {
   # Two ranks sharing the GPU (host-staged MPI, ZeRO-1) and NCCL at world size 1 against
   # one process, 20 steps each (compare the step tables in dist.txt). On 2026-11-26 the
-  # two ranks took 5.5 s/step with mpirun's default binding (each rank on one core):
-  # --bind-to none here, to see whether that was the cause.
+  # two ranks took 5.5 s/step: the host staging widened bf16 through doubles on one
+  # thread (fixed since); --bind-to none lets each rank's OpenMP threads spread.
   local common=(--config "$(config_of gpt2_124m_shakespeare)" --data_dir "$stage/data"
     --set train.max_steps=20 --set checkpoint.save_at_end=false --set train.stop_at_loss=0)
   run dist_single 90 dist.txt "$stage/bin/gpt2_ddp" "${common[@]}" --set log.run_dir="$runs/one"
