@@ -133,7 +133,12 @@ group_tests() {
   # A fast path that failed its tests is switched off for the rest of the run (and the
   # benchmark says which kernels ran), so one bad kernel does not spoil the whole proof.
   failed() { grep -qE "^\[  FAILED  \] ($1)" "$logs/gpu_tests.txt"; }
-  if failed "CudaMma\.|Types/CudaOps\.Attention(Peaked)?/bf16"; then
+  if failed "CudaMma\.FragmentLayout"; then
+    export GPT2_PORTABLE_ATTENTION=1; log "the mma layout failed its test: portable attention from here on"
+  elif failed "CudaMma\.LdMatrix"; then
+    # The attention tests fail with it; the transposed-tile path passed on the H200.
+    export GPT2_ATTENTION_LDMATRIX=0; log "ldmatrix.trans failed its test: attention with transposed tiles from here on"
+  elif failed "Types/CudaOps\.Attention(Peaked)?/bf16"; then
     export GPT2_PORTABLE_ATTENTION=1; log "tensor-core attention failed its tests: portable attention from here on"
   fi
   if failed "Types/CudaOps\.FusedMatmulGelu[A-Za-z]*/bf16"; then
@@ -149,6 +154,9 @@ group_tests() {
 
 group_bench() {
   bench bench_ours_B16 16
+  # The attention kernels as the first H200 run measured them (transposed tile copies
+  # instead of ldmatrix.trans), side by side.
+  GPT2_ATTENTION_LDMATRIX=0 bench bench_attn_tt_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.

@@ -2,6 +2,7 @@
 #include <string>
 #include <vector>
 
+#include "src/core/bf16.h"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
 #include "src/cuda/mma_check.h"
@@ -75,7 +76,64 @@ std::string RunOnce(const std::vector<float>& a, const std::vector<float>& b,
   return "";
 }
 
+// LdMatrixBTrans on a 16x16 tile of known values v(k, n) = 16 k + n (exact in
+// bf16), stored with padded rows; each lane writes its four registers.
+constexpr int kLdStride = 24;
+__global__ void LdMatrixKernel(uint32_t* out) {
+  __shared__ __align__(16) bf16 tile[16 * kLdStride];
+  for (int i = threadIdx.x; i < 16 * kLdStride; i += 32) {
+    const int k = i / kLdStride, n = i % kLdStride;
+    tile[i] = __float2bfloat16(n < 16 ? static_cast<float>(16 * k + n) : -1.0f);
+  }
+  __syncthreads();
+  uint32_t b0[2], b1[2];
+  LdMatrixBTrans(b0, b1, tile, kLdStride);
+  const int lane = threadIdx.x;
+  out[4 * lane] = b0[0];
+  out[4 * lane + 1] = b0[1];
+  out[4 * lane + 2] = b1[0];
+  out[4 * lane + 3] = b1[1];
+}
+
 }  // namespace
+
+std::string CheckLdMatrixLayout() {
+  uint32_t* d_out = nullptr;
+  cudaError_t err = cudaMalloc(&d_out, 128 * sizeof(uint32_t));
+  if (err != cudaSuccess)
+    return std::string("cudaMalloc: ") + cudaGetErrorString(err);
+  std::vector<uint32_t> out(128);
+  if ((err = GPT2_LAUNCH(LdMatrixKernel, 1, 32, 0, nullptr, d_out)) !=
+          cudaSuccess ||
+      (err = cudaDeviceSynchronize()) != cudaSuccess ||
+      (err = cudaMemcpy(out.data(), d_out, 128 * sizeof(uint32_t),
+                        cudaMemcpyDeviceToHost)) != cudaSuccess) {
+    cudaFree(d_out);
+    return std::string("LdMatrixKernel: ") + cudaGetErrorString(err);
+  }
+  cudaFree(d_out);
+  // The B fragment layout of mma.cuh: b[0] = B[2t..2t+1][g], b[1] =
+  // B[2t+8..2t+9][g]; the second fragment 8 columns on.
+  const auto pack = [](int k, int n) {
+    const auto bits = [](int v) {
+      return static_cast<uint32_t>(FloatToBf16Bits(static_cast<float>(v)));
+    };
+    return bits(16 * k + n) | (bits(16 * (k + 1) + n) << 16);
+  };
+  for (int lane = 0; lane < 32; ++lane) {
+    const int g = lane / 4, t = lane % 4;
+    const uint32_t want[4] = {pack(2 * t, g), pack(2 * t + 8, g),
+                              pack(2 * t, g + 8), pack(2 * t + 8, g + 8)};
+    for (int i = 0; i < 4; ++i) {
+      if (out[4 * lane + i] != want[i]) {
+        return "ldmatrix layout: lane " + std::to_string(lane) + " register " +
+               std::to_string(i) + " = " + std::to_string(out[4 * lane + i]) +
+               ", want " + std::to_string(want[i]);
+      }
+    }
+  }
+  return "";
+}
 
 std::string CheckMmaLayout() {
   // Distinct small integers: every product and sum is exact, and any element

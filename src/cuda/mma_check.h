@@ -16,6 +16,11 @@ namespace gpt2::cuda {
 // mismatch. Needs sm_80 or newer (or the emulator).
 std::string CheckMmaLayout();
 
+// Loads B fragments from a shared tile of known values with LdMatrixBTrans
+// and compares every lane's registers with the layout above; "" when they
+// match. Needs sm_80 or newer (or the emulator).
+std::string CheckLdMatrixLayout();
+
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_CUDA_MMA_CHECK_H_

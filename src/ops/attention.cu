@@ -252,18 +252,25 @@ __global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
 
 AttentionKernels& KernelChoice() {
   static AttentionKernels choice = [] {
-    const char* env = std::getenv("GPT2_PORTABLE_ATTENTION");
-    return env != nullptr && std::string(env) == "1"
-               ? AttentionKernels::kPortable
-               : AttentionKernels::kAuto;
+    const auto env_is = [](const char* name, const char* value) {
+      const char* env = std::getenv(name);
+      return env != nullptr && std::string(env) == value;
+    };
+    if (env_is("GPT2_PORTABLE_ATTENTION", "1"))
+      return AttentionKernels::kPortable;
+    if (env_is("GPT2_ATTENTION_LDMATRIX", "0"))
+      return AttentionKernels::kTransposedTiles;
+    return AttentionKernels::kAuto;
   }();
   return choice;
 }
 
 bool TensorCoresFor(DType dtype, int head_size) {
-  return KernelChoice() == AttentionKernels::kAuto &&
+  return KernelChoice() != AttentionKernels::kPortable &&
          tc::Supports(dtype, head_size);
 }
+
+bool Ldmatrix() { return KernelChoice() == AttentionKernels::kAuto; }
 
 // ...and for these tensors, which the kernels read 16 bytes at a time.
 bool UseTensorCores(DType dtype, int head_size,
@@ -281,14 +288,15 @@ void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
   // of the head size), so the alignment test does not change the answer.
-  return TensorCoresFor(dtype, head_size) ? "tensor-core" : "portable";
+  if (!TensorCoresFor(dtype, head_size)) return "portable";
+  return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
 
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream) {
   const int hs = C / NH;
   if (UseTensorCores(out.dtype, hs, {out.data, qkv.data})) {
-    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, stream);
+    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), stream);
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
@@ -323,7 +331,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
         "AttentionDeltaKernel");
     if (tensor_cores) {
       return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
-                                   T, C, NH, stream);
+                                   T, C, NH, Ldmatrix(), stream);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {

@@ -42,12 +42,16 @@ class Scratch;
 
 // Which kernels run training attention. kAuto: tensor cores (mma.sync,
 // src/ops/attention_tc.cu) for bf16 with head size 16, 32 or 64 on sm_80+,
-// the portable kernels otherwise. kPortable: always the portable kernels;
-// GPT2_PORTABLE_ATTENTION=1 in the environment selects it at start-up, to
-// isolate a tensor-core bug on a new card.
-enum class AttentionKernels { kAuto, kPortable };
+// reading their streamed tiles through ldmatrix.trans; the portable kernels
+// otherwise. kTransposedTiles: the same tensor-core kernels making transposed
+// copies of those tiles instead (the version the first H200 run measured);
+// GPT2_ATTENTION_LDMATRIX=0 selects it at start-up. kPortable: always the
+// portable kernels; GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a
+// tensor-core bug on a new card.
+enum class AttentionKernels { kAuto, kTransposedTiles, kPortable };
 void SetAttentionKernels(AttentionKernels kernels);
-// "tensor-core" or "portable": what a call with these arguments runs.
+// "tensor-core", "tensor-core-tt" (transposed tiles) or "portable": what a
+// call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
 
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.

@@ -13,6 +13,7 @@
 // dV per key block, another dQ per query block (recomputing the scores once
 // more, the price of determinism).
 #include <cstdint>
+#include <type_traits>
 
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
@@ -147,6 +148,43 @@ __device__ __forceinline__ void AccTimesTile(float (&acc)[HS / 8][4],
   }
 }
 
+// The same product from the tile as stored, rows [key][d] (HS + kPad long):
+// ldmatrix.trans makes the B fragments, so no transposed copy is needed.
+template <int HS>
+__device__ __forceinline__ void AccTimesRows(float (&acc)[HS / 8][4],
+                                             const float (&p)[8][4],
+                                             const bf16* tile, int nt_begin = 0,
+                                             int nt_end = 8) {
+  constexpr int S = HS + kPad;
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (2 * j + 1 < nt_begin || 2 * j >= nt_end) continue;
+    uint32_t a[4];
+    AccToA(a, p[2 * j], p[2 * j + 1]);
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; dt += 2) {
+      uint32_t b0[2], b1[2];
+      LdMatrixBTrans(b0, b1, tile + j * 16 * S + dt * 8, S);
+      MmaBf16(acc[dt], a, b0);
+      MmaBf16(acc[dt + 1], a, b1);
+    }
+  }
+}
+
+// acc += p times the streamed side's 64 rows: from the transposed copy
+// (kLdm false) or the rows themselves (kLdm true).
+template <int HS, bool kLdm>
+__device__ __forceinline__ void AccTimes(float (&acc)[HS / 8][4],
+                                         const float (&p)[8][4],
+                                         const bf16* rows, const bf16* rows_t,
+                                         int nt_begin = 0, int nt_end = 8) {
+  if constexpr (kLdm) {
+    AccTimesRows<HS>(acc, p, rows, nt_begin, nt_end);
+  } else {
+    AccTimesTile<HS>(acc, p, rows_t, nt_begin, nt_end);
+  }
+}
+
 // dst[row][d] = scale * acc for the warp's rows below T; dst points at
 // column 0 of row 0 and rows are `stride` apart.
 template <int HS>
@@ -200,13 +238,17 @@ __device__ __forceinline__ void LoadWarpRows(uint32_t (&f)[HS / 16][4],
     LoadA<HS + kPad>(f[ks], tile, (threadIdx.x / 32) * 16, ks * 16);
 }
 
-template <int HS>
+// kLdm: the streamed tiles the second product reads are kept as rows and
+// read through ldmatrix.trans; else transposed copies are made (the path the
+// first H200 run measured; GPT2_ATTENTION_LDMATRIX=0 selects it).
+template <int HS, bool kLdm>
 __global__ void __launch_bounds__(kThreads)
     ForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C, int NH,
                   float scale) {
   constexpr int S = HS + kPad;
   __shared__ __align__(16) bf16 k_tile[kTile * S];
-  __shared__ __align__(16) bf16 vt_tile[HS * kTileT];
+  // V as rows (kLdm) or transposed.
+  __shared__ __align__(16) bf16 v_tile[kLdm ? kTile * S : HS * kTileT];
   const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;  // the longest rows start first
   const bf16* q = qkv + at.qkv;
@@ -226,7 +268,11 @@ __global__ void __launch_bounds__(kThreads)
     const int k0 = kt * kTile;
     __syncthreads();  // the previous tiles are no longer read
     LoadRows<HS>(k_tile, q + C, at.stride, k0, T);
-    LoadColumns<HS>(vt_tile, q + 2 * C, at.stride, k0, T);
+    if constexpr (kLdm) {
+      LoadRows<HS>(v_tile, q + 2 * C, at.stride, k0, T);
+    } else {
+      LoadColumns<HS>(v_tile, q + 2 * C, at.stride, k0, T);
+    }
     __syncthreads();
     // On the diagonal tile, this at.warp's rows see keys up to 16 at.warp + 15:
     // the 8-key tiles past that are all masked.
@@ -272,7 +318,7 @@ __global__ void __launch_bounds__(kThreads)
         row_sum[i / 2] += p;
       }
     }
-    AccTimesTile<HS>(o, s, vt_tile, 0, nt_end);
+    AccTimes<HS, kLdm>(o, s, v_tile, v_tile, 0, nt_end);
   }
 
 #pragma unroll
@@ -297,16 +343,17 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dK and dV for one block of 64 keys, over the queries at or after them.
-template <int HS>
+template <int HS, bool kLdm>
 __global__ void __launch_bounds__(kThreads)
     BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                            const float* lse, const float* delta, int T, int C,
                            int NH, float scale) {
   constexpr int S = HS + kPad;
+  constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
   __shared__ __align__(16) bf16 q_tile[kTile * S];
   __shared__ __align__(16) bf16 do_tile[kTile * S];
-  __shared__ __align__(16) bf16 qt_tile[HS * kTileT];
-  __shared__ __align__(16) bf16 dot_tile[HS * kTileT];
+  __shared__ __align__(16) bf16 qt_tile[kTransposed];
+  __shared__ __align__(16) bf16 dot_tile[kTransposed];
   __shared__ float tile_lse[kTile], tile_delta[kTile];
   const Place at = PlaceOf<HS>(T, C, NH);
   const int kb = blockIdx.x;  // low key blocks see the most queries: first
@@ -331,8 +378,10 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     LoadRows<HS>(q_tile, q, at.stride, q0, T);
     LoadRows<HS>(do_tile, dy, C, q0, T);
-    LoadColumns<HS>(qt_tile, q, at.stride, q0, T);
-    LoadColumns<HS>(dot_tile, dy, C, q0, T);
+    if constexpr (!kLdm) {
+      LoadColumns<HS>(qt_tile, q, at.stride, q0, T);
+      LoadColumns<HS>(dot_tile, dy, C, q0, T);
+    }
     for (int i = threadIdx.x; i < kTile; i += kThreads) {
       const bool in = q0 + i < T;
       tile_lse[i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
@@ -360,8 +409,8 @@ __global__ void __launch_bounds__(kThreads)
         dp[nt][i] = p * (dp[nt][i] - tile_delta[col]);  // dS^T / scale
       }
     }
-    AccTimesTile<HS>(dv, s, dot_tile, nt_begin);  // dV += P^T dO
-    AccTimesTile<HS>(dk, dp, qt_tile, nt_begin);  // dK += dS^T Q
+    AccTimes<HS, kLdm>(dv, s, do_tile, dot_tile, nt_begin);  // dV += P^T dO
+    AccTimes<HS, kLdm>(dk, dp, q_tile, qt_tile, nt_begin);   // dK += dS^T Q
   }
   bf16* grads = dqkv + at.qkv;
   StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
@@ -369,7 +418,7 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dQ for one block of 64 queries, over the keys at or before them.
-template <int HS>
+template <int HS, bool kLdm>
 __global__ void __launch_bounds__(kThreads)
     BackwardQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
@@ -377,7 +426,7 @@ __global__ void __launch_bounds__(kThreads)
   constexpr int S = HS + kPad;
   __shared__ __align__(16) bf16 k_tile[kTile * S];
   __shared__ __align__(16) bf16 v_tile[kTile * S];
-  __shared__ __align__(16) bf16 kt_tile[HS * kTileT];
+  __shared__ __align__(16) bf16 kt_tile[kLdm ? 8 : HS * kTileT];
   const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;
   const bf16* q = qkv + at.qkv;
@@ -405,7 +454,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     LoadRows<HS>(k_tile, q + C, at.stride, k0, T);
     LoadRows<HS>(v_tile, q + 2 * C, at.stride, k0, T);
-    LoadColumns<HS>(kt_tile, q + C, at.stride, k0, T);
+    if constexpr (!kLdm) LoadColumns<HS>(kt_tile, q + C, at.stride, k0, T);
     __syncthreads();
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;  // as in the forward
     float s[8][4], dp[8][4];
@@ -423,7 +472,7 @@ __global__ void __launch_bounds__(kThreads)
         dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
       }
     }
-    AccTimesTile<HS>(dq, dp, kt_tile, 0, nt_end);  // dQ += dS K
+    AccTimes<HS, kLdm>(dq, dp, k_tile, kt_tile, 0, nt_end);  // dQ += dS K
   }
   StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
 }
@@ -453,38 +502,50 @@ bool Supports(DType dtype, int head_size) {
 }
 
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                      int NH, CUstream_st* stream) {
-  const int hs = C / NH;
-  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
-  const dim3 grid(CeilDiv(T, kRows), NH, B);
-  DispatchInt<16, 32, 64>(
-      hs, "tensor-core attention (head size)", [&](auto head) {
-        CheckLaunch(
-            GPT2_LAUNCH((ForwardKernel<decltype(head)::value>), grid, kThreads,
-                        0, stream, Ptr<bf16>(out), Ptr<float>(lse),
-                        Ptr<bf16>(qkv), T, C, NH, scale),
-            "tc::ForwardKernel");
-      });
-}
-
-void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
-                       const float* delta, int B, int T, int C, int NH,
-                       CUstream_st* stream) {
+                      int NH, bool ldmatrix, CUstream_st* stream) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
   DispatchInt<16, 32, 64>(
       hs, "tensor-core attention (head size)", [&](auto head) {
         constexpr int kHs = decltype(head)::value;
-        CheckLaunch(GPT2_LAUNCH((BackwardKeyValueKernel<kHs>), grid, kThreads,
-                                0, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                                Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                    "tc::BackwardKeyValueKernel");
-        CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs>), grid, kThreads, 0,
-                                stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                                Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                    "tc::BackwardQueryKernel");
+        CheckLaunch(
+            ldmatrix ? GPT2_LAUNCH((ForwardKernel<kHs, true>), grid, kThreads,
+                                   0, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                                   Ptr<bf16>(qkv), T, C, NH, scale)
+                     : GPT2_LAUNCH((ForwardKernel<kHs, false>), grid, kThreads,
+                                   0, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                                   Ptr<bf16>(qkv), T, C, NH, scale),
+            "tc::ForwardKernel");
       });
+}
+
+void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
+                       const float* delta, int B, int T, int C, int NH,
+                       bool ldmatrix, CUstream_st* stream) {
+  const int hs = C / NH;
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
+  const dim3 grid(CeilDiv(T, kRows), NH, B);
+  auto launch = [&](auto head, auto ldm) {
+    constexpr int kHs = decltype(head)::value;
+    constexpr bool kLdm = decltype(ldm)::value;
+    CheckLaunch(GPT2_LAUNCH((BackwardKeyValueKernel<kHs, kLdm>), grid, kThreads,
+                            0, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::BackwardKeyValueKernel");
+    CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs, kLdm>), grid, kThreads, 0,
+                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::BackwardQueryKernel");
+  };
+  DispatchInt<16, 32, 64>(hs, "tensor-core attention (head size)",
+                          [&](auto head) {
+                            if (ldmatrix) {
+                              launch(head, std::true_type{});
+                            } else {
+                              launch(head, std::false_type{});
+                            }
+                          });
 }
 
 }  // namespace gpt2::cuda::tc

@@ -17,11 +17,13 @@ bool Supports(DType dtype, int head_size);
 
 // The contracts of gpt2::cuda::AttentionForward / AttentionBackward; `delta`
 // is (B, NH, T) f32 holding dout . out for each row, from the caller.
+// ldmatrix: the second products read their streamed tiles as rows through
+// ldmatrix.trans; false: through transposed copies of those tiles.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                      int NH, CUstream_st* stream);
+                      int NH, bool ldmatrix, CUstream_st* stream);
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       CUstream_st* stream);
+                       bool ldmatrix, CUstream_st* stream);
 
 }  // namespace gpt2::cuda::tc
 

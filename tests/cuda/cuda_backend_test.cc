@@ -460,6 +460,15 @@ TEST(CudaMma, FragmentLayout) {
   EXPECT_EQ(cuda::CheckMmaLayout(), "");
 }
 
+// ldmatrix.trans (the tensor-core attention's B operands from row-major
+// tiles): on a GPU, the hardware against the emulated layout.
+TEST(CudaMma, LdMatrixTransLayout) {
+  std::string why;
+  if (CudaDeviceCount(&why) == 0)
+    GTEST_SKIP() << "no usable CUDA device: " << why;
+  EXPECT_EQ(cuda::CheckLdMatrixLayout(), "");
+}
+
 // Peaked softmaxes (scores of several units), so a slip in the causal mask or
 // in a fragment layout moves outputs by O(1), not by 1/T. bf16 runs both the
 // tensor-core kernels and the portable ones; the CPU computes in double.
@@ -471,7 +480,8 @@ TEST_P(CudaOps, AttentionPeaked) {
   const Tolerance grad_tol =
       bf16 ? Tolerance{2e-2, 2e-2} : Tolerance{1e-4, 1e-4};
   for (auto kernels :
-       {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kPortable}) {
+       {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kTransposedTiles,
+        cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
          {std::tuple{1, 64, 64, 1}, std::tuple{2, 70, 32, 2},
@@ -483,6 +493,8 @@ TEST_P(CudaOps, AttentionPeaked) {
           " hs=" + std::to_string(hs) + ": ";
       if (bf16 && kernels == cuda::AttentionKernels::kAuto) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "tensor-core");
+      } else if (bf16 && kernels == cuda::AttentionKernels::kTransposedTiles) {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "tensor-core-tt");
       } else {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "portable");
       }
