@@ -178,18 +178,24 @@ group_compare() {
     --set checkpoint.save_at_end=false
 }
 
-# Candidate fast recipes: NAME and gpt2_ddp flags over the default config, 50 s each.
+# Candidate fast recipes: NAME and gpt2_ddp flags over the default config, each for
+# DEVICE_CHECK_SWEEP_S (45 s) of process time. The default recipe went below 0.1 at
+# step 3,968 on the H200 with its lr still at ~1.4e-4 of a cosine over 5,000 steps; the
+# 45 s target needs ~1,000 steps. Candidates: a cosine over 1,200 steps; the same with a
+# higher peak; without weight decay (memorising, nothing to regularise); half the
+# batch (twice the updates per epoch).
 SWEEP=(
-  "sweep_decay1500|--set train.max_steps=1500"
-  "sweep_decay1000|--set train.max_steps=1000"
-  "sweep_lr1e-3_decay1500|--set train.max_steps=1500 --set optim.lr=1e-3 --set schedule.min_lr=1e-4 --set schedule.warmup_steps=50"
+  "sweep_cos1200|--set train.max_steps=1200"
+  "sweep_cos1200_lr1e-3|--set train.max_steps=1200 --set optim.lr=1e-3 --set schedule.min_lr=1e-4 --set schedule.warmup_steps=50"
+  "sweep_cos1200_wd0|--set train.max_steps=1200 --set optim.weight_decay=0"
+  "sweep_b8_cos2000|--set train.max_steps=2000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 )
 group_sweep() {
   local entry name flags
   for entry in "${SWEEP[@]}"; do
     name=${entry%%|*}; flags=${entry#*|}
     # shellcheck disable=SC2086
-    train "$name" gpt2_124m_shakespeare 50 "metrics_$name.jsonl" $flags \
+    train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
       --set checkpoint.save_at_end=false
   done
 }
