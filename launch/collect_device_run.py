@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Files a GPU run's output (what launch/device_check.sh wrote) under logs/ with a summary.
 
-  python3 launch/collect_device_run.py FILES_DIR [--logs logs] [--date 2026-11-26]
+  python3 launch/collect_device_run.py FILES_DIR [FILES_DIR ...] [--logs logs] [--date 2026-11-26]
+
+Several FILES_DIRs (the calls of one session, in order) are filed as one run: their
+logs appended, their metrics files side by side.
 
 Copies the run's files to logs/gpu_<card>_<date>/ (card from nvidia-smi.txt, e.g.
 h100), draws loss.png from metrics.jsonl (launch/plot_loss.py), and writes SUMMARY.md:
@@ -74,30 +77,58 @@ def step_losses(text):
             for m in re.finditer(r"^step (\d+) \| loss: ([\d.]+)", text, re.M)}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("files", help="the folder device_check.sh wrote (files_at)")
-    parser.add_argument("--logs", default="logs")
-    parser.add_argument("--date", default=datetime.date.today().isoformat())
-    args = parser.parse_args()
-    if not os.path.isdir(args.files):
-        sys.exit(f"collect_device_run: {args.files}: not a folder")
-    # device_check.sh packs its logs into device_check.tar.gz (a device run returns at
-    # most 8 files): unpack it beside the loose files.
-    tarball = os.path.join(args.files, "device_check.tar.gz")
+def run_files(folder):
+    """{name: bytes} of one device_check output folder: its loose files, and the members
+    of device_check.tar.gz (a device run returns at most 8 files, so device_check.sh
+    packs its logs; the packed copy wins over a loose one of the same name)."""
+    if not os.path.isdir(folder):
+        sys.exit(f"collect_device_run: {folder}: not a folder")
+    files = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if name != "device_check.tar.gz" and os.path.isfile(path):
+            with open(path, "rb") as fh:
+                files[name] = fh.read()
+    tarball = os.path.join(folder, "device_check.tar.gz")
     if os.path.exists(tarball):
-        unpacked = tempfile.mkdtemp()
-        for name in os.listdir(args.files):
-            if name != "device_check.tar.gz" and os.path.isfile(os.path.join(args.files, name)):
-                shutil.copyfile(os.path.join(args.files, name), os.path.join(unpacked, name))
         with tarfile.open(tarball) as tar:
             for member in tar.getmembers():
                 base = os.path.basename(member.name)
-                if not member.isfile() or not re.fullmatch(r"[\w.-]+", base):
-                    continue
-                with tar.extractfile(member) as src, open(os.path.join(unpacked, base), "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        args.files = unpacked
+                if member.isfile() and re.fullmatch(r"[\w.-]+", base):
+                    with tar.extractfile(member) as src:
+                        files[base] = src.read()
+    return files
+
+
+def merge_runs(folders):
+    """One folder holding the runs' files: logs of several calls (a session may split
+    device_check's groups over calls) are appended in call order; a second metrics
+    file of the same name is kept beside the first as NAME_2.jsonl."""
+    merged = tempfile.mkdtemp()
+    for folder in folders:
+        for name, data in run_files(folder).items():
+            path = os.path.join(merged, name)
+            if os.path.exists(path) and name.endswith(".txt"):
+                with open(path, "ab") as fh:
+                    fh.write(data)
+                continue
+            if os.path.exists(path):
+                stem, ext = os.path.splitext(name)
+                path = os.path.join(merged, f"{stem}_2{ext}")
+                print(f"collect_device_run: a second {name}: kept as {os.path.basename(path)}")
+            with open(path, "wb") as fh:
+                fh.write(data)
+    return merged
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("files", nargs="+",
+                        help="the folder(s) device_check.sh wrote (files_at), in call order")
+    parser.add_argument("--logs", default="logs")
+    parser.add_argument("--date", default=datetime.date.today().isoformat())
+    args = parser.parse_args()
+    args.files = merge_runs(args.files)
     smi = (read(os.path.join(args.files, "nvidia-smi.txt")) +
            read(os.path.join(args.files, "machine.txt")))
     card, card_name = card_of(smi, read(os.path.join(args.files, "gpu_tests.txt")))
