@@ -207,6 +207,10 @@ class CudaBackend final : public Backend {
   void RunMatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                         int64_t N, int C, int OC) override {
     OpTimer timer(this, "matmul_fwd");
+    // A few rows (decoding): the weights once, read at full bandwidth.
+    if (cuda::SkinnyMatmulForward(out, Tensor{}, inp, weight, bias, N, C, OC,
+                                  stream_))
+      return;
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_) return cublaslt_->Forward(out, inp, weight, bias, N, C, OC);
 #endif
@@ -230,6 +234,12 @@ class CudaBackend final : public Backend {
   // where cuBLASLt offers no algorithm for the epilogue.
   void RunMatmulGeluForward(Tensor pre, Tensor out, Tensor inp, Tensor weight,
                             Tensor bias, int64_t N, int C, int OC) override {
+    if (N <= cuda::kSkinnyMaxRows) {  // decoding
+      OpTimer timer(this, "matmul_gelu_fwd");
+      if (cuda::SkinnyMatmulForward(pre, out, inp, weight, bias, N, C, OC,
+                                    stream_))
+        return;
+    }
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_ && gelu_epilogues_ && out.dtype == DType::kBF16) {
       OpTimer timer(this, "matmul_gelu_fwd");

@@ -1,5 +1,6 @@
 // CUDA GELU (tanh approximation), elementwise, grid-stride.
 #include "src/cuda/common.cuh"
+#include "src/ops/gelu.cuh"
 #include "src/ops/gelu.h"
 
 namespace gpt2::cuda {
@@ -12,9 +13,7 @@ template <typename T>
 __global__ void GeluForwardKernel(T* out, const T* inp, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
-    const float x = ToFloat(inp[i]);
-    out[i] = FromFloat<T>(
-        0.5f * x * (1.0f + tanhf(kSqrt2OverPi * (x + kCubic * x * x * x))));
+    out[i] = FromFloat<T>(GeluTanh(ToFloat(inp[i])));
   }
 }
 

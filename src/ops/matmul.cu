@@ -1,10 +1,14 @@
-// Portable CUDA matmuls: a shared-memory tiled GEMM with fp32 accumulation.
+// Portable CUDA matmuls: a shared-memory tiled GEMM with fp32 accumulation,
+// and a skinny forward for a few rows (decoding) on both paths.
 // This is the emulated build's path (the emulator has no cuBLASLt) and the
 // GPU's fallback; the GPU's fast path is cuBLASLt (matmul_cublaslt.cc).
 // Deterministic: each output element's sum runs over k in order.
+#include <cstdint>
+
 #include "src/cuda/common.cuh"
 #include "src/cuda/reduce.cuh"
 #include "src/cuda/scratch.h"
+#include "src/ops/gelu.cuh"
 #include "src/ops/matmul.h"
 
 namespace gpt2::cuda {
@@ -54,7 +58,76 @@ void Gemm(CUstream_st* stream, T* c, const T* a, const T* b, const T* bias,
       "GemmKernel");
 }
 
+// The skinny forward (a few rows, as in decoding): one warp per output
+// column, its lanes streaming that weight row in 16-byte packs against the
+// same packs of every input row (kRows of them, cached), then a warp sum.
+// Memory-bound on the weights, which it reads once, fully coalesced.
+// With `gelu_out`, `out` holds the pre-activation (rounded to T) and gelu_out
+// its GELU, as MatmulForward followed by GeluForward would.
+constexpr int kSkinnyWarps = 8;
+
+template <typename T, int kRows>
+__global__ void __launch_bounds__(32 * kSkinnyWarps)
+    SkinnyMatmulKernel(T* out, T* gelu_out, const T* inp, const T* weight,
+                       const T* bias, int C, int OC) {
+  constexpr int kN = Pack16<T>::kN;
+  const int lane = threadIdx.x % 32;
+  const int col = blockIdx.x * kSkinnyWarps + threadIdx.x / 32;
+  if (col >= OC) return;
+  const T* w = weight + int64_t{col} * C;
+  float acc[kRows] = {};
+  for (int k = lane * kN; k < C; k += 32 * kN) {
+    const Pack16<T> wp = LoadPack16(w + k);
+    float wf[kN];
+    for (int j = 0; j < kN; ++j) wf[j] = ToFloat(wp.v[j]);
+#pragma unroll
+    for (int m = 0; m < kRows; ++m) {
+      const Pack16<T> xp = LoadPack16(inp + int64_t{m} * C + k);
+      for (int j = 0; j < kN; ++j) acc[m] += wf[j] * ToFloat(xp.v[j]);
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < kRows; ++m) acc[m] = WarpSum(acc[m]);
+  if (lane != 0) return;
+  const float b = bias != nullptr ? ToFloat(bias[col]) : 0.0f;
+  for (int m = 0; m < kRows; ++m) {
+    const T pre = FromFloat<T>(acc[m] + b);
+    out[int64_t{m} * OC + col] = pre;
+    if (gelu_out != nullptr)
+      gelu_out[int64_t{m} * OC + col] = FromFloat<T>(GeluTanh(ToFloat(pre)));
+  }
+}
+
 }  // namespace
+
+bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
+                         Tensor bias, int64_t N, int C, int OC,
+                         CUstream_st* stream) {
+  if (N < 1 || N > kSkinnyMaxRows) return false;
+  if (out.dtype != DType::kF32 && out.dtype != DType::kBF16) return false;
+  const int pack = 16 / static_cast<int>(DTypeSize(out.dtype));
+  if (C % pack != 0) return false;
+  for (const void* p : {inp.data, weight.data}) {
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  bool launched = false;
+  DispatchFloat(out.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    DispatchInt<1, 2, 3, 4, 5, 6, 7, 8>(
+        static_cast<int>(N), "SkinnyMatmulKernel (rows)", [&](auto rows) {
+          CheckLaunch(
+              GPT2_LAUNCH((SkinnyMatmulKernel<F, decltype(rows)::value>),
+                          CeilDiv(OC, kSkinnyWarps), 32 * kSkinnyWarps, 0,
+                          stream, Ptr<F>(out),
+                          gelu_out.data == nullptr ? nullptr : Ptr<F>(gelu_out),
+                          Ptr<F>(inp), Ptr<F>(weight),
+                          bias.data == nullptr ? nullptr : Ptr<F>(bias), C, OC),
+              "SkinnyMatmulKernel");
+          launched = true;
+        });
+  });
+  return launched;
+}
 
 void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                    int64_t N, int C, int OC, CUstream_st* stream) {

@@ -37,6 +37,16 @@ void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
 void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, int64_t N, int C, int OC,
                     Scratch* scratch, CUstream_st* stream);
+// The forward for at most kSkinnyMaxRows rows (decoding), on both paths:
+// memory-bound on the weights, which a GEMM tiled for many rows reads poorly.
+// With a non-null gelu_out, `out` gets the pre-activation and gelu_out its
+// GELU (tanh), as MatmulForward then GeluForward would. Returns false without
+// queuing anything where it does not apply (more rows, a storage type or C
+// that 16-byte packs do not fit, misaligned tensors).
+inline constexpr int kSkinnyMaxRows = 8;
+bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
+                         Tensor bias, int64_t N, int C, int OC,
+                         CUstream_st* stream);
 // dbias (OC) += column sums of dout (N,OC), deterministic (used by both
 // paths): fixed row chunks, then the chunks in order (src/cuda/reduce.cuh).
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
