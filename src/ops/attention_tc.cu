@@ -12,9 +12,16 @@
 // The backward has no atomics, so it is deterministic: one kernel makes dK and
 // dV per key block, another dQ per query block (recomputing the scores once
 // more, the price of determinism).
+//
+// Two versions (kLdm): the second products read the streamed tiles as stored,
+// through ldmatrix.trans, and the next tiles load by cp.async into a second
+// set of buffers while the current ones are used; or (the version measured on
+// the first H200 run) transposed copies are made, and each tile is loaded
+// before it is used.
 #include <cstdint>
 #include <type_traits>
 
+#include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
 #include "src/ops/attention_tc.h"
@@ -46,6 +53,19 @@ __device__ __forceinline__ void LoadRows(bf16* tile, const bf16* src,
     if (row0 + r < T)
       v = *reinterpret_cast<const uint4*>(src + (row0 + r) * stride + c);
     *reinterpret_cast<uint4*>(tile + r * (HS + kPad) + c) = v;
+  }
+}
+
+// LoadRows through cp.async: queued, complete after CpAsyncWait and a barrier.
+template <int HS>
+__device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
+                                              int64_t stride, int row0, int T) {
+  constexpr int kChunks = HS / 8;
+  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
+    const int r = i / kChunks, c = (i % kChunks) * 8;
+    const bool valid = row0 + r < T;
+    CpAsync16(tile + r * (HS + kPad) + c,
+              valid ? src + (row0 + r) * stride + c : src, valid);
   }
 }
 
@@ -246,39 +266,55 @@ __global__ void __launch_bounds__(kThreads)
     ForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C, int NH,
                   float scale) {
   constexpr int S = HS + kPad;
-  __shared__ __align__(16) bf16 k_tile[kTile * S];
-  // V as rows (kLdm) or transposed.
-  __shared__ __align__(16) bf16 v_tile[kLdm ? kTile * S : HS * kTileT];
+  // kLdm: K and V as rows, two of each so that the next pair loads (cp.async)
+  // while this one is used; else K rows and V transposed, loaded in turn.
+  constexpr int kBufs = kLdm ? 2 : 1;
+  __shared__ __align__(16) bf16 k_tile[kBufs][kTile * S];
+  __shared__ __align__(16) bf16 v_tile[kBufs][kLdm ? kTile * S : HS * kTileT];
   const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;  // the longest rows start first
   const bf16* q = qkv + at.qkv;
   const float scale_log2 = scale * kLog2e;
 
-  // The at.warp's queries as A fragments, staged through the key tile.
-  LoadRows<HS>(k_tile, q, at.stride, qb * kRows, T);
+  // The at.warp's queries as A fragments, staged through the last key buffer
+  // (the first key tile goes to buffer 0 meanwhile).
+  LoadRows<HS>(k_tile[kBufs - 1], q, at.stride, qb * kRows, T);
+  if constexpr (kLdm) {
+    LoadRowsAsync<HS>(k_tile[0], q + C, at.stride, 0, T);
+    LoadRowsAsync<HS>(v_tile[0], q + 2 * C, at.stride, 0, T);
+    CpAsyncCommit();
+  }
   __syncthreads();
   uint32_t qf[HS / 16][4];
-  LoadWarpRows<HS>(qf, k_tile);
+  LoadWarpRows<HS>(qf, k_tile[kBufs - 1]);
 
   float o[HS / 8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
   const int row_a =
       qb * kRows + at.warp * 16 + at.g;  // this lane's rows: a, a + 8
   for (int kt = 0; kt <= qb; ++kt) {     // key tile qb is the diagonal one
-    const int k0 = kt * kTile;
-    __syncthreads();  // the previous tiles are no longer read
-    LoadRows<HS>(k_tile, q + C, at.stride, k0, T);
+    const int k0 = kt * kTile, buf = kLdm ? kt % 2 : 0;
     if constexpr (kLdm) {
-      LoadRows<HS>(v_tile, q + 2 * C, at.stride, k0, T);
+      // Tile kt has landed, and every warp is done with tile kt - 1, whose
+      // buffers now take tile kt + 1.
+      CpAsyncWait<0>();
+      __syncthreads();
+      if (kt < qb) {
+        LoadRowsAsync<HS>(k_tile[buf ^ 1], q + C, at.stride, k0 + kTile, T);
+        LoadRowsAsync<HS>(v_tile[buf ^ 1], q + 2 * C, at.stride, k0 + kTile, T);
+      }
+      CpAsyncCommit();
     } else {
-      LoadColumns<HS>(v_tile, q + 2 * C, at.stride, k0, T);
+      __syncthreads();  // the previous tiles are no longer read
+      LoadRows<HS>(k_tile[0], q + C, at.stride, k0, T);
+      LoadColumns<HS>(v_tile[0], q + 2 * C, at.stride, k0, T);
+      __syncthreads();
     }
-    __syncthreads();
     // On the diagonal tile, this at.warp's rows see keys up to 16 at.warp + 15:
     // the 8-key tiles past that are all masked.
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;
     float s[8][4];
-    RowsTimesTile<HS>(s, qf, k_tile, 0, nt_end);
+    RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
@@ -318,7 +354,7 @@ __global__ void __launch_bounds__(kThreads)
         row_sum[i / 2] += p;
       }
     }
-    AccTimes<HS, kLdm>(o, s, v_tile, v_tile, 0, nt_end);
+    AccTimes<HS, kLdm>(o, s, v_tile[buf], v_tile[buf], 0, nt_end);
   }
 
 #pragma unroll
@@ -349,52 +385,78 @@ __global__ void __launch_bounds__(kThreads)
                            const float* lse, const float* delta, int T, int C,
                            int NH, float scale) {
   constexpr int S = HS + kPad;
+  // kLdm: Q and dO as rows, two of each (the next pair loads while this one
+  // is used); else also transposed copies, all loaded in turn.
+  constexpr int kBufs = kLdm ? 2 : 1;
   constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
-  __shared__ __align__(16) bf16 q_tile[kTile * S];
-  __shared__ __align__(16) bf16 do_tile[kTile * S];
+  __shared__ __align__(16) bf16 q_tile[kBufs][kTile * S];
+  __shared__ __align__(16) bf16 do_tile[kBufs][kTile * S];
   __shared__ __align__(16) bf16 qt_tile[kTransposed];
   __shared__ __align__(16) bf16 dot_tile[kTransposed];
-  __shared__ float tile_lse[kTile], tile_delta[kTile];
+  __shared__ float tile_lse[kBufs][kTile], tile_delta[kBufs][kTile];
   const Place at = PlaceOf<HS>(T, C, NH);
   const int kb = blockIdx.x;  // low key blocks see the most queries: first
   const bf16* q = qkv + at.qkv;
   const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
+  // Query tile qt's rows, and its lse (in log2 units) and delta, into buffer
+  // `buf`: queued (kLdm) or loaded.
+  auto load_tile = [&](int qt, int buf) {
+    const int q0 = qt * kTile;
+    if constexpr (kLdm) {
+      LoadRowsAsync<HS>(q_tile[buf], q, at.stride, q0, T);
+      LoadRowsAsync<HS>(do_tile[buf], dy, C, q0, T);
+    } else {
+      LoadRows<HS>(q_tile[buf], q, at.stride, q0, T);
+      LoadRows<HS>(do_tile[buf], dy, C, q0, T);
+      LoadColumns<HS>(qt_tile, q, at.stride, q0, T);
+      LoadColumns<HS>(dot_tile, dy, C, q0, T);
+    }
+    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+      const bool in = q0 + i < T;
+      tile_lse[buf][i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
+      tile_delta[buf][i] = in ? delta[at.stat + q0 + i] : 0.0f;
+    }
+  };
 
-  // The at.warp's keys and values as A fragments, staged through q/do tiles.
-  LoadRows<HS>(q_tile, q + C, at.stride, kb * kRows, T);
-  LoadRows<HS>(do_tile, q + 2 * C, at.stride, kb * kRows, T);
+  // The at.warp's keys and values as A fragments, staged through the last
+  // buffers (the first query tile goes to buffer 0 meanwhile).
+  LoadRows<HS>(q_tile[kBufs - 1], q + C, at.stride, kb * kRows, T);
+  LoadRows<HS>(do_tile[kBufs - 1], q + 2 * C, at.stride, kb * kRows, T);
+  if constexpr (kLdm) {
+    load_tile(kb, 0);
+    CpAsyncCommit();
+  }
   __syncthreads();
   uint32_t kf[HS / 16][4], vf[HS / 16][4];
-  LoadWarpRows<HS>(kf, q_tile);
-  LoadWarpRows<HS>(vf, do_tile);
+  LoadWarpRows<HS>(kf, q_tile[kBufs - 1]);
+  LoadWarpRows<HS>(vf, do_tile[kBufs - 1]);
 
   float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
   const int key_a =
       kb * kRows + at.warp * 16 + at.g;  // this lane's keys: a, a + 8
   const int query_tiles = (T + kTile - 1) / kTile;
   for (int qt = kb; qt < query_tiles; ++qt) {
-    const int q0 = qt * kTile;
-    __syncthreads();
-    LoadRows<HS>(q_tile, q, at.stride, q0, T);
-    LoadRows<HS>(do_tile, dy, C, q0, T);
-    if constexpr (!kLdm) {
-      LoadColumns<HS>(qt_tile, q, at.stride, q0, T);
-      LoadColumns<HS>(dot_tile, dy, C, q0, T);
+    const int q0 = qt * kTile, buf = kLdm ? (qt - kb) % 2 : 0;
+    if constexpr (kLdm) {
+      // Tile qt has landed; every warp is done with the buffers of qt - 1,
+      // which take qt + 1.
+      CpAsyncWait<0>();
+      __syncthreads();
+      if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
+      CpAsyncCommit();
+    } else {
+      __syncthreads();
+      load_tile(qt, 0);
+      __syncthreads();
     }
-    for (int i = threadIdx.x; i < kTile; i += kThreads) {
-      const bool in = q0 + i < T;
-      tile_lse[i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
-      tile_delta[i] = in ? delta[at.stat + q0 + i] : 0.0f;
-    }
-    __syncthreads();
     // Transposed scores (keys x queries) and dP^T = V dO^T.
     // On the diagonal tile, queries before this at.warp's first key (16
     // at.warp) see none of its keys: those 8-query tiles are skipped.
     const int nt_begin = qt == kb ? 2 * at.warp : 0;
     float s[8][4], dp[8][4];
-    RowsTimesTile<HS>(s, kf, q_tile, nt_begin);
-    RowsTimesTile<HS>(dp, vf, do_tile, nt_begin);
+    RowsTimesTile<HS>(s, kf, q_tile[buf], nt_begin);
+    RowsTimesTile<HS>(dp, vf, do_tile[buf], nt_begin);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -403,14 +465,15 @@ __global__ void __launch_bounds__(kThreads)
         const int query = q0 + col;
         const int key = key_a + 8 * (i / 2);
         const float p = query >= key && query < T
-                            ? exp2f(s[nt][i] * scale_log2 - tile_lse[col])
+                            ? exp2f(s[nt][i] * scale_log2 - tile_lse[buf][col])
                             : 0.0f;
         s[nt][i] = p;
-        dp[nt][i] = p * (dp[nt][i] - tile_delta[col]);  // dS^T / scale
+        dp[nt][i] = p * (dp[nt][i] - tile_delta[buf][col]);  // dS^T / scale
       }
     }
-    AccTimes<HS, kLdm>(dv, s, do_tile, dot_tile, nt_begin);  // dV += P^T dO
-    AccTimes<HS, kLdm>(dk, dp, q_tile, qt_tile, nt_begin);   // dK += dS^T Q
+    AccTimes<HS, kLdm>(dv, s, do_tile[buf], dot_tile,
+                       nt_begin);                                // dV += P^T dO
+    AccTimes<HS, kLdm>(dk, dp, q_tile[buf], qt_tile, nt_begin);  // dK += dS^T Q
   }
   bf16* grads = dqkv + at.qkv;
   StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
@@ -419,13 +482,16 @@ __global__ void __launch_bounds__(kThreads)
 
 // dQ for one block of 64 queries, over the keys at or before them.
 template <int HS, bool kLdm>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 3)  // <= 170 registers: 3 blocks/SM
     BackwardQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
   constexpr int S = HS + kPad;
-  __shared__ __align__(16) bf16 k_tile[kTile * S];
-  __shared__ __align__(16) bf16 v_tile[kTile * S];
+  // kLdm: K and V as rows, two of each (the next pair loads while this one is
+  // used); else also K transposed, all loaded in turn.
+  constexpr int kBufs = kLdm ? 2 : 1;
+  __shared__ __align__(16) bf16 k_tile[kBufs][kTile * S];
+  __shared__ __align__(16) bf16 v_tile[kBufs][kTile * S];
   __shared__ __align__(16) bf16 kt_tile[kLdm ? 8 : HS * kTileT];
   const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;
@@ -433,12 +499,19 @@ __global__ void __launch_bounds__(kThreads)
   const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
 
-  LoadRows<HS>(k_tile, q, at.stride, qb * kRows, T);
-  LoadRows<HS>(v_tile, dy, C, qb * kRows, T);
+  // The at.warp's queries and output gradients as A fragments, staged through
+  // the last buffers (the first key tile goes to buffer 0 meanwhile).
+  LoadRows<HS>(k_tile[kBufs - 1], q, at.stride, qb * kRows, T);
+  LoadRows<HS>(v_tile[kBufs - 1], dy, C, qb * kRows, T);
+  if constexpr (kLdm) {
+    LoadRowsAsync<HS>(k_tile[0], q + C, at.stride, 0, T);
+    LoadRowsAsync<HS>(v_tile[0], q + 2 * C, at.stride, 0, T);
+    CpAsyncCommit();
+  }
   __syncthreads();
   uint32_t qf[HS / 16][4], dof[HS / 16][4];
-  LoadWarpRows<HS>(qf, k_tile);
-  LoadWarpRows<HS>(dof, v_tile);
+  LoadWarpRows<HS>(qf, k_tile[kBufs - 1]);
+  LoadWarpRows<HS>(dof, v_tile[kBufs - 1]);
   const int row_a = qb * kRows + at.warp * 16 + at.g;
   float row_lse[2], row_delta[2];
 #pragma unroll
@@ -450,16 +523,28 @@ __global__ void __launch_bounds__(kThreads)
 
   float dq[HS / 8][4] = {};
   for (int kt = 0; kt <= qb; ++kt) {
-    const int k0 = kt * kTile;
-    __syncthreads();
-    LoadRows<HS>(k_tile, q + C, at.stride, k0, T);
-    LoadRows<HS>(v_tile, q + 2 * C, at.stride, k0, T);
-    if constexpr (!kLdm) LoadColumns<HS>(kt_tile, q + C, at.stride, k0, T);
-    __syncthreads();
+    const int k0 = kt * kTile, buf = kLdm ? kt % 2 : 0;
+    if constexpr (kLdm) {
+      // As in the forward: tile kt has landed, tile kt + 1 goes where kt - 1
+      // was.
+      CpAsyncWait<0>();
+      __syncthreads();
+      if (kt < qb) {
+        LoadRowsAsync<HS>(k_tile[buf ^ 1], q + C, at.stride, k0 + kTile, T);
+        LoadRowsAsync<HS>(v_tile[buf ^ 1], q + 2 * C, at.stride, k0 + kTile, T);
+      }
+      CpAsyncCommit();
+    } else {
+      __syncthreads();
+      LoadRows<HS>(k_tile[0], q + C, at.stride, k0, T);
+      LoadRows<HS>(v_tile[0], q + 2 * C, at.stride, k0, T);
+      LoadColumns<HS>(kt_tile, q + C, at.stride, k0, T);
+      __syncthreads();
+    }
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;  // as in the forward
     float s[8][4], dp[8][4];
-    RowsTimesTile<HS>(s, qf, k_tile, 0, nt_end);
-    RowsTimesTile<HS>(dp, dof, v_tile, 0, nt_end);  // dP = dO V^T
+    RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
+    RowsTimesTile<HS>(dp, dof, v_tile[buf], 0, nt_end);  // dP = dO V^T
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -472,7 +557,7 @@ __global__ void __launch_bounds__(kThreads)
         dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
       }
     }
-    AccTimes<HS, kLdm>(dq, dp, k_tile, kt_tile, 0, nt_end);  // dQ += dS K
+    AccTimes<HS, kLdm>(dq, dp, k_tile[buf], kt_tile, 0, nt_end);  // dQ += dS K
   }
   StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
 }
