@@ -2,6 +2,8 @@
 // the real vocab, the loss, and (when training) overwrites the logits with
 // their gradient, so no fp32 probabilities are ever stored. Padded columns get
 // zero gradient.
+#include <cstdint>
+
 #include "src/cuda/common.cuh"
 #include "src/ops/classifier.h"
 
@@ -44,6 +46,55 @@ __global__ void ClassifierKernel(T* logits, float* losses,
   }
 }
 
+// The same in 16-byte packs (Vp a multiple of the pack, rows aligned): the
+// row is read twice and written once at full width; each pack updates the
+// running max once.
+template <typename T>
+__global__ void ClassifierPackedKernel(T* logits, float* losses,
+                                       const int32_t* targets, int V, int Vp,
+                                       float dloss, bool write_grad) {
+  constexpr int kN = Pack16<T>::kN;
+  __shared__ float scratch[32];
+  T* row = logits + int64_t{blockIdx.x} * Vp;
+  float max_logit = -INFINITY, sum = 0.0f;
+  for (int v0 = threadIdx.x * kN; v0 < V; v0 += blockDim.x * kN) {
+    const Pack16<T> pack = LoadPack16(row + v0);
+    float x[kN];
+    float pack_max = -INFINITY;
+    for (int j = 0; j < kN; ++j) {
+      x[j] = v0 + j < V ? ToFloat(pack.v[j]) : -INFINITY;
+      pack_max = fmaxf(pack_max, x[j]);
+    }
+    if (pack_max > max_logit) {
+      sum *= expf(max_logit - pack_max);  // 0 * exp(-inf) = 0 at the start
+      max_logit = pack_max;
+    }
+    if (max_logit == -INFINITY) continue;
+    for (int j = 0; j < kN; ++j) sum += expf(x[j] - max_logit);
+  }
+  const float block_max = BlockMax(max_logit, scratch);
+  sum = max_logit == -INFINITY ? 0.0f : sum * expf(max_logit - block_max);
+  const float block_sum = BlockSum(sum, scratch);
+  const float lse = block_max + logf(block_sum);
+  const int target = targets[blockIdx.x];
+  if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(row[target]);
+  if (!write_grad) return;
+  __syncthreads();  // thread 0 read row[target] above
+  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
+    Pack16<T> pack = LoadPack16(row + v0);
+    for (int j = 0; j < kN; ++j) {
+      const int v = v0 + j;
+      float grad = 0.0f;
+      if (v < V) {
+        grad = (expf(ToFloat(pack.v[j]) - lse) - (v == target ? 1.0f : 0.0f)) *
+               dloss;
+      }
+      pack.v[j] = FromFloat<T>(grad);
+    }
+    StorePack16(row + v0, pack);
+  }
+}
+
 // acc[0] += scale * sum(x), one block, fixed order.
 template <typename T>
 __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
@@ -62,6 +113,16 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        CUstream_st* stream) {
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
+    if (Vp % Pack16<F>::kN == 0 &&
+        reinterpret_cast<uintptr_t>(logits.data) % 16 == 0) {
+      CheckLaunch(
+          GPT2_LAUNCH(ClassifierPackedKernel<F>, static_cast<unsigned>(N),
+                      kThreads, 0, stream, Ptr<F>(logits), Ptr<float>(losses),
+                      Ptr<int32_t>(targets), V, Vp, static_cast<float>(dloss),
+                      write_grad),
+          "ClassifierPackedKernel");
+      return;
+    }
     CheckLaunch(GPT2_LAUNCH(ClassifierKernel<F>, static_cast<unsigned>(N),
                             kThreads, 0, stream, Ptr<F>(logits),
                             Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
