@@ -1,10 +1,11 @@
 // CUDA LayerNorm: one warp per row. The weight/bias gradients are
 // deterministic: each block writes per-channel partial sums over its rows, then
 // the partials are added in block order (src/cuda/reduce.cuh). Where C is a
-// multiple of 32 lanes x 16 bytes and the tensors are 16-byte aligned, the
-// backward is one pass: each warp holds its row in registers (16-byte loads),
-// writes dinp and accumulates its rows' weight/bias gradients in registers;
-// the block's warps add theirs in warp order.
+// multiple of 32 lanes x 16 bytes and the tensors are 16-byte aligned, each
+// warp holds its row in registers (16-byte loads and stores): the forward
+// reads it once, and the backward is one pass that writes dinp and
+// accumulates its rows' weight/bias gradients in registers; the block's warps
+// add theirs in warp order.
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
@@ -198,18 +199,19 @@ __global__ void __launch_bounds__(32 * kFusedWarps)
   }
 }
 
-// The fused backward holds 4 floats per channel of its lane's share of a row in
-// registers: up to 40 channels per lane (C <= 1280) it fits without spilling
-// (ptxas sm_90: bf16 C=768 128 registers, C=1280 195; spills from 56 on).
-constexpr int kMaxFusedChannelsPerLane = 40;
+// The packed kernels hold a lane's share of a row in registers (the backward
+// 4 floats per channel): up to 40 channels per lane (C <= 1280) that fits
+// without spilling (ptxas sm_90, backward: bf16 C=768 128 registers, C=1280
+// 195; spills from 56 on).
+constexpr int kMaxPackedChannelsPerLane = 40;
 
 // kIters of the fused backward for C channels of T, or 0 where it does not
 // apply: C not a multiple of a warp's 16-byte packs, too wide a row, or a
 // tensor not 16-byte aligned.
 template <typename T>
-int FusedBackwardIters(int C, std::initializer_list<const void*> ptrs) {
+int PackedRowIters(int C, std::initializer_list<const void*> ptrs) {
   constexpr int kWarpWidth = 32 * Pack16<T>::kN;
-  if (C % kWarpWidth != 0 || C / 32 > kMaxFusedChannelsPerLane) return 0;
+  if (C % kWarpWidth != 0 || C / 32 > kMaxPackedChannelsPerLane) return 0;
   for (const void* p : ptrs) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
   }
@@ -219,13 +221,63 @@ int FusedBackwardIters(int C, std::initializer_list<const void*> ptrs) {
 // Calls fn(integral_constant<int, kIters>) for the compiled fused variants of
 // T: 1..5 packs of 8 bf16, 1..10 packs of 4 floats.
 template <typename T, typename Fn>
-void DispatchFusedIters(int iters, Fn&& fn) {
-  static_assert(kMaxFusedChannelsPerLane == 40, "update the lists below");
+void DispatchPackedIters(int iters, Fn&& fn) {
+  static_assert(kMaxPackedChannelsPerLane == 40, "update the lists below");
   if constexpr (std::is_same_v<T, float>) {
     DispatchInt<1, 2, 3, 4, 5, 6, 7, 8, 9, 10>(
         iters, "LayerNormBackwardFusedKernel<float>", fn);
   } else {
     DispatchInt<1, 2, 3, 4, 5>(iters, "LayerNormBackwardFusedKernel<bf16>", fn);
+  }
+}
+
+// The forward in 16-byte packs, one warp per row held in registers (the same
+// shapes as the fused backward): with `a` and `b`, residual = a + b (rounded
+// to T) first, and the LayerNorm of that; with b null, of `a` as is.
+template <typename T, int kIters>
+__global__ void __launch_bounds__(32 * kRowsPerBlock)
+    LayerNormForwardPackedKernel(T* residual, T* out, float* mean, float* rstd,
+                                 const T* a, const T* b, const T* weight,
+                                 const T* bias, int64_t N) {
+  constexpr int kN = Pack16<T>::kN;
+  constexpr int C = kIters * 32 * kN;
+  const int lane = threadIdx.x % 32;
+  const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
+  if (row >= N) return;
+  float x[kIters][kN];
+  float sum = 0.0f;
+  for (int i = 0; i < kIters; ++i) {
+    const int c = (i * 32 + lane) * kN;
+    Pack16<T> pa = LoadPack16(a + row * C + c);
+    if (b != nullptr) {
+      const Pack16<T> pb = LoadPack16(b + row * C + c);
+      for (int j = 0; j < kN; ++j)
+        pa.v[j] = FromFloat<T>(ToFloat(pa.v[j]) + ToFloat(pb.v[j]));
+      StorePack16(residual + row * C + c, pa);
+    }
+    for (int j = 0; j < kN; ++j) {
+      x[i][j] = ToFloat(pa.v[j]);
+      sum += x[i][j];
+    }
+  }
+  const float m = WarpSum(sum) / C;
+  float var = 0.0f;
+  for (int i = 0; i < kIters; ++i)
+    for (int j = 0; j < kN; ++j) var += (x[i][j] - m) * (x[i][j] - m);
+  const float s = rsqrtf(WarpSum(var) / C + 1e-5f);
+  for (int i = 0; i < kIters; ++i) {
+    const int c = (i * 32 + lane) * kN;
+    const Pack16<T> w = LoadPack16(weight + c), bi = LoadPack16(bias + c);
+    Pack16<T> y;
+    for (int j = 0; j < kN; ++j) {
+      y.v[j] =
+          FromFloat<T>((x[i][j] - m) * s * ToFloat(w.v[j]) + ToFloat(bi.v[j]));
+    }
+    StorePack16(out + row * C + c, y);
+  }
+  if (lane == 0) {
+    mean[row] = m;
+    rstd[row] = s;
   }
 }
 
@@ -236,6 +288,21 @@ void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                       CUstream_st* stream) {
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
+    const int iters =
+        PackedRowIters<F>(C, {out.data, inp.data, weight.data, bias.data});
+    if (iters > 0) {
+      DispatchPackedIters<F>(iters, [&](auto k) {
+        CheckLaunch(
+            GPT2_LAUNCH((LayerNormForwardPackedKernel<F, decltype(k)::value>),
+                        CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
+                        stream, static_cast<F*>(nullptr), Ptr<F>(out),
+                        Ptr<float>(mean), Ptr<float>(rstd), Ptr<F>(inp),
+                        static_cast<const F*>(nullptr), Ptr<F>(weight),
+                        Ptr<F>(bias), N),
+            "LayerNormForwardPackedKernel");
+      });
+      return;
+    }
     CheckLaunch(
         GPT2_LAUNCH(LayerNormForwardKernel<F>, CeilDiv(N, kRowsPerBlock),
                     32 * kRowsPerBlock, 0, stream, Ptr<F>(out),
@@ -251,6 +318,20 @@ void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
                               CUstream_st* stream) {
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
+    const int iters = PackedRowIters<F>(
+        C, {residual.data, out.data, a.data, b.data, weight.data, bias.data});
+    if (iters > 0) {
+      DispatchPackedIters<F>(iters, [&](auto k) {
+        CheckLaunch(
+            GPT2_LAUNCH((LayerNormForwardPackedKernel<F, decltype(k)::value>),
+                        CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
+                        stream, Ptr<F>(residual), Ptr<F>(out), Ptr<float>(mean),
+                        Ptr<float>(rstd), Ptr<F>(a), Ptr<F>(b), Ptr<F>(weight),
+                        Ptr<F>(bias), N),
+            "LayerNormForwardPackedKernel");
+      });
+      return;
+    }
     CheckLaunch(GPT2_LAUNCH(ResidualLayerNormForwardKernel<F>,
                             CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
                             stream, Ptr<F>(residual), Ptr<F>(out),
@@ -267,14 +348,14 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
     const int iters =
-        FusedBackwardIters<F>(C, {dinp.data, dout.data, inp.data, weight.data});
+        PackedRowIters<F>(C, {dinp.data, dout.data, inp.data, weight.data});
     constexpr int kParamRows = 64;
     const int blocks = static_cast<int>(
         CeilDiv(N, iters > 0 ? kFusedRowsPerBlock : kParamRows));
     auto* partial = static_cast<float*>(scratch->Get(
         sizeof(float) * 2 * static_cast<size_t>(blocks) * C, stream));
     if (iters > 0) {
-      DispatchFusedIters<F>(iters, [&](auto k) {
+      DispatchPackedIters<F>(iters, [&](auto k) {
         CheckLaunch(
             GPT2_LAUNCH((LayerNormBackwardFusedKernel<F, decltype(k)::value>),
                         blocks, 32 * kFusedWarps, 0, stream, Ptr<F>(dinp),

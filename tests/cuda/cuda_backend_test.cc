@@ -360,9 +360,11 @@ TEST_P(CudaOps, Attention) {
 // buffers start with random values, so an op that accumulates where it should
 // overwrite fails.
 TEST_P(CudaOps, FusedMatmulGeluAndResidualLayerNorm) {
-  // {4, 64, 40}: the skinny forward with GELU (decoding).
-  for (auto [N, C, OC] : {std::tuple{5, 7, 3}, std::tuple{33, 40, 72},
-                          std::tuple{64, 64, 256}, std::tuple{4, 64, 40}}) {
+  // {4, 64, 40}: the skinny forward with GELU (decoding); C = 256: the packed
+  // residual + LayerNorm.
+  for (auto [N, C, OC] :
+       {std::tuple{5, 7, 3}, std::tuple{33, 40, 72}, std::tuple{64, 64, 256},
+        std::tuple{4, 64, 40}, std::tuple{16, 256, 24}}) {
     const double k_scale = std::sqrt(static_cast<double>(std::max(C, OC)));
     const double rtol = tol().rtol * k_scale, atol = tol().atol * k_scale;
     // Forward: pre = inp w^T + b, out = gelu(pre).
