@@ -69,6 +69,24 @@ __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
   }
 }
 
+// The pipelined kernels' step for key tile kt of K and V (queued one step
+// before): wait for it, then queue tile kt + 1 into the other buffers unless
+// kt is the last. The barrier also means every warp is done with tile kt - 1,
+// whose buffers those are.
+template <int HS>
+__device__ __forceinline__ void AwaitKeysQueueNext(bf16* k_next, bf16* v_next,
+                                                   const bf16* q, int C,
+                                                   int64_t stride, int kt,
+                                                   int last, int T) {
+  CpAsyncWait<0>();
+  __syncthreads();
+  if (kt < last) {
+    LoadRowsAsync<HS>(k_next, q + C, stride, (kt + 1) * kTile, T);
+    LoadRowsAsync<HS>(v_next, q + 2 * C, stride, (kt + 1) * kTile, T);
+  }
+  CpAsyncCommit();
+}
+
 // The same rows transposed: tile[d][r] (row length kTileT).
 template <int HS>
 __device__ __forceinline__ void LoadColumns(bf16* tile, const bf16* src,
@@ -295,15 +313,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int kt = 0; kt <= qb; ++kt) {     // key tile qb is the diagonal one
     const int k0 = kt * kTile, buf = kLdm ? kt % 2 : 0;
     if constexpr (kLdm) {
-      // Tile kt has landed, and every warp is done with tile kt - 1, whose
-      // buffers now take tile kt + 1.
-      CpAsyncWait<0>();
-      __syncthreads();
-      if (kt < qb) {
-        LoadRowsAsync<HS>(k_tile[buf ^ 1], q + C, at.stride, k0 + kTile, T);
-        LoadRowsAsync<HS>(v_tile[buf ^ 1], q + 2 * C, at.stride, k0 + kTile, T);
-      }
-      CpAsyncCommit();
+      AwaitKeysQueueNext<HS>(k_tile[buf ^ 1], v_tile[buf ^ 1], q, C, at.stride,
+                             kt, qb, T);
     } else {
       __syncthreads();  // the previous tiles are no longer read
       LoadRows<HS>(k_tile[0], q + C, at.stride, k0, T);
@@ -525,15 +536,8 @@ __global__ void __launch_bounds__(kThreads, 3)  // <= 170 registers: 3 blocks/SM
   for (int kt = 0; kt <= qb; ++kt) {
     const int k0 = kt * kTile, buf = kLdm ? kt % 2 : 0;
     if constexpr (kLdm) {
-      // As in the forward: tile kt has landed, tile kt + 1 goes where kt - 1
-      // was.
-      CpAsyncWait<0>();
-      __syncthreads();
-      if (kt < qb) {
-        LoadRowsAsync<HS>(k_tile[buf ^ 1], q + C, at.stride, k0 + kTile, T);
-        LoadRowsAsync<HS>(v_tile[buf ^ 1], q + 2 * C, at.stride, k0 + kTile, T);
-      }
-      CpAsyncCommit();
+      AwaitKeysQueueNext<HS>(k_tile[buf ^ 1], v_tile[buf ^ 1], q, C, at.stride,
+                             kt, qb, T);
     } else {
       __syncthreads();
       LoadRows<HS>(k_tile[0], q + C, at.stride, k0, T);

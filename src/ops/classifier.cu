@@ -12,6 +12,15 @@ namespace {
 
 constexpr int kThreads = 512;
 
+// The row's log-sum-exp from each thread's running max and its sum of
+// exp(x - max) (block-wide; every thread gets it).
+__device__ __forceinline__ float RowLogSumExp(float max_logit, float sum,
+                                              float* scratch) {
+  const float block_max = BlockMax(max_logit, scratch);
+  sum = max_logit == -INFINITY ? 0.0f : sum * expf(max_logit - block_max);
+  return block_max + logf(BlockSum(sum, scratch));
+}
+
 template <typename T>
 __global__ void ClassifierKernel(T* logits, float* losses,
                                  const int32_t* targets, int V, int Vp,
@@ -29,10 +38,7 @@ __global__ void ClassifierKernel(T* logits, float* losses,
       sum += expf(x - max_logit);
     }
   }
-  const float block_max = BlockMax(max_logit, scratch);
-  sum = max_logit == -INFINITY ? 0.0f : sum * expf(max_logit - block_max);
-  const float block_sum = BlockSum(sum, scratch);
-  const float lse = block_max + logf(block_sum);
+  const float lse = RowLogSumExp(max_logit, sum, scratch);
   const int target = targets[blockIdx.x];
   if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(row[target]);
   if (!write_grad) return;
@@ -72,10 +78,7 @@ __global__ void ClassifierPackedKernel(T* logits, float* losses,
     if (max_logit == -INFINITY) continue;
     for (int j = 0; j < kN; ++j) sum += expf(x[j] - max_logit);
   }
-  const float block_max = BlockMax(max_logit, scratch);
-  sum = max_logit == -INFINITY ? 0.0f : sum * expf(max_logit - block_max);
-  const float block_sum = BlockSum(sum, scratch);
-  const float lse = block_max + logf(block_sum);
+  const float lse = RowLogSumExp(max_logit, sum, scratch);
   const int target = targets[blockIdx.x];
   if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(row[target]);
   if (!write_grad) return;

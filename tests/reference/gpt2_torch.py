@@ -61,6 +61,15 @@ class GPT2(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
 
 
+def make_optimizer(model, lr=6e-4, weight_decay=0.1):
+    """The recipe's AdamW: (0.9, 0.95), eps 1e-8, decay on the 2-D weights only, fused."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=16)
@@ -75,11 +84,7 @@ def main():
     device = "cuda"
     model = GPT2().to(device)
     params = sum(p.numel() for p in model.parameters())
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    opt = make_optimizer(model)
     step_model = model if args.no_compile else torch.compile(model)
     x = torch.randint(0, 50257, (args.batch, args.seq_len), device=device)
     y = torch.randint(0, 50257, (args.batch, args.seq_len), device=device)

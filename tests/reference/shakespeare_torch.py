@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_torch import GPT2  # noqa: E402
+from gpt2_torch import GPT2, make_optimizer  # noqa: E402
 
 
 def load_tokens(path):
@@ -76,11 +76,7 @@ def main():
     print(f"shakespeare_torch: {tokens.numel()} tokens, 1 epoch = {per_epoch} batches, "
           f"{args.precision}, {'eager' if args.no_compile else 'torch.compile'}", flush=True)
     model = GPT2().to(device)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=6e-4, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    opt = make_optimizer(model)
     step_model = model if args.no_compile else torch.compile(model)
     metrics = open(args.metrics, "w") if args.metrics else None
     position, first_below, below_since = 0, None, None
