@@ -164,62 +164,37 @@ __device__ __forceinline__ void RowsTimesTile(float (&s)[8][4],
   }
 }
 
-// acc (16 x HS) += p (16 x 64, accumulators) times the transposed tile
-// (tile_t[d][r]), i.e. p times the tile's 64 rows; 16-column chunks of p
-// outside the 8-column tiles [nt_begin, nt_end) are zero and skipped.
-template <int HS>
-__device__ __forceinline__ void AccTimesTile(float (&acc)[HS / 8][4],
-                                             const float (&p)[8][4],
-                                             const bf16* tile_t,
-                                             int nt_begin = 0, int nt_end = 8) {
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (2 * j + 1 < nt_begin || 2 * j >= nt_end) continue;
-    uint32_t a[4];
-    AccToA(a, p[2 * j], p[2 * j + 1]);
-#pragma unroll
-    for (int dt = 0; dt < HS / 8; ++dt) {
-      uint32_t b[2];
-      LoadB<kTileT>(b, tile_t, dt * 8, j * 16);
-      MmaBf16(acc[dt], a, b);
-    }
-  }
-}
-
-// The same product from the tile as stored, rows [key][d] (HS + kPad long):
-// ldmatrix.trans makes the B fragments, so no transposed copy is needed.
-template <int HS>
-__device__ __forceinline__ void AccTimesRows(float (&acc)[HS / 8][4],
-                                             const float (&p)[8][4],
-                                             const bf16* tile, int nt_begin = 0,
-                                             int nt_end = 8) {
+// acc (16 x HS) += p (16 x 64, accumulators) times the streamed side's 64
+// rows; 16-column chunks of p outside the 8-column tiles [nt_begin, nt_end)
+// are zero and skipped. kLdm: from the rows as stored (rows[key][d], HS + kPad
+// long) through ldmatrix.trans; else from a transposed copy (rows_t[d][key]).
+template <int HS, bool kLdm>
+__device__ __forceinline__ void AccTimes(float (&acc)[HS / 8][4],
+                                         const float (&p)[8][4],
+                                         const bf16* rows, const bf16* rows_t,
+                                         int nt_begin = 0, int nt_end = 8) {
   constexpr int S = HS + kPad;
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
     if (2 * j + 1 < nt_begin || 2 * j >= nt_end) continue;
     uint32_t a[4];
     AccToA(a, p[2 * j], p[2 * j + 1]);
+    if constexpr (kLdm) {
 #pragma unroll
-    for (int dt = 0; dt < HS / 8; dt += 2) {
-      uint32_t b0[2], b1[2];
-      LdMatrixBTrans(b0, b1, tile + j * 16 * S + dt * 8, S);
-      MmaBf16(acc[dt], a, b0);
-      MmaBf16(acc[dt + 1], a, b1);
+      for (int dt = 0; dt < HS / 8; dt += 2) {
+        uint32_t b0[2], b1[2];
+        LdMatrixBTrans(b0, b1, rows + j * 16 * S + dt * 8, S);
+        MmaBf16(acc[dt], a, b0);
+        MmaBf16(acc[dt + 1], a, b1);
+      }
+    } else {
+#pragma unroll
+      for (int dt = 0; dt < HS / 8; ++dt) {
+        uint32_t b[2];
+        LoadB<kTileT>(b, rows_t, dt * 8, j * 16);
+        MmaBf16(acc[dt], a, b);
+      }
     }
-  }
-}
-
-// acc += p times the streamed side's 64 rows: from the transposed copy
-// (kLdm false) or the rows themselves (kLdm true).
-template <int HS, bool kLdm>
-__device__ __forceinline__ void AccTimes(float (&acc)[HS / 8][4],
-                                         const float (&p)[8][4],
-                                         const bf16* rows, const bf16* rows_t,
-                                         int nt_begin = 0, int nt_end = 8) {
-  if constexpr (kLdm) {
-    AccTimesRows<HS>(acc, p, rows, nt_begin, nt_end);
-  } else {
-    AccTimesTile<HS>(acc, p, rows_t, nt_begin, nt_end);
   }
 }
 
