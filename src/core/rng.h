@@ -21,6 +21,15 @@ class Rng {
     }
   }
 
+  // splitmix64's finaliser: a bijection that scatters nearby inputs, for
+  // deriving independent seeds (streams) from one.
+  static uint64_t Mix(uint64_t z) {
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
   uint64_t NextU64() {
     const uint64_t result = Rotl(state_[1] * 5, 7) * 9;
     const uint64_t t = state_[1] << 17;

@@ -22,6 +22,8 @@ const char* DTypeName(DType t) {
 
 std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype) {
   std::vector<char> bytes(values.size() * DTypeSize(dtype));
+  // Whole models pass through here (124M values at start-up): in parallel.
+#pragma omp parallel for schedule(static) if (values.size() > (1u << 16))
   for (size_t i = 0; i < values.size(); ++i) {
     char* dst = bytes.data() + i * DTypeSize(dtype);
     switch (dtype) {
@@ -51,6 +53,7 @@ std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype) {
 std::vector<double> DecodeHost(const std::vector<char>& bytes, DType dtype) {
   const size_t n = bytes.size() / DTypeSize(dtype);
   std::vector<double> values(n);
+#pragma omp parallel for schedule(static) if (n > (1u << 16))
   for (size_t i = 0; i < n; ++i) {
     const char* src = bytes.data() + i * DTypeSize(dtype);
     switch (dtype) {

@@ -1,5 +1,6 @@
 #include "src/model/params.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "src/core/error.h"
@@ -68,10 +69,21 @@ ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
 void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
                 uint64_t seed, std::vector<double>* params) {
   params->assign(TotalParams(list), 0.0);
-  Rng rng(seed);
   const double std_dev = 0.02;
   const double residual_std = 0.02 / std::sqrt(2.0 * shape.num_layers);
-  for (const ParamSpec& p : list) {
+  // Random tensors are drawn in chunks, each from its own stream seeded by
+  // (seed, tensor, chunk): the same numbers whatever the thread count, and
+  // 124M normals in parallel at start-up.
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  struct Piece {
+    double* data;
+    int64_t count;
+    double std_dev;
+    uint64_t stream;
+  };
+  std::vector<Piece> pieces;
+  for (size_t t = 0; t < list.size(); ++t) {
+    const ParamSpec& p = list[t];
     double* data = params->data() + p.offset;
     // wte's padded rows stay zero: they are never a target and are masked in
     // the loss.
@@ -79,18 +91,27 @@ void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
         p.name == "wte" ? int64_t{shape.vocab_size} * shape.channels : p.numel;
     switch (p.init) {
       case ParamInit::kNormal:
-        for (int64_t i = 0; i < count; ++i) data[i] = std_dev * rng.Normal();
-        break;
       case ParamInit::kNormalResidual:
-        for (int64_t i = 0; i < count; ++i)
-          data[i] = residual_std * rng.Normal();
+        for (int64_t c = 0; c * kChunk < count; ++c) {
+          pieces.push_back(
+              {data + c * kChunk, std::min(kChunk, count - c * kChunk),
+               p.init == ParamInit::kNormal ? std_dev : residual_std,
+               (uint64_t{t} << 32) | static_cast<uint64_t>(c)});
+        }
         break;
       case ParamInit::kOnes:
-        for (int64_t i = 0; i < count; ++i) data[i] = 1.0;
+        std::fill(data, data + count, 1.0);
         break;
       case ParamInit::kZeros:
         break;
     }
+  }
+#pragma omp parallel for schedule(dynamic)
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    const Piece& piece = pieces[i];
+    Rng rng(Rng::Mix(seed ^ Rng::Mix(piece.stream)));
+    for (int64_t j = 0; j < piece.count; ++j)
+      piece.data[j] = piece.std_dev * rng.Normal();
   }
 }
 

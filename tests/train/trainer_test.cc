@@ -22,9 +22,9 @@ class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = testing::MakeTestDir("gpt2_trainer_test");
-    Rng rng(5);
-    std::vector<uint16_t> tokens(4000);
-    for (auto& t : tokens) t = static_cast<uint16_t>(rng.NextU64() % 256);
+    // A learnable stream (a cycle with 10% noise): the loss falls within the
+    // few steps the tests run, whatever the init draws.
+    const std::vector<uint16_t> tokens = testing::CyclicTokens(4000, 5, 29, 7);
     ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), tokens).ok());
     ASSERT_TRUE(WriteTokenShard(
                     (dir_ / "val.bin").string(),
@@ -80,7 +80,7 @@ TEST_F(TrainerTest, AccumulationMatchesOneLargeBatch) {
     EXPECT_NEAR(accum->losses[i], big->losses[i], 1e-9 * big->losses[i])
         << "step " << i;
   }
-  EXPECT_LT(big->losses.back(), big->losses.front());  // it learns
+  EXPECT_LT(big->losses.back(), big->losses.front() - 0.1);  // it learns
 }
 
 TEST_F(TrainerTest, SameSeedSameLosses) {
