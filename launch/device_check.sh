@@ -174,8 +174,10 @@ group_compare() {
     --tokens "$stage/data/tinyshakespeare_train.bin" --max_seconds 90 \
     --metrics "$logs/metrics_torch.jsonl"
   grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -3 | tee -a "$logs/machine.txt"
-  train shakespeare_fp32 gpt2_124m_shakespeare 50 metrics_fp32.jsonl --set train.precision=FP32 \
-    --set checkpoint.save_at_end=false
+  # fp32 storage everywhere (the residual stream too), TF32 matmuls as PyTorch's
+  # allow_tf32: whether bf16 storage is what costs the extra steps.
+  GPT2_FP32_MATMUL=tf32 train shakespeare_fp32 gpt2_124m_shakespeare 50 metrics_fp32.jsonl \
+    --set train.precision=FP32 --set checkpoint.save_at_end=false
 }
 
 # Candidate fast recipes: NAME and gpt2_ddp flags over the default config, each for

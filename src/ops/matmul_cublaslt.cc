@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <initializer_list>
 #include <string>
 
@@ -105,9 +106,17 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   }
   auto plan = std::make_unique<Plan>();
   const cudaDataType_t type = CudaType(dtype);
-  // fp32 runs true fp32 (no TF32), so the fp32 mode is a tight parity check.
-  GPT2_CUBLAS_CHECK(
-      cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  // fp32 runs true fp32 (no TF32), so the fp32 mode is a tight parity check;
+  // GPT2_FP32_MATMUL=tf32 trades that for TF32 tensor cores (PyTorch's
+  // allow_tf32), for fp32 runs that measure training rather than kernels.
+  static const bool tf32 = [] {
+    const char* env = std::getenv("GPT2_FP32_MATMUL");
+    return env != nullptr && std::string(env) == "tf32";
+  }();
+  const cublasComputeType_t compute = dtype == DType::kF32 && tf32
+                                          ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                          : CUBLAS_COMPUTE_32F;
+  GPT2_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
