@@ -452,6 +452,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     return absl::OkStatus();
   };
 
+  // What comes before the first step (device, init, uploads) counts against
+  // time-to-target runs: say how long it took.
+  log.Line(absl::StrFormat("start-up: %.1f s before the first step",
+                           SecondsSince(process_start)));
   for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
     const int val_every = cfg.log().val_every_steps();
     std::optional<double> val_loss;
