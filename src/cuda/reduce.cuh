@@ -46,6 +46,39 @@ __global__ void ColumnChunkSumsKernel(float* partial, const T* x, int64_t N,
   if (threadIdx.y == 0 && c < C) partial[blockIdx.y * int64_t{C} + c] = total;
 }
 
+// ColumnChunkSumsKernel over 16-byte packs (C a multiple of the pack, x
+// 16-byte aligned): a thread sums kN neighbouring columns, so a warp reads
+// whole 256- or 512-byte row segments; each column's rows are added in the
+// same order as there. Grid (ceil(C / (32 kN)), chunks), block (32,
+// kRowLanes).
+template <typename T>
+__global__ void ColumnChunkSumsPackedKernel(float* partial, const T* x,
+                                            int64_t N, int C,
+                                            int rows_per_chunk) {
+  constexpr int kN = Pack16<T>::kN;
+  constexpr int kWidth = kColumnTile * kN;  // columns per block
+  __shared__ float sums[kRowLanes][kWidth];
+  const int c0 = (blockIdx.x * kColumnTile + threadIdx.x) * kN;
+  const int64_t row0 = blockIdx.y * int64_t{rows_per_chunk};
+  const int64_t row1 = row0 + rows_per_chunk < N ? row0 + rows_per_chunk : N;
+  float s[kN] = {};
+  if (c0 < C) {
+    for (int64_t r = row0 + threadIdx.y; r < row1; r += kRowLanes) {
+      const Pack16<T> p = LoadPack16(x + r * C + c0);
+      for (int j = 0; j < kN; ++j) s[j] += ToFloat(p.v[j]);
+    }
+  }
+  for (int j = 0; j < kN; ++j) sums[threadIdx.y][threadIdx.x * kN + j] = s[j];
+  __syncthreads();
+  for (int col = threadIdx.y * kColumnTile + threadIdx.x; col < kWidth;
+       col += kColumnTile * kRowLanes) {
+    float total = 0.0f;
+    for (int i = 0; i < kRowLanes; ++i) total += sums[i][col];
+    const int c = blockIdx.x * kWidth + col;
+    if (c < C) partial[blockIdx.y * int64_t{C} + c] = total;
+  }
+}
+
 // out[c] += the sum over chunks of partial[chunk][c]. Grid ceil(C /
 // kColumnTile), block (kColumnTile, kRowLanes).
 template <typename T>

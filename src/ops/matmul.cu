@@ -166,11 +166,20 @@ void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
   const dim3 block(kColumnTile, kRowLanes);
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
-    CheckLaunch(
-        GPT2_LAUNCH(ColumnChunkSumsKernel<F>,
-                    dim3(CeilDiv(OC, kColumnTile), chunks), block, 0, stream,
-                    partial, Ptr<F>(dout), N, OC, kRowsPerChunk),
-        "ColumnChunkSumsKernel");
+    constexpr int kN = Pack16<F>::kN;
+    if (OC % kN == 0 && reinterpret_cast<uintptr_t>(dout.data) % 16 == 0) {
+      CheckLaunch(
+          GPT2_LAUNCH(ColumnChunkSumsPackedKernel<F>,
+                      dim3(CeilDiv(OC, kColumnTile * kN), chunks), block, 0,
+                      stream, partial, Ptr<F>(dout), N, OC, kRowsPerChunk),
+          "ColumnChunkSumsPackedKernel");
+    } else {
+      CheckLaunch(
+          GPT2_LAUNCH(ColumnChunkSumsKernel<F>,
+                      dim3(CeilDiv(OC, kColumnTile), chunks), block, 0, stream,
+                      partial, Ptr<F>(dout), N, OC, kRowsPerChunk),
+          "ColumnChunkSumsKernel");
+    }
     CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile),
                             block, 0, stream, Ptr<F>(dbias), partial,
                             static_cast<int>(chunks), OC),
