@@ -205,19 +205,26 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
 }
 
 // Decoding: one block per (row, head). The new position's k and v go into the
-// caches, then the block scores q against cache positions 0..pos (scores in
-// dynamic shared memory), and each of the first hs threads sums one output
-// channel.
+// caches; then each warp takes every kDecodeWarps-th cache position, its lanes
+// over the head's channels (rows read whole): first the scores (in dynamic
+// shared memory), then, after the softmax statistics, its share of p . V; the
+// warps' shares are added in warp order. Head size at most 32 *
+// kDecodeChannelsPerLane.
+constexpr int kDecodeWarps = 4;
+constexpr int kDecodeChannelsPerLane = 4;
 template <typename T>
-__global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
-                                      const T* qkv, int max_T,
-                                      const int32_t* position, int C, int NH,
-                                      float scale) {
+__global__ void __launch_bounds__(32 * kDecodeWarps)
+    AttentionDecodeKernel(T* out, T* k_cache, T* v_cache, const T* qkv,
+                          int max_T, const int32_t* position, int C, int NH,
+                          float scale) {
+  constexpr int kMaxHs = 32 * kDecodeChannelsPerLane;
   __shared__ float reduce[32];
+  __shared__ float shares[kDecodeWarps][kMaxHs];
   GPT2_EXTERN_SHARED(float, scores);  // (max_T)
   const int pos = *position;
   if (pos < 0 || pos >= max_T) return;  // the caller's contract; uniform
   const int b = blockIdx.x, h = blockIdx.y, hs = C / NH;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const T* row = qkv + int64_t{b} * 3 * C;
   const int64_t cache_row = (int64_t{b} * max_T) * C + int64_t{h} * hs;
   for (int i = threadIdx.x; i < hs; i += blockDim.x) {
@@ -225,16 +232,24 @@ __global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
     v_cache[cache_row + int64_t{pos} * C + i] = row[2 * C + h * hs + i];
   }
   __syncthreads();
+  float q[kDecodeChannelsPerLane];
+  for (int j = 0; j < kDecodeChannelsPerLane; ++j) {
+    const int d = lane + 32 * j;
+    q[j] = d < hs ? ToFloat(row[h * hs + d]) : 0.0f;
+  }
   float local_max = -INFINITY;
-  for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
+  for (int s = warp; s <= pos; s += kDecodeWarps) {
     const T* k = k_cache + cache_row + int64_t{s} * C;
     float dot = 0.0f;
-    for (int i = 0; i < hs; ++i)
-      dot += ToFloat(row[h * hs + i]) * ToFloat(k[i]);
-    scores[s] = dot * scale;
-    local_max = fmaxf(local_max, scores[s]);
+    for (int j = 0; j < kDecodeChannelsPerLane; ++j) {
+      const int d = lane + 32 * j;
+      if (d < hs) dot += q[j] * ToFloat(k[d]);
+    }
+    dot = WarpSum(dot) * scale;  // every lane has it
+    if (lane == 0) scores[s] = dot;
+    local_max = fmaxf(local_max, dot);
   }
-  const float max_score = BlockMax(local_max, reduce);
+  const float max_score = BlockMax(local_max, reduce);  // publishes scores
   float local_sum = 0.0f;
   for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
     scores[s] = expf(scores[s] - max_score);
@@ -242,11 +257,24 @@ __global__ void AttentionDecodeKernel(T* out, T* k_cache, T* v_cache,
   }
   const float sum =
       BlockSum(local_sum, reduce);  // its barriers also publish scores
-  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
-    float acc = 0.0f;
-    for (int s = 0; s <= pos; ++s)
-      acc += scores[s] * ToFloat(v_cache[cache_row + int64_t{s} * C + i]);
-    out[int64_t{b} * C + h * hs + i] = FromFloat<T>(acc / sum);
+  float acc[kDecodeChannelsPerLane] = {};
+  for (int s = warp; s <= pos; s += kDecodeWarps) {
+    const float p = scores[s];
+    const T* v = v_cache + cache_row + int64_t{s} * C;
+    for (int j = 0; j < kDecodeChannelsPerLane; ++j) {
+      const int d = lane + 32 * j;
+      if (d < hs) acc[j] += p * ToFloat(v[d]);
+    }
+  }
+  for (int j = 0; j < kDecodeChannelsPerLane; ++j) {
+    const int d = lane + 32 * j;
+    if (d < hs) shares[warp][d] = acc[j];
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hs; d += blockDim.x) {
+    float total = 0.0f;
+    for (int w = 0; w < kDecodeWarps; ++w) total += shares[w][d];
+    out[int64_t{b} * C + h * hs + d] = FromFloat<T>(total / sum);
   }
 }
 
@@ -353,15 +381,22 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
                      int B, int max_T, Tensor pos, int C, int NH,
                      CUstream_st* stream) {
-  const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
+  const int hs = C / NH;
+  if (hs > 32 * kDecodeChannelsPerLane) {
+    ::gpt2::FatalError("CUDA decode attention supports head sizes up to " +
+                           std::to_string(32 * kDecodeChannelsPerLane) +
+                           "; got " + std::to_string(hs),
+                       __FILE__, __LINE__);
+  }
+  const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   // Room for any position: the launch must not depend on it.
   const size_t smem = sizeof(float) * max_T;
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
     CheckLaunch(
-        GPT2_LAUNCH(AttentionDecodeKernel<F>, dim3(B, NH), 128, smem, stream,
-                    Ptr<F>(out), Ptr<F>(k_cache), Ptr<F>(v_cache), Ptr<F>(qkv),
-                    max_T, Ptr<int32_t>(pos), C, NH, scale),
+        GPT2_LAUNCH(AttentionDecodeKernel<F>, dim3(B, NH), 32 * kDecodeWarps,
+                    smem, stream, Ptr<F>(out), Ptr<F>(k_cache), Ptr<F>(v_cache),
+                    Ptr<F>(qkv), max_T, Ptr<int32_t>(pos), C, NH, scale),
         "AttentionDecodeKernel");
   });
 }
