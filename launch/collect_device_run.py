@@ -288,6 +288,10 @@ def main():
                        f"over {len(common)} steps.")
     else:
         out.append("(not in this run)")
+    comm = re.findall(r"^comm \(GPU\): .*$", dist, re.M)
+    if comm:
+        out += ["", "Gradient collectives on GPU buffers (`gpt2_bench --comm --device cuda`):", ""]
+        out += [f"- `{line}`" for line in comm]
     out.append("")
 
     for name in sorted(n for n in os.listdir(dest) if re.fullmatch(r"samples(_\w+)?\.txt", n)):

@@ -245,6 +245,16 @@ group_dist() {
     -x OMP_WAIT_POLICY "$stage/bin/gpt2_ddp" "${common[@]}" --set log.run_dir="$runs/two" \
     --set train.micro_batch_size=8 --set distributed.zero_stage=1
   rm -rf "$runs/one" "$runs/nccl" "$runs/two"
+  # The gradient collectives timed on GPU buffers: NCCL at world size 1, and the two
+  # ranks sharing the GPU (host-staged MPI). Neither is NVLink: no machine with
+  # several GPUs has been lent.
+  run comm_bench_nccl_np1 60 dist.txt "$stage/bin/gpt2_bench" --device cuda --comm --batch 16 \
+    --seq_len 1024 --steps 5 --tokenizer=false
+  run comm_bench_mpi_np2 90 dist.txt mpirun.openmpi -np 2 --oversubscribe --bind-to none \
+    -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS \
+    -x OMP_WAIT_POLICY "$stage/bin/gpt2_bench" --device cuda --comm --batch 8 --seq_len 1024 \
+    --steps 5 --tokenizer=false
+  grep -E "^comm \(GPU\)" "$logs/dist.txt" | tee -a "$logs/machine.txt"
 }
 
 group_decode() {

@@ -20,6 +20,8 @@
 
 #include "src/backend/cuda_backend.h"
 #include "src/backend/device.h"
+#include "src/comm/host_staged_communicator.h"
+#include "src/comm/nccl_communicator.h"
 #endif
 #include "src/comm/mpi_env.h"
 #include "src/core/error.h"
@@ -62,7 +64,9 @@ ABSL_FLAG(bool, tokenizer, true,
 ABSL_FLAG(
     bool, comm, false,
     "Also time the gradient reduction (reduce-scatter + all-gather of the "
-    "padded gradient buffer) over the MPI ranks; run under mpirun.");
+    "padded gradient buffer) over the MPI ranks; run under mpirun. With "
+    "--device cuda: bf16 GPU buffers over NCCL, or over MPI through host "
+    "memory where ranks share a GPU (as training picks).");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory; default $GPT2_DATA_DIR, else ./data.");
 
@@ -88,8 +92,10 @@ double PeakBf16Tflops(int major, int minor, int sms) {
   return 0.0;
 }
 
+// `local_rank` picks the GPU (local rank modulo the GPUs), as the trainer does.
 std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
-                                          double* peak_tflops) {
+                                          double* peak_tflops,
+                                          int local_rank = 0) {
   const std::string device = absl::GetFlag(FLAGS_device);
   *where = absl::StrCat("CPU, ", omp_get_max_threads(), " thread(s)");
 #ifdef GPT2_HAVE_CUDA
@@ -101,9 +107,10 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
                    why.c_str());
       std::exit(1);
     }
-    auto backend = MakeCudaBackend(0);
+    const int gpu = local_rank % CudaDeviceCount(&why);
+    auto backend = MakeCudaBackend(gpu);
     cudaDeviceProp prop;
-    cudaGetDeviceProperties(&prop, 0);
+    cudaGetDeviceProperties(&prop, gpu);
     *peak_tflops =
         PeakBf16Tflops(prop.major, prop.minor, prop.multiProcessorCount);
     *where = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
@@ -145,7 +152,7 @@ DType BenchDType(const Backend& backend) {
   return dtype;
 }
 
-double BenchTrainStep(bool print) {
+double BenchTrainStep(bool print, int local_rank = 0) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   ModelShape shape = ModelShape::Gpt2Small();
   shape.num_layers = absl::GetFlag(FLAGS_layers);
@@ -153,7 +160,8 @@ double BenchTrainStep(bool print) {
   shape.num_heads = absl::GetFlag(FLAGS_heads);
   std::string where;
   double peak_tflops = 0.0;
-  std::unique_ptr<Backend> backend = MakeBenchBackend(&where, &peak_tflops);
+  std::unique_ptr<Backend> backend =
+      MakeBenchBackend(&where, &peak_tflops, local_rank);
   const DType dtype = BenchDType(*backend);
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
                   absl::GetFlag(FLAGS_recompute_gelu),
@@ -323,6 +331,63 @@ void BenchComm(const MpiEnv& mpi, double step_ms) {
       100.0 * comm_ms / (comm_ms + step_ms));
 }
 
+#ifdef GPT2_HAVE_CUDA
+// The same two collectives on GPU tensors in bf16 (what training reduces),
+// over the communicator the trainer would pick: NCCL where each rank has a GPU
+// of its own, MPI through host memory where ranks share one. Collectives
+// outside a backward are ordered on the compute stream, so synchronizing the
+// backend times them.
+void BenchDeviceComm(const MpiEnv& mpi, double step_ms) {
+  ModelShape shape = ModelShape::Gpt2Small();
+  shape.num_layers = absl::GetFlag(FLAGS_layers);
+  shape.channels = absl::GetFlag(FLAGS_channels);
+  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  const int64_t n = TotalParams(BuildParamList(shape));
+  const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
+  std::string why;
+  const int gpus = CudaDeviceCount(&why);
+  auto backend = MakeCudaBackend(mpi.local_rank() % gpus);
+  auto host = MakeMpiCommunicator(mpi);
+  const bool shared = mpi.local_size() > gpus;
+  std::unique_ptr<Communicator> comm =
+      shared ? MakeHostStagedCommunicator(host.get(), backend.get())
+             : MakeNcclCommunicator(mpi, backend->cuda_stream());
+  Tensor all = backend->Alloc(DType::kBF16, shard.padded_total());
+  Tensor mine = backend->Alloc(DType::kBF16, shard.shard_size);
+  backend->Zero(all);
+  std::vector<double> rs_ms, ag_ms;
+  for (int i = 0; i <= absl::GetFlag(FLAGS_steps); ++i) {
+    backend->Synchronize();
+    host->Barrier();
+    const auto t0 = Clock::now();
+    comm->ReduceScatter(mine, all, ReduceOp::kAverage);
+    backend->Synchronize();
+    const auto t1 = Clock::now();
+    comm->AllGather(all, mine);
+    backend->Synchronize();
+    const auto t2 = Clock::now();
+    if (i == 0) continue;  // NCCL sets up its channels on first use
+    rs_ms.push_back(Ms(t0, t1));
+    ag_ms.push_back(Ms(t1, t2));
+  }
+  backend->Free(all);
+  backend->Free(mine);
+  if (mpi.rank() != 0) return;
+  const int w = mpi.world_size();
+  const double bytes = 2.0 * (w - 1) / w * shard.padded_total() * 2;
+  const double comm_ms = Median(rs_ms) + Median(ag_ms);
+  std::printf(
+      "comm (GPU): %d rank(s) on %d GPU(s), %s, bf16: %.1f MB sent per rank "
+      "per "
+      "step; reduce-scatter %.2f ms + all-gather %.2f ms = %.2f ms (median of "
+      "%d); compute step %.1f ms; communication %.1f%% of the step without "
+      "overlap\n",
+      w, gpus, comm->name().c_str(), bytes / 1e6, Median(rs_ms), Median(ag_ms),
+      comm_ms, absl::GetFlag(FLAGS_steps), step_ms,
+      100.0 * comm_ms / (comm_ms + step_ms));
+}
+#endif
+
 absl::Status BenchTokenizer() {
   const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
   const std::string path = data_dir + "/tinyshakespeare/input.txt";
@@ -379,7 +444,14 @@ int main(int argc, char** argv) {
   }
   if (absl::GetFlag(FLAGS_comm)) {
     gpt2::MpiEnv& mpi = gpt2::MpiEnv::Init(&argc, &argv);
-    const double step_ms = gpt2::BenchTrainStep(mpi.rank() == 0);
+    const double step_ms =
+        gpt2::BenchTrainStep(mpi.rank() == 0, mpi.local_rank());
+#ifdef GPT2_HAVE_CUDA
+    if (absl::GetFlag(FLAGS_device) == "cuda") {
+      gpt2::BenchDeviceComm(mpi, step_ms);
+      return 0;
+    }
+#endif
     gpt2::BenchComm(mpi, step_ms);
     return 0;
   }
