@@ -8,8 +8,8 @@
 #   tests    the gpu-label tests: every op and whole train steps against the CPU
 #            reference; a fast path that fails them is switched off for the rest
 #   bench    gpt2_bench (bf16) at B=16, T=1024, beside the PyTorch reference
-#   compare  the same Shakespeare recipe in PyTorch (tests/reference/shakespeare_torch.py)
-#            and ours in fp32, each for a fixed time: where the loss curves part
+#   compare  the same Shakespeare recipe in PyTorch (tests/reference/shakespeare_torch.py),
+#            autocast and pure bf16, each for a fixed time: where the loss curves part
 #   sweep    short runs of candidate fast recipes (SWEEP below)
 #   proof    the Shakespeare config to loss < 0.1; checkpoint verify, samples, HF logits
 #            check; the weights left in $DEVICE_CHECK_KEEP (/tmp/gpt2_weights) as bf16
@@ -167,17 +167,23 @@ group_bench() {
 }
 
 group_compare() {
-  # The same recipe in PyTorch (bf16 autocast, torch.compile), then ours in fp32: the
-  # H200 run of 2026-11-26 needed 3,968 steps to go below 0.1 where the original
-  # assignment's PyTorch run needed 2,577; these say whether the gap is ours.
+  # The same recipe in PyTorch twice: autocast (fp32 weights and residual stream, as the
+  # original assignment's run) and pure bf16 storage with fp32 master weights (as ours).
+  # The H200 run of 2026-11-26 needed 3,968 steps to go below 0.1 where the A100 PyTorch
+  # run needed 2,577: if PyTorch's pure-bf16 curve follows ours and autocast runs ahead,
+  # bf16 storage is the cost (docs: the fp32 residual stream sketch in the issue notes).
   run shakespeare_torch 130 train.txt python3 "$stage/reference/shakespeare_torch.py" \
     --tokens "$stage/data/tinyshakespeare_train.bin" --max_seconds 90 \
     --metrics "$logs/metrics_torch.jsonl"
-  grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -3 | tee -a "$logs/machine.txt"
-  # fp32 storage everywhere (the residual stream too), TF32 matmuls as PyTorch's
-  # allow_tf32: whether bf16 storage is what costs the extra steps.
-  GPT2_FP32_MATMUL=tf32 train shakespeare_fp32 gpt2_124m_shakespeare 50 metrics_fp32.jsonl \
-    --set train.precision=FP32 --set checkpoint.save_at_end=false
+  run shakespeare_torch_bf16 120 train.txt python3 "$stage/reference/shakespeare_torch.py" \
+    --tokens "$stage/data/tinyshakespeare_train.bin" --max_seconds 80 --precision bf16_pure \
+    --metrics "$logs/metrics_torch_bf16.jsonl"
+  grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -4 | tee -a "$logs/machine.txt"
+  if [ "${DEVICE_CHECK_COMPARE_FP32:-0}" = 1 ]; then
+    # fp32 storage everywhere, TF32 matmuls; attention falls to the portable kernels.
+    GPT2_FP32_MATMUL=tf32 train shakespeare_fp32 gpt2_124m_shakespeare 50 metrics_fp32.jsonl \
+      --set train.precision=FP32 --set checkpoint.save_at_end=false
+  fi
 }
 
 # Candidate fast recipes: NAME and gpt2_ddp flags over the default config, each for
@@ -185,11 +191,10 @@ group_compare() {
 # step 3,968 on the H200 with its lr still at ~1.4e-4 of a cosine over 5,000 steps; the
 # 45 s target needs ~1,000 steps (the old fast config, lr 1.2e-3 over 2,000 steps, was
 # at 4.24 against the default's 3.97 at step 1,000). Candidates: a cosine over 1,200
-# steps; the same with peaks of 1e-3 and 2e-3 (longer warmup); half the batch (twice
-# the updates per epoch).
+# steps; the same with a 2e-3 peak (longer warmup); half the batch (twice the updates
+# per epoch).
 SWEEP=(
   "sweep_cos1200|--set train.max_steps=1200"
-  "sweep_cos1200_lr1e-3|--set train.max_steps=1200 --set optim.lr=1e-3 --set schedule.min_lr=1e-4 --set schedule.warmup_steps=50"
   "sweep_cos1200_lr2e-3|--set train.max_steps=1200 --set optim.lr=2e-3 --set schedule.min_lr=2e-4 --set schedule.warmup_steps=100"
   "sweep_b8_cos2000|--set train.max_steps=2000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 )

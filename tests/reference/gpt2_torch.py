@@ -61,10 +61,12 @@ class GPT2(nn.Module):
         return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
 
 
-def make_optimizer(model, lr=6e-4, weight_decay=0.1):
-    """The recipe's AdamW: (0.9, 0.95), eps 1e-8, decay on the 2-D weights only, fused."""
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+def make_optimizer(model, lr=6e-4, weight_decay=0.1, params=None):
+    """The recipe's AdamW: (0.9, 0.95), eps 1e-8, decay on the 2-D weights only, fused.
+    `params` (default: the model's) lets it update fp32 master copies instead."""
+    params = list(model.parameters()) if params is None else params
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
     return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
                               {"params": no_decay, "weight_decay": 0.0}],
                              lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)

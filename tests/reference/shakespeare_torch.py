@@ -11,7 +11,12 @@ since" lines, and writes a metrics.jsonl that launch/plot_loss.py reads, so the 
 curves can be laid side by side: where they part, the difference is ours to explain.
 
   python3 tests/reference/shakespeare_torch.py --tokens tinyshakespeare_train.bin \\
-      --max_seconds 90 --metrics metrics_torch.jsonl [--precision bf16|fp32] [--no_compile]
+      --max_seconds 90 --metrics metrics_torch.jsonl [--precision bf16|bf16_pure|fp32] [--no_compile]
+
+--precision bf16 is autocast (fp32 weights and residual stream, bf16 matmuls); bf16_pure
+stores the model, its activations and gradients in bf16 and keeps fp32 master weights in
+the optimizer, as gpt2_ddp's bf16 mode does: the two side by side say whether bf16
+storage alone costs steps.
 
 --tokens is an llm.c token shard (gpt2_prepro writes one; 256 x int32 header, magic
 20240520, then uint16 tokens).
@@ -59,7 +64,7 @@ def main():
     parser.add_argument("--max_seconds", type=float, default=0.0, help="0 = no limit")
     parser.add_argument("--target", type=float, default=0.099999)
     parser.add_argument("--stop_after_steps_below", type=int, default=100)
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--precision", choices=("bf16", "bf16_pure", "fp32"), default="bf16")
     parser.add_argument("--no_compile", action="store_true")
     parser.add_argument("--metrics", default="")
     parser.add_argument("--seed", type=int, default=1337)
@@ -67,8 +72,8 @@ def main():
     if not torch.cuda.is_available():
         raise SystemExit("shakespeare_torch: no CUDA device")
     torch.manual_seed(args.seed)
-    torch.backends.cuda.matmul.allow_tf32 = args.precision == "bf16"
-    torch.backends.cudnn.allow_tf32 = args.precision == "bf16"
+    torch.backends.cuda.matmul.allow_tf32 = args.precision != "fp32"
+    torch.backends.cudnn.allow_tf32 = args.precision != "fp32"
     device = "cuda"
     tokens = load_tokens(args.tokens)
     window = args.batch * args.seq_len
@@ -76,7 +81,15 @@ def main():
     print(f"shakespeare_torch: {tokens.numel()} tokens, 1 epoch = {per_epoch} batches, "
           f"{args.precision}, {'eager' if args.no_compile else 'torch.compile'}", flush=True)
     model = GPT2().to(device)
-    opt = make_optimizer(model)
+    master = None
+    if args.precision == "bf16_pure":
+        # fp32 master weights in the optimizer; the model, its activations and its
+        # gradients in bf16.
+        master = [torch.nn.Parameter(p.detach().clone().float()) for p in model.parameters()]
+        model = model.to(torch.bfloat16)
+        opt = make_optimizer(model, params=master)
+    else:
+        opt = make_optimizer(model)
     step_model = model if args.no_compile else torch.compile(model)
     metrics = open(args.metrics, "w") if args.metrics else None
     position, first_below, below_since = 0, None, None
@@ -92,14 +105,24 @@ def main():
         for group in opt.param_groups:
             group["lr"] = lr
         opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         if args.precision == "bf16":
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
                 loss = step_model(x, y)
         else:
             loss = step_model(x, y)
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        if master is not None:
+            for m, p in zip(master, model.parameters()):
+                m.grad = p.grad.float()
+            norm = torch.nn.utils.clip_grad_norm_(master, 1.0)
+            opt.step()
+            with torch.no_grad():
+                for m, p in zip(master, model.parameters()):
+                    p.copy_(m)  # rounded to bf16
+        else:
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
         loss_value = loss.item()  # waits for the step
         dt = time.perf_counter() - t0
         elapsed = time.time() - START
