@@ -128,6 +128,45 @@ void DispatchFloat(DType dtype, Fn&& fn) {
   }
 }
 
+// Calls fn(T{}, TR{}) for an op whose activations are `dtype` and whose
+// residual-stream side is `residual`: both f32, both bf16, or bf16 with an
+// f32 residual stream (train.residual_fp32).
+template <typename Fn>
+void DispatchFloat2(DType dtype, DType residual, Fn&& fn) {
+  if (dtype == residual) {
+    DispatchFloat(dtype, [&](auto zero) { fn(zero, zero); });
+  } else if (dtype == DType::kBF16 && residual == DType::kF32) {
+    fn(bf16{}, float{});
+  } else {
+    ::gpt2::FatalError(std::string("the CUDA ops have no ") + DTypeName(dtype) +
+                           " kernels with a " + DTypeName(residual) +
+                           " residual stream",
+                       __FILE__, __LINE__);
+  }
+}
+
+// kN values of T from p, as floats, in 16-byte loads (p 16-byte aligned, kN a
+// multiple of 16 / sizeof(T)); and the reverse.
+template <int kN, typename T>
+__device__ __forceinline__ void LoadFloats(const T* p, float (&out)[kN]) {
+  constexpr int kPer = Pack16<T>::kN;
+  static_assert(kN % kPer == 0, "whole 16-byte packs");
+  for (int c = 0; c < kN / kPer; ++c) {
+    const Pack16<T> pack = LoadPack16(p + c * kPer);
+    for (int j = 0; j < kPer; ++j) out[c * kPer + j] = ToFloat(pack.v[j]);
+  }
+}
+template <int kN, typename T>
+__device__ __forceinline__ void StoreFloats(T* p, const float (&in)[kN]) {
+  constexpr int kPer = Pack16<T>::kN;
+  static_assert(kN % kPer == 0, "whole 16-byte packs");
+  for (int c = 0; c < kN / kPer; ++c) {
+    Pack16<T> pack;
+    for (int j = 0; j < kPer; ++j) pack.v[j] = FromFloat<T>(in[c * kPer + j]);
+    StorePack16(p + c * kPer, pack);
+  }
+}
+
 // Calls fn(std::integral_constant<int, V>{}) for the V among kValues that
 // equals `value` (the compiled variants of a kernel template); any other value
 // is a fatal error: "<what> supports 4, 8; got 5".

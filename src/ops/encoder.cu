@@ -13,8 +13,9 @@
 namespace gpt2::cuda {
 namespace {
 
-template <typename T>
-__global__ void EncoderForwardKernel(T* out, const int32_t* tokens,
+// T: the embeddings; TR: the residual stream (out, dout), T or f32.
+template <typename T, typename TR>
+__global__ void EncoderForwardKernel(TR* out, const int32_t* tokens,
                                      const T* wte, const T* wpe, int B, int T_,
                                      int C) {
   const int64_t total = int64_t{B} * T_ * C;
@@ -23,14 +24,14 @@ __global__ void EncoderForwardKernel(T* out, const int32_t* tokens,
     const int64_t bt = i / C;
     const int c = static_cast<int>(i % C);
     const int t = static_cast<int>(bt % T_);
-    out[i] = FromFloat<T>(ToFloat(wte[int64_t{tokens[bt]} * C + c]) +
-                          ToFloat(wpe[int64_t{t} * C + c]));
+    out[i] = FromFloat<TR>(ToFloat(wte[int64_t{tokens[bt]} * C + c]) +
+                           ToFloat(wpe[int64_t{t} * C + c]));
   }
 }
 
 // dwpe[t, c] += sum over b of dout[b, t, c], b in order.
-template <typename T>
-__global__ void EncoderBackwardWpeKernel(T* dwpe, const T* dout, int B, int T_,
+template <typename T, typename TR>
+__global__ void EncoderBackwardWpeKernel(T* dwpe, const TR* dout, int B, int T_,
                                          int C) {
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= int64_t{T_} * C) return;
@@ -41,8 +42,8 @@ __global__ void EncoderBackwardWpeKernel(T* dwpe, const T* dout, int B, int T_,
 
 // One block row per distinct token: dwte[token, c] += sum of its positions'
 // rows.
-template <typename T>
-__global__ void EncoderBackwardWteKernel(T* dwte, const T* dout,
+template <typename T, typename TR>
+__global__ void EncoderBackwardWteKernel(T* dwte, const TR* dout,
                                          const int32_t* bucket_token,
                                          const int32_t* bucket_start,
                                          const int32_t* positions, int C) {
@@ -61,11 +62,12 @@ __global__ void EncoderBackwardWteKernel(T* dwte, const T* dout,
 
 void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
                     int T, int C, CUstream_st* stream) {
-  DispatchFloat(out.dtype, [&](auto zero) {
+  DispatchFloat2(wte.dtype, out.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
-    CheckLaunch(GPT2_LAUNCH(EncoderForwardKernel<F>,
+    using R = decltype(zero_r);
+    CheckLaunch(GPT2_LAUNCH((EncoderForwardKernel<F, R>),
                             GridStrideBlocks(int64_t{B} * T * C), 256, 0,
-                            stream, Ptr<F>(out), Ptr<int32_t>(tokens),
+                            stream, Ptr<R>(out), Ptr<int32_t>(tokens),
                             Ptr<F>(wte), Ptr<F>(wpe), B, T, C),
                 "EncoderForwardKernel");
   });
@@ -101,15 +103,16 @@ void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
       scratch->Get(packed.size() * sizeof(int32_t), stream));
   staging->CopyToDevice(device, packed.data(), packed.size() * sizeof(int32_t),
                         stream);
-  DispatchFloat(dout.dtype, [&](auto zero) {
+  DispatchFloat2(dwte.dtype, dout.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
-    CheckLaunch(
-        GPT2_LAUNCH(EncoderBackwardWpeKernel<F>, CeilDiv(int64_t{T} * C, 256),
-                    256, 0, stream, Ptr<F>(dwpe), Ptr<F>(dout), B, T, C),
-        "EncoderBackwardWpeKernel");
+    using R = decltype(zero_r);
+    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWpeKernel<F, R>),
+                            CeilDiv(int64_t{T} * C, 256), 256, 0, stream,
+                            Ptr<F>(dwpe), Ptr<R>(dout), B, T, C),
+                "EncoderBackwardWpeKernel");
     const dim3 grid(CeilDiv(C, 128), buckets);
-    CheckLaunch(GPT2_LAUNCH(EncoderBackwardWteKernel<F>, grid, 128, 0, stream,
-                            Ptr<F>(dwte), Ptr<F>(dout), device + BT,
+    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWteKernel<F, R>), grid, 128, 0,
+                            stream, Ptr<F>(dwte), Ptr<R>(dout), device + BT,
                             device + BT + buckets, device, C),
                 "EncoderBackwardWteKernel");
   });

@@ -23,9 +23,9 @@ constexpr int kRowsPerBlock = 8;  // warps per block, one row each at a time
 // The LayerNorm of row `row` of x into y, by one warp; each lane touches the
 // same channels in every pass, so a row the warp has just written reads back
 // without a barrier.
-template <typename T>
+template <typename T, typename TR>
 __device__ __forceinline__ void NormalizeRow(T* y, float* mean, float* rstd,
-                                             const T* x, const T* weight,
+                                             const TR* x, const T* weight,
                                              const T* bias, int64_t row,
                                              int C) {
   const int lane = threadIdx.x % 32;
@@ -48,42 +48,45 @@ __device__ __forceinline__ void NormalizeRow(T* y, float* mean, float* rstd,
   }
 }
 
-template <typename T>
+// T: activations and parameters; TR: the residual stream the LayerNorm reads
+// (and the backward's dinp), T or f32 (train.residual_fp32).
+template <typename T, typename TR>
 __global__ void LayerNormForwardKernel(T* out, float* mean, float* rstd,
-                                       const T* inp, const T* weight,
+                                       const TR* inp, const T* weight,
                                        const T* bias, int64_t N, int C) {
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
   NormalizeRow(out + row * C, mean, rstd, inp + row * C, weight, bias, row, C);
 }
 
-// residual = a + b (rounded to T, as the unfused residual add stores it), then
-// its LayerNorm: one pass over a and b instead of a residual kernel and a
-// LayerNorm kernel reading the sum back.
-template <typename T>
-__global__ void ResidualLayerNormForwardKernel(T* residual, T* out, float* mean,
-                                               float* rstd, const T* a,
-                                               const T* b, const T* weight,
-                                               const T* bias, int64_t N,
-                                               int C) {
+// residual = a + b (rounded to TR, as the unfused residual add stores it),
+// then its LayerNorm: one pass over a and b instead of a residual kernel and a
+// LayerNorm kernel reading the sum back. `a` and the residual are the stream
+// (TR), `b` a branch's output (T).
+template <typename T, typename TR>
+__global__ void ResidualLayerNormForwardKernel(TR* residual, T* out,
+                                               float* mean, float* rstd,
+                                               const TR* a, const T* b,
+                                               const T* weight, const T* bias,
+                                               int64_t N, int C) {
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
-  T* r = residual + row * C;
+  TR* r = residual + row * C;
   for (int c = threadIdx.x % 32; c < C; c += 32)
-    r[c] = FromFloat<T>(ToFloat(a[row * C + c]) + ToFloat(b[row * C + c]));
+    r[c] = FromFloat<TR>(ToFloat(a[row * C + c]) + ToFloat(b[row * C + c]));
   NormalizeRow(out + row * C, mean, rstd, r, weight, bias, row, C);
 }
 
-template <typename T>
-__global__ void LayerNormBackwardInputKernel(T* dinp, const T* dout,
-                                             const T* inp, const T* weight,
+template <typename T, typename TR>
+__global__ void LayerNormBackwardInputKernel(TR* dinp, const T* dout,
+                                             const TR* inp, const T* weight,
                                              const float* mean,
                                              const float* rstd, int64_t N,
                                              int C) {
   const int lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
-  const T* x = inp + row * C;
+  const TR* x = inp + row * C;
   const T* dy = dout + row * C;
   const float m = mean[row], s = rstd[row];
   float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
@@ -95,20 +98,20 @@ __global__ void LayerNormBackwardInputKernel(T* dinp, const T* dout,
   }
   dnorm_mean = WarpSum(dnorm_mean) / C;
   dnorm_norm_mean = WarpSum(dnorm_norm_mean) / C;
-  T* dx = dinp + row * C;
+  TR* dx = dinp + row * C;
   for (int c = lane; c < C; c += 32) {
     const float norm = (ToFloat(x[c]) - m) * s;
     const float dnorm = ToFloat(weight[c]) * ToFloat(dy[c]);
-    dx[c] = FromFloat<T>(ToFloat(dx[c]) +
-                         (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
+    dx[c] = FromFloat<TR>(ToFloat(dx[c]) +
+                          (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
   }
 }
 
 // partial[block][c] and partial[blocks + block][c]: this block's rows' dweight,
 // dbias.
-template <typename T>
+template <typename T, typename TR>
 __global__ void LayerNormBackwardParamPartials(float* partial, const T* dout,
-                                               const T* inp, const float* mean,
+                                               const TR* inp, const float* mean,
                                                const float* rstd, int64_t N,
                                                int C, int rows_per_block) {
   const int64_t row0 = blockIdx.x * int64_t{rows_per_block};
@@ -131,10 +134,10 @@ constexpr int kFusedWarps = 8;
 constexpr int kRowsPerWarp = 4;
 constexpr int kFusedRowsPerBlock = kFusedWarps * kRowsPerWarp;
 
-template <typename T, int kIters>
+template <typename T, typename TR, int kIters>
 __global__ void __launch_bounds__(32 * kFusedWarps)
-    LayerNormBackwardFusedKernel(T* dinp, float* partial, const T* dout,
-                                 const T* inp, const T* weight,
+    LayerNormBackwardFusedKernel(TR* dinp, float* partial, const T* dout,
+                                 const TR* inp, const T* weight,
                                  const float* mean, const float* rstd,
                                  int64_t N) {
   constexpr int kN = Pack16<T>::kN;
@@ -154,12 +157,13 @@ __global__ void __launch_bounds__(32 * kFusedWarps)
     float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
     for (int i = 0; i < kIters; ++i) {
       const int c = (i * 32 + lane) * kN;
-      const Pack16<T> x = LoadPack16(inp + row * C + c);
+      float x[kN];
+      LoadFloats<kN>(inp + row * C + c, x);
       const Pack16<T> dy = LoadPack16(dout + row * C + c);
       const Pack16<T> w = LoadPack16(weight + c);
       for (int j = 0; j < kN; ++j) {
         const float g = ToFloat(dy.v[j]);
-        norm[i][j] = (ToFloat(x.v[j]) - m) * s;
+        norm[i][j] = (x[j] - m) * s;
         dnorm[i][j] = ToFloat(w.v[j]) * g;
         dnorm_sum += dnorm[i][j];
         dnorm_norm_sum += dnorm[i][j] * norm[i][j];
@@ -171,13 +175,12 @@ __global__ void __launch_bounds__(32 * kFusedWarps)
     const float dnorm_norm_mean = WarpSum(dnorm_norm_sum) / C;
     for (int i = 0; i < kIters; ++i) {
       const int c = (i * 32 + lane) * kN;
-      Pack16<T> dx = LoadPack16(dinp + row * C + c);
+      float dx[kN];
+      LoadFloats<kN>(dinp + row * C + c, dx);
       for (int j = 0; j < kN; ++j) {
-        dx.v[j] = FromFloat<T>(
-            ToFloat(dx.v[j]) +
-            (dnorm[i][j] - dnorm_mean - norm[i][j] * dnorm_norm_mean) * s);
+        dx[j] += (dnorm[i][j] - dnorm_mean - norm[i][j] * dnorm_norm_mean) * s;
       }
-      StorePack16(dinp + row * C + c, dx);
+      StoreFloats<kN>(dinp + row * C + c, dx);
     }
   }
   // The block's warps add their sums in warp order (deterministic).
@@ -233,11 +236,11 @@ void DispatchPackedIters(int iters, Fn&& fn) {
 
 // The forward in 16-byte packs, one warp per row held in registers (the same
 // shapes as the fused backward): with `a` and `b`, residual = a + b (rounded
-// to T) first, and the LayerNorm of that; with b null, of `a` as is.
-template <typename T, int kIters>
+// to TR) first, and the LayerNorm of that; with b null, of `a` as is.
+template <typename T, typename TR, int kIters>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
-    LayerNormForwardPackedKernel(T* residual, T* out, float* mean, float* rstd,
-                                 const T* a, const T* b, const T* weight,
+    LayerNormForwardPackedKernel(TR* residual, T* out, float* mean, float* rstd,
+                                 const TR* a, const T* b, const T* weight,
                                  const T* bias, int64_t N) {
   constexpr int kN = Pack16<T>::kN;
   constexpr int C = kIters * 32 * kN;
@@ -248,17 +251,16 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   float sum = 0.0f;
   for (int i = 0; i < kIters; ++i) {
     const int c = (i * 32 + lane) * kN;
-    Pack16<T> pa = LoadPack16(a + row * C + c);
+    LoadFloats<kN>(a + row * C + c, x[i]);
     if (b != nullptr) {
       const Pack16<T> pb = LoadPack16(b + row * C + c);
-      for (int j = 0; j < kN; ++j)
-        pa.v[j] = FromFloat<T>(ToFloat(pa.v[j]) + ToFloat(pb.v[j]));
-      StorePack16(residual + row * C + c, pa);
+      for (int j = 0; j < kN; ++j) {
+        // Rounded to the stream's type, as stored.
+        x[i][j] = ToFloat(FromFloat<TR>(x[i][j] + ToFloat(pb.v[j])));
+      }
+      StoreFloats<kN>(residual + row * C + c, x[i]);
     }
-    for (int j = 0; j < kN; ++j) {
-      x[i][j] = ToFloat(pa.v[j]);
-      sum += x[i][j];
-    }
+    for (int j = 0; j < kN; ++j) sum += x[i][j];
   }
   const float m = WarpSum(sum) / C;
   float var = 0.0f;
@@ -286,27 +288,28 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                       Tensor weight, Tensor bias, int64_t N, int C,
                       CUstream_st* stream) {
-  DispatchFloat(out.dtype, [&](auto zero) {
+  DispatchFloat2(out.dtype, inp.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
+    using R = decltype(zero_r);
     const int iters =
         PackedRowIters<F>(C, {out.data, inp.data, weight.data, bias.data});
     if (iters > 0) {
       DispatchPackedIters<F>(iters, [&](auto k) {
         CheckLaunch(
-            GPT2_LAUNCH((LayerNormForwardPackedKernel<F, decltype(k)::value>),
-                        CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
-                        stream, static_cast<F*>(nullptr), Ptr<F>(out),
-                        Ptr<float>(mean), Ptr<float>(rstd), Ptr<F>(inp),
-                        static_cast<const F*>(nullptr), Ptr<F>(weight),
-                        Ptr<F>(bias), N),
+            GPT2_LAUNCH(
+                (LayerNormForwardPackedKernel<F, R, decltype(k)::value>),
+                CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
+                static_cast<R*>(nullptr), Ptr<F>(out), Ptr<float>(mean),
+                Ptr<float>(rstd), Ptr<R>(inp), static_cast<const F*>(nullptr),
+                Ptr<F>(weight), Ptr<F>(bias), N),
             "LayerNormForwardPackedKernel");
       });
       return;
     }
     CheckLaunch(
-        GPT2_LAUNCH(LayerNormForwardKernel<F>, CeilDiv(N, kRowsPerBlock),
+        GPT2_LAUNCH((LayerNormForwardKernel<F, R>), CeilDiv(N, kRowsPerBlock),
                     32 * kRowsPerBlock, 0, stream, Ptr<F>(out),
-                    Ptr<float>(mean), Ptr<float>(rstd), Ptr<F>(inp),
+                    Ptr<float>(mean), Ptr<float>(rstd), Ptr<R>(inp),
                     Ptr<F>(weight), Ptr<F>(bias), N, C),
         "LayerNormForwardKernel");
   });
@@ -316,26 +319,28 @@ void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
                               Tensor rstd, Tensor a, Tensor b, Tensor weight,
                               Tensor bias, int64_t N, int C,
                               CUstream_st* stream) {
-  DispatchFloat(out.dtype, [&](auto zero) {
+  DispatchFloat2(out.dtype, residual.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
+    using R = decltype(zero_r);
     const int iters = PackedRowIters<F>(
         C, {residual.data, out.data, a.data, b.data, weight.data, bias.data});
     if (iters > 0) {
       DispatchPackedIters<F>(iters, [&](auto k) {
         CheckLaunch(
-            GPT2_LAUNCH((LayerNormForwardPackedKernel<F, decltype(k)::value>),
-                        CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
-                        stream, Ptr<F>(residual), Ptr<F>(out), Ptr<float>(mean),
-                        Ptr<float>(rstd), Ptr<F>(a), Ptr<F>(b), Ptr<F>(weight),
-                        Ptr<F>(bias), N),
+            GPT2_LAUNCH(
+                (LayerNormForwardPackedKernel<F, R, decltype(k)::value>),
+                CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
+                Ptr<R>(residual), Ptr<F>(out), Ptr<float>(mean),
+                Ptr<float>(rstd), Ptr<R>(a), Ptr<F>(b), Ptr<F>(weight),
+                Ptr<F>(bias), N),
             "LayerNormForwardPackedKernel");
       });
       return;
     }
-    CheckLaunch(GPT2_LAUNCH(ResidualLayerNormForwardKernel<F>,
+    CheckLaunch(GPT2_LAUNCH((ResidualLayerNormForwardKernel<F, R>),
                             CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,
-                            stream, Ptr<F>(residual), Ptr<F>(out),
-                            Ptr<float>(mean), Ptr<float>(rstd), Ptr<F>(a),
+                            stream, Ptr<R>(residual), Ptr<F>(out),
+                            Ptr<float>(mean), Ptr<float>(rstd), Ptr<R>(a),
                             Ptr<F>(b), Ptr<F>(weight), Ptr<F>(bias), N, C),
                 "ResidualLayerNormForwardKernel");
   });
@@ -345,8 +350,9 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                        Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
                        int64_t N, int C, Scratch* scratch,
                        CUstream_st* stream) {
-  DispatchFloat(dout.dtype, [&](auto zero) {
+  DispatchFloat2(dout.dtype, dinp.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
+    using R = decltype(zero_r);
     const int iters =
         PackedRowIters<F>(C, {dinp.data, dout.data, inp.data, weight.data});
     constexpr int kParamRows = 64;
@@ -357,23 +363,24 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     if (iters > 0) {
       DispatchPackedIters<F>(iters, [&](auto k) {
         CheckLaunch(
-            GPT2_LAUNCH((LayerNormBackwardFusedKernel<F, decltype(k)::value>),
-                        blocks, 32 * kFusedWarps, 0, stream, Ptr<F>(dinp),
-                        partial, Ptr<F>(dout), Ptr<F>(inp), Ptr<F>(weight),
-                        Ptr<float>(mean), Ptr<float>(rstd), N),
+            GPT2_LAUNCH(
+                (LayerNormBackwardFusedKernel<F, R, decltype(k)::value>),
+                blocks, 32 * kFusedWarps, 0, stream, Ptr<R>(dinp), partial,
+                Ptr<F>(dout), Ptr<R>(inp), Ptr<F>(weight), Ptr<float>(mean),
+                Ptr<float>(rstd), N),
             "LayerNormBackwardFusedKernel");
       });
     } else {
       CheckLaunch(
-          GPT2_LAUNCH(LayerNormBackwardInputKernel<F>,
+          GPT2_LAUNCH((LayerNormBackwardInputKernel<F, R>),
                       CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
-                      Ptr<F>(dinp), Ptr<F>(dout), Ptr<F>(inp), Ptr<F>(weight),
+                      Ptr<R>(dinp), Ptr<F>(dout), Ptr<R>(inp), Ptr<F>(weight),
                       Ptr<float>(mean), Ptr<float>(rstd), N, C),
           "LayerNormBackwardInputKernel");
       CheckLaunch(
-          GPT2_LAUNCH(LayerNormBackwardParamPartials<F>, blocks, 256, 0, stream,
-                      partial, Ptr<F>(dout), Ptr<F>(inp), Ptr<float>(mean),
-                      Ptr<float>(rstd), N, C, kParamRows),
+          GPT2_LAUNCH((LayerNormBackwardParamPartials<F, R>), blocks, 256, 0,
+                      stream, partial, Ptr<F>(dout), Ptr<R>(inp),
+                      Ptr<float>(mean), Ptr<float>(rstd), N, C, kParamRows),
           "LayerNormBackwardParamPartials");
     }
     const dim3 block(kColumnTile, kRowLanes);
