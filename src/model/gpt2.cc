@@ -15,7 +15,8 @@ struct Gpt2Model::LayerActs {
 
 Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
                      int max_batch, int max_seq, int64_t buffer_elems,
-                     bool recompute_gelu, bool recompute_layernorm)
+                     bool recompute_gelu, bool recompute_layernorm,
+                     bool residual_fp32)
     : backend_(backend),
       shape_(shape),
       dtype_(dtype),
@@ -25,6 +26,8 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
       num_params_(TotalParams(param_list_)) {
   recompute_gelu_ = recompute_gelu;
   recompute_layernorm_ = recompute_layernorm;
+  residual_dtype_ =
+      residual_fp32 && dtype == DType::kBF16 ? DType::kF32 : dtype;
   const int64_t ln_layers = recompute_layernorm_ ? 1 : shape_.num_layers;
   GPT2_CHECK_MSG(backend_->SupportsDType(dtype), "backend ", backend_->name(),
                  " cannot train in ", DTypeName(dtype));
@@ -48,27 +51,32 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
   };
   tokens_ = backend_->Alloc(DType::kI32, BT);
   targets_ = backend_->Alloc(DType::kI32, BT);
-  encoded_ = alloc(BT * C);
+  // The residual stream (and its gradient) in its own type.
+  auto alloc_stream = [&](int64_t numel) {
+    return alloc_as(residual_dtype_, numel);
+  };
+  encoded_ = alloc_stream(BT * C);
   ln1_ = alloc(ln_layers * BT * C);
   ln1_mean_ = alloc_stats(L * BT);
   ln1_rstd_ = alloc_stats(L * BT);
   qkv_ = alloc(L * BT * 3 * C);
   atty_ = alloc(L * BT * C);
   att_lse_ = alloc_stats(L * BT * shape_.num_heads);
-  residual2_ = alloc(L * BT * C);
+  residual2_ = alloc_stream(L * BT * C);
   ln2_ = alloc(ln_layers * BT * C);
   ln2_mean_ = alloc_stats(L * BT);
   ln2_rstd_ = alloc_stats(L * BT);
   fch_ = alloc(L * BT * 4 * C);
   fch_gelu_ = alloc((recompute_gelu_ ? 1 : L) * BT * 4 * C);
-  residual3_ = alloc(L * BT * C);
+  residual3_ = alloc_stream(L * BT * C);
   lnf_ = alloc(BT * C);
   lnf_mean_ = alloc_stats(BT);
   lnf_rstd_ = alloc_stats(BT);
   logits_ = alloc(BT * shape_.padded_vocab_size);
   losses_ = alloc_stats(BT);
   branch_out_ = alloc(BT * C);
-  d_residual_ = alloc(BT * C);
+  d_residual_ = alloc_stream(BT * C);
+  if (residual_dtype_ != dtype_) d_residual_cast_ = alloc(BT * C);
   d_ln_ = alloc(BT * C);
   d_qkv_ = alloc(BT * 3 * C);
   d_atty_ = alloc(BT * C);
@@ -77,13 +85,17 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
 }
 
 Gpt2Model::~Gpt2Model() {
-  for (Tensor* t :
-       {&params_,   &grads_,     &tokens_,    &targets_,    &encoded_,
-        &ln1_,      &ln1_mean_,  &ln1_rstd_,  &qkv_,        &atty_,
-        &att_lse_,  &residual2_, &ln2_,       &ln2_mean_,   &ln2_rstd_,
-        &fch_,      &fch_gelu_,  &residual3_, &lnf_,        &lnf_mean_,
-        &lnf_rstd_, &logits_,    &losses_,    &branch_out_, &d_residual_,
-        &d_ln_,     &d_qkv_,     &d_atty_,    &d_fch_,      &d_fch_gelu_}) {
+  for (Tensor* t : {&params_,     &grads_,           &tokens_,
+                    &targets_,    &encoded_,         &ln1_,
+                    &ln1_mean_,   &ln1_rstd_,        &qkv_,
+                    &atty_,       &att_lse_,         &residual2_,
+                    &ln2_,        &ln2_mean_,        &ln2_rstd_,
+                    &fch_,        &fch_gelu_,        &residual3_,
+                    &lnf_,        &lnf_mean_,        &lnf_rstd_,
+                    &logits_,     &losses_,          &branch_out_,
+                    &d_residual_, &d_residual_cast_, &d_ln_,
+                    &d_qkv_,      &d_atty_,          &d_fch_,
+                    &d_fch_gelu_}) {
     backend_->Free(*t);
   }
 }
@@ -276,8 +288,9 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
                                  Param(kLn2w, l), Param(kLn2b, l), BT, C);
     }
     backend_->MatmulBackwardGelu(d_fch, Grad(kFcprojw, l), Grad(kFcprojb, l),
-                                 d_res, a.fch_gelu, Param(kFcprojw, l), a.fch,
-                                 d_fch_gelu, BT, 4 * C, C);
+                                 ResidualGradForMatmul(d_res), a.fch_gelu,
+                                 Param(kFcprojw, l), a.fch, d_fch_gelu, BT,
+                                 4 * C, C);
     backend_->MatmulBackward(d_ln, Grad(kFcw, l), Grad(kFcb, l), d_fch, a.ln2,
                              Param(kFcw, l), BT, C, 4 * C, false);
     backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
@@ -286,8 +299,8 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
     // Attention branch: residual2 = residual_in +
     // attproj(attn(qkv(ln1(residual_in)))).
     backend_->MatmulBackward(d_atty, Grad(kAttprojw, l), Grad(kAttprojb, l),
-                             d_res, a.atty, Param(kAttprojw, l), BT, C, C,
-                             false);
+                             ResidualGradForMatmul(d_res), a.atty,
+                             Param(kAttprojw, l), BT, C, C, false);
     backend_->AttentionBackward(d_qkv, d_atty, a.qkv, a.atty, a.att_lse, B, T,
                                 C, NH);
     if (recompute_layernorm_) {
@@ -305,6 +318,13 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
                             host_tokens_.data(), B, T, C);
   if (grads_done) grads_done(-1);
   have_dlogits_ = false;
+}
+
+Tensor Gpt2Model::ResidualGradForMatmul(Tensor d_res) {
+  if (residual_dtype_ == dtype_) return d_res;
+  Tensor cast = d_residual_cast_.Slice(0, d_res.numel);
+  backend_->Cast(cast, d_res);
+  return cast;
 }
 
 void Gpt2Model::ZeroGrads() { backend_->Zero(grads_); }

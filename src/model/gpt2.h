@@ -24,9 +24,11 @@ class Gpt2Model {
   // for the memory. recompute_layernorm: likewise for the two LayerNorm
   // outputs of each layer (2 x L x B x T x C), recomputed from the kept
   // residual stream; the gradients are bitwise the same either way.
+  // residual_fp32 (bf16 models): the residual stream and its gradient in f32.
   Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
             int max_batch, int max_seq, int64_t buffer_elems = 0,
-            bool recompute_gelu = false, bool recompute_layernorm = false);
+            bool recompute_gelu = false, bool recompute_layernorm = false,
+            bool residual_fp32 = false);
   ~Gpt2Model();
   Gpt2Model(const Gpt2Model&) = delete;
   Gpt2Model& operator=(const Gpt2Model&) = delete;
@@ -40,6 +42,9 @@ class Gpt2Model {
   DType stats_dtype() const {
     return dtype_ == DType::kBF16 ? DType::kF32 : dtype_;
   }
+  // Of the residual stream (f32 with residual_fp32 in a bf16 model, else
+  // dtype()).
+  DType residual_dtype() const { return residual_dtype_; }
   int64_t activation_bytes() const { return activation_bytes_; }
 
   // GPT-2's init from `seed`, computed on the host and uploaded.
@@ -92,6 +97,7 @@ class Gpt2Model {
   int64_t activation_bytes_ = 0;
   bool recompute_gelu_ = false;
   bool recompute_layernorm_ = false;
+  DType residual_dtype_;
   int last_B_ = 0, last_T_ = 0;
   bool have_dlogits_ = false;
 
@@ -102,8 +108,14 @@ class Gpt2Model {
   Tensor encoded_, ln1_, ln1_mean_, ln1_rstd_, qkv_, atty_, att_lse_,
       residual2_, ln2_, ln2_mean_, ln2_rstd_, fch_, fch_gelu_, residual3_, lnf_,
       lnf_mean_, lnf_rstd_, logits_, losses_, branch_out_;
-  // Backward scratch, reused by every layer.
-  Tensor d_residual_, d_ln_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_;
+  // Backward scratch, reused by every layer. d_residual_cast_: the residual
+  // gradient in dtype_ for the matmuls, when the stream is f32 (else empty).
+  Tensor d_residual_, d_ln_, d_qkv_, d_atty_, d_fch_, d_fch_gelu_,
+      d_residual_cast_;
+
+  // The residual gradient as the matmuls' output gradient: itself, or cast to
+  // the activations' type.
+  Tensor ResidualGradForMatmul(Tensor d_res);
 };
 
 }  // namespace gpt2

@@ -52,6 +52,8 @@ ABSL_FLAG(std::string, precision, "auto",
 ABSL_FLAG(bool, recompute_gelu, false,
           "Recompute each layer's GELU in the backward pass instead of "
           "keeping it (train.recompute_gelu).");
+ABSL_FLAG(bool, residual_fp32, false,
+          "bf16: keep the residual stream in fp32 (train.residual_fp32).");
 ABSL_FLAG(bool, recompute_layernorm, false,
           "Recompute each layer's LayerNorm outputs in the backward pass "
           "(train.recompute_layernorm).");
@@ -165,7 +167,8 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   const DType dtype = BenchDType(*backend);
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
                   absl::GetFlag(FLAGS_recompute_gelu),
-                  absl::GetFlag(FLAGS_recompute_layernorm));
+                  absl::GetFlag(FLAGS_recompute_layernorm),
+                  absl::GetFlag(FLAGS_residual_fp32));
   model.InitParams(1337);
   AdamWOptimizer opt(backend.get(), model.param_list(), dtype, AdamWHyper{});
   opt.InitMasterFromParams(model.params());
@@ -178,10 +181,11 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   for (auto& t : y) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
   if (print) {
     std::printf(
-        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s, "
+        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s%s, "
         "%s%s%s\n",
         shape.num_layers, shape.channels, shape.num_heads,
         static_cast<long long>(model.num_params()), B, T, DTypeName(dtype),
+        model.residual_dtype() != dtype ? " (f32 residual stream)" : "",
         absl::GetFlag(FLAGS_recompute_gelu)
             ? (absl::GetFlag(FLAGS_recompute_layernorm)
                    ? " (GELU, LayerNorm recomputed)"

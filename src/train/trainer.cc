@@ -179,7 +179,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       zero1 ? shard : ShardLayout::Whole(num_params);
   Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
                   cfg.train().recompute_gelu(),
-                  cfg.train().recompute_layernorm());
+                  cfg.train().recompute_layernorm(),
+                  cfg.train().residual_fp32());
   // Every rank draws the same init from the seed; no broadcast is needed.
   model.InitParams(cfg.train().seed());
   AdamWHyper hyper;
@@ -248,10 +249,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   log.Line(absl::StrCat("gpt2_ddp | config ", options.config_path,
                         " | data dir ", options.data_dir));
   log.Line(config_text);
-  log.Line(absl::StrFormat("backend: %s, %s, %d thread(s) | world size %d (%s)",
-                           backend->name(), DTypeName(choice.dtype),
-                           omp_get_max_threads(), comm->world_size(),
-                           dcomm->name()));
+  log.Line(absl::StrFormat(
+      "backend: %s, %s%s, %d thread(s) | world size %d (%s)", backend->name(),
+      DTypeName(choice.dtype),
+      model.residual_dtype() != choice.dtype ? " (f32 residual stream)" : "",
+      omp_get_max_threads(), comm->world_size(), dcomm->name()));
   if (!choice.note.empty()) log.Line(absl::StrCat("note: ", choice.note));
   const ModelShape& s = plan.shape;
   const std::string kernels =

@@ -288,6 +288,98 @@ TEST_P(CudaOps, LayerNorm) {
   }
 }
 
+// The ops that read or write the residual stream with the stream in f32 and
+// everything else bf16 (train.residual_fp32): encoder, LayerNorm forward and
+// backward, residual + LayerNorm, against the CPU on the same values. The f32
+// inputs are not rounded to bf16, so a kernel reading them as bf16 fails.
+TEST_P(CudaOps, Fp32ResidualStreamOps) {
+  if (dtype() != DType::kBF16)
+    GTEST_SKIP() << "the f32 residual stream goes with bf16 activations";
+  for (auto [N, C] : {std::pair{7, 33}, std::pair{130, 64}, std::pair{77, 256},
+                      std::pair{40, 768}}) {
+    auto x = testing::RandomVector(N * C, 71, 2.0);  // the stream, f32
+    auto br = Random(N * C, 72), w = Random(C, 73), b = Random(C, 74);
+    auto c_x = Cpu(x), g_x = GpuF32(x), c_br = Cpu(br), g_br = Gpu(br),
+         c_w = Cpu(w), g_w = Gpu(w), c_b = Cpu(b), g_b = Gpu(b);
+    auto c_mean = Cpu(std::vector<double>(N)),
+         c_rstd = Cpu(std::vector<double>(N)),
+         g_mean = GpuF32(std::vector<double>(N)),
+         g_rstd = GpuF32(std::vector<double>(N));
+    const std::string where = "C=" + std::to_string(C) + ": ";
+    // LayerNorm of the f32 stream into bf16.
+    auto c_ln = Cpu(std::vector<double>(N * C)),
+         g_ln = Gpu(std::vector<double>(N * C));
+    cpu_->LayerNormForward(c_ln.view, c_mean.view, c_rstd.view, c_x.view,
+                           c_w.view, c_b.view, N, C);
+    cuda_->LayerNormForward(g_ln.view, g_mean.view, g_rstd.view, g_x.view,
+                            g_w.view, g_b.view, N, C);
+    ExpectNear(Download(g_ln, "ln"), Download(c_ln, "c"), tol().rtol,
+               tol().atol, where + "layernorm out");
+    ExpectNear(Download(g_rstd, "rstd"), Download(c_rstd, "c"), 1e-5, 1e-5,
+               where + "layernorm rstd (from f32 inputs)");
+    // residual = x (f32) + branch (bf16), kept in f32, and its LayerNorm.
+    auto c_res = Cpu(std::vector<double>(N * C)),
+         g_res = GpuF32(std::vector<double>(N * C));
+    cpu_->ResidualLayerNormForward(c_res.view, c_ln.view, c_mean.view,
+                                   c_rstd.view, c_x.view, c_br.view, c_w.view,
+                                   c_b.view, N, C);
+    cuda_->ResidualLayerNormForward(g_res.view, g_ln.view, g_mean.view,
+                                    g_rstd.view, g_x.view, g_br.view, g_w.view,
+                                    g_b.view, N, C);
+    ExpectNear(Download(g_res, "res"), Download(c_res, "c"), 1e-6, 1e-6,
+               where + "f32 residual");
+    ExpectNear(Download(g_ln, "ln"), Download(c_ln, "c"), tol().rtol,
+               tol().atol, where + "residual-layernorm out");
+    // Backward: dinp (the stream's gradient, f32) accumulates.
+    auto dinp0 = testing::RandomVector(N * C, 75), dout = Random(N * C, 76);
+    auto c_dinp = Cpu(dinp0), g_dinp = GpuF32(dinp0), c_dout = Cpu(dout),
+         g_dout = Gpu(dout);
+    auto c_dw = Cpu(std::vector<double>(C)), g_dw = Gpu(std::vector<double>(C)),
+         c_db = Cpu(std::vector<double>(C)), g_db = Gpu(std::vector<double>(C));
+    cpu_->LayerNormBackward(c_dinp.view, c_dw.view, c_db.view, c_dout.view,
+                            c_res.view, c_w.view, c_mean.view, c_rstd.view, N,
+                            C);
+    cuda_->LayerNormBackward(g_dinp.view, g_dw.view, g_db.view, g_dout.view,
+                             g_res.view, g_w.view, g_mean.view, g_rstd.view, N,
+                             C);
+    ExpectNear(Download(g_dinp, "dinp"), Download(c_dinp, "c"), 1e-4, 1e-4,
+               where + "f32 dinp");
+    ExpectNear(Download(g_dw, "dw"), Download(c_dw, "c"), tol().rtol * 4,
+               tol().atol * N / 8, where + "dweight");
+    ExpectNear(Download(g_db, "db"), Download(c_db, "c"), tol().rtol * 4,
+               tol().atol * N / 8, where + "dbias");
+  }
+  // The encoder writes the f32 stream from bf16 embeddings and reads its f32
+  // gradient.
+  const int B = 3, T = 16, C = 64, V = 11;
+  auto tokens = Tokens(B * T, V, 77);
+  auto wte = Random(V * C, 78), wpe = Random(T * C, 79);
+  auto c_tok = CpuI32(tokens), g_tok = GpuI32(tokens);
+  auto c_wte = Cpu(wte), c_wpe = Cpu(wpe), g_wte = Gpu(wte), g_wpe = Gpu(wpe);
+  auto c_out = Cpu(std::vector<double>(B * T * C)),
+       g_out = GpuF32(std::vector<double>(B * T * C));
+  cpu_->EncoderForward(c_out.view, c_tok.view, c_wte.view, c_wpe.view, B, T, C);
+  cuda_->EncoderForward(g_out.view, g_tok.view, g_wte.view, g_wpe.view, B, T,
+                        C);
+  ExpectNear(Download(g_out, "out"), Download(c_out, "c"), 1e-7, 1e-7,
+             "encoder f32 out (a sum of two bf16 values is exact)");
+  auto dout = testing::RandomVector(B * T * C, 80);
+  auto c_dout = Cpu(dout), g_dout = GpuF32(dout);
+  auto c_dwte = Cpu(std::vector<double>(V * C)),
+       g_dwte = Gpu(std::vector<double>(V * C)),
+       c_dwpe = Cpu(std::vector<double>(T * C)),
+       g_dwpe = Gpu(std::vector<double>(T * C));
+  std::vector<int32_t> host(tokens.begin(), tokens.end());
+  cpu_->EncoderBackward(c_dwte.view, c_dwpe.view, c_dout.view, c_tok.view,
+                        host.data(), B, T, C);
+  cuda_->EncoderBackward(g_dwte.view, g_dwpe.view, g_dout.view, g_tok.view,
+                         host.data(), B, T, C);
+  ExpectNear(Download(g_dwte, "dwte"), Download(c_dwte, "c"), tol().rtol,
+             tol().atol, "dwte from the f32 stream");
+  ExpectNear(Download(g_dwpe, "dwpe"), Download(c_dwpe, "c"), tol().rtol,
+             tol().atol, "dwpe from the f32 stream");
+}
+
 TEST_P(CudaOps, Matmul) {
   // N <= 8 with C a multiple of 8 takes the skinny forward (decoding): 200 and
   // 776 leave lanes without a full pass over C.
@@ -766,9 +858,10 @@ class CudaTrainStep : public ::testing::Test {
     std::vector<double> losses, grads, params;
   };
   Trace Run(Backend* backend, int steps, DType dtype = DType::kF32,
-            bool recompute_gelu = false, bool recompute_layernorm = false) {
+            bool recompute_gelu = false, bool recompute_layernorm = false,
+            bool residual_fp32 = false) {
     Gpt2Model model(backend, shape_, dtype, B, T, 0, recompute_gelu,
-                    recompute_layernorm);
+                    recompute_layernorm, residual_fp32);
     model.InitParams(5);
     AdamWOptimizer opt(backend, model.param_list(), dtype, AdamWHyper{});
     opt.InitMasterFromParams(model.params());
@@ -851,6 +944,32 @@ TEST_F(CudaTrainStep, Bf16LossCurveTracksCpu) {
   const Trace c = Run(cpu.get(), 10), g = Run(cuda.get(), 10, DType::kBF16);
   ExpectNear(g.losses, c.losses, 2e-2, 1e-3, "bf16 loss curve");
   EXPECT_LT(g.losses.back(), g.losses.front() - 0.5);
+}
+
+// bf16 with the residual stream in fp32 (train.residual_fp32): follows the
+// fp32 CPU curve at least as closely as plain bf16, and is deterministic. With
+// recomputed LayerNorms (reading the fp32 stream) it is the same training.
+TEST_F(CudaTrainStep, Bf16WithFp32ResidualTracksCpu) {
+  auto cpu = MakeCpuBackend();
+  auto cuda = MakeCudaBackend(0);
+  const Trace c = Run(cpu.get(), 10);
+  const Trace plain = Run(cuda.get(), 10, DType::kBF16);
+  const Trace mixed = Run(cuda.get(), 10, DType::kBF16, false, false, true);
+  ExpectNear(mixed.losses, c.losses, 2e-2, 1e-3, "bf16 + fp32 residual curve");
+  double plain_err = 0, mixed_err = 0;
+  for (size_t i = 0; i < c.losses.size(); ++i) {
+    plain_err += std::fabs(plain.losses[i] - c.losses[i]);
+    mixed_err += std::fabs(mixed.losses[i] - c.losses[i]);
+  }
+  EXPECT_LE(mixed_err, plain_err * 1.5)
+      << "an fp32 stream should not take the curve further from fp32";
+  EXPECT_NE(mixed.losses, plain.losses);  // the stream's type took effect
+  const Trace again = Run(cuda.get(), 10, DType::kBF16, false, false, true);
+  EXPECT_EQ(mixed.losses, again.losses);
+  EXPECT_EQ(mixed.params, again.params);
+  const Trace recomputed = Run(cuda.get(), 3, DType::kBF16, false, true, true);
+  const Trace three = Run(cuda.get(), 3, DType::kBF16, false, false, true);
+  EXPECT_EQ(recomputed.params, three.params);
 }
 
 TEST_F(CudaTrainStep, DeterministicOverTwentySteps) {

@@ -180,7 +180,7 @@ TEST(Gpt2Model, InitialLossIsLnVocab) {
       sq += double{logits[int64_t{i} * Vp + v]} * logits[int64_t{i} * Vp + v];
     }
     const double m = sum / V;
-    expected += std::log(double{V}) + (sq / V - m * m) / 2;
+    expected += std::log(static_cast<double>(V)) + (sq / V - m * m) / 2;
   }
   expected /= B * T;
   EXPECT_NEAR(mean, std::log(50257.0), 0.25);
