@@ -283,6 +283,20 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   }
 }
 
+// Launches the packed forward (residual and b null: a plain LayerNorm of a).
+template <typename F, typename R>
+void LaunchPackedForward(int iters, R* residual, F* out, float* mean,
+                         float* rstd, const R* a, const F* b, const F* weight,
+                         const F* bias, int64_t N, CUstream_st* stream) {
+  DispatchPackedIters<F>(iters, [&](auto k) {
+    CheckLaunch(
+        GPT2_LAUNCH((LayerNormForwardPackedKernel<F, R, decltype(k)::value>),
+                    CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
+                    residual, out, mean, rstd, a, b, weight, bias, N),
+        "LayerNormForwardPackedKernel");
+  });
+}
+
 }  // namespace
 
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
@@ -294,17 +308,9 @@ void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
     const int iters =
         PackedRowIters<F>(C, {out.data, inp.data, weight.data, bias.data});
     if (iters > 0) {
-      DispatchPackedIters<F>(iters, [&](auto k) {
-        CheckLaunch(
-            GPT2_LAUNCH(
-                (LayerNormForwardPackedKernel<F, R, decltype(k)::value>),
-                CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
-                static_cast<R*>(nullptr), Ptr<F>(out), Ptr<float>(mean),
-                Ptr<float>(rstd), Ptr<R>(inp), static_cast<const F*>(nullptr),
-                Ptr<F>(weight), Ptr<F>(bias), N),
-            "LayerNormForwardPackedKernel");
-      });
-      return;
+      return LaunchPackedForward<F, R>(
+          iters, nullptr, Ptr<F>(out), Ptr<float>(mean), Ptr<float>(rstd),
+          Ptr<R>(inp), nullptr, Ptr<F>(weight), Ptr<F>(bias), N, stream);
     }
     CheckLaunch(
         GPT2_LAUNCH((LayerNormForwardKernel<F, R>), CeilDiv(N, kRowsPerBlock),
@@ -325,17 +331,10 @@ void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
     const int iters = PackedRowIters<F>(
         C, {residual.data, out.data, a.data, b.data, weight.data, bias.data});
     if (iters > 0) {
-      DispatchPackedIters<F>(iters, [&](auto k) {
-        CheckLaunch(
-            GPT2_LAUNCH(
-                (LayerNormForwardPackedKernel<F, R, decltype(k)::value>),
-                CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0, stream,
-                Ptr<R>(residual), Ptr<F>(out), Ptr<float>(mean),
-                Ptr<float>(rstd), Ptr<R>(a), Ptr<F>(b), Ptr<F>(weight),
-                Ptr<F>(bias), N),
-            "LayerNormForwardPackedKernel");
-      });
-      return;
+      return LaunchPackedForward<F, R>(iters, Ptr<R>(residual), Ptr<F>(out),
+                                       Ptr<float>(mean), Ptr<float>(rstd),
+                                       Ptr<R>(a), Ptr<F>(b), Ptr<F>(weight),
+                                       Ptr<F>(bias), N, stream);
     }
     CheckLaunch(GPT2_LAUNCH((ResidualLayerNormForwardKernel<F, R>),
                             CeilDiv(N, kRowsPerBlock), 32 * kRowsPerBlock, 0,

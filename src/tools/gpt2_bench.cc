@@ -130,6 +130,15 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
   return MakeCpuBackend();
 }
 
+// GPT-2 124M with --layers, --channels and --heads applied.
+ModelShape BenchShape() {
+  ModelShape shape = ModelShape::Gpt2Small();
+  shape.num_layers = absl::GetFlag(FLAGS_layers);
+  shape.channels = absl::GetFlag(FLAGS_channels);
+  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  return shape;
+}
+
 // The --precision flag against what the backend can train in.
 DType BenchDType(const Backend& backend) {
   const std::string precision = absl::GetFlag(FLAGS_precision);
@@ -156,10 +165,7 @@ DType BenchDType(const Backend& backend) {
 
 double BenchTrainStep(bool print, int local_rank = 0) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
-  ModelShape shape = ModelShape::Gpt2Small();
-  shape.num_layers = absl::GetFlag(FLAGS_layers);
-  shape.channels = absl::GetFlag(FLAGS_channels);
-  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  const ModelShape shape = BenchShape();
   std::string where;
   double peak_tflops = 0.0;
   std::unique_ptr<Backend> backend =
@@ -293,10 +299,7 @@ double BenchTrainStep(bool print, int local_rank = 0) {
 // all-gathered (ZeRO-1, same volume). CPU ranks reduce after the backward, so
 // nothing overlaps there.
 void BenchComm(const MpiEnv& mpi, double step_ms) {
-  ModelShape shape = ModelShape::Gpt2Small();
-  shape.num_layers = absl::GetFlag(FLAGS_layers);
-  shape.channels = absl::GetFlag(FLAGS_channels);
-  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  const ModelShape shape = BenchShape();
   const int64_t n = TotalParams(BuildParamList(shape));
   const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
   auto comm = MakeMpiCommunicator(mpi);
@@ -342,10 +345,7 @@ void BenchComm(const MpiEnv& mpi, double step_ms) {
 // outside a backward are ordered on the compute stream, so synchronizing the
 // backend times them.
 void BenchDeviceComm(const MpiEnv& mpi, double step_ms) {
-  ModelShape shape = ModelShape::Gpt2Small();
-  shape.num_layers = absl::GetFlag(FLAGS_layers);
-  shape.channels = absl::GetFlag(FLAGS_channels);
-  shape.num_heads = absl::GetFlag(FLAGS_heads);
+  const ModelShape shape = BenchShape();
   const int64_t n = TotalParams(BuildParamList(shape));
   const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
   std::string why;
