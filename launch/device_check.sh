@@ -218,7 +218,11 @@ group_sweep() {
 }
 
 group_proof() {
-  train shakespeare gpt2_124m_shakespeare 240 metrics.jsonl
+  # DEVICE_CHECK_PROOF_CONFIG (a configs/ name) and DEVICE_CHECK_PROOF_FLAGS (gpt2_ddp
+  # flags, e.g. "--set train.residual_fp32=true") choose what the proof trains.
+  # shellcheck disable=SC2086
+  train shakespeare "${DEVICE_CHECK_PROOF_CONFIG:-gpt2_124m_shakespeare}" 240 metrics.jsonl \
+    ${DEVICE_CHECK_PROOF_FLAGS:-}
   local ckpt
   ckpt=$(ls "$runs"/shakespeare/shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
   [ -n "$ckpt" ] || { [ "$dry" = 1 ] && ckpt=DRY.ckpt; } || return
