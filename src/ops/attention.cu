@@ -6,11 +6,13 @@
 // (fp32 for tight parity, odd head sizes): one thread owns one query (or key)
 // row and keys/queries stream through shared memory in tiles.
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
 
 #include "src/cuda/common.cuh"
+#include "src/cuda/mma_check.h"
 #include "src/cuda/scratch.h"
 #include "src/ops/attention.h"
 #include "src/ops/attention_tc.h"
@@ -286,9 +288,32 @@ AttentionKernels& KernelChoice() {
     };
     if (env_is("GPT2_PORTABLE_ATTENTION", "1"))
       return AttentionKernels::kPortable;
-    if (env_is("GPT2_ATTENTION_LDMATRIX", "0"))
-      return AttentionKernels::kTransposedTiles;
-    return AttentionKernels::kAuto;
+    AttentionKernels kernels = env_is("GPT2_ATTENTION_LDMATRIX", "0")
+                                   ? AttentionKernels::kTransposedTiles
+                                   : AttentionKernels::kAuto;
+    // The tensor-core kernels rest on two register layouts (mma.sync's
+    // fragments, ldmatrix.trans's): check them on this device once, in a
+    // millisecond, and fall back rather than train on garbage if the
+    // hardware disagrees.
+    if (tc::Supports(DType::kBF16, 64)) {
+      std::string why = CheckMmaLayout();
+      if (!why.empty()) {
+        std::fprintf(stderr,
+                     "gpt2: warning: tensor-core self-check failed (%s): "
+                     "portable attention kernels\n",
+                     why.c_str());
+        return AttentionKernels::kPortable;
+      }
+      if (kernels == AttentionKernels::kAuto &&
+          !(why = CheckLdMatrixLayout()).empty()) {
+        std::fprintf(stderr,
+                     "gpt2: warning: ldmatrix self-check failed (%s): "
+                     "tensor-core attention with transposed tiles\n",
+                     why.c_str());
+        kernels = AttentionKernels::kTransposedTiles;
+      }
+    }
+    return kernels;
   }();
   return choice;
 }
