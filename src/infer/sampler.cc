@@ -93,7 +93,9 @@ void SampleRows(const float* logits, int rows, int64_t stride, int vocab_size,
                 const bool* active) {
 #pragma omp parallel if (rows > 1)
   {
-    Sampler sampler;
+    // One per thread, kept between calls (decoding calls this every token):
+    // its buffers are allocated once.
+    static thread_local Sampler sampler;
 #pragma omp for schedule(static)
     for (int b = 0; b < rows; ++b) {
       if (active != nullptr && !active[b]) continue;
