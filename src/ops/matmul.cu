@@ -58,25 +58,33 @@ void Gemm(CUstream_st* stream, T* c, const T* a, const T* b, const T* bias,
       "GemmKernel");
 }
 
-// The skinny forward (a few rows, as in decoding): one warp per output
-// column, its lanes streaming that weight row in 16-byte packs against the
-// same packs of every input row (kRows of them, cached), then a warp sum.
-// Memory-bound on the weights, which it reads once, fully coalesced.
+// The skinny forward (a few rows, as in decoding): kSplit warps per output
+// column, each streaming its share of that weight row in 16-byte packs
+// against the same packs of every input row (kRows of them, cached), then a
+// warp sum and, with kSplit > 1, the warps' sums added in warp order through
+// shared memory (deterministic). Memory-bound on the weights, which it reads
+// once, fully coalesced; kSplit spreads narrow matmuls (768 columns: 96 blocks
+// unsplit) over every SM.
 // With `gelu_out`, `out` holds the pre-activation (rounded to T) and gelu_out
 // its GELU, as MatmulForward followed by GeluForward would.
 constexpr int kSkinnyWarps = 8;
 
-template <typename T, int kRows>
+template <typename T, int kRows, int kSplit>
 __global__ void __launch_bounds__(32 * kSkinnyWarps)
     SkinnyMatmulKernel(T* out, T* gelu_out, const T* inp, const T* weight,
                        const T* bias, int C, int OC) {
+  static_assert(kSkinnyWarps % kSplit == 0, "whole columns per block");
   constexpr int kN = Pack16<T>::kN;
-  const int lane = threadIdx.x % 32;
-  const int col = blockIdx.x * kSkinnyWarps + threadIdx.x / 32;
-  if (col >= OC) return;
-  const T* w = weight + int64_t{col} * C;
+  constexpr int kStride = kSplit * 32 * kN;  // a warp's step along C
+  __shared__ float parts[kSkinnyWarps][kRows];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int col = blockIdx.x * (kSkinnyWarps / kSplit) + warp / kSplit;
+  const int part = warp % kSplit;
+  const bool valid = col < OC;  // no early return: the block syncs below
+  const T* w = weight + int64_t{valid ? col : 0} * C;
   float acc[kRows] = {};
-  for (int k = lane * kN; k < C; k += 32 * kN) {
+#pragma unroll 4
+  for (int k = (part * 32 + lane) * kN; valid && k < C; k += kStride) {
     const Pack16<T> wp = LoadPack16(w + k);
     float wf[kN];
     for (int j = 0; j < kN; ++j) wf[j] = ToFloat(wp.v[j]);
@@ -88,7 +96,19 @@ __global__ void __launch_bounds__(32 * kSkinnyWarps)
   }
 #pragma unroll
   for (int m = 0; m < kRows; ++m) acc[m] = WarpSum(acc[m]);
-  if (lane != 0) return;
+  if constexpr (kSplit > 1) {
+    if (lane == 0) {
+      for (int m = 0; m < kRows; ++m) parts[warp][m] = acc[m];
+    }
+    __syncthreads();
+    if (part != 0) return;
+    for (int m = 0; m < kRows; ++m) {
+      float sum = parts[warp][m];
+      for (int p = 1; p < kSplit; ++p) sum += parts[warp + p][m];
+      acc[m] = sum;
+    }
+  }
+  if (lane != 0 || !valid) return;
   const float b = bias != nullptr ? ToFloat(bias[col]) : 0.0f;
   for (int m = 0; m < kRows; ++m) {
     const T pre = FromFloat<T>(acc[m] + b);
@@ -96,6 +116,29 @@ __global__ void __launch_bounds__(32 * kSkinnyWarps)
     if (gelu_out != nullptr)
       gelu_out[int64_t{m} * OC + col] = FromFloat<T>(GeluTanh(ToFloat(pre)));
   }
+}
+
+// Warps per column for OC columns of C: the fewest (1, 2, 4 or 8) that give
+// two blocks per SM, but no more than leave every warp a full pack of C.
+int SkinnySplit(int C, int OC, int pack) {
+  static int sms = 0;
+  if (sms == 0) {
+    int device = 0, count = 0;
+    if (cudaGetDevice(&device) == cudaSuccess &&
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount,
+                               device) == cudaSuccess &&
+        count > 0) {
+      sms = count;
+    } else {
+      sms = 132;
+    }
+  }
+  int split = 1;
+  while (split < kSkinnyWarps && CeilDiv(OC, kSkinnyWarps / split) < 2 * sms &&
+         C >= 2 * split * 32 * pack) {
+    split *= 2;
+  }
+  return split;
 }
 
 }  // namespace
@@ -110,20 +153,26 @@ bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
   for (const void* p : {inp.data, weight.data}) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
   }
+  const int split = SkinnySplit(C, OC, pack);
   bool launched = false;
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
     DispatchInt<1, 2, 3, 4, 5, 6, 7, 8>(
         static_cast<int>(N), "SkinnyMatmulKernel (rows)", [&](auto rows) {
-          CheckLaunch(
-              GPT2_LAUNCH((SkinnyMatmulKernel<F, decltype(rows)::value>),
-                          CeilDiv(OC, kSkinnyWarps), 32 * kSkinnyWarps, 0,
-                          stream, Ptr<F>(out),
-                          gelu_out.data == nullptr ? nullptr : Ptr<F>(gelu_out),
-                          Ptr<F>(inp), Ptr<F>(weight),
-                          bias.data == nullptr ? nullptr : Ptr<F>(bias), C, OC),
-              "SkinnyMatmulKernel");
-          launched = true;
+          DispatchInt<1, 2, 4, 8>(
+              split, "SkinnyMatmulKernel (split)", [&](auto parts) {
+                constexpr int kParts = decltype(parts)::value;
+                CheckLaunch(
+                    GPT2_LAUNCH(
+                        (SkinnyMatmulKernel<F, decltype(rows)::value, kParts>),
+                        CeilDiv(OC, kSkinnyWarps / kParts), 32 * kSkinnyWarps,
+                        0, stream, Ptr<F>(out),
+                        gelu_out.data == nullptr ? nullptr : Ptr<F>(gelu_out),
+                        Ptr<F>(inp), Ptr<F>(weight),
+                        bias.data == nullptr ? nullptr : Ptr<F>(bias), C, OC),
+                    "SkinnyMatmulKernel");
+                launched = true;
+              });
         });
   });
   return launched;
