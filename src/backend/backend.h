@@ -276,6 +276,21 @@ class Backend {
     CheckSize(src, dst.numel, "cast src");
     RunCast(dst, src);
   }
+  // tokens (rows, i32) = one top-k draw per row of logits (rows, Vp) over ids
+  // below V (src/ops/sample.h), row b's uniform from its seed (seeds: two i32
+  // words a row) and counter (one i32 in backend memory, so that a recorded
+  // graph can replay it).
+  void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
+                  int rows, int V, int Vp, int top_k, double temperature) {
+    CheckSize(tokens, rows, "sample tokens");
+    CheckSize(logits, int64_t{rows} * Vp, "sample logits");
+    CheckSize(seeds, 2 * int64_t{rows}, "sample seeds");
+    CheckSize(counter, 1, "sample counter");
+    GPT2_CHECK_MSG(V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0,
+                   "sampling needs 1 <= V <= Vp, top_k >= 1, temperature > 0");
+    RunSampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
+                  temperature);
+  }
 
  protected:
   // A tensor's element count against what an op needs; a mismatch is a
@@ -348,6 +363,9 @@ class Backend {
                         Tensor grad, Tensor norm_squared,
                         const AdamWArgs& args) = 0;
   virtual void RunCast(Tensor dst, Tensor src) = 0;
+  virtual void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds,
+                             Tensor counter, int rows, int V, int Vp, int top_k,
+                             double temperature) = 0;
 };
 
 std::unique_ptr<Backend> MakeCpuBackend();

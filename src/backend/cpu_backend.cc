@@ -13,6 +13,7 @@
 #include "src/ops/layernorm.h"
 #include "src/ops/matmul.h"
 #include "src/ops/residual.h"
+#include "src/ops/sample.h"
 
 namespace gpt2 {
 namespace {
@@ -59,6 +60,16 @@ class CpuBackend final : public Backend {
         using From = decltype(from);
         cpu::Cast<To, From>(dst.as<To>(), src.as<From>(), dst.numel);
       });
+    });
+  }
+  void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
+                     int rows, int V, int Vp, int top_k,
+                     double temperature) override {
+    Dispatch(logits.dtype, [&](auto zero) {
+      using F = decltype(zero);
+      cpu::SampleTopK<F>(tokens.as<int32_t>(), logits.as<F>(),
+                         seeds.as<int32_t>(), *counter.as<int32_t>(), rows, V,
+                         Vp, top_k, temperature);
     });
   }
 

@@ -22,6 +22,7 @@
 #include "src/ops/layernorm.h"
 #include "src/ops/matmul.h"
 #include "src/ops/residual.h"
+#include "src/ops/sample.h"
 #if !defined(GPT2_CUDA_EMULATED)
 #include "src/ops/matmul_cublaslt.h"
 #endif
@@ -173,6 +174,13 @@ class CudaBackend final : public Backend {
   void RunCast(Tensor dst, Tensor src) override {
     OpTimer timer(this, "cast");
     cuda::Cast(dst, src, stream_);
+  }
+  void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
+                     int rows, int V, int Vp, int top_k,
+                     double temperature) override {
+    OpTimer timer(this, "sample");
+    cuda::SampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
+                     temperature, stream_);
   }
 
   void RunEncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,

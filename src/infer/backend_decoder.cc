@@ -15,6 +15,7 @@
 #include "src/core/bf16.h"
 #include "src/core/error.h"
 #include "src/infer/decoder.h"
+#include "src/ops/sample.h"
 
 namespace gpt2::infer {
 namespace {
@@ -44,6 +45,8 @@ class BackendDecoder final : public Decoder {
       return buffers_.back();
     };
     tokens_ = alloc(DType::kI32, B);
+    seeds_ = alloc(DType::kI32, 2 * B);
+    seed_words_.resize(2 * B);
     position_dev_ = alloc(DType::kI32, 1);
     wpe_row_ = alloc(dtype_, C);
     // GPT2_DECODE_GRAPHS=0 runs every op directly even where graphs exist.
@@ -74,7 +77,10 @@ class BackendDecoder final : public Decoder {
   }
   const ModelShape& shape() const override { return shape_; }
   int max_batch() const override { return max_batch_; }
-  const float* logits() const override { return logits_.data(); }
+  const float* logits() const override {
+    if (!host_logits_valid_) ReadLogits();
+    return logits_.data();
+  }
   int batch() const override { return batch_; }
   int position() const override { return position_; }
   int capacity() const override { return capacity_; }
@@ -98,8 +104,46 @@ class BackendDecoder final : public Decoder {
         }
       }
     }
+    // Row 0's logits for every row, on the device (where they are sampled).
+    const int64_t Vp = shape_.padded_vocab_size;
+    for (int b = 1; b < batch; ++b) {
+      backend_->Copy(logits_dev_.Slice(b * Vp, Vp), logits_dev_.Slice(0, Vp));
+    }
     batch_ = batch;
-    ReadLogits(/*replicate_row0=*/true);
+    host_logits_valid_ = false;
+    drawn_on_device_ = false;
+    return absl::OkStatus();
+  }
+
+  absl::Status SampleNext(const SamplingParams& params,
+                          absl::Span<const uint64_t> seeds,
+                          absl::Span<int32_t> tokens) override {
+    GPT2_RETURN_IF_ERROR(CheckSampleArgs(seeds, tokens));
+    GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
+    const int B = batch_, Vp = shape_.padded_vocab_size;
+    for (int b = 0; b < B; ++b) SplitSeed(seeds[b], &seed_words_[2 * b]);
+    backend_->Upload(seeds_.Slice(0, 2 * int64_t{B}), seed_words_.data());
+    // position_dev_ holds the last position fed: position() - 1.
+    backend_->SampleTopK(
+        tokens_.Slice(0, B), logits_dev_.Slice(0, int64_t{B} * Vp),
+        seeds_.Slice(0, 2 * int64_t{B}), position_dev_, B, shape_.vocab_size,
+        Vp, params.top_k, params.temperature);
+    backend_->Download(tokens.data(), tokens_.Slice(0, B));
+    drawn_on_device_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::Status StepSampled() override {
+    if (!drawn_on_device_) {
+      return absl::FailedPreconditionError("StepSampled without a SampleNext");
+    }
+    if (position_ >= capacity_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the cache is full (", capacity_, " positions)"));
+    }
+    RunPosition(nullptr);  // the tokens are in tokens_ already
+    host_logits_valid_ = false;
+    drawn_on_device_ = false;
     return absl::OkStatus();
   }
 
@@ -115,7 +159,8 @@ class BackendDecoder final : public Decoder {
     }
     GPT2_RETURN_IF_ERROR(CheckTokens(shape_, tokens, "tokens"));
     RunPosition(tokens.data());
-    ReadLogits(/*replicate_row0=*/false);
+    host_logits_valid_ = false;
+    drawn_on_device_ = false;
     return absl::OkStatus();
   }
 
@@ -126,7 +171,8 @@ class BackendDecoder final : public Decoder {
     return params_.Slice(p.offset + layer * p.layer_numel(), p.layer_numel());
   }
 
-  // One position for batch_ rows: tokens (batch_) in host memory. What
+  // One position for batch_ rows: tokens (batch_) in host memory, or null
+  // where tokens_ holds them already (drawn on the device). What
   // changes from position to position (tokens, the position, wpe's row) is
   // copied into fixed device buffers first, so the ops themselves are the
   // same every time: on CUDA they are recorded once per batch size as a graph
@@ -134,7 +180,7 @@ class BackendDecoder final : public Decoder {
   void RunPosition(const int32_t* tokens) {
     const int B = batch_, C = shape_.channels;
     const int32_t pos = position_;
-    backend_->Upload(tokens_.Slice(0, B), tokens);
+    if (tokens != nullptr) backend_->Upload(tokens_.Slice(0, B), tokens);
     backend_->Upload(position_dev_, &pos);
     backend_->Copy(wpe_row_, Param(kWpe).Slice(int64_t{pos} * C, C));
     auto it = graph_of_batch_.find(B);
@@ -204,12 +250,11 @@ class BackendDecoder final : public Decoder {
         Param(kWte), Tensor{}, B, C, shape_.padded_vocab_size);
   }
 
-  // Logits to the host as floats, padded entries -inf; after Start, row 0's for
-  // all. Converted straight from the storage type, rows in parallel: at batch 8
-  // this host work is 400K values per token.
-  void ReadLogits(bool replicate_row0) {
+  // Logits to the host as floats, padded entries -inf, converted straight
+  // from the storage type, rows in parallel (at batch 8, 400K values).
+  void ReadLogits() const {
     const int Vp = shape_.padded_vocab_size, V = shape_.vocab_size;
-    const int rows = replicate_row0 ? 1 : batch_;
+    const int rows = batch_;
     const size_t elem = DTypeSize(dtype_);
     logits_bytes_.resize(size_t{static_cast<size_t>(rows)} * Vp * elem);
     backend_->Download(logits_bytes_.data(),
@@ -220,8 +265,7 @@ class BackendDecoder final : public Decoder {
 #pragma omp parallel for if (batch_ > 1) schedule(static)
     for (int b = 0; b < batch_; ++b) {
       const char* src =
-          logits_bytes_.data() +
-          (replicate_row0 ? 0 : size_t{static_cast<size_t>(b)} * Vp * elem);
+          logits_bytes_.data() + size_t{static_cast<size_t>(b)} * Vp * elem;
       float* dst = logits_.data() + int64_t{b} * Vp;
       if (bf16) {
         const auto* bits = reinterpret_cast<const uint16_t*>(src);
@@ -231,6 +275,7 @@ class BackendDecoder final : public Decoder {
       }
       std::fill(dst + V, dst + Vp, -std::numeric_limits<float>::infinity());
     }
+    host_logits_valid_ = true;
   }
 
   Backend* backend_;
@@ -241,14 +286,19 @@ class BackendDecoder final : public Decoder {
   int batch_ = 0, position_ = 0, capacity_ = 0;
   Tensor params_;
   std::vector<Tensor> buffers_;
-  Tensor tokens_, position_dev_, wpe_row_, x_, x2_, ln_, mean_, rstd_, qkv_,
-      atty_, branch_, fch_, fch_gelu_, logits_dev_;
+  Tensor tokens_, seeds_, position_dev_, wpe_row_, x_, x2_, ln_, mean_, rstd_,
+      qkv_, atty_, branch_, fch_, fch_gelu_, logits_dev_;
   bool use_graphs_ = false;
   // Batch size -> recorded graph; -1 after the first, direct, run.
   std::map<int, int> graph_of_batch_;
-  Tensor k_cache_, v_cache_;        // (L, max_batch, max_seq_len, C)
-  std::vector<float> logits_;       // (batch, Vp) host
-  std::vector<char> logits_bytes_;  // their download, in the storage type
+  Tensor k_cache_, v_cache_;         // (L, max_batch, max_seq_len, C)
+  std::vector<int32_t> seed_words_;  // SampleNext's seeds, as uploaded
+  bool drawn_on_device_ = false;     // tokens_ holds SampleNext's draw
+  // The host copy of the logits, made when logits() asks (decoding with
+  // SampleNext never does).
+  mutable bool host_logits_valid_ = false;
+  mutable std::vector<float> logits_;       // (batch, Vp) host
+  mutable std::vector<char> logits_bytes_;  // their download, storage type
 };
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
+#include "src/ops/sample.h"
 
 namespace gpt2::infer {
 
@@ -35,6 +36,45 @@ absl::Status CheckStartArgs(const ModelShape& shape, int max_batch,
         " (the cache capacity)"));
   }
   return CheckTokens(shape, prompt, "prompt");
+}
+
+absl::Status Decoder::CheckSampleArgs(absl::Span<const uint64_t> seeds,
+                                      absl::Span<int32_t> tokens) const {
+  if (batch() == 0) {
+    return absl::FailedPreconditionError("SampleNext before Start");
+  }
+  if (static_cast<int>(seeds.size()) != batch() ||
+      static_cast<int>(tokens.size()) != batch()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("got ", seeds.size(), " seeds and room for ",
+                     tokens.size(), " tokens for ", batch(), " rows"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::SampleNext(const SamplingParams& params,
+                                 absl::Span<const uint64_t> seeds,
+                                 absl::Span<int32_t> tokens) {
+  GPT2_RETURN_IF_ERROR(CheckSampleArgs(seeds, tokens));
+  GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
+  const float* rows = logits();
+  const int Vp = shape().padded_vocab_size;
+  for (int b = 0; b < batch(); ++b) {
+    tokens[b] = cpu::SampleTopKRow(rows + int64_t{b} * Vp, shape().vocab_size,
+                                   params.top_k, params.temperature,
+                                   SampleUniform(seeds[b], position() - 1));
+  }
+  sampled_.assign(tokens.begin(), tokens.end());
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::StepSampled() {
+  if (static_cast<int>(sampled_.size()) != batch()) {
+    return absl::FailedPreconditionError("StepSampled without a SampleNext");
+  }
+  const std::vector<int32_t> tokens = std::move(sampled_);
+  sampled_.clear();
+  return Step(tokens);
 }
 
 }  // namespace gpt2::infer

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "src/backend/backend.h"
+#include "src/infer/sampler.h"
 #include "src/model/params.h"
 
 namespace gpt2::infer {
@@ -38,14 +39,35 @@ class Decoder {
   // reaches capacity, or before Start.
   virtual absl::Status Step(absl::Span<const int32_t> tokens) = 0;
 
+  // Draws each row's next token from its logits (src/ops/sample.h: top-k,
+  // temperature, row b's uniform from seeds[b] and position() - 1, so a row's
+  // draws depend only on its seed and position, not on the batch) into
+  // tokens (batch). params must be valid. Decoders over a Backend draw on its
+  // device (ops' SampleTopK: only the tokens come back); this default draws
+  // on the host from logits() with the ops' CPU reference.
+  virtual absl::Status SampleNext(const SamplingParams& params,
+                                  absl::Span<const uint64_t> seeds,
+                                  absl::Span<int32_t> tokens);
+  // Appends the tokens the last SampleNext drew, one per row, as Step would
+  // (without sending them back to a device that already has them).
+  virtual absl::Status StepSampled();
+
   // (batch, Vp) row-major in host memory: the logits of each row's last
   // position. Entries at or past vocab_size are -infinity, so a padded id can
-  // never win an argmax or carry probability.
+  // never win an argmax or carry probability. (A device decoder copies them
+  // back on the first call after each Start or Step, not before.)
   virtual const float* logits() const = 0;
   virtual int batch() const = 0;
   // Tokens each row holds (all rows hold the same number).
   virtual int position() const = 0;
   virtual int capacity() const = 0;
+
+ protected:
+  // The argument checks of SampleNext (sizes against batch()).
+  absl::Status CheckSampleArgs(absl::Span<const uint64_t> seeds,
+                               absl::Span<int32_t> tokens) const;
+  // What the last SampleNext drew (the default implementations).
+  std::vector<int32_t> sampled_;
 };
 
 // The argument checks every decoder's Start and Step make; messages name the

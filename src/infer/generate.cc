@@ -97,24 +97,22 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
 
   GenerateResult result;
   result.samples.resize(N);
-  std::vector<Rng> rngs;
-  rngs.reserve(N);
-  for (int i = 0; i < N; ++i) rngs.emplace_back(SampleSeed(request.seed, i));
-  std::unique_ptr<bool[]> active(new bool[N]);
-  std::fill(active.get(), active.get() + N, true);
-  std::vector<int32_t> next(N), sampled(N);
+  std::vector<uint64_t> seeds(N);
+  for (int i = 0; i < N; ++i) seeds[i] = SampleSeed(request.seed, i);
+  std::vector<bool> active(N, true);
+  std::vector<int32_t> sampled(N);
 
   auto start = std::chrono::steady_clock::now();
   GPT2_RETURN_IF_ERROR(decoder->Start(request.prompt, N, capacity));
   result.prefill_seconds = SecondsSince(start);
   start = std::chrono::steady_clock::now();
-  const int Vp = shape.padded_vocab_size;
   for (int i = 0; i < limit; ++i) {
     int still_active = 0;
-    SampleRows(decoder->logits(), N, Vp, shape.vocab_size, request.sampling,
-               rngs.data(), sampled.data(), active.get());
+    // Drawn where the logits are; a row that has ended keeps drawing (and
+    // being fed its draws) until every row has, but nothing of it is kept.
+    GPT2_RETURN_IF_ERROR(
+        decoder->SampleNext(request.sampling, seeds, absl::MakeSpan(sampled)));
     for (int b = 0; b < N; ++b) {
-      next[b] = 0;  // what an ended row is fed: any valid id
       if (!active[b]) continue;
       const int token = sampled[b];
       GeneratedSample& sample = result.samples[b];
@@ -130,11 +128,10 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
         active[b] = false;
         continue;
       }
-      next[b] = token;
       ++still_active;
     }
     if (still_active == 0) break;
-    GPT2_RETURN_IF_ERROR(decoder->Step(next));
+    GPT2_RETURN_IF_ERROR(decoder->StepSampled());
     ++result.decode_steps;
   }
   result.decode_seconds = SecondsSince(start);

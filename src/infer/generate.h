@@ -27,8 +27,8 @@ struct GenerateRequest {
   int num_samples = 5;
   int max_new_tokens = 50;
   SamplingParams sampling;
-  // Sample i draws from Rng(SampleSeed(seed, i)), so sample i's text does not
-  // depend on how many samples run beside it.
+  // Sample i draws with seed SampleSeed(seed, i) (Decoder::SampleNext), so
+  // sample i's text does not depend on how many samples run beside it.
   uint64_t seed = 1337;
   bool stop_at_end_of_text = true;
   int end_of_text = 50256;  // GPT-2's <|endoftext|>

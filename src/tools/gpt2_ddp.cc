@@ -1,4 +1,5 @@
 // gpt2_ddp: trains GPT-2 from a config. Without mpirun it is a world of one.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ ABSL_FLAG(std::string, data_dir, "",
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
 
 int main(int argc, char** argv) {
+  // Times "after process start" count from here.
+  const auto process_start = std::chrono::steady_clock::now();
   gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
       "Trains GPT-2 from scratch.\n\n"
@@ -80,6 +83,7 @@ int main(int argc, char** argv) {
   options.comm = comm.get();
   options.resume = absl::GetFlag(FLAGS_resume);
   options.init_from = absl::GetFlag(FLAGS_init_from);
+  options.process_start = process_start;
 #ifdef GPT2_HAVE_CUDA
   options.choose_backend = &gpt2::ChooseCudaOrCpuBackend;
   options.make_device_comm = [](gpt2::Backend* backend) {

@@ -67,7 +67,19 @@ void InjectFaultForTests(int64_t step, int rank) {
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                                   const TrainOptions& options) {
-  const Clock::time_point process_start = Clock::now();
+  const Clock::time_point process_start =
+      options.process_start.value_or(Clock::now());
+  // Start-up phases, for the "start-up:" line: the host's seconds from the
+  // previous mark (device work queued in a phase may finish in a later one).
+  std::vector<std::pair<const char*, double>> startup_phases;
+  Clock::time_point phase_start = process_start;
+  auto end_phase = [&](const char* name) {
+    const Clock::time_point now = Clock::now();
+    startup_phases.emplace_back(
+        name, std::chrono::duration<double>(now - phase_start).count());
+    phase_start = now;
+  };
+  end_phase("launch");
   const config::RunConfig& cfg = loaded.config;
   const RunPlan& plan = loaded.plan;
   std::unique_ptr<Communicator> own_comm;
@@ -85,6 +97,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(BackendChoice choice,
                         choose(cfg.train(), comm->local_rank()));
   Backend* backend = choice.backend.get();
+  end_phase("backend");
   // Training collectives run on the backend's memory: MPI for CPU ranks, NCCL
   // for GPU ranks. Host buffers (checkpoint gathers) always go over `comm`.
   std::unique_ptr<Communicator> device_comm;
@@ -131,6 +144,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(
       Datasets data,
       LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size));
+  end_phase("data");
 
   LoaderLayout layout;
   layout.micro_batch_size = plan.micro_batch_size;
@@ -183,6 +197,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                   cfg.train().residual_fp32());
   // Every rank draws the same init from the seed; no broadcast is needed.
   model.InitParams(cfg.train().seed());
+  end_phase("model");
   AdamWHyper hyper;
   hyper.beta1 = cfg.optim().beta1();
   hyper.beta2 = cfg.optim().beta2();
@@ -203,6 +218,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   } else {
     optimizer.InitMasterFromParams(model.params());
   }
+  end_phase("optimizer");
   // Layer by layer during the backward (each finished region reduced to the
   // ranks whose shard holds it, in place), or one reduce-scatter after it.
   const bool reduce_per_layer =
@@ -456,8 +472,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
 
   // What comes before the first step (device, init, uploads) counts against
   // time-to-target runs: say how long it took.
-  log.Line(absl::StrFormat("start-up: %.1f s before the first step",
-                           SecondsSince(process_start)));
+  end_phase("other");
+  std::string phases;
+  for (const auto& [name, seconds] : startup_phases) {
+    absl::StrAppend(&phases, phases.empty() ? "" : ", ", name, " ",
+                    absl::StrFormat("%.2f", seconds));
+  }
+  log.Line(absl::StrFormat("start-up: %.1f s before the first step (%s s)",
+                           SecondsSince(process_start), phases));
   for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
     const int val_every = cfg.log().val_every_steps();
     std::optional<double> val_loss;

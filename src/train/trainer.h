@@ -4,7 +4,9 @@
 #ifndef GPT2_TRAIN_TRAINER_H_
 #define GPT2_TRAIN_TRAINER_H_
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,9 @@ struct TrainOptions {
   std::string init_from;
   // Return the final parameters in TrainResult (tests compare runs with them).
   bool keep_final_params = false;
+  // When the process started (the tool's main, before MPI and the config):
+  // times "after process start" count from it. Unset: from the call to Train.
+  std::optional<std::chrono::steady_clock::time_point> process_start;
 };
 
 struct TrainResult {

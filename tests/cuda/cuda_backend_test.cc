@@ -9,6 +9,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -19,6 +20,7 @@
 #include "src/cuda/mma_check.h"
 #include "src/model/gpt2.h"
 #include "src/ops/attention.h"
+#include "src/ops/sample.h"
 #include "src/optim/adamw_optimizer.h"
 #include "tests/test_util.h"
 
@@ -663,6 +665,96 @@ TEST_P(CudaOps, AttentionDecodeMatchesCpu) {
                "k cache");
     ExpectNear(Download(g_v, "v cache"), Download(c_v, "c"), 1e-12, 1e-12,
                "v cache");
+  }
+}
+
+// Top-k sampling on the device against the reference draw: the same token,
+// except where the fp32 sums put u * S within rounding of the boundary
+// between two ids (then the device's token must be one of those two). Rows
+// with ties at the k-th value, NaN and -inf, V below and above the block's
+// 1024 threads, k = 1, a few, V and more than V.
+TEST_P(CudaOps, SampleTopKMatchesReference) {
+  for (auto [rows, V, Vp] : {std::tuple{4, 37, 40}, std::tuple{3, 1000, 1024},
+                             std::tuple{2, 50257, 50304}}) {
+    std::vector<double> logits = Random(int64_t{rows} * Vp, 70 + V, 3.0);
+    // Row 0: ten ids share a high value (ties across the top-5 threshold);
+    // row 1: NaN and -inf; the padded tail largest of all.
+    for (int i = 0; i < 10; ++i) logits[(i * 7) % V] = 6.5;
+    logits[int64_t{Vp} + 1] = NAN;
+    logits[int64_t{Vp} + 2] = -INFINITY;
+    for (int b = 0; b < rows; ++b) {
+      for (int i = V; i < Vp; ++i) logits[int64_t{b} * Vp + i] = 100.0;
+    }
+    auto g_logits = Gpu(logits), c_logits = Cpu(logits);
+    std::vector<double> seed_words(2 * rows);
+    std::vector<uint64_t> seeds(rows);
+    for (int b = 0; b < rows; ++b) {
+      seeds[b] = 0x9E3779B97F4A7C15ull * (b + 1) + V;
+      int32_t w[2];
+      SplitSeed(seeds[b], w);
+      seed_words[2 * b] = w[0];
+      seed_words[2 * b + 1] = w[1];
+    }
+    auto g_seeds = GpuI32(seed_words), c_seeds = CpuI32(seed_words);
+    const std::vector<double> host = Download(c_logits, "logits");
+    const int counters = V > 2000 ? 3 : 12;
+    for (int top_k : {1, 5, 50, V, V + 5}) {
+      for (double temperature : {1.0, 0.6}) {
+        for (int counter = 0; counter < counters; ++counter) {
+          auto g_counter = GpuI32({double(counter)}),
+               c_counter = CpuI32({double(counter)});
+          auto g_tokens = GpuI32(std::vector<double>(rows, -1.0)),
+               c_tokens = CpuI32(std::vector<double>(rows, -1.0));
+          cuda_->SampleTopK(g_tokens.view, g_logits.view, g_seeds.view,
+                            g_counter.view, rows, V, Vp, top_k, temperature);
+          cpu_->SampleTopK(c_tokens.view, c_logits.view, c_seeds.view,
+                           c_counter.view, rows, V, Vp, top_k, temperature);
+          const auto got = Download(g_tokens, "tokens");
+          const auto want = Download(c_tokens, "c tokens");
+          for (int b = 0; b < rows; ++b) {
+            const std::string where =
+                "V " + std::to_string(V) + " k " + std::to_string(top_k) +
+                " T " + std::to_string(temperature) + " counter " +
+                std::to_string(counter) + " row " + std::to_string(b);
+            const int g = static_cast<int>(got[b]),
+                      c = static_cast<int>(want[b]);
+            ASSERT_GE(g, 0) << where;
+            ASSERT_LT(g, V) << where;
+            if (g == c) continue;
+            ASSERT_NE(top_k, 1) << where << ": greedy must agree";
+            // Recompute the reference's weights and where u * S fell.
+            const double* row = host.data() + int64_t{b} * Vp;
+            std::vector<int> order(V);
+            std::iota(order.begin(), order.end(), 0);
+            auto value = [&](int i) {
+              return std::isnan(row[i]) ? -INFINITY : row[i];
+            };
+            const int k = std::min(top_k, V);
+            std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                              [&](int x, int y) {
+                                return value(x) > value(y) ||
+                                       (value(x) == value(y) && x < y);
+                              });
+            std::vector<double> w(V, 0.0);
+            for (int r = 0; r < k; ++r) {
+              const int i = order[r];
+              if (value(i) > -INFINITY)
+                w[i] = std::exp((value(i) - value(order[0])) / temperature);
+            }
+            double total = 0.0, boundary = 0.0;
+            for (double x : w) total += x;
+            for (int i = 0; i < std::max(g, c); ++i) {
+              boundary += w[i];
+              if (i == std::min(g, c)) break;
+            }
+            const double target = SampleUniform(seeds[b], counter) * total;
+            EXPECT_GT(w[g], 0.0) << where;
+            EXPECT_NEAR(target, boundary, 1e-4 * total)
+                << where << ": cuda " << g << ", reference " << c;
+          }
+        }
+      }
+    }
   }
 }
 

@@ -193,6 +193,14 @@ class RecordingBackend final : public Backend {
   void RunCast(Tensor dst, Tensor src) override {
     Do([=] { inner_->Cast(dst, src); });
   }
+  void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
+                     int rows, int V, int Vp, int top_k,
+                     double temperature) override {
+    Do([=] {
+      inner_->SampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
+                         temperature);
+    });
+  }
 
  private:
   void Do(std::function<void()> op) {

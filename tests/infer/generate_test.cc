@@ -1,6 +1,7 @@
-// Sampling and generation: top-k 1 is the argmax, padded vocab entries are
-// never drawn, draws follow the top-k softmax, the same seed gives the same
-// tokens (and a different seed different ones), and requests are validated.
+// Sampling and generation: the reference top-k draw (src/ops/sample.h) is the
+// argmax at k = 1, never draws padded vocab entries or NaN, follows the top-k
+// softmax; the same seed gives the same tokens (and a different seed
+// different ones), and requests are validated.
 #include "src/infer/generate.h"
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include "src/infer/decoder.h"
 #include "src/infer/model_source.h"
 #include "src/infer/sampler.h"
+#include "src/ops/sample.h"
 #include "tests/test_util.h"
 
 namespace gpt2::infer {
@@ -23,30 +25,44 @@ std::vector<float> RandomLogits(int n, uint64_t seed, double scale = 3.0) {
   return std::vector<float>(d.begin(), d.end());
 }
 
+// The reference draw (src/ops/sample.h) with a uniform from its hash.
+int Draw(const std::vector<float>& logits, int V, SamplingParams params,
+         uint64_t seed, int64_t counter) {
+  return cpu::SampleTopKRow(logits.data(), V, params.top_k, params.temperature,
+                            SampleUniform(seed, counter));
+}
+
 TEST(Sampler, TopKOneIsArgmax) {
-  Sampler sampler;
   for (uint64_t seed = 0; seed < 50; ++seed) {
     const std::vector<float> logits = RandomLogits(1000, seed);
     const int argmax = static_cast<int>(
         std::max_element(logits.begin(), logits.end()) - logits.begin());
-    Rng rng(seed);
     for (double temperature : {0.01, 1.0, 100.0}) {
-      EXPECT_EQ(sampler.Sample(logits.data(), 1000, {1, temperature}, &rng),
-                argmax);
+      EXPECT_EQ(Draw(logits, 1000, {1, temperature}, seed, 7), argmax);
     }
   }
 }
 
-TEST(Sampler, TiesGoToTheLowerId) {
-  Sampler sampler;
-  Rng rng(1);
+TEST(Sampler, TiesGoToTheLowerIdAndNanNeverWins) {
   const std::vector<float> logits = {1.0f, 5.0f, 5.0f, NAN, 5.0f};
-  EXPECT_EQ(sampler.Sample(logits.data(), 5, {1, 1.0}, &rng), 1);
-  // Top-2 among three equal values keeps ids 1 and 2 only.
-  for (int i = 0; i < 200; ++i) {
-    const int t = sampler.Sample(logits.data(), 5, {2, 1.0}, &rng);
-    ASSERT_TRUE(t == 1 || t == 2) << t;
+  EXPECT_EQ(Draw(logits, 5, {1, 1.0}, 1, 0), 1);
+  // Top-2 among three equal values keeps ids 1 and 2 only; both come out.
+  std::map<int, int> counts;
+  for (int i = 0; i < 400; ++i) ++counts[Draw(logits, 5, {2, 1.0}, 1, i)];
+  EXPECT_EQ(counts.size(), 2u);
+  EXPECT_GT(counts[1], 0);
+  EXPECT_GT(counts[2], 0);
+  // All of them: NaN and the rest keep no weight but 1.0's.
+  for (int i = 0; i < 400; ++i) {
+    const int t = Draw(logits, 5, {5, 1.0}, 2, i);
+    ASSERT_NE(t, 3) << "NaN drawn";
   }
+  // Nothing but -inf and NaN: token 0.
+  const std::vector<float> dead = {-INFINITY, NAN, -INFINITY};
+  EXPECT_EQ(Draw(dead, 3, {50, 1.0}, 3, 0), 0);
+  // +inf wins outright.
+  const std::vector<float> inf = {0.0f, INFINITY, 3.0f};
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(Draw(inf, 3, {3, 1.0}, 4, i), 1);
 }
 
 TEST(Sampler, PaddedVocabIsNeverSampled) {
@@ -55,11 +71,9 @@ TEST(Sampler, PaddedVocabIsNeverSampled) {
   const int V = 100, Vp = 128;
   std::vector<float> logits = RandomLogits(Vp, 3, 1.0);
   for (int i = V; i < Vp; ++i) logits[i] = 1000.0f;
-  Sampler sampler;
-  Rng rng(5);
   for (int k : {1, 5, 100, 128, 100000}) {
     for (int i = 0; i < 300; ++i) {
-      const int t = sampler.Sample(logits.data(), V, {k, 2.0}, &rng);
+      const int t = Draw(logits, V, {k, 2.0}, 5, i);
       ASSERT_GE(t, 0);
       ASSERT_LT(t, V) << "k = " << k;
     }
@@ -68,59 +82,49 @@ TEST(Sampler, PaddedVocabIsNeverSampled) {
 
 TEST(Sampler, FollowsTheTopKSoftmax) {
   // Top-2 of {log 1, log 3, -5, ...}: ids 0 and 1 with p = 1/4 and 3/4; at
-  // temperature 2 the odds become 1 : sqrt(3).
+  // temperature 2 the odds become 1 : sqrt(3). Draws over counters of one
+  // seed, and over seeds at one counter.
   std::vector<float> logits(10, -5.0f);
   logits[0] = 0.0f;
   logits[1] = static_cast<float>(std::log(3.0));
-  Sampler sampler;
   for (double temperature : {1.0, 2.0}) {
-    Rng rng(42);
-    std::map<int, int> counts;
-    const int n = 20000;
-    for (int i = 0; i < n; ++i) {
-      ++counts[sampler.Sample(logits.data(), 10, {2, temperature}, &rng)];
+    for (bool over_counters : {true, false}) {
+      std::map<int, int> counts;
+      const int n = 20000;
+      for (int i = 0; i < n; ++i) {
+        ++counts[over_counters ? Draw(logits, 10, {2, temperature}, 42, i)
+                               : Draw(logits, 10, {2, temperature}, i, 9)];
+      }
+      ASSERT_EQ(counts.size(), 2u);
+      const double p1 = std::pow(3.0, 1.0 / temperature) /
+                        (1 + std::pow(3.0, 1.0 / temperature));
+      // 5 standard deviations of a binomial proportion.
+      EXPECT_NEAR(counts[1] / double(n), p1, 5 * std::sqrt(p1 * (1 - p1) / n));
     }
-    ASSERT_EQ(counts.size(), 2u);
-    const double p1 = std::pow(3.0, 1.0 / temperature) /
-                      (1 + std::pow(3.0, 1.0 / temperature));
-    // 5 standard deviations of a binomial proportion.
-    EXPECT_NEAR(counts[1] / double(n), p1, 5 * std::sqrt(p1 * (1 - p1) / n));
   }
 }
 
-// SampleRows (rows in parallel) draws what one Sampler draws row by row with
-// the same Rngs, and leaves inactive rows alone.
-TEST(Sampler, RowsInParallelMatchRowByRow) {
-  const int rows = 13, V = 1000, stride = 1024;
-  std::vector<float> logits(rows * stride, -1e30f);
-  for (int b = 0; b < rows; ++b) {
-    const std::vector<float> row = RandomLogits(V, 100 + b);
-    std::copy(row.begin(), row.end(), logits.begin() + b * stride);
+TEST(Sampler, UniformsAreUniformAndDistinct) {
+  // The counter hash: mean 1/2, variance 1/12, and neighbouring counters and
+  // seeds give different values.
+  const int n = 100000;
+  double sum = 0.0, sum_sq = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const double u = SampleUniform(1234, i);
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+    sum += u;
+    sum_sq += u * u;
   }
-  bool active[rows];
-  for (int b = 0; b < rows; ++b) active[b] = b % 4 != 2;
-  for (int round = 0; round < 3; ++round) {
-    std::vector<Rng> serial_rngs, parallel_rngs;
-    for (int b = 0; b < rows; ++b) {
-      serial_rngs.emplace_back(round * 100 + b);
-      parallel_rngs.emplace_back(round * 100 + b);
-    }
-    Sampler sampler;
-    std::vector<int32_t> want(rows, -7), got(rows, -7);
-    for (int b = 0; b < rows; ++b) {
-      if (active[b]) {
-        want[b] = sampler.Sample(logits.data() + b * stride, V, {50, 0.8},
-                                 &serial_rngs[b]);
-      }
-    }
-    SampleRows(logits.data(), rows, stride, V, {50, 0.8}, parallel_rngs.data(),
-               got.data(), active);
-    EXPECT_EQ(got, want) << "round " << round;
-    // Each active row drew exactly once: the Rngs are in step.
-    for (int b = 0; b < rows; ++b) {
-      EXPECT_EQ(parallel_rngs[b].Uniform(), serial_rngs[b].Uniform()) << b;
-    }
-  }
+  EXPECT_NEAR(sum / n, 0.5, 5 * std::sqrt(1.0 / 12 / n));
+  EXPECT_NEAR(sum_sq / n - (sum / n) * (sum / n), 1.0 / 12, 0.002);
+  EXPECT_NE(SampleUniform(1, 0), SampleUniform(1, 1));
+  EXPECT_NE(SampleUniform(1, 0), SampleUniform(2, 0));
+  EXPECT_EQ(JoinSeed(std::vector<int32_t>{-5, 77}.data()),
+            (uint64_t{77} << 32) | 0xFFFFFFFBull);
+  int32_t words[2];
+  SplitSeed(0xDEADBEEF12345678ull, words);
+  EXPECT_EQ(JoinSeed(words), 0xDEADBEEF12345678ull);
 }
 
 TEST(Sampler, Validation) {

@@ -1,0 +1,226 @@
+// Top-k sampling on the device (src/ops/sample.h has the draw): one block of
+// 1024 threads per row, thread t owning a contiguous slice of the ids, so that
+// block-wide scans run in id order. The k-th largest logit is found by a radix
+// select over the 32-bit ranking keys (four passes of 8 bits, shared-memory
+// histograms with integer atomics, so counts are exact); ties at the threshold
+// go to the lowest ids through a scan of the tie counts; weights are summed
+// per slice and scanned; the slice holding u * S is walked by its thread.
+// Every sum runs in a fixed order: the same inputs give the same token.
+#include <climits>
+#include <cstdint>
+
+#include "src/cuda/common.cuh"
+#include "src/ops/sample.h"
+
+namespace gpt2::cuda {
+namespace {
+
+constexpr int kThreads = 1024;
+constexpr int kWarps = kThreads / 32;
+
+// Inclusive prefix sum over the warp in lane order.
+template <typename V>
+__device__ __forceinline__ V WarpInclusiveScan(V x) {
+  const int lane = threadIdx.x % 32;
+  for (int offset = 1; offset < 32; offset *= 2) {
+    const V y = __shfl_up_sync(0xffffffffu, x, offset);
+    if (lane >= offset) x += y;
+  }
+  return x;
+}
+
+// Exclusive prefix sum over the block in thread order, and the block total.
+// `scratch` holds kWarps + 1 values of shared memory.
+template <typename V>
+__device__ __forceinline__ V BlockExclusiveScan(V x, V* total, V* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const V inclusive = WarpInclusiveScan(x);
+  V exclusive = __shfl_up_sync(0xffffffffu, inclusive, 1);
+  if (lane == 0) exclusive = V(0);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 31) scratch[warp] = inclusive;
+  __syncthreads();
+  if (warp == 0) {
+    const V w = scratch[lane];  // kWarps == 32
+    const V warp_inclusive = WarpInclusiveScan(w);
+    V warp_exclusive = __shfl_up_sync(0xffffffffu, warp_inclusive, 1);
+    if (lane == 0) warp_exclusive = V(0);
+    __syncwarp();
+    scratch[lane] = warp_exclusive;
+    if (lane == 31) scratch[kWarps] = warp_inclusive;
+  }
+  __syncthreads();
+  *total = scratch[kWarps];
+  return scratch[warp] + exclusive;
+}
+
+// The largest value over the block (every thread gets it).
+__device__ __forceinline__ int BlockMaxInt(int v, int* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int offset = 16; offset > 0; offset /= 2)
+    v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = scratch[lane];
+  for (int offset = 16; offset > 0; offset /= 2)
+    v = max(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t KeyAt(const float* row, int i) {
+  return SampleKey(__float_as_uint(row[i]));
+}
+__device__ __forceinline__ uint32_t KeyAt(const bf16* row, int i) {
+  return SampleKey(__float_as_uint(ToFloat(row[i])));
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+    SampleTopKKernel(int32_t* tokens, const T* logits, const int32_t* seeds,
+                     const int32_t* counter, int V, int Vp, int top_k,
+                     float inv_temperature) {
+  __shared__ int histogram[256];
+  __shared__ int int_scratch[kWarps + 1];
+  __shared__ float float_scratch[kWarps + 1];
+  __shared__ uint32_t chosen_digit;
+  __shared__ int chosen_above;
+  const T* row = logits + int64_t{blockIdx.x} * Vp;
+  const int slice = (V + kThreads - 1) / kThreads;
+  const int begin = min(V, static_cast<int>(threadIdx.x) * slice);
+  const int end = min(V, begin + slice);
+
+  // The top key. Keys are unsigned; as ints they order the same after
+  // flipping the top bit.
+  int top_flipped = INT_MIN;
+  for (int i = begin; i < end; ++i)
+    top_flipped =
+        max(top_flipped, static_cast<int>(KeyAt(row, i) ^ 0x80000000u));
+  top_flipped = BlockMaxInt(top_flipped, int_scratch);
+  const uint32_t top_key = static_cast<uint32_t>(top_flipped) ^ 0x80000000u;
+  if (top_key == SampleKey(0xFF800000u)) {  // every logit -inf or NaN
+    if (threadIdx.x == 0) tokens[blockIdx.x] = 0;
+    return;
+  }
+
+  // The threshold key (the k-th largest) and how many of the ids at it are
+  // kept (`need`, the lowest ones). k >= V keeps everything.
+  const int k = min(top_k, V);
+  uint32_t threshold = 0;
+  int need = V;
+  if (k == 1) {
+    threshold = top_key;
+    need = 1;
+  } else if (k < V) {
+    uint32_t prefix = 0;
+    int remaining = k;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      for (int d = threadIdx.x; d < 256; d += kThreads) histogram[d] = 0;
+      __syncthreads();
+      const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
+      for (int i = begin; i < end; ++i) {
+        const uint32_t key = KeyAt(row, i);
+        if ((key & high_mask) == prefix)
+          atomicAdd(&histogram[(key >> shift) & 255u], 1);
+      }
+      __syncthreads();
+      if (threadIdx.x < 32) {
+        // Lane l holds digits 255 - 8 l down to 248 - 8 l: above = how many
+        // keys have a larger digit; the chosen digit is where `remaining`
+        // falls.
+        const int lane = threadIdx.x;
+        int counts[8], lane_total = 0;
+        for (int j = 0; j < 8; ++j) {
+          counts[j] = histogram[255 - (8 * lane + j)];
+          lane_total += counts[j];
+        }
+        int above = WarpInclusiveScan(lane_total) - lane_total;
+        for (int j = 0; j < 8; ++j) {
+          if (above < remaining && remaining <= above + counts[j]) {
+            chosen_digit = 255u - (8u * lane + j);
+            chosen_above = above;
+          }
+          above += counts[j];
+        }
+      }
+      __syncthreads();
+      prefix |= chosen_digit << shift;
+      remaining -= chosen_above;
+      __syncthreads();  // chosen_* and the histogram are reused next pass
+    }
+    threshold = prefix;
+    need = remaining;
+  }
+
+  // Ties at the threshold: this slice's first one has rank tie_base among them.
+  int ties = 0;
+  for (int i = begin; i < end; ++i) ties += KeyAt(row, i) == threshold;
+  int all_ties = 0;
+  const int tie_base = BlockExclusiveScan(ties, &all_ties, int_scratch);
+
+  const float top = __uint_as_float(
+      (top_key & 0x80000000u) != 0 ? top_key & 0x7FFFFFFFu : ~top_key);
+  const uint32_t minus_inf = SampleKey(0xFF800000u);
+  auto weight = [&](int i, int* tie_rank) -> float {
+    const uint32_t key = KeyAt(row, i);
+    bool kept = key > threshold;
+    if (key == threshold) kept = (*tie_rank)++ < need;
+    if (!kept || key == minus_inf) return 0.0f;  // NaN too
+    if (key == top_key) return 1.0f;
+    return expf((ToFloat(row[i]) - top) * inv_temperature);
+  };
+  float local = 0.0f;
+  int rank = tie_base;
+  for (int i = begin; i < end; ++i) local += weight(i, &rank);
+  float total = 0.0f;
+  const float base = BlockExclusiveScan(local, &total, float_scratch);
+
+  // The slice that holds target = u * total: the last one with weight that
+  // starts at or below it. Its thread walks it.
+  const double u = SampleUniform(JoinSeed(seeds + 2 * blockIdx.x), counter[0]);
+  const float target = static_cast<float>(u * static_cast<double>(total));
+  const int owner = BlockMaxInt(
+      local > 0.0f && base <= target ? static_cast<int>(threadIdx.x) : -1,
+      int_scratch);
+  if (owner < 0) {  // cannot happen: thread 0's base is 0 <= target
+    if (threadIdx.x == 0) tokens[blockIdx.x] = 0;
+    return;
+  }
+  if (static_cast<int>(threadIdx.x) != owner) return;
+  float running = base;
+  int last_positive = begin;
+  rank = tie_base;
+  for (int i = begin; i < end; ++i) {
+    const float w = weight(i, &rank);
+    if (w <= 0.0f) continue;
+    running += w;
+    last_positive = i;
+    if (target < running) {
+      tokens[blockIdx.x] = i;
+      return;
+    }
+  }
+  tokens[blockIdx.x] = last_positive;
+}
+
+}  // namespace
+
+void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
+                int rows, int V, int Vp, int top_k, double temperature,
+                CUstream_st* stream) {
+  GPT2_CHECK_MSG(tokens.dtype == DType::kI32 && seeds.dtype == DType::kI32 &&
+                     counter.dtype == DType::kI32,
+                 "SampleTopK: tokens, seeds and counter are i32");
+  GPT2_CHECK(rows >= 1 && V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0);
+  const float inv_temperature = static_cast<float>(1.0 / temperature);
+  DispatchFloat(logits.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(
+        GPT2_LAUNCH(SampleTopKKernel<F>, rows, kThreads, 0, stream,
+                    Ptr<int32_t>(tokens), Ptr<F>(logits), Ptr<int32_t>(seeds),
+                    Ptr<int32_t>(counter), V, Vp, top_k, inv_temperature),
+        "SampleTopKKernel");
+  });
+}
+
+}  // namespace gpt2::cuda
