@@ -121,8 +121,13 @@ class BackendDecoder final : public Decoder {
     GPT2_RETURN_IF_ERROR(CheckSampleArgs(seeds, tokens));
     GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
     const int B = batch_, Vp = shape_.padded_vocab_size;
-    for (int b = 0; b < B; ++b) SplitSeed(seeds[b], &seed_words_[2 * b]);
-    backend_->Upload(seeds_.Slice(0, 2 * int64_t{B}), seed_words_.data());
+    // The seeds stay the same over a request: sent when they change.
+    if (!std::equal(seeds.begin(), seeds.end(), uploaded_seeds_.begin(),
+                    uploaded_seeds_.end())) {
+      for (int b = 0; b < B; ++b) SplitSeed(seeds[b], &seed_words_[2 * b]);
+      backend_->Upload(seeds_.Slice(0, 2 * int64_t{B}), seed_words_.data());
+      uploaded_seeds_.assign(seeds.begin(), seeds.end());
+    }
     // position_dev_ holds the last position fed: position() - 1.
     backend_->SampleTopK(
         tokens_.Slice(0, B), logits_dev_.Slice(0, int64_t{B} * Vp),
@@ -291,9 +296,10 @@ class BackendDecoder final : public Decoder {
   bool use_graphs_ = false;
   // Batch size -> recorded graph; -1 after the first, direct, run.
   std::map<int, int> graph_of_batch_;
-  Tensor k_cache_, v_cache_;         // (L, max_batch, max_seq_len, C)
-  std::vector<int32_t> seed_words_;  // SampleNext's seeds, as uploaded
-  bool drawn_on_device_ = false;     // tokens_ holds SampleNext's draw
+  Tensor k_cache_, v_cache_;              // (L, max_batch, max_seq_len, C)
+  std::vector<int32_t> seed_words_;       // SampleNext's seeds, as uploaded
+  std::vector<uint64_t> uploaded_seeds_;  // what seeds_ holds
+  bool drawn_on_device_ = false;          // tokens_ holds SampleNext's draw
   // The host copy of the logits, made when logits() asks (decoding with
   // SampleNext never does).
   mutable bool host_logits_valid_ = false;

@@ -12,6 +12,7 @@
 #include "src/backend/backend.h"
 #include "src/core/rng.h"
 #include "src/infer/decoder.h"
+#include "src/ops/sample.h"
 #include "tests/test_util.h"
 
 namespace gpt2::infer {
@@ -255,6 +256,57 @@ TEST(BackendDecoder, ReplayedGraphsMatchTheDirectRun) {
   // position of each batch size runs directly, every later one is a replay.
   EXPECT_EQ(recording.graphs(), 2);
   EXPECT_EQ(recording.replays(), positions - 2);
+}
+
+// SampleNext draws with the backend's op (on a GPU, on the device) what the
+// reference draw makes of the decoder's own logits, row by row, at the right
+// counter; StepSampled feeds exactly those tokens (also through replayed
+// graphs, where they never leave backend memory); a new request's seeds are
+// used, not the last ones'.
+TEST(BackendDecoder, DrawsTheReferenceTokensAndFeedsThem) {
+  const ModelShape shape = SmallShape();
+  const std::vector<float> params = RandomParams(shape, 5);
+  auto cpu = MakeCpuBackend();
+  RecordingBackend recording(cpu.get());
+  auto graphs = MakeBackendDecoder(&recording, DType::kF32, shape, params, 4);
+  auto fed = MakeBackendDecoder(cpu.get(), DType::kF32, shape, params, 4);
+  const std::vector<int32_t> prompt = {3, 8};
+  for (uint64_t request = 0; request < 3; ++request) {
+    const int batch = 3;
+    const std::vector<uint64_t> seeds = {request * 10 + 1, request * 10 + 2,
+                                         request * 10 + 3};
+    const SamplingParams params_k{request == 2 ? 1 : 20, 0.9};
+    ASSERT_TRUE(graphs->Start(prompt, batch, 10).ok());
+    ASSERT_TRUE(fed->Start(prompt, batch, 10).ok());
+    for (int step = 0; step < 6; ++step) {
+      std::vector<int32_t> want(batch), got(batch);
+      for (int b = 0; b < batch; ++b) {
+        want[b] = cpu::SampleTopKRow(
+            graphs->logits() + b * shape.padded_vocab_size, shape.vocab_size,
+            params_k.top_k, params_k.temperature,
+            SampleUniform(seeds[b], graphs->position() - 1));
+      }
+      ASSERT_TRUE(
+          graphs->SampleNext(params_k, seeds, absl::MakeSpan(got)).ok());
+      ASSERT_EQ(got, want) << "request " << request << ", step " << step;
+      ASSERT_TRUE(graphs->StepSampled().ok());
+      // The same tokens fed from the host give the same logits.
+      ASSERT_TRUE(fed->Step(got).ok());
+      for (int i = 0; i < batch * shape.padded_vocab_size; ++i) {
+        const float a = graphs->logits()[i], b = fed->logits()[i];
+        ASSERT_TRUE(a == b || (std::isinf(a) && std::isinf(b)))
+            << "request " << request << ", step " << step << ", [" << i << "]";
+      }
+    }
+  }
+  EXPECT_GT(recording.replays(), 0);
+  // StepSampled needs a SampleNext first; SampleNext checks its sizes.
+  EXPECT_FALSE(graphs->StepSampled().ok());
+  std::vector<int32_t> two(2);
+  EXPECT_FALSE(graphs
+                   ->SampleNext({50, 1.0}, std::vector<uint64_t>{1, 2},
+                                absl::MakeSpan(two))
+                   .ok());
 }
 
 }  // namespace
