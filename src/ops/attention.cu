@@ -104,6 +104,62 @@ __global__ void AttentionDeltaKernel(float* delta, const T* dout, const T* out,
   delta[i] = sum;
 }
 
+// The same sums with coalesced 16-byte loads: thread i takes pack i of the
+// (B, T, C) tensors, and the kLanes neighbouring threads that hold one head's
+// channels (HS / 8 for bf16) add their dot products with shuffles. (The
+// kernel above reads each row's channels one by one, a row per thread: every
+// load of a warp touches 32 rows.)
+template <typename T, int kLanes>
+__global__ void AttentionDeltaPackedKernel(float* delta, const T* dout,
+                                           const T* out, int64_t packs, int T_,
+                                           int C, int NH) {
+  constexpr int kN = Pack16<T>::kN;
+  const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
+  float sum = 0.0f;
+  if (i < packs) {  // no early return: the whole warp shuffles
+    const Pack16<T> a = LoadPack16(dout + i * kN), b = LoadPack16(out + i * kN);
+    for (int j = 0; j < kN; ++j) sum += ToFloat(a.v[j]) * ToFloat(b.v[j]);
+  }
+  for (int offset = kLanes / 2; offset > 0; offset /= 2)
+    sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  if (i < packs && i % kLanes == 0) {
+    const int64_t row = i / (C / kN);  // b * T + t
+    const int h = static_cast<int>(i % (C / kN)) / kLanes;
+    delta[(row / T_ * NH + h) * T_ + row % T_] = sum;
+  }
+}
+
+// Launches the delta sums: packed where the head's channels are whole 16-byte
+// packs, a power of two of them (at most a warp), and the tensors aligned;
+// else one row per thread.
+template <typename F>
+void LaunchAttentionDelta(float* delta, const F* dout, const F* out, int B,
+                          int T, int C, int NH, CUstream_st* stream) {
+  constexpr int kN = Pack16<F>::kN;
+  const int hs = C / NH;
+  const int lanes = hs / kN;
+  const bool packed = hs % kN == 0 && lanes >= 1 && lanes <= 32 &&
+                      (lanes & (lanes - 1)) == 0 &&
+                      reinterpret_cast<uintptr_t>(dout) % 16 == 0 &&
+                      reinterpret_cast<uintptr_t>(out) % 16 == 0;
+  if (packed) {
+    const int64_t packs = int64_t{B} * T * C / kN;
+    DispatchInt<1, 2, 4, 8, 16, 32>(
+        lanes, "AttentionDeltaPackedKernel (lanes)", [&](auto k) {
+          CheckLaunch(
+              GPT2_LAUNCH((AttentionDeltaPackedKernel<F, decltype(k)::value>),
+                          CeilDiv(packs, 256), 256, 0, stream, delta, dout, out,
+                          packs, T, C, NH),
+              "AttentionDeltaPackedKernel");
+        });
+    return;
+  }
+  const int64_t rows = int64_t{B} * NH * T;
+  CheckLaunch(GPT2_LAUNCH(AttentionDeltaKernel<F>, CeilDiv(rows, 256), 256, 0,
+                          stream, delta, dout, out, B, T, C, NH),
+              "AttentionDeltaKernel");
+}
+
 template <typename T, int HS>
 __global__ void AttentionBackwardQueryKernel(T* dqkv, const T* dout,
                                              const T* qkv, const float* lse,
@@ -378,10 +434,8 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
       UseTensorCores(dout.dtype, hs, {dqkv.data, dout.data, qkv.data});
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
-    CheckLaunch(
-        GPT2_LAUNCH(AttentionDeltaKernel<F>, CeilDiv(rows, 256), 256, 0, stream,
-                    delta, Ptr<F>(dout), Ptr<F>(out), B, T, C, NH),
-        "AttentionDeltaKernel");
+    LaunchAttentionDelta<F>(delta, Ptr<F>(dout), Ptr<F>(out), B, T, C, NH,
+                            stream);
     if (tensor_cores) {
       return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                    T, C, NH, Ldmatrix(), stream);
