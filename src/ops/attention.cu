@@ -5,6 +5,7 @@
 // (src/ops/attention_tc.cu); the portable kernels here cover every other case
 // (fp32 for tight parity, odd head sizes): one thread owns one query (or key)
 // row and keys/queries stream through shared memory in tiles.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -478,6 +479,103 @@ void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
                     Ptr<F>(qkv), max_T, Ptr<int32_t>(pos), C, NH, scale),
         "AttentionDecodeKernel");
   });
+}
+
+}  // namespace gpt2::cuda
+
+namespace gpt2::cuda {
+namespace {
+
+// x[i] = scale * (a hash of i and seed, uniform in [-1, 1)).
+__global__ void FillHashKernel(bf16* x, int64_t n, uint32_t seed, float scale) {
+  const int64_t stride = int64_t{gridDim.x} * blockDim.x;
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += stride) {
+    uint32_t h = static_cast<uint32_t>(i) * 0x9E3779B1u ^ seed;
+    h ^= h >> 16;
+    h *= 0x85EBCA6Bu;
+    h ^= h >> 13;
+    h *= 0xC2B2AE35u;
+    h ^= h >> 16;
+    x[i] =
+        FromFloat<bf16>(scale * (static_cast<float>(h) * 4.656613e-10f - 1.0f));
+  }
+}
+
+}  // namespace
+
+std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
+                                                         int NH, int reps,
+                                                         CUstream_st* stream) {
+  std::vector<AttentionKernelTime> times;
+  const int hs = C / NH;
+  if (reps < 1 || C % NH != 0 || !tc::Supports(DType::kBF16, hs)) return times;
+  const int64_t rows = int64_t{B} * T, stats = int64_t{B} * NH * T;
+  bf16 *qkv = nullptr, *out = nullptr, *dout = nullptr, *dqkv = nullptr;
+  float *lse = nullptr, *delta = nullptr;
+  GPT2_CUDA_CHECK(cudaMalloc(&qkv, sizeof(bf16) * rows * 3 * C));
+  GPT2_CUDA_CHECK(cudaMalloc(&dqkv, sizeof(bf16) * rows * 3 * C));
+  GPT2_CUDA_CHECK(cudaMalloc(&out, sizeof(bf16) * rows * C));
+  GPT2_CUDA_CHECK(cudaMalloc(&dout, sizeof(bf16) * rows * C));
+  GPT2_CUDA_CHECK(cudaMalloc(&lse, sizeof(float) * stats));
+  GPT2_CUDA_CHECK(cudaMalloc(&delta, sizeof(float) * stats));
+  CheckLaunch(GPT2_LAUNCH(FillHashKernel, 256, 256, 0, stream, qkv,
+                          rows * 3 * C, 1u, 1.0f),
+              "FillHashKernel");
+  CheckLaunch(GPT2_LAUNCH(FillHashKernel, 256, 256, 0, stream, dout, rows * C,
+                          2u, 0.1f),
+              "FillHashKernel");
+  const Tensor t_qkv{qkv, DType::kBF16, rows * 3 * C},
+      t_dqkv{dqkv, DType::kBF16, rows * 3 * C},
+      t_out{out, DType::kBF16, rows * C}, t_dout{dout, DType::kBF16, rows * C},
+      t_lse{lse, DType::kF32, stats};
+  cudaEvent_t start = nullptr, end = nullptr;
+  GPT2_CUDA_CHECK(cudaEventCreate(&start));
+  GPT2_CUDA_CHECK(cudaEventCreate(&end));
+  // One product over the causal half of the scores: 2 * (B NH T (T + 1) / 2)
+  // * hs flops.
+  const double product = static_cast<double>(B) * NH * T * (T + 1.0) * hs;
+  auto time = [&](const std::string& kernel, double flops, auto&& launch) {
+    launch();  // warm-up (and the forward's out and lse for what follows)
+    std::vector<float> ms(reps);
+    for (int r = 0; r < reps; ++r) {
+      GPT2_CUDA_CHECK(cudaEventRecord(start, stream));
+      launch();
+      GPT2_CUDA_CHECK(cudaEventRecord(end, stream));
+      GPT2_CUDA_CHECK(cudaEventSynchronize(end));
+      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms[r], start, end));
+    }
+    std::sort(ms.begin(), ms.end());
+    times.push_back({kernel, ms[reps / 2], flops});
+  };
+  for (bool ldm : {true, false}) {
+    time(ldm ? "forward (ldmatrix)" : "forward (transposed tiles)", 2 * product,
+         [&] {
+           tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, ldm, stream);
+         });
+  }
+  time("delta (dout . out)", 2.0 * rows * C, [&] {
+    LaunchAttentionDelta<bf16>(delta, dout, out, B, T, C, NH, stream);
+  });
+  for (bool ldm : {true, false}) {
+    const std::string tag = ldm ? " (ldmatrix)" : " (transposed tiles)";
+    time("dK, dV" + tag, 4 * product, [&] {
+      tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, ldm,
+                            stream, tc::kKeyValuePart);
+    });
+    time("dQ" + tag, 3 * product, [&] {
+      tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, ldm,
+                            stream, tc::kQueryPart);
+    });
+  }
+  GPT2_CUDA_CHECK(cudaEventDestroy(start));
+  GPT2_CUDA_CHECK(cudaEventDestroy(end));
+  for (void* p : {static_cast<void*>(qkv), static_cast<void*>(dqkv),
+                  static_cast<void*>(out), static_cast<void*>(dout),
+                  static_cast<void*>(lse), static_cast<void*>(delta)}) {
+    GPT2_CUDA_CHECK(cudaFree(p));
+  }
+  return times;
 }
 
 }  // namespace gpt2::cuda

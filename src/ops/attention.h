@@ -5,6 +5,9 @@
 #ifndef GPT2_OPS_ATTENTION_H_
 #define GPT2_OPS_ATTENTION_H_
 
+#include <string>
+#include <vector>
+
 #include "src/core/tensor.h"
 
 struct CUstream_st;  // cudaStream_t, without the CUDA headers
@@ -60,6 +63,22 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                        Tensor lse, int B, int T, int C, int NH,
                        Scratch* scratch, CUstream_st* stream);
+// For benchmarks: times each attention kernel alone (CUDA events, median of
+// `reps` launches after one warm-up) on random bf16 inputs of one layer at
+// B, T, C, NH: the tensor-core forward, the delta sums and the two backward
+// kernels, each with ldmatrix and with transposed tiles. flops counts the
+// kernel's own products (causal: about half the scores), so a kernel that
+// recomputes is charged for it. Empty where the tensor-core kernels do not
+// apply (dtype, head size, device).
+struct AttentionKernelTime {
+  std::string kernel;
+  double ms = 0.0;
+  double flops = 0.0;
+};
+std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
+                                                         int NH, int reps,
+                                                         CUstream_st* stream);
+
 // pos: i32, one element, on the device (so a CUDA graph serves every
 // position); a value outside [0, max_T) writes nothing.
 void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,

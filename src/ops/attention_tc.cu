@@ -586,21 +586,26 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       bool ldmatrix, CUstream_st* stream) {
+                       bool ldmatrix, CUstream_st* stream, int parts) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
   auto launch = [&](auto head, auto ldm) {
     constexpr int kHs = decltype(head)::value;
     constexpr bool kLdm = decltype(ldm)::value;
-    CheckLaunch(GPT2_LAUNCH((BackwardKeyValueKernel<kHs, kLdm>), grid, kThreads,
-                            0, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                "tc::BackwardKeyValueKernel");
-    CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs, kLdm>), grid, kThreads, 0,
-                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                "tc::BackwardQueryKernel");
+    if (parts & kKeyValuePart) {
+      CheckLaunch(
+          GPT2_LAUNCH((BackwardKeyValueKernel<kHs, kLdm>), grid, kThreads, 0,
+                      stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                      lse, delta, T, C, NH, scale),
+          "tc::BackwardKeyValueKernel");
+    }
+    if (parts & kQueryPart) {
+      CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs, kLdm>), grid, kThreads,
+                              0, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                              Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                  "tc::BackwardQueryKernel");
+    }
   };
   DispatchInt<16, 32, 64>(hs, "tensor-core attention (head size)",
                           [&](auto head) {

@@ -21,9 +21,13 @@ bool Supports(DType dtype, int head_size);
 // ldmatrix.trans; false: through transposed copies of those tiles.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, bool ldmatrix, CUstream_st* stream);
+// parts: which of the two kernels run (both for the op; one at a time for
+// ProfileAttentionKernels).
+enum BackwardParts { kKeyValuePart = 1, kQueryPart = 2, kBothParts = 3 };
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       bool ldmatrix, CUstream_st* stream);
+                       bool ldmatrix, CUstream_st* stream,
+                       int parts = kBothParts);
 
 }  // namespace gpt2::cuda::tc
 

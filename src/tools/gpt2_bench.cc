@@ -22,6 +22,7 @@
 #include "src/backend/device.h"
 #include "src/comm/host_staged_communicator.h"
 #include "src/comm/nccl_communicator.h"
+#include "src/ops/attention.h"
 #endif
 #include "src/comm/mpi_env.h"
 #include "src/core/error.h"
@@ -288,6 +289,22 @@ double BenchTrainStep(bool print, int local_rank = 0) {
       std::printf("GPU memory in use: %.2f GiB of %.2f GiB\n",
                   (total_bytes - free_bytes) / double(1 << 30),
                   total_bytes / double(1 << 30));
+      // Where attention's time goes, kernel by kernel, in both tensor-core
+      // versions (each kernel charged for the products it computes).
+      const std::vector<cuda::AttentionKernelTime> kernels =
+          dtype == DType::kBF16 ? cuda::ProfileAttentionKernels(
+                                      B, T, shape.channels, shape.num_heads, 5,
+                                      backend->cuda_stream())
+                                : std::vector<cuda::AttentionKernelTime>{};
+      if (!kernels.empty()) {
+        std::printf(
+            "attention kernels alone, one layer (median of 5; x%d layers):\n",
+            shape.num_layers);
+      }
+      for (const cuda::AttentionKernelTime& k : kernels) {
+        std::printf("  %-28s %8.3f ms %6.0f TFLOP/s\n", k.kernel.c_str(), k.ms,
+                    k.ms > 0 ? k.flops / (k.ms * 1e9) : 0.0);
+      }
     }
 #endif
   }

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <numeric>
 #include <string>
 
@@ -569,6 +570,35 @@ TEST(CudaMma, LdMatrixTransLayout) {
   if (CudaDeviceCount(&why) == 0)
     GTEST_SKIP() << "no usable CUDA device: " << why;
   EXPECT_EQ(cuda::CheckLdMatrixLayout(), "");
+}
+
+// The benchmark's per-kernel attention profile runs every kernel it names
+// (launch errors are fatal) and charges each its products: the forward two,
+// dK/dV four, dQ three, per version.
+TEST(CudaAttentionProfile, TimesEveryKernel) {
+  std::string why;
+  if (CudaDeviceCount(&why) == 0)
+    GTEST_SKIP() << "no usable CUDA device: " << why;
+  auto backend = MakeCudaBackend(0);
+  const int B = 1, T = 70, C = 64, NH = 2;
+  const auto times =
+      cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
+  ASSERT_EQ(times.size(), 7u);
+  const double product = double{B} * NH * T * (T + 1) * (C / NH);
+  std::map<std::string, double> flops;
+  for (const auto& t : times) {
+    EXPECT_GE(t.ms, 0.0) << t.kernel;
+    flops[t.kernel] = t.flops;
+  }
+  EXPECT_EQ(flops["forward (ldmatrix)"], 2 * product);
+  EXPECT_EQ(flops["forward (transposed tiles)"], 2 * product);
+  EXPECT_EQ(flops["dK, dV (ldmatrix)"], 4 * product);
+  EXPECT_EQ(flops["dQ (transposed tiles)"], 3 * product);
+  EXPECT_EQ(flops["delta (dout . out)"], 2.0 * B * T * C);
+  // A head size the tensor cores do not take: nothing to time.
+  EXPECT_TRUE(
+      cuda::ProfileAttentionKernels(1, 8, 24, 2, 1, backend->cuda_stream())
+          .empty());
 }
 
 // Peaked softmaxes (scores of several units), so a slip in the causal mask or
