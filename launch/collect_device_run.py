@@ -198,6 +198,19 @@ def main():
                     "| op | calls | ms | % | TFLOP/s |", "|---|---|---|---|---|"]
             for op, calls, ms, pct, rate in ops:
                 out.append(f"| {op} | {calls} | {ms} | {pct} | {rate or ''} |")
+        for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+            head = re.search(r"^attention kernels alone, one layer.*$", section, re.M)
+            if not head:
+                continue
+            kern = re.findall(r"^  (\S.*?) +([\d.]+) ms +(\d+) TFLOP/s$",
+                              section[head.end():], re.M)
+            if kern:
+                out += ["", f"Attention kernels alone (`{section.split(' ', 1)[0]}`; "
+                        f"{head.group(0).split('(', 1)[-1].rstrip('):')}; each kernel charged "
+                        "for the products it computes):", "",
+                        "| kernel | ms | TFLOP/s |", "|---|---|---|"]
+                out += [f"| {k} | {ms} | {rate} |" for k, ms, rate in kern]
+            break
     else:
         out.append("(no benchmark in this run)")
     for section in re.split(r"^===== ", bench, flags=re.M)[1:]:

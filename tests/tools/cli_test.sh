@@ -92,6 +92,9 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   printf '%s\n' "===== bench_ours_B16 (limit 1s): x" \
     "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=16 T=1024, bf16, X" \
     "median over 10 steps: 20.0 ms/step, 1000 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
+    "attention kernels alone, one layer (median of 5; x12 layers):" \
+    "  forward (ldmatrix)              0.111 ms    222 TFLOP/s" \
+    "  dK, dV (transposed tiles)       0.333 ms     44 TFLOP/s" \
     "===== bench_pytorch_B16 (limit 1s): y" \
     "pytorch reference: X, 1 params, B=16 T=1024, bf16 autocast, torch.compile: median 40.0 ms/step, 500 tokens/s, peak memory 1.00 GiB" \
     >"$run/bench.txt"
@@ -101,6 +104,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 |" "$summary" \
      && grep -q "Ratio to PyTorch (torch.compile) at B=16: 2.00x" "$summary" \
      && grep -q "passed: 7" "$summary" \
+     && grep -q "| forward (ldmatrix) | 0.111 | 222 |" "$summary" \
+     && grep -q "| dK, dV (transposed tiles) | 0.333 | 44 |" "$summary" \
      && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
     echo "ok   collect_device_run"; passes=$((passes+1))
   else
