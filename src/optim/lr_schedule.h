@@ -1,9 +1,12 @@
 // The learning-rate schedule of the original PyTorch run: linear warmup over
 // warmup_steps, then cosine decay from lr to min_lr at max_steps (0-based
-// steps).
+// steps). Or, with decay_steps > 0, warmup-stable-decay: lr held after the
+// warmup, then a linear decay to min_lr over the last decay_steps before
+// max_steps.
 #ifndef GPT2_OPTIM_LR_SCHEDULE_H_
 #define GPT2_OPTIM_LR_SCHEDULE_H_
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 
@@ -14,10 +17,18 @@ struct LrSchedule {
   double min_lr = 6e-5;
   int64_t warmup_steps = 10;
   int64_t max_steps = 1000;
+  int64_t decay_steps = 0;  // 0: cosine
 
   double At(int64_t step) const {
     if (step < warmup_steps) return max_lr * (step + 1) / warmup_steps;
     if (step > max_steps || max_steps <= warmup_steps) return min_lr;
+    if (decay_steps > 0) {
+      const int64_t start = std::max(warmup_steps, max_steps - decay_steps);
+      if (step <= start) return max_lr;
+      const double ratio =
+          static_cast<double>(step - start) / (max_steps - start);
+      return max_lr + ratio * (min_lr - max_lr);
+    }
     const double ratio =
         static_cast<double>(step - warmup_steps) / (max_steps - warmup_steps);
     const double coeff = 0.5 * (1.0 + std::cos(M_PI * ratio));

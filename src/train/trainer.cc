@@ -255,9 +255,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
     dcomm->GroupEnd();
   };
-  const LrSchedule schedule{cfg.optim().lr(), cfg.schedule().min_lr(),
-                            cfg.schedule().warmup_steps(),
-                            cfg.train().max_steps()};
+  const LrSchedule schedule{
+      cfg.optim().lr(), cfg.schedule().min_lr(), cfg.schedule().warmup_steps(),
+      cfg.train().max_steps(), cfg.schedule().decay_steps()};
 
   // ---- Header ----
   std::string config_text;

@@ -112,6 +112,10 @@ TEST(Config, InconsistentValuesNameTheField) {
   EXPECT_TRUE(
       Has(ErrorWith({"distributed.zero_stage=3"}), "distributed.zero_stage"));
   EXPECT_TRUE(Has(ErrorWith({"schedule.min_lr=1"}), "schedule.min_lr"));
+  EXPECT_TRUE(
+      Has(ErrorWith({"schedule.decay_steps=-1"}), "schedule.decay_steps"));
+  EXPECT_TRUE(Has(ErrorWith({"train.max_steps=10", "schedule.decay_steps=11"}),
+                  "schedule.decay_steps must be in [0, train.max_steps = 10]"));
   EXPECT_TRUE(Has(ErrorWith({"log.run_name=a/b"}), "log.run_name"));
   EXPECT_TRUE(Has(ErrorWith({"data.val_tokens=-5"}), "data.val_tokens"));
   EXPECT_TRUE(Has(ErrorWith({"train.max_seconds=-1"}), "train.max_seconds"));
