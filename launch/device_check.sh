@@ -196,13 +196,17 @@ group_compare() {
 }
 
 # Candidate fast recipes: NAME and gpt2_ddp flags over the default config, each for
-# DEVICE_CHECK_SWEEP_S (45 s) of process time. The default recipe went below 0.1 at
-# step 3,968 on the H200 with its lr still at ~1.4e-4 of a cosine over 5,000 steps; the
-# 45 s target needs ~1,000 steps (the old fast config, lr 1.2e-3 over 2,000 steps, was
-# at 4.24 against the default's 3.97 at step 1,000). Candidates: a cosine over 1,200
-# steps; half the batch (twice the updates per epoch).
+# DEVICE_CHECK_SWEEP_S (45 s) of process time, plus DEVICE_CHECK_SWEEP_FLAGS on every
+# candidate (e.g. "--set train.residual_fp32=true" when the compare group favoured it).
+# The default recipe went below 0.1 at step 3,968 on the H200 with its lr down to ~1.4e-4
+# of a cosine over 5,000 steps, and its loss fell faster as the lr fell (3.83 at step
+# 1,000, 2.40 at 2,000, 0.89 at 3,000): memorising looks limited by the lr's noise, not
+# by its size (the old fast config, a 1.2e-3 peak, was behind at step 1,000). The 45 s
+# target needs ~1,000 steps. Candidates: a cosine over 1,200 steps; the same peak held
+# for 500 steps, then linear to 0 (warmup-stable-decay); half the batch over 2,000 steps.
 SWEEP=(
   "sweep_cos1200|--set train.max_steps=1200"
+  "sweep_wsd1200|--set train.max_steps=1200 --set schedule.decay_steps=700 --set schedule.min_lr=0"
   "sweep_b8_cos2000|--set train.max_steps=2000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 )
 # More, if the call has room (each 'NAME|flags'):
@@ -213,7 +217,7 @@ group_sweep() {
     name=${entry%%|*}; flags=${entry#*|}
     # shellcheck disable=SC2086
     train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
-      --set checkpoint.save_at_end=false
+      ${DEVICE_CHECK_SWEEP_FLAGS:-} --set checkpoint.save_at_end=false
   done
 }
 
