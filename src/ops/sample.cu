@@ -118,10 +118,21 @@ __global__ void __launch_bounds__(kThreads)
       for (int d = threadIdx.x; d < 256; d += kThreads) histogram[d] = 0;
       __syncthreads();
       const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
-      for (int i = begin; i < end; ++i) {
-        const uint32_t key = KeyAt(row, i);
-        if ((key & high_mask) == prefix)
-          atomicAdd(&histogram[(key >> shift) & 255u], 1);
+      // Logits crowd into a few digits (the first pass sees little more than
+      // the exponent), so the lanes of a warp that share one add together:
+      // one atomic per distinct digit per warp, not per lane. Every lane runs
+      // every iteration (the slice length is the block's), so the match
+      // always has the full warp.
+      for (int j = 0; j < slice; ++j) {
+        const int i = begin + j;
+        uint32_t digit = 256;  // no digit: past the slice or not under prefix
+        if (i < end) {
+          const uint32_t key = KeyAt(row, i);
+          if ((key & high_mask) == prefix) digit = (key >> shift) & 255u;
+        }
+        const unsigned peers = __match_any_sync(0xffffffffu, digit);
+        if (digit < 256 && (threadIdx.x % 32) == __ffs(peers) - 1)
+          atomicAdd(&histogram[digit], __popc(peers));
       }
       __syncthreads();
       if (threadIdx.x < 32) {
