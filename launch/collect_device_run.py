@@ -219,6 +219,13 @@ def main():
             how = "without CUDA graphs" if "no_graphs" in section.split(" ", 1)[0] else ""
             out += ["", f"Decode, 124M with random weights{', ' + how if how else ''}: " +
                     ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in decode)]
+        per_op = re.search(r"^device time per token at batch 1.*$", section, re.M)
+        if per_op:
+            ops = re.findall(r"^  (\S+) +([\d.]+) calls +([\d.]+) us$",
+                             section[per_op.end():], re.M)
+            out += ["", per_op.group(0)[0].upper() + per_op.group(0)[1:] + ":", "",
+                    "| op | calls per token | us per token |", "|---|---|---|"]
+            out += [f"| {op} | {calls} | {us} |" for op, calls, us in ops]
     out.append("")
 
     out += ["## Tiny Shakespeare", ""]

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -135,6 +136,36 @@ absl::Status Bench(const infer::InferenceModel& model) {
         batch, Median(rates), 1000.0 * batch / Median(rates),
         Median(prefill_ms));
     std::fflush(stdout);
+  }
+  // Where a token's device time goes, op by op (CUDA events, batch 1). Only
+  // without graphs (GPT2_DECODE_GRAPHS=0): a recorded graph cannot hold the
+  // timing events, and timed ops run one at a time anyway.
+  const char* graphs = std::getenv("GPT2_DECODE_GRAPHS");
+  if (made.backend != nullptr &&
+      (!made.backend->SupportsGraphs() ||
+       (graphs != nullptr && std::string(graphs) == "0"))) {
+    GPT2_RETURN_IF_ERROR(decoder->Start(prompt, 1, prompt_len + steps));
+    made.backend->EnableOpTiming(true);
+    std::vector<int32_t> next(1);
+    for (int s = 0; s < steps; ++s) {
+      GPT2_RETURN_IF_ERROR(
+          decoder->SampleNext({50, 1.0}, {uint64_t{1}}, absl::MakeSpan(next)));
+      GPT2_RETURN_IF_ERROR(decoder->StepSampled());
+    }
+    const std::vector<OpTiming> timings = made.backend->TakeOpTimings();
+    made.backend->EnableOpTiming(false);
+    double total_ms = 0.0;
+    for (const OpTiming& t : timings) total_ms += t.ms;
+    if (!timings.empty()) {
+      std::printf(
+          "device time per token at batch 1, op by op (CUDA events, graphs "
+          "off): %.1f us in all\n",
+          1000.0 * total_ms / steps);
+    }
+    for (const OpTiming& t : timings) {
+      std::printf("  %-22s %5.1f calls %8.1f us\n", t.op.c_str(),
+                  static_cast<double>(t.calls) / steps, 1000.0 * t.ms / steps);
+    }
   }
   return absl::OkStatus();
 }

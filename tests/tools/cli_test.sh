@@ -95,6 +95,10 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     "attention kernels alone, one layer (median of 5; x12 layers):" \
     "  forward (ldmatrix)              0.111 ms    222 TFLOP/s" \
     "  dK, dV (transposed tiles)       0.333 ms     44 TFLOP/s" \
+    "===== decode_bench_no_graphs (limit 1s): z" \
+    "decode batch 1: 800.0 tokens/s (1.25 ms/step, top-k sampling included; prefill 9.0 ms)" \
+    "device time per token at batch 1, op by op (CUDA events, graphs off): 321.0 us in all" \
+    "  matmul_fwd              37.0 calls    123.4 us" \
     "===== bench_pytorch_B16 (limit 1s): y" \
     "pytorch reference: X, 1 params, B=16 T=1024, bf16 autocast, torch.compile: median 40.0 ms/step, 500 tokens/s, peak memory 1.00 GiB" \
     >"$run/bench.txt"
@@ -105,6 +109,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
      && grep -q "Ratio to PyTorch (torch.compile) at B=16: 2.00x" "$summary" \
      && grep -q "passed: 7" "$summary" \
      && grep -q "| forward (ldmatrix) | 0.111 | 222 |" "$summary" \
+     && grep -q "| matmul_fwd | 37.0 | 123.4 |" "$summary" \
+     && grep -q "without CUDA graphs: batch 1: 800.0 tokens/s" "$summary" \
      && grep -q "| dK, dV (transposed tiles) | 0.333 | 44 |" "$summary" \
      && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
     echo "ok   collect_device_run"; passes=$((passes+1))
