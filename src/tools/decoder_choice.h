@@ -29,6 +29,16 @@ inline absl::StatusOr<DecoderWithBackend> MakeDecoderFor(
     const std::string& device, const std::string& precision,
     const ModelShape& shape, const std::vector<float>& params, int max_batch) {
   DecoderWithBackend out;
+  if (device == "auto") {
+    // A usable GPU if there is one (in a CUDA build), else the CPU.
+#ifdef GPT2_HAVE_CUDA
+    std::string why;
+    if (CudaDeviceCount(&why) > 0) {
+      return MakeDecoderFor("cuda", precision, shape, params, max_batch);
+    }
+#endif
+    return MakeDecoderFor("cpu", precision, shape, params, max_batch);
+  }
   if (device == "cpu") {
     out.decoder = infer::MakeCpuDecoder(shape, params, max_batch);
     return out;
@@ -50,8 +60,9 @@ inline absl::StatusOr<DecoderWithBackend> MakeDecoderFor(
     return out;
   }
 #endif
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--device ", device, " is not available in this build (cpu or cuda)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--device ", device,
+                   " is not available in this build (auto, cpu or cuda)"));
 }
 
 }  // namespace gpt2

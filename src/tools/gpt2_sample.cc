@@ -51,10 +51,11 @@ ABSL_FLAG(uint64_t, seed, 1337,
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
           "tokenizer). Default: $GPT2_DATA_DIR, else ./data.");
-ABSL_FLAG(std::string, device, "cpu",
-          "cpu, or cuda (GPU 0, in a CUDA build): the decoder's backend.");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (GPU 0 if a usable GPU is there, else the CPU), cpu, or cuda "
+          "(GPU 0, in a CUDA build): where the model decodes.");
 ABSL_FLAG(std::string, precision, "bf16",
-          "With --device cuda: bf16 or fp32 weights and activations.");
+          "On a GPU: bf16 or fp32 weights and activations.");
 ABSL_FLAG(bool, bench, false,
           "Instead of sampling: time decoding (sampling included) at batch 1 "
           "and 8 and print the median tokens/s of --bench_runs runs.");
@@ -96,16 +97,15 @@ absl::Status Bench(const infer::InferenceModel& model) {
   std::printf("model: %s, %s\n",
               infer::DescribeShape(shape, model.num_params).c_str(),
               model.source.c_str());
-  std::printf(
-      "decoder: %s, %d OpenMP threads; prompt %d tokens, %d "
-      "decode steps per run, median of %d runs\n",
-      absl::GetFlag(FLAGS_device).c_str(), omp_get_max_threads(), prompt_len,
-      steps, runs);
   GPT2_ASSIGN_OR_RETURN(
       DecoderWithBackend made,
       MakeDecoderFor(absl::GetFlag(FLAGS_device),
                      absl::GetFlag(FLAGS_precision), shape, model.params, 8));
   std::unique_ptr<infer::Decoder>& decoder = made.decoder;
+  std::printf(
+      "decoder: %s, %d OpenMP threads; prompt %d tokens, %d "
+      "decode steps per run, median of %d runs\n",
+      decoder->name().c_str(), omp_get_max_threads(), prompt_len, steps, runs);
   using Clock = std::chrono::steady_clock;
   auto ms_between = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
@@ -220,10 +220,10 @@ absl::Status Sample(const infer::InferenceModel& model) {
   const double seconds = result.prefill_seconds + result.decode_seconds;
   std::printf(
       "%d samples, %lld new tokens in %.3f s: %.1f tokens/s (prompt %zu "
-      "tokens, prefill %.1f ms)\n",
+      "tokens, prefill %.1f ms; decoder %s)\n",
       num_samples, static_cast<long long>(result.new_tokens), seconds,
       seconds > 0 ? result.new_tokens / seconds : 0.0, request.prompt.size(),
-      1000.0 * result.prefill_seconds);
+      1000.0 * result.prefill_seconds, made.decoder->name().c_str());
   return absl::OkStatus();
 }
 

@@ -43,10 +43,11 @@
 #include "src/tools/serve_page.h"
 #endif
 
-ABSL_FLAG(std::string, device, "cpu",
-          "cpu, or cuda (GPU 0, in a CUDA build): where the model decodes.");
+ABSL_FLAG(std::string, device, "auto",
+          "auto (GPU 0 if a usable GPU is there, else the CPU), cpu, or cuda "
+          "(GPU 0, in a CUDA build): where the model decodes.");
 ABSL_FLAG(std::string, precision, "bf16",
-          "With --device cuda: bf16 or fp32 weights and activations.");
+          "On a GPU: bf16 or fp32 weights and activations.");
 ABSL_FLAG(std::string, checkpoint, "",
           "The gpt2_ddp checkpoint (.ckpt) to serve. Required. Loaded once at "
           "start-up.");
@@ -478,6 +479,7 @@ absl::Status Serve() {
                      absl::GetFlag(FLAGS_precision), served.model.shape,
                      served.model.params, kMaxSamples));
   served.model.params = {};
+  const std::string decoder_name = decoder.decoder->name();
   ModelWorker worker(std::move(decoder.decoder));
   const std::string page = RenderPage(served);
 
@@ -574,9 +576,10 @@ absl::Status Serve() {
     return absl::InternalError("cannot raise the listen backlog");
   }
   std::printf(
-      "%s: %s, step %lld, from %s\n", kTool,
+      "%s: %s, step %lld, from %s; decoding on %s\n", kTool,
       infer::DescribeShape(served.model.shape, served.model.num_params).c_str(),
-      static_cast<long long>(served.model.step), served.model.source.c_str());
+      static_cast<long long>(served.model.step), served.model.source.c_str(),
+      decoder_name.c_str());
   std::printf("%s: listening on http://%s:%d\n", kTool, host.c_str(), bound);
   std::fflush(stdout);
   signals->Watch(&server);
