@@ -302,16 +302,27 @@ __global__ void __launch_bounds__(kThreads)
     float s[8][4];
     RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
     float tile_max[2] = {-INFINITY, -INFINITY};
+    // Only the diagonal tile has keys after a row (keys past T are after
+    // every row): the others skip the mask's arithmetic.
+    auto scale_scores = [&](auto masked) {
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
-        const int row = row_a + 8 * (i / 2);
-        const float v = key <= row ? s[nt][i] * scale_log2 : -INFINITY;
-        s[nt][i] = v;
-        tile_max[i / 2] = fmaxf(tile_max[i / 2], v);
+        for (int i = 0; i < 4; ++i) {
+          const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
+          const int row = row_a + 8 * (i / 2);
+          const float v = !decltype(masked)::value || key <= row
+                              ? s[nt][i] * scale_log2
+                              : -INFINITY;
+          s[nt][i] = v;
+          tile_max[i / 2] = fmaxf(tile_max[i / 2], v);
+        }
       }
+    };
+    if (kt == qb) {
+      scale_scores(std::true_type{});
+    } else {
+      scale_scores(std::false_type{});
     }
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -443,19 +454,29 @@ __global__ void __launch_bounds__(kThreads)
     float s[8][4], dp[8][4];
     RowsTimesTile<HS>(s, kf, q_tile[buf], nt_begin);
     RowsTimesTile<HS>(dp, vf, do_tile[buf], nt_begin);
+    // Queries before a key exist only on the diagonal tile, queries past T
+    // only on the last: the other tiles skip the mask's arithmetic.
+    auto probabilities = [&](auto masked) {
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int col = nt * 8 + 2 * at.t + (i & 1);
-        const int query = q0 + col;
-        const int key = key_a + 8 * (i / 2);
-        const float p = query >= key && query < T
-                            ? exp2f(s[nt][i] * scale_log2 - tile_lse[buf][col])
-                            : 0.0f;
-        s[nt][i] = p;
-        dp[nt][i] = p * (dp[nt][i] - tile_delta[buf][col]);  // dS^T / scale
+        for (int i = 0; i < 4; ++i) {
+          const int col = nt * 8 + 2 * at.t + (i & 1);
+          const int query = q0 + col;
+          const int key = key_a + 8 * (i / 2);
+          const float p =
+              !decltype(masked)::value || (query >= key && query < T)
+                  ? exp2f(s[nt][i] * scale_log2 - tile_lse[buf][col])
+                  : 0.0f;
+          s[nt][i] = p;
+          dp[nt][i] = p * (dp[nt][i] - tile_delta[buf][col]);  // dS^T / scale
+        }
       }
+    };
+    if (qt == kb || q0 + kTile > T) {
+      probabilities(std::true_type{});
+    } else {
+      probabilities(std::false_type{});
     }
     AccTimes<HS, kLdm>(dv, s, do_tile[buf], dot_tile,
                        nt_begin);                                // dV += P^T dO
@@ -524,17 +545,24 @@ __global__ void __launch_bounds__(kThreads, 3)  // <= 170 registers: 3 blocks/SM
     float s[8][4], dp[8][4];
     RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
     RowsTimesTile<HS>(dp, dof, v_tile[buf], 0, nt_end);  // dP = dO V^T
+    auto score_grads = [&](auto masked) {  // the mask: diagonal tile only
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
+      for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
-        const int r = i / 2;
-        const float p = key <= row_a + 8 * r
-                            ? exp2f(s[nt][i] * scale_log2 - row_lse[r])
-                            : 0.0f;
-        dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
+        for (int i = 0; i < 4; ++i) {
+          const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
+          const int r = i / 2;
+          const float p = !decltype(masked)::value || key <= row_a + 8 * r
+                              ? exp2f(s[nt][i] * scale_log2 - row_lse[r])
+                              : 0.0f;
+          dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
+        }
       }
+    };
+    if (kt == qb) {
+      score_grads(std::true_type{});
+    } else {
+      score_grads(std::false_type{});
     }
     AccTimes<HS, kLdm>(dq, dp, k_tile[buf], kt_tile, 0, nt_end);  // dQ += dS K
   }
