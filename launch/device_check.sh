@@ -157,6 +157,9 @@ group_bench() {
   # The attention kernels as the first H200 run measured them (transposed tile copies
   # instead of ldmatrix.trans), side by side; and the cost of an fp32 residual stream.
   GPT2_ATTENTION_LDMATRIX=0 bench bench_attn_tt_B16 16 --steps 5
+  # The lean backward kernels (own rows in shared memory: 3 and 4 blocks per SM instead
+  # of 2 and 3); the first bench's "attention kernels alone" table has them too.
+  GPT2_ATTENTION_LEAN=1 bench bench_attn_lean_B16 16 --steps 5
   bench bench_res32_B16 16 --steps 5 --residual_fp32
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||

@@ -347,6 +347,8 @@ AttentionKernels& KernelChoice() {
       return AttentionKernels::kPortable;
     AttentionKernels kernels = env_is("GPT2_ATTENTION_LDMATRIX", "0")
                                    ? AttentionKernels::kTransposedTiles
+                               : env_is("GPT2_ATTENTION_LEAN", "1")
+                                   ? AttentionKernels::kLeanBackward
                                    : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
@@ -361,7 +363,7 @@ AttentionKernels& KernelChoice() {
                      why.c_str());
         return AttentionKernels::kPortable;
       }
-      if (kernels == AttentionKernels::kAuto &&
+      if (kernels != AttentionKernels::kTransposedTiles &&
           !(why = CheckLdMatrixLayout()).empty()) {
         std::fprintf(stderr,
                      "gpt2: warning: ldmatrix self-check failed (%s): "
@@ -380,7 +382,13 @@ bool TensorCoresFor(DType dtype, int head_size) {
          tc::Supports(dtype, head_size);
 }
 
-bool Ldmatrix() { return KernelChoice() == AttentionKernels::kAuto; }
+bool Ldmatrix() {
+  return KernelChoice() == AttentionKernels::kAuto ||
+         KernelChoice() == AttentionKernels::kLeanBackward;
+}
+bool LeanBackward() {
+  return KernelChoice() == AttentionKernels::kLeanBackward;
+}
 
 // ...and for these tensors, which the kernels read 16 bytes at a time.
 bool UseTensorCores(DType dtype, int head_size,
@@ -399,6 +407,7 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
+  if (LeanBackward()) return "tensor-core-lean";
   return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
 
@@ -439,7 +448,8 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                             stream);
     if (tensor_cores) {
       return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
-                                   T, C, NH, Ldmatrix(), stream);
+                                   T, C, NH, Ldmatrix(), LeanBackward(),
+                                   stream);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {
@@ -557,15 +567,18 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
   time("delta (dout . out)", 2.0 * rows * C, [&] {
     LaunchAttentionDelta<bf16>(delta, dout, out, B, T, C, NH, stream);
   });
-  for (bool ldm : {true, false}) {
-    const std::string tag = ldm ? " (ldmatrix)" : " (transposed tiles)";
+  for (int version = 0; version < 3; ++version) {
+    const bool ldm = version < 2, lean = version == 1;
+    const std::string tag = version == 0   ? " (ldmatrix)"
+                            : version == 1 ? " (ldmatrix, lean)"
+                                           : " (transposed tiles)";
     time("dK, dV" + tag, 4 * product, [&] {
       tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, ldm,
-                            stream, tc::kKeyValuePart);
+                            lean, stream, tc::kKeyValuePart);
     });
     time("dQ" + tag, 3 * product, [&] {
       tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, ldm,
-                            stream, tc::kQueryPart);
+                            lean, stream, tc::kQueryPart);
     });
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));

@@ -48,13 +48,21 @@ class Scratch;
 // reading their streamed tiles through ldmatrix.trans; the portable kernels
 // otherwise. kTransposedTiles: the same tensor-core kernels making transposed
 // copies of those tiles instead (the version the first H200 run measured);
-// GPT2_ATTENTION_LDMATRIX=0 selects it at start-up. kPortable: always the
-// portable kernels; GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a
-// tensor-core bug on a new card.
-enum class AttentionKernels { kAuto, kTransposedTiles, kPortable };
+// GPT2_ATTENTION_LDMATRIX=0 selects it at start-up. kLeanBackward: kAuto
+// with backward kernels that keep their own rows in shared memory instead of
+// registers (more blocks per SM, the same results bit for bit);
+// GPT2_ATTENTION_LEAN=1 selects it. kPortable: always the portable kernels;
+// GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
+// card.
+enum class AttentionKernels {
+  kAuto,
+  kTransposedTiles,
+  kPortable,
+  kLeanBackward
+};
 void SetAttentionKernels(AttentionKernels kernels);
-// "tensor-core", "tensor-core-tt" (transposed tiles) or "portable": what a
-// call with these arguments runs.
+// "tensor-core", "tensor-core-lean", "tensor-core-tt" (transposed tiles) or
+// "portable": what a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
 
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
@@ -66,9 +74,9 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 // For benchmarks: times each attention kernel alone (CUDA events, median of
 // `reps` launches after one warm-up) on random bf16 inputs of one layer at
 // B, T, C, NH: the tensor-core forward, the delta sums and the two backward
-// kernels, each with ldmatrix and with transposed tiles. flops counts the
-// kernel's own products (causal: about half the scores), so a kernel that
-// recomputes is charged for it. Empty where the tensor-core kernels do not
+// kernels, each with ldmatrix, lean (backward) and with transposed tiles. flops
+// counts the kernel's own products (causal: about half the scores), so a kernel
+// that recomputes is charged for it. Empty where the tensor-core kernels do not
 // apply (dtype, head size, device).
 struct AttentionKernelTime {
   std::string kernel;

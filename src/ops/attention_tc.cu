@@ -164,6 +164,40 @@ __device__ __forceinline__ void RowsTimesTile(float (&s)[8][4],
   }
 }
 
+// RowsTimesTile with A read from shared memory (the warp's 16 rows, `rows`
+// pointing at the first, rows HS + kPad long) one k-step at a time instead of
+// held in registers: the same products in the same order (each accumulator
+// still adds k-steps 0, 1, ... in turn), so the same sums, bit for bit.
+template <int HS>
+__device__ __forceinline__ void RowsTimesTileShared(float (&s)[8][4],
+                                                    const bf16* rows,
+                                                    const bf16* tile,
+                                                    int nt_begin = 0,
+                                                    int nt_end = 8) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt)
+    s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+  for (int ks = 0; ks < HS / 16; ++ks) {
+    uint32_t a[4];
+    LoadA<HS + kPad>(a, rows, 0, ks * 16);
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      if (nt < nt_begin || nt >= nt_end) continue;
+      uint32_t b[2];
+      LoadB<HS + kPad>(b, tile, nt * 8, ks * 16);
+      MmaBf16(s[nt], a, b);
+    }
+  }
+}
+
+// Dynamic shared memory of a lean backward kernel: two double-buffered
+// streamed tiles and the block's own 64 rows of two tensors.
+template <int HS>
+constexpr int LeanSharedBytes() {
+  return (4 * kTile + 2 * kRows) * (HS + kPad) * static_cast<int>(sizeof(bf16));
+}
+
 // acc (16 x HS) += p (16 x 64, accumulators) times the streamed side's 64
 // rows; 16-column chunks of p outside the 8-column tiles [nt_begin, nt_end)
 // are zero and skipped. kLdm: from the rows as stored (rows[key][d], HS + kPad
@@ -376,21 +410,44 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // dK and dV for one block of 64 keys, over the queries at or after them.
-template <int HS, bool kLdm>
-__global__ void __launch_bounds__(kThreads)
+// kLean: the block's keys and values stay in shared memory and are read as A
+// fragments each tile (not held in 32 registers a thread), for 3 blocks per
+// SM instead of 2; the same arithmetic.
+template <int HS, bool kLdm, bool kLean>
+__global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                            const float* lse, const float* delta, int T, int C,
                            int NH, float scale) {
+  static_assert(kLdm || !kLean, "the lean kernels stream through ldmatrix");
   constexpr int S = HS + kPad;
   // kLdm: Q and dO as rows, two of each (the next pair loads while this one
   // is used); else also transposed copies, all loaded in turn.
   constexpr int kBufs = kLdm ? 2 : 1;
-  constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
-  __shared__ __align__(16) bf16 q_tile[kBufs][kTile * S];
-  __shared__ __align__(16) bf16 do_tile[kBufs][kTile * S];
-  __shared__ __align__(16) bf16 qt_tile[kTransposed];
-  __shared__ __align__(16) bf16 dot_tile[kTransposed];
   __shared__ float tile_lse[kBufs][kTile], tile_delta[kBufs][kTile];
+  bf16 *q_tile[kBufs], *do_tile[kBufs], *qt_tile = nullptr, *dot_tile = nullptr;
+  bf16 *k_rows = nullptr, *v_rows = nullptr;  // kLean
+  if constexpr (kLean) {
+    GPT2_EXTERN_SHARED(uint4, lean_tiles);  // LeanSharedBytes<HS>()
+    bf16* base = reinterpret_cast<bf16*>(lean_tiles);
+    for (int b = 0; b < kBufs; ++b) {
+      q_tile[b] = base + b * kTile * S;
+      do_tile[b] = base + (kBufs + b) * kTile * S;
+    }
+    k_rows = base + 2 * kBufs * kTile * S;
+    v_rows = k_rows + kRows * S;
+  } else {
+    constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
+    __shared__ __align__(16) bf16 q_s[kBufs][kTile * S];
+    __shared__ __align__(16) bf16 do_s[kBufs][kTile * S];
+    __shared__ __align__(16) bf16 qt_s[kTransposed];
+    __shared__ __align__(16) bf16 dot_s[kTransposed];
+    for (int b = 0; b < kBufs; ++b) {
+      q_tile[b] = q_s[b];
+      do_tile[b] = do_s[b];
+    }
+    qt_tile = qt_s;
+    dot_tile = dot_s;
+  }
   const Place at = PlaceOf<HS>(T, C, NH);
   const int kb = blockIdx.x;  // low key blocks see the most queries: first
   const bf16* q = qkv + at.qkv;
@@ -416,18 +473,27 @@ __global__ void __launch_bounds__(kThreads)
     }
   };
 
-  // The at.warp's keys and values as A fragments, staged through the last
-  // buffers (the first query tile goes to buffer 0 meanwhile).
-  LoadRows<HS>(q_tile[kBufs - 1], q + C, at.stride, kb * kRows, T);
-  LoadRows<HS>(do_tile[kBufs - 1], q + 2 * C, at.stride, kb * kRows, T);
-  if constexpr (kLdm) {
+  // The at.warp's keys and values: kept in shared memory (kLean), or as A
+  // fragments staged through the last buffers (the first query tile goes to
+  // buffer 0 meanwhile).
+  uint32_t kf[kLean ? 1 : HS / 16][4], vf[kLean ? 1 : HS / 16][4];
+  if constexpr (kLean) {
+    LoadRows<HS>(k_rows, q + C, at.stride, kb * kRows, T);
+    LoadRows<HS>(v_rows, q + 2 * C, at.stride, kb * kRows, T);
     load_tile(kb, 0);
     CpAsyncCommit();
+    __syncthreads();
+  } else {
+    LoadRows<HS>(q_tile[kBufs - 1], q + C, at.stride, kb * kRows, T);
+    LoadRows<HS>(do_tile[kBufs - 1], q + 2 * C, at.stride, kb * kRows, T);
+    if constexpr (kLdm) {
+      load_tile(kb, 0);
+      CpAsyncCommit();
+    }
+    __syncthreads();
+    LoadWarpRows<HS>(kf, q_tile[kBufs - 1]);
+    LoadWarpRows<HS>(vf, do_tile[kBufs - 1]);
   }
-  __syncthreads();
-  uint32_t kf[HS / 16][4], vf[HS / 16][4];
-  LoadWarpRows<HS>(kf, q_tile[kBufs - 1]);
-  LoadWarpRows<HS>(vf, do_tile[kBufs - 1]);
 
   float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
   const int key_a =
@@ -452,8 +518,15 @@ __global__ void __launch_bounds__(kThreads)
     // at.warp) see none of its keys: those 8-query tiles are skipped.
     const int nt_begin = qt == kb ? 2 * at.warp : 0;
     float s[8][4], dp[8][4];
-    RowsTimesTile<HS>(s, kf, q_tile[buf], nt_begin);
-    RowsTimesTile<HS>(dp, vf, do_tile[buf], nt_begin);
+    if constexpr (kLean) {
+      RowsTimesTileShared<HS>(s, k_rows + at.warp * 16 * S, q_tile[buf],
+                              nt_begin);
+      RowsTimesTileShared<HS>(dp, v_rows + at.warp * 16 * S, do_tile[buf],
+                              nt_begin);
+    } else {
+      RowsTimesTile<HS>(s, kf, q_tile[buf], nt_begin);
+      RowsTimesTile<HS>(dp, vf, do_tile[buf], nt_begin);
+    }
     // Queries before a key exist only on the diagonal tile, queries past T
     // only on the last: the other tiles skip the mask's arithmetic.
     auto probabilities = [&](auto masked) {
@@ -487,38 +560,62 @@ __global__ void __launch_bounds__(kThreads)
   StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
 }
 
-// dQ for one block of 64 queries, over the keys at or before them.
-template <int HS, bool kLdm>
-__global__ void __launch_bounds__(kThreads, 3)  // <= 170 registers: 3 blocks/SM
+// dQ for one block of 64 queries, over the keys at or before them. kLean:
+// the block's queries and output gradients stay in shared memory (read as A
+// fragments each tile), for 4 blocks per SM instead of 3.
+template <int HS, bool kLdm, bool kLean>
+__global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
     BackwardQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
+  static_assert(kLdm || !kLean, "the lean kernels stream through ldmatrix");
   constexpr int S = HS + kPad;
   // kLdm: K and V as rows, two of each (the next pair loads while this one is
   // used); else also K transposed, all loaded in turn.
   constexpr int kBufs = kLdm ? 2 : 1;
-  __shared__ __align__(16) bf16 k_tile[kBufs][kTile * S];
-  __shared__ __align__(16) bf16 v_tile[kBufs][kTile * S];
-  __shared__ __align__(16) bf16 kt_tile[kLdm ? 8 : HS * kTileT];
+  bf16 *k_tile[kBufs], *v_tile[kBufs], *kt_tile = nullptr;
+  bf16 *q_rows = nullptr, *do_rows = nullptr;  // kLean
+  if constexpr (kLean) {
+    GPT2_EXTERN_SHARED(uint4, lean_tiles);  // LeanSharedBytes<HS>()
+    bf16* base = reinterpret_cast<bf16*>(lean_tiles);
+    for (int b = 0; b < kBufs; ++b) {
+      k_tile[b] = base + b * kTile * S;
+      v_tile[b] = base + (kBufs + b) * kTile * S;
+    }
+    q_rows = base + 2 * kBufs * kTile * S;
+    do_rows = q_rows + kRows * S;
+  } else {
+    __shared__ __align__(16) bf16 k_s[kBufs][kTile * S];
+    __shared__ __align__(16) bf16 v_s[kBufs][kTile * S];
+    __shared__ __align__(16) bf16 kt_s[kLdm ? 8 : HS * kTileT];
+    for (int b = 0; b < kBufs; ++b) {
+      k_tile[b] = k_s[b];
+      v_tile[b] = v_s[b];
+    }
+    kt_tile = kt_s;
+  }
   const Place at = PlaceOf<HS>(T, C, NH);
   const int qb = gridDim.x - 1 - blockIdx.x;
   const bf16* q = qkv + at.qkv;
   const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
 
-  // The at.warp's queries and output gradients as A fragments, staged through
-  // the last buffers (the first key tile goes to buffer 0 meanwhile).
-  LoadRows<HS>(k_tile[kBufs - 1], q, at.stride, qb * kRows, T);
-  LoadRows<HS>(v_tile[kBufs - 1], dy, C, qb * kRows, T);
+  // The at.warp's queries and output gradients: kept in shared memory
+  // (kLean), or as A fragments staged through the last buffers (the first key
+  // tile goes to buffer 0 meanwhile).
+  uint32_t qf[kLean ? 1 : HS / 16][4], dof[kLean ? 1 : HS / 16][4];
+  LoadRows<HS>(kLean ? q_rows : k_tile[kBufs - 1], q, at.stride, qb * kRows, T);
+  LoadRows<HS>(kLean ? do_rows : v_tile[kBufs - 1], dy, C, qb * kRows, T);
   if constexpr (kLdm) {
     LoadRowsAsync<HS>(k_tile[0], q + C, at.stride, 0, T);
     LoadRowsAsync<HS>(v_tile[0], q + 2 * C, at.stride, 0, T);
     CpAsyncCommit();
   }
   __syncthreads();
-  uint32_t qf[HS / 16][4], dof[HS / 16][4];
-  LoadWarpRows<HS>(qf, k_tile[kBufs - 1]);
-  LoadWarpRows<HS>(dof, v_tile[kBufs - 1]);
+  if constexpr (!kLean) {
+    LoadWarpRows<HS>(qf, k_tile[kBufs - 1]);
+    LoadWarpRows<HS>(dof, v_tile[kBufs - 1]);
+  }
   const int row_a = qb * kRows + at.warp * 16 + at.g;
   float row_lse[2], row_delta[2];
 #pragma unroll
@@ -542,9 +639,16 @@ __global__ void __launch_bounds__(kThreads, 3)  // <= 170 registers: 3 blocks/SM
       __syncthreads();
     }
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;  // as in the forward
-    float s[8][4], dp[8][4];
-    RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
-    RowsTimesTile<HS>(dp, dof, v_tile[buf], 0, nt_end);  // dP = dO V^T
+    float s[8][4], dp[8][4];                            // dP = dO V^T
+    if constexpr (kLean) {
+      RowsTimesTileShared<HS>(s, q_rows + at.warp * 16 * S, k_tile[buf], 0,
+                              nt_end);
+      RowsTimesTileShared<HS>(dp, do_rows + at.warp * 16 * S, v_tile[buf], 0,
+                              nt_end);
+    } else {
+      RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
+      RowsTimesTile<HS>(dp, dof, v_tile[buf], 0, nt_end);
+    }
     auto score_grads = [&](auto masked) {  // the mask: diagonal tile only
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
@@ -614,35 +718,55 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       bool ldmatrix, CUstream_st* stream, int parts) {
+                       bool ldmatrix, bool lean, CUstream_st* stream,
+                       int parts) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
-  auto launch = [&](auto head, auto ldm) {
+  auto launch = [&](auto head, auto ldm, auto lean_tag) {
     constexpr int kHs = decltype(head)::value;
     constexpr bool kLdm = decltype(ldm)::value;
+    constexpr bool kLean = decltype(lean_tag)::value;
+    constexpr int kShared = kLean ? LeanSharedBytes<kHs>() : 0;
+    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean>;
+    auto* query = &BackwardQueryKernel<kHs, kLdm, kLean>;
+    if constexpr (kLean) {
+      // Above the 48 KiB a block gets without asking; once per kernel.
+      static const bool allowed = [&] {
+        for (const void* kernel : {reinterpret_cast<const void*>(kv),
+                                   reinterpret_cast<const void*>(query)}) {
+          CheckLaunch(
+              cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
+              "tc lean backward (shared memory size)");
+        }
+        return true;
+      }();
+      (void)allowed;
+    }
     if (parts & kKeyValuePart) {
-      CheckLaunch(
-          GPT2_LAUNCH((BackwardKeyValueKernel<kHs, kLdm>), grid, kThreads, 0,
-                      stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                      lse, delta, T, C, NH, scale),
-          "tc::BackwardKeyValueKernel");
+      CheckLaunch(GPT2_LAUNCH(kv, grid, kThreads, kShared, stream,
+                              Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                              lse, delta, T, C, NH, scale),
+                  "tc::BackwardKeyValueKernel");
     }
     if (parts & kQueryPart) {
-      CheckLaunch(GPT2_LAUNCH((BackwardQueryKernel<kHs, kLdm>), grid, kThreads,
-                              0, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                              Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+      CheckLaunch(GPT2_LAUNCH(query, grid, kThreads, kShared, stream,
+                              Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                              lse, delta, T, C, NH, scale),
                   "tc::BackwardQueryKernel");
     }
   };
-  DispatchInt<16, 32, 64>(hs, "tensor-core attention (head size)",
-                          [&](auto head) {
-                            if (ldmatrix) {
-                              launch(head, std::true_type{});
-                            } else {
-                              launch(head, std::false_type{});
-                            }
-                          });
+  DispatchInt<16, 32, 64>(
+      hs, "tensor-core attention (head size)", [&](auto head) {
+        if (ldmatrix && lean) {
+          launch(head, std::true_type{}, std::true_type{});
+        } else if (ldmatrix) {
+          launch(head, std::true_type{}, std::false_type{});
+        } else {
+          launch(head, std::false_type{}, std::false_type{});
+        }
+      });
 }
 
 }  // namespace gpt2::cuda::tc

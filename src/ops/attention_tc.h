@@ -24,9 +24,12 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 // parts: which of the two kernels run (both for the op; one at a time for
 // ProfileAttentionKernels).
 enum BackwardParts { kKeyValuePart = 1, kQueryPart = 2, kBothParts = 3 };
+// lean (with ldmatrix): the backward kernels read the block's own rows from
+// shared memory each tile instead of holding them in registers (more blocks
+// per SM; the same results, bit for bit).
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       bool ldmatrix, CUstream_st* stream,
+                       bool ldmatrix, bool lean, CUstream_st* stream,
                        int parts = kBothParts);
 
 }  // namespace gpt2::cuda::tc

@@ -583,7 +583,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const int B = 1, T = 70, C = 64, NH = 2;
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 7u);
+  ASSERT_EQ(times.size(), 9u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -594,6 +594,8 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   EXPECT_EQ(flops["forward (transposed tiles)"], 2 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix)"], 4 * product);
   EXPECT_EQ(flops["dQ (transposed tiles)"], 3 * product);
+  EXPECT_EQ(flops["dK, dV (ldmatrix, lean)"], 4 * product);
+  EXPECT_EQ(flops["dQ (ldmatrix, lean)"], 3 * product);
   EXPECT_EQ(flops["delta (dout . out)"], 2.0 * B * T * C);
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
@@ -613,6 +615,7 @@ TEST_P(CudaOps, AttentionPeaked) {
       bf16 ? Tolerance{2e-2, 2e-2} : Tolerance{1e-4, 1e-4};
   for (auto kernels :
        {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kTransposedTiles,
+        cuda::AttentionKernels::kLeanBackward,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -627,6 +630,9 @@ TEST_P(CudaOps, AttentionPeaked) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "tensor-core");
       } else if (bf16 && kernels == cuda::AttentionKernels::kTransposedTiles) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "tensor-core-tt");
+      } else if (bf16 && kernels == cuda::AttentionKernels::kLeanBackward) {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
+                     "tensor-core-lean");
       } else {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "portable");
       }
@@ -659,6 +665,36 @@ TEST_P(CudaOps, AttentionPeaked) {
       ExpectNear(Download(g_dqkv, "dqkv"), Download(c_dqkv, "c"), grad_tol.rtol,
                  grad_tol.atol, where + "dqkv");
     }
+  }
+  cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+}
+
+// The lean backward kernels (own rows in shared memory) compute what the
+// register ones do, in the same order: the same bits.
+TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  for (auto [B, T, C, NH] :
+       {std::tuple{1, 130, 128, 2}, std::tuple{2, 64, 32, 2},
+        std::tuple{1, 100, 32, 2}}) {
+    auto qkv = Random(B * T * 3 * C, 61, 1.5), dout = Random(B * T * C, 62);
+    auto g_qkv = Gpu(qkv), g_dout = Gpu(dout);
+    auto g_out = Gpu(std::vector<double>(B * T * C));
+    auto g_lse = GpuF32(std::vector<double>(B * NH * T));
+    cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+    cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
+    std::vector<double> grads[2];
+    for (int lean = 0; lean < 2; ++lean) {
+      cuda::SetAttentionKernels(lean ? cuda::AttentionKernels::kLeanBackward
+                                     : cuda::AttentionKernels::kAuto);
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, 63 + lean));
+      cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
+                               g_lse.view, B, T, C, NH);
+      grads[lean] = Download(g_dqkv, "dqkv");
+    }
+    int differ = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      differ += grads[0][i] != grads[1][i];
+    EXPECT_EQ(differ, 0) << "T=" << T << " hs=" << C / NH;
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
