@@ -157,8 +157,9 @@ group_bench() {
   # The attention kernels as the first H200 run measured them (transposed tile copies
   # instead of ldmatrix.trans), side by side; and the cost of an fp32 residual stream.
   GPT2_ATTENTION_LDMATRIX=0 bench bench_attn_tt_B16 16 --steps 5
-  # The lean backward kernels (own rows in shared memory: 3 and 4 blocks per SM instead
-  # of 2 and 3); the first bench's "attention kernels alone" table has them too.
+  # The lean backward kernels forced (own rows in shared memory: 3 and 4 blocks per SM
+  # instead of 2 and 3; unforced, the first backward times both versions and keeps the
+  # faster); the first bench's "attention kernels alone" table has both too.
   GPT2_ATTENTION_LEAN=1 bench bench_attn_lean_B16 16 --steps 5
   bench bench_res32_B16 16 --steps 5 --residual_fp32
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
@@ -166,7 +167,7 @@ group_bench() {
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
     run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
       --seq_len 1024 --steps 10 --no_compile
-  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^pytorch reference" \
+  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention backward kernels chosen|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 

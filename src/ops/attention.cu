@@ -349,6 +349,8 @@ AttentionKernels& KernelChoice() {
                                    ? AttentionKernels::kTransposedTiles
                                : env_is("GPT2_ATTENTION_LEAN", "1")
                                    ? AttentionKernels::kLeanBackward
+                               : env_is("GPT2_ATTENTION_LEAN", "0")
+                                   ? AttentionKernels::kRegisterBackward
                                    : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
@@ -383,11 +385,61 @@ bool TensorCoresFor(DType dtype, int head_size) {
 }
 
 bool Ldmatrix() {
-  return KernelChoice() == AttentionKernels::kAuto ||
-         KernelChoice() == AttentionKernels::kLeanBackward;
+  const AttentionKernels k = KernelChoice();
+  return k == AttentionKernels::kAuto || k == AttentionKernels::kLeanBackward ||
+         k == AttentionKernels::kRegisterBackward;
 }
 bool LeanBackward() {
   return KernelChoice() == AttentionKernels::kLeanBackward;
+}
+
+std::string& AutoChoiceNote() {
+  static std::string note;
+  return note;
+}
+
+// kAuto's backward version: both timed once, on the first call's tensors
+// (which the real call then overwrites), the faster kept. Not in the
+// emulator (its clock says nothing of a GPU) nor inside a graph capture.
+bool AutoLeanBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
+                      const float* delta, int B, int T, int C, int NH,
+                      CUstream_st* stream) {
+  static int choice = -1;  // 0: registers, 1: lean
+  if (choice >= 0) return choice == 1;
+#if defined(GPT2_CUDA_EMULATED)
+  choice = 0;
+  return false;
+#else
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess ||
+      capture != cudaStreamCaptureStatusNone) {
+    return false;
+  }
+  cudaEvent_t start = nullptr, end = nullptr;
+  GPT2_CUDA_CHECK(cudaEventCreate(&start));
+  GPT2_CUDA_CHECK(cudaEventCreate(&end));
+  float ms[2] = {0.0f, 0.0f};
+  for (int pass = 0; pass < 2; ++pass) {  // a warm-up, then the timed one
+    for (int lean = 0; lean < 2; ++lean) {
+      GPT2_CUDA_CHECK(cudaEventRecord(start, stream));
+      tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                            /*ldmatrix=*/true, lean == 1, stream);
+      GPT2_CUDA_CHECK(cudaEventRecord(end, stream));
+      GPT2_CUDA_CHECK(cudaEventSynchronize(end));
+      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms[lean], start, end));
+    }
+  }
+  GPT2_CUDA_CHECK(cudaEventDestroy(start));
+  GPT2_CUDA_CHECK(cudaEventDestroy(end));
+  choice = ms[1] < ms[0] ? 1 : 0;
+  char note[160];
+  std::snprintf(note, sizeof(note),
+                "%s (%.3f ms against %.3f ms with %s, one layer, B=%d T=%d)",
+                choice == 1 ? "lean" : "registers", ms[choice], ms[1 - choice],
+                choice == 1 ? "registers" : "lean", B, T);
+  AutoChoiceNote() = note;
+  return choice == 1;
+#endif
 }
 
 // ...and for these tensors, which the kernels read 16 bytes at a time.
@@ -402,6 +454,8 @@ bool UseTensorCores(DType dtype, int head_size,
 }  // namespace
 
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
+
+std::string AttentionBackwardChoice() { return AutoChoiceNote(); }
 
 const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
@@ -447,9 +501,12 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
     LaunchAttentionDelta<F>(delta, Ptr<F>(dout), Ptr<F>(out), B, T, C, NH,
                             stream);
     if (tensor_cores) {
+      const bool lean = KernelChoice() == AttentionKernels::kAuto
+                            ? AutoLeanBackward(dqkv, dout, qkv, Ptr<float>(lse),
+                                               delta, B, T, C, NH, stream)
+                            : LeanBackward();
       return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
-                                   T, C, NH, Ldmatrix(), LeanBackward(),
-                                   stream);
+                                   T, C, NH, Ldmatrix(), lean, stream);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {

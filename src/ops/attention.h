@@ -48,22 +48,30 @@ class Scratch;
 // reading their streamed tiles through ldmatrix.trans; the portable kernels
 // otherwise. kTransposedTiles: the same tensor-core kernels making transposed
 // copies of those tiles instead (the version the first H200 run measured);
-// GPT2_ATTENTION_LDMATRIX=0 selects it at start-up. kLeanBackward: kAuto
-// with backward kernels that keep their own rows in shared memory instead of
-// registers (more blocks per SM, the same results bit for bit);
-// GPT2_ATTENTION_LEAN=1 selects it. kPortable: always the portable kernels;
-// GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
-// card.
+// GPT2_ATTENTION_LDMATRIX=0 selects it at start-up. The ldmatrix backward
+// comes in two versions that give the same results bit for bit: kernels
+// holding the block's own rows in registers, or "lean" ones keeping them in
+// shared memory (more blocks per SM). kAuto times both on the first
+// tensor-core backward of the process (one launch each after a warm-up) and
+// keeps the faster (AttentionBackwardChoice says which);
+// kRegisterBackward / kLeanBackward fix the choice (GPT2_ATTENTION_LEAN=0 /
+// 1). kPortable: always the portable kernels; GPT2_PORTABLE_ATTENTION=1
+// selects it, to isolate a tensor-core bug on a new card.
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
   kPortable,
-  kLeanBackward
+  kLeanBackward,
+  kRegisterBackward
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-tt" (transposed tiles) or
 // "portable": what a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
+// How kAuto chose its backward kernels, e.g. "lean (0.84 ms against 1.02 ms
+// with registers, one layer, B=16 T=1024)"; empty before the first
+// tensor-core backward, in the emulator, or when the choice was fixed.
+std::string AttentionBackwardChoice();
 
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,

@@ -296,6 +296,9 @@ double BenchTrainStep(bool print, int local_rank = 0) {
                                       B, T, shape.channels, shape.num_heads, 5,
                                       backend->cuda_stream())
                                 : std::vector<cuda::AttentionKernelTime>{};
+      const std::string choice = cuda::AttentionBackwardChoice();
+      if (!choice.empty())
+        std::printf("attention backward kernels chosen: %s\n", choice.c_str());
       if (!kernels.empty()) {
         std::printf(
             "attention kernels alone, one layer (median of 5; x%d layers):\n",

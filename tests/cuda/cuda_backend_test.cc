@@ -684,8 +684,9 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
     cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
     std::vector<double> grads[2];
     for (int lean = 0; lean < 2; ++lean) {
-      cuda::SetAttentionKernels(lean ? cuda::AttentionKernels::kLeanBackward
-                                     : cuda::AttentionKernels::kAuto);
+      cuda::SetAttentionKernels(
+          lean ? cuda::AttentionKernels::kLeanBackward
+               : cuda::AttentionKernels::kRegisterBackward);
       auto g_dqkv = Gpu(Random(B * T * 3 * C, 63 + lean));
       cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
                                g_lse.view, B, T, C, NH);
