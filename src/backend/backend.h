@@ -197,6 +197,33 @@ class Backend {
     RunResidualLayerNormForward(residual_out, out, mean, rstd, a, b, weight,
                                 bias, N, C);
   }
+  // Decoding's fusion of a residual add, the LayerNorm after it and the
+  // matmul reading it: residual_out = a + b, then out = LayerNorm(residual_out;
+  // ln_w, ln_b) weight^T + bias; with gelu_out, out is the pre-activation and
+  // gelu_out its GELU (as MatmulGeluForward). ln (N, C), mean and rstd (N) are
+  // scratch for backends that run the steps one by one; their contents
+  // afterwards are unspecified.
+  void ResidualLayerNormMatmul(Tensor residual_out, Tensor out, Tensor gelu_out,
+                               Tensor ln, Tensor mean, Tensor rstd, Tensor a,
+                               Tensor b, Tensor ln_w, Tensor ln_b,
+                               Tensor weight, Tensor bias, int64_t N, int C,
+                               int OC) {
+    CheckSize(residual_out, N * C, "residual_ln_matmul residual_out");
+    CheckSize(a, N * C, "residual_ln_matmul a");
+    CheckSize(b, N * C, "residual_ln_matmul b");
+    CheckSize(ln, N * C, "residual_ln_matmul ln");
+    CheckSize(mean, N, "residual_ln_matmul mean");
+    CheckSize(rstd, N, "residual_ln_matmul rstd");
+    CheckSize(ln_w, C, "residual_ln_matmul ln_w");
+    CheckSize(ln_b, C, "residual_ln_matmul ln_b");
+    CheckSize(out, N * OC, "residual_ln_matmul out");
+    if (gelu_out.data != nullptr)
+      CheckSize(gelu_out, N * OC, "residual_ln_matmul gelu_out");
+    CheckSize(weight, int64_t{OC} * C, "residual_ln_matmul weight");
+    if (bias.data != nullptr) CheckSize(bias, OC, "residual_ln_matmul bias");
+    RunResidualLayerNormMatmul(residual_out, out, gelu_out, ln, mean, rstd, a,
+                               b, ln_w, ln_b, weight, bias, N, C, OC);
+  }
   void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                         int NH) {
     CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
@@ -341,6 +368,20 @@ class Backend {
                                            int64_t N, int C) {
     RunResidualForward(residual_out, a, b);
     RunLayerNormForward(out, mean, rstd, residual_out, weight, bias, N, C);
+  }
+  virtual void RunResidualLayerNormMatmul(Tensor residual_out, Tensor out,
+                                          Tensor gelu_out, Tensor ln,
+                                          Tensor mean, Tensor rstd, Tensor a,
+                                          Tensor b, Tensor ln_w, Tensor ln_b,
+                                          Tensor weight, Tensor bias, int64_t N,
+                                          int C, int OC) {
+    RunResidualLayerNormForward(residual_out, ln, mean, rstd, a, b, ln_w, ln_b,
+                                N, C);
+    if (gelu_out.data != nullptr) {
+      RunMatmulGeluForward(out, gelu_out, ln, weight, bias, N, C, OC);
+    } else {
+      RunMatmulForward(out, ln, weight, bias, N, C, OC);
+    }
   }
   virtual void RunAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B,
                                    int T, int C, int NH) = 0;

@@ -224,6 +224,22 @@ class CudaBackend final : public Backend {
 #endif
     cuda::MatmulForward(out, inp, weight, bias, N, C, OC, stream_);
   }
+  void RunResidualLayerNormMatmul(Tensor residual_out, Tensor out,
+                                  Tensor gelu_out, Tensor ln, Tensor mean,
+                                  Tensor rstd, Tensor a, Tensor b, Tensor ln_w,
+                                  Tensor ln_b, Tensor weight, Tensor bias,
+                                  int64_t N, int C, int OC) override {
+    if (N <= cuda::kSkinnyMaxRows) {  // decoding: one launch
+      const cuda::SkinnyLayerNorm fused{residual_out, a, b, ln_w, ln_b};
+      OpTimer timer(this, "residual_ln_matmul");
+      if (cuda::SkinnyMatmulForward(out, gelu_out, Tensor{}, weight, bias, N, C,
+                                    OC, stream_, &fused))
+        return;
+    }
+    Backend::RunResidualLayerNormMatmul(residual_out, out, gelu_out, ln, mean,
+                                        rstd, a, b, ln_w, ln_b, weight, bias, N,
+                                        C, OC);
+  }
   void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                          Tensor inp, Tensor weight, int64_t N, int C, int OC,
                          bool accumulate_dinp) override {

@@ -223,36 +223,42 @@ class BackendDecoder final : public Decoder {
     // The fused ops (the same as training's): each residual add with the
     // LayerNorm after it, the MLP's GELU with its matmul. Fewer launches per
     // token matter at batch 1.
+    // Each residual add's LayerNorm is fused, in turn, into the matmul that
+    // reads it (ResidualLayerNormMatmul): 5 launches per layer.
     const int L = shape_.num_layers;
     backend_->LayerNormForward(ln, mean, rstd, x, Param(kLn1w, 0),
                                Param(kLn1b, 0), B, C);
+    backend_->MatmulForward(qkv, ln, Param(kQkvw, 0), Param(kQkvb, 0), B, C,
+                            3 * C);
+    const Tensor logits =
+        logits_dev_.Slice(0, int64_t{B} * shape_.padded_vocab_size);
     for (int l = 0; l < L; ++l) {
-      backend_->MatmulForward(qkv, ln, Param(kQkvw, l), Param(kQkvb, l), B, C,
-                              3 * C);
       const int64_t layer_cache = l * max_batch_ * T * C;
       backend_->AttentionDecode(atty, k_cache_.Slice(layer_cache, B * T * C),
                                 v_cache_.Slice(layer_cache, B * T * C), qkv, B,
                                 static_cast<int>(T), position_dev_, C, NH);
       backend_->MatmulForward(branch, atty, Param(kAttprojw, l),
                               Param(kAttprojb, l), B, C, C);
-      backend_->ResidualLayerNormForward(x2, ln, mean, rstd, x, branch,
-                                         Param(kLn2w, l), Param(kLn2b, l), B,
-                                         C);
-      backend_->MatmulGeluForward(fch, fch_gelu, ln, Param(kFcw, l),
-                                  Param(kFcb, l), B, C, 4 * C);
+      // x2 = x + branch, LayerNorm 2, the MLP's first matmul and GELU.
+      backend_->ResidualLayerNormMatmul(
+          x2, fch, fch_gelu, ln, mean, rstd, x, branch, Param(kLn2w, l),
+          Param(kLn2b, l), Param(kFcw, l), Param(kFcb, l), B, C, 4 * C);
       backend_->MatmulForward(branch, fch_gelu, Param(kFcprojw, l),
                               Param(kFcprojb, l), B, 4 * C, C);
-      // x = x2 + branch, then the next LayerNorm (the final one after the
-      // last layer).
-      const bool last = l + 1 == L;
-      backend_->ResidualLayerNormForward(
-          x, ln, mean, rstd, x2, branch,
-          last ? Param(kLnfw) : Param(kLn1w, l + 1),
-          last ? Param(kLnfb) : Param(kLn1b, l + 1), B, C);
+      // x = x2 + branch, then the next layer's LayerNorm 1 and qkv matmul;
+      // after the last layer, the final LayerNorm and the logits.
+      if (l + 1 < L) {
+        backend_->ResidualLayerNormMatmul(
+            x, qkv, Tensor{}, ln, mean, rstd, x2, branch, Param(kLn1w, l + 1),
+            Param(kLn1b, l + 1), Param(kQkvw, l + 1), Param(kQkvb, l + 1), B, C,
+            3 * C);
+      } else {
+        backend_->ResidualLayerNormMatmul(x, logits, Tensor{}, ln, mean, rstd,
+                                          x2, branch, Param(kLnfw),
+                                          Param(kLnfb), Param(kWte), Tensor{},
+                                          B, C, shape_.padded_vocab_size);
+      }
     }
-    backend_->MatmulForward(
-        logits_dev_.Slice(0, int64_t{B} * shape_.padded_vocab_size), ln,
-        Param(kWte), Tensor{}, B, C, shape_.padded_vocab_size);
   }
 
   // Logits to the host as floats, padded entries -inf, converted straight

@@ -67,17 +67,80 @@ void Gemm(CUstream_st* stream, T* c, const T* a, const T* b, const T* bias,
 // unsplit) over every SM.
 // With `gelu_out`, `out` holds the pre-activation (rounded to T) and gelu_out
 // its GELU, as MatmulForward followed by GeluForward would.
+// With a prologue (pro.a set), the input rows are made first, by every block
+// into its shared memory: residual = a + b (rounded to T; block 0 stores it
+// to pro.residual_out) and inp = LayerNorm(residual; pro.ln_w, pro.ln_b), the
+// arithmetic of the packed LayerNorm forward; decoding then needs no
+// LayerNorm launch between its matmuls.
 constexpr int kSkinnyWarps = 8;
+
+template <typename T>
+struct SkinnyPrologue {
+  T* residual_out = nullptr;
+  const T* a = nullptr;  // null: no prologue
+  const T* b = nullptr;
+  const T* ln_w = nullptr;
+  const T* ln_b = nullptr;
+};
+
+// Row `row` of the prologue into `x` (C values of T), by one warp.
+template <typename T>
+__device__ __forceinline__ void SkinnyPrologueRow(T* x,
+                                                  const SkinnyPrologue<T>& pro,
+                                                  int row, int C) {
+  constexpr int kN = Pack16<T>::kN;
+  const int lane = threadIdx.x % 32;
+  const int64_t base = int64_t{row} * C;
+  float sum = 0.0f;
+  for (int k = lane * kN; k < C; k += 32 * kN) {
+    const Pack16<T> pa = LoadPack16(pro.a + base + k),
+                    pb = LoadPack16(pro.b + base + k);
+    Pack16<T> r;
+    for (int j = 0; j < kN; ++j) {
+      r.v[j] = FromFloat<T>(ToFloat(pa.v[j]) + ToFloat(pb.v[j]));
+      sum += ToFloat(r.v[j]);
+    }
+    StorePack16(x + k, r);
+    if (blockIdx.x == 0) StorePack16(pro.residual_out + base + k, r);
+  }
+  const float mean = WarpSum(sum) / C;
+  float var = 0.0f;
+  for (int k = lane * kN; k < C; k += 32 * kN) {
+    const Pack16<T> r = LoadPack16(x + k);
+    for (int j = 0; j < kN; ++j) {
+      const float d = ToFloat(r.v[j]) - mean;
+      var += d * d;
+    }
+  }
+  const float rstd = rsqrtf(WarpSum(var) / C + 1e-5f);
+  for (int k = lane * kN; k < C; k += 32 * kN) {
+    Pack16<T> r = LoadPack16(x + k);
+    const Pack16<T> w = LoadPack16(pro.ln_w + k), bi = LoadPack16(pro.ln_b + k);
+    for (int j = 0; j < kN; ++j) {
+      r.v[j] = FromFloat<T>((ToFloat(r.v[j]) - mean) * rstd * ToFloat(w.v[j]) +
+                            ToFloat(bi.v[j]));
+    }
+    StorePack16(x + k, r);
+  }
+}
 
 template <typename T, int kRows, int kSplit>
 __global__ void __launch_bounds__(32 * kSkinnyWarps)
     SkinnyMatmulKernel(T* out, T* gelu_out, const T* inp, const T* weight,
-                       const T* bias, int C, int OC) {
+                       const T* bias, int C, int OC, SkinnyPrologue<T> pro) {
   static_assert(kSkinnyWarps % kSplit == 0, "whole columns per block");
+  static_assert(kRows <= kSkinnyWarps, "a warp per prologue row");
   constexpr int kN = Pack16<T>::kN;
   constexpr int kStride = kSplit * 32 * kN;  // a warp's step along C
   __shared__ float parts[kSkinnyWarps][kRows];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  if (pro.a != nullptr) {                      // the same for the whole grid
+    GPT2_EXTERN_SHARED(uint4, prologue_rows);  // kRows * C of T
+    T* rows = reinterpret_cast<T*>(prologue_rows);
+    if (warp < kRows) SkinnyPrologueRow(rows + int64_t{warp} * C, pro, warp, C);
+    __syncthreads();
+    inp = rows;
+  }
   const int col = blockIdx.x * (kSkinnyWarps / kSplit) + warp / kSplit;
   const int part = warp % kSplit;
   const bool valid = col < OC;  // no early return: the block syncs below
@@ -146,12 +209,30 @@ int SkinnySplit(int C, int OC, int pack) {
 bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
                          Tensor bias, int64_t N, int C, int OC,
                          CUstream_st* stream) {
+  return SkinnyMatmulForward(out, gelu_out, inp, weight, bias, N, C, OC, stream,
+                             nullptr);
+}
+
+bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
+                         Tensor bias, int64_t N, int C, int OC,
+                         CUstream_st* stream, const SkinnyLayerNorm* ln) {
   if (N < 1 || N > kSkinnyMaxRows) return false;
   if (out.dtype != DType::kF32 && out.dtype != DType::kBF16) return false;
   const int pack = 16 / static_cast<int>(DTypeSize(out.dtype));
   if (C % pack != 0) return false;
   for (const void* p : {inp.data, weight.data}) {
-    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+    if (p != nullptr && reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  }
+  // The prologue's rows live in shared memory: up to 48 KiB of them, every
+  // tensor of one type and 16-byte aligned.
+  const size_t shared = ln != nullptr ? N * C * DTypeSize(out.dtype) : 0;
+  if (ln != nullptr) {
+    if (shared > 48 * 1024) return false;
+    for (const Tensor& t :
+         {ln->residual_out, ln->a, ln->b, ln->ln_w, ln->ln_b}) {
+      if (t.dtype != out.dtype || reinterpret_cast<uintptr_t>(t.data) % 16 != 0)
+        return false;
+    }
   }
   const int split = SkinnySplit(C, OC, pack);
   bool launched = false;
@@ -162,14 +243,24 @@ bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
           DispatchInt<1, 2, 4, 8>(
               split, "SkinnyMatmulKernel (split)", [&](auto parts) {
                 constexpr int kParts = decltype(parts)::value;
+                SkinnyPrologue<F> pro;
+                if (ln != nullptr) {
+                  pro.residual_out = Ptr<F>(ln->residual_out);
+                  pro.a = Ptr<F>(ln->a);
+                  pro.b = Ptr<F>(ln->b);
+                  pro.ln_w = Ptr<F>(ln->ln_w);
+                  pro.ln_b = Ptr<F>(ln->ln_b);
+                }
                 CheckLaunch(
                     GPT2_LAUNCH(
                         (SkinnyMatmulKernel<F, decltype(rows)::value, kParts>),
                         CeilDiv(OC, kSkinnyWarps / kParts), 32 * kSkinnyWarps,
-                        0, stream, Ptr<F>(out),
+                        shared, stream, Ptr<F>(out),
                         gelu_out.data == nullptr ? nullptr : Ptr<F>(gelu_out),
-                        Ptr<F>(inp), Ptr<F>(weight),
-                        bias.data == nullptr ? nullptr : Ptr<F>(bias), C, OC),
+                        inp.data == nullptr ? nullptr : Ptr<F>(inp),
+                        Ptr<F>(weight),
+                        bias.data == nullptr ? nullptr : Ptr<F>(bias), C, OC,
+                        pro),
                     "SkinnyMatmulKernel");
                 launched = true;
               });

@@ -47,6 +47,16 @@ inline constexpr int kSkinnyMaxRows = 8;
 bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
                          Tensor bias, int64_t N, int C, int OC,
                          CUstream_st* stream);
+// The same with the input made in the kernel (Backend::
+// ResidualLayerNormMatmul): residual_out = a + b, inp = LayerNorm(residual_out;
+// ln_w, ln_b); `inp` is then unused. Also false where the rows (N * C) would
+// not fit in 48 KiB of shared memory or a tensor is of another type.
+struct SkinnyLayerNorm {
+  Tensor residual_out, a, b, ln_w, ln_b;
+};
+bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
+                         Tensor bias, int64_t N, int C, int OC,
+                         CUstream_st* stream, const SkinnyLayerNorm* ln);
 // dbias (OC) += column sums of dout (N,OC), deterministic (used by both
 // paths): fixed row chunks, then the chunks in order (src/cuda/reduce.cuh).
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,

@@ -553,6 +553,57 @@ TEST_P(CudaOps, FusedMatmulGeluAndResidualLayerNorm) {
   }
 }
 
+// Decoding's ResidualLayerNormMatmul (fused into the skinny matmul for a few
+// rows; the separate ops for more rows, C that 16-byte packs do not fit, or
+// rows too wide for shared memory) against the CPU's unfused sequence:
+// residual_out, out and GELU.
+TEST_P(CudaOps, ResidualLayerNormMatmulMatchesCpu) {
+  for (auto [N, C, OC, gelu] :
+       {std::tuple{1, 64, 96, false}, std::tuple{3, 256, 40, true},
+        std::tuple{8, 128, 200, false}, std::tuple{2, 40, 24, true},
+        std::tuple{12, 64, 32, false}, std::tuple{8, 4096, 16, false}}) {
+    const std::string where =
+        "N=" + std::to_string(N) + " C=" + std::to_string(C) +
+        " OC=" + std::to_string(OC) + (gelu ? " gelu: " : ": ");
+    auto a = Random(N * C, 71, 2.0), b = Random(N * C, 72), lw = Random(C, 73),
+         lb = Random(C, 74), w = Random(OC * C, 75), bias = Random(OC, 76);
+    auto junk_c = Random(N * C, 77), junk_o = Random(N * OC, 78);
+    auto c_a = Cpu(a), g_a = Gpu(a), c_b = Cpu(b), g_b = Gpu(b), c_lw = Cpu(lw),
+         g_lw = Gpu(lw), c_lb = Cpu(lb), g_lb = Gpu(lb), c_w = Cpu(w),
+         g_w = Gpu(w), c_bias = Cpu(bias), g_bias = Gpu(bias);
+    auto c_res = Cpu(junk_c), g_res = Gpu(junk_c), c_ln = Cpu(junk_c),
+         g_ln = Gpu(junk_c), c_out = Cpu(junk_o), g_out = Gpu(junk_o),
+         c_gelu = Cpu(junk_o), g_gelu = Gpu(junk_o);
+    auto c_mean = Cpu(std::vector<double>(N)),
+         c_rstd = Cpu(std::vector<double>(N)),
+         g_mean = GpuF32(std::vector<double>(N)),
+         g_rstd = GpuF32(std::vector<double>(N));
+    cpu_->ResidualLayerNormMatmul(
+        c_res.view, c_out.view, gelu ? c_gelu.view : Tensor{}, c_ln.view,
+        c_mean.view, c_rstd.view, c_a.view, c_b.view, c_lw.view, c_lb.view,
+        c_w.view, c_bias.view, N, C, OC);
+    const std::vector<double> gelu_before = Download(g_gelu, "gelu");
+    cuda_->ResidualLayerNormMatmul(
+        g_res.view, g_out.view, gelu ? g_gelu.view : Tensor{}, g_ln.view,
+        g_mean.view, g_rstd.view, g_a.view, g_b.view, g_lw.view, g_lb.view,
+        g_w.view, g_bias.view, N, C, OC);
+    ExpectNear(Download(g_res, "res"), Download(c_res, "c"), tol().rtol,
+               tol().atol, where + "residual_out");
+    const double k_scale = std::sqrt(static_cast<double>(C));
+    ExpectNear(Download(g_out, "out"), Download(c_out, "c"),
+               tol().rtol * 2 * k_scale, tol().atol * 2 * k_scale,
+               where + "out");
+    if (gelu) {
+      ExpectNear(Download(g_gelu, "gelu"), Download(c_gelu, "c"),
+                 tol().rtol * 2 * k_scale, tol().atol * 2 * k_scale,
+                 where + "gelu_out");
+    } else {
+      EXPECT_EQ(Download(g_gelu, "gelu"), gelu_before)
+          << where << "gelu_out written";
+    }
+  }
+}
+
 // The fragment layout the tensor-core kernels assume, checked on known
 // matrices: under the emulator against its own emulation, on a GPU against the
 // hardware.
