@@ -181,11 +181,18 @@ group_compare() {
     --tokens "$stage/data/tinyshakespeare_train.bin" --max_seconds 90 \
     --metrics "$logs/metrics_torch.jsonl"
   grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -3 | tee -a "$logs/machine.txt"
-  # Ours in bf16 and with the fp32 stream, same binary, same init, 60 s each.
-  train shakespeare_bf16 gpt2_124m_shakespeare 60 metrics_bf16.jsonl \
+  # Ours in bf16, with the fp32 stream, and with the fp32 stream plus stochastically
+  # rounded bf16 params (train.stochastic_rounding: LayerNorm gains near 1 move in bf16
+  # steps of 2^-7, where PyTorch's autocast keeps them fp32): same binary, same init,
+  # DEVICE_CHECK_COMPARE_S (50 s) each.
+  local secs=${DEVICE_CHECK_COMPARE_S:-50}
+  train shakespeare_bf16 gpt2_124m_shakespeare "$secs" metrics_bf16.jsonl \
     --set checkpoint.save_at_end=false
-  train shakespeare_res32 gpt2_124m_shakespeare 60 metrics_res32.jsonl \
+  train shakespeare_res32 gpt2_124m_shakespeare "$secs" metrics_res32.jsonl \
     --set train.residual_fp32=true --set checkpoint.save_at_end=false
+  train shakespeare_res32_sr gpt2_124m_shakespeare "$secs" metrics_res32_sr.jsonl \
+    --set train.residual_fp32=true --set train.stochastic_rounding=true \
+    --set checkpoint.save_at_end=false
   if [ "${DEVICE_CHECK_COMPARE_TORCH_BF16:-0}" = 1 ]; then
     # PyTorch with pure bf16 storage and fp32 master weights: our bf16 numerics there.
     run shakespeare_torch_bf16 120 train.txt python3 "$stage/reference/shakespeare_torch.py" \

@@ -23,6 +23,12 @@ struct AdamWArgs {
       0.0;                 // for this call's range: 0 for non-decayed tensors
   int64_t step = 1;        // 1-based, for bias correction
   double grad_clip = 0.0;  // 0 = no clipping
+  // Non-zero (bf16 params with fp32 masters, CUDA): param gets the updated
+  // master rounded stochastically, from a hash of (rounding_seed, step,
+  // index + i), so the rounding does not depend on how the parameters are
+  // sharded or split into calls; 0: round to nearest even.
+  uint64_t rounding_seed = 0;
+  int64_t index = 0;  // the parameter number of param[0]
 };
 
 // The factor the gradient is multiplied by: 1, or clip / (norm + 1e-6) when

@@ -37,6 +37,7 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
   args.eps = hyper_.eps;
   args.step = step;
   args.grad_clip = hyper_.grad_clip;
+  args.rounding_seed = hyper_.rounding_seed;
   const int64_t begin = shard_.begin(), end = shard_.end();
   for (const ParamSpec& p : params_) {
     // The part of this tensor inside the shard.
@@ -44,6 +45,7 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
     const int64_t hi = std::min(end, p.offset + p.numel);
     if (lo >= hi) continue;
     args.weight_decay = p.decayed ? hyper_.weight_decay : 0.0;
+    args.index = lo;
     const int64_t n = hi - lo;
     const Tensor master =
         has_master() ? master_.Slice(lo - begin, n) : Tensor{};

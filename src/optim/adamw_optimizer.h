@@ -19,6 +19,9 @@ namespace gpt2 {
 struct AdamWHyper {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
   double grad_clip = 1.0;  // 0 = off
+  // Non-zero: bf16 params are the masters rounded stochastically with this
+  // seed (AdamWArgs::rounding_seed); 0: to nearest.
+  uint64_t rounding_seed = 0;
 };
 
 class AdamWOptimizer {

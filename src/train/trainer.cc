@@ -204,6 +204,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   hyper.eps = cfg.optim().eps();
   hyper.weight_decay = cfg.optim().weight_decay();
   hyper.grad_clip = cfg.optim().grad_clip();
+  if (cfg.train().stochastic_rounding() && choice.dtype == DType::kBF16) {
+    // Any fixed non-zero value; derived from the run's seed.
+    hyper.rounding_seed = (static_cast<uint64_t>(cfg.train().seed()) << 1) |
+                          0x9E3779B97F4A7C15ull;
+  }
   AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper,
                            optimizer_shard);
   TrainProgress progress;

@@ -973,6 +973,67 @@ TEST_P(CudaOps, AdamW) {
   }
 }
 
+// Stochastic rounding of the bf16 params (train.stochastic_rounding): a
+// master value 30% of the way from 1 to the next bf16 (1 + 2^-7) comes out as
+// one of the two, the upper about 30% of the time; the same seed, step and
+// index give the same bits (so resume is bitwise); another step other bits;
+// seed 0 rounds to nearest.
+TEST_P(CudaOps, AdamWStochasticRoundingIsUnbiased) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "bf16 params only";
+  const int n = 20000;
+  const double lo = 1.0, hi = 1.0 + std::ldexp(1.0, -7);
+  const double w = lo + 0.3 * (hi - lo);
+  AdamWArgs args;  // lr 0, no decay, zero grads: the master stays w
+  args.step = 7;
+  args.rounding_seed = 12345;
+  args.index = 1000;
+  auto run = [&](const AdamWArgs& a) {
+    auto g_p = Gpu(std::vector<double>(n, 0.0));
+    auto master = GpuF32(std::vector<double>(n, w));
+    auto g_m = GpuF32(std::vector<double>(n, 0.0)),
+         g_v = GpuF32(std::vector<double>(n, 0.0)),
+         g_g = Gpu(std::vector<double>(n, 0.0)), g_n = GpuF32({0.0});
+    cuda_->AdamW(g_p.view, master.view, g_m.view, g_v.view, g_g.view, g_n.view,
+                 a);
+    EXPECT_EQ(Download(master, "master"),
+              std::vector<double>(n, double(float(w))));
+    return Download(g_p, "param");
+  };
+  const std::vector<double> first = run(args);
+  int upper = 0, other = 0;
+  for (double x : first) {
+    upper += x == hi;
+    other += x != hi && x != lo;
+  }
+  EXPECT_EQ(other, 0) << "values besides the two neighbours";
+  const double p = 0.3, sigma = std::sqrt(p * (1 - p) / n);
+  EXPECT_NEAR(upper / double(n), p, 5 * sigma);
+  EXPECT_EQ(run(args), first) << "not deterministic";
+  AdamWArgs next = args;
+  next.step = 8;
+  EXPECT_NE(run(next), first) << "the same bits at another step";
+  AdamWArgs nearest = args;
+  nearest.rounding_seed = 0;
+  EXPECT_EQ(run(nearest), std::vector<double>(n, lo)) << "round to nearest";
+  // Split in two calls (as shards or tensors split it), each told where it
+  // starts: the same bits as one call.
+  auto g_p = Gpu(std::vector<double>(n, 0.0));
+  auto master = GpuF32(std::vector<double>(n, w));
+  auto g_m = GpuF32(std::vector<double>(n, 0.0)),
+       g_v = GpuF32(std::vector<double>(n, 0.0)),
+       g_g = Gpu(std::vector<double>(n, 0.0)), g_n = GpuF32({0.0});
+  for (int half = 0; half < 2; ++half) {
+    AdamWArgs part = args;
+    part.index = args.index + half * (n / 2);
+    auto slice = [&](const DeviceBuffer& t) {
+      return t.view.Slice(half * (n / 2), n / 2);
+    };
+    cuda_->AdamW(slice(g_p), slice(master), slice(g_m), slice(g_v), slice(g_g),
+                 g_n.view, part);
+  }
+  EXPECT_EQ(Download(g_p, "param"), first) << "depends on the split";
+}
+
 TEST_P(CudaOps, CastRoundsToNearestEven) {
   // f32 -> storage type -> f32 must equal the host's rounding of each value.
   const int n = 3000;

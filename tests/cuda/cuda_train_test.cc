@@ -155,5 +155,30 @@ TEST_F(CudaTrain, Bf16ResumeIsBitwise) {
   EXPECT_EQ(resumed->final_params, full->final_params);
 }
 
+// train.stochastic_rounding: the bf16 run still follows the fp32 CPU curve,
+// its params differ from the round-to-nearest run's (the option does
+// something), and resuming it is bitwise (the rounding hashes the step, not
+// a stream that a restart would lose).
+TEST_F(CudaTrain, StochasticRoundingFollowsTheCurveAndResumesBitwise) {
+  const std::vector<std::string> sr = {"train.stochastic_rounding=true"};
+  auto cpu = Run("CPU", "FP32", "cpu");
+  auto nearest = Run("CUDA", "BF16", "nearest");
+  auto full = Run("CUDA", "BF16", "sr", "", sr);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_TRUE(nearest.ok()) << nearest.status();
+  ASSERT_TRUE(full.ok()) << full.status();
+  for (size_t i = 0; i < cpu->losses.size(); ++i) {
+    EXPECT_NEAR(full->losses[i], cpu->losses[i], 2e-2 * cpu->losses[i])
+        << "step " << i;
+  }
+  EXPECT_NE(full->final_params, nearest->final_params);
+  const auto ckpt = dir_ / "logs/sr/checkpoints/step_00000004.ckpt";
+  auto resumed = Run("CUDA", "BF16", "sr", ckpt.string(), sr);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(resumed->losses[i], full->losses[4 + i]) << i;
+  EXPECT_EQ(resumed->final_params, full->final_params);
+}
+
 }  // namespace
 }  // namespace gpt2
