@@ -222,6 +222,9 @@ SWEEP=(
 )
 # More, if the call has room (each 'NAME|flags'):
 #   "sweep_cos1200_lr2e-3|--set train.max_steps=1200 --set optim.lr=2e-3 --set schedule.min_lr=2e-4 --set schedule.warmup_steps=100"
+#   twice the batch (if memorising gradients are near-orthogonal, tokens to the target do
+#   not grow with the batch, and B=32 runs at a higher MFU):
+#   "sweep_b32_cos700|--set train.max_steps=700 --set train.micro_batch_size=32 --set train.total_batch_tokens=32768 --set optim.lr=8.5e-4 --set schedule.min_lr=8.5e-5"
 group_sweep() {
   local entry name flags
   for entry in "${SWEEP[@]}"; do
