@@ -198,10 +198,11 @@ def main():
                     "| op | calls | ms | % | TFLOP/s |", "|---|---|---|---|---|"]
             for op, calls, ms, pct, rate in ops:
                 out.append(f"| {op} | {calls} | {ms} | {pct} | {rate or ''} |")
-        chosen = re.search(r"^attention backward kernels chosen: (.*)$", bench, re.M)
-        if chosen:
-            out += ["", f"Attention backward version chosen by timing at the first step: "
-                    f"{chosen.group(1)}."]
+        for part in ("forward", "backward"):
+            chosen = re.search(rf"^attention {part} kernels chosen: (.*)$", bench, re.M)
+            if chosen:
+                out += ["", f"Attention {part} version chosen by timing at the first step: "
+                        f"{chosen.group(1)}."]
         for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
             head = re.search(r"^attention kernels alone, one layer.*$", section, re.M)
             if not head:

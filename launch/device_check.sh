@@ -167,7 +167,7 @@ group_bench() {
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
     run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
       --seq_len 1024 --steps 10 --no_compile
-  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention backward kernels chosen|^pytorch reference" \
+  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention (forward|backward) kernels chosen|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 

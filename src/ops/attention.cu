@@ -398,16 +398,33 @@ std::string& AutoChoiceNote() {
   return note;
 }
 
-// kAuto's backward version: both timed once, on the first call's tensors
-// (which the real call then overwrites), the faster kept. Not in the
-// emulator (its clock says nothing of a GPU) nor inside a graph capture.
-bool AutoLeanBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
-                      const float* delta, int B, int T, int C, int NH,
-                      CUstream_st* stream) {
-  static int choice = -1;  // 0: registers, 1: lean
-  if (choice >= 0) return choice == 1;
+// The forward's version: -1 chosen by timing at the first tensor-core
+// forward (as the backward's), 0 16 rows per warp, 1 32 (GPT2_ATTENTION_WIDE=0
+// / 1 fixes it).
+int& ForwardVersion() {
+  static int version = [] {
+    const char* env = std::getenv("GPT2_ATTENTION_WIDE");
+    if (env != nullptr && std::string(env) == "0") return 0;
+    if (env != nullptr && std::string(env) == "1") return 1;
+    return -1;
+  }();
+  return version;
+}
+std::string& ForwardChoiceNote() {
+  static std::string note;
+  return note;
+}
+
+// Times fn(false) against fn(true) (one launch each after a warm-up) and
+// returns whether the second was faster, with a note of both times. Not in
+// the emulator (its clock says nothing of a GPU; false) nor inside a graph
+// capture (false, no note).
+template <typename Fn>
+bool SecondIsFaster(CUstream_st* stream, const char* first, const char* second,
+                    int B, int T, std::string* note, Fn&& fn) {
 #if defined(GPT2_CUDA_EMULATED)
-  choice = 0;
+  (void)stream, (void)first, (void)second, (void)B, (void)T, (void)note;
+  (void)fn;
   return false;
 #else
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
@@ -420,26 +437,61 @@ bool AutoLeanBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
   GPT2_CUDA_CHECK(cudaEventCreate(&end));
   float ms[2] = {0.0f, 0.0f};
   for (int pass = 0; pass < 2; ++pass) {  // a warm-up, then the timed one
-    for (int lean = 0; lean < 2; ++lean) {
+    for (int v = 0; v < 2; ++v) {
       GPT2_CUDA_CHECK(cudaEventRecord(start, stream));
-      tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                            /*ldmatrix=*/true, lean == 1, stream);
+      fn(v == 1);
       GPT2_CUDA_CHECK(cudaEventRecord(end, stream));
       GPT2_CUDA_CHECK(cudaEventSynchronize(end));
-      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms[lean], start, end));
+      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms[v], start, end));
     }
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));
-  choice = ms[1] < ms[0] ? 1 : 0;
-  char note[160];
-  std::snprintf(note, sizeof(note),
+  const bool faster = ms[1] < ms[0];
+  char text[192];
+  std::snprintf(text, sizeof(text),
                 "%s (%.3f ms against %.3f ms with %s, one layer, B=%d T=%d)",
-                choice == 1 ? "lean" : "registers", ms[choice], ms[1 - choice],
-                choice == 1 ? "registers" : "lean", B, T);
-  AutoChoiceNote() = note;
-  return choice == 1;
+                faster ? second : first, ms[faster ? 1 : 0], ms[faster ? 0 : 1],
+                faster ? first : second, B, T);
+  *note = text;
+  return faster;
 #endif
+}
+
+// kAuto's backward version: both timed once, on the first call's tensors
+// (which the real call then overwrites), the faster kept.
+bool AutoLeanBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
+                      const float* delta, int B, int T, int C, int NH,
+                      CUstream_st* stream) {
+  static int choice = -1;  // 0: registers, 1: lean
+  if (choice < 0) {
+    choice =
+        SecondIsFaster(stream, "registers", "lean", B, T, &AutoChoiceNote(),
+                       [&](bool lean) {
+                         tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B,
+                                               T, C, NH, true, lean, stream);
+                       })
+            ? 1
+            : 0;
+  }
+  return choice == 1;
+}
+
+// The forward's version (ForwardVersion), timed the first time if not fixed.
+bool WideForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                 int NH, CUstream_st* stream) {
+  int& version = ForwardVersion();
+  if (version < 0) {
+    version = SecondIsFaster(stream, "16 rows per warp", "32 rows per warp", B,
+                             T, &ForwardChoiceNote(),
+                             [&](bool wide) {
+                               tc::AttentionForward(out, lse, qkv, B, T, C, NH,
+                                                    true, wide, stream);
+                             })
+                  ? 1
+                  : 0;
+  }
+  return version == 1;
 }
 
 // ...and for these tensors, which the kernels read 16 bytes at a time.
@@ -456,6 +508,10 @@ bool UseTensorCores(DType dtype, int head_size,
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 
 std::string AttentionBackwardChoice() { return AutoChoiceNote(); }
+std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
+void SetAttentionForwardRows(int rows) {
+  ForwardVersion() = rows == 32 ? 1 : rows == 16 ? 0 : -1;
+}
 
 const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
@@ -469,7 +525,10 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream) {
   const int hs = C / NH;
   if (UseTensorCores(out.dtype, hs, {out.data, qkv.data})) {
-    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), stream);
+    const bool wide =
+        Ldmatrix() && WideForward(out, lse, qkv, B, T, C, NH, stream);
+    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), wide,
+                                stream);
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
@@ -615,10 +674,14 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
     std::sort(ms.begin(), ms.end());
     times.push_back({kernel, ms[reps / 2], flops});
   };
-  for (bool ldm : {true, false}) {
-    time(ldm ? "forward (ldmatrix)" : "forward (transposed tiles)", 2 * product,
-         [&] {
-           tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, ldm, stream);
+  for (int version = 0; version < 3; ++version) {
+    const bool ldm = version < 2, wide = version == 1;
+    time(version == 0   ? "forward (ldmatrix)"
+         : version == 1 ? "forward (ldmatrix, 32 rows/warp)"
+                        : "forward (transposed tiles)",
+         2 * product, [&] {
+           tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, ldm, wide,
+                                stream);
          });
   }
   time("delta (dout . out)", 2.0 * rows * C, [&] {

@@ -634,7 +634,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const int B = 1, T = 70, C = 64, NH = 2;
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 9u);
+  ASSERT_EQ(times.size(), 10u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -643,6 +643,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   }
   EXPECT_EQ(flops["forward (ldmatrix)"], 2 * product);
   EXPECT_EQ(flops["forward (transposed tiles)"], 2 * product);
+  EXPECT_EQ(flops["forward (ldmatrix, 32 rows/warp)"], 2 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix)"], 4 * product);
   EXPECT_EQ(flops["dQ (transposed tiles)"], 3 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix, lean)"], 4 * product);
@@ -718,6 +719,34 @@ TEST_P(CudaOps, AttentionPeaked) {
     }
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+}
+
+// The forward with 32 rows per warp (two m16 tiles per B fragment) gives the
+// 16-row forward's bits: T cut inside a block, inside a warp, at a tile
+// boundary; several head sizes.
+TEST_P(CudaOps, WideAttentionForwardIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  for (auto [B, T, C, NH] :
+       {std::tuple{1, 200, 128, 2}, std::tuple{2, 64, 32, 2},
+        std::tuple{1, 130, 64, 4}, std::tuple{1, 256, 64, 2},
+        std::tuple{1, 40, 32, 1}}) {
+    auto qkv = Random(B * T * 3 * C, 81, 1.5);
+    auto g_qkv = Gpu(qkv);
+    std::vector<double> outs[2], lses[2];
+    for (int wide = 0; wide < 2; ++wide) {
+      cuda::SetAttentionForwardRows(wide ? 32 : 16);
+      auto g_out = Gpu(Random(B * T * C, 82 + wide));
+      auto g_lse = GpuF32(std::vector<double>(B * NH * T, wide ? 5.0 : 7.0));
+      cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
+      outs[wide] = Download(g_out, "out");
+      lses[wide] = Download(g_lse, "lse");
+    }
+    const std::string where =
+        "T=" + std::to_string(T) + " hs=" + std::to_string(C / NH);
+    EXPECT_EQ(outs[1], outs[0]) << where;
+    EXPECT_EQ(lses[1], lses[0]) << where;
+  }
+  cuda::SetAttentionForwardRows(0);
 }
 
 // The lean backward kernels (own rows in shared memory) compute what the
