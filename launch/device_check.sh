@@ -212,7 +212,8 @@ group_compare() {
 # The default recipe went below 0.1 at step 3,968 on the H200 with its lr down to ~1.4e-4
 # of a cosine over 5,000 steps, and its loss fell faster as the lr fell (3.83 at step
 # 1,000, 2.40 at 2,000, 0.89 at 3,000): memorising looks limited by the lr's noise, not
-# by its size (the old fast config, a 1.2e-3 peak, was behind at step 1,000). The 45 s
+# by its size (the old fast config, a 1.2e-3 peak, was behind at step 1,000, and falling
+# more slowly: 0.095 per 100 steps over steps 800-1040 against the default's 0.15). The 45 s
 # target needs ~1,000 steps. Candidates: a cosine over 1,200 steps; the same peak held
 # for 500 steps, then linear to 0 (warmup-stable-decay); half the batch over 2,000 steps.
 SWEEP=(
