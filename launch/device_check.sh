@@ -215,13 +215,16 @@ group_compare() {
 # by its size (the old fast config, a 1.2e-3 peak, was behind at step 1,000, and falling
 # more slowly: 0.095 per 100 steps over steps 800-1040 against the default's 0.15). The 45 s
 # target needs ~1,000 steps. Candidates: a cosine over 1,200 steps; the same peak held
-# for 500 steps, then linear to 0 (warmup-stable-decay); half the batch over 2,000 steps.
+# for 500 steps, then linear to 0 (warmup-stable-decay); half the peak (3e-4) over 1,200
+# steps, the direction the slopes point.
 SWEEP=(
   "sweep_cos1200|--set train.max_steps=1200"
   "sweep_wsd1200|--set train.max_steps=1200 --set schedule.decay_steps=700 --set schedule.min_lr=0"
-  "sweep_b8_cos2000|--set train.max_steps=2000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
+  "sweep_lr3e-4_cos1200|--set train.max_steps=1200 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
 )
 # More, if the call has room (each 'NAME|flags'):
+#   half the batch (twice the updates per epoch, twice the noise per update):
+#   "sweep_b8_cos2000|--set train.max_steps=2000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 #   "sweep_cos1200_lr2e-3|--set train.max_steps=1200 --set optim.lr=2e-3 --set schedule.min_lr=2e-4 --set schedule.warmup_steps=100"
 #   twice the batch (if memorising gradients are near-orthogonal, tokens to the target do
 #   not grow with the batch, and B=32 runs at a higher MFU):
