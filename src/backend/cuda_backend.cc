@@ -229,7 +229,12 @@ class CudaBackend final : public Backend {
                                   Tensor rstd, Tensor a, Tensor b, Tensor ln_w,
                                   Tensor ln_b, Tensor weight, Tensor bias,
                                   int64_t N, int C, int OC) override {
-    if (N <= cuda::kSkinnyMaxRows) {  // decoding: one launch
+    // GPT2_DECODE_FUSION=0 runs the steps one by one (a fallback).
+    static const bool fuse = [] {
+      const char* env = std::getenv("GPT2_DECODE_FUSION");
+      return env == nullptr || std::string(env) != "0";
+    }();
+    if (fuse && N <= cuda::kSkinnyMaxRows) {  // decoding: one launch
       const cuda::SkinnyLayerNorm fused{residual_out, a, b, ln_w, ln_b};
       OpTimer timer(this, "residual_ln_matmul");
       if (cuda::SkinnyMatmulForward(out, gelu_out, Tensor{}, weight, bias, N, C,

@@ -53,6 +53,10 @@ class BackendDecoder final : public Decoder {
     const char* graphs = std::getenv("GPT2_DECODE_GRAPHS");
     use_graphs_ = backend_->SupportsGraphs() &&
                   (graphs == nullptr || std::string(graphs) != "0");
+    // GPT2_DEVICE_SAMPLING=0 draws on the host from logits() instead (the
+    // reference; a fallback should the device's draw be suspect).
+    const char* sampling = std::getenv("GPT2_DEVICE_SAMPLING");
+    device_sampling_ = sampling == nullptr || std::string(sampling) != "0";
     x_ = alloc(dtype_, B * C);
     x2_ = alloc(dtype_, B * C);
     ln_ = alloc(dtype_, B * C);
@@ -118,6 +122,7 @@ class BackendDecoder final : public Decoder {
   absl::Status SampleNext(const SamplingParams& params,
                           absl::Span<const uint64_t> seeds,
                           absl::Span<int32_t> tokens) override {
+    if (!device_sampling_) return Decoder::SampleNext(params, seeds, tokens);
     GPT2_RETURN_IF_ERROR(CheckSampleArgs(seeds, tokens));
     GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
     const int B = batch_, Vp = shape_.padded_vocab_size;
@@ -139,6 +144,7 @@ class BackendDecoder final : public Decoder {
   }
 
   absl::Status StepSampled() override {
+    if (!device_sampling_) return Decoder::StepSampled();
     if (!drawn_on_device_) {
       return absl::FailedPreconditionError("StepSampled without a SampleNext");
     }
@@ -300,6 +306,7 @@ class BackendDecoder final : public Decoder {
   Tensor tokens_, seeds_, position_dev_, wpe_row_, x_, x2_, ln_, mean_, rstd_,
       qkv_, atty_, branch_, fch_, fch_gelu_, logits_dev_;
   bool use_graphs_ = false;
+  bool device_sampling_ = true;
   // Batch size -> recorded graph; -1 after the first, direct, run.
   std::map<int, int> graph_of_batch_;
   Tensor k_cache_, v_cache_;              // (L, max_batch, max_seq_len, C)

@@ -4,6 +4,7 @@
 // rows with different tokens. And its use of graphs (recorded op sequences,
 // CUDA graphs on a GPU), checked on a recording CPU backend.
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
@@ -307,6 +308,30 @@ TEST(BackendDecoder, DrawsTheReferenceTokensAndFeedsThem) {
                    ->SampleNext({50, 1.0}, std::vector<uint64_t>{1, 2},
                                 absl::MakeSpan(two))
                    .ok());
+}
+
+// GPT2_DEVICE_SAMPLING=0 (the fallback) draws on the host from logits():
+// the same tokens as the backend's op on the CPU backend, and the same run.
+TEST(BackendDecoder, HostSamplingFallbackDrawsTheSameTokens) {
+  const ModelShape shape = SmallShape();
+  const std::vector<float> params = RandomParams(shape, 6);
+  auto cpu = MakeCpuBackend();
+  auto device = MakeBackendDecoder(cpu.get(), DType::kF32, shape, params, 3);
+  setenv("GPT2_DEVICE_SAMPLING", "0", 1);
+  auto host = MakeBackendDecoder(cpu.get(), DType::kF32, shape, params, 3);
+  unsetenv("GPT2_DEVICE_SAMPLING");
+  const std::vector<uint64_t> seeds = {4, 5, 6};
+  ASSERT_TRUE(device->Start({2, 9}, 3, 10).ok());
+  ASSERT_TRUE(host->Start({2, 9}, 3, 10).ok());
+  for (int step = 0; step < 6; ++step) {
+    std::vector<int32_t> a(3), b(3);
+    ASSERT_TRUE(device->SampleNext({20, 0.9}, seeds, absl::MakeSpan(a)).ok());
+    ASSERT_TRUE(host->SampleNext({20, 0.9}, seeds, absl::MakeSpan(b)).ok());
+    ASSERT_EQ(a, b) << "step " << step;
+    ASSERT_TRUE(device->StepSampled().ok());
+    ASSERT_TRUE(host->StepSampled().ok());
+  }
+  EXPECT_FALSE(host->StepSampled().ok()) << "a second StepSampled";
 }
 
 }  // namespace
