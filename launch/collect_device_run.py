@@ -249,7 +249,8 @@ def main():
         for pattern in (r"^loss [\d.]+ < .* first at step .*$",
                         r"^loss below .* at every step since.*$", r"^  max_seconds: .*$",
                         r"^start-up: .*$",
-                        r"^done: .*$", r"^backend: .*$", r"^kernels: .*$"):
+                        r"^done: .*$", r"^backend: .*$", r"^kernels: .*$",
+                        r"^kernels chosen by timing: .*$"):
             for m in re.finditer(pattern, log_text, re.M):
                 out.append(f"- `{m.group(0).strip()}`")
         png = f"loss{suffix}.png"

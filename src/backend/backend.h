@@ -42,6 +42,10 @@ class Backend {
     return "";
   }
 
+  // Kernel versions chosen by timing during the work run so far (e.g. the
+  // attention forward and backward versions), for the log; empty where none.
+  virtual std::string TunedKernels() const { return ""; }
+
   // ---- Memory: zero-filled allocations, host <-> backend copies. ----
   virtual Tensor Alloc(DType dtype, int64_t numel) = 0;
   virtual void Free(Tensor t) = 0;

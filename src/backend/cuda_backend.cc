@@ -79,6 +79,18 @@ class CudaBackend final : public Backend {
            ", attention: " + cuda::AttentionKernelName(dtype, head_size);
   }
 
+  std::string TunedKernels() const override {
+    const std::string forward = cuda::AttentionForwardChoice(),
+                      backward = cuda::AttentionBackwardChoice();
+    std::string out;
+    if (!forward.empty()) out = "attention forward " + forward;
+    if (!backward.empty()) {
+      out += (out.empty() ? "" : "; ") + std::string("attention backward ") +
+             backward;
+    }
+    return out;
+  }
+
   Tensor Alloc(DType dtype, int64_t numel) override {
     const size_t bytes = static_cast<size_t>(numel) * DTypeSize(dtype);
     void* data = nullptr;

@@ -547,6 +547,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                            shard.rank * shard.shard_size, shard.shard_size));
     }
     backend->MarkStepEnd(step);
+    if (step == progress.step) {
+      // Versions timed during the first step's calls (CUDA attention).
+      const std::string tuned = backend->TunedKernels();
+      if (!tuned.empty()) log.Line("kernels chosen by timing: " + tuned);
+    }
     // Step `step` is queued; now read the one before it.
     GPT2_RETURN_IF_ERROR(finish_pending());
     backend->QueueDownload(host_scalars.data() + 2 * slot * scalar_bytes,
