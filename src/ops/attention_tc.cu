@@ -197,6 +197,23 @@ template <int HS>
 constexpr int LeanSharedBytes() {
   return (4 * kTile + 2 * kRows) * (HS + kPad) * static_cast<int>(sizeof(bf16));
 }
+struct LeanTiles {
+  bf16* streamed[2][2];  // [tensor][buffer]
+  bf16* own[2];          // the block's rows of each of its two tensors
+};
+template <int HS>
+__device__ __forceinline__ LeanTiles CarveLeanTiles() {
+  constexpr int S = HS + kPad;
+  GPT2_EXTERN_SHARED(uint4, lean_tiles);  // LeanSharedBytes<HS>()
+  bf16* base = reinterpret_cast<bf16*>(lean_tiles);
+  LeanTiles t;
+  for (int tensor = 0; tensor < 2; ++tensor) {
+    for (int b = 0; b < 2; ++b)
+      t.streamed[tensor][b] = base + (2 * tensor + b) * kTile * S;
+    t.own[tensor] = base + 4 * kTile * S + tensor * kRows * S;
+  }
+  return t;
+}
 
 // acc (16 x HS) += p (16 x 64, accumulators) times the streamed side's 64
 // rows; 16-column chunks of p outside the 8-column tiles [nt_begin, nt_end)
@@ -586,14 +603,13 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
   bf16 *q_tile[kBufs], *do_tile[kBufs], *qt_tile = nullptr, *dot_tile = nullptr;
   bf16 *k_rows = nullptr, *v_rows = nullptr;  // kLean
   if constexpr (kLean) {
-    GPT2_EXTERN_SHARED(uint4, lean_tiles);  // LeanSharedBytes<HS>()
-    bf16* base = reinterpret_cast<bf16*>(lean_tiles);
+    const LeanTiles lean = CarveLeanTiles<HS>();
     for (int b = 0; b < kBufs; ++b) {
-      q_tile[b] = base + b * kTile * S;
-      do_tile[b] = base + (kBufs + b) * kTile * S;
+      q_tile[b] = lean.streamed[0][b];
+      do_tile[b] = lean.streamed[1][b];
     }
-    k_rows = base + 2 * kBufs * kTile * S;
-    v_rows = k_rows + kRows * S;
+    k_rows = lean.own[0];
+    v_rows = lean.own[1];
   } else {
     constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
     __shared__ __align__(16) bf16 q_s[kBufs][kTile * S];
@@ -735,14 +751,13 @@ __global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
   bf16 *k_tile[kBufs], *v_tile[kBufs], *kt_tile = nullptr;
   bf16 *q_rows = nullptr, *do_rows = nullptr;  // kLean
   if constexpr (kLean) {
-    GPT2_EXTERN_SHARED(uint4, lean_tiles);  // LeanSharedBytes<HS>()
-    bf16* base = reinterpret_cast<bf16*>(lean_tiles);
+    const LeanTiles lean = CarveLeanTiles<HS>();
     for (int b = 0; b < kBufs; ++b) {
-      k_tile[b] = base + b * kTile * S;
-      v_tile[b] = base + (kBufs + b) * kTile * S;
+      k_tile[b] = lean.streamed[0][b];
+      v_tile[b] = lean.streamed[1][b];
     }
-    q_rows = base + 2 * kBufs * kTile * S;
-    do_rows = q_rows + kRows * S;
+    q_rows = lean.own[0];
+    do_rows = lean.own[1];
   } else {
     __shared__ __align__(16) bf16 k_s[kBufs][kTile * S];
     __shared__ __align__(16) bf16 v_s[kBufs][kTile * S];
