@@ -59,10 +59,12 @@ absl::Status Decoder::SampleNext(const SamplingParams& params,
   GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
   const float* rows = logits();
   const int Vp = shape().padded_vocab_size;
-  for (int b = 0; b < batch(); ++b) {
-    tokens[b] = cpu::SampleTopKRow(rows + int64_t{b} * Vp, shape().vocab_size,
-                                   params.top_k, params.temperature,
-                                   SampleUniform(seeds[b], position() - 1));
+  const int V = shape().vocab_size, position_now = position(), n = batch();
+#pragma omp parallel for if (n > 1) schedule(static)
+  for (int b = 0; b < n; ++b) {
+    tokens[b] = cpu::SampleTopKRow(rows + int64_t{b} * Vp, V, params.top_k,
+                                   params.temperature,
+                                   SampleUniform(seeds[b], position_now - 1));
   }
   sampled_.assign(tokens.begin(), tokens.end());
   return absl::OkStatus();

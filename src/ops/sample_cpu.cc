@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "src/core/error.h"
@@ -23,39 +24,56 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
                       double u) {
   GPT2_CHECK(V >= 1 && top_k >= 1 && temperature > 0.0);
   const int k = std::min(top_k, V);
-  // Logits are ranked as floats (bf16 and f32 exactly; f64 rounded).
-  std::vector<float> values(V);
-  std::vector<uint32_t> keys(V);
+  // The k best (key, id) in one pass: a heap with the worst kept on top, which
+  // most logits lose to at the first comparison. Logits are ranked as floats
+  // (bf16 and f32 exactly; f64 rounded).
+  using Candidate = std::pair<uint32_t, int>;  // key, id
+  const auto better = [](const Candidate& a, const Candidate& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  static thread_local std::vector<Candidate> kept;
+  kept.clear();
   for (int i = 0; i < V; ++i) {
-    values[i] = static_cast<float>(logits[i]);
-    keys[i] = KeyOf(values[i]);
+    const Candidate c{KeyOf(static_cast<float>(logits[i])), i};
+    if (static_cast<int>(kept.size()) < k) {
+      kept.push_back(c);
+      std::push_heap(kept.begin(), kept.end(), better);
+    } else if (better(c, kept.front())) {
+      std::pop_heap(kept.begin(), kept.end(), better);
+      kept.back() = c;
+      std::push_heap(kept.begin(), kept.end(), better);
+    }
   }
-  std::vector<int> order(V);
-  for (int i = 0; i < V; ++i) order[i] = i;
-  std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                    [&](int a, int b) {
-                      return keys[a] > keys[b] || (keys[a] == keys[b] && a < b);
-                    });
-  const uint32_t top_key = keys[order[0]], minus_inf = KeyOf(-INFINITY);
-  if (top_key == minus_inf) return 0;  // nothing but -inf and NaN
-  const double top = values[order[0]];
-  std::vector<double> weights(V, 0.0);
+  const Candidate best = *std::min_element(kept.begin(), kept.end(), better);
+  const uint32_t minus_inf = KeyOf(-INFINITY);
+  if (best.first == minus_inf) return 0;  // nothing but -inf and NaN
+  const double top = static_cast<float>(logits[best.second]);
+  // Weights in id order; the sums run in id order (as over the whole row
+  // with zeros elsewhere).
+  std::sort(kept.begin(), kept.end(),
+            [](const Candidate& a, const Candidate& b) {
+              return a.second < b.second;
+            });
+  static thread_local std::vector<double> weights;
+  weights.assign(kept.size(), 0.0);
   double total = 0.0;
-  for (int r = 0; r < k; ++r) {
-    const int i = order[r];
-    if (keys[i] == minus_inf) continue;  // NaN too: no weight
-    weights[i] =
-        keys[i] == top_key ? 1.0 : std::exp((values[i] - top) / temperature);
+  for (size_t j = 0; j < kept.size(); ++j) {
+    const auto [key, i] = kept[j];
+    if (key == minus_inf) continue;  // NaN too: no weight
+    weights[j] =
+        key == best.first
+            ? 1.0
+            : std::exp((static_cast<float>(logits[i]) - top) / temperature);
+    total += weights[j];
   }
-  for (int i = 0; i < V; ++i) total += weights[i];
   const double target = u * total;
   double running = 0.0;
-  int last_positive = order[0];
-  for (int i = 0; i < V; ++i) {
-    if (weights[i] <= 0.0) continue;
-    running += weights[i];
-    last_positive = i;
-    if (target < running) return i;
+  int last_positive = best.second;
+  for (size_t j = 0; j < kept.size(); ++j) {
+    if (weights[j] <= 0.0) continue;
+    running += weights[j];
+    last_positive = kept[j].second;
+    if (target < running) return kept[j].second;
   }
   return last_positive;
 }
@@ -64,6 +82,7 @@ template <typename T>
 void SampleTopK(int32_t* tokens, const T* logits, const int32_t* seeds,
                 int32_t counter, int rows, int V, int Vp, int top_k,
                 double temperature) {
+#pragma omp parallel for if (rows > 1) schedule(static)
   for (int b = 0; b < rows; ++b) {
     const double u = SampleUniform(JoinSeed(seeds + 2 * b), counter);
     tokens[b] =
