@@ -919,6 +919,13 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
               cudaFuncSetAttribute(
                   kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
               "tc lean backward (shared memory size)");
+          // All of L1 as shared memory, where the driver might otherwise
+          // leave too little for the 3-4 blocks per SM these kernels are for.
+          CheckLaunch(
+              cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                  cudaSharedmemCarveoutMaxShared),
+              "tc lean backward (shared memory carveout)");
         }
         return true;
       }();
