@@ -134,6 +134,8 @@ group_tests() {
   # A fast path that failed its tests is switched off for the rest of the run (and the
   # benchmark says which kernels ran), so one bad kernel does not spoil the whole proof.
   failed() { grep -qE "^\[  FAILED  \] ($1)" "$logs/gpu_tests.txt"; }
+  # off TEST_PATTERN VAR=VALUE WHAT: sets the switch when a test of the pattern failed.
+  off() { if failed "$1"; then export "$2"; log "$3"; fi; }
   if failed "CudaMma\.FragmentLayout"; then
     export GPT2_PORTABLE_ATTENTION=1; log "the mma layout failed its test: portable attention from here on"
   elif failed "CudaMma\.LdMatrix"; then
@@ -141,30 +143,23 @@ group_tests() {
     export GPT2_ATTENTION_LDMATRIX=0; log "ldmatrix.trans failed its test: attention with transposed tiles from here on"
   elif failed "Types/CudaOps\.(LeanAttentionBackward|WideAttentionForward)"; then
     # A second version of a kernel disagrees with the first: keep the first.
-    if failed "Types/CudaOps\.LeanAttentionBackward"; then
-      export GPT2_ATTENTION_LEAN=0; log "lean attention backward failed its test: register kernels from here on"
-    fi
-    if failed "Types/CudaOps\.WideAttentionForward"; then
-      export GPT2_ATTENTION_WIDE=0; log "wide attention forward failed its test: 16 rows per warp from here on"
-    fi
+    off "Types/CudaOps\.LeanAttentionBackward" GPT2_ATTENTION_LEAN=0 \
+      "lean attention backward failed its test: register kernels from here on"
+    off "Types/CudaOps\.WideAttentionForward" GPT2_ATTENTION_WIDE=0 \
+      "wide attention forward failed its test: 16 rows per warp from here on"
   elif failed "Types/CudaOps\.Attention(Peaked)?/bf16"; then
     export GPT2_PORTABLE_ATTENTION=1; log "tensor-core attention failed its tests: portable attention from here on"
   fi
-  if failed "Types/CudaOps\.FusedMatmulGelu[A-Za-z]*/bf16"; then
-    export GPT2_GELU_EPILOGUES=0; log "fused GELU failed its tests: separate GELU kernels from here on"
-  fi
-  if failed "Types/CudaOps\.Matmul/"; then
-    export GPT2_PORTABLE_MATMUL=1; log "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
-  fi
-  if failed "Types/CudaOps\.ResidualLayerNormMatmul"; then
-    export GPT2_DECODE_FUSION=0; log "the decode LayerNorm fusion failed its test: separate kernels from here on"
-  fi
-  if failed "Types/CudaOps\.SampleTopK"; then
-    export GPT2_DEVICE_SAMPLING=0; log "device top-k sampling failed its test: host sampling from here on"
-  fi
-  if failed "CudaDecode\."; then
-    export GPT2_DECODE_GRAPHS=0; log "decoding failed its tests: no decode graphs from here on"
-  fi
+  off "Types/CudaOps\.FusedMatmulGelu[A-Za-z]*/bf16" GPT2_GELU_EPILOGUES=0 \
+    "fused GELU failed its tests: separate GELU kernels from here on"
+  off "Types/CudaOps\.Matmul/" GPT2_PORTABLE_MATMUL=1 \
+    "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
+  off "Types/CudaOps\.ResidualLayerNormMatmul" GPT2_DECODE_FUSION=0 \
+    "the decode LayerNorm fusion failed its test: separate kernels from here on"
+  off "Types/CudaOps\.SampleTopK" GPT2_DEVICE_SAMPLING=0 \
+    "device top-k sampling failed its test: host sampling from here on"
+  off "CudaDecode\." GPT2_DECODE_GRAPHS=0 \
+    "decoding failed its tests: no decode graphs from here on"
 }
 
 group_bench() {
