@@ -141,10 +141,12 @@ group_tests() {
   elif failed "CudaMma\.LdMatrix"; then
     # The attention tests fail with it; the transposed-tile path passed on the H200.
     export GPT2_ATTENTION_LDMATRIX=0; log "ldmatrix.trans failed its test: attention with transposed tiles from here on"
-  elif failed "Types/CudaOps\.(LeanAttentionBackward|WideAttentionForward)"; then
+  elif failed "Types/CudaOps\.(LeanAttentionBackward|WideAttentionForward|FusedAttentionBackward)"; then
     # A second version of a kernel disagrees with the first: keep the first.
     off "Types/CudaOps\.LeanAttentionBackward" GPT2_ATTENTION_LEAN=0 \
       "lean attention backward failed its test: register kernels from here on"
+    off "Types/CudaOps\.FusedAttentionBackward" GPT2_ATTENTION_FUSED=0 \
+      "fused attention backward failed its test: two backward kernels from here on"
     off "Types/CudaOps\.WideAttentionForward" GPT2_ATTENTION_WIDE=0 \
       "wide attention forward failed its test: 16 rows per warp from here on"
   elif failed "Types/CudaOps\.Attention(Peaked)?/bf16"; then
@@ -171,6 +173,9 @@ group_bench() {
   # instead of 2 and 3; unforced, the first backward times both versions and keeps the
   # faster); the first bench's "attention kernels alone" table has both too.
   GPT2_ATTENTION_LEAN=1 bench bench_attn_lean_B16 16 --steps 5
+  # dQ fused into the lean dK/dV kernel (scores once, shares added in a fixed order);
+  # unforced, the first backward times it against the other two.
+  [[ ${GPT2_ATTENTION_FUSED:-} == 0 ]] || GPT2_ATTENTION_FUSED=1 bench bench_attn_fused_B16 16 --steps 5
   bench bench_res32_B16 16 --steps 5 --residual_fp32
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||

@@ -87,26 +87,15 @@ __device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4],
 #endif
 }
 
-// B fragments of two neighbouring 16x8 tiles (columns n0..n0+7 and
-// n0+8..n0+15) of a product whose B (k x n) sits row-major in shared memory,
-// B[k][n] at tile[k * stride + n], so a B stored as its rows needs no
-// transposed copy: ldmatrix.x4.trans. `tile` points at B[k0][n0]; rows must
-// be 16-byte aligned (stride a multiple of 8). Warp-collective. Lane l
-// addresses row (l % 8) + 8 * ((l / 8) % 2) at column 8 * (l / 16) of the
-// four 8x8 matrices; each lane receives, transposed, b0 = {B[2t..2t+1][g],
-// B[2t+8..2t+9][g]} and b1 the same 8 columns on.
-__device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
-                                               uint32_t (&b1)[2],
-                                               const bf16* tile, int stride) {
-  const int lane = threadIdx.x % 32;
-  const bf16* row =
-      tile + ((lane % 8) + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16);
+// ldmatrix.sync.aligned.m8n8.x4.trans: four 8x8 bf16 matrices from shared
+// memory, lane 8j + r giving the address of row r of matrix j (16 bytes,
+// 16-byte aligned); each lane receives, transposed, r[j] = {M_j[2t][g],
+// M_j[2t + 1][g]} (the lower row in the low half). Warp-collective.
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4],
+                                                const bf16* row) {
 #if defined(GPT2_CUDA_EMULATED)
-  // Matrix j's row r is at the address of lane 8j + r; this lane takes
-  // column g of rows 2t and 2t + 1 of each matrix.
-  const int g = lane / 4, t = lane % 4;
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const uint64_t mine = reinterpret_cast<uintptr_t>(row);
-  uint32_t r[4];
   for (int j = 0; j < 4; ++j) {
     uint16_t half[2];
     for (int h = 0; h < 2; ++h) {
@@ -121,20 +110,50 @@ __device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
     }
     r[j] = half[0] | (static_cast<uint32_t>(half[1]) << 16);
   }
-  b0[0] = r[0];
-  b0[1] = r[1];
-  b1[0] = r[2];
-  b1[1] = r[3];
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
   asm volatile(
       "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, "
       "[%4];\n"
-      : "=r"(b0[0]), "=r"(b0[1]), "=r"(b1[0]), "=r"(b1[1])
+      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
       : "r"(address));
 #elif defined(__CUDA_ARCH__)
+  (void)row;
+  r[0] = r[1] = r[2] = r[3] = 0;
   __trap();  // callers dispatch on the compute capability first
 #endif
+}
+
+// B fragments of two neighbouring 16x8 tiles (columns n0..n0+7 and
+// n0+8..n0+15) of a product whose B (k x n) sits row-major in shared memory,
+// B[k][n] at tile[k * stride + n], so a B stored as its rows needs no
+// transposed copy. `tile` points at B[k0][n0]; rows must be 16-byte aligned
+// (stride a multiple of 8). Warp-collective. The matrices are (k 0-7, n 0-7),
+// (k 8-15, n 0-7), (k 0-7, n 8-15), (k 8-15, n 8-15): each lane receives b0 =
+// {B[2t..2t+1][g], B[2t+8..2t+9][g]} and b1 the same 8 columns on.
+__device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
+                                               uint32_t (&b1)[2],
+                                               const bf16* tile, int stride) {
+  const int lane = threadIdx.x % 32;
+  uint32_t r[4];
+  LdMatrixX4Trans(
+      r, tile + ((lane % 8) + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16));
+  b0[0] = r[0];
+  b0[1] = r[1];
+  b1[0] = r[2];
+  b1[1] = r[3];
+}
+
+// The A fragment (m16 x k16) of a product whose A is stored transposed in
+// shared memory, A[m][k] at tile[k * stride + m] (so the accumulators of a
+// product's transpose, stored as they lie, serve as A). `tile` points at
+// A[m0][k0], i.e. row k0, column m0. The matrices are (k 0-7, m 0-7),
+// (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15): a[0..3] in mma's order.
+__device__ __forceinline__ void LdMatrixATrans(uint32_t (&a)[4],
+                                               const bf16* tile, int stride) {
+  const int lane = threadIdx.x % 32;
+  LdMatrixX4Trans(
+      a, tile + ((lane % 8) + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2));
 }
 
 }  // namespace gpt2::cuda

@@ -76,8 +76,9 @@ std::string RunOnce(const std::vector<float>& a, const std::vector<float>& b,
   return "";
 }
 
-// LdMatrixBTrans on a 16x16 tile of known values v(k, n) = 16 k + n (exact in
-// bf16), stored with padded rows; each lane writes its four registers.
+// LdMatrixBTrans and LdMatrixATrans on a 16x16 tile of known values v(k, n) =
+// 16 k + n (exact in bf16), stored with padded rows; each lane writes its four
+// registers of each.
 constexpr int kLdStride = 24;
 __global__ void LdMatrixKernel(uint32_t* out) {
   __shared__ __align__(16) bf16 tile[16 * kLdStride];
@@ -86,27 +87,29 @@ __global__ void LdMatrixKernel(uint32_t* out) {
     tile[i] = __float2bfloat16(n < 16 ? static_cast<float>(16 * k + n) : -1.0f);
   }
   __syncthreads();
-  uint32_t b0[2], b1[2];
+  uint32_t b0[2], b1[2], a[4];
   LdMatrixBTrans(b0, b1, tile, kLdStride);
+  LdMatrixATrans(a, tile, kLdStride);
   const int lane = threadIdx.x;
-  out[4 * lane] = b0[0];
-  out[4 * lane + 1] = b0[1];
-  out[4 * lane + 2] = b1[0];
-  out[4 * lane + 3] = b1[1];
+  out[8 * lane] = b0[0];
+  out[8 * lane + 1] = b0[1];
+  out[8 * lane + 2] = b1[0];
+  out[8 * lane + 3] = b1[1];
+  for (int i = 0; i < 4; ++i) out[8 * lane + 4 + i] = a[i];
 }
 
 }  // namespace
 
 std::string CheckLdMatrixLayout() {
   uint32_t* d_out = nullptr;
-  cudaError_t err = cudaMalloc(&d_out, 128 * sizeof(uint32_t));
+  cudaError_t err = cudaMalloc(&d_out, 256 * sizeof(uint32_t));
   if (err != cudaSuccess)
     return std::string("cudaMalloc: ") + cudaGetErrorString(err);
-  std::vector<uint32_t> out(128);
+  std::vector<uint32_t> out(256);
   if ((err = GPT2_LAUNCH(LdMatrixKernel, 1, 32, 0, nullptr, d_out)) !=
           cudaSuccess ||
       (err = cudaDeviceSynchronize()) != cudaSuccess ||
-      (err = cudaMemcpy(out.data(), d_out, 128 * sizeof(uint32_t),
+      (err = cudaMemcpy(out.data(), d_out, 256 * sizeof(uint32_t),
                         cudaMemcpyDeviceToHost)) != cudaSuccess) {
     cudaFree(d_out);
     return std::string("LdMatrixKernel: ") + cudaGetErrorString(err);
@@ -122,13 +125,19 @@ std::string CheckLdMatrixLayout() {
   };
   for (int lane = 0; lane < 32; ++lane) {
     const int g = lane / 4, t = lane % 4;
-    const uint32_t want[4] = {pack(2 * t, g), pack(2 * t + 8, g),
-                              pack(2 * t, g + 8), pack(2 * t + 8, g + 8)};
-    for (int i = 0; i < 4; ++i) {
-      if (out[4 * lane + i] != want[i]) {
-        return "ldmatrix layout: lane " + std::to_string(lane) + " register " +
-               std::to_string(i) + " = " + std::to_string(out[4 * lane + i]) +
-               ", want " + std::to_string(want[i]);
+    // B's registers, then A's (A[m][k] = v(k, m): a[0] = A[g][2t..2t+1] =
+    // v(2t..2t+1, g), a[1] rows g + 8, a[2] k 8 on, a[3] both).
+    const uint32_t want[8] = {pack(2 * t, g),     pack(2 * t + 8, g),
+                              pack(2 * t, g + 8), pack(2 * t + 8, g + 8),
+                              pack(2 * t, g),     pack(2 * t, g + 8),
+                              pack(2 * t + 8, g), pack(2 * t + 8, g + 8)};
+    for (int i = 0; i < 8; ++i) {
+      if (out[8 * lane + i] != want[i]) {
+        return std::string(i < 4 ? "ldmatrix B" : "ldmatrix A") +
+               " layout: lane " + std::to_string(lane) + " register " +
+               std::to_string(i % 4) + " = " +
+               std::to_string(out[8 * lane + i]) + ", want " +
+               std::to_string(want[i]);
       }
     }
   }

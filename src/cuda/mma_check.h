@@ -16,9 +16,9 @@ namespace gpt2::cuda {
 // mismatch. Needs sm_80 or newer (or the emulator).
 std::string CheckMmaLayout();
 
-// Loads B fragments from a shared tile of known values with LdMatrixBTrans
-// and compares every lane's registers with the layout above; "" when they
-// match. Needs sm_80 or newer (or the emulator).
+// Loads B and A fragments from a shared tile of known values with
+// LdMatrixBTrans and LdMatrixATrans and compares every lane's registers with
+// the layout above; "" when they match. Needs sm_80 or newer (or the emulator).
 std::string CheckLdMatrixLayout();
 
 }  // namespace gpt2::cuda

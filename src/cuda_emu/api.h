@@ -49,6 +49,13 @@ Schedule CurrentSchedule();
 void SetHostThreads(int n);
 int HostThreads();
 
+// With several host threads: thread 0 of a block sleeps up to this many
+// microseconds at one barrier in four (a per-host-thread pseudo-random
+// sequence), so blocks overtake one another and an order between blocks that
+// is assumed but not enforced shows (default 0: off;
+// CUDA_EMU_BLOCK_JITTER_US=n sets it at start-up).
+void SetBlockJitter(int microseconds);
+
 // A thread that spins (failed atomicCAS, __nanosleep) while no other thread of
 // its block makes progress for this long is reported as a livelock instead of
 // hanging the test (default 2 s; CUDA_EMU_SPIN_TIMEOUT_MS sets it at start-up).

@@ -51,6 +51,7 @@ struct Settings {
   std::atomic<uint64_t> seed{0x9e3779b97f4a7c15ull};
   std::atomic<int> host_threads{1};
   std::atomic<double> spin_timeout{2.0};
+  std::atomic<int> block_jitter_us{0};
   size_t stack_bytes = 256 * 1024;
   std::atomic<uint64_t> launches{0};
 
@@ -70,6 +71,9 @@ struct Settings {
     }
     if (const char* s = std::getenv("CUDA_EMU_HOST_THREADS")) {
       host_threads = std::max(1, std::atoi(s));
+    }
+    if (const char* s = std::getenv("CUDA_EMU_BLOCK_JITTER_US")) {
+      block_jitter_us = std::max(0, std::atoi(s));
     }
     if (const char* s = std::getenv("CUDA_EMU_SPIN_TIMEOUT_MS")) {
       spin_timeout = std::atof(s) / 1000.0;
@@ -1097,8 +1101,23 @@ void* DynamicSharedMemory() {
 }
 
 int BlockBarrier(BarrierKind kind, int predicate, const char* file, int line) {
-  return RunnerOrDie(BarrierName(kind), file, line)
-      .Barrier(kind, predicate, file, line);
+  BlockRunner& runner = RunnerOrDie(BarrierName(kind), file, line);
+  // Jitter: thread 0 of a block holds its host thread for a while at some
+  // barriers, so blocks running on other host threads overtake it.
+  const int jitter = GetSettings().block_jitter_us.load();
+  const uint3 t = tls_coords.thread_idx;
+  if (jitter > 0 && t.x == 0 && t.y == 0 && t.z == 0 &&
+      GetSettings().host_threads.load() > 1) {
+    thread_local uint64_t state = 0x2545f4914f6cdd1dull;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    if (state % 4 == 0) {
+      std::this_thread::sleep_for(
+          std::chrono::microseconds((state >> 8) % jitter));
+    }
+  }
+  return runner.Barrier(kind, predicate, file, line);
 }
 
 WarpResult WarpCollective(WarpOpKind kind, unsigned mask, uint64_t bits,
@@ -1238,6 +1257,10 @@ void SetHostThreads(int n) {
 }
 
 int HostThreads() { return detail::GetSettings().host_threads.load(); }
+
+void SetBlockJitter(int microseconds) {
+  detail::GetSettings().block_jitter_us = std::max(0, microseconds);
+}
 
 void SetSpinTimeout(double seconds) {
   detail::GetSettings().spin_timeout = seconds;

@@ -345,13 +345,14 @@ AttentionKernels& KernelChoice() {
     };
     if (env_is("GPT2_PORTABLE_ATTENTION", "1"))
       return AttentionKernels::kPortable;
-    AttentionKernels kernels = env_is("GPT2_ATTENTION_LDMATRIX", "0")
-                                   ? AttentionKernels::kTransposedTiles
-                               : env_is("GPT2_ATTENTION_LEAN", "1")
-                                   ? AttentionKernels::kLeanBackward
-                               : env_is("GPT2_ATTENTION_LEAN", "0")
-                                   ? AttentionKernels::kRegisterBackward
-                                   : AttentionKernels::kAuto;
+    AttentionKernels kernels =
+        env_is("GPT2_ATTENTION_LDMATRIX", "0")
+            ? AttentionKernels::kTransposedTiles
+        : env_is("GPT2_ATTENTION_FUSED", "1") ? AttentionKernels::kFusedBackward
+        : env_is("GPT2_ATTENTION_LEAN", "1")  ? AttentionKernels::kLeanBackward
+        : env_is("GPT2_ATTENTION_LEAN", "0")
+            ? AttentionKernels::kRegisterBackward
+            : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -387,10 +388,23 @@ bool TensorCoresFor(DType dtype, int head_size) {
 bool Ldmatrix() {
   const AttentionKernels k = KernelChoice();
   return k == AttentionKernels::kAuto || k == AttentionKernels::kLeanBackward ||
-         k == AttentionKernels::kRegisterBackward;
+         k == AttentionKernels::kRegisterBackward ||
+         k == AttentionKernels::kFusedBackward;
 }
-bool LeanBackward() {
-  return KernelChoice() == AttentionKernels::kLeanBackward;
+
+// The tensor-core backward's versions (ldmatrix): the block's own rows in
+// registers, in shared memory (lean), or lean with dQ fused into the dK/dV
+// kernel.
+enum BackwardVersion { kRegisters = 0, kLean = 1, kFused = 2 };
+const char* const kBackwardNames[] = {"registers", "lean", "fused dQ"};
+
+// Whether kAuto may choose the fused backward (GPT2_ATTENTION_FUSED=0: not).
+bool FusedAllowed() {
+  static const bool allowed = [] {
+    const char* env = std::getenv("GPT2_ATTENTION_FUSED");
+    return env == nullptr || std::string(env) != "0";
+  }();
+  return allowed;
 }
 
 std::string& AutoChoiceNote() {
@@ -415,31 +429,35 @@ std::string& ForwardChoiceNote() {
   return note;
 }
 
-// Times fn(false) against fn(true) (one launch each after a warm-up) and
-// returns whether the second was faster, with a note of both times. Not in
-// the emulator (its clock says nothing of a GPU; false) nor inside a graph
-// capture (false, no note).
+std::string FormatMs(float ms) {
+  char text[32];
+  std::snprintf(text, sizeof(text), "%.3f ms", ms);
+  return text;
+}
+
+// Times fn(0), ..., fn(n - 1) (one launch each after a warm-up) and returns
+// the fastest, with a note of every time. Not in the emulator (its clock says
+// nothing of a GPU; 0) nor inside a graph capture (0, no note).
 template <typename Fn>
-bool SecondIsFaster(CUstream_st* stream, const char* first, const char* second,
-                    int B, int T, std::string* note, Fn&& fn) {
+int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
+            std::string* note, Fn&& fn) {
 #if defined(GPT2_CUDA_EMULATED)
-  (void)stream, (void)first, (void)second, (void)B, (void)T, (void)note;
-  (void)fn;
-  return false;
+  (void)stream, (void)names, (void)n, (void)B, (void)T, (void)note, (void)fn;
+  return 0;
 #else
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   if (cudaStreamIsCapturing(stream, &capture) != cudaSuccess ||
       capture != cudaStreamCaptureStatusNone) {
-    return false;
+    return 0;
   }
   cudaEvent_t start = nullptr, end = nullptr;
   GPT2_CUDA_CHECK(cudaEventCreate(&start));
   GPT2_CUDA_CHECK(cudaEventCreate(&end));
-  float ms[2] = {0.0f, 0.0f};
+  std::vector<float> ms(n, 0.0f);
   for (int pass = 0; pass < 2; ++pass) {  // a warm-up, then the timed one
-    for (int v = 0; v < 2; ++v) {
+    for (int v = 0; v < n; ++v) {
       GPT2_CUDA_CHECK(cudaEventRecord(start, stream));
-      fn(v == 1);
+      fn(v);
       GPT2_CUDA_CHECK(cudaEventRecord(end, stream));
       GPT2_CUDA_CHECK(cudaEventSynchronize(end));
       GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms[v], start, end));
@@ -447,49 +465,48 @@ bool SecondIsFaster(CUstream_st* stream, const char* first, const char* second,
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));
-  const bool faster = ms[1] < ms[0];
-  char text[192];
-  std::snprintf(text, sizeof(text),
-                "%s (%.3f ms against %.3f ms with %s, one layer, B=%d T=%d)",
-                faster ? second : first, ms[faster ? 1 : 0], ms[faster ? 0 : 1],
-                faster ? first : second, B, T);
-  *note = text;
-  return faster;
+  int best = 0;
+  for (int v = 1; v < n; ++v) best = ms[v] < ms[best] ? v : best;
+  std::string text = std::string(names[best]) + " (" + FormatMs(ms[best]);
+  for (int v = 0; v < n; ++v) {
+    if (v != best) text += " against " + FormatMs(ms[v]) + " with " + names[v];
+  }
+  *note = text + ", one layer, B=" + std::to_string(B) +
+          " T=" + std::to_string(T) + ")";
+  return best;
 #endif
 }
 
-// kAuto's backward version: both timed once, on the first call's tensors
-// (which the real call then overwrites), the faster kept.
-bool AutoLeanBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
-                      const float* delta, int B, int T, int C, int NH,
-                      CUstream_st* stream) {
-  static int choice = -1;  // 0: registers, 1: lean
+// kAuto's backward version: each timed once, on the first call's tensors
+// (which the real call then overwrites), the fastest kept.
+BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
+                             const float* lse, const float* delta, int B, int T,
+                             int C, int NH, void* fused_workspace,
+                             CUstream_st* stream) {
+  static int choice = -1;
   if (choice < 0) {
-    choice =
-        SecondIsFaster(stream, "registers", "lean", B, T, &AutoChoiceNote(),
-                       [&](bool lean) {
-                         tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B,
-                                               T, C, NH, true, lean, stream);
-                       })
-            ? 1
-            : 0;
+    choice = Fastest(stream, kBackwardNames, FusedAllowed() ? 3 : 2, B, T,
+                     &AutoChoiceNote(), [&](int version) {
+                       tc::AttentionBackward(
+                           dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
+                           version == kLean, stream, tc::kBothParts,
+                           version == kFused ? fused_workspace : nullptr);
+                     });
   }
-  return choice == 1;
+  return static_cast<BackwardVersion>(choice);
 }
 
 // The forward's version (ForwardVersion), timed the first time if not fixed.
 bool WideForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                  int NH, CUstream_st* stream) {
+  static const char* const kNames[] = {"16 rows per warp", "32 rows per warp"};
   int& version = ForwardVersion();
   if (version < 0) {
-    version = SecondIsFaster(stream, "16 rows per warp", "32 rows per warp", B,
-                             T, &ForwardChoiceNote(),
-                             [&](bool wide) {
-                               tc::AttentionForward(out, lse, qkv, B, T, C, NH,
-                                                    true, wide, stream);
-                             })
-                  ? 1
-                  : 0;
+    version =
+        Fastest(stream, kNames, 2, B, T, &ForwardChoiceNote(), [&](int wide) {
+          tc::AttentionForward(out, lse, qkv, B, T, C, NH, true, wide == 1,
+                               stream);
+        });
   }
   return version == 1;
 }
@@ -517,7 +534,10 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
-  if (LeanBackward()) return "tensor-core-lean";
+  if (KernelChoice() == AttentionKernels::kLeanBackward)
+    return "tensor-core-lean";
+  if (KernelChoice() == AttentionKernels::kFusedBackward)
+    return "tensor-core-fused";
   return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
 
@@ -551,21 +571,38 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const int64_t rows = int64_t{B} * NH * T;
-  auto* delta = static_cast<float*>(scratch->Get(sizeof(float) * rows, stream));
-  const dim3 grid(CeilDiv(T, kRows), NH, B);
   const bool tensor_cores =
       UseTensorCores(dout.dtype, hs, {dqkv.data, dout.data, qkv.data});
+  // delta, then (where the fused kernel may run) its workspace.
+  const size_t delta_bytes = (sizeof(float) * rows + 255) / 256 * 256;
+  const bool fused_possible =
+      tensor_cores &&
+      (KernelChoice() == AttentionKernels::kFusedBackward ||
+       (KernelChoice() == AttentionKernels::kAuto && FusedAllowed()));
+  char* work = static_cast<char*>(scratch->Get(
+      delta_bytes +
+          (fused_possible ? tc::FusedBackwardWorkspaceBytes(B, T, C, NH) : 0),
+      stream));
+  auto* delta = reinterpret_cast<float*>(work);
+  void* fused_workspace = fused_possible ? work + delta_bytes : nullptr;
+  const dim3 grid(CeilDiv(T, kRows), NH, B);
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
     LaunchAttentionDelta<F>(delta, Ptr<F>(dout), Ptr<F>(out), B, T, C, NH,
                             stream);
     if (tensor_cores) {
-      const bool lean = KernelChoice() == AttentionKernels::kAuto
-                            ? AutoLeanBackward(dqkv, dout, qkv, Ptr<float>(lse),
-                                               delta, B, T, C, NH, stream)
-                            : LeanBackward();
-      return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
-                                   T, C, NH, Ldmatrix(), lean, stream);
+      const AttentionKernels k = KernelChoice();
+      const BackwardVersion version =
+          k == AttentionKernels::kAuto
+              ? AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B, T, C,
+                             NH, fused_workspace, stream)
+          : k == AttentionKernels::kFusedBackward ? kFused
+          : k == AttentionKernels::kLeanBackward  ? kLean
+                                                  : kRegisters;
+      return tc::AttentionBackward(
+          dqkv, dout, qkv, Ptr<float>(lse), delta, B, T, C, NH, Ldmatrix(),
+          version == kLean, stream, tc::kBothParts,
+          version == kFused ? fused_workspace : nullptr);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {
@@ -701,6 +738,14 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
                             lean, stream, tc::kQueryPart);
     });
   }
+  void* workspace = nullptr;
+  GPT2_CUDA_CHECK(
+      cudaMalloc(&workspace, tc::FusedBackwardWorkspaceBytes(B, T, C, NH)));
+  time("dK, dV, dQ (fused, lean)", 5 * product, [&] {
+    tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, true,
+                          true, stream, tc::kBothParts, workspace);
+  });
+  GPT2_CUDA_CHECK(cudaFree(workspace));
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));
   for (void* p : {static_cast<void*>(qkv), static_cast<void*>(dqkv),

@@ -55,21 +55,28 @@ class Scratch;
 // tensor-core backward of the process (one launch each after a warm-up) and
 // keeps the faster (AttentionBackwardChoice says which);
 // kRegisterBackward / kLeanBackward fix the choice (GPT2_ATTENTION_LEAN=0 /
-// 1). kPortable: always the portable kernels; GPT2_PORTABLE_ATTENTION=1
-// selects it, to isolate a tensor-core bug on a new card.
+// 1). A third backward, kFusedBackward (GPT2_ATTENTION_FUSED=1 fixes it),
+// makes dQ in the lean dK/dV kernel (each score computed once instead of
+// twice), adding the key blocks' shares in a fixed order in fp32: as
+// deterministic, not the same bits; kAuto times it too unless
+// GPT2_ATTENTION_FUSED=0. kPortable: always the portable kernels;
+// GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
+// card.
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
   kPortable,
   kLeanBackward,
-  kRegisterBackward
+  kRegisterBackward,
+  kFusedBackward
 };
 void SetAttentionKernels(AttentionKernels kernels);
-// "tensor-core", "tensor-core-lean", "tensor-core-tt" (transposed tiles) or
-// "portable": what a call with these arguments runs.
+// "tensor-core", "tensor-core-lean", "tensor-core-fused", "tensor-core-tt"
+// (transposed tiles) or "portable": what a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
-// How kAuto chose its backward kernels, e.g. "lean (0.84 ms against 1.02 ms
-// with registers, one layer, B=16 T=1024)"; empty before the first
+// How kAuto chose its backward kernels, e.g. "lean (0.840 ms against 1.020 ms
+// with registers against 0.910 ms with fused dQ, one layer, B=16 T=1024)";
+// empty before the first
 // tensor-core backward, in the emulator, or when the choice was fixed.
 std::string AttentionBackwardChoice();
 // The forward likewise comes with 16 or 32 query rows per warp (the same
@@ -88,7 +95,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 // `reps` launches after one warm-up) on random bf16 inputs of one layer at
 // B, T, C, NH: the tensor-core forward, the delta sums and the two backward
 // kernels, each with ldmatrix, 32 rows per warp (forward) or lean
-// (backward), and with transposed tiles. flops
+// (backward), and with transposed tiles, and the fused backward. flops
 // counts the kernel's own products (causal: about half the scores), so a kernel
 // that recomputes is charged for it. Empty where the tensor-core kernels do not
 // apply (dtype, head size, device).

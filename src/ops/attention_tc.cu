@@ -192,14 +192,18 @@ __device__ __forceinline__ void RowsTimesTileShared(float (&s)[8][4],
 }
 
 // Dynamic shared memory of a lean backward kernel: two double-buffered
-// streamed tiles and the block's own 64 rows of two tensors.
-template <int HS>
+// streamed tiles and the block's own 64 rows of two tensors; with kFusedQ
+// also a 64 x 64 tile of score gradients (rows kTileT long).
+template <int HS, bool kFusedQ = false>
 constexpr int LeanSharedBytes() {
-  return (4 * kTile + 2 * kRows) * (HS + kPad) * static_cast<int>(sizeof(bf16));
+  return ((4 * kTile + 2 * kRows) * (HS + kPad) +
+          (kFusedQ ? kRows * kTileT : 0)) *
+         static_cast<int>(sizeof(bf16));
 }
 struct LeanTiles {
   bf16* streamed[2][2];  // [tensor][buffer]
   bf16* own[2];          // the block's rows of each of its two tensors
+  bf16* scores;          // kFusedQ's score-gradient tile
 };
 template <int HS>
 __device__ __forceinline__ LeanTiles CarveLeanTiles() {
@@ -212,6 +216,7 @@ __device__ __forceinline__ LeanTiles CarveLeanTiles() {
       t.streamed[tensor][b] = base + (2 * tensor + b) * kTile * S;
     t.own[tensor] = base + 4 * kTile * S + tensor * kRows * S;
   }
+  t.scores = base + (4 * kTile + 2 * kRows) * S;
   return t;
 }
 
@@ -278,10 +283,10 @@ struct Place {
   int64_t stat;    // this head in (B, NH, T) statistics: lse, delta
 };
 
-// Blocks are (row block, head, batch).
+// The place of a block working on head h of batch row b.
 template <int HS>
-__device__ __forceinline__ Place PlaceOf(int T, int C, int NH) {
-  const int b = blockIdx.z, h = blockIdx.y, lane = threadIdx.x % 32;
+__device__ __forceinline__ Place PlaceAt(int b, int h, int T, int C, int NH) {
+  const int lane = threadIdx.x % 32;
   Place at;
   at.warp = threadIdx.x / 32;
   at.g = lane / 4;
@@ -291,6 +296,12 @@ __device__ __forceinline__ Place PlaceOf(int T, int C, int NH) {
   at.rows = (int64_t{b} * T) * C + h * HS;
   at.stat = (int64_t{b} * NH + h) * T;
   return at;
+}
+
+// Blocks are (row block, head, batch).
+template <int HS>
+__device__ __forceinline__ Place PlaceOf(int T, int C, int NH) {
+  return PlaceAt<HS>(blockIdx.z, blockIdx.y, T, C, NH);
 }
 
 // The warp's 16 rows of a shared tile (rows HS + kPad long) as A fragments.
@@ -585,16 +596,115 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
+// Fused backward (kFusedQ): the dK/dV block of keys kb also makes each query
+// tile's share of dQ, dS (64 queries x its 64 keys) times its keys, and adds
+// it to an fp32 sum, so the scores are computed once instead of twice. The
+// shares of query tile qt come from key blocks qt, qt - 1, ..., 0, and are
+// added in that order, whatever the timing: a counter per (batch, head,
+// query tile) says how many have been added, and block kb waits until it
+// reads qt - kb. Block kb reaches tile qt one tile later than block kb + 1
+// (both start at their diagonal), so the wait is short once both run.
+// Blocks take their (batch, head, key block) from a ticket drawn at start
+// (key blocks from the last down), so a block only ever waits for one that
+// started before it: no deadlock, whatever order the hardware starts blocks
+// in. Key block qt (the first share) writes the sum; key block 0 (the last)
+// writes scale * sum as bf16 into dqkv. sync: [0] the ticket counter, then
+// the counters, (B, NH, query tiles); zero before the launch. dq_sum: (B,
+// NH, T, HS) fp32. Deterministic: fixed order, no float atomics.
+__device__ __forceinline__ void ReleaseShare(int* counter, int shares) {
+  __threadfence();  // the block's adds (before the barrier) before the count
+  atomicExch(counter, shares);
+}
+__device__ __forceinline__ void AwaitShares(int* counter, int shares) {
+  while (atomicAdd(counter, 0) < shares) __nanosleep(64);
+  __threadfence();
+}
+
+// The fused kernel's share of dQ for query tile qt from key block kb (see
+// above): ds (this warp's 16 keys x 64 queries of dS^T / scale, as
+// accumulators) goes to ds_tile; then each warp takes 16 of the queries, its
+// 16 x HS share is dS (from ds_tile, through ldmatrix.trans) times the
+// block's keys (k_rows), and it adds that to the sum once the shares of the
+// key blocks after kb are in (the first share, kb == qt, writes the sum; the
+// last, kb == 0, writes scale * sum as bf16 to dq). The caller's barrier at
+// the top of its next tile means every warp is done with ds_tile, and has
+// added its share, before either changes hands.
+template <int HS>
+__device__ __forceinline__ void AddQueryShare(bf16* dq, int64_t stride,
+                                              float* dq_rows, int* counter,
+                                              const float (&ds)[8][4],
+                                              bf16* ds_tile, const bf16* k_rows,
+                                              int qt, int kb, int T,
+                                              float scale) {
+  constexpr int S = HS + kPad;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4,
+            t = lane % 4;
+  bf16* mine = ds_tile + (warp * 16 + g) * kTileT + 2 * t;
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    *reinterpret_cast<uint32_t*>(mine + nt * 8) =
+        PackBf16(ds[nt][0], ds[nt][1]);
+    *reinterpret_cast<uint32_t*>(mine + 8 * kTileT + nt * 8) =
+        PackBf16(ds[nt][2], ds[nt][3]);
+  }
+  __syncthreads();
+  // On the diagonal, this warp's queries (16 warp..+15) see keys up to 16
+  // warp + 15: key chunks past the warp's own are zero.
+  const int chunks = qt == kb ? warp + 1 : 4;
+  float share[HS / 8][4] = {};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    if (j >= chunks) continue;
+    uint32_t a[4];
+    LdMatrixATrans(a, ds_tile + j * 16 * kTileT + warp * 16, kTileT);
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; dt += 2) {
+      uint32_t b0[2], b1[2];
+      LdMatrixBTrans(b0, b1, k_rows + j * 16 * S + dt * 8, S);
+      MmaBf16(share[dt], a, b0);
+      MmaBf16(share[dt + 1], a, b1);
+    }
+  }
+  const bool first = qt == kb, last = kb == 0;
+  if (!first) {
+    if (lane == 0) AwaitShares(counter, qt - kb);
+    __syncwarp();
+  }
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int row = qt * kTile + warp * 16 + g + 8 * half;
+    if (row >= T) continue;
+    float* sum = dq_rows + int64_t{row} * HS + 2 * t;
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      float2 v = make_float2(share[dt][2 * half], share[dt][2 * half + 1]);
+      if (!first) {  // L2, where the other blocks' adds are
+        const float2 before =
+            __ldcg(reinterpret_cast<const float2*>(sum + dt * 8));
+        v.x = before.x + v.x;
+        v.y = before.y + v.y;
+      }
+      if (last) {
+        *reinterpret_cast<uint32_t*>(dq + row * stride + dt * 8 + 2 * t) =
+            PackBf16(scale * v.x, scale * v.y);
+      } else {
+        __stcg(reinterpret_cast<float2*>(sum + dt * 8), v);
+      }
+    }
+  }
+}
+
 // dK and dV for one block of 64 keys, over the queries at or after them.
 // kLean: the block's keys and values stay in shared memory and are read as A
 // fragments each tile (not held in 32 registers a thread), for 3 blocks per
-// SM instead of 2; the same arithmetic.
-template <int HS, bool kLdm, bool kLean>
+// SM instead of 2; the same arithmetic. kFusedQ (lean only): dQ too, above.
+template <int HS, bool kLdm, bool kLean, bool kFusedQ = false>
 __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                            const float* lse, const float* delta, int T, int C,
-                           int NH, float scale) {
+                           int NH, float scale, float* dq_sum, int* sync) {
   static_assert(kLdm || !kLean, "the lean kernels stream through ldmatrix");
+  static_assert(kLean || !kFusedQ, "the fused kernel is a lean one");
   constexpr int S = HS + kPad;
   // kLdm: Q and dO as rows, two of each (the next pair loads while this one
   // is used); else also transposed copies, all loaded in turn.
@@ -602,6 +712,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
   __shared__ float tile_lse[kBufs][kTile], tile_delta[kBufs][kTile];
   bf16 *q_tile[kBufs], *do_tile[kBufs], *qt_tile = nullptr, *dot_tile = nullptr;
   bf16 *k_rows = nullptr, *v_rows = nullptr;  // kLean
+  bf16* ds_tile = nullptr;  // kFusedQ: dS^T / scale of a tile, [key][query]
   if constexpr (kLean) {
     const LeanTiles lean = CarveLeanTiles<HS>();
     for (int b = 0; b < kBufs; ++b) {
@@ -610,6 +721,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     }
     k_rows = lean.own[0];
     v_rows = lean.own[1];
+    ds_tile = lean.scores;
   } else {
     constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
     __shared__ __align__(16) bf16 q_s[kBufs][kTile * S];
@@ -623,8 +735,23 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     qt_tile = qt_s;
     dot_tile = dot_s;
   }
-  const Place at = PlaceOf<HS>(T, C, NH);
-  const int kb = blockIdx.x;  // low key blocks see the most queries: first
+  const int query_tiles = (T + kTile - 1) / kTile;
+  int kb = blockIdx.x;  // low key blocks see the most queries: first
+  Place at;
+  int* counters = nullptr;   // kFusedQ: this head's, one per query tile
+  float* dq_rows = nullptr;  // kFusedQ: this head's (T, HS) sums
+  if constexpr (kFusedQ) {
+    __shared__ int ticket;
+    if (threadIdx.x == 0) ticket = atomicAdd(sync, 1);
+    __syncthreads();
+    const int key_blocks = gridDim.x, head = ticket / key_blocks;
+    kb = key_blocks - 1 - ticket % key_blocks;
+    at = PlaceAt<HS>(head / NH, head % NH, T, C, NH);
+    counters = sync + 1 + int64_t{head} * query_tiles;
+    dq_rows = dq_sum + at.stat * HS;
+  } else {
+    at = PlaceOf<HS>(T, C, NH);
+  }
   const bf16* q = qkv + at.qkv;
   const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
@@ -673,7 +800,6 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
   float dk[HS / 8][4] = {}, dv[HS / 8][4] = {};
   const int key_a =
       kb * kRows + at.warp * 16 + at.g;  // this lane's keys: a, a + 8
-  const int query_tiles = (T + kTile - 1) / kTile;
   for (int qt = kb; qt < query_tiles; ++qt) {
     const int q0 = qt * kTile, buf = kLdm ? (qt - kb) % 2 : 0;
     if constexpr (kLdm) {
@@ -681,6 +807,10 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
       // which take qt + 1.
       CpAsyncWait<0>();
       __syncthreads();
+      if constexpr (kFusedQ) {  // every warp has added its share of qt - 1
+        if (threadIdx.x == 0 && qt > kb && kb > 0)
+          ReleaseShare(counters + qt - 1, qt - kb);
+      }
       if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
       CpAsyncCommit();
     } else {
@@ -729,6 +859,15 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     AccTimes<HS, kLdm>(dv, s, do_tile[buf], dot_tile,
                        nt_begin);                                // dV += P^T dO
     AccTimes<HS, kLdm>(dk, dp, q_tile[buf], qt_tile, nt_begin);  // dK += dS^T Q
+    if constexpr (kFusedQ) {
+      AddQueryShare<HS>(dqkv + at.qkv, at.stride, dq_rows, counters + qt, dp,
+                        ds_tile, k_rows, qt, kb, T, scale);
+    }
+  }
+  if constexpr (kFusedQ) {
+    __syncthreads();
+    if (threadIdx.x == 0 && kb > 0)
+      ReleaseShare(counters + query_tiles - 1, query_tiles - kb);
   }
   bf16* grads = dqkv + at.qkv;
   StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
@@ -896,29 +1035,49 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
       });
 }
 
+size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH) {
+  const int64_t counters = 1 + int64_t{B} * NH * CeilDiv(T, kTile);
+  return (int64_t{B} * T * C * sizeof(float) + 255) / 256 * 256 +
+         counters * sizeof(int);
+}
+
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       bool ldmatrix, bool lean, CUstream_st* stream,
-                       int parts) {
+                       bool ldmatrix, bool lean, CUstream_st* stream, int parts,
+                       void* fused_workspace) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
-  auto launch = [&](auto head, auto ldm, auto lean_tag) {
+  float* dq_sum = static_cast<float*>(fused_workspace);
+  int* sync = nullptr;
+  if (fused_workspace != nullptr) {
+    sync = reinterpret_cast<int*>(static_cast<char*>(fused_workspace) +
+                                  (int64_t{B} * T * C * sizeof(float) + 255) /
+                                      256 * 256);
+    const size_t counters = 1 + size_t{grid.x} * NH * B;
+    CheckLaunch(cudaMemsetAsync(sync, 0, counters * sizeof(int), stream),
+                "tc fused backward (counters)");
+  }
+  auto launch = [&](auto head, auto ldm, auto lean_tag, auto fused_tag) {
     constexpr int kHs = decltype(head)::value;
     constexpr bool kLdm = decltype(ldm)::value;
     constexpr bool kLean = decltype(lean_tag)::value;
+    constexpr bool kFused = decltype(fused_tag)::value;
     constexpr int kShared = kLean ? LeanSharedBytes<kHs>() : 0;
-    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean>;
+    constexpr int kFusedShared = LeanSharedBytes<kHs, true>();
+    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean, kFused>;
     auto* query = &BackwardQueryKernel<kHs, kLdm, kLean>;
     if constexpr (kLean) {
       // Above the 48 KiB a block gets without asking; once per kernel.
       static const bool allowed = [&] {
         for (const void* kernel : {reinterpret_cast<const void*>(kv),
                                    reinterpret_cast<const void*>(query)}) {
-          CheckLaunch(
-              cudaFuncSetAttribute(
-                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
-              "tc lean backward (shared memory size)");
+          CheckLaunch(cudaFuncSetAttribute(
+                          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          kernel == reinterpret_cast<const void*>(kv) && kFused
+                              ? kFusedShared
+                              : kShared),
+                      "tc lean backward (shared memory size)");
           // All of L1 as shared memory, where the driver might otherwise
           // leave too little for the 3-4 blocks per SM these kernels are for.
           CheckLaunch(
@@ -931,29 +1090,35 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
       }();
       (void)allowed;
     }
-    if (parts & kKeyValuePart) {
-      CheckLaunch(GPT2_LAUNCH(kv, grid, kThreads, kShared, stream,
-                              Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                              lse, delta, T, C, NH, scale),
-                  "tc::BackwardKeyValueKernel");
+    if (kFused || (parts & kKeyValuePart)) {
+      CheckLaunch(
+          GPT2_LAUNCH(kv, grid, kThreads, kFused ? kFusedShared : kShared,
+                      stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                      lse, delta, T, C, NH, scale, dq_sum, sync),
+          kFused ? "tc::BackwardKeyValueKernel (fused dQ)"
+                 : "tc::BackwardKeyValueKernel");
     }
-    if (parts & kQueryPart) {
+    if (!kFused && (parts & kQueryPart)) {
       CheckLaunch(GPT2_LAUNCH(query, grid, kThreads, kShared, stream,
                               Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
                               lse, delta, T, C, NH, scale),
                   "tc::BackwardQueryKernel");
     }
   };
-  DispatchInt<16, 32, 64>(
-      hs, "tensor-core attention (head size)", [&](auto head) {
-        if (ldmatrix && lean) {
-          launch(head, std::true_type{}, std::true_type{});
-        } else if (ldmatrix) {
-          launch(head, std::true_type{}, std::false_type{});
-        } else {
-          launch(head, std::false_type{}, std::false_type{});
-        }
-      });
+  const std::false_type no;
+  const std::true_type yes;
+  DispatchInt<16, 32, 64>(hs, "tensor-core attention (head size)",
+                          [&](auto head) {
+                            if (fused_workspace != nullptr) {
+                              launch(head, yes, yes, yes);
+                            } else if (ldmatrix && lean) {
+                              launch(head, yes, yes, no);
+                            } else if (ldmatrix) {
+                              launch(head, yes, no, no);
+                            } else {
+                              launch(head, no, no, no);
+                            }
+                          });
 }
 
 }  // namespace gpt2::cuda::tc

@@ -4,6 +4,8 @@
 #ifndef GPT2_OPS_ATTENTION_TC_H_
 #define GPT2_OPS_ATTENTION_TC_H_
 
+#include <cstddef>
+
 #include "src/core/tensor.h"
 
 struct CUstream_st;
@@ -29,10 +31,16 @@ enum BackwardParts { kKeyValuePart = 1, kQueryPart = 2, kBothParts = 3 };
 // lean (with ldmatrix): the backward kernels read the block's own rows from
 // shared memory each tile instead of holding them in registers (more blocks
 // per SM; the same results, bit for bit).
+// fused_workspace (device memory of FusedBackwardWorkspaceBytes, contents
+// undefined): instead, one lean kernel makes dK, dV and dQ, each score
+// computed once, the dQ shares of the key blocks added in a fixed order in
+// fp32 (deterministic, not the bits of the two-kernel version); ldmatrix,
+// lean and parts are then ignored.
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
                        bool ldmatrix, bool lean, CUstream_st* stream,
-                       int parts = kBothParts);
+                       int parts = kBothParts, void* fused_workspace = nullptr);
+size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
 
 }  // namespace gpt2::cuda::tc
 

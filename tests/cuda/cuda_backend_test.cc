@@ -25,6 +25,10 @@
 #include "src/optim/adamw_optimizer.h"
 #include "tests/test_util.h"
 
+#if defined(GPT2_CUDA_EMULATED)
+#include "src/cuda_emu/api.h"
+#endif
+
 namespace gpt2 {
 namespace {
 
@@ -625,7 +629,7 @@ TEST(CudaMma, LdMatrixTransLayout) {
 
 // The benchmark's per-kernel attention profile runs every kernel it names
 // (launch errors are fatal) and charges each its products: the forward two,
-// dK/dV four, dQ three, per version.
+// dK/dV four, dQ three, per version; the fused backward five.
 TEST(CudaAttentionProfile, TimesEveryKernel) {
   std::string why;
   if (CudaDeviceCount(&why) == 0)
@@ -634,7 +638,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const int B = 1, T = 70, C = 64, NH = 2;
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 10u);
+  ASSERT_EQ(times.size(), 11u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -648,6 +652,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   EXPECT_EQ(flops["dQ (transposed tiles)"], 3 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix, lean)"], 4 * product);
   EXPECT_EQ(flops["dQ (ldmatrix, lean)"], 3 * product);
+  EXPECT_EQ(flops["dK, dV, dQ (fused, lean)"], 5 * product);
   EXPECT_EQ(flops["delta (dout . out)"], 2.0 * B * T * C);
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
@@ -668,6 +673,7 @@ TEST_P(CudaOps, AttentionPeaked) {
   for (auto kernels :
        {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kTransposedTiles,
         cuda::AttentionKernels::kLeanBackward,
+        cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -685,6 +691,9 @@ TEST_P(CudaOps, AttentionPeaked) {
       } else if (bf16 && kernels == cuda::AttentionKernels::kLeanBackward) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean");
+      } else if (bf16 && kernels == cuda::AttentionKernels::kFusedBackward) {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
+                     "tensor-core-fused");
       } else {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "portable");
       }
@@ -776,6 +785,70 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
     for (size_t i = 0; i < grads[0].size(); ++i)
       differ += grads[0][i] != grads[1][i];
     EXPECT_EQ(differ, 0) << "T=" << T << " hs=" << C / NH;
+  }
+  cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+}
+
+// The fused backward (dQ in the dK/dV kernel, shares added in a fixed order)
+// against the lean two-kernel one: dK and dV are the same arithmetic (the
+// same bits), dQ sums the same products in another order (within bf16
+// rounding of it), and two runs give the same bits. In the emulator the
+// second run has its blocks on several host threads with random delays, so
+// blocks overtake one another and the waits for the shares of other blocks
+// really wait: the bits must not change.
+TEST_P(CudaOps, FusedAttentionBackward) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  for (auto [B, T, C, NH] :
+       {std::tuple{1, 130, 128, 2}, std::tuple{2, 64, 32, 2},
+        std::tuple{1, 100, 32, 2}, std::tuple{1, 320, 64, 1}}) {
+    const std::string where = "B=" + std::to_string(B) +
+                              " T=" + std::to_string(T) +
+                              " hs=" + std::to_string(C / NH);
+    auto qkv = Random(B * T * 3 * C, 71, 1.5), dout = Random(B * T * C, 72);
+    auto g_qkv = Gpu(qkv), g_dout = Gpu(dout);
+    auto g_out = Gpu(std::vector<double>(B * T * C));
+    auto g_lse = GpuF32(std::vector<double>(B * NH * T));
+    cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+    cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
+    // 0: lean; 1, 2: fused (2: blocks on 4 host threads in the emulator).
+    std::vector<double> grads[3];
+    for (int run = 0; run < 3; ++run) {
+      cuda::SetAttentionKernels(run == 0
+                                    ? cuda::AttentionKernels::kLeanBackward
+                                    : cuda::AttentionKernels::kFusedBackward);
+#if defined(GPT2_CUDA_EMULATED)
+      cuda_emu::SetHostThreads(run == 2 ? 4 : 1);
+      cuda_emu::SetBlockJitter(run == 2 ? 2000 : 0);
+#endif
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + run));
+      cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
+                               g_lse.view, B, T, C, NH);
+      grads[run] = Download(g_dqkv, "dqkv");
+    }
+#if defined(GPT2_CUDA_EMULATED)
+    cuda_emu::SetHostThreads(1);
+    cuda_emu::SetBlockJitter(0);
+#endif
+    int kv_differ = 0, runs_differ = 0, q_far = 0, q_moved = 0;
+    double q_scale = 0.0;
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      if (i % (3 * C) < static_cast<size_t>(C))
+        q_scale = std::max(q_scale, std::fabs(grads[0][i]));
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      runs_differ += grads[1][i] != grads[2][i];
+      if (i % (3 * C) >= static_cast<size_t>(C)) {
+        kv_differ += grads[0][i] != grads[1][i];
+      } else {
+        const double d = std::fabs(grads[0][i] - grads[1][i]);
+        q_far += d > 1e-2 * std::fabs(grads[0][i]) + 1e-3 * q_scale;
+        q_moved += d != 0.0;
+      }
+    }
+    EXPECT_GT(q_scale, 0.0) << where;
+    EXPECT_EQ(kv_differ, 0) << where << ": dK, dV differ from lean";
+    EXPECT_EQ(q_far, 0) << where << ": dQ far from lean (" << q_moved
+                        << " elements differ at all)";
+    EXPECT_EQ(runs_differ, 0) << where << ": not deterministic";
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
