@@ -166,23 +166,20 @@ group_tests() {
 
 group_bench() {
   bench bench_ours_B16 16
-  # The attention kernels as the first H200 run measured them (transposed tile copies
-  # instead of ldmatrix.trans), side by side; and the cost of an fp32 residual stream.
-  GPT2_ATTENTION_LDMATRIX=0 bench bench_attn_tt_B16 16 --steps 5
-  # The lean backward kernels forced (own rows in shared memory: 3 and 4 blocks per SM
-  # instead of 2 and 3; unforced, the first backward times both versions and keeps the
-  # faster); the first bench's "attention kernels alone" table has both too.
-  GPT2_ATTENTION_LEAN=1 bench bench_attn_lean_B16 16 --steps 5
-  # dQ fused into the lean dK/dV kernel (scores once, shares added in a fixed order);
-  # unforced, the first backward times it against the other two.
-  [[ ${GPT2_ATTENTION_FUSED:-} == 0 ]] || GPT2_ATTENTION_FUSED=1 bench bench_attn_fused_B16 16 --steps 5
+  # The attention versions (transposed tiles, register / lean / fused-dQ backward, 16 / 32
+  # rows per warp forward) are each timed alone in bench_ours_B16's "attention kernels
+  # alone" table, and the first forward and backward of every run time theirs and keep the
+  # fastest ("kernels chosen by timing"): no forced runs of them here any more.
+  # cuBLASLt's algorithms timed per shape (its first 8 candidates) instead of its first
+  # pick: the per-op table beside bench_ours_B16's says what the matmuls gain.
+  GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B16 16 --steps 5
   bench bench_res32_B16 16 --steps 5 --residual_fp32
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
     run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
       --seq_len 1024 --steps 10 --no_compile
-  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention (forward|backward) kernels chosen|^pytorch reference" \
+  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 

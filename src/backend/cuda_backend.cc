@@ -88,6 +88,11 @@ class CudaBackend final : public Backend {
       out += (out.empty() ? "" : "; ") + std::string("attention backward ") +
              backward;
     }
+#if !defined(GPT2_CUDA_EMULATED)
+    const std::string matmuls =
+        cublaslt_ ? cublaslt_->AutotuneNote() : std::string();
+    if (!matmuls.empty()) out += (out.empty() ? "" : "; ") + matmuls;
+#endif
     return out;
   }
 

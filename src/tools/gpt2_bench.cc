@@ -302,6 +302,11 @@ double BenchTrainStep(bool print, int local_rank = 0) {
       const std::string choice = cuda::AttentionBackwardChoice();
       if (!choice.empty())
         std::printf("attention backward kernels chosen: %s\n", choice.c_str());
+      // Everything chosen by timing (attention versions, and with
+      // GPT2_MATMUL_AUTOTUNE=1 cuBLASLt's algorithms).
+      const std::string tuned = backend->TunedKernels();
+      if (!tuned.empty())
+        std::printf("kernels chosen by timing: %s\n", tuned.c_str());
       if (!kernels.empty()) {
         std::printf(
             "attention kernels alone, one layer (median of 5; x%d layers):\n",
