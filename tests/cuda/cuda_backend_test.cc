@@ -1075,6 +1075,59 @@ TEST_P(CudaOps, AdamW) {
   }
 }
 
+// AdamW runs four elements a thread where every array is aligned for it and
+// element by element elsewhere: the same bits either way. One call over n
+// elements (packed, with an odd tail) against calls over [0, 1) and [1, n)
+// (the second misaligned: element by element), with and without stochastic
+// rounding (which must follow the parameter number, index + i).
+TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
+  const int n = 4099;
+  auto p = Random(n, 35), g = Random(n, 36), m = Random(n, 37, 0.1),
+       v = Random(n, 38, 0.1);
+  for (double& x : v) x = x * x;
+  const bool bf16 = dtype() == DType::kBF16;
+  for (uint64_t seed : {uint64_t{0}, uint64_t{12345}}) {
+    if (seed != 0 && !bf16) continue;
+    AdamWArgs args;
+    args.lr = 1e-2;
+    args.weight_decay = 0.1;
+    args.step = 5;
+    args.grad_clip = 1.0;
+    args.rounding_seed = seed;
+    args.index = 7;
+    std::vector<double> out[2][4];  // [split][param, master, m, v]
+    for (int split = 0; split < 2; ++split) {
+      auto g_p = Gpu(p), g_g = Gpu(g);
+      auto g_m = GpuF32(m), g_v = GpuF32(v), g_n = GpuF32({4.0});
+      DeviceBuffer master = GpuF32(p);
+      auto call = [&](int64_t begin, int64_t count) {
+        AdamWArgs a = args;
+        a.index += begin;
+        cuda_->AdamW(g_p.view.Slice(begin, count),
+                     bf16 ? master.view.Slice(begin, count) : Tensor{},
+                     g_m.view.Slice(begin, count), g_v.view.Slice(begin, count),
+                     g_g.view.Slice(begin, count), g_n.view, a);
+      };
+      if (split == 0) {
+        call(0, n);
+      } else {
+        call(0, 1);
+        call(1, n - 1);
+      }
+      out[split][0] = Download(g_p, "param");
+      out[split][1] = Download(master, "master");
+      out[split][2] = Download(g_m, "m");
+      out[split][3] = Download(g_v, "v");
+    }
+    for (int k = 0; k < 4; ++k) {
+      int differ = 0;
+      for (int i = 0; i < n; ++i) differ += out[0][k][i] != out[1][k][i];
+      EXPECT_EQ(differ, 0) << "array " << k << " seed " << seed;
+    }
+    EXPECT_NE(out[0][2], m) << "m did not move";
+  }
+}
+
 // Stochastic rounding of the bf16 params (train.stochastic_rounding): a
 // master value 30% of the way from 1 to the next bf16 (1 + 2^-7) comes out as
 // one of the two, the upper about 30% of the time; the same seed, step and
