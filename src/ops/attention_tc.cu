@@ -615,8 +615,14 @@ __device__ __forceinline__ void ReleaseShare(int* counter, int shares) {
   __threadfence();  // the block's adds (before the barrier) before the count
   atomicExch(counter, shares);
 }
-__device__ __forceinline__ void AwaitShares(int* counter, int shares) {
-  while (atomicAdd(counter, 0) < shares) __nanosleep(64);
+// `seen`: the counter as read earlier (the read issued before the share's
+// products, so its latency hides behind them); spins only if that was short.
+__device__ __forceinline__ void AwaitShares(int* counter, int shares,
+                                            int seen) {
+  while (seen < shares) {
+    __nanosleep(64);
+    seen = atomicAdd(counter, 0);
+  }
   __threadfence();
 }
 
@@ -648,9 +654,11 @@ __device__ __forceinline__ void AddQueryShare(bf16* dq, int64_t stride,
         PackBf16(ds[nt][2], ds[nt][3]);
   }
   __syncthreads();
+  const bool first = qt == kb, last = kb == 0;
+  const int seen = !first && lane == 0 ? atomicAdd(counter, 0) : 0;
   // On the diagonal, this warp's queries (16 warp..+15) see keys up to 16
   // warp + 15: key chunks past the warp's own are zero.
-  const int chunks = qt == kb ? warp + 1 : 4;
+  const int chunks = first ? warp + 1 : 4;
   float share[HS / 8][4] = {};
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -665,9 +673,8 @@ __device__ __forceinline__ void AddQueryShare(bf16* dq, int64_t stride,
       MmaBf16(share[dt + 1], a, b1);
     }
   }
-  const bool first = qt == kb, last = kb == 0;
   if (!first) {
-    if (lane == 0) AwaitShares(counter, qt - kb);
+    if (lane == 0) AwaitShares(counter, qt - kb, seen);
     __syncwarp();
   }
 #pragma unroll
