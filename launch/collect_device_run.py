@@ -267,18 +267,21 @@ def main():
         out.append("(no training metrics in this run)")
     elif len(runs) > 1:
         # The runs side by side: the mean loss of the 20 steps up to each milestone.
-        curves = {}
+        curves, timed = {}, {}
         for metrics_name in runs:
-            losses = {}
+            losses, at = {}, []
             with open(os.path.join(dest, metrics_name)) as fh:
                 for line in fh:
                     try:
                         row = json.loads(line)
                         if row.get("loss") is not None:
                             losses[int(row["step"])] = float(row["loss"])
+                            if row.get("elapsed_s") is not None:
+                                at.append((float(row["elapsed_s"]), float(row["loss"])))
                     except (ValueError, KeyError, TypeError):
                         continue
             curves[metrics_name] = losses
+            timed[metrics_name] = at
         milestones = [m for m in (100, 250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000)
                       if any(m in c for c in curves.values())]
         out += ["Mean loss over the 20 steps up to each step (all runs of this folder):", "",
@@ -291,6 +294,23 @@ def main():
                 cells.append(f"{sum(window) / len(window):.3f}" if len(window) == 20 else "-")
             out.append(f"| {name} | " + " | ".join(cells) + " |")
         out.append("")
+        # Runs of different batch sizes compare at equal time, which is what the 45 s
+        # target counts: the mean of the 20 logged losses up to each time.
+        times = [t for t in (10, 20, 30, 40, 45, 60, 90, 120, 180, 240)
+                 if any(rows and rows[-1][0] >= t for rows in timed.values())]
+        if times:
+            out += ["Mean loss over the 20 logged steps up to each time after process start "
+                    "(seconds; runs of any batch side by side):", "",
+                    "| run | " + " | ".join(f"{t} s" for t in times) + " |",
+                    "|---" * (1 + len(times)) + "|"]
+            for name, rows in timed.items():
+                cells = []
+                for t in times:
+                    window = [loss for (e, loss) in rows if e <= t][-20:]
+                    cells.append(f"{sum(window) / len(window):.3f}"
+                                 if len(window) == 20 and rows[-1][0] >= t else "-")
+                out.append(f"| {name} | " + " | ".join(cells) + " |")
+            out.append("")
     hf = re.search(r"^hf_logits_check: .*$", train, re.M)
     out += ["", f"HF export check: {hf.group(0) if hf else '(not in this run)'}", ""]
 

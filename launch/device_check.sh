@@ -226,21 +226,24 @@ group_compare() {
 # 1,000, 2.40 at 2,000, 0.89 at 3,000): memorising looks limited by the lr's noise, not
 # by its size (the old fast config, a 1.2e-3 peak, was behind at step 1,000, and falling
 # more slowly: 0.095 per 100 steps over steps 800-1040 against the default's 0.15). The 45 s
-# target needs ~1,000 steps. Candidates: a cosine over 1,200 steps; the same peak held
-# for 500 steps, then linear to 0 (warmup-stable-decay); half the peak (3e-4) over 1,200
-# steps, the direction the slopes point.
+# target needs ~1,000 steps at B=16. But the 1.2e-3 run says a larger step per update
+# does not memorise faster, and in 45 s the throughput allows ~50 epochs (PyTorch needed
+# ~129 at B=16): the target needs more progress per epoch, i.e. more updates per epoch
+# (smaller batches), if memorising is limited by updates rather than by tokens seen. So the
+# candidates test the batch: B=8 (41 updates per epoch) and B=4 (82; lr scaled by ~1/sqrt 2
+# per halving of the batch beyond 8), each with a cosine ending near the step count 45 s
+# allows (estimated from ~35 ms/step at B=16 after this week's kernels), and B=32 for the
+# opposite answer (tokens-limited: then the bigger batch's higher MFU wins).
 SWEEP=(
-  "sweep_cos1200|--set train.max_steps=1200"
-  "sweep_wsd1200|--set train.max_steps=1200 --set schedule.decay_steps=700 --set schedule.min_lr=0"
-  "sweep_lr3e-4_cos1200|--set train.max_steps=1200 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
+  "sweep_b8_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
+  "sweep_b4_cos4000|--set train.max_steps=4000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096 --set optim.lr=4e-4 --set schedule.min_lr=4e-5"
+  "sweep_b32_cos700|--set train.max_steps=700 --set train.micro_batch_size=32 --set train.total_batch_tokens=32768 --set optim.lr=8.5e-4 --set schedule.min_lr=8.5e-5"
 )
 # More, if the call has room (each 'NAME|flags'):
-#   half the batch (twice the updates per epoch, twice the noise per update):
-#   "sweep_b8_cos2000|--set train.max_steps=2000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
-#   "sweep_cos1200_lr2e-3|--set train.max_steps=1200 --set optim.lr=2e-3 --set schedule.min_lr=2e-4 --set schedule.warmup_steps=100"
-#   twice the batch (if memorising gradients are near-orthogonal, tokens to the target do
-#   not grow with the batch, and B=32 runs at a higher MFU):
-#   "sweep_b32_cos700|--set train.max_steps=700 --set train.micro_batch_size=32 --set train.total_batch_tokens=32768 --set optim.lr=8.5e-4 --set schedule.min_lr=8.5e-5"
+#   "sweep_cos1200|--set train.max_steps=1200"
+#   "sweep_wsd1200|--set train.max_steps=1200 --set schedule.decay_steps=700 --set schedule.min_lr=0"
+#   "sweep_lr3e-4_cos1200|--set train.max_steps=1200 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
+#   "sweep_b8_lr1e-3_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192 --set optim.lr=1e-3 --set schedule.min_lr=1e-4"
 group_sweep() {
   local entry name flags
   for entry in "${SWEEP[@]}"; do

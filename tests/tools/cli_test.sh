@@ -134,6 +134,25 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "FAIL collect_device_run from device_check.tar.gz:"; echo "$out"
     cat "$summary" 2>/dev/null | head -20; failures=$((failures+1))
   fi
+  # Two runs side by side at equal time after process start (the sweep's table): 30
+  # logged steps half a second apart, losses 2 and 1, so the 20 up to 10 s average to
+  # exactly that.
+  timed=$work/device_run_timed; mkdir -p "$timed"
+  cp "$run"/* "$timed/"
+  for i in $(seq 1 30); do
+    printf '{"step": %d, "loss": 2.0, "elapsed_s": %s}\n' "$i" "$(awk "BEGIN { print $i * 0.5 }")"
+  done >"$timed/metrics.jsonl"
+  sed 's/"loss": 2.0/"loss": 1.0/' "$timed/metrics.jsonl" >"$timed/metrics_torch.jsonl"
+  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$timed" --logs "$work/logs_timed" \
+        --date 2000-01-01 2>&1)
+  summary=$work/logs_timed/gpu_h100_2000-01-01/SUMMARY.md
+  if grep -q "^| run | 10 s |$" "$summary" && grep -q "^| metrics.jsonl | 2.000 |$" "$summary" \
+     && grep -q "^| metrics_torch.jsonl | 1.000 |$" "$summary"; then
+    echo "ok   collect_device_run: losses at equal time"; passes=$((passes+1))
+  else
+    echo "FAIL collect_device_run: losses at equal time:"; echo "$out"
+    grep -A5 "each time" "$summary" 2>/dev/null; failures=$((failures+1))
+  fi
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
