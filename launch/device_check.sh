@@ -196,7 +196,7 @@ group_compare() {
   # Ours in bf16, with the fp32 stream, and with the fp32 stream plus stochastically
   # rounded bf16 params (train.stochastic_rounding: LayerNorm gains near 1 move in bf16
   # steps of 2^-7, where PyTorch's autocast keeps them fp32): same binary, same init,
-  # DEVICE_CHECK_COMPARE_S (40 s: ~1,000 steps, the range where the H200 curves already parted) each.
+  # DEVICE_CHECK_COMPARE_S (40 s, ~1,000 steps at ~35 ms) each.
   local secs=${DEVICE_CHECK_COMPARE_S:-40}
   train shakespeare_bf16 gpt2_124m_shakespeare "$secs" metrics_bf16.jsonl \
     --set checkpoint.save_at_end=false
