@@ -17,6 +17,14 @@ if(COMMAND gpt2_add_emulated_cuda)
                         GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_emu DISCOVERY_TIMEOUT 60 TEST_PREFIX "emu."
     PROPERTIES LABELS cuda_emu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}")
+  # Every op again with its blocks on two host threads that overtake one another at
+  # random barriers: a kernel that assumes an order between blocks it does not enforce
+  # (or races across blocks) shows as a wrong or changed result here.
+  add_test(NAME emu.ops_concurrent_blocks
+           COMMAND cuda_backend_test_emu --gtest_filter=Types/CudaOps.*)
+  set_tests_properties(emu.ops_concurrent_blocks PROPERTIES LABELS cuda_emu TIMEOUT 300
+    PROCESSORS 2
+    ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_HOST_THREADS=2;CUDA_EMU_BLOCK_JITTER_US=300")
 endif()
 
 if(GPT2_HAVE_CUDA)

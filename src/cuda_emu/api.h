@@ -55,6 +55,7 @@ int HostThreads();
 // is assumed but not enforced shows (default 0: off;
 // CUDA_EMU_BLOCK_JITTER_US=n sets it at start-up).
 void SetBlockJitter(int microseconds);
+int BlockJitter();
 
 // A thread that spins (failed atomicCAS, __nanosleep) while no other thread of
 // its block makes progress for this long is reported as a livelock instead of

@@ -1262,6 +1262,8 @@ void SetBlockJitter(int microseconds) {
   detail::GetSettings().block_jitter_us = std::max(0, microseconds);
 }
 
+int BlockJitter() { return detail::GetSettings().block_jitter_us.load(); }
+
 void SetSpinTimeout(double seconds) {
   detail::GetSettings().spin_timeout = seconds;
 }

@@ -812,13 +812,17 @@ TEST_P(CudaOps, FusedAttentionBackward) {
     cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
     // 0: lean; 1, 2: fused (2: blocks on 4 host threads in the emulator).
     std::vector<double> grads[3];
+#if defined(GPT2_CUDA_EMULATED)
+    const int host_threads = cuda_emu::HostThreads(),
+              jitter = cuda_emu::BlockJitter();
+#endif
     for (int run = 0; run < 3; ++run) {
       cuda::SetAttentionKernels(run == 0
                                     ? cuda::AttentionKernels::kLeanBackward
                                     : cuda::AttentionKernels::kFusedBackward);
 #if defined(GPT2_CUDA_EMULATED)
-      cuda_emu::SetHostThreads(run == 2 ? 4 : 1);
-      cuda_emu::SetBlockJitter(run == 2 ? 2000 : 0);
+      cuda_emu::SetHostThreads(run == 2 ? 4 : host_threads);
+      cuda_emu::SetBlockJitter(run == 2 ? 2000 : jitter);
 #endif
       auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + run));
       cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
@@ -826,8 +830,8 @@ TEST_P(CudaOps, FusedAttentionBackward) {
       grads[run] = Download(g_dqkv, "dqkv");
     }
 #if defined(GPT2_CUDA_EMULATED)
-    cuda_emu::SetHostThreads(1);
-    cuda_emu::SetBlockJitter(0);
+    cuda_emu::SetHostThreads(host_threads);  // as the environment set them
+    cuda_emu::SetBlockJitter(jitter);
 #endif
     int kv_differ = 0, runs_differ = 0, q_far = 0, q_moved = 0;
     double q_scale = 0.0;
