@@ -11,6 +11,8 @@
 #   compare  the same Shakespeare recipe in PyTorch (tests/reference/shakespeare_torch.py,
 #            autocast) and ours with an fp32 residual stream, each for a fixed time
 #   sweep    short runs of candidate fast recipes (SWEEP below)
+#   fast     the fast recipe (configs/gpt2_124m_shakespeare_fast.pbtxt, plus
+#            DEVICE_CHECK_FAST_FLAGS: e.g. the sweep winner's flags) to loss < 0.1 or 60 s
 #   proof    the Shakespeare config to loss < 0.1; checkpoint verify, samples, HF logits
 #            check; the weights left in $DEVICE_CHECK_KEEP (/tmp/gpt2_weights) as bf16
 #            parts for launch/device_fetch_weights.sh to bring back in the next calls
@@ -252,6 +254,14 @@ group_sweep() {
     train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
       ${DEVICE_CHECK_SWEEP_FLAGS:-} --set checkpoint.save_at_end=false
   done
+}
+
+group_fast() {
+  # The fast half of "both recipes side by side": its own log and metrics_fast.jsonl.
+  # shellcheck disable=SC2086
+  train shakespeare_fast gpt2_124m_shakespeare_fast "${DEVICE_CHECK_FAST_S:-60}" \
+    metrics_fast.jsonl --set log.every_steps=1 --set checkpoint.save_at_end=false \
+    ${DEVICE_CHECK_FAST_FLAGS:-}
 }
 
 group_proof() {
