@@ -58,13 +58,15 @@ __device__ __forceinline__ bool DeviceClipScale(const float* norm_squared,
 }
 
 // One element's update: m, v and the weight w in place, the new weight
-// returned.
+// returned. The fused multiply-adds are spelled out, so the compiler's
+// contraction choices cannot make the packed and element-wise kernels (which
+// inline this differently) round differently.
 __device__ __forceinline__ float Update(float g, float& m, float& v, float w,
                                         const AdamWScalars& a) {
-  m = a.beta1 * m + (1.0f - a.beta1) * g;
-  v = a.beta2 * v + (1.0f - a.beta2) * g * g;
-  return w - a.lr * ((m / a.correction1) / (sqrtf(v / a.correction2) + a.eps) +
-                     a.weight_decay * w);
+  m = fmaf(a.beta1, m, (1.0f - a.beta1) * g);
+  v = fmaf(a.beta2, v, ((1.0f - a.beta2) * g) * g);
+  const float step = (m / a.correction1) / (sqrtf(v / a.correction2) + a.eps);
+  return fmaf(-a.lr, fmaf(a.weight_decay, w, step), w);
 }
 
 template <typename T>
