@@ -791,8 +791,10 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
 
 // The fused backward (dQ in the dK/dV kernel, shares added in a fixed order)
 // against the lean two-kernel one: dK and dV are the same arithmetic (the
-// same bits), dQ sums the same products in another order (within bf16
-// rounding of it), and two runs give the same bits. In the emulator the
+// same bits in the emulator; within one bf16 step on a GPU, where the other
+// instantiation may be contracted differently), dQ sums the same products in
+// another order (within bf16 rounding of it), and two runs give the same
+// bits. In the emulator the
 // second run has its blocks on several host threads with random delays, so
 // blocks overtake one another and the waits for the shares of other blocks
 // really wait: the bits must not change.
@@ -841,7 +843,11 @@ TEST_P(CudaOps, FusedAttentionBackward) {
     for (size_t i = 0; i < grads[0].size(); ++i) {
       runs_differ += grads[1][i] != grads[2][i];
       if (i % (3 * C) >= static_cast<size_t>(C)) {
-        kv_differ += grads[0][i] != grads[1][i];
+        // The same arithmetic as lean (equal in the emulator); a compiler may
+        // still contract the other instantiation's arithmetic differently, so
+        // on a GPU up to one bf16 step apart is allowed, nothing more.
+        kv_differ += std::fabs(grads[0][i] - grads[1][i]) >
+                     (kEmulated ? 0.0 : 0.008 * std::fabs(grads[0][i]));
       } else {
         const double d = std::fabs(grads[0][i] - grads[1][i]);
         q_far += d > 1e-2 * std::fabs(grads[0][i]) + 1e-3 * q_scale;
