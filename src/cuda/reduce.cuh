@@ -21,6 +21,9 @@ __device__ __forceinline__ float ColumnSliceSum(const T* x, int64_t row0,
   __shared__ float sums[kRowLanes][kColumnTile];
   float s = 0.0f;
   if (c < C) {
+    // Unrolled so that four rows' loads are in flight at once (the adds stay
+    // in row order).
+#pragma unroll 4
     for (int64_t r = row0 + threadIdx.y; r < row1; r += kRowLanes)
       s += ToFloat(x[r * C + c]);
   }
@@ -63,6 +66,7 @@ __global__ void ColumnChunkSumsPackedKernel(float* partial, const T* x,
   const int64_t row1 = row0 + rows_per_chunk < N ? row0 + rows_per_chunk : N;
   float s[kN] = {};
   if (c0 < C) {
+#pragma unroll 4  // four rows' loads in flight; the adds stay in row order
     for (int64_t r = row0 + threadIdx.y; r < row1; r += kRowLanes) {
       const Pack16<T> p = LoadPack16(x + r * C + c0);
       for (int j = 0; j < kN; ++j) s[j] += ToFloat(p.v[j]);
