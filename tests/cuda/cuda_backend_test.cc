@@ -1051,6 +1051,12 @@ TEST_P(CudaOps, ClassifierAndSums) {
   cuda_->SumSquares(g_sq.view, g_x.view);
   ExpectNear(Download(g_sq, "sumsq"), Download(c_sq, "c"), 1e-5, 1e-5,
              "sum of squares");
+  // A slice one element in: not 16-byte aligned, element by element.
+  auto c_sq1 = Cpu({0.0}), g_sq1 = GpuF32({0.0});
+  cpu_->SumSquares(c_sq1.view, c_x.view.Slice(1, 300000));
+  cuda_->SumSquares(g_sq1.view, g_x.view.Slice(1, 300000));
+  ExpectNear(Download(g_sq1, "sumsq"), Download(c_sq1, "c"), 1e-5, 1e-5,
+             "sum of squares, unaligned");
 }
 
 TEST_P(CudaOps, AdamW) {
