@@ -1206,24 +1206,31 @@ TEST_P(CudaOps, AdamWStochasticRoundingIsUnbiased) {
 }
 
 TEST_P(CudaOps, CastRoundsToNearestEven) {
-  // f32 -> storage type -> f32 must equal the host's rounding of each value.
-  const int n = 3000;
+  // f32 -> storage type -> f32 must equal the host's rounding of each value:
+  // n not a multiple of four (four at a time, then one by one), and once more
+  // from one element in (unaligned: one by one throughout).
+  const int n = 3003;
   std::vector<double> x = testing::RandomVector(n, 42, 50.0);
   x[0] = 1.0 + 1.0 / 256;  // a tie between two bf16 values: rounds to even
   x[1] = -0.0;
-  auto g_src = GpuF32(x), g_mid = Gpu(std::vector<double>(n)),
-       g_back = GpuF32(std::vector<double>(n));
-  cuda_->Cast(g_mid.view, g_src.view);
-  cuda_->Cast(g_back.view, g_mid.view);
-  const std::vector<double> back = Download(g_back, "cast back");
-  int wrong = 0;
-  for (int i = 0; i < n; ++i) {
-    const float f = static_cast<float>(x[i]);
-    const double expected =
-        dtype() == DType::kBF16 ? FromBf16Bits(ToBf16Bits(f)) : f;
-    wrong += back[i] != expected;
+  auto g_src = GpuF32(x), g_mid = Gpu(std::vector<double>(n));
+  for (int offset : {0, 1}) {
+    const int count = n - offset;
+    auto g_back = GpuF32(std::vector<double>(n));
+    cuda_->Cast(g_mid.view.Slice(offset, count),
+                g_src.view.Slice(offset, count));
+    cuda_->Cast(g_back.view.Slice(offset, count),
+                g_mid.view.Slice(offset, count));
+    const std::vector<double> back = Download(g_back, "cast back");
+    int wrong = 0;
+    for (int i = offset; i < n; ++i) {
+      const float f = static_cast<float>(x[i]);
+      const double expected =
+          dtype() == DType::kBF16 ? FromBf16Bits(ToBf16Bits(f)) : f;
+      wrong += back[i] != expected;
+    }
+    EXPECT_EQ(wrong, 0) << "offset " << offset;
   }
-  EXPECT_EQ(wrong, 0);
 }
 
 TEST_P(CudaOps, OpTimingCountsEveryCall) {
