@@ -349,7 +349,9 @@ AttentionKernels& KernelChoice() {
         env_is("GPT2_ATTENTION_LDMATRIX", "0")
             ? AttentionKernels::kTransposedTiles
         : env_is("GPT2_ATTENTION_FUSED", "1") ? AttentionKernels::kFusedBackward
-        : env_is("GPT2_ATTENTION_LEAN", "1")  ? AttentionKernels::kLeanBackward
+        : env_is("GPT2_ATTENTION_FUSED", "2")
+            ? AttentionKernels::kFusedBackwardTwoBlocks
+        : env_is("GPT2_ATTENTION_LEAN", "1") ? AttentionKernels::kLeanBackward
         : env_is("GPT2_ATTENTION_LEAN", "0")
             ? AttentionKernels::kRegisterBackward
             : AttentionKernels::kAuto;
@@ -385,18 +387,24 @@ bool TensorCoresFor(DType dtype, int head_size) {
          tc::Supports(dtype, head_size);
 }
 
+bool FusedChoice(AttentionKernels k) {
+  return k == AttentionKernels::kFusedBackward ||
+         k == AttentionKernels::kFusedBackwardTwoBlocks;
+}
+
 bool Ldmatrix() {
   const AttentionKernels k = KernelChoice();
   return k == AttentionKernels::kAuto || k == AttentionKernels::kLeanBackward ||
-         k == AttentionKernels::kRegisterBackward ||
-         k == AttentionKernels::kFusedBackward;
+         k == AttentionKernels::kRegisterBackward || FusedChoice(k);
 }
 
 // The tensor-core backward's versions (ldmatrix): the block's own rows in
 // registers, in shared memory (lean), or lean with dQ fused into the dK/dV
-// kernel.
-enum BackwardVersion { kRegisters = 0, kLean = 1, kFused = 2 };
-const char* const kBackwardNames[] = {"registers", "lean", "fused dQ"};
+// kernel, registers capped for 3 or 2 blocks per SM.
+enum BackwardVersion { kRegisters = 0, kLean = 1, kFused = 2, kFusedTwo = 3 };
+const char* const kBackwardNames[] = {"registers", "lean", "fused dQ",
+                                      "fused dQ, 2 blocks/SM"};
+bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
 // Whether kAuto may choose the fused backward (GPT2_ATTENTION_FUSED=0: not).
 bool FusedAllowed() {
@@ -485,12 +493,14 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                              CUstream_st* stream) {
   static int choice = -1;
   if (choice < 0) {
-    choice = Fastest(stream, kBackwardNames, FusedAllowed() ? 3 : 2, B, T,
+    choice = Fastest(stream, kBackwardNames, FusedAllowed() ? 4 : 2, B, T,
                      &AutoChoiceNote(), [&](int version) {
+                       const auto v = static_cast<BackwardVersion>(version);
                        tc::AttentionBackward(
                            dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
-                           version == kLean, stream, tc::kBothParts,
-                           version == kFused ? fused_workspace : nullptr);
+                           v == kLean, stream, tc::kBothParts,
+                           IsFused(v) ? fused_workspace : nullptr,
+                           v == kFusedTwo ? 2 : 3);
                      });
   }
   return static_cast<BackwardVersion>(choice);
@@ -536,8 +546,7 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   if (!TensorCoresFor(dtype, head_size)) return "portable";
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
-  if (KernelChoice() == AttentionKernels::kFusedBackward)
-    return "tensor-core-fused";
+  if (FusedChoice(KernelChoice())) return "tensor-core-fused";
   return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
 
@@ -577,7 +586,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
   const size_t delta_bytes = (sizeof(float) * rows + 255) / 256 * 256;
   const bool fused_possible =
       tensor_cores &&
-      (KernelChoice() == AttentionKernels::kFusedBackward ||
+      (FusedChoice(KernelChoice()) ||
        (KernelChoice() == AttentionKernels::kAuto && FusedAllowed()));
   char* work = static_cast<char*>(scratch->Get(
       delta_bytes +
@@ -596,13 +605,15 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           k == AttentionKernels::kAuto
               ? AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B, T, C,
                              NH, fused_workspace, stream)
-          : k == AttentionKernels::kFusedBackward ? kFused
-          : k == AttentionKernels::kLeanBackward  ? kLean
-                                                  : kRegisters;
-      return tc::AttentionBackward(
-          dqkv, dout, qkv, Ptr<float>(lse), delta, B, T, C, NH, Ldmatrix(),
-          version == kLean, stream, tc::kBothParts,
-          version == kFused ? fused_workspace : nullptr);
+          : k == AttentionKernels::kFusedBackward          ? kFused
+          : k == AttentionKernels::kFusedBackwardTwoBlocks ? kFusedTwo
+          : k == AttentionKernels::kLeanBackward           ? kLean
+                                                           : kRegisters;
+      return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
+                                   T, C, NH, Ldmatrix(), version == kLean,
+                                   stream, tc::kBothParts,
+                                   IsFused(version) ? fused_workspace : nullptr,
+                                   version == kFusedTwo ? 2 : 3);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {
@@ -741,10 +752,15 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
   void* workspace = nullptr;
   GPT2_CUDA_CHECK(
       cudaMalloc(&workspace, tc::FusedBackwardWorkspaceBytes(B, T, C, NH)));
-  time("dK, dV, dQ (fused, lean)", 5 * product, [&] {
-    tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, true,
-                          true, stream, tc::kBothParts, workspace);
-  });
+  for (int blocks : {3, 2}) {
+    time(blocks == 3 ? "dK, dV, dQ (fused, lean)"
+                     : "dK, dV, dQ (fused, lean, 2 blocks/SM)",
+         5 * product, [&] {
+           tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 true, true, stream, tc::kBothParts, workspace,
+                                 blocks);
+         });
+  }
   GPT2_CUDA_CHECK(cudaFree(workspace));
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));

@@ -58,7 +58,9 @@ class Scratch;
 // 1). A third backward, kFusedBackward (GPT2_ATTENTION_FUSED=1 fixes it),
 // makes dQ in the lean dK/dV kernel (each score computed once instead of
 // twice), adding the key blocks' shares in a fixed order in fp32: as
-// deterministic, not the same bits; kAuto times it too unless
+// deterministic, not the same bits; kFusedBackwardTwoBlocks
+// (GPT2_ATTENTION_FUSED=2) is the same kernel with its registers set for 2
+// blocks per SM instead of 3 (no spills); kAuto times both too unless
 // GPT2_ATTENTION_FUSED=0. kPortable: always the portable kernels;
 // GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
 // card.
@@ -68,7 +70,8 @@ enum class AttentionKernels {
   kPortable,
   kLeanBackward,
   kRegisterBackward,
-  kFusedBackward
+  kFusedBackward,
+  kFusedBackwardTwoBlocks
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-fused", "tensor-core-tt"

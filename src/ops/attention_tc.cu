@@ -705,8 +705,11 @@ __device__ __forceinline__ void AddQueryShare(bf16* dq, int64_t stride,
 // kLean: the block's keys and values stay in shared memory and are read as A
 // fragments each tile (not held in 32 registers a thread), for 3 blocks per
 // SM instead of 2; the same arithmetic. kFusedQ (lean only): dQ too, above.
-template <int HS, bool kLdm, bool kLean, bool kFusedQ = false>
-__global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
+// kMinBlocks: the blocks per SM the register budget is set for (3: 168
+// registers a thread; 2 lets the fused kernel keep everything in registers).
+template <int HS, bool kLdm, bool kLean, bool kFusedQ = false,
+          int kMinBlocks = 3>
+__global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                            const float* lse, const float* delta, int T, int C,
                            int NH, float scale, float* dq_sum, int* sync) {
@@ -1051,7 +1054,7 @@ size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH) {
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
                        bool ldmatrix, bool lean, CUstream_st* stream, int parts,
-                       void* fused_workspace) {
+                       void* fused_workspace, int fused_min_blocks) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
@@ -1065,14 +1068,16 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
     CheckLaunch(cudaMemsetAsync(sync, 0, counters * sizeof(int), stream),
                 "tc fused backward (counters)");
   }
-  auto launch = [&](auto head, auto ldm, auto lean_tag, auto fused_tag) {
+  auto launch = [&](auto head, auto ldm, auto lean_tag, auto fused_tag,
+                    auto blocks_tag) {
     constexpr int kHs = decltype(head)::value;
     constexpr bool kLdm = decltype(ldm)::value;
     constexpr bool kLean = decltype(lean_tag)::value;
     constexpr bool kFused = decltype(fused_tag)::value;
+    constexpr int kBlocks = decltype(blocks_tag)::value;
     constexpr int kShared = kLean ? LeanSharedBytes<kHs>() : 0;
     constexpr int kFusedShared = LeanSharedBytes<kHs, true>();
-    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean, kFused>;
+    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean, kFused, kBlocks>;
     auto* query = &BackwardQueryKernel<kHs, kLdm, kLean>;
     if constexpr (kLean) {
       // Above the 48 KiB a block gets without asking; once per kernel.
@@ -1114,18 +1119,22 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
   };
   const std::false_type no;
   const std::true_type yes;
-  DispatchInt<16, 32, 64>(hs, "tensor-core attention (head size)",
-                          [&](auto head) {
-                            if (fused_workspace != nullptr) {
-                              launch(head, yes, yes, yes);
-                            } else if (ldmatrix && lean) {
-                              launch(head, yes, yes, no);
-                            } else if (ldmatrix) {
-                              launch(head, yes, no, no);
-                            } else {
-                              launch(head, no, no, no);
-                            }
-                          });
+  const std::integral_constant<int, 3> three;
+  const std::integral_constant<int, 2> two;
+  DispatchInt<16, 32, 64>(
+      hs, "tensor-core attention (head size)", [&](auto head) {
+        if (fused_workspace != nullptr && fused_min_blocks == 2) {
+          launch(head, yes, yes, yes, two);
+        } else if (fused_workspace != nullptr) {
+          launch(head, yes, yes, yes, three);
+        } else if (ldmatrix && lean) {
+          launch(head, yes, yes, no, three);
+        } else if (ldmatrix) {
+          launch(head, yes, no, no, three);
+        } else {
+          launch(head, no, no, no, three);
+        }
+      });
 }
 
 }  // namespace gpt2::cuda::tc

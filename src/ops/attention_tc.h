@@ -35,11 +35,13 @@ enum BackwardParts { kKeyValuePart = 1, kQueryPart = 2, kBothParts = 3 };
 // undefined): instead, one lean kernel makes dK, dV and dQ, each score
 // computed once, the dQ shares of the key blocks added in a fixed order in
 // fp32 (deterministic, not the bits of the two-kernel version); ldmatrix,
-// lean and parts are then ignored.
+// lean and parts are then ignored. fused_min_blocks: 3 (its registers capped
+// for 3 blocks per SM) or 2 (room for all of them: no spills).
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
                        bool ldmatrix, bool lean, CUstream_st* stream,
-                       int parts = kBothParts, void* fused_workspace = nullptr);
+                       int parts = kBothParts, void* fused_workspace = nullptr,
+                       int fused_min_blocks = 3);
 size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
 
 }  // namespace gpt2::cuda::tc

@@ -638,7 +638,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const int B = 1, T = 70, C = 64, NH = 2;
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 11u);
+  ASSERT_EQ(times.size(), 12u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -653,6 +653,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   EXPECT_EQ(flops["dK, dV (ldmatrix, lean)"], 4 * product);
   EXPECT_EQ(flops["dQ (ldmatrix, lean)"], 3 * product);
   EXPECT_EQ(flops["dK, dV, dQ (fused, lean)"], 5 * product);
+  EXPECT_EQ(flops["dK, dV, dQ (fused, lean, 2 blocks/SM)"], 5 * product);
   EXPECT_EQ(flops["delta (dout . out)"], 2.0 * B * T * C);
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
@@ -674,6 +675,7 @@ TEST_P(CudaOps, AttentionPeaked) {
        {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kTransposedTiles,
         cuda::AttentionKernels::kLeanBackward,
         cuda::AttentionKernels::kFusedBackward,
+        cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -691,7 +693,9 @@ TEST_P(CudaOps, AttentionPeaked) {
       } else if (bf16 && kernels == cuda::AttentionKernels::kLeanBackward) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean");
-      } else if (bf16 && kernels == cuda::AttentionKernels::kFusedBackward) {
+      } else if (bf16 &&
+                 (kernels == cuda::AttentionKernels::kFusedBackward ||
+                  kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-fused");
       } else {
@@ -812,16 +816,18 @@ TEST_P(CudaOps, FusedAttentionBackward) {
     auto g_lse = GpuF32(std::vector<double>(B * NH * T));
     cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
     cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
-    // 0: lean; 1, 2: fused (2: blocks on 4 host threads in the emulator).
-    std::vector<double> grads[3];
+    // 0: lean; 1, 2: fused (2: blocks on 4 host threads in the emulator); 3:
+    // fused with its registers set for 2 blocks per SM.
+    std::vector<double> grads[4];
 #if defined(GPT2_CUDA_EMULATED)
     const int host_threads = cuda_emu::HostThreads(),
               jitter = cuda_emu::BlockJitter();
 #endif
-    for (int run = 0; run < 3; ++run) {
-      cuda::SetAttentionKernels(run == 0
-                                    ? cuda::AttentionKernels::kLeanBackward
-                                    : cuda::AttentionKernels::kFusedBackward);
+    for (int run = 0; run < 4; ++run) {
+      cuda::SetAttentionKernels(
+          run == 0   ? cuda::AttentionKernels::kLeanBackward
+          : run == 3 ? cuda::AttentionKernels::kFusedBackwardTwoBlocks
+                     : cuda::AttentionKernels::kFusedBackward);
 #if defined(GPT2_CUDA_EMULATED)
       cuda_emu::SetHostThreads(run == 2 ? 4 : host_threads);
       cuda_emu::SetBlockJitter(run == 2 ? 2000 : jitter);
@@ -835,13 +841,17 @@ TEST_P(CudaOps, FusedAttentionBackward) {
     cuda_emu::SetHostThreads(host_threads);  // as the environment set them
     cuda_emu::SetBlockJitter(jitter);
 #endif
-    int kv_differ = 0, runs_differ = 0, q_far = 0, q_moved = 0;
+    int kv_differ = 0, runs_differ = 0, q_far = 0, q_moved = 0,
+        two_blocks_differ = 0;
     double q_scale = 0.0;
     for (size_t i = 0; i < grads[0].size(); ++i)
       if (i % (3 * C) < static_cast<size_t>(C))
         q_scale = std::max(q_scale, std::fabs(grads[0][i]));
     for (size_t i = 0; i < grads[0].size(); ++i) {
       runs_differ += grads[1][i] != grads[2][i];
+      // The same kernel under another register budget: the same arithmetic.
+      two_blocks_differ += std::fabs(grads[3][i] - grads[1][i]) >
+                           (kEmulated ? 0.0 : 0.008 * std::fabs(grads[1][i]));
       if (i % (3 * C) >= static_cast<size_t>(C)) {
         // The same arithmetic as lean (equal in the emulator); a compiler may
         // still contract the other instantiation's arithmetic differently, so
@@ -859,6 +869,7 @@ TEST_P(CudaOps, FusedAttentionBackward) {
     EXPECT_EQ(q_far, 0) << where << ": dQ far from lean (" << q_moved
                         << " elements differ at all)";
     EXPECT_EQ(runs_differ, 0) << where << ": not deterministic";
+    EXPECT_EQ(two_blocks_differ, 0) << where << ": 2 blocks/SM differs";
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
