@@ -220,6 +220,23 @@ __device__ __forceinline__ LeanTiles CarveLeanTiles() {
   return t;
 }
 
+// acc (16 x HS) += a (an A fragment: 16 rows x 16 k) times rows [0, 16) of a
+// tile stored [k][n] (`rows` at its row 0, HS + kPad long), through
+// ldmatrix.trans.
+template <int HS>
+__device__ __forceinline__ void FragmentTimesRows(float (&acc)[HS / 8][4],
+                                                  const uint32_t (&a)[4],
+                                                  const bf16* rows) {
+  constexpr int S = HS + kPad;
+#pragma unroll
+  for (int dt = 0; dt < HS / 8; dt += 2) {
+    uint32_t b0[2], b1[2];
+    LdMatrixBTrans(b0, b1, rows + dt * 8, S);
+    MmaBf16(acc[dt], a, b0);
+    MmaBf16(acc[dt + 1], a, b1);
+  }
+}
+
 // acc (16 x HS) += p (16 x 64, accumulators) times the streamed side's 64
 // rows; 16-column chunks of p outside the 8-column tiles [nt_begin, nt_end)
 // are zero and skipped. kLdm: from the rows as stored (rows[key][d], HS + kPad
@@ -236,13 +253,7 @@ __device__ __forceinline__ void AccTimes(float (&acc)[HS / 8][4],
     uint32_t a[4];
     AccToA(a, p[2 * j], p[2 * j + 1]);
     if constexpr (kLdm) {
-#pragma unroll
-      for (int dt = 0; dt < HS / 8; dt += 2) {
-        uint32_t b0[2], b1[2];
-        LdMatrixBTrans(b0, b1, rows + j * 16 * S + dt * 8, S);
-        MmaBf16(acc[dt], a, b0);
-        MmaBf16(acc[dt + 1], a, b1);
-      }
+      FragmentTimesRows<HS>(acc, a, rows + j * 16 * S);
     } else {
 #pragma unroll
       for (int dt = 0; dt < HS / 8; ++dt) {
@@ -665,13 +676,7 @@ __device__ __forceinline__ void AddQueryShare(bf16* dq, int64_t stride,
     if (j >= chunks) continue;
     uint32_t a[4];
     LdMatrixATrans(a, ds_tile + j * 16 * kTileT + warp * 16, kTileT);
-#pragma unroll
-    for (int dt = 0; dt < HS / 8; dt += 2) {
-      uint32_t b0[2], b1[2];
-      LdMatrixBTrans(b0, b1, k_rows + j * 16 * S + dt * 8, S);
-      MmaBf16(share[dt], a, b0);
-      MmaBf16(share[dt + 1], a, b1);
-    }
+    FragmentTimesRows<HS>(share, a, k_rows + j * 16 * S);
   }
   if (!first) {
     if (lane == 0) AwaitShares(counter, qt - kb, seen);
