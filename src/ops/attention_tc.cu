@@ -628,9 +628,17 @@ __device__ __forceinline__ void ReleaseShare(int* counter, int shares) {
 }
 // `seen`: the counter as read earlier (the read issued before the share's
 // products, so its latency hides behind them); spins only if that was short.
+// A wait is one tile of another block (microseconds); one that lasts ~2^21
+// polls (a second or more) means the order broke: the kernel traps, so the
+// run fails loudly instead of hanging (the emulator reports spins that make
+// no progress itself).
 __device__ __forceinline__ void AwaitShares(int* counter, int shares,
                                             int seen) {
-  while (seen < shares) {
+  constexpr int kMaxPolls = 1 << 21;
+  for (int polls = 0; seen < shares; ++polls) {
+#if !defined(GPT2_CUDA_EMULATED)
+    if (polls == kMaxPolls) __trap();
+#endif
     __nanosleep(64);
     seen = atomicAdd(counter, 0);
   }
