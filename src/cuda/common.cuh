@@ -111,6 +111,14 @@ __device__ __forceinline__ void StorePack16(T* p, const Pack16<T>& pack) {
   *reinterpret_cast<uint4*>(p) = *reinterpret_cast<const uint4*>(&pack);
 }
 
+// Four consecutive elements of T (8 bytes of bf16, 16 of float) in one access,
+// for kernels that pair arrays of different element sizes four by four; the
+// address must be aligned to 4 * sizeof(T).
+template <typename T>
+struct alignas(4 * sizeof(T)) Pack4 {
+  T v[4];
+};
+
 // Calls fn(float{}) or fn(bf16{}) for the tensor's storage type.
 template <typename Fn>
 void DispatchFloat(DType dtype, Fn&& fn) {

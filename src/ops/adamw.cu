@@ -96,40 +96,37 @@ template <typename T>
 __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                                   const T* grad, int64_t n,
                                   const float* norm_squared, AdamWScalars a) {
-  struct alignas(4 * sizeof(T)) Four {
-    T x[4];
-  };
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
   for (int64_t i = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); i < n;
        i += 4 * int64_t{gridDim.x} * blockDim.x) {
-    const Four g = *reinterpret_cast<const Four*>(grad + i);
+    const Pack4<T> g = *reinterpret_cast<const Pack4<T>*>(grad + i);
     float4 mi = *reinterpret_cast<const float4*>(m + i);
     float4 vi = *reinterpret_cast<const float4*>(v + i);
     float4 w;
     if (master != nullptr) {
       w = *reinterpret_cast<const float4*>(master + i);
     } else {
-      const Four p = *reinterpret_cast<const Four*>(param + i);
-      w = make_float4(ToFloat(p.x[0]), ToFloat(p.x[1]), ToFloat(p.x[2]),
-                      ToFloat(p.x[3]));
+      const Pack4<T> p = *reinterpret_cast<const Pack4<T>*>(param + i);
+      w = make_float4(ToFloat(p.v[0]), ToFloat(p.v[1]), ToFloat(p.v[2]),
+                      ToFloat(p.v[3]));
     }
     float4 u;
-    u.x = Update(ToFloat(g.x[0]) * scale, mi.x, vi.x, w.x, a);
-    u.y = Update(ToFloat(g.x[1]) * scale, mi.y, vi.y, w.y, a);
-    u.z = Update(ToFloat(g.x[2]) * scale, mi.z, vi.z, w.z, a);
-    u.w = Update(ToFloat(g.x[3]) * scale, mi.w, vi.w, w.w, a);
+    u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, a);
+    u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, a);
+    u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, a);
+    u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, a);
     *reinterpret_cast<float4*>(m + i) = mi;
     *reinterpret_cast<float4*>(v + i) = vi;
     if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
     const uint64_t seed = master != nullptr ? a.rounding_seed : 0;
     const int64_t at = a.index + i;
-    Four p;
-    p.x[0] = RoundParam<T>(u.x, seed, a.step, at);
-    p.x[1] = RoundParam<T>(u.y, seed, a.step, at + 1);
-    p.x[2] = RoundParam<T>(u.z, seed, a.step, at + 2);
-    p.x[3] = RoundParam<T>(u.w, seed, a.step, at + 3);
-    *reinterpret_cast<Four*>(param + i) = p;
+    Pack4<T> p;
+    p.v[0] = RoundParam<T>(u.x, seed, a.step, at);
+    p.v[1] = RoundParam<T>(u.y, seed, a.step, at + 1);
+    p.v[2] = RoundParam<T>(u.z, seed, a.step, at + 2);
+    p.v[3] = RoundParam<T>(u.w, seed, a.step, at + 3);
+    *reinterpret_cast<Pack4<T>*>(param + i) = p;
   }
 }
 

@@ -19,18 +19,14 @@ __global__ void CastKernel(To* dst, const From* src, int64_t n) {
 // The same four elements a thread (4 * sizeof accesses; both pointers aligned
 // for them, n a multiple of 4): the residual_fp32 stream's gradient is cast
 // for every matmul that reads it, so this one is on the step's path.
-template <typename T>
-struct alignas(4 * sizeof(T)) Four {
-  T x[4];
-};
 template <typename To, typename From>
 __global__ void CastFourKernel(To* dst, const From* src, int64_t n) {
   for (int64_t i = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); i < n;
        i += 4 * int64_t{gridDim.x} * blockDim.x) {
-    const Four<From> in = *reinterpret_cast<const Four<From>*>(src + i);
-    Four<To> out;
-    for (int j = 0; j < 4; ++j) out.x[j] = FromFloat<To>(ToFloat(in.x[j]));
-    *reinterpret_cast<Four<To>*>(dst + i) = out;
+    const Pack4<From> in = *reinterpret_cast<const Pack4<From>*>(src + i);
+    Pack4<To> out;
+    for (int j = 0; j < 4; ++j) out.v[j] = FromFloat<To>(ToFloat(in.v[j]));
+    *reinterpret_cast<Pack4<To>*>(dst + i) = out;
   }
 }
 

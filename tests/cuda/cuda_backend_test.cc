@@ -207,6 +207,23 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     return Upload(cuda_.get(), DType::kI32, v);
   }
 
+  // What the attention backward reads, on the device: random qkv (scale 1.5)
+  // and dout from seeds `seed` and seed + 1, and the forward's out and lse
+  // (run with kAuto's kernels).
+  struct AttentionBackwardInputs {
+    DeviceBuffer qkv, dout, out, lse;
+  };
+  AttentionBackwardInputs ForwardForBackward(int B, int T, int C, int NH,
+                                             uint64_t seed) {
+    AttentionBackwardInputs in{Gpu(Random(B * T * 3 * C, seed, 1.5)),
+                               Gpu(Random(B * T * C, seed + 1)),
+                               Gpu(std::vector<double>(B * T * C)),
+                               GpuF32(std::vector<double>(B * NH * T))};
+    cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+    cuda_->AttentionForward(in.out.view, in.lse.view, in.qkv.view, B, T, C, NH);
+    return in;
+  }
+
   std::unique_ptr<Backend> cuda_, cpu_;
 };
 
@@ -769,20 +786,15 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
   for (auto [B, T, C, NH] :
        {std::tuple{1, 130, 128, 2}, std::tuple{2, 64, 32, 2},
         std::tuple{1, 100, 32, 2}}) {
-    auto qkv = Random(B * T * 3 * C, 61, 1.5), dout = Random(B * T * C, 62);
-    auto g_qkv = Gpu(qkv), g_dout = Gpu(dout);
-    auto g_out = Gpu(std::vector<double>(B * T * C));
-    auto g_lse = GpuF32(std::vector<double>(B * NH * T));
-    cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
-    cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
+    const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 61);
     std::vector<double> grads[2];
     for (int lean = 0; lean < 2; ++lean) {
       cuda::SetAttentionKernels(
           lean ? cuda::AttentionKernels::kLeanBackward
                : cuda::AttentionKernels::kRegisterBackward);
       auto g_dqkv = Gpu(Random(B * T * 3 * C, 63 + lean));
-      cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
-                               g_lse.view, B, T, C, NH);
+      cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
+                               in.out.view, in.lse.view, B, T, C, NH);
       grads[lean] = Download(g_dqkv, "dqkv");
     }
     int differ = 0;
@@ -813,12 +825,7 @@ TEST_P(CudaOps, FusedAttentionBackward) {
     const std::string where = "B=" + std::to_string(B) +
                               " T=" + std::to_string(T) +
                               " hs=" + std::to_string(C / NH);
-    auto qkv = Random(B * T * 3 * C, 71, 1.5), dout = Random(B * T * C, 72);
-    auto g_qkv = Gpu(qkv), g_dout = Gpu(dout);
-    auto g_out = Gpu(std::vector<double>(B * T * C));
-    auto g_lse = GpuF32(std::vector<double>(B * NH * T));
-    cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
-    cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
+    const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 71);
     // 0: lean; 1, 2: fused (2: blocks on 4 host threads in the emulator); 3:
     // fused with its registers set for 2 blocks per SM.
     std::vector<double> grads[4];
@@ -836,8 +843,8 @@ TEST_P(CudaOps, FusedAttentionBackward) {
       cuda_emu::SetBlockJitter(run == 2 ? 2000 : jitter);
 #endif
       auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + run));
-      cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
-                               g_lse.view, B, T, C, NH);
+      cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
+                               in.out.view, in.lse.view, B, T, C, NH);
       grads[run] = Download(g_dqkv, "dqkv");
     }
 #if defined(GPT2_CUDA_EMULATED)
