@@ -1,5 +1,6 @@
 #include "src/core/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "src/core/bf16.h"
@@ -20,12 +21,10 @@ const char* DTypeName(DType t) {
   return "?";
 }
 
-std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype) {
-  std::vector<char> bytes(values.size() * DTypeSize(dtype));
-  // Whole models pass through here (124M values at start-up): in parallel.
-#pragma omp parallel for schedule(static) if (values.size() > (1u << 16))
-  for (size_t i = 0; i < values.size(); ++i) {
-    char* dst = bytes.data() + i * DTypeSize(dtype);
+void EncodeValues(const double* values, int64_t n, DType dtype, char* out) {
+  const size_t size = DTypeSize(dtype);
+  for (int64_t i = 0; i < n; ++i) {
+    char* dst = out + i * size;
     switch (dtype) {
       case DType::kF32: {
         const float f = static_cast<float>(values[i]);
@@ -46,6 +45,18 @@ std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype) {
         break;
       }
     }
+  }
+}
+
+std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype) {
+  std::vector<char> bytes(values.size() * DTypeSize(dtype));
+  // Whole models pass through here (124M values at start-up): in parallel.
+  constexpr int64_t kChunk = int64_t{1} << 16;
+  const int64_t n = static_cast<int64_t>(values.size());
+#pragma omp parallel for schedule(static) if (n > kChunk)
+  for (int64_t begin = 0; begin < n; begin += kChunk) {
+    EncodeValues(values.data() + begin, std::min(kChunk, n - begin), dtype,
+                 bytes.data() + begin * DTypeSize(dtype));
   }
   return bytes;
 }

@@ -32,6 +32,8 @@ inline size_t DTypeSize(DType t) {
 const char* DTypeName(DType t);
 
 // Host values <-> host bytes of a dtype (bf16 rounds to nearest even).
+// EncodeValues: n values into `out` (n * DTypeSize bytes), on this thread.
+void EncodeValues(const double* values, int64_t n, DType dtype, char* out);
 std::vector<char> EncodeHost(const std::vector<double>& values, DType dtype);
 std::vector<double> DecodeHost(const std::vector<char>& bytes, DType dtype);
 

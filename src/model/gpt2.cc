@@ -1,5 +1,6 @@
 #include "src/model/gpt2.h"
 
+#include <memory>
 #include <utility>
 
 #include "src/core/error.h"
@@ -101,9 +102,10 @@ Gpt2Model::~Gpt2Model() {
 }
 
 void Gpt2Model::InitParams(uint64_t seed) {
-  std::vector<double> host;
-  gpt2::InitParams(shape_, param_list_, seed, &host);
-  SetParams(host);
+  // Not a std::vector: its zeroing would touch every page on one thread.
+  std::unique_ptr<char[]> bytes(new char[num_params_ * DTypeSize(dtype_)]);
+  gpt2::InitParamsEncoded(shape_, param_list_, seed, dtype_, bytes.get());
+  backend_->Upload(params(), bytes.get());
 }
 
 void Gpt2Model::SetParams(const std::vector<double>& host) {

@@ -66,25 +66,34 @@ ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
   return counts;
 }
 
-void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
-                uint64_t seed, std::vector<double>* params) {
-  params->assign(TotalParams(list), 0.0);
+void InitParamsEncoded(const ModelShape& shape,
+                       const std::vector<ParamSpec>& list, uint64_t seed,
+                       DType dtype, char* out) {
   const double std_dev = 0.02;
   const double residual_std = 0.02 / std::sqrt(2.0 * shape.num_layers);
-  // Random tensors are drawn in chunks, each from its own stream seeded by
-  // (seed, tensor, chunk): the same numbers whatever the thread count, and
-  // 124M normals in parallel at start-up.
+  // Every element is written in pieces of at most kChunk, in parallel, so the
+  // pages of `out` are first touched by many threads (124M values at
+  // start-up). A random piece draws from its own stream seeded by (seed,
+  // tensor, chunk of the tensor): the same numbers whatever the thread count.
   constexpr int64_t kChunk = int64_t{1} << 16;
   struct Piece {
-    double* data;
+    int64_t offset;
     int64_t count;
-    double std_dev;
+    double std_dev;  // 0: the constant `value`
+    double value;
     uint64_t stream;
   };
   std::vector<Piece> pieces;
+  auto add = [&](int64_t offset, int64_t count, double sd, double value,
+                 uint64_t tensor) {
+    for (int64_t c = 0; c * kChunk < count; ++c) {
+      pieces.push_back({offset + c * kChunk,
+                        std::min(kChunk, count - c * kChunk), sd, value,
+                        (tensor << 32) | static_cast<uint64_t>(c)});
+    }
+  };
   for (size_t t = 0; t < list.size(); ++t) {
     const ParamSpec& p = list[t];
-    double* data = params->data() + p.offset;
     // wte's padded rows stay zero: they are never a target and are masked in
     // the loss.
     const int64_t count =
@@ -92,27 +101,43 @@ void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
     switch (p.init) {
       case ParamInit::kNormal:
       case ParamInit::kNormalResidual:
-        for (int64_t c = 0; c * kChunk < count; ++c) {
-          pieces.push_back(
-              {data + c * kChunk, std::min(kChunk, count - c * kChunk),
-               p.init == ParamInit::kNormal ? std_dev : residual_std,
-               (uint64_t{t} << 32) | static_cast<uint64_t>(c)});
-        }
+        add(p.offset, count,
+            p.init == ParamInit::kNormal ? std_dev : residual_std, 0.0, t);
         break;
       case ParamInit::kOnes:
-        std::fill(data, data + count, 1.0);
+        add(p.offset, count, 0.0, 1.0, t);
         break;
       case ParamInit::kZeros:
+        add(p.offset, count, 0.0, 0.0, t);
         break;
     }
+    add(p.offset + count, p.numel - count, 0.0, 0.0, t);
   }
-#pragma omp parallel for schedule(dynamic)
-  for (size_t i = 0; i < pieces.size(); ++i) {
-    const Piece& piece = pieces[i];
-    Rng rng(Rng::Mix(seed ^ Rng::Mix(piece.stream)));
-    for (int64_t j = 0; j < piece.count; ++j)
-      piece.data[j] = piece.std_dev * rng.Normal();
+  const size_t size = DTypeSize(dtype);
+#pragma omp parallel
+  {
+    std::vector<double> values(kChunk);
+#pragma omp for schedule(dynamic)
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const Piece& piece = pieces[i];
+      if (piece.std_dev == 0.0) {
+        std::fill(values.begin(), values.begin() + piece.count, piece.value);
+      } else {
+        Rng rng(Rng::Mix(seed ^ Rng::Mix(piece.stream)));
+        for (int64_t j = 0; j < piece.count; ++j)
+          values[j] = piece.std_dev * rng.Normal();
+      }
+      EncodeValues(values.data(), piece.count, dtype,
+                   out + piece.offset * size);
+    }
   }
+}
+
+void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
+                uint64_t seed, std::vector<double>* params) {
+  params->resize(TotalParams(list));
+  InitParamsEncoded(shape, list, seed, DType::kF64,
+                    reinterpret_cast<char*>(params->data()));
 }
 
 }  // namespace gpt2

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "src/core/tensor.h"
+
 namespace gpt2 {
 
 struct ModelShape {
@@ -91,6 +93,12 @@ ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
 // biases 0, and the padded vocab rows of wte zero.
 void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
                 uint64_t seed, std::vector<double>* params);
+// The same values, written straight into `out` (TotalParams elements of
+// `dtype`, encoded as EncodeHost would), in parallel and with no
+// double-precision copy of the model: start-up's way.
+void InitParamsEncoded(const ModelShape& shape,
+                       const std::vector<ParamSpec>& list, uint64_t seed,
+                       DType dtype, char* out);
 
 }  // namespace gpt2
 

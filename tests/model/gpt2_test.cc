@@ -84,6 +84,26 @@ TEST(ParamList, InitStatistics) {
   EXPECT_EQ(params, again);  // same seed, same init
 }
 
+// Start-up writes the init straight into the parameters' dtype: every byte
+// must be what encoding the double init gives (padded rows and constant
+// tensors included: the buffer starts as garbage), over several chunks.
+TEST(ParamList, EncodedInitIsTheEncodedDoubleInit) {
+  ModelShape shape = TinyShape();
+  shape.channels = 64;
+  shape.num_heads = 4;
+  shape.vocab_size = 3001;  // wte: 3 chunks of 2^16 values, and a part
+  shape.padded_vocab_size = 3008;
+  const auto list = BuildParamList(shape);
+  std::vector<double> doubles;
+  InitParams(shape, list, 99, &doubles);
+  for (DType dtype : {DType::kF64, DType::kF32, DType::kBF16}) {
+    const std::vector<char> want = EncodeHost(doubles, dtype);
+    std::vector<char> got(want.size(), static_cast<char>(0xAB));
+    InitParamsEncoded(shape, list, 99, dtype, got.data());
+    EXPECT_TRUE(got == want) << DTypeName(dtype);
+  }
+}
+
 TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
   auto backend = MakeCpuBackend();
   const ModelShape shape = TinyShape();
