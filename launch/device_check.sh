@@ -113,12 +113,16 @@ config_of() { echo "$stage/configs/$1.pbtxt"; }
 runs=$(mktemp -d)  # training runs' folders; checkpoints are far too big to come back
 
 # train NAME CONFIG MAX_SECONDS METRICS_FILE [gpt2_ddp flags]: one training run, its log
-# appended to train.txt, its metrics.jsonl copied to METRICS_FILE.
+# appended to train.txt, its metrics.jsonl copied to METRICS_FILE. The config's end-of-run
+# samples (log.sample_prompts) only where $samples is 1 (the proof).
+samples=0
 train() {
   local name=$1 config=$2 seconds=$3 metrics=$4; shift 4
+  local no_samples=(--set log.sample_prompts=)
+  [ "$samples" = 1 ] && no_samples=()
   run "$name" $((seconds + 40)) train.txt "$stage/bin/gpt2_ddp" --config "$(config_of "$config")" \
     --data_dir "$stage/data" --set log.run_dir="$runs/$name" --set log.run_name="$name" \
-    --set train.max_seconds="$seconds" "$@"
+    --set train.max_seconds="$seconds" "${no_samples[@]}" "$@"
   grep -E "^start-up|^kernels chosen by timing|first at step|at every step since|^done" \
     "$logs/train.txt" | tail -5 | tee -a "$logs/machine.txt"
   cp "$runs/$name/$name/metrics.jsonl" "$logs/$metrics" 2>/dev/null
@@ -268,8 +272,8 @@ group_proof() {
   # DEVICE_CHECK_PROOF_CONFIG (a configs/ name) and DEVICE_CHECK_PROOF_FLAGS (gpt2_ddp
   # flags, e.g. "--set train.residual_fp32=true") choose what the proof trains.
   # shellcheck disable=SC2086
-  train shakespeare "${DEVICE_CHECK_PROOF_CONFIG:-gpt2_124m_shakespeare}" 240 metrics.jsonl \
-    ${DEVICE_CHECK_PROOF_FLAGS:-}
+  samples=1 train shakespeare "${DEVICE_CHECK_PROOF_CONFIG:-gpt2_124m_shakespeare}" 240 \
+    metrics.jsonl ${DEVICE_CHECK_PROOF_FLAGS:-}
   local ckpt
   ckpt=$(ls "$runs"/shakespeare/shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
   [ -n "$ckpt" ] || { [ "$dry" = 1 ] && ckpt=DRY.ckpt; } || return
@@ -301,7 +305,8 @@ group_dist() {
   # two ranks took 5.5 s/step: the host staging widened bf16 through doubles on one
   # thread (fixed since); --bind-to none lets each rank's OpenMP threads spread.
   local common=(--config "$(config_of gpt2_124m_shakespeare)" --data_dir "$stage/data"
-    --set train.max_steps=20 --set checkpoint.save_at_end=false --set train.stop_at_loss=0)
+    --set train.max_steps=20 --set checkpoint.save_at_end=false --set train.stop_at_loss=0
+    --set log.sample_prompts=)
   run dist_single 90 dist.txt "$stage/bin/gpt2_ddp" "${common[@]}" --set log.run_dir="$runs/one"
   run dist_nccl_np1 90 dist.txt "$stage/bin/gpt2_ddp" "${common[@]}" --set log.run_dir="$runs/nccl" \
     --set distributed.comm=BACKEND_NCCL

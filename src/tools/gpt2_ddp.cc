@@ -23,7 +23,10 @@ ABSL_FLAG(std::string, config, "",
           "proto/config.proto). Required.");
 ABSL_FLAG(std::string, set, "",
           "Override one config field, e.g. --set train.max_steps=20 or "
-          "--set optim.lr=3e-4. Repeatable; applied in order after the file.");
+          "--set optim.lr=3e-4. Repeatable; applied in order after the file. "
+          "A list field takes one value per --set: 'log.sample_prompts=ROMEO:' "
+          "sets the list to that one ('log.sample_prompts=': none), "
+          "'log.sample_prompts+=JULIET:' adds one.");
 ABSL_FLAG(
     std::string, resume, "",
     "Continue a run from a checkpoint: a path, or 'latest' for the newest in "

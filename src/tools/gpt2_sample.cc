@@ -1,5 +1,6 @@
-// gpt2_sample: continues a prompt with a trained checkpoint on the CPU (the
-// KV-cache decoder of src/infer), and benchmarks decode speed (--bench).
+// gpt2_sample: continues a prompt with a trained checkpoint on a GPU or the
+// CPU (the KV-cache decoders of src/infer), and benchmarks decode speed
+// (--bench).
 #include <omp.h>
 
 #include <algorithm>
@@ -265,7 +266,8 @@ absl::Status Run() {
 int main(int argc, char** argv) {
   gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
-      "Continues a prompt with a gpt2_ddp checkpoint, on the CPU.\n\n"
+      "Continues a prompt with a gpt2_ddp checkpoint, on GPU 0 if one is "
+      "usable, else on the CPU (--device).\n\n"
       "  gpt2_sample --checkpoint run/tiny_cpu/checkpoints/step_00000060.ckpt "
       "--prompt 'ROMEO:'\n"
       "  gpt2_sample --checkpoint FILE --prompt TEXT --num_samples 3 "

@@ -75,7 +75,10 @@ absl::Status ApplyOverride(const std::string& assignment,
         absl::StrCat("--set ", assignment,
                      ": expected dotted.field=value, e.g. train.max_steps=20"));
   }
-  const std::string path = assignment.substr(0, eq);
+  // "a.b+=v" adds v to a repeated field; "a.b=v" sets it to just v (or, with
+  // an empty v, to nothing).
+  const bool add = assignment[eq - 1] == '+';
+  const std::string path = assignment.substr(0, add ? eq - 1 : eq);
   std::string value = assignment.substr(eq + 1);
   const std::vector<std::string> parts = absl::StrSplit(path, '.');
   pb::Message* message = config;
@@ -105,11 +108,30 @@ absl::Status ApplyOverride(const std::string& assignment,
                        "' is a section, not a field (fields: ",
                        FieldNames(field->message_type()), ")"));
     }
-    if (field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING) {
+    if (add && !field->is_repeated()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set ", assignment, ": '+=' adds to a list, and '",
+                       path, "' holds one value: use '='"));
+    }
+    const bool is_string =
+        field->cpp_type() == pb::FieldDescriptor::CPPTYPE_STRING;
+    if (field->is_repeated() && !is_string) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--set ", assignment, ": '", path, "' cannot be set with --set"));
+    }
+    if (field->is_repeated() && !add) {
+      r->ClearField(message, field);
+      if (value.empty()) return absl::OkStatus();
+    }
+    if (is_string) {
       if (value.size() >= 2 && value.front() == '"' && value.back() == '"') {
         value = value.substr(1, value.size() - 2);
       }
-      r->SetString(message, field, value);
+      if (field->is_repeated()) {
+        r->AddString(message, field, value);
+      } else {
+        r->SetString(message, field, value);
+      }
       return absl::OkStatus();
     }
     pb::LogSilencer
@@ -223,6 +245,16 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
     fail("log.val_every_steps must be >= 0, got ", l.val_every_steps());
   if (l.val_batches() < 1)
     fail("log.val_batches must be >= 1, got ", l.val_batches());
+  for (const std::string& prompt : l.sample_prompts()) {
+    if (prompt.empty())
+      fail("log.sample_prompts must not hold an empty prompt");
+  }
+  if (l.sample_tokens() < 1 || l.sample_tokens() > 1024)
+    fail("log.sample_tokens must be in [1, 1024], got ", l.sample_tokens());
+  if (l.samples_per_prompt() < 1 || l.samples_per_prompt() > 16) {
+    fail("log.samples_per_prompt must be in [1, 16], got ",
+         l.samples_per_prompt());
+  }
   if (l.run_name().empty() || l.run_name().find('/') != std::string::npos) {
     fail("log.run_name must be a non-empty name without '/', got '",
          l.run_name(), "'");

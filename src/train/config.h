@@ -19,7 +19,9 @@ absl::StatusOr<config::RunConfig> ParseConfigFile(const std::string& path);
 absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
                                                   const std::string& source);
 
-// Applies one "dotted.field=value" override, e.g. "train.max_steps=20".
+// Applies one "dotted.field=value" override, e.g. "train.max_steps=20". A
+// list (repeated field) is set to that one value ("" = empty), and
+// "dotted.field+=value" adds a value to it.
 absl::Status ApplyOverride(const std::string& assignment,
                            config::RunConfig* config);
 

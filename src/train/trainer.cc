@@ -23,6 +23,7 @@
 #include "src/optim/lr_schedule.h"
 #include "src/optim/shard_layout.h"
 #include "src/train/checkpointing.h"
+#include "src/train/final_samples.h"
 #include "src/train/run_log.h"
 
 namespace gpt2 {
@@ -144,6 +145,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(
       Datasets data,
       LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size));
+  GPT2_ASSIGN_OR_RETURN(const FinalSamples final_samples,
+                        FinalSamples::Prepare(cfg.log(), options.data_dir,
+                                              plan.shape, cfg.train().seed()));
   end_phase("data");
 
   LoaderLayout layout;
@@ -584,6 +588,19 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     GPT2_RETURN_IF_ERROR(save(progress.step + result.steps_run, last_lr));
   }
   if (options.keep_final_params) result.final_params = model.GetParams();
+  if (rank0 && !final_samples.empty() && result.steps_run > 0) {
+    const std::vector<double> params = model.GetParams();
+    const absl::Status sampled = final_samples.Run(
+        backend, choice.dtype, std::vector<float>(params.begin(), params.end()),
+        progress.step + result.steps_run, run_dir, &log);
+    if (!sampled.ok()) {
+      return absl::Status(
+          sampled.code(),
+          absl::StrCat("training ended and its checkpoint is saved, but the "
+                       "samples (log.sample_prompts) failed: ",
+                       sampled.message()));
+    }
+  }
   if (own_shard_buffer) backend->Free(shard_grads);
   backend->Free(loss_sums);
   backend->Free(norms_squared);

@@ -117,6 +117,12 @@ TEST(Config, InconsistentValuesNameTheField) {
   EXPECT_TRUE(Has(ErrorWith({"train.max_steps=10", "schedule.decay_steps=11"}),
                   "schedule.decay_steps must be in [0, train.max_steps = 10]"));
   EXPECT_TRUE(Has(ErrorWith({"log.run_name=a/b"}), "log.run_name"));
+  EXPECT_TRUE(Has(ErrorWith({"log.sample_prompts=x", "log.sample_prompts+="}),
+                  "log.sample_prompts must not hold an empty prompt"));
+  EXPECT_TRUE(Has(ErrorWith({"log.sample_tokens=0"}),
+                  "log.sample_tokens must be in [1, 1024], got 0"));
+  EXPECT_TRUE(Has(ErrorWith({"log.samples_per_prompt=17"}),
+                  "log.samples_per_prompt must be in [1, 16], got 17"));
   EXPECT_TRUE(Has(ErrorWith({"data.val_tokens=-5"}), "data.val_tokens"));
   EXPECT_TRUE(Has(ErrorWith({"train.max_seconds=-1"}), "train.max_seconds"));
   EXPECT_TRUE(Has(ErrorWith({"train.stop_after_steps_below=-1"}),
@@ -142,6 +148,16 @@ TEST(Config, OverridesApplyAndExplainMistakes) {
   EXPECT_EQ(c.train().precision(), config::FP64);
   ASSERT_TRUE(ApplyOverride("distributed.zero_stage=1", &c).ok());
   ASSERT_TRUE(ApplyOverride("checkpoint.every_steps=100", &c).ok());
+  // A list: '=' sets it to one value (none when empty), '+=' adds one.
+  ASSERT_TRUE(ApplyOverride("log.sample_prompts+=ROMEO:", &c).ok());
+  ASSERT_TRUE(ApplyOverride("log.sample_prompts+=\"JULIET:\"", &c).ok());
+  EXPECT_EQ(c.log().sample_prompts().size(), 2);
+  EXPECT_EQ(c.log().sample_prompts(1), "JULIET:");
+  ASSERT_TRUE(ApplyOverride("log.sample_prompts=First Citizen:", &c).ok());
+  ASSERT_EQ(c.log().sample_prompts().size(), 1);
+  EXPECT_EQ(c.log().sample_prompts(0), "First Citizen:");
+  ASSERT_TRUE(ApplyOverride("log.sample_prompts=", &c).ok());
+  EXPECT_TRUE(c.log().sample_prompts().empty());
 
   auto message = [&](const std::string& a) {
     const absl::Status s = ApplyOverride(a, &c);
@@ -158,6 +174,8 @@ TEST(Config, OverridesApplyAndExplainMistakes) {
   EXPECT_NE(message("train.max_steps").find("expected dotted.field=value"),
             std::string::npos);
   EXPECT_NE(message("train.precision=FP16").find("not a valid"),
+            std::string::npos);
+  EXPECT_NE(message("train.max_steps+=5").find("'+=' adds to a list"),
             std::string::npos);
 }
 

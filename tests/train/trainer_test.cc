@@ -250,6 +250,70 @@ TEST_F(TrainerTest, ResumeAndInitFromErrors) {
   EXPECT_LT(max_diff, 1e-9);
 }
 
+// log.sample_prompts: text from the final model in samples.txt (and the log),
+// the same for the same seed; prompts that cannot run fail before training.
+TEST_F(TrainerTest, SamplesFromTheFinalModel) {
+  const std::filesystem::path tokenizer =
+      std::filesystem::path(testing::DataDir()) / "gpt2";
+  if (!std::filesystem::exists(tokenizer / "encoder.json")) {
+    GTEST_SKIP() << "no GPT-2 tokenizer files in " << tokenizer
+                 << " (GPT2_DATA_DIR)";
+  }
+  std::filesystem::create_directory_symlink(
+      std::filesystem::absolute(tokenizer), dir_ / "gpt2");
+  const std::vector<std::string> gpt2_vocab = {
+      "model.vocab_size=50257",    "model.padded_vocab_size=50304",
+      "log.sample_prompts=ROMEO:", "log.sample_prompts+=JULIET:",
+      "log.samples_per_prompt=2",  "log.sample_tokens=5"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.end(), gpt2_vocab.begin(), gpt2_vocab.end());
+    return more;
+  };
+  auto read = [&](const std::string& run) {
+    std::ifstream in(dir_ / "logs" / run / "samples.txt");
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  ASSERT_TRUE(Run(with({"log.run_name=s1"})).ok());
+  const std::string text = read("s1");
+  std::vector<std::string> samples;
+  for (size_t at = 0, end;
+       (end = text.find("\n======\n", at)) != std::string::npos; at = end + 8) {
+    samples.push_back(text.substr(at, end - at));
+  }
+  ASSERT_EQ(samples.size(), 4u) << text;
+  for (int i = 0; i < 4; ++i) {
+    const std::string prompt = i < 2 ? "ROMEO:" : "JULIET:";
+    EXPECT_EQ(samples[i].rfind(prompt, 0), 0u) << samples[i];
+    EXPECT_GT(samples[i].size(), prompt.size()) << samples[i];
+  }
+  std::ifstream log(dir_ / "logs/s1/train.log");
+  const std::string logged(std::istreambuf_iterator<char>(log), {});
+  EXPECT_NE(logged.find("samples from the model after step 8"),
+            std::string::npos);
+  EXPECT_NE(logged.find(samples[3]), std::string::npos);
+  ASSERT_TRUE(Run(with({"log.run_name=s2"})).ok());
+  EXPECT_EQ(read("s2"), text);  // same seed, same text
+
+  auto error = [&](std::vector<std::string> overrides) {
+    auto result = Run(std::move(overrides));
+    EXPECT_FALSE(result.ok());
+    return std::string(result.status().message());
+  };
+  EXPECT_NE(error({"log.sample_prompts=ROMEO:"})
+                .find("this model's model.vocab_size is 256"),
+            std::string::npos);
+  std::vector<std::string> long_run = with({"log.run_name=long"});
+  long_run.push_back(
+      "log.sample_prompts+=To be, or not to be, that is the question: whether "
+      "'tis nobler in the mind to suffer");
+  const std::string long_prompt = error(long_run);
+  EXPECT_NE(long_prompt.find("leaves no room"), std::string::npos)
+      << long_prompt;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/long/checkpoints"));
+  std::filesystem::remove(dir_ / "gpt2");
+  EXPECT_NE(error(with({})).find("needs GPT-2's tokenizer"), std::string::npos);
+}
+
 TEST_F(TrainerTest, BadDataIsAClearError) {
   auto missing = Run({"log.run_name=x", "data.train_shards=nope_*.bin"});
   ASSERT_FALSE(missing.ok());

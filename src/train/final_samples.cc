@@ -1,0 +1,104 @@
+#include "src/train/final_samples.h"
+
+#include <fstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "src/core/error.h"
+#include "src/infer/decoder.h"
+#include "src/infer/generate.h"
+
+namespace gpt2 {
+
+absl::StatusOr<FinalSamples> FinalSamples::Prepare(const config::LogConfig& log,
+                                                   const std::string& data_dir,
+                                                   const ModelShape& shape,
+                                                   uint64_t seed) {
+  FinalSamples samples;
+  if (log.sample_prompts().empty()) return samples;
+  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::LoadFromDataDir(data_dir);
+  if (!tokenizer.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("log.sample_prompts needs GPT-2's tokenizer: ",
+                     tokenizer.status().message()));
+  }
+  if (tokenizer->vocab_size() != shape.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "log.sample_prompts needs GPT-2's tokenizer, which has ",
+        tokenizer->vocab_size(), " tokens; this model's model.vocab_size is ",
+        shape.vocab_size));
+  }
+  samples.tokenizer_.emplace(*std::move(tokenizer));
+  samples.shape_ = shape;
+  samples.new_tokens_ = log.sample_tokens();
+  samples.per_prompt_ = log.samples_per_prompt();
+  samples.seed_ = seed;
+  for (const std::string& prompt : log.sample_prompts()) {
+    const std::vector<int> ids = samples.tokenizer_->Encode(prompt);
+    if (static_cast<int64_t>(ids.size()) >= shape.max_seq_len) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "log.sample_prompts: '", prompt, "' is ", ids.size(),
+          " tokens; the model's context (model.max_seq_len) is ",
+          shape.max_seq_len, ", which leaves no room to continue it"));
+    }
+    samples.prompts_.push_back(prompt);
+    samples.prompt_ids_.emplace_back(ids.begin(), ids.end());
+  }
+  return samples;
+}
+
+absl::Status FinalSamples::Run(Backend* backend, DType dtype,
+                               const std::vector<float>& params, int64_t step,
+                               const std::string& run_dir, RunLog* log) const {
+  if (empty()) return absl::OkStatus();
+  // The CPU backend's own decoder is the fast one there (and takes any
+  // training precision); a GPU decodes on the device it trained on.
+  const bool cpu = backend->name() == "cpu";
+  std::unique_ptr<infer::Decoder> decoder =
+      cpu ? infer::MakeCpuDecoder(shape_, params, per_prompt_)
+          : infer::MakeBackendDecoder(backend, dtype, shape_, params,
+                                      per_prompt_);
+  std::string text;
+  int64_t new_tokens = 0;
+  double seconds = 0.0;
+  for (size_t p = 0; p < prompts_.size(); ++p) {
+    infer::GenerateRequest request;
+    request.prompt = prompt_ids_[p];
+    request.num_samples = per_prompt_;
+    request.max_new_tokens = new_tokens_;
+    request.seed = infer::SampleSeed(seed_, static_cast<int>(p));
+    request.end_of_text = Tokenizer::kEndOfText;
+    GPT2_RETURN_IF_ERROR(
+        infer::ValidateGenerateRequest(shape_, per_prompt_, request));
+    GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result,
+                          infer::Generate(decoder.get(), request));
+    for (const infer::GeneratedSample& sample : result.samples) {
+      const std::vector<int> ids(sample.tokens.begin(), sample.tokens.end());
+      GPT2_ASSIGN_OR_RETURN(const std::string continuation,
+                            tokenizer_->DecodeChecked(ids));
+      absl::StrAppend(&text, prompts_[p], continuation, "\n======\n");
+    }
+    new_tokens += result.new_tokens;
+    seconds += result.prefill_seconds + result.decode_seconds;
+  }
+  const std::string path = run_dir + "/samples.txt";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.close();
+    if (!out) {
+      return absl::InternalError(
+          absl::StrCat("cannot write ", path, " (the checkpoint is saved)"));
+    }
+  }
+  log->Line(absl::StrFormat(
+      "samples from the model after step %d (top-k 50, %d new tokens each; "
+      "%s, %.1f tokens/s), also in %s:",
+      step, new_tokens_, decoder->name(),
+      seconds > 0 ? new_tokens / seconds : 0.0, path));
+  log->Line("======\n" + text.substr(0, text.empty() ? 0 : text.size() - 1));
+  return absl::OkStatus();
+}
+
+}  // namespace gpt2
