@@ -64,7 +64,7 @@ for round in $(seq 1 "$rounds"); do
   (cd "$work/run" && OMP_NUM_THREADS=$threads exec stdbuf -oL "$work/train_gpt2" >"$log" 2>&1) &
   pid=$!
   for _ in $(seq 600); do
-    kill -0 "$pid" 2>/dev/null && ! grep -q '^step 10:' "$log" || break
+    if ! kill -0 "$pid" 2>/dev/null || grep -q '^step 10:' "$log"; then break; fi
     sleep 1
   done
   kill -9 "$pid" 2>/dev/null || true
@@ -73,7 +73,7 @@ for round in $(seq 1 "$rounds"); do
   [ "$(echo "$steps" | grep -c .)" = 9 ] || { echo "llm.c did not print steps 1-9:" >&2; cat "$log" >&2; exit 1; }
   ms=$(echo "$steps" | median)
   theirs+=("$ms")
-  echo "round $round: llm.c train_gpt2 median over 9 steps: $ms ms/step (steps 1-9: $(echo $steps | tr '\n' ' '))"
+  echo "round $round: llm.c train_gpt2 median over 9 steps: $ms ms/step (steps 1-9: $(echo "$steps" | tr '\n' ' '))"
 done
 o=$(printf '%s\n' "${ours[@]}" | median)
 t=$(printf '%s\n' "${theirs[@]}" | median)
