@@ -180,5 +180,40 @@ TEST_F(CudaTrain, StochasticRoundingFollowsTheCurveAndResumesBitwise) {
   EXPECT_EQ(resumed->final_params, full->final_params);
 }
 
+// log.sample_prompts on the device: the end-of-run samples decode on the
+// backend that trained (the CUDA decoder, not the CPU's), start with their
+// prompts, and repeat for the same seed.
+TEST_F(CudaTrain, SamplesFromTheFinalModelOnTheDevice) {
+  const std::filesystem::path tokenizer =
+      std::filesystem::path(testing::DataDir()) / "gpt2";
+  if (!std::filesystem::exists(tokenizer / "encoder.json")) {
+    GTEST_SKIP() << "no GPT-2 tokenizer files in " << tokenizer
+                 << " (GPT2_DATA_DIR)";
+  }
+  std::filesystem::create_directory_symlink(
+      std::filesystem::absolute(tokenizer), dir_ / "gpt2");
+  const std::vector<std::string> sampling = {
+      "model.vocab_size=50257",   "train.max_steps=2",
+      "checkpoint.every_steps=0", "log.sample_prompts=ROMEO:",
+      "log.samples_per_prompt=2", "log.sample_tokens=4"};
+  std::string texts[2];
+  for (int run = 0; run < 2; ++run) {
+    const std::string name = "samples" + std::to_string(run);
+    auto result = Run("CUDA", "BF16", name, "", sampling);
+    ASSERT_TRUE(result.ok()) << result.status();
+    std::ifstream in(dir_ / "logs" / name / "samples.txt");
+    texts[run].assign(std::istreambuf_iterator<char>(in), {});
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+  const std::string& text = texts[0];
+  const size_t second = text.find("\n======\nROMEO:");
+  ASSERT_EQ(text.rfind("ROMEO:", 0), 0u) << text;
+  ASSERT_NE(second, std::string::npos) << text;
+  EXPECT_GT(second, 6u) << text;  // something after the prompt
+  EXPECT_EQ(text.substr(text.size() - 8), "\n======\n") << text;
+  std::ifstream log(dir_ / "logs/samples0/train.log");
+  const std::string logged(std::istreambuf_iterator<char>(log), {});
+  EXPECT_NE(logged.find("new tokens each; cuda"), std::string::npos) << logged;
+}
 }  // namespace
 }  // namespace gpt2
