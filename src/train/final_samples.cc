@@ -88,8 +88,7 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
     out << text;
     out.close();
     if (!out) {
-      return absl::InternalError(
-          absl::StrCat("cannot write ", path, " (the checkpoint is saved)"));
+      return absl::InternalError(absl::StrCat("cannot write ", path));
     }
   }
   log->Line(absl::StrFormat(
