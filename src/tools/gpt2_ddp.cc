@@ -50,8 +50,10 @@ int main(int argc, char** argv) {
       "  mpirun -np 4 gpt2_ddp --config FILE   (one rank per GPU or CPU "
       "process; each rank reads its share of every batch)\n\n"
       "Prints one line per step: step | loss | lr | dt | tok/sec | norm, and "
-      "writes "
-      "<log.run_dir>/<log.run_name>/train.log and metrics.jsonl.");
+      "writes them to <log.run_dir>/<log.run_name>/train.log and "
+      "metrics.jsonl; checkpoints go to its checkpoints/ folder (checkpoint "
+      "section), and when training ends the prompts of log.sample_prompts are "
+      "continued by the final model into its samples.txt.");
   std::string set_error;
   const std::vector<std::string> overrides =
       gpt2::TakeRepeatedFlag("set", &argc, argv, &set_error);
