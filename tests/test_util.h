@@ -95,6 +95,21 @@ inline std::string DataDir() {
   return dir != nullptr ? dir : "data";
 }
 
+// Links GPT-2's tokenizer folder (DataDir()/gpt2) into `dir`, for runs whose
+// data directory is `dir`. Empty when done; otherwise why not (the files are
+// missing), for GTEST_SKIP.
+inline std::string LinkTokenizerInto(const std::filesystem::path& dir) {
+  const std::filesystem::path tokenizer =
+      std::filesystem::path(DataDir()) / "gpt2";
+  if (!std::filesystem::exists(tokenizer / "encoder.json")) {
+    return "no GPT-2 tokenizer files in " + tokenizer.string() +
+           " (GPT2_DATA_DIR)";
+  }
+  std::filesystem::create_directory_symlink(
+      std::filesystem::absolute(tokenizer), dir / "gpt2");
+  return "";
+}
+
 }  // namespace gpt2::testing
 
 #endif  // GPT2_TESTS_TEST_UTIL_H_

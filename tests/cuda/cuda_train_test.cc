@@ -184,14 +184,8 @@ TEST_F(CudaTrain, StochasticRoundingFollowsTheCurveAndResumesBitwise) {
 // backend that trained (the CUDA decoder, not the CPU's), start with their
 // prompts, and repeat for the same seed.
 TEST_F(CudaTrain, SamplesFromTheFinalModelOnTheDevice) {
-  const std::filesystem::path tokenizer =
-      std::filesystem::path(testing::DataDir()) / "gpt2";
-  if (!std::filesystem::exists(tokenizer / "encoder.json")) {
-    GTEST_SKIP() << "no GPT-2 tokenizer files in " << tokenizer
-                 << " (GPT2_DATA_DIR)";
-  }
-  std::filesystem::create_directory_symlink(
-      std::filesystem::absolute(tokenizer), dir_ / "gpt2");
+  if (const std::string why = testing::LinkTokenizerInto(dir_); !why.empty())
+    GTEST_SKIP() << why;
   const std::vector<std::string> sampling = {
       "model.vocab_size=50257",   "train.max_steps=2",
       "checkpoint.every_steps=0", "log.sample_prompts=ROMEO:",

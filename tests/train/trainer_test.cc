@@ -253,14 +253,8 @@ TEST_F(TrainerTest, ResumeAndInitFromErrors) {
 // log.sample_prompts: text from the final model in samples.txt (and the log),
 // the same for the same seed; prompts that cannot run fail before training.
 TEST_F(TrainerTest, SamplesFromTheFinalModel) {
-  const std::filesystem::path tokenizer =
-      std::filesystem::path(testing::DataDir()) / "gpt2";
-  if (!std::filesystem::exists(tokenizer / "encoder.json")) {
-    GTEST_SKIP() << "no GPT-2 tokenizer files in " << tokenizer
-                 << " (GPT2_DATA_DIR)";
-  }
-  std::filesystem::create_directory_symlink(
-      std::filesystem::absolute(tokenizer), dir_ / "gpt2");
+  if (const std::string why = testing::LinkTokenizerInto(dir_); !why.empty())
+    GTEST_SKIP() << why;
   const std::vector<std::string> gpt2_vocab = {
       "model.vocab_size=50257",    "model.padded_vocab_size=50304",
       "log.sample_prompts=ROMEO:", "log.sample_prompts+=JULIET:",
