@@ -12,8 +12,12 @@
 #            autocast) and ours with an fp32 residual stream, each for a fixed time
 #   sweep    short runs of candidate fast recipes (SWEEP below)
 #   fast     the fast recipe (configs/gpt2_124m_shakespeare_fast.pbtxt, plus
-#            DEVICE_CHECK_FAST_FLAGS: e.g. the sweep winner's flags) to loss < 0.1 or 60 s
-#   proof    the Shakespeare config to loss < 0.1; checkpoint verify, samples, HF logits
+#            DEVICE_CHECK_FAST_FLAGS; unset or "auto": the flags of the sweep's winner,
+#            picked by launch/pick_recipe.py in this call or the one before on this
+#            machine) to loss < 0.1 or 60 s
+#   proof    the Shakespeare config (plus DEVICE_CHECK_PROOF_FLAGS; unset or "auto": the
+#            compare group's switch if it won by over 1%) to loss < 0.1; checkpoint
+#            verify, samples, HF logits
 #            check; the weights left in $DEVICE_CHECK_KEEP (/tmp/gpt2_weights) as bf16
 #            parts for launch/device_fetch_weights.sh to bring back in the next calls
 #   dist     NCCL at world size 1 and two ranks sharing the GPU against one process
@@ -31,8 +35,11 @@ out=${1:?usage: device_check.sh OUT_DIR}
 budget=${DEVICE_CHECK_BUDGET_S:-520}
 groups=${DEVICE_CHECK_GROUPS:-tests bench compare sweep proof dist decode extra}
 keep=${DEVICE_CHECK_KEEP:-/tmp/gpt2_weights}
+# What one call picks for the next (the sweep's winner, the compare group's switch):
+# kept on the machine, which keeps its disk between calls that follow within ~30 s.
+state=${DEVICE_CHECK_STATE:-/tmp/gpt2_device_check_state}
 dry=${DEVICE_CHECK_DRY:-0}
-mkdir -p "$out"
+mkdir -p "$out" "$state"
 out=$(cd "$out" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 stage=$root/.device
@@ -71,6 +78,41 @@ run() {
   return $rc
 }
 
+# pick STATE_FILE [pick_recipe.py args] NAME=FLAGS...: picks the best of this call's runs
+# NAME (their metrics_NAME.jsonl) with launch/pick_recipe.py and writes the winner's FLAGS
+# to $state/STATE_FILE for a later group or call (nothing when none wins).
+pick() {
+  local file=$1; shift
+  local opts=() specs=() flags=() entry name winner i
+  while [ $# -gt 0 ] && [ "${1#--}" != "$1" ]; do opts+=("$1" "$2"); shift 2; done
+  for entry in "$@"; do
+    name=${entry%%=*}; flags+=("${entry#*=}")
+    specs+=("$name=$logs/metrics_$name.jsonl")
+  done
+  [ "$dry" = 1 ] && { log "pick $file: (dry run)"; return; }
+  local picked
+  picked=$(python3 "$root/launch/pick_recipe.py" "${opts[@]}" "${specs[@]}" 2>&1)
+  echo "$picked" >>"$logs/machine.txt"
+  winner=$(echo "$picked" | sed -n 's/^pick: \([^ ]*\).*/\1/p')
+  log "pick $file: $(echo "$picked" | grep '^pick: ' || echo "failed: $picked")"
+  for i in "${!specs[@]}"; do
+    if [ "${specs[$i]%%=*}" = "$winner" ]; then
+      echo "${flags[$i]}" >"$state/$file"
+      log "$file for later groups and calls: '${flags[$i]}'"
+    fi
+  done
+}
+# flags_of VAR STATE_FILE: the value of the environment variable VAR if it is set and not
+# "auto"; else what an earlier pick wrote to $state/STATE_FILE (empty if none).
+flags_of() {
+  local value=${!1-auto}
+  if [ "$value" = auto ]; then
+    value=$(cat "$state/$2" 2>/dev/null)
+    log "$1 unset or auto: '${value}' (${2} picked earlier on this machine, or none)" >&2
+  fi
+  echo "$value"
+}
+
 # launch/pack_device.sh packs the binaries, libraries and Open MPI into payload.tar.xz.
 if [ -f "$stage/payload.tar.xz" ] && [ ! -x "$stage/bin/gpt2_ddp" ]; then
   tar -C "$stage" -xJf "$stage/payload.tar.xz" || echo "device_check: cannot unpack payload.tar.xz" >&2
@@ -80,6 +122,10 @@ if [ ! -x "$stage/bin/gpt2_ddp" ]; then
   exit 2
 fi
 log "commit $(cat "$stage/COMMIT" 2>/dev/null || echo unknown), host $(hostname), groups: $groups"
+if [ -z "${GPT2_MATMUL_AUTOTUNE+x}" ] && [ "$(cat "$state/matmul_autotune" 2>/dev/null)" = 1 ]; then
+  export GPT2_MATMUL_AUTOTUNE=1
+  log "GPT2_MATMUL_AUTOTUNE=1: the bench group of an earlier call on this machine adopted it"
+fi
 
 # ---- The machine (always) ------------------------------------------------------------
 { nvidia-smi; nvidia-smi -q | head -60; } >>"$logs/machine.txt" 2>&1 || log "nvidia-smi failed"
@@ -187,6 +233,24 @@ group_bench() {
       --seq_len 1024 --steps 10 --no_compile
   grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
+  # Timed cuBLASLt algorithms for every later group and call (while the machine stays
+  # warm) if they made the step over 2% faster.
+  local ours tuned
+  ours=$(step_ms_of bench_ours_B16); tuned=$(step_ms_of bench_autotune_B16)
+  if [ -n "$ours" ] && [ -n "$tuned" ] &&
+     awk -v t="$tuned" -v o="$ours" 'BEGIN { exit !(t < 0.98 * o) }'; then
+    echo 1 >"$state/matmul_autotune"
+    export GPT2_MATMUL_AUTOTUNE=1
+    log "GPT2_MATMUL_AUTOTUNE=1 from now on: $tuned ms/step against $ours ms"
+  else
+    log "cuBLASLt's first algorithms kept: autotuned ${tuned:-?} ms/step against ${ours:-?} ms"
+  fi
+}
+# step_ms_of NAME: the median ms/step that bench NAME printed in bench.txt (empty if none).
+step_ms_of() {
+  awk -v name="$1" '/^===== / { inside = ($2 == name) }
+    inside && /^median over/ { for (i = 2; i <= NF; i++) if ($i ~ /^ms\/step/) v = $(i - 1) }
+    END { print v }' "$logs/bench.txt" 2>/dev/null
 }
 
 group_compare() {
@@ -211,6 +275,11 @@ group_compare() {
   train shakespeare_res32_sr gpt2_124m_shakespeare "$secs" metrics_res32_sr.jsonl \
     --set train.residual_fp32=true --set train.stochastic_rounding=true \
     --set checkpoint.save_at_end=false
+  # The proof takes a switch only for a clear gain: over 1% lower mean loss than bf16 at
+  # the same time (same init, same batches: the runs differ only by the switch).
+  pick proof_flags --baseline shakespeare_bf16 --margin 0.01 "shakespeare_bf16=" \
+    "shakespeare_res32=--set train.residual_fp32=true" \
+    "shakespeare_res32_sr=--set train.residual_fp32=true --set train.stochastic_rounding=true"
   if [ "${DEVICE_CHECK_COMPARE_TORCH_BF16:-0}" = 1 ]; then
     # PyTorch with pure bf16 storage and fp32 master weights: our bf16 numerics there.
     run shakespeare_torch_bf16 120 train.txt python3 "$stage/reference/shakespeare_torch.py" \
@@ -258,22 +327,32 @@ group_sweep() {
     train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
       ${DEVICE_CHECK_SWEEP_FLAGS:-} --set checkpoint.save_at_end=false
   done
+  # The winner at equal time becomes the fast group's flags (DEVICE_CHECK_FAST_FLAGS=auto).
+  local specs=()
+  for entry in "${SWEEP[@]}"; do specs+=("${entry%%|*}=${entry#*|} ${DEVICE_CHECK_SWEEP_FLAGS:-}"); done
+  pick fast_flags "${specs[@]}"
 }
 
 group_fast() {
   # The fast half of "both recipes side by side": its own log and metrics_fast.jsonl.
+  # DEVICE_CHECK_FAST_FLAGS unset or "auto": the sweep's winner, if a sweep ran on this
+  # machine (this call or one just before); "" for the config as written.
+  local flags
+  flags=$(flags_of DEVICE_CHECK_FAST_FLAGS fast_flags)
   # shellcheck disable=SC2086
   train shakespeare_fast gpt2_124m_shakespeare_fast "${DEVICE_CHECK_FAST_S:-60}" \
-    metrics_fast.jsonl --set log.every_steps=1 --set checkpoint.save_at_end=false \
-    ${DEVICE_CHECK_FAST_FLAGS:-}
+    metrics_fast.jsonl --set log.every_steps=1 --set checkpoint.save_at_end=false $flags
 }
 
 group_proof() {
   # DEVICE_CHECK_PROOF_CONFIG (a configs/ name) and DEVICE_CHECK_PROOF_FLAGS (gpt2_ddp
   # flags, e.g. "--set train.residual_fp32=true") choose what the proof trains.
+  # DEVICE_CHECK_PROOF_FLAGS unset or "auto": the compare group's pick, if one ran here.
+  local flags
+  flags=$(flags_of DEVICE_CHECK_PROOF_FLAGS proof_flags)
   # shellcheck disable=SC2086
   samples=1 train shakespeare "${DEVICE_CHECK_PROOF_CONFIG:-gpt2_124m_shakespeare}" 240 \
-    metrics.jsonl ${DEVICE_CHECK_PROOF_FLAGS:-}
+    metrics.jsonl $flags
   local ckpt
   ckpt=$(ls "$runs"/shakespeare/shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
   [ -n "$ckpt" ] || { [ "$dry" = 1 ] && ckpt=DRY.ckpt; } || return

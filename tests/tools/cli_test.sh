@@ -157,6 +157,43 @@ else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
 
+# pick_recipe.py (device_check's choice between groups): invented runs of 30 logged steps
+# half a second apart with constant losses, so each rule's answer is known.
+pick=$src/launch/pick_recipe.py
+metrics() {  # FILE LOSS [STEP_BELOW]: 30 steps at LOSS, 0.05 from STEP_BELOW on
+  local i loss
+  for i in $(seq 1 30); do
+    loss=$2; [ -n "${3:-}" ] && [ "$i" -ge "$3" ] && loss=0.05
+    printf '{"step": %d, "loss": %s, "elapsed_s": %s}\n' "$i" "$loss" "$(awk "BEGIN { print $i * 0.5 }")"
+  done >"$1"
+}
+metrics "$work/p_hi.jsonl" 2.0; metrics "$work/p_lo.jsonl" 1.0; metrics "$work/p_lo2.jsonl" 0.995
+metrics "$work/p_early.jsonl" 3.0 25; metrics "$work/p_late.jsonl" 1.0 28
+head -5 "$work/p_hi.jsonl" >"$work/p_short.jsonl"
+check_pick() {  # NAME WANT ARGS...: the "pick:" line must start with WANT
+  local name=$1 want=$2; shift 2
+  local out
+  out=$(/usr/bin/python3 "$pick" "$@" 2>&1)
+  if grep -q "^pick: $want" <<<"$out"; then echo "ok   $name"; passes=$((passes+1))
+  else echo "FAIL $name: want 'pick: $want':"; echo "$out"; failures=$((failures+1)); fi
+}
+check_pick "pick_recipe: lowest loss at equal time" "lo (lowest mean loss at 15.0 s: 1.0000)" \
+  hi="$work/p_hi.jsonl" lo="$work/p_lo.jsonl"
+check_pick "pick_recipe: first below the target wins" "early (loss below 0.1 first, 12.5 s" \
+  lo="$work/p_lo.jsonl" late="$work/p_late.jsonl" early="$work/p_early.jsonl"
+check_pick "pick_recipe: a gain within the margin keeps the baseline" "lo (the best, lo2" \
+  --baseline lo --margin 0.01 lo="$work/p_lo.jsonl" lo2="$work/p_lo2.jsonl"
+check_pick "pick_recipe: a gain past the margin" "lo2 (lowest mean loss at 15.0 s: 0.9950, 0.5%" \
+  --baseline lo --margin 0.001 lo="$work/p_lo.jsonl" lo2="$work/p_lo2.jsonl"
+check_pick "pick_recipe: too few steps" "none (no run logged 20 steps)" \
+  short="$work/p_short.jsonl" missing="$work/nothing.jsonl"
+check_pick "pick_recipe: a short run does not set the time" "lo (lowest mean loss at 15.0 s" \
+  lo="$work/p_lo.jsonl" short="$work/p_short.jsonl" hi="$work/p_hi.jsonl"
+expect_fail "pick_recipe: bad argument" "expected NAME=METRICS.jsonl" \
+  /usr/bin/python3 "$pick" "$work/p_lo.jsonl"
+expect_fail "pick_recipe: unknown baseline" "--baseline x is not one of the runs" \
+  /usr/bin/python3 "$pick" --baseline x lo="$work/p_lo.jsonl"
+
 # weights_parts.py: fp32 llm.c file -> bf16 parts -> joined file, checked by sha256; a
 # corrupted or missing part must be refused.
 if /usr/bin/python3 -c "import numpy" 2>/dev/null; then

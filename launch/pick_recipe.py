@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Picks the best of several short training runs, from their metrics.jsonl files.
+
+    launch/pick_recipe.py [--baseline NAME --margin F] NAME=METRICS.jsonl ...
+
+launch/device_check.sh uses it between its groups, on the GPU machine, to choose
+what the next group trains: the sweep's candidate for the fast recipe, and the
+compare group's precision switch for the proof.
+
+The rule, in order:
+  1. a run whose loss went below --target (0.1): the one that got there first
+     (elapsed_s after process start) wins;
+  2. otherwise, at the time every run reached (the smallest of their last
+     elapsed_s), the lowest mean of the last 20 logged losses up to that time
+     wins (runs of any batch size compare at equal time, which is what the 45 s
+     target counts).
+With --baseline, the winner under rule 2 must beat the baseline's mean by more
+than --margin (relative), or the baseline is picked: a switch is adopted only
+for a clear gain.
+
+Prints a table, then one line "pick: NAME (why)", or "pick: none (why)" when no
+run has enough logged steps. Exit 0 either way; 2 on bad arguments.
+"""
+import argparse
+import json
+import sys
+
+
+def read_run(path):
+    """[(elapsed_s, loss)] of the step rows of a metrics.jsonl, in order."""
+    rows = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a timeout
+                if "loss" in row and "elapsed_s" in row:
+                    rows.append((float(row["elapsed_s"]), float(row["loss"])))
+    except OSError:
+        pass
+    return rows
+
+
+def mean_at(rows, t, window):
+    losses = [loss for (e, loss) in rows if e <= t][-window:]
+    return sum(losses) / len(losses) if len(losses) == window else None
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", help="NAME=METRICS.jsonl")
+    parser.add_argument("--target", type=float, default=0.1)
+    parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--baseline", default=None)
+    parser.add_argument("--margin", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    runs = {}
+    for spec in args.runs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"expected NAME=METRICS.jsonl, got '{spec}'")
+        runs[name] = read_run(path)
+    if args.baseline is not None and args.baseline not in runs:
+        parser.error(f"--baseline {args.baseline} is not one of the runs")
+
+    usable = {n: r for n, r in runs.items() if len(r) >= args.window}
+    reached = {}
+    for name, rows in usable.items():
+        below = [e for (e, loss) in rows if loss < args.target]
+        if below:
+            reached[name] = below[0]
+    t = min((r[-1][0] for r in usable.values()), default=None)
+    means = {n: mean_at(r, t, args.window) for n, r in usable.items()}
+    print(f"{'run':32s} {'steps':>6s} {'last s':>7s} {'mean loss at %.1f s' % t if t else '':>20s}"
+          f" {'below %g at' % args.target:>12s}")
+    for name, rows in runs.items():
+        mean = means.get(name)
+        print(f"{name:32s} {len(rows):6d} {rows[-1][0] if rows else 0:7.1f} "
+              f"{'%.4f' % mean if mean is not None else '-':>20s} "
+              f"{'%.1f s' % reached[name] if name in reached else '-':>12s}")
+
+    if reached:
+        best = min(reached, key=reached.get)
+        print(f"pick: {best} (loss below {args.target:g} first, {reached[best]:.1f} s after start)")
+        return 0
+    scored = {n: m for n, m in means.items() if m is not None}
+    if not scored:
+        print(f"pick: none (no run logged {args.window} steps)")
+        return 0
+    best = min(scored, key=scored.get)
+    why = f"lowest mean loss at {t:.1f} s: {scored[best]:.4f}"
+    if args.baseline is not None and best != args.baseline:
+        base = scored.get(args.baseline)
+        if base is None:
+            print(f"pick: none (the baseline {args.baseline} logged too few steps)")
+            return 0
+        if scored[best] >= base * (1 - args.margin):
+            print(f"pick: {args.baseline} (the best, {best} at {scored[best]:.4f}, is within "
+                  f"{100 * args.margin:g}% of {base:.4f})")
+            return 0
+        why += f", {100 * (1 - scored[best] / base):.1f}% below {args.baseline}'s {base:.4f}"
+    print(f"pick: {best} ({why})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
