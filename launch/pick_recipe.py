@@ -13,7 +13,9 @@ The rule, in order:
   2. otherwise, at the time every run reached (the smallest of their last
      elapsed_s), the lowest mean of the last 20 logged losses up to that time
      wins (runs of any batch size compare at equal time, which is what the 45 s
-     target counts).
+     target counts). A run that ended before 80% of the longest one's time (cut
+     short by the time budget, or failed) is left out of this rule, so that it
+     does not pull the comparison back to an early time.
 With --baseline, the winner under rule 2 must beat the baseline's mean by more
 than --margin (relative), or the baseline is picked: a switch is adopted only
 for a clear gain.
@@ -74,8 +76,10 @@ def main(argv):
         below = [e for (e, loss) in rows if loss < args.target]
         if below:
             reached[name] = below[0]
-    t = min((r[-1][0] for r in usable.values()), default=None)
-    means = {n: mean_at(r, t, args.window) for n, r in usable.items()}
+    longest = max((r[-1][0] for r in usable.values()), default=0.0)
+    compared = {n: r for n, r in usable.items() if r[-1][0] >= 0.8 * longest}
+    t = min((r[-1][0] for r in compared.values()), default=None)
+    means = {n: mean_at(r, t, args.window) for n, r in compared.items()}
     print(f"{'run':32s} {'steps':>6s} {'last s':>7s} {'mean loss at %.1f s' % t if t else '':>20s}"
           f" {'below %g at' % args.target:>12s}")
     for name, rows in runs.items():

@@ -189,6 +189,9 @@ check_pick "pick_recipe: too few steps" "none (no run logged 20 steps)" \
   short="$work/p_short.jsonl" missing="$work/nothing.jsonl"
 check_pick "pick_recipe: a short run does not set the time" "lo (lowest mean loss at 15.0 s" \
   lo="$work/p_lo.jsonl" short="$work/p_short.jsonl" hi="$work/p_hi.jsonl"
+head -20 "$work/p_lo2.jsonl" >"$work/p_cut.jsonl"  # 10 s of 15: left out
+check_pick "pick_recipe: a run cut short is left out" "hi (lowest mean loss at 15.0 s: 2.0000)" \
+  hi="$work/p_hi.jsonl" cut="$work/p_cut.jsonl"
 expect_fail "pick_recipe: bad argument" "expected NAME=METRICS.jsonl" \
   /usr/bin/python3 "$pick" "$work/p_lo.jsonl"
 expect_fail "pick_recipe: unknown baseline" "--baseline x is not one of the runs" \
