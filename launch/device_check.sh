@@ -313,9 +313,11 @@ SWEEP=(
   "sweep_b8_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
   "sweep_b4_cos4000|--set train.max_steps=4000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096 --set optim.lr=4e-4 --set schedule.min_lr=4e-5"
   "sweep_b32_cos700|--set train.max_steps=700 --set train.micro_batch_size=32 --set train.total_batch_tokens=32768 --set optim.lr=8.5e-4 --set schedule.min_lr=8.5e-5"
+  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out): the default
+  # batch with the lr decayed within the 45 s (the lr-noise reading above, alone).
+  "sweep_cos1200|--set train.max_steps=1200"
 )
 # More, if the call has room (each 'NAME|flags'):
-#   "sweep_cos1200|--set train.max_steps=1200"
 #   "sweep_wsd1200|--set train.max_steps=1200 --set schedule.decay_steps=700 --set schedule.min_lr=0"
 #   "sweep_lr3e-4_cos1200|--set train.max_steps=1200 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
 #   "sweep_b8_lr1e-3_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192 --set optim.lr=1e-3 --set schedule.min_lr=1e-4"
