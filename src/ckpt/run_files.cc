@@ -165,6 +165,27 @@ absl::StatusOr<std::string> ResolveResume(const std::string& arg,
   return arg;
 }
 
+absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return path;
+  if (!fs::is_directory(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint file"));
+  }
+  if (fs::exists(fs::path(CheckpointDir(path)) / kLatestFileName, ec)) {
+    return ReadLatest(path);
+  }
+  fs::path folder = fs::path(path).lexically_normal();
+  if (folder.filename().empty()) folder = folder.parent_path();  // "a/b/"
+  if (folder.filename() == "checkpoints" &&
+      fs::exists(folder / kLatestFileName, ec)) {
+    return ReadLatest(folder.parent_path().string());
+  }
+  return absl::NotFoundError(absl::StrCat(
+      path, " is a folder without ", CheckpointDir(path), "/", kLatestFileName,
+      " or ", kLatestFileName,
+      ": give a checkpoint file, a run folder, or its checkpoints folder"));
+}
+
 absl::Status PruneCheckpoints(const std::string& run_dir, int keep_last) {
   GPT2_ASSIGN_OR_RETURN(const std::string latest_path, ReadLatest(run_dir));
   // The newest must be complete before anything older goes.

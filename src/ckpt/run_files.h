@@ -37,6 +37,11 @@ absl::StatusOr<std::string> ReadLatest(const std::string& run_dir);
 absl::StatusOr<std::string> ResolveResume(const std::string& arg,
                                           const std::string& run_dir);
 
+// What a tool's --checkpoint names: a checkpoint file as it is, or a folder: a
+// run folder (<run_dir>, holding checkpoints/latest) or its checkpoints/
+// folder, meaning the checkpoint `latest` names there. NotFound otherwise.
+absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
+
 // Keeps the `keep_last` newest step_*.ckpt (by step) and the one `latest`
 // names, removing older ones and leftover *.ckpt.tmp files of interrupted
 // saves. Removes nothing unless `latest` names a checkpoint that opens (so it

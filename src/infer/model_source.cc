@@ -6,11 +6,13 @@
 #include "absl/strings/str_format.h"
 #include "src/ckpt/checkpoint.h"
 #include "src/ckpt/model_checkpoint.h"
+#include "src/ckpt/run_files.h"
 #include "src/core/error.h"
 
 namespace gpt2::infer {
 
-absl::StatusOr<InferenceModel> LoadInferenceModel(const std::string& path) {
+absl::StatusOr<InferenceModel> LoadInferenceModel(const std::string& what) {
+  GPT2_ASSIGN_OR_RETURN(const std::string path, ResolveCheckpoint(what));
   GPT2_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
   const absl::StatusOr<ModelShape> shape =
       ModelShapeFromConfig(reader.header().config().model());

@@ -21,7 +21,9 @@ struct InferenceModel {
   std::string source;  // the checkpoint path, or "random init (seed N)"
 };
 
-// Reads the checkpoint's header and parameters. Errors name the file: missing,
+// Reads the checkpoint's header and parameters. `path`: a checkpoint file, or a
+// run folder or its checkpoints/ folder for the newest (ResolveCheckpoint).
+// Errors name the file: missing,
 // truncated or corrupt files (the checkpoint reader's checks), a header whose
 // model shape is unusable, tensors that do not match that shape.
 absl::StatusOr<InferenceModel> LoadInferenceModel(const std::string& path);

@@ -29,8 +29,9 @@
 
 ABSL_FLAG(std::string, checkpoint, "",
           "A gpt2_ddp checkpoint (.ckpt), e.g. "
-          "<run_dir>/<run_name>/checkpoints/step_00000060.ckpt. Required, "
-          "except with --bench --random_124m.");
+          "<run_dir>/<run_name>/checkpoints/step_00000060.ckpt, or a run "
+          "folder (e.g. logs/tiny_cpu) for its newest. Required, except with "
+          "--bench --random_124m.");
 ABSL_FLAG(std::string, prompt, "",
           "The text to continue. Required and non-empty (the model needs at "
           "least one token to condition on); it must encode to fewer tokens "
@@ -268,8 +269,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Continues a prompt with a gpt2_ddp checkpoint, on GPU 0 if one is "
       "usable, else on the CPU (--device).\n\n"
-      "  gpt2_sample --checkpoint run/tiny_cpu/checkpoints/step_00000060.ckpt "
-      "--prompt 'ROMEO:'\n"
+      "  gpt2_sample --checkpoint logs/tiny_cpu --prompt 'ROMEO:'   (the run's "
+      "newest checkpoint)\n"
       "  gpt2_sample --checkpoint FILE --prompt TEXT --num_samples 3 "
       "--max_new_tokens 100 --top_k 40 --temperature 0.8 --seed 7\n"
       "  gpt2_sample --checkpoint FILE --bench      (decode tokens/s at batch "

@@ -661,6 +661,30 @@ TEST(RunFiles, NamesLatestAndResume) {
               HasSubstr("names step_00000300.ckpt, which does not exist"));
 }
 
+// A tool's --checkpoint: a file, a run folder or its checkpoints folder.
+TEST(RunFiles, ResolvesCheckpointFilesAndFolders) {
+  ScratchDir dir;
+  const std::string run = dir.File("run");
+  const auto params =
+      RandomValues<float>(TotalParams(BuildParamList(TinyShape())), 1);
+  ASSERT_TRUE(SaveStep(run, 100, params).ok());
+  ASSERT_TRUE(SaveStep(run, 200, params).ok());
+  for (const std::string& what :
+       {run, run + "/", CheckpointDir(run), CheckpointDir(run) + "/"}) {
+    auto path = ResolveCheckpoint(what);
+    ASSERT_TRUE(path.ok()) << what << ": " << path.status();
+    EXPECT_EQ(*path, CheckpointPath(run, 200)) << what;
+  }
+  auto file = ResolveCheckpoint(CheckpointPath(run, 100));
+  ASSERT_TRUE(file.ok());
+  EXPECT_EQ(*file, CheckpointPath(run, 100));
+  EXPECT_THAT(ResolveCheckpoint(dir.File("nope.ckpt")).status().message(),
+              HasSubstr("nope.ckpt: no such checkpoint file"));
+  EXPECT_THAT(ResolveCheckpoint(dir.path()).status().message(),
+              HasSubstr("give a checkpoint file, a run folder, or its "
+                        "checkpoints folder"));
+}
+
 TEST(RunFiles, PruneKeepsNewestAndLatest) {
   ScratchDir dir;
   const std::string run = dir.File("run");
