@@ -167,10 +167,8 @@ absl::StatusOr<std::string> ResolveResume(const std::string& arg,
 
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
   std::error_code ec;
-  if (fs::is_regular_file(path, ec)) return path;
-  if (!fs::is_directory(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such checkpoint file"));
-  }
+  // Anything but a folder is for CheckpointReader::Open to open or refuse.
+  if (!fs::is_directory(path, ec)) return path;
   if (fs::exists(fs::path(CheckpointDir(path)) / kLatestFileName, ec)) {
     return ReadLatest(path);
   }
@@ -184,6 +182,11 @@ absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
       path, " is a folder without ", CheckpointDir(path), "/", kLatestFileName,
       " or ", kLatestFileName,
       ": give a checkpoint file, a run folder, or its checkpoints folder"));
+}
+
+absl::StatusOr<CheckpointReader> OpenCheckpoint(const std::string& path) {
+  GPT2_ASSIGN_OR_RETURN(const std::string file, ResolveCheckpoint(path));
+  return CheckpointReader::Open(file);
 }
 
 absl::Status PruneCheckpoints(const std::string& run_dir, int keep_last) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "src/ckpt/checkpoint.h"
 
 namespace gpt2 {
 
@@ -37,10 +38,13 @@ absl::StatusOr<std::string> ReadLatest(const std::string& run_dir);
 absl::StatusOr<std::string> ResolveResume(const std::string& arg,
                                           const std::string& run_dir);
 
-// What a tool's --checkpoint names: a checkpoint file as it is, or a folder: a
-// run folder (<run_dir>, holding checkpoints/latest) or its checkpoints/
-// folder, meaning the checkpoint `latest` names there. NotFound otherwise.
+// What a tool's --checkpoint names: a folder, either a run folder (<run_dir>,
+// holding checkpoints/latest) or its checkpoints/ folder, means the checkpoint
+// `latest` names there (NotFound for other folders); any other path is
+// returned as it is, for CheckpointReader::Open to open or refuse.
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
+// ResolveCheckpoint, then CheckpointReader::Open: what the tools open.
+absl::StatusOr<CheckpointReader> OpenCheckpoint(const std::string& path);
 
 // Keeps the `keep_last` newest step_*.ckpt (by step) and the one `latest`
 // names, removing older ones and leftover *.ckpt.tmp files of interrupted

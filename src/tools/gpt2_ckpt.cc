@@ -22,6 +22,7 @@
 #include "src/ckpt/inspect.h"
 #include "src/ckpt/json_util.h"
 #include "src/ckpt/model_checkpoint.h"
+#include "src/ckpt/run_files.h"
 #include "src/core/error.h"
 #include "src/data/dataset.h"
 #include "src/data/tokenizer.h"
@@ -79,6 +80,9 @@ usage:
       Runs the model (CPU, fp32) on the prompt's tokens and prints the top-5
       next tokens; --out writes the logits as raw float32 (T x V, row-major,
       padded vocab cut), for comparing with other implementations.
+
+FILE, A, B and CKPT may also be a run folder (e.g. logs/tiny_cpu) or its
+checkpoints/ folder: the checkpoint its `latest` file names.
 
 Flags:)";
 
@@ -482,7 +486,12 @@ absl::Status Run(const std::vector<char*>& positional) {
         "missing subcommand: inspect, verify, diff, export, import or logits");
   }
   const std::string command = positional[1];
-  const std::vector<std::string> args(positional.begin() + 2, positional.end());
+  std::vector<std::string> args(positional.begin() + 2, positional.end());
+  if (command != "import") {  // checkpoints: a run folder means its newest
+    for (std::string& arg : args) {
+      GPT2_ASSIGN_OR_RETURN(arg, ResolveCheckpoint(arg));
+    }
+  }
   if (command == "inspect") {
     GPT2_RETURN_IF_ERROR(ExpectArgs(args, 1, "inspect FILE [--json]"));
     return Inspect(args[0], absl::GetFlag(FLAGS_json));

@@ -58,6 +58,13 @@ make_llmc "$work/other.bin" changed
 
 expect_ok "import" "wrote .*a.ckpt" "$ckpt" import --from llmc --out "$work/a.ckpt" "$work/model.bin"
 expect_ok "verify" "a.ckpt: ok \(format version 1, step 0, 16 tensors" "$ckpt" verify "$work/a.ckpt"
+# A run folder (or its checkpoints/ folder) means the checkpoint its `latest` names.
+mkdir -p "$work/run/checkpoints" "$work/empty_folder"
+cp "$work/a.ckpt" "$work/run/checkpoints/step_00000007.ckpt"
+echo step_00000007.ckpt >"$work/run/checkpoints/latest"
+expect_ok "verify: run folder" "run/checkpoints/step_00000007.ckpt: ok" "$ckpt" verify "$work/run"
+expect_ok "verify: checkpoints folder" "step_00000007.ckpt: ok" "$ckpt" verify "$work/run/checkpoints/"
+expect_fail "verify: other folder" "empty_folder is a folder without" "$ckpt" verify "$work/empty_folder"
 expect_ok "inspect: header" "format version: 1" "$ckpt" inspect "$work/a.ckpt"
 expect_ok "inspect: config" "num_layers: 2" "$ckpt" inspect "$work/a.ckpt"
 expect_ok "inspect: tensor row" "qkvw +\(2, 24, 8\) +f32 +384 " "$ckpt" inspect "$work/a.ckpt"

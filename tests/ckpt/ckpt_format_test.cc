@@ -678,8 +678,14 @@ TEST(RunFiles, ResolvesCheckpointFilesAndFolders) {
   auto file = ResolveCheckpoint(CheckpointPath(run, 100));
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(*file, CheckpointPath(run, 100));
-  EXPECT_THAT(ResolveCheckpoint(dir.File("nope.ckpt")).status().message(),
-              HasSubstr("nope.ckpt: no such checkpoint file"));
+  auto missing = ResolveCheckpoint(dir.File("nope.ckpt"));  // Open refuses it
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(*missing, dir.File("nope.ckpt"));
+  EXPECT_THAT(OpenCheckpoint(dir.File("nope.ckpt")).status().message(),
+              HasSubstr("nope.ckpt: cannot open checkpoint"));
+  auto opened = OpenCheckpoint(run);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->header().step(), 200);
   EXPECT_THAT(ResolveCheckpoint(dir.path()).status().message(),
               HasSubstr("give a checkpoint file, a run folder, or its "
                         "checkpoints folder"));
