@@ -334,7 +334,7 @@ def main():
                        f"over {len(common)} steps.")
     else:
         out.append("(not in this run)")
-    comm = re.findall(r"^comm \(GPU\): .*$", dist, re.M)
+    comm = re.findall(r"^(?:comm \(GPU\)|overlap): .*$", dist, re.M)
     if comm:
         out += ["", "Gradient collectives on GPU buffers (`gpt2_bench --comm --device cuda`):", ""]
         out += [f"- `{line}`" for line in comm]

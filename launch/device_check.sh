@@ -405,7 +405,7 @@ group_dist() {
     -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS \
     -x OMP_WAIT_POLICY "$stage/bin/gpt2_bench" --device cuda --comm --batch 8 --seq_len 1024 \
     --steps 5 --tokenizer=false
-  grep -E "^comm \(GPU\)" "$logs/dist.txt" | tee -a "$logs/machine.txt"
+  grep -E "^comm \(GPU\)|^overlap: " "$logs/dist.txt" | tee -a "$logs/machine.txt"
 }
 
 group_decode() {
