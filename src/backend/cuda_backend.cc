@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "src/core/env.h"
 #include "src/cuda/check.h"
 #include "src/cuda/scratch.h"
 #include "src/cuda/staging.h"
@@ -45,14 +46,12 @@ class CudaBackend final : public Backend {
 #if !defined(GPT2_CUDA_EMULATED)
     // GPT2_PORTABLE_MATMUL=1 runs the tiled kernels instead, for checking
     // cuBLASLt.
-    const char* portable = std::getenv("GPT2_PORTABLE_MATMUL");
-    if (portable == nullptr || std::string(portable) != "1") {
+    if (!EnvIs("GPT2_PORTABLE_MATMUL", "1")) {
       cublaslt_ = std::make_unique<cuda::CublasLtMatmul>(stream_, &scratch_);
     }
     // GPT2_GELU_EPILOGUES=0 keeps cuBLASLt but runs the GELU as its own
     // kernels, to isolate an epilogue problem.
-    const char* epilogues = std::getenv("GPT2_GELU_EPILOGUES");
-    gelu_epilogues_ = epilogues == nullptr || std::string(epilogues) != "0";
+    gelu_epilogues_ = !EnvIs("GPT2_GELU_EPILOGUES", "0");
 #endif
   }
   ~CudaBackend() override {
@@ -247,10 +246,7 @@ class CudaBackend final : public Backend {
                                   Tensor ln_b, Tensor weight, Tensor bias,
                                   int64_t N, int C, int OC) override {
     // GPT2_DECODE_FUSION=0 runs the steps one by one (a fallback).
-    static const bool fuse = [] {
-      const char* env = std::getenv("GPT2_DECODE_FUSION");
-      return env == nullptr || std::string(env) != "0";
-    }();
+    static const bool fuse = !EnvIs("GPT2_DECODE_FUSION", "0");
     if (fuse && N <= cuda::kSkinnyMaxRows) {  // decoding: one launch
       const cuda::SkinnyLayerNorm fused{residual_out, a, b, ln_w, ln_b};
       OpTimer timer(this, "residual_ln_matmul");

@@ -184,11 +184,6 @@ absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
       ": give a checkpoint file, a run folder, or its checkpoints folder"));
 }
 
-absl::StatusOr<CheckpointReader> OpenCheckpoint(const std::string& path) {
-  GPT2_ASSIGN_OR_RETURN(const std::string file, ResolveCheckpoint(path));
-  return CheckpointReader::Open(file);
-}
-
 absl::Status PruneCheckpoints(const std::string& run_dir, int keep_last) {
   GPT2_ASSIGN_OR_RETURN(const std::string latest_path, ReadLatest(run_dir));
   // The newest must be complete before anything older goes.

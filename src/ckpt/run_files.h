@@ -10,7 +10,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "src/ckpt/checkpoint.h"
 
 namespace gpt2 {
 
@@ -43,8 +42,6 @@ absl::StatusOr<std::string> ResolveResume(const std::string& arg,
 // `latest` names there (NotFound for other folders); any other path is
 // returned as it is, for CheckpointReader::Open to open or refuse.
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
-// ResolveCheckpoint, then CheckpointReader::Open: what the tools open.
-absl::StatusOr<CheckpointReader> OpenCheckpoint(const std::string& path);
 
 // Keeps the `keep_last` newest step_*.ckpt (by step) and the one `latest`
 // names, removing older ones and leftover *.ckpt.tmp files of interrupted

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/core/bf16.h"
+#include "src/core/env.h"
 #include "src/core/error.h"
 #include "src/infer/decoder.h"
 #include "src/ops/sample.h"
@@ -50,13 +51,11 @@ class BackendDecoder final : public Decoder {
     position_dev_ = alloc(DType::kI32, 1);
     wpe_row_ = alloc(dtype_, C);
     // GPT2_DECODE_GRAPHS=0 runs every op directly even where graphs exist.
-    const char* graphs = std::getenv("GPT2_DECODE_GRAPHS");
-    use_graphs_ = backend_->SupportsGraphs() &&
-                  (graphs == nullptr || std::string(graphs) != "0");
+    use_graphs_ =
+        backend_->SupportsGraphs() && !EnvIs("GPT2_DECODE_GRAPHS", "0");
     // GPT2_DEVICE_SAMPLING=0 draws on the host from logits() instead (the
     // reference; a fallback should the device's draw be suspect).
-    const char* sampling = std::getenv("GPT2_DEVICE_SAMPLING");
-    device_sampling_ = sampling == nullptr || std::string(sampling) != "0";
+    device_sampling_ = !EnvIs("GPT2_DEVICE_SAMPLING", "0");
     x_ = alloc(dtype_, B * C);
     x2_ = alloc(dtype_, B * C);
     ln_ = alloc(dtype_, B * C);

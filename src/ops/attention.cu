@@ -12,6 +12,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "src/core/env.h"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma_check.h"
 #include "src/cuda/scratch.h"
@@ -339,20 +340,16 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
 
 AttentionKernels& KernelChoice() {
   static AttentionKernels choice = [] {
-    const auto env_is = [](const char* name, const char* value) {
-      const char* env = std::getenv(name);
-      return env != nullptr && std::string(env) == value;
-    };
-    if (env_is("GPT2_PORTABLE_ATTENTION", "1"))
+    if (EnvIs("GPT2_PORTABLE_ATTENTION", "1"))
       return AttentionKernels::kPortable;
     AttentionKernels kernels =
-        env_is("GPT2_ATTENTION_LDMATRIX", "0")
+        EnvIs("GPT2_ATTENTION_LDMATRIX", "0")
             ? AttentionKernels::kTransposedTiles
-        : env_is("GPT2_ATTENTION_FUSED", "1") ? AttentionKernels::kFusedBackward
-        : env_is("GPT2_ATTENTION_FUSED", "2")
+        : EnvIs("GPT2_ATTENTION_FUSED", "1") ? AttentionKernels::kFusedBackward
+        : EnvIs("GPT2_ATTENTION_FUSED", "2")
             ? AttentionKernels::kFusedBackwardTwoBlocks
-        : env_is("GPT2_ATTENTION_LEAN", "1") ? AttentionKernels::kLeanBackward
-        : env_is("GPT2_ATTENTION_LEAN", "0")
+        : EnvIs("GPT2_ATTENTION_LEAN", "1") ? AttentionKernels::kLeanBackward
+        : EnvIs("GPT2_ATTENTION_LEAN", "0")
             ? AttentionKernels::kRegisterBackward
             : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
@@ -408,10 +405,7 @@ bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
 // Whether kAuto may choose the fused backward (GPT2_ATTENTION_FUSED=0: not).
 bool FusedAllowed() {
-  static const bool allowed = [] {
-    const char* env = std::getenv("GPT2_ATTENTION_FUSED");
-    return env == nullptr || std::string(env) != "0";
-  }();
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_FUSED", "0");
   return allowed;
 }
 
@@ -424,12 +418,9 @@ std::string& AutoChoiceNote() {
 // forward (as the backward's), 0 16 rows per warp, 1 32 (GPT2_ATTENTION_WIDE=0
 // / 1 fixes it).
 int& ForwardVersion() {
-  static int version = [] {
-    const char* env = std::getenv("GPT2_ATTENTION_WIDE");
-    if (env != nullptr && std::string(env) == "0") return 0;
-    if (env != nullptr && std::string(env) == "1") return 1;
-    return -1;
-  }();
+  static int version = EnvIs("GPT2_ATTENTION_WIDE", "0")   ? 0
+                       : EnvIs("GPT2_ATTENTION_WIDE", "1") ? 1
+                                                           : -1;
   return version;
 }
 std::string& ForwardChoiceNote() {

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "src/core/env.h"
 #include "src/cuda/check.h"
 #include "src/ops/matmul.h"
 
@@ -65,10 +66,7 @@ int Alignment(std::initializer_list<const void*> pointers) {
 // them. Timing makes the choice, and so the bits, depend on the run.
 constexpr int kAutotuneCandidates = 8;
 bool AutotuneWanted() {
-  static const bool wanted = [] {
-    const char* env = std::getenv("GPT2_MATMUL_AUTOTUNE");
-    return env != nullptr && std::string(env) == "1";
-  }();
+  static const bool wanted = EnvIs("GPT2_MATMUL_AUTOTUNE", "1");
   return wanted;
 }
 
@@ -128,10 +126,7 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   // fp32 runs true fp32 (no TF32), so the fp32 mode is a tight parity check;
   // GPT2_FP32_MATMUL=tf32 trades that for TF32 tensor cores (PyTorch's
   // allow_tf32), for fp32 runs that measure training rather than kernels.
-  static const bool tf32 = [] {
-    const char* env = std::getenv("GPT2_FP32_MATMUL");
-    return env != nullptr && std::string(env) == "tf32";
-  }();
+  static const bool tf32 = EnvIs("GPT2_FP32_MATMUL", "tf32");
   const cublasComputeType_t compute = dtype == DType::kF32 && tf32
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;

@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "src/core/env.h"
 #include "src/core/error.h"
 #include "src/core/rng.h"
 #include "src/core/threads.h"
@@ -142,10 +143,8 @@ absl::Status Bench(const infer::InferenceModel& model) {
   // Where a token's device time goes, op by op (CUDA events, batch 1). Only
   // without graphs (GPT2_DECODE_GRAPHS=0): a recorded graph cannot hold the
   // timing events, and timed ops run one at a time anyway.
-  const char* graphs = std::getenv("GPT2_DECODE_GRAPHS");
   if (made.backend != nullptr &&
-      (!made.backend->SupportsGraphs() ||
-       (graphs != nullptr && std::string(graphs) == "0"))) {
+      (!made.backend->SupportsGraphs() || EnvIs("GPT2_DECODE_GRAPHS", "0"))) {
     GPT2_RETURN_IF_ERROR(decoder->Start(prompt, 1, prompt_len + steps));
     made.backend->EnableOpTiming(true);
     std::vector<int32_t> next(1);

@@ -681,9 +681,9 @@ TEST(RunFiles, ResolvesCheckpointFilesAndFolders) {
   auto missing = ResolveCheckpoint(dir.File("nope.ckpt"));  // Open refuses it
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(*missing, dir.File("nope.ckpt"));
-  EXPECT_THAT(OpenCheckpoint(dir.File("nope.ckpt")).status().message(),
+  EXPECT_THAT(CheckpointReader::Open(*missing).status().message(),
               HasSubstr("nope.ckpt: cannot open checkpoint"));
-  auto opened = OpenCheckpoint(run);
+  auto opened = CheckpointReader::Open(*ResolveCheckpoint(run));
   ASSERT_TRUE(opened.ok()) << opened.status();
   EXPECT_EQ(opened->header().step(), 200);
   EXPECT_THAT(ResolveCheckpoint(dir.path()).status().message(),
