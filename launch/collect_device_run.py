@@ -43,6 +43,18 @@ def card_of(smi, tests):
     return (short.group(1).lower() if short else "gpu"), name
 
 
+def op_rows(section):
+    """gpt2_bench's per-op lines: (op, calls, ms, %, TFLOP/s, GB/s), rates '' where not
+    printed. Older runs printed attention's rate alone, as '(N TFLOP/s)'."""
+    rows = []
+    for m in re.finditer(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%(.*)$", section, re.M):
+        tflops = re.search(r"(\d+) TFLOP/s", m.group(5))
+        gbs = re.search(r"(\d+) GB/s", m.group(5))
+        rows.append((m.group(1), m.group(2), m.group(3), m.group(4),
+                     tflops.group(1) if tflops else "", gbs.group(1) if gbs else ""))
+    return rows
+
+
 def bench_table(bench):
     """Rows from gpt2_bench runs (one '===== name' section each) and the PyTorch lines."""
     rows, torch_rows = [], []
@@ -53,9 +65,8 @@ def bench_table(bench):
         mfu = re.search(r"^MFU: ([\d.]+)%", section, re.M)
         mem = re.search(r"^GPU memory in use: ([\d.]+) GiB", section, re.M)
         kern = re.search(r"kernels: ([^\n]*)", section)
-        attn = {m.group(1): (m.group(2), m.group(3) or "") for m in re.finditer(
-            r"^  (attention_fwd|attention_bwd) +\d+ calls +([\d.]+) ms +[\d.]+%(?:  \((\d+) TFLOP/s\))?",
-            section, re.M)}
+        attn = {op: (ms, tflops) for op, _, ms, _, tflops, _ in op_rows(section)
+                if op in ("attention_fwd", "attention_bwd")}
         if head and med:
             rows.append({"name": name, "B": int(head.group(1)), "dtype": head.group(3),
                          "attn": attn,
@@ -189,15 +200,14 @@ def main():
             out += ["", "Kernels: " + "; ".join(sorted(kernels))]
         ops = []
         for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
-            ops = re.findall(r"^  (\S+) +(\d+) calls +([\d.]+) ms +([\d.]+)%(?:  \((\d+) TFLOP/s\))?",
-                             section, re.M)
+            ops = op_rows(section)
             if ops:
                 break
         if ops:
             out += ["", "Per-op time of one profiled step (first profiled run, CUDA events):", "",
-                    "| op | calls | ms | % | TFLOP/s |", "|---|---|---|---|---|"]
-            for op, calls, ms, pct, rate in ops:
-                out.append(f"| {op} | {calls} | {ms} | {pct} | {rate or ''} |")
+                    "| op | calls | ms | % | TFLOP/s | GB/s |", "|---|---|---|---|---|---|"]
+            for op, calls, ms, pct, tflops, gbs in ops:
+                out.append(f"| {op} | {calls} | {ms} | {pct} | {tflops} | {gbs} |")
         for part in ("forward", "backward"):
             chosen = re.search(rf"^attention {part} kernels chosen: (.*)$", bench, re.M)
             if chosen:

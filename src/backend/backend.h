@@ -20,10 +20,16 @@ struct CUstream_st;  // cudaStream_t, without the CUDA headers
 namespace gpt2 {
 
 // GPU time spent in one kind of op, summed over calls (see EnableOpTiming).
+// bytes and flops are what the calls must move and compute at least (each
+// tensor they touch read or written once; a tensor updated in place counts
+// twice), so bytes / ms is the bandwidth the op achieved and flops / ms its
+// arithmetic rate; 0 where the op does not say.
 struct OpTiming {
   std::string op;
   double ms = 0.0;
   int64_t calls = 0;
+  double bytes = 0.0;
+  double flops = 0.0;
 };
 
 class Backend {

@@ -188,26 +188,32 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void RunCast(Tensor dst, Tensor src) override {
-    OpTimer timer(this, "cast");
+    OpTimer timer(this, "cast", Traffic(dst, src));
     cuda::Cast(dst, src, stream_);
   }
   void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
                      int rows, int V, int Vp, int top_k,
                      double temperature) override {
-    OpTimer timer(this, "sample");
+    OpTimer timer(this, "sample", Traffic(tokens, logits));
     cuda::SampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
                      temperature, stream_);
   }
 
   void RunEncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,
                          int B, int T, int C) override {
-    OpTimer timer(this, "encoder_fwd");
+    // wte's rows for the tokens, wpe's first T rows.
+    OpTimer timer(this, "encoder_fwd",
+                  Traffic(tokens, out, out) +
+                      static_cast<double>(T) * C * DTypeSize(wpe.dtype));
     cuda::EncoderForward(out, tokens, wte, wpe, B, T, C, stream_);
   }
   void RunEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
                           const int32_t* host_tokens, int B, int T,
                           int C) override {
-    OpTimer timer(this, "encoder_bwd");
+    // wte's rows for the tokens and wpe's first T rows updated in place.
+    OpTimer timer(this, "encoder_bwd",
+                  Traffic(dout, dout, dout, tokens) +
+                      2.0 * T * C * DTypeSize(dwpe.dtype));
     GPT2_CHECK_MSG(host_tokens != nullptr,
                    "the CUDA encoder backward needs host tokens");
     cuda::EncoderBackward(dwte, dwpe, dout, host_tokens, B, T, C, &scratch_,
@@ -216,7 +222,8 @@ class CudaBackend final : public Backend {
   void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                            Tensor weight, Tensor bias, int64_t N,
                            int C) override {
-    OpTimer timer(this, "layernorm_fwd");
+    OpTimer timer(this, "layernorm_fwd",
+                  Traffic(out, mean, rstd, inp, weight, bias));
     CheckF32(mean, "layernorm mean");
     CheckF32(rstd, "layernorm rstd");
     cuda::LayerNormForward(out, mean, rstd, inp, weight, bias, N, C, stream_);
@@ -224,13 +231,17 @@ class CudaBackend final : public Backend {
   void RunLayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                             Tensor dout, Tensor inp, Tensor weight, Tensor mean,
                             Tensor rstd, int64_t N, int C) override {
-    OpTimer timer(this, "layernorm_bwd");
+    // dinp, dweight and dbias accumulate.
+    OpTimer timer(this, "layernorm_bwd",
+                  Traffic(dinp, dinp, dweight, dweight, dbias, dbias, dout, inp,
+                          weight, mean, rstd));
     cuda::LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd,
                             N, C, &scratch_, stream_);
   }
   void RunMatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                         int64_t N, int C, int OC) override {
-    OpTimer timer(this, "matmul_fwd");
+    OpTimer timer(this, "matmul_fwd", Traffic(out, inp, weight, bias),
+                  2.0 * N * C * OC);
     // A few rows (decoding): the weights once, read at full bandwidth.
     if (cuda::SkinnyMatmulForward(out, Tensor{}, inp, weight, bias, N, C, OC,
                                   stream_))
@@ -249,7 +260,10 @@ class CudaBackend final : public Backend {
     static const bool fuse = !EnvIs("GPT2_DECODE_FUSION", "0");
     if (fuse && N <= cuda::kSkinnyMaxRows) {  // decoding: one launch
       const cuda::SkinnyLayerNorm fused{residual_out, a, b, ln_w, ln_b};
-      OpTimer timer(this, "residual_ln_matmul");
+      OpTimer timer(
+          this, "residual_ln_matmul",
+          Traffic(residual_out, out, gelu_out, a, b, ln_w, ln_b, weight, bias),
+          2.0 * N * C * OC);
       if (cuda::SkinnyMatmulForward(out, gelu_out, Tensor{}, weight, bias, N, C,
                                     OC, stream_, &fused))
         return;
@@ -261,7 +275,12 @@ class CudaBackend final : public Backend {
   void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                          Tensor inp, Tensor weight, int64_t N, int C, int OC,
                          bool accumulate_dinp) override {
-    OpTimer timer(this, "matmul_bwd");
+    // dweight and dbias accumulate; dinp too unless !accumulate_dinp.
+    OpTimer timer(
+        this, "matmul_bwd",
+        Traffic(dweight, dweight, dbias, dbias, dout, inp, weight, dinp) +
+            (accumulate_dinp ? dinp.bytes() : 0),
+        (dinp.data != nullptr ? 4.0 : 2.0) * N * C * OC);
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_)
       return cublaslt_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C,
@@ -276,15 +295,17 @@ class CudaBackend final : public Backend {
   // where cuBLASLt offers no algorithm for the epilogue.
   void RunMatmulGeluForward(Tensor pre, Tensor out, Tensor inp, Tensor weight,
                             Tensor bias, int64_t N, int C, int OC) override {
+    const double gelu_fwd_bytes = Traffic(pre, out, inp, weight, bias);
+    const double gelu_fwd_flops = 2.0 * N * C * OC;
     if (N <= cuda::kSkinnyMaxRows) {  // decoding
-      OpTimer timer(this, "matmul_gelu_fwd");
+      OpTimer timer(this, "matmul_gelu_fwd", gelu_fwd_bytes, gelu_fwd_flops);
       if (cuda::SkinnyMatmulForward(pre, out, inp, weight, bias, N, C, OC,
                                     stream_))
         return;
     }
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_ && gelu_epilogues_ && out.dtype == DType::kBF16) {
-      OpTimer timer(this, "matmul_gelu_fwd");
+      OpTimer timer(this, "matmul_gelu_fwd", gelu_fwd_bytes, gelu_fwd_flops);
       if (cublaslt_->ForwardGelu(pre, out, inp, weight, bias, N, C, OC)) return;
     }
 #endif
@@ -296,7 +317,10 @@ class CudaBackend final : public Backend {
                              int OC) override {
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_ && gelu_epilogues_ && dout.dtype == DType::kBF16) {
-      OpTimer timer(this, "matmul_gelu_bwd");
+      OpTimer timer(
+          this, "matmul_gelu_bwd",
+          Traffic(dpre, dweight, dweight, dbias, dbias, dout, inp, weight, pre),
+          4.0 * N * C * OC);
       if (cublaslt_->BackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
                                   N, C, OC))
         return;
@@ -309,7 +333,8 @@ class CudaBackend final : public Backend {
                                    Tensor rstd, Tensor a, Tensor b,
                                    Tensor weight, Tensor bias, int64_t N,
                                    int C) override {
-    OpTimer timer(this, "residual_layernorm_fwd");
+    OpTimer timer(this, "residual_layernorm_fwd",
+                  Traffic(residual_out, out, mean, rstd, a, b, weight, bias));
     CheckF32(mean, "layernorm mean");
     CheckF32(rstd, "layernorm rstd");
     cuda::ResidualLayerNormForward(residual_out, out, mean, rstd, a, b, weight,
@@ -317,60 +342,70 @@ class CudaBackend final : public Backend {
   }
   void RunAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH) override {
-    OpTimer timer(this, "attention_fwd");
+    OpTimer timer(this, "attention_fwd", Traffic(out, lse, qkv),
+                  AttentionForwardFlops(B, T, C));
     CheckF32(lse, "attention lse");
     cuda::AttentionForward(out, lse, qkv, B, T, C, NH, stream_);
   }
   void RunAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                             Tensor lse, int B, int T, int C, int NH) override {
-    OpTimer timer(this, "attention_bwd");
+    // The backward counted as 2.5 forwards (FlashAttention's convention; the
+    // kernels recompute more than that).
+    OpTimer timer(this, "attention_bwd", Traffic(dqkv, dout, qkv, out, lse),
+                  2.5 * AttentionForwardFlops(B, T, C));
     cuda::AttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH, &scratch_,
                             stream_);
   }
   void RunAttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache,
                           Tensor qkv, int B, int max_T, Tensor pos, int C,
                           int NH) override {
-    OpTimer timer(this, "attention_decode");
+    OpTimer timer(this, "attention_decode",
+                  Traffic(out, k_cache, v_cache, qkv));
     cuda::AttentionDecode(out, k_cache, v_cache, qkv, B, max_T, pos, C, NH,
                           stream_);
   }
   void RunGeluForward(Tensor out, Tensor inp) override {
-    OpTimer timer(this, "gelu_fwd");
+    OpTimer timer(this, "gelu_fwd", Traffic(out, inp));
     cuda::GeluForward(out, inp, stream_);
   }
   void RunGeluBackward(Tensor dinp, Tensor inp, Tensor dout) override {
-    OpTimer timer(this, "gelu_bwd");
+    OpTimer timer(this, "gelu_bwd", Traffic(dinp, inp, dout));
     cuda::GeluBackward(dinp, inp, dout, stream_);
   }
   void RunResidualForward(Tensor out, Tensor a, Tensor b) override {
-    OpTimer timer(this, "residual_fwd");
+    OpTimer timer(this, "residual_fwd", Traffic(out, a, b));
     cuda::ResidualForward(out, a, b, stream_);
   }
   void RunAddInPlace(Tensor dst, Tensor src) override {
-    OpTimer timer(this, "add_in_place");
+    OpTimer timer(this, "add_in_place", Traffic(dst, dst, src));
     cuda::AddInPlace(dst, src, stream_);
   }
   void RunClassifierForward(Tensor logits, Tensor losses, Tensor targets,
                             int64_t N, int V, int Vp, double dloss,
                             bool write_grad) override {
-    OpTimer timer(this, "classifier");
+    // Over the real vocab: the padded columns need not be read.
+    OpTimer timer(
+        this, "classifier",
+        double(N) * V * DTypeSize(logits.dtype) * (write_grad ? 2 : 1) +
+            Traffic(losses, targets));
     CheckF32(losses, "classifier losses");
     cuda::ClassifierForward(logits, losses, targets, N, V, Vp, dloss,
                             write_grad, stream_);
   }
   void RunAccumulateSum(Tensor acc, Tensor x, double scale) override {
-    OpTimer timer(this, "loss_sum");
+    OpTimer timer(this, "loss_sum", Traffic(acc, acc, x));
     CheckF32(acc, "sum accumulator");
     cuda::AccumulateSum(acc, x, scale, stream_);
   }
   void RunSumSquares(Tensor out, Tensor x) override {
-    OpTimer timer(this, "grad_norm");
+    OpTimer timer(this, "grad_norm", Traffic(out, x));
     CheckF32(out, "sum-of-squares out");
     cuda::SumSquares(out, x, &scratch_, stream_);
   }
   void RunAdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
                 Tensor norm_squared, const AdamWArgs& args) override {
-    OpTimer timer(this, "adamw");
+    OpTimer timer(this, "adamw",
+                  Traffic(param, master, master, m, m, v, v, grad));
     CheckF32(m, "adamw m");
     CheckF32(v, "adamw v");
     if (master.data != nullptr) {
@@ -395,6 +430,8 @@ class CudaBackend final : public Backend {
       t.op = call.op;
       t.ms += ms;
       ++t.calls;
+      t.bytes += call.bytes;
+      t.flops += call.flops;
       cudaEventDestroy(call.start);
       cudaEventDestroy(call.end);
     }
@@ -410,13 +447,28 @@ class CudaBackend final : public Backend {
   struct TimedCall {
     const char* op;
     cudaEvent_t start, end;
+    double bytes, flops;
   };
+  // The least traffic of an op: each tensor named read or written once.
+  template <typename... Tensors>
+  static double Traffic(const Tensors&... t) {
+    return (0.0 + ... + static_cast<double>(t.bytes()));
+  }
+  // The causal score and value products: 2 x 2 x T(T+1)/2 x C flops a
+  // sequence (every head's share of C).
+  static double AttentionForwardFlops(int B, int T, int C) {
+    return 4.0 * B * (T * (T + 1.0) / 2.0) * C;
+  }
   // Brackets one op with events on the stream while timing is on; free
   // otherwise.
   class OpTimer {
    public:
-    OpTimer(CudaBackend* backend, const char* op)
-        : backend_(backend->timing_ ? backend : nullptr), op_(op) {
+    OpTimer(CudaBackend* backend, const char* op, double bytes = 0.0,
+            double flops = 0.0)
+        : backend_(backend->timing_ ? backend : nullptr),
+          op_(op),
+          bytes_(bytes),
+          flops_(flops) {
       if (backend_ == nullptr) return;
       GPT2_CUDA_CHECK(cudaEventCreate(&start_));
       GPT2_CUDA_CHECK(cudaEventCreate(&end_));
@@ -425,12 +477,13 @@ class CudaBackend final : public Backend {
     ~OpTimer() {
       if (backend_ == nullptr) return;
       cudaEventRecord(end_, backend_->stream_);
-      backend_->timed_.push_back({op_, start_, end_});
+      backend_->timed_.push_back({op_, start_, end_, bytes_, flops_});
     }
 
    private:
     CudaBackend* backend_;
     const char* op_;
+    double bytes_, flops_;
     cudaEvent_t start_ = nullptr, end_ = nullptr;
   };
 

@@ -266,20 +266,15 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     for (const OpTiming& t : timings) op_total += t.ms;
     if (!timings.empty())
       std::printf("per-op time of one profiled step (GPU events):\n");
-    // Attention's own rate: the causal score and value products, 2 x 2 x
-    // T(T+1)/2 x hs flops per head forward; the backward counted as 2.5x the
-    // forward (FlashAttention's convention; ours recomputes more than that).
-    const double attention_fwd_flops =
-        4.0 * B * shape.num_heads * T * (T + 1) / 2.0 *
-        (shape.channels / shape.num_heads) * shape.num_layers;
+    // Each op's rates from the least it must compute and move (OpTiming):
+    // far below the card's peaks is where the time can still come from.
     for (const OpTiming& t : timings) {
       std::string rate;
-      const double flops = t.op == "attention_fwd"   ? attention_fwd_flops
-                           : t.op == "attention_bwd" ? 2.5 * attention_fwd_flops
-                                                     : 0.0;
-      if (flops > 0 && t.ms > 0)
-        rate = absl::StrFormat("  (%.0f TFLOP/s)", flops / (t.ms * 1e9));
-      std::printf("  %-16s %5lld calls %9.2f ms %5.1f%%%s\n", t.op.c_str(),
+      if (t.flops > 0 && t.ms > 0)
+        rate += absl::StrFormat("  %5.0f TFLOP/s", t.flops / (t.ms * 1e9));
+      if (t.bytes > 0 && t.ms > 0)
+        rate += absl::StrFormat("  %6.0f GB/s", t.bytes / (t.ms * 1e6));
+      std::printf("  %-22s %5lld calls %9.2f ms %5.1f%%%s\n", t.op.c_str(),
                   static_cast<long long>(t.calls), t.ms,
                   100.0 * t.ms / op_total, rate.c_str());
     }

@@ -1260,12 +1260,29 @@ TEST_P(CudaOps, OpTimingCountsEveryCall) {
   cuda_->EnableOpTiming(true);
   for (int i = 0; i < 3; ++i) cuda_->AddInPlace(g_x.view, g_y.view);
   cuda_->GeluForward(g_y.view, g_x.view);
+  // A matmul, for its flops: (N, C) x (OC, C)^T.
+  const int N = 8, C = 16, OC = 32;
+  auto g_out = Gpu(std::vector<double>(N * OC)), g_inp = Gpu(Random(N * C, 42)),
+       g_w = Gpu(Random(OC * C, 43)), g_b = Gpu(Random(OC, 44));
+  cuda_->MatmulForward(g_out.view, g_inp.view, g_w.view, g_b.view, N, C, OC);
   const std::vector<OpTiming> timings = cuda_->TakeOpTimings();
   cuda_->EnableOpTiming(false);
-  ASSERT_EQ(timings.size(), 2u);
+  ASSERT_EQ(timings.size(), 3u);
+  // The least traffic: each tensor touched once, in-place ones twice.
+  const double elem = DTypeSize(dtype());
   for (const OpTiming& t : timings) {
     EXPECT_EQ(t.calls, t.op == "add_in_place" ? 3 : 1) << t.op;
     EXPECT_GE(t.ms, 0.0) << t.op;
+    if (t.op == "add_in_place") {
+      EXPECT_EQ(t.bytes, 3 * 3 * 4096 * elem);
+      EXPECT_EQ(t.flops, 0.0);
+    } else if (t.op == "gelu_fwd") {
+      EXPECT_EQ(t.bytes, 2 * 4096 * elem);
+    } else {
+      EXPECT_EQ(t.op, "matmul_fwd");
+      EXPECT_EQ(t.flops, 2.0 * N * C * OC);
+      EXPECT_EQ(t.bytes, (N * OC + N * C + OC * C + OC) * elem);
+    }
   }
   EXPECT_TRUE(cuda_->TakeOpTimings().empty());  // taken, and timing is off now
   cuda_->AddInPlace(g_x.view, g_y.view);

@@ -92,6 +92,9 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   printf '%s\n' "===== bench_ours_B16 (limit 1s): x" \
     "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=16 T=1024, bf16, X" \
     "median over 10 steps: 20.0 ms/step, 1000 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
+    "per-op time of one profiled step (GPU events):" \
+    "  attention_bwd             12 calls      5.00 ms  50.0%    111 TFLOP/s     321 GB/s" \
+    "  adamw                     16 calls      1.25 ms  12.5%    2345 GB/s" \
     "attention kernels alone, one layer (median of 5; x12 layers):" \
     "  forward (ldmatrix)              0.111 ms    222 TFLOP/s" \
     "  dK, dV (transposed tiles)       0.333 ms     44 TFLOP/s" \
@@ -110,6 +113,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
      && grep -q "passed: 7" "$summary" \
      && grep -q "| forward (ldmatrix) | 0.111 | 222 |" "$summary" \
      && grep -q "| matmul_fwd | 37.0 | 123.4 |" "$summary" \
+     && grep -q "| adamw | 16 | 1.25 | 12.5 |  | 2345 |" "$summary" \
+     && grep -q "| \`bench_ours_B16\` | 16 | - | - | 5.00 (111) |" "$summary" \
      && grep -q "without CUDA graphs: batch 1: 800.0 tokens/s" "$summary" \
      && grep -q "| dK, dV (transposed tiles) | 0.333 | 44 |" "$summary" \
      && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
