@@ -204,6 +204,14 @@ absl::Status Sample(const infer::InferenceModel& model) {
     // Name the flags, not the request fields.
     return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
   }
+  if (const int limit = infer::NewTokenLimit(model.shape, request);
+      limit < request.max_new_tokens) {
+    std::fprintf(stderr,
+                 "note: --max_new_tokens %d cut to %d: the model's context is "
+                 "%d tokens and the prompt takes %zu\n",
+                 request.max_new_tokens, limit, model.shape.max_seq_len,
+                 request.prompt.size());
+  }
   GPT2_ASSIGN_OR_RETURN(DecoderWithBackend made,
                         MakeDecoderFor(absl::GetFlag(FLAGS_device),
                                        absl::GetFlag(FLAGS_precision),

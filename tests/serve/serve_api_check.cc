@@ -511,6 +511,29 @@ TEST(SampleCli, BadArguments) {
   EXPECT_NE(serve.output.find("cut.ckpt"), std::string::npos);
 }
 
+// More new tokens than the context holds: the samples stop at the context, and
+// the tool says so instead of quietly printing fewer.
+TEST(SampleCli, SaysWhenTheContextCutsMaxNewTokens) {
+  const RunResult r =
+      Sample({"--checkpoint", ServerEnv::checkpoint(), "--prompt",
+              "ROMEO:", "--max_new_tokens", "1000", "--seed", "3"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  // "ROMEO:" is 3 tokens of the tiny model's 64; five samples by default.
+  EXPECT_NE(r.output.find("note: --max_new_tokens 1000 cut to 61: the "
+                          "model's context is 64 tokens and the prompt "
+                          "takes 3"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("5 samples, 305 new tokens"), std::string::npos)
+      << r.output;
+  // Within the context: no note.
+  const RunResult fits =
+      Sample({"--checkpoint", ServerEnv::checkpoint(), "--prompt",
+              "ROMEO:", "--max_new_tokens", "61", "--seed", "3"});
+  ASSERT_EQ(fits.code, 0) << fits.output;
+  EXPECT_EQ(fits.output.find("note:"), std::string::npos) << fits.output;
+}
+
 TEST(SampleCli, HelpExplainsEveryFlag) {
   const RunResult r = Sample({"--help"});
   for (const char* flag :
