@@ -209,9 +209,18 @@ absl::Status InitWeightsFrom(const std::string& path, Gpt2Model* model) {
   if (!in)
     return absl::NotFoundError(
         absl::StrCat(path, ": cannot open --init_from file"));
-  int32_t magic = 0;
-  in.read(reinterpret_cast<char*>(&magic), sizeof(magic));
+  char head[8] = {};
+  in.read(head, sizeof(head));
   in.close();
+  int32_t magic = 0;
+  std::memcpy(&magic, head, sizeof(magic));
+  if (magic != kLlmcModelMagic &&
+      std::memcmp(head, kCheckpointMagic, sizeof(head)) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": --init_from takes a gpt2_ddp checkpoint or an llm.c model file "
+        "(e.g. gpt2_124M.bin); this is neither"));
+  }
   std::string checkpoint = path;
   std::string converted;
   if (magic == kLlmcModelMagic) {

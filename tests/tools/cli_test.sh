@@ -42,6 +42,9 @@ expect_fail "resume without checkpoints" "latest" \
   --resume latest
 expect_fail "init_from missing file" "cannot open --init_from file" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/nope.ckpt"
+printf 'not a model at all' >"$work/junk.bin"
+expect_fail "init_from neither format" "takes a gpt2_ddp checkpoint or an llm.c model file" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/junk.bin"
 expect_fail "sample without a prompt" "prompt" "$bin/gpt2_sample" --checkpoint "$work/nope.ckpt"
 expect_fail "prepro no args" "--input and --output_dir are required" "$bin/gpt2_prepro"
 expect_fail "prepro missing input" "nope.txt: cannot open" \
