@@ -2,6 +2,8 @@
 # One node, one rank per GPU (or N CPU ranks), each rank bound to its own share of cores.
 #   launch/mpirun_node.sh [-np N] --config FILE [gpt2_ddp flags...]
 # N defaults to the number of GPUs (nvidia-smi), else 1. Ranks pick GPU = local rank.
+# To stop cleanly (every rank after the same step, with a checkpoint): kill -USR1 the
+# mpirun process; Open MPI answers Ctrl-C by killing the ranks a second after asking.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 np=""

@@ -37,6 +37,10 @@ class Communicator {
   // Reduces `buffer` over all ranks into root's `buffer`, in place; the other
   // ranks' buffers are left as they were.
   virtual void Reduce(Tensor buffer, int root, ReduceOp op) = 0;
+  // The largest of every rank's `value`, on every rank: a decision taken on the
+  // host (whether to stop after this step) that all ranks must share. Blocks
+  // until every rank has called it; queues no device work.
+  virtual int AgreeMax(int value) = 0;
 
   // Collectives between GroupStart and GroupEnd may be fused into one launch
   // (NCCL groups); they are ordered for later work after GroupEnd.

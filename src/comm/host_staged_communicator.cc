@@ -61,6 +61,7 @@ class HostStaged final : public Communicator {
     backend_->Synchronize();
     host_->Barrier();
   }
+  int AgreeMax(int value) override { return host_->AgreeMax(value); }
   void Reduce(Tensor buffer, int root, ReduceOp op) override {
     Tensor staged = ToHost(buffer, &in_);
     host_->Reduce(staged, root, op);

@@ -84,6 +84,10 @@ class MpiCommunicator final : public Communicator {
     }
   }
   void Barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
+  int AgreeMax(int value) override {
+    MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return value;
+  }
   void Reduce(Tensor buffer, int root, ReduceOp op) override {
     const bool at_root = rank() == root;
     for (int64_t done = 0; done < buffer.numel; done += kMaxCount) {

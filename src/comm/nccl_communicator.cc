@@ -119,6 +119,12 @@ class NcclCommunicator final : public Communicator {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(compute_));
     MPI_Barrier(MPI_COMM_WORLD);
   }
+  // On the host, over MPI (the ranks' NCCL communicator is for device
+  // buffers).
+  int AgreeMax(int value) override {
+    MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return value;
+  }
   void Reduce(Tensor buffer, int root, ReduceOp op) override {
     Begin();
     GPT2_NCCL_CHECK(ncclReduce(buffer.data, buffer.data, buffer.numel,

@@ -23,6 +23,7 @@ class SingleRank final : public Communicator {
   void Broadcast(Tensor, int root) override { GPT2_CHECK(root == 0); }
   void Barrier() override {}
   void Reduce(Tensor, int root, ReduceOp) override { GPT2_CHECK(root == 0); }
+  int AgreeMax(int value) override { return value; }
 
  private:
   // Host buffers only: a GPU world of one uses the NCCL communicator.

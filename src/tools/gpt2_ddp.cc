@@ -12,6 +12,7 @@
 #ifdef GPT2_HAVE_CUDA
 #include "src/comm/nccl_communicator.h"
 #endif
+#include "src/core/stop_signal.h"
 #include "src/core/threads.h"
 #include "src/data/dataset.h"
 #include "src/tools/cli_common.h"
@@ -53,7 +54,13 @@ int main(int argc, char** argv) {
       "writes them to <log.run_dir>/<log.run_name>/train.log and "
       "metrics.jsonl; checkpoints go to its checkpoints/ folder (checkpoint "
       "section), and when training ends the prompts of log.sample_prompts are "
-      "continued by the final model into its samples.txt.");
+      "continued by the final model into its samples.txt.\n\n"
+      "Stopping: Ctrl-C, SIGTERM or SIGUSR1 ends the run after the current "
+      "step, with a checkpoint where the config saves at all (checkpoint."
+      "save_at_end or every_steps), and exit status 128 + the signal; the same "
+      "command with --resume latest goes on from it. Under mpirun send SIGUSR1 "
+      "to mpirun (kill -USR1 PID): Open MPI passes it to every rank, whereas "
+      "on Ctrl-C it kills the ranks a second after asking them to stop.");
   std::string set_error;
   const std::vector<std::string> overrides =
       gpt2::TakeRepeatedFlag("set", &argc, argv, &set_error);
@@ -96,6 +103,12 @@ int main(int argc, char** argv) {
                                       backend->cuda_stream());
   };
 #endif
+  // Ctrl-C / SIGTERM (Slurm's warning before a time limit, mpirun passing one
+  // on): stop after the current step, save, and exit 128 + the signal.
+  gpt2::InstallStopSignals(
+      mpi.rank() == 0 ? "\ngpt2_ddp: stopping after this step and saving a "
+                        "checkpoint (send the signal again to quit at once)\n"
+                      : "");
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {
     // A failure on one rank may leave the others in a collective: end the whole
@@ -107,5 +120,5 @@ int main(int argc, char** argv) {
     if (mpi.world_size() > 1) gpt2::MpiEnv::Abort(1);
     return 1;
   }
-  return 0;
+  return result->interrupted_by != 0 ? 128 + result->interrupted_by : 0;
 }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "src/ckpt/run_files.h"
 #include "src/comm/communicator.h"
 #include "src/comm/host_staged_communicator.h"
+#include "src/core/stop_signal.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
 #include "src/model/gpt2.h"
@@ -65,6 +67,26 @@ void InjectFaultForTests(int64_t step, int rank) {
         __FILE__, __LINE__);
   }
 }
+
+// Tests: GPT2_TEST_SIGNAL_AT=RANK:STEP:SIGNO raises SIGNO on that rank as
+// that step starts, as if it came from outside (read at every call, so tests in
+// one process can set it in turn).
+void InjectSignalForTests(int64_t step, int rank) {
+  const char* spec = std::getenv("GPT2_TEST_SIGNAL_AT");
+  if (spec == nullptr) return;
+  int signal_rank = -1, signo = 0;
+  long long signal_step = -1;
+  if (std::sscanf(spec, "%d:%lld:%d", &signal_rank, &signal_step, &signo) ==
+          3 &&
+      signal_rank == rank && signal_step == step) {
+    std::raise(signo);
+  }
+}
+
+// Why the loop stops early, agreed over ranks (Communicator::AgreeMax: the
+// largest code wins, so a signal on any rank beats the time budget).
+constexpr int kStopForTime = 1;
+constexpr int kStopForSignal = 1000;  // + the signal number
 
 }  // namespace
 
@@ -378,6 +400,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     return absl::OkStatus();
   };
   const int64_t save_every = cfg.checkpoint().every_steps();
+  const bool interrupt_saves = cfg.checkpoint().save_at_end() || save_every > 0;
   int64_t last_saved = -1;
   double last_lr = progress.lr;
   bool stop = false;
@@ -494,6 +517,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       host_dt_step = step;
     }
     InjectFaultForTests(step, comm->rank());
+    InjectSignalForTests(step, comm->rank());
     const int slot = static_cast<int>(step % 2);
     Tensor loss_sum = loss_sums.Slice(slot, 1);
     Tensor norm_squared = norms_squared.Slice(slot, 1);
@@ -566,8 +590,27 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       last_saved = step + 1;
       host_dt_step = step + 1;
     }
+    // Stop here? Every rank must agree: each has its own clock and its own
+    // signals, and a rank that stopped alone would leave the others waiting
+    // in the next step's collectives.
+    int stop_code = 0;
     if (cfg.train().max_seconds() > 0 &&
         SecondsSince(process_start) >= cfg.train().max_seconds()) {
+      stop_code = kStopForTime;
+    }
+    if (const int signo = StopSignalReceived(); signo != 0) {
+      stop_code = kStopForSignal + signo;
+    }
+    if (world > 1) stop_code = comm->AgreeMax(stop_code);
+    if (stop_code >= kStopForSignal) {
+      result.interrupted_by = stop_code - kStopForSignal;
+      log.Line(
+          absl::StrFormat("%s received: stopping after step %d%s",
+                          StopSignalName(result.interrupted_by), step,
+                          interrupt_saves ? " and saving a checkpoint" : ""));
+      break;
+    }
+    if (stop_code == kStopForTime) {
       log.Line(absl::StrFormat(
           "time budget train.max_seconds = %g s reached after step %d",
           cfg.train().max_seconds(), step));
@@ -575,12 +618,29 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
-  if (cfg.checkpoint().save_at_end() && result.steps_run > 0 &&
+  // An interrupted run saves where the config saves at all (save_at_end or
+  // every_steps), so that --resume latest goes on from where it stopped.
+  const bool save_now = result.interrupted_by != 0
+                            ? interrupt_saves
+                            : cfg.checkpoint().save_at_end();
+  if (save_now && result.steps_run > 0 &&
       last_saved != progress.step + result.steps_run) {
     GPT2_RETURN_IF_ERROR(save(progress.step + result.steps_run, last_lr));
   }
+  // An interrupted run exits non-zero, and mpirun ends the whole job when the
+  // first rank does: no rank leaves before rank 0 has committed the save.
+  if (result.interrupted_by != 0 && world > 1) comm->Barrier();
+  if (result.interrupted_by != 0 && interrupt_saves) {
+    log.Line(absl::StrFormat(
+        "interrupted by %s after %d steps; to go on: the same command with "
+        "--resume latest",
+        StopSignalName(result.interrupted_by),
+        progress.step + result.steps_run));
+  }
   if (options.keep_final_params) result.final_params = model.GetParams();
-  if (rank0 && !final_samples.empty() && result.steps_run > 0) {
+  // Interrupted: out quickly, without the samples.
+  if (rank0 && !final_samples.empty() && result.steps_run > 0 &&
+      result.interrupted_by == 0) {
     const std::vector<double> params = model.GetParams();
     const absl::Status sampled = final_samples.Run(
         backend, choice.dtype, std::vector<float>(params.begin(), params.end()),

@@ -50,6 +50,9 @@ struct TrainResult {
       0;  // non-finite steps skipped (train.on_nan: SKIP_STEP)
   std::string run_dir;
   std::vector<double> final_params;  // with TrainOptions::keep_final_params
+  // The stop signal (SIGINT, SIGTERM) that ended the run early, saved, on any
+  // rank; 0 where the run was not interrupted. See src/core/stop_signal.h.
+  int interrupted_by = 0;
 };
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,

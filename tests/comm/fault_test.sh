@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # No hangs: when one rank of a CPU run fails (a fatal error, or killed with SIGKILL),
-# every rank must exit non-zero within 60 s, with a message naming the failed rank.
+# every rank must exit non-zero within 60 s, with a message naming the failed rank; a
+# SIGTERM on one rank stops them all after the same step, with a checkpoint.
 #   fault_test.sh BIN_DIR SOURCE_DIR DATA_DIR MPIEXEC
 set -u
 bin=$(cd "$1" && pwd) src=$(cd "$2" && pwd) data=$3 mpiexec=$4
@@ -17,6 +18,24 @@ check() {  # NAME CONDITION-RESULT MESSAGE
   if [ "$2" = 0 ]; then echo "ok   $1"; passes=$((passes+1));
   else echo "FAIL $1: $3"; failures=$((failures+1)); fi
 }
+until_step2() {  # LOG: waits (up to 120 s) for the run in LOG to log step 2
+  for _ in $(seq 1200); do grep -q '^step 2 |' "$1" && break; sleep 0.1; done
+}
+rank1_pid() {  # this test's rank 1, by its Open MPI environment
+  local pid
+  for pid in $(pgrep -f "$bin/gpt2_ddp.*$work"); do
+    if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then
+      echo "$pid"
+    fi
+  done
+}
+wait_exit() {  # PID: sets rc to its exit status, or 124 if it still runs after 60 s
+  rc=124
+  for _ in $(seq 600); do
+    if ! kill -0 "$1" 2>/dev/null; then wait "$1"; rc=$?; break; fi
+    sleep 0.1
+  done
+}
 
 # 1. A fatal error on rank 1 at step 3 (the path a CUDA/NCCL failure takes).
 start=$(date +%s)
@@ -31,27 +50,53 @@ check "message names rank 1" $? "$(tail -5 <<<"$out")"
 # 2. kill -9 of rank 1 once training is under way.
 "${run[@]}" >"$work/kill.log" 2>&1 &
 launcher=$!
-for _ in $(seq 1200); do grep -q '^step 2 |' "$work/kill.log" && break; sleep 0.1; done
-victim=""
-for pid in $(pgrep -f "$bin/gpt2_ddp.*$work"); do  # only this test's ranks
-  if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1'; then
-    victim=$pid
-  fi
-done
+until_step2 "$work/kill.log"
+victim=$(rank1_pid)
 [ -n "$victim" ]; check "found rank 1's process" $? "no rank 1 among $(pgrep -f "$bin/gpt2_ddp.*$work" | tr '\n' ' ')"
 start=$(date +%s)
 [ -n "$victim" ] && kill -9 "$victim"
-rc=124
-for _ in $(seq 600); do
-  if ! kill -0 $launcher 2>/dev/null; then wait $launcher; rc=$?; break; fi
-  sleep 0.1
-done
+wait_exit $launcher
 elapsed=$(( $(date +%s) - start ))
 [ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ]; check "kill -9 of rank 1 ends the job (rc=$rc, ${elapsed}s)" $? "$(tail -3 "$work/kill.log")"
 grep -qiE "rank 1.*(signal 9|killed)|process rank 1" "$work/kill.log"; check "message names rank 1" $? "$(tail -8 "$work/kill.log")"
 for _ in $(seq 50); do pgrep -f "$bin/gpt2_ddp.*$work" >/dev/null || break; sleep 0.1; done
 left=$(pgrep -f "$bin/gpt2_ddp.*$work" | wc -l)
 [ "$left" -eq 0 ]; check "no rank left running" $? "$left still running"
+
+# 3. SIGTERM on rank 1 alone (raised in the process as step 3 starts): the ranks agree to
+# stop after that step, save one checkpoint together, and the run goes on from it.
+start=$(date +%s)
+out=$(GPT2_TEST_SIGNAL_AT=1:3:15 timeout 120 "${run[@]}" --set log.run_name=sig 2>&1); rc=$?
+elapsed=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ]; check "SIGTERM on rank 1 ends the job (rc=$rc, ${elapsed}s)" $? "$(tail -3 <<<"$out")"
+grep -q "SIGTERM received: stopping after step 3 and saving a checkpoint" <<<"$out" \
+  && [ -f "$work/logs/sig/checkpoints/step_00000004.ckpt" ]
+check "both ranks stop after step 3 and save" $? "$(tail -5 <<<"$out")"
+out=$(timeout 120 "${run[@]}" --set log.run_name=sig --set train.max_steps=6 --resume latest 2>&1); rc=$?
+[ $rc -eq 0 ] && grep -q "at step 4" <<<"$out" && grep -q "^step 5 |" <<<"$out"
+check "the run resumes at step 4" $? "$(tail -5 <<<"$out")"
+
+# 4. The same from outside: kill -TERM of rank 1's process once training is under way.
+"${run[@]}" --set log.run_name=term >"$work/term.log" 2>&1 &
+launcher=$!
+until_step2 "$work/term.log"
+victim=$(rank1_pid)
+[ -n "$victim" ] && kill -TERM "$victim"
+wait_exit $launcher
+grep -q "SIGTERM received: stopping after step" "$work/term.log" \
+  && ls "$work"/logs/term/checkpoints/step_*.ckpt >/dev/null 2>&1 && [ $rc -ne 124 ]
+check "kill -TERM of rank 1: saved and ended (rc=$rc)" $? "$(tail -5 "$work/term.log")"
+
+# 5. The documented way under mpirun: kill -USR1 of mpirun, which Open MPI passes on to
+# every rank (its own SIGINT/SIGTERM handling kills the ranks a second later).
+"${run[@]}" --set log.run_name=usr1 >"$work/usr1.log" 2>&1 &
+launcher=$!
+until_step2 "$work/usr1.log"
+kill -USR1 $launcher
+wait_exit $launcher
+grep -q "SIGUSR1 received: stopping after step" "$work/usr1.log" \
+  && ls "$work"/logs/usr1/checkpoints/step_*.ckpt >/dev/null 2>&1 && [ $rc -ne 124 ]
+check "kill -USR1 of mpirun: saved and ended (rc=$rc)" $? "$(tail -5 "$work/usr1.log")"
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

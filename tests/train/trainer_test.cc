@@ -5,13 +5,16 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <regex>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "src/core/rng.h"
+#include "src/core/stop_signal.h"
 #include "src/data/token_shard.h"
 #include "tests/test_util.h"
 
@@ -213,6 +216,63 @@ TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
   auto latest = Run({"log.run_name=resume", "train.precision=FP32"}, "latest");
   ASSERT_TRUE(latest.ok()) << latest.status();
   EXPECT_EQ(latest->steps_run, 0);
+}
+
+// SIGINT / SIGTERM / SIGUSR1: the step in flight finishes, a checkpoint is
+// saved, the result names the signal, and --resume latest goes on exactly as an
+// uninterrupted run would have. GPT2_TEST_SIGNAL_AT raises the signal inside
+// the loop, as step 3 starts.
+TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
+  auto full = Run(
+      {"log.run_name=whole", "train.precision=FP32", "log.val_every_steps=0"});
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_EQ(full->interrupted_by, 0);
+  for (const int signo : {SIGINT, SIGTERM, SIGUSR1}) {
+    const std::string name = absl::StrCat("signalled", signo);
+    InstallStopSignals("");
+    setenv("GPT2_TEST_SIGNAL_AT", absl::StrCat("0:3:", signo).c_str(), 1);
+    auto cut = Run({"log.run_name=" + name, "train.precision=FP32",
+                    "log.val_every_steps=0"});
+    unsetenv("GPT2_TEST_SIGNAL_AT");
+    ASSERT_TRUE(cut.ok()) << cut.status();
+    EXPECT_EQ(cut->interrupted_by, signo);
+    ASSERT_EQ(cut->steps_run, 4);  // steps 0-3: step 3 was under way
+    const std::filesystem::path run = dir_ / "logs" / name;
+    EXPECT_TRUE(
+        std::filesystem::exists(run / "checkpoints/step_00000004.ckpt"));
+    const std::string log = testing::ReadFile(run / "train.log");
+    EXPECT_NE(log.find(StopSignalName(signo) +
+                       " received: stopping after step 3 and saving"),
+              std::string::npos)
+        << log;
+    EXPECT_NE(log.find("--resume latest"), std::string::npos) << log;
+    InstallStopSignals("");  // a fresh process: no signal received
+    auto rest = Run({"log.run_name=" + name, "train.precision=FP32",
+                     "log.val_every_steps=0"},
+                    "latest");
+    ASSERT_TRUE(rest.ok()) << rest.status();
+    EXPECT_EQ(rest->interrupted_by, 0);
+    ASSERT_EQ(rest->losses.size(), 4u);
+    for (int i = 0; i < 4; ++i) {
+      EXPECT_EQ(cut->losses[i], full->losses[i]) << i;
+      EXPECT_EQ(rest->losses[i], full->losses[4 + i]) << i;
+    }
+    EXPECT_EQ(rest->final_params, full->final_params);  // bitwise
+  }
+  // A run configured never to save stops all the same, and says nothing of a
+  // checkpoint.
+  InstallStopSignals("");
+  setenv("GPT2_TEST_SIGNAL_AT", "0:1:2", 1);
+  auto unsaved = Run({"log.run_name=unsaved", "checkpoint.save_at_end=false",
+                      "log.val_every_steps=0"});
+  unsetenv("GPT2_TEST_SIGNAL_AT");
+  ASSERT_TRUE(unsaved.ok()) << unsaved.status();
+  EXPECT_EQ(unsaved->steps_run, 2);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/unsaved/checkpoints"));
+  const std::string log = testing::ReadFile(dir_ / "logs/unsaved/train.log");
+  EXPECT_NE(log.find("SIGINT received: stopping after step 1\n"),
+            std::string::npos)
+      << log;
 }
 
 TEST_F(TrainerTest, ResumeAndInitFromErrors) {

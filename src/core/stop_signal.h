@@ -1,0 +1,27 @@
+// SIGINT, SIGTERM and SIGUSR1 as a request to stop cleanly: the first one sets
+// a flag that the training loop reads at the end of every step (it then saves
+// a checkpoint and exits), and puts back the default action, so that a second
+// one ends the process at once. Saves are atomic, so even that loses no
+// checkpoint already written. SIGUSR1 is for mpirun: Open MPI passes it on to
+// every rank as it is, where its own SIGINT/SIGTERM handling sends the ranks
+// SIGTERM and then, a second later, SIGKILL.
+#ifndef GPT2_CORE_STOP_SIGNAL_H_
+#define GPT2_CORE_STOP_SIGNAL_H_
+
+#include <string>
+
+namespace gpt2 {
+
+// Installs the handlers for SIGINT, SIGTERM and SIGUSR1. `note` (may be empty)
+// is written to stderr when the first signal arrives.
+void InstallStopSignals(const std::string& note);
+
+// The stop signal received since InstallStopSignals, or 0.
+int StopSignalReceived();
+
+// "SIGINT", "SIGTERM", "SIGUSR1", else "signal N".
+std::string StopSignalName(int signo);
+
+}  // namespace gpt2
+
+#endif  // GPT2_CORE_STOP_SIGNAL_H_
