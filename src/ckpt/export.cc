@@ -9,13 +9,20 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <memory>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/ckpt/json_util.h"
 #include "src/ckpt/model_checkpoint.h"
+#include "src/core/bf16.h"
 #include "src/core/error.h"
+#include "src/core/json_reader.h"
 
 namespace gpt2 {
 namespace {
@@ -24,6 +31,27 @@ namespace fs = std::filesystem;
 
 // Elements per streamed window.
 constexpr int64_t kWindow = int64_t{1} << 20;
+
+// A file opened for reading (closed when this goes) and its size.
+struct InputFile {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file{nullptr, &std::fclose};
+  int64_t size = 0;
+};
+
+absl::StatusOr<InputFile> OpenInput(const std::string& path) {
+  InputFile in;
+  in.file.reset(std::fopen(path.c_str(), "rb"));
+  if (in.file == nullptr) {
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  struct stat st;
+  if (::fstat(fileno(in.file.get()), &st) != 0) {
+    return absl::DataLossError(absl::StrCat(path, ": cannot stat"));
+  }
+  in.size = static_cast<int64_t>(st.st_size);
+  return in;
+}
 
 // An output file written as "<path>.tmp" and renamed into place on Commit, so
 // a failed export never leaves a half-written file under the real name.
@@ -254,25 +282,14 @@ absl::Status ImportLlmc(const std::string& llmc_path,
     return absl::InvalidArgumentError(
         absl::StrCat("import: step must be >= 0, got ", step));
   }
-  std::FILE* file = std::fopen(llmc_path.c_str(), "rb");
-  if (file == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(llmc_path, ": cannot open: ", std::strerror(errno)));
-  }
-  struct Closer {
-    std::FILE* f;
-    ~Closer() { std::fclose(f); }
-  } closer{file};
-  struct stat st;
-  if (::fstat(fileno(file), &st) != 0) {
-    return absl::DataLossError(absl::StrCat(llmc_path, ": cannot stat"));
-  }
+  GPT2_ASSIGN_OR_RETURN(InputFile input, OpenInput(llmc_path));
+  std::FILE* file = input.file.get();
   int32_t header[256];
-  if (st.st_size < static_cast<off_t>(sizeof(header)) ||
+  if (input.size < static_cast<off_t>(sizeof(header)) ||
       std::fread(header, sizeof(header), 1, file) != 1) {
     return absl::DataLossError(
         absl::StrCat(llmc_path, ": too short for an llm.c model file (",
-                     st.st_size, " bytes)"));
+                     input.size, " bytes)"));
   }
   if (header[0] != kLlmcModelMagic) {
     return absl::InvalidArgumentError(
@@ -312,9 +329,9 @@ absl::Status ImportLlmc(const std::string& llmc_path,
   const int64_t size = static_cast<int64_t>(DTypeSize(dtype));
   const int64_t want_bytes =
       static_cast<int64_t>(sizeof(header)) + total * size;
-  if (st.st_size != want_bytes) {
+  if (input.size != want_bytes) {
     return absl::DataLossError(absl::StrCat(
-        llmc_path, ": ", st.st_size, " bytes, but its header (L=", header[4],
+        llmc_path, ": ", input.size, " bytes, but its header (L=", header[4],
         " NH=", header[5], " C=", header[6], " maxT=", header[2],
         " V=", header[3], " Vp=", header[7], ", ", DTypeName(dtype), ") needs ",
         want_bytes));
@@ -347,6 +364,371 @@ absl::Status ImportLlmc(const std::string& llmc_path,
       GPT2_RETURN_IF_ERROR(writer.WriteChunk(spec.name, spec.shape, dtype,
                                              offset, window.data(), count));
     }
+  }
+  return writer.Commit();
+}
+
+namespace {
+// ---- Hugging Face import ----------------------------------------------------
+
+// One tensor of a safetensors file.
+struct SafeTensor {
+  std::string dtype;  // "F32", "F16" or "BF16" (others are refused on use)
+  std::vector<int64_t> shape;
+  int64_t begin = 0, end = 0;  // bytes, from the end of the header
+};
+
+float HalfBitsToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const int exponent = (h >> 10) & 0x1F;
+  uint32_t mantissa = h & 0x3FF;
+  uint32_t bits;
+  if (exponent == 0x1F) {  // inf, nan
+    bits = sign | 0x7F800000u | (mantissa << 13);
+  } else if (exponent != 0) {
+    bits =
+        sign | (static_cast<uint32_t>(exponent + 112) << 23) | (mantissa << 13);
+  } else if (mantissa == 0) {
+    bits = sign;
+  } else {  // subnormal: normalise
+    int e = 113;
+    while ((mantissa & 0x400) == 0) {
+      mantissa <<= 1;
+      --e;
+    }
+    bits = sign | (static_cast<uint32_t>(e) << 23) | ((mantissa & 0x3FF) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof(f));
+  return f;
+}
+
+// GPT-2 names with the optional "transformer." prefix taken off (Hugging
+// Face's own gpt2 file has none; save_pretrained of GPT2LMHeadModel writes it).
+std::string WithoutPrefix(const std::string& name) {
+  constexpr char kPrefix[] = "transformer.";
+  return absl::StartsWith(name, kPrefix) ? name.substr(sizeof(kPrefix) - 1)
+                                         : name;
+}
+
+// The safetensors header: every tensor by its name (prefix taken off), checked
+// against the file's size.
+absl::Status ReadSafetensorsHeader(std::FILE* file, int64_t file_size,
+                                   const std::string& path,
+                                   std::map<std::string, SafeTensor>* tensors,
+                                   int64_t* data_start) {
+  uint64_t header_bytes = 0;
+  if (file_size < 8 || std::fread(&header_bytes, 8, 1, file) != 1) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": too short for a safetensors file"));
+  }
+  if (header_bytes > (uint64_t{100} << 20) ||
+      static_cast<int64_t>(header_bytes) > file_size - 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": not a safetensors file (header of ", header_bytes,
+                     " bytes in a file of ", file_size, ")"));
+  }
+  std::string text(header_bytes, '\0');
+  if (std::fread(text.data(), 1, text.size(), file) != text.size()) {
+    return absl::DataLossError(absl::StrCat(path, ": read failed"));
+  }
+  auto json = ParseJson(text);
+  if (!json.ok() || json->kind != JsonValue::Kind::kObject) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": the safetensors header is not a JSON object",
+        json.ok() ? "" : absl::StrCat(" (", json.status().message(), ")")));
+  }
+  *data_start = 8 + static_cast<int64_t>(header_bytes);
+  const int64_t data_bytes = file_size - *data_start;
+  for (const auto& [name, entry] : json->object) {
+    if (name == "__metadata__") continue;
+    const JsonValue* dtype = entry.Find("dtype");
+    const JsonValue* shape = entry.Find("shape");
+    const JsonValue* offsets = entry.Find("data_offsets");
+    SafeTensor t;
+    bool ok = dtype != nullptr && dtype->kind == JsonValue::Kind::kString &&
+              shape != nullptr && shape->kind == JsonValue::Kind::kArray &&
+              offsets != nullptr && offsets->kind == JsonValue::Kind::kArray &&
+              offsets->array.size() == 2;
+    if (ok) {
+      t.dtype = dtype->string;
+      for (const JsonValue& d : shape->array) {
+        ok &= d.IsInteger(0, 1e12);
+        if (ok) t.shape.push_back(static_cast<int64_t>(d.number));
+      }
+      ok &= offsets->array[0].IsInteger(0, data_bytes) &&
+            offsets->array[1].IsInteger(0, data_bytes);
+    }
+    if (ok) {
+      t.begin = static_cast<int64_t>(offsets->array[0].number);
+      t.end = static_cast<int64_t>(offsets->array[1].number);
+      ok = t.begin <= t.end;
+    }
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": tensor '", name,
+          "': needs dtype, shape and data_offsets within the file's ",
+          data_bytes, " data bytes"));
+    }
+    (*tensors)[WithoutPrefix(name)] = std::move(t);
+  }
+  return absl::OkStatus();
+}
+
+// A tensor's values as floats; its shape must be `want`.
+absl::Status ReadHfTensor(std::FILE* file, int64_t data_start,
+                          const std::string& path, const std::string& name,
+                          const SafeTensor& t, const std::vector<int64_t>& want,
+                          std::vector<float>* out) {
+  if (t.shape != want) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": tensor '", name, "' has shape [", absl::StrJoin(t.shape, ", "),
+        "], expected [", absl::StrJoin(want, ", "), "]"));
+  }
+  int64_t count = 1;
+  for (const int64_t d : want) count *= d;
+  const int64_t size = t.dtype == "F32"                          ? 4
+                       : (t.dtype == "F16" || t.dtype == "BF16") ? 2
+                                                                 : 0;
+  if (size == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": tensor '", name, "' is ", t.dtype,
+                     "; the import reads F32, F16 and BF16"));
+  }
+  if (t.end - t.begin != count * size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": tensor '", name, "' spans ", t.end - t.begin,
+                     " bytes; its shape and dtype need ", count * size));
+  }
+  out->resize(static_cast<size_t>(count));
+  std::vector<uint16_t> halves(size == 2 ? static_cast<size_t>(count) : 0);
+  void* target = size == 4 ? static_cast<void*>(out->data()) : halves.data();
+  if (::fseeko(file, static_cast<off_t>(data_start + t.begin), SEEK_SET) != 0 ||
+      std::fread(target, static_cast<size_t>(size), static_cast<size_t>(count),
+                 file) != static_cast<size_t>(count)) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": read failed in tensor '", name, "'"));
+  }
+  for (int64_t i = 0; i < count && size == 2; ++i) {
+    (*out)[i] = t.dtype == "BF16" ? Bf16BitsToFloat(halves[i])
+                                  : HalfBitsToFloat(halves[i]);
+  }
+  return absl::OkStatus();
+}
+
+// config.json's GPT-2 shape, checked against what GPT-2 (and our model) is.
+absl::Status ReadHfConfig(const std::string& path, config::ModelConfig* m) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string text((std::istreambuf_iterator<char>(in)), {});
+  auto json = ParseJson(text);
+  if (!json.ok() || json->kind != JsonValue::Kind::kObject) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": not a JSON object",
+        json.ok() ? "" : absl::StrCat(" (", json.status().message(), ")")));
+  }
+  auto text_field = [&](const char* key, const char* want) -> absl::Status {
+    const JsonValue* v = json->Find(key);
+    if (v != nullptr &&
+        !(v->kind == JsonValue::Kind::kString && v->string == want)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": ", key, " must be \"", want, "\" for GPT-2 as built here"));
+    }
+    return absl::OkStatus();
+  };
+  GPT2_RETURN_IF_ERROR(text_field("model_type", "gpt2"));
+  // Our GELU is the tanh approximation.
+  GPT2_RETURN_IF_ERROR(text_field("activation_function", "gelu_new"));
+  auto integer = [&](std::initializer_list<const char*> keys, int* out) {
+    for (const char* key : keys) {
+      const JsonValue* v = json->Find(key);
+      if (v != nullptr && v->IsInteger(1, 1 << 30)) {
+        *out = static_cast<int>(v->number);
+        return true;
+      }
+    }
+    return false;
+  };
+  int layers = 0, heads = 0, channels = 0, positions = 0, vocab = 0;
+  if (!integer({"n_layer"}, &layers) || !integer({"n_head"}, &heads) ||
+      !integer({"n_embd"}, &channels) ||
+      !integer({"n_positions", "n_ctx"}, &positions) ||
+      !integer({"vocab_size"}, &vocab)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path,
+        ": needs whole numbers n_layer, n_head, n_embd, n_positions and "
+        "vocab_size"));
+  }
+  if (const JsonValue* inner = json->Find("n_inner");
+      inner != nullptr && inner->kind != JsonValue::Kind::kNull &&
+      !(inner->IsInteger(0, 1 << 30) && inner->number == 4.0 * channels)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": n_inner must be null or 4 * n_embd"));
+  }
+  if (const JsonValue* tied = json->Find("tie_word_embeddings");
+      tied != nullptr &&
+      !(tied->kind == JsonValue::Kind::kBool && tied->boolean)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": tie_word_embeddings must be true (the LM head is wte)"));
+  }
+  m->set_num_layers(layers);
+  m->set_num_heads(heads);
+  m->set_channels(channels);
+  m->set_max_seq_len(positions);
+  m->set_vocab_size(vocab);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsHfModel(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    return fs::is_regular_file(fs::path(path) / "model.safetensors", ec);
+  }
+  std::ifstream in(path, std::ios::binary);
+  char head[9] = {};
+  return in.read(head, sizeof(head)) && head[8] == '{';
+}
+
+absl::Status ImportHf(const std::string& path, const std::string& ckpt_path,
+                      const CheckpointWriterOptions& options, int64_t step,
+                      std::string* note) {
+  if (step < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("import: step must be >= 0, got ", step));
+  }
+  std::error_code ec;
+  const bool folder = fs::is_directory(path, ec);
+  const std::string file_path =
+      folder ? (fs::path(path) / "model.safetensors").string() : path;
+  const std::string config_path =
+      ((folder ? fs::path(path) : fs::path(path).parent_path()) / "config.json")
+          .string();
+  GPT2_ASSIGN_OR_RETURN(InputFile input, OpenInput(file_path));
+  std::FILE* file = input.file.get();
+  std::map<std::string, SafeTensor> tensors;
+  int64_t data_start = 0;
+  GPT2_RETURN_IF_ERROR(ReadSafetensorsHeader(file, input.size, file_path,
+                                             &tensors, &data_start));
+
+  // The shape: config.json where there is one, else what the tensors say
+  // (with GPT-2's head size of 64).
+  ckpt::Header header;
+  config::ModelConfig* m = header.mutable_config()->mutable_model();
+  const auto wte = tensors.find("wte.weight");
+  const auto wpe = tensors.find("wpe.weight");
+  if (wte == tensors.end() || wpe == tensors.end() ||
+      wte->second.shape.size() != 2 || wpe->second.shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_path, ": no 2-D wte.weight and wpe.weight: not a GPT-2 model"));
+  }
+  if (fs::is_regular_file(config_path, ec)) {
+    GPT2_RETURN_IF_ERROR(ReadHfConfig(config_path, m));
+  } else {
+    int layers = 0;
+    while (tensors.count(absl::StrCat("h.", layers, ".ln_1.weight"))) ++layers;
+    const int64_t channels = wte->second.shape[1];
+    if (channels % 64 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file_path, ": no config.json beside it, and n_embd = ", channels,
+          " is not a multiple of GPT-2's head size 64: give the config.json"));
+    }
+    m->set_num_layers(layers);
+    m->set_num_heads(static_cast<int>(channels / 64));
+    m->set_channels(static_cast<int>(channels));
+    m->set_max_seq_len(static_cast<int>(wpe->second.shape[0]));
+    m->set_vocab_size(static_cast<int>(wte->second.shape[0]));
+    if (note != nullptr) {
+      *note = absl::StrCat("no config.json beside ", file_path,
+                           ": the shape comes from the tensors, with n_head = ",
+                           channels / 64, " (head size 64, as in every GPT-2)");
+    }
+  }
+  GPT2_ASSIGN_OR_RETURN(const ModelShape shape, ModelShapeFromConfig(*m));
+  m->set_padded_vocab_size(shape.padded_vocab_size);
+  const std::vector<ParamSpec> list = BuildParamList(shape);
+
+  // Every tensor must be GPT-2's: buffers and the tied LM head are skipped,
+  // anything else is refused rather than dropped.
+  std::map<std::string, const SafeTensor*> wanted;
+  for (const auto& [name, t] : tensors) {
+    const bool buffer = absl::StartsWith(name, "h.") &&
+                        (absl::EndsWith(name, ".attn.bias") ||
+                         absl::EndsWith(name, ".attn.masked_bias"));
+    if (buffer || name == "lm_head.weight") continue;
+    wanted[name] = &t;
+  }
+  int64_t total = 0;
+  for (const ParamSpec& spec : list) total += spec.numel;
+  header.set_step(step);
+  header.set_tokens_seen(0);
+  header.set_world_size(1);
+  header.set_zero_stage(0);
+  header.set_param_dtype(ToProtoDType(DType::kF32));
+  header.set_has_optimizer_state(false);
+  header.set_has_master_weights(false);
+  header.set_num_params(total);
+  header.set_created_by("gpt2_ckpt import --from hf");
+  header.set_created_unix_time(static_cast<int64_t>(std::time(nullptr)));
+  GPT2_ASSIGN_OR_RETURN(CheckpointWriter writer,
+                        CheckpointWriter::Create(ckpt_path, header, options));
+
+  std::vector<float> values, ours;
+  auto write = [&](const ParamSpec& spec, int64_t offset,
+                   const std::vector<float>& data) -> absl::Status {
+    for (int64_t done = 0; done < static_cast<int64_t>(data.size());
+         done += kWindow) {
+      const int64_t count =
+          std::min(kWindow, static_cast<int64_t>(data.size()) - done);
+      GPT2_RETURN_IF_ERROR(writer.WriteChunk(spec.name, spec.shape, DType::kF32,
+                                             offset + done, data.data() + done,
+                                             count));
+    }
+    return absl::OkStatus();
+  };
+  for (const ParamSpec& spec : list) {
+    const HfName* map = nullptr;
+    for (const HfName& n : kHfNames) {
+      if (spec.name == n.ours) map = &n;
+    }
+    GPT2_CHECK(map != nullptr);
+    std::vector<int64_t> slice = spec.shape;
+    if (spec.per_layer) slice.erase(slice.begin());
+    std::vector<int64_t> theirs_shape = slice;
+    if (map->transpose) std::swap(theirs_shape[0], theirs_shape[1]);
+    if (spec.name == "wte") theirs_shape[0] = shape.vocab_size;
+    for (int l = 0; l < (spec.per_layer ? shape.num_layers : 1); ++l) {
+      const std::string name = spec.per_layer
+                                   ? absl::StrCat("h.", l, ".", map->theirs)
+                                   : WithoutPrefix(map->theirs);
+      const auto found = wanted.find(name);
+      if (found == wanted.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            file_path, ": tensor '", name, "' is missing (a GPT-2 of L=",
+            shape.num_layers, " C=", shape.channels, " needs it)"));
+      }
+      GPT2_RETURN_IF_ERROR(ReadHfTensor(file, data_start, file_path, name,
+                                        *found->second, theirs_shape, &values));
+      wanted.erase(found);
+      if (map->transpose) {  // (in, out) as stored, to our (out, in)
+        const int64_t in = theirs_shape[0], out_dim = theirs_shape[1];
+        ours.resize(values.size());
+        for (int64_t i = 0; i < in; ++i)
+          for (int64_t o = 0; o < out_dim; ++o)
+            ours[o * in + i] = values[i * out_dim + o];
+        values.swap(ours);
+      }
+      if (spec.name == "wte") {  // llm.c's padded rows: zero
+        values.resize(static_cast<size_t>(spec.numel), 0.0f);
+      }
+      GPT2_RETURN_IF_ERROR(write(spec, l * spec.layer_numel(), values));
+    }
+  }
+  if (!wanted.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_path, ": tensor '", wanted.begin()->first,
+                     "' is not part of a GPT-2 of L=", shape.num_layers, " (",
+                     wanted.size(), " such)"));
   }
   return writer.Commit();
 }

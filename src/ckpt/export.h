@@ -1,6 +1,7 @@
 // Converting a checkpoint's weights to and from other programs' files:
 // llm.c's model file (import and export) and a Hugging Face GPT-2 folder
-// (export). All stream tensor by tensor; none needs the model in memory.
+// (export and import). All stream tensor by tensor; none needs the whole model
+// in memory.
 #ifndef GPT2_CKPT_EXPORT_H_
 #define GPT2_CKPT_EXPORT_H_
 
@@ -37,6 +38,22 @@ absl::Status ImportLlmc(const std::string& llmc_path,
 // and merges.txt.
 absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
                       const std::string& data_dir);
+
+// Reads a Hugging Face GPT-2 (a folder holding model.safetensors, or the
+// .safetensors file itself; config.json beside it gives the shape) into a
+// weights-only fp32 checkpoint, as ImportLlmc does. Tensor names may carry
+// "transformer." or not (Hugging Face's gpt2 file has none); F32, F16 and BF16
+// are read; the attention-mask buffers and the tied lm_head.weight are
+// skipped, and any other tensor is an error. Without config.json the shape
+// comes from the tensors with n_head = n_embd / 64, and `note` (if not null)
+// says so.
+absl::Status ImportHf(const std::string& path, const std::string& ckpt_path,
+                      const CheckpointWriterOptions& options = {},
+                      int64_t step = 0, std::string* note = nullptr);
+
+// Whether `path` is what ImportHf reads: a folder holding model.safetensors,
+// or a file that starts like a safetensors file (an 8-byte length, then '{').
+bool IsHfModel(const std::string& path);
 
 }  // namespace gpt2
 

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
+#include "src/core/json_reader.h"
 #include "src/data/unicode_tables.h"
 
 namespace gpt2 {
@@ -68,25 +69,6 @@ inline Char DecodeAt(const unsigned char* s, size_t n, size_t i) {
     return {CharClass::kOther, 1};
   }
   return {ClassifyCodepoint(cp), len};
-}
-
-// Appends code point `cp` to `out` as UTF-8.
-void AppendUtf8(char32_t cp, std::string* out) {
-  if (cp < 0x80) {
-    *out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    *out += static_cast<char>(0xC0 | (cp >> 6));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    *out += static_cast<char>(0xE0 | (cp >> 12));
-    *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    *out += static_cast<char>(0xF0 | (cp >> 18));
-    *out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    *out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    *out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -274,180 +256,6 @@ std::vector<int> UnicodeToByteTable() {
   return table;
 }
 
-// "line L, column C" of byte `offset` in `text`, both 1-based.
-std::string Position(std::string_view text, size_t offset) {
-  offset = std::min(offset, text.size());
-  size_t line = 1, line_start = 0;
-  for (size_t k = 0; k < offset; ++k) {
-    if (text[k] == '\n') {
-      ++line;
-      line_start = k + 1;
-    }
-  }
-  return absl::StrCat("line ", line, ", column ", offset - line_start + 1,
-                      " (byte offset ", offset, ")");
-}
-
-// Parser for encoder.json: one flat JSON object of string -> non-negative
-// integer. Strings come back as the UTF-8 of their code points.
-class EncoderJsonParser {
- public:
-  EncoderJsonParser(const std::string& path, std::string_view text)
-      : path_(path), text_(text) {}
-
-  absl::Status Parse(std::vector<std::pair<std::string, int64_t>>* entries) {
-    SkipSpace();
-    if (!Consume('{')) return Error("expected '{'");
-    SkipSpace();
-    if (Consume('}')) return TrailingContent();
-    while (true) {
-      SkipSpace();
-      std::string key;
-      GPT2_RETURN_IF_ERROR(ParseString(&key));
-      SkipSpace();
-      if (!Consume(':')) return Error("expected ':' after key");
-      SkipSpace();
-      int64_t value;
-      GPT2_RETURN_IF_ERROR(ParseId(&value));
-      entries->emplace_back(std::move(key), value);
-      SkipSpace();
-      if (Consume(',')) continue;
-      if (Consume('}')) return TrailingContent();
-      return Error("expected ',' or '}'");
-    }
-  }
-
- private:
-  absl::Status Error(std::string_view what) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path_, ": malformed JSON at ", Position(text_, pos_), ": ",
-                     AsAbsl(what)));
-  }
-  bool Consume(char c) {
-    if (pos_ < text_.size() && text_[pos_] == c) {
-      ++pos_;
-      return true;
-    }
-    return false;
-  }
-  void SkipSpace() {
-    while (pos_ < text_.size() &&
-           (text_[pos_] == ' ' || text_[pos_] == '\t' || text_[pos_] == '\n' ||
-            text_[pos_] == '\r')) {
-      ++pos_;
-    }
-  }
-  absl::Status TrailingContent() {
-    SkipSpace();
-    if (pos_ != text_.size()) return Error("unexpected content after '}'");
-    return absl::OkStatus();
-  }
-  absl::Status ParseId(int64_t* value) {
-    const size_t begin = pos_;
-    *value = 0;
-    while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
-      *value = *value * 10 + (text_[pos_] - '0');
-      if (*value > INT_MAX) return Error("token id too large");
-      ++pos_;
-    }
-    if (pos_ == begin) return Error("expected a non-negative integer token id");
-    return absl::OkStatus();
-  }
-  absl::Status ParseHex4(char32_t* unit) {
-    if (pos_ + 4 > text_.size()) return Error("truncated \\u escape");
-    *unit = 0;
-    for (int k = 0; k < 4; ++k) {
-      const char c = text_[pos_++];
-      int digit;
-      if (c >= '0' && c <= '9') {
-        digit = c - '0';
-      } else if (c >= 'a' && c <= 'f') {
-        digit = c - 'a' + 10;
-      } else if (c >= 'A' && c <= 'F') {
-        digit = c - 'A' + 10;
-      } else {
-        --pos_;
-        return Error("bad hex digit in \\u escape");
-      }
-      *unit = (*unit << 4) | digit;
-    }
-    return absl::OkStatus();
-  }
-  absl::Status ParseString(std::string* out) {
-    if (!Consume('"')) return Error("expected '\"' to start a key");
-    const auto* s = reinterpret_cast<const unsigned char*>(text_.data());
-    while (true) {
-      if (pos_ >= text_.size()) return Error("unterminated string");
-      const unsigned char c = s[pos_];
-      if (c == '"') {
-        ++pos_;
-        return absl::OkStatus();
-      }
-      if (c < 0x20) return Error("control character in string");
-      if (c != '\\') {
-        // Raw UTF-8 is copied through once checked to be well formed.
-        const int len = c < 0x80 ? 1 : DecodeAt(s, text_.size(), pos_).len;
-        if (c >= 0x80 && len == 1) return Error("invalid UTF-8 in string");
-        out->append(text_.substr(pos_, len));
-        pos_ += len;
-        continue;
-      }
-      ++pos_;
-      if (pos_ >= text_.size()) return Error("unterminated escape");
-      const char e = text_[pos_++];
-      switch (e) {
-        case '"':
-        case '\\':
-        case '/':
-          *out += e;
-          break;
-        case 'b':
-          *out += '\b';
-          break;
-        case 'f':
-          *out += '\f';
-          break;
-        case 'n':
-          *out += '\n';
-          break;
-        case 'r':
-          *out += '\r';
-          break;
-        case 't':
-          *out += '\t';
-          break;
-        case 'u': {
-          char32_t unit = 0;
-          GPT2_RETURN_IF_ERROR(ParseHex4(&unit));
-          if (unit >= 0xD800 && unit <= 0xDBFF) {
-            // A high surrogate must be followed by an escaped low one.
-            char32_t low = 0;
-            if (!Consume('\\') || !Consume('u')) {
-              return Error("unpaired surrogate in \\u escape");
-            }
-            GPT2_RETURN_IF_ERROR(ParseHex4(&low));
-            if (low < 0xDC00 || low > 0xDFFF) {
-              return Error("unpaired surrogate in \\u escape");
-            }
-            unit = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
-          } else if (unit >= 0xDC00 && unit <= 0xDFFF) {
-            return Error("unpaired surrogate in \\u escape");
-          }
-          AppendUtf8(unit, out);
-          break;
-        }
-        default:
-          --pos_;
-          return Error("unknown escape");
-      }
-    }
-  }
-
-  const std::string& path_;
-  std::string_view text_;
-  size_t pos_ = 0;
-};
-
 // Maps a vocabulary string (UTF-8, in bytes_to_unicode's alphabet) back to the
 // raw bytes it stands for. Returns false on a character outside the alphabet.
 bool VocabStringToBytes(std::string_view text, const std::vector<int>& table,
@@ -494,9 +302,26 @@ std::vector<size_t> MergeParts(std::string_view piece,
 absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& encoder_json_path,
                                           const std::string& vocab_bpe_path) {
   GPT2_ASSIGN_OR_RETURN(const std::string json, ReadFile(encoder_json_path));
+  // One flat object of token string -> id.
+  absl::StatusOr<JsonValue> parsed = ParseJson(json);
+  if (!parsed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(encoder_json_path, ": ", parsed.status().message()));
+  }
+  if (parsed->kind != JsonValue::Kind::kObject) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(encoder_json_path, ": expected one JSON object"));
+  }
   std::vector<std::pair<std::string, int64_t>> entries;
-  GPT2_RETURN_IF_ERROR(
-      EncoderJsonParser(encoder_json_path, json).Parse(&entries));
+  entries.reserve(parsed->object.size());
+  for (auto& [key, value] : parsed->object) {
+    if (!value.IsInteger(0, 1 << 30)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(encoder_json_path, ": token \"", key,
+                       "\" has no non-negative whole-number id"));
+    }
+    entries.emplace_back(std::move(key), static_cast<int64_t>(value.number));
+  }
 
   const std::vector<int> unicode_to_byte = UnicodeToByteTable();
   auto encoder_error = [&](const std::string& what) {

@@ -1,10 +1,16 @@
 // Checkpoint parameters go straight from the file into fp32 through the
-// checkpoint reader's flat-range API; shapes are checked against the header.
+// checkpoint reader's flat-range API; shapes are checked against the header. A
+// Hugging Face GPT-2 goes through ImportHf first.
 #include "src/infer/model_source.h"
+
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/ckpt/checkpoint.h"
+#include "src/ckpt/export.h"
 #include "src/ckpt/model_checkpoint.h"
 #include "src/ckpt/run_files.h"
 #include "src/core/error.h"
@@ -12,6 +18,21 @@
 namespace gpt2::infer {
 
 absl::StatusOr<InferenceModel> LoadInferenceModel(const std::string& what) {
+  if (IsHfModel(what)) {
+    // A Hugging Face GPT-2 (e.g. OpenAI's): through a temporary checkpoint.
+    const std::string converted =
+        (std::filesystem::temp_directory_path() /
+         absl::StrCat("gpt2_hf_", ::getpid(), ".ckpt"))
+            .string();
+    const absl::Status imported = ImportHf(what, converted);
+    absl::StatusOr<InferenceModel> model =
+        imported.ok() ? LoadInferenceModel(converted)
+                      : absl::StatusOr<InferenceModel>(imported);
+    std::error_code ec;
+    std::filesystem::remove(converted, ec);
+    if (model.ok()) model->source = what;
+    return model;
+  }
   GPT2_ASSIGN_OR_RETURN(const std::string path, ResolveCheckpoint(what));
   GPT2_ASSIGN_OR_RETURN(CheckpointReader reader, CheckpointReader::Open(path));
   const absl::StatusOr<ModelShape> shape =

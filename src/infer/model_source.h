@@ -1,6 +1,7 @@
 // Where an inference model's weights come from: a gpt2_ddp checkpoint (its
-// parameters only, read straight into fp32), or GPT-2's random init for a
-// shape (benchmarks of sizes no checkpoint exists for, and tests).
+// parameters only, read straight into fp32) or a Hugging Face GPT-2, or GPT-2's
+// random init for a shape (benchmarks of sizes no checkpoint exists for, and
+// tests).
 #ifndef GPT2_INFER_MODEL_SOURCE_H_
 #define GPT2_INFER_MODEL_SOURCE_H_
 
@@ -22,7 +23,8 @@ struct InferenceModel {
 };
 
 // Reads the checkpoint's header and parameters. `path`: a checkpoint file, or a
-// run folder or its checkpoints/ folder for the newest (ResolveCheckpoint).
+// run folder or its checkpoints/ folder for the newest (ResolveCheckpoint), or
+// a Hugging Face GPT-2 folder or .safetensors file (ImportHf).
 // Errors name the file: missing,
 // truncated or corrupt files (the checkpoint reader's checks), a header whose
 // model shape is unusable, tensors that do not match that shape.

@@ -33,7 +33,9 @@ ABSL_FLAG(bool, json, false, "inspect: print one JSON object instead of text.");
 ABSL_FLAG(std::string, format, "",
           "export: the output format, llmc (an llm.c model file) or hf (a "
           "Hugging Face GPT-2 folder).");
-ABSL_FLAG(std::string, from, "", "import: the input format; only llmc.");
+ABSL_FLAG(std::string, from, "",
+          "import: the input format, llmc (an llm.c model file) or hf (a "
+          "Hugging Face GPT-2: its folder, or its model.safetensors).");
 ABSL_FLAG(std::string, out, "",
           "export/import: the file (llmc, import) or folder (hf) to write.");
 ABSL_FLAG(std::string, data_dir, "",
@@ -45,8 +47,8 @@ ABSL_FLAG(bool, tokenizer, true,
           "them).");
 ABSL_FLAG(std::string, prompt, "", "logits: the text whose tokens are run.");
 ABSL_FLAG(int64_t, step, 0,
-          "import: the step to record in the checkpoint (an llm.c file does "
-          "not say how far its weights were trained; tools show it).");
+          "import: the step to record in the checkpoint (the imported files "
+          "do not say how far their weights were trained; tools show it).");
 ABSL_FLAG(bool, weights_only, true,
           "export/import: only the weights travel (always so; accepted for "
           "clarity).");
@@ -76,6 +78,10 @@ usage:
       tokenizer_config.json, and vocab.json + merges.txt from D/gpt2/.
   gpt2_ckpt import --from llmc --out CKPT MODEL.bin [--step N]
       A weights-only checkpoint from an llm.c model file (version 3 or 5).
+  gpt2_ckpt import --from hf --out CKPT DIR [--step N]
+      The same from a Hugging Face GPT-2 (e.g. openai-community/gpt2's
+      model.safetensors and config.json in DIR; DIR may also be the
+      .safetensors file): F32, F16 or BF16, fp32 in the checkpoint.
   gpt2_ckpt logits CKPT --prompt TEXT [--out FILE] [--data_dir D]
       Runs the model (CPU, fp32) on the prompt's tokens and prints the top-5
       next tokens; --out writes the logits as raw float32 (T x V, row-major,
@@ -400,12 +406,12 @@ absl::Status Export(const std::vector<std::string>& args) {
 
 absl::Status Import(const std::vector<std::string>& args) {
   GPT2_RETURN_IF_ERROR(
-      ExpectArgs(args, 1, "import --from llmc --out CKPT MODEL.bin"));
+      ExpectArgs(args, 1, "import --from llmc|hf --out CKPT INPUT"));
   const std::string from = absl::GetFlag(FLAGS_from);
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (from != "llmc") {
-    return UsageError(
-        absl::StrCat("import needs --from llmc, got '", from, "'"));
+  if (from != "llmc" && from != "hf") {
+    return UsageError(absl::StrCat(
+        "import needs --from llmc or --from hf, got '", from, "'"));
   }
   if (out.empty()) return UsageError("import needs --out");
   if (!absl::GetFlag(FLAGS_weights_only)) {
@@ -414,7 +420,11 @@ absl::Status Import(const std::vector<std::string>& args) {
         "supported");
   }
   const int64_t step = absl::GetFlag(FLAGS_step);
-  GPT2_RETURN_IF_ERROR(ImportLlmc(args[0], out, {}, step));
+  std::string note;
+  GPT2_RETURN_IF_ERROR(from == "llmc"
+                           ? ImportLlmc(args[0], out, {}, step)
+                           : ImportHf(args[0], out, {}, step, &note));
+  if (!note.empty()) std::fprintf(stderr, "note: %s\n", note.c_str());
   std::printf("wrote %s (weights-only checkpoint from %s, step %lld)\n",
               out.c_str(), args[0].c_str(), static_cast<long long>(step));
   return absl::OkStatus();

@@ -34,8 +34,10 @@ ABSL_FLAG(
     "<log.run_dir>/<log.run_name>/checkpoints. Any world size works.");
 ABSL_FLAG(
     std::string, init_from, "",
-    "Start from the weights of a checkpoint or an llm.c model file (e.g. GPT-2 "
-    "124M from llm.c's scripts), with a fresh optimizer: fine-tuning.");
+    "Start from the weights of a checkpoint, an llm.c model file (e.g. GPT-2 "
+    "124M from llm.c's scripts) or a Hugging Face GPT-2 (a folder with "
+    "model.safetensors and config.json, e.g. openai-community/gpt2's), with a "
+    "fresh optimizer: fine-tuning.");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory: config data paths are relative to it. Default: "
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");

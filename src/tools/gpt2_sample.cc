@@ -31,8 +31,10 @@
 ABSL_FLAG(std::string, checkpoint, "",
           "A gpt2_ddp checkpoint (.ckpt), e.g. "
           "<run_dir>/<run_name>/checkpoints/step_00000060.ckpt, or a run "
-          "folder (e.g. logs/tiny_cpu) for its newest. Required, except with "
-          "--bench --random_124m.");
+          "folder (e.g. logs/tiny_cpu) for its newest, or a Hugging Face GPT-2 "
+          "folder (model.safetensors + config.json, e.g. OpenAI's "
+          "openai-community/gpt2). Required, except with --bench "
+          "--random_124m.");
 ABSL_FLAG(std::string, prompt, "",
           "The text to continue. Required and non-empty (the model needs at "
           "least one token to condition on); it must encode to fewer tokens "

@@ -49,8 +49,9 @@ ABSL_FLAG(std::string, device, "auto",
 ABSL_FLAG(std::string, precision, "bf16",
           "On a GPU: bf16 or fp32 weights and activations.");
 ABSL_FLAG(std::string, checkpoint, "",
-          "The gpt2_ddp checkpoint (.ckpt) to serve, or a run folder for its "
-          "newest. Required. Loaded once at start-up.");
+          "The gpt2_ddp checkpoint (.ckpt) to serve, a run folder for its "
+          "newest, or a Hugging Face GPT-2 folder (model.safetensors + "
+          "config.json). Required. Loaded once at start-up.");
 ABSL_FLAG(int, port, 8080,
           "TCP port. 0 picks a free one; the chosen port is printed as "
           "'gpt2_serve: listening on http://HOST:PORT'.");

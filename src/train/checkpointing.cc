@@ -205,34 +205,48 @@ absl::StatusOr<TrainProgress> RestoreTrainingCheckpoint(
 }
 
 absl::Status InitWeightsFrom(const std::string& path, Gpt2Model* model) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open --init_from file"));
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  // A file is told apart by its first bytes: our magic, llm.c's, or a
+  // safetensors header (IsHfModel, which also takes a Hugging Face folder).
+  const bool hf = IsHfModel(path);
   char head[8] = {};
-  in.read(head, sizeof(head));
-  in.close();
+  if (!hf) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in || fs::is_directory(path, ec))
+      return absl::NotFoundError(
+          absl::StrCat(path,
+                       ": cannot open --init_from file (or folder with "
+                       "model.safetensors)"));
+    in.read(head, sizeof(head));
+  }
   int32_t magic = 0;
   std::memcpy(&magic, head, sizeof(magic));
-  if (magic != kLlmcModelMagic &&
-      std::memcmp(head, kCheckpointMagic, sizeof(head)) != 0) {
+  const bool llmc = magic == kLlmcModelMagic;
+  if (!llmc && !hf && std::memcmp(head, kCheckpointMagic, 8) != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         path,
-        ": --init_from takes a gpt2_ddp checkpoint or an llm.c model file "
-        "(e.g. gpt2_124M.bin); this is neither"));
+        ": --init_from takes a gpt2_ddp checkpoint, an llm.c model file "
+        "(e.g. gpt2_124M.bin) or a Hugging Face GPT-2 (its folder or "
+        "model.safetensors); this is none of them"));
   }
   std::string checkpoint = path;
   std::string converted;
-  if (magic == kLlmcModelMagic) {
-    // An llm.c model file: convert it to a weights-only checkpoint first.
-    converted = (std::filesystem::temp_directory_path() /
+  if (llmc || hf) {
+    // Converted to a weights-only checkpoint first.
+    converted = (fs::temp_directory_path() /
                  absl::StrCat("gpt2_init_from_", ::getpid(), ".ckpt"))
                     .string();
-    GPT2_RETURN_IF_ERROR(ImportLlmc(path, converted));
+    const absl::Status imported =
+        llmc ? ImportLlmc(path, converted) : ImportHf(path, converted);
+    if (!imported.ok()) {
+      fs::remove(converted, ec);
+      return imported;
+    }
     checkpoint = converted;
   }
   auto state = LoadModelCheckpoint(checkpoint, model->param_list(), false);
-  if (!converted.empty()) std::filesystem::remove(converted);
+  if (!converted.empty()) fs::remove(converted, ec);
   if (!state.ok()) return state.status();
   model->SetParams(state->params);
   return absl::OkStatus();

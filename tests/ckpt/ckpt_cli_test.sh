@@ -129,6 +129,24 @@ if [ -n "$data" ] && [ -f "$data/gpt2/encoder.json" ]; then
     "$ckpt" export --format hf --data_dir "$data" --out "$work/hf2" "$work/a.ckpt"
   if cmp -s "$data/gpt2/vocab.bpe" "$work/hf2/merges.txt"; then ok "merges.txt copied"; else fail "merges.txt"; fi
 fi
+# ...and back: the weights round-trip exactly (the import pads the vocab to 128 rows).
+expect_ok "import hf" "wrote .*hf.ckpt" "$ckpt" import --from hf --step 5 --out "$work/hf.ckpt" "$work/hf"
+expect_ok "export of the import" "wrote" "$ckpt" export --format llmc --out "$work/hf.bin" "$work/hf.ckpt"
+if python3 - "$work/model.bin" "$work/hf.bin" <<'EOF'
+import struct, sys
+a, b = open(sys.argv[1], "rb").read(), open(sys.argv[2], "rb").read()
+ha, hb = struct.unpack_from("<256i", a), struct.unpack_from("<256i", b)
+assert ha[2:7] == hb[2:7], (ha[:8], hb[:8])  # maxT V L NH C
+C, V, Vpa, Vpb = ha[6], ha[3], ha[7], hb[7]
+assert Vpb == 128, Vpb
+# wte's real rows, then every tensor after wte, are the same floats.
+assert a[1024:1024 + 4 * V * C] == b[1024:1024 + 4 * V * C]
+assert a[1024 + 4 * Vpa * C:] == b[1024 + 4 * Vpb * C:]
+assert b[1024 + 4 * V * C:1024 + 4 * Vpb * C] == bytes(4 * (Vpb - V) * C)
+EOF
+then ok "hf import round trip"; else fail "hf import round trip"; fi
+expect_fail "import hf: not safetensors" "not a safetensors file" \
+  "$ckpt" import --from hf --out "$work/x.ckpt" "$work/model.bin"
 expect_fail "hf without tokenizer files" "nodata/gpt2/encoder.json: tokenizer file not found.*--notokenizer" \
   "$ckpt" export --format hf --data_dir "$work/nodata" --out "$work/hf3" "$work/a.ckpt"
 
@@ -157,11 +175,11 @@ expect_fail "missing file" "nope.ckpt: cannot open checkpoint" "$ckpt" inspect "
 expect_fail "diff one file" "expected: gpt2_ckpt diff A B" "$ckpt" diff "$work/a.ckpt"
 expect_fail "export without format" "export needs --format llmc or hf" "$ckpt" export --out "$work/x" "$work/a.ckpt"
 expect_fail "export without out" "export needs --out" "$ckpt" export --format llmc "$work/a.ckpt"
-expect_fail "import bad from" "import needs --from llmc" "$ckpt" import --from hf --out "$work/x.ckpt" "$work/model.bin"
+expect_fail "import bad from" "import needs --from llmc or --from hf" "$ckpt" import --from onnx --out "$work/x.ckpt" "$work/model.bin"
 expect_fail "unknown flag" "Unknown command line flag 'bogus'" "$ckpt" verify --bogus "$work/a.ckpt"
 
 help=$("$ckpt" --help 2>&1)
-for word in inspect verify diff "export --format llmc" "export --format hf" "import --from llmc" --json --data_dir --notokenizer; do
+for word in inspect verify diff "export --format llmc" "export --format hf" "import --from llmc" "import --from hf" --json --data_dir --notokenizer; do
   if grep -q -- "$word" <<<"$help"; then passes=$((passes+1)); else fail "--help lacks $word"; fi
 done
 

@@ -3,26 +3,29 @@
 // transposed Conv1D weights spot-checked), tensor statistics and diffs.
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "src/ckpt/checkpoint.h"
 #include "src/ckpt/export.h"
 #include "src/ckpt/inspect.h"
+#include "src/core/json_reader.h"
 #include "src/ckpt/model_checkpoint.h"
+#include "src/core/bf16.h"
 #include "tests/ckpt/ckpt_test_util.h"
-#include "tests/ckpt/mini_json.h"
 
 namespace gpt2 {
 namespace {
 
 using ::gpt2::testing::Exists;
 using ::gpt2::testing::HeaderFor;
-using ::gpt2::testing::Json;
-using ::gpt2::testing::JsonParser;
 using ::gpt2::testing::RandomValues;
 using ::gpt2::testing::ReadBytes;
 using ::gpt2::testing::ScratchDir;
@@ -157,9 +160,9 @@ TEST(Llmc, ImportsBf16AndRejectsBadFiles) {
 }
 
 // Reads one float from a safetensors file: tensor `name`, flat index `i`.
-float SafetensorsValue(const std::string& bytes, const Json& header,
+float SafetensorsValue(const std::string& bytes, const JsonValue& header,
                        int64_t data_start, const std::string& name, int64_t i) {
-  const Json& t = header[name];
+  const JsonValue& t = header[name];
   const int64_t begin = static_cast<int64_t>(t["data_offsets"].array[0].number);
   float v;
   std::memcpy(&v, bytes.data() + data_start + begin + 4 * i, 4);
@@ -182,10 +185,11 @@ void CheckHfExport(const ModelShape& shape, const std::string& data_dir) {
   std::memcpy(&header_len, bytes.data(), 8);
   ASSERT_LE(header_len + 8, bytes.size());
   EXPECT_EQ((8 + header_len) % 8, 0u) << "data must start 8-byte aligned";
-  Json header;
-  JsonParser parser(bytes.substr(8, header_len));
-  ASSERT_TRUE(parser.Parse(&header)) << parser.error();
-  ASSERT_EQ(header.type, Json::kObject);
+  const absl::StatusOr<JsonValue> parsed =
+      ParseJson(bytes.substr(8, header_len));
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  const JsonValue& header = *parsed;
+  ASSERT_EQ(header.kind, JsonValue::Kind::kObject);
   EXPECT_EQ(header["__metadata__"]["format"].string, "pt");
 
   const int64_t L = shape.num_layers, C = shape.channels;
@@ -214,11 +218,11 @@ void CheckHfExport(const ModelShape& shape, const std::string& data_dir) {
   // Offsets tile the data section exactly, in some order.
   std::vector<std::pair<int64_t, int64_t>> ranges;
   for (const auto& [name, shape_want] : want) {
-    const Json& t = header[name];
-    ASSERT_EQ(t.type, Json::kObject) << name << " missing";
+    const JsonValue& t = header[name];
+    ASSERT_EQ(t.kind, JsonValue::Kind::kObject) << name << " missing";
     EXPECT_EQ(t["dtype"].string, "F32") << name;
     std::vector<int64_t> got;
-    for (const Json& d : t["shape"].array)
+    for (const JsonValue& d : t["shape"].array)
       got.push_back(static_cast<int64_t>(d.number));
     EXPECT_EQ(got, shape_want) << name;
     ASSERT_EQ(t["data_offsets"].array.size(), 2u);
@@ -237,7 +241,7 @@ void CheckHfExport(const ModelShape& shape, const std::string& data_dir) {
     next = end;
   }
   EXPECT_EQ(static_cast<uint64_t>(next), bytes.size() - 8 - header_len);
-  EXPECT_EQ(header["lm_head.weight"].type, Json::kNull) << "tied to wte";
+  EXPECT_EQ(header.Find("lm_head.weight"), nullptr) << "tied to wte";
 
   // Spot checks against our layout (out, in): HF's Conv1D is (in, out).
   const int64_t data_start = 8 + static_cast<int64_t>(header_len);
@@ -271,9 +275,10 @@ void CheckHfExport(const ModelShape& shape, const std::string& data_dir) {
                        (shape.vocab_size - 1) * C + 2),
       ours("wte", 0, shape.vocab_size - 1, 2, C));
 
-  Json config;
-  JsonParser config_parser(ReadBytes(out + "/config.json"));
-  ASSERT_TRUE(config_parser.Parse(&config)) << config_parser.error();
+  const absl::StatusOr<JsonValue> parsed_config =
+      ParseJson(ReadBytes(out + "/config.json"));
+  ASSERT_TRUE(parsed_config.ok()) << parsed_config.status();
+  const JsonValue& config = *parsed_config;
   EXPECT_EQ(config["architectures"].array.at(0).string, "GPT2LMHeadModel");
   EXPECT_EQ(config["model_type"].string, "gpt2");
   EXPECT_EQ(config["n_layer"].number, shape.num_layers);
@@ -284,10 +289,7 @@ void CheckHfExport(const ModelShape& shape, const std::string& data_dir) {
   EXPECT_EQ(config["activation_function"].string, "gelu_new");
   EXPECT_EQ(config["layer_norm_epsilon"].number, 1e-5);
   EXPECT_TRUE(config["tie_word_embeddings"].boolean);
-  Json tokenizer_config;
-  JsonParser tokenizer_parser(ReadBytes(out + "/tokenizer_config.json"));
-  EXPECT_TRUE(tokenizer_parser.Parse(&tokenizer_config))
-      << tokenizer_parser.error();
+  EXPECT_TRUE(ParseJson(ReadBytes(out + "/tokenizer_config.json")).ok());
   if (!data_dir.empty()) {
     EXPECT_EQ(ReadBytes(out + "/vocab.json"),
               ReadBytes(data_dir + "/gpt2/encoder.json"));
@@ -320,6 +322,270 @@ TEST(HfExport, MissingTokenizerFailsBeforeWriting) {
   EXPECT_THAT(ExportHf(&reader, dir.File("hf"), dir.File("nodata")).message(),
               HasSubstr("nodata/gpt2/encoder.json: tokenizer file not found"));
   EXPECT_FALSE(Exists(dir.File("hf/model.safetensors")));
+}
+
+// ---- Hugging Face import ----------------------------------------------------
+
+std::string WithoutTransformer(const std::string& name) {
+  return name.substr(std::string("transformer.").size());
+}
+
+struct StTensor {
+  std::string name, dtype;
+  std::vector<int64_t> shape;
+  std::string bytes;
+};
+
+// The tensors of a safetensors file, in file order.
+std::vector<StTensor> ReadSafetensors(const std::string& path) {
+  const std::string bytes = ReadBytes(path);
+  uint64_t header_len = 0;
+  std::memcpy(&header_len, bytes.data(), 8);
+  const absl::StatusOr<JsonValue> header =
+      ParseJson(bytes.substr(8, header_len));
+  EXPECT_TRUE(header.ok()) << header.status();
+  std::vector<StTensor> out;
+  for (const auto& [name, t] : header->object) {
+    if (name == "__metadata__") continue;
+    StTensor st{name, t["dtype"].string, {}, ""};
+    for (const JsonValue& d : t["shape"].array)
+      st.shape.push_back(static_cast<int64_t>(d.number));
+    const auto begin = static_cast<size_t>(t["data_offsets"].array[0].number);
+    const auto end = static_cast<size_t>(t["data_offsets"].array[1].number);
+    st.bytes = bytes.substr(8 + header_len + begin, end - begin);
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+void WriteSafetensors(const std::string& path,
+                      const std::vector<StTensor>& tensors) {
+  std::string json = "{";
+  std::string data;
+  for (const StTensor& t : tensors) {
+    absl::StrAppend(&json, json.size() > 1 ? "," : "", "\"", t.name,
+                    "\":{\"dtype\":\"", t.dtype, "\",\"shape\":[",
+                    absl::StrJoin(t.shape, ","), "],\"data_offsets\":[",
+                    data.size(), ",", data.size() + t.bytes.size(), "]}");
+    data += t.bytes;
+  }
+  json += "}";
+  const uint64_t n = json.size();
+  WriteBytes(path,
+             std::string(reinterpret_cast<const char*>(&n), 8) + json + data);
+}
+
+// Float bytes as BF16 (rounded to nearest even) or F16.
+std::string Narrowed(const std::string& f32, bool bf16) {
+  std::string out;
+  for (size_t i = 0; i + 4 <= f32.size(); i += 4) {
+    float f;
+    std::memcpy(&f, f32.data() + i, 4);
+    uint16_t h;
+    if (bf16) {
+      h = FloatToBf16Bits(f);
+    } else {
+      // Values here are small normal numbers: no overflow or subnormals.
+      uint32_t b;
+      std::memcpy(&b, &f, 4);
+      const uint32_t sign = (b >> 16) & 0x8000;
+      const int e = static_cast<int>((b >> 23) & 0xFF) - 127 + 15;
+      h = static_cast<uint16_t>(
+          e <= 0 ? sign : sign | (e << 10) | ((b >> 13) & 0x3FF));
+    }
+    out.append(reinterpret_cast<const char*>(&h), 2);
+  }
+  return out;
+}
+
+// What an import gives: the checkpoint's params, and its model section.
+HostModelState Imported(const std::string& ckpt, const ModelShape& shape) {
+  auto reader = CheckpointReader::Open(ckpt);
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  auto imported_shape = ModelShapeFromConfig(reader->header().config().model());
+  EXPECT_TRUE(imported_shape.ok());
+  EXPECT_EQ(imported_shape->num_layers, shape.num_layers);
+  EXPECT_EQ(imported_shape->num_heads, shape.num_heads);
+  EXPECT_EQ(imported_shape->channels, shape.channels);
+  EXPECT_EQ(imported_shape->max_seq_len, shape.max_seq_len);
+  EXPECT_EQ(imported_shape->vocab_size, shape.vocab_size);
+  auto state =
+      LoadModelCheckpoint(ckpt, BuildParamList(*imported_shape), false);
+  EXPECT_TRUE(state.ok()) << state.status();
+  return *state;
+}
+
+// Every weight of `want` (our layout, `shape`) in `got` (the import's layout:
+// vocab padded to a multiple of 128, the padded rows zero), through `round`.
+void ExpectSameWeights(const std::vector<float>& want, const ModelShape& shape,
+                       const std::vector<double>& got,
+                       float (*round)(float) = nullptr) {
+  ModelShape padded = shape;
+  padded.padded_vocab_size = ModelShape::PaddedVocab(shape.vocab_size, 0);
+  const std::vector<ParamSpec> ours = BuildParamList(shape);
+  const std::vector<ParamSpec> theirs = BuildParamList(padded);
+  ASSERT_EQ(got.size(), static_cast<size_t>(TotalParams(theirs)));
+  int64_t wrong = 0;
+  for (size_t p = 0; p < ours.size(); ++p) {
+    const int64_t real = ours[p].name == "wte"
+                             ? int64_t{shape.vocab_size} * shape.channels
+                             : ours[p].numel;
+    for (int64_t i = 0; i < theirs[p].numel; ++i) {
+      float w = i < real ? want[ours[p].offset + i] : 0.0f;
+      if (round != nullptr) w = round(w);
+      wrong += got[theirs[p].offset + i] != w;
+    }
+  }
+  EXPECT_EQ(wrong, 0);
+}
+
+TEST(HfImport, ExportThenImportGivesTheWeightsBack) {
+  ScratchDir dir;
+  const ModelShape shape = TinyShape();
+  const std::vector<float> params =
+      SaveRandomModel(dir.File("m.ckpt"), shape, 9);
+  CheckpointReader reader = OpenOrDie(dir.File("m.ckpt"));
+  ASSERT_TRUE(ExportHf(&reader, dir.File("hf"), "").ok());
+  // The folder, and the .safetensors file (config.json beside it).
+  for (const std::string& from :
+       {dir.File("hf"), dir.File("hf") + "/model.safetensors"}) {
+    std::string note;
+    const absl::Status s = ImportHf(from, dir.File("back.ckpt"), {}, 7, &note);
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_EQ(note, "");  // the shape came from config.json
+    const HostModelState state = Imported(dir.File("back.ckpt"), shape);
+    EXPECT_EQ(state.header.step(), 7);
+    EXPECT_FALSE(state.header.has_optimizer_state());
+    ExpectSameWeights(params, shape, state.params);
+  }
+}
+
+// Hugging Face's own gpt2 file: no "transformer." prefix, the attention-mask
+// buffers, a stored lm_head, half-precision tensors, and (here) no config.json.
+TEST(HfImport, ReadsHuggingFacesOwnLayoutAndHalfPrecision) {
+  ScratchDir dir;
+  const ModelShape shape{2, 1, 64, 16, 50, 64};  // C = 64: one head of 64
+  const std::vector<float> params =
+      SaveRandomModel(dir.File("m.ckpt"), shape, 4);
+  CheckpointReader reader = OpenOrDie(dir.File("m.ckpt"));
+  ASSERT_TRUE(ExportHf(&reader, dir.File("hf"), "").ok());
+  const std::vector<StTensor> exported =
+      ReadSafetensors(dir.File("hf") + "/model.safetensors");
+  for (const bool bf16 : {true, false}) {
+    std::vector<StTensor> theirs;
+    for (const StTensor& t : exported) {
+      StTensor h = t;
+      h.name = t.name.substr(std::string("transformer.").size());
+      h.dtype = bf16 ? "BF16" : "F16";
+      h.bytes = Narrowed(t.bytes, bf16);
+      theirs.push_back(h);
+      if (h.name == "wte.weight") {
+        h.name = "lm_head.weight";
+        theirs.push_back(h);
+      }
+      if (absl::EndsWith(h.name, ".ln_1.weight")) {  // a mask buffer per block
+        const std::string block = h.name.substr(0, h.name.find(".ln_1"));
+        theirs.push_back({block + ".attn.bias",
+                          "F32",
+                          {1, 1, 16, 16},
+                          std::string(16 * 16 * 4, '\0')});
+        theirs.push_back({block + ".attn.masked_bias", "F32", {}, "\0\0\0\0"});
+      }
+    }
+    const std::string file =
+        dir.File(bf16 ? "bf16.safetensors" : "f16.safetensors");
+    WriteSafetensors(file, theirs);
+    std::string note;
+    const absl::Status s = ImportHf(file, dir.File("back.ckpt"), {}, 0, &note);
+    ASSERT_TRUE(s.ok()) << s;
+    EXPECT_THAT(note, HasSubstr("n_head = 1 (head size 64"));
+    ExpectSameWeights(
+        params, shape, Imported(dir.File("back.ckpt"), shape).params,
+        bf16 ? +[](float f) { return Bf16BitsToFloat(FloatToBf16Bits(f)); }
+             : +[](float f) {
+                 // F16 keeps 10 mantissa bits (truncated, as written) and,
+                 // as Narrowed writes it, flushes below 2^-14 to zero.
+                 uint32_t b;
+                 std::memcpy(&b, &f, 4);
+                 b &= ((b >> 23) & 0xFF) <= 127 - 15 ? 0x80000000u
+                                                     : 0xFFFFE000u;
+                 float r;
+                 std::memcpy(&r, &b, 4);
+                 return r;
+               });
+  }
+}
+
+TEST(HfImport, RefusesWhatIsNotGpt2) {
+  ScratchDir dir;
+  const ModelShape shape = TinyShape();
+  SaveRandomModel(dir.File("m.ckpt"), shape, 2);
+  CheckpointReader reader = OpenOrDie(dir.File("m.ckpt"));
+  ASSERT_TRUE(ExportHf(&reader, dir.File("hf"), "").ok());
+  const std::string good = dir.File("hf") + "/model.safetensors";
+  const std::vector<StTensor> tensors = ReadSafetensors(good);
+  const std::string config = ReadBytes(dir.File("hf") + "/config.json");
+  // One broken copy per case, each in a folder with the good config.json.
+  int n = 0;
+  auto variant = [&](std::vector<StTensor> t, const std::string& cfg) {
+    const std::string folder = dir.File(absl::StrCat("v", n++));
+    std::filesystem::create_directories(folder);
+    WriteSafetensors(folder + "/model.safetensors", t);
+    WriteBytes(folder + "/config.json", cfg);
+    return ImportHf(folder, dir.File("x.ckpt")).message();
+  };
+  std::vector<StTensor> missing = tensors;
+  missing.erase(missing.begin() + 5);
+  EXPECT_THAT(variant(missing, config),
+              HasSubstr("tensor '" + WithoutTransformer(tensors[5].name) +
+                        "' is missing"));
+  std::vector<StTensor> extra = tensors;
+  extra.push_back({"transformer.h.0.mlp.gate.weight", "F32", {1}, "abcd"});
+  EXPECT_THAT(variant(extra, config),
+              HasSubstr("'h.0.mlp.gate.weight' is not part of a GPT-2"));
+  std::vector<StTensor> reshaped = tensors;
+  for (StTensor& t : reshaped) {
+    if (t.name == "transformer.h.1.attn.c_attn.weight")
+      std::swap(t.shape[0], t.shape[1]);
+  }
+  EXPECT_THAT(variant(reshaped, config),
+              HasSubstr("'h.1.attn.c_attn.weight' has shape [24, 8], "
+                        "expected [8, 24]"));
+  std::vector<StTensor> ints = tensors;
+  ints[0].dtype = "I64";
+  EXPECT_THAT(variant(ints, config), HasSubstr("is I64; the import reads F32"));
+  std::vector<StTensor> short_data = tensors;
+  short_data.back().bytes.resize(4);
+  EXPECT_THAT(variant(short_data, config), HasSubstr("spans 4 bytes"));
+  auto with = [&](const std::string& from, const std::string& to) {
+    std::string c = config;
+    c.replace(c.find(from), from.size(), to);
+    return c;
+  };
+  EXPECT_THAT(variant(tensors, with("\"gelu_new\"", "\"relu\"")),
+              HasSubstr("activation_function must be \"gelu_new\""));
+  EXPECT_THAT(variant(tensors, with("\"n_layer\": 2", "\"n_layer\": 3")),
+              HasSubstr("tensor 'h.2.ln_1.weight' is missing"));
+  EXPECT_THAT(variant(tensors, "{\"n_layer\": 2"),
+              HasSubstr("not a JSON object"));
+  // Not a safetensors file at all, and a truncated one.
+  WriteBytes(dir.File("junk.safetensors"), "this is not a model file at all");
+  EXPECT_THAT(
+      ImportHf(dir.File("junk.safetensors"), dir.File("x.ckpt")).message(),
+      HasSubstr("not a safetensors file"));
+  const std::string bytes = ReadBytes(good);
+  WriteBytes(dir.File("cut.safetensors"), bytes.substr(0, bytes.size() / 2));
+  EXPECT_THAT(
+      ImportHf(dir.File("cut.safetensors"), dir.File("x.ckpt")).message(),
+      HasSubstr("within the file's"));
+  // Without config.json, C = 8 gives no head count to assume.
+  WriteBytes(dir.File("alone.safetensors"), bytes);
+  EXPECT_THAT(
+      ImportHf(dir.File("alone.safetensors"), dir.File("x.ckpt")).message(),
+      HasSubstr("give the config.json"));
+  EXPECT_THAT(ImportHf(dir.File("nothing"), dir.File("x.ckpt")).message(),
+              HasSubstr("cannot open"));
+  EXPECT_FALSE(Exists(dir.File("x.ckpt")));  // no half-written checkpoint
 }
 
 TEST(Inspect, StatsCountNonFiniteAndMatchADirectComputation) {

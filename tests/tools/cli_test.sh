@@ -43,7 +43,7 @@ expect_fail "resume without checkpoints" "latest" \
 expect_fail "init_from missing file" "cannot open --init_from file" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/nope.ckpt"
 printf 'not a model at all' >"$work/junk.bin"
-expect_fail "init_from neither format" "takes a gpt2_ddp checkpoint or an llm.c model file" \
+expect_fail "init_from neither format" "takes a gpt2_ddp checkpoint, an llm.c model file" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/junk.bin"
 expect_fail "sample without a prompt" "prompt" "$bin/gpt2_sample" --checkpoint "$work/nope.ckpt"
 expect_fail "prepro no args" "--input and --output_dir are required" "$bin/gpt2_prepro"
@@ -68,6 +68,20 @@ if [ $rc -eq 0 ] && grep -qE '^step 1 \| loss: [0-9.]+ \|' <<<"$out" && [ "$befo
   echo "ok   tiny run from raw text"; passes=$((passes+1))
 else
   echo "FAIL tiny run (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
+fi
+
+# That run's checkpoint as a Hugging Face folder: gpt2_sample reads the folder itself
+# (OpenAI's GPT-2 comes this way), and the same weights write the same text.
+sample=("$bin/gpt2_sample" --data_dir "$data" --prompt "ROMEO:" --seed 3 --max_new_tokens 8
+        --num_samples 2 --device cpu)
+"$bin/gpt2_ckpt" export --format hf --notokenizer --out "$work/hf" "$work/logs/tiny_cpu" >/dev/null 2>&1
+from_run=$("${sample[@]}" --checkpoint "$work/logs/tiny_cpu" 2>&1 | sed '$d')
+from_hf=$("${sample[@]}" --checkpoint "$work/hf" 2>&1 | sed '$d')
+if grep -q "^ROMEO:" <<<"$from_hf" && [ "$from_run" = "$from_hf" ]; then
+  echo "ok   gpt2_sample on a Hugging Face folder"; passes=$((passes+1))
+else
+  echo "FAIL gpt2_sample on a Hugging Face folder"; diff <(echo "$from_run") <(echo "$from_hf") | head
+  failures=$((failures+1))
 fi
 
 # plot_loss.py on that run's metrics.jsonl (and on a made-up one with a known answer),

@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "src/ckpt/checkpoint.h"
+#include "src/ckpt/export.h"
 #include "src/core/rng.h"
 #include "src/core/stop_signal.h"
 #include "src/data/token_shard.h"
@@ -308,6 +310,26 @@ TEST_F(TrainerTest, ResumeAndInitFromErrors) {
         max_diff, std::fabs(init->final_params[i] - base->final_params[i]));
   }
   EXPECT_LT(max_diff, 1e-9);
+  // The same weights through a Hugging Face folder (gpt2_ckpt export --format
+  // hf): --init_from takes the folder.
+  {
+    auto reader = CheckpointReader::Open(ckpt);
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    ASSERT_TRUE(ExportHf(&*reader, (dir_ / "hf").string(), "").ok());
+  }
+  auto from_hf =
+      Run({"log.run_name=init_hf", "train.max_steps=1", "optim.lr=1e-12",
+           "schedule.min_lr=0", "optim.weight_decay=0"},
+          "", (dir_ / "hf").string());
+  ASSERT_TRUE(from_hf.ok()) << from_hf.status();
+  // fp32 in the folder: within fp32 rounding of the FP64 run's weights.
+  max_diff = 0;
+  for (size_t i = 0; i < base->final_params.size(); ++i) {
+    max_diff = std::max(
+        max_diff, std::fabs(from_hf->final_params[i] - base->final_params[i]));
+  }
+  EXPECT_LT(max_diff, 1e-6);
+  EXPECT_GT(max_diff, 0.0);  // it did go through fp32
 }
 
 // log.sample_prompts: text from the final model in samples.txt (and the log),
