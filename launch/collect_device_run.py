@@ -323,6 +323,9 @@ def main():
             out.append("")
     hf = re.search(r"^hf_logits_check: .*$", train, re.M)
     out += ["", f"HF export check: {hf.group(0) if hf else '(not in this run)'}", ""]
+    hf_in = re.search(r"^hf_import_check: .*$", train, re.M)
+    if hf_in:
+        out += [f"HF import check: {hf_in.group(0)}", ""]
 
     out += ["## Distributed paths on one GPU (20 steps)", ""]
     parts = re.split(r"^===== ", dist, flags=re.M)[1:]

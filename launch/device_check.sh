@@ -380,13 +380,18 @@ group_proof() {
   run hf_logits_check 90 train.txt python3 "$stage/reference/hf_logits_check.py" \
     --hf_dir "$runs/hf" --ours "$runs/ours.bin" --prompt "ROMEO:"
   grep "hf_logits_check:" "$logs/train.txt" | tee -a "$logs/machine.txt"
+  # ...and the import back, from a folder transformers wrote itself (fp16).
+  run hf_import_check 90 train.txt python3 "$stage/reference/hf_import_check.py" \
+    --hf_dir "$runs/hf" --gpt2_ckpt "$stage/bin/gpt2_ckpt" --data_dir "$stage/data" \
+    --work "$runs/hf_import" --prompt "ROMEO:"
+  grep "hf_import_check:" "$logs/train.txt" | tee -a "$logs/machine.txt"
   # The weights, as bf16 parts, for the web demo here (launch/device_fetch_weights.sh).
   rm -rf "$keep"
   run export_llmc 60 train.txt "$stage/bin/gpt2_ckpt" export --format llmc \
     --out "$runs/model_f32.bin" "$ckpt" &&
     run weights_parts 60 train.txt python3 "$root/launch/weights_parts.py" split \
       "$runs/model_f32.bin" "$keep"
-  rm -rf "$runs/hf" "$runs/model_f32.bin" "$runs/ours.bin" "$runs/shakespeare"
+  rm -rf "$runs/hf" "$runs/hf_import" "$runs/model_f32.bin" "$runs/ours.bin" "$runs/shakespeare"
 }
 
 group_dist() {
