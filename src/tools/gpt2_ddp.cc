@@ -38,6 +38,11 @@ ABSL_FLAG(
     "124M from llm.c's scripts) or a Hugging Face GPT-2 (a folder with "
     "model.safetensors and config.json, e.g. openai-community/gpt2's), with a "
     "fresh optimizer: fine-tuning.");
+ABSL_FLAG(bool, eval, false,
+          "Only measure: the val loss and perplexity of the weights as loaded "
+          "(--resume, --init_from, e.g. OpenAI's GPT-2 from a Hugging Face "
+          "folder, or the init) over log.val_batches batches of the config's "
+          "val set (at most all of it); nothing is trained or saved.");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory: config data paths are relative to it. Default: "
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
@@ -97,6 +102,7 @@ int main(int argc, char** argv) {
   options.comm = comm.get();
   options.resume = absl::GetFlag(FLAGS_resume);
   options.init_from = absl::GetFlag(FLAGS_init_from);
+  options.eval_only = absl::GetFlag(FLAGS_eval);
   options.process_start = process_start;
 #ifdef GPT2_HAVE_CUDA
   options.choose_backend = &gpt2::ChooseCudaOrCpuBackend;

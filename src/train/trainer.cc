@@ -203,7 +203,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   GPT2_ASSIGN_OR_RETURN(
       RunLog log,
-      RunLog::Open(run_dir, rank0, /*append=*/!resume_path.empty()));
+      RunLog::Open(run_dir, rank0,
+                   /*append=*/!resume_path.empty() || options.eval_only));
 
   const int B = plan.micro_batch_size, T = plan.seq_len;
   const int accum = plan.grad_accum_steps;
@@ -354,9 +355,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                             host_scalars.begin() + (index + 1) * scalar_bytes);
     return DecodeHost(bytes, model.stats_dtype())[0];
   };
-  auto evaluate_val = [&]() {
+  auto evaluate_val = [&](int batches) {
     val_loader->Reset();
-    const int batches = cfg.log().val_batches();
     backend->Zero(val_loss_sum);
     for (int i = 0; i < batches; ++i) {
       val_loader->Next(inputs.data(), targets.data());
@@ -504,6 +504,35 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   log.Line(absl::StrFormat("start-up: %.1f s before the first step (%s s)",
                            SecondsSince(process_start), phases));
+  if (options.eval_only) {
+    // The val pass alone, on the weights as loaded; nothing is trained or
+    // saved. At most one pass over the val set (no window twice).
+    if (!val_loader) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          options.config_path,
+          ": --eval needs a val set (data.val_shards or data.val_tokens)"));
+    }
+    const int64_t batches = std::min<int64_t>(cfg.log().val_batches(),
+                                              val_loader->steps_per_epoch());
+    result.val_loss = evaluate_val(static_cast<int>(batches));
+    log.Line(absl::StrFormat(
+        "eval: val loss %.6f, perplexity %.3f, over %d tokens (%d batches of "
+        "%d x %d per rank, %d rank%s%s); weights from %s",
+        *result.val_loss, std::exp(*result.val_loss), batches * B * T * world,
+        batches, B, T, world, world > 1 ? "s" : "",
+        batches < cfg.log().val_batches()
+            ? absl::StrCat("; the val set holds no more than ", batches)
+            : "",
+        !resume_path.empty() ? resume_path
+        : !options.init_from.empty()
+            ? options.init_from
+            : absl::StrCat("the init (train.seed ", cfg.train().seed(), ")")));
+    if (own_shard_buffer) backend->Free(shard_grads);
+    backend->Free(loss_sums);
+    backend->Free(norms_squared);
+    backend->Free(val_loss_sum);
+    return result;
+  }
   for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
     const int val_every = cfg.log().val_every_steps();
     std::optional<double> val_loss;
@@ -511,7 +540,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         (step % val_every == 0 || step == max_steps - 1)) {
       GPT2_RETURN_IF_ERROR(finish_pending());
       if (stop) break;
-      val_loss = evaluate_val();
+      val_loss = evaluate_val(cfg.log().val_batches());
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
       last_done = Clock::now();  // dt covers training only
       host_dt_step = step;

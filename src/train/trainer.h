@@ -37,6 +37,10 @@ struct TrainOptions {
   std::string init_from;
   // Return the final parameters in TrainResult (tests compare runs with them).
   bool keep_final_params = false;
+  // Only measure: one val pass (log.val_batches, at most the whole val set) on
+  // the weights as loaded (resume / init_from / the init); no training, no
+  // checkpoint. The result's val_loss holds it.
+  bool eval_only = false;
   // When the process started (the tool's main, before MPI and the config):
   // times "after process start" count from it. Unset: from the call to Train.
   std::optional<std::chrono::steady_clock::time_point> process_start;
@@ -53,6 +57,8 @@ struct TrainResult {
   // The stop signal (SIGINT, SIGTERM) that ended the run early, saved, on any
   // rank; 0 where the run was not interrupted. See src/core/stop_signal.h.
   int interrupted_by = 0;
+  // The val loss of an eval_only run.
+  std::optional<double> val_loss;
 };
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,

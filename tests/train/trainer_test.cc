@@ -38,9 +38,15 @@ class TrainerTest : public ::testing::Test {
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
+  absl::StatusOr<TrainResult> RunEval(std::vector<std::string> overrides,
+                                      const std::string& resume,
+                                      const std::string& init_from) {
+    return Run(std::move(overrides), resume, init_from, /*eval_only=*/true);
+  }
   absl::StatusOr<TrainResult> Run(std::vector<std::string> overrides,
                                   const std::string& resume = "",
-                                  const std::string& init_from = "") {
+                                  const std::string& init_from = "",
+                                  bool eval_only = false) {
     const std::string text = R"(
       model { num_layers: 2 num_heads: 2 channels: 16 max_seq_len: 16 vocab_size: 256 }
       data { train_shards: "train.bin" val_shards: "val.bin" }
@@ -68,6 +74,7 @@ class TrainerTest : public ::testing::Test {
     options.resume = resume;
     options.init_from = init_from;
     options.keep_final_params = true;
+    options.eval_only = eval_only;
     return Train(loaded, options);
   }
   std::filesystem::path dir_;
@@ -275,6 +282,65 @@ TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
   EXPECT_NE(log.find("SIGINT received: stopping after step 1\n"),
             std::string::npos)
       << log;
+}
+
+// --eval: the val pass alone on the weights as loaded. On a checkpoint it
+// gives the val loss the training logged at that step (the pass before that
+// step's update sees the same weights), and it trains and saves nothing.
+TEST_F(TrainerTest, EvalOnlyMeasuresTheLoadedWeights) {
+  auto run = Run({"log.run_name=evalrun", "checkpoint.every_steps=4",
+                  "log.val_every_steps=4"});
+  ASSERT_TRUE(run.ok()) << run.status();
+  const std::string log_before =
+      testing::ReadFile(dir_ / "logs/evalrun/train.log");
+  const std::regex at4("step 4 \\| val loss: ([0-9.]+)");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log_before, m, at4)) << log_before;
+  const double logged = std::stod(m[1]);
+  auto eval = [&](const std::string& resume, const std::string& init_from,
+                  const std::vector<std::string>& more = {}) {
+    std::vector<std::string> sets = {"log.run_name=evalrun",
+                                     "log.val_every_steps=0",
+                                     "log.val_batches=2"};  // as in training
+    sets.insert(sets.end(), more.begin(), more.end());
+    return RunEval(sets, resume, init_from);
+  };
+  const std::string ckpt =
+      (dir_ / "logs/evalrun/checkpoints/step_00000004.ckpt").string();
+  auto resumed = eval(ckpt, "");
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  ASSERT_TRUE(resumed->val_loss.has_value());
+  EXPECT_NEAR(*resumed->val_loss, logged, 1e-6 * logged);  // log has 6 places
+  EXPECT_EQ(resumed->steps_run, 0);
+  auto initialised = eval("", ckpt);
+  ASSERT_TRUE(initialised.ok()) << initialised.status();
+  EXPECT_EQ(*initialised->val_loss, *resumed->val_loss);
+  // The log was appended to, not replaced, and no checkpoint was added.
+  const std::string log_after =
+      testing::ReadFile(dir_ / "logs/evalrun/train.log");
+  EXPECT_EQ(log_after.rfind(log_before, 0), 0u);
+  EXPECT_NE(log_after.find("eval: val loss"), std::string::npos) << log_after;
+  EXPECT_NE(log_after.find("weights from " + ckpt), std::string::npos);
+  int checkpoints = 0;
+  for (const auto& e :
+       std::filesystem::directory_iterator(dir_ / "logs/evalrun/checkpoints")) {
+    checkpoints += e.path().extension() == ".ckpt";
+  }
+  EXPECT_EQ(checkpoints, 2);  // steps 4 and 8, from the training
+  // More batches than the val set holds: capped at one pass, and said.
+  auto capped = eval(ckpt, "", {"log.val_batches=1000"});
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_NE(testing::ReadFile(dir_ / "logs/evalrun/train.log")
+                .find("the val set holds no more than"),
+            std::string::npos);
+  // No val set: a clear error.
+  auto no_val = RunEval(
+      {"log.run_name=noval", "data.val_shards=", "log.val_every_steps=0"}, "",
+      "");
+  ASSERT_FALSE(no_val.ok());
+  EXPECT_NE(no_val.status().message().find("--eval needs a val set"),
+            std::string::npos)
+      << no_val.status();
 }
 
 TEST_F(TrainerTest, ResumeAndInitFromErrors) {
