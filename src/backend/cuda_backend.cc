@@ -267,6 +267,7 @@ class CudaBackend final : public Backend {
       if (cuda::SkinnyMatmulForward(out, gelu_out, Tensor{}, weight, bias, N, C,
                                     OC, stream_, &fused))
         return;
+      timer.Cancel();  // the steps below time themselves
     }
     Backend::RunResidualLayerNormMatmul(residual_out, out, gelu_out, ln, mean,
                                         rstd, a, b, ln_w, ln_b, weight, bias, N,
@@ -302,11 +303,13 @@ class CudaBackend final : public Backend {
       if (cuda::SkinnyMatmulForward(pre, out, inp, weight, bias, N, C, OC,
                                     stream_))
         return;
+      timer.Cancel();
     }
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_ && gelu_epilogues_ && out.dtype == DType::kBF16) {
       OpTimer timer(this, "matmul_gelu_fwd", gelu_fwd_bytes, gelu_fwd_flops);
       if (cublaslt_->ForwardGelu(pre, out, inp, weight, bias, N, C, OC)) return;
+      timer.Cancel();
     }
 #endif
     Backend::RunMatmulGeluForward(pre, out, inp, weight, bias, N, C, OC);
@@ -324,6 +327,7 @@ class CudaBackend final : public Backend {
       if (cublaslt_->BackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
                                   N, C, OC))
         return;
+      timer.Cancel();
     }
 #endif
     Backend::RunMatmulBackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
@@ -473,6 +477,13 @@ class CudaBackend final : public Backend {
       GPT2_CUDA_CHECK(cudaEventCreate(&start_));
       GPT2_CUDA_CHECK(cudaEventCreate(&end_));
       GPT2_CUDA_CHECK(cudaEventRecord(start_, backend_->stream_));
+    }
+    // The op took another path, which times itself: record nothing.
+    void Cancel() {
+      if (backend_ == nullptr) return;
+      cudaEventDestroy(start_);
+      cudaEventDestroy(end_);
+      backend_ = nullptr;
     }
     ~OpTimer() {
       if (backend_ == nullptr) return;

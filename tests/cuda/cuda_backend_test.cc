@@ -604,10 +604,23 @@ TEST_P(CudaOps, ResidualLayerNormMatmulMatchesCpu) {
         c_mean.view, c_rstd.view, c_a.view, c_b.view, c_lw.view, c_lb.view,
         c_w.view, c_bias.view, N, C, OC);
     const std::vector<double> gelu_before = Download(g_gelu, "gelu");
+    cuda_->EnableOpTiming(true);
     cuda_->ResidualLayerNormMatmul(
         g_res.view, g_out.view, gelu ? g_gelu.view : Tensor{}, g_ln.view,
         g_mean.view, g_rstd.view, g_a.view, g_b.view, g_lw.view, g_lb.view,
         g_w.view, g_bias.view, N, C, OC);
+    // The per-op table: the fused op alone, or the separate steps with no
+    // empty record of the fused one (8 rows of 4096 do not fit its shared
+    // memory; one row of 64 does).
+    std::map<std::string, int64_t> calls;
+    for (const OpTiming& t : cuda_->TakeOpTimings()) calls[t.op] = t.calls;
+    cuda_->EnableOpTiming(false);
+    if (calls.count("residual_ln_matmul")) {
+      EXPECT_EQ(calls.size(), 1u) << where;
+      EXPECT_EQ(calls["residual_ln_matmul"], 1) << where;
+    }
+    if (C == 4096) EXPECT_EQ(calls.count("residual_ln_matmul"), 0u) << where;
+    if (N == 1) EXPECT_EQ(calls.count("residual_ln_matmul"), 1u) << where;
     ExpectNear(Download(g_res, "res"), Download(c_res, "c"), tol().rtol,
                tol().atol, where + "residual_out");
     const double k_scale = std::sqrt(static_cast<double>(C));
