@@ -30,7 +30,7 @@
 
 ABSL_FLAG(std::string, checkpoint, "",
           "A gpt2_ddp checkpoint (.ckpt), e.g. "
-          "<run_dir>/<run_name>/checkpoints/step_00000060.ckpt, or a run "
+          "<run_dir>/<run_name>/checkpoints/step_00000300.ckpt, or a run "
           "folder (e.g. logs/tiny_cpu) for its newest, or a Hugging Face GPT-2 "
           "folder (model.safetensors + config.json, e.g. OpenAI's "
           "openai-community/gpt2). Required, except with --bench "

@@ -605,7 +605,7 @@ int main(int argc, char** argv) {
   gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
       "Serves a gpt2_ddp checkpoint: a web page at / and a JSON API.\n\n"
-      "  gpt2_serve --checkpoint run/tiny_cpu/checkpoints/step_00000060.ckpt\n"
+      "  gpt2_serve --checkpoint run/tiny_cpu/checkpoints/step_00000300.ckpt\n"
       "  gpt2_serve --checkpoint FILE --port 0      (prints the chosen "
       "port)\n\n"
       "  POST /api/generate  {\"prompt\": \"ROMEO:\", \"num_samples\": 5, "
