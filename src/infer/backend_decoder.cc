@@ -56,6 +56,12 @@ class BackendDecoder final : public Decoder {
     // GPT2_DEVICE_SAMPLING=0 draws on the host from logits() instead (the
     // reference; a fallback should the device's draw be suspect).
     device_sampling_ = !EnvIs("GPT2_DEVICE_SAMPLING", "0");
+    // GPT2_DECODE_LOOKAHEAD=N (1..kMaxLookahead) sets how many draws one
+    // SampleAhead queues before it waits.
+    if (const char* ahead = std::getenv("GPT2_DECODE_LOOKAHEAD")) {
+      lookahead_ = std::clamp(std::atoi(ahead), 1, kMaxLookahead);
+    }
+    drawn_ = alloc(DType::kI32, kMaxLookahead * B);
     x_ = alloc(dtype_, B * C);
     x2_ = alloc(dtype_, B * C);
     ln_ = alloc(dtype_, B * C);
@@ -124,23 +130,34 @@ class BackendDecoder final : public Decoder {
     if (!device_sampling_) return Decoder::SampleNext(params, seeds, tokens);
     GPT2_RETURN_IF_ERROR(CheckSampleArgs(seeds, tokens));
     GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
-    const int B = batch_, Vp = shape_.padded_vocab_size;
-    // The seeds stay the same over a request: sent when they change.
-    if (!std::equal(seeds.begin(), seeds.end(), uploaded_seeds_.begin(),
-                    uploaded_seeds_.end())) {
-      for (int b = 0; b < B; ++b) SplitSeed(seeds[b], &seed_words_[2 * b]);
-      backend_->Upload(seeds_.Slice(0, 2 * int64_t{B}), seed_words_.data());
-      uploaded_seeds_.assign(seeds.begin(), seeds.end());
-    }
-    // position_dev_ holds the last position fed: position() - 1.
-    backend_->SampleTopK(
-        tokens_.Slice(0, B), logits_dev_.Slice(0, int64_t{B} * Vp),
-        seeds_.Slice(0, 2 * int64_t{B}), position_dev_, B, shape_.vocab_size,
-        Vp, params.top_k, params.temperature);
-    backend_->Download(tokens.data(), tokens_.Slice(0, B));
+    QueueDraw(params, seeds);
+    backend_->Download(tokens.data(), tokens_.Slice(0, batch_));
     drawn_on_device_ = true;
     return absl::OkStatus();
   }
+
+  // Every draw and feed queued on the device, then one download of them all:
+  // the host waits once for n tokens instead of once per token.
+  absl::Status SampleAhead(const SamplingParams& params,
+                           absl::Span<const uint64_t> seeds, int n,
+                           absl::Span<int32_t> tokens) override {
+    if (!device_sampling_ || n > kMaxLookahead) {
+      return Decoder::SampleAhead(params, seeds, n, tokens);
+    }
+    GPT2_RETURN_IF_ERROR(CheckAheadArgs(seeds, n, tokens));
+    GPT2_RETURN_IF_ERROR(ValidateSamplingParams(params));
+    const int64_t B = batch_;
+    for (int k = 0; k < n; ++k) {
+      QueueDraw(params, seeds);
+      backend_->Copy(drawn_.Slice(k * B, B), tokens_.Slice(0, B));
+      if (k + 1 < n) RunPosition(nullptr);  // the draw, fed where it is
+    }
+    backend_->Download(tokens.data(), drawn_.Slice(0, n * B));
+    host_logits_valid_ = false;
+    drawn_on_device_ = true;  // tokens_ holds the last draw
+    return absl::OkStatus();
+  }
+  int lookahead() const override { return device_sampling_ ? lookahead_ : 1; }
 
   absl::Status StepSampled() override {
     if (!device_sampling_) return Decoder::StepSampled();
@@ -175,6 +192,27 @@ class BackendDecoder final : public Decoder {
   }
 
  private:
+  static constexpr int kMaxLookahead = 16;
+
+  // Queues the draw of each row's next token into tokens_ (top-k on the
+  // device), sending the seeds first if they changed (they stay the same over
+  // a request).
+  void QueueDraw(const SamplingParams& params,
+                 absl::Span<const uint64_t> seeds) {
+    const int B = batch_, Vp = shape_.padded_vocab_size;
+    if (!std::equal(seeds.begin(), seeds.end(), uploaded_seeds_.begin(),
+                    uploaded_seeds_.end())) {
+      for (int b = 0; b < B; ++b) SplitSeed(seeds[b], &seed_words_[2 * b]);
+      backend_->Upload(seeds_.Slice(0, 2 * int64_t{B}), seed_words_.data());
+      uploaded_seeds_.assign(seeds.begin(), seeds.end());
+    }
+    // position_dev_ holds the last position fed: position() - 1.
+    backend_->SampleTopK(
+        tokens_.Slice(0, B), logits_dev_.Slice(0, int64_t{B} * Vp),
+        seeds_.Slice(0, 2 * int64_t{B}), position_dev_, B, shape_.vocab_size,
+        Vp, params.top_k, params.temperature);
+  }
+
   Tensor Param(int index, int layer = -1) const {
     const ParamSpec& p = list_[index];
     if (layer < 0) return params_.Slice(p.offset, p.numel);
@@ -306,6 +344,8 @@ class BackendDecoder final : public Decoder {
       qkv_, atty_, branch_, fch_, fch_gelu_, logits_dev_;
   bool use_graphs_ = false;
   bool device_sampling_ = true;
+  int lookahead_ = kMaxLookahead;
+  Tensor drawn_;  // SampleAhead's draws, (kMaxLookahead, max_batch)
   // Batch size -> recorded graph; -1 after the first, direct, run.
   std::map<int, int> graph_of_batch_;
   Tensor k_cache_, v_cache_;              // (L, max_batch, max_seq_len, C)

@@ -70,6 +70,36 @@ absl::Status Decoder::SampleNext(const SamplingParams& params,
   return absl::OkStatus();
 }
 
+absl::Status Decoder::CheckAheadArgs(absl::Span<const uint64_t> seeds, int n,
+                                     absl::Span<int32_t> tokens) const {
+  const int rows = batch();
+  if (n < 1 || tokens.size() != static_cast<size_t>(n) * rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("SampleAhead: ", tokens.size(), " tokens for ", n,
+                     " draws of ", rows, " rows"));
+  }
+  GPT2_RETURN_IF_ERROR(CheckSampleArgs(seeds, tokens.subspan(0, rows)));
+  if (position() + n - 1 > capacity()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("SampleAhead: ", n, " draws from position ", position(),
+                     " pass the cache's ", capacity(), " positions"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Decoder::SampleAhead(const SamplingParams& params,
+                                  absl::Span<const uint64_t> seeds, int n,
+                                  absl::Span<int32_t> tokens) {
+  GPT2_RETURN_IF_ERROR(CheckAheadArgs(seeds, n, tokens));
+  const int rows = batch();
+  for (int k = 0; k < n; ++k) {
+    GPT2_RETURN_IF_ERROR(
+        SampleNext(params, seeds, tokens.subspan(size_t{1} * k * rows, rows)));
+    if (k + 1 < n) GPT2_RETURN_IF_ERROR(StepSampled());
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Decoder::StepSampled() {
   if (static_cast<int>(sampled_.size()) != batch()) {
     return absl::FailedPreconditionError("StepSampled without a SampleNext");

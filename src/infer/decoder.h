@@ -52,6 +52,20 @@ class Decoder {
   // (without sending them back to a device that already has them).
   virtual absl::Status StepSampled();
 
+  // `n` (>= 1) draws in a row: SampleNext, and for each draw but the last
+  // StepSampled, so the next one can be drawn; tokens (n * batch, draw-major)
+  // gets them all, and the last draw is left for StepSampled (or for nothing,
+  // if decoding ends). The same tokens as n separate calls; a device decoder
+  // queues all n before it waits for the first (one host round trip instead of
+  // n). Feeding the n - 1 stays within capacity().
+  virtual absl::Status SampleAhead(const SamplingParams& params,
+                                   absl::Span<const uint64_t> seeds, int n,
+                                   absl::Span<int32_t> tokens);
+  // How many draws SampleAhead is worth asking for at once: 1 where each draw
+  // costs the same alone (the CPU), more where a draw's round trip costs more
+  // than the work a finished row might waste.
+  virtual int lookahead() const { return 1; }
+
   // (batch, Vp) row-major in host memory: the logits of each row's last
   // position. Entries at or past vocab_size are -infinity, so a padded id can
   // never win an argmax or carry probability. (A device decoder copies them
@@ -66,6 +80,9 @@ class Decoder {
   // The argument checks of SampleNext (sizes against batch()).
   absl::Status CheckSampleArgs(absl::Span<const uint64_t> seeds,
                                absl::Span<int32_t> tokens) const;
+  // The same for SampleAhead, and that its n - 1 feeds fit the cache.
+  absl::Status CheckAheadArgs(absl::Span<const uint64_t> seeds, int n,
+                              absl::Span<int32_t> tokens) const;
   // What the last SampleNext drew (the default implementations).
   std::vector<int32_t> sampled_;
 };

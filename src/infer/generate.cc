@@ -106,31 +106,41 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
   GPT2_RETURN_IF_ERROR(decoder->Start(request.prompt, N, capacity));
   result.prefill_seconds = SecondsSince(start);
   start = std::chrono::steady_clock::now();
-  for (int i = 0; i < limit; ++i) {
-    int still_active = 0;
-    // Drawn where the logits are; a row that has ended keeps drawing (and
-    // being fed its draws) until every row has, but nothing of it is kept.
-    GPT2_RETURN_IF_ERROR(
-        decoder->SampleNext(request.sampling, seeds, absl::MakeSpan(sampled)));
-    for (int b = 0; b < N; ++b) {
-      if (!active[b]) continue;
-      const int token = sampled[b];
-      GeneratedSample& sample = result.samples[b];
-      if (request.stop_at_end_of_text && token == request.end_of_text) {
-        sample.finish = FinishReason::kEndOfText;
-        active[b] = false;
-        continue;
+  // Draws come lookahead() at a time (a device decoder then waits once for
+  // them all); within a batch of draws each is fed to draw the next, and the
+  // last is fed here only if decoding goes on. Drawn where the logits are; a
+  // row that has ended keeps drawing (and being fed its draws) until every row
+  // has, but nothing of it is kept.
+  bool done = false;
+  for (int i = 0; i < limit && !done;) {
+    const int n = std::min(std::max(decoder->lookahead(), 1), limit - i);
+    sampled.resize(static_cast<size_t>(n) * N);
+    GPT2_RETURN_IF_ERROR(decoder->SampleAhead(request.sampling, seeds, n,
+                                              absl::MakeSpan(sampled)));
+    result.decode_steps += n - 1;
+    for (int k = 0; k < n && !done; ++k, ++i) {
+      int still_active = 0;
+      for (int b = 0; b < N; ++b) {
+        if (!active[b]) continue;
+        const int token = sampled[static_cast<size_t>(k) * N + b];
+        GeneratedSample& sample = result.samples[b];
+        if (request.stop_at_end_of_text && token == request.end_of_text) {
+          sample.finish = FinishReason::kEndOfText;
+          active[b] = false;
+          continue;
+        }
+        sample.tokens.push_back(token);
+        ++result.new_tokens;
+        if (i + 1 == limit) {
+          sample.finish = at_limit;
+          active[b] = false;
+          continue;
+        }
+        ++still_active;
       }
-      sample.tokens.push_back(token);
-      ++result.new_tokens;
-      if (i + 1 == limit) {
-        sample.finish = at_limit;
-        active[b] = false;
-        continue;
-      }
-      ++still_active;
+      done = still_active == 0;
     }
-    if (still_active == 0) break;
+    if (done) break;
     GPT2_RETURN_IF_ERROR(decoder->StepSampled());
     ++result.decode_steps;
   }

@@ -115,32 +115,57 @@ absl::Status Bench(const infer::InferenceModel& model) {
   auto ms_between = [](Clock::time_point a, Clock::time_point b) {
     return std::chrono::duration<double, std::milli>(b - a).count();
   };
-  for (int batch : {1, 8}) {
-    std::vector<double> rates, prefill_ms;
-    for (int run = 0; run < runs; ++run) {
-      std::vector<uint64_t> seeds(batch);
-      for (int b = 0; b < batch; ++b) seeds[b] = run * 8 + b;
-      auto t0 = Clock::now();
-      GPT2_RETURN_IF_ERROR(decoder->Start(prompt, batch, prompt_len + steps));
-      auto t1 = Clock::now();
-      std::vector<int32_t> next(batch);
-      for (int s = 0; s < steps; ++s) {
-        GPT2_RETURN_IF_ERROR(
-            decoder->SampleNext({50, 1.0}, seeds, absl::MakeSpan(next)));
-        GPT2_RETURN_IF_ERROR(decoder->StepSampled());
-      }
-      auto t2 = Clock::now();
-      prefill_ms.push_back(ms_between(t0, t1));
-      rates.push_back(batch * steps / (ms_between(t1, t2) / 1000.0));
+  // One run: Start, then `steps` draws, `ahead` at a time (each but the last
+  // fed to draw the next, as Generate does); tokens/s of the draws.
+  auto run_once = [&](int batch, int ahead, uint64_t seed0,
+                      double* prefill) -> absl::StatusOr<double> {
+    std::vector<uint64_t> seeds(batch);
+    for (int b = 0; b < batch; ++b) seeds[b] = seed0 + b;
+    const auto t0 = Clock::now();
+    GPT2_RETURN_IF_ERROR(decoder->Start(prompt, batch, prompt_len + steps));
+    const auto t1 = Clock::now();
+    std::vector<int32_t> next;
+    for (int s = 0; s < steps;) {
+      const int n = std::min(ahead, steps - s);
+      next.resize(static_cast<size_t>(n) * batch);
+      GPT2_RETURN_IF_ERROR(
+          decoder->SampleAhead({50, 1.0}, seeds, n, absl::MakeSpan(next)));
+      s += n;
+      if (s < steps) GPT2_RETURN_IF_ERROR(decoder->StepSampled());
     }
-    // A step: the top-k draw (on the decoder's device; the tokens come back)
-    // and the forward of one position.
-    std::printf(
-        "decode batch %d: %.1f tokens/s (%.2f ms/step, top-k sampling "
-        "included; prefill %.1f ms)\n",
-        batch, Median(rates), 1000.0 * batch / Median(rates),
-        Median(prefill_ms));
-    std::fflush(stdout);
+    const auto t2 = Clock::now();
+    *prefill = ms_between(t0, t1);
+    return batch * steps / (ms_between(t1, t2) / 1000.0);
+  };
+  const int ahead = decoder->lookahead();
+  for (int batch : {1, 8}) {
+    // What gpt2_sample and gpt2_serve do (lookahead() draws per wait for the
+    // device), then, where that is more than one, a draw per wait.
+    for (const int per_wait :
+         ahead > 1 ? std::vector<int>{ahead, 1} : std::vector<int>{1}) {
+      std::vector<double> rates, prefill_ms;
+      for (int run = 0; run < runs; ++run) {
+        double prefill = 0.0;
+        GPT2_ASSIGN_OR_RETURN(const double rate,
+                              run_once(batch, per_wait, run * 8, &prefill));
+        rates.push_back(rate);
+        prefill_ms.push_back(prefill);
+      }
+      // A step: the top-k draw (on the decoder's device; the tokens come
+      // back) and the forward of one position.
+      std::printf(
+          "decode batch %d%s: %.1f tokens/s (%.2f ms/step, top-k sampling "
+          "included%s; prefill %.1f ms)\n",
+          batch, per_wait == ahead ? "" : " (one draw per wait)", Median(rates),
+          1000.0 * batch / Median(rates),
+          ahead > 1
+              ? absl::StrCat(", ", per_wait, " draw", per_wait > 1 ? "s" : "",
+                             " per wait for the device")
+                    .c_str()
+              : "",
+          Median(prefill_ms));
+      std::fflush(stdout);
+    }
   }
   // Where a token's device time goes, op by op (CUDA events, batch 1). Only
   // without graphs (GPT2_DECODE_GRAPHS=0): a recorded graph cannot hold the
