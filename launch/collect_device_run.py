@@ -232,8 +232,12 @@ def main():
         decode = re.findall(r"^decode batch (\d+): ([\d.]+) tokens/s", section, re.M)
         if decode:
             how = "without CUDA graphs" if "no_graphs" in section.split(" ", 1)[0] else ""
+            one = re.findall(r"^decode batch (\d+) \(one draw per wait\): ([\d.]+) tokens/s",
+                             section, re.M)
             out += ["", f"Decode, 124M with random weights{', ' + how if how else ''}: " +
-                    ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in decode)]
+                    ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in decode) +
+                    ("; one draw per wait for the device: " +
+                     ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in one) if one else "")]
         per_op = re.search(r"^device time per token at batch 1.*$", section, re.M)
         if per_op:
             ops = re.findall(r"^  (\S+) +([\d.]+) calls +([\d.]+) us$",
