@@ -96,9 +96,13 @@ double PeakBf16Tflops(int major, int minor, int sms) {
   return 0.0;
 }
 
+// The card's peaks, where known: dense bf16 TFLOP/s, memory GB/s.
+struct Peaks {
+  double tflops = 0.0, gbps = 0.0;
+};
+
 // `local_rank` picks the GPU (local rank modulo the GPUs), as the trainer does.
-std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
-                                          double* peak_tflops,
+std::unique_ptr<Backend> MakeBenchBackend(std::string* where, Peaks* peaks,
                                           int local_rank = 0) {
   const std::string device = absl::GetFlag(FLAGS_device);
   *where = absl::StrCat("CPU, ", omp_get_max_threads(), " thread(s)");
@@ -115,10 +119,17 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where,
     auto backend = MakeCudaBackend(gpu);
     cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, gpu);
-    *peak_tflops =
+    peaks->tflops =
         PeakBf16Tflops(prop.major, prop.minor, prop.multiProcessorCount);
+    // Memory: two transfers a clock over the bus (HBM's double data rate).
+    int clock_khz = 0, bus_bits = 0;
+    cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, gpu);
+    cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, gpu);
+    peaks->gbps = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
     *where = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
-                          prop.multiProcessorCount, " SMs), ", backend->name());
+                          prop.multiProcessorCount, " SMs, ",
+                          static_cast<int>(peaks->gbps), " GB/s memory), ",
+                          backend->name());
     return backend;
   }
 #endif
@@ -169,9 +180,9 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   const ModelShape shape = BenchShape();
   std::string where;
-  double peak_tflops = 0.0;
+  Peaks peaks;
   std::unique_ptr<Backend> backend =
-      MakeBenchBackend(&where, &peak_tflops, local_rank);
+      MakeBenchBackend(&where, &peaks, local_rank);
   const DType dtype = BenchDType(*backend);
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
                   absl::GetFlag(FLAGS_recompute_gelu),
@@ -256,11 +267,11 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     // attention.
     const double flops_per_token =
         6.0 * model.num_params() + 6.0 * shape.num_layers * shape.channels * T;
-    if (peak_tflops > 0) {
+    if (peaks.tflops > 0) {
       std::printf(
           "MFU: %.1f%% of %.0f TFLOP/s (dense bf16 peak; this run is %s)\n",
-          100.0 * flops_per_token * tokens_per_sec / (peak_tflops * 1e12),
-          peak_tflops, DTypeName(dtype));
+          100.0 * flops_per_token * tokens_per_sec / (peaks.tflops * 1e12),
+          peaks.tflops, DTypeName(dtype));
     }
     double op_total = 0.0;
     for (const OpTiming& t : timings) op_total += t.ms;
@@ -272,8 +283,13 @@ double BenchTrainStep(bool print, int local_rank = 0) {
       std::string rate;
       if (t.flops > 0 && t.ms > 0)
         rate += absl::StrFormat("  %5.0f TFLOP/s", t.flops / (t.ms * 1e9));
-      if (t.bytes > 0 && t.ms > 0)
-        rate += absl::StrFormat("  %6.0f GB/s", t.bytes / (t.ms * 1e6));
+      if (t.bytes > 0 && t.ms > 0) {
+        const double gbps = t.bytes / (t.ms * 1e6);
+        rate += absl::StrFormat("  %6.0f GB/s", gbps);
+        if (peaks.gbps > 0) {
+          rate += absl::StrFormat(" (%.0f%% of peak)", 100 * gbps / peaks.gbps);
+        }
+      }
       std::printf("  %-22s %5lld calls %9.2f ms %5.1f%%%s\n", t.op.c_str(),
                   static_cast<long long>(t.calls), t.ms,
                   100.0 * t.ms / op_total, rate.c_str());
