@@ -126,6 +126,10 @@ if [ -z "${GPT2_MATMUL_AUTOTUNE+x}" ] && [ "$(cat "$state/matmul_autotune" 2>/de
   export GPT2_MATMUL_AUTOTUNE=1
   log "GPT2_MATMUL_AUTOTUNE=1: the bench group of an earlier call on this machine adopted it"
 fi
+if [ -z "${GPT2_BIAS_EPILOGUE+x}" ] && [ "$(cat "$state/bias_epilogue" 2>/dev/null)" = 1 ]; then
+  export GPT2_BIAS_EPILOGUE=1
+  log "GPT2_BIAS_EPILOGUE=1: the bench group of an earlier call on this machine adopted it"
+fi
 
 # ---- The machine (always) ------------------------------------------------------------
 { nvidia-smi; nvidia-smi -q | head -60; } >>"$logs/machine.txt" 2>&1 || log "nvidia-smi failed"
@@ -208,6 +212,8 @@ group_tests() {
     "fused GELU failed its tests: separate GELU kernels from here on"
   off "Types/CudaOps\.Matmul/" GPT2_PORTABLE_MATMUL=1 \
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
+  off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
+    "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
   off "Types/CudaOps\.ResidualLayerNormMatmul" GPT2_DECODE_FUSION=0 \
     "the decode LayerNorm fusion failed its test: separate kernels from here on"
   off "Types/CudaOps\.SampleTopK" GPT2_DEVICE_SAMPLING=0 \
@@ -227,6 +233,9 @@ group_bench() {
   # cuBLASLt's algorithms timed per shape (its first 8 candidates) instead of its first
   # pick: the per-op table beside bench_ours_B16's says what the matmuls gain.
   GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B16 16 --steps 5
+  # Bias gradients from cuBLASLt's BGRADB epilogue instead of our column sums.
+  [ "${GPT2_BIAS_EPILOGUE_BROKEN:-0}" = 1 ] ||
+    GPT2_BIAS_EPILOGUE=1 bench bench_biasepi_B16 16 --steps 5
   bench bench_res32_B16 16 --steps 5 --residual_fp32
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
@@ -246,6 +255,16 @@ group_bench() {
     log "GPT2_MATMUL_AUTOTUNE=1 from now on: $tuned ms/step against $ours ms"
   else
     log "cuBLASLt's first algorithms kept: autotuned ${tuned:-?} ms/step against ${ours:-?} ms"
+  fi
+  local epi
+  epi=$(step_ms_of bench_biasepi_B16)
+  if [ -n "$ours" ] && [ -n "$epi" ] &&
+     awk -v t="$epi" -v o="$ours" 'BEGIN { exit !(t < 0.99 * o) }'; then
+    echo 1 >"$state/bias_epilogue"
+    export GPT2_BIAS_EPILOGUE=1
+    log "GPT2_BIAS_EPILOGUE=1 from now on: $epi ms/step against $ours ms"
+  else
+    log "our bias-gradient sums kept: the epilogue ${epi:-?} ms/step against ${ours:-?} ms"
   fi
 }
 # step_ms_of NAME: the median ms/step that bench NAME printed in bench.txt (empty if none).

@@ -297,6 +297,16 @@ void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     MatmulBiasBackward(dbias, dout, N, OC, scratch, stream);
 }
 
+void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream) {
+  const dim3 block(kColumnTile, kRowLanes);
+  DispatchFloat(dbias.dtype, [&](auto zero) {
+    using F = decltype(zero);
+    CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile),
+                            block, 0, stream, Ptr<F>(dbias), sums, 1, OC),
+                "AddColumnSumsKernel");
+  });
+}
+
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
                         Scratch* scratch, CUstream_st* stream) {
   constexpr int kRowsPerChunk = 256;

@@ -61,6 +61,9 @@ bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
 // paths): fixed row chunks, then the chunks in order (src/cuda/reduce.cuh).
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
                         Scratch* scratch, CUstream_st* stream);
+// dbias (OC) += sums (OC floats in device memory), for column sums made
+// elsewhere (cuBLASLt's bias-gradient epilogue).
+void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_MATMUL_H_

@@ -41,7 +41,8 @@ class CublasLtMatmul {
                    Tensor bias, int64_t N, int C, int OC);
   // dinp (N,C) += (or = when !accumulate_dinp) dout @ weight; dweight (OC,C)
   // += dout^T @ inp; dbias (OC) += column sums of dout (our deterministic
-  // kernel). dinp / dbias may be empty.
+  // kernel, or with GPT2_BIAS_EPILOGUE=1 cuBLASLt's BGRADB epilogue of the
+  // dweight product). dinp / dbias may be empty.
   void Backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                 Tensor inp, Tensor weight, int64_t N, int C, int OC,
                 bool accumulate_dinp);
@@ -75,7 +76,7 @@ class CublasLtMatmul {
   void Run(Plan* plan, const void* a, const void* b, void* d, const void* bias,
            const void* aux, bool accumulate);
   bool RunFused(Plan* plan, const void* a, const void* b, void* d,
-                const void* bias, const void* aux);
+                const void* bias, const void* aux, bool accumulate = false);
   // Times the plan's candidates on these operands (D saved and restored when
   // accumulating) and keeps the fastest.
   void Autotune(Plan* plan, const void* a, const void* b, void* d,

@@ -21,6 +21,7 @@
 #include "src/cuda/mma_check.h"
 #include "src/model/gpt2.h"
 #include "src/ops/attention.h"
+#include "src/ops/matmul.h"
 #include "src/ops/sample.h"
 #include "src/optim/adamw_optimizer.h"
 #include "tests/test_util.h"
@@ -224,6 +225,40 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     return in;
   }
 
+  // Matmul forward and backward for one shape against the CPU, into random
+  // gradients (they accumulate).
+  void CheckMatmul(int N, int C, int OC, const std::string& what) {
+    auto inp = Random(N * C, 14), w = Random(OC * C, 15), b = Random(OC, 16),
+         dout = Random(N * OC, 17);
+    auto c_inp = Cpu(inp), c_w = Cpu(w), c_b = Cpu(b), g_inp = Gpu(inp),
+         g_w = Gpu(w), g_b = Gpu(b);
+    auto c_out = Cpu(std::vector<double>(N * OC)),
+         g_out = Gpu(std::vector<double>(N * OC));
+    cpu_->MatmulForward(c_out.view, c_inp.view, c_w.view, c_b.view, N, C, OC);
+    cuda_->MatmulForward(g_out.view, g_inp.view, g_w.view, g_b.view, N, C, OC);
+    const Tolerance tol = this->tol();
+    const double k_scale = std::sqrt(static_cast<double>(C));
+    ExpectNear(Download(g_out, "out"), Download(c_out, "c"), tol.rtol * k_scale,
+               tol.atol * k_scale, "matmul out" + what);
+    auto dinp0 = Random(N * C, 18), dw0 = Random(OC * C, 19),
+         db0 = Random(OC, 20);
+    auto c_dinp = Cpu(dinp0), c_dw = Cpu(dw0), c_db = Cpu(db0),
+         c_dout = Cpu(dout);
+    auto g_dinp = Gpu(dinp0), g_dw = Gpu(dw0), g_db = Gpu(db0),
+         g_dout = Gpu(dout);
+    cpu_->MatmulBackward(c_dinp.view, c_dw.view, c_db.view, c_dout.view,
+                         c_inp.view, c_w.view, N, C, OC);
+    cuda_->MatmulBackward(g_dinp.view, g_dw.view, g_db.view, g_dout.view,
+                          g_inp.view, g_w.view, N, C, OC);
+    const double n_scale = std::sqrt(static_cast<double>(std::max(N, OC)));
+    ExpectNear(Download(g_dinp, "dinp"), Download(c_dinp, "c"),
+               tol.rtol * n_scale, tol.atol * n_scale, "dinp" + what);
+    ExpectNear(Download(g_dw, "dw"), Download(c_dw, "c"), tol.rtol * n_scale,
+               tol.atol * n_scale, "dweight" + what);
+    ExpectNear(Download(g_db, "db"), Download(c_db, "c"), tol.rtol * n_scale,
+               tol.atol * n_scale, "dbias" + what);
+  }
+
   std::unique_ptr<Backend> cuda_, cpu_;
 };
 
@@ -412,35 +447,33 @@ TEST_P(CudaOps, Matmul) {
        {std::tuple{5, 7, 3}, std::tuple{33, 40, 70}, std::tuple{64, 64, 192},
         std::tuple{1, 64, 96}, std::tuple{8, 200, 50}, std::tuple{3, 776, 33},
         std::tuple{2, 1024, 20}, std::tuple{1, 512, 2200}}) {
-    auto inp = Random(N * C, 14), w = Random(OC * C, 15), b = Random(OC, 16),
-         dout = Random(N * OC, 17);
-    auto c_inp = Cpu(inp), c_w = Cpu(w), c_b = Cpu(b), g_inp = Gpu(inp),
-         g_w = Gpu(w), g_b = Gpu(b);
-    auto c_out = Cpu(std::vector<double>(N * OC)),
-         g_out = Gpu(std::vector<double>(N * OC));
-    cpu_->MatmulForward(c_out.view, c_inp.view, c_w.view, c_b.view, N, C, OC);
-    cuda_->MatmulForward(g_out.view, g_inp.view, g_w.view, g_b.view, N, C, OC);
-    const double k_scale = std::sqrt(static_cast<double>(C));
-    ExpectNear(Download(g_out, "out"), Download(c_out, "c"),
-               tol().rtol * k_scale, tol().atol * k_scale, "matmul out");
-    auto dinp0 = Random(N * C, 18), dw0 = Random(OC * C, 19),
-         db0 = Random(OC, 20);
-    auto c_dinp = Cpu(dinp0), c_dw = Cpu(dw0), c_db = Cpu(db0),
-         c_dout = Cpu(dout);
-    auto g_dinp = Gpu(dinp0), g_dw = Gpu(dw0), g_db = Gpu(db0),
-         g_dout = Gpu(dout);
-    cpu_->MatmulBackward(c_dinp.view, c_dw.view, c_db.view, c_dout.view,
-                         c_inp.view, c_w.view, N, C, OC);
-    cuda_->MatmulBackward(g_dinp.view, g_dw.view, g_db.view, g_dout.view,
-                          g_inp.view, g_w.view, N, C, OC);
-    const double n_scale = std::sqrt(static_cast<double>(std::max(N, OC)));
-    ExpectNear(Download(g_dinp, "dinp"), Download(c_dinp, "c"),
-               tol().rtol * n_scale, tol().atol * n_scale, "dinp");
-    ExpectNear(Download(g_dw, "dw"), Download(c_dw, "c"), tol().rtol * n_scale,
-               tol().atol * n_scale, "dweight");
-    ExpectNear(Download(g_db, "db"), Download(c_db, "c"), tol().rtol * n_scale,
-               tol().atol * n_scale, "dbias");
+    CheckMatmul(N, C, OC, "");
   }
+}
+
+// GPT2_BIAS_EPILOGUE=1: on a GPU the bias gradient comes from cuBLASLt's
+// BGRADB epilogue of the dweight product and is added into dbias (under the
+// emulator, which has no cuBLASLt, the same check of the portable path). Its
+// own test, so that device_check can turn off only it.
+TEST_P(CudaOps, MatmulBiasEpilogue) {
+  setenv("GPT2_BIAS_EPILOGUE", "1", 1);
+  for (auto [N, C, OC] : {std::tuple{33, 40, 70}, std::tuple{64, 64, 192},
+                          std::tuple{256, 128, 384}, std::tuple{40, 24, 8}}) {
+    CheckMatmul(N, C, OC, " (GPT2_BIAS_EPILOGUE=1)");
+  }
+  unsetenv("GPT2_BIAS_EPILOGUE");
+}
+
+// dbias += column sums made elsewhere (cuBLASLt's bias-gradient epilogue).
+TEST_P(CudaOps, AddBiasSums) {
+  const int OC = 70;
+  auto db = Random(OC, 30), sums = Random(OC, 31);
+  auto g_db = Gpu(db), g_sums = GpuF32(sums);
+  cuda::AddBiasSums(g_db.view, static_cast<const float*>(g_sums.view.data), OC,
+                    cuda_->cuda_stream());
+  std::vector<double> want(OC);
+  for (int i = 0; i < OC; ++i) want[i] = db[i] + static_cast<float>(sums[i]);
+  ExpectNear(Download(g_db, "db"), want, tol().rtol, tol().atol, "dbias");
 }
 
 TEST_P(CudaOps, Attention) {
