@@ -122,14 +122,12 @@ if [ ! -x "$stage/bin/gpt2_ddp" ]; then
   exit 2
 fi
 log "commit $(cat "$stage/COMMIT" 2>/dev/null || echo unknown), host $(hostname), groups: $groups"
-if [ -z "${GPT2_MATMUL_AUTOTUNE+x}" ] && [ "$(cat "$state/matmul_autotune" 2>/dev/null)" = 1 ]; then
-  export GPT2_MATMUL_AUTOTUNE=1
-  log "GPT2_MATMUL_AUTOTUNE=1: the bench group of an earlier call on this machine adopted it"
-fi
-if [ -z "${GPT2_BIAS_EPILOGUE+x}" ] && [ "$(cat "$state/bias_epilogue" 2>/dev/null)" = 1 ]; then
-  export GPT2_BIAS_EPILOGUE=1
-  log "GPT2_BIAS_EPILOGUE=1: the bench group of an earlier call on this machine adopted it"
-fi
+for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE; do
+  if [ -z "${!var+x}" ] && [ "$(cat "$state/$var" 2>/dev/null)" = 1 ]; then
+    export "$var=1"
+    log "$var=1: the bench group of an earlier call on this machine adopted it"
+  fi
+done
 
 # ---- The machine (always) ------------------------------------------------------------
 { nvidia-smi; nvidia-smi -q | head -60; } >>"$logs/machine.txt" 2>&1 || log "nvidia-smi failed"
@@ -244,27 +242,23 @@ group_bench() {
       --seq_len 1024 --steps 10 --no_compile
   grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
-  # Timed cuBLASLt algorithms for every later group and call (while the machine stays
-  # warm) if they made the step over 2% faster.
-  local ours tuned
-  ours=$(step_ms_of bench_ours_B16); tuned=$(step_ms_of bench_autotune_B16)
-  if [ -n "$ours" ] && [ -n "$tuned" ] &&
-     awk -v t="$tuned" -v o="$ours" 'BEGIN { exit !(t < 0.98 * o) }'; then
-    echo 1 >"$state/matmul_autotune"
-    export GPT2_MATMUL_AUTOTUNE=1
-    log "GPT2_MATMUL_AUTOTUNE=1 from now on: $tuned ms/step against $ours ms"
+  # Timed cuBLASLt algorithms if they made the step over 2% faster, the bias-gradient
+  # epilogue if over 1%: for every later group and call (while the machine stays warm).
+  adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE 0.98 "cuBLASLt algorithms timed per shape"
+  adopt bench_biasepi_B16 GPT2_BIAS_EPILOGUE 0.99 "bias gradients from cuBLASLt's epilogue"
+}
+# adopt BENCH VAR RATIO WHAT: VAR=1 from here on (and in later calls: $state/VAR) if bench
+# BENCH's step took under RATIO times bench_ours_B16's.
+adopt() {
+  local ours other
+  ours=$(step_ms_of bench_ours_B16); other=$(step_ms_of "$1")
+  if [ -n "$ours" ] && [ -n "$other" ] &&
+     awk -v t="$other" -v o="$ours" -v r="$3" 'BEGIN { exit !(t < r * o) }'; then
+    echo 1 >"$state/$2"
+    export "$2=1"
+    log "$2=1 from now on ($4): $other ms/step against $ours ms"
   else
-    log "cuBLASLt's first algorithms kept: autotuned ${tuned:-?} ms/step against ${ours:-?} ms"
-  fi
-  local epi
-  epi=$(step_ms_of bench_biasepi_B16)
-  if [ -n "$ours" ] && [ -n "$epi" ] &&
-     awk -v t="$epi" -v o="$ours" 'BEGIN { exit !(t < 0.99 * o) }'; then
-    echo 1 >"$state/bias_epilogue"
-    export GPT2_BIAS_EPILOGUE=1
-    log "GPT2_BIAS_EPILOGUE=1 from now on: $epi ms/step against $ours ms"
-  else
-    log "our bias-gradient sums kept: the epilogue ${epi:-?} ms/step against ${ours:-?} ms"
+    log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms"
   fi
 }
 # step_ms_of NAME: the median ms/step that bench NAME printed in bench.txt (empty if none).
