@@ -13,8 +13,10 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -578,6 +580,145 @@ absl::Status ReadHfConfig(const std::string& path, config::ModelConfig* m) {
   return absl::OkStatus();
 }
 
+// Reads a Hugging Face GPT-2 tensor by tensor in the parameter list's order:
+// `begin(shape)` once the shape is known and every tensor name checked, then
+// `piece(spec, offset, values)` for each global tensor and each layer's slice,
+// the values in our layout (Conv1D weights transposed, wte's padded rows zero).
+absl::Status VisitHf(const std::string& path, std::string* note,
+                     absl::FunctionRef<absl::Status(const ModelShape&)> begin,
+                     absl::FunctionRef<absl::Status(const ParamSpec&, int64_t,
+                                                    const std::vector<float>&)>
+                         piece) {
+  std::error_code ec;
+  const bool folder = fs::is_directory(path, ec);
+  const std::string file_path =
+      folder ? (fs::path(path) / "model.safetensors").string() : path;
+  const std::string config_path =
+      ((folder ? fs::path(path) : fs::path(path).parent_path()) / "config.json")
+          .string();
+  GPT2_ASSIGN_OR_RETURN(InputFile input, OpenInput(file_path));
+  std::FILE* file = input.file.get();
+  std::map<std::string, SafeTensor> tensors;
+  int64_t data_start = 0;
+  GPT2_RETURN_IF_ERROR(ReadSafetensorsHeader(file, input.size, file_path,
+                                             &tensors, &data_start));
+
+  // The shape: config.json where there is one, else what the tensors say
+  // (with GPT-2's head size of 64).
+  config::ModelConfig m;
+  const auto wte = tensors.find("wte.weight");
+  const auto wpe = tensors.find("wpe.weight");
+  if (wte == tensors.end() || wpe == tensors.end() ||
+      wte->second.shape.size() != 2 || wpe->second.shape.size() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file_path, ": no 2-D wte.weight and wpe.weight: not a GPT-2 model"));
+  }
+  if (fs::is_regular_file(config_path, ec)) {
+    GPT2_RETURN_IF_ERROR(ReadHfConfig(config_path, &m));
+  } else {
+    int layers = 0;
+    while (tensors.count(absl::StrCat("h.", layers, ".ln_1.weight"))) ++layers;
+    const int64_t channels = wte->second.shape[1];
+    if (channels % 64 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file_path, ": no config.json beside it, and n_embd = ", channels,
+          " is not a multiple of GPT-2's head size 64: give the config.json"));
+    }
+    m.set_num_layers(layers);
+    m.set_num_heads(static_cast<int>(channels / 64));
+    m.set_channels(static_cast<int>(channels));
+    m.set_max_seq_len(static_cast<int>(wpe->second.shape[0]));
+    m.set_vocab_size(static_cast<int>(wte->second.shape[0]));
+    if (note != nullptr) {
+      *note = absl::StrCat("no config.json beside ", file_path,
+                           ": the shape comes from the tensors, with n_head = ",
+                           channels / 64, " (head size 64, as in every GPT-2)");
+    }
+  }
+  GPT2_ASSIGN_OR_RETURN(const ModelShape shape, ModelShapeFromConfig(m));
+  const std::vector<ParamSpec> list = BuildParamList(shape);
+  // Each parameter's Hugging Face map and names (one per layer).
+  std::vector<const HfName*> maps;
+  std::vector<std::vector<std::string>> names;
+  for (const ParamSpec& spec : list) {
+    const HfName* map = nullptr;
+    for (const HfName& n : kHfNames) {
+      if (spec.name == n.ours) map = &n;
+    }
+    GPT2_CHECK(map != nullptr);
+    maps.push_back(map);
+    names.emplace_back();
+    for (int l = 0; l < (spec.per_layer ? shape.num_layers : 1); ++l) {
+      names.back().push_back(spec.per_layer
+                                 ? absl::StrCat("h.", l, ".", map->theirs)
+                                 : WithoutPrefix(map->theirs));
+    }
+  }
+  // Every tensor must be GPT-2's: buffers and the tied LM head are skipped,
+  // anything else is refused rather than dropped, before any work.
+  std::map<std::string, const SafeTensor*> wanted;
+  for (const auto& [name, t] : tensors) {
+    const bool buffer = absl::StartsWith(name, "h.") &&
+                        (absl::EndsWith(name, ".attn.bias") ||
+                         absl::EndsWith(name, ".attn.masked_bias"));
+    if (buffer || name == "lm_head.weight") continue;
+    wanted[name] = &t;
+  }
+  int unexpected = 0;
+  std::string first_unexpected;
+  for (const auto& [name, t] : wanted) {
+    bool known = false;
+    for (const auto& per_param : names) {
+      known |= std::find(per_param.begin(), per_param.end(), name) !=
+               per_param.end();
+    }
+    if (!known && unexpected++ == 0) first_unexpected = name;
+  }
+  if (unexpected > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(file_path, ": tensor '", first_unexpected,
+                     "' is not part of a GPT-2 of L=", shape.num_layers, " (",
+                     unexpected, " such)"));
+  }
+  GPT2_RETURN_IF_ERROR(begin(shape));
+
+  std::vector<float> values, ours;
+  for (size_t p = 0; p < list.size(); ++p) {
+    const ParamSpec& spec = list[p];
+    const HfName* map = maps[p];
+    std::vector<int64_t> slice = spec.shape;
+    if (spec.per_layer) slice.erase(slice.begin());
+    std::vector<int64_t> theirs_shape = slice;
+    if (map->transpose) std::swap(theirs_shape[0], theirs_shape[1]);
+    if (spec.name == "wte") theirs_shape[0] = shape.vocab_size;
+    for (size_t l = 0; l < names[p].size(); ++l) {
+      const std::string& name = names[p][l];
+      const auto found = wanted.find(name);
+      if (found == wanted.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            file_path, ": tensor '", name, "' is missing (a GPT-2 of L=",
+            shape.num_layers, " C=", shape.channels, " needs it)"));
+      }
+      GPT2_RETURN_IF_ERROR(ReadHfTensor(file, data_start, file_path, name,
+                                        *found->second, theirs_shape, &values));
+      if (map->transpose) {  // (in, out) as stored, to our (out, in)
+        const int64_t in = theirs_shape[0], out_dim = theirs_shape[1];
+        ours.resize(values.size());
+        for (int64_t i = 0; i < in; ++i)
+          for (int64_t o = 0; o < out_dim; ++o)
+            ours[o * in + i] = values[i * out_dim + o];
+        values.swap(ours);
+      }
+      if (spec.name == "wte") {  // llm.c's padded rows: zero
+        values.resize(static_cast<size_t>(spec.numel), 0.0f);
+      }
+      GPT2_RETURN_IF_ERROR(
+          piece(spec, static_cast<int64_t>(l) * spec.layer_numel(), values));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsHfModel(const std::string& path) {
@@ -597,140 +738,57 @@ absl::Status ImportHf(const std::string& path, const std::string& ckpt_path,
     return absl::InvalidArgumentError(
         absl::StrCat("import: step must be >= 0, got ", step));
   }
-  std::error_code ec;
-  const bool folder = fs::is_directory(path, ec);
-  const std::string file_path =
-      folder ? (fs::path(path) / "model.safetensors").string() : path;
-  const std::string config_path =
-      ((folder ? fs::path(path) : fs::path(path).parent_path()) / "config.json")
-          .string();
-  GPT2_ASSIGN_OR_RETURN(InputFile input, OpenInput(file_path));
-  std::FILE* file = input.file.get();
-  std::map<std::string, SafeTensor> tensors;
-  int64_t data_start = 0;
-  GPT2_RETURN_IF_ERROR(ReadSafetensorsHeader(file, input.size, file_path,
-                                             &tensors, &data_start));
-
-  // The shape: config.json where there is one, else what the tensors say
-  // (with GPT-2's head size of 64).
-  ckpt::Header header;
-  config::ModelConfig* m = header.mutable_config()->mutable_model();
-  const auto wte = tensors.find("wte.weight");
-  const auto wpe = tensors.find("wpe.weight");
-  if (wte == tensors.end() || wpe == tensors.end() ||
-      wte->second.shape.size() != 2 || wpe->second.shape.size() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        file_path, ": no 2-D wte.weight and wpe.weight: not a GPT-2 model"));
-  }
-  if (fs::is_regular_file(config_path, ec)) {
-    GPT2_RETURN_IF_ERROR(ReadHfConfig(config_path, m));
-  } else {
-    int layers = 0;
-    while (tensors.count(absl::StrCat("h.", layers, ".ln_1.weight"))) ++layers;
-    const int64_t channels = wte->second.shape[1];
-    if (channels % 64 != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          file_path, ": no config.json beside it, and n_embd = ", channels,
-          " is not a multiple of GPT-2's head size 64: give the config.json"));
-    }
-    m->set_num_layers(layers);
-    m->set_num_heads(static_cast<int>(channels / 64));
-    m->set_channels(static_cast<int>(channels));
-    m->set_max_seq_len(static_cast<int>(wpe->second.shape[0]));
-    m->set_vocab_size(static_cast<int>(wte->second.shape[0]));
-    if (note != nullptr) {
-      *note = absl::StrCat("no config.json beside ", file_path,
-                           ": the shape comes from the tensors, with n_head = ",
-                           channels / 64, " (head size 64, as in every GPT-2)");
-    }
-  }
-  GPT2_ASSIGN_OR_RETURN(const ModelShape shape, ModelShapeFromConfig(*m));
-  m->set_padded_vocab_size(shape.padded_vocab_size);
-  const std::vector<ParamSpec> list = BuildParamList(shape);
-
-  // Every tensor must be GPT-2's: buffers and the tied LM head are skipped,
-  // anything else is refused rather than dropped.
-  std::map<std::string, const SafeTensor*> wanted;
-  for (const auto& [name, t] : tensors) {
-    const bool buffer = absl::StartsWith(name, "h.") &&
-                        (absl::EndsWith(name, ".attn.bias") ||
-                         absl::EndsWith(name, ".attn.masked_bias"));
-    if (buffer || name == "lm_head.weight") continue;
-    wanted[name] = &t;
-  }
-  int64_t total = 0;
-  for (const ParamSpec& spec : list) total += spec.numel;
-  header.set_step(step);
-  header.set_tokens_seen(0);
-  header.set_world_size(1);
-  header.set_zero_stage(0);
-  header.set_param_dtype(ToProtoDType(DType::kF32));
-  header.set_has_optimizer_state(false);
-  header.set_has_master_weights(false);
-  header.set_num_params(total);
-  header.set_created_by("gpt2_ckpt import --from hf");
-  header.set_created_unix_time(static_cast<int64_t>(std::time(nullptr)));
-  GPT2_ASSIGN_OR_RETURN(CheckpointWriter writer,
-                        CheckpointWriter::Create(ckpt_path, header, options));
-
-  std::vector<float> values, ours;
+  std::optional<CheckpointWriter> writer;
+  auto begin = [&](const ModelShape& shape) -> absl::Status {
+    ckpt::Header header;
+    *header.mutable_config()->mutable_model() = ModelConfigOf(shape);
+    header.set_step(step);
+    header.set_tokens_seen(0);
+    header.set_world_size(1);
+    header.set_zero_stage(0);
+    header.set_param_dtype(ToProtoDType(DType::kF32));
+    header.set_has_optimizer_state(false);
+    header.set_has_master_weights(false);
+    header.set_num_params(TotalParams(BuildParamList(shape)));
+    header.set_created_by("gpt2_ckpt import --from hf");
+    header.set_created_unix_time(static_cast<int64_t>(std::time(nullptr)));
+    GPT2_ASSIGN_OR_RETURN(CheckpointWriter created,
+                          CheckpointWriter::Create(ckpt_path, header, options));
+    writer.emplace(std::move(created));
+    return absl::OkStatus();
+  };
   auto write = [&](const ParamSpec& spec, int64_t offset,
                    const std::vector<float>& data) -> absl::Status {
     for (int64_t done = 0; done < static_cast<int64_t>(data.size());
          done += kWindow) {
       const int64_t count =
           std::min(kWindow, static_cast<int64_t>(data.size()) - done);
-      GPT2_RETURN_IF_ERROR(writer.WriteChunk(spec.name, spec.shape, DType::kF32,
-                                             offset + done, data.data() + done,
-                                             count));
+      GPT2_RETURN_IF_ERROR(writer->WriteChunk(spec.name, spec.shape,
+                                              DType::kF32, offset + done,
+                                              data.data() + done, count));
     }
     return absl::OkStatus();
   };
-  for (const ParamSpec& spec : list) {
-    const HfName* map = nullptr;
-    for (const HfName& n : kHfNames) {
-      if (spec.name == n.ours) map = &n;
-    }
-    GPT2_CHECK(map != nullptr);
-    std::vector<int64_t> slice = spec.shape;
-    if (spec.per_layer) slice.erase(slice.begin());
-    std::vector<int64_t> theirs_shape = slice;
-    if (map->transpose) std::swap(theirs_shape[0], theirs_shape[1]);
-    if (spec.name == "wte") theirs_shape[0] = shape.vocab_size;
-    for (int l = 0; l < (spec.per_layer ? shape.num_layers : 1); ++l) {
-      const std::string name = spec.per_layer
-                                   ? absl::StrCat("h.", l, ".", map->theirs)
-                                   : WithoutPrefix(map->theirs);
-      const auto found = wanted.find(name);
-      if (found == wanted.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            file_path, ": tensor '", name, "' is missing (a GPT-2 of L=",
-            shape.num_layers, " C=", shape.channels, " needs it)"));
-      }
-      GPT2_RETURN_IF_ERROR(ReadHfTensor(file, data_start, file_path, name,
-                                        *found->second, theirs_shape, &values));
-      wanted.erase(found);
-      if (map->transpose) {  // (in, out) as stored, to our (out, in)
-        const int64_t in = theirs_shape[0], out_dim = theirs_shape[1];
-        ours.resize(values.size());
-        for (int64_t i = 0; i < in; ++i)
-          for (int64_t o = 0; o < out_dim; ++o)
-            ours[o * in + i] = values[i * out_dim + o];
-        values.swap(ours);
-      }
-      if (spec.name == "wte") {  // llm.c's padded rows: zero
-        values.resize(static_cast<size_t>(spec.numel), 0.0f);
-      }
-      GPT2_RETURN_IF_ERROR(write(spec, l * spec.layer_numel(), values));
-    }
-  }
-  if (!wanted.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_path, ": tensor '", wanted.begin()->first,
-                     "' is not part of a GPT-2 of L=", shape.num_layers, " (",
-                     wanted.size(), " such)"));
-  }
-  return writer.Commit();
+  GPT2_RETURN_IF_ERROR(VisitHf(path, note, begin, write));
+  return writer->Commit();
+}
+
+absl::StatusOr<HfModel> ReadHf(const std::string& path, std::string* note) {
+  HfModel model;
+  auto begin = [&](const ModelShape& shape) -> absl::Status {
+    model.shape = shape;
+    model.params.assign(static_cast<size_t>(TotalParams(BuildParamList(shape))),
+                        0.0f);
+    return absl::OkStatus();
+  };
+  auto copy = [&](const ParamSpec& spec, int64_t offset,
+                  const std::vector<float>& data) -> absl::Status {
+    std::copy(data.begin(), data.end(),
+              model.params.begin() + spec.offset + offset);
+    return absl::OkStatus();
+  };
+  GPT2_RETURN_IF_ERROR(VisitHf(path, note, begin, copy));
+  return model;
 }
 
 absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,

@@ -6,9 +6,12 @@
 #define GPT2_CKPT_EXPORT_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "src/ckpt/checkpoint.h"
+#include "src/model/params.h"
 
 namespace gpt2 {
 
@@ -50,6 +53,17 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
 absl::Status ImportHf(const std::string& path, const std::string& ckpt_path,
                       const CheckpointWriterOptions& options = {},
                       int64_t step = 0, std::string* note = nullptr);
+
+// A Hugging Face GPT-2 in memory: its shape (vocab padded as ImportHf pads
+// it) and its parameters in the flat layout of BuildParamList(shape), fp32.
+struct HfModel {
+  ModelShape shape;
+  std::vector<float> params;
+};
+// What ImportHf reads, straight into memory (no checkpoint file): for
+// sampling and --init_from.
+absl::StatusOr<HfModel> ReadHf(const std::string& path,
+                               std::string* note = nullptr);
 
 // Whether `path` is what ImportHf reads: a folder holding model.safetensors,
 // or a file that starts like a safetensors file (an 8-byte length, then '{').

@@ -83,6 +83,17 @@ std::string FamilyTensorName(TensorFamily family, const std::string& param) {
   return absl::StrCat(FamilyPrefix(family), param);
 }
 
+config::ModelConfig ModelConfigOf(const ModelShape& shape) {
+  config::ModelConfig m;
+  m.set_num_layers(shape.num_layers);
+  m.set_num_heads(shape.num_heads);
+  m.set_channels(shape.channels);
+  m.set_max_seq_len(shape.max_seq_len);
+  m.set_vocab_size(shape.vocab_size);
+  m.set_padded_vocab_size(shape.padded_vocab_size);
+  return m;
+}
+
 absl::StatusOr<ModelShape> ModelShapeFromConfig(const config::ModelConfig& m) {
   ModelShape shape;
   shape.num_layers = m.num_layers();

@@ -51,6 +51,8 @@ struct ModelStateView {
 // with bounds checked so a corrupt header cannot ask for absurd sizes.
 absl::StatusOr<ModelShape> ModelShapeFromConfig(
     const config::ModelConfig& model);
+// The reverse: the config section that describes `shape`.
+config::ModelConfig ModelConfigOf(const ModelShape& shape);
 
 // Writes a whole checkpoint from host buffers. Sets the header's dtype,
 // optimizer-state and num_params fields from `state`.

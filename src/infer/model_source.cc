@@ -3,10 +3,6 @@
 // Hugging Face GPT-2 goes through ImportHf first.
 #include "src/infer/model_source.h"
 
-#include <unistd.h>
-
-#include <filesystem>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/ckpt/checkpoint.h"
@@ -18,19 +14,13 @@
 namespace gpt2::infer {
 
 absl::StatusOr<InferenceModel> LoadInferenceModel(const std::string& what) {
-  if (IsHfModel(what)) {
-    // A Hugging Face GPT-2 (e.g. OpenAI's): through a temporary checkpoint.
-    const std::string converted =
-        (std::filesystem::temp_directory_path() /
-         absl::StrCat("gpt2_hf_", ::getpid(), ".ckpt"))
-            .string();
-    const absl::Status imported = ImportHf(what, converted);
-    absl::StatusOr<InferenceModel> model =
-        imported.ok() ? LoadInferenceModel(converted)
-                      : absl::StatusOr<InferenceModel>(imported);
-    std::error_code ec;
-    std::filesystem::remove(converted, ec);
-    if (model.ok()) model->source = what;
+  if (IsHfModel(what)) {  // a Hugging Face GPT-2 (e.g. OpenAI's)
+    GPT2_ASSIGN_OR_RETURN(HfModel hf, ReadHf(what));
+    InferenceModel model;
+    model.shape = hf.shape;
+    model.num_params = static_cast<int64_t>(hf.params.size());
+    model.params = std::move(hf.params);
+    model.source = what;
     return model;
   }
   GPT2_ASSIGN_OR_RETURN(const std::string path, ResolveCheckpoint(what));

@@ -230,15 +230,41 @@ absl::Status InitWeightsFrom(const std::string& path, Gpt2Model* model) {
         "(e.g. gpt2_124M.bin) or a Hugging Face GPT-2 (its folder or "
         "model.safetensors); this is none of them"));
   }
+  if (hf) {  // straight into memory
+    GPT2_ASSIGN_OR_RETURN(const HfModel weights, ReadHf(path));
+    const std::vector<ParamSpec>& list = model->param_list();
+    if (static_cast<int64_t>(weights.params.size()) != TotalParams(list) ||
+        BuildParamList(weights.shape).size() != list.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": a GPT-2 of L=", weights.shape.num_layers,
+          " C=", weights.shape.channels, " maxT=", weights.shape.max_seq_len,
+          " V=", weights.shape.vocab_size, " (", weights.params.size(),
+          " parameters); the config's model has ", TotalParams(list)));
+    }
+    const std::vector<ParamSpec> theirs = BuildParamList(weights.shape);
+    for (size_t i = 0; i < list.size(); ++i) {
+      if (theirs[i].shape != list[i].shape) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path, ": tensor '", list[i].name,
+            "' has another shape than the "
+            "config's model (L=",
+            weights.shape.num_layers, " C=", weights.shape.channels,
+            " maxT=", weights.shape.max_seq_len,
+            " V=", weights.shape.vocab_size, " there)"));
+      }
+    }
+    model->SetParams(
+        std::vector<double>(weights.params.begin(), weights.params.end()));
+    return absl::OkStatus();
+  }
   std::string checkpoint = path;
   std::string converted;
-  if (llmc || hf) {
+  if (llmc) {
     // Converted to a weights-only checkpoint first.
     converted = (fs::temp_directory_path() /
                  absl::StrCat("gpt2_init_from_", ::getpid(), ".ckpt"))
                     .string();
-    const absl::Status imported =
-        llmc ? ImportLlmc(path, converted) : ImportHf(path, converted);
+    const absl::Status imported = ImportLlmc(path, converted);
     if (!imported.ok()) {
       fs::remove(converted, ec);
       return imported;

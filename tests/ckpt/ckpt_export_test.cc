@@ -16,9 +16,9 @@
 #include "src/ckpt/checkpoint.h"
 #include "src/ckpt/export.h"
 #include "src/ckpt/inspect.h"
-#include "src/core/json_reader.h"
 #include "src/ckpt/model_checkpoint.h"
 #include "src/core/bf16.h"
+#include "src/core/json_reader.h"
 #include "tests/ckpt/ckpt_test_util.h"
 
 namespace gpt2 {
@@ -457,6 +457,13 @@ TEST(HfImport, ExportThenImportGivesTheWeightsBack) {
     EXPECT_EQ(state.header.step(), 7);
     EXPECT_FALSE(state.header.has_optimizer_state());
     ExpectSameWeights(params, shape, state.params);
+    // The same weights straight into memory (sampling, --init_from).
+    const absl::StatusOr<HfModel> direct = ReadHf(from);
+    ASSERT_TRUE(direct.ok()) << direct.status();
+    EXPECT_EQ(direct->shape.padded_vocab_size, 128);
+    ExpectSameWeights(
+        params, shape,
+        std::vector<double>(direct->params.begin(), direct->params.end()));
   }
 }
 
@@ -507,8 +514,8 @@ TEST(HfImport, ReadsHuggingFacesOwnLayoutAndHalfPrecision) {
                  // as Narrowed writes it, flushes below 2^-14 to zero.
                  uint32_t b;
                  std::memcpy(&b, &f, 4);
-                 b &= ((b >> 23) & 0xFF) <= 127 - 15 ? 0x80000000u
-                                                     : 0xFFFFE000u;
+                 b &=
+                     ((b >> 23) & 0xFF) <= 127 - 15 ? 0x80000000u : 0xFFFFE000u;
                  float r;
                  std::memcpy(&r, &b, 4);
                  return r;

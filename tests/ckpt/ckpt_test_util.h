@@ -13,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "proto/checkpoint.pb.h"
+#include "src/ckpt/model_checkpoint.h"
 #include "src/core/rng.h"
 #include "src/model/params.h"
 
@@ -42,17 +43,6 @@ class ScratchDir {
 
 // L=2, NH=2, C=8, maxT=16, V=50, Vp=64: 2400 parameters.
 inline ModelShape TinyShape() { return ModelShape{2, 2, 8, 16, 50, 64}; }
-
-inline config::ModelConfig ModelConfigOf(const ModelShape& s) {
-  config::ModelConfig m;
-  m.set_num_layers(s.num_layers);
-  m.set_num_heads(s.num_heads);
-  m.set_channels(s.channels);
-  m.set_max_seq_len(s.max_seq_len);
-  m.set_vocab_size(s.vocab_size);
-  m.set_padded_vocab_size(s.padded_vocab_size);
-  return m;
-}
 
 inline ckpt::Header HeaderFor(const ModelShape& s, int64_t step) {
   ckpt::Header h;

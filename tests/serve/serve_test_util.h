@@ -67,13 +67,7 @@ inline absl::Status WriteTinyCheckpoint(const std::string& path, int64_t step,
   InitParams(shape, list, seed, &params);
   const std::vector<float> fp(params.begin(), params.end());
   ckpt::Header header;
-  config::ModelConfig* m = header.mutable_config()->mutable_model();
-  m->set_num_layers(shape.num_layers);
-  m->set_num_heads(shape.num_heads);
-  m->set_channels(shape.channels);
-  m->set_max_seq_len(shape.max_seq_len);
-  m->set_vocab_size(shape.vocab_size);
-  m->set_padded_vocab_size(shape.padded_vocab_size);
+  *header.mutable_config()->mutable_model() = ModelConfigOf(shape);
   header.set_step(step);
   header.set_created_by("serve test");
   ModelStateView state;

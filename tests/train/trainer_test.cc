@@ -396,6 +396,12 @@ TEST_F(TrainerTest, ResumeAndInitFromErrors) {
   }
   EXPECT_LT(max_diff, 1e-6);
   EXPECT_GT(max_diff, 0.0);  // it did go through fp32
+  // A folder of another shape is refused, naming what it holds.
+  auto other = Run({"log.run_name=init_hf2", "model.channels=32"}, "",
+                   (dir_ / "hf").string());
+  ASSERT_FALSE(other.ok());
+  EXPECT_NE(other.status().message().find("C=16"), std::string::npos)
+      << other.status();
 }
 
 // log.sample_prompts: text from the final model in samples.txt (and the log),
