@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "src/core/bf16.h"
 #include "src/core/error.h"
 #include "src/infer/cpu_kernels.h"
 #include "src/infer/decoder.h"
@@ -23,7 +24,8 @@ namespace ops = ::gpt2::cpu;  // the training ops (infer::cpu is this folder's)
 
 class CpuDecoder final : public Decoder {
  public:
-  CpuDecoder(const ModelShape& shape, std::vector<float> params, int max_batch)
+  CpuDecoder(const ModelShape& shape, std::vector<float> params, int max_batch,
+             DType weights)
       : shape_(shape),
         list_(BuildParamList(shape)),
         params_(std::move(params)),
@@ -34,9 +36,22 @@ class CpuDecoder final : public Decoder {
     GPT2_CHECK_MSG(static_cast<int64_t>(params_.size()) == TotalParams(list_),
                    "got ", params_.size(), " parameters, the shape needs ",
                    TotalParams(list_));
+    GPT2_CHECK(weights == DType::kF32 || weights == DType::kBF16);
+    if (weights == DType::kBF16) {
+      // Every weight rounded to bf16, as the GPU's bf16 decoder holds them;
+      // the matmuls stream the bf16 bits (half the bytes), the rest reads
+      // the same rounded values in fp32.
+      bf16_.resize(params_.size());
+      for (size_t i = 0; i < params_.size(); ++i) {
+        bf16_[i] = FloatToBf16Bits(params_[i]);
+        params_[i] = Bf16BitsToFloat(bf16_[i]);
+      }
+    }
   }
 
-  std::string name() const override { return "cpu"; }
+  std::string name() const override {
+    return bf16_.empty() ? "cpu" : "cpu (bf16 weights)";
+  }
   const ModelShape& shape() const override { return shape_; }
   int max_batch() const override { return max_batch_; }
   const float* logits() const override { return logits_.data(); }
@@ -53,6 +68,21 @@ class CpuDecoder final : public Decoder {
     const ParamSpec& p = list_[index];
     return params_.data() + p.offset +
            (layer < 0 ? 0 : int64_t{layer} * p.layer_numel());
+  }
+  // out (N, OC) = inp (N, C) @ parameter `index` (layer `layer`)^T + bias,
+  // from the bf16 weights where the decoder holds them.
+  void Matmul(float* out, const float* inp, int index, int layer,
+              const float* bias, int N, int C, int OC) const {
+    if (bf16_.empty()) {
+      cpu::SmallBatchMatmul(out, inp, P(index, layer), bias, N, C, OC);
+      return;
+    }
+    const ParamSpec& p = list_[index];
+    cpu::SmallBatchMatmul(
+        out, inp,
+        bf16_.data() + p.offset +
+            (layer < 0 ? 0 : int64_t{layer} * p.layer_numel()),
+        bias, N, C, OC);
   }
   // Layer l's cache for row b, head h: (capacity, hs).
   float* KCache(int l, int b, int h) {
@@ -76,6 +106,7 @@ class CpuDecoder final : public Decoder {
   ModelShape shape_;
   std::vector<ParamSpec> list_;
   std::vector<float> params_;
+  std::vector<uint16_t> bf16_;  // the weights' bf16 bits; empty in fp32
   int max_batch_;
   int batch_ = 0, position_ = 0, capacity_ = 0;
   bool started_ = false;
@@ -126,8 +157,7 @@ void CpuDecoder::Logits(const float* ln, int rows) {
   // The LM head is wte (tied). Its padded rows are computed with the rest and
   // then masked: cheaper than a strided output, and whatever a checkpoint
   // holds there can never be sampled.
-  cpu::SmallBatchMatmul(logits_.data(), ln, P(kWte), nullptr, rows,
-                        shape_.channels, Vp);
+  Matmul(logits_.data(), ln, kWte, -1, nullptr, rows, shape_.channels, Vp);
   for (int r = 0; r < rows; ++r) {
     std::fill(logits_.begin() + int64_t{r} * Vp + V,
               logits_.begin() + int64_t{r + 1} * Vp, -INFINITY);
@@ -227,22 +257,20 @@ absl::Status CpuDecoder::Step(absl::Span<const int32_t> tokens) {
   for (int l = 0; l < L; ++l) {
     ops::LayerNormForward<float>(ln_.data(), mean_.data(), rstd_.data(), x,
                                  P(kLn1w, l), P(kLn1b, l), B, C);
-    cpu::SmallBatchMatmul(qkv_.data(), ln_.data(), P(kQkvw, l), P(kQkvb, l), B,
-                          C, 3 * C);
+    Matmul(qkv_.data(), ln_.data(), kQkvw, l, P(kQkvb, l), B, C, 3 * C);
     StoreKv(l, qkv_.data(), B, t, /*per_row=*/true);
     cpu::CachedAttention(atty_.data(), qkv_.data(), 3 * int64_t{C},
                          KCache(l, 0, 0), VCache(l, 0, 0), B, NH, hs, capacity_,
                          t + 1, scores_.data());
-    cpu::SmallBatchMatmul(branch_.data(), atty_.data(), P(kAttprojw, l),
-                          P(kAttprojb, l), B, C, C);
+    Matmul(branch_.data(), atty_.data(), kAttprojw, l, P(kAttprojb, l), B, C,
+           C);
     for (int64_t i = 0; i < int64_t{B} * C; ++i) x[i] += branch_[i];
     ops::LayerNormForward<float>(ln_.data(), mean_.data(), rstd_.data(), x,
                                  P(kLn2w, l), P(kLn2b, l), B, C);
-    cpu::SmallBatchMatmul(fch_.data(), ln_.data(), P(kFcw, l), P(kFcb, l), B, C,
-                          4 * C);
+    Matmul(fch_.data(), ln_.data(), kFcw, l, P(kFcb, l), B, C, 4 * C);
     ops::GeluForward<float>(fch_gelu_.data(), fch_.data(), int64_t{B} * 4 * C);
-    cpu::SmallBatchMatmul(branch_.data(), fch_gelu_.data(), P(kFcprojw, l),
-                          P(kFcprojb, l), B, 4 * C, C);
+    Matmul(branch_.data(), fch_gelu_.data(), kFcprojw, l, P(kFcprojb, l), B,
+           4 * C, C);
     for (int64_t i = 0; i < int64_t{B} * C; ++i) x[i] += branch_[i];
   }
   ops::LayerNormForward<float>(ln_.data(), mean_.data(), rstd_.data(), x,
@@ -256,8 +284,9 @@ absl::Status CpuDecoder::Step(absl::Span<const int32_t> tokens) {
 
 std::unique_ptr<Decoder> MakeCpuDecoder(const ModelShape& shape,
                                         std::vector<float> params,
-                                        int max_batch) {
-  return std::make_unique<CpuDecoder>(shape, std::move(params), max_batch);
+                                        int max_batch, DType weights) {
+  return std::make_unique<CpuDecoder>(shape, std::move(params), max_batch,
+                                      weights);
 }
 
 }  // namespace gpt2::infer

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "src/core/bf16.h"
 #include "src/ops/cpu_parallel.h"
 
 namespace gpt2::infer::cpu {
@@ -15,11 +16,26 @@ using ::gpt2::cpu::kParallelMinWork;
 
 typedef float V8 __attribute__((vector_size(32)));
 
+typedef uint16_t U16x8 __attribute__((vector_size(16)));
+typedef uint32_t U32x8 __attribute__((vector_size(32)));
+
 inline V8 Load(const float* p) {
   V8 v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
+// Eight bf16 weights (their bits) as floats: widened and shifted into the high
+// half, exactly (bf16 is fp32's top 16 bits).
+inline V8 Load(const uint16_t* p) {
+  U16x8 h;
+  std::memcpy(&h, p, sizeof(h));
+  const U32x8 bits = __builtin_convertvector(h, U32x8) << 16;
+  V8 v;
+  std::memcpy(&v, &bits, sizeof(v));
+  return v;
+}
+inline float Scalar(float w) { return w; }
+inline float Scalar(uint16_t w) { return Bf16BitsToFloat(w); }
 
 // Lanes summed in a fixed tree order.
 inline float HorizontalSum(V8 v) {
@@ -31,8 +47,8 @@ inline float HorizontalSum(V8 v) {
 // loaded vector used NB (or NO) times. Every (i, j) sums its 8-wide chunks in
 // order, then its lanes, then the scalar tail: the same for any NO and NB, so
 // a row's result does not depend on the batch it runs in.
-template <int NO, int NB>
-inline void DotBlock(const float* __restrict w, int64_t ldw,
+template <int NO, int NB, typename W>
+inline void DotBlock(const W* __restrict w, int64_t ldw,
                      const float* __restrict x, int64_t ldx, int C,
                      float* __restrict res) {
   V8 acc[NO][NB] = {};
@@ -51,7 +67,11 @@ inline void DotBlock(const float* __restrict w, int64_t ldw,
   for (int i = 0; i < NO; ++i) {
     for (int j = 0; j < NB; ++j) {
       float sum = HorizontalSum(acc[i][j]);
-      for (int k = c; k < C; ++k) sum += w[i * ldw + k] * x[j * ldx + k];
+      // A spelled-out fused multiply-add: the same rounding whatever the
+      // weights' type (the compiler may contract a * b + c differently).
+      for (int k = c; k < C; ++k) {
+        sum = std::fma(Scalar(w[i * ldw + k]), x[j * ldx + k], sum);
+      }
       res[i * NB + j] = sum;
     }
   }
@@ -64,10 +84,10 @@ inline float Dot(const float* a, const float* b, int n) {
 }
 
 // Output rows [o, o + NO) for all N input rows, two at a time.
-template <int NO>
-inline void OutputRows(float* out, const float* inp, const float* weight,
+template <int NO, typename W>
+inline void OutputRows(float* out, const float* inp, const W* weight,
                        const float* bias, int N, int C, int OC, int o) {
-  const float* w = weight + int64_t{o} * C;
+  const W* w = weight + int64_t{o} * C;
   float res[NO * 2];
   for (int n0 = 0; n0 < N; n0 += 2) {
     const int nb = std::min(2, N - n0);
@@ -86,10 +106,9 @@ inline void OutputRows(float* out, const float* inp, const float* weight,
   }
 }
 
-}  // namespace
-
-void SmallBatchMatmul(float* out, const float* inp, const float* weight,
-                      const float* bias, int N, int C, int OC) {
+template <typename W>
+void SmallBatchMatmulOf(float* out, const float* inp, const W* weight,
+                        const float* bias, int N, int C, int OC) {
   // Output rows per task (a multiple of 4): enough that a task amortizes its
   // start, few enough that two threads share even the C x C projections.
   constexpr int kRowsPerTask = 32;
@@ -104,6 +123,18 @@ void SmallBatchMatmul(float* out, const float* inp, const float* weight,
     }
     for (; o < o1; ++o) OutputRows<1>(out, inp, weight, bias, N, C, OC, o);
   }
+}
+
+}  // namespace
+
+void SmallBatchMatmul(float* out, const float* inp, const float* weight,
+                      const float* bias, int N, int C, int OC) {
+  SmallBatchMatmulOf(out, inp, weight, bias, N, C, OC);
+}
+
+void SmallBatchMatmul(float* out, const float* inp, const uint16_t* weight_bf16,
+                      const float* bias, int N, int C, int OC) {
+  SmallBatchMatmulOf(out, inp, weight_bf16, bias, N, C, OC);
 }
 
 void CachedAttention(float* out, const float* q, int64_t q_stride,

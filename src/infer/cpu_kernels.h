@@ -15,6 +15,11 @@ namespace gpt2::infer::cpu {
 // Meant for small N (a decode batch); any N works.
 void SmallBatchMatmul(float* out, const float* inp, const float* weight,
                       const float* bias, int N, int C, int OC);
+// The same with the weights in bf16 (their bits): half the bytes to stream,
+// which is what a decode step waits for; the sums stay fp32, in the same
+// order.
+void SmallBatchMatmul(float* out, const float* inp, const uint16_t* weight_bf16,
+                      const float* bias, int N, int C, int OC);
 
 // One new position per row against a KV cache.
 // q: B rows q_stride floats apart, each starting with its newest position's

@@ -100,9 +100,13 @@ absl::Status CheckTokens(const ModelShape& shape,
 // not depend on the thread count or on the batch size: each row is computed
 // in a fixed order, so the same seed gives the same text with --num_samples 1
 // or 10.
+// With `weights` kBF16 every weight is rounded to bf16 (as the GPU's bf16
+// decoder holds them) and the matmuls stream the bf16 bits: half the bytes a
+// decode step waits for; activations and sums stay fp32.
 std::unique_ptr<Decoder> MakeCpuDecoder(const ModelShape& shape,
                                         std::vector<float> params,
-                                        int max_batch);
+                                        int max_batch,
+                                        DType weights = DType::kF32);
 
 // A decoder over any Backend (the CPU's or CUDA's), built from the backend's
 // ops with `dtype` storage (f32, or bf16 on CUDA): each step runs the model on

@@ -47,7 +47,8 @@ ABSL_FLAG(std::string, device, "auto",
           "auto (GPU 0 if a usable GPU is there, else the CPU), cpu, or cuda "
           "(GPU 0, in a CUDA build): where the model decodes.");
 ABSL_FLAG(std::string, precision, "bf16",
-          "On a GPU: bf16 or fp32 weights and activations.");
+          "bf16 or fp32 weights (on a GPU the activations too; on the CPU "
+          "they stay fp32, and bf16 weights halve what each token reads).");
 ABSL_FLAG(std::string, checkpoint, "",
           "The gpt2_ddp checkpoint (.ckpt) to serve, a run folder for its "
           "newest, or a Hugging Face GPT-2 folder (model.safetensors + "

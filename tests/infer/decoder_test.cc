@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "src/backend/backend.h"
+#include "src/core/bf16.h"
 #include "src/core/rng.h"
 #include "src/infer/cpu_kernels.h"
 #include "src/model/gpt2.h"
@@ -165,6 +166,40 @@ TEST(KvCache, RowsDoNotDependOnBatchSize) {
     for (int v = 0; v < shape.padded_vocab_size; ++v) {
       ASSERT_EQ(one->logits()[v], six->logits()[v]) << "step " << step;
     }
+  }
+}
+
+// bf16 weights: every weight rounded to bf16, the matmuls reading the bits.
+// Bit for bit the fp32 decoder given the rounded weights (the bits widen
+// exactly and the sums keep their order), at C with and without vector tails.
+TEST(KvCache, Bf16WeightsAreTheRoundedWeights) {
+  for (const ModelShape& shape :
+       {ModelShape{2, 4, 32, 12, 97, 128}, ModelShape{3, 4, 12, 10, 50, 64}}) {
+    const std::vector<double> params = RandomParams(shape, 4, 0.3);
+    std::vector<float> fp(params.begin(), params.end()), rounded = fp;
+    for (float& x : rounded) x = Bf16BitsToFloat(FloatToBf16Bits(x));
+    auto bf16 = MakeCpuDecoder(shape, fp, 2, DType::kBF16);
+    auto reference = MakeCpuDecoder(shape, rounded, 2);
+    auto unrounded = MakeCpuDecoder(shape, fp, 2);
+    EXPECT_EQ(bf16->name(), "cpu (bf16 weights)");
+    const std::vector<int32_t> prompt = {5, 9, 1};
+    for (auto* d : {bf16.get(), reference.get(), unrounded.get()}) {
+      ASSERT_TRUE(d->Start(prompt, 2, 8).ok());
+    }
+    int differ_from_fp32 = 0;
+    for (int step = 0; step < 4; ++step) {
+      for (int v = 0; v < 2 * shape.padded_vocab_size; ++v) {
+        ASSERT_EQ(bf16->logits()[v], reference->logits()[v])
+            << "C=" << shape.channels << " step " << step << " v " << v;
+        differ_from_fp32 += bf16->logits()[v] != unrounded->logits()[v];
+      }
+      const std::vector<int32_t> next = {static_cast<int32_t>(step + 10),
+                                         static_cast<int32_t>(step + 20)};
+      for (auto* d : {bf16.get(), reference.get(), unrounded.get()}) {
+        ASSERT_TRUE(d->Step(next).ok());
+      }
+    }
+    EXPECT_GT(differ_from_fp32, 0);  // the rounding did happen
   }
 }
 
