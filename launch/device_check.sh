@@ -122,6 +122,17 @@ if [ ! -x "$stage/bin/gpt2_ddp" ]; then
   exit 2
 fi
 log "commit $(cat "$stage/COMMIT" 2>/dev/null || echo unknown), host $(hostname), groups: $groups"
+# switch_on VAR=VALUE WHAT: a fallback switch for the rest of this call and, through
+# $state/switches, for later calls on this machine.
+switch_on() { export "$1"; echo "$1" >>"$state/switches"; log "$2"; }
+# Those an earlier call's tests group set (unless this call's environment sets them).
+while read -r setting; do
+  var=${setting%%=*}
+  if [ -n "$var" ] && [ -z "${!var+x}" ]; then
+    export "$setting"
+    log "$setting: the GPU tests of an earlier call on this machine failed that fast path"
+  fi
+done < <(cat "$state/switches" 2>/dev/null)
 for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE; do
   if [ -z "${!var+x}" ] && [ "$(cat "$state/$var" 2>/dev/null)" = 1 ]; then
     export "$var=1"
@@ -188,13 +199,16 @@ group_tests() {
   # A fast path that failed its tests is switched off for the rest of the run (and the
   # benchmark says which kernels ran), so one bad kernel does not spoil the whole proof.
   failed() { grep -qE "^\[  FAILED  \] ($1)" "$logs/gpu_tests.txt"; }
+  # The switches are remembered for later calls on this machine (which run no tests
+  # group of their own): this call's results replace the last ones.
+  rm -f "$state/switches"
   # off TEST_PATTERN VAR=VALUE WHAT: sets the switch when a test of the pattern failed.
-  off() { if failed "$1"; then export "$2"; log "$3"; fi; }
+  off() { if failed "$1"; then switch_on "$2" "$3"; fi; }
   if failed "CudaMma\.FragmentLayout"; then
-    export GPT2_PORTABLE_ATTENTION=1; log "the mma layout failed its test: portable attention from here on"
+    switch_on GPT2_PORTABLE_ATTENTION=1 "the mma layout failed its test: portable attention from here on"
   elif failed "CudaMma\.LdMatrix"; then
     # The attention tests fail with it; the transposed-tile path passed on the H200.
-    export GPT2_ATTENTION_LDMATRIX=0; log "ldmatrix.trans failed its test: attention with transposed tiles from here on"
+    switch_on GPT2_ATTENTION_LDMATRIX=0 "ldmatrix.trans failed its test: attention with transposed tiles from here on"
   elif failed "Types/CudaOps\.(LeanAttentionBackward|WideAttentionForward|FusedAttentionBackward)"; then
     # A second version of a kernel disagrees with the first: keep the first.
     off "Types/CudaOps\.LeanAttentionBackward" GPT2_ATTENTION_LEAN=0 \
@@ -204,7 +218,7 @@ group_tests() {
     off "Types/CudaOps\.WideAttentionForward" GPT2_ATTENTION_WIDE=0 \
       "wide attention forward failed its test: 16 rows per warp from here on"
   elif failed "Types/CudaOps\.Attention(Peaked)?/bf16"; then
-    export GPT2_PORTABLE_ATTENTION=1; log "tensor-core attention failed its tests: portable attention from here on"
+    switch_on GPT2_PORTABLE_ATTENTION=1 "tensor-core attention failed its tests: portable attention from here on"
   fi
   off "Types/CudaOps\.FusedMatmulGelu[A-Za-z]*/bf16" GPT2_GELU_EPILOGUES=0 \
     "fused GELU failed its tests: separate GELU kernels from here on"
