@@ -13,6 +13,7 @@
 #include "src/backend/backend.h"
 #include "src/core/rng.h"
 #include "src/infer/decoder.h"
+#include "src/infer/generate.h"
 #include "src/ops/sample.h"
 #include "tests/test_util.h"
 
@@ -257,6 +258,45 @@ TEST(BackendDecoder, ReplayedGraphsMatchTheDirectRun) {
   // position of each batch size runs directly, every later one is a replay.
   EXPECT_EQ(recording.graphs(), 2);
   EXPECT_EQ(recording.replays(), positions - 2);
+}
+
+// Generate draws 16 tokens per wait: between the draws the positions run as
+// replayed graphs (a recording backend, as CUDA graphs would), the draws and
+// their copies outside them. The same tokens as one draw per wait on the plain
+// backend, for rows that end at end-of-text at different steps.
+TEST(BackendDecoder, DrawingAheadThroughGraphsGivesTheSameTokens) {
+  ModelShape shape = SmallShape();
+  shape.max_seq_len = 48;  // 45 new tokens: three batches of draws
+  std::vector<float> params = RandomParams(shape, 6);
+  for (float& p : params) p *= 8;  // peaked logits: tokens recur
+  auto cpu = MakeCpuBackend();
+  RecordingBackend recording(cpu.get());
+  auto ahead = MakeBackendDecoder(&recording, DType::kF32, shape, params, 3);
+  setenv("GPT2_DECODE_LOOKAHEAD", "1", 1);
+  auto one = MakeBackendDecoder(cpu.get(), DType::kF32, shape, params, 3);
+  unsetenv("GPT2_DECODE_LOOKAHEAD");
+  ASSERT_EQ(ahead->lookahead(), 16);
+  ASSERT_EQ(one->lookahead(), 1);
+  GenerateRequest r;
+  r.prompt = {5, 9, 2};
+  r.num_samples = 3;
+  r.max_new_tokens = shape.max_seq_len - 3;
+  r.sampling = {10, 1.0};
+  r.seed = 21;
+  r.stop_at_end_of_text = false;
+  auto free_run = Generate(one.get(), r);
+  ASSERT_TRUE(free_run.ok()) << free_run.status();
+  r.stop_at_end_of_text = true;
+  r.end_of_text = free_run->samples[2].tokens[20];  // row 2 ends by step 21
+  auto a = Generate(ahead.get(), r), b = Generate(one.get(), r);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(a->samples[i].tokens, b->samples[i].tokens) << i;
+    EXPECT_EQ(a->samples[i].finish, b->samples[i].finish) << i;
+  }
+  EXPECT_EQ(a->samples[2].finish, FinishReason::kEndOfText);
+  EXPECT_GT(recording.replays(), 0);
 }
 
 // SampleNext draws with the backend's op (on a GPU, on the device) what the
