@@ -21,6 +21,7 @@ absl::StatusOr<InferenceModel> LoadInferenceModel(const std::string& what) {
     model.num_params = static_cast<int64_t>(hf.params.size());
     model.params = std::move(hf.params);
     model.source = what;
+    model.hugging_face = true;
     return model;
   }
   GPT2_ASSIGN_OR_RETURN(const std::string path, ResolveCheckpoint(what));

@@ -20,6 +20,7 @@ struct InferenceModel {
   int64_t num_params = 0;
   int64_t step = 0;    // the checkpoint's optimizer steps; 0 for a random init
   std::string source;  // the checkpoint path, or "random init (seed N)"
+  bool hugging_face = false;  // weights from a Hugging Face folder (no step)
 };
 
 // Reads the checkpoint's header and parameters. `path`: a checkpoint file, or a

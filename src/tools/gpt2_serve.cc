@@ -320,16 +320,21 @@ Json ModelInfo(const ServedModel& served) {
               {"step", served.model.step}};
 }
 
-std::string RenderPage(const ServedModel& served) {
+std::string RenderPage(const ServedModel& served,
+                       const std::string& decoder_name) {
   const ModelShape& s = served.model.shape;
-  const std::string title = absl::StrFormat(
-      "GPT-2 %.1fM (%d layer%s, %d channels), step %d",
-      served.model.num_params / 1e6, s.num_layers, s.num_layers == 1 ? "" : "s",
-      s.channels, served.model.step);
+  const bool hf = served.model.hugging_face;
+  const std::string title =
+      absl::StrFormat("GPT-2 %.1fM (%d layer%s, %d channels), %s",
+                      served.model.num_params / 1e6, s.num_layers,
+                      s.num_layers == 1 ? "" : "s", s.channels,
+                      hf ? std::string("Hugging Face weights")
+                         : absl::StrCat("step ", served.model.step));
   const std::string subtitle =
       absl::StrCat(infer::DescribeShape(s, served.model.num_params),
-                   " · checkpoint ", served.model.source,
-                   " · trained with gpt2_ddp · KV-cache decoding on the CPU");
+                   hf ? " · weights " : " · checkpoint ", served.model.source,
+                   hf ? "" : " · trained with gpt2_ddp",
+                   " · KV-cache decoding on ", decoder_name);
   return absl::StrReplaceAll(
       kServePage, {{"{{TITLE}}", HtmlEscape(title)},
                    {"{{SUBTITLE}}", HtmlEscape(subtitle)},
@@ -483,7 +488,7 @@ absl::Status Serve() {
   served.model.params = {};
   const std::string decoder_name = decoder.decoder->name();
   ModelWorker worker(std::move(decoder.decoder));
-  const std::string page = RenderPage(served);
+  const std::string page = RenderPage(served, decoder_name);
 
   Server server;
   server.new_task_queue = [http_threads] {
@@ -578,10 +583,12 @@ absl::Status Serve() {
     return absl::InternalError("cannot raise the listen backlog");
   }
   std::printf(
-      "%s: %s, step %lld, from %s; decoding on %s\n", kTool,
+      "%s: %s, %s %s; decoding on %s\n", kTool,
       infer::DescribeShape(served.model.shape, served.model.num_params).c_str(),
-      static_cast<long long>(served.model.step), served.model.source.c_str(),
-      decoder_name.c_str());
+      served.model.hugging_face
+          ? "Hugging Face weights from"
+          : absl::StrCat("step ", served.model.step, ", from").c_str(),
+      served.model.source.c_str(), decoder_name.c_str());
   std::printf("%s: listening on http://%s:%d\n", kTool, host.c_str(), bound);
   std::fflush(stdout);
   signals->Watch(&server);

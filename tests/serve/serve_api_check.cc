@@ -138,8 +138,9 @@ TEST(Api, Page) {
   EXPECT_NE(r.content_type.find("text/html"), std::string::npos);
   for (const char* want :
        {"Enter some text", "Number of outputs", "Maximum length", "Top-k",
-        "Temperature", "Seed", "Generate", "First Citizen:", "ROMEO:",
-        "To be, or not to be", "step 7", "1.6M", "/api/generate"}) {
+        "Temperature", "Seed", "Generate",
+        "First Citizen:", "ROMEO:", "To be, or not to be", "step 7", "1.6M",
+        "/api/generate", "trained with gpt2_ddp", "KV-cache decoding on cpu"}) {
     EXPECT_NE(r.body.find(want), std::string::npos) << want;
   }
   EXPECT_EQ(r.body.find("{{"), std::string::npos) << "a placeholder was left";
