@@ -89,7 +89,9 @@ struct CublasLtMatmul::Plan {
 };
 
 CublasLtMatmul::CublasLtMatmul(CUstream_st* stream, Scratch* scratch)
-    : stream_(stream), scratch_(scratch) {
+    : stream_(stream),
+      scratch_(scratch),
+      bias_epilogue_(EnvIs("GPT2_BIAS_EPILOGUE", "1")) {
   cublasLtHandle_t handle;
   GPT2_CUBLAS_CHECK(cublasLtCreate(&handle));
   handle_ = handle;
@@ -388,7 +390,7 @@ void CublasLtMatmul::WeightAndBiasBackward(Tensor dweight, Tensor dbias,
   // epilogue (dout is read once instead of twice), in fp32, then added into
   // dbias; where cuBLASLt has no algorithm for it, our column sums. Opt-in
   // until a GPU run says it is faster (gpt2_bench with and without).
-  if (dbias.data != nullptr && EnvIs("GPT2_BIAS_EPILOGUE", "1")) {
+  if (dbias.data != nullptr && bias_epilogue_) {
     Plan* fused = GetPlan(dout.dtype, C, OC, N, false, true,
                           CUBLASLT_EPILOGUE_BGRADB, true, alignment,
                           /*required=*/false);

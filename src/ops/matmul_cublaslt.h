@@ -91,6 +91,8 @@ class CublasLtMatmul {
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
   int tuned_plans_ = 0, changed_plans_ = 0;
+  // GPT2_BIAS_EPILOGUE=1 when this was made (read once, off the step's path).
+  bool bias_epilogue_ = false;
   double saved_ms_ = 0.0;
 };
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/text_format.h"
@@ -348,6 +349,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   Tensor loss_sums = backend->Alloc(model.stats_dtype(), 2);
   Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
   Tensor val_loss_sum = backend->Alloc(model.stats_dtype(), 1);
+  // Freed on every way out: the end, --eval, an error.
+  absl::Cleanup free_buffers = [&] {
+    if (own_shard_buffer) backend->Free(shard_grads);
+    backend->Free(loss_sums);
+    backend->Free(norms_squared);
+    backend->Free(val_loss_sum);
+  };
   const size_t scalar_bytes = DTypeSize(model.stats_dtype());
   std::vector<char> host_scalars(4 * scalar_bytes);  // loss, norm for each slot
   auto host_scalar = [&](int index) {
@@ -527,10 +535,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         : !options.init_from.empty()
             ? options.init_from
             : absl::StrCat("the init (train.seed ", cfg.train().seed(), ")")));
-    if (own_shard_buffer) backend->Free(shard_grads);
-    backend->Free(loss_sums);
-    backend->Free(norms_squared);
-    backend->Free(val_loss_sum);
     return result;
   }
   for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
@@ -682,10 +686,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                        sampled.ToString()));
     }
   }
-  if (own_shard_buffer) backend->Free(shard_grads);
-  backend->Free(loss_sums);
-  backend->Free(norms_squared);
-  backend->Free(val_loss_sum);
   log.Line(absl::StrFormat(
       "done: %d steps in %.1f s, final loss %.6f; logs in %s", result.steps_run,
       SecondsSince(process_start), result.final_loss, run_dir));

@@ -456,12 +456,14 @@ TEST_P(CudaOps, Matmul) {
 // emulator, which has no cuBLASLt, the same check of the portable path). Its
 // own test, so that device_check can turn off only it.
 TEST_P(CudaOps, MatmulBiasEpilogue) {
+  // The switch is read when the backend's cuBLASLt state is made.
   setenv("GPT2_BIAS_EPILOGUE", "1", 1);
+  cuda_ = MakeCudaBackend(0);
+  unsetenv("GPT2_BIAS_EPILOGUE");
   for (auto [N, C, OC] : {std::tuple{33, 40, 70}, std::tuple{64, 64, 192},
                           std::tuple{256, 128, 384}, std::tuple{40, 24, 8}}) {
     CheckMatmul(N, C, OC, " (GPT2_BIAS_EPILOGUE=1)");
   }
-  unsetenv("GPT2_BIAS_EPILOGUE");
 }
 
 // dbias += column sums made elsewhere (cuBLASLt's bias-gradient epilogue).

@@ -13,9 +13,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import torch
 from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_logits_check import compare  # noqa: E402
 
 
 def main():
@@ -46,12 +48,7 @@ def main():
     ids = tokenizer(args.prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         theirs = model.float()(ids).logits[0].numpy()
-    ours = np.fromfile(ours_path, dtype=np.float32).reshape(-1, model.config.vocab_size)
-    if ours.shape != theirs.shape:
-        sys.exit(f"hf_import_check: shapes differ: ours {ours.shape}, transformers {theirs.shape}")
-    diff = np.abs(ours - theirs).max()
-    scale = np.abs(theirs).max()
-    ok = diff <= args.tolerance * max(scale, 1.0)
+    _, diff, scale, ok = compare(ours_path, theirs, args.tolerance, "hf_import_check")
     print(f"hf_import_check: transformers' fp16 save_pretrained ({', '.join(names)}) imported; "
           f"max |ours - transformers| = {diff:.3e} (logit scale {scale:.2f}): "
           f"{'ok' if ok else 'MISMATCH'}")

@@ -15,6 +15,17 @@ import torch
 from transformers import GPT2LMHeadModel, GPT2TokenizerFast
 
 
+def compare(ours_path, theirs, tolerance, tool):
+    """Our logits (float32 file, T x V) against transformers' (T x V): the max |difference|,
+    the logits' scale, and whether the difference is within tolerance of that scale."""
+    ours = np.fromfile(ours_path, dtype=np.float32).reshape(-1, theirs.shape[-1])
+    if ours.shape != theirs.shape:
+        sys.exit(f"{tool}: shapes differ: ours {ours.shape}, transformers {theirs.shape}")
+    diff = np.abs(ours - theirs).max()
+    scale = np.abs(theirs).max()
+    return ours, diff, scale, diff <= tolerance * max(scale, 1.0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hf_dir", required=True)
@@ -28,13 +39,8 @@ def main():
     ids = tokenizer(args.prompt, return_tensors="pt").input_ids
     with torch.no_grad():
         theirs = model(ids).logits[0].numpy()
-    ours = np.fromfile(args.ours, dtype=np.float32).reshape(-1, model.config.vocab_size)
-    if ours.shape != theirs.shape:
-        sys.exit(f"hf_logits_check: shapes differ: ours {ours.shape}, transformers {theirs.shape}")
-    diff = np.abs(ours - theirs).max()
-    scale = np.abs(theirs).max()
+    ours, diff, scale, ok = compare(args.ours, theirs, args.tolerance, "hf_logits_check")
     same_argmax = (ours.argmax(-1) == theirs.argmax(-1)).mean()
-    ok = diff <= args.tolerance * max(scale, 1.0)
     print(f"hf_logits_check: {ids.shape[1]} tokens {ids[0].tolist()}; max |ours - transformers| = "
           f"{diff:.3e} (logit scale {scale:.2f}); argmax agreement {same_argmax:.0%}: "
           f"{'ok' if ok else 'MISMATCH'}")
