@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,16 @@ class Backend {
   virtual std::string TunedKernels() const { return ""; }
 
   // ---- Memory: zero-filled allocations, host <-> backend copies. ----
+  // The memory Alloc draws on, for planning a run before allocating it: the
+  // GPU's free and total bytes, or the host's (MemAvailable and MemTotal of
+  // /proc/meminfo) for the CPU; nullopt where unknown.
+  struct MemoryInfo {
+    int64_t free_bytes = 0, total_bytes = 0;
+    std::string device;  // e.g. "GPU 0 (NVIDIA H100 80GB HBM3)", "the host"
+  };
+  virtual std::optional<MemoryInfo> DeviceMemory() const {
+    return std::nullopt;
+  }
   virtual Tensor Alloc(DType dtype, int64_t numel) = 0;
   virtual void Free(Tensor t) = 0;
   virtual void Upload(Tensor dst, const void* host_src) = 0;

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "src/backend/backend.h"
+#include "src/core/host_memory.h"
 #include "src/ops/attention.h"
 #include "src/ops/cast.h"
 #include "src/ops/classifier.h"
@@ -41,6 +42,11 @@ class CpuBackend final : public Backend {
     return Tensor{data, dtype, numel};
   }
   void Free(Tensor t) override { std::free(t.data); }  // free(nullptr) is fine
+  std::optional<MemoryInfo> DeviceMemory() const override {
+    const std::optional<HostMemory> host = ReadHostMemory();
+    if (!host) return std::nullopt;
+    return MemoryInfo{host->available_bytes, host->total_bytes, "the host"};
+  }
   void Upload(Tensor dst, const void* host_src) override {
     std::memcpy(dst.data, host_src, dst.bytes());
   }

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "src/core/env.h"
 #include "src/cuda/check.h"
 #include "src/cuda/scratch.h"
@@ -111,6 +112,20 @@ class CudaBackend final : public Backend {
     }
     GPT2_CUDA_CHECK(cudaMemsetAsync(data, 0, bytes, stream_));
     return Tensor{data, dtype, numel};
+  }
+  std::optional<MemoryInfo> DeviceMemory() const override {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+      cudaGetLastError();  // not sticky; clear it
+      return std::nullopt;
+    }
+    cudaDeviceProp prop;
+    const bool named = cudaGetDeviceProperties(&prop, device_) == cudaSuccess;
+    return MemoryInfo{static_cast<int64_t>(free_bytes),
+                      static_cast<int64_t>(total_bytes),
+                      absl::StrCat("GPU ", device_,
+                                   named ? absl::StrCat(" (", prop.name, ")")
+                                         : std::string())};
   }
   void Free(Tensor t) override {
     if (t.data == nullptr) return;

@@ -14,6 +14,49 @@ struct Gpt2Model::LayerActs {
       fch /* (B,T,4C) */, fch_gelu /* (B,T,4C) */, residual3;
 };
 
+// Every activation buffer (and the token inputs) with its type and size:
+// visit(&Gpt2Model::member, dtype, numel), in allocation order. The one list
+// the constructor allocates from, the destructor frees and ActivationBytes
+// sums.
+template <typename Visit>
+void Gpt2Model::ForEachActivation(const ActivationSizes& s, Visit&& visit) {
+  const int64_t BT = int64_t{s.max_batch} * s.max_seq;
+  const int64_t L = s.shape.num_layers, C = s.shape.channels;
+  const int64_t ln_layers = s.recompute_layernorm ? 1 : L;
+  // Per-row statistics and losses stay in full precision when the data is
+  // bf16; the residual stream (and its gradient) has its own type.
+  const DType act = s.dtype, stats = StatsDType(s.dtype), stream = s.residual;
+  visit(&Gpt2Model::tokens_, DType::kI32, BT);
+  visit(&Gpt2Model::targets_, DType::kI32, BT);
+  visit(&Gpt2Model::encoded_, stream, BT * C);
+  visit(&Gpt2Model::ln1_, act, ln_layers * BT * C);
+  visit(&Gpt2Model::ln1_mean_, stats, L * BT);
+  visit(&Gpt2Model::ln1_rstd_, stats, L * BT);
+  visit(&Gpt2Model::qkv_, act, L * BT * 3 * C);
+  visit(&Gpt2Model::atty_, act, L * BT * C);
+  visit(&Gpt2Model::att_lse_, stats, L * BT * s.shape.num_heads);
+  visit(&Gpt2Model::residual2_, stream, L * BT * C);
+  visit(&Gpt2Model::ln2_, act, ln_layers * BT * C);
+  visit(&Gpt2Model::ln2_mean_, stats, L * BT);
+  visit(&Gpt2Model::ln2_rstd_, stats, L * BT);
+  visit(&Gpt2Model::fch_, act, L * BT * 4 * C);
+  visit(&Gpt2Model::fch_gelu_, act, (s.recompute_gelu ? 1 : L) * BT * 4 * C);
+  visit(&Gpt2Model::residual3_, stream, L * BT * C);
+  visit(&Gpt2Model::lnf_, act, BT * C);
+  visit(&Gpt2Model::lnf_mean_, stats, BT);
+  visit(&Gpt2Model::lnf_rstd_, stats, BT);
+  visit(&Gpt2Model::logits_, act, BT * s.shape.padded_vocab_size);
+  visit(&Gpt2Model::losses_, stats, BT);
+  visit(&Gpt2Model::branch_out_, act, BT * C);
+  visit(&Gpt2Model::d_residual_, stream, BT * C);
+  if (stream != act) visit(&Gpt2Model::d_residual_cast_, act, BT * C);
+  visit(&Gpt2Model::d_ln_, act, BT * C);
+  visit(&Gpt2Model::d_qkv_, act, BT * 3 * C);
+  visit(&Gpt2Model::d_atty_, act, BT * C);
+  visit(&Gpt2Model::d_fch_, act, BT * 4 * C);
+  visit(&Gpt2Model::d_fch_gelu_, act, BT * 4 * C);
+}
+
 Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
                      int max_batch, int max_seq, int64_t buffer_elems,
                      bool recompute_gelu, bool recompute_layernorm,
@@ -27,9 +70,7 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
       num_params_(TotalParams(param_list_)) {
   recompute_gelu_ = recompute_gelu;
   recompute_layernorm_ = recompute_layernorm;
-  residual_dtype_ =
-      residual_fp32 && dtype == DType::kBF16 ? DType::kF32 : dtype;
-  const int64_t ln_layers = recompute_layernorm_ ? 1 : shape_.num_layers;
+  residual_dtype_ = ResidualDType(dtype, residual_fp32);
   GPT2_CHECK_MSG(backend_->SupportsDType(dtype), "backend ", backend_->name(),
                  " cannot train in ", DTypeName(dtype));
   GPT2_CHECK(max_seq_ <= shape_.max_seq_len);
@@ -39,66 +80,39 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
   params_ = backend_->Alloc(dtype_, buffer);
   grads_ = backend_->Alloc(dtype_, buffer);
 
-  const int64_t BT = int64_t{max_batch_} * max_seq_;
-  const int64_t L = shape_.num_layers, C = shape_.channels;
-  auto alloc_as = [&](DType dtype, int64_t numel) {
-    activation_bytes_ += numel * static_cast<int64_t>(DTypeSize(dtype));
-    return backend_->Alloc(dtype, numel);
-  };
-  auto alloc = [&](int64_t numel) { return alloc_as(dtype_, numel); };
-  // Per-row statistics and losses stay in full precision when the data is bf16.
-  auto alloc_stats = [&](int64_t numel) {
-    return alloc_as(stats_dtype(), numel);
-  };
-  tokens_ = backend_->Alloc(DType::kI32, BT);
-  targets_ = backend_->Alloc(DType::kI32, BT);
-  // The residual stream (and its gradient) in its own type.
-  auto alloc_stream = [&](int64_t numel) {
-    return alloc_as(residual_dtype_, numel);
-  };
-  encoded_ = alloc_stream(BT * C);
-  ln1_ = alloc(ln_layers * BT * C);
-  ln1_mean_ = alloc_stats(L * BT);
-  ln1_rstd_ = alloc_stats(L * BT);
-  qkv_ = alloc(L * BT * 3 * C);
-  atty_ = alloc(L * BT * C);
-  att_lse_ = alloc_stats(L * BT * shape_.num_heads);
-  residual2_ = alloc_stream(L * BT * C);
-  ln2_ = alloc(ln_layers * BT * C);
-  ln2_mean_ = alloc_stats(L * BT);
-  ln2_rstd_ = alloc_stats(L * BT);
-  fch_ = alloc(L * BT * 4 * C);
-  fch_gelu_ = alloc((recompute_gelu_ ? 1 : L) * BT * 4 * C);
-  residual3_ = alloc_stream(L * BT * C);
-  lnf_ = alloc(BT * C);
-  lnf_mean_ = alloc_stats(BT);
-  lnf_rstd_ = alloc_stats(BT);
-  logits_ = alloc(BT * shape_.padded_vocab_size);
-  losses_ = alloc_stats(BT);
-  branch_out_ = alloc(BT * C);
-  d_residual_ = alloc_stream(BT * C);
-  if (residual_dtype_ != dtype_) d_residual_cast_ = alloc(BT * C);
-  d_ln_ = alloc(BT * C);
-  d_qkv_ = alloc(BT * 3 * C);
-  d_atty_ = alloc(BT * C);
-  d_fch_ = alloc(BT * 4 * C);
-  d_fch_gelu_ = alloc(BT * 4 * C);
+  ForEachActivation(
+      ActivationSizes{shape_, dtype_, residual_dtype_, max_batch_, max_seq_,
+                      recompute_gelu_, recompute_layernorm_},
+      [&](Tensor Gpt2Model::*buffer, DType type, int64_t numel) {
+        this->*buffer = backend_->Alloc(type, numel);
+        activation_bytes_ += (this->*buffer).bytes();
+      });
+}
+
+int64_t Gpt2Model::ActivationBytes(const ModelShape& shape, DType dtype,
+                                   int max_batch, int max_seq,
+                                   bool recompute_gelu,
+                                   bool recompute_layernorm,
+                                   bool residual_fp32) {
+  int64_t bytes = 0;
+  ForEachActivation(
+      ActivationSizes{shape, dtype, ResidualDType(dtype, residual_fp32),
+                      max_batch, max_seq, recompute_gelu, recompute_layernorm},
+      [&](Tensor Gpt2Model::*, DType type, int64_t numel) {
+        bytes += numel * static_cast<int64_t>(DTypeSize(type));
+      });
+  return bytes;
 }
 
 Gpt2Model::~Gpt2Model() {
-  for (Tensor* t : {&params_,     &grads_,           &tokens_,
-                    &targets_,    &encoded_,         &ln1_,
-                    &ln1_mean_,   &ln1_rstd_,        &qkv_,
-                    &atty_,       &att_lse_,         &residual2_,
-                    &ln2_,        &ln2_mean_,        &ln2_rstd_,
-                    &fch_,        &fch_gelu_,        &residual3_,
-                    &lnf_,        &lnf_mean_,        &lnf_rstd_,
-                    &logits_,     &losses_,          &branch_out_,
-                    &d_residual_, &d_residual_cast_, &d_ln_,
-                    &d_qkv_,      &d_atty_,          &d_fch_,
-                    &d_fch_gelu_}) {
-    backend_->Free(*t);
-  }
+  backend_->Free(params_);
+  backend_->Free(grads_);
+  ForEachActivation(
+      ActivationSizes{shape_, dtype_, residual_dtype_, max_batch_, max_seq_,
+                      recompute_gelu_, recompute_layernorm_},
+      [&](Tensor Gpt2Model::*buffer, DType, int64_t) {
+        backend_->Free(this->*buffer);
+      });
 }
 
 void Gpt2Model::InitParams(uint64_t seed) {

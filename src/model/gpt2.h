@@ -39,13 +39,24 @@ class Gpt2Model {
   DType dtype() const { return dtype_; }
   // Of layernorm statistics, attention log-sum-exps and losses: f32 for bf16
   // models.
-  DType stats_dtype() const {
-    return dtype_ == DType::kBF16 ? DType::kF32 : dtype_;
+  DType stats_dtype() const { return StatsDType(dtype_); }
+  static DType StatsDType(DType dtype) {
+    return dtype == DType::kBF16 ? DType::kF32 : dtype;
+  }
+  static DType ResidualDType(DType dtype, bool residual_fp32) {
+    return residual_fp32 && dtype == DType::kBF16 ? DType::kF32 : dtype;
   }
   // Of the residual stream (f32 with residual_fp32 in a bf16 model, else
   // dtype()).
   DType residual_dtype() const { return residual_dtype_; }
+  // Bytes of the activations, backward scratch and token inputs the model
+  // allocated; ActivationBytes: the same for a model not made (the
+  // constructor's arguments), for planning memory before allocating.
   int64_t activation_bytes() const { return activation_bytes_; }
+  static int64_t ActivationBytes(const ModelShape& shape, DType dtype,
+                                 int max_batch, int max_seq,
+                                 bool recompute_gelu, bool recompute_layernorm,
+                                 bool residual_fp32);
 
   // GPT-2's init from `seed`, computed on the host and uploaded.
   void InitParams(uint64_t seed);
@@ -84,7 +95,15 @@ class Gpt2Model {
   Tensor Grad(int index, int layer = -1) const;
 
  private:
-  struct LayerActs;  // views into acts_ for one layer
+  struct LayerActs;  // views into the activations for one layer
+  struct ActivationSizes {
+    const ModelShape& shape;
+    DType dtype, residual;
+    int max_batch, max_seq;
+    bool recompute_gelu, recompute_layernorm;
+  };
+  template <typename Visit>
+  static void ForEachActivation(const ActivationSizes& sizes, Visit&& visit);
   LayerActs Layer(int l, int B, int T) const;
   Tensor ViewOf(Tensor buffer, int index, int layer) const;
 

@@ -9,11 +9,16 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
                                DType dtype, const AdamWHyper& hyper,
                                const ShardLayout& shard)
     : backend_(backend), params_(params), hyper_(hyper), shard_(shard) {
-  const DType state = dtype == DType::kBF16 ? DType::kF32 : dtype;
-  m_ = backend_->Alloc(state, shard_.shard_size);
-  v_ = backend_->Alloc(state, shard_.shard_size);
-  if (dtype == DType::kBF16)
+  m_ = backend_->Alloc(StateDType(dtype), shard_.shard_size);
+  v_ = backend_->Alloc(StateDType(dtype), shard_.shard_size);
+  if (HasMaster(dtype))
     master_ = backend_->Alloc(DType::kF32, shard_.shard_size);
+}
+
+int64_t AdamWOptimizer::StateBytes(DType dtype, int64_t shard_size) {
+  const int64_t per_param =
+      2 * DTypeSize(StateDType(dtype)) + (HasMaster(dtype) ? 4 : 0);
+  return per_param * shard_size;
 }
 
 AdamWOptimizer::AdamWOptimizer(Backend* backend,

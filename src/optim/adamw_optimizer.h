@@ -44,7 +44,12 @@ class AdamWOptimizer {
             int64_t step);
 
   const ShardLayout& shard() const { return shard_; }
-  int64_t state_bytes() const { return m_.bytes() + v_.bytes(); }
+  // Bytes of m, v and the master weights; StateBytes: the same before
+  // making one, for planning memory.
+  int64_t state_bytes() const {
+    return m_.bytes() + v_.bytes() + master_.bytes();
+  }
+  static int64_t StateBytes(DType dtype, int64_t shard_size);
   // The moments of this rank's shard, (shard_size) each, for checkpoints.
   Tensor m() const { return m_; }
   Tensor v() const { return v_; }
@@ -55,6 +60,11 @@ class AdamWOptimizer {
   void InitMasterFromParams(Tensor params);
 
  private:
+  static DType StateDType(DType dtype) {
+    return dtype == DType::kBF16 ? DType::kF32 : dtype;
+  }
+  static bool HasMaster(DType dtype) { return dtype == DType::kBF16; }
+
   Backend* backend_;
   std::vector<ParamSpec> params_;
   AdamWHyper hyper_;

@@ -43,6 +43,13 @@ ABSL_FLAG(bool, eval, false,
           "(--resume, --init_from, e.g. OpenAI's GPT-2 from a Hugging Face "
           "folder, or the init) over log.val_batches batches of the config's "
           "val set (at most all of it); nothing is trained or saved.");
+ABSL_FLAG(bool, plan, false,
+          "Only plan: print the model, the batch arithmetic (tokens per step, "
+          "gradient accumulation, steps per epoch) and the memory each rank "
+          "needs (params, grads, optimizer state, activations) against the "
+          "device's free memory, then exit; nothing is allocated or written. "
+          "Every run makes the same memory check first and refuses, saying "
+          "what would fit, when the run cannot fit.");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory: config data paths are relative to it. Default: "
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
@@ -103,6 +110,7 @@ int main(int argc, char** argv) {
   options.resume = absl::GetFlag(FLAGS_resume);
   options.init_from = absl::GetFlag(FLAGS_init_from);
   options.eval_only = absl::GetFlag(FLAGS_eval);
+  options.plan_only = absl::GetFlag(FLAGS_plan);
   options.process_start = process_start;
 #ifdef GPT2_HAVE_CUDA
   options.choose_backend = &gpt2::ChooseCudaOrCpuBackend;
@@ -119,13 +127,18 @@ int main(int argc, char** argv) {
                       : "");
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {
-    // A failure on one rank may leave the others in a collective: end the whole
-    // job.
+    const gpt2::ErrorScope scope = gpt2::ScopeOf(result.status());
     const std::string prefix =
         mpi.world_size() > 1 ? absl::StrCat("[rank ", mpi.rank(), "] gpt2_ddp")
                              : "gpt2_ddp";
-    gpt2::ReportError(prefix.c_str(), result.status());
-    if (mpi.world_size() > 1) gpt2::MpiEnv::Abort(1);
+    if (scope != gpt2::ErrorScope::kAgreedEcho || mpi.rank() == 0) {
+      gpt2::ReportError(prefix.c_str(), result.status());
+    }
+    // A failure on one rank may leave the others in a collective: end the
+    // whole job, unless the ranks stopped together.
+    if (mpi.world_size() > 1 && scope == gpt2::ErrorScope::kLocal) {
+      gpt2::MpiEnv::Abort(1);
+    }
     return 1;
   }
   return result->interrupted_by != 0 ? 128 + result->interrupted_by : 0;

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "absl/cleanup/cleanup.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/text_format.h"
@@ -29,6 +30,7 @@
 #include "src/train/checkpointing.h"
 #include "src/train/final_samples.h"
 #include "src/train/layerwise_reduction.h"
+#include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
 
 namespace gpt2 {
@@ -47,10 +49,6 @@ std::string Thousands(int64_t n) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
-}
-
-std::string Megabytes(int64_t bytes) {
-  return absl::StrFormat("%.1f MiB", bytes / (1024.0 * 1024.0));
 }
 
 // Test hook for the fault-handling tests: GPT2_TEST_FAIL_AT=RANK:STEP makes
@@ -89,7 +87,80 @@ void InjectSignalForTests(int64_t step, int rank) {
 constexpr int kStopForTime = 1;
 constexpr int kStopForSignal = 1000;  // + the signal number
 
+constexpr char kScopePayload[] = "gpt2/error_scope";
+
+// The memory check before anything of the run is allocated: every rank
+// compares its plan (times the ranks that share its memory: all of a node's
+// CPU ranks, or the ranks on one GPU) with the free memory its backend
+// reports, and the ranks agree, so either all go on or all stop with the
+// reason. GPT2_TEST_FREE_MEMORY=BYTES (or RANK:BYTES, that rank only) stands
+// in for the free memory (tests).
+// Returns the line saying how it fits.
+absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
+                                        int64_t sequences_per_step,
+                                        const Backend& backend,
+                                        const BackendChoice& choice,
+                                        Communicator& comm) {
+  std::optional<Backend::MemoryInfo> memory = backend.DeviceMemory();
+  if (const char* fake = std::getenv("GPT2_TEST_FREE_MEMORY")) {
+    int rank = -1;
+    long long bytes = 0;
+    if (std::sscanf(fake, "%d:%lld", &rank, &bytes) != 2) {
+      rank = -1;
+      bytes = std::atoll(fake);
+    }
+    if (rank < 0 || rank == comm.rank()) {
+      memory = Backend::MemoryInfo{bytes, bytes,
+                                   memory.has_value() ? memory->device : ""};
+    }
+  }
+  const bool gpu = backend.name() != "cpu";
+  const int sharing =
+      gpu ? (comm.local_size() + std::max(choice.devices_on_node, 1) - 1) /
+                std::max(choice.devices_on_node, 1)
+          : comm.local_size();
+  const std::string where = memory.has_value() && !memory->device.empty()
+                                ? memory->device
+                            : gpu ? "the GPU"
+                                  : "the host";
+  std::optional<std::string> why;
+  if (memory.has_value()) {
+    why = WhyItDoesNotFit(inputs, sequences_per_step, sharing,
+                          memory->free_bytes, where);
+  }
+  const int refuse = why.has_value() ? 1 : 0;
+  if ((comm.world_size() > 1 ? comm.AgreeMax(refuse) : refuse) != 0) {
+    absl::Status status = absl::ResourceExhaustedError(
+        why.has_value() ? *why
+                        : "another rank's device lacks the memory for this "
+                          "run (see that rank's message)");
+    status.SetPayload(kScopePayload,
+                      absl::Cord(why.has_value() ? "agreed" : "echo"));
+    return status;
+  }
+  const int64_t need = PlanMemory(inputs).total() * sharing;
+  if (!memory.has_value()) {
+    return absl::StrCat("memory check: ", FormatBytes(need), " needed on ",
+                        where, "; its free memory is unknown");
+  }
+  const double share =
+      static_cast<double>(need) /
+      static_cast<double>(std::max<int64_t>(memory->free_bytes, 1));
+  return absl::StrFormat(
+      "memory check: %s needed of %s free on %s (%s), before op scratch and "
+      "library workspaces%s",
+      FormatBytes(need), FormatBytes(memory->free_bytes), where,
+      share < 0.01 ? "<1%" : absl::StrFormat("%.0f%%", 100.0 * share),
+      share > 0.95 ? " (tight: those may not fit)" : "");
+}
+
 }  // namespace
+
+ErrorScope ScopeOf(const absl::Status& status) {
+  const auto scope = status.GetPayload(kScopePayload);
+  if (!scope.has_value()) return ErrorScope::kLocal;
+  return *scope == "echo" ? ErrorScope::kAgreedEcho : ErrorScope::kAgreed;
+}
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                                   const TrainOptions& options) {
@@ -197,16 +268,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                      "(data.val_shards or data.val_tokens)"));
   }
 
-  const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();
-  std::string resume_path;
-  if (!options.resume.empty()) {
-    GPT2_ASSIGN_OR_RETURN(resume_path, ResolveResume(options.resume, run_dir));
-  }
-  GPT2_ASSIGN_OR_RETURN(
-      RunLog log,
-      RunLog::Open(run_dir, rank0,
-                   /*append=*/!resume_path.empty() || options.eval_only));
-
   const int B = plan.micro_batch_size, T = plan.seq_len;
   const int accum = plan.grad_accum_steps;
   const bool zero1 = cfg.distributed().zero_stage() == 1 && world > 1;
@@ -221,6 +282,68 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                 : ShardLayout::Whole(num_params);
   const ShardLayout optimizer_shard =
       zero1 ? shard : ShardLayout::Whole(num_params);
+  // Layer by layer during the backward (each finished region reduced to the
+  // ranks whose shard holds it, in place), or one reduce-scatter after it.
+  // Unset: on for NCCL (asynchronous: the overlap) and for CPU ranks (MPI
+  // blocks, but each layer's gradients are reduced while still in cache:
+  // gpt2_bench --comm measured 44-66% less exposed communication on 2 CPU
+  // ranks), off where GPU ranks share a GPU over MPI (a host round trip per
+  // region).
+  const bool reduce_per_layer =
+      world > 1 && (cfg.distributed().has_reduce_during_backward()
+                        ? cfg.distributed().reduce_during_backward()
+                        : dcomm->asynchronous() || backend->name() == "cpu");
+  // Each rank receives its shard of the averaged gradients here: its own block
+  // of the gradient buffer when reducing per layer, else a separate buffer.
+  const bool own_shard_buffer = world > 1 && !reduce_per_layer;
+  // ---- Memory: planned, checked against the device, then allocated ----
+  MemoryPlanInputs memory_inputs;
+  memory_inputs.shape = plan.shape;
+  memory_inputs.dtype = choice.dtype;
+  memory_inputs.micro_batch = B;
+  memory_inputs.seq_len = T;
+  memory_inputs.buffer_elems = shard.padded_total();
+  memory_inputs.optimizer_elems = optimizer_shard.shard_size;
+  memory_inputs.shard_grad_elems = own_shard_buffer ? shard.shard_size : 0;
+  memory_inputs.recompute_gelu = cfg.train().recompute_gelu();
+  memory_inputs.recompute_layernorm = cfg.train().recompute_layernorm();
+  memory_inputs.residual_fp32 = cfg.train().residual_fp32();
+  const MemoryPlan memory_plan = PlanMemory(memory_inputs);
+  GPT2_ASSIGN_OR_RETURN(
+      const std::string memory_fit,
+      CheckMemory(memory_inputs, int64_t{B} * accum, *backend, choice, *comm));
+  if (options.plan_only) {
+    if (rank0) {
+      absl::PrintF(
+          "plan of %s\n"
+          "model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %s parameters; %s on "
+          "%s\n"
+          "batch: %d x %d tokens per micro-step x %d rank(s) x %d "
+          "accumulation step(s) = %s tokens per step; 1 epoch = %lld steps; "
+          "train.max_steps %lld\n"
+          "memory per rank: %s\n%s\n",
+          options.config_path, plan.shape.num_layers, plan.shape.num_heads,
+          plan.shape.channels, plan.shape.max_seq_len, plan.shape.vocab_size,
+          plan.shape.padded_vocab_size, Thousands(num_params),
+          DTypeName(choice.dtype), backend->name(), B, T, world, accum,
+          Thousands(plan.total_batch_tokens),
+          static_cast<long long>(train_loader.steps_per_epoch()),
+          static_cast<long long>(cfg.train().max_steps()),
+          DescribeMemoryPlan(memory_plan), memory_fit);
+    }
+    return TrainResult{};
+  }
+
+  const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();
+  std::string resume_path;
+  if (!options.resume.empty()) {
+    GPT2_ASSIGN_OR_RETURN(resume_path, ResolveResume(options.resume, run_dir));
+  }
+  GPT2_ASSIGN_OR_RETURN(
+      RunLog log,
+      RunLog::Open(run_dir, rank0,
+                   /*append=*/!resume_path.empty() || options.eval_only));
+
   Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
                   cfg.train().recompute_gelu(),
                   cfg.train().recompute_layernorm(),
@@ -254,20 +377,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     optimizer.InitMasterFromParams(model.params());
   }
   end_phase("optimizer");
-  // Layer by layer during the backward (each finished region reduced to the
-  // ranks whose shard holds it, in place), or one reduce-scatter after it.
-  // Unset: on for NCCL (asynchronous: the overlap) and for CPU ranks (MPI
-  // blocks, but each layer's gradients are reduced while still in cache:
-  // gpt2_bench --comm measured 44-66% less exposed communication on 2 CPU
-  // ranks), off where GPU ranks share a GPU over MPI (a host round trip per
-  // region).
-  const bool reduce_per_layer =
-      world > 1 && (cfg.distributed().has_reduce_during_backward()
-                        ? cfg.distributed().reduce_during_backward()
-                        : dcomm->asynchronous() || backend->name() == "cpu");
-  // Each rank receives its shard of the averaged gradients here: its own block
-  // of the gradient buffer when reducing per layer, else a separate buffer.
-  const bool own_shard_buffer = world > 1 && !reduce_per_layer;
   Tensor shard_grads =
       own_shard_buffer ? backend->Alloc(choice.dtype, shard.shard_size)
       : world > 1
@@ -318,7 +427,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   log.Line(absl::StrFormat(
       "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
       plan.total_batch_tokens, B, T, comm->world_size(), accum));
-  const int64_t param_bytes = model.params().bytes();
   if (world > 1) {
     log.Line(absl::StrFormat(
         "distributed: %d ranks, %s, %s%s", world, dcomm->name(),
@@ -332,12 +440,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                            "backward"
                          : ", gradients reduced after the backward"));
   }
+  // The plan is what was allocated (the same lists), so the check was right.
+  GPT2_CHECK(model.activation_bytes() == memory_plan.activations);
+  GPT2_CHECK(optimizer.state_bytes() == memory_plan.optimizer);
   log.Line(absl::StrCat(
-      "memory: params ", Megabytes(param_bytes), ", grads ",
-      Megabytes(param_bytes), ", optimizer ",
-      Megabytes(optimizer.state_bytes()),
-      zero1 ? absl::StrCat(" per rank (ZeRO-1: 1/", world, ")") : "",
-      ", activations ", Megabytes(model.activation_bytes())));
+      "memory: ", DescribeMemoryPlan(memory_plan),
+      zero1 ? absl::StrCat(" per rank (ZeRO-1: optimizer 1/", world, ")")
+            : ""));
+  log.Line(memory_fit);
 
   // ---- Loop ----
   // On an asynchronous backend (CUDA) the host queues step s, then reads step
@@ -604,6 +714,17 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       // Versions timed during the first step's calls (CUDA attention).
       const std::string tuned = backend->TunedKernels();
       if (!tuned.empty()) log.Line("kernels chosen by timing: " + tuned);
+      // What the plan leaves out (the CUDA context, library workspaces, op
+      // scratch, which grows during the first step), as measured.
+      std::optional<Backend::MemoryInfo> memory;
+      if (backend->name() != "cpu") memory = backend->DeviceMemory();
+      if (memory.has_value()) {
+        log.Line(absl::StrCat(
+            "device memory after the first step: ",
+            FormatBytes(memory->total_bytes - memory->free_bytes),
+            " in use of ", FormatBytes(memory->total_bytes),
+            " (the plan: ", FormatBytes(memory_plan.total()), ")"));
+      }
     }
     // Step `step` is queued; now read the one before it.
     GPT2_RETURN_IF_ERROR(finish_pending());

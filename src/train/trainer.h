@@ -41,6 +41,11 @@ struct TrainOptions {
   // the weights as loaded (resume / init_from / the init); no training, no
   // checkpoint. The result's val_loss holds it.
   bool eval_only = false;
+  // Only plan: load the config and data, choose the device, print the batch
+  // arithmetic and the memory the run needs per rank against what is free
+  // (the check every run makes), and return; nothing allocated, nothing
+  // written.
+  bool plan_only = false;
   // When the process started (the tool's main, before MPI and the config):
   // times "after process start" count from it. Unset: from the call to Train.
   std::optional<std::chrono::steady_clock::time_point> process_start;
@@ -60,6 +65,14 @@ struct TrainResult {
   // The val loss of an eval_only run.
   std::optional<double> val_loss;
 };
+
+// How a failed Train reached its error. kAgreed: every rank returned an error
+// after agreeing to stop (e.g. the memory check), so none is left waiting in
+// a collective and the job need not be aborted; kAgreedEcho: the same, on a
+// rank whose own check passed (it need not print another rank's verdict;
+// rank 0 still should). kLocal: any other error, possibly on this rank alone.
+enum class ErrorScope { kLocal, kAgreed, kAgreedEcho };
+ErrorScope ScopeOf(const absl::Status& status);
 
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                                   const TrainOptions& options);

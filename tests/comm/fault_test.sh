@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # No hangs: when one rank of a CPU run fails (a fatal error, or killed with SIGKILL),
 # every rank must exit non-zero within 60 s, with a message naming the failed rank; a
-# SIGTERM on one rank stops them all after the same step, with a checkpoint.
+# SIGTERM on one rank stops them all after the same step, with a checkpoint; a rank
+# short of memory stops them all before anything is allocated.
 #   fault_test.sh BIN_DIR SOURCE_DIR DATA_DIR MPIEXEC
 set -u
 bin=$(cd "$1" && pwd) src=$(cd "$2" && pwd) data=$3 mpiexec=$4
@@ -97,6 +98,15 @@ wait_exit $launcher
 grep -q "SIGUSR1 received: stopping after step" "$work/usr1.log" \
   && ls "$work"/logs/usr1/checkpoints/step_*.ckpt >/dev/null 2>&1 && [ $rc -ne 124 ]
 check "kill -USR1 of mpirun: saved and ended (rc=$rc)" $? "$(tail -5 "$work/usr1.log")"
+
+# 6. Not enough memory on rank 1 alone (GPT2_TEST_FREE_MEMORY=RANK:BYTES): every rank
+# stops before allocating, with no abort (none is left in a collective); rank 1 says why
+# and what fits, rank 0 that another rank lacks the memory.
+out=$(GPT2_TEST_FREE_MEMORY=1:100000 timeout 120 "${run[@]}" --set log.run_name=nomem 2>&1); rc=$?
+[ $rc -eq 1 ] && grep -q "\[rank 1\] gpt2_ddp: error: the run needs .* is free" <<<"$out" \
+  && grep -q "\[rank 0\] gpt2_ddp: error: another rank's device lacks the memory" <<<"$out" \
+  && ! grep -q "MPI_ABORT" <<<"$out" && [ ! -e "$work/logs/nomem" ]
+check "memory refused on rank 1: both ranks stop cleanly (rc=$rc)" $? "$(tail -5 <<<"$out")"
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

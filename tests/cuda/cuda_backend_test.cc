@@ -1378,12 +1378,7 @@ class CudaTrainStep : public ::testing::Test {
     std::string why;
     if (CudaDeviceCount(&why) == 0)
       GTEST_SKIP() << "no usable CUDA device: " << why;
-    shape_.num_layers = 2;
-    shape_.num_heads = 2;
-    shape_.channels = 32;
-    shape_.max_seq_len = 16;
-    shape_.vocab_size = 100;
-    shape_.padded_vocab_size = 128;
+    shape_ = ModelShape{2, 2, 32, 16, 100, 128};  // L, NH, C, maxT, V, Vp
     Rng rng(9);
     tokens_.resize(B * T + 1);
     for (auto& t : tokens_)

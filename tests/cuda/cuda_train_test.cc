@@ -15,6 +15,9 @@
 #include "src/backend/select.h"
 #include "src/core/rng.h"
 #include "src/data/token_shard.h"
+#include "src/model/gpt2.h"
+#include "src/optim/adamw_optimizer.h"
+#include "src/train/memory_plan.h"
 #include "src/train/trainer.h"
 #include "tests/test_util.h"
 
@@ -73,6 +76,55 @@ class CudaTrain : public ::testing::Test {
 
   std::filesystem::path dir_;
 };
+
+// The memory plan the trainer checks before allocating is what the model and
+// the optimizer take from the device (exactly, under the emulator, which
+// counts bytes; within the allocator's rounding on a GPU), and a run logs the
+// check and what the device holds after its first step.
+TEST_F(CudaTrain, MemoryPlanIsWhatTheDeviceAllocates) {
+  config::TrainConfig train;
+  train.set_device(config::CUDA);
+  train.set_precision(config::BF16);
+  auto choice = ChooseCudaOrCpuBackend(train, 0);
+  ASSERT_TRUE(choice.ok()) << choice.status();
+  Backend* backend = choice->backend.get();
+  const ModelShape shape{3, 2, 64, 32, 300, 384};  // L, NH, C, maxT, V, Vp
+  for (const bool fp32_stream : {false, true}) {
+    MemoryPlanInputs in;
+    in.shape = shape;
+    in.dtype = DType::kBF16;
+    in.micro_batch = 3;
+    in.seq_len = 32;
+    in.buffer_elems = TotalParams(BuildParamList(shape));
+    in.optimizer_elems = in.buffer_elems;
+    in.recompute_gelu = fp32_stream;
+    in.residual_fp32 = fp32_stream;
+    const auto before = backend->DeviceMemory();
+    ASSERT_TRUE(before.has_value());
+    int64_t taken = 0;
+    {
+      Gpt2Model model(backend, shape, DType::kBF16, 3, 32, 0, in.recompute_gelu,
+                      false, in.residual_fp32);
+      AdamWOptimizer optimizer(backend, model.param_list(), DType::kBF16, {});
+      taken = before->free_bytes - backend->DeviceMemory()->free_bytes;
+    }
+    const int64_t planned = PlanMemory(in).total();
+    if (before->device.find("cuda_emu") != std::string::npos) {
+      EXPECT_EQ(taken, planned) << fp32_stream;
+    } else {  // ~35 allocations, each rounded up to at most 2 MiB
+      EXPECT_GE(taken, planned) << fp32_stream;
+      EXPECT_LE(taken, planned + 35 * (int64_t{2} << 20)) << fp32_stream;
+    }
+  }
+  auto run = Run("CUDA", "BF16", "memory", "", {"train.max_steps=2"});
+  ASSERT_TRUE(run.ok()) << run.status();
+  std::ifstream log(dir_ / "logs/memory/train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("memory check: "), std::string::npos) << text;
+  EXPECT_NE(text.find("device memory after the first step: "),
+            std::string::npos)
+      << text;
+}
 
 TEST_F(CudaTrain, Bf16RunFollowsTheCpuCurve) {
   auto cpu = Run("CPU", "FP32", "cpu");

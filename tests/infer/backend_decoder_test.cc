@@ -20,16 +20,8 @@
 namespace gpt2::infer {
 namespace {
 
-ModelShape SmallShape() {
-  ModelShape s;
-  s.num_layers = 2;
-  s.num_heads = 2;
-  s.channels = 16;
-  s.max_seq_len = 12;
-  s.vocab_size = 50;
-  s.padded_vocab_size = 64;
-  return s;
-}
+// L, NH, C, maxT, V, Vp.
+ModelShape SmallShape() { return ModelShape{2, 2, 16, 12, 50, 64}; }
 
 std::vector<float> RandomParams(const ModelShape& shape, uint64_t seed) {
   std::vector<double> p =

@@ -13,16 +13,8 @@
 namespace gpt2 {
 namespace {
 
-ModelShape TinyShape() {
-  ModelShape s;
-  s.num_layers = 2;
-  s.num_heads = 2;
-  s.channels = 8;
-  s.max_seq_len = 8;
-  s.vocab_size = 11;
-  s.padded_vocab_size = 16;
-  return s;
-}
+// L, NH, C, maxT, V, Vp.
+ModelShape TinyShape() { return ModelShape{2, 2, 8, 8, 11, 16}; }
 
 TEST(ParamList, Gpt2SmallCounts) {
   const ModelShape shape = ModelShape::Gpt2Small();

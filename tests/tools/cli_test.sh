@@ -53,10 +53,27 @@ expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --head
 
 # --help explains every flag.
 help=$("$ddp" --help 2>&1)
-for flag in --config --set --data_dir; do
+for flag in --config --set --data_dir --plan; do
   if grep -q -- "$flag" <<<"$help"; then passes=$((passes+1)); else
     echo "FAIL --help lacks $flag"; failures=$((failures+1)); fi
 done
+
+# --plan: the batch arithmetic and the memory per rank, nothing written; a run that
+# cannot fit is refused with a micro-batch that does (the whole total batch kept).
+out=$(cd "$work" && "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$data" \
+      --plan 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "16 x 1024 tokens per micro-step x 1 rank(s) x 1 accumulation step(s) = 16,384 tokens per step; 1 epoch = 20 steps" <<<"$out" \
+   && grep -qE "^memory per rank: params 474.8 MiB, grads 474.8 MiB, optimizer 949.7 MiB, activations [0-9.]+ GiB" <<<"$out" \
+   && grep -q "^memory check: .* free on the host" <<<"$out" && [ ! -e "$work/logs" ]; then
+  echo "ok   --plan"; passes=$((passes+1))
+else
+  echo "FAIL --plan (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
+fi
+GPT2_TEST_FREE_MEMORY=8000000000 expect_fail "run that cannot fit" \
+  "needs 14.7 GiB of memory on the host and 7.5 GiB is free.*--set train.micro_batch_size=4 " \
+  "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$data" --set log.run_dir="$work/nofit"
+[ ! -e "$work/nofit" ]; if [ $? -eq 0 ]; then passes=$((passes+1)); else
+  echo "FAIL a refused run wrote $work/nofit"; failures=$((failures+1)); fi
 
 # A short real run from the raw text: the data dir is only read.
 before=$(find "$data" -type f | sort | xargs sha256sum | sha256sum)

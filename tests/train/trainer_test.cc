@@ -46,7 +46,8 @@ class TrainerTest : public ::testing::Test {
   absl::StatusOr<TrainResult> Run(std::vector<std::string> overrides,
                                   const std::string& resume = "",
                                   const std::string& init_from = "",
-                                  bool eval_only = false) {
+                                  bool eval_only = false,
+                                  bool plan_only = false) {
     const std::string text = R"(
       model { num_layers: 2 num_heads: 2 channels: 16 max_seq_len: 16 vocab_size: 256 }
       data { train_shards: "train.bin" val_shards: "val.bin" }
@@ -75,6 +76,7 @@ class TrainerTest : public ::testing::Test {
     options.init_from = init_from;
     options.keep_final_params = true;
     options.eval_only = eval_only;
+    options.plan_only = plan_only;
     return Train(loaded, options);
   }
   std::filesystem::path dir_;
@@ -287,6 +289,44 @@ TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
 // --eval: the val pass alone on the weights as loaded. On a checkpoint it
 // gives the val loss the training logged at that step (the pass before that
 // step's update sees the same weights), and it trains and saves nothing.
+// Every run checks its memory plan against the device's free memory before
+// allocating: a run that cannot fit stops with the reason and a micro-batch
+// that fits, having written nothing; one that fits says so in its log; a plan
+// only (--plan) writes nothing either.
+TEST_F(TrainerTest, ChecksMemoryBeforeAllocatingAnything) {
+  auto fits = Run({"log.run_name=fits", "train.max_steps=1"});
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  const std::string log = testing::ReadFile(dir_ / "logs/fits/train.log");
+  EXPECT_NE(log.find("memory check: "), std::string::npos) << log;
+  EXPECT_NE(log.find(" free on the host"), std::string::npos) << log;
+
+  // Room for one sequence per micro-step, not the config's four.
+  setenv("GPT2_TEST_FREE_MEMORY", "600000", 1);
+  auto refused = Run({"log.run_name=refused"});
+  auto planned = Run({"log.run_name=planned"}, "", "", false, true);
+  setenv("GPT2_TEST_FREE_MEMORY", "1:100", 1);  // another rank's: ignored
+  auto other_rank = Run({"log.run_name=other", "train.max_steps=1"});
+  unsetenv("GPT2_TEST_FREE_MEMORY");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(ScopeOf(refused.status()), ErrorScope::kAgreed);
+  EXPECT_NE(refused.status().message().find("is free"), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("train.micro_batch_size=1 "),
+            std::string::npos)
+      << refused.status();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/refused"));
+  // The plan fails the same check, and writes nothing either way.
+  EXPECT_FALSE(planned.ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/planned"));
+  auto plan_fits = Run({"log.run_name=planned"}, "", "", false, true);
+  ASSERT_TRUE(plan_fits.ok()) << plan_fits.status();
+  EXPECT_EQ(plan_fits->steps_run, 0);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/planned"));
+  ASSERT_TRUE(other_rank.ok()) << other_rank.status();
+  EXPECT_EQ(ScopeOf(absl::InternalError("x")), ErrorScope::kLocal);
+}
+
 TEST_F(TrainerTest, EvalOnlyMeasuresTheLoadedWeights) {
   auto run = Run({"log.run_name=evalrun", "checkpoint.every_steps=4",
                   "log.val_every_steps=4"});
