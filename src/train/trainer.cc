@@ -89,6 +89,66 @@ constexpr int kStopForSignal = 1000;  // + the signal number
 
 constexpr char kScopePayload[] = "gpt2/error_scope";
 
+// Each rank's share of every batch.
+LoaderLayout LayoutFor(const RunPlan& plan, const Communicator& comm) {
+  LoaderLayout layout;
+  layout.micro_batch_size = plan.micro_batch_size;
+  layout.seq_len = plan.seq_len;
+  layout.rank = comm.rank();
+  layout.world_size = comm.world_size();
+  layout.grad_accum_steps = plan.grad_accum_steps;
+  return layout;
+}
+
+// gpt2_ddp --plan: what the run would be (model, batch arithmetic, memory per
+// rank and the check against the device) on rank 0, then the first reason it
+// could not start (the memory check, the data), if any.
+absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
+                                      const TrainOptions& options,
+                                      const Backend& backend, DType dtype,
+                                      const Communicator& comm,
+                                      const MemoryPlan& memory,
+                                      const absl::StatusOr<std::string>& fit,
+                                      absl::StatusOr<Datasets>& data) {
+  const RunPlan& plan = loaded.plan;
+  const ModelShape& s = plan.shape;
+  std::string epoch;
+  if (data.ok()) {
+    absl::StatusOr<DataLoader> loader =
+        DataLoader::Create(std::move(data->train), LayoutFor(plan, comm));
+    if (loader.ok()) {
+      epoch = absl::StrCat("; 1 epoch = ", loader->steps_per_epoch(), " steps");
+    }
+  }
+  if (comm.rank() == 0) {
+    absl::PrintF(
+        "plan of %s\n"
+        "model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %s parameters; %s on %s\n"
+        "batch: %d x %d tokens per micro-step x %d rank(s) x %d accumulation "
+        "step(s) = %s tokens per step%s; train.max_steps %d\n"
+        "memory per rank: %s\n%s\n",
+        options.config_path, s.num_layers, s.num_heads, s.channels,
+        s.max_seq_len, s.vocab_size, s.padded_vocab_size,
+        Thousands(TotalParams(BuildParamList(s))), DTypeName(dtype),
+        backend.name(), plan.micro_batch_size, plan.seq_len, comm.world_size(),
+        plan.grad_accum_steps, Thousands(plan.total_batch_tokens), epoch,
+        loaded.config.train().max_steps(), DescribeMemoryPlan(memory),
+        fit.ok()
+            ? *fit
+            : absl::StrCat("memory check: FAILS: ", fit.status().message()));
+    if (!data.ok()) absl::PrintF("data: FAILS: %s\n", data.status().message());
+  }
+  if (!fit.ok() || !data.ok()) {
+    absl::Status status = absl::FailedPreconditionError(
+        "the run could not start (the plan above says why)");
+    // Every rank printed nothing or the same plan; none is in a collective.
+    status.SetPayload(kScopePayload,
+                      absl::Cord(comm.rank() == 0 ? "agreed" : "echo"));
+    return status;
+  }
+  return TrainResult{};
+}
+
 // The memory check before anything of the run is allocated: every rank
 // compares its plan (times the ranks that share its memory: all of a node's
 // CPU ranks, or the ranks on one GPU) with the free memory its backend
@@ -238,36 +298,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         "backend; "
         "CPU ranks communicate over MPI (use BACKEND_AUTO or BACKEND_MPI)"));
   }
-  GPT2_ASSIGN_OR_RETURN(
-      Datasets data,
-      LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size));
-  GPT2_ASSIGN_OR_RETURN(const FinalSamples final_samples,
-                        FinalSamples::Prepare(cfg.log(), options.data_dir,
-                                              plan.shape, cfg.train().seed()));
-  end_phase("data");
-
-  LoaderLayout layout;
-  layout.micro_batch_size = plan.micro_batch_size;
-  layout.seq_len = plan.seq_len;
-  layout.rank = comm->rank();
-  layout.world_size = comm->world_size();
-  layout.grad_accum_steps = plan.grad_accum_steps;
-  GPT2_ASSIGN_OR_RETURN(DataLoader train_loader,
-                        DataLoader::Create(std::move(data.train), layout));
-  std::optional<DataLoader> val_loader;
-  if (!data.val.empty()) {
-    LoaderLayout val_layout = layout;
-    val_layout.grad_accum_steps = 1;
-    GPT2_ASSIGN_OR_RETURN(DataLoader loader,
-                          DataLoader::Create(std::move(data.val), val_layout));
-    val_loader.emplace(std::move(loader));
-  } else if (cfg.log().val_every_steps() > 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(options.config_path,
-                     ": log.val_every_steps is set but the data has no val set "
-                     "(data.val_shards or data.val_tokens)"));
-  }
-
   const int B = plan.micro_batch_size, T = plan.seq_len;
   const int accum = plan.grad_accum_steps;
   const bool zero1 = cfg.distributed().zero_stage() == 1 && world > 1;
@@ -309,29 +339,38 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   memory_inputs.recompute_layernorm = cfg.train().recompute_layernorm();
   memory_inputs.residual_fp32 = cfg.train().residual_fp32();
   const MemoryPlan memory_plan = PlanMemory(memory_inputs);
-  GPT2_ASSIGN_OR_RETURN(
-      const std::string memory_fit,
-      CheckMemory(memory_inputs, int64_t{B} * accum, *backend, choice, *comm));
+  const absl::StatusOr<std::string> memory_fit =
+      CheckMemory(memory_inputs, int64_t{B} * accum, *backend, choice, *comm);
+  if (!memory_fit.ok() && !options.plan_only) return memory_fit.status();
+
+  absl::StatusOr<Datasets> loaded_data =
+      LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size);
   if (options.plan_only) {
-    if (rank0) {
-      absl::PrintF(
-          "plan of %s\n"
-          "model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %s parameters; %s on "
-          "%s\n"
-          "batch: %d x %d tokens per micro-step x %d rank(s) x %d "
-          "accumulation step(s) = %s tokens per step; 1 epoch = %lld steps; "
-          "train.max_steps %lld\n"
-          "memory per rank: %s\n%s\n",
-          options.config_path, plan.shape.num_layers, plan.shape.num_heads,
-          plan.shape.channels, plan.shape.max_seq_len, plan.shape.vocab_size,
-          plan.shape.padded_vocab_size, Thousands(num_params),
-          DTypeName(choice.dtype), backend->name(), B, T, world, accum,
-          Thousands(plan.total_batch_tokens),
-          static_cast<long long>(train_loader.steps_per_epoch()),
-          static_cast<long long>(cfg.train().max_steps()),
-          DescribeMemoryPlan(memory_plan), memory_fit);
-    }
-    return TrainResult{};
+    return PrintPlan(loaded, options, *backend, choice.dtype, *comm,
+                     memory_plan, memory_fit, loaded_data);
+  }
+  GPT2_RETURN_IF_ERROR(loaded_data.status());
+  Datasets& data = *loaded_data;
+  GPT2_ASSIGN_OR_RETURN(const FinalSamples final_samples,
+                        FinalSamples::Prepare(cfg.log(), options.data_dir,
+                                              plan.shape, cfg.train().seed()));
+  end_phase("data");
+
+  const LoaderLayout layout = LayoutFor(plan, *comm);
+  GPT2_ASSIGN_OR_RETURN(DataLoader train_loader,
+                        DataLoader::Create(std::move(data.train), layout));
+  std::optional<DataLoader> val_loader;
+  if (!data.val.empty()) {
+    LoaderLayout val_layout = layout;
+    val_layout.grad_accum_steps = 1;
+    GPT2_ASSIGN_OR_RETURN(DataLoader loader,
+                          DataLoader::Create(std::move(data.val), val_layout));
+    val_loader.emplace(std::move(loader));
+  } else if (cfg.log().val_every_steps() > 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.config_path,
+                     ": log.val_every_steps is set but the data has no val set "
+                     "(data.val_shards or data.val_tokens)"));
   }
 
   const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();
@@ -447,7 +486,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       "memory: ", DescribeMemoryPlan(memory_plan),
       zero1 ? absl::StrCat(" per rank (ZeRO-1: optimizer 1/", world, ")")
             : ""));
-  log.Line(memory_fit);
+  log.Line(*memory_fit);
 
   // ---- Loop ----
   // On an asynchronous backend (CUDA) the host queues step s, then reads step

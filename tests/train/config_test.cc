@@ -4,8 +4,11 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "gtest/gtest.h"
+#include "src/model/params.h"
+#include "src/train/memory_plan.h"
 
 namespace gpt2 {
 namespace {
@@ -39,6 +42,51 @@ TEST(Config, ShippedConfigsValidate) {
   auto tiny = LoadConfig(SourceDir() + "/configs/tiny_cpu.pbtxt", {}, 1);
   ASSERT_TRUE(tiny.ok()) << tiny.status();
   EXPECT_EQ(tiny->config.train().device(), config::CPU);
+}
+
+// Every config in configs/ validates on 1 and 8 ranks, and the GPT-2 ones
+// (bf16) fit one 80 GB card by the memory plan, leaving 3 GiB of the ~79 GiB
+// the driver offers for the CUDA context, cuBLASLt's workspace and op scratch.
+// The FineWeb configs cover every GPT-2 shape, with the parameter counts of
+// OpenAI's releases (the vocab padded to 50,304 adds (50,304 - 50,257) x C).
+TEST(Config, EveryShippedConfigFitsOneGpu) {
+  int gpt2_configs = 0;
+  std::map<int, int64_t> params_by_layers;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(SourceDir() + "/configs")) {
+    if (entry.path().extension() != ".pbtxt") continue;
+    const std::string path = entry.path().string();
+    SCOPED_TRACE(path);
+    auto one = LoadConfig(path, {}, 1);
+    ASSERT_TRUE(one.ok()) << one.status();
+    auto eight = LoadConfig(path, {}, 8);
+    if (one->plan.total_batch_tokens %
+            (8 * one->plan.micro_batch_size * one->plan.seq_len) ==
+        0) {
+      EXPECT_TRUE(eight.ok()) << eight.status();
+    }
+    if (one->config.train().precision() != config::BF16) continue;
+    ++gpt2_configs;
+    MemoryPlanInputs in;
+    in.shape = one->plan.shape;
+    in.dtype = DType::kBF16;
+    in.micro_batch = one->plan.micro_batch_size;
+    in.seq_len = one->plan.seq_len;
+    in.buffer_elems = TotalParams(BuildParamList(in.shape));
+    in.optimizer_elems = in.buffer_elems;
+    in.recompute_gelu = one->config.train().recompute_gelu();
+    in.recompute_layernorm = one->config.train().recompute_layernorm();
+    in.residual_fp32 = one->config.train().residual_fp32();
+    EXPECT_LT(PlanMemory(in).total(), int64_t{76} << 30)
+        << DescribeMemoryPlan(PlanMemory(in));
+    params_by_layers[in.shape.num_layers] = in.buffer_elems;
+  }
+  EXPECT_GE(gpt2_configs, 6);
+  const int64_t pad = 50304 - 50257;
+  EXPECT_EQ(params_by_layers[12], 124439808 + pad * 768);
+  EXPECT_EQ(params_by_layers[24], 354823168 + pad * 1024);
+  EXPECT_EQ(params_by_layers[36], 774030080 + pad * 1280);
+  EXPECT_EQ(params_by_layers[48], 1557611200 + pad * 1600);
 }
 
 absl::StatusOr<RunPlan> Validate(const std::string& text, int world = 1) {
