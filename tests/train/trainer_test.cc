@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
@@ -234,6 +235,10 @@ TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
 // uninterrupted run would have. GPT2_TEST_SIGNAL_AT raises the signal inside
 // the loop, as step 3 starts.
 TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
+  // The last signal's flag must not stop the tests that run after this one
+  // in the same process (ctest runs each alone; a plain run of the binary
+  // does not).
+  absl::Cleanup no_signal_left = [] { InstallStopSignals(""); };
   auto full = Run(
       {"log.run_name=whole", "train.precision=FP32", "log.val_every_steps=0"});
   ASSERT_TRUE(full.ok()) << full.status();
