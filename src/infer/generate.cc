@@ -82,7 +82,8 @@ int NewTokenLimit(const ModelShape& shape, const GenerateRequest& request) {
 }
 
 absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
-                                        const GenerateRequest& request) {
+                                        const GenerateRequest& request,
+                                        const GenerateProgress& progress) {
   const ModelShape& shape = decoder->shape();
   GPT2_RETURN_IF_ERROR(
       ValidateGenerateRequest(shape, decoder->max_batch(), request));
@@ -139,6 +140,9 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
         ++still_active;
       }
       done = still_active == 0;
+    }
+    if (progress && !progress(result.samples)) {
+      return absl::CancelledError("generation stopped by its reader");
     }
     if (done) break;
     GPT2_RETURN_IF_ERROR(decoder->StepSampled());

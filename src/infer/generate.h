@@ -12,6 +12,7 @@
 #define GPT2_INFER_GENERATE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -68,8 +69,16 @@ absl::Status ValidateGenerateRequest(const ModelShape& shape, int max_batch,
 // the context leaves after the prompt.
 int NewTokenLimit(const ModelShape& shape, const GenerateRequest& request);
 
-absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
-                                        const GenerateRequest& request);
+// Called after each batch of draws (Decoder::lookahead() tokens per sample:
+// one on the CPU, 16 on a GPU) with the samples so far, for streaming them;
+// returning false stops the generation there, and Generate returns
+// Cancelled (the reader went away).
+using GenerateProgress =
+    std::function<bool(const std::vector<GeneratedSample>& samples)>;
+
+absl::StatusOr<GenerateResult> Generate(
+    Decoder* decoder, const GenerateRequest& request,
+    const GenerateProgress& progress = nullptr);
 
 }  // namespace gpt2::infer
 

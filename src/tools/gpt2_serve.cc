@@ -1,7 +1,9 @@
 // gpt2_serve: a web page and a JSON API that sample from a gpt2_ddp checkpoint
-// on the CPU. One model, one worker thread: requests are parsed and checked
-// on httplib's connection threads, then queue for the worker in arrival
-// order, so concurrent requests are all answered and never share the model.
+// (or a Hugging Face GPT-2) on GPU 0 or the CPU. One model, one worker
+// thread: requests are parsed and checked on httplib's connection threads,
+// then queue for the worker in arrival order, so concurrent requests are all
+// answered and never share the model. A streamed answer is written by its
+// connection thread as the worker hands it the text.
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -12,11 +14,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -97,20 +101,37 @@ class ModelWorker {
     thread_.join();
   }
 
+  // What a job reports when it ends: the result (or the error), and how long
+  // it waited for the requests ahead of it.
+  using Done = std::function<void(absl::StatusOr<infer::GenerateResult>,
+                                  double queue_seconds)>;
+
+  // Queues `request`; the worker calls `progress` (may be null) as samples
+  // grow and `done` once at the end, both on its own thread.
+  void Submit(infer::GenerateRequest request, infer::GenerateProgress progress,
+              Done done) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      jobs_.push_back(Job{std::move(request), std::move(progress),
+                          std::move(done), std::chrono::steady_clock::now()});
+    }
+    cv_.notify_one();
+  }
+
   // Blocks until the worker has run `request`. *queue_seconds: time spent
   // waiting for the requests ahead of it.
   absl::StatusOr<infer::GenerateResult> Run(
       const infer::GenerateRequest& request, double* queue_seconds) {
-    Job job{&request, {}, std::chrono::steady_clock::now(), 0.0};
-    std::future<absl::StatusOr<infer::GenerateResult>> done =
-        job.done.get_future();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(&job);
-    }
-    cv_.notify_one();
-    absl::StatusOr<infer::GenerateResult> result = done.get();
-    *queue_seconds = job.queue_seconds;
+    std::promise<std::pair<absl::StatusOr<infer::GenerateResult>, double>>
+        promise;
+    auto finished = promise.get_future();
+    Submit(request, nullptr,
+           [&promise](absl::StatusOr<infer::GenerateResult> result,
+                      double waited) {
+             promise.set_value({std::move(result), waited});
+           });
+    auto [result, waited] = finished.get();
+    *queue_seconds = waited;
     return result;
   }
 
@@ -121,33 +142,34 @@ class ModelWorker {
 
  private:
   struct Job {
-    const infer::GenerateRequest* request;
-    std::promise<absl::StatusOr<infer::GenerateResult>> done;
+    infer::GenerateRequest request;
+    infer::GenerateProgress progress;
+    Done done;
     std::chrono::steady_clock::time_point enqueued;
-    double queue_seconds;
   };
 
   void Loop() {
     for (;;) {
-      Job* job;
+      Job job;
       {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
         if (jobs_.empty()) return;  // stop_ and nothing left
-        job = jobs_.front();
+        job = std::move(jobs_.front());
         jobs_.pop_front();
       }
-      job->queue_seconds = std::chrono::duration<double>(
-                               std::chrono::steady_clock::now() - job->enqueued)
-                               .count();
-      job->done.set_value(infer::Generate(decoder_.get(), *job->request));
+      const double waited = std::chrono::duration<double>(
+                                std::chrono::steady_clock::now() - job.enqueued)
+                                .count();
+      job.done(infer::Generate(decoder_.get(), job.request, job.progress),
+               waited);
     }
   }
 
   std::unique_ptr<infer::Decoder> decoder_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job*> jobs_;
+  std::deque<Job> jobs_;
   bool stop_ = false;
   std::thread thread_;  // last: starts after the members it uses
 };
@@ -211,7 +233,8 @@ struct ServedModel {
 // The request fields, their defaults and bounds.
 absl::StatusOr<infer::GenerateRequest> ParseGenerate(const std::string& body,
                                                      const ServedModel& served,
-                                                     std::string* prompt) {
+                                                     std::string* prompt,
+                                                     bool* stream) {
   Json j;
   try {
     j = Json::parse(body);
@@ -223,9 +246,9 @@ absl::StatusOr<infer::GenerateRequest> ParseGenerate(const std::string& body,
     return absl::InvalidArgumentError(
         absl::StrCat("the body must be a JSON object, got ", j.type_name()));
   }
-  static const char* const kFields[] = {"prompt",         "num_samples",
-                                        "max_new_tokens", "top_k",
-                                        "temperature",    "seed"};
+  static const char* const kFields[] = {
+      "prompt",      "num_samples", "max_new_tokens", "top_k",
+      "temperature", "seed",        "stream"};
   for (const auto& item : j.items()) {
     bool known = false;
     for (const char* f : kFields) known = known || item.key() == f;
@@ -233,7 +256,7 @@ absl::StatusOr<infer::GenerateRequest> ParseGenerate(const std::string& body,
       return absl::InvalidArgumentError(
           absl::StrCat("unknown field '", item.key(),
                        "' (fields: prompt, num_samples, max_new_tokens, top_k, "
-                       "temperature, seed)"));
+                       "temperature, seed, stream)"));
     }
   }
   auto bad_type = [](const char* field, const char* want, const Json& v) {
@@ -300,6 +323,13 @@ absl::StatusOr<infer::GenerateRequest> ParseGenerate(const std::string& body,
     }
     request.seed = v.get<uint64_t>();
   }
+  *stream = false;
+  if (j.contains("stream")) {
+    if (!j["stream"].is_boolean()) {
+      return bad_type("stream", "true or false", j["stream"]);
+    }
+    *stream = j["stream"].get<bool>();
+  }
   for (int id : served.tokenizer.Encode(*prompt)) request.prompt.push_back(id);
   request.end_of_text = Tokenizer::kEndOfText;
   GPT2_RETURN_IF_ERROR(
@@ -347,53 +377,194 @@ std::string RenderPage(const ServedModel& served,
                    {"{{VOCAB_SIZE}}", absl::StrCat(s.vocab_size)}});
 }
 
+// The answer to a finished request (also the last line of a stream).
+absl::StatusOr<Json> ResultJson(const ServedModel& served,
+                                const std::string& prompt,
+                                const infer::GenerateRequest& request,
+                                const infer::GenerateResult& result,
+                                double queue_seconds) {
+  Json samples = Json::array(), completions = Json::array(),
+       finish = Json::array(), counts = Json::array();
+  for (const infer::GeneratedSample& s : result.samples) {
+    const std::vector<int> ids(s.tokens.begin(), s.tokens.end());
+    GPT2_ASSIGN_OR_RETURN(const std::string text,
+                          served.tokenizer.DecodeChecked(ids));
+    samples.push_back(prompt + text);
+    completions.push_back(text);
+    finish.push_back(infer::FinishReasonName(s.finish));
+    counts.push_back(s.tokens.size());
+  }
+  const double seconds = result.prefill_seconds + result.decode_seconds;
+  return Json{
+      {"samples", samples},
+      {"completions", completions},
+      {"finish_reasons", finish},
+      {"new_tokens", counts},
+      {"num_samples", request.num_samples},
+      {"prompt_tokens", request.prompt.size()},
+      {"tokens", result.new_tokens},
+      {"seconds", seconds},
+      {"queue_seconds", queue_seconds},
+      {"tokens_per_second", seconds > 0 ? result.new_tokens / seconds : 0.0},
+      {"seed", request.seed},
+      {"model", served.model.source},
+      {"step", served.model.step}};
+}
+
+// The length of the longest prefix of `bytes` that does not end inside a
+// UTF-8 character (a token can end in the middle of one; its next bytes come
+// with the next token).
+size_t WholeCharacters(const std::string& bytes) {
+  const size_t n = bytes.size();
+  for (size_t back = 1; back <= 4 && back <= n; ++back) {
+    const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further
+    const size_t length = c < 0x80             ? 1
+                          : (c & 0xE0) == 0xC0 ? 2
+                          : (c & 0xF0) == 0xE0 ? 3
+                          : (c & 0xF8) == 0xF0 ? 4
+                                               : 1;  // not UTF-8: as it is
+    return length > back ? n - back : n;
+  }
+  return n;
+}
+
+// A streamed answer, between the worker (which adds lines) and the connection
+// thread (which writes them): newline-separated JSON, the deltas of the
+// samples' text as they grow, then the answer a plain request gets.
+class Stream {
+ public:
+  void Add(std::string line, bool last = false, int64_t tokens = 0) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      lines_.push_back(std::move(line));
+      finished_ = finished_ || last;
+      if (last) tokens_ = tokens;
+    }
+    cv_.notify_all();
+  }
+  // Waits up to `timeout` for lines; returns them and whether the stream has
+  // ended.
+  std::vector<std::string> Take(std::chrono::milliseconds timeout,
+                                bool* finished, int64_t* tokens) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, timeout,
+                 [this] { return finished_ || !lines_.empty(); });
+    std::vector<std::string> lines(std::make_move_iterator(lines_.begin()),
+                                   std::make_move_iterator(lines_.end()));
+    lines_.clear();
+    *finished = finished_;
+    *tokens = tokens_;
+    return lines;
+  }
+  // The client went away: the worker stops at its next batch of draws.
+  void Abandon() { abandoned_ = true; }
+  bool abandoned() const { return abandoned_; }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> lines_;
+  bool finished_ = false;
+  int64_t tokens_ = 0;
+  std::atomic<bool> abandoned_{false};
+};
+
 void HandleGenerate(const ServedModel& served, ModelWorker* worker,
                     const httplib::Request& req, httplib::Response& res) {
   std::string prompt;
+  bool stream = false;
   absl::StatusOr<infer::GenerateRequest> request =
-      ParseGenerate(req.body, served, &prompt);
+      ParseGenerate(req.body, served, &prompt, &stream);
   if (!request.ok()) {
     SetError(res, 400, std::string(request.status().message()));
     return;
   }
-  double queue_seconds = 0.0;
-  absl::StatusOr<infer::GenerateResult> result =
-      worker->Run(*request, &queue_seconds);
-  if (!result.ok()) {
-    SetError(res, 500, std::string(result.status().message()));
-    return;
-  }
-  Json samples = Json::array(), completions = Json::array(),
-       finish = Json::array(), counts = Json::array();
-  for (const infer::GeneratedSample& s : result->samples) {
-    const std::vector<int> ids(s.tokens.begin(), s.tokens.end());
-    absl::StatusOr<std::string> text = served.tokenizer.DecodeChecked(ids);
-    if (!text.ok()) {
-      SetError(res, 500, std::string(text.status().message()));
+  if (!stream) {
+    double queue_seconds = 0.0;
+    absl::StatusOr<infer::GenerateResult> result =
+        worker->Run(*request, &queue_seconds);
+    absl::StatusOr<Json> answer =
+        result.ok()
+            ? ResultJson(served, prompt, *request, *result, queue_seconds)
+            : absl::StatusOr<Json>(result.status());
+    if (!answer.ok()) {
+      SetError(res, 500, std::string(answer.status().message()));
       return;
     }
-    samples.push_back(prompt + *text);
-    completions.push_back(*text);
-    finish.push_back(infer::FinishReasonName(s.finish));
-    counts.push_back(s.tokens.size());
+    t_log.tokens = result->new_tokens;
+    SetJson(res, 200, *answer);
+    return;
   }
-  const double seconds = result->prefill_seconds + result->decode_seconds;
-  t_log.tokens = result->new_tokens;
-  SetJson(res, 200,
-          Json{{"samples", samples},
-               {"completions", completions},
-               {"finish_reasons", finish},
-               {"new_tokens", counts},
-               {"num_samples", request->num_samples},
-               {"prompt_tokens", request->prompt.size()},
-               {"tokens", result->new_tokens},
-               {"seconds", seconds},
-               {"queue_seconds", queue_seconds},
-               {"tokens_per_second",
-                seconds > 0 ? result->new_tokens / seconds : 0.0},
-               {"seed", request->seed},
-               {"model", served.model.source},
-               {"step", served.model.step}});
+  // Streamed: {"deltas": [text each sample gained], "tokens": N} lines as the
+  // worker draws, then the full answer with "done": true, or {"error": ...}.
+  auto lines = std::make_shared<Stream>();
+  auto sent = std::make_shared<std::vector<size_t>>(request->num_samples, 0);
+  infer::GenerateProgress progress =
+      [&served, lines,
+       sent](const std::vector<infer::GeneratedSample>& samples) {
+        if (lines->abandoned()) return false;
+        Json deltas = Json::array();
+        int64_t tokens = 0;
+        bool grew = false;
+        for (size_t i = 0; i < samples.size(); ++i) {
+          tokens += static_cast<int64_t>(samples[i].tokens.size());
+          const std::string text = served.tokenizer.Decode(std::vector<int>(
+              samples[i].tokens.begin(), samples[i].tokens.end()));
+          const size_t whole = WholeCharacters(text);
+          size_t& done = (*sent)[i];
+          deltas.push_back(whole > done ? text.substr(done, whole - done) : "");
+          grew = grew || whole > done;
+          done = std::max(done, whole);
+        }
+        if (grew) {
+          lines->Add(Dump(Json{{"deltas", deltas}, {"tokens", tokens}}) + "\n");
+        }
+        return true;
+      };
+  worker->Submit(
+      *request, std::move(progress),
+      [&served, lines, prompt, request = *request](
+          absl::StatusOr<infer::GenerateResult> result, double waited) {
+        absl::StatusOr<Json> answer =
+            result.ok() ? ResultJson(served, prompt, request, *result, waited)
+                        : absl::StatusOr<Json>(result.status());
+        if (!answer.ok()) {
+          if (absl::IsCancelled(answer.status())) {
+            const std::string note = absl::StrCat(
+                kTool,
+                ": a streaming client went away; its generation was "
+                "stopped\n");
+            std::fwrite(note.data(), 1, note.size(), stdout);
+            std::fflush(stdout);
+          }
+          lines->Add(Dump(Json{{"error", answer.status().message()}}) + "\n",
+                     true);
+          return;
+        }
+        (*answer)["done"] = true;
+        lines->Add(Dump(*answer) + "\n", true, result->new_tokens);
+      });
+  res.set_chunked_content_provider(
+      "application/x-ndjson",
+      [lines](size_t, httplib::DataSink& sink) {
+        bool finished = false;
+        int64_t tokens = 0;
+        // A bounded wait, so a server told to stop is not held by a long
+        // generation (httplib asks again while it is not stopping).
+        for (const std::string& line :
+             lines->Take(std::chrono::milliseconds(500), &finished, &tokens)) {
+          if (!sink.write(line.data(), line.size())) return false;
+        }
+        if (finished) {
+          t_log.tokens = tokens;
+          sink.done();
+        }
+        return true;
+      },
+      [lines](bool success) {
+        if (!success) lines->Abandon();
+      });
 }
 
 // SIGINT and SIGTERM, taken by one thread (blocked in all others, so it must
@@ -621,6 +792,8 @@ int main(int argc, char** argv) {
       "\"seed\": 1337}\n"
       "                      -> {\"samples\": [...], \"tokens\": N, "
       "\"seconds\": S, ...}\n"
+      "                      (\"stream\": true: newline-separated JSON, "
+      "{\"deltas\": [...]} as the text grows, then the answer)\n"
       "  GET  /healthz       -> {\"status\": \"ok\", \"model\": {...}}\n\n"
       "Logs one line per request: client, method, path, status, ms, tokens. "
       "See docs/serve.md for the limits.");

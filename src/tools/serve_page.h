@@ -1,7 +1,8 @@
 // The single page gpt2_serve shows at "/", in the spirit of the original Gradio
 // demo: a prompt box, sliders for the number of outputs and the length,
-// top-k / temperature / seed, clickable examples, and one box per sample. It
-// talks to the server only through POST /api/generate. gpt2_serve replaces
+// top-k / temperature / seed, clickable examples, and one box per sample,
+// filled as the text streams in. It talks to the server only through POST
+// /api/generate (with "stream": true). gpt2_serve replaces
 // the {{...}} placeholders (HTML-escaped) before serving it.
 #ifndef GPT2_TOOLS_SERVE_PAGE_H_
 #define GPT2_TOOLS_SERVE_PAGE_H_
@@ -121,28 +122,77 @@ $("form").addEventListener("submit", async (event) => {
   };
   $("generate").disabled = true;
   setStatus("Generating…", false);
-  try {
-    const response = await fetch("/api/generate", {
-      method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
-    const data = await response.json();
-    if (!response.ok) { setStatus("Error " + response.status + ": " + data.error, true); return; }
-    const outputs = $("outputs");
-    outputs.replaceChildren();
+  // One box per sample, filled as the server streams each sample's new text
+  // (newline-separated JSON: {"deltas": [...], "tokens": N}, then the answer
+  // with "done": true, or {"error": ...}).
+  const outputs = $("outputs");
+  const texts = [], metas = [];
+  for (let i = 0; i < body.num_samples; i++) {
+    const box = document.createElement("div");
+    box.className = "sample";
+    const head = document.createElement("b");
+    head.textContent = prompt;
+    const text = document.createTextNode("");
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = "sample " + (i + 1) + " · generating…";
+    box.append(head, text, meta);
+    texts.push(text);
+    metas.push(meta);
+  }
+  const started = performance.now();
+  let answered = false;
+  const finish = (data) => {
+    answered = true;
     data.completions.forEach((completion, i) => {
-      const box = document.createElement("div");
-      box.className = "sample";
-      const head = document.createElement("b");
-      head.textContent = prompt;
-      const meta = document.createElement("span");
-      meta.className = "meta";
-      meta.textContent = "sample " + (i + 1) + " · " + data.new_tokens[i] + " tokens · stopped: " +
-                         data.finish_reasons[i].replace(/_/g, " ");
-      box.append(head, document.createTextNode(completion), meta);
-      outputs.append(box);
+      texts[i].data = completion;
+      metas[i].textContent = "sample " + (i + 1) + " · " + data.new_tokens[i] +
+          " tokens · stopped: " + data.finish_reasons[i].replace(/_/g, " ");
     });
     setStatus(data.num_samples + " samples, " + data.tokens + " new tokens in " +
               data.seconds.toFixed(2) + " s (" + Math.round(data.tokens_per_second) +
               " tokens/s)", false);
+  };
+  const onLine = (line) => {
+    if (line.length === 0) return;
+    const event = JSON.parse(line);
+    if (event.error !== undefined) {
+      answered = true;
+      setStatus("Error: " + event.error, true);
+    } else if (event.done) {
+      finish(event);
+    } else {
+      event.deltas.forEach((delta, i) => { if (delta) texts[i].data += delta; });
+      const seconds = (performance.now() - started) / 1000;
+      setStatus("Generating… " + event.tokens + " new tokens (" +
+                Math.round(event.tokens / Math.max(seconds, 1e-3)) + " tokens/s)", false);
+    }
+  };
+  try {
+    const response = await fetch("/api/generate", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({...body, stream: true})});
+    if (!response.ok) {
+      const data = await response.json();
+      setStatus("Error " + response.status + ": " + data.error, true);
+      return;
+    }
+    outputs.replaceChildren(...texts.map((t) => t.parentNode));
+    const reader = response.body.getReader();
+    const utf8 = new TextDecoder();
+    let pending = "";
+    for (;;) {
+      const {value, done} = await reader.read();
+      if (done) break;
+      pending += utf8.decode(value, {stream: true});
+      let newline;
+      while ((newline = pending.indexOf("\n")) >= 0) {
+        onLine(pending.slice(0, newline));
+        pending = pending.slice(newline + 1);
+      }
+    }
+    onLine(pending + utf8.decode());
+    if (!answered) setStatus("The answer ended early (the server went away?)", true);
   } catch (err) {
     setStatus("Request failed: " + err, true);
   } finally {

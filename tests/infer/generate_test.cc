@@ -192,6 +192,40 @@ TEST_F(GenerateTest, SameSeedSameTokensOtherSeedOtherTokens) {
   EXPECT_EQ(single[0], a[0]);
 }
 
+// The progress hook sees the samples grow, batch of draws by batch (one
+// token at a time on the CPU decoder), ending as the result does; returning
+// false stops the generation there.
+TEST_F(GenerateTest, ProgressSeesTheSamplesGrowAndCanStopThem) {
+  GenerateRequest r = Request();
+  r.stop_at_end_of_text = false;
+  std::vector<std::vector<GeneratedSample>> seen;
+  auto result = Generate(decoder_.get(), r,
+                         [&](const std::vector<GeneratedSample>& samples) {
+                           seen.push_back(samples);
+                           return true;
+                         });
+  ASSERT_TRUE(result.ok()) << result.status();
+  ASSERT_EQ(seen.size(), 10u);  // lookahead 1: one call per token
+  for (size_t call = 0; call < seen.size(); ++call) {
+    ASSERT_EQ(seen[call].size(), 4u);
+    for (int i = 0; i < 4; ++i) {
+      const auto& tokens = seen[call][i].tokens;
+      ASSERT_EQ(tokens.size(), call + 1);
+      const auto& final_tokens = result->samples[i].tokens;
+      EXPECT_TRUE(
+          std::equal(tokens.begin(), tokens.end(), final_tokens.begin()));
+    }
+  }
+  int calls = 0;
+  auto stopped = Generate(
+      decoder_.get(), r,
+      [&](const std::vector<GeneratedSample>& samples) { return ++calls < 3; });
+  EXPECT_EQ(stopped.status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(calls, 3);
+  // The decoder is fine for the next request.
+  EXPECT_EQ(Run(r)[0], result->samples[0].tokens);
+}
+
 TEST_F(GenerateTest, TopKOneIsGreedyDecoding) {
   GenerateRequest r = Request();
   r.sampling.top_k = 1;

@@ -178,6 +178,57 @@ TEST(Api, GoodRequest) {
   EXPECT_NE(Samples(Generate(other)), samples);
 }
 
+// "stream": true: newline-separated JSON, the text each sample gained as it
+// was drawn, then the same answer a plain request gets, marked "done".
+TEST(Api, StreamsTheSamplesAsTheyGrow) {
+  const Json request = {{"prompt", "ROMEO:"},   {"num_samples", 3},
+                        {"max_new_tokens", 20}, {"top_k", 40},
+                        {"temperature", 0.9},   {"seed", 5}};
+  Json streamed = request;
+  streamed["stream"] = true;
+  const Reply plain = Generate(request);
+  const Reply r = Generate(streamed);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/x-ndjson");
+  std::vector<Json> events;
+  for (size_t at = 0; at < r.body.size();) {
+    const size_t end = r.body.find('\n', at);
+    ASSERT_NE(end, std::string::npos) << "a line without its newline";
+    events.push_back(Json::parse(r.body.substr(at, end - at), nullptr, false));
+    ASSERT_FALSE(events.back().is_discarded()) << r.body.substr(at, end - at);
+    at = end + 1;
+  }
+  ASSERT_GE(events.size(), 3u) << r.body;  // some deltas, then the answer
+  const Json& last = events.back();
+  ASSERT_TRUE(last.value("done", false)) << last.dump();
+  for (const char* field : {"samples", "completions", "finish_reasons",
+                            "new_tokens", "tokens", "seed", "prompt_tokens"}) {
+    EXPECT_EQ(last[field], plain.json[field]) << field;
+  }
+  std::vector<std::string> texts(3);
+  int64_t tokens = 0;
+  for (size_t e = 0; e + 1 < events.size(); ++e) {
+    ASSERT_TRUE(events[e].contains("deltas")) << events[e].dump();
+    ASSERT_EQ(events[e]["deltas"].size(), 3u);
+    EXPECT_GT(events[e]["tokens"].get<int64_t>(), tokens);  // always growing
+    tokens = events[e]["tokens"];
+    for (int i = 0; i < 3; ++i) texts[i] += events[e]["deltas"][i];
+  }
+  EXPECT_EQ(tokens, last["tokens"].get<int64_t>());
+  for (int i = 0; i < 3; ++i) {
+    // The deltas spell the completion, less at most a character cut at the
+    // end (held back until its last byte came; here never, as it ended).
+    const std::string completion = last["completions"][i];
+    EXPECT_EQ(completion.rfind(texts[i], 0), 0u)
+        << texts[i] << " vs " << completion;
+    EXPECT_LE(completion.size() - texts[i].size(), 9u);
+  }
+  // A bad request is refused before any streaming, as always.
+  ExpectBadRequest(R"({"prompt": "x", "stream": "yes"})", "stream");
+  ExpectBadRequest(R"({"prompt": "", "stream": true})", "prompt");
+}
+
 TEST(Api, MissingFieldsTakeTheirDefaults) {
   const Reply r = Generate({{"prompt", "First Citizen:"}});
   ASSERT_EQ(r.status, 200) << r.body;
@@ -390,6 +441,32 @@ TEST(Api, SlowAndBrokenClientsDoNotBlockOthers) {
   // No client byte reaches the log raw.
   EXPECT_EQ(ServerEnv::Log().find("fake 200"), std::string::npos);
   EXPECT_EQ(ServerEnv::Log().find('\x1b'), std::string::npos);
+}
+
+// A streaming client that hangs up after the first line: the server goes on
+// answering (the generation stops at its next batch of draws, or has ended).
+TEST(Api, StreamingClientThatLeavesEarly) {
+  for (int round = 0; round < 3; ++round) {
+    const int fd = Connect();
+    ASSERT_GE(fd, 0);
+    const std::string body =
+        R"({"prompt": "ROMEO:", "num_samples": 10, "max_new_tokens": 60, "stream": true})";
+    const std::string http = absl::StrCat(
+        "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: "
+        "application/json\r\nContent-Length: ",
+        body.size(), "\r\n\r\n", body);
+    ASSERT_EQ(write(fd, http.data(), http.size()),
+              static_cast<ssize_t>(http.size()));
+    char buf[512];
+    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    EXPECT_GT(n, 0);
+    EXPECT_NE(std::string(buf, std::max<ssize_t>(n, 0)).find("200"),
+              std::string::npos);
+    close(fd);
+  }
+  const Reply r = Generate({{"prompt", "ROMEO:"}, {"num_samples", 1}});
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Send("GET", "/healthz").json["queued"], 0);
 }
 
 // Runs last (gtest keeps file order): every request above left one line.

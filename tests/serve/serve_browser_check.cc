@@ -2,7 +2,8 @@
 // protocol on a pipe (--remote-debugging-pipe: NUL-separated JSON on fds 3
 // and 4, so no WebSocket client or npm package is needed), loads gpt2_serve's
 // page, clicks an example, types a prompt, clicks Generate, waits for the
-// samples, checks them and saves a screenshot.
+// samples (streamed: the page counts tokens as they come), checks them and
+// saves a screenshot.
 //   serve_browser_check PATH/TO/gpt2_serve
 // Exit 0: passed; 1: failed; 77: skipped (no Chromium; ctest SKIP_RETURN_CODE).
 // Environment: GPT2_CHROMIUM (browser binary), GPT2_SERVE_SCREENSHOT (PNG
@@ -230,6 +231,14 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
       Json wanted, page.Eval("Number(document.getElementById('num_samples')"
                              ".value)"));
 
+  // Every status line the page shows, the passing ones too (each setStatus
+  // replaces the line's text node: a childList record keeps the added node).
+  GPT2_RETURN_IF_ERROR(
+      page.Eval("window.gpt2Statuses = []; new MutationObserver((records) => "
+                "{ for (const r of records) for (const n of r.addedNodes) "
+                "window.gpt2Statuses.push(n.textContent); }).observe("
+                "document.getElementById('status'), {childList: true}); true")
+          .status());
   GPT2_RETURN_IF_ERROR(page.Click("#generate"));
   GPT2_RETURN_IF_ERROR(page.WaitUntil(
       "document.querySelectorAll('#outputs .sample:not(.empty)').length > 0 "
@@ -263,6 +272,19 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
       Check(status.get<std::string>().find(absl::StrCat(
                 wanted.get<int>(), " samples")) != std::string::npos,
             "the status line does not report the samples: " + status.dump()));
+
+  // The samples streamed in: the page counted new tokens while generating.
+  GPT2_ASSIGN_OR_RETURN(Json statuses, page.Eval("window.gpt2Statuses"));
+  int streamed = 0;
+  for (const Json& line : statuses) {
+    streamed +=
+        line.get<std::string>().rfind("Generating… ", 0) == 0 &&
+        line.get<std::string>().find(" new tokens (") != std::string::npos;
+  }
+  std::printf("status lines while streaming: %d\n", streamed);
+  GPT2_RETURN_IF_ERROR(
+      Check(streamed > 0,
+            "the page showed no tokens while generating: " + statuses.dump()));
 
   // The whole page, not just the first screen: grow the viewport to it.
   GPT2_ASSIGN_OR_RETURN(Json height,
