@@ -244,9 +244,28 @@ absl::Status Sample(const infer::InferenceModel& model) {
                         MakeDecoderFor(absl::GetFlag(FLAGS_device),
                                        absl::GetFlag(FLAGS_precision),
                                        model.shape, model.params, num_samples));
-  GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result,
-                        infer::Generate(made.decoder.get(), request));
-  for (size_t i = 0; i < result.samples.size(); ++i) {
+  // One sample is printed as it is drawn (the same bytes in the end); several
+  // are drawn side by side and printed when done.
+  size_t printed = 0;  // tokens of the streamed sample written so far
+  infer::GenerateProgress stream_one = nullptr;
+  if (num_samples == 1) {
+    std::fputs(prompt_text.c_str(), stdout);
+    std::fflush(stdout);
+    stream_one = [&](const std::vector<infer::GeneratedSample>& samples) {
+      for (; printed < samples[0].tokens.size(); ++printed) {
+        const std::string piece =
+            tokenizer.DecodeToken(samples[0].tokens[printed]);
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+      }
+      std::fflush(stdout);
+      return true;
+    };
+  }
+  GPT2_ASSIGN_OR_RETURN(
+      const infer::GenerateResult result,
+      infer::Generate(made.decoder.get(), request, stream_one));
+  if (num_samples == 1) std::printf("\n");
+  for (size_t i = 0; i < result.samples.size() && num_samples > 1; ++i) {
     if (i > 0) std::printf("======\n");
     const std::vector<int> ids(result.samples[i].tokens.begin(),
                                result.samples[i].tokens.end());

@@ -549,6 +549,15 @@ TEST(SampleCli, SamplesAndReportsSpeed) {
                       .dump(-1, ' ', false, Json::error_handler_t::replace))
           .get<std::string>();
   EXPECT_EQ(joined, as_sent);
+  // One sample is printed as it is drawn: the same bytes as sample 1 of the
+  // three (sample i does not depend on the others).
+  std::vector<std::string> one_args = args;
+  one_args[5] = "1";
+  const RunResult one = Sample(one_args);
+  ASSERT_EQ(one.code, 0) << one.output;
+  EXPECT_EQ(text(one.output),
+            text(a.output).substr(0, text(a.output).find("======")))
+      << one.output;
 }
 
 TEST(SampleCli, BadArguments) {
