@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/error.h"
+#include "src/data/corpus.h"
 #include "src/data/tokenizer.h"
 
 namespace gpt2 {
@@ -71,7 +72,7 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
   GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
                         Tokenizer::LoadFromDataDir(data_dir));
   const auto start = std::chrono::steady_clock::now();
-  const std::vector<int> ids = tokenizer.Encode(text);
+  const std::vector<int> ids = EncodeInParallel(tokenizer, text);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();

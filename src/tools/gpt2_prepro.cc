@@ -1,11 +1,14 @@
-// gpt2_prepro: tokenizes a text file with GPT-2's BPE into llm.c-format token
-// shards.
+// gpt2_prepro: tokenizes a text corpus with GPT-2's BPE into llm.c-format
+// token shards: text files, folders of them, JSON-lines files (one document
+// per line), or glob patterns; documents tokenized on all threads, shards
+// written as they fill (src/data/corpus.h).
+#include <omp.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -13,20 +16,30 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "src/core/error.h"
 #include "src/core/threads.h"
+#include "src/data/corpus.h"
 #include "src/data/dataset.h"
-#include "src/data/token_shard.h"
 #include "src/data/tokenizer.h"
 #include "src/tools/cli_common.h"
 
-ABSL_FLAG(std::string, input, "", "UTF-8 text file to tokenize. Required.");
+ABSL_FLAG(std::string, input, "",
+          "What to tokenize, comma-separated: text files (one document "
+          "each), .jsonl files (one document per line), folders (their .txt "
+          "and .jsonl files, recursively) or glob patterns. Required.");
 ABSL_FLAG(std::string, output_dir, "",
           "Folder for the shards, created if missing. Required.");
+ABSL_FLAG(std::string, name, "",
+          "Shard file prefix. Default: the input file's name without its "
+          "extension, or 'corpus' for several files.");
+ABSL_FLAG(std::string, jsonl_field, "text",
+          "The field of each .jsonl line that holds its document's text.");
 ABSL_FLAG(int64_t, val_tokens, 0,
           "Write the last N tokens as a val shard (0 = no val shard).");
 ABSL_FLAG(int64_t, shard_tokens, 100000000,
-          "Most tokens in one train shard; longer texts get numbered shards.");
+          "Most tokens in one train shard; longer corpora get numbered "
+          "shards.");
 ABSL_FLAG(
     std::string, data_dir, "",
     "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe. Default: "
@@ -35,67 +48,136 @@ ABSL_FLAG(
 namespace gpt2 {
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// Documents are tokenized a batch at a time on all threads, then added to the
+// shards in corpus order.
+class Batch {
+ public:
+  static constexpr size_t kBytes = size_t{32} << 20;
+  void Add(std::string_view document) {
+    documents_.emplace_back(document);
+    bytes_ += document.size();
+  }
+  bool full() const { return bytes_ >= kBytes; }
+  // Tokenizes and adds to `writer`; each document led by <|endoftext|> when
+  // `separate`.
+  absl::Status Flush(const Tokenizer& tokenizer, bool separate,
+                     ShardWriter* writer) {
+    std::vector<std::vector<int>> ids(documents_.size());
+    if (documents_.size() == 1) {
+      ids[0] = EncodeInParallel(tokenizer, documents_[0]);
+    } else {
+#pragma omp parallel for schedule(dynamic, 16)
+      for (size_t i = 0; i < documents_.size(); ++i) {
+        ids[i] = tokenizer.Encode(documents_[i]);
+      }
+    }
+    for (const std::vector<int>& doc : ids) {
+      if (separate) GPT2_RETURN_IF_ERROR(writer->Add({Tokenizer::kEndOfText}));
+      GPT2_RETURN_IF_ERROR(writer->Add(doc));
+    }
+    documents_.clear();
+    bytes_ = 0;
+    return absl::OkStatus();
+  }
+
+ private:
+  std::vector<std::string> documents_;
+  size_t bytes_ = 0;
+};
+
 absl::Status Run() {
-  const std::string input = absl::GetFlag(FLAGS_input);
   const std::string output_dir = absl::GetFlag(FLAGS_output_dir);
   const int64_t val_tokens = absl::GetFlag(FLAGS_val_tokens);
   const int64_t shard_tokens = absl::GetFlag(FLAGS_shard_tokens);
-  if (input.empty() || output_dir.empty()) {
+  const std::string field = absl::GetFlag(FLAGS_jsonl_field);
+  const std::vector<std::string> specs =
+      absl::StrSplit(absl::GetFlag(FLAGS_input), ',', absl::SkipEmpty());
+  if (specs.empty() || output_dir.empty()) {
     return absl::InvalidArgumentError(
         "--input and --output_dir are required (see --help)");
   }
-  if (val_tokens < 0)
+  if (val_tokens < 0) {
     return absl::InvalidArgumentError("--val_tokens must be >= 0");
+  }
   if (shard_tokens < 1 || shard_tokens > INT32_MAX) {
     return absl::InvalidArgumentError("--shard_tokens must be in [1, 2^31)");
   }
-  std::ifstream in(input, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(input, ": cannot open"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
-  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
-                        Tokenizer::LoadFromDataDir(data_dir));
-  const auto start = std::chrono::steady_clock::now();
-  const std::vector<int> ids = tokenizer.Encode(buffer.str());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  if (val_tokens >= static_cast<int64_t>(ids.size())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--val_tokens ", val_tokens,
-                     " leaves no train tokens out of ", ids.size()));
+  if (field.empty()) {
+    return absl::InvalidArgumentError("--jsonl_field must not be empty");
   }
-  std::vector<uint16_t> tokens(ids.begin(), ids.end());
+  GPT2_ASSIGN_OR_RETURN(const std::vector<std::string> files,
+                        ExpandCorpusInputs(specs));
+  std::string name = absl::GetFlag(FLAGS_name);
+  if (name.empty()) {
+    name = files.size() == 1 ? std::filesystem::path(files[0]).stem().string()
+                             : "corpus";
+  }
+  GPT2_ASSIGN_OR_RETURN(const Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(
+                            ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
   std::error_code ec;
   std::filesystem::create_directories(output_dir, ec);
-  if (ec)
+  if (ec) {
     return absl::PermissionDeniedError(
         absl::StrCat(output_dir, ": ", ec.message()));
-  const std::string stem = std::filesystem::path(input).stem().string();
-  const int64_t train_count = static_cast<int64_t>(tokens.size()) - val_tokens;
-  const int64_t num_shards = (train_count + shard_tokens - 1) / shard_tokens;
-  std::printf("tokenized %s: %zu tokens in %.2f s\n", input.c_str(),
-              tokens.size(), seconds);
-  for (int64_t s = 0; s < num_shards; ++s) {
-    const int64_t begin = s * shard_tokens;
-    const int64_t count = std::min(shard_tokens, train_count - begin);
-    const std::string path =
-        num_shards == 1
-            ? absl::StrCat(output_dir, "/", stem, "_train.bin")
-            : absl::StrFormat("%s/%s_train_%06d.bin", output_dir, stem, s);
-    GPT2_RETURN_IF_ERROR(WriteTokenShard(
-        path, absl::Span<const uint16_t>(tokens.data() + begin, count)));
-    std::printf("wrote %s: %lld train tokens\n", path.c_str(),
-                static_cast<long long>(count));
   }
-  if (val_tokens > 0) {
-    const std::string path = absl::StrCat(output_dir, "/", stem, "_val.bin");
-    GPT2_RETURN_IF_ERROR(WriteTokenShard(
-        path,
-        absl::Span<const uint16_t>(tokens.data() + train_count, val_tokens)));
-    std::printf("wrote %s: %lld val tokens\n", path.c_str(),
-                static_cast<long long>(val_tokens));
+  int64_t input_bytes = 0;
+  for (const std::string& f : files) {
+    input_bytes += static_cast<int64_t>(std::filesystem::file_size(f, ec));
+  }
+  // One text file is one document, tokenized as it is (Tiny Shakespeare);
+  // any more and each document starts with <|endoftext|>.
+  const bool separate = files.size() > 1 ||
+                        std::filesystem::path(files[0]).extension() == ".jsonl";
+  std::printf("%zu file(s), %.1f MB%s; %d threads\n", files.size(),
+              input_bytes / 1e6,
+              separate ? "; each document starts with <|endoftext|>" : "",
+              omp_get_max_threads());
+  std::fflush(stdout);
+
+  ShardWriter writer(output_dir, name, shard_tokens, val_tokens);
+  Batch batch;
+  int64_t documents = 0, bytes = 0;
+  const Clock::time_point start = Clock::now();
+  Clock::time_point last_report = start;
+  const auto report = [&](bool final) {
+    const double seconds = SecondsSince(start);
+    std::printf(
+        "%s%lld documents, %.1f of %.1f MB, %lld tokens in %.1f s "
+        "(%.1f MB/s)\n",
+        final ? "tokenized " : "  ", static_cast<long long>(documents),
+        bytes / 1e6, input_bytes / 1e6, static_cast<long long>(writer.tokens()),
+        seconds, seconds > 0 ? bytes / 1e6 / seconds : 0.0);
+    std::fflush(stdout);
+  };
+  for (const std::string& file : files) {
+    GPT2_RETURN_IF_ERROR(ForEachDocument(
+        file, field,
+        [&](std::string_view document, const std::string&) -> absl::Status {
+          batch.Add(document);
+          ++documents;
+          bytes += static_cast<int64_t>(document.size());
+          if (!batch.full()) return absl::OkStatus();
+          GPT2_RETURN_IF_ERROR(batch.Flush(tokenizer, separate, &writer));
+          if (SecondsSince(last_report) > 5.0) {
+            report(false);
+            last_report = Clock::now();
+          }
+          return absl::OkStatus();
+        }));
+  }
+  GPT2_RETURN_IF_ERROR(batch.Flush(tokenizer, separate, &writer));
+  GPT2_RETURN_IF_ERROR(writer.Finish());
+  report(true);
+  for (const auto& [path, count] : writer.written()) {
+    std::printf("wrote %s: %lld tokens\n", path.c_str(),
+                static_cast<long long>(count));
   }
   return absl::OkStatus();
 }
@@ -106,15 +188,19 @@ absl::Status Run() {
 int main(int argc, char** argv) {
   gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
-      "Tokenizes a text file with GPT-2's BPE into token shards (llm.c's "
-      "format:\n"
-      "256 x int32 header, magic 20240520, version 1, then uint16 tokens).\n\n"
+      "Tokenizes text with GPT-2's BPE into token shards (llm.c's format: 256 "
+      "x int32\nheader, magic 20240520, version 1, then uint16 tokens), for "
+      "data.train_shards.\n\n"
       "  gpt2_prepro --input ../shared/data/tinyshakespeare/input.txt "
       "--output_dir /tmp/shakespeare --val_tokens 32768 --data_dir "
-      "../shared/data\n\n"
-      "Writes <stem>_train.bin (numbered <stem>_train_NNNNNN.bin when the text "
-      "needs\n"
-      "several shards) and, with --val_tokens, <stem>_val.bin.");
+      "../shared/data\n"
+      "  gpt2_prepro --input 'books/,web/*.jsonl' --output_dir data/mine "
+      "--name mine --val_tokens 1000000\n\n"
+      "A text file is one document; each line of a .jsonl file is one (its "
+      "--jsonl_field\nstring). With more than one document, each starts with "
+      "<|endoftext|>, as GPT-2\nwas trained. Writes <name>_train.bin "
+      "(<name>_train_NNNNNN.bin when there are\nseveral shards) and, with "
+      "--val_tokens, <name>_val.bin: the last N tokens.");
   const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     return gpt2::ReportError("gpt2_prepro",

@@ -47,8 +47,35 @@ expect_fail "init_from neither format" "takes a gpt2_ddp checkpoint, an llm.c mo
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/junk.bin"
 expect_fail "sample without a prompt" "prompt" "$bin/gpt2_sample" --checkpoint "$work/nope.ckpt"
 expect_fail "prepro no args" "--input and --output_dir are required" "$bin/gpt2_prepro"
-expect_fail "prepro missing input" "nope.txt: cannot open" \
+expect_fail "prepro missing input" "nope.txt: no such file" \
   "$bin/gpt2_prepro" --input "$work/nope.txt" --output_dir "$work/out"
+mkdir -p "$work/corpus/sub"
+printf '{"text": "one"}\n{"body": "two"}\n' >"$work/corpus/bad.jsonl"
+expect_fail "prepro jsonl line without text" "bad.jsonl:2: not a JSON object with a string \"text\"" \
+  "$bin/gpt2_prepro" --input "$work/corpus/bad.jsonl" --output_dir "$work/out" --data_dir "$data"
+rm "$work/corpus/bad.jsonl"
+
+# A corpus of several files (a folder of text, JSON lines) into shards, then trained on.
+head -c 300000 "$data/tinyshakespeare/input.txt" >"$work/corpus/a.txt"
+tail -c 300000 "$data/tinyshakespeare/input.txt" >"$work/corpus/sub/b.txt"
+printf '{"text": "To be, or not to be"}\n\n{"text": "that is the question"}\n' >"$work/corpus/c.jsonl"
+out=$("$bin/gpt2_prepro" --input "$work/corpus" --output_dir "$work/shards" --name mine \
+      --val_tokens 5000 --shard_tokens 60000 --data_dir "$data" 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "^3 file(s), .*each document starts with <|endoftext|>" <<<"$out" \
+   && grep -q "^tokenized 4 documents" <<<"$out" && grep -q "mine_train_000001.bin" <<<"$out" \
+   && grep -q "wrote .*/mine_val.bin: 5000 tokens" <<<"$out"; then
+  echo "ok   prepro corpus"; passes=$((passes+1))
+else
+  echo "FAIL prepro corpus (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
+fi
+out=$(cd "$work" && "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$work/shards" \
+      --set data.train_text= --set 'data.train_shards=mine_train_*.bin' --set data.val_shards=mine_val.bin \
+      --set data.val_tokens=0 --set train.max_steps=2 --set log.sample_prompts= --set log.run_name=mine 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qE "^loaded [0-9]+ train tokens in [0-9]+ shard\(s\)" <<<"$out" && grep -q "^step 1 |" <<<"$out"; then
+  echo "ok   training on the prepro shards"; passes=$((passes+1))
+else
+  echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
+fi
 expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --heads 5
 
 # --help explains every flag.
@@ -64,7 +91,7 @@ out=$(cd "$work" && "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" -
       --plan 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q "16 x 1024 tokens per micro-step x 1 rank(s) x 1 accumulation step(s) = 16,384 tokens per step; 1 epoch = 20 steps" <<<"$out" \
    && grep -qE "^memory per rank: params 474.8 MiB, grads 474.8 MiB, optimizer 949.7 MiB, activations [0-9.]+ GiB" <<<"$out" \
-   && grep -q "^memory check: .* free on the host" <<<"$out" && [ ! -e "$work/logs" ]; then
+   && grep -q "^memory check: .* free on the host" <<<"$out" && [ ! -e "$work/logs/gpt2_124m_shakespeare" ]; then
   echo "ok   --plan"; passes=$((passes+1))
 else
   echo "FAIL --plan (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))

@@ -1,0 +1,210 @@
+#include "src/data/corpus.h"
+
+#include <glob.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "src/core/error.h"
+#include "src/core/json_reader.h"
+#include "src/data/token_shard.h"
+
+namespace gpt2 {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool IsJsonLines(const std::string& path) {
+  return fs::path(path).extension() == ".jsonl";
+}
+
+bool IsCorpusFile(const fs::path& path) {
+  return path.extension() == ".txt" || path.extension() == ".jsonl";
+}
+
+// A non-space ASCII character: neither whitespace nor part of a multi-byte
+// character (which could be Unicode whitespace).
+bool PlainAscii(char c) { return c > ' ' && c < 0x7f; }
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
+    const std::vector<std::string>& specs) {
+  std::vector<std::string> files;
+  for (const std::string& spec : specs) {
+    std::error_code ec;
+    if (fs::is_directory(spec, ec)) {
+      std::vector<std::string> found;
+      for (const auto& entry : fs::recursive_directory_iterator(spec, ec)) {
+        if (entry.is_regular_file() && IsCorpusFile(entry.path())) {
+          found.push_back(entry.path().string());
+        }
+      }
+      if (ec) {
+        return absl::PermissionDeniedError(
+            absl::StrCat(spec, ": cannot list the folder: ", ec.message()));
+      }
+      if (found.empty()) {
+        return absl::NotFoundError(
+            absl::StrCat(spec, ": the folder holds no .txt or .jsonl files"));
+      }
+      std::sort(found.begin(), found.end());
+      files.insert(files.end(), found.begin(), found.end());
+    } else if (fs::is_regular_file(spec, ec)) {
+      files.push_back(spec);
+    } else if (spec.find_first_of("*?[") != std::string::npos) {
+      glob_t matches;
+      const int rc = glob(spec.c_str(), 0, nullptr, &matches);
+      std::vector<std::string> found;
+      for (size_t i = 0; rc == 0 && i < matches.gl_pathc; ++i) {
+        if (fs::is_regular_file(matches.gl_pathv[i], ec)) {
+          found.push_back(matches.gl_pathv[i]);
+        }
+      }
+      globfree(&matches);
+      if (found.empty()) {
+        return absl::NotFoundError(
+            absl::StrCat(spec, ": the pattern matches no file"));
+      }
+      std::sort(found.begin(), found.end());
+      files.insert(files.end(), found.begin(), found.end());
+    } else {
+      return absl::NotFoundError(
+          absl::StrCat(spec, ": no such file, folder or pattern"));
+    }
+  }
+  return files;
+}
+
+absl::Status ForEachDocument(
+    const std::string& path, const std::string& field,
+    const std::function<absl::Status(std::string_view document,
+                                     const std::string& where)>& visit) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  if (!IsJsonLines(path)) {
+    std::stringstream text;
+    text << in.rdbuf();
+    return visit(text.str(), path);
+  }
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = absl::StrCat(path, ":", number);
+    absl::StatusOr<JsonValue> value = ParseJson(line);
+    if (!value.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": not JSON: ", value.status().message()));
+    }
+    const JsonValue* text = value->Find(field);
+    if (text == nullptr || text->kind != JsonValue::Kind::kString) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": not a JSON object with a string \"", field,
+          "\" (--jsonl_field names the field that holds the text)"));
+    }
+    GPT2_RETURN_IF_ERROR(visit(text->string, where));
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return absl::OkStatus();
+}
+
+std::vector<int> EncodeInParallel(const Tokenizer& tokenizer,
+                                  std::string_view text, size_t piece_bytes) {
+  // Cut points: the first safe line break at or after each piece_bytes.
+  std::vector<size_t> cuts = {0};
+  for (size_t at = piece_bytes; at < text.size();) {
+    const size_t newline = text.find('\n', at);
+    if (newline == std::string_view::npos || newline + 1 >= text.size()) break;
+    const size_t p = newline + 1;
+    if (newline >= 1 && PlainAscii(text[newline - 1]) && PlainAscii(text[p])) {
+      cuts.push_back(p);
+      at = p + piece_bytes;
+    } else {
+      at = p;
+    }
+  }
+  cuts.push_back(text.size());
+  const int pieces = static_cast<int>(cuts.size()) - 1;
+  if (pieces <= 1) return tokenizer.Encode(text);
+  std::vector<std::vector<int>> ids(pieces);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int i = 0; i < pieces; ++i) {
+    ids[i] = tokenizer.Encode(text.substr(cuts[i], cuts[i + 1] - cuts[i]));
+  }
+  std::vector<int> all;
+  size_t total = 0;
+  for (const auto& part : ids) total += part.size();
+  all.reserve(total);
+  for (const auto& part : ids) all.insert(all.end(), part.begin(), part.end());
+  return all;
+}
+
+ShardWriter::ShardWriter(std::string dir, std::string stem,
+                         int64_t shard_tokens, int64_t val_tokens)
+    : dir_(std::move(dir)),
+      stem_(std::move(stem)),
+      shard_tokens_(shard_tokens),
+      val_tokens_(val_tokens) {}
+
+absl::Status ShardWriter::Add(const std::vector<int>& ids) {
+  for (const int id : ids) {
+    if (id < 0 || id > 0xFFFF) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token ", id, " does not fit a uint16 shard"));
+    }
+    pending_.push_back(static_cast<uint16_t>(id));
+  }
+  tokens_ += static_cast<int64_t>(ids.size());
+  // The last val_tokens always stay behind: they may be the val set.
+  while (static_cast<int64_t>(pending_.size()) >= shard_tokens_ + val_tokens_) {
+    GPT2_RETURN_IF_ERROR(WriteShard(shard_tokens_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::WriteShard(int64_t count) {
+  const std::string path =
+      absl::StrFormat("%s/%s_train_%06d.bin", dir_, stem_, shards_);
+  GPT2_RETURN_IF_ERROR(WriteTokenShard(
+      path, absl::Span<const uint16_t>(pending_.data(), count)));
+  pending_.erase(pending_.begin(), pending_.begin() + count);
+  written_.emplace_back(path, count);
+  ++shards_;
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::Finish() {
+  if (tokens_ <= val_tokens_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--val_tokens ", val_tokens_,
+                     " leaves no train tokens out of ", tokens_));
+  }
+  const int64_t train_left =
+      static_cast<int64_t>(pending_.size()) - val_tokens_;
+  if (train_left > 0) GPT2_RETURN_IF_ERROR(WriteShard(train_left));
+  if (shards_ == 1) {  // a lone shard keeps the plain name
+    const std::string plain = absl::StrCat(dir_, "/", stem_, "_train.bin");
+    std::error_code ec;
+    fs::rename(written_[0].first, plain, ec);
+    if (ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(plain, ": cannot rename: ", ec.message()));
+    }
+    written_[0].first = plain;
+  }
+  if (val_tokens_ > 0) {
+    const std::string path = absl::StrCat(dir_, "/", stem_, "_val.bin");
+    GPT2_RETURN_IF_ERROR(WriteTokenShard(path, pending_));
+    written_.emplace_back(path, val_tokens_);
+    pending_.clear();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace gpt2

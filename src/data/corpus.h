@@ -1,0 +1,81 @@
+// Turning a text corpus into token shards (gpt2_prepro): the input files
+// (text, or JSON lines with one document per line), their documents
+// tokenized in parallel, and the shards written as they fill.
+//
+// Documents: a .txt file is one document; each line of a .jsonl file is one
+// (its `field` string, "text" by default, as Hugging Face datasets export
+// them). When the corpus has more than one document, each starts with
+// <|endoftext|>, as GPT-2 was trained and as llm.c's FineWeb shards are
+// made; a single text file (Tiny Shakespeare) is its tokens alone.
+#ifndef GPT2_DATA_CORPUS_H_
+#define GPT2_DATA_CORPUS_H_
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "src/data/tokenizer.h"
+
+namespace gpt2 {
+
+// The files named by `specs`, in order: a file as it is, a folder's *.txt and
+// *.jsonl files (recursively, sorted by path), or a glob pattern's matches
+// (sorted). An error names a spec that matches nothing or a file of another
+// type.
+absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
+    const std::vector<std::string>& specs);
+
+// Calls visit(document, where) for each document of `path` in order (where:
+// "file.jsonl:LINE" or the path). A .jsonl line that is not a JSON object with
+// a string `field` is an error naming the line; blank lines are skipped.
+absl::Status ForEachDocument(
+    const std::string& path, const std::string& field,
+    const std::function<absl::Status(std::string_view document,
+                                     const std::string& where)>& visit);
+
+// Encode() of a long text, cut into pieces at line breaks where the
+// pre-tokenizer would split anyway (a newline between two non-space
+// characters) and encoded on all threads: the same ids as Encode(text).
+// piece_bytes: the least size of a piece (tests make it small).
+std::vector<int> EncodeInParallel(const Tokenizer& tokenizer,
+                                  std::string_view text,
+                                  size_t piece_bytes = size_t{1} << 20);
+
+// Writes a token stream as shards of at most `shard_tokens` tokens, each as
+// soon as it is full, holding back the last `val_tokens` tokens for a val
+// shard. Names: <dir>/<stem>_train_NNNNNN.bin (a lone train shard:
+// <stem>_train.bin) and <dir>/<stem>_val.bin.
+class ShardWriter {
+ public:
+  ShardWriter(std::string dir, std::string stem, int64_t shard_tokens,
+              int64_t val_tokens);
+  // Ids must be in [0, 65536) (they are stored as uint16).
+  absl::Status Add(const std::vector<int>& ids);
+  // Writes what is left; an error if no train token remains.
+  absl::Status Finish();
+
+  int64_t tokens() const { return tokens_; }
+  // The files written, in order, with their token counts.
+  const std::vector<std::pair<std::string, int64_t>>& written() const {
+    return written_;
+  }
+
+ private:
+  absl::Status WriteShard(int64_t count);
+
+  std::string dir_, stem_;
+  int64_t shard_tokens_, val_tokens_;
+  std::vector<uint16_t> pending_;
+  int64_t tokens_ = 0;
+  int shards_ = 0;
+  std::vector<std::pair<std::string, int64_t>> written_;
+};
+
+}  // namespace gpt2
+
+#endif  // GPT2_DATA_CORPUS_H_

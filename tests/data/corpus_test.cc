@@ -1,0 +1,182 @@
+// gpt2_prepro's corpus pieces: parallel encoding gives Encode's ids, shards
+// hold the stream in order with the val tail held back, inputs expand to
+// their files, and JSON-lines documents are read or refused by line.
+#include "src/data/corpus.h"
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "src/data/token_shard.h"
+#include "tests/test_util.h"
+
+namespace gpt2 {
+namespace {
+
+namespace fs = std::filesystem;
+
+void Write(const fs::path& path, const std::string& text) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+std::vector<uint16_t> ShardTokens(const std::string& path) {
+  auto shard = TokenShard::Open(path, 65536);
+  EXPECT_TRUE(shard.ok()) << shard.status();
+  if (!shard.ok()) return {};
+  return {shard->tokens().begin(), shard->tokens().end()};
+}
+
+class CorpusTest : public ::testing::Test {
+ protected:
+  void SetUp() override { dir_ = testing::MakeTestDir("gpt2_corpus_test"); }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Path(const std::string& name) { return (dir_ / name).string(); }
+  fs::path dir_;
+};
+
+// Cut at small pieces, Tiny Shakespeare and a text full of the places where
+// a cut would change the pieces (spaces and blank lines around line breaks,
+// CRLF, non-ASCII and Unicode spaces) encode to exactly Encode's ids.
+TEST_F(CorpusTest, ParallelEncodingIsEncode) {
+  const char* data = std::getenv("GPT2_DATA_DIR");
+  ASSERT_TRUE(data != nullptr) << "GPT2_DATA_DIR is not set";
+  auto tokenizer = Tokenizer::LoadFromDataDir(data);
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  const std::string shakespeare =
+      testing::ReadFile(fs::path(data) / "tinyshakespeare/input.txt");
+  ASSERT_GT(shakespeare.size(), 1000000u);
+  EXPECT_EQ(EncodeInParallel(*tokenizer, shakespeare, 4096),
+            tokenizer->Encode(shakespeare));
+  std::string tricky;
+  const char* lines[] = {"word \n",  "  indented\n", "\n",  "\n\n",
+                         "a\r\nb\n", "x\n'tis\n",    "é\n", "\xe3\x80\x80\n",
+                         "1999\n",   "tab\t\n",      "ok\n"};
+  for (int i = 0; i < 400; ++i) {
+    tricky += lines[i % 11];
+    tricky += lines[(i * 7) % 11];
+    tricky += "The end of line " + std::to_string(i) + "\n";
+  }
+  for (const size_t piece : {16, 64, 1000}) {
+    EXPECT_EQ(EncodeInParallel(*tokenizer, tricky, piece),
+              tokenizer->Encode(tricky))
+        << piece;
+  }
+}
+
+TEST_F(CorpusTest, ShardsHoldTheStreamWithTheValTailHeldBack) {
+  ShardWriter writer(dir_.string(), "c", 100, 30);
+  std::vector<int> all;
+  for (int chunk = 0; chunk < 40; ++chunk) {
+    std::vector<int> ids;
+    for (int k = 0; k < chunk % 13 + 1; ++k) ids.push_back(all.size() + k);
+    all.insert(all.end(), ids.begin(), ids.end());
+    ASSERT_TRUE(writer.Add(ids).ok());
+  }
+  ASSERT_TRUE(writer.Finish().ok());
+  const int total = static_cast<int>(all.size());  // 253
+  ASSERT_EQ(writer.tokens(), total);
+  ASSERT_EQ(writer.written().size(), 4u);  // 100, 100, 23 train; 30 val
+  std::vector<int> read;
+  for (int s = 0; s < 3; ++s) {
+    EXPECT_EQ(writer.written()[s].first,
+              dir_.string() + "/c_train_00000" + std::to_string(s) + ".bin");
+    for (uint16_t t : ShardTokens(writer.written()[s].first)) read.push_back(t);
+  }
+  EXPECT_EQ(writer.written()[2].second, total - 200 - 30);
+  EXPECT_EQ(writer.written()[3].first, dir_.string() + "/c_val.bin");
+  for (uint16_t t : ShardTokens(Path("c_val.bin"))) read.push_back(t);
+  EXPECT_EQ(read, all);
+
+  // One shard keeps the plain name; no val shard without val tokens.
+  ShardWriter lone(dir_.string(), "lone", 1000, 0);
+  ASSERT_TRUE(lone.Add({5, 6, 7}).ok());
+  ASSERT_TRUE(lone.Finish().ok());
+  ASSERT_EQ(lone.written().size(), 1u);
+  EXPECT_EQ(ShardTokens(Path("lone_train.bin")),
+            (std::vector<uint16_t>{5, 6, 7}));
+  EXPECT_FALSE(fs::exists(Path("lone_train_000000.bin")));
+  // Every token to val: an error; ids beyond uint16: an error.
+  ShardWriter greedy(dir_.string(), "g", 10, 5);
+  ASSERT_TRUE(greedy.Add({1, 2, 3, 4, 5}).ok());
+  EXPECT_NE(greedy.Finish().message().find("leaves no train tokens"),
+            std::string::npos);
+  EXPECT_FALSE(ShardWriter(dir_.string(), "x", 10, 0).Add({70000}).ok());
+}
+
+TEST_F(CorpusTest, InputsExpandToTheirFiles) {
+  Write(dir_ / "in/b.txt", "b");
+  Write(dir_ / "in/a.jsonl", "{\"text\": \"a\"}\n");
+  Write(dir_ / "in/sub/c.txt", "c");
+  Write(dir_ / "in/notes.md", "ignored");
+  Write(dir_ / "other/z.txt", "z");
+  auto files = ExpandCorpusInputs(
+      {Path("in"), Path("other/*.txt"), Path("in/notes.md")});
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ(*files,
+            (std::vector<std::string>{Path("in/a.jsonl"), Path("in/b.txt"),
+                                      Path("in/sub/c.txt"), Path("other/z.txt"),
+                                      Path("in/notes.md")}));
+  fs::create_directories(dir_ / "empty");
+  EXPECT_NE(ExpandCorpusInputs({Path("empty")})
+                .status()
+                .message()
+                .find("holds no .txt or .jsonl files"),
+            std::string::npos);
+  EXPECT_NE(ExpandCorpusInputs({Path("none/*.txt")})
+                .status()
+                .message()
+                .find("matches no file"),
+            std::string::npos);
+  EXPECT_NE(ExpandCorpusInputs({Path("missing.txt")})
+                .status()
+                .message()
+                .find("no such file"),
+            std::string::npos);
+}
+
+TEST_F(CorpusTest, JsonLinesAreOneDocumentPerLine) {
+  Write(dir_ / "d.jsonl",
+        "{\"text\": \"first\\nline\", \"id\": 1}\n\n"
+        "{\"id\": 2, \"text\": \"caf\\u00e9\"}\r\n");
+  std::vector<std::string> docs, wheres;
+  auto collect = [&](std::string_view doc, const std::string& where) {
+    docs.emplace_back(doc);
+    wheres.push_back(where);
+    return absl::OkStatus();
+  };
+  ASSERT_TRUE(ForEachDocument(Path("d.jsonl"), "text", collect).ok());
+  EXPECT_EQ(docs, (std::vector<std::string>{"first\nline", "caf\xc3\xa9"}));
+  EXPECT_EQ(wheres[1], Path("d.jsonl") + ":3");
+  // Another field name; a line without it; a line that is not JSON.
+  Write(dir_ / "e.jsonl", "{\"content\": \"x\"}\n{\"text\": \"y\"}\n");
+  docs.clear();
+  EXPECT_NE(ForEachDocument(Path("e.jsonl"), "content", collect)
+                .message()
+                .find("e.jsonl:2: not a JSON object with a string \"content\""),
+            std::string::npos);
+  EXPECT_EQ(docs, (std::vector<std::string>{"x"}));
+  const absl::Status missing = ForEachDocument(
+      Path("e.jsonl"), "text",
+      [](std::string_view, const std::string&) { return absl::OkStatus(); });
+  EXPECT_NE(missing.message().find("e.jsonl:1: not a JSON object with a "
+                                   "string \"text\""),
+            std::string::npos)
+      << missing;
+  Write(dir_ / "f.jsonl", "{\"text\": \"ok\"}\n{\"text\": \n");
+  EXPECT_NE(ForEachDocument(Path("f.jsonl"), "text", collect)
+                .message()
+                .find("f.jsonl:2: not JSON"),
+            std::string::npos);
+  // A text file is one document, as it is.
+  Write(dir_ / "t.txt", "whole\n\nfile");
+  docs.clear();
+  ASSERT_TRUE(ForEachDocument(Path("t.txt"), "text", collect).ok());
+  EXPECT_EQ(docs, (std::vector<std::string>{"whole\n\nfile"}));
+}
+
+}  // namespace
+}  // namespace gpt2
