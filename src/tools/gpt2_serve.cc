@@ -503,6 +503,15 @@ void HandleGenerate(const ServedModel& served, ModelWorker* worker,
   infer::GenerateProgress progress =
       [&served, lines,
        sent](const std::vector<infer::GeneratedSample>& samples) {
+        // Tests: GPT2_SERVE_TEST_DELAY_MS slows each batch of draws of a
+        // stream, so a browser can stop one mid-way.
+        static const int delay_ms = [] {
+          const char* v = std::getenv("GPT2_SERVE_TEST_DELAY_MS");
+          return v != nullptr ? std::atoi(v) : 0;
+        }();
+        if (delay_ms > 0) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+        }
         if (lines->abandoned()) return false;
         Json deltas = Json::array();
         int64_t tokens = 0;

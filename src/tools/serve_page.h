@@ -39,7 +39,7 @@ inline constexpr char kServePage[] = R"HTML(<!doctype html>
   .grid3 input { width: 100%; padding: 6px; font: inherit; border: 1px solid #d1d5db; border-radius: 6px; }
   button#generate { margin-top: 16px; width: 100%; padding: 10px; font: inherit; font-weight: 600;
                     color: #fff; background: var(--accent); border: 0; border-radius: 8px; cursor: pointer; }
-  button#generate:disabled { opacity: .6; cursor: progress; }
+  button#generate.stop { background: #374151; }
   .examples { margin-top: 16px; }
   .examples button { margin: 4px 6px 0 0; padding: 4px 10px; font: inherit; font-size: 13px;
                      background: #f3f4f6; border: 1px solid var(--border); border-radius: 6px; cursor: pointer; }
@@ -108,8 +108,12 @@ function setStatus(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "";
 }
+// While a request runs, the button stops it: the page drops the connection,
+// and the server stops that generation at its next batch of draws.
+let running = null;
 $("form").addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (running) { running.abort(); return; }
   const prompt = $("prompt").value;
   if (prompt.length === 0) { setStatus("Enter some text first.", true); return; }
   const body = {
@@ -120,7 +124,9 @@ $("form").addEventListener("submit", async (event) => {
     temperature: Number($("temperature").value),
     seed: Number($("seed").value),
   };
-  $("generate").disabled = true;
+  running = new AbortController();
+  $("generate").textContent = "Stop";
+  $("generate").className = "stop";
   setStatus("Generating…", false);
   // One box per sample, filled as the server streams each sample's new text
   // (newline-separated JSON: {"deltas": [...], "tokens": N}, then the answer
@@ -141,7 +147,7 @@ $("form").addEventListener("submit", async (event) => {
     metas.push(meta);
   }
   const started = performance.now();
-  let answered = false;
+  let answered = false, tokens = 0;
   const finish = (data) => {
     answered = true;
     data.completions.forEach((completion, i) => {
@@ -163,6 +169,7 @@ $("form").addEventListener("submit", async (event) => {
       finish(event);
     } else {
       event.deltas.forEach((delta, i) => { if (delta) texts[i].data += delta; });
+      tokens = event.tokens;
       const seconds = (performance.now() - started) / 1000;
       setStatus("Generating… " + event.tokens + " new tokens (" +
                 Math.round(event.tokens / Math.max(seconds, 1e-3)) + " tokens/s)", false);
@@ -171,7 +178,7 @@ $("form").addEventListener("submit", async (event) => {
   try {
     const response = await fetch("/api/generate", {
       method: "POST", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({...body, stream: true})});
+      body: JSON.stringify({...body, stream: true}), signal: running.signal});
     if (!response.ok) {
       const data = await response.json();
       setStatus("Error " + response.status + ": " + data.error, true);
@@ -194,9 +201,16 @@ $("form").addEventListener("submit", async (event) => {
     onLine(pending + utf8.decode());
     if (!answered) setStatus("The answer ended early (the server went away?)", true);
   } catch (err) {
-    setStatus("Request failed: " + err, true);
+    if (err.name === "AbortError") {
+      for (const meta of metas) meta.textContent = meta.textContent.replace("generating…", "stopped");
+      setStatus("Stopped after " + tokens + " new tokens.", false);
+    } else {
+      setStatus("Request failed: " + err, true);
+    }
   } finally {
-    $("generate").disabled = false;
+    running = null;
+    $("generate").textContent = "Generate";
+    $("generate").className = "";
   }
 });
 </script>

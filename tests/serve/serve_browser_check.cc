@@ -3,7 +3,8 @@
 // and 4, so no WebSocket client or npm package is needed), loads gpt2_serve's
 // page, clicks an example, types a prompt, clicks Generate, waits for the
 // samples (streamed: the page counts tokens as they come), checks them and
-// saves a screenshot.
+// saves a screenshot; then starts the longest request and stops it with the
+// button, and the server stops that generation.
 //   serve_browser_check PATH/TO/gpt2_serve
 // Exit 0: passed; 1: failed; 77: skipped (no Chromium; ctest SKIP_RETURN_CODE).
 // Environment: GPT2_CHROMIUM (browser binary), GPT2_SERVE_SCREENSHOT (PNG
@@ -180,8 +181,11 @@ absl::Status Check(bool ok, const std::string& what) {
   return ok ? absl::OkStatus() : absl::InternalError(what);
 }
 
+// The page's whole use; then, given the server (whose output shows what it
+// stopped), the Stop button.
 absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
-                          const std::string& expected_step) {
+                          const std::string& expected_step,
+                          serve_testing::ChildProcess* server) {
   GPT2_ASSIGN_OR_RETURN(
       Json target, cdp->Call("Target.createTarget", {{"url", "about:blank"}}));
   GPT2_ASSIGN_OR_RETURN(
@@ -242,7 +246,7 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
   GPT2_RETURN_IF_ERROR(page.Click("#generate"));
   GPT2_RETURN_IF_ERROR(page.WaitUntil(
       "document.querySelectorAll('#outputs .sample:not(.empty)').length > 0 "
-      "&& !document.getElementById('generate').disabled",
+      "&& document.getElementById('generate').textContent === 'Generate'",
       60));
   GPT2_ASSIGN_OR_RETURN(
       Json boxes,
@@ -307,6 +311,44 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
             "the screenshot is not a PNG"));
   std::ofstream(screenshot, std::ios::binary) << png;
   std::printf("screenshot: %s (%zu bytes)\n", screenshot.c_str(), png.size());
+
+  if (server == nullptr) return absl::OkStatus();
+  // Stop: the longest request, stopped once its text has started to come
+  // (the server draws slowly here: GPT2_SERVE_TEST_DELAY_MS).
+  GPT2_RETURN_IF_ERROR(
+      page.Eval("const m = document.getElementById('max_new_tokens'); "
+                "m.value = m.max; true")
+          .status());
+  GPT2_RETURN_IF_ERROR(page.Click("#generate"));
+  GPT2_RETURN_IF_ERROR(
+      page.WaitUntil("document.getElementById('status').textContent.startsWith("
+                     "'Generating… ')",
+                     30));
+  GPT2_ASSIGN_OR_RETURN(
+      Json label, page.Eval("document.getElementById('generate').textContent"));
+  GPT2_RETURN_IF_ERROR(Check(label == "Stop",
+                             "while generating, the button "
+                             "says " +
+                                 label.dump()));
+  GPT2_RETURN_IF_ERROR(page.Click("#generate"));
+  GPT2_RETURN_IF_ERROR(page.WaitUntil(
+      "document.getElementById('generate').textContent === 'Generate'", 30));
+  GPT2_ASSIGN_OR_RETURN(status, page.Eval("document.getElementById('status')"
+                                          ".textContent"));
+  std::printf("after Stop: %s\n", status.get<std::string>().c_str());
+  GPT2_RETURN_IF_ERROR(
+      Check(status.get<std::string>().rfind("Stopped after ", 0) == 0,
+            "Stop did not stop the request: " + status.dump()));
+  // The server stopped that generation (and says so).
+  for (int i = 0; i < 100 && server->Output().find("a streaming client went "
+                                                   "away") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  GPT2_RETURN_IF_ERROR(
+      Check(server->Output().find("a streaming client went away") !=
+                std::string::npos,
+            "the server did not stop the generation the page dropped"));
   return absl::OkStatus();
 }
 
@@ -342,6 +384,11 @@ int Main(const std::string& serve_bin) {
   }
   serve_testing::ChildProcess server;
   int port = 0;
+  // Each batch of draws of a stream takes 20 ms more: time to click Stop.
+  // Not for a given checkpoint (the README's screenshot: its tokens/s must be
+  // real), which skips the Stop check.
+  const bool check_stop = step == "7";
+  if (check_stop) setenv("GPT2_SERVE_TEST_DELAY_MS", "20", 1);
   if (absl::Status s =
           serve_testing::StartServer(serve_bin, checkpoint, &server, &port);
       !s.ok()) {
@@ -393,7 +440,8 @@ int Main(const std::string& serve_bin) {
   }
   screenshot = std::filesystem::absolute(screenshot).string();
   const auto start = std::chrono::steady_clock::now();
-  const absl::Status result = DriveThePage(&cdp, port, screenshot, step);
+  const absl::Status result = DriveThePage(&cdp, port, screenshot, step,
+                                           check_stop ? &server : nullptr);
   std::printf(
       "browser session: %.1f s\n",
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
