@@ -21,6 +21,8 @@ if(GPT2_HTTPLIB_FOUND AND nlohmann_json_FOUND)
   message(STATUS "gpt2_ddp: gpt2_serve ON (cpp-httplib ${GPT2_HTTPLIB_VERSION}, "
                  "nlohmann_json ${nlohmann_json_VERSION})")
   target_link_libraries(gpt2_serve PRIVATE ${GPT2_SERVE_DEPS})
+  # The server's request parsing (src/serve), with the JSON library it needs.
+  target_sources(gpt2_serve PRIVATE ${PROJECT_SOURCE_DIR}/src/serve/request.cc)
 else()
   # The tools glob builds gpt2_serve regardless; without its libraries it is a
   # stub that says what to install, and the server tests are not registered.

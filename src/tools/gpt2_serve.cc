@@ -8,12 +8,14 @@
 #include <signal.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
@@ -44,6 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/serve/request.h"
 #include "src/tools/serve_page.h"
 #endif
 
@@ -75,13 +78,11 @@ namespace {
 
 constexpr char kTool[] = "gpt2_serve";
 
-// Limits, documented in docs/serve.md. The body limit answers 413; the rest
-// 400 naming the field.
-constexpr size_t kMaxBodyBytes = 64 * 1024;
-constexpr size_t kMaxPromptBytes = 8 * 1024;
-constexpr int kMaxSamples = 10;
-constexpr int kMaxNewTokens = 1024;
-constexpr double kMaxTemperature = 10.0;
+using serve::kMaxBodyBytes;
+using serve::kMaxNewTokens;
+using serve::kMaxPromptBytes;
+using serve::kMaxSamples;
+using serve::kMaxTemperature;
 // A client that sends nothing for this long loses its connection, so a slow
 // client holds one connection thread for at most this long.
 constexpr int kSocketTimeoutSeconds = 5;
@@ -230,111 +231,12 @@ struct ServedModel {
   Tokenizer tokenizer;
 };
 
-// The request fields, their defaults and bounds.
-absl::StatusOr<infer::GenerateRequest> ParseGenerate(const std::string& body,
-                                                     const ServedModel& served,
-                                                     std::string* prompt,
-                                                     bool* stream) {
-  Json j;
-  try {
-    j = Json::parse(body);
-  } catch (const Json::parse_error& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed JSON: ", e.what()));
-  }
-  if (!j.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the body must be a JSON object, got ", j.type_name()));
-  }
-  static const char* const kFields[] = {
-      "prompt",      "num_samples", "max_new_tokens", "top_k",
-      "temperature", "seed",        "stream"};
-  for (const auto& item : j.items()) {
-    bool known = false;
-    for (const char* f : kFields) known = known || item.key() == f;
-    if (!known) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("unknown field '", item.key(),
-                       "' (fields: prompt, num_samples, max_new_tokens, top_k, "
-                       "temperature, seed, stream)"));
-    }
-  }
-  auto bad_type = [](const char* field, const char* want, const Json& v) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": expected ", want, ", got ", v.type_name(), " ", Dump(v)));
-  };
-  auto integer = [&](const char* field, int64_t lo, int64_t hi,
-                     int64_t fallback) -> absl::StatusOr<int64_t> {
-    if (!j.contains(field)) return fallback;
-    const Json& v = j[field];
-    if (!v.is_number_integer()) return bad_type(field, "an integer", v);
-    // Non-negative JSON integers parse as unsigned, and may exceed int64.
-    const bool in_range =
-        v.is_number_unsigned()
-            ? v.get<uint64_t>() <= uint64_t(hi) && v.get<int64_t>() >= lo
-            : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
-    if (!in_range) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, " = ", Dump(v), " is outside [", lo, ", ", hi, "]"));
-    }
-    return v.get<int64_t>();
-  };
-
-  if (!j.contains("prompt")) {
-    return absl::InvalidArgumentError("prompt: required");
-  }
-  if (!j["prompt"].is_string()) {
-    return bad_type("prompt", "a string", j["prompt"]);
-  }
-  *prompt = j["prompt"].get<std::string>();
-  if (prompt->empty()) {
-    return absl::InvalidArgumentError(
-        "prompt: empty; give at least one character of text to continue");
-  }
-  if (prompt->size() > kMaxPromptBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt: ", prompt->size(), " bytes; at most ",
-                     kMaxPromptBytes, " are accepted"));
-  }
-  const ModelShape& shape = served.model.shape;
-  infer::GenerateRequest request;
-  GPT2_ASSIGN_OR_RETURN(request.num_samples,
-                        integer("num_samples", 1, kMaxSamples, 5));
-  GPT2_ASSIGN_OR_RETURN(request.max_new_tokens,
-                        integer("max_new_tokens", 1, kMaxNewTokens, 50));
-  GPT2_ASSIGN_OR_RETURN(request.sampling.top_k,
-                        integer("top_k", 1, shape.vocab_size, 50));
-  if (j.contains("temperature")) {
-    const Json& v = j["temperature"];
-    if (!v.is_number()) return bad_type("temperature", "a number", v);
-    request.sampling.temperature = v.get<double>();
-    if (!(request.sampling.temperature > 0.0) ||
-        request.sampling.temperature > kMaxTemperature) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "temperature = ", Dump(v), " is outside (0, ", kMaxTemperature, "]"));
-    }
-  }
-  if (j.contains("seed")) {
-    const Json& v = j["seed"];
-    if (!v.is_number_integer()) return bad_type("seed", "an integer", v);
-    if (!v.is_number_unsigned()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("seed = ", Dump(v), " must be a non-negative integer"));
-    }
-    request.seed = v.get<uint64_t>();
-  }
-  *stream = false;
-  if (j.contains("stream")) {
-    if (!j["stream"].is_boolean()) {
-      return bad_type("stream", "true or false", j["stream"]);
-    }
-    *stream = j["stream"].get<bool>();
-  }
-  for (int id : served.tokenizer.Encode(*prompt)) request.prompt.push_back(id);
-  request.end_of_text = Tokenizer::kEndOfText;
-  GPT2_RETURN_IF_ERROR(
-      infer::ValidateGenerateRequest(shape, kMaxSamples, request));
-  return request;
+// The model's name in the OpenAI API: the checkpoint's (or Hugging Face
+// folder's) file name.
+std::string ModelId(const ServedModel& served) {
+  const std::filesystem::path source(served.model.source);
+  const std::string name = source.filename().string();
+  return name.empty() ? source.parent_path().filename().string() : name;
 }
 
 Json ModelInfo(const ServedModel& served) {
@@ -379,10 +281,11 @@ std::string RenderPage(const ServedModel& served,
 
 // The answer to a finished request (also the last line of a stream).
 absl::StatusOr<Json> ResultJson(const ServedModel& served,
-                                const std::string& prompt,
-                                const infer::GenerateRequest& request,
+                                const serve::ParsedRequest& parsed,
                                 const infer::GenerateResult& result,
                                 double queue_seconds) {
+  const std::string& prompt = parsed.prompt;
+  const infer::GenerateRequest& request = parsed.request;
   Json samples = Json::array(), completions = Json::array(),
        finish = Json::array(), counts = Json::array();
   for (const infer::GeneratedSample& s : result.samples) {
@@ -470,38 +373,77 @@ class Stream {
   std::atomic<bool> abandoned_{false};
 };
 
-void HandleGenerate(const ServedModel& served, ModelWorker* worker,
-                    const httplib::Request& req, httplib::Response& res) {
-  std::string prompt;
-  bool stream = false;
-  absl::StatusOr<infer::GenerateRequest> request =
-      ParseGenerate(req.body, served, &prompt, &stream);
-  if (!request.ok()) {
-    SetError(res, 400, std::string(request.status().message()));
-    return;
+// How one API writes its answers: the whole answer to a plain request, and
+// a stream's messages (each framed on its own; the tail after the last).
+struct ApiFormat {
+  std::function<absl::StatusOr<Json>(const serve::ParsedRequest&,
+                                     const infer::GenerateResult&,
+                                     double queue_seconds)>
+      whole;
+  const char* stream_type;
+  std::function<std::string(const Json& message)> frame;
+  std::string stream_tail;
+  // The text each sample gained (empty where none), and the new tokens so far.
+  std::function<std::vector<Json>(const std::vector<std::string>& deltas,
+                                  int64_t tokens)>
+      deltas;
+  // The stream's last messages, from the whole answer.
+  std::function<std::vector<Json>(const serve::ParsedRequest&,
+                                  const Json& whole)>
+      end;
+  std::function<Json(const std::string& message)> error;
+
+  std::string Frame(const std::vector<Json>& messages) const {
+    std::string text;
+    for (const Json& m : messages) text += frame(m);
+    return text;
   }
-  if (!stream) {
+};
+
+// The text each sample gained since `sent` (bytes already streamed, per
+// sample), up to the last whole UTF-8 character.
+std::vector<std::string> TakeDeltas(
+    const Tokenizer& tokenizer,
+    const std::vector<infer::GeneratedSample>& samples,
+    std::vector<size_t>* sent) {
+  std::vector<std::string> deltas(samples.size());
+  for (size_t i = 0; i < samples.size(); ++i) {
+    const std::string text = tokenizer.Decode(
+        std::vector<int>(samples[i].tokens.begin(), samples[i].tokens.end()));
+    const size_t whole = WholeCharacters(text);
+    size_t& done = (*sent)[i];
+    if (whole > done) deltas[i] = text.substr(done, whole - done);
+    done = std::max(done, whole);
+  }
+  return deltas;
+}
+
+void Answer(const ServedModel& served, ModelWorker* worker,
+            std::shared_ptr<const ApiFormat> format,
+            const absl::StatusOr<serve::ParsedRequest>& parsed,
+            httplib::Response& res) {
+  const auto fail = [&](int status, absl::string_view message) {
+    SetJson(res, status, format->error(std::string(message)));
+  };
+  if (!parsed.ok()) return fail(400, parsed.status().message());
+  if (!parsed->stream) {
     double queue_seconds = 0.0;
     absl::StatusOr<infer::GenerateResult> result =
-        worker->Run(*request, &queue_seconds);
+        worker->Run(parsed->request, &queue_seconds);
     absl::StatusOr<Json> answer =
-        result.ok()
-            ? ResultJson(served, prompt, *request, *result, queue_seconds)
-            : absl::StatusOr<Json>(result.status());
-    if (!answer.ok()) {
-      SetError(res, 500, std::string(answer.status().message()));
-      return;
-    }
+        result.ok() ? format->whole(*parsed, *result, queue_seconds)
+                    : absl::StatusOr<Json>(result.status());
+    if (!answer.ok()) return fail(500, answer.status().message());
     t_log.tokens = result->new_tokens;
     SetJson(res, 200, *answer);
     return;
   }
-  // Streamed: {"deltas": [text each sample gained], "tokens": N} lines as the
-  // worker draws, then the full answer with "done": true, or {"error": ...}.
+  // Streamed: the deltas as the worker draws, then the end (or an error).
   auto lines = std::make_shared<Stream>();
-  auto sent = std::make_shared<std::vector<size_t>>(request->num_samples, 0);
+  auto sent =
+      std::make_shared<std::vector<size_t>>(parsed->request.num_samples, 0);
   infer::GenerateProgress progress =
-      [&served, lines,
+      [&served, format, lines,
        sent](const std::vector<infer::GeneratedSample>& samples) {
         // Tests: GPT2_SERVE_TEST_DELAY_MS slows each batch of draws of a
         // stream, so a browser can stop one mid-way.
@@ -513,30 +455,22 @@ void HandleGenerate(const ServedModel& served, ModelWorker* worker,
           std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
         }
         if (lines->abandoned()) return false;
-        Json deltas = Json::array();
+        const std::vector<std::string> deltas =
+            TakeDeltas(served.tokenizer, samples, sent.get());
         int64_t tokens = 0;
-        bool grew = false;
-        for (size_t i = 0; i < samples.size(); ++i) {
-          tokens += static_cast<int64_t>(samples[i].tokens.size());
-          const std::string text = served.tokenizer.Decode(std::vector<int>(
-              samples[i].tokens.begin(), samples[i].tokens.end()));
-          const size_t whole = WholeCharacters(text);
-          size_t& done = (*sent)[i];
-          deltas.push_back(whole > done ? text.substr(done, whole - done) : "");
-          grew = grew || whole > done;
-          done = std::max(done, whole);
-        }
-        if (grew) {
-          lines->Add(Dump(Json{{"deltas", deltas}, {"tokens", tokens}}) + "\n");
+        for (const auto& s : samples) tokens += s.tokens.size();
+        if (std::any_of(deltas.begin(), deltas.end(),
+                        [](const std::string& d) { return !d.empty(); })) {
+          lines->Add(format->Frame(format->deltas(deltas, tokens)));
         }
         return true;
       };
   worker->Submit(
-      *request, std::move(progress),
-      [&served, lines, prompt, request = *request](
+      parsed->request, std::move(progress),
+      [format, lines, request = *parsed](
           absl::StatusOr<infer::GenerateResult> result, double waited) {
         absl::StatusOr<Json> answer =
-            result.ok() ? ResultJson(served, prompt, request, *result, waited)
+            result.ok() ? format->whole(request, *result, waited)
                         : absl::StatusOr<Json>(result.status());
         if (!answer.ok()) {
           if (absl::IsCancelled(answer.status())) {
@@ -547,15 +481,18 @@ void HandleGenerate(const ServedModel& served, ModelWorker* worker,
             std::fwrite(note.data(), 1, note.size(), stdout);
             std::fflush(stdout);
           }
-          lines->Add(Dump(Json{{"error", answer.status().message()}}) + "\n",
+          lines->Add(format->Frame({format->error(
+                         std::string(answer.status().message()))}) +
+                         format->stream_tail,
                      true);
           return;
         }
-        (*answer)["done"] = true;
-        lines->Add(Dump(*answer) + "\n", true, result->new_tokens);
+        lines->Add(
+            format->Frame(format->end(request, *answer)) + format->stream_tail,
+            true, result->new_tokens);
       });
   res.set_chunked_content_provider(
-      "application/x-ndjson",
+      format->stream_type,
       [lines](size_t, httplib::DataSink& sink) {
         bool finished = false;
         int64_t tokens = 0;
@@ -574,6 +511,119 @@ void HandleGenerate(const ServedModel& served, ModelWorker* worker,
       [lines](bool success) {
         if (!success) lines->Abandon();
       });
+}
+
+// POST /api/generate: {"error": "..."}; a stream is newline-separated JSON,
+// {"deltas": [...], "tokens": N} lines, then the answer with "done": true.
+std::shared_ptr<const ApiFormat> GenerateFormat(const ServedModel& served) {
+  auto f = std::make_shared<ApiFormat>();
+  f->whole = [&served](const serve::ParsedRequest& parsed,
+                       const infer::GenerateResult& result, double waited) {
+    return ResultJson(served, parsed, result, waited);
+  };
+  f->stream_type = "application/x-ndjson";
+  f->frame = [](const Json& message) { return Dump(message) + "\n"; };
+  f->deltas = [](const std::vector<std::string>& deltas, int64_t tokens) {
+    return std::vector<Json>{Json{{"deltas", deltas}, {"tokens", tokens}}};
+  };
+  f->end = [](const serve::ParsedRequest&, const Json& whole) {
+    Json done = whole;
+    done["done"] = true;
+    return std::vector<Json>{done};
+  };
+  f->error = [](const std::string& message) {
+    return Json{{"error", message}};
+  };
+  return f;
+}
+
+// POST /v1/completions, as OpenAI's completions API answers: a
+// "text_completion" object with its choices and usage; a stream is
+// server-sent events, a chunk per sample's new text, a chunk with each
+// sample's finish reason (and with stream_options.include_usage one with
+// the usage), then "data: [DONE]". Errors: {"error": {"message", "type",
+// "param", "code"}}. `id` and `created` name the one request.
+std::shared_ptr<const ApiFormat> CompletionsFormat(const ServedModel& served,
+                                                   const std::string& model_id,
+                                                   const std::string& id,
+                                                   int64_t created) {
+  auto f = std::make_shared<ApiFormat>();
+  const Json head = {{"id", id},
+                     {"object", "text_completion"},
+                     {"created", created},
+                     {"model", model_id},
+                     {"system_fingerprint", "gpt2_ddp"}};
+  const auto choice = [](size_t index, const std::string& text,
+                         const Json& finish) {
+    return Json{{"text", text},
+                {"index", index},
+                {"logprobs", nullptr},
+                {"finish_reason", finish}};
+  };
+  f->whole = [&served, head, choice](const serve::ParsedRequest& parsed,
+                                     const infer::GenerateResult& result,
+                                     double) -> absl::StatusOr<Json> {
+    Json choices = Json::array();
+    int64_t completion_tokens = 0;
+    for (size_t i = 0; i < result.samples.size(); ++i) {
+      const infer::GeneratedSample& s = result.samples[i];
+      GPT2_ASSIGN_OR_RETURN(const std::string text,
+                            served.tokenizer.DecodeChecked(std::vector<int>(
+                                s.tokens.begin(), s.tokens.end())));
+      choices.push_back(choice(
+          i, text,
+          s.finish == infer::FinishReason::kEndOfText ? "stop" : "length"));
+      completion_tokens += s.tokens.size();
+    }
+    const int64_t prompt_tokens = parsed.request.prompt.size();
+    Json answer = head;
+    answer["choices"] = choices;
+    answer["usage"] = {{"prompt_tokens", prompt_tokens},
+                       {"completion_tokens", completion_tokens},
+                       {"total_tokens", prompt_tokens + completion_tokens}};
+    answer["seed"] = parsed.request.seed;  // ours: the same seed, the same text
+    return answer;
+  };
+  f->stream_type = "text/event-stream";
+  f->frame = [](const Json& message) {
+    return "data: " + Dump(message) + "\n\n";
+  };
+  f->stream_tail = "data: [DONE]\n\n";
+  f->deltas = [head, choice](const std::vector<std::string>& deltas, int64_t) {
+    std::vector<Json> chunks;
+    for (size_t i = 0; i < deltas.size(); ++i) {
+      if (deltas[i].empty()) continue;
+      Json chunk = head;
+      chunk["choices"] = Json::array({choice(i, deltas[i], nullptr)});
+      chunks.push_back(std::move(chunk));
+    }
+    return chunks;
+  };
+  f->end = [head, choice](const serve::ParsedRequest& parsed,
+                          const Json& whole) {
+    std::vector<Json> chunks;
+    for (const Json& c : whole["choices"]) {
+      Json chunk = head;
+      chunk["choices"] = Json::array(
+          {choice(c["index"].get<size_t>(), "", c["finish_reason"])});
+      chunks.push_back(std::move(chunk));
+    }
+    if (parsed.stream_usage) {
+      Json chunk = head;
+      chunk["choices"] = Json::array();
+      chunk["usage"] = whole["usage"];
+      chunks.push_back(std::move(chunk));
+    }
+    return chunks;
+  };
+  f->error = [](const std::string& message) {
+    return Json{{"error",
+                 {{"message", message},
+                  {"type", "invalid_request_error"},
+                  {"param", nullptr},
+                  {"code", nullptr}}}};
+  };
+  return f;
 }
 
 // SIGINT and SIGTERM, taken by one thread (blocked in all others, so it must
@@ -742,9 +792,48 @@ absl::Status Serve() {
                    {"max_new_tokens", kMaxNewTokens},
                    {"temperature", kMaxTemperature}}}});
   });
-  server.Post("/api/generate", [&served, &worker](const httplib::Request& req,
-                                                  httplib::Response& res) {
-    HandleGenerate(served, &worker, req, res);
+  const std::shared_ptr<const ApiFormat> generate = GenerateFormat(served);
+  server.Post("/api/generate",
+              [&served, &worker, generate](const httplib::Request& req,
+                                           httplib::Response& res) {
+                Answer(served, &worker, generate,
+                       serve::ParseGenerateBody(req.body, served.model.shape,
+                                                served.tokenizer),
+                       res);
+              });
+  // OpenAI's completions API (and its model list), for the clients made for
+  // it.
+  const std::string model_id = ModelId(served);
+  std::atomic<uint64_t> completions{0};
+  const uint64_t run_salt = static_cast<uint64_t>(
+      std::chrono::system_clock::now().time_since_epoch().count());
+  server.Post("/v1/completions", [&served, &worker, &model_id, &completions,
+                                  run_salt](const httplib::Request& req,
+                                            httplib::Response& res) {
+    const uint64_t n = completions.fetch_add(1);
+    // Without "seed", each request draws its own text, as OpenAI's does.
+    const uint64_t fresh_seed = infer::SampleSeed(run_salt, n);
+    const int64_t created =
+        std::chrono::duration_cast<std::chrono::seconds>(
+            std::chrono::system_clock::now().time_since_epoch())
+            .count();
+    Answer(served, &worker,
+           CompletionsFormat(
+               served, model_id,
+               absl::StrFormat("cmpl-%016x", infer::SampleSeed(run_salt, ~n)),
+               created),
+           serve::ParseCompletionsBody(req.body, served.model.shape,
+                                       served.tokenizer, fresh_seed),
+           res);
+  });
+  server.Get("/v1/models", [&model_id](const httplib::Request&,
+                                       httplib::Response& res) {
+    SetJson(res, 200,
+            Json{{"object", "list"},
+                 {"data", Json::array({Json{{"id", model_id},
+                                            {"object", "model"},
+                                            {"created", 0},
+                                            {"owned_by", "gpt2_ddp"}}})}});
   });
 
   const std::string host = absl::GetFlag(FLAGS_host);
@@ -803,7 +892,9 @@ int main(int argc, char** argv) {
       "\"seconds\": S, ...}\n"
       "                      (\"stream\": true: newline-separated JSON, "
       "{\"deltas\": [...]} as the text grows, then the answer)\n"
-      "  GET  /healthz       -> {\"status\": \"ok\", \"model\": {...}}\n\n"
+      "  GET  /healthz       -> {\"status\": \"ok\", \"model\": {...}}\n"
+      "  POST /v1/completions, GET /v1/models   OpenAI's completions API "
+      "(prompt, max_tokens, n, temperature, seed, stream, ...)\n\n"
       "Logs one line per request: client, method, path, status, ms, tokens. "
       "See docs/serve.md for the limits.");
   const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);

@@ -229,6 +229,168 @@ TEST(Api, StreamsTheSamplesAsTheyGrow) {
   ExpectBadRequest(R"({"prompt": "", "stream": true})", "prompt");
 }
 
+// OpenAI's completions API: the same text as /api/generate for the same
+// settings, its answer's shape, its stream, and a named refusal of what the
+// model cannot honour.
+Reply Completions(const Json& request) {
+  return Send("POST", "/v1/completions", request.dump());
+}
+
+TEST(OpenAi, CompletionsAreTheSameSamples) {
+  const Reply ours = Generate({{"prompt", "ROMEO:"},
+                               {"num_samples", 3},
+                               {"max_new_tokens", 12},
+                               {"top_k", 40},
+                               {"temperature", 0.9},
+                               {"seed", 5}});
+  const Reply r = Completions({{"model", "anything"},
+                               {"prompt", "ROMEO:"},
+                               {"n", 3},
+                               {"max_tokens", 12},
+                               {"top_k", 40},
+                               {"temperature", 0.9},
+                               {"seed", 5}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.json["object"], "text_completion");
+  EXPECT_EQ(r.json["id"].get<std::string>().rfind("cmpl-", 0), 0u);
+  EXPECT_EQ(r.json["model"], "tiny.ckpt");
+  ASSERT_EQ(r.json["choices"].size(), 3u);
+  int64_t tokens = 0;
+  for (int i = 0; i < 3; ++i) {
+    const Json& c = r.json["choices"][i];
+    EXPECT_EQ(c["index"], i);
+    EXPECT_EQ(c["text"], ours.json["completions"][i]);
+    EXPECT_EQ(
+        c["finish_reason"],
+        ours.json["finish_reasons"][i] == "end_of_text" ? "stop" : "length");
+    tokens += ours.json["new_tokens"][i].get<int64_t>();
+  }
+  EXPECT_EQ(r.json["usage"]["prompt_tokens"], 3);
+  EXPECT_EQ(r.json["usage"]["completion_tokens"], tokens);
+  EXPECT_EQ(r.json["usage"]["total_tokens"], tokens + 3);
+  // Temperature 0 is greedy: /api/generate's top_k 1.
+  const Reply greedy = Completions(
+      {{"prompt", {"ROMEO:"}}, {"max_tokens", 8}, {"temperature", 0}});
+  const Reply top1 = Generate({{"prompt", "ROMEO:"},
+                               {"num_samples", 1},
+                               {"max_new_tokens", 8},
+                               {"top_k", 1}});
+  ASSERT_EQ(greedy.status, 200) << greedy.body;
+  EXPECT_EQ(greedy.json["choices"][0]["text"], top1.json["completions"][0]);
+  // Without a seed each request draws its own text (defaults: 16 tokens,
+  // the whole vocabulary), and says which seed it drew with.
+  const Reply a = Completions({{"prompt", "ROMEO:"}});
+  const Reply b = Completions({{"prompt", "ROMEO:"}});
+  ASSERT_EQ(a.status, 200) << a.body;
+  EXPECT_NE(a.json["choices"][0]["text"], b.json["choices"][0]["text"]);
+  EXPECT_NE(a.json["seed"], b.json["seed"]);
+  if (a.json["choices"][0]["finish_reason"] == "length") {
+    EXPECT_EQ(a.json["usage"]["completion_tokens"], 16);
+  }
+  Json again = {{"prompt", "ROMEO:"}, {"seed", a.json["seed"]}};
+  EXPECT_EQ(Completions(again).json["choices"][0]["text"],
+            a.json["choices"][0]["text"]);
+  // The model list names the one model.
+  const Reply models = Send("GET", "/v1/models");
+  ASSERT_EQ(models.status, 200);
+  EXPECT_EQ(models.json["data"][0]["id"], "tiny.ckpt");
+}
+
+TEST(OpenAi, StreamsServerSentEvents) {
+  const Json request = {{"prompt", "ROMEO:"},
+                        {"n", 2},
+                        {"max_tokens", 20},
+                        {"seed", 9},
+                        {"top_k", 50}};
+  const Reply plain = Completions(request);
+  Json streamed = request;
+  streamed["stream"] = true;
+  streamed["stream_options"] = {{"include_usage", true}};
+  const Reply r = Completions(streamed);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.content_type, "text/event-stream");
+  std::vector<std::string> texts(2);
+  std::vector<std::string> finish(2);
+  Json usage;
+  bool done = false;
+  std::string id;
+  for (size_t at = 0; at < r.body.size();) {
+    const size_t end = r.body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos) << r.body.substr(at);
+    const std::string event = r.body.substr(at, end - at);
+    at = end + 2;
+    ASSERT_EQ(event.rfind("data: ", 0), 0u) << event;
+    ASSERT_FALSE(done) << "an event after [DONE]";
+    if (event == "data: [DONE]") {
+      done = true;
+      continue;
+    }
+    const Json chunk = Json::parse(event.substr(6), nullptr, false);
+    ASSERT_TRUE(chunk.is_object()) << event;
+    if (id.empty()) id = chunk["id"];
+    EXPECT_EQ(chunk["id"], id);  // one id for the whole stream
+    if (chunk.contains("usage")) usage = chunk["usage"];
+    for (const Json& c : chunk["choices"]) {
+      const int i = c["index"];
+      texts[i] += c["text"].get<std::string>();
+      if (!c["finish_reason"].is_null()) finish[i] = c["finish_reason"];
+    }
+  }
+  EXPECT_TRUE(done);
+  for (int i = 0; i < 2; ++i) {
+    const std::string whole = plain.json["choices"][i]["text"];
+    EXPECT_EQ(whole.rfind(texts[i], 0), 0u) << texts[i] << " vs " << whole;
+    EXPECT_LE(whole.size() - texts[i].size(), 9u);
+    EXPECT_EQ(finish[i], plain.json["choices"][i]["finish_reason"]);
+  }
+  EXPECT_EQ(usage, plain.json["usage"]);
+}
+
+void ExpectOpenAiError(const Json& request, const std::string& needle) {
+  const Reply r = Completions(request);
+  EXPECT_EQ(r.status, 400) << request.dump() << " -> " << r.body;
+  ASSERT_TRUE(r.json.contains("error")) << r.body;
+  EXPECT_EQ(r.json["error"]["type"], "invalid_request_error");
+  EXPECT_NE(r.json["error"]["message"].get<std::string>().find(needle),
+            std::string::npos)
+      << request.dump() << " -> " << r.body;
+}
+
+TEST(OpenAi, RefusesWhatItCannotHonour) {
+  // Their no-op values are fine.
+  const Reply ok = Completions({{"prompt", "x"},
+                                {"max_tokens", 2},
+                                {"top_p", 1},
+                                {"stop", nullptr},
+                                {"echo", false},
+                                {"logprobs", nullptr},
+                                {"best_of", 1},
+                                {"presence_penalty", 0},
+                                {"frequency_penalty", 0.0},
+                                {"logit_bias", Json::object()},
+                                {"suffix", nullptr},
+                                {"user", "me"}});
+  EXPECT_EQ(ok.status, 200) << ok.body;
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", 0.9}}, "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", {"\n"}}}, "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"echo", true}}, "echo");
+  ExpectOpenAiError({{"prompt", "x"}, {"logprobs", 5}}, "logprobs");
+  ExpectOpenAiError({{"prompt", "x"}, {"best_of", 3}}, "best_of");
+  ExpectOpenAiError({{"prompt", "x"}, {"presence_penalty", 0.5}},
+                    "presence_penalty");
+  ExpectOpenAiError({{"prompt", "x"}, {"logit_bias", {{"50256", -100}}}},
+                    "logit_bias");
+  ExpectOpenAiError({{"prompt", {"a", "b"}}}, "prompt");
+  ExpectOpenAiError({{"prompt", "x"}, {"n", 11}}, "n = 11");
+  ExpectOpenAiError({{"prompt", "x"}, {"max_tokens", 0}}, "max_tokens");
+  ExpectOpenAiError({{"prompt", "x"}, {"temperature", -1}}, "temperature");
+  ExpectOpenAiError({{"prompt", "x"}, {"functions", 1}}, "unknown field");
+  ExpectOpenAiError({{"max_tokens", 2}}, "prompt: required");
+  ExpectOpenAiError({{"prompt", "x"}, {"stream_options", {{"x", 1}}}},
+                    "stream_options");
+}
+
 TEST(Api, MissingFieldsTakeTheirDefaults) {
   const Reply r = Generate({{"prompt", "First Citizen:"}});
   ASSERT_EQ(r.status, 200) << r.body;

@@ -1,0 +1,251 @@
+#include "src/serve/request.h"
+
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "src/core/error.h"
+
+namespace gpt2::serve {
+namespace {
+
+using Json = nlohmann::json;
+
+std::string Dump(const Json& j) {
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// A request body's fields, read with their types and bounds checked.
+class Fields {
+ public:
+  static absl::StatusOr<Fields> Parse(
+      const std::string& body, std::initializer_list<const char*> known) {
+    Fields f;
+    try {
+      f.j_ = Json::parse(body);
+    } catch (const Json::parse_error& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("malformed JSON: ", e.what()));
+    }
+    if (!f.j_.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the body must be a JSON object, got ", f.j_.type_name()));
+    }
+    for (const auto& item : f.j_.items()) {
+      bool found = false;
+      for (const char* k : known) found = found || item.key() == k;
+      if (!found) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("unknown field '", item.key(),
+                         "' (fields: ", absl::StrJoin(known, ", "), ")"));
+      }
+    }
+    return f;
+  }
+
+  // Present and not null.
+  bool has(const char* field) const {
+    return j_.contains(field) && !j_[field].is_null();
+  }
+  const Json& operator[](const char* field) const { return j_[field]; }
+
+  absl::Status BadType(const char* field, const char* want) const {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": expected ", want, ", got ",
+                     j_[field].type_name(), " ", Dump(j_[field])));
+  }
+
+  absl::StatusOr<int64_t> Integer(const char* field, int64_t lo, int64_t hi,
+                                  int64_t fallback) const {
+    if (!has(field)) return fallback;
+    const Json& v = j_[field];
+    if (!v.is_number_integer()) return BadType(field, "an integer");
+    // Non-negative JSON integers parse as unsigned, and may exceed int64.
+    const bool in_range =
+        v.is_number_unsigned()
+            ? v.get<uint64_t>() <= uint64_t(hi) && v.get<int64_t>() >= lo
+            : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (!in_range) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " = ", Dump(v), " is outside [", lo, ", ", hi, "]"));
+    }
+    return v.get<int64_t>();
+  }
+
+  absl::StatusOr<uint64_t> Seed(const char* field, uint64_t fallback) const {
+    if (!has(field)) return fallback;
+    const Json& v = j_[field];
+    if (!v.is_number_integer()) return BadType(field, "an integer");
+    if (!v.is_number_unsigned()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " = ", Dump(v), " must be a non-negative integer"));
+    }
+    return v.get<uint64_t>();
+  }
+
+  // A temperature in [lo, kMaxTemperature] (lo excluded where open).
+  absl::StatusOr<double> Temperature(const char* field, bool zero_allowed,
+                                     double fallback) const {
+    if (!has(field)) return fallback;
+    const Json& v = j_[field];
+    if (!v.is_number()) return BadType(field, "a number");
+    const double t = v.get<double>();
+    if (!(zero_allowed ? t >= 0.0 : t > 0.0) || t > kMaxTemperature) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " = ", Dump(v), " is outside ",
+                       zero_allowed ? "[0, " : "(0, ", kMaxTemperature, "]"));
+    }
+    return t;
+  }
+
+  absl::StatusOr<bool> Bool(const char* field, bool fallback) const {
+    if (!has(field)) return fallback;
+    if (!j_[field].is_boolean()) return BadType(field, "true or false");
+    return j_[field].get<bool>();
+  }
+
+  absl::Status AnyString(const char* field) const {
+    return !has(field) || j_[field].is_string() ? absl::OkStatus()
+                                                : BadType(field, "a string");
+  }
+
+  // A field accepted only where it changes nothing: absent, null, or `ok`.
+  absl::Status NoOp(const char* field, bool ok, const char* why) const {
+    if (!has(field) || ok) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, " = ", Dump(j_[field]), " is not supported: ", why));
+  }
+
+ private:
+  Json j_;
+};
+
+// The prompt's text: non-empty, bounded, tokenized into `out`.
+absl::Status SetPrompt(const std::string& text, const Tokenizer& tokenizer,
+                       ParsedRequest* out) {
+  if (text.empty()) {
+    return absl::InvalidArgumentError(
+        "prompt: empty; give at least one character of text to continue");
+  }
+  if (text.size() > kMaxPromptBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt: ", text.size(), " bytes; at most ",
+                     kMaxPromptBytes, " are accepted"));
+  }
+  out->prompt = text;
+  for (int id : tokenizer.Encode(text)) out->request.prompt.push_back(id);
+  out->request.end_of_text = Tokenizer::kEndOfText;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ParsedRequest> ParseGenerateBody(const std::string& body,
+                                                const ModelShape& shape,
+                                                const Tokenizer& tokenizer) {
+  GPT2_ASSIGN_OR_RETURN(
+      const Fields f,
+      Fields::Parse(body, {"prompt", "num_samples", "max_new_tokens", "top_k",
+                           "temperature", "seed", "stream"}));
+  ParsedRequest out;
+  infer::GenerateRequest& r = out.request;
+  if (!f.has("prompt")) return absl::InvalidArgumentError("prompt: required");
+  if (!f["prompt"].is_string()) return f.BadType("prompt", "a string");
+  GPT2_RETURN_IF_ERROR(
+      SetPrompt(f["prompt"].get<std::string>(), tokenizer, &out));
+  GPT2_ASSIGN_OR_RETURN(r.num_samples,
+                        f.Integer("num_samples", 1, kMaxSamples, 5));
+  GPT2_ASSIGN_OR_RETURN(r.max_new_tokens,
+                        f.Integer("max_new_tokens", 1, kMaxNewTokens, 50));
+  GPT2_ASSIGN_OR_RETURN(r.sampling.top_k,
+                        f.Integer("top_k", 1, shape.vocab_size, 50));
+  GPT2_ASSIGN_OR_RETURN(r.sampling.temperature,
+                        f.Temperature("temperature", false, 1.0));
+  GPT2_ASSIGN_OR_RETURN(r.seed, f.Seed("seed", 1337));
+  GPT2_ASSIGN_OR_RETURN(out.stream, f.Bool("stream", false));
+  GPT2_RETURN_IF_ERROR(infer::ValidateGenerateRequest(shape, kMaxSamples, r));
+  return out;
+}
+
+absl::StatusOr<ParsedRequest> ParseCompletionsBody(const std::string& body,
+                                                   const ModelShape& shape,
+                                                   const Tokenizer& tokenizer,
+                                                   uint64_t fresh_seed) {
+  GPT2_ASSIGN_OR_RETURN(
+      const Fields f,
+      Fields::Parse(
+          body, {"model", "prompt", "max_tokens", "n", "temperature", "top_p",
+                 "top_k", "seed", "stream", "stream_options", "stop", "echo",
+                 "logprobs", "best_of", "presence_penalty", "frequency_penalty",
+                 "logit_bias", "suffix", "user"}));
+  ParsedRequest out;
+  infer::GenerateRequest& r = out.request;
+  GPT2_RETURN_IF_ERROR(f.AnyString("model"));
+  GPT2_RETURN_IF_ERROR(f.AnyString("user"));
+  if (!f.has("prompt")) return absl::InvalidArgumentError("prompt: required");
+  const Json& prompt = f["prompt"];
+  if (prompt.is_array() && prompt.size() == 1 && prompt[0].is_string()) {
+    GPT2_RETURN_IF_ERROR(
+        SetPrompt(prompt[0].get<std::string>(), tokenizer, &out));
+  } else if (prompt.is_string()) {
+    GPT2_RETURN_IF_ERROR(SetPrompt(prompt.get<std::string>(), tokenizer, &out));
+  } else {
+    return f.BadType("prompt", "a string (or a list of one string)");
+  }
+  GPT2_ASSIGN_OR_RETURN(r.max_new_tokens,
+                        f.Integer("max_tokens", 1, kMaxNewTokens, 16));
+  GPT2_ASSIGN_OR_RETURN(r.num_samples, f.Integer("n", 1, kMaxSamples, 1));
+  GPT2_ASSIGN_OR_RETURN(const double temperature,
+                        f.Temperature("temperature", true, 1.0));
+  GPT2_ASSIGN_OR_RETURN(
+      r.sampling.top_k,
+      f.Integer("top_k", 1, shape.vocab_size, shape.vocab_size));
+  if (temperature == 0.0) {  // OpenAI's greedy decoding
+    r.sampling.top_k = 1;
+    r.sampling.temperature = 1.0;
+  } else {
+    r.sampling.temperature = temperature;
+  }
+  GPT2_ASSIGN_OR_RETURN(r.seed, f.Seed("seed", fresh_seed));
+  GPT2_ASSIGN_OR_RETURN(out.stream, f.Bool("stream", false));
+  if (f.has("stream_options")) {
+    const Json& options = f["stream_options"];
+    if (!options.is_object() ||
+        (options.contains("include_usage") &&
+         !options["include_usage"].is_boolean()) ||
+        options.size() > (options.contains("include_usage") ? 1u : 0u)) {
+      return f.BadType("stream_options", "{\"include_usage\": true or false}");
+    }
+    out.stream_usage = options.value("include_usage", false);
+  }
+  const auto number_is = [&](const char* field, double value) {
+    return f[field].is_number() && f[field].get<double>() == value;
+  };
+  GPT2_RETURN_IF_ERROR(f.NoOp("top_p", number_is("top_p", 1.0),
+                              "nucleus sampling; use top_k and temperature"));
+  GPT2_RETURN_IF_ERROR(f.NoOp(
+      "stop",
+      (f["stop"].is_array() && f["stop"].empty()) ||
+          (f["stop"].is_string() && f["stop"].get<std::string>().empty()),
+      "stop sequences (samples end at <|endoftext|> or the length)"));
+  GPT2_RETURN_IF_ERROR(f.NoOp("echo",
+                              f["echo"].is_boolean() && !f["echo"].get<bool>(),
+                              "echoing the prompt"));
+  GPT2_RETURN_IF_ERROR(f.NoOp("logprobs", false, "log-probabilities"));
+  GPT2_RETURN_IF_ERROR(
+      f.NoOp("best_of", number_is("best_of", 1.0), "best-of sampling"));
+  GPT2_RETURN_IF_ERROR(f.NoOp("presence_penalty",
+                              number_is("presence_penalty", 0.0), "penalties"));
+  GPT2_RETURN_IF_ERROR(f.NoOp(
+      "frequency_penalty", number_is("frequency_penalty", 0.0), "penalties"));
+  GPT2_RETURN_IF_ERROR(f.NoOp(
+      "logit_bias", f["logit_bias"].is_object() && f["logit_bias"].empty(),
+      "logit biases"));
+  GPT2_RETURN_IF_ERROR(f.NoOp("suffix", false, "suffixes"));
+  GPT2_RETURN_IF_ERROR(infer::ValidateGenerateRequest(shape, kMaxSamples, r));
+  return out;
+}
+
+}  // namespace gpt2::serve
