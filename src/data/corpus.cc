@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +30,14 @@ bool IsCorpusFile(const fs::path& path) {
 // A non-space ASCII character: neither whitespace nor part of a multi-byte
 // character (which could be Unicode whitespace).
 bool PlainAscii(char c) { return c > ' ' && c < 0x7f; }
+
+// Whether text may be cut before position p without changing its ids: just
+// after a line break that has a plain character on each side, where GPT-2's
+// pre-tokenizer ends a piece anyway.
+bool SafeCut(std::string_view text, size_t p) {
+  return p >= 2 && p < text.size() && text[p - 1] == '\n' &&
+         PlainAscii(text[p - 2]) && PlainAscii(text[p]);
+}
 
 }  // namespace
 
@@ -84,14 +91,43 @@ absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
 
 absl::Status ForEachDocument(
     const std::string& path, const std::string& field,
-    const std::function<absl::Status(std::string_view document,
-                                     const std::string& where)>& visit) {
+    const std::function<absl::Status(std::string_view text,
+                                     const std::string& where,
+                                     bool starts_document)>& visit,
+    size_t piece_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   if (!IsJsonLines(path)) {
-    std::stringstream text;
-    text << in.rdbuf();
-    return visit(text.str(), path);
+    // Pieces of about piece_bytes, each ending at the last safe cut in what
+    // has been read (read on while there is none).
+    std::string buffer;
+    bool first = true;
+    std::vector<char> block(std::max<size_t>(piece_bytes, 1));
+    for (;;) {
+      in.read(block.data(), static_cast<std::streamsize>(block.size()));
+      buffer.append(block.data(), static_cast<size_t>(in.gcount()));
+      if (in.bad()) {
+        return absl::DataLossError(absl::StrCat(path, ": read error"));
+      }
+      const bool end = !in;
+      size_t cut = buffer.size();
+      if (!end) {
+        cut = 0;
+        for (size_t p = buffer.rfind('\n'); p != std::string::npos && p > 0;
+             p = buffer.rfind('\n', p - 1)) {
+          if (SafeCut(buffer, p + 1)) {
+            cut = p + 1;
+            break;
+          }
+        }
+        if (cut == 0) continue;  // no safe cut yet: read more
+      }
+      GPT2_RETURN_IF_ERROR(
+          visit(std::string_view(buffer).substr(0, cut), path, first));
+      first = false;
+      buffer.erase(0, cut);
+      if (end) return absl::OkStatus();
+    }
   }
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
@@ -108,7 +144,7 @@ absl::Status ForEachDocument(
           where, ": not a JSON object with a string \"", field,
           "\" (--jsonl_field names the field that holds the text)"));
     }
-    GPT2_RETURN_IF_ERROR(visit(text->string, where));
+    GPT2_RETURN_IF_ERROR(visit(text->string, where, true));
   }
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
   return absl::OkStatus();
@@ -122,7 +158,7 @@ std::vector<int> EncodeInParallel(const Tokenizer& tokenizer,
     const size_t newline = text.find('\n', at);
     if (newline == std::string_view::npos || newline + 1 >= text.size()) break;
     const size_t p = newline + 1;
-    if (newline >= 1 && PlainAscii(text[newline - 1]) && PlainAscii(text[p])) {
+    if (SafeCut(text, p)) {
       cuts.push_back(p);
       at = p + piece_bytes;
     } else {

@@ -30,13 +30,19 @@ namespace gpt2 {
 absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     const std::vector<std::string>& specs);
 
-// Calls visit(document, where) for each document of `path` in order (where:
-// "file.jsonl:LINE" or the path). A .jsonl line that is not a JSON object with
-// a string `field` is an error naming the line; blank lines are skipped.
+// Calls visit(text, where, starts_document) for each document of `path` in
+// order (where: "file.jsonl:LINE" or the path). A .jsonl line that is not a
+// JSON object with a string `field` is an error naming the line; blank lines
+// are skipped. A text file is one document, read in pieces of about
+// `piece_bytes` cut at the line breaks EncodeInParallel cuts at (so its
+// pieces encode to the whole file's ids, and a file larger than memory
+// allows can be tokenized); all but the first have starts_document false.
 absl::Status ForEachDocument(
     const std::string& path, const std::string& field,
-    const std::function<absl::Status(std::string_view document,
-                                     const std::string& where)>& visit);
+    const std::function<absl::Status(std::string_view text,
+                                     const std::string& where,
+                                     bool starts_document)>& visit,
+    size_t piece_bytes = size_t{64} << 20);
 
 // Encode() of a long text, cut into pieces at line breaks where the
 // pre-tokenizer would split anyway (a newline between two non-space

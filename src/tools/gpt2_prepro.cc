@@ -59,35 +59,46 @@ double SecondsSince(Clock::time_point t) {
 class Batch {
  public:
   static constexpr size_t kBytes = size_t{32} << 20;
-  void Add(std::string_view document) {
-    documents_.emplace_back(document);
-    bytes_ += document.size();
+  // A document, or the next piece of one (a long text file).
+  void Add(std::string_view text, bool starts_document) {
+    pieces_.emplace_back(text);
+    starts_.push_back(starts_document);
+    bytes_ += text.size();
   }
   bool full() const { return bytes_ >= kBytes; }
   // Tokenizes and adds to `writer`; each document led by <|endoftext|> when
   // `separate`.
   absl::Status Flush(const Tokenizer& tokenizer, bool separate,
                      ShardWriter* writer) {
-    std::vector<std::vector<int>> ids(documents_.size());
-    if (documents_.size() == 1) {
-      ids[0] = EncodeInParallel(tokenizer, documents_[0]);
-    } else {
-#pragma omp parallel for schedule(dynamic, 16)
-      for (size_t i = 0; i < documents_.size(); ++i) {
-        ids[i] = tokenizer.Encode(documents_[i]);
+    // A long piece is cut and encoded on all threads; short ones take a
+    // thread each.
+    constexpr size_t kLong = size_t{1} << 20;
+    const int n = static_cast<int>(pieces_.size());
+    std::vector<std::vector<int>> ids(n);
+    for (int i = 0; i < n; ++i) {
+      if (pieces_[i].size() >= kLong) {
+        ids[i] = EncodeInParallel(tokenizer, pieces_[i]);
       }
     }
-    for (const std::vector<int>& doc : ids) {
-      if (separate) GPT2_RETURN_IF_ERROR(writer->Add({Tokenizer::kEndOfText}));
-      GPT2_RETURN_IF_ERROR(writer->Add(doc));
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int i = 0; i < n; ++i) {
+      if (pieces_[i].size() < kLong) ids[i] = tokenizer.Encode(pieces_[i]);
     }
-    documents_.clear();
+    for (int i = 0; i < n; ++i) {
+      if (separate && starts_[i]) {
+        GPT2_RETURN_IF_ERROR(writer->Add({Tokenizer::kEndOfText}));
+      }
+      GPT2_RETURN_IF_ERROR(writer->Add(ids[i]));
+    }
+    pieces_.clear();
+    starts_.clear();
     bytes_ = 0;
     return absl::OkStatus();
   }
 
  private:
-  std::vector<std::string> documents_;
+  std::vector<std::string> pieces_;
+  std::vector<bool> starts_;
   size_t bytes_ = 0;
 };
 
@@ -159,10 +170,11 @@ absl::Status Run() {
   for (const std::string& file : files) {
     GPT2_RETURN_IF_ERROR(ForEachDocument(
         file, field,
-        [&](std::string_view document, const std::string&) -> absl::Status {
-          batch.Add(document);
-          ++documents;
-          bytes += static_cast<int64_t>(document.size());
+        [&](std::string_view text, const std::string&,
+            bool starts_document) -> absl::Status {
+          batch.Add(text, starts_document);
+          documents += starts_document;
+          bytes += static_cast<int64_t>(text.size());
           if (!batch.full()) return absl::OkStatus();
           GPT2_RETURN_IF_ERROR(batch.Flush(tokenizer, separate, &writer));
           if (SecondsSince(last_report) > 5.0) {

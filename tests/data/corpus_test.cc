@@ -65,6 +65,28 @@ TEST_F(CorpusTest, ParallelEncodingIsEncode) {
               tokenizer->Encode(tricky))
         << piece;
   }
+  // A text file read in pieces (as a file too big for memory is): the pieces
+  // are the file, in order, only the first starts the document, and their
+  // ids joined are the whole file's.
+  Write(dir_ / "big.txt", tricky);
+  for (const size_t piece : {10, 300, 100000}) {
+    std::string joined;
+    std::vector<int> ids;
+    int pieces = 0;
+    const auto take = [&](std::string_view text, const std::string&,
+                          bool starts) {
+      EXPECT_EQ(starts, pieces == 0);
+      ++pieces;
+      joined += text;
+      for (int id : tokenizer->Encode(text)) ids.push_back(id);
+      return absl::OkStatus();
+    };
+    ASSERT_TRUE(ForEachDocument(Path("big.txt"), "text", take, piece).ok());
+    EXPECT_EQ(joined, tricky);
+    EXPECT_EQ(ids, tokenizer->Encode(tricky)) << piece;
+    if (piece < 1000) EXPECT_GT(pieces, 5) << piece;
+    if (piece > tricky.size()) EXPECT_EQ(pieces, 1);
+  }
 }
 
 TEST_F(CorpusTest, ShardsHoldTheStreamWithTheValTailHeldBack) {
@@ -143,7 +165,9 @@ TEST_F(CorpusTest, JsonLinesAreOneDocumentPerLine) {
         "{\"text\": \"first\\nline\", \"id\": 1}\n\n"
         "{\"id\": 2, \"text\": \"caf\\u00e9\"}\r\n");
   std::vector<std::string> docs, wheres;
-  auto collect = [&](std::string_view doc, const std::string& where) {
+  auto collect = [&](std::string_view doc, const std::string& where,
+                     bool starts) {
+    EXPECT_TRUE(starts);
     docs.emplace_back(doc);
     wheres.push_back(where);
     return absl::OkStatus();
@@ -160,8 +184,9 @@ TEST_F(CorpusTest, JsonLinesAreOneDocumentPerLine) {
             std::string::npos);
   EXPECT_EQ(docs, (std::vector<std::string>{"x"}));
   const absl::Status missing = ForEachDocument(
-      Path("e.jsonl"), "text",
-      [](std::string_view, const std::string&) { return absl::OkStatus(); });
+      Path("e.jsonl"), "text", [](std::string_view, const std::string&, bool) {
+        return absl::OkStatus();
+      });
   EXPECT_NE(missing.message().find("e.jsonl:1: not a JSON object with a "
                                    "string \"text\""),
             std::string::npos)
