@@ -251,6 +251,12 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   }
   if (l.sample_tokens() < 1 || l.sample_tokens() > 1024)
     fail("log.sample_tokens must be in [1, 1024], got ", l.sample_tokens());
+  if (!(l.progress_every_seconds() >= 0)) {
+    fail(
+        "log.progress_every_seconds must be >= 0 (0: no progress lines), "
+        "got ",
+        l.progress_every_seconds());
+  }
   if (l.samples_per_prompt() < 1 || l.samples_per_prompt() > 16) {
     fail("log.samples_per_prompt must be in [1, 16], got ",
          l.samples_per_prompt());

@@ -87,6 +87,25 @@ void InjectSignalForTests(int64_t step, int rank) {
 constexpr int kStopForTime = 1;
 constexpr int kStopForSignal = 1000;  // + the signal number
 
+// "progress: step 1000 of 5000 (20%), 55 s since start; about 3m 40s left
+// at 54.1 ms/step".
+std::string FormatProgressLine(int64_t step, int64_t max_steps,
+                               double elapsed_s, double ms_per_step) {
+  const int64_t left_steps = std::max<int64_t>(max_steps - step - 1, 0);
+  const int64_t left_s =
+      static_cast<int64_t>(std::llround(left_steps * ms_per_step / 1000.0));
+  const std::string left =
+      left_s >= 3600
+          ? absl::StrFormat("%dh %02dm", left_s / 3600, left_s / 60 % 60)
+      : left_s >= 60 ? absl::StrFormat("%dm %02ds", left_s / 60, left_s % 60)
+                     : absl::StrFormat("%ds", left_s);
+  return absl::StrFormat(
+      "progress: step %d of %d (%.0f%%), %.0f s since start; about %s left "
+      "at %.1f ms/step",
+      step, max_steps, 100.0 * (step + 1) / std::max<int64_t>(max_steps, 1),
+      elapsed_s, left, ms_per_step);
+}
+
 constexpr char kScopePayload[] = "gpt2/error_scope";
 
 // Each rank's share of every batch.
@@ -574,6 +593,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   int64_t host_dt_step = -1;
   // Reads and logs the pending step. Sets `stop` when the run should end after
   // it.
+  // The last progress line's step and time (the start: the first step).
+  struct {
+    int64_t step;
+    double elapsed_s;
+  } progress_mark{progress.step - 1, SecondsSince(process_start)};
   auto finish_pending = [&]() -> absl::Status {
     if (!pending) return absl::OkStatus();
     StepMetrics metrics = *pending;
@@ -601,6 +625,19 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     if (metrics.step % cfg.log().every_steps() == 0 ||
         metrics.step == max_steps - 1 || !finite) {
       log.Line(FormatStepLine(metrics));
+    }
+    // Now and then, how far the run is and how long the rest takes at the
+    // pace of the steps since the last such line.
+    const double progress_every = cfg.log().progress_every_seconds();
+    if (progress_every > 0 &&
+        metrics.elapsed_s - progress_mark.elapsed_s >= progress_every) {
+      const int64_t steps = metrics.step - progress_mark.step;
+      const double ms_per_step = 1000.0 *
+                                 (metrics.elapsed_s - progress_mark.elapsed_s) /
+                                 std::max<int64_t>(steps, 1);
+      log.Line(FormatProgressLine(metrics.step, max_steps, metrics.elapsed_s,
+                                  ms_per_step));
+      progress_mark = {metrics.step, metrics.elapsed_s};
     }
     log.Metrics(metrics);
     result.losses.push_back(metrics.loss);

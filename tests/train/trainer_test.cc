@@ -135,6 +135,27 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
     ++rows;
   }
   EXPECT_EQ(rows, 8);
+  // Progress lines: none at the default minute (the run takes less); with a
+  // tiny interval one after every step, with the time left at the pace.
+  EXPECT_EQ(testing::ReadFile(dir_ / "logs/fmt/train.log").find("progress:"),
+            std::string::npos);
+  auto often = Run({"log.run_name=often", "log.progress_every_seconds=1e-9"});
+  ASSERT_TRUE(often.ok()) << often.status();
+  std::ifstream often_log(dir_ / "logs/often/train.log");
+  const std::regex progress_line(
+      R"(progress: step (\d+) of 8 \((\d+)%\), \d+ s since start; about )"
+      R"(\d+s left at \d+\.\d ms/step)");
+  int progress = 0;
+  while (std::getline(often_log, line)) {
+    std::smatch m;
+    if (!std::regex_match(line, m, progress_line)) continue;
+    EXPECT_EQ(std::stoi(m[1]), progress) << line;
+    EXPECT_EQ(m[2].str(), absl::StrFormat("%.0f", 100.0 * (progress + 1) / 8))
+        << line;
+    ++progress;
+  }
+  EXPECT_EQ(progress, 8);
+  EXPECT_FALSE(Run({"log.progress_every_seconds=-1"}).ok());
 }
 
 TEST_F(TrainerTest, StopsAtTheTargetLoss) {
