@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 
 namespace gpt2 {
@@ -43,11 +44,23 @@ inline std::vector<std::string> TakeRepeatedFlag(const std::string& name,
   return values;
 }
 
+// Parses the flags (absl) of a tool that takes no positional arguments: a
+// stray one is reported as an error. Returns 0 to go on, else the exit code.
+inline int ParseFlagsOnly(const char* tool, int argc, char** argv);
+
 inline int ReportError(const char* tool, const absl::Status& status) {
   std::fflush(stdout);
   std::fprintf(stderr, "%s: error: %s\n", tool,
                std::string(status.message()).c_str());
   return 1;
+}
+
+inline int ParseFlagsOnly(const char* tool, int argc, char** argv) {
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() <= 1) return 0;
+  return ReportError(
+      tool, absl::InvalidArgumentError(std::string("unexpected argument '") +
+                                       rest[1] + "' (see --help)"));
 }
 
 }  // namespace gpt2

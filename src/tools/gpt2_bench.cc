@@ -545,7 +545,7 @@ int main(int argc, char** argv) {
       "and GPT-2 BPE tokenization of Tiny Shakespeare.\n\n"
       "  gpt2_bench --data_dir ../shared/data\n"
       "  OMP_NUM_THREADS=1 gpt2_bench --batch 2 --steps 3 --tokenizer=false");
-  absl::ParseCommandLine(argc, argv);
+  if (const int rc = gpt2::ParseFlagsOnly("gpt2_bench", argc, argv)) return rc;
   if (absl::GetFlag(FLAGS_batch) < 1 || absl::GetFlag(FLAGS_seq_len) < 1 ||
       absl::GetFlag(FLAGS_seq_len) > 1024 || absl::GetFlag(FLAGS_steps) < 1 ||
       absl::GetFlag(FLAGS_layers) < 1 || absl::GetFlag(FLAGS_heads) < 1 ||

@@ -81,12 +81,7 @@ int main(int argc, char** argv) {
   if (!set_error.empty()) {
     return gpt2::ReportError("gpt2_ddp", absl::InvalidArgumentError(set_error));
   }
-  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    return gpt2::ReportError(
-        "gpt2_ddp", absl::InvalidArgumentError(absl::StrCat(
-                        "unexpected argument '", rest[1], "' (see --help)")));
-  }
+  if (const int rc = gpt2::ParseFlagsOnly("gpt2_ddp", argc, argv)) return rc;
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (config_path.empty()) {
     return gpt2::ReportError(

@@ -213,12 +213,7 @@ int main(int argc, char** argv) {
       "<|endoftext|>, as GPT-2\nwas trained. Writes <name>_train.bin "
       "(<name>_train_NNNNNN.bin when there are\nseveral shards) and, with "
       "--val_tokens, <name>_val.bin: the last N tokens.");
-  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    return gpt2::ReportError("gpt2_prepro",
-                             absl::InvalidArgumentError(absl::StrCat(
-                                 "unexpected argument '", rest[1], "'")));
-  }
+  if (const int rc = gpt2::ParseFlagsOnly("gpt2_prepro", argc, argv)) return rc;
   const absl::Status status = gpt2::Run();
   return status.ok() ? 0 : gpt2::ReportError("gpt2_prepro", status);
 }

@@ -333,12 +333,7 @@ int main(int argc, char** argv) {
       "124M shape)\n\n"
       "Prints the samples (prompt + continuation) separated by ====== lines, "
       "then the tokens/s.");
-  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    return gpt2::ReportError(
-        gpt2::kTool, absl::InvalidArgumentError(absl::StrCat(
-                         "unexpected argument '", rest[1], "' (see --help)")));
-  }
+  if (const int rc = gpt2::ParseFlagsOnly(gpt2::kTool, argc, argv)) return rc;
   const absl::Status status = gpt2::Run();
   return status.ok() ? 0 : gpt2::ReportError(gpt2::kTool, status);
 }

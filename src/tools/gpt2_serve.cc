@@ -897,12 +897,7 @@ int main(int argc, char** argv) {
       "(prompt, max_tokens, n, temperature, seed, stream, ...)\n\n"
       "Logs one line per request: client, method, path, status, ms, tokens. "
       "See docs/serve.md for the limits.");
-  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    return gpt2::ReportError(
-        gpt2::kTool, absl::InvalidArgumentError(absl::StrCat(
-                         "unexpected argument '", rest[1], "' (see --help)")));
-  }
+  if (const int rc = gpt2::ParseFlagsOnly(gpt2::kTool, argc, argv)) return rc;
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up is not our death
   const absl::Status status = gpt2::Serve();
   return status.ok() ? 0 : gpt2::ReportError(gpt2::kTool, status);

@@ -77,6 +77,8 @@ else
   echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
 expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --heads 5
+expect_fail "bench stray argument" "unexpected argument '16'" "$bin/gpt2_bench" 16
+expect_fail "prepro stray argument" "unexpected argument 'x'" "$bin/gpt2_prepro" x
 
 # --help explains every flag.
 help=$("$ddp" --help 2>&1)
