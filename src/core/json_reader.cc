@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "src/core/error.h"
 
 namespace gpt2 {
 namespace {
@@ -290,6 +291,25 @@ bool JsonValue::IsInteger(double min, double max) const {
 
 absl::StatusOr<JsonValue> ParseJson(std::string_view text) {
   return Parser(text).Document();
+}
+
+absl::Status ForEachJsonLine(
+    std::istream& in, const std::string& path,
+    const std::function<absl::Status(const JsonValue& value,
+                                     const std::string& where)>& visit) {
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = absl::StrCat(path, ":", number);
+    absl::StatusOr<JsonValue> value = ParseJson(line);
+    if (!value.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": not JSON: ", value.status().message()));
+    }
+    GPT2_RETURN_IF_ERROR(visit(*value, where));
+  }
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return absl::OkStatus();
 }
 
 }  // namespace gpt2

@@ -5,11 +5,14 @@
 #ifndef GPT2_CORE_JSON_READER_H_
 #define GPT2_CORE_JSON_READER_H_
 
+#include <functional>
+#include <istream>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace gpt2 {
@@ -34,6 +37,13 @@ struct JsonValue {
 // The whole text must be one JSON value (whitespace around it is allowed); an
 // object may not name a key twice.
 absl::StatusOr<JsonValue> ParseJson(std::string_view text);
+
+// JSON lines: calls visit(value, where) for each non-blank line of `in` in
+// order (where: "path:LINE"); a line that is not JSON is an error naming it.
+absl::Status ForEachJsonLine(
+    std::istream& in, const std::string& path,
+    const std::function<absl::Status(const JsonValue& value,
+                                     const std::string& where)>& visit);
 
 }  // namespace gpt2
 

@@ -129,25 +129,17 @@ absl::Status ForEachDocument(
       if (end) return absl::OkStatus();
     }
   }
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = absl::StrCat(path, ":", number);
-    absl::StatusOr<JsonValue> value = ParseJson(line);
-    if (!value.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": not JSON: ", value.status().message()));
-    }
-    const JsonValue* text = value->Find(field);
-    if (text == nullptr || text->kind != JsonValue::Kind::kString) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          where, ": not a JSON object with a string \"", field,
-          "\" (--jsonl_field names the field that holds the text)"));
-    }
-    GPT2_RETURN_IF_ERROR(visit(text->string, where, true));
-  }
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  return absl::OkStatus();
+  return ForEachJsonLine(
+      in, path,
+      [&](const JsonValue& value, const std::string& where) -> absl::Status {
+        const JsonValue* text = value.Find(field);
+        if (text == nullptr || text->kind != JsonValue::Kind::kString) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              where, ": not a JSON object with a string \"", field,
+              "\" (--jsonl_field names the field that holds the text)"));
+        }
+        return visit(text->string, where, true);
+      });
 }
 
 std::vector<int> EncodeInParallel(const Tokenizer& tokenizer,

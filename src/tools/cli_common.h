@@ -9,7 +9,9 @@
 #include <vector>
 
 #include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "src/core/threads.h"
 
 namespace gpt2 {
 
@@ -61,6 +63,18 @@ inline int ParseFlagsOnly(const char* tool, int argc, char** argv) {
   return ReportError(
       tool, absl::InvalidArgumentError(std::string("unexpected argument '") +
                                        rest[1] + "' (see --help)"));
+}
+
+// The whole main() of a tool without positional arguments: OpenMP's passive
+// wait, the usage text, the flags, then run(); a failed Status is reported
+// and exits 1.
+inline int ToolMain(const char* tool, const char* usage, int argc, char** argv,
+                    absl::Status (*run)()) {
+  UsePassiveOpenMpWait(argv);
+  absl::SetProgramUsageMessage(usage);
+  if (const int rc = ParseFlagsOnly(tool, argc, argv)) return rc;
+  const absl::Status status = run();
+  return status.ok() ? 0 : ReportError(tool, status);
 }
 
 }  // namespace gpt2

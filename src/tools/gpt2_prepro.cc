@@ -198,8 +198,8 @@ absl::Status Run() {
 }  // namespace gpt2
 
 int main(int argc, char** argv) {
-  gpt2::UsePassiveOpenMpWait(argv);
-  absl::SetProgramUsageMessage(
+  return gpt2::ToolMain(
+      "gpt2_prepro",
       "Tokenizes text with GPT-2's BPE into token shards (llm.c's format: 256 "
       "x int32\nheader, magic 20240520, version 1, then uint16 tokens), for "
       "data.train_shards.\n\n"
@@ -212,8 +212,6 @@ int main(int argc, char** argv) {
       "--jsonl_field\nstring). With more than one document, each starts with "
       "<|endoftext|>, as GPT-2\nwas trained. Writes <name>_train.bin "
       "(<name>_train_NNNNNN.bin when there are\nseveral shards) and, with "
-      "--val_tokens, <name>_val.bin: the last N tokens.");
-  if (const int rc = gpt2::ParseFlagsOnly("gpt2_prepro", argc, argv)) return rc;
-  const absl::Status status = gpt2::Run();
-  return status.ok() ? 0 : gpt2::ReportError("gpt2_prepro", status);
+      "--val_tokens, <name>_val.bin: the last N tokens.",
+      argc, argv, &gpt2::Run);
 }

@@ -319,8 +319,8 @@ absl::Status Run() {
 }  // namespace gpt2
 
 int main(int argc, char** argv) {
-  gpt2::UsePassiveOpenMpWait(argv);
-  absl::SetProgramUsageMessage(
+  return gpt2::ToolMain(
+      gpt2::kTool,
       "Continues a prompt with a gpt2_ddp checkpoint, on GPU 0 if one is "
       "usable, else on the CPU (--device).\n\n"
       "  gpt2_sample --checkpoint logs/tiny_cpu --prompt 'ROMEO:'   (the run's "
@@ -332,8 +332,6 @@ int main(int argc, char** argv) {
       "  gpt2_sample --bench --random_124m         (the same for a GPT-2 "
       "124M shape)\n\n"
       "Prints the samples (prompt + continuation) separated by ====== lines, "
-      "then the tokens/s.");
-  if (const int rc = gpt2::ParseFlagsOnly(gpt2::kTool, argc, argv)) return rc;
-  const absl::Status status = gpt2::Run();
-  return status.ok() ? 0 : gpt2::ReportError(gpt2::kTool, status);
+      "then the tokens/s.",
+      argc, argv, &gpt2::Run);
 }

@@ -681,6 +681,7 @@ class Server : public httplib::Server {
 constexpr int kListenBacklog = 1024;
 
 absl::Status Serve() {
+  signal(SIGPIPE, SIG_IGN);  // a client that hangs up is not our death
   // First: every thread created later inherits the blocked signals.
   auto signals = std::make_unique<SignalWatcher>();
   const std::string checkpoint = absl::GetFlag(FLAGS_checkpoint);
@@ -879,8 +880,8 @@ absl::Status Serve() {
 }  // namespace gpt2
 
 int main(int argc, char** argv) {
-  gpt2::UsePassiveOpenMpWait(argv);
-  absl::SetProgramUsageMessage(
+  return gpt2::ToolMain(
+      gpt2::kTool,
       "Serves a gpt2_ddp checkpoint: a web page at / and a JSON API.\n\n"
       "  gpt2_serve --checkpoint run/tiny_cpu/checkpoints/step_00000300.ckpt\n"
       "  gpt2_serve --checkpoint FILE --port 0      (prints the chosen "
@@ -896,9 +897,6 @@ int main(int argc, char** argv) {
       "  POST /v1/completions, GET /v1/models   OpenAI's completions API "
       "(prompt, max_tokens, n, temperature, seed, stream, ...)\n\n"
       "Logs one line per request: client, method, path, status, ms, tokens. "
-      "See docs/serve.md for the limits.");
-  if (const int rc = gpt2::ParseFlagsOnly(gpt2::kTool, argc, argv)) return rc;
-  signal(SIGPIPE, SIG_IGN);  // a client that hangs up is not our death
-  const absl::Status status = gpt2::Serve();
-  return status.ok() ? 0 : gpt2::ReportError(gpt2::kTool, status);
+      "See docs/serve.md for the limits.",
+      argc, argv, &gpt2::Serve);
 }

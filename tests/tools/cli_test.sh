@@ -130,6 +130,28 @@ else
   failures=$((failures+1))
 fi
 
+# gpt2_eval: HellaSwag on that run's checkpoint (two examples in HellaSwag's format),
+# the same scores from the Hugging Face folder; a malformed file named by its line.
+cat >"$work/hs.jsonl" <<'JSONL'
+{"ctx": "A man is sitting on a roof. he", "endings": ["is using wrap to wrap a pair of skis.", "is ripping level tiles off.", "is holding a rubik's cube.", "starts pulling up roofing on a roof."], "label": 3}
+{"ctx": "ROMEO: What light", "endings": ["through yonder window breaks?", "is that?", "goes there.", "and so on."], "label": 0}
+JSONL
+eval_run=$("$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs.jsonl" \
+           --data_dir "$data" --device cpu 2>&1); rc=$?
+eval_hf=$("$bin/gpt2_eval" --checkpoint "$work/hf" --hellaswag "$work/hs.jsonl" \
+          --data_dir "$data" --device cpu 2>&1)
+score() { grep -oE "^hellaswag: 2 examples: acc [01]\.[0-9]{4}, acc_norm [01]\.[0-9]{4}" <<<"$1"; }
+if [ $rc -eq 0 ] && [ -n "$(score "$eval_run")" ] && [ "$(score "$eval_run")" = "$(score "$eval_hf")" ]; then
+  echo "ok   gpt2_eval hellaswag"; passes=$((passes+1))
+else
+  echo "FAIL gpt2_eval hellaswag (rc=$rc)"; echo "$eval_run" | tail -3; echo "$eval_hf" | tail -2
+  failures=$((failures+1))
+fi
+printf '{"ctx": "x", "endings": ["a"], "label": 0}\n' >"$work/hs_bad.jsonl"
+expect_fail "eval malformed example" "hs_bad.jsonl:1: not a HellaSwag example" \
+  "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_bad.jsonl" --data_dir "$data"
+expect_fail "eval no file" "--checkpoint and --hellaswag are required" "$bin/gpt2_eval"
+
 # plot_loss.py on that run's metrics.jsonl (and on a made-up one with a known answer),
 # where Debian's matplotlib is installed (launch/setup.sh installs it).
 if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
