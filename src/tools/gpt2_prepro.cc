@@ -167,8 +167,20 @@ absl::Status Run() {
         seconds, seconds > 0 ? bytes / 1e6 / seconds : 0.0);
     std::fflush(stdout);
   };
+  // A failure part-way says which shards are complete (each is written
+  // atomically) and that the corpus is not.
+  const auto failed = [&](const absl::Status& status) {
+    if (writer.written().empty()) return status;
+    return absl::Status(
+        status.code(),
+        absl::StrCat(status.message(), "\n(the ", writer.written().size(),
+                     " train shard(s) written before this, up to ",
+                     writer.written().back().first,
+                     ", are whole; the corpus is not: no val shard, and the "
+                     "rest untokenized. Run again to redo it all.)"));
+  };
   for (const std::string& file : files) {
-    GPT2_RETURN_IF_ERROR(ForEachDocument(
+    absl::Status read = ForEachDocument(
         file, field,
         [&](std::string_view text, const std::string&,
             bool starts_document) -> absl::Status {
@@ -182,9 +194,13 @@ absl::Status Run() {
             last_report = Clock::now();
           }
           return absl::OkStatus();
-        }));
+        });
+    if (!read.ok()) return failed(read);
   }
-  GPT2_RETURN_IF_ERROR(batch.Flush(tokenizer, separate, &writer));
+  if (absl::Status flushed = batch.Flush(tokenizer, separate, &writer);
+      !flushed.ok()) {
+    return failed(flushed);
+  }
   GPT2_RETURN_IF_ERROR(writer.Finish());
   report(true);
   for (const auto& [path, count] : writer.written()) {
