@@ -38,6 +38,7 @@
 #include "src/infer/decoder.h"
 #include "src/infer/generate.h"
 #include "src/infer/model_source.h"
+#include "src/infer/text_stream.h"
 #include "src/tools/cli_common.h"
 #include "src/tools/decoder_choice.h"
 
@@ -314,24 +315,6 @@ absl::StatusOr<Json> ResultJson(const ServedModel& served,
       {"step", served.model.step}};
 }
 
-// The length of the longest prefix of `bytes` that does not end inside a
-// UTF-8 character (a token can end in the middle of one; its next bytes come
-// with the next token).
-size_t WholeCharacters(const std::string& bytes) {
-  const size_t n = bytes.size();
-  for (size_t back = 1; back <= 4 && back <= n; ++back) {
-    const unsigned char c = static_cast<unsigned char>(bytes[n - back]);
-    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further
-    const size_t length = c < 0x80             ? 1
-                          : (c & 0xE0) == 0xC0 ? 2
-                          : (c & 0xF0) == 0xE0 ? 3
-                          : (c & 0xF8) == 0xF0 ? 4
-                                               : 1;  // not UTF-8: as it is
-    return length > back ? n - back : n;
-  }
-  return n;
-}
-
 // A streamed answer, between the worker (which adds lines) and the connection
 // thread (which writes them): newline-separated JSON, the deltas of the
 // samples' text as they grow, then the answer a plain request gets.
@@ -387,9 +370,11 @@ struct ApiFormat {
   std::function<std::vector<Json>(const std::vector<std::string>& deltas,
                                   int64_t tokens)>
       deltas;
-  // The stream's last messages, from the whole answer.
+  // The stream's last messages, from the whole answer and the text each
+  // sample had not yet sent (a character cut by its last token).
   std::function<std::vector<Json>(const serve::ParsedRequest&,
-                                  const Json& whole)>
+                                  const Json& whole,
+                                  const std::vector<std::string>& rest)>
       end;
   std::function<Json(const std::string& message)> error;
 
@@ -399,24 +384,6 @@ struct ApiFormat {
     return text;
   }
 };
-
-// The text each sample gained since `sent` (bytes already streamed, per
-// sample), up to the last whole UTF-8 character.
-std::vector<std::string> TakeDeltas(
-    const Tokenizer& tokenizer,
-    const std::vector<infer::GeneratedSample>& samples,
-    std::vector<size_t>* sent) {
-  std::vector<std::string> deltas(samples.size());
-  for (size_t i = 0; i < samples.size(); ++i) {
-    const std::string text = tokenizer.Decode(
-        std::vector<int>(samples[i].tokens.begin(), samples[i].tokens.end()));
-    const size_t whole = WholeCharacters(text);
-    size_t& done = (*sent)[i];
-    if (whole > done) deltas[i] = text.substr(done, whole - done);
-    done = std::max(done, whole);
-  }
-  return deltas;
-}
 
 void Answer(const ServedModel& served, ModelWorker* worker,
             std::shared_ptr<const ApiFormat> format,
@@ -440,11 +407,11 @@ void Answer(const ServedModel& served, ModelWorker* worker,
   }
   // Streamed: the deltas as the worker draws, then the end (or an error).
   auto lines = std::make_shared<Stream>();
-  auto sent =
-      std::make_shared<std::vector<size_t>>(parsed->request.num_samples, 0);
+  auto text = std::make_shared<infer::TextStream>(&served.tokenizer,
+                                                  parsed->request.num_samples);
   infer::GenerateProgress progress =
-      [&served, format, lines,
-       sent](const std::vector<infer::GeneratedSample>& samples) {
+      [format, lines,
+       text](const std::vector<infer::GeneratedSample>& samples) {
         // Tests: GPT2_SERVE_TEST_DELAY_MS slows each batch of draws of a
         // stream, so a browser can stop one mid-way.
         static const int delay_ms = [] {
@@ -455,8 +422,7 @@ void Answer(const ServedModel& served, ModelWorker* worker,
           std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
         }
         if (lines->abandoned()) return false;
-        const std::vector<std::string> deltas =
-            TakeDeltas(served.tokenizer, samples, sent.get());
+        const std::vector<std::string> deltas = text->Take(samples);
         int64_t tokens = 0;
         for (const auto& s : samples) tokens += s.tokens.size();
         if (std::any_of(deltas.begin(), deltas.end(),
@@ -467,7 +433,7 @@ void Answer(const ServedModel& served, ModelWorker* worker,
       };
   worker->Submit(
       parsed->request, std::move(progress),
-      [format, lines, request = *parsed](
+      [format, lines, text, request = *parsed](
           absl::StatusOr<infer::GenerateResult> result, double waited) {
         absl::StatusOr<Json> answer =
             result.ok() ? format->whole(request, *result, waited)
@@ -487,9 +453,11 @@ void Answer(const ServedModel& served, ModelWorker* worker,
                      true);
           return;
         }
-        lines->Add(
-            format->Frame(format->end(request, *answer)) + format->stream_tail,
-            true, result->new_tokens);
+        // What the deltas held back (same thread as the progress calls).
+        const std::vector<std::string> rest = text->Rest(result->samples);
+        lines->Add(format->Frame(format->end(request, *answer, rest)) +
+                       format->stream_tail,
+                   true, result->new_tokens);
       });
   res.set_chunked_content_provider(
       format->stream_type,
@@ -526,7 +494,8 @@ std::shared_ptr<const ApiFormat> GenerateFormat(const ServedModel& served) {
   f->deltas = [](const std::vector<std::string>& deltas, int64_t tokens) {
     return std::vector<Json>{Json{{"deltas", deltas}, {"tokens", tokens}}};
   };
-  f->end = [](const serve::ParsedRequest&, const Json& whole) {
+  f->end = [](const serve::ParsedRequest&, const Json& whole,
+              const std::vector<std::string>&) {
     Json done = whole;
     done["done"] = true;
     return std::vector<Json>{done};
@@ -599,13 +568,14 @@ std::shared_ptr<const ApiFormat> CompletionsFormat(const ServedModel& served,
     }
     return chunks;
   };
-  f->end = [head, choice](const serve::ParsedRequest& parsed,
-                          const Json& whole) {
+  f->end = [head, choice](const serve::ParsedRequest& parsed, const Json& whole,
+                          const std::vector<std::string>& rest) {
     std::vector<Json> chunks;
     for (const Json& c : whole["choices"]) {
+      const size_t i = c["index"].get<size_t>();
       Json chunk = head;
       chunk["choices"] = Json::array(
-          {choice(c["index"].get<size_t>(), "", c["finish_reason"])});
+          {choice(i, i < rest.size() ? rest[i] : "", c["finish_reason"])});
       chunks.push_back(std::move(chunk));
     }
     if (parsed.stream_usage) {
