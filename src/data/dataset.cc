@@ -12,12 +12,13 @@
 #include "src/data/tokenizer.h"
 
 namespace gpt2 {
-namespace {
 
-std::string JoinPath(const std::string& dir, const std::string& path) {
+std::string DataPath(const std::string& data_dir, const std::string& path) {
   if (path.empty() || path[0] == '/') return path;
-  return dir + "/" + path;
+  return data_dir + "/" + path;
 }
+
+namespace {
 
 absl::StatusOr<std::vector<TokenShard>> OpenShards(const std::string& pattern,
                                                    int vocab_size) {
@@ -45,7 +46,7 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
                                       int vocab_size) {
   Datasets sets;
   if (!data.train_shards().empty()) {
-    const std::string pattern = JoinPath(data_dir, data.train_shards());
+    const std::string pattern = DataPath(data_dir, data.train_shards());
     GPT2_ASSIGN_OR_RETURN(sets.train, OpenShards(pattern, vocab_size));
     int64_t tokens = 0;
     for (const TokenShard& s : sets.train) tokens += s.size();
@@ -54,11 +55,11 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
     if (!data.val_shards().empty()) {
       GPT2_ASSIGN_OR_RETURN(
           sets.val,
-          OpenShards(JoinPath(data_dir, data.val_shards()), vocab_size));
+          OpenShards(DataPath(data_dir, data.val_shards()), vocab_size));
     }
     return sets;
   }
-  const std::string text_path = JoinPath(data_dir, data.train_text());
+  const std::string text_path = DataPath(data_dir, data.train_text());
   std::ifstream in(text_path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(

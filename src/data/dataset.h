@@ -26,6 +26,9 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
 // The data directory: the flag if given, else $GPT2_DATA_DIR, else "data".
 std::string ResolveDataDir(const std::string& flag_value);
 
+// A config's data path: as it is when absolute, else inside the data dir.
+std::string DataPath(const std::string& data_dir, const std::string& path);
+
 }  // namespace gpt2
 
 #endif  // GPT2_DATA_DATASET_H_

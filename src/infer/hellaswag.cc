@@ -62,60 +62,77 @@ absl::StatusOr<std::vector<HellaSwagExample>> ReadHellaSwag(
   return examples;
 }
 
+int HellaSwagRows::longest() const {
+  int most = 0;
+  for (int i = 0; i < 4; ++i) most = std::max(most, row_length(i));
+  return most;
+}
+
+void HellaSwagRows::Row(int i, int length, int32_t* inputs,
+                        int32_t* targets) const {
+  std::vector<int32_t> row(context);
+  row.insert(row.end(), endings[i].begin(), endings[i].end());
+  for (int p = 0; p < length; ++p) {
+    const bool real = p + 1 < static_cast<int>(row.size());
+    inputs[p] = real ? row[p] : 0;
+    targets[p] = real ? row[p + 1] : 0;
+  }
+}
+
+absl::StatusOr<HellaSwagRows> RenderHellaSwag(const Tokenizer& tokenizer,
+                                              const HellaSwagExample& example,
+                                              int max_seq_len) {
+  HellaSwagRows rows;
+  for (int id : tokenizer.Encode(example.context)) rows.context.push_back(id);
+  for (int i = 0; i < 4; ++i) {
+    for (int id : tokenizer.Encode(" " + example.endings[i])) {
+      rows.endings[i].push_back(id);
+    }
+    if (rows.endings[i].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(example.where, ": ending ", i, " is empty"));
+    }
+  }
+  if (rows.context.empty() || rows.longest() > max_seq_len) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(example.where, ": the context (", rows.context.size(),
+                     " tokens) and the longest ending (",
+                     rows.longest() - static_cast<int>(rows.context.size()),
+                     ") do not fit the model's context of ", max_seq_len));
+  }
+  return rows;
+}
+
 absl::StatusOr<HellaSwagScore> ScoreHellaSwag(Decoder* decoder,
                                               const Tokenizer& tokenizer,
                                               const HellaSwagExample& example) {
   const ModelShape& shape = decoder->shape();
-  std::vector<int32_t> context;
-  for (int id : tokenizer.Encode(example.context)) context.push_back(id);
-  std::array<std::vector<int32_t>, 4> endings;
-  size_t longest = 0;
-  for (int i = 0; i < 4; ++i) {
-    for (int id : tokenizer.Encode(" " + example.endings[i])) {
-      endings[i].push_back(id);
-    }
-    if (endings[i].empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(example.where, ": ending ", i, " is empty"));
-    }
-    longest = std::max(longest, endings[i].size());
-  }
-  if (context.empty() ||
-      context.size() + longest > static_cast<size_t>(shape.max_seq_len)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        example.where, ": the context (", context.size(),
-        " tokens) and the longest ending (", longest,
-        ") do not fit the model's context of ", shape.max_seq_len));
-  }
-  // Four rows: the context once, then step k feeds each row's token k (a
-  // row whose ending is over is fed its last token again, unscored).
-  const int capacity = static_cast<int>(context.size() + longest - 1);
-  GPT2_RETURN_IF_ERROR(decoder->Start(context, 4, std::max(capacity, 1)));
-  HellaSwagScore score;
+  GPT2_ASSIGN_OR_RETURN(const HellaSwagRows rows,
+                        RenderHellaSwag(tokenizer, example, shape.max_seq_len));
+  // Four rows: the context once, then step k feeds each row's ending token k
+  // (a row whose ending is over is fed its last token again, unscored).
+  // losses[i][p]: row i's loss at position p, from the logits after it.
+  const int ctx = static_cast<int>(rows.context.size());
+  const int longest = rows.longest() - ctx;
+  GPT2_RETURN_IF_ERROR(
+      decoder->Start(rows.context, 4, std::max(rows.longest() - 1, 1)));
+  std::array<std::vector<double>, 4> losses;
   const int vp = shape.padded_vocab_size;
-  for (size_t k = 0; k < longest; ++k) {
+  for (int k = 0; k < longest; ++k) {
     const float* logits = decoder->logits();
     std::vector<int32_t> next(4);
     for (int i = 0; i < 4; ++i) {
-      if (k < endings[i].size()) {
-        score.endings[i].loss_sum +=
-            TokenLoss(logits + static_cast<size_t>(i) * vp, shape.vocab_size,
-                      endings[i][k]);
-        ++score.endings[i].tokens;
+      const std::vector<int32_t>& ending = rows.endings[i];
+      if (k < static_cast<int>(ending.size())) {
+        losses[i].push_back(TokenLoss(logits + static_cast<size_t>(i) * vp,
+                                      shape.vocab_size, ending[k]));
       }
-      next[i] = endings[i][std::min(k, endings[i].size() - 1)];
+      next[i] = ending[std::min<size_t>(k, ending.size() - 1)];
     }
     if (k + 1 < longest) GPT2_RETURN_IF_ERROR(decoder->Step(next));
   }
-  for (int i = 1; i < 4; ++i) {
-    if (score.endings[i].loss_sum < score.endings[score.pick].loss_sum) {
-      score.pick = i;
-    }
-    if (score.endings[i].mean() < score.endings[score.pick_norm].mean()) {
-      score.pick_norm = i;
-    }
-  }
-  return score;
+  return ScoreFromLosses(
+      rows, [&](int i, int p) { return losses[i][p - (ctx - 1)]; });
 }
 
 }  // namespace gpt2::infer

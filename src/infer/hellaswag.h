@@ -47,9 +47,52 @@ struct HellaSwagScore {
   int pick_norm = 0;  // lowest mean
 };
 
-// Scores one example on `decoder` (max_batch >= 4). The context and the
-// longest ending must fit the model's context together (else an error: the
-// context is not cut).
+// An example as tokens: row i is the context then ending i (with its leading
+// space). Its ending tokens are predicted at positions context.size() - 1 ..
+// row_length(i) - 2 of the row (the loss at position p is that of token p+1).
+struct HellaSwagRows {
+  std::vector<int32_t> context;
+  std::array<std::vector<int32_t>, 4> endings;
+  int row_length(int i) const {
+    return static_cast<int>(context.size() + endings[i].size());
+  }
+  int longest() const;  // the longest row
+  // Row i as a training batch row: inputs (the row but its last token) and
+  // targets (the row but its first), both padded with token 0 to `length`.
+  void Row(int i, int length, int32_t* inputs, int32_t* targets) const;
+};
+
+// The rows of `example`; an error if an ending is empty or the longest row
+// does not fit `max_seq_len` (the context is not cut).
+absl::StatusOr<HellaSwagRows> RenderHellaSwag(const Tokenizer& tokenizer,
+                                              const HellaSwagExample& example,
+                                              int max_seq_len);
+
+// The score from per-position losses: loss(i, p) is row i's loss at position
+// p (of predicting its token p + 1).
+template <typename Loss>
+HellaSwagScore ScoreFromLosses(const HellaSwagRows& rows, Loss&& loss) {
+  HellaSwagScore score;
+  const int first = static_cast<int>(rows.context.size()) - 1;
+  for (int i = 0; i < 4; ++i) {
+    for (int p = first; p <= rows.row_length(i) - 2; ++p) {
+      score.endings[i].loss_sum += loss(i, p);
+      ++score.endings[i].tokens;
+    }
+  }
+  for (int i = 1; i < 4; ++i) {
+    if (score.endings[i].loss_sum < score.endings[score.pick].loss_sum) {
+      score.pick = i;
+    }
+    if (score.endings[i].mean() < score.endings[score.pick_norm].mean()) {
+      score.pick_norm = i;
+    }
+  }
+  return score;
+}
+
+// Scores one example on `decoder` (max_batch >= 4): the context once for four
+// rows, then one step per ending token.
 absl::StatusOr<HellaSwagScore> ScoreHellaSwag(Decoder* decoder,
                                               const Tokenizer& tokenizer,
                                               const HellaSwagExample& example);

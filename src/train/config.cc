@@ -251,6 +251,11 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   }
   if (l.sample_tokens() < 1 || l.sample_tokens() > 1024)
     fail("log.sample_tokens must be in [1, 1024], got ", l.sample_tokens());
+  if (l.hellaswag_every_steps() < 0 || l.hellaswag_examples() < 0) {
+    fail(
+        "log.hellaswag_every_steps and log.hellaswag_examples must be >= 0 "
+        "(0: only at the end / all examples)");
+  }
   if (!(l.progress_every_seconds() >= 0)) {
     fail(
         "log.progress_every_seconds must be >= 0 (0: no progress lines), "

@@ -28,6 +28,8 @@ std::string FormatMetricsJson(const StepMetrics& m) {
       ", \"elapsed_s\": ", num(m.elapsed_s));
   if (m.val_loss.has_value())
     absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
+  if (m.hellaswag.has_value())
+    absl::StrAppend(&json, ", \"hellaswag\": ", num(*m.hellaswag));
   absl::StrAppend(&json, "}");
   return json;
 }

@@ -21,6 +21,7 @@ struct StepMetrics {
   double tok_per_sec = 0.0;
   double elapsed_s = 0.0;  // since process start, when the step was done
   std::optional<double> val_loss;
+  std::optional<double> hellaswag;  // acc_norm, where measured
 };
 
 // The per-step line, in the original PyTorch run's format.

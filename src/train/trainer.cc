@@ -29,6 +29,7 @@
 #include "src/optim/shard_layout.h"
 #include "src/train/checkpointing.h"
 #include "src/train/final_samples.h"
+#include "src/train/hellaswag_eval.h"
 #include "src/train/layerwise_reduction.h"
 #include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
@@ -373,6 +374,25 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(const FinalSamples final_samples,
                         FinalSamples::Prepare(cfg.log(), options.data_dir,
                                               plan.shape, cfg.train().seed()));
+  // HellaSwag during training: read and tokenized now, so a bad file stops
+  // the run before it trains.
+  std::optional<HellaSwagEval> hellaswag;
+  if (!cfg.log().hellaswag_file().empty()) {
+    GPT2_ASSIGN_OR_RETURN(const Tokenizer tokenizer,
+                          Tokenizer::LoadFromDataDir(options.data_dir));
+    GPT2_ASSIGN_OR_RETURN(
+        HellaSwagEval loaded_eval,
+        HellaSwagEval::Load(
+            DataPath(options.data_dir, cfg.log().hellaswag_file()), tokenizer,
+            cfg.log().hellaswag_examples(), plan.seq_len,
+            plan.shape.vocab_size));
+    if (loaded_eval.size() == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(cfg.log().hellaswag_file(),
+                       ": no example fits train.seq_len ", plan.seq_len));
+    }
+    hellaswag.emplace(std::move(loaded_eval));
+  }
   end_phase("data");
 
   const LoaderLayout layout = LayoutFor(plan, *comm);
@@ -517,12 +537,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   Tensor loss_sums = backend->Alloc(model.stats_dtype(), 2);
   Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
   Tensor val_loss_sum = backend->Alloc(model.stats_dtype(), 1);
+  Tensor hellaswag_sums = backend->Alloc(model.stats_dtype(), 3);
   // Freed on every way out: the end, --eval, an error.
   absl::Cleanup free_buffers = [&] {
     if (own_shard_buffer) backend->Free(shard_grads);
     backend->Free(loss_sums);
     backend->Free(norms_squared);
     backend->Free(val_loss_sum);
+    backend->Free(hellaswag_sums);
   };
   const size_t scalar_bytes = DTypeSize(model.stats_dtype());
   std::vector<char> host_scalars(4 * scalar_bytes);  // loss, norm for each slot
@@ -545,6 +567,22 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     std::vector<char> bytes(scalar_bytes);
     backend->Download(bytes.data(), val_loss_sum);
     return DecodeHost(bytes, model.stats_dtype())[0];
+  };
+
+  // HellaSwag on the model as it is; logs a line and returns acc_norm.
+  auto evaluate_hellaswag = [&](int64_t step) {
+    const Clock::time_point start = Clock::now();
+    const HellaSwagEval::Result r = hellaswag->Run(
+        &model, backend, dcomm, comm->rank(), world, B, hellaswag_sums);
+    log.Line(absl::StrFormat(
+        "step %d | hellaswag: acc_norm %.4f, acc %.4f (%d examples%s, %.1f s)",
+        step, r.acc_norm(), r.acc(), r.examples,
+        hellaswag->left_out() > 0
+            ? absl::StrCat("; ", hellaswag->left_out(),
+                           " longer than train.seq_len left out")
+            : "",
+        SecondsSince(start)));
+    return r.acc_norm();
   };
 
   TrainResult result;
@@ -721,6 +759,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         : !options.init_from.empty()
             ? options.init_from
             : absl::StrCat("the init (train.seed ", cfg.train().seed(), ")")));
+    if (hellaswag) result.hellaswag = evaluate_hellaswag(progress.step);
     return result;
   }
   for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
@@ -732,6 +771,16 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       if (stop) break;
       val_loss = evaluate_val(cfg.log().val_batches());
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
+      last_done = Clock::now();  // dt covers training only
+      host_dt_step = step;
+    }
+    const int hellaswag_every = cfg.log().hellaswag_every_steps();
+    std::optional<double> hellaswag_acc;
+    if (hellaswag && ((hellaswag_every > 0 && step % hellaswag_every == 0) ||
+                      step == max_steps - 1)) {
+      GPT2_RETURN_IF_ERROR(finish_pending());
+      if (stop) break;
+      hellaswag_acc = evaluate_hellaswag(step);
       last_done = Clock::now();  // dt covers training only
       host_dt_step = step;
     }
@@ -776,6 +825,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     StepMetrics metrics;
     metrics.step = step;
     metrics.val_loss = val_loss;
+    metrics.hellaswag = hellaswag_acc;
     metrics.lr = schedule.At(step);
     // AdamW skips the update on the device when the norm is not finite.
     optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,

@@ -64,6 +64,8 @@ struct TrainResult {
   int interrupted_by = 0;
   // The val loss of an eval_only run.
   std::optional<double> val_loss;
+  // HellaSwag acc_norm of an eval_only run with log.hellaswag_file.
+  std::optional<double> hellaswag;
 };
 
 // How a failed Train reached its error. kAgreed: every rank returned an error

@@ -472,6 +472,66 @@ TEST_F(TrainerTest, ResumeAndInitFromErrors) {
 
 // log.sample_prompts: text from the final model in samples.txt (and the log),
 // the same for the same seed; prompts that cannot run fail before training.
+// log.hellaswag_file: HellaSwag scored with the training model at step 0,
+// every hellaswag_every_steps and the last step (logged, and in
+// metrics.jsonl); --eval scores it too; a model without GPT-2's vocabulary,
+// or a bad file, stops the run before it trains.
+TEST_F(TrainerTest, HellaSwagDuringTraining) {
+  if (const std::string why = testing::LinkTokenizerInto(dir_); !why.empty())
+    GTEST_SKIP() << why;
+  std::ofstream(dir_ / "hs.jsonl")
+      << R"({"ctx": "ROMEO: What light", "endings": ["through yonder window breaks?", "is that?", "goes there.", "and so on."], "label": 0})"
+      << "\n"
+      << R"({"ctx": "The cook", "endings": [" cracks an egg.", " sings.", " runs.", " eats"], "label": 2})"
+      << "\n";
+  const std::vector<std::string> sets = {"model.vocab_size=50257",
+                                         "model.padded_vocab_size=50304",
+                                         "log.hellaswag_file=hs.jsonl",
+                                         "log.hellaswag_every_steps=3",
+                                         "log.run_name=hs",
+                                         "checkpoint.every_steps=4"};
+  auto run = Run(sets);
+  ASSERT_TRUE(run.ok()) << run.status();
+  const std::string log = testing::ReadFile(dir_ / "logs/hs/train.log");
+  const std::regex line(
+      R"(step (\d+) \| hellaswag: acc_norm (0|1)\.\d{4}, acc (0|1)\.\d{4} )"
+      R"(\(2 examples, [0-9.]+ s\))");
+  std::vector<int> at;
+  for (std::sregex_iterator it(log.begin(), log.end(), line), end; it != end;
+       ++it) {
+    at.push_back(std::stoi((*it)[1]));
+  }
+  EXPECT_EQ(at, (std::vector<int>{0, 3, 6, 7})) << log;
+  const std::string metrics = testing::ReadFile(dir_ / "logs/hs/metrics.jsonl");
+  int with_score = 0;
+  for (size_t p = metrics.find("\"hellaswag\": "); p != std::string::npos;
+       p = metrics.find("\"hellaswag\": ", p + 1)) {
+    ++with_score;
+  }
+  EXPECT_EQ(with_score, 4);
+  auto eval = RunEval(
+      sets, (dir_ / "logs/hs/checkpoints/step_00000008.ckpt").string(), "");
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  ASSERT_TRUE(eval->hellaswag.has_value());
+  EXPECT_GE(*eval->hellaswag, 0.0);
+  EXPECT_LE(*eval->hellaswag, 1.0);
+  // The test model's vocabulary (256) is not GPT-2's; a file that is not
+  // HellaSwag's: both refused before any step.
+  auto small = Run({"log.hellaswag_file=hs.jsonl", "log.run_name=small"});
+  ASSERT_FALSE(small.ok());
+  EXPECT_NE(small.status().message().find("needs GPT-2's vocabulary"),
+            std::string::npos)
+      << small.status();
+  std::ofstream(dir_ / "bad.jsonl") << "{\"ctx\": 1}\n";
+  std::vector<std::string> bad = sets;
+  bad.push_back("log.hellaswag_file=bad.jsonl");
+  bad.push_back("log.run_name=bad");
+  auto refused = Run(bad);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("bad.jsonl:1"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/bad"));
+}
+
 TEST_F(TrainerTest, SamplesFromTheFinalModel) {
   if (const std::string why = testing::LinkTokenizerInto(dir_); !why.empty())
     GTEST_SKIP() << why;
