@@ -108,5 +108,20 @@ out=$(GPT2_TEST_FREE_MEMORY=1:100000 timeout 120 "${run[@]}" --set log.run_name=
   && ! grep -q "MPI_ABORT" <<<"$out" && [ ! -e "$work/logs/nomem" ]
 check "memory refused on rank 1: both ranks stop cleanly (rc=$rc)" $? "$(tail -5 <<<"$out")"
 
+# 7. HellaSwag during training on 2 ranks (each scores half the examples, the counts
+# summed): the same scores as one process (world sizes train the same steps).
+printf '%s\n' \
+  '{"ctx": "ROMEO: What light", "endings": ["through yonder window breaks?", "is that?", "goes there.", "and so on."], "label": 0}' \
+  '{"ctx": "The cook", "endings": [" cracks an egg.", " sings.", " runs.", " eats"], "label": 2}' \
+  '{"ctx": "JULIET: O Romeo, Romeo!", "endings": ["wherefore art thou Romeo?", "eat.", "sleep now.", "the end"], "label": 0}' \
+  >"$work/hs.jsonl"
+hs=(--config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.max_steps=2 --set train.micro_batch_size=4
+    --set log.sample_prompts= --set log.hellaswag_file="$work/hs.jsonl" --set log.run_dir="$work/logs")
+one=$(timeout 120 "$bin/gpt2_ddp" "${hs[@]}" --set log.run_name=hs1 2>&1 | grep "hellaswag: acc")
+two=$(timeout 120 "$mpiexec" -np 2 "$bin/gpt2_ddp" "${hs[@]}" --set log.run_name=hs2 2>&1 | grep "hellaswag: acc")
+[ -n "$one" ] && [ "$(sed 's/, [0-9.]* s)$//' <<<"$one")" = "$(sed 's/, [0-9.]* s)$//' <<<"$two")" ] \
+  && grep -q "(3 examples" <<<"$two"
+check "HellaSwag on 2 ranks scores as one process" $? "one: $one / two: $two"
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
