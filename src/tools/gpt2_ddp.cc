@@ -72,7 +72,8 @@ int main(int argc, char** argv) {
       "Stopping: Ctrl-C, SIGTERM or SIGUSR1 ends the run after the current "
       "step, with a checkpoint where the config saves at all (checkpoint."
       "save_at_end or every_steps), and exit status 128 + the signal; the same "
-      "command with --resume latest goes on from it. Under mpirun send SIGUSR1 "
+      "command with --resume latest goes on from it (during the final samples "
+      "it stops them). Under mpirun send SIGUSR1 "
       "to mpirun (kill -USR1 PID): Open MPI passes it to every rank, whereas "
       "on Ctrl-C it kills the ranks a second after asking them to stop.");
   std::string set_error;

@@ -1,11 +1,14 @@
 #include "src/train/final_samples.h"
 
+#include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/error.h"
+#include "src/core/stop_signal.h"
 #include "src/infer/decoder.h"
 #include "src/infer/generate.h"
 
@@ -71,8 +74,22 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
     request.end_of_text = Tokenizer::kEndOfText;
     GPT2_RETURN_IF_ERROR(
         infer::ValidateGenerateRequest(shape_, per_prompt_, request));
-    GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result,
-                          infer::Generate(decoder.get(), request));
+    // Tests: GPT2_TEST_SIGNAL_IN_SAMPLES=SIGNO raises it as sampling starts.
+    if (const char* signo = std::getenv("GPT2_TEST_SIGNAL_IN_SAMPLES");
+        signo != nullptr && p == 0) {
+      std::raise(std::atoi(signo));
+    }
+    // Ctrl-C (or SIGTERM, SIGUSR1) while sampling stops it: the run is saved.
+    absl::StatusOr<infer::GenerateResult> generated = infer::Generate(
+        decoder.get(), request, [](const std::vector<infer::GeneratedSample>&) {
+          return StopSignalReceived() == 0;
+        });
+    if (absl::IsCancelled(generated.status())) {
+      return absl::CancelledError(
+          absl::StrCat(StopSignalName(StopSignalReceived()),
+                       " received: the samples were stopped (none written)"));
+    }
+    GPT2_ASSIGN_OR_RETURN(const infer::GenerateResult result, generated);
     for (const infer::GeneratedSample& sample : result.samples) {
       const std::vector<int> ids(sample.tokens.begin(), sample.tokens.end());
       GPT2_ASSIGN_OR_RETURN(const std::string continuation,

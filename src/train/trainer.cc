@@ -926,8 +926,12 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         backend, choice.dtype, std::vector<float>(params.begin(), params.end()),
         progress.step + result.steps_run, run_dir, &log);
     // The run itself succeeded and is saved: a failed sample is reported,
-    // not turned into a failed run.
-    if (!sampled.ok()) {
+    // not turned into a failed run; a stop signal during sampling still ends
+    // the process with 128 + the signal.
+    if (absl::IsCancelled(sampled)) {
+      log.Line(std::string(sampled.message()));
+      result.interrupted_by = StopSignalReceived();
+    } else if (!sampled.ok()) {
       log.Line(
           absl::StrCat("warning: the samples (log.sample_prompts) failed: ",
                        sampled.ToString()));

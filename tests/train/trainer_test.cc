@@ -567,6 +567,23 @@ TEST_F(TrainerTest, SamplesFromTheFinalModel) {
   EXPECT_NE(logged.find(samples[3]), std::string::npos);
   ASSERT_TRUE(Run(with({"log.run_name=s2"})).ok());
   EXPECT_EQ(read("s2"), text);  // same seed, same text
+  // A stop signal while sampling (Ctrl-C) stops the samples, writes none, and
+  // the run ends as interrupted (exit 128 + the signal), its checkpoint saved.
+  InstallStopSignals("");
+  setenv("GPT2_TEST_SIGNAL_IN_SAMPLES", "2", 1);
+  auto cut = Run(with({"log.run_name=s4"}));
+  unsetenv("GPT2_TEST_SIGNAL_IN_SAMPLES");
+  InstallStopSignals("");  // leave no flag for the rest
+  ASSERT_TRUE(cut.ok()) << cut.status();
+  EXPECT_EQ(cut->interrupted_by, SIGINT);
+  EXPECT_EQ(cut->steps_run, 8);
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/s4/samples.txt"));
+  EXPECT_NE(testing::ReadFile(dir_ / "logs/s4/train.log")
+                .find("SIGINT received: the samples were stopped (none "
+                      "written)"),
+            std::string::npos);
+  EXPECT_TRUE(
+      std::filesystem::exists(dir_ / "logs/s4/checkpoints/step_00000008.ckpt"));
   // Samples that fail after training (here samples.txt cannot be written) are
   // a warning: the run itself succeeded and is saved.
   std::filesystem::create_directories(dir_ / "logs/s3/samples.txt");
