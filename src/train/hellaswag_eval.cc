@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
+#include "src/core/stop_signal.h"
 
 namespace gpt2 {
 
@@ -74,6 +75,9 @@ HellaSwagEval::Result HellaSwagEval::Run(Gpt2Model* model, Backend* backend,
                                          Tensor sums) const {
   std::vector<double> counts(3, 0.0);  // examples, right, right_norm
   for (size_t e = rank; e < rows_.size(); e += world) {
+    // A stop signal ends the pass early (the count says how far it got); the
+    // ranks still meet in the sum below.
+    if (StopSignalReceived() != 0) break;
     const infer::HellaSwagScore score = Score(e, model, backend, max_batch);
     counts[0] += 1;
     counts[1] += score.pick == labels_[e];
