@@ -4,6 +4,7 @@
 // vocabulary is refused.
 #include "src/train/hellaswag_eval.h"
 
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +13,7 @@
 
 #include "gtest/gtest.h"
 #include "src/comm/communicator.h"
+#include "src/core/stop_signal.h"
 #include "src/infer/decoder.h"
 #include "src/infer/model_source.h"
 #include "tests/test_util.h"
@@ -94,6 +96,12 @@ TEST(HellaSwagEval, TrainingForwardPicksAsTheDecoder) {
   EXPECT_EQ(share0.examples, 2);
   EXPECT_EQ(share1.examples, 1);
   EXPECT_EQ(share0.right_norm + share1.right_norm, right_norm);
+  // A stop signal (Ctrl-C) ends the pass: nothing more is scored.
+  InstallStopSignals("");
+  std::raise(SIGINT);
+  EXPECT_EQ(
+      eval->Run(&model, backend.get(), comm.get(), 0, 1, 4, sums).examples, 0);
+  InstallStopSignals("");  // no flag left for later tests
   backend->Free(sums);
   // Not GPT-2's vocabulary: refused.
   EXPECT_NE(HellaSwagEval::Load(path, *tokenizer, 0, 24, 256)
