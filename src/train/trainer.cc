@@ -776,8 +776,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
     const int hellaswag_every = cfg.log().hellaswag_every_steps();
     std::optional<double> hellaswag_acc;
-    if (hellaswag && ((hellaswag_every > 0 && step % hellaswag_every == 0) ||
-                      step == max_steps - 1)) {
+    if (hellaswag && hellaswag_every > 0 && step % hellaswag_every == 0) {
       GPT2_RETURN_IF_ERROR(finish_pending());
       if (stop) break;
       hellaswag_acc = evaluate_hellaswag(step);
@@ -898,6 +897,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
+  // HellaSwag on the final weights (every rank: they sum their shares), unless
+  // the run was interrupted.
+  if (hellaswag && result.steps_run > 0 && result.interrupted_by == 0) {
+    result.hellaswag = evaluate_hellaswag(progress.step + result.steps_run);
+  }
   // An interrupted run saves where the config saves at all (save_at_end or
   // every_steps), so that --resume latest goes on from where it stopped.
   const bool save_now = result.interrupted_by != 0

@@ -64,7 +64,8 @@ struct TrainResult {
   int interrupted_by = 0;
   // The val loss of an eval_only run.
   std::optional<double> val_loss;
-  // HellaSwag acc_norm of an eval_only run with log.hellaswag_file.
+  // HellaSwag acc_norm of the final weights (or of an eval_only run's) with
+  // log.hellaswag_file.
   std::optional<double> hellaswag;
 };
 
