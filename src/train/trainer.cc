@@ -500,6 +500,20 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                    ", with ", Thousands(groups.other_params), " parameters"));
   log.Line(absl::StrCat("total parameters: ", Thousands(model.num_params())));
   log.Line(absl::StrCat("loaded ", data.description));
+  if (hellaswag) {
+    log.Line(absl::StrCat(
+        "hellaswag: ", hellaswag->size(), " examples from ",
+        cfg.log().hellaswag_file(),
+        hellaswag->left_out() > 0
+            ? absl::StrCat(" (", hellaswag->left_out(),
+                           " longer than train.seq_len left out)")
+            : "",
+        cfg.log().hellaswag_every_steps() > 0
+            ? absl::StrCat(", every ", cfg.log().hellaswag_every_steps(),
+                           " steps and")
+            : ",",
+        " on the final weights"));
+  }
   log.Line(
       absl::StrCat("1 epoch = ", train_loader.steps_per_epoch(), " batches"));
   log.Line(absl::StrFormat(

@@ -502,6 +502,10 @@ TEST_F(TrainerTest, HellaSwagDuringTraining) {
     at.push_back(std::stoi((*it)[1]));
   }
   EXPECT_EQ(at, (std::vector<int>{0, 3, 6, 8})) << log;  // 8: final weights
+  EXPECT_NE(log.find("hellaswag: 2 examples from hs.jsonl, every 3 steps and "
+                     "on the final weights"),
+            std::string::npos)
+      << log;
   ASSERT_TRUE(run->hellaswag.has_value());
   const std::string metrics = testing::ReadFile(dir_ / "logs/hs/metrics.jsonl");
   int with_score = 0;
