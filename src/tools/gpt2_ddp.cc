@@ -118,9 +118,11 @@ int main(int argc, char** argv) {
   // Ctrl-C / SIGTERM (Slurm's warning before a time limit, mpirun passing one
   // on): stop after the current step, save, and exit 128 + the signal.
   gpt2::InstallStopSignals(
-      mpi.rank() == 0 ? "\ngpt2_ddp: stopping after this step and saving a "
-                        "checkpoint (send the signal again to quit at once)\n"
-                      : "");
+      mpi.rank() == 0
+          ? "\ngpt2_ddp: stopping after this step and saving a checkpoint, "
+            "or, once training is done, the final samples (send the signal "
+            "again to quit at once)\n"
+          : "");
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {
     const gpt2::ErrorScope scope = gpt2::ScopeOf(result.status());
