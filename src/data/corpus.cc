@@ -102,7 +102,13 @@ absl::Status ForEachDocument(
     // has been read (read on while there is none).
     std::string buffer;
     bool first = true;
-    std::vector<char> block(std::max<size_t>(piece_bytes, 1));
+    // No bigger than the file: a folder of small files reads each in one go.
+    std::error_code ec;
+    const uintmax_t size = fs::file_size(path, ec);
+    std::vector<char> block(std::max<size_t>(
+        1,
+        ec ? piece_bytes
+           : static_cast<size_t>(std::min<uintmax_t>(piece_bytes, size + 1))));
     for (;;) {
       in.read(block.data(), static_cast<std::streamsize>(block.size()));
       buffer.append(block.data(), static_cast<size_t>(in.gcount()));

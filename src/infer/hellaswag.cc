@@ -80,8 +80,7 @@ void HellaSwagRows::Row(int i, int length, int32_t* inputs,
 }
 
 absl::StatusOr<HellaSwagRows> RenderHellaSwag(const Tokenizer& tokenizer,
-                                              const HellaSwagExample& example,
-                                              int max_seq_len) {
+                                              const HellaSwagExample& example) {
   HellaSwagRows rows;
   for (int id : tokenizer.Encode(example.context)) rows.context.push_back(id);
   for (int i = 0; i < 4; ++i) {
@@ -93,12 +92,9 @@ absl::StatusOr<HellaSwagRows> RenderHellaSwag(const Tokenizer& tokenizer,
           absl::StrCat(example.where, ": ending ", i, " is empty"));
     }
   }
-  if (rows.context.empty() || rows.longest() > max_seq_len) {
+  if (rows.context.empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(example.where, ": the context (", rows.context.size(),
-                     " tokens) and the longest ending (",
-                     rows.longest() - static_cast<int>(rows.context.size()),
-                     ") do not fit the model's context of ", max_seq_len));
+        absl::StrCat(example.where, ": the context is empty"));
   }
   return rows;
 }
@@ -108,7 +104,14 @@ absl::StatusOr<HellaSwagScore> ScoreHellaSwag(Decoder* decoder,
                                               const HellaSwagExample& example) {
   const ModelShape& shape = decoder->shape();
   GPT2_ASSIGN_OR_RETURN(const HellaSwagRows rows,
-                        RenderHellaSwag(tokenizer, example, shape.max_seq_len));
+                        RenderHellaSwag(tokenizer, example));
+  if (rows.longest() > shape.max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        example.where, ": the context (", rows.context.size(),
+        " tokens) and the longest ending (",
+        rows.longest() - static_cast<int>(rows.context.size()),
+        ") do not fit the model's context of ", shape.max_seq_len));
+  }
   // Four rows: the context once, then step k feeds each row's ending token k
   // (a row whose ending is over is fed its last token again, unscored).
   // losses[i][p]: row i's loss at position p, from the logits after it.

@@ -62,11 +62,11 @@ struct HellaSwagRows {
   void Row(int i, int length, int32_t* inputs, int32_t* targets) const;
 };
 
-// The rows of `example`; an error if an ending is empty or the longest row
-// does not fit `max_seq_len` (the context is not cut).
+// The rows of `example`; an error if its context or an ending is empty.
+// Whether they fit a model is the caller's question (longest()): the context
+// is never cut.
 absl::StatusOr<HellaSwagRows> RenderHellaSwag(const Tokenizer& tokenizer,
-                                              const HellaSwagExample& example,
-                                              int max_seq_len);
+                                              const HellaSwagExample& example);
 
 // The score from per-position losses: loss(i, p) is row i's loss at position
 // p (of predicting its token p + 1).

@@ -24,17 +24,14 @@ absl::StatusOr<HellaSwagEval> HellaSwagEval::Load(const std::string& path,
   }
   HellaSwagEval eval;
   for (const infer::HellaSwagExample& example : examples) {
+    GPT2_ASSIGN_OR_RETURN(infer::HellaSwagRows rows,
+                          infer::RenderHellaSwag(tokenizer, example));
     // A row of n tokens is a forward of n - 1 positions.
-    absl::StatusOr<infer::HellaSwagRows> rows =
-        infer::RenderHellaSwag(tokenizer, example, max_seq + 1);
-    if (!rows.ok()) {
-      if (rows.status().message().find("do not fit") == std::string::npos) {
-        return rows.status();
-      }
+    if (rows.longest() - 1 > max_seq) {
       ++eval.left_out_;
       continue;
     }
-    eval.rows_.push_back(*std::move(rows));
+    eval.rows_.push_back(std::move(rows));
     eval.labels_.push_back(example.label);
   }
   return eval;

@@ -177,6 +177,7 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
 // in for the free memory (tests).
 // Returns the line saying how it fits.
 absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
+                                        const MemoryPlan& plan,
                                         int64_t sequences_per_step,
                                         const Backend& backend,
                                         const BackendChoice& choice,
@@ -218,7 +219,7 @@ absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
                       absl::Cord(why.has_value() ? "agreed" : "echo"));
     return status;
   }
-  const int64_t need = PlanMemory(inputs).total() * sharing;
+  const int64_t need = plan.total() * sharing;
   if (!memory.has_value()) {
     return absl::StrCat("memory check: ", FormatBytes(need), " needed on ",
                         where, "; its free memory is unknown");
@@ -359,8 +360,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   memory_inputs.recompute_layernorm = cfg.train().recompute_layernorm();
   memory_inputs.residual_fp32 = cfg.train().residual_fp32();
   const MemoryPlan memory_plan = PlanMemory(memory_inputs);
-  const absl::StatusOr<std::string> memory_fit =
-      CheckMemory(memory_inputs, int64_t{B} * accum, *backend, choice, *comm);
+  const absl::StatusOr<std::string> memory_fit = CheckMemory(
+      memory_inputs, memory_plan, int64_t{B} * accum, *backend, choice, *comm);
   if (!memory_fit.ok() && !options.plan_only) return memory_fit.status();
 
   absl::StatusOr<Datasets> loaded_data =
@@ -911,11 +912,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
-  // HellaSwag on the final weights (every rank: they sum their shares), unless
-  // the run was interrupted.
-  if (hellaswag && result.steps_run > 0 && result.interrupted_by == 0) {
-    result.hellaswag = evaluate_hellaswag(progress.step + result.steps_run);
-  }
   // An interrupted run saves where the config saves at all (save_at_end or
   // every_steps), so that --resume latest goes on from where it stopped.
   const bool save_now = result.interrupted_by != 0
@@ -934,6 +930,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         "--resume latest",
         StopSignalName(result.interrupted_by),
         progress.step + result.steps_run));
+  }
+  // HellaSwag on the final weights, once they are saved (every rank: they
+  // sum their shares), unless the run was interrupted.
+  if (hellaswag && result.steps_run > 0 && result.interrupted_by == 0) {
+    result.hellaswag = evaluate_hellaswag(progress.step + result.steps_run);
   }
   if (options.keep_final_params) result.final_params = model.GetParams();
   // Interrupted: out quickly, without the samples.

@@ -14,10 +14,10 @@ import subprocess
 import sys
 
 import torch
-from transformers import GPT2LMHeadModel, GPT2TokenizerFast
+from transformers import GPT2LMHeadModel
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hf_logits_check import compare  # noqa: E402
+from hf_logits_check import compare, transformers_logits  # noqa: E402
 
 
 def main():
@@ -44,10 +44,7 @@ def main():
         if done.returncode != 0:
             sys.exit(f"hf_import_check: {' '.join(cmd[:3])} failed ({names}): "
                      f"{done.stdout}{done.stderr}")
-    tokenizer = GPT2TokenizerFast.from_pretrained(args.hf_dir)
-    ids = tokenizer(args.prompt, return_tensors="pt").input_ids
-    with torch.no_grad():
-        theirs = model.float()(ids).logits[0].numpy()
+    _, theirs = transformers_logits(model, args.hf_dir, args.prompt)
     _, diff, scale, ok = compare(ours_path, theirs, args.tolerance, "hf_import_check")
     print(f"hf_import_check: transformers' fp16 save_pretrained ({', '.join(names)}) imported; "
           f"max |ours - transformers| = {diff:.3e} (logit scale {scale:.2f}): "

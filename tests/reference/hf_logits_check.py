@@ -26,6 +26,15 @@ def compare(ours_path, theirs, tolerance, tool):
     return ours, diff, scale, diff <= tolerance * max(scale, 1.0)
 
 
+def transformers_logits(model, tokenizer_dir, prompt):
+    """The prompt's token ids (1 x T) and the fp32 logits (T x V) of a
+    GPT2LMHeadModel, with the tokenizer of tokenizer_dir."""
+    tokenizer = GPT2TokenizerFast.from_pretrained(tokenizer_dir)
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return ids, model.float()(ids).logits[0].numpy()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hf_dir", required=True)
@@ -34,11 +43,8 @@ def main():
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="max |difference| allowed, relative to the logits' range")
     args = parser.parse_args()
-    tokenizer = GPT2TokenizerFast.from_pretrained(args.hf_dir)
     model = GPT2LMHeadModel.from_pretrained(args.hf_dir, torch_dtype=torch.float32).eval()
-    ids = tokenizer(args.prompt, return_tensors="pt").input_ids
-    with torch.no_grad():
-        theirs = model(ids).logits[0].numpy()
+    ids, theirs = transformers_logits(model, args.hf_dir, args.prompt)
     ours, diff, scale, ok = compare(args.ours, theirs, args.tolerance, "hf_logits_check")
     same_argmax = (ours.argmax(-1) == theirs.argmax(-1)).mean()
     print(f"hf_logits_check: {ids.shape[1]} tokens {ids[0].tolist()}; max |ours - transformers| = "
