@@ -250,7 +250,7 @@ def main():
     out += ["## Tiny Shakespeare", ""]
     # One training run per metrics{suffix}.jsonl; its log is train{suffix}.txt, or the
     # section 'shakespeare{suffix}' of train.txt (device_check.sh runs two configs there).
-    runs = sorted(n for n in os.listdir(dest) if re.fullmatch(r"metrics(_\w+)?\.jsonl", n))
+    runs = sorted(n for n in os.listdir(dest) if re.fullmatch(r"metrics(_[\w.-]+)?\.jsonl", n))
     sections = {p.split(" ", 1)[0]: p for p in re.split(r"^===== ", train, flags=re.M)[1:]}
     for metrics_name in runs:
         suffix = metrics_name[len("metrics"):-len(".jsonl")]
