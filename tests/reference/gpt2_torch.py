@@ -45,6 +45,7 @@ class GPT2(nn.Module):
         self.wpe = nn.Embedding(max_seq, channels)
         self.blocks = nn.ModuleList(Block(channels, heads, layers) for _ in range(layers))
         self.ln_f = nn.LayerNorm(channels)
+        self.mask_padded_vocab = 0  # > 0: only the first this many logits enter the loss
         # GPT-2's init: N(0, 0.02), residual projections scaled by 1/sqrt(2L), zero biases.
         for name, module in self.named_modules():
             if isinstance(module, (nn.Linear, nn.Embedding)):
@@ -58,7 +59,9 @@ class GPT2(nn.Module):
         for block in self.blocks:
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.t()  # tied LM head
-        return F.cross_entropy(logits.float().view(-1, logits.shape[-1]), targets.view(-1))
+        if self.mask_padded_vocab:  # as gpt2_ddp: the padded vocab is not in the softmax
+            logits = logits[..., :self.mask_padded_vocab]
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.view(-1))
 
 
 def make_optimizer(model, lr=6e-4, weight_decay=0.1, params=None):

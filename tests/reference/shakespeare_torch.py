@@ -18,6 +18,12 @@ stores the model, its activations and gradients in bf16 and keeps fp32 master we
 the optimizer, as gpt2_ddp's bf16 mode does: the two side by side say whether bf16
 storage alone costs steps.
 
+--save_init FILE writes the model's initial weights as an llm.c model file (version 3,
+fp32) before the first step, wte's padded rows zeroed and the padded vocab masked out of
+the loss as gpt2_ddp does; `gpt2_ddp --init_from FILE` then starts from the very same
+weights, so the two curves differ only by the implementation, not by the init's random
+draw.
+
 --tokens is an llm.c token shard (gpt2_prepro writes one; 256 x int32 header, magic
 20240520, then uint16 tokens).
 """
@@ -55,6 +61,34 @@ def lr_at(step, lr=6e-4, min_lr=6e-5, warmup=10, max_steps=5000):
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (lr - min_lr)
 
 
+VOCAB = 50257  # GPT-2's tokens; rows and logits beyond are padding
+
+
+def save_llmc(model, path, vocab=VOCAB):
+    """llm.c's model file, version 3 (fp32): 256 int32 header, then the tensors in its
+    order, each layer's tensors stacked."""
+    blocks = model.blocks
+    c = model.wte.weight.shape[1]
+    header = np.zeros(256, dtype="<i4")
+    header[:8] = [20240326, 3, model.wpe.weight.shape[0], vocab, len(blocks),
+                  blocks[0].heads, c, model.wte.weight.shape[0]]
+
+    def stack(get):
+        return torch.stack([get(b).detach().float().cpu() for b in blocks])
+    tensors = [model.wte.weight, model.wpe.weight,
+               stack(lambda b: b.ln_1.weight), stack(lambda b: b.ln_1.bias),
+               stack(lambda b: b.c_attn.weight), stack(lambda b: b.c_attn.bias),
+               stack(lambda b: b.attn_proj.weight), stack(lambda b: b.attn_proj.bias),
+               stack(lambda b: b.ln_2.weight), stack(lambda b: b.ln_2.bias),
+               stack(lambda b: b.c_fc.weight), stack(lambda b: b.c_fc.bias),
+               stack(lambda b: b.mlp_proj.weight), stack(lambda b: b.mlp_proj.bias),
+               model.ln_f.weight, model.ln_f.bias]
+    with open(path, "wb") as fh:
+        fh.write(header.tobytes())
+        for t in tensors:
+            fh.write(t.detach().float().cpu().contiguous().numpy().astype("<f4").tobytes())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", required=True)
@@ -66,14 +100,18 @@ def main():
     parser.add_argument("--stop_after_steps_below", type=int, default=100)
     parser.add_argument("--precision", choices=("bf16", "bf16_pure", "fp32"), default="bf16")
     parser.add_argument("--no_compile", action="store_true")
+    parser.add_argument("--tf32", action="store_true",
+                        help="with --precision fp32: TF32 matmuls (as GPT2_FP32_MATMUL=tf32)")
     parser.add_argument("--metrics", default="")
     parser.add_argument("--seed", type=int, default=1337)
+    parser.add_argument("--save_init", default="",
+                        help="write the initial weights here (llm.c v3) for gpt2_ddp --init_from")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("shakespeare_torch: no CUDA device")
     torch.manual_seed(args.seed)
-    torch.backends.cuda.matmul.allow_tf32 = args.precision != "fp32"
-    torch.backends.cudnn.allow_tf32 = args.precision != "fp32"
+    torch.backends.cuda.matmul.allow_tf32 = args.precision != "fp32" or args.tf32
+    torch.backends.cudnn.allow_tf32 = args.precision != "fp32" or args.tf32
     device = "cuda"
     tokens = load_tokens(args.tokens)
     window = args.batch * args.seq_len
@@ -81,6 +119,12 @@ def main():
     print(f"shakespeare_torch: {tokens.numel()} tokens, 1 epoch = {per_epoch} batches, "
           f"{args.precision}, {'eager' if args.no_compile else 'torch.compile'}", flush=True)
     model = GPT2().to(device)
+    if args.save_init:
+        with torch.no_grad():
+            model.wte.weight[VOCAB:].zero_()
+        model.mask_padded_vocab = VOCAB
+        save_llmc(model, args.save_init)
+        print(f"shakespeare_torch: initial weights written to {args.save_init}", flush=True)
     master = None
     if args.precision == "bf16_pure":
         # fp32 master weights in the optimizer; the model, its activations and its
