@@ -8,15 +8,15 @@
 #   tests    the gpu-label tests: every op and whole train steps against the CPU
 #            reference; a fast path that fails them is switched off for the rest
 #   bench    gpt2_bench (bf16) at B=16, T=1024, beside the PyTorch reference
-#   compare  the same Shakespeare recipe in PyTorch (tests/reference/shakespeare_torch.py,
-#            autocast) and ours with an fp32 residual stream, each for a fixed time
+#   compare  the same Shakespeare recipe in PyTorch (tests/reference/shakespeare_torch.py)
+#            and ours from the same initial weights, in bf16 and in fp32, each for a
+#            fixed time
 #   sweep    short runs of candidate fast recipes (SWEEP below)
 #   fast     the fast recipe (configs/gpt2_124m_shakespeare_fast.pbtxt, plus
 #            DEVICE_CHECK_FAST_FLAGS; unset or "auto": the flags of the sweep's winner,
 #            picked by launch/pick_recipe.py in this call or the one before on this
 #            machine) to loss < 0.1 or 60 s
-#   proof    the Shakespeare config (plus DEVICE_CHECK_PROOF_FLAGS; unset or "auto": the
-#            compare group's switch if it won by over 1%) to loss < 0.1; checkpoint
+#   proof    the Shakespeare config (plus DEVICE_CHECK_PROOF_FLAGS) to loss < 0.1; checkpoint
 #            verify, samples, HF logits
 #            check; the weights left in $DEVICE_CHECK_KEEP (/tmp/gpt2_weights) as bf16
 #            parts for launch/device_fetch_weights.sh to bring back in the next calls
@@ -33,7 +33,7 @@
 set -u
 out=${1:?usage: device_check.sh OUT_DIR}
 budget=${DEVICE_CHECK_BUDGET_S:-520}
-groups=${DEVICE_CHECK_GROUPS:-tests bench compare sweep proof dist decode extra}
+groups=${DEVICE_CHECK_GROUPS:-tests compare bench decode dist extra proof sweep}
 keep=${DEVICE_CHECK_KEEP:-/tmp/gpt2_weights}
 # What one call picks for the next (the sweep's winner, the compare group's switch):
 # kept on the machine, which keeps its disk between calls that follow within ~30 s.
