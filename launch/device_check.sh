@@ -296,8 +296,9 @@ group_compare() {
   # read by gpt2_ddp --init_from; the padded vocab out of both losses), so the curves differ
   # only by the implementation: PyTorch with autocast (fp32 weights and residual stream) for
   # 90 s, ours in bf16 for 60 s, PyTorch with pure bf16 storage and fp32 masters (our bf16
-  # numerics) for 80 s, then each in fp32 (TF32 matmuls) for 40 s, where the two should
-  # agree closely step by step.
+  # numerics) for 80 s. DEVICE_CHECK_COMPARE_FP32=1 adds each in fp32 (TF32 matmuls) for
+  # 40 s: only ~150 steps for ours (its fp32 attention is the portable kernel), where the
+  # curves have not yet parted even from different inits, so it is off by default.
   local init="$runs/torch_init.bin" secs=${DEVICE_CHECK_COMPARE_S:-60}
   local torch=(python3 "$stage/reference/shakespeare_torch.py" --tokens
     "$stage/data/tinyshakespeare_train.bin" --save_init "$init")
@@ -309,7 +310,7 @@ group_compare() {
   run shakespeare_torch_bf16 120 train.txt "${torch[@]}" --max_seconds 80 \
     --precision bf16_pure --metrics "$logs/metrics_torch_bf16.jsonl"
   grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -3 | tee -a "$logs/machine.txt"
-  if [ "${DEVICE_CHECK_COMPARE_FP32:-1}" = 1 ]; then
+  if [ "${DEVICE_CHECK_COMPARE_FP32:-0}" = 1 ]; then
     run shakespeare_torch_fp32 90 train.txt "${torch[@]}" --max_seconds 40 \
       --precision fp32 --tf32 --metrics "$logs/metrics_torch_fp32.jsonl"
     GPT2_FP32_MATMUL=tf32 train shakespeare_fp32 gpt2_124m_shakespeare 40 metrics_fp32.jsonl \
