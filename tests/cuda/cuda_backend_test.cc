@@ -21,6 +21,7 @@
 #include "src/cuda/mma_check.h"
 #include "src/model/gpt2.h"
 #include "src/ops/attention.h"
+#include "src/ops/classifier.h"
 #include "src/ops/matmul.h"
 #include "src/ops/sample.h"
 #include "src/optim/adamw_optimizer.h"
@@ -1163,6 +1164,38 @@ TEST_P(CudaOps, GeluResidualAdd) {
   cuda_->AddInPlace(g_out.view, g_y.view);
   ExpectNear(Download(g_out, "add"), Download(c_out, "c"), tol().rtol,
              tol().atol, "add in place");
+}
+
+// The classifier keeping its row in shared memory gives the bits of the
+// version reading the row twice: losses and gradients, with and without the
+// gradient, at GPT-2's vocab (the f32 row, 196 KiB, is too long for it and
+// takes the two-read version either way).
+TEST_P(CudaOps, ClassifierRowInSharedIsBitwiseTheSame) {
+  for (auto [N, V, Vp] :
+       {std::tuple{5, 1000, 1024}, std::tuple{3, 50257, 50304}}) {
+    const auto logits = Random(N * Vp, 81, 3.0);
+    const auto targets = Tokens(N, V, 82);
+    std::vector<double> losses[2], grads[2];
+    for (const bool shared : {false, true}) {
+      cuda::SetClassifierRowInShared(shared);
+      for (const bool write_grad : {false, true}) {
+        auto g_logits = Gpu(logits), g_t = GpuI32(targets);
+        auto g_loss = GpuF32(std::vector<double>(N));
+        cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
+                                 1.0 / N, write_grad);
+        const auto loss = Download(g_loss, "losses");
+        if (write_grad) {
+          EXPECT_EQ(loss, losses[shared]) << "the loss alone, Vp " << Vp;
+          grads[shared] = Download(g_logits, "dlogits");
+        } else {
+          losses[shared] = loss;
+        }
+      }
+    }
+    cuda::SetClassifierRowInShared(true);
+    EXPECT_EQ(losses[0], losses[1]) << "Vp " << Vp;
+    EXPECT_EQ(grads[0], grads[1]) << "Vp " << Vp;
+  }
 }
 
 TEST_P(CudaOps, ClassifierAndSums) {
