@@ -68,6 +68,14 @@ void InjectFaultForTests(int64_t step, int rank) {
   }
 }
 
+// Tests: GPT2_TEST_NAN_AT=STEP reads that step's loss as NaN on every rank,
+// as if it had overflowed (its update has already been applied: the weights
+// stay finite). Read at every call.
+bool InjectNonFiniteForTests(int64_t step) {
+  const char* spec = std::getenv("GPT2_TEST_NAN_AT");
+  return spec != nullptr && std::atoll(spec) == step;
+}
+
 // Tests: GPT2_TEST_SIGNAL_AT=RANK:STEP:SIGNO raises SIGNO on that rank as
 // that step starts, as if it came from outside (read at every call, so tests in
 // one process can set it in turn).
@@ -633,6 +641,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   int64_t last_saved = -1;
   double last_lr = progress.lr;
   bool stop = false;
+  // train.on_nan: STOP's error, held until the run has saved what it can.
+  std::optional<absl::Status> non_finite_stop;
 
   // The first step with the loss below train.stop_at_loss, and the first of
   // the current run of such steps.
@@ -673,6 +683,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     metrics.elapsed_s = SecondsSince(process_start);
     metrics.loss = host_scalar(2 * pending_slot);
     metrics.norm = std::sqrt(host_scalar(2 * pending_slot + 1));
+    if (InjectNonFiniteForTests(metrics.step)) metrics.loss = std::nan("");
     const bool finite =
         std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
     if (metrics.step % cfg.log().every_steps() == 0 ||
@@ -704,11 +715,17 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
             metrics.step, metrics.loss, metrics.norm));
         return absl::OkStatus();
       }
-      return absl::InternalError(absl::StrFormat(
-          "step %d: the loss (%f) or grad norm (%f) is not finite; stopping "
-          "(train.on_nan: STOP). Try a lower optim.lr, check the data, or set "
-          "train.on_nan: SKIP_STEP.",
-          metrics.step, metrics.loss, metrics.norm));
+      // The step's update was skipped on the device. The run stops after the
+      // step already queued, and saves the weights if they are still finite.
+      if (!non_finite_stop) {
+        non_finite_stop = absl::InternalError(absl::StrFormat(
+            "step %d: the loss (%f) or grad norm (%f) is not finite; stopping "
+            "(train.on_nan: STOP). Try a lower optim.lr, check the data, or "
+            "set train.on_nan: SKIP_STEP.",
+            metrics.step, metrics.loss, metrics.norm));
+      }
+      stop = true;
+      return absl::OkStatus();
     }
     const double target = cfg.train().stop_at_loss();
     if (target > 0) {
@@ -912,6 +929,36 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
+  if (non_finite_stop) {
+    // Saved where the config saves at all, if the weights themselves are
+    // finite (a blown-up lr makes them inf before the loss): a restart point
+    // for a lower lr, later than the last periodic checkpoint.
+    Tensor sum_squares = norms_squared.Slice(0, 1);
+    backend->SumSquares(sum_squares, model.params());
+    backend->QueueDownload(host_scalars.data(), sum_squares);
+    backend->WaitQueuedDownloads();
+    const bool weights_finite = std::isfinite(host_scalar(0));
+    const int64_t steps_done = progress.step + result.steps_run;
+    std::string what;
+    if (!interrupt_saves || result.steps_run == 0) {
+      what = "nothing saved (the config saves no checkpoints)";
+    } else if (!weights_finite) {
+      what = "the weights are not finite either: nothing saved";
+    } else {
+      if (last_saved != steps_done) {
+        GPT2_RETURN_IF_ERROR(save(steps_done, last_lr));
+        last_saved = steps_done;
+      }
+      what = absl::StrFormat(
+          "the last finite weights are saved at step %d (--resume latest "
+          "with a lower optim.lr goes on from there)",
+          steps_done);
+    }
+    log.Line(what);
+    return absl::Status(
+        non_finite_stop->code(),
+        absl::StrCat(non_finite_stop->message(), " ", what, "."));
+  }
   // An interrupted run saves where the config saves at all (save_at_end or
   // every_steps), so that --resume latest goes on from where it stopped.
   const bool save_now = result.interrupted_by != 0

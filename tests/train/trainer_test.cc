@@ -220,6 +220,12 @@ TEST_F(TrainerTest, NonFiniteLossStopsOrSkipsPerPolicy) {
   EXPECT_NE(stopped.status().message().find("is not finite; stopping"),
             std::string::npos)
       << stopped.status();
+  // The lr blew the weights up before the loss: nothing worth saving.
+  EXPECT_NE(stopped.status().message().find(
+                "the weights are not finite either: nothing saved"),
+            std::string::npos)
+      << stopped.status();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/nan_stop/checkpoints"));
   auto skip = blow_up;
   skip.push_back("log.run_name=nan_skip");
   skip.push_back("train.on_nan=SKIP_STEP");
@@ -227,6 +233,39 @@ TEST_F(TrainerTest, NonFiniteLossStopsOrSkipsPerPolicy) {
   ASSERT_TRUE(skipped.ok()) << skipped.status();
   EXPECT_EQ(skipped->steps_run, 8);
   EXPECT_GT(skipped->skipped_steps, 0);
+}
+
+// A non-finite loss with finite weights (an overflow in one step) stops the
+// run with an error, after saving the weights as a restart point; the run
+// resumes from them. Without checkpoints in the config nothing is written.
+TEST_F(TrainerTest, NonFiniteStopSavesTheFiniteWeights) {
+  setenv("GPT2_TEST_NAN_AT", "3", 1);
+  auto stopped = Run({"log.run_name=nan_save", "train.precision=FP32"});
+  auto unsaved = Run({"log.run_name=nan_nosave", "train.precision=FP32",
+                      "checkpoint.save_at_end=false"});
+  unsetenv("GPT2_TEST_NAN_AT");
+  ASSERT_FALSE(stopped.ok());
+  EXPECT_NE(stopped.status().message().find("step 3: the loss (nan)"),
+            std::string::npos)
+      << stopped.status();
+  // Steps 0-3 ran (step 3's update is in: the NaN is only read on the host),
+  // so the weights saved are those after 4 steps.
+  EXPECT_NE(stopped.status().message().find(
+                "the last finite weights are saved at step 4"),
+            std::string::npos)
+      << stopped.status();
+  const std::filesystem::path ckpt =
+      dir_ / "logs/nan_save/checkpoints/step_00000004.ckpt";
+  ASSERT_TRUE(std::filesystem::exists(ckpt));
+  auto resumed =
+      Run({"log.run_name=nan_save", "train.precision=FP32"}, ckpt.string());
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(resumed->steps_run, 4);
+  ASSERT_FALSE(unsaved.ok());
+  EXPECT_NE(unsaved.status().message().find("nothing saved (the config"),
+            std::string::npos)
+      << unsaved.status();
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/nan_nosave/checkpoints"));
 }
 
 TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
