@@ -981,7 +981,20 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // HellaSwag on the final weights, once they are saved (every rank: they
   // sum their shares), unless the run was interrupted.
   if (hellaswag && result.steps_run > 0 && result.interrupted_by == 0) {
+    // Tests: GPT2_TEST_SIGNAL_IN_HELLASWAG=SIGNO raises it as the pass starts.
+    if (const char* signo = std::getenv("GPT2_TEST_SIGNAL_IN_HELLASWAG")) {
+      std::raise(std::atoi(signo));
+    }
     result.hellaswag = evaluate_hellaswag(progress.step + result.steps_run);
+    // A stop signal cut the pass short (its line counts the examples scored):
+    // the run is saved; it ends as interrupted, without the samples.
+    if (const int signo = StopSignalReceived(); signo != 0) {
+      result.interrupted_by = signo;
+      log.Line(absl::StrFormat(
+          "%s received during the final HellaSwag pass: stopped; the "
+          "checkpoint is saved",
+          StopSignalName(signo)));
+    }
   }
   if (options.keep_final_params) result.final_params = model.GetParams();
   // Interrupted: out quickly, without the samples.

@@ -553,6 +553,32 @@ TEST_F(TrainerTest, HellaSwagDuringTraining) {
     ++with_score;
   }
   EXPECT_EQ(with_score, 3);  // the in-run ones: steps 0, 3, 6
+  // A stop signal during the final pass: the pass stops, the run is saved and
+  // ends as interrupted, without the samples.
+  {
+    std::vector<std::string> stopped = sets;
+    stopped.push_back("log.run_name=hs_stop");
+    stopped.push_back("log.sample_prompts=ROMEO:");
+    InstallStopSignals("");  // the raised signal sets the flag, as in gpt2_ddp
+    setenv("GPT2_TEST_SIGNAL_IN_HELLASWAG", std::to_string(SIGTERM).c_str(), 1);
+    auto run_stopped = Run(stopped);
+    unsetenv("GPT2_TEST_SIGNAL_IN_HELLASWAG");
+    InstallStopSignals("");  // no signal left for the tests after this one
+    ASSERT_TRUE(run_stopped.ok()) << run_stopped.status();
+    EXPECT_EQ(run_stopped->interrupted_by, SIGTERM);
+    const std::string text = testing::ReadFile(dir_ / "logs/hs_stop/train.log");
+    EXPECT_NE(text.find("step 8 | hellaswag: acc_norm 0.0000, acc 0.0000 (0 "
+                        "examples"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("SIGTERM received during the final HellaSwag pass"),
+              std::string::npos)
+        << text;
+    EXPECT_TRUE(std::filesystem::exists(
+        dir_ / "logs/hs_stop/checkpoints/step_00000008.ckpt"));
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/hs_stop/samples.txt"))
+        << "no samples after a stop";
+  }
   auto eval = RunEval(
       sets, (dir_ / "logs/hs/checkpoints/step_00000008.ckpt").string(), "");
   ASSERT_TRUE(eval.ok()) << eval.status();
