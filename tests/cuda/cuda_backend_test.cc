@@ -1590,7 +1590,7 @@ TEST_F(CudaTrainStep, TenStepLossCurveMatchesCpu) {
   EXPECT_LT(c.losses.back(), c.losses.front());
 }
 
-// One bf16 step's gradients, tensor by tensor, against the fp32 CPU step: the
+// A bf16 step's gradients, tensor by tensor, against the fp32 CPU step: the
 // relative L2 error of each is what bf16 rounding gives (a few 1e-3), where a
 // share of a gradient lost or counted twice (wte's two uses, a bias sum, a
 // layer's residual branch) moves its tensor by tens of percent, which a loss
@@ -1602,21 +1602,29 @@ TEST_F(CudaTrainStep, Bf16GradientsMatchCpuTensorByTensor) {
   auto cpu = MakeCpuBackend();
   auto cuda = MakeCudaBackend(0);
   if (!kEmulated) SetShape(ModelShape{2, 12, 768, 256, 4000, 4096}, 2);
-  for (const bool residual_fp32 : {false, true}) {
-    const Trace c = Run(cpu.get(), 1), g = Run(cuda.get(), 1, DType::kBF16,
-                                               false, false, residual_fp32);
-    for (const ParamSpec& p : BuildParamList(shape_)) {
-      double diff = 0, norm = 0;
-      for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
-        diff += (g.grads[i] - c.grads[i]) * (g.grads[i] - c.grads[i]);
-        norm += c.grads[i] * c.grads[i];
+  // The first step's gradients (from the same weights: bf16 rounding alone,
+  // ~0.5% seen), and the third's, after two updates have moved the bf16 and
+  // fp32 weights apart (~1-3% seen): a share left over from an earlier step
+  // (a buffer not zeroed, or added into twice) would show there as ~100%.
+  for (const auto [steps, bound] : {std::pair{1, 3e-2}, std::pair{3, 8e-2}}) {
+    for (const bool residual_fp32 : {false, true}) {
+      const Trace c = Run(cpu.get(), steps),
+                  g = Run(cuda.get(), steps, DType::kBF16, false, false,
+                          residual_fp32);
+      for (const ParamSpec& p : BuildParamList(shape_)) {
+        double diff = 0, norm = 0;
+        for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
+          diff += (g.grads[i] - c.grads[i]) * (g.grads[i] - c.grads[i]);
+          norm += c.grads[i] * c.grads[i];
+        }
+        ASSERT_GT(norm, 0.0) << p.name;
+        const double err = std::sqrt(diff / norm);
+        EXPECT_LT(err, bound) << "grad " << p.name << " at step " << steps
+                              << " (residual_fp32 " << residual_fp32 << ")";
+        std::printf("step %d grad %-9s relative L2 %.2e%s\n", steps,
+                    p.name.c_str(), err,
+                    residual_fp32 ? " (fp32 residual)" : "");
       }
-      ASSERT_GT(norm, 0.0) << p.name;
-      const double err = std::sqrt(diff / norm);
-      EXPECT_LT(err, 3e-2) << "grad " << p.name << " (residual_fp32 "
-                           << residual_fp32 << ")";
-      std::printf("grad %-9s relative L2 %.2e%s\n", p.name.c_str(), err,
-                  residual_fp32 ? " (fp32 residual)" : "");
     }
   }
 }
