@@ -864,6 +864,20 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
     cuda_->AttentionBackward(g_dqkv.view, g_dout.view, g_qkv.view, g_out.view,
                              g_lse.view, B, T, C, NH);
     const std::vector<double> dqkv = Download(g_dqkv, "dqkv");
+    // Again, from the same inputs: the same bits (a race between warps or
+    // blocks, which the emulator's schedule may not expose, would make noisy
+    // gradients that still train, only worse).
+    {
+      auto again_out = Gpu(std::vector<double>(B * T * C));
+      auto again_lse = GpuF32(std::vector<double>(B * NH * T));
+      cuda_->AttentionForward(again_out.view, again_lse.view, g_qkv.view, B, T,
+                              C, NH);
+      EXPECT_EQ(Download(again_out, "out"), out) << where << "out, run twice";
+      auto again = Gpu(std::vector<double>(B * T * 3 * C));
+      cuda_->AttentionBackward(again.view, g_dout.view, g_qkv.view, g_out.view,
+                               g_lse.view, B, T, C, NH);
+      EXPECT_EQ(Download(again, "dqkv"), dqkv) << where << "dqkv, run twice";
+    }
     // q, k and v apart: a wrong dQ hides in the norm of dV otherwise.
     for (int part = 0; part < 3; ++part) {
       std::vector<double> got, want;
@@ -1611,6 +1625,11 @@ TEST_F(CudaTrainStep, Bf16GradientsMatchCpuTensorByTensor) {
       const Trace c = Run(cpu.get(), steps),
                   g = Run(cuda.get(), steps, DType::kBF16, false, false,
                           residual_fp32);
+      // The device run again: the same bits.
+      const Trace again =
+          Run(cuda.get(), steps, DType::kBF16, false, false, residual_fp32);
+      EXPECT_EQ(again.grads, g.grads) << "step " << steps;
+      EXPECT_EQ(again.losses, g.losses) << "step " << steps;
       for (const ParamSpec& p : BuildParamList(shape_)) {
         double diff = 0, norm = 0;
         for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
