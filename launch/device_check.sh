@@ -256,6 +256,9 @@ group_bench() {
   # The classifier reading its row twice, as before it kept the row in shared memory
   # between its passes (1.66 ms of the H100's 35.7 ms step): the per-op tables side by side.
   GPT2_CLASSIFIER_SHARED=0 bench bench_classifier2_B16 16 --steps 5
+  # The LayerNorm backward loading dinp after the row's sums, as before it loaded the row's
+  # three tensors at once (1.57 ms of the H100's step, 1.6 TB/s).
+  GPT2_LAYERNORM_PREFETCH=0 bench bench_lnbwd2_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.

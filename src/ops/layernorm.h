@@ -44,6 +44,12 @@ void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
                               Tensor rstd, Tensor a, Tensor b, Tensor weight,
                               Tensor bias, int64_t N, int C,
                               CUstream_st* stream);
+// Whether the packed backward loads a row's inp, dout and dinp all before
+// using any, where that fits in registers (bf16 or fp32 throughout, up to 768
+// or 384 channels); on unless GPT2_LAYERNORM_PREFETCH=0; the same bits either
+// way; tests set it.
+void SetLayerNormBackwardPrefetch(bool on);
+bool LayerNormBackwardPrefetch();
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_LAYERNORM_H_
