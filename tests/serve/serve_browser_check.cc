@@ -9,7 +9,8 @@
 // Exit 0: passed; 1: failed; 77: skipped (no Chromium; ctest SKIP_RETURN_CODE).
 // Environment: GPT2_CHROMIUM (browser binary), GPT2_SERVE_SCREENSHOT (PNG
 // path; default ./serve_browser_screenshot.png in the working directory),
-// GPT2_SERVE_CHECKPOINT (serve this checkpoint instead of a random tiny one).
+// GPT2_SERVE_CHECKPOINT (serve this checkpoint instead of a random tiny one),
+// GPT2_SERVE_PROMPT (the prompt typed; default "ROMEO:").
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "tests/serve/serve_test_util.h"
 
 namespace gpt2 {
@@ -221,16 +223,22 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
   GPT2_RETURN_IF_ERROR(
       Check(value == "To be, or not to be",
             "clicking an example set the prompt to " + value.dump()));
-  // Type over it.
+  // Type over it (GPT2_SERVE_PROMPT, e.g. a longer prompt for a screenshot of
+  // a trained model; "\n" in it becomes a line break).
+  std::string prompt = "ROMEO:";
+  if (const char* env = std::getenv("GPT2_SERVE_PROMPT");
+      env != nullptr && *env) {
+    prompt = absl::StrReplaceAll(env, {{"\\n", "\n"}});
+  }
   GPT2_RETURN_IF_ERROR(page.Click("#prompt"));
   GPT2_RETURN_IF_ERROR(
       page.Eval("document.getElementById('prompt').select()").status());
   GPT2_RETURN_IF_ERROR(
-      page.Call("Input.insertText", {{"text", "ROMEO:"}}).status());
+      page.Call("Input.insertText", {{"text", prompt}}).status());
   GPT2_ASSIGN_OR_RETURN(value,
                         page.Eval("document.getElementById('prompt').value"));
   GPT2_RETURN_IF_ERROR(
-      Check(value == "ROMEO:", "typing gave the prompt " + value.dump()));
+      Check(value == prompt, "typing gave the prompt " + value.dump()));
   GPT2_ASSIGN_OR_RETURN(
       Json wanted, page.Eval("Number(document.getElementById('num_samples')"
                              ".value)"));
@@ -265,7 +273,7 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
   size_t non_empty = 0;
   for (const Json& box : boxes) {
     GPT2_RETURN_IF_ERROR(
-        Check(box["prompt"] == "ROMEO:",
+        Check(box["prompt"] == prompt,
               "a box does not start with the prompt: " + box.dump()));
     non_empty += !box["text"].get<std::string>().empty();
     std::printf("  sample: %s\n", Json(box["text"]).dump().c_str());
