@@ -23,6 +23,8 @@
 #   dist     NCCL at world size 1 and two ranks sharing the GPU against one process
 #   decode   decode speed with and without CUDA graphs; two ranks on the GPU as a test
 #   extra    B=64, the portable attention, B=32
+#   profile  compute-sanitizer racecheck/synccheck on the tensor-core and packed kernels;
+#            Nsight Compute on a B=16 step's heaviest kernels (not in the default list)
 # Every log goes to a work folder that is packed into OUT_DIR/device_check.tar.gz after
 # each step (so a run cut short still returns what it did); machine.txt, with the
 # summary, is also copied to OUT_DIR. launch/collect_device_run.py unpacks and files it.
@@ -471,6 +473,56 @@ group_extra() {
   grep -E "^median" "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 
+# compute-sanitizer and Nsight Compute (both in the GPU machine's image, as root, on its
+# Firecracker kernel: /work/.library/device/KINDS.md). First the shared-memory race and
+# barrier checks on the tensor-core attention, the packed LayerNorm and the classifier at
+# the op tests' small shapes (a race the emulator does not expose would make gradients
+# noisy, not wrong enough to fail a tolerance); then one B=16 train step's heaviest
+# kernels under ncu (speed of light, occupancy, warp stalls), after the bench's first
+# steps so the timed choices are made: what limits the attention backward (8 ms of
+# 35.7, 96 TFLOP/s on the H100) and the memory-bound ops.
+tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
+  command -v "$1" 2>/dev/null ||
+    ls /usr/local/cuda/bin/"$1" /usr/local/cuda-*/bin/"$1" /opt/nvidia/nsight-compute/*/"$1" \
+      2>/dev/null | head -1
+}
+group_profile() {
+  local sanitizer ncu filter
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16'
+  sanitizer=$(tool_path compute-sanitizer)
+  if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
+    run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
+      --racecheck-report hazard --error-exitcode 3 "$stage/bin/cuda_backend_test_gpu" \
+      --gtest_filter="$filter"
+    run synccheck 60 profile.txt "${sanitizer:-compute-sanitizer}" --tool synccheck \
+      --error-exitcode 3 "$stage/bin/cuda_backend_test_gpu" --gtest_filter="$filter"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|hazard" "$logs/profile.txt" | head -20 | tee -a "$logs/machine.txt"
+  else
+    log "profile: no compute-sanitizer found"
+  fi
+  ncu=$(tool_path ncu)
+  if [ -n "$ncu" ] || [ "$dry" = 1 ]; then
+    # Past the first step (where the attention versions are timed): the attention
+    # kernels, then the memory-bound ones, a few launches each.
+    local sections=(--section SpeedOfLight --section Occupancy --section LaunchStats
+      --section WarpStateStats --section MemoryWorkloadAnalysis)
+    local bench_args=(--device cuda --tokenizer=false --precision bf16 --batch 16
+      --seq_len 1024 --steps 3)
+    run ncu_attention 90 profile.txt "${ncu:-ncu}" --kernel-name-base function \
+      --kernel-name 'regex:^(ForwardKernel|ForwardKernelWide|BackwardKeyValueKernel|BackwardQueryKernel)$' \
+      --launch-skip 120 --launch-count 6 "${sections[@]}" \
+      "$stage/bin/gpt2_bench" "${bench_args[@]}"
+    run ncu_memory_bound 90 profile.txt "${ncu:-ncu}" --kernel-name-base function \
+      --kernel-name 'regex:^(LayerNormBackwardFusedKernel|LayerNormForwardPackedKernel|ClassifierSharedKernel|ClassifierPackedKernel|AdamWPackedKernel)$' \
+      --launch-skip 80 --launch-count 8 "${sections[@]}" \
+      "$stage/bin/gpt2_bench" "${bench_args[@]}"
+    grep -E "^  [A-Za-z].*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Stall" \
+      "$logs/profile.txt" | head -160 >>"$logs/machine.txt"
+  else
+    log "profile: no ncu found"
+  fi
+}
+
 # The fused attention backward waits on other blocks of its grid. Were it to hang or trap
 # on this card, every later run would too (the first backward of each times it), so in
 # every call it is probed first, alone, and left out at once unless the probe passes.
@@ -486,7 +538,7 @@ for group in $groups; do
     log "group $group"
     "group_$group"
   else
-    log "unknown group '$group' (groups: tests bench compare sweep fast proof dist decode extra)"
+    log "unknown group '$group' (groups: tests bench compare sweep fast proof dist decode extra profile)"
   fi
 done
 rm -rf "$runs"
