@@ -233,6 +233,10 @@ group_tests() {
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
   off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
     "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
+  off "Types/CudaOps\.ClassifierRowInShared" GPT2_CLASSIFIER_SHARED=0 \
+    "the classifier keeping its row in shared memory failed its test: two reads from here on"
+  off "Types/CudaOps\.LayerNormBackwardPrefetch" GPT2_LAYERNORM_PREFETCH=0 \
+    "the prefetching LayerNorm backward failed its test: the previous kernel from here on"
   off "Types/CudaOps\.ResidualLayerNormMatmul" GPT2_DECODE_FUSION=0 \
     "the decode LayerNorm fusion failed its test: separate kernels from here on"
   off "Types/CudaOps\.SampleTopK" GPT2_DEVICE_SAMPLING=0 \
