@@ -955,6 +955,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           steps_done);
     }
     log.Line(what);
+    // The error ends every rank and mpirun the job: none leaves before rank
+    // 0 has committed the save.
+    if (world > 1) comm->Barrier();
     return absl::Status(
         non_finite_stop->code(),
         absl::StrCat(non_finite_stop->message(), " ", what, "."));

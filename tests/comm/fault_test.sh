@@ -3,7 +3,7 @@
 # every rank must exit non-zero within 60 s, with a message naming the failed rank; a
 # SIGTERM on one rank stops them all after the same step, with a checkpoint; a rank
 # short of memory stops them all before anything is allocated; HellaSwag during training
-# scores on 2 ranks as on one.
+# scores on 2 ranks as on one; a non-finite loss stops both after a collective save.
 #   fault_test.sh BIN_DIR SOURCE_DIR DATA_DIR MPIEXEC
 set -u
 bin=$(cd "$1" && pwd) src=$(cd "$2" && pwd) data=$3 mpiexec=$4
@@ -123,6 +123,15 @@ two=$(timeout 120 "$mpiexec" -np 2 "$bin/gpt2_ddp" "${hs[@]}" --set log.run_name
 [ -n "$one" ] && [ "$(sed 's/, [0-9.]* s)$//' <<<"$one")" = "$(sed 's/, [0-9.]* s)$//' <<<"$two")" ] \
   && grep -q "(3 examples" <<<"$two"
 check "HellaSwag on 2 ranks scores as one process" $? "one: $one / two: $two"
+
+# 8. A non-finite loss at step 3 (GPT2_TEST_NAN_AT, read as NaN on every rank, as an
+# all-reduced loss is): both ranks stop, the finite weights are saved first (ZeRO-1: a
+# collective save) and the job ends non-zero without an abort cutting the save short.
+out=$(GPT2_TEST_NAN_AT=3 timeout 120 "${run[@]}" --set log.run_name=nan --set distributed.zero_stage=1 2>&1); rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "the last finite weights are saved at step 4" <<<"$out" \
+  && [ -f "$work/logs/nan/checkpoints/step_00000004.ckpt" ] \
+  && "$bin/gpt2_ckpt" verify "$work/logs/nan/checkpoints/step_00000004.ckpt" >/dev/null 2>&1
+check "a non-finite loss on 2 ranks: saved, verified, ended (rc=$rc)" $? "$(tail -5 <<<"$out")"
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
