@@ -155,6 +155,26 @@ __global__ void __launch_bounds__(kThreads, 2)
 // per SM on sm_90 (228 KiB an SM; one on sm_80's 164).
 constexpr int kSharedRowBytes = 112 * 1024;
 
+// Whether two blocks keeping rows of `row_bytes` fit one SM of this device:
+// one block alone would leave its SM's memory idle while it reduces, and
+// reading twice is then the faster choice (an A100's 164 KiB hold one
+// GPT-2 row of 98 KiB, an H100's 228 KiB two).
+bool TwoRowsFitAnSm(int row_bytes) {
+  static const int per_sm = [] {
+    int device = 0, bytes = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&bytes,
+                               cudaDevAttrMaxSharedMemoryPerMultiprocessor,
+                               device) != cudaSuccess) {
+      return 0;
+    }
+    return bytes;
+  }();
+  // Each block also holds its 128-byte scratch and the 1 KiB the runtime
+  // reserves per block.
+  return 2 * (row_bytes + 128 + 1024) <= per_sm;
+}
+
 // acc[0] += scale * sum(x), one block, fixed order.
 template <typename T>
 __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
@@ -185,7 +205,8 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
     if (Vp % Pack16<F>::kN == 0 &&
         reinterpret_cast<uintptr_t>(logits.data) % 16 == 0) {
       const int row_bytes = Vp * static_cast<int>(sizeof(F));
-      if (ClassifierRowInShared() && row_bytes <= kSharedRowBytes) {
+      if (ClassifierRowInShared() && row_bytes <= kSharedRowBytes &&
+          TwoRowsFitAnSm(row_bytes)) {
         static const bool allowed = [] {
           const void* kernel =
               reinterpret_cast<const void*>(&ClassifierSharedKernel<F>);
