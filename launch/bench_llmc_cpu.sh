@@ -15,6 +15,7 @@
 # rounds and their ratio. llm.c's step times are its own "took N ms" lines (steps 1 to
 # 9; step 0 is a warm-up), taken from a run stopped after its step 10 (it would go on
 # to sample, which we do not time).
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 llmc=${1:?usage: launch/bench_llmc_cpu.sh LLMC_DIR [ROUNDS]}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Configures and builds gpt2_ddp in build/ (Release). Extra arguments go to cmake.
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)

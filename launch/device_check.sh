@@ -32,6 +32,7 @@
 # is cut to what is left, and steps that no longer fit are skipped (and say so in the
 # summary). DEVICE_CHECK_DRY=1 prints the steps without running them (to check the
 # script where there is no GPU).
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -u
 out=${1:?usage: device_check.sh OUT_DIR}
 budget=${DEVICE_CHECK_BUDGET_S:-520}

@@ -5,6 +5,7 @@
 # warm period (~30 s), K = 0, 1, 2, ... until it says "no more parts"; here, join them with
 #   python3 launch/weights_parts.py join FILES_DIR_0 FILES_DIR_1 ... --out model_bf16.bin
 #   launch/device_fetch_weights.sh K OUT_DIR
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 k=${1:?usage: device_fetch_weights.sh K OUT_DIR}
 out=${2:?usage: device_fetch_weights.sh K OUT_DIR}

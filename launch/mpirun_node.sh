@@ -4,6 +4,7 @@
 # N defaults to the number of GPUs (nvidia-smi), else 1. Ranks pick GPU = local rank.
 # To stop cleanly (every rank after the same step, with a checkpoint): kill -USR1 the
 # mpirun process; Open MPI answers Ctrl-C by killing the ranks a second after asking.
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 np=""

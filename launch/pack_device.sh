@@ -4,6 +4,7 @@
 # (cuBLASLt and NCCL are found on the GPU machine), an Open MPI runtime unpacked from
 # Debian's packages, the data, the configs and the PyTorch reference.
 #   launch/pack_device.sh            then run launch/device_check.sh OUT on the GPU machine
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/prepare.sh >/dev/null

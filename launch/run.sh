@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job: installs dependencies, builds, gets the data, and trains the default
-# config on whatever hardware is here. Extra arguments go to gpt2_ddp (e.g. --set ...).
+# config on whatever hardware is here. Extra arguments go to gpt2_ddp (e.g. --set ...;
+# build/bin/gpt2_ddp --help lists them).
 #   ./launch/run.sh [--config FILE] [gpt2_ddp flags...]
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/prepare.sh

@@ -2,6 +2,7 @@
 # Installs the Debian packages gpt2_ddp builds and tests with. Idempotent: packages
 # already present are left alone, and apt is only touched when something is missing.
 # CUDA (nvcc, cuBLASLt, NCCL) is expected under /usr/local/cuda and is not installed here.
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 
 packages=(

@@ -325,5 +325,17 @@ else
   echo "skip weights_parts: no numpy for /usr/bin/python3"
 fi
 
+# Every launch script answers --help with its header, and does nothing else (before this,
+# device_check.sh --help made an output folder named --help, pack_device.sh built).
+for script in run test build setup pack_device device_check device_fetch_weights \
+    mpirun_node bench_llmc_cpu; do
+  out=$(cd "$work" && bash "$src/launch/$script.sh" --help 2>&1); rc=$?
+  if [ $rc -eq 0 ] && [ -n "$out" ] && ! grep -q '^#' <<<"$out" && [ ! -e "$work/--help" ]; then
+    echo "ok   launch/$script.sh --help"; passes=$((passes+1))
+  else
+    echo "FAIL launch/$script.sh --help (rc=$rc): $(head -3 <<<"$out")"; failures=$((failures+1))
+  fi
+done
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
