@@ -929,51 +929,46 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
+  // A run stopped early (a stop signal, or a non-finite loss under
+  // train.on_nan: STOP) saves where the config saves at all (save_at_end or
+  // every_steps), so that --resume latest goes on from where it stopped; after
+  // a non-finite loss only if the weights themselves are finite (a blown-up lr
+  // makes them inf before the loss): a restart point for a lower lr.
+  bool weights_finite = true;
   if (non_finite_stop) {
-    // Saved where the config saves at all, if the weights themselves are
-    // finite (a blown-up lr makes them inf before the loss): a restart point
-    // for a lower lr, later than the last periodic checkpoint.
     Tensor sum_squares = norms_squared.Slice(0, 1);
     backend->SumSquares(sum_squares, model.params());
     backend->QueueDownload(host_scalars.data(), sum_squares);
     backend->WaitQueuedDownloads();
-    const bool weights_finite = std::isfinite(host_scalar(0));
-    const int64_t steps_done = progress.step + result.steps_run;
-    std::string what;
-    if (!interrupt_saves || result.steps_run == 0) {
-      what = "nothing saved (the config saves no checkpoints)";
-    } else if (!weights_finite) {
-      what = "the weights are not finite either: nothing saved";
-    } else {
-      if (last_saved != steps_done) {
-        GPT2_RETURN_IF_ERROR(save(steps_done, last_lr));
-        last_saved = steps_done;
-      }
-      what = absl::StrFormat(
-          "the last finite weights are saved at step %d (--resume latest "
-          "with a lower optim.lr goes on from there)",
-          steps_done);
-    }
+    weights_finite = std::isfinite(host_scalar(0));
+  }
+  const bool stopped_early =
+      result.interrupted_by != 0 || non_finite_stop.has_value();
+  const int64_t steps_done = progress.step + result.steps_run;
+  const bool save_now = stopped_early ? interrupt_saves && weights_finite
+                                      : cfg.checkpoint().save_at_end();
+  if (save_now && result.steps_run > 0 && last_saved != steps_done) {
+    GPT2_RETURN_IF_ERROR(save(steps_done, last_lr));
+    last_saved = steps_done;
+  }
+  // Such a run exits non-zero, and mpirun ends the whole job when the first
+  // rank does: no rank leaves before rank 0 has committed the save.
+  if (stopped_early && world > 1) comm->Barrier();
+  if (non_finite_stop) {
+    const std::string what =
+        !interrupt_saves || result.steps_run == 0
+            ? "nothing saved (the config saves no checkpoints)"
+        : !weights_finite
+            ? "the weights are not finite either: nothing saved"
+            : absl::StrFormat(
+                  "the last finite weights are saved at step %d (--resume "
+                  "latest with a lower optim.lr goes on from there)",
+                  steps_done);
     log.Line(what);
-    // The error ends every rank and mpirun the job: none leaves before rank
-    // 0 has committed the save.
-    if (world > 1) comm->Barrier();
     return absl::Status(
         non_finite_stop->code(),
         absl::StrCat(non_finite_stop->message(), " ", what, "."));
   }
-  // An interrupted run saves where the config saves at all (save_at_end or
-  // every_steps), so that --resume latest goes on from where it stopped.
-  const bool save_now = result.interrupted_by != 0
-                            ? interrupt_saves
-                            : cfg.checkpoint().save_at_end();
-  if (save_now && result.steps_run > 0 &&
-      last_saved != progress.step + result.steps_run) {
-    GPT2_RETURN_IF_ERROR(save(progress.step + result.steps_run, last_lr));
-  }
-  // An interrupted run exits non-zero, and mpirun ends the whole job when the
-  // first rank does: no rank leaves before rank 0 has committed the save.
-  if (result.interrupted_by != 0 && world > 1) comm->Barrier();
   if (result.interrupted_by != 0 && interrupt_saves) {
     log.Line(absl::StrFormat(
         "interrupted by %s after %d steps; to go on: the same command with "
