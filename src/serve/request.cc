@@ -46,21 +46,26 @@ class Fields {
   }
 
   // Present and not null.
-  bool has(const char* field) const {
-    return j_.contains(field) && !j_[field].is_null();
+  bool has(const char* field) const { return !(*this)[field].is_null(); }
+  // The field, or null where the body lacks it (nlohmann's const operator[]
+  // is undefined for a missing key: it read freed memory here, and crashed
+  // gpt2_serve now and then, for every completions request without top_p).
+  const Json& operator[](const char* field) const {
+    static const Json kAbsent;
+    const auto it = j_.find(field);
+    return it == j_.end() ? kAbsent : *it;
   }
-  const Json& operator[](const char* field) const { return j_[field]; }
 
   absl::Status BadType(const char* field, const char* want) const {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": expected ", want, ", got ",
-                     j_[field].type_name(), " ", Dump(j_[field])));
+                     (*this)[field].type_name(), " ", Dump((*this)[field])));
   }
 
   absl::StatusOr<int64_t> Integer(const char* field, int64_t lo, int64_t hi,
                                   int64_t fallback) const {
     if (!has(field)) return fallback;
-    const Json& v = j_[field];
+    const Json& v = (*this)[field];
     if (!v.is_number_integer()) return BadType(field, "an integer");
     // Non-negative JSON integers parse as unsigned, and may exceed int64.
     const bool in_range =
@@ -76,7 +81,7 @@ class Fields {
 
   absl::StatusOr<uint64_t> Seed(const char* field, uint64_t fallback) const {
     if (!has(field)) return fallback;
-    const Json& v = j_[field];
+    const Json& v = (*this)[field];
     if (!v.is_number_integer()) return BadType(field, "an integer");
     if (!v.is_number_unsigned()) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -89,7 +94,7 @@ class Fields {
   absl::StatusOr<double> Temperature(const char* field, bool zero_allowed,
                                      double fallback) const {
     if (!has(field)) return fallback;
-    const Json& v = j_[field];
+    const Json& v = (*this)[field];
     if (!v.is_number()) return BadType(field, "a number");
     const double t = v.get<double>();
     if (!(zero_allowed ? t >= 0.0 : t > 0.0) || t > kMaxTemperature) {
@@ -102,20 +107,21 @@ class Fields {
 
   absl::StatusOr<bool> Bool(const char* field, bool fallback) const {
     if (!has(field)) return fallback;
-    if (!j_[field].is_boolean()) return BadType(field, "true or false");
-    return j_[field].get<bool>();
+    if (!(*this)[field].is_boolean()) return BadType(field, "true or false");
+    return (*this)[field].get<bool>();
   }
 
   absl::Status AnyString(const char* field) const {
-    return !has(field) || j_[field].is_string() ? absl::OkStatus()
-                                                : BadType(field, "a string");
+    return !has(field) || (*this)[field].is_string()
+               ? absl::OkStatus()
+               : BadType(field, "a string");
   }
 
   // A field accepted only where it changes nothing: absent, null, or `ok`.
   absl::Status NoOp(const char* field, bool ok, const char* why) const {
     if (!has(field) || ok) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " = ", Dump(j_[field]), " is not supported: ", why));
+        field, " = ", Dump((*this)[field]), " is not supported: ", why));
   }
 
  private:
