@@ -6,8 +6,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <set>
+#include <string_view>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/error.h"
@@ -237,6 +240,51 @@ absl::Status ShardWriter::Finish() {
     GPT2_RETURN_IF_ERROR(WriteTokenShard(path, pending_));
     written_.emplace_back(path, val_tokens_);
     pending_.clear();
+  }
+  return RemoveStaleShards();
+}
+
+absl::Status ShardWriter::RemoveStaleShards() {
+  // This writer's names: <stem>_train.bin, <stem>_val.bin and
+  // <stem>_train_ followed by digits and .bin.
+  const std::string numbered = stem_ + "_train_";
+  auto ours = [&](const std::string& name) {
+    if (name == stem_ + "_train.bin" || name == stem_ + "_val.bin") return true;
+    if (!absl::StartsWith(name, numbered) || !absl::EndsWith(name, ".bin")) {
+      return false;
+    }
+    const std::string_view digits = std::string_view(name).substr(
+        numbered.size(), name.size() - numbered.size() - 4);
+    return !digits.empty() &&
+           std::all_of(digits.begin(), digits.end(),
+                       [](char c) { return c >= '0' && c <= '9'; });
+  };
+  std::set<std::string> kept;
+  for (const auto& [path, count] : written_) {
+    kept.insert(fs::path(path).filename().string());
+  }
+  std::error_code ec;
+  std::vector<fs::path> stale;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (ours(name) && !kept.count(name) && entry.is_regular_file(ec)) {
+      stale.push_back(entry.path());
+    }
+  }
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(dir_, ": cannot list: ", ec.message()));
+  }
+  std::sort(stale.begin(), stale.end());
+  for (const fs::path& path : stale) {
+    if (!fs::remove(path, ec) || ec) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(path.string(),
+                       ": an earlier run's shard, which a glob over this "
+                       "run's would pick up: cannot remove it: ",
+                       ec.message()));
+    }
+    removed_.push_back(path.string());
   }
   return absl::OkStatus();
 }

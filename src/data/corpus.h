@@ -55,7 +55,9 @@ std::vector<int> EncodeInParallel(const Tokenizer& tokenizer,
 // Writes a token stream as shards of at most `shard_tokens` tokens, each as
 // soon as it is full, holding back the last `val_tokens` tokens for a val
 // shard. Names: <dir>/<stem>_train_NNNNNN.bin (a lone train shard:
-// <stem>_train.bin) and <dir>/<stem>_val.bin.
+// <stem>_train.bin) and <dir>/<stem>_val.bin. Once every shard is written,
+// shards of an earlier run under the same names that this run did not
+// rewrite are removed (a glob such as <stem>_train_*.bin would train on them).
 class ShardWriter {
  public:
   ShardWriter(std::string dir, std::string stem, int64_t shard_tokens,
@@ -70,9 +72,12 @@ class ShardWriter {
   const std::vector<std::pair<std::string, int64_t>>& written() const {
     return written_;
   }
+  // The earlier run's shards Finish removed.
+  const std::vector<std::string>& removed() const { return removed_; }
 
  private:
   absl::Status WriteShard(int64_t count);
+  absl::Status RemoveStaleShards();
 
   std::string dir_, stem_;
   int64_t shard_tokens_, val_tokens_;
@@ -80,6 +85,7 @@ class ShardWriter {
   int64_t tokens_ = 0;
   int shards_ = 0;
   std::vector<std::pair<std::string, int64_t>> written_;
+  std::vector<std::string> removed_;
 };
 
 }  // namespace gpt2

@@ -207,6 +207,10 @@ absl::Status Run() {
     std::printf("wrote %s: %lld tokens\n", path.c_str(),
                 static_cast<long long>(count));
   }
+  for (const std::string& path : writer.removed()) {
+    std::printf("removed %s: an earlier run's shard under this name\n",
+                path.c_str());
+  }
   return absl::OkStatus();
 }
 

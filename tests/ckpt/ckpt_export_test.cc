@@ -539,7 +539,8 @@ TEST(HfImport, RefusesWhatIsNotGpt2) {
     std::filesystem::create_directories(folder);
     WriteSafetensors(folder + "/model.safetensors", t);
     WriteBytes(folder + "/config.json", cfg);
-    return ImportHf(folder, dir.File("x.ckpt")).message();
+    // A copy: the message lives only as long as the returned status.
+    return std::string(ImportHf(folder, dir.File("x.ckpt")).message());
   };
   std::vector<StTensor> missing = tensors;
   missing.erase(missing.begin() + 5);

@@ -129,6 +129,50 @@ TEST_F(CorpusTest, ShardsHoldTheStreamWithTheValTailHeldBack) {
   EXPECT_FALSE(ShardWriter(dir_.string(), "x", 10, 0).Add({70000}).ok());
 }
 
+// A second run under the same name leaves only its own shards: an earlier
+// run's numbered shards past this run's last, its lone or val shard, go; other
+// names stay.
+TEST_F(CorpusTest, AnEarlierRunsShardsUnderTheSameNameAreRemoved) {
+  auto write_run = [&](int64_t tokens, int64_t shard_tokens, int64_t val) {
+    ShardWriter writer(dir_.string(), "c", shard_tokens, val);
+    std::vector<int> ids(tokens);
+    for (int64_t i = 0; i < tokens; ++i) ids[i] = static_cast<int>(i);
+    EXPECT_TRUE(writer.Add(ids).ok());
+    EXPECT_TRUE(writer.Finish().ok());
+    return writer.removed();
+  };
+  EXPECT_TRUE(write_run(55, 10, 5).empty());  // c_train_000000..4, c_val
+  Write(dir_ / "c_train_notes.bin", "not a shard name of ours");
+  Write(dir_ / "cc_train_000000.bin", "another name");
+  Write(dir_ / "c_train_000000.bin.bak", "not ours either");
+  // Now 3 shards and no val.
+  const std::vector<std::string> removed = write_run(30, 10, 0);
+  std::vector<std::string> names;
+  for (const std::string& path : removed) {
+    names.push_back(fs::path(path).filename().string());
+  }
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"c_train_000003.bin",
+                                      "c_train_000004.bin", "c_val.bin"}));
+  for (const char* name :
+       {"c_train_000000.bin", "c_train_000002.bin", "c_train_notes.bin",
+        "cc_train_000000.bin", "c_train_000000.bin.bak"}) {
+    EXPECT_TRUE(fs::exists(dir_ / name)) << name;
+  }
+  for (const char* name :
+       {"c_train_000003.bin", "c_train_000004.bin", "c_val.bin"}) {
+    EXPECT_FALSE(fs::exists(dir_ / name)) << name;
+  }
+  // Then one lone shard (written as c_train_000000.bin, then renamed): the
+  // other numbered ones go.
+  EXPECT_EQ(write_run(4, 10, 0).size(), 2u);
+  EXPECT_TRUE(fs::exists(dir_ / "c_train.bin"));
+  EXPECT_FALSE(fs::exists(dir_ / "c_train_000000.bin"));
+  // And numbered again: the lone one goes.
+  EXPECT_EQ(write_run(20, 10, 0),
+            std::vector<std::string>{(dir_ / "c_train.bin").string()});
+}
+
 TEST_F(CorpusTest, InputsExpandToTheirFiles) {
   Write(dir_ / "in/b.txt", "b");
   Write(dir_ / "in/a.jsonl", "{\"text\": \"a\"}\n");
