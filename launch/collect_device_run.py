@@ -231,10 +231,16 @@ def main():
     for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
         decode = re.findall(r"^decode batch (\d+): ([\d.]+) tokens/s", section, re.M)
         if decode:
-            how = "without CUDA graphs" if "no_graphs" in section.split(" ", 1)[0] else ""
+            name = section.split(" ", 1)[0]
+            how = ", ".join(
+                what for key, what in (("no_graphs", "without CUDA graphs"),
+                                       ("long", "1,000 positions"),
+                                       ("warp", "warp-per-position decode attention"))
+                if key in name)
             one = re.findall(r"^decode batch (\d+) \(one draw per wait\): ([\d.]+) tokens/s",
                              section, re.M)
-            out += ["", f"Decode, 124M with random weights{', ' + how if how else ''}: " +
+            out += ["", f"Decode (`{name}`), 124M with random weights"
+                    f"{', ' + how if how else ''}: " +
                     ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in decode) +
                     ("; one draw per wait for the device: " +
                      ", ".join(f"batch {b}: {tps} tokens/s" for b, tps in one) if one else "")]

@@ -242,6 +242,8 @@ group_tests() {
     "the decode LayerNorm fusion failed its test: separate kernels from here on"
   off "Types/CudaOps\.SampleTopK" GPT2_DEVICE_SAMPLING=0 \
     "device top-k sampling failed its test: host sampling from here on"
+  off "Types/CudaOps\.AttentionDecode" GPT2_DECODE_ATTENTION=warp \
+    "decode attention failed its test: the warp-per-position kernel from here on"
   off "Types/CudaDecode\.DrawingAhead" GPT2_DECODE_LOOKAHEAD=1 \
     "drawing tokens ahead failed its test: one draw per wait from here on"
   off "CudaDecode\." GPT2_DECODE_GRAPHS=0 \
@@ -465,6 +467,15 @@ group_decode() {
   GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" \
     --device cuda --bench --random_124m --data_dir "$stage/data"
   grep -E "tokens/s" "$logs/bench.txt" | tail -4 | tee -a "$logs/machine.txt"
+  # Long generations (1,000 positions): the decode attention reads the whole cache each
+  # token; the wide kernel (every thread on its own positions) against the previous
+  # warp-per-position one (GPT2_DECODE_ATTENTION=warp; delete the slower after this run).
+  run decode_bench_long 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench \
+    --random_124m --bench_tokens 1000 --bench_runs 1 --data_dir "$stage/data"
+  GPT2_DECODE_ATTENTION=warp run decode_bench_long_warp 60 bench.txt \
+    "$stage/bin/gpt2_sample" --device cuda --bench --random_124m --bench_tokens 1000 \
+    --bench_runs 1 --data_dir "$stage/data"
+  grep -E "tokens/s" "$logs/bench.txt" | tail -8 | tee -a "$logs/machine.txt"
   # The same two ranks on the GPU as a test (label gpu): loss curves against one process.
   run gpu_mpi_test 120 gpu_tests.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH \
     -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/cuda_mpi_test_gpu"

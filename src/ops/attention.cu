@@ -270,6 +270,20 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
 // shared memory), then, after the softmax statistics, its share of p . V; the
 // warps' shares are added in warp order. Head size at most 32 *
 // kDecodeChannelsPerLane.
+// scores[0..pos] (each thread's share written, `local_max` its largest)
+// become exp(score - the largest); returns their sum. Every thread of the
+// block calls it; its barriers publish the scores to the whole block.
+__device__ __forceinline__ float DecodeSoftmax(float* scores, int pos,
+                                               float local_max, float* reduce) {
+  const float max_score = BlockMax(local_max, reduce);
+  float local_sum = 0.0f;
+  for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
+    scores[s] = expf(scores[s] - max_score);
+    local_sum += scores[s];
+  }
+  return BlockSum(local_sum, reduce);
+}
+
 constexpr int kDecodeWarps = 4;
 constexpr int kDecodeChannelsPerLane = 4;
 template <typename T>
@@ -309,14 +323,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
     if (lane == 0) scores[s] = dot;
     local_max = fmaxf(local_max, dot);
   }
-  const float max_score = BlockMax(local_max, reduce);  // publishes scores
-  float local_sum = 0.0f;
-  for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
-    scores[s] = expf(scores[s] - max_score);
-    local_sum += scores[s];
-  }
-  const float sum =
-      BlockSum(local_sum, reduce);  // its barriers also publish scores
+  const float sum = DecodeSoftmax(scores, pos, local_max, reduce);
   float acc[kDecodeChannelsPerLane] = {};
   for (int s = warp; s <= pos; s += kDecodeWarps) {
     const float p = scores[s];
@@ -334,6 +341,74 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
   for (int d = threadIdx.x; d < hs; d += blockDim.x) {
     float total = 0.0f;
     for (int w = 0; w < kDecodeWarps; ++w) total += shares[w][d];
+    out[int64_t{b} * C + h * hs + d] = FromFloat<T>(total / sum);
+  }
+}
+
+// Decoding, many positions at once: one block per (row, head), 256 threads.
+// Scores: each thread takes whole cache positions (every 256th), reading a key
+// row in 16-byte pieces against q in shared memory, so all threads have loads
+// in flight at once. p . V: the block's threads form groups of hs / kN (one
+// 16-byte piece of a value row each), group g taking positions g, g + groups,
+// ...; the groups' sums are added in group order. Head size a multiple of kN
+// (16 bytes of T), at most kMaxHs; rows 16-byte aligned. The same arithmetic
+// as AttentionDecodeKernel, summed in another order.
+constexpr int kDecodeWideThreads = 256;
+template <typename T>
+__global__ void __launch_bounds__(kDecodeWideThreads)
+    AttentionDecodeWideKernel(T* out, T* k_cache, T* v_cache, const T* qkv,
+                              int max_T, const int32_t* position, int C, int NH,
+                              float scale) {
+  constexpr int kN = Pack16<T>::kN;
+  constexpr int kMaxHs = 32 * kDecodeChannelsPerLane;
+  __shared__ float reduce[32];
+  __shared__ float q[kMaxHs];
+  __shared__ float partial[kDecodeWideThreads * kN];  // (groups, hs)
+  GPT2_EXTERN_SHARED(float, scores);                  // (max_T)
+  const int pos = *position;
+  if (pos < 0 || pos >= max_T) return;  // the caller's contract; uniform
+  const int b = blockIdx.x, h = blockIdx.y, hs = C / NH;
+  const T* row = qkv + int64_t{b} * 3 * C;
+  const int64_t cache_row = (int64_t{b} * max_T) * C + int64_t{h} * hs;
+  for (int i = threadIdx.x; i < hs; i += blockDim.x) {
+    k_cache[cache_row + int64_t{pos} * C + i] = row[C + h * hs + i];
+    v_cache[cache_row + int64_t{pos} * C + i] = row[2 * C + h * hs + i];
+    q[i] = ToFloat(row[h * hs + i]);
+  }
+  __syncthreads();
+  float local_max = -INFINITY;
+  for (int s = threadIdx.x; s <= pos; s += blockDim.x) {
+    const T* k = k_cache + cache_row + int64_t{s} * C;
+    float dot = 0.0f;
+    for (int d0 = 0; d0 < hs; d0 += kN) {
+      const Pack16<T> piece = LoadPack16(k + d0);
+#pragma unroll
+      for (int j = 0; j < kN; ++j) dot += q[d0 + j] * ToFloat(piece.v[j]);
+    }
+    dot *= scale;
+    scores[s] = dot;
+    local_max = fmaxf(local_max, dot);
+  }
+  const float sum = DecodeSoftmax(scores, pos, local_max, reduce);
+  const int row_threads = hs / kN, groups = blockDim.x / row_threads;
+  const int group = threadIdx.x / row_threads,
+            d0 = (threadIdx.x % row_threads) * kN;
+  if (group < groups) {
+    float acc[kN] = {};
+    for (int s = group; s <= pos; s += groups) {
+      const float p = scores[s];
+      const Pack16<T> piece =
+          LoadPack16(v_cache + cache_row + int64_t{s} * C + d0);
+#pragma unroll
+      for (int j = 0; j < kN; ++j) acc[j] += p * ToFloat(piece.v[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < kN; ++j) partial[group * hs + d0 + j] = acc[j];
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hs; d += blockDim.x) {
+    float total = 0.0f;
+    for (int g = 0; g < groups; ++g) total += partial[g * hs + d];
     out[int64_t{b} * C + h * hs + d] = FromFloat<T>(total / sum);
   }
 }
@@ -636,8 +711,24 @@ void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   // Room for any position: the launch must not depend on it.
   const size_t smem = sizeof(float) * max_T;
+  // The wide kernel where its 16-byte reads line up (GPT-2's shapes);
+  // GPT2_DECODE_ATTENTION=warp keeps the warp-per-position kernel (until a GPU
+  // run has timed both).
+  static const bool warp_kernel = EnvIs("GPT2_DECODE_ATTENTION", "warp");
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
+    constexpr int kN = Pack16<F>::kN;
+    const bool aligned = hs % kN == 0 && C % kN == 0 &&
+                         reinterpret_cast<uintptr_t>(k_cache.data) % 16 == 0 &&
+                         reinterpret_cast<uintptr_t>(v_cache.data) % 16 == 0;
+    if (aligned && !warp_kernel) {
+      CheckLaunch(GPT2_LAUNCH(AttentionDecodeWideKernel<F>, dim3(B, NH),
+                              kDecodeWideThreads, smem, stream, Ptr<F>(out),
+                              Ptr<F>(k_cache), Ptr<F>(v_cache), Ptr<F>(qkv),
+                              max_T, Ptr<int32_t>(pos), C, NH, scale),
+                  "AttentionDecodeWideKernel");
+      return;
+    }
     CheckLaunch(
         GPT2_LAUNCH(AttentionDecodeKernel<F>, dim3(B, NH), 32 * kDecodeWarps,
                     smem, stream, Ptr<F>(out), Ptr<F>(k_cache), Ptr<F>(v_cache),

@@ -188,6 +188,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     "decode batch 1 (one draw per wait): 700.0 tokens/s (1.43 ms/step, top-k sampling included, 1 draw per wait for the device; prefill 9.0 ms)" \
     "device time per token at batch 1, op by op (CUDA events, graphs off): 321.0 us in all" \
     "  matmul_fwd              37.0 calls    123.4 us" \
+    "===== decode_bench_long_warp (limit 1s): w" \
+    "decode batch 8: 600.0 tokens/s (13.33 ms/step, top-k sampling included; prefill 9.0 ms)" \
     "===== bench_pytorch_B16 (limit 1s): y" \
     "pytorch reference: X, 1 params, B=16 T=1024, bf16 autocast, torch.compile: median 40.0 ms/step, 500 tokens/s, peak memory 1.00 GiB" \
     >"$run/bench.txt"
@@ -203,6 +205,7 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
      && grep -q "| \`bench_ours_B16\` | 16 | - | - | 5.00 (111) |" "$summary" \
      && grep -q "without CUDA graphs: batch 1: 800.0 tokens/s; one draw per wait for the device: batch 1: 700.0 tokens/s" "$summary" \
      && grep -q "| dK, dV (transposed tiles) | 0.333 | 44 |" "$summary" \
+     && grep -q "1,000 positions, warp-per-position decode attention: batch 8: 600.0 tokens/s" "$summary" \
      && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
     echo "ok   collect_device_run"; passes=$((passes+1))
   else
