@@ -230,11 +230,12 @@ def main():
         out.append("(no benchmark in this run)")
     for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
         decode = re.findall(r"^decode batch (\d+): ([\d.]+) tokens/s", section, re.M)
+        name = section.split(" ", 1)[0]
         if decode:
-            name = section.split(" ", 1)[0]
             how = ", ".join(
                 what for key, what in (("no_graphs", "without CUDA graphs"),
                                        ("long", "1,000 positions"),
+                                       ("sample_global", "top-k rows read from global memory"),
                                        ("warp", "warp-per-position decode attention"))
                 if key in name)
             one = re.findall(r"^decode batch (\d+) \(one draw per wait\): ([\d.]+) tokens/s",
@@ -248,7 +249,7 @@ def main():
         if per_op:
             ops = re.findall(r"^  (\S+) +([\d.]+) calls +([\d.]+) us$",
                              section[per_op.end():], re.M)
-            out += ["", per_op.group(0)[0].upper() + per_op.group(0)[1:] + ":", "",
+            out += ["", f"`{name}`: " + per_op.group(0) + ":", "",
                     "| op | calls per token | us per token |", "|---|---|---|"]
             out += [f"| {op} | {calls} | {us} |" for op, calls, us in ops]
     out.append("")

@@ -467,6 +467,12 @@ group_decode() {
   GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" \
     --device cuda --bench --random_124m --data_dir "$stage/data"
   grep -E "tokens/s" "$logs/bench.txt" | tail -4 | tee -a "$logs/machine.txt"
+  # The top-k draw reading its row from global memory (strided) instead of a shared-memory
+  # copy: the per-op table's `sample` line against decode_bench_no_graphs' (delete the
+  # slower after this run).
+  GPT2_DECODE_GRAPHS=0 GPT2_SAMPLE_STAGED=0 run decode_bench_sample_global 60 bench.txt \
+    "$stage/bin/gpt2_sample" --device cuda --bench --random_124m --bench_runs 1 \
+    --data_dir "$stage/data"
   # Long generations (1,000 positions): the decode attention reads the whole cache each
   # token; the wide kernel (every thread on its own positions) against the previous
   # warp-per-position one (GPT2_DECODE_ATTENTION=warp; delete the slower after this run).
