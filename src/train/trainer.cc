@@ -797,8 +797,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
     const int val_every = cfg.log().val_every_steps();
     std::optional<double> val_loss;
-    if (val_loader && val_every > 0 &&
-        (step % val_every == 0 || step == max_steps - 1)) {
+    // Before step `step` trains: the weights after `step` updates (the final
+    // ones get their pass after the loop).
+    if (val_loader && val_every > 0 && step % val_every == 0) {
       GPT2_RETURN_IF_ERROR(finish_pending());
       if (stop) break;
       val_loss = evaluate_val(cfg.log().val_batches());
@@ -929,6 +930,16 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
+  // The val loss of the final weights, labelled with the updates made, as the
+  // loop's passes are (not after a stop signal: out quickly; nor a non-finite
+  // loss). Every rank takes part; all of them agree on how the loop ended.
+  if (val_loader && cfg.log().val_every_steps() > 0 && result.steps_run > 0 &&
+      result.interrupted_by == 0 && !non_finite_stop) {
+    const int64_t updates = progress.step + result.steps_run;
+    result.val_loss = evaluate_val(cfg.log().val_batches());
+    log.Line(
+        absl::StrFormat("step %d | val loss: %.6f", updates, *result.val_loss));
+  }
   // A run stopped early (a stop signal, or a non-finite loss under
   // train.on_nan: STOP) saves where the config saves at all (save_at_end or
   // every_steps), so that --resume latest goes on from where it stopped; after

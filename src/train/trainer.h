@@ -62,7 +62,8 @@ struct TrainResult {
   // The stop signal (SIGINT, SIGTERM) that ended the run early, saved, on any
   // rank; 0 where the run was not interrupted. See src/core/stop_signal.h.
   int interrupted_by = 0;
-  // The val loss of an eval_only run.
+  // The val loss of an eval_only run, or of a run's final weights (where it
+  // logs val losses and was not stopped by a signal or a non-finite loss).
   std::optional<double> val_loss;
   // HellaSwag acc_norm of the final weights (or of an eval_only run's) with
   // log.hellaswag_file.

@@ -122,7 +122,11 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
       saw_header = true;
   }
   EXPECT_EQ(steps, 8);
-  EXPECT_EQ(vals, 3);  // steps 0, 4 and the last
+  EXPECT_EQ(vals, 3);  // steps 0, 4 and 8: the final weights
+  EXPECT_TRUE(result->val_loss.has_value());
+  EXPECT_NE(testing::ReadFile(dir_ / "logs/fmt/train.log")
+                .find("step 8 | val loss: "),
+            std::string::npos);
   EXPECT_TRUE(saw_header);
   std::ifstream metrics(dir_ / "logs/fmt/metrics.jsonl");
   const std::regex json_line(
