@@ -5,6 +5,13 @@
 #    message where no GPU is usable.
 
 set(GPT2_CUDA_TEST_ENV "GPT2_DATA_DIR=${GPT2_TEST_DATA_DIR};OMP_NUM_THREADS=1;OMP_WAIT_POLICY=passive")
+# Emulated kernels run several times slower under the sanitizers (every fiber switch a
+# system call there).
+if(GPT2_SANITIZE)
+  set(GPT2_EMU_TEST_TIMEOUT 3000)
+else()
+  set(GPT2_EMU_TEST_TIMEOUT 300)
+endif()
 
 if(COMMAND gpt2_add_emulated_cuda)
   add_library(gpt2_cuda_emu STATIC)
@@ -16,14 +23,15 @@ if(COMMAND gpt2_add_emulated_cuda)
   target_link_libraries(cuda_backend_test_emu PRIVATE gpt2_cuda_emu GTest::gtest
                         GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_emu DISCOVERY_TIMEOUT 60 TEST_PREFIX "emu."
-    PROPERTIES LABELS cuda_emu TIMEOUT 300 ENVIRONMENT "${GPT2_CUDA_TEST_ENV}")
+    PROPERTIES LABELS cuda_emu TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} ENVIRONMENT "${GPT2_CUDA_TEST_ENV}")
   # Every op again with its blocks on two host threads that overtake one another at
   # random barriers: a kernel that assumes an order between blocks it does not enforce
   # (or races across blocks) shows as a wrong or changed result here.
   add_test(NAME emu.ops_concurrent_blocks
            COMMAND cuda_backend_test_emu --gtest_filter=Types/CudaOps.*)
   # (A filter that selects nothing would exit 0: that fails too.)
-  set_tests_properties(emu.ops_concurrent_blocks PROPERTIES LABELS cuda_emu TIMEOUT 300
+  set_tests_properties(emu.ops_concurrent_blocks PROPERTIES LABELS cuda_emu
+    TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
     PROCESSORS 2 FAIL_REGULAR_EXPRESSION "Running 0 tests"
     ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_HOST_THREADS=2;CUDA_EMU_BLOCK_JITTER_US=300")
 endif()
@@ -53,6 +61,7 @@ if(TARGET gpt2_cuda_emu)
   target_link_libraries(cuda_mpi_test_emu PRIVATE gpt2_cuda_emu GTest::gtest)
   add_test(NAME emu.cuda_mpi_np2
            COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:cuda_mpi_test_emu>)
-  set_tests_properties(emu.cuda_mpi_np2 PROPERTIES LABELS "cuda_emu;mpi" TIMEOUT 300
+  set_tests_properties(emu.cuda_mpi_np2 PROPERTIES LABELS "cuda_emu;mpi"
+                       TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
                        PROCESSORS 2 ENVIRONMENT "${GPT2_MPI_ENV}")
 endif()

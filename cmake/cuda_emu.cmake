@@ -24,6 +24,14 @@ target_include_directories(cuda_emu SYSTEM PUBLIC ${GPT2_CUDA_EMU_INCLUDE_DIR})
 target_compile_definitions(cuda_emu PUBLIC GPT2_CUDA_EMULATED=1)
 target_compile_options(cuda_emu PRIVATE -Wall -Wextra)
 target_link_libraries(cuda_emu PUBLIC Boost::context Threads::Threads ${CMAKE_DL_LIBS})
+# AddressSanitizer must be told about every switch between fiber stacks, or
+# it reports false errors (an exception thrown on a fiber, for one). Boost's
+# ucontext fibers do that with BOOST_USE_ASAN; Debian's library is built for
+# fcontext, so the one symbol the ucontext header needs is ours.
+if(GPT2_SANITIZE MATCHES "address")
+  target_compile_definitions(cuda_emu PRIVATE BOOST_USE_UCONTEXT BOOST_USE_ASAN)
+  target_sources(cuda_emu PRIVATE src/cuda_emu/asan_fibers.cc)
+endif()
 
 # gpt2_add_emulated_cuda(<target> [SOURCES] <file>...)
 #   Adds CUDA sources to the existing <target>, compiled by the host C++

@@ -331,7 +331,7 @@ fi
 # Every launch script answers --help with its header, and does nothing else (before this,
 # device_check.sh --help made an output folder named --help, pack_device.sh built).
 for script in run test build setup pack_device device_check device_fetch_weights \
-    mpirun_node bench_llmc_cpu; do
+    mpirun_node bench_llmc_cpu sanitize; do
   out=$(cd "$work" && bash "$src/launch/$script.sh" --help 2>&1); rc=$?
   if [ $rc -eq 0 ] && [ -n "$out" ] && ! grep -q '^#' <<<"$out" && [ ! -e "$work/--help" ]; then
     echo "ok   launch/$script.sh --help"; passes=$((passes+1))
