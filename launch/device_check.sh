@@ -324,6 +324,18 @@ group_compare() {
   run shakespeare_torch_bf16 120 train.txt "${torch[@]}" --max_seconds 80 \
     --precision bf16_pure --metrics "$logs/metrics_torch_bf16.jsonl"
   grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -3 | tee -a "$logs/machine.txt"
+  # The H200 run (fb05914's kernels, the init drawn before 52a96de) was at 3.79 / 3.09 at
+  # steps 1,000 / 1,500, close to PyTorch (3.71 / 2.98); the H100 run (3f7ee8e) at 4.01 /
+  # 3.40. If ours from PyTorch's init still lags, DEVICE_CHECK_COMPARE_OLD_KERNELS=1 runs it
+  # again with the switchable kernels of that range set back (transposed-tile attention
+  # with the register backward, LayerNorm backward without prefetch, classifier with two
+  # reads, no bias epilogue): tracking PyTorch then points at one of them.
+  if [ "${DEVICE_CHECK_COMPARE_OLD_KERNELS:-0}" = 1 ]; then
+    GPT2_ATTENTION_LDMATRIX=0 GPT2_ATTENTION_LEAN=0 GPT2_ATTENTION_FUSED=0 \
+      GPT2_LAYERNORM_PREFETCH=0 GPT2_CLASSIFIER_SHARED=0 GPT2_BIAS_EPILOGUE=0 \
+      train shakespeare_bf16_old_kernels gpt2_124m_shakespeare "$secs" \
+      metrics_bf16_old_kernels.jsonl --init_from "$init" --set checkpoint.save_at_end=false
+  fi
   if [ "${DEVICE_CHECK_COMPARE_FP32:-0}" = 1 ]; then
     run shakespeare_torch_fp32 90 train.txt "${torch[@]}" --max_seconds 40 \
       --precision fp32 --tf32 --metrics "$logs/metrics_torch_fp32.jsonl"
