@@ -329,10 +329,12 @@ group_compare() {
   # 3.40. If ours from PyTorch's init still lags, DEVICE_CHECK_COMPARE_OLD_KERNELS=1 runs it
   # again with the switchable kernels of that range set back (transposed-tile attention
   # with the register backward, LayerNorm backward without prefetch, classifier with two
-  # reads, no bias epilogue): tracking PyTorch then points at one of them.
+  # reads, no bias epilogue, the general (not packed) LayerNorm and classifier kernels):
+  # tracking PyTorch then points at one of them (bisect with the switches one by one).
   if [ "${DEVICE_CHECK_COMPARE_OLD_KERNELS:-0}" = 1 ]; then
     GPT2_ATTENTION_LDMATRIX=0 GPT2_ATTENTION_LEAN=0 GPT2_ATTENTION_FUSED=0 \
       GPT2_LAYERNORM_PREFETCH=0 GPT2_CLASSIFIER_SHARED=0 GPT2_BIAS_EPILOGUE=0 \
+      GPT2_LAYERNORM_PACKED=0 GPT2_CLASSIFIER_PACKED=0 \
       train shakespeare_bf16_old_kernels gpt2_124m_shakespeare "$secs" \
       metrics_bf16_old_kernels.jsonl --init_from "$init" --set checkpoint.save_at_end=false
   fi

@@ -202,7 +202,10 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        CUstream_st* stream) {
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
-    if (Vp % Pack16<F>::kN == 0 &&
+    // GPT2_CLASSIFIER_PACKED=0: the element-wise kernel for every shape (a
+    // switch for bisecting training differences on a GPU).
+    static const bool packed = !EnvIs("GPT2_CLASSIFIER_PACKED", "0");
+    if (packed && Vp % Pack16<F>::kN == 0 &&
         reinterpret_cast<uintptr_t>(logits.data) % 16 == 0) {
       const int row_bytes = Vp * static_cast<int>(sizeof(F));
       if (ClassifierRowInShared() && row_bytes <= kSharedRowBytes &&

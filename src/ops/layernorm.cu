@@ -271,9 +271,13 @@ constexpr int kMaxPackedChannelsPerLane = 40;
 // kIters of the fused backward for C channels of T, or 0 where it does not
 // apply: C not a multiple of a warp's 16-byte packs, too wide a row, or a
 // tensor not 16-byte aligned.
+// GPT2_LAYERNORM_PACKED=0 makes it 0 everywhere: the general kernels for
+// every shape (a switch for bisecting training differences on a GPU).
 template <typename T>
 int PackedRowIters(int C, std::initializer_list<const void*> ptrs) {
   constexpr int kWarpWidth = 32 * Pack16<T>::kN;
+  static const bool packed = !EnvIs("GPT2_LAYERNORM_PACKED", "0");
+  if (!packed) return 0;
   if (C % kWarpWidth != 0 || C / 32 > kMaxPackedChannelsPerLane) return 0;
   for (const void* p : ptrs) {
     if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return 0;
