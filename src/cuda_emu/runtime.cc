@@ -19,6 +19,10 @@
 #include "src/cuda_emu/api.h"
 #include "src/cuda_emu/internal.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
 // The runtime's opaque handle types, completed here.
 struct CUstream_st {
   unsigned flags;
@@ -84,10 +88,29 @@ State& S() {
 
 thread_local cudaError_t tls_last_error = cudaSuccess;
 
+// Under AddressSanitizer the guard bytes are poisoned between the
+// emulator's own looks at them, so a kernel that reads (not only writes) a
+// byte outside its buffer is reported at once, with its stack.
+void SetGuardsPoisoned([[maybe_unused]] const Allocation& a,
+                       [[maybe_unused]] bool poisoned) {
+#if defined(__SANITIZE_ADDRESS__)
+  const size_t head = static_cast<size_t>(a.user - a.raw);
+  const size_t tail = a.total - head - a.size;
+  if (poisoned) {
+    ASAN_POISON_MEMORY_REGION(a.raw, head);
+    ASAN_POISON_MEMORY_REGION(a.user + a.size, tail);
+  } else {
+    ASAN_UNPOISON_MEMORY_REGION(a.raw, head);
+    ASAN_UNPOISON_MEMORY_REGION(a.user + a.size, tail);
+  }
+#endif
+}
+
 // Damaged guard bytes of one allocation, as a report fragment ("" if none).
 std::string GuardDamage(const Allocation& a) {
   const size_t head = static_cast<size_t>(a.user - a.raw);
   const size_t tail = a.total - head - a.size;
+  SetGuardsPoisoned(a, false);
   long first_before = 0, last_after = -1;
   size_t before = 0, after = 0;
   for (size_t i = 0; i < head; ++i) {
@@ -104,6 +127,7 @@ std::string GuardDamage(const Allocation& a) {
       last_after = static_cast<long>(i);
     }
   }
+  SetGuardsPoisoned(a, true);
   if (before + after == 0) return "";
   std::string out;
   if (before > 0) {
@@ -121,8 +145,10 @@ std::string GuardDamage(const Allocation& a) {
 void WriteGuards(Allocation& a) {
   const size_t head = static_cast<size_t>(a.user - a.raw);
   const size_t tail = a.total - head - a.size;
+  SetGuardsPoisoned(a, false);
   for (size_t i = 0; i < head; ++i) a.raw[i] = Canary(i);
   for (size_t i = 0; i < tail; ++i) a.user[a.size + i] = Canary(i);
+  SetGuardsPoisoned(a, true);
 }
 
 std::string DescribeAlloc(const Allocation& a) {
@@ -207,6 +233,7 @@ cudaError_t Release(void* ptr, bool host, const char* api) {
   const std::string damage = GuardDamage(a);
   s.allocated -= a.size;
   s.allocs.erase(it);
+  SetGuardsPoisoned(a, false);
   std::free(a.raw);
   lock.unlock();
   if (!damage.empty()) {
@@ -325,7 +352,10 @@ cudaError_t CheckEvent(cudaEvent_t event, const char* api) {
 void FreeAll() {
   State& s = S();
   std::lock_guard<std::mutex> lock(s.mu);
-  for (auto& [addr, a] : s.allocs) std::free(a.raw);
+  for (auto& [addr, a] : s.allocs) {
+    SetGuardsPoisoned(a, false);
+    std::free(a.raw);
+  }
   s.allocs.clear();
   s.allocated = 0;
   for (cudaStream_t st : s.streams) delete st;

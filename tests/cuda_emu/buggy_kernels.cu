@@ -75,6 +75,10 @@ __global__ void WriteOutOfBoundsKernel(float* buf, int index) {
   if (threadIdx.x == 0) buf[index] = 1.0f;
 }
 
+__global__ void ReadOutOfBoundsKernel(const float* buf, int index, float* out) {
+  if (threadIdx.x == 0) out[0] = buf[index];
+}
+
 __global__ void DynamicSmemOverflowKernel(int* out) {
   GPT2_EXTERN_SHARED(int, s);
   s[threadIdx.x + 1] = 1;  // the last thread writes one past the end
@@ -135,6 +139,10 @@ cudaError_t LaunchMixedBarrierVariants(int* out) {
 
 cudaError_t LaunchWriteOutOfBounds(float* buf, int index) {
   return GPT2_LAUNCH(WriteOutOfBoundsKernel, 1, 32, 0, nullptr, buf, index);
+}
+
+cudaError_t LaunchReadOutOfBounds(const float* buf, int index, float* out) {
+  return GPT2_LAUNCH(ReadOutOfBoundsKernel, 1, 32, 0, nullptr, buf, index, out);
 }
 
 cudaError_t LaunchDynamicSmemOverflow(int threads, int* out) {

@@ -168,7 +168,35 @@ TEST_F(EmuReports, FatalModeAborts) {
 }
 
 // ---- Out-of-bounds writes through guard bytes ----
+// Under AddressSanitizer (launch/sanitize.sh) the guard bytes are poisoned:
+// the sanitizer stops the process at the access itself, inside the kernel.
 
+#if defined(__SANITIZE_ADDRESS__)
+TEST_F(EmuReports, WriteOnePastTheEnd) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  DeviceBuffer<float> buf(100);
+  EXPECT_DEATH((void)LaunchWriteOutOfBounds(buf.get(), 100),
+               "use-after-poison(.|\n)*WriteOutOfBoundsKernel");
+}
+
+TEST_F(EmuReports, WriteBeforeTheStart) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  DeviceBuffer<float> buf(100);
+  EXPECT_DEATH((void)LaunchWriteOutOfBounds(buf.get(), -1),
+               "use-after-poison(.|\n)*WriteOutOfBoundsKernel");
+}
+
+// A read outside the buffer, which guard bytes alone cannot show: only under
+// the sanitizer.
+TEST_F(EmuReports, ReadOnePastTheEnd) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  DeviceBuffer<float> buf(100), out(1);
+  EXPECT_EQ(LaunchReadOutOfBounds(buf.get(), 99, out.get()), cudaSuccess);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_DEATH((void)LaunchReadOutOfBounds(buf.get(), 100, out.get()),
+               "use-after-poison(.|\n)*ReadOutOfBoundsKernel");
+}
+#else
 TEST_F(EmuReports, WriteOnePastTheEnd) {
   DeviceBuffer<float> buf(100);
   cuda_emu::SetBufferName(buf.get(), "activations");
@@ -185,6 +213,7 @@ TEST_F(EmuReports, WriteBeforeTheStart) {
       {"kernel 'WriteOutOfBoundsKernel'", "before its start (from offset -4)"},
       cudaErrorIllegalAddress);
 }
+#endif
 
 TEST_F(EmuReports, InBoundsWritesAreSilent) {
   DeviceBuffer<float> buf(100);

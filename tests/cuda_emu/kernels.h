@@ -140,6 +140,8 @@ cudaError_t LaunchShuffleBadWidth(int width, int* out);
 cudaError_t LaunchMixedBarrierVariants(int* out);
 // Thread 0 writes buf[index].
 cudaError_t LaunchWriteOutOfBounds(float* buf, int index);
+// Thread 0 copies buf[index] to out[0].
+cudaError_t LaunchReadOutOfBounds(const float* buf, int index, float* out);
 cudaError_t LaunchDynamicSmemOverflow(int threads, int* out);
 cudaError_t LaunchSpinForever(int* flag);
 
