@@ -160,16 +160,8 @@ constexpr int kSharedRowBytes = 112 * 1024;
 // reading twice is then the faster choice (an A100's 164 KiB hold one
 // GPT-2 row of 98 KiB, an H100's 228 KiB two).
 bool TwoRowsFitAnSm(int row_bytes) {
-  static const int per_sm = [] {
-    int device = 0, bytes = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&bytes,
-                               cudaDevAttrMaxSharedMemoryPerMultiprocessor,
-                               device) != cudaSuccess) {
-      return 0;
-    }
-    return bytes;
-  }();
+  static const int per_sm =
+      CurrentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0);
   // Each block also holds its 128-byte scratch and the 1 KiB the runtime
   // reserves per block.
   return 2 * (row_bytes + 128 + 1024) <= per_sm;

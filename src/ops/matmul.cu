@@ -184,18 +184,10 @@ __global__ void __launch_bounds__(32 * kSkinnyWarps)
 // Warps per column for OC columns of C: the fewest (1, 2, 4 or 8) that give
 // two blocks per SM, but no more than leave every warp a full pack of C.
 int SkinnySplit(int C, int OC, int pack) {
-  static int sms = 0;
-  if (sms == 0) {
-    int device = 0, count = 0;
-    if (cudaGetDevice(&device) == cudaSuccess &&
-        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount,
-                               device) == cudaSuccess &&
-        count > 0) {
-      sms = count;
-    } else {
-      sms = 132;
-    }
-  }
+  static const int sms = [] {
+    const int count = CurrentDeviceAttribute(cudaDevAttrMultiProcessorCount, 0);
+    return count > 0 ? count : 132;
+  }();
   int split = 1;
   while (split < kSkinnyWarps && CeilDiv(OC, kSkinnyWarps / split) < 2 * sms &&
          C >= 2 * split * 32 * pack) {

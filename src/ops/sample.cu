@@ -81,7 +81,7 @@ __device__ __forceinline__ uint32_t KeyAt(const bf16* row, int i) {
   return SampleKey(__float_as_uint(ToFloat(row[i])));
 }
 
-// A row staged in shared memory is at most this big (bf16 GPT-2: 100,514).
+// A row staged in shared memory is at most this big (bf16 GPT-2: 100,528).
 constexpr int kMaxStagedBytes = 160 * 1024;
 
 // staged: copy the row into dynamic shared memory (V * sizeof(T) rounded up
@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const T* row = logits + int64_t{blockIdx.x} * Vp;
   if (staged) {  // uniform over the block
     GPT2_EXTERN_SHARED(uint4, staged_row);
-    constexpr int kN = 16 / static_cast<int>(sizeof(T));
+    constexpr int kN = Pack16<T>::kN;
     const int pieces = (V + kN - 1) / kN;  // the last may reach into Vp
     const uint4* src = reinterpret_cast<const uint4*>(row);
     for (int i = threadIdx.x; i < pieces; i += kThreads) staged_row[i] = src[i];
@@ -247,7 +247,7 @@ void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
   static const bool allow_staging = !EnvIs("GPT2_SAMPLE_STAGED", "0");
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
-    constexpr int kN = 16 / static_cast<int>(sizeof(F));
+    constexpr int kN = Pack16<F>::kN;
     // Whole 16-byte pieces up to V lie within each row of Vp.
     const int staged_bytes = (V + kN - 1) / kN * 16;
     bool staged = allow_staging && Vp % kN == 0 &&
@@ -258,12 +258,8 @@ void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
       // device has them (sm_80 and newer), else the rows stay in global
       // memory.
       static const bool raised = [] {
-        int device = 0, optin = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&optin,
-                                   cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                   device) != cudaSuccess ||
-            optin < kMaxStagedBytes + 4096) {
+        if (CurrentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) <
+            kMaxStagedBytes + 4096) {
           return false;
         }
         CheckLaunch(
