@@ -87,41 +87,89 @@ __device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4],
 #endif
 }
 
-// ldmatrix.sync.aligned.m8n8.x4.trans: four 8x8 bf16 matrices from shared
+#if defined(GPT2_CUDA_EMULATED)
+// The emulated ldmatrix: the row address lane `src` gave.
+__device__ __forceinline__ const bf16* RowAddressOf(const bf16* mine, int src) {
+  const uint64_t bits = reinterpret_cast<uintptr_t>(mine);
+  const uint32_t lo =
+      __shfl_sync(0xffffffffu, static_cast<uint32_t>(bits), src);
+  const uint32_t hi =
+      __shfl_sync(0xffffffffu, static_cast<uint32_t>(bits >> 32), src);
+  return reinterpret_cast<const bf16*>(
+      static_cast<uintptr_t>((uint64_t{hi} << 32) | lo));
+}
+#endif
+
+// ldmatrix.sync.aligned.m8n8.x4[.trans]: four 8x8 bf16 matrices from shared
 // memory, lane 8j + r giving the address of row r of matrix j (16 bytes,
-// 16-byte aligned); each lane receives, transposed, r[j] = {M_j[2t][g],
-// M_j[2t + 1][g]} (the lower row in the low half). Warp-collective.
-__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4],
-                                                const bf16* row) {
+// 16-byte aligned). Each lane receives r[j] = {M_j[g][2t], M_j[g][2t + 1]}
+// (the lower column in the low half: what a 32-bit load of row g at column
+// 2t would give, four loads in one instruction), or with kTrans the matrices
+// transposed, r[j] = {M_j[2t][g], M_j[2t + 1][g]} (the lower row in the low
+// half). Warp-collective.
+template <bool kTrans>
+__device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const bf16* row) {
 #if defined(GPT2_CUDA_EMULATED)
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-  const uint64_t mine = reinterpret_cast<uintptr_t>(row);
   for (int j = 0; j < 4; ++j) {
     uint16_t half[2];
     for (int h = 0; h < 2; ++h) {
-      const int src = 8 * j + 2 * t + h;
-      const uint32_t lo =
-          __shfl_sync(0xffffffffu, static_cast<uint32_t>(mine), src);
-      const uint32_t hi =
-          __shfl_sync(0xffffffffu, static_cast<uint32_t>(mine >> 32), src);
-      const bf16* p = reinterpret_cast<const bf16*>(
-          static_cast<uintptr_t>((uint64_t{hi} << 32) | lo));
-      half[h] = __bfloat16_as_ushort(p[g]);
+      half[h] = __bfloat16_as_ushort(
+          kTrans ? RowAddressOf(row, 8 * j + 2 * t + h)[g]
+                 : RowAddressOf(row, 8 * j + g)[2 * t + h]);
     }
     r[j] = half[0] | (static_cast<uint32_t>(half[1]) << 16);
   }
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(row));
-  asm volatile(
-      "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, "
-      "[%4];\n"
-      : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-      : "r"(address));
+  if constexpr (kTrans) {
+    asm volatile(
+        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, "
+        "[%4];\n"
+        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+        : "r"(address));
+  } else {
+    asm volatile(
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+        : "r"(address));
+  }
 #elif defined(__CUDA_ARCH__)
   (void)row;
   r[0] = r[1] = r[2] = r[3] = 0;
   __trap();  // callers dispatch on the compute capability first
 #endif
+}
+
+// The A fragment (m16 x k16) of a product whose A is row-major in shared
+// memory, A[m][k] at tile[m * stride + k]; `tile` points at A[m0][k0]. The
+// matrices are (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15,
+// k 8-15): a[0..3] in mma's order, the registers four 32-bit loads would give.
+// Rows 16-byte aligned (stride a multiple of 8). Warp-collective.
+__device__ __forceinline__ void LdMatrixA(uint32_t (&a)[4], const bf16* tile,
+                                          int stride) {
+  const int lane = threadIdx.x % 32;
+  LdMatrixX4<false>(
+      a, tile + ((lane % 8) + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16));
+}
+
+// B fragments (k16) of two neighbouring 16x8 tiles (columns n0..n0+7 and
+// n0+8..n0+15) of a product whose B (k x n) is stored as its columns, B[k][n]
+// at tile[n * stride + k] (keys or queries as rows, for a product with them
+// transposed); `tile` points at B[k0][n0], i.e. row n0, column k0. The
+// matrices are (n 0-7, k 0-7), (n 0-7, k 8-15), (n 8-15, k 0-7), (n 8-15,
+// k 8-15): b0 = {B[2t..2t+1][g], B[2t+8..2t+9][g]} and b1 the same 8 columns
+// on. Rows 16-byte aligned. Warp-collective.
+__device__ __forceinline__ void LdMatrixB(uint32_t (&b0)[2], uint32_t (&b1)[2],
+                                          const bf16* tile, int stride) {
+  const int lane = threadIdx.x % 32;
+  uint32_t r[4];
+  LdMatrixX4<false>(
+      r, tile + ((lane % 8) + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2));
+  b0[0] = r[0];
+  b0[1] = r[1];
+  b1[0] = r[2];
+  b1[1] = r[3];
 }
 
 // B fragments of two neighbouring 16x8 tiles (columns n0..n0+7 and
@@ -136,7 +184,7 @@ __device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
                                                const bf16* tile, int stride) {
   const int lane = threadIdx.x % 32;
   uint32_t r[4];
-  LdMatrixX4Trans(
+  LdMatrixX4<true>(
       r, tile + ((lane % 8) + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16));
   b0[0] = r[0];
   b0[1] = r[1];
@@ -152,7 +200,7 @@ __device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
 __device__ __forceinline__ void LdMatrixATrans(uint32_t (&a)[4],
                                                const bf16* tile, int stride) {
   const int lane = threadIdx.x % 32;
-  LdMatrixX4Trans(
+  LdMatrixX4<true>(
       a, tile + ((lane % 8) + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2));
 }
 

@@ -76,67 +76,82 @@ std::string RunOnce(const std::vector<float>& a, const std::vector<float>& b,
   return "";
 }
 
-// LdMatrixBTrans and LdMatrixATrans on a 16x16 tile of known values v(k, n) =
-// 16 k + n (exact in bf16), stored with padded rows; each lane writes its four
-// registers of each.
+// The four ldmatrix loads (LdMatrixBTrans, LdMatrixATrans, LdMatrixB,
+// LdMatrixA) on a 16x16 tile of known values v(r, c) = 16 r + c (exact in
+// bf16) at tile[r * kLdStride + c] (padded rows); each lane writes its four
+// registers of each, kLdRegs in all.
 constexpr int kLdStride = 24;
+constexpr int kLdRegs = 16;
 __global__ void LdMatrixKernel(uint32_t* out) {
   __shared__ __align__(16) bf16 tile[16 * kLdStride];
   for (int i = threadIdx.x; i < 16 * kLdStride; i += 32) {
-    const int k = i / kLdStride, n = i % kLdStride;
-    tile[i] = __float2bfloat16(n < 16 ? static_cast<float>(16 * k + n) : -1.0f);
+    const int r = i / kLdStride, c = i % kLdStride;
+    tile[i] = __float2bfloat16(c < 16 ? static_cast<float>(16 * r + c) : -1.0f);
   }
   __syncthreads();
-  uint32_t b0[2], b1[2], a[4];
+  uint32_t b0[2], b1[2], a[4], nb0[2], nb1[2], na[4];
   LdMatrixBTrans(b0, b1, tile, kLdStride);
   LdMatrixATrans(a, tile, kLdStride);
-  const int lane = threadIdx.x;
-  out[8 * lane] = b0[0];
-  out[8 * lane + 1] = b0[1];
-  out[8 * lane + 2] = b1[0];
-  out[8 * lane + 3] = b1[1];
-  for (int i = 0; i < 4; ++i) out[8 * lane + 4 + i] = a[i];
+  LdMatrixB(nb0, nb1, tile, kLdStride);
+  LdMatrixA(na, tile, kLdStride);
+  const uint32_t regs[kLdRegs] = {b0[0], b0[1], b1[0],  b1[1],  a[0],   a[1],
+                                  a[2],  a[3],  nb0[0], nb0[1], nb1[0], nb1[1],
+                                  na[0], na[1], na[2],  na[3]};
+  for (int i = 0; i < kLdRegs; ++i) out[kLdRegs * threadIdx.x + i] = regs[i];
 }
 
 }  // namespace
 
 std::string CheckLdMatrixLayout() {
+  constexpr int kWords = 32 * kLdRegs;
   uint32_t* d_out = nullptr;
-  cudaError_t err = cudaMalloc(&d_out, 256 * sizeof(uint32_t));
+  cudaError_t err = cudaMalloc(&d_out, kWords * sizeof(uint32_t));
   if (err != cudaSuccess)
     return std::string("cudaMalloc: ") + cudaGetErrorString(err);
-  std::vector<uint32_t> out(256);
+  std::vector<uint32_t> out(kWords);
   if ((err = GPT2_LAUNCH(LdMatrixKernel, 1, 32, 0, nullptr, d_out)) !=
           cudaSuccess ||
       (err = cudaDeviceSynchronize()) != cudaSuccess ||
-      (err = cudaMemcpy(out.data(), d_out, 256 * sizeof(uint32_t),
+      (err = cudaMemcpy(out.data(), d_out, kWords * sizeof(uint32_t),
                         cudaMemcpyDeviceToHost)) != cudaSuccess) {
     cudaFree(d_out);
     return std::string("LdMatrixKernel: ") + cudaGetErrorString(err);
   }
   cudaFree(d_out);
-  // The B fragment layout of mma.cuh: b[0] = B[2t..2t+1][g], b[1] =
-  // B[2t+8..2t+9][g]; the second fragment 8 columns on.
-  const auto pack = [](int k, int n) {
-    const auto bits = [](int v) {
-      return static_cast<uint32_t>(FloatToBf16Bits(static_cast<float>(v)));
-    };
-    return bits(16 * k + n) | (bits(16 * (k + 1) + n) << 16);
+  const auto bits = [](int v) {
+    return static_cast<uint32_t>(FloatToBf16Bits(static_cast<float>(v)));
   };
+  // Two elements of a column (rows r, r + 1), as the transposed loads give,
+  // or of a row (columns c, c + 1), as the plain ones do; the low half first.
+  const auto column_pair = [&](int r, int c) {
+    return bits(16 * r + c) | (bits(16 * (r + 1) + c) << 16);
+  };
+  const auto row_pair = [&](int r, int c) {
+    return bits(16 * r + c) | (bits(16 * r + c + 1) << 16);
+  };
+  const char* names[4] = {"ldmatrix B (trans)", "ldmatrix A (trans)",
+                          "ldmatrix B", "ldmatrix A"};
   for (int lane = 0; lane < 32; ++lane) {
     const int g = lane / 4, t = lane % 4;
-    // B's registers, then A's (A[m][k] = v(k, m): a[0] = A[g][2t..2t+1] =
-    // v(2t..2t+1, g), a[1] rows g + 8, a[2] k 8 on, a[3] both).
-    const uint32_t want[8] = {pack(2 * t, g),     pack(2 * t + 8, g),
-                              pack(2 * t, g + 8), pack(2 * t + 8, g + 8),
-                              pack(2 * t, g),     pack(2 * t, g + 8),
-                              pack(2 * t + 8, g), pack(2 * t + 8, g + 8)};
-    for (int i = 0; i < 8; ++i) {
-      if (out[8 * lane + i] != want[i]) {
-        return std::string(i < 4 ? "ldmatrix B" : "ldmatrix A") +
-               " layout: lane " + std::to_string(lane) + " register " +
-               std::to_string(i % 4) + " = " +
-               std::to_string(out[8 * lane + i]) + ", want " +
+    // The fragment layouts of mma.cuh: b[0] = B[2t..2t+1][g], b[1] =
+    // B[2t+8..2t+9][g], the second fragment 8 columns on; a[0] =
+    // A[g][2t..2t+1], a[1] rows g + 8, a[2] k 8 on, a[3] both.
+    // Transposed: B[k][n] = v(k, n) and A[m][k] = v(k, m). Plain: B[k][n] =
+    // v(n, k) (B stored as its columns) and A[m][k] = v(m, k).
+    const uint32_t want[kLdRegs] = {
+        column_pair(2 * t, g),     column_pair(2 * t + 8, g),
+        column_pair(2 * t, g + 8), column_pair(2 * t + 8, g + 8),
+        column_pair(2 * t, g),     column_pair(2 * t, g + 8),
+        column_pair(2 * t + 8, g), column_pair(2 * t + 8, g + 8),
+        row_pair(g, 2 * t),        row_pair(g, 2 * t + 8),
+        row_pair(g + 8, 2 * t),    row_pair(g + 8, 2 * t + 8),
+        row_pair(g, 2 * t),        row_pair(g + 8, 2 * t),
+        row_pair(g, 2 * t + 8),    row_pair(g + 8, 2 * t + 8)};
+    for (int i = 0; i < kLdRegs; ++i) {
+      if (out[kLdRegs * lane + i] != want[i]) {
+        return std::string(names[i / 4]) + " layout: lane " +
+               std::to_string(lane) + " register " + std::to_string(i % 4) +
+               " = " + std::to_string(out[kLdRegs * lane + i]) + ", want " +
                std::to_string(want[i]);
       }
     }

@@ -41,6 +41,24 @@ __device__ __forceinline__ uint32_t Load32(const bf16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
+// 2^x as the hardware's ex2 with denormal results flushed to zero: one
+// instruction (exp2f, which keeps denormals, adds a range check and two
+// predicated multiplies around it, for every score). A probability below
+// 2^-126 next to a row sum of at least 1 changes nothing. The emulator flushes
+// the exact value the same way.
+__device__ __forceinline__ float Exp2Ftz(float x) {
+#if defined(GPT2_CUDA_EMULATED)
+  const float r = exp2f(x);
+  return r < 0x1p-126f ? 0.0f : r;
+#elif defined(__CUDA_ARCH__)
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+#else
+  return exp2f(x);
+#endif
+}
+
 // Rows [row0, row0 + 64) of a (T, HS) slice whose rows are `stride` elements
 // apart, into tile[r][d] (row length HS + kPad); zeros past row T.
 template <int HS>
@@ -144,49 +162,76 @@ __device__ __forceinline__ void AccToA(uint32_t (&a)[4], const float (&c0)[4],
 // s (16 x 64) = A (the warp's 16 rows, as fragments over HS) times the tile's
 // rows transposed. Only the 8-column tiles [nt_begin, nt_end) are computed
 // (the others are zero): on the diagonal the causal mask hides the rest.
-// The range must be the same for the whole warp.
-template <int HS>
+// The range must be the same for the whole warp. kLdm: the tile's B
+// fragments come two 8-column tiles at a time through ldmatrix (one
+// instruction instead of four 32-bit loads); else by 32-bit loads (the
+// version the first H200 run measured). The same registers either way, and
+// each accumulator adds its k-steps in the same order: the same sums.
+template <int HS, bool kLdm>
 __device__ __forceinline__ void RowsTimesTile(float (&s)[8][4],
                                               const uint32_t (&a)[HS / 16][4],
                                               const bf16* tile,
                                               int nt_begin = 0,
                                               int nt_end = 8) {
 #pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
+  for (int nt = 0; nt < 8; ++nt)
     s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-    if (nt < nt_begin || nt >= nt_end) continue;
+  if constexpr (kLdm) {
 #pragma unroll
-    for (int ks = 0; ks < HS / 16; ++ks) {
-      uint32_t b[2];
-      LoadB<HS + kPad>(b, tile, nt * 8, ks * 16);
-      MmaBf16(s[nt], a[ks], b);
+    for (int np = 0; np < 4; ++np) {  // 8-column tiles 2 np and 2 np + 1
+      const bool lo = 2 * np >= nt_begin && 2 * np < nt_end;
+      const bool hi = 2 * np + 1 >= nt_begin && 2 * np + 1 < nt_end;
+      if (!lo && !hi) continue;
+#pragma unroll
+      for (int ks = 0; ks < HS / 16; ++ks) {
+        uint32_t b0[2], b1[2];
+        LdMatrixB(b0, b1, tile + np * 16 * (HS + kPad) + ks * 16, HS + kPad);
+        if (lo) MmaBf16(s[2 * np], a[ks], b0);
+        if (hi) MmaBf16(s[2 * np + 1], a[ks], b1);
+      }
+    }
+  } else {
+#pragma unroll
+    for (int nt = 0; nt < 8; ++nt) {
+      if (nt < nt_begin || nt >= nt_end) continue;
+#pragma unroll
+      for (int ks = 0; ks < HS / 16; ++ks) {
+        uint32_t b[2];
+        LoadB<HS + kPad>(b, tile, nt * 8, ks * 16);
+        MmaBf16(s[nt], a[ks], b);
+      }
     }
   }
 }
 
-// RowsTimesTile with A read from shared memory (the warp's 16 rows, `rows`
-// pointing at the first, rows HS + kPad long) one k-step at a time instead of
-// held in registers: the same products in the same order (each accumulator
-// still adds k-steps 0, 1, ... in turn), so the same sums, bit for bit.
+// RowsTimesTile<HS, true> with A read from shared memory (the warp's 16 rows,
+// `rows` pointing at the first, rows HS + kPad long) one k-step at a time
+// instead of held in registers: the same products in the same order (each
+// accumulator still adds k-steps 0, 1, ... in turn), so the same sums, bit
+// for bit. Fragments through ldmatrix: one A and four B loads per k-step.
 template <int HS>
 __device__ __forceinline__ void RowsTimesTileShared(float (&s)[8][4],
                                                     const bf16* rows,
                                                     const bf16* tile,
                                                     int nt_begin = 0,
                                                     int nt_end = 8) {
+  constexpr int S = HS + kPad;
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt)
     s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
   for (int ks = 0; ks < HS / 16; ++ks) {
     uint32_t a[4];
-    LoadA<HS + kPad>(a, rows, 0, ks * 16);
+    LdMatrixA(a, rows + ks * 16, S);
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-      if (nt < nt_begin || nt >= nt_end) continue;
-      uint32_t b[2];
-      LoadB<HS + kPad>(b, tile, nt * 8, ks * 16);
-      MmaBf16(s[nt], a, b);
+    for (int np = 0; np < 4; ++np) {  // 8-column tiles 2 np and 2 np + 1
+      const bool lo = 2 * np >= nt_begin && 2 * np < nt_end;
+      const bool hi = 2 * np + 1 >= nt_begin && 2 * np + 1 < nt_end;
+      if (!lo && !hi) continue;
+      uint32_t b0[2], b1[2];
+      LdMatrixB(b0, b1, tile + np * 16 * S + ks * 16, S);
+      if (lo) MmaBf16(s[2 * np], a, b0);
+      if (hi) MmaBf16(s[2 * np + 1], a, b1);
     }
   }
 }
@@ -373,30 +418,31 @@ __global__ void __launch_bounds__(kThreads)
     // the 8-key tiles past that are all masked.
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;
     float s[8][4];
-    RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
+    RowsTimesTile<HS, kLdm>(s, qf, k_tile[buf], 0, nt_end);
+    // Maxima of the unscaled scores (the scale is positive, so the same
+    // maximum): each probability is then one fused multiply-add and one ex2,
+    // 2^(s * scale_log2 - max * scale_log2).
     float tile_max[2] = {-INFINITY, -INFINITY};
     // Only the diagonal tile has keys after a row (keys past T are after
     // every row): the others skip the mask's arithmetic.
-    auto scale_scores = [&](auto masked) {
+    auto mask_scores = [&](auto masked) {
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
           const int row = row_a + 8 * (i / 2);
-          const float v = !decltype(masked)::value || key <= row
-                              ? s[nt][i] * scale_log2
-                              : -INFINITY;
-          s[nt][i] = v;
-          tile_max[i / 2] = fmaxf(tile_max[i / 2], v);
+          if (decltype(masked)::value && key > row) s[nt][i] = -INFINITY;
+          tile_max[i / 2] = fmaxf(tile_max[i / 2], s[nt][i]);
         }
       }
     };
     if (kt == qb) {
-      scale_scores(std::true_type{});
+      mask_scores(std::true_type{});
     } else {
-      scale_scores(std::false_type{});
+      mask_scores(std::false_type{});
     }
+    float neg_max[2];  // -max * scale_log2 of each row
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       // The four lanes of a group hold one row between them. Key k0 <= row,
@@ -406,8 +452,9 @@ __global__ void __launch_bounds__(kThreads)
       tile_max[r] =
           fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
       const float new_max = fmaxf(row_max[r], tile_max[r]);
-      const float correction = exp2f(row_max[r] - new_max);
+      const float correction = Exp2Ftz((row_max[r] - new_max) * scale_log2);
       row_max[r] = new_max;
+      neg_max[r] = -new_max * scale_log2;
       row_sum[r] *= correction;
 #pragma unroll
       for (int dt = 0; dt < HS / 8; ++dt) {
@@ -419,7 +466,7 @@ __global__ void __launch_bounds__(kThreads)
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const float p = exp2f(s[nt][i] - row_max[i / 2]);
+        const float p = Exp2Ftz(fmaf(s[nt][i], scale_log2, neg_max[i / 2]));
         s[nt][i] = p;
         row_sum[i / 2] += p;
       }
@@ -444,7 +491,9 @@ __global__ void __launch_bounds__(kThreads)
                                    2 * at.t) =
           PackBf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
     }
-    if (at.t == 0) lse[at.stat + row] = (row_max[r] + log2f(row_sum[r])) * kLn2;
+    if (at.t == 0)
+      lse[at.stat + row] =
+          fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
   }
 }
 
@@ -512,28 +561,36 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int mt = 0; mt < kMT; ++mt)
         s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
-      if (nt >= nt_end) continue;
+    }
+    // Two 8-key tiles' B fragments per ldmatrix, each shared by both m-tiles.
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      if (2 * np >= nt_end) continue;
+      const bool hi = 2 * np + 1 < nt_end;
 #pragma unroll
       for (int ks = 0; ks < HS / 16; ++ks) {
-        uint32_t b[2];
-        LoadB<S>(b, k_tile[buf], nt * 8, ks * 16);
+        uint32_t b0[2], b1[2];
+        LdMatrixB(b0, b1, k_tile[buf] + np * 16 * S + ks * 16, S);
 #pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) MmaBf16(s[mt][nt], qf[mt][ks], b);
+        for (int mt = 0; mt < kMT; ++mt) {
+          MmaBf16(s[mt][2 * np], qf[mt][ks], b0);
+          if (hi) MmaBf16(s[mt][2 * np + 1], qf[mt][ks], b1);
+        }
       }
     }
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
-      float tile_max[2] = {-INFINITY, -INFINITY};
+      // As ForwardKernel: maxima of the unscaled scores, then one fused
+      // multiply-add and one ex2 per probability.
+      float tile_max[2] = {-INFINITY, -INFINITY}, neg_max[2];
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
           const int row = row_a + 16 * mt + 8 * (i / 2);
-          const float v =
-              !masked || key <= row ? s[mt][nt][i] * scale_log2 : -INFINITY;
-          s[mt][nt][i] = v;
-          tile_max[i / 2] = fmaxf(tile_max[i / 2], v);
+          if (masked && key > row) s[mt][nt][i] = -INFINITY;
+          tile_max[i / 2] = fmaxf(tile_max[i / 2], s[mt][nt][i]);
         }
       }
 #pragma unroll
@@ -545,8 +602,10 @@ __global__ void __launch_bounds__(kThreads, 2)
         // Key 0 is in tile 0, before every row: row_max is finite from then
         // on, so a tile wholly after a row rescales by exp2(0) = 1.
         const float new_max = fmaxf(row_max[mt][r], tile_max[r]);
-        const float correction = exp2f(row_max[mt][r] - new_max);
+        const float correction =
+            Exp2Ftz((row_max[mt][r] - new_max) * scale_log2);
         row_max[mt][r] = new_max;
+        neg_max[r] = -new_max * scale_log2;
         row_sum[mt][r] *= correction;
 #pragma unroll
         for (int dt = 0; dt < HS / 8; ++dt) {
@@ -558,7 +617,8 @@ __global__ void __launch_bounds__(kThreads, 2)
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const float p = exp2f(s[mt][nt][i] - row_max[mt][i / 2]);
+          const float p =
+              Exp2Ftz(fmaf(s[mt][nt][i], scale_log2, neg_max[i / 2]));
           s[mt][nt][i] = p;
           row_sum[mt][i / 2] += p;
         }
@@ -602,7 +662,8 @@ __global__ void __launch_bounds__(kThreads, 2)
             PackBf16(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
       }
       if (at.t == 0)
-        lse[at.stat + row] = (row_max[mt][r] + log2f(row_sum[mt][r])) * kLn2;
+        lse[at.stat + row] =
+            fmaf(row_max[mt][r], scale_log2, log2f(row_sum[mt][r])) * kLn2;
     }
   }
 }
@@ -852,8 +913,8 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
       RowsTimesTileShared<HS>(dp, v_rows + at.warp * 16 * S, do_tile[buf],
                               nt_begin);
     } else {
-      RowsTimesTile<HS>(s, kf, q_tile[buf], nt_begin);
-      RowsTimesTile<HS>(dp, vf, do_tile[buf], nt_begin);
+      RowsTimesTile<HS, kLdm>(s, kf, q_tile[buf], nt_begin);
+      RowsTimesTile<HS, kLdm>(dp, vf, do_tile[buf], nt_begin);
     }
     // Queries before a key exist only on the diagonal tile, queries past T
     // only on the last: the other tiles skip the mask's arithmetic.
@@ -867,7 +928,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
           const int key = key_a + 8 * (i / 2);
           const float p =
               !decltype(masked)::value || (query >= key && query < T)
-                  ? exp2f(s[nt][i] * scale_log2 - tile_lse[buf][col])
+                  ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -tile_lse[buf][col]))
                   : 0.0f;
           s[nt][i] = p;
           dp[nt][i] = p * (dp[nt][i] - tile_delta[buf][col]);  // dS^T / scale
@@ -982,8 +1043,8 @@ __global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
       RowsTimesTileShared<HS>(dp, do_rows + at.warp * 16 * S, v_tile[buf], 0,
                               nt_end);
     } else {
-      RowsTimesTile<HS>(s, qf, k_tile[buf], 0, nt_end);
-      RowsTimesTile<HS>(dp, dof, v_tile[buf], 0, nt_end);
+      RowsTimesTile<HS, kLdm>(s, qf, k_tile[buf], 0, nt_end);
+      RowsTimesTile<HS, kLdm>(dp, dof, v_tile[buf], 0, nt_end);
     }
     auto score_grads = [&](auto masked) {  // the mask: diagonal tile only
 #pragma unroll
@@ -993,7 +1054,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
           const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
           const int r = i / 2;
           const float p = !decltype(masked)::value || key <= row_a + 8 * r
-                              ? exp2f(s[nt][i] * scale_log2 - row_lse[r])
+                              ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -row_lse[r]))
                               : 0.0f;
           dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
         }

@@ -721,9 +721,9 @@ TEST(CudaMma, FragmentLayout) {
   EXPECT_EQ(cuda::CheckMmaLayout(), "");
 }
 
-// ldmatrix.trans (the tensor-core attention's B operands from row-major
-// tiles): on a GPU, the hardware against the emulated layout.
-TEST(CudaMma, LdMatrixTransLayout) {
+// ldmatrix, transposed and not (the tensor-core attention's A and B operands
+// from row-major tiles): on a GPU, the hardware against the emulated layout.
+TEST(CudaMma, LdMatrixLayout) {
   std::string why;
   if (CudaDeviceCount(&why) == 0)
     GTEST_SKIP() << "no usable CUDA device: " << why;
