@@ -132,6 +132,45 @@ def merge_runs(folders):
     return merged
 
 
+def kernels_alone(bench):
+    """(run name, what was timed, [(kernel, ms, TFLOP/s)]) of the first 'attention kernels
+    alone' table in a bench log, or None."""
+    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+        head = re.search(r"^attention kernels alone, one layer.*$", section, re.M)
+        if not head:
+            continue
+        kern = re.findall(r"^  (\S.*?) +([\d.]+) ms +(\d+) TFLOP/s$",
+                          section[head.end():], re.M)
+        if kern:
+            return (section.split(" ", 1)[0],
+                    head.group(0).split("(", 1)[-1].rstrip("):"), kern)
+    return None
+
+
+def previous_run(logs, card, dest):
+    """The latest other logs/gpu_<card>_* folder with a bench.txt, or None."""
+    pattern = re.compile(rf"gpu_{re.escape(card)}_\d{{4}}-\d{{2}}-\d{{2}}(_\d+)?")
+    runs = [os.path.join(logs, n) for n in os.listdir(logs)
+            if pattern.fullmatch(n) and os.path.join(logs, n) != dest and
+            os.path.exists(os.path.join(logs, n, "bench.txt"))]
+    # Sessions of one date: gpu_h100_D, gpu_h100_D_2, ...: by date, then number.
+    key = lambda path: (os.path.basename(path).split("_")[2],
+                        int(os.path.basename(path).split("_")[3])
+                        if os.path.basename(path).count("_") >= 3 else 1)
+    return max(runs, key=key) if runs else None
+
+
+def unused_folder(logs, card, date):
+    """logs/gpu_<card>_<date>, or with _2, _3, ... where an earlier run of that card and
+    date is already filed (a second session of the same day must not overwrite it)."""
+    dest = os.path.join(logs, f"gpu_{card}_{date}")
+    n = 2
+    while os.path.exists(dest):
+        dest = os.path.join(logs, f"gpu_{card}_{date}_{n}")
+        n += 1
+    return dest
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+",
@@ -143,8 +182,8 @@ def main():
     smi = (read(os.path.join(args.files, "nvidia-smi.txt")) +
            read(os.path.join(args.files, "machine.txt")))
     card, card_name = card_of(smi, read(os.path.join(args.files, "gpu_tests.txt")))
-    dest = os.path.join(args.logs, f"gpu_{card}_{args.date}")
-    os.makedirs(dest, exist_ok=True)
+    dest = unused_folder(args.logs, card, args.date)
+    os.makedirs(dest)
     for name in sorted(os.listdir(args.files)):
         src = os.path.join(args.files, name)
         if os.path.isfile(src):
@@ -213,19 +252,25 @@ def main():
             if chosen:
                 out += ["", f"Attention {part} version chosen by timing at the first step: "
                         f"{chosen.group(1)}."]
-        for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
-            head = re.search(r"^attention kernels alone, one layer.*$", section, re.M)
-            if not head:
-                continue
-            kern = re.findall(r"^  (\S.*?) +([\d.]+) ms +(\d+) TFLOP/s$",
-                              section[head.end():], re.M)
-            if kern:
-                out += ["", f"Attention kernels alone (`{section.split(' ', 1)[0]}`; "
-                        f"{head.group(0).split('(', 1)[-1].rstrip('):')}; each kernel charged "
-                        "for the products it computes):", "",
-                        "| kernel | ms | TFLOP/s |", "|---|---|---|"]
+        alone = kernels_alone(bench)
+        if alone:
+            name, how, kern = alone
+            before = previous_run(args.logs, card, dest)
+            old = kernels_alone(read(os.path.join(before, "bench.txt"))) if before else None
+            old_ms = {k: ms for k, ms, _ in old[2]} if old else {}
+            out += ["", f"Attention kernels alone (`{name}`; {how}; each kernel charged "
+                    "for the products it computes)" +
+                    (f", beside the previous run on this kind of card ({os.path.basename(before)}, "
+                     "its first such table)" if old_ms else "") + ":", ""]
+            if old_ms:
+                out += ["| kernel | ms | TFLOP/s | previous ms | previous / now |",
+                        "|---|---|---|---|---|"]
+                out += [f"| {k} | {ms} | {rate} | {old_ms.get(k, '-')} | " +
+                        (f"{float(old_ms[k]) / float(ms):.2f}x" if k in old_ms and float(ms) > 0
+                         else "-") + " |" for k, ms, rate in kern]
+            else:
+                out += ["| kernel | ms | TFLOP/s |", "|---|---|---|"]
                 out += [f"| {k} | {ms} | {rate} |" for k, ms, rate in kern]
-            break
     else:
         out.append("(no benchmark in this run)")
     for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
