@@ -793,7 +793,8 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
   // kLdm: Q and dO as rows, two of each (the next pair loads while this one
   // is used); else also transposed copies, all loaded in turn.
   constexpr int kBufs = kLdm ? 2 : 1;
-  __shared__ float tile_lse[kBufs][kTile], tile_delta[kBufs][kTile];
+  __shared__ __align__(8) float tile_lse[kBufs][kTile],
+      tile_delta[kBufs][kTile];
   bf16 *q_tile[kBufs], *do_tile[kBufs], *qt_tile = nullptr, *dot_tile = nullptr;
   bf16 *k_rows = nullptr, *v_rows = nullptr;  // kLean
   bf16* ds_tile = nullptr;  // kFusedQ: dS^T / scale of a tile, [key][query]
@@ -921,17 +922,24 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     auto probabilities = [&](auto masked) {
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
+        // The lane's two queries' statistics, one 8-byte load each.
+        const int col0 = nt * 8 + 2 * at.t;
+        const float2 lse2 =
+            *reinterpret_cast<const float2*>(&tile_lse[buf][col0]);
+        const float2 delta2 =
+            *reinterpret_cast<const float2*>(&tile_delta[buf][col0]);
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int col = nt * 8 + 2 * at.t + (i & 1);
-          const int query = q0 + col;
+          const int query = q0 + col0 + (i & 1);
           const int key = key_a + 8 * (i / 2);
           const float p =
               !decltype(masked)::value || (query >= key && query < T)
-                  ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -tile_lse[buf][col]))
+                  ? Exp2Ftz(fmaf(s[nt][i], scale_log2,
+                                 -((i & 1) ? lse2.y : lse2.x)))
                   : 0.0f;
           s[nt][i] = p;
-          dp[nt][i] = p * (dp[nt][i] - tile_delta[buf][col]);  // dS^T / scale
+          dp[nt][i] =
+              p * (dp[nt][i] - ((i & 1) ? delta2.y : delta2.x));  // dS^T/scale
         }
       }
     };
