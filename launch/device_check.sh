@@ -544,15 +544,18 @@ group_profile() {
       --section WarpStateStats --section MemoryWorkloadAnalysis)
     local bench_args=(--device cuda --tokenizer=false --precision bf16 --batch 16
       --seq_len 1024 --steps 3)
+    # The attention kernels also with the pipes' use (is the tensor pipe the limit, or
+    # issue slots?) and the executed instruction mix.
     run ncu_attention 90 profile.txt "${ncu:-ncu}" --kernel-name-base function \
       --kernel-name 'regex:^(ForwardKernel|ForwardKernelWide|BackwardKeyValueKernel|BackwardQueryKernel)$' \
       --launch-skip 120 --launch-count 6 "${sections[@]}" \
+      --section ComputeWorkloadAnalysis --section InstructionStats \
       "$stage/bin/gpt2_bench" "${bench_args[@]}"
     run ncu_memory_bound 90 profile.txt "${ncu:-ncu}" --kernel-name-base function \
       --kernel-name 'regex:^(LayerNormBackwardFusedKernel|LayerNormForwardPackedKernel|ClassifierSharedKernel|ClassifierPackedKernel|AdamWPackedKernel)$' \
       --launch-skip 80 --launch-count 8 "${sections[@]}" \
       "$stage/bin/gpt2_bench" "${bench_args[@]}"
-    grep -E "^  [A-Za-z].*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Stall" \
+    grep -E "^  [A-Za-z].*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Stall|Issue Slots Busy|Executed Ipc Active|Executed Instructions  " \
       "$logs/profile.txt" | head -160 >>"$logs/machine.txt"
   else
     log "profile: no ncu found"
