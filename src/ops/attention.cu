@@ -424,6 +424,8 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_FUSED", "2")
             ? AttentionKernels::kFusedBackwardTwoBlocks
         : EnvIs("GPT2_ATTENTION_LEAN", "1") ? AttentionKernels::kLeanBackward
+        : EnvIs("GPT2_ATTENTION_LEAN", "kv")
+            ? AttentionKernels::kLeanKeyValueBackward
         : EnvIs("GPT2_ATTENTION_LEAN", "0")
             ? AttentionKernels::kRegisterBackward
             : AttentionKernels::kAuto;
@@ -467,16 +469,42 @@ bool FusedChoice(AttentionKernels k) {
 bool Ldmatrix() {
   const AttentionKernels k = KernelChoice();
   return k == AttentionKernels::kAuto || k == AttentionKernels::kLeanBackward ||
-         k == AttentionKernels::kRegisterBackward || FusedChoice(k);
+         k == AttentionKernels::kRegisterBackward ||
+         k == AttentionKernels::kLeanKeyValueBackward || FusedChoice(k);
 }
 
 // The tensor-core backward's versions (ldmatrix): the block's own rows in
-// registers, in shared memory (lean), or lean with dQ fused into the dK/dV
-// kernel, registers capped for 3 or 2 blocks per SM.
-enum BackwardVersion { kRegisters = 0, kLean = 1, kFused = 2, kFusedTwo = 3 };
-const char* const kBackwardNames[] = {"registers", "lean", "fused dQ",
-                                      "fused dQ, 2 blocks/SM"};
+// registers, in shared memory (lean), lean in the dK/dV kernel only, or lean
+// with dQ fused into the dK/dV kernel, registers capped for 3 or 2 blocks per
+// SM. The fused ones last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
+enum BackwardVersion {
+  kRegisters = 0,
+  kLean = 1,
+  kLeanKeyValue = 2,
+  kFused = 3,
+  kFusedTwo = 4
+};
+const char* const kBackwardNames[] = {"registers", "lean", "lean dK/dV",
+                                      "fused dQ", "fused dQ, 2 blocks/SM"};
+constexpr int kUnfusedVersions = 3, kVersions = 5;
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
+
+// Runs version v of the tensor-core backward (ldmatrix).
+void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
+                 const float* lse, const float* delta, int B, int T, int C,
+                 int NH, void* fused_workspace, CUstream_st* stream) {
+  if (v == kLeanKeyValue) {
+    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
+                          stream, tc::kKeyValuePart);
+    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, false,
+                          stream, tc::kQueryPart);
+    return;
+  }
+  tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
+                        v == kLean, stream, tc::kBothParts,
+                        IsFused(v) ? fused_workspace : nullptr,
+                        v == kFusedTwo ? 2 : 3);
+}
 
 // Whether kAuto may choose the fused backward (GPT2_ATTENTION_FUSED=0: not).
 bool FusedAllowed() {
@@ -559,15 +587,12 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                              CUstream_st* stream) {
   static int choice = -1;
   if (choice < 0) {
-    choice = Fastest(stream, kBackwardNames, FusedAllowed() ? 4 : 2, B, T,
-                     &AutoChoiceNote(), [&](int version) {
-                       const auto v = static_cast<BackwardVersion>(version);
-                       tc::AttentionBackward(
-                           dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
-                           v == kLean, stream, tc::kBothParts,
-                           IsFused(v) ? fused_workspace : nullptr,
-                           v == kFusedTwo ? 2 : 3);
-                     });
+    choice = Fastest(
+        stream, kBackwardNames, FusedAllowed() ? kVersions : kUnfusedVersions,
+        B, T, &AutoChoiceNote(), [&](int version) {
+          RunBackward(static_cast<BackwardVersion>(version), dqkv, dout, qkv,
+                      lse, delta, B, T, C, NH, fused_workspace, stream);
+        });
   }
   return static_cast<BackwardVersion>(choice);
 }
@@ -612,6 +637,8 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   if (!TensorCoresFor(dtype, head_size)) return "portable";
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
+  if (KernelChoice() == AttentionKernels::kLeanKeyValueBackward)
+    return "tensor-core-lean-kv";
   if (FusedChoice(KernelChoice())) return "tensor-core-fused";
   return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
@@ -674,12 +701,14 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kFusedBackward          ? kFused
           : k == AttentionKernels::kFusedBackwardTwoBlocks ? kFusedTwo
           : k == AttentionKernels::kLeanBackward           ? kLean
+          : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
                                                            : kRegisters;
-      return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
-                                   T, C, NH, Ldmatrix(), version == kLean,
-                                   stream, tc::kBothParts,
-                                   IsFused(version) ? fused_workspace : nullptr,
-                                   version == kFusedTwo ? 2 : 3);
+      if (!Ldmatrix()) {  // transposed tiles
+        return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
+                                     T, C, NH, false, false, stream);
+      }
+      return RunBackward(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
+                         C, NH, fused_workspace, stream);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {

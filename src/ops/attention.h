@@ -55,13 +55,15 @@ class Scratch;
 // tensor-core backward of the process (one launch each after a warm-up) and
 // keeps the faster (AttentionBackwardChoice says which);
 // kRegisterBackward / kLeanBackward fix the choice (GPT2_ATTENTION_LEAN=0 /
-// 1). A third backward, kFusedBackward (GPT2_ATTENTION_FUSED=1 fixes it),
-// makes dQ in the lean dK/dV kernel (each score computed once instead of
-// twice), adding the key blocks' shares in a fixed order in fp32: as
-// deterministic, not the same bits; kFusedBackwardTwoBlocks
-// (GPT2_ATTENTION_FUSED=2) is the same kernel with its registers set for 2
-// blocks per SM instead of 3 (no spills); kAuto times both too unless
-// GPT2_ATTENTION_FUSED=0. kPortable: always the portable kernels;
+// 1); kLeanKeyValueBackward (GPT2_ATTENTION_LEAN=kv), also timed by kAuto,
+// runs the lean dK/dV kernel and the register dQ kernel (the H100 timed
+// those two the fastest of their kinds alone). A fourth backward,
+// kFusedBackward (GPT2_ATTENTION_FUSED=1 fixes it), makes dQ in the lean dK/dV
+// kernel (each score computed once instead of twice), adding the key blocks'
+// shares in a fixed order in fp32: as deterministic, not the same bits;
+// kFusedBackwardTwoBlocks (GPT2_ATTENTION_FUSED=2) is the same kernel with its
+// registers set for 2 blocks per SM instead of 3 (no spills); kAuto times both
+// too unless GPT2_ATTENTION_FUSED=0. kPortable: always the portable kernels;
 // GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
 // card.
 enum class AttentionKernels {
@@ -70,12 +72,14 @@ enum class AttentionKernels {
   kPortable,
   kLeanBackward,
   kRegisterBackward,
+  kLeanKeyValueBackward,
   kFusedBackward,
   kFusedBackwardTwoBlocks
 };
 void SetAttentionKernels(AttentionKernels kernels);
-// "tensor-core", "tensor-core-lean", "tensor-core-fused", "tensor-core-tt"
-// (transposed tiles) or "portable": what a call with these arguments runs.
+// "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
+// "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
+// a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
 // How kAuto chose its backward kernels, e.g. "lean (0.840 ms against 1.020 ms
 // with registers against 0.910 ms with fused dQ, one layer, B=16 T=1024)";

@@ -777,6 +777,7 @@ TEST_P(CudaOps, AttentionPeaked) {
   for (auto kernels :
        {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kTransposedTiles,
         cuda::AttentionKernels::kLeanBackward,
+        cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kPortable}) {
@@ -796,6 +797,10 @@ TEST_P(CudaOps, AttentionPeaked) {
       } else if (bf16 && kernels == cuda::AttentionKernels::kLeanBackward) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean");
+      } else if (bf16 &&
+                 kernels == cuda::AttentionKernels::kLeanKeyValueBackward) {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
+                     "tensor-core-lean-kv");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -883,6 +888,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         std::pair{cuda::AttentionKernels::kAuto, 32},
         std::pair{cuda::AttentionKernels::kLeanBackward, 0},
         std::pair{cuda::AttentionKernels::kRegisterBackward, 0},
+        std::pair{cuda::AttentionKernels::kLeanKeyValueBackward, 0},
         std::pair{cuda::AttentionKernels::kFusedBackward, 0},
         std::pair{cuda::AttentionKernels::kTransposedTiles, 0}}) {
     cuda::SetAttentionKernels(kernels);
@@ -963,27 +969,33 @@ TEST_P(CudaOps, WideAttentionForwardIsBitwiseTheSame) {
 }
 
 // The lean backward kernels (own rows in shared memory) compute what the
-// register ones do, in the same order: the same bits.
+// register ones do, in the same order: the same bits, whether both kernels
+// are lean or only the dK/dV one.
 TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
   if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  constexpr cuda::AttentionKernels kVersions[] = {
+      cuda::AttentionKernels::kRegisterBackward,
+      cuda::AttentionKernels::kLeanBackward,
+      cuda::AttentionKernels::kLeanKeyValueBackward};
   for (auto [B, T, C, NH] :
        {std::tuple{1, 130, 128, 2}, std::tuple{2, 64, 32, 2},
         std::tuple{1, 100, 32, 2}}) {
     const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 61);
-    std::vector<double> grads[2];
-    for (int lean = 0; lean < 2; ++lean) {
-      cuda::SetAttentionKernels(
-          lean ? cuda::AttentionKernels::kLeanBackward
-               : cuda::AttentionKernels::kRegisterBackward);
-      auto g_dqkv = Gpu(Random(B * T * 3 * C, 63 + lean));
+    std::vector<double> grads[3];
+    for (int v = 0; v < 3; ++v) {
+      cuda::SetAttentionKernels(kVersions[v]);
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, 63 + v));
       cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
                                in.out.view, in.lse.view, B, T, C, NH);
-      grads[lean] = Download(g_dqkv, "dqkv");
+      grads[v] = Download(g_dqkv, "dqkv");
     }
-    int differ = 0;
-    for (size_t i = 0; i < grads[0].size(); ++i)
-      differ += grads[0][i] != grads[1][i];
-    EXPECT_EQ(differ, 0) << "T=" << T << " hs=" << C / NH;
+    for (int v = 1; v < 3; ++v) {
+      int differ = 0;
+      for (size_t i = 0; i < grads[0].size(); ++i)
+        differ += grads[0][i] != grads[v][i];
+      EXPECT_EQ(differ, 0) << cuda::AttentionKernelName(dtype(), C / NH)
+                           << " T=" << T << " hs=" << C / NH;
+    }
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
