@@ -369,6 +369,45 @@ __device__ __forceinline__ void LoadWarpRows(uint32_t (&f)[HS / 16][4],
     LoadA<HS + kPad>(f[ks], tile, (threadIdx.x / 32) * 16, ks * 16);
 }
 
+// One key tile of the online softmax for a warp's 16 rows (this lane's two, r
+// = 0, 1): the tile's maxima of the unscaled scores (this lane's share in
+// tile_max; the scale is positive, so the same maximum) are reduced over the
+// row's four lanes, the running maximum moves and the row's sum and output
+// rescale, and the scores become probabilities 2^(s * scale_log2 - max *
+// scale_log2), one fused multiply-add and one ex2 each, added to the sums.
+template <int HS>
+__device__ __forceinline__ void SoftmaxTile(
+    float (&s)[8][4], float (&tile_max)[2], float (&row_max)[2],
+    float (&row_sum)[2], float (&o)[HS / 8][4], float scale_log2) {
+  float neg_max[2];  // -max * scale_log2 of each row
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    tile_max[r] =
+        fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
+    tile_max[r] =
+        fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
+    const float new_max = fmaxf(row_max[r], tile_max[r]);
+    const float correction = Exp2Ftz((row_max[r] - new_max) * scale_log2);
+    row_max[r] = new_max;
+    neg_max[r] = -new_max * scale_log2;
+    row_sum[r] *= correction;
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      o[dt][2 * r] *= correction;
+      o[dt][2 * r + 1] *= correction;
+    }
+  }
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float p = Exp2Ftz(fmaf(s[nt][i], scale_log2, neg_max[i / 2]));
+      s[nt][i] = p;
+      row_sum[i / 2] += p;
+    }
+  }
+}
+
 // kLdm: the streamed tiles the second product reads are kept as rows and
 // read through ldmatrix.trans; else transposed copies are made (the path the
 // first H200 run measured; GPT2_ATTENTION_LDMATRIX=0 selects it).
@@ -419,10 +458,7 @@ __global__ void __launch_bounds__(kThreads)
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;
     float s[8][4];
     RowsTimesTile<HS, kLdm>(s, qf, k_tile[buf], 0, nt_end);
-    // Maxima of the unscaled scores (the scale is positive, so the same
-    // maximum): each probability is then one fused multiply-add and one ex2,
-    // 2^(s * scale_log2 - max * scale_log2).
-    float tile_max[2] = {-INFINITY, -INFINITY};
+    float tile_max[2] = {-INFINITY, -INFINITY};  // of the unscaled scores
     // Only the diagonal tile has keys after a row (keys past T are after
     // every row): the others skip the mask's arithmetic.
     auto mask_scores = [&](auto masked) {
@@ -442,35 +478,8 @@ __global__ void __launch_bounds__(kThreads)
     } else {
       mask_scores(std::false_type{});
     }
-    float neg_max[2];  // -max * scale_log2 of each row
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      // The four lanes of a group hold one row between them. Key k0 <= row,
-      // so the row has a finite score in every tile it visits.
-      tile_max[r] =
-          fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-      tile_max[r] =
-          fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-      const float new_max = fmaxf(row_max[r], tile_max[r]);
-      const float correction = Exp2Ftz((row_max[r] - new_max) * scale_log2);
-      row_max[r] = new_max;
-      neg_max[r] = -new_max * scale_log2;
-      row_sum[r] *= correction;
-#pragma unroll
-      for (int dt = 0; dt < HS / 8; ++dt) {
-        o[dt][2 * r] *= correction;
-        o[dt][2 * r + 1] *= correction;
-      }
-    }
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float p = Exp2Ftz(fmaf(s[nt][i], scale_log2, neg_max[i / 2]));
-        s[nt][i] = p;
-        row_sum[i / 2] += p;
-      }
-    }
+    // Key k0 <= row, so the row has a finite score in every tile it visits.
+    SoftmaxTile<HS>(s, tile_max, row_max, row_sum, o, scale_log2);
     AccTimes<HS, kLdm>(o, s, v_tile[buf], v_tile[buf], 0, nt_end);
   }
 
@@ -580,9 +589,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt) {
-      // As ForwardKernel: maxima of the unscaled scores, then one fused
-      // multiply-add and one ex2 per probability.
-      float tile_max[2] = {-INFINITY, -INFINITY}, neg_max[2];
+      float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
       for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -593,36 +600,10 @@ __global__ void __launch_bounds__(kThreads, 2)
           tile_max[i / 2] = fmaxf(tile_max[i / 2], s[mt][nt][i]);
         }
       }
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        tile_max[r] =
-            fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 1));
-        tile_max[r] =
-            fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
-        // Key 0 is in tile 0, before every row: row_max is finite from then
-        // on, so a tile wholly after a row rescales by exp2(0) = 1.
-        const float new_max = fmaxf(row_max[mt][r], tile_max[r]);
-        const float correction =
-            Exp2Ftz((row_max[mt][r] - new_max) * scale_log2);
-        row_max[mt][r] = new_max;
-        neg_max[r] = -new_max * scale_log2;
-        row_sum[mt][r] *= correction;
-#pragma unroll
-        for (int dt = 0; dt < HS / 8; ++dt) {
-          o[mt][dt][2 * r] *= correction;
-          o[mt][dt][2 * r + 1] *= correction;
-        }
-      }
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const float p =
-              Exp2Ftz(fmaf(s[mt][nt][i], scale_log2, neg_max[i / 2]));
-          s[mt][nt][i] = p;
-          row_sum[mt][i / 2] += p;
-        }
-      }
+      // Key 0 is in tile 0, before every row: row_max is finite from then
+      // on, so a tile wholly after a row rescales by exp2(0) = 1.
+      SoftmaxTile<HS>(s[mt], tile_max, row_max[mt], row_sum[mt], o[mt],
+                      scale_log2);
     }
     // o += P V, each V fragment loaded once for both m-tiles.
 #pragma unroll
