@@ -20,6 +20,18 @@
 
 namespace gpt2 {
 
+// The help of the --device, --precision and --data_dir flags the sampling
+// tools share.
+inline constexpr char kDecodeDeviceHelp[] =
+    "auto (GPU 0 if a usable GPU is there, else the CPU), cpu, or cuda (GPU 0, "
+    "in a CUDA build): where the model decodes.";
+inline constexpr char kDecodePrecisionHelp[] =
+    "bf16 or fp32 weights (on a GPU the activations too; on the CPU they stay "
+    "fp32, and bf16 weights halve what each token reads).";
+inline constexpr char kTokenizerDataDirHelp[] =
+    "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
+    "tokenizer). Default: $GPT2_DATA_DIR, else ./data.";
+
 struct DecoderWithBackend {
   std::unique_ptr<Backend> backend;  // null for the CPU decoder
   std::unique_ptr<infer::Decoder> decoder;

@@ -53,15 +53,9 @@ ABSL_FLAG(double, temperature, 1.0,
 ABSL_FLAG(uint64_t, seed, 1337,
           "Random seed. The same seed gives the same text on the same "
           "backend; sample i's text does not depend on --num_samples.");
-ABSL_FLAG(std::string, data_dir, "",
-          "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
-          "tokenizer). Default: $GPT2_DATA_DIR, else ./data.");
-ABSL_FLAG(std::string, device, "auto",
-          "auto (GPU 0 if a usable GPU is there, else the CPU), cpu, or cuda "
-          "(GPU 0, in a CUDA build): where the model decodes.");
-ABSL_FLAG(std::string, precision, "bf16",
-          "bf16 or fp32 weights (on a GPU the activations too; on the CPU "
-          "they stay fp32, and bf16 weights halve what each token reads).");
+ABSL_FLAG(std::string, data_dir, "", gpt2::kTokenizerDataDirHelp);
+ABSL_FLAG(std::string, device, "auto", gpt2::kDecodeDeviceHelp);
+ABSL_FLAG(std::string, precision, "bf16", gpt2::kDecodePrecisionHelp);
 ABSL_FLAG(bool, bench, false,
           "Instead of sampling: time decoding (sampling included) at batch 1 "
           "and 8 and print the median tokens/s of --bench_runs runs.");

@@ -51,12 +51,8 @@
 #include "src/tools/serve_page.h"
 #endif
 
-ABSL_FLAG(std::string, device, "auto",
-          "auto (GPU 0 if a usable GPU is there, else the CPU), cpu, or cuda "
-          "(GPU 0, in a CUDA build): where the model decodes.");
-ABSL_FLAG(std::string, precision, "bf16",
-          "bf16 or fp32 weights (on a GPU the activations too; on the CPU "
-          "they stay fp32, and bf16 weights halve what each token reads).");
+ABSL_FLAG(std::string, device, "auto", gpt2::kDecodeDeviceHelp);
+ABSL_FLAG(std::string, precision, "bf16", gpt2::kDecodePrecisionHelp);
 ABSL_FLAG(std::string, checkpoint, "",
           "The gpt2_ddp checkpoint (.ckpt) to serve, a run folder for its "
           "newest, or a Hugging Face GPT-2 folder (model.safetensors + "
@@ -67,9 +63,7 @@ ABSL_FLAG(int, port, 8080,
 ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to bind. The default serves this machine only; 0.0.0.0 "
           "exposes the model to the network.");
-ABSL_FLAG(std::string, data_dir, "",
-          "Data directory holding gpt2/encoder.json and gpt2/vocab.bpe (the "
-          "tokenizer). Default: $GPT2_DATA_DIR, else ./data.");
+ABSL_FLAG(std::string, data_dir, "", gpt2::kTokenizerDataDirHelp);
 ABSL_FLAG(int, http_threads, 16,
           "Connection threads (1..256). A request holds one while it is read, "
           "waits for the model and is answered; more requests queue.");
