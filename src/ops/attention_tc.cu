@@ -18,7 +18,9 @@
 // set of buffers while the current ones are used; or (the version measured on
 // the first H200 run) transposed copies are made, and each tile is loaded
 // before it is used.
+#include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
 
 #include "src/cuda/async_copy.cuh"
@@ -354,11 +356,22 @@ __device__ __forceinline__ Place PlaceAt(int b, int h, int T, int C, int NH) {
   return at;
 }
 
-// Blocks are (row block, head, batch).
+// The grid (BlockGrid): x and z number the (batch, head) pairs (pair z *
+// gridDim.x + x, head = pair % NH), y the row blocks by length, longest first
+// (RowBlockRank). The hardware starts blocks in the order of their linear
+// index (x fastest), so the longest row blocks of gridDim.x pairs start
+// before the shorter ones of those pairs, and a kernel's last blocks are short
+// ones: with the pairs one after the other (gridDim.x == 1, the old order),
+// the longest blocks of the last pairs start near the end and run on alone.
 template <int HS>
 __device__ __forceinline__ Place PlaceOf(int T, int C, int NH) {
-  return PlaceAt<HS>(blockIdx.z, blockIdx.y, T, C, NH);
+  const int pair = blockIdx.z * gridDim.x + blockIdx.x;
+  const int b = pair / NH;
+  return PlaceAt<HS>(b, pair - b * NH, T, C, NH);
 }
+// 0 for the block with the most work (the most keys, or in the dK/dV kernel
+// the most queries), up to gridDim.y - 1.
+__device__ __forceinline__ int RowBlockRank() { return blockIdx.y; }
 
 // The warp's 16 rows of a shared tile (rows HS + kPad long) as A fragments.
 template <int HS>
@@ -411,8 +424,9 @@ __device__ __forceinline__ void SoftmaxTile(
 // kLdm: the streamed tiles the second product reads are kept as rows and
 // read through ldmatrix.trans; else transposed copies are made (the path the
 // first H200 run measured; GPT2_ATTENTION_LDMATRIX=0 selects it).
+// At most 128 registers: 4 blocks (16 warps) per SM.
 template <int HS, bool kLdm>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 4)
     ForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C, int NH,
                   float scale) {
   constexpr int S = HS + kPad;
@@ -422,7 +436,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ __align__(16) bf16 k_tile[kBufs][kTile * S];
   __shared__ __align__(16) bf16 v_tile[kBufs][kLdm ? kTile * S : HS * kTileT];
   const Place at = PlaceOf<HS>(T, C, NH);
-  const int qb = gridDim.x - 1 - blockIdx.x;  // the longest rows start first
+  const int qb = gridDim.y - 1 - RowBlockRank();  // the longest rows first
   const bf16* q = qkv + at.qkv;
   const float scale_log2 = scale * kLog2e;
 
@@ -521,7 +535,7 @@ __global__ void __launch_bounds__(kThreads, 2)
   __shared__ __align__(16) bf16 k_tile[2][kTile * S];
   __shared__ __align__(16) bf16 v_tile[2][kTile * S];
   const Place at = PlaceOf<HS>(T, C, NH);
-  const int qb = gridDim.x - 1 - blockIdx.x;  // the longest rows start first
+  const int qb = gridDim.y - 1 - RowBlockRank();  // the longest rows first
   const bf16* q = qkv + at.qkv;
   const float scale_log2 = scale * kLog2e;
   const int block_row0 = qb * kBlockRows;
@@ -802,7 +816,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     dot_tile = dot_s;
   }
   const int query_tiles = (T + kTile - 1) / kTile;
-  int kb = blockIdx.x;  // low key blocks see the most queries: first
+  int kb = RowBlockRank();  // low key blocks see the most queries: first
   Place at;
   int* counters = nullptr;   // kFusedQ: this head's, one per query tile
   float* dq_rows = nullptr;  // kFusedQ: this head's (T, HS) sums
@@ -810,7 +824,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     __shared__ int ticket;
     if (threadIdx.x == 0) ticket = atomicAdd(sync, 1);
     __syncthreads();
-    const int key_blocks = gridDim.x, head = ticket / key_blocks;
+    const int key_blocks = gridDim.y, head = ticket / key_blocks;
     kb = key_blocks - 1 - ticket % key_blocks;
     at = PlaceAt<HS>(head / NH, head % NH, T, C, NH);
     counters = sync + 1 + int64_t{head} * query_tiles;
@@ -981,7 +995,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
     kt_tile = kt_s;
   }
   const Place at = PlaceOf<HS>(T, C, NH);
-  const int qb = gridDim.x - 1 - blockIdx.x;
+  const int qb = gridDim.y - 1 - RowBlockRank();
   const bf16* q = qkv + at.qkv;
   const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
@@ -1075,7 +1089,31 @@ int CurrentMajor() {
   return majors[device];
 }
 
+int& GroupSetting() {
+  static int pairs = [] {
+    const char* env = std::getenv("GPT2_ATTENTION_GROUP");
+    const int n = env != nullptr ? std::atoi(env) : 0;
+    return n >= 1 ? n : kDefaultBlockGroup;
+  }();
+  return pairs;
+}
+
+// The launch grid of PlaceOf / RowBlockRank: row_blocks row blocks of each of
+// the B * NH (batch, head) pairs, taken BlockGroup() pairs at a time (the
+// largest divisor of B * NH up to it, so that no block is left over).
+dim3 BlockGrid(int row_blocks, int B, int NH) {
+  const int pairs = B * NH;
+  int group = std::min(GroupSetting(), pairs);
+  while (pairs % group != 0) --group;
+  return dim3(group, row_blocks, pairs / group);
+}
+
 }  // namespace
+
+void SetBlockGroup(int pairs) {
+  GroupSetting() = pairs >= 1 ? pairs : kDefaultBlockGroup;
+}
+int BlockGroup() { return GroupSetting(); }
 
 bool Supports(DType dtype, int head_size) {
   return dtype == DType::kBF16 &&
@@ -1087,8 +1125,8 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, bool ldmatrix, bool wide, CUstream_st* stream) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
-  const dim3 grid(CeilDiv(T, kRows), NH, B);
-  const dim3 wide_grid(CeilDiv(T, 2 * kRows), NH, B);
+  const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
+  const dim3 wide_grid = BlockGrid(CeilDiv(T, 2 * kRows), B, NH);
   DispatchInt<16, 32, 64>(
       hs, "tensor-core attention (head size)", [&](auto head) {
         constexpr int kHs = decltype(head)::value;
@@ -1120,14 +1158,15 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        void* fused_workspace, int fused_min_blocks) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
-  const dim3 grid(CeilDiv(T, kRows), NH, B);
+  const int row_blocks = CeilDiv(T, kRows);
+  const dim3 grid = BlockGrid(row_blocks, B, NH);
   float* dq_sum = static_cast<float*>(fused_workspace);
   int* sync = nullptr;
   if (fused_workspace != nullptr) {
     sync = reinterpret_cast<int*>(static_cast<char*>(fused_workspace) +
                                   (int64_t{B} * T * C * sizeof(float) + 255) /
                                       256 * 256);
-    const size_t counters = 1 + size_t{grid.x} * NH * B;
+    const size_t counters = 1 + size_t(row_blocks) * NH * B;
     CheckLaunch(cudaMemsetAsync(sync, 0, counters * sizeof(int), stream),
                 "tc fused backward (counters)");
   }

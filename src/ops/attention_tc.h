@@ -44,6 +44,16 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        int fused_min_blocks = 3);
 size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
 
+// The kernels' blocks start the longest row blocks of this many (batch, head)
+// pairs first, then their next longest, and so on, pair group by pair group
+// (the largest divisor of B * NH up to it): the kernel ends on short blocks
+// instead of the long ones of its last heads. 1: pair after pair (the order
+// measured on the H100). Default kDefaultBlockGroup, or GPT2_ATTENTION_GROUP
+// at start-up. The same results whatever the order.
+constexpr int kDefaultBlockGroup = 32;
+void SetBlockGroup(int pairs);
+int BlockGroup();
+
 }  // namespace gpt2::cuda::tc
 
 #endif  // GPT2_OPS_ATTENTION_TC_H_

@@ -21,6 +21,7 @@
 #include "src/cuda/mma_check.h"
 #include "src/model/gpt2.h"
 #include "src/ops/attention.h"
+#include "src/ops/attention_tc.h"
 #include "src/ops/classifier.h"
 #include "src/ops/layernorm.h"
 #include "src/ops/matmul.h"
@@ -739,9 +740,10 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
     GTEST_SKIP() << "no usable CUDA device: " << why;
   auto backend = MakeCudaBackend(0);
   const int B = 1, T = 70, C = 64, NH = 2;
+  const int group = cuda::tc::BlockGroup();
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 12u);
+  ASSERT_EQ(times.size(), 15u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -758,6 +760,11 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   EXPECT_EQ(flops["dK, dV, dQ (fused, lean)"], 5 * product);
   EXPECT_EQ(flops["dK, dV, dQ (fused, lean, 2 blocks/SM)"], 5 * product);
   EXPECT_EQ(flops["delta (dout . out)"], 2.0 * B * T * C);
+  EXPECT_EQ(flops["forward (ldmatrix, head by head)"], 2 * product);
+  EXPECT_EQ(flops["dK, dV (ldmatrix, lean, head by head)"], 4 * product);
+  EXPECT_EQ(flops["dQ (ldmatrix, head by head)"], 3 * product);
+  EXPECT_EQ(cuda::tc::BlockGroup(), group)
+      << "the profile sets the block order back";
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
       cuda::ProfileAttentionKernels(1, 8, 24, 2, 1, backend->cuda_stream())
@@ -997,6 +1004,48 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
                            << " T=" << T << " hs=" << C / NH;
     }
   }
+  cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+}
+
+// The order the blocks start in (pair after pair, or the longest row blocks
+// of groups of (batch, head) pairs first) moves no result: every block does
+// the same work wherever it lands. 8 pairs: groups of 1, 2 (3 rounds down to
+// a divisor of 8) and all 8.
+TEST_P(CudaOps, AttentionBlockOrderIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  const int B = 2, T = 130, C = 64, NH = 4;
+  const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 67);
+  const int group = cuda::tc::BlockGroup();
+  std::vector<double> outs[3], grads[3];
+  const int groups[3] = {1, 3, 32};
+  for (auto kernels : {cuda::AttentionKernels::kLeanBackward,
+                       cuda::AttentionKernels::kRegisterBackward}) {
+    cuda::SetAttentionKernels(kernels);
+    for (int rows : {16, 32}) {
+      cuda::SetAttentionForwardRows(rows);
+      for (int g = 0; g < 3; ++g) {
+        cuda::tc::SetBlockGroup(groups[g]);
+        auto g_out = Gpu(Random(B * T * C, 69 + g));
+        auto g_lse = GpuF32(Random(B * NH * T, 71 + g));
+        cuda_->AttentionForward(g_out.view, g_lse.view, in.qkv.view, B, T, C,
+                                NH);
+        outs[g] = Download(g_out, "out");
+        auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + g));
+        cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
+                                 in.out.view, in.lse.view, B, T, C, NH);
+        grads[g] = Download(g_dqkv, "dqkv");
+      }
+      for (int g = 1; g < 3; ++g) {
+        EXPECT_EQ(outs[g], outs[0])
+            << "group " << groups[g] << " rows " << rows;
+        EXPECT_EQ(grads[g], grads[0])
+            << "group " << groups[g] << " "
+            << cuda::AttentionKernelName(dtype(), C / NH);
+      }
+    }
+  }
+  cuda::tc::SetBlockGroup(group);
+  cuda::SetAttentionForwardRows(0);
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
 
