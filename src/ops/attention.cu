@@ -537,8 +537,10 @@ std::string FormatMs(float ms) {
   return text;
 }
 
-// Times fn(0), ..., fn(n - 1) (one launch each after a warm-up) and returns
-// the fastest, with a note of every time. Not in the emulator (its clock says
+// Times fn(0), ..., fn(n - 1) (after a warm-up, three rounds of one launch
+// each, the versions in turn so that a drift of the clock or the card's
+// temperature touches them alike) and returns the one with the least median,
+// with a note of every median. Not in the emulator (its clock says
 // nothing of a GPU; 0) nor inside a graph capture (0, no note).
 template <typename Fn>
 int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
@@ -555,18 +557,26 @@ int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
   cudaEvent_t start = nullptr, end = nullptr;
   GPT2_CUDA_CHECK(cudaEventCreate(&start));
   GPT2_CUDA_CHECK(cudaEventCreate(&end));
-  std::vector<float> ms(n, 0.0f);
-  for (int pass = 0; pass < 2; ++pass) {  // a warm-up, then the timed one
+  constexpr int kRounds = 3;
+  std::vector<std::vector<float> > rounds(n, std::vector<float>(kRounds));
+  for (int pass = 0; pass <= kRounds; ++pass) {  // pass 0: the warm-up
     for (int v = 0; v < n; ++v) {
       GPT2_CUDA_CHECK(cudaEventRecord(start, stream));
       fn(v);
       GPT2_CUDA_CHECK(cudaEventRecord(end, stream));
       GPT2_CUDA_CHECK(cudaEventSynchronize(end));
-      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms[v], start, end));
+      if (pass > 0) {
+        GPT2_CUDA_CHECK(cudaEventElapsedTime(&rounds[v][pass - 1], start, end));
+      }
     }
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));
+  std::vector<float> ms(n);
+  for (int v = 0; v < n; ++v) {
+    std::sort(rounds[v].begin(), rounds[v].end());
+    ms[v] = rounds[v][kRounds / 2];
+  }
   int best = 0;
   for (int v = 1; v < n; ++v) best = ms[v] < ms[best] ? v : best;
   std::string text = std::string(names[best]) + " (" + FormatMs(ms[best]);

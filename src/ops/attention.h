@@ -52,8 +52,8 @@ class Scratch;
 // comes in two versions that give the same results bit for bit: kernels
 // holding the block's own rows in registers, or "lean" ones keeping them in
 // shared memory (more blocks per SM). kAuto times both on the first
-// tensor-core backward of the process (one launch each after a warm-up) and
-// keeps the faster (AttentionBackwardChoice says which);
+// tensor-core backward of the process (the median of three launches each after
+// a warm-up) and keeps the faster (AttentionBackwardChoice says which);
 // kRegisterBackward / kLeanBackward fix the choice (GPT2_ATTENTION_LEAN=0 /
 // 1); kLeanKeyValueBackward (GPT2_ATTENTION_LEAN=kv), also timed by kAuto,
 // runs the lean dK/dV kernel and the register dQ kernel (the H100 timed
