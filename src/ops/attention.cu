@@ -516,6 +516,10 @@ std::string& AutoChoiceNote() {
   static std::string note;
   return note;
 }
+std::string& OrderChoiceNote() {
+  static std::string note;
+  return note;
+}
 
 // The forward's version: -1 chosen by timing at the first tensor-core
 // forward (as the backward's), 0 16 rows per warp, 1 32 (GPT2_ATTENTION_WIDE=0
@@ -607,6 +611,29 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
   return static_cast<BackwardVersion>(choice);
 }
 
+// The blocks' order (tc::BlockGroup): unless GPT2_ATTENTION_GROUP fixed it,
+// the first tensor-core backward times backward version v with the longest
+// row blocks of groups of pairs first and head by head (the H100 run's
+// order), and every attention kernel keeps the faster.
+void ChooseBlockOrder(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
+                      const float* lse, const float* delta, int B, int T, int C,
+                      int NH, void* fused_workspace, CUstream_st* stream) {
+  static bool chosen = tc::BlockGroupFixed();
+  if (chosen) return;
+  chosen = true;
+  const int group = tc::BlockGroup();
+  const std::string grouped =
+      "longest first in groups of " + std::to_string(group) + " pairs";
+  const char* const names[] = {grouped.c_str(), "head by head"};
+  const int pick =
+      Fastest(stream, names, 2, B, T, &OrderChoiceNote(), [&](int order) {
+        tc::SetBlockGroup(order == 0 ? group : 1);
+        RunBackward(v, dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                    fused_workspace, stream);
+      });
+  tc::SetBlockGroup(pick == 0 ? group : 1);
+}
+
 // The forward's version (ForwardVersion), timed the first time if not fixed.
 bool WideForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                  int NH, CUstream_st* stream) {
@@ -635,7 +662,13 @@ bool UseTensorCores(DType dtype, int head_size,
 
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 
-std::string AttentionBackwardChoice() { return AutoChoiceNote(); }
+std::string AttentionBackwardChoice() {
+  const std::string& order = OrderChoiceNote();
+  return AutoChoiceNote() + (order.empty()
+                                 ? ""
+                                 : (AutoChoiceNote().empty() ? "" : "; ") +
+                                       std::string("block order ") + order);
+}
 std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
 void SetAttentionForwardRows(int rows) {
   ForwardVersion() = rows == 32 ? 1 : rows == 16 ? 0 : -1;
@@ -713,6 +746,10 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBackward           ? kLean
           : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
                                                            : kRegisters;
+      if (Ldmatrix()) {
+        ChooseBlockOrder(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
+                         C, NH, fused_workspace, stream);
+      }
       if (!Ldmatrix()) {  // transposed tiles
         return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                      T, C, NH, false, false, stream);

@@ -1089,12 +1089,15 @@ int CurrentMajor() {
   return majors[device];
 }
 
+// GPT2_ATTENTION_GROUP, or 0 where it is not set to a group size.
+int GroupFromEnv() {
+  const char* env = std::getenv("GPT2_ATTENTION_GROUP");
+  const int n = env != nullptr ? std::atoi(env) : 0;
+  return n >= 1 ? n : 0;
+}
+
 int& GroupSetting() {
-  static int pairs = [] {
-    const char* env = std::getenv("GPT2_ATTENTION_GROUP");
-    const int n = env != nullptr ? std::atoi(env) : 0;
-    return n >= 1 ? n : kDefaultBlockGroup;
-  }();
+  static int pairs = GroupFromEnv() > 0 ? GroupFromEnv() : kDefaultBlockGroup;
   return pairs;
 }
 
@@ -1114,6 +1117,7 @@ void SetBlockGroup(int pairs) {
   GroupSetting() = pairs >= 1 ? pairs : kDefaultBlockGroup;
 }
 int BlockGroup() { return GroupSetting(); }
+bool BlockGroupFixed() { return GroupFromEnv() > 0; }
 
 bool Supports(DType dtype, int head_size) {
   return dtype == DType::kBF16 &&

@@ -49,10 +49,13 @@ size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
 // (the largest divisor of B * NH up to it): the kernel ends on short blocks
 // instead of the long ones of its last heads. 1: pair after pair (the order
 // measured on the H100). Default kDefaultBlockGroup, or GPT2_ATTENTION_GROUP
-// at start-up. The same results whatever the order.
+// at start-up (BlockGroupFixed: it was set; else the first backward times the
+// two orders, gpt2::cuda::AttentionBackward). The same results whatever the
+// order.
 constexpr int kDefaultBlockGroup = 32;
 void SetBlockGroup(int pairs);
 int BlockGroup();
+bool BlockGroupFixed();
 
 }  // namespace gpt2::cuda::tc
 

@@ -1049,6 +1049,28 @@ TEST_P(CudaOps, AttentionBlockOrderIsBitwiseTheSame) {
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
 
+// On a GPU the first tensor-core backward times the versions and the blocks'
+// order, keeps the fastest, and says so (the trainer's and the bench's
+// "kernels chosen by timing" line); the chosen order is one of the two.
+TEST_P(CudaOps, AttentionChoosesByTiming) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (kEmulated) GTEST_SKIP() << "the emulator times nothing (by design)";
+  const int B = 2, T = 256, C = 768, NH = 12;
+  const int group = cuda::tc::BlockGroup();
+  cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+  const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 75);
+  auto g_dqkv = Gpu(Random(B * T * 3 * C, 77));
+  cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view, in.out.view,
+                           in.lse.view, B, T, C, NH);
+  const std::string note = cuda::AttentionBackwardChoice();
+  EXPECT_NE(note.find(" ms against "), std::string::npos) << note;
+  if (!cuda::tc::BlockGroupFixed()) {
+    EXPECT_NE(note.find("block order "), std::string::npos) << note;
+    EXPECT_TRUE(cuda::tc::BlockGroup() == group || cuda::tc::BlockGroup() == 1)
+        << cuda::tc::BlockGroup();
+  }
+}
+
 // The fused backward (dQ in the dK/dV kernel, shares added in a fixed order)
 // against the lean two-kernel one: dK and dV are the same arithmetic (the
 // same bits in the emulator; within one bf16 step on a GPU, where the other
