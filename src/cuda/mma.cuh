@@ -141,6 +141,27 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const bf16* row) {
 #endif
 }
 
+// The four 8x8 matrices of a 16x16 tile at `tile` (rows `stride` elements
+// apart, 16-byte aligned) through one ldmatrix.x4: matrix j at row 8 (j % 2),
+// column 8 (j / 2) (kDownFirst), or at row 8 (j / 2), column 8 (j % 2).
+template <bool kTrans, bool kDownFirst>
+__device__ __forceinline__ void LdMatrixTile(uint32_t (&r)[4], const bf16* tile,
+                                             int stride) {
+  const int lane = threadIdx.x % 32, j = lane / 8;
+  const int row = 8 * (kDownFirst ? j % 2 : j / 2) + lane % 8;
+  LdMatrixX4<kTrans>(r, tile + row * stride + 8 * (kDownFirst ? j / 2 : j % 2));
+}
+
+// The B fragments of two neighbouring 16x8 tiles from a tile's registers in
+// matrix order (n 0-7 first, then n 8-15).
+__device__ __forceinline__ void SplitB(const uint32_t (&r)[4],
+                                       uint32_t (&b0)[2], uint32_t (&b1)[2]) {
+  b0[0] = r[0];
+  b0[1] = r[1];
+  b1[0] = r[2];
+  b1[1] = r[3];
+}
+
 // The A fragment (m16 x k16) of a product whose A is row-major in shared
 // memory, A[m][k] at tile[m * stride + k]; `tile` points at A[m0][k0]. The
 // matrices are (m 0-7, k 0-7), (m 8-15, k 0-7), (m 0-7, k 8-15), (m 8-15,
@@ -148,9 +169,7 @@ __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const bf16* row) {
 // Rows 16-byte aligned (stride a multiple of 8). Warp-collective.
 __device__ __forceinline__ void LdMatrixA(uint32_t (&a)[4], const bf16* tile,
                                           int stride) {
-  const int lane = threadIdx.x % 32;
-  LdMatrixX4<false>(
-      a, tile + ((lane % 8) + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16));
+  LdMatrixTile<false, true>(a, tile, stride);
 }
 
 // B fragments (k16) of two neighbouring 16x8 tiles (columns n0..n0+7 and
@@ -162,14 +181,9 @@ __device__ __forceinline__ void LdMatrixA(uint32_t (&a)[4], const bf16* tile,
 // on. Rows 16-byte aligned. Warp-collective.
 __device__ __forceinline__ void LdMatrixB(uint32_t (&b0)[2], uint32_t (&b1)[2],
                                           const bf16* tile, int stride) {
-  const int lane = threadIdx.x % 32;
   uint32_t r[4];
-  LdMatrixX4<false>(
-      r, tile + ((lane % 8) + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2));
-  b0[0] = r[0];
-  b0[1] = r[1];
-  b1[0] = r[2];
-  b1[1] = r[3];
+  LdMatrixTile<false, false>(r, tile, stride);
+  SplitB(r, b0, b1);
 }
 
 // B fragments of two neighbouring 16x8 tiles (columns n0..n0+7 and
@@ -182,14 +196,9 @@ __device__ __forceinline__ void LdMatrixB(uint32_t (&b0)[2], uint32_t (&b1)[2],
 __device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
                                                uint32_t (&b1)[2],
                                                const bf16* tile, int stride) {
-  const int lane = threadIdx.x % 32;
   uint32_t r[4];
-  LdMatrixX4<true>(
-      r, tile + ((lane % 8) + 8 * ((lane / 8) % 2)) * stride + 8 * (lane / 16));
-  b0[0] = r[0];
-  b0[1] = r[1];
-  b1[0] = r[2];
-  b1[1] = r[3];
+  LdMatrixTile<true, true>(r, tile, stride);
+  SplitB(r, b0, b1);
 }
 
 // The A fragment (m16 x k16) of a product whose A is stored transposed in
@@ -199,9 +208,7 @@ __device__ __forceinline__ void LdMatrixBTrans(uint32_t (&b0)[2],
 // (k 0-7, m 8-15), (k 8-15, m 0-7), (k 8-15, m 8-15): a[0..3] in mma's order.
 __device__ __forceinline__ void LdMatrixATrans(uint32_t (&a)[4],
                                                const bf16* tile, int stride) {
-  const int lane = threadIdx.x % 32;
-  LdMatrixX4<true>(
-      a, tile + ((lane % 8) + 8 * (lane / 16)) * stride + 8 * ((lane / 8) % 2));
+  LdMatrixTile<true, false>(a, tile, stride);
 }
 
 }  // namespace gpt2::cuda

@@ -17,8 +17,9 @@ namespace gpt2::cuda {
 std::string CheckMmaLayout();
 
 // Loads B and A fragments from a shared tile of known values with
-// LdMatrixBTrans, LdMatrixATrans, LdMatrixB and LdMatrixA and compares every lane's registers with
-// the layout above; "" when they match. Needs sm_80 or newer (or the emulator).
+// LdMatrixBTrans, LdMatrixATrans, LdMatrixB and LdMatrixA and compares every
+// lane's registers with the layout above; "" when they match. Needs sm_80 or
+// newer (or the emulator).
 std::string CheckLdMatrixLayout();
 
 }  // namespace gpt2::cuda

@@ -663,11 +663,11 @@ bool UseTensorCores(DType dtype, int head_size,
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 
 std::string AttentionBackwardChoice() {
-  const std::string& order = OrderChoiceNote();
-  return AutoChoiceNote() + (order.empty()
-                                 ? ""
-                                 : (AutoChoiceNote().empty() ? "" : "; ") +
-                                       std::string("block order ") + order);
+  std::string note = AutoChoiceNote();
+  if (!OrderChoiceNote().empty())
+    note +=
+        (note.empty() ? "block order " : "; block order ") + OrderChoiceNote();
+  return note;
 }
 std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
 void SetAttentionForwardRows(int rows) {
@@ -746,14 +746,12 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBackward           ? kLean
           : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
                                                            : kRegisters;
-      if (Ldmatrix()) {
-        ChooseBlockOrder(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
-                         C, NH, fused_workspace, stream);
-      }
       if (!Ldmatrix()) {  // transposed tiles
         return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                      T, C, NH, false, false, stream);
       }
+      ChooseBlockOrder(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
+                       C, NH, fused_workspace, stream);
       return RunBackward(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
                          C, NH, fused_workspace, stream);
     }

@@ -1097,7 +1097,7 @@ int GroupFromEnv() {
 }
 
 int& GroupSetting() {
-  static int pairs = GroupFromEnv() > 0 ? GroupFromEnv() : kDefaultBlockGroup;
+  static int pairs = BlockGroupFixed() ? GroupFromEnv() : kDefaultBlockGroup;
   return pairs;
 }
 
