@@ -234,16 +234,12 @@ group_tests() {
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
   off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
     "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
-  off "Types/CudaOps\.ClassifierRowInShared" GPT2_CLASSIFIER_SHARED=0 \
-    "the classifier keeping its row in shared memory failed its test: two reads from here on"
   off "Types/CudaOps\.LayerNormBackwardPrefetch" GPT2_LAYERNORM_PREFETCH=0 \
     "the prefetching LayerNorm backward failed its test: the previous kernel from here on"
   off "Types/CudaOps\.ResidualLayerNormMatmul" GPT2_DECODE_FUSION=0 \
     "the decode LayerNorm fusion failed its test: separate kernels from here on"
   off "Types/CudaOps\.SampleTopK" GPT2_DEVICE_SAMPLING=0 \
     "device top-k sampling failed its test: host sampling from here on"
-  off "Types/CudaOps\.AttentionDecode" GPT2_DECODE_ATTENTION=warp \
-    "decode attention failed its test: the warp-per-position kernel from here on"
   off "Types/CudaDecode\.DrawingAhead" GPT2_DECODE_LOOKAHEAD=1 \
     "drawing tokens ahead failed its test: one draw per wait from here on"
   off "CudaDecode\." GPT2_DECODE_GRAPHS=0 \
@@ -262,9 +258,6 @@ group_bench() {
   # Bias gradients from cuBLASLt's BGRADB epilogue instead of our column sums.
   [ "${GPT2_BIAS_EPILOGUE_BROKEN:-0}" = 1 ] ||
     GPT2_BIAS_EPILOGUE=1 bench bench_biasepi_B16 16 --steps 5
-  # The classifier reading its row twice, as before it kept the row in shared memory
-  # between its passes (1.66 ms of the H100's 35.7 ms step): the per-op tables side by side.
-  GPT2_CLASSIFIER_SHARED=0 bench bench_classifier2_B16 16 --steps 5
   # The LayerNorm backward loading dinp after the row's sums, as before it loaded the row's
   # three tensors at once (1.57 ms of the H100's step, 1.6 TB/s).
   GPT2_LAYERNORM_PREFETCH=0 bench bench_lnbwd2_B16 16 --steps 5
@@ -324,16 +317,15 @@ group_compare() {
   run shakespeare_torch_bf16 120 train.txt "${torch[@]}" --max_seconds 80 \
     --precision bf16_pure --metrics "$logs/metrics_torch_bf16.jsonl"
   grep -E "^shakespeare_torch|first at step|^done" "$logs/train.txt" | tail -3 | tee -a "$logs/machine.txt"
-  # The H200 run (fb05914's kernels, the init drawn before 52a96de) was at 3.79 / 3.09 at
-  # steps 1,000 / 1,500, close to PyTorch (3.71 / 2.98); the H100 run (3f7ee8e) at 4.01 /
-  # 3.40. If ours from PyTorch's init still lags, DEVICE_CHECK_COMPARE_OLD_KERNELS=1 runs it
-  # again with the switchable kernels of that range set back (transposed-tile attention
-  # with the register backward, LayerNorm backward without prefetch, classifier with two
-  # reads, no bias epilogue, the general (not packed) LayerNorm and classifier kernels):
-  # tracking PyTorch then points at one of them (bisect with the switches one by one).
+  # Settled on the H200 at 27405ed (logs/gpu_h200_2026-11-26_2): from PyTorch's init ours
+  # tracked PyTorch autocast and was a little ahead (mean loss 3.65 against 3.72 at step
+  # 1,000), and so was ours with the switchable kernels of fb05914..3f7ee8e set back
+  # (DEVICE_CHECK_COMPARE_OLD_KERNELS=1: transposed-tile attention with the register
+  # backward, LayerNorm backward without prefetch, no bias epilogue, the general (not
+  # packed) LayerNorm and classifier kernels; 3.60). The gap was our init draw (`seeds`).
   if [ "${DEVICE_CHECK_COMPARE_OLD_KERNELS:-0}" = 1 ]; then
     GPT2_ATTENTION_LDMATRIX=0 GPT2_ATTENTION_LEAN=0 GPT2_ATTENTION_FUSED=0 \
-      GPT2_LAYERNORM_PREFETCH=0 GPT2_CLASSIFIER_SHARED=0 GPT2_BIAS_EPILOGUE=0 \
+      GPT2_LAYERNORM_PREFETCH=0 GPT2_BIAS_EPILOGUE=0 \
       GPT2_LAYERNORM_PACKED=0 GPT2_CLASSIFIER_PACKED=0 \
       train shakespeare_bf16_old_kernels gpt2_124m_shakespeare "$secs" \
       metrics_bf16_old_kernels.jsonl --init_from "$init" --set checkpoint.save_at_end=false
@@ -395,6 +387,22 @@ group_sweep() {
   local specs=()
   for entry in "${SWEEP[@]}"; do specs+=("${entry%%|*}=${entry#*|} ${DEVICE_CHECK_SWEEP_FLAGS:-}"); done
   pick fast_flags "${specs[@]}"
+}
+
+group_seeds() {
+  # How much the init draw alone moves the curve. From the same weights (PyTorch's init)
+  # ours tracked PyTorch and was a little ahead (mean loss 3.65 at step 1,000 against
+  # 3.72); from its own draw (seed 1337) the same recipe was at 3.97 (the H200 at 27405ed)
+  # and 4.01 (the H100 at 3f7ee8e), and an older draw 3.79. The default recipe from other
+  # seeds, 45 s each (~1,250 steps on an H200): the matched-steps table of SUMMARY.md puts
+  # them side by side. All near 3.65: something in our draw is systematically worse than
+  # PyTorch's (compare the init's statistics tensor by tensor); spread over 3.6-4.0: the
+  # draw's luck, and a time to 0.1 is then a median over seeds.
+  local seed
+  for seed in ${DEVICE_CHECK_SEEDS:-1 2 3}; do
+    train "shakespeare_seed$seed" gpt2_124m_shakespeare "${DEVICE_CHECK_SEEDS_S:-45}" \
+      "metrics_seed$seed.jsonl" --set train.seed="$seed" --set checkpoint.save_at_end=false
+  done
 }
 
 group_fast() {
@@ -481,20 +489,10 @@ group_decode() {
   GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" \
     --device cuda --bench --random_124m --data_dir "$stage/data"
   grep -E "tokens/s" "$logs/bench.txt" | tail -4 | tee -a "$logs/machine.txt"
-  # The top-k draw reading its row from global memory (strided) instead of a shared-memory
-  # copy: the per-op table's `sample` line against decode_bench_no_graphs' (delete the
-  # slower after this run).
-  GPT2_DECODE_GRAPHS=0 GPT2_SAMPLE_STAGED=0 run decode_bench_sample_global 60 bench.txt \
-    "$stage/bin/gpt2_sample" --device cuda --bench --random_124m --bench_runs 1 \
-    --data_dir "$stage/data"
   # Long generations (1,000 positions): the decode attention reads the whole cache each
-  # token; the wide kernel (every thread on its own positions) against the previous
-  # warp-per-position one (GPT2_DECODE_ATTENTION=warp; delete the slower after this run).
+  # token (1,991 tokens/s at batch 1 on the H200, against 2,118 over 72 positions).
   run decode_bench_long 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench \
     --random_124m --bench_tokens 1000 --bench_runs 1 --data_dir "$stage/data"
-  GPT2_DECODE_ATTENTION=warp run decode_bench_long_warp 60 bench.txt \
-    "$stage/bin/gpt2_sample" --device cuda --bench --random_124m --bench_tokens 1000 \
-    --bench_runs 1 --data_dir "$stage/data"
   grep -E "tokens/s" "$logs/bench.txt" | tail -8 | tee -a "$logs/machine.txt"
   # The same two ranks on the GPU as a test (label gpu): loss curves against one process.
   run gpu_mpi_test 120 gpu_tests.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH \
@@ -551,10 +549,16 @@ group_profile() {
       --launch-skip 120 --launch-count 6 "${sections[@]}" \
       --section ComputeWorkloadAnalysis --section InstructionStats \
       "$stage/bin/gpt2_bench" "${bench_args[@]}"
-    run ncu_memory_bound 90 profile.txt "${ncu:-ncu}" --kernel-name-base function \
-      --kernel-name 'regex:^(LayerNormBackwardFusedKernel|LayerNormForwardPackedKernel|ClassifierSharedKernel|ClassifierPackedKernel|AdamWPackedKernel)$' \
-      --launch-skip 80 --launch-count 8 "${sections[@]}" \
-      "$stage/bin/gpt2_bench" "${bench_args[@]}"
+    # The memory-bound kernels one at a time (one regex over all of them spent its launches
+    # on the first kernel that matched): NAME:SKIP:COUNT, skips past the first step.
+    local spec kernel skip count
+    for spec in LayerNormBackwardFusedKernel:30:2 ClassifierPackedKernel:2:1 \
+      AdamWPackedKernel:20:2 LayerNormForwardPackedKernel:30:1; do
+      IFS=: read -r kernel skip count <<<"$spec"
+      run "ncu_$kernel" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
+        --kernel-name "$kernel" --launch-skip "$skip" --launch-count "$count" \
+        "${sections[@]}" "$stage/bin/gpt2_bench" "${bench_args[@]}"
+    done
     grep -E "^  [A-Za-z].*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Theoretical Occupancy|Stall|Issue Slots Busy|Executed Ipc Active|Executed Instructions  " \
       "$logs/profile.txt" | head -160 >>"$logs/machine.txt"
   else
@@ -577,7 +581,7 @@ for group in $groups; do
     log "group $group"
     "group_$group"
   else
-    log "unknown group '$group' (groups: tests bench compare sweep fast proof dist decode extra profile)"
+    log "unknown group '$group' (groups: tests bench compare seeds sweep fast proof dist decode extra profile)"
   fi
 done
 rm -rf "$runs"

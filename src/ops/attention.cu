@@ -785,17 +785,16 @@ void AttentionDecode(Tensor out, Tensor k_cache, Tensor v_cache, Tensor qkv,
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   // Room for any position: the launch must not depend on it.
   const size_t smem = sizeof(float) * max_T;
-  // The wide kernel where its 16-byte reads line up (GPT-2's shapes);
-  // GPT2_DECODE_ATTENTION=warp keeps the warp-per-position kernel (until a GPU
-  // run has timed both).
-  static const bool warp_kernel = EnvIs("GPT2_DECODE_ATTENTION", "warp");
+  // The wide kernel where its 16-byte reads line up (GPT-2's shapes): 3.2x
+  // the warp-per-position kernel's tokens/s over 1,000 positions on the H200
+  // (logs/gpu_h200_2026-11-26_2); that one serves the other head sizes.
   DispatchFloat(out.dtype, [&](auto zero) {
     using F = decltype(zero);
     constexpr int kN = Pack16<F>::kN;
     const bool aligned = hs % kN == 0 && C % kN == 0 &&
                          reinterpret_cast<uintptr_t>(k_cache.data) % 16 == 0 &&
                          reinterpret_cast<uintptr_t>(v_cache.data) % 16 == 0;
-    if (aligned && !warp_kernel) {
+    if (aligned) {
       CheckLaunch(GPT2_LAUNCH(AttentionDecodeWideKernel<F>, dim3(B, NH),
                               kDecodeWideThreads, smem, stream, Ptr<F>(out),
                               Ptr<F>(k_cache), Ptr<F>(v_cache), Ptr<F>(qkv),

@@ -116,57 +116,6 @@ __global__ void ClassifierPackedKernel(T* logits, float* losses,
   }
 }
 
-// The packed version keeping the row in shared memory between the two passes:
-// the row is read once and written once, a third less traffic than above, with
-// the same arithmetic in the same order (the same bits). GPT-2's row of 50,304
-// bf16 logits is 98 KiB: two blocks fit an SM, so one streams while the other
-// reduces.
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 2)
-    ClassifierSharedKernel(T* logits, float* losses, const int32_t* targets,
-                           int V, int Vp, float dloss, bool write_grad) {
-  constexpr int kN = Pack16<T>::kN;
-  __shared__ float scratch[32];
-  GPT2_EXTERN_SHARED(uint4, row_cache);  // Vp of T
-  T* cache = reinterpret_cast<T*>(row_cache);
-  T* row = logits + int64_t{blockIdx.x} * Vp;
-  float max_logit = -INFINITY, sum = 0.0f;
-  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
-    const Pack16<T> pack = LoadPack16(row + v0);
-    if (v0 < V) AddPackToRowStats(pack, v0, V, max_logit, sum);
-    StorePack16(cache + v0, pack);
-  }
-  const float lse = RowLogSumExp(max_logit, sum, scratch);
-  const int target = targets[blockIdx.x];
-  // cache[target] was written by another thread: the reduction's barriers
-  // above make it visible. (row[target] may already hold its gradient: other
-  // threads go on to the second pass without waiting.)
-  if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(cache[target]);
-  if (!write_grad) return;
-  // Each thread reads back only the packs it wrote: no barrier needed.
-  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
-    Pack16<T> pack = LoadPack16(cache + v0);
-    PackToGradient(pack, v0, V, target, lse, dloss);
-    StorePack16(row + v0, pack);
-  }
-}
-
-// The most shared memory a ClassifierSharedKernel block may take: two blocks
-// per SM on sm_90 (228 KiB an SM; one on sm_80's 164).
-constexpr int kSharedRowBytes = 112 * 1024;
-
-// Whether two blocks keeping rows of `row_bytes` fit one SM of this device:
-// one block alone would leave its SM's memory idle while it reduces, and
-// reading twice is then the faster choice (an A100's 164 KiB hold one
-// GPT-2 row of 98 KiB, an H100's 228 KiB two).
-bool TwoRowsFitAnSm(int row_bytes) {
-  static const int per_sm =
-      CurrentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor, 0);
-  // Each block also holds its 128-byte scratch and the 1 KiB the runtime
-  // reserves per block.
-  return 2 * (row_bytes + 128 + 1024) <= per_sm;
-}
-
 // acc[0] += scale * sum(x), one block, fixed order.
 template <typename T>
 __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
@@ -178,16 +127,7 @@ __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
   if (threadIdx.x == 0) acc[0] += sum * scale;
 }
 
-bool& RowInShared() {
-  // GPT2_CLASSIFIER_SHARED=0: the version reading the row twice.
-  static bool on = !EnvIs("GPT2_CLASSIFIER_SHARED", "0");
-  return on;
-}
-
 }  // namespace
-
-void SetClassifierRowInShared(bool on) { RowInShared() = on; }
-bool ClassifierRowInShared() { return RowInShared(); }
 
 void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
@@ -199,32 +139,6 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
     static const bool packed = !EnvIs("GPT2_CLASSIFIER_PACKED", "0");
     if (packed && Vp % Pack16<F>::kN == 0 &&
         reinterpret_cast<uintptr_t>(logits.data) % 16 == 0) {
-      const int row_bytes = Vp * static_cast<int>(sizeof(F));
-      if (ClassifierRowInShared() && row_bytes <= kSharedRowBytes &&
-          TwoRowsFitAnSm(row_bytes)) {
-        static const bool allowed = [] {
-          const void* kernel =
-              reinterpret_cast<const void*>(&ClassifierSharedKernel<F>);
-          CheckLaunch(cudaFuncSetAttribute(
-                          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          kSharedRowBytes),
-                      "ClassifierSharedKernel (shared memory size)");
-          CheckLaunch(
-              cudaFuncSetAttribute(
-                  kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                  cudaSharedmemCarveoutMaxShared),
-              "ClassifierSharedKernel (shared memory carveout)");
-          return true;
-        }();
-        (void)allowed;
-        CheckLaunch(
-            GPT2_LAUNCH(ClassifierSharedKernel<F>, static_cast<unsigned>(N),
-                        kThreads, row_bytes, stream, Ptr<F>(logits),
-                        Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
-                        static_cast<float>(dloss), write_grad),
-            "ClassifierSharedKernel");
-        return;
-      }
       CheckLaunch(
           GPT2_LAUNCH(ClassifierPackedKernel<F>, static_cast<unsigned>(N),
                       kThreads, 0, stream, Ptr<F>(logits), Ptr<float>(losses),

@@ -35,11 +35,6 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
                        CUstream_st* stream);
 void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream);
-// Whether the packed classifier keeps each row in shared memory between its
-// two passes (read once) or reads it twice; the same bits either way. On unless
-// GPT2_CLASSIFIER_SHARED=0; tests set it.
-void SetClassifierRowInShared(bool on);
-bool ClassifierRowInShared();
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_CLASSIFIER_H_

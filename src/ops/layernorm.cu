@@ -147,6 +147,37 @@ constexpr int kFusedRowsPerBlock = kFusedWarps * kRowsPerWarp;
 template <typename T, typename TR, int kIters>
 constexpr bool kPrefetchFits = std::is_same_v<T, TR>&& kIters <= 3;
 
+// One channel of a row, the same arithmetic in both versions, every operation
+// rounded on its own (the _rn intrinsics are never contracted into FMAs): the
+// prefetching version recomputes norm and dnorm in its second pass where the
+// other keeps them, and nvcc contracting `w * dy - mean` there but not here
+// gave different fp32 bits on the H200 (logs/gpu_h200_2026-11-26_2).
+struct ChannelTerms {
+  float norm, dnorm;
+};
+__device__ __forceinline__ ChannelTerms LayerNormChannel(float x, float dy,
+                                                         float w, float mean,
+                                                         float rstd) {
+  return {__fmul_rn(__fsub_rn(x, mean), rstd), __fmul_rn(w, dy)};
+}
+// The first pass's sums for one channel.
+__device__ __forceinline__ void AddChannel(ChannelTerms t, float dy,
+                                           float& dnorm_sum,
+                                           float& dnorm_norm_sum, float& dw,
+                                           float& db) {
+  dnorm_sum = __fadd_rn(dnorm_sum, t.dnorm);
+  dnorm_norm_sum = __fmaf_rn(t.dnorm, t.norm, dnorm_norm_sum);
+  dw = __fmaf_rn(t.norm, dy, dw);
+  db = __fadd_rn(db, dy);
+}
+// dinp's new value for one channel.
+__device__ __forceinline__ float DinpPlus(float dinp, ChannelTerms t,
+                                          float dnorm_mean,
+                                          float dnorm_norm_mean, float rstd) {
+  const float centred = __fsub_rn(t.dnorm, dnorm_mean);
+  return __fmaf_rn(__fmaf_rn(-t.norm, dnorm_norm_mean, centred), rstd, dinp);
+}
+
 template <typename T, typename TR, int kIters, bool kPrefetch>
 __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
     LayerNormBackwardFusedKernel(TR* dinp, float* partial, const T* dout,
@@ -186,12 +217,8 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
         const Pack16<T> w = LoadPack16(weight + (i * 32 + lane) * kN);
         for (int j = 0; j < kN; ++j) {
           const float g = ToFloat(dy[i].v[j]);
-          const float norm = (x_of(i, j) - m) * s;
-          const float dnorm = ToFloat(w.v[j]) * g;
-          dnorm_sum += dnorm;
-          dnorm_norm_sum += dnorm * norm;
-          dw[i][j] += norm * g;
-          db[i][j] += g;
+          AddChannel(LayerNormChannel(x_of(i, j), g, ToFloat(w.v[j]), m, s), g,
+                     dnorm_sum, dnorm_norm_sum, dw[i][j], db[i][j]);
         }
       }
       const float dnorm_mean = WarpSum(dnorm_sum) / C;
@@ -200,18 +227,18 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
         const int c = (i * 32 + lane) * kN;
         const Pack16<T> w = LoadPack16(weight + c);
         for (int j = 0; j < kN; ++j) {
-          const float norm = (x_of(i, j) - m) * s;
-          const float dnorm = ToFloat(w.v[j]) * ToFloat(dy[i].v[j]);
+          const ChannelTerms t = LayerNormChannel(
+              x_of(i, j), ToFloat(dy[i].v[j]), ToFloat(w.v[j]), m, s);
           TR& dx = dx_raw[i][j / Pack16<TR>::kN].v[j % Pack16<TR>::kN];
-          dx = FromFloat<TR>(ToFloat(dx) +
-                             (dnorm - dnorm_mean - norm * dnorm_norm_mean) * s);
+          dx = FromFloat<TR>(
+              DinpPlus(ToFloat(dx), t, dnorm_mean, dnorm_norm_mean, s));
         }
         for (int p = 0; p < kRPacks; ++p)
           StorePack16(dinp + row * C + c + p * Pack16<TR>::kN, dx_raw[i][p]);
       }
     } else {
       const float m = mean[row], s = rstd[row];
-      float norm[kIters][kN], dnorm[kIters][kN];
+      ChannelTerms terms[kIters][kN];
       float dnorm_sum = 0.0f, dnorm_norm_sum = 0.0f;
       for (int i = 0; i < kIters; ++i) {
         const int c = (i * 32 + lane) * kN;
@@ -221,12 +248,9 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
         const Pack16<T> w = LoadPack16(weight + c);
         for (int j = 0; j < kN; ++j) {
           const float g = ToFloat(dy.v[j]);
-          norm[i][j] = (x[j] - m) * s;
-          dnorm[i][j] = ToFloat(w.v[j]) * g;
-          dnorm_sum += dnorm[i][j];
-          dnorm_norm_sum += dnorm[i][j] * norm[i][j];
-          dw[i][j] += norm[i][j] * g;
-          db[i][j] += g;
+          terms[i][j] = LayerNormChannel(x[j], g, ToFloat(w.v[j]), m, s);
+          AddChannel(terms[i][j], g, dnorm_sum, dnorm_norm_sum, dw[i][j],
+                     db[i][j]);
         }
       }
       const float dnorm_mean = WarpSum(dnorm_sum) / C;
@@ -235,10 +259,8 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
         const int c = (i * 32 + lane) * kN;
         float dx[kN];
         LoadFloats<kN>(dinp + row * C + c, dx);
-        for (int j = 0; j < kN; ++j) {
-          dx[j] +=
-              (dnorm[i][j] - dnorm_mean - norm[i][j] * dnorm_norm_mean) * s;
-        }
+        for (int j = 0; j < kN; ++j)
+          dx[j] = DinpPlus(dx[j], terms[i][j], dnorm_mean, dnorm_norm_mean, s);
         StoreFloats<kN>(dinp + row * C + c, dx);
       }
     }

@@ -8,13 +8,12 @@
 // Every sum runs in a fixed order: the same inputs give the same token.
 //
 // The slices make every pass's loads strided across a warp (32 rows of 32
-// bytes for 64 used); a bf16 row (100 KB for GPT-2) is therefore first copied
-// into shared memory with 16-byte coalesced loads, and the passes read that
-// (GPT2_SAMPLE_STAGED=0 reads global memory, as before).
+// bytes for 64 used). A version copying the bf16 row into shared memory first
+// was no faster on the H200 (2,118 against 2,170 tokens/s at batch 1, graphs
+// off; logs/gpu_h200_2026-11-26_2) and is gone.
 #include <climits>
 #include <cstdint>
 
-#include "src/core/env.h"
 #include "src/cuda/common.cuh"
 #include "src/ops/sample.h"
 
@@ -81,31 +80,17 @@ __device__ __forceinline__ uint32_t KeyAt(const bf16* row, int i) {
   return SampleKey(__float_as_uint(ToFloat(row[i])));
 }
 
-// A row staged in shared memory is at most this big (bf16 GPT-2: 100,528).
-constexpr int kMaxStagedBytes = 160 * 1024;
-
-// staged: copy the row into dynamic shared memory (V * sizeof(T) rounded up
-// to 16 bytes) first; the row must be 16-byte aligned.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 1)
     SampleTopKKernel(int32_t* tokens, const T* logits, const int32_t* seeds,
                      const int32_t* counter, int V, int Vp, int top_k,
-                     float inv_temperature, bool staged) {
+                     float inv_temperature) {
   __shared__ int histogram[256];
   __shared__ int int_scratch[kWarps + 1];
   __shared__ float float_scratch[kWarps + 1];
   __shared__ uint32_t chosen_digit;
   __shared__ int chosen_above;
   const T* row = logits + int64_t{blockIdx.x} * Vp;
-  if (staged) {  // uniform over the block
-    GPT2_EXTERN_SHARED(uint4, staged_row);
-    constexpr int kN = Pack16<T>::kN;
-    const int pieces = (V + kN - 1) / kN;  // the last may reach into Vp
-    const uint4* src = reinterpret_cast<const uint4*>(row);
-    for (int i = threadIdx.x; i < pieces; i += kThreads) staged_row[i] = src[i];
-    __syncthreads();
-    row = reinterpret_cast<const T*>(staged_row);
-  }
   const int slice = (V + kThreads - 1) / kThreads;
   const int begin = min(V, static_cast<int>(threadIdx.x) * slice);
   const int end = min(V, begin + slice);
@@ -244,38 +229,12 @@ void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
                  "SampleTopK: tokens, seeds and counter are i32");
   GPT2_CHECK(rows >= 1 && V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0);
   const float inv_temperature = static_cast<float>(1.0 / temperature);
-  static const bool allow_staging = !EnvIs("GPT2_SAMPLE_STAGED", "0");
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
-    constexpr int kN = Pack16<F>::kN;
-    // Whole 16-byte pieces up to V lie within each row of Vp.
-    const int staged_bytes = (V + kN - 1) / kN * 16;
-    bool staged = allow_staging && Vp % kN == 0 &&
-                  reinterpret_cast<uintptr_t>(logits.data) % 16 == 0 &&
-                  staged_bytes <= kMaxStagedBytes;
-    if (staged) {
-      // Once per process: the kernel may take kMaxStagedBytes where the
-      // device has them (sm_80 and newer), else the rows stay in global
-      // memory.
-      static const bool raised = [] {
-        if (CurrentDeviceAttribute(cudaDevAttrMaxSharedMemoryPerBlockOptin, 0) <
-            kMaxStagedBytes + 4096) {
-          return false;
-        }
-        CheckLaunch(
-            cudaFuncSetAttribute(
-                reinterpret_cast<const void*>(&SampleTopKKernel<F>),
-                cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxStagedBytes),
-            "SampleTopKKernel (shared memory size)");
-        return true;
-      }();
-      staged = raised;
-    }
     CheckLaunch(
-        GPT2_LAUNCH(SampleTopKKernel<F>, rows, kThreads,
-                    staged ? staged_bytes : 0, stream, Ptr<int32_t>(tokens),
-                    Ptr<F>(logits), Ptr<int32_t>(seeds), Ptr<int32_t>(counter),
-                    V, Vp, top_k, inv_temperature, staged),
+        GPT2_LAUNCH(SampleTopKKernel<F>, rows, kThreads, 0, stream,
+                    Ptr<int32_t>(tokens), Ptr<F>(logits), Ptr<int32_t>(seeds),
+                    Ptr<int32_t>(counter), V, Vp, top_k, inv_temperature),
         "SampleTopKKernel");
   });
 }

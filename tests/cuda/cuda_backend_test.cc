@@ -1303,38 +1303,6 @@ TEST_P(CudaOps, GeluResidualAdd) {
              tol().atol, "add in place");
 }
 
-// The classifier keeping its row in shared memory gives the bits of the
-// version reading the row twice: losses and gradients, with and without the
-// gradient, at GPT-2's vocab (the f32 row, 196 KiB, is too long for it and
-// takes the two-read version either way).
-TEST_P(CudaOps, ClassifierRowInSharedIsBitwiseTheSame) {
-  for (auto [N, V, Vp] :
-       {std::tuple{5, 1000, 1024}, std::tuple{3, 50257, 50304}}) {
-    const auto logits = Random(N * Vp, 81, 3.0);
-    const auto targets = Tokens(N, V, 82);
-    std::vector<double> losses[2], grads[2];
-    for (const bool shared : {false, true}) {
-      cuda::SetClassifierRowInShared(shared);
-      for (const bool write_grad : {false, true}) {
-        auto g_logits = Gpu(logits), g_t = GpuI32(targets);
-        auto g_loss = GpuF32(std::vector<double>(N));
-        cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
-                                 1.0 / N, write_grad);
-        const auto loss = Download(g_loss, "losses");
-        if (write_grad) {
-          EXPECT_EQ(loss, losses[shared]) << "the loss alone, Vp " << Vp;
-          grads[shared] = Download(g_logits, "dlogits");
-        } else {
-          losses[shared] = loss;
-        }
-      }
-    }
-    cuda::SetClassifierRowInShared(true);
-    EXPECT_EQ(losses[0], losses[1]) << "Vp " << Vp;
-    EXPECT_EQ(grads[0], grads[1]) << "Vp " << Vp;
-  }
-}
-
 TEST_P(CudaOps, ClassifierAndSums) {
   // Vp a multiple of 8 (bf16) or 4 (f32) takes the packed kernel, with the
   // real vocab ending inside a pack (9 of 12, GPT-2's 50257 of 50304).
