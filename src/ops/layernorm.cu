@@ -178,20 +178,72 @@ __device__ __forceinline__ float DinpPlus(float dinp, ChannelTerms t,
   return __fmaf_rn(__fmaf_rn(-t.norm, dnorm_norm_mean, centred), rstd, dinp);
 }
 
-template <typename T, typename TR, int kIters, bool kPrefetch>
-__global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
+// The fused backward's versions, in the order they were written (each gives
+// the previous one's bits): kSumsFirst loads dinp after the row's sums (the
+// version the H100 and H200 runs measured: 1.9 ms a B=16 step on the H200,
+// 1.3 TB/s); kPrefetch loads inp, dout and dinp at once (one wait on memory
+// per row instead of two; 128 registers, 2 blocks an SM); kSharedSums is
+// kPrefetch with each warp's dweight and dbias sums in shared memory instead
+// of 2 kN kIters registers a lane (bf16 C = 768: 48 registers), for 3 blocks
+// (24 warps) an SM (ptxas sm_90, bf16 C = 768: 80 registers, no spill; at 64
+// registers for 4 blocks it spills 136 bytes): three times the rows in
+// flight of kSumsFirst.
+enum class LnBackward { kSumsFirst, kPrefetch, kSharedSums };
+
+// Dynamic shared memory of a kSharedSums block: per warp, C floats of
+// dweight sums and C of dbias sums, each indexed by SumSlot (48 KiB at bf16
+// C = 768: no opt-in needed).
+constexpr int SharedSumsBytes(int C) {
+  return kFusedWarps * 2 * C * static_cast<int>(sizeof(float));
+}
+// Where channel (i * 32 + lane) * kN + j of a warp's sums sits: [j][i][lane],
+// so the 32 lanes of an access hit 32 banks.
+template <int kIters>
+__device__ __forceinline__ int SumSlot(int i, int j, int lane) {
+  return (j * kIters + i) * 32 + lane;
+}
+
+template <typename T, typename TR, int kIters, LnBackward kVersion>
+__global__ void __launch_bounds__(32 * kFusedWarps,
+                                  kVersion == LnBackward::kSharedSums ? 3
+                                  : kVersion == LnBackward::kPrefetch ? 2
+                                                                      : 1)
     LayerNormBackwardFusedKernel(TR* dinp, float* partial, const T* dout,
                                  const TR* inp, const T* weight,
                                  const float* mean, const float* rstd,
                                  int64_t N) {
+  constexpr bool kPrefetch = kVersion != LnBackward::kSumsFirst;
+  constexpr bool kShared = kVersion == LnBackward::kSharedSums;
   constexpr int kN = Pack16<T>::kN;
   constexpr int kRPacks = kN / Pack16<TR>::kN;  // packs of TR per pack of T
   constexpr int C = kIters * 32 * kN;
-  __shared__ float block_sums[2][C];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  float dw[kIters][kN], db[kIters][kN];
-  for (int i = 0; i < kIters; ++i)
-    for (int j = 0; j < kN; ++j) dw[i][j] = db[i][j] = 0.0f;
+  // A lane's sums: in registers, or (kShared) in its warp's slices.
+  float dw[kShared ? 1 : kIters][kN], db[kShared ? 1 : kIters][kN];
+  float *warp_dw = nullptr, *warp_db = nullptr;
+  if constexpr (kShared) {
+    GPT2_EXTERN_SHARED(float, slices);  // [warp][dweight, dbias][SumSlot]
+    warp_dw = slices + warp * 2 * C;
+    warp_db = warp_dw + C;
+    for (int i = 0; i < kIters; ++i) {
+      for (int j = 0; j < kN; ++j) {
+        warp_dw[SumSlot<kIters>(i, j, lane)] = 0.0f;
+        warp_db[SumSlot<kIters>(i, j, lane)] = 0.0f;
+      }
+    }
+  } else {
+    for (int i = 0; i < kIters; ++i)
+      for (int j = 0; j < kN; ++j) dw[i][j] = db[i][j] = 0.0f;
+  }
+  // The lane's sums of channel (i, j); each lane touches only its own.
+  auto dw_at = [&](int i, int j) -> float& {
+    if constexpr (kShared) return warp_dw[SumSlot<kIters>(i, j, lane)];
+    return dw[kShared ? 0 : i][j];
+  };
+  auto db_at = [&](int i, int j) -> float& {
+    if constexpr (kShared) return warp_db[SumSlot<kIters>(i, j, lane)];
+    return db[kShared ? 0 : i][j];
+  };
   const int64_t first_row =
       blockIdx.x * int64_t{kFusedRowsPerBlock} + warp * int64_t{kRowsPerWarp};
   for (int k = 0; k < kRowsPerWarp; ++k) {
@@ -218,7 +270,7 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
         for (int j = 0; j < kN; ++j) {
           const float g = ToFloat(dy[i].v[j]);
           AddChannel(LayerNormChannel(x_of(i, j), g, ToFloat(w.v[j]), m, s), g,
-                     dnorm_sum, dnorm_norm_sum, dw[i][j], db[i][j]);
+                     dnorm_sum, dnorm_norm_sum, dw_at(i, j), db_at(i, j));
         }
       }
       const float dnorm_mean = WarpSum(dnorm_sum) / C;
@@ -249,8 +301,8 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
         for (int j = 0; j < kN; ++j) {
           const float g = ToFloat(dy.v[j]);
           terms[i][j] = LayerNormChannel(x[j], g, ToFloat(w.v[j]), m, s);
-          AddChannel(terms[i][j], g, dnorm_sum, dnorm_norm_sum, dw[i][j],
-                     db[i][j]);
+          AddChannel(terms[i][j], g, dnorm_sum, dnorm_norm_sum, dw_at(i, j),
+                     db_at(i, j));
         }
       }
       const float dnorm_mean = WarpSum(dnorm_sum) / C;
@@ -265,22 +317,44 @@ __global__ void __launch_bounds__(32 * kFusedWarps, kPrefetch ? 2 : 1)
       }
     }
   }
-  // The block's warps add their sums in warp order (deterministic).
-  for (int w = 0; w < kFusedWarps; ++w) {
-    if (warp == w) {
-      for (int i = 0; i < kIters; ++i) {
-        for (int j = 0; j < kN; ++j) {
-          const int c = (i * 32 + lane) * kN + j;
-          block_sums[0][c] = (w == 0 ? 0.0f : block_sums[0][c]) + dw[i][j];
-          block_sums[1][c] = (w == 0 ? 0.0f : block_sums[1][c]) + db[i][j];
+  // The block's warps add their sums in warp order (deterministic): 0 + the
+  // first warp's, then each next warp's, in every version.
+  float* out_dw = partial + int64_t{blockIdx.x} * C;
+  float* out_db = partial + int64_t{gridDim.x + blockIdx.x} * C;
+  if constexpr (kShared) {
+    __syncthreads();
+    const float* slices = warp_dw - warp * 2 * C;
+    for (int slot = threadIdx.x; slot < C; slot += blockDim.x) {
+      float sum_w = 0.0f, sum_b = 0.0f;
+      for (int w = 0; w < kFusedWarps; ++w) {
+        sum_w = __fadd_rn(sum_w, slices[w * 2 * C + slot]);
+        sum_b = __fadd_rn(sum_b, slices[w * 2 * C + C + slot]);
+      }
+      // slot = (j * kIters + i) * 32 + lane: channel (i * 32 + lane) * kN + j.
+      const int l = slot % 32, i = slot / 32 % kIters, j = slot / 32 / kIters;
+      out_dw[(i * 32 + l) * kN + j] = sum_w;
+      out_db[(i * 32 + l) * kN + j] = sum_b;
+    }
+  } else {
+    __shared__ float block_sums[2][C];
+    for (int w = 0; w < kFusedWarps; ++w) {
+      if (warp == w) {
+        for (int i = 0; i < kIters; ++i) {
+          for (int j = 0; j < kN; ++j) {
+            const int c = (i * 32 + lane) * kN + j;
+            block_sums[0][c] =
+                __fadd_rn(w == 0 ? 0.0f : block_sums[0][c], dw[i][j]);
+            block_sums[1][c] =
+                __fadd_rn(w == 0 ? 0.0f : block_sums[1][c], db[i][j]);
+          }
         }
       }
+      __syncthreads();
     }
-    __syncthreads();
-  }
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    partial[int64_t{blockIdx.x} * C + c] = block_sums[0][c];
-    partial[int64_t{gridDim.x + blockIdx.x} * C + c] = block_sums[1][c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+      out_dw[c] = block_sums[0][c];
+      out_db[c] = block_sums[1][c];
+    }
   }
 }
 
@@ -383,16 +457,23 @@ void LaunchPackedForward(int iters, R* residual, F* out, float* mean,
   });
 }
 
-bool& PrefetchSwitch() {
-  // GPT2_LAYERNORM_PREFETCH=0: the backward loading dinp after the sums.
-  static bool on = !EnvIs("GPT2_LAYERNORM_PREFETCH", "0");
-  return on;
+int& VersionSetting() {
+  // GPT2_LAYERNORM_PREFETCH=0: the backward loading dinp after the sums;
+  // GPT2_LAYERNORM_SHARED_SUMS=0: the prefetching one with its sums in
+  // registers.
+  static int version = EnvIs("GPT2_LAYERNORM_PREFETCH", "0")      ? 0
+                       : EnvIs("GPT2_LAYERNORM_SHARED_SUMS", "0") ? 1
+                                                                  : 2;
+  return version;
 }
 
 }  // namespace
 
-void SetLayerNormBackwardPrefetch(bool on) { PrefetchSwitch() = on; }
-bool LayerNormBackwardPrefetch() { return PrefetchSwitch(); }
+void SetLayerNormBackwardVersion(int version) {
+  GPT2_CHECK(version >= 0 && version <= 2);
+  VersionSetting() = version;
+}
+int LayerNormBackwardVersion() { return VersionSetting(); }
 
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                       Tensor weight, Tensor bias, int64_t N, int C,
@@ -457,13 +538,22 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     if (iters > 0) {
       DispatchPackedIters<F>(iters, [&](auto k) {
         constexpr int kIters = decltype(k)::value;
-        auto* kernel = &LayerNormBackwardFusedKernel<F, R, kIters, false>;
+        auto* kernel =
+            &LayerNormBackwardFusedKernel<F, R, kIters, LnBackward::kSumsFirst>;
+        int smem = 0;
         if constexpr (kPrefetchFits<F, R, kIters>) {
-          if (LayerNormBackwardPrefetch())
-            kernel = &LayerNormBackwardFusedKernel<F, R, kIters, true>;
+          const int version = LayerNormBackwardVersion();
+          if (version == 1) {
+            kernel = &LayerNormBackwardFusedKernel<F, R, kIters,
+                                                   LnBackward::kPrefetch>;
+          } else if (version == 2) {
+            kernel = &LayerNormBackwardFusedKernel<F, R, kIters,
+                                                   LnBackward::kSharedSums>;
+            smem = SharedSumsBytes(C);
+          }
         }
         CheckLaunch(
-            GPT2_LAUNCH(kernel, blocks, 32 * kFusedWarps, 0, stream,
+            GPT2_LAUNCH(kernel, blocks, 32 * kFusedWarps, smem, stream,
                         Ptr<R>(dinp), partial, Ptr<F>(dout), Ptr<R>(inp),
                         Ptr<F>(weight), Ptr<float>(mean), Ptr<float>(rstd), N),
             "LayerNormBackwardFusedKernel");

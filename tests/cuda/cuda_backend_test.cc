@@ -305,11 +305,13 @@ TEST_P(CudaOps, Encoder) {
   }
 }
 
-// The packed LayerNorm backward loading a row's tensors all at once gives the
-// bits of the version loading dinp after the sums, at the widths where it runs
-// (bf16 up to 768 channels, f32 up to 384; the fp32 residual stream and wider
-// rows always take the other version, so there is nothing to compare).
-TEST_P(CudaOps, LayerNormBackwardPrefetchIsBitwiseTheSame) {
+// The packed LayerNorm backward's three versions (dinp loaded after the
+// row's sums; all of the row loaded at once; that with the weight and bias
+// gradient sums in shared memory) give the same bits, at the widths where the
+// latter two run (bf16 up to 768 channels, f32 up to 384; the fp32 residual
+// stream and wider rows always take the first, so there is nothing to
+// compare). N = 77 leaves the last block with rows past N.
+TEST_P(CudaOps, LayerNormBackwardVersionsAreBitwiseTheSame) {
   const bool bf16 = dtype() == DType::kBF16;
   for (auto [N, C] : {std::pair{77, 256}, std::pair{130, bf16 ? 768 : 384}}) {
     auto inp = Random(N * C, 91, 2.0), w = Random(C, 92),
@@ -320,24 +322,28 @@ TEST_P(CudaOps, LayerNormBackwardPrefetchIsBitwiseTheSame) {
          g_rstd = GpuF32(std::vector<double>(N));
     cuda_->LayerNormForward(g_out.view, g_mean.view, g_rstd.view, g_inp.view,
                             g_w.view, g_b.view, N, C);
-    std::vector<double> results[2][3];
-    for (const bool prefetch : {false, true}) {
-      cuda::SetLayerNormBackwardPrefetch(prefetch);
+    std::vector<double> results[3][3];
+    const int default_version = cuda::LayerNormBackwardVersion();
+    for (int version = 0; version < 3; ++version) {
+      cuda::SetLayerNormBackwardVersion(version);
       auto g_dinp = Gpu(dinp0), g_dw = Gpu(Random(C, 96)),
            g_db = Gpu(Random(C, 97));
       cuda_->LayerNormBackward(g_dinp.view, g_dw.view, g_db.view, g_dout.view,
                                g_inp.view, g_w.view, g_mean.view, g_rstd.view,
                                N, C);
-      results[prefetch][0] = Download(g_dinp, "dinp");
-      results[prefetch][1] = Download(g_dw, "dw");
-      results[prefetch][2] = Download(g_db, "db");
+      results[version][0] = Download(g_dinp, "dinp");
+      results[version][1] = Download(g_dw, "dw");
+      results[version][2] = Download(g_db, "db");
     }
-    cuda::SetLayerNormBackwardPrefetch(true);
-    const std::string where =
-        "N=" + std::to_string(N) + " C=" + std::to_string(C);
-    EXPECT_EQ(results[0][0], results[1][0]) << where << ": dinp";
-    EXPECT_EQ(results[0][1], results[1][1]) << where << ": dweight";
-    EXPECT_EQ(results[0][2], results[1][2]) << where << ": dbias";
+    cuda::SetLayerNormBackwardVersion(default_version);
+    for (int version = 1; version < 3; ++version) {
+      const std::string where = "N=" + std::to_string(N) +
+                                " C=" + std::to_string(C) + ", version " +
+                                std::to_string(version) + " against 0";
+      EXPECT_EQ(results[0][0], results[version][0]) << where << ": dinp";
+      EXPECT_EQ(results[0][1], results[version][1]) << where << ": dweight";
+      EXPECT_EQ(results[0][2], results[version][2]) << where << ": dbias";
+    }
   }
 }
 
