@@ -426,6 +426,8 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_LEAN", "1") ? AttentionKernels::kLeanBackward
         : EnvIs("GPT2_ATTENTION_LEAN", "kv")
             ? AttentionKernels::kLeanKeyValueBackward
+        : EnvIs("GPT2_ATTENTION_LEAN", "beside")
+            ? AttentionKernels::kLeanBesideBackward
         : EnvIs("GPT2_ATTENTION_LEAN", "0")
             ? AttentionKernels::kRegisterBackward
             : AttentionKernels::kAuto;
@@ -470,29 +472,69 @@ bool Ldmatrix() {
   const AttentionKernels k = KernelChoice();
   return k == AttentionKernels::kAuto || k == AttentionKernels::kLeanBackward ||
          k == AttentionKernels::kRegisterBackward ||
-         k == AttentionKernels::kLeanKeyValueBackward || FusedChoice(k);
+         k == AttentionKernels::kLeanKeyValueBackward ||
+         k == AttentionKernels::kLeanBesideBackward || FusedChoice(k);
 }
 
 // The tensor-core backward's versions (ldmatrix): the block's own rows in
-// registers, in shared memory (lean), lean in the dK/dV kernel only, or lean
-// with dQ fused into the dK/dV kernel, registers capped for 3 or 2 blocks per
-// SM. The fused ones last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
+// registers, in shared memory (lean), lean in the dK/dV kernel only, the two
+// lean kernels side by side on two streams, or lean with dQ fused into the
+// dK/dV kernel, registers capped for 3 or 2 blocks per SM. The fused ones
+// last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
   kLeanKeyValue = 2,
-  kFused = 3,
-  kFusedTwo = 4
+  kLeanBeside = 3,
+  kFused = 4,
+  kFusedTwo = 5
 };
-const char* const kBackwardNames[] = {"registers", "lean", "lean dK/dV",
-                                      "fused dQ", "fused dQ, 2 blocks/SM"};
-constexpr int kUnfusedVersions = 3, kVersions = 5;
+const char* const kBackwardNames[] = {"registers",  "lean",
+                                      "lean dK/dV", "lean, dQ beside dK/dV",
+                                      "fused dQ",   "fused dQ, 2 blocks/SM"};
+constexpr int kUnfusedVersions = 4, kVersions = 6;
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
+
+// A second stream for the dQ kernel of kLeanBeside, with the events that fork
+// it from the caller's stream and join it back. The dK/dV kernel holds 3
+// blocks (12 warps) an SM by its registers and the dQ kernel 4; side by side a
+// dQ block fits beside two dK/dV blocks, and neither kernel's last blocks run
+// alone. Created at first use, on the device current then (one per process).
+struct SideStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+};
+SideStream& Side() {
+  static SideStream side = [] {
+    SideStream s;
+    GPT2_CUDA_CHECK(
+        cudaStreamCreateWithFlags(&s.stream, cudaStreamNonBlocking));
+    GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&s.fork, cudaEventDisableTiming));
+    GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&s.join, cudaEventDisableTiming));
+    return s;
+  }();
+  return side;
+}
 
 // Runs version v of the tensor-core backward (ldmatrix).
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, void* fused_workspace, CUstream_st* stream) {
+  if (v == kLeanBeside) {
+    // dK/dV first (the longer kernel takes the SMs first), dQ beside it; the
+    // two write disjoint columns of dqkv. The caller's stream goes on only
+    // once both are done.
+    SideStream& side = Side();
+    GPT2_CUDA_CHECK(cudaEventRecord(side.fork, stream));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
+    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
+                          stream, tc::kKeyValuePart);
+    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
+                          side.stream, tc::kQueryPart);
+    GPT2_CUDA_CHECK(cudaEventRecord(side.join, side.stream));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream, side.join, 0));
+    return;
+  }
   if (v == kLeanKeyValue) {
     tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
                           stream, tc::kKeyValuePart);
@@ -682,6 +724,8 @@ const char* AttentionKernelName(DType dtype, int head_size) {
     return "tensor-core-lean";
   if (KernelChoice() == AttentionKernels::kLeanKeyValueBackward)
     return "tensor-core-lean-kv";
+  if (KernelChoice() == AttentionKernels::kLeanBesideBackward)
+    return "tensor-core-lean-beside";
   if (FusedChoice(KernelChoice())) return "tensor-core-fused";
   return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
@@ -745,6 +789,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kFusedBackwardTwoBlocks ? kFusedTwo
           : k == AttentionKernels::kLeanBackward           ? kLean
           : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
+          : k == AttentionKernels::kLeanBesideBackward     ? kLeanBeside
                                                            : kRegisters;
       if (!Ldmatrix()) {  // transposed tiles
         return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,

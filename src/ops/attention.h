@@ -57,7 +57,10 @@ class Scratch;
 // kRegisterBackward / kLeanBackward fix the choice (GPT2_ATTENTION_LEAN=0 /
 // 1); kLeanKeyValueBackward (GPT2_ATTENTION_LEAN=kv), also timed by kAuto,
 // runs the lean dK/dV kernel and the register dQ kernel (the H100 timed
-// those two the fastest of their kinds alone). A fourth backward,
+// those two the fastest of their kinds alone); kLeanBesideBackward
+// (GPT2_ATTENTION_LEAN=beside), also timed by kAuto, runs the two lean kernels
+// side by side, dQ on a second stream (the same bits as kLeanBackward). A
+// fourth backward,
 // kFusedBackward (GPT2_ATTENTION_FUSED=1 fixes it), makes dQ in the lean dK/dV
 // kernel (each score computed once instead of twice), adding the key blocks'
 // shares in a fixed order in fp32: as deterministic, not the same bits;
@@ -74,10 +77,12 @@ enum class AttentionKernels {
   kRegisterBackward,
   kLeanKeyValueBackward,
   kFusedBackward,
-  kFusedBackwardTwoBlocks
+  kFusedBackwardTwoBlocks,
+  kLeanBesideBackward
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
+// "tensor-core-lean-beside",
 // "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
 // a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);

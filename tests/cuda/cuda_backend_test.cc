@@ -791,6 +791,7 @@ TEST_P(CudaOps, AttentionPeaked) {
        {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kTransposedTiles,
         cuda::AttentionKernels::kLeanBackward,
         cuda::AttentionKernels::kLeanKeyValueBackward,
+        cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kPortable}) {
@@ -814,6 +815,10 @@ TEST_P(CudaOps, AttentionPeaked) {
                  kernels == cuda::AttentionKernels::kLeanKeyValueBackward) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean-kv");
+      } else if (bf16 &&
+                 kernels == cuda::AttentionKernels::kLeanBesideBackward) {
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
+                     "tensor-core-lean-beside");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -902,6 +907,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         std::pair{cuda::AttentionKernels::kLeanBackward, 0},
         std::pair{cuda::AttentionKernels::kRegisterBackward, 0},
         std::pair{cuda::AttentionKernels::kLeanKeyValueBackward, 0},
+        std::pair{cuda::AttentionKernels::kLeanBesideBackward, 0},
         std::pair{cuda::AttentionKernels::kFusedBackward, 0},
         std::pair{cuda::AttentionKernels::kTransposedTiles, 0}}) {
     cuda::SetAttentionKernels(kernels);
@@ -983,29 +989,33 @@ TEST_P(CudaOps, WideAttentionForwardIsBitwiseTheSame) {
 
 // The lean backward kernels (own rows in shared memory) compute what the
 // register ones do, in the same order: the same bits, whether both kernels
-// are lean or only the dK/dV one.
+// are lean or only the dK/dV one, and with the two lean kernels side by side
+// on two streams (the dQ kernel then writes dqkv beside the dK/dV kernel).
 TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
   if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
   constexpr cuda::AttentionKernels kVersions[] = {
       cuda::AttentionKernels::kRegisterBackward,
       cuda::AttentionKernels::kLeanBackward,
-      cuda::AttentionKernels::kLeanKeyValueBackward};
+      cuda::AttentionKernels::kLeanKeyValueBackward,
+      cuda::AttentionKernels::kLeanBesideBackward};
+  constexpr int kCount = 4;
   for (auto [B, T, C, NH] :
        {std::tuple{1, 130, 128, 2}, std::tuple{2, 64, 32, 2},
         std::tuple{1, 100, 32, 2}}) {
     const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 61);
-    std::vector<double> grads[3];
-    for (int v = 0; v < 3; ++v) {
+    std::vector<double> grads[kCount];
+    for (int v = 0; v < kCount; ++v) {
       cuda::SetAttentionKernels(kVersions[v]);
       auto g_dqkv = Gpu(Random(B * T * 3 * C, 63 + v));
       cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
                                in.out.view, in.lse.view, B, T, C, NH);
       grads[v] = Download(g_dqkv, "dqkv");
     }
-    for (int v = 1; v < 3; ++v) {
+    for (int v = 1; v < kCount; ++v) {
       int differ = 0;
       for (size_t i = 0; i < grads[0].size(); ++i)
         differ += grads[0][i] != grads[v][i];
+      cuda::SetAttentionKernels(kVersions[v]);
       EXPECT_EQ(differ, 0) << cuda::AttentionKernelName(dtype(), C / NH)
                            << " T=" << T << " hs=" << C / NH;
     }
