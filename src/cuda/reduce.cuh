@@ -83,11 +83,18 @@ __global__ void ColumnChunkSumsPackedKernel(float* partial, const T* x,
   }
 }
 
-// out[c] += the sum over chunks of partial[chunk][c]. Grid ceil(C /
-// kColumnTile), block (kColumnTile, kRowLanes).
+// out[c] += the sum over chunks of partial[chunk][c]. Grid (ceil(C /
+// kColumnTile), 1 or 2), block (kColumnTile, kRowLanes): blocks with
+// blockIdx.y = 1 do the same for out1 from the chunks after partial's (a
+// LayerNorm's weight and bias gradients in one launch; nullptr with a grid
+// of 1).
 template <typename T>
 __global__ void AddColumnSumsKernel(T* out, const float* partial, int chunks,
-                                    int C) {
+                                    int C, T* out1) {
+  if (blockIdx.y == 1) {
+    out = out1;
+    partial += int64_t{chunks} * C;
+  }
   const int c = blockIdx.x * kColumnTile + threadIdx.x;
   const float total = ColumnSliceSum(partial, 0, chunks, c, C);
   if (threadIdx.y == 0 && c < C) out[c] = FromFloat<T>(ToFloat(out[c]) + total);

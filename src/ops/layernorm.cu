@@ -572,15 +572,11 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
           "LayerNormBackwardParamPartials");
     }
     const dim3 block(kColumnTile, kRowLanes);
-    CheckLaunch(
-        GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(C, kColumnTile), block, 0,
-                    stream, Ptr<F>(dweight), partial, blocks, C),
-        "AddColumnSumsKernel(dweight)");
-    CheckLaunch(
-        GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(C, kColumnTile), block, 0,
-                    stream, Ptr<F>(dbias),
-                    partial + static_cast<size_t>(blocks) * C, blocks, C),
-        "AddColumnSumsKernel(dbias)");
+    // dweight (blockIdx.y 0) and dbias (1) in one launch: 2 C / 32 blocks.
+    CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>,
+                            dim3(CeilDiv(C, kColumnTile), 2), block, 0, stream,
+                            Ptr<F>(dweight), partial, blocks, C, Ptr<F>(dbias)),
+                "AddColumnSumsKernel(dweight, dbias)");
   });
 }
 

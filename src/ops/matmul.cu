@@ -294,7 +294,8 @@ void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream) {
   DispatchFloat(dbias.dtype, [&](auto zero) {
     using F = decltype(zero);
     CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile),
-                            block, 0, stream, Ptr<F>(dbias), sums, 1, OC),
+                            block, 0, stream, Ptr<F>(dbias), sums, 1, OC,
+                            static_cast<F*>(nullptr)),
                 "AddColumnSumsKernel");
   });
 }
@@ -322,10 +323,11 @@ void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
                       partial, Ptr<F>(dout), N, OC, kRowsPerChunk),
           "ColumnChunkSumsKernel");
     }
-    CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile),
-                            block, 0, stream, Ptr<F>(dbias), partial,
-                            static_cast<int>(chunks), OC),
-                "AddColumnSumsKernel");
+    CheckLaunch(
+        GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile), block, 0,
+                    stream, Ptr<F>(dbias), partial, static_cast<int>(chunks),
+                    OC, static_cast<F*>(nullptr)),
+        "AddColumnSumsKernel");
   });
 }
 
