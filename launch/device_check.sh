@@ -546,15 +546,20 @@ group_profile() {
     local bench_args=(--device cuda --tokenizer=false --precision bf16 --batch 16
       --seq_len 1024 --steps 3)
     # The attention kernels also with the pipes' use (is the tensor pipe the limit, or
-    # issue slots?) and the executed instruction mix.
-    run ncu_attention 90 profile.txt "${ncu:-ncu}" --kernel-name-base function \
-      --kernel-name 'regex:^(ForwardKernel|ForwardKernelWide|BackwardKeyValueKernel|BackwardQueryKernel)$' \
-      --launch-skip 120 --launch-count 6 "${sections[@]}" \
-      --section ComputeWorkloadAnalysis --section InstructionStats \
-      "$stage/bin/gpt2_bench" "${bench_args[@]}"
+    # issue slots?) and the executed instruction mix, one kernel at a time (one regex over
+    # all of them spent its launches on the backward's: the forward was never profiled).
+    # The skips pass the first step's timed choices (each backward version and block order
+    # timed on one layer) into the third step.
+    local spec kernel skip count
+    for spec in ForwardKernel:30:2 BackwardKeyValueKernel:60:2 BackwardQueryKernel:50:2; do
+      IFS=: read -r kernel skip count <<<"$spec"
+      run "ncu_$kernel" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
+        --kernel-name "$kernel" --launch-skip "$skip" --launch-count "$count" \
+        "${sections[@]}" --section ComputeWorkloadAnalysis --section InstructionStats \
+        "$stage/bin/gpt2_bench" "${bench_args[@]}"
+    done
     # The memory-bound kernels one at a time (one regex over all of them spent its launches
     # on the first kernel that matched): NAME:SKIP:COUNT, skips past the first step.
-    local spec kernel skip count
     for spec in LayerNormBackwardFusedKernel:30:2 ClassifierPackedKernel:2:1 \
       AdamWPackedKernel:20:2 LayerNormForwardPackedKernel:30:1; do
       IFS=: read -r kernel skip count <<<"$spec"
