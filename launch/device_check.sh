@@ -217,14 +217,12 @@ group_tests() {
   elif failed "CudaMma\.LdMatrix"; then
     # The attention tests fail with it; the transposed-tile path passed on the H200.
     switch_on GPT2_ATTENTION_LDMATRIX=0 "ldmatrix.trans failed its test: attention with transposed tiles from here on"
-  elif failed "Types/CudaOps\.(LeanAttentionBackward|WideAttentionForward|FusedAttentionBackward)"; then
+  elif failed "Types/CudaOps\.(LeanAttentionBackward|FusedAttentionBackward)"; then
     # A second version of a kernel disagrees with the first: keep the first.
     off "Types/CudaOps\.LeanAttentionBackward" GPT2_ATTENTION_LEAN=0 \
       "lean attention backward failed its test: register kernels from here on"
     off "Types/CudaOps\.FusedAttentionBackward" GPT2_ATTENTION_FUSED=0 \
       "fused attention backward failed its test: two backward kernels from here on"
-    off "Types/CudaOps\.WideAttentionForward" GPT2_ATTENTION_WIDE=0 \
-      "wide attention forward failed its test: 16 rows per warp from here on"
   elif failed "Types/CudaOps\.Attention(Peaked)?/bf16"; then
     switch_on GPT2_PORTABLE_ATTENTION=1 "tensor-core attention failed its tests: portable attention from here on"
   fi

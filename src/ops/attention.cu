@@ -563,20 +563,6 @@ std::string& OrderChoiceNote() {
   return note;
 }
 
-// The forward's version: -1 chosen by timing at the first tensor-core
-// forward (as the backward's), 0 16 rows per warp, 1 32 (GPT2_ATTENTION_WIDE=0
-// / 1 fixes it).
-int& ForwardVersion() {
-  static int version = EnvIs("GPT2_ATTENTION_WIDE", "0")   ? 0
-                       : EnvIs("GPT2_ATTENTION_WIDE", "1") ? 1
-                                                           : -1;
-  return version;
-}
-std::string& ForwardChoiceNote() {
-  static std::string note;
-  return note;
-}
-
 std::string FormatMs(float ms) {
   char text[32];
   std::snprintf(text, sizeof(text), "%.3f ms", ms);
@@ -676,21 +662,6 @@ void ChooseBlockOrder(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
   tc::SetBlockGroup(pick == 0 ? group : 1);
 }
 
-// The forward's version (ForwardVersion), timed the first time if not fixed.
-bool WideForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                 int NH, CUstream_st* stream) {
-  static const char* const kNames[] = {"16 rows per warp", "32 rows per warp"};
-  int& version = ForwardVersion();
-  if (version < 0) {
-    version =
-        Fastest(stream, kNames, 2, B, T, &ForwardChoiceNote(), [&](int wide) {
-          tc::AttentionForward(out, lse, qkv, B, T, C, NH, true, wide == 1,
-                               stream);
-        });
-  }
-  return version == 1;
-}
-
 // ...and for these tensors, which the kernels read 16 bytes at a time.
 bool UseTensorCores(DType dtype, int head_size,
                     std::initializer_list<const void*> pointers) {
@@ -711,10 +682,6 @@ std::string AttentionBackwardChoice() {
         (note.empty() ? "block order " : "; block order ") + OrderChoiceNote();
   return note;
 }
-std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
-void SetAttentionForwardRows(int rows) {
-  ForwardVersion() = rows == 32 ? 1 : rows == 16 ? 0 : -1;
-}
 
 const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
@@ -734,10 +701,7 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream) {
   const int hs = C / NH;
   if (UseTensorCores(out.dtype, hs, {out.data, qkv.data})) {
-    const bool wide =
-        Ldmatrix() && WideForward(out, lse, qkv, B, T, C, NH, stream);
-    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), wide,
-                                stream);
+    return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), stream);
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
@@ -922,14 +886,10 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
     std::sort(ms.begin(), ms.end());
     times.push_back({kernel, ms[reps / 2], flops});
   };
-  for (int version = 0; version < 3; ++version) {
-    const bool ldm = version < 2, wide = version == 1;
-    time(version == 0   ? "forward (ldmatrix)"
-         : version == 1 ? "forward (ldmatrix, 32 rows/warp)"
-                        : "forward (transposed tiles)",
-         2 * product, [&] {
-           tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, ldm, wide,
-                                stream);
+  for (const bool ldm : {true, false}) {
+    time(ldm ? "forward (ldmatrix)" : "forward (transposed tiles)", 2 * product,
+         [&] {
+           tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, ldm, stream);
          });
   }
   time("delta (dout . out)", 2.0 * rows * C, [&] {
@@ -954,7 +914,7 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
   const int group = tc::BlockGroup();
   tc::SetBlockGroup(1);
   time("forward (ldmatrix, head by head)", 2 * product, [&] {
-    tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, true, false, stream);
+    tc::AttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, true, stream);
   });
   time("dK, dV (ldmatrix, lean, head by head)", 4 * product, [&] {
     tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH, true,

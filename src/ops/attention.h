@@ -91,11 +91,6 @@ const char* AttentionKernelName(DType dtype, int head_size);
 // empty before the first
 // tensor-core backward, in the emulator, or when the choice was fixed.
 std::string AttentionBackwardChoice();
-// The forward likewise comes with 16 or 32 query rows per warp (the same
-// bits); unless GPT2_ATTENTION_WIDE=0 / 1 or SetAttentionForwardRows (16, 32;
-// 0: time them again) fixes it, the first tensor-core forward times both.
-std::string AttentionForwardChoice();
-void SetAttentionForwardRows(int rows);
 
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
@@ -106,11 +101,10 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 // For benchmarks: times each attention kernel alone (CUDA events, median of
 // `reps` launches after one warm-up) on random bf16 inputs of one layer at
 // B, T, C, NH: the tensor-core forward, the delta sums and the two backward
-// kernels, each with ldmatrix, 32 rows per warp (forward) or lean
-// (backward), and with transposed tiles, and the fused backward. flops
-// counts the kernel's own products (causal: about half the scores), so a kernel
-// that recomputes is charged for it. Empty where the tensor-core kernels do not
-// apply (dtype, head size, device).
+// kernels, each with ldmatrix, lean (backward), and with transposed tiles, and
+// the fused backward. flops counts the kernel's own products (causal: about
+// half the scores), so a kernel that recomputes is charged for it. Empty where
+// the tensor-core kernels do not apply (dtype, head size, device).
 struct AttentionKernelTime {
   std::string kernel;
   double ms = 0.0;

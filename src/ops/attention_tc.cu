@@ -520,149 +520,6 @@ __global__ void __launch_bounds__(kThreads, 4)
   }
 }
 
-// The forward with 32 rows per warp (two m16 tiles sharing every B fragment
-// the products load: half the shared-memory reads per product), 128 rows per
-// block, ldmatrix and cp.async as ForwardKernel<HS, true>. Every row gets the
-// same operations in the same order as there (a key tile wholly after a row
-// adds exp2(-inf) = 0 and rescales by exp2(0) = 1), so the same bits.
-template <int HS>
-__global__ void __launch_bounds__(kThreads, 2)
-    ForwardKernelWide(bf16* out, float* lse, const bf16* qkv, int T, int C,
-                      int NH, float scale) {
-  constexpr int S = HS + kPad;
-  constexpr int kMT = 2;                   // m16 tiles per warp
-  constexpr int kBlockRows = kRows * kMT;  // 128
-  __shared__ __align__(16) bf16 k_tile[2][kTile * S];
-  __shared__ __align__(16) bf16 v_tile[2][kTile * S];
-  const Place at = PlaceOf<HS>(T, C, NH);
-  const int qb = gridDim.y - 1 - RowBlockRank();  // the longest rows first
-  const bf16* q = qkv + at.qkv;
-  const float scale_log2 = scale * kLog2e;
-  const int block_row0 = qb * kBlockRows;
-
-  // The block's 128 queries, staged through the second buffers (64 rows in
-  // each), while the first key tile loads into buffer 0.
-  LoadRows<HS>(k_tile[1], q, at.stride, block_row0, T);
-  LoadRows<HS>(v_tile[1], q, at.stride, block_row0 + kRows, T);
-  LoadRowsAsync<HS>(k_tile[0], q + C, at.stride, 0, T);
-  LoadRowsAsync<HS>(v_tile[0], q + 2 * C, at.stride, 0, T);
-  CpAsyncCommit();
-  __syncthreads();
-  uint32_t qf[kMT][HS / 16][4];
-  {
-    const bf16* staged = at.warp < 2 ? k_tile[1] : v_tile[1];
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-      for (int ks = 0; ks < HS / 16; ++ks)
-        LoadA<S>(qf[mt][ks], staged, (at.warp % 2) * 32 + mt * 16, ks * 16);
-    }
-  }
-
-  float o[kMT][HS / 8][4] = {};
-  float row_max[kMT][2], row_sum[kMT][2];
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt) {
-    row_max[mt][0] = row_max[mt][1] = -INFINITY;
-    row_sum[mt][0] = row_sum[mt][1] = 0.0f;
-  }
-  const int warp_row0 = block_row0 + at.warp * 32;  // the warp's rows: 32
-  const int row_a = warp_row0 + at.g;  // this lane's: row_a + 16 mt + 8 r
-  const int last = (min(T, block_row0 + kBlockRows) - 1) / kTile;
-  for (int kt = 0; kt <= last; ++kt) {
-    const int k0 = kt * kTile, buf = kt % 2;
-    AwaitKeysQueueNext<HS>(k_tile[buf ^ 1], v_tile[buf ^ 1], q, C, at.stride,
-                           kt, last, T);
-    if (k0 > warp_row0 + 31) continue;  // after all of this warp's rows
-    // Keys after some row of the warp: mask; 8-key tiles after its last row
-    // are skipped.
-    const bool masked = k0 + kTile - 1 > warp_row0;
-    const int nt_end = masked ? min(8, (warp_row0 + 31 - k0) / 8 + 1) : 8;
-    float s[kMT][8][4];
-#pragma unroll
-    for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-        s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
-    }
-    // Two 8-key tiles' B fragments per ldmatrix, each shared by both m-tiles.
-#pragma unroll
-    for (int np = 0; np < 4; ++np) {
-      if (2 * np >= nt_end) continue;
-      const bool hi = 2 * np + 1 < nt_end;
-#pragma unroll
-      for (int ks = 0; ks < HS / 16; ++ks) {
-        uint32_t b0[2], b1[2];
-        LdMatrixB(b0, b1, k_tile[buf] + np * 16 * S + ks * 16, S);
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          MmaBf16(s[mt][2 * np], qf[mt][ks], b0);
-          if (hi) MmaBf16(s[mt][2 * np + 1], qf[mt][ks], b1);
-        }
-      }
-    }
-#pragma unroll
-    for (int mt = 0; mt < kMT; ++mt) {
-      float tile_max[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
-          const int row = row_a + 16 * mt + 8 * (i / 2);
-          if (masked && key > row) s[mt][nt][i] = -INFINITY;
-          tile_max[i / 2] = fmaxf(tile_max[i / 2], s[mt][nt][i]);
-        }
-      }
-      // Key 0 is in tile 0, before every row: row_max is finite from then
-      // on, so a tile wholly after a row rescales by exp2(0) = 1.
-      SoftmaxTile<HS>(s[mt], tile_max, row_max[mt], row_sum[mt], o[mt],
-                      scale_log2);
-    }
-    // o += P V, each V fragment loaded once for both m-tiles.
-#pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      if (2 * j >= nt_end) continue;
-      uint32_t a[kMT][4];
-#pragma unroll
-      for (int mt = 0; mt < kMT; ++mt)
-        AccToA(a[mt], s[mt][2 * j], s[mt][2 * j + 1]);
-#pragma unroll
-      for (int dt = 0; dt < HS / 8; dt += 2) {
-        uint32_t b0[2], b1[2];
-        LdMatrixBTrans(b0, b1, v_tile[buf] + j * 16 * S + dt * 8, S);
-#pragma unroll
-        for (int mt = 0; mt < kMT; ++mt) {
-          MmaBf16(o[mt][dt], a[mt], b0);
-          MmaBf16(o[mt][dt + 1], a[mt], b1);
-        }
-      }
-    }
-  }
-
-  bf16* o_rows = out + at.rows;
-#pragma unroll
-  for (int mt = 0; mt < kMT; ++mt) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      row_sum[mt][r] += __shfl_xor_sync(0xffffffffu, row_sum[mt][r], 1);
-      row_sum[mt][r] += __shfl_xor_sync(0xffffffffu, row_sum[mt][r], 2);
-      const int row = row_a + 16 * mt + 8 * r;
-      if (row >= T) continue;
-      const float inv = 1.0f / row_sum[mt][r];
-#pragma unroll
-      for (int dt = 0; dt < HS / 8; ++dt) {
-        *reinterpret_cast<uint32_t*>(o_rows + int64_t{row} * C + dt * 8 +
-                                     2 * at.t) =
-            PackBf16(o[mt][dt][2 * r] * inv, o[mt][dt][2 * r + 1] * inv);
-      }
-      if (at.t == 0)
-        lse[at.stat + row] =
-            fmaf(row_max[mt][r], scale_log2, log2f(row_sum[mt][r])) * kLn2;
-    }
-  }
-}
-
 // Fused backward (kFusedQ): the dK/dV block of keys kb also makes each query
 // tile's share of dQ, dS (64 queries x its 64 keys) times its keys, and adds
 // it to an fp32 sum, so the scores are computed once instead of twice. The
@@ -1126,26 +983,20 @@ bool Supports(DType dtype, int head_size) {
 }
 
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                      int NH, bool ldmatrix, bool wide, CUstream_st* stream) {
+                      int NH, bool ldmatrix, CUstream_st* stream) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
-  const dim3 wide_grid = BlockGrid(CeilDiv(T, 2 * kRows), B, NH);
   DispatchInt<16, 32, 64>(
       hs, "tensor-core attention (head size)", [&](auto head) {
         constexpr int kHs = decltype(head)::value;
         CheckLaunch(
-            ldmatrix && wide
-                ? GPT2_LAUNCH((ForwardKernelWide<kHs>), wide_grid, kThreads, 0,
-                              stream, Ptr<bf16>(out), Ptr<float>(lse),
-                              Ptr<bf16>(qkv), T, C, NH, scale)
-            : ldmatrix
-                ? GPT2_LAUNCH((ForwardKernel<kHs, true>), grid, kThreads, 0,
-                              stream, Ptr<bf16>(out), Ptr<float>(lse),
-                              Ptr<bf16>(qkv), T, C, NH, scale)
-                : GPT2_LAUNCH((ForwardKernel<kHs, false>), grid, kThreads, 0,
-                              stream, Ptr<bf16>(out), Ptr<float>(lse),
-                              Ptr<bf16>(qkv), T, C, NH, scale),
+            ldmatrix ? GPT2_LAUNCH((ForwardKernel<kHs, true>), grid, kThreads,
+                                   0, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                                   Ptr<bf16>(qkv), T, C, NH, scale)
+                     : GPT2_LAUNCH((ForwardKernel<kHs, false>), grid, kThreads,
+                                   0, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                                   Ptr<bf16>(qkv), T, C, NH, scale),
             "tc::ForwardKernel");
       });
 }

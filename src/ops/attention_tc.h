@@ -21,10 +21,8 @@ bool Supports(DType dtype, int head_size);
 // is (B, NH, T) f32 holding dout . out for each row, from the caller.
 // ldmatrix: the second products read their streamed tiles as rows through
 // ldmatrix.trans; false: through transposed copies of those tiles.
-// wide (with ldmatrix): 32 rows per warp instead of 16, each B fragment
-// serving two m16 tiles (2 blocks per SM instead of 4; the same bits).
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                      int NH, bool ldmatrix, bool wide, CUstream_st* stream);
+                      int NH, bool ldmatrix, CUstream_st* stream);
 // parts: which of the two kernels run (both for the op; one at a time for
 // ProfileAttentionKernels).
 enum BackwardParts { kKeyValuePart = 1, kQueryPart = 2, kBothParts = 3 };

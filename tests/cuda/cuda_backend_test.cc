@@ -749,7 +749,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const int group = cuda::tc::BlockGroup();
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 15u);
+  ASSERT_EQ(times.size(), 14u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -758,7 +758,6 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   }
   EXPECT_EQ(flops["forward (ldmatrix)"], 2 * product);
   EXPECT_EQ(flops["forward (transposed tiles)"], 2 * product);
-  EXPECT_EQ(flops["forward (ldmatrix, 32 rows/warp)"], 2 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix)"], 4 * product);
   EXPECT_EQ(flops["dQ (transposed tiles)"], 3 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix, lean)"], 4 * product);
@@ -901,20 +900,16 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
   cpu_->AttentionBackward(c_dqkv.view, c_dout.view, c_qkv.view, c_out.view,
                           c_lse.view, B, T, C, NH);
   const std::vector<double> want_dqkv = Download(c_dqkv, "c");
-  for (auto [kernels, rows] :
-       {std::pair{cuda::AttentionKernels::kAuto, 16},
-        std::pair{cuda::AttentionKernels::kAuto, 32},
-        std::pair{cuda::AttentionKernels::kLeanBackward, 0},
-        std::pair{cuda::AttentionKernels::kRegisterBackward, 0},
-        std::pair{cuda::AttentionKernels::kLeanKeyValueBackward, 0},
-        std::pair{cuda::AttentionKernels::kLeanBesideBackward, 0},
-        std::pair{cuda::AttentionKernels::kFusedBackward, 0},
-        std::pair{cuda::AttentionKernels::kTransposedTiles, 0}}) {
+  for (auto kernels :
+       {cuda::AttentionKernels::kAuto, cuda::AttentionKernels::kLeanBackward,
+        cuda::AttentionKernels::kRegisterBackward,
+        cuda::AttentionKernels::kLeanKeyValueBackward,
+        cuda::AttentionKernels::kLeanBesideBackward,
+        cuda::AttentionKernels::kFusedBackward,
+        cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
-    cuda::SetAttentionForwardRows(rows);
     const std::string where =
-        std::string(cuda::AttentionKernelName(dtype(), 64)) + " rows " +
-        std::to_string(rows) + ": ";
+        std::string(cuda::AttentionKernelName(dtype(), 64)) + ": ";
     auto g_qkv = Gpu(qkv), g_dout = Gpu(dout);
     auto g_out = Gpu(std::vector<double>(B * T * C));
     auto g_lse = GpuF32(std::vector<double>(B * NH * T));
@@ -956,35 +951,6 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
     }
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
-  cuda::SetAttentionForwardRows(0);
-}
-
-// The forward with 32 rows per warp (two m16 tiles per B fragment) gives the
-// 16-row forward's bits: T cut inside a block, inside a warp, at a tile
-// boundary; several head sizes.
-TEST_P(CudaOps, WideAttentionForwardIsBitwiseTheSame) {
-  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
-  for (auto [B, T, C, NH] :
-       {std::tuple{1, 200, 128, 2}, std::tuple{2, 64, 32, 2},
-        std::tuple{1, 130, 64, 4}, std::tuple{1, 256, 64, 2},
-        std::tuple{1, 40, 32, 1}}) {
-    auto qkv = Random(B * T * 3 * C, 81, 1.5);
-    auto g_qkv = Gpu(qkv);
-    std::vector<double> outs[2], lses[2];
-    for (int wide = 0; wide < 2; ++wide) {
-      cuda::SetAttentionForwardRows(wide ? 32 : 16);
-      auto g_out = Gpu(Random(B * T * C, 82 + wide));
-      auto g_lse = GpuF32(std::vector<double>(B * NH * T, wide ? 5.0 : 7.0));
-      cuda_->AttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T, C, NH);
-      outs[wide] = Download(g_out, "out");
-      lses[wide] = Download(g_lse, "lse");
-    }
-    const std::string where =
-        "T=" + std::to_string(T) + " hs=" + std::to_string(C / NH);
-    EXPECT_EQ(outs[1], outs[0]) << where;
-    EXPECT_EQ(lses[1], lses[0]) << where;
-  }
-  cuda::SetAttentionForwardRows(0);
 }
 
 // The lean backward kernels (own rows in shared memory) compute what the
@@ -1037,31 +1003,25 @@ TEST_P(CudaOps, AttentionBlockOrderIsBitwiseTheSame) {
   for (auto kernels : {cuda::AttentionKernels::kLeanBackward,
                        cuda::AttentionKernels::kRegisterBackward}) {
     cuda::SetAttentionKernels(kernels);
-    for (int rows : {16, 32}) {
-      cuda::SetAttentionForwardRows(rows);
-      for (int g = 0; g < 3; ++g) {
-        cuda::tc::SetBlockGroup(groups[g]);
-        auto g_out = Gpu(Random(B * T * C, 69 + g));
-        auto g_lse = GpuF32(Random(B * NH * T, 71 + g));
-        cuda_->AttentionForward(g_out.view, g_lse.view, in.qkv.view, B, T, C,
-                                NH);
-        outs[g] = Download(g_out, "out");
-        auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + g));
-        cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
-                                 in.out.view, in.lse.view, B, T, C, NH);
-        grads[g] = Download(g_dqkv, "dqkv");
-      }
-      for (int g = 1; g < 3; ++g) {
-        EXPECT_EQ(outs[g], outs[0])
-            << "group " << groups[g] << " rows " << rows;
-        EXPECT_EQ(grads[g], grads[0])
-            << "group " << groups[g] << " "
-            << cuda::AttentionKernelName(dtype(), C / NH);
-      }
+    for (int g = 0; g < 3; ++g) {
+      cuda::tc::SetBlockGroup(groups[g]);
+      auto g_out = Gpu(Random(B * T * C, 69 + g));
+      auto g_lse = GpuF32(Random(B * NH * T, 71 + g));
+      cuda_->AttentionForward(g_out.view, g_lse.view, in.qkv.view, B, T, C, NH);
+      outs[g] = Download(g_out, "out");
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + g));
+      cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
+                               in.out.view, in.lse.view, B, T, C, NH);
+      grads[g] = Download(g_dqkv, "dqkv");
+    }
+    for (int g = 1; g < 3; ++g) {
+      EXPECT_EQ(outs[g], outs[0]) << "group " << groups[g];
+      EXPECT_EQ(grads[g], grads[0])
+          << "group " << groups[g] << " "
+          << cuda::AttentionKernelName(dtype(), C / NH);
     }
   }
   cuda::tc::SetBlockGroup(group);
-  cuda::SetAttentionForwardRows(0);
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
 
