@@ -520,26 +520,28 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, void* fused_workspace, CUstream_st* stream) {
-  if (v == kLeanBeside) {
-    // dK/dV first (the longer kernel takes the SMs first), dQ beside it; the
-    // two write disjoint columns of dqkv. The caller's stream goes on only
-    // once both are done.
-    SideStream& side = Side();
-    GPT2_CUDA_CHECK(cudaEventRecord(side.fork, stream));
-    GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
+  if (v == kLeanKeyValue || v == kLeanBeside) {
+    // The two kernels one by one: the lean dK/dV kernel, then the register
+    // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel. kLeanBeside runs dQ
+    // on the side stream, forked before the dK/dV kernel (which takes the SMs
+    // first) and joined after: the two write disjoint columns of dqkv, and
+    // the caller's stream goes on only once both are done.
+    const bool beside = v == kLeanBeside;
+    CUstream_st* query_stream = stream;
+    if (beside) {
+      SideStream& side = Side();
+      GPT2_CUDA_CHECK(cudaEventRecord(side.fork, stream));
+      GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
+      query_stream = side.stream;
+    }
     tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
                           stream, tc::kKeyValuePart);
-    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
-                          side.stream, tc::kQueryPart);
-    GPT2_CUDA_CHECK(cudaEventRecord(side.join, side.stream));
-    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream, side.join, 0));
-    return;
-  }
-  if (v == kLeanKeyValue) {
-    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
-                          stream, tc::kKeyValuePart);
-    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, false,
-                          stream, tc::kQueryPart);
+    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
+                          beside, query_stream, tc::kQueryPart);
+    if (beside) {
+      GPT2_CUDA_CHECK(cudaEventRecord(Side().join, query_stream));
+      GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream, Side().join, 0));
+    }
     return;
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,

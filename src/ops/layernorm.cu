@@ -323,7 +323,7 @@ __global__ void __launch_bounds__(32 * kFusedWarps,
   float* out_db = partial + int64_t{gridDim.x + blockIdx.x} * C;
   if constexpr (kShared) {
     __syncthreads();
-    const float* slices = warp_dw - warp * 2 * C;
+    GPT2_EXTERN_SHARED(float, slices);  // every warp's, as at the start
     for (int slot = threadIdx.x; slot < C; slot += blockDim.x) {
       float sum_w = 0.0f, sum_b = 0.0f;
       for (int w = 0; w < kFusedWarps; ++w) {
