@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the Release binaries for sm_90 and stages everything a GPU run needs into .device/
-# (git-ignored, at most 64 MiB): the binaries, the shared libraries they need except CUDA's
-# (cuBLASLt and NCCL are found on the GPU machine), an Open MPI runtime unpacked from
+# Builds the Release binaries for sm_90a (H100/H200; the wgmma attention kernels need the "a")
+# and stages everything a GPU run needs into .device/ (git-ignored, at most 64 MiB): the
+# binaries, the shared libraries they need except CUDA's (cuBLASLt and NCCL are found on the
+# GPU machine), an Open MPI runtime unpacked from
 # Debian's packages, the data, the configs and the PyTorch reference.
 #   launch/pack_device.sh            then run launch/device_check.sh OUT on the GPU machine
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
@@ -11,9 +12,9 @@ source launch/prepare.sh >/dev/null
 
 build=build-device
 stage=.device
-echo "pack: building for sm_90 in $build/"
+echo "pack: building for sm_90a in $build/"
 mkdir -p "$build"
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA_ARCHS=90 -DGPT2_STATIC_DEPS=ON \
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DGPT2_CUDA_ARCHS=90a -DGPT2_STATIC_DEPS=ON \
   -DGPT2_TEST_DATA_DIR="$GPT2_DATA_DIR" >"$build/cmake.log" 2>&1 || { cat "$build/cmake.log"; exit 1; }
 targets=(gpt2_ddp gpt2_bench cuda_backend_test_gpu cuda_mpi_test_gpu)
 # gpt2_prepro runs here only (the token shard for the PyTorch recipe).

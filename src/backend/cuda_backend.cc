@@ -80,9 +80,14 @@ class CudaBackend final : public Backend {
   }
 
   std::string TunedKernels() const override {
-    const std::string backward = cuda::AttentionBackwardChoice();
+    const std::string forward = cuda::AttentionForwardChoice(),
+                      backward = cuda::AttentionBackwardChoice();
     std::string out;
-    if (!backward.empty()) out = "attention backward " + backward;
+    if (!forward.empty()) out = "attention forward " + forward;
+    if (!backward.empty()) {
+      out += (out.empty() ? "" : "; ") + std::string("attention backward ") +
+             backward;
+    }
 #if !defined(GPT2_CUDA_EMULATED)
     const std::string matmuls =
         cublaslt_ ? cublaslt_->AutotuneNote() : std::string();

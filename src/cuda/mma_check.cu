@@ -6,6 +6,7 @@
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
 #include "src/cuda/mma_check.h"
+#include "src/cuda/wgmma.cuh"
 
 namespace gpt2::cuda {
 namespace {
@@ -100,6 +101,94 @@ __global__ void LdMatrixKernel(uint32_t* out) {
   for (int i = 0; i < kLdRegs; ++i) out[kLdRegs * threadIdx.x + i] = regs[i];
 }
 
+__global__ void WgmmaBuiltKernel(int* built) {
+  *built = WgmmaCompiled() ? 1 : 0;
+}
+
+// The four forms of Wgmma64x64, one warpgroup, on two 64 x 64 tiles x and y
+// (fp32, row-major on the device) stored in shared memory in the TileIndex
+// layout; k-step 1 of each (columns or rows 16..31), so that the k-step
+// offsets are checked too. d: 4 x 64 x 64 row-major, c: 64 x 64 row-major.
+//   0: A (y's rows, k = y's columns 16..) from registers, B[k][n] = x[n][16 +
+//   k]
+//      (K-major), d = c + A B.
+//   1: A as in 0, B[k][n] = x[16 + k][n] (MN-major), d = c + A B.
+//   2: A from shared memory, B as in 0, d = A B (c ignored: not accumulating).
+//   3: A from shared memory, B as in 1, d = c + A B.
+constexpr int kWgmmaForms = 4;
+__global__ void WgmmaLayoutKernel(float* d, const float* x, const float* y,
+                                  const float* c) {
+  __shared__ __align__(128) bf16 xs[kTileElems], ys[kTileElems];
+  for (int i = threadIdx.x; i < kTileElems; i += 128) {
+    xs[TileIndex(i / 64, i % 64)] = __float2bfloat16(x[i]);
+    ys[TileIndex(i / 64, i % 64)] = __float2bfloat16(y[i]);
+  }
+  FenceProxyAsync();
+  __syncthreads();
+  const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const int row = threadIdx.x / 32 * 16 + g;
+  const auto y_at = [&](int r, int k) { return y[r * 64 + 16 + k]; };
+  const uint32_t a[4] = {
+      PackBf16(y_at(row, 2 * t), y_at(row, 2 * t + 1)),
+      PackBf16(y_at(row + 8, 2 * t), y_at(row + 8, 2 * t + 1)),
+      PackBf16(y_at(row, 2 * t + 8), y_at(row, 2 * t + 9)),
+      PackBf16(y_at(row + 8, 2 * t + 8), y_at(row + 8, 2 * t + 9))};
+  for (int form = 0; form < kWgmmaForms; ++form) {
+    float acc[8][4];
+    for (int j = 0; j < 8; ++j) {
+      for (int i = 0; i < 4; ++i) {
+        const int r = row + 8 * (i / 2), col = 8 * j + 2 * t + (i & 1);
+        acc[j][i] = form == 2 ? 1e6f : c[r * 64 + col];  // 2: must be dropped
+      }
+    }
+    WgmmaFence();
+    PinAccumulators(acc);
+    if (form == 0) Wgmma64x64<false>(acc, a, TileKMajor(xs, 1), true);
+    if (form == 1) Wgmma64x64<true>(acc, a, TileMnMajor(xs, 1), true);
+    if (form == 2)
+      Wgmma64x64<false>(acc, TileKMajor(ys, 1), TileKMajor(xs, 1), false);
+    if (form == 3)
+      Wgmma64x64<true>(acc, TileKMajor(ys, 1), TileMnMajor(xs, 1), true);
+    WgmmaCommit();
+    WgmmaWait<0>();
+    PinAccumulators(acc);
+    for (int j = 0; j < 8; ++j) {
+      for (int i = 0; i < 4; ++i) {
+        const int r = row + 8 * (i / 2), col = 8 * j + 2 * t + (i & 1);
+        d[(form * 64 + r) * 64 + col] = acc[j][i];
+      }
+    }
+  }
+}
+
+// B[k][n] of form `form` under a reading of x's shared tile: the documented
+// one, or its offsets swapped, or B's majorness flipped; for diagnosis.
+enum class Reading { kDocumented, kOffsetsSwapped, kTransposed };
+float FormB(const std::vector<float>& x, int form, int k, int n,
+            Reading reading) {
+  bool mn_major = form % 2 == 1;
+  if (reading == Reading::kTransposed) mn_major = !mn_major;
+  // The element of the tile this reading fetches: find (r, c) whose
+  // TileIndex is the byte the hardware would read, divided by 2.
+  int byte;
+  const int lbo = mn_major ? 1024 : 128, sbo = mn_major ? 128 : 1024;
+  const int l = reading == Reading::kOffsetsSwapped ? sbo : lbo;
+  const int s = reading == Reading::kOffsetsSwapped ? lbo : sbo;
+  const int start = mn_major ? 2048 : 256;  // k-step 1
+  if (mn_major) {
+    byte = start + (k % 8) * 16 + (n % 8) * 2 + (n / 8) * s + (k / 8) * l;
+  } else {
+    byte = start + (n % 8) * 16 + (k % 8) * 2 + (n / 8) * s + (k / 8) * l;
+  }
+  static const std::vector<int> element_at = [] {  // TileIndex's inverse
+    std::vector<int> at(kTileElems);
+    for (int i = 0; i < kTileElems; ++i) at[TileIndex(i / 64, i % 64)] = i;
+    return at;
+  }();
+  const int index = byte / 2;
+  return index < kTileElems ? x[element_at[index]] : 0.0f;
+}
+
 }  // namespace
 
 std::string CheckLdMatrixLayout() {
@@ -176,6 +265,101 @@ std::string CheckMmaLayout() {
     for (int n = 0; n < 8; ++n) b2[k * 8 + n] = b[k * 8 + (7 - n)];
   why = RunOnce(a2, b2, c);
   return why.empty() ? "" : "mma layout (second pattern): " + why;
+}
+
+bool WgmmaBuilt() {
+  int major = 0, minor = 0, device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                             device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor,
+                             device) != cudaSuccess)
+    return false;
+#if !defined(GPT2_CUDA_EMULATED)
+  if (major != 9 || minor != 0) return false;  // sm_90a code runs on 9.0 only
+#endif
+  int* d_built = nullptr;
+  if (cudaMalloc(&d_built, sizeof(int)) != cudaSuccess) return false;
+  int built = 0;
+  const bool ran =
+      GPT2_LAUNCH(WgmmaBuiltKernel, 1, 1, 0, nullptr, d_built) == cudaSuccess &&
+      cudaMemcpy(&built, d_built, sizeof(int), cudaMemcpyDeviceToHost) ==
+          cudaSuccess;
+  cudaFree(d_built);
+  return ran && built == 1;
+}
+
+std::string CheckWgmmaLayout() {
+  if (!WgmmaBuilt()) return "not built for sm_90a";
+  // Small integers: every product and sum is exact in bf16 and fp32.
+  std::vector<float> x(64 * 64), y(64 * 64), c(64 * 64);
+  for (int i = 0; i < 64 * 64; ++i) {
+    x[i] = static_cast<float>((i * 7 + i / 64) % 9 - 4);
+    y[i] = static_cast<float>((i * 5 + 3 * (i / 64)) % 7 - 3);
+    c[i] = static_cast<float>(i % 11 - 5);
+  }
+  float *dx = nullptr, *dy = nullptr, *dc = nullptr, *dd = nullptr;
+  const size_t tile = x.size() * sizeof(float);
+  std::vector<float> d(kWgmmaForms * x.size());
+  cudaError_t err;
+  if ((err = cudaMalloc(&dx, tile)) == cudaSuccess &&
+      (err = cudaMalloc(&dy, tile)) == cudaSuccess &&
+      (err = cudaMalloc(&dc, tile)) == cudaSuccess &&
+      (err = cudaMalloc(&dd, kWgmmaForms * tile)) == cudaSuccess &&
+      (err = cudaMemcpy(dx, x.data(), tile, cudaMemcpyHostToDevice)) ==
+          cudaSuccess &&
+      (err = cudaMemcpy(dy, y.data(), tile, cudaMemcpyHostToDevice)) ==
+          cudaSuccess &&
+      (err = cudaMemcpy(dc, c.data(), tile, cudaMemcpyHostToDevice)) ==
+          cudaSuccess &&
+      (err = GPT2_LAUNCH(WgmmaLayoutKernel, 1, 128, 0, nullptr, dd, dx, dy,
+                         dc)) == cudaSuccess &&
+      (err = cudaDeviceSynchronize()) == cudaSuccess) {
+    err = cudaMemcpy(d.data(), dd, kWgmmaForms * tile, cudaMemcpyDeviceToHost);
+  }
+  cudaFree(dx);
+  cudaFree(dy);
+  cudaFree(dc);
+  cudaFree(dd);
+  if (err != cudaSuccess)
+    return std::string("WgmmaLayoutKernel: ") + cudaGetErrorString(err);
+  const char* const names[kWgmmaForms] = {
+      "A registers, B K-major", "A registers, B MN-major",
+      "A shared, B K-major, not accumulating", "A shared, B MN-major"};
+  for (int form = 0; form < kWgmmaForms; ++form) {
+    // The product under each reading of B's tile (A is read as documented).
+    const auto product = [&](Reading reading, int m, int n) {
+      float sum = form == 2 ? 0.0f : c[m * 64 + n];
+      for (int k = 0; k < 16; ++k)
+        sum += y[m * 64 + 16 + k] * FormB(x, form, k, n, reading);
+      return sum;
+    };
+    for (int m = 0; m < 64; ++m) {
+      for (int n = 0; n < 64; ++n) {
+        const float got = d[(form * 64 + m) * 64 + n];
+        const float want = product(Reading::kDocumented, m, n);
+        if (got == want) continue;
+        std::string fits = "no other reading fits";
+        const auto fits_all = [&](Reading reading) {
+          for (int i = 0; i < 64 * 64; ++i) {
+            if (d[form * 64 * 64 + i] != product(reading, i / 64, i % 64))
+              return false;
+          }
+          return true;
+        };
+        if (fits_all(Reading::kOffsetsSwapped)) {
+          fits = "the device fits B with lbo and sbo swapped";
+        } else if (fits_all(Reading::kTransposed)) {
+          fits = "the device fits B read with the other majorness";
+        }
+        return "wgmma layout (" + std::string(names[form]) + "): D[" +
+               std::to_string(m) + "][" + std::to_string(n) +
+               "] = " + std::to_string(got) + ", want " + std::to_string(want) +
+               "; " + fits;
+      }
+    }
+  }
+  return "";
 }
 
 }  // namespace gpt2::cuda

@@ -22,6 +22,19 @@ std::string CheckMmaLayout();
 // newer (or the emulator).
 std::string CheckLdMatrixLayout();
 
+// Whether the current device runs this build's wgmma kernels
+// (src/cuda/wgmma.cuh): compiled for sm_90a and running on compute
+// capability 9.0 (or the emulator). Asked of the device once per call.
+bool WgmmaBuilt();
+
+// Runs the four forms of Wgmma64x64 (A from registers or shared memory, B
+// K-major or MN-major, accumulating or not) on small integers in the
+// kernels' shared-memory layout and compares each with the host product.
+// "" when all match; else the first mismatch, and which other reading of
+// the layout (offsets swapped, B transposed) the device's result fits, if
+// any. "not built for sm_90a" where WgmmaBuilt is false.
+std::string CheckWgmmaLayout();
+
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_CUDA_MMA_CHECK_H_

@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "src/core/env.h"
 #include "src/cuda/common.cuh"
@@ -430,7 +431,8 @@ AttentionKernels& KernelChoice() {
             ? AttentionKernels::kLeanBesideBackward
         : EnvIs("GPT2_ATTENTION_LEAN", "0")
             ? AttentionKernels::kRegisterBackward
-            : AttentionKernels::kAuto;
+        : EnvIs("GPT2_ATTENTION_WGMMA", "1") ? AttentionKernels::kWgmma
+                                             : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -468,9 +470,20 @@ bool FusedChoice(AttentionKernels k) {
          k == AttentionKernels::kFusedBackwardTwoBlocks;
 }
 
+// Whether the wgmma kernels run for these tensors: kAuto (timed against the
+// others) or kWgmma, unless GPT2_ATTENTION_WGMMA=0, where tc::WgmmaSupports.
+bool WgmmaFor(DType dtype, int head_size) {
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA", "0");
+  const AttentionKernels k = KernelChoice();
+  return allowed &&
+         (k == AttentionKernels::kAuto || k == AttentionKernels::kWgmma) &&
+         tc::WgmmaSupports(dtype, head_size);
+}
+
 bool Ldmatrix() {
   const AttentionKernels k = KernelChoice();
-  return k == AttentionKernels::kAuto || k == AttentionKernels::kLeanBackward ||
+  return k == AttentionKernels::kAuto || k == AttentionKernels::kWgmma ||
+         k == AttentionKernels::kLeanBackward ||
          k == AttentionKernels::kRegisterBackward ||
          k == AttentionKernels::kLeanKeyValueBackward ||
          k == AttentionKernels::kLeanBesideBackward || FusedChoice(k);
@@ -481,18 +494,20 @@ bool Ldmatrix() {
 // lean kernels side by side on two streams, or lean with dQ fused into the
 // dK/dV kernel, registers capped for 3 or 2 blocks per SM. The fused ones
 // last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
+// kWgmma: Hopper's wgmma kernels (timed only where WgmmaFor).
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
   kLeanKeyValue = 2,
   kLeanBeside = 3,
-  kFused = 4,
-  kFusedTwo = 5
+  kWgmmaVersion = 4,
+  kFused = 5,
+  kFusedTwo = 6
 };
-const char* const kBackwardNames[] = {"registers",  "lean",
-                                      "lean dK/dV", "lean, dQ beside dK/dV",
-                                      "fused dQ",   "fused dQ, 2 blocks/SM"};
-constexpr int kUnfusedVersions = 4, kVersions = 6;
+const char* const kBackwardNames[] = {
+    "registers", "lean",     "lean dK/dV",           "lean, dQ beside dK/dV",
+    "wgmma",     "fused dQ", "fused dQ, 2 blocks/SM"};
+constexpr int kVersions = 7;
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
@@ -543,6 +558,10 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream, Side().join, 0));
     }
     return;
+  }
+  if (v == kWgmmaVersion) {
+    return tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                                      stream);
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                         v == kLean, stream, tc::kBothParts,
@@ -631,12 +650,21 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                              CUstream_st* stream) {
   static int choice = -1;
   if (choice < 0) {
-    choice = Fastest(
-        stream, kBackwardNames, FusedAllowed() ? kVersions : kUnfusedVersions,
-        B, T, &AutoChoiceNote(), [&](int version) {
-          RunBackward(static_cast<BackwardVersion>(version), dqkv, dout, qkv,
-                      lse, delta, B, T, C, NH, fused_workspace, stream);
-        });
+    std::vector<BackwardVersion> versions;
+    std::vector<const char*> names;
+    for (int v = 0; v < kVersions; ++v) {
+      const auto version = static_cast<BackwardVersion>(v);
+      if (IsFused(version) && !FusedAllowed()) continue;
+      if (version == kWgmmaVersion && !WgmmaFor(dout.dtype, C / NH)) continue;
+      versions.push_back(version);
+      names.push_back(kBackwardNames[v]);
+    }
+    choice = versions[Fastest(
+        stream, names.data(), static_cast<int>(versions.size()), B, T,
+        &AutoChoiceNote(), [&](int i) {
+          RunBackward(versions[i], dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                      fused_workspace, stream);
+        })];
   }
   return static_cast<BackwardVersion>(choice);
 }
@@ -677,6 +705,33 @@ bool UseTensorCores(DType dtype, int head_size,
 
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 
+// The forward's version: -1 chosen by timing at the first tensor-core
+// forward where wgmma runs (0 mma.sync, 1 wgmma); fixed by kWgmma.
+std::string& ForwardChoiceNote() {
+  static std::string note;
+  return note;
+}
+bool WgmmaForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                  int NH, CUstream_st* stream) {
+  if (!WgmmaFor(out.dtype, C / NH)) return false;
+  if (KernelChoice() == AttentionKernels::kWgmma) return true;
+  static int version = -1;
+  if (version < 0) {
+    static const char* const kNames[] = {"mma.sync", "wgmma"};
+    version =
+        Fastest(stream, kNames, 2, B, T, &ForwardChoiceNote(), [&](int wg) {
+          if (wg == 1) {
+            tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, stream);
+          } else {
+            tc::AttentionForward(out, lse, qkv, B, T, C, NH, true, stream);
+          }
+        });
+  }
+  return version == 1;
+}
+
+std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
+
 std::string AttentionBackwardChoice() {
   std::string note = AutoChoiceNote();
   if (!OrderChoiceNote().empty())
@@ -689,6 +744,8 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
+  if (KernelChoice() == AttentionKernels::kWgmma && WgmmaFor(dtype, head_size))
+    return "tensor-core-wgmma";
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
   if (KernelChoice() == AttentionKernels::kLeanKeyValueBackward)
@@ -703,6 +760,9 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream) {
   const int hs = C / NH;
   if (UseTensorCores(out.dtype, hs, {out.data, qkv.data})) {
+    if (Ldmatrix() && WgmmaForward(out, lse, qkv, B, T, C, NH, stream)) {
+      return tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, stream);
+    }
     return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), stream);
   }
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
@@ -731,9 +791,10 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
   // delta, then (where the fused kernel may run) its workspace.
   const size_t delta_bytes = (sizeof(float) * rows + 255) / 256 * 256;
   const bool fused_possible =
-      tensor_cores &&
-      (FusedChoice(KernelChoice()) ||
-       (KernelChoice() == AttentionKernels::kAuto && FusedAllowed()));
+      tensor_cores && (FusedChoice(KernelChoice()) ||
+                       ((KernelChoice() == AttentionKernels::kAuto ||
+                         KernelChoice() == AttentionKernels::kWgmma) &&
+                        FusedAllowed()));
   char* work = static_cast<char*>(scratch->Get(
       delta_bytes +
           (fused_possible ? tc::FusedBackwardWorkspaceBytes(B, T, C, NH) : 0),
@@ -756,7 +817,12 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBackward           ? kLean
           : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
           : k == AttentionKernels::kLeanBesideBackward     ? kLeanBeside
-                                                           : kRegisters;
+          : k == AttentionKernels::kWgmma
+              ? (WgmmaFor(dout.dtype, hs)
+                     ? kWgmmaVersion
+                     : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
+                                    T, C, NH, fused_workspace, stream))
+              : kRegisters;
       if (!Ldmatrix()) {  // transposed tiles
         return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                      T, C, NH, false, false, stream);
@@ -940,6 +1006,19 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
          });
   }
   GPT2_CUDA_CHECK(cudaFree(workspace));
+  if (tc::WgmmaSupports(DType::kBF16, hs)) {  // Hopper's versions
+    time("forward (wgmma)", 2 * product, [&] {
+      tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, stream);
+    });
+    time("dK, dV (wgmma)", 4 * product, [&] {
+      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 stream, tc::kKeyValuePart);
+    });
+    time("dQ (wgmma)", 3 * product, [&] {
+      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 stream, tc::kQueryPart);
+    });
+  }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));
   for (void* p : {static_cast<void*>(qkv), static_cast<void*>(dqkv),

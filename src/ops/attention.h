@@ -68,7 +68,12 @@ class Scratch;
 // registers set for 2 blocks per SM instead of 3 (no spills); kAuto times both
 // too unless GPT2_ATTENTION_FUSED=0. kPortable: always the portable kernels;
 // GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
-// card.
+// card. On an H100/H200 with the sm_90a build (tc::WgmmaSupports), the
+// forward and the backward also come as warpgroup wgmma kernels: kAuto times
+// them against the mma.sync ones (the forward on its first call, the backward
+// as one more version) unless GPT2_ATTENTION_WGMMA=0; kWgmma
+// (GPT2_ATTENTION_WGMMA=1) runs them where they are supported, kAuto's
+// kernels elsewhere.
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -78,11 +83,12 @@ enum class AttentionKernels {
   kLeanKeyValueBackward,
   kFusedBackward,
   kFusedBackwardTwoBlocks,
-  kLeanBesideBackward
+  kLeanBesideBackward,
+  kWgmma
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
-// "tensor-core-lean-beside",
+// "tensor-core-lean-beside", "tensor-core-wgmma",
 // "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
 // a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
@@ -91,6 +97,9 @@ const char* AttentionKernelName(DType dtype, int head_size);
 // empty before the first
 // tensor-core backward, in the emulator, or when the choice was fixed.
 std::string AttentionBackwardChoice();
+// How kAuto chose the forward (mma.sync or wgmma); empty as above, or where
+// wgmma does not run.
+std::string AttentionForwardChoice();
 
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
@@ -102,7 +111,8 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 // `reps` launches after one warm-up) on random bf16 inputs of one layer at
 // B, T, C, NH: the tensor-core forward, the delta sums and the two backward
 // kernels, each with ldmatrix, lean (backward), and with transposed tiles, and
-// the fused backward. flops counts the kernel's own products (causal: about
+// the fused backward, then (where tc::WgmmaSupports) the wgmma forward, dK/dV
+// and dQ kernels. flops counts the kernel's own products (causal: about
 // half the scores), so a kernel that recomputes is charged for it. Empty where
 // the tensor-core kernels do not apply (dtype, head size, device).
 struct AttentionKernelTime {

@@ -26,6 +26,8 @@
 #include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
+#include "src/cuda/mma_check.h"
+#include "src/cuda/wgmma.cuh"
 #include "src/ops/attention_tc.h"
 
 namespace gpt2::cuda::tc {
@@ -89,20 +91,43 @@ __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
   }
 }
 
+// Rows [row0, row0 + 64) of a (T, 64) slice whose rows are `stride` apart,
+// queued by cp.async into a TileIndex tile (src/cuda/wgmma.cuh); zeros past row
+// T. Lanes 8 i .. 8 i + 7 take one 16-byte chunk of 8 neighbouring rows: a warp
+// reads 8 rows x 64 contiguous bytes, and the 8 lanes of each store phase fill
+// one 128-byte core matrix (no bank conflicts).
+__device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* src,
+                                              int64_t stride, int row0, int T) {
+  for (int i = threadIdx.x; i < kTile * 8; i += kThreads) {
+    const int r = (i / 64) * 8 + i % 8, chunk = (i / 8) % 8;
+    const bool valid = row0 + r < T;
+    CpAsync16(tile + TileIndex(r, 8 * chunk),
+              valid ? src + (row0 + r) * stride + 8 * chunk : src, valid);
+  }
+}
+
 // The pipelined kernels' step for key tile kt of K and V (queued one step
 // before): wait for it, then queue tile kt + 1 into the other buffers unless
 // kt is the last. The barrier also means every warp is done with tile kt - 1,
-// whose buffers those are.
-template <int HS>
+// whose buffers those are. kWgmma: tiles in the TileIndex layout, and
+// published to the tensor cores' reads too (the wgmma kernels wait for every
+// product of tile kt - 1 before this).
+template <int HS, bool kWgmma = false>
 __device__ __forceinline__ void AwaitKeysQueueNext(bf16* k_next, bf16* v_next,
                                                    const bf16* q, int C,
                                                    int64_t stride, int kt,
                                                    int last, int T) {
   CpAsyncWait<0>();
+  if constexpr (kWgmma) FenceProxyAsync();
   __syncthreads();
   if (kt < last) {
-    LoadRowsAsync<HS>(k_next, q + C, stride, (kt + 1) * kTile, T);
-    LoadRowsAsync<HS>(v_next, q + 2 * C, stride, (kt + 1) * kTile, T);
+    if constexpr (kWgmma) {
+      LoadTileAsync(k_next, q + C, stride, (kt + 1) * kTile, T);
+      LoadTileAsync(v_next, q + 2 * C, stride, (kt + 1) * kTile, T);
+    } else {
+      LoadRowsAsync<HS>(k_next, q + C, stride, (kt + 1) * kTile, T);
+      LoadRowsAsync<HS>(v_next, q + 2 * C, stride, (kt + 1) * kTile, T);
+    }
   }
   CpAsyncCommit();
 }
@@ -286,8 +311,9 @@ __device__ __forceinline__ void FragmentTimesRows(float (&acc)[HS / 8][4],
 
 // acc (16 x HS) += p (16 x 64, accumulators) times the streamed side's 64
 // rows; 16-column chunks of p outside the 8-column tiles [nt_begin, nt_end)
-// are zero and skipped. kLdm: from the rows as stored (rows[key][d], HS + kPad
-// long) through ldmatrix.trans; else from a transposed copy (rows_t[d][key]).
+// are zero and skipped. kLdm: from the rows as stored (rows[key][d], HS +
+// kPad long) through ldmatrix.trans; else from a transposed copy
+// (rows_t[d][key]).
 template <int HS, bool kLdm>
 __device__ __forceinline__ void AccTimes(float (&acc)[HS / 8][4],
                                          const float (&p)[8][4],
@@ -360,9 +386,10 @@ __device__ __forceinline__ Place PlaceAt(int b, int h, int T, int C, int NH) {
 // gridDim.x + x, head = pair % NH), y the row blocks by length, longest first
 // (RowBlockRank). The hardware starts blocks in the order of their linear
 // index (x fastest), so the longest row blocks of gridDim.x pairs start
-// before the shorter ones of those pairs, and a kernel's last blocks are short
-// ones: with the pairs one after the other (gridDim.x == 1, the old order),
-// the longest blocks of the last pairs start near the end and run on alone.
+// before the shorter ones of those pairs, and a kernel's last blocks are
+// short ones: with the pairs one after the other (gridDim.x == 1, the old
+// order), the longest blocks of the last pairs start near the end and run on
+// alone.
 template <int HS>
 __device__ __forceinline__ Place PlaceOf(int T, int C, int NH) {
   const int pair = blockIdx.z * gridDim.x + blockIdx.x;
@@ -421,6 +448,155 @@ __device__ __forceinline__ void SoftmaxTile(
   }
 }
 
+// Where the causal mask applies (the diagonal tile; keys past T are after
+// every row), masked scores of a forward tile become -inf; either way this
+// lane's share of each row's tile maximum. The other tiles skip the mask's
+// arithmetic (kMasked false).
+template <bool kMasked>
+__device__ __forceinline__ void MaskScoresTile(float (&s)[8][4],
+                                               float (&tile_max)[2], int k0,
+                                               int row_a, int t) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = k0 + nt * 8 + 2 * t + (i & 1);
+      const int row = row_a + 8 * (i / 2);
+      if (kMasked && key > row) s[nt][i] = -INFINITY;
+      tile_max[i / 2] = fmaxf(tile_max[i / 2], s[nt][i]);
+    }
+  }
+}
+
+// The dK/dV kernels' step from S^T and dP^T (keys x queries) of query tile
+// q0 to P^T (in s) and dS^T / scale (in dp), from the tile's lse (log2
+// units) and delta; kMasked where queries before a key (the diagonal tile) or
+// past T (the last) exist.
+template <bool kMasked>
+__device__ __forceinline__ void KeyValueScoreGradsTile(
+    float (&s)[8][4], float (&dp)[8][4], const float* tile_lse,
+    const float* tile_delta, int q0, int key_a, int t, int T,
+    float scale_log2) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+    // The lane's two queries' statistics, one 8-byte load each.
+    const int col0 = nt * 8 + 2 * t;
+    const float2 lse2 = *reinterpret_cast<const float2*>(&tile_lse[col0]);
+    const float2 delta2 = *reinterpret_cast<const float2*>(&tile_delta[col0]);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int query = q0 + col0 + (i & 1);
+      const int key = key_a + 8 * (i / 2);
+      const float p = !kMasked || (query >= key && query < T)
+                          ? Exp2Ftz(fmaf(s[nt][i], scale_log2,
+                                         -((i & 1) ? lse2.y : lse2.x)))
+                          : 0.0f;
+      s[nt][i] = p;
+      dp[nt][i] = p * (dp[nt][i] - ((i & 1) ? delta2.y : delta2.x));
+    }
+  }
+}
+
+// The dQ kernels' step from S and dP (queries x keys) of key tile k0 to dS /
+// scale (in dp), from the lane's rows' lse (log2 units) and delta; kMasked on
+// the diagonal tile.
+template <bool kMasked>
+__device__ __forceinline__ void QueryScoreGradsTile(
+    const float (&s)[8][4], float (&dp)[8][4], int k0, int row_a, int t,
+    const float (&row_lse)[2], const float (&row_delta)[2], float scale_log2) {
+#pragma unroll
+  for (int nt = 0; nt < 8; ++nt) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = k0 + nt * 8 + 2 * t + (i & 1);
+      const int r = i / 2;
+      const float p = !kMasked || key <= row_a + 8 * r
+                          ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -row_lse[r]))
+                          : 0.0f;
+      dp[nt][i] = p * (dp[nt][i] - row_delta[r]);
+    }
+  }
+}
+
+// The three above with the mask chosen at run time: the masked version
+// only where `masked`, the other tiles skip the mask's arithmetic.
+__device__ __forceinline__ void MaskScores(bool masked, float (&s)[8][4],
+                                           float (&tile_max)[2], int k0,
+                                           int row_a, int t) {
+  if (masked) {
+    MaskScoresTile<true>(s, tile_max, k0, row_a, t);
+  } else {
+    MaskScoresTile<false>(s, tile_max, k0, row_a, t);
+  }
+}
+__device__ __forceinline__ void KeyValueScoreGrads(
+    bool masked, float (&s)[8][4], float (&dp)[8][4], const float* tile_lse,
+    const float* tile_delta, int q0, int key_a, int t, int T,
+    float scale_log2) {
+  if (masked) {
+    KeyValueScoreGradsTile<true>(s, dp, tile_lse, tile_delta, q0, key_a, t, T,
+                                 scale_log2);
+  } else {
+    KeyValueScoreGradsTile<false>(s, dp, tile_lse, tile_delta, q0, key_a, t, T,
+                                  scale_log2);
+  }
+}
+__device__ __forceinline__ void QueryScoreGrads(
+    bool masked, const float (&s)[8][4], float (&dp)[8][4], int k0, int row_a,
+    int t, const float (&row_lse)[2], const float (&row_delta)[2],
+    float scale_log2) {
+  if (masked) {
+    QueryScoreGradsTile<true>(s, dp, k0, row_a, t, row_lse, row_delta,
+                              scale_log2);
+  } else {
+    QueryScoreGradsTile<false>(s, dp, k0, row_a, t, row_lse, row_delta,
+                               scale_log2);
+  }
+}
+
+// The lane's two rows' lse (in log2 units) and delta, zero past T.
+__device__ __forceinline__ void LoadRowStats(
+    float (&row_lse)[2], float (&row_delta)[2], const float* lse,
+    const float* delta, const Place& at, int row_a, int T) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row_a + 8 * r;
+    row_lse[r] = row < T ? lse[at.stat + row] * kLog2e : 0.0f;
+    row_delta[r] = row < T ? delta[at.stat + row] : 0.0f;
+  }
+}
+
+// The forward's end: each row's sum over its four lanes, out = o / sum as
+// bf16 and lse = the natural log of the sum of exp(scores), for the lane's
+// rows below T.
+template <int HS>
+__device__ __forceinline__ void StoreForwardRows(
+    bf16* out, float* lse, const Place& at, const float (&o)[HS / 8][4],
+    float (&row_sum)[2], const float (&row_max)[2], int row_a, int T, int C,
+    float scale_log2) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+  }
+  bf16* o_rows = out + at.rows;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = row_a + 8 * r;
+    if (row >= T) continue;
+    const float inv = 1.0f / row_sum[r];
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      *reinterpret_cast<uint32_t*>(o_rows + int64_t{row} * C + dt * 8 +
+                                   2 * at.t) =
+          PackBf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
+    }
+    if (at.t == 0)
+      lse[at.stat + row] =
+          fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
+  }
+}
+
 // kLdm: the streamed tiles the second product reads are kept as rows and
 // read through ldmatrix.trans; else transposed copies are made (the path the
 // first H200 run measured; GPT2_ATTENTION_LDMATRIX=0 selects it).
@@ -467,57 +643,22 @@ __global__ void __launch_bounds__(kThreads, 4)
       LoadColumns<HS>(v_tile[0], q + 2 * C, at.stride, k0, T);
       __syncthreads();
     }
-    // On the diagonal tile, this at.warp's rows see keys up to 16 at.warp + 15:
-    // the 8-key tiles past that are all masked.
+    // On the diagonal tile, this at.warp's rows see keys up to 16 at.warp +
+    // 15: the 8-key tiles past that are all masked.
     const int nt_end = kt == qb ? 2 * at.warp + 2 : 8;
     float s[8][4];
     RowsTimesTile<HS, kLdm>(s, qf, k_tile[buf], 0, nt_end);
     float tile_max[2] = {-INFINITY, -INFINITY};  // of the unscaled scores
     // Only the diagonal tile has keys after a row (keys past T are after
     // every row): the others skip the mask's arithmetic.
-    auto mask_scores = [&](auto masked) {
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
-          const int row = row_a + 8 * (i / 2);
-          if (decltype(masked)::value && key > row) s[nt][i] = -INFINITY;
-          tile_max[i / 2] = fmaxf(tile_max[i / 2], s[nt][i]);
-        }
-      }
-    };
-    if (kt == qb) {
-      mask_scores(std::true_type{});
-    } else {
-      mask_scores(std::false_type{});
-    }
+    MaskScores(kt == qb, s, tile_max, k0, row_a, at.t);
     // Key k0 <= row, so the row has a finite score in every tile it visits.
     SoftmaxTile<HS>(s, tile_max, row_max, row_sum, o, scale_log2);
     AccTimes<HS, kLdm>(o, s, v_tile[buf], v_tile[buf], 0, nt_end);
   }
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-  }
-  bf16* o_rows = out + at.rows;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row_a + 8 * r;
-    if (row >= T) continue;
-    const float inv = 1.0f / row_sum[r];
-#pragma unroll
-    for (int dt = 0; dt < HS / 8; ++dt) {
-      *reinterpret_cast<uint32_t*>(o_rows + int64_t{row} * C + dt * 8 +
-                                   2 * at.t) =
-          PackBf16(o[dt][2 * r] * inv, o[dt][2 * r + 1] * inv);
-    }
-    if (at.t == 0)
-      lse[at.stat + row] =
-          fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
-  }
+  StoreForwardRows<HS>(out, lse, at, o, row_sum, row_max, row_a, T, C,
+                       scale_log2);
 }
 
 // Fused backward (kFusedQ): the dK/dV block of keys kb also makes each query
@@ -771,38 +912,12 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     }
     // Queries before a key exist only on the diagonal tile, queries past T
     // only on the last: the other tiles skip the mask's arithmetic.
-    auto probabilities = [&](auto masked) {
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        // The lane's two queries' statistics, one 8-byte load each.
-        const int col0 = nt * 8 + 2 * at.t;
-        const float2 lse2 =
-            *reinterpret_cast<const float2*>(&tile_lse[buf][col0]);
-        const float2 delta2 =
-            *reinterpret_cast<const float2*>(&tile_delta[buf][col0]);
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int query = q0 + col0 + (i & 1);
-          const int key = key_a + 8 * (i / 2);
-          const float p =
-              !decltype(masked)::value || (query >= key && query < T)
-                  ? Exp2Ftz(fmaf(s[nt][i], scale_log2,
-                                 -((i & 1) ? lse2.y : lse2.x)))
-                  : 0.0f;
-          s[nt][i] = p;
-          dp[nt][i] =
-              p * (dp[nt][i] - ((i & 1) ? delta2.y : delta2.x));  // dS^T/scale
-        }
-      }
-    };
-    if (qt == kb || q0 + kTile > T) {
-      probabilities(std::true_type{});
-    } else {
-      probabilities(std::false_type{});
-    }
+    KeyValueScoreGrads(qt == kb || q0 + kTile > T, s, dp, tile_lse[buf],
+                       tile_delta[buf], q0, key_a, at.t, T, scale_log2);
     AccTimes<HS, kLdm>(dv, s, do_tile[buf], dot_tile,
-                       nt_begin);                                // dV += P^T dO
-    AccTimes<HS, kLdm>(dk, dp, q_tile[buf], qt_tile, nt_begin);  // dK += dS^T Q
+                       nt_begin);  // dV += P^T dO
+    AccTimes<HS, kLdm>(dk, dp, q_tile[buf], qt_tile,
+                       nt_begin);  // dK += dS^T Q
     if constexpr (kFusedQ) {
       AddQueryShare<HS>(dqkv + at.qkv, at.stride, dq_rows, counters + qt, dp,
                         ds_tile, k_rows, qt, kb, T, scale);
@@ -822,7 +937,8 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
 // the block's queries and output gradients stay in shared memory (read as A
 // fragments each tile), for 4 blocks per SM instead of 3.
 template <int HS, bool kLdm, bool kLean>
-__global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
+__global__ void __launch_bounds__(kThreads,
+                                  kLean ? 4 : 3)  // <= 128 / 170 regs
     BackwardQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
@@ -875,12 +991,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
   }
   const int row_a = qb * kRows + at.warp * 16 + at.g;
   float row_lse[2], row_delta[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const int row = row_a + 8 * r;
-    row_lse[r] = row < T ? lse[at.stat + row] * kLog2e : 0.0f;
-    row_delta[r] = row < T ? delta[at.stat + row] : 0.0f;
-  }
+  LoadRowStats(row_lse, row_delta, lse, delta, at, row_a, T);
 
   float dq[HS / 8][4] = {};
   for (int kt = 0; kt <= qb; ++kt) {
@@ -906,28 +1017,256 @@ __global__ void __launch_bounds__(kThreads, kLean ? 4 : 3)  // <= 128 / 170 regs
       RowsTimesTile<HS, kLdm>(s, qf, k_tile[buf], 0, nt_end);
       RowsTimesTile<HS, kLdm>(dp, dof, v_tile[buf], 0, nt_end);
     }
-    auto score_grads = [&](auto masked) {  // the mask: diagonal tile only
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int key = k0 + nt * 8 + 2 * at.t + (i & 1);
-          const int r = i / 2;
-          const float p = !decltype(masked)::value || key <= row_a + 8 * r
-                              ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -row_lse[r]))
-                              : 0.0f;
-          dp[nt][i] = p * (dp[nt][i] - row_delta[r]);  // dS / scale
-        }
-      }
-    };
-    if (kt == qb) {
-      score_grads(std::true_type{});
-    } else {
-      score_grads(std::false_type{});
-    }
-    AccTimes<HS, kLdm>(dq, dp, k_tile[buf], kt_tile, 0, nt_end);  // dQ += dS K
+    QueryScoreGrads(kt == qb, s, dp, k0, row_a, at.t, row_lse, row_delta,
+                    scale_log2);  // the mask: diagonal tile only
+    AccTimes<HS, kLdm>(dq, dp, k_tile[buf], kt_tile, 0,
+                       nt_end);  // dQ += dS K
   }
   StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
+}
+
+// ---- Hopper: the same products as warpgroup wgmma (src/cuda/wgmma.cuh) ----
+// Head size 64 only (every GPT-2 shape). A block is one warpgroup (the same
+// 4 warps of 16 rows); each product of a 64-row block with a 64-row tile is
+// 4 wgmma (k-steps of 16) instead of 32 mma.sync a warp, with B read by the
+// tensor cores from shared memory: no fragment loads, no ldmatrix. Tiles are
+// stored in the TileIndex layout (core matrices of 8 x 8), which the same
+// tile serves as a K-major operand (rows along M or N) and as an MN-major B
+// (rows along K): Q and dO feed S^T and dP^T K-major and dK, dV MN-major.
+// The block's own rows are A operands straight from shared memory, and P^T /
+// dS^T go from the accumulators to A fragments in registers (AccToA), as in
+// the mma.sync kernels. Results match those kernels to rounding, not bit for
+// bit (the tensor cores add a k-step in their own order).
+constexpr int kWgTiles = 6;  // dK/dV and dQ: 2 own + 2 x 2 streamed tiles
+constexpr int WgmmaSharedBytes() {
+  return kWgTiles * kTileElems * static_cast<int>(sizeof(bf16)) +
+         4 * kTile * static_cast<int>(sizeof(float));  // lse, delta x 2
+}
+
+// The wgmma kernels' shared memory (WgmmaSharedBytes): the block's own rows
+// of two tensors (one in the forward), two buffers of each of two streamed
+// tensors, then room for two buffers of two 64-float statistics. Buffers by
+// arithmetic, not arrays of pointers (a run-time index would put such an
+// array on the stack).
+struct WgTiles {
+  bf16* base;
+  __device__ bf16* own(int tensor) const { return base + tensor * kTileElems; }
+  __device__ bf16* streamed(int tensor, int buf) const {
+    return base + (2 + 2 * tensor + buf) * kTileElems;
+  }
+  __device__ float* stats() const {
+    return reinterpret_cast<float*>(base + kWgTiles * kTileElems);
+  }
+};
+__device__ __forceinline__ WgTiles CarveWgTiles() {
+  GPT2_EXTERN_SHARED(uint4, wg_tiles);  // WgmmaSharedBytes()
+  return WgTiles{reinterpret_cast<bf16*>(wg_tiles)};
+}
+
+// The 8-column tiles of two 64 x 64 accumulators as the four A fragments
+// (k-steps of 16 columns) of the next product.
+__device__ __forceinline__ void AccToFragments(uint32_t (&a)[4][4],
+                                               const float (&acc)[8][4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) AccToA(a[j], acc[2 * j], acc[2 * j + 1]);
+}
+
+// acc (+)= rows (a 64-row tile, K-major over its 64 columns) times tile^T.
+__device__ __forceinline__ void WgRowsTimesTile(float (&acc)[8][4],
+                                                const bf16* rows,
+                                                const bf16* tile) {
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+    Wgmma64x64<false>(acc, TileKMajor(rows, ks), TileKMajor(tile, ks), ks > 0);
+}
+
+// acc += a (64 x 64 as four A fragments) times tile (rows along k).
+__device__ __forceinline__ void WgFragmentsTimesTile(float (&acc)[8][4],
+                                                     const uint32_t (&a)[4][4],
+                                                     const bf16* tile) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    Wgmma64x64<true>(acc, a[j], TileMnMajor(tile, j), true);
+}
+
+// Issues the products queued since the last wait and waits for them.
+__device__ __forceinline__ void WgFinish(float (&a)[8][4]) {
+  WgmmaCommit();
+  WgmmaWait<0>();
+  PinAccumulators(a);
+}
+__device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
+  WgFinish(a);
+  PinAccumulators(b);
+}
+
+// dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic).
+__global__ void __launch_bounds__(kThreads, 3)
+    WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                        const float* lse, const float* delta, int T, int C,
+                        int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  bf16* const k_rows = tiles.own(0);
+  bf16* const v_rows = tiles.own(1);
+  const auto q_tile = [&](int buf) { return tiles.streamed(0, buf); };
+  const auto do_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  float* const stats = tiles.stats();
+  const Place at = PlaceOf<HS>(T, C, NH);
+  const int kb = RowBlockRank();  // low key blocks see the most queries
+  const int query_tiles = (T + kTile - 1) / kTile;
+  const bf16* q = qkv + at.qkv;
+  const bf16* dy = dout + at.rows;
+  const float scale_log2 = scale * kLog2e;
+  // stats: lse (log2 units) of buffer b at [b * kTile], delta at [(2 + b) *
+  // kTile]; plain loads and stores, published by the loop's barrier.
+  auto load_tile = [&](int qt, int buf) {
+    const int q0 = qt * kTile;
+    LoadTileAsync(q_tile(buf), q, at.stride, q0, T);
+    LoadTileAsync(do_tile(buf), dy, C, q0, T);
+    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+      const bool in = q0 + i < T;
+      stats[buf * kTile + i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
+      stats[(2 + buf) * kTile + i] = in ? delta[at.stat + q0 + i] : 0.0f;
+    }
+  };
+  LoadTileAsync(k_rows, q + C, at.stride, kb * kRows, T);
+  LoadTileAsync(v_rows, q + 2 * C, at.stride, kb * kRows, T);
+  load_tile(kb, 0);
+  CpAsyncCommit();
+
+  float dk[8][4] = {}, dv[8][4] = {};
+  const int key_a = kb * kRows + at.warp * 16 + at.g;  // lane's keys a, a + 8
+  for (int qt = kb; qt < query_tiles; ++qt) {
+    const int q0 = qt * kTile, buf = (qt - kb) % 2;
+    // Tile qt has landed (for the tensor cores too); every product of tile
+    // qt - 1 was waited for, so its buffers take qt + 1.
+    CpAsyncWait<0>();
+    FenceProxyAsync();
+    __syncthreads();
+    if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
+    CpAsyncCommit();
+    // S^T = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the
+    // diagonal tile's masked corner costs less than splitting the warpgroup.
+    float s[8][4], dp[8][4];
+    WgmmaFence();
+    WgRowsTimesTile(s, k_rows, q_tile(buf));
+    WgRowsTimesTile(dp, v_rows, do_tile(buf));
+    WgFinish(s, dp);
+    const float* tile_lse = stats + buf * kTile;
+    const float* tile_delta = stats + (2 + buf) * kTile;
+    KeyValueScoreGrads(qt == kb || q0 + kTile > T, s, dp, tile_lse, tile_delta,
+                       q0, key_a, at.t, T, scale_log2);
+    // P^T and dS^T / scale as A fragments, each just before its products
+    // (fewer live registers).
+    uint32_t pa[4][4], dsa[4][4];
+    AccToFragments(pa, s);
+    WgmmaFence();
+    WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
+    AccToFragments(dsa, dp);
+    WgmmaFence();
+    WgFragmentsTimesTile(dk, dsa, q_tile(buf));  // dK += dS^T Q
+    WgFinish(dv, dk);
+  }
+  bf16* grads = dqkv + at.qkv;
+  StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
+  StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
+}
+
+// dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
+__global__ void __launch_bounds__(kThreads, 3)
+    WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                     const float* lse, const float* delta, int T, int C, int NH,
+                     float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  bf16* const q_rows = tiles.own(0);
+  bf16* const do_rows = tiles.own(1);
+  const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
+  const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  const Place at = PlaceOf<HS>(T, C, NH);
+  const int qb = gridDim.y - 1 - RowBlockRank();
+  const bf16* q = qkv + at.qkv;
+  const bf16* dy = dout + at.rows;
+  const float scale_log2 = scale * kLog2e;
+  LoadTileAsync(q_rows, q, at.stride, qb * kRows, T);
+  LoadTileAsync(do_rows, dy, C, qb * kRows, T);
+  LoadTileAsync(k_tile(0), q + C, at.stride, 0, T);
+  LoadTileAsync(v_tile(0), q + 2 * C, at.stride, 0, T);
+  CpAsyncCommit();
+  const int row_a = qb * kRows + at.warp * 16 + at.g;
+  float row_lse[2], row_delta[2];
+  LoadRowStats(row_lse, row_delta, lse, delta, at, row_a, T);
+
+  float dq[8][4] = {};
+  for (int kt = 0; kt <= qb; ++kt) {
+    const int k0 = kt * kTile, buf = kt % 2;
+    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
+                                 at.stride, kt, qb, T);
+    float s[8][4], dp[8][4];  // S = Q K^T, dP = dO V^T
+    WgmmaFence();
+    WgRowsTimesTile(s, q_rows, k_tile(buf));
+    WgRowsTimesTile(dp, do_rows, v_tile(buf));
+    WgFinish(s, dp);
+    QueryScoreGrads(kt == qb, s, dp, k0, row_a, at.t, row_lse, row_delta,
+                    scale_log2);  // the mask: diagonal tile only
+    uint32_t dsa[4][4];
+    AccToFragments(dsa, dp);
+    WgmmaFence();
+    WgFragmentsTimesTile(dq, dsa, k_tile(buf));  // dQ += dS K
+    WgFinish(dq);
+  }
+  StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
+}
+
+// The forward (ForwardKernel's arithmetic): S = Q K^T, the online softmax,
+// O += P V, with the block's queries and the streamed keys and values in
+// shared memory.
+__global__ void __launch_bounds__(kThreads, 3)
+    WgmmaForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C,
+                       int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  bf16* const q_rows = tiles.own(0);
+  const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
+  const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  const Place at = PlaceOf<HS>(T, C, NH);
+  const int qb = gridDim.y - 1 - RowBlockRank();  // the longest rows first
+  const bf16* q = qkv + at.qkv;
+  const float scale_log2 = scale * kLog2e;
+  LoadTileAsync(q_rows, q, at.stride, qb * kRows, T);
+  LoadTileAsync(k_tile(0), q + C, at.stride, 0, T);
+  LoadTileAsync(v_tile(0), q + 2 * C, at.stride, 0, T);
+  CpAsyncCommit();
+
+  float o[8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const int row_a = qb * kRows + at.warp * 16 + at.g;  // rows a, a + 8
+  for (int kt = 0; kt <= qb; ++kt) {
+    const int k0 = kt * kTile, buf = kt % 2;
+    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
+                                 at.stride, kt, qb, T);
+    float s[8][4];
+    WgmmaFence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+      Wgmma64x64<false>(s, TileKMajor(q_rows, ks), TileKMajor(k_tile(buf), ks),
+                        ks > 0);
+    }
+    WgFinish(s);
+    float tile_max[2] = {-INFINITY, -INFINITY};
+    MaskScores(kt == qb, s, tile_max, k0, row_a, at.t);
+    SoftmaxTile<HS>(s, tile_max, row_max, row_sum, o, scale_log2);
+    uint32_t pa[4][4];
+    AccToFragments(pa, s);
+    WgmmaFence();
+    PinAccumulators(o);
+    WgFragmentsTimesTile(o, pa, v_tile(buf));  // O += P V
+    WgFinish(o);
+  }
+
+  StoreForwardRows<HS>(out, lse, at, o, row_sum, row_max, row_a, T, C,
+                       scale_log2);
 }
 
 // Compute capability major of the current device, asked once per device.
@@ -1092,6 +1431,76 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
           launch(head, no, no, no, three);
         }
       });
+}
+
+const std::string& WgmmaWhyNot() {
+  static const std::string why = [] {
+    const std::string check = CheckWgmmaLayout();
+    return check.empty() ? check : "wgmma: " + check;
+  }();
+  return why;
+}
+
+bool WgmmaSupports(DType dtype, int head_size) {
+  return dtype == DType::kBF16 && head_size == 64 && CurrentMajor() == 9 &&
+         WgmmaWhyNot().empty();
+}
+
+namespace {
+// Above the 48 KiB a block gets without asking, and all of L1 as shared
+// memory; once per kernel.
+void AllowWgmmaShared(const void* kernel, int bytes) {
+  CheckLaunch(cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+              "tc wgmma kernels (shared memory size)");
+  CheckLaunch(cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                  cudaSharedmemCarveoutMaxShared),
+              "tc wgmma kernels (shared memory carveout)");
+}
+}  // namespace
+
+void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
+                           int C, int NH, CUstream_st* stream) {
+  const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
+  constexpr int kShared = WgmmaSharedBytes();
+  static const bool allowed =
+      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaForwardKernel),
+                        kShared),
+       true);
+  (void)allowed;
+  CheckLaunch(
+      GPT2_LAUNCH(WgmmaForwardKernel, BlockGrid(CeilDiv(T, kRows), B, NH),
+                  kThreads, kShared, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                  Ptr<bf16>(qkv), T, C, NH, scale),
+      "tc::WgmmaForwardKernel");
+}
+
+void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
+                            const float* lse, const float* delta, int B, int T,
+                            int C, int NH, CUstream_st* stream, int parts) {
+  const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
+  constexpr int kShared = WgmmaSharedBytes();
+  static const bool allowed =
+      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
+                        kShared),
+       AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel),
+                        kShared),
+       true);
+  (void)allowed;
+  const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
+  if (parts & kKeyValuePart) {
+    CheckLaunch(GPT2_LAUNCH(WgmmaKeyValueKernel, grid, kThreads, kShared,
+                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::WgmmaKeyValueKernel");
+  }
+  if (parts & kQueryPart) {
+    CheckLaunch(GPT2_LAUNCH(WgmmaQueryKernel, grid, kThreads, kShared, stream,
+                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                            lse, delta, T, C, NH, scale),
+                "tc::WgmmaQueryKernel");
+  }
 }
 
 }  // namespace gpt2::cuda::tc

@@ -5,6 +5,7 @@
 #define GPT2_OPS_ATTENTION_TC_H_
 
 #include <cstddef>
+#include <string>
 
 #include "src/core/tensor.h"
 
@@ -41,6 +42,21 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        int parts = kBothParts, void* fused_workspace = nullptr,
                        int fused_min_blocks = 3);
 size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
+
+// Hopper's versions of the forward and of the two backward kernels, through
+// warpgroup wgmma (src/cuda/wgmma.cuh): bf16, head size 64, a device of
+// compute capability 9.0 and a build with sm_90a code, and the device's
+// layout self-check passed (asked once per process; WgmmaWhyNot says why
+// not, "" when they run). Same contracts as above; results agree with the
+// mma.sync kernels to rounding.
+bool WgmmaSupports(DType dtype, int head_size);
+const std::string& WgmmaWhyNot();
+void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
+                           int C, int NH, CUstream_st* stream);
+void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
+                            const float* lse, const float* delta, int B, int T,
+                            int C, int NH, CUstream_st* stream,
+                            int parts = kBothParts);
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)
 // pairs first, then their next longest, and so on, pair group by pair group

@@ -737,6 +737,19 @@ TEST(CudaMma, LdMatrixLayout) {
   EXPECT_EQ(cuda::CheckLdMatrixLayout(), "");
 }
 
+// Hopper's warpgroup products (wgmma, src/cuda/wgmma.cuh) in the layouts the
+// wgmma attention kernels use: under the emulator its own emulation; on an
+// H100/H200 with the sm_90a build, the hardware. Elsewhere (another card, or
+// a build without sm_90a) those kernels are never chosen, and this says so.
+TEST(CudaMma, WgmmaLayout) {
+  std::string why;
+  if (CudaDeviceCount(&why) == 0)
+    GTEST_SKIP() << "no usable CUDA device: " << why;
+  if (!cuda::WgmmaBuilt())
+    GTEST_SKIP() << "no wgmma here (needs the sm_90a build on a 9.0 device)";
+  EXPECT_EQ(cuda::CheckWgmmaLayout(), "");
+}
+
 // The benchmark's per-kernel attention profile runs every kernel it names
 // (launch errors are fatal) and charges each its products: the forward two,
 // dK/dV four, dQ three, per version; the fused backward five.
@@ -770,6 +783,20 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   EXPECT_EQ(flops["dQ (ldmatrix, head by head)"], 3 * product);
   EXPECT_EQ(cuda::tc::BlockGroup(), group)
       << "the profile sets the block order back";
+  // Head size 64: Hopper's wgmma kernels too, where they run.
+  const auto times64 =
+      cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
+  const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
+  ASSERT_EQ(times64.size(), wgmma ? 17u : 14u);
+  if (wgmma) {
+    const double product64 = double{B} * NH * T * (T + 1) * 64;
+    EXPECT_EQ(times64[14].kernel, "forward (wgmma)");
+    EXPECT_EQ(times64[14].flops, 2 * product64);
+    EXPECT_EQ(times64[15].kernel, "dK, dV (wgmma)");
+    EXPECT_EQ(times64[15].flops, 4 * product64);
+    EXPECT_EQ(times64[16].kernel, "dQ (wgmma)");
+    EXPECT_EQ(times64[16].flops, 3 * product64);
+  }
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
       cuda::ProfileAttentionKernels(1, 8, 24, 2, 1, backend->cuda_stream())
@@ -793,7 +820,7 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
-        cuda::AttentionKernels::kPortable}) {
+        cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
          {std::tuple{1, 64, 64, 1}, std::tuple{2, 70, 32, 2},
@@ -818,6 +845,12 @@ TEST_P(CudaOps, AttentionPeaked) {
                  kernels == cuda::AttentionKernels::kLeanBesideBackward) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean-beside");
+      } else if (bf16 && kernels == cuda::AttentionKernels::kWgmma) {
+        // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
+                     hs == 64 && cuda::tc::WgmmaSupports(dtype(), hs)
+                         ? "tensor-core-wgmma"
+                         : "tensor-core");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -905,7 +938,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kRegisterBackward,
         cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kLeanBesideBackward,
-        cuda::AttentionKernels::kFusedBackward,
+        cuda::AttentionKernels::kFusedBackward, cuda::AttentionKernels::kWgmma,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =

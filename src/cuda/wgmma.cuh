@@ -1,0 +1,284 @@
+// Warpgroup-level tensor-core products (Hopper's wgmma.mma_async, sm_90a):
+// the 4 warps of a warpgroup (128 threads, the first warp's index a multiple
+// of 4) compute D (64 x 64, f32) = A (64 x 16, bf16) * B (16 x 64, bf16)
+// [+ D] in one instruction, B read from shared memory by the tensor cores
+// through a descriptor, A from shared memory too or from registers.
+//
+// Register layouts. The accumulators of warp w (of the warpgroup) are rows
+// 16 w .. 16 w + 15 of D, laid out as eight mma.sync m16n8 accumulators
+// side by side (src/cuda/mma.cuh): d[j][0..1] = D[16w + g][8j + 2t ..],
+// d[j][2..3] = D[16w + g + 8][8j + 2t ..], g = lane / 4, t = lane % 4. An A
+// from registers is warp w's 16 rows as one mma.sync A fragment. So a
+// kernel written against mma.cuh keeps its fragments and swaps 8 x 4
+// mma.sync per warp for one wgmma per warpgroup.
+//
+// Shared-memory layout (no swizzle, the "interleaved" canonical layout):
+// the matrix is cut into core matrices of 8 x 8 bf16, each stored as 128
+// contiguous bytes, 16 bytes per row. An operand is K-major when a core
+// matrix's rows run along M (or N) and its 8 contiguous elements along K,
+// MN-major (B only, the transposed flag) when its rows run along K and its
+// contiguous elements along N. Either way the descriptor's leading byte
+// offset (lbo) is the distance between core matrices neighbouring in K, its
+// stride byte offset (sbo) the distance between neighbours in M or N:
+//   K-major:  byte(mn, k) = (mn % 8) * 16 + (k % 8) * 2 + (mn / 8) sbo + (k /
+//   8) lbo MN-major: byte(n, k)  = (k % 8) * 16 + (n % 8) * 2 + (n / 8) sbo +
+//   (k / 8) lbo
+// (PTX ISA, "Shared Memory Matrix Layout", and CUTLASS's canonical GMMA
+// layouts say the same.) CheckWgmmaLayout (mma_check.h) tests these
+// layouts on the device before any kernel relies on them.
+//
+// Asynchrony: the products run after the instruction issues; WgmmaCommit
+// closes a group and WgmmaWait<N> waits until at most N groups are in
+// flight. Until then the accumulators and A registers must not be touched
+// and B's shared memory not overwritten. WgmmaFence orders register writes
+// before the next products; FenceProxyAsync makes this thread's ordinary
+// shared-memory writes (cp.async's too) visible to the tensor cores, before
+// the barrier that publishes them.
+//
+// The emulated build computes each product at once, per warp (a warp's rows
+// need only its own A fragment and the shared B), in k order with fmaf, as
+// the mma.sync twin does; so it checks layouts and indexing, not the
+// asynchrony rules above.
+#ifndef GPT2_CUDA_WGMMA_CUH_
+#define GPT2_CUDA_WGMMA_CUH_
+
+#include <cstdint>
+
+#include "src/cuda/common.cuh"
+#include "src/cuda/mma.cuh"
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(GPT2_CUDA_EMULATED)
+#define GPT2_WGMMA_HARDWARE 1
+#endif
+
+namespace gpt2::cuda {
+
+// Whether this build's device code has the wgmma kernels: compiled for
+// sm_90a, or emulated. Elsewhere their bodies trap; callers ask
+// WgmmaBuilt (mma_check.h) first.
+__device__ __forceinline__ bool WgmmaCompiled() {
+#if defined(GPT2_CUDA_EMULATED) || defined(GPT2_WGMMA_HARDWARE)
+  return true;
+#else
+  return false;
+#endif
+}
+
+// A matrix operand in shared memory: the descriptor, or in the emulated
+// build the pointer and the two offsets it encodes.
+struct SmemOperand {
+#if defined(GPT2_CUDA_EMULATED)
+  const bf16* base;
+  uint32_t lbo, sbo;  // bytes
+#else
+  uint64_t desc;
+#endif
+};
+
+// The operand whose first core matrix starts at `p` (16-byte aligned), with
+// lbo / sbo (multiples of 16 bytes, under 256 KiB) as described above.
+__device__ __forceinline__ SmemOperand SmemOperandAt(const bf16* p,
+                                                     uint32_t lbo,
+                                                     uint32_t sbo) {
+  SmemOperand m;
+#if defined(GPT2_CUDA_EMULATED)
+  m.base = p;
+  m.lbo = lbo;
+  m.sbo = sbo;
+#else
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(p));
+  // Bits 0-13 start address >> 4, 16-29 lbo >> 4, 32-45 sbo >> 4; base
+  // offset (49-51) and swizzle mode (62-63) zero: no swizzle.
+  m.desc = uint64_t{(address & 0x3FFFFu) >> 4} |
+           (uint64_t{(lbo & 0x3FFFFu) >> 4} << 16) |
+           (uint64_t{(sbo & 0x3FFFFu) >> 4} << 32);
+#endif
+  return m;
+}
+
+// The same operand starting `bytes` (a multiple of 16) further on.
+__device__ __forceinline__ SmemOperand Advance(SmemOperand m, uint32_t bytes) {
+#if defined(GPT2_CUDA_EMULATED)
+  m.base = reinterpret_cast<const bf16*>(reinterpret_cast<const char*>(m.base) +
+                                         bytes);
+#else
+  m.desc += bytes >> 4;  // the start address field, which never carries
+#endif
+  return m;
+}
+
+// The layout of the attention kernels' 64 x 64 tiles: core matrices of 8
+// rows side by side (128 bytes apart), groups of 8 rows 1,024 bytes apart.
+// Element (r, c) is at TileIndex(r, c). Read with its rows along M or N and
+// c along K (K-major), k-step ks (columns 16 ks ..) starts 256 ks bytes on;
+// read as an MN-major B with its rows along K and c along N, k-step ks (rows
+// 16 ks ..) starts 2,048 ks bytes on.
+constexpr int kTileElems = 64 * 64;
+__host__ __device__ constexpr int TileIndex(int r, int c) {
+  return (r / 8) * 512 + (c / 8) * 64 + (r % 8) * 8 + c % 8;
+}
+__device__ __forceinline__ SmemOperand TileKMajor(const bf16* tile, int ks) {
+  return Advance(SmemOperandAt(tile, 128, 1024), 256 * ks);
+}
+__device__ __forceinline__ SmemOperand TileMnMajor(const bf16* tile, int ks) {
+  return Advance(SmemOperandAt(tile, 1024, 128), 2048 * ks);
+}
+
+#if defined(GPT2_CUDA_EMULATED)
+namespace wgmma_emu {
+__device__ __forceinline__ float At(const bf16* base, uint32_t byte) {
+  return __bfloat162float(*reinterpret_cast<const bf16*>(
+      reinterpret_cast<const char*>(base) + byte));
+}
+// Element (mn, k) of a K-major operand, or (n, k) of an MN-major B.
+__device__ __forceinline__ float KMajor(const SmemOperand& m, int mn, int k) {
+  return At(m.base,
+            (mn % 8) * 16 + (k % 8) * 2 + (mn / 8) * m.sbo + (k / 8) * m.lbo);
+}
+__device__ __forceinline__ float MnMajor(const SmemOperand& m, int n, int k) {
+  return At(m.base,
+            (k % 8) * 16 + (n % 8) * 2 + (n / 8) * m.sbo + (k / 8) * m.lbo);
+}
+// d (this lane's accumulators) = a_rows (its rows g and g + 8 of its warp,
+// over k) times B, plus d when accumulating; each sum in k order.
+template <bool kTransB>
+__device__ __forceinline__ void Product(float (&d)[8][4],
+                                        const float (&a_rows)[2][16],
+                                        const SmemOperand& b, bool accumulate) {
+  const int t = threadIdx.x % 4;
+  for (int j = 0; j < 8; ++j) {
+    for (int i = 0; i < 4; ++i) {
+      const int n = 8 * j + 2 * t + (i & 1);
+      float acc = accumulate ? d[j][i] : 0.0f;
+      for (int k = 0; k < 16; ++k) {
+        const float bv = kTransB ? MnMajor(b, n, k) : KMajor(b, n, k);
+        acc = fmaf(a_rows[i / 2][k], bv, acc);
+      }
+      d[j][i] = acc;
+    }
+  }
+}
+}  // namespace wgmma_emu
+#endif
+
+// Register operand lists of the 64 x 64 accumulators, for the asm below.
+#define GPT2_WGMMA_D8(j) \
+  "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
+#define GPT2_WGMMA_D                                                      \
+  GPT2_WGMMA_D8(0), GPT2_WGMMA_D8(1), GPT2_WGMMA_D8(2), GPT2_WGMMA_D8(3), \
+      GPT2_WGMMA_D8(4), GPT2_WGMMA_D8(5), GPT2_WGMMA_D8(6), GPT2_WGMMA_D8(7)
+#define GPT2_WGMMA_DLIST                                                    \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, "  \
+  "%30, %31}"
+
+// d = A * B (+ d if accumulate), A from registers (warp w's 16 rows as an
+// mma.sync A fragment), B in shared memory, MN-major if kTransB.
+template <bool kTransB>
+__device__ __forceinline__ void Wgmma64x64(float (&d)[8][4],
+                                           const uint32_t (&a)[4],
+                                           SmemOperand b, bool accumulate) {
+#if defined(GPT2_CUDA_EMULATED)
+  const int lane = threadIdx.x % 32, g = lane / 4;
+  float a_rows[2][16];
+  for (int j = 0; j < 4; ++j) {  // lane 4g + j holds k 2j.. and 2j + 8..
+    const uint32_t r[4] = {__shfl_sync(0xffffffffu, a[0], 4 * g + j),
+                           __shfl_sync(0xffffffffu, a[1], 4 * g + j),
+                           __shfl_sync(0xffffffffu, a[2], 4 * g + j),
+                           __shfl_sync(0xffffffffu, a[3], 4 * g + j)};
+    for (int h = 0; h < 2; ++h) {  // rows g, g + 8
+      a_rows[h][2 * j] = Bf16Lo(r[h]);
+      a_rows[h][2 * j + 1] = Bf16Hi(r[h]);
+      a_rows[h][2 * j + 8] = Bf16Lo(r[h + 2]);
+      a_rows[h][2 * j + 9] = Bf16Hi(r[h + 2]);
+    }
+  }
+  wgmma_emu::Product<kTransB>(d, a_rows, b, accumulate);
+#elif defined(GPT2_WGMMA_HARDWARE)
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " GPT2_WGMMA_DLIST
+      ", {%32, %33, %34, %35}, %36, p, 1, 1, %37;\n}\n"
+      : GPT2_WGMMA_D
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b.desc),
+        "n"(kTransB ? 1 : 0), "r"(accumulate ? 1 : 0));
+#else
+  (void)d, (void)a, (void)b, (void)accumulate;
+  __trap();
+#endif
+}
+
+// d = A * B (+ d if accumulate), A K-major in shared memory (rows 16 w ..
+// 16 w + 15 are warp w's), B in shared memory, MN-major if kTransB.
+template <bool kTransB>
+__device__ __forceinline__ void Wgmma64x64(float (&d)[8][4], SmemOperand a,
+                                           SmemOperand b, bool accumulate) {
+#if defined(GPT2_CUDA_EMULATED)
+  const int row = (threadIdx.x % 128) / 32 * 16 + (threadIdx.x % 32) / 4;
+  float a_rows[2][16];
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 16; ++k)
+      a_rows[h][k] = wgmma_emu::KMajor(a, row + 8 * h, k);
+  wgmma_emu::Product<kTransB>(d, a_rows, b, accumulate);
+#elif defined(GPT2_WGMMA_HARDWARE)
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %35, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " GPT2_WGMMA_DLIST
+      ", %32, %33, p, 1, 1, 0, %34;\n}\n"
+      : GPT2_WGMMA_D
+      : "l"(a.desc), "l"(b.desc), "n"(kTransB ? 1 : 0),
+        "r"(accumulate ? 1 : 0));
+#else
+  (void)d, (void)a, (void)b, (void)accumulate;
+  __trap();
+#endif
+}
+
+#undef GPT2_WGMMA_DLIST
+#undef GPT2_WGMMA_D
+#undef GPT2_WGMMA_D8
+
+// Orders this warpgroup's register writes before the products issued next.
+__device__ __forceinline__ void WgmmaFence() {
+#if defined(GPT2_WGMMA_HARDWARE)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void WgmmaCommit() {
+#if defined(GPT2_WGMMA_HARDWARE)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+template <int kInFlight>
+__device__ __forceinline__ void WgmmaWait() {
+#if defined(GPT2_WGMMA_HARDWARE)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kInFlight)
+               : "memory");
+#endif
+}
+
+// Keeps the compiler from moving reads or writes of accumulators across the
+// asynchronous window (call after WgmmaWait and before the first product).
+__device__ __forceinline__ void PinAccumulators(float (&d)[8][4]) {
+#if defined(GPT2_WGMMA_HARDWARE)
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+f"(d[j][i])::"memory");
+  }
+#else
+  (void)d;
+#endif
+}
+
+// This thread's ordinary shared-memory writes (and completed cp.async
+// copies), visible to the tensor cores' reads after the next barrier.
+__device__ __forceinline__ void FenceProxyAsync() {
+#if defined(GPT2_WGMMA_HARDWARE)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
+}  // namespace gpt2::cuda
+
+#endif  // GPT2_CUDA_WGMMA_CUH_
