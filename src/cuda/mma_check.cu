@@ -290,7 +290,7 @@ bool WgmmaBuilt() {
 }
 
 std::string CheckWgmmaLayout() {
-  if (!WgmmaBuilt()) return "not built for sm_90a";
+  if (!WgmmaBuilt()) return kNoWgmmaHere;
   // Small integers: every product and sum is exact in bf16 and fp32.
   std::vector<float> x(64 * 64), y(64 * 64), c(64 * 64);
   for (int i = 0; i < 64 * 64; ++i) {

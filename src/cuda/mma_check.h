@@ -32,7 +32,9 @@ bool WgmmaBuilt();
 // kernels' shared-memory layout and compares each with the host product.
 // "" when all match; else the first mismatch, and which other reading of
 // the layout (offsets swapped, B transposed) the device's result fits, if
-// any. "not built for sm_90a" where WgmmaBuilt is false.
+// any. kNoWgmmaHere where WgmmaBuilt is false.
+inline constexpr const char* kNoWgmmaHere =
+    "no wgmma here (needs the sm_90a build on a 9.0 device)";
 std::string CheckWgmmaLayout();
 
 }  // namespace gpt2::cuda

@@ -454,6 +454,16 @@ AttentionKernels& KernelChoice() {
                      why.c_str());
         kernels = AttentionKernels::kTransposedTiles;
       }
+      // The wgmma kernels' layouts likewise, now (not inside a graph capture
+      // later): where the device could run them and the check fails, they
+      // are never chosen, and the user is told.
+      const std::string& wgmma = tc::WgmmaWhyNot();
+      if (!wgmma.empty() && wgmma.find(kNoWgmmaHere) == std::string::npos &&
+          !EnvIs("GPT2_ATTENTION_WGMMA", "0")) {
+        std::fprintf(stderr,
+                     "gpt2: warning: %s: mma.sync attention kernels only\n",
+                     wgmma.c_str());
+      }
     }
     return kernels;
   }();

@@ -745,8 +745,7 @@ TEST(CudaMma, WgmmaLayout) {
   std::string why;
   if (CudaDeviceCount(&why) == 0)
     GTEST_SKIP() << "no usable CUDA device: " << why;
-  if (!cuda::WgmmaBuilt())
-    GTEST_SKIP() << "no wgmma here (needs the sm_90a build on a 9.0 device)";
+  if (!cuda::WgmmaBuilt()) GTEST_SKIP() << cuda::kNoWgmmaHere;
   EXPECT_EQ(cuda::CheckWgmmaLayout(), "");
 }
 
