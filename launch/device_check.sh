@@ -262,6 +262,10 @@ group_bench() {
   # once with the sums in registers. The per-op `layernorm_bwd` lines side by side.
   GPT2_LAYERNORM_PREFETCH=0 bench bench_lnbwd2_B16 16 --steps 5
   GPT2_LAYERNORM_SHARED_SUMS=0 bench bench_lnbwd1_B16 16 --steps 5
+  # Without the wgmma attention kernels (which bench_ours_B16's first step times against
+  # the mma.sync ones; "attention kernels alone" lists both): the step they save.
+  [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] ||
+    GPT2_ATTENTION_WGMMA=0 bench bench_nowgmma_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -549,9 +553,14 @@ group_profile() {
     # The skips pass the first step's timed choices (each backward version and block order
     # timed on one layer) into the third step.
     local spec kernel skip count
-    for spec in ForwardKernel:30:2 BackwardKeyValueKernel:60:2 BackwardQueryKernel:50:2; do
+    # Each family fixed (GPT2_ATTENTION_WGMMA=1 / 0), so that its kernels run every step
+    # whichever the timed choice would pick.
+    for spec in ForwardKernel:30:2 BackwardKeyValueKernel:60:2 BackwardQueryKernel:50:2 \
+      WgmmaForwardKernel:30:2 WgmmaKeyValueKernel:40:2 WgmmaQueryKernel:40:2; do
       IFS=: read -r kernel skip count <<<"$spec"
-      run "ncu_$kernel" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
+      [[ $kernel != Wgmma* ]] || [ "${GPT2_ATTENTION_WGMMA:-}" != 0 ] || continue
+      GPT2_ATTENTION_WGMMA=$([[ $kernel == Wgmma* ]] && echo 1 || echo 0) \
+        run "ncu_$kernel" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
         --kernel-name "$kernel" --launch-skip "$skip" --launch-count "$count" \
         "${sections[@]}" --section ComputeWorkloadAnalysis --section InstructionStats \
         "$stage/bin/gpt2_bench" "${bench_args[@]}"
@@ -580,6 +589,15 @@ if [ -z "${GPT2_ATTENTION_FUSED:-}" ] &&
     --gtest_filter='Types/CudaOps.FusedAttentionBackward/*'; then
   export GPT2_ATTENTION_FUSED=0
   log "the fused attention backward failed its probe: left out of every run from here on"
+fi
+# The wgmma attention kernels (sm_90a) likewise: their layout self-check and the attention
+# tests alone first (CheckWgmmaLayout names the layout reading the device fits, if it
+# fails); on a failure or a trap every later run goes without them.
+if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
+  ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
+    --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:CudaAttentionProfile.*'; then
+  export GPT2_ATTENTION_WGMMA=0
+  log "the wgmma attention kernels failed their probe: left out of every run from here on"
 fi
 
 for group in $groups; do

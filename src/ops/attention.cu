@@ -457,9 +457,10 @@ AttentionKernels& KernelChoice() {
       // The wgmma kernels' layouts likewise, now (not inside a graph capture
       // later): where the device could run them and the check fails, they
       // are never chosen, and the user is told.
-      const std::string& wgmma = tc::WgmmaWhyNot();
-      if (!wgmma.empty() && wgmma.find(kNoWgmmaHere) == std::string::npos &&
-          !EnvIs("GPT2_ATTENTION_WGMMA", "0")) {
+      const std::string wgmma = EnvIs("GPT2_ATTENTION_WGMMA", "0")
+                                    ? std::string()
+                                    : tc::WgmmaWhyNot();
+      if (!wgmma.empty() && wgmma.find(kNoWgmmaHere) == std::string::npos) {
         std::fprintf(stderr,
                      "gpt2: warning: %s: mma.sync attention kernels only\n",
                      wgmma.c_str());

@@ -308,6 +308,9 @@ double BenchTrainStep(bool print, int local_rank = 0) {
                                       B, T, shape.channels, shape.num_heads, 5,
                                       backend->cuda_stream())
                                 : std::vector<cuda::AttentionKernelTime>{};
+      const std::string forward = cuda::AttentionForwardChoice();
+      if (!forward.empty())
+        std::printf("attention forward kernels chosen: %s\n", forward.c_str());
       const std::string choice = cuda::AttentionBackwardChoice();
       if (!choice.empty())
         std::printf("attention backward kernels chosen: %s\n", choice.c_str());
