@@ -505,20 +505,28 @@ bool Ldmatrix() {
 // lean kernels side by side on two streams, or lean with dQ fused into the
 // dK/dV kernel, registers capped for 3 or 2 blocks per SM. The fused ones
 // last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
-// kWgmma: Hopper's wgmma kernels (timed only where WgmmaFor).
+// kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), the dK/dV
+// kernel waiting for each pair of products at 3 blocks an SM, or overlapping
+// them with its math at 2.
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
   kLeanKeyValue = 2,
   kLeanBeside = 3,
   kWgmmaVersion = 4,
-  kFused = 5,
-  kFusedTwo = 6
+  kWgmmaOverlap = 5,
+  kFused = 6,
+  kFusedTwo = 7
 };
 const char* const kBackwardNames[] = {
-    "registers", "lean",     "lean dK/dV",           "lean, dQ beside dK/dV",
-    "wgmma",     "fused dQ", "fused dQ, 2 blocks/SM"};
-constexpr int kVersions = 7;
+    "registers",  "lean",
+    "lean dK/dV", "lean, dQ beside dK/dV",
+    "wgmma",      "wgmma, dK/dV overlapped at 2 blocks/SM",
+    "fused dQ",   "fused dQ, 2 blocks/SM"};
+constexpr int kVersions = 8;
+bool IsWgmma(BackwardVersion v) {
+  return v == kWgmmaVersion || v == kWgmmaOverlap;
+}
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
@@ -570,9 +578,9 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
     }
     return;
   }
-  if (v == kWgmmaVersion) {
+  if (IsWgmma(v)) {
     return tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                      stream);
+                                      v == kWgmmaOverlap, stream);
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                         v == kLean, stream, tc::kBothParts,
@@ -666,7 +674,7 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
     for (int v = 0; v < kVersions; ++v) {
       const auto version = static_cast<BackwardVersion>(v);
       if (IsFused(version) && !FusedAllowed()) continue;
-      if (version == kWgmmaVersion && !WgmmaFor(dout.dtype, C / NH)) continue;
+      if (IsWgmma(version) && !WgmmaFor(dout.dtype, C / NH)) continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
@@ -1021,13 +1029,17 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
     time("forward (wgmma)", 2 * product, [&] {
       tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, stream);
     });
-    time("dK, dV (wgmma)", 4 * product, [&] {
-      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kKeyValuePart);
-    });
+    for (const bool overlap : {false, true}) {
+      time(overlap ? "dK, dV (wgmma, overlapped)" : "dK, dV (wgmma)",
+           4 * product, [&] {
+             tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T,
+                                        C, NH, overlap, stream,
+                                        tc::kKeyValuePart);
+           });
+    }
     time("dQ (wgmma)", 3 * product, [&] {
       tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kQueryPart);
+                                 false, stream, tc::kQueryPart);
     });
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));

@@ -468,11 +468,17 @@ __device__ __forceinline__ void MaskScoresTile(float (&s)[8][4],
   }
 }
 
+// The score-gradient steps below come in two halves, for kernels that
+// compute the probabilities while the products for dP still run: P from the
+// scores (kProbabilities), then dS / scale = P (dP - delta) from P
+// (kGradients); or both in one pass (kBothSteps). The same values either way.
+constexpr int kProbabilities = 1, kGradients = 2, kBothSteps = 3;
+
 // The dK/dV kernels' step from S^T and dP^T (keys x queries) of query tile
 // q0 to P^T (in s) and dS^T / scale (in dp), from the tile's lse (log2
 // units) and delta; kMasked where queries before a key (the diagonal tile) or
 // past T (the last) exist.
-template <bool kMasked>
+template <bool kMasked, int kStep>
 __device__ __forceinline__ void KeyValueScoreGradsTile(
     float (&s)[8][4], float (&dp)[8][4], const float* tile_lse,
     const float* tile_delta, int q0, int key_a, int t, int T,
@@ -481,45 +487,53 @@ __device__ __forceinline__ void KeyValueScoreGradsTile(
   for (int nt = 0; nt < 8; ++nt) {
     // The lane's two queries' statistics, one 8-byte load each.
     const int col0 = nt * 8 + 2 * t;
-    const float2 lse2 = *reinterpret_cast<const float2*>(&tile_lse[col0]);
-    const float2 delta2 = *reinterpret_cast<const float2*>(&tile_delta[col0]);
+    float2 lse2, delta2;
+    if (kStep & kProbabilities)
+      lse2 = *reinterpret_cast<const float2*>(&tile_lse[col0]);
+    if (kStep & kGradients)
+      delta2 = *reinterpret_cast<const float2*>(&tile_delta[col0]);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int query = q0 + col0 + (i & 1);
-      const int key = key_a + 8 * (i / 2);
-      const float p = !kMasked || (query >= key && query < T)
-                          ? Exp2Ftz(fmaf(s[nt][i], scale_log2,
-                                         -((i & 1) ? lse2.y : lse2.x)))
-                          : 0.0f;
-      s[nt][i] = p;
-      dp[nt][i] = p * (dp[nt][i] - ((i & 1) ? delta2.y : delta2.x));
+      if (kStep & kProbabilities) {
+        const int query = q0 + col0 + (i & 1);
+        const int key = key_a + 8 * (i / 2);
+        s[nt][i] = !kMasked || (query >= key && query < T)
+                       ? Exp2Ftz(fmaf(s[nt][i], scale_log2,
+                                      -((i & 1) ? lse2.y : lse2.x)))
+                       : 0.0f;
+      }
+      if (kStep & kGradients)
+        dp[nt][i] = s[nt][i] * (dp[nt][i] - ((i & 1) ? delta2.y : delta2.x));
     }
   }
 }
 
-// The dQ kernels' step from S and dP (queries x keys) of key tile k0 to dS /
-// scale (in dp), from the lane's rows' lse (log2 units) and delta; kMasked on
-// the diagonal tile.
-template <bool kMasked>
+// The dQ kernels' step from S and dP (queries x keys) of key tile k0 to P (in
+// s) and dS / scale (in dp), from the lane's rows' lse (log2 units) and
+// delta; kMasked on the diagonal tile.
+template <bool kMasked, int kStep>
 __device__ __forceinline__ void QueryScoreGradsTile(
-    const float (&s)[8][4], float (&dp)[8][4], int k0, int row_a, int t,
+    float (&s)[8][4], float (&dp)[8][4], int k0, int row_a, int t,
     const float (&row_lse)[2], const float (&row_delta)[2], float scale_log2) {
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int key = k0 + nt * 8 + 2 * t + (i & 1);
       const int r = i / 2;
-      const float p = !kMasked || key <= row_a + 8 * r
-                          ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -row_lse[r]))
-                          : 0.0f;
-      dp[nt][i] = p * (dp[nt][i] - row_delta[r]);
+      if (kStep & kProbabilities) {
+        const int key = k0 + nt * 8 + 2 * t + (i & 1);
+        s[nt][i] = !kMasked || key <= row_a + 8 * r
+                       ? Exp2Ftz(fmaf(s[nt][i], scale_log2, -row_lse[r]))
+                       : 0.0f;
+      }
+      if (kStep & kGradients) dp[nt][i] = s[nt][i] * (dp[nt][i] - row_delta[r]);
     }
   }
 }
 
 // The three above with the mask chosen at run time: the masked version
-// only where `masked`, the other tiles skip the mask's arithmetic.
+// only where `masked`, the other tiles skip the mask's arithmetic (the
+// kGradients half has no mask: P is zero where it applies).
 __device__ __forceinline__ void MaskScores(bool masked, float (&s)[8][4],
                                            float (&tile_max)[2], int k0,
                                            int row_a, int t) {
@@ -529,28 +543,29 @@ __device__ __forceinline__ void MaskScores(bool masked, float (&s)[8][4],
     MaskScoresTile<false>(s, tile_max, k0, row_a, t);
   }
 }
+template <int kStep = kBothSteps>
 __device__ __forceinline__ void KeyValueScoreGrads(
     bool masked, float (&s)[8][4], float (&dp)[8][4], const float* tile_lse,
     const float* tile_delta, int q0, int key_a, int t, int T,
     float scale_log2) {
   if (masked) {
-    KeyValueScoreGradsTile<true>(s, dp, tile_lse, tile_delta, q0, key_a, t, T,
-                                 scale_log2);
+    KeyValueScoreGradsTile<true, kStep>(s, dp, tile_lse, tile_delta, q0, key_a,
+                                        t, T, scale_log2);
   } else {
-    KeyValueScoreGradsTile<false>(s, dp, tile_lse, tile_delta, q0, key_a, t, T,
-                                  scale_log2);
+    KeyValueScoreGradsTile<false, kStep>(s, dp, tile_lse, tile_delta, q0, key_a,
+                                         t, T, scale_log2);
   }
 }
+template <int kStep = kBothSteps>
 __device__ __forceinline__ void QueryScoreGrads(
-    bool masked, const float (&s)[8][4], float (&dp)[8][4], int k0, int row_a,
-    int t, const float (&row_lse)[2], const float (&row_delta)[2],
-    float scale_log2) {
+    bool masked, float (&s)[8][4], float (&dp)[8][4], int k0, int row_a, int t,
+    const float (&row_lse)[2], const float (&row_delta)[2], float scale_log2) {
   if (masked) {
-    QueryScoreGradsTile<true>(s, dp, k0, row_a, t, row_lse, row_delta,
-                              scale_log2);
+    QueryScoreGradsTile<true, kStep>(s, dp, k0, row_a, t, row_lse, row_delta,
+                                     scale_log2);
   } else {
-    QueryScoreGradsTile<false>(s, dp, k0, row_a, t, row_lse, row_delta,
-                               scale_log2);
+    QueryScoreGradsTile<false, kStep>(s, dp, k0, row_a, t, row_lse, row_delta,
+                                      scale_log2);
   }
 }
 
@@ -1101,7 +1116,13 @@ __device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
 }
 
 // dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic).
-__global__ void __launch_bounds__(kThreads, 3)
+// kOverlap: the products in four groups, each started as soon as its inputs
+// are there, so that the math between them overlaps the tensor cores' work
+// (208 registers: 2 blocks an SM; at 3 blocks ptxas serializes the products
+// for want of registers); else two groups, each waited for before the math
+// that follows it (168 registers, 3 blocks an SM).
+template <bool kOverlap>
+__global__ void __launch_bounds__(kThreads, kOverlap ? 2 : 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
@@ -1148,21 +1169,42 @@ __global__ void __launch_bounds__(kThreads, 3)
     CpAsyncCommit();
     // S^T = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the
     // diagonal tile's masked corner costs less than splitting the warpgroup.
-    float s[8][4], dp[8][4];
-    WgmmaFence();
-    WgRowsTimesTile(s, k_rows, q_tile(buf));
-    WgRowsTimesTile(dp, v_rows, do_tile(buf));
-    WgFinish(s, dp);
+    // kOverlap: S^T, then dP^T (running while P^T is computed from S^T), then
+    // dV += P^T dO (running while dS^T is computed from dP^T), then dK +=
+    // dS^T Q. Else S^T and dP^T, then dV and dK.
+    const bool masked = qt == kb || q0 + kTile > T;
     const float* tile_lse = stats + buf * kTile;
     const float* tile_delta = stats + (2 + buf) * kTile;
-    KeyValueScoreGrads(qt == kb || q0 + kTile > T, s, dp, tile_lse, tile_delta,
-                       q0, key_a, at.t, T, scale_log2);
-    // P^T and dS^T / scale as A fragments, each just before its products
-    // (fewer live registers).
-    uint32_t pa[4][4], dsa[4][4];
-    AccToFragments(pa, s);
+    float s[8][4], dp[8][4];
+    uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
     WgmmaFence();
-    WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
+    WgRowsTimesTile(s, k_rows, q_tile(buf));
+    if constexpr (kOverlap) {
+      WgmmaCommit();
+      WgRowsTimesTile(dp, v_rows, do_tile(buf));
+      WgmmaCommit();
+      WgmmaWait<1>();  // S^T
+      PinAccumulators(s);
+      KeyValueScoreGrads<kProbabilities>(masked, s, dp, tile_lse, tile_delta,
+                                         q0, key_a, at.t, T, scale_log2);
+      AccToFragments(pa, s);
+      WgmmaFence();
+      WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
+      WgmmaCommit();
+      WgmmaWait<1>();  // dP^T (dV's products may still run)
+      PinAccumulators(dp);
+      KeyValueScoreGrads<kGradients>(false, s, dp, tile_lse, tile_delta, q0,
+                                     key_a, at.t, T, scale_log2);
+    } else {
+      WgRowsTimesTile(dp, v_rows, do_tile(buf));
+      WgFinish(s, dp);
+      KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t,
+                         T, scale_log2);
+      // Each A just before its products (fewer live registers).
+      AccToFragments(pa, s);
+      WgmmaFence();
+      WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
+    }
     AccToFragments(dsa, dp);
     WgmmaFence();
     WgFragmentsTimesTile(dk, dsa, q_tile(buf));  // dK += dS^T Q
@@ -1203,13 +1245,21 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int k0 = kt * kTile, buf = kt % 2;
     AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
                                  at.stride, kt, qb, T);
-    float s[8][4], dp[8][4];  // S = Q K^T, dP = dO V^T
+    // S = Q K^T, then dP = dO V^T running while P is computed from S.
+    float s[8][4], dp[8][4];
     WgmmaFence();
     WgRowsTimesTile(s, q_rows, k_tile(buf));
+    WgmmaCommit();
     WgRowsTimesTile(dp, do_rows, v_tile(buf));
-    WgFinish(s, dp);
-    QueryScoreGrads(kt == qb, s, dp, k0, row_a, at.t, row_lse, row_delta,
-                    scale_log2);  // the mask: diagonal tile only
+    WgmmaCommit();
+    WgmmaWait<1>();
+    PinAccumulators(s);
+    QueryScoreGrads<kProbabilities>(kt == qb, s, dp, k0, row_a, at.t, row_lse,
+                                    row_delta, scale_log2);  // mask: diagonal
+    WgmmaWait<0>();                                          // dP
+    PinAccumulators(dp);
+    QueryScoreGrads<kGradients>(false, s, dp, k0, row_a, at.t, row_lse,
+                                row_delta, scale_log2);
     uint32_t dsa[4][4];
     AccToFragments(dsa, dp);
     WgmmaFence();
@@ -1478,22 +1528,28 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
 
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, CUstream_st* stream, int parts) {
+                            int C, int NH, bool overlap, CUstream_st* stream,
+                            int parts) {
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   static const bool allowed =
-      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
-                        kShared),
+      (AllowWgmmaShared(
+           reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>), kShared),
+       AllowWgmmaShared(
+           reinterpret_cast<const void*>(&WgmmaKeyValueKernel<true>), kShared),
        AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel),
                         kShared),
        true);
   (void)allowed;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
   if (parts & kKeyValuePart) {
-    CheckLaunch(GPT2_LAUNCH(WgmmaKeyValueKernel, grid, kThreads, kShared,
-                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                "tc::WgmmaKeyValueKernel");
+    auto* kernel =
+        overlap ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
+    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
+                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                            lse, delta, T, C, NH, scale),
+                overlap ? "tc::WgmmaKeyValueKernel (overlapped, 2 blocks/SM)"
+                        : "tc::WgmmaKeyValueKernel");
   }
   if (parts & kQueryPart) {
     CheckLaunch(GPT2_LAUNCH(WgmmaQueryKernel, grid, kThreads, kShared, stream,

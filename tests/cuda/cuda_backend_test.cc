@@ -786,15 +786,17 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 17u : 14u);
+  ASSERT_EQ(times64.size(), wgmma ? 18u : 14u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     EXPECT_EQ(times64[14].kernel, "forward (wgmma)");
     EXPECT_EQ(times64[14].flops, 2 * product64);
     EXPECT_EQ(times64[15].kernel, "dK, dV (wgmma)");
     EXPECT_EQ(times64[15].flops, 4 * product64);
-    EXPECT_EQ(times64[16].kernel, "dQ (wgmma)");
-    EXPECT_EQ(times64[16].flops, 3 * product64);
+    EXPECT_EQ(times64[16].kernel, "dK, dV (wgmma, overlapped)");
+    EXPECT_EQ(times64[16].flops, 4 * product64);
+    EXPECT_EQ(times64[17].kernel, "dQ (wgmma)");
+    EXPECT_EQ(times64[17].flops, 3 * product64);
   }
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
@@ -1019,6 +1021,48 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
     }
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
+}
+
+// The wgmma dK/dV kernel's two schedules (waiting for each pair of products,
+// or overlapping the math with them at 2 blocks an SM) issue the same
+// products in the same order: the same bits, and every element written (the
+// two runs start from different garbage).
+TEST_P(CudaOps, WgmmaOverlapIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
+    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
+  std::vector<std::tuple<int, int, int, int>> shapes = {{1, 130, 128, 2},
+                                                        {2, 200, 64, 1}};
+  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
+  for (auto [B, T, C, NH] : shapes) {
+    const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 81);
+    // delta = dout . out per row, any values will do: both read the same.
+    const auto dout = Download(in.dout, "dout"), out = Download(in.out, "out");
+    std::vector<double> delta(B * NH * T);
+    const int hs = C / NH;
+    for (int b = 0; b < B; ++b)
+      for (int h = 0; h < NH; ++h)
+        for (int t = 0; t < T; ++t)
+          for (int d = 0; d < hs; ++d) {
+            const int64_t i = (int64_t{b} * T + t) * C + h * hs + d;
+            delta[(b * NH + h) * T + t] += dout[i] * out[i];
+          }
+    auto g_delta = GpuF32(delta);
+    std::vector<double> grads[2];
+    for (int overlap = 0; overlap < 2; ++overlap) {
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, 83 + overlap));
+      cuda::tc::WgmmaAttentionBackward(
+          g_dqkv.view, in.dout.view, in.qkv.view,
+          static_cast<const float*>(in.lse.view.data),
+          static_cast<const float*>(g_delta.view.data), B, T, C, NH,
+          overlap == 1, cuda_->cuda_stream());
+      grads[overlap] = Download(g_dqkv, "dqkv");
+    }
+    int differ = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      differ += grads[0][i] != grads[1][i];
+    EXPECT_EQ(differ, 0) << "B=" << B << " T=" << T << " C=" << C;
+  }
 }
 
 // The order the blocks start in (pair after pair, or the longest row blocks
