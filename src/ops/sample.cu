@@ -1,11 +1,13 @@
 // Top-k sampling on the device (src/ops/sample.h has the draw): one block of
 // 1024 threads per row, thread t owning a contiguous slice of the ids, so that
 // block-wide scans run in id order. The k-th largest logit is found by a radix
-// select over the 32-bit ranking keys (four passes of 8 bits, shared-memory
-// histograms with integer atomics, so counts are exact); ties at the threshold
-// go to the lowest ids through a scan of the tie counts; weights are summed
-// per slice and scanned; the slice holding u * S is walked by its thread.
-// Every sum runs in a fixed order: the same inputs give the same token.
+// select over the 32-bit ranking keys (four passes of 8 bits, two for bf16
+// logits, whose keys have 16 significant bits; shared-memory histograms with
+// integer atomics, so counts are exact; the top key found in the first); ties
+// at the threshold go to the lowest ids through a scan of the tie counts;
+// weights are summed per slice and scanned; the slice holding u * S is walked
+// by its thread. Every sum runs in a fixed order: the same inputs give the same
+// token.
 //
 // The slices make every pass's loads strided across a warp (32 rows of 32
 // bytes for 64 used). A version copying the bf16 row into shared memory first
@@ -13,6 +15,7 @@
 // off; logs/gpu_h200_2026-11-26_2) and is gone.
 #include <climits>
 #include <cstdint>
+#include <type_traits>
 
 #include "src/cuda/common.cuh"
 #include "src/ops/sample.h"
@@ -95,31 +98,30 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int begin = min(V, static_cast<int>(threadIdx.x) * slice);
   const int end = min(V, begin + slice);
 
-  // The top key. Keys are unsigned; as ints they order the same after
-  // flipping the top bit.
+  // The top key (as an int: keys are unsigned, and as ints they order the
+  // same after flipping the top bit), in a pass of its own where no select
+  // runs, else in the select's first pass.
+  const int k = min(top_k, V);
+  const bool select = k > 1 && k < V;
   int top_flipped = INT_MIN;
-  for (int i = begin; i < end; ++i)
-    top_flipped =
-        max(top_flipped, static_cast<int>(KeyAt(row, i) ^ 0x80000000u));
-  top_flipped = BlockMaxInt(top_flipped, int_scratch);
-  const uint32_t top_key = static_cast<uint32_t>(top_flipped) ^ 0x80000000u;
-  if (top_key == SampleKey(0xFF800000u)) {  // every logit -inf or NaN
-    if (threadIdx.x == 0) tokens[blockIdx.x] = 0;
-    return;
+  if (!select) {
+    for (int i = begin; i < end; ++i)
+      top_flipped =
+          max(top_flipped, static_cast<int>(KeyAt(row, i) ^ 0x80000000u));
   }
 
   // The threshold key (the k-th largest) and how many of the ids at it are
   // kept (`need`, the lowest ones). k >= V keeps everything.
-  const int k = min(top_k, V);
   uint32_t threshold = 0;
   int need = V;
-  if (k == 1) {
-    threshold = top_key;
-    need = 1;
-  } else if (k < V) {
+  if (select) {
+    // A bf16 logit's key has 16 significant bits: the two passes over the
+    // high ones decide it (the low 16 are 0 for a positive logit's key,
+    // 0xFFFF for a negative one's), so the last two passes are skipped.
+    constexpr int kLastShift = std::is_same_v<T, bf16> ? 16 : 0;
     uint32_t prefix = 0;
     int remaining = k;
-    for (int shift = 24; shift >= 0; shift -= 8) {
+    for (int shift = 24; shift >= kLastShift; shift -= 8) {
       for (int d = threadIdx.x; d < 256; d += kThreads) histogram[d] = 0;
       __syncthreads();
       const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
@@ -133,6 +135,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         uint32_t digit = 256;  // no digit: past the slice or not under prefix
         if (i < end) {
           const uint32_t key = KeyAt(row, i);
+          if (shift == 24)
+            top_flipped = max(top_flipped, static_cast<int>(key ^ 0x80000000u));
           if ((key & high_mask) == prefix) digit = (key >> shift) & 255u;
         }
         const unsigned peers = __match_any_sync(0xffffffffu, digit);
@@ -164,8 +168,19 @@ __global__ void __launch_bounds__(kThreads, 1)
       remaining -= chosen_above;
       __syncthreads();  // chosen_* and the histogram are reused next pass
     }
+    if (kLastShift == 16) prefix |= (prefix & 0x80000000u) != 0 ? 0u : 0xFFFFu;
     threshold = prefix;
     need = remaining;
+  }
+  top_flipped = BlockMaxInt(top_flipped, int_scratch);
+  const uint32_t top_key = static_cast<uint32_t>(top_flipped) ^ 0x80000000u;
+  if (top_key == SampleKey(0xFF800000u)) {  // every logit -inf or NaN
+    if (threadIdx.x == 0) tokens[blockIdx.x] = 0;
+    return;
+  }
+  if (k == 1) {
+    threshold = top_key;
+    need = 1;
   }
 
   // Ties at the threshold: this slice's first one has rank tie_base among them.
