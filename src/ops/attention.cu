@@ -667,14 +667,18 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                              const float* lse, const float* delta, int B, int T,
                              int C, int NH, void* fused_workspace,
                              CUstream_st* stream) {
-  static int choice = -1;
+  // One choice for tensors the wgmma kernels take and one for the others:
+  // a wgmma version timed on head size 64 is never run on another.
+  static int choices[2] = {-1, -1};
+  const bool wgmma = WgmmaFor(dout.dtype, C / NH);
+  int& choice = choices[wgmma ? 1 : 0];
   if (choice < 0) {
     std::vector<BackwardVersion> versions;
     std::vector<const char*> names;
     for (int v = 0; v < kVersions; ++v) {
       const auto version = static_cast<BackwardVersion>(v);
       if (IsFused(version) && !FusedAllowed()) continue;
-      if (IsWgmma(version) && !WgmmaFor(dout.dtype, C / NH)) continue;
+      if (IsWgmma(version) && !wgmma) continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }

@@ -1512,6 +1512,8 @@ void AllowWgmmaShared(const void* kernel, int bytes) {
 
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH, CUstream_st* stream) {
+  GPT2_CHECK_MSG(out.dtype == DType::kBF16 && C == 64 * NH,
+                 "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   static const bool allowed =
@@ -1530,6 +1532,8 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, bool overlap, CUstream_st* stream,
                             int parts) {
+  GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
+                 "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   static const bool allowed =
