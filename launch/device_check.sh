@@ -262,6 +262,10 @@ group_bench() {
   # once with the sums in registers. The per-op `layernorm_bwd` lines side by side.
   GPT2_LAYERNORM_PREFETCH=0 bench bench_lnbwd2_B16 16 --steps 5
   GPT2_LAYERNORM_SHARED_SUMS=0 bench bench_lnbwd1_B16 16 --steps 5
+  # The GELU as its own kernels instead of cuBLASLt's GELU_AUX / DGELU epilogues: the
+  # GELU-fused matmuls run at ~490 TFLOP/s against ~650 for the plain ones (H200), and
+  # this pair was never timed side by side.
+  GPT2_GELU_EPILOGUES=0 bench bench_nogeluepi_B16 16 --steps 5
   # Without the wgmma attention kernels (which bench_ours_B16's first step times against
   # the mma.sync ones; "attention kernels alone" lists both): the step they save.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] ||
@@ -277,6 +281,7 @@ group_bench() {
   # epilogue if over 1%: for every later group and call (while the machine stays warm).
   adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE 0.98 "cuBLASLt algorithms timed per shape"
   adopt bench_biasepi_B16 GPT2_BIAS_EPILOGUE 0.99 "bias gradients from cuBLASLt's epilogue"
+  # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR RATIO WHAT: VAR=1 from here on (and in later calls: $state/VAR) if bench
 # BENCH's step took under RATIO times bench_ours_B16's.
