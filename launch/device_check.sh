@@ -262,6 +262,9 @@ group_bench() {
   # once with the sums in registers. The per-op `layernorm_bwd` lines side by side.
   GPT2_LAYERNORM_PREFETCH=0 bench bench_lnbwd2_B16 16 --steps 5
   GPT2_LAYERNORM_SHARED_SUMS=0 bench bench_lnbwd1_B16 16 --steps 5
+  # The classifier reading its row twice (1.37 ms a B=16 step on the H200) instead of
+  # holding it in registers between its passes (new, the default).
+  GPT2_CLASSIFIER_REGISTERS=0 bench bench_classifier2_B16 16 --steps 5
   # The GELU as its own kernels instead of cuBLASLt's GELU_AUX / DGELU epilogues: the
   # GELU-fused matmuls run at ~490 TFLOP/s against ~650 for the plain ones (H200), and
   # this pair was never timed side by side.
