@@ -247,6 +247,24 @@ def main():
                     "| op | calls | ms | % | TFLOP/s | GB/s |", "|---|---|---|---|---|---|"]
             for op, calls, ms, pct, tflops, gbs in ops:
                 out.append(f"| {op} | {calls} | {ms} | {pct} | {tflops} | {gbs} |")
+        # The A/B runs side by side: each B=16 run's ms for the ops the pairs are about.
+        per_run = []
+        for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+            name = section.split(" ", 1)[0]
+            if name.startswith("bench_") and "_B16" in name and not name.startswith(
+                    "bench_pytorch"):
+                ms = {op: v for op, _, v, _, _, _ in op_rows(section)}
+                if ms:
+                    per_run.append((name, ms))
+        if len(per_run) > 1:
+            wanted = ["attention_fwd", "attention_bwd", "layernorm_bwd", "classifier",
+                      "matmul_gelu_fwd", "matmul_gelu_bwd", "matmul_fwd", "matmul_bwd"]
+            out += ["", "The B=16 runs' per-op ms side by side (one profiled step each; the A/B "
+                    "pairs differ from `bench_ours_B16` in one switch):", "",
+                    "| op | " + " | ".join(f"`{n}`" for n, _ in per_run) + " |",
+                    "|---|" + "---|" * len(per_run)]
+            for op in wanted:
+                out.append(f"| {op} | " + " | ".join(ms.get(op, "-") for _, ms in per_run) + " |")
         for part in ("forward", "backward"):
             chosen = re.search(rf"^attention {part} kernels chosen: (.*)$", bench, re.M)
             if chosen:
