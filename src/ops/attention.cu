@@ -432,7 +432,9 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_LEAN", "0")
             ? AttentionKernels::kRegisterBackward
         : EnvIs("GPT2_ATTENTION_WGMMA", "1") ? AttentionKernels::kWgmma
-                                             : AttentionKernels::kAuto;
+        : EnvIs("GPT2_ATTENTION_WGMMA", "beside")
+            ? AttentionKernels::kWgmmaBeside
+            : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -481,19 +483,22 @@ bool FusedChoice(AttentionKernels k) {
          k == AttentionKernels::kFusedBackwardTwoBlocks;
 }
 
+bool FixedWgmma(AttentionKernels k) {
+  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside;
+}
+
 // Whether the wgmma kernels run for these tensors: kAuto (timed against the
 // others) or kWgmma, unless GPT2_ATTENTION_WGMMA=0, where tc::WgmmaSupports.
 bool WgmmaFor(DType dtype, int head_size) {
   static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA", "0");
   const AttentionKernels k = KernelChoice();
-  return allowed &&
-         (k == AttentionKernels::kAuto || k == AttentionKernels::kWgmma) &&
+  return allowed && (k == AttentionKernels::kAuto || FixedWgmma(k)) &&
          tc::WgmmaSupports(dtype, head_size);
 }
 
 bool Ldmatrix() {
   const AttentionKernels k = KernelChoice();
-  return k == AttentionKernels::kAuto || k == AttentionKernels::kWgmma ||
+  return k == AttentionKernels::kAuto || FixedWgmma(k) ||
          k == AttentionKernels::kLeanBackward ||
          k == AttentionKernels::kRegisterBackward ||
          k == AttentionKernels::kLeanKeyValueBackward ||
@@ -507,7 +512,7 @@ bool Ldmatrix() {
 // last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
 // kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), the dK/dV
 // kernel waiting for each pair of products at 3 blocks an SM, or overlapping
-// them with its math at 2.
+// them with its math at 2, or the first with dQ beside it on a second stream.
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
@@ -515,17 +520,22 @@ enum BackwardVersion {
   kLeanBeside = 3,
   kWgmmaVersion = 4,
   kWgmmaOverlap = 5,
-  kFused = 6,
-  kFusedTwo = 7
+  kWgmmaBeside = 6,
+  kFused = 7,
+  kFusedTwo = 8
 };
-const char* const kBackwardNames[] = {
-    "registers",  "lean",
-    "lean dK/dV", "lean, dQ beside dK/dV",
-    "wgmma",      "wgmma, dK/dV overlapped at 2 blocks/SM",
-    "fused dQ",   "fused dQ, 2 blocks/SM"};
-constexpr int kVersions = 8;
+const char* const kBackwardNames[] = {"registers",
+                                      "lean",
+                                      "lean dK/dV",
+                                      "lean, dQ beside dK/dV",
+                                      "wgmma",
+                                      "wgmma, dK/dV overlapped at 2 blocks/SM",
+                                      "wgmma, dQ beside dK/dV",
+                                      "fused dQ",
+                                      "fused dQ, 2 blocks/SM"};
+constexpr int kVersions = 9;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaOverlap;
+  return v == kWgmmaVersion || v == kWgmmaOverlap || v == kWgmmaBeside;
 }
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
@@ -554,13 +564,14 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, void* fused_workspace, CUstream_st* stream) {
-  if (v == kLeanKeyValue || v == kLeanBeside) {
+  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
-    // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel. kLeanBeside runs dQ
-    // on the side stream, forked before the dK/dV kernel (which takes the SMs
-    // first) and joined after: the two write disjoint columns of dqkv, and
-    // the caller's stream goes on only once both are done.
-    const bool beside = v == kLeanBeside;
+    // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
+    // (kWgmmaBeside). The beside versions run dQ on the side stream, forked
+    // before the dK/dV kernel (which takes the SMs first) and joined after:
+    // the two write disjoint columns of dqkv, and the caller's stream goes on
+    // only once both are done.
+    const bool beside = v != kLeanKeyValue;
     CUstream_st* query_stream = stream;
     if (beside) {
       SideStream& side = Side();
@@ -568,10 +579,17 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
       query_stream = side.stream;
     }
-    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true, true,
-                          stream, tc::kKeyValuePart);
-    tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
-                          beside, query_stream, tc::kQueryPart);
+    if (v == kWgmmaBeside) {
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                                 false, stream, tc::kKeyValuePart);
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                                 false, query_stream, tc::kQueryPart);
+    } else {
+      tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
+                            true, stream, tc::kKeyValuePart);
+      tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
+                            beside, query_stream, tc::kQueryPart);
+    }
     if (beside) {
       GPT2_CUDA_CHECK(cudaEventRecord(Side().join, query_stream));
       GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream, Side().join, 0));
@@ -737,7 +755,7 @@ std::string& ForwardChoiceNote() {
 bool WgmmaForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                   int NH, CUstream_st* stream) {
   if (!WgmmaFor(out.dtype, C / NH)) return false;
-  if (KernelChoice() == AttentionKernels::kWgmma) return true;
+  if (FixedWgmma(KernelChoice())) return true;
   static int version = -1;
   if (version < 0) {
     static const char* const kNames[] = {"mma.sync", "wgmma"};
@@ -767,8 +785,11 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // Training's tensors are aligned (device allocations, offsets in multiples
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
-  if (KernelChoice() == AttentionKernels::kWgmma && WgmmaFor(dtype, head_size))
-    return "tensor-core-wgmma";
+  if (FixedWgmma(KernelChoice()) && WgmmaFor(dtype, head_size)) {
+    return KernelChoice() == AttentionKernels::kWgmma
+               ? "tensor-core-wgmma"
+               : "tensor-core-wgmma-beside";
+  }
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
   if (KernelChoice() == AttentionKernels::kLeanKeyValueBackward)
@@ -816,7 +837,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
   const bool fused_possible =
       tensor_cores && (FusedChoice(KernelChoice()) ||
                        ((KernelChoice() == AttentionKernels::kAuto ||
-                         KernelChoice() == AttentionKernels::kWgmma) &&
+                         FixedWgmma(KernelChoice())) &&
                         FusedAllowed()));
   char* work = static_cast<char*>(scratch->Get(
       delta_bytes +
@@ -840,9 +861,10 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBackward           ? kLean
           : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
           : k == AttentionKernels::kLeanBesideBackward     ? kLeanBeside
-          : k == AttentionKernels::kWgmma
+          : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
-                     ? kWgmmaVersion
+                     ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
+                                                      : kWgmmaBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, fused_workspace, stream))
               : kRegisters;

@@ -71,9 +71,10 @@ class Scratch;
 // card. On an H100/H200 with the sm_90a build (tc::WgmmaSupports), the
 // forward and the backward also come as warpgroup wgmma kernels: kAuto times
 // them against the mma.sync ones (the forward on its first call, the backward
-// as one more version) unless GPT2_ATTENTION_WGMMA=0; kWgmma
+// as more versions) unless GPT2_ATTENTION_WGMMA=0; kWgmma
 // (GPT2_ATTENTION_WGMMA=1) runs them where they are supported, kAuto's
-// kernels elsewhere.
+// kernels elsewhere; kWgmmaBeside (GPT2_ATTENTION_WGMMA=beside) likewise, with
+// the backward's dQ kernel beside its dK/dV kernel on a second stream.
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -84,11 +85,12 @@ enum class AttentionKernels {
   kFusedBackward,
   kFusedBackwardTwoBlocks,
   kLeanBesideBackward,
-  kWgmma
+  kWgmma,
+  kWgmmaBeside
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
-// "tensor-core-lean-beside", "tensor-core-wgmma",
+// "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
 // "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
 // a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);

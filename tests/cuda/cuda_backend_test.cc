@@ -821,7 +821,8 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
-        cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kPortable}) {
+        cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
+        cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
          {std::tuple{1, 64, 64, 1}, std::tuple{2, 70, 32, 2},
@@ -846,12 +847,15 @@ TEST_P(CudaOps, AttentionPeaked) {
                  kernels == cuda::AttentionKernels::kLeanBesideBackward) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean-beside");
-      } else if (bf16 && kernels == cuda::AttentionKernels::kWgmma) {
+      } else if (bf16 && (kernels == cuda::AttentionKernels::kWgmma ||
+                          kernels == cuda::AttentionKernels::kWgmmaBeside)) {
         // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
-                     hs == 64 && cuda::tc::WgmmaSupports(dtype(), hs)
+                     hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs)
+                         ? "tensor-core"
+                     : kernels == cuda::AttentionKernels::kWgmma
                          ? "tensor-core-wgmma"
-                         : "tensor-core");
+                         : "tensor-core-wgmma-beside");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -940,6 +944,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward, cuda::AttentionKernels::kWgmma,
+        cuda::AttentionKernels::kWgmmaBeside,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =
