@@ -1,4 +1,5 @@
-// The tensor-core path of the CUDA attention (src/ops/attention_tc.cu): bf16
+// The tensor-core path of the CUDA attention (src/ops/attention_tc.cu, and
+// Hopper's wgmma versions in src/ops/attention_wgmma.cu): bf16
 // storage, head sizes 16, 32 and 64, sm_80 or newer. Used by attention.cu,
 // which falls back to its portable kernels where these do not apply.
 #ifndef GPT2_OPS_ATTENTION_TC_H_

@@ -1,0 +1,382 @@
+// Causal attention on Hopper's warpgroup tensor cores (wgmma.mma_async,
+// src/cuda/wgmma.cuh): the forward and the two backward kernels of
+// attention_tc.cu for head size 64, with the same blocks (4 warps, 64 rows),
+// the same grid and block order, and the same arithmetic between the
+// products (attention_tc_parts.cuh).
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "src/cuda/async_copy.cuh"
+#include "src/cuda/common.cuh"
+#include "src/cuda/mma_check.h"
+#include "src/cuda/wgmma.cuh"
+#include "src/ops/attention_tc.h"
+#include "src/ops/attention_tc_parts.cuh"
+
+namespace gpt2::cuda::tc {
+namespace {
+
+using namespace internal;  // NOLINT: the shared pieces, attention_tc_parts.cuh
+
+// Head size 64 only (every GPT-2 shape). A block is one warpgroup (the same
+// 4 warps of 16 rows); each product of a 64-row block with a 64-row tile is
+// 4 wgmma (k-steps of 16) instead of 32 mma.sync a warp, with B read by the
+// tensor cores from shared memory: no fragment loads, no ldmatrix. Tiles are
+// stored in the TileIndex layout (core matrices of 8 x 8), which the same
+// tile serves as a K-major operand (rows along M or N) and as an MN-major B
+// (rows along K): Q and dO feed S^T and dP^T K-major and dK, dV MN-major.
+// The block's own rows are A operands straight from shared memory, and P^T /
+// dS^T go from the accumulators to A fragments in registers (AccToA), as in
+// the mma.sync kernels. Results match those kernels to rounding, not bit for
+// bit (the tensor cores add a k-step in their own order).
+constexpr int kWgTiles = 6;  // dK/dV and dQ: 2 own + 2 x 2 streamed tiles
+constexpr int WgmmaSharedBytes() {
+  return kWgTiles * kTileElems * static_cast<int>(sizeof(bf16)) +
+         4 * kTile * static_cast<int>(sizeof(float));  // lse, delta x 2
+}
+
+// The wgmma kernels' shared memory (WgmmaSharedBytes): the block's own rows
+// of two tensors (one in the forward), two buffers of each of two streamed
+// tensors, then room for two buffers of two 64-float statistics. Buffers by
+// arithmetic, not arrays of pointers (a run-time index would put such an
+// array on the stack).
+struct WgTiles {
+  bf16* base;
+  __device__ bf16* own(int tensor) const { return base + tensor * kTileElems; }
+  __device__ bf16* streamed(int tensor, int buf) const {
+    return base + (2 + 2 * tensor + buf) * kTileElems;
+  }
+  __device__ float* stats() const {
+    return reinterpret_cast<float*>(base + kWgTiles * kTileElems);
+  }
+};
+__device__ __forceinline__ WgTiles CarveWgTiles() {
+  GPT2_EXTERN_SHARED(uint4, wg_tiles);  // WgmmaSharedBytes()
+  return WgTiles{reinterpret_cast<bf16*>(wg_tiles)};
+}
+
+// The 8-column tiles of two 64 x 64 accumulators as the four A fragments
+// (k-steps of 16 columns) of the next product.
+__device__ __forceinline__ void AccToFragments(uint32_t (&a)[4][4],
+                                               const float (&acc)[8][4]) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j) AccToA(a[j], acc[2 * j], acc[2 * j + 1]);
+}
+
+// acc (+)= rows (a 64-row tile, K-major over its 64 columns) times tile^T.
+__device__ __forceinline__ void WgRowsTimesTile(float (&acc)[8][4],
+                                                const bf16* rows,
+                                                const bf16* tile) {
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+    Wgmma64x64<false>(acc, TileKMajor(rows, ks), TileKMajor(tile, ks), ks > 0);
+}
+
+// acc += a (64 x 64 as four A fragments) times tile (rows along k).
+__device__ __forceinline__ void WgFragmentsTimesTile(float (&acc)[8][4],
+                                                     const uint32_t (&a)[4][4],
+                                                     const bf16* tile) {
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+    Wgmma64x64<true>(acc, a[j], TileMnMajor(tile, j), true);
+}
+
+// Issues the products queued since the last wait and waits for them.
+__device__ __forceinline__ void WgFinish(float (&a)[8][4]) {
+  WgmmaCommit();
+  WgmmaWait<0>();
+  PinAccumulators(a);
+}
+__device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
+  WgFinish(a);
+  PinAccumulators(b);
+}
+
+// dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic).
+// kOverlap: the products in four groups, each started as soon as its inputs
+// are there, so that the math between them overlaps the tensor cores' work
+// (208 registers: 2 blocks an SM; at 3 blocks ptxas serializes the products
+// for want of registers); else two groups, each waited for before the math
+// that follows it (168 registers, 3 blocks an SM).
+template <bool kOverlap>
+__global__ void __launch_bounds__(kThreads, kOverlap ? 2 : 3)
+    WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                        const float* lse, const float* delta, int T, int C,
+                        int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  bf16* const k_rows = tiles.own(0);
+  bf16* const v_rows = tiles.own(1);
+  const auto q_tile = [&](int buf) { return tiles.streamed(0, buf); };
+  const auto do_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  float* const stats = tiles.stats();
+  const Place at = PlaceOf<HS>(T, C, NH);
+  const int kb = RowBlockRank();  // low key blocks see the most queries
+  const int query_tiles = (T + kTile - 1) / kTile;
+  const bf16* q = qkv + at.qkv;
+  const bf16* dy = dout + at.rows;
+  const float scale_log2 = scale * kLog2e;
+  // stats: lse (log2 units) of buffer b at [b * kTile], delta at [(2 + b) *
+  // kTile]; plain loads and stores, published by the loop's barrier.
+  auto load_tile = [&](int qt, int buf) {
+    const int q0 = qt * kTile;
+    LoadTileAsync(q_tile(buf), q, at.stride, q0, T);
+    LoadTileAsync(do_tile(buf), dy, C, q0, T);
+    for (int i = threadIdx.x; i < kTile; i += kThreads) {
+      const bool in = q0 + i < T;
+      stats[buf * kTile + i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
+      stats[(2 + buf) * kTile + i] = in ? delta[at.stat + q0 + i] : 0.0f;
+    }
+  };
+  LoadTileAsync(k_rows, q + C, at.stride, kb * kRows, T);
+  LoadTileAsync(v_rows, q + 2 * C, at.stride, kb * kRows, T);
+  load_tile(kb, 0);
+  CpAsyncCommit();
+
+  float dk[8][4] = {}, dv[8][4] = {};
+  const int key_a = kb * kRows + at.warp * 16 + at.g;  // lane's keys a, a + 8
+  for (int qt = kb; qt < query_tiles; ++qt) {
+    const int q0 = qt * kTile, buf = (qt - kb) % 2;
+    // Tile qt has landed (for the tensor cores too); every product of tile
+    // qt - 1 was waited for, so its buffers take qt + 1.
+    CpAsyncWait<0>();
+    FenceProxyAsync();
+    __syncthreads();
+    if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
+    CpAsyncCommit();
+    // S^T = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the
+    // diagonal tile's masked corner costs less than splitting the warpgroup.
+    // kOverlap: S^T, then dP^T (running while P^T is computed from S^T), then
+    // dV += P^T dO (running while dS^T is computed from dP^T), then dK +=
+    // dS^T Q. Else S^T and dP^T, then dV and dK.
+    const bool masked = qt == kb || q0 + kTile > T;
+    const float* tile_lse = stats + buf * kTile;
+    const float* tile_delta = stats + (2 + buf) * kTile;
+    float s[8][4], dp[8][4];
+    uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
+    WgmmaFence();
+    WgRowsTimesTile(s, k_rows, q_tile(buf));
+    if constexpr (kOverlap) {
+      WgmmaCommit();
+      WgRowsTimesTile(dp, v_rows, do_tile(buf));
+      WgmmaCommit();
+      WgmmaWait<1>();  // S^T
+      PinAccumulators(s);
+      KeyValueScoreGrads<kProbabilities>(masked, s, dp, tile_lse, tile_delta,
+                                         q0, key_a, at.t, T, scale_log2);
+      AccToFragments(pa, s);
+      WgmmaFence();
+      WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
+      WgmmaCommit();
+      WgmmaWait<1>();  // dP^T (dV's products may still run)
+      PinAccumulators(dp);
+      KeyValueScoreGrads<kGradients>(false, s, dp, tile_lse, tile_delta, q0,
+                                     key_a, at.t, T, scale_log2);
+    } else {
+      WgRowsTimesTile(dp, v_rows, do_tile(buf));
+      WgFinish(s, dp);
+      KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t,
+                         T, scale_log2);
+      // Each A just before its products (fewer live registers).
+      AccToFragments(pa, s);
+      WgmmaFence();
+      WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
+    }
+    AccToFragments(dsa, dp);
+    WgmmaFence();
+    WgFragmentsTimesTile(dk, dsa, q_tile(buf));  // dK += dS^T Q
+    WgFinish(dv, dk);
+  }
+  bf16* grads = dqkv + at.qkv;
+  StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
+  StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
+}
+
+// dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
+__global__ void __launch_bounds__(kThreads, 3)
+    WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                     const float* lse, const float* delta, int T, int C, int NH,
+                     float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  bf16* const q_rows = tiles.own(0);
+  bf16* const do_rows = tiles.own(1);
+  const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
+  const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  const Place at = PlaceOf<HS>(T, C, NH);
+  const int qb = gridDim.y - 1 - RowBlockRank();
+  const bf16* q = qkv + at.qkv;
+  const bf16* dy = dout + at.rows;
+  const float scale_log2 = scale * kLog2e;
+  LoadTileAsync(q_rows, q, at.stride, qb * kRows, T);
+  LoadTileAsync(do_rows, dy, C, qb * kRows, T);
+  LoadTileAsync(k_tile(0), q + C, at.stride, 0, T);
+  LoadTileAsync(v_tile(0), q + 2 * C, at.stride, 0, T);
+  CpAsyncCommit();
+  const int row_a = qb * kRows + at.warp * 16 + at.g;
+  float row_lse[2], row_delta[2];
+  LoadRowStats(row_lse, row_delta, lse, delta, at, row_a, T);
+
+  float dq[8][4] = {};
+  for (int kt = 0; kt <= qb; ++kt) {
+    const int k0 = kt * kTile, buf = kt % 2;
+    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
+                                 at.stride, kt, qb, T);
+    // S = Q K^T, then dP = dO V^T running while P is computed from S.
+    float s[8][4], dp[8][4];
+    WgmmaFence();
+    WgRowsTimesTile(s, q_rows, k_tile(buf));
+    WgmmaCommit();
+    WgRowsTimesTile(dp, do_rows, v_tile(buf));
+    WgmmaCommit();
+    WgmmaWait<1>();
+    PinAccumulators(s);
+    QueryScoreGrads<kProbabilities>(kt == qb, s, dp, k0, row_a, at.t, row_lse,
+                                    row_delta, scale_log2);  // mask: diagonal
+    WgmmaWait<0>();                                          // dP
+    PinAccumulators(dp);
+    QueryScoreGrads<kGradients>(false, s, dp, k0, row_a, at.t, row_lse,
+                                row_delta, scale_log2);
+    uint32_t dsa[4][4];
+    AccToFragments(dsa, dp);
+    WgmmaFence();
+    WgFragmentsTimesTile(dq, dsa, k_tile(buf));  // dQ += dS K
+    WgFinish(dq);
+  }
+  StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
+}
+
+// The forward (ForwardKernel's arithmetic): S = Q K^T, the online softmax,
+// O += P V, with the block's queries and the streamed keys and values in
+// shared memory.
+__global__ void __launch_bounds__(kThreads, 3)
+    WgmmaForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C,
+                       int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  bf16* const q_rows = tiles.own(0);
+  const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
+  const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  const Place at = PlaceOf<HS>(T, C, NH);
+  const int qb = gridDim.y - 1 - RowBlockRank();  // the longest rows first
+  const bf16* q = qkv + at.qkv;
+  const float scale_log2 = scale * kLog2e;
+  LoadTileAsync(q_rows, q, at.stride, qb * kRows, T);
+  LoadTileAsync(k_tile(0), q + C, at.stride, 0, T);
+  LoadTileAsync(v_tile(0), q + 2 * C, at.stride, 0, T);
+  CpAsyncCommit();
+
+  float o[8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  const int row_a = qb * kRows + at.warp * 16 + at.g;  // rows a, a + 8
+  for (int kt = 0; kt <= qb; ++kt) {
+    const int k0 = kt * kTile, buf = kt % 2;
+    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
+                                 at.stride, kt, qb, T);
+    float s[8][4];
+    WgmmaFence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks) {
+      Wgmma64x64<false>(s, TileKMajor(q_rows, ks), TileKMajor(k_tile(buf), ks),
+                        ks > 0);
+    }
+    WgFinish(s);
+    float tile_max[2] = {-INFINITY, -INFINITY};
+    MaskScores(kt == qb, s, tile_max, k0, row_a, at.t);
+    SoftmaxTile<HS>(s, tile_max, row_max, row_sum, o, scale_log2);
+    uint32_t pa[4][4];
+    AccToFragments(pa, s);
+    WgmmaFence();
+    PinAccumulators(o);
+    WgFragmentsTimesTile(o, pa, v_tile(buf));  // O += P V
+    WgFinish(o);
+  }
+
+  StoreForwardRows<HS>(out, lse, at, o, row_sum, row_max, row_a, T, C,
+                       scale_log2);
+}
+
+}  // namespace
+
+const std::string& WgmmaWhyNot() {
+  static const std::string why = [] {
+    const std::string check = CheckWgmmaLayout();
+    return check.empty() ? check : "wgmma: " + check;
+  }();
+  return why;
+}
+
+bool WgmmaSupports(DType dtype, int head_size) {
+  return dtype == DType::kBF16 && head_size == 64 && CurrentMajor() == 9 &&
+         WgmmaWhyNot().empty();
+}
+
+namespace {
+// Above the 48 KiB a block gets without asking, and all of L1 as shared
+// memory; once per kernel.
+void AllowWgmmaShared(const void* kernel, int bytes) {
+  CheckLaunch(cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+              "tc wgmma kernels (shared memory size)");
+  CheckLaunch(cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                  cudaSharedmemCarveoutMaxShared),
+              "tc wgmma kernels (shared memory carveout)");
+}
+}  // namespace
+
+void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
+                           int C, int NH, CUstream_st* stream) {
+  GPT2_CHECK_MSG(out.dtype == DType::kBF16 && C == 64 * NH,
+                 "wgmma attention: bf16, head size 64 only");
+  const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
+  constexpr int kShared = WgmmaSharedBytes();
+  static const bool allowed =
+      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaForwardKernel),
+                        kShared),
+       true);
+  (void)allowed;
+  CheckLaunch(
+      GPT2_LAUNCH(WgmmaForwardKernel, BlockGrid(CeilDiv(T, kRows), B, NH),
+                  kThreads, kShared, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                  Ptr<bf16>(qkv), T, C, NH, scale),
+      "tc::WgmmaForwardKernel");
+}
+
+void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
+                            const float* lse, const float* delta, int B, int T,
+                            int C, int NH, bool overlap, CUstream_st* stream,
+                            int parts) {
+  GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
+                 "wgmma attention: bf16, head size 64 only");
+  const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
+  constexpr int kShared = WgmmaSharedBytes();
+  static const bool allowed =
+      (AllowWgmmaShared(
+           reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>), kShared),
+       AllowWgmmaShared(
+           reinterpret_cast<const void*>(&WgmmaKeyValueKernel<true>), kShared),
+       AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel),
+                        kShared),
+       true);
+  (void)allowed;
+  const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
+  if (parts & kKeyValuePart) {
+    auto* kernel =
+        overlap ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
+    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
+                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                            lse, delta, T, C, NH, scale),
+                overlap ? "tc::WgmmaKeyValueKernel (overlapped, 2 blocks/SM)"
+                        : "tc::WgmmaKeyValueKernel");
+  }
+  if (parts & kQueryPart) {
+    CheckLaunch(GPT2_LAUNCH(WgmmaQueryKernel, grid, kThreads, kShared, stream,
+                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                            lse, delta, T, C, NH, scale),
+                "tc::WgmmaQueryKernel");
+  }
+}
+
+}  // namespace gpt2::cuda::tc
