@@ -73,6 +73,7 @@ void Gemm(CUstream_st* stream, T* c, const T* a, const T* b, const T* bias,
 // arithmetic of the packed LayerNorm forward; decoding then needs no
 // LayerNorm launch between its matmuls.
 constexpr int kSkinnyWarps = 8;
+constexpr int kSkinnyAhead = 4;  // weight packs a lane has in flight
 
 template <typename T>
 struct SkinnyPrologue {
@@ -134,6 +135,26 @@ __global__ void __launch_bounds__(32 * kSkinnyWarps)
   constexpr int kStride = kSplit * 32 * kN;  // a warp's step along C
   __shared__ float parts[kSkinnyWarps][kRows];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int col = blockIdx.x * (kSkinnyWarps / kSplit) + warp / kSplit;
+  const int part = warp % kSplit;
+  const bool valid = col < OC;  // no early return: the block syncs below
+  const T* w = weight + int64_t{valid ? col : 0} * C;
+  // The lane's weight packs, kSkinnyAhead at a time, all loads issued before
+  // the first is used; the first ones before the prologue, which they do not
+  // depend on, so that its latency and theirs overlap (GPT-2 124M's matmuls
+  // need at most 3 a lane: one batch). The products are added in k order as
+  // before, whatever the batching.
+  const int k0 = (part * 32 + lane) * kN;
+  constexpr int kBatch = kSkinnyAhead * kStride;
+  Pack16<T> wp[kSkinnyAhead];
+  const auto load_weights = [&](int base) {
+#pragma unroll
+    for (int i = 0; i < kSkinnyAhead; ++i) {
+      const int k = base + k0 + i * kStride;
+      if (valid && k < C) wp[i] = LoadPack16(w + k);
+    }
+  };
+  load_weights(0);
   if (pro.a != nullptr) {                      // the same for the whole grid
     GPT2_EXTERN_SHARED(uint4, prologue_rows);  // kRows * C of T
     T* rows = reinterpret_cast<T*>(prologue_rows);
@@ -141,21 +162,21 @@ __global__ void __launch_bounds__(32 * kSkinnyWarps)
     __syncthreads();
     inp = rows;
   }
-  const int col = blockIdx.x * (kSkinnyWarps / kSplit) + warp / kSplit;
-  const int part = warp % kSplit;
-  const bool valid = col < OC;  // no early return: the block syncs below
-  const T* w = weight + int64_t{valid ? col : 0} * C;
   float acc[kRows] = {};
-#pragma unroll 4
-  for (int k = (part * 32 + lane) * kN; valid && k < C; k += kStride) {
-    const Pack16<T> wp = LoadPack16(w + k);
-    float wf[kN];
-    for (int j = 0; j < kN; ++j) wf[j] = ToFloat(wp.v[j]);
+  for (int base = 0; valid && base < C; base += kBatch) {
 #pragma unroll
-    for (int m = 0; m < kRows; ++m) {
-      const Pack16<T> xp = LoadPack16(inp + int64_t{m} * C + k);
-      for (int j = 0; j < kN; ++j) acc[m] += wf[j] * ToFloat(xp.v[j]);
+    for (int i = 0; i < kSkinnyAhead; ++i) {
+      const int k = base + k0 + i * kStride;
+      if (k >= C) break;
+      float wf[kN];
+      for (int j = 0; j < kN; ++j) wf[j] = ToFloat(wp[i].v[j]);
+#pragma unroll
+      for (int m = 0; m < kRows; ++m) {
+        const Pack16<T> xp = LoadPack16(inp + int64_t{m} * C + k);
+        for (int j = 0; j < kN; ++j) acc[m] += wf[j] * ToFloat(xp.v[j]);
+      }
     }
+    if (base + kBatch < C) load_weights(base + kBatch);
   }
 #pragma unroll
   for (int m = 0; m < kRows; ++m) acc[m] = WarpSum(acc[m]);

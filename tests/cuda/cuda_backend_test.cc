@@ -487,11 +487,13 @@ TEST_P(CudaOps, Fp32ResidualStreamOps) {
 TEST_P(CudaOps, Matmul) {
   // N <= 8 with C a multiple of 8 takes the skinny forward (decoding): 200 and
   // 776 leave lanes without a full pass over C; few columns split C over 2
-  // (776), 4 (bf16) or 8 (f32) warps (1024); 2200 columns over 1 warp each.
+  // (776), 4 (bf16) or 8 (f32) warps (1024); 2200 columns over 1 warp each
+  // (C = 4096: 16 bf16 packs a lane, loaded 4 at a time).
   for (auto [N, C, OC] :
        {std::tuple{5, 7, 3}, std::tuple{33, 40, 70}, std::tuple{64, 64, 192},
         std::tuple{1, 64, 96}, std::tuple{8, 200, 50}, std::tuple{3, 776, 33},
-        std::tuple{2, 1024, 20}, std::tuple{1, 512, 2200}}) {
+        std::tuple{2, 1024, 20}, std::tuple{1, 512, 2200},
+        std::tuple{1, 4096, 2200}}) {
     CheckMatmul(N, C, OC, "");
   }
 }
