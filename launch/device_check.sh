@@ -535,7 +535,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOverlapIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
