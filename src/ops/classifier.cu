@@ -187,57 +187,65 @@ __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
   if (threadIdx.x == 0) acc[0] += sum * scale;
 }
 
+// The kernel ClassifierForward runs for these logits (one choice, used by the
+// launch and reported by ClassifierKernelName): the register kernel for bf16
+// rows of up to 13 packs a thread (GPT-2's 50,304), else the packed one where
+// the rows are whole aligned packs, else the element-wise one.
+// GPT2_CLASSIFIER_PACKED=0: the element-wise kernel for every shape (a switch
+// for bisecting training differences on a GPU).
+enum class ClassifierChoice { kElementwise, kPacked, kRegisters };
+ClassifierChoice ChooseClassifier(Tensor logits, int Vp) {
+  static const bool packed = !EnvIs("GPT2_CLASSIFIER_PACKED", "0");
+  const int pack = 16 / static_cast<int>(DTypeSize(logits.dtype));
+  if (!packed || Vp % pack != 0 ||
+      reinterpret_cast<uintptr_t>(logits.data) % 16 != 0)
+    return ClassifierChoice::kElementwise;
+  if (logits.dtype == DType::kBF16 && RowInRegisters() &&
+      CeilDiv(Vp / pack, kThreads) <= 13)
+    return ClassifierChoice::kRegisters;
+  return ClassifierChoice::kPacked;
+}
+
 }  // namespace
+
+const char* ClassifierKernelName(Tensor logits, int Vp) {
+  switch (ChooseClassifier(logits, Vp)) {
+    case ClassifierChoice::kRegisters:
+      return "registers";
+    case ClassifierChoice::kPacked:
+      return "packed";
+    default:
+      return "elementwise";
+  }
+}
 
 void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
                        CUstream_st* stream) {
+  const ClassifierChoice choice = ChooseClassifier(logits, Vp);
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
-    // GPT2_CLASSIFIER_PACKED=0: the element-wise kernel for every shape (a
-    // switch for bisecting training differences on a GPU).
-    static const bool packed = !EnvIs("GPT2_CLASSIFIER_PACKED", "0");
-    if (packed && Vp % Pack16<F>::kN == 0 &&
-        reinterpret_cast<uintptr_t>(logits.data) % 16 == 0) {
-      // bf16 rows of up to 13 packs a thread in registers (GPT-2's 50,304).
-      const int packs = CeilDiv(Vp / Pack16<F>::kN, kThreads);
-      if constexpr (std::is_same_v<F, bf16>) {
-        if (RowInRegisters() && packs <= 13) {
-          const auto launch = [&](auto kernel) {
-            CheckLaunch(
-                GPT2_LAUNCH(kernel, static_cast<unsigned>(N), kThreads, 0,
-                            stream, Ptr<F>(logits), Ptr<float>(losses),
-                            Ptr<int32_t>(targets), V, Vp,
-                            static_cast<float>(dloss), write_grad),
-                "ClassifierRegisterKernel");
-          };
-          if (packs <= 1) {
-            launch(&ClassifierRegisterKernel<F, 1>);
-          } else if (packs <= 2) {
-            launch(&ClassifierRegisterKernel<F, 2>);
-          } else if (packs <= 4) {
-            launch(&ClassifierRegisterKernel<F, 4>);
-          } else if (packs <= 8) {
-            launch(&ClassifierRegisterKernel<F, 8>);
-          } else {
-            launch(&ClassifierRegisterKernel<F, 13>);
-          }
-          return;
-        }
-      }
+    const auto launch = [&](auto kernel, const char* name) {
       CheckLaunch(
-          GPT2_LAUNCH(ClassifierPackedKernel<F>, static_cast<unsigned>(N),
-                      kThreads, 0, stream, Ptr<F>(logits), Ptr<float>(losses),
-                      Ptr<int32_t>(targets), V, Vp, static_cast<float>(dloss),
-                      write_grad),
-          "ClassifierPackedKernel");
-      return;
+          GPT2_LAUNCH(kernel, static_cast<unsigned>(N), kThreads, 0, stream,
+                      Ptr<F>(logits), Ptr<float>(losses), Ptr<int32_t>(targets),
+                      V, Vp, static_cast<float>(dloss), write_grad),
+          name);
+    };
+    if constexpr (std::is_same_v<F, bf16>) {
+      if (choice == ClassifierChoice::kRegisters) {
+        const int packs = CeilDiv(Vp / Pack16<F>::kN, kThreads);
+        const char* name = "ClassifierRegisterKernel";
+        if (packs <= 1) return launch(&ClassifierRegisterKernel<F, 1>, name);
+        if (packs <= 2) return launch(&ClassifierRegisterKernel<F, 2>, name);
+        if (packs <= 4) return launch(&ClassifierRegisterKernel<F, 4>, name);
+        if (packs <= 8) return launch(&ClassifierRegisterKernel<F, 8>, name);
+        return launch(&ClassifierRegisterKernel<F, 13>, name);
+      }
     }
-    CheckLaunch(GPT2_LAUNCH(ClassifierKernel<F>, static_cast<unsigned>(N),
-                            kThreads, 0, stream, Ptr<F>(logits),
-                            Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
-                            static_cast<float>(dloss), write_grad),
-                "ClassifierKernel");
+    if (choice == ClassifierChoice::kPacked)
+      return launch(&ClassifierPackedKernel<F>, "ClassifierPackedKernel");
+    launch(&ClassifierKernel<F>, "ClassifierKernel");
   });
 }
 

@@ -39,6 +39,9 @@ void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream);
 // between the kernel's two passes (read once; the same bits as reading them
 // twice); off (GPT2_CLASSIFIER_REGISTERS=0 at start-up), read twice.
 void SetClassifierRowInRegisters(bool on);
+// Which kernel ClassifierForward runs for these logits: "registers" (above),
+// "packed" (16-byte packs, the row read twice) or "elementwise".
+const char* ClassifierKernelName(Tensor logits, int Vp);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_CLASSIFIER_H_

@@ -1378,6 +1378,10 @@ TEST_P(CudaOps, ClassifierRowInRegistersIsBitwiseTheSame) {
     for (int registers = 0; registers < 2; ++registers) {
       cuda::SetClassifierRowInRegisters(registers == 1);
       auto g_logits = Gpu(logits), g_t = GpuI32(targets);
+      // Each run takes the kernel it compares (not a silent fallback).
+      EXPECT_STREQ(cuda::ClassifierKernelName(g_logits.view, Vp),
+                   registers == 1 ? "registers" : "packed")
+          << "V=" << V;
       auto g_loss = GpuF32(std::vector<double>(N, -1.0));
       cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
                                1.0 / N, true);
