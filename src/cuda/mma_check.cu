@@ -107,8 +107,9 @@ __global__ void WgmmaBuiltKernel(int* built) {
 
 // The four forms of Wgmma64x64, one warpgroup, on two 64 x 64 tiles x and y
 // (fp32, row-major on the device) stored in shared memory in the TileIndex
-// layout; k-step 1 of each (columns or rows 16..31), so that the k-step
-// offsets are checked too. d: 4 x 64 x 64 row-major, c: 64 x 64 row-major.
+// layout (128-byte swizzle, from a 1,024-byte boundary); k-step 1 of each
+// (columns or rows 16..31), so that the k-step offsets are checked too. d: 4 x
+// 64 x 64 row-major, c: 64 x 64 row-major.
 //   0: A (y's rows, k = y's columns 16..) from registers, B[k][n] = x[n][16 +
 //   k]
 //      (K-major), d = c + A B.
@@ -118,7 +119,9 @@ __global__ void WgmmaBuiltKernel(int* built) {
 constexpr int kWgmmaForms = 4;
 __global__ void WgmmaLayoutKernel(float* d, const float* x, const float* y,
                                   const float* c) {
-  __shared__ __align__(128) bf16 xs[kTileElems], ys[kTileElems];
+  __shared__ __align__(16) bf16 tiles[2 * kTileElems + kTileAlign / 2];
+  bf16* const xs = AlignTiles(tiles);
+  bf16* const ys = xs + kTileElems;
   for (int i = threadIdx.x; i < kTileElems; i += 128) {
     xs[TileIndex(i / 64, i % 64)] = __float2bfloat16(x[i]);
     ys[TileIndex(i / 64, i % 64)] = __float2bfloat16(y[i]);
@@ -162,30 +165,33 @@ __global__ void WgmmaLayoutKernel(float* d, const float* x, const float* y,
 }
 
 // B[k][n] of form `form` under a reading of x's shared tile: the documented
-// one, or its offsets swapped, or B's majorness flipped; for diagnosis.
-enum class Reading { kDocumented, kOffsetsSwapped, kTransposed };
+// one, or without the swizzle, or its offsets swapped, or B's majorness
+// flipped; for diagnosis.
+enum class Reading { kDocumented, kUnswizzled, kOffsetsSwapped, kTransposed };
 float FormB(const std::vector<float>& x, int form, int k, int n,
             Reading reading) {
   bool mn_major = form % 2 == 1;
   if (reading == Reading::kTransposed) mn_major = !mn_major;
   // The element of the tile this reading fetches: find (r, c) whose
   // TileIndex is the byte the hardware would read, divided by 2.
-  int byte;
-  const int lbo = mn_major ? 1024 : 128, sbo = mn_major ? 128 : 1024;
+  const int lbo = mn_major ? 1024 : 16, sbo = 1024;
   const int l = reading == Reading::kOffsetsSwapped ? sbo : lbo;
   const int s = reading == Reading::kOffsetsSwapped ? lbo : sbo;
-  const int start = mn_major ? 2048 : 256;  // k-step 1
+  const int start = mn_major ? 2048 : 32;  // k-step 1
+  uint32_t byte;
   if (mn_major) {
-    byte = start + (k % 8) * 16 + (n % 8) * 2 + (n / 8) * s + (k / 8) * l;
+    byte = start + (k % 8) * 128 + (k / 8) * s + (n % 64 / 8) * 16 +
+           (n % 8) * 2 + (n / 64) * l;
   } else {
-    byte = start + (n % 8) * 16 + (k % 8) * 2 + (n / 8) * s + (k / 8) * l;
+    byte = start + (n % 8) * 128 + (n / 8) * s + (k / 8) * l + (k % 8) * 2;
   }
+  if (reading != Reading::kUnswizzled) byte = Swizzle128(byte);
   static const std::vector<int> element_at = [] {  // TileIndex's inverse
     std::vector<int> at(kTileElems);
     for (int i = 0; i < kTileElems; ++i) at[TileIndex(i / 64, i % 64)] = i;
     return at;
   }();
-  const int index = byte / 2;
+  const uint32_t index = byte / 2;
   return index < kTileElems ? x[element_at[index]] : 0.0f;
 }
 
@@ -347,7 +353,9 @@ std::string CheckWgmmaLayout() {
           }
           return true;
         };
-        if (fits_all(Reading::kOffsetsSwapped)) {
+        if (fits_all(Reading::kUnswizzled)) {
+          fits = "the device fits B read without the 128-byte swizzle";
+        } else if (fits_all(Reading::kOffsetsSwapped)) {
           fits = "the device fits B with lbo and sbo swapped";
         } else if (fits_all(Reading::kTransposed)) {
           fits = "the device fits B read with the other majorness";

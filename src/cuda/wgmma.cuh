@@ -12,20 +12,27 @@
 // kernel written against mma.cuh keeps its fragments and swaps 8 x 4
 // mma.sync per warp for one wgmma per warpgroup.
 //
-// Shared-memory layout (no swizzle, the "interleaved" canonical layout):
-// the matrix is cut into core matrices of 8 x 8 bf16, each stored as 128
-// contiguous bytes, 16 bytes per row. An operand is K-major when a core
-// matrix's rows run along M (or N) and its 8 contiguous elements along K,
-// MN-major (B only, the transposed flag) when its rows run along K and its
-// contiguous elements along N. Either way the descriptor's leading byte
-// offset (lbo) is the distance between core matrices neighbouring in K, its
-// stride byte offset (sbo) the distance between neighbours in M or N:
-//   K-major:  byte(mn, k) = (mn % 8) * 16 + (k % 8) * 2 + (mn / 8) sbo + (k /
-//   8) lbo MN-major: byte(n, k)  = (k % 8) * 16 + (n % 8) * 2 + (n / 8) sbo +
-//   (k / 8) lbo
+// Shared-memory layout: the 128-byte swizzle. An operand tile is 64
+// elements (128 bytes) wide: each of its rows is 128 contiguous bytes, and
+// the hardware reads the 16-byte chunk c of row r at chunk c ^ (r % 8): it
+// XORs address bits 4-6 with bits 7-9, so the tile must start on a
+// 1,024-byte boundary (eight rows). A K-major operand has its rows along M
+// (or N) and K along a row; an MN-major B (the transposed flag) has its rows
+// along K and N along a row. The descriptor's stride byte offset (sbo) is
+// the distance between groups of 8 rows (1,024 here), its leading byte
+// offset (lbo) the distance between 16-byte chunks neighbouring in K
+// (K-major: 16, contiguous) or between 64-element atoms along N (MN-major:
+// never used at N = 64); before the swizzle,
+//   K-major:  byte(mn, k) = (mn % 8) * 128 + (mn / 8) sbo + (k / 8) lbo +
+//             (k % 8) * 2
+//   MN-major: byte(n, k)  = (k % 8) * 128 + (k / 8) sbo + (n / 8) * 16 +
+//             (n % 8) * 2
 // (PTX ISA, "Shared Memory Matrix Layout", and CUTLASS's canonical GMMA
-// layouts say the same.) CheckWgmmaLayout (mma_check.h) tests these
-// layouts on the device before any kernel relies on them.
+// layouts say the same.) Unlike core matrices of 8 x 8 without swizzle, a
+// row stays contiguous: a warp loads four whole rows from global memory per
+// copy instruction, and the 8 lanes of each store phase hit 8 different
+// bank groups. CheckWgmmaLayout (mma_check.h) tests this layout on the
+// device before any kernel relies on it.
 //
 // Asynchrony: the products run after the instruction issues; WgmmaCommit
 // closes a group and WgmmaWait<N> waits until at most N groups are in
@@ -64,6 +71,12 @@ __device__ __forceinline__ bool WgmmaCompiled() {
 #endif
 }
 
+// The byte the hardware reads for an unswizzled shared-memory address (the
+// 128-byte swizzle above).
+__host__ __device__ constexpr uint32_t Swizzle128(uint32_t byte) {
+  return byte ^ (((byte >> 7) & 7u) << 4);
+}
+
 // A matrix operand in shared memory: the descriptor, or in the emulated
 // build the pointer and the two offsets it encodes.
 struct SmemOperand {
@@ -75,8 +88,9 @@ struct SmemOperand {
 #endif
 };
 
-// The operand whose first core matrix starts at `p` (16-byte aligned), with
-// lbo / sbo (multiples of 16 bytes, under 256 KiB) as described above.
+// The operand starting at `p` (16-byte aligned, in a tile that starts on a
+// 1,024-byte boundary), with lbo / sbo (multiples of 16 bytes, under 256
+// KiB) as described above.
 __device__ __forceinline__ SmemOperand SmemOperandAt(const bf16* p,
                                                      uint32_t lbo,
                                                      uint32_t sbo) {
@@ -88,10 +102,11 @@ __device__ __forceinline__ SmemOperand SmemOperandAt(const bf16* p,
 #else
   const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(p));
   // Bits 0-13 start address >> 4, 16-29 lbo >> 4, 32-45 sbo >> 4; base
-  // offset (49-51) and swizzle mode (62-63) zero: no swizzle.
+  // offset (49-51) zero (the tile starts on the swizzle's 1,024 bytes);
+  // layout (62-63) 1: the 128-byte swizzle.
   m.desc = uint64_t{(address & 0x3FFFFu) >> 4} |
            (uint64_t{(lbo & 0x3FFFFu) >> 4} << 16) |
-           (uint64_t{(sbo & 0x3FFFFu) >> 4} << 32);
+           (uint64_t{(sbo & 0x3FFFFu) >> 4} << 32) | (uint64_t{1} << 62);
 #endif
   return m;
 }
@@ -107,37 +122,51 @@ __device__ __forceinline__ SmemOperand Advance(SmemOperand m, uint32_t bytes) {
   return m;
 }
 
-// The layout of the attention kernels' 64 x 64 tiles: core matrices of 8
-// rows side by side (128 bytes apart), groups of 8 rows 1,024 bytes apart.
-// Element (r, c) is at TileIndex(r, c). Read with its rows along M or N and
-// c along K (K-major), k-step ks (columns 16 ks ..) starts 256 ks bytes on;
+// The attention kernels' 64 x 64 tiles: row r's 128 bytes at 128 r, its
+// 16-byte chunks swizzled. Element (r, c) is at TileIndex(r, c) of a tile
+// starting on 1,024 bytes (AlignTiles). Read with its rows along M or N and
+// c along K (K-major), k-step ks (columns 16 ks ..) starts 32 ks bytes on;
 // read as an MN-major B with its rows along K and c along N, k-step ks (rows
 // 16 ks ..) starts 2,048 ks bytes on.
 constexpr int kTileElems = 64 * 64;
+constexpr int kTileAlign = 1024;
 __host__ __device__ constexpr int TileIndex(int r, int c) {
-  return (r / 8) * 512 + (c / 8) * 64 + (r % 8) * 8 + c % 8;
+  return static_cast<int>(Swizzle128(static_cast<uint32_t>(r * 128 + c * 2))) /
+         2;
+}
+// p rounded up to the swizzle's 1,024 bytes (shared memory is allotted with
+// kTileAlign bytes to spare for it).
+template <typename T>
+__device__ __forceinline__ T* AlignTiles(T* p) {
+  const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+  return reinterpret_cast<T*>((at + kTileAlign - 1) &
+                              ~uintptr_t{kTileAlign - 1});
 }
 __device__ __forceinline__ SmemOperand TileKMajor(const bf16* tile, int ks) {
-  return Advance(SmemOperandAt(tile, 128, 1024), 256 * ks);
+  return Advance(SmemOperandAt(tile, 16, 1024), 32 * ks);
 }
 __device__ __forceinline__ SmemOperand TileMnMajor(const bf16* tile, int ks) {
-  return Advance(SmemOperandAt(tile, 1024, 128), 2048 * ks);
+  return Advance(SmemOperandAt(tile, 1024, 1024), 2048 * ks);
 }
 
 #if defined(GPT2_CUDA_EMULATED)
 namespace wgmma_emu {
+// The element at `byte` past base before the swizzle, which (as the
+// hardware's) applies to the absolute address.
 __device__ __forceinline__ float At(const bf16* base, uint32_t byte) {
-  return __bfloat162float(*reinterpret_cast<const bf16*>(
-      reinterpret_cast<const char*>(base) + byte));
+  const uintptr_t at = reinterpret_cast<uintptr_t>(base) + byte;
+  const uintptr_t swizzled =
+      (at & ~uintptr_t{0x3FF}) | Swizzle128(static_cast<uint32_t>(at & 0x3FF));
+  return __bfloat162float(*reinterpret_cast<const bf16*>(swizzled));
 }
 // Element (mn, k) of a K-major operand, or (n, k) of an MN-major B.
 __device__ __forceinline__ float KMajor(const SmemOperand& m, int mn, int k) {
   return At(m.base,
-            (mn % 8) * 16 + (k % 8) * 2 + (mn / 8) * m.sbo + (k / 8) * m.lbo);
+            (mn % 8) * 128 + (mn / 8) * m.sbo + (k / 8) * m.lbo + (k % 8) * 2);
 }
 __device__ __forceinline__ float MnMajor(const SmemOperand& m, int n, int k) {
-  return At(m.base,
-            (k % 8) * 16 + (n % 8) * 2 + (n / 8) * m.sbo + (k / 8) * m.lbo);
+  return At(m.base, (k % 8) * 128 + (k / 8) * m.sbo + (n % 64 / 8) * 16 +
+                        (n % 8) * 2 + (n / 64) * m.lbo);
 }
 // d (this lane's accumulators) = a_rows (its rows g and g + 8 of its warp,
 // over k) times B, plus d when accumulating; each sum in k order.

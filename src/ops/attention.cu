@@ -434,7 +434,8 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_WGMMA", "1") ? AttentionKernels::kWgmma
         : EnvIs("GPT2_ATTENTION_WGMMA", "beside")
             ? AttentionKernels::kWgmmaBeside
-            : AttentionKernels::kAuto;
+        : EnvIs("GPT2_ATTENTION_WGMMA", "kv") ? AttentionKernels::kWgmmaKeyValue
+                                              : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -484,7 +485,8 @@ bool FusedChoice(AttentionKernels k) {
 }
 
 bool FixedWgmma(AttentionKernels k) {
-  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside;
+  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside ||
+         k == AttentionKernels::kWgmmaKeyValue;
 }
 
 // Whether the wgmma kernels run for these tensors: kAuto (timed against the
@@ -512,7 +514,8 @@ bool Ldmatrix() {
 // last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
 // kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), the dK/dV
 // kernel waiting for each pair of products at 3 blocks an SM, or overlapping
-// them with its math at 2, or the first with dQ beside it on a second stream.
+// them with its math at 2, or the first with dQ beside it on a second stream,
+// the wgmma dQ kernel or the lean mma.sync one.
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
@@ -521,8 +524,9 @@ enum BackwardVersion {
   kWgmmaVersion = 4,
   kWgmmaOverlap = 5,
   kWgmmaBeside = 6,
-  kFused = 7,
-  kFusedTwo = 8
+  kWgmmaKeyValue = 7,
+  kFused = 8,
+  kFusedTwo = 9
 };
 const char* const kBackwardNames[] = {"registers",
                                       "lean",
@@ -531,11 +535,13 @@ const char* const kBackwardNames[] = {"registers",
                                       "wgmma",
                                       "wgmma, dK/dV overlapped at 2 blocks/SM",
                                       "wgmma, dQ beside dK/dV",
+                                      "wgmma dK/dV, lean dQ beside",
                                       "fused dQ",
                                       "fused dQ, 2 blocks/SM"};
-constexpr int kVersions = 9;
+constexpr int kVersions = 10;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaOverlap || v == kWgmmaBeside;
+  return v == kWgmmaVersion || v == kWgmmaOverlap || v == kWgmmaBeside ||
+         v == kWgmmaKeyValue;
 }
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
@@ -564,10 +570,12 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, void* fused_workspace, CUstream_st* stream) {
-  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside) {
+  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
+      v == kWgmmaKeyValue) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
-    // (kWgmmaBeside). The beside versions run dQ on the side stream, forked
+    // (kWgmmaBeside); or the wgmma dK/dV kernel and the lean dQ kernel
+    // (kWgmmaKeyValue). The beside versions run dQ on the side stream, forked
     // before the dK/dV kernel (which takes the SMs first) and joined after:
     // the two write disjoint columns of dqkv, and the caller's stream goes on
     // only once both are done.
@@ -579,11 +587,16 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
       query_stream = side.stream;
     }
-    if (v == kWgmmaBeside) {
+    if (v == kWgmmaBeside || v == kWgmmaKeyValue) {
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  false, stream, tc::kKeyValuePart);
+    }
+    if (v == kWgmmaBeside) {
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  false, query_stream, tc::kQueryPart);
+    } else if (v == kWgmmaKeyValue) {
+      tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
+                            true, query_stream, tc::kQueryPart);
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                             true, stream, tc::kKeyValuePart);
@@ -786,9 +799,10 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
   if (FixedWgmma(KernelChoice()) && WgmmaFor(dtype, head_size)) {
-    return KernelChoice() == AttentionKernels::kWgmma
-               ? "tensor-core-wgmma"
-               : "tensor-core-wgmma-beside";
+    return KernelChoice() == AttentionKernels::kWgmma ? "tensor-core-wgmma"
+           : KernelChoice() == AttentionKernels::kWgmmaBeside
+               ? "tensor-core-wgmma-beside"
+               : "tensor-core-wgmma-kv";
   }
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
@@ -863,8 +877,9 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBesideBackward     ? kLeanBeside
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
-                     ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
-                                                      : kWgmmaBeside)
+                     ? (k == AttentionKernels::kWgmma         ? kWgmmaVersion
+                        : k == AttentionKernels::kWgmmaBeside ? kWgmmaBeside
+                                                              : kWgmmaKeyValue)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, fused_workspace, stream))
               : kRegisters;

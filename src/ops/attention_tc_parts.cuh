@@ -74,14 +74,14 @@ __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
 }
 
 // Rows [row0, row0 + 64) of a (T, 64) slice whose rows are `stride` apart,
-// queued by cp.async into a TileIndex tile (src/cuda/wgmma.cuh); zeros past row
-// T. Lanes 8 i .. 8 i + 7 take one 16-byte chunk of 8 neighbouring rows: a warp
-// reads 8 rows x 64 contiguous bytes, and the 8 lanes of each store phase fill
-// one 128-byte core matrix (no bank conflicts).
+// queued by cp.async into a TileIndex tile (src/cuda/wgmma.cuh: 128-byte
+// swizzle); zeros past row T. Lanes 8 i .. 8 i + 7 take the 8 chunks of one
+// row: a warp reads 4 whole rows (128 contiguous bytes each), and the 8 lanes
+// of each store phase write 8 different chunk positions (no bank conflicts).
 __device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* src,
                                               int64_t stride, int row0, int T) {
   for (int i = threadIdx.x; i < kTile * 8; i += kThreads) {
-    const int r = (i / 64) * 8 + i % 8, chunk = (i / 8) % 8;
+    const int r = i / 8, chunk = i % 8;
     const bool valid = row0 + r < T;
     CpAsync16(tile + TileIndex(r, 8 * chunk),
               valid ? src + (row0 + r) * stride + 8 * chunk : src, valid);

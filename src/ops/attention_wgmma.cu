@@ -23,9 +23,10 @@ using namespace internal;  // NOLINT: the shared pieces, attention_tc_parts.cuh
 // 4 warps of 16 rows); each product of a 64-row block with a 64-row tile is
 // 4 wgmma (k-steps of 16) instead of 32 mma.sync a warp, with B read by the
 // tensor cores from shared memory: no fragment loads, no ldmatrix. Tiles are
-// stored in the TileIndex layout (core matrices of 8 x 8), which the same
-// tile serves as a K-major operand (rows along M or N) and as an MN-major B
-// (rows along K): Q and dO feed S^T and dP^T K-major and dK, dV MN-major.
+// stored in the TileIndex layout (whole rows, 128-byte swizzle), which the
+// same tile serves as a K-major operand (rows along M or N) and as an
+// MN-major B (rows along K): Q and dO feed S^T and dP^T K-major and dK, dV
+// MN-major.
 // The block's own rows are A operands straight from shared memory, and P^T /
 // dS^T go from the accumulators to A fragments in registers (AccToA), as in
 // the mma.sync kernels. Results match those kernels to rounding, not bit for
@@ -33,7 +34,8 @@ using namespace internal;  // NOLINT: the shared pieces, attention_tc_parts.cuh
 constexpr int kWgTiles = 6;  // dK/dV and dQ: 2 own + 2 x 2 streamed tiles
 constexpr int WgmmaSharedBytes() {
   return kWgTiles * kTileElems * static_cast<int>(sizeof(bf16)) +
-         4 * kTile * static_cast<int>(sizeof(float));  // lse, delta x 2
+         4 * kTile * static_cast<int>(sizeof(float)) +  // lse, delta x 2
+         kTileAlign;  // to start the tiles on the swizzle's 1,024 bytes
 }
 
 // The wgmma kernels' shared memory (WgmmaSharedBytes): the block's own rows
@@ -53,7 +55,7 @@ struct WgTiles {
 };
 __device__ __forceinline__ WgTiles CarveWgTiles() {
   GPT2_EXTERN_SHARED(uint4, wg_tiles);  // WgmmaSharedBytes()
-  return WgTiles{reinterpret_cast<bf16*>(wg_tiles)};
+  return WgTiles{AlignTiles(reinterpret_cast<bf16*>(wg_tiles))};
 }
 
 // The 8-column tiles of two 64 x 64 accumulators as the four A fragments

@@ -824,6 +824,7 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
+        cuda::AttentionKernels::kWgmmaKeyValue,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -850,14 +851,16 @@ TEST_P(CudaOps, AttentionPeaked) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean-beside");
       } else if (bf16 && (kernels == cuda::AttentionKernels::kWgmma ||
-                          kernels == cuda::AttentionKernels::kWgmmaBeside)) {
+                          kernels == cuda::AttentionKernels::kWgmmaBeside ||
+                          kernels == cuda::AttentionKernels::kWgmmaKeyValue)) {
         // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
-        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
-                     hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs)
-                         ? "tensor-core"
-                     : kernels == cuda::AttentionKernels::kWgmma
-                         ? "tensor-core-wgmma"
-                         : "tensor-core-wgmma-beside");
+        EXPECT_STREQ(
+            cuda::AttentionKernelName(dtype(), hs),
+            hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs) ? "tensor-core"
+            : kernels == cuda::AttentionKernels::kWgmma ? "tensor-core-wgmma"
+            : kernels == cuda::AttentionKernels::kWgmmaBeside
+                ? "tensor-core-wgmma-beside"
+                : "tensor-core-wgmma-kv");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -947,6 +950,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward, cuda::AttentionKernels::kWgmma,
         cuda::AttentionKernels::kWgmmaBeside,
+        cuda::AttentionKernels::kWgmmaKeyValue,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =
