@@ -52,7 +52,13 @@ cp "$GPT2_DATA_DIR/tinyshakespeare/input.txt" "$stage/data/tinyshakespeare/"
   --data_dir "$GPT2_DATA_DIR" >/dev/null
 mv "$stage/data/input_train.bin" "$stage/data/tinyshakespeare_train.bin"
 cp tests/reference/*.py "$stage/reference/"
-git rev-parse --short HEAD >"$stage/COMMIT" 2>/dev/null || true
+# The commit, marked where the binaries hold changes not yet committed (a run's logs must
+# not credit a commit with code it did not have).
+if commit=$(git rev-parse --short HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- src proto tests CMakeLists.txt cmake 2>/dev/null ||
+    commit="$commit+uncommitted"
+  echo "$commit" >"$stage/COMMIT"
+fi
 
 # The binaries and libraries travel xz-compressed (about a quarter of their size):
 # device_check.sh unpacks them there. The working tree travels too, within the same 64 MiB.

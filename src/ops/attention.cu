@@ -434,8 +434,7 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_WGMMA", "1") ? AttentionKernels::kWgmma
         : EnvIs("GPT2_ATTENTION_WGMMA", "beside")
             ? AttentionKernels::kWgmmaBeside
-        : EnvIs("GPT2_ATTENTION_WGMMA", "kv") ? AttentionKernels::kWgmmaKeyValue
-                                              : AttentionKernels::kAuto;
+            : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -485,8 +484,7 @@ bool FusedChoice(AttentionKernels k) {
 }
 
 bool FixedWgmma(AttentionKernels k) {
-  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside ||
-         k == AttentionKernels::kWgmmaKeyValue;
+  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside;
 }
 
 // Whether the wgmma kernels run for these tensors: kAuto (timed against the
@@ -512,36 +510,29 @@ bool Ldmatrix() {
 // lean kernels side by side on two streams, or lean with dQ fused into the
 // dK/dV kernel, registers capped for 3 or 2 blocks per SM. The fused ones
 // last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
-// kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), the dK/dV
-// kernel waiting for each pair of products at 3 blocks an SM, or overlapping
-// them with its math at 2, or the first with dQ beside it on a second stream,
-// the wgmma dQ kernel or the lean mma.sync one.
+// kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), one after the
+// other or dQ beside dK/dV on a second stream. (Lost on the H100 and
+// deleted: the wgmma dK/dV kernel overlapping its math with its products at 2
+// blocks an SM, 0.376 ms a layer against 0.323 for the plain wgmma pair;
+// wgmma dK/dV with the lean mma.sync dQ beside it, 0.367 against 0.310 for
+// the wgmma pair beside.)
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
   kLeanKeyValue = 2,
   kLeanBeside = 3,
   kWgmmaVersion = 4,
-  kWgmmaOverlap = 5,
-  kWgmmaBeside = 6,
-  kWgmmaKeyValue = 7,
-  kFused = 8,
-  kFusedTwo = 9
+  kWgmmaBeside = 5,
+  kFused = 6,
+  kFusedTwo = 7
 };
-const char* const kBackwardNames[] = {"registers",
-                                      "lean",
-                                      "lean dK/dV",
-                                      "lean, dQ beside dK/dV",
-                                      "wgmma",
-                                      "wgmma, dK/dV overlapped at 2 blocks/SM",
-                                      "wgmma, dQ beside dK/dV",
-                                      "wgmma dK/dV, lean dQ beside",
-                                      "fused dQ",
-                                      "fused dQ, 2 blocks/SM"};
-constexpr int kVersions = 10;
+const char* const kBackwardNames[] = {"registers",  "lean",
+                                      "lean dK/dV", "lean, dQ beside dK/dV",
+                                      "wgmma",      "wgmma, dQ beside dK/dV",
+                                      "fused dQ",   "fused dQ, 2 blocks/SM"};
+constexpr int kVersions = 8;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaOverlap || v == kWgmmaBeside ||
-         v == kWgmmaKeyValue;
+  return v == kWgmmaVersion || v == kWgmmaBeside;
 }
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
@@ -570,12 +561,10 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, void* fused_workspace, CUstream_st* stream) {
-  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
-      v == kWgmmaKeyValue) {
+  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
-    // (kWgmmaBeside); or the wgmma dK/dV kernel and the lean dQ kernel
-    // (kWgmmaKeyValue). The beside versions run dQ on the side stream, forked
+    // (kWgmmaBeside). The beside versions run dQ on the side stream, forked
     // before the dK/dV kernel (which takes the SMs first) and joined after:
     // the two write disjoint columns of dqkv, and the caller's stream goes on
     // only once both are done.
@@ -587,16 +576,11 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
       query_stream = side.stream;
     }
-    if (v == kWgmmaBeside || v == kWgmmaKeyValue) {
-      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                 false, stream, tc::kKeyValuePart);
-    }
     if (v == kWgmmaBeside) {
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                 false, query_stream, tc::kQueryPart);
-    } else if (v == kWgmmaKeyValue) {
-      tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
-                            true, query_stream, tc::kQueryPart);
+                                 stream, tc::kKeyValuePart);
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+                                 query_stream, tc::kQueryPart);
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                             true, stream, tc::kKeyValuePart);
@@ -611,7 +595,7 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
   }
   if (IsWgmma(v)) {
     return tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                      v == kWgmmaOverlap, stream);
+                                      stream);
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                         v == kLean, stream, tc::kBothParts,
@@ -799,10 +783,9 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
   if (FixedWgmma(KernelChoice()) && WgmmaFor(dtype, head_size)) {
-    return KernelChoice() == AttentionKernels::kWgmma ? "tensor-core-wgmma"
-           : KernelChoice() == AttentionKernels::kWgmmaBeside
-               ? "tensor-core-wgmma-beside"
-               : "tensor-core-wgmma-kv";
+    return KernelChoice() == AttentionKernels::kWgmma
+               ? "tensor-core-wgmma"
+               : "tensor-core-wgmma-beside";
   }
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
@@ -877,9 +860,8 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBesideBackward     ? kLeanBeside
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
-                     ? (k == AttentionKernels::kWgmma         ? kWgmmaVersion
-                        : k == AttentionKernels::kWgmmaBeside ? kWgmmaBeside
-                                                              : kWgmmaKeyValue)
+                     ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
+                                                      : kWgmmaBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, fused_workspace, stream))
               : kRegisters;
@@ -1070,17 +1052,13 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
     time("forward (wgmma)", 2 * product, [&] {
       tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, stream);
     });
-    for (const bool overlap : {false, true}) {
-      time(overlap ? "dK, dV (wgmma, overlapped)" : "dK, dV (wgmma)",
-           4 * product, [&] {
-             tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T,
-                                        C, NH, overlap, stream,
-                                        tc::kKeyValuePart);
-           });
-    }
+    time("dK, dV (wgmma)", 4 * product, [&] {
+      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 stream, tc::kKeyValuePart);
+    });
     time("dQ (wgmma)", 3 * product, [&] {
       tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 false, stream, tc::kQueryPart);
+                                 stream, tc::kQueryPart);
     });
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));

@@ -74,10 +74,7 @@ class Scratch;
 // as more versions) unless GPT2_ATTENTION_WGMMA=0; kWgmma
 // (GPT2_ATTENTION_WGMMA=1) runs them where they are supported, kAuto's
 // kernels elsewhere; kWgmmaBeside (GPT2_ATTENTION_WGMMA=beside) likewise, with
-// the backward's dQ kernel beside its dK/dV kernel on a second stream;
-// kWgmmaKeyValue (GPT2_ATTENTION_WGMMA=kv) the wgmma dK/dV kernel with the
-// lean mma.sync dQ kernel beside it (the fastest of each kind alone on the
-// H100).
+// the backward's dQ kernel beside its dK/dV kernel on a second stream.
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -89,13 +86,11 @@ enum class AttentionKernels {
   kFusedBackwardTwoBlocks,
   kLeanBesideBackward,
   kWgmma,
-  kWgmmaBeside,
-  kWgmmaKeyValue
+  kWgmmaBeside
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
-// "tensor-core-wgmma-kv",
 // "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
 // a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);

@@ -49,16 +49,14 @@ size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
 // compute capability 9.0 and a build with sm_90a code, and the device's
 // layout self-check passed (asked once per process; WgmmaWhyNot says why
 // not, "" when they run). Same contracts as above; results agree with the
-// mma.sync kernels to rounding. overlap: the dK/dV kernel overlapping its
-// math with its products at 2 blocks an SM, instead of 3 blocks waiting for
-// each pair of products (the same results, bit for bit).
+// mma.sync kernels to rounding.
 bool WgmmaSupports(DType dtype, int head_size);
 const std::string& WgmmaWhyNot();
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH, CUstream_st* stream);
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, bool overlap, CUstream_st* stream,
+                            int C, int NH, CUstream_st* stream,
                             int parts = kBothParts);
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)

@@ -95,14 +95,13 @@ __device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
   PinAccumulators(b);
 }
 
-// dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic).
-// kOverlap: the products in four groups, each started as soon as its inputs
-// are there, so that the math between them overlaps the tensor cores' work
-// (208 registers: 2 blocks an SM; at 3 blocks ptxas serializes the products
-// for want of registers); else two groups, each waited for before the math
-// that follows it (168 registers, 3 blocks an SM).
-template <bool kOverlap>
-__global__ void __launch_bounds__(kThreads, kOverlap ? 2 : 3)
+// dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic):
+// the products in two groups, each waited for before the math that follows
+// it (168 registers, 3 blocks an SM). (A version starting each product as
+// soon as its inputs were there, so that the math between them overlapped
+// the tensor cores' work, needed 208 registers, 2 blocks an SM, and lost on
+// the H100: 0.269 ms a layer against 0.211.)
+__global__ void __launch_bounds__(kThreads, 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
@@ -149,9 +148,7 @@ __global__ void __launch_bounds__(kThreads, kOverlap ? 2 : 3)
     CpAsyncCommit();
     // S^T = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the
     // diagonal tile's masked corner costs less than splitting the warpgroup.
-    // kOverlap: S^T, then dP^T (running while P^T is computed from S^T), then
-    // dV += P^T dO (running while dS^T is computed from dP^T), then dK +=
-    // dS^T Q. Else S^T and dP^T, then dV and dK.
+    // Then dV += P^T dO and dK += dS^T Q.
     const bool masked = qt == kb || q0 + kTile > T;
     const float* tile_lse = stats + buf * kTile;
     const float* tile_delta = stats + (2 + buf) * kTile;
@@ -159,32 +156,14 @@ __global__ void __launch_bounds__(kThreads, kOverlap ? 2 : 3)
     uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
     WgmmaFence();
     WgRowsTimesTile(s, k_rows, q_tile(buf));
-    if constexpr (kOverlap) {
-      WgmmaCommit();
-      WgRowsTimesTile(dp, v_rows, do_tile(buf));
-      WgmmaCommit();
-      WgmmaWait<1>();  // S^T
-      PinAccumulators(s);
-      KeyValueScoreGrads<kProbabilities>(masked, s, dp, tile_lse, tile_delta,
-                                         q0, key_a, at.t, T, scale_log2);
-      AccToFragments(pa, s);
-      WgmmaFence();
-      WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
-      WgmmaCommit();
-      WgmmaWait<1>();  // dP^T (dV's products may still run)
-      PinAccumulators(dp);
-      KeyValueScoreGrads<kGradients>(false, s, dp, tile_lse, tile_delta, q0,
-                                     key_a, at.t, T, scale_log2);
-    } else {
-      WgRowsTimesTile(dp, v_rows, do_tile(buf));
-      WgFinish(s, dp);
-      KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t,
-                         T, scale_log2);
-      // Each A just before its products (fewer live registers).
-      AccToFragments(pa, s);
-      WgmmaFence();
-      WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
-    }
+    WgRowsTimesTile(dp, v_rows, do_tile(buf));
+    WgFinish(s, dp);
+    KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t, T,
+                       scale_log2);
+    // Each A just before its products (fewer live registers).
+    AccToFragments(pa, s);
+    WgmmaFence();
+    WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
     AccToFragments(dsa, dp);
     WgmmaFence();
     WgFragmentsTimesTile(dk, dsa, q_tile(buf));  // dK += dS^T Q
@@ -348,30 +327,24 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
 
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, bool overlap, CUstream_st* stream,
-                            int parts) {
+                            int C, int NH, CUstream_st* stream, int parts) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   static const bool allowed =
-      (AllowWgmmaShared(
-           reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>), kShared),
-       AllowWgmmaShared(
-           reinterpret_cast<const void*>(&WgmmaKeyValueKernel<true>), kShared),
+      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
+                        kShared),
        AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel),
                         kShared),
        true);
   (void)allowed;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
   if (parts & kKeyValuePart) {
-    auto* kernel =
-        overlap ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
-    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
-                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                            lse, delta, T, C, NH, scale),
-                overlap ? "tc::WgmmaKeyValueKernel (overlapped, 2 blocks/SM)"
-                        : "tc::WgmmaKeyValueKernel");
+    CheckLaunch(GPT2_LAUNCH(WgmmaKeyValueKernel, grid, kThreads, kShared,
+                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::WgmmaKeyValueKernel");
   }
   if (parts & kQueryPart) {
     CheckLaunch(GPT2_LAUNCH(WgmmaQueryKernel, grid, kThreads, kShared, stream,

@@ -35,13 +35,6 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
                        CUstream_st* stream);
 void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream);
-// bf16 rows of up to 53,248 logits (GPT-2's 50,304) are held in registers
-// between the kernel's two passes (read once; the same bits as reading them
-// twice); off (GPT2_CLASSIFIER_REGISTERS=0 at start-up), read twice.
-void SetClassifierRowInRegisters(bool on);
-// Which kernel ClassifierForward runs for these logits: "registers" (above),
-// "packed" (16-byte packs, the row read twice) or "elementwise".
-const char* ClassifierKernelName(Tensor logits, int Vp);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_CLASSIFIER_H_

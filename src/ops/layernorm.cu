@@ -178,17 +178,17 @@ __device__ __forceinline__ float DinpPlus(float dinp, ChannelTerms t,
   return __fmaf_rn(__fmaf_rn(-t.norm, dnorm_norm_mean, centred), rstd, dinp);
 }
 
-// The fused backward's versions, in the order they were written (each gives
-// the previous one's bits): kSumsFirst loads dinp after the row's sums (the
-// version the H100 and H200 runs measured: 1.9 ms a B=16 step on the H200,
-// 1.3 TB/s); kPrefetch loads inp, dout and dinp at once (one wait on memory
-// per row instead of two; 128 registers, 2 blocks an SM); kSharedSums is
-// kPrefetch with each warp's dweight and dbias sums in shared memory instead
-// of 2 kN kIters registers a lane (bf16 C = 768: 48 registers), for 3 blocks
-// (24 warps) an SM (ptxas sm_90, bf16 C = 768: 80 registers, no spill; at 64
-// registers for 4 blocks it spills 136 bytes): three times the rows in
-// flight of kSumsFirst.
-enum class LnBackward { kSumsFirst, kPrefetch, kSharedSums };
+// The fused backward's two versions (the same bits): kSumsFirst loads dinp
+// after the row's sums, its dweight and dbias sums in 2 kN kIters registers
+// a lane (where a row's three tensors do not fit in registers at once: the
+// fp32 residual stream, wide rows); kSharedSums loads inp, dout and dinp at
+// once (one wait on memory per row instead of two) with each warp's sums in
+// shared memory, for 3 blocks (24 warps) an SM (ptxas sm_90, bf16 C = 768:
+// 80 registers, no spill; at 64 registers for 4 blocks it spills 136 bytes).
+// On the H100 (B=16 step): 1.18-1.20 ms against 1.45-1.48 for kSumsFirst and
+// 1.48-1.49 for the prefetch with its sums in registers at 2 blocks an SM
+// (deleted).
+enum class LnBackward { kSumsFirst, kSharedSums };
 
 // Dynamic shared memory of a kSharedSums block: per warp, C floats of
 // dweight sums and C of dbias sums, each indexed by SumSlot (48 KiB at bf16
@@ -205,15 +205,14 @@ __device__ __forceinline__ int SumSlot(int i, int j, int lane) {
 
 template <typename T, typename TR, int kIters, LnBackward kVersion>
 __global__ void __launch_bounds__(32 * kFusedWarps,
-                                  kVersion == LnBackward::kSharedSums ? 3
-                                  : kVersion == LnBackward::kPrefetch ? 2
-                                                                      : 1)
+                                  kVersion == LnBackward::kSharedSums ? 3 : 1)
     LayerNormBackwardFusedKernel(TR* dinp, float* partial, const T* dout,
                                  const TR* inp, const T* weight,
                                  const float* mean, const float* rstd,
                                  int64_t N) {
-  constexpr bool kPrefetch = kVersion != LnBackward::kSumsFirst;
-  constexpr bool kShared = kVersion == LnBackward::kSharedSums;
+  // Both at once: the row prefetched, the sums in shared memory.
+  constexpr bool kPrefetch = kVersion == LnBackward::kSharedSums;
+  constexpr bool kShared = kPrefetch;
   constexpr int kN = Pack16<T>::kN;
   constexpr int kRPacks = kN / Pack16<TR>::kN;  // packs of TR per pack of T
   constexpr int C = kIters * 32 * kN;
@@ -457,23 +456,16 @@ void LaunchPackedForward(int iters, R* residual, F* out, float* mean,
   });
 }
 
-int& VersionSetting() {
-  // GPT2_LAYERNORM_PREFETCH=0: the backward loading dinp after the sums;
-  // GPT2_LAYERNORM_SHARED_SUMS=0: the prefetching one with its sums in
-  // registers.
-  static int version = EnvIs("GPT2_LAYERNORM_PREFETCH", "0")      ? 0
-                       : EnvIs("GPT2_LAYERNORM_SHARED_SUMS", "0") ? 1
-                                                                  : 2;
-  return version;
+bool& PrefetchSetting() {
+  // GPT2_LAYERNORM_PREFETCH=0: the backward loading dinp after the sums.
+  static bool prefetch = !EnvIs("GPT2_LAYERNORM_PREFETCH", "0");
+  return prefetch;
 }
 
 }  // namespace
 
-void SetLayerNormBackwardVersion(int version) {
-  GPT2_CHECK(version >= 0 && version <= 2);
-  VersionSetting() = version;
-}
-int LayerNormBackwardVersion() { return VersionSetting(); }
+void SetLayerNormBackwardPrefetch(bool on) { PrefetchSetting() = on; }
+bool LayerNormBackwardPrefetch() { return PrefetchSetting(); }
 
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                       Tensor weight, Tensor bias, int64_t N, int C,
@@ -542,11 +534,7 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
             &LayerNormBackwardFusedKernel<F, R, kIters, LnBackward::kSumsFirst>;
         int smem = 0;
         if constexpr (kPrefetchFits<F, R, kIters>) {
-          const int version = LayerNormBackwardVersion();
-          if (version == 1) {
-            kernel = &LayerNormBackwardFusedKernel<F, R, kIters,
-                                                   LnBackward::kPrefetch>;
-          } else if (version == 2) {
+          if (LayerNormBackwardPrefetch()) {
             kernel = &LayerNormBackwardFusedKernel<F, R, kIters,
                                                    LnBackward::kSharedSums>;
             smem = SharedSumsBytes(C);

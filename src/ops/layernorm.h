@@ -44,15 +44,13 @@ void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
                               Tensor rstd, Tensor a, Tensor b, Tensor weight,
                               Tensor bias, int64_t N, int C,
                               CUstream_st* stream);
-// The packed backward's version where a row's inp, dout and dinp fit in
-// registers at once (bf16 or fp32 throughout, up to 768 or 384 channels):
-// 0 loads dinp after the row's sums (GPT2_LAYERNORM_PREFETCH=0), 1 loads all
-// three at once (GPT2_LAYERNORM_SHARED_SUMS=0), 2 (the default) as 1 with the
-// weight and bias gradient sums in shared memory, for 1.5 times the warps an
-// SM.
-// The same bits in every version; tests set it.
-void SetLayerNormBackwardVersion(int version);
-int LayerNormBackwardVersion();
+// Where a row's inp, dout and dinp fit in registers at once (bf16 or fp32
+// throughout, up to 768 or 384 channels), the packed backward loads all three
+// at once, its weight and bias gradient sums in shared memory (the default);
+// off (GPT2_LAYERNORM_PREFETCH=0), it loads dinp after the row's sums, as it
+// does for every other shape. The same bits either way; tests set it.
+void SetLayerNormBackwardPrefetch(bool on);
+bool LayerNormBackwardPrefetch();
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_LAYERNORM_H_

@@ -305,12 +305,12 @@ TEST_P(CudaOps, Encoder) {
   }
 }
 
-// The packed LayerNorm backward's three versions (dinp loaded after the
-// row's sums; all of the row loaded at once; that with the weight and bias
-// gradient sums in shared memory) give the same bits, at the widths where the
-// latter two run (bf16 up to 768 channels, f32 up to 384; the fp32 residual
-// stream and wider rows always take the first, so there is nothing to
-// compare). N = 77 leaves the last block with rows past N.
+// The packed LayerNorm backward's two versions (dinp loaded after the row's
+// sums; all of the row loaded at once, the weight and bias gradient sums in
+// shared memory) give the same bits, at the widths where the second runs
+// (bf16 up to 768 channels, f32 up to 384; the fp32 residual stream and wider
+// rows always take the first, so there is nothing to compare). N = 77 leaves
+// the last block with rows past N.
 TEST_P(CudaOps, LayerNormBackwardVersionsAreBitwiseTheSame) {
   const bool bf16 = dtype() == DType::kBF16;
   for (auto [N, C] : {std::pair{77, 256}, std::pair{130, bf16 ? 768 : 384}}) {
@@ -322,10 +322,10 @@ TEST_P(CudaOps, LayerNormBackwardVersionsAreBitwiseTheSame) {
          g_rstd = GpuF32(std::vector<double>(N));
     cuda_->LayerNormForward(g_out.view, g_mean.view, g_rstd.view, g_inp.view,
                             g_w.view, g_b.view, N, C);
-    std::vector<double> results[3][3];
-    const int default_version = cuda::LayerNormBackwardVersion();
-    for (int version = 0; version < 3; ++version) {
-      cuda::SetLayerNormBackwardVersion(version);
+    std::vector<double> results[2][3];
+    const bool default_prefetch = cuda::LayerNormBackwardPrefetch();
+    for (int version = 0; version < 2; ++version) {
+      cuda::SetLayerNormBackwardPrefetch(version == 1);
       auto g_dinp = Gpu(dinp0), g_dw = Gpu(Random(C, 96)),
            g_db = Gpu(Random(C, 97));
       cuda_->LayerNormBackward(g_dinp.view, g_dw.view, g_db.view, g_dout.view,
@@ -335,15 +335,13 @@ TEST_P(CudaOps, LayerNormBackwardVersionsAreBitwiseTheSame) {
       results[version][1] = Download(g_dw, "dw");
       results[version][2] = Download(g_db, "db");
     }
-    cuda::SetLayerNormBackwardVersion(default_version);
-    for (int version = 1; version < 3; ++version) {
-      const std::string where = "N=" + std::to_string(N) +
-                                " C=" + std::to_string(C) + ", version " +
-                                std::to_string(version) + " against 0";
-      EXPECT_EQ(results[0][0], results[version][0]) << where << ": dinp";
-      EXPECT_EQ(results[0][1], results[version][1]) << where << ": dweight";
-      EXPECT_EQ(results[0][2], results[version][2]) << where << ": dbias";
-    }
+    cuda::SetLayerNormBackwardPrefetch(default_prefetch);
+    const std::string where = "N=" + std::to_string(N) +
+                              " C=" + std::to_string(C) +
+                              ", prefetching against not";
+    EXPECT_EQ(results[0][0], results[1][0]) << where << ": dinp";
+    EXPECT_EQ(results[0][1], results[1][1]) << where << ": dweight";
+    EXPECT_EQ(results[0][2], results[1][2]) << where << ": dbias";
   }
 }
 
@@ -788,17 +786,15 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 18u : 14u);
+  ASSERT_EQ(times64.size(), wgmma ? 17u : 14u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     EXPECT_EQ(times64[14].kernel, "forward (wgmma)");
     EXPECT_EQ(times64[14].flops, 2 * product64);
     EXPECT_EQ(times64[15].kernel, "dK, dV (wgmma)");
     EXPECT_EQ(times64[15].flops, 4 * product64);
-    EXPECT_EQ(times64[16].kernel, "dK, dV (wgmma, overlapped)");
-    EXPECT_EQ(times64[16].flops, 4 * product64);
-    EXPECT_EQ(times64[17].kernel, "dQ (wgmma)");
-    EXPECT_EQ(times64[17].flops, 3 * product64);
+    EXPECT_EQ(times64[16].kernel, "dQ (wgmma)");
+    EXPECT_EQ(times64[16].flops, 3 * product64);
   }
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
@@ -824,7 +820,6 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
-        cuda::AttentionKernels::kWgmmaKeyValue,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -851,16 +846,14 @@ TEST_P(CudaOps, AttentionPeaked) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean-beside");
       } else if (bf16 && (kernels == cuda::AttentionKernels::kWgmma ||
-                          kernels == cuda::AttentionKernels::kWgmmaBeside ||
-                          kernels == cuda::AttentionKernels::kWgmmaKeyValue)) {
+                          kernels == cuda::AttentionKernels::kWgmmaBeside)) {
         // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
-        EXPECT_STREQ(
-            cuda::AttentionKernelName(dtype(), hs),
-            hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs) ? "tensor-core"
-            : kernels == cuda::AttentionKernels::kWgmma ? "tensor-core-wgmma"
-            : kernels == cuda::AttentionKernels::kWgmmaBeside
-                ? "tensor-core-wgmma-beside"
-                : "tensor-core-wgmma-kv");
+        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
+                     hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs)
+                         ? "tensor-core"
+                     : kernels == cuda::AttentionKernels::kWgmma
+                         ? "tensor-core-wgmma"
+                         : "tensor-core-wgmma-beside");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -950,7 +943,6 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward, cuda::AttentionKernels::kWgmma,
         cuda::AttentionKernels::kWgmmaBeside,
-        cuda::AttentionKernels::kWgmmaKeyValue,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =
@@ -1032,48 +1024,6 @@ TEST_P(CudaOps, LeanAttentionBackwardIsBitwiseTheSame) {
     }
   }
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
-}
-
-// The wgmma dK/dV kernel's two schedules (waiting for each pair of products,
-// or overlapping the math with them at 2 blocks an SM) issue the same
-// products in the same order: the same bits, and every element written (the
-// two runs start from different garbage).
-TEST_P(CudaOps, WgmmaOverlapIsBitwiseTheSame) {
-  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
-  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
-    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
-  std::vector<std::tuple<int, int, int, int>> shapes = {{1, 130, 128, 2},
-                                                        {2, 200, 64, 1}};
-  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
-  for (auto [B, T, C, NH] : shapes) {
-    const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 81);
-    // delta = dout . out per row, any values will do: both read the same.
-    const auto dout = Download(in.dout, "dout"), out = Download(in.out, "out");
-    std::vector<double> delta(B * NH * T);
-    const int hs = C / NH;
-    for (int b = 0; b < B; ++b)
-      for (int h = 0; h < NH; ++h)
-        for (int t = 0; t < T; ++t)
-          for (int d = 0; d < hs; ++d) {
-            const int64_t i = (int64_t{b} * T + t) * C + h * hs + d;
-            delta[(b * NH + h) * T + t] += dout[i] * out[i];
-          }
-    auto g_delta = GpuF32(delta);
-    std::vector<double> grads[2];
-    for (int overlap = 0; overlap < 2; ++overlap) {
-      auto g_dqkv = Gpu(Random(B * T * 3 * C, 83 + overlap));
-      cuda::tc::WgmmaAttentionBackward(
-          g_dqkv.view, in.dout.view, in.qkv.view,
-          static_cast<const float*>(in.lse.view.data),
-          static_cast<const float*>(g_delta.view.data), B, T, C, NH,
-          overlap == 1, cuda_->cuda_stream());
-      grads[overlap] = Download(g_dqkv, "dqkv");
-    }
-    int differ = 0;
-    for (size_t i = 0; i < grads[0].size(); ++i)
-      differ += grads[0][i] != grads[1][i];
-    EXPECT_EQ(differ, 0) << "B=" << B << " T=" << T << " C=" << C;
-  }
 }
 
 // The order the blocks start in (pair after pair, or the longest row blocks
@@ -1364,42 +1314,6 @@ TEST_P(CudaOps, GeluResidualAdd) {
   cuda_->AddInPlace(g_out.view, g_y.view);
   ExpectNear(Download(g_out, "add"), Download(c_out, "c"), tol().rtol,
              tol().atol, "add in place");
-}
-
-// The classifier holding a bf16 row in registers between its passes gives
-// the two-read kernel's bits: losses and gradients, real and padded columns
-// (rows of 1, 2, 4, 8 and 13 packs a thread).
-TEST_P(CudaOps, ClassifierRowInRegistersIsBitwiseTheSame) {
-  if (dtype() != DType::kBF16) GTEST_SKIP() << "a bf16 kernel";
-  for (auto [N, V, Vp] :
-       {std::tuple{5, 1000, 1024}, std::tuple{3, 7000, 7008},
-        std::tuple{4, 16000, 16384}, std::tuple{2, 30000, 32768},
-        std::tuple{3, 50257, 50304}}) {
-    auto logits = Random(N * Vp, 31, 2.0);
-    auto targets = Tokens(N, V, 32);
-    targets[0] = V - 1;  // the last real column, in the row's last pack
-    std::vector<double> losses[2], grads[2];
-    for (int registers = 0; registers < 2; ++registers) {
-      cuda::SetClassifierRowInRegisters(registers == 1);
-      auto g_logits = Gpu(logits), g_t = GpuI32(targets);
-      // Each run takes the kernel it compares (not a silent fallback).
-      EXPECT_STREQ(cuda::ClassifierKernelName(g_logits.view, Vp),
-                   registers == 1 ? "registers" : "packed")
-          << "V=" << V;
-      auto g_loss = GpuF32(std::vector<double>(N, -1.0));
-      cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
-                               1.0 / N, true);
-      losses[registers] = Download(g_loss, "losses");
-      grads[registers] = Download(g_logits, "dlogits");
-    }
-    cuda::SetClassifierRowInRegisters(true);
-    const std::string where = "V=" + std::to_string(V);
-    EXPECT_EQ(losses[1], losses[0]) << where;
-    int differ = 0;
-    for (size_t i = 0; i < grads[0].size(); ++i)
-      differ += grads[0][i] != grads[1][i];
-    EXPECT_EQ(differ, 0) << where;
-  }
 }
 
 TEST_P(CudaOps, ClassifierAndSums) {

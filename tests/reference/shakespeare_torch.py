@@ -106,7 +106,11 @@ def main():
     parser.add_argument("--seed", type=int, default=1337)
     parser.add_argument("--save_init", default="",
                         help="write the initial weights here (llm.c v3) for gpt2_ddp --init_from")
+    parser.add_argument("--init_only", action="store_true",
+                        help="with --save_init: write the initial weights and stop (no training)")
     args = parser.parse_args()
+    if args.init_only and not args.save_init:
+        parser.error("--init_only needs --save_init")
     if not torch.cuda.is_available():
         raise SystemExit("shakespeare_torch: no CUDA device")
     torch.manual_seed(args.seed)
@@ -125,6 +129,8 @@ def main():
         model.mask_padded_vocab = VOCAB
         save_llmc(model, args.save_init)
         print(f"shakespeare_torch: initial weights written to {args.save_init}", flush=True)
+        if args.init_only:
+            return
     master = None
     if args.precision == "bf16_pure":
         # fp32 master weights in the optimizer; the model, its activations and its
