@@ -234,6 +234,8 @@ group_tests() {
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
   off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
     "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
+  off "Types/CudaOps\.Classifier(Bulk|AndSums)[A-Za-z]*/bf16" GPT2_CLASSIFIER_BULK=0 \
+    "the bulk-copy classifier failed its test: the packed one (two reads) from here on"
   off "Types/CudaOps\.LayerNormBackwardVersions" GPT2_LAYERNORM_PREFETCH=0 \
     "the LayerNorm backward's versions differ: the one the H100/H200 runs measured from here on"
   off "Types/CudaOps\.ResidualLayerNormMatmul" GPT2_DECODE_FUSION=0 \
@@ -262,6 +264,10 @@ group_bench() {
   # GELU-fused matmuls run at ~490 TFLOP/s against ~650 for the plain ones (H200), and
   # this pair was never timed side by side.
   GPT2_GELU_EPILOGUES=0 bench bench_nogeluepi_B16 16 --steps 5
+  # The classifier reading its row twice (1.66 ms a B=16 step on the H100) instead of
+  # staging it in shared memory by one bulk copy (new, the default on sm_90).
+  [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] ||
+    GPT2_CLASSIFIER_BULK=0 bench bench_classifier2_B16 16 --steps 5
   # Without the wgmma attention kernels (which bench_ours_B16's first step times against
   # the mma.sync ones; "attention kernels alone" lists both): the step they save.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] ||
@@ -546,7 +552,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
@@ -586,7 +592,7 @@ group_profile() {
     done
     # The memory-bound kernels one at a time (one regex over all of them spent its launches
     # on the first kernel that matched): NAME:SKIP:COUNT, skips past the first step.
-    for spec in LayerNormBackwardFusedKernel:30:2 ClassifierPackedKernel:2:1 \
+    for spec in LayerNormBackwardFusedKernel:30:2 ClassifierBulkKernel:2:1 \
       AdamWPackedKernel:20:2 LayerNormForwardPackedKernel:30:1; do
       IFS=: read -r kernel skip count <<<"$spec"
       run "ncu_$kernel" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \

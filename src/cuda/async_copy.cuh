@@ -50,6 +50,74 @@ __device__ __forceinline__ void CpAsyncWait() {
 #endif
 }
 
+// Hopper's bulk copies (cp.async.bulk, sm_90): one thread copies a whole
+// buffer from global to shared memory, and the copy's bytes are counted on an
+// mbarrier in shared memory that every thread then waits on:
+//   if (threadIdx.x == 0) BarrierInit(&bar);
+//   __syncthreads();
+//   if (threadIdx.x == 0) BulkLoad(dst, src, bytes, &bar);
+//   BarrierWait(&bar, 0);  // phase 0: this barrier's first completion
+// The emulated build copies at once (the waits have nothing to do). Callers
+// dispatch on the compute capability first (CurrentMajor() >= 9).
+__device__ __forceinline__ void BarrierInit(uint64_t* bar) {
+#if defined(GPT2_CUDA_EMULATED)
+  *bar = 0;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "mbarrier.init.shared::cta.b64 [%0], 1;\n"
+      "fence.mbarrier_init.release.cluster;\n" ::"r"(address)
+      : "memory");
+#elif defined(__CUDA_ARCH__)
+  (void)bar;
+  __trap();
+#endif
+}
+
+// `bytes` (a multiple of 16, under 2^20) from `src` (global) to `dst`
+// (shared), both 16-byte aligned; completes the barrier's phase.
+__device__ __forceinline__ void BulkLoad(void* dst, const void* src,
+                                         uint32_t bytes, uint64_t* bar) {
+#if defined(GPT2_CUDA_EMULATED)
+  (void)bar;
+  std::memcpy(dst, src, bytes);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t to = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  asm volatile(
+      "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n"
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes "
+      "[%2], [%3], %1, [%0];\n" ::"r"(at),
+      "r"(bytes), "r"(to), "l"(src)
+      : "memory");
+#elif defined(__CUDA_ARCH__)
+  (void)dst, (void)src, (void)bytes, (void)bar;
+  __trap();
+#endif
+}
+
+// Waits until the barrier has completed the phase of this parity.
+__device__ __forceinline__ void BarrierWait(uint64_t* bar, uint32_t parity) {
+#if defined(GPT2_CUDA_EMULATED)
+  (void)bar, (void)parity;
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
+  uint32_t done = 0;
+  do {
+    asm volatile(
+        "{\n.reg .pred p;\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+        "selp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(at), "r"(parity)
+        : "memory");
+  } while (done == 0);
+#elif defined(__CUDA_ARCH__)
+  (void)bar, (void)parity;
+  __trap();
+#endif
+}
+
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_CUDA_ASYNC_COPY_CUH_

@@ -273,6 +273,21 @@ std::string CheckMmaLayout() {
   return why.empty() ? "" : "mma layout (second pattern): " + why;
 }
 
+int CurrentMajor() {
+  static int majors[64];  // 0: not asked yet
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64)
+    return 0;
+  if (majors[device] == 0) {
+    int major = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                               device) != cudaSuccess)
+      return 0;
+    majors[device] = major;
+  }
+  return majors[device];
+}
+
 bool WgmmaBuilt() {
   int major = 0, minor = 0, device = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||

@@ -22,6 +22,10 @@ std::string CheckMmaLayout();
 // newer (or the emulator).
 std::string CheckLdMatrixLayout();
 
+// Compute capability major of the current device (0 where there is none),
+// asked once per device.
+int CurrentMajor();
+
 // Whether the current device runs this build's wgmma kernels
 // (src/cuda/wgmma.cuh): compiled for sm_90a and running on compute
 // capability 9.0 (or the emulator). Asked of the device once per call.

@@ -29,6 +29,7 @@
 #include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
+#include "src/cuda/mma_check.h"
 #include "src/ops/attention_tc.h"
 #include "src/ops/attention_tc_parts.cuh"
 
@@ -480,21 +481,6 @@ int& GroupSetting() {
 }  // namespace
 
 namespace internal {
-
-int CurrentMajor() {
-  static int majors[64];  // 0: not asked yet
-  int device = 0;
-  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= 64)
-    return 0;
-  if (majors[device] == 0) {
-    int major = 0;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
-                               device) != cudaSuccess)
-      return 0;
-    majors[device] = major;
-  }
-  return majors[device];
-}
 
 dim3 BlockGrid(int row_blocks, int B, int NH) {
   const int pairs = B * NH;

@@ -11,6 +11,7 @@
 #include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
+#include "src/cuda/mma_check.h"
 #include "src/cuda/wgmma.cuh"
 
 namespace gpt2::cuda::tc::internal {
@@ -593,9 +594,6 @@ __device__ __forceinline__ void StoreForwardRows(
           fmaf(row_max[r], scale_log2, log2f(row_sum[r])) * kLn2;
   }
 }
-
-// Compute capability major of the current device, asked once per device.
-int CurrentMajor();
 
 // The launch grid of PlaceOf / RowBlockRank: row_blocks row blocks of each of
 // the B * NH (batch, head) pairs, taken BlockGroup() pairs at a time (the

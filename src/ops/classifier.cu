@@ -5,7 +5,9 @@
 #include <cstdint>
 
 #include "src/core/env.h"
+#include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
+#include "src/cuda/mma_check.h"
 #include "src/ops/classifier.h"
 
 namespace gpt2::cuda {
@@ -116,6 +118,44 @@ __global__ void ClassifierPackedKernel(T* logits, float* losses,
   }
 }
 
+// The packed kernel with the row staged in shared memory by one bulk copy
+// (Hopper's cp.async.bulk): read from global memory once and written once,
+// the whole row's load in flight at once, two blocks an SM (a bf16 row of
+// 50,304 logits is 98 KiB), so that one block's copy streams while the other
+// reduces. The same packs per thread in the same order as
+// ClassifierPackedKernel at kThreads: the same bits. (Two earlier versions
+// that read a row once lost to the packed kernel: loading the row into
+// shared memory pack by pack, and holding it in registers at one block an SM.)
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 2)
+    ClassifierBulkKernel(T* logits, float* losses, const int32_t* targets,
+                         int V, int Vp, float dloss, bool write_grad) {
+  constexpr int kN = Pack16<T>::kN;
+  __shared__ float scratch[32];
+  __shared__ uint64_t landed;
+  GPT2_EXTERN_SHARED(uint4, staged);  // the row: Vp * sizeof(T) bytes
+  const T* in = reinterpret_cast<const T*>(staged);
+  T* row = logits + int64_t{blockIdx.x} * Vp;
+  if (threadIdx.x == 0) BarrierInit(&landed);
+  __syncthreads();
+  if (threadIdx.x == 0)
+    BulkLoad(staged, row, static_cast<uint32_t>(Vp * sizeof(T)), &landed);
+  BarrierWait(&landed, 0);
+  float max_logit = -INFINITY, sum = 0.0f;
+  for (int v0 = threadIdx.x * kN; v0 < V; v0 += blockDim.x * kN) {
+    AddPackToRowStats(LoadPack16(in + v0), v0, V, max_logit, sum);
+  }
+  const float lse = RowLogSumExp(max_logit, sum, scratch);
+  const int target = targets[blockIdx.x];
+  if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(in[target]);
+  if (!write_grad) return;
+  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
+    Pack16<T> pack = LoadPack16(in + v0);
+    PackToGradient(pack, v0, V, target, lse, dloss);
+    StorePack16(row + v0, pack);
+  }
+}
+
 // acc[0] += scale * sum(x), one block, fixed order.
 template <typename T>
 __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
@@ -127,38 +167,78 @@ __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
   if (threadIdx.x == 0) acc[0] += sum * scale;
 }
 
-// The packed kernel where the rows are whole aligned 16-byte packs, else the
-// element-wise one. GPT2_CLASSIFIER_PACKED=0: the element-wise kernel for
-// every shape (a switch for bisecting training differences on a GPU). (Two
-// versions that read a row once lost to reading it twice, on the H200 and
-// the H100: the row staged in shared memory, 1.55 ms against 1.37 a B=16
-// step, and held in registers, 13 loads in flight a thread at one block an
-// SM, 1.92-1.97 ms against 1.66-1.67.)
-bool Packed(Tensor logits, int Vp) {
+// The kernel ClassifierForward runs for these logits (one choice, used by
+// the launch and reported by ClassifierKernelName): where the rows are whole
+// aligned 16-byte packs, the bulk kernel for bf16 rows of up to kMaxBulkBytes
+// on sm_90 and newer, else the packed kernel; else the element-wise one.
+// GPT2_CLASSIFIER_PACKED=0: the element-wise kernel for every shape (a switch
+// for bisecting training differences on a GPU); GPT2_CLASSIFIER_BULK=0: the
+// packed one instead of the bulk one. (Two versions that read a row once lost
+// to reading it twice, on the H200 and the H100: the row loaded into shared
+// memory pack by pack, 1.55 ms against 1.37 a B=16 step, and held in
+// registers, 13 loads in flight a thread at one block an SM, 1.92-1.97 ms
+// against 1.66-1.67.)
+constexpr int kMaxBulkBytes = 112 * 1024;  // two blocks in an SM's 227 KiB
+enum class ClassifierChoice { kElementwise, kPacked, kBulk };
+bool& BulkAllowed() {
+  static bool allowed = !EnvIs("GPT2_CLASSIFIER_BULK", "0");
+  return allowed;
+}
+ClassifierChoice ChooseClassifier(Tensor logits, int Vp) {
   static const bool packed = !EnvIs("GPT2_CLASSIFIER_PACKED", "0");
   const int pack = 16 / static_cast<int>(DTypeSize(logits.dtype));
-  return packed && Vp % pack == 0 &&
-         reinterpret_cast<uintptr_t>(logits.data) % 16 == 0;
+  if (!packed || Vp % pack != 0 ||
+      reinterpret_cast<uintptr_t>(logits.data) % 16 != 0)
+    return ClassifierChoice::kElementwise;
+  if (BulkAllowed() && logits.dtype == DType::kBF16 &&
+      Vp * 2 <= kMaxBulkBytes && CurrentMajor() >= 9)
+    return ClassifierChoice::kBulk;
+  return ClassifierChoice::kPacked;
 }
 
 }  // namespace
 
+void SetClassifierBulk(bool on) { BulkAllowed() = on; }
+
+const char* ClassifierKernelName(Tensor logits, int Vp) {
+  switch (ChooseClassifier(logits, Vp)) {
+    case ClassifierChoice::kBulk:
+      return "bulk";
+    case ClassifierChoice::kPacked:
+      return "packed";
+    default:
+      return "elementwise";
+  }
+}
+
 void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
                        CUstream_st* stream) {
-  const bool packed = Packed(logits, Vp);
+  const ClassifierChoice choice = ChooseClassifier(logits, Vp);
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
-    const auto launch = [&](auto kernel, const char* name) {
-      CheckLaunch(
-          GPT2_LAUNCH(kernel, static_cast<unsigned>(N), kThreads, 0, stream,
-                      Ptr<F>(logits), Ptr<float>(losses), Ptr<int32_t>(targets),
-                      V, Vp, static_cast<float>(dloss), write_grad),
-          name);
+    const auto launch = [&](auto kernel, const char* name, int shared) {
+      CheckLaunch(GPT2_LAUNCH(kernel, static_cast<unsigned>(N), kThreads,
+                              shared, stream, Ptr<F>(logits),
+                              Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
+                              static_cast<float>(dloss), write_grad),
+                  name);
     };
-    if (packed)
-      return launch(&ClassifierPackedKernel<F>, "ClassifierPackedKernel");
-    launch(&ClassifierKernel<F>, "ClassifierKernel");
+    if (choice == ClassifierChoice::kBulk) {
+      static const bool allowed =
+          (CheckLaunch(
+               cudaFuncSetAttribute(
+                   reinterpret_cast<const void*>(&ClassifierBulkKernel<bf16>),
+                   cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBulkBytes),
+               "ClassifierBulkKernel (shared memory size)"),
+           true);
+      (void)allowed;
+      return launch(&ClassifierBulkKernel<F>, "ClassifierBulkKernel",
+                    Vp * static_cast<int>(sizeof(F)));
+    }
+    if (choice == ClassifierChoice::kPacked)
+      return launch(&ClassifierPackedKernel<F>, "ClassifierPackedKernel", 0);
+    launch(&ClassifierKernel<F>, "ClassifierKernel", 0);
   });
 }
 

@@ -35,6 +35,14 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
                        CUstream_st* stream);
 void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream);
+// bf16 rows of up to 57,344 logits (GPT-2's 50,304) on sm_90 and newer are
+// staged in shared memory by one bulk copy (read once; the same bits as the
+// packed kernel, which reads a row twice); off (GPT2_CLASSIFIER_BULK=0 at
+// start-up), the packed kernel. Tests set it.
+void SetClassifierBulk(bool on);
+// Which kernel ClassifierForward runs for these logits: "bulk" (above),
+// "packed" (16-byte packs, the row read twice) or "elementwise".
+const char* ClassifierKernelName(Tensor logits, int Vp);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_CLASSIFIER_H_

@@ -1362,6 +1362,43 @@ TEST_P(CudaOps, ClassifierAndSums) {
              "sum of squares, unaligned");
 }
 
+// The classifier staging a bf16 row in shared memory by one bulk copy gives
+// the packed kernel's bits: losses and gradients, real and padded columns,
+// rows of 1 to 13 packs a thread (on sm_90 and newer, or the emulator).
+TEST_P(CudaOps, ClassifierBulkIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "a bf16 kernel";
+  if (cuda::CurrentMajor() < 9) GTEST_SKIP() << "bulk copies need sm_90";
+  for (auto [N, V, Vp] :
+       {std::tuple{5, 1000, 1024}, std::tuple{3, 7000, 7008},
+        std::tuple{4, 16000, 16384}, std::tuple{2, 30000, 32768},
+        std::tuple{3, 50257, 50304}}) {
+    auto logits = Random(N * Vp, 31, 2.0);
+    auto targets = Tokens(N, V, 32);
+    targets[0] = V - 1;  // the last real column, in the row's last pack
+    std::vector<double> losses[2], grads[2];
+    for (int bulk = 0; bulk < 2; ++bulk) {
+      cuda::SetClassifierBulk(bulk == 1);
+      auto g_logits = Gpu(logits), g_t = GpuI32(targets);
+      // Each run takes the kernel it compares (not a silent fallback).
+      EXPECT_STREQ(cuda::ClassifierKernelName(g_logits.view, Vp),
+                   bulk == 1 ? "bulk" : "packed")
+          << "V=" << V;
+      auto g_loss = GpuF32(std::vector<double>(N, -1.0));
+      cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
+                               1.0 / N, true);
+      losses[bulk] = Download(g_loss, "losses");
+      grads[bulk] = Download(g_logits, "dlogits");
+    }
+    cuda::SetClassifierBulk(true);
+    const std::string where = "V=" + std::to_string(V);
+    EXPECT_EQ(losses[1], losses[0]) << where;
+    int differ = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      differ += grads[0][i] != grads[1][i];
+    EXPECT_EQ(differ, 0) << where;
+  }
+}
+
 TEST_P(CudaOps, AdamW) {
   const int n = 5000;
   auto p = Random(n, 31), g = Random(n, 32), m = Random(n, 33, 0.1),
