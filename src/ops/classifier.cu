@@ -93,54 +93,16 @@ __device__ __forceinline__ void PackToGradient(Pack16<T>& pack, int v0, int V,
   }
 }
 
-// The same in 16-byte packs (Vp a multiple of the pack, rows aligned): the
-// row is read twice and written once at full width.
+// One block's row in 16-byte packs (Vp a multiple of the pack, rows
+// aligned), read from `in` (the row itself, or a staged copy) and its
+// gradient written to `row`: each thread takes the packs tid, tid + blockDim,
+// ... in that order, whichever `in` is, so both kernels below give the same
+// bits.
 template <typename T>
-__global__ void ClassifierPackedKernel(T* logits, float* losses,
-                                       const int32_t* targets, int V, int Vp,
-                                       float dloss, bool write_grad) {
+__device__ __forceinline__ void ClassifyPackedRow(
+    const T* in, T* row, float* losses, const int32_t* targets, int V, int Vp,
+    float dloss, bool write_grad, float* scratch) {
   constexpr int kN = Pack16<T>::kN;
-  __shared__ float scratch[32];
-  T* row = logits + int64_t{blockIdx.x} * Vp;
-  float max_logit = -INFINITY, sum = 0.0f;
-  for (int v0 = threadIdx.x * kN; v0 < V; v0 += blockDim.x * kN) {
-    AddPackToRowStats(LoadPack16(row + v0), v0, V, max_logit, sum);
-  }
-  const float lse = RowLogSumExp(max_logit, sum, scratch);
-  const int target = targets[blockIdx.x];
-  if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(row[target]);
-  if (!write_grad) return;
-  __syncthreads();  // thread 0 read row[target] above
-  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
-    Pack16<T> pack = LoadPack16(row + v0);
-    PackToGradient(pack, v0, V, target, lse, dloss);
-    StorePack16(row + v0, pack);
-  }
-}
-
-// The packed kernel with the row staged in shared memory by one bulk copy
-// (Hopper's cp.async.bulk): read from global memory once and written once,
-// the whole row's load in flight at once, two blocks an SM (a bf16 row of
-// 50,304 logits is 98 KiB), so that one block's copy streams while the other
-// reduces. The same packs per thread in the same order as
-// ClassifierPackedKernel at kThreads: the same bits. (Two earlier versions
-// that read a row once lost to the packed kernel: loading the row into
-// shared memory pack by pack, and holding it in registers at one block an SM.)
-template <typename T>
-__global__ void __launch_bounds__(kThreads, 2)
-    ClassifierBulkKernel(T* logits, float* losses, const int32_t* targets,
-                         int V, int Vp, float dloss, bool write_grad) {
-  constexpr int kN = Pack16<T>::kN;
-  __shared__ float scratch[32];
-  __shared__ uint64_t landed;
-  GPT2_EXTERN_SHARED(uint4, staged);  // the row: Vp * sizeof(T) bytes
-  const T* in = reinterpret_cast<const T*>(staged);
-  T* row = logits + int64_t{blockIdx.x} * Vp;
-  if (threadIdx.x == 0) BarrierInit(&landed);
-  __syncthreads();
-  if (threadIdx.x == 0)
-    BulkLoad(staged, row, static_cast<uint32_t>(Vp * sizeof(T)), &landed);
-  BarrierWait(&landed, 0);
   float max_logit = -INFINITY, sum = 0.0f;
   for (int v0 = threadIdx.x * kN; v0 < V; v0 += blockDim.x * kN) {
     AddPackToRowStats(LoadPack16(in + v0), v0, V, max_logit, sum);
@@ -149,11 +111,47 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int target = targets[blockIdx.x];
   if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(in[target]);
   if (!write_grad) return;
+  __syncthreads();  // thread 0 read in[target] above (in may be row)
   for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
     Pack16<T> pack = LoadPack16(in + v0);
     PackToGradient(pack, v0, V, target, lse, dloss);
     StorePack16(row + v0, pack);
   }
+}
+
+// The row read twice from global memory and written once, at full width.
+template <typename T>
+__global__ void ClassifierPackedKernel(T* logits, float* losses,
+                                       const int32_t* targets, int V, int Vp,
+                                       float dloss, bool write_grad) {
+  __shared__ float scratch[32];
+  T* row = logits + int64_t{blockIdx.x} * Vp;
+  ClassifyPackedRow(row, row, losses, targets, V, Vp, dloss, write_grad,
+                    scratch);
+}
+
+// The row staged in shared memory by one bulk copy (Hopper's
+// cp.async.bulk): read from global memory once and written once, the whole
+// row's load in flight at once, two blocks an SM (a bf16 row of 50,304
+// logits is 98 KiB), so that one block's copy streams while the other
+// reduces. (Two earlier versions that read a row once lost to the packed
+// kernel: loading the row into shared memory pack by pack, and holding it in
+// registers at one block an SM.)
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 2)
+    ClassifierBulkKernel(T* logits, float* losses, const int32_t* targets,
+                         int V, int Vp, float dloss, bool write_grad) {
+  __shared__ float scratch[32];
+  __shared__ uint64_t landed;
+  GPT2_EXTERN_SHARED(uint4, staged);  // the row: Vp * sizeof(T) bytes
+  T* row = logits + int64_t{blockIdx.x} * Vp;
+  if (threadIdx.x == 0) BarrierInit(&landed);
+  __syncthreads();
+  if (threadIdx.x == 0)
+    BulkLoad(staged, row, static_cast<uint32_t>(Vp * sizeof(T)), &landed);
+  BarrierWait(&landed, 0);
+  ClassifyPackedRow(reinterpret_cast<const T*>(staged), row, losses, targets, V,
+                    Vp, dloss, write_grad, scratch);
 }
 
 // acc[0] += scale * sum(x), one block, fixed order.
