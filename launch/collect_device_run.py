@@ -147,6 +147,20 @@ def kernels_alone(bench):
     return None
 
 
+def matmul_shapes(bench):
+    """(run name, [(op, shape, calls, ms, TFLOP/s)]) of the first 'matmuls by shape'
+    table in a bench log, or None."""
+    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+        head = re.search(r"^matmuls by shape.*$", section, re.M)
+        if not head:
+            continue
+        rows = re.findall(r"^  (\S+) +(\d+ x \d+ -> \d+) +(\d+) calls +([\d.]+) ms +(\d+) TFLOP/s$",
+                          section[head.end():], re.M)
+        if rows:
+            return section.split(" ", 1)[0], rows
+    return None
+
+
 def previous_run(logs, card, dest):
     """The latest other logs/gpu_<card>_* folder with a bench.txt, or None."""
     pattern = re.compile(rf"gpu_{re.escape(card)}_\d{{4}}-\d{{2}}-\d{{2}}(_\d+)?")
@@ -289,6 +303,14 @@ def main():
             else:
                 out += ["| kernel | ms | TFLOP/s |", "|---|---|---|"]
                 out += [f"| {k} | {ms} | {rate} |" for k, ms, rate in kern]
+        shapes = matmul_shapes(bench)
+        if shapes:
+            name, rows = shapes
+            out += ["", f"Matmuls by shape (`{name}`, one profiled step; N x C -> OC in the "
+                    "forward's terms):", "", "| op | shape | calls | ms | TFLOP/s |",
+                    "|---|---|---|---|---|"]
+            out += [f"| {op} | {shape} | {calls} | {ms} | {rate} |"
+                    for op, shape, calls, ms, rate in rows]
     else:
         out.append("(no benchmark in this run)")
     for section in re.split(r"^===== ", bench, flags=re.M)[1:]:

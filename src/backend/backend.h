@@ -31,6 +31,10 @@ struct OpTiming {
   int64_t calls = 0;
   double bytes = 0.0;
   double flops = 0.0;
+  // For the ops that name their shape (the matmuls: "N x C -> OC" in the
+  // forward's terms), the same figures per shape, the slowest first; op is
+  // the shape there.
+  std::vector<OpTiming> shapes;
 };
 
 class Backend {

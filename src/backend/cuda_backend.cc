@@ -257,6 +257,7 @@ class CudaBackend final : public Backend {
                         int64_t N, int C, int OC) override {
     OpTimer timer(this, "matmul_fwd", Traffic(out, inp, weight, bias),
                   2.0 * N * C * OC);
+    timer.Shape(N, C, OC);
     // A few rows (decoding): the weights once, read at full bandwidth.
     if (cuda::SkinnyMatmulForward(out, Tensor{}, inp, weight, bias, N, C, OC,
                                   stream_))
@@ -297,6 +298,7 @@ class CudaBackend final : public Backend {
         Traffic(dweight, dweight, dbias, dbias, dout, inp, weight, dinp) +
             (accumulate_dinp ? dinp.bytes() : 0),
         (dinp.data != nullptr ? 4.0 : 2.0) * N * C * OC);
+    timer.Shape(N, C, OC);
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_)
       return cublaslt_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C,
@@ -323,6 +325,7 @@ class CudaBackend final : public Backend {
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_ && gelu_epilogues_ && out.dtype == DType::kBF16) {
       OpTimer timer(this, "matmul_gelu_fwd", gelu_fwd_bytes, gelu_fwd_flops);
+      timer.Shape(N, C, OC);
       if (cublaslt_->ForwardGelu(pre, out, inp, weight, bias, N, C, OC)) return;
       timer.Cancel();
     }
@@ -339,6 +342,7 @@ class CudaBackend final : public Backend {
           this, "matmul_gelu_bwd",
           Traffic(dpre, dweight, dweight, dbias, dbias, dout, inp, weight, pre),
           4.0 * N * C * OC);
+      timer.Shape(N, C, OC);
       if (cublaslt_->BackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
                                   N, C, OC))
         return;
@@ -441,24 +445,38 @@ class CudaBackend final : public Backend {
   bool asynchronous() const override { return true; }
   std::vector<OpTiming> TakeOpTimings() override {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    std::map<std::string, OpTiming> by_op;
-    for (const TimedCall& call : timed_) {
-      float ms = 0.0f;
-      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms, call.start, call.end));
-      OpTiming& t = by_op[call.op];
-      t.op = call.op;
+    const auto slowest_first = [](std::vector<OpTiming>& v) {
+      std::sort(v.begin(), v.end(), [](const OpTiming& a, const OpTiming& b) {
+        return a.ms > b.ms;
+      });
+    };
+    const auto add = [](OpTiming& t, const std::string& op, float ms,
+                        const TimedCall& call) {
+      t.op = op;
       t.ms += ms;
       ++t.calls;
       t.bytes += call.bytes;
       t.flops += call.flops;
+    };
+    std::map<std::string, OpTiming> by_op;
+    std::map<std::string, std::map<std::string, OpTiming>> by_shape;
+    for (const TimedCall& call : timed_) {
+      float ms = 0.0f;
+      GPT2_CUDA_CHECK(cudaEventElapsedTime(&ms, call.start, call.end));
+      add(by_op[call.op], call.op, ms, call);
+      if (!call.shape.empty())
+        add(by_shape[call.op][call.shape], call.shape, ms, call);
       cudaEventDestroy(call.start);
       cudaEventDestroy(call.end);
     }
     timed_.clear();
     std::vector<OpTiming> out;
-    for (auto& [op, t] : by_op) out.push_back(t);
-    std::sort(out.begin(), out.end(),
-              [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
+    for (auto& [op, t] : by_op) {
+      for (auto& [shape, s] : by_shape[op]) t.shapes.push_back(s);
+      slowest_first(t.shapes);
+      out.push_back(t);
+    }
+    slowest_first(out);
     return out;
   }
 
@@ -467,6 +485,7 @@ class CudaBackend final : public Backend {
     const char* op;
     cudaEvent_t start, end;
     double bytes, flops;
+    std::string shape;  // "" where the op names none
   };
   // The least traffic of an op: each tensor named read or written once.
   template <typename... Tensors>
@@ -493,6 +512,12 @@ class CudaBackend final : public Backend {
       GPT2_CUDA_CHECK(cudaEventCreate(&end_));
       GPT2_CUDA_CHECK(cudaEventRecord(start_, backend_->stream_));
     }
+    // The matmul's shape in the forward's terms, for the per-shape figures.
+    void Shape(int64_t N, int C, int OC) {
+      if (backend_ == nullptr) return;
+      shape_ = std::to_string(N) + " x " + std::to_string(C) + " -> " +
+               std::to_string(OC);
+    }
     // The op took another path, which times itself: record nothing.
     void Cancel() {
       if (backend_ == nullptr) return;
@@ -503,13 +528,14 @@ class CudaBackend final : public Backend {
     ~OpTimer() {
       if (backend_ == nullptr) return;
       cudaEventRecord(end_, backend_->stream_);
-      backend_->timed_.push_back({op_, start_, end_, bytes_, flops_});
+      backend_->timed_.push_back({op_, start_, end_, bytes_, flops_, shape_});
     }
 
    private:
     CudaBackend* backend_;
     const char* op_;
     double bytes_, flops_;
+    std::string shape_;
     cudaEvent_t start_ = nullptr, end_ = nullptr;
   };
 

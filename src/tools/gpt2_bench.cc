@@ -294,6 +294,22 @@ double BenchTrainStep(bool print, int local_rank = 0) {
                   static_cast<long long>(t.calls), t.ms,
                   100.0 * t.ms / op_total, rate.c_str());
     }
+    // The matmuls shape by shape: which of them runs far below the card's
+    // peak (each shape's calls summed; rows N x C -> OC in the forward's
+    // terms, the backward of that shape on its own line).
+    bool shapes_heading = false;
+    for (const OpTiming& t : timings) {
+      for (const OpTiming& shape : t.shapes) {
+        if (!shapes_heading) {
+          std::printf("matmuls by shape (N x C -> OC):\n");
+          shapes_heading = true;
+        }
+        std::printf("  %-16s %-22s %4lld calls %8.2f ms %6.0f TFLOP/s\n",
+                    t.op.c_str(), shape.op.c_str(),
+                    static_cast<long long>(shape.calls), shape.ms,
+                    shape.ms > 0 ? shape.flops / (shape.ms * 1e9) : 0.0);
+      }
+    }
 #ifdef GPT2_HAVE_CUDA
     if (absl::GetFlag(FLAGS_device) == "cuda") {
       size_t free_bytes = 0, total_bytes = 0;

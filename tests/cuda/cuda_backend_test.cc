@@ -1584,13 +1584,21 @@ TEST_P(CudaOps, OpTimingCountsEveryCall) {
   auto g_out = Gpu(std::vector<double>(N * OC)), g_inp = Gpu(Random(N * C, 42)),
        g_w = Gpu(Random(OC * C, 43)), g_b = Gpu(Random(OC, 44));
   cuda_->MatmulForward(g_out.view, g_inp.view, g_w.view, g_b.view, N, C, OC);
+  // Twice more at a second shape: the matmul's figures split by shape too.
+  auto g_out2 = Gpu(std::vector<double>(2 * N * OC)),
+       g_inp2 = Gpu(Random(2 * N * C, 45));
+  for (int i = 0; i < 2; ++i) {
+    cuda_->MatmulForward(g_out2.view, g_inp2.view, g_w.view, g_b.view, 2 * N, C,
+                         OC);
+  }
   const std::vector<OpTiming> timings = cuda_->TakeOpTimings();
   cuda_->EnableOpTiming(false);
   ASSERT_EQ(timings.size(), 3u);
   // The least traffic: each tensor touched once, in-place ones twice.
   const double elem = DTypeSize(dtype());
   for (const OpTiming& t : timings) {
-    EXPECT_EQ(t.calls, t.op == "add_in_place" ? 3 : 1) << t.op;
+    if (t.op != "matmul_fwd")
+      EXPECT_EQ(t.calls, t.op == "add_in_place" ? 3 : 1) << t.op;
     EXPECT_GE(t.ms, 0.0) << t.op;
     if (t.op == "add_in_place") {
       EXPECT_EQ(t.bytes, 3 * 3 * 4096 * elem);
@@ -1599,9 +1607,20 @@ TEST_P(CudaOps, OpTimingCountsEveryCall) {
       EXPECT_EQ(t.bytes, 2 * 4096 * elem);
     } else {
       EXPECT_EQ(t.op, "matmul_fwd");
-      EXPECT_EQ(t.flops, 2.0 * N * C * OC);
-      EXPECT_EQ(t.bytes, (N * OC + N * C + OC * C + OC) * elem);
+      EXPECT_EQ(t.calls, 3);
+      EXPECT_EQ(t.flops, 5 * 2.0 * N * C * OC);
+      EXPECT_EQ(t.bytes, (5 * N * OC + 5 * N * C + 3 * (OC * C + OC)) * elem);
+      ASSERT_EQ(t.shapes.size(), 2u);
+      std::map<std::string, OpTiming> shapes;
+      for (const OpTiming& shape : t.shapes) shapes[shape.op] = shape;
+      EXPECT_EQ(shapes["8 x 16 -> 32"].calls, 1);
+      EXPECT_EQ(shapes["8 x 16 -> 32"].flops, 2.0 * N * C * OC);
+      EXPECT_EQ(shapes["16 x 16 -> 32"].calls, 2);
+      EXPECT_EQ(shapes["16 x 16 -> 32"].flops, 2 * 2.0 * 2 * N * C * OC);
+      EXPECT_DOUBLE_EQ(t.shapes[0].ms + t.shapes[1].ms, t.ms);
+      continue;
     }
+    EXPECT_TRUE(t.shapes.empty()) << t.op;
   }
   EXPECT_TRUE(cuda_->TakeOpTimings().empty());  // taken, and timing is off now
   cuda_->AddInPlace(g_x.view, g_y.view);
