@@ -132,33 +132,36 @@ def merge_runs(folders):
     return merged
 
 
+def first_table(bench, heading, row):
+    """(run name, heading line, rows) of the first section of a bench log with a line
+    matching `heading` followed by lines matching `row` (their groups), or None."""
+    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
+        head = re.search(heading, section, re.M)
+        if not head:
+            continue
+        rows = re.findall(row, section[head.end():], re.M)
+        if rows:
+            return section.split(" ", 1)[0], head.group(0), rows
+    return None
+
+
 def kernels_alone(bench):
     """(run name, what was timed, [(kernel, ms, TFLOP/s)]) of the first 'attention kernels
     alone' table in a bench log, or None."""
-    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
-        head = re.search(r"^attention kernels alone, one layer.*$", section, re.M)
-        if not head:
-            continue
-        kern = re.findall(r"^  (\S.*?) +([\d.]+) ms +(\d+) TFLOP/s$",
-                          section[head.end():], re.M)
-        if kern:
-            return (section.split(" ", 1)[0],
-                    head.group(0).split("(", 1)[-1].rstrip("):"), kern)
-    return None
+    found = first_table(bench, r"^attention kernels alone, one layer.*$",
+                        r"^  (\S.*?) +([\d.]+) ms +(\d+) TFLOP/s$")
+    if not found:
+        return None
+    name, head, rows = found
+    return name, head.split("(", 1)[-1].rstrip("):"), rows
 
 
 def matmul_shapes(bench):
     """(run name, [(op, shape, calls, ms, TFLOP/s)]) of the first 'matmuls by shape'
     table in a bench log, or None."""
-    for section in re.split(r"^===== ", bench, flags=re.M)[1:]:
-        head = re.search(r"^matmuls by shape.*$", section, re.M)
-        if not head:
-            continue
-        rows = re.findall(r"^  (\S+) +(\d+ x \d+ -> \d+) +(\d+) calls +([\d.]+) ms +(\d+) TFLOP/s$",
-                          section[head.end():], re.M)
-        if rows:
-            return section.split(" ", 1)[0], rows
-    return None
+    found = first_table(bench, r"^matmuls by shape.*$",
+                        r"^  (\S+) +(\d+ x \d+ -> \d+) +(\d+) calls +([\d.]+) ms +(\d+) TFLOP/s$")
+    return (found[0], found[2]) if found else None
 
 
 def previous_run(logs, card, dest):
