@@ -552,7 +552,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
@@ -577,15 +577,18 @@ group_profile() {
     # all of them spent its launches on the backward's: the forward was never profiled).
     # The skips pass the first step's timed choices (each backward version and block order
     # timed on one layer) into the third step.
-    local spec kernel skip count
-    # Each family fixed (GPT2_ATTENTION_WGMMA=1 / 0), so that its kernels run every step
-    # whichever the timed choice would pick.
+    local spec kernel skip count wgmma family
+    # Each family fixed (GPT2_ATTENTION_WGMMA=1 / regs / 0), so that its kernels run every
+    # step whichever the timed choice would pick; NAME:SKIP:COUNT[:WGMMA].
     for spec in ForwardKernel:30:2 BackwardKeyValueKernel:60:2 BackwardQueryKernel:50:2 \
-      WgmmaForwardKernel:30:2 WgmmaKeyValueKernel:40:2 WgmmaQueryKernel:40:2; do
-      IFS=: read -r kernel skip count <<<"$spec"
+      WgmmaForwardKernel:30:2 WgmmaKeyValueKernel:40:2 WgmmaQueryKernel:40:2 \
+      WgmmaForwardKernel:30:2:regs WgmmaKeyValueKernel:40:2:regs WgmmaQueryKernel:40:2:regs; do
+      IFS=: read -r kernel skip count wgmma <<<"$spec"
       [[ $kernel != Wgmma* ]] || [ "${GPT2_ATTENTION_WGMMA:-}" != 0 ] || continue
-      GPT2_ATTENTION_WGMMA=$([[ $kernel == Wgmma* ]] && echo 1 || echo 0) \
-        run "ncu_$kernel" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
+      family=0
+      [[ $kernel != Wgmma* ]] || family=${wgmma:-1}
+      GPT2_ATTENTION_WGMMA=$family \
+        run "ncu_$kernel${wgmma:+_$wgmma}" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
         --kernel-name "$kernel" --launch-skip "$skip" --launch-count "$count" \
         "${sections[@]}" --section ComputeWorkloadAnalysis --section InstructionStats \
         "$stage/bin/gpt2_bench" "${bench_args[@]}"
@@ -620,7 +623,7 @@ fi
 # fails); on a failure or a trap every later run goes without them.
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
   ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:CudaAttentionProfile.*'; then
+    --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:CudaAttentionProfile.*'; then
   export GPT2_ATTENTION_WGMMA=0
   log "the wgmma attention kernels failed their probe: left out of every run from here on"
 fi

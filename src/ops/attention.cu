@@ -434,7 +434,8 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_WGMMA", "1") ? AttentionKernels::kWgmma
         : EnvIs("GPT2_ATTENTION_WGMMA", "beside")
             ? AttentionKernels::kWgmmaBeside
-            : AttentionKernels::kAuto;
+        : EnvIs("GPT2_ATTENTION_WGMMA", "regs") ? AttentionKernels::kWgmmaRegs
+                                                : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -484,7 +485,8 @@ bool FusedChoice(AttentionKernels k) {
 }
 
 bool FixedWgmma(AttentionKernels k) {
-  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside;
+  return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside ||
+         k == AttentionKernels::kWgmmaRegs;
 }
 
 // Whether the wgmma kernels run for these tensors: kAuto (timed against the
@@ -511,7 +513,8 @@ bool Ldmatrix() {
 // dK/dV kernel, registers capped for 3 or 2 blocks per SM. The fused ones
 // last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
 // kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), one after the
-// other or dQ beside dK/dV on a second stream. (Lost on the H100 and
+// other or dQ beside dK/dV on a second stream, each block's own rows read
+// from shared memory or (Regs) held in registers. (Lost on the H100 and
 // deleted: the wgmma dK/dV kernel overlapping its math with its products at 2
 // blocks an SM, 0.376 ms a layer against 0.323 for the plain wgmma pair;
 // wgmma dK/dV with the lean mma.sync dQ beside it, 0.367 against 0.310 for
@@ -523,16 +526,25 @@ enum BackwardVersion {
   kLeanBeside = 3,
   kWgmmaVersion = 4,
   kWgmmaBeside = 5,
-  kFused = 6,
-  kFusedTwo = 7
+  kWgmmaRegs = 6,
+  kWgmmaRegsBeside = 7,
+  kFused = 8,
+  kFusedTwo = 9
 };
-const char* const kBackwardNames[] = {"registers",  "lean",
-                                      "lean dK/dV", "lean, dQ beside dK/dV",
-                                      "wgmma",      "wgmma, dQ beside dK/dV",
-                                      "fused dQ",   "fused dQ, 2 blocks/SM"};
-constexpr int kVersions = 8;
+const char* const kBackwardNames[] = {"registers",
+                                      "lean",
+                                      "lean dK/dV",
+                                      "lean, dQ beside dK/dV",
+                                      "wgmma",
+                                      "wgmma, dQ beside dK/dV",
+                                      "wgmma, own rows in registers",
+                                      "wgmma, own rows in registers, dQ beside",
+                                      "fused dQ",
+                                      "fused dQ, 2 blocks/SM"};
+constexpr int kVersions = 10;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaBeside;
+  return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaRegs ||
+         v == kWgmmaRegsBeside;
 }
 bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
@@ -561,10 +573,12 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, void* fused_workspace, CUstream_st* stream) {
-  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside) {
+  const bool regs = v == kWgmmaRegs || v == kWgmmaRegsBeside;
+  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
+      v == kWgmmaRegsBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
-    // (kWgmmaBeside). The beside versions run dQ on the side stream, forked
+    // (kWgmma*Beside). The beside versions run dQ on the side stream, forked
     // before the dK/dV kernel (which takes the SMs first) and joined after:
     // the two write disjoint columns of dqkv, and the caller's stream goes on
     // only once both are done.
@@ -576,10 +590,10 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       GPT2_CUDA_CHECK(cudaStreamWaitEvent(side.stream, side.fork, 0));
       query_stream = side.stream;
     }
-    if (v == kWgmmaBeside) {
-      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+    if (IsWgmma(v)) {
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, regs,
                                  stream, tc::kKeyValuePart);
-      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, regs,
                                  query_stream, tc::kQueryPart);
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
@@ -595,7 +609,7 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
   }
   if (IsWgmma(v)) {
     return tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                      stream);
+                                      regs, stream);
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                         v == kLean, stream, tc::kBothParts,
@@ -743,29 +757,33 @@ bool UseTensorCores(DType dtype, int head_size,
 
 void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
 
-// The forward's version: -1 chosen by timing at the first tensor-core
-// forward where wgmma runs (0 mma.sync, 1 wgmma); fixed by kWgmma.
+// The forward's version where wgmma runs: chosen by timing at the first
+// tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma with Q in registers), or
+// fixed by kWgmma* (1, or 2 for kWgmmaRegs); 0 where wgmma does not run.
 std::string& ForwardChoiceNote() {
   static std::string note;
   return note;
 }
-bool WgmmaForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
-                  int NH, CUstream_st* stream) {
-  if (!WgmmaFor(out.dtype, C / NH)) return false;
-  if (FixedWgmma(KernelChoice())) return true;
+int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
+                   int NH, CUstream_st* stream) {
+  if (!WgmmaFor(out.dtype, C / NH)) return 0;
+  if (FixedWgmma(KernelChoice()))
+    return KernelChoice() == AttentionKernels::kWgmmaRegs ? 2 : 1;
   static int version = -1;
   if (version < 0) {
-    static const char* const kNames[] = {"mma.sync", "wgmma"};
+    static const char* const kNames[] = {"mma.sync", "wgmma",
+                                         "wgmma, Q in registers"};
     version =
-        Fastest(stream, kNames, 2, B, T, &ForwardChoiceNote(), [&](int wg) {
-          if (wg == 1) {
-            tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, stream);
+        Fastest(stream, kNames, 3, B, T, &ForwardChoiceNote(), [&](int v) {
+          if (v > 0) {
+            tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, v == 2,
+                                      stream);
           } else {
             tc::AttentionForward(out, lse, qkv, B, T, C, NH, true, stream);
           }
         });
   }
-  return version == 1;
+  return version;
 }
 
 std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
@@ -783,9 +801,10 @@ const char* AttentionKernelName(DType dtype, int head_size) {
   // of the head size), so the alignment test does not change the answer.
   if (!TensorCoresFor(dtype, head_size)) return "portable";
   if (FixedWgmma(KernelChoice()) && WgmmaFor(dtype, head_size)) {
-    return KernelChoice() == AttentionKernels::kWgmma
-               ? "tensor-core-wgmma"
-               : "tensor-core-wgmma-beside";
+    return KernelChoice() == AttentionKernels::kWgmma ? "tensor-core-wgmma"
+           : KernelChoice() == AttentionKernels::kWgmmaBeside
+               ? "tensor-core-wgmma-beside"
+               : "tensor-core-wgmma-regs";
   }
   if (KernelChoice() == AttentionKernels::kLeanBackward)
     return "tensor-core-lean";
@@ -801,8 +820,11 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                       int NH, CUstream_st* stream) {
   const int hs = C / NH;
   if (UseTensorCores(out.dtype, hs, {out.data, qkv.data})) {
-    if (Ldmatrix() && WgmmaForward(out, lse, qkv, B, T, C, NH, stream)) {
-      return tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, stream);
+    const int version =
+        Ldmatrix() ? ForwardVersion(out, lse, qkv, B, T, C, NH, stream) : 0;
+    if (version > 0) {
+      return tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, version == 2,
+                                       stream);
     }
     return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), stream);
   }
@@ -861,7 +883,9 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
                      ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
-                                                      : kWgmmaBeside)
+                        : k == AttentionKernels::kWgmmaBeside
+                            ? kWgmmaBeside
+                            : kWgmmaRegsBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, fused_workspace, stream))
               : kRegisters;
@@ -1049,17 +1073,21 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
   }
   GPT2_CUDA_CHECK(cudaFree(workspace));
   if (tc::WgmmaSupports(DType::kBF16, hs)) {  // Hopper's versions
-    time("forward (wgmma)", 2 * product, [&] {
-      tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, stream);
-    });
-    time("dK, dV (wgmma)", 4 * product, [&] {
-      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kKeyValuePart);
-    });
-    time("dQ (wgmma)", 3 * product, [&] {
-      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kQueryPart);
-    });
+    for (const bool regs : {false, true}) {
+      const std::string how = regs ? ", own rows in registers)" : ")";
+      time("forward (wgmma" + how, 2 * product, [&] {
+        tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, regs,
+                                  stream);
+      });
+      time("dK, dV (wgmma" + how, 4 * product, [&] {
+        tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
+                                   NH, regs, stream, tc::kKeyValuePart);
+      });
+      time("dQ (wgmma" + how, 3 * product, [&] {
+        tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
+                                   NH, regs, stream, tc::kQueryPart);
+      });
+    }
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));

@@ -74,7 +74,9 @@ class Scratch;
 // as more versions) unless GPT2_ATTENTION_WGMMA=0; kWgmma
 // (GPT2_ATTENTION_WGMMA=1) runs them where they are supported, kAuto's
 // kernels elsewhere; kWgmmaBeside (GPT2_ATTENTION_WGMMA=beside) likewise, with
-// the backward's dQ kernel beside its dK/dV kernel on a second stream.
+// the backward's dQ kernel beside its dK/dV kernel on a second stream;
+// kWgmmaRegs (GPT2_ATTENTION_WGMMA=regs) as kWgmmaBeside with each block's
+// own rows in registers (tc::WgmmaAttentionForward).
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -86,11 +88,13 @@ enum class AttentionKernels {
   kFusedBackwardTwoBlocks,
   kLeanBesideBackward,
   kWgmma,
-  kWgmmaBeside
+  kWgmmaBeside,
+  kWgmmaRegs
 };
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
+// "tensor-core-wgmma-regs",
 // "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
 // a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);

@@ -49,15 +49,19 @@ size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
 // compute capability 9.0 and a build with sm_90a code, and the device's
 // layout self-check passed (asked once per process; WgmmaWhyNot says why
 // not, "" when they run). Same contracts as above; results agree with the
-// mma.sync kernels to rounding.
+// mma.sync kernels to rounding. own_rows_in_registers: each block's own rows
+// (Q in the forward, K and V or Q and dO in the backward) as A fragments in
+// registers instead of read from shared memory at every product (more
+// registers, fewer blocks an SM; the same bits).
 bool WgmmaSupports(DType dtype, int head_size);
 const std::string& WgmmaWhyNot();
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
-                           int C, int NH, CUstream_st* stream);
+                           int C, int NH, bool own_rows_in_registers,
+                           CUstream_st* stream);
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, CUstream_st* stream,
-                            int parts = kBothParts);
+                            int C, int NH, bool own_rows_in_registers,
+                            CUstream_st* stream, int parts = kBothParts);
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)
 // pairs first, then their next longest, and so on, pair group by pair group

@@ -75,6 +75,49 @@ __device__ __forceinline__ void WgRowsTimesTile(float (&acc)[8][4],
     Wgmma64x64<false>(acc, TileKMajor(rows, ks), TileKMajor(tile, ks), ks > 0);
 }
 
+// The block's own rows (a 64-row tile it keeps for the whole loop) as the A
+// of its S-type products: read by the tensor cores from shared memory at
+// every product, or (kInRegisters) loaded once into A fragments, warp w's 16
+// rows in mma.sync's A layout (mma.cuh), and read from registers. With A and
+// B both in shared memory, an m64n64k16 product moves 4 KiB through the
+// SM's 128 bytes a cycle in the 32 cycles its tensor cores take: shared
+// memory, not the tensor cores, sets the pace; from registers only B moves.
+// 16 registers more a tile.
+template <bool kInRegisters>
+struct OwnRows {
+  const bf16* tile;
+  uint32_t a[4][4];
+  // After the tile has landed and a barrier published it.
+  __device__ __forceinline__ void Load() {
+    if constexpr (kInRegisters) {
+      const int g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+      const int r = (threadIdx.x / 32 % 4) * 16 + g;
+      const auto pair = [&](int row, int col) {
+        return *reinterpret_cast<const uint32_t*>(tile + TileIndex(row, col));
+      };
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks) {
+        const int c = 16 * ks + 2 * t;
+        a[ks][0] = pair(r, c);
+        a[ks][1] = pair(r + 8, c);
+        a[ks][2] = pair(r, c + 8);
+        a[ks][3] = pair(r + 8, c + 8);
+      }
+    }
+  }
+  // acc = these rows times other^T (other K-major over its 64 columns).
+  __device__ __forceinline__ void TimesTile(float (&acc)[8][4],
+                                            const bf16* other) const {
+    if constexpr (kInRegisters) {
+#pragma unroll
+      for (int ks = 0; ks < 4; ++ks)
+        Wgmma64x64<false>(acc, a[ks], TileKMajor(other, ks), ks > 0);
+    } else {
+      WgRowsTimesTile(acc, tile, other);
+    }
+  }
+};
+
 // acc += a (64 x 64 as four A fragments) times tile (rows along k).
 __device__ __forceinline__ void WgFragmentsTimesTile(float (&acc)[8][4],
                                                      const uint32_t (&a)[4][4],
@@ -100,8 +143,10 @@ __device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
 // it (168 registers, 3 blocks an SM). (A version starting each product as
 // soon as its inputs were there, so that the math between them overlapped
 // the tensor cores' work, needed 208 registers, 2 blocks an SM, and lost on
-// the H100: 0.269 ms a layer against 0.211.)
-__global__ void __launch_bounds__(kThreads, 3)
+// the H100: 0.269 ms a layer against 0.211.) kOwnRegs: K and V as A
+// fragments in registers (OwnRows), 2 blocks an SM.
+template <bool kOwnRegs>
+__global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
@@ -109,6 +154,7 @@ __global__ void __launch_bounds__(kThreads, 3)
   const WgTiles tiles = CarveWgTiles();
   bf16* const k_rows = tiles.own(0);
   bf16* const v_rows = tiles.own(1);
+  OwnRows<kOwnRegs> k_own{k_rows}, v_own{v_rows};
   const auto q_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto do_tile = [&](int buf) { return tiles.streamed(1, buf); };
   float* const stats = tiles.stats();
@@ -144,6 +190,10 @@ __global__ void __launch_bounds__(kThreads, 3)
     CpAsyncWait<0>();
     FenceProxyAsync();
     __syncthreads();
+    if (qt == kb) {
+      k_own.Load();
+      v_own.Load();
+    }
     if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
     CpAsyncCommit();
     // S^T = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the
@@ -155,8 +205,8 @@ __global__ void __launch_bounds__(kThreads, 3)
     float s[8][4], dp[8][4];
     uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
     WgmmaFence();
-    WgRowsTimesTile(s, k_rows, q_tile(buf));
-    WgRowsTimesTile(dp, v_rows, do_tile(buf));
+    k_own.TimesTile(s, q_tile(buf));
+    v_own.TimesTile(dp, do_tile(buf));
     WgFinish(s, dp);
     KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t, T,
                        scale_log2);
@@ -175,7 +225,9 @@ __global__ void __launch_bounds__(kThreads, 3)
 }
 
 // dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
-__global__ void __launch_bounds__(kThreads, 3)
+// kOwnRegs: Q and dO as A fragments in registers (OwnRows), 2 blocks an SM.
+template <bool kOwnRegs>
+__global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                      const float* lse, const float* delta, int T, int C, int NH,
                      float scale) {
@@ -183,6 +235,7 @@ __global__ void __launch_bounds__(kThreads, 3)
   const WgTiles tiles = CarveWgTiles();
   bf16* const q_rows = tiles.own(0);
   bf16* const do_rows = tiles.own(1);
+  OwnRows<kOwnRegs> q_own{q_rows}, do_own{do_rows};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
   const Place at = PlaceOf<HS>(T, C, NH);
@@ -204,12 +257,16 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int k0 = kt * kTile, buf = kt % 2;
     AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
                                  at.stride, kt, qb, T);
+    if (kt == 0) {
+      q_own.Load();
+      do_own.Load();
+    }
     // S = Q K^T, then dP = dO V^T running while P is computed from S.
     float s[8][4], dp[8][4];
     WgmmaFence();
-    WgRowsTimesTile(s, q_rows, k_tile(buf));
+    q_own.TimesTile(s, k_tile(buf));
     WgmmaCommit();
-    WgRowsTimesTile(dp, do_rows, v_tile(buf));
+    do_own.TimesTile(dp, v_tile(buf));
     WgmmaCommit();
     WgmmaWait<1>();
     PinAccumulators(s);
@@ -230,13 +287,16 @@ __global__ void __launch_bounds__(kThreads, 3)
 
 // The forward (ForwardKernel's arithmetic): S = Q K^T, the online softmax,
 // O += P V, with the block's queries and the streamed keys and values in
-// shared memory.
-__global__ void __launch_bounds__(kThreads, 3)
+// shared memory; kQRegs: the queries as A fragments in registers (OwnRows),
+// capped at 128 registers for 4 blocks an SM.
+template <bool kQRegs>
+__global__ void __launch_bounds__(kThreads, kQRegs ? 4 : 3)
     WgmmaForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C,
                        int NH, float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   bf16* const q_rows = tiles.own(0);
+  OwnRows<kQRegs> q_own{q_rows};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
   const Place at = PlaceOf<HS>(T, C, NH);
@@ -255,13 +315,10 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int k0 = kt * kTile, buf = kt % 2;
     AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
                                  at.stride, kt, qb, T);
+    if (kt == 0) q_own.Load();
     float s[8][4];
     WgmmaFence();
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks) {
-      Wgmma64x64<false>(s, TileKMajor(q_rows, ks), TileKMajor(k_tile(buf), ks),
-                        ks > 0);
-    }
+    q_own.TimesTile(s, k_tile(buf));
     WgFinish(s);
     float tile_max[2] = {-INFINITY, -INFINITY};
     MaskScores(kt == qb, s, tile_max, k0, row_a, at.t);
@@ -308,49 +365,64 @@ void AllowWgmmaShared(const void* kernel, int bytes) {
 }  // namespace
 
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
-                           int C, int NH, CUstream_st* stream) {
+                           int C, int NH, bool own_rows_in_registers,
+                           CUstream_st* stream) {
   GPT2_CHECK_MSG(out.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   static const bool allowed =
-      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaForwardKernel),
-                        kShared),
+      (AllowWgmmaShared(
+           reinterpret_cast<const void*>(&WgmmaForwardKernel<false>), kShared),
+       AllowWgmmaShared(
+           reinterpret_cast<const void*>(&WgmmaForwardKernel<true>), kShared),
        true);
   (void)allowed;
-  CheckLaunch(
-      GPT2_LAUNCH(WgmmaForwardKernel, BlockGrid(CeilDiv(T, kRows), B, NH),
-                  kThreads, kShared, stream, Ptr<bf16>(out), Ptr<float>(lse),
-                  Ptr<bf16>(qkv), T, C, NH, scale),
-      "tc::WgmmaForwardKernel");
+  auto* kernel = own_rows_in_registers ? &WgmmaForwardKernel<true>
+                                       : &WgmmaForwardKernel<false>;
+  CheckLaunch(GPT2_LAUNCH(kernel, BlockGrid(CeilDiv(T, kRows), B, NH), kThreads,
+                          kShared, stream, Ptr<bf16>(out), Ptr<float>(lse),
+                          Ptr<bf16>(qkv), T, C, NH, scale),
+              own_rows_in_registers ? "tc::WgmmaForwardKernel (Q in registers)"
+                                    : "tc::WgmmaForwardKernel");
 }
 
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, CUstream_st* stream, int parts) {
+                            int C, int NH, bool own_rows_in_registers,
+                            CUstream_st* stream, int parts) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
-  static const bool allowed =
-      (AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
-                        kShared),
-       AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel),
-                        kShared),
-       true);
+  static const bool allowed = [] {
+    for (const void* kernel :
+         {reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>),
+          reinterpret_cast<const void*>(&WgmmaKeyValueKernel<true>),
+          reinterpret_cast<const void*>(&WgmmaQueryKernel<false>),
+          reinterpret_cast<const void*>(&WgmmaQueryKernel<true>)})
+      AllowWgmmaShared(kernel, kShared);
+    return true;
+  }();
   (void)allowed;
+  const bool regs = own_rows_in_registers;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
   if (parts & kKeyValuePart) {
-    CheckLaunch(GPT2_LAUNCH(WgmmaKeyValueKernel, grid, kThreads, kShared,
-                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
-                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
-                "tc::WgmmaKeyValueKernel");
-  }
-  if (parts & kQueryPart) {
-    CheckLaunch(GPT2_LAUNCH(WgmmaQueryKernel, grid, kThreads, kShared, stream,
+    auto* kernel =
+        regs ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
+    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
                             Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
                             lse, delta, T, C, NH, scale),
-                "tc::WgmmaQueryKernel");
+                regs ? "tc::WgmmaKeyValueKernel (K, V in registers)"
+                     : "tc::WgmmaKeyValueKernel");
+  }
+  if (parts & kQueryPart) {
+    auto* kernel = regs ? &WgmmaQueryKernel<true> : &WgmmaQueryKernel<false>;
+    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
+                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                            lse, delta, T, C, NH, scale),
+                regs ? "tc::WgmmaQueryKernel (Q, dO in registers)"
+                     : "tc::WgmmaQueryKernel");
   }
 }
 

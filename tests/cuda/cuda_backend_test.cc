@@ -786,15 +786,21 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 17u : 14u);
+  ASSERT_EQ(times64.size(), wgmma ? 20u : 14u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
-    EXPECT_EQ(times64[14].kernel, "forward (wgmma)");
-    EXPECT_EQ(times64[14].flops, 2 * product64);
-    EXPECT_EQ(times64[15].kernel, "dK, dV (wgmma)");
-    EXPECT_EQ(times64[15].flops, 4 * product64);
-    EXPECT_EQ(times64[16].kernel, "dQ (wgmma)");
-    EXPECT_EQ(times64[16].flops, 3 * product64);
+    // Each kernel and the products it is charged for, in units of product64.
+    const std::pair<std::string, double> rows[] = {
+        {"forward (wgmma)", 2},
+        {"dK, dV (wgmma)", 4},
+        {"dQ (wgmma)", 3},
+        {"forward (wgmma, own rows in registers)", 2},
+        {"dK, dV (wgmma, own rows in registers)", 4},
+        {"dQ (wgmma, own rows in registers)", 3}};
+    for (int i = 0; i < 6; ++i) {
+      EXPECT_EQ(times64[14 + i].kernel, rows[i].first);
+      EXPECT_EQ(times64[14 + i].flops, rows[i].second * product64);
+    }
   }
   // A head size the tensor cores do not take: nothing to time.
   EXPECT_TRUE(
@@ -820,6 +826,7 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kFusedBackward,
         cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
+        cuda::AttentionKernels::kWgmmaRegs,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -846,14 +853,16 @@ TEST_P(CudaOps, AttentionPeaked) {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
                      "tensor-core-lean-beside");
       } else if (bf16 && (kernels == cuda::AttentionKernels::kWgmma ||
-                          kernels == cuda::AttentionKernels::kWgmmaBeside)) {
+                          kernels == cuda::AttentionKernels::kWgmmaBeside ||
+                          kernels == cuda::AttentionKernels::kWgmmaRegs)) {
         // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
-        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
-                     hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs)
-                         ? "tensor-core"
-                     : kernels == cuda::AttentionKernels::kWgmma
-                         ? "tensor-core-wgmma"
-                         : "tensor-core-wgmma-beside");
+        EXPECT_STREQ(
+            cuda::AttentionKernelName(dtype(), hs),
+            hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs) ? "tensor-core"
+            : kernels == cuda::AttentionKernels::kWgmma ? "tensor-core-wgmma"
+            : kernels == cuda::AttentionKernels::kWgmmaBeside
+                ? "tensor-core-wgmma-beside"
+                : "tensor-core-wgmma-regs");
       } else if (bf16 &&
                  (kernels == cuda::AttentionKernels::kFusedBackward ||
                   kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
@@ -943,6 +952,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kFusedBackward, cuda::AttentionKernels::kWgmma,
         cuda::AttentionKernels::kWgmmaBeside,
+        cuda::AttentionKernels::kWgmmaRegs,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =
@@ -1360,6 +1370,49 @@ TEST_P(CudaOps, ClassifierAndSums) {
   cuda_->SumSquares(g_sq1.view, g_x.view.Slice(1, 300000));
   ExpectNear(Download(g_sq1, "sumsq"), Download(c_sq1, "c"), 1e-5, 1e-5,
              "sum of squares, unaligned");
+}
+
+// The wgmma kernels with each block's own rows in registers issue the same
+// products in the same order as with them read from shared memory: the same
+// bits, forward (out, lse) and backward (dqkv, every element written: the two
+// runs start from different garbage).
+TEST_P(CudaOps, WgmmaOwnRowsInRegistersIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
+    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
+  std::vector<std::tuple<int, int, int, int>> shapes = {{1, 130, 128, 2},
+                                                        {2, 200, 64, 1}};
+  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
+  for (auto [B, T, C, NH] : shapes) {
+    const std::string where = "B=" + std::to_string(B) +
+                              " T=" + std::to_string(T) +
+                              " C=" + std::to_string(C);
+    auto g_qkv = Gpu(Random(B * T * 3 * C, 81, 1.5));
+    auto g_dout = Gpu(Random(B * T * C, 82));
+    std::vector<double> outs[2], lses[2], grads[2];
+    auto g_delta = GpuF32(Random(B * NH * T, 84));  // any values: both read it
+    for (int regs = 0; regs < 2; ++regs) {
+      auto g_out = Gpu(Random(B * T * C, 85 + regs));
+      auto g_lse = GpuF32(Random(B * NH * T, 87 + regs));
+      cuda::tc::WgmmaAttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T,
+                                      C, NH, regs == 1, cuda_->cuda_stream());
+      outs[regs] = Download(g_out, "out");
+      lses[regs] = Download(g_lse, "lse");
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, 89 + regs));
+      cuda::tc::WgmmaAttentionBackward(
+          g_dqkv.view, g_dout.view, g_qkv.view,
+          static_cast<const float*>(g_lse.view.data),
+          static_cast<const float*>(g_delta.view.data), B, T, C, NH, regs == 1,
+          cuda_->cuda_stream());
+      grads[regs] = Download(g_dqkv, "dqkv");
+    }
+    EXPECT_EQ(outs[0], outs[1]) << where << ": out";
+    EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
+    int differ = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      differ += grads[0][i] != grads[1][i];
+    EXPECT_EQ(differ, 0) << where << ": dqkv";
+  }
 }
 
 // The classifier staging a bf16 row in shared memory by one bulk copy gives
