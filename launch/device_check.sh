@@ -219,12 +219,10 @@ group_tests() {
   elif failed "CudaMma\.LdMatrix"; then
     # The attention tests fail with it; the transposed-tile path passed on the H200.
     switch_on GPT2_ATTENTION_LDMATRIX=0 "ldmatrix.trans failed its test: attention with transposed tiles from here on"
-  elif failed "Types/CudaOps\.(LeanAttentionBackward|FusedAttentionBackward)"; then
+  elif failed "Types/CudaOps\.LeanAttentionBackward"; then
     # A second version of a kernel disagrees with the first: keep the first.
-    off "Types/CudaOps\.LeanAttentionBackward" GPT2_ATTENTION_LEAN=0 \
+    switch_on GPT2_ATTENTION_LEAN=0 \
       "lean attention backward failed its test: register kernels from here on"
-    off "Types/CudaOps\.FusedAttentionBackward" GPT2_ATTENTION_FUSED=0 \
-      "fused attention backward failed its test: two backward kernels from here on"
   elif failed "Types/CudaOps\.Attention(Peaked)?/bf16"; then
     switch_on GPT2_PORTABLE_ATTENTION=1 "tensor-core attention failed its tests: portable attention from here on"
   fi
@@ -336,7 +334,7 @@ group_compare() {
   # backward, LayerNorm backward without prefetch, no bias epilogue, the general (not
   # packed) LayerNorm and classifier kernels; 3.60). The gap was our init draw (`seeds`).
   if [ "${DEVICE_CHECK_COMPARE_OLD_KERNELS:-0}" = 1 ]; then
-    GPT2_ATTENTION_LDMATRIX=0 GPT2_ATTENTION_LEAN=0 GPT2_ATTENTION_FUSED=0 \
+    GPT2_ATTENTION_LDMATRIX=0 GPT2_ATTENTION_LEAN=0 \
       GPT2_LAYERNORM_PREFETCH=0 GPT2_BIAS_EPILOGUE=0 \
       GPT2_LAYERNORM_PACKED=0 GPT2_CLASSIFIER_PACKED=0 \
       train shakespeare_bf16_old_kernels gpt2_124m_shakespeare "$secs" \
@@ -609,17 +607,8 @@ group_profile() {
   fi
 }
 
-# The fused attention backward waits on other blocks of its grid. Were it to hang or trap
-# on this card, every later run would too (the first backward of each times it), so in
-# every call it is probed first, alone, and left out at once unless the probe passes.
-if [ -z "${GPT2_ATTENTION_FUSED:-}" ] &&
-  ! run fused_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='Types/CudaOps.FusedAttentionBackward/*'; then
-  export GPT2_ATTENTION_FUSED=0
-  log "the fused attention backward failed its probe: left out of every run from here on"
-fi
-# The wgmma attention kernels (sm_90a) likewise: their layout self-check and the attention
-# tests alone first (CheckWgmmaLayout names the layout reading the device fits, if it
+# The wgmma attention kernels (sm_90a) are probed at the start of every call: their layout
+# self-check and the attention tests alone first (CheckWgmmaLayout names the layout reading the device fits, if it
 # fails); on a failure or a trap every later run goes without them.
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
   ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \

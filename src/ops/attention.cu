@@ -421,9 +421,6 @@ AttentionKernels& KernelChoice() {
     AttentionKernels kernels =
         EnvIs("GPT2_ATTENTION_LDMATRIX", "0")
             ? AttentionKernels::kTransposedTiles
-        : EnvIs("GPT2_ATTENTION_FUSED", "1") ? AttentionKernels::kFusedBackward
-        : EnvIs("GPT2_ATTENTION_FUSED", "2")
-            ? AttentionKernels::kFusedBackwardTwoBlocks
         : EnvIs("GPT2_ATTENTION_LEAN", "1") ? AttentionKernels::kLeanBackward
         : EnvIs("GPT2_ATTENTION_LEAN", "kv")
             ? AttentionKernels::kLeanKeyValueBackward
@@ -479,11 +476,6 @@ bool TensorCoresFor(DType dtype, int head_size) {
          tc::Supports(dtype, head_size);
 }
 
-bool FusedChoice(AttentionKernels k) {
-  return k == AttentionKernels::kFusedBackward ||
-         k == AttentionKernels::kFusedBackwardTwoBlocks;
-}
-
 bool FixedWgmma(AttentionKernels k) {
   return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside ||
          k == AttentionKernels::kWgmmaRegs;
@@ -504,14 +496,15 @@ bool Ldmatrix() {
          k == AttentionKernels::kLeanBackward ||
          k == AttentionKernels::kRegisterBackward ||
          k == AttentionKernels::kLeanKeyValueBackward ||
-         k == AttentionKernels::kLeanBesideBackward || FusedChoice(k);
+         k == AttentionKernels::kLeanBesideBackward;
 }
 
 // The tensor-core backward's versions (ldmatrix): the block's own rows in
 // registers, in shared memory (lean), lean in the dK/dV kernel only, the two
-// lean kernels side by side on two streams, or lean with dQ fused into the
-// dK/dV kernel, registers capped for 3 or 2 blocks per SM. The fused ones
-// last: kAuto leaves them out with GPT2_ATTENTION_FUSED=0.
+// lean kernels side by side on two streams. (A version making dQ in the lean
+// dK/dV kernel, each score computed once, the key blocks' shares added in a
+// fixed order, lost by 2x on the H100 and the H200, 0.97 ms a layer against
+// 0.45: deleted.)
 // kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), one after the
 // other or dQ beside dK/dV on a second stream, each block's own rows read
 // from shared memory or (Regs) held in registers. (Lost on the H100 and
@@ -527,26 +520,22 @@ enum BackwardVersion {
   kWgmmaVersion = 4,
   kWgmmaBeside = 5,
   kWgmmaRegs = 6,
-  kWgmmaRegsBeside = 7,
-  kFused = 8,
-  kFusedTwo = 9
+  kWgmmaRegsBeside = 7
 };
-const char* const kBackwardNames[] = {"registers",
-                                      "lean",
-                                      "lean dK/dV",
-                                      "lean, dQ beside dK/dV",
-                                      "wgmma",
-                                      "wgmma, dQ beside dK/dV",
-                                      "wgmma, own rows in registers",
-                                      "wgmma, own rows in registers, dQ beside",
-                                      "fused dQ",
-                                      "fused dQ, 2 blocks/SM"};
-constexpr int kVersions = 10;
+const char* const kBackwardNames[] = {
+    "registers",
+    "lean",
+    "lean dK/dV",
+    "lean, dQ beside dK/dV",
+    "wgmma",
+    "wgmma, dQ beside dK/dV",
+    "wgmma, own rows in registers",
+    "wgmma, own rows in registers, dQ beside"};
+constexpr int kVersions = 8;
 bool IsWgmma(BackwardVersion v) {
   return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaRegs ||
          v == kWgmmaRegsBeside;
 }
-bool IsFused(BackwardVersion v) { return v == kFused || v == kFusedTwo; }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
 // it from the caller's stream and join it back. The dK/dV kernel holds 3
@@ -572,7 +561,7 @@ SideStream& Side() {
 // Runs version v of the tensor-core backward (ldmatrix).
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
-                 int NH, void* fused_workspace, CUstream_st* stream) {
+                 int NH, CUstream_st* stream) {
   const bool regs = v == kWgmmaRegs || v == kWgmmaRegsBeside;
   if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
       v == kWgmmaRegsBeside) {
@@ -612,15 +601,7 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                                       regs, stream);
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
-                        v == kLean, stream, tc::kBothParts,
-                        IsFused(v) ? fused_workspace : nullptr,
-                        v == kFusedTwo ? 2 : 3);
-}
-
-// Whether kAuto may choose the fused backward (GPT2_ATTENTION_FUSED=0: not).
-bool FusedAllowed() {
-  static const bool allowed = !EnvIs("GPT2_ATTENTION_FUSED", "0");
-  return allowed;
+                        v == kLean, stream);
 }
 
 std::string& AutoChoiceNote() {
@@ -694,8 +675,7 @@ int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
 // (which the real call then overwrites), the fastest kept.
 BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                              const float* lse, const float* delta, int B, int T,
-                             int C, int NH, void* fused_workspace,
-                             CUstream_st* stream) {
+                             int C, int NH, CUstream_st* stream) {
   // One choice for tensors the wgmma kernels take and one for the others:
   // a wgmma version timed on head size 64 is never run on another.
   static int choices[2] = {-1, -1};
@@ -706,17 +686,16 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
     std::vector<const char*> names;
     for (int v = 0; v < kVersions; ++v) {
       const auto version = static_cast<BackwardVersion>(v);
-      if (IsFused(version) && !FusedAllowed()) continue;
       if (IsWgmma(version) && !wgmma) continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
-    choice = versions[Fastest(
-        stream, names.data(), static_cast<int>(versions.size()), B, T,
-        &AutoChoiceNote(), [&](int i) {
-          RunBackward(versions[i], dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                      fused_workspace, stream);
-        })];
+    choice = versions[Fastest(stream, names.data(),
+                              static_cast<int>(versions.size()), B, T,
+                              &AutoChoiceNote(), [&](int i) {
+                                RunBackward(versions[i], dqkv, dout, qkv, lse,
+                                            delta, B, T, C, NH, stream);
+                              })];
   }
   return static_cast<BackwardVersion>(choice);
 }
@@ -727,7 +706,7 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
 // order), and every attention kernel keeps the faster.
 void ChooseBlockOrder(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                       const float* lse, const float* delta, int B, int T, int C,
-                      int NH, void* fused_workspace, CUstream_st* stream) {
+                      int NH, CUstream_st* stream) {
   static bool chosen = tc::BlockGroupFixed();
   if (chosen) return;
   chosen = true;
@@ -738,8 +717,7 @@ void ChooseBlockOrder(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
   const int pick =
       Fastest(stream, names, 2, B, T, &OrderChoiceNote(), [&](int order) {
         tc::SetBlockGroup(order == 0 ? group : 1);
-        RunBackward(v, dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                    fused_workspace, stream);
+        RunBackward(v, dqkv, dout, qkv, lse, delta, B, T, C, NH, stream);
       });
   tc::SetBlockGroup(pick == 0 ? group : 1);
 }
@@ -812,7 +790,6 @@ const char* AttentionKernelName(DType dtype, int head_size) {
     return "tensor-core-lean-kv";
   if (KernelChoice() == AttentionKernels::kLeanBesideBackward)
     return "tensor-core-lean-beside";
-  if (FusedChoice(KernelChoice())) return "tensor-core-fused";
   return Ldmatrix() ? "tensor-core" : "tensor-core-tt";
 }
 
@@ -851,19 +828,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
   const int64_t rows = int64_t{B} * NH * T;
   const bool tensor_cores =
       UseTensorCores(dout.dtype, hs, {dqkv.data, dout.data, qkv.data});
-  // delta, then (where the fused kernel may run) its workspace.
-  const size_t delta_bytes = (sizeof(float) * rows + 255) / 256 * 256;
-  const bool fused_possible =
-      tensor_cores && (FusedChoice(KernelChoice()) ||
-                       ((KernelChoice() == AttentionKernels::kAuto ||
-                         FixedWgmma(KernelChoice())) &&
-                        FusedAllowed()));
-  char* work = static_cast<char*>(scratch->Get(
-      delta_bytes +
-          (fused_possible ? tc::FusedBackwardWorkspaceBytes(B, T, C, NH) : 0),
-      stream));
-  auto* delta = reinterpret_cast<float*>(work);
-  void* fused_workspace = fused_possible ? work + delta_bytes : nullptr;
+  auto* delta = static_cast<float*>(scratch->Get(sizeof(float) * rows, stream));
   const dim3 grid(CeilDiv(T, kRows), NH, B);
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
@@ -874,12 +839,10 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
       const BackwardVersion version =
           k == AttentionKernels::kAuto
               ? AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B, T, C,
-                             NH, fused_workspace, stream)
-          : k == AttentionKernels::kFusedBackward          ? kFused
-          : k == AttentionKernels::kFusedBackwardTwoBlocks ? kFusedTwo
-          : k == AttentionKernels::kLeanBackward           ? kLean
-          : k == AttentionKernels::kLeanKeyValueBackward   ? kLeanKeyValue
-          : k == AttentionKernels::kLeanBesideBackward     ? kLeanBeside
+                             NH, stream)
+          : k == AttentionKernels::kLeanBackward         ? kLean
+          : k == AttentionKernels::kLeanKeyValueBackward ? kLeanKeyValue
+          : k == AttentionKernels::kLeanBesideBackward   ? kLeanBeside
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
                      ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
@@ -887,16 +850,16 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
                             ? kWgmmaBeside
                             : kWgmmaRegsBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
-                                    T, C, NH, fused_workspace, stream))
+                                    T, C, NH, stream))
               : kRegisters;
       if (!Ldmatrix()) {  // transposed tiles
         return tc::AttentionBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                      T, C, NH, false, false, stream);
       }
       ChooseBlockOrder(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
-                       C, NH, fused_workspace, stream);
+                       C, NH, stream);
       return RunBackward(version, dqkv, dout, qkv, Ptr<float>(lse), delta, B, T,
-                         C, NH, fused_workspace, stream);
+                         C, NH, stream);
     }
     DispatchInt<4, 8, 16, 32, 64, 128>(
         hs, "CUDA attention (head size)", [&](auto head) {
@@ -1059,19 +1022,6 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
                           false, stream, tc::kQueryPart);
   });
   tc::SetBlockGroup(group);
-  void* workspace = nullptr;
-  GPT2_CUDA_CHECK(
-      cudaMalloc(&workspace, tc::FusedBackwardWorkspaceBytes(B, T, C, NH)));
-  for (int blocks : {3, 2}) {
-    time(blocks == 3 ? "dK, dV, dQ (fused, lean)"
-                     : "dK, dV, dQ (fused, lean, 2 blocks/SM)",
-         5 * product, [&] {
-           tc::AttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 true, true, stream, tc::kBothParts, workspace,
-                                 blocks);
-         });
-  }
-  GPT2_CUDA_CHECK(cudaFree(workspace));
   if (tc::WgmmaSupports(DType::kBF16, hs)) {  // Hopper's versions
     for (const bool regs : {false, true}) {
       const std::string how = regs ? ", own rows in registers)" : ")";

@@ -59,14 +59,8 @@ class Scratch;
 // runs the lean dK/dV kernel and the register dQ kernel (the H100 timed
 // those two the fastest of their kinds alone); kLeanBesideBackward
 // (GPT2_ATTENTION_LEAN=beside), also timed by kAuto, runs the two lean kernels
-// side by side, dQ on a second stream (the same bits as kLeanBackward). A
-// fourth backward,
-// kFusedBackward (GPT2_ATTENTION_FUSED=1 fixes it), makes dQ in the lean dK/dV
-// kernel (each score computed once instead of twice), adding the key blocks'
-// shares in a fixed order in fp32: as deterministic, not the same bits;
-// kFusedBackwardTwoBlocks (GPT2_ATTENTION_FUSED=2) is the same kernel with its
-// registers set for 2 blocks per SM instead of 3 (no spills); kAuto times both
-// too unless GPT2_ATTENTION_FUSED=0. kPortable: always the portable kernels;
+// side by side, dQ on a second stream (the same bits as kLeanBackward).
+// kPortable: always the portable kernels;
 // GPT2_PORTABLE_ATTENTION=1 selects it, to isolate a tensor-core bug on a new
 // card. On an H100/H200 with the sm_90a build (tc::WgmmaSupports), the
 // forward and the backward also come as warpgroup wgmma kernels: kAuto times
@@ -84,8 +78,6 @@ enum class AttentionKernels {
   kLeanBackward,
   kRegisterBackward,
   kLeanKeyValueBackward,
-  kFusedBackward,
-  kFusedBackwardTwoBlocks,
   kLeanBesideBackward,
   kWgmma,
   kWgmmaBeside,
@@ -94,12 +86,11 @@ enum class AttentionKernels {
 void SetAttentionKernels(AttentionKernels kernels);
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
-// "tensor-core-wgmma-regs",
-// "tensor-core-fused", "tensor-core-tt" (transposed tiles) or "portable": what
-// a call with these arguments runs.
+// "tensor-core-wgmma-regs", "tensor-core-tt" (transposed tiles) or "portable":
+// what a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
 // How kAuto chose its backward kernels, e.g. "lean (0.840 ms against 1.020 ms
-// with registers against 0.910 ms with fused dQ, one layer, B=16 T=1024)";
+// with registers, one layer, B=16 T=1024)";
 // empty before the first
 // tensor-core backward, in the emulator, or when the choice was fixed.
 std::string AttentionBackwardChoice();
@@ -116,11 +107,12 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
 // For benchmarks: times each attention kernel alone (CUDA events, median of
 // `reps` launches after one warm-up) on random bf16 inputs of one layer at
 // B, T, C, NH: the tensor-core forward, the delta sums and the two backward
-// kernels, each with ldmatrix, lean (backward), and with transposed tiles, and
-// the fused backward, then (where tc::WgmmaSupports) the wgmma forward, dK/dV
-// and dQ kernels. flops counts the kernel's own products (causal: about
-// half the scores), so a kernel that recomputes is charged for it. Empty where
-// the tensor-core kernels do not apply (dtype, head size, device).
+// kernels, each with ldmatrix, lean (backward), and with transposed tiles,
+// then (where tc::WgmmaSupports) the wgmma forward, dK/dV and dQ kernels (own
+// rows in shared memory, then in registers). flops counts the kernel's own
+// products (causal: about half the scores), so a kernel that recomputes is
+// charged for it. Empty where the tensor-core kernels do not apply (dtype, head
+// size, device).
 struct AttentionKernelTime {
   std::string kernel;
   double ms = 0.0;

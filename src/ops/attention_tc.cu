@@ -102,127 +102,19 @@ __global__ void __launch_bounds__(kThreads, 4)
                        scale_log2);
 }
 
-// Fused backward (kFusedQ): the dK/dV block of keys kb also makes each query
-// tile's share of dQ, dS (64 queries x its 64 keys) times its keys, and adds
-// it to an fp32 sum, so the scores are computed once instead of twice. The
-// shares of query tile qt come from key blocks qt, qt - 1, ..., 0, and are
-// added in that order, whatever the timing: a counter per (batch, head,
-// query tile) says how many have been added, and block kb waits until it
-// reads qt - kb. Block kb reaches tile qt one tile later than block kb + 1
-// (both start at their diagonal), so the wait is short once both run.
-// Blocks take their (batch, head, key block) from a ticket drawn at start
-// (key blocks from the last down), so a block only ever waits for one that
-// started before it: no deadlock, whatever order the hardware starts blocks
-// in. Key block qt (the first share) writes the sum; key block 0 (the last)
-// writes scale * sum as bf16 into dqkv. sync: [0] the ticket counter, then
-// the counters, (B, NH, query tiles); zero before the launch. dq_sum: (B,
-// NH, T, HS) fp32. Deterministic: fixed order, no float atomics.
-__device__ __forceinline__ void ReleaseShare(int* counter, int shares) {
-  __threadfence();  // the block's adds (before the barrier) before the count
-  atomicExch(counter, shares);
-}
-// `seen`: the counter as read earlier (the read issued before the share's
-// products, so its latency hides behind them); spins only if that was short.
-// A wait is one tile of another block (microseconds); one that lasts ~2^21
-// polls (a second or more) means the order broke: the kernel traps, so the
-// run fails loudly instead of hanging (the emulator reports spins that make
-// no progress itself).
-__device__ __forceinline__ void AwaitShares(int* counter, int shares,
-                                            int seen) {
-  constexpr int kMaxPolls = 1 << 21;
-  for (int polls = 0; seen < shares; ++polls) {
-#if !defined(GPT2_CUDA_EMULATED)
-    if (polls == kMaxPolls) __trap();
-#endif
-    __nanosleep(64);
-    seen = atomicAdd(counter, 0);
-  }
-  __threadfence();
-}
-
-// The fused kernel's share of dQ for query tile qt from key block kb (see
-// above): ds (this warp's 16 keys x 64 queries of dS^T / scale, as
-// accumulators) goes to ds_tile; then each warp takes 16 of the queries, its
-// 16 x HS share is dS (from ds_tile, through ldmatrix.trans) times the
-// block's keys (k_rows), and it adds that to the sum once the shares of the
-// key blocks after kb are in (the first share, kb == qt, writes the sum; the
-// last, kb == 0, writes scale * sum as bf16 to dq). The caller's barrier at
-// the top of its next tile means every warp is done with ds_tile, and has
-// added its share, before either changes hands.
-template <int HS>
-__device__ __forceinline__ void AddQueryShare(bf16* dq, int64_t stride,
-                                              float* dq_rows, int* counter,
-                                              const float (&ds)[8][4],
-                                              bf16* ds_tile, const bf16* k_rows,
-                                              int qt, int kb, int T,
-                                              float scale) {
-  constexpr int S = HS + kPad;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4,
-            t = lane % 4;
-  bf16* mine = ds_tile + (warp * 16 + g) * kTileT + 2 * t;
-#pragma unroll
-  for (int nt = 0; nt < 8; ++nt) {
-    *reinterpret_cast<uint32_t*>(mine + nt * 8) =
-        PackBf16(ds[nt][0], ds[nt][1]);
-    *reinterpret_cast<uint32_t*>(mine + 8 * kTileT + nt * 8) =
-        PackBf16(ds[nt][2], ds[nt][3]);
-  }
-  __syncthreads();
-  const bool first = qt == kb, last = kb == 0;
-  const int seen = !first && lane == 0 ? atomicAdd(counter, 0) : 0;
-  // On the diagonal, this warp's queries (16 warp..+15) see keys up to 16
-  // warp + 15: key chunks past the warp's own are zero.
-  const int chunks = first ? warp + 1 : 4;
-  float share[HS / 8][4] = {};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    if (j >= chunks) continue;
-    uint32_t a[4];
-    LdMatrixATrans(a, ds_tile + j * 16 * kTileT + warp * 16, kTileT);
-    FragmentTimesRows<HS>(share, a, k_rows + j * 16 * S);
-  }
-  if (!first) {
-    if (lane == 0) AwaitShares(counter, qt - kb, seen);
-    __syncwarp();
-  }
-#pragma unroll
-  for (int half = 0; half < 2; ++half) {
-    const int row = qt * kTile + warp * 16 + g + 8 * half;
-    if (row >= T) continue;
-    float* sum = dq_rows + int64_t{row} * HS + 2 * t;
-#pragma unroll
-    for (int dt = 0; dt < HS / 8; ++dt) {
-      float2 v = make_float2(share[dt][2 * half], share[dt][2 * half + 1]);
-      if (!first) {  // L2, where the other blocks' adds are
-        const float2 before =
-            __ldcg(reinterpret_cast<const float2*>(sum + dt * 8));
-        v.x = before.x + v.x;
-        v.y = before.y + v.y;
-      }
-      if (last) {
-        *reinterpret_cast<uint32_t*>(dq + row * stride + dt * 8 + 2 * t) =
-            PackBf16(scale * v.x, scale * v.y);
-      } else {
-        __stcg(reinterpret_cast<float2*>(sum + dt * 8), v);
-      }
-    }
-  }
-}
-
 // dK and dV for one block of 64 keys, over the queries at or after them.
 // kLean: the block's keys and values stay in shared memory and are read as A
 // fragments each tile (not held in 32 registers a thread), for 3 blocks per
-// SM instead of 2; the same arithmetic. kFusedQ (lean only): dQ too, above.
-// kMinBlocks: the blocks per SM the register budget is set for (3: 168
-// registers a thread; 2 lets the fused kernel keep everything in registers).
-template <int HS, bool kLdm, bool kLean, bool kFusedQ = false,
-          int kMinBlocks = 3>
-__global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
+// SM instead of 2; the same arithmetic. (A version that also made dQ, each
+// key block adding its share of every query tile's dQ in a fixed order, so
+// that the scores were computed once instead of twice, lost to the two
+// kernels by 2x on the H100 and the H200: its blocks waited on one another.)
+template <int HS, bool kLdm, bool kLean>
+__global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                            const float* lse, const float* delta, int T, int C,
-                           int NH, float scale, float* dq_sum, int* sync) {
+                           int NH, float scale) {
   static_assert(kLdm || !kLean, "the lean kernels stream through ldmatrix");
-  static_assert(kLean || !kFusedQ, "the fused kernel is a lean one");
   constexpr int S = HS + kPad;
   // kLdm: Q and dO as rows, two of each (the next pair loads while this one
   // is used); else also transposed copies, all loaded in turn.
@@ -231,7 +123,6 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
       tile_delta[kBufs][kTile];
   bf16 *q_tile[kBufs], *do_tile[kBufs], *qt_tile = nullptr, *dot_tile = nullptr;
   bf16 *k_rows = nullptr, *v_rows = nullptr;  // kLean
-  bf16* ds_tile = nullptr;  // kFusedQ: dS^T / scale of a tile, [key][query]
   if constexpr (kLean) {
     const LeanTiles lean = CarveLeanTiles<HS>();
     for (int b = 0; b < kBufs; ++b) {
@@ -240,7 +131,6 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     }
     k_rows = lean.own[0];
     v_rows = lean.own[1];
-    ds_tile = lean.scores;
   } else {
     constexpr int kTransposed = kLdm ? 8 : HS * kTileT;  // unused with kLdm
     __shared__ __align__(16) bf16 q_s[kBufs][kTile * S];
@@ -255,22 +145,8 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
     dot_tile = dot_s;
   }
   const int query_tiles = (T + kTile - 1) / kTile;
-  int kb = RowBlockRank();  // low key blocks see the most queries: first
-  Place at;
-  int* counters = nullptr;   // kFusedQ: this head's, one per query tile
-  float* dq_rows = nullptr;  // kFusedQ: this head's (T, HS) sums
-  if constexpr (kFusedQ) {
-    __shared__ int ticket;
-    if (threadIdx.x == 0) ticket = atomicAdd(sync, 1);
-    __syncthreads();
-    const int key_blocks = gridDim.y, head = ticket / key_blocks;
-    kb = key_blocks - 1 - ticket % key_blocks;
-    at = PlaceAt<HS>(head / NH, head % NH, T, C, NH);
-    counters = sync + 1 + int64_t{head} * query_tiles;
-    dq_rows = dq_sum + at.stat * HS;
-  } else {
-    at = PlaceOf<HS>(T, C, NH);
-  }
+  const int kb = RowBlockRank();  // low key blocks see the most queries
+  const Place at = PlaceOf<HS>(T, C, NH);
   const bf16* q = qkv + at.qkv;
   const bf16* dy = dout + at.rows;
   const float scale_log2 = scale * kLog2e;
@@ -326,10 +202,6 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
       // which take qt + 1.
       CpAsyncWait<0>();
       __syncthreads();
-      if constexpr (kFusedQ) {  // every warp has added its share of qt - 1
-        if (threadIdx.x == 0 && qt > kb && kb > 0)
-          ReleaseShare(counters + qt - 1, qt - kb);
-      }
       if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
       CpAsyncCommit();
     } else {
@@ -359,15 +231,6 @@ __global__ void __launch_bounds__(kThreads, kLean ? kMinBlocks : 1)
                        nt_begin);  // dV += P^T dO
     AccTimes<HS, kLdm>(dk, dp, q_tile[buf], qt_tile,
                        nt_begin);  // dK += dS^T Q
-    if constexpr (kFusedQ) {
-      AddQueryShare<HS>(dqkv + at.qkv, at.stride, dq_rows, counters + qt, dp,
-                        ds_tile, k_rows, qt, kb, T, scale);
-    }
-  }
-  if constexpr (kFusedQ) {
-    __syncthreads();
-    if (threadIdx.x == 0 && kb > 0)
-      ReleaseShare(counters + query_tiles - 1, query_tiles - kb);
   }
   bf16* grads = dqkv + at.qkv;
   StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
@@ -522,52 +385,29 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
       });
 }
 
-size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH) {
-  const int64_t counters = 1 + int64_t{B} * NH * CeilDiv(T, kTile);
-  return (int64_t{B} * T * C * sizeof(float) + 255) / 256 * 256 +
-         counters * sizeof(int);
-}
-
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
-                       bool ldmatrix, bool lean, CUstream_st* stream, int parts,
-                       void* fused_workspace, int fused_min_blocks) {
+                       bool ldmatrix, bool lean, CUstream_st* stream,
+                       int parts) {
   const int hs = C / NH;
   const float scale = 1.0f / sqrtf(static_cast<float>(hs));
-  const int row_blocks = CeilDiv(T, kRows);
-  const dim3 grid = BlockGrid(row_blocks, B, NH);
-  float* dq_sum = static_cast<float*>(fused_workspace);
-  int* sync = nullptr;
-  if (fused_workspace != nullptr) {
-    sync = reinterpret_cast<int*>(static_cast<char*>(fused_workspace) +
-                                  (int64_t{B} * T * C * sizeof(float) + 255) /
-                                      256 * 256);
-    const size_t counters = 1 + size_t(row_blocks) * NH * B;
-    CheckLaunch(cudaMemsetAsync(sync, 0, counters * sizeof(int), stream),
-                "tc fused backward (counters)");
-  }
-  auto launch = [&](auto head, auto ldm, auto lean_tag, auto fused_tag,
-                    auto blocks_tag) {
+  const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
+  auto launch = [&](auto head, auto ldm, auto lean_tag) {
     constexpr int kHs = decltype(head)::value;
     constexpr bool kLdm = decltype(ldm)::value;
     constexpr bool kLean = decltype(lean_tag)::value;
-    constexpr bool kFused = decltype(fused_tag)::value;
-    constexpr int kBlocks = decltype(blocks_tag)::value;
     constexpr int kShared = kLean ? LeanSharedBytes<kHs>() : 0;
-    constexpr int kFusedShared = LeanSharedBytes<kHs, true>();
-    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean, kFused, kBlocks>;
+    auto* kv = &BackwardKeyValueKernel<kHs, kLdm, kLean>;
     auto* query = &BackwardQueryKernel<kHs, kLdm, kLean>;
     if constexpr (kLean) {
       // Above the 48 KiB a block gets without asking; once per kernel.
       static const bool allowed = [&] {
         for (const void* kernel : {reinterpret_cast<const void*>(kv),
                                    reinterpret_cast<const void*>(query)}) {
-          CheckLaunch(cudaFuncSetAttribute(
-                          kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          kernel == reinterpret_cast<const void*>(kv) && kFused
-                              ? kFusedShared
-                              : kShared),
-                      "tc lean backward (shared memory size)");
+          CheckLaunch(
+              cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
+              "tc lean backward (shared memory size)");
           // All of L1 as shared memory, where the driver might otherwise
           // leave too little for the 3-4 blocks per SM these kernels are for.
           CheckLaunch(
@@ -580,15 +420,13 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
       }();
       (void)allowed;
     }
-    if (kFused || (parts & kKeyValuePart)) {
-      CheckLaunch(
-          GPT2_LAUNCH(kv, grid, kThreads, kFused ? kFusedShared : kShared,
-                      stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                      lse, delta, T, C, NH, scale, dq_sum, sync),
-          kFused ? "tc::BackwardKeyValueKernel (fused dQ)"
-                 : "tc::BackwardKeyValueKernel");
+    if (parts & kKeyValuePart) {
+      CheckLaunch(GPT2_LAUNCH(kv, grid, kThreads, kShared, stream,
+                              Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                              lse, delta, T, C, NH, scale),
+                  "tc::BackwardKeyValueKernel");
     }
-    if (!kFused && (parts & kQueryPart)) {
+    if (parts & kQueryPart) {
       CheckLaunch(GPT2_LAUNCH(query, grid, kThreads, kShared, stream,
                               Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
                               lse, delta, T, C, NH, scale),
@@ -597,22 +435,16 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
   };
   const std::false_type no;
   const std::true_type yes;
-  const std::integral_constant<int, 3> three;
-  const std::integral_constant<int, 2> two;
-  DispatchInt<16, 32, 64>(
-      hs, "tensor-core attention (head size)", [&](auto head) {
-        if (fused_workspace != nullptr && fused_min_blocks == 2) {
-          launch(head, yes, yes, yes, two);
-        } else if (fused_workspace != nullptr) {
-          launch(head, yes, yes, yes, three);
-        } else if (ldmatrix && lean) {
-          launch(head, yes, yes, no, three);
-        } else if (ldmatrix) {
-          launch(head, yes, no, no, three);
-        } else {
-          launch(head, no, no, no, three);
-        }
-      });
+  DispatchInt<16, 32, 64>(hs, "tensor-core attention (head size)",
+                          [&](auto head) {
+                            if (ldmatrix && lean) {
+                              launch(head, yes, yes);
+                            } else if (ldmatrix) {
+                              launch(head, yes, no);
+                            } else {
+                              launch(head, no, no);
+                            }
+                          });
 }
 
 }  // namespace gpt2::cuda::tc

@@ -31,18 +31,10 @@ enum BackwardParts { kKeyValuePart = 1, kQueryPart = 2, kBothParts = 3 };
 // lean (with ldmatrix): the backward kernels read the block's own rows from
 // shared memory each tile instead of holding them in registers (more blocks
 // per SM; the same results, bit for bit).
-// fused_workspace (device memory of FusedBackwardWorkspaceBytes, contents
-// undefined): instead, one lean kernel makes dK, dV and dQ, each score
-// computed once, the dQ shares of the key blocks added in a fixed order in
-// fp32 (deterministic, not the bits of the two-kernel version); ldmatrix,
-// lean and parts are then ignored. fused_min_blocks: 3 (its registers capped
-// for 3 blocks per SM) or 2 (room for all of them: no spills).
 void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
                        const float* delta, int B, int T, int C, int NH,
                        bool ldmatrix, bool lean, CUstream_st* stream,
-                       int parts = kBothParts, void* fused_workspace = nullptr,
-                       int fused_min_blocks = 3);
-size_t FusedBackwardWorkspaceBytes(int B, int T, int C, int NH);
+                       int parts = kBothParts);
 
 // Hopper's versions of the forward and of the two backward kernels, through
 // warpgroup wgmma (src/cuda/wgmma.cuh): bf16, head size 64, a device of

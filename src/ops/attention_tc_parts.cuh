@@ -247,18 +247,14 @@ __device__ __forceinline__ void RowsTimesTileShared(float (&s)[8][4],
 }
 
 // Dynamic shared memory of a lean backward kernel: two double-buffered
-// streamed tiles and the block's own 64 rows of two tensors; with kFusedQ
-// also a 64 x 64 tile of score gradients (rows kTileT long).
-template <int HS, bool kFusedQ = false>
+// streamed tiles and the block's own 64 rows of two tensors.
+template <int HS>
 constexpr int LeanSharedBytes() {
-  return ((4 * kTile + 2 * kRows) * (HS + kPad) +
-          (kFusedQ ? kRows * kTileT : 0)) *
-         static_cast<int>(sizeof(bf16));
+  return (4 * kTile + 2 * kRows) * (HS + kPad) * static_cast<int>(sizeof(bf16));
 }
 struct LeanTiles {
   bf16* streamed[2][2];  // [tensor][buffer]
   bf16* own[2];          // the block's rows of each of its two tensors
-  bf16* scores;          // kFusedQ's score-gradient tile
 };
 template <int HS>
 __device__ __forceinline__ LeanTiles CarveLeanTiles() {
@@ -271,7 +267,6 @@ __device__ __forceinline__ LeanTiles CarveLeanTiles() {
       t.streamed[tensor][b] = base + (2 * tensor + b) * kTile * S;
     t.own[tensor] = base + 4 * kTile * S + tensor * kRows * S;
   }
-  t.scores = base + (4 * kTile + 2 * kRows) * S;
   return t;
 }
 

@@ -751,7 +751,7 @@ TEST(CudaMma, WgmmaLayout) {
 
 // The benchmark's per-kernel attention profile runs every kernel it names
 // (launch errors are fatal) and charges each its products: the forward two,
-// dK/dV four, dQ three, per version; the fused backward five.
+// dK/dV four, dQ three, per version.
 TEST(CudaAttentionProfile, TimesEveryKernel) {
   std::string why;
   if (CudaDeviceCount(&why) == 0)
@@ -761,7 +761,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const int group = cuda::tc::BlockGroup();
   const auto times =
       cuda::ProfileAttentionKernels(B, T, C, NH, 1, backend->cuda_stream());
-  ASSERT_EQ(times.size(), 14u);
+  ASSERT_EQ(times.size(), 12u);
   const double product = double{B} * NH * T * (T + 1) * (C / NH);
   std::map<std::string, double> flops;
   for (const auto& t : times) {
@@ -774,8 +774,6 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   EXPECT_EQ(flops["dQ (transposed tiles)"], 3 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix, lean)"], 4 * product);
   EXPECT_EQ(flops["dQ (ldmatrix, lean)"], 3 * product);
-  EXPECT_EQ(flops["dK, dV, dQ (fused, lean)"], 5 * product);
-  EXPECT_EQ(flops["dK, dV, dQ (fused, lean, 2 blocks/SM)"], 5 * product);
   EXPECT_EQ(flops["delta (dout . out)"], 2.0 * B * T * C);
   EXPECT_EQ(flops["forward (ldmatrix, head by head)"], 2 * product);
   EXPECT_EQ(flops["dK, dV (ldmatrix, lean, head by head)"], 4 * product);
@@ -786,7 +784,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 20u : 14u);
+  ASSERT_EQ(times64.size(), wgmma ? 18u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
@@ -798,8 +796,8 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"dK, dV (wgmma, own rows in registers)", 4},
         {"dQ (wgmma, own rows in registers)", 3}};
     for (int i = 0; i < 6; ++i) {
-      EXPECT_EQ(times64[14 + i].kernel, rows[i].first);
-      EXPECT_EQ(times64[14 + i].flops, rows[i].second * product64);
+      EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
+      EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
   }
   // A head size the tensor cores do not take: nothing to time.
@@ -823,8 +821,6 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kLeanBackward,
         cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kLeanBesideBackward,
-        cuda::AttentionKernels::kFusedBackward,
-        cuda::AttentionKernels::kFusedBackwardTwoBlocks,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
         cuda::AttentionKernels::kWgmmaRegs,
         cuda::AttentionKernels::kPortable}) {
@@ -863,11 +859,6 @@ TEST_P(CudaOps, AttentionPeaked) {
             : kernels == cuda::AttentionKernels::kWgmmaBeside
                 ? "tensor-core-wgmma-beside"
                 : "tensor-core-wgmma-regs");
-      } else if (bf16 &&
-                 (kernels == cuda::AttentionKernels::kFusedBackward ||
-                  kernels == cuda::AttentionKernels::kFusedBackwardTwoBlocks)) {
-        EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs),
-                     "tensor-core-fused");
       } else {
         EXPECT_STREQ(cuda::AttentionKernelName(dtype(), hs), "portable");
       }
@@ -950,8 +941,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kRegisterBackward,
         cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kLeanBesideBackward,
-        cuda::AttentionKernels::kFusedBackward, cuda::AttentionKernels::kWgmma,
-        cuda::AttentionKernels::kWgmmaBeside,
+        cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
         cuda::AttentionKernels::kWgmmaRegs,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
@@ -1092,85 +1082,6 @@ TEST_P(CudaOps, AttentionChoosesByTiming) {
     EXPECT_TRUE(cuda::tc::BlockGroup() == group || cuda::tc::BlockGroup() == 1)
         << cuda::tc::BlockGroup();
   }
-}
-
-// The fused backward (dQ in the dK/dV kernel, shares added in a fixed order)
-// against the lean two-kernel one: dK and dV are the same arithmetic (the
-// same bits in the emulator; within one bf16 step on a GPU, where the other
-// instantiation may be contracted differently), dQ sums the same products in
-// another order (within bf16 rounding of it), and two runs give the same
-// bits. In the emulator the
-// second run has its blocks on several host threads with random delays, so
-// blocks overtake one another and the waits for the shares of other blocks
-// really wait: the bits must not change.
-TEST_P(CudaOps, FusedAttentionBackward) {
-  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
-  std::vector<std::tuple<int, int, int, int>> shapes = {
-      {1, 130, 128, 2}, {2, 64, 32, 2}, {1, 100, 32, 2}, {1, 320, 64, 1}};
-  // On a GPU also a training layer's shape: far more blocks than fit at once,
-  // so blocks wait on blocks that started before them and may have finished.
-  if (!kEmulated) shapes.push_back({4, 1024, 768, 12});
-  for (auto [B, T, C, NH] : shapes) {
-    const std::string where = "B=" + std::to_string(B) +
-                              " T=" + std::to_string(T) +
-                              " hs=" + std::to_string(C / NH);
-    const AttentionBackwardInputs in = ForwardForBackward(B, T, C, NH, 71);
-    // 0: lean; 1, 2: fused (2: blocks on 4 host threads in the emulator); 3:
-    // fused with its registers set for 2 blocks per SM.
-    std::vector<double> grads[4];
-#if defined(GPT2_CUDA_EMULATED)
-    const int host_threads = cuda_emu::HostThreads(),
-              jitter = cuda_emu::BlockJitter();
-#endif
-    for (int run = 0; run < 4; ++run) {
-      cuda::SetAttentionKernels(
-          run == 0   ? cuda::AttentionKernels::kLeanBackward
-          : run == 3 ? cuda::AttentionKernels::kFusedBackwardTwoBlocks
-                     : cuda::AttentionKernels::kFusedBackward);
-#if defined(GPT2_CUDA_EMULATED)
-      cuda_emu::SetHostThreads(run == 2 ? 4 : host_threads);
-      cuda_emu::SetBlockJitter(run == 2 ? 2000 : jitter);
-#endif
-      auto g_dqkv = Gpu(Random(B * T * 3 * C, 73 + run));
-      cuda_->AttentionBackward(g_dqkv.view, in.dout.view, in.qkv.view,
-                               in.out.view, in.lse.view, B, T, C, NH);
-      grads[run] = Download(g_dqkv, "dqkv");
-    }
-#if defined(GPT2_CUDA_EMULATED)
-    cuda_emu::SetHostThreads(host_threads);  // as the environment set them
-    cuda_emu::SetBlockJitter(jitter);
-#endif
-    int kv_differ = 0, runs_differ = 0, q_far = 0, q_moved = 0,
-        two_blocks_differ = 0;
-    double q_scale = 0.0;
-    for (size_t i = 0; i < grads[0].size(); ++i)
-      if (i % (3 * C) < static_cast<size_t>(C))
-        q_scale = std::max(q_scale, std::fabs(grads[0][i]));
-    for (size_t i = 0; i < grads[0].size(); ++i) {
-      runs_differ += grads[1][i] != grads[2][i];
-      // The same kernel under another register budget: the same arithmetic.
-      two_blocks_differ += std::fabs(grads[3][i] - grads[1][i]) >
-                           (kEmulated ? 0.0 : 0.008 * std::fabs(grads[1][i]));
-      if (i % (3 * C) >= static_cast<size_t>(C)) {
-        // The same arithmetic as lean (equal in the emulator); a compiler may
-        // still contract the other instantiation's arithmetic differently, so
-        // on a GPU up to one bf16 step apart is allowed, nothing more.
-        kv_differ += std::fabs(grads[0][i] - grads[1][i]) >
-                     (kEmulated ? 0.0 : 0.008 * std::fabs(grads[0][i]));
-      } else {
-        const double d = std::fabs(grads[0][i] - grads[1][i]);
-        q_far += d > 1e-2 * std::fabs(grads[0][i]) + 1e-3 * q_scale;
-        q_moved += d != 0.0;
-      }
-    }
-    EXPECT_GT(q_scale, 0.0) << where;
-    EXPECT_EQ(kv_differ, 0) << where << ": dK, dV differ from lean";
-    EXPECT_EQ(q_far, 0) << where << ": dQ far from lean (" << q_moved
-                        << " elements differ at all)";
-    EXPECT_EQ(runs_differ, 0) << where << ": not deterministic";
-    EXPECT_EQ(two_blocks_differ, 0) << where << ": 2 blocks/SM differs";
-  }
-  cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
 
 // Decode attention position by position against the CPU: caches filled one
