@@ -223,13 +223,21 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                   name);
     };
     if (choice == ClassifierChoice::kBulk) {
-      static const bool allowed =
-          (CheckLaunch(
-               cudaFuncSetAttribute(
-                   reinterpret_cast<const void*>(&ClassifierBulkKernel<bf16>),
-                   cudaFuncAttributeMaxDynamicSharedMemorySize, kMaxBulkBytes),
-               "ClassifierBulkKernel (shared memory size)"),
-           true);
+      // Above the 48 KiB a block gets without asking, and all of L1 as
+      // shared memory (two rows an SM); once.
+      static const bool allowed = [] {
+        const void* kernel =
+            reinterpret_cast<const void*>(&ClassifierBulkKernel<bf16>);
+        CheckLaunch(cudaFuncSetAttribute(
+                        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                        kMaxBulkBytes),
+                    "ClassifierBulkKernel (shared memory size)");
+        CheckLaunch(cudaFuncSetAttribute(
+                        kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                        cudaSharedmemCarveoutMaxShared),
+                    "ClassifierBulkKernel (shared memory carveout)");
+        return true;
+      }();
       (void)allowed;
       return launch(&ClassifierBulkKernel<F>, "ClassifierBulkKernel",
                     Vp * static_cast<int>(sizeof(F)));
