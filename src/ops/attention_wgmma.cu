@@ -27,7 +27,8 @@ using namespace internal;  // NOLINT: the shared pieces, attention_tc_parts.cuh
 // same tile serves as a K-major operand (rows along M or N) and as an
 // MN-major B (rows along K): Q and dO feed S^T and dP^T K-major and dK, dV
 // MN-major.
-// The block's own rows are A operands straight from shared memory, and P^T /
+// The block's own rows are A operands straight from shared memory (or, in the
+// kernels' register versions, A fragments loaded once: OwnRows), and P^T /
 // dS^T go from the accumulators to A fragments in registers (AccToA), as in
 // the mma.sync kernels. Results match those kernels to rounding, not bit for
 // bit (the tensor cores add a k-step in their own order).
