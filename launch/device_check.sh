@@ -607,12 +607,20 @@ group_profile() {
   fi
 }
 
-# The wgmma attention kernels (sm_90a) are probed at the start of every call: their layout
-# self-check and the attention tests alone first (CheckWgmmaLayout names the layout reading the device fits, if it
-# fails); on a failure or a trap every later run goes without them.
+# The wgmma attention kernels (sm_90a) are probed at the start of every call. First their
+# versions with each block's own rows in registers against the others, bit for bit: on a
+# failure or a trap those versions alone are left out (GPT2_ATTENTION_WGMMA_REGS=0). Then
+# the layout self-check and the attention tests (CheckWgmmaLayout names the layout reading
+# the device fits, if it fails); on a failure or a trap every later run goes without wgmma.
+if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_REGS:-}" ] &&
+  ! run wgmma_regs_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
+    --gtest_filter='Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16'; then
+  export GPT2_ATTENTION_WGMMA_REGS=0
+  log "the wgmma kernels with their own rows in registers failed their probe: left out from here on"
+fi
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
   ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:CudaAttentionProfile.*'; then
+    --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:CudaAttentionProfile.*'; then
   export GPT2_ATTENTION_WGMMA=0
   log "the wgmma attention kernels failed their probe: left out of every run from here on"
 fi

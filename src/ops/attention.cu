@@ -414,6 +414,15 @@ __global__ void __launch_bounds__(kDecodeWideThreads)
   }
 }
 
+}  // namespace
+
+bool WgmmaRegsAllowed() {
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA_REGS", "0");
+  return allowed;
+}
+
+namespace {
+
 AttentionKernels& KernelChoice() {
   static AttentionKernels choice = [] {
     if (EnvIs("GPT2_PORTABLE_ATTENTION", "1"))
@@ -431,8 +440,10 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_WGMMA", "1") ? AttentionKernels::kWgmma
         : EnvIs("GPT2_ATTENTION_WGMMA", "beside")
             ? AttentionKernels::kWgmmaBeside
-        : EnvIs("GPT2_ATTENTION_WGMMA", "regs") ? AttentionKernels::kWgmmaRegs
-                                                : AttentionKernels::kAuto;
+        : EnvIs("GPT2_ATTENTION_WGMMA", "regs")
+            ? (WgmmaRegsAllowed() ? AttentionKernels::kWgmmaRegs
+                                  : AttentionKernels::kWgmmaBeside)
+            : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
     // millisecond, and fall back rather than train on garbage if the
@@ -687,6 +698,9 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
     for (int v = 0; v < kVersions; ++v) {
       const auto version = static_cast<BackwardVersion>(v);
       if (IsWgmma(version) && !wgmma) continue;
+      if ((version == kWgmmaRegs || version == kWgmmaRegsBeside) &&
+          !WgmmaRegsAllowed())
+        continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
@@ -733,7 +747,12 @@ bool UseTensorCores(DType dtype, int head_size,
 
 }  // namespace
 
-void SetAttentionKernels(AttentionKernels kernels) { KernelChoice() = kernels; }
+void SetAttentionKernels(AttentionKernels kernels) {
+  KernelChoice() =
+      kernels == AttentionKernels::kWgmmaRegs && !WgmmaRegsAllowed()
+          ? AttentionKernels::kWgmmaBeside
+          : kernels;
+}
 
 // The forward's version where wgmma runs: chosen by timing at the first
 // tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma with Q in registers), or
@@ -751,15 +770,16 @@ int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
   if (version < 0) {
     static const char* const kNames[] = {"mma.sync", "wgmma",
                                          "wgmma, Q in registers"};
-    version =
-        Fastest(stream, kNames, 3, B, T, &ForwardChoiceNote(), [&](int v) {
-          if (v > 0) {
-            tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, v == 2,
-                                      stream);
-          } else {
-            tc::AttentionForward(out, lse, qkv, B, T, C, NH, true, stream);
-          }
-        });
+    version = Fastest(stream, kNames, WgmmaRegsAllowed() ? 3 : 2, B, T,
+                      &ForwardChoiceNote(), [&](int v) {
+                        if (v > 0) {
+                          tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH,
+                                                    v == 2, stream);
+                        } else {
+                          tc::AttentionForward(out, lse, qkv, B, T, C, NH, true,
+                                               stream);
+                        }
+                      });
   }
   return version;
 }

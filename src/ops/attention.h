@@ -83,7 +83,11 @@ enum class AttentionKernels {
   kWgmmaBeside,
   kWgmmaRegs
 };
+// kWgmmaRegs acts as kWgmmaBeside, and kAuto leaves the register versions
+// out, where GPT2_ATTENTION_WGMMA_REGS=0 (device_check sets it when their
+// test fails, keeping the other wgmma kernels).
 void SetAttentionKernels(AttentionKernels kernels);
+bool WgmmaRegsAllowed();
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
 // "tensor-core-wgmma-regs", "tensor-core-tt" (transposed tiles) or "portable":

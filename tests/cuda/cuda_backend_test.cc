@@ -856,7 +856,8 @@ TEST_P(CudaOps, AttentionPeaked) {
             cuda::AttentionKernelName(dtype(), hs),
             hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs) ? "tensor-core"
             : kernels == cuda::AttentionKernels::kWgmma ? "tensor-core-wgmma"
-            : kernels == cuda::AttentionKernels::kWgmmaBeside
+            : kernels == cuda::AttentionKernels::kWgmmaBeside ||
+                    !cuda::WgmmaRegsAllowed()
                 ? "tensor-core-wgmma-beside"
                 : "tensor-core-wgmma-regs");
       } else {
