@@ -618,6 +618,13 @@ if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_REGS:-}" ]
   export GPT2_ATTENTION_WGMMA_REGS=0
   log "the wgmma kernels with their own rows in registers failed their probe: left out from here on"
 fi
+# The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
+if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] &&
+  ! run classifier_bulk_probe 30 probe.txt "$stage/bin/cuda_backend_test_gpu" \
+    --gtest_filter='Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16'; then
+  export GPT2_CLASSIFIER_BULK=0
+  log "the bulk-copy classifier failed its probe: the packed one (two reads) from here on"
+fi
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
   ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
     --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:CudaAttentionProfile.*'; then

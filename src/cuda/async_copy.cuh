@@ -96,14 +96,18 @@ __device__ __forceinline__ void BulkLoad(void* dst, const void* src,
 #endif
 }
 
-// Waits until the barrier has completed the phase of this parity.
+// Waits until the barrier has completed the phase of this parity. A copy
+// lands in microseconds; a wait of ~2^22 polls (seconds) means it never
+// will (a wrong size or address): the kernel traps, so the run fails loudly
+// instead of hanging.
 __device__ __forceinline__ void BarrierWait(uint64_t* bar, uint32_t parity) {
 #if defined(GPT2_CUDA_EMULATED)
   (void)bar, (void)parity;
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
   uint32_t done = 0;
-  do {
+  for (int polls = 0; done == 0; ++polls) {
+    if (polls == (1 << 22)) __trap();
     asm volatile(
         "{\n.reg .pred p;\n"
         "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
@@ -111,7 +115,7 @@ __device__ __forceinline__ void BarrierWait(uint64_t* bar, uint32_t parity) {
         : "=r"(done)
         : "r"(at), "r"(parity)
         : "memory");
-  } while (done == 0);
+  }
 #elif defined(__CUDA_ARCH__)
   (void)bar, (void)parity;
   __trap();
