@@ -6,6 +6,7 @@
 // reads it once, and the backward is one pass that writes dinp and
 // accumulates its rows' weight/bias gradients in registers; the block's warps
 // add theirs in warp order.
+#include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <type_traits>
@@ -129,8 +130,13 @@ __global__ void LayerNormBackwardParamPartials(float* partial, const T* dout,
   }
 }
 
-// The fused backward: one warp per row at a time, kRowsPerWarp rows per warp,
-// a lane holding kIters 16-byte packs of the row (C = kIters * 32 * kN).
+// The fused backward: one warp per row at a time, the rows dealt out to the
+// grid's warps in turn (row r to warp r mod (blocks x kFusedWarps)), a lane
+// holding kIters 16-byte packs of the row (C = kIters * 32 * kN). The grid is
+// the blocks that fit the GPU at once (FusedBackwardBlocks): with a fixed
+// kRowsPerWarp = 4 rows a warp, N = 16,384 took 1.29 waves of 3 blocks an SM on
+// the H100, whose last 0.29 ran nearly alone (65% of the memory bandwidth,
+// Nsight Compute); dealt out, each warp has 5 or 6 rows.
 // kPrefetch: the row's inp, dout and dinp are all loaded before any is used
 // (one wait on memory per row instead of two), held as they are stored, and
 // the normalised values recomputed in the second pass, within 128 registers
@@ -138,8 +144,6 @@ __global__ void LayerNormBackwardParamPartials(float* partial, const T* dout,
 // measured on the H100: 1.57 ms a B=16 step) dinp is loaded after the row's
 // sums. The same arithmetic in the same order: the same bits.
 constexpr int kFusedWarps = 8;
-constexpr int kRowsPerWarp = 4;
-constexpr int kFusedRowsPerBlock = kFusedWarps * kRowsPerWarp;
 
 // Whether the prefetching version fits two blocks an SM (128 registers) without
 // spilling (ptxas sm_90: bf16 with C = 768 exactly, 128 registers; fp32
@@ -243,11 +247,11 @@ __global__ void __launch_bounds__(32 * kFusedWarps,
     if constexpr (kShared) return warp_db[SumSlot<kIters>(i, j, lane)];
     return db[kShared ? 0 : i][j];
   };
-  const int64_t first_row =
-      blockIdx.x * int64_t{kFusedRowsPerBlock} + warp * int64_t{kRowsPerWarp};
-  for (int k = 0; k < kRowsPerWarp; ++k) {
-    const int64_t row = first_row + k;
-    if (row >= N) break;
+  // A 32-bit row counter (N < 2^31 rows), widened for addresses.
+  const int rows_at_once = static_cast<int>(gridDim.x) * kFusedWarps;
+  for (int r = static_cast<int>(blockIdx.x) * kFusedWarps + warp; r < N;
+       r += rows_at_once) {
+    const int64_t row = r;
     if constexpr (kPrefetch) {
       Pack16<TR> x_raw[kIters][kRPacks], dx_raw[kIters][kRPacks];
       Pack16<T> dy[kIters];
@@ -456,6 +460,18 @@ void LaunchPackedForward(int iters, R* residual, F* out, float* mean,
   });
 }
 
+// The fused backward's grid: the blocks the GPU holds at once (3 an SM, the
+// shared-sums version's occupancy), fewer where N has fewer rows than their
+// warps. Both versions take the same grid, so they deal rows out alike and
+// add the same partial sums (the same bits).
+int FusedBackwardBlocks(int64_t N) {
+  static const int resident = [] {
+    const int sms = CurrentDeviceAttribute(cudaDevAttrMultiProcessorCount, 0);
+    return 3 * (sms > 0 ? sms : 132);
+  }();
+  return static_cast<int>(std::min<int64_t>(resident, CeilDiv(N, kFusedWarps)));
+}
+
 bool& PrefetchSetting() {
   // GPT2_LAYERNORM_PREFETCH=0: the backward loading dinp after the sums.
   static bool prefetch = !EnvIs("GPT2_LAYERNORM_PREFETCH", "0");
@@ -523,8 +539,8 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     const int iters =
         PackedRowIters<F>(C, {dinp.data, dout.data, inp.data, weight.data});
     constexpr int kParamRows = 64;
-    const int blocks = static_cast<int>(
-        CeilDiv(N, iters > 0 ? kFusedRowsPerBlock : kParamRows));
+    const int blocks = iters > 0 ? FusedBackwardBlocks(N)
+                                 : static_cast<int>(CeilDiv(N, kParamRows));
     auto* partial = static_cast<float*>(scratch->Get(
         sizeof(float) * 2 * static_cast<size_t>(blocks) * C, stream));
     if (iters > 0) {

@@ -313,7 +313,8 @@ TEST_P(CudaOps, Encoder) {
 // the last block with rows past N.
 TEST_P(CudaOps, LayerNormBackwardVersionsAreBitwiseTheSame) {
   const bool bf16 = dtype() == DType::kBF16;
-  for (auto [N, C] : {std::pair{77, 256}, std::pair{130, bf16 ? 768 : 384}}) {
+  for (auto [N, C] : {std::pair{77, 256}, std::pair{130, bf16 ? 768 : 384},
+                      std::pair{3500, 256}}) {
     auto inp = Random(N * C, 91, 2.0), w = Random(C, 92),
          dout = Random(N * C, 93), dinp0 = Random(N * C, 94);
     auto g_inp = Gpu(inp), g_w = Gpu(w), g_dout = Gpu(dout);
@@ -348,9 +349,11 @@ TEST_P(CudaOps, LayerNormBackwardVersionsAreBitwiseTheSame) {
 TEST_P(CudaOps, LayerNorm) {
   // C = 256 and 768 take the fused one-pass backward (16-byte packs; 768 is
   // GPT-2's), the others the general kernels; 77 and 130 rows leave partly
-  // filled blocks and warps.
+  // filled blocks and warps; 3,500 rows are more than the fused backward's
+  // grid has warps (3 blocks of 8 an SM: 3,168 at 132 SMs), so some warps
+  // take two.
   for (auto [N, C] : {std::pair{7, 33}, std::pair{130, 64}, std::pair{77, 256},
-                      std::pair{130, 768}}) {
+                      std::pair{130, 768}, std::pair{3500, 256}}) {
     auto inp = Random(N * C, 7, 2.0), w = Random(C, 8), b = Random(C, 9),
          dout = Random(N * C, 10);
     auto c_inp = Cpu(inp), c_w = Cpu(w), c_b = Cpu(b), g_inp = Gpu(inp),
