@@ -423,6 +423,14 @@ bool WgmmaRegsAllowed() {
 
 namespace {
 
+// kWgmmaRegs as kWgmmaBeside where the register versions are barred; the one
+// place both the environment's choice and SetAttentionKernels pass through.
+AttentionKernels BarRegs(AttentionKernels k) {
+  return k == AttentionKernels::kWgmmaRegs && !WgmmaRegsAllowed()
+             ? AttentionKernels::kWgmmaBeside
+             : k;
+}
+
 AttentionKernels& KernelChoice() {
   static AttentionKernels choice = [] {
     if (EnvIs("GPT2_PORTABLE_ATTENTION", "1"))
@@ -441,8 +449,7 @@ AttentionKernels& KernelChoice() {
         : EnvIs("GPT2_ATTENTION_WGMMA", "beside")
             ? AttentionKernels::kWgmmaBeside
         : EnvIs("GPT2_ATTENTION_WGMMA", "regs")
-            ? (WgmmaRegsAllowed() ? AttentionKernels::kWgmmaRegs
-                                  : AttentionKernels::kWgmmaBeside)
+            ? BarRegs(AttentionKernels::kWgmmaRegs)
             : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
@@ -748,10 +755,7 @@ bool UseTensorCores(DType dtype, int head_size,
 }  // namespace
 
 void SetAttentionKernels(AttentionKernels kernels) {
-  KernelChoice() =
-      kernels == AttentionKernels::kWgmmaRegs && !WgmmaRegsAllowed()
-          ? AttentionKernels::kWgmmaBeside
-          : kernels;
+  KernelChoice() = BarRegs(kernels);
 }
 
 // The forward's version where wgmma runs: chosen by timing at the first

@@ -193,6 +193,9 @@ __device__ __forceinline__ float DinpPlus(float dinp, ChannelTerms t,
 // 1.48-1.49 for the prefetch with its sums in registers at 2 blocks an SM
 // (deleted).
 enum class LnBackward { kSumsFirst, kSharedSums };
+// The kSharedSums kernel's blocks an SM: its register cap, and the grid of
+// one full wave (FusedBackwardBlocks).
+constexpr int kSharedSumsBlocksPerSm = 3;
 
 // Dynamic shared memory of a kSharedSums block: per warp, C floats of
 // dweight sums and C of dbias sums, each indexed by SumSlot (48 KiB at bf16
@@ -209,7 +212,9 @@ __device__ __forceinline__ int SumSlot(int i, int j, int lane) {
 
 template <typename T, typename TR, int kIters, LnBackward kVersion>
 __global__ void __launch_bounds__(32 * kFusedWarps,
-                                  kVersion == LnBackward::kSharedSums ? 3 : 1)
+                                  kVersion == LnBackward::kSharedSums
+                                      ? kSharedSumsBlocksPerSm
+                                      : 1)
     LayerNormBackwardFusedKernel(TR* dinp, float* partial, const T* dout,
                                  const TR* inp, const T* weight,
                                  const float* mean, const float* rstd,
@@ -467,7 +472,7 @@ void LaunchPackedForward(int iters, R* residual, F* out, float* mean,
 int FusedBackwardBlocks(int64_t N) {
   static const int resident = [] {
     const int sms = CurrentDeviceAttribute(cudaDevAttrMultiProcessorCount, 0);
-    return 3 * (sms > 0 ? sms : 132);
+    return kSharedSumsBlocksPerSm * (sms > 0 ? sms : 132);
   }();
   return static_cast<int>(std::min<int64_t>(resident, CeilDiv(N, kFusedWarps)));
 }
