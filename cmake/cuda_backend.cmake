@@ -65,3 +65,15 @@ if(TARGET gpt2_cuda_emu)
                        TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
                        PROCESSORS 2 ENVIRONMENT "${GPT2_MPI_ENV}")
 endif()
+
+# The wgmma kernels as ptxas builds them for sm_90a: a register shortage makes
+# ptxas serialize every warpgroup product (advisory C7512), which no emulated
+# test can see and which once went unnoticed into a device run's pack.
+if(GPT2_HAVE_CUDA)
+  add_test(NAME cuda.ptxas_wgmma_kernels
+           COMMAND ${CMAKE_COMMAND} -DNVCC=${CMAKE_CUDA_COMPILER}
+                   -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DOUT=${CMAKE_CURRENT_BINARY_DIR}
+                   "-DFILES=src/ops/attention_wgmma.cu"
+                   -P ${PROJECT_SOURCE_DIR}/cmake/ptxas_check.cmake)
+  set_tests_properties(cuda.ptxas_wgmma_kernels PROPERTIES LABELS cuda_emu TIMEOUT 300)
+endif()

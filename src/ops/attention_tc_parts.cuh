@@ -46,32 +46,67 @@ __device__ __forceinline__ float Exp2Ftz(float x) {
 #endif
 }
 
+// This thread's share of copying rows [row0, row0 + 64) of a slice whose
+// rows are `stride` elements apart, kChunks 16-byte chunks a row: chunk
+// threadIdx.x % kChunks of rows threadIdx.x / kChunks + j kPassRows (j <
+// kTile / kPassRows). The same chunk of rows a fixed step apart: one address
+// and one step computed per call, not a division and a multiply per chunk
+// (those were a third of the wgmma forward's instructions), and no bounds
+// checks where the whole tile is before T. copy(j, from, valid): valid is
+// false past row T (from is then not to be read).
+template <int kChunks, typename Copy>
+__device__ __forceinline__ void ForTileChunks(const bf16* src, int64_t stride,
+                                              int row0, int T, Copy copy) {
+  constexpr int kPassRows = kThreads / kChunks;
+  static_assert(kThreads % kChunks == 0 && kTile % kPassRows == 0,
+                "a tile's chunks in whole passes of the block");
+  const int r = static_cast<int>(threadIdx.x) / kChunks;
+  const bf16* from =
+      src + (row0 + r) * stride + static_cast<int>(threadIdx.x) % kChunks * 8;
+  const int64_t step = kPassRows * stride;
+  if (row0 + kTile <= T) {
+#pragma unroll
+    for (int j = 0; j < kTile / kPassRows; ++j) copy(j, from + j * step, true);
+  } else {
+#pragma unroll
+    for (int j = 0; j < kTile / kPassRows; ++j)
+      copy(j, from + j * step, row0 + r + j * kPassRows < T);
+  }
+}
+
+// Where this thread's first chunk of ForTileChunks goes in a tile with rows
+// `row_elems` long.
+template <int kChunks>
+__device__ __forceinline__ int FirstChunk(int row_elems) {
+  return static_cast<int>(threadIdx.x) / kChunks * row_elems +
+         static_cast<int>(threadIdx.x) % kChunks * 8;
+}
+
 // Rows [row0, row0 + 64) of a (T, HS) slice whose rows are `stride` elements
 // apart, into tile[r][d] (row length HS + kPad); zeros past row T.
 template <int HS>
 __device__ __forceinline__ void LoadRows(bf16* tile, const bf16* src,
                                          int64_t stride, int row0, int T) {
-  constexpr int kChunks = HS / 8;  // 16-byte chunks per row
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
-    const int r = i / kChunks, c = (i % kChunks) * 8;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (row0 + r < T)
-      v = *reinterpret_cast<const uint4*>(src + (row0 + r) * stride + c);
-    *reinterpret_cast<uint4*>(tile + r * (HS + kPad) + c) = v;
-  }
+  constexpr int kChunks = HS / 8, kPass = kThreads / kChunks * (HS + kPad);
+  bf16* to = tile + FirstChunk<kChunks>(HS + kPad);
+  ForTileChunks<kChunks>(src, stride, row0, T,
+                         [&](int j, const bf16* from, bool valid) {
+                           uint4 v = make_uint4(0, 0, 0, 0);
+                           if (valid) v = *reinterpret_cast<const uint4*>(from);
+                           *reinterpret_cast<uint4*>(to + j * kPass) = v;
+                         });
 }
 
 // LoadRows through cp.async: queued, complete after CpAsyncWait and a barrier.
 template <int HS>
 __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
                                               int64_t stride, int row0, int T) {
-  constexpr int kChunks = HS / 8;
-  for (int i = threadIdx.x; i < kTile * kChunks; i += kThreads) {
-    const int r = i / kChunks, c = (i % kChunks) * 8;
-    const bool valid = row0 + r < T;
-    CpAsync16(tile + r * (HS + kPad) + c,
-              valid ? src + (row0 + r) * stride + c : src, valid);
-  }
+  constexpr int kChunks = HS / 8, kPass = kThreads / kChunks * (HS + kPad);
+  bf16* to = tile + FirstChunk<kChunks>(HS + kPad);
+  ForTileChunks<kChunks>(src, stride, row0, T,
+                         [&](int j, const bf16* from, bool valid) {
+                           CpAsync16(to + j * kPass, valid ? from : src, valid);
+                         });
 }
 
 // Rows [row0, row0 + 64) of a (T, 64) slice whose rows are `stride` apart,
@@ -79,14 +114,21 @@ __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
 // swizzle); zeros past row T. Lanes 8 i .. 8 i + 7 take the 8 chunks of one
 // row: a warp reads 4 whole rows (128 contiguous bytes each), and the 8 lanes
 // of each store phase write 8 different chunk positions (no bank conflicts).
+// A pass moves 16 rows, a multiple of the swizzle's 8: each of this thread's
+// chunks is its first one plus whole passes.
 __device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* src,
                                               int64_t stride, int row0, int T) {
-  for (int i = threadIdx.x; i < kTile * 8; i += kThreads) {
-    const int r = i / 8, chunk = i % 8;
-    const bool valid = row0 + r < T;
-    CpAsync16(tile + TileIndex(r, 8 * chunk),
-              valid ? src + (row0 + r) * stride + 8 * chunk : src, valid);
-  }
+  constexpr int kPassRows = kThreads / 8;
+  static_assert(kPassRows % 8 == 0, "passes of whole swizzle periods");
+  static_assert(
+      TileIndex(kPassRows + 5, 24) == TileIndex(5, 24) + kPassRows * 64,
+      "the swizzle repeats every 8 rows");
+  bf16* to = tile + TileIndex(static_cast<int>(threadIdx.x) / 8,
+                              static_cast<int>(threadIdx.x) % 8 * 8);
+  ForTileChunks<8>(
+      src, stride, row0, T, [&](int j, const bf16* from, bool valid) {
+        CpAsync16(to + j * kPassRows * 64, valid ? from : src, valid);
+      });
 }
 
 // The pipelined kernels' step for key tile kt of K and V (queued one step

@@ -140,11 +140,10 @@ __device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
 }
 
 // dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic):
-// S^T and dP^T, P^T computed while dP^T's products still run, then dV and dK
-// together (166 registers, no spill, 3 blocks an SM; the version measured on
-// the H100, 0.211 ms a layer, waited for S^T and dP^T together, 168 and a
-// 44-byte spill). (A version also starting dV's products before dS^T, so
-// that more of the math overlapped the tensor cores' work, needed 208
+// the products in two groups, each waited for before the math that follows
+// it (168 registers, 3 blocks an SM; 0.211 ms a layer on the H100). (A
+// version starting each product as soon as its inputs were there, so that
+// the math between them overlapped the tensor cores' work, needed 208
 // registers, 2 blocks an SM, and lost on the H100: 0.269 ms a layer against
 // 0.211.) kOwnRegs: K and V as A fragments in registers (OwnRows), 2 blocks
 // an SM.
@@ -207,21 +206,15 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     const float* tile_delta = stats + (2 + buf) * kTile;
     float s[8][4], dp[8][4];
     uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
-    // P^T is computed from S^T while dP^T's products still run (as in the dQ
-    // kernel); dS^T once they are done.
+    // Both products waited for together: computing P^T while dP^T's products
+    // still run (as the dQ kernel does) needs registers this kernel does not
+    // have at 3 blocks an SM, and ptxas then serializes every wgmma (C7512).
     WgmmaFence();
     k_own.TimesTile(s, q_tile(buf));
-    WgmmaCommit();
     v_own.TimesTile(dp, do_tile(buf));
-    WgmmaCommit();
-    WgmmaWait<1>();  // S^T
-    PinAccumulators(s);
-    KeyValueScoreGrads<kProbabilities>(masked, s, dp, tile_lse, tile_delta, q0,
-                                       key_a, at.t, T, scale_log2);
-    WgmmaWait<0>();  // dP^T
-    PinAccumulators(dp);
-    KeyValueScoreGrads<kGradients>(false, s, dp, tile_lse, tile_delta, q0,
-                                   key_a, at.t, T, scale_log2);
+    WgFinish(s, dp);
+    KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t, T,
+                       scale_log2);
     // Each A just before its products (fewer live registers).
     AccToFragments(pa, s);
     WgmmaFence();
