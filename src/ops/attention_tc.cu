@@ -163,11 +163,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
       LoadColumns<HS>(qt_tile, q, at.stride, q0, T);
       LoadColumns<HS>(dot_tile, dy, C, q0, T);
     }
-    for (int i = threadIdx.x; i < kTile; i += kThreads) {
-      const bool in = q0 + i < T;
-      tile_lse[buf][i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
-      tile_delta[buf][i] = in ? delta[at.stat + q0 + i] : 0.0f;
-    }
+    LoadTileStats(tile_lse[buf], tile_delta[buf], lse, delta, at.stat, q0, T);
   };
 
   // The at.warp's keys and values: kept in shared memory (kLean), or as A

@@ -172,11 +172,8 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     const int q0 = qt * kTile;
     LoadTileAsync(q_tile(buf), q, at.stride, q0, T);
     LoadTileAsync(do_tile(buf), dy, C, q0, T);
-    for (int i = threadIdx.x; i < kTile; i += kThreads) {
-      const bool in = q0 + i < T;
-      stats[buf * kTile + i] = in ? lse[at.stat + q0 + i] * kLog2e : 0.0f;
-      stats[(2 + buf) * kTile + i] = in ? delta[at.stat + q0 + i] : 0.0f;
-    }
+    LoadTileStats(stats + buf * kTile, stats + (2 + buf) * kTile, lse, delta,
+                  at.stat, q0, T);
   };
   LoadTileAsync(k_rows, q + C, at.stride, kb * kRows, T);
   LoadTileAsync(v_rows, q + 2 * C, at.stride, kb * kRows, T);
