@@ -50,6 +50,7 @@
 #define GPT2_CUDA_WGMMA_CUH_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma.cuh"
@@ -187,6 +188,109 @@ __device__ __forceinline__ void Product(float (&d)[8][4],
     }
   }
 }
+
+// This lane's rows g and g + 8 of its warp's 16, over k, from a register A
+// (each lane holds an mma.sync A fragment: the rows come from its quad).
+__device__ __forceinline__ void RegisterRows(float (&a_rows)[2][16],
+                                             const uint32_t (&a)[4]) {
+  const int lane = threadIdx.x % 32, g = lane / 4;
+  for (int j = 0; j < 4; ++j) {  // lane 4g + j holds k 2j.. and 2j + 8..
+    const uint32_t r[4] = {__shfl_sync(0xffffffffu, a[0], 4 * g + j),
+                           __shfl_sync(0xffffffffu, a[1], 4 * g + j),
+                           __shfl_sync(0xffffffffu, a[2], 4 * g + j),
+                           __shfl_sync(0xffffffffu, a[3], 4 * g + j)};
+    for (int h = 0; h < 2; ++h) {  // rows g, g + 8
+      a_rows[h][2 * j] = Bf16Lo(r[h]);
+      a_rows[h][2 * j + 1] = Bf16Hi(r[h]);
+      a_rows[h][2 * j + 8] = Bf16Lo(r[h + 2]);
+      a_rows[h][2 * j + 9] = Bf16Hi(r[h + 2]);
+    }
+  }
+}
+// The same rows of a K-major A in shared memory (rows 16 w .. 16 w + 15 are
+// warp w's).
+__device__ __forceinline__ void SharedRows(float (&a_rows)[2][16],
+                                           const SmemOperand& a) {
+  const int row = (threadIdx.x % 128) / 32 * 16 + (threadIdx.x % 32) / 4;
+  for (int h = 0; h < 2; ++h)
+    for (int k = 0; k < 16; ++k) a_rows[h][k] = KMajor(a, row + 8 * h, k);
+}
+
+// The device runs a warpgroup product asynchronously: wgmma.mma_async queues
+// it, and it reads its shared-memory operands, its A registers and its
+// accumulators whenever it runs, up to the wgmma.wait_group that retires its
+// group. So does the emulation: each product is queued (pointers to its
+// accumulators and A registers, its operands' addresses) and run at that
+// wait. A kernel that reads its accumulators before the wait, or overwrites
+// an operand (a shared tile, an A register) while its product is in flight,
+// gets wrong results here, as it may on the device; one that never waits
+// gets no products at all.
+struct Queued {
+  float (*d)[8][4];
+  const uint32_t (*a_regs)[4];  // register A, else a_smem
+  SmemOperand a_smem, b;
+  bool trans_b, accumulate;
+};
+struct Queue {
+  static constexpr int kMaxProducts = 64, kMaxGroups = 16;
+  Queued products[kMaxProducts];  // not yet run, oldest first
+  int queued;
+  int committed;                // products in closed groups (the first)
+  int group_sizes[kMaxGroups];  // closed groups not yet retired
+  int groups;
+};
+static_assert(std::is_trivial<Queue>::value, "lives in zeroed bytes");
+__device__ __forceinline__ Queue& ThisThreadQueue() {
+  return *static_cast<Queue*>(
+      cuda_emu::detail::ThreadHardwareState(sizeof(Queue)));
+}
+__device__ __forceinline__ void Enqueue(const Queued& product) {
+  Queue& q = ThisThreadQueue();
+  if (q.queued == Queue::kMaxProducts) {
+    cuda_emu::detail::DeviceFault("more than 64 wgmma products queued",
+                                  __FILE__, __LINE__);
+  }
+  q.products[q.queued++] = product;
+}
+// wgmma.commit_group: the products queued since the last commit (perhaps
+// none) become a group.
+__device__ __forceinline__ void Commit() {
+  Queue& q = ThisThreadQueue();
+  if (q.groups == Queue::kMaxGroups) {
+    cuda_emu::detail::DeviceFault("more than 16 wgmma groups in flight",
+                                  __FILE__, __LINE__);
+  }
+  q.group_sizes[q.groups++] = q.queued - q.committed;
+  q.committed = q.queued;
+}
+// wgmma.wait_group: runs the oldest groups until at most `in_flight` remain.
+__device__ __forceinline__ void Wait(int in_flight) {
+  Queue& q = ThisThreadQueue();
+  const int retire = q.groups - in_flight;
+  if (retire <= 0) return;
+  int run = 0;
+  for (int g = 0; g < retire; ++g) run += q.group_sizes[g];
+  for (int i = 0; i < run; ++i) {
+    const Queued& p = q.products[i];
+    float a_rows[2][16];
+    if (p.a_regs != nullptr) {
+      RegisterRows(a_rows, *p.a_regs);
+    } else {
+      SharedRows(a_rows, p.a_smem);
+    }
+    if (p.trans_b) {
+      Product<true>(*p.d, a_rows, p.b, p.accumulate);
+    } else {
+      Product<false>(*p.d, a_rows, p.b, p.accumulate);
+    }
+  }
+  for (int i = run; i < q.queued; ++i) q.products[i - run] = q.products[i];
+  for (int g = retire; g < q.groups; ++g)
+    q.group_sizes[g - retire] = q.group_sizes[g];
+  q.queued -= run;
+  q.committed -= run;
+  q.groups -= retire;
+}
 }  // namespace wgmma_emu
 #endif
 
@@ -208,21 +312,7 @@ __device__ __forceinline__ void Wgmma64x64(float (&d)[8][4],
                                            const uint32_t (&a)[4],
                                            SmemOperand b, bool accumulate) {
 #if defined(GPT2_CUDA_EMULATED)
-  const int lane = threadIdx.x % 32, g = lane / 4;
-  float a_rows[2][16];
-  for (int j = 0; j < 4; ++j) {  // lane 4g + j holds k 2j.. and 2j + 8..
-    const uint32_t r[4] = {__shfl_sync(0xffffffffu, a[0], 4 * g + j),
-                           __shfl_sync(0xffffffffu, a[1], 4 * g + j),
-                           __shfl_sync(0xffffffffu, a[2], 4 * g + j),
-                           __shfl_sync(0xffffffffu, a[3], 4 * g + j)};
-    for (int h = 0; h < 2; ++h) {  // rows g, g + 8
-      a_rows[h][2 * j] = Bf16Lo(r[h]);
-      a_rows[h][2 * j + 1] = Bf16Hi(r[h]);
-      a_rows[h][2 * j + 8] = Bf16Lo(r[h + 2]);
-      a_rows[h][2 * j + 9] = Bf16Hi(r[h + 2]);
-    }
-  }
-  wgmma_emu::Product<kTransB>(d, a_rows, b, accumulate);
+  wgmma_emu::Enqueue({&d, &a, SmemOperand{}, b, kTransB, accumulate});
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
@@ -243,12 +333,7 @@ template <bool kTransB>
 __device__ __forceinline__ void Wgmma64x64(float (&d)[8][4], SmemOperand a,
                                            SmemOperand b, bool accumulate) {
 #if defined(GPT2_CUDA_EMULATED)
-  const int row = (threadIdx.x % 128) / 32 * 16 + (threadIdx.x % 32) / 4;
-  float a_rows[2][16];
-  for (int h = 0; h < 2; ++h)
-    for (int k = 0; k < 16; ++k)
-      a_rows[h][k] = wgmma_emu::KMajor(a, row + 8 * h, k);
-  wgmma_emu::Product<kTransB>(d, a_rows, b, accumulate);
+  wgmma_emu::Enqueue({&d, nullptr, a, b, kTransB, accumulate});
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %35, 0;\n"
@@ -274,13 +359,17 @@ __device__ __forceinline__ void WgmmaFence() {
 #endif
 }
 __device__ __forceinline__ void WgmmaCommit() {
-#if defined(GPT2_WGMMA_HARDWARE)
+#if defined(GPT2_CUDA_EMULATED)
+  wgmma_emu::Commit();
+#elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
 template <int kInFlight>
 __device__ __forceinline__ void WgmmaWait() {
-#if defined(GPT2_WGMMA_HARDWARE)
+#if defined(GPT2_CUDA_EMULATED)
+  wgmma_emu::Wait(kInFlight);
+#elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kInFlight)
                : "memory");
 #endif
@@ -297,6 +386,22 @@ __device__ __forceinline__ void PinAccumulators(float (&d)[8][4]) {
   }
 #else
   (void)d;
+#endif
+}
+
+// The same for A fragments computed before a WgmmaFence: pinned before it,
+// their values are in their registers when the fence orders them for the
+// products after it (else the compiler may compute them after the fence and
+// ptxas then adds a fence of its own before the product, advisory C7519).
+__device__ __forceinline__ void PinFragments(uint32_t (&a)[4][4]) {
+#if defined(GPT2_WGMMA_HARDWARE)
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) asm volatile("" : "+r"(a[j][i])::"memory");
+  }
+#else
+  (void)a;
 #endif
 }
 

@@ -46,6 +46,17 @@ inline int WarpSize() { return 32; }
 // in src/cuda/launch.h).
 void* DynamicSharedMemory();
 
+// `bytes` of state that the current thread carries between calls for
+// emulated hardware that holds per-thread state beyond its variables (the
+// queue of asynchronous warpgroup products, src/cuda/wgmma.cuh): zeroed when
+// the thread starts, kept until its block ends. One user: a later call must
+// not ask for more bytes than the first.
+void* ThreadHardwareState(size_t bytes);
+
+// Reports a fault of the running kernel (as a failed barrier would: the
+// kernel's name, block and `message`) and ends its block.
+[[noreturn]] void DeviceFault(const char* message, const char* file, int line);
+
 enum class BarrierKind { kSync, kCount, kAnd, kOr };
 // __syncthreads and its reducing variants; returns the reduced predicate.
 int BlockBarrier(BarrierKind kind, int predicate, const char* file, int line);

@@ -274,7 +274,9 @@ struct EmuThread {
   unsigned op_mask;
   WarpResult result;
   int barrier_result;
-  bool in_activemask;  // yielding inside __activemask()
+  bool in_activemask;        // yielding inside __activemask()
+  bool hardware_state_live;  // hardware_state belongs to this block's run
+  std::vector<unsigned char> hardware_state;  // ThreadHardwareState's
 };
 
 // A warp collective that some lanes of `mask` have reached.
@@ -563,6 +565,25 @@ class BlockRunner {
 
   void* dynamic_smem() const { return smem_; }
 
+  void* HardwareState(size_t bytes) {
+    EmuThread& t = *current_;
+    if (!t.hardware_state_live) {
+      t.hardware_state.assign(bytes, 0);
+      t.hardware_state_live = true;
+    } else if (t.hardware_state.size() < bytes) {
+      FailFromFiber(Describe(t) + " asked for " + std::to_string(bytes) +
+                    " bytes of emulated hardware state, after " +
+                    std::to_string(t.hardware_state.size()));
+    }
+    return t.hardware_state.data();
+  }
+
+  [[noreturn]] void Fault(const char* message, const char* file, int line) {
+    FailFromFiber(Describe(*current_) + ": " + message + " at " +
+                  Where(file, line));
+    std::abort();  // not reached: the fiber is unwound
+  }
+
  private:
   void Prepare(const LaunchInfo& launch, uint3 block_idx) {
     launch_ = &launch;
@@ -579,6 +600,7 @@ class BlockRunner {
       t.linear = i;
       t.state = ThreadState::kNotStarted;
       t.in_activemask = false;
+      t.hardware_state_live = false;
       t.file = nullptr;
       t.line = 0;
     }
@@ -1098,6 +1120,15 @@ double SpinTimeoutSeconds() {
 void* DynamicSharedMemory() {
   return RunnerOrDie("GPT2_EXTERN_SHARED (dynamic shared memory)", nullptr, 0)
       .dynamic_smem();
+}
+
+void* ThreadHardwareState(size_t bytes) {
+  return RunnerOrDie("emulated hardware state", nullptr, 0)
+      .HardwareState(bytes);
+}
+
+void DeviceFault(const char* message, const char* file, int line) {
+  RunnerOrDie("a device fault", file, line).Fault(message, file, line);
 }
 
 int BlockBarrier(BarrierKind kind, int predicate, const char* file, int line) {
