@@ -569,7 +569,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedForwardIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
@@ -596,14 +596,18 @@ group_profile() {
     # timed on one layer) into the third step.
     local spec kernel skip count wgmma family
     # Each family fixed (GPT2_ATTENTION_WGMMA=1 / regs / 0), so that its kernels run every
-    # step whichever the timed choice would pick; NAME:SKIP:COUNT[:WGMMA].
+    # step whichever the timed choice would pick; NAME:SKIP:COUNT[:WGMMA]. The pipelined
+    # forward (WGMMA auto: the timed choice) runs at least in the first step's timing.
     for spec in ForwardKernel:30:2 BackwardKeyValueKernel:60:2 BackwardQueryKernel:50:2 \
       WgmmaForwardKernel:30:2 WgmmaKeyValueKernel:40:2 WgmmaQueryKernel:40:2 \
-      WgmmaForwardKernel:30:2:regs WgmmaKeyValueKernel:40:2:regs WgmmaQueryKernel:40:2:regs; do
+      WgmmaForwardKernel:30:2:regs WgmmaKeyValueKernel:40:2:regs WgmmaQueryKernel:40:2:regs \
+      WgmmaForwardPipelinedKernel:1:2:auto; do
       IFS=: read -r kernel skip count wgmma <<<"$spec"
       [[ $kernel != Wgmma* ]] || [ "${GPT2_ATTENTION_WGMMA:-}" != 0 ] || continue
+      [[ $kernel != *Pipelined* ]] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" != 0 ] || continue
       family=0
       [[ $kernel != Wgmma* ]] || family=${wgmma:-1}
+      [ "$family" != auto ] || family=
       GPT2_ATTENTION_WGMMA=$family \
         run "ncu_$kernel${wgmma:+_$wgmma}" 45 profile.txt "${ncu:-ncu}" --kernel-name-base function \
         --kernel-name "$kernel" --launch-skip "$skip" --launch-count "$count" \
@@ -636,6 +640,13 @@ if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_REGS:-}" ]
     --gtest_filter='Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16'; then
   export GPT2_ATTENTION_WGMMA_REGS=0
   log "the wgmma kernels with their own rows in registers failed their probe: left out from here on"
+fi
+# The pipelined wgmma forward likewise (GPT2_ATTENTION_WGMMA_PIPELINED=0 leaves it out).
+if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" ] &&
+  ! run wgmma_pipelined_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
+    --gtest_filter='Types/CudaOps.WgmmaPipelinedForwardIsBitwiseTheSame/bf16'; then
+  export GPT2_ATTENTION_WGMMA_PIPELINED=0
+  log "the pipelined wgmma forward failed its probe: left out from here on"
 fi
 # The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
 if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] &&

@@ -421,6 +421,11 @@ bool WgmmaRegsAllowed() {
   return allowed;
 }
 
+bool WgmmaPipelinedAllowed() {
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA_PIPELINED", "0");
+  return allowed;
+}
+
 namespace {
 
 // kWgmmaRegs as kWgmmaBeside where the register versions are barred; the one
@@ -759,31 +764,49 @@ void SetAttentionKernels(AttentionKernels kernels) {
 }
 
 // The forward's version where wgmma runs: chosen by timing at the first
-// tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma with Q in registers), or
-// fixed by kWgmma* (1, or 2 for kWgmmaRegs); 0 where wgmma does not run.
+// tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma pipelined, 3 wgmma with
+// Q in registers, 4 both: WgmmaForm), or fixed by kWgmma* (1, or 3 for
+// kWgmmaRegs); 0 where wgmma does not run.
 std::string& ForwardChoiceNote() {
   static std::string note;
   return note;
+}
+tc::WgmmaForwardForm WgmmaForm(int version) {
+  tc::WgmmaForwardForm form;
+  form.own_rows_in_registers = version >= 3;
+  form.pipelined = version == 2 || version == 4;
+  return form;
 }
 int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                    int NH, CUstream_st* stream) {
   if (!WgmmaFor(out.dtype, C / NH)) return 0;
   if (FixedWgmma(KernelChoice()))
-    return KernelChoice() == AttentionKernels::kWgmmaRegs ? 2 : 1;
+    return KernelChoice() == AttentionKernels::kWgmmaRegs ? 3 : 1;
   static int version = -1;
   if (version < 0) {
-    static const char* const kNames[] = {"mma.sync", "wgmma",
-                                         "wgmma, Q in registers"};
-    version = Fastest(stream, kNames, WgmmaRegsAllowed() ? 3 : 2, B, T,
-                      &ForwardChoiceNote(), [&](int v) {
-                        if (v > 0) {
-                          tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH,
-                                                    v == 2, stream);
-                        } else {
-                          tc::AttentionForward(out, lse, qkv, B, T, C, NH, true,
-                                               stream);
-                        }
-                      });
+    static const char* const kNames[] = {
+        "mma.sync", "wgmma", "wgmma, pipelined", "wgmma, Q in registers",
+        "wgmma, pipelined, Q in registers"};
+    std::vector<int> versions;
+    std::vector<const char*> names;
+    for (int v = 0; v < 5; ++v) {
+      const tc::WgmmaForwardForm form = WgmmaForm(v);
+      if ((form.own_rows_in_registers && !WgmmaRegsAllowed()) ||
+          (form.pipelined && !WgmmaPipelinedAllowed()))
+        continue;
+      versions.push_back(v);
+      names.push_back(kNames[v]);
+    }
+    version = versions[Fastest(
+        stream, names.data(), static_cast<int>(versions.size()), B, T,
+        &ForwardChoiceNote(), [&](int i) {
+          if (versions[i] > 0) {
+            tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH,
+                                      WgmmaForm(versions[i]), stream);
+          } else {
+            tc::AttentionForward(out, lse, qkv, B, T, C, NH, true, stream);
+          }
+        })];
   }
   return version;
 }
@@ -824,8 +847,8 @@ void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
     const int version =
         Ldmatrix() ? ForwardVersion(out, lse, qkv, B, T, C, NH, stream) : 0;
     if (version > 0) {
-      return tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH, version == 2,
-                                       stream);
+      return tc::WgmmaAttentionForward(out, lse, qkv, B, T, C, NH,
+                                       WgmmaForm(version), stream);
     }
     return tc::AttentionForward(out, lse, qkv, B, T, C, NH, Ldmatrix(), stream);
   }
@@ -1049,10 +1072,14 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
   if (tc::WgmmaSupports(DType::kBF16, hs)) {  // Hopper's versions
     for (const bool regs : {false, true}) {
       const std::string how = regs ? ", own rows in registers)" : ")";
-      time("forward (wgmma" + how, 2 * product, [&] {
-        tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH, regs,
-                                  stream);
-      });
+      for (const bool pipelined : {false, true}) {
+        time(pipelined ? "forward (wgmma, pipelined" + how
+                       : "forward (wgmma" + how,
+             2 * product, [&] {
+               tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH,
+                                         {regs, pipelined}, stream);
+             });
+      }
       time("dK, dV (wgmma" + how, 4 * product, [&] {
         tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
                                    NH, regs, stream, tc::kKeyValuePart);

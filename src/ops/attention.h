@@ -88,6 +88,10 @@ enum class AttentionKernels {
 // test fails, keeping the other wgmma kernels).
 void SetAttentionKernels(AttentionKernels kernels);
 bool WgmmaRegsAllowed();
+// kAuto's timed forward leaves the pipelined wgmma versions out where
+// GPT2_ATTENTION_WGMMA_PIPELINED=0 (device_check sets it when their test
+// fails).
+bool WgmmaPipelinedAllowed();
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
 // "tensor-core-wgmma-regs", "tensor-core-tt" (transposed tiles) or "portable":

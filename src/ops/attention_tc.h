@@ -44,11 +44,17 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
 // mma.sync kernels to rounding. own_rows_in_registers: each block's own rows
 // (Q in the forward, K and V or Q and dO in the backward) as A fragments in
 // registers instead of read from shared memory at every product (more
-// registers, fewer blocks an SM; the same bits).
+// registers, fewer blocks an SM; the same bits). The forward also comes
+// pipelined: each key tile's scores overlapping the previous tile's output
+// products (the same bits again).
 bool WgmmaSupports(DType dtype, int head_size);
 const std::string& WgmmaWhyNot();
+struct WgmmaForwardForm {
+  bool own_rows_in_registers = false;
+  bool pipelined = false;
+};
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
-                           int C, int NH, bool own_rows_in_registers,
+                           int C, int NH, WgmmaForwardForm form,
                            CUstream_st* stream);
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,

@@ -451,10 +451,11 @@ __device__ __forceinline__ void LoadWarpRows(uint32_t (&f)[HS / 16][4],
 // row's four lanes, the running maximum moves and the row's sum and output
 // rescale, and the scores become probabilities 2^(s * scale_log2 - max *
 // scale_log2), one fused multiply-add and one ex2 each, added to the sums.
-template <int HS>
-__device__ __forceinline__ void SoftmaxTile(
+// In two parts: SoftmaxProbabilities leaves the output's rescale to
+// RescaleOutput (for a kernel whose output products are still running).
+__device__ __forceinline__ void SoftmaxProbabilities(
     float (&s)[8][4], float (&tile_max)[2], float (&row_max)[2],
-    float (&row_sum)[2], float (&o)[HS / 8][4], float scale_log2) {
+    float (&row_sum)[2], float (&correction)[2], float scale_log2) {
   float neg_max[2];  // -max * scale_log2 of each row
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -463,15 +464,10 @@ __device__ __forceinline__ void SoftmaxTile(
     tile_max[r] =
         fmaxf(tile_max[r], __shfl_xor_sync(0xffffffffu, tile_max[r], 2));
     const float new_max = fmaxf(row_max[r], tile_max[r]);
-    const float correction = Exp2Ftz((row_max[r] - new_max) * scale_log2);
+    correction[r] = Exp2Ftz((row_max[r] - new_max) * scale_log2);
     row_max[r] = new_max;
     neg_max[r] = -new_max * scale_log2;
-    row_sum[r] *= correction;
-#pragma unroll
-    for (int dt = 0; dt < HS / 8; ++dt) {
-      o[dt][2 * r] *= correction;
-      o[dt][2 * r + 1] *= correction;
-    }
+    row_sum[r] *= correction[r];
   }
 #pragma unroll
   for (int nt = 0; nt < 8; ++nt) {
@@ -482,6 +478,26 @@ __device__ __forceinline__ void SoftmaxTile(
       row_sum[i / 2] += p;
     }
   }
+}
+template <int HS>
+__device__ __forceinline__ void RescaleOutput(float (&o)[HS / 8][4],
+                                              const float (&correction)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+#pragma unroll
+    for (int dt = 0; dt < HS / 8; ++dt) {
+      o[dt][2 * r] *= correction[r];
+      o[dt][2 * r + 1] *= correction[r];
+    }
+  }
+}
+template <int HS>
+__device__ __forceinline__ void SoftmaxTile(
+    float (&s)[8][4], float (&tile_max)[2], float (&row_max)[2],
+    float (&row_sum)[2], float (&o)[HS / 8][4], float scale_log2) {
+  float correction[2];
+  SoftmaxProbabilities(s, tile_max, row_max, row_sum, correction, scale_log2);
+  RescaleOutput<HS>(o, correction);
 }
 
 // Where the causal mask applies (the diagonal tile; keys past T are after

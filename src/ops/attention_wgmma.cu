@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
@@ -287,6 +288,30 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
   StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
 }
 
+// The wgmma forward kernels' block: its place, its query block (the longest
+// rows first), its rows a and a + 8 (this lane's), and its first loads
+// queued: its queries (own tile 0), keys and values of tile 0 (streamed
+// buffers 0).
+struct ForwardBlock {
+  Place at;
+  int qb;
+  const bf16* q;  // this head's queries; its keys at + C, values at + 2 C
+  float scale_log2;
+  int row_a;
+  __device__ ForwardBlock(const WgTiles& tiles, const bf16* qkv, int T, int C,
+                          int NH, float scale)
+      : at(PlaceOf<64>(T, C, NH)),
+        qb(gridDim.y - 1 - RowBlockRank()),
+        q(qkv + at.qkv),
+        scale_log2(scale * kLog2e),
+        row_a(qb * kRows + at.warp * 16 + at.g) {
+    LoadTileAsync(tiles.own(0), q, at.stride, qb * kRows, T);
+    LoadTileAsync(tiles.streamed(0, 0), q + C, at.stride, 0, T);
+    LoadTileAsync(tiles.streamed(1, 0), q + 2 * C, at.stride, 0, T);
+    CpAsyncCommit();
+  }
+};
+
 // The forward (ForwardKernel's arithmetic): S = Q K^T, the online softmax,
 // O += P V, with the block's queries and the streamed keys and values in
 // shared memory; kQRegs: the queries as A fragments in registers (OwnRows),
@@ -297,34 +322,25 @@ __global__ void __launch_bounds__(kThreads, kQRegs ? 4 : 3)
                        int NH, float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  bf16* const q_rows = tiles.own(0);
-  OwnRows<kQRegs> q_own{q_rows};
+  OwnRows<kQRegs> q_own{tiles.own(0)};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
-  const Place at = PlaceOf<HS>(T, C, NH);
-  const int qb = gridDim.y - 1 - RowBlockRank();  // the longest rows first
-  const bf16* q = qkv + at.qkv;
-  const float scale_log2 = scale * kLog2e;
-  LoadTileAsync(q_rows, q, at.stride, qb * kRows, T);
-  LoadTileAsync(k_tile(0), q + C, at.stride, 0, T);
-  LoadTileAsync(v_tile(0), q + 2 * C, at.stride, 0, T);
-  CpAsyncCommit();
+  const ForwardBlock b(tiles, qkv, T, C, NH, scale);
 
   float o[8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  const int row_a = qb * kRows + at.warp * 16 + at.g;  // rows a, a + 8
-  for (int kt = 0; kt <= qb; ++kt) {
+  for (int kt = 0; kt <= b.qb; ++kt) {
     const int k0 = kt * kTile, buf = kt % 2;
-    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
-                                 at.stride, kt, qb, T);
+    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), b.q, C,
+                                 b.at.stride, kt, b.qb, T);
     if (kt == 0) q_own.Load();
     float s[8][4];
     WgmmaFence();
     q_own.TimesTile(s, k_tile(buf));
     WgFinish(s);
     float tile_max[2] = {-INFINITY, -INFINITY};
-    MaskScores(kt == qb, s, tile_max, k0, row_a, at.t);
-    SoftmaxTile<HS>(s, tile_max, row_max, row_sum, o, scale_log2);
+    MaskScores(kt == b.qb, s, tile_max, k0, b.row_a, b.at.t);
+    SoftmaxTile<HS>(s, tile_max, row_max, row_sum, o, b.scale_log2);
     uint32_t pa[4][4];
     AccToFragments(pa, s);
     WgmmaFence();
@@ -333,8 +349,81 @@ __global__ void __launch_bounds__(kThreads, kQRegs ? 4 : 3)
     WgFinish(o);
   }
 
-  StoreForwardRows<HS>(out, lse, at, o, row_sum, row_max, row_a, T, C,
-                       scale_log2);
+  StoreForwardRows<HS>(out, lse, b.at, o, row_sum, row_max, b.row_a, T, C,
+                       b.scale_log2);
+}
+
+// The forward with each key tile's scores overlapping the previous tile's
+// output products (FlashAttention-3's overlap within a warpgroup): at tile
+// kt, S = Q K^T and O += P V of tile kt - 1 are issued together, the softmax
+// of S runs while O's products do, and O is rescaled once they are done. O
+// sees the same operations in the same order as in WgmmaForwardKernel (O *=
+// c of tile kt, then O += P V of tile kt, here across two iterations): the
+// same bits. V takes three buffers (the third is the own-rows tile the
+// forward does not otherwise use): tile kt - 1's is still read when tile
+// kt + 1 is queued. kQRegs: the queries as A fragments (OwnRows).
+template <bool kQRegs>
+__global__ void __launch_bounds__(kThreads, 3)
+    WgmmaForwardPipelinedKernel(bf16* out, float* lse, const bf16* qkv, int T,
+                                int C, int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  OwnRows<kQRegs> q_own{tiles.own(0)};
+  const auto k_tile = [&](int kt) { return tiles.streamed(0, kt % 2); };
+  const auto v_tile = [&](int kt) {
+    const int buf = kt % 3;
+    return buf < 2 ? tiles.streamed(1, buf) : tiles.own(1);
+  };
+  const ForwardBlock b(tiles, qkv, T, C, NH, scale);
+
+  float o[8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  uint32_t pa[4][4];  // P of the previous tile, the A of its output products
+  // One key tile; kOutput: with the previous tile's output products (all but
+  // the first tile, a separate instance: no branch around the products).
+  const auto tile = [&](int kt, auto output) {
+    constexpr bool kOutput = decltype(output)::value;
+    const int k0 = kt * kTile;
+    // Every product of tile kt - 1 was waited for: K's buffer of tile kt - 1
+    // and V's of tile kt - 2 take tile kt + 1.
+    AwaitKeysQueueNext<64, true>(k_tile(kt + 1), v_tile(kt + 1), b.q, C,
+                                 b.at.stride, kt, b.qb, T);
+    if constexpr (!kOutput) q_own.Load();
+    float s[8][4];
+    PinAccumulators(o);  // O and P of tile kt - 1 complete before the fence
+    PinFragments(pa);
+    WgmmaFence();
+    q_own.TimesTile(s, k_tile(kt));
+    WgmmaCommit();
+    if constexpr (kOutput) {
+      WgFragmentsTimesTile(o, pa, v_tile(kt - 1));  // O += P V
+      WgmmaCommit();
+      WgmmaWait<1>();  // S
+    } else {
+      WgmmaWait<0>();
+    }
+    PinAccumulators(s);
+    float tile_max[2] = {-INFINITY, -INFINITY}, correction[2];
+    MaskScores(kt == b.qb, s, tile_max, k0, b.row_a, b.at.t);
+    SoftmaxProbabilities(s, tile_max, row_max, row_sum, correction,
+                         b.scale_log2);
+    if constexpr (kOutput) {
+      WgmmaWait<0>();  // O
+      PinAccumulators(o);
+    }
+    RescaleOutput<HS>(o, correction);
+    AccToFragments(pa, s);
+  };
+  tile(0, std::false_type{});
+  for (int kt = 1; kt <= b.qb; ++kt) tile(kt, std::true_type{});
+  PinAccumulators(o);
+  PinFragments(pa);
+  WgmmaFence();
+  WgFragmentsTimesTile(o, pa, v_tile(b.qb));  // the last tile's O += P V
+  WgFinish(o);
+
+  StoreForwardRows<HS>(out, lse, b.at, o, row_sum, row_max, b.row_a, T, C,
+                       b.scale_log2);
 }
 
 }  // namespace
@@ -367,26 +456,34 @@ void AllowWgmmaShared(const void* kernel, int bytes) {
 }  // namespace
 
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
-                           int C, int NH, bool own_rows_in_registers,
+                           int C, int NH, WgmmaForwardForm form,
                            CUstream_st* stream) {
   GPT2_CHECK_MSG(out.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
-  static const bool allowed =
-      (AllowWgmmaShared(
-           reinterpret_cast<const void*>(&WgmmaForwardKernel<false>), kShared),
-       AllowWgmmaShared(
-           reinterpret_cast<const void*>(&WgmmaForwardKernel<true>), kShared),
-       true);
+  using Kernel = void (*)(bf16*, float*, const bf16*, int, int, int, float);
+  // [pipelined][own rows in registers]
+  static constexpr Kernel kKernels[2][2] = {
+      {&WgmmaForwardKernel<false>, &WgmmaForwardKernel<true>},
+      {&WgmmaForwardPipelinedKernel<false>,
+       &WgmmaForwardPipelinedKernel<true>}};
+  static const char* const kNames[2][2] = {
+      {"tc::WgmmaForwardKernel", "tc::WgmmaForwardKernel (Q in registers)"},
+      {"tc::WgmmaForwardPipelinedKernel",
+       "tc::WgmmaForwardPipelinedKernel (Q in registers)"}};
+  static const bool allowed = [] {
+    for (const auto& row : kKernels)
+      for (Kernel kernel : row)
+        AllowWgmmaShared(reinterpret_cast<const void*>(kernel), kShared);
+    return true;
+  }();
   (void)allowed;
-  auto* kernel = own_rows_in_registers ? &WgmmaForwardKernel<true>
-                                       : &WgmmaForwardKernel<false>;
-  CheckLaunch(GPT2_LAUNCH(kernel, BlockGrid(CeilDiv(T, kRows), B, NH), kThreads,
-                          kShared, stream, Ptr<bf16>(out), Ptr<float>(lse),
-                          Ptr<bf16>(qkv), T, C, NH, scale),
-              own_rows_in_registers ? "tc::WgmmaForwardKernel (Q in registers)"
-                                    : "tc::WgmmaForwardKernel");
+  const int p = form.pipelined ? 1 : 0, r = form.own_rows_in_registers ? 1 : 0;
+  CheckLaunch(GPT2_LAUNCH(kKernels[p][r], BlockGrid(CeilDiv(T, kRows), B, NH),
+                          kThreads, kShared, stream, Ptr<bf16>(out),
+                          Ptr<float>(lse), Ptr<bf16>(qkv), T, C, NH, scale),
+              kNames[p][r]);
 }
 
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,

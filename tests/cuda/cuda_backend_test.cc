@@ -787,18 +787,20 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 18u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 20u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
     const std::pair<std::string, double> rows[] = {
         {"forward (wgmma)", 2},
+        {"forward (wgmma, pipelined)", 2},
         {"dK, dV (wgmma)", 4},
         {"dQ (wgmma)", 3},
         {"forward (wgmma, own rows in registers)", 2},
+        {"forward (wgmma, pipelined, own rows in registers)", 2},
         {"dK, dV (wgmma, own rows in registers)", 4},
         {"dQ (wgmma, own rows in registers)", 3}};
-    for (int i = 0; i < 6; ++i) {
+    for (int i = 0; i < 8; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1310,7 +1312,8 @@ TEST_P(CudaOps, WgmmaOwnRowsInRegistersIsBitwiseTheSame) {
       auto g_out = Gpu(Random(B * T * C, 85 + regs));
       auto g_lse = GpuF32(Random(B * NH * T, 87 + regs));
       cuda::tc::WgmmaAttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T,
-                                      C, NH, regs == 1, cuda_->cuda_stream());
+                                      C, NH, {regs == 1, false},
+                                      cuda_->cuda_stream());
       outs[regs] = Download(g_out, "out");
       lses[regs] = Download(g_lse, "lse");
       auto g_dqkv = Gpu(Random(B * T * 3 * C, 89 + regs));
@@ -1327,6 +1330,39 @@ TEST_P(CudaOps, WgmmaOwnRowsInRegistersIsBitwiseTheSame) {
     for (size_t i = 0; i < grads[0].size(); ++i)
       differ += grads[0][i] != grads[1][i];
     EXPECT_EQ(differ, 0) << where << ": dqkv";
+  }
+}
+
+// The pipelined wgmma forward (each tile's scores overlapping the previous
+// tile's output products) applies the same operations to the output in the
+// same order as the plain one: the same bits (out and lse), Q in shared
+// memory and in registers.
+TEST_P(CudaOps, WgmmaPipelinedForwardIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
+    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
+  std::vector<std::tuple<int, int, int, int>> shapes = {
+      {1, 64, 64, 1}, {1, 130, 128, 2}, {2, 200, 64, 1}};
+  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
+  for (auto [B, T, C, NH] : shapes) {
+    auto g_qkv = Gpu(Random(B * T * 3 * C, 91, 1.5));
+    for (const bool regs : {false, true}) {
+      const std::string where =
+          "B=" + std::to_string(B) + " T=" + std::to_string(T) +
+          " C=" + std::to_string(C) + (regs ? ", Q in registers" : "");
+      std::vector<double> outs[2], lses[2];
+      for (int pipelined = 0; pipelined < 2; ++pipelined) {
+        auto g_out = Gpu(Random(B * T * C, 93 + pipelined));
+        auto g_lse = GpuF32(Random(B * NH * T, 95 + pipelined));
+        cuda::tc::WgmmaAttentionForward(g_out.view, g_lse.view, g_qkv.view, B,
+                                        T, C, NH, {regs, pipelined == 1},
+                                        cuda_->cuda_stream());
+        outs[pipelined] = Download(g_out, "out");
+        lses[pipelined] = Download(g_lse, "lse");
+      }
+      EXPECT_EQ(outs[0], outs[1]) << where << ": out";
+      EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
+    }
   }
 }
 
