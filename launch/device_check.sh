@@ -271,6 +271,10 @@ group_bench() {
   # the mma.sync ones; "attention kernels alone" lists both): the step they save.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] ||
     GPT2_ATTENTION_WGMMA=0 bench bench_nowgmma_B16 16 --steps 5
+  # The wgmma dQ kernel pipelined (each tile's score math overlapping the previous tile's
+  # dQ products; the same bits) inside whichever backward version the first step picks.
+  [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
+    GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 bench bench_dqpipe_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -282,6 +286,7 @@ group_bench() {
   # epilogue if over 1%: for every later group and call (while the machine stays warm).
   adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE 0.98 "cuBLASLt algorithms timed per shape"
   adopt bench_biasepi_B16 GPT2_BIAS_EPILOGUE 0.99 "bias gradients from cuBLASLt's epilogue"
+  adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED 0.99 "the pipelined wgmma dQ kernel"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR RATIO WHAT: VAR=1 from here on (and in later calls: $state/VAR) if bench
@@ -569,7 +574,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedForwardIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
@@ -641,12 +646,12 @@ if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_REGS:-}" ]
   export GPT2_ATTENTION_WGMMA_REGS=0
   log "the wgmma kernels with their own rows in registers failed their probe: left out from here on"
 fi
-# The pipelined wgmma forward likewise (GPT2_ATTENTION_WGMMA_PIPELINED=0 leaves it out).
+# The pipelined wgmma kernels likewise (GPT2_ATTENTION_WGMMA_PIPELINED=0 leaves them out).
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" ] &&
   ! run wgmma_pipelined_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='Types/CudaOps.WgmmaPipelinedForwardIsBitwiseTheSame/bf16'; then
+    --gtest_filter='Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16'; then
   export GPT2_ATTENTION_WGMMA_PIPELINED=0
-  log "the pipelined wgmma forward failed its probe: left out from here on"
+  log "the pipelined wgmma kernels failed their probe: left out from here on"
 fi
 # The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
 if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] &&

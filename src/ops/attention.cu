@@ -1084,10 +1084,14 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
         tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
                                    NH, regs, stream, tc::kKeyValuePart);
       });
-      time("dQ (wgmma" + how, 3 * product, [&] {
-        tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
-                                   NH, regs, stream, tc::kQueryPart);
-      });
+      for (const bool pipelined : {false, true}) {
+        time(pipelined ? "dQ (wgmma, pipelined" + how : "dQ (wgmma" + how,
+             3 * product, [&] {
+               tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B,
+                                          T, C, NH, regs, stream,
+                                          tc::kQueryPart, pipelined);
+             });
+      }
     }
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));

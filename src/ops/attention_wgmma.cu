@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "src/core/env.h"
 #include "src/cuda/async_copy.cuh"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma_check.h"
@@ -34,8 +35,8 @@ using namespace internal;  // NOLINT: the shared pieces, attention_tc_parts.cuh
 // the mma.sync kernels. Results match those kernels to rounding, not bit for
 // bit (the tensor cores add a k-step in their own order).
 constexpr int kWgTiles = 6;  // dK/dV and dQ: 2 own + 2 x 2 streamed tiles
-constexpr int WgmmaSharedBytes() {
-  return kWgTiles * kTileElems * static_cast<int>(sizeof(bf16)) +
+constexpr int WgmmaSharedBytes(int tiles = kWgTiles) {
+  return tiles * kTileElems * static_cast<int>(sizeof(bf16)) +
          4 * kTile * static_cast<int>(sizeof(float)) +  // lse, delta x 2
          kTileAlign;  // to start the tiles on the swizzle's 1,024 bytes
 }
@@ -127,6 +128,33 @@ __device__ __forceinline__ void WgFragmentsTimesTile(float (&acc)[8][4],
 #pragma unroll
   for (int j = 0; j < 4; ++j)
     Wgmma64x64<true>(acc, a[j], TileMnMajor(tile, j), true);
+}
+
+// The pipelined kernels' accumulators and A fragments, computed before, in
+// their registers and fenced for the products that follow.
+__device__ __forceinline__ void FenceForProducts(float (&acc)[8][4],
+                                                 uint32_t (&a)[4][4]) {
+  PinAccumulators(acc);
+  PinFragments(a);
+  WgmmaFence();
+}
+
+// The pipelined kernels' step after issuing this tile's kGroups groups of
+// products: the previous tile's products (acc += a times the tile
+// tile_of() returns; kPrevious) queued behind them as one more group, then a
+// wait for this tile's first group (whose accumulators are `first`).
+template <bool kPrevious, int kGroups, typename TileOf>
+__device__ __forceinline__ void QueuePreviousAwaitFirst(
+    float (&acc)[8][4], const uint32_t (&a)[4][4], TileOf tile_of,
+    float (&first)[8][4]) {
+  if constexpr (kPrevious) {
+    WgFragmentsTimesTile(acc, a, tile_of());
+    WgmmaCommit();
+    WgmmaWait<kGroups>();
+  } else {
+    WgmmaWait<kGroups - 1>();
+  }
+  PinAccumulators(first);
 }
 
 // Issues the products queued since the last wait and waits for them.
@@ -227,6 +255,32 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
   StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
 }
 
+// A block of 64 queries (the forward's and dQ's): its place, its query block
+// (the longest rows first), its rows a and a + 8 (this lane's), and its first
+// loads queued: its queries (own tile 0), with `dout` its output gradients
+// too (own tile 1), the keys and values of tile 0 (streamed buffers 0).
+struct QueryBlock {
+  Place at;
+  int qb;
+  const bf16* q;  // this head's queries; its keys at + C, values at + 2 C
+  float scale_log2;
+  int row_a;
+  __device__ QueryBlock(const WgTiles& tiles, const bf16* qkv, int T, int C,
+                        int NH, float scale, const bf16* dout = nullptr)
+      : at(PlaceOf<64>(T, C, NH)),
+        qb(gridDim.y - 1 - RowBlockRank()),
+        q(qkv + at.qkv),
+        scale_log2(scale * kLog2e),
+        row_a(qb * kRows + at.warp * 16 + at.g) {
+    LoadTileAsync(tiles.own(0), q, at.stride, qb * kRows, T);
+    if (dout != nullptr)
+      LoadTileAsync(tiles.own(1), dout + at.rows, C, qb * kRows, T);
+    LoadTileAsync(tiles.streamed(0, 0), q + C, at.stride, 0, T);
+    LoadTileAsync(tiles.streamed(1, 0), q + 2 * C, at.stride, 0, T);
+    CpAsyncCommit();
+  }
+};
+
 // dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
 // kOwnRegs: Q and dO as A fragments in registers (OwnRows), 2 blocks an SM.
 template <bool kOwnRegs>
@@ -236,30 +290,18 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
                      float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  bf16* const q_rows = tiles.own(0);
-  bf16* const do_rows = tiles.own(1);
-  OwnRows<kOwnRegs> q_own{q_rows}, do_own{do_rows};
+  OwnRows<kOwnRegs> q_own{tiles.own(0)}, do_own{tiles.own(1)};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
-  const Place at = PlaceOf<HS>(T, C, NH);
-  const int qb = gridDim.y - 1 - RowBlockRank();
-  const bf16* q = qkv + at.qkv;
-  const bf16* dy = dout + at.rows;
-  const float scale_log2 = scale * kLog2e;
-  LoadTileAsync(q_rows, q, at.stride, qb * kRows, T);
-  LoadTileAsync(do_rows, dy, C, qb * kRows, T);
-  LoadTileAsync(k_tile(0), q + C, at.stride, 0, T);
-  LoadTileAsync(v_tile(0), q + 2 * C, at.stride, 0, T);
-  CpAsyncCommit();
-  const int row_a = qb * kRows + at.warp * 16 + at.g;
+  const QueryBlock b(tiles, qkv, T, C, NH, scale, dout);
   float row_lse[2], row_delta[2];
-  LoadRowStats(row_lse, row_delta, lse, delta, at, row_a, T);
+  LoadRowStats(row_lse, row_delta, lse, delta, b.at, b.row_a, T);
 
   float dq[8][4] = {};
-  for (int kt = 0; kt <= qb; ++kt) {
+  for (int kt = 0; kt <= b.qb; ++kt) {
     const int k0 = kt * kTile, buf = kt % 2;
-    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), q, C,
-                                 at.stride, kt, qb, T);
+    AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), b.q, C,
+                                 b.at.stride, kt, b.qb, T);
     if (kt == 0) {
       q_own.Load();
       do_own.Load();
@@ -273,44 +315,93 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     WgmmaCommit();
     WgmmaWait<1>();
     PinAccumulators(s);
-    QueryScoreGrads<kProbabilities>(kt == qb, s, dp, k0, row_a, at.t, row_lse,
-                                    row_delta, scale_log2);  // mask: diagonal
-    WgmmaWait<0>();                                          // dP
+    QueryScoreGrads<kProbabilities>(kt == b.qb, s, dp, k0, b.row_a, b.at.t,
+                                    row_lse, row_delta,
+                                    b.scale_log2);  // mask: diagonal
+    WgmmaWait<0>();                                 // dP
     PinAccumulators(dp);
-    QueryScoreGrads<kGradients>(false, s, dp, k0, row_a, at.t, row_lse,
-                                row_delta, scale_log2);
+    QueryScoreGrads<kGradients>(false, s, dp, k0, b.row_a, b.at.t, row_lse,
+                                row_delta, b.scale_log2);
     uint32_t dsa[4][4];
     AccToFragments(dsa, dp);
     WgmmaFence();
     WgFragmentsTimesTile(dq, dsa, k_tile(buf));  // dQ += dS K
     WgFinish(dq);
   }
-  StoreRows<HS>(dqkv + at.qkv, at.stride, dq, row_a, T, scale);
+  StoreRows<HS>(dqkv + b.at.qkv, b.at.stride, dq, b.row_a, T, scale);
 }
 
-// The wgmma forward kernels' block: its place, its query block (the longest
-// rows first), its rows a and a + 8 (this lane's), and its first loads
-// queued: its queries (own tile 0), keys and values of tile 0 (streamed
-// buffers 0).
-struct ForwardBlock {
-  Place at;
-  int qb;
-  const bf16* q;  // this head's queries; its keys at + C, values at + 2 C
-  float scale_log2;
-  int row_a;
-  __device__ ForwardBlock(const WgTiles& tiles, const bf16* qkv, int T, int C,
-                          int NH, float scale)
-      : at(PlaceOf<64>(T, C, NH)),
-        qb(gridDim.y - 1 - RowBlockRank()),
-        q(qkv + at.qkv),
-        scale_log2(scale * kLog2e),
-        row_a(qb * kRows + at.warp * 16 + at.g) {
-    LoadTileAsync(tiles.own(0), q, at.stride, qb * kRows, T);
-    LoadTileAsync(tiles.streamed(0, 0), q + C, at.stride, 0, T);
-    LoadTileAsync(tiles.streamed(1, 0), q + 2 * C, at.stride, 0, T);
-    CpAsyncCommit();
-  }
-};
+// dQ with each key tile's S and dP products followed by the previous tile's
+// dQ += dS K (the forward's pipelining): the score math of tile kt runs
+// while dQ's products of tile kt - 1 do. The same products added to dQ in
+// the same order: the same bits. K takes three buffers (the third after the
+// two streamed pairs, where the dK/dV kernel keeps its statistics: this
+// kernel's shared memory is kWgTiles + 1 tiles).
+constexpr int kWgQueryPipelinedTiles = kWgTiles + 1;
+template <bool kOwnRegs>
+__global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
+    WgmmaQueryPipelinedKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                              const float* lse, const float* delta, int T,
+                              int C, int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  OwnRows<kOwnRegs> q_own{tiles.own(0)}, do_own{tiles.own(1)};
+  const auto k_tile = [&](int kt) {
+    const int buf = kt % 3;
+    return buf < 2 ? tiles.streamed(0, buf)
+                   : tiles.base + kWgTiles * kTileElems;
+  };
+  const auto v_tile = [&](int kt) { return tiles.streamed(1, kt % 2); };
+  const QueryBlock b(tiles, qkv, T, C, NH, scale, dout);
+  float row_lse[2], row_delta[2];
+  LoadRowStats(row_lse, row_delta, lse, delta, b.at, b.row_a, T);
+
+  float dq[8][4] = {};
+  uint32_t dsa[4][4];  // dS / scale of the previous tile as A fragments
+  const auto tile = [&](int kt, auto previous) {
+    constexpr bool kPrevious = decltype(previous)::value;
+    const int k0 = kt * kTile;
+    // Every product of tile kt - 1 was waited for: V's buffer of tile kt - 1
+    // and K's of tile kt - 2 take tile kt + 1.
+    AwaitKeysQueueNext<64, true>(k_tile(kt + 1), v_tile(kt + 1), b.q, C,
+                                 b.at.stride, kt, b.qb, T);
+    if constexpr (!kPrevious) {
+      q_own.Load();
+      do_own.Load();
+    }
+    float s[8][4], dp[8][4];
+    FenceForProducts(dq, dsa);
+    q_own.TimesTile(s, k_tile(kt));
+    WgmmaCommit();
+    do_own.TimesTile(dp, v_tile(kt));
+    WgmmaCommit();
+    // dQ += dS K of tile kt - 1 behind them; then S.
+    QueuePreviousAwaitFirst<kPrevious, 2>(
+        dq, dsa, [&] { return k_tile(kt - 1); }, s);
+    QueryScoreGrads<kProbabilities>(kt == b.qb, s, dp, k0, b.row_a, b.at.t,
+                                    row_lse, row_delta,
+                                    b.scale_log2);  // mask: diagonal
+    if constexpr (kPrevious) {
+      WgmmaWait<1>();  // dP
+    } else {
+      WgmmaWait<0>();
+    }
+    PinAccumulators(dp);
+    QueryScoreGrads<kGradients>(false, s, dp, k0, b.row_a, b.at.t, row_lse,
+                                row_delta, b.scale_log2);
+    if constexpr (kPrevious) {
+      WgmmaWait<0>();  // dQ
+      PinAccumulators(dq);
+    }
+    AccToFragments(dsa, dp);
+  };
+  tile(0, std::false_type{});
+  for (int kt = 1; kt <= b.qb; ++kt) tile(kt, std::true_type{});
+  FenceForProducts(dq, dsa);
+  WgFragmentsTimesTile(dq, dsa, k_tile(b.qb));  // the last tile's dQ += dS K
+  WgFinish(dq);
+  StoreRows<HS>(dqkv + b.at.qkv, b.at.stride, dq, b.row_a, T, scale);
+}
 
 // The forward (ForwardKernel's arithmetic): S = Q K^T, the online softmax,
 // O += P V, with the block's queries and the streamed keys and values in
@@ -325,7 +416,7 @@ __global__ void __launch_bounds__(kThreads, kQRegs ? 4 : 3)
   OwnRows<kQRegs> q_own{tiles.own(0)};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
-  const ForwardBlock b(tiles, qkv, T, C, NH, scale);
+  const QueryBlock b(tiles, qkv, T, C, NH, scale);
 
   float o[8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
@@ -374,7 +465,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int buf = kt % 3;
     return buf < 2 ? tiles.streamed(1, buf) : tiles.own(1);
   };
-  const ForwardBlock b(tiles, qkv, T, C, NH, scale);
+  const QueryBlock b(tiles, qkv, T, C, NH, scale);
 
   float o[8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
@@ -390,19 +481,12 @@ __global__ void __launch_bounds__(kThreads, 3)
                                  b.at.stride, kt, b.qb, T);
     if constexpr (!kOutput) q_own.Load();
     float s[8][4];
-    PinAccumulators(o);  // O and P of tile kt - 1 complete before the fence
-    PinFragments(pa);
-    WgmmaFence();
+    FenceForProducts(o, pa);  // O and P of tile kt - 1
     q_own.TimesTile(s, k_tile(kt));
     WgmmaCommit();
-    if constexpr (kOutput) {
-      WgFragmentsTimesTile(o, pa, v_tile(kt - 1));  // O += P V
-      WgmmaCommit();
-      WgmmaWait<1>();  // S
-    } else {
-      WgmmaWait<0>();
-    }
-    PinAccumulators(s);
+    // O += P V of tile kt - 1 behind it; then S.
+    QueuePreviousAwaitFirst<kOutput, 1>(
+        o, pa, [&] { return v_tile(kt - 1); }, s);
     float tile_max[2] = {-INFINITY, -INFINITY}, correction[2];
     MaskScores(kt == b.qb, s, tile_max, k0, b.row_a, b.at.t);
     SoftmaxProbabilities(s, tile_max, row_max, row_sum, correction,
@@ -416,9 +500,7 @@ __global__ void __launch_bounds__(kThreads, 3)
   };
   tile(0, std::false_type{});
   for (int kt = 1; kt <= b.qb; ++kt) tile(kt, std::true_type{});
-  PinAccumulators(o);
-  PinFragments(pa);
-  WgmmaFence();
+  FenceForProducts(o, pa);
   WgFragmentsTimesTile(o, pa, v_tile(b.qb));  // the last tile's O += P V
   WgFinish(o);
 
@@ -486,14 +568,22 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
               kNames[p][r]);
 }
 
+bool WgmmaPipelinedQuery() {
+  static const bool pipelined =
+      EnvIs("GPT2_ATTENTION_WGMMA_DQ_PIPELINED", "1") &&
+      !EnvIs("GPT2_ATTENTION_WGMMA_PIPELINED", "0");
+  return pipelined;
+}
+
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, bool own_rows_in_registers,
-                            CUstream_st* stream, int parts) {
+                            CUstream_st* stream, int parts, bool pipelined_dq) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
+  constexpr int kSharedPipelined = WgmmaSharedBytes(kWgQueryPipelinedTiles);
   static const bool allowed = [] {
     for (const void* kernel :
          {reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>),
@@ -501,6 +591,10 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
           reinterpret_cast<const void*>(&WgmmaQueryKernel<false>),
           reinterpret_cast<const void*>(&WgmmaQueryKernel<true>)})
       AllowWgmmaShared(kernel, kShared);
+    for (const void* kernel :
+         {reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<false>),
+          reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<true>)})
+      AllowWgmmaShared(kernel, kSharedPipelined);
     return true;
   }();
   (void)allowed;
@@ -515,7 +609,15 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                 regs ? "tc::WgmmaKeyValueKernel (K, V in registers)"
                      : "tc::WgmmaKeyValueKernel");
   }
-  if (parts & kQueryPart) {
+  if ((parts & kQueryPart) && pipelined_dq) {
+    auto* kernel = regs ? &WgmmaQueryPipelinedKernel<true>
+                        : &WgmmaQueryPipelinedKernel<false>;
+    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kSharedPipelined, stream,
+                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
+                            lse, delta, T, C, NH, scale),
+                regs ? "tc::WgmmaQueryPipelinedKernel (Q, dO in registers)"
+                     : "tc::WgmmaQueryPipelinedKernel");
+  } else if (parts & kQueryPart) {
     auto* kernel = regs ? &WgmmaQueryKernel<true> : &WgmmaQueryKernel<false>;
     CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
                             Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),

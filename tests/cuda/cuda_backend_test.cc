@@ -787,7 +787,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 20u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 22u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
@@ -796,11 +796,13 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"forward (wgmma, pipelined)", 2},
         {"dK, dV (wgmma)", 4},
         {"dQ (wgmma)", 3},
+        {"dQ (wgmma, pipelined)", 3},
         {"forward (wgmma, own rows in registers)", 2},
         {"forward (wgmma, pipelined, own rows in registers)", 2},
         {"dK, dV (wgmma, own rows in registers)", 4},
-        {"dQ (wgmma, own rows in registers)", 3}};
-    for (int i = 0; i < 8; ++i) {
+        {"dQ (wgmma, own rows in registers)", 3},
+        {"dQ (wgmma, pipelined, own rows in registers)", 3}};
+    for (int i = 0; i < 10; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1333,11 +1335,13 @@ TEST_P(CudaOps, WgmmaOwnRowsInRegistersIsBitwiseTheSame) {
   }
 }
 
-// The pipelined wgmma forward (each tile's scores overlapping the previous
-// tile's output products) applies the same operations to the output in the
-// same order as the plain one: the same bits (out and lse), Q in shared
-// memory and in registers.
-TEST_P(CudaOps, WgmmaPipelinedForwardIsBitwiseTheSame) {
+// The pipelined wgmma kernels (the forward's scores of each tile overlapping
+// the previous tile's output products; dQ's score math overlapping the
+// previous tile's dQ products) apply the same operations to their results in
+// the same order as the plain ones: the same bits (out and lse; dqkv, every
+// element written: the runs start from different garbage), with each block's
+// own rows in shared memory and in registers.
+TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
   if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
   if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
     GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
@@ -1346,11 +1350,13 @@ TEST_P(CudaOps, WgmmaPipelinedForwardIsBitwiseTheSame) {
   if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
   for (auto [B, T, C, NH] : shapes) {
     auto g_qkv = Gpu(Random(B * T * 3 * C, 91, 1.5));
+    auto g_dout = Gpu(Random(B * T * C, 92));
+    auto g_delta = GpuF32(Random(B * NH * T, 97));  // any values: both read it
     for (const bool regs : {false, true}) {
       const std::string where =
           "B=" + std::to_string(B) + " T=" + std::to_string(T) +
-          " C=" + std::to_string(C) + (regs ? ", Q in registers" : "");
-      std::vector<double> outs[2], lses[2];
+          " C=" + std::to_string(C) + (regs ? ", own rows in registers" : "");
+      std::vector<double> outs[2], lses[2], grads[2];
       for (int pipelined = 0; pipelined < 2; ++pipelined) {
         auto g_out = Gpu(Random(B * T * C, 93 + pipelined));
         auto g_lse = GpuF32(Random(B * NH * T, 95 + pipelined));
@@ -1359,9 +1365,20 @@ TEST_P(CudaOps, WgmmaPipelinedForwardIsBitwiseTheSame) {
                                         cuda_->cuda_stream());
         outs[pipelined] = Download(g_out, "out");
         lses[pipelined] = Download(g_lse, "lse");
+        auto g_dqkv = Gpu(Random(B * T * 3 * C, 98 + pipelined));
+        cuda::tc::WgmmaAttentionBackward(
+            g_dqkv.view, g_dout.view, g_qkv.view,
+            static_cast<const float*>(g_lse.view.data),
+            static_cast<const float*>(g_delta.view.data), B, T, C, NH, regs,
+            cuda_->cuda_stream(), cuda::tc::kBothParts, pipelined == 1);
+        grads[pipelined] = Download(g_dqkv, "dqkv");
       }
       EXPECT_EQ(outs[0], outs[1]) << where << ": out";
       EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
+      int differ = 0;
+      for (size_t i = 0; i < grads[0].size(); ++i)
+        differ += grads[0][i] != grads[1][i];
+      EXPECT_EQ(differ, 0) << where << ": dqkv";
     }
   }
 }
