@@ -143,7 +143,7 @@ while read -r setting; do
     log "$setting: the GPU tests of an earlier call on this machine failed that fast path"
   fi
 done < <(cat "$state/switches" 2>/dev/null)
-for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE; do
+for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED; do
   if [ -z "${!var+x}" ] && [ "$(cat "$state/$var" 2>/dev/null)" = 1 ]; then
     export "$var=1"
     log "$var=1: the bench group of an earlier call on this machine adopted it"
