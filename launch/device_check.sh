@@ -233,6 +233,10 @@ group_tests() {
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
   off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
     "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
+  off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
+    "the pipelined wgmma kernels failed their test: left out from here on"
+  off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
+    "the wgmma kernels with their own rows in registers failed their test: left out from here on"
   off "Types/CudaOps\.Classifier(Bulk|AndSums)[A-Za-z]*/bf16" GPT2_CLASSIFIER_BULK=0 \
     "the bulk-copy classifier failed its test: the packed one (two reads) from here on"
   off "Types/CudaOps\.LayerNormBackwardVersions" GPT2_LAYERNORM_PREFETCH=0 \
