@@ -3,9 +3,10 @@
 // Each thread's copies since its last CpAsyncCommit form a group;
 // CpAsyncWait<N>() waits until at most N of its groups are still in flight.
 // The copies are the thread's own: the block still needs a barrier before
-// reading what other threads copied. The emulated build copies at once (so
-// the waits have nothing to do); it cannot catch a read that comes before its
-// wait, which the double-buffer pattern of the callers rules out.
+// reading what other threads copied. The emulated build copies at once
+// (which shows a copy issued into a buffer other threads still read) or,
+// with cuda_emu::SetDeferredCopies / CUDA_EMU_DEFERRED_COPIES=1, at the wait
+// that retires the copy's group (which shows a read before its wait).
 #ifndef GPT2_CUDA_ASYNC_COPY_CUH_
 #define GPT2_CUDA_ASYNC_COPY_CUH_
 
@@ -13,18 +14,40 @@
 #include <cstring>
 
 #include "src/cuda/common.cuh"
+#include "src/cuda/emulated_async.h"
 
 namespace gpt2::cuda {
+
+#if defined(GPT2_CUDA_EMULATED)
+namespace copy_emu {
+struct Copy {
+  void* dst;
+  const void* src;  // nullptr: zeros
+};
+using Queue = emulated::AsyncGroups<Copy, 128, 16>;
+__device__ __forceinline__ Queue& ThisThreadQueue() {
+  return Queue::OfThisThread(cuda_emu::detail::HardwareState::kCopyQueue);
+}
+__device__ __forceinline__ void Land(const Copy& c) {
+  if (c.src != nullptr) {
+    std::memcpy(c.dst, c.src, 16);
+  } else {
+    std::memset(c.dst, 0, 16);
+  }
+}
+}  // namespace copy_emu
+#endif
 
 // 16 bytes from `src` (global, 16-byte aligned) to `dst` (shared, 16-byte
 // aligned); with valid false, 16 zero bytes and `src` is not read.
 __device__ __forceinline__ void CpAsync16(void* dst, const void* src,
                                           bool valid) {
 #if defined(GPT2_CUDA_EMULATED)
-  if (valid) {
-    std::memcpy(dst, src, 16);
+  if (cuda_emu::detail::DeferredCopies()) {
+    copy_emu::ThisThreadQueue().Push({dst, valid ? src : nullptr},
+                                     "cp.async copies");
   } else {
-    std::memset(dst, 0, 16);
+    copy_emu::Land({dst, valid ? src : nullptr});
   }
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
@@ -36,16 +59,20 @@ __device__ __forceinline__ void CpAsync16(void* dst, const void* src,
 }
 
 __device__ __forceinline__ void CpAsyncCommit() {
-#if !defined(GPT2_CUDA_EMULATED) && defined(__CUDA_ARCH__) && \
-    __CUDA_ARCH__ >= 800
+#if defined(GPT2_CUDA_EMULATED)
+  if (cuda_emu::detail::DeferredCopies())
+    copy_emu::ThisThreadQueue().Commit("cp.async");
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.commit_group;\n" ::);
 #endif
 }
 
 template <int kInFlight>
 __device__ __forceinline__ void CpAsyncWait() {
-#if !defined(GPT2_CUDA_EMULATED) && defined(__CUDA_ARCH__) && \
-    __CUDA_ARCH__ >= 800
+#if defined(GPT2_CUDA_EMULATED)
+  if (cuda_emu::detail::DeferredCopies())
+    copy_emu::ThisThreadQueue().Retire(kInFlight, copy_emu::Land);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kInFlight));
 #endif
 }

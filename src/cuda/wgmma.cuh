@@ -50,9 +50,9 @@
 #define GPT2_CUDA_WGMMA_CUH_
 
 #include <cstdint>
-#include <type_traits>
 
 #include "src/cuda/common.cuh"
+#include "src/cuda/emulated_async.h"
 #include "src/cuda/mma.cuh"
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) && !defined(GPT2_CUDA_EMULATED)
@@ -231,65 +231,22 @@ struct Queued {
   SmemOperand a_smem, b;
   bool trans_b, accumulate;
 };
-struct Queue {
-  static constexpr int kMaxProducts = 64, kMaxGroups = 16;
-  Queued products[kMaxProducts];  // not yet run, oldest first
-  int queued;
-  int committed;                // products in closed groups (the first)
-  int group_sizes[kMaxGroups];  // closed groups not yet retired
-  int groups;
-};
-static_assert(std::is_trivial<Queue>::value, "lives in zeroed bytes");
+using Queue = emulated::AsyncGroups<Queued, 64, 16>;
 __device__ __forceinline__ Queue& ThisThreadQueue() {
-  return *static_cast<Queue*>(
-      cuda_emu::detail::ThreadHardwareState(sizeof(Queue)));
+  return Queue::OfThisThread(cuda_emu::detail::HardwareState::kWgmmaQueue);
 }
-__device__ __forceinline__ void Enqueue(const Queued& product) {
-  Queue& q = ThisThreadQueue();
-  if (q.queued == Queue::kMaxProducts) {
-    cuda_emu::detail::DeviceFault("more than 64 wgmma products queued",
-                                  __FILE__, __LINE__);
+__device__ __forceinline__ void Run(const Queued& p) {
+  float a_rows[2][16];
+  if (p.a_regs != nullptr) {
+    RegisterRows(a_rows, *p.a_regs);
+  } else {
+    SharedRows(a_rows, p.a_smem);
   }
-  q.products[q.queued++] = product;
-}
-// wgmma.commit_group: the products queued since the last commit (perhaps
-// none) become a group.
-__device__ __forceinline__ void Commit() {
-  Queue& q = ThisThreadQueue();
-  if (q.groups == Queue::kMaxGroups) {
-    cuda_emu::detail::DeviceFault("more than 16 wgmma groups in flight",
-                                  __FILE__, __LINE__);
+  if (p.trans_b) {
+    Product<true>(*p.d, a_rows, p.b, p.accumulate);
+  } else {
+    Product<false>(*p.d, a_rows, p.b, p.accumulate);
   }
-  q.group_sizes[q.groups++] = q.queued - q.committed;
-  q.committed = q.queued;
-}
-// wgmma.wait_group: runs the oldest groups until at most `in_flight` remain.
-__device__ __forceinline__ void Wait(int in_flight) {
-  Queue& q = ThisThreadQueue();
-  const int retire = q.groups - in_flight;
-  if (retire <= 0) return;
-  int run = 0;
-  for (int g = 0; g < retire; ++g) run += q.group_sizes[g];
-  for (int i = 0; i < run; ++i) {
-    const Queued& p = q.products[i];
-    float a_rows[2][16];
-    if (p.a_regs != nullptr) {
-      RegisterRows(a_rows, *p.a_regs);
-    } else {
-      SharedRows(a_rows, p.a_smem);
-    }
-    if (p.trans_b) {
-      Product<true>(*p.d, a_rows, p.b, p.accumulate);
-    } else {
-      Product<false>(*p.d, a_rows, p.b, p.accumulate);
-    }
-  }
-  for (int i = run; i < q.queued; ++i) q.products[i - run] = q.products[i];
-  for (int g = retire; g < q.groups; ++g)
-    q.group_sizes[g - retire] = q.group_sizes[g];
-  q.queued -= run;
-  q.committed -= run;
-  q.groups -= retire;
 }
 }  // namespace wgmma_emu
 #endif
@@ -312,7 +269,8 @@ __device__ __forceinline__ void Wgmma64x64(float (&d)[8][4],
                                            const uint32_t (&a)[4],
                                            SmemOperand b, bool accumulate) {
 #if defined(GPT2_CUDA_EMULATED)
-  wgmma_emu::Enqueue({&d, &a, SmemOperand{}, b, kTransB, accumulate});
+  wgmma_emu::ThisThreadQueue().Push(
+      {&d, &a, SmemOperand{}, b, kTransB, accumulate}, "wgmma products");
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
@@ -333,7 +291,8 @@ template <bool kTransB>
 __device__ __forceinline__ void Wgmma64x64(float (&d)[8][4], SmemOperand a,
                                            SmemOperand b, bool accumulate) {
 #if defined(GPT2_CUDA_EMULATED)
-  wgmma_emu::Enqueue({&d, nullptr, a, b, kTransB, accumulate});
+  wgmma_emu::ThisThreadQueue().Push({&d, nullptr, a, b, kTransB, accumulate},
+                                    "wgmma products");
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %35, 0;\n"
@@ -360,7 +319,7 @@ __device__ __forceinline__ void WgmmaFence() {
 }
 __device__ __forceinline__ void WgmmaCommit() {
 #if defined(GPT2_CUDA_EMULATED)
-  wgmma_emu::Commit();
+  wgmma_emu::ThisThreadQueue().Commit("wgmma");
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
@@ -368,7 +327,7 @@ __device__ __forceinline__ void WgmmaCommit() {
 template <int kInFlight>
 __device__ __forceinline__ void WgmmaWait() {
 #if defined(GPT2_CUDA_EMULATED)
-  wgmma_emu::Wait(kInFlight);
+  wgmma_emu::ThisThreadQueue().Retire(kInFlight, wgmma_emu::Run);
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kInFlight)
                : "memory");

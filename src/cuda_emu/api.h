@@ -62,6 +62,13 @@ int BlockJitter();
 // hanging the test (default 2 s; CUDA_EMU_SPIN_TIMEOUT_MS sets it at start-up).
 void SetSpinTimeout(double seconds);
 
+// cp.async copies (src/cuda/async_copy.cuh) land at once by default, which
+// shows a copy issued into a buffer that other threads still read; deferred,
+// they land at the CpAsyncWait that retires their group, which shows a read
+// that comes before its wait. A correct kernel gives the same results either
+// way. CUDA_EMU_DEFERRED_COPIES=1 defers them at start-up.
+void SetDeferredCopies(bool deferred);
+
 // Gives a cudaMalloc'd buffer a name that out-of-bounds reports print.
 void SetBufferName(const void* device_ptr, const std::string& name);
 

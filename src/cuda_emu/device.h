@@ -47,11 +47,18 @@ inline int WarpSize() { return 32; }
 void* DynamicSharedMemory();
 
 // `bytes` of state that the current thread carries between calls for
-// emulated hardware that holds per-thread state beyond its variables (the
-// queue of asynchronous warpgroup products, src/cuda/wgmma.cuh): zeroed when
-// the thread starts, kept until its block ends. One user: a later call must
-// not ask for more bytes than the first.
-void* ThreadHardwareState(size_t bytes);
+// emulated hardware that holds per-thread state beyond its variables: the
+// queues of asynchronous warpgroup products (src/cuda/wgmma.cuh) and of
+// deferred cp.async copies (src/cuda/async_copy.cuh). Zeroed when the thread
+// starts, kept until its block ends; a later call for the same state must not
+// ask for more bytes than the first.
+enum class HardwareState { kWgmmaQueue, kCopyQueue };
+constexpr int kHardwareStates = 2;
+void* ThreadHardwareState(HardwareState which, size_t bytes);
+
+// Whether cp.async copies land at the wait that retires their group
+// (CUDA_EMU_DEFERRED_COPIES=1, cuda_emu::SetDeferredCopies) instead of at once.
+bool DeferredCopies();
 
 // Reports a fault of the running kernel (as a failed barrier would: the
 // kernel's name, block and `message`) and ends its block.

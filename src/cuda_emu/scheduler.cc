@@ -52,6 +52,7 @@ struct Settings {
   std::atomic<int> host_threads{1};
   std::atomic<double> spin_timeout{2.0};
   std::atomic<int> block_jitter_us{0};
+  std::atomic<bool> deferred_copies{false};
   size_t stack_bytes = 256 * 1024;
   std::atomic<uint64_t> launches{0};
 
@@ -74,6 +75,9 @@ struct Settings {
     }
     if (const char* s = std::getenv("CUDA_EMU_BLOCK_JITTER_US")) {
       block_jitter_us = std::max(0, std::atoi(s));
+    }
+    if (const char* s = std::getenv("CUDA_EMU_DEFERRED_COPIES")) {
+      deferred_copies = std::string(s) == "1";
     }
     if (const char* s = std::getenv("CUDA_EMU_SPIN_TIMEOUT_MS")) {
       spin_timeout = std::atof(s) / 1000.0;
@@ -274,9 +278,10 @@ struct EmuThread {
   unsigned op_mask;
   WarpResult result;
   int barrier_result;
-  bool in_activemask;        // yielding inside __activemask()
-  bool hardware_state_live;  // hardware_state belongs to this block's run
-  std::vector<unsigned char> hardware_state;  // ThreadHardwareState's
+  bool in_activemask;  // yielding inside __activemask()
+  // ThreadHardwareState's, each live once this block's run asked for it.
+  bool hardware_state_live[kHardwareStates];
+  std::vector<unsigned char> hardware_state[kHardwareStates];
 };
 
 // A warp collective that some lanes of `mask` have reached.
@@ -565,17 +570,19 @@ class BlockRunner {
 
   void* dynamic_smem() const { return smem_; }
 
-  void* HardwareState(size_t bytes) {
+  void* HardwareState(HardwareState which, size_t bytes) {
     EmuThread& t = *current_;
-    if (!t.hardware_state_live) {
-      t.hardware_state.assign(bytes, 0);
-      t.hardware_state_live = true;
-    } else if (t.hardware_state.size() < bytes) {
+    const int i = static_cast<int>(which);
+    std::vector<unsigned char>& state = t.hardware_state[i];
+    if (!t.hardware_state_live[i]) {
+      state.assign(bytes, 0);
+      t.hardware_state_live[i] = true;
+    } else if (state.size() < bytes) {
       FailFromFiber(Describe(t) + " asked for " + std::to_string(bytes) +
-                    " bytes of emulated hardware state, after " +
-                    std::to_string(t.hardware_state.size()));
+                    " bytes of emulated hardware state " + std::to_string(i) +
+                    ", after " + std::to_string(state.size()));
     }
-    return t.hardware_state.data();
+    return state.data();
   }
 
   [[noreturn]] void Fault(const char* message, const char* file, int line) {
@@ -600,7 +607,7 @@ class BlockRunner {
       t.linear = i;
       t.state = ThreadState::kNotStarted;
       t.in_activemask = false;
-      t.hardware_state_live = false;
+      for (bool& live : t.hardware_state_live) live = false;
       t.file = nullptr;
       t.line = 0;
     }
@@ -1122,10 +1129,12 @@ void* DynamicSharedMemory() {
       .dynamic_smem();
 }
 
-void* ThreadHardwareState(size_t bytes) {
+void* ThreadHardwareState(HardwareState which, size_t bytes) {
   return RunnerOrDie("emulated hardware state", nullptr, 0)
-      .HardwareState(bytes);
+      .HardwareState(which, bytes);
 }
+
+bool DeferredCopies() { return GetSettings().deferred_copies.load(); }
 
 void DeviceFault(const char* message, const char* file, int line) {
   RunnerOrDie("a device fault", file, line).Fault(message, file, line);
@@ -1297,6 +1306,10 @@ int BlockJitter() { return detail::GetSettings().block_jitter_us.load(); }
 
 void SetSpinTimeout(double seconds) {
   detail::GetSettings().spin_timeout = seconds;
+}
+
+void SetDeferredCopies(bool deferred) {
+  detail::GetSettings().deferred_copies = deferred;
 }
 
 uint64_t LaunchCount() { return detail::GetSettings().launches.load(); }

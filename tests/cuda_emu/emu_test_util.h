@@ -27,6 +27,7 @@ class EmuTest : public ::testing::Test {
     cuda_emu::SetSchedule(cuda_emu::Schedule::kForward);
     cuda_emu::SetHostThreads(1);
     cuda_emu::SetSpinTimeout(2.0);
+    cuda_emu::SetDeferredCopies(false);
   }
 };
 

@@ -128,9 +128,13 @@ cudaError_t LaunchWhichBuild(int* out);
 // Votes and __syncwarp may name exited lanes and lanes past the block's end.
 cudaError_t LaunchVoteAfterExit(int threads, int live, int* out);
 
-// One warpgroup's warpgroup products (wgmma_kernels.cu): out[k * 128 + t]
+// One warpgroup's warpgroup products (async_kernels.cu): out[k * 128 + t]
 // for thread t at the 5 points WgmmaAsyncKernel lists; 640 floats.
 cudaError_t LaunchWgmmaAsync(float* out);
+// 32 threads, two cp.async groups (async_kernels.cu): out[k * 32 + t] the
+// first int of a shared chunk at the 4 points CpAsyncGroupsKernel lists; src:
+// 64 chunks; 128 ints.
+cudaError_t LaunchCpAsyncGroups(const int4* src, int* out);
 
 // ---- Buggy kernels (buggy_kernels.cu): each must be reported, not hang ----
 cudaError_t LaunchDivergentBarrier(int blocks, int threads, int* out);
@@ -149,7 +153,7 @@ cudaError_t LaunchReadOutOfBounds(const float* buf, int index, float* out);
 cudaError_t LaunchDynamicSmemOverflow(int threads, int* out);
 cudaError_t LaunchSpinForever(int* flag);
 // 128 threads commit 17 warpgroup-product groups without waiting
-// (wgmma_kernels.cu): more than the emulated queue holds.
+// (async_kernels.cu): more than the emulated queue holds.
 cudaError_t LaunchWgmmaTooManyGroups(int* out);
 
 }  // namespace cuda_emu_test

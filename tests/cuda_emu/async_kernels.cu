@@ -1,10 +1,12 @@
 // Kernels for the emulated asynchrony of Hopper's warpgroup products
 // (src/cuda/wgmma.cuh): products queued at the call and run at the
-// wgmma.wait_group that retires their group. Built with nvcc (sm_90, where
-// the products would trap: these kernels are for the emulator) and against
-// the emulator.
+// wgmma.wait_group that retires their group; and of cp.async copies
+// (src/cuda/async_copy.cuh), deferred to their wait when asked. Built with
+// nvcc (sm_90, where the products would trap: these kernels are for the
+// emulator) and against the emulator.
 #include <cstdint>
 
+#include "src/cuda/async_copy.cuh"
 #include "src/cuda/launch.h"
 #include "src/cuda/mma.cuh"
 #include "src/cuda/wgmma.cuh"
@@ -85,7 +87,32 @@ __global__ void WgmmaTooManyGroupsKernel(int* out) {
   out[threadIdx.x] = 1;
 }
 
+// 32 threads; shared chunks start as -1. Thread t copies src chunk t (group
+// 1) and chunk 32 + t (group 2) and records the first int of a chunk:
+// out[t] chunk t before any wait, out[32 + t] chunk t after wait_group 1,
+// out[64 + t] chunk 32 + t then, out[96 + t] chunk 32 + t after wait_group 0.
+__global__ void CpAsyncGroupsKernel(const int4* src, int* out) {
+  __shared__ int4 chunks[64];
+  const int t = threadIdx.x;
+  chunks[t] = chunks[32 + t] = make_int4(-1, -1, -1, -1);
+  __syncthreads();
+  gpt2::cuda::CpAsync16(&chunks[t], &src[t], true);
+  gpt2::cuda::CpAsyncCommit();
+  gpt2::cuda::CpAsync16(&chunks[32 + t], &src[32 + t], true);
+  gpt2::cuda::CpAsyncCommit();
+  out[t] = chunks[t].x;
+  gpt2::cuda::CpAsyncWait<1>();
+  out[32 + t] = chunks[t].x;
+  out[64 + t] = chunks[32 + t].x;
+  gpt2::cuda::CpAsyncWait<0>();
+  out[96 + t] = chunks[32 + t].x;
+}
+
 }  // namespace
+
+cudaError_t LaunchCpAsyncGroups(const int4* src, int* out) {
+  return GPT2_LAUNCH(CpAsyncGroupsKernel, 1, 32, 0, nullptr, src, out);
+}
 
 cudaError_t LaunchWgmmaAsync(float* out) {
   constexpr int kShared = 2 * kTileElems * 2 + gpt2::cuda::kTileAlign;
