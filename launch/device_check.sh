@@ -143,7 +143,8 @@ while read -r setting; do
     log "$setting: the GPU tests of an earlier call on this machine failed that fast path"
   fi
 done < <(cat "$state/switches" 2>/dev/null)
-for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED; do
+for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED \
+  GPT2_ATTENTION_WGMMA_KV_PIPELINED; do
   if [ -z "${!var+x}" ] && [ "$(cat "$state/$var" 2>/dev/null)" = 1 ]; then
     export "$var=1"
     log "$var=1: the bench group of an earlier call on this machine adopted it"
@@ -279,6 +280,9 @@ group_bench() {
   # dQ products; the same bits) inside whichever backward version the first step picks.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
     GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 bench bench_dqpipe_B16 16 --steps 5
+  # The same for the wgmma dK/dV kernel (2 blocks an SM against the plain one's 3).
+  [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
+    GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 bench bench_kvpipe_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -291,6 +295,7 @@ group_bench() {
   adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE 0.98 "cuBLASLt algorithms timed per shape"
   adopt bench_biasepi_B16 GPT2_BIAS_EPILOGUE 0.99 "bias gradients from cuBLASLt's epilogue"
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED 0.99 "the pipelined wgmma dQ kernel"
+  adopt bench_kvpipe_B16 GPT2_ATTENTION_WGMMA_KV_PIPELINED 0.99 "the pipelined wgmma dK/dV kernel"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR RATIO WHAT: VAR=1 from here on (and in later calls: $state/VAR) if bench

@@ -176,6 +176,41 @@ __device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
 // registers, 2 blocks an SM, and lost on the H100: 0.269 ms a layer against
 // 0.211.) kOwnRegs: K and V as A fragments in registers (OwnRows), 2 blocks
 // an SM.
+// A block of 64 keys (the dK/dV kernels'): its place, its key block (low
+// blocks see the most queries), its keys a and a + 8 (this lane's), with its
+// keys and values (own tiles 0 and 1) queued by the constructor; LoadQueries
+// queues query tile qt's rows of Q and dO and stores its statistics (lse in
+// log2 units, delta; plain stores published by the caller's barrier).
+struct KeyBlock {
+  Place at;
+  int kb, query_tiles;
+  const bf16* q;   // this head's queries; its keys at + C, values at + 2 C
+  const bf16* dy;  // this head's output gradients
+  float scale_log2;
+  int key_a;
+  __device__ KeyBlock(const WgTiles& tiles, const bf16* qkv, const bf16* dout,
+                      int T, int C, int NH, float scale)
+      : at(PlaceOf<64>(T, C, NH)),
+        kb(RowBlockRank()),
+        query_tiles((T + kTile - 1) / kTile),
+        q(qkv + at.qkv),
+        dy(dout + at.rows),
+        scale_log2(scale * kLog2e),
+        key_a(kb * kRows + at.warp * 16 + at.g) {
+    LoadTileAsync(tiles.own(0), q + C, at.stride, kb * kRows, T);
+    LoadTileAsync(tiles.own(1), q + 2 * C, at.stride, kb * kRows, T);
+  }
+  __device__ void LoadQueries(int qt, bf16* q_tile, bf16* do_tile,
+                              float* tile_lse, float* tile_delta,
+                              const float* lse, const float* delta, int T,
+                              int C) const {
+    const int q0 = qt * kTile;
+    LoadTileAsync(q_tile, q, at.stride, q0, T);
+    LoadTileAsync(do_tile, dy, C, q0, T);
+    LoadTileStats(tile_lse, tile_delta, lse, delta, at.stat, q0, T);
+  }
+};
+
 template <bool kOwnRegs>
 __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
@@ -183,34 +218,23 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
                         int NH, float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  bf16* const k_rows = tiles.own(0);
-  bf16* const v_rows = tiles.own(1);
-  OwnRows<kOwnRegs> k_own{k_rows}, v_own{v_rows};
+  OwnRows<kOwnRegs> k_own{tiles.own(0)}, v_own{tiles.own(1)};
   const auto q_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto do_tile = [&](int buf) { return tiles.streamed(1, buf); };
+  // Statistics: lse of buffer b at [b * kTile], delta at [(2 + b) * kTile].
   float* const stats = tiles.stats();
-  const Place at = PlaceOf<HS>(T, C, NH);
-  const int kb = RowBlockRank();  // low key blocks see the most queries
-  const int query_tiles = (T + kTile - 1) / kTile;
-  const bf16* q = qkv + at.qkv;
-  const bf16* dy = dout + at.rows;
-  const float scale_log2 = scale * kLog2e;
-  // stats: lse (log2 units) of buffer b at [b * kTile], delta at [(2 + b) *
-  // kTile]; plain loads and stores, published by the loop's barrier.
-  auto load_tile = [&](int qt, int buf) {
-    const int q0 = qt * kTile;
-    LoadTileAsync(q_tile(buf), q, at.stride, q0, T);
-    LoadTileAsync(do_tile(buf), dy, C, q0, T);
-    LoadTileStats(stats + buf * kTile, stats + (2 + buf) * kTile, lse, delta,
-                  at.stat, q0, T);
+  const KeyBlock b(tiles, qkv, dout, T, C, NH, scale);
+  const auto load_tile = [&](int qt, int buf) {
+    b.LoadQueries(qt, q_tile(buf), do_tile(buf), stats + buf * kTile,
+                  stats + (2 + buf) * kTile, lse, delta, T, C);
   };
-  LoadTileAsync(k_rows, q + C, at.stride, kb * kRows, T);
-  LoadTileAsync(v_rows, q + 2 * C, at.stride, kb * kRows, T);
-  load_tile(kb, 0);
+  load_tile(b.kb, 0);
   CpAsyncCommit();
+  const Place& at = b.at;
+  const int kb = b.kb, query_tiles = b.query_tiles, key_a = b.key_a;
+  const float scale_log2 = b.scale_log2;
 
   float dk[8][4] = {}, dv[8][4] = {};
-  const int key_a = kb * kRows + at.warp * 16 + at.g;  // lane's keys a, a + 8
   for (int qt = kb; qt < query_tiles; ++qt) {
     const int q0 = qt * kTile, buf = (qt - kb) % 2;
     // Tile qt has landed (for the tensor cores too); every product of tile
@@ -253,6 +277,103 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
   bf16* grads = dqkv + at.qkv;
   StoreRows<HS>(grads + C, at.stride, dk, key_a, T, scale);
   StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
+}
+
+// dK and dV with each query tile's S^T and dP^T products followed by the
+// previous tile's dV += P^T dO and dK += dS^T Q (the forward's pipelining):
+// tile qt's score math runs while tile qt - 1's products do. The same
+// products added to dK and dV in the same order: the same bits. Q and dO take
+// three buffers each (8 tiles, then three buffers of statistics), and the two
+// tiles' operands and accumulators in flight take 2 blocks an SM.
+constexpr int kWgKeyValuePipelinedTiles = 8;
+constexpr int WgmmaKeyValuePipelinedBytes() {
+  return kWgKeyValuePipelinedTiles * kTileElems *
+             static_cast<int>(sizeof(bf16)) +
+         6 * kTile * static_cast<int>(sizeof(float)) + kTileAlign;
+}
+__global__ void __launch_bounds__(kThreads, 2)
+    WgmmaKeyValuePipelinedKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                                 const float* lse, const float* delta, int T,
+                                 int C, int NH, float scale) {
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  OwnRows<false> k_own{tiles.own(0)}, v_own{tiles.own(1)};
+  // Query tile qt's buffer (of three) counts from the block's first tile.
+  const KeyBlock b(tiles, qkv, dout, T, C, NH, scale);
+  const auto slot = [&](int qt) { return (qt - b.kb) % 3; };
+  const auto q_tile = [&](int qt) {
+    const int buf = slot(qt);
+    return buf < 2 ? tiles.streamed(0, buf) : tiles.base + 6 * kTileElems;
+  };
+  const auto do_tile = [&](int qt) {
+    const int buf = slot(qt);
+    return buf < 2 ? tiles.streamed(1, buf) : tiles.base + 7 * kTileElems;
+  };
+  // Statistics: lse of buffer b at [b * kTile], delta at [(3 + b) * kTile].
+  float* const stats = reinterpret_cast<float*>(
+      tiles.base + kWgKeyValuePipelinedTiles * kTileElems);
+  const auto tile_lse = [&](int qt) { return stats + slot(qt) * kTile; };
+  const auto tile_delta = [&](int qt) {
+    return stats + (3 + slot(qt)) * kTile;
+  };
+  const auto load_tile = [&](int qt) {
+    b.LoadQueries(qt, q_tile(qt), do_tile(qt), tile_lse(qt), tile_delta(qt),
+                  lse, delta, T, C);
+  };
+  load_tile(b.kb);
+  CpAsyncCommit();
+
+  float dk[8][4] = {}, dv[8][4] = {};
+  uint32_t pa[4][4], dsa[4][4];  // P^T, dS^T / scale of the previous tile
+  const auto tile = [&](int qt, auto previous) {
+    constexpr bool kPrevious = decltype(previous)::value;
+    const int q0 = qt * kTile;
+    // Tile qt has landed; every product of tile qt - 1 was waited for, so
+    // the buffers of tile qt - 2 (whose products ran then) take qt + 1.
+    CpAsyncWait<0>();
+    FenceProxyAsync();
+    __syncthreads();
+    if (qt + 1 < b.query_tiles) load_tile(qt + 1);
+    CpAsyncCommit();
+    float s[8][4], dp[8][4];
+    PinFragments(pa);
+    PinAccumulators(dv);
+    FenceForProducts(dk, dsa);
+    k_own.TimesTile(s, q_tile(qt));
+    v_own.TimesTile(dp, do_tile(qt));
+    WgmmaCommit();
+    if constexpr (kPrevious) {
+      WgFragmentsTimesTile(dv, pa, do_tile(qt - 1));  // dV += P^T dO
+      WgFragmentsTimesTile(dk, dsa, q_tile(qt - 1));  // dK += dS^T Q
+      WgmmaCommit();
+      WgmmaWait<1>();  // S^T, dP^T
+    } else {
+      WgmmaWait<0>();
+    }
+    PinAccumulators(s);
+    PinAccumulators(dp);
+    KeyValueScoreGrads(qt == b.kb || q0 + kTile > T, s, dp, tile_lse(qt),
+                       tile_delta(qt), q0, b.key_a, b.at.t, T, b.scale_log2);
+    if constexpr (kPrevious) {
+      WgmmaWait<0>();  // dV, dK
+      PinAccumulators(dv);
+      PinAccumulators(dk);
+    }
+    AccToFragments(pa, s);
+    AccToFragments(dsa, dp);
+  };
+  tile(b.kb, std::false_type{});
+  for (int qt = b.kb + 1; qt < b.query_tiles; ++qt) tile(qt, std::true_type{});
+  const int last = b.query_tiles - 1;
+  PinFragments(pa);
+  PinAccumulators(dv);
+  FenceForProducts(dk, dsa);
+  WgFragmentsTimesTile(dv, pa, do_tile(last));  // the last tile's products
+  WgFragmentsTimesTile(dk, dsa, q_tile(last));
+  WgFinish(dv, dk);
+  bf16* grads = dqkv + b.at.qkv;
+  StoreRows<HS>(grads + C, b.at.stride, dk, b.key_a, T, scale);
+  StoreRows<HS>(grads + 2 * C, b.at.stride, dv, b.key_a, T, 1.0f);
 }
 
 // A block of 64 queries (the forward's and dQ's): its place, its query block
@@ -568,6 +689,13 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
               kNames[p][r]);
 }
 
+bool WgmmaPipelinedKeyValue() {
+  static const bool pipelined =
+      EnvIs("GPT2_ATTENTION_WGMMA_KV_PIPELINED", "1") &&
+      !EnvIs("GPT2_ATTENTION_WGMMA_PIPELINED", "0");
+  return pipelined;
+}
+
 bool WgmmaPipelinedQuery() {
   static const bool pipelined =
       EnvIs("GPT2_ATTENTION_WGMMA_DQ_PIPELINED", "1") &&
@@ -578,12 +706,14 @@ bool WgmmaPipelinedQuery() {
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, bool own_rows_in_registers,
-                            CUstream_st* stream, int parts, bool pipelined_dq) {
+                            CUstream_st* stream, int parts, bool pipelined_dq,
+                            bool pipelined_kv) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   constexpr int kSharedPipelined = WgmmaSharedBytes(kWgQueryPipelinedTiles);
+  constexpr int kSharedKeyValuePipelined = WgmmaKeyValuePipelinedBytes();
   static const bool allowed = [] {
     for (const void* kernel :
          {reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>),
@@ -595,12 +725,21 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
          {reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<false>),
           reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<true>)})
       AllowWgmmaShared(kernel, kSharedPipelined);
+    AllowWgmmaShared(
+        reinterpret_cast<const void*>(&WgmmaKeyValuePipelinedKernel),
+        kSharedKeyValuePipelined);
     return true;
   }();
   (void)allowed;
   const bool regs = own_rows_in_registers;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
-  if (parts & kKeyValuePart) {
+  if ((parts & kKeyValuePart) && pipelined_kv && !regs) {
+    CheckLaunch(GPT2_LAUNCH(&WgmmaKeyValuePipelinedKernel, grid, kThreads,
+                            kSharedKeyValuePipelined, stream, Ptr<bf16>(dqkv),
+                            Ptr<bf16>(dout), Ptr<bf16>(qkv), lse, delta, T, C,
+                            NH, scale),
+                "tc::WgmmaKeyValuePipelinedKernel");
+  } else if (parts & kKeyValuePart) {
     auto* kernel =
         regs ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
     CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,

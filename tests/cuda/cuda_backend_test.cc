@@ -787,7 +787,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 22u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 23u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
@@ -795,6 +795,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"forward (wgmma)", 2},
         {"forward (wgmma, pipelined)", 2},
         {"dK, dV (wgmma)", 4},
+        {"dK, dV (wgmma, pipelined)", 4},
         {"dQ (wgmma)", 3},
         {"dQ (wgmma, pipelined)", 3},
         {"forward (wgmma, own rows in registers)", 2},
@@ -802,7 +803,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"dK, dV (wgmma, own rows in registers)", 4},
         {"dQ (wgmma, own rows in registers)", 3},
         {"dQ (wgmma, pipelined, own rows in registers)", 3}};
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < 11; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1336,11 +1337,12 @@ TEST_P(CudaOps, WgmmaOwnRowsInRegistersIsBitwiseTheSame) {
 }
 
 // The pipelined wgmma kernels (the forward's scores of each tile overlapping
-// the previous tile's output products; dQ's score math overlapping the
-// previous tile's dQ products) apply the same operations to their results in
-// the same order as the plain ones: the same bits (out and lse; dqkv, every
-// element written: the runs start from different garbage), with each block's
-// own rows in shared memory and in registers.
+// the previous tile's output products; dQ's and dK/dV's score math
+// overlapping the previous tile's dQ / dV, dK products) apply the same
+// operations to their results in the same order as the plain ones: the same
+// bits (out and lse; dqkv, every element written: the runs start from
+// different garbage), with each block's own rows in shared memory and in
+// registers (no pipelined dK/dV there).
 TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
   if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
   if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
@@ -1370,7 +1372,8 @@ TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
             g_dqkv.view, g_dout.view, g_qkv.view,
             static_cast<const float*>(g_lse.view.data),
             static_cast<const float*>(g_delta.view.data), B, T, C, NH, regs,
-            cuda_->cuda_stream(), cuda::tc::kBothParts, pipelined == 1);
+            cuda_->cuda_stream(), cuda::tc::kBothParts, pipelined == 1,
+            pipelined == 1);
         grads[pipelined] = Download(g_dqkv, "dqkv");
       }
       EXPECT_EQ(outs[0], outs[1]) << where << ": out";
