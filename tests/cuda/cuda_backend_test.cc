@@ -835,7 +835,8 @@ TEST_P(CudaOps, AttentionPeaked) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
          {std::tuple{1, 64, 64, 1}, std::tuple{2, 70, 32, 2},
-          std::tuple{1, 130, 64, 2}, std::tuple{1, 200, 128, 2}}) {
+          std::tuple{1, 130, 64, 2}, std::tuple{1, 200, 128, 2},
+          std::tuple{2, 37, 128, 2}}) {
       const int hs = C / NH;
       const std::string where =
           std::string(cuda::AttentionKernelName(dtype(), hs)) +
@@ -1348,7 +1349,7 @@ TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
   if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
     GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
   std::vector<std::tuple<int, int, int, int>> shapes = {
-      {1, 64, 64, 1}, {1, 130, 128, 2}, {2, 200, 64, 1}};
+      {1, 64, 64, 1}, {2, 37, 128, 2}, {1, 130, 128, 2}, {2, 200, 64, 1}};
   if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
   for (auto [B, T, C, NH] : shapes) {
     auto g_qkv = Gpu(Random(B * T * 3 * C, 91, 1.5));
