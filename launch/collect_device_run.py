@@ -156,6 +156,18 @@ def kernels_alone(bench):
     return name, head.split("(", 1)[-1].rstrip("):"), rows
 
 
+def pipelined_twins(kern):
+    """[(kernel, ms, plain twin's ms)] for each 'pipelined' kernel of an 'attention
+    kernels alone' table whose twin (the same name without ', pipelined') is there."""
+    ms_of = {k: ms for k, ms, _ in kern}
+    twins = []
+    for k, ms, _ in kern:
+        plain = k.replace(", pipelined", "")
+        if plain != k and plain in ms_of and float(ms) > 0:
+            twins.append((k, ms, ms_of[plain]))
+    return twins
+
+
 def matmul_shapes(bench):
     """(run name, [(op, shape, calls, ms, TFLOP/s)]) of the first 'matmuls by shape'
     table in a bench log, or None."""
@@ -306,6 +318,14 @@ def main():
             else:
                 out += ["| kernel | ms | TFLOP/s |", "|---|---|---|"]
                 out += [f"| {k} | {ms} | {rate} |" for k, ms, rate in kern]
+            twins = pipelined_twins(kern)
+            if twins:
+                out += ["", "Pipelined kernels against their plain twins (the same products: "
+                        "the ratio is the overlap's effect):", "",
+                        "| kernel | ms | plain twin ms | plain / pipelined |",
+                        "|---|---|---|---|"]
+                out += [f"| {k} | {ms} | {plain} | {float(plain) / float(ms):.2f}x |"
+                        for k, ms, plain in twins]
         shapes = matmul_shapes(bench)
         if shapes:
             name, rows = shapes

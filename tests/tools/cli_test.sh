@@ -183,6 +183,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     "attention kernels alone, one layer (median of 5; x12 layers):" \
     "  forward (ldmatrix)              0.111 ms    222 TFLOP/s" \
     "  dK, dV (transposed tiles)       0.333 ms     44 TFLOP/s" \
+    "  dQ (wgmma)                      0.150 ms    200 TFLOP/s" \
+    "  dQ (wgmma, pipelined)           0.120 ms    250 TFLOP/s" \
     "===== decode_bench_no_graphs (limit 1s): z" \
     "decode batch 1: 800.0 tokens/s (1.25 ms/step, top-k sampling included; prefill 9.0 ms)" \
     "decode batch 1 (one draw per wait): 700.0 tokens/s (1.43 ms/step, top-k sampling included, 1 draw per wait for the device; prefill 9.0 ms)" \
@@ -205,6 +207,7 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
      && grep -q "| \`bench_ours_B16\` | 16 | - | - | 5.00 (111) |" "$summary" \
      && grep -q "without CUDA graphs: batch 1: 800.0 tokens/s; one draw per wait for the device: batch 1: 700.0 tokens/s" "$summary" \
      && grep -q "| dK, dV (transposed tiles) | 0.333 | 44 |" "$summary" \
+     && grep -q "| dQ (wgmma, pipelined) | 0.120 | 0.150 | 1.25x |" "$summary" \
      && grep -q "1,000 positions, warp-per-position decode attention: batch 8: 600.0 tokens/s" "$summary" \
      && [ -s "$work/logs_out/gpu_h100_2000-01-01/loss.png" ]; then
     echo "ok   collect_device_run"; passes=$((passes+1))
