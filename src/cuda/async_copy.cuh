@@ -71,7 +71,8 @@ template <int kInFlight>
 __device__ __forceinline__ void CpAsyncWait() {
 #if defined(GPT2_CUDA_EMULATED)
   if (cuda_emu::detail::DeferredCopies())
-    copy_emu::ThisThreadQueue().Retire(kInFlight, copy_emu::Land);
+    copy_emu::ThisThreadQueue().Retire(
+        kInFlight, [](const copy_emu::Copy& c) { copy_emu::Land(c); });
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kInFlight));
 #endif

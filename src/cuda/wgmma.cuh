@@ -327,7 +327,8 @@ __device__ __forceinline__ void WgmmaCommit() {
 template <int kInFlight>
 __device__ __forceinline__ void WgmmaWait() {
 #if defined(GPT2_CUDA_EMULATED)
-  wgmma_emu::ThisThreadQueue().Retire(kInFlight, wgmma_emu::Run);
+  wgmma_emu::ThisThreadQueue().Retire(
+      kInFlight, [](const wgmma_emu::Queued& p) { wgmma_emu::Run(p); });
 #elif defined(GPT2_WGMMA_HARDWARE)
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kInFlight)
                : "memory");
