@@ -85,11 +85,19 @@ __device__ __forceinline__ void CpAsyncWait() {
 //   __syncthreads();
 //   if (threadIdx.x == 0) BulkLoad(dst, src, bytes, &bar);
 //   BarrierWait(&bar, 0);  // phase 0: this barrier's first completion
-// The emulated build copies at once (the waits have nothing to do). Callers
-// dispatch on the compute capability first (CurrentMajor() >= 9).
+// Callers dispatch on the compute capability first (CurrentMajor() >= 9).
+// The emulated barrier counts its completed phases (a wait for parity p
+// returns once the current phase's parity is not p, as try_wait.parity does,
+// and yields to the block's other threads until then: a wait for a copy
+// nobody issues is reported as a livelock). One arrival a phase, the
+// BulkLoad's: its copy lands at once and completes the phase, or with
+// deferred copies (cuda_emu::SetDeferredCopies) at a wait on the barrier once
+// every other thread of the block has run up to its own wait, so a read of the
+// buffer before the wait shows.
 __device__ __forceinline__ void BarrierInit(uint64_t* bar) {
 #if defined(GPT2_CUDA_EMULATED)
   *bar = 0;
+  cuda_emu::detail::DropBulkCopies(bar);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const uint32_t address = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
   asm volatile(
@@ -107,8 +115,12 @@ __device__ __forceinline__ void BarrierInit(uint64_t* bar) {
 __device__ __forceinline__ void BulkLoad(void* dst, const void* src,
                                          uint32_t bytes, uint64_t* bar) {
 #if defined(GPT2_CUDA_EMULATED)
-  (void)bar;
-  std::memcpy(dst, src, bytes);
+  if (cuda_emu::detail::DeferredCopies()) {
+    cuda_emu::detail::DeferBulkCopy(bar, dst, src, bytes);
+  } else {
+    std::memcpy(dst, src, bytes);
+    ++*bar;
+  }
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const uint32_t to = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
   const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
@@ -130,7 +142,18 @@ __device__ __forceinline__ void BulkLoad(void* dst, const void* src,
 // instead of hanging.
 __device__ __forceinline__ void BarrierWait(uint64_t* bar, uint32_t parity) {
 #if defined(GPT2_CUDA_EMULATED)
-  (void)bar, (void)parity;
+  // The block's other threads run up to their own waits before a deferred
+  // copy lands (the first wait yields once): reads before any wait see the
+  // old bytes.
+  bool yielded = false;
+  while ((*bar & 1) == parity) {
+    if (yielded && cuda_emu::detail::LandBulkCopies(bar)) {
+      ++*bar;
+    } else {
+      cuda_emu::detail::SpinYield(__FILE__, __LINE__);
+      yielded = true;
+    }
+  }
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const uint32_t at = static_cast<uint32_t>(__cvta_generic_to_shared(bar));
   uint32_t done = 0;

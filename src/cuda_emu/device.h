@@ -60,6 +60,14 @@ void* ThreadHardwareState(HardwareState which, size_t bytes);
 // (CUDA_EMU_DEFERRED_COPIES=1, cuda_emu::SetDeferredCopies) instead of at once.
 bool DeferredCopies();
 
+// Deferred bulk copies (cp.async.bulk), kept by the mbarrier they complete:
+// DeferBulkCopy queues one, LandBulkCopies lands those of `barrier` (false if
+// none), DropBulkCopies forgets them (a barrier initialised again).
+void DeferBulkCopy(const void* barrier, void* dst, const void* src,
+                   size_t bytes);
+bool LandBulkCopies(const void* barrier);
+void DropBulkCopies(const void* barrier);
+
 // Reports a fault of the running kernel (as a failed barrier would: the
 // kernel's name, block and `message`) and ends its block.
 [[noreturn]] void DeviceFault(const char* message, const char* file, int line);

@@ -20,6 +20,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "src/cuda_emu/api.h"
@@ -1135,6 +1136,47 @@ void* ThreadHardwareState(HardwareState which, size_t bytes) {
 }
 
 bool DeferredCopies() { return GetSettings().deferred_copies.load(); }
+
+namespace {
+struct BulkCopy {
+  void* dst;
+  const void* src;
+  size_t bytes;
+};
+// Blocks on several host threads defer copies at once (their barriers are in
+// different shared memory).
+std::mutex& BulkCopiesMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+std::unordered_multimap<const void*, BulkCopy>& BulkCopies() {
+  static auto* copies = new std::unordered_multimap<const void*, BulkCopy>();
+  return *copies;
+}
+}  // namespace
+
+void DeferBulkCopy(const void* barrier, void* dst, const void* src,
+                   size_t bytes) {
+  std::lock_guard<std::mutex> lock(BulkCopiesMutex());
+  BulkCopies().emplace(barrier, BulkCopy{dst, src, bytes});
+}
+
+bool LandBulkCopies(const void* barrier) {
+  std::vector<BulkCopy> landing;
+  {
+    std::lock_guard<std::mutex> lock(BulkCopiesMutex());
+    auto [begin, end] = BulkCopies().equal_range(barrier);
+    for (auto it = begin; it != end; ++it) landing.push_back(it->second);
+    BulkCopies().erase(begin, end);
+  }
+  for (const BulkCopy& c : landing) std::memcpy(c.dst, c.src, c.bytes);
+  return !landing.empty();
+}
+
+void DropBulkCopies(const void* barrier) {
+  std::lock_guard<std::mutex> lock(BulkCopiesMutex());
+  BulkCopies().erase(barrier);
+}
 
 void DeviceFault(const char* message, const char* file, int line) {
   RunnerOrDie("a device fault", file, line).Fault(message, file, line);

@@ -108,7 +108,40 @@ __global__ void CpAsyncGroupsKernel(const int4* src, int* out) {
   out[96 + t] = chunks[32 + t].x;
 }
 
+// 32 threads: thread 0 stages src's 32 ints in shared memory by one bulk copy
+// that completes an mbarrier; out[t] = int t before the wait, out[32 + t]
+// after it.
+__global__ void BulkCopyKernel(const int* src, int* out) {
+  __shared__ __align__(16) int staged[32];
+  __shared__ uint64_t bar;
+  const int t = threadIdx.x;
+  staged[t] = -1;
+  if (t == 0) gpt2::cuda::BarrierInit(&bar);
+  __syncthreads();
+  if (t == 0) gpt2::cuda::BulkLoad(staged, src, sizeof(staged), &bar);
+  out[t] = staged[t];
+  gpt2::cuda::BarrierWait(&bar, 0);
+  out[32 + t] = staged[t];
+}
+
+// Every thread waits on an mbarrier that no copy completes.
+__global__ void BulkWaitForeverKernel(int* out) {
+  __shared__ uint64_t bar;
+  if (threadIdx.x == 0) gpt2::cuda::BarrierInit(&bar);
+  __syncthreads();
+  gpt2::cuda::BarrierWait(&bar, 0);
+  out[threadIdx.x] = 1;
+}
+
 }  // namespace
+
+cudaError_t LaunchBulkCopy(const int* src, int* out) {
+  return GPT2_LAUNCH(BulkCopyKernel, 1, 32, 0, nullptr, src, out);
+}
+
+cudaError_t LaunchBulkWaitForever(int* out) {
+  return GPT2_LAUNCH(BulkWaitForeverKernel, 1, 32, 0, nullptr, out);
+}
 
 cudaError_t LaunchCpAsyncGroups(const int4* src, int* out) {
   return GPT2_LAUNCH(CpAsyncGroupsKernel, 1, 32, 0, nullptr, src, out);

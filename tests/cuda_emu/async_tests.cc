@@ -65,6 +65,37 @@ TEST_F(EmuAsync, CopiesLandAtOnceOrAtTheirWait) {
   cuda_emu::SetDeferredCopies(false);
 }
 
+// A bulk copy lands at once and completes its mbarrier's phase, or deferred
+// at the first wait on the barrier: a read before the wait sees the old
+// bytes then.
+TEST_F(EmuAsync, BulkCopiesLandAtOnceOrAtTheFirstWait) {
+  std::vector<int> src(32);
+  for (int i = 0; i < 32; ++i) src[i] = 500 + i;
+  DeviceBuffer<int> d_src(src);
+  for (const bool deferred : {false, true}) {
+    cuda_emu::SetDeferredCopies(deferred);
+    DeviceBuffer<int> out(64);
+    ASSERT_EQ(LaunchBulkCopy(d_src.get(), out.get()), cudaSuccess);
+    const std::vector<int> got = out.Download();
+    for (int t = 0; t < 32; ++t) {
+      const std::string where = std::string(deferred ? "deferred" : "at once") +
+                                ", thread " + std::to_string(t);
+      if (deferred) EXPECT_EQ(got[t], -1) << where << ": before the wait";
+      EXPECT_EQ(got[32 + t], 500 + t) << where << ": after the wait";
+    }
+  }
+  cuda_emu::SetDeferredCopies(false);
+}
+
+// Waiting on a barrier no copy completes is reported, not a hang.
+TEST_F(EmuAsync, WaitingForACopyNobodyIssuedIsALivelock) {
+  cuda_emu::SetSpinTimeout(0.2);
+  DeviceBuffer<int> out(32);
+  EXPECT_EQ(LaunchBulkWaitForever(out.get()), cudaErrorLaunchFailure);
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("livelock"));
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("BulkWaitForeverKernel"));
+}
+
 TEST_F(EmuAsync, TooManyGroupsInFlightIsAFault) {
   DeviceBuffer<int> out(128);
   EXPECT_EQ(LaunchWgmmaTooManyGroups(out.get()), cudaErrorLaunchFailure);

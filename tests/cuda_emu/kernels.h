@@ -135,6 +135,10 @@ cudaError_t LaunchWgmmaAsync(float* out);
 // first int of a shared chunk at the 4 points CpAsyncGroupsKernel lists; src:
 // 64 chunks; 128 ints.
 cudaError_t LaunchCpAsyncGroups(const int4* src, int* out);
+// 32 threads; thread 0 bulk-copies src's 32 ints into shared memory
+// (async_kernels.cu): out[t] int t read before the mbarrier wait, out[32 + t]
+// after it; 64 ints.
+cudaError_t LaunchBulkCopy(const int* src, int* out);
 
 // ---- Buggy kernels (buggy_kernels.cu): each must be reported, not hang ----
 cudaError_t LaunchDivergentBarrier(int blocks, int threads, int* out);
@@ -155,6 +159,9 @@ cudaError_t LaunchSpinForever(int* flag);
 // 128 threads commit 17 warpgroup-product groups without waiting
 // (async_kernels.cu): more than the emulated queue holds.
 cudaError_t LaunchWgmmaTooManyGroups(int* out);
+// 32 threads wait on an mbarrier that no bulk copy completes
+// (async_kernels.cu).
+cudaError_t LaunchBulkWaitForever(int* out);
 
 }  // namespace cuda_emu_test
 
