@@ -339,21 +339,34 @@ __global__ void __launch_bounds__(kThreads, 2)
     PinFragments(pa);
     PinAccumulators(dv);
     FenceForProducts(dk, dsa);
+    // S^T and dP^T as two groups, the previous tile's products behind them;
+    // P^T is computed while dP^T's products run, dS^T while the previous
+    // tile's do.
     k_own.TimesTile(s, q_tile(qt));
+    WgmmaCommit();
     v_own.TimesTile(dp, do_tile(qt));
     WgmmaCommit();
     if constexpr (kPrevious) {
       WgFragmentsTimesTile(dv, pa, do_tile(qt - 1));  // dV += P^T dO
       WgFragmentsTimesTile(dk, dsa, q_tile(qt - 1));  // dK += dS^T Q
       WgmmaCommit();
-      WgmmaWait<1>();  // S^T, dP^T
+      WgmmaWait<2>();  // S^T
+    } else {
+      WgmmaWait<1>();
+    }
+    PinAccumulators(s);
+    const bool masked = qt == b.kb || q0 + kTile > T;
+    KeyValueScoreGrads<kProbabilities>(masked, s, dp, tile_lse(qt),
+                                       tile_delta(qt), q0, b.key_a, b.at.t, T,
+                                       b.scale_log2);
+    if constexpr (kPrevious) {
+      WgmmaWait<1>();  // dP^T
     } else {
       WgmmaWait<0>();
     }
-    PinAccumulators(s);
     PinAccumulators(dp);
-    KeyValueScoreGrads(qt == b.kb || q0 + kTile > T, s, dp, tile_lse(qt),
-                       tile_delta(qt), q0, b.key_a, b.at.t, T, b.scale_log2);
+    KeyValueScoreGrads<kGradients>(false, s, dp, tile_lse(qt), tile_delta(qt),
+                                   q0, b.key_a, b.at.t, T, b.scale_log2);
     if constexpr (kPrevious) {
       WgmmaWait<0>();  // dV, dK
       PinAccumulators(dv);
