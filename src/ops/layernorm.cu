@@ -404,7 +404,11 @@ void DispatchPackedIters(int iters, Fn&& fn) {
 
 // The forward in 16-byte packs, one warp per row held in registers (the same
 // shapes as the fused backward): with `a` and `b`, residual = a + b (rounded
-// to TR) first, and the LayerNorm of that; with b null, of `a` as is.
+// to TR) first, and the LayerNorm of that; with b null, of `a` as is. The
+// row's a and b are all loaded before anything is stored (the compiler may
+// not move a load above a store to what might be the same memory): one wait
+// on memory a row instead of one a pack (the fused backward's prefetch won
+// 1.18 against 1.45 ms on the H100 the same way).
 template <typename T, typename TR, int kIters>
 __global__ void __launch_bounds__(32 * kRowsPerBlock)
     LayerNormForwardPackedKernel(TR* residual, T* out, float* mean, float* rstd,
@@ -416,17 +420,20 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
   float x[kIters][kN];
-  float sum = 0.0f;
+  Pack16<T> pb[kIters];
   for (int i = 0; i < kIters; ++i) {
     const int c = (i * 32 + lane) * kN;
     LoadFloats<kN>(a + row * C + c, x[i]);
+    if (b != nullptr) pb[i] = LoadPack16(b + row * C + c);
+  }
+  float sum = 0.0f;
+  for (int i = 0; i < kIters; ++i) {
     if (b != nullptr) {
-      const Pack16<T> pb = LoadPack16(b + row * C + c);
       for (int j = 0; j < kN; ++j) {
         // Rounded to the stream's type, as stored.
-        x[i][j] = ToFloat(FromFloat<TR>(x[i][j] + ToFloat(pb.v[j])));
+        x[i][j] = ToFloat(FromFloat<TR>(x[i][j] + ToFloat(pb[i].v[j])));
       }
-      StoreFloats<kN>(residual + row * C + c, x[i]);
+      StoreFloats<kN>(residual + row * C + (i * 32 + lane) * kN, x[i]);
     }
     for (int j = 0; j < kN; ++j) sum += x[i][j];
   }
