@@ -112,10 +112,25 @@ __device__ __forceinline__ void ClassifyPackedRow(
   if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(in[target]);
   if (!write_grad) return;
   __syncthreads();  // thread 0 read in[target] above (in may be row)
-  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += blockDim.x * kN) {
-    Pack16<T> pack = LoadPack16(in + v0);
-    PackToGradient(pack, v0, V, target, lse, dloss);
-    StorePack16(row + v0, pack);
+  // kAhead packs loaded before the first of them is stored: a load may not
+  // move above a store to what may be the same row, so one at a time each
+  // pack's load waited on memory in turn. (Each pack is read before it is
+  // written, as before; the same bits.)
+  constexpr int kAhead = 4;
+  const int stride = blockDim.x * kN;
+  for (int v0 = threadIdx.x * kN; v0 < Vp; v0 += kAhead * stride) {
+    Pack16<T> packs[kAhead];
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) {
+      if (v0 + k * stride < Vp) packs[k] = LoadPack16(in + v0 + k * stride);
+    }
+#pragma unroll
+    for (int k = 0; k < kAhead; ++k) {
+      if (v0 + k * stride < Vp) {
+        PackToGradient(packs[k], v0 + k * stride, V, target, lse, dloss);
+        StorePack16(row + v0 + k * stride, packs[k]);
+      }
+    }
   }
 }
 
