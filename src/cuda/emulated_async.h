@@ -19,9 +19,9 @@ namespace gpt2::cuda::emulated {
 
 template <typename Op, int kMaxOps, int kMaxGroups>
 struct AsyncGroups {
+  int queued;       // first: the emulator reports a thread that exits with some
   Op ops[kMaxOps];  // not yet run, oldest first
-  int queued;
-  int committed;                // ops in closed groups (the first)
+  int committed;    // ops in closed groups (the first)
   int group_sizes[kMaxGroups];  // closed groups not yet retired
   int groups;
 

@@ -51,7 +51,8 @@ void* DynamicSharedMemory();
 // queues of asynchronous warpgroup products (src/cuda/wgmma.cuh) and of
 // deferred cp.async copies (src/cuda/async_copy.cuh). Zeroed when the thread
 // starts, kept until its block ends; a later call for the same state must not
-// ask for more bytes than the first.
+// ask for more bytes than the first. Each queue's first int counts its
+// pending operations: a thread that exits with any is reported.
 enum class HardwareState { kWgmmaQueue, kCopyQueue };
 constexpr int kHardwareStates = 2;
 void* ThreadHardwareState(HardwareState which, size_t bytes);

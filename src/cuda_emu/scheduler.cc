@@ -764,6 +764,21 @@ class BlockRunner {
 
   void OnExit(EmuThread& t) {
     NoteProgress();
+    // Emulated asynchronous operations still queued (each queue starts with
+    // its count: src/cuda/emulated_async.h) were never waited for.
+    static const char* const kQueued[kHardwareStates] = {"wgmma products",
+                                                         "cp.async copies"};
+    for (int i = 0; i < kHardwareStates; ++i) {
+      int queued = 0;
+      if (t.hardware_state_live[i] &&
+          t.hardware_state[i].size() >= sizeof(queued)) {
+        std::memcpy(&queued, t.hardware_state[i].data(), sizeof(queued));
+      }
+      if (queued > 0) {
+        Fail(Describe(t) + " exited with " + std::to_string(queued) + " " +
+             kQueued[i] + " never waited for");
+      }
+    }
     t.state = ThreadState::kExited;
     ++exited_;
     if (first_exited_ < 0) first_exited_ = t.linear;

@@ -81,6 +81,19 @@ __global__ void WgmmaAsyncKernel(float* out) {
   out[512 + t] = c[3][1];
 }
 
+// One warpgroup product issued and committed, never waited for.
+__global__ void WgmmaNeverWaitedKernel(int* out) {
+  GPT2_EXTERN_SHARED(uint4, smem);
+  __nv_bfloat16* x = AlignTiles(reinterpret_cast<__nv_bfloat16*>(smem));
+  FillTile(x, 1.0f);
+  __syncthreads();
+  float d[8][4];
+  WgmmaFence();
+  Wgmma64x64<false>(d, TileKMajor(x, 0), TileKMajor(x, 0), false);
+  WgmmaCommit();
+  out[threadIdx.x] = 1;
+}
+
 // Commits 17 groups and never waits: more than the emulator's queue holds.
 __global__ void WgmmaTooManyGroupsKernel(int* out) {
   for (int g = 0; g < 17; ++g) WgmmaCommit();
@@ -150,6 +163,11 @@ cudaError_t LaunchCpAsyncGroups(const int4* src, int* out) {
 cudaError_t LaunchWgmmaAsync(float* out) {
   constexpr int kShared = 2 * kTileElems * 2 + gpt2::cuda::kTileAlign;
   return GPT2_LAUNCH(WgmmaAsyncKernel, 1, 128, kShared, nullptr, out);
+}
+
+cudaError_t LaunchWgmmaNeverWaited(int* out) {
+  constexpr int kShared = kTileElems * 2 + gpt2::cuda::kTileAlign;
+  return GPT2_LAUNCH(WgmmaNeverWaitedKernel, 1, 128, kShared, nullptr, out);
 }
 
 cudaError_t LaunchWgmmaTooManyGroups(int* out) {

@@ -96,6 +96,14 @@ TEST_F(EmuAsync, WaitingForACopyNobodyIssuedIsALivelock) {
   EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("BulkWaitForeverKernel"));
 }
 
+TEST_F(EmuAsync, ExitingWithProductsNeverWaitedForIsAFault) {
+  DeviceBuffer<int> out(128);
+  EXPECT_EQ(LaunchWgmmaNeverWaited(out.get()), cudaErrorLaunchFailure);
+  EXPECT_THAT(cuda_emu::LastReport(),
+              HasSubstr("exited with 1 wgmma products never waited for"));
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("WgmmaNeverWaitedKernel"));
+}
+
 TEST_F(EmuAsync, TooManyGroupsInFlightIsAFault) {
   DeviceBuffer<int> out(128);
   EXPECT_EQ(LaunchWgmmaTooManyGroups(out.get()), cudaErrorLaunchFailure);

@@ -159,6 +159,9 @@ cudaError_t LaunchSpinForever(int* flag);
 // 128 threads commit 17 warpgroup-product groups without waiting
 // (async_kernels.cu): more than the emulated queue holds.
 cudaError_t LaunchWgmmaTooManyGroups(int* out);
+// 128 threads issue a warpgroup product and exit without waiting for it
+// (async_kernels.cu).
+cudaError_t LaunchWgmmaNeverWaited(int* out);
 // 32 threads wait on an mbarrier that no bulk copy completes
 // (async_kernels.cu).
 cudaError_t LaunchBulkWaitForever(int* out);
