@@ -228,6 +228,49 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     return in;
   }
 
+  // The wgmma attention forward (out, lse) and backward (dqkv) in two forms
+  // on the same random inputs (qkv, dout, delta from seed, seed + 1, seed +
+  // 2), each run's outputs starting from their own garbage: the same bits
+  // expected (every dqkv element is written). `pipelined`: the forward, dQ
+  // and dK/dV kernels alike.
+  struct WgmmaForm {
+    bool own_rows_in_registers;
+    bool pipelined;
+  };
+  void ExpectWgmmaFormsAgree(int B, int T, int C, int NH, uint64_t seed,
+                             WgmmaForm first, WgmmaForm second,
+                             const std::string& where) {
+    auto g_qkv = Gpu(Random(B * T * 3 * C, seed, 1.5));
+    auto g_dout = Gpu(Random(B * T * C, seed + 1));
+    auto g_delta = GpuF32(Random(B * NH * T, seed + 2));  // any: both read it
+    std::vector<double> outs[2], lses[2], grads[2];
+    const WgmmaForm forms[2] = {first, second};
+    for (int r = 0; r < 2; ++r) {
+      const WgmmaForm f = forms[r];
+      auto g_out = Gpu(Random(B * T * C, seed + 3 + r));
+      auto g_lse = GpuF32(Random(B * NH * T, seed + 5 + r));
+      cuda::tc::WgmmaAttentionForward(
+          g_out.view, g_lse.view, g_qkv.view, B, T, C, NH,
+          {f.own_rows_in_registers, f.pipelined}, cuda_->cuda_stream());
+      outs[r] = Download(g_out, "out");
+      lses[r] = Download(g_lse, "lse");
+      auto g_dqkv = Gpu(Random(B * T * 3 * C, seed + 7 + r));
+      cuda::tc::WgmmaAttentionBackward(
+          g_dqkv.view, g_dout.view, g_qkv.view,
+          static_cast<const float*>(g_lse.view.data),
+          static_cast<const float*>(g_delta.view.data), B, T, C, NH,
+          f.own_rows_in_registers, cuda_->cuda_stream(), cuda::tc::kBothParts,
+          f.pipelined, f.pipelined);
+      grads[r] = Download(g_dqkv, "dqkv");
+    }
+    EXPECT_EQ(outs[0], outs[1]) << where << ": out";
+    EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
+    int differ = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i)
+      differ += grads[0][i] != grads[1][i];
+    EXPECT_EQ(differ, 0) << where << ": dqkv";
+  }
+
   // Matmul forward and backward for one shape against the CPU, into random
   // gradients (they accumulate).
   void CheckMatmul(int N, int C, int OC, const std::string& what) {
@@ -1305,35 +1348,9 @@ TEST_P(CudaOps, WgmmaOwnRowsInRegistersIsBitwiseTheSame) {
                                                         {2, 200, 64, 1}};
   if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
   for (auto [B, T, C, NH] : shapes) {
-    const std::string where = "B=" + std::to_string(B) +
-                              " T=" + std::to_string(T) +
-                              " C=" + std::to_string(C);
-    auto g_qkv = Gpu(Random(B * T * 3 * C, 81, 1.5));
-    auto g_dout = Gpu(Random(B * T * C, 82));
-    std::vector<double> outs[2], lses[2], grads[2];
-    auto g_delta = GpuF32(Random(B * NH * T, 84));  // any values: both read it
-    for (int regs = 0; regs < 2; ++regs) {
-      auto g_out = Gpu(Random(B * T * C, 85 + regs));
-      auto g_lse = GpuF32(Random(B * NH * T, 87 + regs));
-      cuda::tc::WgmmaAttentionForward(g_out.view, g_lse.view, g_qkv.view, B, T,
-                                      C, NH, {regs == 1, false},
-                                      cuda_->cuda_stream());
-      outs[regs] = Download(g_out, "out");
-      lses[regs] = Download(g_lse, "lse");
-      auto g_dqkv = Gpu(Random(B * T * 3 * C, 89 + regs));
-      cuda::tc::WgmmaAttentionBackward(
-          g_dqkv.view, g_dout.view, g_qkv.view,
-          static_cast<const float*>(g_lse.view.data),
-          static_cast<const float*>(g_delta.view.data), B, T, C, NH, regs == 1,
-          cuda_->cuda_stream());
-      grads[regs] = Download(g_dqkv, "dqkv");
-    }
-    EXPECT_EQ(outs[0], outs[1]) << where << ": out";
-    EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
-    int differ = 0;
-    for (size_t i = 0; i < grads[0].size(); ++i)
-      differ += grads[0][i] != grads[1][i];
-    EXPECT_EQ(differ, 0) << where << ": dqkv";
+    ExpectWgmmaFormsAgree(B, T, C, NH, 81, {false, false}, {true, false},
+                          "B=" + std::to_string(B) + " T=" + std::to_string(T) +
+                              " C=" + std::to_string(C));
   }
 }
 
@@ -1352,37 +1369,11 @@ TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
       {1, 64, 64, 1}, {2, 37, 128, 2}, {1, 130, 128, 2}, {2, 200, 64, 1}};
   if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
   for (auto [B, T, C, NH] : shapes) {
-    auto g_qkv = Gpu(Random(B * T * 3 * C, 91, 1.5));
-    auto g_dout = Gpu(Random(B * T * C, 92));
-    auto g_delta = GpuF32(Random(B * NH * T, 97));  // any values: both read it
     for (const bool regs : {false, true}) {
-      const std::string where =
-          "B=" + std::to_string(B) + " T=" + std::to_string(T) +
-          " C=" + std::to_string(C) + (regs ? ", own rows in registers" : "");
-      std::vector<double> outs[2], lses[2], grads[2];
-      for (int pipelined = 0; pipelined < 2; ++pipelined) {
-        auto g_out = Gpu(Random(B * T * C, 93 + pipelined));
-        auto g_lse = GpuF32(Random(B * NH * T, 95 + pipelined));
-        cuda::tc::WgmmaAttentionForward(g_out.view, g_lse.view, g_qkv.view, B,
-                                        T, C, NH, {regs, pipelined == 1},
-                                        cuda_->cuda_stream());
-        outs[pipelined] = Download(g_out, "out");
-        lses[pipelined] = Download(g_lse, "lse");
-        auto g_dqkv = Gpu(Random(B * T * 3 * C, 98 + pipelined));
-        cuda::tc::WgmmaAttentionBackward(
-            g_dqkv.view, g_dout.view, g_qkv.view,
-            static_cast<const float*>(g_lse.view.data),
-            static_cast<const float*>(g_delta.view.data), B, T, C, NH, regs,
-            cuda_->cuda_stream(), cuda::tc::kBothParts, pipelined == 1,
-            pipelined == 1);
-        grads[pipelined] = Download(g_dqkv, "dqkv");
-      }
-      EXPECT_EQ(outs[0], outs[1]) << where << ": out";
-      EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
-      int differ = 0;
-      for (size_t i = 0; i < grads[0].size(); ++i)
-        differ += grads[0][i] != grads[1][i];
-      EXPECT_EQ(differ, 0) << where << ": dqkv";
+      ExpectWgmmaFormsAgree(B, T, C, NH, 91, {regs, false}, {regs, true},
+                            "B=" + std::to_string(B) + " T=" +
+                                std::to_string(T) + " C=" + std::to_string(C) +
+                                (regs ? ", own rows in registers" : ""));
     }
   }
 }
