@@ -157,6 +157,16 @@ __device__ __forceinline__ void QueuePreviousAwaitFirst(
   PinAccumulators(first);
 }
 
+// The previous tile's products (kPrevious), the last group in flight: waited
+// for, their accumulators pinned.
+template <bool kPrevious>
+__device__ __forceinline__ void AwaitPrevious(float (&acc)[8][4]) {
+  if constexpr (kPrevious) {
+    WgmmaWait<0>();
+    PinAccumulators(acc);
+  }
+}
+
 // Issues the products queued since the last wait and waits for them.
 __device__ __forceinline__ void WgFinish(float (&a)[8][4]) {
   WgmmaCommit();
@@ -166,6 +176,16 @@ __device__ __forceinline__ void WgFinish(float (&a)[8][4]) {
 __device__ __forceinline__ void WgFinish(float (&a)[8][4], float (&b)[8][4]) {
   WgFinish(a);
   PinAccumulators(b);
+}
+
+// The pipelined kernels' last tile: acc += a times tile (a computed before),
+// waited for.
+__device__ __forceinline__ void FinishLastTile(float (&acc)[8][4],
+                                               uint32_t (&a)[4][4],
+                                               const bf16* tile) {
+  FenceForProducts(acc, a);
+  WgFragmentsTimesTile(acc, a, tile);
+  WgFinish(acc);
 }
 
 // dK and dV for one block of 64 keys (BackwardKeyValueKernel's arithmetic):
@@ -523,17 +543,12 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
     PinAccumulators(dp);
     QueryScoreGrads<kGradients>(false, s, dp, k0, b.row_a, b.at.t, row_lse,
                                 row_delta, b.scale_log2);
-    if constexpr (kPrevious) {
-      WgmmaWait<0>();  // dQ
-      PinAccumulators(dq);
-    }
+    AwaitPrevious<kPrevious>(dq);
     AccToFragments(dsa, dp);
   };
   tile(0, std::false_type{});
   for (int kt = 1; kt <= b.qb; ++kt) tile(kt, std::true_type{});
-  FenceForProducts(dq, dsa);
-  WgFragmentsTimesTile(dq, dsa, k_tile(b.qb));  // the last tile's dQ += dS K
-  WgFinish(dq);
+  FinishLastTile(dq, dsa, k_tile(b.qb));  // dQ += dS K
   StoreRows<HS>(dqkv + b.at.qkv, b.at.stride, dq, b.row_a, T, scale);
 }
 
@@ -625,18 +640,13 @@ __global__ void __launch_bounds__(kThreads, 3)
     MaskScores(kt == b.qb, s, tile_max, k0, b.row_a, b.at.t);
     SoftmaxProbabilities(s, tile_max, row_max, row_sum, correction,
                          b.scale_log2);
-    if constexpr (kOutput) {
-      WgmmaWait<0>();  // O
-      PinAccumulators(o);
-    }
+    AwaitPrevious<kOutput>(o);
     RescaleOutput<HS>(o, correction);
     AccToFragments(pa, s);
   };
   tile(0, std::false_type{});
   for (int kt = 1; kt <= b.qb; ++kt) tile(kt, std::true_type{});
-  FenceForProducts(o, pa);
-  WgFragmentsTimesTile(o, pa, v_tile(b.qb));  // the last tile's O += P V
-  WgFinish(o);
+  FinishLastTile(o, pa, v_tile(b.qb));  // O += P V
 
   StoreForwardRows<HS>(out, lse, b.at, o, row_sum, row_max, b.row_a, T, C,
                        b.scale_log2);
