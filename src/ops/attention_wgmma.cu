@@ -43,9 +43,11 @@ constexpr int WgmmaSharedBytes(int tiles = kWgTiles) {
 
 // The wgmma kernels' shared memory (WgmmaSharedBytes): the block's own rows
 // of two tensors (one in the forward), two buffers of each of two streamed
-// tensors, then room for two buffers of two 64-float statistics. Buffers by
-// arithmetic, not arrays of pointers (a run-time index would put such an
-// array on the stack).
+// tensors, then room for two buffers of two 64-float statistics. The
+// pipelined backward kernels take a third buffer of a streamed tensor past
+// those six tiles (their shared memory is larger), and ring() deals a
+// tensor's three buffers out in turn. Buffers by arithmetic, not arrays of
+// pointers (a run-time index would put such an array on the stack).
 struct WgTiles {
   bf16* base;
   __device__ bf16* own(int tensor) const { return base + tensor * kTileElems; }
@@ -54,6 +56,12 @@ struct WgTiles {
   }
   __device__ float* stats() const {
     return reinterpret_cast<float*>(base + kWgTiles * kTileElems);
+  }
+  // Streamed tensor `tensor`'s buffer `slot` of three (the third past the
+  // six tiles, tensor by tensor).
+  __device__ bf16* ring(int tensor, int slot) const {
+    return slot < 2 ? streamed(tensor, slot)
+                    : base + (kWgTiles + tensor) * kTileElems;
   }
 };
 __device__ __forceinline__ WgTiles CarveWgTiles() {
@@ -305,7 +313,7 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
 // products added to dK and dV in the same order: the same bits. Q and dO take
 // three buffers each (8 tiles, then three buffers of statistics), and the two
 // tiles' operands and accumulators in flight take 2 blocks an SM.
-constexpr int kWgKeyValuePipelinedTiles = 8;
+constexpr int kWgKeyValuePipelinedTiles = kWgTiles + 2;
 constexpr int WgmmaKeyValuePipelinedBytes() {
   return kWgKeyValuePipelinedTiles * kTileElems *
              static_cast<int>(sizeof(bf16)) +
@@ -321,14 +329,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Query tile qt's buffer (of three) counts from the block's first tile.
   const KeyBlock b(tiles, qkv, dout, T, C, NH, scale);
   const auto slot = [&](int qt) { return (qt - b.kb) % 3; };
-  const auto q_tile = [&](int qt) {
-    const int buf = slot(qt);
-    return buf < 2 ? tiles.streamed(0, buf) : tiles.base + 6 * kTileElems;
-  };
-  const auto do_tile = [&](int qt) {
-    const int buf = slot(qt);
-    return buf < 2 ? tiles.streamed(1, buf) : tiles.base + 7 * kTileElems;
-  };
+  const auto q_tile = [&](int qt) { return tiles.ring(0, slot(qt)); };
+  const auto do_tile = [&](int qt) { return tiles.ring(1, slot(qt)); };
   // Statistics: lse of buffer b at [b * kTile], delta at [(3 + b) * kTile].
   float* const stats = reinterpret_cast<float*>(
       tiles.base + kWgKeyValuePipelinedTiles * kTileElems);
@@ -500,11 +502,7 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   OwnRows<kOwnRegs> q_own{tiles.own(0)}, do_own{tiles.own(1)};
-  const auto k_tile = [&](int kt) {
-    const int buf = kt % 3;
-    return buf < 2 ? tiles.streamed(0, buf)
-                   : tiles.base + kWgTiles * kTileElems;
-  };
+  const auto k_tile = [&](int kt) { return tiles.ring(0, kt % 3); };
   const auto v_tile = [&](int kt) { return tiles.streamed(1, kt % 2); };
   const QueryBlock b(tiles, qkv, T, C, NH, scale, dout);
   float row_lse[2], row_delta[2];
