@@ -35,6 +35,17 @@ if(COMMAND gpt2_add_emulated_cuda)
     TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
     PROCESSORS 2 FAIL_REGULAR_EXPRESSION "Running 0 tests"
     ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_HOST_THREADS=2;CUDA_EMU_BLOCK_JITTER_US=300;CUDA_EMU_DEFERRED_COPIES=1")
+  # Every test again with lazy streams (src/cuda_emu/api.h, SetStreamOrder): work runs
+  # only once something waits for it, so a missing event between streams (the attention
+  # backward's dQ stream, pinned staging reused before its copy ran, the lagged loss
+  # readback) shows as work running too late (lazy: a missing join) or too early
+  # (lazy_first: a missing fork from the main stream).
+  foreach(order lazy lazy_first)
+    add_test(NAME emu.streams_${order} COMMAND cuda_backend_test_emu)
+    set_tests_properties(emu.streams_${order} PROPERTIES LABELS cuda_emu
+      TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} FAIL_REGULAR_EXPRESSION "Running 0 tests"
+      ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_STREAMS=${order}")
+  endforeach()
 endif()
 
 if(GPT2_HAVE_CUDA)
@@ -65,6 +76,12 @@ if(TARGET gpt2_cuda_emu)
   set_tests_properties(emu.cuda_mpi_np2 PROPERTIES LABELS "cuda_emu;mpi"
                        TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
                        PROCESSORS 2 ENVIRONMENT "${GPT2_MPI_ENV}")
+  # Again with lazy streams (the ranks inherit mpirun's environment).
+  add_test(NAME emu.cuda_mpi_np2_lazy_streams
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:cuda_mpi_test_emu>)
+  set_tests_properties(emu.cuda_mpi_np2_lazy_streams PROPERTIES LABELS "cuda_emu;mpi"
+                       TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} PROCESSORS 2
+                       ENVIRONMENT "${GPT2_MPI_ENV};CUDA_EMU_STREAMS=lazy")
 endif()
 
 # The wgmma kernels as ptxas builds them for sm_90a: a register shortage makes

@@ -69,6 +69,29 @@ void SetSpinTimeout(double seconds);
 // way. CUDA_EMU_DEFERRED_COPIES=1 defers them at start-up.
 void SetDeferredCopies(bool deferred);
 
+// When stream work runs. kEager (the default): every launch, async copy,
+// event record and wait runs before its call returns, so any two streams are
+// ordered by the host's calls. kLazy: work waits in its stream's queue until a
+// synchronizing call needs it (a stream, event or device synchronize, a query,
+// a wait on an event, cudaMemcpy/cudaMemset and launches on the legacy default
+// stream, which wait for the blocking streams, cudaFree; all streams at once
+// run oldest first). So work a stream does for another runs only once that
+// other stream waits for it: a missing join (a wait on an event recorded
+// after the producer) shows as the consumer reading what is not yet written.
+// kLazyFirst: only the oldest live stream (a program's main stream) holds its
+// work; the others run theirs at once, each wait first running what it waits
+// for: a missing fork (a side stream's work not made to wait for the main
+// stream's) shows as the side stream reading inputs not yet written. Async
+// copies from or to pageable host memory read their source at the call and
+// write their destination once the stream has run (as CUDA's staging does),
+// from or to pinned memory when they run. A correct program gives the same
+// results in all three orders. Launch errors of queued kernels surface as the
+// sticky error of a later call. CUDA_EMU_STREAMS=lazy|lazy_first sets it at
+// start-up. Switching to kEager runs all queued work.
+enum class StreamOrder { kEager, kLazy, kLazyFirst };
+void SetStreamOrder(StreamOrder order);
+StreamOrder CurrentStreamOrder();
+
 // Gives a cudaMalloc'd buffer a name that out-of-bounds reports print.
 void SetBufferName(const void* device_ptr, const std::string& name);
 

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <functional>
 #include <string>
 
 namespace cuda_emu {
@@ -37,6 +38,19 @@ cudaError_t SetLastError(cudaError_t error);
 // The device-wide error a faulting kernel leaves (cudaSuccess if none).
 cudaError_t StickyError();
 void SetStickyError(cudaError_t error);
+
+// ---- Stream work (runtime.cc; see cuda_emu::SetStreamOrder) ----
+// Whether work submitted to `stream` is queued (lazy streams, not the legacy
+// default stream) rather than run at once.
+bool QueuesWork(cudaStream_t stream);
+// What the legacy default stream does before its work: runs the queued work
+// of every blocking stream (nothing when streams are eager).
+void SyncWithLegacyStream();
+// Runs every stream's queued work (nothing when streams are eager).
+void SyncDevice();
+// Runs `op` in `stream`'s order: queued on a lazy stream, else at once (after
+// SyncWithLegacyStream on the legacy stream).
+void Submit(cudaStream_t stream, std::function<void()> op);
 
 // ---- Runtime state the launcher consults (runtime.cc) ----
 bool IsValidStream(cudaStream_t stream);

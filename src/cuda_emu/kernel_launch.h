@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -15,9 +16,11 @@ namespace cuda_emu {
 namespace detail {
 
 // A kernel with its arguments bound, callable once per emulated thread.
+// `owner` keeps ctx alive while the launch waits in a lazy stream's queue.
 struct KernelBody {
   void (*invoke)(const void* ctx);
   const void* ctx;
+  std::shared_ptr<const void> owner;
 };
 
 // Validates the configuration like the CUDA runtime does, runs every block and
@@ -39,17 +42,18 @@ cudaError_t Launch(const char* name, void (*kernel)(Params...), dim3 grid,
   static_assert(sizeof...(Params) == sizeof...(Args),
                 "kernel launched with the wrong number of arguments");
   using Tuple = std::tuple<std::decay_t<Params>...>;
-  // Parentheses, not braces: <<<>>> allows narrowing conversions.
-  const Tuple params = Tuple(std::forward<Args>(args)...);
   struct Bound {
     void (*kernel)(Params...);
-    const Tuple* params;
-  } bound{kernel, &params};
+    Tuple params;
+  };
+  // Parentheses, not braces: <<<>>> allows narrowing conversions.
+  auto bound = std::make_shared<const Bound>(
+      Bound{kernel, Tuple(std::forward<Args>(args)...)});
   detail::KernelBody body{[](const void* ctx) {
                             const Bound* b = static_cast<const Bound*>(ctx);
-                            std::apply(b->kernel, *b->params);
+                            std::apply(b->kernel, b->params);
                           },
-                          &bound};
+                          bound.get(), bound};
   return detail::LaunchKernel(name, reinterpret_cast<const void*>(kernel), grid,
                               block, dynamic_smem, stream, body);
 }

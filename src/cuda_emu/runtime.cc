@@ -1,6 +1,8 @@
 // The emulated CUDA runtime: the cuda* functions <cuda_runtime.h> declares,
 // defined over host memory (no libcudart is linked). Allocations carry guard
-// bytes that launches and cudaFree check; streams and events are synchronous.
+// bytes that launches and cudaFree check. Streams run their work at once
+// (eager, the default) or hold it until something waits for it (lazy: see
+// cuda_emu::SetStreamOrder).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -9,12 +11,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <set>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "src/cuda_emu/api.h"
 #include "src/cuda_emu/internal.h"
@@ -27,11 +33,22 @@
 struct CUstream_st {
   unsigned flags;
   int priority;
+  uint64_t serial;  // creation order, never reused
+  // Lazy streams: the work not yet run, and how many operations were ever
+  // queued / have run.
+  std::deque<std::function<void()>> queue;
+  uint64_t queued = 0;
+  uint64_t done = 0;
 };
 struct CUevent_st {
   unsigned flags;
   bool recorded;
   std::chrono::steady_clock::time_point when;
+  uint64_t serial;  // creation order, never reused
+  // The last record on a lazy stream: that stream and its operation count
+  // once the record has run (stream 0: nothing pending).
+  uint64_t stream_serial = 0;
+  uint64_t target = 0;
 };
 
 namespace cuda_emu {
@@ -67,7 +84,13 @@ struct State {
   size_t allocated = 0;
   std::unordered_map<const void*, size_t> max_dyn_smem;
   std::set<cudaStream_t> streams;
+  std::map<uint64_t, cudaStream_t> stream_by_serial;
+  uint64_t next_stream_serial = 1;
   std::set<cudaEvent_t> events;
+  uint64_t next_event_serial = 1;
+  std::atomic<int> stream_order{0};  // cuda_emu::StreamOrder
+  // One host thread at a time runs queued stream work.
+  std::recursive_mutex drain_mu;
   std::atomic<int> sticky{cudaSuccess};
   std::atomic<bool> fatal{false};
   // Reports.
@@ -78,6 +101,11 @@ struct State {
   State() {
     const char* f = std::getenv("CUDA_EMU_FATAL");
     fatal = f != nullptr && std::strcmp(f, "0") != 0 && *f != '\0';
+    if (const char* o = std::getenv("CUDA_EMU_STREAMS")) {
+      const std::string v(o);
+      if (v == "lazy") stream_order = 1;
+      if (v == "lazy_first") stream_order = 2;
+    }
   }
 };
 
@@ -279,10 +307,9 @@ bool CheckIfDevice(const void* p, size_t count, const char* api,
   return !inside || CheckDeviceRange(p, count, api, role, why);
 }
 
-cudaError_t Copy(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
-                 const char* api) {
-  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
-  if (count == 0) return cudaSuccess;
+// The checks of a copy: cudaSuccess, or the error it reports.
+cudaError_t CheckCopy(void* dst, const void* src, size_t count,
+                      cudaMemcpyKind kind, const char* api) {
   if (dst == nullptr || src == nullptr) {
     return ApiError(cudaErrorInvalidValue,
                     std::string(api) + " with a null pointer");
@@ -313,8 +340,29 @@ cudaError_t Copy(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
           std::string(api) + ": invalid cudaMemcpyKind " + std::to_string(kind);
   }
   if (!ok) return ApiError(cudaErrorInvalidValue, why);
+  return cudaSuccess;
+}
+
+cudaError_t Copy(void* dst, const void* src, size_t count, cudaMemcpyKind kind,
+                 const char* api) {
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  if (count == 0) return cudaSuccess;
+  if (cudaError_t e = CheckCopy(dst, src, count, kind, api)) return e;
   std::memmove(dst, src, count);
   return cudaSuccess;
+}
+
+// Whether p lies in a cudaMalloc (device or managed) buffer / a pinned
+// (cudaMallocHost) one.
+bool InDeviceBuffer(const void* p) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  const Allocation* a = Find(p);
+  return a != nullptr && a->kind != AllocKind::kHost;
+}
+bool Pinned(const void* p) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  const Allocation* a = Find(p);
+  return a != nullptr && a->kind == AllocKind::kHost;
 }
 
 cudaError_t Fill(void* dst, int value, size_t count, const char* api) {
@@ -349,6 +397,74 @@ cudaError_t CheckEvent(cudaEvent_t event, const char* api) {
   return cudaSuccess;
 }
 
+// ---- Stream work ----
+// Lazy streams hold each operation (a launch, an async copy or fill, an event
+// record, a wait on an event, a host function) in the stream's queue until a
+// synchronizing call needs it: a stream or event synchronize or query, a wait
+// on an event whose stream then runs, or any call that uses the legacy
+// default stream (cudaMemcpy, cudaMemset, launches on stream 0), which first
+// runs every blocking stream's work, and cudaDeviceSynchronize / cudaFree,
+// which run all. So work on a stream runs later than its launch, and work on
+// two streams that nothing orders runs in whichever order the program forces,
+// never in launch order by accident.
+
+bool IsLegacyStream(cudaStream_t s) {
+  return s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
+
+bool Lazy() { return S().stream_order.load() != 0; }
+
+// Runs stream `serial`'s queued work until `upto` of its operations have run
+// (all by default). A stream destroyed meanwhile ran all of its work first.
+void DrainStream(uint64_t serial, uint64_t upto = UINT64_MAX) {
+  State& s = S();
+  std::lock_guard<std::recursive_mutex> drain(s.drain_mu);
+  for (;;) {
+    std::function<void()> op;
+    {
+      std::lock_guard<std::mutex> lock(s.mu);
+      auto it = s.stream_by_serial.find(serial);
+      if (it == s.stream_by_serial.end()) return;
+      CUstream_st* st = it->second;
+      if (st->done >= upto || st->queue.empty()) return;
+      op = std::move(st->queue.front());
+      st->queue.pop_front();
+    }
+    op();
+    std::lock_guard<std::mutex> lock(s.mu);
+    auto it = s.stream_by_serial.find(serial);
+    if (it != s.stream_by_serial.end()) ++it->second->done;
+  }
+}
+
+// Runs the queued work of every stream (only the blocking ones: what the
+// legacy default stream waits for), stream by stream in creation order.
+void DrainAll(bool blocking_only) {
+  State& s = S();
+  std::lock_guard<std::recursive_mutex> drain(s.drain_mu);
+  std::vector<uint64_t> serials;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (const auto& [serial, st] : s.stream_by_serial) {
+      if (!blocking_only || (st->flags & cudaStreamNonBlocking) == 0) {
+        serials.push_back(serial);
+      }
+    }
+  }
+  for (uint64_t serial : serials) DrainStream(serial);
+}
+
+// Runs `event`'s last record, and the work queued before it on its stream.
+void DrainEvent(cudaEvent_t event) {
+  uint64_t serial, target;
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    serial = event->stream_serial;
+    target = event->target;
+  }
+  if (serial != 0) DrainStream(serial, target);
+}
+
 void FreeAll() {
   State& s = S();
   std::lock_guard<std::mutex> lock(s.mu);
@@ -360,6 +476,7 @@ void FreeAll() {
   s.allocated = 0;
   for (cudaStream_t st : s.streams) delete st;
   s.streams.clear();
+  s.stream_by_serial.clear();
   for (cudaEvent_t ev : s.events) delete ev;
   s.events.clear();
   s.max_dyn_smem.clear();
@@ -397,6 +514,36 @@ cudaError_t StickyError() {
 void SetStickyError(cudaError_t error) {
   int expected = cudaSuccess;
   S().sticky.compare_exchange_strong(expected, error);
+}
+
+bool QueuesWork(cudaStream_t stream) {
+  if (!Lazy() || IsLegacyStream(stream)) return false;
+  if (S().stream_order.load() == static_cast<int>(StreamOrder::kLazy)) {
+    return true;
+  }
+  // kLazyFirst: only the oldest live stream holds its work.
+  std::lock_guard<std::mutex> lock(S().mu);
+  return !S().stream_by_serial.empty() &&
+         S().stream_by_serial.begin()->first == stream->serial;
+}
+
+void SyncWithLegacyStream() {
+  if (Lazy()) DrainAll(/*blocking_only=*/true);
+}
+
+void SyncDevice() {
+  if (Lazy()) DrainAll(/*blocking_only=*/false);
+}
+
+void Submit(cudaStream_t stream, std::function<void()> op) {
+  if (!QueuesWork(stream)) {
+    if (IsLegacyStream(stream)) SyncWithLegacyStream();
+    op();
+    return;
+  }
+  std::lock_guard<std::mutex> lock(S().mu);
+  stream->queue.push_back(std::move(op));
+  ++stream->queued;
 }
 
 bool IsValidStream(cudaStream_t stream) {
@@ -455,6 +602,15 @@ void ClearReports() {
   detail::S().report_count = 0;
 }
 
+void SetStreamOrder(StreamOrder order) {
+  detail::DrainAll(/*blocking_only=*/false);
+  detail::S().stream_order = static_cast<int>(order);
+}
+
+StreamOrder CurrentStreamOrder() {
+  return static_cast<StreamOrder>(detail::S().stream_order.load());
+}
+
 void SetFatal(bool fatal) { detail::S().fatal = fatal; }
 bool Fatal() { return detail::S().fatal.load(); }
 
@@ -493,11 +649,18 @@ cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
                                     "cudaMallocAsync");
 }
 cudaError_t cudaFree(void* devPtr) {
+  cuda_emu::detail::SyncDevice();
   return cuda_emu::detail::Release(devPtr, false, "cudaFree");
 }
 cudaError_t cudaFreeAsync(void* devPtr, cudaStream_t stream) {
   if (cudaError_t e = cuda_emu::detail::CheckStream(stream, "cudaFreeAsync")) {
     return e;
+  }
+  if (cuda_emu::detail::QueuesWork(stream)) {
+    cuda_emu::detail::Submit(stream, [devPtr] {
+      cuda_emu::detail::Release(devPtr, false, "cudaFreeAsync");
+    });
+    return StickyError();
   }
   return cuda_emu::detail::Release(devPtr, false, "cudaFreeAsync");
 }
@@ -510,24 +673,52 @@ cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) {
                                     "cudaHostAlloc");
 }
 cudaError_t cudaFreeHost(void* ptr) {
+  cuda_emu::detail::SyncDevice();
   return cuda_emu::detail::Release(ptr, true, "cudaFreeHost");
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count,
                        enum cudaMemcpyKind kind) {
+  cuda_emu::detail::SyncWithLegacyStream();
   return cuda_emu::detail::Copy(dst, src, count, kind, "cudaMemcpy");
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count,
                             enum cudaMemcpyKind kind, cudaStream_t stream) {
-  if (cudaError_t e =
-          cuda_emu::detail::CheckStream(stream, "cudaMemcpyAsync")) {
+  namespace d = cuda_emu::detail;
+  if (cudaError_t e = d::CheckStream(stream, "cudaMemcpyAsync")) return e;
+  if (!d::QueuesWork(stream)) {
+    if (d::IsLegacyStream(stream)) d::SyncWithLegacyStream();
+    return d::Copy(dst, src, count, kind, "cudaMemcpyAsync");
+  }
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  if (count == 0) return cudaSuccess;
+  if (cudaError_t e = d::CheckCopy(dst, src, count, kind, "cudaMemcpyAsync")) {
     return e;
   }
-  return cuda_emu::detail::Copy(dst, src, count, kind, "cudaMemcpyAsync");
+  const bool device_src = d::InDeviceBuffer(src);
+  const bool device_dst = d::InDeviceBuffer(dst);
+  if (!device_src && !d::Pinned(src)) {
+    // Pageable source: read now (CUDA stages it before the call returns).
+    auto data = std::make_shared<std::vector<unsigned char>>(
+        static_cast<const unsigned char*>(src),
+        static_cast<const unsigned char*>(src) + count);
+    d::Submit(stream,
+              [dst, data] { std::memcpy(dst, data->data(), data->size()); });
+    return cudaSuccess;
+  }
+  if (!device_dst && !d::Pinned(dst)) {
+    // Pageable destination: the call returns once the copy is done.
+    cudaStreamSynchronize(stream);
+    std::memmove(dst, src, count);
+    return StickyError();
+  }
+  d::Submit(stream, [dst, src, count] { std::memmove(dst, src, count); });
+  return cudaSuccess;
 }
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src,
                          size_t spitch, size_t width, size_t height,
                          enum cudaMemcpyKind kind) {
+  cuda_emu::detail::SyncWithLegacyStream();
   if (width > dpitch || width > spitch) {
     return ApiError(cudaErrorInvalidPitchValue,
                     "cudaMemcpy2D: width exceeds a pitch");
@@ -542,15 +733,26 @@ cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src,
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
+  cuda_emu::detail::SyncWithLegacyStream();
   return cuda_emu::detail::Fill(devPtr, value, count, "cudaMemset");
 }
 cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count,
                             cudaStream_t stream) {
-  if (cudaError_t e =
-          cuda_emu::detail::CheckStream(stream, "cudaMemsetAsync")) {
-    return e;
+  namespace d = cuda_emu::detail;
+  if (cudaError_t e = d::CheckStream(stream, "cudaMemsetAsync")) return e;
+  if (!d::QueuesWork(stream)) {
+    if (d::IsLegacyStream(stream)) d::SyncWithLegacyStream();
+    return d::Fill(devPtr, value, count, "cudaMemsetAsync");
   }
-  return cuda_emu::detail::Fill(devPtr, value, count, "cudaMemsetAsync");
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  std::string why;
+  if (count > 0 && !d::CheckDeviceRange(devPtr, count, "cudaMemsetAsync",
+                                        "destination", &why)) {
+    return ApiError(cudaErrorInvalidValue, why);
+  }
+  d::Submit(stream,
+            [devPtr, value, count] { std::memset(devPtr, value, count); });
+  return cudaSuccess;
 }
 
 // __device__ / __constant__ variables are host globals in the emulated build,
@@ -558,6 +760,7 @@ cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count,
 cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src,
                                size_t count, size_t offset,
                                enum cudaMemcpyKind) {
+  cuda_emu::detail::SyncWithLegacyStream();
   if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
   std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src,
               count);
@@ -565,6 +768,7 @@ cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src,
 }
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count,
                                  size_t offset, enum cudaMemcpyKind) {
+  cuda_emu::detail::SyncWithLegacyStream();
   if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
   std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
   return cudaSuccess;
@@ -577,6 +781,18 @@ cudaError_t cudaMemcpyToSymbolAsync(const void* symbol, const void* src,
           cuda_emu::detail::CheckStream(stream, "cudaMemcpyToSymbolAsync")) {
     return e;
   }
+  if (cuda_emu::detail::QueuesWork(stream)) {
+    if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) {
+      return sticky;
+    }
+    // The source is read now (pageable), the symbol written in stream order.
+    char* to = static_cast<char*>(const_cast<void*>(symbol)) + offset;
+    auto data = std::make_shared<std::vector<char>>(
+        static_cast<const char*>(src), static_cast<const char*>(src) + count);
+    cuda_emu::detail::Submit(
+        stream, [to, data] { std::memcpy(to, data->data(), data->size()); });
+    return cudaSuccess;
+  }
   return cudaMemcpyToSymbol(symbol, src, count, offset, kind);
 }
 cudaError_t cudaMemcpyFromSymbolAsync(void* dst, const void* symbol,
@@ -586,6 +802,15 @@ cudaError_t cudaMemcpyFromSymbolAsync(void* dst, const void* symbol,
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaMemcpyFromSymbolAsync")) {
     return e;
+  }
+  if (cuda_emu::detail::QueuesWork(stream)) {
+    // Into pageable memory: done when the call returns.
+    cudaStreamSynchronize(stream);
+    if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) {
+      return sticky;
+    }
+    std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
+    return cudaSuccess;
   }
   return cudaMemcpyFromSymbol(dst, symbol, count, offset, kind);
 }
@@ -600,8 +825,9 @@ cudaError_t cudaMemGetInfo(size_t* free, size_t* total) {
   return cudaSuccess;
 }
 
-// ---- Streams and events: every operation completes before its call returns,
-// so stream order, event order and cross-stream waits hold trivially.
+// ---- Streams and events: eager streams complete every operation before its
+// call returns, so stream order, event order and cross-stream waits hold
+// trivially; lazy ones queue it (see "Stream work" above).
 
 cudaError_t cudaStreamCreateWithPriority(cudaStream_t* pStream,
                                          unsigned int flags, int priority) {
@@ -609,9 +835,13 @@ cudaError_t cudaStreamCreateWithPriority(cudaStream_t* pStream,
     return ApiError(cudaErrorInvalidValue,
                     "cudaStreamCreate with a null pointer");
   }
-  cudaStream_t s = new CUstream_st{flags, priority};
   std::lock_guard<std::mutex> lock(S().mu);
+  cudaStream_t s = new CUstream_st();
+  s->flags = flags;
+  s->priority = priority;
+  s->serial = S().next_stream_serial++;
   S().streams.insert(s);
+  S().stream_by_serial[s->serial] = s;
   *pStream = s;
   return cudaSuccess;
 }
@@ -623,11 +853,17 @@ cudaError_t cudaStreamCreate(cudaStream_t* pStream) {
   return cudaStreamCreateWithPriority(pStream, cudaStreamDefault, 0);
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
+  // Work still queued runs first, as CUDA completes it after the call.
+  if (cuda_emu::detail::IsValidStream(stream) &&
+      !cuda_emu::detail::IsLegacyStream(stream)) {
+    cuda_emu::detail::DrainStream(stream->serial);
+  }
   {
     std::lock_guard<std::mutex> lock(S().mu);
     auto it = S().streams.find(stream);
     if (it != S().streams.end()) {
       S().streams.erase(it);
+      S().stream_by_serial.erase(stream->serial);
       delete stream;
       return cudaSuccess;
     }
@@ -640,12 +876,21 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaStreamSynchronize"))
     return e;
+  // The legacy stream's own work has run (it runs at once).
+  if (!cuda_emu::detail::IsLegacyStream(stream)) {
+    cuda_emu::detail::DrainStream(stream->serial);
+  }
   return StickyError();
 }
+// Lazy streams run their work here and answer "done": a caller that polls
+// until done gets there.
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaStreamQuery")) {
     return e;
+  }
+  if (!cuda_emu::detail::IsLegacyStream(stream)) {
+    cuda_emu::detail::DrainStream(stream->serial);
   }
   return StickyError();
 }
@@ -657,6 +902,18 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   if (cudaError_t e =
           cuda_emu::detail::CheckEvent(event, "cudaStreamWaitEvent"))
     return e;
+  // Waits for the event's last record as of this call.
+  uint64_t serial, target;
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    serial = event->stream_serial;
+    target = event->target;
+  }
+  if (serial != 0) {
+    cuda_emu::detail::Submit(stream, [serial, target] {
+      cuda_emu::detail::DrainStream(serial, target);
+    });
+  }
   return StickyError();
 }
 cudaError_t cudaDeviceGetStreamPriorityRange(int* leastPriority,
@@ -671,7 +928,7 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn,
           cuda_emu::detail::CheckStream(stream, "cudaLaunchHostFunc"))
     return e;
   if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
-  fn(userData);
+  cuda_emu::detail::Submit(stream, [fn, userData] { fn(userData); });
   return cudaSuccess;
 }
 
@@ -680,8 +937,8 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
     return ApiError(cudaErrorInvalidValue,
                     "cudaEventCreate with a null pointer");
   }
-  cudaEvent_t e = new CUevent_st{flags, false, {}};
   std::lock_guard<std::mutex> lock(S().mu);
+  cudaEvent_t e = new CUevent_st{flags, false, {}, S().next_event_serial++};
   S().events.insert(e);
   *event = e;
   return cudaSuccess;
@@ -697,21 +954,43 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
           cuda_emu::detail::CheckStream(stream, "cudaEventRecord")) {
     return e;
   }
-  std::lock_guard<std::mutex> lock(S().mu);
-  event->recorded = true;
-  event->when = std::chrono::steady_clock::now();
+  if (!cuda_emu::detail::QueuesWork(stream)) {
+    if (cuda_emu::detail::IsLegacyStream(stream)) {
+      cuda_emu::detail::SyncWithLegacyStream();
+    }
+    std::lock_guard<std::mutex> lock(S().mu);
+    event->recorded = true;
+    event->when = std::chrono::steady_clock::now();
+    event->stream_serial = 0;
+    return StickyError();
+  }
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    event->stream_serial = stream->serial;
+    event->target = stream->queued + 1;  // once the record below has run
+  }
+  // The event may be destroyed before its record runs (CUDA allows it).
+  cuda_emu::detail::Submit(stream, [event, serial = event->serial] {
+    std::lock_guard<std::mutex> lock(S().mu);
+    if (S().events.count(event) != 0 && event->serial == serial) {
+      event->recorded = true;
+      event->when = std::chrono::steady_clock::now();
+    }
+  });
   return StickyError();
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (cudaError_t e =
           cuda_emu::detail::CheckEvent(event, "cudaEventSynchronize"))
     return e;
+  cuda_emu::detail::DrainEvent(event);
   return StickyError();
 }
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (cudaError_t e = cuda_emu::detail::CheckEvent(event, "cudaEventQuery")) {
     return e;
   }
+  cuda_emu::detail::DrainEvent(event);
   return StickyError();
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start,
@@ -727,6 +1006,8 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start,
           cuda_emu::detail::CheckEvent(end, "cudaEventElapsedTime")) {
     return e;
   }
+  cuda_emu::detail::DrainEvent(start);
+  cuda_emu::detail::DrainEvent(end);
   std::lock_guard<std::mutex> lock(S().mu);
   if ((start->flags | end->flags) & cudaEventDisableTiming) {
     return SetLastError(cudaErrorInvalidResourceHandle);
@@ -754,10 +1035,14 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 
 // ---- Device and errors ----
 
-cudaError_t cudaDeviceSynchronize(void) { return StickyError(); }
+cudaError_t cudaDeviceSynchronize(void) {
+  cuda_emu::detail::SyncDevice();
+  return StickyError();
+}
 
 // Frees everything and clears the sticky error, as resetting a device does.
 cudaError_t cudaDeviceReset(void) {
+  cuda_emu::detail::SyncDevice();
   cuda_emu::detail::FreeAll();
   S().sticky = cudaSuccess;
   cuda_emu::detail::tls_last_error = cudaSuccess;

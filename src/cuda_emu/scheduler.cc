@@ -1233,6 +1233,56 @@ void SpinYield(const char* file, int line) {
   if (tls_runner != nullptr) tls_runner->Yield(file, line);
 }
 
+// Runs every block of a validated launch, then checks the guard bytes.
+cudaError_t RunLaunch(const LaunchInfo& info) {
+  const uint3 grid = info.grid;
+  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
+  auto block_at = [&grid](uint64_t b) {
+    return make_uint3(static_cast<unsigned>(b % grid.x),
+                      static_cast<unsigned>((b / grid.x) % grid.y),
+                      static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y)));
+  };
+  std::string error;
+  bool failed = false;
+  const int host_threads = static_cast<int>(std::min<uint64_t>(
+      blocks, std::max(1, GetSettings().host_threads.load())));
+  if (host_threads <= 1) {
+    BlockRunner& runner = ThisThreadRunner();
+    for (uint64_t b = 0; b < blocks && !failed; ++b) {
+      failed = !runner.Run(info, block_at(b), &error);
+    }
+  } else {
+    std::atomic<uint64_t> next{0};
+    std::atomic<bool> any_failed{false};
+    std::mutex mu;
+    auto worker = [&]() {
+      BlockRunner& runner = ThisThreadRunner();
+      for (;;) {
+        if (any_failed.load()) return;
+        const uint64_t b = next.fetch_add(1);
+        if (b >= blocks) return;
+        std::string e;
+        if (!runner.Run(info, block_at(b), &e)) {
+          std::lock_guard<std::mutex> lock(mu);
+          if (!any_failed.exchange(true)) error = e;
+        }
+      }
+    };
+    std::vector<std::thread> pool;
+    for (int i = 1; i < host_threads; ++i) pool.emplace_back(worker);
+    worker();
+    for (std::thread& t : pool) t.join();
+    failed = any_failed.load();
+  }
+  if (failed) {
+    SetStickyError(cudaErrorLaunchFailure);
+    Report(error, /*fault=*/true);
+    return cudaErrorLaunchFailure;
+  }
+  if (!CheckAllGuards(info.name)) return cudaErrorIllegalAddress;
+  return cudaSuccess;
+}
+
 cudaError_t LaunchKernel(const char* name, const void* func, dim3 grid,
                          dim3 block, size_t dynamic_smem, cudaStream_t stream,
                          KernelBody body) {
@@ -1291,51 +1341,17 @@ cudaError_t LaunchKernel(const char* name, const void* func, dim3 grid,
   info.schedule = static_cast<Schedule>(settings.schedule.load());
   info.seed = settings.seed.load();
 
-  const uint64_t blocks = uint64_t{grid.x} * grid.y * grid.z;
-  auto block_at = [&grid](uint64_t b) {
-    return make_uint3(static_cast<unsigned>(b % grid.x),
-                      static_cast<unsigned>((b / grid.x) % grid.y),
-                      static_cast<unsigned>(b / (uint64_t{grid.x} * grid.y)));
-  };
-  std::string error;
-  bool failed = false;
-  const int host_threads = static_cast<int>(
-      std::min<uint64_t>(blocks, std::max(1, settings.host_threads.load())));
-  if (host_threads <= 1) {
-    BlockRunner& runner = ThisThreadRunner();
-    for (uint64_t b = 0; b < blocks && !failed; ++b) {
-      failed = !runner.Run(info, block_at(b), &error);
-    }
-  } else {
-    std::atomic<uint64_t> next{0};
-    std::atomic<bool> any_failed{false};
-    std::mutex mu;
-    auto worker = [&]() {
-      BlockRunner& runner = ThisThreadRunner();
-      for (;;) {
-        if (any_failed.load()) return;
-        const uint64_t b = next.fetch_add(1);
-        if (b >= blocks) return;
-        std::string e;
-        if (!runner.Run(info, block_at(b), &e)) {
-          std::lock_guard<std::mutex> lock(mu);
-          if (!any_failed.exchange(true)) error = e;
-        }
-      }
-    };
-    std::vector<std::thread> pool;
-    for (int i = 1; i < host_threads; ++i) pool.emplace_back(worker);
-    worker();
-    for (std::thread& t : pool) t.join();
-    failed = any_failed.load();
+  if (QueuesWork(stream)) {
+    // Runs when its stream's work is needed; a fault then surfaces as the
+    // sticky error of a later call.
+    Submit(stream, [info] { RunLaunch(info); });
+    return cudaSuccess;
   }
-  if (failed) {
-    SetStickyError(cudaErrorLaunchFailure);
-    Report(error, /*fault=*/true);
-    return cudaErrorLaunchFailure;
+  if (stream == nullptr || stream == cudaStreamLegacy ||
+      stream == cudaStreamPerThread) {
+    SyncWithLegacyStream();
   }
-  if (!CheckAllGuards(kernel)) return cudaErrorIllegalAddress;
-  return cudaSuccess;
+  return RunLaunch(info);
 }
 
 }  // namespace detail

@@ -80,7 +80,9 @@ TEST_F(EmuAsync, BulkCopiesLandAtOnceOrAtTheFirstWait) {
     for (int t = 0; t < 32; ++t) {
       const std::string where = std::string(deferred ? "deferred" : "at once") +
                                 ", thread " + std::to_string(t);
-      if (deferred) EXPECT_EQ(got[t], -1) << where << ": before the wait";
+      if (deferred) {
+        EXPECT_EQ(got[t], -1) << where << ": before the wait";
+      }
       EXPECT_EQ(got[32 + t], 500 + t) << where << ": after the wait";
     }
   }

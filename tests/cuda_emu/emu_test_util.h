@@ -28,6 +28,7 @@ class EmuTest : public ::testing::Test {
     cuda_emu::SetHostThreads(1);
     cuda_emu::SetSpinTimeout(2.0);
     cuda_emu::SetDeferredCopies(false);
+    cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kEager);
   }
 };
 

@@ -192,6 +192,180 @@ TEST_F(EmuRuntime, HostFunctionRunsInStreamOrder) {
   EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
 }
 
+// ---- Lazy streams (cuda_emu::SetStreamOrder) ----
+// Emulated device memory is host memory: these tests look at it directly to
+// see whether queued work has run, which no GPU program may do.
+
+TEST_F(EmuRuntime, LazyStreamsRunWorkWhenItIsNeeded) {
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  DeviceBuffer<int> d(std::vector<int>(64, 0));
+  ASSERT_EQ(LaunchFill(1, 64, 0, s, d.get(), 7), cudaSuccess);
+  EXPECT_EQ(d.get()[0], 0) << "the launch ran before anything needed it";
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(d.get()[63], 7);
+  // cudaMemcpy (the legacy stream) waits for the blocking streams' work.
+  ASSERT_EQ(LaunchFill(1, 64, 0, s, d.get(), 8), cudaSuccess);
+  EXPECT_EQ(d.get()[0], 7);
+  EXPECT_EQ(d.Download(), std::vector<int>(64, 8));
+  // A host function runs in its stream's order, not at its call.
+  int calls = 0;
+  ASSERT_EQ(cudaLaunchHostFunc(
+                s, [](void* p) { ++*static_cast<int*>(p); }, &calls),
+            cudaSuccess);
+  EXPECT_EQ(calls, 0);
+  EXPECT_EQ(cudaStreamQuery(s), cudaSuccess);
+  EXPECT_EQ(calls, 1);
+  // Destroying a stream runs what it still holds.
+  ASSERT_EQ(LaunchFill(1, 64, 0, s, d.get(), 9), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+  EXPECT_EQ(d.get()[5], 9);
+}
+
+// A program's main stream (created first, blocking), a non-blocking side
+// stream and an event between them, destroyed at the end of the test.
+struct MainAndSide {
+  MainAndSide() {
+    EXPECT_EQ(cudaStreamCreate(&main_stream), cudaSuccess);
+    EXPECT_EQ(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking),
+              cudaSuccess);
+    EXPECT_EQ(cudaEventCreate(&event), cudaSuccess);
+  }
+  ~MainAndSide() {
+    EXPECT_EQ(cudaEventDestroy(event), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(main_stream), cudaSuccess);
+    EXPECT_EQ(cudaStreamDestroy(side), cudaSuccess);
+  }
+  cudaStream_t main_stream = nullptr, side = nullptr;
+  cudaEvent_t event = nullptr;
+};
+
+TEST_F(EmuRuntime, LazyStreamsAreOrderedOnlyByEvents) {
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+  MainAndSide streams;
+  cudaStream_t main_stream = streams.main_stream, side = streams.side;
+  cudaEvent_t produced = streams.event;
+  DeviceBuffer<int> a(std::vector<int>(64, 0)), b(std::vector<int>(64, 0));
+
+  // The legacy stream does not wait for a non-blocking stream.
+  ASSERT_EQ(LaunchFill(1, 64, 0, side, a.get(), 5), cudaSuccess);
+  EXPECT_EQ(a.Download(), std::vector<int>(64, 0));
+  ASSERT_EQ(cudaStreamSynchronize(side), cudaSuccess);
+  EXPECT_EQ(a.Download(), std::vector<int>(64, 5));
+
+  // A join: main waits for the side stream's event, then reads a.
+  ASSERT_EQ(LaunchFill(1, 64, 0, side, a.get(), 9), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(produced, side), cudaSuccess);
+  ASSERT_EQ(LaunchFill(1, 64, 0, side, a.get(), 10), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(main_stream, produced, 0), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(b.get(), a.get(), 256, cudaMemcpyDeviceToDevice,
+                            main_stream),
+            cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(main_stream), cudaSuccess);
+  EXPECT_EQ(b.Download(), std::vector<int>(64, 9))
+      << "main ran up to the event's record on the side stream, no further";
+  ASSERT_EQ(cudaStreamSynchronize(side), cudaSuccess);
+  EXPECT_EQ(a.Download(), std::vector<int>(64, 10));
+
+  // No join: main's copy runs before the side stream's fill.
+  ASSERT_EQ(LaunchFill(1, 64, 0, side, a.get(), 11), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(b.get(), a.get(), 256, cudaMemcpyDeviceToDevice,
+                            main_stream),
+            cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(b.Download(), std::vector<int>(64, 10));
+  EXPECT_EQ(a.Download(), std::vector<int>(64, 11));
+
+  // An event destroyed before its record runs is harmless.
+  cudaEvent_t dropped;
+  ASSERT_EQ(cudaEventCreate(&dropped), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(dropped, main_stream), cudaSuccess);
+  ASSERT_EQ(cudaEventDestroy(dropped), cudaSuccess);
+  ASSERT_EQ(cudaEventSynchronize(produced), cudaSuccess);
+  EXPECT_EQ(cudaStreamSynchronize(main_stream), cudaSuccess);
+}
+
+TEST_F(EmuRuntime, LazyFirstStreamHoldsOnlyTheOldestStream) {
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazyFirst);
+  MainAndSide streams;
+  cudaStream_t main_stream = streams.main_stream, side = streams.side;
+  cudaEvent_t fork = streams.event;
+  DeviceBuffer<int> a(std::vector<int>(64, 0)), b(std::vector<int>(64, 0));
+  ASSERT_EQ(LaunchFill(1, 64, 0, main_stream, a.get(), 3), cudaSuccess);
+  EXPECT_EQ(a.get()[0], 0) << "the oldest stream holds its work";
+  // Without a fork the side stream's copy runs at once, before main's fill.
+  ASSERT_EQ(
+      cudaMemcpyAsync(b.get(), a.get(), 256, cudaMemcpyDeviceToDevice, side),
+      cudaSuccess);
+  EXPECT_EQ(b.get()[0], 0);
+  // With one, its wait first runs main's work up to the event.
+  ASSERT_EQ(cudaEventRecord(fork, main_stream), cudaSuccess);
+  ASSERT_EQ(LaunchFill(1, 64, 0, main_stream, a.get(), 4), cudaSuccess);
+  ASSERT_EQ(cudaStreamWaitEvent(side, fork, 0), cudaSuccess);
+  EXPECT_EQ(a.get()[0], 3);
+  ASSERT_EQ(
+      cudaMemcpyAsync(b.get(), a.get(), 256, cudaMemcpyDeviceToDevice, side),
+      cudaSuccess);
+  EXPECT_EQ(b.get()[63], 3);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(a.get()[63], 4);
+}
+
+TEST_F(EmuRuntime, LazyCopiesTreatPageableAndPinnedMemoryLikeCuda) {
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  int* pinned = nullptr;
+  ASSERT_EQ(cudaMallocHost(reinterpret_cast<void**>(&pinned), 256),
+            cudaSuccess);
+  std::vector<int> pageable(64, 1);
+  std::fill(pinned, pinned + 64, 1);
+  DeviceBuffer<int> from_pageable(64), from_pinned(64);
+  ASSERT_EQ(cudaMemcpyAsync(from_pageable.get(), pageable.data(), 256,
+                            cudaMemcpyHostToDevice, s),
+            cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(from_pinned.get(), pinned, 256,
+                            cudaMemcpyHostToDevice, s),
+            cudaSuccess);
+  // Written after the calls, before the stream ran: a pageable source was
+  // read at the call, a pinned one is read when the copy runs.
+  std::fill(pageable.begin(), pageable.end(), 2);
+  std::fill(pinned, pinned + 64, 2);
+  ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+  EXPECT_EQ(from_pageable.Download(), std::vector<int>(64, 1));
+  EXPECT_EQ(from_pinned.Download(), std::vector<int>(64, 2));
+  // Into pinned memory: when the copy runs; into pageable: by the return.
+  ASSERT_EQ(LaunchFill(1, 64, 0, s, from_pinned.get(), 6), cudaSuccess);
+  ASSERT_EQ(cudaMemcpyAsync(pinned, from_pinned.get(), 256,
+                            cudaMemcpyDeviceToHost, s),
+            cudaSuccess);
+  EXPECT_EQ(pinned[0], 2);
+  ASSERT_EQ(cudaMemcpyAsync(pageable.data(), from_pinned.get(), 256,
+                            cudaMemcpyDeviceToHost, s),
+            cudaSuccess);
+  EXPECT_EQ(pageable, std::vector<int>(64, 6));
+  EXPECT_EQ(pinned[63], 6);
+  ASSERT_EQ(cudaMemsetAsync(from_pinned.get(), 0, 256, s), cudaSuccess);
+  EXPECT_EQ(from_pinned.get()[0], 6);
+  EXPECT_EQ(cudaFreeHost(pinned), cudaSuccess);  // synchronizes the device
+  EXPECT_EQ(from_pinned.get()[0], 0);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+}
+
+TEST_F(EmuRuntime, LazyLaunchFaultSurfacesAtTheSynchronize) {
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  DeviceBuffer<int> d(64);
+  // 128 threads into 64 ints: out of bounds once it runs.
+  EXPECT_EQ(LaunchFill(1, 128, 0, s, d.get(), 1), cudaSuccess);
+  EXPECT_EQ(cuda_emu::ReportCount(), 0);
+  EXPECT_EQ(cudaStreamSynchronize(s), cudaErrorIllegalAddress);
+  EXPECT_THAT(cuda_emu::LastReport(), HasSubstr("wrote outside a buffer"));
+  cudaStreamDestroy(s);
+}
+
 TEST_F(EmuRuntime, DevicePropertiesOfAnH100) {
   int count = 0, device = -1;
   ASSERT_EQ(cudaGetDeviceCount(&count), cudaSuccess);
