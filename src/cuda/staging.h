@@ -32,7 +32,12 @@ class PinnedStaging {
     size_t bytes = 0;
     CUevent_st* done = nullptr;  // recorded after the slot's last copy
   };
-  static constexpr int kSlots = 4;
+  // A training step stages 3 copies (tokens, targets, the encoder backward's
+  // packed rows): 8 slots reuse a slot only after two more steps, which the
+  // host has already waited for (its lagged loss readback), so staging never
+  // waits for work the device may not have reached. With 4, each step waited
+  // for copies of the step before (tests/cuda/cuda_train_test.cc counts it).
+  static constexpr int kSlots = 8;
   Slot slots_[kSlots];
   int next_ = 0;
 };

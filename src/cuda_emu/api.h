@@ -92,6 +92,20 @@ enum class StreamOrder { kEager, kLazy, kLazyFirst };
 void SetStreamOrder(StreamOrder order);
 StreamOrder CurrentStreamOrder();
 
+// Calls that made the host wait for device work since start-up (stream, event
+// and device synchronizes, cudaMemcpy and the other synchronous copies, async
+// copies into pageable memory, cudaFree). With lazy streams, also how many of
+// them had to run queued work to return (`blocking`: the device may not have
+// got there yet; a wait for work an earlier wait already ran costs nothing on
+// a device that keeps up), and how many of those left work queued behind them
+// (the device has the next work at hand while the host takes the result).
+struct HostWaits {
+  uint64_t waits = 0;
+  uint64_t blocking = 0;
+  uint64_t blocking_with_work_queued = 0;
+};
+HostWaits CountHostWaits();
+
 // Gives a cudaMalloc'd buffer a name that out-of-bounds reports print.
 void SetBufferName(const void* device_ptr, const std::string& name);
 

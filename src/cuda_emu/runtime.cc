@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -89,6 +90,10 @@ struct State {
   std::set<cudaEvent_t> events;
   uint64_t next_event_serial = 1;
   std::atomic<int> stream_order{0};  // cuda_emu::StreamOrder
+  std::atomic<uint64_t> ops_run{0};  // queued operations run so far
+  std::atomic<uint64_t> host_waits{0};
+  std::atomic<uint64_t> blocking_waits{0};
+  std::atomic<uint64_t> blocking_waits_with_work_queued{0};
   // One host thread at a time runs queued stream work.
   std::recursive_mutex drain_mu;
   std::atomic<int> sticky{cudaSuccess};
@@ -431,6 +436,7 @@ void DrainStream(uint64_t serial, uint64_t upto = UINT64_MAX) {
       st->queue.pop_front();
     }
     op();
+    ++s.ops_run;
     std::lock_guard<std::mutex> lock(s.mu);
     auto it = s.stream_by_serial.find(serial);
     if (it != s.stream_by_serial.end()) ++it->second->done;
@@ -453,6 +459,47 @@ void DrainAll(bool blocking_only) {
   }
   for (uint64_t serial : serials) DrainStream(serial);
 }
+
+// Whether `event`'s last record waits in a lazy stream's queue.
+bool EventPending(cudaEvent_t event) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  if (event->stream_serial == 0) return false;
+  auto it = S().stream_by_serial.find(event->stream_serial);
+  return it != S().stream_by_serial.end() && it->second->done < event->target;
+}
+
+bool StreamPending(cudaStream_t stream) {
+  if (IsLegacyStream(stream)) return false;
+  std::lock_guard<std::mutex> lock(S().mu);
+  return !stream->queue.empty();
+}
+
+// Counts a call that makes the host wait for device work (see
+// cuda_emu::CountHostWaits): constructed before the call runs what it waits
+// for, it notes whether the call had to run queued work (it blocks: the
+// device may not be there yet) and whether work stayed queued behind it.
+class HostWaitScope {
+ public:
+  HostWaitScope() : ops_before_(S().ops_run.load()) {}
+  ~HostWaitScope() {
+    State& s = S();
+    ++s.host_waits;
+    if (s.ops_run.load() == ops_before_) return;
+    ++s.blocking_waits;
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (const auto& [serial, st] : s.stream_by_serial) {
+      if (!st->queue.empty()) {
+        ++s.blocking_waits_with_work_queued;
+        return;
+      }
+    }
+  }
+  HostWaitScope(const HostWaitScope&) = delete;
+  HostWaitScope& operator=(const HostWaitScope&) = delete;
+
+ private:
+  uint64_t ops_before_;
+};
 
 // Runs `event`'s last record, and the work queued before it on its stream.
 void DrainEvent(cudaEvent_t event) {
@@ -611,6 +658,12 @@ StreamOrder CurrentStreamOrder() {
   return static_cast<StreamOrder>(detail::S().stream_order.load());
 }
 
+HostWaits CountHostWaits() {
+  const detail::State& s = detail::S();
+  return HostWaits{s.host_waits.load(), s.blocking_waits.load(),
+                   s.blocking_waits_with_work_queued.load()};
+}
+
 void SetFatal(bool fatal) { detail::S().fatal = fatal; }
 bool Fatal() { return detail::S().fatal.load(); }
 
@@ -649,6 +702,7 @@ cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
                                     "cudaMallocAsync");
 }
 cudaError_t cudaFree(void* devPtr) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncDevice();
   return cuda_emu::detail::Release(devPtr, false, "cudaFree");
 }
@@ -673,12 +727,14 @@ cudaError_t cudaHostAlloc(void** pHost, size_t size, unsigned int) {
                                     "cudaHostAlloc");
 }
 cudaError_t cudaFreeHost(void* ptr) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncDevice();
   return cuda_emu::detail::Release(ptr, true, "cudaFreeHost");
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count,
                        enum cudaMemcpyKind kind) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncWithLegacyStream();
   return cuda_emu::detail::Copy(dst, src, count, kind, "cudaMemcpy");
 }
@@ -687,6 +743,11 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count,
   namespace d = cuda_emu::detail;
   if (cudaError_t e = d::CheckStream(stream, "cudaMemcpyAsync")) return e;
   if (!d::QueuesWork(stream)) {
+    // Into pageable memory the call returns once the copy is done.
+    std::optional<d::HostWaitScope> wait;
+    if (d::InDeviceBuffer(src) && !d::InDeviceBuffer(dst) && !d::Pinned(dst)) {
+      wait.emplace();
+    }
     if (d::IsLegacyStream(stream)) d::SyncWithLegacyStream();
     return d::Copy(dst, src, count, kind, "cudaMemcpyAsync");
   }
@@ -718,6 +779,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count,
 cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src,
                          size_t spitch, size_t width, size_t height,
                          enum cudaMemcpyKind kind) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncWithLegacyStream();
   if (width > dpitch || width > spitch) {
     return ApiError(cudaErrorInvalidPitchValue,
@@ -760,6 +822,7 @@ cudaError_t cudaMemsetAsync(void* devPtr, int value, size_t count,
 cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src,
                                size_t count, size_t offset,
                                enum cudaMemcpyKind) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncWithLegacyStream();
   if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
   std::memcpy(static_cast<char*>(const_cast<void*>(symbol)) + offset, src,
@@ -768,6 +831,7 @@ cudaError_t cudaMemcpyToSymbol(const void* symbol, const void* src,
 }
 cudaError_t cudaMemcpyFromSymbol(void* dst, const void* symbol, size_t count,
                                  size_t offset, enum cudaMemcpyKind) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncWithLegacyStream();
   if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
   std::memcpy(dst, static_cast<const char*>(symbol) + offset, count);
@@ -876,21 +940,23 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaStreamSynchronize"))
     return e;
+  cuda_emu::detail::HostWaitScope wait;
   // The legacy stream's own work has run (it runs at once).
   if (!cuda_emu::detail::IsLegacyStream(stream)) {
     cuda_emu::detail::DrainStream(stream->serial);
   }
   return StickyError();
 }
-// Lazy streams run their work here and answer "done": a caller that polls
-// until done gets there.
+// Work still queued answers cudaErrorNotReady, as on a GPU, and runs then, so
+// that a caller polling until done gets there.
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaStreamQuery")) {
     return e;
   }
-  if (!cuda_emu::detail::IsLegacyStream(stream)) {
+  if (cuda_emu::detail::StreamPending(stream)) {
     cuda_emu::detail::DrainStream(stream->serial);
+    return cudaErrorNotReady;
   }
   return StickyError();
 }
@@ -983,14 +1049,19 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (cudaError_t e =
           cuda_emu::detail::CheckEvent(event, "cudaEventSynchronize"))
     return e;
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::DrainEvent(event);
   return StickyError();
 }
+// As cudaStreamQuery: not ready once, having run the work.
 cudaError_t cudaEventQuery(cudaEvent_t event) {
   if (cudaError_t e = cuda_emu::detail::CheckEvent(event, "cudaEventQuery")) {
     return e;
   }
-  cuda_emu::detail::DrainEvent(event);
+  if (cuda_emu::detail::EventPending(event)) {
+    cuda_emu::detail::DrainEvent(event);
+    return cudaErrorNotReady;
+  }
   return StickyError();
 }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start,
@@ -1006,8 +1077,11 @@ cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start,
           cuda_emu::detail::CheckEvent(end, "cudaEventElapsedTime")) {
     return e;
   }
-  cuda_emu::detail::DrainEvent(start);
-  cuda_emu::detail::DrainEvent(end);
+  // Either record still queued: not ready (the call does not wait).
+  if (cuda_emu::detail::EventPending(start) ||
+      cuda_emu::detail::EventPending(end)) {
+    return SetLastError(cudaErrorNotReady);
+  }
   std::lock_guard<std::mutex> lock(S().mu);
   if ((start->flags | end->flags) & cudaEventDisableTiming) {
     return SetLastError(cudaErrorInvalidResourceHandle);
@@ -1036,6 +1110,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 // ---- Device and errors ----
 
 cudaError_t cudaDeviceSynchronize(void) {
+  cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncDevice();
   return StickyError();
 }

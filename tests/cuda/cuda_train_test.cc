@@ -21,6 +21,10 @@
 #include "src/train/trainer.h"
 #include "tests/test_util.h"
 
+#if defined(GPT2_CUDA_EMULATED)
+#include "src/cuda_emu/api.h"
+#endif
+
 namespace gpt2 {
 namespace {
 
@@ -187,6 +191,40 @@ TEST_F(CudaTrain, StopsOnceAndTimesEveryStep) {
   }
   EXPECT_GE(lines, stop_step + 1);
 }
+
+#if defined(GPT2_CUDA_EMULATED)
+// The step is asynchronous on its stream: once a step the host waits for work
+// the device may not have reached (the previous step's loss and norm, for the
+// log line), and by then it has queued the next step behind it, so the device
+// never idles on the host. Its other waits (pinned staging slots) are for work
+// that wait already covered. Counted under the emulator's lazy streams, where
+// queued work is visible (cuda_emu::CountHostWaits); the steps of a 10-step
+// run beyond a 6-step one's are what a step costs (set-up and teardown are the
+// same). With 4 staging slots this counted 3 such waits a step.
+TEST_F(CudaTrain, HostWaitsOnceAStepWithTheNextStepQueued) {
+  const cuda_emu::StreamOrder order = cuda_emu::CurrentStreamOrder();
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+  auto waits = [&](int steps) {
+    const cuda_emu::HostWaits before = cuda_emu::CountHostWaits();
+    auto run =
+        Run("CUDA", "BF16", "waits" + std::to_string(steps), "",
+            {"train.max_steps=" + std::to_string(steps),
+             "checkpoint.every_steps=0", "checkpoint.save_at_end=false"});
+    EXPECT_TRUE(run.ok()) << run.status();
+    const cuda_emu::HostWaits after = cuda_emu::CountHostWaits();
+    return cuda_emu::HostWaits{
+        after.waits - before.waits, after.blocking - before.blocking,
+        after.blocking_with_work_queued - before.blocking_with_work_queued};
+  };
+  waits(2);  // the process's first run also times kernels and allocates
+  const cuda_emu::HostWaits six = waits(6), ten = waits(10);
+  cuda_emu::SetStreamOrder(order);
+  EXPECT_EQ(ten.blocking - six.blocking, 4u)
+      << "host waits in 4 more steps for work the device may not have reached";
+  EXPECT_EQ(ten.blocking_with_work_queued - six.blocking_with_work_queued, 4u)
+      << "of those, waits with the next step already queued";
+}
+#endif
 
 TEST_F(CudaTrain, Fp32RunMatchesTheCpu) {
   auto cpu = Run("CPU", "FP32", "cpu32");
