@@ -12,6 +12,10 @@
 #include "src/infer/generate.h"
 #include "tests/test_util.h"
 
+#if defined(GPT2_CUDA_EMULATED)
+#include "src/cuda_emu/api.h"
+#endif
+
 namespace gpt2::infer {
 namespace {
 
@@ -99,6 +103,27 @@ TEST_P(CudaDecode, DrawingAheadGivesTheSameSamples) {
       EXPECT_LE(a->samples[1].tokens.size(), 19u);
     }
   }
+#if defined(GPT2_CUDA_EMULATED)
+  // The waits themselves, under the emulator's lazy streams: those after which
+  // the device may have nothing queued (it idles until the host queues more).
+  // The host may also wait with positions still queued (the pinned staging
+  // ring keeps it at most 8 positions ahead), which leaves the device busy.
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+  r.stop_at_end_of_text = false;
+  r.max_new_tokens = 37;
+  auto idle_waits = [&](Decoder* decoder) {
+    const cuda_emu::HostWaits before = cuda_emu::CountHostWaits();
+    EXPECT_TRUE(Generate(decoder, r).ok());
+    const cuda_emu::HostWaits after = cuda_emu::CountHostWaits();
+    return (after.blocking - after.blocking_with_work_queued) -
+           (before.blocking - before.blocking_with_work_queued);
+  };
+  const uint64_t ahead_waits = idle_waits(ahead.get());
+  const uint64_t one_waits = idle_waits(one.get());
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kEager);
+  EXPECT_EQ(ahead_waits, 3u) << "37 tokens drawn 16 a wait";
+  EXPECT_EQ(one_waits, 37u) << "37 tokens drawn one a wait";
+#endif
 }
 
 INSTANTIATE_TEST_SUITE_P(Types, CudaDecode,
