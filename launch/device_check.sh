@@ -144,7 +144,7 @@ while read -r setting; do
   fi
 done < <(cat "$state/switches" 2>/dev/null)
 for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED \
-  GPT2_ATTENTION_WGMMA_KV_PIPELINED; do
+  GPT2_ATTENTION_WGMMA_KV_PIPELINED GPT2_WGRAD_BESIDE; do
   if [ -z "${!var+x}" ] && [ "$(cat "$state/$var" 2>/dev/null)" = 1 ]; then
     export "$var=1"
     log "$var=1: the bench group of an earlier call on this machine adopted it"
@@ -234,6 +234,8 @@ group_tests() {
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
   off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
     "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
+  off "CudaTrainStep\.WeightGradientsBeside" GPT2_WGRAD_BESIDE_BROKEN=1 \
+    "weight gradients beside the input gradients differ: never turned on"
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
@@ -283,6 +285,12 @@ group_bench() {
   # The same for the wgmma dK/dV kernel (2 blocks an SM against the plain one's 3).
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
     GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 bench bench_kvpipe_B16 16 --steps 5
+  # Each weight gradient on a second stream beside the input gradients and the ops after
+  # them (the same bits): weight-gradient products whose tiles leave SMs idle (attproj's
+  # 768x768 is 36 tiles of 128x128 on 132) share the card. Read "matmuls by shape" of
+  # bench_ours_B16 beside it; its own per-op line times only the input gradients.
+  [ "${GPT2_WGRAD_BESIDE_BROKEN:-0}" = 1 ] ||
+    GPT2_WGRAD_BESIDE=1 bench bench_wgrad_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -296,6 +304,7 @@ group_bench() {
   adopt bench_biasepi_B16 GPT2_BIAS_EPILOGUE 0.99 "bias gradients from cuBLASLt's epilogue"
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED 0.99 "the pipelined wgmma dQ kernel"
   adopt bench_kvpipe_B16 GPT2_ATTENTION_WGMMA_KV_PIPELINED 0.99 "the pipelined wgmma dK/dV kernel"
+  adopt bench_wgrad_B16 GPT2_WGRAD_BESIDE 0.99 "weight gradients beside the input gradients"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR RATIO WHAT: VAR=1 from here on (and in later calls: $state/VAR) if bench

@@ -162,6 +162,13 @@ class Backend {
     if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
     RunMatmulForward(out, inp, weight, bias, N, C, OC);
   }
+  // Where a backend computes weight (and bias) gradients beside the input
+  // gradients (the CUDA backend's second stream, GPT2_WGRAD_BESIDE=1), the
+  // ops after this call wait for every one queued so far; elsewhere it does
+  // nothing. MatmulBackward[Gelu] may return before its dweight / dbias are
+  // written and while it still reads its dout and inp: call this before an op
+  // that overwrites one of those, reads a gradient, or hands it on.
+  virtual void JoinWeightGradients() {}
   // accumulate_dinp = false overwrites dinp instead of adding to it (no
   // zeroing pass first); dweight and dbias always accumulate.
   void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,

@@ -54,8 +54,29 @@ class CudaBackend final : public Backend {
     // kernels, to isolate an epilogue problem.
     gelu_epilogues_ = !EnvIs("GPT2_GELU_EPILOGUES", "0");
 #endif
+    // GPT2_WGRAD_BESIDE=1: each matmul backward's weight and bias gradients
+    // on a second stream, beside its input gradient and the ops after it
+    // (up to the model's next JoinWeightGradients), so that products whose
+    // tiles leave SMs idle (768x768 attproj weight gradients are 36 tiles
+    // of 128x128 on 132 SMs) share the card. The same products in the same
+    // order: the same bits. Its own cuBLASLt workspace and scratch.
+    if (EnvIs("GPT2_WGRAD_BESIDE", "1")) {
+      GPT2_CUDA_CHECK(
+          cudaStreamCreateWithFlags(&wgrad_stream_, cudaStreamNonBlocking));
+      GPT2_CUDA_CHECK(
+          cudaEventCreateWithFlags(&wgrad_fork_, cudaEventDisableTiming));
+      GPT2_CUDA_CHECK(
+          cudaEventCreateWithFlags(&wgrad_join_, cudaEventDisableTiming));
+#if !defined(GPT2_CUDA_EMULATED)
+      if (cublaslt_) {
+        cublaslt_beside_ = std::make_unique<cuda::CublasLtMatmul>(
+            wgrad_stream_, &wgrad_scratch_);
+      }
+#endif
+    }
   }
   ~CudaBackend() override {
+    JoinWeightGradients();
     cudaStreamSynchronize(stream_);
 #if !defined(GPT2_CUDA_EMULATED)
     for (cudaGraphExec_t exec : graphs_) cudaGraphExecDestroy(exec);
@@ -64,6 +85,14 @@ class CudaBackend final : public Backend {
     if (queued_done_ != nullptr) cudaEventDestroy(queued_done_);
     for (StepMark& mark : step_marks_) {
       if (mark.event != nullptr) cudaEventDestroy(mark.event);
+    }
+    if (wgrad_stream_ != nullptr) {
+#if !defined(GPT2_CUDA_EMULATED)
+      cublaslt_beside_.reset();
+#endif
+      cudaEventDestroy(wgrad_fork_);
+      cudaEventDestroy(wgrad_join_);
+      cudaStreamDestroy(wgrad_stream_);
     }
     cudaStreamDestroy(stream_);
   }
@@ -200,7 +229,14 @@ class CudaBackend final : public Backend {
                                     cudaMemcpyDeviceToDevice, stream_));
   }
   void Synchronize() override {
+    JoinWeightGradients();
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void JoinWeightGradients() override {
+    if (!wgrad_pending_) return;
+    GPT2_CUDA_CHECK(cudaEventRecord(wgrad_join_, wgrad_stream_));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, wgrad_join_, 0));
+    wgrad_pending_ = false;
   }
   void RunCast(Tensor dst, Tensor src) override {
     OpTimer timer(this, "cast", Traffic(dst, src));
@@ -299,6 +335,13 @@ class CudaBackend final : public Backend {
             (accumulate_dinp ? dinp.bytes() : 0),
         (dinp.data != nullptr ? 4.0 : 2.0) * N * C * OC);
     timer.Shape(N, C, OC);
+    if (wgrad_stream_ != nullptr) {
+      // The weight gradients first, on the second stream once dout and inp
+      // are ready; then the input gradient here.
+      ForkWeightGradients();
+      WeightAndBiasBeside(dweight, dbias, dout, inp, N, C, OC);
+      dweight = dbias = Tensor{};
+    }
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_)
       return cublaslt_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C,
@@ -307,6 +350,27 @@ class CudaBackend final : public Backend {
     if (!accumulate_dinp && dinp.data != nullptr) Zero(dinp);
     cuda::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
                          &scratch_, stream_);
+  }
+  // GPT2_WGRAD_BESIDE=1: marks the work queued here so far, which the next
+  // WeightAndBiasBeside waits for.
+  void ForkWeightGradients() {
+    GPT2_CUDA_CHECK(cudaEventRecord(wgrad_fork_, stream_));
+  }
+  // Queues dweight += dout^T @ inp and dbias += column sums of dout on the
+  // weight-gradient stream, after the last ForkWeightGradients' mark;
+  // JoinWeightGradients waits for them.
+  void WeightAndBiasBeside(Tensor dweight, Tensor dbias, Tensor dout,
+                           Tensor inp, int64_t N, int C, int OC) {
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(wgrad_stream_, wgrad_fork_, 0));
+    wgrad_pending_ = true;
+#if !defined(GPT2_CUDA_EMULATED)
+    if (cublaslt_beside_) {
+      return cublaslt_beside_->WeightAndBiasBackward(dweight, dbias, dout, inp,
+                                                     N, C, OC);
+    }
+#endif
+    cuda::MatmulBackward(Tensor{}, dweight, dbias, dout, inp, Tensor{}, N, C,
+                         OC, &wgrad_scratch_, wgrad_stream_);
   }
   // GELU fused into cuBLASLt epilogues in bf16 (fp32 keeps the separate
   // kernels, bit-for-bit the parity path); the unfused sequence elsewhere or
@@ -343,9 +407,17 @@ class CudaBackend final : public Backend {
           Traffic(dpre, dweight, dweight, dbias, dbias, dout, inp, weight, pre),
           4.0 * N * C * OC);
       timer.Shape(N, C, OC);
-      if (cublaslt_->BackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
-                                  N, C, OC))
+      // Beside: the fused input gradient alone here (dweight empty), then
+      // the weight gradients on their stream from the mark before it; where
+      // the epilogue has no algorithm, nothing was queued and the unfused
+      // sequence below does both.
+      const bool beside = wgrad_stream_ != nullptr;
+      if (beside) ForkWeightGradients();
+      if (cublaslt_->BackwardGelu(dpre, beside ? Tensor{} : dweight, dbias,
+                                  dout, inp, weight, pre, N, C, OC)) {
+        if (beside) WeightAndBiasBeside(dweight, dbias, dout, inp, N, C, OC);
         return;
+      }
       timer.Cancel();
     }
 #endif
@@ -604,8 +676,16 @@ class CudaBackend final : public Backend {
   StepMark step_marks_[kStepMarks];
   size_t queued_bytes_ = 0;
   std::vector<QueuedDownload> queued_;
+  // GPT2_WGRAD_BESIDE=1: the weight-gradient stream (null otherwise), the
+  // events that order it with stream_, whether it has work stream_ has not
+  // waited for, and its own scratch.
+  cudaStream_t wgrad_stream_ = nullptr;
+  cudaEvent_t wgrad_fork_ = nullptr, wgrad_join_ = nullptr;
+  bool wgrad_pending_ = false;
+  cuda::Scratch wgrad_scratch_;
 #if !defined(GPT2_CUDA_EMULATED)
   std::unique_ptr<cuda::CublasLtMatmul> cublaslt_;
+  std::unique_ptr<cuda::CublasLtMatmul> cublaslt_beside_;  // on wgrad_stream_
 #endif
 };
 

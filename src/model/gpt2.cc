@@ -285,12 +285,18 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
   Tensor d_fch = d_fch_.Slice(0, BT * 4 * C);
   Tensor d_fch_gelu = d_fch_gelu_.Slice(0, BT * 4 * C);
   // Matmul input gradients overwrite their buffers (no zeroing pass);
-  // LayerNorm input gradients add into d_res.
+  // LayerNorm input gradients add into d_res. Weight gradients may run beside
+  // (Backend::JoinWeightGradients): each LayerNorm backward first waits for
+  // them, since it rewrites d_res (which the attproj and fcproj weight
+  // gradients read) and comes before anything that rewrites the other
+  // buffers they read (d_fch, d_qkv, recomputed activations, the cast of
+  // d_res) or hands the layer's gradients on.
   backend_->Zero(d_res);
 
   backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
                            lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp,
                            /*accumulate_dinp=*/false);
+  backend_->JoinWeightGradients();
   backend_->LayerNormBackward(
       d_res, Grad(kLnfw), Grad(kLnfb), d_ln, Layer(L - 1, B, T).residual3,
       Param(kLnfw), lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT), BT, C);
@@ -309,6 +315,7 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
                                  4 * C, C);
     backend_->MatmulBackward(d_ln, Grad(kFcw, l), Grad(kFcb, l), d_fch, a.ln2,
                              Param(kFcw, l), BT, C, 4 * C, false);
+    backend_->JoinWeightGradients();
     backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
                                 a.residual2, Param(kLn2w, l), a.ln2_mean,
                                 a.ln2_rstd, BT, C);
@@ -325,11 +332,13 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
     }
     backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,
                              Param(kQkvw, l), BT, C, 3 * C, false);
+    backend_->JoinWeightGradients();
     backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,
                                 a.residual_in, Param(kLn1w, l), a.ln1_mean,
                                 a.ln1_rstd, BT, C);
     if (grads_done) grads_done(l);
   }
+  backend_->JoinWeightGradients();  // none queued since: for the next caller
   backend_->EncoderBackward(Grad(kWte), Grad(kWpe), d_res, tokens_.Slice(0, BT),
                             host_tokens_.data(), B, T, C);
   if (grads_done) grads_done(-1);

@@ -303,8 +303,10 @@ void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
               OC, OC, 1, C, 1, true);
     }
     // a[i][k] = dout[k][i]: dout read transposed.
-    Gemm<F>(stream, Ptr<F>(dweight), Ptr<F>(dout), Ptr<F>(inp), nullptr, OC, C,
-            N, 1, OC, C, 1, true);
+    if (dweight.data != nullptr) {
+      Gemm<F>(stream, Ptr<F>(dweight), Ptr<F>(dout), Ptr<F>(inp), nullptr, OC,
+              C, N, 1, OC, C, 1, true);
+    }
   });
   if (dbias.data != nullptr)
     MatmulBiasBackward(dbias, dout, N, OC, scratch, stream);

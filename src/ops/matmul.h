@@ -34,6 +34,8 @@ class Scratch;
 // GPU path is cuBLASLt (matmul_cublaslt.cc).
 void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                    int64_t N, int C, int OC, CUstream_st* stream);
+// dinp, dweight and dbias may each be empty (skipped): the input gradient
+// and the weight gradients may go to different streams.
 void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, int64_t N, int C, int OC,
                     Scratch* scratch, CUstream_st* stream);

@@ -362,7 +362,9 @@ void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
     Run(plan, weight.data, dout.data, dinp.data, nullptr, nullptr,
         accumulate_dinp);
   }
-  WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+  if (dweight.data != nullptr) {
+    WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+  }
 }
 
 bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
@@ -377,7 +379,9 @@ bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
   if (plan == nullptr) return false;
   if (!RunFused(plan, weight.data, dout.data, dpre.data, nullptr, pre.data))
     return false;
-  WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+  if (dweight.data != nullptr) {
+    WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+  }
   return true;
 }
 

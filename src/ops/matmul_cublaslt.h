@@ -42,16 +42,22 @@ class CublasLtMatmul {
   // dinp (N,C) += (or = when !accumulate_dinp) dout @ weight; dweight (OC,C)
   // += dout^T @ inp; dbias (OC) += column sums of dout (our deterministic
   // kernel, or with GPT2_BIAS_EPILOGUE=1 cuBLASLt's BGRADB epilogue of the
-  // dweight product). dinp / dbias may be empty.
+  // dweight product). dinp / dbias may be empty; an empty dweight leaves the
+  // weight and bias gradients out (WeightAndBiasBackward, on another stream's
+  // instance, does them).
   void Backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                 Tensor inp, Tensor weight, int64_t N, int C, int OC,
                 bool accumulate_dinp);
   // Backward with the GELU gradient fused into dinp's epilogue: dpre =
   // (dout @ weight) * gelu'(pre) (Backend::MatmulBackwardGelu). False, having
-  // done nothing, where cuBLASLt has no algorithm for the epilogue.
+  // done nothing, where cuBLASLt has no algorithm for the epilogue. An empty
+  // dweight as in Backward.
   bool BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, Tensor pre, int64_t N, int C,
                     int OC);
+  // dweight += dout^T @ inp; dbias (may be empty) += column sums of dout.
+  void WeightAndBiasBackward(Tensor dweight, Tensor dbias, Tensor dout,
+                             Tensor inp, int64_t N, int C, int OC);
   // With GPT2_MATMUL_AUTOTUNE=1 (plans time cuBLASLt's first 8 algorithms on
   // their first call and keep the fastest): how many shapes were timed, how
   // many changed algorithm, and the time that saved; "" otherwise.
@@ -81,8 +87,6 @@ class CublasLtMatmul {
   // accumulating) and keeps the fastest.
   void Autotune(Plan* plan, const void* a, const void* b, void* d,
                 bool accumulate);
-  void WeightAndBiasBackward(Tensor dweight, Tensor dbias, Tensor dout,
-                             Tensor inp, int64_t N, int C, int OC);
 
   CUstream_st* stream_;
   Scratch* scratch_;
