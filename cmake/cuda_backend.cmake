@@ -39,8 +39,8 @@ if(COMMAND gpt2_add_emulated_cuda)
   # only once something waits for it, so a missing event between streams (the attention
   # backward's dQ stream, pinned staging reused before its copy ran, the lagged loss
   # readback) shows as work running too late (lazy: a missing join) or too early
-  # (lazy_first: a missing fork from the main stream).
-  foreach(order lazy lazy_first)
+  # (lazy_main: a missing fork from the main stream).
+  foreach(order lazy lazy_main)
     add_test(NAME emu.streams_${order} COMMAND cuda_backend_test_emu)
     set_tests_properties(emu.streams_${order} PROPERTIES LABELS cuda_emu
       TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} FAIL_REGULAR_EXPRESSION "Running 0 tests"

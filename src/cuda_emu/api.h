@@ -78,17 +78,18 @@ void SetDeferredCopies(bool deferred);
 // run oldest first). So work a stream does for another runs only once that
 // other stream waits for it: a missing join (a wait on an event recorded
 // after the producer) shows as the consumer reading what is not yet written.
-// kLazyFirst: only the oldest live stream (a program's main stream) holds its
-// work; the others run theirs at once, each wait first running what it waits
-// for: a missing fork (a side stream's work not made to wait for the main
-// stream's) shows as the side stream reading inputs not yet written. Async
+// kLazyMain: only blocking streams (created without cudaStreamNonBlocking: a
+// program's main streams) hold their work; non-blocking ones (side streams)
+// run theirs at once, each wait first running what it waits for: a missing
+// fork (a side stream's work not made to wait for the main stream's) shows as
+// the side stream reading inputs not yet written. Async
 // copies from or to pageable host memory read their source at the call and
 // write their destination once the stream has run (as CUDA's staging does),
 // from or to pinned memory when they run. A correct program gives the same
 // results in all three orders. Launch errors of queued kernels surface as the
-// sticky error of a later call. CUDA_EMU_STREAMS=lazy|lazy_first sets it at
+// sticky error of a later call. CUDA_EMU_STREAMS=lazy|lazy_main sets it at
 // start-up. Switching to kEager runs all queued work.
-enum class StreamOrder { kEager, kLazy, kLazyFirst };
+enum class StreamOrder { kEager, kLazy, kLazyMain };
 void SetStreamOrder(StreamOrder order);
 StreamOrder CurrentStreamOrder();
 

@@ -109,7 +109,7 @@ struct State {
     if (const char* o = std::getenv("CUDA_EMU_STREAMS")) {
       const std::string v(o);
       if (v == "lazy") stream_order = 1;
-      if (v == "lazy_first") stream_order = 2;
+      if (v == "lazy_main") stream_order = 2;
     }
   }
 };
@@ -568,10 +568,8 @@ bool QueuesWork(cudaStream_t stream) {
   if (S().stream_order.load() == static_cast<int>(StreamOrder::kLazy)) {
     return true;
   }
-  // kLazyFirst: only the oldest live stream holds its work.
-  std::lock_guard<std::mutex> lock(S().mu);
-  return !S().stream_by_serial.empty() &&
-         S().stream_by_serial.begin()->first == stream->serial;
+  // kLazyMain: only blocking streams hold their work.
+  return (stream->flags & cudaStreamNonBlocking) == 0;
 }
 
 void SyncWithLegacyStream() {

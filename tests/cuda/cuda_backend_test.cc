@@ -1902,11 +1902,9 @@ TEST_F(CudaTrainStep, DeterministicOverTwentySteps) {
 // the input gradients: the same products into the same buffers in the same
 // order, so bitwise the same training, in fp32 and bf16 and with recomputed
 // activations (whose rewritten buffers the model's joins protect). Under the
-// emulator's lazy streams (emu.streams_lazy, emu.streams_lazy_first) a
+// emulator's lazy streams (emu.streams_lazy, emu.streams_lazy_main) a
 // missing join or fork shows here.
 TEST_F(CudaTrainStep, WeightGradientsBesideAreBitwiseTheSame) {
-  // The beside backend first: its main stream is then the oldest, the one
-  // lazy_first holds.
   setenv("GPT2_WGRAD_BESIDE", "1", 1);
   auto beside_backend = MakeCudaBackend(0);
   unsetenv("GPT2_WGRAD_BESIDE");

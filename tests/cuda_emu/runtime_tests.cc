@@ -305,14 +305,14 @@ TEST_F(EmuRuntime, LazyStreamsAreOrderedOnlyByEvents) {
   EXPECT_EQ(cudaStreamSynchronize(main_stream), cudaSuccess);
 }
 
-TEST_F(EmuRuntime, LazyFirstStreamHoldsOnlyTheOldestStream) {
-  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazyFirst);
+TEST_F(EmuRuntime, LazyMainHoldsOnlyBlockingStreams) {
+  cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazyMain);
   MainAndSide streams;
   cudaStream_t main_stream = streams.main_stream, side = streams.side;
   cudaEvent_t fork = streams.event;
   DeviceBuffer<int> a(std::vector<int>(64, 0)), b(std::vector<int>(64, 0));
   ASSERT_EQ(LaunchFill(1, 64, 0, main_stream, a.get(), 3), cudaSuccess);
-  EXPECT_EQ(a.get()[0], 0) << "the oldest stream holds its work";
+  EXPECT_EQ(a.get()[0], 0) << "a blocking stream holds its work";
   // Without a fork the side stream's copy runs at once, before main's fill.
   ASSERT_EQ(
       cudaMemcpyAsync(b.get(), a.get(), 256, cudaMemcpyDeviceToDevice, side),
