@@ -164,11 +164,12 @@ class Backend {
   }
   // Where a backend computes weight (and bias) gradients beside the input
   // gradients (the CUDA backend's second stream, GPT2_WGRAD_BESIDE=1), the
-  // ops after this call wait for every one queued so far; elsewhere it does
-  // nothing. MatmulBackward[Gelu] may return before its dweight / dbias are
-  // written and while it still reads its dout and inp: call this before an op
-  // that overwrites one of those, reads a gradient, or hands it on.
-  virtual void JoinWeightGradients() {}
+  // ops after this call wait for every one queued so far but the last
+  // `keep_last` (those of the latest MatmulBackward[Gelu] calls); elsewhere it
+  // does nothing. MatmulBackward[Gelu] may return before its dweight / dbias
+  // are written and while it still reads its dout and inp: call this before
+  // an op that overwrites one of those, reads a gradient, or hands it on.
+  virtual void JoinWeightGradients(int keep_last) {}
   // accumulate_dinp = false overwrites dinp instead of adding to it (no
   // zeroing pass first); dweight and dbias always accumulate.
   void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,

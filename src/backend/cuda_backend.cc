@@ -65,8 +65,10 @@ class CudaBackend final : public Backend {
           cudaStreamCreateWithFlags(&wgrad_stream_, cudaStreamNonBlocking));
       GPT2_CUDA_CHECK(
           cudaEventCreateWithFlags(&wgrad_fork_, cudaEventDisableTiming));
-      GPT2_CUDA_CHECK(
-          cudaEventCreateWithFlags(&wgrad_join_, cudaEventDisableTiming));
+      for (cudaEvent_t& done : wgrad_done_) {
+        GPT2_CUDA_CHECK(
+            cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+      }
 #if !defined(GPT2_CUDA_EMULATED)
       if (cublaslt_) {
         cublaslt_beside_ = std::make_unique<cuda::CublasLtMatmul>(
@@ -76,7 +78,7 @@ class CudaBackend final : public Backend {
     }
   }
   ~CudaBackend() override {
-    JoinWeightGradients();
+    JoinWeightGradients(0);
     cudaStreamSynchronize(stream_);
 #if !defined(GPT2_CUDA_EMULATED)
     for (cudaGraphExec_t exec : graphs_) cudaGraphExecDestroy(exec);
@@ -91,7 +93,7 @@ class CudaBackend final : public Backend {
       cublaslt_beside_.reset();
 #endif
       cudaEventDestroy(wgrad_fork_);
-      cudaEventDestroy(wgrad_join_);
+      for (cudaEvent_t done : wgrad_done_) cudaEventDestroy(done);
       cudaStreamDestroy(wgrad_stream_);
     }
     cudaStreamDestroy(stream_);
@@ -229,14 +231,17 @@ class CudaBackend final : public Backend {
                                     cudaMemcpyDeviceToDevice, stream_));
   }
   void Synchronize() override {
-    JoinWeightGradients();
+    JoinWeightGradients(0);
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
-  void JoinWeightGradients() override {
-    if (!wgrad_pending_) return;
-    GPT2_CUDA_CHECK(cudaEventRecord(wgrad_join_, wgrad_stream_));
-    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, wgrad_join_, 0));
-    wgrad_pending_ = false;
+  void JoinWeightGradients(int keep_last) override {
+    if (wgrad_unjoined_ <= keep_last) return;
+    // The weight-gradient stream runs in order: waiting for the event after
+    // the newest one to wait for waits for all before it.
+    const int newest =
+        (wgrad_next_ - 1 - keep_last + 2 * kWgradEvents) % kWgradEvents;
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, wgrad_done_[newest], 0));
+    wgrad_unjoined_ = keep_last;
   }
   void RunCast(Tensor dst, Tensor src) override {
     OpTimer timer(this, "cast", Traffic(dst, src));
@@ -362,15 +367,21 @@ class CudaBackend final : public Backend {
   void WeightAndBiasBeside(Tensor dweight, Tensor dbias, Tensor dout,
                            Tensor inp, int64_t N, int C, int OC) {
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(wgrad_stream_, wgrad_fork_, 0));
-    wgrad_pending_ = true;
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_beside_) {
-      return cublaslt_beside_->WeightAndBiasBackward(dweight, dbias, dout, inp,
-                                                     N, C, OC);
-    }
+      cublaslt_beside_->WeightAndBiasBackward(dweight, dbias, dout, inp, N, C,
+                                              OC);
+    } else
 #endif
-    cuda::MatmulBackward(Tensor{}, dweight, dbias, dout, inp, Tensor{}, N, C,
-                         OC, &wgrad_scratch_, wgrad_stream_);
+    {
+      cuda::MatmulBackward(Tensor{}, dweight, dbias, dout, inp, Tensor{}, N, C,
+                           OC, &wgrad_scratch_, wgrad_stream_);
+    }
+    // Over kWgradEvents unjoined, the ring's oldest event is recorded again,
+    // later: a wait for it then waits for more (still correct).
+    GPT2_CUDA_CHECK(cudaEventRecord(wgrad_done_[wgrad_next_], wgrad_stream_));
+    wgrad_next_ = (wgrad_next_ + 1) % kWgradEvents;
+    wgrad_unjoined_ = std::min(wgrad_unjoined_ + 1, kWgradEvents);
   }
   // GELU fused into cuBLASLt epilogues in bf16 (fp32 keeps the separate
   // kernels, bit-for-bit the parity path); the unfused sequence elsewhere or
@@ -677,11 +688,15 @@ class CudaBackend final : public Backend {
   size_t queued_bytes_ = 0;
   std::vector<QueuedDownload> queued_;
   // GPT2_WGRAD_BESIDE=1: the weight-gradient stream (null otherwise), the
-  // events that order it with stream_, whether it has work stream_ has not
-  // waited for, and its own scratch.
+  // mark it waits for, a ring of events recorded after each weight gradient
+  // (wgrad_next_ the next to record; the last wgrad_unjoined_ not yet waited
+  // for by stream_), and its own scratch.
+  static constexpr int kWgradEvents = 8;
   cudaStream_t wgrad_stream_ = nullptr;
-  cudaEvent_t wgrad_fork_ = nullptr, wgrad_join_ = nullptr;
-  bool wgrad_pending_ = false;
+  cudaEvent_t wgrad_fork_ = nullptr;
+  cudaEvent_t wgrad_done_[kWgradEvents] = {};
+  int wgrad_next_ = 0;
+  int wgrad_unjoined_ = 0;
   cuda::Scratch wgrad_scratch_;
 #if !defined(GPT2_CUDA_EMULATED)
   std::unique_ptr<cuda::CublasLtMatmul> cublaslt_;

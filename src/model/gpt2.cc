@@ -286,17 +286,19 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
   Tensor d_fch_gelu = d_fch_gelu_.Slice(0, BT * 4 * C);
   // Matmul input gradients overwrite their buffers (no zeroing pass);
   // LayerNorm input gradients add into d_res. Weight gradients may run beside
-  // (Backend::JoinWeightGradients): each LayerNorm backward first waits for
-  // them, since it rewrites d_res (which the attproj and fcproj weight
-  // gradients read) and comes before anything that rewrites the other
-  // buffers they read (d_fch, d_qkv, recomputed activations, the cast of
-  // d_res) or hands the layer's gradients on.
+  // (Backend::JoinWeightGradients). Each LayerNorm backward rewrites d_res,
+  // which the fcproj and attproj weight gradients read (directly or through
+  // its cast): it waits for all but the last one queued, the fc / qkv weight
+  // gradient, which reads d_fch and ln2 / d_qkv and ln1. Those are rewritten
+  // (by the next layer's products, attention and recomputed activations) only
+  // after the next LayerNorm backward's wait. A layer handed on (grads_done)
+  // and the end wait for all.
   backend_->Zero(d_res);
 
   backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
                            lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp,
                            /*accumulate_dinp=*/false);
-  backend_->JoinWeightGradients();
+  backend_->JoinWeightGradients(1);
   backend_->LayerNormBackward(
       d_res, Grad(kLnfw), Grad(kLnfb), d_ln, Layer(L - 1, B, T).residual3,
       Param(kLnfw), lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT), BT, C);
@@ -315,7 +317,7 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
                                  4 * C, C);
     backend_->MatmulBackward(d_ln, Grad(kFcw, l), Grad(kFcb, l), d_fch, a.ln2,
                              Param(kFcw, l), BT, C, 4 * C, false);
-    backend_->JoinWeightGradients();
+    backend_->JoinWeightGradients(1);
     backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
                                 a.residual2, Param(kLn2w, l), a.ln2_mean,
                                 a.ln2_rstd, BT, C);
@@ -332,13 +334,16 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
     }
     backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,
                              Param(kQkvw, l), BT, C, 3 * C, false);
-    backend_->JoinWeightGradients();
+    backend_->JoinWeightGradients(1);
     backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,
                                 a.residual_in, Param(kLn1w, l), a.ln1_mean,
                                 a.ln1_rstd, BT, C);
-    if (grads_done) grads_done(l);
+    if (grads_done) {
+      backend_->JoinWeightGradients(0);
+      grads_done(l);
+    }
   }
-  backend_->JoinWeightGradients();  // none queued since: for the next caller
+  backend_->JoinWeightGradients(0);  // lm_head's wrote wte's gradient too
   backend_->EncoderBackward(Grad(kWte), Grad(kWpe), d_res, tokens_.Slice(0, BT),
                             host_tokens_.data(), B, T, C);
   if (grads_done) grads_done(-1);
