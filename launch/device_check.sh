@@ -446,12 +446,18 @@ group_torch_seeds() {
   # was at 3.65; from our own draws 3.89, 4.15, 4.00 (seeds 1, 2, 3, H100) and 3.97 / 4.01
   # (seed 1337). PyTorch's draws near 3.65 again: ours are systematically worse (compare
   # the two inits tensor by tensor); near 3.9-4.1: its one draw was lucky.
-  local seed init
+  local seed init stats_done=""
   for seed in ${DEVICE_CHECK_TORCH_SEEDS:-1 2}; do
     init="$runs/torch_init_seed$seed.bin"
     run "torch_init_seed$seed" 90 train.txt python3 "$stage/reference/shakespeare_torch.py" \
       --tokens "$stage/data/tinyshakespeare_train.bin" --seed "$seed" --save_init "$init" \
       --init_only || continue
+    # The first draw's statistics tensor by tensor, to set beside ours
+    # (logs/cpu_init_stats_2026-11-27.txt: seed 1337, std and kurtosis as specified).
+    [ -n "${stats_done:-}" ] ||
+      run "torch_init_stats$seed" 60 train.txt python3 "$stage/reference/init_stats.py" "$init" ||
+      true
+    stats_done=1
     train "shakespeare_torchinit$seed" gpt2_124m_shakespeare "${DEVICE_CHECK_SEEDS_S:-45}" \
       "metrics_torchinit$seed.jsonl" --init_from "$init" --set checkpoint.save_at_end=false
   done
