@@ -46,6 +46,13 @@ if(COMMAND gpt2_add_emulated_cuda)
       TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} FAIL_REGULAR_EXPRESSION "Running 0 tests"
       ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_STREAMS=${order}")
   endforeach()
+  # The training runs (accumulation, resume, stop, host waits) with the weight gradients
+  # on their own stream (GPT2_WGRAD_BESIDE=1), lazily: a hazard its joins miss shows here.
+  add_test(NAME emu.wgrad_beside_lazy COMMAND cuda_backend_test_emu
+           --gtest_filter=CudaTrain.*:CudaTrainStep.*)
+  set_tests_properties(emu.wgrad_beside_lazy PROPERTIES LABELS cuda_emu
+    TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} FAIL_REGULAR_EXPRESSION "Running 0 tests"
+    ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_STREAMS=lazy;GPT2_WGRAD_BESIDE=1")
 endif()
 
 if(GPT2_HAVE_CUDA)
