@@ -107,7 +107,8 @@ class CudaBackend final : public Backend {
   }
   std::string KernelSummary(DType dtype, int head_size) const override {
     return "matmuls: " + matmul_path() +
-           ", attention: " + cuda::AttentionKernelName(dtype, head_size);
+           ", attention: " + cuda::AttentionKernelName(dtype, head_size) +
+           (wgrad_stream_ != nullptr ? ", weight gradients: beside" : "");
   }
 
   std::string TunedKernels() const override {

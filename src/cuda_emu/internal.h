@@ -40,6 +40,11 @@ cudaError_t StickyError();
 void SetStickyError(cudaError_t error);
 
 // ---- Stream work (runtime.cc; see cuda_emu::SetStreamOrder) ----
+// The legacy default stream (0) and the per-thread one, which the emulator
+// treats alike: their work runs at once, after the blocking streams'.
+inline bool IsLegacyStream(cudaStream_t s) {
+  return s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread;
+}
 // Whether work submitted to `stream` is queued (lazy streams, not the legacy
 // default stream) rather than run at once.
 bool QueuesWork(cudaStream_t stream);

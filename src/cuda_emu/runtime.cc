@@ -413,10 +413,6 @@ cudaError_t CheckEvent(cudaEvent_t event, const char* api) {
 // two streams that nothing orders runs in whichever order the program forces,
 // never in launch order by accident.
 
-bool IsLegacyStream(cudaStream_t s) {
-  return s == nullptr || s == cudaStreamLegacy || s == cudaStreamPerThread;
-}
-
 bool Lazy() { return S().stream_order.load() != 0; }
 
 // Runs stream `serial`'s queued work until `upto` of its operations have run
@@ -592,10 +588,7 @@ void Submit(cudaStream_t stream, std::function<void()> op) {
 }
 
 bool IsValidStream(cudaStream_t stream) {
-  if (stream == nullptr || stream == cudaStreamLegacy ||
-      stream == cudaStreamPerThread) {
-    return true;
-  }
+  if (IsLegacyStream(stream)) return true;
   std::lock_guard<std::mutex> lock(S().mu);
   return S().streams.count(stream) != 0;
 }

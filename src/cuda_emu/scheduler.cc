@@ -1347,10 +1347,7 @@ cudaError_t LaunchKernel(const char* name, const void* func, dim3 grid,
     Submit(stream, [info] { RunLaunch(info); });
     return cudaSuccess;
   }
-  if (stream == nullptr || stream == cudaStreamLegacy ||
-      stream == cudaStreamPerThread) {
-    SyncWithLegacyStream();
-  }
+  if (IsLegacyStream(stream)) SyncWithLegacyStream();
   return RunLaunch(info);
 }
 

@@ -1909,6 +1909,14 @@ TEST_F(CudaTrainStep, WeightGradientsBesideAreBitwiseTheSame) {
   auto beside_backend = MakeCudaBackend(0);
   unsetenv("GPT2_WGRAD_BESIDE");
   auto plain_backend = MakeCudaBackend(0);
+  // Else the comparison below would hold trivially.
+  const std::string beside_kernels =
+      beside_backend->KernelSummary(DType::kBF16, 16);
+  const std::string plain_kernels =
+      plain_backend->KernelSummary(DType::kBF16, 16);
+  EXPECT_NE(beside_kernels.find("weight gradients: beside"), std::string::npos)
+      << beside_kernels;
+  EXPECT_EQ(plain_kernels.find("beside"), std::string::npos) << plain_kernels;
   for (const DType dtype : {DType::kF32, DType::kBF16}) {
     for (const bool recompute : {false, true}) {
       const Trace plain =
