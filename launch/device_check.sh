@@ -409,6 +409,8 @@ SWEEP=(
 #   "sweep_lr3e-4_cos1200|--set train.max_steps=1200 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
 #   "sweep_b8_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 #   "sweep_b4_cos4000|--set train.max_steps=4000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096 --set optim.lr=4e-4 --set schedule.min_lr=4e-5"
+# DEVICE_CHECK_SWEEP='NAME|flags;NAME|flags' replaces the list for one call.
+if [ -n "${DEVICE_CHECK_SWEEP:-}" ]; then IFS=';' read -r -a SWEEP <<<"$DEVICE_CHECK_SWEEP"; fi
 group_sweep() {
   local entry name flags
   for entry in "${SWEEP[@]}"; do
