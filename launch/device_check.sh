@@ -145,9 +145,10 @@ while read -r setting; do
 done < <(cat "$state/switches" 2>/dev/null)
 for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED \
   GPT2_ATTENTION_WGMMA_KV_PIPELINED GPT2_WGRAD_BESIDE; do
-  if [ -z "${!var+x}" ] && [ "$(cat "$state/$var" 2>/dev/null)" = 1 ]; then
-    export "$var=1"
-    log "$var=1: the bench group of an earlier call on this machine adopted it"
+  value=$(cat "$state/$var" 2>/dev/null)
+  if [ -z "${!var+x}" ] && [ -n "$value" ]; then
+    export "$var=$value"
+    log "$var=$value: the bench group of an earlier call on this machine adopted it"
   fi
 done
 
@@ -232,10 +233,10 @@ group_tests() {
     "fused GELU failed its tests: separate GELU kernels from here on"
   off "Types/CudaOps\.Matmul/" GPT2_PORTABLE_MATMUL=1 \
     "cuBLASLt matmuls failed their tests: portable matmuls from here on (slow)"
-  off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE_BROKEN=1 \
-    "the cuBLASLt bias-gradient epilogue failed its test: never turned on"
-  off "CudaTrainStep\.WeightGradientsBeside" GPT2_WGRAD_BESIDE_BROKEN=1 \
-    "weight gradients beside the input gradients differ: never turned on"
+  off "Types/CudaOps\.MatmulBiasEpilogue" GPT2_BIAS_EPILOGUE=0 \
+    "the cuBLASLt bias-gradient epilogue failed its test: our column sums from here on"
+  off "CudaTrainStep\.WeightGradientsBeside" GPT2_WGRAD_BESIDE=0 \
+    "weight gradients beside the input gradients differ: inline from here on"
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
@@ -263,9 +264,10 @@ group_bench() {
   # cuBLASLt's algorithms timed per shape (its first 8 candidates) instead of its first
   # pick: the per-op table beside bench_ours_B16's says what the matmuls gain.
   GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B16 16 --steps 5
-  # Bias gradients from cuBLASLt's BGRADB epilogue instead of our column sums.
-  [ "${GPT2_BIAS_EPILOGUE_BROKEN:-0}" = 1 ] ||
-    GPT2_BIAS_EPILOGUE=1 bench bench_biasepi_B16 16 --steps 5
+  # Bias gradients from our column sums instead of cuBLASLt's BGRADB epilogue (the
+  # default since 963fd27's H100 run: 29.7 against 30.4 ms with it).
+  [ "${GPT2_BIAS_EPILOGUE:-}" = 0 ] ||
+    GPT2_BIAS_EPILOGUE=0 bench bench_nobiasepi_B16 16 --steps 5
   # The GELU as its own kernels instead of cuBLASLt's GELU_AUX / DGELU epilogues: the
   # GELU-fused matmuls run at ~490 TFLOP/s against ~650 for the plain ones (H200), and
   # this pair was never timed side by side.
@@ -285,12 +287,12 @@ group_bench() {
   # The same for the wgmma dK/dV kernel (2 blocks an SM against the plain one's 3).
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
     GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 bench bench_kvpipe_B16 16 --steps 5
-  # Each weight gradient on a second stream beside the input gradients and the ops after
-  # them (the same bits): weight-gradient products whose tiles leave SMs idle (attproj's
-  # 768x768 is 36 tiles of 128x128 on 132) share the card. Read "matmuls by shape" of
-  # bench_ours_B16 beside it; its own per-op line times only the input gradients.
-  [ "${GPT2_WGRAD_BESIDE_BROKEN:-0}" = 1 ] ||
-    GPT2_WGRAD_BESIDE=1 bench bench_wgrad_B16 16 --steps 5
+  # Each weight gradient inline after its input gradient instead of on a second stream
+  # beside the input gradients and the ops after them (the same bits; the default since
+  # 963fd27's H100 run: 29.4 against 30.4 ms). Beside, the per-op matmul_bwd lines time
+  # only the input gradients: read "matmuls by shape" of this run.
+  [ "${GPT2_WGRAD_BESIDE:-}" = 0 ] ||
+    GPT2_WGRAD_BESIDE=0 bench bench_inline_wgrad_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -300,23 +302,23 @@ group_bench() {
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
   # Timed cuBLASLt algorithms if they made the step over 2% faster, the bias-gradient
   # epilogue if over 1%: for every later group and call (while the machine stays warm).
-  adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE 0.98 "cuBLASLt algorithms timed per shape"
-  adopt bench_biasepi_B16 GPT2_BIAS_EPILOGUE 0.99 "bias gradients from cuBLASLt's epilogue"
-  adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED 0.99 "the pipelined wgmma dQ kernel"
-  adopt bench_kvpipe_B16 GPT2_ATTENTION_WGMMA_KV_PIPELINED 0.99 "the pipelined wgmma dK/dV kernel"
-  adopt bench_wgrad_B16 GPT2_WGRAD_BESIDE 0.99 "weight gradients beside the input gradients"
+  adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE=1 0.98 "cuBLASLt algorithms timed per shape"
+  adopt bench_nobiasepi_B16 GPT2_BIAS_EPILOGUE=0 0.99 "bias gradients from our column sums, not cuBLASLt's epilogue"
+  adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 0.99 "the pipelined wgmma dQ kernel"
+  adopt bench_kvpipe_B16 GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 0.99 "the pipelined wgmma dK/dV kernel"
+  adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
-# adopt BENCH VAR RATIO WHAT: VAR=1 from here on (and in later calls: $state/VAR) if bench
-# BENCH's step took under RATIO times bench_ours_B16's.
+# adopt BENCH VAR=VALUE RATIO WHAT: VAR=VALUE from here on (and in later calls:
+# $state/VAR) if bench BENCH's step took under RATIO times bench_ours_B16's.
 adopt() {
-  local ours other
+  local ours other var=${2%%=*} value=${2#*=}
   ours=$(step_ms_of bench_ours_B16); other=$(step_ms_of "$1")
   if [ -n "$ours" ] && [ -n "$other" ] &&
      awk -v t="$other" -v o="$ours" -v r="$3" 'BEGIN { exit !(t < r * o) }'; then
-    echo 1 >"$state/$2"
-    export "$2=1"
-    log "$2=1 from now on ($4): $other ms/step against $ours ms"
+    echo "$value" >"$state/$var"
+    export "$2"
+    log "$2 from now on ($4): $other ms/step against $ours ms"
   else
     log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms"
   fi
@@ -375,40 +377,33 @@ group_compare() {
 # Candidate fast recipes: NAME and gpt2_ddp flags over the default config, each for
 # DEVICE_CHECK_SWEEP_S (45 s) of process time, plus DEVICE_CHECK_SWEEP_FLAGS on every
 # candidate (e.g. "--set train.residual_fp32=true" when the compare group favoured it).
-# The default recipe went below 0.1 at step 3,968 on the H200 with its lr down to ~1.4e-4
-# of a cosine over 5,000 steps, and its loss fell faster as the lr fell (3.83 at step
-# 1,000, 2.40 at 2,000, 0.89 at 3,000): memorising looks limited by the lr's noise, not
-# by its size (the old fast config, a 1.2e-3 peak, was behind at step 1,000, and falling
-# more slowly: 0.095 per 100 steps over steps 800-1040 against the default's 0.15). The 45 s
-# target needs ~1,000 steps at B=16. But the 1.2e-3 run says a larger step per update
-# does not memorise faster, and in 45 s the throughput allows ~50 epochs (PyTorch needed
-# ~129 at B=16): the target needs more progress per epoch, i.e. more updates per epoch
-# (smaller batches), if memorising is limited by updates rather than by tokens seen. So the
-# candidates test the batch: B=8 (41 updates per epoch) and B=4 (82; lr scaled by ~1/sqrt 2
-# per halving of the batch beyond 8), each with a cosine ending near the step count 45 s
-# allows (estimated from ~35 ms/step at B=16 after this week's kernels), and B=32 for the
-# opposite answer (tokens-limited: then the bigger batch's higher MFU wins).
-#
-# A CPU proxy (logs/cpu_recipe_proxy_2026-11-26.txt: a 4-layer model memorising 8K tokens;
-# its numbers do not transfer) found memorising limited by tokens once the lr suits the
-# batch, the best lr growing about as sqrt(batch), and a sharp edge above it. B=16 at 6e-4
-# is at or above the real model's edge (1.2e-3 was worse), so the lr follows sqrt(batch)
-# from there: B=32 at 8.5e-4 and, below the edge, at 6e-4; B=8 at 4.2e-4. B=4 (82 updates
-# an epoch, the least throughput) is dropped: the proxy gave small batches no token gain
-# once the lr was tuned.
+# What the sweeps found so far (logs/gpu_h100_2026-11-26, _2026-11-27, _2026-11-27_4):
+# - Per token B=8 memorises faster than B=16, B=32 no faster than B=16; a 1.2e-3 peak
+#   at B=16 was behind 6e-4 from step 20 to 1,040 (H200).
+# - At B=8, from the same weights and data order, a LOWER lr memorises faster, step for
+#   step: mean loss at step 2,600 1.94 at 3e-4, 2.45 at 4.2e-4, 2.87 at 6e-4, 3.38 at
+#   8.4e-4, the gap opening after step ~250 (memorising looks limited by the noise of
+#   the updates). The CPU proxy (logs/cpu_recipe_proxy_2026-11-26.txt) said the opposite:
+#   its numbers do not transfer.
+# - 45 s is ~2,600 steps at B=8 (17 ms) or ~1,500 at B=16 (29.4 ms) on the H100.
+# So the candidates go lower: B=8 at 2e-4 and 1.5e-4, and B=16 (15% more tokens/s) at
+# 3e-4 and 2e-4, whose own lr was never lowered. Compare at equal time (pick_recipe.py)
+# and at equal steps against the B=8 runs of logs/gpu_h100_2026-11-27_4 (same seed, same
+# data order: the curves differ only by the recipe). The cosine stays long (6,000 / 5,000
+# steps): a cosine ending within 45 s was no better at equal steps (4.2e-4 at B=8).
+# Each names its batch and cosine in full: the winner's flags go over the fast config.
+B8="--set train.max_steps=6000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
+B16="--set train.max_steps=5000 --set train.micro_batch_size=16 --set train.total_batch_tokens=16384"
 SWEEP=(
-  "sweep_b32_cos700|--set train.max_steps=700 --set train.micro_batch_size=32 --set train.total_batch_tokens=32768 --set optim.lr=8.5e-4 --set schedule.min_lr=8.5e-5"
-  "sweep_b32_lr6e-4_cos700|--set train.max_steps=700 --set train.micro_batch_size=32 --set train.total_batch_tokens=32768"
-  "sweep_b8_lr4.2e-4_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192 --set optim.lr=4.2e-4 --set schedule.min_lr=4.2e-5"
-  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out): the default
-  # batch with the lr decayed within the 45 s (the lr-noise reading above, alone).
-  "sweep_cos1200|--set train.max_steps=1200"
+  "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
+  "sweep_b16_lr3e-4|$B16 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
+  "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out).
+  "sweep_b16_lr2e-4|$B16 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
 )
 # More, if the call has room (each 'NAME|flags'):
-#   "sweep_wsd1200|--set train.max_steps=1200 --set schedule.decay_steps=700 --set schedule.min_lr=0"
-#   "sweep_lr3e-4_cos1200|--set train.max_steps=1200 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
-#   "sweep_b8_cos2400|--set train.max_steps=2400 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
-#   "sweep_b4_cos4000|--set train.max_steps=4000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096 --set optim.lr=4e-4 --set schedule.min_lr=4e-5"
+#   "sweep_b4_lr1e-4|--set train.max_steps=10000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+#   "sweep_b8_lr3e-4_b2_99|$B8 --set optim.lr=3e-4 --set schedule.min_lr=3e-5 --set optim.beta2=0.99"
 # DEVICE_CHECK_SWEEP='NAME|flags;NAME|flags' replaces the list for one call.
 if [ -n "${DEVICE_CHECK_SWEEP:-}" ]; then IFS=';' read -r -a SWEEP <<<"$DEVICE_CHECK_SWEEP"; fi
 group_sweep() {
@@ -490,7 +485,7 @@ group_fast() {
   local flags
   flags=$(flags_of DEVICE_CHECK_FAST_FLAGS fast_flags)
   # shellcheck disable=SC2086
-  train shakespeare_fast gpt2_124m_shakespeare_fast "${DEVICE_CHECK_FAST_S:-60}" \
+  train shakespeare_fast gpt2_124m_shakespeare_fast "${DEVICE_CHECK_FAST_S:-100}" \
     metrics_fast.jsonl --set log.every_steps=1 --set checkpoint.save_at_end=false $flags
 }
 

@@ -163,12 +163,14 @@ class Backend {
     RunMatmulForward(out, inp, weight, bias, N, C, OC);
   }
   // Where a backend computes weight (and bias) gradients beside the input
-  // gradients (the CUDA backend's second stream, GPT2_WGRAD_BESIDE=1), the
-  // ops after this call wait for every one queued so far but the last
+  // gradients (the CUDA backend's second stream, unless GPT2_WGRAD_BESIDE=0),
+  // the ops after this call wait for every one queued so far but the last
   // `keep_last` (those of the latest MatmulBackward[Gelu] calls); elsewhere it
   // does nothing. MatmulBackward[Gelu] may return before its dweight / dbias
   // are written and while it still reads its dout and inp: call this before
   // an op that overwrites one of those, reads a gradient, or hands it on.
+  // Free, Upload, Download, QueueDownload, Zero, Copy and Synchronize join
+  // them all themselves.
   virtual void JoinWeightGradients(int keep_last) {}
   // accumulate_dinp = false overwrites dinp instead of adding to it (no
   // zeroing pass first); dweight and dbias always accumulate.

@@ -54,13 +54,14 @@ class CudaBackend final : public Backend {
     // kernels, to isolate an epilogue problem.
     gelu_epilogues_ = !EnvIs("GPT2_GELU_EPILOGUES", "0");
 #endif
-    // GPT2_WGRAD_BESIDE=1: each matmul backward's weight and bias gradients
-    // on a second stream, beside its input gradient and the ops after it
-    // (up to the model's next JoinWeightGradients), so that products whose
+    // Unless GPT2_WGRAD_BESIDE=0: each matmul backward's weight and bias
+    // gradients on a second stream, beside its input gradient and the ops after
+    // it (up to the model's next JoinWeightGradients), so that products whose
     // tiles leave SMs idle (768x768 attproj weight gradients are 36 tiles
     // of 128x128 on 132 SMs) share the card. The same products in the same
-    // order: the same bits. Its own cuBLASLt workspace and scratch.
-    if (EnvIs("GPT2_WGRAD_BESIDE", "1")) {
+    // order: the same bits. Its own cuBLASLt workspace and scratch. The
+    // default since the H100 run at 963fd27 (B=16: 29.4 against 30.4 ms).
+    if (!EnvIs("GPT2_WGRAD_BESIDE", "0")) {
       GPT2_CUDA_CHECK(
           cudaStreamCreateWithFlags(&wgrad_stream_, cudaStreamNonBlocking));
       GPT2_CUDA_CHECK(
@@ -159,8 +160,15 @@ class CudaBackend final : public Backend {
                                    named ? absl::StrCat(" (", prop.name, ")")
                                          : std::string())};
   }
+  // The calls outside the op vocabulary (Free, Upload, Download,
+  // QueueDownload, Zero, Copy, Synchronize) first join every weight gradient
+  // queued beside (JoinWeightGradients(0)): a caller that reads or rewrites a
+  // gradient, or a buffer one still reads, through them needs no join of its
+  // own. (In a training step they come before the backward or after its
+  // final join: no overlap is lost.)
   void Free(Tensor t) override {
     if (t.data == nullptr) return;
+    JoinWeightGradients(0);
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
     GPT2_CUDA_CHECK(cudaFree(t.data));
   }
@@ -168,6 +176,7 @@ class CudaBackend final : public Backend {
     // Per-step inputs (tokens, targets) go through pinned staging without
     // stalling the host; big one-off uploads (weights) copy synchronously.
     // Either way host_src may be reused when this returns.
+    JoinWeightGradients(0);
     constexpr size_t kStagedMax = size_t{16} << 20;
     if (dst.bytes() <= kStagedMax) {
       staging_.CopyToDevice(dst.data, host_src, dst.bytes(), stream_);
@@ -178,6 +187,7 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void Download(void* host_dst, Tensor src) override {
+    JoinWeightGradients(0);
     GPT2_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.bytes(),
                                     cudaMemcpyDeviceToHost, stream_));
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -185,6 +195,7 @@ class CudaBackend final : public Backend {
   void QueueDownload(void* host_dst, Tensor src) override {
     GPT2_CHECK_MSG(queued_bytes_ + src.bytes() <= kQueuedDownloadBytes,
                    "queued downloads are for a few scalars");
+    JoinWeightGradients(0);
     if (queued_host_ == nullptr) {
       GPT2_CUDA_CHECK(cudaMallocHost(&queued_host_, kQueuedDownloadBytes));
       GPT2_CUDA_CHECK(
@@ -224,10 +235,12 @@ class CudaBackend final : public Backend {
     return ms;
   }
   void Zero(Tensor t) override {
+    JoinWeightGradients(0);
     GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_));
   }
   void Copy(Tensor dst, Tensor src) override {
     GPT2_CHECK(dst.bytes() == src.bytes());
+    JoinWeightGradients(0);
     GPT2_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.bytes(),
                                     cudaMemcpyDeviceToDevice, stream_));
   }
@@ -357,7 +370,7 @@ class CudaBackend final : public Backend {
     cuda::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
                          &scratch_, stream_);
   }
-  // GPT2_WGRAD_BESIDE=1: marks the work queued here so far, which the next
+  // Weight gradients beside: marks the work queued here so far, which the next
   // WeightAndBiasBeside waits for.
   void ForkWeightGradients() {
     GPT2_CUDA_CHECK(cudaEventRecord(wgrad_fork_, stream_));
@@ -688,7 +701,8 @@ class CudaBackend final : public Backend {
   StepMark step_marks_[kStepMarks];
   size_t queued_bytes_ = 0;
   std::vector<QueuedDownload> queued_;
-  // GPT2_WGRAD_BESIDE=1: the weight-gradient stream (null otherwise), the
+  // Weight gradients beside: the weight-gradient stream (null with
+  // GPT2_WGRAD_BESIDE=0), the
   // mark it waits for, a ring of events recorded after each weight gradient
   // (wgrad_next_ the next to record; the last wgrad_unjoined_ not yet waited
   // for by stream_), and its own scratch.

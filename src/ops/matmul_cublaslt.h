@@ -41,10 +41,10 @@ class CublasLtMatmul {
                    Tensor bias, int64_t N, int C, int OC);
   // dinp (N,C) += (or = when !accumulate_dinp) dout @ weight; dweight (OC,C)
   // += dout^T @ inp; dbias (OC) += column sums of dout (our deterministic
-  // kernel, or with GPT2_BIAS_EPILOGUE=1 cuBLASLt's BGRADB epilogue of the
-  // dweight product). dinp / dbias may be empty; an empty dweight leaves the
-  // weight and bias gradients out (WeightAndBiasBackward, on another stream's
-  // instance, does them).
+  // kernel with GPT2_BIAS_EPILOGUE=0; by default cuBLASLt's BGRADB epilogue
+  // of the dweight product, where it has an algorithm). dinp / dbias may be
+  // empty; an empty dweight leaves the weight and bias gradients out
+  // (WeightAndBiasBackward, on another stream's instance, does them).
   void Backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                 Tensor inp, Tensor weight, int64_t N, int C, int OC,
                 bool accumulate_dinp);
@@ -95,8 +95,9 @@ class CublasLtMatmul {
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
   int tuned_plans_ = 0, changed_plans_ = 0;
-  // GPT2_BIAS_EPILOGUE=1 when this was made (read once, off the step's path).
-  bool bias_epilogue_ = false;
+  // GPT2_BIAS_EPILOGUE not 0 when this was made (read once, off the step's
+  // path).
+  bool bias_epilogue_ = true;
   double saved_ms_ = 0.0;
 };
 

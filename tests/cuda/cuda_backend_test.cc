@@ -542,18 +542,22 @@ TEST_P(CudaOps, Matmul) {
   }
 }
 
-// GPT2_BIAS_EPILOGUE=1: on a GPU the bias gradient comes from cuBLASLt's
-// BGRADB epilogue of the dweight product and is added into dbias (under the
-// emulator, which has no cuBLASLt, the same check of the portable path). Its
-// own test, so that device_check can turn off only it.
+// On a GPU the bias gradient comes from cuBLASLt's BGRADB epilogue of the
+// dweight product, added into dbias (the default), or with
+// GPT2_BIAS_EPILOGUE=0 from our column sums; both against the CPU (under the
+// emulator, which has no cuBLASLt, the portable path twice). Its own test, so
+// that device_check can turn off only the epilogue.
 TEST_P(CudaOps, MatmulBiasEpilogue) {
-  // The switch is read when the backend's cuBLASLt state is made.
-  setenv("GPT2_BIAS_EPILOGUE", "1", 1);
-  cuda_ = MakeCudaBackend(0);
-  unsetenv("GPT2_BIAS_EPILOGUE");
-  for (auto [N, C, OC] : {std::tuple{33, 40, 70}, std::tuple{64, 64, 192},
-                          std::tuple{256, 128, 384}, std::tuple{40, 24, 8}}) {
-    CheckMatmul(N, C, OC, " (GPT2_BIAS_EPILOGUE=1)");
+  for (const char* epilogue : {"1", "0"}) {
+    // The switch is read when the backend's cuBLASLt state is made.
+    setenv("GPT2_BIAS_EPILOGUE", epilogue, 1);
+    cuda_ = MakeCudaBackend(0);
+    unsetenv("GPT2_BIAS_EPILOGUE");
+    for (auto [N, C, OC] : {std::tuple{33, 40, 70}, std::tuple{64, 64, 192},
+                            std::tuple{256, 128, 384}, std::tuple{40, 24, 8}}) {
+      CheckMatmul(N, C, OC,
+                  std::string(" (GPT2_BIAS_EPILOGUE=") + epilogue + ")");
+    }
   }
 }
 
@@ -1898,7 +1902,8 @@ TEST_F(CudaTrainStep, DeterministicOverTwentySteps) {
   EXPECT_EQ(a.params, b.params);
 }
 
-// GPT2_WGRAD_BESIDE=1 queues each weight gradient on a second stream beside
+// By default (GPT2_WGRAD_BESIDE=0 turns it off) the CUDA backend queues each
+// weight gradient on a second stream beside
 // the input gradients: the same products into the same buffers in the same
 // order, so bitwise the same training, in fp32 and bf16 and with recomputed
 // activations (whose rewritten buffers the model's joins protect). Under the
@@ -1907,8 +1912,9 @@ TEST_F(CudaTrainStep, DeterministicOverTwentySteps) {
 TEST_F(CudaTrainStep, WeightGradientsBesideAreBitwiseTheSame) {
   setenv("GPT2_WGRAD_BESIDE", "1", 1);
   auto beside_backend = MakeCudaBackend(0);
-  unsetenv("GPT2_WGRAD_BESIDE");
+  setenv("GPT2_WGRAD_BESIDE", "0", 1);
   auto plain_backend = MakeCudaBackend(0);
+  unsetenv("GPT2_WGRAD_BESIDE");
   // Else the comparison below would hold trivially.
   const std::string beside_kernels =
       beside_backend->KernelSummary(DType::kBF16, 16);
