@@ -144,7 +144,7 @@ while read -r setting; do
   fi
 done < <(cat "$state/switches" 2>/dev/null)
 for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED \
-  GPT2_ATTENTION_WGMMA_KV_PIPELINED GPT2_WGRAD_BESIDE; do
+  GPT2_WGRAD_BESIDE; do
   value=$(cat "$state/$var" 2>/dev/null)
   if [ -z "${!var+x}" ] && [ -n "$value" ]; then
     export "$var=$value"
@@ -284,9 +284,6 @@ group_bench() {
   # dQ products; the same bits) inside whichever backward version the first step picks.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
     GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 bench bench_dqpipe_B16 16 --steps 5
-  # The same for the wgmma dK/dV kernel (2 blocks an SM against the plain one's 3).
-  [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
-    GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 bench bench_kvpipe_B16 16 --steps 5
   # Each weight gradient inline after its input gradient instead of on a second stream
   # beside the input gradients and the ops after them (the same bits; the default since
   # 963fd27's H100 run: 29.4 against 30.4 ms). Beside, the per-op matmul_bwd lines time
@@ -305,7 +302,6 @@ group_bench() {
   adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE=1 0.98 "cuBLASLt algorithms timed per shape"
   adopt bench_nobiasepi_B16 GPT2_BIAS_EPILOGUE=0 0.99 "bias gradients from our column sums, not cuBLASLt's epilogue"
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 0.99 "the pipelined wgmma dQ kernel"
-  adopt bench_kvpipe_B16 GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 0.99 "the pipelined wgmma dK/dV kernel"
   adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }

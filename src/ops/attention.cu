@@ -1082,17 +1082,8 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
       }
       time("dK, dV (wgmma" + how, 4 * product, [&] {
         tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
-                                   NH, regs, stream, tc::kKeyValuePart, false,
-                                   false);
+                                   NH, regs, stream, tc::kKeyValuePart, false);
       });
-      if (!regs) {  // (the pipelined dK/dV kernel reads K, V from shared
-                    // memory)
-        time("dK, dV (wgmma, pipelined)", 4 * product, [&] {
-          tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
-                                     NH, false, stream, tc::kKeyValuePart,
-                                     false, true);
-        });
-      }
       for (const bool pipelined : {false, true}) {
         time(pipelined ? "dQ (wgmma, pipelined" + how : "dQ (wgmma" + how,
              3 * product, [&] {

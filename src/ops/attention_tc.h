@@ -56,20 +56,16 @@ struct WgmmaForwardForm {
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH, WgmmaForwardForm form,
                            CUstream_st* stream);
-// pipelined_dq / pipelined_kv: the dQ / dK,dV kernel with each tile's score
-// math overlapping the previous tile's dQ / dV,dK products (the same bits; by
-// default where GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 /
-// GPT2_ATTENTION_WGMMA_KV_PIPELINED=1 and not GPT2_ATTENTION_WGMMA_PIPELINED=0:
-// WgmmaPipelinedQuery / WgmmaPipelinedKeyValue). The pipelined dK/dV kernel
-// reads its own rows from shared memory: not with own_rows_in_registers.
+// pipelined_dq: the dQ kernel with each tile's score math overlapping the
+// previous tile's dQ products (the same bits; by default where
+// GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 and not GPT2_ATTENTION_WGMMA_PIPELINED=0:
+// WgmmaPipelinedQuery).
 bool WgmmaPipelinedQuery();
-bool WgmmaPipelinedKeyValue();
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, bool own_rows_in_registers,
                             CUstream_st* stream, int parts = kBothParts,
-                            bool pipelined_dq = WgmmaPipelinedQuery(),
-                            bool pipelined_kv = WgmmaPipelinedKeyValue());
+                            bool pipelined_dq = WgmmaPipelinedQuery());
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)
 // pairs first, then their next longest, and so on, pair group by pair group

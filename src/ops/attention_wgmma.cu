@@ -307,110 +307,6 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
   StoreRows<HS>(grads + 2 * C, at.stride, dv, key_a, T, 1.0f);
 }
 
-// dK and dV with each query tile's S^T and dP^T products followed by the
-// previous tile's dV += P^T dO and dK += dS^T Q (the forward's pipelining):
-// tile qt's score math runs while tile qt - 1's products do. The same
-// products added to dK and dV in the same order: the same bits. Q and dO take
-// three buffers each (8 tiles, then three buffers of statistics), and the two
-// tiles' operands and accumulators in flight take 2 blocks an SM.
-constexpr int kWgKeyValuePipelinedTiles = kWgTiles + 2;
-constexpr int WgmmaKeyValuePipelinedBytes() {
-  return kWgKeyValuePipelinedTiles * kTileElems *
-             static_cast<int>(sizeof(bf16)) +
-         6 * kTile * static_cast<int>(sizeof(float)) + kTileAlign;
-}
-__global__ void __launch_bounds__(kThreads, 2)
-    WgmmaKeyValuePipelinedKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
-                                 const float* lse, const float* delta, int T,
-                                 int C, int NH, float scale) {
-  constexpr int HS = 64;
-  const WgTiles tiles = CarveWgTiles();
-  OwnRows<false> k_own{tiles.own(0)}, v_own{tiles.own(1)};
-  // Query tile qt's buffer (of three) counts from the block's first tile.
-  const KeyBlock b(tiles, qkv, dout, T, C, NH, scale);
-  const auto slot = [&](int qt) { return (qt - b.kb) % 3; };
-  const auto q_tile = [&](int qt) { return tiles.ring(0, slot(qt)); };
-  const auto do_tile = [&](int qt) { return tiles.ring(1, slot(qt)); };
-  // Statistics: lse of buffer b at [b * kTile], delta at [(3 + b) * kTile].
-  float* const stats = reinterpret_cast<float*>(
-      tiles.base + kWgKeyValuePipelinedTiles * kTileElems);
-  const auto tile_lse = [&](int qt) { return stats + slot(qt) * kTile; };
-  const auto tile_delta = [&](int qt) {
-    return stats + (3 + slot(qt)) * kTile;
-  };
-  const auto load_tile = [&](int qt) {
-    b.LoadQueries(qt, q_tile(qt), do_tile(qt), tile_lse(qt), tile_delta(qt),
-                  lse, delta, T, C);
-  };
-  load_tile(b.kb);
-  CpAsyncCommit();
-
-  float dk[8][4] = {}, dv[8][4] = {};
-  uint32_t pa[4][4], dsa[4][4];  // P^T, dS^T / scale of the previous tile
-  const auto tile = [&](int qt, auto previous) {
-    constexpr bool kPrevious = decltype(previous)::value;
-    const int q0 = qt * kTile;
-    // Tile qt has landed; every product of tile qt - 1 was waited for, so
-    // the buffers of tile qt - 2 (whose products ran then) take qt + 1.
-    CpAsyncWait<0>();
-    FenceProxyAsync();
-    __syncthreads();
-    if (qt + 1 < b.query_tiles) load_tile(qt + 1);
-    CpAsyncCommit();
-    float s[8][4], dp[8][4];
-    PinFragments(pa);
-    PinAccumulators(dv);
-    FenceForProducts(dk, dsa);
-    // S^T and dP^T as two groups, the previous tile's products behind them;
-    // P^T is computed while dP^T's products run, dS^T while the previous
-    // tile's do.
-    k_own.TimesTile(s, q_tile(qt));
-    WgmmaCommit();
-    v_own.TimesTile(dp, do_tile(qt));
-    WgmmaCommit();
-    if constexpr (kPrevious) {
-      WgFragmentsTimesTile(dv, pa, do_tile(qt - 1));  // dV += P^T dO
-      WgFragmentsTimesTile(dk, dsa, q_tile(qt - 1));  // dK += dS^T Q
-      WgmmaCommit();
-      WgmmaWait<2>();  // S^T
-    } else {
-      WgmmaWait<1>();
-    }
-    PinAccumulators(s);
-    const bool masked = qt == b.kb || q0 + kTile > T;
-    KeyValueScoreGrads<kProbabilities>(masked, s, dp, tile_lse(qt),
-                                       tile_delta(qt), q0, b.key_a, b.at.t, T,
-                                       b.scale_log2);
-    if constexpr (kPrevious) {
-      WgmmaWait<1>();  // dP^T
-    } else {
-      WgmmaWait<0>();
-    }
-    PinAccumulators(dp);
-    KeyValueScoreGrads<kGradients>(false, s, dp, tile_lse(qt), tile_delta(qt),
-                                   q0, b.key_a, b.at.t, T, b.scale_log2);
-    if constexpr (kPrevious) {
-      WgmmaWait<0>();  // dV, dK
-      PinAccumulators(dv);
-      PinAccumulators(dk);
-    }
-    AccToFragments(pa, s);
-    AccToFragments(dsa, dp);
-  };
-  tile(b.kb, std::false_type{});
-  for (int qt = b.kb + 1; qt < b.query_tiles; ++qt) tile(qt, std::true_type{});
-  const int last = b.query_tiles - 1;
-  PinFragments(pa);
-  PinAccumulators(dv);
-  FenceForProducts(dk, dsa);
-  WgFragmentsTimesTile(dv, pa, do_tile(last));  // the last tile's products
-  WgFragmentsTimesTile(dk, dsa, q_tile(last));
-  WgFinish(dv, dk);
-  bf16* grads = dqkv + b.at.qkv;
-  StoreRows<HS>(grads + C, b.at.stride, dk, b.key_a, T, scale);
-  StoreRows<HS>(grads + 2 * C, b.at.stride, dv, b.key_a, T, 1.0f);
-}
-
 // A block of 64 queries (the forward's and dQ's): its place, its query block
 // (the longest rows first), its rows a and a + 8 (this lane's), and its first
 // loads queued: its queries (own tile 0), with `dout` its output gradients
@@ -492,7 +388,9 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
 // while dQ's products of tile kt - 1 do. The same products added to dQ in
 // the same order: the same bits. K takes three buffers (the third after the
 // two streamed pairs, where the dK/dV kernel keeps its statistics: this
-// kernel's shared memory is kWgTiles + 1 tiles).
+// kernel's shared memory is kWgTiles + 1 tiles). (A dK/dV kernel pipelined
+// alike, at 2 blocks an SM, lost to the plain one on the H100: 0.198 against
+// 0.176 ms a layer at B=16, logs/gpu_h100_2026-11-27_3; deleted.)
 constexpr int kWgQueryPipelinedTiles = kWgTiles + 1;
 template <bool kOwnRegs>
 __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
@@ -710,13 +608,6 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
               kNames[p][r]);
 }
 
-bool WgmmaPipelinedKeyValue() {
-  static const bool pipelined =
-      EnvIs("GPT2_ATTENTION_WGMMA_KV_PIPELINED", "1") &&
-      !EnvIs("GPT2_ATTENTION_WGMMA_PIPELINED", "0");
-  return pipelined;
-}
-
 bool WgmmaPipelinedQuery() {
   static const bool pipelined =
       EnvIs("GPT2_ATTENTION_WGMMA_DQ_PIPELINED", "1") &&
@@ -727,14 +618,12 @@ bool WgmmaPipelinedQuery() {
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, bool own_rows_in_registers,
-                            CUstream_st* stream, int parts, bool pipelined_dq,
-                            bool pipelined_kv) {
+                            CUstream_st* stream, int parts, bool pipelined_dq) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   constexpr int kSharedPipelined = WgmmaSharedBytes(kWgQueryPipelinedTiles);
-  constexpr int kSharedKeyValuePipelined = WgmmaKeyValuePipelinedBytes();
   static const bool allowed = [] {
     for (const void* kernel :
          {reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>),
@@ -746,21 +635,12 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
          {reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<false>),
           reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<true>)})
       AllowWgmmaShared(kernel, kSharedPipelined);
-    AllowWgmmaShared(
-        reinterpret_cast<const void*>(&WgmmaKeyValuePipelinedKernel),
-        kSharedKeyValuePipelined);
     return true;
   }();
   (void)allowed;
   const bool regs = own_rows_in_registers;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
-  if ((parts & kKeyValuePart) && pipelined_kv && !regs) {
-    CheckLaunch(GPT2_LAUNCH(&WgmmaKeyValuePipelinedKernel, grid, kThreads,
-                            kSharedKeyValuePipelined, stream, Ptr<bf16>(dqkv),
-                            Ptr<bf16>(dout), Ptr<bf16>(qkv), lse, delta, T, C,
-                            NH, scale),
-                "tc::WgmmaKeyValuePipelinedKernel");
-  } else if (parts & kKeyValuePart) {
+  if (parts & kKeyValuePart) {
     auto* kernel =
         regs ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
     CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
