@@ -240,7 +240,7 @@ group_tests() {
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
-    "the wgmma kernels with their own rows in registers failed their test: left out from here on"
+    "the wgmma forward with its queries in registers failed its test: left out from here on"
   off "Types/CudaOps\.Classifier(Bulk|AndSums)[A-Za-z]*/bf16" GPT2_CLASSIFIER_BULK=0 \
     "the bulk-copy classifier failed its test: the packed one (two reads) from here on"
   off "Types/CudaOps\.LayerNormBackwardVersions" GPT2_LAYERNORM_PREFETCH=0 \
@@ -622,7 +622,7 @@ group_profile() {
     # forward (WGMMA auto: the timed choice) runs at least in the first step's timing.
     for spec in ForwardKernel:30:2 BackwardKeyValueKernel:60:2 BackwardQueryKernel:50:2 \
       WgmmaForwardKernel:30:2 WgmmaKeyValueKernel:40:2 WgmmaQueryKernel:40:2 \
-      WgmmaForwardKernel:30:2:regs WgmmaKeyValueKernel:40:2:regs WgmmaQueryKernel:40:2:regs \
+      WgmmaForwardKernel:30:2:regs \
       WgmmaForwardPipelinedKernel:1:2:auto; do
       IFS=: read -r kernel skip count wgmma <<<"$spec"
       [[ $kernel != Wgmma* ]] || [ "${GPT2_ATTENTION_WGMMA:-}" != 0 ] || continue
@@ -652,16 +652,16 @@ group_profile() {
   fi
 }
 
-# The wgmma attention kernels (sm_90a) are probed at the start of every call. First their
-# versions with each block's own rows in registers against the others, bit for bit: on a
-# failure or a trap those versions alone are left out (GPT2_ATTENTION_WGMMA_REGS=0). Then
+# The wgmma attention kernels (sm_90a) are probed at the start of every call. First the
+# forward with its queries in registers against the other, bit for bit: on a failure or a
+# trap those versions alone are left out (GPT2_ATTENTION_WGMMA_REGS=0). Then
 # the layout self-check and the attention tests (CheckWgmmaLayout names the layout reading
 # the device fits, if it fails); on a failure or a trap every later run goes without wgmma.
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_REGS:-}" ] &&
   ! run wgmma_regs_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
     --gtest_filter='Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16'; then
   export GPT2_ATTENTION_WGMMA_REGS=0
-  log "the wgmma kernels with their own rows in registers failed their probe: left out from here on"
+  log "the wgmma forward with its queries in registers failed its probe: left out from here on"
 fi
 # The pipelined wgmma kernels likewise (GPT2_ATTENTION_WGMMA_PIPELINED=0 leaves them out).
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" ] &&

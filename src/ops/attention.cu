@@ -529,35 +529,26 @@ bool Ldmatrix() {
 // fixed order, lost by 2x on the H100 and the H200, 0.97 ms a layer against
 // 0.45: deleted.)
 // kWgmma*: Hopper's wgmma kernels (timed only where WgmmaFor), one after the
-// other or dQ beside dK/dV on a second stream, each block's own rows read
-// from shared memory or (Regs) held in registers. (Lost on the H100 and
+// other or dQ beside dK/dV on a second stream. (Lost on the H100 and
 // deleted: the wgmma dK/dV kernel overlapping its math with its products at 2
 // blocks an SM, 0.376 ms a layer against 0.323 for the plain wgmma pair;
 // wgmma dK/dV with the lean mma.sync dQ beside it, 0.367 against 0.310 for
-// the wgmma pair beside.)
+// the wgmma pair beside; the wgmma pair holding each block's own rows in
+// registers, one after the other or beside, 0.32-0.33 against 0.25 at B=16.)
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
   kLeanKeyValue = 2,
   kLeanBeside = 3,
   kWgmmaVersion = 4,
-  kWgmmaBeside = 5,
-  kWgmmaRegs = 6,
-  kWgmmaRegsBeside = 7
+  kWgmmaBeside = 5
 };
-const char* const kBackwardNames[] = {
-    "registers",
-    "lean",
-    "lean dK/dV",
-    "lean, dQ beside dK/dV",
-    "wgmma",
-    "wgmma, dQ beside dK/dV",
-    "wgmma, own rows in registers",
-    "wgmma, own rows in registers, dQ beside"};
-constexpr int kVersions = 8;
+const char* const kBackwardNames[] = {"registers",  "lean",
+                                      "lean dK/dV", "lean, dQ beside dK/dV",
+                                      "wgmma",      "wgmma, dQ beside dK/dV"};
+constexpr int kVersions = 6;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaRegs ||
-         v == kWgmmaRegsBeside;
+  return v == kWgmmaVersion || v == kWgmmaBeside;
 }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
@@ -585,9 +576,7 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, CUstream_st* stream) {
-  const bool regs = v == kWgmmaRegs || v == kWgmmaRegsBeside;
-  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
-      v == kWgmmaRegsBeside) {
+  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
     // (kWgmma*Beside). The beside versions run dQ on the side stream, forked
@@ -603,9 +592,9 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       query_stream = side.stream;
     }
     if (IsWgmma(v)) {
-      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, regs,
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  stream, tc::kKeyValuePart);
-      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, regs,
+      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  query_stream, tc::kQueryPart);
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
@@ -621,7 +610,7 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
   }
   if (IsWgmma(v)) {
     return tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                      regs, stream);
+                                      stream);
   }
   tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                         v == kLean, stream);
@@ -710,9 +699,6 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
     for (int v = 0; v < kVersions; ++v) {
       const auto version = static_cast<BackwardVersion>(v);
       if (IsWgmma(version) && !wgmma) continue;
-      if ((version == kWgmmaRegs || version == kWgmmaRegsBeside) &&
-          !WgmmaRegsAllowed())
-        continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
@@ -893,9 +879,7 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
                      ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
-                        : k == AttentionKernels::kWgmmaBeside
-                            ? kWgmmaBeside
-                            : kWgmmaRegsBeside)
+                                                      : kWgmmaBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, stream))
               : kRegisters;
@@ -1070,7 +1054,7 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
   });
   tc::SetBlockGroup(group);
   if (tc::WgmmaSupports(DType::kBF16, hs)) {  // Hopper's versions
-    for (const bool regs : {false, true}) {
+    const auto forward = [&](bool regs) {
       const std::string how = regs ? ", own rows in registers)" : ")";
       for (const bool pipelined : {false, true}) {
         time(pipelined ? "forward (wgmma, pipelined" + how
@@ -1080,19 +1064,21 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
                                          {regs, pipelined}, stream);
              });
       }
-      time("dK, dV (wgmma" + how, 4 * product, [&] {
-        tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
-                                   NH, regs, stream, tc::kKeyValuePart, false);
-      });
-      for (const bool pipelined : {false, true}) {
-        time(pipelined ? "dQ (wgmma, pipelined" + how : "dQ (wgmma" + how,
-             3 * product, [&] {
-               tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B,
-                                          T, C, NH, regs, stream,
-                                          tc::kQueryPart, pipelined);
-             });
-      }
+    };
+    forward(false);
+    time("dK, dV (wgmma)", 4 * product, [&] {
+      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 stream, tc::kKeyValuePart, false);
+    });
+    for (const bool pipelined : {false, true}) {
+      time(pipelined ? "dQ (wgmma, pipelined)" : "dQ (wgmma)", 3 * product,
+           [&] {
+             tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T,
+                                        C, NH, stream, tc::kQueryPart,
+                                        pipelined);
+           });
     }
+    forward(true);
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));
   GPT2_CUDA_CHECK(cudaEventDestroy(end));

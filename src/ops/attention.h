@@ -69,8 +69,8 @@ class Scratch;
 // (GPT2_ATTENTION_WGMMA=1) runs them where they are supported, kAuto's
 // kernels elsewhere; kWgmmaBeside (GPT2_ATTENTION_WGMMA=beside) likewise, with
 // the backward's dQ kernel beside its dK/dV kernel on a second stream;
-// kWgmmaRegs (GPT2_ATTENTION_WGMMA=regs) as kWgmmaBeside with each block's
-// own rows in registers (tc::WgmmaAttentionForward).
+// kWgmmaRegs (GPT2_ATTENTION_WGMMA=regs) as kWgmmaBeside with the forward's
+// queries in registers (tc::WgmmaAttentionForward).
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -83,9 +83,9 @@ enum class AttentionKernels {
   kWgmmaBeside,
   kWgmmaRegs
 };
-// kWgmmaRegs acts as kWgmmaBeside, and kAuto leaves the register versions
-// out, where GPT2_ATTENTION_WGMMA_REGS=0 (device_check sets it when their
-// test fails, keeping the other wgmma kernels).
+// kWgmmaRegs acts as kWgmmaBeside, and kAuto leaves the forward's register
+// versions out, where GPT2_ATTENTION_WGMMA_REGS=0 (device_check sets it when
+// their test fails, keeping the other wgmma kernels).
 void SetAttentionKernels(AttentionKernels kernels);
 bool WgmmaRegsAllowed();
 // kAuto's timed forward leaves the pipelined wgmma versions out where

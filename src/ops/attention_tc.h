@@ -41,12 +41,11 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
 // compute capability 9.0 and a build with sm_90a code, and the device's
 // layout self-check passed (asked once per process; WgmmaWhyNot says why
 // not, "" when they run). Same contracts as above; results agree with the
-// mma.sync kernels to rounding. own_rows_in_registers: each block's own rows
-// (Q in the forward, K and V or Q and dO in the backward) as A fragments in
-// registers instead of read from shared memory at every product (more
-// registers, fewer blocks an SM; the same bits). The forward also comes
-// pipelined: each key tile's scores overlapping the previous tile's output
-// products (the same bits again).
+// mma.sync kernels to rounding. The forward's own_rows_in_registers: each
+// block's queries as A fragments in registers instead of read from shared
+// memory at every product (more registers, fewer blocks an SM; the same
+// bits). The forward also comes pipelined: each key tile's scores overlapping
+// the previous tile's output products (the same bits again).
 bool WgmmaSupports(DType dtype, int head_size);
 const std::string& WgmmaWhyNot();
 struct WgmmaForwardForm {
@@ -63,8 +62,8 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
 bool WgmmaPipelinedQuery();
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, bool own_rows_in_registers,
-                            CUstream_st* stream, int parts = kBothParts,
+                            int C, int NH, CUstream_st* stream,
+                            int parts = kBothParts,
                             bool pipelined_dq = WgmmaPipelinedQuery());
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)

@@ -202,8 +202,10 @@ __device__ __forceinline__ void FinishLastTile(float (&acc)[8][4],
 // version starting each product as soon as its inputs were there, so that
 // the math between them overlapped the tensor cores' work, needed 208
 // registers, 2 blocks an SM, and lost on the H100: 0.269 ms a layer against
-// 0.211.) kOwnRegs: K and V as A fragments in registers (OwnRows), 2 blocks
-// an SM.
+// 0.211.) (Versions of this and the dQ kernels holding the block's own rows
+// in registers as A fragments, 2 blocks an SM, lost on the H100 at every
+// batch: 0.32 against 0.25 ms a layer for the pair at B=16, 1.27 against 0.99
+// at B=64, logs/gpu_h100_2026-11-27_3; deleted. The forward's stay: a tie.)
 // A block of 64 keys (the dK/dV kernels'): its place, its key block (low
 // blocks see the most queries), its keys a and a + 8 (this lane's), with its
 // keys and values (own tiles 0 and 1) queued by the constructor; LoadQueries
@@ -239,14 +241,13 @@ struct KeyBlock {
   }
 };
 
-template <bool kOwnRegs>
-__global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
+__global__ void __launch_bounds__(kThreads, 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  OwnRows<kOwnRegs> k_own{tiles.own(0)}, v_own{tiles.own(1)};
+  OwnRows<false> k_own{tiles.own(0)}, v_own{tiles.own(1)};
   const auto q_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto do_tile = [&](int buf) { return tiles.streamed(1, buf); };
   // Statistics: lse of buffer b at [b * kTile], delta at [(2 + b) * kTile].
@@ -334,15 +335,13 @@ struct QueryBlock {
 };
 
 // dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
-// kOwnRegs: Q and dO as A fragments in registers (OwnRows), 2 blocks an SM.
-template <bool kOwnRegs>
-__global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
+__global__ void __launch_bounds__(kThreads, 3)
     WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                      const float* lse, const float* delta, int T, int C, int NH,
                      float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  OwnRows<kOwnRegs> q_own{tiles.own(0)}, do_own{tiles.own(1)};
+  OwnRows<false> q_own{tiles.own(0)}, do_own{tiles.own(1)};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
   const QueryBlock b(tiles, qkv, T, C, NH, scale, dout);
@@ -392,14 +391,13 @@ __global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
 // alike, at 2 blocks an SM, lost to the plain one on the H100: 0.198 against
 // 0.176 ms a layer at B=16, logs/gpu_h100_2026-11-27_3; deleted.)
 constexpr int kWgQueryPipelinedTiles = kWgTiles + 1;
-template <bool kOwnRegs>
-__global__ void __launch_bounds__(kThreads, kOwnRegs ? 2 : 3)
+__global__ void __launch_bounds__(kThreads, 3)
     WgmmaQueryPipelinedKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                               const float* lse, const float* delta, int T,
                               int C, int NH, float scale) {
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  OwnRows<kOwnRegs> q_own{tiles.own(0)}, do_own{tiles.own(1)};
+  OwnRows<false> q_own{tiles.own(0)}, do_own{tiles.own(1)};
   const auto k_tile = [&](int kt) { return tiles.ring(0, kt % 3); };
   const auto v_tile = [&](int kt) { return tiles.streamed(1, kt % 2); };
   const QueryBlock b(tiles, qkv, T, C, NH, scale, dout);
@@ -617,53 +615,38 @@ bool WgmmaPipelinedQuery() {
 
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
-                            int C, int NH, bool own_rows_in_registers,
-                            CUstream_st* stream, int parts, bool pipelined_dq) {
+                            int C, int NH, CUstream_st* stream, int parts,
+                            bool pipelined_dq) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   constexpr int kSharedPipelined = WgmmaSharedBytes(kWgQueryPipelinedTiles);
   static const bool allowed = [] {
-    for (const void* kernel :
-         {reinterpret_cast<const void*>(&WgmmaKeyValueKernel<false>),
-          reinterpret_cast<const void*>(&WgmmaKeyValueKernel<true>),
-          reinterpret_cast<const void*>(&WgmmaQueryKernel<false>),
-          reinterpret_cast<const void*>(&WgmmaQueryKernel<true>)})
-      AllowWgmmaShared(kernel, kShared);
-    for (const void* kernel :
-         {reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<false>),
-          reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel<true>)})
-      AllowWgmmaShared(kernel, kSharedPipelined);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
+                     kShared);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel), kShared);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel),
+                     kSharedPipelined);
     return true;
   }();
   (void)allowed;
-  const bool regs = own_rows_in_registers;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
   if (parts & kKeyValuePart) {
-    auto* kernel =
-        regs ? &WgmmaKeyValueKernel<true> : &WgmmaKeyValueKernel<false>;
-    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
-                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                            lse, delta, T, C, NH, scale),
-                regs ? "tc::WgmmaKeyValueKernel (K, V in registers)"
-                     : "tc::WgmmaKeyValueKernel");
+    CheckLaunch(GPT2_LAUNCH(&WgmmaKeyValueKernel, grid, kThreads, kShared,
+                            stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                            Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+                "tc::WgmmaKeyValueKernel");
   }
-  if ((parts & kQueryPart) && pipelined_dq) {
-    auto* kernel = regs ? &WgmmaQueryPipelinedKernel<true>
-                        : &WgmmaQueryPipelinedKernel<false>;
-    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kSharedPipelined, stream,
+  if (parts & kQueryPart) {
+    auto* kernel =
+        pipelined_dq ? &WgmmaQueryPipelinedKernel : &WgmmaQueryKernel;
+    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads,
+                            pipelined_dq ? kSharedPipelined : kShared, stream,
                             Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
                             lse, delta, T, C, NH, scale),
-                regs ? "tc::WgmmaQueryPipelinedKernel (Q, dO in registers)"
-                     : "tc::WgmmaQueryPipelinedKernel");
-  } else if (parts & kQueryPart) {
-    auto* kernel = regs ? &WgmmaQueryKernel<true> : &WgmmaQueryKernel<false>;
-    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads, kShared, stream,
-                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                            lse, delta, T, C, NH, scale),
-                regs ? "tc::WgmmaQueryKernel (Q, dO in registers)"
-                     : "tc::WgmmaQueryKernel");
+                pipelined_dq ? "tc::WgmmaQueryPipelinedKernel"
+                             : "tc::WgmmaQueryKernel");
   }
 }
 
