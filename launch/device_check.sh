@@ -286,8 +286,8 @@ group_bench() {
     GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 bench bench_dqpipe_B16 16 --steps 5
   # Each weight gradient inline after its input gradient instead of on a second stream
   # beside the input gradients and the ops after them (the same bits; the default since
-  # 963fd27's H100 run: 29.4 against 30.4 ms). Beside, the per-op matmul_bwd lines time
-  # only the input gradients: read "matmuls by shape" of this run.
+  # 963fd27's H100 run: 29.4 against 30.4 ms). (Every profiled step runs them inline:
+  # its per-op rows time whole ops either way.)
   [ "${GPT2_WGRAD_BESIDE:-}" = 0 ] ||
     GPT2_WGRAD_BESIDE=0 bench bench_inline_wgrad_B16 16 --steps 5
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \

@@ -354,7 +354,7 @@ class CudaBackend final : public Backend {
             (accumulate_dinp ? dinp.bytes() : 0),
         (dinp.data != nullptr ? 4.0 : 2.0) * N * C * OC);
     timer.Shape(N, C, OC);
-    if (wgrad_stream_ != nullptr) {
+    if (WeightGradientsBeside()) {
       // The weight gradients first, on the second stream once dout and inp
       // are ready; then the input gradient here.
       ForkWeightGradients();
@@ -369,6 +369,13 @@ class CudaBackend final : public Backend {
     if (!accumulate_dinp && dinp.data != nullptr) Zero(dinp);
     cuda::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
                          &scratch_, stream_);
+  }
+  // Whether this matmul backward queues its weight gradients beside: not
+  // while ops are timed (each op's events on stream_ would time its input
+  // gradient alone, and the join's wait would land on the next op), so a
+  // profiled step's rows time whole ops; the same products either way.
+  bool WeightGradientsBeside() const {
+    return wgrad_stream_ != nullptr && !timing_;
   }
   // Weight gradients beside: marks the work queued here so far, which the next
   // WeightAndBiasBeside waits for.
@@ -436,7 +443,7 @@ class CudaBackend final : public Backend {
       // the weight gradients on their stream from the mark before it; where
       // the epilogue has no algorithm, nothing was queued and the unfused
       // sequence below does both.
-      const bool beside = wgrad_stream_ != nullptr;
+      const bool beside = WeightGradientsBeside();
       if (beside) ForkWeightGradients();
       if (cublaslt_->BackwardGelu(dpre, beside ? Tensor{} : dweight, dbias,
                                   dout, inp, weight, pre, N, C, OC)) {

@@ -561,6 +561,51 @@ TEST_P(CudaOps, MatmulBiasEpilogue) {
   }
 }
 
+// While ops are timed (a profiled step) the weight gradients run inline on
+// the backend's stream, so that each op's events time the whole op. Under
+// lazy streams work runs only once something waits for it: after a
+// synchronize of the backend's stream alone and a raw copy (no join),
+// dweight is written only if it was queued there. Untimed, it is queued
+// beside and still unwritten at that point (else the check proves nothing).
+TEST_P(CudaOps, OpTimingRunsWeightGradientsInline) {
+#if !defined(GPT2_CUDA_EMULATED)
+  GTEST_SKIP() << "needs the emulator's lazy streams";
+#else
+  const int N = 64, C = 32, OC = 48;
+  auto g_inp = Gpu(Random(N * C, 41)), g_w = Gpu(Random(OC * C, 42)),
+       g_dout = Gpu(Random(N * OC, 43));
+  const cuda_emu::StreamOrder order = cuda_emu::CurrentStreamOrder();
+  for (const bool timed : {false, true}) {
+    auto g_dinp = Gpu(std::vector<double>(N * C));
+    auto g_dw = Gpu(std::vector<double>(OC * C));
+    auto g_db = Gpu(std::vector<double>(OC));
+    cuda_->Synchronize();
+    cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
+    cuda_->EnableOpTiming(timed);
+    cuda_->MatmulBackward(g_dinp.view, g_dw.view, g_db.view, g_dout.view,
+                          g_inp.view, g_w.view, N, C, OC);
+    ASSERT_EQ(cudaStreamSynchronize(cuda_->cuda_stream()), cudaSuccess);
+    std::vector<char> raw(g_dw.full.bytes());
+    ASSERT_EQ(cudaMemcpy(raw.data(), g_dw.full.data, raw.size(),
+                         cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    cuda_->EnableOpTiming(false);
+    cuda_->TakeOpTimings();
+    const std::vector<double> joined = Download(g_dw, "dw");  // joins
+    cuda_emu::SetStreamOrder(order);
+    std::vector<char> written(raw.size());
+    cuda_->Download(written.data(), g_dw.full);
+    EXPECT_LT(std::count(joined.begin(), joined.end(), 0.0),
+              static_cast<std::ptrdiff_t>(joined.size()));
+    if (timed) {
+      EXPECT_EQ(raw, written) << "timed: dweight written on the stream";
+    } else {
+      EXPECT_NE(raw, written) << "untimed: dweight queued beside";
+    }
+  }
+#endif
+}
+
 // dbias += column sums made elsewhere (cuBLASLt's bias-gradient epilogue).
 TEST_P(CudaOps, AddBiasSums) {
   const int OC = 70;
