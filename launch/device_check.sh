@@ -144,7 +144,7 @@ while read -r setting; do
   fi
 done < <(cat "$state/switches" 2>/dev/null)
 for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED \
-  GPT2_WGRAD_BESIDE; do
+  GPT2_WGRAD_BESIDE GPT2_CLASSIFIER_RING; do
   value=$(cat "$state/$var" 2>/dev/null)
   if [ -z "${!var+x}" ] && [ -n "$value" ]; then
     export "$var=$value"
@@ -241,6 +241,8 @@ group_tests() {
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
     "the wgmma forward with its queries in registers failed its test: left out from here on"
+  off "Types/CudaOps\.ClassifierRing[A-Za-z]*/bf16" GPT2_CLASSIFIER_RING=0 \
+    "the two-buffer bulk classifier failed its test: never turned on"
   off "Types/CudaOps\.Classifier(Bulk|AndSums)[A-Za-z]*/bf16" GPT2_CLASSIFIER_BULK=0 \
     "the bulk-copy classifier failed its test: the packed one (two reads) from here on"
   off "Types/CudaOps\.LayerNormBackwardVersions" GPT2_LAYERNORM_PREFETCH=0 \
@@ -272,10 +274,15 @@ group_bench() {
   # GELU-fused matmuls run at ~490 TFLOP/s against ~650 for the plain ones (H200), and
   # this pair was never timed side by side.
   GPT2_GELU_EPILOGUES=0 bench bench_nogeluepi_B16 16 --steps 5
-  # The classifier reading its row twice (1.66 ms a B=16 step on the H100) instead of
-  # staging it in shared memory by one bulk copy (new, the default on sm_90).
+  # The classifier reading its row twice instead of staging it in shared memory by one
+  # bulk copy (the default on sm_90: 1.55 against 1.64 ms a B=16 step at 963fd27).
   [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] ||
     GPT2_CLASSIFIER_BULK=0 bench bench_classifier2_B16 16 --steps 5
+  # The bulk classifier as one block an SM with two row buffers, the next row's copy in
+  # flight while this one is reduced and written (opt-in, the same bits; the bulk kernel
+  # moved 2.1 TB/s, 63% of the card's bandwidth). Compare the per-op classifier lines.
+  [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] || [ "${GPT2_CLASSIFIER_RING:-}" = 0 ] ||
+    GPT2_CLASSIFIER_RING=1 bench bench_classifier_ring_B16 16 --steps 5
   # Without the wgmma attention kernels (which bench_ours_B16's first step times against
   # the mma.sync ones; "attention kernels alone" lists both): the step they save.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] ||
@@ -303,6 +310,7 @@ group_bench() {
   adopt bench_nobiasepi_B16 GPT2_BIAS_EPILOGUE=0 0.99 "bias gradients from our column sums, not cuBLASLt's epilogue"
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 0.99 "the pipelined wgmma dQ kernel"
   adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
+  adopt bench_classifier_ring_B16 GPT2_CLASSIFIER_RING=1 0.99 "the two-buffer bulk classifier"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR=VALUE RATIO WHAT: VAR=VALUE from here on (and in later calls:
@@ -676,6 +684,13 @@ if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] &&
     --gtest_filter='Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16'; then
   export GPT2_CLASSIFIER_BULK=0
   log "the bulk-copy classifier failed its probe: the packed one (two reads) from here on"
+fi
+# Its two-buffer version (opt-in; the bench group's A/B) likewise.
+if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] && [ -z "${GPT2_CLASSIFIER_RING:-}" ] &&
+  ! run classifier_ring_probe 30 probe.txt "$stage/bin/cuda_backend_test_gpu" \
+    --gtest_filter='Types/CudaOps.ClassifierRingIsBitwiseTheSame/bf16'; then
+  export GPT2_CLASSIFIER_RING=0
+  log "the two-buffer bulk classifier failed its probe: never turned on"
 fi
 if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
   ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \

@@ -2,6 +2,7 @@
 // the real vocab, the loss, and (when training) overwrites the logits with
 // their gradient, so no fp32 probabilities are ever stored. Padded columns get
 // zero gradient.
+#include <algorithm>
 #include <cstdint>
 
 #include "src/core/env.h"
@@ -100,16 +101,16 @@ __device__ __forceinline__ void PackToGradient(Pack16<T>& pack, int v0, int V,
 // bits.
 template <typename T>
 __device__ __forceinline__ void ClassifyPackedRow(
-    const T* in, T* row, float* losses, const int32_t* targets, int V, int Vp,
-    float dloss, bool write_grad, float* scratch) {
+    const T* in, T* row, int64_t r, float* losses, const int32_t* targets,
+    int V, int Vp, float dloss, bool write_grad, float* scratch) {
   constexpr int kN = Pack16<T>::kN;
   float max_logit = -INFINITY, sum = 0.0f;
   for (int v0 = threadIdx.x * kN; v0 < V; v0 += blockDim.x * kN) {
     AddPackToRowStats(LoadPack16(in + v0), v0, V, max_logit, sum);
   }
   const float lse = RowLogSumExp(max_logit, sum, scratch);
-  const int target = targets[blockIdx.x];
-  if (threadIdx.x == 0) losses[blockIdx.x] = lse - ToFloat(in[target]);
+  const int target = targets[r];
+  if (threadIdx.x == 0) losses[r] = lse - ToFloat(in[target]);
   if (!write_grad) return;
   __syncthreads();  // thread 0 read in[target] above (in may be row)
   // kAhead packs loaded before the first of them is stored: a load may not
@@ -141,8 +142,8 @@ __global__ void ClassifierPackedKernel(T* logits, float* losses,
                                        float dloss, bool write_grad) {
   __shared__ float scratch[32];
   T* row = logits + int64_t{blockIdx.x} * Vp;
-  ClassifyPackedRow(row, row, losses, targets, V, Vp, dloss, write_grad,
-                    scratch);
+  ClassifyPackedRow(row, row, blockIdx.x, losses, targets, V, Vp, dloss,
+                    write_grad, scratch);
 }
 
 // The row staged in shared memory by one bulk copy (Hopper's
@@ -165,8 +166,48 @@ __global__ void __launch_bounds__(kThreads, 2)
   if (threadIdx.x == 0)
     BulkLoad(staged, row, static_cast<uint32_t>(Vp * sizeof(T)), &landed);
   BarrierWait(&landed, 0);
-  ClassifyPackedRow(reinterpret_cast<const T*>(staged), row, losses, targets, V,
-                    Vp, dloss, write_grad, scratch);
+  ClassifyPackedRow(reinterpret_cast<const T*>(staged), row, blockIdx.x, losses,
+                    targets, V, Vp, dloss, write_grad, scratch);
+}
+
+// The bulk kernel with two row buffers a block and one block an SM, each
+// block taking rows blockIdx.x, + gridDim.x, ...: the next row's bulk copy
+// is issued before this row's passes, so it streams in while this row is
+// reduced and its gradient written (one block at a time per SM otherwise
+// waited for its whole row before any math). The same passes over each row:
+// the same bits. Opt-in (GPT2_CLASSIFIER_RING=1) until a GPU run measures it.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 1)
+    ClassifierRingKernel(T* logits, float* losses, const int32_t* targets,
+                         int64_t N, int V, int Vp, float dloss,
+                         bool write_grad) {
+  __shared__ float scratch[32];
+  __shared__ uint64_t landed[2];
+  GPT2_EXTERN_SHARED(uint4, staged);  // two rows of Vp * sizeof(T) bytes
+  const uint32_t bytes = static_cast<uint32_t>(Vp * sizeof(T));
+  const auto buffer = [&](int b) {
+    return reinterpret_cast<T*>(reinterpret_cast<char*>(staged) + b * bytes);
+  };
+  if (threadIdx.x == 0) {
+    BarrierInit(&landed[0]);
+    BarrierInit(&landed[1]);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0 && blockIdx.x < N)
+    BulkLoad(buffer(0), logits + int64_t{blockIdx.x} * Vp, bytes, &landed[0]);
+  int i = 0;
+  for (int64_t r = blockIdx.x; r < N; r += gridDim.x, ++i) {
+    const int b = i & 1;
+    // The other buffer held row i - 1, whose last reads ended before the
+    // barrier at the end of the previous iteration.
+    const int64_t next = r + gridDim.x;
+    if (threadIdx.x == 0 && next < N)
+      BulkLoad(buffer(b ^ 1), logits + next * Vp, bytes, &landed[b ^ 1]);
+    BarrierWait(&landed[b], (i >> 1) & 1);  // buffer b's (i / 2)-th copy
+    ClassifyPackedRow(buffer(b), logits + r * Vp, r, losses, targets, V, Vp,
+                      dloss, write_grad, scratch);
+    __syncthreads();  // buffer b is read: refilled next iteration
+  }
 }
 
 // acc[0] += scale * sum(x), one block, fixed order.
@@ -192,10 +233,14 @@ __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
 // registers, 13 loads in flight a thread at one block an SM, 1.92-1.97 ms
 // against 1.66-1.67.)
 constexpr int kMaxBulkBytes = 112 * 1024;  // two blocks in an SM's 227 KiB
-enum class ClassifierChoice { kElementwise, kPacked, kBulk };
+enum class ClassifierChoice { kElementwise, kPacked, kBulk, kRing };
 bool& BulkAllowed() {
   static bool allowed = !EnvIs("GPT2_CLASSIFIER_BULK", "0");
   return allowed;
+}
+bool& RingWanted() {
+  static bool wanted = EnvIs("GPT2_CLASSIFIER_RING", "1");
+  return wanted;
 }
 ClassifierChoice ChooseClassifier(Tensor logits, int Vp) {
   static const bool packed = !EnvIs("GPT2_CLASSIFIER_PACKED", "0");
@@ -205,18 +250,33 @@ ClassifierChoice ChooseClassifier(Tensor logits, int Vp) {
     return ClassifierChoice::kElementwise;
   if (BulkAllowed() && logits.dtype == DType::kBF16 &&
       Vp * 2 <= kMaxBulkBytes && CurrentMajor() >= 9)
-    return ClassifierChoice::kBulk;
+    return RingWanted() ? ClassifierChoice::kRing : ClassifierChoice::kBulk;
   return ClassifierChoice::kPacked;
+}
+
+// A staging kernel's shared memory: `bytes` a block (above the 48 KiB a block
+// gets without asking), and all of L1 as shared memory.
+void AllowStagedRows(const void* kernel, int bytes, const char* name) {
+  CheckLaunch(cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes),
+              name);
+  CheckLaunch(cudaFuncSetAttribute(
+                  kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
+                  cudaSharedmemCarveoutMaxShared),
+              name);
 }
 
 }  // namespace
 
 void SetClassifierBulk(bool on) { BulkAllowed() = on; }
+void SetClassifierRing(bool on) { RingWanted() = on; }
 
 const char* ClassifierKernelName(Tensor logits, int Vp) {
   switch (ChooseClassifier(logits, Vp)) {
     case ClassifierChoice::kBulk:
       return "bulk";
+    case ClassifierChoice::kRing:
+      return "ring";
     case ClassifierChoice::kPacked:
       return "packed";
     default:
@@ -237,20 +297,33 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                               static_cast<float>(dloss), write_grad),
                   name);
     };
+    if (choice == ClassifierChoice::kRing) {
+      // Two rows a block (up to 224 KiB of the SM's 227), one block an SM.
+      static const int blocks = [] {
+        AllowStagedRows(
+            reinterpret_cast<const void*>(&ClassifierRingKernel<bf16>),
+            2 * kMaxBulkBytes, "ClassifierRingKernel");
+        const int sms =
+            CurrentDeviceAttribute(cudaDevAttrMultiProcessorCount, 0);
+        return sms > 0 ? sms : 132;
+      }();
+      const unsigned grid =
+          static_cast<unsigned>(std::min<int64_t>(N, int64_t{blocks}));
+      CheckLaunch(
+          GPT2_LAUNCH(&ClassifierRingKernel<F>, grid, kThreads,
+                      2 * Vp * static_cast<int>(sizeof(F)), stream,
+                      Ptr<F>(logits), Ptr<float>(losses), Ptr<int32_t>(targets),
+                      N, V, Vp, static_cast<float>(dloss), write_grad),
+          "ClassifierRingKernel");
+      return;
+    }
     if (choice == ClassifierChoice::kBulk) {
       // Above the 48 KiB a block gets without asking, and all of L1 as
       // shared memory (two rows an SM); once.
       static const bool allowed = [] {
-        const void* kernel =
-            reinterpret_cast<const void*>(&ClassifierBulkKernel<bf16>);
-        CheckLaunch(cudaFuncSetAttribute(
-                        kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                        kMaxBulkBytes),
-                    "ClassifierBulkKernel (shared memory size)");
-        CheckLaunch(cudaFuncSetAttribute(
-                        kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                        cudaSharedmemCarveoutMaxShared),
-                    "ClassifierBulkKernel (shared memory carveout)");
+        AllowStagedRows(
+            reinterpret_cast<const void*>(&ClassifierBulkKernel<bf16>),
+            kMaxBulkBytes, "ClassifierBulkKernel");
         return true;
       }();
       (void)allowed;

@@ -40,8 +40,12 @@ void AccumulateSum(Tensor acc, Tensor x, double scale, CUstream_st* stream);
 // packed kernel, which reads a row twice); off (GPT2_CLASSIFIER_BULK=0 at
 // start-up), the packed kernel. Tests set it.
 void SetClassifierBulk(bool on);
-// Which kernel ClassifierForward runs for these logits: "bulk" (above),
-// "packed" (16-byte packs, the row read twice) or "elementwise".
+// Where the bulk kernel runs, GPT2_CLASSIFIER_RING=1 (at start-up; tests set
+// it) runs one block an SM instead, with two row buffers: the next row's bulk
+// copy in flight while this row is reduced and written (the same bits).
+void SetClassifierRing(bool on);
+// Which kernel ClassifierForward runs for these logits: "bulk" or "ring"
+// (above), "packed" (16-byte packs, the row read twice) or "elementwise".
 const char* ClassifierKernelName(Tensor logits, int Vp);
 }  // namespace gpt2::cuda
 

@@ -305,6 +305,10 @@ class CudaOps : public ::testing::TestWithParam<DType> {
                tol.atol * n_scale, "dbias" + what);
   }
 
+  // The staged classifier (bulk, or with `ring` the ring kernel) against the
+  // packed one, bitwise (defined below).
+  void ExpectClassifierAgreesWithPacked(bool ring);
+
   std::unique_ptr<Backend> cuda_, cpu_;
 };
 
@@ -1423,39 +1427,60 @@ TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
 
 // The classifier staging a bf16 row in shared memory by one bulk copy gives
 // the packed kernel's bits: losses and gradients, real and padded columns,
-// rows of 1 to 13 packs a thread (on sm_90 and newer, or the emulator).
-TEST_P(CudaOps, ClassifierBulkIsBitwiseTheSame) {
-  if (dtype() != DType::kBF16) GTEST_SKIP() << "a bf16 kernel";
-  if (cuda::CurrentMajor() < 9) GTEST_SKIP() << "bulk copies need sm_90";
+// rows of 1 to 13 packs a thread (on sm_90 and newer, or the emulator); with
+// `ring` (GPT2_CLASSIFIER_RING=1), one block an SM with two row buffers, also
+// where N is over the SM count (several rows a block, both buffers reused).
+void CudaOps::ExpectClassifierAgreesWithPacked(bool ring) {
+  int sms = 0;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+  ASSERT_GT(sms, 0);
+  const char* const name = ring ? "ring" : "bulk";
   for (auto [N, V, Vp] :
        {std::tuple{5, 1000, 1024}, std::tuple{3, 7000, 7008},
         std::tuple{4, 16000, 16384}, std::tuple{2, 30000, 32768},
-        std::tuple{3, 50257, 50304}}) {
+        std::tuple{3, 50257, 50304}, std::tuple{2 * sms + 7, 1000, 1024},
+        std::tuple{sms + 1, 50257, 50304}}) {
+    if (!ring && N > 5) continue;  // (the bulk kernel: one block a row)
     auto logits = Random(N * Vp, 31, 2.0);
     auto targets = Tokens(N, V, 32);
     targets[0] = V - 1;  // the last real column, in the row's last pack
     std::vector<double> losses[2], grads[2];
-    for (int bulk = 0; bulk < 2; ++bulk) {
-      cuda::SetClassifierBulk(bulk == 1);
+    for (int staged = 0; staged < 2; ++staged) {
+      cuda::SetClassifierBulk(staged == 1);
+      cuda::SetClassifierRing(ring && staged == 1);
       auto g_logits = Gpu(logits), g_t = GpuI32(targets);
       // Each run takes the kernel it compares (not a silent fallback).
       EXPECT_STREQ(cuda::ClassifierKernelName(g_logits.view, Vp),
-                   bulk == 1 ? "bulk" : "packed")
+                   staged == 1 ? name : "packed")
           << "V=" << V;
       auto g_loss = GpuF32(std::vector<double>(N, -1.0));
       cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
                                1.0 / N, true);
-      losses[bulk] = Download(g_loss, "losses");
-      grads[bulk] = Download(g_logits, "dlogits");
+      losses[staged] = Download(g_loss, "losses");
+      grads[staged] = Download(g_logits, "dlogits");
     }
     cuda::SetClassifierBulk(true);
-    const std::string where = "V=" + std::to_string(V);
+    cuda::SetClassifierRing(false);
+    const std::string where = std::string(name) + ", N=" + std::to_string(N) +
+                              " V=" + std::to_string(V);
     EXPECT_EQ(losses[1], losses[0]) << where;
     int differ = 0;
     for (size_t i = 0; i < grads[0].size(); ++i)
       differ += grads[0][i] != grads[1][i];
     EXPECT_EQ(differ, 0) << where;
   }
+}
+
+TEST_P(CudaOps, ClassifierBulkIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "a bf16 kernel";
+  if (cuda::CurrentMajor() < 9) GTEST_SKIP() << "bulk copies need sm_90";
+  ExpectClassifierAgreesWithPacked(false);
+}
+
+TEST_P(CudaOps, ClassifierRingIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "a bf16 kernel";
+  if (cuda::CurrentMajor() < 9) GTEST_SKIP() << "bulk copies need sm_90";
+  ExpectClassifierAgreesWithPacked(true);
 }
 
 TEST_P(CudaOps, AdamW) {
