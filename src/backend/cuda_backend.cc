@@ -709,10 +709,9 @@ class CudaBackend final : public Backend {
   size_t queued_bytes_ = 0;
   std::vector<QueuedDownload> queued_;
   // Weight gradients beside: the weight-gradient stream (null with
-  // GPT2_WGRAD_BESIDE=0), the
-  // mark it waits for, a ring of events recorded after each weight gradient
-  // (wgrad_next_ the next to record; the last wgrad_unjoined_ not yet waited
-  // for by stream_), and its own scratch.
+  // GPT2_WGRAD_BESIDE=0), the mark it waits for, a ring of events recorded
+  // after each weight gradient (wgrad_next_ the next to record; the last
+  // wgrad_unjoined_ not yet waited for by stream_), and its own scratch.
   static constexpr int kWgradEvents = 8;
   cudaStream_t wgrad_stream_ = nullptr;
   cudaEvent_t wgrad_fork_ = nullptr;
