@@ -2,6 +2,7 @@
 """Files a GPU run's output (what launch/device_check.sh wrote) under logs/ with a summary.
 
   python3 launch/collect_device_run.py FILES_DIR [FILES_DIR ...] [--logs logs] [--date 2026-11-26]
+      [--compare logs/gpu_h100_2026-11-27_4 ...]
 
 Several FILES_DIRs (the calls of one session, in order) are filed as one run: their
 logs appended, their metrics files side by side.
@@ -11,7 +12,9 @@ h100), draws loss.png from metrics.jsonl (launch/plot_loss.py), and writes SUMMA
 the GPU tests' verdict, the benchmark table beside PyTorch, time and steps to the
 loss target, decode speed, the two distributed runs' losses side by side, the HF
 logits check and the samples. Every figure in it is copied from the run's own logs;
-a section the run did not reach says so.
+a section the run did not reach says so. --compare adds an earlier folder's metrics
+files to the side-by-side loss tables (same seed and data order: curves of one card
+differ only by their recipe).
 """
 import argparse
 import datetime
@@ -206,6 +209,8 @@ def main():
                         help="the folder(s) device_check.sh wrote (files_at), in call order")
     parser.add_argument("--logs", default="logs")
     parser.add_argument("--date", default=datetime.date.today().isoformat())
+    parser.add_argument("--compare", action="append", default=[],
+                        help="an earlier logs/ folder whose metrics*.jsonl join the loss tables")
     args = parser.parse_args()
     args.files = merge_runs(args.files)
     smi = (read(os.path.join(args.files, "nvidia-smi.txt")) +
@@ -392,14 +397,19 @@ def main():
         if os.path.exists(os.path.join(dest, png)):
             out += ["", f"![loss]({png})"]
         out.append("")
+    # (label, path) of the compared folders' metrics files.
+    compared = [(os.path.basename(os.path.normpath(folder)) + "/" + name,
+                 os.path.abspath(os.path.join(folder, name)))
+                for folder in args.compare for name in sorted(os.listdir(folder))
+                if re.fullmatch(r"metrics(_[\w.-]+)?\.jsonl", name)]
     if not runs:
         out.append("(no training metrics in this run)")
-    elif len(runs) > 1:
+    elif len(runs) + len(compared) > 1:
         # The runs side by side: the mean loss of the 20 steps up to each milestone.
         curves, timed = {}, {}
-        for metrics_name in runs:
+        for metrics_name, path in [(n, os.path.join(dest, n)) for n in runs] + compared:
             losses, at = {}, []
-            with open(os.path.join(dest, metrics_name)) as fh:
+            with open(path) as fh:
                 for line in fh:
                     try:
                         row = json.loads(line)
@@ -413,7 +423,8 @@ def main():
             timed[metrics_name] = at
         milestones = [m for m in (100, 250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000)
                       if any(m in c for c in curves.values())]
-        out += ["Mean loss over the 20 steps up to each step (all runs of this folder):", "",
+        out += ["Mean loss over the 20 steps up to each step (all runs of this folder"
+                + (", and of " + ", ".join(args.compare) if args.compare else "") + "):", "",
                 "| run | " + " | ".join(str(m) for m in milestones) + " |",
                 "|---" * (1 + len(milestones)) + "|"]
         for name, losses in curves.items():
