@@ -18,14 +18,17 @@
 #   fast     the fast recipe (configs/gpt2_124m_shakespeare_fast.pbtxt, plus
 #            DEVICE_CHECK_FAST_FLAGS; unset or "auto": the flags of the sweep's winner,
 #            picked by launch/pick_recipe.py in this call or the one before on this
-#            machine) to loss < 0.1 or 60 s
+#            machine) to loss < 0.1 or 100 s
 #   proof    the Shakespeare config (plus DEVICE_CHECK_PROOF_FLAGS) to loss < 0.1; checkpoint
 #            verify, samples, HF logits
 #            check; the weights left in $DEVICE_CHECK_KEEP (/tmp/gpt2_weights) as bf16
 #            parts for launch/device_fetch_weights.sh to bring back in the next calls
 #   dist     NCCL at world size 1 and two ranks sharing the GPU against one process
 #   decode   decode speed with and without CUDA graphs; two ranks on the GPU as a test
-#   extra    B=64, the portable attention, B=32
+#   extra    B=64, the portable attention, B=32, B=8
+#   torch_full  our PyTorch reference loop (tests/reference/shakespeare_torch.py, its own
+#            seed-1337 init) to loss < 0.1, up to DEVICE_CHECK_TORCH_FULL_S (240 s; not in
+#            the default list): how many steps PyTorch's own loop needs on this card
 #   profile  compute-sanitizer racecheck/synccheck on the tensor-core and packed kernels;
 #            Nsight Compute on a B=16 step's heaviest kernels (not in the default list)
 # Every log goes to a work folder that is packed into OUT_DIR/device_check.tar.gz after
@@ -480,6 +483,19 @@ group_init_path() {
   train shakespeare_owninit gpt2_124m_shakespeare "${DEVICE_CHECK_SEEDS_S:-45}" \
     metrics_owninit.jsonl --init_from "$dir/own_init/checkpoints/step_00000001.ckpt" \
     --set checkpoint.save_at_end=false
+}
+
+group_torch_full() {
+  # The original assignment's PyTorch run went below 0.1 at step 2,577 (A100); ours needs
+  # 4,057-4,347 on the H100 (4,117 on the H200), and our loop tracks this reference loop
+  # from the same weights to step 1,000 (3.65 against 3.72, H200). Whether the reference
+  # loop itself needs ~2,600 steps here is not measured: this group measures it.
+  run shakespeare_torch_full $((${DEVICE_CHECK_TORCH_FULL_S:-240} + 60)) train.txt \
+    python3 "$stage/reference/shakespeare_torch.py" \
+    --tokens "$stage/data/tinyshakespeare_train.bin" \
+    --max_seconds "${DEVICE_CHECK_TORCH_FULL_S:-240}" --metrics "$logs/metrics_torch_full.jsonl"
+  grep -E "^shakespeare_torch|first at step|at every step since|^done" "$logs/train.txt" |
+    tail -3 | tee -a "$logs/machine.txt"
 }
 
 group_fast() {
