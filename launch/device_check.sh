@@ -394,8 +394,8 @@ group_compare() {
 #   the updates). The CPU proxy (logs/cpu_recipe_proxy_2026-11-26.txt) said the opposite:
 #   its numbers do not transfer.
 # - 45 s is ~2,600 steps at B=8 (17 ms) or ~1,500 at B=16 (29.4 ms) on the H100.
-# So the candidates go lower: B=8 at 2e-4 and 1.5e-4, and B=16 (15% more tokens/s) at
-# 3e-4 and 2e-4, whose own lr was never lowered. Compare at equal time (pick_recipe.py)
+# So the candidates go lower: B=8 at 2e-4 and 1.5e-4 (and 1e-4 if the budget allows),
+# and B=16 (15% more tokens/s) at 3e-4 and 2e-4, whose own lr was never lowered. Compare at equal time (pick_recipe.py)
 # and at equal steps against the B=8 runs of logs/gpu_h100_2026-11-27_4 (same seed, same
 # data order: the curves differ only by the recipe). The cosine stays long (6,000 / 5,000
 # steps): a cosine ending within 45 s was no better at equal steps (4.2e-4 at B=8).
@@ -406,8 +406,10 @@ SWEEP=(
   "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
   "sweep_b16_lr3e-4|$B16 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
   "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
-  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out).
   "sweep_b16_lr2e-4|$B16 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
+  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out): the trend
+  # one step further, if the call has the ~46 s.
+  "sweep_b8_lr1e-4|$B8 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
 )
 # More, if the call has room (each 'NAME|flags'):
 #   "sweep_b4_lr1e-4|--set train.max_steps=10000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
