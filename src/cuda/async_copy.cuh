@@ -173,6 +173,17 @@ __device__ __forceinline__ void BarrierWait(uint64_t* bar, uint32_t parity) {
 #endif
 }
 
+// Orders this thread's ordinary shared-memory accesses before the async
+// proxy's (a bulk copy's) that follow the next barrier: each thread that read
+// (or wrote) a buffer calls it before the barrier after which one thread
+// refills the buffer by BulkLoad. (The emulator's copies need no fence.)
+__device__ __forceinline__ void FenceBeforeBulkRefill() {
+#if !defined(GPT2_CUDA_EMULATED) && defined(__CUDA_ARCH__) && \
+    __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_CUDA_ASYNC_COPY_CUH_

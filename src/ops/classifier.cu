@@ -206,6 +206,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     BarrierWait(&landed[b], (i >> 1) & 1);  // buffer b's (i / 2)-th copy
     ClassifyPackedRow(buffer(b), logits + r * Vp, r, losses, targets, V, Vp,
                       dloss, write_grad, scratch);
+    FenceBeforeBulkRefill();
     __syncthreads();  // buffer b is read: refilled next iteration
   }
 }
