@@ -319,8 +319,7 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
       return;
     }
     if (choice == ClassifierChoice::kBulk) {
-      // Above the 48 KiB a block gets without asking, and all of L1 as
-      // shared memory (two rows an SM); once.
+      // Two rows an SM; once.
       static const bool allowed = [] {
         AllowStagedRows(
             reinterpret_cast<const void*>(&ClassifierBulkKernel<bf16>),
