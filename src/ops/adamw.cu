@@ -1,10 +1,14 @@
 // CUDA AdamW: one fused elementwise pass over a parameter range. It reads the
 // squared global norm from the device, so clipping needs no host sync, and
 // takes every hyperparameter at run time (the lr changes each step without
-// recompiling).
+// recompiling). The range's runs with and without weight decay (the
+// optimizer's whole shard: GPT-2's 16 tensors in 12 runs) go in one launch,
+// their ends and decays a table in the kernel's parameters.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "src/cuda/common.cuh"
 #include "src/ops/adamw.h"
@@ -40,11 +44,46 @@ __device__ __forceinline__ T RoundParam(float x, uint64_t seed, int64_t step,
 }
 
 struct AdamWScalars {
-  float lr, beta1, beta2, eps, weight_decay, correction1, correction2,
-      grad_clip;
+  float lr, beta1, beta2, eps, correction1, correction2, grad_clip;
   uint64_t rounding_seed;
   int64_t step, index;
 };
+
+// The runs of one launch: run k holds the elements below end[k] (and at or
+// above the previous end), with weight decay wd[k]. A launch takes at most
+// kMaxRuns; more go in several launches.
+constexpr int kMaxRuns = 24;
+struct DecayTable {
+  int count;
+  int64_t end[kMaxRuns];
+  float wd[kMaxRuns];
+};
+
+// The table copied to shared memory (constant indices into the kernel's
+// parameters; a run-time index there would copy the table to every thread's
+// stack), and a thread's walk through it: At(i) for ascending i.
+struct DecayRuns {
+  const int64_t* end;
+  const float* wd;
+  int run = 0;
+  __device__ float At(int64_t i) {
+    while (i >= end[run]) ++run;
+    return wd[run];
+  }
+};
+__device__ __forceinline__ DecayRuns StageDecayTable(const DecayTable& table) {
+  __shared__ int64_t end[kMaxRuns];
+  __shared__ float wd[kMaxRuns];
+  if (threadIdx.x == 0) {
+#pragma unroll
+    for (int k = 0; k < kMaxRuns; ++k) {
+      end[k] = table.end[k];
+      wd[k] = table.wd[k];
+    }
+  }
+  __syncthreads();
+  return DecayRuns{end, wd};
+}
 
 // The clipping factor from the squared global norm; false for a NaN or Inf
 // norm (the step is then skipped on the device).
@@ -62,24 +101,27 @@ __device__ __forceinline__ bool DeviceClipScale(const float* norm_squared,
 // contraction choices cannot make the packed and element-wise kernels (which
 // inline this differently) round differently.
 __device__ __forceinline__ float Update(float g, float& m, float& v, float w,
+                                        float weight_decay,
                                         const AdamWScalars& a) {
   m = fmaf(a.beta1, m, (1.0f - a.beta1) * g);
   v = fmaf(a.beta2, v, ((1.0f - a.beta2) * g) * g);
   const float step = (m / a.correction1) / (sqrtf(v / a.correction2) + a.eps);
-  return fmaf(-a.lr, fmaf(a.weight_decay, w, step), w);
+  return fmaf(-a.lr, fmaf(weight_decay, w, step), w);
 }
 
 template <typename T>
 __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
                             const T* grad, int64_t n, const float* norm_squared,
-                            AdamWScalars a) {
+                            AdamWScalars a, DecayTable table) {
+  DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     float mi = m[i], vi = v[i];
     const float w = master != nullptr ? master[i] : ToFloat(param[i]);
-    const float updated = Update(ToFloat(grad[i]) * scale, mi, vi, w, a);
+    const float updated =
+        Update(ToFloat(grad[i]) * scale, mi, vi, w, runs.At(i), a);
     m[i] = mi;
     v[i] = vi;
     if (master != nullptr) master[i] = updated;
@@ -95,7 +137,9 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
 template <typename T>
 __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                                   const T* grad, int64_t n,
-                                  const float* norm_squared, AdamWScalars a) {
+                                  const float* norm_squared, AdamWScalars a,
+                                  DecayTable table) {
+  DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
   for (int64_t i = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); i < n;
@@ -112,10 +156,10 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                       ToFloat(p.v[3]));
     }
     float4 u;
-    u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, a);
-    u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, a);
-    u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, a);
-    u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, a);
+    u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, runs.At(i), a);
+    u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, runs.At(i + 1), a);
+    u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, runs.At(i + 2), a);
+    u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, runs.At(i + 3), a);
     *reinterpret_cast<float4*>(m + i) = mi;
     *reinterpret_cast<float4*>(v + i) = vi;
     if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
@@ -130,16 +174,55 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
   }
 }
 
+// The runs of table past `by` elements (for a launch starting there).
+DecayTable Shifted(DecayTable table, int64_t by) {
+  for (int k = 0; k < table.count; ++k) table.end[k] -= by;
+  return table;
+}
+
+// One pass over [0, n) of the arrays with the runs of `table`: four elements
+// a thread over the largest multiple of 4 where every array allows 16-byte
+// (params and gradients: 4-element) accesses, the rest (or everything)
+// element by element.
+template <typename F>
+void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
+                 const float* norm_squared, const AdamWScalars& a,
+                 const DecayTable& table, cudaStream_t stream) {
+  const auto aligned = [](const void* ptr, size_t bytes) {
+    return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+  };
+  int64_t packed = 0;
+  if (aligned(p, 4 * sizeof(F)) && aligned(g, 4 * sizeof(F)) &&
+      aligned(mp, 16) && aligned(vp, 16) && (w == nullptr || aligned(w, 16)))
+    packed = n / 4 * 4;
+  if (packed > 0) {
+    CheckLaunch(
+        GPT2_LAUNCH(AdamWPackedKernel<F>, GridStrideBlocks(packed / 4), 256, 0,
+                    stream, p, w, mp, vp, g, packed, norm_squared, a, table),
+        "AdamWPackedKernel");
+  }
+  if (packed < n) {
+    AdamWScalars rest = a;
+    rest.index += packed;
+    CheckLaunch(
+        GPT2_LAUNCH(AdamWKernel<F>, GridStrideBlocks(n - packed), 256, 0,
+                    stream, p + packed, w == nullptr ? nullptr : w + packed,
+                    mp + packed, vp + packed, g + packed, n - packed,
+                    norm_squared, rest, Shifted(table, packed)),
+        "AdamWKernel");
+  }
+}
+
 }  // namespace
 
 void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
            Tensor norm_squared, const AdamWArgs& args, CUstream_st* stream) {
+  const std::vector<AdamWDecayRun> runs = AdamWDecayRuns(args, param.numel);
   AdamWScalars a;
   a.lr = static_cast<float>(args.lr);
   a.beta1 = static_cast<float>(args.beta1);
   a.beta2 = static_cast<float>(args.beta2);
   a.eps = static_cast<float>(args.eps);
-  a.weight_decay = static_cast<float>(args.weight_decay);
   a.correction1 =
       static_cast<float>(1.0 - std::pow(args.beta1, double(args.step)));
   a.correction2 =
@@ -154,32 +237,23 @@ void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
     float* w = master.data == nullptr ? nullptr : Ptr<float>(master);
     float *mp = Ptr<float>(m), *vp = Ptr<float>(v);
     const F* g = Ptr<F>(grad);
-    const auto aligned = [](const void* ptr, size_t bytes) {
-      return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
-    };
-    // Packed over the largest multiple of 4 when every array allows it; the
-    // rest (or everything) element by element.
-    int64_t packed = 0;
-    if (aligned(p, 4 * sizeof(F)) && aligned(g, 4 * sizeof(F)) &&
-        aligned(mp, 16) && aligned(vp, 16) && (w == nullptr || aligned(w, 16)))
-      packed = param.numel / 4 * 4;
-    if (packed > 0) {
-      CheckLaunch(
-          GPT2_LAUNCH(AdamWPackedKernel<F>, GridStrideBlocks(packed / 4), 256,
-                      0, stream, p, w, mp, vp, g, packed,
-                      Ptr<float>(norm_squared), a),
-          "AdamWPackedKernel");
-    }
-    if (packed < param.numel) {
-      AdamWScalars rest = a;
-      rest.index += packed;
-      CheckLaunch(
-          GPT2_LAUNCH(AdamWKernel<F>, GridStrideBlocks(param.numel - packed),
-                      256, 0, stream, p + packed,
-                      w == nullptr ? nullptr : w + packed, mp + packed,
-                      vp + packed, g + packed, param.numel - packed,
-                      Ptr<float>(norm_squared), rest),
-          "AdamWKernel");
+    // kMaxRuns runs a launch (one launch for GPT-2's shard).
+    for (size_t first = 0; first < runs.size(); first += kMaxRuns) {
+      const size_t count = std::min<size_t>(kMaxRuns, runs.size() - first);
+      const int64_t begin = runs[first].begin;
+      const int64_t n = runs[first + count - 1].end - begin;
+      if (n == 0) continue;
+      DecayTable table{};
+      table.count = static_cast<int>(count);
+      for (size_t k = 0; k < count; ++k) {
+        table.end[k] = runs[first + k].end - begin;
+        table.wd[k] = static_cast<float>(runs[first + k].weight_decay);
+      }
+      AdamWScalars part = a;
+      part.index += begin;
+      LaunchAdamW<F>(p + begin, w == nullptr ? nullptr : w + begin, mp + begin,
+                     vp + begin, g + begin, n, Ptr<float>(norm_squared), part,
+                     table, stream);
     }
   });
 }

@@ -7,6 +7,7 @@
 #define GPT2_OPS_ADAMW_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "src/core/tensor.h"
 
@@ -14,13 +15,24 @@ struct CUstream_st;  // cudaStream_t, without the CUDA headers
 
 namespace gpt2 {
 
+// A run of consecutive elements of one AdamW call that all decay or all do
+// not: the elements from the previous run's end (0 for the first) to end.
+struct AdamWRun {
+  int64_t end;
+  bool decayed;
+};
+
 struct AdamWArgs {
   double lr = 0.0;
   double beta1 = 0.9;
   double beta2 = 0.95;
   double eps = 1e-8;
-  double weight_decay =
-      0.0;                 // for this call's range: 0 for non-decayed tensors
+  double weight_decay = 0.0;  // of the decayed elements
+  // The call's elements in runs (ascending ends, the last at the call's n),
+  // so that one call covers tensors with and without decay (the optimizer's
+  // whole shard: one launch instead of one a tensor). Empty: every element
+  // decays.
+  std::vector<AdamWRun> runs;
   int64_t step = 1;        // 1-based, for bias correction
   double grad_clip = 0.0;  // 0 = no clipping
   // Non-zero (bf16 params with fp32 masters, CUDA): param gets the updated
@@ -30,6 +42,15 @@ struct AdamWArgs {
   uint64_t rounding_seed = 0;
   int64_t index = 0;  // the parameter number of param[0]
 };
+
+// The weight decay of each run of `args` over a call of n elements (one run
+// of weight_decay when args.runs is empty), with the runs' ends; checks that
+// the runs cover [0, n) in order (a programming error otherwise).
+struct AdamWDecayRun {
+  int64_t begin, end;
+  double weight_decay;
+};
+std::vector<AdamWDecayRun> AdamWDecayRuns(const AdamWArgs& args, int64_t n);
 
 // The factor the gradient is multiplied by: 1, or clip / (norm + 1e-6) when
 // larger.

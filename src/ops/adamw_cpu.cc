@@ -1,13 +1,32 @@
 #include <cmath>
+#include <vector>
 
+#include "src/core/error.h"
 #include "src/ops/adamw.h"
 #include "src/ops/cpu_parallel.h"
 
-namespace gpt2::cpu {
+namespace gpt2 {
+
+std::vector<AdamWDecayRun> AdamWDecayRuns(const AdamWArgs& args, int64_t n) {
+  if (args.runs.empty()) return {{0, n, args.weight_decay}};
+  std::vector<AdamWDecayRun> out;
+  int64_t begin = 0;
+  for (const AdamWRun& run : args.runs) {
+    GPT2_CHECK_MSG(run.end > begin && run.end <= n,
+                   "AdamW runs must ascend within the call's elements");
+    out.push_back({begin, run.end, run.decayed ? args.weight_decay : 0.0});
+    begin = run.end;
+  }
+  GPT2_CHECK_MSG(begin == n, "AdamW runs must end at the call's last element");
+  return out;
+}
+
+namespace cpu {
 
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args) {
+  const std::vector<AdamWDecayRun> runs = AdamWDecayRuns(args, n);
   if (!std::isfinite(double{norm_squared[0]}))
     return;  // a NaN/Inf step is skipped
   const double scale =
@@ -15,18 +34,21 @@ void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
   const double b1 = args.beta1, b2 = args.beta2;
   const double correction1 = 1.0 - std::pow(b1, static_cast<double>(args.step));
   const double correction2 = 1.0 - std::pow(b2, static_cast<double>(args.step));
-  const T lr = static_cast<T>(args.lr), wd = static_cast<T>(args.weight_decay),
-          eps = static_cast<T>(args.eps);
-#pragma omp parallel for simd schedule(static) if (n >= kParallelMinWork)
-  for (int64_t i = 0; i < n; ++i) {
-    const T g = static_cast<T>(grad[i] * scale);
-    const T mi = static_cast<T>(b1) * m[i] + static_cast<T>(1.0 - b1) * g;
-    const T vi = static_cast<T>(b2) * v[i] + static_cast<T>(1.0 - b2) * g * g;
-    m[i] = mi;
-    v[i] = vi;
-    const T m_hat = mi / static_cast<T>(correction1);
-    const T v_hat = vi / static_cast<T>(correction2);
-    param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + wd * param[i]);
+  const T lr = static_cast<T>(args.lr), eps = static_cast<T>(args.eps);
+  for (const AdamWDecayRun& run : runs) {
+    const T wd = static_cast<T>(run.weight_decay);
+#pragma omp parallel for simd schedule(static) if (run.end - run.begin >= \
+                                                   kParallelMinWork)
+    for (int64_t i = run.begin; i < run.end; ++i) {
+      const T g = static_cast<T>(grad[i] * scale);
+      const T mi = static_cast<T>(b1) * m[i] + static_cast<T>(1.0 - b1) * g;
+      const T vi = static_cast<T>(b2) * v[i] + static_cast<T>(1.0 - b2) * g * g;
+      m[i] = mi;
+      v[i] = vi;
+      const T m_hat = mi / static_cast<T>(correction1);
+      const T v_hat = vi / static_cast<T>(correction2);
+      param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + wd * param[i]);
+    }
   }
 }
 
@@ -35,4 +57,5 @@ template void AdamW<float>(float*, float*, float*, const float*, int64_t,
 template void AdamW<double>(double*, double*, double*, const double*, int64_t,
                             const double*, const AdamWArgs&);
 
-}  // namespace gpt2::cpu
+}  // namespace cpu
+}  // namespace gpt2

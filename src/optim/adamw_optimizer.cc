@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "src/core/error.h"
+
 namespace gpt2 {
 
 AdamWOptimizer::AdamWOptimizer(Backend* backend,
@@ -43,21 +45,31 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
   args.step = step;
   args.grad_clip = hyper_.grad_clip;
   args.rounding_seed = hyper_.rounding_seed;
+  args.weight_decay = hyper_.weight_decay;
+  // One call over the shard, in runs of tensors that decay or do not (the
+  // parts of the tensors inside the shard, in the buffer's order).
   const int64_t begin = shard_.begin(), end = shard_.end();
   for (const ParamSpec& p : params_) {
-    // The part of this tensor inside the shard.
     const int64_t lo = std::max(begin, p.offset);
     const int64_t hi = std::min(end, p.offset + p.numel);
     if (lo >= hi) continue;
-    args.weight_decay = p.decayed ? hyper_.weight_decay : 0.0;
-    args.index = lo;
-    const int64_t n = hi - lo;
-    const Tensor master =
-        has_master() ? master_.Slice(lo - begin, n) : Tensor{};
-    backend_->AdamW(params.Slice(lo, n), master, m_.Slice(lo - begin, n),
-                    v_.Slice(lo - begin, n), shard_grads.Slice(lo - begin, n),
-                    norm_squared, args);
+    const int64_t covered = args.runs.empty() ? 0 : args.runs.back().end;
+    GPT2_CHECK_MSG(lo == begin + covered,
+                   "the parameter list leaves a gap in the buffer");
+    if (!args.runs.empty() && args.runs.back().decayed == p.decayed) {
+      args.runs.back().end = hi - begin;
+    } else {
+      args.runs.push_back({hi - begin, p.decayed});
+    }
   }
+  const int64_t n = end - begin;
+  if (n == 0) return;
+  GPT2_CHECK_MSG(!args.runs.empty() && args.runs.back().end == n,
+                 "the parameter list does not cover the shard");
+  args.index = begin;
+  backend_->AdamW(params.Slice(begin, n),
+                  has_master() ? master_.Slice(0, n) : Tensor{}, m_.Slice(0, n),
+                  v_.Slice(0, n), shard_grads.Slice(0, n), norm_squared, args);
 }
 
 void AdamWOptimizer::InitMasterFromParams(Tensor params) {

@@ -1491,6 +1491,10 @@ TEST_P(CudaOps, AdamW) {
   AdamWArgs args;
   args.lr = 1e-3;
   args.weight_decay = 0.1;
+  // Runs with and without decay, ends not on multiples of 4 (a run that
+  // starts inside a 4-element pack). The decay moves a weight by
+  // lr * wd * w = 1e-4 w: far outside the fp32 and master tolerances.
+  args.runs = {{1234, true}, {1237, false}, {3001, true}, {n, false}};
   args.step = 3;
   args.grad_clip = 1.0;
   double norm_sq = 0;
@@ -1565,6 +1569,64 @@ TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
       EXPECT_EQ(differ, 0) << "array " << k << " seed " << seed;
     }
     EXPECT_NE(out[0][2], m) << "m did not move";
+  }
+}
+
+// One call over runs with and without weight decay (the optimizer's whole
+// shard) gives the bits of one call per run: runs that start and end inside
+// 4-element packs, more runs than one launch takes (the table's 24), with
+// and without stochastic rounding.
+TEST_P(CudaOps, AdamWRunsAreBitwiseOneCallPerRun) {
+  const int n = 4099;
+  auto p = Random(n, 45), g = Random(n, 46), m = Random(n, 47, 0.1),
+       v = Random(n, 48, 0.1);
+  for (double& x : v) x = x * x;
+  const bool bf16 = dtype() == DType::kBF16;
+  AdamWArgs args;
+  args.lr = 1e-2;
+  args.weight_decay = 0.5;
+  args.step = 4;
+  args.grad_clip = 1.0;
+  args.index = 11;
+  for (int k = 1; k <= 30; ++k)  // 30 runs, alternating, uneven lengths
+    args.runs.push_back({k == 30 ? n : k * 131 + k % 5, k % 2 == 1});
+  for (uint64_t seed : {uint64_t{0}, uint64_t{777}}) {
+    if (seed != 0 && !bf16) continue;
+    args.rounding_seed = seed;
+    std::vector<double> out[2][4];  // [per run][param, master, m, v]
+    for (int per_run = 0; per_run < 2; ++per_run) {
+      auto g_p = Gpu(p), g_g = Gpu(g);
+      auto g_m = GpuF32(m), g_v = GpuF32(v), g_n = GpuF32({4.0});
+      DeviceBuffer master = GpuF32(p);
+      auto call = [&](int64_t begin, int64_t count, const AdamWArgs& a) {
+        cuda_->AdamW(g_p.view.Slice(begin, count),
+                     bf16 ? master.view.Slice(begin, count) : Tensor{},
+                     g_m.view.Slice(begin, count), g_v.view.Slice(begin, count),
+                     g_g.view.Slice(begin, count), g_n.view, a);
+      };
+      if (per_run == 0) {
+        call(0, n, args);
+      } else {
+        int64_t begin = 0;
+        for (const AdamWRun& run : args.runs) {
+          AdamWArgs a = args;
+          a.runs.clear();
+          a.weight_decay = run.decayed ? args.weight_decay : 0.0;
+          a.index = args.index + begin;
+          call(begin, run.end - begin, a);
+          begin = run.end;
+        }
+      }
+      out[per_run][0] = Download(g_p, "param");
+      out[per_run][1] = Download(master, "master");
+      out[per_run][2] = Download(g_m, "m");
+      out[per_run][3] = Download(g_v, "v");
+    }
+    for (int k = 0; k < 4; ++k) {
+      int differ = 0;
+      for (int i = 0; i < n; ++i) differ += out[0][k][i] != out[1][k][i];
+      EXPECT_EQ(differ, 0) << "array " << k << " seed " << seed;
+    }
   }
 }
 

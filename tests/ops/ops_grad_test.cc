@@ -266,5 +266,60 @@ TEST(OpsGrad, AdamWMatchesTorchFormula) {
   EXPECT_DOUBLE_EQ(ClipScale(4.0, 0.0), 1.0);
 }
 
+// One call over runs with and without decay is the calls run by run; runs
+// that leave elements out, overrun or descend are refused.
+TEST(OpsGrad, AdamWRunsDecayOnlyTheirElements) {
+  const int n = 7;
+  std::vector<double> grad = {0.3, -4.0, 0.0, 1.0, 2.0, -0.5, 0.25};
+  double norm_sq = 0.0;
+  for (double g : grad) norm_sq += g * g;
+  AdamWArgs args;
+  args.lr = 1e-2;
+  args.weight_decay = 0.5;
+  args.step = 2;
+  args.runs = {{2, true}, {5, false}, {7, true}};
+  std::vector<double> param(n, 1.5), m(n, 0.1), v(n, 0.2);
+  std::vector<double> ref_p = param, ref_m = m, ref_v = v;
+  cpu::AdamW<double>(param.data(), m.data(), v.data(), grad.data(), n, &norm_sq,
+                     args);
+  int64_t begin = 0;
+  for (const AdamWRun& run : args.runs) {
+    AdamWArgs a = args;
+    a.runs.clear();
+    a.weight_decay = run.decayed ? args.weight_decay : 0.0;
+    cpu::AdamW<double>(ref_p.data() + begin, ref_m.data() + begin,
+                       ref_v.data() + begin, grad.data() + begin,
+                       run.end - begin, &norm_sq, a);
+    begin = run.end;
+  }
+  EXPECT_EQ(param, ref_p);
+  EXPECT_EQ(m, ref_m);
+  // Against every element decaying: the undecayed run's elements, and only
+  // they, come out otherwise.
+  AdamWArgs all = args;
+  all.runs.clear();
+  std::vector<double> all_p(n, 1.5), all_m(n, 0.1), all_v(n, 0.2);
+  cpu::AdamW<double>(all_p.data(), all_m.data(), all_v.data(), grad.data(), n,
+                     &norm_sq, all);
+  for (int i = 0; i < n; ++i)
+    EXPECT_EQ(param[i] != all_p[i], i >= 2 && i < 5) << i;
+  const auto runs = AdamWDecayRuns(args, n);
+  ASSERT_EQ(runs.size(), 3u);
+  EXPECT_EQ(runs[1].begin, 2);
+  EXPECT_EQ(runs[1].end, 5);
+  EXPECT_EQ(runs[1].weight_decay, 0.0);
+  EXPECT_EQ(runs[2].weight_decay, 0.5);
+  AdamWArgs whole;
+  whole.weight_decay = 0.1;
+  ASSERT_EQ(AdamWDecayRuns(whole, n).size(), 1u);
+  EXPECT_EQ(AdamWDecayRuns(whole, n)[0].weight_decay, 0.1);
+  for (std::vector<AdamWRun> bad : std::vector<std::vector<AdamWRun>>{
+           {{5, true}}, {{5, true}, {3, false}, {7, true}}, {{8, true}}}) {
+    AdamWArgs a = args;
+    a.runs = bad;
+    EXPECT_DEATH(AdamWDecayRuns(a, n), "AdamW runs must");
+  }
+}
+
 }  // namespace
 }  // namespace gpt2
