@@ -269,6 +269,9 @@ group_bench() {
   # cuBLASLt's algorithms timed per shape (its first 8 candidates) instead of its first
   # pick: the per-op table beside bench_ours_B16's says what the matmuls gain.
   GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B16 16 --steps 5
+  # The same with the heuristic's first 32 algorithms timed instead of 8 (it may offer
+  # fewer): adopted over bench_autotune_B16 at >1%.
+  GPT2_MATMUL_AUTOTUNE=1 GPT2_MATMUL_AUTOTUNE_CANDIDATES=32 bench bench_autotune32_B16 16 --steps 5
   # Bias gradients from our column sums instead of cuBLASLt's BGRADB epilogue (the
   # default since 963fd27's H100 run: 29.7 against 30.4 ms with it).
   [ "${GPT2_BIAS_EPILOGUE:-}" = 0 ] ||
@@ -310,17 +313,20 @@ group_bench() {
   # Timed cuBLASLt algorithms if they made the step over 2% faster, the bias-gradient
   # epilogue if over 1%: for every later group and call (while the machine stays warm).
   adopt bench_autotune_B16 GPT2_MATMUL_AUTOTUNE=1 0.98 "cuBLASLt algorithms timed per shape"
+  [ "${GPT2_MATMUL_AUTOTUNE:-}" != 1 ] ||
+    adopt bench_autotune32_B16 GPT2_MATMUL_AUTOTUNE_CANDIDATES=32 0.99 \
+      "32 cuBLASLt algorithms timed, not 8" bench_autotune_B16
   adopt bench_nobiasepi_B16 GPT2_BIAS_EPILOGUE=0 0.99 "bias gradients from our column sums, not cuBLASLt's epilogue"
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 0.99 "the pipelined wgmma dQ kernel"
   adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
   adopt bench_classifier_ring_B16 GPT2_CLASSIFIER_RING=1 0.99 "the two-buffer bulk classifier"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
-# adopt BENCH VAR=VALUE RATIO WHAT: VAR=VALUE from here on (and in later calls:
-# $state/VAR) if bench BENCH's step took under RATIO times bench_ours_B16's.
+# adopt BENCH VAR=VALUE RATIO WHAT [BASE]: VAR=VALUE from here on (and in later calls:
+# $state/VAR) if bench BENCH's step took under RATIO times bench BASE's (bench_ours_B16).
 adopt() {
   local ours other var=${2%%=*} value=${2#*=}
-  ours=$(step_ms_of bench_ours_B16); other=$(step_ms_of "$1")
+  ours=$(step_ms_of "${5:-bench_ours_B16}"); other=$(step_ms_of "$1")
   if [ -n "$ours" ] && [ -n "$other" ] &&
      awk -v t="$other" -v o="$ours" -v r="$3" 'BEGIN { exit !(t < r * o) }'; then
     echo "$value" >"$state/$var"

@@ -62,13 +62,32 @@ int Alignment(std::initializer_list<const void*> pointers) {
 }  // namespace
 
 // GPT2_MATMUL_AUTOTUNE=1: each plan times the heuristic's first
-// kAutotuneCandidates algorithms on its first call and keeps the fastest
+// AutotuneCandidates() algorithms on its first call and keeps the fastest
 // (outside graph captures); else the heuristic's first, as cuBLASLt ranks
 // them. Timing makes the choice, and so the bits, depend on the run.
-constexpr int kAutotuneCandidates = 8;
+// GPT2_MATMUL_AUTOTUNE_CANDIDATES=N (2 to kMaxAutotuneCandidates) asks the
+// heuristic for N instead of 8 (it may offer fewer).
+constexpr int kMaxAutotuneCandidates = 64;
 bool AutotuneWanted() {
   static const bool wanted = EnvIs("GPT2_MATMUL_AUTOTUNE", "1");
   return wanted;
+}
+int AutotuneCandidates() {
+  static const int count = [] {
+    const char* env = std::getenv("GPT2_MATMUL_AUTOTUNE_CANDIDATES");
+    if (env == nullptr || *env == '\0') return 8;
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (*end != '\0' || n < 2 || n > kMaxAutotuneCandidates) {
+      FatalError(std::string("GPT2_MATMUL_AUTOTUNE_CANDIDATES must be a "
+                             "number from 2 to ") +
+                     std::to_string(kMaxAutotuneCandidates) + ", not '" +
+                     env + "'",
+                 __FILE__, __LINE__);
+    }
+    return static_cast<int>(n);
+  }();
+  return count;
 }
 
 struct CublasLtMatmul::Plan {
@@ -181,9 +200,9 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
     GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
         pref, attr, &align_bytes, sizeof(align_bytes)));
   }
-  cublasLtMatmulHeuristicResult_t results[kAutotuneCandidates];
+  cublasLtMatmulHeuristicResult_t results[kMaxAutotuneCandidates];
   int found = 0;
-  const int wanted = AutotuneWanted() ? kAutotuneCandidates : 1;
+  const int wanted = AutotuneWanted() ? AutotuneCandidates() : 1;
   const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
       Handle(handle_), plan->desc, plan->a, plan->b, plan->d, plan->d, pref,
       wanted, results, &found);
