@@ -81,8 +81,8 @@ int AutotuneCandidates() {
     if (*end != '\0' || n < 2 || n > kMaxAutotuneCandidates) {
       FatalError(std::string("GPT2_MATMUL_AUTOTUNE_CANDIDATES must be a "
                              "number from 2 to ") +
-                     std::to_string(kMaxAutotuneCandidates) + ", not '" +
-                     env + "'",
+                     std::to_string(kMaxAutotuneCandidates) + ", not '" + env +
+                     "'",
                  __FILE__, __LINE__);
     }
     return static_cast<int>(n);
