@@ -59,24 +59,10 @@ class CudaBackend final : public Backend {
     // it (up to the model's next JoinWeightGradients), so that products whose
     // tiles leave SMs idle (768x768 attproj weight gradients are 36 tiles
     // of 128x128 on 132 SMs) share the card. The same products in the same
-    // order: the same bits. Its own cuBLASLt workspace and scratch. The
+    // order: the same bits. Its own cuBLASLt workspace and scratch, made at
+    // the first weight gradient (not at all for sampling and serving). The
     // default since the H100 run at 963fd27 (B=16: 29.4 against 30.4 ms).
-    if (!EnvIs("GPT2_WGRAD_BESIDE", "0")) {
-      GPT2_CUDA_CHECK(
-          cudaStreamCreateWithFlags(&wgrad_stream_, cudaStreamNonBlocking));
-      GPT2_CUDA_CHECK(
-          cudaEventCreateWithFlags(&wgrad_fork_, cudaEventDisableTiming));
-      for (cudaEvent_t& done : wgrad_done_) {
-        GPT2_CUDA_CHECK(
-            cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
-      }
-#if !defined(GPT2_CUDA_EMULATED)
-      if (cublaslt_) {
-        cublaslt_beside_ = std::make_unique<cuda::CublasLtMatmul>(
-            wgrad_stream_, &wgrad_scratch_);
-      }
-#endif
-    }
+    beside_ = !EnvIs("GPT2_WGRAD_BESIDE", "0");
   }
   ~CudaBackend() override {
     JoinWeightGradients(0);
@@ -109,7 +95,7 @@ class CudaBackend final : public Backend {
   std::string KernelSummary(DType dtype, int head_size) const override {
     return "matmuls: " + matmul_path() +
            ", attention: " + cuda::AttentionKernelName(dtype, head_size) +
-           (wgrad_stream_ != nullptr ? ", weight gradients: beside" : "");
+           (beside_ ? ", weight gradients: beside" : "");
   }
 
   std::string TunedKernels() const override {
@@ -374,12 +360,27 @@ class CudaBackend final : public Backend {
   // while ops are timed (each op's events on stream_ would time its input
   // gradient alone, and the join's wait would land on the next op), so a
   // profiled step's rows time whole ops; the same products either way.
-  bool WeightGradientsBeside() const {
-    return wgrad_stream_ != nullptr && !timing_;
-  }
+  bool WeightGradientsBeside() const { return beside_ && !timing_; }
   // Weight gradients beside: marks the work queued here so far, which the next
-  // WeightAndBiasBeside waits for.
+  // WeightAndBiasBeside waits for (the first makes the stream, its events
+  // and its cuBLASLt instance).
   void ForkWeightGradients() {
+    if (wgrad_stream_ == nullptr) {
+      GPT2_CUDA_CHECK(
+          cudaStreamCreateWithFlags(&wgrad_stream_, cudaStreamNonBlocking));
+      GPT2_CUDA_CHECK(
+          cudaEventCreateWithFlags(&wgrad_fork_, cudaEventDisableTiming));
+      for (cudaEvent_t& done : wgrad_done_) {
+        GPT2_CUDA_CHECK(
+            cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+      }
+#if !defined(GPT2_CUDA_EMULATED)
+      if (cublaslt_) {
+        cublaslt_beside_ = std::make_unique<cuda::CublasLtMatmul>(
+            wgrad_stream_, &wgrad_scratch_);
+      }
+#endif
+    }
     GPT2_CUDA_CHECK(cudaEventRecord(wgrad_fork_, stream_));
   }
   // Queues dweight += dout^T @ inp and dbias += column sums of dout on the
@@ -708,11 +709,13 @@ class CudaBackend final : public Backend {
   StepMark step_marks_[kStepMarks];
   size_t queued_bytes_ = 0;
   std::vector<QueuedDownload> queued_;
-  // Weight gradients beside: the weight-gradient stream (null with
-  // GPT2_WGRAD_BESIDE=0), the mark it waits for, a ring of events recorded
+  // Weight gradients beside: whether wanted (not GPT2_WGRAD_BESIDE=0), the
+  // weight-gradient stream (null until the first weight gradient), the mark
+  // it waits for, a ring of events recorded
   // after each weight gradient (wgrad_next_ the next to record; the last
   // wgrad_unjoined_ not yet waited for by stream_), and its own scratch.
   static constexpr int kWgradEvents = 8;
+  bool beside_ = false;
   cudaStream_t wgrad_stream_ = nullptr;
   cudaEvent_t wgrad_fork_ = nullptr;
   cudaEvent_t wgrad_done_[kWgradEvents] = {};
