@@ -401,14 +401,16 @@ group_compare() {
 #   its numbers do not transfer.
 # - 45 s is ~2,600 steps at B=8 (17 ms) or ~1,500 at B=16 (29.4 ms) on the H100.
 # - Step for step, B=8 at 3e-4 is close to B=16 at 6e-4 (mean loss 1.92 against 1.61 at
-#   step 2,600; B=16 was at 1.9 near step 2,400): ~8% more steps for 0.58 times the
-#   time a step. Memorising is limited by updates, not tokens, down to B=8 at least.
-# So the candidates go smaller and lower: B=4 (an estimated ~9-10 ms a step: the
-# optimizer's 1.25 ms and the other fixed costs stay, the rest halves; extra's
-# bench_ours_B4 measures it) at 1.5e-4 and 1e-4, B=8 at 2e-4 and 1.5e-4, and B=2 at 7e-5
-# last (cut first by the budget). B=16 is out: to win at 45 s it would need < 0.1 by
-# step ~1,500, where the default recipe is at 3.2. (At a lower lr B=16 may still beat
-# the default recipe's 4,057 steps: that is the default's question, not the 45 s one.)
+#   step 2,600; B=16 was at 1.9 near step 2,400; both fall ~0.3 every 200 steps there):
+#   ~8% more steps for 0.58 times the time a step. With the lr scaled with the batch,
+#   memorising is limited by updates, not tokens, down to B=8 at least.
+# So the candidates go smaller: B=4 at 1.5e-4 (the lr scaled with the batch from B=8's
+# 3e-4) and B=2 at 7e-5 (the same again) first, then B=8 at 2e-4 and B=4 at 1e-4 (is
+# lower than linear better?), B=8 at 1.5e-4 last (cut first by the budget). A step at B=4
+# is estimated at ~9-10 ms, at B=2 ~6-7 (the optimizer's ~1.2 ms and the other fixed
+# costs stay; extra's bench_ours_B4 measures B=4). B=16 is out: to win at 45 s it would
+# need < 0.1 by step ~1,500, where the default recipe is at 3.2. (At a lower lr B=16 may
+# still beat the default recipe's 4,057 steps: the default's question, not the 45 s one.)
 # Compare at equal time (pick_recipe.py) and at equal steps against the B=8 runs of
 # logs/gpu_h100_2026-11-27_4 (same seed, same data order: the curves differ only by the
 # recipe). The cosine stays long (~2.3x the steps 45 s allows): a cosine ending within
@@ -419,12 +421,12 @@ B4="--set train.max_steps=12000 --set train.micro_batch_size=4 --set train.total
 B8="--set train.max_steps=6000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 SWEEP=(
   "sweep_b4_lr1.5e-4|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  "sweep_b2_lr7e-5|$B2 --set optim.lr=7e-5 --set schedule.min_lr=7e-6"
   "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
   "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out), if the
+  # call lacks the ~46 s.
   "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
-  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out): the batch
-  # one step further, if the call has the ~46 s.
-  "sweep_b2_lr7e-5|$B2 --set optim.lr=7e-5 --set schedule.min_lr=7e-6"
 )
 # More, if the call has room (each 'NAME|flags'):
 #   "sweep_b8_lr1e-4|$B8 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
