@@ -523,11 +523,14 @@ group_fast() {
   # The fast half of "both recipes side by side": its own log and metrics_fast.jsonl.
   # DEVICE_CHECK_FAST_FLAGS unset or "auto": the sweep's winner, if a sweep ran on this
   # machine (this call or one just before); "" for the config as written.
+  # With the config's five samples from the final model (after the stop, outside the
+  # time to 0.1): if it gets there, its folder has all the issue asks of a run.
   local flags
   flags=$(flags_of DEVICE_CHECK_FAST_FLAGS fast_flags)
   # shellcheck disable=SC2086
-  train shakespeare_fast gpt2_124m_shakespeare_fast "${DEVICE_CHECK_FAST_S:-100}" \
+  samples=1 train shakespeare_fast gpt2_124m_shakespeare_fast "${DEVICE_CHECK_FAST_S:-100}" \
     metrics_fast.jsonl --set log.every_steps=1 --set checkpoint.save_at_end=false $flags
+  cp "$runs/shakespeare_fast/shakespeare_fast/samples.txt" "$logs/samples_fast.txt" 2>/dev/null || true
 }
 
 group_proof() {
