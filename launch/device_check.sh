@@ -303,6 +303,18 @@ group_bench() {
   # its per-op rows time whole ops either way.)
   [ "${GPT2_WGRAD_BESIDE:-}" = 0 ] ||
     GPT2_WGRAD_BESIDE=0 bench bench_inline_wgrad_B16 16 --steps 5
+  # Programmatic dependent launch (GPT2_PDL=1, src/cuda/launch.h: each kernel launched
+  # before the one ahead has finished, held by its prologue's wait; never run on a GPU
+  # before): first the training-step tests with it on (whole steps against the CPU,
+  # bitwise determinism, beside streams, resume), then the step. extra's bench_pdl_B4
+  # times it where the gaps between kernels weigh most.
+  rm -f "$state/pdl_ok"
+  if [ -z "${GPT2_PDL:-}" ] &&
+    GPT2_PDL=1 run pdl_tests 90 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu" \
+      --gtest_filter='CudaTrainStep.*:CudaTrain.*:Types/CudaOps.AdamW*:Types/CudaOps.Classifier*'; then
+    touch "$state/pdl_ok"
+    GPT2_PDL=1 bench bench_pdl_B16 16 --steps 5
+  fi
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -320,6 +332,7 @@ group_bench() {
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 0.99 "the pipelined wgmma dQ kernel"
   adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
   adopt bench_classifier_ring_B16 GPT2_CLASSIFIER_RING=1 0.99 "the two-buffer bulk classifier"
+  adopt bench_pdl_B16 GPT2_PDL=1 0.99 "programmatic dependent launch"
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR=VALUE RATIO WHAT [BASE]: VAR=VALUE from here on (and in later calls:
@@ -627,6 +640,12 @@ group_extra() {
   # The sweep's smallest batches: what a step costs when the optimizer and the other
   # fixed costs are a large part of it.
   bench bench_ours_B4 4
+  # Programmatic dependent launch at B=4, if its tests passed in the bench group and it
+  # was not adopted there: adopted at >1% here (the fast recipe's sweep is at B=2-8).
+  if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
+    GPT2_PDL=1 bench bench_pdl_B4 4
+    adopt bench_pdl_B4 GPT2_PDL=1 0.99 "programmatic dependent launch, at B=4" bench_ours_B4
+  fi
   grep -E "^median" "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 

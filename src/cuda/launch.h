@@ -13,10 +13,48 @@
 #endif
 
 #include <cstddef>
+#include <cstdlib>
+#include <string_view>
 #include <utility>
 
 namespace gpt2 {
 namespace cuda {
+
+// Programmatic dependent launch (sm_90+, opt-in: GPT2_PDL=1). Launched that
+// way, a kernel may be scheduled before the kernel ahead of it in the stream
+// has finished, once every block of that kernel has begun (its prologue's
+// launch_dependents). Each of our kernels starts with KernelPrologue(), whose
+// wait holds the whole kernel until the kernel ahead has finished and its
+// writes are visible: only the launch and the placing of the blocks overlap
+// the kernel ahead's last wave (the gaps between the step's ~300 kernels),
+// never its work. A kernel ahead that does not trigger (cuBLASLt's) gives no
+// overlap; a stream wait on an event still holds. Without the switch, on
+// older GPUs and in the emulator the prologue does nothing.
+// tests/tools/kernel_prologue_check.py fails CI on a kernel without it.
+__device__ __forceinline__ void KernelPrologue() {
+#if !defined(GPT2_CUDA_EMULATED) && defined(__CUDA_ARCH__) && \
+    __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+#if !defined(GPT2_CUDA_EMULATED)
+// Whether launches are programmatic: GPT2_PDL=1 and the current device is
+// sm_90 or newer (read once per process).
+inline bool ProgrammaticLaunch() {
+  static const bool on = [] {
+    const char* env = std::getenv("GPT2_PDL");
+    if (env == nullptr || std::string_view(env) != "1") return false;
+    int device = 0, major = 0;
+    return cudaGetDevice(&device) == cudaSuccess &&
+           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor,
+                                  device) == cudaSuccess &&
+           major >= 9;
+  }();
+  return on;
+}
+#endif
 
 // Launches kernel<<<grid, block, smem, stream>>>(args...) and returns
 // cudaGetLastError() (which also clears a non-sticky launch error, as a plain
@@ -31,6 +69,23 @@ cudaError_t LaunchNamed(const char* name, void (*kernel)(Params...), dim3 grid,
                      std::forward<Args>(args)...);
 #else
   (void)name;
+  // Programmatic (above) on a stream of our own; the legacy stream keeps
+  // plain launches.
+  if (stream != nullptr && ProgrammaticLaunch()) {
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = block;
+    config.dynamicSmemBytes = smem;
+    config.stream = stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    const cudaError_t err =
+        cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+    return err != cudaSuccess ? err : cudaGetLastError();
+  }
   // clang-format would split the >>> of a .h file into > > >.
   // clang-format off
   kernel<<<grid, block, smem, stream>>>(std::forward<Args>(args)...);

@@ -15,6 +15,7 @@ namespace {
 // fp32 on the device; one warp.
 __global__ void MmaLayoutKernel(float* d, const float* a, const float* b,
                                 const float* c) {
+  KernelPrologue();
   const int lane = threadIdx.x, g = lane / 4, t = lane % 4;
   const uint32_t af[4] = {
       PackBf16(a[g * 16 + 2 * t], a[g * 16 + 2 * t + 1]),
@@ -84,6 +85,7 @@ std::string RunOnce(const std::vector<float>& a, const std::vector<float>& b,
 constexpr int kLdStride = 24;
 constexpr int kLdRegs = 16;
 __global__ void LdMatrixKernel(uint32_t* out) {
+  KernelPrologue();
   __shared__ __align__(16) bf16 tile[16 * kLdStride];
   for (int i = threadIdx.x; i < 16 * kLdStride; i += 32) {
     const int r = i / kLdStride, c = i % kLdStride;
@@ -102,6 +104,7 @@ __global__ void LdMatrixKernel(uint32_t* out) {
 }
 
 __global__ void WgmmaBuiltKernel(int* built) {
+  KernelPrologue();
   *built = WgmmaCompiled() ? 1 : 0;
 }
 
@@ -119,6 +122,7 @@ __global__ void WgmmaBuiltKernel(int* built) {
 constexpr int kWgmmaForms = 4;
 __global__ void WgmmaLayoutKernel(float* d, const float* x, const float* y,
                                   const float* c) {
+  KernelPrologue();
   __shared__ __align__(16) bf16 tiles[2 * kTileElems + kTileAlign / 2];
   bf16* const xs = AlignTiles(tiles);
   bf16* const ys = xs + kTileElems;

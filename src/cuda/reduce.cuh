@@ -42,6 +42,7 @@ __device__ __forceinline__ float ColumnSliceSum(const T* x, int64_t row0,
 template <typename T>
 __global__ void ColumnChunkSumsKernel(float* partial, const T* x, int64_t N,
                                       int C, int rows_per_chunk) {
+  KernelPrologue();
   const int c = blockIdx.x * kColumnTile + threadIdx.x;
   const int64_t row0 = blockIdx.y * int64_t{rows_per_chunk};
   const int64_t row1 = row0 + rows_per_chunk < N ? row0 + rows_per_chunk : N;
@@ -58,6 +59,7 @@ template <typename T>
 __global__ void ColumnChunkSumsPackedKernel(float* partial, const T* x,
                                             int64_t N, int C,
                                             int rows_per_chunk) {
+  KernelPrologue();
   constexpr int kN = Pack16<T>::kN;
   constexpr int kWidth = kColumnTile * kN;  // columns per block
   __shared__ float sums[kRowLanes][kWidth];
@@ -91,6 +93,7 @@ __global__ void ColumnChunkSumsPackedKernel(float* partial, const T* x,
 template <typename T>
 __global__ void AddColumnSumsKernel(T* out, const float* partial, int chunks,
                                     int C, T* out1) {
+  KernelPrologue();
   if (blockIdx.y == 1) {
     out = out1;
     partial += int64_t{chunks} * C;

@@ -113,6 +113,7 @@ template <typename T>
 __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
                             const T* grad, int64_t n, const float* norm_squared,
                             AdamWScalars a, DecayTable table) {
+  KernelPrologue();
   DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
@@ -139,6 +140,7 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                                   const T* grad, int64_t n,
                                   const float* norm_squared, AdamWScalars a,
                                   DecayTable table) {
+  KernelPrologue();
   DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;

@@ -50,6 +50,7 @@ __device__ __forceinline__ void LoadQkvTile(float (*tile)[HS], const T* qkv,
 template <typename T, int HS>
 __global__ void AttentionForwardKernel(T* out, float* lse, const T* qkv, int T_,
                                        int C, int NH, float scale) {
+  KernelPrologue();
   __shared__ float keys[kTile][HS];
   __shared__ float values[kTile][HS];
   const int b = blockIdx.z, h = blockIdx.y;
@@ -93,6 +94,7 @@ __global__ void AttentionForwardKernel(T* out, float* lse, const T* qkv, int T_,
 template <typename T>
 __global__ void AttentionDeltaKernel(float* delta, const T* dout, const T* out,
                                      int B, int T_, int C, int NH) {
+  KernelPrologue();
   const int64_t i =
       blockIdx.x * int64_t{blockDim.x} + threadIdx.x;  // (b, h, t)
   if (i >= int64_t{B} * NH * T_) return;
@@ -116,6 +118,7 @@ template <typename T, int kLanes>
 __global__ void AttentionDeltaPackedKernel(float* delta, const T* dout,
                                            const T* out, int64_t packs, int T_,
                                            int C, int NH) {
+  KernelPrologue();
   constexpr int kN = Pack16<T>::kN;
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   float sum = 0.0f;
@@ -168,6 +171,7 @@ __global__ void AttentionBackwardQueryKernel(T* dqkv, const T* dout,
                                              const T* qkv, const float* lse,
                                              const float* delta, int T_, int C,
                                              int NH, float scale) {
+  KernelPrologue();
   __shared__ float keys[kTile][HS];
   __shared__ float values[kTile][HS];
   const int b = blockIdx.z, h = blockIdx.y;
@@ -211,6 +215,7 @@ __global__ void AttentionBackwardKeyValueKernel(T* dqkv, const T* dout,
                                                 const T* qkv, const float* lse,
                                                 const float* delta, int T_,
                                                 int C, int NH, float scale) {
+  KernelPrologue();
   __shared__ float queries[kTile][HS];
   __shared__ float douts[kTile][HS];
   __shared__ float tile_lse[kTile], tile_delta[kTile];
@@ -292,6 +297,7 @@ __global__ void __launch_bounds__(32 * kDecodeWarps)
     AttentionDecodeKernel(T* out, T* k_cache, T* v_cache, const T* qkv,
                           int max_T, const int32_t* position, int C, int NH,
                           float scale) {
+  KernelPrologue();
   constexpr int kMaxHs = 32 * kDecodeChannelsPerLane;
   __shared__ float reduce[32];
   __shared__ float shares[kDecodeWarps][kMaxHs];
@@ -360,6 +366,7 @@ __global__ void __launch_bounds__(kDecodeWideThreads)
     AttentionDecodeWideKernel(T* out, T* k_cache, T* v_cache, const T* qkv,
                               int max_T, const int32_t* position, int C, int NH,
                               float scale) {
+  KernelPrologue();
   constexpr int kN = Pack16<T>::kN;
   constexpr int kMaxHs = 32 * kDecodeChannelsPerLane;
   __shared__ float reduce[32];
@@ -954,6 +961,7 @@ namespace {
 
 // x[i] = scale * (a hash of i and seed, uniform in [-1, 1)).
 __global__ void FillHashKernel(bf16* x, int64_t n, uint32_t seed, float scale) {
+  KernelPrologue();
   const int64_t stride = int64_t{gridDim.x} * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += stride) {

@@ -46,6 +46,7 @@ template <int HS, bool kLdm>
 __global__ void __launch_bounds__(kThreads, 4)
     ForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C, int NH,
                   float scale) {
+  KernelPrologue();
   constexpr int S = HS + kPad;
   // kLdm: K and V as rows, two of each so that the next pair loads (cp.async)
   // while this one is used; else K rows and V transposed, loaded in turn.
@@ -114,6 +115,7 @@ __global__ void __launch_bounds__(kThreads, kLean ? 3 : 1)
     BackwardKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                            const float* lse, const float* delta, int T, int C,
                            int NH, float scale) {
+  KernelPrologue();
   static_assert(kLdm || !kLean, "the lean kernels stream through ldmatrix");
   constexpr int S = HS + kPad;
   // kLdm: Q and dO as rows, two of each (the next pair loads while this one
@@ -242,6 +244,7 @@ __global__ void __launch_bounds__(kThreads,
     BackwardQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
+  KernelPrologue();
   static_assert(kLdm || !kLean, "the lean kernels stream through ldmatrix");
   constexpr int S = HS + kPad;
   // kLdm: K and V as rows, two of each (the next pair loads while this one is

@@ -245,6 +245,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
                         int NH, float scale) {
+  KernelPrologue();
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   OwnRows<false> k_own{tiles.own(0)}, v_own{tiles.own(1)};
@@ -339,6 +340,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                      const float* lse, const float* delta, int T, int C, int NH,
                      float scale) {
+  KernelPrologue();
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   OwnRows<false> q_own{tiles.own(0)}, do_own{tiles.own(1)};
@@ -395,6 +397,7 @@ __global__ void __launch_bounds__(kThreads, 3)
     WgmmaQueryPipelinedKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                               const float* lse, const float* delta, int T,
                               int C, int NH, float scale) {
+  KernelPrologue();
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   OwnRows<false> q_own{tiles.own(0)}, do_own{tiles.own(1)};
@@ -454,6 +457,7 @@ template <bool kQRegs>
 __global__ void __launch_bounds__(kThreads, kQRegs ? 4 : 3)
     WgmmaForwardKernel(bf16* out, float* lse, const bf16* qkv, int T, int C,
                        int NH, float scale) {
+  KernelPrologue();
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   OwnRows<kQRegs> q_own{tiles.own(0)};
@@ -500,6 +504,7 @@ template <bool kQRegs>
 __global__ void __launch_bounds__(kThreads, 3)
     WgmmaForwardPipelinedKernel(bf16* out, float* lse, const bf16* qkv, int T,
                                 int C, int NH, float scale) {
+  KernelPrologue();
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
   OwnRows<kQRegs> q_own{tiles.own(0)};

@@ -10,6 +10,7 @@ namespace {
 
 template <typename To, typename From>
 __global__ void CastKernel(To* dst, const From* src, int64_t n) {
+  KernelPrologue();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     dst[i] = FromFloat<To>(ToFloat(src[i]));
@@ -21,6 +22,7 @@ __global__ void CastKernel(To* dst, const From* src, int64_t n) {
 // for every matmul that reads it, so this one is on the step's path.
 template <typename To, typename From>
 __global__ void CastFourKernel(To* dst, const From* src, int64_t n) {
+  KernelPrologue();
   for (int64_t i = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); i < n;
        i += 4 * int64_t{gridDim.x} * blockDim.x) {
     const Pack4<From> in = *reinterpret_cast<const Pack4<From>*>(src + i);

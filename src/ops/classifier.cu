@@ -29,6 +29,7 @@ template <typename T>
 __global__ void ClassifierKernel(T* logits, float* losses,
                                  const int32_t* targets, int V, int Vp,
                                  float dloss, bool write_grad) {
+  KernelPrologue();
   __shared__ float scratch[32];
   T* row = logits + int64_t{blockIdx.x} * Vp;
   // Online max/sum per thread, then combined across the block.
@@ -140,6 +141,7 @@ template <typename T>
 __global__ void ClassifierPackedKernel(T* logits, float* losses,
                                        const int32_t* targets, int V, int Vp,
                                        float dloss, bool write_grad) {
+  KernelPrologue();
   __shared__ float scratch[32];
   T* row = logits + int64_t{blockIdx.x} * Vp;
   ClassifyPackedRow(row, row, blockIdx.x, losses, targets, V, Vp, dloss,
@@ -157,6 +159,7 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads, 2)
     ClassifierBulkKernel(T* logits, float* losses, const int32_t* targets,
                          int V, int Vp, float dloss, bool write_grad) {
+  KernelPrologue();
   __shared__ float scratch[32];
   __shared__ uint64_t landed;
   GPT2_EXTERN_SHARED(uint4, staged);  // the row: Vp * sizeof(T) bytes
@@ -181,6 +184,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     ClassifierRingKernel(T* logits, float* losses, const int32_t* targets,
                          int64_t N, int V, int Vp, float dloss,
                          bool write_grad) {
+  KernelPrologue();
   __shared__ float scratch[32];
   __shared__ uint64_t landed[2];
   GPT2_EXTERN_SHARED(uint4, staged);  // two rows of Vp * sizeof(T) bytes
@@ -215,6 +219,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <typename T>
 __global__ void AccumulateSumKernel(float* acc, const T* x, int64_t n,
                                     float scale) {
+  KernelPrologue();
   __shared__ float scratch[32];
   float sum = 0.0f;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) sum += ToFloat(x[i]);

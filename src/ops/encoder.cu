@@ -18,6 +18,7 @@ template <typename T, typename TR>
 __global__ void EncoderForwardKernel(TR* out, const int32_t* tokens,
                                      const T* wte, const T* wpe, int B, int T_,
                                      int C) {
+  KernelPrologue();
   const int64_t total = int64_t{B} * T_ * C;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
        i += int64_t{gridDim.x} * blockDim.x) {
@@ -33,6 +34,7 @@ __global__ void EncoderForwardKernel(TR* out, const int32_t* tokens,
 template <typename T, typename TR>
 __global__ void EncoderBackwardWpeKernel(T* dwpe, const TR* dout, int B, int T_,
                                          int C) {
+  KernelPrologue();
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
   if (i >= int64_t{T_} * C) return;
   float sum = 0.0f;
@@ -47,6 +49,7 @@ __global__ void EncoderBackwardWteKernel(T* dwte, const TR* dout,
                                          const int32_t* bucket_token,
                                          const int32_t* bucket_start,
                                          const int32_t* positions, int C) {
+  KernelPrologue();
   const int bucket = blockIdx.y;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;

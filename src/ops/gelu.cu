@@ -11,6 +11,7 @@ constexpr float kCubic = 0.044715f;
 
 template <typename T>
 __global__ void GeluForwardKernel(T* out, const T* inp, int64_t n) {
+  KernelPrologue();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     out[i] = FromFloat<T>(GeluTanh(ToFloat(inp[i])));
@@ -20,6 +21,7 @@ __global__ void GeluForwardKernel(T* out, const T* inp, int64_t n) {
 template <typename T>
 __global__ void GeluBackwardKernel(T* dinp, const T* inp, const T* dout,
                                    int64_t n) {
+  KernelPrologue();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     const float x = ToFloat(inp[i]);

@@ -16,6 +16,7 @@ constexpr int kThreads = 512;
 // elements after the last whole pack one by one.
 template <typename T>
 __global__ void SumSquaresPartials(float* partial, const T* x, int64_t n) {
+  KernelPrologue();
   constexpr int kN = Pack16<T>::kN;
   __shared__ float scratch[32];
   float sum = 0.0f;
@@ -43,6 +44,7 @@ __global__ void SumSquaresPartials(float* partial, const T* x, int64_t n) {
 }
 
 __global__ void SumPartials(float* out, const float* partial, int count) {
+  KernelPrologue();
   __shared__ float scratch[32];
   float sum = 0.0f;
   for (int i = threadIdx.x; i < count; i += blockDim.x) sum += partial[i];

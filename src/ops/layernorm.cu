@@ -56,6 +56,7 @@ template <typename T, typename TR>
 __global__ void LayerNormForwardKernel(T* out, float* mean, float* rstd,
                                        const TR* inp, const T* weight,
                                        const T* bias, int64_t N, int C) {
+  KernelPrologue();
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
   NormalizeRow(out + row * C, mean, rstd, inp + row * C, weight, bias, row, C);
@@ -71,6 +72,7 @@ __global__ void ResidualLayerNormForwardKernel(TR* residual, T* out,
                                                const TR* a, const T* b,
                                                const T* weight, const T* bias,
                                                int64_t N, int C) {
+  KernelPrologue();
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
   TR* r = residual + row * C;
@@ -85,6 +87,7 @@ __global__ void LayerNormBackwardInputKernel(TR* dinp, const T* dout,
                                              const float* mean,
                                              const float* rstd, int64_t N,
                                              int C) {
+  KernelPrologue();
   const int lane = threadIdx.x % 32;
   const int64_t row = blockIdx.x * int64_t{kRowsPerBlock} + threadIdx.x / 32;
   if (row >= N) return;
@@ -116,6 +119,7 @@ __global__ void LayerNormBackwardParamPartials(float* partial, const T* dout,
                                                const TR* inp, const float* mean,
                                                const float* rstd, int64_t N,
                                                int C, int rows_per_block) {
+  KernelPrologue();
   const int64_t row0 = blockIdx.x * int64_t{rows_per_block};
   const int64_t row1 = row0 + rows_per_block < N ? row0 + rows_per_block : N;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -219,6 +223,7 @@ __global__ void __launch_bounds__(32 * kFusedWarps,
                                  const TR* inp, const T* weight,
                                  const float* mean, const float* rstd,
                                  int64_t N) {
+  KernelPrologue();
   // Both at once: the row prefetched, the sums in shared memory.
   constexpr bool kPrefetch = kVersion == LnBackward::kSharedSums;
   constexpr bool kShared = kPrefetch;
@@ -414,6 +419,7 @@ __global__ void __launch_bounds__(32 * kRowsPerBlock)
     LayerNormForwardPackedKernel(TR* residual, T* out, float* mean, float* rstd,
                                  const TR* a, const T* b, const T* weight,
                                  const T* bias, int64_t N) {
+  KernelPrologue();
   constexpr int kN = Pack16<T>::kN;
   constexpr int C = kIters * 32 * kN;
   const int lane = threadIdx.x % 32;

@@ -24,6 +24,7 @@ __global__ void GemmKernel(T* c, const T* a, const T* b, const T* bias,
                            int64_t M, int64_t N, int64_t K, int64_t a_rs,
                            int64_t a_cs, int64_t b_rs, int64_t b_cs,
                            bool accumulate) {
+  KernelPrologue();
   __shared__ float a_tile[kTile][kTile + 1];
   __shared__ float b_tile[kTile][kTile + 1];
   const int64_t i = blockIdx.y * int64_t{kTile} + threadIdx.y;
@@ -129,6 +130,7 @@ template <typename T, int kRows, int kSplit>
 __global__ void __launch_bounds__(32 * kSkinnyWarps)
     SkinnyMatmulKernel(T* out, T* gelu_out, const T* inp, const T* weight,
                        const T* bias, int C, int OC, SkinnyPrologue<T> pro) {
+  KernelPrologue();
   static_assert(kSkinnyWarps % kSplit == 0, "whole columns per block");
   static_assert(kRows <= kSkinnyWarps, "a warp per prologue row");
   constexpr int kN = Pack16<T>::kN;

@@ -8,6 +8,7 @@ namespace {
 template <typename T>
 __global__ void ResidualForwardKernel(T* out, const T* a, const T* b,
                                       int64_t n) {
+  KernelPrologue();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     out[i] = FromFloat<T>(ToFloat(a[i]) + ToFloat(b[i]));
@@ -16,6 +17,7 @@ __global__ void ResidualForwardKernel(T* out, const T* a, const T* b,
 
 template <typename T>
 __global__ void AddInPlaceKernel(T* dst, const T* src, int64_t n) {
+  KernelPrologue();
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     dst[i] = FromFloat<T>(ToFloat(dst[i]) + ToFloat(src[i]));

@@ -88,6 +88,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     SampleTopKKernel(int32_t* tokens, const T* logits, const int32_t* seeds,
                      const int32_t* counter, int V, int Vp, int top_k,
                      float inv_temperature) {
+  KernelPrologue();
   __shared__ int histogram[256];
   __shared__ int int_scratch[kWarps + 1];
   __shared__ float float_scratch[kWarps + 1];
