@@ -306,12 +306,13 @@ group_bench() {
   # Programmatic dependent launch (GPT2_PDL=1, src/cuda/launch.h: each kernel launched
   # before the one ahead has finished, held by its prologue's wait; never run on a GPU
   # before): first the training-step tests with it on (whole steps against the CPU,
-  # bitwise determinism, beside streams, resume), then the step. extra's bench_pdl_B4
+  # bitwise determinism, beside streams, resume; decoding, whose graphs capture it), then
+  # the step. extra's bench_pdl_B4
   # times it where the gaps between kernels weigh most.
   rm -f "$state/pdl_ok"
   if [ -z "${GPT2_PDL:-}" ] &&
     GPT2_PDL=1 run pdl_tests 90 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu" \
-      --gtest_filter='CudaTrainStep.*:CudaTrain.*:Types/CudaOps.AdamW*:Types/CudaOps.Classifier*'; then
+      --gtest_filter='CudaTrainStep.*:CudaTrain.*:Types/CudaOps.AdamW*:Types/CudaOps.Classifier*:Types/CudaDecode.*'; then
     touch "$state/pdl_ok"
     GPT2_PDL=1 bench bench_pdl_B16 16 --steps 5
   fi
