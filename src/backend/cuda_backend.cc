@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "src/core/env.h"
 #include "src/cuda/check.h"
+#include "src/cuda/mma_check.h"
 #include "src/cuda/scratch.h"
 #include "src/cuda/staging.h"
 #include "src/ops/adamw.h"
@@ -95,7 +96,8 @@ class CudaBackend final : public Backend {
   std::string KernelSummary(DType dtype, int head_size) const override {
     return "matmuls: " + matmul_path() +
            ", attention: " + cuda::AttentionKernelName(dtype, head_size) +
-           (beside_ ? ", weight gradients: beside" : "");
+           (beside_ ? ", weight gradients: beside" : "") +
+           (cuda::ProgrammaticLaunchOn() ? ", launches: programmatic" : "");
   }
 
   std::string TunedKernels() const override {

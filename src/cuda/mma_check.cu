@@ -292,6 +292,14 @@ int CurrentMajor() {
   return majors[device];
 }
 
+bool ProgrammaticLaunchOn() {
+#if defined(GPT2_CUDA_EMULATED)
+  return false;
+#else
+  return ProgrammaticLaunch();
+#endif
+}
+
 bool WgmmaBuilt() {
   int major = 0, minor = 0, device = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||

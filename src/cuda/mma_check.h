@@ -26,6 +26,10 @@ std::string CheckLdMatrixLayout();
 // asked once per device.
 int CurrentMajor();
 
+// Whether kernels are launched programmatically (GPT2_PDL=1 on an sm_90+
+// device; src/cuda/launch.h); false in the emulator.
+bool ProgrammaticLaunchOn();
+
 // Whether the current device runs this build's wgmma kernels
 // (src/cuda/wgmma.cuh): compiled for sm_90a and running on compute
 // capability 9.0 (or the emulator). Asked of the device once per call.
