@@ -311,7 +311,7 @@ group_bench() {
   # times it where the gaps between kernels weigh most.
   rm -f "$state/pdl_ok"
   if [ -z "${GPT2_PDL:-}" ] &&
-    GPT2_PDL=1 run pdl_tests 90 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu" \
+    GPT2_PDL=1 run pdl_tests 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
       --gtest_filter='CudaTrainStep.*:CudaTrain.*:Types/CudaOps.AdamW*:Types/CudaOps.Classifier*:Types/CudaDecode.*'; then
     touch "$state/pdl_ok"
     GPT2_PDL=1 bench bench_pdl_B16 16 --steps 5
