@@ -731,39 +731,39 @@ group_profile() {
 # trap those versions alone are left out (GPT2_ATTENTION_WGMMA_REGS=0). Then
 # the layout self-check and the attention tests (CheckWgmmaLayout names the layout reading
 # the device fits, if it fails); on a failure or a trap every later run goes without wgmma.
-if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_REGS:-}" ] &&
-  ! run wgmma_regs_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16'; then
-  export GPT2_ATTENTION_WGMMA_REGS=0
-  log "the wgmma forward with its queries in registers failed its probe: left out from here on"
-fi
+# probe NAME LIMIT FILTER VAR=VALUE WHAT [VAR...]: unless VAR or another VAR named is
+# set, the GPU tests FILTER alone (probe.txt); on a failure or a trap VAR=VALUE from
+# here on, and WHAT is logged.
+probe() {
+  local name=$1 limit=$2 filter=$3 setting=$4 what=$5 var
+  shift 5
+  for var in "${setting%%=*}" "$@"; do [ -z "${!var:-}" ] || return 0; done
+  run "$name" "$limit" probe.txt "$stage/bin/cuda_backend_test_gpu" \
+    --gtest_filter="$filter" && return 0
+  export "${setting?}"
+  log "$what"
+}
+probe wgmma_regs_probe 60 'Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16' \
+  GPT2_ATTENTION_WGMMA_REGS=0 \
+  "the wgmma forward with its queries in registers failed its probe: left out from here on" \
+  GPT2_ATTENTION_WGMMA
 # The pipelined wgmma kernels likewise (GPT2_ATTENTION_WGMMA_PIPELINED=0 leaves them out).
-if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] && [ -z "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" ] &&
-  ! run wgmma_pipelined_probe 60 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16'; then
-  export GPT2_ATTENTION_WGMMA_PIPELINED=0
-  log "the pipelined wgmma kernels failed their probe: left out from here on"
-fi
+probe wgmma_pipelined_probe 60 'Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16' \
+  GPT2_ATTENTION_WGMMA_PIPELINED=0 \
+  "the pipelined wgmma kernels failed their probe: left out from here on" GPT2_ATTENTION_WGMMA
 # The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
-if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] &&
-  ! run classifier_bulk_probe 30 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16'; then
-  export GPT2_CLASSIFIER_BULK=0
-  log "the bulk-copy classifier failed its probe: the packed one (two reads) from here on"
-fi
+probe classifier_bulk_probe 30 \
+  'Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16' \
+  GPT2_CLASSIFIER_BULK=0 \
+  "the bulk-copy classifier failed its probe: the packed one (two reads) from here on"
 # Its two-buffer version (opt-in; the bench group's A/B) likewise.
-if [ -z "${GPT2_CLASSIFIER_BULK:-}" ] && [ -z "${GPT2_CLASSIFIER_RING:-}" ] &&
-  ! run classifier_ring_probe 30 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='Types/CudaOps.ClassifierRingIsBitwiseTheSame/bf16'; then
-  export GPT2_CLASSIFIER_RING=0
-  log "the two-buffer bulk classifier failed its probe: never turned on"
-fi
-if [ -z "${GPT2_ATTENTION_WGMMA:-}" ] &&
-  ! run wgmma_probe 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
-    --gtest_filter='CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:CudaAttentionProfile.*'; then
-  export GPT2_ATTENTION_WGMMA=0
-  log "the wgmma attention kernels failed their probe: left out of every run from here on"
-fi
+probe classifier_ring_probe 30 'Types/CudaOps.ClassifierRingIsBitwiseTheSame/bf16' \
+  GPT2_CLASSIFIER_RING=0 "the two-buffer bulk classifier failed its probe: never turned on" \
+  GPT2_CLASSIFIER_BULK
+probe wgmma_probe 90 \
+  'CudaMma.WgmmaLayout:Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.AttentionAtTrainingLength/bf16:CudaAttentionProfile.*' \
+  GPT2_ATTENTION_WGMMA=0 \
+  "the wgmma attention kernels failed their probe: left out of every run from here on"
 
 for group in $groups; do
   if declare -F "group_$group" >/dev/null; then
