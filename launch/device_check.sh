@@ -641,6 +641,7 @@ group_extra() {
   # The sweep's smallest batches: what a step costs when the optimizer and the other
   # fixed costs are a large part of it.
   bench bench_ours_B4 4
+  bench bench_ours_B2 2
   # Programmatic dependent launch at B=4, if its tests passed in the bench group and it
   # was not adopted there: adopted at >1% here (the fast recipe's sweep is at B=2-8).
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
