@@ -425,6 +425,8 @@ group_compare() {
 # costs stay; extra's bench_ours_B4 measures B=4). B=16 is out: to win at 45 s it would
 # need < 0.1 by step ~1,500, where the default recipe is at 3.2. (At a lower lr B=16 may
 # still beat the default recipe's 4,057 steps: the default's question, not the 45 s one.)
+# From the second candidate on, a run clearly behind the best finished one at the same
+# time (10% from 25 s on) is stopped early (stop_if_behind), so that more candidates fit.
 # Compare at equal time (pick_recipe.py) and at equal steps against the B=8 runs of
 # logs/gpu_h100_2026-11-27_4 (same seed, same data order: the curves differ only by the
 # recipe). The cosine stays long (~2.3x the steps 45 s allows): a cosine ending within
@@ -438,9 +440,10 @@ SWEEP=(
   "sweep_b2_lr7e-5|$B2 --set optim.lr=7e-5 --set schedule.min_lr=7e-6"
   "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
   "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
-  # Last, so the budget cuts it first (pick_recipe.py leaves a cut run out), if the
-  # call lacks the ~46 s.
+  # Last, so the budget cuts them first (pick_recipe.py leaves a cut run out), if the
+  # call lacks the ~46 s each (stop_if_behind may free it).
   "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  "sweep_b2_lr1e-4|$B2 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
 )
 # More, if the call has room (each 'NAME|flags'):
 #   "sweep_b8_lr1e-4|$B8 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
@@ -448,13 +451,41 @@ SWEEP=(
 #   "sweep_b8_lr3e-4_b2_99|$B8 --set optim.lr=3e-4 --set schedule.min_lr=3e-5 --set optim.beta2=0.99"
 # DEVICE_CHECK_SWEEP='NAME|flags;NAME|flags' replaces the list for one call.
 if [ -n "${DEVICE_CHECK_SWEEP:-}" ]; then IFS=';' read -r -a SWEEP <<<"$DEVICE_CHECK_SWEEP"; fi
+# stop_if_behind NAME DONE...: while run NAME trains, every 5 s from its 25th on, asks
+# pick_recipe.py --behind whether its mean loss is over DEVICE_CHECK_SWEEP_MARGIN (10%)
+# above the best of the finished runs DONE (NAME=METRICS) at the same time; if so, kills
+# it (SIGKILL: SIGTERM would write a 1.7 GB checkpoint first) and logs why, leaving the
+# rest of its 45 s to the next candidates. (In the H100 logs the order of the B=8
+# learning rates at 25 s held to 45 s, the gaps only growing.) pick then leaves the
+# stopped run out (cut short).
+stop_if_behind() {
+  local name=$1 metrics="$runs/$1/$1/metrics.jsonl" verdict
+  shift
+  while sleep 5; do
+    [ -s "$metrics" ] || continue
+    verdict=$(python3 "$root/launch/pick_recipe.py" --behind "$name" \
+      --margin "${DEVICE_CHECK_SWEEP_MARGIN:-0.10}" "$name=$metrics" "$@" 2>&1) || continue
+    log "sweep: stopping $name: $verdict"
+    echo "$verdict" >>"$logs/machine.txt"
+    pkill -KILL -f "^$stage/bin/gpt2_ddp .*log.run_name=$name( |\$)"
+    return
+  done
+}
+
 group_sweep() {
-  local entry name flags
+  local entry name flags watcher done=()
   for entry in "${SWEEP[@]}"; do
     name=${entry%%|*}; flags=${entry#*|}
+    watcher=
+    if [ "$dry" != 1 ] && [ ${#done[@]} -gt 0 ]; then
+      stop_if_behind "$name" "${done[@]}" &
+      watcher=$!
+    fi
     # shellcheck disable=SC2086
     train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
       ${DEVICE_CHECK_SWEEP_FLAGS:-} --set checkpoint.save_at_end=false
+    if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; fi
+    [ -s "$logs/metrics_$name.jsonl" ] && done+=("$name=$logs/metrics_$name.jsonl")
   done
   # The winner at equal time becomes the fast group's flags (DEVICE_CHECK_FAST_FLAGS=auto).
   local specs=()

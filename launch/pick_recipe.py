@@ -22,6 +22,15 @@ for a clear gain.
 
 Prints a table, then one line "pick: NAME (why)", or "pick: none (why)" when no
 run has enough logged steps. Exit 0 either way; 2 on bad arguments.
+
+    launch/pick_recipe.py --behind NAME [--margin F] [--min_s S] NAME=METRICS.jsonl ...
+
+asks instead whether run NAME, still running, is clearly behind: at its latest
+logged time t (at least --min_s, 25 s by default) its mean of the last --window
+losses is over (1 + --margin) times the lowest such mean of the other runs at t
+(runs that reached t). Prints one line "behind: ..." and exits 0 if so, else
+"not behind: ..." and exits 1. device_check's sweep stops a candidate that is
+behind, to leave the time to the next ones.
 """
 import argparse
 import json
@@ -53,6 +62,27 @@ def mean_at(rows, t, window):
     return sum(losses) / len(losses) if len(losses) == window else None
 
 
+def behind(runs, name, margin, min_s, window):
+    """0 (and a "behind:" line) if run `name` is clearly behind the others now."""
+    rows = runs[name]
+    t = rows[-1][0] if rows else 0.0
+    mine = mean_at(rows, t, window)
+    if t < min_s or mine is None:
+        print(f"not behind: {name} at {t:.1f} s, too early to tell")
+        return 1
+    others = {n: mean_at(r, t, window) for n, r in runs.items()
+              if n != name and r and r[-1][0] >= t}
+    others = {n: m for n, m in others.items() if m is not None}
+    if not others:
+        print(f"not behind: {name} at {t:.1f} s, no other run got that far")
+        return 1
+    best = min(others, key=others.get)
+    verdict = mine > (1 + margin) * others[best]
+    print(f"{'behind' if verdict else 'not behind'}: {name} at {t:.1f} s, mean loss "
+          f"{mine:.4f} against {best}'s {others[best]:.4f} (margin {100 * margin:g}%)")
+    return 0 if verdict else 1
+
+
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", help="NAME=METRICS.jsonl")
@@ -60,6 +90,8 @@ def main(argv):
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--baseline", default=None)
     parser.add_argument("--margin", type=float, default=0.0)
+    parser.add_argument("--behind", default=None)
+    parser.add_argument("--min_s", type=float, default=25.0)
     args = parser.parse_args(argv)
     runs = {}
     for spec in args.runs:
@@ -69,6 +101,10 @@ def main(argv):
         runs[name] = read_run(path)
     if args.baseline is not None and args.baseline not in runs:
         parser.error(f"--baseline {args.baseline} is not one of the runs")
+    if args.behind is not None:
+        if args.behind not in runs:
+            parser.error(f"--behind {args.behind} is not one of the runs")
+        return behind(runs, args.behind, args.margin, args.min_s, args.window)
 
     usable = {n: r for n, r in runs.items() if len(r) >= args.window}
     reached = {}

@@ -304,6 +304,33 @@ check_pick "pick_recipe: a short run does not set the time" "lo (lowest mean los
 head -20 "$work/p_lo2.jsonl" >"$work/p_cut.jsonl"  # 10 s of 15: left out
 check_pick "pick_recipe: a run cut short is left out" "hi (lowest mean loss at 15.0 s: 2.0000)" \
   hi="$work/p_hi.jsonl" cut="$work/p_cut.jsonl"
+# --behind (the sweep's early stop): a running candidate against finished runs, at its
+# latest time; exit 0 and "behind:" only when over the margin and past --min_s.
+check_behind() {  # NAME WANT_RC WANT_LINE ARGS...
+  local name=$1 want_rc=$2 want=$3; shift 3
+  local out rc
+  out=$(/usr/bin/python3 "$pick" "$@" 2>&1); rc=$?
+  if [ "$rc" = "$want_rc" ] && grep -q "^$want" <<<"$out"; then
+    echo "ok   $name"; passes=$((passes+1))
+  else
+    echo "FAIL $name: want rc $want_rc and '$want', got rc $rc:"; echo "$out"
+    failures=$((failures+1))
+  fi
+}
+check_behind "pick_recipe: behind past the margin" 0 \
+  "behind: hi at 15.0 s, mean loss 2.0000 against lo's 1.0000" \
+  --behind hi --min_s 10 --margin 0.1 hi="$work/p_hi.jsonl" lo="$work/p_lo.jsonl"
+check_behind "pick_recipe: within the margin is not behind" 1 "not behind: lo2" \
+  --behind lo2 --min_s 10 --margin 0.1 lo2="$work/p_lo2.jsonl" lo="$work/p_lo.jsonl"
+check_behind "pick_recipe: ahead is not behind" 1 "not behind: lo at 15.0 s" \
+  --behind lo --min_s 10 --margin 0.1 lo="$work/p_lo.jsonl" hi="$work/p_hi.jsonl"
+check_behind "pick_recipe: not before --min_s" 1 "not behind: hi at 15.0 s, too early" \
+  --behind hi --min_s 20 --margin 0.1 hi="$work/p_hi.jsonl" lo="$work/p_lo.jsonl"
+check_behind "pick_recipe: only against runs that got as far" 1 \
+  "not behind: hi at 15.0 s, no other run got that far" \
+  --behind hi --min_s 10 --margin 0.1 hi="$work/p_hi.jsonl" cut="$work/p_cut.jsonl"
+check_behind "pick_recipe: --behind names a run" 2 "usage" \
+  --behind nobody hi="$work/p_hi.jsonl"
 expect_fail "pick_recipe: bad argument" "expected NAME=METRICS.jsonl" \
   /usr/bin/python3 "$pick" "$work/p_lo.jsonl"
 expect_fail "pick_recipe: unknown baseline" "--baseline x is not one of the runs" \
