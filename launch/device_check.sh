@@ -473,19 +473,19 @@ stop_if_behind() {
 }
 
 group_sweep() {
-  local entry name flags watcher done=()
+  local entry name flags watcher finished=()
   for entry in "${SWEEP[@]}"; do
     name=${entry%%|*}; flags=${entry#*|}
     watcher=
-    if [ "$dry" != 1 ] && [ ${#done[@]} -gt 0 ]; then
-      stop_if_behind "$name" "${done[@]}" &
+    if [ "$dry" != 1 ] && [ ${#finished[@]} -gt 0 ]; then
+      stop_if_behind "$name" "${finished[@]}" &
       watcher=$!
     fi
     # shellcheck disable=SC2086
     train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
       ${DEVICE_CHECK_SWEEP_FLAGS:-} --set checkpoint.save_at_end=false
     if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; fi
-    [ -s "$logs/metrics_$name.jsonl" ] && done+=("$name=$logs/metrics_$name.jsonl")
+    [ -s "$logs/metrics_$name.jsonl" ] && finished+=("$name=$logs/metrics_$name.jsonl")
   done
   # The winner at equal time becomes the fast group's flags (DEVICE_CHECK_FAST_FLAGS=auto).
   local specs=()
