@@ -25,7 +25,10 @@
 #            parts for launch/device_fetch_weights.sh to bring back in the next calls
 #   dist     NCCL at world size 1 and two ranks sharing the GPU against one process
 #   decode   decode speed with and without CUDA graphs; two ranks on the GPU as a test
-#   extra    B=64, the portable attention, B=32, B=8
+#   extra    B=64, the portable attention, B=32, B=8, B=4 (and PDL there), B=2
+#   search   cuBLASLt's algorithm configurations searched and timed per shape
+#            (GPT2_MATMUL_AUTOTUNE_SEARCH=1) at B=16 and B=64, against the heuristic's
+#            first 8 timed; ~20-30 s of start-up each (not in the default list)
 #   torch_full  our PyTorch reference loop (tests/reference/shakespeare_torch.py, its own
 #            seed-1337 init) to loss < 0.1, up to DEVICE_CHECK_TORCH_FULL_S (240 s; not in
 #            the default list): how many steps PyTorch's own loop needs on this card
@@ -451,6 +454,21 @@ SWEEP=(
 #   "sweep_b8_lr3e-4_b2_99|$B8 --set optim.lr=3e-4 --set schedule.min_lr=3e-5 --set optim.beta2=0.99"
 # DEVICE_CHECK_SWEEP='NAME|flags;NAME|flags' replaces the list for one call.
 if [ -n "${DEVICE_CHECK_SWEEP:-}" ]; then IFS=';' read -r -a SWEEP <<<"$DEVICE_CHECK_SWEEP"; fi
+# The matmul lever of issue #4 (the matmuls are ~2/3 of a step at cuBLASLt's ~620-700
+# TFLOP/s): does a search past the heuristic's list find faster configurations? Each
+# bench's first step searches and times (its "kernels chosen by timing" line says how
+# many shapes changed and the ms saved a call); compare its median with the plain
+# autotune's at the same batch. Never adopted automatically: the search's start-up
+# (~1 s a shape) would eat a 45 s run.
+group_search() {
+  GPT2_MATMUL_AUTOTUNE=1 bench bench_search_base_B16 16 --steps 5
+  GPT2_MATMUL_AUTOTUNE_SEARCH=1 bench bench_search_B16 16 --steps 5
+  GPT2_MATMUL_AUTOTUNE=1 bench bench_search_base_B64 64 --steps 5
+  GPT2_MATMUL_AUTOTUNE_SEARCH=1 bench bench_search_B64 64 --steps 5
+  grep -E "^===== bench_search|^median|^kernels chosen by timing" "$logs/bench.txt" |
+    tail -12 | tee -a "$logs/machine.txt"
+}
+
 # stop_if_behind NAME DONE...: while run NAME trains, every 5 s from its 25th on, asks
 # pick_recipe.py --behind whether its mean loss is over DEVICE_CHECK_SWEEP_MARGIN (10%)
 # above the best of the finished runs DONE (NAME=METRICS) at the same time; if so, kills

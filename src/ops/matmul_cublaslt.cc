@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 #include <string>
 #include <vector>
@@ -68,9 +69,142 @@ int Alignment(std::initializer_list<const void*> pointers) {
 // GPT2_MATMUL_AUTOTUNE_CANDIDATES=N (2 to kMaxAutotuneCandidates) asks the
 // heuristic for N instead of 8 (it may offer fewer).
 constexpr int kMaxAutotuneCandidates = 64;
+// GPT2_MATMUL_AUTOTUNE_SEARCH=1 (the autotune implied): besides the
+// heuristic's candidates, the configurations of every algorithm cuBLASLt has
+// for the types (tile, stages, CTA swizzling, split-K 1/2/4 with a reduction
+// scheme it supports; the cluster shape left to cuBLASLt) that
+// cublasLtMatmulAlgoCheck accepts for the plan within the workspace, up to
+// kMaxSearched a plan, timed after the heuristic's until kSearchBudgetMs of
+// timing a plan: where the heuristic's list misses a better configuration.
+constexpr int kMaxSearched = 256;
+constexpr float kSearchBudgetMs = 1000.0f;
+bool AutotuneSearch() {
+  static const bool search = EnvIs("GPT2_MATMUL_AUTOTUNE_SEARCH", "1");
+  return search;
+}
 bool AutotuneWanted() {
-  static const bool wanted = EnvIs("GPT2_MATMUL_AUTOTUNE", "1");
+  static const bool wanted =
+      EnvIs("GPT2_MATMUL_AUTOTUNE", "1") || AutotuneSearch();
   return wanted;
+}
+
+// An algorithm's capability `attr` as a list of ids (tiles, stages), {0} (the
+// undefined id: cuBLASLt's choice) where it lists none.
+std::vector<uint32_t> CapIds(const cublasLtMatmulAlgo_t& algo,
+                             cublasLtMatmulAlgoCapAttributes_t attr) {
+  size_t bytes = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, nullptr, 0, &bytes) !=
+          CUBLAS_STATUS_SUCCESS ||
+      bytes < sizeof(uint32_t))
+    return {0};
+  std::vector<uint32_t> ids(bytes / sizeof(uint32_t));
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, ids.data(),
+                                        ids.size() * sizeof(uint32_t),
+                                        &bytes) != CUBLAS_STATUS_SUCCESS)
+    return {0};
+  return ids;
+}
+template <typename V>
+V CapValue(const cublasLtMatmulAlgo_t& algo,
+           cublasLtMatmulAlgoCapAttributes_t attr) {
+  V value{};
+  size_t written = 0;
+  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, &value, sizeof(value),
+                                        &written) != CUBLAS_STATUS_SUCCESS)
+    return V{};
+  return value;
+}
+
+// Appends to *out the configurations AutotuneSearch describes that are not
+// there yet, of algorithms that need no more than `alignment` bytes of the
+// pointers (cublasLtMatmulAlgoCheck does not see them).
+void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
+                 cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                 cublasLtMatrixLayout_t d, cublasComputeType_t compute,
+                 cudaDataType_t type, size_t workspace, int alignment,
+                 std::vector<cublasLtMatmulAlgo_t>* out) {
+  int ids[128];
+  int count = 0;
+  if (cublasLtMatmulAlgoGetIds(handle, compute, CUDA_R_32F, type, type, type,
+                               type, 128, ids, &count) != CUBLAS_STATUS_SUCCESS)
+    return;
+  const auto known = [&](const cublasLtMatmulAlgo_t& algo) {
+    for (const cublasLtMatmulAlgo_t& other : *out) {
+      if (std::memcmp(&other, &algo, sizeof(algo)) == 0) return true;
+    }
+    return false;
+  };
+  int added = 0;
+  for (int i = 0; i < count && added < kMaxSearched; ++i) {
+    cublasLtMatmulAlgo_t base;
+    if (cublasLtMatmulAlgoInit(handle, compute, CUDA_R_32F, type, type, type,
+                               type, ids[i], &base) != CUBLAS_STATUS_SUCCESS)
+      continue;
+    bool aligned = true;
+    for (const auto attr : {CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_A_BYTES,
+                            CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_B_BYTES,
+                            CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_C_BYTES,
+                            CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_D_BYTES}) {
+      aligned = aligned && CapValue<uint32_t>(base, attr) <=
+                               static_cast<uint32_t>(alignment);
+    }
+    if (!aligned) continue;
+    const std::vector<uint32_t> tiles =
+        CapIds(base, CUBLASLT_ALGO_CAP_TILE_IDS);
+    const std::vector<uint32_t> stages =
+        CapIds(base, CUBLASLT_ALGO_CAP_STAGES_IDS);
+    const bool splits =
+        CapValue<int32_t>(base, CUBLASLT_ALGO_CAP_SPLITK_SUPPORT) != 0;
+    const uint32_t swizzles =
+        CapValue<uint32_t>(base, CUBLASLT_ALGO_CAP_CTA_SWIZZLING_SUPPORT) != 0
+            ? 2
+            : 1;
+    const uint32_t schemes =
+        CapValue<uint32_t>(base, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK);
+    uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    for (const uint32_t s : {CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE,
+                             CUBLASLT_REDUCTION_SCHEME_INPLACE,
+                             CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE}) {
+      if ((schemes & s) != 0) {
+        scheme = s;
+        break;
+      }
+    }
+    for (const uint32_t tile : tiles) {
+      for (const uint32_t stage : stages) {
+        for (uint32_t swizzle = 0; swizzle < swizzles; ++swizzle) {
+          for (const int32_t split : {1, 2, 4}) {
+            if (split > 1 &&
+                (!splits || scheme == CUBLASLT_REDUCTION_SCHEME_NONE))
+              continue;
+            if (added >= kMaxSearched) return;
+            cublasLtMatmulAlgo_t algo = base;
+            const uint32_t reduction =
+                split > 1 ? scheme : CUBLASLT_REDUCTION_SCHEME_NONE;
+            const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t attr,
+                                 const auto& value) {
+              return cublasLtMatmulAlgoConfigSetAttribute(&algo, attr, &value,
+                                                          sizeof(value)) ==
+                     CUBLAS_STATUS_SUCCESS;
+            };
+            if (!set(CUBLASLT_ALGO_CONFIG_TILE_ID, tile) ||
+                !set(CUBLASLT_ALGO_CONFIG_STAGES_ID, stage) ||
+                !set(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, swizzle) ||
+                !set(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, split) ||
+                !set(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, reduction))
+              continue;
+            cublasLtMatmulHeuristicResult_t result{};
+            if (cublasLtMatmulAlgoCheck(handle, desc, a, b, d, d, &algo,
+                                        &result) != CUBLAS_STATUS_SUCCESS ||
+                result.workspaceSize > workspace || known(algo))
+              continue;
+            out->push_back(algo);
+            ++added;
+          }
+        }
+      }
+    }
+  }
 }
 int AutotuneCandidates() {
   static const int count = [] {
@@ -220,7 +354,11 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   }
   plan->algo = results[0].algo;
   for (int i = 0; i < found; ++i) plan->candidates.push_back(results[i].algo);
-  plan->tuned = found < 2;
+  if (AutotuneSearch()) {
+    SearchAlgos(Handle(handle_), plan->desc, plan->a, plan->b, plan->d, compute,
+                type, workspace_bytes_, alignment, &plan->candidates);
+  }
+  plan->tuned = plan->candidates.size() < 2;
   plan->d_bytes = static_cast<size_t>(m) * n * DTypeSize(dtype);
   plan->shape = "m=" + std::to_string(m) + " n=" + std::to_string(n) +
                 " k=" + std::to_string(k) + " epilogue " +
@@ -271,8 +409,10 @@ void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   constexpr int kReps = 3;
   int best = -1;
-  float best_ms = 0.0f, first_ms = -1.0f;
+  float best_ms = 0.0f, first_ms = -1.0f, spent_ms = 0.0f;
   for (size_t i = 0; i < plan->candidates.size(); ++i) {
+    // A search's long tail of configurations stops at its budget.
+    if (AutotuneSearch() && spent_ms > kSearchBudgetMs) break;
     const cublasLtMatmulAlgo_t* algo = &plan->candidates[i];
     auto run = [&] {
       return cublasLtMatmul(Handle(handle_), plan->desc, &alpha, a, plan->a, b,
@@ -289,6 +429,7 @@ void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
       GPT2_CUDA_CHECK(cudaEventElapsedTime(&t, start, end));
     }
     std::sort(ms, ms + kReps);
+    for (const float t : ms) spent_ms += t;
     if (i == 0) first_ms = ms[kReps / 2];
     if (best < 0 || ms[kReps / 2] < best_ms) {
       best = static_cast<int>(i);

@@ -8,7 +8,7 @@ set -euo pipefail
 root=${1:?usage: device_check_dry_test.sh SOURCE_DIR}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-groups="tests compare bench decode dist extra proof sweep fast seeds torch_seeds init_path torch_full profile"
+groups="tests compare bench decode dist extra proof sweep fast seeds torch_seeds init_path torch_full profile search"
 if ! DEVICE_CHECK_DRY=1 DEVICE_CHECK_GROUPS="$groups" DEVICE_CHECK_STATE="$work/state" \
   TMPDIR="$work" bash "$root/launch/device_check.sh" "$work/out" >"$work/log" 2>&1; then
   cat "$work/log"
@@ -24,7 +24,7 @@ fi
 summary=$(sed -n '/^===== device_check summary/,$p' "$work/log")
 [ -n "$summary" ] || { cat "$work/log"; echo "FAIL: no summary"; exit 1; }
 # One step of each kind the next session's plan runs (docs/gpu_runbook.md).
-for step in wgmma_probe classifier_ring_probe gpu_tests bench_ours_B16 bench_autotune32_B16 pdl_tests bench_pdl_B16 bench_pdl_B4 \
+for step in wgmma_probe classifier_ring_probe gpu_tests bench_ours_B16 bench_autotune32_B16 pdl_tests bench_pdl_B16 bench_pdl_B4 bench_search_B16 bench_search_B64 \
   bench_inline_wgrad_B16 bench_classifier_ring_B16 bench_pytorch_B16 bench_ours_B8 bench_ours_B4 bench_ours_B2 \
   sweep_b4_lr1.5e-4 sweep_b8_lr2e-4 sweep_b2_lr7e-5 shakespeare_fast shakespeare hf_logits_check \
   shakespeare_torch_full; do
