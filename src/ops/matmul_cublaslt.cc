@@ -71,8 +71,8 @@ int Alignment(std::initializer_list<const void*> pointers) {
 constexpr int kMaxAutotuneCandidates = 64;
 // GPT2_MATMUL_AUTOTUNE_SEARCH=1 (the autotune implied): besides the
 // heuristic's candidates, the configurations of every algorithm cuBLASLt has
-// for the types (tile, stages, CTA swizzling, split-K 1/2/4 with a reduction
-// scheme it supports; the cluster shape left to cuBLASLt) that
+// for the types (tile, stages, CTA swizzling, split-K 1/2/4 reduced in the
+// workspace; the cluster shape left to cuBLASLt) that
 // cublasLtMatmulAlgoCheck accepts for the plan within the workspace, up to
 // kMaxSearched a plan, timed after the heuristic's until kSearchBudgetMs of
 // timing a plan: where the heuristic's list misses a better configuration.
@@ -162,8 +162,9 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
     const uint32_t schemes =
         CapValue<uint32_t>(base, CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK);
     uint32_t scheme = CUBLASLT_REDUCTION_SCHEME_NONE;
+    // Split-K's parts added in a workspace (in order), not in place in the
+    // output (added as they finish: the bits could vary run to run).
     for (const uint32_t s : {CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE,
-                             CUBLASLT_REDUCTION_SCHEME_INPLACE,
                              CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE}) {
       if ((schemes & s) != 0) {
         scheme = s;
