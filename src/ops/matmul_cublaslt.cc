@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -231,8 +232,9 @@ struct CublasLtMatmul::Plan {
   cublasLtMatmulAlgo_t algo;
   std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's order
   size_t d_bytes = 0;
-  std::string shape;     // for the autotune note
-  bool tuned = true;     // false: time the candidates on the next call
+  std::string shape;         // for the autotune note
+  std::vector<int64_t> key;  // in the algorithm cache
+  bool tuned = true;         // false: time the candidates on the next call
   bool refused = false;  // cuBLASLt rejected it at run time: callers fall back
   ~Plan() {
     if (a) cublasLtMatrixLayoutDestroy(a);
@@ -251,6 +253,20 @@ CublasLtMatmul::CublasLtMatmul(CUstream_st* stream, Scratch* scratch)
   handle_ = handle;
   workspace_bytes_ = kWorkspaceBytes;
   GPT2_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
+  // GPT2_MATMUL_ALGO_CACHE=PATH: the choices of earlier runs on this device
+  // and library (src/ops/matmul_algo_cache.h).
+  const char* cache = std::getenv("GPT2_MATMUL_ALGO_CACHE");
+  if (cache != nullptr && cache[0] != '\0') {
+    int device = 0;
+    cudaDeviceProp prop{};
+    GPT2_CUDA_CHECK(cudaGetDevice(&device));
+    GPT2_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    cache_ = std::make_unique<MatmulAlgoCache>(
+        cache, std::string(prop.name) + " sm_" + std::to_string(prop.major) +
+                   std::to_string(prop.minor) + " " +
+                   std::to_string(prop.multiProcessorCount) + " SMs cublasLt " +
+                   std::to_string(cublasLtGetVersion()));
+  }
 }
 
 CublasLtMatmul::~CublasLtMatmul() {
@@ -355,11 +371,23 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   }
   plan->algo = results[0].algo;
   for (int i = 0; i < found; ++i) plan->candidates.push_back(results[i].algo);
-  if (AutotuneSearch()) {
+  plan->key = {static_cast<int64_t>(dtype),
+               m,
+               n,
+               k,
+               trans_a,
+               trans_b,
+               epilogue,
+               accumulate,
+               alignment};
+  // Timed on the first call unless the cache has this shape's choice or
+  // there is nothing to choose from.
+  const bool cached = UseCachedAlgo(plan.get());
+  if (!cached && AutotuneSearch()) {
     SearchAlgos(Handle(handle_), plan->desc, plan->a, plan->b, plan->d, compute,
                 type, workspace_bytes_, alignment, &plan->candidates);
   }
-  plan->tuned = plan->candidates.size() < 2;
+  plan->tuned = cached || plan->candidates.size() < 2;
   plan->d_bytes = static_cast<size_t>(m) * n * DTypeSize(dtype);
   plan->shape = "m=" + std::to_string(m) + " n=" + std::to_string(n) +
                 " k=" + std::to_string(k) + " epilogue " +
@@ -448,20 +476,50 @@ void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
   if (best < 0) return;  // none ran: the real call reports the first's error
   plan->algo = plan->candidates[best];
   ++tuned_plans_;
+  if (cache_) {
+    cache_->Add(plan->key,
+                std::string(reinterpret_cast<const char*>(&plan->algo),
+                            sizeof(plan->algo)));
+  }
   if (best > 0 && first_ms > 0.0f) {
     ++changed_plans_;
     saved_ms_ += first_ms - best_ms;
   }
 }
 
+bool CublasLtMatmul::UseCachedAlgo(Plan* plan) {
+  if (!cache_) return false;
+  const std::optional<std::string> bytes = cache_->Find(plan->key);
+  cublasLtMatmulAlgo_t algo;
+  if (!bytes || bytes->size() != sizeof(algo)) return false;
+  std::memcpy(&algo, bytes->data(), sizeof(algo));
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(Handle(handle_), plan->desc, plan->a, plan->b,
+                              plan->d, plan->d, &algo,
+                              &check) != CUBLAS_STATUS_SUCCESS ||
+      check.workspaceSize > workspace_bytes_)
+    return false;
+  plan->algo = algo;
+  ++cached_plans_;
+  return true;
+}
+
 std::string CublasLtMatmul::AutotuneNote() const {
-  if (tuned_plans_ == 0) return "";
-  char text[160];
-  std::snprintf(text, sizeof(text),
-                "matmuls: %d of %d shapes timed took another algorithm than "
-                "cuBLASLt's first (%.3f ms less per call of each, summed)",
-                changed_plans_, tuned_plans_, saved_ms_);
-  return text;
+  std::string note;
+  if (tuned_plans_ > 0) {
+    char text[160];
+    std::snprintf(text, sizeof(text),
+                  "matmuls: %d of %d shapes timed took another algorithm than "
+                  "cuBLASLt's first (%.3f ms less per call of each, summed)",
+                  changed_plans_, tuned_plans_, saved_ms_);
+    note = text;
+  }
+  if (cached_plans_ > 0) {
+    note += (note.empty() ? "matmuls: " : "; ") +
+            std::to_string(cached_plans_) + " shapes' algorithms from " +
+            cache_->path();
+  }
+  return note;
 }
 
 void CublasLtMatmul::Run(Plan* plan, const void* a, const void* b, void* d,

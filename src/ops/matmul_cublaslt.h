@@ -15,6 +15,7 @@
 #include <tuple>
 
 #include "src/core/tensor.h"
+#include "src/ops/matmul_algo_cache.h"
 
 struct CUstream_st;
 
@@ -84,9 +85,12 @@ class CublasLtMatmul {
   bool RunFused(Plan* plan, const void* a, const void* b, void* d,
                 const void* bias, const void* aux, bool accumulate = false);
   // Times the plan's candidates on these operands (D saved and restored when
-  // accumulating) and keeps the fastest.
+  // accumulating) and keeps the fastest (and writes it to the cache).
   void Autotune(Plan* plan, const void* a, const void* b, void* d,
                 bool accumulate);
+  // The plan's algorithm from the cache, if it has one that cuBLASLt accepts
+  // for the plan within the workspace.
+  bool UseCachedAlgo(Plan* plan);
 
   CUstream_st* stream_;
   Scratch* scratch_;
@@ -94,7 +98,8 @@ class CublasLtMatmul {
   void* workspace_ = nullptr;  // device
   size_t workspace_bytes_ = 0;
   std::map<Key, std::unique_ptr<Plan>> plans_;
-  int tuned_plans_ = 0, changed_plans_ = 0;
+  std::unique_ptr<MatmulAlgoCache> cache_;  // GPT2_MATMUL_ALGO_CACHE
+  int tuned_plans_ = 0, changed_plans_ = 0, cached_plans_ = 0;
   // GPT2_BIAS_EPILOGUE not 0 when this was made (read once, off the step's
   // path).
   bool bias_epilogue_ = true;
