@@ -484,7 +484,6 @@ stop_if_behind() {
     verdict=$(python3 "$root/launch/pick_recipe.py" --behind "$name" \
       --margin "${DEVICE_CHECK_SWEEP_MARGIN:-0.10}" "$name=$metrics" "$@" 2>&1) || continue
     log "sweep: stopping $name: $verdict"
-    echo "$verdict" >>"$logs/machine.txt"
     pkill -KILL -f "^$stage/bin/gpt2_ddp .*log.run_name=$name( |\$)"
     return
   done
