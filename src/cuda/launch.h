@@ -26,8 +26,8 @@ namespace cuda {
 // launch_dependents). Each of our kernels starts with KernelPrologue(), whose
 // wait holds the whole kernel until the kernel ahead has finished and its
 // writes are visible: only the launch and the placing of the blocks overlap
-// the kernel ahead's last wave (the gaps between the step's ~300 kernels),
-// never its work. A kernel ahead that does not trigger (cuBLASLt's) gives no
+// the kernel ahead's last wave (the gap between two of our kernels), never
+// its work. A kernel ahead that does not trigger (cuBLASLt's) gives no
 // overlap; a stream wait on an event still holds. Without the switch, on
 // older GPUs and in the emulator the prologue does nothing.
 // tests/tools/kernel_prologue_check.py fails CI on a kernel without it.
