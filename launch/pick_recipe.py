@@ -57,6 +57,25 @@ def read_run(path):
     return rows
 
 
+def median_step_ms(path):
+    """The median dt_ms of a metrics.jsonl's step rows past the first 10 (the
+    warm-up), or None."""
+    times = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if "dt_ms" in row and row.get("step", 0) >= 10:
+                    times.append(float(row["dt_ms"]))
+    except OSError:
+        pass
+    times.sort()
+    return times[len(times) // 2] if times else None
+
+
 def mean_at(rows, t, window):
     losses = [loss for (e, loss) in rows if e <= t][-window:]
     return sum(losses) / len(losses) if len(losses) == window else None
@@ -93,12 +112,13 @@ def main(argv):
     parser.add_argument("--behind", default=None)
     parser.add_argument("--min_s", type=float, default=25.0)
     args = parser.parse_args(argv)
-    runs = {}
+    runs, paths = {}, {}
     for spec in args.runs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             parser.error(f"expected NAME=METRICS.jsonl, got '{spec}'")
         runs[name] = read_run(path)
+        paths[name] = path
     if args.baseline is not None and args.baseline not in runs:
         parser.error(f"--baseline {args.baseline} is not one of the runs")
     if args.behind is not None:
@@ -116,11 +136,13 @@ def main(argv):
     compared = {n: r for n, r in usable.items() if r[-1][0] >= 0.8 * longest}
     t = min((r[-1][0] for r in compared.values()), default=None)
     means = {n: mean_at(r, t, args.window) for n, r in compared.items()}
-    print(f"{'run':32s} {'steps':>6s} {'last s':>7s} {'mean loss at %.1f s' % t if t else '':>20s}"
-          f" {'below %g at' % args.target:>12s}")
+    print(f"{'run':32s} {'steps':>6s} {'last s':>7s} {'ms/step':>8s}"
+          f" {'mean loss at %.1f s' % t if t else '':>20s} {'below %g at' % args.target:>12s}")
     for name, rows in runs.items():
         mean = means.get(name)
+        ms = median_step_ms(paths[name])
         print(f"{name:32s} {len(rows):6d} {rows[-1][0] if rows else 0:7.1f} "
+              f"{'%.2f' % ms if ms is not None else '-':>8s} "
               f"{'%.4f' % mean if mean is not None else '-':>20s} "
               f"{'%.1f s' % reached[name] if name in reached else '-':>12s}")
 
