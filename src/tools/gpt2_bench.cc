@@ -554,13 +554,22 @@ absl::Status BenchTokenizer() {
 int main(int argc, char** argv) {
   gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
-      "Benchmarks the CPU backend: GPT-2 124M train step at B=4, T=64 by "
-      "default\n"
-      "(median of --steps after a warm-up), with a forward/backward/optimizer "
-      "split,\n"
-      "and GPT-2 BPE tokenization of Tiny Shakespeare.\n\n"
+      "Benchmarks a GPT-2 train step on the CPU backend, or the GPU with "
+      "--device cuda:\n"
+      "124M at B=4, T=64 by default (median of --steps after a warm-up), with "
+      "a\n"
+      "forward/backward/optimizer split and tokens/s (on the GPU also MFU, "
+      "per-op times\n"
+      "and memory), and GPT-2 BPE tokenization of Tiny Shakespeare.\n\n"
       "  gpt2_bench --data_dir ../shared/data\n"
-      "  OMP_NUM_THREADS=1 gpt2_bench --batch 2 --steps 3 --tokenizer=false");
+      "  OMP_NUM_THREADS=1 gpt2_bench --batch 2 --steps 3 --tokenizer=false\n"
+      "  gpt2_bench --device cuda --precision bf16 --batch 64 --seq_len 1024 "
+      "--steps 10\n\n"
+      "The CUDA kernels' switches are GPT2_* environment variables (e.g.\n"
+      "GPT2_MATMUL_AUTOTUNE=1, GPT2_PDL=1; docs/gpu_runbook.md lists them); "
+      "the "
+      "header's\n"
+      "kernels line says which ran.");
   if (const int rc = gpt2::ParseFlagsOnly("gpt2_bench", argc, argv)) return rc;
   if (absl::GetFlag(FLAGS_batch) < 1 || absl::GetFlag(FLAGS_seq_len) < 1 ||
       absl::GetFlag(FLAGS_seq_len) > 1024 || absl::GetFlag(FLAGS_steps) < 1 ||
