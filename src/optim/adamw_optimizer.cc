@@ -15,6 +15,32 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
   v_ = backend_->Alloc(StateDType(dtype), shard_.shard_size);
   if (HasMaster(dtype))
     master_ = backend_->Alloc(DType::kF32, shard_.shard_size);
+  args_.beta1 = hyper_.beta1;
+  args_.beta2 = hyper_.beta2;
+  args_.eps = hyper_.eps;
+  args_.grad_clip = hyper_.grad_clip;
+  args_.rounding_seed = hyper_.rounding_seed;
+  args_.weight_decay = hyper_.weight_decay;
+  // One call a step over the shard, in runs of tensors that decay or do not
+  // (the parts of the tensors inside the shard, in the buffer's order).
+  const int64_t begin = shard_.begin(), end = shard_.end();
+  args_.index = begin;
+  for (const ParamSpec& p : params_) {
+    const int64_t lo = std::max(begin, p.offset);
+    const int64_t hi = std::min(end, p.offset + p.numel);
+    if (lo >= hi) continue;
+    const int64_t covered = args_.runs.empty() ? 0 : args_.runs.back().end;
+    GPT2_CHECK_MSG(lo == begin + covered,
+                   "the parameter list leaves a gap in the buffer");
+    if (!args_.runs.empty() && args_.runs.back().decayed == p.decayed) {
+      args_.runs.back().end = hi - begin;
+    } else {
+      args_.runs.push_back({hi - begin, p.decayed});
+    }
+  }
+  GPT2_CHECK_MSG(end == begin || (!args_.runs.empty() &&
+                                  args_.runs.back().end == end - begin),
+                 "the parameter list does not cover the shard");
 }
 
 int64_t AdamWOptimizer::StateBytes(DType dtype, int64_t shard_size) {
@@ -37,39 +63,13 @@ AdamWOptimizer::~AdamWOptimizer() {
 
 void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
                           Tensor norm_squared, double lr, int64_t step) {
-  AdamWArgs args;
-  args.lr = lr;
-  args.beta1 = hyper_.beta1;
-  args.beta2 = hyper_.beta2;
-  args.eps = hyper_.eps;
-  args.step = step;
-  args.grad_clip = hyper_.grad_clip;
-  args.rounding_seed = hyper_.rounding_seed;
-  args.weight_decay = hyper_.weight_decay;
-  // One call over the shard, in runs of tensors that decay or do not (the
-  // parts of the tensors inside the shard, in the buffer's order).
-  const int64_t begin = shard_.begin(), end = shard_.end();
-  for (const ParamSpec& p : params_) {
-    const int64_t lo = std::max(begin, p.offset);
-    const int64_t hi = std::min(end, p.offset + p.numel);
-    if (lo >= hi) continue;
-    const int64_t covered = args.runs.empty() ? 0 : args.runs.back().end;
-    GPT2_CHECK_MSG(lo == begin + covered,
-                   "the parameter list leaves a gap in the buffer");
-    if (!args.runs.empty() && args.runs.back().decayed == p.decayed) {
-      args.runs.back().end = hi - begin;
-    } else {
-      args.runs.push_back({hi - begin, p.decayed});
-    }
-  }
-  const int64_t n = end - begin;
+  const int64_t begin = shard_.begin(), n = shard_.end() - begin;
   if (n == 0) return;
-  GPT2_CHECK_MSG(!args.runs.empty() && args.runs.back().end == n,
-                 "the parameter list does not cover the shard");
-  args.index = begin;
+  args_.lr = lr;
+  args_.step = step;
   backend_->AdamW(params.Slice(begin, n),
                   has_master() ? master_.Slice(0, n) : Tensor{}, m_.Slice(0, n),
-                  v_.Slice(0, n), shard_grads.Slice(0, n), norm_squared, args);
+                  v_.Slice(0, n), shard_grads.Slice(0, n), norm_squared, args_);
 }
 
 void AdamWOptimizer::InitMasterFromParams(Tensor params) {

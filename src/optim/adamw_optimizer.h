@@ -71,6 +71,9 @@ class AdamWOptimizer {
   ShardLayout shard_;
   Tensor m_, v_;   // (shard_size), f32 (f64 for an f64 model)
   Tensor master_;  // (shard_size) f32, bf16 params only
+  // Step's AdamW call but for the lr and step: the hyperparameters, the
+  // shard's first parameter number and its runs with and without decay.
+  AdamWArgs args_;
 };
 
 }  // namespace gpt2

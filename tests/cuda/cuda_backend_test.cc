@@ -211,6 +211,44 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     return Upload(cuda_.get(), DType::kI32, v);
   }
 
+  // AdamW on the device from params p (bf16: with fp32 masters from p), grads
+  // g, moments m and v and a squared norm of 4, in calls over [begin, begin +
+  // count) with their args; the params, masters, m and v after them.
+  struct AdamWCall {
+    int64_t begin, count;
+    AdamWArgs args;
+  };
+  std::vector<std::vector<double>> AdamWByCalls(
+      const std::vector<double>& p, const std::vector<double>& g,
+      const std::vector<double>& m, const std::vector<double>& v,
+      const std::vector<AdamWCall>& calls) {
+    const bool bf16 = dtype() == DType::kBF16;
+    auto g_p = Gpu(p), g_g = Gpu(g);
+    auto g_m = GpuF32(m), g_v = GpuF32(v), g_n = GpuF32({4.0});
+    DeviceBuffer master = GpuF32(p);
+    for (const AdamWCall& c : calls) {
+      const auto slice = [&](const DeviceBuffer& t) {
+        return t.view.Slice(c.begin, c.count);
+      };
+      cuda_->AdamW(slice(g_p), bf16 ? slice(master) : Tensor{}, slice(g_m),
+                   slice(g_v), slice(g_g), g_n.view, c.args);
+    }
+    return {Download(g_p, "param"), Download(master, "master"),
+            Download(g_m, "m"), Download(g_v, "v")};
+  }
+  // Every element of two AdamWByCalls results the same, bit for bit.
+  static void ExpectSameBits(const std::vector<std::vector<double>>& a,
+                             const std::vector<std::vector<double>>& b,
+                             const std::string& where) {
+    ASSERT_EQ(a.size(), b.size());
+    for (size_t k = 0; k < a.size(); ++k) {
+      ASSERT_EQ(a[k].size(), b[k].size());
+      int differ = 0;
+      for (size_t i = 0; i < a[k].size(); ++i) differ += a[k][i] != b[k][i];
+      EXPECT_EQ(differ, 0) << "array " << k << " " << where;
+    }
+  }
+
   // What the attention backward reads, on the device: random qkv (scale 1.5)
   // and dout from seeds `seed` and seed + 1, and the forward's out and lse
   // (run with kAuto's kernels).
@@ -1539,36 +1577,13 @@ TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
     args.grad_clip = 1.0;
     args.rounding_seed = seed;
     args.index = 7;
-    std::vector<double> out[2][4];  // [split][param, master, m, v]
-    for (int split = 0; split < 2; ++split) {
-      auto g_p = Gpu(p), g_g = Gpu(g);
-      auto g_m = GpuF32(m), g_v = GpuF32(v), g_n = GpuF32({4.0});
-      DeviceBuffer master = GpuF32(p);
-      auto call = [&](int64_t begin, int64_t count) {
-        AdamWArgs a = args;
-        a.index += begin;
-        cuda_->AdamW(g_p.view.Slice(begin, count),
-                     bf16 ? master.view.Slice(begin, count) : Tensor{},
-                     g_m.view.Slice(begin, count), g_v.view.Slice(begin, count),
-                     g_g.view.Slice(begin, count), g_n.view, a);
-      };
-      if (split == 0) {
-        call(0, n);
-      } else {
-        call(0, 1);
-        call(1, n - 1);
-      }
-      out[split][0] = Download(g_p, "param");
-      out[split][1] = Download(master, "master");
-      out[split][2] = Download(g_m, "m");
-      out[split][3] = Download(g_v, "v");
-    }
-    for (int k = 0; k < 4; ++k) {
-      int differ = 0;
-      for (int i = 0; i < n; ++i) differ += out[0][k][i] != out[1][k][i];
-      EXPECT_EQ(differ, 0) << "array " << k << " seed " << seed;
-    }
-    EXPECT_NE(out[0][2], m) << "m did not move";
+    AdamWArgs tail = args;
+    tail.index += 1;
+    const auto whole = AdamWByCalls(p, g, m, v, {{0, n, args}});
+    const auto split =
+        AdamWByCalls(p, g, m, v, {{0, 1, args}, {1, n - 1, tail}});
+    ExpectSameBits(whole, split, "seed " + std::to_string(seed));
+    EXPECT_NE(whole[2], m) << "m did not move";
   }
 }
 
@@ -1593,40 +1608,19 @@ TEST_P(CudaOps, AdamWRunsAreBitwiseOneCallPerRun) {
   for (uint64_t seed : {uint64_t{0}, uint64_t{777}}) {
     if (seed != 0 && !bf16) continue;
     args.rounding_seed = seed;
-    std::vector<double> out[2][4];  // [per run][param, master, m, v]
-    for (int per_run = 0; per_run < 2; ++per_run) {
-      auto g_p = Gpu(p), g_g = Gpu(g);
-      auto g_m = GpuF32(m), g_v = GpuF32(v), g_n = GpuF32({4.0});
-      DeviceBuffer master = GpuF32(p);
-      auto call = [&](int64_t begin, int64_t count, const AdamWArgs& a) {
-        cuda_->AdamW(g_p.view.Slice(begin, count),
-                     bf16 ? master.view.Slice(begin, count) : Tensor{},
-                     g_m.view.Slice(begin, count), g_v.view.Slice(begin, count),
-                     g_g.view.Slice(begin, count), g_n.view, a);
-      };
-      if (per_run == 0) {
-        call(0, n, args);
-      } else {
-        int64_t begin = 0;
-        for (const AdamWRun& run : args.runs) {
-          AdamWArgs a = args;
-          a.runs.clear();
-          a.weight_decay = run.decayed ? args.weight_decay : 0.0;
-          a.index = args.index + begin;
-          call(begin, run.end - begin, a);
-          begin = run.end;
-        }
-      }
-      out[per_run][0] = Download(g_p, "param");
-      out[per_run][1] = Download(master, "master");
-      out[per_run][2] = Download(g_m, "m");
-      out[per_run][3] = Download(g_v, "v");
+    std::vector<AdamWCall> per_run;
+    int64_t begin = 0;
+    for (const AdamWRun& run : args.runs) {
+      AdamWArgs a = args;
+      a.runs.clear();
+      a.weight_decay = run.decayed ? args.weight_decay : 0.0;
+      a.index = args.index + begin;
+      per_run.push_back({begin, run.end - begin, a});
+      begin = run.end;
     }
-    for (int k = 0; k < 4; ++k) {
-      int differ = 0;
-      for (int i = 0; i < n; ++i) differ += out[0][k][i] != out[1][k][i];
-      EXPECT_EQ(differ, 0) << "array " << k << " seed " << seed;
-    }
+    ExpectSameBits(AdamWByCalls(p, g, m, v, {{0, n, args}}),
+                   AdamWByCalls(p, g, m, v, per_run),
+                   "seed " + std::to_string(seed));
   }
 }
 
