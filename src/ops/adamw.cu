@@ -2,8 +2,9 @@
 // squared global norm from the device, so clipping needs no host sync, and
 // takes every hyperparameter at run time (the lr changes each step without
 // recompiling). The range's runs with and without weight decay (the
-// optimizer's whole shard: GPT-2's 16 tensors in 10 runs) go in one launch,
-// their ends and decays a table in the kernel's parameters.
+// optimizer's whole shard: GPT-2's 16 tensors in 10 runs; or one layer's
+// slices of them, with gaps between) go in one launch, their bounds and decays
+// a table in the kernel's parameters.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -49,40 +50,48 @@ struct AdamWScalars {
   int64_t step, index;
 };
 
-// The runs of one launch: run k holds the elements below end[k] (and at or
-// above the previous end), with weight decay wd[k]. A launch takes at most
+// The runs of one launch, in the launch's own numbering of the elements it
+// updates (the runs laid end to end, gaps left out): run k holds the numbers
+// below end[k] (and at or above the previous end), number e is element
+// e + shift[k] of the arrays, with weight decay wd[k]. A launch takes at most
 // kMaxRuns; more go in several launches.
 constexpr int kMaxRuns = 24;
 struct DecayTable {
   int count;
   int64_t end[kMaxRuns];
+  int64_t shift[kMaxRuns];
   float wd[kMaxRuns];
 };
 
 // The table copied to shared memory (constant indices into the kernel's
 // parameters; a run-time index there would copy the table to every thread's
-// stack), and a thread's walk through it: At(i) for ascending i.
+// stack), and a thread's walk through it: At(e) for ascending e, then Shift()
+// of the run At found.
 struct DecayRuns {
   const int64_t* end;
+  const int64_t* shift;
   const float* wd;
   int run = 0;
-  __device__ float At(int64_t i) {
-    while (i >= end[run]) ++run;
+  __device__ float At(int64_t e) {
+    while (e >= end[run]) ++run;
     return wd[run];
   }
+  __device__ int64_t Shift() const { return shift[run]; }
 };
 __device__ __forceinline__ DecayRuns StageDecayTable(const DecayTable& table) {
   __shared__ int64_t end[kMaxRuns];
+  __shared__ int64_t shift[kMaxRuns];
   __shared__ float wd[kMaxRuns];
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int k = 0; k < kMaxRuns; ++k) {
       end[k] = table.end[k];
+      shift[k] = table.shift[k];
       wd[k] = table.wd[k];
     }
   }
   __syncthreads();
-  return DecayRuns{end, wd};
+  return DecayRuns{end, shift, wd};
 }
 
 // The clipping factor from the squared global norm; false for a NaN or Inf
@@ -117,12 +126,13 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
   DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
-  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
-       i += int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n;
+       e += int64_t{gridDim.x} * blockDim.x) {
+    const float wd = runs.At(e);
+    const int64_t i = e + runs.Shift();
     float mi = m[i], vi = v[i];
     const float w = master != nullptr ? master[i] : ToFloat(param[i]);
-    const float updated =
-        Update(ToFloat(grad[i]) * scale, mi, vi, w, runs.At(i), a);
+    const float updated = Update(ToFloat(grad[i]) * scale, mi, vi, w, wd, a);
     m[i] = mi;
     v[i] = vi;
     if (master != nullptr) master[i] = updated;
@@ -134,7 +144,9 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
 // The same, four elements a thread with 16-byte accesses to m, v and the
 // master weights (8 or 16 bytes to the params and gradients): every pointer
 // aligned for that, n a multiple of 4 (the caller runs the rest through
-// AdamWKernel). Each element gets AdamWKernel's arithmetic: the same bits.
+// AdamWKernel), every shift a multiple of 4 and changing only at multiples of
+// 4 (the four numbers of a pack are four adjacent elements). Each element
+// gets AdamWKernel's arithmetic: the same bits.
 template <typename T>
 __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                                   const T* grad, int64_t n,
@@ -144,8 +156,12 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
   DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
-  for (int64_t i = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); i < n;
-       i += 4 * int64_t{gridDim.x} * blockDim.x) {
+  for (int64_t e = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); e < n;
+       e += 4 * int64_t{gridDim.x} * blockDim.x) {
+    const float wd0 = runs.At(e);
+    const int64_t i = e + runs.Shift();
+    const float wd1 = runs.At(e + 1), wd2 = runs.At(e + 2),
+                wd3 = runs.At(e + 3);
     const Pack4<T> g = *reinterpret_cast<const Pack4<T>*>(grad + i);
     float4 mi = *reinterpret_cast<const float4*>(m + i);
     float4 vi = *reinterpret_cast<const float4*>(v + i);
@@ -158,10 +174,10 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                       ToFloat(p.v[3]));
     }
     float4 u;
-    u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, runs.At(i), a);
-    u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, runs.At(i + 1), a);
-    u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, runs.At(i + 2), a);
-    u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, runs.At(i + 3), a);
+    u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, wd0, a);
+    u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, wd1, a);
+    u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, wd2, a);
+    u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, wd3, a);
     *reinterpret_cast<float4*>(m + i) = mi;
     *reinterpret_cast<float4*>(v + i) = vi;
     if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
@@ -176,16 +192,29 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
   }
 }
 
-// The runs of table past `by` elements (for a launch starting there).
+// The runs of table past `by` numbers (for a launch starting there, its
+// arrays `by` elements on).
 DecayTable Shifted(DecayTable table, int64_t by) {
   for (int k = 0; k < table.count; ++k) table.end[k] -= by;
   return table;
 }
 
-// One pass over [0, n) of the arrays with the runs of `table`: four elements
-// a thread over the largest multiple of 4 where every array allows 16-byte
-// (params and gradients: 4-element) accesses, the rest (or everything)
-// element by element.
+// Whether a pack of four numbers is always four adjacent elements, four
+// aligned: every shift a multiple of 4, changing only at multiples of 4.
+bool PacksStayTogether(const DecayTable& table) {
+  for (int k = 0; k < table.count; ++k) {
+    if (table.shift[k] % 4 != 0) return false;
+    if (k > 0 && table.shift[k] != table.shift[k - 1] &&
+        table.end[k - 1] % 4 != 0)
+      return false;
+  }
+  return true;
+}
+
+// One pass over the n numbers of `table`'s runs: four a thread over the
+// largest multiple of 4 where every array allows 16-byte (params and
+// gradients: 4-element) accesses and packs stay together, the rest (or
+// everything) element by element.
 template <typename F>
 void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
                  const float* norm_squared, const AdamWScalars& a,
@@ -195,7 +224,8 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
   };
   int64_t packed = 0;
   if (aligned(p, 4 * sizeof(F)) && aligned(g, 4 * sizeof(F)) &&
-      aligned(mp, 16) && aligned(vp, 16) && (w == nullptr || aligned(w, 16)))
+      aligned(mp, 16) && aligned(vp, 16) && (w == nullptr || aligned(w, 16)) &&
+      PacksStayTogether(table))
     packed = n / 4 * 4;
   if (packed > 0) {
     CheckLaunch(
@@ -239,18 +269,22 @@ void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
     float* w = master.data == nullptr ? nullptr : Ptr<float>(master);
     float *mp = Ptr<float>(m), *vp = Ptr<float>(v);
     const F* g = Ptr<F>(grad);
-    // kMaxRuns runs a launch (one launch for GPT-2's shard).
+    // kMaxRuns runs a launch (one launch for GPT-2's shard, or for one
+    // layer's slices).
     for (size_t first = 0; first < runs.size(); first += kMaxRuns) {
       const size_t count = std::min<size_t>(kMaxRuns, runs.size() - first);
       const int64_t begin = runs[first].begin;
-      const int64_t n = runs[first + count - 1].end - begin;
-      if (n == 0) continue;
       DecayTable table{};
       table.count = static_cast<int>(count);
+      int64_t n = 0;  // numbers so far: the runs end to end
       for (size_t k = 0; k < count; ++k) {
-        table.end[k] = runs[first + k].end - begin;
-        table.wd[k] = static_cast<float>(runs[first + k].weight_decay);
+        const AdamWDecayRun& run = runs[first + k];
+        table.shift[k] = run.begin - begin - n;
+        n += run.end - run.begin;
+        table.end[k] = n;
+        table.wd[k] = static_cast<float>(run.weight_decay);
       }
+      if (n == 0) continue;
       AdamWScalars part = a;
       part.index += begin;
       LaunchAdamW<F>(p + begin, w == nullptr ? nullptr : w + begin, mp + begin,

@@ -16,10 +16,12 @@ struct CUstream_st;  // cudaStream_t, without the CUDA headers
 namespace gpt2 {
 
 // A run of consecutive elements of one AdamW call that all decay or all do
-// not: the elements from the previous run's end (0 for the first) to end.
+// not: the elements from begin to end, where begin -1 means the previous
+// run's end (0 for the first).
 struct AdamWRun {
   int64_t end;
   bool decayed;
+  int64_t begin = -1;
 };
 
 struct AdamWArgs {
@@ -28,10 +30,11 @@ struct AdamWArgs {
   double beta2 = 0.95;
   double eps = 1e-8;
   double weight_decay = 0.0;  // of the decayed elements
-  // The call's elements in runs (ascending ends, the last at the call's n),
-  // so that one call covers tensors with and without decay (the optimizer's
-  // whole shard: one launch instead of one a tensor). Empty: every element
-  // decays.
+  // The call's elements in runs, ascending and within the call's n, so that
+  // one call covers tensors with and without decay (the optimizer's whole
+  // shard: one launch instead of one a tensor). Runs may leave gaps: the
+  // elements between them are not touched (one layer's slices of GPT-2's
+  // tensors in one call). Empty: every element, decayed.
   std::vector<AdamWRun> runs;
   int64_t step = 1;        // 1-based, for bias correction
   double grad_clip = 0.0;  // 0 = no clipping
@@ -44,8 +47,9 @@ struct AdamWArgs {
 };
 
 // The weight decay of each run of `args` over a call of n elements (one run
-// of weight_decay when args.runs is empty), with the runs' ends; checks that
-// the runs cover [0, n) in order (a programming error otherwise).
+// of weight_decay when args.runs is empty), with the runs' bounds; checks
+// that the runs are non-empty, ascend without overlapping and stay within
+// [0, n) (a programming error otherwise).
 struct AdamWDecayRun {
   int64_t begin, end;
   double weight_decay;
@@ -61,8 +65,9 @@ inline double ClipScale(double norm, double grad_clip) {
 
 namespace cpu {
 
-// For i in [0, n): updates param, m, v (all n) from grad (n) * clip scale,
-// where the norm is sqrt(*norm_squared).
+// For i in the runs of args (all of [0, n) without runs): updates param, m,
+// v (all n) from grad (n) * clip scale, where the norm is
+// sqrt(*norm_squared).
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args);

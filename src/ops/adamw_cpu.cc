@@ -12,12 +12,16 @@ std::vector<AdamWDecayRun> AdamWDecayRuns(const AdamWArgs& args, int64_t n) {
   std::vector<AdamWDecayRun> out;
   int64_t begin = 0;
   for (const AdamWRun& run : args.runs) {
+    if (run.begin >= 0) {
+      GPT2_CHECK_MSG(run.begin >= begin,
+                     "AdamW runs must ascend without overlapping");
+      begin = run.begin;
+    }
     GPT2_CHECK_MSG(run.end > begin && run.end <= n,
                    "AdamW runs must ascend within the call's elements");
     out.push_back({begin, run.end, run.decayed ? args.weight_decay : 0.0});
     begin = run.end;
   }
-  GPT2_CHECK_MSG(begin == n, "AdamW runs must end at the call's last element");
   return out;
 }
 

@@ -1624,6 +1624,72 @@ TEST_P(CudaOps, AdamWRunsAreBitwiseOneCallPerRun) {
   }
 }
 
+// Runs with gaps (one layer's slices of the parameter tensors in one call,
+// the optimizer's updates beside the next forward): the bits of one call per
+// run, the gaps untouched. Slices on multiples of 4 (four elements a thread,
+// each pack inside one slice) and not (element by element), with more runs
+// than one launch takes, with and without stochastic rounding.
+TEST_P(CudaOps, AdamWRunsWithGapsAreBitwiseOneCallPerRun) {
+  const int n = 4099;
+  auto p = Random(n, 55), g = Random(n, 56), m = Random(n, 57, 0.1),
+       v = Random(n, 58, 0.1);
+  for (double& x : v) x = x * x;
+  const bool bf16 = dtype() == DType::kBF16;
+  for (int unit : {4, 1}) {
+    AdamWArgs args;
+    args.lr = 1e-2;
+    args.weight_decay = 0.5;
+    args.step = 6;
+    args.grad_clip = 1.0;
+    args.index = 13;
+    // 28 slices: lengths 3..19 units, gaps 1..11 units, alternating decay;
+    // with unit 1 starts and ends anywhere. Two adjacent slices (no gap)
+    // with other decays in the middle.
+    int64_t at = 4;  // an aligned start: only the runs can stop packing
+    for (int k = 0; k < 28; ++k) {
+      const int64_t len = (3 + 7 * k % 17) * unit + (unit == 1 ? k % 3 : 0);
+      args.runs.push_back({at + len, k % 2 == 0, at});
+      at += len + (k == 13 ? 0 : (1 + 5 * k % 11) * unit);
+    }
+    ASSERT_LE(args.runs.back().end, n);
+    for (uint64_t seed : {uint64_t{0}, uint64_t{4242}}) {
+      if (seed != 0 && !bf16) continue;
+      args.rounding_seed = seed;
+      std::vector<AdamWCall> per_run;
+      for (const AdamWRun& run : args.runs) {
+        AdamWArgs a = args;
+        a.runs.clear();
+        a.weight_decay = run.decayed ? args.weight_decay : 0.0;
+        a.index = args.index + run.begin;
+        per_run.push_back({run.begin, run.end - run.begin, a});
+      }
+      const auto gapped = AdamWByCalls(p, g, m, v, {{0, n, args}});
+      const std::string where =
+          "unit " + std::to_string(unit) + ", seed " + std::to_string(seed);
+      ExpectSameBits(gapped, AdamWByCalls(p, g, m, v, per_run), where);
+      // The gaps kept their moments; the runs' moved.
+      const auto f32 = [](double x) { return double(float(x)); };
+      int64_t prev_end = 0, kept = 0, moved = 0;
+      for (const AdamWRun& run : args.runs) {
+        for (int64_t i = prev_end; i < run.begin; ++i)
+          kept += gapped[2][i] == f32(m[i]) && gapped[3][i] == f32(v[i]);
+        for (int64_t i = run.begin; i < run.end; ++i)
+          moved += gapped[2][i] != f32(m[i]) || gapped[3][i] != f32(v[i]);
+        prev_end = run.end;
+      }
+      int64_t gap_total = 0, run_total = 0;
+      prev_end = 0;
+      for (const AdamWRun& run : args.runs) {
+        gap_total += run.begin - prev_end;
+        run_total += run.end - run.begin;
+        prev_end = run.end;
+      }
+      EXPECT_EQ(kept, gap_total) << where;
+      EXPECT_EQ(moved, run_total) << where;
+    }
+  }
+}
+
 // Stochastic rounding of the bf16 params (train.stochastic_rounding): a
 // master value 30% of the way from 1 to the next bf16 (1 + 2^-7) comes out as
 // one of the two, the upper about 30% of the time; the same seed, step and

@@ -267,7 +267,8 @@ TEST(OpsGrad, AdamWMatchesTorchFormula) {
 }
 
 // One call over runs with and without decay is the calls run by run; runs
-// that leave elements out, overrun or descend are refused.
+// with gaps leave the gaps as they are; runs that overlap, overrun, descend
+// or are empty are refused.
 TEST(OpsGrad, AdamWRunsDecayOnlyTheirElements) {
   const int n = 7;
   std::vector<double> grad = {0.3, -4.0, 0.0, 1.0, 2.0, -0.5, 0.25};
@@ -313,8 +314,28 @@ TEST(OpsGrad, AdamWRunsDecayOnlyTheirElements) {
   whole.weight_decay = 0.1;
   ASSERT_EQ(AdamWDecayRuns(whole, n).size(), 1u);
   EXPECT_EQ(AdamWDecayRuns(whole, n)[0].weight_decay, 0.1);
-  for (std::vector<AdamWRun> bad : std::vector<std::vector<AdamWRun>>{
-           {{5, true}}, {{5, true}, {3, false}, {7, true}}, {{8, true}}}) {
+  // Gaps: runs [1, 3) (decayed) and [4, 5) (not) update exactly those
+  // elements, as the calls above do.
+  AdamWArgs gapped = args;
+  gapped.runs = {{3, true, 1}, {5, false, 4}};
+  std::vector<double> gap_p(n, 1.5), gap_m(n, 0.1), gap_v(n, 0.2);
+  cpu::AdamW<double>(gap_p.data(), gap_m.data(), gap_v.data(), grad.data(), n,
+                     &norm_sq, gapped);
+  for (int i = 0; i < n; ++i) {
+    const bool in_run = (i >= 1 && i < 3) || i == 4;
+    EXPECT_EQ(gap_m[i] != 0.1, in_run) << i;
+    if (in_run) {
+      EXPECT_EQ(gap_p[i], i < 3 ? all_p[i] : param[i]) << i;
+    } else {
+      EXPECT_EQ(gap_p[i], 1.5) << i;
+    }
+  }
+  for (std::vector<AdamWRun> bad :
+       std::vector<std::vector<AdamWRun>>{{{5, true}, {3, false}, {7, true}},
+                                          {{8, true}},
+                                          {{4, true}, {6, false, 3}},
+                                          {{4, true, 4}},
+                                          {{4, true}, {8, false, 5}}}) {
     AdamWArgs a = args;
     a.runs = bad;
     EXPECT_DEATH(AdamWDecayRuns(a, n), "AdamW runs must");
