@@ -8,6 +8,7 @@
 #define GPT2_BACKEND_BACKEND_H_
 
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -124,12 +125,14 @@ class Backend {
                       int T, int C) {
     CheckSize(out, int64_t{B} * T * C, "encoder out");
     CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    AwaitUpdatesTouching({out}, {tokens, wte, wpe});
     RunEncoderForward(out, tokens, wte, wpe, B, T, C);
   }
   void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
                        const int32_t* host_tokens, int B, int T, int C) {
     CheckSize(dout, int64_t{B} * T * C, "encoder dout");
     CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    AwaitUpdatesTouching({dwte, dwpe}, {dout, tokens});
     RunEncoderBackward(dwte, dwpe, dout, tokens, host_tokens, B, T, C);
   }
   void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
@@ -140,6 +143,7 @@ class Backend {
     CheckSize(rstd, N, "layernorm rstd");
     CheckSize(weight, C, "layernorm weight");
     CheckSize(bias, C, "layernorm bias");
+    AwaitUpdatesTouching({out, mean, rstd}, {inp, weight, bias});
     RunLayerNormForward(out, mean, rstd, inp, weight, bias, N, C);
   }
   void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
@@ -151,6 +155,8 @@ class Backend {
     CheckSize(dweight, C, "layernorm dweight");
     CheckSize(dbias, C, "layernorm dbias");
     CheckSize(mean, N, "layernorm mean");
+    AwaitUpdatesTouching({dinp, dweight, dbias},
+                         {dout, inp, weight, mean, rstd});
     RunLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
                          C);
   }
@@ -160,6 +166,7 @@ class Backend {
     CheckSize(inp, N * C, "matmul inp");
     CheckSize(weight, int64_t{OC} * C, "matmul weight");
     if (bias.data != nullptr) CheckSize(bias, OC, "matmul bias");
+    AwaitUpdatesTouching({out}, {inp, weight, bias});
     RunMatmulForward(out, inp, weight, bias, N, C, OC);
   }
   // Where a backend computes weight (and bias) gradients beside the input
@@ -172,6 +179,23 @@ class Backend {
   // Free, Upload, Download, QueueDownload, Zero, Copy and Synchronize join
   // them all themselves.
   virtual void JoinWeightGradients(int keep_last) {}
+  // Parameter updates beside the next step (the CUDA backend with
+  // GPT2_UPDATE_BESIDE=1): the AdamW calls between BeginUpdatesBeside and
+  // EndUpdatesBeside queue on a second stream, one after another, after all
+  // work queued so far; each claims the memory it writes (weights, masters,
+  // moments: its runs' elements only) and reads (gradients, the norm). Every
+  // later op, and Upload, Download, QueueDownload, Zero and Copy, first waits
+  // for the newest update whose claims its tensors overlap (a write against
+  // any claim, a read against a written one); Free, Synchronize and the next
+  // BeginUpdatesBeside wait for all. So an optimizer that updates the weights
+  // in the order the forward reads them (ForwardUpdateGroups) lets the next
+  // forward start once the embeddings are updated, each layer waiting for its
+  // own update only. Nothing else may touch the claimed memory meanwhile
+  // (collectives on cuda_stream() do not wait: no updates beside with
+  // them). Where UpdatesBeside() is false the calls run in place.
+  virtual bool UpdatesBeside() const { return false; }
+  virtual void BeginUpdatesBeside() {}
+  virtual void EndUpdatesBeside() {}
   // accumulate_dinp = false overwrites dinp instead of adding to it (no
   // zeroing pass first); dweight and dbias always accumulate.
   void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
@@ -182,6 +206,7 @@ class Backend {
     CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
     if (dinp.data != nullptr) CheckSize(dinp, N * C, "matmul dinp");
     if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
+    AwaitUpdatesTouching({dinp, dweight, dbias}, {dout, inp, weight});
     RunMatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
                       accumulate_dinp);
   }
@@ -198,6 +223,7 @@ class Backend {
     CheckSize(inp, N * C, "matmul-gelu inp");
     CheckSize(weight, int64_t{OC} * C, "matmul-gelu weight");
     CheckSize(bias, OC, "matmul-gelu bias");
+    AwaitUpdatesTouching({pre, out}, {inp, weight, bias});
     RunMatmulGeluForward(pre, out, inp, weight, bias, N, C, OC);
   }
   // The backward of out = gelu(pre) @ weight^T + bias, with inp = gelu(pre):
@@ -214,6 +240,8 @@ class Backend {
     CheckSize(inp, N * C, "matmul-gelu inp");
     CheckSize(dweight, int64_t{OC} * C, "matmul-gelu dweight");
     CheckSize(dbias, OC, "matmul-gelu dbias");
+    AwaitUpdatesTouching({dpre, dweight, dbias, scratch},
+                         {dout, inp, weight, pre});
     RunMatmulBackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre, scratch,
                           N, C, OC);
   }
@@ -229,6 +257,7 @@ class Backend {
     CheckSize(rstd, N, "residual-layernorm rstd");
     CheckSize(weight, C, "residual-layernorm weight");
     CheckSize(bias, C, "residual-layernorm bias");
+    AwaitUpdatesTouching({residual_out, out, mean, rstd}, {a, b, weight, bias});
     RunResidualLayerNormForward(residual_out, out, mean, rstd, a, b, weight,
                                 bias, N, C);
   }
@@ -256,6 +285,8 @@ class Backend {
       CheckSize(gelu_out, N * OC, "residual_ln_matmul gelu_out");
     CheckSize(weight, int64_t{OC} * C, "residual_ln_matmul weight");
     if (bias.data != nullptr) CheckSize(bias, OC, "residual_ln_matmul bias");
+    AwaitUpdatesTouching({residual_out, out, gelu_out, ln, mean, rstd},
+                         {a, b, ln_w, ln_b, weight, bias});
     RunResidualLayerNormMatmul(residual_out, out, gelu_out, ln, mean, rstd, a,
                                b, ln_w, ln_b, weight, bias, N, C, OC);
   }
@@ -264,6 +295,7 @@ class Backend {
     CheckSize(qkv, int64_t{B} * T * 3 * C, "attention qkv");
     CheckSize(out, int64_t{B} * T * C, "attention out");
     CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+    AwaitUpdatesTouching({out, lse}, {qkv});
     RunAttentionForward(out, lse, qkv, B, T, C, NH);
   }
   void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
@@ -273,6 +305,7 @@ class Backend {
     CheckSize(dout, int64_t{B} * T * C, "attention dout");
     CheckSize(out, int64_t{B} * T * C, "attention out");
     CheckSize(lse, int64_t{B} * NH * T, "attention lse");
+    AwaitUpdatesTouching({dqkv}, {dout, qkv, out, lse});
     RunAttentionBackward(dqkv, dout, qkv, out, lse, B, T, C, NH);
   }
   // Decoding (see src/ops/attention.h): caches (B, max_T, C), qkv (B, 3C), out
@@ -288,24 +321,29 @@ class Backend {
     CheckSize(pos, 1, "attention decode position");
     GPT2_CHECK_MSG(pos.dtype == DType::kI32, "the decode position is ",
                    DTypeName(pos.dtype), ", not i32");
+    AwaitUpdatesTouching({out, k_cache, v_cache}, {qkv, pos});
     RunAttentionDecode(out, k_cache, v_cache, qkv, B, max_T, pos, C, NH);
   }
   void GeluForward(Tensor out, Tensor inp) {
     CheckSize(out, inp.numel, "gelu out");
+    AwaitUpdatesTouching({out}, {inp});
     RunGeluForward(out, inp);
   }
   void GeluBackward(Tensor dinp, Tensor inp, Tensor dout) {
     CheckSize(dinp, inp.numel, "gelu dinp");
     CheckSize(dout, inp.numel, "gelu dout");
+    AwaitUpdatesTouching({dinp}, {inp, dout});
     RunGeluBackward(dinp, inp, dout);
   }
   void ResidualForward(Tensor out, Tensor a, Tensor b) {
     CheckSize(a, out.numel, "residual a");
     CheckSize(b, out.numel, "residual b");
+    AwaitUpdatesTouching({out}, {a, b});
     RunResidualForward(out, a, b);
   }
   void AddInPlace(Tensor dst, Tensor src) {
     CheckSize(src, dst.numel, "add src");
+    AwaitUpdatesTouching({dst}, {src});
     RunAddInPlace(dst, src);
   }
   void ClassifierForward(Tensor logits, Tensor losses, Tensor targets,
@@ -315,14 +353,17 @@ class Backend {
     CheckSize(losses, N, "classifier losses");
     CheckSize(targets, N, "classifier targets");
     GPT2_CHECK_MSG(V <= Vp, "vocab ", V, " exceeds its padded size ", Vp);
+    AwaitUpdatesTouching({logits, losses}, {targets});
     RunClassifierForward(logits, losses, targets, N, V, Vp, dloss, write_grad);
   }
   void AccumulateSum(Tensor acc, Tensor x, double scale) {
     CheckSize(acc, 1, "sum accumulator");
+    AwaitUpdatesTouching({acc}, {x});
     RunAccumulateSum(acc, x, scale);
   }
   void SumSquares(Tensor out, Tensor x) {
     CheckSize(out, 1, "sum-of-squares out");
+    AwaitUpdatesTouching({out}, {x});
     RunSumSquares(out, x);
   }
   void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
@@ -336,6 +377,7 @@ class Backend {
   }
   void Cast(Tensor dst, Tensor src) {
     CheckSize(src, dst.numel, "cast src");
+    AwaitUpdatesTouching({dst}, {src});
     RunCast(dst, src);
   }
   // tokens (rows, i32) = one top-k draw per row of logits (rows, Vp) over ids
@@ -350,11 +392,18 @@ class Backend {
     CheckSize(counter, 1, "sample counter");
     GPT2_CHECK_MSG(V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0,
                    "sampling needs 1 <= V <= Vp, top_k >= 1, temperature > 0");
+    AwaitUpdatesTouching({tokens, counter}, {logits, seeds});
     RunSampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
                   temperature);
   }
 
  protected:
+  // Before an op: waits for the updates beside (BeginUpdatesBeside) that
+  // claim memory of its tensors; writes: what the op writes, reads: what it
+  // only reads. Backends without updates beside do nothing.
+  virtual void AwaitUpdatesTouching(std::initializer_list<Tensor> writes,
+                                    std::initializer_list<Tensor> reads) {}
+
   // A tensor's element count against what an op needs; a mismatch is a
   // programming error and names the tensor.
   static void CheckSize(const Tensor& t, int64_t numel, const char* what) {

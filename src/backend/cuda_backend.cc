@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "src/backend/update_claims.h"
 #include "src/core/env.h"
 #include "src/cuda/check.h"
 #include "src/cuda/mma_check.h"
@@ -64,9 +65,14 @@ class CudaBackend final : public Backend {
     // the first weight gradient (not at all for sampling and serving). The
     // default since the H100 run at 963fd27 (B=16: 29.4 against 30.4 ms).
     beside_ = !EnvIs("GPT2_WGRAD_BESIDE", "0");
+    // GPT2_UPDATE_BESIDE=1: the optimizer's updates on a third stream, beside
+    // the next step's forward (Backend::BeginUpdatesBeside). Opt-in until a
+    // GPU run has timed it.
+    updates_wanted_ = EnvIs("GPT2_UPDATE_BESIDE", "1");
   }
   ~CudaBackend() override {
     JoinWeightGradients(0);
+    JoinUpdates();
     cudaStreamSynchronize(stream_);
 #if !defined(GPT2_CUDA_EMULATED)
     for (cudaGraphExec_t exec : graphs_) cudaGraphExecDestroy(exec);
@@ -84,6 +90,11 @@ class CudaBackend final : public Backend {
       for (cudaEvent_t done : wgrad_done_) cudaEventDestroy(done);
       cudaStreamDestroy(wgrad_stream_);
     }
+    if (update_stream_ != nullptr) {
+      cudaEventDestroy(update_fork_);
+      for (cudaEvent_t done : update_done_) cudaEventDestroy(done);
+      cudaStreamDestroy(update_stream_);
+    }
     cudaStreamDestroy(stream_);
   }
 
@@ -97,6 +108,7 @@ class CudaBackend final : public Backend {
     return "matmuls: " + matmul_path() +
            ", attention: " + cuda::AttentionKernelName(dtype, head_size) +
            (beside_ ? ", weight gradients: beside" : "") +
+           (updates_wanted_ ? ", updates: beside the next forward" : "") +
            (cuda::ProgrammaticLaunchOn() ? ", launches: programmatic" : "");
   }
 
@@ -153,10 +165,12 @@ class CudaBackend final : public Backend {
   // queued beside (JoinWeightGradients(0)): a caller that reads or rewrites a
   // gradient, or a buffer one still reads, through them needs no join of its
   // own. (In a training step they come before the backward or after its
-  // final join: no overlap is lost.)
+  // final join: no overlap is lost.) They wait for the updates beside whose
+  // memory they touch, as ops do; Free and Synchronize for all.
   void Free(Tensor t) override {
     if (t.data == nullptr) return;
     JoinWeightGradients(0);
+    JoinUpdates();
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
     GPT2_CUDA_CHECK(cudaFree(t.data));
   }
@@ -165,6 +179,7 @@ class CudaBackend final : public Backend {
     // stalling the host; big one-off uploads (weights) copy synchronously.
     // Either way host_src may be reused when this returns.
     JoinWeightGradients(0);
+    AwaitUpdatesTouching({dst}, {});
     constexpr size_t kStagedMax = size_t{16} << 20;
     if (dst.bytes() <= kStagedMax) {
       staging_.CopyToDevice(dst.data, host_src, dst.bytes(), stream_);
@@ -176,6 +191,7 @@ class CudaBackend final : public Backend {
   }
   void Download(void* host_dst, Tensor src) override {
     JoinWeightGradients(0);
+    AwaitUpdatesTouching({}, {src});
     GPT2_CUDA_CHECK(cudaMemcpyAsync(host_dst, src.data, src.bytes(),
                                     cudaMemcpyDeviceToHost, stream_));
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -184,6 +200,7 @@ class CudaBackend final : public Backend {
     GPT2_CHECK_MSG(queued_bytes_ + src.bytes() <= kQueuedDownloadBytes,
                    "queued downloads are for a few scalars");
     JoinWeightGradients(0);
+    AwaitUpdatesTouching({}, {src});
     if (queued_host_ == nullptr) {
       GPT2_CUDA_CHECK(cudaMallocHost(&queued_host_, kQueuedDownloadBytes));
       GPT2_CUDA_CHECK(
@@ -224,16 +241,19 @@ class CudaBackend final : public Backend {
   }
   void Zero(Tensor t) override {
     JoinWeightGradients(0);
+    AwaitUpdatesTouching({t}, {});
     GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_));
   }
   void Copy(Tensor dst, Tensor src) override {
     GPT2_CHECK(dst.bytes() == src.bytes());
     JoinWeightGradients(0);
+    AwaitUpdatesTouching({dst}, {src});
     GPT2_CUDA_CHECK(cudaMemcpyAsync(dst.data, src.data, dst.bytes(),
                                     cudaMemcpyDeviceToDevice, stream_));
   }
   void Synchronize() override {
     JoinWeightGradients(0);
+    JoinUpdates();
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void JoinWeightGradients(int keep_last) override {
@@ -544,7 +564,65 @@ class CudaBackend final : public Backend {
       GPT2_CHECK_MSG(param.dtype == DType::kF32,
                      "bf16 params need fp32 master weights");
     }
-    cuda::AdamW(param, master, m, v, grad, norm_squared, args, stream_);
+    if (!updating_beside_) {
+      AwaitUpdatesTouching({param, master, m, v}, {grad, norm_squared});
+      cuda::AdamW(param, master, m, v, grad, norm_squared, args, stream_);
+      return;
+    }
+    // Beside: after the updates queued before it on the update stream, then
+    // an event, and its runs' elements claimed until waited for.
+    cuda::AdamW(param, master, m, v, grad, norm_squared, args, update_stream_);
+    const int update = updates_queued_++;
+    if (update == static_cast<int>(update_done_.size())) {
+      update_done_.emplace_back();
+      GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&update_done_.back(),
+                                               cudaEventDisableTiming));
+    }
+    GPT2_CUDA_CHECK(cudaEventRecord(update_done_[update], update_stream_));
+    for (const AdamWDecayRun& run : AdamWDecayRuns(args, param.numel)) {
+      const auto claim = [&](const Tensor& t, bool written) {
+        if (t.data == nullptr) return;
+        const size_t size = DTypeSize(t.dtype);
+        claims_.Add(update, static_cast<const char*>(t.data) + run.begin * size,
+                    (run.end - run.begin) * size, written);
+      };
+      for (const Tensor& t : {param, master, m, v}) claim(t, true);
+      claim(grad, false);
+    }
+    claims_.Add(update, norm_squared.data, norm_squared.bytes(), false);
+  }
+
+  // Updates beside (see Backend::BeginUpdatesBeside).
+  bool UpdatesBeside() const override { return updates_wanted_ && !timing_; }
+  void BeginUpdatesBeside() override {
+    if (!UpdatesBeside()) return;
+    JoinUpdates();
+    if (update_stream_ == nullptr) {
+      GPT2_CUDA_CHECK(
+          cudaStreamCreateWithFlags(&update_stream_, cudaStreamNonBlocking));
+      GPT2_CUDA_CHECK(
+          cudaEventCreateWithFlags(&update_fork_, cudaEventDisableTiming));
+    }
+    GPT2_CUDA_CHECK(cudaEventRecord(update_fork_, stream_));
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(update_stream_, update_fork_, 0));
+    updating_beside_ = true;
+    updates_queued_ = 0;
+  }
+  void EndUpdatesBeside() override { updating_beside_ = false; }
+  void AwaitUpdatesTouching(std::initializer_list<Tensor> writes,
+                            std::initializer_list<Tensor> reads) override {
+    if (claims_.empty()) return;
+    const int need = claims_.Needed(writes, reads);
+    if (need < 0) return;
+    GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, update_done_[need], 0));
+    claims_.Joined(need);
+  }
+  // The main stream waits for every update beside still pending.
+  void JoinUpdates() {
+    if (claims_.empty()) return;
+    GPT2_CUDA_CHECK(
+        cudaStreamWaitEvent(stream_, update_done_[claims_.newest()], 0));
+    claims_.Clear();
   }
 
   void EnableOpTiming(bool on) override { timing_ = on; }
@@ -658,6 +736,7 @@ class CudaBackend final : public Backend {
 #if !defined(GPT2_CUDA_EMULATED)
   void BeginGraph() override {
     GPT2_CHECK_MSG(!timing_, "op timing cannot be recorded into a graph");
+    JoinUpdates();
     GPT2_CUDA_CHECK(
         cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   }
@@ -724,6 +803,18 @@ class CudaBackend final : public Backend {
   int wgrad_next_ = 0;
   int wgrad_unjoined_ = 0;
   cuda::Scratch wgrad_scratch_;
+  // Updates beside: whether wanted (GPT2_UPDATE_BESIDE=1), whether AdamW calls
+  // now go beside (between Begin- and EndUpdatesBeside), the update stream and
+  // the mark it waits for (made at the first BeginUpdatesBeside), an event
+  // after each update of the current step (grown as needed), how many are
+  // queued this step, and what those not yet waited for claim.
+  bool updates_wanted_ = false;
+  bool updating_beside_ = false;
+  cudaStream_t update_stream_ = nullptr;
+  cudaEvent_t update_fork_ = nullptr;
+  std::vector<cudaEvent_t> update_done_;
+  int updates_queued_ = 0;
+  UpdateClaims claims_;
 #if !defined(GPT2_CUDA_EMULATED)
   std::unique_ptr<cuda::CublasLtMatmul> cublaslt_;
   std::unique_ptr<cuda::CublasLtMatmul> cublaslt_beside_;  // on wgrad_stream_

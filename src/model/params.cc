@@ -133,6 +133,40 @@ void InitParamsEncoded(const ModelShape& shape,
   }
 }
 
+std::vector<std::vector<ParamSlice>> ForwardUpdateGroups(
+    const std::vector<ParamSpec>& list, int num_layers) {
+  std::vector<ParamSlice> front, back;
+  std::vector<std::vector<ParamSlice>> layers(num_layers);
+  bool seen_per_layer = false;
+  const auto append = [](std::vector<ParamSlice>& group, ParamSlice slice) {
+    if (slice.numel == 0) return;
+    if (!group.empty() && group.back().decayed == slice.decayed &&
+        group.back().offset + group.back().numel == slice.offset) {
+      group.back().numel += slice.numel;
+    } else {
+      group.push_back(slice);
+    }
+  };
+  for (const ParamSpec& p : list) {
+    if (p.per_layer) {
+      seen_per_layer = true;
+      for (int l = 0; l < num_layers; ++l) {
+        append(layers[l],
+               {p.offset + l * p.layer_numel(), p.layer_numel(), p.decayed});
+      }
+    } else {
+      append(seen_per_layer ? back : front, {p.offset, p.numel, p.decayed});
+    }
+  }
+  std::vector<std::vector<ParamSlice>> groups;
+  if (!front.empty()) groups.push_back(std::move(front));
+  for (auto& layer : layers) {
+    if (!layer.empty()) groups.push_back(std::move(layer));
+  }
+  if (!back.empty()) groups.push_back(std::move(back));
+  return groups;
+}
+
 void InitParams(const ModelShape& shape, const std::vector<ParamSpec>& list,
                 uint64_t seed, std::vector<double>* params) {
   params->resize(TotalParams(list));

@@ -88,6 +88,20 @@ struct ParamGroupCounts {
 ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
                                   int num_layers);
 
+// The parameters grouped in the order a forward pass first reads them: the
+// tensors before the per-layer ones (the embeddings), then each layer's
+// slices of the per-layer tensors, then the tensors after them (the final
+// LayerNorm). Each group is slices of the flat buffer, ascending, adjacent
+// ones with the same decay merged; the groups cover the buffer once. An
+// optimizer that updates group by group lets the next forward start on a
+// group as soon as it is updated (Backend::BeginUpdatesBeside).
+struct ParamSlice {
+  int64_t offset = 0, numel = 0;
+  bool decayed = false;
+};
+std::vector<std::vector<ParamSlice>> ForwardUpdateGroups(
+    const std::vector<ParamSpec>& list, int num_layers);
+
 // Fills host memory `params` (TotalParams elements) with GPT-2's init: weights
 // N(0, 0.02), residual projections scaled by 1/sqrt(2L), LayerNorm weights 1,
 // biases 0, and the padded vocab rows of wte zero.

@@ -41,6 +41,22 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
   GPT2_CHECK_MSG(end == begin || (!args_.runs.empty() &&
                                   args_.runs.back().end == end - begin),
                  "the parameter list does not cover the shard");
+  // The forward's groups, each slice cut to the shard.
+  int num_layers = 0;
+  for (const ParamSpec& p : params_) {
+    if (p.per_layer && p.layer_numel() > 0)
+      num_layers = static_cast<int>(p.numel / p.layer_numel());
+  }
+  for (const auto& group : ForwardUpdateGroups(params_, num_layers)) {
+    AdamWArgs part = args_;
+    part.runs.clear();
+    for (const ParamSlice& s : group) {
+      const int64_t lo = std::max(begin, s.offset);
+      const int64_t hi = std::min(end, s.offset + s.numel);
+      if (lo < hi) part.runs.push_back({hi - begin, s.decayed, lo - begin});
+    }
+    if (!part.runs.empty()) group_args_.push_back(std::move(part));
+  }
 }
 
 int64_t AdamWOptimizer::StateBytes(DType dtype, int64_t shard_size) {
@@ -65,11 +81,24 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
                           Tensor norm_squared, double lr, int64_t step) {
   const int64_t begin = shard_.begin(), n = shard_.end() - begin;
   if (n == 0) return;
+  const Tensor param = params.Slice(begin, n);
+  const Tensor master = has_master() ? master_.Slice(0, n) : Tensor{};
+  const Tensor grad = shard_grads.Slice(0, n);
+  if (updates_beside_allowed_ && backend_->UpdatesBeside()) {
+    backend_->BeginUpdatesBeside();
+    for (AdamWArgs& part : group_args_) {
+      part.lr = lr;
+      part.step = step;
+      backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
+                      norm_squared, part);
+    }
+    backend_->EndUpdatesBeside();
+    return;
+  }
   args_.lr = lr;
   args_.step = step;
-  backend_->AdamW(params.Slice(begin, n),
-                  has_master() ? master_.Slice(0, n) : Tensor{}, m_.Slice(0, n),
-                  v_.Slice(0, n), shard_grads.Slice(0, n), norm_squared, args_);
+  backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
+                  norm_squared, args_);
 }
 
 void AdamWOptimizer::InitMasterFromParams(Tensor params) {

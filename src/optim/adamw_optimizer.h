@@ -42,6 +42,13 @@ class AdamWOptimizer {
   // global gradient norm, used for clipping. step is 1-based.
   void Step(Tensor params, Tensor shard_grads, Tensor norm_squared, double lr,
             int64_t step);
+  // Where the backend has updates beside (Backend::BeginUpdatesBeside), Step
+  // queues them there group by group in the forward's order
+  // (ForwardUpdateGroups): the same updates, bit for bit. Allow it only where
+  // nothing outside the backend's ops touches the weights, gradients or
+  // optimizer state before the next forward (no collectives after the step:
+  // a world of one). Off by default.
+  void AllowUpdatesBeside(bool allow) { updates_beside_allowed_ = allow; }
 
   const ShardLayout& shard() const { return shard_; }
   // Bytes of m, v and the master weights; StateBytes: the same before
@@ -74,6 +81,10 @@ class AdamWOptimizer {
   // Step's AdamW call but for the lr and step: the hyperparameters, the
   // shard's first parameter number and its runs with and without decay.
   AdamWArgs args_;
+  // The same split into the forward's groups (runs with gaps), for updates
+  // beside; groups with no element in the shard left out.
+  std::vector<AdamWArgs> group_args_;
+  bool updates_beside_allowed_ = false;
 };
 
 }  // namespace gpt2

@@ -451,6 +451,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper,
                            optimizer_shard);
+  // Updates beside the next forward (GPT2_UPDATE_BESIDE=1 on the CUDA
+  // backend): only with no collectives on the device, which would not wait
+  // for them.
+  optimizer.AllowUpdatesBeside(world == 1 && device_comm == nullptr);
   TrainProgress progress;
   if (!options.init_from.empty()) {
     GPT2_RETURN_IF_ERROR(InitWeightsFrom(options.init_from, &model));
@@ -821,12 +825,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     const int slot = static_cast<int>(step % 2);
     Tensor loss_sum = loss_sums.Slice(slot, 1);
     Tensor norm_squared = norms_squared.Slice(slot, 1);
-    model.ZeroGrads();
     backend->Zero(loss_sum);
     for (int micro = 0; micro < accum; ++micro) {
       train_loader.Next(inputs.data(), targets.data());
       model.Forward(inputs.data(), targets.data(), B, T, dloss,
                     /*write_grad=*/true);
+      // Zeroed after the first forward, not before it: the last step's
+      // updates beside may still read the gradients while it runs.
+      if (micro == 0) model.ZeroGrads();
       backend->AccumulateSum(loss_sum, model.losses(), dloss);
       if (reduce_per_layer && micro == accum - 1) {
         dcomm->BeginOverlap();

@@ -1898,6 +1898,7 @@ class CudaTrainStep : public ::testing::Test {
                     recompute_layernorm, residual_fp32);
     model.InitParams(5);
     AdamWOptimizer opt(backend, model.param_list(), dtype, AdamWHyper{});
+    opt.AllowUpdatesBeside(true);  // where the backend has them
     opt.InitMasterFromParams(model.params());
     Tensor norm_sq = backend->Alloc(model.stats_dtype(), 1);
     Tensor loss = backend->Alloc(model.stats_dtype(), 1);
@@ -1905,9 +1906,11 @@ class CudaTrainStep : public ::testing::Test {
         y(tokens_.begin() + 1, tokens_.end());
     Trace trace;
     for (int s = 1; s <= steps; ++s) {
-      model.ZeroGrads();
       backend->Zero(loss);
       model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+      // After the forward, as the trainer does: the last step's updates
+      // beside may read the gradients while the forward runs.
+      model.ZeroGrads();
       backend->AccumulateSum(loss, model.losses(), 1.0 / (B * T));
       model.Backward();
       backend->SumSquares(norm_sq, model.grads());
@@ -2120,6 +2123,46 @@ TEST_F(CudaTrainStep, WeightGradientsBesideAreBitwiseTheSame) {
       EXPECT_EQ(plain.losses, beside.losses) << what;
       EXPECT_EQ(plain.grads, beside.grads) << what;
       EXPECT_EQ(plain.params, beside.params) << what;
+    }
+  }
+}
+
+// GPT2_UPDATE_BESIDE=1: the optimizer's updates go on a third stream layer by
+// layer in the forward's order, and each op of the next step waits for the
+// update whose memory it touches: the same updates, so bitwise the same
+// training, in fp32 and bf16 (with masters), with recomputed activations, and
+// read back between steps (the loss download must not wait for the updates;
+// the final params download must). Under the emulator's lazy streams
+// (emu.streams_lazy, emu.streams_lazy_main) an op that reads a weight before
+// its update shows here.
+TEST_F(CudaTrainStep, UpdatesBesideAreBitwiseTheSame) {
+  setenv("GPT2_UPDATE_BESIDE", "1", 1);
+  auto beside_backend = MakeCudaBackend(0);
+  unsetenv("GPT2_UPDATE_BESIDE");
+  auto plain_backend = MakeCudaBackend(0);
+  EXPECT_TRUE(beside_backend->UpdatesBeside());
+  EXPECT_FALSE(plain_backend->UpdatesBeside());
+  EXPECT_NE(beside_backend->KernelSummary(DType::kBF16, 16)
+                .find("updates: beside the next forward"),
+            std::string::npos);
+  // GPT-2's layout at a size the emulator runs: 3 layers (5 groups). (Head
+  // sizes are multiples of 4, so the channels are: packed updates; the
+  // element-wise path's gaps are AdamWRunsWithGapsAreBitwiseOneCallPerRun's.)
+  for (const int channels : {32}) {
+    SetShape(ModelShape{3, 2, channels, 16, 100, 128}, 2);
+    for (const DType dtype : {DType::kF32, DType::kBF16}) {
+      for (const bool recompute : {false, true}) {
+        const Trace plain =
+            Run(plain_backend.get(), 4, dtype, recompute, recompute);
+        const Trace beside =
+            Run(beside_backend.get(), 4, dtype, recompute, recompute);
+        const std::string what = std::string(DTypeName(dtype)) +
+                                 (recompute ? ", recomputed" : "") + ", C " +
+                                 std::to_string(channels);
+        EXPECT_EQ(plain.losses, beside.losses) << what;
+        EXPECT_EQ(plain.grads, beside.grads) << what;
+        EXPECT_EQ(plain.params, beside.params) << what;
+      }
     }
   }
 }

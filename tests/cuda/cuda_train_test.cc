@@ -226,6 +226,32 @@ TEST_F(CudaTrain, HostWaitsOnceAStepWithTheNextStepQueued) {
 }
 #endif
 
+// The trainer with GPT2_UPDATE_BESIDE=1 (updates beside the next forward):
+// the same losses and final weights as without, bit for bit, and resuming
+// from its checkpoint (written while updates may be pending: the download
+// must wait for them) gives the rest of the run bitwise.
+TEST_F(CudaTrain, UpdatesBesideKeepTheRunAndItsCheckpoints) {
+  auto plain = Run("CUDA", "BF16", "plain");
+  setenv("GPT2_UPDATE_BESIDE", "1", 1);
+  auto beside = Run("CUDA", "BF16", "beside");
+  const auto ckpt = dir_ / "logs/beside/checkpoints/step_00000004.ckpt";
+  auto resumed = Run("CUDA", "BF16", "beside", ckpt.string());
+  unsetenv("GPT2_UPDATE_BESIDE");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(beside.ok()) << beside.status();
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(beside->losses, plain->losses);
+  EXPECT_EQ(beside->final_params, plain->final_params);
+  ASSERT_EQ(resumed->losses.size(), 4u);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(resumed->losses[i], plain->losses[4 + i]) << i;
+  EXPECT_EQ(resumed->final_params, plain->final_params);
+  std::ifstream log(dir_ / "logs/beside/train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("updates: beside the next forward"), std::string::npos)
+      << text;
+}
+
 TEST_F(CudaTrain, Fp32RunMatchesTheCpu) {
   auto cpu = Run("CPU", "FP32", "cpu32");
   auto cuda = Run("CUDA", "FP32", "cuda32");

@@ -35,6 +35,54 @@ TEST(ParamList, Gpt2SmallCounts) {
   }
 }
 
+// The forward's update groups: embeddings, each layer's slices, the final
+// LayerNorm; every element once, each slice of one decay, in the order the
+// forward reads them.
+TEST(ParamList, ForwardUpdateGroupsCoverTheBufferInForwardOrder) {
+  const ModelShape shape = ModelShape::Gpt2Small();
+  const auto list = BuildParamList(shape);
+  const auto groups = ForwardUpdateGroups(list, shape.num_layers);
+  ASSERT_EQ(groups.size(), 14u);
+  // wte and wpe: adjacent, both decayed: one slice.
+  ASSERT_EQ(groups[0].size(), 1u);
+  EXPECT_EQ(groups[0][0].offset, 0);
+  EXPECT_EQ(groups[0][0].numel, list[kWte].numel + list[kWpe].numel);
+  EXPECT_TRUE(groups[0][0].decayed);
+  // lnfw and lnfb: adjacent, neither decayed: one slice.
+  ASSERT_EQ(groups[13].size(), 1u);
+  EXPECT_EQ(groups[13][0].offset, list[kLnfw].offset);
+  EXPECT_FALSE(groups[13][0].decayed);
+  std::vector<int> owner(TotalParams(list), -1);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    int64_t prev_end = -1;
+    for (const ParamSlice& s : groups[g]) {
+      EXPECT_GT(s.offset, prev_end) << g;  // ascending, adjacent ones merged
+      prev_end = s.offset + s.numel;
+      for (int64_t i = s.offset; i < s.offset + s.numel; ++i) {
+        ASSERT_EQ(owner[i], -1) << i;
+        owner[i] = static_cast<int>(g);
+      }
+    }
+  }
+  for (const ParamSpec& p : list) {
+    for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
+      const int l =
+          p.per_layer ? static_cast<int>((i - p.offset) / p.layer_numel()) : -1;
+      const int want = l >= 0                               ? 1 + l
+                       : (p.offset == 0 || p.name == "wpe") ? 0
+                                                            : 13;
+      ASSERT_EQ(owner[i], want) << p.name << " " << i;
+    }
+  }
+  // Layer 3's slices: 12 tensors, decay as their tensors'.
+  ASSERT_EQ(groups[4].size(), 12u);
+  EXPECT_EQ(groups[4][0].offset, list[kLn1w].offset + 3 * shape.channels);
+  EXPECT_FALSE(groups[4][0].decayed);
+  EXPECT_EQ(groups[4][2].offset,
+            list[kQkvw].offset + 3 * list[kQkvw].layer_numel());
+  EXPECT_TRUE(groups[4][2].decayed);
+}
+
 TEST(ParamList, InitStatistics) {
   ModelShape shape = TinyShape();
   shape.channels = 64;
