@@ -66,6 +66,7 @@ def bench_table(bench):
         head = re.search(r"^train step: .*B=(\d+) T=(\d+), (\w+)", section, re.M)
         med = re.search(r"^median over \d+ steps: ([\d.]+) ms/step, (\d+) tokens/s", section, re.M)
         mfu = re.search(r"^MFU: ([\d.]+)%", section, re.M)
+        back = re.search(r"^back to back: ([\d.]+) ms/step", section, re.M)
         mem = re.search(r"^GPU memory in use: ([\d.]+) GiB", section, re.M)
         kern = re.search(r"kernels: ([^\n]*)", section)
         attn = {op: (ms, tflops) for op, _, ms, _, tflops, _ in op_rows(section)
@@ -75,6 +76,7 @@ def bench_table(bench):
                          "attn": attn,
                          "ms": float(med.group(1)), "tps": int(med.group(2)),
                          "mfu": mfu.group(1) if mfu else "-", "mem": mem.group(1) if mem else "-",
+                         "back": back.group(1) if back else "-",
                          "kernels": kern.group(1).strip() if kern else ""})
         t = re.search(r"^pytorch reference: .*B=(\d+) .*(torch\.compile|eager): median ([\d.]+) "
                       r"ms/step, (\d+) tokens/s(?:, MFU ([\d.]+)%)?.*peak memory ([\d.]+) GiB",
@@ -245,14 +247,15 @@ def main():
     out += ["## Benchmark (GPT-2 124M, T=1024)", ""]
     rows, torch_rows = bench_table(bench)
     if rows or torch_rows:
-        out += ["| run | B | precision | ms/step | tokens/s | MFU % | GPU memory GiB |",
-                "|---|---|---|---|---|---|---|"]
+        out += ["| run | B | precision | ms/step | tokens/s | MFU % | GPU memory GiB | "
+                "back to back ms/step |",
+                "|---|---|---|---|---|---|---|---|"]
         for r in rows:
             out.append(f"| gpt2_ddp `{r['name']}` | {r['B']} | {r['dtype']} | {r['ms']:.1f} | "
-                       f"{r['tps']:,} | {r['mfu']} | {r['mem']} |")
+                       f"{r['tps']:,} | {r['mfu']} | {r['mem']} | {r['back']} |")
         for t in torch_rows:
             out.append(f"| PyTorch reference ({t['mode']}) | {t['B']} | bf16 autocast | {t['ms']:.1f} | "
-                       f"{t['tps']:,} | {t['mfu']} | {t['mem']} (peak) |")
+                       f"{t['tps']:,} | {t['mfu']} | {t['mem']} (peak) | - |")
         for t in torch_rows:
             ours = [r for r in rows if r["B"] == t["B"] and r["name"].startswith("bench_ours")]
             if ours:

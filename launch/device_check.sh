@@ -243,6 +243,8 @@ group_tests() {
     "the cuBLASLt bias-gradient epilogue failed its test: our column sums from here on"
   off "CudaTrainStep\.WeightGradientsBeside" GPT2_WGRAD_BESIDE=0 \
     "weight gradients beside the input gradients differ: inline from here on"
+  off "CudaTrainStep\.UpdatesBeside|CudaTrain\.UpdatesBeside" GPT2_UPDATE_BESIDE=0 \
+    "updates beside the next forward differ: never turned on"
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
@@ -319,12 +321,18 @@ group_bench() {
     touch "$state/pdl_ok"
     GPT2_PDL=1 bench bench_pdl_B16 16 --steps 5
   fi
+  # The optimizer's updates beside the next step's forward (GPT2_UPDATE_BESIDE=1: layer by
+  # layer on a third stream, each forward op waiting only for its layer's update; the
+  # same bits). Only a step queued behind the last one can overlap: compare the "back to
+  # back" lines (3 rounds of 10 steps without host waits), not the synced medians.
+  [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
+    GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B16 16
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
     run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
       --seq_len 1024 --steps 10 --no_compile
-  grep -E "^train step|^kernels|^median|^MFU|^GPU memory|  attention|  layernorm|  classifier|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^pytorch reference" \
+  grep -E "^train step|^kernels|^median|^back to back|^MFU|^GPU memory|  attention|  layernorm|  classifier|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
   # Timed cuBLASLt algorithms if they made the step over 2% faster, the bias-gradient
   # epilogue if over 1%: for every later group and call (while the machine stays warm).
@@ -337,13 +345,17 @@ group_bench() {
   adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
   adopt bench_classifier_ring_B16 GPT2_CLASSIFIER_RING=1 0.99 "the two-buffer bulk classifier"
   adopt bench_pdl_B16 GPT2_PDL=1 0.99 "programmatic dependent launch"
+  [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
+    adopt bench_update_beside_B16 GPT2_UPDATE_BESIDE=1 0.99 \
+      "optimizer updates beside the next forward" bench_ours_B16 back
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
-# adopt BENCH VAR=VALUE RATIO WHAT [BASE]: VAR=VALUE from here on (and in later calls:
-# $state/VAR) if bench BENCH's step took under RATIO times bench BASE's (bench_ours_B16).
+# adopt BENCH VAR=VALUE RATIO WHAT [BASE [back]]: VAR=VALUE from here on (and in later
+# calls: $state/VAR) if bench BENCH's step took under RATIO times bench BASE's
+# (bench_ours_B16); with "back", their back-to-back steps (no host waits) are compared.
 adopt() {
   local ours other var=${2%%=*} value=${2#*=}
-  ours=$(step_ms_of "${5:-bench_ours_B16}"); other=$(step_ms_of "$1")
+  ours=$(step_ms_of "${5:-bench_ours_B16}" "${6:-}"); other=$(step_ms_of "$1" "${6:-}")
   if [ -n "$ours" ] && [ -n "$other" ] &&
      awk -v t="$other" -v o="$ours" -v r="$3" 'BEGIN { exit !(t < r * o) }'; then
     echo "$value" >"$state/$var"
@@ -353,10 +365,13 @@ adopt() {
     log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms"
   fi
 }
-# step_ms_of NAME: the median ms/step that bench NAME printed in bench.txt (empty if none).
+# step_ms_of NAME [back]: the median ms/step that bench NAME printed in bench.txt (empty
+# if none); with "back", its back-to-back ms/step.
 step_ms_of() {
-  awk -v name="$1" '/^===== / { inside = ($2 == name) }
-    inside && /^median over/ { for (i = 2; i <= NF; i++) if ($i ~ /^ms\/step/) v = $(i - 1) }
+  local line="^median over"
+  [ "${2:-}" != back ] || line="^back to back:"
+  awk -v name="$1" -v line="$line" '/^===== / { inside = ($2 == name) }
+    inside && $0 ~ line { for (i = 2; i <= NF; i++) if ($i ~ /^ms\/step/) v = $(i - 1) }
     END { print v }' "$logs/bench.txt" 2>/dev/null
 }
 
@@ -696,7 +711,14 @@ group_extra() {
     GPT2_PDL=1 bench bench_pdl_B4 4
     adopt bench_pdl_B4 GPT2_PDL=1 0.99 "programmatic dependent launch, at B=4" bench_ours_B4
   fi
-  grep -E "^median" "$logs/bench.txt" | tee -a "$logs/machine.txt"
+  # Updates beside the next forward at B=4, where the optimizer is ~12% of a step, if not
+  # adopted (or turned off) in the bench group.
+  if [ -z "${GPT2_UPDATE_BESIDE:-}" ]; then
+    GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B4 4
+    adopt bench_update_beside_B4 GPT2_UPDATE_BESIDE=1 0.99 \
+      "optimizer updates beside the next forward, at B=4" bench_ours_B4 back
+  fi
+  grep -E "^median|^back to back" "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 
 # compute-sanitizer and Nsight Compute (both in the GPU machine's image, as root, on its

@@ -191,6 +191,7 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   model.InitParams(1337);
   AdamWOptimizer opt(backend.get(), model.param_list(), dtype, AdamWHyper{});
   opt.InitMasterFromParams(model.params());
+  opt.AllowUpdatesBeside(true);  // GPT2_UPDATE_BESIDE=1 on the CUDA backend
   Tensor norm_sq = backend->Alloc(model.stats_dtype(), 1);
   const std::string kernels =
       backend->KernelSummary(dtype, shape.channels / shape.num_heads);
@@ -242,6 +243,30 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     bwd.push_back(Ms(t1, t2));
     upd.push_back(Ms(t2, t3));
   }
+  // Steps back to back as training queues them (no host wait between
+  // phases or steps; the gradients zeroed after the forward, so updates
+  // beside the next forward can overlap it): three rounds of `steps`, each
+  // timed from its first call to the end of its last step on the device.
+  // The host's time to issue one step's calls, nothing queued ahead (each
+  // round's first), says whether the host keeps ahead of the device.
+  std::vector<double> rounds, issue;
+  if (backend->asynchronous()) {
+    for (int round = 0; round < 3; ++round) {
+      backend->Synchronize();
+      const auto t0 = Clock::now();
+      for (int i = 0; i < steps; ++i) {
+        model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+        model.ZeroGrads();
+        model.Backward();
+        backend->SumSquares(norm_sq, model.grads());
+        opt.Step(model.params(), model.grads(), norm_sq, 1e-4,
+                 steps + 2 + round * steps + i);
+        if (i == 0) issue.push_back(Ms(t0, Clock::now()));
+      }
+      backend->Synchronize();
+      rounds.push_back(Ms(t0, Clock::now()) / steps);
+    }
+  }
   // One more step with every op timed (CUDA events): where the time goes.
   std::vector<OpTiming> timings;
   if (absl::GetFlag(FLAGS_profile)) {
@@ -263,6 +288,14 @@ double BenchTrainStep(bool print, int local_rank = 0) {
         "backward %.1f, "
         "optimizer %.1f ms)\n",
         steps, ms, tokens_per_sec, Median(fwd), Median(bwd), Median(upd));
+    if (!rounds.empty()) {
+      std::printf(
+          "back to back: %.1f ms/step, %.0f tokens/s (median of %zu rounds of "
+          "%d steps queued without host waits, as training runs; the host "
+          "issued a step's calls in %.1f ms)\n",
+          Median(rounds), B * T / (Median(rounds) / 1000.0), rounds.size(),
+          steps, Median(issue));
+    }
     // Model flops per token: 6N for the matmuls with weights, 6 L C T for
     // attention.
     const double flops_per_token =
@@ -559,14 +592,17 @@ int main(int argc, char** argv) {
       "124M at B=4, T=64 by default (median of --steps after a warm-up), with "
       "a\n"
       "forward/backward/optimizer split and tokens/s (on the GPU also MFU, "
-      "per-op times\n"
-      "and memory), and GPT-2 BPE tokenization of Tiny Shakespeare.\n\n"
+      "per-op times,\n"
+      "memory, and the step with steps queued back to back as training runs "
+      "them),\n"
+      "and GPT-2 BPE tokenization of Tiny Shakespeare.\n\n"
       "  gpt2_bench --data_dir ../shared/data\n"
       "  OMP_NUM_THREADS=1 gpt2_bench --batch 2 --steps 3 --tokenizer=false\n"
       "  gpt2_bench --device cuda --precision bf16 --batch 64 --seq_len 1024 "
       "--steps 10\n\n"
       "The CUDA kernels' switches are GPT2_* environment variables (e.g.\n"
-      "GPT2_MATMUL_AUTOTUNE=1, GPT2_PDL=1; docs/gpu_runbook.md lists them); "
+      "GPT2_MATMUL_AUTOTUNE=1, GPT2_UPDATE_BESIDE=1; docs/gpu_runbook.md lists "
+      "them); "
       "the "
       "header's\n"
       "kernels line says which ran.");
