@@ -325,8 +325,12 @@ group_bench() {
   # layer on a third stream, each forward op waiting only for its layer's update; the
   # same bits). Only a step queued behind the last one can overlap: compare the "back to
   # back" lines (3 rounds of 10 steps without host waits), not the synced medians.
-  [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
+  # And with the main stream at the greatest priority (GPT2_STREAM_PRIORITY=1: the block
+  # scheduler places its blocks before the beside streams' when an SM frees up).
+  if [ "${GPT2_UPDATE_BESIDE:-}" != 0 ]; then
     GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B16 16
+    GPT2_UPDATE_BESIDE=1 GPT2_STREAM_PRIORITY=1 bench bench_update_priority_B16 16
+  fi
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -348,6 +352,9 @@ group_bench() {
   [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
     adopt bench_update_beside_B16 GPT2_UPDATE_BESIDE=1 0.99 \
       "optimizer updates beside the next forward" bench_ours_B16 back
+  [ "${GPT2_UPDATE_BESIDE:-}" != 1 ] ||
+    adopt bench_update_priority_B16 GPT2_STREAM_PRIORITY=1 0.99 \
+      "the main stream's blocks placed first" bench_update_beside_B16 back
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR=VALUE RATIO WHAT [BASE [back]]: VAR=VALUE from here on (and in later

@@ -45,7 +45,20 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device) : device_(device) {
     GPT2_CUDA_CHECK(cudaSetDevice(device_));
-    GPT2_CUDA_CHECK(cudaStreamCreate(&stream_));
+    // GPT2_STREAM_PRIORITY=1: the main stream at the device's greatest
+    // priority, so that when an SM frees up the block scheduler places the
+    // main stream's blocks (the step's critical path) before those of the
+    // streams beside it (weight gradients, updates, the attention's dQ),
+    // which then fill what is left. Opt-in until timed.
+    int priority = 0;
+    if (EnvIs("GPT2_STREAM_PRIORITY", "1")) {
+      int least = 0, greatest = 0;
+      GPT2_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+      priority = greatest;
+      high_priority_ = greatest != least;
+    }
+    GPT2_CUDA_CHECK(
+        cudaStreamCreateWithPriority(&stream_, cudaStreamDefault, priority));
 #if !defined(GPT2_CUDA_EMULATED)
     // GPT2_PORTABLE_MATMUL=1 runs the tiled kernels instead, for checking
     // cuBLASLt.
@@ -109,6 +122,7 @@ class CudaBackend final : public Backend {
            ", attention: " + cuda::AttentionKernelName(dtype, head_size) +
            (beside_ ? ", weight gradients: beside" : "") +
            (updates_wanted_ ? ", updates: beside the next forward" : "") +
+           (high_priority_ ? ", main stream first" : "") +
            (cuda::ProgrammaticLaunchOn() ? ", launches: programmatic" : "");
   }
 
@@ -810,6 +824,8 @@ class CudaBackend final : public Backend {
   // queued this step, and what those not yet waited for claim.
   bool updates_wanted_ = false;
   bool updating_beside_ = false;
+  // GPT2_STREAM_PRIORITY=1 took effect: the main stream above the others.
+  bool high_priority_ = false;
   cudaStream_t update_stream_ = nullptr;
   cudaEvent_t update_fork_ = nullptr;
   std::vector<cudaEvent_t> update_done_;

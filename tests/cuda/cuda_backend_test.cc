@@ -2165,6 +2165,23 @@ TEST_F(CudaTrainStep, UpdatesBesideAreBitwiseTheSame) {
       }
     }
   }
+  // With the main stream above the others (GPT2_STREAM_PRIORITY=1): only the
+  // order blocks are placed in changes, not the bits.
+  setenv("GPT2_UPDATE_BESIDE", "1", 1);
+  setenv("GPT2_STREAM_PRIORITY", "1", 1);
+  auto first_backend = MakeCudaBackend(0);
+  unsetenv("GPT2_UPDATE_BESIDE");
+  unsetenv("GPT2_STREAM_PRIORITY");
+  EXPECT_NE(
+      first_backend->KernelSummary(DType::kBF16, 16).find("main stream first"),
+      std::string::npos);
+  EXPECT_EQ(
+      plain_backend->KernelSummary(DType::kBF16, 16).find("main stream first"),
+      std::string::npos);
+  const Trace plain = Run(plain_backend.get(), 4, DType::kBF16);
+  const Trace first = Run(first_backend.get(), 4, DType::kBF16);
+  EXPECT_EQ(plain.losses, first.losses);
+  EXPECT_EQ(plain.params, first.params);
 }
 
 // Recomputed LayerNorms are the same kernel on the same input: bitwise the
