@@ -281,23 +281,14 @@ group_bench() {
   # default since 963fd27's H100 run: 29.7 against 30.4 ms with it).
   [ "${GPT2_BIAS_EPILOGUE:-}" = 0 ] ||
     GPT2_BIAS_EPILOGUE=0 bench bench_nobiasepi_B16 16 --steps 5
-  # The GELU as its own kernels instead of cuBLASLt's GELU_AUX / DGELU epilogues: the
-  # GELU-fused matmuls run at ~490 TFLOP/s against ~650 for the plain ones (H200), and
-  # this pair was never timed side by side.
-  GPT2_GELU_EPILOGUES=0 bench bench_nogeluepi_B16 16 --steps 5
-  # The classifier reading its row twice instead of staging it in shared memory by one
-  # bulk copy (the default on sm_90: 1.55 against 1.64 ms a B=16 step at 963fd27).
-  [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] ||
-    GPT2_CLASSIFIER_BULK=0 bench bench_classifier2_B16 16 --steps 5
+  # (Settled A/Bs no longer rerun, to leave the sweep their ~8 s each: GELU epilogues
+  # 30.4 against 33.0 ms without, the bulk classifier 1.55 against 1.64 ms reading its row
+  # twice, the wgmma attention kernels, the portable attention; logs/gpu_h100_2026-11-27_3.)
   # The bulk classifier as one block an SM with two row buffers, the next row's copy in
   # flight while this one is reduced and written (opt-in, the same bits; the bulk kernel
   # moved 2.1 TB/s, 63% of the card's bandwidth). Compare the per-op classifier lines.
   [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] || [ "${GPT2_CLASSIFIER_RING:-}" = 0 ] ||
     GPT2_CLASSIFIER_RING=1 bench bench_classifier_ring_B16 16 --steps 5
-  # Without the wgmma attention kernels (which bench_ours_B16's first step times against
-  # the mma.sync ones; "attention kernels alone" lists both): the step they save.
-  [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] ||
-    GPT2_ATTENTION_WGMMA=0 bench bench_nowgmma_B16 16 --steps 5
   # The wgmma dQ kernel pipelined (each tile's score math overlapping the previous tile's
   # dQ products; the same bits) inside whichever backward version the first step picks.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
@@ -702,8 +693,6 @@ group_decode() {
 
 group_extra() {
   bench bench_ours_B64 64
-  # The portable attention kernels, to show what the tensor-core ones bring.
-  GPT2_PORTABLE_ATTENTION=1 bench bench_portable_attn_B16 16 --steps 5
   bench bench_ours_B32 32
   # The fast recipe's batch: 17.0 ms a step at 963fd27 against 29.4 at B=16 (12% more a
   # token); its per-op rows say where small batches lose.
