@@ -109,7 +109,7 @@ class Backend {
   // and EndGraph are recorded instead of run, and ReplayGraph runs them again
   // with one launch. Recorded ops must not allocate, copy from the host or
   // wait; values that change between replays (a decode position) live in
-  // backend memory. Backends without graphs (the CPU, the emulator) say so
+  // backend memory. Backends without graphs (the CPU) say so
   // and the caller runs the ops directly. ----
   virtual bool SupportsGraphs() const { return false; }
   virtual void BeginGraph() { GPT2_CHECK_MSG(false, name(), " has no graphs"); }

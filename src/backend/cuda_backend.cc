@@ -87,9 +87,7 @@ class CudaBackend final : public Backend {
     JoinWeightGradients(0);
     JoinUpdates();
     cudaStreamSynchronize(stream_);
-#if !defined(GPT2_CUDA_EMULATED)
     for (cudaGraphExec_t exec : graphs_) cudaGraphExecDestroy(exec);
-#endif
     if (queued_host_ != nullptr) cudaFreeHost(queued_host_);
     if (queued_done_ != nullptr) cudaEventDestroy(queued_done_);
     for (StepMark& mark : step_marks_) {
@@ -739,15 +737,9 @@ class CudaBackend final : public Backend {
   };
 
   // Graphs: stream capture into a cudaGraph, instantiated once, replayed with
-  // one launch. Not in the emulated build (the emulator has no capture).
-  bool SupportsGraphs() const override {
-#if defined(GPT2_CUDA_EMULATED)
-    return false;
-#else
-    return true;
-#endif
-  }
-#if !defined(GPT2_CUDA_EMULATED)
+  // one launch (the emulator records and replays them too, refusing what a
+  // capture does not allow).
+  bool SupportsGraphs() const override { return true; }
   void BeginGraph() override {
     GPT2_CHECK_MSG(!timing_, "op timing cannot be recorded into a graph");
     JoinUpdates();
@@ -767,7 +759,6 @@ class CudaBackend final : public Backend {
     GPT2_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()));
     GPT2_CUDA_CHECK(cudaGraphLaunch(graphs_[graph], stream_));
   }
-#endif
 
   std::string matmul_path() const {
 #if !defined(GPT2_CUDA_EMULATED)

@@ -53,9 +53,18 @@ bool QueuesWork(cudaStream_t stream);
 void SyncWithLegacyStream();
 // Runs every stream's queued work (nothing when streams are eager).
 void SyncDevice();
-// Runs `op` in `stream`'s order: queued on a lazy stream, else at once (after
+// Runs `op` in `stream`'s order: recorded into the graph while the stream
+// captures, queued on a lazy stream, else at once (after
 // SyncWithLegacyStream on the legacy stream).
 void Submit(cudaStream_t stream, std::function<void()> op);
+// ---- Stream capture (runtime.cc) ----
+// The graph `stream`'s work is recorded into (null when it is not capturing).
+CUgraph_st* CaptureOf(cudaStream_t stream);
+// For a call a capture does not allow (a synchronization, an allocation, work
+// on the legacy stream): while any capture runs, reports it, invalidates the
+// running captures (their end then fails) and returns
+// cudaErrorStreamCaptureUnsupported; else cudaSuccess.
+cudaError_t RefuseInCapture(const std::string& what);
 
 // ---- Runtime state the launcher consults (runtime.cc) ----
 bool IsValidStream(cudaStream_t stream);

@@ -40,6 +40,24 @@ struct CUstream_st {
   std::deque<std::function<void()>> queue;
   uint64_t queued = 0;
   uint64_t done = 0;
+  // The graph this stream's work is recorded into while a capture runs (the
+  // stream that began it, or one that joined by waiting on an event recorded
+  // in it); null otherwise.
+  CUgraph_st* capture = nullptr;
+  bool capture_origin = false;
+};
+// A captured graph: its operations in the order they were issued, which
+// respects every dependency of the capture (an operation is issued after what
+// it waits for). `error`: why the capture was invalidated ("" if it was not).
+struct CUgraph_st {
+  std::vector<std::function<void()>> ops;
+  std::string error;
+};
+// An instantiated graph: the same operations, run in that order at each
+// launch (one valid order of the graph; the emulator does not run a graph's
+// branches concurrently).
+struct CUgraphExec_st {
+  std::shared_ptr<const std::vector<std::function<void()>>> ops;
 };
 struct CUevent_st {
   unsigned flags;
@@ -50,6 +68,8 @@ struct CUevent_st {
   // once the record has run (stream 0: nothing pending).
   uint64_t stream_serial = 0;
   uint64_t target = 0;
+  // Recorded into this capture (null: recorded outside any).
+  CUgraph_st* captured_in = nullptr;
 };
 
 namespace cuda_emu {
@@ -89,6 +109,9 @@ struct State {
   uint64_t next_stream_serial = 1;
   std::set<cudaEvent_t> events;
   uint64_t next_event_serial = 1;
+  std::set<cudaGraph_t> graphs;
+  std::set<cudaGraphExec_t> graph_execs;
+  std::atomic<int> captures{0};      // captures begun and not yet ended
   std::atomic<int> stream_order{0};  // cuda_emu::StreamOrder
   std::atomic<uint64_t> ops_run{0};  // queued operations run so far
   std::atomic<uint64_t> host_waits{0};
@@ -522,6 +545,11 @@ void FreeAll() {
   s.stream_by_serial.clear();
   for (cudaEvent_t ev : s.events) delete ev;
   s.events.clear();
+  for (cudaGraph_t g : s.graphs) delete g;
+  s.graphs.clear();
+  for (cudaGraphExec_t g : s.graph_execs) delete g;
+  s.graph_execs.clear();
+  s.captures = 0;
   s.max_dyn_smem.clear();
 }
 
@@ -560,6 +588,7 @@ void SetStickyError(cudaError_t error) {
 }
 
 bool QueuesWork(cudaStream_t stream) {
+  if (CaptureOf(stream) != nullptr) return true;  // recorded, not run
   if (!Lazy() || IsLegacyStream(stream)) return false;
   if (S().stream_order.load() == static_cast<int>(StreamOrder::kLazy)) {
     return true;
@@ -568,7 +597,34 @@ bool QueuesWork(cudaStream_t stream) {
   return (stream->flags & cudaStreamNonBlocking) == 0;
 }
 
+CUgraph_st* CaptureOf(cudaStream_t stream) {
+  if (IsLegacyStream(stream)) return nullptr;
+  return stream->capture;
+}
+
+cudaError_t RefuseInCapture(const std::string& what) {
+  State& s = S();
+  if (s.captures.load() == 0) return cudaSuccess;
+  const std::string why = what + " while a stream capture runs";
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (cudaStream_t st : s.streams) {
+      if (st->capture != nullptr && st->capture->error.empty()) {
+        st->capture->error = why;
+      }
+    }
+  }
+  Report(why + ": not allowed in a capture (cudaErrorStreamCaptureUnsupported)",
+         false);
+  return SetLastError(cudaErrorStreamCaptureUnsupported);
+}
+
 void SyncWithLegacyStream() {
+  // CUDA: cudaErrorStreamCaptureImplicit (the legacy stream would wait for
+  // the capturing streams' work, which is only being recorded).
+  if (S().captures.load() > 0) {
+    RefuseInCapture("work on the legacy default stream");
+  }
   if (Lazy()) DrainAll(/*blocking_only=*/true);
 }
 
@@ -577,6 +633,11 @@ void SyncDevice() {
 }
 
 void Submit(cudaStream_t stream, std::function<void()> op) {
+  if (CUgraph_st* graph = CaptureOf(stream)) {
+    std::lock_guard<std::mutex> lock(S().mu);
+    graph->ops.push_back(std::move(op));
+    return;
+  }
   if (!QueuesWork(stream)) {
     if (IsLegacyStream(stream)) SyncWithLegacyStream();
     op();
@@ -677,6 +738,7 @@ using cuda_emu::detail::SetLastError;
 using cuda_emu::detail::StickyError;
 
 cudaError_t cudaMalloc(void** devPtr, size_t size) {
+  if (cudaError_t e = cuda_emu::detail::RefuseInCapture("cudaMalloc")) return e;
   return cuda_emu::detail::Allocate(devPtr, size, AllocKind::kDevice,
                                     "cudaMalloc");
 }
@@ -693,6 +755,7 @@ cudaError_t cudaMallocAsync(void** devPtr, size_t size, cudaStream_t stream) {
                                     "cudaMallocAsync");
 }
 cudaError_t cudaFree(void* devPtr) {
+  if (cudaError_t e = cuda_emu::detail::RefuseInCapture("cudaFree")) return e;
   cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncDevice();
   return cuda_emu::detail::Release(devPtr, false, "cudaFree");
@@ -725,6 +788,7 @@ cudaError_t cudaFreeHost(void* ptr) {
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t count,
                        enum cudaMemcpyKind kind) {
+  if (cudaError_t e = cuda_emu::detail::RefuseInCapture("cudaMemcpy")) return e;
   cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncWithLegacyStream();
   return cuda_emu::detail::Copy(dst, src, count, kind, "cudaMemcpy");
@@ -749,6 +813,10 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count,
   }
   const bool device_src = d::InDeviceBuffer(src);
   const bool device_dst = d::InDeviceBuffer(dst);
+  if (d::CaptureOf(stream) != nullptr &&
+      ((!device_src && !d::Pinned(src)) || (!device_dst && !d::Pinned(dst)))) {
+    return d::RefuseInCapture("cudaMemcpyAsync with pageable host memory");
+  }
   if (!device_src && !d::Pinned(src)) {
     // Pageable source: read now (CUDA stages it before the call returns).
     auto data = std::make_shared<std::vector<unsigned char>>(
@@ -786,6 +854,7 @@ cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src,
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
+  if (cudaError_t e = cuda_emu::detail::RefuseInCapture("cudaMemset")) return e;
   cuda_emu::detail::SyncWithLegacyStream();
   return cuda_emu::detail::Fill(devPtr, value, count, "cudaMemset");
 }
@@ -931,6 +1000,10 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaStreamSynchronize"))
     return e;
+  if (cuda_emu::detail::CaptureOf(stream) != nullptr) {
+    return cuda_emu::detail::RefuseInCapture(
+        "cudaStreamSynchronize of a capturing stream");
+  }
   cuda_emu::detail::HostWaitScope wait;
   // The legacy stream's own work has run (it runs at once).
   if (!cuda_emu::detail::IsLegacyStream(stream)) {
@@ -944,6 +1017,10 @@ cudaError_t cudaStreamQuery(cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaStreamQuery")) {
     return e;
+  }
+  if (cuda_emu::detail::CaptureOf(stream) != nullptr) {
+    return cuda_emu::detail::RefuseInCapture(
+        "cudaStreamQuery of a capturing stream");
   }
   if (cuda_emu::detail::StreamPending(stream)) {
     cuda_emu::detail::DrainStream(stream->serial);
@@ -959,6 +1036,29 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
   if (cudaError_t e =
           cuda_emu::detail::CheckEvent(event, "cudaStreamWaitEvent"))
     return e;
+  // In a capture: a wait on an event recorded in it makes the stream join the
+  // capture (its later work is recorded too, after what it waits for in issue
+  // order); a capturing stream may not wait on anything else.
+  {
+    CUgraph_st* graph = cuda_emu::detail::CaptureOf(stream);
+    std::unique_lock<std::mutex> lock(S().mu);
+    CUgraph_st* recorded_in = event->captured_in;
+    if (recorded_in != nullptr || graph != nullptr) {
+      if (recorded_in == nullptr ||
+          (graph != nullptr && graph != recorded_in)) {
+        lock.unlock();
+        cuda_emu::detail::Report(
+            "cudaStreamWaitEvent: a capturing stream waits on an event "
+            "recorded outside its capture (cudaErrorStreamCaptureIsolation)",
+            false);
+        return SetLastError(cudaErrorStreamCaptureIsolation);
+      }
+      if (graph == nullptr && !cuda_emu::detail::IsLegacyStream(stream)) {
+        stream->capture = recorded_in;  // joins
+      }
+      return StickyError();
+    }
+  }
   // Waits for the event's last record as of this call.
   uint64_t serial, target;
   {
@@ -989,6 +1089,155 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn,
   return cudaSuccess;
 }
 
+// ---- Stream capture and graphs ----
+// What a capture records is each operation as issued (launches, async copies
+// and fills, event records, host functions, graph launches), into the graph
+// of the stream that began it and of every stream that joined it by waiting
+// on an event recorded in it; a launch of the instantiated graph runs them
+// all in that order, in the launching stream's order. Calls a capture does
+// not allow (synchronizing a capturing stream, cudaMalloc / cudaFree, the
+// legacy stream, pageable copies, a wait on an event from outside) are
+// reported and invalidate it: its end returns
+// cudaErrorStreamCaptureInvalidated. The emulator does not check that joined
+// streams rejoined the origin before the end.
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
+                                   enum cudaStreamCaptureMode) {
+  namespace d = cuda_emu::detail;
+  if (cudaError_t e = d::CheckStream(stream, "cudaStreamBeginCapture")) {
+    return e;
+  }
+  if (d::IsLegacyStream(stream)) {
+    return ApiError(cudaErrorStreamCaptureUnsupported,
+                    "cudaStreamBeginCapture: the legacy default stream cannot "
+                    "capture");
+  }
+  if (d::CaptureOf(stream) != nullptr) {
+    return ApiError(cudaErrorIllegalState,
+                    "cudaStreamBeginCapture: the stream is already capturing");
+  }
+  std::lock_guard<std::mutex> lock(S().mu);
+  auto* graph = new CUgraph_st();
+  S().graphs.insert(graph);
+  stream->capture = graph;
+  stream->capture_origin = true;
+  ++S().captures;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
+  namespace d = cuda_emu::detail;
+  if (cudaError_t e = d::CheckStream(stream, "cudaStreamEndCapture")) return e;
+  if (pGraph == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaStreamEndCapture with a null graph pointer");
+  }
+  *pGraph = nullptr;
+  CUgraph_st* graph = d::CaptureOf(stream);
+  if (graph == nullptr || !stream->capture_origin) {
+    return ApiError(cudaErrorStreamCaptureUnmatched,
+                    "cudaStreamEndCapture: the stream did not begin a capture");
+  }
+  std::string error;
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    for (cudaStream_t st : S().streams) {
+      if (st->capture == graph) {
+        st->capture = nullptr;
+        st->capture_origin = false;
+      }
+    }
+    for (cudaEvent_t ev : S().events) {
+      if (ev->captured_in == graph) ev->captured_in = nullptr;
+    }
+    --S().captures;
+    error = graph->error;
+    if (!error.empty()) {
+      S().graphs.erase(graph);
+      delete graph;
+    }
+  }
+  if (!error.empty()) {
+    return ApiError(
+        cudaErrorStreamCaptureInvalidated,
+        "cudaStreamEndCapture: the capture was invalidated by " + error);
+  }
+  *pGraph = graph;
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream,
+                                  enum cudaStreamCaptureStatus* status) {
+  namespace d = cuda_emu::detail;
+  if (cudaError_t e = d::CheckStream(stream, "cudaStreamIsCapturing")) return e;
+  if (status == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaStreamIsCapturing with a null status pointer");
+  }
+  CUgraph_st* graph = d::CaptureOf(stream);
+  *status = graph == nullptr       ? cudaStreamCaptureStatusNone
+            : graph->error.empty() ? cudaStreamCaptureStatusActive
+                                   : cudaStreamCaptureStatusInvalidated;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph,
+                                 unsigned long long) {
+  if (pGraphExec == nullptr) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaGraphInstantiate with a null pointer");
+  }
+  std::lock_guard<std::mutex> lock(S().mu);
+  if (S().graphs.count(graph) == 0) {
+    return ApiError(cudaErrorInvalidValue,
+                    "cudaGraphInstantiate: not a live cudaGraph_t");
+  }
+  auto* exec = new CUgraphExec_st{
+      std::make_shared<const std::vector<std::function<void()>>>(graph->ops)};
+  S().graph_execs.insert(exec);
+  *pGraphExec = exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
+  namespace d = cuda_emu::detail;
+  if (cudaError_t e = d::CheckStream(stream, "cudaGraphLaunch")) return e;
+  std::shared_ptr<const std::vector<std::function<void()>>> ops;
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    if (S().graph_execs.count(graphExec) == 0) {
+      return ApiError(cudaErrorInvalidResourceHandle,
+                      "cudaGraphLaunch: not a live cudaGraphExec_t");
+    }
+    ops = graphExec->ops;
+  }
+  if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
+  d::Submit(stream, [ops] {
+    for (const std::function<void()>& op : *ops) op();
+  });
+  return StickyError();
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  if (S().graph_execs.erase(graphExec) == 0) {
+    return ApiError(cudaErrorInvalidResourceHandle,
+                    "cudaGraphExecDestroy: not a live cudaGraphExec_t");
+  }
+  delete graphExec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  std::lock_guard<std::mutex> lock(S().mu);
+  if (S().graphs.erase(graph) == 0) {
+    return ApiError(cudaErrorInvalidResourceHandle,
+                    "cudaGraphDestroy: not a live cudaGraph_t");
+  }
+  delete graph;
+  return cudaSuccess;
+}
+
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
   if (event == nullptr) {
     return ApiError(cudaErrorInvalidValue,
@@ -1010,6 +1259,27 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (cudaError_t e =
           cuda_emu::detail::CheckStream(stream, "cudaEventRecord")) {
     return e;
+  }
+  if (CUgraph_st* graph = cuda_emu::detail::CaptureOf(stream)) {
+    // Recorded into the capture: a wait on it joins the capture; each launch
+    // of the graph marks it recorded.
+    {
+      std::lock_guard<std::mutex> lock(S().mu);
+      event->captured_in = graph;
+      event->stream_serial = 0;
+    }
+    cuda_emu::detail::Submit(stream, [event, serial = event->serial] {
+      std::lock_guard<std::mutex> lock(S().mu);
+      if (S().events.count(event) != 0 && event->serial == serial) {
+        event->recorded = true;
+        event->when = std::chrono::steady_clock::now();
+      }
+    });
+    return StickyError();
+  }
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    event->captured_in = nullptr;
   }
   if (!cuda_emu::detail::QueuesWork(stream)) {
     if (cuda_emu::detail::IsLegacyStream(stream)) {
@@ -1040,6 +1310,10 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (cudaError_t e =
           cuda_emu::detail::CheckEvent(event, "cudaEventSynchronize"))
     return e;
+  if (event->captured_in != nullptr && S().captures.load() > 0) {
+    return cuda_emu::detail::RefuseInCapture(
+        "cudaEventSynchronize of an event recorded in a capture");
+  }
   cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::DrainEvent(event);
   return StickyError();
@@ -1101,6 +1375,10 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 // ---- Device and errors ----
 
 cudaError_t cudaDeviceSynchronize(void) {
+  if (cudaError_t e =
+          cuda_emu::detail::RefuseInCapture("cudaDeviceSynchronize")) {
+    return e;
+  }
   cuda_emu::detail::HostWaitScope wait;
   cuda_emu::detail::SyncDevice();
   return StickyError();
@@ -1378,6 +1656,15 @@ cudaError_t cudaLaunchKernel(const void*, dim3, dim3, void**, size_t,
   X(cudaErrorIllegalAddress, "an illegal memory access was encountered")      \
   X(cudaErrorAssert, "device-side assert triggered")                          \
   X(cudaErrorNotSupported, "operation not supported")                         \
+  X(cudaErrorStreamCaptureUnsupported,                                        \
+    "operation not permitted when stream is capturing")                       \
+  X(cudaErrorStreamCaptureInvalidated,                                        \
+    "operation failed due to a previous error during capture")                \
+  X(cudaErrorStreamCaptureUnmatched,                                          \
+    "capture was not initiated in this stream")                               \
+  X(cudaErrorStreamCaptureIsolation,                                          \
+    "dependency created on uncaptured work in another stream")                \
+  X(cudaErrorIllegalState, "the operation is not permitted in this state")    \
   X(cudaErrorNoDevice, "no CUDA-capable device is detected")                  \
   X(cudaErrorUnknown, "unknown error")
 

@@ -8,6 +8,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "src/cuda_emu/api.h"
@@ -303,6 +306,119 @@ TEST_F(EmuRuntime, LazyStreamsAreOrderedOnlyByEvents) {
   ASSERT_EQ(cudaEventDestroy(dropped), cudaSuccess);
   ASSERT_EQ(cudaEventSynchronize(produced), cudaSuccess);
   EXPECT_EQ(cudaStreamSynchronize(main_stream), cudaSuccess);
+}
+
+// Stream capture: work issued to a capturing stream, and to a stream that
+// joins the capture by waiting on an event recorded in it, is recorded, not
+// run; each launch of the instantiated graph runs it in issue order (so the
+// side stream's copy sees the first fill, not the second), in the eager and
+// the lazy stream orders.
+TEST_F(EmuRuntime, CapturedWorkRunsAtEachGraphLaunch) {
+  for (const auto order :
+       {cuda_emu::StreamOrder::kEager, cuda_emu::StreamOrder::kLazy}) {
+    cuda_emu::SetStreamOrder(order);
+    MainAndSide streams;
+    cudaStream_t s = streams.main_stream, side = streams.side;
+    cudaEvent_t join;
+    ASSERT_EQ(cudaEventCreate(&join), cudaSuccess);
+    DeviceBuffer<int> a(std::vector<int>(64, 0)), b(std::vector<int>(64, -1));
+    ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
+              cudaSuccess);
+    ASSERT_EQ(LaunchFill(1, 64, 0, s, a.get(), 5), cudaSuccess);
+    ASSERT_EQ(cudaEventRecord(streams.event, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamWaitEvent(side, streams.event, 0), cudaSuccess);
+    ASSERT_EQ(cudaMemcpyAsync(b.get(), a.get(), 64 * sizeof(int),
+                              cudaMemcpyDeviceToDevice, side),
+              cudaSuccess);
+    ASSERT_EQ(cudaEventRecord(join, side), cudaSuccess);
+    ASSERT_EQ(cudaStreamWaitEvent(s, join, 0), cudaSuccess);
+    ASSERT_EQ(LaunchFill(1, 64, 0, s, a.get(), 6), cudaSuccess);
+    cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+    ASSERT_EQ(cudaStreamIsCapturing(side, &status), cudaSuccess);
+    EXPECT_EQ(status, cudaStreamCaptureStatusActive);
+    cudaGraph_t graph = nullptr;
+    ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+    ASSERT_NE(graph, nullptr);
+    ASSERT_EQ(cudaStreamIsCapturing(side, &status), cudaSuccess);
+    EXPECT_EQ(status, cudaStreamCaptureStatusNone);
+    EXPECT_EQ(a.Download(), std::vector<int>(64, 0)) << "captured work ran";
+    EXPECT_EQ(b.Download(), std::vector<int>(64, -1)) << "captured work ran";
+    cudaGraphExec_t exec = nullptr;
+    ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+    ASSERT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    for (int launch = 0; launch < 2; ++launch) {
+      b.Upload(std::vector<int>(64, -1));
+      ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      EXPECT_EQ(b.Download(), std::vector<int>(64, 5)) << launch;
+      EXPECT_EQ(a.Download(), std::vector<int>(64, 6)) << launch;
+    }
+    // After the capture the side stream runs its own work again.
+    ASSERT_EQ(LaunchFill(1, 64, 0, side, b.get(), 9), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(side), cudaSuccess);
+    EXPECT_EQ(b.Download(), std::vector<int>(64, 9));
+    EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+    EXPECT_EQ(cudaGraphExecDestroy(exec), cudaErrorInvalidResourceHandle);
+    cudaGetLastError();  // that error is not sticky: clear it
+    EXPECT_EQ(cudaEventDestroy(join), cudaSuccess);
+  }
+  cudaGetLastError();
+}
+
+// What a capture does not allow is refused and invalidates it (its end then
+// fails), as CUDA does: synchronizing the capturing stream, cudaMalloc, a
+// copy from pageable memory, a wait on an event recorded outside it; and an
+// end on a stream that began none.
+TEST_F(EmuRuntime, CaptureRefusesWhatItCannotRecord) {
+  cudaStream_t s;
+  ASSERT_EQ(cudaStreamCreate(&s), cudaSuccess);
+  cudaEvent_t outside;
+  ASSERT_EQ(cudaEventCreate(&outside), cudaSuccess);
+  ASSERT_EQ(cudaEventRecord(outside, s), cudaSuccess);
+  DeviceBuffer<int> d(std::vector<int>(16, 0));
+  std::vector<int> pageable(16, 3);
+  void* extra = nullptr;
+  const std::vector<std::pair<std::string, std::function<cudaError_t()>>>
+      refused = {
+          {"cudaStreamSynchronize of a capturing stream",
+           [&] { return cudaStreamSynchronize(s); }},
+          {"cudaMalloc", [&] { return cudaMalloc(&extra, 64); }},
+          {"cudaMemcpyAsync with pageable host memory",
+           [&] {
+             return cudaMemcpyAsync(d.get(), pageable.data(), 64,
+                                    cudaMemcpyHostToDevice, s);
+           }},
+          {"recorded outside its capture",
+           [&] { return cudaStreamWaitEvent(s, outside, 0); }},
+      };
+  for (const auto& [what, call] : refused) {
+    cuda_emu::ClearReports();
+    ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
+              cudaSuccess);
+    ASSERT_EQ(LaunchFill(1, 16, 0, s, d.get(), 1), cudaSuccess);
+    const cudaError_t e = call();
+    EXPECT_TRUE(e == cudaErrorStreamCaptureUnsupported ||
+                e == cudaErrorStreamCaptureIsolation)
+        << what << ": " << cudaGetErrorName(e);
+    EXPECT_THAT(cuda_emu::LastReport(), ::testing::HasSubstr(what));
+    cudaGraph_t graph = reinterpret_cast<cudaGraph_t>(&d);
+    const cudaError_t end = cudaStreamEndCapture(s, &graph);
+    if (e == cudaErrorStreamCaptureUnsupported) {
+      EXPECT_EQ(end, cudaErrorStreamCaptureInvalidated) << what;
+      EXPECT_EQ(graph, nullptr) << what;
+    } else {
+      ASSERT_EQ(end, cudaSuccess) << what;  // a refused wait adds nothing
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
+    cudaGetLastError();  // the refusals are not sticky: clear them
+  }
+  EXPECT_EQ(extra, nullptr);
+  EXPECT_EQ(d.Download(), std::vector<int>(16, 0)) << "captured work ran";
+  cudaGraph_t graph = nullptr;
+  EXPECT_EQ(cudaStreamEndCapture(s, &graph), cudaErrorStreamCaptureUnmatched);
+  EXPECT_EQ(cudaEventDestroy(outside), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
+  cudaGetLastError();
 }
 
 TEST_F(EmuRuntime, LazyMainHoldsOnlyBlockingStreams) {
