@@ -45,6 +45,12 @@ struct CUstream_st {
   // in it); null otherwise.
   CUgraph_st* capture = nullptr;
   bool capture_origin = false;
+  // In a capture: operations recorded from this stream so far, and how many
+  // of them another stream of the capture has waited for (through an event
+  // recorded after them): a joined stream must be waited for up to its last
+  // operation before the capture ends (cudaErrorStreamCaptureUnjoined).
+  uint64_t captured_ops = 0;
+  uint64_t waited_ops = 0;
 };
 // A captured graph: its operations in the order they were issued, which
 // respects every dependency of the capture (an operation is issued after what
@@ -68,8 +74,11 @@ struct CUevent_st {
   // once the record has run (stream 0: nothing pending).
   uint64_t stream_serial = 0;
   uint64_t target = 0;
-  // Recorded into this capture (null: recorded outside any).
+  // Recorded into this capture (null: recorded outside any), on this stream
+  // after this many of its captured operations.
   CUgraph_st* captured_in = nullptr;
+  cudaStream_t captured_on = nullptr;
+  uint64_t captured_after = 0;
 };
 
 namespace cuda_emu {
@@ -636,6 +645,7 @@ void Submit(cudaStream_t stream, std::function<void()> op) {
   if (CUgraph_st* graph = CaptureOf(stream)) {
     std::lock_guard<std::mutex> lock(S().mu);
     graph->ops.push_back(std::move(op));
+    ++stream->captured_ops;
     return;
   }
   if (!QueuesWork(stream)) {
@@ -1056,6 +1066,11 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
       if (graph == nullptr && !cuda_emu::detail::IsLegacyStream(stream)) {
         stream->capture = recorded_in;  // joins
       }
+      // The recording stream is waited for up to the record.
+      if (cudaStream_t from = event->captured_on;
+          from != stream && S().streams.count(from) != 0) {
+        from->waited_ops = std::max(from->waited_ops, event->captured_after);
+      }
       return StickyError();
     }
   }
@@ -1139,12 +1154,19 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
                     "cudaStreamEndCapture: the stream did not begin a capture");
   }
   std::string error;
+  bool unjoined = false;
   {
     std::lock_guard<std::mutex> lock(S().mu);
     for (cudaStream_t st : S().streams) {
       if (st->capture == graph) {
+        // A joined stream with work the capture's other streams never waited
+        // for: CUDA refuses the end.
+        if (!st->capture_origin && st->captured_ops > st->waited_ops) {
+          unjoined = true;
+        }
         st->capture = nullptr;
         st->capture_origin = false;
+        st->captured_ops = st->waited_ops = 0;
       }
     }
     for (cudaEvent_t ev : S().events) {
@@ -1152,10 +1174,20 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
     }
     --S().captures;
     error = graph->error;
+    unjoined = unjoined && error.empty();
+    if (unjoined) {
+      error =
+          "a stream that joined it and was not waited for to its last "
+          "operation";
+    }
     if (!error.empty()) {
       S().graphs.erase(graph);
       delete graph;
     }
+  }
+  if (unjoined) {
+    return ApiError(cudaErrorStreamCaptureUnjoined,
+                    "cudaStreamEndCapture: the capture has " + error);
   }
   if (!error.empty()) {
     return ApiError(
@@ -1266,6 +1298,8 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     {
       std::lock_guard<std::mutex> lock(S().mu);
       event->captured_in = graph;
+      event->captured_on = stream;
+      event->captured_after = stream->captured_ops + 1;  // with the record
       event->stream_serial = 0;
     }
     cuda_emu::detail::Submit(stream, [event, serial = event->serial] {
@@ -1662,6 +1696,7 @@ cudaError_t cudaLaunchKernel(const void*, dim3, dim3, void**, size_t,
     "operation failed due to a previous error during capture")                \
   X(cudaErrorStreamCaptureUnmatched,                                          \
     "capture was not initiated in this stream")                               \
+  X(cudaErrorStreamCaptureUnjoined, "capturing stream has unjoined work")     \
   X(cudaErrorStreamCaptureIsolation,                                          \
     "dependency created on uncaptured work in another stream")                \
   X(cudaErrorIllegalState, "the operation is not permitted in this state")    \

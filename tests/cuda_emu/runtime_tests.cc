@@ -416,6 +416,38 @@ TEST_F(EmuRuntime, CaptureRefusesWhatItCannotRecord) {
   EXPECT_EQ(d.Download(), std::vector<int>(16, 0)) << "captured work ran";
   cudaGraph_t graph = nullptr;
   EXPECT_EQ(cudaStreamEndCapture(s, &graph), cudaErrorStreamCaptureUnmatched);
+  cudaGetLastError();
+  // A side stream that joined and was not waited for to its last operation:
+  // the end fails (unjoined); waited for, it succeeds.
+  cudaStream_t side;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking),
+            cudaSuccess);
+  cudaEvent_t fork, join;
+  ASSERT_EQ(cudaEventCreate(&fork), cudaSuccess);
+  ASSERT_EQ(cudaEventCreate(&join), cudaSuccess);
+  for (const bool rejoin : {false, true}) {
+    ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
+              cudaSuccess);
+    ASSERT_EQ(cudaEventRecord(fork, s), cudaSuccess);
+    ASSERT_EQ(cudaStreamWaitEvent(side, fork, 0), cudaSuccess);
+    ASSERT_EQ(cudaEventRecord(join, side), cudaSuccess);
+    ASSERT_EQ(cudaStreamWaitEvent(s, join, 0), cudaSuccess);
+    // Work after the join: waited for only by a second join.
+    ASSERT_EQ(LaunchFill(1, 16, 0, side, d.get(), 2), cudaSuccess);
+    if (rejoin) {
+      ASSERT_EQ(cudaEventRecord(join, side), cudaSuccess);
+      ASSERT_EQ(cudaStreamWaitEvent(s, join, 0), cudaSuccess);
+    }
+    graph = nullptr;
+    EXPECT_EQ(cudaStreamEndCapture(s, &graph),
+              rejoin ? cudaSuccess : cudaErrorStreamCaptureUnjoined)
+        << rejoin;
+    if (graph != nullptr) EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    cudaGetLastError();
+  }
+  EXPECT_EQ(cudaEventDestroy(fork), cudaSuccess);
+  EXPECT_EQ(cudaEventDestroy(join), cudaSuccess);
+  EXPECT_EQ(cudaStreamDestroy(side), cudaSuccess);
   EXPECT_EQ(cudaEventDestroy(outside), cudaSuccess);
   EXPECT_EQ(cudaStreamDestroy(s), cudaSuccess);
   cudaGetLastError();
