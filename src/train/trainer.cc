@@ -454,7 +454,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // Updates beside the next forward (GPT2_UPDATE_BESIDE=1 on the CUDA
   // backend): only with no collectives on the device, which would not wait
   // for them.
-  optimizer.AllowUpdatesBeside(world == 1 && device_comm == nullptr);
+  const bool updates_beside_allowed = world == 1 && device_comm == nullptr;
+  optimizer.AllowUpdatesBeside(updates_beside_allowed);
   TrainProgress progress;
   if (!options.init_from.empty()) {
     GPT2_RETURN_IF_ERROR(InitWeightsFrom(options.init_from, &model));
@@ -500,6 +501,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const std::string kernels =
       backend->KernelSummary(choice.dtype, s.channels / s.num_heads);
   if (!kernels.empty()) log.Line(absl::StrCat("kernels: ", kernels));
+  if (backend->UpdatesBeside() && !updates_beside_allowed) {
+    log.Line(absl::StrCat(
+        "note: GPT2_UPDATE_BESIDE=1 has no effect here: the optimizer updates "
+        "in place, since ",
+        world > 1 ? "the gradients and weights go over collectives"
+                  : "distributed.comm asks for NCCL",
+        ", which would not wait for updates beside"));
+  }
   log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d",
                            s.num_layers, s.num_heads, s.channels, s.max_seq_len,
                            s.vocab_size, s.padded_vocab_size));

@@ -236,7 +236,22 @@ TEST_F(CudaTrain, UpdatesBesideKeepTheRunAndItsCheckpoints) {
   auto beside = Run("CUDA", "BF16", "beside");
   const auto ckpt = dir_ / "logs/beside/checkpoints/step_00000004.ckpt";
   auto resumed = Run("CUDA", "BF16", "beside", ckpt.string());
+  // With a device communicator (here NCCL asked for at world 1, through
+  // host copies in this test) the trainer keeps the updates in place and
+  // says so.
+  auto with_comm = Run("CUDA", "BF16", "beside_comm", "",
+                       {"distributed.comm=BACKEND_NCCL", "train.max_steps=2"});
   unsetenv("GPT2_UPDATE_BESIDE");
+  ASSERT_TRUE(with_comm.ok()) << with_comm.status();
+  {
+    std::ifstream log(dir_ / "logs/beside_comm/train.log");
+    const std::string text((std::istreambuf_iterator<char>(log)), {});
+    EXPECT_NE(text.find("GPT2_UPDATE_BESIDE=1 has no effect here"),
+              std::string::npos)
+        << text;
+    for (int i = 0; i < 2; ++i)
+      EXPECT_EQ(with_comm->losses[i], plain->losses[i]) << i;
+  }
   ASSERT_TRUE(plain.ok()) << plain.status();
   ASSERT_TRUE(beside.ok()) << beside.status();
   ASSERT_TRUE(resumed.ok()) << resumed.status();
