@@ -88,6 +88,33 @@ def bench_table(bench):
     return rows, torch_rows
 
 
+def batch_fit(rows):
+    """The bench_ours_B* steps (back to back where printed, else the synced median) as
+    ms = F + s x B by least squares: F is what a step costs whatever the batch (the
+    optimizer, launches, small-matmul waves), s what a sequence adds. '' with under three
+    batch sizes."""
+    points = {}
+    for r in rows:
+        m = re.fullmatch(r"bench_ours_B(\d+)", r["name"])
+        if m and r["dtype"] == "bf16":
+            ms = float(r["back"]) if r["back"] != "-" else r["ms"]
+            points[int(m.group(1))] = ms
+    if len(points) < 3:
+        return ""
+    xs, ys = list(points), [points[b] for b in points]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    s = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    f = my - s * mx
+    worst = max(abs(y - (f + s * x)) / y for x, y in zip(xs, ys))
+    smallest = min(xs)
+    return (f"Step time against batch (bench_ours_B{{{','.join(str(b) for b in sorted(xs))}}}, "
+            f"back to back where printed): ms = {f:.2f} + {s:.3f} x B (least squares; the "
+            f"worst point {100 * worst:.1f}% off the line): {f:.2f} ms a step does not scale "
+            f"with the batch, {100 * f / points[smallest]:.0f}% of the B={smallest} step.")
+
+
 def step_losses(text):
     return {int(m.group(1)): float(m.group(2))
             for m in re.finditer(r"^step (\d+) \| loss: ([\d.]+)", text, re.M)}
@@ -271,6 +298,9 @@ def main():
                 cell = lambda op: (f"{r['attn'][op][0]} ({r['attn'][op][1]})" if op in r["attn"] else "-")
                 out.append(f"| `{r['name']}` | {r['B']} | {r['kernels'] or '-'} | "
                            f"{cell('attention_fwd')} | {cell('attention_bwd')} |")
+        fit = batch_fit(rows)
+        if fit:
+            out += ["", fit]
         kernels = {r["kernels"] for r in rows if r["kernels"]}
         if kernels:
             out += ["", "Kernels: " + "; ".join(sorted(kernels))]

@@ -186,6 +186,13 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     "  dK, dV (transposed tiles)       0.333 ms     44 TFLOP/s" \
     "  dQ (wgmma)                      0.150 ms    200 TFLOP/s" \
     "  dQ (wgmma, pipelined)           0.120 ms    250 TFLOP/s" \
+    "===== bench_ours_B4 (limit 1s): x" \
+    "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=4 T=1024, bf16, X" \
+    "median over 10 steps: 9.0 ms/step, 400 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
+    "back to back: 8.5 ms/step, 450 tokens/s (median of 3 rounds)" \
+    "===== bench_ours_B2 (limit 1s): x" \
+    "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=2 T=1024, bf16, X" \
+    "median over 10 steps: 7.0 ms/step, 300 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
     "===== decode_bench_no_graphs (limit 1s): z" \
     "decode batch 1: 800.0 tokens/s (1.25 ms/step, top-k sampling included; prefill 9.0 ms)" \
     "decode batch 1 (one draw per wait): 700.0 tokens/s (1.43 ms/step, top-k sampling included, 1 draw per wait for the device; prefill 9.0 ms)" \
@@ -201,6 +208,7 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   summary=$work/logs_out/gpu_h100_2000-01-01/SUMMARY.md
   if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 | - | - | 19.5 |" "$summary" \
      && grep -q "Ratio to PyTorch (torch.compile) at B=16: 2.00x" "$summary" \
+     && grep -q "bench_ours_B{2,4,16}, back to back where printed): ms = 5.06 + 0.901 x B" "$summary" \
      && grep -q "passed: 7" "$summary" \
      && grep -q "| forward (ldmatrix) | 0.111 | 222 |" "$summary" \
      && grep -q "| matmul_fwd | 37.0 | 123.4 |" "$summary" \
