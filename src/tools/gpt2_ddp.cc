@@ -75,7 +75,11 @@ int main(int argc, char** argv) {
       "command with --resume latest goes on from it (during the final samples "
       "it stops them). Under mpirun send SIGUSR1 "
       "to mpirun (kill -USR1 PID): Open MPI passes it to every rank, whereas "
-      "on Ctrl-C it kills the ranks a second after asking them to stop.");
+      "on Ctrl-C it kills the ranks a second after asking them to stop.\n\n"
+      "On a GPU, GPT2_* environment variables switch kernel versions and "
+      "overlaps (e.g. GPT2_MATMUL_AUTOTUNE=1, GPT2_UPDATE_BESIDE=1); "
+      "docs/gpu_runbook.md lists them, and the log's kernels line says which "
+      "ran.");
   std::string set_error;
   const std::vector<std::string> overrides =
       gpt2::TakeRepeatedFlag("set", &argc, argv, &set_error);
