@@ -241,7 +241,18 @@ TEST_F(CudaTrain, UpdatesBesideKeepTheRunAndItsCheckpoints) {
   // says so.
   auto with_comm = Run("CUDA", "BF16", "beside_comm", "",
                        {"distributed.comm=BACKEND_NCCL", "train.max_steps=2"});
+  // With gradient accumulation (two micro-steps a step: the gradients are
+  // zeroed after the first one's forward only).
+  const std::vector<std::string> accum = {"train.total_batch_tokens=128",
+                                          "train.max_steps=3",
+                                          "checkpoint.every_steps=0"};
+  auto beside_accum = Run("CUDA", "BF16", "beside_accum", "", accum);
   unsetenv("GPT2_UPDATE_BESIDE");
+  auto plain_accum = Run("CUDA", "BF16", "plain_accum", "", accum);
+  ASSERT_TRUE(beside_accum.ok()) << beside_accum.status();
+  ASSERT_TRUE(plain_accum.ok()) << plain_accum.status();
+  EXPECT_EQ(beside_accum->losses, plain_accum->losses);
+  EXPECT_EQ(beside_accum->final_params, plain_accum->final_params);
   ASSERT_TRUE(with_comm.ok()) << with_comm.status();
   {
     std::ifstream log(dir_ / "logs/beside_comm/train.log");
