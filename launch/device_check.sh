@@ -245,6 +245,8 @@ group_tests() {
     "weight gradients beside the input gradients differ: inline from here on"
   off "CudaTrainStep\.UpdatesBeside|CudaTrain\.UpdatesBeside" GPT2_UPDATE_BESIDE=0 \
     "updates beside the next forward differ: never turned on"
+  off "CudaTrain\.RecordedSteps" GPT2_TRAIN_GRAPHS=0 \
+    "training steps recorded as graphs differ: never turned on"
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
@@ -322,6 +324,10 @@ group_bench() {
     GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B16 16
     GPT2_UPDATE_BESIDE=1 GPT2_STREAM_PRIORITY=1 bench bench_update_priority_B16 16
   fi
+  # The step's forward, backward and norm recorded once as a graph and replayed
+  # (GPT2_TRAIN_GRAPHS=1: one launch instead of ~300; the optimizer then updates in place):
+  # against the best of the above, back to back.
+  [ "${GPT2_TRAIN_GRAPHS:-}" = 0 ] || GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B16 16
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -346,6 +352,9 @@ group_bench() {
   [ "${GPT2_UPDATE_BESIDE:-}" != 1 ] ||
     adopt bench_update_priority_B16 GPT2_STREAM_PRIORITY=1 0.99 \
       "the main stream's blocks placed first" bench_update_beside_B16 back
+  [ "${GPT2_TRAIN_GRAPHS:-}" = 0 ] ||
+    adopt bench_graphs_B16 GPT2_TRAIN_GRAPHS=1 0.99 \
+      "the training step as a replayed graph (updates in place)" "$(best_b16)" back
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR=VALUE RATIO WHAT [BASE [back]]: VAR=VALUE from here on (and in later
@@ -361,6 +370,16 @@ adopt() {
     log "$2 from now on ($4): $other ms/step against $ours ms"
   else
     log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms"
+  fi
+}
+# best_b16: the B=16 bench of the switches adopted so far in this call (back to back).
+best_b16() {
+  if [ "${GPT2_STREAM_PRIORITY:-}" = 1 ] && [ -n "$(step_ms_of bench_update_priority_B16 back)" ]; then
+    echo bench_update_priority_B16
+  elif [ "${GPT2_UPDATE_BESIDE:-}" = 1 ] && [ -n "$(step_ms_of bench_update_beside_B16 back)" ]; then
+    echo bench_update_beside_B16
+  else
+    echo bench_ours_B16
   fi
 }
 # step_ms_of NAME [back]: the median ms/step that bench NAME printed in bench.txt (empty
@@ -713,6 +732,18 @@ group_extra() {
     GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B4 4
     adopt bench_update_beside_B4 GPT2_UPDATE_BESIDE=1 0.99 \
       "optimizer updates beside the next forward, at B=4" bench_ours_B4 back
+  fi
+  # The step as a replayed graph at B=4 and B=2 (where ~300 launches weigh most), if not
+  # adopted or turned off in the bench group: against B=4's best so far, back to back.
+  if [ -z "${GPT2_TRAIN_GRAPHS:-}" ]; then
+    GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B4 4
+    GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B2 2
+    local base=bench_ours_B4
+    if [ "${GPT2_UPDATE_BESIDE:-}" = 1 ] && [ -n "$(step_ms_of bench_update_beside_B4 back)" ]; then
+      base=bench_update_beside_B4
+    fi
+    adopt bench_graphs_B4 GPT2_TRAIN_GRAPHS=1 0.99 \
+      "the training step as a replayed graph, at B=4" "$base" back
   fi
   grep -E "^median|^back to back" "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }

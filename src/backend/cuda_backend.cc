@@ -88,6 +88,7 @@ class CudaBackend final : public Backend {
     JoinUpdates();
     cudaStreamSynchronize(stream_);
     for (cudaGraphExec_t exec : graphs_) cudaGraphExecDestroy(exec);
+    if (encoder_plan_.data != nullptr) cudaFree(encoder_plan_.data);
     if (queued_host_ != nullptr) cudaFreeHost(queued_host_);
     if (queued_done_ != nullptr) cudaEventDestroy(queued_done_);
     for (StepMark& mark : step_marks_) {
@@ -304,6 +305,14 @@ class CudaBackend final : public Backend {
     OpTimer timer(this, "encoder_bwd",
                   Traffic(dout, dout, dout, tokens) +
                       2.0 * T * C * DTypeSize(dwpe.dtype));
+    if (recording_) {
+      GPT2_CHECK_MSG(staged_bt_ == int64_t{B} * T,
+                     "EncoderBackward while recording a graph needs "
+                     "StageEncoderBackward for its (B, T) first");
+      cuda::EncoderBackwardStaged(dwte, dwpe, dout, encoder_plan_, B, T, C,
+                                  stream_);
+      return;
+    }
     GPT2_CHECK_MSG(host_tokens != nullptr,
                    "the CUDA encoder backward needs host tokens");
     cuda::EncoderBackward(dwte, dwpe, dout, host_tokens, B, T, C, &scratch_,
@@ -745,8 +754,10 @@ class CudaBackend final : public Backend {
     JoinUpdates();
     GPT2_CUDA_CHECK(
         cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    recording_ = true;
   }
   int EndGraph() override {
+    recording_ = false;
     cudaGraph_t graph = nullptr;
     GPT2_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
     cudaGraphExec_t exec = nullptr;
@@ -759,6 +770,18 @@ class CudaBackend final : public Backend {
     GPT2_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()));
     GPT2_CUDA_CHECK(cudaGraphLaunch(graphs_[graph], stream_));
   }
+  void StageEncoderBackward(const int32_t* host_tokens, int B, int T) override {
+    GPT2_CHECK_MSG(!recording_, "StageEncoderBackward while recording");
+    const int64_t need = cuda::EncoderPlanSize(int64_t{B} * T);
+    if (encoder_plan_.numel < need) {
+      Free(encoder_plan_);
+      encoder_plan_ = Alloc(DType::kI32, need);
+    }
+    AwaitUpdatesTouching({encoder_plan_}, {});
+    cuda::StageEncoderPlan(encoder_plan_, host_tokens, B, T, &staging_,
+                           stream_);
+    staged_bt_ = int64_t{B} * T;
+  }
 
   std::string matmul_path() const {
 #if !defined(GPT2_CUDA_EMULATED)
@@ -769,6 +792,11 @@ class CudaBackend final : public Backend {
 
   int device_;
   std::vector<cudaGraphExec_t> graphs_;
+  // Recording a graph (BeginGraph to EndGraph); the encoder backward's token
+  // grouping staged for it, and for how many positions.
+  bool recording_ = false;
+  Tensor encoder_plan_;
+  int64_t staged_bt_ = 0;
   bool gelu_epilogues_ = true;
   bool timing_ = false;
   std::vector<TimedCall> timed_;

@@ -189,10 +189,32 @@ Gpt2Model::LayerActs Gpt2Model::Layer(int l, int B, int T) const {
 
 void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
                         int T, double dloss, bool write_grad) {
+  GPT2_CHECK(!write_grad || targets != nullptr);
+  SetInputs(tokens, targets, B, T);
+  QueueForward(B, T, dloss, write_grad, targets != nullptr);
+}
+
+void Gpt2Model::SetInputs(const int32_t* tokens, const int32_t* targets, int B,
+                          int T) {
   GPT2_CHECK_MSG(B >= 1 && B <= max_batch_ && T >= 1 && T <= max_seq_,
                  "batch (", B, ", ", T, ") exceeds the model's (", max_batch_,
                  ", ", max_seq_, ")");
-  GPT2_CHECK(!write_grad || targets != nullptr);
+  const int64_t BT = int64_t{B} * T;
+  for (int64_t i = 0; i < BT; ++i) {
+    GPT2_CHECK_MSG(tokens[i] >= 0 && tokens[i] < shape_.vocab_size, "token ",
+                   tokens[i], " at ", i, " outside the vocab");
+  }
+  backend_->Upload(tokens_.Slice(0, BT), tokens);
+  host_tokens_.assign(tokens, tokens + BT);
+  if (targets != nullptr) backend_->Upload(targets_.Slice(0, BT), targets);
+}
+
+void Gpt2Model::QueueForward(int B, int T, double dloss, bool write_grad,
+                             bool with_targets) {
+  GPT2_CHECK(!write_grad || with_targets);
+  GPT2_CHECK_MSG(int64_t{B} * T == static_cast<int64_t>(host_tokens_.size()),
+                 "QueueForward's batch (", B, ", ", T,
+                 ") is not the one SetInputs copied");
   const int64_t BT = int64_t{B} * T;
   const int C = shape_.channels, NH = shape_.num_heads, L = shape_.num_layers;
   const int Vp = shape_.padded_vocab_size;
@@ -201,13 +223,6 @@ void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
   have_dlogits_ = false;
 
   Tensor tok = tokens_.Slice(0, BT);
-  const int32_t* host_tokens = tokens;
-  for (int64_t i = 0; i < BT; ++i) {
-    GPT2_CHECK_MSG(host_tokens[i] >= 0 && host_tokens[i] < shape_.vocab_size,
-                   "token ", host_tokens[i], " at ", i, " outside the vocab");
-  }
-  backend_->Upload(tok, tokens);
-  host_tokens_.assign(tokens, tokens + BT);
   backend_->EncoderForward(encoded_.Slice(0, BT * C), tok, Param(kWte),
                            Param(kWpe), B, T, C);
   Tensor branch = branch_out_.Slice(0, BT * C);
@@ -248,9 +263,8 @@ void Gpt2Model::Forward(const int32_t* tokens, const int32_t* targets, int B,
   Tensor logits = logits_.Slice(0, BT * Vp);
   // The LM head is wte itself (tied), with no bias.
   backend_->MatmulForward(logits, lnf, Param(kWte), Tensor{}, BT, C, Vp);
-  if (targets == nullptr) return;
+  if (!with_targets) return;
   Tensor tgt = targets_.Slice(0, BT);
-  backend_->Upload(tgt, targets);
   backend_->ClassifierForward(logits, losses_.Slice(0, BT), tgt, BT,
                               shape_.vocab_size, Vp, dloss, write_grad);
   have_dlogits_ = write_grad;

@@ -71,6 +71,14 @@ class Gpt2Model {
   // computed.
   void Forward(const int32_t* tokens, const int32_t* targets, int B, int T,
                double dloss, bool write_grad);
+  // Forward in two parts, for recording the ops as a graph (Backend::
+  // BeginGraph) and replaying them with new inputs: SetInputs checks the
+  // tokens and copies tokens and targets (may be null) to the model's device
+  // buffers; QueueForward queues the ops on what is there, with targets when
+  // `with_targets`. Forward is SetInputs then QueueForward.
+  void SetInputs(const int32_t* tokens, const int32_t* targets, int B, int T);
+  void QueueForward(int B, int T, double dloss, bool write_grad,
+                    bool with_targets);
   // Accumulates (+=) parameter gradients of the last Forward's loss. When
   // given, grads_done(l) is called as soon as layer l's gradients are final
   // (l = L-1 down to 0, work queued on the backend), and grads_done(-1) at

@@ -22,6 +22,7 @@
 #include "src/backend/device.h"
 #include "src/comm/host_staged_communicator.h"
 #include "src/comm/nccl_communicator.h"
+#include "src/core/env.h"
 #include "src/ops/attention.h"
 #endif
 #include "src/comm/mpi_env.h"
@@ -249,16 +250,37 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   // timed from its first call to the end of its last step on the device.
   // The host's time to issue one step's calls, nothing queued ahead (each
   // round's first), says whether the host keeps ahead of the device.
+  // GPT2_TRAIN_GRAPHS=1: each step's forward, backward and norm recorded
+  // once as a graph and replayed (as the trainer does; the optimizer then
+  // updates in place).
   std::vector<double> rounds, issue;
+  const bool graphs =
+      EnvIs("GPT2_TRAIN_GRAPHS", "1") && backend->SupportsGraphs();
   if (backend->asynchronous()) {
+    if (graphs) opt.AllowUpdatesBeside(false);
+    int graph = -1;
     for (int round = 0; round < 3; ++round) {
       backend->Synchronize();
       const auto t0 = Clock::now();
       for (int i = 0; i < steps; ++i) {
-        model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
-        model.ZeroGrads();
-        model.Backward();
-        backend->SumSquares(norm_sq, model.grads());
+        if (graphs) {
+          model.SetInputs(x.data(), y.data(), B, T);
+          backend->StageEncoderBackward(x.data(), B, T);
+          if (graph < 0) {
+            backend->BeginGraph();
+            model.QueueForward(B, T, 1.0 / (B * T), true, true);
+            model.ZeroGrads();
+            model.Backward();
+            backend->SumSquares(norm_sq, model.grads());
+            graph = backend->EndGraph();
+          }
+          backend->ReplayGraph(graph);
+        } else {
+          model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+          model.ZeroGrads();
+          model.Backward();
+          backend->SumSquares(norm_sq, model.grads());
+        }
         opt.Step(model.params(), model.grads(), norm_sq, 1e-4,
                  steps + 2 + round * steps + i);
         if (i == 0) issue.push_back(Ms(t0, Clock::now()));
@@ -291,10 +313,10 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     if (!rounds.empty()) {
       std::printf(
           "back to back: %.1f ms/step, %.0f tokens/s (median of %zu rounds of "
-          "%d steps queued without host waits, as training runs; the host "
+          "%d steps queued without host waits, as training runs%s; the host "
           "issued a step's calls in %.1f ms)\n",
           Median(rounds), B * T / (Median(rounds) / 1000.0), rounds.size(),
-          steps, Median(issue));
+          steps, graphs ? ", each step a replayed graph" : "", Median(issue));
     }
     // Model flops per token: 6N for the matmuls with weights, 6 L C T for
     // attention.

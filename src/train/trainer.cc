@@ -20,6 +20,7 @@
 #include "src/ckpt/run_files.h"
 #include "src/comm/communicator.h"
 #include "src/comm/host_staged_communicator.h"
+#include "src/core/env.h"
 #include "src/core/stop_signal.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
@@ -454,7 +455,17 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // Updates beside the next forward (GPT2_UPDATE_BESIDE=1 on the CUDA
   // backend): only with no collectives on the device, which would not wait
   // for them.
-  const bool updates_beside_allowed = world == 1 && device_comm == nullptr;
+  // The training step recorded as a graph after its first run and replayed
+  // (GPT2_TRAIN_GRAPHS=1 where the backend has graphs): one launch for the
+  // forward, backward and norm instead of one per kernel. A world of one,
+  // without gradient accumulation; the optimizer then updates in place
+  // (updates beside would need the recorded forward to wait on events
+  // recorded outside it).
+  const bool graphs_asked = EnvIs("GPT2_TRAIN_GRAPHS", "1");
+  const bool train_graphs = graphs_asked && backend->SupportsGraphs() &&
+                            world == 1 && accum == 1 && device_comm == nullptr;
+  const bool updates_beside_allowed =
+      world == 1 && device_comm == nullptr && !train_graphs;
   optimizer.AllowUpdatesBeside(updates_beside_allowed);
   TrainProgress progress;
   if (!options.init_from.empty()) {
@@ -505,9 +516,23 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     log.Line(absl::StrCat(
         "note: GPT2_UPDATE_BESIDE=1 has no effect here: the optimizer updates "
         "in place, since ",
-        world > 1 ? "the gradients and weights go over collectives"
-                  : "distributed.comm asks for NCCL",
-        ", which would not wait for updates beside"));
+        train_graphs ? "the step is a graph (GPT2_TRAIN_GRAPHS=1)"
+        : world > 1  ? "the gradients and weights go over collectives, which "
+                       "would not wait for updates beside"
+                     : "distributed.comm asks for NCCL, which would not wait "
+                       "for updates beside"));
+  }
+  if (train_graphs) {
+    log.Line(
+        "train step: recorded as a graph at the second step and replayed "
+        "(GPT2_TRAIN_GRAPHS=1)");
+  } else if (graphs_asked) {
+    log.Line(absl::StrCat(
+        "note: GPT2_TRAIN_GRAPHS=1 has no effect here: ",
+        !backend->SupportsGraphs()
+            ? absl::StrCat(backend->name(), " records no graphs")
+        : accum > 1 ? "the step accumulates gradients over micro-steps"
+                    : "the step runs collectives"));
   }
   log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d",
                            s.num_layers, s.num_heads, s.channels, s.max_seq_len,
@@ -574,8 +599,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
   Tensor val_loss_sum = backend->Alloc(model.stats_dtype(), 1);
   Tensor hellaswag_sums = backend->Alloc(model.stats_dtype(), 3);
+  // A recorded step's loss and norm (copied to the step's slots after each
+  // replay) and the graph's handle (-1: not recorded yet).
+  Tensor graph_scalars =
+      train_graphs ? backend->Alloc(model.stats_dtype(), 2) : Tensor{};
+  int step_graph = -1;
   // Freed on every way out: the end, --eval, an error.
   absl::Cleanup free_buffers = [&] {
+    backend->Free(graph_scalars);
     if (own_shard_buffer) backend->Free(shard_grads);
     backend->Free(loss_sums);
     backend->Free(norms_squared);
@@ -834,8 +865,33 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     const int slot = static_cast<int>(step % 2);
     Tensor loss_sum = loss_sums.Slice(slot, 1);
     Tensor norm_squared = norms_squared.Slice(slot, 1);
-    backend->Zero(loss_sum);
-    for (int micro = 0; micro < accum; ++micro) {
+    // The first step of the process runs directly (its calls time kernels,
+    // grow scratch and make cuBLASLt plans: nothing a recording may do).
+    const bool replay = train_graphs && step > progress.step;
+    if (replay) {
+      train_loader.Next(inputs.data(), targets.data());
+      model.SetInputs(inputs.data(), targets.data(), B, T);
+      backend->StageEncoderBackward(inputs.data(), B, T);
+      Tensor graph_loss = graph_scalars.Slice(0, 1),
+             graph_norm = graph_scalars.Slice(1, 1);
+      if (step_graph < 0) {
+        backend->BeginGraph();
+        backend->Zero(graph_loss);
+        model.QueueForward(B, T, dloss, /*write_grad=*/true,
+                           /*with_targets=*/true);
+        model.ZeroGrads();
+        backend->AccumulateSum(graph_loss, model.losses(), dloss);
+        model.Backward();
+        backend->SumSquares(graph_norm, model.grads());
+        step_graph = backend->EndGraph();
+      }
+      backend->ReplayGraph(step_graph);
+      backend->Copy(loss_sum, graph_loss);
+      backend->Copy(norm_squared, graph_norm);
+    } else {
+      backend->Zero(loss_sum);
+    }
+    for (int micro = 0; micro < (replay ? 0 : accum); ++micro) {
       train_loader.Next(inputs.data(), targets.data());
       model.Forward(inputs.data(), targets.data(), B, T, dloss,
                     /*write_grad=*/true);
@@ -853,7 +909,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
     // The loss and gradients are averaged over ranks. Only after the last
     // micro-step: earlier micro-steps do no communication.
-    dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
+    if (!replay) dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
     if (own_shard_buffer) {
       dcomm->ReduceScatter(shard_grads, model.padded_grads(),
                            ReduceOp::kAverage);
@@ -866,7 +922,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       step_grads = shard_grads;
     } else {
       if (world > 1) dcomm->AllGather(model.padded_grads(), shard_grads);
-      backend->SumSquares(norm_squared, model.grads());
+      if (!replay) backend->SumSquares(norm_squared, model.grads());
       step_grads = model.grads();
     }
     StepMetrics metrics;

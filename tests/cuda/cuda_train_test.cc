@@ -278,6 +278,44 @@ TEST_F(CudaTrain, UpdatesBesideKeepTheRunAndItsCheckpoints) {
       << text;
 }
 
+// The training step recorded as a graph and replayed (GPT2_TRAIN_GRAPHS=1):
+// the same losses and weights as running its ops directly, bit for bit (the
+// encoder backward's token grouping staged before each replay, the first step
+// run directly), resumed from its checkpoint too; with gradient accumulation
+// the switch says it does nothing and the run is unchanged.
+TEST_F(CudaTrain, RecordedStepsKeepTheRun) {
+  auto plain = Run("CUDA", "BF16", "plain");
+  setenv("GPT2_TRAIN_GRAPHS", "1", 1);
+  auto graphs = Run("CUDA", "BF16", "graphs");
+  const auto ckpt = dir_ / "logs/graphs/checkpoints/step_00000004.ckpt";
+  auto resumed = Run("CUDA", "BF16", "graphs", ckpt.string());
+  const std::vector<std::string> accum = {"train.total_batch_tokens=128",
+                                          "train.max_steps=2",
+                                          "checkpoint.every_steps=0"};
+  auto graphs_accum = Run("CUDA", "BF16", "graphs_accum", "", accum);
+  unsetenv("GPT2_TRAIN_GRAPHS");
+  auto plain_accum = Run("CUDA", "BF16", "plain_accum", "", accum);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  ASSERT_TRUE(graphs.ok()) << graphs.status();
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_EQ(graphs->losses, plain->losses);
+  EXPECT_EQ(graphs->final_params, plain->final_params);
+  ASSERT_EQ(resumed->losses.size(), 4u);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(resumed->losses[i], plain->losses[4 + i]) << i;
+  EXPECT_EQ(resumed->final_params, plain->final_params);
+  const auto read = [&](const char* run) {
+    std::ifstream log(dir_ / "logs" / run / "train.log");
+    return std::string((std::istreambuf_iterator<char>(log)), {});
+  };
+  EXPECT_NE(read("graphs").find("recorded as a graph"), std::string::npos);
+  ASSERT_TRUE(graphs_accum.ok()) << graphs_accum.status();
+  ASSERT_TRUE(plain_accum.ok()) << plain_accum.status();
+  EXPECT_EQ(graphs_accum->losses, plain_accum->losses);
+  EXPECT_NE(read("graphs_accum").find("GPT2_TRAIN_GRAPHS=1 has no effect"),
+            std::string::npos);
+}
+
 TEST_F(CudaTrain, Fp32RunMatchesTheCpu) {
   auto cpu = Run("CPU", "FP32", "cpu32");
   auto cuda = Run("CUDA", "FP32", "cuda32");
