@@ -24,6 +24,25 @@ if(COMMAND gpt2_add_emulated_cuda)
                         GTest::gtest_main)
   gtest_discover_tests(cuda_backend_test_emu DISCOVERY_TIMEOUT 60 TEST_PREFIX "emu."
     PROPERTIES LABELS cuda_emu TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} ENVIRONMENT "${GPT2_CUDA_TEST_ENV}")
+  # gpt2_bench on the emulated CUDA backend, so that its GPU-only paths run before a GPU
+  # session spends minutes on them: the back-to-back rounds with updates beside (lazy
+  # streams: a missing wait fails the emulator's checks) and with the step as a replayed
+  # graph, on a tiny shape. The figures mean nothing here; the lines must be there.
+  add_executable(gpt2_bench_emu src/tools/gpt2_bench.cc)
+  target_link_libraries(gpt2_bench_emu PRIVATE gpt2_cuda_emu)
+  target_compile_definitions(gpt2_bench_emu PRIVATE GPT2_HAVE_CUDA=1)
+  set(GPT2_BENCH_EMU_ARGS --device cuda --layers 2 --channels 64 --heads 2 --batch 2
+      --seq_len 32 --steps 1 --tokenizer=false)
+  add_test(NAME emu.bench_updates_beside COMMAND gpt2_bench_emu ${GPT2_BENCH_EMU_ARGS})
+  set_tests_properties(emu.bench_updates_beside PROPERTIES LABELS cuda_emu
+    TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
+    PASS_REGULAR_EXPRESSION "updates: beside the next forward.*back to back: [0-9.]+ ms/step"
+    ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_UPDATE_BESIDE=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
+  add_test(NAME emu.bench_step_graphs COMMAND gpt2_bench_emu ${GPT2_BENCH_EMU_ARGS})
+  set_tests_properties(emu.bench_step_graphs PROPERTIES LABELS cuda_emu
+    TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
+    PASS_REGULAR_EXPRESSION "back to back: [0-9.]+ ms/step.*each step a replayed graph"
+    ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_TRAIN_GRAPHS=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
   # Every op again with its blocks on two host threads that overtake one another at
   # random barriers: a kernel that assumes an order between blocks it does not enforce
   # (or races across blocks) shows as a wrong or changed result here. Its cp.async

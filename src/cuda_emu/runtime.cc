@@ -1581,6 +1581,12 @@ cudaError_t cudaDeviceGetAttribute(int* value, enum cudaDeviceAttr attr,
     case cudaDevAttrL2CacheSize:
       *value = 50 * 1024 * 1024;
       break;
+    case cudaDevAttrMemoryClockRate:  // kHz: HBM3 at 2.6 GHz, 3.35 TB/s
+      *value = 2619000;
+      break;
+    case cudaDevAttrGlobalMemoryBusWidth:
+      *value = 5120;
+      break;
     case cudaDevAttrConcurrentKernels:
     case cudaDevAttrUnifiedAddressing:
     case cudaDevAttrManagedMemory:
