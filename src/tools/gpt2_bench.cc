@@ -22,10 +22,10 @@
 #include "src/backend/device.h"
 #include "src/comm/host_staged_communicator.h"
 #include "src/comm/nccl_communicator.h"
-#include "src/core/env.h"
 #include "src/ops/attention.h"
 #endif
 #include "src/comm/mpi_env.h"
+#include "src/core/env.h"
 #include "src/core/error.h"
 #include "src/core/rng.h"
 #include "src/core/threads.h"
