@@ -777,7 +777,6 @@ class CudaBackend final : public Backend {
       Free(encoder_plan_);
       encoder_plan_ = Alloc(DType::kI32, need);
     }
-    AwaitUpdatesTouching({encoder_plan_}, {});
     cuda::StageEncoderPlan(encoder_plan_, host_tokens, B, T, &staging_,
                            stream_);
     staged_bt_ = int64_t{B} * T;

@@ -42,37 +42,45 @@ __global__ void EncoderBackwardWpeKernel(T* dwpe, const TR* dout, int B, int T_,
   dwpe[i] = FromFloat<T>(ToFloat(dwpe[i]) + sum);
 }
 
-// One block row per distinct token: dwte[token, c] += sum of its positions'
-// rows.
-template <typename T, typename TR>
-__global__ void EncoderBackwardWteKernel(T* dwte, const TR* dout,
-                                         const int32_t* bucket_token,
-                                         const int32_t* bucket_start,
-                                         const int32_t* positions, int C) {
-  KernelPrologue();
-  const int bucket = blockIdx.y;
-  const int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  float sum = 0.0f;
-  for (int i = bucket_start[bucket]; i < bucket_start[bucket + 1]; ++i) {
-    sum += ToFloat(dout[int64_t{positions[i]} * C + c]);
+// The positions grouped by token, packed for the device as [buckets |
+// positions (BT) | each bucket's token (buckets) | each bucket's start in the
+// positions (buckets, then BT)], the positions sorted by (token, position).
+// At most EncoderPlanSize(BT) elements.
+std::vector<int32_t> PackTokenGroups(const int32_t* host_tokens, int BT) {
+  std::vector<int32_t> positions(BT);
+  std::iota(positions.begin(), positions.end(), 0);
+  std::stable_sort(
+      positions.begin(), positions.end(),
+      [&](int32_t a, int32_t b) { return host_tokens[a] < host_tokens[b]; });
+  std::vector<int32_t> bucket_token, bucket_start;
+  for (int i = 0; i < BT; ++i) {
+    if (i == 0 || host_tokens[positions[i]] != host_tokens[positions[i - 1]]) {
+      bucket_token.push_back(host_tokens[positions[i]]);
+      bucket_start.push_back(i);
+    }
   }
-  T* row = dwte + int64_t{bucket_token[bucket]} * C;
-  row[c] = FromFloat<T>(ToFloat(row[c]) + sum);
+  bucket_start.push_back(BT);
+  std::vector<int32_t> packed;
+  packed.reserve(1 + BT + 2 * bucket_token.size() + 1);
+  packed.push_back(static_cast<int32_t>(bucket_token.size()));
+  packed.insert(packed.end(), positions.begin(), positions.end());
+  packed.insert(packed.end(), bucket_token.begin(), bucket_token.end());
+  packed.insert(packed.end(), bucket_start.begin(), bucket_start.end());
+  return packed;
 }
 
-// The same sums with the grouping read from the device: blocks stride over
-// the buckets (the count is the plan's last element), so the launch does not
-// depend on the tokens.
+// dwte[token, c] += the sum of its positions' rows, one thread a (bucket,
+// channel), from PackTokenGroups' layout on the device; blocks stride over
+// the buckets, so a launch need not know their count (a recorded graph
+// serves every step).
 template <typename T, typename TR>
-__global__ void EncoderBackwardWteStagedKernel(T* dwte, const TR* dout,
-                                               const int32_t* plan, int BT,
-                                               int C) {
+__global__ void EncoderBackwardWteKernel(T* dwte, const TR* dout,
+                                         const int32_t* plan, int BT, int C) {
   KernelPrologue();
-  const int32_t* positions = plan;
-  const int32_t* bucket_token = plan + BT;
-  const int32_t* bucket_start = plan + 2 * BT;
-  const int buckets = plan[3 * BT + 1];
+  const int buckets = plan[0];
+  const int32_t* positions = plan + 1;
+  const int32_t* bucket_token = positions + BT;
+  const int32_t* bucket_start = bucket_token + buckets;
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   for (int bucket = blockIdx.y; bucket < buckets; bucket += gridDim.y) {
@@ -85,27 +93,23 @@ __global__ void EncoderBackwardWteStagedKernel(T* dwte, const TR* dout,
   }
 }
 
-// Positions grouped by token, sorted by (token, position): the positions, each
-// bucket's token and its start in the positions (then BT).
-struct TokenGroups {
-  std::vector<int32_t> positions, bucket_token, bucket_start;
-};
-TokenGroups GroupByToken(const int32_t* host_tokens, int BT) {
-  TokenGroups g;
-  g.positions.resize(BT);
-  std::iota(g.positions.begin(), g.positions.end(), 0);
-  std::stable_sort(
-      g.positions.begin(), g.positions.end(),
-      [&](int32_t a, int32_t b) { return host_tokens[a] < host_tokens[b]; });
-  for (int i = 0; i < BT; ++i) {
-    if (i == 0 ||
-        host_tokens[g.positions[i]] != host_tokens[g.positions[i - 1]]) {
-      g.bucket_token.push_back(host_tokens[g.positions[i]]);
-      g.bucket_start.push_back(i);
-    }
-  }
-  g.bucket_start.push_back(BT);
-  return g;
+// dwpe's column sums, then dwte's rows from the packed grouping at `plan`,
+// with `bucket_rows` rows of blocks.
+void LaunchEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
+                           const int32_t* plan, int B, int T, int C,
+                           int bucket_rows, CUstream_st* stream) {
+  DispatchFloat2(dwte.dtype, dout.dtype, [&](auto zero, auto zero_r) {
+    using F = decltype(zero);
+    using R = decltype(zero_r);
+    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWpeKernel<F, R>),
+                            CeilDiv(int64_t{T} * C, 256), 256, 0, stream,
+                            Ptr<F>(dwpe), Ptr<R>(dout), B, T, C),
+                "EncoderBackwardWpeKernel");
+    const dim3 grid(CeilDiv(C, 128), bucket_rows);
+    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWteKernel<F, R>), grid, 128, 0,
+                            stream, Ptr<F>(dwte), Ptr<R>(dout), plan, B * T, C),
+                "EncoderBackwardWteKernel");
+  });
 }
 
 }  // namespace
@@ -127,70 +131,35 @@ void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                      const int32_t* host_tokens, int B, int T, int C,
                      Scratch* scratch, PinnedStaging* staging,
                      CUstream_st* stream) {
-  const int BT = B * T;
-  const TokenGroups g = GroupByToken(host_tokens, BT);
-  const int buckets = static_cast<int>(g.bucket_token.size());
-  // One upload: [positions | bucket_token | bucket_start].
-  std::vector<int32_t> packed;
-  packed.reserve(BT + 2 * buckets + 1);
-  packed.insert(packed.end(), g.positions.begin(), g.positions.end());
-  packed.insert(packed.end(), g.bucket_token.begin(), g.bucket_token.end());
-  packed.insert(packed.end(), g.bucket_start.begin(), g.bucket_start.end());
-  auto* device = static_cast<int32_t*>(
-      scratch->Get(packed.size() * sizeof(int32_t), stream));
-  staging->CopyToDevice(device, packed.data(), packed.size() * sizeof(int32_t),
-                        stream);
-  DispatchFloat2(dwte.dtype, dout.dtype, [&](auto zero, auto zero_r) {
-    using F = decltype(zero);
-    using R = decltype(zero_r);
-    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWpeKernel<F, R>),
-                            CeilDiv(int64_t{T} * C, 256), 256, 0, stream,
-                            Ptr<F>(dwpe), Ptr<R>(dout), B, T, C),
-                "EncoderBackwardWpeKernel");
-    const dim3 grid(CeilDiv(C, 128), buckets);
-    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWteKernel<F, R>), grid, 128, 0,
-                            stream, Ptr<F>(dwte), Ptr<R>(dout), device + BT,
-                            device + BT + buckets, device, C),
-                "EncoderBackwardWteKernel");
-  });
+  // The grouping through scratch, a row of blocks a bucket (up to the grid's
+  // limit; more stride).
+  const std::vector<int32_t> packed = PackTokenGroups(host_tokens, B * T);
+  const size_t bytes = packed.size() * sizeof(int32_t);
+  auto* plan = static_cast<int32_t*>(scratch->Get(bytes, stream));
+  staging->CopyToDevice(plan, packed.data(), bytes, stream);
+  LaunchEncoderBackward(dwte, dwpe, dout, plan, B, T, C,
+                        std::min(packed[0], 65535), stream);
 }
 
-// [positions (BT) | bucket_token (BT) | bucket_start (BT + 1) | buckets].
+// The largest PackTokenGroups: every position its own bucket.
 int64_t EncoderPlanSize(int64_t BT) { return 3 * BT + 2; }
 
 void StageEncoderPlan(Tensor plan, const int32_t* host_tokens, int B, int T,
                       PinnedStaging* staging, CUstream_st* stream) {
-  const int BT = B * T;
-  GPT2_CHECK(plan.dtype == DType::kI32 && plan.numel >= EncoderPlanSize(BT));
-  const TokenGroups g = GroupByToken(host_tokens, BT);
-  std::vector<int32_t> packed(EncoderPlanSize(BT), 0);
-  std::copy(g.positions.begin(), g.positions.end(), packed.begin());
-  std::copy(g.bucket_token.begin(), g.bucket_token.end(), packed.begin() + BT);
-  std::copy(g.bucket_start.begin(), g.bucket_start.end(),
-            packed.begin() + 2 * BT);
-  packed[3 * BT + 1] = static_cast<int32_t>(g.bucket_token.size());
+  GPT2_CHECK(plan.dtype == DType::kI32 &&
+             plan.numel >= EncoderPlanSize(int64_t{B} * T));
+  const std::vector<int32_t> packed = PackTokenGroups(host_tokens, B * T);
   staging->CopyToDevice(plan.data, packed.data(),
                         packed.size() * sizeof(int32_t), stream);
 }
 
 void EncoderBackwardStaged(Tensor dwte, Tensor dwpe, Tensor dout, Tensor plan,
                            int B, int T, int C, CUstream_st* stream) {
-  const int BT = B * T;
-  GPT2_CHECK(plan.dtype == DType::kI32 && plan.numel >= EncoderPlanSize(BT));
-  DispatchFloat2(dwte.dtype, dout.dtype, [&](auto zero, auto zero_r) {
-    using F = decltype(zero);
-    using R = decltype(zero_r);
-    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWpeKernel<F, R>),
-                            CeilDiv(int64_t{T} * C, 256), 256, 0, stream,
-                            Ptr<F>(dwpe), Ptr<R>(dout), B, T, C),
-                "EncoderBackwardWpeKernel");
-    // Up to 4,096 bucket rows of blocks, each striding over the buckets.
-    const dim3 grid(CeilDiv(C, 128), std::min(BT, 4096));
-    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWteStagedKernel<F, R>), grid, 128,
-                            0, stream, Ptr<F>(dwte), Ptr<R>(dout),
-                            Ptr<int32_t>(plan), BT, C),
-                "EncoderBackwardWteStagedKernel");
-  });
+  GPT2_CHECK(plan.dtype == DType::kI32 &&
+             plan.numel >= EncoderPlanSize(int64_t{B} * T));
+  // A grid that does not depend on the tokens: up to 4,096 rows of blocks.
+  LaunchEncoderBackward(dwte, dwpe, dout, Ptr<int32_t>(plan), B, T, C,
+                        std::min(B * T, 4096), stream);
 }
 
 }  // namespace gpt2::cuda

@@ -78,6 +78,28 @@ class CudaTrain : public ::testing::Test {
     return Train(loaded, options);
   }
 
+  // Run `name`'s train.log.
+  std::string Log(const std::string& name) const {
+    std::ifstream log(dir_ / "logs" / name / "train.log");
+    return std::string((std::istreambuf_iterator<char>(log)), {});
+  }
+  // `run` has `plain`'s losses and final weights, bit for bit, and `resumed`
+  // (from run's step-4 checkpoint) the rest of them.
+  static void ExpectSameRunAndResume(
+      const absl::StatusOr<TrainResult>& plain,
+      const absl::StatusOr<TrainResult>& run,
+      const absl::StatusOr<TrainResult>& resumed) {
+    ASSERT_TRUE(plain.ok()) << plain.status();
+    ASSERT_TRUE(run.ok()) << run.status();
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    EXPECT_EQ(run->losses, plain->losses);
+    EXPECT_EQ(run->final_params, plain->final_params);
+    ASSERT_EQ(resumed->losses.size(), 4u);
+    for (int i = 0; i < 4; ++i)
+      EXPECT_EQ(resumed->losses[i], plain->losses[4 + i]) << i;
+    EXPECT_EQ(resumed->final_params, plain->final_params);
+  }
+
   std::filesystem::path dir_;
 };
 
@@ -253,29 +275,16 @@ TEST_F(CudaTrain, UpdatesBesideKeepTheRunAndItsCheckpoints) {
   ASSERT_TRUE(plain_accum.ok()) << plain_accum.status();
   EXPECT_EQ(beside_accum->losses, plain_accum->losses);
   EXPECT_EQ(beside_accum->final_params, plain_accum->final_params);
+  ExpectSameRunAndResume(plain, beside, resumed);
+  EXPECT_NE(Log("beside").find("updates: beside the next forward"),
+            std::string::npos)
+      << Log("beside");
   ASSERT_TRUE(with_comm.ok()) << with_comm.status();
-  {
-    std::ifstream log(dir_ / "logs/beside_comm/train.log");
-    const std::string text((std::istreambuf_iterator<char>(log)), {});
-    EXPECT_NE(text.find("GPT2_UPDATE_BESIDE=1 has no effect here"),
-              std::string::npos)
-        << text;
-    for (int i = 0; i < 2; ++i)
-      EXPECT_EQ(with_comm->losses[i], plain->losses[i]) << i;
-  }
-  ASSERT_TRUE(plain.ok()) << plain.status();
-  ASSERT_TRUE(beside.ok()) << beside.status();
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_EQ(beside->losses, plain->losses);
-  EXPECT_EQ(beside->final_params, plain->final_params);
-  ASSERT_EQ(resumed->losses.size(), 4u);
-  for (int i = 0; i < 4; ++i)
-    EXPECT_EQ(resumed->losses[i], plain->losses[4 + i]) << i;
-  EXPECT_EQ(resumed->final_params, plain->final_params);
-  std::ifstream log(dir_ / "logs/beside/train.log");
-  const std::string text((std::istreambuf_iterator<char>(log)), {});
-  EXPECT_NE(text.find("updates: beside the next forward"), std::string::npos)
-      << text;
+  EXPECT_NE(Log("beside_comm").find("GPT2_UPDATE_BESIDE=1 has no effect here"),
+            std::string::npos)
+      << Log("beside_comm");
+  for (int i = 0; i < 2; ++i)
+    EXPECT_EQ(with_comm->losses[i], plain->losses[i]) << i;
 }
 
 // The training step recorded as a graph and replayed (GPT2_TRAIN_GRAPHS=1):
@@ -295,24 +304,12 @@ TEST_F(CudaTrain, RecordedStepsKeepTheRun) {
   auto graphs_accum = Run("CUDA", "BF16", "graphs_accum", "", accum);
   unsetenv("GPT2_TRAIN_GRAPHS");
   auto plain_accum = Run("CUDA", "BF16", "plain_accum", "", accum);
-  ASSERT_TRUE(plain.ok()) << plain.status();
-  ASSERT_TRUE(graphs.ok()) << graphs.status();
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
-  EXPECT_EQ(graphs->losses, plain->losses);
-  EXPECT_EQ(graphs->final_params, plain->final_params);
-  ASSERT_EQ(resumed->losses.size(), 4u);
-  for (int i = 0; i < 4; ++i)
-    EXPECT_EQ(resumed->losses[i], plain->losses[4 + i]) << i;
-  EXPECT_EQ(resumed->final_params, plain->final_params);
-  const auto read = [&](const char* run) {
-    std::ifstream log(dir_ / "logs" / run / "train.log");
-    return std::string((std::istreambuf_iterator<char>(log)), {});
-  };
-  EXPECT_NE(read("graphs").find("recorded as a graph"), std::string::npos);
+  ExpectSameRunAndResume(plain, graphs, resumed);
+  EXPECT_NE(Log("graphs").find("recorded as a graph"), std::string::npos);
   ASSERT_TRUE(graphs_accum.ok()) << graphs_accum.status();
   ASSERT_TRUE(plain_accum.ok()) << plain_accum.status();
   EXPECT_EQ(graphs_accum->losses, plain_accum->losses);
-  EXPECT_NE(read("graphs_accum").find("GPT2_TRAIN_GRAPHS=1 has no effect"),
+  EXPECT_NE(Log("graphs_accum").find("GPT2_TRAIN_GRAPHS=1 has no effect"),
             std::string::npos);
 }
 
