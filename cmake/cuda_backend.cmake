@@ -43,6 +43,12 @@ if(COMMAND gpt2_add_emulated_cuda)
     TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
     PASS_REGULAR_EXPRESSION "back to back: [0-9.]+ ms/step.*each step a replayed graph"
     ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_TRAIN_GRAPHS=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
+  # Both: each replay queues the last step's updates beside its forward.
+  add_test(NAME emu.bench_step_graphs_beside COMMAND gpt2_bench_emu ${GPT2_BENCH_EMU_ARGS})
+  set_tests_properties(emu.bench_step_graphs_beside PROPERTIES LABELS cuda_emu
+    TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
+    PASS_REGULAR_EXPRESSION "back to back: [0-9.]+ ms/step.*replayed graph with the last step's updates beside its forward"
+    ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_TRAIN_GRAPHS=1;GPT2_UPDATE_BESIDE=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
   # Every op again with its blocks on two host threads that overtake one another at
   # random barriers: a kernel that assumes an order between blocks it does not enforce
   # (or races across blocks) shows as a wrong or changed result here. Its cp.async

@@ -325,9 +325,15 @@ group_bench() {
     GPT2_UPDATE_BESIDE=1 GPT2_STREAM_PRIORITY=1 bench bench_update_priority_B16 16
   fi
   # The step's forward, backward and norm recorded once as a graph and replayed
-  # (GPT2_TRAIN_GRAPHS=1: one launch instead of ~300; the optimizer then updates in place):
-  # against the best of the above, back to back.
-  [ "${GPT2_TRAIN_GRAPHS:-}" = 0 ] || GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B16 16
+  # (GPT2_TRAIN_GRAPHS=1: one launch instead of ~300): with the optimizer updating in place
+  # after each replay, and with the last step's updates recorded beside each replay's
+  # forward (both switches: src/train/step_graph.h); against the best of the above, back
+  # to back.
+  if [ "${GPT2_TRAIN_GRAPHS:-}" != 0 ]; then
+    GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=0 bench bench_graphs_B16 16
+    [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
+      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 bench bench_graphs_beside_B16 16
+  fi
   run bench_pytorch_B16 150 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
     --seq_len 1024 --steps 10 ||
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
@@ -352,9 +358,19 @@ group_bench() {
   [ "${GPT2_UPDATE_BESIDE:-}" != 1 ] ||
     adopt bench_update_priority_B16 GPT2_STREAM_PRIORITY=1 0.99 \
       "the main stream's blocks placed first" bench_update_beside_B16 back
-  [ "${GPT2_TRAIN_GRAPHS:-}" = 0 ] ||
+  if [ "${GPT2_TRAIN_GRAPHS:-}" = 0 ]; then
+    :
+  elif [ "${GPT2_UPDATE_BESIDE:-}" = 1 ]; then
+    adopt bench_graphs_beside_B16 GPT2_TRAIN_GRAPHS=1 0.99 \
+      "the training step as a replayed graph, updates beside its forward" "$(best_b16)" back
+  else
     adopt bench_graphs_B16 GPT2_TRAIN_GRAPHS=1 0.99 \
       "the training step as a replayed graph (updates in place)" "$(best_b16)" back
+    # Updates beside that lost without graphs may still win inside them.
+    [ "${GPT2_TRAIN_GRAPHS:-}" != 1 ] || [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
+      adopt bench_graphs_beside_B16 GPT2_UPDATE_BESIDE=1 0.99 \
+        "updates beside each replayed step's forward" bench_graphs_B16 back
+  fi
   # (GPT2_GELU_EPILOGUES=0 is a value, not 1: not adopted automatically; read the pair.)
 }
 # adopt BENCH VAR=VALUE RATIO WHAT [BASE [back]]: VAR=VALUE from here on (and in later
@@ -734,7 +750,8 @@ group_extra() {
       "optimizer updates beside the next forward, at B=4" bench_ours_B4 back
   fi
   # The step as a replayed graph at B=4 and B=2 (where ~300 launches weigh most), if not
-  # adopted or turned off in the bench group: against B=4's best so far, back to back.
+  # adopted or turned off in the bench group: against B=4's best so far, back to back
+  # (with updates beside adopted, the replays queue them beside their forwards).
   if [ -z "${GPT2_TRAIN_GRAPHS:-}" ]; then
     GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B4 4
     GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B2 2

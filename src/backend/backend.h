@@ -109,8 +109,10 @@ class Backend {
   // and EndGraph are recorded instead of run, and ReplayGraph runs them again
   // with one launch. Recorded ops must not allocate, copy from the host or
   // wait; values that change between replays (a decode position) live in
-  // backend memory. Backends without graphs (the CPU) say so
-  // and the caller runs the ops directly. ----
+  // backend memory (an AdamW call's rate: AdamWArgs::step_values). Updates
+  // beside queued while recording are recorded with the ops that wait for
+  // them, and the graph ends once they are done. Backends without graphs (the
+  // CPU) say so and the caller runs the ops directly. ----
   virtual bool SupportsGraphs() const { return false; }
   virtual void BeginGraph() { GPT2_CHECK_MSG(false, name(), " has no graphs"); }
   // Returns the graph's handle.
@@ -379,6 +381,11 @@ class Backend {
     CheckSize(grad, param.numel, "adamw grad");
     CheckSize(norm_squared, 1, "adamw norm_squared");
     if (master.data != nullptr) CheckSize(master, param.numel, "adamw master");
+    if (args.step_values.data != nullptr) {
+      GPT2_CHECK_MSG(args.step_values.dtype == DType::kI32 &&
+                         args.step_values.numel == kAdamWStepValuesI32,
+                     "adamw step values: an AdamWStepValues (6 x i32)");
+    }
     RunAdamW(param, master, m, v, grad, norm_squared, args);
   }
   void Cast(Tensor dst, Tensor src) {

@@ -216,10 +216,18 @@ class CpuBackend final : public Backend {
                 Tensor norm_squared, const AdamWArgs& args) override {
     GPT2_CHECK_MSG(master.data == nullptr,
                    "the CPU backend keeps no separate master weights");
+    AdamWArgs now = args;
+    if (args.step_values.data != nullptr) {
+      // The rate and step as the update runs (the float lr the values hold).
+      const auto& values =
+          *static_cast<const AdamWStepValues*>(args.step_values.data);
+      now.lr = values.lr;
+      now.step = values.step;
+    }
     Dispatch(param.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::AdamW<F>(param.as<F>(), m.as<F>(), v.as<F>(), grad.as<F>(),
-                    param.numel, norm_squared.as<F>(), args);
+                    param.numel, norm_squared.as<F>(), now);
     });
   }
 

@@ -586,7 +586,8 @@ class CudaBackend final : public Backend {
                      "bf16 params need fp32 master weights");
     }
     if (!updating_beside_) {
-      AwaitUpdatesTouching({param, master, m, v}, {grad, norm_squared});
+      AwaitUpdatesTouching({param, master, m, v},
+                           {grad, norm_squared, args.step_values});
       cuda::AdamW(param, master, m, v, grad, norm_squared, args, stream_);
       return;
     }
@@ -611,6 +612,10 @@ class CudaBackend final : public Backend {
       claim(grad, false);
     }
     claims_.Add(update, norm_squared.data, norm_squared.bytes(), false);
+    if (args.step_values.data != nullptr) {
+      claims_.Add(update, args.step_values.data, args.step_values.bytes(),
+                  false);
+    }
   }
 
   // Updates beside (see Backend::BeginUpdatesBeside).
@@ -618,12 +623,7 @@ class CudaBackend final : public Backend {
   void BeginUpdatesBeside() override {
     if (!UpdatesBeside()) return;
     JoinUpdates();
-    if (update_stream_ == nullptr) {
-      GPT2_CUDA_CHECK(
-          cudaStreamCreateWithFlags(&update_stream_, cudaStreamNonBlocking));
-      GPT2_CUDA_CHECK(
-          cudaEventCreateWithFlags(&update_fork_, cudaEventDisableTiming));
-    }
+    MakeUpdateStream();
     GPT2_CUDA_CHECK(cudaEventRecord(update_fork_, stream_));
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(update_stream_, update_fork_, 0));
     updating_beside_ = true;
@@ -637,6 +637,15 @@ class CudaBackend final : public Backend {
     if (need < 0) return;
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, update_done_[need], 0));
     claims_.Joined(need);
+  }
+  // The update stream and its fork mark, made at the first use (before a
+  // recording that may queue updates: not made while capturing).
+  void MakeUpdateStream() {
+    if (update_stream_ != nullptr) return;
+    GPT2_CUDA_CHECK(
+        cudaStreamCreateWithFlags(&update_stream_, cudaStreamNonBlocking));
+    GPT2_CUDA_CHECK(
+        cudaEventCreateWithFlags(&update_fork_, cudaEventDisableTiming));
   }
   // The main stream waits for every update beside still pending.
   void JoinUpdates() {
@@ -752,11 +761,14 @@ class CudaBackend final : public Backend {
   void BeginGraph() override {
     GPT2_CHECK_MSG(!timing_, "op timing cannot be recorded into a graph");
     JoinUpdates();
+    if (UpdatesBeside()) MakeUpdateStream();
     GPT2_CUDA_CHECK(
         cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     recording_ = true;
   }
   int EndGraph() override {
+    // Updates recorded beside end in the graph: its last node waits for them.
+    JoinUpdates();
     recording_ = false;
     cudaGraph_t graph = nullptr;
     GPT2_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
@@ -768,6 +780,8 @@ class CudaBackend final : public Backend {
   }
   void ReplayGraph(int graph) override {
     GPT2_CHECK(graph >= 0 && graph < static_cast<int>(graphs_.size()));
+    // A recorded op waits for no update queued outside the recording.
+    JoinUpdates();
     GPT2_CUDA_CHECK(cudaGraphLaunch(graphs_[graph], stream_));
   }
   void StageEncoderBackward(const int32_t* host_tokens, int B, int T) override {

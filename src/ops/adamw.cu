@@ -50,6 +50,19 @@ struct AdamWScalars {
   int64_t step, index;
 };
 
+// The scalars with the step's values read from the device where the call
+// has them (AdamWArgs::step_values: a recorded call's rate at each replay).
+__device__ __forceinline__ AdamWScalars
+WithStepValues(AdamWScalars a, const AdamWStepValues* values) {
+  if (values != nullptr) {
+    a.lr = values->lr;
+    a.correction1 = values->correction1;
+    a.correction2 = values->correction2;
+    a.step = values->step;
+  }
+  return a;
+}
+
 // The runs of one launch, in the launch's own numbering of the elements it
 // updates (the runs laid end to end, gaps left out): run k holds the numbers
 // below end[k] (and at or above the previous end), number e is element
@@ -121,8 +134,10 @@ __device__ __forceinline__ float Update(float g, float& m, float& v, float w,
 template <typename T>
 __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
                             const T* grad, int64_t n, const float* norm_squared,
-                            AdamWScalars a, DecayTable table) {
+                            AdamWScalars given, const AdamWStepValues* values,
+                            DecayTable table) {
   KernelPrologue();
+  const AdamWScalars a = WithStepValues(given, values);
   DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
@@ -150,9 +165,11 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
 template <typename T>
 __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                                   const T* grad, int64_t n,
-                                  const float* norm_squared, AdamWScalars a,
+                                  const float* norm_squared, AdamWScalars given,
+                                  const AdamWStepValues* values,
                                   DecayTable table) {
   KernelPrologue();
+  const AdamWScalars a = WithStepValues(given, values);
   DecayRuns runs = StageDecayTable(table);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
@@ -218,7 +235,8 @@ bool PacksStayTogether(const DecayTable& table) {
 template <typename F>
 void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
                  const float* norm_squared, const AdamWScalars& a,
-                 const DecayTable& table, cudaStream_t stream) {
+                 const AdamWStepValues* values, const DecayTable& table,
+                 cudaStream_t stream) {
   const auto aligned = [](const void* ptr, size_t bytes) {
     return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
   };
@@ -228,10 +246,10 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
       PacksStayTogether(table))
     packed = n / 4 * 4;
   if (packed > 0) {
-    CheckLaunch(
-        GPT2_LAUNCH(AdamWPackedKernel<F>, GridStrideBlocks(packed / 4), 256, 0,
-                    stream, p, w, mp, vp, g, packed, norm_squared, a, table),
-        "AdamWPackedKernel");
+    CheckLaunch(GPT2_LAUNCH(AdamWPackedKernel<F>, GridStrideBlocks(packed / 4),
+                            256, 0, stream, p, w, mp, vp, g, packed,
+                            norm_squared, a, values, table),
+                "AdamWPackedKernel");
   }
   if (packed < n) {
     AdamWScalars rest = a;
@@ -240,7 +258,7 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
         GPT2_LAUNCH(AdamWKernel<F>, GridStrideBlocks(n - packed), 256, 0,
                     stream, p + packed, w == nullptr ? nullptr : w + packed,
                     mp + packed, vp + packed, g + packed, n - packed,
-                    norm_squared, rest, Shifted(table, packed)),
+                    norm_squared, rest, values, Shifted(table, packed)),
         "AdamWKernel");
   }
 }
@@ -250,19 +268,20 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
 void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
            Tensor norm_squared, const AdamWArgs& args, CUstream_st* stream) {
   const std::vector<AdamWDecayRun> runs = AdamWDecayRuns(args, param.numel);
+  const AdamWStepValues now = MakeAdamWStepValues(args);
   AdamWScalars a;
-  a.lr = static_cast<float>(args.lr);
+  a.lr = now.lr;
   a.beta1 = static_cast<float>(args.beta1);
   a.beta2 = static_cast<float>(args.beta2);
   a.eps = static_cast<float>(args.eps);
-  a.correction1 =
-      static_cast<float>(1.0 - std::pow(args.beta1, double(args.step)));
-  a.correction2 =
-      static_cast<float>(1.0 - std::pow(args.beta2, double(args.step)));
+  a.correction1 = now.correction1;
+  a.correction2 = now.correction2;
   a.grad_clip = static_cast<float>(args.grad_clip);
   a.rounding_seed = args.rounding_seed;
-  a.step = args.step;
+  a.step = now.step;
   a.index = args.index;
+  const auto* values =
+      static_cast<const AdamWStepValues*>(args.step_values.data);
   DispatchFloat(param.dtype, [&](auto zero) {
     using F = decltype(zero);
     F* p = Ptr<F>(param);
@@ -289,7 +308,7 @@ void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
       part.index += begin;
       LaunchAdamW<F>(p + begin, w == nullptr ? nullptr : w + begin, mp + begin,
                      vp + begin, g + begin, n, Ptr<float>(norm_squared), part,
-                     table, stream);
+                     values, table, stream);
     }
   });
 }

@@ -44,7 +44,24 @@ struct AdamWArgs {
   // sharded or split into calls; 0: round to nearest even.
   uint64_t rounding_seed = 0;
   int64_t index = 0;  // the parameter number of param[0]
+  // Set (an AdamWStepValues on the call's backend, kI32 x 6): lr and step
+  // are read from it when the update runs, not from the fields above, so a
+  // recorded call (a replayed graph) updates at each replay's rate.
+  Tensor step_values;
 };
+
+// What changes from one step to the next, as the update reads it: the lr and
+// the bias corrections in float, the step (stochastic rounding's hash).
+struct AdamWStepValues {
+  float lr, correction1, correction2;
+  int32_t unused = 0;
+  int64_t step;
+};
+static_assert(sizeof(AdamWStepValues) == 24, "six int32 on the device");
+constexpr int64_t kAdamWStepValuesI32 = 6;
+// The values of args.lr and args.step with args' betas (as the CUDA twin
+// computes them from the fields).
+AdamWStepValues MakeAdamWStepValues(const AdamWArgs& args);
 
 // The weight decay of each run of `args` over a call of n elements (one run
 // of weight_decay when args.runs is empty), with the runs' bounds; checks

@@ -25,6 +25,17 @@ std::vector<AdamWDecayRun> AdamWDecayRuns(const AdamWArgs& args, int64_t n) {
   return out;
 }
 
+AdamWStepValues MakeAdamWStepValues(const AdamWArgs& args) {
+  AdamWStepValues values;
+  values.lr = static_cast<float>(args.lr);
+  values.correction1 =
+      static_cast<float>(1.0 - std::pow(args.beta1, double(args.step)));
+  values.correction2 =
+      static_cast<float>(1.0 - std::pow(args.beta2, double(args.step)));
+  values.step = args.step;
+  return values;
+}
+
 namespace cpu {
 
 template <typename T>

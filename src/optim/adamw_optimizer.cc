@@ -79,16 +79,41 @@ AdamWOptimizer::~AdamWOptimizer() {
 
 void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
                           Tensor norm_squared, double lr, int64_t step) {
+  Queue(params, shard_grads, norm_squared, lr, step, Tensor{});
+}
+
+void AdamWOptimizer::StepAtStagedValues(Tensor params, Tensor shard_grads,
+                                        Tensor norm_squared,
+                                        Tensor step_values) {
+  GPT2_CHECK_MSG(step_values.data != nullptr, "no step values");
+  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values);
+}
+
+void AdamWOptimizer::StageStepValues(Tensor step_values, double lr,
+                                     int64_t step) {
+  AdamWArgs now = args_;
+  now.lr = lr;
+  now.step = step;
+  const AdamWStepValues values = MakeAdamWStepValues(now);
+  GPT2_CHECK_MSG(step_values.bytes() == sizeof(values),
+                 "step values: an AdamWStepValues (6 x i32)");
+  backend_->Upload(step_values, &values);
+}
+
+void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
+                           Tensor norm_squared, double lr, int64_t step,
+                           Tensor step_values) {
   const int64_t begin = shard_.begin(), n = shard_.end() - begin;
   if (n == 0) return;
   const Tensor param = params.Slice(begin, n);
   const Tensor master = has_master() ? master_.Slice(0, n) : Tensor{};
   const Tensor grad = shard_grads.Slice(0, n);
-  if (updates_beside_allowed_ && backend_->UpdatesBeside()) {
+  if (updates_beside()) {
     backend_->BeginUpdatesBeside();
     for (AdamWArgs& part : group_args_) {
       part.lr = lr;
       part.step = step;
+      part.step_values = step_values;
       backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
                       norm_squared, part);
     }
@@ -97,6 +122,7 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
   }
   args_.lr = lr;
   args_.step = step;
+  args_.step_values = step_values;
   backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
                   norm_squared, args_);
 }

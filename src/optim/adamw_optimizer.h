@@ -42,6 +42,13 @@ class AdamWOptimizer {
   // global gradient norm, used for clipping. step is 1-based.
   void Step(Tensor params, Tensor shard_grads, Tensor norm_squared, double lr,
             int64_t step);
+  // The same update with its rate and step read when it runs from
+  // `step_values` (AdamWArgs::step_values, on the backend), for a recorded
+  // step: each replay updates at the values staged before it.
+  void StepAtStagedValues(Tensor params, Tensor shard_grads,
+                          Tensor norm_squared, Tensor step_values);
+  // Writes the values Step(..., lr, step) would use to step_values.
+  void StageStepValues(Tensor step_values, double lr, int64_t step);
   // Where the backend has updates beside (Backend::BeginUpdatesBeside), Step
   // queues them there group by group in the forward's order
   // (ForwardUpdateGroups): the same updates, bit for bit. Allow it only where
@@ -49,6 +56,10 @@ class AdamWOptimizer {
   // optimizer state before the next forward (no collectives after the step:
   // a world of one). Off by default.
   void AllowUpdatesBeside(bool allow) { updates_beside_allowed_ = allow; }
+  // Whether Step queues its updates beside (allowed, and the backend has it).
+  bool updates_beside() const {
+    return updates_beside_allowed_ && backend_->UpdatesBeside();
+  }
 
   const ShardLayout& shard() const { return shard_; }
   // Bytes of m, v and the master weights; StateBytes: the same before
@@ -67,6 +78,8 @@ class AdamWOptimizer {
   void InitMasterFromParams(Tensor params);
 
  private:
+  void Queue(Tensor params, Tensor shard_grads, Tensor norm_squared, double lr,
+             int64_t step, Tensor step_values);
   static DType StateDType(DType dtype) {
     return dtype == DType::kBF16 ? DType::kF32 : dtype;
   }

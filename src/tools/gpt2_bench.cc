@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <vector>
 
@@ -36,6 +37,7 @@
 #include "src/optim/shard_layout.h"
 #include "src/tools/cli_common.h"
 #include "src/train/layerwise_reduction.h"
+#include "src/train/step_graph.h"
 
 ABSL_FLAG(int, batch, 4, "Micro-batch B of the timed train step.");
 ABSL_FLAG(int, seq_len, 64, "Sequence length T of the timed train step.");
@@ -251,43 +253,40 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   // The host's time to issue one step's calls, nothing queued ahead (each
   // round's first), says whether the host keeps ahead of the device.
   // GPT2_TRAIN_GRAPHS=1: each step's forward, backward and norm recorded
-  // once as a graph and replayed (as the trainer does; the optimizer then
-  // updates in place).
+  // once as a graph and replayed, with the last step's updates beside its
+  // forward where those are on (StepGraph, as the trainer does): a round's
+  // last update then runs in the next round's first replay (each round after
+  // the first is all replays), the last round's after the rounds.
   std::vector<double> rounds, issue;
-  const bool graphs =
-      EnvIs("GPT2_TRAIN_GRAPHS", "1") && backend->SupportsGraphs();
+  std::optional<StepGraph> graph;
+  if (EnvIs("GPT2_TRAIN_GRAPHS", "1") && backend->SupportsGraphs())
+    graph.emplace(backend.get(), &model, &opt);
   if (backend->asynchronous()) {
-    if (graphs) opt.AllowUpdatesBeside(false);
-    int graph = -1;
     for (int round = 0; round < 3; ++round) {
       backend->Synchronize();
       const auto t0 = Clock::now();
       for (int i = 0; i < steps; ++i) {
-        if (graphs) {
-          model.SetInputs(x.data(), y.data(), B, T);
-          backend->StageEncoderBackward(x.data(), B, T);
-          if (graph < 0) {
-            backend->BeginGraph();
-            model.QueueForward(B, T, 1.0 / (B * T), true, true);
-            model.ZeroGrads();
-            model.Backward();
-            backend->SumSquares(norm_sq, model.grads());
-            graph = backend->EndGraph();
-          }
-          backend->ReplayGraph(graph);
+        if (graph && graph->ready()) {
+          graph->Run(x.data(), y.data(), B, T, 1.0 / (B * T), Tensor{},
+                     norm_sq);
         } else {
           model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
           model.ZeroGrads();
           model.Backward();
           backend->SumSquares(norm_sq, model.grads());
         }
-        opt.Step(model.params(), model.grads(), norm_sq, 1e-4,
-                 steps + 2 + round * steps + i);
+        const int64_t update = steps + 2 + round * steps + i;
+        if (graph) {
+          graph->Update(norm_sq, 1e-4, update);
+        } else {
+          opt.Step(model.params(), model.grads(), norm_sq, 1e-4, update);
+        }
         if (i == 0) issue.push_back(Ms(t0, Clock::now()));
       }
       backend->Synchronize();
       rounds.push_back(Ms(t0, Clock::now()) / steps);
     }
+    if (graph) graph->Flush();
   }
   // One more step with every op timed (CUDA events): where the time goes.
   std::vector<OpTiming> timings;
@@ -316,7 +315,12 @@ double BenchTrainStep(bool print, int local_rank = 0) {
           "%d steps queued without host waits, as training runs%s; the host "
           "issued a step's calls in %.1f ms)\n",
           Median(rounds), B * T / (Median(rounds) / 1000.0), rounds.size(),
-          steps, graphs ? ", each step a replayed graph" : "", Median(issue));
+          steps,
+          !graph                    ? ""
+          : graph->updates_inside() ? ", each step a replayed graph with the "
+                                      "last step's updates beside its forward"
+                                    : ", each step a replayed graph",
+          Median(issue));
     }
     // Model flops per token: 6N for the matmuls with weights, 6 L C T for
     // attention.

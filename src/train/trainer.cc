@@ -34,6 +34,7 @@
 #include "src/train/layerwise_reduction.h"
 #include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
+#include "src/train/step_graph.h"
 
 namespace gpt2 {
 namespace {
@@ -457,15 +458,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // for them.
   // The training step recorded as a graph after its first run and replayed
   // (GPT2_TRAIN_GRAPHS=1 where the backend has graphs): one launch for the
-  // forward, backward and norm instead of one per kernel. A world of one,
-  // without gradient accumulation; the optimizer then updates in place
-  // (updates beside would need the recorded forward to wait on events
-  // recorded outside it).
+  // forward, backward and norm instead of one per kernel, with the last
+  // step's updates beside its forward where those are on (StepGraph). A world
+  // of one, without gradient accumulation.
   const bool graphs_asked = EnvIs("GPT2_TRAIN_GRAPHS", "1");
   const bool train_graphs = graphs_asked && backend->SupportsGraphs() &&
                             world == 1 && accum == 1 && device_comm == nullptr;
-  const bool updates_beside_allowed =
-      world == 1 && device_comm == nullptr && !train_graphs;
+  const bool updates_beside_allowed = world == 1 && device_comm == nullptr;
   optimizer.AllowUpdatesBeside(updates_beside_allowed);
   TrainProgress progress;
   if (!options.init_from.empty()) {
@@ -516,16 +515,18 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     log.Line(absl::StrCat(
         "note: GPT2_UPDATE_BESIDE=1 has no effect here: the optimizer updates "
         "in place, since ",
-        train_graphs ? "the step is a graph (GPT2_TRAIN_GRAPHS=1)"
-        : world > 1  ? "the gradients and weights go over collectives, which "
-                       "would not wait for updates beside"
-                     : "distributed.comm asks for NCCL, which would not wait "
-                       "for updates beside"));
+        world > 1 ? "the gradients and weights go over collectives, which "
+                    "would not wait for updates beside"
+                  : "distributed.comm asks for NCCL, which would not wait "
+                    "for updates beside"));
   }
   if (train_graphs) {
-    log.Line(
+    log.Line(absl::StrCat(
         "train step: recorded as a graph at the second step and replayed "
-        "(GPT2_TRAIN_GRAPHS=1)");
+        "(GPT2_TRAIN_GRAPHS=1)",
+        optimizer.updates_beside()
+            ? ", each with the last step's updates beside its forward"
+            : ""));
   } else if (graphs_asked) {
     log.Line(absl::StrCat(
         "note: GPT2_TRAIN_GRAPHS=1 has no effect here: ",
@@ -599,14 +600,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
   Tensor val_loss_sum = backend->Alloc(model.stats_dtype(), 1);
   Tensor hellaswag_sums = backend->Alloc(model.stats_dtype(), 3);
-  // A recorded step's loss and norm (copied to the step's slots after each
-  // replay) and the graph's handle (-1: not recorded yet).
-  Tensor graph_scalars =
-      train_graphs ? backend->Alloc(model.stats_dtype(), 2) : Tensor{};
-  int step_graph = -1;
+  // The recorded step (GPT2_TRAIN_GRAPHS=1).
+  std::optional<StepGraph> step_graph;
+  if (train_graphs) step_graph.emplace(backend, &model, &optimizer);
   // Freed on every way out: the end, --eval, an error.
   absl::Cleanup free_buffers = [&] {
-    backend->Free(graph_scalars);
     if (own_shard_buffer) backend->Free(shard_grads);
     backend->Free(loss_sums);
     backend->Free(norms_squared);
@@ -621,6 +619,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     return DecodeHost(bytes, model.stats_dtype())[0];
   };
   auto evaluate_val = [&](int batches) {
+    if (step_graph) step_graph->Flush();
     val_loader->Reset();
     backend->Zero(val_loss_sum);
     for (int i = 0; i < batches; ++i) {
@@ -638,6 +637,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
 
   // HellaSwag on the model as it is; logs a line and returns acc_norm.
   auto evaluate_hellaswag = [&](int64_t step) {
+    if (step_graph) step_graph->Flush();
     const Clock::time_point start = Clock::now();
     const HellaSwagEval::Result r = hellaswag->Run(
         &model, backend, dcomm, comm->rank(), world, B, hellaswag_sums);
@@ -666,6 +666,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     log.Line(absl::StrCat("weights from ", options.init_from));
   }
   auto save = [&](int64_t steps_done, double lr) -> absl::Status {
+    if (step_graph) step_graph->Flush();
     TrainProgress now;
     now.step = steps_done;
     now.optimizer_steps = updates_applied;
@@ -867,27 +868,12 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     Tensor norm_squared = norms_squared.Slice(slot, 1);
     // The first step of the process runs directly (its calls time kernels,
     // grow scratch and make cuBLASLt plans: nothing a recording may do).
-    const bool replay = train_graphs && step > progress.step;
+    const bool replay =
+        step_graph && step > progress.step && step_graph->ready();
     if (replay) {
       train_loader.Next(inputs.data(), targets.data());
-      model.SetInputs(inputs.data(), targets.data(), B, T);
-      backend->StageEncoderBackward(inputs.data(), B, T);
-      Tensor graph_loss = graph_scalars.Slice(0, 1),
-             graph_norm = graph_scalars.Slice(1, 1);
-      if (step_graph < 0) {
-        backend->BeginGraph();
-        backend->Zero(graph_loss);
-        model.QueueForward(B, T, dloss, /*write_grad=*/true,
-                           /*with_targets=*/true);
-        model.ZeroGrads();
-        backend->AccumulateSum(graph_loss, model.losses(), dloss);
-        model.Backward();
-        backend->SumSquares(graph_norm, model.grads());
-        step_graph = backend->EndGraph();
-      }
-      backend->ReplayGraph(step_graph);
-      backend->Copy(loss_sum, graph_loss);
-      backend->Copy(norm_squared, graph_norm);
+      step_graph->Run(inputs.data(), targets.data(), B, T, dloss, loss_sum,
+                      norm_squared);
     } else {
       backend->Zero(loss_sum);
     }
@@ -931,8 +917,12 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     metrics.hellaswag = hellaswag_acc;
     metrics.lr = schedule.At(step);
     // AdamW skips the update on the device when the norm is not finite.
-    optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
-                   ++updates_applied);
+    if (step_graph) {
+      step_graph->Update(norm_squared, metrics.lr, ++updates_applied);
+    } else {
+      optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
+                     ++updates_applied);
+    }
     if (zero1) {
       dcomm->AllGather(model.padded_params(),
                        model.padded_params().Slice(
@@ -1001,6 +991,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
   }
   GPT2_RETURN_IF_ERROR(finish_pending());
+  if (step_graph) step_graph->Flush();
   // The val loss of the final weights, labelled with the updates made, as the
   // loop's passes are (not after a stop signal: out quickly; nor a non-finite
   // loss). Every rank takes part; all of them agree on how the loop ended.

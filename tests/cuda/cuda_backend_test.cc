@@ -1726,6 +1726,68 @@ TEST_P(CudaOps, AdamWRunsWithGapsAreBitwiseOneCallPerRun) {
   }
 }
 
+// AdamWArgs::step_values (a recorded update's rate, staged before each
+// replay): the rate and step read on the device give the bits of the same
+// rate and step given in the args, packed and element by element (an odd
+// tail), with gaps, with and without stochastic rounding (which hashes the
+// step); the args' own lr and step are then ignored. The CPU backend reads
+// them from its memory the same way (its rate: the values' float lr).
+TEST_P(CudaOps, AdamWStepValuesAreTheArgsBitwise) {
+  const int n = 4099;
+  auto p = Random(n, 65), g = Random(n, 66), m = Random(n, 67, 0.1),
+       v = Random(n, 68, 0.1);
+  for (double& x : v) x = x * x;
+  const bool bf16 = dtype() == DType::kBF16;
+  Tensor on_gpu = cuda_->Alloc(DType::kI32, kAdamWStepValuesI32);
+  Tensor on_cpu = cpu_->Alloc(DType::kI32, kAdamWStepValuesI32);
+  struct Case {
+    double lr;
+    int64_t step;
+    uint64_t seed;
+  };
+  for (const Case& c : {Case{1e-2, 1, 0}, Case{3.3e-3, 17, 0},
+                        Case{7e-4, 1000003, 99}, Case{2e-2, 2, 5}}) {
+    if (c.seed != 0 && !bf16) continue;
+    AdamWArgs args;
+    args.lr = c.lr;
+    args.step = c.step;
+    args.weight_decay = 0.3;
+    args.grad_clip = 1.0;
+    args.rounding_seed = c.seed;
+    args.index = 9;
+    args.runs = {{1000, true, 4}, {2001, false, 1200}, {n - 3, true}};
+    const AdamWStepValues values = MakeAdamWStepValues(args);
+    cuda_->Upload(on_gpu, &values);
+    AdamWArgs staged = args;
+    staged.lr = 0.5;  // ignored
+    staged.step = 3;  // ignored
+    staged.step_values = on_gpu;
+    const std::string where = "lr " + std::to_string(c.lr) + ", step " +
+                              std::to_string(c.step) + ", seed " +
+                              std::to_string(c.seed);
+    ExpectSameBits(AdamWByCalls(p, g, m, v, {{0, n, args}}),
+                   AdamWByCalls(p, g, m, v, {{0, n, staged}}), where);
+    // The CPU backend (fp32 params, no masters): the values' float lr.
+    const double norm_sq = 4.0;
+    auto run_cpu = [&](const AdamWArgs& a) {
+      auto c_p = Cpu(p), c_m = Cpu(m), c_v = Cpu(v), c_g = Cpu(g),
+           c_n = Cpu({norm_sq});
+      cpu_->AdamW(c_p.view, Tensor{}, c_m.view, c_v.view, c_g.view, c_n.view,
+                  a);
+      return std::vector<std::vector<double>>{
+          Download(c_p, "p"), Download(c_m, "m"), Download(c_v, "v")};
+    };
+    cpu_->Upload(on_cpu, &values);
+    AdamWArgs float_lr = args;
+    float_lr.lr = static_cast<float>(args.lr);
+    AdamWArgs cpu_staged = staged;
+    cpu_staged.step_values = on_cpu;
+    ExpectSameBits(run_cpu(float_lr), run_cpu(cpu_staged), "cpu, " + where);
+  }
+  cuda_->Free(on_gpu);
+  cpu_->Free(on_cpu);
+}
+
 // Stochastic rounding of the bf16 params (train.stochastic_rounding): a
 // master value 30% of the way from 1 to the next bf16 (1 + 2^-7) comes out as
 // one of the two, the upper about 30% of the time; the same seed, step and

@@ -313,6 +313,39 @@ TEST_F(CudaTrain, RecordedStepsKeepTheRun) {
             std::string::npos);
 }
 
+// Both switches (GPT2_TRAIN_GRAPHS=1, GPT2_UPDATE_BESIDE=1): each replay
+// queues the last step's updates beside its forward, at the rate staged
+// before it (the lr changes every step here); a checkpoint applies the
+// deferred update first and the step after it runs directly. The same losses
+// and weights as running every op directly, bit for bit, resumed too; with
+// stochastic rounding (whose hash takes the staged step) and checkpoints
+// every 3 steps but none at the end (the last update is still applied) as
+// well.
+TEST_F(CudaTrain, RecordedStepsWithUpdatesBesideKeepTheRun) {
+  const std::vector<std::string> sr = {"train.stochastic_rounding=true",
+                                       "checkpoint.every_steps=3",
+                                       "checkpoint.save_at_end=false"};
+  auto plain = Run("CUDA", "BF16", "plain");
+  auto plain_sr = Run("CUDA", "BF16", "plain_sr", "", sr);
+  setenv("GPT2_TRAIN_GRAPHS", "1", 1);
+  setenv("GPT2_UPDATE_BESIDE", "1", 1);
+  auto both = Run("CUDA", "BF16", "both");
+  const auto ckpt = dir_ / "logs/both/checkpoints/step_00000004.ckpt";
+  auto resumed = Run("CUDA", "BF16", "both", ckpt.string());
+  auto both_sr = Run("CUDA", "BF16", "both_sr", "", sr);
+  unsetenv("GPT2_TRAIN_GRAPHS");
+  unsetenv("GPT2_UPDATE_BESIDE");
+  ExpectSameRunAndResume(plain, both, resumed);
+  EXPECT_NE(Log("both").find("each with the last step's updates beside its "
+                             "forward"),
+            std::string::npos)
+      << Log("both");
+  ASSERT_TRUE(plain_sr.ok()) << plain_sr.status();
+  ASSERT_TRUE(both_sr.ok()) << both_sr.status();
+  EXPECT_EQ(both_sr->losses, plain_sr->losses);
+  EXPECT_EQ(both_sr->final_params, plain_sr->final_params);
+}
+
 TEST_F(CudaTrain, Fp32RunMatchesTheCpu) {
   auto cpu = Run("CPU", "FP32", "cpu32");
   auto cuda = Run("CUDA", "FP32", "cuda32");
