@@ -45,6 +45,8 @@ struct CUstream_st {
   // in it); null otherwise.
   CUgraph_st* capture = nullptr;
   bool capture_origin = false;
+  // Its lane in that capture (the origin's is 0; see CUgraph_st).
+  int capture_lane = 0;
   // In a capture: operations recorded from this stream so far, and how many
   // of them another stream of the capture has waited for (through an event
   // recorded after them): a joined stream must be waited for up to its last
@@ -52,18 +54,40 @@ struct CUstream_st {
   uint64_t captured_ops = 0;
   uint64_t waited_ops = 0;
 };
+// One operation of a captured graph, on the lane of the stream that issued it
+// (each stream taking part in a capture is a lane: the origin 0, the others
+// numbered as they join): work, an event record (numbered in the graph; `fn`
+// marks the user's event recorded) or a wait for such a record.
+struct GraphOp {
+  enum Kind { kWork, kRecord, kWait } kind;
+  int lane;
+  std::function<void()> fn;  // kWork, kRecord
+  int record = -1;           // kRecord: its number; kWait: the one waited for
+};
 // A captured graph: its operations in the order they were issued, which
 // respects every dependency of the capture (an operation is issued after what
-// it waits for). `error`: why the capture was invalidated ("" if it was not).
+// it waits for), with the lanes' stream flags (lane 0: the origin's).
+// `error`: why the capture was invalidated ("" if it was not).
 struct CUgraph_st {
-  std::vector<std::function<void()>> ops;
+  std::vector<GraphOp> ops;
+  std::vector<unsigned> lane_flags;
+  int records = 0;
   std::string error;
 };
-// An instantiated graph: the same operations, run in that order at each
-// launch (one valid order of the graph; the emulator does not run a graph's
-// branches concurrently).
+// An instantiated graph: the same operations. A launch on an eager stream
+// runs them in issue order (one valid order of the graph); on a lazy stream
+// each lane's work queues on a stream of its own (lane 0 on the launching
+// stream; the others on the exec's streams, made at its first lazy launch,
+// with their captured flags) and the records and waits between them are
+// replayed with the exec's events: work runs only once something waits for
+// it, so an operation recorded without a wait for what it reads reads it
+// stale, as the device may run it.
 struct CUgraphExec_st {
-  std::shared_ptr<const std::vector<std::function<void()>>> ops;
+  std::shared_ptr<const std::vector<GraphOp>> ops;
+  std::vector<unsigned> lane_flags;
+  int records = 0;
+  std::vector<cudaStream_t> lane_streams;  // lanes 1, 2, ...
+  std::vector<cudaEvent_t> record_events;
 };
 struct CUevent_st {
   unsigned flags;
@@ -79,6 +103,7 @@ struct CUevent_st {
   CUgraph_st* captured_in = nullptr;
   cudaStream_t captured_on = nullptr;
   uint64_t captured_after = 0;
+  int captured_record = -1;  // its number among that capture's records
 };
 
 namespace cuda_emu {
@@ -644,7 +669,8 @@ void SyncDevice() {
 void Submit(cudaStream_t stream, std::function<void()> op) {
   if (CUgraph_st* graph = CaptureOf(stream)) {
     std::lock_guard<std::mutex> lock(S().mu);
-    graph->ops.push_back(std::move(op));
+    graph->ops.push_back(
+        GraphOp{GraphOp::kWork, stream->capture_lane, std::move(op)});
     ++stream->captured_ops;
     return;
   }
@@ -1064,7 +1090,13 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event,
         return SetLastError(cudaErrorStreamCaptureIsolation);
       }
       if (graph == nullptr && !cuda_emu::detail::IsLegacyStream(stream)) {
-        stream->capture = recorded_in;  // joins
+        stream->capture = recorded_in;  // joins, as a new lane
+        stream->capture_lane = static_cast<int>(recorded_in->lane_flags.size());
+        recorded_in->lane_flags.push_back(stream->flags);
+      }
+      if (!cuda_emu::detail::IsLegacyStream(stream)) {
+        recorded_in->ops.push_back(GraphOp{GraphOp::kWait, stream->capture_lane,
+                                           nullptr, event->captured_record});
       }
       // The recording stream is waited for up to the record.
       if (cudaStream_t from = event->captured_on;
@@ -1109,12 +1141,12 @@ cudaError_t cudaLaunchHostFunc(cudaStream_t stream, cudaHostFn_t fn,
 // and fills, event records, host functions, graph launches), into the graph
 // of the stream that began it and of every stream that joined it by waiting
 // on an event recorded in it; a launch of the instantiated graph runs them
-// all in that order, in the launching stream's order. Calls a capture does
-// not allow (synchronizing a capturing stream, cudaMalloc / cudaFree, the
+// all in the launching stream's order (see CUgraphExec_st). Calls a capture
+// does not allow (synchronizing a capturing stream, cudaMalloc / cudaFree, the
 // legacy stream, pageable copies, a wait on an event from outside) are
 // reported and invalidate it: its end returns
-// cudaErrorStreamCaptureInvalidated. The emulator does not check that joined
-// streams rejoined the origin before the end.
+// cudaErrorStreamCaptureInvalidated; a joined stream the origin did not wait
+// for to its last operation fails the end (cudaErrorStreamCaptureUnjoined).
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
                                    enum cudaStreamCaptureMode) {
@@ -1136,6 +1168,8 @@ cudaError_t cudaStreamBeginCapture(cudaStream_t stream,
   S().graphs.insert(graph);
   stream->capture = graph;
   stream->capture_origin = true;
+  stream->capture_lane = 0;
+  graph->lane_flags.push_back(stream->flags);
   ++S().captures;
   return cudaSuccess;
 }
@@ -1166,6 +1200,7 @@ cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* pGraph) {
         }
         st->capture = nullptr;
         st->capture_origin = false;
+        st->capture_lane = 0;
         st->captured_ops = st->waited_ops = 0;
       }
     }
@@ -1225,7 +1260,8 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph,
                     "cudaGraphInstantiate: not a live cudaGraph_t");
   }
   auto* exec = new CUgraphExec_st{
-      std::make_shared<const std::vector<std::function<void()>>>(graph->ops)};
+      std::make_shared<const std::vector<GraphOp>>(graph->ops),
+      graph->lane_flags, graph->records};
   S().graph_execs.insert(exec);
   *pGraphExec = exec;
   return cudaSuccess;
@@ -1234,7 +1270,7 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph,
 cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
   namespace d = cuda_emu::detail;
   if (cudaError_t e = d::CheckStream(stream, "cudaGraphLaunch")) return e;
-  std::shared_ptr<const std::vector<std::function<void()>>> ops;
+  std::shared_ptr<const std::vector<GraphOp>> ops;
   {
     std::lock_guard<std::mutex> lock(S().mu);
     if (S().graph_execs.count(graphExec) == 0) {
@@ -1244,18 +1280,62 @@ cudaError_t cudaGraphLaunch(cudaGraphExec_t graphExec, cudaStream_t stream) {
     ops = graphExec->ops;
   }
   if (cudaError_t sticky = StickyError(); sticky != cudaSuccess) return sticky;
-  d::Submit(stream, [ops] {
-    for (const std::function<void()>& op : *ops) op();
-  });
+  if (!d::QueuesWork(stream) || d::CaptureOf(stream) != nullptr) {
+    // In issue order, at once or as one operation of the capture.
+    d::Submit(stream, [ops] {
+      for (const GraphOp& op : *ops) {
+        if (op.fn) op.fn();
+      }
+    });
+    return StickyError();
+  }
+  // Lane by lane (see CUgraphExec_st).
+  while (graphExec->lane_streams.size() + 1 < graphExec->lane_flags.size()) {
+    cudaStream_t lane = nullptr;
+    const unsigned flags =
+        graphExec->lane_flags[graphExec->lane_streams.size() + 1];
+    if (cudaError_t e = cudaStreamCreateWithFlags(&lane, flags)) return e;
+    graphExec->lane_streams.push_back(lane);
+  }
+  while (static_cast<int>(graphExec->record_events.size()) <
+         graphExec->records) {
+    cudaEvent_t event = nullptr;
+    if (cudaError_t e =
+            cudaEventCreateWithFlags(&event, cudaEventDisableTiming)) {
+      return e;
+    }
+    graphExec->record_events.push_back(event);
+  }
+  for (const GraphOp& op : *ops) {
+    cudaStream_t on =
+        op.lane == 0 ? stream : graphExec->lane_streams[op.lane - 1];
+    switch (op.kind) {
+      case GraphOp::kWork:
+        d::Submit(on, op.fn);
+        break;
+      case GraphOp::kRecord:
+        d::Submit(on, op.fn);
+        cudaEventRecord(graphExec->record_events[op.record], on);
+        break;
+      case GraphOp::kWait:
+        cudaStreamWaitEvent(on, graphExec->record_events[op.record], 0);
+        break;
+    }
+  }
   return StickyError();
 }
 
 cudaError_t cudaGraphExecDestroy(cudaGraphExec_t graphExec) {
-  std::lock_guard<std::mutex> lock(S().mu);
-  if (S().graph_execs.erase(graphExec) == 0) {
-    return ApiError(cudaErrorInvalidResourceHandle,
-                    "cudaGraphExecDestroy: not a live cudaGraphExec_t");
+  {
+    std::lock_guard<std::mutex> lock(S().mu);
+    if (S().graph_execs.erase(graphExec) == 0) {
+      return ApiError(cudaErrorInvalidResourceHandle,
+                      "cudaGraphExecDestroy: not a live cudaGraphExec_t");
+    }
   }
+  // Its lanes' queued work runs first (as a launch completes on a GPU).
+  for (cudaStream_t lane : graphExec->lane_streams) cudaStreamDestroy(lane);
+  for (cudaEvent_t event : graphExec->record_events) cudaEventDestroy(event);
   delete graphExec;
   return cudaSuccess;
 }
@@ -1295,20 +1375,23 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (CUgraph_st* graph = cuda_emu::detail::CaptureOf(stream)) {
     // Recorded into the capture: a wait on it joins the capture; each launch
     // of the graph marks it recorded.
-    {
-      std::lock_guard<std::mutex> lock(S().mu);
-      event->captured_in = graph;
-      event->captured_on = stream;
-      event->captured_after = stream->captured_ops + 1;  // with the record
-      event->stream_serial = 0;
-    }
-    cuda_emu::detail::Submit(stream, [event, serial = event->serial] {
-      std::lock_guard<std::mutex> lock(S().mu);
-      if (S().events.count(event) != 0 && event->serial == serial) {
-        event->recorded = true;
-        event->when = std::chrono::steady_clock::now();
-      }
-    });
+    std::lock_guard<std::mutex> lock(S().mu);
+    event->captured_in = graph;
+    event->captured_on = stream;
+    event->captured_after = stream->captured_ops + 1;  // with the record
+    event->captured_record = graph->records++;
+    event->stream_serial = 0;
+    graph->ops.push_back(
+        GraphOp{GraphOp::kRecord, stream->capture_lane,
+                [event, serial = event->serial] {
+                  std::lock_guard<std::mutex> lock(S().mu);
+                  if (S().events.count(event) != 0 && event->serial == serial) {
+                    event->recorded = true;
+                    event->when = std::chrono::steady_clock::now();
+                  }
+                },
+                event->captured_record});
+    ++stream->captured_ops;
     return StickyError();
   }
   {

@@ -365,6 +365,58 @@ TEST_F(EmuRuntime, CapturedWorkRunsAtEachGraphLaunch) {
   cudaGetLastError();
 }
 
+// A graph keeps only the order its capture recorded: launched on a lazy
+// stream, each stream of the capture replays on a lane of its own, so work
+// that the capture did not make wait for another stream's work reads what
+// was there before it (as a GPU may run it); issued in the same order but
+// waited for, it reads the other stream's result. An eager launch runs the
+// issue order, where both read it.
+TEST_F(EmuRuntime, LazyGraphLaunchKeepsOnlyTheCapturedOrder) {
+  for (const auto order :
+       {cuda_emu::StreamOrder::kEager, cuda_emu::StreamOrder::kLazy}) {
+    for (const bool waits : {false, true}) {
+      cuda_emu::SetStreamOrder(order);
+      MainAndSide streams;
+      cudaStream_t s = streams.main_stream, side = streams.side;
+      cudaEvent_t filled, join;
+      ASSERT_EQ(cudaEventCreate(&filled), cudaSuccess);
+      ASSERT_EQ(cudaEventCreate(&join), cudaSuccess);
+      DeviceBuffer<int> b(std::vector<int>(64, -1)), c(std::vector<int>(64, 0));
+      ASSERT_EQ(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal),
+                cudaSuccess);
+      ASSERT_EQ(cudaEventRecord(streams.event, s), cudaSuccess);
+      ASSERT_EQ(cudaStreamWaitEvent(side, streams.event, 0), cudaSuccess);
+      ASSERT_EQ(LaunchFill(1, 64, 0, side, b.get(), 7), cudaSuccess);
+      ASSERT_EQ(cudaEventRecord(filled, side), cudaSuccess);
+      if (waits) ASSERT_EQ(cudaStreamWaitEvent(s, filled, 0), cudaSuccess);
+      ASSERT_EQ(cudaMemcpyAsync(c.get(), b.get(), 64 * sizeof(int),
+                                cudaMemcpyDeviceToDevice, s),
+                cudaSuccess);
+      ASSERT_EQ(cudaEventRecord(join, side), cudaSuccess);
+      ASSERT_EQ(cudaStreamWaitEvent(s, join, 0), cudaSuccess);
+      cudaGraph_t graph = nullptr;
+      ASSERT_EQ(cudaStreamEndCapture(s, &graph), cudaSuccess);
+      cudaGraphExec_t exec = nullptr;
+      ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+      ASSERT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+      const bool stale = order == cuda_emu::StreamOrder::kLazy && !waits;
+      for (int launch = 0; launch < 2; ++launch) {
+        b.Upload(std::vector<int>(64, -1));
+        ASSERT_EQ(cudaGraphLaunch(exec, s), cudaSuccess);
+        ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+        EXPECT_EQ(c.Download(), std::vector<int>(64, stale ? -1 : 7))
+            << "lazy " << (order == cuda_emu::StreamOrder::kLazy) << ", waits "
+            << waits << ", launch " << launch;
+        EXPECT_EQ(b.Download(), std::vector<int>(64, 7)) << "joined at the end";
+      }
+      EXPECT_EQ(cudaGraphExecDestroy(exec), cudaSuccess);
+      EXPECT_EQ(cudaEventDestroy(filled), cudaSuccess);
+      EXPECT_EQ(cudaEventDestroy(join), cudaSuccess);
+    }
+  }
+  cudaGetLastError();
+}
+
 // What a capture does not allow is refused and invalidates it (its end then
 // fails), as CUDA does: synchronizing the capturing stream, cudaMalloc, a
 // copy from pageable memory, a wait on an event recorded outside it; and an
