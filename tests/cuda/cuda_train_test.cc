@@ -222,29 +222,46 @@ TEST_F(CudaTrain, StopsOnceAndTimesEveryStep) {
 // that wait already covered. Counted under the emulator's lazy streams, where
 // queued work is visible (cuda_emu::CountHostWaits); the steps of a 10-step
 // run beyond a 6-step one's are what a step costs (set-up and teardown are the
-// same). With 4 staging slots this counted 3 such waits a step.
+// same). With 4 staging slots this counted 3 such waits a step. The same with
+// the step a replayed graph holding the last step's updates (its staged
+// inputs, grouping and rate).
 TEST_F(CudaTrain, HostWaitsOnceAStepWithTheNextStepQueued) {
   const cuda_emu::StreamOrder order = cuda_emu::CurrentStreamOrder();
   cuda_emu::SetStreamOrder(cuda_emu::StreamOrder::kLazy);
-  auto waits = [&](int steps) {
-    const cuda_emu::HostWaits before = cuda_emu::CountHostWaits();
-    auto run =
-        Run("CUDA", "BF16", "waits" + std::to_string(steps), "",
-            {"train.max_steps=" + std::to_string(steps),
-             "checkpoint.every_steps=0", "checkpoint.save_at_end=false"});
-    EXPECT_TRUE(run.ok()) << run.status();
-    const cuda_emu::HostWaits after = cuda_emu::CountHostWaits();
-    return cuda_emu::HostWaits{
-        after.waits - before.waits, after.blocking - before.blocking,
-        after.blocking_with_work_queued - before.blocking_with_work_queued};
-  };
-  waits(2);  // the process's first run also times kernels and allocates
-  const cuda_emu::HostWaits six = waits(6), ten = waits(10);
+  for (const bool graphs : {false, true}) {
+    if (graphs) {
+      setenv("GPT2_TRAIN_GRAPHS", "1", 1);
+      setenv("GPT2_UPDATE_BESIDE", "1", 1);
+    }
+    auto waits = [&](int steps) {
+      const cuda_emu::HostWaits before = cuda_emu::CountHostWaits();
+      auto run =
+          Run("CUDA", "BF16", absl::StrFormat("waits%d_%d", steps, graphs), "",
+              {"train.max_steps=" + std::to_string(steps),
+               "checkpoint.every_steps=0", "checkpoint.save_at_end=false"});
+      EXPECT_TRUE(run.ok()) << run.status();
+      const cuda_emu::HostWaits after = cuda_emu::CountHostWaits();
+      return cuda_emu::HostWaits{
+          after.waits - before.waits, after.blocking - before.blocking,
+          after.blocking_with_work_queued - before.blocking_with_work_queued};
+    };
+    waits(2);  // the process's first run also times kernels and allocates
+    const cuda_emu::HostWaits six = waits(6), ten = waits(10);
+    unsetenv("GPT2_TRAIN_GRAPHS");
+    unsetenv("GPT2_UPDATE_BESIDE");
+    if (graphs) {
+      EXPECT_NE(Log("waits10_1").find("each with the last step's updates"),
+                std::string::npos);
+    }
+    EXPECT_EQ(ten.blocking - six.blocking, 4u)
+        << "host waits in 4 more steps for work the device may not have "
+           "reached (graphs "
+        << graphs << ")";
+    EXPECT_EQ(ten.blocking_with_work_queued - six.blocking_with_work_queued, 4u)
+        << "of those, waits with the next step already queued (graphs "
+        << graphs << ")";
+  }
   cuda_emu::SetStreamOrder(order);
-  EXPECT_EQ(ten.blocking - six.blocking, 4u)
-      << "host waits in 4 more steps for work the device may not have reached";
-  EXPECT_EQ(ten.blocking_with_work_queued - six.blocking_with_work_queued, 4u)
-      << "of those, waits with the next step already queued";
 }
 #endif
 
