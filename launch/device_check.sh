@@ -381,12 +381,24 @@ adopt() {
   ours=$(step_ms_of "${5:-bench_ours_B16}" "${6:-}"); other=$(step_ms_of "$1" "${6:-}")
   if [ -n "$ours" ] && [ -n "$other" ] &&
      awk -v t="$other" -v o="$ours" -v r="$3" 'BEGIN { exit !(t < r * o) }'; then
-    echo "$value" >"$state/$var"
-    export "$2"
-    log "$2 from now on ($4): $other ms/step against $ours ms"
+    use "$2" "$4: $other ms/step against $ours ms"
   else
     log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms"
   fi
+}
+# use VAR=VALUE WHY: VAR=VALUE from here on (and in later calls: $state/VAR).
+use() {
+  local var=${1%%=*} value=${1#*=}
+  echo "$value" >"$state/$var"
+  export "$1"
+  log "$1 from now on ($2)"
+}
+# faster A B: whether bench A's back-to-back step took under 0.99 times bench B's (false
+# when either has none).
+faster() {
+  local a b
+  a=$(step_ms_of "$1" back); b=$(step_ms_of "$2" back)
+  [ -n "$a" ] && [ -n "$b" ] && awk -v a="$a" -v b="$b" 'BEGIN { exit !(a < 0.99 * b) }'
 }
 # best_b16: the B=16 bench of the switches adopted so far in this call (back to back).
 best_b16() {
@@ -736,32 +748,50 @@ group_extra() {
   # fixed costs are a large part of it.
   bench bench_ours_B4 4
   bench bench_ours_B2 2
-  # Programmatic dependent launch at B=4, if its tests passed in the bench group and it
-  # was not adopted there: adopted at >1% here (the fast recipe's sweep is at B=2-8).
+  # The switches not settled in the bench group, at B=4 (the fast recipe's sweep runs at
+  # B=2-8, where the optimizer is ~12% of a step and the ~300 launches weigh most): each
+  # bench with its own switch on top of those adopted so far, all run before any is
+  # adopted here, so each is compared with bench_ours_B4 (the same adopted switches).
+  # Timed cuBLASLt algorithms (at 4,096 rows the heuristic's first tile choice may leave
+  # more of the 132 SMs idle in the last wave than at 16,384) and programmatic dependent
+  # launch on the synced median; updates beside, the step as a replayed graph (updates in
+  # place) and both at once back to back.
+  [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] || GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B4 4
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
     GPT2_PDL=1 bench bench_pdl_B4 4
+  fi
+  [ -n "${GPT2_UPDATE_BESIDE:-}" ] || GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B4 4
+  if [ -z "${GPT2_TRAIN_GRAPHS:-}" ]; then
+    GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=0 bench bench_graphs_B4 4
+    if [ "${GPT2_UPDATE_BESIDE:-}" != 0 ]; then
+      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 bench bench_graphs_beside_B4 4
+      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 bench bench_graphs_beside_B2 2
+    fi
+  fi
+  [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] ||
+    adopt bench_autotune_B4 GPT2_MATMUL_AUTOTUNE=1 0.99 \
+      "cuBLASLt algorithms timed per shape, at B=4" bench_ours_B4
+  if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
     adopt bench_pdl_B4 GPT2_PDL=1 0.99 "programmatic dependent launch, at B=4" bench_ours_B4
   fi
-  # Updates beside the next forward at B=4, where the optimizer is ~12% of a step, if not
-  # adopted (or turned off) in the bench group.
-  if [ -z "${GPT2_UPDATE_BESIDE:-}" ]; then
-    GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B4 4
-    adopt bench_update_beside_B4 GPT2_UPDATE_BESIDE=1 0.99 \
-      "optimizer updates beside the next forward, at B=4" bench_ours_B4 back
-  fi
-  # The step as a replayed graph at B=4 and B=2 (where ~300 launches weigh most), if not
-  # adopted or turned off in the bench group: against B=4's best so far, back to back
-  # (with updates beside adopted, the replays queue them beside their forwards).
-  if [ -z "${GPT2_TRAIN_GRAPHS:-}" ]; then
-    GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B4 4
-    GPT2_TRAIN_GRAPHS=1 bench bench_graphs_B2 2
-    local base=bench_ours_B4
-    if [ "${GPT2_UPDATE_BESIDE:-}" = 1 ] && [ -n "$(step_ms_of bench_update_beside_B4 back)" ]; then
-      base=bench_update_beside_B4
-    fi
-    adopt bench_graphs_B4 GPT2_TRAIN_GRAPHS=1 0.99 \
-      "the training step as a replayed graph, at B=4" "$base" back
-  fi
+  # The fastest back to back of the updates and graphs variants, if 1% ahead of the one
+  # before it in this order.
+  local best=bench_ours_B4 b
+  for b in bench_update_beside_B4 bench_graphs_B4 bench_graphs_beside_B4; do
+    if faster "$b" "$best"; then best=$b; fi
+  done
+  log "B=4, back to back: $best fastest of bench_ours_B4 and the updates/graphs variants run"
+  case $best in
+    bench_update_beside_B4) use GPT2_UPDATE_BESIDE=1 "updates beside the next forward, at B=4" ;;
+    bench_graphs_B4)
+      use GPT2_TRAIN_GRAPHS=1 "the training step as a replayed graph, at B=4"
+      [ "${GPT2_UPDATE_BESIDE:-}" != 1 ] ||
+        use GPT2_UPDATE_BESIDE=0 "the updates in place after each replay, at B=4" ;;
+    bench_graphs_beside_B4)
+      use GPT2_TRAIN_GRAPHS=1 "the training step as a replayed graph, at B=4"
+      [ "${GPT2_UPDATE_BESIDE:-}" = 1 ] ||
+        use GPT2_UPDATE_BESIDE=1 "with the last step's updates beside each replay's forward" ;;
+  esac
   grep -E "^median|^back to back" "$logs/bench.txt" | tee -a "$logs/machine.txt"
 }
 
