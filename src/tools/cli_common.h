@@ -4,6 +4,8 @@
 #ifndef GPT2_TOOLS_CLI_COMMON_H_
 #define GPT2_TOOLS_CLI_COMMON_H_
 
+#include <unistd.h>  // environ
+
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -11,6 +13,8 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_join.h"
+#include "src/core/env_switches.h"
 #include "src/core/threads.h"
 
 namespace gpt2 {
@@ -47,7 +51,8 @@ inline std::vector<std::string> TakeRepeatedFlag(const std::string& name,
 }
 
 // Parses the flags (absl) of a tool that takes no positional arguments: a
-// stray one is reported as an error. Returns 0 to go on, else the exit code.
+// stray one is reported as an error; then checks the GPT2_* switches
+// (CheckEnvironment). Returns 0 to go on, else the exit code.
 inline int ParseFlagsOnly(const char* tool, int argc, char** argv);
 
 inline int ReportError(const char* tool, const absl::Status& status) {
@@ -57,12 +62,26 @@ inline int ReportError(const char* tool, const absl::Status& status) {
   return 1;
 }
 
+// The GPT2_* switches in the environment (src/core/env_switches.h): a name no
+// tool reads is warned about, a value a switch does not take refused. Returns
+// 0 to go on, else the exit code.
+inline int CheckEnvironment(const char* tool) {
+  const EnvProblems problems = CheckEnvSwitches(environ);
+  for (const std::string& w : problems.warnings)
+    std::fprintf(stderr, "%s: warning: %s\n", tool, w.c_str());
+  if (problems.errors.empty()) return 0;
+  return ReportError(
+      tool, absl::InvalidArgumentError(absl::StrJoin(problems.errors, "; ")));
+}
+
 inline int ParseFlagsOnly(const char* tool, int argc, char** argv) {
   const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() <= 1) return 0;
-  return ReportError(
-      tool, absl::InvalidArgumentError(std::string("unexpected argument '") +
-                                       rest[1] + "' (see --help)"));
+  if (rest.size() > 1) {
+    return ReportError(
+        tool, absl::InvalidArgumentError(std::string("unexpected argument '") +
+                                         rest[1] + "' (see --help)"));
+  }
+  return CheckEnvironment(tool);
 }
 
 // The whole main() of a tool without positional arguments: OpenMP's passive

@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
       "On a GPU, GPT2_* environment variables switch kernel versions and "
       "overlaps (e.g. GPT2_MATMUL_AUTOTUNE=1, GPT2_UPDATE_BESIDE=1); "
       "docs/gpu_runbook.md lists them, and the log's kernels line says which "
-      "ran.");
+      "ran. A value a switch does not take is an error, a GPT2_* name no tool "
+      "reads a warning.");
   std::string set_error;
   const std::vector<std::string> overrides =
       gpt2::TakeRepeatedFlag("set", &argc, argv, &set_error);

@@ -35,6 +35,12 @@ expect_fail "missing data" "cannot open the training text" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$work/empty"
 expect_fail "stray argument" "unexpected argument 'extra'" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" extra
+# The GPT2_* switches: a value a switch does not take is refused (it would leave
+# the switch silently off); a misspelt name is warned about.
+expect_fail "bad switch value" "GPT2_UPDATE_BESIDE=yes: GPT2_UPDATE_BESIDE takes 0 or 1" \
+  env GPT2_UPDATE_BESIDE=yes "$ddp" --config "$src/configs/tiny_cpu.pbtxt"
+expect_fail "misspelt switch" "warning: GPT2_TRAIN_GRAPH is set, but no gpt2 tool reads it" \
+  env GPT2_TRAIN_GRAPH=1 "$ddp"
 expect_fail "CUDA without a GPU" "no GPU is usable|no CUDA backend" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.device=CUDA
 expect_fail "resume without checkpoints" "latest" \
