@@ -46,6 +46,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_CHROMIUM", "ANY"},
       {"GPT2_DATA_DIR", "ANY"},
       {"GPT2_RUN_PRINT_ONLY", "ANY"},
+      {"GPT2_SANITIZE", "ANY"},
       {"GPT2_SERVE_CHECKPOINT", "ANY"},
       {"GPT2_SERVE_PROMPT", "ANY"},
       {"GPT2_SERVE_SCREENSHOT", "ANY"},
@@ -70,7 +71,8 @@ std::vector<std::string> Alternatives(std::string_view values) {
 }
 
 bool Takes(std::string_view values, std::string_view value) {
-  if (values == "ANY") return true;
+  // Empty: as if unset, the default (scripts clear a switch that way).
+  if (values == "ANY" || value.empty()) return true;
   if (values == "N") {
     int64_t n = 0;
     const auto [end, ec] =

@@ -16,6 +16,7 @@ struct EnvSwitch {
   std::string_view name;
   // The values it takes: alternatives separated by '|' ("0|1"), or "N" (a
   // whole number from 1 up) or "ANY" (any text: paths, prompts, test hooks).
+  // Every switch also takes the empty value: the default, as if unset.
   std::string_view values;
 };
 const std::vector<EnvSwitch>& KnownEnvSwitches();

@@ -26,7 +26,8 @@ TEST(EnvSwitches, AcceptsTheValuesEachSwitchTakes) {
       Check({"GPT2_PDL=1", "GPT2_TRAIN_GRAPHS=0", "GPT2_ATTENTION_LEAN=kv",
              "GPT2_ATTENTION_WGMMA=regs", "GPT2_ATTENTION_GROUP=32",
              "GPT2_FP32_MATMUL=tf32", "GPT2_MATMUL_ALGO_CACHE=/tmp/algos.txt",
-             "GPT2_TEST_FAIL_AT=3", "PATH=/usr/bin", "HOME=/root", "GPT2"});
+             "GPT2_TEST_FAIL_AT=3", "PATH=/usr/bin", "HOME=/root", "GPT2",
+             "GPT2_ATTENTION_WGMMA=" /* empty: the default */});
   EXPECT_THAT(p.errors, IsEmpty());
   EXPECT_THAT(p.warnings, IsEmpty());
 }
