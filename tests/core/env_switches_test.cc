@@ -35,7 +35,7 @@ TEST(EnvSwitches, AcceptsTheValuesEachSwitchTakes) {
 TEST(EnvSwitches, RefusesValuesASwitchDoesNotTake) {
   const EnvProblems p = Check(
       {"GPT2_UPDATE_BESIDE=yes", "GPT2_ATTENTION_LEAN=2",
-       "GPT2_ATTENTION_GROUP=0", "GPT2_DECODE_LOOKAHEAD=four", "GPT2_PDL="});
+       "GPT2_ATTENTION_GROUP=0", "GPT2_DECODE_LOOKAHEAD=four", "GPT2_PDL=on"});
   EXPECT_THAT(
       p.errors,
       ElementsAre("GPT2_UPDATE_BESIDE=yes: GPT2_UPDATE_BESIDE takes 0 or 1",
@@ -45,7 +45,7 @@ TEST(EnvSwitches, RefusesValuesASwitchDoesNotTake) {
                   "number from 1 up",
                   "GPT2_DECODE_LOOKAHEAD=four: GPT2_DECODE_LOOKAHEAD takes a "
                   "whole number from 1 up",
-                  "GPT2_PDL=: GPT2_PDL takes 0 or 1"));
+                  "GPT2_PDL=on: GPT2_PDL takes 0 or 1"));
   EXPECT_THAT(p.warnings, IsEmpty());
 }
 
