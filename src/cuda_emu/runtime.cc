@@ -1261,7 +1261,10 @@ cudaError_t cudaGraphInstantiate(cudaGraphExec_t* pGraphExec, cudaGraph_t graph,
   }
   auto* exec = new CUgraphExec_st{
       std::make_shared<const std::vector<GraphOp>>(graph->ops),
-      graph->lane_flags, graph->records};
+      graph->lane_flags,
+      graph->records,
+      {},
+      {}};
   S().graph_execs.insert(exec);
   *pGraphExec = exec;
   return cudaSuccess;

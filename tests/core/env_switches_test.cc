@@ -12,9 +12,8 @@
 namespace gpt2 {
 namespace {
 
-using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using ::testing::IsEmpty;
+using Lines = std::vector<std::string>;
 
 EnvProblems Check(std::vector<const char*> entries) {
   entries.push_back(nullptr);
@@ -28,30 +27,29 @@ TEST(EnvSwitches, AcceptsTheValuesEachSwitchTakes) {
              "GPT2_FP32_MATMUL=tf32", "GPT2_MATMUL_ALGO_CACHE=/tmp/algos.txt",
              "GPT2_TEST_FAIL_AT=3", "PATH=/usr/bin", "HOME=/root", "GPT2",
              "GPT2_ATTENTION_WGMMA=" /* empty: the default */});
-  EXPECT_THAT(p.errors, IsEmpty());
-  EXPECT_THAT(p.warnings, IsEmpty());
+  EXPECT_EQ(p.errors, Lines{});
+  EXPECT_EQ(p.warnings, Lines{});
 }
 
 TEST(EnvSwitches, RefusesValuesASwitchDoesNotTake) {
   const EnvProblems p = Check(
       {"GPT2_UPDATE_BESIDE=yes", "GPT2_ATTENTION_LEAN=2",
        "GPT2_ATTENTION_GROUP=0", "GPT2_DECODE_LOOKAHEAD=four", "GPT2_PDL=on"});
-  EXPECT_THAT(
-      p.errors,
-      ElementsAre("GPT2_UPDATE_BESIDE=yes: GPT2_UPDATE_BESIDE takes 0 or 1",
-                  "GPT2_ATTENTION_LEAN=2: GPT2_ATTENTION_LEAN takes one of "
-                  "0, 1, kv, beside",
-                  "GPT2_ATTENTION_GROUP=0: GPT2_ATTENTION_GROUP takes a whole "
-                  "number from 1 up",
-                  "GPT2_DECODE_LOOKAHEAD=four: GPT2_DECODE_LOOKAHEAD takes a "
-                  "whole number from 1 up",
-                  "GPT2_PDL=on: GPT2_PDL takes 0 or 1"));
-  EXPECT_THAT(p.warnings, IsEmpty());
+  EXPECT_EQ(p.errors,
+            (Lines{"GPT2_UPDATE_BESIDE=yes: GPT2_UPDATE_BESIDE takes 0 or 1",
+                   "GPT2_ATTENTION_LEAN=2: GPT2_ATTENTION_LEAN takes one of "
+                   "0, 1, kv, beside",
+                   "GPT2_ATTENTION_GROUP=0: GPT2_ATTENTION_GROUP takes a whole "
+                   "number from 1 up",
+                   "GPT2_DECODE_LOOKAHEAD=four: GPT2_DECODE_LOOKAHEAD takes a "
+                   "whole number from 1 up",
+                   "GPT2_PDL=on: GPT2_PDL takes 0 or 1"}));
+  EXPECT_EQ(p.warnings, Lines{});
 }
 
 TEST(EnvSwitches, WarnsAboutNamesNothingReads) {
   const EnvProblems p = Check({"GPT2_TRAIN_GRAPH=1", "GPT2_PDL=1"});
-  EXPECT_THAT(p.errors, IsEmpty());
+  EXPECT_EQ(p.errors, Lines{});
   ASSERT_EQ(p.warnings.size(), 1u);
   EXPECT_THAT(p.warnings[0], HasSubstr("GPT2_TRAIN_GRAPH is set, but no gpt2 "
                                        "tool reads it"));
@@ -91,8 +89,8 @@ TEST(EnvSwitches, KnowsEverySwitchTheRunbookLists) {
       "GPT2_DECODE_GRAPHS=0",
       "GPT2_FP32_MATMUL=tf32"};
   const EnvProblems p = Check(documented);
-  EXPECT_THAT(p.errors, IsEmpty());
-  EXPECT_THAT(p.warnings, IsEmpty());
+  EXPECT_EQ(p.errors, Lines{});
+  EXPECT_EQ(p.warnings, Lines{});
 }
 
 }  // namespace
