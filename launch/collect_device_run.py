@@ -400,6 +400,13 @@ def main():
             out += [f"| {op} | {calls} | {us} |" for op, calls, us in ops]
     out.append("")
 
+    # What device_check adopted for later groups and calls (A/B verdicts), as it logged it.
+    decisions = re.findall(r"^\[device_check [\d:]+\] (.*(?:from now on \(|not adopted \(|"
+                           r"fastest of bench_ours_B4).*)$", machine, re.M)
+    if decisions:
+        out += ["## Switches device_check adopted (or not)", ""]
+        out += [f"- {d}" for d in decisions] + [""]
+
     out += ["## Tiny Shakespeare", ""]
     # One training run per metrics{suffix}.jsonl; its log is train{suffix}.txt, or the
     # section 'shakespeare{suffix}' of train.txt (device_check.sh runs two configs there).

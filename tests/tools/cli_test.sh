@@ -210,12 +210,18 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     "pytorch reference: X, 1 params, B=16 T=1024, bf16 autocast, torch.compile: median 40.0 ms/step, 500 tokens/s, peak memory 1.00 GiB" \
     >"$run/bench.txt"
   printf '%s\n' '{"step": 0, "loss": 0.5, "elapsed_s": 1.0}' >"$run/metrics.jsonl"
+  printf '%s\n' "[device_check 10:00:00] commit abc1234, host vm, groups: bench" \
+    "[device_check 10:01:00] GPT2_PDL=1 from now on (programmatic dependent launch: 19.0 ms/step against 20.0 ms)" \
+    "[device_check 10:01:01] GPT2_CLASSIFIER_RING=1 not adopted (the two-buffer bulk classifier: 20.1 ms/step against 20.0 ms)" \
+    >"$run/machine.txt"
   out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$run" --logs "$work/logs_out" --date 2000-01-01 2>&1)
   summary=$work/logs_out/gpu_h100_2000-01-01/SUMMARY.md
   if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 | - | - | 19.5 |" "$summary" \
      && grep -q "Ratio to PyTorch (torch.compile) at B=16: 2.00x" "$summary" \
      && grep -q "bench_ours_B{2,4,16}, back to back where printed): ms = 5.06 + 0.901 x B" "$summary" \
      && grep -q "passed: 7" "$summary" \
+     && grep -q "^- GPT2_PDL=1 from now on (programmatic dependent launch: 19.0 ms/step against 20.0 ms)" "$summary" \
+     && grep -q "^- GPT2_CLASSIFIER_RING=1 not adopted" "$summary" \
      && grep -q "| forward (ldmatrix) | 0.111 | 222 |" "$summary" \
      && grep -q "| matmul_fwd | 37.0 | 123.4 |" "$summary" \
      && grep -q "| adamw | 16 | 1.25 | 12.5 |  | 2345 |" "$summary" \
