@@ -595,11 +595,7 @@ class CudaBackend final : public Backend {
     // an event, and its runs' elements claimed until waited for.
     cuda::AdamW(param, master, m, v, grad, norm_squared, args, update_stream_);
     const int update = updates_queued_++;
-    if (update == static_cast<int>(update_done_.size())) {
-      update_done_.emplace_back();
-      GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&update_done_.back(),
-                                               cudaEventDisableTiming));
-    }
+    if (update == static_cast<int>(update_done_.size())) MakeUpdateEvents(1);
     GPT2_CUDA_CHECK(cudaEventRecord(update_done_[update], update_stream_));
     for (const AdamWDecayRun& run : AdamWDecayRuns(args, param.numel)) {
       const auto claim = [&](const Tensor& t, bool written) {
@@ -647,6 +643,15 @@ class CudaBackend final : public Backend {
     GPT2_CUDA_CHECK(
         cudaEventCreateWithFlags(&update_fork_, cudaEventDisableTiming));
   }
+  // `count` more events for updates beside (none when count <= 0).
+  void MakeUpdateEvents(int64_t count) {
+    for (int64_t i = 0; i < count; ++i) {
+      update_done_.emplace_back();
+      GPT2_CUDA_CHECK(cudaEventCreateWithFlags(&update_done_.back(),
+                                               cudaEventDisableTiming));
+    }
+  }
+  static constexpr int64_t kRecordedUpdateEvents = 256;
   // The main stream waits for every update beside still pending.
   void JoinUpdates() {
     if (claims_.empty()) return;
@@ -761,7 +766,14 @@ class CudaBackend final : public Backend {
   void BeginGraph() override {
     GPT2_CHECK_MSG(!timing_, "op timing cannot be recorded into a graph");
     JoinUpdates();
-    if (UpdatesBeside()) MakeUpdateStream();
+    if (UpdatesBeside()) {
+      // Made before the capture, not during it: the stream and enough events
+      // for the updates a recorded step may queue (one a group: 14 for
+      // GPT-2 124M, L + 2).
+      MakeUpdateStream();
+      MakeUpdateEvents(kRecordedUpdateEvents -
+                       static_cast<int64_t>(update_done_.size()));
+    }
     GPT2_CUDA_CHECK(
         cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     recording_ = true;
