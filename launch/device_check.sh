@@ -757,6 +757,18 @@ group_extra() {
   # launch on the synced median; updates beside, the step as a replayed graph (updates in
   # place) and both at once back to back.
   [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] || GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B4 4
+  # The cuBLASLt configuration search (split-K, tiles, swizzles: never run on a GPU before
+  # this; the search group times it at B=16/64) at B=4 and B=2, where the weight-gradient
+  # products (768 x 768 out of K=4,096 rows: 36 tiles of 128 x 128 for 132 SMs) and the
+  # N=768 products leave most SMs idle in one wave; its picks kept in
+  # $state/matmul_algos.txt (GPT2_MATMUL_ALGO_CACHE), then B=4 reading them without
+  # searching: if that beats bench_ours_B4, the sweep starts from the searched picks.
+  local algos="$state/matmul_algos.txt"
+  if [ -z "${GPT2_MATMUL_ALGO_CACHE:-}" ]; then
+    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" bench bench_search_B4 4 --steps 5
+    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" bench bench_search_B2 2 --steps 5
+    [ ! -s "$algos" ] || GPT2_MATMUL_ALGO_CACHE="$algos" bench bench_searched_B4 4
+  fi
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
     GPT2_PDL=1 bench bench_pdl_B4 4
   fi
@@ -771,6 +783,9 @@ group_extra() {
   [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] ||
     adopt bench_autotune_B4 GPT2_MATMUL_AUTOTUNE=1 0.99 \
       "cuBLASLt algorithms timed per shape, at B=4" bench_ours_B4
+  [ -n "${GPT2_MATMUL_ALGO_CACHE:-}" ] ||
+    adopt bench_searched_B4 GPT2_MATMUL_ALGO_CACHE="$algos" 0.99 \
+      "cuBLASLt configurations searched at B=4 and B=2, read from $algos" bench_ours_B4
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
     adopt bench_pdl_B4 GPT2_PDL=1 0.99 "programmatic dependent launch, at B=4" bench_ours_B4
   fi
