@@ -738,6 +738,30 @@ group_decode() {
     -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/cuda_mpi_test_gpu"
 }
 
+# algos_agree OFF ON: whether two metrics.jsonl of the same 30 steps agree (mean loss of
+# steps 20-29 within 2%, both finite); logs the verdict.
+algos_agree() {
+  local verdict rc
+  verdict=$(python3 - "$1" "$2" <<'PY'
+import json, math, sys
+def mean(path):
+    try:
+        losses = [json.loads(l)["loss"] for l in open(path) if l.strip()]
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+    tail = [x for x in losses[20:30] if isinstance(x, (int, float))]
+    return sum(tail) / len(tail) if len(tail) == 10 else float("nan")
+off, on = mean(sys.argv[1]), mean(sys.argv[2])
+ok = math.isfinite(off) and math.isfinite(on) and abs(on - off) <= 0.02 * off
+print(f"searched picks, 30 steps at B=4: mean loss of steps 20-29 {on:.4f} "
+      f"against {off:.4f} without ({'agree' if ok else 'DIFFER'})")
+sys.exit(0 if ok else 1)
+PY
+  )
+  rc=$?
+  log "$verdict"
+  return $rc
+}
 group_extra() {
   bench bench_ours_B64 64
   bench bench_ours_B32 32
@@ -783,9 +807,23 @@ group_extra() {
   [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] ||
     adopt bench_autotune_B4 GPT2_MATMUL_AUTOTUNE=1 0.99 \
       "cuBLASLt algorithms timed per shape, at B=4" bench_ours_B4
-  [ -n "${GPT2_MATMUL_ALGO_CACHE:-}" ] ||
+  if [ -z "${GPT2_MATMUL_ALGO_CACHE:-}" ]; then
     adopt bench_searched_B4 GPT2_MATMUL_ALGO_CACHE="$algos" 0.99 \
       "cuBLASLt configurations searched at B=4 and B=2, read from $algos" bench_ours_B4
+    # A searched configuration that computes wrongly would spoil the sweep without a
+    # sound: 30 steps of the fast config at B=4 without and with the picks must agree
+    # (mean loss of steps 20-29 within 2%), else the picks are dropped.
+    if [ "${GPT2_MATMUL_ALGO_CACHE:-}" = "$algos" ]; then
+      GPT2_MATMUL_ALGO_CACHE= train algos_off gpt2_124m_shakespeare_fast 40 \
+        metrics_algos_off.jsonl $B4 --set train.max_steps=30 --set checkpoint.save_at_end=false
+      train algos_on gpt2_124m_shakespeare_fast 40 metrics_algos_on.jsonl $B4 \
+        --set train.max_steps=30 --set checkpoint.save_at_end=false
+      if [ "$dry" != 1 ] && ! algos_agree "$logs/metrics_algos_off.jsonl" \
+        "$logs/metrics_algos_on.jsonl"; then
+        use GPT2_MATMUL_ALGO_CACHE= "the searched picks train differently: dropped"
+      fi
+    fi
+  fi
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
     adopt bench_pdl_B4 GPT2_PDL=1 0.99 "programmatic dependent launch, at B=4" bench_ours_B4
   fi
