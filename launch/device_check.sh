@@ -57,6 +57,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 stage=$root/.device
 logs=$(mktemp -d)/device_check
 mkdir -p "$logs"
+# Tests: DEVICE_CHECK_DRY_BENCH=FILE (dry runs only) starts bench.txt from FILE, so that the
+# adoption logic decides on made-up figures (tests/tools/device_check_adopt_test.sh).
+if [ "$dry" = 1 ] && [ -n "${DEVICE_CHECK_DRY_BENCH:-}" ]; then
+  cp "$DEVICE_CHECK_DRY_BENCH" "$logs/bench.txt"
+fi
 summary=()
 log() { echo "[device_check $(date +%H:%M:%S)] $*" | tee -a "$logs/machine.txt"; }
 pack() {
