@@ -17,6 +17,7 @@
 #include "src/cuda/check.h"
 #include "src/cuda/scratch.h"
 #include "src/ops/matmul.h"
+#include "src/ops/matmul_search.h"
 
 namespace gpt2::cuda {
 namespace {
@@ -72,12 +73,15 @@ int Alignment(std::initializer_list<const void*> pointers) {
 constexpr int kMaxAutotuneCandidates = 64;
 // GPT2_MATMUL_AUTOTUNE_SEARCH=1 (the autotune implied): besides the
 // heuristic's candidates, the configurations of every algorithm cuBLASLt has
-// for the types (tile, stages, CTA swizzling, split-K 1/2/4 reduced in the
+// for the types (tile, stages, CTA swizzling, split-K 1/2/4/8 reduced in the
 // workspace; the cluster shape left to cuBLASLt) that
 // cublasLtMatmulAlgoCheck accepts for the plan within the workspace, up to
-// kMaxSearched a plan, timed after the heuristic's until kSearchBudgetMs of
-// timing a plan: where the heuristic's list misses a better configuration.
+// kMaxSearched a plan shared among the algorithms and spread over each one's
+// configurations (src/ops/matmul_search.h; at most kMaxChecks checks an
+// algorithm), timed after the heuristic's until kSearchBudgetMs of timing a
+// plan: where the heuristic's list misses a better configuration.
 constexpr int kMaxSearched = 256;
+constexpr size_t kMaxChecks = 512;
 constexpr float kSearchBudgetMs = 1000.0f;
 bool AutotuneSearch() {
   static const bool search = EnvIs("GPT2_MATMUL_AUTOTUNE_SEARCH", "1");
@@ -135,8 +139,9 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
     }
     return false;
   };
-  int added = 0;
-  for (int i = 0; i < count && added < kMaxSearched; ++i) {
+  // Every algorithm's accepted configurations first, then a share of each.
+  std::vector<std::vector<cublasLtMatmulAlgo_t>> accepted(count);
+  for (int i = 0; i < count; ++i) {
     cublasLtMatmulAlgo_t base;
     if (cublasLtMatmulAlgoInit(handle, compute, CUDA_R_32F, type, type, type,
                                type, ids[i], &base) != CUBLAS_STATUS_SUCCESS)
@@ -172,40 +177,54 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
         break;
       }
     }
-    for (const uint32_t tile : tiles) {
-      for (const uint32_t stage : stages) {
-        for (uint32_t swizzle = 0; swizzle < swizzles; ++swizzle) {
-          for (const int32_t split : {1, 2, 4}) {
-            if (split > 1 &&
-                (!splits || scheme == CUBLASLT_REDUCTION_SCHEME_NONE))
-              continue;
-            if (added >= kMaxSearched) return;
-            cublasLtMatmulAlgo_t algo = base;
-            const uint32_t reduction =
-                split > 1 ? scheme : CUBLASLT_REDUCTION_SCHEME_NONE;
-            const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t attr,
-                                 const auto& value) {
-              return cublasLtMatmulAlgoConfigSetAttribute(&algo, attr, &value,
-                                                          sizeof(value)) ==
-                     CUBLAS_STATUS_SUCCESS;
-            };
-            if (!set(CUBLASLT_ALGO_CONFIG_TILE_ID, tile) ||
-                !set(CUBLASLT_ALGO_CONFIG_STAGES_ID, stage) ||
-                !set(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, swizzle) ||
-                !set(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, split) ||
-                !set(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, reduction))
-              continue;
-            cublasLtMatmulHeuristicResult_t result{};
-            if (cublasLtMatmulAlgoCheck(handle, desc, a, b, d, d, &algo,
-                                        &result) != CUBLAS_STATUS_SUCCESS ||
-                result.workspaceSize > workspace || known(algo))
-              continue;
-            out->push_back(algo);
-            ++added;
-          }
+    // The combinations (split-K outermost, stages innermost: a spread over
+    // the list takes some of every split and swizzle), then at most
+    // kMaxChecks of them spread over the list.
+    struct Combo {
+      uint32_t tile, stage, swizzle;
+      int32_t split;
+    };
+    std::vector<Combo> combos;
+    for (const int32_t split : {1, 2, 4, 8}) {
+      if (split > 1 && (!splits || scheme == CUBLASLT_REDUCTION_SCHEME_NONE))
+        continue;
+      for (uint32_t swizzle = 0; swizzle < swizzles; ++swizzle) {
+        for (const uint32_t tile : tiles) {
+          for (const uint32_t stage : stages)
+            combos.push_back({tile, stage, swizzle, split});
         }
       }
     }
+    for (const size_t c : SpreadIndices(combos.size(), kMaxChecks)) {
+      const Combo& combo = combos[c];
+      cublasLtMatmulAlgo_t algo = base;
+      const uint32_t reduction =
+          combo.split > 1 ? scheme : CUBLASLT_REDUCTION_SCHEME_NONE;
+      const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t attr,
+                           const auto& value) {
+        return cublasLtMatmulAlgoConfigSetAttribute(
+                   &algo, attr, &value, sizeof(value)) == CUBLAS_STATUS_SUCCESS;
+      };
+      if (!set(CUBLASLT_ALGO_CONFIG_TILE_ID, combo.tile) ||
+          !set(CUBLASLT_ALGO_CONFIG_STAGES_ID, combo.stage) ||
+          !set(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, combo.swizzle) ||
+          !set(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, combo.split) ||
+          !set(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, reduction))
+        continue;
+      cublasLtMatmulHeuristicResult_t result{};
+      if (cublasLtMatmulAlgoCheck(handle, desc, a, b, d, d, &algo, &result) !=
+              CUBLAS_STATUS_SUCCESS ||
+          result.workspaceSize > workspace || known(algo))
+        continue;
+      accepted[i].push_back(algo);
+    }
+  }
+  std::vector<size_t> counts;
+  for (const auto& configs : accepted) counts.push_back(configs.size());
+  const std::vector<size_t> share = ShareBudget(counts, kMaxSearched);
+  for (int i = 0; i < count; ++i) {
+    for (size_t j : SpreadIndices(accepted[i].size(), share[i]))
+      out->push_back(accepted[i][j]);
   }
 }
 int AutotuneCandidates() {
