@@ -33,21 +33,29 @@ if(COMMAND gpt2_add_emulated_cuda)
   target_compile_definitions(gpt2_bench_emu PRIVATE GPT2_HAVE_CUDA=1)
   set(GPT2_BENCH_EMU_ARGS --device cuda --layers 2 --channels 64 --heads 2 --batch 2
       --seq_len 32 --steps 1 --tokenizer=false)
-  add_test(NAME emu.bench_updates_beside COMMAND gpt2_bench_emu ${GPT2_BENCH_EMU_ARGS})
+  # Each passes only when gpt2_bench exits 0 and prints its line (tests/tools/expect_output.sh).
+  set(GPT2_EXPECT_OUTPUT ${PROJECT_SOURCE_DIR}/tests/tools/expect_output.sh)
+  add_test(NAME emu.bench_updates_beside
+           COMMAND ${GPT2_EXPECT_OUTPUT}
+                   "updates: beside the next forward.*back to back: [0-9.]+ ms/step"
+                   $<TARGET_FILE:gpt2_bench_emu> ${GPT2_BENCH_EMU_ARGS})
   set_tests_properties(emu.bench_updates_beside PROPERTIES LABELS cuda_emu
     TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
-    PASS_REGULAR_EXPRESSION "updates: beside the next forward.*back to back: [0-9.]+ ms/step"
     ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_UPDATE_BESIDE=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
-  add_test(NAME emu.bench_step_graphs COMMAND gpt2_bench_emu ${GPT2_BENCH_EMU_ARGS})
+  add_test(NAME emu.bench_step_graphs
+           COMMAND ${GPT2_EXPECT_OUTPUT}
+                   "back to back: [0-9.]+ ms/step.*each step a replayed graph"
+                   $<TARGET_FILE:gpt2_bench_emu> ${GPT2_BENCH_EMU_ARGS})
   set_tests_properties(emu.bench_step_graphs PROPERTIES LABELS cuda_emu
     TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
-    PASS_REGULAR_EXPRESSION "back to back: [0-9.]+ ms/step.*each step a replayed graph"
     ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_TRAIN_GRAPHS=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
   # Both: each replay queues the last step's updates beside its forward.
-  add_test(NAME emu.bench_step_graphs_beside COMMAND gpt2_bench_emu ${GPT2_BENCH_EMU_ARGS})
+  add_test(NAME emu.bench_step_graphs_beside
+           COMMAND ${GPT2_EXPECT_OUTPUT}
+                   "back to back: [0-9.]+ ms/step.*replayed graph with the last step's updates beside its forward"
+                   $<TARGET_FILE:gpt2_bench_emu> ${GPT2_BENCH_EMU_ARGS})
   set_tests_properties(emu.bench_step_graphs_beside PROPERTIES LABELS cuda_emu
     TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
-    PASS_REGULAR_EXPRESSION "back to back: [0-9.]+ ms/step.*replayed graph with the last step's updates beside its forward"
     ENVIRONMENT "${GPT2_CUDA_TEST_ENV};GPT2_TRAIN_GRAPHS=1;GPT2_UPDATE_BESIDE=1;CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
   # Every op again with its blocks on two host threads that overtake one another at
   # random barriers: a kernel that assumes an order between blocks it does not enforce

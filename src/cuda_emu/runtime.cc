@@ -1367,6 +1367,21 @@ cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned int flags) {
 cudaError_t cudaEventCreate(cudaEvent_t* event) {
   return cudaEventCreateWithFlags(event, cudaEventDefault);
 }
+// The operation a record queues (on a lazy stream, or in a capture, where each
+// launch of the graph runs it): marks `event` recorded when it runs, unless it
+// was destroyed before (CUDA allows that).
+namespace {
+std::function<void()> MarkRecorded(cudaEvent_t event) {
+  return [event, serial = event->serial] {
+    std::lock_guard<std::mutex> lock(S().mu);
+    if (S().events.count(event) != 0 && event->serial == serial) {
+      event->recorded = true;
+      event->when = std::chrono::steady_clock::now();
+    }
+  };
+}
+}  // namespace
+
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (cudaError_t e = cuda_emu::detail::CheckEvent(event, "cudaEventRecord")) {
     return e;
@@ -1384,16 +1399,8 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     event->captured_after = stream->captured_ops + 1;  // with the record
     event->captured_record = graph->records++;
     event->stream_serial = 0;
-    graph->ops.push_back(
-        GraphOp{GraphOp::kRecord, stream->capture_lane,
-                [event, serial = event->serial] {
-                  std::lock_guard<std::mutex> lock(S().mu);
-                  if (S().events.count(event) != 0 && event->serial == serial) {
-                    event->recorded = true;
-                    event->when = std::chrono::steady_clock::now();
-                  }
-                },
-                event->captured_record});
+    graph->ops.push_back(GraphOp{GraphOp::kRecord, stream->capture_lane,
+                                 MarkRecorded(event), event->captured_record});
     ++stream->captured_ops;
     return StickyError();
   }
@@ -1416,14 +1423,7 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
     event->stream_serial = stream->serial;
     event->target = stream->queued + 1;  // once the record below has run
   }
-  // The event may be destroyed before its record runs (CUDA allows it).
-  cuda_emu::detail::Submit(stream, [event, serial = event->serial] {
-    std::lock_guard<std::mutex> lock(S().mu);
-    if (S().events.count(event) != 0 && event->serial == serial) {
-      event->recorded = true;
-      event->when = std::chrono::steady_clock::now();
-    }
-  });
+  cuda_emu::detail::Submit(stream, MarkRecorded(event));
   return StickyError();
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
