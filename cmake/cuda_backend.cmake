@@ -33,8 +33,7 @@ if(COMMAND gpt2_add_emulated_cuda)
   target_compile_definitions(gpt2_bench_emu PRIVATE GPT2_HAVE_CUDA=1)
   set(GPT2_BENCH_EMU_ARGS --device cuda --layers 2 --channels 64 --heads 2 --batch 2
       --seq_len 32 --steps 1 --tokenizer=false)
-  # Each passes only when gpt2_bench exits 0 and prints its line (tests/tools/expect_output.sh).
-  set(GPT2_EXPECT_OUTPUT ${PROJECT_SOURCE_DIR}/tests/tools/expect_output.sh)
+  # Each passes only when gpt2_bench exits 0 and prints its line (GPT2_EXPECT_OUTPUT).
   add_test(NAME emu.bench_updates_beside
            COMMAND ${GPT2_EXPECT_OUTPUT}
                    "updates: beside the next forward.*back to back: [0-9.]+ ms/step"
