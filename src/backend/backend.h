@@ -133,7 +133,9 @@ class Backend {
                       int T, int C) {
     CheckSize(out, int64_t{B} * T * C, "encoder out");
     CheckSize(tokens, int64_t{B} * T, "encoder tokens");
-    AwaitUpdatesTouching({out}, {tokens, wte, wpe});
+    // wte: only the rows the tokens index (an update of the other rows,
+    // AdamWArgs::row_marks, need not be waited for).
+    AwaitUpdatesTouching({out}, {tokens, wpe}, /*gathered=*/{wte});
     RunEncoderForward(out, tokens, wte, wpe, B, T, C);
   }
   void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
@@ -198,9 +200,12 @@ class Backend {
   // BeginUpdatesBeside wait for all. So an optimizer that updates the weights
   // in the order the forward reads them (ForwardUpdateGroups) lets the next
   // forward start once the embeddings are updated, each layer waiting for its
-  // own update only. Nothing else may touch the claimed memory meanwhile
-  // (collectives on cuda_stream() do not wait: no updates beside with
-  // them). Where UpdatesBeside() is false the calls run in place.
+  // own update only. A call with row marks updating the rows a batch does not
+  // gather (AdamWArgs::row_marks, !marked_rows) is not waited for by that
+  // batch's gather of its rows (the encoder's of wte), only by other ops.
+  // Nothing else may touch the claimed memory meanwhile (collectives on
+  // cuda_stream() do not wait: no updates beside with them). Where
+  // UpdatesBeside() is false the calls run in place.
   virtual bool UpdatesBeside() const { return false; }
   virtual void BeginUpdatesBeside() {}
   virtual void EndUpdatesBeside() {}
@@ -386,7 +391,17 @@ class Backend {
                          args.step_values.numel == kAdamWStepValuesI32,
                      "adamw step values: an AdamWStepValues (6 x i32)");
     }
+    if (args.row_marks.data != nullptr) AdamWRows(args, param.numel);  // checks
     RunAdamW(param, master, m, v, grad, norm_squared, args);
+  }
+  // marks (i32, one per row of a table) = the stamp of args' step
+  // (AdamWRowStamp; from args.step_values where set) at each row that tokens
+  // (i32) index: for AdamW calls with row marks. Beside the next forward where
+  // updates go there (an update of its own).
+  void MarkAdamWRows(Tensor marks, Tensor tokens, const AdamWArgs& args) {
+    GPT2_CHECK_MSG(marks.dtype == DType::kI32 && tokens.dtype == DType::kI32,
+                   "adamw row marks and tokens: i32");
+    RunMarkAdamWRows(marks, tokens, args);
   }
   void Cast(Tensor dst, Tensor src) {
     CheckSize(src, dst.numel, "cast src");
@@ -414,8 +429,11 @@ class Backend {
   // Before an op: waits for the updates beside (BeginUpdatesBeside) that
   // claim memory of its tensors; writes: what the op writes, reads: what it
   // only reads. Backends without updates beside do nothing.
-  virtual void AwaitUpdatesTouching(std::initializer_list<Tensor> writes,
-                                    std::initializer_list<Tensor> reads) {}
+  // gathered: read only at the rows of the batch the op's tokens hold (the
+  // encoder's wte), which updates of the other rows leave alone.
+  virtual void AwaitUpdatesTouching(
+      std::initializer_list<Tensor> writes, std::initializer_list<Tensor> reads,
+      std::initializer_list<Tensor> gathered = {}) {}
 
   // A tensor's element count against what an op needs; a mismatch is a
   // programming error and names the tensor.
@@ -500,6 +518,8 @@ class Backend {
   virtual void RunAdamW(Tensor param, Tensor master, Tensor m, Tensor v,
                         Tensor grad, Tensor norm_squared,
                         const AdamWArgs& args) = 0;
+  virtual void RunMarkAdamWRows(Tensor marks, Tensor tokens,
+                                const AdamWArgs& args) = 0;
   virtual void RunCast(Tensor dst, Tensor src) = 0;
   virtual void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds,
                              Tensor counter, int rows, int V, int Vp, int top_k,

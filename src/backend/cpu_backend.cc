@@ -230,6 +230,15 @@ class CpuBackend final : public Backend {
                     param.numel, norm_squared.as<F>(), now);
     });
   }
+  void RunMarkAdamWRows(Tensor marks, Tensor tokens,
+                        const AdamWArgs& args) override {
+    const int64_t step =
+        args.step_values.data != nullptr
+            ? static_cast<const AdamWStepValues*>(args.step_values.data)->step
+            : args.step;
+    cpu::MarkAdamWRows(marks.as<int32_t>(), marks.numel, tokens.as<int32_t>(),
+                       tokens.numel, AdamWRowStamp(step));
+  }
 
  private:
   // Calls fn(float{}) or fn(double{}) for the tensor's float type.

@@ -586,32 +586,55 @@ class CudaBackend final : public Backend {
                      "bf16 params need fp32 master weights");
     }
     if (!updating_beside_) {
-      AwaitUpdatesTouching({param, master, m, v},
-                           {grad, norm_squared, args.step_values});
+      AwaitUpdatesTouching(
+          {param, master, m, v},
+          {grad, norm_squared, args.step_values, args.row_marks});
       cuda::AdamW(param, master, m, v, grad, norm_squared, args, stream_);
       return;
     }
     // Beside: after the updates queued before it on the update stream, then
-    // an event, and its runs' elements claimed until waited for.
+    // an event, and its runs' elements claimed until waited for. A call
+    // updating the rows a batch does not gather claims them as such (the
+    // batch's gather need not wait for it).
     cuda::AdamW(param, master, m, v, grad, norm_squared, args, update_stream_);
-    const int update = updates_queued_++;
-    if (update == static_cast<int>(update_done_.size())) MakeUpdateEvents(1);
-    GPT2_CUDA_CHECK(cudaEventRecord(update_done_[update], update_stream_));
+    const int update = QueuedBeside();
+    const bool outside_gather =
+        args.row_marks.data != nullptr && !args.marked_rows;
     for (const AdamWDecayRun& run : AdamWDecayRuns(args, param.numel)) {
       const auto claim = [&](const Tensor& t, bool written) {
         if (t.data == nullptr) return;
         const size_t size = DTypeSize(t.dtype);
         claims_.Add(update, static_cast<const char*>(t.data) + run.begin * size,
-                    (run.end - run.begin) * size, written);
+                    (run.end - run.begin) * size, written,
+                    written && outside_gather);
       };
       for (const Tensor& t : {param, master, m, v}) claim(t, true);
       claim(grad, false);
     }
-    claims_.Add(update, norm_squared.data, norm_squared.bytes(), false);
-    if (args.step_values.data != nullptr) {
-      claims_.Add(update, args.step_values.data, args.step_values.bytes(),
-                  false);
+    for (const Tensor& t : {norm_squared, args.step_values, args.row_marks})
+      claims_.Add(update, t.data, t.bytes(), false);
+  }
+  void RunMarkAdamWRows(Tensor marks, Tensor tokens,
+                        const AdamWArgs& args) override {
+    OpTimer timer(this, "adamw", Traffic(marks, tokens));
+    if (!updating_beside_) {
+      AwaitUpdatesTouching({marks}, {tokens, args.step_values});
+      cuda::MarkAdamWRows(marks, tokens, args, stream_);
+      return;
     }
+    cuda::MarkAdamWRows(marks, tokens, args, update_stream_);
+    const int update = QueuedBeside();
+    claims_.Add(update, marks.data, marks.bytes(), true);
+    for (const Tensor& t : {tokens, args.step_values})
+      claims_.Add(update, t.data, t.bytes(), false);
+  }
+  // Numbers the work just queued on the update stream as the next update,
+  // with its event recorded after it.
+  int QueuedBeside() {
+    const int update = updates_queued_++;
+    if (update == static_cast<int>(update_done_.size())) MakeUpdateEvents(1);
+    GPT2_CUDA_CHECK(cudaEventRecord(update_done_[update], update_stream_));
+    return update;
   }
 
   // Updates beside (see Backend::BeginUpdatesBeside).
@@ -626,10 +649,11 @@ class CudaBackend final : public Backend {
     updates_queued_ = 0;
   }
   void EndUpdatesBeside() override { updating_beside_ = false; }
-  void AwaitUpdatesTouching(std::initializer_list<Tensor> writes,
-                            std::initializer_list<Tensor> reads) override {
+  void AwaitUpdatesTouching(
+      std::initializer_list<Tensor> writes, std::initializer_list<Tensor> reads,
+      std::initializer_list<Tensor> gathered = {}) override {
     if (claims_.empty()) return;
-    const int need = claims_.Needed(writes, reads);
+    const int need = claims_.Needed(writes, reads, gathered);
     if (need < 0) return;
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(stream_, update_done_[need], 0));
     claims_.Joined(need);

@@ -5,10 +5,11 @@
 namespace gpt2 {
 
 void UpdateClaims::Add(int update, const void* begin, int64_t bytes,
-                       bool written) {
+                       bool written, bool outside_gather) {
   if (begin == nullptr || bytes <= 0) return;
   const uintptr_t b = reinterpret_cast<uintptr_t>(begin);
-  claims_.push_back({b, b + static_cast<uintptr_t>(bytes), update, written});
+  claims_.push_back(
+      {b, b + static_cast<uintptr_t>(bytes), update, written, outside_gather});
   newest_ = std::max(newest_, update);
   sorted_ = false;
 }
@@ -21,7 +22,8 @@ void UpdateClaims::Sort() {
   merged.reserve(claims_.size());
   for (const Claim& c : claims_) {
     if (!merged.empty() && merged.back().begin == c.begin &&
-        merged.back().end == c.end) {
+        merged.back().end == c.end &&
+        merged.back().outside_gather == c.outside_gather) {
       merged.back().update = std::max(merged.back().update, c.update);
       merged.back().written = merged.back().written || c.written;
     } else {
@@ -35,7 +37,7 @@ void UpdateClaims::Sort() {
   sorted_ = true;
 }
 
-int UpdateClaims::Scan(uintptr_t begin, uintptr_t end, bool write) const {
+int UpdateClaims::Scan(uintptr_t begin, uintptr_t end, Access access) const {
   int need = -1;
   auto it = claims_.begin();
   if (disjoint_) {
@@ -48,25 +50,30 @@ int UpdateClaims::Scan(uintptr_t begin, uintptr_t end, bool write) const {
       if (disjoint_) break;
       continue;
     }
-    if (it->end > begin && (write || it->written))
-      need = std::max(need, it->update);
+    if (it->end <= begin) continue;
+    const bool conflicts =
+        access == Access::kWrite ||
+        (it->written && (access == Access::kRead || !it->outside_gather));
+    if (conflicts) need = std::max(need, it->update);
   }
   return need;
 }
 
 int UpdateClaims::Needed(std::initializer_list<Tensor> writes,
-                         std::initializer_list<Tensor> reads) {
+                         std::initializer_list<Tensor> reads,
+                         std::initializer_list<Tensor> gathered) {
   if (claims_.empty()) return -1;
   if (!sorted_) Sort();
   int need = -1;
-  const auto scan = [&](const Tensor& t, bool write) {
+  const auto scan = [&](const Tensor& t, Access access) {
     if (t.data == nullptr || t.numel <= 0) return;
     const uintptr_t b = reinterpret_cast<uintptr_t>(t.data);
     need =
-        std::max(need, Scan(b, b + static_cast<uintptr_t>(t.bytes()), write));
+        std::max(need, Scan(b, b + static_cast<uintptr_t>(t.bytes()), access));
   };
-  for (const Tensor& t : writes) scan(t, true);
-  for (const Tensor& t : reads) scan(t, false);
+  for (const Tensor& t : writes) scan(t, Access::kWrite);
+  for (const Tensor& t : reads) scan(t, Access::kRead);
+  for (const Tensor& t : gathered) scan(t, Access::kGathered);
   return need;
 }
 

@@ -41,6 +41,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_STREAM_PRIORITY", "0|1"},
       {"GPT2_TRAIN_GRAPHS", "0|1"},
       {"GPT2_UPDATE_BESIDE", "0|1"},
+      {"GPT2_UPDATE_ROWS_FIRST", "0|1"},
       {"GPT2_WGRAD_BESIDE", "0|1"},
       // Read by the scripts and tests around the tools.
       {"GPT2_CHROMIUM", "ANY"},

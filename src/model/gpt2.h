@@ -96,6 +96,11 @@ class Gpt2Model {
   Tensor padded_params() const { return params_; }
   Tensor padded_grads() const { return grads_; }
   Tensor losses() const { return losses_.Slice(0, int64_t{last_B_} * last_T_); }
+  // The device copy of SetInputs' tokens for a (B, T) batch: what the
+  // encoder gathers wte's rows by.
+  Tensor input_tokens(int B, int T) const {
+    return tokens_.Slice(0, int64_t{B} * T);
+  }
   Tensor logits()
       const;  // (B, T, Vp) of the last Forward (dlogits after training)
   // One parameter (or gradient) tensor, or its layer slice when layer >= 0.

@@ -131,6 +131,60 @@ __device__ __forceinline__ float Update(float g, float& m, float& v, float w,
   return fmaf(-a.lr, fmaf(weight_decay, w, step), w);
 }
 
+// Element i's update in memory, at weight decay wd and clip scale `scale`.
+template <typename T>
+__device__ __forceinline__ void UpdateElement(T* param, float* master, float* m,
+                                              float* v, const T* grad,
+                                              int64_t i, float wd, float scale,
+                                              const AdamWScalars& a) {
+  float mi = m[i], vi = v[i];
+  const float w = master != nullptr ? master[i] : ToFloat(param[i]);
+  const float updated = Update(ToFloat(grad[i]) * scale, mi, vi, w, wd, a);
+  m[i] = mi;
+  v[i] = vi;
+  if (master != nullptr) master[i] = updated;
+  param[i] = RoundParam<T>(updated, master != nullptr ? a.rounding_seed : 0,
+                           a.step, a.index + i);
+}
+
+// Elements i to i + 3 with 16-byte accesses to m, v and the master weights (8
+// or 16 bytes to the params and gradients; every pointer aligned for that at
+// i), element i + k at weight decay wd[k]: each gets UpdateElement's
+// arithmetic, the same bits.
+template <typename T>
+__device__ __forceinline__ void UpdatePack(T* param, float* master, float* m,
+                                           float* v, const T* grad, int64_t i,
+                                           const float (&wd)[4], float scale,
+                                           const AdamWScalars& a) {
+  const Pack4<T> g = *reinterpret_cast<const Pack4<T>*>(grad + i);
+  float4 mi = *reinterpret_cast<const float4*>(m + i);
+  float4 vi = *reinterpret_cast<const float4*>(v + i);
+  float4 w;
+  if (master != nullptr) {
+    w = *reinterpret_cast<const float4*>(master + i);
+  } else {
+    const Pack4<T> p = *reinterpret_cast<const Pack4<T>*>(param + i);
+    w = make_float4(ToFloat(p.v[0]), ToFloat(p.v[1]), ToFloat(p.v[2]),
+                    ToFloat(p.v[3]));
+  }
+  float4 u;
+  u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, wd[0], a);
+  u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, wd[1], a);
+  u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, wd[2], a);
+  u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, wd[3], a);
+  *reinterpret_cast<float4*>(m + i) = mi;
+  *reinterpret_cast<float4*>(v + i) = vi;
+  if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
+  const uint64_t seed = master != nullptr ? a.rounding_seed : 0;
+  const int64_t at = a.index + i;
+  Pack4<T> p;
+  p.v[0] = RoundParam<T>(u.x, seed, a.step, at);
+  p.v[1] = RoundParam<T>(u.y, seed, a.step, at + 1);
+  p.v[2] = RoundParam<T>(u.z, seed, a.step, at + 2);
+  p.v[3] = RoundParam<T>(u.w, seed, a.step, at + 3);
+  *reinterpret_cast<Pack4<T>*>(param + i) = p;
+}
+
 template <typename T>
 __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
                             const T* grad, int64_t n, const float* norm_squared,
@@ -144,24 +198,14 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
   for (int64_t e = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; e < n;
        e += int64_t{gridDim.x} * blockDim.x) {
     const float wd = runs.At(e);
-    const int64_t i = e + runs.Shift();
-    float mi = m[i], vi = v[i];
-    const float w = master != nullptr ? master[i] : ToFloat(param[i]);
-    const float updated = Update(ToFloat(grad[i]) * scale, mi, vi, w, wd, a);
-    m[i] = mi;
-    v[i] = vi;
-    if (master != nullptr) master[i] = updated;
-    param[i] = RoundParam<T>(updated, master != nullptr ? a.rounding_seed : 0,
-                             a.step, a.index + i);
+    UpdateElement(param, master, m, v, grad, e + runs.Shift(), wd, scale, a);
   }
 }
 
-// The same, four elements a thread with 16-byte accesses to m, v and the
-// master weights (8 or 16 bytes to the params and gradients): every pointer
-// aligned for that, n a multiple of 4 (the caller runs the rest through
-// AdamWKernel), every shift a multiple of 4 and changing only at multiples of
-// 4 (the four numbers of a pack are four adjacent elements). Each element
-// gets AdamWKernel's arithmetic: the same bits.
+// The same, four elements a thread (UpdatePack): every pointer aligned for
+// that, n a multiple of 4 (the caller runs the rest through AdamWKernel),
+// every shift a multiple of 4 and changing only at multiples of 4 (the four
+// numbers of a pack are four adjacent elements).
 template <typename T>
 __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
                                   const T* grad, int64_t n,
@@ -175,37 +219,67 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
   for (int64_t e = 4 * (blockIdx.x * int64_t{blockDim.x} + threadIdx.x); e < n;
        e += 4 * int64_t{gridDim.x} * blockDim.x) {
-    const float wd0 = runs.At(e);
+    float wd[4];
+    wd[0] = runs.At(e);
     const int64_t i = e + runs.Shift();
-    const float wd1 = runs.At(e + 1), wd2 = runs.At(e + 2),
-                wd3 = runs.At(e + 3);
-    const Pack4<T> g = *reinterpret_cast<const Pack4<T>*>(grad + i);
-    float4 mi = *reinterpret_cast<const float4*>(m + i);
-    float4 vi = *reinterpret_cast<const float4*>(v + i);
-    float4 w;
-    if (master != nullptr) {
-      w = *reinterpret_cast<const float4*>(master + i);
+    wd[1] = runs.At(e + 1);
+    wd[2] = runs.At(e + 2);
+    wd[3] = runs.At(e + 3);
+    UpdatePack(param, master, m, v, grad, i, wd, scale, a);
+  }
+}
+
+// As AdamWRowStamp (src/ops/adamw.h), on the device.
+__device__ __forceinline__ int32_t RowStamp(int64_t step) {
+  const auto stamp = static_cast<int32_t>(static_cast<uint32_t>(step));
+  return stamp == 0 ? 1 : stamp;
+}
+
+// The rows of a table (rows x width, from element 0 of the arrays) that
+// `marks` selects: those with the step's stamp when `marked`, else the others
+// (AdamWArgs::row_marks). A warp a row, the rows in grid-stride order; four
+// elements a lane (UpdatePack) when kPacked (width a multiple of 4, every
+// array aligned for it), else one.
+template <typename T, bool kPacked>
+__global__ void AdamWRowsKernel(T* param, float* master, float* m, float* v,
+                                const T* grad, int64_t rows, int64_t width,
+                                const int32_t* marks, bool marked,
+                                const float* norm_squared, AdamWScalars given,
+                                const AdamWStepValues* values, float wd) {
+  KernelPrologue();
+  const AdamWScalars a = WithStepValues(given, values);
+  float scale;
+  if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
+  const int32_t stamp = RowStamp(a.step);
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = int64_t{gridDim.x} * (blockDim.x / 32);
+  for (int64_t r = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
+       r < rows; r += warps) {
+    if ((marks[r] == stamp) != marked) continue;
+    const int64_t row = r * width;
+    if constexpr (kPacked) {
+      const float wds[4] = {wd, wd, wd, wd};
+      for (int64_t j = 4 * lane; j < width; j += 4 * 32)
+        UpdatePack(param, master, m, v, grad, row + j, wds, scale, a);
     } else {
-      const Pack4<T> p = *reinterpret_cast<const Pack4<T>*>(param + i);
-      w = make_float4(ToFloat(p.v[0]), ToFloat(p.v[1]), ToFloat(p.v[2]),
-                      ToFloat(p.v[3]));
+      for (int64_t j = lane; j < width; j += 32)
+        UpdateElement(param, master, m, v, grad, row + j, wd, scale, a);
     }
-    float4 u;
-    u.x = Update(ToFloat(g.v[0]) * scale, mi.x, vi.x, w.x, wd0, a);
-    u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, wd1, a);
-    u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, wd2, a);
-    u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, wd3, a);
-    *reinterpret_cast<float4*>(m + i) = mi;
-    *reinterpret_cast<float4*>(v + i) = vi;
-    if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
-    const uint64_t seed = master != nullptr ? a.rounding_seed : 0;
-    const int64_t at = a.index + i;
-    Pack4<T> p;
-    p.v[0] = RoundParam<T>(u.x, seed, a.step, at);
-    p.v[1] = RoundParam<T>(u.y, seed, a.step, at + 1);
-    p.v[2] = RoundParam<T>(u.z, seed, a.step, at + 2);
-    p.v[3] = RoundParam<T>(u.w, seed, a.step, at + 3);
-    *reinterpret_cast<Pack4<T>*>(param + i) = p;
+  }
+}
+
+// marks[tokens[i]] = the step's stamp (MarkAdamWRows); tokens outside the
+// table are left out. Threads that share a token write the same value.
+__global__ void MarkRowsKernel(int32_t* marks, int64_t rows,
+                               const int32_t* tokens, int64_t n,
+                               int64_t given_step,
+                               const AdamWStepValues* values) {
+  KernelPrologue();
+  const int32_t stamp = RowStamp(values != nullptr ? values->step : given_step);
+  for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
+       i += int64_t{gridDim.x} * blockDim.x) {
+    const int32_t token = tokens[i];
+    if (token >= 0 && token < rows) marks[token] = stamp;
   }
 }
 
@@ -263,7 +337,55 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
   }
 }
 
+// A call with row marks (AdamWArgs::row_marks): its table's selected rows.
+template <typename F>
+void LaunchAdamWRows(F* p, float* w, float* mp, float* vp, const F* g,
+                     int64_t n, const float* norm_squared, AdamWScalars a,
+                     const AdamWStepValues* values, const AdamWArgs& args,
+                     cudaStream_t stream) {
+  const AdamWRowTable table = AdamWRows(args, n);
+  const int64_t b = table.begin;
+  p += b;
+  mp += b;
+  vp += b;
+  g += b;
+  if (w != nullptr) w += b;
+  a.index += b;
+  const auto aligned = [](const void* ptr, size_t bytes) {
+    return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
+  };
+  const bool packed = table.width % 4 == 0 && aligned(p, 4 * sizeof(F)) &&
+                      aligned(g, 4 * sizeof(F)) && aligned(mp, 16) &&
+                      aligned(vp, 16) && (w == nullptr || aligned(w, 16));
+  const auto* marks = static_cast<const int32_t*>(args.row_marks.data);
+  const auto wd = static_cast<float>(table.weight_decay);
+  // 8 rows a block of 256 threads.
+  const unsigned blocks = GridStrideBlocks(table.rows * 32);
+  if (packed) {
+    CheckLaunch(GPT2_LAUNCH((AdamWRowsKernel<F, true>), blocks, 256, 0, stream,
+                            p, w, mp, vp, g, table.rows, table.width, marks,
+                            args.marked_rows, norm_squared, a, values, wd),
+                "AdamWRowsKernel");
+  } else {
+    CheckLaunch(GPT2_LAUNCH((AdamWRowsKernel<F, false>), blocks, 256, 0, stream,
+                            p, w, mp, vp, g, table.rows, table.width, marks,
+                            args.marked_rows, norm_squared, a, values, wd),
+                "AdamWRowsKernel");
+  }
+}
+
 }  // namespace
+
+void MarkAdamWRows(Tensor marks, Tensor tokens, const AdamWArgs& args,
+                   CUstream_st* stream) {
+  if (tokens.numel == 0) return;
+  CheckLaunch(
+      GPT2_LAUNCH(MarkRowsKernel, GridStrideBlocks(tokens.numel), 256, 0,
+                  stream, Ptr<int32_t>(marks), marks.numel,
+                  Ptr<int32_t>(tokens), tokens.numel, args.step,
+                  static_cast<const AdamWStepValues*>(args.step_values.data)),
+      "MarkRowsKernel");
+}
 
 void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
            Tensor norm_squared, const AdamWArgs& args, CUstream_st* stream) {
@@ -288,6 +410,11 @@ void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
     float* w = master.data == nullptr ? nullptr : Ptr<float>(master);
     float *mp = Ptr<float>(m), *vp = Ptr<float>(v);
     const F* g = Ptr<F>(grad);
+    if (args.row_marks.data != nullptr) {
+      LaunchAdamWRows<F>(p, w, mp, vp, g, param.numel, Ptr<float>(norm_squared),
+                         a, values, args, stream);
+      return;
+    }
     // kMaxRuns runs a launch (one launch for GPT-2's shard, or for one
     // layer's slices).
     for (size_t first = 0; first < runs.size(); first += kMaxRuns) {

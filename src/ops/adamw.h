@@ -48,7 +48,25 @@ struct AdamWArgs {
   // are read from it when the update runs, not from the fields above, so a
   // recorded call (a replayed graph) updates at each replay's rate.
   Tensor step_values;
+  // Set (kI32, one mark per row, on the call's backend): the call is one run
+  // over a table of rows of row_width elements (GPT-2's wte) and updates only
+  // the rows marked with its step's stamp (marked_rows) or only the others
+  // (!marked_rows), each as a call without marks would: one call of each
+  // updates every row once. MarkAdamWRows marks the rows a batch gathers, so
+  // that its gather (the encoder) can wait for their update alone.
+  Tensor row_marks;
+  int64_t row_width = 0;
+  bool marked_rows = true;
 };
+
+// A row's mark for the call's step (AdamWArgs::row_marks): the step's low 32
+// bits, never 0 (the marks of a new table). Marks left from another step
+// with the same stamp only make the marked call update more rows: the two
+// calls still split the rows between them.
+inline int32_t AdamWRowStamp(int64_t step) {
+  const auto stamp = static_cast<int32_t>(static_cast<uint32_t>(step));
+  return stamp == 0 ? 1 : stamp;
+}
 
 // What changes from one step to the next, as the update reads it: the lr and
 // the bias corrections in float, the step (stochastic rounding's hash).
@@ -73,6 +91,16 @@ struct AdamWDecayRun {
 };
 std::vector<AdamWDecayRun> AdamWDecayRuns(const AdamWArgs& args, int64_t n);
 
+// The table of a call with row marks (AdamWArgs::row_marks): its one run's
+// first element, rows, row width and weight decay; checks that the call is
+// one run of whole rows with a mark for each (a programming error
+// otherwise).
+struct AdamWRowTable {
+  int64_t begin, rows, width;
+  double weight_decay;
+};
+AdamWRowTable AdamWRows(const AdamWArgs& args, int64_t n);
+
 // The factor the gradient is multiplied by: 1, or clip / (norm + 1e-6) when
 // larger.
 inline double ClipScale(double norm, double grad_clip) {
@@ -82,9 +110,15 @@ inline double ClipScale(double norm, double grad_clip) {
 
 namespace cpu {
 
+// marks[tokens[i]] = stamp for the n tokens (those outside [0, rows) are
+// left out).
+void MarkAdamWRows(int32_t* marks, int64_t rows, const int32_t* tokens,
+                   int64_t n, int32_t stamp);
+
 // For i in the runs of args (all of [0, n) without runs): updates param, m,
 // v (all n) from grad (n) * clip scale, where the norm is
-// sqrt(*norm_squared).
+// sqrt(*norm_squared); with args.row_marks (host memory) only the rows it
+// selects.
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args);
@@ -102,6 +136,10 @@ class Scratch;
 // rounded.
 void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
            Tensor norm_squared, const AdamWArgs& args, CUstream_st* stream);
+// Marks the rows `tokens` (i32) index in `marks` (i32, one per row) with the
+// stamp of args' step (read from args.step_values where set).
+void MarkAdamWRows(Tensor marks, Tensor tokens, const AdamWArgs& args,
+                   CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ADAMW_H_

@@ -25,6 +25,20 @@ std::vector<AdamWDecayRun> AdamWDecayRuns(const AdamWArgs& args, int64_t n) {
   return out;
 }
 
+AdamWRowTable AdamWRows(const AdamWArgs& args, int64_t n) {
+  const std::vector<AdamWDecayRun> runs = AdamWDecayRuns(args, n);
+  GPT2_CHECK_MSG(runs.size() == 1, "an AdamW call with row marks is one run");
+  const AdamWDecayRun& run = runs[0];
+  GPT2_CHECK_MSG(
+      args.row_width > 0 && (run.end - run.begin) % args.row_width == 0,
+      "an AdamW call with row marks covers whole rows");
+  const int64_t rows = (run.end - run.begin) / args.row_width;
+  GPT2_CHECK_MSG(
+      args.row_marks.dtype == DType::kI32 && args.row_marks.numel == rows,
+      "AdamW row marks: one i32 a row");
+  return {run.begin, rows, args.row_width, run.weight_decay};
+}
+
 AdamWStepValues MakeAdamWStepValues(const AdamWArgs& args) {
   AdamWStepValues values;
   values.lr = static_cast<float>(args.lr);
@@ -38,10 +52,29 @@ AdamWStepValues MakeAdamWStepValues(const AdamWArgs& args) {
 
 namespace cpu {
 
+void MarkAdamWRows(int32_t* marks, int64_t rows, const int32_t* tokens,
+                   int64_t n, int32_t stamp) {
+  for (int64_t i = 0; i < n; ++i) {
+    if (tokens[i] >= 0 && tokens[i] < rows) marks[tokens[i]] = stamp;
+  }
+}
+
 template <typename T>
 void AdamW(T* param, T* m, T* v, const T* grad, int64_t n,
            const T* norm_squared, const AdamWArgs& args) {
-  const std::vector<AdamWDecayRun> runs = AdamWDecayRuns(args, n);
+  std::vector<AdamWDecayRun> runs = AdamWDecayRuns(args, n);
+  if (args.row_marks.data != nullptr) {
+    // The selected rows, each a run of its own.
+    const AdamWRowTable table = AdamWRows(args, n);
+    const int32_t* marks = args.row_marks.as<int32_t>();
+    const int32_t stamp = AdamWRowStamp(args.step);
+    runs.clear();
+    for (int64_t r = 0; r < table.rows; ++r) {
+      if ((marks[r] == stamp) != args.marked_rows) continue;
+      const int64_t begin = table.begin + r * table.width;
+      runs.push_back({begin, begin + table.width, table.weight_decay});
+    }
+  }
   if (!std::isfinite(double{norm_squared[0]}))
     return;  // a NaN/Inf step is skipped
   const double scale =

@@ -83,11 +83,31 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
 }
 
 void AdamWOptimizer::StepAtStagedValues(Tensor params, Tensor shard_grads,
-                                        Tensor norm_squared,
-                                        Tensor step_values) {
+                                        Tensor norm_squared, Tensor step_values,
+                                        const GatheredRows& gathered) {
   GPT2_CHECK_MSG(step_values.data != nullptr, "no step values");
-  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values);
+  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values, gathered);
 }
+
+namespace {
+
+// runs (of a call numbering its elements from 0) without the elements in
+// [lo, hi), each with its begin.
+std::vector<AdamWRun> RunsOutside(const std::vector<AdamWRun>& runs, int64_t lo,
+                                  int64_t hi) {
+  std::vector<AdamWRun> out;
+  int64_t begin = 0;
+  for (const AdamWRun& run : runs) {
+    if (run.begin >= 0) begin = run.begin;
+    if (begin < lo) out.push_back({std::min(run.end, lo), run.decayed, begin});
+    if (run.end > hi)
+      out.push_back({run.end, run.decayed, std::max(begin, hi)});
+    begin = run.end;
+  }
+  return out;
+}
+
+}  // namespace
 
 void AdamWOptimizer::StageStepValues(Tensor step_values, double lr,
                                      int64_t step) {
@@ -102,7 +122,7 @@ void AdamWOptimizer::StageStepValues(Tensor step_values, double lr,
 
 void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
                            Tensor norm_squared, double lr, int64_t step,
-                           Tensor step_values) {
+                           Tensor step_values, const GatheredRows& gathered) {
   const int64_t begin = shard_.begin(), n = shard_.end() - begin;
   if (n == 0) return;
   const Tensor param = params.Slice(begin, n);
@@ -110,12 +130,45 @@ void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
   const Tensor grad = shard_grads.Slice(0, n);
   if (updates_beside()) {
     backend_->BeginUpdatesBeside();
+    const Tensor m = m_.Slice(0, n), v = v_.Slice(0, n);
+    // The gathered table's elements [lo, hi) and its call (marked rows first,
+    // the others last).
+    const bool split = gathered.param >= 0;
+    int64_t lo = 0, hi = 0;
+    AdamWArgs table = args_;
+    if (split) {
+      const ParamSpec& spec = params_.at(gathered.param);
+      lo = spec.offset - begin;
+      hi = lo + spec.numel;
+      GPT2_CHECK_MSG(lo >= 0 && hi <= n && spec.shape.size() == 2,
+                     "the gathered table ", spec.name,
+                     " is not a whole matrix of the shard");
+      table.lr = lr;
+      table.step = step;
+      table.step_values = step_values;
+      table.runs = {{hi, spec.decayed, lo}};
+      table.row_marks = gathered.marks;
+      table.row_width = spec.shape[1];
+      table.marked_rows = true;
+      backend_->MarkAdamWRows(gathered.marks, gathered.tokens, table);
+      backend_->AdamW(param, master, m, v, grad, norm_squared, table);
+    }
     for (AdamWArgs& part : group_args_) {
       part.lr = lr;
       part.step = step;
       part.step_values = step_values;
-      backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
-                      norm_squared, part);
+      if (!split) {
+        backend_->AdamW(param, master, m, v, grad, norm_squared, part);
+        continue;
+      }
+      AdamWArgs rest = part;
+      rest.runs = RunsOutside(part.runs, lo, hi);
+      if (!rest.runs.empty())
+        backend_->AdamW(param, master, m, v, grad, norm_squared, rest);
+    }
+    if (split) {
+      table.marked_rows = false;
+      backend_->AdamW(param, master, m, v, grad, norm_squared, table);
     }
     backend_->EndUpdatesBeside();
     return;

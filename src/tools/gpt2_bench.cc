@@ -316,10 +316,14 @@ double BenchTrainStep(bool print, int local_rank = 0) {
           "issued a step's calls in %.1f ms)\n",
           Median(rounds), B * T / (Median(rounds) / 1000.0), rounds.size(),
           steps,
-          !graph                    ? ""
-          : graph->updates_inside() ? ", each step a replayed graph with the "
-                                      "last step's updates beside its forward"
-                                    : ", each step a replayed graph",
+          !graph ? ""
+          : graph->updates_inside()
+              ? absl::StrCat(
+                    ", each step a replayed graph with the last "
+                    "step's updates beside its forward",
+                    graph->rows_first() ? StepGraph::kRowsFirstNote : "")
+                    .c_str()
+              : ", each step a replayed graph",
           Median(issue));
     }
     // Model flops per token: 6N for the matmuls with weights, 6 L C T for

@@ -1,5 +1,6 @@
 #include "src/train/step_graph.h"
 
+#include "src/core/env.h"
 #include "src/core/error.h"
 
 namespace gpt2 {
@@ -16,14 +17,25 @@ StepGraph::StepGraph(Backend* backend, Gpt2Model* model,
                  "a recorded step updates the whole model");
   loss_ = backend_->Alloc(model_->stats_dtype(), 1);
   norm_ = backend_->Alloc(model_->stats_dtype(), 1);
-  if (updates_inside_)
+  if (updates_inside_) {
     step_values_ = backend_->Alloc(DType::kI32, kAdamWStepValuesI32);
+    if (RowsFirstWanted()) {
+      row_marks_ =
+          backend_->Alloc(DType::kI32, model_->param_list()[kWte].shape[0]);
+      backend_->Zero(row_marks_);
+    }
+  }
+}
+
+bool StepGraph::RowsFirstWanted() {
+  return !EnvIs("GPT2_UPDATE_ROWS_FIRST", "0");
 }
 
 StepGraph::~StepGraph() {
   backend_->Free(loss_);
   backend_->Free(norm_);
   backend_->Free(step_values_);
+  backend_->Free(row_marks_);
 }
 
 void StepGraph::Run(const int32_t* inputs, const int32_t* targets, int B, int T,
@@ -45,8 +57,11 @@ void StepGraph::Run(const int32_t* inputs, const int32_t* targets, int B, int T,
     // gradients still in the model's), each forward op waiting for its own
     // weights' update, the gradients zeroed once every update has read them.
     if (updates_inside_) {
+      GatheredRows wte;
+      if (row_marks_.data != nullptr)
+        wte = {kWte, model_->input_tokens(B, T), row_marks_};
       optimizer_->StepAtStagedValues(model_->params(), model_->grads(), norm_,
-                                     step_values_);
+                                     step_values_, wte);
     }
     backend_->Zero(loss_);
     model_->QueueForward(B, T, dloss, /*write_grad=*/true,

@@ -4,9 +4,12 @@
 // the optimizer updates beside (AdamWOptimizer::updates_beside()), each
 // step's update is deferred into the next step's graph, which queues it
 // beside its forward at the rate staged before the replay
-// (AdamWOptimizer::StepAtStagedValues): the same updates, in the same order
-// against the same ops, as updating beside the next forward without graphs,
-// bit for bit. Otherwise the update runs in place after the replay.
+// (AdamWOptimizer::StepAtStagedValues): the same updates, bit for bit, as
+// updating beside the next forward without graphs. There the replay's tokens
+// are staged before the update runs, so wte's rows they index are updated
+// first and its other rows after the layers' groups: the encoder waits only
+// for those rows (GPT2_UPDATE_ROWS_FIRST=0: for the whole of wte and wpe, as
+// without graphs). Otherwise the update runs in place after the replay.
 //
 // Use: for each step, Run() when ready() (else the caller runs the step's
 // ops itself), then Update() with the step's norm; Flush() before anything
@@ -34,6 +37,12 @@ class StepGraph {
 
   // Whether the updates are recorded in the graph (else in place after it).
   bool updates_inside() const { return updates_inside_; }
+  // Whether the recorded updates take wte's gathered rows first (unless
+  // GPT2_UPDATE_ROWS_FIRST=0), and how the logs say so.
+  static bool RowsFirstWanted();
+  bool rows_first() const { return row_marks_.data != nullptr; }
+  static constexpr const char* kRowsFirstNote =
+      " (wte's rows the batch gathers first)";
   // Whether the next step can be a replay: with the updates inside, only
   // while one is deferred (the first step, and the one after a Flush, run
   // directly).
@@ -59,9 +68,10 @@ class StepGraph {
   AdamWOptimizer* optimizer_;
   bool updates_inside_;
   // The recorded step's loss sum and squared norm (stats dtype), the deferred
-  // update's AdamWStepValues (with the updates inside), the graph's handle
-  // (-1 before the first Run) and what it was recorded for.
-  Tensor loss_, norm_, step_values_;
+  // update's AdamWStepValues and wte's row marks (with the updates inside;
+  // the marks only with rows first), the graph's handle (-1 before the first
+  // Run) and what it was recorded for.
+  Tensor loss_, norm_, step_values_, row_marks_;
   int graph_ = -1;
   int B_ = 0, T_ = 0;
   double dloss_ = 0.0;

@@ -525,7 +525,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         "train step: recorded as a graph at the second step and replayed "
         "(GPT2_TRAIN_GRAPHS=1)",
         optimizer.updates_beside()
-            ? ", each with the last step's updates beside its forward"
+            ? absl::StrCat(
+                  ", each with the last step's updates beside its forward",
+                  StepGraph::RowsFirstWanted() ? StepGraph::kRowsFirstNote : "")
             : ""));
   } else if (graphs_asked) {
     log.Line(absl::StrCat(

@@ -99,6 +99,34 @@ TEST_F(UpdateClaimsTest, PartlyOverlappingClaimsAreStillFound) {
   EXPECT_EQ(claims.Needed({P(45, 5)}, {}), 2);
 }
 
+// A table's rows split in two updates (AdamWArgs::row_marks): update 1 the
+// rows a batch gathers, update 3 the others (outside_gather), over the same
+// range. A gathered read of the table (the encoder's of wte) waits for update
+// 1 only, also after the claims are merged and searched; any other read or a
+// write waits for update 3; gradients read by both are not outside_gather.
+TEST_F(UpdateClaimsTest, GatheredReadsWaitForTheGatheredRowsOnly) {
+  UpdateClaims claims;
+  claims.Add(0, params_.data() + 80, 20 * sizeof(float), true);  // wpe
+  for (int k : {1, 3}) {
+    claims.Add(k, params_.data(), 40 * sizeof(float), true,
+               /*outside_gather=*/k == 3);
+    claims.Add(k, grads_.data(), 40 * sizeof(float), false);
+  }
+  claims.Add(2, params_.data() + 40, 20 * sizeof(float), true);  // a layer
+  for (int pass = 0; pass < 2; ++pass) {  // the second after the sort
+    EXPECT_EQ(claims.Needed({}, {}, {P(0, 40)}), 1);
+    EXPECT_EQ(claims.Needed({}, {P(80, 20)}, {P(0, 40)}), 1);
+    EXPECT_EQ(claims.Needed({}, {P(0, 40)}), 3);
+    EXPECT_EQ(claims.Needed({P(10, 1)}, {}), 3);
+    EXPECT_EQ(claims.Needed({G(0, 40)}, {}), 3);
+    EXPECT_EQ(claims.Needed({}, {P(40, 1)}, {P(0, 40)}), 2);
+  }
+  // Once the gather has waited for update 1, other reads still wait for 3.
+  claims.Joined(1);
+  EXPECT_EQ(claims.Needed({}, {}, {P(0, 40)}), -1);
+  EXPECT_EQ(claims.Needed({}, {P(0, 40)}), 3);
+}
+
 // Claims added after a search (the next update of the same step) are found.
 TEST_F(UpdateClaimsTest, ClaimsAddedAfterASearchCount) {
   UpdateClaims claims;

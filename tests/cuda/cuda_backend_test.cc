@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <set>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -237,6 +238,18 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     }
     return {Download(g_p, "param"), Download(master, "master"),
             Download(g_m, "m"), Download(g_v, "v")};
+  }
+  // The AdamW tests' arguments: lr 1e-2, clipping at 1, the rest given.
+  static AdamWArgs TestAdamW(double weight_decay, int64_t step, uint64_t seed,
+                             int64_t index) {
+    AdamWArgs args;
+    args.lr = 1e-2;
+    args.weight_decay = weight_decay;
+    args.step = step;
+    args.grad_clip = 1.0;
+    args.rounding_seed = seed;
+    args.index = index;
+    return args;
   }
   // Every element of two AdamWByCalls results the same, bit for bit.
   static void ExpectSameBits(const std::vector<std::vector<double>>& a,
@@ -1606,13 +1619,7 @@ TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
   const bool bf16 = dtype() == DType::kBF16;
   for (uint64_t seed : {uint64_t{0}, uint64_t{12345}}) {
     if (seed != 0 && !bf16) continue;
-    AdamWArgs args;
-    args.lr = 1e-2;
-    args.weight_decay = 0.1;
-    args.step = 5;
-    args.grad_clip = 1.0;
-    args.rounding_seed = seed;
-    args.index = 7;
+    const AdamWArgs args = TestAdamW(0.1, 5, seed, 7);
     AdamWArgs tail = args;
     tail.index += 1;
     const auto whole = AdamWByCalls(p, g, m, v, {{0, n, args}});
@@ -1786,6 +1793,110 @@ TEST_P(CudaOps, AdamWStepValuesAreTheArgsBitwise) {
   }
   cuda_->Free(on_gpu);
   cpu_->Free(on_cpu);
+}
+
+// Row marks (AdamWArgs::row_marks: wte's rows a batch gathers updated first,
+// the others last): MarkAdamWRows then the marked rows' call then the
+// others' give the bits of one call over the table, packed (width 64) and
+// element by element (width 13), with and without stochastic rounding, with
+// the step given and staged on the device (the marks' stamp read there too);
+// the marked call alone moves exactly the rows the tokens index, and marks
+// of another step select none. The CPU twin likewise.
+TEST_P(CudaOps, AdamWMarkedRowsThenTheOthersAreBitwiseOneCall) {
+  const bool bf16 = dtype() == DType::kBF16;
+  const int rows = 37, lead = 8;
+  // Rows 0, 3, 3, 36, 17, 17, 17, 5 ...: repeats and both ends; out of
+  // range ids are left out.
+  std::vector<double> tokens = {0, 3, 3, 36, 17, 17, 17, 5, -1, 37, 29, 5};
+  std::set<int> gathered;
+  for (double t : tokens) {
+    if (t >= 0 && t < rows) gathered.insert(static_cast<int>(t));
+  }
+  Tensor values_gpu = cuda_->Alloc(DType::kI32, kAdamWStepValuesI32);
+  for (int width : {64, 13}) {
+    const int n = lead + rows * width + 5;
+    auto p = Random(n, 71), g = Random(n, 72), m = Random(n, 73, 0.1),
+         v = Random(n, 74, 0.1);
+    for (double& x : v) x = x * x;
+    for (uint64_t seed : {uint64_t{0}, uint64_t{321}}) {
+      if (seed != 0 && !bf16) continue;
+      for (bool staged : {false, true}) {
+        AdamWArgs whole = TestAdamW(0.2, 5, seed, 3);
+        whole.runs = {{lead + rows * width, true, lead}};
+        AdamWArgs marked = whole;
+        if (staged) {
+          const AdamWStepValues values = MakeAdamWStepValues(whole);
+          cuda_->Upload(values_gpu, &values);
+          marked.step = 2;  // ignored: the values' step
+          marked.step_values = values_gpu;
+        }
+        auto marks = GpuI32(std::vector<double>(rows, 0.0));
+        auto g_tokens = GpuI32(tokens);
+        marked.row_marks = marks.view;
+        marked.row_width = width;
+        cuda_->MarkAdamWRows(marks.view, g_tokens.view, marked);
+        AdamWArgs others = marked;
+        others.marked_rows = false;
+        const std::string where = "width " + std::to_string(width) + ", seed " +
+                                  std::to_string(seed) +
+                                  (staged ? ", staged" : "");
+        ExpectSameBits(
+            AdamWByCalls(p, g, m, v, {{0, n, whole}}),
+            AdamWByCalls(p, g, m, v, {{0, n, marked}, {0, n, others}}), where);
+        // The marked call alone: the gathered rows' moments moved, no other
+        // element's.
+        const auto first = AdamWByCalls(p, g, m, v, {{0, n, marked}});
+        const auto f32 = [](double x) { return double(float(x)); };
+        int moved_in = 0, moved_out = 0;
+        for (int i = 0; i < n; ++i) {
+          const bool moved = first[2][i] != f32(m[i]);
+          const int row = (i - lead) / width;
+          const bool in =
+              i >= lead && i < lead + rows * width && gathered.count(row) > 0;
+          (in ? moved_in : moved_out) += moved;
+        }
+        EXPECT_EQ(moved_in, static_cast<int>(gathered.size()) * width) << where;
+        EXPECT_EQ(moved_out, 0) << where;
+        // Marks of another step: the marked call updates nothing.
+        AdamWArgs later = marked;
+        later.step_values = Tensor{};
+        later.step = 6;
+        const auto none = AdamWByCalls(p, g, m, v, {{0, n, later}});
+        int moved = 0;
+        for (int i = 0; i < n; ++i) moved += none[2][i] != f32(m[i]);
+        EXPECT_EQ(moved, 0) << where;
+      }
+    }
+    // The CPU twin (fp32 params, no masters): marked then the others, the
+    // bits of one call.
+    auto run_cpu = [&](std::initializer_list<AdamWArgs> calls, bool mark) {
+      auto c_p = Cpu(p), c_m = Cpu(m), c_v = Cpu(v), c_g = Cpu(g),
+           c_n = Cpu({4.0});
+      auto marks = CpuI32(std::vector<double>(rows, 0.0));
+      auto c_tokens = CpuI32(tokens);
+      for (AdamWArgs a : calls) {
+        if (mark) a.row_marks = marks.view;
+        if (mark) cpu_->MarkAdamWRows(marks.view, c_tokens.view, a);
+        cpu_->AdamW(c_p.view, Tensor{}, c_m.view, c_v.view, c_g.view, c_n.view,
+                    a);
+      }
+      return std::vector<std::vector<double>>{
+          Download(c_p, "p"), Download(c_m, "m"), Download(c_v, "v")};
+    };
+    AdamWArgs whole = TestAdamW(0.2, 5, 0, 0);
+    whole.runs = {{lead + rows * width, true, lead}};
+    AdamWArgs marked = whole;
+    marked.row_width = width;
+    AdamWArgs others = marked;
+    others.marked_rows = false;
+    const auto one = run_cpu({whole}, false);
+    const auto two = run_cpu({marked, others}, true);
+    ExpectSameBits(one, two, "cpu, width " + std::to_string(width));
+    int moved = 0;
+    for (int i = 0; i < n; ++i) moved += one[1][i] != double(float(m[i]));
+    EXPECT_EQ(moved, rows * width) << "cpu: every row of the table moved";
+  }
+  cuda_->Free(values_gpu);
 }
 
 // Stochastic rounding of the bf16 params (train.stochastic_rounding): a

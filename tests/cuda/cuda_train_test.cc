@@ -337,7 +337,9 @@ TEST_F(CudaTrain, RecordedStepsKeepTheRun) {
 // and weights as running every op directly, bit for bit, resumed too; with
 // stochastic rounding (whose hash takes the staged step) and checkpoints
 // every 3 steps but none at the end (the last update is still applied) as
-// well.
+// well. wte's rows the replay's batch gathers are updated first, its other
+// rows last (the encoder waiting for the first only): with
+// GPT2_UPDATE_ROWS_FIRST=0 (the whole of wte first) the same bits.
 TEST_F(CudaTrain, RecordedStepsWithUpdatesBesideKeepTheRun) {
   const std::vector<std::string> sr = {"train.stochastic_rounding=true",
                                        "checkpoint.every_steps=3",
@@ -350,13 +352,20 @@ TEST_F(CudaTrain, RecordedStepsWithUpdatesBesideKeepTheRun) {
   const auto ckpt = dir_ / "logs/both/checkpoints/step_00000004.ckpt";
   auto resumed = Run("CUDA", "BF16", "both", ckpt.string());
   auto both_sr = Run("CUDA", "BF16", "both_sr", "", sr);
+  setenv("GPT2_UPDATE_ROWS_FIRST", "0", 1);
+  auto whole_wte = Run("CUDA", "BF16", "whole_wte", "", sr);
+  unsetenv("GPT2_UPDATE_ROWS_FIRST");
   unsetenv("GPT2_TRAIN_GRAPHS");
   unsetenv("GPT2_UPDATE_BESIDE");
   ExpectSameRunAndResume(plain, both, resumed);
   EXPECT_NE(Log("both").find("each with the last step's updates beside its "
-                             "forward"),
+                             "forward (wte's rows the batch gathers first)"),
             std::string::npos)
       << Log("both");
+  ASSERT_TRUE(whole_wte.ok()) << whole_wte.status();
+  EXPECT_EQ(Log("whole_wte").find("gathers first"), std::string::npos);
+  EXPECT_EQ(whole_wte->losses, plain_sr->losses);
+  EXPECT_EQ(whole_wte->final_params, plain_sr->final_params);
   ASSERT_TRUE(plain_sr.ok()) << plain_sr.status();
   ASSERT_TRUE(both_sr.ok()) << both_sr.status();
   EXPECT_EQ(both_sr->losses, plain_sr->losses);

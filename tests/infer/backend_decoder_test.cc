@@ -185,6 +185,9 @@ class RecordingBackend final : public Backend {
                 const AdamWArgs&) override {
     ADD_FAILURE() << "decoding ran a training op";
   }
+  void RunMarkAdamWRows(Tensor, Tensor, const AdamWArgs&) override {
+    ADD_FAILURE() << "decoding ran a training op";
+  }
   void RunCast(Tensor dst, Tensor src) override {
     Do([=] { inner_->Cast(dst, src); });
   }
