@@ -192,16 +192,17 @@ class Backend {
   // Parameter updates beside the next step (the CUDA backend with
   // GPT2_UPDATE_BESIDE=1): the AdamW calls between BeginUpdatesBeside and
   // EndUpdatesBeside queue on a second stream, one after another, after all
-  // work queued so far; each claims the memory it writes (weights, masters,
-  // moments: its runs' elements only) and reads (gradients, the norm). Every
-  // later op, and Upload, Download, QueueDownload, Zero and Copy, first waits
-  // for the newest update whose claims its tensors overlap (a write against
-  // any claim, a read against a written one); Free, Synchronize and the next
-  // BeginUpdatesBeside wait for all. So an optimizer that updates the weights
-  // in the order the forward reads them (ForwardUpdateGroups) lets the next
-  // forward start once the embeddings are updated, each layer waiting for its
-  // own update only. A call with row marks updating the rows a batch does not
-  // gather (AdamWArgs::row_marks, !marked_rows) is not waited for by that
+  // work queued so far (and so do Zero calls there: the gradients once the
+  // updates have read them); each claims the memory it writes (weights,
+  // masters, moments: its runs' elements only) and reads (gradients, the norm).
+  // Every later op, and Upload, Download, QueueDownload, Zero and Copy, first
+  // waits for the newest update whose claims its tensors overlap (a write
+  // against any claim, a read against a written one); Free, Synchronize and the
+  // next BeginUpdatesBeside wait for all. So an optimizer that updates the
+  // weights in the order the forward reads them (ForwardUpdateGroups) lets the
+  // next forward start once the embeddings are updated, each layer waiting for
+  // its own update only. A call with row marks updating the rows a batch does
+  // not gather (AdamWArgs::row_marks, !marked_rows) is not waited for by that
   // batch's gather of its rows (the encoder's of wte), only by other ops.
   // Nothing else may touch the claimed memory meanwhile (collectives on
   // cuda_stream() do not wait: no updates beside with them). Where

@@ -254,6 +254,13 @@ class CudaBackend final : public Backend {
   }
   void Zero(Tensor t) override {
     JoinWeightGradients(0);
+    if (updating_beside_) {
+      // Beside: after the updates queued before it (which read what it
+      // zeroes: the gradients), claimed until waited for.
+      GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), update_stream_));
+      claims_.Add(QueuedBeside(), t.data, t.bytes(), true);
+      return;
+    }
     AwaitUpdatesTouching({t}, {});
     GPT2_CUDA_CHECK(cudaMemsetAsync(t.data, 0, t.bytes(), stream_));
   }
@@ -642,6 +649,8 @@ class CudaBackend final : public Backend {
   void BeginUpdatesBeside() override {
     if (!UpdatesBeside()) return;
     JoinUpdates();
+    // The updates read the gradients: the weight-gradient stream's too.
+    JoinWeightGradients(0);
     MakeUpdateStream();
     GPT2_CUDA_CHECK(cudaEventRecord(update_fork_, stream_));
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(update_stream_, update_fork_, 0));

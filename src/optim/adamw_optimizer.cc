@@ -84,9 +84,11 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
 
 void AdamWOptimizer::StepAtStagedValues(Tensor params, Tensor shard_grads,
                                         Tensor norm_squared, Tensor step_values,
-                                        const GatheredRows& gathered) {
+                                        const GatheredRows& gathered,
+                                        Tensor zero_after) {
   GPT2_CHECK_MSG(step_values.data != nullptr, "no step values");
-  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values, gathered);
+  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values, gathered,
+        zero_after);
 }
 
 namespace {
@@ -122,7 +124,8 @@ void AdamWOptimizer::StageStepValues(Tensor step_values, double lr,
 
 void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
                            Tensor norm_squared, double lr, int64_t step,
-                           Tensor step_values, const GatheredRows& gathered) {
+                           Tensor step_values, const GatheredRows& gathered,
+                           Tensor zero_after) {
   const int64_t begin = shard_.begin(), n = shard_.end() - begin;
   if (n == 0) return;
   const Tensor param = params.Slice(begin, n);
@@ -170,6 +173,7 @@ void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
       table.marked_rows = false;
       backend_->AdamW(param, master, m, v, grad, norm_squared, table);
     }
+    if (zero_after.data != nullptr) backend_->Zero(zero_after);
     backend_->EndUpdatesBeside();
     return;
   }
@@ -178,6 +182,7 @@ void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
   args_.step_values = step_values;
   backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
                   norm_squared, args_);
+  if (zero_after.data != nullptr) backend_->Zero(zero_after);
 }
 
 void AdamWOptimizer::InitMasterFromParams(Tensor params) {

@@ -55,18 +55,19 @@ void StepGraph::Run(const int32_t* inputs, const int32_t* targets, int B, int T,
     backend_->BeginGraph();
     // The last step's update beside this forward (its norm in norm_, its
     // gradients still in the model's), each forward op waiting for its own
-    // weights' update, the gradients zeroed once every update has read them.
+    // weights' update, then the gradients zeroed there too (the backward
+    // waits for that); with the updates in place, zeroed after the forward.
     if (updates_inside_) {
       GatheredRows wte;
       if (row_marks_.data != nullptr)
         wte = {kWte, model_->input_tokens(B, T), row_marks_};
       optimizer_->StepAtStagedValues(model_->params(), model_->grads(), norm_,
-                                     step_values_, wte);
+                                     step_values_, wte, model_->padded_grads());
     }
     backend_->Zero(loss_);
     model_->QueueForward(B, T, dloss, /*write_grad=*/true,
                          /*with_targets=*/true);
-    model_->ZeroGrads();
+    if (!updates_inside_) model_->ZeroGrads();
     backend_->AccumulateSum(loss_, model_->losses(), dloss);
     model_->Backward();
     backend_->SumSquares(norm_, model_->grads());
