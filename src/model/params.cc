@@ -160,8 +160,12 @@ std::vector<std::vector<ParamSlice>> ForwardUpdateGroups(
   }
   std::vector<std::vector<ParamSlice>> groups;
   if (!front.empty()) groups.push_back(std::move(front));
-  for (auto& layer : layers) {
-    if (!layer.empty()) groups.push_back(std::move(layer));
+  for (int l = 0; l < num_layers; ++l) {
+    if (l == 0) {
+      for (const ParamSlice& slice : layers[0]) groups.push_back({slice});
+    } else if (!layers[l].empty()) {
+      groups.push_back(std::move(layers[l]));
+    }
   }
   if (!back.empty()) groups.push_back(std::move(back));
   return groups;

@@ -89,12 +89,15 @@ ParamGroupCounts CountParamGroups(const std::vector<ParamSpec>& list,
                                   int num_layers);
 
 // The parameters grouped in the order a forward pass first reads them: the
-// tensors before the per-layer ones (the embeddings), then each layer's
-// slices of the per-layer tensors, then the tensors after them (the final
-// LayerNorm). Each group is slices of the flat buffer, ascending, adjacent
-// ones with the same decay merged; the groups cover the buffer once. An
-// optimizer that updates group by group lets the next forward start on a
-// group as soon as it is updated (Backend::BeginUpdatesBeside).
+// tensors before the per-layer ones (the embeddings), then the first layer's
+// slice of each per-layer tensor on its own, then each later layer's slices
+// together, then the tensors after them (the final LayerNorm). Each group is
+// slices of the flat buffer, ascending, adjacent ones with the same decay
+// merged; the groups cover the buffer once. An optimizer that updates group
+// by group lets the next forward start on a group as soon as it is updated
+// (Backend::BeginUpdatesBeside): the first layer's ops each wait for their
+// own tensors only (the first layer's update is not behind a forward layer
+// as the later ones are).
 struct ParamSlice {
   int64_t offset = 0, numel = 0;
   bool decayed = false;

@@ -35,23 +35,25 @@ TEST(ParamList, Gpt2SmallCounts) {
   }
 }
 
-// The forward's update groups: embeddings, each layer's slices, the final
-// LayerNorm; every element once, each slice of one decay, in the order the
-// forward reads them.
+// The forward's update groups: embeddings, the first layer's slice of each
+// tensor on its own, each later layer's slices, the final LayerNorm; every
+// element once, each slice of one decay, in the order the forward reads them.
 TEST(ParamList, ForwardUpdateGroupsCoverTheBufferInForwardOrder) {
   const ModelShape shape = ModelShape::Gpt2Small();
   const auto list = BuildParamList(shape);
   const auto groups = ForwardUpdateGroups(list, shape.num_layers);
-  ASSERT_EQ(groups.size(), 14u);
+  constexpr int kPerLayer = 12;                             // per-layer tensors
+  const int last = 1 + kPerLayer + (shape.num_layers - 1);  // lnfw, lnfb
+  ASSERT_EQ(static_cast<int>(groups.size()), last + 1);
   // wte and wpe: adjacent, both decayed: one slice.
   ASSERT_EQ(groups[0].size(), 1u);
   EXPECT_EQ(groups[0][0].offset, 0);
   EXPECT_EQ(groups[0][0].numel, list[kWte].numel + list[kWpe].numel);
   EXPECT_TRUE(groups[0][0].decayed);
   // lnfw and lnfb: adjacent, neither decayed: one slice.
-  ASSERT_EQ(groups[13].size(), 1u);
-  EXPECT_EQ(groups[13][0].offset, list[kLnfw].offset);
-  EXPECT_FALSE(groups[13][0].decayed);
+  ASSERT_EQ(groups[last].size(), 1u);
+  EXPECT_EQ(groups[last][0].offset, list[kLnfw].offset);
+  EXPECT_FALSE(groups[last][0].decayed);
   std::vector<int> owner(TotalParams(list), -1);
   for (size_t g = 0; g < groups.size(); ++g) {
     int64_t prev_end = -1;
@@ -64,23 +66,31 @@ TEST(ParamList, ForwardUpdateGroupsCoverTheBufferInForwardOrder) {
       }
     }
   }
+  int per_layer_index = 0;  // of p among the per-layer tensors
   for (const ParamSpec& p : list) {
     for (int64_t i = p.offset; i < p.offset + p.numel; ++i) {
       const int l =
           p.per_layer ? static_cast<int>((i - p.offset) / p.layer_numel()) : -1;
-      const int want = l >= 0                               ? 1 + l
+      const int want = l == 0  ? 1 + per_layer_index
+                       : l > 0 ? kPerLayer + l
                        : (p.offset == 0 || p.name == "wpe") ? 0
-                                                            : 13;
+                                                            : last;
       ASSERT_EQ(owner[i], want) << p.name << " " << i;
     }
+    per_layer_index += p.per_layer;
   }
+  // Layer 0: one slice a group, in the list's order (qkvw third).
+  ASSERT_EQ(groups[3].size(), 1u);
+  EXPECT_EQ(groups[3][0].offset, list[kQkvw].offset);
+  EXPECT_EQ(groups[3][0].numel, list[kQkvw].layer_numel());
   // Layer 3's slices: 12 tensors, decay as their tensors'.
-  ASSERT_EQ(groups[4].size(), 12u);
-  EXPECT_EQ(groups[4][0].offset, list[kLn1w].offset + 3 * shape.channels);
-  EXPECT_FALSE(groups[4][0].decayed);
-  EXPECT_EQ(groups[4][2].offset,
+  const auto& layer3 = groups[kPerLayer + 3];
+  ASSERT_EQ(layer3.size(), 12u);
+  EXPECT_EQ(layer3[0].offset, list[kLn1w].offset + 3 * shape.channels);
+  EXPECT_FALSE(layer3[0].decayed);
+  EXPECT_EQ(layer3[2].offset,
             list[kQkvw].offset + 3 * list[kQkvw].layer_numel());
-  EXPECT_TRUE(groups[4][2].decayed);
+  EXPECT_TRUE(layer3[2].decayed);
 }
 
 TEST(ParamList, InitStatistics) {
