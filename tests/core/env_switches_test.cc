@@ -4,6 +4,7 @@
 #include "src/core/env_switches.h"
 
 #include <fstream>
+#include <iterator>
 #include <regex>
 #include <string>
 #include <vector>
@@ -88,6 +89,24 @@ TEST(EnvSwitches, KnowsEverySwitchTheRunbookLists) {
   const EnvProblems p = Check(entries);
   EXPECT_EQ(p.errors, Lines{});
   EXPECT_EQ(p.warnings, Lines{});
+}
+
+// The other way: every switch that takes set values (not ANY: paths, prompts,
+// the scripts' and tests' hooks) is named in the runbook or the README, so a
+// user can find what it does.
+TEST(EnvSwitches, EverySwitchIsDocumented) {
+  std::string docs;
+  for (const char* file : {"/docs/gpu_runbook.md", "/README.md"}) {
+    std::ifstream in(std::string(GPT2_SOURCE_DIR) + file);
+    ASSERT_TRUE(in.good()) << "cannot read " << file;
+    docs.append(std::istreambuf_iterator<char>(in), {});
+  }
+  for (const EnvSwitch& s : KnownEnvSwitches()) {
+    if (s.values == "ANY") continue;
+    EXPECT_NE(docs.find(std::string(s.name) + "="), std::string::npos)
+        << s.name << " is not named (as " << s.name
+        << "=...) in docs/gpu_runbook.md or README.md";
+  }
 }
 
 }  // namespace
