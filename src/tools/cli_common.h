@@ -12,6 +12,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
 #include "src/core/env_switches.h"
@@ -74,7 +75,19 @@ inline int CheckEnvironment(const char* tool) {
       tool, absl::InvalidArgumentError(absl::StrJoin(problems.errors, "; ")));
 }
 
+// --help lists a tool's flags under its source file named from the project
+// (src/tools/gpt2_ddp.cc), not by the build machine's path to it.
+inline void NameFlagFilesFromTheProject() {
+  absl::FlagsUsageConfig config;
+  config.normalize_filename = [](absl::string_view file) {
+    const size_t at = file.rfind("src/");
+    return std::string(at == absl::string_view::npos ? file : file.substr(at));
+  };
+  absl::SetFlagsUsageConfig(config);
+}
+
 inline int ParseFlagsOnly(const char* tool, int argc, char** argv) {
+  NameFlagFilesFromTheProject();
   const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     return ReportError(
