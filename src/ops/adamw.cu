@@ -229,12 +229,6 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
   }
 }
 
-// As AdamWRowStamp (src/ops/adamw.h), on the device.
-__device__ __forceinline__ int32_t RowStamp(int64_t step) {
-  const auto stamp = static_cast<int32_t>(static_cast<uint32_t>(step));
-  return stamp == 0 ? 1 : stamp;
-}
-
 // The rows of a table (rows x width, from element 0 of the arrays) that
 // `marks` selects: those with the step's stamp when `marked`, else the others
 // (AdamWArgs::row_marks). A warp a row, the rows in grid-stride order; four
@@ -250,7 +244,7 @@ __global__ void AdamWRowsKernel(T* param, float* master, float* m, float* v,
   const AdamWScalars a = WithStepValues(given, values);
   float scale;
   if (!DeviceClipScale(norm_squared, a.grad_clip, &scale)) return;
-  const int32_t stamp = RowStamp(a.step);
+  const int32_t stamp = AdamWRowStamp(a.step);
   const int lane = threadIdx.x % 32;
   const int64_t warps = int64_t{gridDim.x} * (blockDim.x / 32);
   for (int64_t r = blockIdx.x * int64_t{blockDim.x / 32} + threadIdx.x / 32;
@@ -275,7 +269,8 @@ __global__ void MarkRowsKernel(int32_t* marks, int64_t rows,
                                int64_t given_step,
                                const AdamWStepValues* values) {
   KernelPrologue();
-  const int32_t stamp = RowStamp(values != nullptr ? values->step : given_step);
+  const int32_t stamp =
+      AdamWRowStamp(values != nullptr ? values->step : given_step);
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < n;
        i += int64_t{gridDim.x} * blockDim.x) {
     const int32_t token = tokens[i];

@@ -13,6 +13,12 @@
 
 struct CUstream_st;  // cudaStream_t, without the CUDA headers
 
+#if defined(__CUDACC__)
+#define GPT2_ADAMW_HD __host__ __device__
+#else
+#define GPT2_ADAMW_HD
+#endif
+
 namespace gpt2 {
 
 // A run of consecutive elements of one AdamW call that all decay or all do
@@ -62,8 +68,8 @@ struct AdamWArgs {
 // A row's mark for the call's step (AdamWArgs::row_marks): the step's low 32
 // bits, never 0 (the marks of a new table). Marks left from another step
 // with the same stamp only make the marked call update more rows: the two
-// calls still split the rows between them.
-inline int32_t AdamWRowStamp(int64_t step) {
+// calls still split the rows between them. (The CUDA twin's too.)
+GPT2_ADAMW_HD inline int32_t AdamWRowStamp(int64_t step) {
   const auto stamp = static_cast<int32_t>(static_cast<uint32_t>(step));
   return stamp == 0 ? 1 : stamp;
 }

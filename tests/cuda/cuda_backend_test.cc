@@ -239,6 +239,17 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     return {Download(g_p, "param"), Download(master, "master"),
             Download(g_m, "m"), Download(g_v, "v")};
   }
+  // AdamW's inputs for n elements from seeds seed to seed + 3: params and
+  // gradients at scale 1, moments at 0.1 (v squared: not negative).
+  struct AdamWInputs {
+    std::vector<double> p, g, m, v;
+  };
+  AdamWInputs RandomAdamW(int n, uint64_t seed) {
+    AdamWInputs in{Random(n, seed), Random(n, seed + 1),
+                   Random(n, seed + 2, 0.1), Random(n, seed + 3, 0.1)};
+    for (double& x : in.v) x = x * x;
+    return in;
+  }
   // The AdamW tests' arguments: lr 1e-2, clipping at 1, the rest given.
   static AdamWArgs TestAdamW(double weight_decay, int64_t step, uint64_t seed,
                              int64_t index) {
@@ -1572,9 +1583,8 @@ TEST_P(CudaOps, ClassifierRingIsBitwiseTheSame) {
 
 TEST_P(CudaOps, AdamW) {
   const int n = 5000;
-  auto p = Random(n, 31), g = Random(n, 32), m = Random(n, 33, 0.1),
-       v = Random(n, 34, 0.1);
-  for (double& x : v) x = x * x;
+  const AdamWInputs in = RandomAdamW(n, 31);
+  const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
   AdamWArgs args;
   args.lr = 1e-3;
   args.weight_decay = 0.1;
@@ -1613,9 +1623,8 @@ TEST_P(CudaOps, AdamW) {
 // rounding (which must follow the parameter number, index + i).
 TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
   const int n = 4099;
-  auto p = Random(n, 35), g = Random(n, 36), m = Random(n, 37, 0.1),
-       v = Random(n, 38, 0.1);
-  for (double& x : v) x = x * x;
+  const AdamWInputs in = RandomAdamW(n, 35);
+  const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
   const bool bf16 = dtype() == DType::kBF16;
   for (uint64_t seed : {uint64_t{0}, uint64_t{12345}}) {
     if (seed != 0 && !bf16) continue;
@@ -1636,9 +1645,8 @@ TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
 // and without stochastic rounding.
 TEST_P(CudaOps, AdamWRunsAreBitwiseOneCallPerRun) {
   const int n = 4099;
-  auto p = Random(n, 45), g = Random(n, 46), m = Random(n, 47, 0.1),
-       v = Random(n, 48, 0.1);
-  for (double& x : v) x = x * x;
+  const AdamWInputs in = RandomAdamW(n, 45);
+  const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
   const bool bf16 = dtype() == DType::kBF16;
   AdamWArgs args;
   args.lr = 1e-2;
@@ -1674,9 +1682,8 @@ TEST_P(CudaOps, AdamWRunsAreBitwiseOneCallPerRun) {
 // than one launch takes, with and without stochastic rounding.
 TEST_P(CudaOps, AdamWRunsWithGapsAreBitwiseOneCallPerRun) {
   const int n = 4099;
-  auto p = Random(n, 55), g = Random(n, 56), m = Random(n, 57, 0.1),
-       v = Random(n, 58, 0.1);
-  for (double& x : v) x = x * x;
+  const AdamWInputs in = RandomAdamW(n, 55);
+  const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
   const bool bf16 = dtype() == DType::kBF16;
   for (int unit : {4, 1}) {
     AdamWArgs args;
@@ -1741,9 +1748,8 @@ TEST_P(CudaOps, AdamWRunsWithGapsAreBitwiseOneCallPerRun) {
 // them from its memory the same way (its rate: the values' float lr).
 TEST_P(CudaOps, AdamWStepValuesAreTheArgsBitwise) {
   const int n = 4099;
-  auto p = Random(n, 65), g = Random(n, 66), m = Random(n, 67, 0.1),
-       v = Random(n, 68, 0.1);
-  for (double& x : v) x = x * x;
+  const AdamWInputs in = RandomAdamW(n, 65);
+  const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
   const bool bf16 = dtype() == DType::kBF16;
   Tensor on_gpu = cuda_->Alloc(DType::kI32, kAdamWStepValuesI32);
   Tensor on_cpu = cpu_->Alloc(DType::kI32, kAdamWStepValuesI32);
@@ -1815,9 +1821,8 @@ TEST_P(CudaOps, AdamWMarkedRowsThenTheOthersAreBitwiseOneCall) {
   Tensor values_gpu = cuda_->Alloc(DType::kI32, kAdamWStepValuesI32);
   for (int width : {64, 13}) {
     const int n = lead + rows * width + 5;
-    auto p = Random(n, 71), g = Random(n, 72), m = Random(n, 73, 0.1),
-         v = Random(n, 74, 0.1);
-    for (double& x : v) x = x * x;
+    const AdamWInputs in = RandomAdamW(n, 71);
+    const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
     for (uint64_t seed : {uint64_t{0}, uint64_t{321}}) {
       if (seed != 0 && !bf16) continue;
       for (bool staged : {false, true}) {
