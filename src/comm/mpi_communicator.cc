@@ -107,6 +107,9 @@ class MpiCommunicator final : public Communicator {
 }  // namespace
 
 std::unique_ptr<Communicator> MakeMpiCommunicator(const MpiEnv& env) {
+  GPT2_CHECK_MSG(env.has_mpi(),
+                 "the MPI communicator needs MPI: MpiEnv::Init with "
+                 "Singleton::kWithMpi, or a launcher (mpirun)");
   return std::make_unique<MpiCommunicator>(env);
 }
 

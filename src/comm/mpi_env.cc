@@ -22,10 +22,23 @@ void OnMpiError(MPI_Comm*, int* code, ...) {
 
 }  // namespace
 
-MpiEnv& MpiEnv::Init(int* argc, char*** argv) {
+bool StartedByMpiLauncher() {
+  for (const char* name :
+       {"OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "PMI_RANK", "PMI_SIZE"}) {
+    if (std::getenv(name) != nullptr) return true;
+  }
+  return false;
+}
+
+MpiEnv& MpiEnv::Init(int* argc, char*** argv, Singleton singleton) {
   static MpiEnv* env = nullptr;
   if (env != nullptr) return *env;
-  if (std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) {
+  const bool launched = StartedByMpiLauncher();
+  if (!launched && singleton == Singleton::kWithoutMpi) {
+    env = new MpiEnv();  // rank 0 of one, node-local rank 0 of one
+    return *env;
+  }
+  if (!launched) {
     // A singleton: keep Open MPI from looking for ssh/rsh to start a daemon.
     setenv("OMPI_MCA_plm_rsh_agent", "", 0);
   }
@@ -36,6 +49,7 @@ MpiEnv& MpiEnv::Init(int* argc, char*** argv) {
     std::exit(1);
   }
   env = new MpiEnv();
+  env->has_mpi_ = true;
   MPI_Comm_rank(MPI_COMM_WORLD, &env->rank_);
   MPI_Comm_size(MPI_COMM_WORLD, &env->world_size_);
   MPI_Comm local;
@@ -67,6 +81,10 @@ void MpiEnv::Abort(int code) {
   // mpirun forwards a rank's output asynchronously and stops forwarding once
   // the job is killed: a moment's pause lets the error message that led here
   // reach the user.
+  int initialized = 0, finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (!initialized || finalized) std::_Exit(code);
   usleep(300 * 1000);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);  // MPI_Abort does not return; this is for the type system

@@ -52,7 +52,8 @@ class NcclCommunicator final : public Communicator {
       : env_(env), compute_(compute) {
     ncclUniqueId id;
     if (env_.rank() == 0) GPT2_NCCL_CHECK(ncclGetUniqueId(&id));
-    MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
+    // Without MPI the world is this one rank: nothing to hand the id to.
+    if (env_.has_mpi()) MPI_Bcast(&id, sizeof(id), MPI_BYTE, 0, MPI_COMM_WORLD);
     GPT2_NCCL_CHECK(
         ncclCommInitRank(&comm_, env_.world_size(), id, env_.rank()));
     GPT2_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -117,12 +118,14 @@ class NcclCommunicator final : public Communicator {
   }
   void Barrier() override {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(compute_));
-    MPI_Barrier(MPI_COMM_WORLD);
+    if (env_.has_mpi()) MPI_Barrier(MPI_COMM_WORLD);
   }
   // On the host, over MPI (the ranks' NCCL communicator is for device
   // buffers).
   int AgreeMax(int value) override {
-    MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (env_.has_mpi()) {
+      MPI_Allreduce(MPI_IN_PLACE, &value, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    }
     return value;
   }
   void Reduce(Tensor buffer, int root, ReduceOp op) override {

@@ -658,7 +658,9 @@ int main(int argc, char** argv) {
     if (!s.ok()) return gpt2::ReportError("gpt2_bench", s);
   }
   if (absl::GetFlag(FLAGS_comm)) {
-    gpt2::MpiEnv& mpi = gpt2::MpiEnv::Init(&argc, &argv);
+    // The communication benches call MPI even on one rank.
+    gpt2::MpiEnv& mpi =
+        gpt2::MpiEnv::Init(&argc, &argv, gpt2::MpiEnv::Singleton::kWithMpi);
     const double step_ms =
         gpt2::BenchTrainStep(mpi.rank() == 0, mpi.local_rank());
 #ifdef GPT2_HAVE_CUDA

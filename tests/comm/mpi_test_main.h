@@ -11,7 +11,7 @@ namespace gpt2::testing {
 
 inline int RunMpiTests(int argc, char** argv, MpiEnv** env) {
   ::testing::InitGoogleTest(&argc, argv);
-  *env = &MpiEnv::Init(&argc, &argv);
+  *env = &MpiEnv::Init(&argc, &argv, MpiEnv::Singleton::kWithMpi);
   if ((*env)->rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
