@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -133,6 +134,12 @@ class CudaBackend final : public Backend {
     if (!backward.empty()) {
       out += (out.empty() ? "" : "; ") + std::string("attention backward ") +
              backward;
+    }
+    if (!out.empty()) {
+      char text[64];
+      std::snprintf(text, sizeof(text), " (the attention timing took %.2f s)",
+                    cuda::AttentionChoiceSeconds());
+      out += text;
     }
 #if !defined(GPT2_CUDA_EMULATED)
     const std::string matmuls =

@@ -6,6 +6,7 @@
 // (fp32 for tight parity, odd head sizes): one thread owns one query (or key)
 // row and keys/queries stream through shared memory in tiles.
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -638,6 +639,12 @@ std::string FormatMs(float ms) {
   return text;
 }
 
+// Host seconds spent in Fastest (AttentionChoiceSeconds).
+double& ChoiceSeconds() {
+  static double seconds = 0.0;
+  return seconds;
+}
+
 // Times fn(0), ..., fn(n - 1) (after a warm-up, three rounds of one launch
 // each, the versions in turn so that a drift of the clock or the card's
 // temperature touches them alike) and returns the one with the least median,
@@ -655,6 +662,7 @@ int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
       capture != cudaStreamCaptureStatusNone) {
     return 0;
   }
+  const auto began = std::chrono::steady_clock::now();
   cudaEvent_t start = nullptr, end = nullptr;
   GPT2_CUDA_CHECK(cudaEventCreate(&start));
   GPT2_CUDA_CHECK(cudaEventCreate(&end));
@@ -686,6 +694,9 @@ int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
   }
   *note = text + ", one layer, B=" + std::to_string(B) +
           " T=" + std::to_string(T) + ")";
+  ChoiceSeconds() +=
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
+          .count();
   return best;
 #endif
 }
@@ -805,6 +816,8 @@ int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
 }
 
 std::string AttentionForwardChoice() { return ForwardChoiceNote(); }
+
+double AttentionChoiceSeconds() { return ChoiceSeconds(); }
 
 std::string AttentionBackwardChoice() {
   std::string note = AutoChoiceNote();

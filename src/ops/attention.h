@@ -105,6 +105,9 @@ std::string AttentionBackwardChoice();
 // How kAuto chose the forward (mma.sync or wgmma); empty as above, or where
 // wgmma does not run.
 std::string AttentionForwardChoice();
+// Host seconds the choices above took (timing every version, warm-ups and
+// first loads of their kernels included): part of the first step's time.
+double AttentionChoiceSeconds();
 
 // lse is f32. Head sizes 4, 8, 16, 32, 64 and 128 are compiled.
 void AttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,

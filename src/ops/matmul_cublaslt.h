@@ -104,6 +104,7 @@ class CublasLtMatmul {
   // path).
   bool bias_epilogue_ = true;
   double saved_ms_ = 0.0;
+  double timing_s_ = 0.0;  // host seconds searching and timing candidates
 };
 
 }  // namespace gpt2::cuda
