@@ -181,7 +181,11 @@ mpi=$stage/mpi/usr
 export OPAL_PREFIX=$mpi PATH="$mpi/bin:$PATH" LD_LIBRARY_PATH="$mpi/lib/x86_64-linux-gnu:$LD_LIBRARY_PATH"
 export PMIX_PKGDATADIR=$mpi/share/pmix PMIX_PKGLIBDIR=$mpi/lib/x86_64-linux-gnu/pmix2/lib
 export OMPI_MCA_plm_rsh_agent= OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMP_NUM_THREADS=8 OMP_WAIT_POLICY=passive
+# Every core for a single process (the init draw of 124M normals takes ~0.5 s on 8
+# threads there: start-up inside the fast recipe's 45 s), half each for the two-rank runs.
+cores=$(nproc 2>/dev/null || echo 8)
+export OMP_NUM_THREADS=$cores OMP_WAIT_POLICY=passive
+half_cores=$(( cores > 1 ? cores / 2 : 1 ))
 for bin in "$stage"/bin/*; do
   [ -e "$bin" ] || continue
   if ldd "$bin" | grep -q "not found"; then
@@ -713,7 +717,7 @@ group_dist() {
   run dist_nccl_np1 90 dist.txt "$stage/bin/gpt2_ddp" "${common[@]}" --set log.run_dir="$runs/nccl" \
     --set distributed.comm=BACKEND_NCCL
   run dist_mpi_np2 120 dist.txt mpirun.openmpi -np 2 --oversubscribe --bind-to none \
-    -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS \
+    -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS="$half_cores" \
     -x OMP_WAIT_POLICY "$stage/bin/gpt2_ddp" "${common[@]}" --set log.run_dir="$runs/two" \
     --set train.micro_batch_size=8 --set distributed.zero_stage=1
   rm -rf "$runs/one" "$runs/nccl" "$runs/two"
@@ -723,7 +727,7 @@ group_dist() {
   run comm_bench_nccl_np1 60 dist.txt "$stage/bin/gpt2_bench" --device cuda --comm --batch 16 \
     --seq_len 1024 --steps 5 --tokenizer=false
   run comm_bench_mpi_np2 90 dist.txt mpirun.openmpi -np 2 --oversubscribe --bind-to none \
-    -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS \
+    -x LD_LIBRARY_PATH -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS="$half_cores" \
     -x OMP_WAIT_POLICY "$stage/bin/gpt2_bench" --device cuda --comm --batch 8 --seq_len 1024 \
     --steps 5 --tokenizer=false
   grep -E "^comm \(GPU\)|^overlap: " "$logs/dist.txt" | tee -a "$logs/machine.txt"
@@ -742,7 +746,8 @@ group_decode() {
   grep -E "tokens/s" "$logs/bench.txt" | tail -8 | tee -a "$logs/machine.txt"
   # The same two ranks on the GPU as a test (label gpu): loss curves against one process.
   run gpu_mpi_test 120 gpu_tests.txt mpirun.openmpi -np 2 --oversubscribe -x LD_LIBRARY_PATH \
-    -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR "$stage/bin/cuda_mpi_test_gpu"
+    -x OPAL_PREFIX -x PMIX_PKGDATADIR -x PMIX_PKGLIBDIR -x OMP_NUM_THREADS="$half_cores" \
+    "$stage/bin/cuda_mpi_test_gpu"
 }
 
 # algos_agree OFF ON: whether two metrics.jsonl of the same 30 steps agree (mean loss of
