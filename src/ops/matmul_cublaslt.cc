@@ -228,6 +228,11 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
       out->push_back(accepted[i][j]);
   }
 }
+
+double SecondsSince(std::chrono::steady_clock::time_point began) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
+      .count();
+}
 int AutotuneCandidates() {
   static const int count = [] {
     const char* env = std::getenv("GPT2_MATMUL_AUTOTUNE_CANDIDATES");
@@ -407,9 +412,7 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
     const auto began = std::chrono::steady_clock::now();
     SearchAlgos(Handle(handle_), plan->desc, plan->a, plan->b, plan->d, compute,
                 type, workspace_bytes_, alignment, &plan->candidates);
-    timing_s_ +=
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
-            .count();
+    timing_s_ += SecondsSince(began);
   }
   plan->tuned = cached || plan->candidates.size() < 2;
   plan->d_bytes = static_cast<size_t>(m) * n * DTypeSize(dtype);
@@ -433,7 +436,11 @@ cublasStatus_t CublasLtMatmul::TryRun(Plan* plan, const void* a, const void* b,
         plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
         sizeof(aux)));
   }
-  if (!plan->tuned) Autotune(plan, a, b, d, accumulate);
+  if (!plan->tuned) {
+    const auto began = std::chrono::steady_clock::now();
+    Autotune(plan, a, b, d, accumulate);
+    timing_s_ += SecondsSince(began);
+  }
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
   return cublasLtMatmul(Handle(handle_), plan->desc, &alpha, a, plan->a, b,
                         plan->b, &beta, d, plan->d, d, plan->d, &plan->algo,
@@ -448,16 +455,6 @@ void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
       capture != cudaStreamCaptureStatusNone) {
     return;  // a graph being recorded: keep the heuristic's first
   }
-  const auto began = std::chrono::steady_clock::now();
-  struct AddTime {
-    std::chrono::steady_clock::time_point began;
-    double* seconds;
-    ~AddTime() {
-      *seconds += std::chrono::duration<double>(
-                      std::chrono::steady_clock::now() - began)
-                      .count();
-    }
-  } add_time{began, &timing_s_};
   // The candidates write D (and an output aux) over and over: an accumulated
   // D is saved first and put back after.
   void* saved = nullptr;
