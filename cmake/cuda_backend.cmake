@@ -33,13 +33,13 @@ if(COMMAND gpt2_add_emulated_cuda)
   target_compile_definitions(gpt2_bench_emu PRIVATE GPT2_HAVE_CUDA=1)
   set(GPT2_BENCH_EMU_ARGS --device cuda --layers 2 --channels 64 --heads 2 --batch 2
       --seq_len 32 --steps 1 --tokenizer=false)
-  # gpt2_emu_bench_test(NAME PATTERN SWITCHES): gpt2_bench with the GPT2_* switches
-  # (a ;-list), on lazy streams, passing only when it exits 0 and prints a line
-  # matching PATTERN (GPT2_EXPECT_OUTPUT).
+  # gpt2_emu_bench_test(NAME PATTERN SWITCHES [FLAGS...]): gpt2_bench with the GPT2_*
+  # switches (a ;-list) and any more flags, on lazy streams, passing only when it exits
+  # 0 and prints a line matching PATTERN (GPT2_EXPECT_OUTPUT).
   function(gpt2_emu_bench_test name pattern switches)
     add_test(NAME ${name}
              COMMAND ${GPT2_EXPECT_OUTPUT} "${pattern}"
-                     $<TARGET_FILE:gpt2_bench_emu> ${GPT2_BENCH_EMU_ARGS})
+                     $<TARGET_FILE:gpt2_bench_emu> ${GPT2_BENCH_EMU_ARGS} ${ARGN})
     set_tests_properties(${name} PROPERTIES LABELS cuda_emu
       TIMEOUT ${GPT2_EMU_TEST_TIMEOUT}
       ENVIRONMENT "${GPT2_CUDA_TEST_ENV};${switches};CUDA_EMU_STREAMS=lazy;CUDA_EMU_FATAL=1")
@@ -50,10 +50,12 @@ if(COMMAND gpt2_add_emulated_cuda)
   gpt2_emu_bench_test(emu.bench_step_graphs
     "back to back: [0-9.]+ ms/step.*each step a replayed graph"
     "GPT2_TRAIN_GRAPHS=1")
-  # Both: each replay queues the last step's updates beside its forward.
+  # Both: each replay queues the last step's updates beside its forward, wte's rows
+  # the batch gathers first; on the text's tokens, which repeat (random ones would
+  # gather a row each).
   gpt2_emu_bench_test(emu.bench_step_graphs_beside
     "back to back: [0-9.]+ ms/step.*replayed graph with the last step's updates beside its forward"
-    "GPT2_TRAIN_GRAPHS=1;GPT2_UPDATE_BESIDE=1")
+    "GPT2_TRAIN_GRAPHS=1;GPT2_UPDATE_BESIDE=1" --text_tokens --data_dir ${GPT2_TEST_DATA_DIR})
   # Every op again with its blocks on two host threads that overtake one another at
   # random barriers: a kernel that assumes an order between blocks it does not enforce
   # (or races across blocks) shows as a wrong or changed result here. Its cp.async

@@ -220,6 +220,11 @@ bench() {  # bench NAME B [extra flags]
   run "$name" 90 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
     --precision bf16 --batch "$b" --seq_len 1024 --steps 10 "$@"
 }
+# The same on Tiny Shakespeare's tokens (training's distribution: one token ~12% of the
+# text, ~2% of wte's rows gathered at B=4) instead of uniform random ones, which leave
+# the encoder backward no long token group and gather ~8% of wte's rows at B=4: the
+# extra group's batches, the fast recipe's side of things.
+tbench() { bench "$@" --text_tokens --data_dir "$stage/data"; }
 
 group_tests() {
   run gpu_tests 180 gpu_tests.txt "$stage/bin/cuda_backend_test_gpu"
@@ -775,15 +780,15 @@ PY
   return $rc
 }
 group_extra() {
-  bench bench_ours_B64 64
-  bench bench_ours_B32 32
+  tbench bench_ours_B64 64
+  tbench bench_ours_B32 32
   # The fast recipe's batch: 17.0 ms a step at 963fd27 against 29.4 at B=16 (12% more a
   # token); its per-op rows say where small batches lose.
-  bench bench_ours_B8 8
+  tbench bench_ours_B8 8
   # The sweep's smallest batches: what a step costs when the optimizer and the other
   # fixed costs are a large part of it.
-  bench bench_ours_B4 4
-  bench bench_ours_B2 2
+  tbench bench_ours_B4 4
+  tbench bench_ours_B2 2
   # The switches not settled in the bench group, at B=4 (the fast recipe's sweep runs at
   # B=2-8, where the optimizer is ~12% of a step and the ~300 launches weigh most): each
   # bench with its own switch on top of those adopted so far, all run before any is
@@ -792,7 +797,7 @@ group_extra() {
   # more of the 132 SMs idle in the last wave than at 16,384) and programmatic dependent
   # launch on the synced median; updates beside, the step as a replayed graph (updates in
   # place) and both at once back to back.
-  [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] || GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B4 4
+  [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] || GPT2_MATMUL_AUTOTUNE=1 tbench bench_autotune_B4 4
   # The cuBLASLt configuration search (split-K, tiles, swizzles: never run on a GPU before
   # this; the search group times it at B=16/64) at B=4 and B=2, where the weight-gradient
   # products (768 x 768 out of K=4,096 rows: 36 tiles of 128 x 128 for 132 SMs) and the
@@ -801,26 +806,26 @@ group_extra() {
   # searching: if that beats bench_ours_B4, the sweep starts from the searched picks.
   local algos="$state/matmul_algos.txt"
   if [ -z "${GPT2_MATMUL_ALGO_CACHE:-}" ]; then
-    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" bench bench_search_B4 4 --steps 5
-    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" bench bench_search_B2 2 --steps 5
-    [ ! -s "$algos" ] || GPT2_MATMUL_ALGO_CACHE="$algos" bench bench_searched_B4 4
+    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_search_B4 4 --steps 5
+    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_search_B2 2 --steps 5
+    [ ! -s "$algos" ] || GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_searched_B4 4
   fi
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
-    GPT2_PDL=1 bench bench_pdl_B4 4
+    GPT2_PDL=1 tbench bench_pdl_B4 4
   fi
-  [ -n "${GPT2_UPDATE_BESIDE:-}" ] || GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B4 4
+  [ -n "${GPT2_UPDATE_BESIDE:-}" ] || GPT2_UPDATE_BESIDE=1 tbench bench_update_beside_B4 4
   if [ -z "${GPT2_TRAIN_GRAPHS:-}" ]; then
-    GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=0 bench bench_graphs_B4 4
+    GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=0 tbench bench_graphs_B4 4
     if [ "${GPT2_UPDATE_BESIDE:-}" != 0 ]; then
-      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 bench bench_graphs_beside_B4 4
-      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 bench bench_graphs_beside_B2 2
+      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 tbench bench_graphs_beside_B4 4
+      GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 tbench bench_graphs_beside_B2 2
       # Inside the graph wte's rows the batch gathers are updated first and its other
       # rows after the layers (GPT2_UPDATE_ROWS_FIRST, the default: the encoder waits
       # for ~1-3% of wte instead of all of it and wpe, ~0.4 ms of AdamW); this is the
       # whole of wte first, as before.
       [ -n "${GPT2_UPDATE_ROWS_FIRST:-}" ] ||
         GPT2_TRAIN_GRAPHS=1 GPT2_UPDATE_BESIDE=1 GPT2_UPDATE_ROWS_FIRST=0 \
-          bench bench_graphs_beside_wholewte_B4 4
+          tbench bench_graphs_beside_wholewte_B4 4
     fi
   fi
   [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] ||

@@ -74,6 +74,12 @@ ABSL_FLAG(
     "padded gradient buffer) over the MPI ranks; run under mpirun. With "
     "--device cuda: bf16 GPU buffers over NCCL, or over MPI through host "
     "memory where ranks share a GPU (as training picks).");
+ABSL_FLAG(bool, text_tokens, false,
+          "Feed the step Tiny Shakespeare's first B*T+1 tokens (the training's "
+          "first batch; needs the data directory) instead of uniform random "
+          "ones: the kernels whose work follows the tokens (the encoder's wte "
+          "gradient grouped by token, ~12% of the text one token; the recorded "
+          "update's gathered wte rows) then see training's distribution.");
 ABSL_FLAG(std::string, data_dir, "",
           "Data directory; default $GPT2_DATA_DIR, else ./data.");
 
@@ -179,6 +185,60 @@ DType BenchDType(const Backend& backend) {
   return dtype;
 }
 
+// Tiny Shakespeare's text, from the data directory.
+absl::StatusOr<std::string> ReadShakespeare(const std::string& data_dir) {
+  const std::string path = data_dir + "/tinyshakespeare/input.txt";
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return absl::NotFoundError(
+        absl::StrCat(path, ": cannot open (set --data_dir)"));
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+// The step's inputs and targets, B * T each: --text_tokens' window of the
+// text (from its start, wrapping round where it is shorter), else uniform
+// random tokens.
+absl::Status StepTokens(int B, int T, int vocab, std::vector<int32_t>* x,
+                        std::vector<int32_t>* y) {
+  const size_t n = size_t{static_cast<size_t>(B)} * T;
+  x->resize(n);
+  y->resize(n);
+  if (!absl::GetFlag(FLAGS_text_tokens)) {
+    Rng rng(1);
+    for (auto& t : *x) t = static_cast<int32_t>(rng.NextU64() % vocab);
+    for (auto& t : *y) t = static_cast<int32_t>(rng.NextU64() % vocab);
+    return absl::OkStatus();
+  }
+  const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
+  GPT2_ASSIGN_OR_RETURN(const std::string text, ReadShakespeare(data_dir));
+  GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
+                        Tokenizer::LoadFromDataDir(data_dir));
+  const std::vector<int32_t> tokens = tokenizer.Encode(text);
+  if (tokens.size() < 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(data_dir, "/tinyshakespeare/input.txt: too few tokens"));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    (*x)[i] = tokens[i % tokens.size()];
+    (*y)[i] = tokens[(i + 1) % tokens.size()];
+  }
+  return absl::OkStatus();
+}
+
+// The header's word on the inputs with --text_tokens: how many distinct tokens
+// (wte rows the encoder gathers; its backward's token groups).
+std::string TokensNote(const std::vector<int32_t>& x) {
+  if (!absl::GetFlag(FLAGS_text_tokens)) return "";
+  std::vector<int32_t> sorted = x;
+  std::sort(sorted.begin(), sorted.end());
+  const size_t distinct =
+      std::unique(sorted.begin(), sorted.end()) - sorted.begin();
+  return absl::StrCat("; tokens: Tiny Shakespeare's from its start, ", distinct,
+                      " distinct of ", x.size());
+}
+
 double BenchTrainStep(bool print, int local_rank = 0) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   const ModelShape shape = BenchShape();
@@ -198,14 +258,15 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   Tensor norm_sq = backend->Alloc(model.stats_dtype(), 1);
   const std::string kernels =
       backend->KernelSummary(dtype, shape.channels / shape.num_heads);
-  Rng rng(1);
-  std::vector<int32_t> x(B * T), y(B * T);
-  for (auto& t : x) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
-  for (auto& t : y) t = static_cast<int32_t>(rng.NextU64() % shape.vocab_size);
+  std::vector<int32_t> x, y;
+  if (const absl::Status s = StepTokens(B, T, shape.vocab_size, &x, &y);
+      !s.ok()) {
+    std::exit(ReportError("gpt2_bench", s));
+  }
   if (print) {
     std::printf(
         "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s%s, "
-        "%s%s%s\n",
+        "%s%s%s%s\n",
         shape.num_layers, shape.channels, shape.num_heads,
         static_cast<long long>(model.num_params()), B, T, DTypeName(dtype),
         model.residual_dtype() != dtype ? " (f32 residual stream)" : "",
@@ -216,7 +277,8 @@ double BenchTrainStep(bool print, int local_rank = 0) {
             : (absl::GetFlag(FLAGS_recompute_layernorm)
                    ? " (LayerNorm recomputed)"
                    : ""),
-        where.c_str(), kernels.empty() ? "" : ", kernels: ", kernels.c_str());
+        where.c_str(), kernels.empty() ? "" : ", kernels: ", kernels.c_str(),
+        TokensNote(x).c_str());
   }
   std::vector<double> total, fwd, bwd, upd;
   const int steps = absl::GetFlag(FLAGS_steps);
@@ -593,14 +655,7 @@ void BenchDeviceComm(const MpiEnv& mpi, double step_ms) {
 
 absl::Status BenchTokenizer() {
   const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
-  const std::string path = data_dir + "/tinyshakespeare/input.txt";
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    return absl::NotFoundError(
-        absl::StrCat(path, ": cannot open (set --data_dir)"));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  const std::string text = buffer.str();
+  GPT2_ASSIGN_OR_RETURN(const std::string text, ReadShakespeare(data_dir));
   GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
                         Tokenizer::LoadFromDataDir(data_dir));
   std::vector<double> times;

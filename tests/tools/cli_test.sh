@@ -84,6 +84,19 @@ else
 fi
 expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --heads 5
 expect_fail "bench stray argument" "unexpected argument '16'" "$bin/gpt2_bench" 16
+tiny_bench=("$bin/gpt2_bench" --layers 1 --channels 16 --heads 2 --batch 2 --seq_len 64 --steps 1
+            --tokenizer=false)
+expect_fail "bench text tokens without the text" "tinyshakespeare/input.txt: cannot open" \
+  "${tiny_bench[@]}" --text_tokens --data_dir "$work/empty"
+# The text's first 128 tokens repeat some (uniform random ones over 50,257 would not).
+out=$("${tiny_bench[@]}" --text_tokens --data_dir "$data" 2>&1); rc=$?
+distinct=$(sed -nE "s/^train step: .*; tokens: Tiny Shakespeare's from its start, ([0-9]+) distinct of 128$/\1/p" <<<"$out")
+if [ $rc -eq 0 ] && [ -n "$distinct" ] && [ "$distinct" -lt 110 ] && grep -q "^median over 1 steps" <<<"$out"; then
+  echo "ok   bench on the text's tokens ($distinct distinct of 128)"; passes=$((passes+1))
+else
+  echo "FAIL bench on the text's tokens (rc=$rc, distinct '$distinct')"; echo "$out" | tail -3
+  failures=$((failures+1))
+fi
 expect_fail "prepro stray argument" "unexpected argument 'x'" "$bin/gpt2_prepro" x
 
 # --help explains every flag.
