@@ -12,6 +12,7 @@
 #ifdef GPT2_HAVE_CUDA
 #include "src/comm/nccl_communicator.h"
 #endif
+#include "src/core/process_clock.h"
 #include "src/core/stop_signal.h"
 #include "src/core/threads.h"
 #include "src/data/dataset.h"
@@ -55,8 +56,9 @@ ABSL_FLAG(std::string, data_dir, "",
           "$GPT2_DATA_DIR, else ./data. It is only read, never written.");
 
 int main(int argc, char** argv) {
-  // Times "after process start" count from here.
-  const auto process_start = std::chrono::steady_clock::now();
+  // Times "after process start" count from the process's start, before
+  // main() (and before the re-exec below).
+  const auto process_start = gpt2::ProcessStartTime();
   gpt2::UsePassiveOpenMpWait(argv);
   absl::SetProgramUsageMessage(
       "Trains GPT-2 from scratch.\n\n"
