@@ -116,10 +116,20 @@ Gpt2Model::~Gpt2Model() {
 }
 
 void Gpt2Model::InitParams(uint64_t seed) {
+  UploadDrawn(DrawParams(shape_, dtype_, seed).get());
+}
+
+std::unique_ptr<char[]> Gpt2Model::DrawParams(const ModelShape& shape,
+                                              DType dtype, uint64_t seed) {
+  const std::vector<ParamSpec> list = BuildParamList(shape);
   // Not a std::vector: its zeroing would touch every page on one thread.
-  std::unique_ptr<char[]> bytes(new char[num_params_ * DTypeSize(dtype_)]);
-  gpt2::InitParamsEncoded(shape_, param_list_, seed, dtype_, bytes.get());
-  backend_->Upload(params(), bytes.get());
+  std::unique_ptr<char[]> bytes(new char[TotalParams(list) * DTypeSize(dtype)]);
+  gpt2::InitParamsEncoded(shape, list, seed, dtype, bytes.get());
+  return bytes;
+}
+
+void Gpt2Model::UploadDrawn(const char* bytes) {
+  backend_->Upload(params(), bytes);
 }
 
 void Gpt2Model::SetParams(const std::vector<double>& host) {

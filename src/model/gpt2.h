@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -60,6 +61,12 @@ class Gpt2Model {
 
   // GPT-2's init from `seed`, computed on the host and uploaded.
   void InitParams(uint64_t seed);
+  // The same in two halves, so that the host's draw can run while start-up
+  // does other things: DrawParams (on any thread; TotalParams of `dtype`)
+  // then UploadDrawn.
+  static std::unique_ptr<char[]> DrawParams(const ModelShape& shape,
+                                            DType dtype, uint64_t seed);
+  void UploadDrawn(const char* bytes);
   void SetParams(const std::vector<double>& host);  // TotalParams values
   std::vector<double> GetParams() const;
   std::vector<double> GetGrads() const;
