@@ -232,6 +232,35 @@ def unused_folder(logs, card, date):
     return dest
 
 
+def before_second_step(log_text, metrics_path):
+    """A run's start-up phases, step 0's seconds, the kernel-timing seconds and when step 1
+    ended (strings, '-' where not printed), or None without a start-up line."""
+    start = re.search(r"^start-up: [\d.]+ s before the first step \(launch ([\d.]+), backend "
+                      r"([\d.]+), data ([\d.]+), model ([\d.]+), optimizer ([\d.]+)", log_text, re.M)
+    if not start:
+        return None
+    attention = re.search(r"the attention timing took ([\d.]+) s", log_text)
+    matmuls = re.search(r"shapes timed took another algorithm.*the timing took ([\d.]+) s",
+                        log_text)
+    step0, step1 = "-", "-"
+    try:
+        with open(metrics_path) as fh:
+            lines = fh.readlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+            if row.get("step") == 0 and row.get("dt_ms") is not None:
+                step0 = f"{float(row['dt_ms']) / 1000:.2f}"
+            if row.get("step") == 1 and row.get("elapsed_s") is not None:
+                step1 = f"{float(row['elapsed_s']):.2f}"
+        except (ValueError, TypeError, AttributeError):
+            continue
+    return list(start.groups()) + [step0, attention.group(1) if attention else "-",
+                                   matmuls.group(1) if matmuls else "-", step1]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("files", nargs="+",
@@ -412,6 +441,7 @@ def main():
     # section 'shakespeare{suffix}' of train.txt (device_check.sh runs two configs there).
     runs = sorted(n for n in os.listdir(dest) if re.fullmatch(r"metrics(_[\w.-]+)?\.jsonl", n))
     sections = {p.split(" ", 1)[0]: p for p in re.split(r"^===== ", train, flags=re.M)[1:]}
+    first_steps = []  # (run, its row of the table of what came before its second step)
     for metrics_name in runs:
         suffix = metrics_name[len("metrics"):-len(".jsonl")]
         log_text = f(f"train{suffix}.txt") if suffix else ""
@@ -427,6 +457,9 @@ def main():
                         r"^kernels chosen by timing: .*$"):
             for m in re.finditer(pattern, log_text, re.M):
                 out.append(f"- `{m.group(0).strip()}`")
+        row = before_second_step(log_text, os.path.join(dest, metrics_name))
+        if row:
+            first_steps.append((metrics_name, row))
         png = f"loss{suffix}.png"
         plot = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "plot_loss.py"),
                                os.path.join(dest, metrics_name), "--out", os.path.join(dest, png),
@@ -436,6 +469,15 @@ def main():
         out += [f"- {line}" for line in (plot.stdout + plot.stderr).strip().splitlines()]
         if os.path.exists(os.path.join(dest, png)):
             out += ["", f"![loss]({png})"]
+        out.append("")
+    if first_steps:
+        # Issue #8 counts from process start: the seconds before training runs at pace.
+        out += ["What each run spent before its second step (seconds: the phases of its start-up "
+                "line, step 0's dt from its metrics, of which the timing of kernel versions from "
+                "its \"kernels chosen by timing\" line, and when step 1 ended after process start):",
+                "", "| run | launch | backend | data | model | optimizer | step 0 | attention timing "
+                "| matmul timing | step 1 ended at |", "|---" * 10 + "|"]
+        out += [f"| {name} | " + " | ".join(row) + " |" for name, row in first_steps]
         out.append("")
     # (label, path) of the compared folders' metrics files.
     compared = [(os.path.basename(os.path.normpath(folder)) + "/" + name,

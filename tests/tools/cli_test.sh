@@ -299,6 +299,25 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "FAIL collect_device_run: losses at equal time:"; echo "$out"
     grep -A5 "each time" "$summary" 2>/dev/null; failures=$((failures+1))
   fi
+  # What came before the second step: the start-up line's phases, step 0, the kernel
+  # timing seconds, and when step 1 ended (a sweep run's section of train.txt).
+  early=$work/early_run; mkdir -p "$early"
+  echo "    Product Name : NVIDIA H100 80GB HBM3" >"$early/nvidia-smi.txt"
+  printf '%s\n' "===== sweep_b4 (limit 50s): x" \
+    "start-up: 0.6 s before the first step (launch 0.01, backend 0.13, data 0.09, model 0.27, optimizer 0.00, other 0.00 s)" \
+    "kernels chosen by timing: attention forward wgmma (0.054 ms against 0.077 ms with mma.sync, one layer, B=4 T=1024) (the attention timing took 0.21 s); matmuls: 9 of 10 shapes timed took another algorithm than cuBLASLt's first (0.131 ms less per call of each, summed; the timing took 0.18 s)" \
+    >"$early/train.txt"
+  printf '%s\n' '{"step": 0, "loss": 10.9, "dt_ms": 612.5, "elapsed_s": 1.25}' \
+    '{"step": 1, "loss": 9.8, "dt_ms": 9.5, "elapsed_s": 1.26}' >"$early/metrics_sweep_b4.jsonl"
+  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$early" --logs "$work/logs_early" \
+        --date 2000-01-01 2>&1)
+  summary=$work/logs_early/gpu_h100_2000-01-01/SUMMARY.md
+  if grep -q "^| metrics_sweep_b4.jsonl | 0.01 | 0.13 | 0.09 | 0.27 | 0.00 | 0.61 | 0.21 | 0.18 | 1.26 |$" "$summary"; then
+    echo "ok   collect_device_run: before the second step"; passes=$((passes+1))
+  else
+    echo "FAIL collect_device_run: before the second step:"; echo "$out"
+    grep -A4 "before its second step" "$summary" 2>/dev/null; failures=$((failures+1))
+  fi
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
