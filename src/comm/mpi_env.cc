@@ -78,13 +78,15 @@ MpiEnv::~MpiEnv() = default;
 void MpiEnv::Abort(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
-  // mpirun forwards a rank's output asynchronously and stops forwarding once
-  // the job is killed: a moment's pause lets the error message that led here
-  // reach the user.
+  // Without MPI (a world of one started without a launcher) there is only
+  // this process to end.
   int initialized = 0, finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
   if (!initialized || finalized) std::_Exit(code);
+  // mpirun forwards a rank's output asynchronously and stops forwarding once
+  // the job is killed: a moment's pause lets the error message that led here
+  // reach the user.
   usleep(300 * 1000);
   MPI_Abort(MPI_COMM_WORLD, code);
   std::_Exit(code);  // MPI_Abort does not return; this is for the type system

@@ -8,15 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
+#include "src/core/process_clock.h"
 #include "src/core/rng.h"
 
 namespace gpt2::infer {
 namespace {
-
-double SecondsSince(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-      .count();
-}
 
 uint64_t SplitMix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;

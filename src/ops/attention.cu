@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/core/env.h"
+#include "src/core/process_clock.h"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma_check.h"
 #include "src/cuda/scratch.h"
@@ -694,9 +695,7 @@ int Fastest(CUstream_st* stream, const char* const* names, int n, int B, int T,
   }
   *note = text + ", one layer, B=" + std::to_string(B) +
           " T=" + std::to_string(T) + ")";
-  ChoiceSeconds() +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
-          .count();
+  ChoiceSeconds() += SecondsSince(began);
   return best;
 #endif
 }

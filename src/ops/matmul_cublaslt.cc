@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/core/env.h"
+#include "src/core/process_clock.h"
 #include "src/cuda/check.h"
 #include "src/cuda/scratch.h"
 #include "src/ops/matmul.h"
@@ -227,11 +228,6 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
     for (size_t j : SpreadIndices(accepted[i].size(), share[i]))
       out->push_back(accepted[i][j]);
   }
-}
-
-double SecondsSince(std::chrono::steady_clock::time_point began) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
-      .count();
 }
 int AutotuneCandidates() {
   static const int count = [] {

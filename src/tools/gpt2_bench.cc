@@ -202,7 +202,7 @@ absl::StatusOr<std::string> ReadShakespeare(const std::string& data_dir) {
 // random tokens.
 absl::Status StepTokens(int B, int T, int vocab, std::vector<int32_t>* x,
                         std::vector<int32_t>* y) {
-  const size_t n = size_t{static_cast<size_t>(B)} * T;
+  const size_t n = static_cast<size_t>(B) * T;
   x->resize(n);
   y->resize(n);
   if (!absl::GetFlag(FLAGS_text_tokens)) {

@@ -22,6 +22,7 @@
 #include "src/comm/communicator.h"
 #include "src/comm/host_staged_communicator.h"
 #include "src/core/env.h"
+#include "src/core/process_clock.h"
 #include "src/core/stop_signal.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
@@ -41,10 +42,6 @@ namespace gpt2 {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point t) {
-  return std::chrono::duration<double>(Clock::now() - t).count();
-}
 
 std::string Thousands(int64_t n) {
   std::string digits = absl::StrCat(n < 0 ? -n : n), out;
