@@ -497,13 +497,24 @@ group_compare() {
 #   step 2,600; B=16 was at 1.9 near step 2,400; both fall ~0.3 every 200 steps there):
 #   ~8% more steps for 0.58 times the time a step. With the lr scaled with the batch,
 #   memorising is limited by updates, not tokens, down to B=8 at least.
-# So the candidates go smaller: B=4 at 1.5e-4 (the lr scaled with the batch from B=8's
-# 3e-4) and B=2 at 7e-5 (the same again) first, then B=8 at 2e-4 and B=4 at 1e-4 (is
-# lower than linear better?), B=8 at 1.5e-4 last (cut first by the budget). A step at B=4
-# is estimated at ~9-10 ms, at B=2 ~6-7 (the optimizer's ~1.2 ms and the other fixed
-# costs stay; extra's bench_ours_B4 measures B=4). B=16 is out: to win at 45 s it would
-# need < 0.1 by step ~1,500, where the default recipe is at 3.2. (At a lower lr B=16 may
-# still beat the default recipe's 4,057 steps: the default's question, not the 45 s one.)
+# - What 45 s allows, from the H100's step times: the bench's B=16/32/64 steps (29.4, 56.8,
+#   112.0 ms) fit F + s x B with F ~1.9 ms and s ~1.72 ms a sequence; training's B=8
+#   step was 17.0 (963fd27), ~1.3 over the fit. So B=4 ~10 ms, B=2 ~6.5-7, B=1 ~4.5-5.5
+#   (estimated; extra's bench_ours_B4/_B2/_B1 measure them). The default recipe needs
+#   4,057 steps; B=8 at 3e-4 lags it by ~8-11% in steps (its smoothed loss at steps
+#   1,500 / 2,000 / 2,400 is B=16's at 1,349 / 1,775 / 2,151). If each halving of the
+#   batch (the lr halved with it) costs 8-25% more steps: B=8 needs ~4,400-5,100 steps,
+#   75-86 s: out, even with no lag at all (4,057 x 17 ms = 69 s); B=4 ~4,800-6,300, 48-63
+#   s: only with its step under ~9.5 ms and the lag small; B=2 ~5,200-7,900, 34-53 s; B=1
+#   ~5,600-9,900, 27-52 s. The 45 s target lies at B=2 and below, where a step is mostly
+#   the fixed costs (the optimizer, ~300 launches) that graphs and updates beside cut.
+# So the candidates are B=2 at 7e-5 (the lr scaled with the batch from B=8's 3e-4), B=1
+# at 3.5e-5 (the same again), B=4 at 1.5e-4 (the lag per halving, and B=4 if its step
+# comes out fast), then B=2 at 1e-4 and B=1 at 2.5e-5 (which side of linear is better?),
+# B=2 at 5e-5 last (cut first by the budget). No B=8: it cannot make 45 s (above). B=16 is
+# out: to win at 45 s it would need < 0.1 by step ~1,500, where the default recipe is at
+# 3.2. (At a lower lr B=16 may still beat the default recipe's 4,057 steps: the default's
+# question, not the 45 s one.)
 # From the second candidate on, a run clearly behind the best finished one at the same
 # time (10% from 25 s on) is stopped early (stop_if_behind), so that more candidates fit.
 # Compare at equal time (pick_recipe.py) and at equal steps against the B=8 runs of
@@ -511,21 +522,23 @@ group_compare() {
 # recipe). The cosine stays long (~2.3x the steps 45 s allows): a cosine ending within
 # 45 s was no better at equal steps (4.2e-4 at B=8). Each names its batch and cosine in
 # full: the winner's flags go over the fast config.
+B1="--set train.max_steps=24000 --set train.micro_batch_size=1 --set train.total_batch_tokens=1024"
 B2="--set train.max_steps=20000 --set train.micro_batch_size=2 --set train.total_batch_tokens=2048"
 B4="--set train.max_steps=12000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096"
 B8="--set train.max_steps=6000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 SWEEP=(
-  "sweep_b4_lr1.5e-4|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
   "sweep_b2_lr7e-5|$B2 --set optim.lr=7e-5 --set schedule.min_lr=7e-6"
-  "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
-  "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+  "sweep_b1_lr3.5e-5|$B1 --set optim.lr=3.5e-5 --set schedule.min_lr=3.5e-6"
+  "sweep_b4_lr1.5e-4|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  "sweep_b2_lr1e-4|$B2 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
   # Last, so the budget cuts them first (pick_recipe.py leaves a cut run out), if the
   # call lacks the ~46 s each (stop_if_behind may free it).
-  "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
-  "sweep_b2_lr1e-4|$B2 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+  "sweep_b1_lr2.5e-5|$B1 --set optim.lr=2.5e-5 --set schedule.min_lr=2.5e-6"
+  "sweep_b2_lr5e-5|$B2 --set optim.lr=5e-5 --set schedule.min_lr=5e-6"
 )
 # More, if the call has room (each 'NAME|flags'):
-#   "sweep_b8_lr1e-4|$B8 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+#   "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+#   "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
 #   "sweep_b16_lr3e-4|--set train.max_steps=5000 --set train.micro_batch_size=16 --set train.total_batch_tokens=16384 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
 #   "sweep_b8_lr3e-4_b2_99|$B8 --set optim.lr=3e-4 --set schedule.min_lr=3e-5 --set optim.beta2=0.99"
 # DEVICE_CHECK_SWEEP='NAME|flags;NAME|flags' replaces the list for one call.
@@ -789,6 +802,7 @@ group_extra() {
   # fixed costs are a large part of it.
   tbench bench_ours_B4 4
   tbench bench_ours_B2 2
+  tbench bench_ours_B1 1
   # The switches not settled in the bench group, at B=4 (the fast recipe's sweep runs at
   # B=2-8, where the optimizer is ~12% of a step and the ~300 launches weigh most): each
   # bench with its own switch on top of those adopted so far, all run before any is
