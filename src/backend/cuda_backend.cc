@@ -591,13 +591,23 @@ class CudaBackend final : public Backend {
                 Tensor norm_squared, const AdamWArgs& args) override {
     OpTimer timer(this, "adamw",
                   Traffic(param, master, master, m, m, v, v, grad));
-    CheckF32(m, "adamw m");
-    CheckF32(v, "adamw v");
-    if (master.data != nullptr) {
-      CheckF32(master, "adamw master");
+    // f32 moments (bf16 params with f32 masters, or f32 params), or the
+    // whole state in bf16: bf16 params and moments, no masters, rounded
+    // stochastically (optim.bf16_state).
+    GPT2_CHECK_MSG(m.dtype == v.dtype, "adamw m and v of one type");
+    if (m.dtype == DType::kBF16) {
+      GPT2_CHECK_MSG(param.dtype == DType::kBF16 && master.data == nullptr &&
+                         args.rounding_seed != 0,
+                     "bf16 moments go with bf16 params, no master weights "
+                     "and stochastic rounding");
     } else {
-      GPT2_CHECK_MSG(param.dtype == DType::kF32,
-                     "bf16 params need fp32 master weights");
+      CheckF32(m, "adamw m");
+      if (master.data != nullptr) {
+        CheckF32(master, "adamw master");
+      } else {
+        GPT2_CHECK_MSG(param.dtype == DType::kF32,
+                       "bf16 params need fp32 master weights or bf16 moments");
+      }
     }
     if (!updating_beside_) {
       AwaitUpdatesTouching(

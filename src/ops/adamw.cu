@@ -35,14 +35,21 @@ __device__ __forceinline__ uint32_t RoundingBits(uint64_t seed, int64_t step,
   return static_cast<uint32_t>(z ^ (z >> 31));
 }
 
+// x stored as T: a bf16 rounded stochastically where seed is non-zero (the
+// hash of (seed ^ salt, step, index): the params' bits with salt 0, the
+// moments' with their own salts, so that no two draw the same bits), else to
+// nearest even.
 template <typename T>
-__device__ __forceinline__ T RoundParam(float x, uint64_t seed, int64_t step,
-                                        int64_t index) {
+__device__ __forceinline__ T RoundTo(float x, uint64_t seed, int64_t step,
+                                     int64_t index, uint64_t salt = 0) {
   if constexpr (std::is_same_v<T, bf16>) {
-    if (seed != 0) return StochasticBf16(x, RoundingBits(seed, step, index));
+    if (seed != 0)
+      return StochasticBf16(x, RoundingBits(seed ^ salt, step, index));
   }
   return FromFloat<T>(x);
 }
+constexpr uint64_t kSaltM = 0x6A09E667F3BCC908ull;
+constexpr uint64_t kSaltV = 0xBB67AE8584CAA73Bull;
 
 struct AdamWScalars {
   float lr, beta1, beta2, eps, correction1, correction2, grad_clip;
@@ -132,33 +139,63 @@ __device__ __forceinline__ float Update(float g, float& m, float& v, float w,
 }
 
 // Element i's update in memory, at weight decay wd and clip scale `scale`.
-template <typename T>
-__device__ __forceinline__ void UpdateElement(T* param, float* master, float* m,
-                                              float* v, const T* grad,
-                                              int64_t i, float wd, float scale,
+// The moments M are f32, or bf16 (with bf16 params and no masters: the whole
+// state in bf16, every stored value rounded as RoundTo says).
+template <typename T, typename M>
+__device__ __forceinline__ void UpdateElement(T* param, float* master, M* m,
+                                              M* v, const T* grad, int64_t i,
+                                              float wd, float scale,
                                               const AdamWScalars& a) {
-  float mi = m[i], vi = v[i];
+  float mi = ToFloat(m[i]), vi = ToFloat(v[i]);
   const float w = master != nullptr ? master[i] : ToFloat(param[i]);
   const float updated = Update(ToFloat(grad[i]) * scale, mi, vi, w, wd, a);
-  m[i] = mi;
-  v[i] = vi;
+  const int64_t at = a.index + i;
+  m[i] = RoundTo<M>(mi, a.rounding_seed, a.step, at, kSaltM);
+  v[i] = RoundTo<M>(vi, a.rounding_seed, a.step, at, kSaltV);
   if (master != nullptr) master[i] = updated;
-  param[i] = RoundParam<T>(updated, master != nullptr ? a.rounding_seed : 0,
-                           a.step, a.index + i);
+  param[i] = RoundTo<T>(updated, a.rounding_seed, a.step, at);
 }
 
-// Elements i to i + 3 with 16-byte accesses to m, v and the master weights (8
-// or 16 bytes to the params and gradients; every pointer aligned for that at
-// i), element i + k at weight decay wd[k]: each gets UpdateElement's
-// arithmetic, the same bits.
-template <typename T>
-__device__ __forceinline__ void UpdatePack(T* param, float* master, float* m,
-                                           float* v, const T* grad, int64_t i,
+// Four consecutive moments (16 bytes of f32, 8 of bf16) as floats, and back
+// (element `at` the first's number).
+template <typename M>
+__device__ __forceinline__ float4 LoadState4(const M* p) {
+  if constexpr (std::is_same_v<M, float>) {
+    return *reinterpret_cast<const float4*>(p);
+  } else {
+    const Pack4<M> q = *reinterpret_cast<const Pack4<M>*>(p);
+    return make_float4(ToFloat(q.v[0]), ToFloat(q.v[1]), ToFloat(q.v[2]),
+                       ToFloat(q.v[3]));
+  }
+}
+template <typename M>
+__device__ __forceinline__ void StoreState4(M* p, float4 x, uint64_t seed,
+                                            int64_t step, int64_t at,
+                                            uint64_t salt) {
+  if constexpr (std::is_same_v<M, float>) {
+    *reinterpret_cast<float4*>(p) = x;
+  } else {
+    Pack4<M> q;
+    q.v[0] = RoundTo<M>(x.x, seed, step, at, salt);
+    q.v[1] = RoundTo<M>(x.y, seed, step, at + 1, salt);
+    q.v[2] = RoundTo<M>(x.z, seed, step, at + 2, salt);
+    q.v[3] = RoundTo<M>(x.w, seed, step, at + 3, salt);
+    *reinterpret_cast<Pack4<M>*>(p) = q;
+  }
+}
+
+// Elements i to i + 3 with 16-byte accesses to the master weights and f32
+// moments (8 or 16 bytes to the params, gradients and bf16 moments; every
+// pointer aligned for that at i), element i + k at weight decay wd[k]: each
+// gets UpdateElement's arithmetic, the same bits.
+template <typename T, typename M>
+__device__ __forceinline__ void UpdatePack(T* param, float* master, M* m, M* v,
+                                           const T* grad, int64_t i,
                                            const float (&wd)[4], float scale,
                                            const AdamWScalars& a) {
   const Pack4<T> g = *reinterpret_cast<const Pack4<T>*>(grad + i);
-  float4 mi = *reinterpret_cast<const float4*>(m + i);
-  float4 vi = *reinterpret_cast<const float4*>(v + i);
+  float4 mi = LoadState4(m + i);
+  float4 vi = LoadState4(v + i);
   float4 w;
   if (master != nullptr) {
     w = *reinterpret_cast<const float4*>(master + i);
@@ -172,22 +209,22 @@ __device__ __forceinline__ void UpdatePack(T* param, float* master, float* m,
   u.y = Update(ToFloat(g.v[1]) * scale, mi.y, vi.y, w.y, wd[1], a);
   u.z = Update(ToFloat(g.v[2]) * scale, mi.z, vi.z, w.z, wd[2], a);
   u.w = Update(ToFloat(g.v[3]) * scale, mi.w, vi.w, w.w, wd[3], a);
-  *reinterpret_cast<float4*>(m + i) = mi;
-  *reinterpret_cast<float4*>(v + i) = vi;
-  if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
-  const uint64_t seed = master != nullptr ? a.rounding_seed : 0;
+  const uint64_t seed = a.rounding_seed;
   const int64_t at = a.index + i;
+  StoreState4(m + i, mi, seed, a.step, at, kSaltM);
+  StoreState4(v + i, vi, seed, a.step, at, kSaltV);
+  if (master != nullptr) *reinterpret_cast<float4*>(master + i) = u;
   Pack4<T> p;
-  p.v[0] = RoundParam<T>(u.x, seed, a.step, at);
-  p.v[1] = RoundParam<T>(u.y, seed, a.step, at + 1);
-  p.v[2] = RoundParam<T>(u.z, seed, a.step, at + 2);
-  p.v[3] = RoundParam<T>(u.w, seed, a.step, at + 3);
+  p.v[0] = RoundTo<T>(u.x, seed, a.step, at);
+  p.v[1] = RoundTo<T>(u.y, seed, a.step, at + 1);
+  p.v[2] = RoundTo<T>(u.z, seed, a.step, at + 2);
+  p.v[3] = RoundTo<T>(u.w, seed, a.step, at + 3);
   *reinterpret_cast<Pack4<T>*>(param + i) = p;
 }
 
-template <typename T>
-__global__ void AdamWKernel(T* param, float* master, float* m, float* v,
-                            const T* grad, int64_t n, const float* norm_squared,
+template <typename T, typename M>
+__global__ void AdamWKernel(T* param, float* master, M* m, M* v, const T* grad,
+                            int64_t n, const float* norm_squared,
                             AdamWScalars given, const AdamWStepValues* values,
                             DecayTable table) {
   KernelPrologue();
@@ -206,8 +243,8 @@ __global__ void AdamWKernel(T* param, float* master, float* m, float* v,
 // that, n a multiple of 4 (the caller runs the rest through AdamWKernel),
 // every shift a multiple of 4 and changing only at multiples of 4 (the four
 // numbers of a pack are four adjacent elements).
-template <typename T>
-__global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
+template <typename T, typename M>
+__global__ void AdamWPackedKernel(T* param, float* master, M* m, M* v,
                                   const T* grad, int64_t n,
                                   const float* norm_squared, AdamWScalars given,
                                   const AdamWStepValues* values,
@@ -234,8 +271,8 @@ __global__ void AdamWPackedKernel(T* param, float* master, float* m, float* v,
 // (AdamWArgs::row_marks). A warp a row, the rows in grid-stride order; four
 // elements a lane (UpdatePack) when kPacked (width a multiple of 4, every
 // array aligned for it), else one.
-template <typename T, bool kPacked>
-__global__ void AdamWRowsKernel(T* param, float* master, float* m, float* v,
+template <typename T, typename M, bool kPacked>
+__global__ void AdamWRowsKernel(T* param, float* master, M* m, M* v,
                                 const T* grad, int64_t rows, int64_t width,
                                 const int32_t* marks, bool marked,
                                 const float* norm_squared, AdamWScalars given,
@@ -301,8 +338,8 @@ bool PacksStayTogether(const DecayTable& table) {
 // largest multiple of 4 where every array allows 16-byte (params and
 // gradients: 4-element) accesses and packs stay together, the rest (or
 // everything) element by element.
-template <typename F>
-void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
+template <typename F, typename M>
+void LaunchAdamW(F* p, float* w, M* mp, M* vp, const F* g, int64_t n,
                  const float* norm_squared, const AdamWScalars& a,
                  const AdamWStepValues* values, const DecayTable& table,
                  cudaStream_t stream) {
@@ -311,20 +348,20 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
   };
   int64_t packed = 0;
   if (aligned(p, 4 * sizeof(F)) && aligned(g, 4 * sizeof(F)) &&
-      aligned(mp, 16) && aligned(vp, 16) && (w == nullptr || aligned(w, 16)) &&
-      PacksStayTogether(table))
+      aligned(mp, 4 * sizeof(M)) && aligned(vp, 4 * sizeof(M)) &&
+      (w == nullptr || aligned(w, 16)) && PacksStayTogether(table))
     packed = n / 4 * 4;
   if (packed > 0) {
-    CheckLaunch(GPT2_LAUNCH(AdamWPackedKernel<F>, GridStrideBlocks(packed / 4),
-                            256, 0, stream, p, w, mp, vp, g, packed,
-                            norm_squared, a, values, table),
+    CheckLaunch(GPT2_LAUNCH((AdamWPackedKernel<F, M>),
+                            GridStrideBlocks(packed / 4), 256, 0, stream, p, w,
+                            mp, vp, g, packed, norm_squared, a, values, table),
                 "AdamWPackedKernel");
   }
   if (packed < n) {
     AdamWScalars rest = a;
     rest.index += packed;
     CheckLaunch(
-        GPT2_LAUNCH(AdamWKernel<F>, GridStrideBlocks(n - packed), 256, 0,
+        GPT2_LAUNCH((AdamWKernel<F, M>), GridStrideBlocks(n - packed), 256, 0,
                     stream, p + packed, w == nullptr ? nullptr : w + packed,
                     mp + packed, vp + packed, g + packed, n - packed,
                     norm_squared, rest, values, Shifted(table, packed)),
@@ -333,9 +370,9 @@ void LaunchAdamW(F* p, float* w, float* mp, float* vp, const F* g, int64_t n,
 }
 
 // A call with row marks (AdamWArgs::row_marks): its table's selected rows.
-template <typename F>
-void LaunchAdamWRows(F* p, float* w, float* mp, float* vp, const F* g,
-                     int64_t n, const float* norm_squared, AdamWScalars a,
+template <typename F, typename M>
+void LaunchAdamWRows(F* p, float* w, M* mp, M* vp, const F* g, int64_t n,
+                     const float* norm_squared, AdamWScalars a,
                      const AdamWStepValues* values, const AdamWArgs& args,
                      cudaStream_t stream) {
   const AdamWRowTable table = AdamWRows(args, n);
@@ -350,22 +387,25 @@ void LaunchAdamWRows(F* p, float* w, float* mp, float* vp, const F* g,
     return reinterpret_cast<uintptr_t>(ptr) % bytes == 0;
   };
   const bool packed = table.width % 4 == 0 && aligned(p, 4 * sizeof(F)) &&
-                      aligned(g, 4 * sizeof(F)) && aligned(mp, 16) &&
-                      aligned(vp, 16) && (w == nullptr || aligned(w, 16));
+                      aligned(g, 4 * sizeof(F)) && aligned(mp, 4 * sizeof(M)) &&
+                      aligned(vp, 4 * sizeof(M)) &&
+                      (w == nullptr || aligned(w, 16));
   const auto* marks = static_cast<const int32_t*>(args.row_marks.data);
   const auto wd = static_cast<float>(table.weight_decay);
   // 8 rows a block of 256 threads.
   const unsigned blocks = GridStrideBlocks(table.rows * 32);
   if (packed) {
-    CheckLaunch(GPT2_LAUNCH((AdamWRowsKernel<F, true>), blocks, 256, 0, stream,
-                            p, w, mp, vp, g, table.rows, table.width, marks,
-                            args.marked_rows, norm_squared, a, values, wd),
-                "AdamWRowsKernel");
+    CheckLaunch(
+        GPT2_LAUNCH((AdamWRowsKernel<F, M, true>), blocks, 256, 0, stream, p, w,
+                    mp, vp, g, table.rows, table.width, marks, args.marked_rows,
+                    norm_squared, a, values, wd),
+        "AdamWRowsKernel");
   } else {
-    CheckLaunch(GPT2_LAUNCH((AdamWRowsKernel<F, false>), blocks, 256, 0, stream,
-                            p, w, mp, vp, g, table.rows, table.width, marks,
-                            args.marked_rows, norm_squared, a, values, wd),
-                "AdamWRowsKernel");
+    CheckLaunch(
+        GPT2_LAUNCH((AdamWRowsKernel<F, M, false>), blocks, 256, 0, stream, p,
+                    w, mp, vp, g, table.rows, table.width, marks,
+                    args.marked_rows, norm_squared, a, values, wd),
+        "AdamWRowsKernel");
   }
 }
 
@@ -399,15 +439,26 @@ void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
   a.index = args.index;
   const auto* values =
       static_cast<const AdamWStepValues*>(args.step_values.data);
-  DispatchFloat(param.dtype, [&](auto zero) {
+  // The moments in f32, or in bf16 beside bf16 params without masters.
+  const auto dispatch = [&](auto fn) {
+    if (m.dtype == DType::kBF16) {
+      GPT2_CHECK_MSG(param.dtype == DType::kBF16 && master.data == nullptr,
+                     "bf16 moments go with bf16 params and no masters");
+      fn(bf16{}, bf16{});
+    } else {
+      DispatchFloat(param.dtype, [&](auto zero) { fn(zero, float{}); });
+    }
+  };
+  dispatch([&](auto zero, auto zero_m) {
     using F = decltype(zero);
+    using M = decltype(zero_m);
     F* p = Ptr<F>(param);
     float* w = master.data == nullptr ? nullptr : Ptr<float>(master);
-    float *mp = Ptr<float>(m), *vp = Ptr<float>(v);
+    M *mp = Ptr<M>(m), *vp = Ptr<M>(v);
     const F* g = Ptr<F>(grad);
     if (args.row_marks.data != nullptr) {
-      LaunchAdamWRows<F>(p, w, mp, vp, g, param.numel, Ptr<float>(norm_squared),
-                         a, values, args, stream);
+      LaunchAdamWRows<F, M>(p, w, mp, vp, g, param.numel,
+                            Ptr<float>(norm_squared), a, values, args, stream);
       return;
     }
     // kMaxRuns runs a launch (one launch for GPT-2's shard, or for one
@@ -428,9 +479,9 @@ void AdamW(Tensor param, Tensor master, Tensor m, Tensor v, Tensor grad,
       if (n == 0) continue;
       AdamWScalars part = a;
       part.index += begin;
-      LaunchAdamW<F>(p + begin, w == nullptr ? nullptr : w + begin, mp + begin,
-                     vp + begin, g + begin, n, Ptr<float>(norm_squared), part,
-                     values, table, stream);
+      LaunchAdamW<F, M>(p + begin, w == nullptr ? nullptr : w + begin,
+                        mp + begin, vp + begin, g + begin, n,
+                        Ptr<float>(norm_squared), part, values, table, stream);
     }
   });
 }

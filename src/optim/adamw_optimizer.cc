@@ -11,9 +11,13 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
                                DType dtype, const AdamWHyper& hyper,
                                const ShardLayout& shard)
     : backend_(backend), params_(params), hyper_(hyper), shard_(shard) {
-  m_ = backend_->Alloc(StateDType(dtype), shard_.shard_size);
-  v_ = backend_->Alloc(StateDType(dtype), shard_.shard_size);
-  if (HasMaster(dtype))
+  GPT2_CHECK_MSG(
+      !hyper_.bf16_state || dtype != DType::kBF16 || hyper_.rounding_seed != 0,
+      "a bf16 optimizer state rounds stochastically: it needs a "
+      "rounding seed");
+  m_ = backend_->Alloc(StateDType(dtype, hyper_.bf16_state), shard_.shard_size);
+  v_ = backend_->Alloc(StateDType(dtype, hyper_.bf16_state), shard_.shard_size);
+  if (HasMaster(dtype, hyper_.bf16_state))
     master_ = backend_->Alloc(DType::kF32, shard_.shard_size);
   args_.beta1 = hyper_.beta1;
   args_.beta2 = hyper_.beta2;
@@ -59,9 +63,10 @@ AdamWOptimizer::AdamWOptimizer(Backend* backend,
   }
 }
 
-int64_t AdamWOptimizer::StateBytes(DType dtype, int64_t shard_size) {
-  const int64_t per_param =
-      2 * DTypeSize(StateDType(dtype)) + (HasMaster(dtype) ? 4 : 0);
+int64_t AdamWOptimizer::StateBytes(DType dtype, int64_t shard_size,
+                                   bool bf16_state) {
+  const int64_t per_param = 2 * DTypeSize(StateDType(dtype, bf16_state)) +
+                            (HasMaster(dtype, bf16_state) ? 4 : 0);
   return per_param * shard_size;
 }
 

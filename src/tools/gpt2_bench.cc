@@ -62,6 +62,9 @@ ABSL_FLAG(bool, residual_fp32, false,
 ABSL_FLAG(bool, recompute_layernorm, false,
           "Recompute each layer's LayerNorm outputs in the backward pass "
           "(train.recompute_layernorm).");
+ABSL_FLAG(bool, bf16_state, false,
+          "bf16: the optimizer's whole state in bf16, no master weights, "
+          "rounded stochastically (optim.bf16_state).");
 ABSL_FLAG(
     bool, profile, true,
     "After the timed steps, time one step per op (CUDA events; the CPU backend "
@@ -252,7 +255,20 @@ double BenchTrainStep(bool print, int local_rank = 0) {
                   absl::GetFlag(FLAGS_recompute_layernorm),
                   absl::GetFlag(FLAGS_residual_fp32));
   model.InitParams(1337);
-  AdamWOptimizer opt(backend.get(), model.param_list(), dtype, AdamWHyper{});
+  AdamWHyper hyper;
+  if (absl::GetFlag(FLAGS_bf16_state)) {
+    if (dtype != DType::kBF16) {
+      std::exit(ReportError(
+          "gpt2_bench",
+          absl::InvalidArgumentError(absl::StrCat(
+              "--bf16_state keeps the optimizer state in bf16 beside bf16 "
+              "params; this step's are ",
+              DTypeName(dtype), " (use --device cuda --precision bf16)"))));
+    }
+    hyper.bf16_state = true;
+    hyper.rounding_seed = 0x9E3779B97F4A7C15ull;  // any non-zero value
+  }
+  AdamWOptimizer opt(backend.get(), model.param_list(), dtype, hyper);
   opt.InitMasterFromParams(model.params());
   opt.AllowUpdatesBeside(true);  // GPT2_UPDATE_BESIDE=1 on the CUDA backend
   Tensor norm_sq = backend->Alloc(model.stats_dtype(), 1);
@@ -265,11 +281,12 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   }
   if (print) {
     std::printf(
-        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s%s, "
+        "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s%s%s, "
         "%s%s%s%s\n",
         shape.num_layers, shape.channels, shape.num_heads,
         static_cast<long long>(model.num_params()), B, T, DTypeName(dtype),
         model.residual_dtype() != dtype ? " (f32 residual stream)" : "",
+        hyper.bf16_state ? " (optimizer state in bf16)" : "",
         absl::GetFlag(FLAGS_recompute_gelu)
             ? (absl::GetFlag(FLAGS_recompute_layernorm)
                    ? " (GELU, LayerNorm recomputed)"

@@ -16,7 +16,8 @@ MemoryPlan PlanMemory(const MemoryPlanInputs& in) {
   MemoryPlan plan;
   plan.params = in.buffer_elems * elem;
   plan.grads = in.buffer_elems * elem;
-  plan.optimizer = AdamWOptimizer::StateBytes(in.dtype, in.optimizer_elems);
+  plan.optimizer =
+      AdamWOptimizer::StateBytes(in.dtype, in.optimizer_elems, in.bf16_state);
   plan.shard_grads = in.shard_grad_elems * elem;
   plan.activations = Gpt2Model::ActivationBytes(
       in.shape, in.dtype, in.micro_batch, in.seq_len, in.recompute_gelu,

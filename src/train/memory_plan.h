@@ -26,6 +26,7 @@ struct MemoryPlanInputs {
   int64_t shard_grad_elems = 0;  // a separate shard gradient buffer, or 0
   bool recompute_gelu = false, recompute_layernorm = false;
   bool residual_fp32 = false;
+  bool bf16_state = false;  // optim.bf16_state
 };
 
 struct MemoryPlan {

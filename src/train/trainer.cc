@@ -284,6 +284,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                         choose(cfg.train(), comm->local_rank()));
   Backend* backend = choice.backend.get();
   end_phase("backend");
+  if (cfg.optim().bf16_state() && choice.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.config_path,
+                     ": optim.bf16_state keeps the optimizer state in "
+                     "bf16 beside bf16 params, but this run's params are ",
+                     DTypeName(choice.dtype),
+                     " (it needs train.precision BF16, on the CUDA backend)"));
+  }
   // The init's draw on the host (124M normals: ~0.5 s on 8 threads) runs
   // beside the rest of start-up (data, memory plan, allocations); a resumed
   // run or one --init_from a file loads every weight instead, so draws none.
@@ -376,6 +384,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   memory_inputs.recompute_gelu = cfg.train().recompute_gelu();
   memory_inputs.recompute_layernorm = cfg.train().recompute_layernorm();
   memory_inputs.residual_fp32 = cfg.train().residual_fp32();
+  memory_inputs.bf16_state = cfg.optim().bf16_state();
   const MemoryPlan memory_plan = PlanMemory(memory_inputs);
   const absl::StatusOr<std::string> memory_fit = CheckMemory(
       memory_inputs, memory_plan, int64_t{B} * accum, *backend, choice, *comm);
@@ -458,7 +467,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   hyper.eps = cfg.optim().eps();
   hyper.weight_decay = cfg.optim().weight_decay();
   hyper.grad_clip = cfg.optim().grad_clip();
-  if (cfg.train().stochastic_rounding() && choice.dtype == DType::kBF16) {
+  hyper.bf16_state = cfg.optim().bf16_state();
+  if ((cfg.train().stochastic_rounding() || hyper.bf16_state) &&
+      choice.dtype == DType::kBF16) {
     // Any fixed non-zero value; derived from the run's seed.
     hyper.rounding_seed = (static_cast<uint64_t>(cfg.train().seed()) << 1) |
                           0x9E3779B97F4A7C15ull;
@@ -514,9 +525,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                         " | data dir ", options.data_dir));
   log.Line(config_text);
   log.Line(absl::StrFormat(
-      "backend: %s, %s%s, %d thread(s) | world size %d (%s)", backend->name(),
+      "backend: %s, %s%s%s, %d thread(s) | world size %d (%s)", backend->name(),
       DTypeName(choice.dtype),
       model.residual_dtype() != choice.dtype ? " (f32 residual stream)" : "",
+      hyper.bf16_state ? " (optimizer state in bf16: no master weights)" : "",
       omp_get_max_threads(), comm->world_size(), dcomm->name()));
   if (!choice.note.empty()) log.Line(absl::StrCat("note: ", choice.note));
   const ModelShape& s = plan.shape;

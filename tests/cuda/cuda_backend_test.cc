@@ -214,9 +214,11 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     return Upload(cuda_.get(), DType::kI32, v);
   }
 
-  // AdamW on the device from params p (bf16: with fp32 masters from p), grads
-  // g, moments m and v and a squared norm of 4, in calls over [begin, begin +
-  // count) with their args; the params, masters, m and v after them.
+  // AdamW on the device from params p (bf16: with fp32 masters from p, or
+  // with bf16_state_ none and bf16 moments), grads g, moments m and v and a
+  // squared norm of 4, in calls over [begin, begin + count) with their args;
+  // the params, masters (the params again where there are none), m and v
+  // after them.
   struct AdamWCall {
     int64_t begin, count;
     AdamWArgs args;
@@ -225,20 +227,36 @@ class CudaOps : public ::testing::TestWithParam<DType> {
       const std::vector<double>& p, const std::vector<double>& g,
       const std::vector<double>& m, const std::vector<double>& v,
       const std::vector<AdamWCall>& calls) {
-    const bool bf16 = dtype() == DType::kBF16;
+    const bool masters = dtype() == DType::kBF16 && !bf16_state_;
     auto g_p = Gpu(p), g_g = Gpu(g);
-    auto g_m = GpuF32(m), g_v = GpuF32(v), g_n = GpuF32({4.0});
+    const DType state = bf16_state_ ? DType::kBF16 : DType::kF32;
+    auto g_m = Upload(cuda_.get(), state, m),
+         g_v = Upload(cuda_.get(), state, v), g_n = GpuF32({4.0});
     DeviceBuffer master = GpuF32(p);
     for (const AdamWCall& c : calls) {
       const auto slice = [&](const DeviceBuffer& t) {
         return t.view.Slice(c.begin, c.count);
       };
-      cuda_->AdamW(slice(g_p), bf16 ? slice(master) : Tensor{}, slice(g_m),
+      cuda_->AdamW(slice(g_p), masters ? slice(master) : Tensor{}, slice(g_m),
                    slice(g_v), slice(g_g), g_n.view, c.args);
     }
-    return {Download(g_p, "param"), Download(master, "master"),
+    return {Download(g_p, "param"),
+            masters ? Download(master, "master") : Download(g_p, "param"),
             Download(g_m, "m"), Download(g_v, "v")};
   }
+  // The AdamW tests' optimizer states: f32 (with masters where the params
+  // are bf16), and for bf16 params also the whole state in bf16
+  // (optim.bf16_state: no masters, bf16 moments, stochastic rounding only).
+  std::vector<bool> AdamWStates() const {
+    if (dtype() == DType::kBF16) return {false, true};
+    return {false};
+  }
+  // A moment as the state stores it (the upload's rounding).
+  double Stored(double x) const {
+    const float f = static_cast<float>(x);
+    return bf16_state_ ? FromBf16Bits(ToBf16Bits(f)) : double{f};
+  }
+  bool bf16_state_ = false;  // AdamWByCalls' optimizer state
   // AdamW's inputs for n elements from seeds seed to seed + 3: params and
   // gradients at scale 1, moments at 0.1 (v squared: not negative).
   struct AdamWInputs {
@@ -1629,16 +1647,21 @@ TEST_P(CudaOps, AdamWPackedIsBitwiseTheSame) {
   const AdamWInputs in = RandomAdamW(n, 35);
   const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
   const bool bf16 = dtype() == DType::kBF16;
-  for (uint64_t seed : {uint64_t{0}, uint64_t{12345}}) {
-    if (seed != 0 && !bf16) continue;
-    const AdamWArgs args = TestAdamW(0.1, 5, seed, 7);
-    AdamWArgs tail = args;
-    tail.index += 1;
-    const auto whole = AdamWByCalls(p, g, m, v, {{0, n, args}});
-    const auto split =
-        AdamWByCalls(p, g, m, v, {{0, 1, args}, {1, n - 1, tail}});
-    ExpectSameBits(whole, split, "seed " + std::to_string(seed));
-    EXPECT_NE(whole[2], m) << "m did not move";
+  for (bool state : AdamWStates()) {
+    bf16_state_ = state;
+    for (uint64_t seed : {uint64_t{0}, uint64_t{12345}}) {
+      if ((seed != 0 && !bf16) || (seed == 0 && state)) continue;
+      const AdamWArgs args = TestAdamW(0.1, 5, seed, 7);
+      AdamWArgs tail = args;
+      tail.index += 1;
+      const auto whole = AdamWByCalls(p, g, m, v, {{0, n, args}});
+      const auto split =
+          AdamWByCalls(p, g, m, v, {{0, 1, args}, {1, n - 1, tail}});
+      const std::string where =
+          "seed " + std::to_string(seed) + (state ? ", bf16 state" : "");
+      ExpectSameBits(whole, split, where);
+      EXPECT_NE(whole[2], m) << "m did not move " << where;
+    }
   }
 }
 
@@ -1659,22 +1682,26 @@ TEST_P(CudaOps, AdamWRunsAreBitwiseOneCallPerRun) {
   args.index = 11;
   for (int k = 1; k <= 30; ++k)  // 30 runs, alternating, uneven lengths
     args.runs.push_back({k == 30 ? n : k * 131 + k % 5, k % 2 == 1});
-  for (uint64_t seed : {uint64_t{0}, uint64_t{777}}) {
-    if (seed != 0 && !bf16) continue;
-    args.rounding_seed = seed;
-    std::vector<AdamWCall> per_run;
-    int64_t begin = 0;
-    for (const AdamWRun& run : args.runs) {
-      AdamWArgs a = args;
-      a.runs.clear();
-      a.weight_decay = run.decayed ? args.weight_decay : 0.0;
-      a.index = args.index + begin;
-      per_run.push_back({begin, run.end - begin, a});
-      begin = run.end;
+  for (bool state : AdamWStates()) {
+    bf16_state_ = state;
+    for (uint64_t seed : {uint64_t{0}, uint64_t{777}}) {
+      if ((seed != 0 && !bf16) || (seed == 0 && state)) continue;
+      args.rounding_seed = seed;
+      std::vector<AdamWCall> per_run;
+      int64_t begin = 0;
+      for (const AdamWRun& run : args.runs) {
+        AdamWArgs a = args;
+        a.runs.clear();
+        a.weight_decay = run.decayed ? args.weight_decay : 0.0;
+        a.index = args.index + begin;
+        per_run.push_back({begin, run.end - begin, a});
+        begin = run.end;
+      }
+      ExpectSameBits(
+          AdamWByCalls(p, g, m, v, {{0, n, args}}),
+          AdamWByCalls(p, g, m, v, per_run),
+          "seed " + std::to_string(seed) + (state ? ", bf16 state" : ""));
     }
-    ExpectSameBits(AdamWByCalls(p, g, m, v, {{0, n, args}}),
-                   AdamWByCalls(p, g, m, v, per_run),
-                   "seed " + std::to_string(seed));
   }
 }
 
@@ -1705,8 +1732,10 @@ TEST_P(CudaOps, AdamWRunsWithGapsAreBitwiseOneCallPerRun) {
       at += len + (k == 13 ? 0 : (1 + 5 * k % 11) * unit);
     }
     ASSERT_LE(args.runs.back().end, n);
-    for (uint64_t seed : {uint64_t{0}, uint64_t{4242}}) {
-      if (seed != 0 && !bf16) continue;
+    for (int s = 0; s < 2 * static_cast<int>(AdamWStates().size()); ++s) {
+      const uint64_t seed = s % 2 == 0 ? 0 : 4242;
+      bf16_state_ = AdamWStates()[s / 2];
+      if ((seed != 0 && !bf16) || (seed == 0 && bf16_state_)) continue;
       args.rounding_seed = seed;
       std::vector<AdamWCall> per_run;
       for (const AdamWRun& run : args.runs) {
@@ -1717,17 +1746,17 @@ TEST_P(CudaOps, AdamWRunsWithGapsAreBitwiseOneCallPerRun) {
         per_run.push_back({run.begin, run.end - run.begin, a});
       }
       const auto gapped = AdamWByCalls(p, g, m, v, {{0, n, args}});
-      const std::string where =
-          "unit " + std::to_string(unit) + ", seed " + std::to_string(seed);
+      const std::string where = "unit " + std::to_string(unit) + ", seed " +
+                                std::to_string(seed) +
+                                (bf16_state_ ? ", bf16 state" : "");
       ExpectSameBits(gapped, AdamWByCalls(p, g, m, v, per_run), where);
       // The gaps kept their moments; the runs' moved.
-      const auto f32 = [](double x) { return double(float(x)); };
       int64_t prev_end = 0, kept = 0, moved = 0;
       for (const AdamWRun& run : args.runs) {
         for (int64_t i = prev_end; i < run.begin; ++i)
-          kept += gapped[2][i] == f32(m[i]) && gapped[3][i] == f32(v[i]);
+          kept += gapped[2][i] == Stored(m[i]) && gapped[3][i] == Stored(v[i]);
         for (int64_t i = run.begin; i < run.end; ++i)
-          moved += gapped[2][i] != f32(m[i]) || gapped[3][i] != f32(v[i]);
+          moved += gapped[2][i] != Stored(m[i]) || gapped[3][i] != Stored(v[i]);
         prev_end = run.end;
       }
       int64_t gap_total = 0, run_total = 0;
@@ -1826,8 +1855,10 @@ TEST_P(CudaOps, AdamWMarkedRowsThenTheOthersAreBitwiseOneCall) {
     const int n = lead + rows * width + 5;
     const AdamWInputs in = RandomAdamW(n, 71);
     const auto &p = in.p, &g = in.g, &m = in.m, &v = in.v;
-    for (uint64_t seed : {uint64_t{0}, uint64_t{321}}) {
-      if (seed != 0 && !bf16) continue;
+    for (int s = 0; s < 2 * static_cast<int>(AdamWStates().size()); ++s) {
+      const uint64_t seed = s % 2 == 0 ? 0 : 321;
+      bf16_state_ = AdamWStates()[s / 2];
+      if ((seed != 0 && !bf16) || (seed == 0 && bf16_state_)) continue;
       for (bool staged : {false, true}) {
         AdamWArgs whole = TestAdamW(0.2, 5, seed, 3);
         whole.runs = {{lead + rows * width, true, lead}};
@@ -1847,17 +1878,19 @@ TEST_P(CudaOps, AdamWMarkedRowsThenTheOthersAreBitwiseOneCall) {
         others.marked_rows = false;
         const std::string where = "width " + std::to_string(width) + ", seed " +
                                   std::to_string(seed) +
-                                  (staged ? ", staged" : "");
+                                  (staged ? ", staged" : "") +
+                                  (bf16_state_ ? ", bf16 state" : "");
         ExpectSameBits(
             AdamWByCalls(p, g, m, v, {{0, n, whole}}),
             AdamWByCalls(p, g, m, v, {{0, n, marked}, {0, n, others}}), where);
         // The marked call alone: the gathered rows' moments moved, no other
-        // element's.
+        // element's (m or v: with the state in bf16 a moment's small step
+        // may round back to where it was).
         const auto first = AdamWByCalls(p, g, m, v, {{0, n, marked}});
-        const auto f32 = [](double x) { return double(float(x)); };
         int moved_in = 0, moved_out = 0;
         for (int i = 0; i < n; ++i) {
-          const bool moved = first[2][i] != f32(m[i]);
+          const bool moved =
+              first[2][i] != Stored(m[i]) || first[3][i] != Stored(v[i]);
           const int row = (i - lead) / width;
           const bool in =
               i >= lead && i < lead + rows * width && gathered.count(row) > 0;
@@ -1871,7 +1904,8 @@ TEST_P(CudaOps, AdamWMarkedRowsThenTheOthersAreBitwiseOneCall) {
         later.step = 6;
         const auto none = AdamWByCalls(p, g, m, v, {{0, n, later}});
         int moved = 0;
-        for (int i = 0; i < n; ++i) moved += none[2][i] != f32(m[i]);
+        for (int i = 0; i < n; ++i)
+          moved += none[2][i] != Stored(m[i]) || none[3][i] != Stored(v[i]);
         EXPECT_EQ(moved, 0) << where;
       }
     }
@@ -1966,6 +2000,86 @@ TEST_P(CudaOps, AdamWStochasticRoundingIsUnbiased) {
                  g_n.view, part);
   }
   EXPECT_EQ(Download(g_p, "param"), first) << "depends on the split";
+}
+
+// The whole optimizer state in bf16 (optim.bf16_state: bf16 params and
+// moments, no masters): each stored param, m and v is one of the two bf16
+// values around the f32 update of the same inputs (computed here as the
+// kernel does), rounded up for some elements and down for others (not always
+// to nearest: a hash of the seed, step and element), packed and element by
+// element (an odd tail). The moments' bits come from other hashes than the
+// params' (their salts): an element whose three values lie at the same
+// fraction of their bf16 interval is not rounded the same way for all three.
+TEST_P(CudaOps, AdamWBf16StateRoundsTheF32UpdateStochastically) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "bf16 params only";
+  bf16_state_ = true;
+  const int n = 4099;
+  AdamWInputs in = RandomAdamW(n, 81);
+  for (std::vector<double>* x : {&in.p, &in.g, &in.m, &in.v})
+    for (double& e : *x) e = Stored(e);  // what the bf16 arrays hold
+  const AdamWArgs args = TestAdamW(0.1, 5, 999, 7);
+  const auto out = AdamWByCalls(in.p, in.g, in.m, in.v, {{0, n, args}});
+  const AdamWStepValues now = MakeAdamWStepValues(args);
+  const float b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
+  const float scale = 1.0f / (2.0f + 1e-6f);  // the norm 2 clipped to 1
+  // The two bf16 values around x (x itself when it is one): truncated, and
+  // one step further from zero.
+  const auto around = [](float x) {
+    uint32_t bits;
+    std::memcpy(&bits, &x, 4);
+    const uint32_t lo = bits & 0xFFFF0000u, hi = lo + 0x10000u;
+    float a, b;
+    std::memcpy(&a, &lo, 4);
+    std::memcpy(&b, &hi, 4);
+    return std::pair<double, double>{a, b};
+  };
+  int outside = 0, up = 0, down = 0, same_way = 0, exact = 0;
+  int not_nearest[3] = {};  // of the params, m and v
+  for (int i = 0; i < n; ++i) {
+    const float g = static_cast<float>(in.g[i]) * scale;
+    const float m = std::fma(b1, static_cast<float>(in.m[i]), (1.0f - b1) * g);
+    const float v =
+        std::fma(b2, static_cast<float>(in.v[i]), ((1.0f - b2) * g) * g);
+    const float step =
+        (m / now.correction1) / (std::sqrt(v / now.correction2) + eps);
+    const float w = static_cast<float>(in.p[i]);
+    const float p = std::fma(-now.lr, std::fma(wd, w, step), w);
+    bool rounded_up[3];
+    int k = 0;
+    for (auto [ref, got] : {std::pair<float, double>{p, out[0][i]},
+                            {m, out[2][i]},
+                            {v, out[3][i]}}) {
+      const auto [lo, hi] = around(ref);
+      not_nearest[k] += got != FromBf16Bits(ToBf16Bits(ref));
+      rounded_up[k++] = got == hi;
+      if (lo == ref) {
+        exact += 1;
+        outside += got != ref;
+      } else if (got == hi) {
+        up += 1;
+      } else if (got == lo) {
+        down += 1;
+      } else {
+        outside += 1;
+      }
+    }
+    same_way +=
+        rounded_up[0] == rounded_up[1] && rounded_up[1] == rounded_up[2];
+  }
+  EXPECT_EQ(outside, 0) << "values not next to the f32 update";
+  EXPECT_EQ(out[1], out[0]) << "no masters: the params stand for them";
+  // ~3n values rounded, each way about half the time (by where the f32 value
+  // lies in its interval).
+  EXPECT_GT(up, n / 2);
+  EXPECT_GT(down, n / 2);
+  EXPECT_LT(exact, n / 10);
+  // Each of the three rounded by chance, not to nearest: away from the
+  // nearer value ~1/4 of the time.
+  for (int k = 0; k < 3; ++k)
+    EXPECT_GT(not_nearest[k], n / 8) << "array " << k << " (params, m, v)";
+  // Independent bits for the three: all three the same way ~1/4 of the time
+  // (one hash for all three: ~1/2).
+  EXPECT_LT(same_way, n * 3 / 8);
 }
 
 TEST_P(CudaOps, CastRoundsToNearestEven) {

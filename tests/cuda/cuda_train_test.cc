@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "src/backend/device.h"
 #include "src/backend/select.h"
+#include "src/ckpt/checkpoint.h"
 #include "src/core/rng.h"
 #include "src/data/token_shard.h"
 #include "src/model/gpt2.h"
@@ -415,6 +416,50 @@ TEST_F(CudaTrain, StochasticRoundingFollowsTheCurveAndResumesBitwise) {
   EXPECT_NE(full->final_params, nearest->final_params);
   const auto ckpt = dir_ / "logs/sr/checkpoints/step_00000004.ckpt";
   auto resumed = Run("CUDA", "BF16", "sr", ckpt.string(), sr);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  for (int i = 0; i < 4; ++i)
+    EXPECT_EQ(resumed->losses[i], full->losses[4 + i]) << i;
+  EXPECT_EQ(resumed->final_params, full->final_params);
+}
+
+// optim.bf16_state (the optimizer's whole state in bf16: no masters, bf16
+// moments, stochastic rounding): the run still follows the fp32 CPU curve,
+// differs from the stochastic-rounding run with f32 state (the option does
+// something), logs the state it keeps, checkpoints bf16 moments and no
+// masters, and resumes bitwise; recorded steps with the updates beside their
+// forward (wte's gathered rows first) give the same bits.
+TEST_F(CudaTrain, Bf16StateFollowsTheCurveAndResumesBitwise) {
+  const std::vector<std::string> state = {"optim.bf16_state=true"};
+  auto cpu = Run("CPU", "FP32", "cpu");
+  auto sr = Run("CUDA", "BF16", "sr", "", {"train.stochastic_rounding=true"});
+  auto full = Run("CUDA", "BF16", "state", "", state);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  ASSERT_TRUE(sr.ok()) << sr.status();
+  ASSERT_TRUE(full.ok()) << full.status();
+  for (size_t i = 0; i < cpu->losses.size(); ++i) {
+    EXPECT_NEAR(full->losses[i], cpu->losses[i], 2e-2 * cpu->losses[i])
+        << "step " << i;
+  }
+  EXPECT_NE(full->final_params, sr->final_params);
+  setenv("GPT2_TRAIN_GRAPHS", "1", 1);
+  setenv("GPT2_UPDATE_BESIDE", "1", 1);
+  auto recorded = Run("CUDA", "BF16", "state_recorded", "", state);
+  unsetenv("GPT2_TRAIN_GRAPHS");
+  unsetenv("GPT2_UPDATE_BESIDE");
+  ASSERT_TRUE(recorded.ok()) << recorded.status();
+  EXPECT_EQ(recorded->losses, full->losses);
+  EXPECT_EQ(recorded->final_params, full->final_params);
+  std::ifstream log(dir_ / "logs/state/train.log");
+  const std::string logged(std::istreambuf_iterator<char>(log), {});
+  EXPECT_NE(logged.find("(optimizer state in bf16: no master weights)"),
+            std::string::npos)
+      << logged;
+  const auto ckpt = dir_ / "logs/state/checkpoints/step_00000004.ckpt";
+  auto reader = CheckpointReader::Open(ckpt.string());
+  ASSERT_TRUE(reader.ok()) << reader.status();
+  EXPECT_FALSE(reader->header().has_master_weights());
+  EXPECT_EQ(reader->header().optimizer_dtype(), ckpt::DTYPE_BF16);
+  auto resumed = Run("CUDA", "BF16", "state", ckpt.string(), state);
   ASSERT_TRUE(resumed.ok()) << resumed.status();
   for (int i = 0; i < 4; ++i)
     EXPECT_EQ(resumed->losses[i], full->losses[4 + i]) << i;

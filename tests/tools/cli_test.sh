@@ -84,6 +84,7 @@ else
 fi
 expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --heads 5
 expect_fail "bench stray argument" "unexpected argument '16'" "$bin/gpt2_bench" 16
+expect_fail "bench bf16 state on f32" "--bf16_state keeps the optimizer state in bf16 beside bf16 params; this step's are f32" "$bin/gpt2_bench" --bf16_state --layers 1 --channels 16 --heads 2 --steps 1 --tokenizer=false
 tiny_bench=("$bin/gpt2_bench" --layers 1 --channels 16 --heads 2 --batch 2 --seq_len 64 --steps 1
             --tokenizer=false)
 expect_fail "bench text tokens without the text" "tinyshakespeare/input.txt: cannot open" \

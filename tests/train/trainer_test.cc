@@ -452,6 +452,23 @@ TEST_F(TrainerTest, EvalOnlyMeasuresTheLoadedWeights) {
       << no_val.status();
 }
 
+// optim.bf16_state keeps the optimizer state in bf16 beside bf16 params: on
+// the CPU backend (fp32 params) it is a clear error naming the option and
+// what it needs, before any training.
+TEST_F(TrainerTest, Bf16StateNeedsBf16Params) {
+  auto refused = Run({"log.run_name=state", "optim.bf16_state=true"});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  for (const char* part :
+       {"optim.bf16_state keeps the optimizer state in bf16 beside bf16 "
+        "params, but this run's params are f64",  // the test config's
+        "(it needs train.precision BF16, on the CUDA backend)"}) {
+    EXPECT_NE(refused.status().message().find(part), std::string::npos)
+        << refused.status();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/state/metrics.jsonl"));
+}
+
 TEST_F(TrainerTest, ResumeAndInitFromErrors) {
   auto missing = Run({"log.run_name=none"}, "latest");
   ASSERT_FALSE(missing.ok());
