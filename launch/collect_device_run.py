@@ -14,7 +14,10 @@ loss target, decode speed, the two distributed runs' losses side by side, the HF
 logits check and the samples. Every figure in it is copied from the run's own logs;
 a section the run did not reach says so. --compare adds an earlier folder's metrics
 files to the side-by-side loss tables (same seed and data order: curves of one card
-differ only by their recipe).
+differ only by their recipe). --reference names a run that reached loss < 0.1 (e.g.
+logs/gpu_h100_2026-11-27_3/metrics.jsonl, the default recipe): every run's steps to
+each mean loss are then put beside the reference's, and the ratio projects its steps
+and seconds to < 0.1 (issue #8's 45 s question, answered from 45 s sweep runs).
 """
 import argparse
 import datetime
@@ -113,6 +116,89 @@ def batch_fit(rows):
             f"back to back where printed): ms = {f:.2f} + {s:.3f} x B (least squares; the "
             f"worst point {100 * worst:.1f}% off the line): {f:.2f} ms a step does not scale "
             f"with the batch, {100 * f / points[smallest]:.0f}% of the B={smallest} step.")
+
+
+def metrics_rows(path):
+    """The rows of a metrics.jsonl with a loss, in order (unreadable lines skipped)."""
+    rows = []
+    with open(path) as fh:
+        for line in fh:
+            try:
+                row = json.loads(line)
+                if row.get("loss") is not None:
+                    row["step"] = int(row["step"])
+                    rows.append(row)
+            except (ValueError, KeyError, TypeError):
+                continue
+    return rows
+
+
+LAG_LEVELS = (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5)
+
+
+def steps_to_levels(rows):
+    """{level: the first step where the mean of the 20 logged losses up to it is at or
+    below level}, for LAG_LEVELS."""
+    found, window = {}, []
+    for row in rows:
+        window = (window + [row["loss"]])[-20:]
+        if len(window) < 20:
+            continue
+        mean = sum(window) / 20
+        for level in LAG_LEVELS:
+            if level not in found and mean <= level:
+                found[level] = row["step"]
+    return found
+
+
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2] if values else None
+
+
+def lag_table(runs, reference_path):
+    """Markdown lines: each run's steps to the LAG_LEVELS beside the reference run's
+    (the ratio), and what the ratio at the lowest level both reached projects for the
+    run to go below 0.1: the reference's first step below it times the ratio, at the
+    run's median ms a step, after the run's time to its second step. `runs`: (label,
+    metrics path) pairs."""
+    ref_rows = metrics_rows(reference_path)
+    ref_levels = steps_to_levels(ref_rows)
+    ref_below = next((r["step"] for r in ref_rows if r["loss"] < 0.1), None)
+    if ref_below is None:
+        return [f"(--reference {reference_path}: no step below 0.1 there)", ""]
+    levels = [l for l in LAG_LEVELS if l in ref_levels]
+    out = [f"Steps to each mean loss (of the 20 logged steps up to it) against the reference "
+           f"`{reference_path}` (below 0.1 first at step {ref_below:,}), and what that lag "
+           "projects for going below 0.1 (the lag at the lowest mean reached, held to the end; "
+           "the run's median ms a step; its time to the end of step 1 added):", "",
+           "| run | tokens a step | ms a step | " + " | ".join(f"{l:g}" for l in levels)
+           + " | projected to < 0.1 |", "|---" * (4 + len(levels)) + "|"]
+    for label, path in runs:
+        rows = metrics_rows(path)
+        reached = steps_to_levels(rows)
+        dts = [r["dt_ms"] for r in rows[10:] if r.get("dt_ms") is not None]
+        ms = median(dts)
+        tokens = median([round(r["tok_per_sec"] * r["dt_ms"] / 1000) for r in rows[10:]
+                         if r.get("tok_per_sec") and r.get("dt_ms")])
+        start = next((r.get("elapsed_s") for r in rows if r["step"] == 1), None)
+        cells, ratio = [], None
+        for level in levels:
+            if level in reached:
+                ratio = reached[level] / ref_levels[level]
+                cells.append(f"{reached[level]:,} ({ratio:.2f}x)")
+            else:
+                cells.append("-")
+        if ratio is not None and ms is not None and start is not None:
+            steps = ref_below * ratio
+            projected = f"{steps:,.0f} steps, {start + steps * ms / 1000:.1f} s"
+        else:
+            projected = "-"
+        out.append(f"| {label} | {tokens if tokens is not None else '?'} | "
+                   f"{f'{ms:.2f}' if ms is not None else '?'} | " + " | ".join(cells)
+                   + f" | {projected} |")
+    out.append("")
+    return out
 
 
 def step_losses(text):
@@ -269,6 +355,9 @@ def main():
     parser.add_argument("--date", default=datetime.date.today().isoformat())
     parser.add_argument("--compare", action="append", default=[],
                         help="an earlier logs/ folder whose metrics*.jsonl join the loss tables")
+    parser.add_argument("--reference",
+                        help="a metrics.jsonl that went below 0.1: every run's lag against it, "
+                        "and its projected steps and seconds to < 0.1")
     args = parser.parse_args()
     args.files = merge_runs(args.files)
     smi = (read(os.path.join(args.files, "nvidia-smi.txt")) +
@@ -533,6 +622,9 @@ def main():
                                  if len(window) == 20 and rows[-1][0] >= t else "-")
                 out.append(f"| {name} | " + " | ".join(cells) + " |")
             out.append("")
+    if runs and args.reference:
+        out += lag_table([(n, os.path.join(dest, n)) for n in runs] + compared,
+                         args.reference)
     hf = re.search(r"^hf_logits_check: .*$", train, re.M)
     out += ["", f"HF export check: {hf.group(0) if hf else '(not in this run)'}", ""]
     hf_in = re.search(r"^hf_import_check: .*$", train, re.M)

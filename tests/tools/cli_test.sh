@@ -319,6 +319,28 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "FAIL collect_device_run: before the second step:"; echo "$out"
     grep -A4 "before its second step" "$summary" 2>/dev/null; failures=$((failures+1))
   fi
+  # The lag against a reference run to < 0.1 (--reference): a reference whose loss falls
+  # 0.0025 a step from 5 (below 0.1 first at step 1,961) and a run falling half as fast,
+  # 4 ms a step, 2,048 tokens a step, step 1 ending 1 s after start: its 20-step means
+  # reach 4.0 at step 810 (the reference's at 410) and 3.5 at 1,210 (610); the ratio
+  # at 3.5 (1.98x) projects 3,890 steps and 1 + 3,890 x 4 ms = 16.6 s.
+  lag=$work/lag_run; mkdir -p "$lag"
+  echo "    Product Name : NVIDIA H100 80GB HBM3" >"$lag/nvidia-smi.txt"
+  awk 'BEGIN { for (s = 0; s < 2000; s++) printf "{\"step\": %d, \"loss\": %.6f}\n", s, 5 - 0.0025 * s }' \
+    >"$work/reference.jsonl"
+  awk 'BEGIN { for (s = 0; s < 1500; s++)
+    printf "{\"step\": %d, \"loss\": %.6f, \"dt_ms\": 4.0, \"tok_per_sec\": 512000, \"elapsed_s\": %.3f}\n",
+      s, 5 - 0.00125 * s, 0.996 + 0.004 * s }' >"$lag/metrics_sweep_b2.jsonl"
+  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$lag" --logs "$work/logs_lag" \
+        --date 2000-01-01 --reference "$work/reference.jsonl" 2>&1)
+  summary=$work/logs_lag/gpu_h100_2000-01-01/SUMMARY.md
+  if grep -q "(below 0.1 first at step 1,961)" "$summary" &&
+     grep -qF "| metrics_sweep_b2.jsonl | 2048 | 4.00 | 810 (1.98x) | 1,210 (1.98x) | - | - | - | - | - | - | 3,890 steps, 16.6 s |" "$summary"; then
+    echo "ok   collect_device_run: the lag against a reference run"; passes=$((passes+1))
+  else
+    echo "FAIL collect_device_run: the lag against a reference run:"; echo "$out"
+    grep -A5 "^Steps to each mean" "$summary" 2>/dev/null; failures=$((failures+1))
+  fi
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
