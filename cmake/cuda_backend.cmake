@@ -56,6 +56,11 @@ if(COMMAND gpt2_add_emulated_cuda)
   gpt2_emu_bench_test(emu.bench_step_graphs_beside
     "back to back: [0-9.]+ ms/step.*replayed graph with the last step's updates beside its forward"
     "GPT2_TRAIN_GRAPHS=1;GPT2_UPDATE_BESIDE=1" --text_tokens --data_dir ${GPT2_TEST_DATA_DIR})
+  # The same with the optimizer's whole state in bf16 (optim.bf16_state), as
+  # device_check's extra group times it.
+  gpt2_emu_bench_test(emu.bench_bf16_state
+    "B=2 T=32, bf16 \\(optimizer state in bf16\\)"
+    "GPT2_TRAIN_GRAPHS=1;GPT2_UPDATE_BESIDE=1" --bf16_state)
   # Every op again with its blocks on two host threads that overtake one another at
   # random barriers: a kernel that assumes an order between blocks it does not enforce
   # (or races across blocks) shows as a wrong or changed result here. Its cp.async
