@@ -2,7 +2,9 @@
 // under mpirun -np 2; under the emulator in CI, labels cuda_emu and mpi, and on
 // a real GPU as gpu.cuda_mpi_np2): the
 // ranks reduce over MPI through host copies (NCCL refuses two ranks on one
-// GPU), with ZeRO-1, and their loss curve matches a single process's.
+// GPU), with ZeRO-1, and their loss curve matches a single process's: in
+// fp32, bf16, and bf16 with the optimizer's whole state in bf16
+// (optim.bf16_state: each rank's shard of bf16 moments, no masters).
 #include <mpi.h>
 #include <unistd.h>
 
@@ -49,14 +51,17 @@ class CudaMpi : public ::testing::TestWithParam<const char*> {
       checkpoint { save_at_end: false }
     )",
                                    "cuda_mpi_test.pbtxt");
+    const std::string precision = GetParam();
+    const bool bf16_state = precision == "BF16_STATE";
     for (const std::string& o :
          {"train.micro_batch_size=" + std::to_string(8 / world),
-          std::string("train.precision=") + GetParam(),
+          "train.precision=" + (bf16_state ? std::string("BF16") : precision),
           "log.run_dir=" + (dir_ / "logs").string(), "log.run_name=" + name,
           std::string("distributed.reduce_during_backward=") +
               (per_layer ? "true" : "false")}) {
       EXPECT_TRUE(ApplyOverride(o, &config).ok()) << o;
     }
+    if (bf16_state) config.mutable_optim()->set_bf16_state(true);
     LoadedConfig loaded;
     loaded.config = config;
     auto plan = ValidateConfig(config, world, "cuda_mpi_test.pbtxt");
@@ -102,7 +107,7 @@ TEST_P(CudaMpi, RanksSharingAGpuMatchOneProcess) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, CudaMpi,
-                         ::testing::Values("FP32", "BF16"));
+                         ::testing::Values("FP32", "BF16", "BF16_STATE"));
 
 }  // namespace
 }  // namespace gpt2
