@@ -426,8 +426,9 @@ TEST_F(CudaTrain, StochasticRoundingFollowsTheCurveAndResumesBitwise) {
 // moments, stochastic rounding): the run still follows the fp32 CPU curve,
 // differs from the stochastic-rounding run with f32 state (the option does
 // something), logs the state it keeps, checkpoints bf16 moments and no
-// masters, and resumes bitwise; recorded steps with the updates beside their
-// forward (wte's gathered rows first) give the same bits.
+// masters, and resumes bitwise (and from a checkpoint of the f32 state);
+// recorded steps with the updates beside their forward (wte's gathered rows
+// first) give the same bits.
 TEST_F(CudaTrain, Bf16StateFollowsTheCurveAndResumesBitwise) {
   const std::vector<std::string> state = {"optim.bf16_state=true"};
   auto cpu = Run("CPU", "FP32", "cpu");
@@ -464,6 +465,18 @@ TEST_F(CudaTrain, Bf16StateFollowsTheCurveAndResumesBitwise) {
   for (int i = 0; i < 4; ++i)
     EXPECT_EQ(resumed->losses[i], full->losses[4 + i]) << i;
   EXPECT_EQ(resumed->final_params, full->final_params);
+  // A checkpoint of f32 moments and masters resumes with the state in bf16
+  // (the moments rounded as they load, the params standing for the masters),
+  // and goes on close to the run it came from.
+  const auto sr_ckpt = dir_ / "logs/sr/checkpoints/step_00000004.ckpt";
+  auto switched = Run("CUDA", "BF16", "switched", sr_ckpt.string(), state);
+  ASSERT_TRUE(switched.ok()) << switched.status();
+  ASSERT_EQ(switched->losses.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NEAR(switched->losses[i], sr->losses[4 + i],
+                2e-2 * sr->losses[4 + i])
+        << i;
+  }
 }
 
 // log.sample_prompts on the device: the end-of-run samples decode on the
