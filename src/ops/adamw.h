@@ -44,10 +44,12 @@ struct AdamWArgs {
   std::vector<AdamWRun> runs;
   int64_t step = 1;        // 1-based, for bias correction
   double grad_clip = 0.0;  // 0 = no clipping
-  // Non-zero (bf16 params with fp32 masters, CUDA): param gets the updated
-  // master rounded stochastically, from a hash of (rounding_seed, step,
-  // index + i), so the rounding does not depend on how the parameters are
-  // sharded or split into calls; 0: round to nearest even.
+  // Non-zero (bf16 params, CUDA): param gets the updated master (or, with no
+  // masters and bf16 m and v, the updated param, and m and v theirs) rounded
+  // stochastically, from a hash of (rounding_seed, step, index + i; the
+  // moments' hashes salted apart), so the rounding does not depend on how the
+  // parameters are sharded or split into calls; 0: round to nearest even.
+  // bf16 moments (m, v; optim.bf16_state) need it non-zero and no masters.
   uint64_t rounding_seed = 0;
   int64_t index = 0;  // the parameter number of param[0]
   // Set (an AdamWStepValues on the call's backend, kI32 x 6): lr and step
