@@ -134,17 +134,21 @@ def metrics_rows(path):
 
 
 LAG_LEVELS = (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5)
+# One epoch of Tiny Shakespeare (330 sequences of 1,024 tokens): the lag table's means
+# are over about that many tokens a run, since the text's sections differ in loss more
+# than the runs do (20 steps of B=1 would be one section; of B=16, 320 sequences).
+EPOCH_TOKENS = 337920
 
 
-def steps_to_levels(rows):
-    """{level: the first step where the mean of the 20 logged losses up to it is at or
-    below level}, for LAG_LEVELS."""
-    found, window = {}, []
+def steps_to_levels(rows, window):
+    """{level: the first step where the mean of the `window` logged losses up to it is
+    at or below level}, for LAG_LEVELS."""
+    found, recent = {}, []
     for row in rows:
-        window = (window + [row["loss"]])[-20:]
-        if len(window) < 20:
+        recent = (recent + [row["loss"]])[-window:]
+        if len(recent) < window:
             continue
-        mean = sum(window) / 20
+        mean = sum(recent) / window
         for level in LAG_LEVELS:
             if level not in found and mean <= level:
                 found[level] = row["step"]
@@ -156,31 +160,40 @@ def median(values):
     return values[len(values) // 2] if values else None
 
 
+def tokens_and_window(rows):
+    """A run's median tokens a step (tok_per_sec x dt_ms, past the first 10 rows) and
+    the logged steps that hold about EPOCH_TOKENS (20 where the rows do not say)."""
+    tokens = median([round(r["tok_per_sec"] * r["dt_ms"] / 1000) for r in rows[10:]
+                     if r.get("tok_per_sec") and r.get("dt_ms")])
+    return tokens, (max(1, round(EPOCH_TOKENS / tokens)) if tokens else 20)
+
+
 def lag_table(runs, reference_path):
     """Markdown lines: each run's steps to the LAG_LEVELS beside the reference run's
     (the ratio), and what the ratio at the lowest level both reached projects for the
     run to go below 0.1: the reference's first step below it times the ratio, at the
     run's median ms a step, after the run's time to its second step. `runs`: (label,
-    metrics path) pairs."""
+    metrics path) pairs. Means over about an epoch's tokens a run."""
     ref_rows = metrics_rows(reference_path)
-    ref_levels = steps_to_levels(ref_rows)
+    ref_levels = steps_to_levels(ref_rows, tokens_and_window(ref_rows)[1])
     ref_below = next((r["step"] for r in ref_rows if r["loss"] < 0.1), None)
     if ref_below is None:
         return [f"(--reference {reference_path}: no step below 0.1 there)", ""]
     levels = [l for l in LAG_LEVELS if l in ref_levels]
-    out = [f"Steps to each mean loss (of the 20 logged steps up to it) against the reference "
+    out = [f"Steps to each mean loss (over about one epoch's tokens up to it: the window "
+           "column's steps) against the reference "
            f"`{reference_path}` (below 0.1 first at step {ref_below:,}), and what that lag "
            "projects for going below 0.1 (the lag at the lowest mean reached, held to the end; "
            "the run's median ms a step; its time to the end of step 1 added):", "",
-           "| run | tokens a step | ms a step | " + " | ".join(f"{l:g}" for l in levels)
-           + " | projected to < 0.1 |", "|---" * (4 + len(levels)) + "|"]
+           "| run | tokens a step | window | ms a step | "
+           + " | ".join(f"{l:g}" for l in levels) + " | projected to < 0.1 |",
+           "|---" * (5 + len(levels)) + "|"]
     for label, path in runs:
         rows = metrics_rows(path)
-        reached = steps_to_levels(rows)
+        tokens, window = tokens_and_window(rows)
+        reached = steps_to_levels(rows, window)
         dts = [r["dt_ms"] for r in rows[10:] if r.get("dt_ms") is not None]
         ms = median(dts)
-        tokens = median([round(r["tok_per_sec"] * r["dt_ms"] / 1000) for r in rows[10:]
-                         if r.get("tok_per_sec") and r.get("dt_ms")])
         start = next((r.get("elapsed_s") for r in rows if r["step"] == 1), None)
         cells, ratio = [], None
         for level in levels:
@@ -194,7 +207,7 @@ def lag_table(runs, reference_path):
             projected = f"{steps:,.0f} steps, {start + steps * ms / 1000:.1f} s"
         else:
             projected = "-"
-        out.append(f"| {label} | {tokens if tokens is not None else '?'} | "
+        out.append(f"| {label} | {tokens if tokens is not None else '?'} | {window} | "
                    f"{f'{ms:.2f}' if ms is not None else '?'} | " + " | ".join(cells)
                    + f" | {projected} |")
     out.append("")

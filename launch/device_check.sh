@@ -559,6 +559,11 @@ group_search() {
     tail -12 | tee -a "$logs/machine.txt"
 }
 
+# The sweep compares means over about one epoch of Tiny Shakespeare (330 sequences of
+# 1,024 tokens) a run: its sections differ in loss by more than the candidates do, and
+# 20 steps are 20 sequences at B=1 against 320 at B=16 (on the H100 logs a B=8 step's
+# loss is 6-7% off its epoch's mean; 20 sequences of B=1 would be one section).
+EPOCH_TOKENS=337920
 # stop_if_behind NAME DONE...: while run NAME trains, every 5 s from its 25th on, asks
 # pick_recipe.py --behind whether its mean loss is over DEVICE_CHECK_SWEEP_MARGIN (10%)
 # above the best of the finished runs DONE (NAME=METRICS) at the same time; if so, kills
@@ -572,6 +577,7 @@ stop_if_behind() {
   while sleep 5; do
     [ -s "$metrics" ] || continue
     verdict=$(python3 "$root/launch/pick_recipe.py" --behind "$name" \
+      --window_tokens "$EPOCH_TOKENS" \
       --margin "${DEVICE_CHECK_SWEEP_MARGIN:-0.10}" "$name=$metrics" "$@" 2>&1) || continue
     log "sweep: stopping $name: $verdict"
     pkill -KILL -f "^$stage/bin/gpt2_ddp .*log.run_name=$name( |\$)"
@@ -604,7 +610,7 @@ group_sweep() {
   # The winner at equal time becomes the fast group's flags (DEVICE_CHECK_FAST_FLAGS=auto).
   local specs=()
   for entry in "${list[@]}"; do specs+=("${entry%%|*}=${entry#*|} ${DEVICE_CHECK_SWEEP_FLAGS:-}"); done
-  pick fast_flags "${specs[@]}"
+  pick fast_flags --window_tokens "$EPOCH_TOKENS" "${specs[@]}"
 }
 
 group_seeds() {

@@ -11,9 +11,13 @@ The rule, in order:
   1. a run whose loss went below --target (0.1): the one that got there first
      (elapsed_s after process start) wins;
   2. otherwise, at the time every run reached (the smallest of their last
-     elapsed_s), the lowest mean of the last 20 logged losses up to that time
-     wins (runs of any batch size compare at equal time, which is what the 45 s
-     target counts). A run that ended before 80% of the longest one's time (cut
+     elapsed_s), the lowest mean of the last --window (20) logged losses up to
+     that time wins (runs of any batch size compare at equal time, which is
+     what the 45 s target counts). With --window_tokens N, each run's window is
+     the steps that hold about N tokens (its tokens a step from tok_per_sec and
+     dt_ms): the text's sections differ in loss by more than the runs do, so a
+     window of one epoch compares a B=1 run with a B=16 one fairly, where 20
+     steps would be 20 sequences against 320. A run that ended before 80% of the longest one's time (cut
      short by the time budget, or failed) is left out of this rule, so that it
      does not pull the comparison back to an early time.
 With --baseline, the winner under rule 2 must beat the baseline's mean by more
@@ -76,20 +80,49 @@ def median_step_ms(path):
     return times[len(times) // 2] if times else None
 
 
+def tokens_per_step(path):
+    """The median tokens a step (tok_per_sec x dt_ms) of a metrics.jsonl's step rows
+    past the first 10, or None."""
+    tokens = []
+    try:
+        with open(path) as fh:
+            for line in fh:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if row.get("tok_per_sec") and row.get("dt_ms") and row.get("step", 0) >= 10:
+                    tokens.append(float(row["tok_per_sec"]) * float(row["dt_ms"]) / 1000)
+    except OSError:
+        pass
+    tokens.sort()
+    return tokens[len(tokens) // 2] if tokens else None
+
+
+def windows_of(paths, window, window_tokens):
+    """{name: the logged steps each run's mean is over}: `window`, or with
+    window_tokens those that hold about that many tokens."""
+    out = {}
+    for name, path in paths.items():
+        tokens = tokens_per_step(path) if window_tokens > 0 else None
+        out[name] = max(1, round(window_tokens / tokens)) if tokens else window
+    return out
+
+
 def mean_at(rows, t, window):
     losses = [loss for (e, loss) in rows if e <= t][-window:]
     return sum(losses) / len(losses) if len(losses) == window else None
 
 
-def behind(runs, name, margin, min_s, window):
+def behind(runs, name, margin, min_s, windows):
     """0 (and a "behind:" line) if run `name` is clearly behind the others now."""
     rows = runs[name]
     t = rows[-1][0] if rows else 0.0
-    mine = mean_at(rows, t, window)
+    mine = mean_at(rows, t, windows[name])
     if t < min_s or mine is None:
         print(f"not behind: {name} at {t:.1f} s, too early to tell")
         return 1
-    others = {n: mean_at(r, t, window) for n, r in runs.items()
+    others = {n: mean_at(r, t, windows[n]) for n, r in runs.items()
               if n != name and r and r[-1][0] >= t}
     others = {n: m for n, m in others.items() if m is not None}
     if not others:
@@ -107,6 +140,7 @@ def main(argv):
     parser.add_argument("runs", nargs="+", help="NAME=METRICS.jsonl")
     parser.add_argument("--target", type=float, default=0.1)
     parser.add_argument("--window", type=int, default=20)
+    parser.add_argument("--window_tokens", type=float, default=0)
     parser.add_argument("--baseline", default=None)
     parser.add_argument("--margin", type=float, default=0.0)
     parser.add_argument("--behind", default=None)
@@ -121,12 +155,13 @@ def main(argv):
         paths[name] = path
     if args.baseline is not None and args.baseline not in runs:
         parser.error(f"--baseline {args.baseline} is not one of the runs")
+    if args.behind is not None and args.behind not in runs:
+        parser.error(f"--behind {args.behind} is not one of the runs")
+    windows = windows_of(paths, args.window, args.window_tokens)
     if args.behind is not None:
-        if args.behind not in runs:
-            parser.error(f"--behind {args.behind} is not one of the runs")
-        return behind(runs, args.behind, args.margin, args.min_s, args.window)
+        return behind(runs, args.behind, args.margin, args.min_s, windows)
 
-    usable = {n: r for n, r in runs.items() if len(r) >= args.window}
+    usable = {n: r for n, r in runs.items() if len(r) >= windows[n]}
     reached = {}
     for name, rows in usable.items():
         below = [e for (e, loss) in rows if loss < args.target]
@@ -135,14 +170,14 @@ def main(argv):
     longest = max((r[-1][0] for r in usable.values()), default=0.0)
     compared = {n: r for n, r in usable.items() if r[-1][0] >= 0.8 * longest}
     t = min((r[-1][0] for r in compared.values()), default=None)
-    means = {n: mean_at(r, t, args.window) for n, r in compared.items()}
-    print(f"{'run':32s} {'steps':>6s} {'last s':>7s} {'ms/step':>8s}"
+    means = {n: mean_at(r, t, windows[n]) for n, r in compared.items()}
+    print(f"{'run':32s} {'steps':>6s} {'last s':>7s} {'ms/step':>8s} {'window':>6s}"
           f" {'mean loss at %.1f s' % t if t else '':>20s} {'below %g at' % args.target:>12s}")
     for name, rows in runs.items():
         mean = means.get(name)
         ms = median_step_ms(paths[name])
         print(f"{name:32s} {len(rows):6d} {rows[-1][0] if rows else 0:7.1f} "
-              f"{'%.2f' % ms if ms is not None else '-':>8s} "
+              f"{'%.2f' % ms if ms is not None else '-':>8s} {windows[name]:6d} "
               f"{'%.4f' % mean if mean is not None else '-':>20s} "
               f"{'%.1f s' % reached[name] if name in reached else '-':>12s}")
 
@@ -152,7 +187,7 @@ def main(argv):
         return 0
     scored = {n: m for n, m in means.items() if m is not None}
     if not scored:
-        print(f"pick: none (no run logged {args.window} steps)")
+        print("pick: none (no run logged the steps of its window)")
         return 0
     best = min(scored, key=scored.get)
     why = f"lowest mean loss at {t:.1f} s: {scored[best]:.4f}"

@@ -319,23 +319,25 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "FAIL collect_device_run: before the second step:"; echo "$out"
     grep -A4 "before its second step" "$summary" 2>/dev/null; failures=$((failures+1))
   fi
-  # The lag against a reference run to < 0.1 (--reference): a reference whose loss falls
-  # 0.0025 a step from 5 (below 0.1 first at step 1,961) and a run falling half as fast,
-  # 4 ms a step, 2,048 tokens a step, step 1 ending 1 s after start: its 20-step means
-  # reach 4.0 at step 810 (the reference's at 410) and 3.5 at 1,210 (610); the ratio
-  # at 3.5 (1.98x) projects 3,890 steps and 1 + 3,890 x 4 ms = 16.6 s.
+  # The lag against a reference run to < 0.1 (--reference): a reference of 16,384 tokens
+  # a step whose loss falls 0.0025 a step from 5 (below 0.1 first at step 1,961) and a
+  # run of 8,192 tokens a step falling half as fast, 4 ms a step, step 1 ending 1 s
+  # after start. Means over about an epoch's tokens: 21 steps and 41. The reference's
+  # reach 4.0 at step 410 and 3.5 at 610, the run's at 820 and 1,220; the ratio (2.00x)
+  # projects 3,922 steps and 1 + 3,922 x 4 ms = 16.7 s.
   lag=$work/lag_run; mkdir -p "$lag"
   echo "    Product Name : NVIDIA H100 80GB HBM3" >"$lag/nvidia-smi.txt"
-  awk 'BEGIN { for (s = 0; s < 2000; s++) printf "{\"step\": %d, \"loss\": %.6f}\n", s, 5 - 0.0025 * s }' \
+  awk 'BEGIN { for (s = 0; s < 2000; s++)
+    printf "{\"step\": %d, \"loss\": %.6f, \"dt_ms\": 1000, \"tok_per_sec\": 16384}\n", s, 5 - 0.0025 * s }' \
     >"$work/reference.jsonl"
   awk 'BEGIN { for (s = 0; s < 1500; s++)
-    printf "{\"step\": %d, \"loss\": %.6f, \"dt_ms\": 4.0, \"tok_per_sec\": 512000, \"elapsed_s\": %.3f}\n",
+    printf "{\"step\": %d, \"loss\": %.6f, \"dt_ms\": 4.0, \"tok_per_sec\": 2048000, \"elapsed_s\": %.3f}\n",
       s, 5 - 0.00125 * s, 0.996 + 0.004 * s }' >"$lag/metrics_sweep_b2.jsonl"
   out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$lag" --logs "$work/logs_lag" \
         --date 2000-01-01 --reference "$work/reference.jsonl" 2>&1)
   summary=$work/logs_lag/gpu_h100_2000-01-01/SUMMARY.md
   if grep -q "(below 0.1 first at step 1,961)" "$summary" &&
-     grep -qF "| metrics_sweep_b2.jsonl | 2048 | 4.00 | 810 (1.98x) | 1,210 (1.98x) | - | - | - | - | - | - | 3,890 steps, 16.6 s |" "$summary"; then
+     grep -qF "| metrics_sweep_b2.jsonl | 8192 | 41 | 4.00 | 820 (2.00x) | 1,220 (2.00x) | - | - | - | - | - | - | 3,922 steps, 16.7 s |" "$summary"; then
     echo "ok   collect_device_run: the lag against a reference run"; passes=$((passes+1))
   else
     echo "FAIL collect_device_run: the lag against a reference run:"; echo "$out"
@@ -373,13 +375,27 @@ check_pick "pick_recipe: a gain within the margin keeps the baseline" "lo (the b
   --baseline lo --margin 0.01 lo="$work/p_lo.jsonl" lo2="$work/p_lo2.jsonl"
 check_pick "pick_recipe: a gain past the margin" "lo2 (lowest mean loss at 15.0 s: 0.9950, 0.5%" \
   --baseline lo --margin 0.001 lo="$work/p_lo.jsonl" lo2="$work/p_lo2.jsonl"
-check_pick "pick_recipe: too few steps" "none (no run logged 20 steps)" \
+check_pick "pick_recipe: too few steps" "none (no run logged the steps of its window)" \
   short="$work/p_short.jsonl" missing="$work/nothing.jsonl"
 check_pick "pick_recipe: a short run does not set the time" "lo (lowest mean loss at 15.0 s" \
   lo="$work/p_lo.jsonl" short="$work/p_short.jsonl" hi="$work/p_hi.jsonl"
 head -20 "$work/p_lo2.jsonl" >"$work/p_cut.jsonl"  # 10 s of 15: left out
 check_pick "pick_recipe: a run cut short is left out" "hi (lowest mean loss at 15.0 s: 2.0000)" \
   hi="$work/p_hi.jsonl" cut="$work/p_cut.jsonl"
+# --window_tokens: windows of about that many tokens a run. "small" (1,024 tokens a step,
+# 0.1 s apart) is at 3.0 but for its last 20 steps (an easy section of the text, 1.0);
+# "big" (16,384 tokens a step, 1 s apart) is at 2.0 throughout; both end at 40 s. Over
+# 20 steps each, small looks best; over ~330 sequences each (330 and 21 steps), big is.
+awk 'BEGIN { for (i = 1; i <= 400; i++)
+  printf "{\"step\": %d, \"loss\": %s, \"dt_ms\": 100, \"tok_per_sec\": 10240, \"elapsed_s\": %.1f}\n",
+    i, (i > 380 ? "1.0" : "3.0"), i * 0.1 }' >"$work/p_small.jsonl"
+awk 'BEGIN { for (i = 1; i <= 40; i++)
+  printf "{\"step\": %d, \"loss\": 2.0, \"dt_ms\": 1000, \"tok_per_sec\": 16384, \"elapsed_s\": %d}\n",
+    i, i }' >"$work/p_big.jsonl"
+check_pick "pick_recipe: 20 steps of a small batch see one section" "small (lowest mean loss at 40.0 s: 1.0000)" \
+  small="$work/p_small.jsonl" big="$work/p_big.jsonl"
+check_pick "pick_recipe: --window_tokens compares an epoch each" "big (lowest mean loss at 40.0 s: 2.0000)" \
+  --window_tokens 337920 small="$work/p_small.jsonl" big="$work/p_big.jsonl"
 # --behind (the sweep's early stop): a running candidate against finished runs, at its
 # latest time; exit 0 and "behind:" only when over the margin and past --min_s.
 check_behind() {  # NAME WANT_RC WANT_LINE ARGS...
@@ -405,6 +421,9 @@ check_behind "pick_recipe: not before --min_s" 1 "not behind: hi at 15.0 s, too 
 check_behind "pick_recipe: only against runs that got as far" 1 \
   "not behind: hi at 15.0 s, no other run got that far" \
   --behind hi --min_s 10 --margin 0.1 hi="$work/p_hi.jsonl" cut="$work/p_cut.jsonl"
+check_behind "pick_recipe: --behind over token windows" 0 \
+  "behind: small at 40.0 s, mean loss 2.8788 against big's 2.0000" \
+  --behind small --window_tokens 337920 --margin 0.1 small="$work/p_small.jsonl" big="$work/p_big.jsonl"
 check_behind "pick_recipe: --behind names a run" 2 "usage" \
   --behind nobody hi="$work/p_hi.jsonl"
 expect_fail "pick_recipe: bad argument" "expected NAME=METRICS.jsonl" \
