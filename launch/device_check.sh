@@ -602,15 +602,18 @@ group_sweep() {
       watcher=$!
     fi
     # shellcheck disable=SC2086
+    # A candidate that reaches the target is held to the fast config's rule: the mean
+    # over the latest 16,384 tokens (the original B=16 step) below 0.1.
     train "$name" gpt2_124m_shakespeare "${DEVICE_CHECK_SWEEP_S:-45}" "metrics_$name.jsonl" $flags \
-      ${DEVICE_CHECK_SWEEP_FLAGS:-} --set checkpoint.save_at_end=false
+      ${DEVICE_CHECK_SWEEP_FLAGS:-} --set train.stop_loss_tokens=16384 \
+      --set checkpoint.save_at_end=false
     if [ -n "$watcher" ]; then kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; fi
     [ -s "$logs/metrics_$name.jsonl" ] && finished+=("$name=$logs/metrics_$name.jsonl")
   done
   # The winner at equal time becomes the fast group's flags (DEVICE_CHECK_FAST_FLAGS=auto).
   local specs=()
   for entry in "${list[@]}"; do specs+=("${entry%%|*}=${entry#*|} ${DEVICE_CHECK_SWEEP_FLAGS:-}"); done
-  pick fast_flags --window_tokens "$EPOCH_TOKENS" "${specs[@]}"
+  pick fast_flags --window_tokens "$EPOCH_TOKENS" --target_tokens 16384 "${specs[@]}"
 }
 
 group_seeds() {

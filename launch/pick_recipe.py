@@ -9,7 +9,9 @@ compare group's precision switch for the proof.
 
 The rule, in order:
   1. a run whose loss went below --target (0.1): the one that got there first
-     (elapsed_s after process start) wins;
+     (elapsed_s after process start) wins; with --target_tokens N the loss is
+     the mean of the latest steps holding about N tokens (train.stop_loss_tokens:
+     16384 holds a small batch to what one B=16 step's loss says);
   2. otherwise, at the time every run reached (the smallest of their last
      elapsed_s), the lowest mean of the last --window (20) logged losses up to
      that time wins (runs of any batch size compare at equal time, which is
@@ -38,6 +40,7 @@ behind, to leave the time to the next ones.
 """
 import argparse
 import json
+import math
 import sys
 
 
@@ -99,13 +102,19 @@ def tokens_per_step(path):
     return tokens[len(tokens) // 2] if tokens else None
 
 
-def windows_of(paths, window, window_tokens):
+def windows_of(paths, window, window_tokens, at_least=False):
     """{name: the logged steps each run's mean is over}: `window`, or with
-    window_tokens those that hold about that many tokens."""
+    window_tokens those that hold about that many tokens (at_least: the fewest
+    that hold them all, as the trainer's train.stop_loss_tokens counts)."""
     out = {}
     for name, path in paths.items():
         tokens = tokens_per_step(path) if window_tokens > 0 else None
-        out[name] = max(1, round(window_tokens / tokens)) if tokens else window
+        if not tokens:
+            out[name] = window
+        elif at_least:
+            out[name] = max(1, math.ceil(window_tokens / tokens - 1e-9))
+        else:
+            out[name] = max(1, round(window_tokens / tokens))
     return out
 
 
@@ -141,6 +150,7 @@ def main(argv):
     parser.add_argument("--target", type=float, default=0.1)
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--window_tokens", type=float, default=0)
+    parser.add_argument("--target_tokens", type=float, default=0)
     parser.add_argument("--baseline", default=None)
     parser.add_argument("--margin", type=float, default=0.0)
     parser.add_argument("--behind", default=None)
@@ -163,10 +173,16 @@ def main(argv):
 
     usable = {n: r for n, r in runs.items() if len(r) >= windows[n]}
     reached = {}
+    held = windows_of(paths, 1, args.target_tokens, at_least=True)
     for name, rows in usable.items():
-        below = [e for (e, loss) in rows if loss < args.target]
-        if below:
-            reached[name] = below[0]
+        # rows[i]'s held loss: the mean of rows[i - w + 1 .. i] (w = held[name]).
+        w, below = held[name], None
+        for i in range(w - 1, len(rows)):
+            if sum(loss for (_, loss) in rows[i - w + 1:i + 1]) / w < args.target:
+                below = rows[i][0]
+                break
+        if below is not None:
+            reached[name] = below
     longest = max((r[-1][0] for r in usable.values()), default=0.0)
     compared = {n: r for n, r in usable.items() if r[-1][0] >= 0.8 * longest}
     t = min((r[-1][0] for r in compared.values()), default=None)

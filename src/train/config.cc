@@ -214,6 +214,8 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
          t.stop_after_steps_below());
   if (t.stop_at_loss() < 0)
     fail("train.stop_at_loss must be >= 0, got ", t.stop_at_loss());
+  if (t.stop_loss_tokens() < 0)
+    fail("train.stop_loss_tokens must be >= 0, got ", t.stop_loss_tokens());
 
   const auto& o = c.optim();
   if (!(o.lr() > 0)) fail("optim.lr must be > 0, got ", o.lr());

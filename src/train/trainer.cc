@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <future>
 #include <memory>
 #include <optional>
@@ -716,8 +717,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   std::optional<absl::Status> non_finite_stop;
 
   // The first step with the loss below train.stop_at_loss, and the first of
-  // the current run of such steps.
+  // the current run of such steps. The loss held against it: the mean of the
+  // last `stop_window` steps' (train.stop_loss_tokens), from `recent_losses`.
   std::optional<StepMetrics> first_below, below_since;
+  const int64_t stop_window = std::max<int64_t>(
+      1, (cfg.train().stop_loss_tokens() + plan.total_batch_tokens - 1) /
+             plan.total_batch_tokens);
+  std::deque<double> recent_losses;
   // The step whose scalars are queued for reading.
   std::optional<StepMetrics> pending;
   int pending_slot = 0;
@@ -799,15 +805,28 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       return absl::OkStatus();
     }
     const double target = cfg.train().stop_at_loss();
-    if (target > 0) {
+    recent_losses.push_back(metrics.loss);
+    if (static_cast<int64_t>(recent_losses.size()) > stop_window)
+      recent_losses.pop_front();
+    if (target > 0 &&
+        static_cast<int64_t>(recent_losses.size()) == stop_window) {
       const int streak_needed = cfg.train().stop_after_steps_below();
-      if (metrics.loss < target) {
+      double held = 0.0;
+      for (double loss : recent_losses) held += loss;
+      held /= static_cast<double>(stop_window);
+      const std::string over =
+          stop_window > 1
+              ? absl::StrFormat(
+                    " (the mean of its last %d steps, %s tokens)", stop_window,
+                    Thousands(stop_window * plan.total_batch_tokens))
+              : "";
+      if (held < target) {
         if (!below_since) below_since = metrics;
         if (!first_below) {
           first_below = metrics;
           log.Line(absl::StrFormat(
-              "loss %.6f < %g first at step %d, %.1f s after process start%s",
-              metrics.loss, target, metrics.step, metrics.elapsed_s,
+              "loss %.6f < %g first at step %d, %.1f s after process start%s%s",
+              held, target, metrics.step, metrics.elapsed_s, over,
               streak_needed > 0 ? "" : "; stopping"));
         }
         if (metrics.step - below_since->step + 1 >= streak_needed) {
@@ -816,8 +835,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           if (streak_needed > 0 && !stop) {
             log.Line(absl::StrFormat(
                 "loss below %g at every step since step %d (%.1f s after "
-                "process start): %d steps; stopping",
-                target, below_since->step, below_since->elapsed_s,
+                "process start)%s: %d steps; stopping",
+                target, below_since->step, below_since->elapsed_s, over,
                 streak_needed));
           }
           stop = true;

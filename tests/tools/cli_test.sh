@@ -396,6 +396,20 @@ check_pick "pick_recipe: 20 steps of a small batch see one section" "small (lowe
   small="$work/p_small.jsonl" big="$work/p_big.jsonl"
 check_pick "pick_recipe: --window_tokens compares an epoch each" "big (lowest mean loss at 40.0 s: 2.0000)" \
   --window_tokens 337920 small="$work/p_small.jsonl" big="$work/p_big.jsonl"
+# --target_tokens: rule 1 on the mean over about that many tokens. "noisy" (1,024 tokens a
+# step, 0.1 s apart) has one step at 0.05 at 5 s and stays at 0.05 from 30 s; "steady"
+# (16,384 a step, 1 s apart) from 20 s. One step of noisy goes below first; its mean
+# over 16 steps (16,384 tokens) only at 31.5 s, after steady's at 20 s.
+awk 'BEGIN { for (i = 1; i <= 400; i++)
+  printf "{\"step\": %d, \"loss\": %s, \"dt_ms\": 100, \"tok_per_sec\": 10240, \"elapsed_s\": %.1f}\n",
+    i, (i == 50 || i >= 300 ? "0.05" : "1.0"), i * 0.1 }' >"$work/p_noisy.jsonl"
+awk 'BEGIN { for (i = 1; i <= 40; i++)
+  printf "{\"step\": %d, \"loss\": %s, \"dt_ms\": 1000, \"tok_per_sec\": 16384, \"elapsed_s\": %d}\n",
+    i, (i >= 20 ? "0.05" : "1.0"), i }' >"$work/p_steady.jsonl"
+check_pick "pick_recipe: one step of a small batch below the target" "noisy (loss below 0.1 first, 5.0 s" \
+  noisy="$work/p_noisy.jsonl" steady="$work/p_steady.jsonl"
+check_pick "pick_recipe: --target_tokens holds it to a B=16 step's tokens" "steady (loss below 0.1 first, 20.0 s" \
+  --target_tokens 16384 noisy="$work/p_noisy.jsonl" steady="$work/p_steady.jsonl"
 # --behind (the sweep's early stop): a running candidate against finished runs, at its
 # latest time; exit 0 and "behind:" only when over the margin and past --min_s.
 check_behind() {  # NAME WANT_RC WANT_LINE ARGS...

@@ -212,6 +212,49 @@ TEST_F(TrainerTest, StopsAfterTheLossStaysBelowTheTarget) {
       << text;
 }
 
+// train.stop_loss_tokens: the loss held against the target is the mean of the
+// latest steps holding that many tokens (here 150 of 64 a step: 3 steps), so
+// the run stops where that mean first goes below, not where one step's loss
+// does; the log says which steps it averaged. Expected steps from a plain run.
+TEST_F(TrainerTest, StopsWhenTheMeanOverTheTokensGoesBelow) {
+  auto plain = Run({"log.run_name=plain"});
+  ASSERT_TRUE(plain.ok());
+  const std::vector<double>& l = plain->losses;
+  ASSERT_EQ(l.size(), 8u);
+  // Between step 4's own loss and the mean of steps 2-4 (the loss falls): one
+  // step is below at step 4, the three-step mean only later.
+  const double mean4 = (l[2] + l[3] + l[4]) / 3;
+  ASSERT_LT(l[4], mean4);
+  const double target = (l[4] + mean4) / 2;
+  int single = -1, windowed = -1;
+  for (int i = 0; i < 8; ++i) {
+    if (single < 0 && l[i] < target) single = i;
+    if (windowed < 0 && i >= 2 && (l[i - 2] + l[i - 1] + l[i]) / 3 < target)
+      windowed = i;
+  }
+  ASSERT_GE(windowed, 0) << "the three-step mean never goes below " << target;
+  ASSERT_LT(single, windowed);
+  auto result = Run({"log.run_name=window",
+                     "train.stop_at_loss=" + absl::StrFormat("%.17g", target),
+                     "train.stop_loss_tokens=150"});
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->steps_run, windowed + 1);
+  std::ifstream log(dir_ / "logs/window/train.log");
+  const std::string text((std::istreambuf_iterator<char>(log)), {});
+  EXPECT_NE(text.find("first at step " + std::to_string(windowed) + ","),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("(the mean of its last 3 steps, 192 tokens); stopping"),
+            std::string::npos)
+      << text;
+  auto negative = Run({"log.run_name=neg", "train.stop_loss_tokens=-1"});
+  ASSERT_FALSE(negative.ok());
+  EXPECT_NE(negative.status().message().find(
+                "train.stop_loss_tokens must be >= 0, got -1"),
+            std::string::npos)
+      << negative.status();
+}
+
 // An absurd learning rate blows the weights up until the loss is not finite.
 TEST_F(TrainerTest, NonFiniteLossStopsOrSkipsPerPolicy) {
   const std::vector<std::string> blow_up = {
