@@ -64,10 +64,10 @@ def read_run(path):
     return rows
 
 
-def median_step_ms(path):
-    """The median dt_ms of a metrics.jsonl's step rows past the first 10 (the
-    warm-up), or None."""
-    times = []
+def median_of_rows(path, value):
+    """The median of value(row) over a metrics.jsonl's step rows past the first 10
+    (the warm-up) where it is not None, or None."""
+    values = []
     try:
         with open(path) as fh:
             for line in fh:
@@ -75,31 +75,23 @@ def median_step_ms(path):
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if "dt_ms" in row and row.get("step", 0) >= 10:
-                    times.append(float(row["dt_ms"]))
+                if row.get("step", 0) >= 10 and value(row) is not None:
+                    values.append(value(row))
     except OSError:
         pass
-    times.sort()
-    return times[len(times) // 2] if times else None
+    values.sort()
+    return values[len(values) // 2] if values else None
+
+
+def median_step_ms(path):
+    """The median dt_ms past the warm-up, or None."""
+    return median_of_rows(path, lambda r: float(r["dt_ms"]) if "dt_ms" in r else None)
 
 
 def tokens_per_step(path):
-    """The median tokens a step (tok_per_sec x dt_ms) of a metrics.jsonl's step rows
-    past the first 10, or None."""
-    tokens = []
-    try:
-        with open(path) as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("tok_per_sec") and row.get("dt_ms") and row.get("step", 0) >= 10:
-                    tokens.append(float(row["tok_per_sec"]) * float(row["dt_ms"]) / 1000)
-    except OSError:
-        pass
-    tokens.sort()
-    return tokens[len(tokens) // 2] if tokens else None
+    """The median tokens a step (tok_per_sec x dt_ms) past the warm-up, or None."""
+    return median_of_rows(path, lambda r: float(r["tok_per_sec"]) * float(r["dt_ms"]) / 1000
+                          if r.get("tok_per_sec") and r.get("dt_ms") else None)
 
 
 def windows_of(paths, window, window_tokens, at_least=False):
