@@ -119,17 +119,23 @@ def batch_fit(rows):
 
 
 def metrics_rows(path):
-    """The rows of a metrics.jsonl with a loss, in order (unreadable lines skipped)."""
+    """The rows of a metrics.jsonl with a step and a loss, in order (unreadable lines
+    skipped; none for a missing file)."""
     rows = []
-    with open(path) as fh:
-        for line in fh:
-            try:
-                row = json.loads(line)
-                if row.get("loss") is not None:
-                    row["step"] = int(row["step"])
-                    rows.append(row)
-            except (ValueError, KeyError, TypeError):
-                continue
+    try:
+        with open(path) as fh:
+            lines = fh.readlines()
+    except OSError:
+        return rows
+    for line in lines:
+        try:
+            row = json.loads(line)
+            if row.get("loss") is not None:
+                row["step"] = int(row["step"])
+                row["loss"] = float(row["loss"])
+                rows.append(row)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            continue
     return rows
 
 
@@ -342,19 +348,13 @@ def before_second_step(log_text, metrics_path):
     matmuls = re.search(r"shapes timed took another algorithm.*the timing took ([\d.]+) s",
                         log_text)
     step0, step1 = "-", "-"
-    try:
-        with open(metrics_path) as fh:
-            lines = fh.readlines()
-    except OSError:
-        lines = []
-    for line in lines:
+    for row in metrics_rows(metrics_path):
         try:
-            row = json.loads(line)
-            if row.get("step") == 0 and row.get("dt_ms") is not None:
+            if row["step"] == 0 and row.get("dt_ms") is not None:
                 step0 = f"{float(row['dt_ms']) / 1000:.2f}"
-            if row.get("step") == 1 and row.get("elapsed_s") is not None:
+            if row["step"] == 1 and row.get("elapsed_s") is not None:
                 step1 = f"{float(row['elapsed_s']):.2f}"
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, TypeError):
             continue
     return list(start.groups()) + [step0, attention.group(1) if attention else "-",
                                    matmuls.group(1) if matmuls else "-", step1]
@@ -593,16 +593,13 @@ def main():
         curves, timed = {}, {}
         for metrics_name, path in [(n, os.path.join(dest, n)) for n in runs] + compared:
             losses, at = {}, []
-            with open(path) as fh:
-                for line in fh:
-                    try:
-                        row = json.loads(line)
-                        if row.get("loss") is not None:
-                            losses[int(row["step"])] = float(row["loss"])
-                            if row.get("elapsed_s") is not None:
-                                at.append((float(row["elapsed_s"]), float(row["loss"])))
-                    except (ValueError, KeyError, TypeError):
-                        continue
+            for row in metrics_rows(path):
+                losses[row["step"]] = row["loss"]
+                try:
+                    if row.get("elapsed_s") is not None:
+                        at.append((float(row["elapsed_s"]), row["loss"]))
+                except (ValueError, TypeError):
+                    continue
             curves[metrics_name] = losses
             timed[metrics_name] = at
         milestones = [m for m in (100, 250, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4000)

@@ -724,6 +724,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       1, (cfg.train().stop_loss_tokens() + plan.total_batch_tokens - 1) /
              plan.total_batch_tokens);
   std::deque<double> recent_losses;
+  // What the log's target lines add about that mean.
+  const std::string over =
+      stop_window > 1
+          ? absl::StrFormat(" (the mean of its last %d steps, %s tokens)",
+                            stop_window,
+                            Thousands(stop_window * plan.total_batch_tokens))
+          : "";
   // The step whose scalars are queued for reading.
   std::optional<StepMetrics> pending;
   int pending_slot = 0;
@@ -814,12 +821,6 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       double held = 0.0;
       for (double loss : recent_losses) held += loss;
       held /= static_cast<double>(stop_window);
-      const std::string over =
-          stop_window > 1
-              ? absl::StrFormat(
-                    " (the mean of its last %d steps, %s tokens)", stop_window,
-                    Thousands(stop_window * plan.total_batch_tokens))
-              : "";
       if (held < target) {
         if (!below_since) below_since = metrics;
         if (!first_below) {

@@ -281,6 +281,25 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     echo "FAIL collect_device_run from device_check.tar.gz:"; echo "$out"
     cat "$summary" 2>/dev/null | head -20; failures=$((failures+1))
   fi
+  # check_summary NAME FOLDER LOGS [collect_device_run.py args] -- PATTERN...: files FOLDER
+  # into LOGS; passes when the SUMMARY.md written holds a line matching each PATTERN (grep).
+  check_summary() {
+    local name=$1 folder=$2 logs=$3; shift 3
+    local args=() out pattern missing=
+    while [ "$1" != -- ]; do args+=("$1"); shift; done; shift
+    out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$folder" --logs "$logs" \
+          --date 2000-01-01 "${args[@]}" 2>&1)
+    local summary=$logs/gpu_h100_2000-01-01/SUMMARY.md
+    for pattern in "$@"; do
+      grep -q -- "$pattern" "$summary" 2>/dev/null || missing+="  $pattern"$'\n'
+    done
+    if [ -z "$missing" ]; then
+      echo "ok   $name"; passes=$((passes+1))
+    else
+      echo "FAIL $name: SUMMARY.md lacks"; echo -n "$missing"; echo "$out"
+      failures=$((failures+1))
+    fi
+  }
   # Two runs side by side at equal time after process start (the sweep's table): 30
   # logged steps half a second apart, losses 2 and 1, so the 20 up to 10 s average to
   # exactly that.
@@ -290,16 +309,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     printf '{"step": %d, "loss": 2.0, "elapsed_s": %s}\n' "$i" "$(awk "BEGIN { print $i * 0.5 }")"
   done >"$timed/metrics.jsonl"
   sed 's/"loss": 2.0/"loss": 1.0/' "$timed/metrics.jsonl" >"$timed/metrics_torch.jsonl"
-  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$timed" --logs "$work/logs_timed" \
-        --date 2000-01-01 2>&1)
-  summary=$work/logs_timed/gpu_h100_2000-01-01/SUMMARY.md
-  if grep -q "^| run | 10 s |$" "$summary" && grep -q "^| metrics.jsonl | 2.000 |$" "$summary" \
-     && grep -q "^| metrics_torch.jsonl | 1.000 |$" "$summary"; then
-    echo "ok   collect_device_run: losses at equal time"; passes=$((passes+1))
-  else
-    echo "FAIL collect_device_run: losses at equal time:"; echo "$out"
-    grep -A5 "each time" "$summary" 2>/dev/null; failures=$((failures+1))
-  fi
+  check_summary "collect_device_run: losses at equal time" "$timed" "$work/logs_timed" -- \
+    "^| run | 10 s |$" "^| metrics.jsonl | 2.000 |$" "^| metrics_torch.jsonl | 1.000 |$"
   # What came before the second step: the start-up line's phases, step 0, the kernel
   # timing seconds, and when step 1 ended (a sweep run's section of train.txt).
   early=$work/early_run; mkdir -p "$early"
@@ -310,15 +321,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     >"$early/train.txt"
   printf '%s\n' '{"step": 0, "loss": 10.9, "dt_ms": 612.5, "elapsed_s": 1.25}' \
     '{"step": 1, "loss": 9.8, "dt_ms": 9.5, "elapsed_s": 1.26}' >"$early/metrics_sweep_b4.jsonl"
-  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$early" --logs "$work/logs_early" \
-        --date 2000-01-01 2>&1)
-  summary=$work/logs_early/gpu_h100_2000-01-01/SUMMARY.md
-  if grep -q "^| metrics_sweep_b4.jsonl | 0.01 | 0.13 | 0.09 | 0.27 | 0.00 | 0.61 | 0.21 | 0.18 | 1.26 |$" "$summary"; then
-    echo "ok   collect_device_run: before the second step"; passes=$((passes+1))
-  else
-    echo "FAIL collect_device_run: before the second step:"; echo "$out"
-    grep -A4 "before its second step" "$summary" 2>/dev/null; failures=$((failures+1))
-  fi
+  check_summary "collect_device_run: before the second step" "$early" "$work/logs_early" -- \
+    "^| metrics_sweep_b4.jsonl | 0.01 | 0.13 | 0.09 | 0.27 | 0.00 | 0.61 | 0.21 | 0.18 | 1.26 |$"
   # The lag against a reference run to < 0.1 (--reference): a reference of 16,384 tokens
   # a step whose loss falls 0.0025 a step from 5 (below 0.1 first at step 1,961) and a
   # run of 8,192 tokens a step falling half as fast, 4 ms a step, step 1 ending 1 s
@@ -333,16 +337,9 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   awk 'BEGIN { for (s = 0; s < 1500; s++)
     printf "{\"step\": %d, \"loss\": %.6f, \"dt_ms\": 4.0, \"tok_per_sec\": 2048000, \"elapsed_s\": %.3f}\n",
       s, 5 - 0.00125 * s, 0.996 + 0.004 * s }' >"$lag/metrics_sweep_b2.jsonl"
-  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$lag" --logs "$work/logs_lag" \
-        --date 2000-01-01 --reference "$work/reference.jsonl" 2>&1)
-  summary=$work/logs_lag/gpu_h100_2000-01-01/SUMMARY.md
-  if grep -q "(below 0.1 first at step 1,961)" "$summary" &&
-     grep -qF "| metrics_sweep_b2.jsonl | 8192 | 41 | 4.00 | 820 (2.00x) | 1,220 (2.00x) | - | - | - | - | - | - | 3,922 steps, 16.7 s |" "$summary"; then
-    echo "ok   collect_device_run: the lag against a reference run"; passes=$((passes+1))
-  else
-    echo "FAIL collect_device_run: the lag against a reference run:"; echo "$out"
-    grep -A5 "^Steps to each mean" "$summary" 2>/dev/null; failures=$((failures+1))
-  fi
+  check_summary "collect_device_run: the lag against a reference run" "$lag" "$work/logs_lag" \
+    --reference "$work/reference.jsonl" -- "(below 0\.1 first at step 1,961)" \
+    "^| metrics_sweep_b2\.jsonl | 8192 | 41 | 4\.00 | 820 (2\.00x) | 1,220 (2\.00x) | - | - | - | - | - | - | 3,922 steps, 16\.7 s |$"
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi
