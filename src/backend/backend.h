@@ -138,12 +138,19 @@ class Backend {
     AwaitUpdatesTouching({out}, {tokens, wpe}, /*gathered=*/{wte});
     RunEncoderForward(out, tokens, wte, wpe, B, T, C);
   }
+  // dwte always accumulates (GPT-2's tied lm_head writes it first); dwpe as
+  // `dwpe_grads` says, its rows from T on zero when overwritten.
   void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
-                       const int32_t* host_tokens, int B, int T, int C) {
+                       const int32_t* host_tokens, int B, int T, int C,
+                       ParamGrads dwpe_grads = ParamGrads::kAccumulate) {
     CheckSize(dout, int64_t{B} * T * C, "encoder dout");
     CheckSize(tokens, int64_t{B} * T, "encoder tokens");
+    GPT2_CHECK_MSG(dwpe.numel % C == 0 && dwpe.numel >= int64_t{T} * C,
+                   "encoder dwpe has ", dwpe.numel, " elements, not a multiple",
+                   " of C=", C, " holding T=", T, " rows");
     AwaitUpdatesTouching({dwte, dwpe}, {dout, tokens});
-    RunEncoderBackward(dwte, dwpe, dout, tokens, host_tokens, B, T, C);
+    RunEncoderBackward(dwte, dwpe, dout, tokens, host_tokens, B, T, C,
+                       dwpe_grads);
   }
   void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                         Tensor weight, Tensor bias, int64_t N, int C) {
@@ -156,9 +163,11 @@ class Backend {
     AwaitUpdatesTouching({out, mean, rstd}, {inp, weight, bias});
     RunLayerNormForward(out, mean, rstd, inp, weight, bias, N, C);
   }
+  // dinp accumulates; dweight and dbias as `dparams` says.
   void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                          Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
-                         int64_t N, int C) {
+                         int64_t N, int C,
+                         ParamGrads dparams = ParamGrads::kAccumulate) {
     CheckSize(dinp, N * C, "layernorm dinp");
     CheckSize(dout, N * C, "layernorm dout");
     CheckSize(inp, N * C, "layernorm inp");
@@ -168,7 +177,7 @@ class Backend {
     AwaitUpdatesTouching({dinp, dweight, dbias},
                          {dout, inp, weight, mean, rstd});
     RunLayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N,
-                         C);
+                         C, dparams);
   }
   void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                      int64_t N, int C, int OC) {
@@ -211,10 +220,11 @@ class Backend {
   virtual void BeginUpdatesBeside() {}
   virtual void EndUpdatesBeside() {}
   // accumulate_dinp = false overwrites dinp instead of adding to it (no
-  // zeroing pass first); dweight and dbias always accumulate.
+  // zeroing pass first); dweight and dbias as `dparams` says.
   void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                       Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                      bool accumulate_dinp = true) {
+                      bool accumulate_dinp = true,
+                      ParamGrads dparams = ParamGrads::kAccumulate) {
     CheckSize(dout, N * OC, "matmul dout");
     CheckSize(inp, N * C, "matmul inp");
     CheckSize(dweight, int64_t{OC} * C, "matmul dweight");
@@ -222,7 +232,7 @@ class Backend {
     if (dbias.data != nullptr) CheckSize(dbias, OC, "matmul dbias");
     AwaitUpdatesTouching({dinp, dweight, dbias}, {dout, inp, weight});
     RunMatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
-                      accumulate_dinp);
+                      accumulate_dinp, dparams);
   }
   // Fused forms of the ops above, for the MLP and the residual stream. Each
   // means exactly its unfused sequence (the defaults below run that
@@ -241,12 +251,14 @@ class Backend {
     RunMatmulGeluForward(pre, out, inp, weight, bias, N, C, OC);
   }
   // The backward of out = gelu(pre) @ weight^T + bias, with inp = gelu(pre):
-  // dpre (N,C) = (dout @ weight) * gelu'(pre), overwritten; dweight +=
-  // dout^T @ inp; dbias += column sums of dout. scratch (N,C) is working
-  // memory for backends that do not fuse the GELU into the matmul.
+  // dpre (N,C) = (dout @ weight) * gelu'(pre), overwritten; dweight (+)=
+  // dout^T @ inp; dbias (+)= column sums of dout (as `dparams` says). scratch
+  // (N,C) is working memory for backends that do not fuse the GELU into the
+  // matmul.
   void MatmulBackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
                           Tensor dout, Tensor inp, Tensor weight, Tensor pre,
-                          Tensor scratch, int64_t N, int C, int OC) {
+                          Tensor scratch, int64_t N, int C, int OC,
+                          ParamGrads dparams = ParamGrads::kAccumulate) {
     CheckSize(dpre, N * C, "matmul-gelu dpre");
     CheckSize(pre, N * C, "matmul-gelu pre");
     CheckSize(scratch, N * C, "matmul-gelu scratch");
@@ -257,7 +269,7 @@ class Backend {
     AwaitUpdatesTouching({dpre, dweight, dbias, scratch},
                          {dout, inp, weight, pre});
     RunMatmulBackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre, scratch,
-                          N, C, OC);
+                          N, C, OC, dparams);
   }
   // residual_out = a + b; out, mean, rstd = layernorm(residual_out).
   void ResidualLayerNormForward(Tensor residual_out, Tensor out, Tensor mean,
@@ -448,20 +460,21 @@ class Backend {
                                  Tensor wpe, int B, int T, int C) = 0;
   virtual void RunEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                                   Tensor tokens, const int32_t* host_tokens,
-                                  int B, int T, int C) = 0;
+                                  int B, int T, int C,
+                                  ParamGrads dwpe_grads) = 0;
   virtual void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd,
                                    Tensor inp, Tensor weight, Tensor bias,
                                    int64_t N, int C) = 0;
   virtual void RunLayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                                     Tensor dout, Tensor inp, Tensor weight,
-                                    Tensor mean, Tensor rstd, int64_t N,
-                                    int C) = 0;
+                                    Tensor mean, Tensor rstd, int64_t N, int C,
+                                    ParamGrads dparams) = 0;
   virtual void RunMatmulForward(Tensor out, Tensor inp, Tensor weight,
                                 Tensor bias, int64_t N, int C, int OC) = 0;
   virtual void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                                  Tensor dout, Tensor inp, Tensor weight,
-                                 int64_t N, int C, int OC,
-                                 bool accumulate_dinp) = 0;
+                                 int64_t N, int C, int OC, bool accumulate_dinp,
+                                 ParamGrads dparams) = 0;
   // The fused ops' defaults: their unfused sequences.
   virtual void RunMatmulGeluForward(Tensor pre, Tensor out, Tensor inp,
                                     Tensor weight, Tensor bias, int64_t N,
@@ -472,9 +485,9 @@ class Backend {
   virtual void RunMatmulBackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
                                      Tensor dout, Tensor inp, Tensor weight,
                                      Tensor pre, Tensor scratch, int64_t N,
-                                     int C, int OC) {
+                                     int C, int OC, ParamGrads dparams) {
     RunMatmulBackward(scratch, dweight, dbias, dout, inp, weight, N, C, OC,
-                      /*accumulate_dinp=*/false);
+                      /*accumulate_dinp=*/false, dparams);
     Zero(dpre);
     RunGeluBackward(dpre, pre, scratch);
   }

@@ -2,6 +2,7 @@
 // f32 or f64.
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 
 #include "src/backend/backend.h"
 #include "src/core/host_memory.h"
@@ -54,6 +55,15 @@ class CpuBackend final : public Backend {
     std::memcpy(host_dst, src.data, src.bytes());
   }
   void Zero(Tensor t) override { std::memset(t.data, 0, t.bytes()); }
+  // The reference's overwrite of parameter gradients: zeros, then the sums
+  // added to them (empty tensors skipped).
+  void ZeroToOverwrite(ParamGrads dparams,
+                       std::initializer_list<Tensor> grads) {
+    if (dparams != ParamGrads::kOverwrite) return;
+    for (const Tensor& t : grads) {
+      if (t.data != nullptr) Zero(t);
+    }
+  }
   void Copy(Tensor dst, Tensor src) override {
     GPT2_CHECK(dst.bytes() == src.bytes());
     std::memcpy(dst.data, src.data, dst.bytes());
@@ -88,8 +98,9 @@ class CpuBackend final : public Backend {
     });
   }
   void RunEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
-                          const int32_t* /*host_tokens*/, int B, int T,
-                          int C) override {
+                          const int32_t* /*host_tokens*/, int B, int T, int C,
+                          ParamGrads dwpe_grads) override {
+    ZeroToOverwrite(dwpe_grads, {dwpe});
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::EncoderBackward<F>(dwte.as<F>(), dwpe.as<F>(), dout.as<F>(),
@@ -107,7 +118,9 @@ class CpuBackend final : public Backend {
   }
   void RunLayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                             Tensor dout, Tensor inp, Tensor weight, Tensor mean,
-                            Tensor rstd, int64_t N, int C) override {
+                            Tensor rstd, int64_t N, int C,
+                            ParamGrads dparams) override {
+    ZeroToOverwrite(dparams, {dweight, dbias});
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::LayerNormBackward<F>(dinp.as<F>(), dweight.as<F>(), dbias.as<F>(),
@@ -125,8 +138,9 @@ class CpuBackend final : public Backend {
   }
   void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                          Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                         bool accumulate_dinp) override {
+                         bool accumulate_dinp, ParamGrads dparams) override {
     if (!accumulate_dinp && dinp.data != nullptr) Zero(dinp);
+    ZeroToOverwrite(dparams, {dweight, dbias});
     Dispatch(dout.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::MatmulBackward<F>(OrNull<F>(dinp), dweight.as<F>(), OrNull<F>(dbias),

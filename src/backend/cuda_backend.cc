@@ -313,24 +313,27 @@ class CudaBackend final : public Backend {
     cuda::EncoderForward(out, tokens, wte, wpe, B, T, C, stream_);
   }
   void RunEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout, Tensor tokens,
-                          const int32_t* host_tokens, int B, int T,
-                          int C) override {
-    // wte's rows for the tokens and wpe's first T rows updated in place.
+                          const int32_t* host_tokens, int B, int T, int C,
+                          ParamGrads dwpe_grads) override {
+    // wte's rows for the tokens updated in place; wpe's first T rows too, or
+    // all of it written.
     OpTimer timer(this, "encoder_bwd",
                   Traffic(dout, dout, dout, tokens) +
-                      2.0 * T * C * DTypeSize(dwpe.dtype));
+                      (dwpe_grads == ParamGrads::kOverwrite
+                           ? static_cast<double>(dwpe.bytes())
+                           : 2.0 * T * C * DTypeSize(dwpe.dtype)));
     if (recording_) {
       GPT2_CHECK_MSG(staged_bt_ == int64_t{B} * T,
                      "EncoderBackward while recording a graph needs "
                      "StageEncoderBackward for its (B, T) first");
       cuda::EncoderBackwardStaged(dwte, dwpe, dout, encoder_plan_, B, T, C,
-                                  stream_);
+                                  stream_, dwpe_grads);
       return;
     }
     GPT2_CHECK_MSG(host_tokens != nullptr,
                    "the CUDA encoder backward needs host tokens");
     cuda::EncoderBackward(dwte, dwpe, dout, host_tokens, B, T, C, &scratch_,
-                          &staging_, stream_);
+                          &staging_, stream_, dwpe_grads);
   }
   void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                            Tensor weight, Tensor bias, int64_t N,
@@ -343,13 +346,15 @@ class CudaBackend final : public Backend {
   }
   void RunLayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias,
                             Tensor dout, Tensor inp, Tensor weight, Tensor mean,
-                            Tensor rstd, int64_t N, int C) override {
-    // dinp, dweight and dbias accumulate.
-    OpTimer timer(this, "layernorm_bwd",
-                  Traffic(dinp, dinp, dweight, dweight, dbias, dbias, dout, inp,
-                          weight, mean, rstd));
+                            Tensor rstd, int64_t N, int C,
+                            ParamGrads dparams) override {
+    // dinp accumulates; dweight and dbias as dparams says.
+    OpTimer timer(
+        this, "layernorm_bwd",
+        Traffic(dinp, dinp, dweight, dbias, dout, inp, weight, mean, rstd) +
+            GradReads(dparams, dweight, dbias));
     cuda::LayerNormBackward(dinp, dweight, dbias, dout, inp, weight, mean, rstd,
-                            N, C, &scratch_, stream_);
+                            N, C, &scratch_, stream_, dparams);
   }
   void RunMatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                         int64_t N, int C, int OC) override {
@@ -389,29 +394,30 @@ class CudaBackend final : public Backend {
   }
   void RunMatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                          Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                         bool accumulate_dinp) override {
-    // dweight and dbias accumulate; dinp too unless !accumulate_dinp.
-    OpTimer timer(
-        this, "matmul_bwd",
-        Traffic(dweight, dweight, dbias, dbias, dout, inp, weight, dinp) +
-            (accumulate_dinp ? dinp.bytes() : 0),
-        (dinp.data != nullptr ? 4.0 : 2.0) * N * C * OC);
+                         bool accumulate_dinp, ParamGrads dparams) override {
+    // dweight and dbias as dparams says; dinp accumulates unless
+    // !accumulate_dinp.
+    OpTimer timer(this, "matmul_bwd",
+                  Traffic(dweight, dbias, dout, inp, weight, dinp) +
+                      GradReads(dparams, dweight, dbias) +
+                      (accumulate_dinp ? dinp.bytes() : 0),
+                  (dinp.data != nullptr ? 4.0 : 2.0) * N * C * OC);
     timer.Shape(N, C, OC);
     if (WeightGradientsBeside()) {
       // The weight gradients first, on the second stream once dout and inp
       // are ready; then the input gradient here.
       ForkWeightGradients();
-      WeightAndBiasBeside(dweight, dbias, dout, inp, N, C, OC);
+      WeightAndBiasBeside(dweight, dbias, dout, inp, N, C, OC, dparams);
       dweight = dbias = Tensor{};
     }
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_)
       return cublaslt_->Backward(dinp, dweight, dbias, dout, inp, weight, N, C,
-                                 OC, accumulate_dinp);
+                                 OC, accumulate_dinp, dparams);
 #endif
     if (!accumulate_dinp && dinp.data != nullptr) Zero(dinp);
     cuda::MatmulBackward(dinp, dweight, dbias, dout, inp, weight, N, C, OC,
-                         &scratch_, stream_);
+                         &scratch_, stream_, dparams);
   }
   // Whether this matmul backward queues its weight gradients beside: not
   // while ops are timed (each op's events on stream_ would time its input
@@ -440,21 +446,22 @@ class CudaBackend final : public Backend {
     }
     GPT2_CUDA_CHECK(cudaEventRecord(wgrad_fork_, stream_));
   }
-  // Queues dweight += dout^T @ inp and dbias += column sums of dout on the
-  // weight-gradient stream, after the last ForkWeightGradients' mark;
-  // JoinWeightGradients waits for them.
+  // Queues dweight (+)= dout^T @ inp and dbias (+)= column sums of dout (as
+  // dparams says) on the weight-gradient stream, after the last
+  // ForkWeightGradients' mark; JoinWeightGradients waits for them.
   void WeightAndBiasBeside(Tensor dweight, Tensor dbias, Tensor dout,
-                           Tensor inp, int64_t N, int C, int OC) {
+                           Tensor inp, int64_t N, int C, int OC,
+                           ParamGrads dparams) {
     GPT2_CUDA_CHECK(cudaStreamWaitEvent(wgrad_stream_, wgrad_fork_, 0));
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_beside_) {
       cublaslt_beside_->WeightAndBiasBackward(dweight, dbias, dout, inp, N, C,
-                                              OC);
+                                              OC, dparams);
     } else
 #endif
     {
       cuda::MatmulBackward(Tensor{}, dweight, dbias, dout, inp, Tensor{}, N, C,
-                           OC, &wgrad_scratch_, wgrad_stream_);
+                           OC, &wgrad_scratch_, wgrad_stream_, dparams);
     }
     // Over kWgradEvents unjoined, the ring's oldest event is recorded again,
     // later: a wait for it then waits for more (still correct).
@@ -488,14 +495,14 @@ class CudaBackend final : public Backend {
   }
   void RunMatmulBackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
                              Tensor dout, Tensor inp, Tensor weight, Tensor pre,
-                             Tensor scratch, int64_t N, int C,
-                             int OC) override {
+                             Tensor scratch, int64_t N, int C, int OC,
+                             ParamGrads dparams) override {
 #if !defined(GPT2_CUDA_EMULATED)
     if (cublaslt_ && gelu_epilogues_ && dout.dtype == DType::kBF16) {
-      OpTimer timer(
-          this, "matmul_gelu_bwd",
-          Traffic(dpre, dweight, dweight, dbias, dbias, dout, inp, weight, pre),
-          4.0 * N * C * OC);
+      OpTimer timer(this, "matmul_gelu_bwd",
+                    Traffic(dpre, dweight, dbias, dout, inp, weight, pre) +
+                        GradReads(dparams, dweight, dbias),
+                    4.0 * N * C * OC);
       timer.Shape(N, C, OC);
       // Beside: the fused input gradient alone here (dweight empty), then
       // the weight gradients on their stream from the mark before it; where
@@ -504,15 +511,17 @@ class CudaBackend final : public Backend {
       const bool beside = WeightGradientsBeside();
       if (beside) ForkWeightGradients();
       if (cublaslt_->BackwardGelu(dpre, beside ? Tensor{} : dweight, dbias,
-                                  dout, inp, weight, pre, N, C, OC)) {
-        if (beside) WeightAndBiasBeside(dweight, dbias, dout, inp, N, C, OC);
+                                  dout, inp, weight, pre, N, C, OC, dparams)) {
+        if (beside) {
+          WeightAndBiasBeside(dweight, dbias, dout, inp, N, C, OC, dparams);
+        }
         return;
       }
       timer.Cancel();
     }
 #endif
     Backend::RunMatmulBackwardGelu(dpre, dweight, dbias, dout, inp, weight, pre,
-                                   scratch, N, C, OC);
+                                   scratch, N, C, OC, dparams);
   }
   void RunResidualLayerNormForward(Tensor residual_out, Tensor out, Tensor mean,
                                    Tensor rstd, Tensor a, Tensor b,
@@ -761,6 +770,12 @@ class CudaBackend final : public Backend {
   template <typename... Tensors>
   static double Traffic(const Tensors&... t) {
     return (0.0 + ... + static_cast<double>(t.bytes()));
+  }
+  // Parameter gradients that are read as well as written when they
+  // accumulate.
+  template <typename... Tensors>
+  static double GradReads(ParamGrads dparams, const Tensors&... t) {
+    return dparams == ParamGrads::kAccumulate ? Traffic(t...) : 0.0;
   }
   // The causal score and value products: 2 x 2 x T(T+1)/2 x C flops a
   // sequence (every head's share of C).

@@ -28,6 +28,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_DEVICE_SAMPLING", "0|1"},
       {"GPT2_FP32_MATMUL", "tf32|fp32"},
       {"GPT2_GELU_EPILOGUES", "0|1"},
+      {"GPT2_GRADS_OVERWRITE", "0|1"},
       {"GPT2_LAYERNORM_PACKED", "0|1"},
       {"GPT2_LAYERNORM_PREFETCH", "0|1"},
       {"GPT2_MATMUL_ALGO_CACHE", "ANY"},

@@ -76,6 +76,12 @@ struct Tensor {
   }
 };
 
+// How a backward op writes a parameter's gradient: added to what is there
+// (the micro-steps after a step's first), or written over it (the first, so
+// that no pass zeroes the gradients before it). Both give the bits that
+// adding to zeros gives.
+enum class ParamGrads : uint8_t { kAccumulate, kOverwrite };
+
 }  // namespace gpt2
 
 #endif  // GPT2_CORE_TENSOR_H_

@@ -85,14 +85,15 @@ __global__ void ColumnChunkSumsPackedKernel(float* partial, const T* x,
   }
 }
 
-// out[c] += the sum over chunks of partial[chunk][c]. Grid (ceil(C /
-// kColumnTile), 1 or 2), block (kColumnTile, kRowLanes): blocks with
-// blockIdx.y = 1 do the same for out1 from the chunks after partial's (a
-// LayerNorm's weight and bias gradients in one launch; nullptr with a grid
-// of 1).
+// out[c] += the sum over chunks of partial[chunk][c], or with `overwrite`
+// out[c] = that sum (+ 0.0f: the bits of adding it to a zeroed out, -0.0f
+// included). Grid (ceil(C / kColumnTile), 1 or 2), block (kColumnTile,
+// kRowLanes): blocks with blockIdx.y = 1 do the same for out1 from the chunks
+// after partial's (a LayerNorm's weight and bias gradients in one launch;
+// nullptr with a grid of 1).
 template <typename T>
 __global__ void AddColumnSumsKernel(T* out, const float* partial, int chunks,
-                                    int C, T* out1) {
+                                    int C, T* out1, bool overwrite) {
   KernelPrologue();
   if (blockIdx.y == 1) {
     out = out1;
@@ -100,7 +101,9 @@ __global__ void AddColumnSumsKernel(T* out, const float* partial, int chunks,
   }
   const int c = blockIdx.x * kColumnTile + threadIdx.x;
   const float total = ColumnSliceSum(partial, 0, chunks, c, C);
-  if (threadIdx.y == 0 && c < C) out[c] = FromFloat<T>(ToFloat(out[c]) + total);
+  if (threadIdx.y == 0 && c < C) {
+    out[c] = FromFloat<T>((overwrite ? 0.0f : ToFloat(out[c])) + total);
+  }
 }
 
 }  // namespace gpt2::cuda

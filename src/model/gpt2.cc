@@ -3,6 +3,7 @@
 #include <memory>
 #include <utility>
 
+#include "src/core/env.h"
 #include "src/core/error.h"
 
 namespace gpt2 {
@@ -293,8 +294,15 @@ std::vector<std::pair<int64_t, int64_t>> Gpt2Model::GradRegions(
   return regions;
 }
 
-void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
+void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done,
+                         ParamGrads grads) {
   GPT2_CHECK_MSG(have_dlogits_, "Backward needs a Forward with write_grad");
+  // GPT2_GRADS_OVERWRITE=0: the zeroing pass, then adding (the same bits; a
+  // fallback should a backend's overwriting ops fail their test on a device).
+  if (grads == ParamGrads::kOverwrite && EnvIs("GPT2_GRADS_OVERWRITE", "0")) {
+    ZeroGrads();
+    grads = ParamGrads::kAccumulate;
+  }
   const int B = last_B_, T = last_T_;
   const int64_t BT = int64_t{B} * T;
   const int C = shape_.channels, NH = shape_.num_heads, L = shape_.num_layers;
@@ -319,13 +327,17 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
   // and the end wait for all.
   backend_->Zero(d_res);
 
+  // Every parameter's gradient is written by exactly one op below, except
+  // wte's: the lm_head's product writes it (as `grads` says), the encoder's
+  // backward adds to it.
   backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
                            lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp,
-                           /*accumulate_dinp=*/false);
+                           /*accumulate_dinp=*/false, grads);
   backend_->JoinWeightGradients(1);
-  backend_->LayerNormBackward(
-      d_res, Grad(kLnfw), Grad(kLnfb), d_ln, Layer(L - 1, B, T).residual3,
-      Param(kLnfw), lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT), BT, C);
+  backend_->LayerNormBackward(d_res, Grad(kLnfw), Grad(kLnfb), d_ln,
+                              Layer(L - 1, B, T).residual3, Param(kLnfw),
+                              lnf_mean_.Slice(0, BT), lnf_rstd_.Slice(0, BT),
+                              BT, C, grads);
   for (int l = L - 1; l >= 0; --l) {
     const LayerActs a = Layer(l, B, T);
     // MLP branch: residual3 = residual2 + fcproj(gelu(fc(ln2(residual2)))).
@@ -338,18 +350,18 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
     backend_->MatmulBackwardGelu(d_fch, Grad(kFcprojw, l), Grad(kFcprojb, l),
                                  ResidualGradForMatmul(d_res), a.fch_gelu,
                                  Param(kFcprojw, l), a.fch, d_fch_gelu, BT,
-                                 4 * C, C);
+                                 4 * C, C, grads);
     backend_->MatmulBackward(d_ln, Grad(kFcw, l), Grad(kFcb, l), d_fch, a.ln2,
-                             Param(kFcw, l), BT, C, 4 * C, false);
+                             Param(kFcw, l), BT, C, 4 * C, false, grads);
     backend_->JoinWeightGradients(1);
     backend_->LayerNormBackward(d_res, Grad(kLn2w, l), Grad(kLn2b, l), d_ln,
                                 a.residual2, Param(kLn2w, l), a.ln2_mean,
-                                a.ln2_rstd, BT, C);
+                                a.ln2_rstd, BT, C, grads);
     // Attention branch: residual2 = residual_in +
     // attproj(attn(qkv(ln1(residual_in)))).
     backend_->MatmulBackward(d_atty, Grad(kAttprojw, l), Grad(kAttprojb, l),
                              ResidualGradForMatmul(d_res), a.atty,
-                             Param(kAttprojw, l), BT, C, C, false);
+                             Param(kAttprojw, l), BT, C, C, false, grads);
     backend_->AttentionBackward(d_qkv, d_atty, a.qkv, a.atty, a.att_lse, B, T,
                                 C, NH);
     if (recompute_layernorm_) {
@@ -357,11 +369,11 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
                                  Param(kLn1w, l), Param(kLn1b, l), BT, C);
     }
     backend_->MatmulBackward(d_ln, Grad(kQkvw, l), Grad(kQkvb, l), d_qkv, a.ln1,
-                             Param(kQkvw, l), BT, C, 3 * C, false);
+                             Param(kQkvw, l), BT, C, 3 * C, false, grads);
     backend_->JoinWeightGradients(1);
     backend_->LayerNormBackward(d_res, Grad(kLn1w, l), Grad(kLn1b, l), d_ln,
                                 a.residual_in, Param(kLn1w, l), a.ln1_mean,
-                                a.ln1_rstd, BT, C);
+                                a.ln1_rstd, BT, C, grads);
     if (grads_done) {
       backend_->JoinWeightGradients(0);
       grads_done(l);
@@ -369,7 +381,7 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done) {
   }
   backend_->JoinWeightGradients(0);  // lm_head's wrote wte's gradient too
   backend_->EncoderBackward(Grad(kWte), Grad(kWpe), d_res, tokens_.Slice(0, BT),
-                            host_tokens_.data(), B, T, C);
+                            host_tokens_.data(), B, T, C, grads);
   if (grads_done) grads_done(-1);
   have_dlogits_ = false;
 }

@@ -86,12 +86,16 @@ class Gpt2Model {
   void SetInputs(const int32_t* tokens, const int32_t* targets, int B, int T);
   void QueueForward(int B, int T, double dloss, bool write_grad,
                     bool with_targets);
-  // Accumulates (+=) parameter gradients of the last Forward's loss. When
-  // given, grads_done(l) is called as soon as layer l's gradients are final
-  // (l = L-1 down to 0, work queued on the backend), and grads_done(-1) at
-  // the end for the other tensors (wte, wpe, the final LayerNorm): the hook
-  // for reducing gradients while the backward goes on.
-  void Backward(const std::function<void(int layer)>& grads_done = nullptr);
+  // Accumulates (+=) parameter gradients of the last Forward's loss, or with
+  // ParamGrads::kOverwrite writes them over whatever the gradient buffer
+  // holds (a step's first micro-step: the same bits as ZeroGrads then
+  // accumulating, without that pass over the buffer). When given,
+  // grads_done(l) is called as soon as layer l's gradients are final (l = L-1
+  // down to 0, work queued on the backend), and grads_done(-1) at the end for
+  // the other tensors (wte, wpe, the final LayerNorm): the hook for reducing
+  // gradients while the backward goes on.
+  void Backward(const std::function<void(int layer)>& grads_done = nullptr,
+                ParamGrads grads = ParamGrads::kAccumulate);
   // The parts of the flat gradient buffer that grads_done(layer) announces,
   // as (offset, count) pairs.
   std::vector<std::pair<int64_t, int64_t>> GradRegions(int layer) const;

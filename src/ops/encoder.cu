@@ -30,16 +30,21 @@ __global__ void EncoderForwardKernel(TR* out, const int32_t* tokens,
   }
 }
 
-// dwpe[t, c] += sum over b of dout[b, t, c], b in order.
+// dwpe[t, c] += sum over b of dout[b, t, c], b in order; with `overwrite_rows`
+// > 0, dwpe's first overwrite_rows rows are written instead (the sum + 0.0f:
+// the bits of adding it to zeros), those from T on with zeros.
 template <typename T, typename TR>
 __global__ void EncoderBackwardWpeKernel(T* dwpe, const TR* dout, int B, int T_,
-                                         int C) {
+                                         int C, int overwrite_rows) {
   KernelPrologue();
   const int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x;
-  if (i >= int64_t{T_} * C) return;
+  const int64_t end = int64_t{overwrite_rows > T_ ? overwrite_rows : T_} * C;
+  if (i >= end) return;
   float sum = 0.0f;
-  for (int b = 0; b < B; ++b) sum += ToFloat(dout[int64_t{b} * T_ * C + i]);
-  dwpe[i] = FromFloat<T>(ToFloat(dwpe[i]) + sum);
+  if (i < int64_t{T_} * C) {
+    for (int b = 0; b < B; ++b) sum += ToFloat(dout[int64_t{b} * T_ * C + i]);
+  }
+  dwpe[i] = FromFloat<T>((overwrite_rows > 0 ? 0.0f : ToFloat(dwpe[i])) + sum);
 }
 
 // The positions grouped by token, packed for the device as [buckets |
@@ -112,14 +117,20 @@ __global__ void EncoderBackwardWteKernel(T* dwte, const TR* dout,
 // with `bucket_rows` rows of blocks.
 void LaunchEncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                            const int32_t* plan, int B, int T, int C,
-                           int bucket_rows, CUstream_st* stream) {
+                           int bucket_rows, CUstream_st* stream,
+                           ParamGrads dwpe_grads) {
+  const int overwrite_rows = dwpe_grads == ParamGrads::kOverwrite
+                                 ? static_cast<int>(dwpe.numel / C)
+                                 : 0;
+  const int64_t wpe_elems = int64_t{std::max(T, overwrite_rows)} * C;
   DispatchFloat2(dwte.dtype, dout.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
     using R = decltype(zero_r);
-    CheckLaunch(GPT2_LAUNCH((EncoderBackwardWpeKernel<F, R>),
-                            CeilDiv(int64_t{T} * C, 256), 256, 0, stream,
-                            Ptr<F>(dwpe), Ptr<R>(dout), B, T, C),
-                "EncoderBackwardWpeKernel");
+    CheckLaunch(
+        GPT2_LAUNCH((EncoderBackwardWpeKernel<F, R>), CeilDiv(wpe_elems, 256),
+                    256, 0, stream, Ptr<F>(dwpe), Ptr<R>(dout), B, T, C,
+                    overwrite_rows),
+        "EncoderBackwardWpeKernel");
     const dim3 grid(CeilDiv(C, 128), bucket_rows);
     CheckLaunch(GPT2_LAUNCH((EncoderBackwardWteKernel<F, R>), grid, 128, 0,
                             stream, Ptr<F>(dwte), Ptr<R>(dout), plan, B * T, C),
@@ -145,7 +156,7 @@ void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
 void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                      const int32_t* host_tokens, int B, int T, int C,
                      Scratch* scratch, PinnedStaging* staging,
-                     CUstream_st* stream) {
+                     CUstream_st* stream, ParamGrads dwpe_grads) {
   // The grouping through scratch, a row of blocks a bucket (up to the grid's
   // limit; more stride).
   const std::vector<int32_t> packed = PackTokenGroups(host_tokens, B * T);
@@ -153,7 +164,7 @@ void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
   auto* plan = static_cast<int32_t*>(scratch->Get(bytes, stream));
   staging->CopyToDevice(plan, packed.data(), bytes, stream);
   LaunchEncoderBackward(dwte, dwpe, dout, plan, B, T, C,
-                        std::min(packed[0], 65535), stream);
+                        std::min(packed[0], 65535), stream, dwpe_grads);
 }
 
 // The largest PackTokenGroups: every position its own bucket.
@@ -169,12 +180,13 @@ void StageEncoderPlan(Tensor plan, const int32_t* host_tokens, int B, int T,
 }
 
 void EncoderBackwardStaged(Tensor dwte, Tensor dwpe, Tensor dout, Tensor plan,
-                           int B, int T, int C, CUstream_st* stream) {
+                           int B, int T, int C, CUstream_st* stream,
+                           ParamGrads dwpe_grads) {
   GPT2_CHECK(plan.dtype == DType::kI32 &&
              plan.numel >= EncoderPlanSize(int64_t{B} * T));
   // A grid that does not depend on the tokens: up to 4,096 rows of blocks.
   LaunchEncoderBackward(dwte, dwpe, dout, Ptr<int32_t>(plan), B, T, C,
-                        std::min(B * T, 4096), stream);
+                        std::min(B * T, 4096), stream, dwpe_grads);
 }
 
 }  // namespace gpt2::cuda

@@ -1,5 +1,6 @@
 // Encoder: token embedding plus position embedding.
-// Backward accumulates (+=) into the parameter gradients, like every op here.
+// Backward accumulates (+=) into the parameter gradients, like every op's
+// reference here; the CUDA twin can also write wpe's (ParamGrads).
 #ifndef GPT2_OPS_ENCODER_H_
 #define GPT2_OPS_ENCODER_H_
 
@@ -34,10 +35,13 @@ class PinnedStaging;
 void EncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe, int B,
                     int T, int C, CUstream_st* stream);
 // host_tokens: the (B,T) tokens in host memory, grouped on the host per token.
+// dwte accumulates; dwpe (maxT,C) as `dwpe_grads` says (overwritten, its rows
+// from T on are zeroed).
 void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                      const int32_t* host_tokens, int B, int T, int C,
                      Scratch* scratch, PinnedStaging* staging,
-                     CUstream_st* stream);
+                     CUstream_st* stream,
+                     ParamGrads dwpe_grads = ParamGrads::kAccumulate);
 // The same in two parts, for graphs: StageEncoderPlan groups the tokens on
 // the host and copies the grouping into `plan` (i32, at least
 // EncoderPlanSize(B * T) elements) on `stream`; EncoderBackwardStaged then
@@ -47,7 +51,8 @@ int64_t EncoderPlanSize(int64_t BT);
 void StageEncoderPlan(Tensor plan, const int32_t* host_tokens, int B, int T,
                       PinnedStaging* staging, CUstream_st* stream);
 void EncoderBackwardStaged(Tensor dwte, Tensor dwpe, Tensor dout, Tensor plan,
-                           int B, int T, int C, CUstream_st* stream);
+                           int B, int T, int C, CUstream_st* stream,
+                           ParamGrads dwpe_grads = ParamGrads::kAccumulate);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_ENCODER_H_

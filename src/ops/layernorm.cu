@@ -549,8 +549,8 @@ void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,
 
 void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                        Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
-                       int64_t N, int C, Scratch* scratch,
-                       CUstream_st* stream) {
+                       int64_t N, int C, Scratch* scratch, CUstream_st* stream,
+                       ParamGrads dparams) {
   DispatchFloat2(dout.dtype, dinp.dtype, [&](auto zero, auto zero_r) {
     using F = decltype(zero);
     using R = decltype(zero_r);
@@ -595,10 +595,11 @@ void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     }
     const dim3 block(kColumnTile, kRowLanes);
     // dweight (blockIdx.y 0) and dbias (1) in one launch: 2 C / 32 blocks.
-    CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>,
-                            dim3(CeilDiv(C, kColumnTile), 2), block, 0, stream,
-                            Ptr<F>(dweight), partial, blocks, C, Ptr<F>(dbias)),
-                "AddColumnSumsKernel(dweight, dbias)");
+    CheckLaunch(
+        GPT2_LAUNCH(AddColumnSumsKernel<F>, dim3(CeilDiv(C, kColumnTile), 2),
+                    block, 0, stream, Ptr<F>(dweight), partial, blocks, C,
+                    Ptr<F>(dbias), dparams == ParamGrads::kOverwrite),
+        "AddColumnSumsKernel(dweight, dbias)");
   });
 }
 

@@ -35,9 +35,11 @@ class Scratch;
 void LayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
                       Tensor weight, Tensor bias, int64_t N, int C,
                       CUstream_st* stream);
+// dinp accumulates; dweight and dbias as `dparams` says.
 void LayerNormBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                        Tensor inp, Tensor weight, Tensor mean, Tensor rstd,
-                       int64_t N, int C, Scratch* scratch, CUstream_st* stream);
+                       int64_t N, int C, Scratch* scratch, CUstream_st* stream,
+                       ParamGrads dparams = ParamGrads::kAccumulate);
 // residual (N,C) = a + b, then out = LayerNorm(residual) as above, in one
 // kernel (Backend::ResidualLayerNormForward; the CPU runs the two ops).
 void ResidualLayerNormForward(Tensor residual, Tensor out, Tensor mean,

@@ -297,7 +297,7 @@ void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
 
 void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                    Scratch* scratch, CUstream_st* stream) {
+                    Scratch* scratch, CUstream_st* stream, ParamGrads dparams) {
   DispatchFloat(dout.dtype, [&](auto zero) {
     using F = decltype(zero);
     if (dinp.data != nullptr) {
@@ -307,26 +307,29 @@ void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
     // a[i][k] = dout[k][i]: dout read transposed.
     if (dweight.data != nullptr) {
       Gemm<F>(stream, Ptr<F>(dweight), Ptr<F>(dout), Ptr<F>(inp), nullptr, OC,
-              C, N, 1, OC, C, 1, true);
+              C, N, 1, OC, C, 1, dparams == ParamGrads::kAccumulate);
     }
   });
   if (dbias.data != nullptr)
-    MatmulBiasBackward(dbias, dout, N, OC, scratch, stream);
+    MatmulBiasBackward(dbias, dout, N, OC, scratch, stream, dparams);
 }
 
-void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream) {
+void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream,
+                 ParamGrads dparams) {
   const dim3 block(kColumnTile, kRowLanes);
   DispatchFloat(dbias.dtype, [&](auto zero) {
     using F = decltype(zero);
     CheckLaunch(GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile),
                             block, 0, stream, Ptr<F>(dbias), sums, 1, OC,
-                            static_cast<F*>(nullptr)),
+                            static_cast<F*>(nullptr),
+                            dparams == ParamGrads::kOverwrite),
                 "AddColumnSumsKernel");
   });
 }
 
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
-                        Scratch* scratch, CUstream_st* stream) {
+                        Scratch* scratch, CUstream_st* stream,
+                        ParamGrads dparams) {
   constexpr int kRowsPerChunk = 256;
   const unsigned chunks = CeilDiv(N, kRowsPerChunk);
   auto* partial = static_cast<float*>(
@@ -351,7 +354,8 @@ void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
     CheckLaunch(
         GPT2_LAUNCH(AddColumnSumsKernel<F>, CeilDiv(OC, kColumnTile), block, 0,
                     stream, Ptr<F>(dbias), partial, static_cast<int>(chunks),
-                    OC, static_cast<F*>(nullptr)),
+                    OC, static_cast<F*>(nullptr),
+                    dparams == ParamGrads::kOverwrite),
         "AddColumnSumsKernel");
   });
 }

@@ -35,10 +35,12 @@ class Scratch;
 void MatmulForward(Tensor out, Tensor inp, Tensor weight, Tensor bias,
                    int64_t N, int C, int OC, CUstream_st* stream);
 // dinp, dweight and dbias may each be empty (skipped): the input gradient
-// and the weight gradients may go to different streams.
+// and the weight gradients may go to different streams. dinp accumulates,
+// dweight and dbias as `dparams` says.
 void MatmulBackward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                    Scratch* scratch, CUstream_st* stream);
+                    Scratch* scratch, CUstream_st* stream,
+                    ParamGrads dparams = ParamGrads::kAccumulate);
 // The forward for at most kSkinnyMaxRows rows (decoding), on both paths:
 // memory-bound on the weights, which a GEMM tiled for many rows reads poorly.
 // With a non-null gelu_out, `out` gets the pre-activation and gelu_out its
@@ -59,13 +61,15 @@ struct SkinnyLayerNorm {
 bool SkinnyMatmulForward(Tensor out, Tensor gelu_out, Tensor inp, Tensor weight,
                          Tensor bias, int64_t N, int C, int OC,
                          CUstream_st* stream, const SkinnyLayerNorm* ln);
-// dbias (OC) += column sums of dout (N,OC), deterministic (used by both
+// dbias (OC) (+)= column sums of dout (N,OC), deterministic (used by both
 // paths): fixed row chunks, then the chunks in order (src/cuda/reduce.cuh).
 void MatmulBiasBackward(Tensor dbias, Tensor dout, int64_t N, int OC,
-                        Scratch* scratch, CUstream_st* stream);
-// dbias (OC) += sums (OC floats in device memory), for column sums made
+                        Scratch* scratch, CUstream_st* stream,
+                        ParamGrads dparams = ParamGrads::kAccumulate);
+// dbias (OC) (+)= sums (OC floats in device memory), for column sums made
 // elsewhere (cuBLASLt's bias-gradient epilogue).
-void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream);
+void AddBiasSums(Tensor dbias, const float* sums, int OC, CUstream_st* stream,
+                 ParamGrads dparams = ParamGrads::kAccumulate);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_MATMUL_H_

@@ -600,7 +600,8 @@ bool CublasLtMatmul::ForwardGelu(Tensor pre, Tensor out, Tensor inp,
 
 void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
                               Tensor dout, Tensor inp, Tensor weight, int64_t N,
-                              int C, int OC, bool accumulate_dinp) {
+                              int C, int OC, bool accumulate_dinp,
+                              ParamGrads dparams) {
   if (dinp.data != nullptr) {
     // dinp^T (C,N) (+)= W^T (stored (C,OC)) . dout^T (stored (OC,N)).
     Plan* plan = GetPlan(dout.dtype, C, N, OC, false, false,
@@ -610,13 +611,14 @@ void CublasLtMatmul::Backward(Tensor dinp, Tensor dweight, Tensor dbias,
         accumulate_dinp);
   }
   if (dweight.data != nullptr) {
-    WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+    WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC, dparams);
   }
 }
 
 bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
                                   Tensor dout, Tensor inp, Tensor weight,
-                                  Tensor pre, int64_t N, int C, int OC) {
+                                  Tensor pre, int64_t N, int C, int OC,
+                                  ParamGrads dparams) {
   if (C % 8 != 0) return false;
   // dpre^T (C,N) = (W^T . dout^T) * gelu'(pre^T), pre as the epilogue's aux.
   Plan* plan =
@@ -627,15 +629,18 @@ bool CublasLtMatmul::BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias,
   if (!RunFused(plan, weight.data, dout.data, dpre.data, nullptr, pre.data))
     return false;
   if (dweight.data != nullptr) {
-    WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC);
+    WeightAndBiasBackward(dweight, dbias, dout, inp, N, C, OC, dparams);
   }
   return true;
 }
 
 void CublasLtMatmul::WeightAndBiasBackward(Tensor dweight, Tensor dbias,
                                            Tensor dout, Tensor inp, int64_t N,
-                                           int C, int OC) {
-  // dW^T (C,OC) += inp^T (stored (C,N)) . dout (stored (OC,N), transposed).
+                                           int C, int OC, ParamGrads dparams) {
+  // dW^T (C,OC) (+)= inp^T (stored (C,N)) . dout (stored (OC,N),
+  // transposed): beta 1 or 0 (written without reading it: the bits of adding
+  // the product to zeros).
+  const bool accumulate = dparams == ParamGrads::kAccumulate;
   const int alignment = Alignment({inp.data, dout.data, dweight.data});
   // The bias gradient from this same product's BGRADB epilogue (dout is read
   // once instead of twice), in fp32, then added into dbias; where cuBLASLt has
@@ -644,21 +649,21 @@ void CublasLtMatmul::WeightAndBiasBackward(Tensor dweight, Tensor dbias,
   // against 36.1 ms at 3f7ee8e, 29.7 against 30.4 at 963fd27).
   if (dbias.data != nullptr && bias_epilogue_) {
     Plan* fused = GetPlan(dout.dtype, C, OC, N, false, true,
-                          CUBLASLT_EPILOGUE_BGRADB, true, alignment,
+                          CUBLASLT_EPILOGUE_BGRADB, accumulate, alignment,
                           /*required=*/false);
     auto* sums =
         static_cast<float*>(scratch_->Get(sizeof(float) * size_t(OC), stream_));
     if (fused != nullptr && RunFused(fused, inp.data, dout.data, dweight.data,
-                                     sums, nullptr, /*accumulate=*/true)) {
-      AddBiasSums(dbias, sums, OC, stream_);
+                                     sums, nullptr, accumulate)) {
+      AddBiasSums(dbias, sums, OC, stream_, dparams);
       return;
     }
   }
   Plan* plan = GetPlan(dout.dtype, C, OC, N, false, true,
-                       CUBLASLT_EPILOGUE_DEFAULT, true, alignment, true);
-  Run(plan, inp.data, dout.data, dweight.data, nullptr, nullptr, true);
+                       CUBLASLT_EPILOGUE_DEFAULT, accumulate, alignment, true);
+  Run(plan, inp.data, dout.data, dweight.data, nullptr, nullptr, accumulate);
   if (dbias.data != nullptr) {
-    MatmulBiasBackward(dbias, dout, N, OC, scratch_, stream_);
+    MatmulBiasBackward(dbias, dout, N, OC, scratch_, stream_, dparams);
   }
 }
 

@@ -41,24 +41,26 @@ class CublasLtMatmul {
   bool ForwardGelu(Tensor pre, Tensor out, Tensor inp, Tensor weight,
                    Tensor bias, int64_t N, int C, int OC);
   // dinp (N,C) += (or = when !accumulate_dinp) dout @ weight; dweight (OC,C)
-  // += dout^T @ inp; dbias (OC) += column sums of dout (our deterministic
+  // (+)= dout^T @ inp; dbias (OC) (+)= column sums of dout (our deterministic
   // kernel with GPT2_BIAS_EPILOGUE=0; by default cuBLASLt's BGRADB epilogue
-  // of the dweight product, where it has an algorithm). dinp / dbias may be
-  // empty; an empty dweight leaves the weight and bias gradients out
-  // (WeightAndBiasBackward, on another stream's instance, does them).
+  // of the dweight product, where it has an algorithm), added or written as
+  // `dparams` says. dinp / dbias may be empty; an empty dweight leaves the
+  // weight and bias gradients out (WeightAndBiasBackward, on another stream's
+  // instance, does them).
   void Backward(Tensor dinp, Tensor dweight, Tensor dbias, Tensor dout,
                 Tensor inp, Tensor weight, int64_t N, int C, int OC,
-                bool accumulate_dinp);
+                bool accumulate_dinp, ParamGrads dparams);
   // Backward with the GELU gradient fused into dinp's epilogue: dpre =
   // (dout @ weight) * gelu'(pre) (Backend::MatmulBackwardGelu). False, having
   // done nothing, where cuBLASLt has no algorithm for the epilogue. An empty
   // dweight as in Backward.
   bool BackwardGelu(Tensor dpre, Tensor dweight, Tensor dbias, Tensor dout,
                     Tensor inp, Tensor weight, Tensor pre, int64_t N, int C,
-                    int OC);
-  // dweight += dout^T @ inp; dbias (may be empty) += column sums of dout.
+                    int OC, ParamGrads dparams);
+  // dweight (+)= dout^T @ inp; dbias (may be empty) (+)= column sums of dout.
   void WeightAndBiasBackward(Tensor dweight, Tensor dbias, Tensor dout,
-                             Tensor inp, int64_t N, int C, int OC);
+                             Tensor inp, int64_t N, int C, int OC,
+                             ParamGrads dparams);
   // With GPT2_MATMUL_AUTOTUNE=1 (plans time cuBLASLt's first 8 algorithms on
   // their first call and keep the fastest): how many shapes were timed, how
   // many changed algorithm, and the time that saved; "" otherwise.

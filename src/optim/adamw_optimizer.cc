@@ -89,11 +89,9 @@ void AdamWOptimizer::Step(Tensor params, Tensor shard_grads,
 
 void AdamWOptimizer::StepAtStagedValues(Tensor params, Tensor shard_grads,
                                         Tensor norm_squared, Tensor step_values,
-                                        const GatheredRows& gathered,
-                                        Tensor zero_after) {
+                                        const GatheredRows& gathered) {
   GPT2_CHECK_MSG(step_values.data != nullptr, "no step values");
-  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values, gathered,
-        zero_after);
+  Queue(params, shard_grads, norm_squared, 0.0, 1, step_values, gathered);
 }
 
 namespace {
@@ -129,8 +127,7 @@ void AdamWOptimizer::StageStepValues(Tensor step_values, double lr,
 
 void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
                            Tensor norm_squared, double lr, int64_t step,
-                           Tensor step_values, const GatheredRows& gathered,
-                           Tensor zero_after) {
+                           Tensor step_values, const GatheredRows& gathered) {
   const int64_t begin = shard_.begin(), n = shard_.end() - begin;
   if (n == 0) return;
   const Tensor param = params.Slice(begin, n);
@@ -178,7 +175,6 @@ void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
       table.marked_rows = false;
       backend_->AdamW(param, master, m, v, grad, norm_squared, table);
     }
-    if (zero_after.data != nullptr) backend_->Zero(zero_after);
     backend_->EndUpdatesBeside();
     return;
   }
@@ -187,7 +183,6 @@ void AdamWOptimizer::Queue(Tensor params, Tensor shard_grads,
   args_.step_values = step_values;
   backend_->AdamW(param, master, m_.Slice(0, n), v_.Slice(0, n), grad,
                   norm_squared, args_);
-  if (zero_after.data != nullptr) backend_->Zero(zero_after);
 }
 
 void AdamWOptimizer::InitMasterFromParams(Tensor params) {

@@ -64,12 +64,10 @@ class AdamWOptimizer {
   // update queues behind the rest of the table (~30% of GPT-2 124M's
   // parameters). The tokens must hold the batch that forward gathers when
   // the update runs (staged before a replay); the same updates either way,
-  // bit for bit. `zero_after` (e.g. the gradients) is zeroed once the update
-  // has read it, beside the forward with the update.
+  // bit for bit.
   void StepAtStagedValues(Tensor params, Tensor shard_grads,
                           Tensor norm_squared, Tensor step_values,
-                          const GatheredRows& gathered = {},
-                          Tensor zero_after = {});
+                          const GatheredRows& gathered = {});
   // Writes the values Step(..., lr, step) would use to step_values.
   void StageStepValues(Tensor step_values, double lr, int64_t step);
   // Where the backend has updates beside (Backend::BeginUpdatesBeside), Step
@@ -104,7 +102,7 @@ class AdamWOptimizer {
  private:
   void Queue(Tensor params, Tensor shard_grads, Tensor norm_squared, double lr,
              int64_t step, Tensor step_values,
-             const GatheredRows& gathered = {}, Tensor zero_after = {});
+             const GatheredRows& gathered = {});
   static DType StateDType(DType dtype, bool bf16_state) {
     return dtype == DType::kBF16 && !bf16_state ? DType::kF32 : dtype;
   }

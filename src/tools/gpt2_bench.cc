@@ -301,11 +301,12 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   const int steps = absl::GetFlag(FLAGS_steps);
   for (int i = 0; i <= steps; ++i) {
     const auto t0 = Clock::now();
-    model.ZeroGrads();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
     backend->Synchronize();
     const auto t1 = Clock::now();
-    model.Backward();
+    // The gradients written over the last step's, as training's first
+    // micro-step does.
+    model.Backward(nullptr, ParamGrads::kOverwrite);
     backend->Synchronize();
     const auto t2 = Clock::now();
     backend->SumSquares(norm_sq, model.grads());
@@ -326,8 +327,8 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     upd.push_back(Ms(t2, t3));
   }
   // Steps back to back as training queues them (no host wait between
-  // phases or steps; the gradients zeroed after the forward, so updates
-  // beside the next forward can overlap it): three rounds of `steps`, each
+  // phases or steps; the backward writes the gradients once the updates
+  // beside the forward have read them): three rounds of `steps`, each
   // timed from its first call to the end of its last step on the device.
   // The host's time to issue one step's calls, nothing queued ahead (each
   // round's first), says whether the host keeps ahead of the device.
@@ -350,8 +351,7 @@ double BenchTrainStep(bool print, int local_rank = 0) {
                      norm_sq);
         } else {
           model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
-          model.ZeroGrads();
-          model.Backward();
+          model.Backward(nullptr, ParamGrads::kOverwrite);
           backend->SumSquares(norm_sq, model.grads());
         }
         const int64_t update = steps + 2 + round * steps + i;
@@ -371,9 +371,8 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   std::vector<OpTiming> timings;
   if (absl::GetFlag(FLAGS_profile)) {
     backend->EnableOpTiming(true);
-    model.ZeroGrads();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
-    model.Backward();
+    model.Backward(nullptr, ParamGrads::kOverwrite);
     backend->SumSquares(norm_sq, model.grads());
     opt.Step(model.params(), model.grads(), norm_sq, 1e-4, steps + 2);
     timings = backend->TakeOpTimings();
@@ -523,17 +522,18 @@ void BenchOverlap(const MpiEnv& mpi, Backend* backend, Communicator* comm,
     backend->Synchronize();
     host->Barrier();
     const auto t0 = Clock::now();
-    model.ZeroGrads();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
     if (mode == kDuring) {
       comm->BeginOverlap();
-      model.Backward([&](int layer) {
-        layerwise.Reduce(comm, model.padded_grads(), layer);
-      });
+      model.Backward(
+          [&](int layer) {
+            layerwise.Reduce(comm, model.padded_grads(), layer);
+          },
+          ParamGrads::kOverwrite);
       comm->EndOverlap();
       comm->AllGather(model.padded_grads(), mine);
     } else {
-      model.Backward();
+      model.Backward(nullptr, ParamGrads::kOverwrite);
       if (mode == kAfter) {
         comm->ReduceScatter(own, model.padded_grads(), ReduceOp::kAverage);
         comm->AllGather(model.padded_grads(), own);

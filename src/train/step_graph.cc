@@ -55,21 +55,20 @@ void StepGraph::Run(const int32_t* inputs, const int32_t* targets, int B, int T,
     backend_->BeginGraph();
     // The last step's update beside this forward (its norm in norm_, its
     // gradients still in the model's), each forward op waiting for its own
-    // weights' update, then the gradients zeroed there too (the backward
-    // waits for that); with the updates in place, zeroed after the forward.
+    // weights' update; the backward writes the gradients over the last
+    // step's, each op once the update has read them.
     if (updates_inside_) {
       GatheredRows wte;
       if (row_marks_.data != nullptr)
         wte = {kWte, model_->input_tokens(B, T), row_marks_};
       optimizer_->StepAtStagedValues(model_->params(), model_->grads(), norm_,
-                                     step_values_, wte, model_->padded_grads());
+                                     step_values_, wte);
     }
     backend_->Zero(loss_);
     model_->QueueForward(B, T, dloss, /*write_grad=*/true,
                          /*with_targets=*/true);
-    if (!updates_inside_) model_->ZeroGrads();
     backend_->AccumulateSum(loss_, model_->losses(), dloss);
-    model_->Backward();
+    model_->Backward(nullptr, ParamGrads::kOverwrite);
     backend_->SumSquares(norm_, model_->grads());
     graph_ = backend_->EndGraph();
   }

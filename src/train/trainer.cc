@@ -927,16 +927,18 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       train_loader.Next(inputs.data(), targets.data());
       model.Forward(inputs.data(), targets.data(), B, T, dloss,
                     /*write_grad=*/true);
-      // Zeroed after the first forward, not before it: the last step's
-      // updates beside may still read the gradients while it runs.
-      if (micro == 0) model.ZeroGrads();
       backend->AccumulateSum(loss_sum, model.losses(), dloss);
+      // The first micro-step writes the gradients over the last step's (no
+      // zeroing pass; each op waits for the last step's updates beside that
+      // still read them), the others add to them.
+      const ParamGrads grads =
+          micro == 0 ? ParamGrads::kOverwrite : ParamGrads::kAccumulate;
       if (reduce_per_layer && micro == accum - 1) {
         dcomm->BeginOverlap();
-        model.Backward(reduce_regions);
+        model.Backward(reduce_regions, grads);
         dcomm->EndOverlap();
       } else {
-        model.Backward();
+        model.Backward(nullptr, grads);
       }
     }
     // The loss and gradients are averaged over ranks. Only after the last

@@ -2296,6 +2296,53 @@ TEST_F(CudaTrainStep, OneStepMatchesCpu) {
   ExpectNear(well_g, well_c, 1e-5, 1e-6, "params after the update");
 }
 
+// A step's first backward writes the parameter gradients over whatever the
+// buffer holds (ParamGrads::kOverwrite: no zeroing pass): the same bits as
+// zeroing it and adding, over a buffer of NaNs, with T short of max_seq_len
+// (wpe's last rows get no gradient and must come out zero), in both dtypes,
+// with the weight gradients beside the input gradients and inline.
+TEST_F(CudaTrainStep, OverwritingBackwardMatchesZeroThenAddBitwise) {
+  const int T_short = T - 4;
+  std::vector<int32_t> x(tokens_.begin(), tokens_.begin() + B * T_short),
+      y(tokens_.begin() + 1, tokens_.begin() + 1 + B * T_short);
+  for (const char* beside : {"1", "0"}) {
+    setenv("GPT2_WGRAD_BESIDE", beside, 1);
+    auto cuda = MakeCudaBackend(0);
+    for (const DType dtype : {DType::kF32, DType::kBF16}) {
+      Gpt2Model model(cuda.get(), shape_, dtype, B, T);
+      model.InitParams(5);
+      const Tensor grads = model.grads();
+      const auto backward = [&](ParamGrads mode) {
+        model.Forward(x.data(), y.data(), B, T_short, 1.0 / (B * T_short),
+                      true);
+        model.Backward(nullptr, mode);
+        std::vector<char> bytes(grads.bytes());
+        cuda->Download(bytes.data(), grads);
+        return bytes;
+      };
+      model.ZeroGrads();
+      const std::vector<char> want = backward(ParamGrads::kAccumulate);
+      const std::vector<char> nans(grads.bytes(), static_cast<char>(0xFF));
+      cuda->Upload(grads, nans.data());
+      const std::vector<char> got = backward(ParamGrads::kOverwrite);
+      EXPECT_TRUE(got == want)
+          << DTypeName(dtype) << ", weight gradients beside: " << beside;
+      // Not vacuous: wpe's rows past T_short are zero, the others carry
+      // gradient.
+      const std::vector<double> g = model.GetGrads();
+      const ParamSpec& wpe = BuildParamList(shape_)[kWpe];
+      double used = 0, unused = 0;
+      for (int64_t i = 0; i < wpe.numel; ++i) {
+        const bool past = i >= int64_t{T_short} * shape_.channels;
+        (past ? unused : used) += std::fabs(g[wpe.offset + i]);
+      }
+      EXPECT_GT(used, 0.0);
+      EXPECT_EQ(unused, 0.0);
+    }
+  }
+  unsetenv("GPT2_WGRAD_BESIDE");
+}
+
 TEST_F(CudaTrainStep, TenStepLossCurveMatchesCpu) {
   auto cpu = MakeCpuBackend();
   auto cuda = MakeCudaBackend(0);

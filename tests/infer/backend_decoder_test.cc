@@ -128,7 +128,7 @@ class RecordingBackend final : public Backend {
     Do([=] { inner_->EncoderForward(out, tokens, wte, wpe, B, T, C); });
   }
   void RunEncoderBackward(Tensor, Tensor, Tensor, Tensor, const int32_t*, int,
-                          int, int) override {
+                          int, int, ParamGrads) override {
     ADD_FAILURE() << "decoding ran a backward op";
   }
   void RunLayerNormForward(Tensor out, Tensor mean, Tensor rstd, Tensor inp,
@@ -136,7 +136,7 @@ class RecordingBackend final : public Backend {
     Do([=] { inner_->LayerNormForward(out, mean, rstd, inp, w, b, N, C); });
   }
   void RunLayerNormBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                            Tensor, Tensor, int64_t, int) override {
+                            Tensor, Tensor, int64_t, int, ParamGrads) override {
     ADD_FAILURE() << "decoding ran a backward op";
   }
   void RunMatmulForward(Tensor out, Tensor inp, Tensor w, Tensor b, int64_t N,
@@ -144,7 +144,7 @@ class RecordingBackend final : public Backend {
     Do([=] { inner_->MatmulForward(out, inp, w, b, N, C, OC); });
   }
   void RunMatmulBackward(Tensor, Tensor, Tensor, Tensor, Tensor, Tensor,
-                         int64_t, int, int, bool) override {
+                         int64_t, int, int, bool, ParamGrads) override {
     ADD_FAILURE() << "decoding ran a backward op";
   }
   void RunAttentionForward(Tensor, Tensor, Tensor, int, int, int,

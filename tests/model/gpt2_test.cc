@@ -4,6 +4,7 @@
 #include "src/model/gpt2.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 
 #include "gtest/gtest.h"
@@ -185,6 +186,47 @@ TEST(Gpt2Model, GradientMatchesFiniteDifferences) {
   double norm = 0;
   for (double g : grads) norm += g * g;
   EXPECT_GT(norm, 1e-6);  // the check is not vacuous
+}
+
+// The reference's overwriting backward (a step's first micro-step): the
+// gradients of zeroing and adding, bit for bit, over a buffer of NaNs, with
+// T short of max_seq_len (wpe's last rows zero).
+TEST(Gpt2Model, OverwritingBackwardMatchesZeroThenAdd) {
+  auto backend = MakeCpuBackend();
+  const ModelShape shape = TinyShape();
+  const int B = 2, T = 5;
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 2, 0, 10, 3, 7, 4};
+  const std::vector<int32_t> targets = {5, 9, 2, 2, 8, 10, 3, 7, 4, 6};
+  for (const DType dtype : {DType::kF32, DType::kF64}) {
+    Gpt2Model model(backend.get(), shape, dtype, B, shape.max_seq_len);
+    model.SetParams(testing::RandomVector(model.num_params(), 7, 0.3));
+    const auto backward = [&](ParamGrads mode) {
+      model.Forward(tokens.data(), targets.data(), B, T, 1.0 / (B * T), true);
+      model.Backward(nullptr, mode);
+      return model.GetGrads();
+    };
+    // Two micro-steps each way: zeros, then adding twice; NaNs, then
+    // overwriting and adding.
+    model.ZeroGrads();
+    const std::vector<double> want = backward(ParamGrads::kAccumulate);
+    const std::vector<double> want2 = backward(ParamGrads::kAccumulate);
+    const std::vector<char> nans(model.grads().bytes(),
+                                 static_cast<char>(0xFF));
+    backend->Upload(model.grads(), nans.data());
+    const std::vector<double> got = backward(ParamGrads::kOverwrite);
+    const std::vector<double> got2 = backward(ParamGrads::kAccumulate);
+    EXPECT_EQ(got, want) << DTypeName(dtype);
+    EXPECT_EQ(got2, want2) << DTypeName(dtype);
+    EXPECT_NE(want2, want);
+    const ParamSpec& wpe = model.param_list()[kWpe];
+    for (int64_t i = int64_t{T} * shape.channels; i < wpe.numel; ++i)
+      ASSERT_EQ(got[wpe.offset + i], 0.0) << "wpe element " << i;
+    // The fallback (GPT2_GRADS_OVERWRITE=0: zeroing, then adding) alike.
+    setenv("GPT2_GRADS_OVERWRITE", "0", 1);
+    backend->Upload(model.grads(), nans.data());
+    EXPECT_EQ(backward(ParamGrads::kOverwrite), want) << DTypeName(dtype);
+    unsetenv("GPT2_GRADS_OVERWRITE");
+  }
 }
 
 TEST(Gpt2Model, RecomputingActivationsGivesTheSameGradients) {
