@@ -267,6 +267,8 @@ group_tests() {
     "AdamW over marked rows differs from one call: wte whole in recorded updates"
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
+  off "Types/CudaOps\.WgmmaWide" GPT2_ATTENTION_WGMMA_WIDE=0 \
+    "the wide wgmma forward failed its test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
     "the wgmma forward with its queries in registers failed its test: left out from here on"
   off "Types/CudaOps\.ClassifierRing[A-Za-z]*/bf16" GPT2_CLASSIFIER_RING=0 \
@@ -1029,6 +1031,10 @@ probe wgmma_regs_probe 60 'Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame
 probe wgmma_pipelined_probe 60 'Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16' \
   GPT2_ATTENTION_WGMMA_PIPELINED=0 \
   "the pipelined wgmma kernels failed their probe: left out from here on" GPT2_ATTENTION_WGMMA
+# The wide wgmma forward (two warpgroups a block) likewise (GPT2_ATTENTION_WGMMA_WIDE=0).
+probe wgmma_wide_probe 60 'Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16' \
+  GPT2_ATTENTION_WGMMA_WIDE=0 \
+  "the wide wgmma forward failed its probe: left out from here on" GPT2_ATTENTION_WGMMA
 # The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
 probe classifier_bulk_probe 30 \
   'Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16' \

@@ -18,6 +18,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_ATTENTION_WGMMA_DQ_PIPELINED", "0|1"},
       {"GPT2_ATTENTION_WGMMA_PIPELINED", "0|1"},
       {"GPT2_ATTENTION_WGMMA_REGS", "0|1"},
+      {"GPT2_ATTENTION_WGMMA_WIDE", "0|1"},
       {"GPT2_BIAS_EPILOGUE", "0|1"},
       {"GPT2_CLASSIFIER_BULK", "0|1"},
       {"GPT2_CLASSIFIER_PACKED", "0|1"},

@@ -435,6 +435,11 @@ bool WgmmaPipelinedAllowed() {
   return allowed;
 }
 
+bool WgmmaWideAllowed() {
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA_WIDE", "0");
+  return allowed;
+}
+
 namespace {
 
 // kWgmmaRegs as kWgmmaBeside where the register versions are barred; the one
@@ -768,16 +773,17 @@ void SetAttentionKernels(AttentionKernels kernels) {
 
 // The forward's version where wgmma runs: chosen by timing at the first
 // tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma pipelined, 3 wgmma with
-// Q in registers, 4 both: WgmmaForm), or fixed by kWgmma* (1, or 3 for
-// kWgmmaRegs); 0 where wgmma does not run.
+// Q in registers, 4 both, 5 wgmma with two warpgroups a block: WgmmaForm), or
+// fixed by kWgmma* (1, or 3 for kWgmmaRegs); 0 where wgmma does not run.
 std::string& ForwardChoiceNote() {
   static std::string note;
   return note;
 }
 tc::WgmmaForwardForm WgmmaForm(int version) {
   tc::WgmmaForwardForm form;
-  form.own_rows_in_registers = version >= 3;
+  form.own_rows_in_registers = version == 3 || version == 4;
   form.pipelined = version == 2 || version == 4;
+  form.wide = version == 5;
   return form;
 }
 int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
@@ -787,15 +793,19 @@ int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
     return KernelChoice() == AttentionKernels::kWgmmaRegs ? 3 : 1;
   static int version = -1;
   if (version < 0) {
-    static const char* const kNames[] = {
-        "mma.sync", "wgmma", "wgmma, pipelined", "wgmma, Q in registers",
-        "wgmma, pipelined, Q in registers"};
+    static const char* const kNames[] = {"mma.sync",
+                                         "wgmma",
+                                         "wgmma, pipelined",
+                                         "wgmma, Q in registers",
+                                         "wgmma, pipelined, Q in registers",
+                                         "wgmma, 128 rows"};
     std::vector<int> versions;
     std::vector<const char*> names;
-    for (int v = 0; v < 5; ++v) {
+    for (int v = 0; v < 6; ++v) {
       const tc::WgmmaForwardForm form = WgmmaForm(v);
       if ((form.own_rows_in_registers && !WgmmaRegsAllowed()) ||
-          (form.pipelined && !WgmmaPipelinedAllowed()))
+          (form.pipelined && !WgmmaPipelinedAllowed()) ||
+          (form.wide && !WgmmaWideAllowed()))
         continue;
       versions.push_back(v);
       names.push_back(kNames[v]);
@@ -1086,6 +1096,10 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
       }
     };
     forward(false);
+    time("forward (wgmma, 128 rows)", 2 * product, [&] {
+      tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH,
+                                {false, false, true}, stream);
+    });
     time("dK, dV (wgmma)", 4 * product, [&] {
       tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
                                  stream, tc::kKeyValuePart, false);

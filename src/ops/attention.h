@@ -92,6 +92,9 @@ bool WgmmaRegsAllowed();
 // GPT2_ATTENTION_WGMMA_PIPELINED=0 (device_check sets it when their test
 // fails).
 bool WgmmaPipelinedAllowed();
+// And the wide ones (two warpgroups a block) where GPT2_ATTENTION_WGMMA_WIDE=0
+// (likewise).
+bool WgmmaWideAllowed();
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
 // "tensor-core-wgmma-regs", "tensor-core-tt" (transposed tiles) or "portable":

@@ -45,12 +45,15 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
 // block's queries as A fragments in registers instead of read from shared
 // memory at every product (more registers, fewer blocks an SM; the same
 // bits). The forward also comes pipelined: each key tile's scores overlapping
-// the previous tile's output products (the same bits again).
+// the previous tile's output products (the same bits again); and wide: two
+// warpgroups a block sharing each key and value tile (half the L2 traffic;
+// the same bits again; its queries in shared memory, not pipelined).
 bool WgmmaSupports(DType dtype, int head_size);
 const std::string& WgmmaWhyNot();
 struct WgmmaForwardForm {
   bool own_rows_in_registers = false;
   bool pipelined = false;
+  bool wide = false;
 };
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH, WgmmaForwardForm form,

@@ -53,16 +53,18 @@ __device__ __forceinline__ float Exp2Ftz(float x) {
 // and one step computed per call, not a division and a multiply per chunk
 // (those were a third of the wgmma forward's instructions), and no bounds
 // checks where the whole tile is before T. copy(j, from, valid): valid is
-// false past row T (from is then not to be read).
+// false past row T (from is then not to be read). `tid`: the thread's index
+// among the kThreads that copy the tile (threadIdx.x but in blocks of two
+// warpgroups, which share the work of a tile by warpgroup).
 template <int kChunks, typename Copy>
 __device__ __forceinline__ void ForTileChunks(const bf16* src, int64_t stride,
-                                              int row0, int T, Copy copy) {
+                                              int row0, int T, Copy copy,
+                                              int tid) {
   constexpr int kPassRows = kThreads / kChunks;
   static_assert(kThreads % kChunks == 0 && kTile % kPassRows == 0,
                 "a tile's chunks in whole passes of the block");
-  const int r = static_cast<int>(threadIdx.x) / kChunks;
-  const bf16* from =
-      src + (row0 + r) * stride + static_cast<int>(threadIdx.x) % kChunks * 8;
+  const int r = tid / kChunks;
+  const bf16* from = src + (row0 + r) * stride + tid % kChunks * 8;
   const int64_t step = kPassRows * stride;
   if (row0 + kTile <= T) {
 #pragma unroll
@@ -89,12 +91,14 @@ __device__ __forceinline__ void LoadRows(bf16* tile, const bf16* src,
                                          int64_t stride, int row0, int T) {
   constexpr int kChunks = HS / 8, kPass = kThreads / kChunks * (HS + kPad);
   bf16* to = tile + FirstChunk<kChunks>(HS + kPad);
-  ForTileChunks<kChunks>(src, stride, row0, T,
-                         [&](int j, const bf16* from, bool valid) {
-                           uint4 v = make_uint4(0, 0, 0, 0);
-                           if (valid) v = *reinterpret_cast<const uint4*>(from);
-                           *reinterpret_cast<uint4*>(to + j * kPass) = v;
-                         });
+  ForTileChunks<kChunks>(
+      src, stride, row0, T,
+      [&](int j, const bf16* from, bool valid) {
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (valid) v = *reinterpret_cast<const uint4*>(from);
+        *reinterpret_cast<uint4*>(to + j * kPass) = v;
+      },
+      threadIdx.x);
 }
 
 // LoadRows through cp.async: queued, complete after CpAsyncWait and a barrier.
@@ -103,10 +107,12 @@ __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
                                               int64_t stride, int row0, int T) {
   constexpr int kChunks = HS / 8, kPass = kThreads / kChunks * (HS + kPad);
   bf16* to = tile + FirstChunk<kChunks>(HS + kPad);
-  ForTileChunks<kChunks>(src, stride, row0, T,
-                         [&](int j, const bf16* from, bool valid) {
-                           CpAsync16(to + j * kPass, valid ? from : src, valid);
-                         });
+  ForTileChunks<kChunks>(
+      src, stride, row0, T,
+      [&](int j, const bf16* from, bool valid) {
+        CpAsync16(to + j * kPass, valid ? from : src, valid);
+      },
+      threadIdx.x);
 }
 
 // Rows [row0, row0 + 64) of a (T, 64) slice whose rows are `stride` apart,
@@ -115,20 +121,26 @@ __device__ __forceinline__ void LoadRowsAsync(bf16* tile, const bf16* src,
 // row: a warp reads 4 whole rows (128 contiguous bytes each), and the 8 lanes
 // of each store phase write 8 different chunk positions (no bank conflicts).
 // A pass moves 16 rows, a multiple of the swizzle's 8: each of this thread's
-// chunks is its first one plus whole passes.
+// chunks is its first one plus whole passes. `tid` as in ForTileChunks.
 __device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* src,
-                                              int64_t stride, int row0, int T) {
+                                              int64_t stride, int row0, int T,
+                                              int tid) {
   constexpr int kPassRows = kThreads / 8;
   static_assert(kPassRows % 8 == 0, "passes of whole swizzle periods");
   static_assert(
       TileIndex(kPassRows + 5, 24) == TileIndex(5, 24) + kPassRows * 64,
       "the swizzle repeats every 8 rows");
-  bf16* to = tile + TileIndex(static_cast<int>(threadIdx.x) / 8,
-                              static_cast<int>(threadIdx.x) % 8 * 8);
+  bf16* to = tile + TileIndex(tid / 8, tid % 8 * 8);
   ForTileChunks<8>(
-      src, stride, row0, T, [&](int j, const bf16* from, bool valid) {
+      src, stride, row0, T,
+      [&](int j, const bf16* from, bool valid) {
         CpAsync16(to + j * kPassRows * 64, valid ? from : src, valid);
-      });
+      },
+      tid);
+}
+__device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* src,
+                                              int64_t stride, int row0, int T) {
+  LoadTileAsync(tile, src, stride, row0, T, threadIdx.x);
 }
 
 // The dK/dV kernels' statistics of query tile q0 (rows stat + q0 ..): lse in

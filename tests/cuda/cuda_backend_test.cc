@@ -319,6 +319,7 @@ class CudaOps : public ::testing::TestWithParam<DType> {
   struct WgmmaForm {
     bool own_rows_in_registers;
     bool pipelined;
+    bool wide = false;  // the forward only
   };
   void ExpectWgmmaFormsAgree(int B, int T, int C, int NH, uint64_t seed,
                              WgmmaForm first, WgmmaForm second,
@@ -334,7 +335,7 @@ class CudaOps : public ::testing::TestWithParam<DType> {
       auto g_lse = GpuF32(Random(B * NH * T, seed + 5 + r));
       cuda::tc::WgmmaAttentionForward(
           g_out.view, g_lse.view, g_qkv.view, B, T, C, NH,
-          {f.own_rows_in_registers, f.pipelined}, cuda_->cuda_stream());
+          {f.own_rows_in_registers, f.pipelined, f.wide}, cuda_->cuda_stream());
       outs[r] = Download(g_out, "out");
       lses[r] = Download(g_lse, "lse");
       auto g_dqkv = Gpu(Random(B * T * 3 * C, seed + 7 + r));
@@ -1002,19 +1003,20 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 19u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 20u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
     const std::pair<std::string, double> rows[] = {
         {"forward (wgmma)", 2},
         {"forward (wgmma, pipelined)", 2},
+        {"forward (wgmma, 128 rows)", 2},
         {"dK, dV (wgmma)", 4},
         {"dQ (wgmma)", 3},
         {"dQ (wgmma, pipelined)", 3},
         {"forward (wgmma, own rows in registers)", 2},
         {"forward (wgmma, pipelined, own rows in registers)", 2}};
-    for (int i = 0; i < 7; ++i) {
+    for (int i = 0; i < 8; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1541,6 +1543,25 @@ TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
                                 std::to_string(T) + " C=" + std::to_string(C) +
                                 (regs ? ", own rows in registers" : ""));
     }
+  }
+}
+
+// The wide wgmma forward (two warpgroups a block sharing each key and value
+// tile) computes each warpgroup's rows as the one-warpgroup kernel does: the
+// same bits (out and lse); T of one row block (the second warpgroup wholly
+// past T), an odd number of them (the last block's second warpgroup past T),
+// rows past T within a block.
+TEST_P(CudaOps, WgmmaWideIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
+    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
+  std::vector<std::tuple<int, int, int, int>> shapes = {
+      {1, 64, 64, 1}, {2, 37, 128, 2}, {1, 130, 128, 2}, {2, 256, 64, 1}};
+  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
+  for (auto [B, T, C, NH] : shapes) {
+    ExpectWgmmaFormsAgree(B, T, C, NH, 97, {false, false}, {false, false, true},
+                          "B=" + std::to_string(B) + " T=" + std::to_string(T) +
+                              " C=" + std::to_string(C));
   }
 }
 
