@@ -39,4 +39,40 @@ if grep -vE "^(=====|$)" <<<"$summary" | grep -vE " rc=0 "; then
   exit 1
 fi
 [ -s "$work/out/machine.txt" ] || { echo "FAIL: no machine.txt in the output folder"; exit 1; }
-echo "device_check dry run: $(grep -cE ' rc=0 ' <<<"$summary") steps, every group walked"
+# The start-of-call probes for real (no groups), twice on one state folder, against a
+# stand-in test binary that fails the wide forward's test: the second call runs again
+# only the probe that failed, and the failure switches its kernel off each time.
+fake=$work/fake
+mkdir -p "$fake/launch" "$fake/.device/bin"
+cp "$root/launch/device_check.sh" "$fake/launch/"
+printf '#!/bin/sh
+case "$*" in *WgmmaWide*) exit 1 ;; esac
+exit 0
+' \
+  >"$fake/.device/bin/cuda_backend_test_gpu"
+printf '#!/bin/sh
+exit 0
+' >"$fake/.device/bin/gpt2_ddp"
+chmod +x "$fake/.device/bin/"*
+for call in 1 2; do
+  DEVICE_CHECK_GROUPS="" DEVICE_CHECK_STATE="$work/fake_state" TMPDIR="$work" \
+    bash "$fake/launch/device_check.sh" "$work/fake_out$call" >"$work/fake_log$call" 2>&1
+done
+for probe in wgmma_regs_probe wgmma_probe classifier_bulk_probe; do
+  grep -qE "^$probe +rc=0 " "$work/fake_log1" &&
+    grep -qE "^$probe +passed .*earlier call, same binary" "$work/fake_log2" || {
+    cat "$work/fake_log1" "$work/fake_log2"
+    echo "FAIL: $probe ran in the second call, or did not pass in the first"
+    exit 1
+  }
+done
+for call in 1 2; do
+  grep -qE "^wgmma_wide_probe +rc=1 " "$work/fake_log$call" &&
+    grep -q "the wide wgmma forward failed its probe" "$work/fake_log$call" || {
+    cat "$work/fake_log$call"
+    echo "FAIL: call $call did not run the failing probe, or kept its kernel"
+    exit 1
+  }
+done
+echo "device_check dry run: $(grep -cE ' rc=0 ' <<<"$summary") steps, every group walked;" \
+  "probes that passed are not rerun"
