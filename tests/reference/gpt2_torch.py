@@ -7,9 +7,14 @@ attention, fused AdamW and torch.compile: the strong PyTorch baseline. It times 
 train step on random tokens and prints the median, like gpt2_bench.
 
   python3 tests/reference/gpt2_torch.py --batch 16 --seq_len 1024 --steps 20
+
+With --ready_file and --go_file it compiles and warms up, creates the first file, and
+waits for the second before its timed steps: launch/device_check.sh compiles it in the
+background while the GPU runs work whose timing does not matter, and times it alone.
 """
 import argparse
 import math
+import os
 import statistics
 import time
 
@@ -81,6 +86,9 @@ def main():
     parser.add_argument("--seq_len", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--no_compile", action="store_true")
+    parser.add_argument("--ready_file", help="created once compiled and warmed up")
+    parser.add_argument("--go_file", help="waited for (up to --go_wait_s) before the timed steps")
+    parser.add_argument("--go_wait_s", type=float, default=600)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("gpt2_torch.py: no CUDA device")
@@ -94,7 +102,19 @@ def main():
     x = torch.randint(0, 50257, (args.batch, args.seq_len), device=device)
     y = torch.randint(0, 50257, (args.batch, args.seq_len), device=device)
     times = []
-    for i in range(args.steps + 3):  # the first steps compile and warm up
+    start = time.perf_counter()
+    warmup = 3  # the first steps compile and warm up
+    for i in range(args.steps + warmup):
+        if i == warmup and (args.ready_file or args.go_file):
+            print(f"  compiled and warmed up in {time.perf_counter() - start:.1f} s", flush=True)
+            if args.ready_file:
+                open(args.ready_file, "w").close()
+            waited = time.perf_counter()
+            while args.go_file and not os.path.exists(args.go_file):
+                if time.perf_counter() - waited > args.go_wait_s:
+                    raise SystemExit(f"gpt2_torch.py: no {args.go_file} after {args.go_wait_s:.0f} s")
+                time.sleep(0.1)
+            print(f"  went on after waiting {time.perf_counter() - waited:.1f} s", flush=True)
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -105,7 +125,7 @@ def main():
         opt.step()
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
-        if i >= 3:
+        if i >= warmup:
             times.append(dt)
         print(f"  step {i}: {dt * 1000:.1f} ms, loss {loss.item():.4f}", flush=True)
     ms = statistics.median(times) * 1000

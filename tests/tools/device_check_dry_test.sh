@@ -74,5 +74,35 @@ for call in 1 2; do
     exit 1
   }
 done
+# The bench group for real against stand-ins: the PyTorch reference compiles in the
+# background from the call's start, the group waits for it to be ready before its first
+# bench and lets it take its timed steps after its last.
+mkdir -p "$fake/.device/reference"
+printf '#!/bin/sh\necho "median over 5 steps: 30.0 ms/step, 546000 tokens/s"\n' \
+  >"$fake/.device/bin/gpt2_bench"
+chmod +x "$fake/.device/bin/gpt2_bench"
+cat >"$fake/.device/reference/gpt2_torch.py" <<'PY'
+import argparse, os, time
+p = argparse.ArgumentParser()
+for flag in ("--batch", "--seq_len", "--steps", "--ready_file", "--go_file"):
+    p.add_argument(flag)
+a = p.parse_args()
+time.sleep(2)
+open(a.ready_file, "w").close()
+while not os.path.exists(a.go_file):
+    time.sleep(0.1)
+print("pytorch reference: stand-in, median 39.5 ms/step, 414440 tokens/s")
+PY
+DEVICE_CHECK_GROUPS=bench DEVICE_CHECK_STATE="$work/fake_state" TMPDIR="$work" \
+  bash "$fake/launch/device_check.sh" "$work/fake_out3" >"$work/fake_log3" 2>&1
+tar -xzf "$work/fake_out3/device_check.tar.gz" -C "$work/fake_out3"
+grep -qE "^bench_pytorch_B16 +rc=0 .*compiled in the background" "$work/fake_log3" &&
+  grep -q "bench_pytorch_B16: ready" "$work/fake_log3" &&
+  grep -A1 "^===== bench_pytorch_B16 (compiled in the background" \
+    "$work/fake_out3/device_check/bench.txt" | grep -q "stand-in, median 39.5" || {
+  cat "$work/fake_log3"
+  echo "FAIL: the PyTorch reference was not compiled in the background and timed after"
+  exit 1
+}
 echo "device_check dry run: $(grep -cE ' rc=0 ' <<<"$summary") steps, every group walked;" \
-  "probes that passed are not rerun"
+  "probes that passed are not rerun; PyTorch compiles in the background"
