@@ -2351,7 +2351,7 @@ TEST_F(CudaTrainStep, OverwritingBackwardMatchesZeroThenAddBitwise) {
       // Not vacuous: wpe's rows past T_short are zero, the others carry
       // gradient.
       const std::vector<double> g = model.GetGrads();
-      const ParamSpec& wpe = BuildParamList(shape_)[kWpe];
+      const ParamSpec& wpe = model.param_list()[kWpe];
       double used = 0, unused = 0;
       for (int64_t i = 0; i < wpe.numel; ++i) {
         const bool past = i >= int64_t{T_short} * shape_.channels;
