@@ -192,7 +192,8 @@ __device__ __forceinline__ float DinpPlus(float dinp, ChannelTerms t,
 // fp32 residual stream, wide rows); kSharedSums loads inp, dout and dinp at
 // once (one wait on memory per row instead of two) with each warp's sums in
 // shared memory, for 3 blocks (24 warps) an SM (ptxas sm_90, bf16 C = 768:
-// 80 registers, no spill; at 64 registers for 4 blocks it spills 136 bytes).
+// 80 registers and, with CUDA 13.0's ptxas, 4 bytes spilled; at 64 registers
+// for 4 blocks it spills 136 bytes).
 // On the H100 (B=16 step): 1.18-1.20 ms against 1.45-1.48 for kSumsFirst and
 // 1.48-1.49 for the prefetch with its sums in registers at 2 blocks an SM
 // (deleted).
