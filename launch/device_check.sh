@@ -1003,7 +1003,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
