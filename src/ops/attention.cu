@@ -549,20 +549,27 @@ bool Ldmatrix() {
 // wgmma dK/dV with the lean mma.sync dQ beside it, 0.367 against 0.310 for
 // the wgmma pair beside; the wgmma pair holding each block's own rows in
 // registers, one after the other or beside, 0.32-0.33 against 0.25 at B=16.)
+// kWgmmaWideBeside: the wide dQ kernel (two warpgroups a block sharing the
+// key and value tiles) beside the wgmma dK/dV kernel.
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
   kLeanKeyValue = 2,
   kLeanBeside = 3,
   kWgmmaVersion = 4,
-  kWgmmaBeside = 5
+  kWgmmaBeside = 5,
+  kWgmmaWideBeside = 6
 };
-const char* const kBackwardNames[] = {"registers",  "lean",
-                                      "lean dK/dV", "lean, dQ beside dK/dV",
-                                      "wgmma",      "wgmma, dQ beside dK/dV"};
-constexpr int kVersions = 6;
+const char* const kBackwardNames[] = {"registers",
+                                      "lean",
+                                      "lean dK/dV",
+                                      "lean, dQ beside dK/dV",
+                                      "wgmma",
+                                      "wgmma, dQ beside dK/dV",
+                                      "wgmma, wide dQ beside dK/dV"};
+constexpr int kVersions = 7;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaBeside;
+  return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaWideBeside;
 }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
@@ -590,7 +597,8 @@ SideStream& Side() {
 void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, CUstream_st* stream) {
-  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside) {
+  if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
+      v == kWgmmaWideBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
     // (kWgmma*Beside). The beside versions run dQ on the side stream, forked
@@ -608,8 +616,10 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
     if (IsWgmma(v)) {
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  stream, tc::kKeyValuePart);
+      const bool wide = v == kWgmmaWideBeside;
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                 query_stream, tc::kQueryPart);
+                                 query_stream, tc::kQueryPart,
+                                 !wide && tc::WgmmaPipelinedQuery(), wide);
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                             true, stream, tc::kKeyValuePart);
@@ -721,6 +731,7 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
     for (int v = 0; v < kVersions; ++v) {
       const auto version = static_cast<BackwardVersion>(v);
       if (IsWgmma(version) && !wgmma) continue;
+      if (version == kWgmmaWideBeside && !WgmmaWideAllowed()) continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
@@ -1112,6 +1123,10 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
                                         pipelined);
            });
     }
+    time("dQ (wgmma, 128 rows)", 3 * product, [&] {
+      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 stream, tc::kQueryPart, false, true);
+    });
     forward(true);
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));

@@ -335,6 +335,37 @@ struct QueryBlock {
   }
 };
 
+// One key tile of the wide dQ kernel (WgmmaQueryKernel's loop body): S = Q
+// K^T, then dP = dO V^T running while P is computed from S (masked on the
+// diagonal tile), dS, and dQ += dS K.
+__device__ __forceinline__ void QueryTile(const OwnRows<false>& q_own,
+                                          const OwnRows<false>& do_own,
+                                          const bf16* k, const bf16* v,
+                                          bool diagonal, int k0, int row_a,
+                                          int t, const float (&row_lse)[2],
+                                          const float (&row_delta)[2],
+                                          float scale_log2, float (&dq)[8][4]) {
+  float s[8][4], dp[8][4];
+  WgmmaFence();
+  q_own.TimesTile(s, k);
+  WgmmaCommit();
+  do_own.TimesTile(dp, v);
+  WgmmaCommit();
+  WgmmaWait<1>();
+  PinAccumulators(s);
+  QueryScoreGrads<kProbabilities>(diagonal, s, dp, k0, row_a, t, row_lse,
+                                  row_delta, scale_log2);
+  WgmmaWait<0>();  // dP
+  PinAccumulators(dp);
+  QueryScoreGrads<kGradients>(false, s, dp, k0, row_a, t, row_lse, row_delta,
+                              scale_log2);
+  uint32_t dsa[4][4];
+  AccToFragments(dsa, dp);
+  WgmmaFence();
+  WgFragmentsTimesTile(dq, dsa, k);  // dQ += dS K
+  WgFinish(dq);
+}
+
 // dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
 __global__ void __launch_bounds__(kThreads, 3)
     WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
@@ -355,11 +386,9 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int k0 = kt * kTile, buf = kt % 2;
     AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), b.q, C,
                                  b.at.stride, kt, b.qb, T);
-    if (kt == 0) {
-      q_own.Load();
-      do_own.Load();
-    }
-    // S = Q K^T, then dP = dO V^T running while P is computed from S.
+    // S = Q K^T, then dP = dO V^T running while P is computed from S. (The
+    // same as QueryTile, written out: through the helper ptxas allots this
+    // kernel 128 registers instead of 151, a schedule no GPU has measured.)
     float s[8][4], dp[8][4];
     WgmmaFence();
     q_own.TimesTile(s, k_tile(buf));
@@ -502,65 +531,123 @@ __global__ void __launch_bounds__(kThreads, kQRegs ? 4 : 3)
                        b.scale_log2);
 }
 
-// The forward with two warpgroups a block, 128 queries (row blocks 2 qb128
-// and 2 qb128 + 1 of a head): each warpgroup computes its 64 rows as
-// WgmmaForwardKernel does (the same operations in the same order on the same
-// tiles: the same bits), and the two share each key and value tile, loaded
-// once (warpgroup 0 queues K, warpgroup 1 V). The narrow kernels read every
-// key tile from L2 once for each 64 queries: at B=16 ~420 MB a layer, ~4.2
-// TB/s in the forward's 0.100 ms on the H100, near what its L2 delivers;
-// here half. Warpgroup 0 sits out the last tile (warpgroup 1's diagonal)
-// but for its barriers and loads; a warpgroup whose rows start at or past T
-// computes nothing. 2 blocks (4 warpgroups) an SM, within 128 registers
-// (117; with the queries in registers it spilled).
+// A block of the wide kernels: two warpgroups, 128 queries (row blocks
+// 2 p and 2 p + 1 of a head, p = the block's rank from the longest), each
+// warpgroup its 64 rows computed as the narrow kernels do (the same
+// operations in the same order on the same tiles: the same bits), the two
+// sharing each key and value tile, loaded once (warpgroup 0 queues K,
+// warpgroup 1 V). The narrow kernels read every key tile from L2 once for
+// each 64 queries: at B=16 ~420 MB a layer, ~4.2 TB/s in the forward's 0.100
+// ms on the H100 (dQ's 0.113 ms: ~3.7), near what its L2 delivers; here half.
+// Warpgroup 0 sits out the last tile (warpgroup 1's diagonal) but for its
+// barriers and loads; a warpgroup whose rows start at or past T computes
+// nothing.
+struct WideBlock {
+  Place at;              // at.warp: the warp within its warpgroup
+  int wg, tid;           // the warpgroup, and the thread within it
+  int qb;                // this warpgroup's row block
+  int row_blocks, last;  // of the head; the last key tile the block reads
+  int row_a;
+  const bf16* q;  // this head's queries; its keys at + C, values at + 2 C
+  float scale_log2;
+  __device__ WideBlock(const bf16* qkv, int T, int C, int NH, float scale)
+      : at(PlaceOf<64>(T, C, NH)),
+        wg(static_cast<int>(threadIdx.x) / kThreads),
+        tid(static_cast<int>(threadIdx.x) % kThreads),
+        qb(2 * (static_cast<int>(gridDim.y) - 1 - RowBlockRank()) + wg),
+        row_blocks((T + kRows - 1) / kRows),
+        last(min(qb | 1, row_blocks - 1)),
+        q(qkv + at.qkv),
+        scale_log2(scale * kLog2e) {
+    at.warp %= 4;
+    row_a = qb * kRows + at.warp * 16 + at.g;
+  }
+  // Whether this warpgroup's rows take key tile kt.
+  __device__ bool Takes(int kt) const { return kt <= qb && qb < row_blocks; }
+  // This warpgroup's share of key tile kt: K or V, into k or v.
+  __device__ void QueueKeys(bf16* k, bf16* v, int kt, int C, int T) const {
+    LoadTileAsync(wg == 0 ? k : v, q + (1 + wg) * C, at.stride, kt * kTile, T,
+                  tid);
+  }
+  // The loop's step for key tile kt: landed (for the tensor cores too), both
+  // warpgroups done with tile kt - 1, whose buffers (k_next, v_next) take
+  // tile kt + 1 unless kt is the last.
+  __device__ void AwaitQueueNext(bf16* k_next, bf16* v_next, int kt, int C,
+                                 int T) const {
+    CpAsyncWait<0>();
+    FenceProxyAsync();
+    __syncthreads();
+    if (kt < last) QueueKeys(k_next, v_next, kt + 1, C, T);
+    CpAsyncCommit();
+  }
+};
+
+// The wide forward: 2 blocks (4 warpgroups) an SM, within 128 registers (117;
+// with the queries in registers it spilled).
 __global__ void __launch_bounds__(2 * kThreads, 2)
     WgmmaForwardWideKernel(bf16* out, float* lse, const bf16* qkv, int T, int C,
                            int NH, float scale) {
   KernelPrologue();
   constexpr int HS = 64;
   const WgTiles tiles = CarveWgTiles();
-  const int wg = static_cast<int>(threadIdx.x) / kThreads;
-  const int tid = static_cast<int>(threadIdx.x) % kThreads;
-  OwnRows<false> q_own{tiles.own(wg)};
+  const WideBlock b(qkv, T, C, NH, scale);
+  OwnRows<false> q_own{tiles.own(b.wg)};
   const auto k_tile = [&](int buf) { return tiles.streamed(0, buf); };
   const auto v_tile = [&](int buf) { return tiles.streamed(1, buf); };
-  Place at = PlaceOf<64>(T, C, NH);
-  at.warp %= 4;  // within the warpgroup
-  const int pair_block = static_cast<int>(gridDim.y) - 1 - RowBlockRank();
-  const int qb = 2 * pair_block + wg;  // this warpgroup's row block
-  const int row_blocks = (T + kRows - 1) / kRows;
-  const int last = min(2 * pair_block + 1, row_blocks - 1);  // key tiles
-  const bf16* q = qkv + at.qkv;
-  const float scale_log2 = scale * kLog2e;
-  const int row_a = qb * kRows + at.warp * 16 + at.g;
-  // A tile of K (warpgroup 0) or V (1): both share it.
-  const auto load_keys = [&](int kt, int buf) {
-    LoadTileAsync(wg == 0 ? k_tile(buf) : v_tile(buf), q + (1 + wg) * C,
-                  at.stride, kt * kTile, T, tid);
-  };
-  LoadTileAsync(tiles.own(wg), q, at.stride, qb * kRows, T, tid);
-  load_keys(0, 0);
+  LoadTileAsync(tiles.own(b.wg), b.q, b.at.stride, b.qb * kRows, T, b.tid);
+  b.QueueKeys(k_tile(0), v_tile(0), 0, C, T);
   CpAsyncCommit();
 
   float o[8][4] = {};
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
-  for (int kt = 0; kt <= last; ++kt) {
-    const int k0 = kt * kTile, buf = kt % 2;
-    // Tile kt landed (for the tensor cores too); both warpgroups are done
-    // with tile kt - 1, whose buffers take kt + 1.
-    CpAsyncWait<0>();
-    FenceProxyAsync();
-    __syncthreads();
-    if (kt < last) load_keys(kt + 1, buf ^ 1);
-    CpAsyncCommit();
-    if (kt == 0) q_own.Load();
-    if (kt > qb || qb >= row_blocks) continue;  // past its diagonal, or T
-    ForwardTile(q_own, k_tile(buf), v_tile(buf), kt == qb, k0, row_a, at.t,
-                scale_log2, o, row_max, row_sum);
+  for (int kt = 0; kt <= b.last; ++kt) {
+    const int buf = kt % 2;
+    b.AwaitQueueNext(k_tile(buf ^ 1), v_tile(buf ^ 1), kt, C, T);
+    if (!b.Takes(kt)) continue;
+    ForwardTile(q_own, k_tile(buf), v_tile(buf), kt == b.qb, kt * kTile,
+                b.row_a, b.at.t, b.scale_log2, o, row_max, row_sum);
   }
-  if (qb < row_blocks) {
-    StoreForwardRows<HS>(out, lse, at, o, row_sum, row_max, row_a, T, C,
-                         scale_log2);
+  if (b.qb < b.row_blocks) {
+    StoreForwardRows<HS>(out, lse, b.at, o, row_sum, row_max, b.row_a, T, C,
+                         b.scale_log2);
+  }
+}
+
+// The wide dQ kernel: each warpgroup's own rows of Q and dO (tiles 2 wg and
+// 2 wg + 1), K and V streamed through tiles 4-5 and 6-7. 2 blocks (16 warps)
+// an SM within 128 registers, no spills (ptxas sm_90a, CUDA 13.0), against
+// WgmmaQueryKernel's 3 blocks (12 warps) at 151.
+constexpr int kWgQueryWideTiles = 8;
+__global__ void __launch_bounds__(2 * kThreads, 2)
+    WgmmaQueryWideKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                         const float* lse, const float* delta, int T, int C,
+                         int NH, float scale) {
+  KernelPrologue();
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  const auto tile = [&](int i) { return tiles.base + i * kTileElems; };
+  const WideBlock b(qkv, T, C, NH, scale);
+  OwnRows<false> q_own{tile(2 * b.wg)}, do_own{tile(2 * b.wg + 1)};
+  const auto k_tile = [&](int buf) { return tile(4 + buf); };
+  const auto v_tile = [&](int buf) { return tile(6 + buf); };
+  LoadTileAsync(tile(2 * b.wg), b.q, b.at.stride, b.qb * kRows, T, b.tid);
+  LoadTileAsync(tile(2 * b.wg + 1), dout + b.at.rows, C, b.qb * kRows, T,
+                b.tid);
+  b.QueueKeys(k_tile(0), v_tile(0), 0, C, T);
+  CpAsyncCommit();
+  float row_lse[2], row_delta[2];
+  LoadRowStats(row_lse, row_delta, lse, delta, b.at, b.row_a, T);
+
+  float dq[8][4] = {};
+  for (int kt = 0; kt <= b.last; ++kt) {
+    const int buf = kt % 2;
+    b.AwaitQueueNext(k_tile(buf ^ 1), v_tile(buf ^ 1), kt, C, T);
+    if (!b.Takes(kt)) continue;
+    QueryTile(q_own, do_own, k_tile(buf), v_tile(buf), kt == b.qb, kt * kTile,
+              b.row_a, b.at.t, row_lse, row_delta, b.scale_log2, dq);
+  }
+  if (b.qb < b.row_blocks) {
+    StoreRows<HS>(dqkv + b.at.qkv, b.at.stride, dq, b.row_a, T, scale);
   }
 }
 
@@ -707,18 +794,21 @@ bool WgmmaPipelinedQuery() {
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, CUstream_st* stream, int parts,
-                            bool pipelined_dq) {
+                            bool pipelined_dq, bool wide_dq) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   constexpr int kSharedPipelined = WgmmaSharedBytes(kWgQueryPipelinedTiles);
+  constexpr int kSharedWide = WgmmaSharedBytes(kWgQueryWideTiles);
   static const bool allowed = [] {
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
                      kShared);
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel), kShared);
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel),
                      kSharedPipelined);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryWideKernel),
+                     kSharedWide);
     return true;
   }();
   (void)allowed;
@@ -729,7 +819,15 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
                 "tc::WgmmaKeyValueKernel");
   }
-  if (parts & kQueryPart) {
+  if ((parts & kQueryPart) && wide_dq) {
+    GPT2_CHECK_MSG(!pipelined_dq, "the wide wgmma dQ kernel is not pipelined");
+    CheckLaunch(
+        GPT2_LAUNCH(&WgmmaQueryWideKernel,
+                    BlockGrid(CeilDiv(T, 2 * kRows), B, NH), 2 * kThreads,
+                    kSharedWide, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                    Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+        "tc::WgmmaQueryWideKernel");
+  } else if (parts & kQueryPart) {
     auto* kernel =
         pipelined_dq ? &WgmmaQueryPipelinedKernel : &WgmmaQueryKernel;
     CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads,

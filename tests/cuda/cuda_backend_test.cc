@@ -319,7 +319,7 @@ class CudaOps : public ::testing::TestWithParam<DType> {
   struct WgmmaForm {
     bool own_rows_in_registers;
     bool pipelined;
-    bool wide = false;  // the forward only
+    bool wide = false;  // the forward and dQ kernels
   };
   void ExpectWgmmaFormsAgree(int B, int T, int C, int NH, uint64_t seed,
                              WgmmaForm first, WgmmaForm second,
@@ -343,7 +343,7 @@ class CudaOps : public ::testing::TestWithParam<DType> {
           g_dqkv.view, g_dout.view, g_qkv.view,
           static_cast<const float*>(g_lse.view.data),
           static_cast<const float*>(g_delta.view.data), B, T, C, NH,
-          cuda_->cuda_stream(), cuda::tc::kBothParts, f.pipelined);
+          cuda_->cuda_stream(), cuda::tc::kBothParts, f.pipelined, f.wide);
       grads[r] = Download(g_dqkv, "dqkv");
     }
     EXPECT_EQ(outs[0], outs[1]) << where << ": out";
@@ -1003,7 +1003,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 20u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 21u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
@@ -1014,9 +1014,10 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"dK, dV (wgmma)", 4},
         {"dQ (wgmma)", 3},
         {"dQ (wgmma, pipelined)", 3},
+        {"dQ (wgmma, 128 rows)", 3},
         {"forward (wgmma, own rows in registers)", 2},
         {"forward (wgmma, pipelined, own rows in registers)", 2}};
-    for (int i = 0; i < 8; ++i) {
+    for (int i = 0; i < 9; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1546,11 +1547,11 @@ TEST_P(CudaOps, WgmmaPipelinedIsBitwiseTheSame) {
   }
 }
 
-// The wide wgmma forward (two warpgroups a block sharing each key and value
-// tile) computes each warpgroup's rows as the one-warpgroup kernel does: the
-// same bits (out and lse); T of one row block (the second warpgroup wholly
-// past T), an odd number of them (the last block's second warpgroup past T),
-// rows past T within a block.
+// The wide wgmma forward and dQ kernels (two warpgroups a block sharing each
+// key and value tile) compute each warpgroup's rows as the one-warpgroup
+// kernels do: the same bits (out and lse; dqkv); T of one row block (the
+// second warpgroup wholly past T), an odd number of them (the last block's
+// second warpgroup past T), rows past T within a block.
 TEST_P(CudaOps, WgmmaWideIsBitwiseTheSame) {
   if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
   if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
