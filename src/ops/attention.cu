@@ -442,10 +442,12 @@ bool WgmmaWideAllowed() {
 
 namespace {
 
-// kWgmmaRegs as kWgmmaBeside where the register versions are barred; the one
-// place both the environment's choice and SetAttentionKernels pass through.
+// kWgmmaRegs as kWgmmaBeside where the register versions are barred, and
+// kWgmmaWide where the wide ones are; the one place both the environment's
+// choice and SetAttentionKernels pass through.
 AttentionKernels BarRegs(AttentionKernels k) {
-  return k == AttentionKernels::kWgmmaRegs && !WgmmaRegsAllowed()
+  return (k == AttentionKernels::kWgmmaRegs && !WgmmaRegsAllowed()) ||
+                 (k == AttentionKernels::kWgmmaWide && !WgmmaWideAllowed())
              ? AttentionKernels::kWgmmaBeside
              : k;
 }
@@ -469,6 +471,8 @@ AttentionKernels& KernelChoice() {
             ? AttentionKernels::kWgmmaBeside
         : EnvIs("GPT2_ATTENTION_WGMMA", "regs")
             ? BarRegs(AttentionKernels::kWgmmaRegs)
+        : EnvIs("GPT2_ATTENTION_WGMMA", "wide")
+            ? BarRegs(AttentionKernels::kWgmmaWide)
             : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
@@ -515,7 +519,7 @@ bool TensorCoresFor(DType dtype, int head_size) {
 
 bool FixedWgmma(AttentionKernels k) {
   return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside ||
-         k == AttentionKernels::kWgmmaRegs;
+         k == AttentionKernels::kWgmmaRegs || k == AttentionKernels::kWgmmaWide;
 }
 
 // Whether the wgmma kernels run for these tensors: kAuto (timed against the
@@ -785,7 +789,8 @@ void SetAttentionKernels(AttentionKernels kernels) {
 // The forward's version where wgmma runs: chosen by timing at the first
 // tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma pipelined, 3 wgmma with
 // Q in registers, 4 both, 5 wgmma with two warpgroups a block: WgmmaForm), or
-// fixed by kWgmma* (1, or 3 for kWgmmaRegs); 0 where wgmma does not run.
+// fixed by kWgmma* (1, 3 for kWgmmaRegs, 5 for kWgmmaWide); 0 where wgmma
+// does not run.
 std::string& ForwardChoiceNote() {
   static std::string note;
   return note;
@@ -800,8 +805,11 @@ tc::WgmmaForwardForm WgmmaForm(int version) {
 int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                    int NH, CUstream_st* stream) {
   if (!WgmmaFor(out.dtype, C / NH)) return 0;
-  if (FixedWgmma(KernelChoice()))
-    return KernelChoice() == AttentionKernels::kWgmmaRegs ? 3 : 1;
+  if (FixedWgmma(KernelChoice())) {
+    return KernelChoice() == AttentionKernels::kWgmmaRegs   ? 3
+           : KernelChoice() == AttentionKernels::kWgmmaWide ? 5
+                                                            : 1;
+  }
   static int version = -1;
   if (version < 0) {
     static const char* const kNames[] = {"mma.sync",
@@ -855,6 +863,8 @@ const char* AttentionKernelName(DType dtype, int head_size) {
     return KernelChoice() == AttentionKernels::kWgmma ? "tensor-core-wgmma"
            : KernelChoice() == AttentionKernels::kWgmmaBeside
                ? "tensor-core-wgmma-beside"
+           : KernelChoice() == AttentionKernels::kWgmmaWide
+               ? "tensor-core-wgmma-wide"
                : "tensor-core-wgmma-regs";
   }
   if (KernelChoice() == AttentionKernels::kLeanBackward)
@@ -918,8 +928,9 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBesideBackward   ? kLeanBeside
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
-                     ? (k == AttentionKernels::kWgmma ? kWgmmaVersion
-                                                      : kWgmmaBeside)
+                     ? (k == AttentionKernels::kWgmma       ? kWgmmaVersion
+                        : k == AttentionKernels::kWgmmaWide ? kWgmmaWideBeside
+                                                            : kWgmmaBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, stream))
               : kRegisters;

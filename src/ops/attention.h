@@ -70,7 +70,10 @@ class Scratch;
 // kernels elsewhere; kWgmmaBeside (GPT2_ATTENTION_WGMMA=beside) likewise, with
 // the backward's dQ kernel beside its dK/dV kernel on a second stream;
 // kWgmmaRegs (GPT2_ATTENTION_WGMMA=regs) as kWgmmaBeside with the forward's
-// queries in registers (tc::WgmmaAttentionForward).
+// queries in registers (tc::WgmmaAttentionForward); kWgmmaWide
+// (GPT2_ATTENTION_WGMMA=wide) the wide wgmma forward and the wide dQ kernel
+// beside dK/dV (two warpgroups a block sharing each key and value tile; as
+// kWgmmaBeside where GPT2_ATTENTION_WGMMA_WIDE=0).
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -81,7 +84,8 @@ enum class AttentionKernels {
   kLeanBesideBackward,
   kWgmma,
   kWgmmaBeside,
-  kWgmmaRegs
+  kWgmmaRegs,
+  kWgmmaWide
 };
 // kWgmmaRegs acts as kWgmmaBeside, and kAuto leaves the forward's register
 // versions out, where GPT2_ATTENTION_WGMMA_REGS=0 (device_check sets it when

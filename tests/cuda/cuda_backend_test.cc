@@ -1044,7 +1044,7 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
-        cuda::AttentionKernels::kWgmmaRegs,
+        cuda::AttentionKernels::kWgmmaRegs, cuda::AttentionKernels::kWgmmaWide,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -1073,13 +1073,18 @@ TEST_P(CudaOps, AttentionPeaked) {
                      "tensor-core-lean-beside");
       } else if (bf16 && (kernels == cuda::AttentionKernels::kWgmma ||
                           kernels == cuda::AttentionKernels::kWgmmaBeside ||
-                          kernels == cuda::AttentionKernels::kWgmmaRegs)) {
+                          kernels == cuda::AttentionKernels::kWgmmaRegs ||
+                          kernels == cuda::AttentionKernels::kWgmmaWide)) {
         // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
         EXPECT_STREQ(
             cuda::AttentionKernelName(dtype(), hs),
             hs != 64 || !cuda::tc::WgmmaSupports(dtype(), hs) ? "tensor-core"
             : kernels == cuda::AttentionKernels::kWgmma ? "tensor-core-wgmma"
+            : kernels == cuda::AttentionKernels::kWgmmaWide &&
+                    cuda::WgmmaWideAllowed()
+                ? "tensor-core-wgmma-wide"
             : kernels == cuda::AttentionKernels::kWgmmaBeside ||
+                    kernels == cuda::AttentionKernels::kWgmmaWide ||
                     !cuda::WgmmaRegsAllowed()
                 ? "tensor-core-wgmma-beside"
                 : "tensor-core-wgmma-regs");
@@ -1166,7 +1171,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kLeanKeyValueBackward,
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
-        cuda::AttentionKernels::kWgmmaRegs,
+        cuda::AttentionKernels::kWgmmaRegs, cuda::AttentionKernels::kWgmmaWide,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =
