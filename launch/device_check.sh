@@ -324,7 +324,9 @@ group_tests() {
   off "Types/CudaOps\.WgmmaPipelined" GPT2_ATTENTION_WGMMA_PIPELINED=0 \
     "the pipelined wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaWide" GPT2_ATTENTION_WGMMA_WIDE=0 \
-    "the wide wgmma forward failed its test: left out from here on"
+    "the wide wgmma kernels failed their test: left out from here on"
+  off "Types/CudaOps\.WgmmaFourBlocksDq" GPT2_ATTENTION_WGMMA_DQ4=0 \
+    "the 4-block wgmma dQ kernel failed its test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
     "the wgmma forward with its queries in registers failed its test: left out from here on"
   off "Types/CudaOps\.ClassifierRing[A-Za-z]*/bf16" GPT2_CLASSIFIER_RING=0 \
@@ -1003,7 +1005,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaFourBlocksDqIsBitwiseTheSame/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
@@ -1102,10 +1104,15 @@ probe wgmma_regs_probe 60 'Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame
 probe wgmma_pipelined_probe 60 'Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16' \
   GPT2_ATTENTION_WGMMA_PIPELINED=0 \
   "the pipelined wgmma kernels failed their probe: left out from here on" GPT2_ATTENTION_WGMMA
-# The wide wgmma forward (two warpgroups a block) likewise (GPT2_ATTENTION_WGMMA_WIDE=0).
+# The wide wgmma forward and dQ (two warpgroups a block) likewise
+# (GPT2_ATTENTION_WGMMA_WIDE=0), and the dQ kernel at 4 blocks an SM
+# (GPT2_ATTENTION_WGMMA_DQ4=0).
 probe wgmma_wide_probe 60 'Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16' \
   GPT2_ATTENTION_WGMMA_WIDE=0 \
-  "the wide wgmma forward failed its probe: left out from here on" GPT2_ATTENTION_WGMMA
+  "the wide wgmma kernels failed their probe: left out from here on" GPT2_ATTENTION_WGMMA
+probe wgmma_dq4_probe 60 'Types/CudaOps.WgmmaFourBlocksDqIsBitwiseTheSame/bf16' \
+  GPT2_ATTENTION_WGMMA_DQ4=0 \
+  "the 4-block wgmma dQ kernel failed its probe: left out from here on" GPT2_ATTENTION_WGMMA
 # The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
 probe classifier_bulk_probe 30 \
   'Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16' \

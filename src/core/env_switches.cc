@@ -15,6 +15,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_ATTENTION_LDMATRIX", "0|1"},
       {"GPT2_ATTENTION_LEAN", "0|1|kv|beside"},
       {"GPT2_ATTENTION_WGMMA", "0|1|beside|regs|wide"},
+      {"GPT2_ATTENTION_WGMMA_DQ4", "0|1"},
       {"GPT2_ATTENTION_WGMMA_DQ_PIPELINED", "0|1"},
       {"GPT2_ATTENTION_WGMMA_PIPELINED", "0|1"},
       {"GPT2_ATTENTION_WGMMA_REGS", "0|1"},

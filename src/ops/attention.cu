@@ -440,6 +440,11 @@ bool WgmmaWideAllowed() {
   return allowed;
 }
 
+bool WgmmaFourBlocksDqAllowed() {
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA_DQ4", "0");
+  return allowed;
+}
+
 namespace {
 
 // kWgmmaRegs as kWgmmaBeside where the register versions are barred, and
@@ -554,7 +559,8 @@ bool Ldmatrix() {
 // the wgmma pair beside; the wgmma pair holding each block's own rows in
 // registers, one after the other or beside, 0.32-0.33 against 0.25 at B=16.)
 // kWgmmaWideBeside: the wide dQ kernel (two warpgroups a block sharing the
-// key and value tiles) beside the wgmma dK/dV kernel.
+// key and value tiles) beside the wgmma dK/dV kernel; kWgmmaFourBlocksBeside:
+// the dQ kernel at 4 blocks an SM (tc::WgmmaDq) there.
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
@@ -562,7 +568,8 @@ enum BackwardVersion {
   kLeanBeside = 3,
   kWgmmaVersion = 4,
   kWgmmaBeside = 5,
-  kWgmmaWideBeside = 6
+  kWgmmaWideBeside = 6,
+  kWgmmaFourBlocksBeside = 7
 };
 const char* const kBackwardNames[] = {"registers",
                                       "lean",
@@ -570,10 +577,12 @@ const char* const kBackwardNames[] = {"registers",
                                       "lean, dQ beside dK/dV",
                                       "wgmma",
                                       "wgmma, dQ beside dK/dV",
-                                      "wgmma, wide dQ beside dK/dV"};
-constexpr int kVersions = 7;
+                                      "wgmma, wide dQ beside dK/dV",
+                                      "wgmma, 4-block dQ beside dK/dV"};
+constexpr int kVersions = 8;
 bool IsWgmma(BackwardVersion v) {
-  return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaWideBeside;
+  return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaWideBeside ||
+         v == kWgmmaFourBlocksBeside;
 }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
@@ -602,7 +611,7 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, CUstream_st* stream) {
   if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
-      v == kWgmmaWideBeside) {
+      v == kWgmmaWideBeside || v == kWgmmaFourBlocksBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
     // (kWgmma*Beside). The beside versions run dQ on the side stream, forked
@@ -620,10 +629,12 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
     if (IsWgmma(v)) {
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  stream, tc::kKeyValuePart);
-      const bool wide = v == kWgmmaWideBeside;
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  query_stream, tc::kQueryPart,
-                                 !wide && tc::WgmmaPipelinedQuery(), wide);
+                                 v == kWgmmaWideBeside ? tc::WgmmaDq::kWide
+                                 : v == kWgmmaFourBlocksBeside
+                                     ? tc::WgmmaDq::kFourBlocks
+                                     : tc::DefaultWgmmaDq());
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                             true, stream, tc::kKeyValuePart);
@@ -736,6 +747,8 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
       const auto version = static_cast<BackwardVersion>(v);
       if (IsWgmma(version) && !wgmma) continue;
       if (version == kWgmmaWideBeside && !WgmmaWideAllowed()) continue;
+      if (version == kWgmmaFourBlocksBeside && !WgmmaFourBlocksDqAllowed())
+        continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
@@ -1124,20 +1137,18 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
     });
     time("dK, dV (wgmma)", 4 * product, [&] {
       tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kKeyValuePart, false);
+                                 stream, tc::kKeyValuePart);
     });
-    for (const bool pipelined : {false, true}) {
-      time(pipelined ? "dQ (wgmma, pipelined)" : "dQ (wgmma)", 3 * product,
-           [&] {
-             tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T,
-                                        C, NH, stream, tc::kQueryPart,
-                                        pipelined);
-           });
+    for (const auto [dq, name] :
+         {std::pair{tc::WgmmaDq::kPlain, "dQ (wgmma)"},
+          std::pair{tc::WgmmaDq::kPipelined, "dQ (wgmma, pipelined)"},
+          std::pair{tc::WgmmaDq::kWide, "dQ (wgmma, 128 rows)"},
+          std::pair{tc::WgmmaDq::kFourBlocks, "dQ (wgmma, 4 blocks an SM)"}}) {
+      time(name, 3 * product, [&, dq = dq] {
+        tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
+                                   NH, stream, tc::kQueryPart, dq);
+      });
     }
-    time("dQ (wgmma, 128 rows)", 3 * product, [&] {
-      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kQueryPart, false, true);
-    });
     forward(true);
   }
   GPT2_CUDA_CHECK(cudaEventDestroy(start));

@@ -99,6 +99,9 @@ bool WgmmaPipelinedAllowed();
 // And the wide ones (two warpgroups a block) where GPT2_ATTENTION_WGMMA_WIDE=0
 // (likewise).
 bool WgmmaWideAllowed();
+// And the dQ kernel at 4 blocks an SM where GPT2_ATTENTION_WGMMA_DQ4=0
+// (likewise).
+bool WgmmaFourBlocksDqAllowed();
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
 // "tensor-core-wgmma-regs", "tensor-core-tt" (transposed tiles) or "portable":

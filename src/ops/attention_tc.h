@@ -58,19 +58,19 @@ struct WgmmaForwardForm {
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH, WgmmaForwardForm form,
                            CUstream_st* stream);
-// pipelined_dq: the dQ kernel with each tile's score math overlapping the
-// previous tile's dQ products (the same bits; by default where
-// GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 and not GPT2_ATTENTION_WGMMA_PIPELINED=0:
-// WgmmaPipelinedQuery). wide_dq: the dQ kernel with two warpgroups a block
-// sharing each key and value tile, as the wide forward (the same bits; not
-// pipelined).
-bool WgmmaPipelinedQuery();
+// The dQ kernel (all give the same bits): plain (3 blocks an SM); pipelined
+// (each tile's score math overlapping the previous tile's dQ products; the
+// default where GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 and not
+// GPT2_ATTENTION_WGMMA_PIPELINED=0: DefaultWgmmaDq); the plain arithmetic
+// within 128 registers for 4 blocks an SM; wide (two warpgroups a block
+// sharing each key and value tile, as the wide forward).
+enum class WgmmaDq { kPlain, kPipelined, kFourBlocks, kWide };
+WgmmaDq DefaultWgmmaDq();
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, CUstream_st* stream,
                             int parts = kBothParts,
-                            bool pipelined_dq = WgmmaPipelinedQuery(),
-                            bool wide_dq = false);
+                            WgmmaDq dq = DefaultWgmmaDq());
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)
 // pairs first, then their next longest, and so on, pair group by pair group

@@ -335,9 +335,9 @@ struct QueryBlock {
   }
 };
 
-// One key tile of the wide dQ kernel (WgmmaQueryKernel's loop body): S = Q
-// K^T, then dP = dO V^T running while P is computed from S (masked on the
-// diagonal tile), dS, and dQ += dS K.
+// One key tile of the four-blocks and wide dQ kernels (WgmmaQueryKernel's
+// loop body): S = Q K^T, then dP = dO V^T running while P is computed from S
+// (masked on the diagonal tile), dS, and dQ += dS K.
 __device__ __forceinline__ void QueryTile(const OwnRows<false>& q_own,
                                           const OwnRows<false>& do_own,
                                           const bf16* k, const bf16* v,
@@ -366,8 +366,12 @@ __device__ __forceinline__ void QueryTile(const OwnRows<false>& q_own,
   WgFinish(dq);
 }
 
-// dQ for one block of 64 queries (BackwardQueryKernel's arithmetic).
-__global__ void __launch_bounds__(kThreads, 3)
+// dQ for one block of 64 queries (BackwardQueryKernel's arithmetic), 3
+// blocks an SM at 151 registers; kFourBlocks: the same through the QueryTile
+// helper, whose schedule ptxas fits in 126 registers, for 4 blocks an SM
+// (the same arithmetic: the same bits).
+template <bool kFourBlocks>
+__global__ void __launch_bounds__(kThreads, kFourBlocks ? 4 : 3)
     WgmmaQueryKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                      const float* lse, const float* delta, int T, int C, int NH,
                      float scale) {
@@ -386,9 +390,13 @@ __global__ void __launch_bounds__(kThreads, 3)
     const int k0 = kt * kTile, buf = kt % 2;
     AwaitKeysQueueNext<64, true>(k_tile(buf ^ 1), v_tile(buf ^ 1), b.q, C,
                                  b.at.stride, kt, b.qb, T);
+    if constexpr (kFourBlocks) {
+      QueryTile(q_own, do_own, k_tile(buf), v_tile(buf), kt == b.qb, k0,
+                b.row_a, b.at.t, row_lse, row_delta, b.scale_log2, dq);
+      continue;
+    }
     // S = Q K^T, then dP = dO V^T running while P is computed from S. (The
-    // same as QueryTile, written out: through the helper ptxas allots this
-    // kernel 128 registers instead of 151, a schedule no GPU has measured.)
+    // same as QueryTile, written out: the schedule the H100 runs measured.)
     float s[8][4], dp[8][4];
     WgmmaFence();
     q_own.TimesTile(s, k_tile(buf));
@@ -784,17 +792,17 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
               kNames[p][r]);
 }
 
-bool WgmmaPipelinedQuery() {
+WgmmaDq DefaultWgmmaDq() {
   static const bool pipelined =
       EnvIs("GPT2_ATTENTION_WGMMA_DQ_PIPELINED", "1") &&
       !EnvIs("GPT2_ATTENTION_WGMMA_PIPELINED", "0");
-  return pipelined;
+  return pipelined ? WgmmaDq::kPipelined : WgmmaDq::kPlain;
 }
 
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, CUstream_st* stream, int parts,
-                            bool pipelined_dq, bool wide_dq) {
+                            WgmmaDq dq) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
@@ -804,11 +812,14 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
   static const bool allowed = [] {
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
                      kShared);
-    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel), kShared);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel<false>),
+                     kShared);
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryPipelinedKernel),
                      kSharedPipelined);
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryWideKernel),
                      kSharedWide);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel<true>),
+                     kShared);
     return true;
   }();
   (void)allowed;
@@ -819,24 +830,29 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
                 "tc::WgmmaKeyValueKernel");
   }
-  if ((parts & kQueryPart) && wide_dq) {
-    GPT2_CHECK_MSG(!pipelined_dq, "the wide wgmma dQ kernel is not pipelined");
+  if (!(parts & kQueryPart)) return;
+  if (dq == WgmmaDq::kWide) {
     CheckLaunch(
         GPT2_LAUNCH(&WgmmaQueryWideKernel,
                     BlockGrid(CeilDiv(T, 2 * kRows), B, NH), 2 * kThreads,
                     kSharedWide, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
                     Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
         "tc::WgmmaQueryWideKernel");
-  } else if (parts & kQueryPart) {
-    auto* kernel =
-        pipelined_dq ? &WgmmaQueryPipelinedKernel : &WgmmaQueryKernel;
-    CheckLaunch(GPT2_LAUNCH(kernel, grid, kThreads,
-                            pipelined_dq ? kSharedPipelined : kShared, stream,
-                            Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv),
-                            lse, delta, T, C, NH, scale),
-                pipelined_dq ? "tc::WgmmaQueryPipelinedKernel"
-                             : "tc::WgmmaQueryKernel");
+    return;
   }
+  using Kernel = void (*)(bf16*, const bf16*, const bf16*, const float*,
+                          const float*, int, int, int, float);
+  const Kernel kernel = dq == WgmmaDq::kPipelined ? &WgmmaQueryPipelinedKernel
+                        : dq == WgmmaDq::kFourBlocks ? &WgmmaQueryKernel<true>
+                                                     : &WgmmaQueryKernel<false>;
+  CheckLaunch(
+      GPT2_LAUNCH(kernel, grid, kThreads,
+                  dq == WgmmaDq::kPipelined ? kSharedPipelined : kShared,
+                  stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout), Ptr<bf16>(qkv), lse,
+                  delta, T, C, NH, scale),
+      dq == WgmmaDq::kPipelined    ? "tc::WgmmaQueryPipelinedKernel"
+      : dq == WgmmaDq::kFourBlocks ? "tc::WgmmaQueryKernel (4 blocks an SM)"
+                                   : "tc::WgmmaQueryKernel");
 }
 
 }  // namespace gpt2::cuda::tc

@@ -319,7 +319,8 @@ class CudaOps : public ::testing::TestWithParam<DType> {
   struct WgmmaForm {
     bool own_rows_in_registers;
     bool pipelined;
-    bool wide = false;  // the forward and dQ kernels
+    bool wide = false;         // the forward and dQ kernels
+    bool four_blocks = false;  // the dQ kernel at 4 blocks an SM
   };
   void ExpectWgmmaFormsAgree(int B, int T, int C, int NH, uint64_t seed,
                              WgmmaForm first, WgmmaForm second,
@@ -343,7 +344,11 @@ class CudaOps : public ::testing::TestWithParam<DType> {
           g_dqkv.view, g_dout.view, g_qkv.view,
           static_cast<const float*>(g_lse.view.data),
           static_cast<const float*>(g_delta.view.data), B, T, C, NH,
-          cuda_->cuda_stream(), cuda::tc::kBothParts, f.pipelined, f.wide);
+          cuda_->cuda_stream(), cuda::tc::kBothParts,
+          f.wide          ? cuda::tc::WgmmaDq::kWide
+          : f.four_blocks ? cuda::tc::WgmmaDq::kFourBlocks
+          : f.pipelined   ? cuda::tc::WgmmaDq::kPipelined
+                          : cuda::tc::WgmmaDq::kPlain);
       grads[r] = Download(g_dqkv, "dqkv");
     }
     EXPECT_EQ(outs[0], outs[1]) << where << ": out";
@@ -1003,7 +1008,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 21u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 22u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
@@ -1015,9 +1020,10 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"dQ (wgmma)", 3},
         {"dQ (wgmma, pipelined)", 3},
         {"dQ (wgmma, 128 rows)", 3},
+        {"dQ (wgmma, 4 blocks an SM)", 3},
         {"forward (wgmma, own rows in registers)", 2},
         {"forward (wgmma, pipelined, own rows in registers)", 2}};
-    for (int i = 0; i < 9; ++i) {
+    for (int i = 0; i < 10; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1566,6 +1572,23 @@ TEST_P(CudaOps, WgmmaWideIsBitwiseTheSame) {
   if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
   for (auto [B, T, C, NH] : shapes) {
     ExpectWgmmaFormsAgree(B, T, C, NH, 97, {false, false}, {false, false, true},
+                          "B=" + std::to_string(B) + " T=" + std::to_string(T) +
+                              " C=" + std::to_string(C));
+  }
+}
+
+// The dQ kernel at 4 blocks an SM (the plain one's arithmetic through the
+// QueryTile helper, within 128 registers) gives the plain one's bits.
+TEST_P(CudaOps, WgmmaFourBlocksDqIsBitwiseTheSame) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
+    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
+  std::vector<std::tuple<int, int, int, int>> shapes = {
+      {1, 64, 64, 1}, {2, 37, 128, 2}, {1, 130, 128, 2}};
+  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
+  for (auto [B, T, C, NH] : shapes) {
+    ExpectWgmmaFormsAgree(B, T, C, NH, 99, {false, false},
+                          {false, false, false, true},
                           "B=" + std::to_string(B) + " T=" + std::to_string(T) +
                               " C=" + std::to_string(C));
   }
