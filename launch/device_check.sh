@@ -327,6 +327,8 @@ group_tests() {
     "the wide wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaFourBlocksDq" GPT2_ATTENTION_WGMMA_DQ4=0 \
     "the 4-block wgmma dQ kernel failed its test: left out from here on"
+  off "Types/CudaOps\.WgmmaSplit" GPT2_ATTENTION_WGMMA_SPLIT=0 \
+    "the split wgmma kernels failed their test: left out from here on"
   off "Types/CudaOps\.WgmmaOwnRowsInRegisters" GPT2_ATTENTION_WGMMA_REGS=0 \
     "the wgmma forward with its queries in registers failed its test: left out from here on"
   off "Types/CudaOps\.ClassifierRing[A-Za-z]*/bf16" GPT2_CLASSIFIER_RING=0 \
@@ -1005,7 +1007,7 @@ tool_path() {  # tool_path NAME: the tool on PATH or in CUDA's usual places
 }
 group_profile() {
   local sanitizer ncu filter
-  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaFourBlocksDqIsBitwiseTheSame/bf16'
+  filter='Types/CudaOps.AttentionPeaked/bf16:Types/CudaOps.LayerNorm/bf16:Types/CudaOps.ClassifierAndSums/bf16:Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.LayerNormBackwardVersionsAreBitwiseTheSame/*:Types/CudaOps.LeanAttentionBackwardIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaOwnRowsInRegistersIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaPipelinedIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaFourBlocksDqIsBitwiseTheSame/bf16:Types/CudaOps.WgmmaSplitAgreesWithTheOneWarpgroupKernels/bf16'
   sanitizer=$(tool_path compute-sanitizer)
   if [ -n "$sanitizer" ] || [ "$dry" = 1 ]; then
     run racecheck 90 profile.txt "${sanitizer:-compute-sanitizer}" --tool racecheck \
@@ -1113,6 +1115,11 @@ probe wgmma_wide_probe 60 'Types/CudaOps.WgmmaWideIsBitwiseTheSame/bf16' \
 probe wgmma_dq4_probe 60 'Types/CudaOps.WgmmaFourBlocksDqIsBitwiseTheSame/bf16' \
   GPT2_ATTENTION_WGMMA_DQ4=0 \
   "the 4-block wgmma dQ kernel failed its probe: left out from here on" GPT2_ATTENTION_WGMMA
+# The split wgmma kernels (two warpgroups a block taking its tiles in turn, for small
+# batches) likewise (GPT2_ATTENTION_WGMMA_SPLIT=0).
+probe wgmma_split_probe 60 'Types/CudaOps.WgmmaSplitAgreesWithTheOneWarpgroupKernels/bf16' \
+  GPT2_ATTENTION_WGMMA_SPLIT=0 \
+  "the split wgmma kernels failed their probe: left out from here on" GPT2_ATTENTION_WGMMA
 # The classifier's bulk copies (sm_90) likewise, alone: a wait that never ends traps.
 probe classifier_bulk_probe 30 \
   'Types/CudaOps.ClassifierBulkIsBitwiseTheSame/bf16:Types/CudaOps.ClassifierAndSums/bf16' \

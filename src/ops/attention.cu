@@ -445,14 +445,21 @@ bool WgmmaFourBlocksDqAllowed() {
   return allowed;
 }
 
+bool WgmmaSplitAllowed() {
+  static const bool allowed = !EnvIs("GPT2_ATTENTION_WGMMA_SPLIT", "0");
+  return allowed;
+}
+
 namespace {
 
-// kWgmmaRegs as kWgmmaBeside where the register versions are barred, and
-// kWgmmaWide where the wide ones are; the one place both the environment's
-// choice and SetAttentionKernels pass through.
+// kWgmmaRegs as kWgmmaBeside where the register versions are barred,
+// kWgmmaWide where the wide ones are and kWgmmaSplit where the split ones
+// are; the one place both the environment's choice and SetAttentionKernels
+// pass through.
 AttentionKernels BarRegs(AttentionKernels k) {
   return (k == AttentionKernels::kWgmmaRegs && !WgmmaRegsAllowed()) ||
-                 (k == AttentionKernels::kWgmmaWide && !WgmmaWideAllowed())
+                 (k == AttentionKernels::kWgmmaWide && !WgmmaWideAllowed()) ||
+                 (k == AttentionKernels::kWgmmaSplit && !WgmmaSplitAllowed())
              ? AttentionKernels::kWgmmaBeside
              : k;
 }
@@ -478,6 +485,8 @@ AttentionKernels& KernelChoice() {
             ? BarRegs(AttentionKernels::kWgmmaRegs)
         : EnvIs("GPT2_ATTENTION_WGMMA", "wide")
             ? BarRegs(AttentionKernels::kWgmmaWide)
+        : EnvIs("GPT2_ATTENTION_WGMMA", "split")
+            ? BarRegs(AttentionKernels::kWgmmaSplit)
             : AttentionKernels::kAuto;
     // The tensor-core kernels rest on two register layouts (mma.sync's
     // fragments, ldmatrix.trans's): check them on this device once, in a
@@ -524,7 +533,9 @@ bool TensorCoresFor(DType dtype, int head_size) {
 
 bool FixedWgmma(AttentionKernels k) {
   return k == AttentionKernels::kWgmma || k == AttentionKernels::kWgmmaBeside ||
-         k == AttentionKernels::kWgmmaRegs || k == AttentionKernels::kWgmmaWide;
+         k == AttentionKernels::kWgmmaRegs ||
+         k == AttentionKernels::kWgmmaWide ||
+         k == AttentionKernels::kWgmmaSplit;
 }
 
 // Whether the wgmma kernels run for these tensors: kAuto (timed against the
@@ -560,7 +571,9 @@ bool Ldmatrix() {
 // registers, one after the other or beside, 0.32-0.33 against 0.25 at B=16.)
 // kWgmmaWideBeside: the wide dQ kernel (two warpgroups a block sharing the
 // key and value tiles) beside the wgmma dK/dV kernel; kWgmmaFourBlocksBeside:
-// the dQ kernel at 4 blocks an SM (tc::WgmmaDq) there.
+// the dQ kernel at 4 blocks an SM (tc::WgmmaDq) there; kWgmmaSplitBeside: the
+// split dQ kernel beside the split dK/dV kernel (two warpgroups a block
+// taking its tiles in turn: half the longest chain, for small batches).
 enum BackwardVersion {
   kRegisters = 0,
   kLean = 1,
@@ -569,7 +582,8 @@ enum BackwardVersion {
   kWgmmaVersion = 4,
   kWgmmaBeside = 5,
   kWgmmaWideBeside = 6,
-  kWgmmaFourBlocksBeside = 7
+  kWgmmaFourBlocksBeside = 7,
+  kWgmmaSplitBeside = 8
 };
 const char* const kBackwardNames[] = {"registers",
                                       "lean",
@@ -578,11 +592,12 @@ const char* const kBackwardNames[] = {"registers",
                                       "wgmma",
                                       "wgmma, dQ beside dK/dV",
                                       "wgmma, wide dQ beside dK/dV",
-                                      "wgmma, 4-block dQ beside dK/dV"};
-constexpr int kVersions = 8;
+                                      "wgmma, 4-block dQ beside dK/dV",
+                                      "wgmma, split dQ beside split dK/dV"};
+constexpr int kVersions = 9;
 bool IsWgmma(BackwardVersion v) {
   return v == kWgmmaVersion || v == kWgmmaBeside || v == kWgmmaWideBeside ||
-         v == kWgmmaFourBlocksBeside;
+         v == kWgmmaFourBlocksBeside || v == kWgmmaSplitBeside;
 }
 
 // A second stream for the dQ kernel of kLeanBeside, with the events that fork
@@ -611,7 +626,8 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
                  const float* lse, const float* delta, int B, int T, int C,
                  int NH, CUstream_st* stream) {
   if (v == kLeanKeyValue || v == kLeanBeside || v == kWgmmaBeside ||
-      v == kWgmmaWideBeside || v == kWgmmaFourBlocksBeside) {
+      v == kWgmmaWideBeside || v == kWgmmaFourBlocksBeside ||
+      v == kWgmmaSplitBeside) {
     // The two kernels one by one: the lean dK/dV kernel, then the register
     // (kLeanKeyValue) or lean (kLeanBeside) dQ kernel; or the wgmma ones
     // (kWgmma*Beside). The beside versions run dQ on the side stream, forked
@@ -627,14 +643,18 @@ void RunBackward(BackwardVersion v, Tensor dqkv, Tensor dout, Tensor qkv,
       query_stream = side.stream;
     }
     if (IsWgmma(v)) {
-      tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
-                                 stream, tc::kKeyValuePart);
+      const bool split = v == kWgmmaSplitBeside;
+      tc::WgmmaAttentionBackward(
+          dqkv, dout, qkv, lse, delta, B, T, C, NH, stream, tc::kKeyValuePart,
+          tc::DefaultWgmmaDq(),
+          split ? tc::WgmmaKv::kSplit : tc::WgmmaKv::kPlain);
       tc::WgmmaAttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH,
                                  query_stream, tc::kQueryPart,
                                  v == kWgmmaWideBeside ? tc::WgmmaDq::kWide
                                  : v == kWgmmaFourBlocksBeside
                                      ? tc::WgmmaDq::kFourBlocks
-                                     : tc::DefaultWgmmaDq());
+                                 : split ? tc::WgmmaDq::kSplit
+                                         : tc::DefaultWgmmaDq());
     } else {
       tc::AttentionBackward(dqkv, dout, qkv, lse, delta, B, T, C, NH, true,
                             true, stream, tc::kKeyValuePart);
@@ -749,6 +769,7 @@ BackwardVersion AutoBackward(Tensor dqkv, Tensor dout, Tensor qkv,
       if (version == kWgmmaWideBeside && !WgmmaWideAllowed()) continue;
       if (version == kWgmmaFourBlocksBeside && !WgmmaFourBlocksDqAllowed())
         continue;
+      if (version == kWgmmaSplitBeside && !WgmmaSplitAllowed()) continue;
       versions.push_back(version);
       names.push_back(kBackwardNames[v]);
     }
@@ -801,9 +822,10 @@ void SetAttentionKernels(AttentionKernels kernels) {
 
 // The forward's version where wgmma runs: chosen by timing at the first
 // tensor-core forward (0 mma.sync, 1 wgmma, 2 wgmma pipelined, 3 wgmma with
-// Q in registers, 4 both, 5 wgmma with two warpgroups a block: WgmmaForm), or
-// fixed by kWgmma* (1, 3 for kWgmmaRegs, 5 for kWgmmaWide); 0 where wgmma
-// does not run.
+// Q in registers, 4 both, 5 wgmma with two warpgroups a block, 6 wgmma with
+// two warpgroups taking a block's key tiles in turn: WgmmaForm), or fixed by
+// kWgmma* (1, 3 for kWgmmaRegs, 5 for kWgmmaWide, 6 for kWgmmaSplit); 0 where
+// wgmma does not run.
 std::string& ForwardChoiceNote() {
   static std::string note;
   return note;
@@ -813,15 +835,17 @@ tc::WgmmaForwardForm WgmmaForm(int version) {
   form.own_rows_in_registers = version == 3 || version == 4;
   form.pipelined = version == 2 || version == 4;
   form.wide = version == 5;
+  form.split = version == 6;
   return form;
 }
 int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                    int NH, CUstream_st* stream) {
   if (!WgmmaFor(out.dtype, C / NH)) return 0;
   if (FixedWgmma(KernelChoice())) {
-    return KernelChoice() == AttentionKernels::kWgmmaRegs   ? 3
-           : KernelChoice() == AttentionKernels::kWgmmaWide ? 5
-                                                            : 1;
+    return KernelChoice() == AttentionKernels::kWgmmaRegs    ? 3
+           : KernelChoice() == AttentionKernels::kWgmmaWide  ? 5
+           : KernelChoice() == AttentionKernels::kWgmmaSplit ? 6
+                                                             : 1;
   }
   static int version = -1;
   if (version < 0) {
@@ -830,14 +854,16 @@ int ForwardVersion(Tensor out, Tensor lse, Tensor qkv, int B, int T, int C,
                                          "wgmma, pipelined",
                                          "wgmma, Q in registers",
                                          "wgmma, pipelined, Q in registers",
-                                         "wgmma, 128 rows"};
+                                         "wgmma, 128 rows",
+                                         "wgmma, split keys"};
     std::vector<int> versions;
     std::vector<const char*> names;
-    for (int v = 0; v < 6; ++v) {
+    for (int v = 0; v < 7; ++v) {
       const tc::WgmmaForwardForm form = WgmmaForm(v);
       if ((form.own_rows_in_registers && !WgmmaRegsAllowed()) ||
           (form.pipelined && !WgmmaPipelinedAllowed()) ||
-          (form.wide && !WgmmaWideAllowed()))
+          (form.wide && !WgmmaWideAllowed()) ||
+          (form.split && !WgmmaSplitAllowed()))
         continue;
       versions.push_back(v);
       names.push_back(kNames[v]);
@@ -878,6 +904,8 @@ const char* AttentionKernelName(DType dtype, int head_size) {
                ? "tensor-core-wgmma-beside"
            : KernelChoice() == AttentionKernels::kWgmmaWide
                ? "tensor-core-wgmma-wide"
+           : KernelChoice() == AttentionKernels::kWgmmaSplit
+               ? "tensor-core-wgmma-split"
                : "tensor-core-wgmma-regs";
   }
   if (KernelChoice() == AttentionKernels::kLeanBackward)
@@ -941,9 +969,10 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, Tensor out,
           : k == AttentionKernels::kLeanBesideBackward   ? kLeanBeside
           : FixedWgmma(k)
               ? (WgmmaFor(dout.dtype, hs)
-                     ? (k == AttentionKernels::kWgmma       ? kWgmmaVersion
-                        : k == AttentionKernels::kWgmmaWide ? kWgmmaWideBeside
-                                                            : kWgmmaBeside)
+                     ? (k == AttentionKernels::kWgmma        ? kWgmmaVersion
+                        : k == AttentionKernels::kWgmmaWide  ? kWgmmaWideBeside
+                        : k == AttentionKernels::kWgmmaSplit ? kWgmmaSplitBeside
+                                                             : kWgmmaBeside)
                      : AutoBackward(dqkv, dout, qkv, Ptr<float>(lse), delta, B,
                                     T, C, NH, stream))
               : kRegisters;
@@ -1135,15 +1164,25 @@ std::vector<AttentionKernelTime> ProfileAttentionKernels(int B, int T, int C,
       tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH,
                                 {false, false, true}, stream);
     });
+    time("forward (wgmma, split keys)", 2 * product, [&] {
+      tc::WgmmaAttentionForward(t_out, t_lse, t_qkv, B, T, C, NH,
+                                {false, false, false, true}, stream);
+    });
     time("dK, dV (wgmma)", 4 * product, [&] {
       tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
                                  stream, tc::kKeyValuePart);
+    });
+    time("dK, dV (wgmma, split queries)", 4 * product, [&] {
+      tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C, NH,
+                                 stream, tc::kKeyValuePart, tc::WgmmaDq::kPlain,
+                                 tc::WgmmaKv::kSplit);
     });
     for (const auto [dq, name] :
          {std::pair{tc::WgmmaDq::kPlain, "dQ (wgmma)"},
           std::pair{tc::WgmmaDq::kPipelined, "dQ (wgmma, pipelined)"},
           std::pair{tc::WgmmaDq::kWide, "dQ (wgmma, 128 rows)"},
-          std::pair{tc::WgmmaDq::kFourBlocks, "dQ (wgmma, 4 blocks an SM)"}}) {
+          std::pair{tc::WgmmaDq::kFourBlocks, "dQ (wgmma, 4 blocks an SM)"},
+          std::pair{tc::WgmmaDq::kSplit, "dQ (wgmma, split keys)"}}) {
       time(name, 3 * product, [&, dq = dq] {
         tc::WgmmaAttentionBackward(t_dqkv, t_dout, t_qkv, lse, delta, B, T, C,
                                    NH, stream, tc::kQueryPart, dq);

@@ -73,7 +73,10 @@ class Scratch;
 // queries in registers (tc::WgmmaAttentionForward); kWgmmaWide
 // (GPT2_ATTENTION_WGMMA=wide) the wide wgmma forward and the wide dQ kernel
 // beside dK/dV (two warpgroups a block sharing each key and value tile; as
-// kWgmmaBeside where GPT2_ATTENTION_WGMMA_WIDE=0).
+// kWgmmaBeside where GPT2_ATTENTION_WGMMA_WIDE=0); kWgmmaSplit
+// (GPT2_ATTENTION_WGMMA=split) the split wgmma forward and the split dQ
+// kernel beside the split dK/dV kernel (two warpgroups a block taking its
+// tiles in turn; as kWgmmaBeside where GPT2_ATTENTION_WGMMA_SPLIT=0).
 enum class AttentionKernels {
   kAuto,
   kTransposedTiles,
@@ -85,7 +88,8 @@ enum class AttentionKernels {
   kWgmma,
   kWgmmaBeside,
   kWgmmaRegs,
-  kWgmmaWide
+  kWgmmaWide,
+  kWgmmaSplit
 };
 // kWgmmaRegs acts as kWgmmaBeside, and kAuto leaves the forward's register
 // versions out, where GPT2_ATTENTION_WGMMA_REGS=0 (device_check sets it when
@@ -102,9 +106,13 @@ bool WgmmaWideAllowed();
 // And the dQ kernel at 4 blocks an SM where GPT2_ATTENTION_WGMMA_DQ4=0
 // (likewise).
 bool WgmmaFourBlocksDqAllowed();
+// And the split ones (two warpgroups a block taking its tiles in turn) where
+// GPT2_ATTENTION_WGMMA_SPLIT=0 (likewise).
+bool WgmmaSplitAllowed();
 // "tensor-core", "tensor-core-lean", "tensor-core-lean-kv",
 // "tensor-core-lean-beside", "tensor-core-wgmma", "tensor-core-wgmma-beside",
-// "tensor-core-wgmma-regs", "tensor-core-tt" (transposed tiles) or "portable":
+// "tensor-core-wgmma-regs", "tensor-core-wgmma-wide",
+// "tensor-core-wgmma-split", "tensor-core-tt" (transposed tiles) or "portable":
 // what a call with these arguments runs.
 const char* AttentionKernelName(DType dtype, int head_size);
 // How kAuto chose its backward kernels, e.g. "lean (0.840 ms against 1.020 ms

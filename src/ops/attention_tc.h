@@ -47,13 +47,17 @@ void AttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv, const float* lse,
 // bits). The forward also comes pipelined: each key tile's scores overlapping
 // the previous tile's output products (the same bits again); and wide: two
 // warpgroups a block sharing each key and value tile (half the L2 traffic;
-// the same bits again; its queries in shared memory, not pipelined).
+// the same bits again; its queries in shared memory, not pipelined); and
+// split: two warpgroups a block taking its key tiles in turn, half the
+// longest chain of tiles (for small batches; not the same bits: the tiles
+// are added in another grouping; queries in shared memory, not pipelined).
 bool WgmmaSupports(DType dtype, int head_size);
 const std::string& WgmmaWhyNot();
 struct WgmmaForwardForm {
   bool own_rows_in_registers = false;
   bool pipelined = false;
   bool wide = false;
+  bool split = false;
 };
 void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                            int C, int NH, WgmmaForwardForm form,
@@ -63,14 +67,20 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
 // default where GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 and not
 // GPT2_ATTENTION_WGMMA_PIPELINED=0: DefaultWgmmaDq); the plain arithmetic
 // within 128 registers for 4 blocks an SM; wide (two warpgroups a block
-// sharing each key and value tile, as the wide forward).
-enum class WgmmaDq { kPlain, kPipelined, kFourBlocks, kWide };
+// sharing each key and value tile, as the wide forward); split (two
+// warpgroups a block taking its key tiles in turn, as the split forward: not
+// the same bits).
+enum class WgmmaDq { kPlain, kPipelined, kFourBlocks, kWide, kSplit };
 WgmmaDq DefaultWgmmaDq();
+// The dK/dV kernel: plain, or split (two warpgroups a block taking its query
+// tiles in turn, one block an SM: not the same bits).
+enum class WgmmaKv { kPlain, kSplit };
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, CUstream_st* stream,
                             int parts = kBothParts,
-                            WgmmaDq dq = DefaultWgmmaDq());
+                            WgmmaDq dq = DefaultWgmmaDq(),
+                            WgmmaKv kv = WgmmaKv::kPlain);
 
 // The kernels' blocks start the longest row blocks of this many (batch, head)
 // pairs first, then their next longest, and so on, pair group by pair group

@@ -241,6 +241,36 @@ struct KeyBlock {
   }
 };
 
+// One query tile of the dK/dV kernels (WgmmaKeyValueKernel's loop body): S^T
+// = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the diagonal
+// tile's masked corner (`masked`: the diagonal tile, or queries past T) costs
+// less than splitting the warpgroup. Then dV += P^T dO and dK += dS^T Q.
+__device__ __forceinline__ void KeyValueTile(
+    const OwnRows<false>& k_own, const OwnRows<false>& v_own, const bf16* q,
+    const bf16* dy, const float* tile_lse, const float* tile_delta, bool masked,
+    int q0, int key_a, int t, int T, float scale_log2, float (&dk)[8][4],
+    float (&dv)[8][4]) {
+  float s[8][4], dp[8][4];
+  uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
+  // Both products waited for together: computing P^T while dP^T's products
+  // still run (as the dQ kernel does) needs registers this kernel does not
+  // have at 3 blocks an SM, and ptxas then serializes every wgmma (C7512).
+  WgmmaFence();
+  k_own.TimesTile(s, q);
+  v_own.TimesTile(dp, dy);
+  WgFinish(s, dp);
+  KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, t, T,
+                     scale_log2);
+  // Each A just before its products (fewer live registers).
+  AccToFragments(pa, s);
+  WgmmaFence();
+  WgFragmentsTimesTile(dv, pa, dy);  // dV += P^T dO
+  AccToFragments(dsa, dp);
+  WgmmaFence();
+  WgFragmentsTimesTile(dk, dsa, q);  // dK += dS^T Q
+  WgFinish(dv, dk);
+}
+
 __global__ void __launch_bounds__(kThreads, 3)
     WgmmaKeyValueKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
                         const float* lse, const float* delta, int T, int C,
@@ -278,24 +308,21 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     if (qt + 1 < query_tiles) load_tile(qt + 1, buf ^ 1);
     CpAsyncCommit();
-    // S^T = K Q^T and dP^T = V dO^T (keys x queries), whole tiles: the
-    // diagonal tile's masked corner costs less than splitting the warpgroup.
-    // Then dV += P^T dO and dK += dS^T Q.
+    // S^T = K Q^T and dP^T = V dO^T, then dV and dK: KeyValueTile's
+    // arithmetic, written out (through the helper ptxas schedules this
+    // kernel differently: 8 instructions more at the same 168 registers; the
+    // code the H100 runs measured stays).
     const bool masked = qt == kb || q0 + kTile > T;
     const float* tile_lse = stats + buf * kTile;
     const float* tile_delta = stats + (2 + buf) * kTile;
     float s[8][4], dp[8][4];
-    uint32_t pa[4][4], dsa[4][4];  // P^T and dS^T / scale as A fragments
-    // Both products waited for together: computing P^T while dP^T's products
-    // still run (as the dQ kernel does) needs registers this kernel does not
-    // have at 3 blocks an SM, and ptxas then serializes every wgmma (C7512).
+    uint32_t pa[4][4], dsa[4][4];
     WgmmaFence();
     k_own.TimesTile(s, q_tile(buf));
     v_own.TimesTile(dp, do_tile(buf));
     WgFinish(s, dp);
     KeyValueScoreGrads(masked, s, dp, tile_lse, tile_delta, q0, key_a, at.t, T,
                        scale_log2);
-    // Each A just before its products (fewer live registers).
     AccToFragments(pa, s);
     WgmmaFence();
     WgFragmentsTimesTile(dv, pa, do_tile(buf));  // dV += P^T dO
@@ -659,6 +686,278 @@ __global__ void __launch_bounds__(2 * kThreads, 2)
   }
 }
 
+// A block of the split kernels: two warpgroups share one 64-row block's tiles
+// (the key tiles of a query block in the forward and dQ kernels, the query
+// tiles of a key block in dK/dV), taking them in turn: warpgroup w the w-th
+// of each pair, through buffers of its own, so that the two products of a
+// pair run side by side. At the end warpgroup 1 hands its partial results to
+// warpgroup 0 through shared memory (Put, Taken: thread i's values to thread i
+// of warpgroup 0, whose accumulators hold the same rows and columns), which
+// combines the two, in that order, and stores. The longest row blocks' chain
+// of tiles (16 at T = 1,024) one after another is what a layer's kernel
+// takes at B = 1-2, where the SMs hold every block at once; here half. Not
+// the narrow kernels' bits (the tiles are added in another grouping).
+// Kernels: WgmmaForwardSplitKernel, WgmmaQuerySplitKernel,
+// WgmmaKeyValueSplitKernel.
+struct SplitBlock {
+  Place at;     // at.warp: the warp within its warpgroup
+  int wg, tid;  // the warpgroup, and the thread within it
+  __device__ SplitBlock(int T, int C, int NH)
+      : at(PlaceOf<64>(T, C, NH)),
+        wg(static_cast<int>(threadIdx.x) / kThreads),
+        tid(static_cast<int>(threadIdx.x) % kThreads) {
+    at.warp %= 4;
+  }
+  // The hand-over through `share` (shared memory both warpgroups are done
+  // with, behind a barrier): warpgroup 1 puts this thread's values, value i
+  // at share[i * kThreads + tid] (a warp's 32 stores or loads in 32 banks),
+  // then after a barrier warpgroup 0 reads its partner's, the same thread
+  // index within the warpgroup: the same rows and columns of an accumulator.
+  __device__ void Put(float* share, int i, float value) const {
+    share[i * kThreads + tid] = value;
+  }
+  __device__ float Taken(const float* share, int i) const {
+    return share[i * kThreads + tid];
+  }
+  // A 64 x 64 accumulator as values at, at + 1, ..., at + 31.
+  __device__ void PutAcc(float* share, int at, const float (&acc)[8][4]) const {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) Put(share, at + i, acc[i / 4][i % 4]);
+  }
+  __device__ void AddTaken(float (&acc)[8][4], const float* share,
+                           int at) const {
+#pragma unroll
+    for (int i = 0; i < 32; ++i) acc[i / 4][i % 4] += Taken(share, at + i);
+  }
+};
+
+// A query block of the split kernels (the forward's, dQ's): its row block
+// (the longest rows first), this lane's rows a and a + 8, and this
+// warpgroup's key tiles (b.wg, b.wg + 2, ... up to qb) streamed through two
+// K and two V buffers of its own, from tile `first` of the shared memory on
+// (each warpgroup four).
+struct SplitQueryBlock : SplitBlock {
+  int qb, row_a;
+  const bf16* q;  // this head's queries; its keys at + C, values at + 2 C
+  float scale_log2;
+  bf16* kv;  // this warpgroup's K buffers, then its V buffers
+  __device__ SplitQueryBlock(bf16* tiles, int first, const bf16* qkv, int T,
+                             int C, int NH, float scale)
+      : SplitBlock(T, C, NH),
+        qb(static_cast<int>(gridDim.y) - 1 - RowBlockRank()),
+        row_a(qb * kRows + at.warp * 16 + at.g),
+        q(qkv + at.qkv),
+        scale_log2(scale * kLog2e),
+        kv(tiles + (first + 4 * wg) * kTileElems) {}
+  __device__ bf16* k_tile(int buf) const { return kv + buf * kTileElems; }
+  __device__ bf16* v_tile(int buf) const { return kv + (2 + buf) * kTileElems; }
+  // The hand-over's room (Put, Taken): warpgroup 0's four buffers, 32 KiB.
+  __device__ float* share() const {
+    return reinterpret_cast<float*>(kv - 4 * wg * kTileElems);
+  }
+  __device__ void Queue(int kt, int buf, int C, int T) const {
+    LoadTileAsync(k_tile(buf), q + C, at.stride, kt * kTile, T, tid);
+    LoadTileAsync(v_tile(buf), q + 2 * C, at.stride, kt * kTile, T, tid);
+  }
+  // fn(kt, buf) for each of this warpgroup's key tiles, landed in buffer
+  // buf; the pairs in lockstep (a barrier each: the pair has landed, for the
+  // tensor cores too, and both warpgroups are done with the last, whose
+  // buffers take the next). The caller's own-rows loads, queued before,
+  // land with the first pair.
+  template <typename Fn>
+  __device__ void ForKeyTiles(int C, int T, Fn&& fn) const {
+    if (wg <= qb) Queue(wg, 0, C, T);
+    CpAsyncCommit();
+    for (int i = 0, kt = wg; i <= qb / 2; ++i, kt += 2) {
+      const int buf = i % 2;
+      CpAsyncWait<0>();
+      FenceProxyAsync();
+      __syncthreads();
+      if (kt + 2 <= qb) Queue(kt + 2, buf ^ 1, C, T);
+      CpAsyncCommit();
+      if (kt <= qb) fn(kt, buf);
+    }
+  }
+};
+
+// The split forward: the key tiles of one query block dealt to two
+// warpgroups in turn, each with its own online softmax (ForwardTile, as
+// WgmmaForwardKernel), then one softmax of the two: m = max(m0, m1), o =
+// o0 c0 + o1 c1, sum = sum0 c0 + sum1 c1 with c_j = 2^((m_j - m) scale); a
+// warpgroup with no tile (the first row block's second) adds zeros. Shared
+// memory: the queries (read by both), then each warpgroup's two K and two V
+// buffers. 2 blocks (16 warps) an SM.
+constexpr int kWgForwardSplitTiles = 9;
+__global__ void __launch_bounds__(2 * kThreads, 2)
+    WgmmaForwardSplitKernel(bf16* out, float* lse, const bf16* qkv, int T,
+                            int C, int NH, float scale) {
+  KernelPrologue();
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  const SplitQueryBlock b(tiles.base, 1, qkv, T, C, NH, scale);
+  if (b.wg == 0) {
+    LoadTileAsync(tiles.base, b.q, b.at.stride, b.qb * kRows, T, b.tid);
+  }
+  OwnRows<false> q_own{tiles.base};
+
+  float o[8][4] = {};
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  b.ForKeyTiles(C, T, [&](int kt, int buf) {
+    ForwardTile(q_own, b.k_tile(buf), b.v_tile(buf), kt == b.qb, kt * kTile,
+                b.row_a, b.at.t, b.scale_log2, o, row_max, row_sum);
+  });
+  // Warpgroup 1's o, maxima and sums to warpgroup 0 (over the K/V buffers).
+  float* const share = b.share();
+  __syncthreads();
+  if (b.wg == 1) {
+    b.PutAcc(share, 0, o);
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      b.Put(share, 32 + r, row_max[r]);
+      b.Put(share, 34 + r, row_sum[r]);
+    }
+  }
+  __syncthreads();
+  if (b.wg == 1) return;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    // Warpgroup 0 took key tile 0: its maximum is finite, and a partner
+    // with no tile (-inf, sum 0, o 0) weighs 0.
+    const float max1 = b.Taken(share, 32 + r);
+    const float m = fmaxf(row_max[r], max1);
+    const float c0 = Exp2Ftz((row_max[r] - m) * b.scale_log2);
+    const float c1 = Exp2Ftz((max1 - m) * b.scale_log2);
+    row_max[r] = m;
+    row_sum[r] = fmaf(b.Taken(share, 34 + r), c1, row_sum[r] * c0);
+#pragma unroll
+    for (int dt = 0; dt < 8; ++dt) {
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int j = 2 * r + h;
+        o[dt][j] = fmaf(b.Taken(share, dt * 4 + j), c1, o[dt][j] * c0);
+      }
+    }
+  }
+  StoreForwardRows<HS>(out, lse, b.at, o, row_sum, row_max, b.row_a, T, C,
+                       b.scale_log2);
+}
+
+// The split dQ kernel: the key tiles of one query block dealt to two
+// warpgroups in turn (QueryTile, as the 4-blocks dQ kernel), dQ = dQ0 + dQ1.
+// Shared memory: the queries and their output gradients (read by both), then
+// each warpgroup's two K and two V buffers. 2 blocks an SM within 128
+// registers.
+constexpr int kWgQuerySplitTiles = 10;
+__global__ void __launch_bounds__(2 * kThreads, 2)
+    WgmmaQuerySplitKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                          const float* lse, const float* delta, int T, int C,
+                          int NH, float scale) {
+  KernelPrologue();
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  const SplitQueryBlock b(tiles.base, 2, qkv, T, C, NH, scale);
+  // Warpgroup 0 queues the queries, 1 their output gradients.
+  LoadTileAsync(tiles.own(b.wg), b.wg == 0 ? b.q : dout + b.at.rows,
+                b.wg == 0 ? b.at.stride : C, b.qb * kRows, T, b.tid);
+  OwnRows<false> q_own{tiles.own(0)}, do_own{tiles.own(1)};
+  float row_lse[2], row_delta[2];
+  LoadRowStats(row_lse, row_delta, lse, delta, b.at, b.row_a, T);
+
+  float dq[8][4] = {};
+  b.ForKeyTiles(C, T, [&](int kt, int buf) {
+    QueryTile(q_own, do_own, b.k_tile(buf), b.v_tile(buf), kt == b.qb,
+              kt * kTile, b.row_a, b.at.t, row_lse, row_delta, b.scale_log2,
+              dq);
+  });
+  // Warpgroup 1's dQ to warpgroup 0 (over the K buffers).
+  float* const share = b.share();
+  __syncthreads();
+  if (b.wg == 1) b.PutAcc(share, 0, dq);
+  __syncthreads();
+  if (b.wg == 1) return;
+  b.AddTaken(dq, share, 0);
+  StoreRows<HS>(dqkv + b.at.qkv, b.at.stride, dq, b.row_a, T, scale);
+}
+
+// The split dK/dV kernel: the query tiles of one key block dealt to two
+// warpgroups in turn (KeyValueTile, as WgmmaKeyValueKernel), dK = dK0 + dK1
+// and dV = dV0 + dV1. Shared memory: the keys and values (read by both), each
+// warpgroup's two Q and two dO buffers, then each warpgroup's statistics of
+// its two buffers. 200 registers: one block (8 warps) an SM.
+constexpr int kWgKeyValueSplitTiles = 10;
+constexpr int WgmmaKeyValueSplitBytes() {
+  return kWgKeyValueSplitTiles * kTileElems * static_cast<int>(sizeof(bf16)) +
+         8 * kTile * static_cast<int>(sizeof(float)) + kTileAlign;
+}
+__global__ void __launch_bounds__(2 * kThreads, 1)
+    WgmmaKeyValueSplitKernel(bf16* dqkv, const bf16* dout, const bf16* qkv,
+                             const float* lse, const float* delta, int T, int C,
+                             int NH, float scale) {
+  KernelPrologue();
+  constexpr int HS = 64;
+  const WgTiles tiles = CarveWgTiles();
+  const auto tile = [&](int i) { return tiles.base + i * kTileElems; };
+  const SplitBlock b(T, C, NH);
+  const int kb = RowBlockRank();  // low blocks see the most queries
+  const int query_tiles = (T + kTile - 1) / kTile;
+  const int key_a = kb * kRows + b.at.warp * 16 + b.at.g;
+  const bf16* q = qkv + b.at.qkv;
+  const bf16* dy = dout + b.at.rows;
+  const float scale_log2 = scale * kLog2e;
+  const auto q_tile = [&](int buf) { return tile(2 + 4 * b.wg + buf); };
+  const auto do_tile = [&](int buf) { return tile(4 + 4 * b.wg + buf); };
+  // This warpgroup's lse of buffer u at stats(u), delta at stats(2 + u).
+  float* const stats_base =
+      reinterpret_cast<float*>(tile(kWgKeyValueSplitTiles));
+  const auto stats = [&](int i) { return stats_base + (4 * b.wg + i) * kTile; };
+  const auto queue = [&](int qt, int buf) {
+    const int q0 = qt * kTile;
+    LoadTileAsync(q_tile(buf), q, b.at.stride, q0, T, b.tid);
+    LoadTileAsync(do_tile(buf), dy, C, q0, T, b.tid);
+    if (b.tid < kTile) {  // published by the loop's barrier
+      const bool in = q0 + b.tid < T;
+      stats(buf)[b.tid] = in ? lse[b.at.stat + q0 + b.tid] * kLog2e : 0.0f;
+      stats(2 + buf)[b.tid] = in ? delta[b.at.stat + q0 + b.tid] : 0.0f;
+    }
+  };
+  // Warpgroup 0 queues the keys, 1 the values.
+  LoadTileAsync(tile(b.wg), q + (1 + b.wg) * C, b.at.stride, kb * kRows, T,
+                b.tid);
+  if (kb + b.wg < query_tiles) queue(kb + b.wg, 0);
+  CpAsyncCommit();
+  OwnRows<false> k_own{tile(0)}, v_own{tile(1)};
+
+  float dk[8][4] = {}, dv[8][4] = {};
+  for (int i = 0, qt = kb + b.wg; kb + 2 * i < query_tiles; ++i, qt += 2) {
+    const int buf = i % 2;
+    CpAsyncWait<0>();
+    FenceProxyAsync();
+    __syncthreads();
+    if (qt + 2 < query_tiles) queue(qt + 2, buf ^ 1);
+    CpAsyncCommit();
+    if (qt < query_tiles) {
+      const int q0 = qt * kTile;
+      KeyValueTile(k_own, v_own, q_tile(buf), do_tile(buf), stats(buf),
+                   stats(2 + buf), qt == kb || q0 + kTile > T, q0, key_a,
+                   b.at.t, T, scale_log2, dk, dv);
+    }
+  }
+  // Warpgroup 1's dK and dV to warpgroup 0 (over the Q and dO buffers).
+  float* const share = reinterpret_cast<float*>(tile(2));
+  __syncthreads();
+  if (b.wg == 1) {
+    b.PutAcc(share, 0, dk);
+    b.PutAcc(share, 32, dv);
+  }
+  __syncthreads();
+  if (b.wg == 1) return;
+  b.AddTaken(dk, share, 0);
+  b.AddTaken(dv, share, 32);
+  bf16* grads = dqkv + b.at.qkv;
+  StoreRows<HS>(grads + C, b.at.stride, dk, key_a, T, scale);
+  StoreRows<HS>(grads + 2 * C, b.at.stride, dv, key_a, T, 1.0f);
+}
+
 // The forward with each key tile's scores overlapping the previous tile's
 // output products (FlashAttention-3's overlap within a warpgroup): at tile
 // kt, S = Q K^T and O += P V of tile kt - 1 are issued together, the softmax
@@ -755,6 +1054,7 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
+  constexpr int kSharedSplit = WgmmaSharedBytes(kWgForwardSplitTiles);
   using Kernel = void (*)(bf16*, float*, const bf16*, int, int, int, float);
   // [pipelined][own rows in registers]
   static constexpr Kernel kKernels[2][2] = {
@@ -771,10 +1071,24 @@ void WgmmaAttentionForward(Tensor out, Tensor lse, Tensor qkv, int B, int T,
         AllowWgmmaShared(reinterpret_cast<const void*>(kernel), kShared);
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaForwardWideKernel),
                      kShared);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaForwardSplitKernel),
+                     kSharedSplit);
     return true;
   }();
   (void)allowed;
   const int p = form.pipelined ? 1 : 0, r = form.own_rows_in_registers ? 1 : 0;
+  GPT2_CHECK_MSG(!form.split || !(form.wide || form.pipelined ||
+                                  form.own_rows_in_registers),
+                 "the split wgmma forward: queries in shared memory, not "
+                 "pipelined, not wide");
+  if (form.split) {
+    CheckLaunch(GPT2_LAUNCH(&WgmmaForwardSplitKernel,
+                            BlockGrid(CeilDiv(T, kRows), B, NH), 2 * kThreads,
+                            kSharedSplit, stream, Ptr<bf16>(out),
+                            Ptr<float>(lse), Ptr<bf16>(qkv), T, C, NH, scale),
+                "tc::WgmmaForwardSplitKernel");
+    return;
+  }
   if (form.wide) {
     GPT2_CHECK_MSG(!form.pipelined && !form.own_rows_in_registers,
                    "the wide wgmma forward: queries in shared memory, not "
@@ -802,13 +1116,15 @@ WgmmaDq DefaultWgmmaDq() {
 void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                             const float* lse, const float* delta, int B, int T,
                             int C, int NH, CUstream_st* stream, int parts,
-                            WgmmaDq dq) {
+                            WgmmaDq dq, WgmmaKv kv) {
   GPT2_CHECK_MSG(dout.dtype == DType::kBF16 && C == 64 * NH,
                  "wgmma attention: bf16, head size 64 only");
   const float scale = 1.0f / sqrtf(static_cast<float>(C / NH));
   constexpr int kShared = WgmmaSharedBytes();
   constexpr int kSharedPipelined = WgmmaSharedBytes(kWgQueryPipelinedTiles);
   constexpr int kSharedWide = WgmmaSharedBytes(kWgQueryWideTiles);
+  constexpr int kSharedQuerySplit = WgmmaSharedBytes(kWgQuerySplitTiles);
+  constexpr int kSharedKeyValueSplit = WgmmaKeyValueSplitBytes();
   static const bool allowed = [] {
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueKernel),
                      kShared);
@@ -820,17 +1136,35 @@ void WgmmaAttentionBackward(Tensor dqkv, Tensor dout, Tensor qkv,
                      kSharedWide);
     AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQueryKernel<true>),
                      kShared);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaQuerySplitKernel),
+                     kSharedQuerySplit);
+    AllowWgmmaShared(reinterpret_cast<const void*>(&WgmmaKeyValueSplitKernel),
+                     kSharedKeyValueSplit);
     return true;
   }();
   (void)allowed;
   const dim3 grid = BlockGrid(CeilDiv(T, kRows), B, NH);
-  if (parts & kKeyValuePart) {
+  if ((parts & kKeyValuePart) && kv == WgmmaKv::kSplit) {
+    CheckLaunch(GPT2_LAUNCH(&WgmmaKeyValueSplitKernel, grid, 2 * kThreads,
+                            kSharedKeyValueSplit, stream, Ptr<bf16>(dqkv),
+                            Ptr<bf16>(dout), Ptr<bf16>(qkv), lse, delta, T, C,
+                            NH, scale),
+                "tc::WgmmaKeyValueSplitKernel");
+  } else if (parts & kKeyValuePart) {
     CheckLaunch(GPT2_LAUNCH(&WgmmaKeyValueKernel, grid, kThreads, kShared,
                             stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
                             Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
                 "tc::WgmmaKeyValueKernel");
   }
   if (!(parts & kQueryPart)) return;
+  if (dq == WgmmaDq::kSplit) {
+    CheckLaunch(
+        GPT2_LAUNCH(&WgmmaQuerySplitKernel, grid, 2 * kThreads,
+                    kSharedQuerySplit, stream, Ptr<bf16>(dqkv), Ptr<bf16>(dout),
+                    Ptr<bf16>(qkv), lse, delta, T, C, NH, scale),
+        "tc::WgmmaQuerySplitKernel");
+    return;
+  }
   if (dq == WgmmaDq::kWide) {
     CheckLaunch(
         GPT2_LAUNCH(&WgmmaQueryWideKernel,

@@ -173,6 +173,18 @@ struct Tolerance {
   double rtol, atol;
 };
 
+// ||a - b|| / ||b|| over the whole tensor: a kernel that drops or repeats a
+// tile moves this far more than rounding does, even where no one element
+// leaves the per-element tolerance.
+double RelativeL2(const std::vector<double>& a, const std::vector<double>& b) {
+  double diff = 0.0, norm = 0.0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    norm += b[i] * b[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
 class CudaOps : public ::testing::TestWithParam<DType> {
  protected:
   void SetUp() override {
@@ -321,10 +333,15 @@ class CudaOps : public ::testing::TestWithParam<DType> {
     bool pipelined;
     bool wide = false;         // the forward and dQ kernels
     bool four_blocks = false;  // the dQ kernel at 4 blocks an SM
+    bool split = false;        // the forward, dQ and dK/dV kernels
   };
+  // With `bound` > 0 the forms may differ by rounding (the split kernels add
+  // the tiles in another grouping): each of out, dq, dk and dv within a
+  // relative L2 distance of `bound` and every element within 2% (and 2% of
+  // the tensor's largest); lse within 1e-5 relative.
   void ExpectWgmmaFormsAgree(int B, int T, int C, int NH, uint64_t seed,
                              WgmmaForm first, WgmmaForm second,
-                             const std::string& where) {
+                             const std::string& where, double bound = 0.0) {
     auto g_qkv = Gpu(Random(B * T * 3 * C, seed, 1.5));
     auto g_dout = Gpu(Random(B * T * C, seed + 1));
     auto g_delta = GpuF32(Random(B * NH * T, seed + 2));  // any: both read it
@@ -336,7 +353,8 @@ class CudaOps : public ::testing::TestWithParam<DType> {
       auto g_lse = GpuF32(Random(B * NH * T, seed + 5 + r));
       cuda::tc::WgmmaAttentionForward(
           g_out.view, g_lse.view, g_qkv.view, B, T, C, NH,
-          {f.own_rows_in_registers, f.pipelined, f.wide}, cuda_->cuda_stream());
+          {f.own_rows_in_registers, f.pipelined, f.wide, f.split},
+          cuda_->cuda_stream());
       outs[r] = Download(g_out, "out");
       lses[r] = Download(g_lse, "lse");
       auto g_dqkv = Gpu(Random(B * T * 3 * C, seed + 7 + r));
@@ -347,9 +365,34 @@ class CudaOps : public ::testing::TestWithParam<DType> {
           cuda_->cuda_stream(), cuda::tc::kBothParts,
           f.wide          ? cuda::tc::WgmmaDq::kWide
           : f.four_blocks ? cuda::tc::WgmmaDq::kFourBlocks
+          : f.split       ? cuda::tc::WgmmaDq::kSplit
           : f.pipelined   ? cuda::tc::WgmmaDq::kPipelined
-                          : cuda::tc::WgmmaDq::kPlain);
+                          : cuda::tc::WgmmaDq::kPlain,
+          f.split ? cuda::tc::WgmmaKv::kSplit : cuda::tc::WgmmaKv::kPlain);
       grads[r] = Download(g_dqkv, "dqkv");
+    }
+    if (bound > 0.0) {
+      ExpectNear(lses[1], lses[0], 1e-5, 1e-5, where + ": lse");
+      // out, then dqkv's q, k and v columns apart.
+      for (int part = -1; part < 3; ++part) {
+        std::vector<double> a, b;
+        for (int t = 0; t < B * T; ++t) {
+          for (int c = 0; c < C; ++c) {
+            const auto& x = part < 0 ? outs : grads;
+            const int64_t i = part < 0 ? int64_t{t} * C + c
+                                       : int64_t{t} * 3 * C + part * C + c;
+            a.push_back(x[1][i]);
+            b.push_back(x[0][i]);
+          }
+        }
+        const std::string what =
+            where + ": " + (part < 0 ? "out" : std::string("d") + "qkv"[part]);
+        double largest = 0.0;
+        for (double x : b) largest = std::max(largest, std::abs(x));
+        ExpectNear(a, b, 2e-2, 2e-2 * largest, what);
+        EXPECT_LE(RelativeL2(a, b), bound) << what;
+      }
+      return;
     }
     EXPECT_EQ(outs[0], outs[1]) << where << ": out";
     EXPECT_EQ(lses[0], lses[1]) << where << ": lse";
@@ -1008,7 +1051,7 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
   const auto times64 =
       cuda::ProfileAttentionKernels(B, T, 128, NH, 1, backend->cuda_stream());
   const bool wgmma = cuda::tc::WgmmaSupports(DType::kBF16, 64);
-  ASSERT_EQ(times64.size(), wgmma ? 22u : 12u);
+  ASSERT_EQ(times64.size(), wgmma ? 25u : 12u);
   if (wgmma) {
     const double product64 = double{B} * NH * T * (T + 1) * 64;
     // Each kernel and the products it is charged for, in units of product64.
@@ -1016,14 +1059,17 @@ TEST(CudaAttentionProfile, TimesEveryKernel) {
         {"forward (wgmma)", 2},
         {"forward (wgmma, pipelined)", 2},
         {"forward (wgmma, 128 rows)", 2},
+        {"forward (wgmma, split keys)", 2},
         {"dK, dV (wgmma)", 4},
+        {"dK, dV (wgmma, split queries)", 4},
         {"dQ (wgmma)", 3},
         {"dQ (wgmma, pipelined)", 3},
         {"dQ (wgmma, 128 rows)", 3},
         {"dQ (wgmma, 4 blocks an SM)", 3},
+        {"dQ (wgmma, split keys)", 3},
         {"forward (wgmma, own rows in registers)", 2},
         {"forward (wgmma, pipelined, own rows in registers)", 2}};
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < 13; ++i) {
       EXPECT_EQ(times64[12 + i].kernel, rows[i].first);
       EXPECT_EQ(times64[12 + i].flops, rows[i].second * product64);
     }
@@ -1051,6 +1097,7 @@ TEST_P(CudaOps, AttentionPeaked) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
         cuda::AttentionKernels::kWgmmaRegs, cuda::AttentionKernels::kWgmmaWide,
+        cuda::AttentionKernels::kWgmmaSplit,
         cuda::AttentionKernels::kPortable}) {
     cuda::SetAttentionKernels(kernels);
     for (auto [B, T, C, NH] :
@@ -1080,7 +1127,8 @@ TEST_P(CudaOps, AttentionPeaked) {
       } else if (bf16 && (kernels == cuda::AttentionKernels::kWgmma ||
                           kernels == cuda::AttentionKernels::kWgmmaBeside ||
                           kernels == cuda::AttentionKernels::kWgmmaRegs ||
-                          kernels == cuda::AttentionKernels::kWgmmaWide)) {
+                          kernels == cuda::AttentionKernels::kWgmmaWide ||
+                          kernels == cuda::AttentionKernels::kWgmmaSplit)) {
         // Head size 64 on a device (or emulator) with wgmma; else kAuto's.
         EXPECT_STREQ(
             cuda::AttentionKernelName(dtype(), hs),
@@ -1089,8 +1137,12 @@ TEST_P(CudaOps, AttentionPeaked) {
             : kernels == cuda::AttentionKernels::kWgmmaWide &&
                     cuda::WgmmaWideAllowed()
                 ? "tensor-core-wgmma-wide"
+            : kernels == cuda::AttentionKernels::kWgmmaSplit &&
+                    cuda::WgmmaSplitAllowed()
+                ? "tensor-core-wgmma-split"
             : kernels == cuda::AttentionKernels::kWgmmaBeside ||
                     kernels == cuda::AttentionKernels::kWgmmaWide ||
+                    kernels == cuda::AttentionKernels::kWgmmaSplit ||
                     !cuda::WgmmaRegsAllowed()
                 ? "tensor-core-wgmma-beside"
                 : "tensor-core-wgmma-regs");
@@ -1130,18 +1182,6 @@ TEST_P(CudaOps, AttentionPeaked) {
   cuda::SetAttentionKernels(cuda::AttentionKernels::kAuto);
 }
 
-// ||a - b|| / ||b|| over the whole tensor: a kernel that drops or repeats a
-// tile moves this far more than rounding does, even where no one element
-// leaves the per-element tolerance.
-double RelativeL2(const std::vector<double>& a, const std::vector<double>& b) {
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff += (a[i] - b[i]) * (a[i] - b[i]);
-    norm += b[i] * b[i];
-  }
-  return std::sqrt(diff / norm);
-}
-
 // The attention at GPT-2 124M's training shape on a GPU (T = 1024: 16 key
 // tiles, many blocks per head; 12 heads of 64), in every kernel version the
 // timed choice can pick: the per-op tests above stop at T = 200. Under the
@@ -1178,6 +1218,7 @@ TEST_P(CudaOps, AttentionAtTrainingLength) {
         cuda::AttentionKernels::kLeanBesideBackward,
         cuda::AttentionKernels::kWgmma, cuda::AttentionKernels::kWgmmaBeside,
         cuda::AttentionKernels::kWgmmaRegs, cuda::AttentionKernels::kWgmmaWide,
+        cuda::AttentionKernels::kWgmmaSplit,
         cuda::AttentionKernels::kTransposedTiles}) {
     cuda::SetAttentionKernels(kernels);
     const std::string where =
@@ -1591,6 +1632,33 @@ TEST_P(CudaOps, WgmmaFourBlocksDqIsBitwiseTheSame) {
                           {false, false, false, true},
                           "B=" + std::to_string(B) + " T=" + std::to_string(T) +
                               " C=" + std::to_string(C));
+  }
+}
+
+// The split wgmma kernels (two warpgroups a block taking its tiles in turn,
+// combined at the end) against the one-warpgroup kernels on the same inputs:
+// rounding apart (the tiles are added in another grouping), never a tile's
+// worth. T of one row block (the forward's and dQ's second warpgroup, and
+// dK/dV's, with no tile), an odd number of tiles (a warpgroup one short), two
+// and four, rows past T; peaked softmaxes (qkv scaled 1.5), where a lost or
+// doubled tile moves outputs by O(1).
+TEST_P(CudaOps, WgmmaSplitAgreesWithTheOneWarpgroupKernels) {
+  if (dtype() != DType::kBF16) GTEST_SKIP() << "tensor-core kernels: bf16 only";
+  if (!cuda::tc::WgmmaSupports(DType::kBF16, 64))
+    GTEST_SKIP() << "no wgmma here: " << cuda::tc::WgmmaWhyNot();
+  std::vector<std::tuple<int, int, int, int>> shapes = {{1, 64, 64, 1},
+                                                        {2, 37, 128, 2},
+                                                        {1, 130, 128, 2},
+                                                        {1, 200, 64, 1},
+                                                        {2, 256, 64, 1}};
+  if (!kEmulated) shapes.push_back({2, 1024, 768, 12});
+  for (auto [B, T, C, NH] : shapes) {
+    WgmmaForm split{false, false};
+    split.split = true;
+    ExpectWgmmaFormsAgree(B, T, C, NH, 101, {false, false}, split,
+                          "B=" + std::to_string(B) + " T=" + std::to_string(T) +
+                              " C=" + std::to_string(C),
+                          5e-3);
   }
 }
 
