@@ -902,15 +902,17 @@ group_extra() {
   # place) and both at once back to back.
   [ -n "${GPT2_MATMUL_AUTOTUNE:-}" ] || GPT2_MATMUL_AUTOTUNE=1 tbench bench_autotune_B4 4
   # The cuBLASLt configuration search (split-K, tiles, swizzles: never run on a GPU before
-  # this; the search group times it at B=16/64) at B=4 and B=2, where the weight-gradient
-  # products (768 x 768 out of K=4,096 rows: 36 tiles of 128 x 128 for 132 SMs) and the
-  # N=768 products leave most SMs idle in one wave; its picks kept in
-  # $state/matmul_algos.txt (GPT2_MATMUL_ALGO_CACHE), then B=4 reading them without
-  # searching: if that beats bench_ours_B4, the sweep starts from the searched picks.
+  # this; the search group times it at B=16/64) at B=4, B=2 and B=1 (the sweep's batches:
+  # each batch's shapes are their own entries), where the weight-gradient products (768 x
+  # 768 out of K=4,096 rows: 36 tiles of 128 x 128 for 132 SMs) and the N=768 products
+  # leave most SMs idle in one wave; its picks kept in $state/matmul_algos.txt
+  # (GPT2_MATMUL_ALGO_CACHE), then B=4 reading them without searching: if that beats
+  # bench_ours_B4, the sweep starts from the searched picks.
   local algos="$state/matmul_algos.txt"
   if [ -z "${GPT2_MATMUL_ALGO_CACHE:-}" ]; then
     GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_search_B4 4 --steps 5
     GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_search_B2 2 --steps 5
+    GPT2_MATMUL_AUTOTUNE_SEARCH=1 GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_search_B1 1 --steps 5
     [ ! -s "$algos" ] || GPT2_MATMUL_ALGO_CACHE="$algos" tbench bench_searched_B4 4
   fi
   if [ -z "${GPT2_PDL:-}" ] && [ -e "$state/pdl_ok" ]; then
@@ -936,7 +938,7 @@ group_extra() {
       "cuBLASLt algorithms timed per shape, at B=4" bench_ours_B4
   if [ -z "${GPT2_MATMUL_ALGO_CACHE:-}" ]; then
     adopt bench_searched_B4 GPT2_MATMUL_ALGO_CACHE="$algos" 0.99 \
-      "cuBLASLt configurations searched at B=4 and B=2, read from $algos" bench_ours_B4
+      "cuBLASLt configurations searched at B=4, B=2 and B=1, read from $algos" bench_ours_B4
     # A searched configuration that computes wrongly would spoil the sweep without a
     # sound: 30 steps of the fast config at B=4 without and with the picks must agree
     # (mean loss of steps 20-29 within 2%), else the picks are dropped.
