@@ -78,11 +78,18 @@ if(COMMAND gpt2_add_emulated_cuda)
   # readback) shows as work running too late (lazy: a missing join) or too early
   # (lazy_main: a missing fork from the main stream). The weight gradients run on their
   # own stream by default (GPT2_WGRAD_BESIDE), so these runs check its joins too.
+  # Each in three shards (gtest's own: every third test), emu.streams_${order}.1of3 ..:
+  # whole, one took 299 s of its 300 s timeout on a 2-core machine beside other tests.
+  set(lazy_shards 3)
   foreach(order lazy lazy_main)
-    add_test(NAME emu.streams_${order} COMMAND cuda_backend_test_emu)
-    set_tests_properties(emu.streams_${order} PROPERTIES LABELS cuda_emu
-      TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} FAIL_REGULAR_EXPRESSION "Running 0 tests"
-      ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_STREAMS=${order}")
+    foreach(shard RANGE 1 ${lazy_shards})
+      math(EXPR index "${shard} - 1")
+      set(name emu.streams_${order}.${shard}of${lazy_shards})
+      add_test(NAME ${name} COMMAND cuda_backend_test_emu)
+      set_tests_properties(${name} PROPERTIES LABELS cuda_emu
+        TIMEOUT ${GPT2_EMU_TEST_TIMEOUT} FAIL_REGULAR_EXPRESSION "Running 0 tests"
+        ENVIRONMENT "${GPT2_CUDA_TEST_ENV};CUDA_EMU_STREAMS=${order};GTEST_TOTAL_SHARDS=${lazy_shards};GTEST_SHARD_INDEX=${index}")
+    endforeach()
   endforeach()
 endif()
 

@@ -2592,7 +2592,7 @@ TEST_F(CudaTrainStep, DeterministicOverTwentySteps) {
 // the input gradients: the same products into the same buffers in the same
 // order, so bitwise the same training, in fp32 and bf16 and with recomputed
 // activations (whose rewritten buffers the model's joins protect). Under the
-// emulator's lazy streams (emu.streams_lazy, emu.streams_lazy_main) a
+// emulator's lazy streams (emu.streams_lazy.*, emu.streams_lazy_main.*) a
 // missing join or fork shows here.
 TEST_F(CudaTrainStep, WeightGradientsBesideAreBitwiseTheSame) {
   setenv("GPT2_WGRAD_BESIDE", "1", 1);
@@ -2629,8 +2629,8 @@ TEST_F(CudaTrainStep, WeightGradientsBesideAreBitwiseTheSame) {
 // training, in fp32 and bf16 (with masters), with recomputed activations, and
 // read back between steps (the loss download must not wait for the updates;
 // the final params download must). Under the emulator's lazy streams
-// (emu.streams_lazy, emu.streams_lazy_main) an op that reads a weight before
-// its update shows here.
+// (emu.streams_lazy.*, emu.streams_lazy_main.*) an op that reads a weight
+// before its update shows here.
 TEST_F(CudaTrainStep, UpdatesBesideAreBitwiseTheSame) {
   setenv("GPT2_UPDATE_BESIDE", "1", 1);
   auto beside_backend = MakeCudaBackend(0);
