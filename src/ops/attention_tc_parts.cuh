@@ -145,18 +145,26 @@ __device__ __forceinline__ void LoadTileAsync(bf16* tile, const bf16* src,
 
 // The dK/dV kernels' statistics of query tile q0 (rows stat + q0 ..): lse in
 // log2 units and delta, zeros past T; one a thread (plain stores, published
-// by the loop's barrier).
+// by the loop's barrier). `tid`: the thread's index among those loading (by
+// default the block's).
+__device__ __forceinline__ void LoadTileStats(float* tile_lse,
+                                              float* tile_delta,
+                                              const float* lse,
+                                              const float* delta, int64_t stat,
+                                              int q0, int T, int tid) {
+  static_assert(kTile <= kThreads, "one statistic a thread");
+  if (const int i = tid; i < kTile) {
+    const bool in = q0 + i < T;
+    tile_lse[i] = in ? lse[stat + q0 + i] * kLog2e : 0.0f;
+    tile_delta[i] = in ? delta[stat + q0 + i] : 0.0f;
+  }
+}
 __device__ __forceinline__ void LoadTileStats(float* tile_lse,
                                               float* tile_delta,
                                               const float* lse,
                                               const float* delta, int64_t stat,
                                               int q0, int T) {
-  static_assert(kTile <= kThreads, "one statistic a thread");
-  if (const int i = threadIdx.x; i < kTile) {
-    const bool in = q0 + i < T;
-    tile_lse[i] = in ? lse[stat + q0 + i] * kLog2e : 0.0f;
-    tile_delta[i] = in ? delta[stat + q0 + i] : 0.0f;
-  }
+  LoadTileStats(tile_lse, tile_delta, lse, delta, stat, q0, T, threadIdx.x);
 }
 
 // The pipelined kernels' step for key tile kt of K and V (queued one step

@@ -729,6 +729,36 @@ struct SplitBlock {
 #pragma unroll
     for (int i = 0; i < 32; ++i) acc[i / 4][i % 4] += Taken(share, at + i);
   }
+  // The hand-over itself: put() (its Put calls) in warpgroup 1 between two
+  // barriers; true in warpgroup 0, which then reads with Taken, false in
+  // warpgroup 1, which is done.
+  template <typename PutFn>
+  __device__ bool HandedOver(PutFn&& put) const {
+    __syncthreads();  // both warpgroups done with the room
+    if (wg == 1) put();
+    __syncthreads();
+    return wg == 0;
+  }
+  // fn(t, buf) for each of this warpgroup's tiles (first + wg, first + wg +
+  // 2, ... below end), landed in its buffer buf, after queue(t, buf) queued
+  // it; the pairs in lockstep (a barrier each: the pair has landed, for the
+  // tensor cores too, and both warpgroups are done with the last, whose
+  // buffers take the next). The caller's own-rows loads, queued before, land
+  // with the first pair.
+  template <typename QueueFn, typename Fn>
+  __device__ void ForTiles(int first, int end, QueueFn&& queue, Fn&& fn) const {
+    if (first + wg < end) queue(first + wg, 0);
+    CpAsyncCommit();
+    for (int i = 0, t = first + wg; first + 2 * i < end; ++i, t += 2) {
+      const int buf = i % 2;
+      CpAsyncWait<0>();
+      FenceProxyAsync();
+      __syncthreads();
+      if (t + 2 < end) queue(t + 2, buf ^ 1);
+      CpAsyncCommit();
+      if (t < end) fn(t, buf);
+    }
+  }
 };
 
 // A query block of the split kernels (the forward's, dQ's): its row block
@@ -759,24 +789,11 @@ struct SplitQueryBlock : SplitBlock {
     LoadTileAsync(k_tile(buf), q + C, at.stride, kt * kTile, T, tid);
     LoadTileAsync(v_tile(buf), q + 2 * C, at.stride, kt * kTile, T, tid);
   }
-  // fn(kt, buf) for each of this warpgroup's key tiles, landed in buffer
-  // buf; the pairs in lockstep (a barrier each: the pair has landed, for the
-  // tensor cores too, and both warpgroups are done with the last, whose
-  // buffers take the next). The caller's own-rows loads, queued before,
-  // land with the first pair.
+  // fn(kt, buf) for each of this warpgroup's key tiles (ForTiles).
   template <typename Fn>
   __device__ void ForKeyTiles(int C, int T, Fn&& fn) const {
-    if (wg <= qb) Queue(wg, 0, C, T);
-    CpAsyncCommit();
-    for (int i = 0, kt = wg; i <= qb / 2; ++i, kt += 2) {
-      const int buf = i % 2;
-      CpAsyncWait<0>();
-      FenceProxyAsync();
-      __syncthreads();
-      if (kt + 2 <= qb) Queue(kt + 2, buf ^ 1, C, T);
-      CpAsyncCommit();
-      if (kt <= qb) fn(kt, buf);
-    }
+    ForTiles(
+        0, qb + 1, [&](int kt, int buf) { Queue(kt, buf, C, T); }, fn);
   }
 };
 
@@ -808,17 +825,16 @@ __global__ void __launch_bounds__(2 * kThreads, 2)
   });
   // Warpgroup 1's o, maxima and sums to warpgroup 0 (over the K/V buffers).
   float* const share = b.share();
-  __syncthreads();
-  if (b.wg == 1) {
-    b.PutAcc(share, 0, o);
+  if (!b.HandedOver([&] {
+        b.PutAcc(share, 0, o);
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      b.Put(share, 32 + r, row_max[r]);
-      b.Put(share, 34 + r, row_sum[r]);
-    }
+        for (int r = 0; r < 2; ++r) {
+          b.Put(share, 32 + r, row_max[r]);
+          b.Put(share, 34 + r, row_sum[r]);
+        }
+      })) {
+    return;
   }
-  __syncthreads();
-  if (b.wg == 1) return;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     // Warpgroup 0 took key tile 0: its maximum is finite, and a partner
@@ -871,10 +887,7 @@ __global__ void __launch_bounds__(2 * kThreads, 2)
   });
   // Warpgroup 1's dQ to warpgroup 0 (over the K buffers).
   float* const share = b.share();
-  __syncthreads();
-  if (b.wg == 1) b.PutAcc(share, 0, dq);
-  __syncthreads();
-  if (b.wg == 1) return;
+  if (!b.HandedOver([&] { b.PutAcc(share, 0, dq); })) return;
   b.AddTaken(dq, share, 0);
   StoreRows<HS>(dqkv + b.at.qkv, b.at.stride, dq, b.row_a, T, scale);
 }
@@ -914,43 +927,29 @@ __global__ void __launch_bounds__(2 * kThreads, 1)
     const int q0 = qt * kTile;
     LoadTileAsync(q_tile(buf), q, b.at.stride, q0, T, b.tid);
     LoadTileAsync(do_tile(buf), dy, C, q0, T, b.tid);
-    if (b.tid < kTile) {  // published by the loop's barrier
-      const bool in = q0 + b.tid < T;
-      stats(buf)[b.tid] = in ? lse[b.at.stat + q0 + b.tid] * kLog2e : 0.0f;
-      stats(2 + buf)[b.tid] = in ? delta[b.at.stat + q0 + b.tid] : 0.0f;
-    }
+    LoadTileStats(stats(buf), stats(2 + buf), lse, delta, b.at.stat, q0, T,
+                  b.tid);
   };
   // Warpgroup 0 queues the keys, 1 the values.
   LoadTileAsync(tile(b.wg), q + (1 + b.wg) * C, b.at.stride, kb * kRows, T,
                 b.tid);
-  if (kb + b.wg < query_tiles) queue(kb + b.wg, 0);
-  CpAsyncCommit();
   OwnRows<false> k_own{tile(0)}, v_own{tile(1)};
 
   float dk[8][4] = {}, dv[8][4] = {};
-  for (int i = 0, qt = kb + b.wg; kb + 2 * i < query_tiles; ++i, qt += 2) {
-    const int buf = i % 2;
-    CpAsyncWait<0>();
-    FenceProxyAsync();
-    __syncthreads();
-    if (qt + 2 < query_tiles) queue(qt + 2, buf ^ 1);
-    CpAsyncCommit();
-    if (qt < query_tiles) {
-      const int q0 = qt * kTile;
-      KeyValueTile(k_own, v_own, q_tile(buf), do_tile(buf), stats(buf),
-                   stats(2 + buf), qt == kb || q0 + kTile > T, q0, key_a,
-                   b.at.t, T, scale_log2, dk, dv);
-    }
-  }
+  b.ForTiles(kb, query_tiles, queue, [&](int qt, int buf) {
+    const int q0 = qt * kTile;
+    KeyValueTile(k_own, v_own, q_tile(buf), do_tile(buf), stats(buf),
+                 stats(2 + buf), qt == kb || q0 + kTile > T, q0, key_a, b.at.t,
+                 T, scale_log2, dk, dv);
+  });
   // Warpgroup 1's dK and dV to warpgroup 0 (over the Q and dO buffers).
   float* const share = reinterpret_cast<float*>(tile(2));
-  __syncthreads();
-  if (b.wg == 1) {
-    b.PutAcc(share, 0, dk);
-    b.PutAcc(share, 32, dv);
+  if (!b.HandedOver([&] {
+        b.PutAcc(share, 0, dk);
+        b.PutAcc(share, 32, dv);
+      })) {
+    return;
   }
-  __syncthreads();
-  if (b.wg == 1) return;
   b.AddTaken(dk, share, 0);
   b.AddTaken(dv, share, 32);
   bf16* grads = dqkv + b.at.qkv;
