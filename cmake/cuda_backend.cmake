@@ -103,6 +103,13 @@ if(GPT2_HAVE_CUDA)
                SKIP_REGULAR_EXPRESSION "no usable CUDA device")
 endif()
 
+# cuBLASLt opened on demand, not linked (src/cuda/cublaslt_api.h): runs without a GPU.
+if(GPT2_HAVE_CUDA)
+  add_executable(cublaslt_api_test tests/cuda/cublaslt_api_test.cc)
+  target_link_libraries(cublaslt_api_test PRIVATE gpt2_cuda GTest::gtest GTest::gtest_main)
+  gtest_discover_tests(cublaslt_api_test DISCOVERY_TIMEOUT 60 PROPERTIES LABELS cpu)
+endif()
+
 # Two ranks sharing one GPU, under mpirun: host-staged MPI and ZeRO-1; on the emulated GPU
 # in CI, and on a real one (label gpu, skipped without one) in the device script.
 if(GPT2_HAVE_CUDA)

@@ -29,6 +29,7 @@
 #include "src/ops/residual.h"
 #include "src/ops/sample.h"
 #if !defined(GPT2_CUDA_EMULATED)
+#include "src/cuda/cublaslt_api.h"
 #include "src/ops/matmul_cublaslt.h"
 #endif
 
@@ -64,6 +65,9 @@ class CudaBackend final : public Backend {
     // GPT2_PORTABLE_MATMUL=1 runs the tiled kernels instead, for checking
     // cuBLASLt.
     if (!EnvIs("GPT2_PORTABLE_MATMUL", "1")) {
+      // Loaded on a thread of its own beside the rest of start-up (data, the
+      // initial weights); the first matmul waits for it.
+      cuda::PreloadCublasLt();
       cublaslt_ = std::make_unique<cuda::CublasLtMatmul>(stream_, &scratch_);
     }
     // GPT2_GELU_EPILOGUES=0 keeps cuBLASLt but runs the GELU as its own

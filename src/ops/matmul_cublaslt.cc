@@ -17,6 +17,7 @@
 #include "src/core/env.h"
 #include "src/core/process_clock.h"
 #include "src/cuda/check.h"
+#include "src/cuda/cublaslt_api.h"
 #include "src/cuda/scratch.h"
 #include "src/ops/matmul.h"
 #include "src/ops/matmul_search.h"
@@ -24,16 +25,16 @@
 namespace gpt2::cuda {
 namespace {
 
-#define GPT2_CUBLAS_CHECK(expr)                                               \
-  do {                                                                        \
-    const cublasStatus_t gpt2_status_ = (expr);                               \
-    if (gpt2_status_ != CUBLAS_STATUS_SUCCESS) {                              \
-      ::gpt2::FatalError(std::string("cuBLASLt error ") +                     \
-                             std::to_string(static_cast<int>(gpt2_status_)) + \
-                             " (" + cublasLtGetStatusString(gpt2_status_) +   \
-                             ") in " #expr,                                   \
-                         __FILE__, __LINE__);                                 \
-    }                                                                         \
+#define GPT2_CUBLAS_CHECK(expr)                                                \
+  do {                                                                         \
+    const cublasStatus_t gpt2_status_ = (expr);                                \
+    if (gpt2_status_ != CUBLAS_STATUS_SUCCESS) {                               \
+      ::gpt2::FatalError(std::string("cuBLASLt error ") +                      \
+                             std::to_string(static_cast<int>(gpt2_status_)) +  \
+                             " (" + CublasLt().GetStatusString(gpt2_status_) + \
+                             ") in " #expr,                                    \
+                         __FILE__, __LINE__);                                  \
+    }                                                                          \
   } while (0)
 
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
@@ -100,14 +101,14 @@ bool AutotuneWanted() {
 std::vector<uint32_t> CapIds(const cublasLtMatmulAlgo_t& algo,
                              cublasLtMatmulAlgoCapAttributes_t attr) {
   size_t bytes = 0;
-  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, nullptr, 0, &bytes) !=
+  if (CublasLt().MatmulAlgoCapGetAttribute(&algo, attr, nullptr, 0, &bytes) !=
           CUBLAS_STATUS_SUCCESS ||
       bytes < sizeof(uint32_t))
     return {0};
   std::vector<uint32_t> ids(bytes / sizeof(uint32_t));
-  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, ids.data(),
-                                        ids.size() * sizeof(uint32_t),
-                                        &bytes) != CUBLAS_STATUS_SUCCESS)
+  if (CublasLt().MatmulAlgoCapGetAttribute(&algo, attr, ids.data(),
+                                           ids.size() * sizeof(uint32_t),
+                                           &bytes) != CUBLAS_STATUS_SUCCESS)
     return {0};
   return ids;
 }
@@ -116,8 +117,8 @@ V CapValue(const cublasLtMatmulAlgo_t& algo,
            cublasLtMatmulAlgoCapAttributes_t attr) {
   V value{};
   size_t written = 0;
-  if (cublasLtMatmulAlgoCapGetAttribute(&algo, attr, &value, sizeof(value),
-                                        &written) != CUBLAS_STATUS_SUCCESS)
+  if (CublasLt().MatmulAlgoCapGetAttribute(&algo, attr, &value, sizeof(value),
+                                           &written) != CUBLAS_STATUS_SUCCESS)
     return V{};
   return value;
 }
@@ -132,8 +133,9 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
                  std::vector<cublasLtMatmulAlgo_t>* out) {
   int ids[128];
   int count = 0;
-  if (cublasLtMatmulAlgoGetIds(handle, compute, CUDA_R_32F, type, type, type,
-                               type, 128, ids, &count) != CUBLAS_STATUS_SUCCESS)
+  if (CublasLt().MatmulAlgoGetIds(handle, compute, CUDA_R_32F, type, type, type,
+                                  type, 128, ids,
+                                  &count) != CUBLAS_STATUS_SUCCESS)
     return;
   const auto known = [&](const cublasLtMatmulAlgo_t& algo) {
     for (const cublasLtMatmulAlgo_t& other : *out) {
@@ -145,8 +147,8 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
   std::vector<std::vector<cublasLtMatmulAlgo_t>> accepted(count);
   for (int i = 0; i < count; ++i) {
     cublasLtMatmulAlgo_t base;
-    if (cublasLtMatmulAlgoInit(handle, compute, CUDA_R_32F, type, type, type,
-                               type, ids[i], &base) != CUBLAS_STATUS_SUCCESS)
+    if (CublasLt().MatmulAlgoInit(handle, compute, CUDA_R_32F, type, type, type,
+                                  type, ids[i], &base) != CUBLAS_STATUS_SUCCESS)
       continue;
     bool aligned = true;
     for (const auto attr : {CUBLASLT_ALGO_CAP_MIN_ALIGNMENT_A_BYTES,
@@ -204,7 +206,7 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
           combo.split > 1 ? scheme : CUBLASLT_REDUCTION_SCHEME_NONE;
       const auto set = [&](cublasLtMatmulAlgoConfigAttributes_t attr,
                            const auto& value) {
-        return cublasLtMatmulAlgoConfigSetAttribute(
+        return CublasLt().MatmulAlgoConfigSetAttribute(
                    &algo, attr, &value, sizeof(value)) == CUBLAS_STATUS_SUCCESS;
       };
       if (!set(CUBLASLT_ALGO_CONFIG_TILE_ID, combo.tile) ||
@@ -214,8 +216,8 @@ void SearchAlgos(cublasLtHandle_t handle, cublasLtMatmulDesc_t desc,
           !set(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, reduction))
         continue;
       cublasLtMatmulHeuristicResult_t result{};
-      if (cublasLtMatmulAlgoCheck(handle, desc, a, b, d, d, &algo, &result) !=
-              CUBLAS_STATUS_SUCCESS ||
+      if (CublasLt().MatmulAlgoCheck(handle, desc, a, b, d, d, &algo,
+                                     &result) != CUBLAS_STATUS_SUCCESS ||
           result.workspaceSize > workspace || known(algo))
         continue;
       accepted[i].push_back(algo);
@@ -258,10 +260,10 @@ struct CublasLtMatmul::Plan {
   bool tuned = true;         // false: time the candidates on the next call
   bool refused = false;  // cuBLASLt rejected it at run time: callers fall back
   ~Plan() {
-    if (a) cublasLtMatrixLayoutDestroy(a);
-    if (b) cublasLtMatrixLayoutDestroy(b);
-    if (d) cublasLtMatrixLayoutDestroy(d);
-    if (desc) cublasLtMatmulDescDestroy(desc);
+    if (a) CublasLt().MatrixLayoutDestroy(a);
+    if (b) CublasLt().MatrixLayoutDestroy(b);
+    if (d) CublasLt().MatrixLayoutDestroy(d);
+    if (desc) CublasLt().MatmulDescDestroy(desc);
   }
 };
 
@@ -269,31 +271,40 @@ CublasLtMatmul::CublasLtMatmul(CUstream_st* stream, Scratch* scratch)
     : stream_(stream),
       scratch_(scratch),
       bias_epilogue_(!EnvIs("GPT2_BIAS_EPILOGUE", "0")) {
-  cublasLtHandle_t handle;
-  GPT2_CUBLAS_CHECK(cublasLtCreate(&handle));
-  handle_ = handle;
+  // cuBLASLt itself is still loading (PreloadCublasLt, from the backend's
+  // creation): its handle is made at the first matmul (handle()).
   workspace_bytes_ = kWorkspaceBytes;
   GPT2_CUDA_CHECK(cudaMalloc(&workspace_, workspace_bytes_));
-  // GPT2_MATMUL_ALGO_CACHE=PATH: the choices of earlier runs on this device
-  // and library (src/ops/matmul_algo_cache.h).
-  const char* cache = std::getenv("GPT2_MATMUL_ALGO_CACHE");
-  if (cache != nullptr && cache[0] != '\0') {
-    int device = 0;
-    cudaDeviceProp prop{};
-    GPT2_CUDA_CHECK(cudaGetDevice(&device));
-    GPT2_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
-    cache_ = std::make_unique<MatmulAlgoCache>(
-        cache, std::string(prop.name) + " sm_" + std::to_string(prop.major) +
-                   std::to_string(prop.minor) + " " +
-                   std::to_string(prop.multiProcessorCount) + " SMs cublasLt " +
-                   std::to_string(cublasLtGetVersion()));
-  }
 }
 
 CublasLtMatmul::~CublasLtMatmul() {
   plans_.clear();
   if (workspace_ != nullptr) cudaFree(workspace_);
-  if (handle_ != nullptr) cublasLtDestroy(Handle(handle_));
+  if (handle_ != nullptr) CublasLt().Destroy(Handle(handle_));
+}
+
+void* CublasLtMatmul::handle() {
+  if (handle_ == nullptr) {
+    cublasLtHandle_t handle;
+    GPT2_CUBLAS_CHECK(CublasLt().Create(&handle));
+    handle_ = handle;
+    // GPT2_MATMUL_ALGO_CACHE=PATH: the choices of earlier runs on this device
+    // and library (src/ops/matmul_algo_cache.h).
+    const char* cache = std::getenv("GPT2_MATMUL_ALGO_CACHE");
+    if (cache != nullptr && cache[0] != '\0') {
+      int device = 0;
+      cudaDeviceProp prop{};
+      GPT2_CUDA_CHECK(cudaGetDevice(&device));
+      GPT2_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+      cache_ = std::make_unique<MatmulAlgoCache>(
+          cache, std::string(prop.name) + " sm_" + std::to_string(prop.major) +
+                     std::to_string(prop.minor) + " " +
+                     std::to_string(prop.multiProcessorCount) +
+                     " SMs cublasLt " +
+                     std::to_string(CublasLt().GetVersion()));
+    }
+  }
+  return handle_;
 }
 
 CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
@@ -324,42 +335,43 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   const cublasComputeType_t compute = dtype == DType::kF32 && tf32
                                           ? CUBLAS_COMPUTE_32F_FAST_TF32
                                           : CUBLAS_COMPUTE_32F;
-  GPT2_CUBLAS_CHECK(cublasLtMatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
+  GPT2_CUBLAS_CHECK(
+      CublasLt().MatmulDescCreate(&plan->desc, compute, CUDA_R_32F));
   const cublasOperation_t op_a = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_b = trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
-  GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+  GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
       plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_a, sizeof(op_a)));
-  GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+  GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
       plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_b, sizeof(op_b)));
   const auto ep = static_cast<cublasLtEpilogue_t>(epilogue);
-  GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+  GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
       plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &ep, sizeof(ep)));
   if (ep == CUBLASLT_EPILOGUE_BIAS || ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS) {
-    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+    GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &type, sizeof(type)));
   }
   if (ep == CUBLASLT_EPILOGUE_BGRADB) {
     // The bias gradient comes out in fp32 (added into ours after).
     const cudaDataType_t f32 = CUDA_R_32F;
-    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+    GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &f32, sizeof(f32)));
   }
   if (ep == CUBLASLT_EPILOGUE_GELU_AUX_BIAS || ep == CUBLASLT_EPILOGUE_DGELU) {
     // The GELU input (pre-activation) has D's shape and leading dimension.
     const int64_t ld = m;
-    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+    GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof(ld)));
   }
   // Stored (column-major) shapes: A is (k,m) when transposed, else (m,k);
   // likewise B.
-  GPT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(
+  GPT2_CUBLAS_CHECK(CublasLt().MatrixLayoutCreate(
       &plan->a, type, trans_a ? k : m, trans_a ? m : k, trans_a ? k : m));
-  GPT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(
+  GPT2_CUBLAS_CHECK(CublasLt().MatrixLayoutCreate(
       &plan->b, type, trans_b ? n : k, trans_b ? k : n, trans_b ? n : k));
-  GPT2_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&plan->d, type, m, n, m));
+  GPT2_CUBLAS_CHECK(CublasLt().MatrixLayoutCreate(&plan->d, type, m, n, m));
   cublasLtMatmulPreference_t pref;
-  GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
-  GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+  GPT2_CUBLAS_CHECK(CublasLt().MatmulPreferenceCreate(&pref));
+  GPT2_CUBLAS_CHECK(CublasLt().MatmulPreferenceSetAttribute(
       pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes_,
       sizeof(workspace_bytes_)));
   // The pointers' alignment: the heuristic would otherwise assume the best
@@ -369,16 +381,16 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES}) {
-    GPT2_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(
+    GPT2_CUBLAS_CHECK(CublasLt().MatmulPreferenceSetAttribute(
         pref, attr, &align_bytes, sizeof(align_bytes)));
   }
   cublasLtMatmulHeuristicResult_t results[kMaxAutotuneCandidates];
   int found = 0;
   const int wanted = AutotuneWanted() ? AutotuneCandidates() : 1;
-  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(
-      Handle(handle_), plan->desc, plan->a, plan->b, plan->d, plan->d, pref,
+  const cublasStatus_t status = CublasLt().MatmulAlgoGetHeuristic(
+      Handle(handle()), plan->desc, plan->a, plan->b, plan->d, plan->d, pref,
       wanted, results, &found);
-  cublasLtMatmulPreferenceDestroy(pref);
+  CublasLt().MatmulPreferenceDestroy(pref);
   if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
     if (!required) {
       plans_.emplace(key, nullptr);  // remembered: the caller falls back
@@ -387,7 +399,7 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
     FatalError("cuBLASLt found no algorithm for m=" + std::to_string(m) +
                    " n=" + std::to_string(n) + " k=" + std::to_string(k) +
                    " epilogue " + std::to_string(epilogue) + ": " +
-                   cublasLtGetStatusString(status),
+                   CublasLt().GetStatusString(status),
                __FILE__, __LINE__);
   }
   plan->algo = results[0].algo;
@@ -406,8 +418,8 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   const bool cached = UseCachedAlgo(plan.get());
   if (!cached && AutotuneSearch()) {
     const auto began = std::chrono::steady_clock::now();
-    SearchAlgos(Handle(handle_), plan->desc, plan->a, plan->b, plan->d, compute,
-                type, workspace_bytes_, alignment, &plan->candidates);
+    SearchAlgos(Handle(handle()), plan->desc, plan->a, plan->b, plan->d,
+                compute, type, workspace_bytes_, alignment, &plan->candidates);
     timing_s_ += SecondsSince(began);
   }
   plan->tuned = cached || plan->candidates.size() < 2;
@@ -424,11 +436,11 @@ cublasStatus_t CublasLtMatmul::TryRun(Plan* plan, const void* a, const void* b,
                                       void* d, const void* bias,
                                       const void* aux, bool accumulate) {
   if (bias != nullptr) {
-    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+    GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
   }
   if (aux != nullptr) {
-    GPT2_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(
+    GPT2_CUBLAS_CHECK(CublasLt().MatmulDescSetAttribute(
         plan->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux,
         sizeof(aux)));
   }
@@ -438,9 +450,9 @@ cublasStatus_t CublasLtMatmul::TryRun(Plan* plan, const void* a, const void* b,
     timing_s_ += SecondsSince(began);
   }
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  return cublasLtMatmul(Handle(handle_), plan->desc, &alpha, a, plan->a, b,
-                        plan->b, &beta, d, plan->d, d, plan->d, &plan->algo,
-                        workspace_, workspace_bytes_, stream_);
+  return CublasLt().Matmul(Handle(handle()), plan->desc, &alpha, a, plan->a, b,
+                           plan->b, &beta, d, plan->d, d, plan->d, &plan->algo,
+                           workspace_, workspace_bytes_, stream_);
 }
 
 void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
@@ -471,9 +483,9 @@ void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
     if (AutotuneSearch() && spent_ms > kSearchBudgetMs) break;
     const cublasLtMatmulAlgo_t* algo = &plan->candidates[i];
     auto run = [&] {
-      return cublasLtMatmul(Handle(handle_), plan->desc, &alpha, a, plan->a, b,
-                            plan->b, &beta, d, plan->d, d, plan->d, algo,
-                            workspace_, workspace_bytes_, stream_);
+      return CublasLt().Matmul(Handle(handle()), plan->desc, &alpha, a, plan->a,
+                               b, plan->b, &beta, d, plan->d, d, plan->d, algo,
+                               workspace_, workspace_bytes_, stream_);
     };
     if (run() != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; refused: skip
     float ms[kReps];
@@ -521,9 +533,9 @@ bool CublasLtMatmul::UseCachedAlgo(Plan* plan) {
   if (!bytes || bytes->size() != sizeof(algo)) return false;
   std::memcpy(&algo, bytes->data(), sizeof(algo));
   cublasLtMatmulHeuristicResult_t check{};
-  if (cublasLtMatmulAlgoCheck(Handle(handle_), plan->desc, plan->a, plan->b,
-                              plan->d, plan->d, &algo,
-                              &check) != CUBLAS_STATUS_SUCCESS ||
+  if (CublasLt().MatmulAlgoCheck(Handle(handle()), plan->desc, plan->a, plan->b,
+                                 plan->d, plan->d, &algo,
+                                 &check) != CUBLAS_STATUS_SUCCESS ||
       check.workspaceSize > workspace_bytes_)
     return false;
   plan->algo = algo;
@@ -566,7 +578,7 @@ bool CublasLtMatmul::RunFused(Plan* plan, const void* a, const void* b, void* d,
   std::fprintf(stderr,
                "gpt2: cuBLASLt refused a fused epilogue (%s, %s); using our "
                "separate kernels for that shape\n",
-               plan->shape.c_str(), cublasLtGetStatusString(status));
+               plan->shape.c_str(), CublasLt().GetStatusString(status));
   plan->refused = true;
   return false;
 }

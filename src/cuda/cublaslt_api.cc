@@ -1,0 +1,116 @@
+#include "src/cuda/cublaslt_api.h"
+
+#include <dlfcn.h>
+
+#include <future>
+#include <mutex>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "src/core/error.h"
+
+namespace gpt2::cuda {
+namespace {
+
+// The process's load: made once, by whichever thread gets there first.
+struct ProcessLoad {
+  std::once_flag once;
+  absl::StatusOr<CublasLtApi> api = absl::UnknownError("not loaded");
+  // The preload's thread; its future waits for it at exit, so that the
+  // process never ends in the middle of the loader's work.
+  std::mutex preload_mutex;
+  std::future<void> preload;
+};
+
+ProcessLoad& TheLoad() {
+  static ProcessLoad* load = new ProcessLoad();  // never destroyed: see below
+  return *load;
+}
+
+// The preload's future lives here, destroyed (joined) at exit, while the load
+// it waits for is never destroyed.
+struct PreloadJoiner {
+  ~PreloadJoiner() {
+    ProcessLoad& load = TheLoad();
+    std::lock_guard<std::mutex> lock(load.preload_mutex);
+    if (load.preload.valid()) load.preload.wait();
+  }
+} preload_joiner;
+
+void LoadOnce() {
+  ProcessLoad& load = TheLoad();
+  std::call_once(load.once, [&load] {
+    load.api = LoadCublasLtFrom(CublasLtLibraryName());
+#ifdef GPT2_CUDA_LIBRARY_DIR
+    if (!load.api.ok()) {
+      absl::StatusOr<CublasLtApi> beside = LoadCublasLtFrom(
+          std::string(GPT2_CUDA_LIBRARY_DIR) + "/" + CublasLtLibraryName());
+      if (beside.ok()) load.api = std::move(beside);
+    }
+#endif
+  });
+}
+
+}  // namespace
+
+std::string CublasLtLibraryName() {
+  return absl::StrCat("libcublasLt.so.", CUBLAS_VER_MAJOR);
+}
+
+absl::StatusOr<CublasLtApi> LoadCublasLtFrom(const std::string& library) {
+  // RTLD_LOCAL: its symbols serve only the pointers taken here.
+  void* handle = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* why = dlerror();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot load cuBLASLt (", library, "): ", why ? why : "unknown reason",
+        "; it comes with the CUDA toolkit (lib64): put that folder on "
+        "LD_LIBRARY_PATH, or run on the CPU (train.device: CPU)"));
+  }
+  CublasLtApi api;
+  std::string missing;
+#define GPT2_CUBLASLT_RESOLVE(symbol, member)                                  \
+  api.member = reinterpret_cast<decltype(api.member)>(dlsym(handle, #symbol)); \
+  if (api.member == nullptr) absl::StrAppend(&missing, " ", #symbol);
+  GPT2_CUBLASLT_FUNCTIONS(GPT2_CUBLASLT_RESOLVE)
+#undef GPT2_CUBLASLT_RESOLVE
+  if (!missing.empty()) {
+    dlclose(handle);
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cuBLASLt (", library, ") lacks functions this build calls:", missing,
+        "; it needs cuBLASLt ", CUBLAS_VER_MAJOR, ".x"));
+  }
+  // A library of another major version has other structures: refuse it.
+  const size_t version = api.GetVersion();
+  if (version / 10000 != CUBLAS_VER_MAJOR) {
+    dlclose(handle);
+    return absl::FailedPreconditionError(
+        absl::StrCat("cuBLASLt (", library, ") is version ", version,
+                     ", this build needs ", CUBLAS_VER_MAJOR, ".x"));
+  }
+  return api;  // the handle stays open for the process's life
+}
+
+void PreloadCublasLt() {
+  ProcessLoad& load = TheLoad();
+  std::lock_guard<std::mutex> lock(load.preload_mutex);
+  if (load.preload.valid()) return;
+  load.preload = std::async(std::launch::async, &LoadOnce);
+}
+
+absl::StatusOr<const CublasLtApi*> LoadCublasLt() {
+  LoadOnce();
+  const absl::StatusOr<CublasLtApi>& api = TheLoad().api;
+  if (!api.ok()) return api.status();
+  return &*api;
+}
+
+const CublasLtApi& CublasLt() {
+  absl::StatusOr<const CublasLtApi*> api = LoadCublasLt();
+  if (!api.ok())
+    FatalError(std::string(api.status().message()), __FILE__, __LINE__);
+  return **api;
+}
+
+}  // namespace gpt2::cuda
