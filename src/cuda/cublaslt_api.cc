@@ -4,6 +4,7 @@
 
 #include <future>
 #include <mutex>
+#include <system_error>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -96,7 +97,11 @@ void PreloadCublasLt() {
   ProcessLoad& load = TheLoad();
   std::lock_guard<std::mutex> lock(load.preload_mutex);
   if (load.preload.valid()) return;
-  load.preload = std::async(std::launch::async, &LoadOnce);
+  try {
+    load.preload = std::async(std::launch::async, &LoadOnce);
+  } catch (const std::system_error&) {
+    // No thread to spare: the first use loads it instead.
+  }
 }
 
 absl::StatusOr<const CublasLtApi*> LoadCublasLt() {
