@@ -7,7 +7,9 @@ case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source launch/prepare.sh
-./launch/build.sh
+# The tools only: the tests (./launch/test.sh builds them too) and the CPU emulation of
+# CUDA they run on are not needed to train.
+GPT2_BUILD_TARGETS=tools ./launch/build.sh
 
 config=""
 args=()
