@@ -58,6 +58,11 @@ class Backend {
   // attention forward and backward versions), for the log; empty where none.
   virtual std::string TunedKernels() const { return ""; }
 
+  // What opening the backend's libraries cost (the CUDA backend's cuBLASLt,
+  // opened beside start-up), for the log after the first step; empty where
+  // nothing was opened.
+  virtual std::string LibraryNote() const { return ""; }
+
   // ---- Memory: zero-filled allocations, host <-> backend copies. ----
   // The memory Alloc draws on, for planning a run before allocating it: the
   // GPU's free and total bytes, or the host's (MemAvailable and MemTotal of

@@ -153,6 +153,14 @@ class CudaBackend final : public Backend {
     return out;
   }
 
+  std::string LibraryNote() const override {
+#if !defined(GPT2_CUDA_EMULATED)
+    return cuda::CublasLtLoadNote();
+#else
+    return "";
+#endif
+  }
+
   Tensor Alloc(DType dtype, int64_t numel) override {
     const size_t bytes = static_cast<size_t>(numel) * DTypeSize(dtype);
     void* data = nullptr;

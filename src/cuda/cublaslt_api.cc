@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <chrono>
 #include <future>
 #include <mutex>
 #include <system_error>
@@ -9,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "src/core/error.h"
 
 namespace gpt2::cuda {
@@ -22,6 +24,12 @@ struct ProcessLoad {
   // process never ends in the middle of the loader's work.
   std::mutex preload_mutex;
   std::future<void> preload;
+  // Written inside the once (seconds opening it, on which thread), and by
+  // the first caller that is not the preload (seconds it waited); read after.
+  double load_seconds = 0.0;
+  bool loaded_beside = false;
+  std::once_flag first_wait;
+  double waited_seconds = -1.0;
 };
 
 ProcessLoad& TheLoad() {
@@ -39,9 +47,16 @@ struct PreloadJoiner {
   }
 } preload_joiner;
 
-void LoadOnce() {
+double SecondsSince(std::chrono::steady_clock::time_point began) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
+      .count();
+}
+
+void LoadOnce(bool preload) {
   ProcessLoad& load = TheLoad();
-  std::call_once(load.once, [&load] {
+  std::call_once(load.once, [&load, preload] {
+    const auto began = std::chrono::steady_clock::now();
+    load.loaded_beside = preload;
     load.api = LoadCublasLtFrom(CublasLtLibraryName());
 #ifdef GPT2_CUDA_LIBRARY_DIR
     if (!load.api.ok()) {
@@ -50,6 +65,7 @@ void LoadOnce() {
       if (beside.ok()) load.api = std::move(beside);
     }
 #endif
+    load.load_seconds = SecondsSince(began);
   });
 }
 
@@ -98,15 +114,19 @@ void PreloadCublasLt() {
   std::lock_guard<std::mutex> lock(load.preload_mutex);
   if (load.preload.valid()) return;
   try {
-    load.preload = std::async(std::launch::async, &LoadOnce);
+    load.preload = std::async(std::launch::async, &LoadOnce, true);
   } catch (const std::system_error&) {
     // No thread to spare: the first use loads it instead.
   }
 }
 
 absl::StatusOr<const CublasLtApi*> LoadCublasLt() {
-  LoadOnce();
-  const absl::StatusOr<CublasLtApi>& api = TheLoad().api;
+  ProcessLoad& load = TheLoad();
+  const auto began = std::chrono::steady_clock::now();
+  LoadOnce(/*preload=*/false);
+  std::call_once(load.first_wait,
+                 [&load, began] { load.waited_seconds = SecondsSince(began); });
+  const absl::StatusOr<CublasLtApi>& api = load.api;
   if (!api.ok()) return api.status();
   return &*api;
 }
@@ -116,6 +136,19 @@ const CublasLtApi& CublasLt() {
   if (!api.ok())
     FatalError(std::string(api.status().message()), __FILE__, __LINE__);
   return **api;
+}
+
+std::string CublasLtLoadNote() {
+  ProcessLoad& load = TheLoad();
+  if (load.waited_seconds < 0.0 || !load.api.ok()) return "";
+  return absl::StrFormat(
+      "cuBLASLt %d (%s) opened in %.2f s %s; the first matmul waited %.2f s "
+      "for it",
+      static_cast<int>(load.api->GetVersion()), CublasLtLibraryName(),
+      load.load_seconds,
+      load.loaded_beside ? "on a thread of its own beside start-up"
+                         : "by the first matmul",
+      load.waited_seconds);
 }
 
 }  // namespace gpt2::cuda

@@ -71,6 +71,11 @@ absl::StatusOr<const CublasLtApi*> LoadCublasLt();
 // backend): a fatal error with the load's message.
 const CublasLtApi& CublasLt();
 
+// For the log, once loaded: the library and version, how long opening it took
+// and where (on the preload's thread or in the first caller's), and how long
+// the first caller waited for it; "" where it was never asked for.
+std::string CublasLtLoadNote();
+
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_CUDA_CUBLASLT_API_H_

@@ -476,6 +476,8 @@ double BenchTrainStep(bool print, int local_rank = 0) {
       const std::string tuned = backend->TunedKernels();
       if (!tuned.empty())
         std::printf("kernels chosen by timing: %s\n", tuned.c_str());
+      const std::string libraries = backend->LibraryNote();
+      if (!libraries.empty()) std::printf("%s\n", libraries.c_str());
       if (!kernels.empty()) {
         std::printf(
             "attention kernels alone, one layer (median of 5; x%d layers):\n",

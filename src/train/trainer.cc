@@ -981,6 +981,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       // Versions timed during the first step's calls (CUDA attention).
       const std::string tuned = backend->TunedKernels();
       if (!tuned.empty()) log.Line("kernels chosen by timing: " + tuned);
+      const std::string libraries = backend->LibraryNote();
+      if (!libraries.empty()) log.Line(libraries);
       // What the plan leaves out (the CUDA context, library workspaces, op
       // scratch, which grows during the first step), as measured.
       std::optional<Backend::MemoryInfo> memory;

@@ -28,6 +28,7 @@ TEST(CublasLtApi, LoadedOnlyWhenAskedThenSharedByEveryThread) {
   ASSERT_TRUE(MappedHere("libc.so")) << "/proc/self/maps unreadable?";
   EXPECT_FALSE(MappedHere("libcublasLt"))
       << "libcublasLt is mapped at start: linked again?";
+  EXPECT_EQ(CublasLtLoadNote(), "");  // nothing asked for yet
 
   PreloadCublasLt();
   PreloadCublasLt();  // a second call starts nothing more
@@ -45,6 +46,13 @@ TEST(CublasLtApi, LoadedOnlyWhenAskedThenSharedByEveryThread) {
     EXPECT_EQ(api, seen[0]);  // one load for the process
   }
   EXPECT_TRUE(MappedHere("libcublasLt"));
+  // Opened by the preload or by a thread that came first: either way, said.
+  const std::string note = CublasLtLoadNote();
+  EXPECT_NE(note.find("cuBLASLt " + std::to_string(CUBLAS_VER_MAJOR)),
+            std::string::npos)
+      << note;
+  EXPECT_NE(note.find(" opened in "), std::string::npos) << note;
+  EXPECT_NE(note.find("; the first matmul waited "), std::string::npos) << note;
   const CublasLtApi& lt = CublasLt();
   EXPECT_EQ(&lt, seen[0]);
   EXPECT_EQ(lt.GetVersion() / 10000, static_cast<size_t>(CUBLAS_VER_MAJOR));
