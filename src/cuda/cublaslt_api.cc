@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <mutex>
@@ -30,6 +31,7 @@ struct ProcessLoad {
   bool loaded_beside = false;
   std::once_flag first_wait;
   double waited_seconds = -1.0;
+  std::atomic<bool> first_wait_done{false};  // then every call is a lookup
 };
 
 ProcessLoad& TheLoad() {
@@ -122,10 +124,14 @@ void PreloadCublasLt() {
 
 absl::StatusOr<const CublasLtApi*> LoadCublasLt() {
   ProcessLoad& load = TheLoad();
-  const auto began = std::chrono::steady_clock::now();
-  LoadOnce(/*preload=*/false);
-  std::call_once(load.first_wait,
-                 [&load, began] { load.waited_seconds = SecondsSince(began); });
+  if (!load.first_wait_done.load(std::memory_order_acquire)) {
+    const auto began = std::chrono::steady_clock::now();
+    LoadOnce(/*preload=*/false);
+    std::call_once(load.first_wait, [&load, began] {
+      load.waited_seconds = SecondsSince(began);
+      load.first_wait_done.store(true, std::memory_order_release);
+    });
+  }
   const absl::StatusOr<CublasLtApi>& api = load.api;
   if (!api.ok()) return api.status();
   return &*api;
