@@ -34,7 +34,7 @@ seconds() {  # wall seconds of a command
   t0=$(date +%s.%N)
   "$@" >/dev/null 2>&1 || true
   t1=$(date +%s.%N)
-  echo "$t1 - $t0" | bc -l
+  awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
 launch_s() {  # the start-up line's launch phase
   "$@" --config configs/tiny_cpu.pbtxt --data_dir "$data" --set train.max_steps=1 \
@@ -70,7 +70,7 @@ for what in help help_noexec launch; do
     launch) label="gpt2_ddp start-up, launch phase (tiny_cpu, CPU)" ;;
   esac
   printf '%-52s on demand %.3f s, linked %.3f s: %.1fx\n' "$label" "$a" "$b" \
-    "$(echo "$b / $a" | bc -l)"
+    "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')"
 done
 if [ -x /usr/bin/time ]; then
   rss() { env OMP_WAIT_POLICY=passive /usr/bin/time -f %M "$1" --help 2>&1 >/dev/null | tail -1; }
