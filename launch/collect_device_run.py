@@ -556,7 +556,7 @@ def main():
                         r"^loss below .* at every step since.*$", r"^  max_seconds: .*$",
                         r"^start-up: .*$",
                         r"^done: .*$", r"^backend: .*$", r"^kernels: .*$",
-                        r"^kernels chosen by timing: .*$"):
+                        r"^kernels chosen by timing: .*$", r"^cuBLASLt \d+ .* opened in .*$"):
             for m in re.finditer(pattern, log_text, re.M):
                 out.append(f"- `{m.group(0).strip()}`")
         row = before_second_step(log_text, os.path.join(dest, metrics_name))

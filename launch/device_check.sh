@@ -266,8 +266,8 @@ train() {
   run "$name" $((seconds + 40)) train.txt "$stage/bin/gpt2_ddp" --config "$(config_of "$config")" \
     --data_dir "$stage/data" --set log.run_dir="$runs/$name" --set log.run_name="$name" \
     --set train.max_seconds="$seconds" "${no_samples[@]}" "$@"
-  grep -E "^start-up|^kernels chosen by timing|first at step|at every step since|^done" \
-    "$logs/train.txt" | tail -5 | tee -a "$logs/machine.txt"
+  grep -E "^start-up|^kernels chosen by timing|^cuBLASLt [0-9]|first at step|at every step since|^done" \
+    "$logs/train.txt" | tail -6 | tee -a "$logs/machine.txt"
   cp "$runs/$name/$name/metrics.jsonl" "$logs/$metrics" 2>/dev/null
 }
 
@@ -421,7 +421,7 @@ group_bench() {
     # torch.compile can fail or take too long on a fresh machine: then eager mode.
     run bench_pytorch_eager_B16 90 bench.txt python3 "$stage/reference/gpt2_torch.py" --batch 16 \
       --seq_len 1024 --steps 10 --no_compile
-  grep -E "^train step|^kernels|^median|^back to back|^MFU|^GPU memory|  attention|  layernorm|  classifier|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^pytorch reference" \
+  grep -E "^train step|^kernels|^median|^back to back|^MFU|^GPU memory|  attention|  layernorm|  classifier|^attention (forward|backward) kernels chosen|^kernels chosen by timing|^cuBLASLt [0-9]|^pytorch reference" \
     "$logs/bench.txt" | tee -a "$logs/machine.txt"
   # Timed cuBLASLt algorithms if they made the step over 2% faster, the bias-gradient
   # epilogue if over 1%: for every later group and call (while the machine stays warm).

@@ -318,11 +318,13 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   printf '%s\n' "===== sweep_b4 (limit 50s): x" \
     "start-up: 0.6 s before the first step (launch 0.01, backend 0.13, data 0.09, model 0.27, optimizer 0.00, other 0.00 s)" \
     "kernels chosen by timing: attention forward wgmma (0.054 ms against 0.077 ms with mma.sync, one layer, B=4 T=1024) (the attention timing took 0.21 s); matmuls: 9 of 10 shapes timed took another algorithm than cuBLASLt's first (0.131 ms less per call of each, summed; the timing took 0.18 s)" \
+    "cuBLASLt 130100 (libcublasLt.so.13) opened in 0.31 s on a thread of its own beside start-up; the first matmul waited 0.00 s for it" \
     >"$early/train.txt"
   printf '%s\n' '{"step": 0, "loss": 10.9, "dt_ms": 612.5, "elapsed_s": 1.25}' \
     '{"step": 1, "loss": 9.8, "dt_ms": 9.5, "elapsed_s": 1.26}' >"$early/metrics_sweep_b4.jsonl"
   check_summary "collect_device_run: before the second step" "$early" "$work/logs_early" -- \
-    "^| metrics_sweep_b4.jsonl | 0.01 | 0.13 | 0.09 | 0.27 | 0.00 | 0.61 | 0.21 | 0.18 | 1.26 |$"
+    "^| metrics_sweep_b4.jsonl | 0.01 | 0.13 | 0.09 | 0.27 | 0.00 | 0.61 | 0.21 | 0.18 | 1.26 |$" \
+    "^- \`cuBLASLt 130100 (libcublasLt.so.13) opened in 0.31 s on a thread of its own beside start-up; the first matmul waited 0.00 s for it\`$"
   # The lag against a reference run to < 0.1 (--reference): a reference of 16,384 tokens
   # a step whose loss falls 0.0025 a step from 5 (below 0.1 first at step 1,961) and a
   # run of 8,192 tokens a step falling half as fast, 4 ms a step, step 1 ending 1 s
