@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/error.h"
+#include "src/core/process_clock.h"
 
 namespace gpt2::cuda {
 namespace {
@@ -48,11 +49,6 @@ struct PreloadJoiner {
     if (load.preload.valid()) load.preload.wait();
   }
 } preload_joiner;
-
-double SecondsSince(std::chrono::steady_clock::time_point began) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - began)
-      .count();
-}
 
 void LoadOnce(bool preload) {
   ProcessLoad& load = TheLoad();

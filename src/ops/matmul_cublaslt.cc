@@ -283,7 +283,7 @@ CublasLtMatmul::~CublasLtMatmul() {
   if (handle_ != nullptr) CublasLt().Destroy(Handle(handle_));
 }
 
-void* CublasLtMatmul::handle() {
+cublasLtHandle_t CublasLtMatmul::handle() {
   if (handle_ == nullptr) {
     cublasLtHandle_t handle;
     GPT2_CUBLAS_CHECK(CublasLt().Create(&handle));
@@ -304,7 +304,7 @@ void* CublasLtMatmul::handle() {
                      std::to_string(CublasLt().GetVersion()));
     }
   }
-  return handle_;
+  return Handle(handle_);
 }
 
 CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
@@ -388,8 +388,8 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   int found = 0;
   const int wanted = AutotuneWanted() ? AutotuneCandidates() : 1;
   const cublasStatus_t status = CublasLt().MatmulAlgoGetHeuristic(
-      Handle(handle()), plan->desc, plan->a, plan->b, plan->d, plan->d, pref,
-      wanted, results, &found);
+      handle(), plan->desc, plan->a, plan->b, plan->d, plan->d, pref, wanted,
+      results, &found);
   CublasLt().MatmulPreferenceDestroy(pref);
   if (status != CUBLAS_STATUS_SUCCESS || found == 0) {
     if (!required) {
@@ -418,8 +418,8 @@ CublasLtMatmul::Plan* CublasLtMatmul::GetPlan(DType dtype, int64_t m, int64_t n,
   const bool cached = UseCachedAlgo(plan.get());
   if (!cached && AutotuneSearch()) {
     const auto began = std::chrono::steady_clock::now();
-    SearchAlgos(Handle(handle()), plan->desc, plan->a, plan->b, plan->d,
-                compute, type, workspace_bytes_, alignment, &plan->candidates);
+    SearchAlgos(handle(), plan->desc, plan->a, plan->b, plan->d, compute, type,
+                workspace_bytes_, alignment, &plan->candidates);
     timing_s_ += SecondsSince(began);
   }
   plan->tuned = cached || plan->candidates.size() < 2;
@@ -450,8 +450,8 @@ cublasStatus_t CublasLtMatmul::TryRun(Plan* plan, const void* a, const void* b,
     timing_s_ += SecondsSince(began);
   }
   const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
-  return CublasLt().Matmul(Handle(handle()), plan->desc, &alpha, a, plan->a, b,
-                           plan->b, &beta, d, plan->d, d, plan->d, &plan->algo,
+  return CublasLt().Matmul(handle(), plan->desc, &alpha, a, plan->a, b, plan->b,
+                           &beta, d, plan->d, d, plan->d, &plan->algo,
                            workspace_, workspace_bytes_, stream_);
 }
 
@@ -483,8 +483,8 @@ void CublasLtMatmul::Autotune(Plan* plan, const void* a, const void* b, void* d,
     if (AutotuneSearch() && spent_ms > kSearchBudgetMs) break;
     const cublasLtMatmulAlgo_t* algo = &plan->candidates[i];
     auto run = [&] {
-      return CublasLt().Matmul(Handle(handle()), plan->desc, &alpha, a, plan->a,
-                               b, plan->b, &beta, d, plan->d, d, plan->d, algo,
+      return CublasLt().Matmul(handle(), plan->desc, &alpha, a, plan->a, b,
+                               plan->b, &beta, d, plan->d, d, plan->d, algo,
                                workspace_, workspace_bytes_, stream_);
     };
     if (run() != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; refused: skip
@@ -533,7 +533,7 @@ bool CublasLtMatmul::UseCachedAlgo(Plan* plan) {
   if (!bytes || bytes->size() != sizeof(algo)) return false;
   std::memcpy(&algo, bytes->data(), sizeof(algo));
   cublasLtMatmulHeuristicResult_t check{};
-  if (CublasLt().MatmulAlgoCheck(Handle(handle()), plan->desc, plan->a, plan->b,
+  if (CublasLt().MatmulAlgoCheck(handle(), plan->desc, plan->a, plan->b,
                                  plan->d, plan->d, &algo,
                                  &check) != CUBLAS_STATUS_SUCCESS ||
       check.workspaceSize > workspace_bytes_)

@@ -93,8 +93,8 @@ class CublasLtMatmul {
   // The plan's algorithm from the cache, if it has one that cuBLASLt accepts
   // for the plan within the workspace.
   bool UseCachedAlgo(Plan* plan);
-  // The cublasLtHandle_t, made at the first call.
-  void* handle();
+  // The handle, made at the first call.
+  cublasLtHandle_t handle();
 
   CUstream_st* stream_;
   Scratch* scratch_;
