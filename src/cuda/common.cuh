@@ -34,18 +34,50 @@ __device__ __forceinline__ bf16 FromFloat<bf16>(float x) {
   return __float2bfloat16(x);  // round to nearest even
 }
 
+#if defined(GPT2_CUDA_EMULATED)
+// The butterfly below with every lane's value gathered in one collective
+// instead of five shuffles, each lane computing the values its own result
+// depends on: the same operations on the same operands, so the same bits.
+// Round `offset` gives lane x op(x's value, (x ^ offset)'s value); lane L's
+// result needs the round-16 values of the lanes L ^ m (m < 16), the round-8
+// values of L ^ m (m < 8), and so on: 31 operations.
+template <typename Op>
+__device__ __forceinline__ float EmulatedButterfly(float v, Op op) {
+  float lanes[32];
+  cuda_emu::WarpGather(0xffffffffu, &v, lanes, sizeof(v));
+  const unsigned lane =
+      ((threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x) %
+      32;
+  float at[16];  // at[m]: lane (lane ^ m)'s value after the latest round
+  for (int m = 0; m < 16; ++m)
+    at[m] = op(lanes[lane ^ m], lanes[lane ^ m ^ 16]);
+  for (int half = 8; half > 0; half >>= 1) {
+    for (int m = 0; m < half; ++m) at[m] = op(at[m], at[m + half]);
+  }
+  return at[0];
+}
+#endif
+
 __device__ __forceinline__ float WarpSum(float v) {
+#if defined(GPT2_CUDA_EMULATED)
+  return EmulatedButterfly(v, [](float x, float y) { return x + y; });
+#else
   for (int offset = 16; offset > 0; offset >>= 1) {
     v += __shfl_xor_sync(0xffffffffu, v, offset);
   }
   return v;
+#endif
 }
 
 __device__ __forceinline__ float WarpMax(float v) {
+#if defined(GPT2_CUDA_EMULATED)
+  return EmulatedButterfly(v, [](float x, float y) { return fmaxf(x, y); });
+#else
   for (int offset = 16; offset > 0; offset >>= 1) {
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
   }
   return v;
+#endif
 }
 
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread

@@ -39,16 +39,21 @@ __device__ __forceinline__ float Bf16Hi(uint32_t r) {
 __device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4],
                                         const uint32_t (&b)[2]) {
 #if defined(GPT2_CUDA_EMULATED)
-  // Gather the two A rows and two B columns this lane's outputs need from the
-  // lanes that hold them, then accumulate in k order in fp32.
+  // Gather every lane's fragments (one collective), take the two A rows and
+  // two B columns this lane's outputs need from the lanes that hold them,
+  // then accumulate in k order in fp32.
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  struct Fragments {
+    uint32_t a[4], b[2];
+  };
+  const Fragments mine{{a[0], a[1], a[2], a[3]}, {b[0], b[1]}};
+  Fragments all[32];
+  cuda_emu::WarpGather(0xffffffffu, &mine, all, sizeof(Fragments));
   float a_rows[2][16], b_cols[2][16];
   for (int j = 0; j < 4; ++j) {
     // Lane 4g + j holds A[g][2j..], A[g+8][2j..], A[g][2j+8..], A[g+8][2j+8..].
-    const uint32_t r0 = __shfl_sync(0xffffffffu, a[0], 4 * g + j);
-    const uint32_t r1 = __shfl_sync(0xffffffffu, a[1], 4 * g + j);
-    const uint32_t r2 = __shfl_sync(0xffffffffu, a[2], 4 * g + j);
-    const uint32_t r3 = __shfl_sync(0xffffffffu, a[3], 4 * g + j);
+    const uint32_t r0 = all[4 * g + j].a[0], r1 = all[4 * g + j].a[1];
+    const uint32_t r2 = all[4 * g + j].a[2], r3 = all[4 * g + j].a[3];
     a_rows[0][2 * j] = Bf16Lo(r0);
     a_rows[0][2 * j + 1] = Bf16Hi(r0);
     a_rows[1][2 * j] = Bf16Lo(r1);
@@ -61,8 +66,7 @@ __device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4],
     // n = 2t and 2t + 1.
     for (int c = 0; c < 2; ++c) {
       const int src = 4 * (2 * t + c) + j;
-      const uint32_t s0 = __shfl_sync(0xffffffffu, b[0], src);
-      const uint32_t s1 = __shfl_sync(0xffffffffu, b[1], src);
+      const uint32_t s0 = all[src].b[0], s1 = all[src].b[1];
       b_cols[c][2 * j] = Bf16Lo(s0);
       b_cols[c][2 * j + 1] = Bf16Hi(s0);
       b_cols[c][2 * j + 8] = Bf16Lo(s1);
@@ -87,19 +91,6 @@ __device__ __forceinline__ void MmaBf16(float (&d)[4], const uint32_t (&a)[4],
 #endif
 }
 
-#if defined(GPT2_CUDA_EMULATED)
-// The emulated ldmatrix: the row address lane `src` gave.
-__device__ __forceinline__ const bf16* RowAddressOf(const bf16* mine, int src) {
-  const uint64_t bits = reinterpret_cast<uintptr_t>(mine);
-  const uint32_t lo =
-      __shfl_sync(0xffffffffu, static_cast<uint32_t>(bits), src);
-  const uint32_t hi =
-      __shfl_sync(0xffffffffu, static_cast<uint32_t>(bits >> 32), src);
-  return reinterpret_cast<const bf16*>(
-      static_cast<uintptr_t>((uint64_t{hi} << 32) | lo));
-}
-#endif
-
 // ldmatrix.sync.aligned.m8n8.x4[.trans]: four 8x8 bf16 matrices from shared
 // memory, lane 8j + r giving the address of row r of matrix j (16 bytes,
 // 16-byte aligned). Each lane receives r[j] = {M_j[g][2t], M_j[g][2t + 1]}
@@ -110,13 +101,15 @@ __device__ __forceinline__ const bf16* RowAddressOf(const bf16* mine, int src) {
 template <bool kTrans>
 __device__ __forceinline__ void LdMatrixX4(uint32_t (&r)[4], const bf16* row) {
 #if defined(GPT2_CUDA_EMULATED)
+  // Every lane's row address (one collective), then this lane's elements.
   const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  const bf16* rows[32];
+  cuda_emu::WarpGather(0xffffffffu, &row, rows, sizeof(row));
   for (int j = 0; j < 4; ++j) {
     uint16_t half[2];
     for (int h = 0; h < 2; ++h) {
-      half[h] = __bfloat16_as_ushort(
-          kTrans ? RowAddressOf(row, 8 * j + 2 * t + h)[g]
-                 : RowAddressOf(row, 8 * j + g)[2 * t + h]);
+      half[h] = __bfloat16_as_ushort(kTrans ? rows[8 * j + 2 * t + h][g]
+                                            : rows[8 * j + g][2 * t + h]);
     }
     r[j] = half[0] | (static_cast<uint32_t>(half[1]) << 16);
   }

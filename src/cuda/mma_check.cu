@@ -1,4 +1,6 @@
+#include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -199,7 +201,82 @@ float FormB(const std::vector<float>& x, int form, int k, int n,
   return index < kTileElems ? x[element_at[index]] : 0.0f;
 }
 
+uint32_t FloatBits(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof(bits));
+  return bits;
+}
+
+// One warp: sum[l] = WarpSum(in[l]), max[l] = WarpMax(in[l]).
+__global__ void WarpReductionsKernel(float* sum, float* max, const float* in) {
+  KernelPrologue();
+  const int lane = threadIdx.x;
+  sum[lane] = WarpSum(in[lane]);
+  max[lane] = WarpMax(in[lane]);
+}
+
 }  // namespace
+
+std::string CheckWarpReductions() {
+  // Magnitudes 2^-10 .. 2^9 of both signs: the order of the additions shows
+  // in the sum's last bits. A NaN for the maximum.
+  std::vector<float> in(32);
+  for (int l = 0; l < 32; ++l) {
+    in[l] = std::ldexp((l % 2 ? -1.0f : 1.0f) * (1.0f + 0.37f * l),
+                       (l * 7) % 20 - 10);
+  }
+  std::vector<float> in_max = in;
+  in_max[3] = std::nanf("");  // fmaxf keeps the other operand
+  std::string why;
+  for (const std::vector<float>* x : {&in, &in_max}) {
+    float *d_in = nullptr, *d_sum = nullptr, *d_max = nullptr;
+    std::vector<float> sum(32), max(32);
+    cudaError_t err = cudaSuccess;
+    if ((err = cudaMalloc(&d_in, 32 * sizeof(float))) != cudaSuccess ||
+        (err = cudaMalloc(&d_sum, 32 * sizeof(float))) != cudaSuccess ||
+        (err = cudaMalloc(&d_max, 32 * sizeof(float))) != cudaSuccess ||
+        (err = cudaMemcpy(d_in, x->data(), 32 * sizeof(float),
+                          cudaMemcpyHostToDevice)) != cudaSuccess ||
+        (err = GPT2_LAUNCH(WarpReductionsKernel, 1, 32, 0, nullptr, d_sum,
+                           d_max, d_in)) != cudaSuccess ||
+        (err = cudaMemcpy(sum.data(), d_sum, 32 * sizeof(float),
+                          cudaMemcpyDeviceToHost)) != cudaSuccess ||
+        (err = cudaMemcpy(max.data(), d_max, 32 * sizeof(float),
+                          cudaMemcpyDeviceToHost)) != cudaSuccess) {
+      why = std::string("WarpReductionsKernel: ") + cudaGetErrorString(err);
+    }
+    cudaFree(d_in);
+    cudaFree(d_sum);
+    cudaFree(d_max);
+    if (!why.empty()) return why;
+    // The butterfly of common.cuh, lane by lane: round `offset` gives lane l
+    // op(its value, lane (l ^ offset)'s value).
+    std::vector<float> want_sum = *x, want_max = *x;
+    for (int offset = 16; offset > 0; offset >>= 1) {
+      std::vector<float> s = want_sum, m = want_max;
+      for (int l = 0; l < 32; ++l) {
+        s[l] = want_sum[l] + want_sum[l ^ offset];
+        m[l] = std::fmax(want_max[l], want_max[l ^ offset]);
+      }
+      want_sum = s;
+      want_max = m;
+    }
+    for (int l = 0; l < 32; ++l) {
+      const uint32_t got_bits[2] = {FloatBits(sum[l]), FloatBits(max[l])};
+      const uint32_t want_bits[2] = {FloatBits(want_sum[l]),
+                                     FloatBits(want_max[l])};
+      const char* names[2] = {"WarpSum", "WarpMax"};
+      for (int i = 0; i < 2; ++i) {
+        if (got_bits[i] != want_bits[i]) {
+          return std::string(names[i]) + ": lane " + std::to_string(l) +
+                 " has bits " + std::to_string(got_bits[i]) + ", want " +
+                 std::to_string(want_bits[i]) + " (the xor butterfly's)";
+        }
+      }
+    }
+  }
+  return "";
+}
 
 std::string CheckLdMatrixLayout() {
   constexpr int kWords = 32 * kLdRegs;

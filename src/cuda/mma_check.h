@@ -22,6 +22,12 @@ std::string CheckMmaLayout();
 // newer (or the emulator).
 std::string CheckLdMatrixLayout();
 
+// Runs common.cuh's WarpSum and WarpMax over one warp of floats of mixed
+// magnitudes and compares every lane's result, bit for bit, with the xor
+// butterfly done on the host: on a GPU the shuffles, under the emulator its
+// one-collective twin. "" when all match.
+std::string CheckWarpReductions();
+
 // Compute capability major of the current device (0 where there is none),
 // asked once per device.
 int CurrentMajor();

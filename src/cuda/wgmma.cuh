@@ -194,11 +194,10 @@ __device__ __forceinline__ void Product(float (&d)[8][4],
 __device__ __forceinline__ void RegisterRows(float (&a_rows)[2][16],
                                              const uint32_t (&a)[4]) {
   const int lane = threadIdx.x % 32, g = lane / 4;
+  uint32_t all[32][4];  // every lane's fragment (one collective)
+  cuda_emu::WarpGather(0xffffffffu, &a, all, sizeof(a));
   for (int j = 0; j < 4; ++j) {  // lane 4g + j holds k 2j.. and 2j + 8..
-    const uint32_t r[4] = {__shfl_sync(0xffffffffu, a[0], 4 * g + j),
-                           __shfl_sync(0xffffffffu, a[1], 4 * g + j),
-                           __shfl_sync(0xffffffffu, a[2], 4 * g + j),
-                           __shfl_sync(0xffffffffu, a[3], 4 * g + j)};
+    const uint32_t(&r)[4] = all[4 * g + j];
     for (int h = 0; h < 2; ++h) {  // rows g, g + 8
       a_rows[h][2 * j] = Bf16Lo(r[h]);
       a_rows[h][2 * j + 1] = Bf16Hi(r[h]);

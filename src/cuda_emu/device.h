@@ -97,6 +97,7 @@ enum class WarpOpKind {
   kReduceXor,
   kMatchAny,
   kMatchAll,
+  kGather,  // cuda_emu::WarpGather: `bits` points to its GatherArgs
 };
 struct WarpResult {
   uint64_t value;
@@ -108,6 +109,12 @@ WarpResult WarpCollective(WarpOpKind kind, unsigned mask, uint64_t bits,
                           int size, int param, int width, const char* file,
                           int line);
 unsigned ActiveMask();
+// What a lane of cuda_emu::WarpGather gives: where its bytes are and where
+// every lane's go.
+struct GatherArgs {
+  const void* mine;
+  void* all;
+};
 
 // Lets the other threads of the block run (called by failed atomicCAS and
 // __nanosleep, so spin loops make progress under cooperative scheduling).
@@ -295,6 +302,29 @@ inline int __all_sync(unsigned mask, int predicate,
 // The lanes of the caller's warp that exist and have not exited (fibers are
 // never diverged the way hardware warps are, so this is the closest meaning).
 inline unsigned __activemask() { return ::cuda_emu::detail::ActiveMask(); }
+
+namespace cuda_emu {
+// Emulator only, with no CUDA counterpart: a warp collective in which every
+// lane of `mask` gives the `bytes` at `mine` and receives at `all` those of
+// each lane l of the warp, at all + l * bytes (0xff bytes for the lanes
+// outside the mask, as a shuffle reading one gets). A shuffle's rules hold:
+// every lane of the mask must exist, take part and make the same call with
+// the same `bytes`. It is one collective where the emulated twin of a
+// warp-wide exchange of the hardware (an mma.sync fragment, ldmatrix's row
+// addresses, a butterfly reduction: src/cuda/mma.cuh, common.cuh) would
+// otherwise take a shuffle for each value, and each shuffle a switch through
+// all 32 lanes' fibers.
+inline void WarpGather(unsigned mask, const void* mine, void* all, int bytes,
+                       const char* file = __builtin_FILE(),
+                       int line = __builtin_LINE()) {
+  using ::cuda_emu::detail::GatherArgs;
+  GatherArgs args{mine, all};
+  ::cuda_emu::detail::WarpCollective(
+      ::cuda_emu::detail::WarpOpKind::kGather, mask,
+      static_cast<uint64_t>(reinterpret_cast<uintptr_t>(&args)), bytes, 0, 32,
+      file, line);
+}
+}  // namespace cuda_emu
 
 #define CUDA_EMU_WARP_REDUCE_(name, T, kind)                                   \
   inline T name(unsigned mask, T value, const char* file = __builtin_FILE(),   \

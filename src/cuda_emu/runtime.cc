@@ -196,11 +196,28 @@ void SetGuardsPoisoned([[maybe_unused]] const Allocation& a,
 #endif
 }
 
+// Canary(0), Canary(1), ...: both guards of any allocation (the tail is under
+// kGuard + kAlign bytes), for one memcmp each on the path of every launch.
+const unsigned char* CanaryBytes() {
+  static const auto* bytes = [] {
+    auto* b = new unsigned char[kGuard + kAlign];
+    for (size_t i = 0; i < kGuard + kAlign; ++i) b[i] = Canary(i);
+    return b;
+  }();
+  return bytes;
+}
+
 // Damaged guard bytes of one allocation, as a report fragment ("" if none).
 std::string GuardDamage(const Allocation& a) {
   const size_t head = static_cast<size_t>(a.user - a.raw);
   const size_t tail = a.total - head - a.size;
   SetGuardsPoisoned(a, false);
+  if (head <= kGuard + kAlign && tail <= kGuard + kAlign &&
+      std::memcmp(a.raw, CanaryBytes(), head) == 0 &&
+      std::memcmp(a.user + a.size, CanaryBytes(), tail) == 0) {
+    SetGuardsPoisoned(a, true);
+    return "";
+  }
   long first_before = 0, last_after = -1;
   size_t before = 0, after = 0;
   for (size_t i = 0; i < head; ++i) {

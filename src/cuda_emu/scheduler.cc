@@ -222,6 +222,8 @@ const char* OpName(WarpOpKind kind) {
       return "__match_any_sync";
     case WarpOpKind::kMatchAll:
       return "__match_all_sync";
+    case WarpOpKind::kGather:
+      return "cuda_emu::WarpGather";
   }
   return "?";
 }
@@ -243,6 +245,12 @@ const char* BarrierName(BarrierKind kind) {
 bool IsShuffle(WarpOpKind kind) {
   return kind == WarpOpKind::kShflIdx || kind == WarpOpKind::kShflUp ||
          kind == WarpOpKind::kShflDown || kind == WarpOpKind::kShflXor;
+}
+
+// Collectives that read other lanes' values: every lane they name must take
+// part.
+bool ReadsOtherLanes(WarpOpKind kind) {
+  return IsShuffle(kind) || kind == WarpOpKind::kGather;
 }
 
 // ---- Launch and block state ----
@@ -432,7 +440,7 @@ class BlockRunner {
     // Shuffles read other lanes' values, so every lane they name must take
     // part. __syncwarp and the votes, as documented, need only the non-exited
     // lanes of the mask (lanes past the end of the block count as exited).
-    const bool strict = IsShuffle(kind);
+    const bool strict = ReadsOtherLanes(kind);
     if (strict && (mask & ~ws.present)) {
       FailFromFiber(
           Describe(t) + " calls " + call() + ", but the mask names lane(s) " +
@@ -453,6 +461,10 @@ class BlockRunner {
       FailFromFiber(Describe(t) + " calls " + call() + " with width " +
                     std::to_string(width) +
                     ", which is not a power of 2 in [1, 32]");
+    }
+    if (kind == WarpOpKind::kGather && size <= 0) {
+      FailFromFiber(Describe(t) + " calls " + call() + " with " +
+                    std::to_string(size) + " bytes; it takes at least 1");
     }
     if (unsigned waiting = mask & ws.at_barrier) {
       const EmuThread& other = threads_[warp * kWarp + LowestLane(waiting)];
@@ -952,6 +964,26 @@ class BlockRunner {
         common_pred = all;
         break;
       }
+      case WarpOpKind::kGather: {
+        // Every lane's bytes first (a lane's `all` may hold its `mine`), then
+        // to every lane of the mask; the callers are suspended here, so their
+        // stacks hold what they gave.
+        const size_t bytes = static_cast<size_t>(op.size);
+        gather_.resize(kWarp * bytes);
+        for (int l = 0; l < kWarp; ++l) {
+          unsigned char* to = gather_.data() + l * bytes;
+          if ((mask >> l) & 1u) {
+            std::memcpy(to, GatherOf(op, l).mine, bytes);
+          } else {
+            std::memset(to, 0xff, bytes);
+          }
+        }
+        for (unsigned m = mask; m; m &= m - 1) {
+          std::memcpy(GatherOf(op, LowestLane(m)).all, gather_.data(),
+                      kWarp * bytes);
+        }
+        break;
+      }
       default:
         break;
     }
@@ -1002,6 +1034,11 @@ class BlockRunner {
       t.result = r;
       MakeRunnable(t);
     }
+  }
+
+  static const GatherArgs& GatherOf(const PendingOp& op, int lane) {
+    return *reinterpret_cast<const GatherArgs*>(
+        static_cast<uintptr_t>(op.value[lane]));
   }
 
   void CheckSharedGuards() {
@@ -1055,8 +1092,9 @@ class BlockRunner {
   uint3 block_idx_{};
   int n_ = 0;
   std::vector<EmuThread> threads_;
-  std::vector<int> order_;  // schedule order of thread indices
-  std::vector<int> ready_;  // ring buffer of runnable thread indices
+  std::vector<int> order_;             // schedule order of thread indices
+  std::vector<int> ready_;             // ring buffer of runnable thread indices
+  std::vector<unsigned char> gather_;  // a WarpGather's bytes, lane by lane
   size_t ready_head_ = 0;
   size_t ready_count_ = 0;
   std::vector<WarpState> warps_;

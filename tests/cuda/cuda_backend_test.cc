@@ -1004,6 +1004,15 @@ TEST(CudaMma, LdMatrixLayout) {
   EXPECT_EQ(cuda::CheckLdMatrixLayout(), "");
 }
 
+// The warp reductions every LayerNorm, softmax and norm kernel uses
+// (common.cuh): the same bits as the xor butterfly on the host, lane by lane.
+TEST(CudaMma, WarpReductionsAreTheButterflys) {
+  std::string why;
+  if (CudaDeviceCount(&why) == 0)
+    GTEST_SKIP() << "no usable CUDA device: " << why;
+  EXPECT_EQ(cuda::CheckWarpReductions(), "");
+}
+
 // Hopper's warpgroup products (wgmma, src/cuda/wgmma.cuh) in the layouts the
 // wgmma attention kernels use: under the emulator its own emulation; on an
 // H100/H200 with the sm_90a build, the hardware. Elsewhere (another card, or

@@ -112,6 +112,29 @@ TEST_F(EmuReports, CallerNotInItsOwnMask) {
               {"thread (16,0,0)", "does not include its own lane 16"});
 }
 
+// cuda_emu::WarpGather follows a shuffle's rules: every lane of its mask takes
+// part, each with the same number of bytes (at least one).
+TEST_F(EmuReports, GatherNamingExitedLane) {
+  DeviceBuffer<int> out(32);
+  ExpectFault(LaunchGatherWithExitedLane(5, out.get()),
+              {"kernel 'GatherWithExitedLaneKernel'",
+               "cuda_emu::WarpGather(mask 0xffffffff)", "lane(s) 5", "exited"});
+}
+
+TEST_F(EmuReports, GatherWithDifferentSizes) {
+  DeviceBuffer<int> out(32);
+  ExpectFault(LaunchGatherSizeMismatch(out.get()),
+              {"cuda_emu::WarpGather",
+               "all lanes of a mask must make the "
+               "same call"});
+}
+
+TEST_F(EmuReports, GatherOfNoBytes) {
+  DeviceBuffer<int> out(32);
+  ExpectFault(LaunchGatherNoBytes(out.get()),
+              {"cuda_emu::WarpGather(mask 0xffffffff)", "with 0 bytes"});
+}
+
 TEST_F(EmuReports, ShuffleWidthNotPowerOfTwo) {
   DeviceBuffer<int> out(32);
   ExpectFault(LaunchShuffleBadWidth(12, out.get()), {"width 12", "power of 2"});

@@ -166,6 +166,21 @@ cudaError_t LaunchWgmmaNeverWaited(int* out);
 // (async_kernels.cu).
 cudaError_t LaunchBulkWaitForever(int* out);
 
+// ---- cuda_emu::WarpGather (gather_kernels.cu; emulated build only) ----
+
+// One warp; lanes of `mask` gather {l, l * l, -l} from every lane: out[32 * 3
+// * l + 3 * k + f] = field f of what lane l received from lane k, -777 for
+// lanes outside the mask (32 * 32 * 3 ints).
+cudaError_t LaunchGather(unsigned mask, int* out);
+// Each lane gives the first int of the buffer it receives into (100 + l):
+// out[32 * l + k].
+cudaError_t LaunchGatherInPlace(int* out);
+// Misuses to be reported: a lane of the full mask exits first; lanes give
+// different sizes (4 and 8 bytes); no bytes at all.
+cudaError_t LaunchGatherWithExitedLane(int exited_lane, int* out);
+cudaError_t LaunchGatherSizeMismatch(int* out);
+cudaError_t LaunchGatherNoBytes(int* out);
+
 }  // namespace cuda_emu_test
 
 #endif  // GPT2_TESTS_CUDA_EMU_KERNELS_H_

@@ -388,7 +388,9 @@ TEST_F(EmuRuntime, LazyGraphLaunchKeepsOnlyTheCapturedOrder) {
       ASSERT_EQ(cudaStreamWaitEvent(side, streams.event, 0), cudaSuccess);
       ASSERT_EQ(LaunchFill(1, 64, 0, side, b.get(), 7), cudaSuccess);
       ASSERT_EQ(cudaEventRecord(filled, side), cudaSuccess);
-      if (waits) ASSERT_EQ(cudaStreamWaitEvent(s, filled, 0), cudaSuccess);
+      if (waits) {
+        ASSERT_EQ(cudaStreamWaitEvent(s, filled, 0), cudaSuccess);
+      }
       ASSERT_EQ(cudaMemcpyAsync(c.get(), b.get(), 64 * sizeof(int),
                                 cudaMemcpyDeviceToDevice, s),
                 cudaSuccess);
@@ -494,7 +496,9 @@ TEST_F(EmuRuntime, CaptureRefusesWhatItCannotRecord) {
     EXPECT_EQ(cudaStreamEndCapture(s, &graph),
               rejoin ? cudaSuccess : cudaErrorStreamCaptureUnjoined)
         << rejoin;
-    if (graph != nullptr) EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    if (graph != nullptr) {
+      EXPECT_EQ(cudaGraphDestroy(graph), cudaSuccess);
+    }
     cudaGetLastError();
   }
   EXPECT_EQ(cudaEventDestroy(fork), cudaSuccess);

@@ -250,5 +250,52 @@ TEST_F(EmuWarp, ActiveMaskAfterEarlyExit) {
     ASSERT_EQ(static_cast<unsigned>(got[t]), 0xffu) << t;
 }
 
+// cuda_emu::WarpGather, the emulator's own collective (the emulated
+// tensor-core fragments and warp reductions exchange their values through
+// it): every lane of the mask receives every lane's bytes, all-ones bytes
+// (-1 as int) from the lanes outside it; in every schedule.
+TEST_F(EmuWarp, GatherGivesEveryLaneEveryLanesBytes) {
+  for (cuda_emu::Schedule s :
+       {cuda_emu::Schedule::kForward, cuda_emu::Schedule::kReverse,
+        cuda_emu::Schedule::kRandom}) {
+    cuda_emu::SetSchedule(s, 7);
+    for (unsigned mask : {kFull, 0x0000ffffu, 0x80000001u, 0x00000004u}) {
+      DeviceBuffer<int> out(32 * 32 * 3);
+      ASSERT_EQ(LaunchGather(mask, out.get()), cudaSuccess)
+          << cuda_emu::LastReport();
+      const std::vector<int> got = out.Download();
+      for (int l = 0; l < 32; ++l) {
+        for (int k = 0; k < 32; ++k) {
+          const int* f = &got[32 * 3 * l + 3 * k];
+          SCOPED_TRACE("mask " + std::to_string(mask) + " lane " +
+                       std::to_string(l) + " from lane " + std::to_string(k));
+          if (!((mask >> l) & 1u)) {  // never called
+            EXPECT_EQ(f[0], kOutside);
+          } else if ((mask >> k) & 1u) {
+            EXPECT_EQ(f[0], k);
+            EXPECT_EQ(f[1], k * k);
+            EXPECT_EQ(f[2], -k);
+          } else {  // poison
+            EXPECT_EQ(f[0], -1);
+            EXPECT_EQ(f[1], -1);
+            EXPECT_EQ(f[2], -1);
+          }
+        }
+      }
+    }
+  }
+}
+
+// A lane's own bytes may lie inside the buffer it receives into.
+TEST_F(EmuWarp, GatherIntoTheBufferItGivesFrom) {
+  DeviceBuffer<int> out(32 * 32);
+  ASSERT_EQ(LaunchGatherInPlace(out.get()), cudaSuccess)
+      << cuda_emu::LastReport();
+  const std::vector<int> got = out.Download();
+  for (int l = 0; l < 32; ++l) {
+    for (int k = 0; k < 32; ++k) ASSERT_EQ(got[32 * l + k], 100 + k) << l;
+  }
+}
+
 }  // namespace
 }  // namespace cuda_emu_test
