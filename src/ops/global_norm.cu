@@ -1,6 +1,8 @@
-// CUDA sum of squares for the global grad norm, deterministic: a fixed grid
-// writes one partial per block (independent of the device), and one block sums
-// them in order.
+// CUDA sum of squares for the global grad norm, deterministic: a grid fixed by
+// the tensor's size (independent of the device) writes one partial per block,
+// and one block sums them in order.
+#include <algorithm>
+
 #include "src/cuda/common.cuh"
 #include "src/cuda/scratch.h"
 #include "src/ops/global_norm.h"
@@ -8,8 +10,20 @@
 namespace gpt2::cuda {
 namespace {
 
-constexpr int kBlocks = 512;
+constexpr int kBlocks = 512;  // at most
 constexpr int kThreads = 512;
+// Fewer blocks where a tensor has under this many 16-byte packs a thread:
+// GPT-2 124M's gradients (15.5M packs in bf16) take all 512, a small model's
+// no more blocks than give each thread 8 packs (a grid of 262,144 threads
+// over a few million elements is mostly idle threads, which under the CPU
+// emulator each cost a fiber and barriers).
+constexpr int64_t kMinPacksPerThread = 8;
+
+int SumSquaresBlocks(int64_t n, int pack) {
+  const int64_t per_block = int64_t{kThreads} * kMinPacksPerThread;
+  return static_cast<int>(
+      std::clamp<int64_t>(CeilDiv(CeilDiv(n, pack), per_block), 1, kBlocks));
+}
 
 // Where x is 16-byte aligned, each thread reads 16-byte packs, four in
 // flight (the grid is fixed, so the order of the adds is too), then the
@@ -57,14 +71,16 @@ __global__ void SumPartials(float* out, const float* partial, int count) {
 void SumSquares(Tensor out, Tensor x, Scratch* scratch, CUstream_st* stream) {
   auto* partial =
       static_cast<float*>(scratch->Get(sizeof(float) * kBlocks, stream));
+  int blocks = 0;
   DispatchFloat(x.dtype, [&](auto zero) {
     using F = decltype(zero);
-    CheckLaunch(GPT2_LAUNCH(SumSquaresPartials<F>, kBlocks, kThreads, 0, stream,
+    blocks = SumSquaresBlocks(x.numel, Pack16<F>::kN);
+    CheckLaunch(GPT2_LAUNCH(SumSquaresPartials<F>, blocks, kThreads, 0, stream,
                             partial, Ptr<F>(x), x.numel),
                 "SumSquaresPartials");
   });
   CheckLaunch(GPT2_LAUNCH(SumPartials, 1, kThreads, 0, stream, Ptr<float>(out),
-                          partial, kBlocks),
+                          partial, blocks),
               "SumPartials");
 }
 
