@@ -174,11 +174,22 @@ log "glibc $glibc (binaries built on Debian 12 need >= 2.34)"
 # Seen on the H200 (2026-11-26): /usr/local/cuda-13.0/targets/x86_64-linux/lib and
 # /usr/lib/x86_64-linux-gnu (libnccl.so.2).
 # One pass over the file system for the three (each is the first found, in the same
-# order as one pass a library would give: ~1.3 s a pass on the build machine).
+# order as one pass a library would give: ~1.3 s a pass on the build machine), kept in
+# $state/libraries for the later calls on this machine, which reuse it while every path
+# in it still exists.
 libdirs=""
 libs=(libcublasLt.so.13 libnccl.so.2 libcudart.so.13)
-everywhere=$(find / \( -path /proc -o -path /sys \) -prune -o \( -name "${libs[0]}" \
-  -o -name "${libs[1]}" -o -name "${libs[2]}" \) -print 2>/dev/null)
+everywhere=$(cat "$state/libraries" 2>/dev/null)
+while read -r path; do
+  [ -z "$path" ] || [ -e "$path" ] || { everywhere=""; break; }
+done <<<"$everywhere"
+if [ -n "$everywhere" ]; then
+  log "libraries: as an earlier call on this machine found them ($state/libraries)"
+else
+  everywhere=$(find / \( -path /proc -o -path /sys \) -prune -o \( -name "${libs[0]}" \
+    -o -name "${libs[1]}" -o -name "${libs[2]}" \) -print 2>/dev/null)
+  printf '%s\n' "$everywhere" >"$state/libraries"
+fi
 for lib in "${libs[@]}"; do
   found=$(grep -m1 "/$lib\$" <<<"$everywhere" || true)
   if [ -n "$found" ]; then libdirs="$libdirs:$(dirname "$found")"; log "found $found"; else log "MISSING $lib"; fi

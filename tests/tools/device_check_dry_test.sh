@@ -39,9 +39,11 @@ if grep -vE "^(=====|$)" <<<"$summary" | grep -vE " rc=0 "; then
   exit 1
 fi
 [ -s "$work/out/machine.txt" ] || { echo "FAIL: no machine.txt in the output folder"; exit 1; }
-# The start-of-call probes for real (no groups), twice on one state folder, against a
-# stand-in test binary that fails the wide forward's test: the second call runs again
-# only the probe that failed, and the failure switches its kernel off each time.
+# The start-of-call probes for real (no groups: a blank list; an empty one means the
+# default groups), twice on one state folder, against a stand-in test binary that fails
+# the wide forward's test: the second call runs again only the probe that failed, and
+# the failure switches its kernel off each time; and the second reuses the first's
+# library search.
 fake=$work/fake
 mkdir -p "$fake/launch" "$fake/.device/bin"
 cp "$root/launch/device_check.sh" "$fake/launch/"
@@ -55,9 +57,18 @@ exit 0
 ' >"$fake/.device/bin/gpt2_ddp"
 chmod +x "$fake/.device/bin/"*
 for call in 1 2; do
-  DEVICE_CHECK_GROUPS="" DEVICE_CHECK_STATE="$work/fake_state" TMPDIR="$work" \
+  DEVICE_CHECK_GROUPS=" " DEVICE_CHECK_STATE="$work/fake_state" TMPDIR="$work" \
     bash "$fake/launch/device_check.sh" "$work/fake_out$call" >"$work/fake_log$call" 2>&1
 done
+grep -q "libraries: as an earlier call on this machine found them" "$work/fake_log2" || {
+  cat "$work/fake_log2"
+  echo "FAIL: the second call searched the file system for the libraries again"
+  exit 1
+}
+if grep -qE "^gpu_tests +rc=" "$work/fake_log1"; then
+  echo "FAIL: a call with a blank group list ran the tests group"
+  exit 1
+fi
 for probe in wgmma_regs_probe wgmma_probe classifier_bulk_probe; do
   grep -qE "^$probe +rc=0 " "$work/fake_log1" &&
     grep -qE "^$probe +passed .*earlier call, same binary" "$work/fake_log2" || {
