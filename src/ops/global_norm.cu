@@ -26,8 +26,8 @@ int SumSquaresBlocks(int64_t n, int pack) {
 }
 
 // Where x is 16-byte aligned, each thread reads 16-byte packs, four in
-// flight (the grid is fixed, so the order of the adds is too), then the
-// elements after the last whole pack one by one.
+// flight (the grid is fixed for a tensor's size, so the order of the adds is
+// too), then the elements after the last whole pack one by one.
 template <typename T>
 __global__ void SumSquaresPartials(float* partial, const T* x, int64_t n) {
   KernelPrologue();
