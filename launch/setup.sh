@@ -2,6 +2,7 @@
 # Installs the Debian packages gpt2_ddp builds and tests with. Idempotent: packages
 # already present are left alone, and apt is only touched when something is missing.
 # CUDA (nvcc, cuBLASLt, NCCL) is expected under /usr/local/cuda and is not installed here.
+# Arguments name more packages a script needs beyond these (launch/fuzz.sh: clang).
 case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 
@@ -14,6 +15,7 @@ packages=(
   libboost-context-dev
   libcpp-httplib-dev nlohmann-json3-dev chromium
   python3-matplotlib python3-numpy
+  "$@"
 )
 
 missing=()

@@ -474,14 +474,41 @@ absl::Status ReadSafetensorsHeader(std::FILE* file, int64_t file_size,
     }
     (*tensors)[WithoutPrefix(name)] = std::move(t);
   }
+  // No two tensors share bytes (the format lays them end to end): so the
+  // tensors' sizes together are at most the file's, and a reader sizing its
+  // buffers by them is bounded by the file.
+  std::vector<std::pair<const SafeTensor*, const std::string*>> by_offset;
+  for (const auto& [name, t] : *tensors) by_offset.push_back({&t, &name});
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const auto& a, const auto& b) {
+              return a.first->begin < b.first->begin;
+            });
+  const std::pair<const SafeTensor*, const std::string*>* last = nullptr;
+  for (const auto& entry : by_offset) {  // `last`: the latest one of any bytes
+    const SafeTensor& t = *entry.first;
+    if (t.end == t.begin) continue;
+    if (last != nullptr && t.begin < last->first->end) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path, ": tensors '", *last->second, "' and '", *entry.second,
+          "' overlap in the file (bytes ", last->first->begin, "-",
+          last->first->end, " and ", t.begin, "-", t.end, ")"));
+    }
+    last = &entry;
+  }
   return absl::OkStatus();
 }
 
-// A tensor's values as floats; its shape must be `want`.
-absl::Status ReadHfTensor(std::FILE* file, int64_t data_start,
-                          const std::string& path, const std::string& name,
-                          const SafeTensor& t, const std::vector<int64_t>& want,
-                          std::vector<float>* out) {
+// Bytes a value of a tensor's dtype takes: 4 (F32), 2 (F16, BF16), or 0 for
+// a dtype the import does not read.
+int64_t HfValueBytes(const SafeTensor& t) {
+  return t.dtype == "F32" ? 4 : (t.dtype == "F16" || t.dtype == "BF16") ? 2 : 0;
+}
+
+// Whether a tensor is what the import can read as shape `want`: that shape,
+// a dtype it reads, and a span of the file holding exactly its values.
+absl::Status CheckHfTensor(const std::string& path, const std::string& name,
+                           const SafeTensor& t,
+                           const std::vector<int64_t>& want) {
   if (t.shape != want) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": tensor '", name, "' has shape [", absl::StrJoin(t.shape, ", "),
@@ -489,9 +516,7 @@ absl::Status ReadHfTensor(std::FILE* file, int64_t data_start,
   }
   int64_t count = 1;
   for (const int64_t d : want) count *= d;
-  const int64_t size = t.dtype == "F32"                          ? 4
-                       : (t.dtype == "F16" || t.dtype == "BF16") ? 2
-                                                                 : 0;
+  const int64_t size = HfValueBytes(t);
   if (size == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": tensor '", name, "' is ", t.dtype,
@@ -502,6 +527,18 @@ absl::Status ReadHfTensor(std::FILE* file, int64_t data_start,
         absl::StrCat(path, ": tensor '", name, "' spans ", t.end - t.begin,
                      " bytes; its shape and dtype need ", count * size));
   }
+  return absl::OkStatus();
+}
+
+// A tensor's values as floats; its shape must be `want`.
+absl::Status ReadHfTensor(std::FILE* file, int64_t data_start,
+                          const std::string& path, const std::string& name,
+                          const SafeTensor& t, const std::vector<int64_t>& want,
+                          std::vector<float>* out) {
+  GPT2_RETURN_IF_ERROR(CheckHfTensor(path, name, t, want));
+  int64_t count = 1;
+  for (const int64_t d : want) count *= d;
+  const int64_t size = HfValueBytes(t);
   out->resize(static_cast<size_t>(count));
   std::vector<uint16_t> halves(size == 2 ? static_cast<size_t>(count) : 0);
   void* target = size == 4 ? static_cast<void*>(out->data()) : halves.data();
@@ -680,27 +717,44 @@ absl::Status VisitHf(const std::string& path, std::string* note,
                      "' is not part of a GPT-2 of L=", shape.num_layers, " (",
                      unexpected, " such)"));
   }
-  GPT2_RETURN_IF_ERROR(begin(shape));
-
-  std::vector<float> values, ours;
+  // Each parameter's shape as stored (Conv1D weights as (in, out), wte's V
+  // rows).
+  std::vector<std::vector<int64_t>> stored_shapes;
   for (size_t p = 0; p < list.size(); ++p) {
-    const ParamSpec& spec = list[p];
-    const HfName* map = maps[p];
-    std::vector<int64_t> slice = spec.shape;
-    if (spec.per_layer) slice.erase(slice.begin());
-    std::vector<int64_t> theirs_shape = slice;
-    if (map->transpose) std::swap(theirs_shape[0], theirs_shape[1]);
-    if (spec.name == "wte") theirs_shape[0] = shape.vocab_size;
-    for (size_t l = 0; l < names[p].size(); ++l) {
-      const std::string& name = names[p][l];
+    std::vector<int64_t> slice = list[p].shape;
+    if (list[p].per_layer) slice.erase(slice.begin());
+    if (maps[p]->transpose) std::swap(slice[0], slice[1]);
+    if (list[p].name == "wte") slice[0] = shape.vocab_size;
+    stored_shapes.push_back(std::move(slice));
+  }
+  // Every tensor present, of its shape, its bytes in the file, before
+  // anything is sized by the shape: a config.json (or a header) can name any
+  // shape, and only the file's own bytes vouch for one (a 507-byte folder
+  // once asked for 3.2 TB here; found by fuzz_hf_import).
+  for (size_t p = 0; p < list.size(); ++p) {
+    for (const std::string& name : names[p]) {
       const auto found = wanted.find(name);
       if (found == wanted.end()) {
         return absl::InvalidArgumentError(absl::StrCat(
             file_path, ": tensor '", name, "' is missing (a GPT-2 of L=",
             shape.num_layers, " C=", shape.channels, " needs it)"));
       }
+      GPT2_RETURN_IF_ERROR(
+          CheckHfTensor(file_path, name, *found->second, stored_shapes[p]));
+    }
+  }
+  GPT2_RETURN_IF_ERROR(begin(shape));
+
+  std::vector<float> values, ours;
+  for (size_t p = 0; p < list.size(); ++p) {
+    const ParamSpec& spec = list[p];
+    const HfName* map = maps[p];
+    const std::vector<int64_t>& theirs_shape = stored_shapes[p];
+    for (size_t l = 0; l < names[p].size(); ++l) {
+      const std::string& name = names[p][l];
       GPT2_RETURN_IF_ERROR(ReadHfTensor(file, data_start, file_path, name,
-                                        *found->second, theirs_shape, &values));
+                                        *wanted.at(name), theirs_shape,
+                                        &values));
       if (map->transpose) {  // (in, out) as stored, to our (out, in)
         const int64_t in = theirs_shape[0], out_dim = theirs_shape[1];
         ours.resize(values.size());

@@ -84,27 +84,53 @@ class Parser {
     return Number(out);
   }
 
+  // RFC 8259's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?, read
+  // by strtod (no tool sets a locale, so its decimal point is '.'). A
+  // magnitude beyond double's range is refused; one below it reads as 0.
   bool Number(JsonValue* out) {
     const size_t start = pos_;
-    if (pos_ < text_.size() && text_[pos_] == '-') ++pos_;
-    bool digits = false;
-    while (pos_ < text_.size() &&
-           (std::isdigit(static_cast<unsigned char>(text_[pos_])) ||
-            text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E' ||
-            text_[pos_] == '+' || text_[pos_] == '-')) {
-      digits |= std::isdigit(static_cast<unsigned char>(text_[pos_])) != 0;
-      ++pos_;
-    }
-    if (!digits) {
+    auto digits = [&] {
+      const size_t from = pos_;
+      while (pos_ < text_.size() &&
+             std::isdigit(static_cast<unsigned char>(text_[pos_]))) {
+        ++pos_;
+      }
+      return pos_ > from;
+    };
+    auto bad = [&](const char* why) {
       pos_ = start;
-      return Fail("expected a value");
+      return Fail(why);
+    };
+    if (pos_ < text_.size() && text_[pos_] == '-') ++pos_;
+    if (pos_ >= text_.size() ||
+        !std::isdigit(static_cast<unsigned char>(text_[pos_]))) {
+      return bad("expected a value");
+    }
+    if (text_[pos_] == '0') {
+      ++pos_;
+      if (pos_ < text_.size() &&
+          std::isdigit(static_cast<unsigned char>(text_[pos_]))) {
+        return bad("bad number (a leading zero)");
+      }
+    } else {
+      digits();
+    }
+    if (pos_ < text_.size() && text_[pos_] == '.') {
+      ++pos_;
+      if (!digits()) return bad("bad number (no digit after '.')");
+    }
+    if (pos_ < text_.size() && (text_[pos_] == 'e' || text_[pos_] == 'E')) {
+      ++pos_;
+      if (pos_ < text_.size() && (text_[pos_] == '+' || text_[pos_] == '-')) {
+        ++pos_;
+      }
+      if (!digits()) return bad("bad number (no digit in the exponent)");
     }
     const std::string number(text_.substr(start, pos_ - start));
     char* end = nullptr;
     out->number = std::strtod(number.c_str(), &end);
     if (end != number.c_str() + number.size() || !std::isfinite(out->number)) {
-      pos_ = start;
-      return Fail("bad number");
+      return bad("bad number (out of range)");
     }
     out->kind = JsonValue::Kind::kNumber;
     return true;

@@ -25,7 +25,8 @@ class Fields {
     Fields f;
     try {
       f.j_ = Json::parse(body);
-    } catch (const Json::parse_error& e) {
+    } catch (const Json::exception& e) {  // parse_error, and out_of_range
+                                          // for a number beyond a double
       return absl::InvalidArgumentError(
           absl::StrCat("malformed JSON: ", e.what()));
     }

@@ -596,6 +596,59 @@ TEST(HfImport, RefusesWhatIsNotGpt2) {
   EXPECT_FALSE(Exists(dir.File("x.ckpt")));  // no half-written checkpoint
 }
 
+// A file's own bytes vouch for the model it holds, not its config.json or its
+// header: a 507-byte folder whose config.json asked for L=1000, C=8192 had
+// ReadHf (gpt2_sample, gpt2_serve, --init_from) allocate 3.2 TB and die of
+// std::bad_alloc (found by fuzz_hf_import). Every tensor is checked before
+// any buffer is sized, and tensors may not share bytes.
+TEST(HfImport, SizesNothingBeyondWhatTheFileHolds) {
+  ScratchDir dir;
+  SaveRandomModel(dir.File("m.ckpt"), TinyShape(), 2);
+  CheckpointReader reader = OpenOrDie(dir.File("m.ckpt"));
+  ASSERT_TRUE(ExportHf(&reader, dir.File("hf"), "").ok());
+  const std::vector<StTensor> tensors =
+      ReadSafetensors(dir.File("hf") + "/model.safetensors");
+  std::vector<StTensor> embeddings;
+  for (const StTensor& t : tensors) {
+    if (absl::StrContains(t.name, "wte") || absl::StrContains(t.name, "wpe")) {
+      embeddings.push_back(t);
+    }
+  }
+  ASSERT_EQ(embeddings.size(), 2u);
+  const std::string folder = dir.File("big");
+  std::filesystem::create_directories(folder);
+  WriteSafetensors(folder + "/model.safetensors", embeddings);
+  WriteBytes(folder + "/config.json",
+             R"({"model_type": "gpt2", "n_layer": 1000, "n_head": 64,
+                 "n_embd": 8192, "n_positions": 4, "vocab_size": 8})");
+  const absl::StatusOr<HfModel> big = ReadHf(folder);
+  ASSERT_FALSE(big.ok());
+  EXPECT_THAT(big.status().message(), HasSubstr("has shape"));
+  EXPECT_FALSE(ImportHf(folder, dir.File("big.ckpt")).ok());
+  EXPECT_FALSE(Exists(dir.File("big.ckpt")));
+
+  // Two tensors over the same bytes (an empty one between them changes
+  // nothing): refused, whatever the shapes.
+  auto overlapping = [&](const std::string& middle) {
+    const std::string json =
+        R"({"wte.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)" +
+        middle +
+        R"("wpe.weight":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})";
+    const uint64_t n = json.size();
+    const std::string file = dir.File("overlap.safetensors");
+    WriteBytes(file, std::string(reinterpret_cast<const char*>(&n), 8) + json +
+                         std::string(12, '\0'));
+    return std::string(ReadHf(file).status().message());
+  };
+  EXPECT_THAT(overlapping(""),
+              HasSubstr("tensors 'wte.weight' and 'wpe.weight' overlap in the "
+                        "file (bytes 0-8 and 4-12)"));
+  EXPECT_THAT(
+      overlapping(
+          R"("empty":{"dtype":"F32","shape":[0],"data_offsets":[6,6]},)"),
+      HasSubstr("tensors 'wte.weight' and 'wpe.weight' overlap"));
+}
+
 TEST(Inspect, StatsCountNonFiniteAndMatchADirectComputation) {
   ScratchDir dir;
   std::vector<double> v = RandomValues<double>(5000, 9, 3.0);

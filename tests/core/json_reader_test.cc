@@ -2,6 +2,7 @@
 // and errors that say where.
 #include "src/core/json_reader.h"
 
+#include <iterator>
 #include <string>
 
 #include "gmock/gmock.h"
@@ -40,6 +41,15 @@ TEST(JsonReader, ReadsValuesInOrder) {
   EXPECT_EQ((*v)["nope"]["deeper"].kind, JsonValue::Kind::kNull);
   EXPECT_EQ(v->Find("nope"), nullptr);
   EXPECT_TRUE(ParseJson("[]")->array.empty());
+  // The number grammar's corners that are JSON.
+  const absl::StatusOr<JsonValue> numbers =
+      ParseJson("[0, -0, 0.5, -1.25e-3, 1E+2, 2e2, 10, 1e-400]");
+  ASSERT_TRUE(numbers.ok()) << numbers.status();
+  const double want[] = {0, -0.0, 0.5, -1.25e-3, 100, 200, 10, 0};
+  ASSERT_EQ(numbers->array.size(), std::size(want));
+  for (size_t k = 0; k < std::size(want); ++k) {
+    EXPECT_EQ(numbers->array[k].number, want[k]) << k;
+  }
   EXPECT_TRUE(ParseJson("{}")->object.empty());
 }
 
@@ -59,7 +69,18 @@ TEST(JsonReader, ErrorsSayWhatAndWhere) {
       {R"({1: 2})", "expected a key"},
       {R"([tru])", "unknown word"},
       {R"([-])", "expected a value"},
-      {R"([1e999])", "bad number"},
+      {R"([1e999])", "bad number (out of range)"},
+      // RFC 8259's number grammar (strtod took these; found by fuzz_json
+      // against nlohmann's parser).
+      {R"([1.])", "no digit after '.'"},
+      {R"([01])", "a leading zero"},
+      {R"([-01.5])", "a leading zero"},
+      {R"([1e])", "no digit in the exponent"},
+      {R"([2E+])", "no digit in the exponent"},
+      {R"([.5])", "expected a value"},
+      {R"([+1])", "expected a value"},
+      {R"([-.5])", "expected a value"},
+      {R"([0x10])", "expected ',' or ']'"},
       {"[\"a\x01\"]", "control character"},
       {"", "unexpected end"},
   };

@@ -1,0 +1,75 @@
+#include "tests/fuzz/fuzz_util.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace gpt2::fuzz {
+
+MemFile::MemFile(const uint8_t* data, size_t size) {
+  fd_ = memfd_create("gpt2_fuzz", MFD_CLOEXEC);
+  if (fd_ < 0) {
+    std::fprintf(stderr, "memfd_create: %s\n", std::strerror(errno));
+    std::abort();
+  }
+  size_t done = 0;
+  while (done < size) {
+    const ssize_t n = write(fd_, data + done, size - done);
+    if (n <= 0) {
+      std::fprintf(stderr, "memfd write: %s\n", std::strerror(errno));
+      std::abort();
+    }
+    done += static_cast<size_t>(n);
+  }
+  path_ = "/proc/self/fd/" + std::to_string(fd_);
+}
+
+MemFile::~MemFile() { close(fd_); }
+
+const std::string& ScratchFolder() {
+  static const std::string* folder = [] {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp != nullptr && *tmp ? tmp : "/tmp") +
+                          "/gpt2_fuzz_XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) {
+      std::fprintf(stderr, "mkdtemp: %s\n", std::strerror(errno));
+      std::abort();
+    }
+    return new std::string(pattern);
+  }();
+  return *folder;
+}
+
+const Tokenizer& SharedTokenizer() {
+  static const Tokenizer* tokenizer = [] {
+    const char* env = std::getenv("GPT2_DATA_DIR");
+    const std::string dir =
+        env != nullptr && *env != '\0' ? env : "../shared/data";
+    absl::StatusOr<Tokenizer> loaded = Tokenizer::LoadFromDataDir(dir);
+    if (!loaded.ok()) {
+      std::fprintf(stderr,
+                   "fuzz: the tokenizer (set GPT2_DATA_DIR to the data "
+                   "directory): %s\n",
+                   std::string(loaded.status().message()).c_str());
+      std::exit(2);
+    }
+    return new Tokenizer(*std::move(loaded));
+  }();
+  return *tokenizer;
+}
+
+void SplitInput(std::string_view input, std::string_view separator,
+                std::string_view* first, std::string_view* second) {
+  const size_t at = input.find(separator);
+  if (at == std::string_view::npos) {
+    *first = input;
+    *second = {};
+    return;
+  }
+  *first = input.substr(0, at);
+  *second = input.substr(at + separator.size());
+}
+
+}  // namespace gpt2::fuzz
