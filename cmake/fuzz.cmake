@@ -9,7 +9,7 @@
 #    and CUDA off: launch/fuzz.sh): linked with libFuzzer instead, for
 #    coverage-guided runs of any length.
 option(GPT2_FUZZ "Link the fuzz targets with libFuzzer (clang; launch/fuzz.sh)" OFF)
-set(GPT2_FUZZ_RUNS 2000 CACHE STRING "Seeded mutations each fuzz target runs under ctest")
+set(GPT2_FUZZ_RUNS 5000 CACHE STRING "Seeded mutations each fuzz target runs under ctest")
 
 file(GLOB GPT2_FUZZ_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/tests/fuzz/*_fuzz.cc)
 add_custom_target(fuzz_targets)

@@ -4,10 +4,16 @@
 The seeds are small valid inputs (and a few near misses) of each format, from
 which the drivers' mutations start: text seeds written here, binary ones (token
 shards, llm.c model files, safetensors) built with the formats' own layouts at
-a tiny model shape. Deterministic: run it again and nothing changes.
+a tiny model shape. Deterministic but for the checkpoints' creation times.
 
-  python3 tests/fuzz/make_seeds.py
+  python3 tests/fuzz/make_seeds.py [--bin build/bin]
+
+The checkpoint seeds are written by the project's own gpt2_ckpt (imports of
+the llm.c seeds), found in --bin; without it they are left as they are.
 """
+import argparse
+import subprocess
+import tempfile
 import json
 import os
 import struct
@@ -197,7 +203,28 @@ def hf_seeds():
           struct.pack("<Q", len(overlap)) + overlap + bytes(12))
 
 
+def checkpoint_seeds(bin_dir):
+    tool = os.path.join(bin_dir, "gpt2_ckpt")
+    if not os.path.exists(tool):
+        print(f"make_seeds: no {tool}: the checkpoint seeds are left as they are")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("tiny_f32", "tiny_bf16"):
+            out = os.path.join(tmp, name + ".ckpt")
+            subprocess.run([tool, "import", "--from", "llmc", "--out", out, "--step", "7",
+                            os.path.join(HERE, "corpus", "llmc_import", name)],
+                           check=True, stdout=subprocess.DEVNULL)
+            with open(out, "rb") as f:
+                data = f.read()
+            # The header records when it was written: these two seeds change
+            # with each run of this script (the others do not).
+            write("checkpoint", name, data)
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
+    args = parser.parse_args()
     json_seeds()
     tokenizer_seeds()
     serve_seeds()
@@ -206,3 +233,4 @@ if __name__ == "__main__":
     shard_seeds()
     llmc_seeds()
     hf_seeds()
+    checkpoint_seeds(args.bin)
