@@ -31,8 +31,9 @@ absl::StatusOr<DataLoader> DataLoader::Create(std::vector<TokenShard> shards,
 }
 
 bool DataLoader::Fits(int64_t shard, int64_t position) const {
-  return position + layout_.step_tokens() + 1 <=
-         static_cast<int64_t>(shards_[shard].size());
+  // Written so that no position (a cursor from a checkpoint) can overflow.
+  const int64_t size = static_cast<int64_t>(shards_[shard].size());
+  return position >= 0 && position <= size - layout_.step_tokens() - 1;
 }
 
 void DataLoader::SkipShortShards() {

@@ -203,6 +203,20 @@ def hf_seeds():
           struct.pack("<Q", len(overlap)) + overlap + bytes(12))
 
 
+def data_loader_seeds():
+    # B-1, T-1, world-1, rank, accum-1, shards-1; each shard's length / 4; the
+    # tokens; optionally a cursor (shard, position, micro-step as int64s).
+    tokens = bytes((k * 37 + 11) % 256 for k in range(300))
+    write("data_loader", "one_shard", bytes([1, 7, 0, 0, 0, 0, 20]) + tokens[:80])
+    write("data_loader", "ranks_accum", bytes([0, 3, 1, 1, 1, 1, 12, 9]) + tokens[:84])
+    write("data_loader", "short_first_shard", bytes([0, 1, 0, 0, 0, 2, 1, 10, 6]) + tokens[:68])
+    write("data_loader", "with_cursor", bytes([0, 3, 0, 0, 1, 0, 16]) + tokens[:64] +
+          struct.pack("<qqq", 0, 8, 1))
+    # A cursor whose position + the window overflowed the loader's check.
+    write("data_loader", "cursor_near_int64_max", bytes([0, 3, 0, 0, 0, 0, 16]) + bytes(64) +
+          struct.pack("<qqq", 0, 2**63 - 1, 0))
+
+
 def checkpoint_seeds(bin_dir):
     tool = os.path.join(bin_dir, "gpt2_ckpt")
     if not os.path.exists(tool):
@@ -233,4 +247,5 @@ if __name__ == "__main__":
     shard_seeds()
     llmc_seeds()
     hf_seeds()
+    data_loader_seeds()
     checkpoint_seeds(args.bin)
