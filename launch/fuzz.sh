@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every parser of user input (tests/fuzz: JSON, the web demo's
-# request bodies, the tokenizer, run configs, HellaSwag files, token shards, llm.c and
-# Hugging Face weights) with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer,
+# request bodies, the tokenizer, run configs, HellaSwag files, token shards and the data
+# loader, llm.c and Hugging Face weights, checkpoints) with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer,
 # built with clang in build-fuzz/ (no nvcc).
 #   ./launch/fuzz.sh [SECONDS] [TARGET...]   e.g. ./launch/fuzz.sh 300 json hf_import
 # SECONDS (default 60) is each target's run; TARGET is a file name of tests/fuzz/ without

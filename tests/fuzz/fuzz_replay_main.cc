@@ -241,14 +241,29 @@ void Mutate(Rng& rng, const std::vector<Bytes>& corpus,
   }
 }
 
-int Usage(const char* argv0) {
-  std::fprintf(stderr,
+int Usage(const char* argv0, int status = 2) {
+  std::fprintf(status == 0 ? stdout : stderr,
                "usage: %s [--runs N] [--seed S] [--max_len BYTES] "
                "[--max_alloc_mb MB] [--dict FILE] [--crash_dir DIR] PATH...\n"
                "Runs a fuzz target over the files of each PATH (a file or a "
                "folder), then over N seeded mutations of them.\n",
                argv0);
-  return 2;
+  return status;
+}
+
+// A whole non-negative decimal number, else the usage and exit 2.
+uint64_t Number(const char* argv0, const std::string& option,
+                const std::string& text) {
+  uint64_t value = 0;
+  const bool digits = !text.empty() && text.size() <= 19 &&
+                      text.find_first_not_of("0123456789") == std::string::npos;
+  if (digits) value = std::stoull(text);
+  if (!digits) {
+    std::fprintf(stderr, "fuzz: %s takes a whole number, got '%s'\n",
+                 option.c_str(), text.c_str());
+    std::exit(Usage(argv0));
+  }
+  return value;
 }
 
 }  // namespace
@@ -286,19 +301,21 @@ int main(int argc, char** argv) {
       return argv[++k];
     };
     if (arg == "--runs") {
-      runs = std::stoll(value());
+      runs = static_cast<long long>(Number(argv[0], arg, value()));
     } else if (arg == "--seed") {
-      seed = std::stoull(value());
+      seed = (Number(argv[0], arg, value()));
     } else if (arg == "--max_len") {
-      max_len = std::stoull(value());
+      max_len = (Number(argv[0], arg, value()));
     } else if (arg == "--max_alloc_mb") {
-      max_alloc_mb = std::stoull(value());
+      max_alloc_mb = (Number(argv[0], arg, value()));
     } else if (arg == "--dict") {
       dict_path = value();
     } else if (arg == "--crash_dir") {
       crash_dir = value();
-    } else if (arg == "--help" || arg == "-h" ||
-               (!arg.empty() && arg[0] == '-')) {
+    } else if (arg == "--help" || arg == "-h") {
+      return Usage(argv[0], 0);
+    } else if (!arg.empty() && arg[0] == '-') {
+      std::fprintf(stderr, "fuzz: unknown option %s\n", arg.c_str());
       return Usage(argv[0]);
     } else {
       paths.push_back(arg);
