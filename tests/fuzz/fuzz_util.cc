@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 namespace gpt2::fuzz {
 
@@ -37,6 +38,11 @@ const std::string& ScratchFolder() {
       std::fprintf(stderr, "mkdtemp: %s\n", std::strerror(errno));
       std::abort();
     }
+    // Removed when the process ends normally (a crash leaves it for a look).
+    std::atexit([] {
+      std::error_code ignored;
+      std::filesystem::remove_all(ScratchFolder(), ignored);
+    });
     return new std::string(pattern);
   }();
   return *folder;

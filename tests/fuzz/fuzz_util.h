@@ -49,7 +49,8 @@ class MemFile {
 };
 
 // A folder of this process's own under $TMPDIR (else /tmp), made on the first
-// call, for targets whose code under test writes files or reads a folder.
+// call and removed at exit, for targets whose code under test writes files or
+// reads a folder.
 const std::string& ScratchFolder();
 
 // GPT-2's tokenizer from $GPT2_DATA_DIR (else ../shared/data), loaded once;

@@ -217,6 +217,22 @@ def data_loader_seeds():
           struct.pack("<qqq", 0, 2**63 - 1, 0))
 
 
+def corpus_seeds():
+    # The first byte: bit 0 picks .jsonl, the rest the piece size - 1.
+    play = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\n"
+            "All:\nSpeak, speak.\n\nFirst Citizen:\nYou are all resolved rather "
+            "to die than to famish?\n")
+    write("corpus", "text", bytes([2 * 16]) + play.encode())
+    write("corpus", "text_edges", bytes([2 * 3]) +
+          b"a\nb  \n c\r\nd\n\n\n e \t\nf\xc3\xa9\ng\xe4\xb8\xad\n's\n")
+    lines = [json.dumps({"text": "First Citizen:\nSpeak."}),
+             json.dumps({"id": 2, "text": "ROMEO:\nHe jests at scars"}), "",
+             json.dumps({"text": "\u00e9t\u00e9 <|endoftext|>"})]
+    write("corpus", "jsonl", bytes([2 * 8 + 1]) + "\n".join(lines).encode() + b"\n")
+    write("corpus", "jsonl_bad_line", bytes([1]) +
+          (json.dumps({"text": "ok"}) + "\n" + json.dumps({"body": "no text"}) + "\n").encode())
+
+
 def checkpoint_seeds(bin_dir):
     tool = os.path.join(bin_dir, "gpt2_ckpt")
     if not os.path.exists(tool):
@@ -248,4 +264,5 @@ if __name__ == "__main__":
     llmc_seeds()
     hf_seeds()
     data_loader_seeds()
+    corpus_seeds()
     checkpoint_seeds(args.bin)

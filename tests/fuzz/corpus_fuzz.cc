@@ -1,0 +1,58 @@
+// src/data/corpus (gpt2_prepro): a corpus file as documents, and a text's
+// tokens encoded in parallel pieces. The first input byte picks the file's
+// kind (even: .txt, odd: .jsonl with the field "text") and the piece size
+// (1 to 128 bytes: small, so that the cuts fall everywhere); the rest is the
+// file. A text file comes back as pieces that concatenate to it, only the
+// first starting the document; a .jsonl file as its lines' "text" strings or
+// an error naming a line; and EncodeInParallel gives exactly Encode's ids.
+#include <cstddef>
+#include <cstdint>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "src/data/corpus.h"
+#include "tests/fuzz/fuzz_util.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size == 0) return 0;
+  const bool jsonl = data[0] & 1;
+  const size_t piece_bytes = 1 + (data[0] >> 1);
+  const std::string_view content(reinterpret_cast<const char*>(data + 1),
+                                 size - 1);
+  const std::string path =
+      gpt2::fuzz::ScratchFolder() + (jsonl ? "/corpus.jsonl" : "/corpus.txt");
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out.write(content.data(), static_cast<std::streamsize>(content.size()));
+    GPT2_FUZZ_CHECK(out.good());
+  }
+  std::string joined;
+  int documents = 0, pieces = 0;
+  const absl::Status status = gpt2::ForEachDocument(
+      path, "text",
+      [&](std::string_view text, const std::string& where,
+          bool starts_document) {
+        GPT2_FUZZ_CHECK(!where.empty());
+        documents += starts_document;
+        ++pieces;
+        if (!jsonl) {
+          GPT2_FUZZ_CHECK(starts_document == (pieces == 1));
+          joined.append(text);
+        }
+        return absl::OkStatus();
+      },
+      piece_bytes);
+  if (!jsonl) {
+    GPT2_FUZZ_CHECK(status.ok());
+    GPT2_FUZZ_CHECK(joined == content);
+    GPT2_FUZZ_CHECK(documents == (pieces > 0 ? 1 : 0));
+  } else if (!status.ok()) {
+    GPT2_FUZZ_CHECK(!status.message().empty());
+  }
+  const gpt2::Tokenizer& tokenizer = gpt2::fuzz::SharedTokenizer();
+  GPT2_FUZZ_CHECK(gpt2::EncodeInParallel(tokenizer, content, piece_bytes) ==
+                  tokenizer.Encode(content));
+  return 0;
+}
