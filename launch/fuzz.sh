@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing of every parser of user input (tests/fuzz: JSON, the web demo's
 # request bodies, the tokenizer, run configs, HellaSwag files, token shards and the data
-# loader, llm.c and Hugging Face weights, checkpoints) with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer,
+# loader, gpt2_prepro's corpus files, llm.c and Hugging Face weights, checkpoints, --resume)
+# with libFuzzer under AddressSanitizer and UndefinedBehaviorSanitizer,
 # built with clang in build-fuzz/ (no nvcc).
 #   ./launch/fuzz.sh [SECONDS] [TARGET...]   e.g. ./launch/fuzz.sh 300 json hf_import
 # SECONDS (default 60) is each target's run; TARGET is a file name of tests/fuzz/ without
@@ -54,7 +55,7 @@ for name in "${targets[@]}"; do
   "$bin" -max_total_time="$seconds" -malloc_limit_mb=256 -rss_limit_mb=4096 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="build-fuzz/findings/${name}-" "${dict[@]}" \
     "$work" "tests/fuzz/corpus/$name" >"build-fuzz/logs/$name.log" 2>&1 || rc=$?
-  grep -E "^#[0-9]+.*DONE|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)|ERROR|SUMMARY|fuzz check|Test unit written|malloc\(" \
+  grep -E "^#[0-9]+.*DONE|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)|^==[0-9]+== ?ERROR|runtime error|SUMMARY|fuzz check|Test unit written|malloc\(" \
     "build-fuzz/logs/$name.log" || true
   [[ $rc -eq 0 ]] || failed+=("$name")
 done

@@ -9,9 +9,12 @@ a tiny model shape. Deterministic but for the checkpoints' creation times.
   python3 tests/fuzz/make_seeds.py [--bin build/bin]
 
 The checkpoint seeds are written by the project's own gpt2_ckpt (imports of
-the llm.c seeds), found in --bin; without it they are left as they are.
+the llm.c seeds) and the resume seeds by gpt2_ddp (3 steps of resume_fuzz's
+tiny run, one process and two ZeRO-1 ranks), found in --bin; without them
+they are left as they are.
 """
 import argparse
+import shutil
 import subprocess
 import tempfile
 import json
@@ -251,6 +254,51 @@ def checkpoint_seeds(bin_dir):
             write("checkpoint", name, data)
 
 
+RESUME_CONFIG = """
+model { num_layers: 1 num_heads: 1 channels: 4 max_seq_len: 4 vocab_size: 8 padded_vocab_size: 8 }
+data { train_shards: "tiny.bin" }
+train { micro_batch_size: 1 seq_len: 4 total_batch_tokens: 8 max_steps: 3 precision: FP32 seed: 1
+        device: CPU }
+optim { lr: 1e-3 beta1: 0.9 beta2: 0.95 eps: 1e-8 weight_decay: 0.1 grad_clip: 1.0 }
+schedule { warmup_steps: 1 min_lr: 1e-4 }
+log { run_name: "tiny" every_steps: 1 }
+checkpoint { save_at_end: true }
+"""
+
+
+def resume_seeds(bin_dir):
+    """resume_fuzz's run config trained 3 steps by gpt2_ddp: one process, and
+    two ZeRO-1 ranks under mpirun where there is one."""
+    tool = os.path.join(bin_dir, "gpt2_ddp")
+    if not os.path.exists(tool):
+        print(f"make_seeds: no {tool}: the resume seeds are left as they are")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        os.makedirs(os.path.join(tmp, "data"))
+        header = np.zeros(256, dtype=np.int32)
+        header[:3] = [20240520, 1, 64]
+        tokens = ((np.arange(64) * 5 + 3) % 8).astype(np.uint16)
+        with open(os.path.join(tmp, "data", "tiny.bin"), "wb") as f:
+            f.write(header.tobytes() + tokens.tobytes())
+        config = os.path.join(tmp, "tiny.pbtxt")
+        with open(config, "w") as f:
+            f.write(RESUME_CONFIG)
+        common = ["--config", config, "--data_dir", os.path.join(tmp, "data"),
+                  "--set", "log.sample_prompts=", "--set", "log.run_dir=" + tmp]
+        env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1",
+                   OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
+        runs = [("one_process", [tool] + common)]
+        if shutil.which("mpirun"):
+            runs.append(("zero1_two_ranks", ["mpirun", "-np", "2", tool] + common +
+                         ["--set", "log.run_name=zero", "--set", "distributed.zero_stage=1"]))
+        for name, command in runs:
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=env)
+            run_name = "zero" if name.startswith("zero") else "tiny"
+            with open(os.path.join(tmp, run_name, "checkpoints", "step_00000003.ckpt"),
+                      "rb") as f:
+                write("resume", name, f.read())
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--bin", default=os.path.join(ROOT, "build", "bin"))
@@ -266,3 +314,4 @@ if __name__ == "__main__":
     data_loader_seeds()
     corpus_seeds()
     checkpoint_seeds(args.bin)
+    resume_seeds(args.bin)
