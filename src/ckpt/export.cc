@@ -530,15 +530,14 @@ absl::Status CheckHfTensor(const std::string& path, const std::string& name,
   return absl::OkStatus();
 }
 
-// A tensor's values as floats; its shape must be `want`.
+// A tensor's values as floats: one CheckHfTensor passed (its dtype is read
+// and its span holds exactly its values).
 absl::Status ReadHfTensor(std::FILE* file, int64_t data_start,
                           const std::string& path, const std::string& name,
-                          const SafeTensor& t, const std::vector<int64_t>& want,
-                          std::vector<float>* out) {
-  GPT2_RETURN_IF_ERROR(CheckHfTensor(path, name, t, want));
-  int64_t count = 1;
-  for (const int64_t d : want) count *= d;
+                          const SafeTensor& t, std::vector<float>* out) {
   const int64_t size = HfValueBytes(t);
+  GPT2_CHECK(size != 0 && (t.end - t.begin) % size == 0);
+  const int64_t count = (t.end - t.begin) / size;
   out->resize(static_cast<size_t>(count));
   std::vector<uint16_t> halves(size == 2 ? static_cast<size_t>(count) : 0);
   void* target = size == 4 ? static_cast<void*>(out->data()) : halves.data();
@@ -753,8 +752,7 @@ absl::Status VisitHf(const std::string& path, std::string* note,
     for (size_t l = 0; l < names[p].size(); ++l) {
       const std::string& name = names[p][l];
       GPT2_RETURN_IF_ERROR(ReadHfTensor(file, data_start, file_path, name,
-                                        *wanted.at(name), theirs_shape,
-                                        &values));
+                                        *wanted.at(name), &values));
       if (map->transpose) {  // (in, out) as stored, to our (out, in)
         const int64_t in = theirs_shape[0], out_dim = theirs_shape[1];
         ours.resize(values.size());

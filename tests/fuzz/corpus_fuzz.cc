@@ -7,7 +7,6 @@
 // an error naming a line; and EncodeInParallel gives exactly Encode's ids.
 #include <cstddef>
 #include <cstdint>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,11 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                  size - 1);
   const std::string path =
       gpt2::fuzz::ScratchFolder() + (jsonl ? "/corpus.jsonl" : "/corpus.txt");
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    GPT2_FUZZ_CHECK(out.good());
-  }
+  gpt2::fuzz::WriteFile(path, content);
   std::string joined;
   int documents = 0, pieces = 0;
   const absl::Status status = gpt2::ForEachDocument(

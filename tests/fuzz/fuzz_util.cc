@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "google/protobuf/stubs/logging.h"
 
@@ -59,6 +60,12 @@ const std::string& ScratchFolder() {
     return new std::string(pattern);
   }();
   return *folder;
+}
+
+void WriteFile(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  GPT2_FUZZ_CHECK(out.good());
 }
 
 const Tokenizer& SharedTokenizer() {

@@ -53,6 +53,9 @@ class MemFile {
 // reads a folder.
 const std::string& ScratchFolder();
 
+// Writes `bytes` as the file `path` (made or emptied); aborts where it cannot.
+void WriteFile(const std::string& path, std::string_view bytes);
+
 // GPT-2's tokenizer from $GPT2_DATA_DIR (else ../shared/data), loaded once;
 // the process ends with a message where it cannot be.
 const Tokenizer& SharedTokenizer();

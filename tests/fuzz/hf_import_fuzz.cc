@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 
@@ -19,26 +18,16 @@
 #include "src/model/params.h"
 #include "tests/fuzz/fuzz_util.h"
 
-namespace {
-
-void Write(const std::string& path, std::string_view bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  GPT2_FUZZ_CHECK(out.good());
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view model, config;
   gpt2::fuzz::SplitInput(
       std::string_view(reinterpret_cast<const char*>(data), size),
       "\n--config.json--\n", &model, &config);
   const std::string& folder = gpt2::fuzz::ScratchFolder();
-  Write(folder + "/model.safetensors", model);
+  gpt2::fuzz::WriteFile(folder + "/model.safetensors", model);
   const std::string config_path = folder + "/config.json";
   if (config.data() != nullptr) {
-    Write(config_path, config);
+    gpt2::fuzz::WriteFile(config_path, config);
   } else {
     std::filesystem::remove(config_path);
   }
