@@ -799,6 +799,11 @@ group_proof() {
   samples=1 train shakespeare "${DEVICE_CHECK_PROOF_CONFIG:-gpt2_124m_shakespeare}" 240 \
     metrics.jsonl $flags
   local ckpt
+  # Its TensorBoard events against its metrics.jsonl, also through TensorBoard's own reader
+  # where the machine's Python has the tensorboard package (~1 s).
+  run tensorboard_check 30 train.txt python3 "$stage/reference/tensorboard_check.py" \
+    "$runs/shakespeare/shakespeare"
+  grep "^tensorboard_check:" "$logs/train.txt" | tail -1 | tee -a "$logs/machine.txt"
   ckpt=$(ls "$runs"/shakespeare/shakespeare/checkpoints/step_*.ckpt 2>/dev/null | tail -1)
   [ -n "$ckpt" ] || { [ "$dry" = 1 ] && ckpt=DRY.ckpt; } || return
   run ckpt_verify 40 train.txt "$stage/bin/gpt2_ckpt" verify "$ckpt"

@@ -1,8 +1,10 @@
 #include "src/train/run_log.h"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -35,7 +37,7 @@ std::string FormatMetricsJson(const StepMetrics& m) {
 }
 
 absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
-                                    bool append) {
+                                    bool append, bool tensorboard) {
   RunLog log;
   log.dir_ = run_dir;
   log.enabled_ = enabled;
@@ -58,6 +60,12 @@ absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
     return absl::PermissionDeniedError(
         absl::StrCat(metrics_path, ": cannot open: ", std::strerror(errno)));
   }
+  if (tensorboard) {
+    absl::StatusOr<TensorBoardWriter> writer = TensorBoardWriter::Open(run_dir);
+    if (!writer.ok()) return writer.status();
+    log.tensorboard_.emplace(*std::move(writer));
+    log.restart_pending_ = append;
+  }
   return log;
 }
 
@@ -65,7 +73,10 @@ RunLog::RunLog(RunLog&& o) noexcept
     : dir_(std::move(o.dir_)),
       enabled_(o.enabled_),
       log_(o.log_),
-      metrics_(o.metrics_) {
+      metrics_(o.metrics_),
+      tensorboard_(std::move(o.tensorboard_)),
+      restart_pending_(o.restart_pending_) {
+  o.tensorboard_.reset();
   o.log_ = nullptr;
   o.metrics_ = nullptr;
 }
@@ -87,6 +98,46 @@ void RunLog::Metrics(const StepMetrics& m) {
   if (!enabled_) return;
   std::fprintf(metrics_, "%s\n", FormatMetricsJson(m).c_str());
   std::fflush(metrics_);
+  if (!tensorboard_.has_value()) return;
+  std::vector<TensorBoardWriter::Scalar> scalars = {
+      {"train/loss", m.loss},
+      {"train/lr", m.lr},
+      {"train/grad_norm", m.norm},
+      {"train/step_ms", m.dt_ms},
+      {"train/tokens_per_sec", m.tok_per_sec}};
+  if (m.val_loss.has_value()) scalars.emplace_back("val/loss", *m.val_loss);
+  if (m.hellaswag.has_value()) {
+    scalars.emplace_back("eval/hellaswag_acc_norm", *m.hellaswag);
+  }
+  Scalars(m.step, std::move(scalars));
+}
+
+void RunLog::FinalEval(int64_t step, std::optional<double> val_loss,
+                       std::optional<double> hellaswag) {
+  if (!enabled_ || !tensorboard_.has_value()) return;
+  std::vector<TensorBoardWriter::Scalar> scalars;
+  if (val_loss.has_value()) scalars.emplace_back("val/loss", *val_loss);
+  if (hellaswag.has_value()) {
+    scalars.emplace_back("eval/hellaswag_acc_norm", *hellaswag);
+  }
+  if (!scalars.empty()) Scalars(step, std::move(scalars));
+}
+
+void RunLog::Scalars(int64_t step,
+                     std::vector<TensorBoardWriter::Scalar> scalars) {
+  const double now = UnixSeconds();
+  absl::Status written = absl::OkStatus();
+  if (restart_pending_) {
+    written = tensorboard_->Restart(step, now);
+    restart_pending_ = false;
+  }
+  if (written.ok()) written = tensorboard_->Scalars(step, now, scalars);
+  if (!written.ok()) {
+    Line(absl::StrCat("warning: ", written.message(),
+                      "; no more TensorBoard events this run (metrics.jsonl "
+                      "goes on)"));
+    tensorboard_.reset();
+  }
 }
 
 }  // namespace gpt2

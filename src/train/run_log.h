@@ -1,5 +1,6 @@
 // Rank 0's run output: human-readable lines to stdout and <run_dir>/train.log,
-// and one JSON object per step to <run_dir>/metrics.jsonl. Other ranks
+// one JSON object per step to <run_dir>/metrics.jsonl, and (log.tensorboard)
+// the same figures as TensorBoard scalars in an event file there. Other ranks
 // construct it disabled.
 #ifndef GPT2_TRAIN_RUN_LOG_H_
 #define GPT2_TRAIN_RUN_LOG_H_
@@ -7,8 +8,10 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "src/train/tensorboard.h"
 
 namespace gpt2 {
 
@@ -31,22 +34,40 @@ std::string FormatMetricsJson(const StepMetrics& m);
 class RunLog {
  public:
   // Creates run_dir (and parents) and starts its train.log and metrics.jsonl
-  // afresh, or appends to them (a resumed run).
+  // afresh, or appends to them (a resumed run). With `tensorboard`, also a new
+  // TensorBoard event file there; after `append`, its first event marks the
+  // restart at the first step Metrics gets.
   static absl::StatusOr<RunLog> Open(const std::string& run_dir, bool enabled,
-                                     bool append = false);
+                                     bool append = false,
+                                     bool tensorboard = false);
   RunLog(RunLog&&) noexcept;
   ~RunLog();
 
   void Line(const std::string& text);  // stdout and train.log
-  void Metrics(const StepMetrics& m);  // metrics.jsonl
+  // metrics.jsonl, and the event file's scalars train/loss, train/lr,
+  // train/grad_norm, train/step_ms, train/tokens_per_sec, val/loss and
+  // eval/hellaswag_acc_norm (the last two where measured). A failed event
+  // write says so once on the log and ends the event file, not the run.
+  void Metrics(const StepMetrics& m);
+  // Measures of the final weights after `step` updates (not in metrics.jsonl,
+  // whose lines are steps): val/loss and eval/hellaswag_acc_norm.
+  void FinalEval(int64_t step, std::optional<double> val_loss,
+                 std::optional<double> hellaswag);
   const std::string& dir() const { return dir_; }
+  // The event file, or "" without one.
+  std::string tensorboard_path() const {
+    return tensorboard_.has_value() ? tensorboard_->path() : std::string();
+  }
 
  private:
   RunLog() = default;
+  void Scalars(int64_t step, std::vector<TensorBoardWriter::Scalar> scalars);
   std::string dir_;
   bool enabled_ = false;
   FILE* log_ = nullptr;
   FILE* metrics_ = nullptr;
+  std::optional<TensorBoardWriter> tensorboard_;
+  bool restart_pending_ = false;  // a resumed run's first step not yet marked
 };
 
 }  // namespace gpt2

@@ -447,8 +447,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   GPT2_ASSIGN_OR_RETURN(
       RunLog log,
-      RunLog::Open(run_dir, rank0,
-                   /*append=*/!resume_path.empty() || options.eval_only));
+      RunLog::Open(
+          run_dir, rank0,
+          /*append=*/!resume_path.empty() || options.eval_only,
+          /*tensorboard=*/cfg.log().tensorboard() && !options.eval_only));
 
   Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
                   cfg.train().recompute_gelu(),
@@ -691,6 +693,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                              resume_path, progress.step, progress.tokens_seen));
   } else if (!options.init_from.empty()) {
     log.Line(absl::StrCat("weights from ", options.init_from));
+  }
+  if (const std::string events = log.tensorboard_path(); !events.empty()) {
+    log.Line(absl::StrCat("TensorBoard events: ", events,
+                          " (tensorboard --logdir ", cfg.log().run_dir(), ")"));
   }
   auto save = [&](int64_t steps_done, double lr) -> absl::Status {
     if (step_graph) step_graph->Flush();
@@ -1051,6 +1057,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     result.val_loss = evaluate_val(cfg.log().val_batches());
     log.Line(
         absl::StrFormat("step %d | val loss: %.6f", updates, *result.val_loss));
+    log.FinalEval(updates, result.val_loss, std::nullopt);
   }
   // A run stopped early (a stop signal, or a non-finite loss under
   // train.on_nan: STOP) saves where the config saves at all (save_at_end or
@@ -1115,6 +1122,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           "%s received during the final HellaSwag pass: stopped; the "
           "checkpoint is saved",
           StopSignalName(signo)));
+    } else {
+      log.FinalEval(progress.step + result.steps_run, std::nullopt,
+                    result.hellaswag);
     }
   }
   if (options.keep_final_params) result.final_params = model.GetParams();

@@ -136,6 +136,15 @@ else
   echo "FAIL tiny run (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
 
+# Its TensorBoard events, read by a decoder of the format written apart from ours, are
+# metrics.jsonl's figures (tests/reference/tensorboard_check.py).
+out=$(/usr/bin/python3 "$src/tests/reference/tensorboard_check.py" "$work/logs/tiny_cpu" 2>&1)
+if [ $? -eq 0 ] && grep -q "^tensorboard_check: ok: 1 event file(s), 2 train/loss values" <<<"$out"; then
+  echo "ok   TensorBoard events of the tiny run"; passes=$((passes+1))
+else
+  echo "FAIL TensorBoard events of the tiny run"; echo "$out" | tail -3; failures=$((failures+1))
+fi
+
 # That run's checkpoint as a Hugging Face folder: gpt2_sample reads the folder itself
 # (OpenAI's GPT-2 comes this way), and the same weights write the same text.
 sample=("$bin/gpt2_sample" --data_dir "$data" --prompt "ROMEO:" --seed 3 --max_new_tokens 8

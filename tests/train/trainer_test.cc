@@ -8,17 +8,21 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <regex>
+#include <set>
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
+#include "proto/tensorboard.pb.h"
 #include "src/ckpt/checkpoint.h"
 #include "src/ckpt/export.h"
 #include "src/core/rng.h"
 #include "src/core/stop_signal.h"
 #include "src/data/token_shard.h"
+#include "src/train/tensorboard.h"
 #include "tests/test_util.h"
 
 namespace gpt2 {
@@ -160,6 +164,103 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
   }
   EXPECT_EQ(progress, 8);
   EXPECT_FALSE(Run({"log.progress_every_seconds=-1"}).ok());
+}
+
+// The event files in a run folder.
+std::set<std::string> EventFiles(const std::filesystem::path& run) {
+  std::set<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(run)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("events.out.tfevents.", 0) == 0) files.insert(entry.path());
+  }
+  return files;
+}
+
+// An event file's events; fails the test on a damaged one.
+std::vector<tensorboard::Event> ReadEvents(const std::string& path) {
+  std::vector<tensorboard::Event> events;
+  auto records = ParseRecords(testing::ReadFile(path));
+  EXPECT_TRUE(records.ok()) << records.status();
+  if (!records.ok()) return events;
+  for (const std::string& record : *records) {
+    EXPECT_TRUE(events.emplace_back().ParseFromString(record)) << path;
+  }
+  return events;
+}
+
+// tag -> (step, value) of every scalar, in file order.
+std::map<std::string, std::vector<std::pair<int64_t, float>>> ScalarsByTag(
+    const std::vector<tensorboard::Event>& events) {
+  std::map<std::string, std::vector<std::pair<int64_t, float>>> tags;
+  for (const tensorboard::Event& e : events) {
+    for (const auto& v : e.summary().value()) {
+      tags[v.tag()].emplace_back(e.step(), v.simple_value());
+    }
+  }
+  return tags;
+}
+
+// The step figures as TensorBoard scalars, the same as metrics.jsonl's; a
+// resumed run starts a file of its own that marks its restart step.
+TEST_F(TrainerTest, WritesTensorBoardEvents) {
+  auto full = Run({"log.run_name=tb", "checkpoint.every_steps=4"});
+  ASSERT_TRUE(full.ok()) << full.status();
+  const std::filesystem::path run = dir_ / "logs/tb";
+  const std::set<std::string> first_files = EventFiles(run);
+  ASSERT_EQ(first_files.size(), 1u);
+  const std::vector<tensorboard::Event> events =
+      ReadEvents(*first_files.begin());
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events[0].file_version(), "brain.Event:2");
+  auto tags = ScalarsByTag(events);
+  ASSERT_EQ(tags["train/loss"].size(), 8u);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(tags["train/loss"][i].first, i);
+    EXPECT_EQ(tags["train/loss"][i].second, static_cast<float>(full->losses[i]))
+        << "step " << i;
+  }
+  for (const char* tag : {"train/lr", "train/grad_norm", "train/step_ms",
+                          "train/tokens_per_sec"}) {
+    EXPECT_EQ(tags[tag].size(), 8u) << tag;
+  }
+  EXPECT_GT(tags["train/tokens_per_sec"][7].second, 0.0f);
+  // The lr of the warmup's first step: lr / warmup_steps.
+  EXPECT_FLOAT_EQ(tags["train/lr"][0].second, 5e-4f);
+  // Val losses at steps 0 and 4 (log.val_every_steps) and of the final
+  // weights, after 8 updates.
+  ASSERT_EQ(tags["val/loss"].size(), 3u);
+  EXPECT_EQ(tags["val/loss"][0].first, 0);
+  EXPECT_EQ(tags["val/loss"][1].first, 4);
+  EXPECT_EQ(tags["val/loss"][2].first, 8);
+  EXPECT_EQ(tags["val/loss"][2].second, static_cast<float>(*full->val_loss));
+  EXPECT_NE(testing::ReadFile(run / "train.log").find("TensorBoard events: "),
+            std::string::npos);
+
+  auto resumed = Run({"log.run_name=tb", "checkpoint.every_steps=4"},
+                     (run / "checkpoints/step_00000004.ckpt").string());
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  std::set<std::string> files = EventFiles(run);
+  ASSERT_EQ(files.size(), 2u);
+  for (const std::string& f : first_files) files.erase(f);
+  ASSERT_EQ(files.size(), 1u);
+  const std::vector<tensorboard::Event> again = ReadEvents(*files.begin());
+  ASSERT_GE(again.size(), 2u);
+  EXPECT_EQ(again[0].file_version(), "brain.Event:2");
+  EXPECT_EQ(again[1].session_log().status(), tensorboard::SessionLog::START);
+  EXPECT_EQ(again[1].step(), 4);
+  auto again_tags = ScalarsByTag(again);
+  ASSERT_EQ(again_tags["train/loss"].size(), 4u);
+  EXPECT_EQ(again_tags["train/loss"][0].first, 4);
+  EXPECT_EQ(again_tags["train/loss"][3].first, 7);
+  // The earlier file is as it was.
+  EXPECT_EQ(ReadEvents(*first_files.begin()).size(), events.size());
+
+  auto off = Run({"log.run_name=tb_off", "log.tensorboard=false"});
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_TRUE(EventFiles(dir_ / "logs/tb_off").empty());
+  EXPECT_EQ(
+      testing::ReadFile(dir_ / "logs/tb_off/train.log").find("TensorBoard"),
+      std::string::npos);
 }
 
 TEST_F(TrainerTest, StopsAtTheTargetLoss) {
