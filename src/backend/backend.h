@@ -426,21 +426,24 @@ class Backend {
     AwaitUpdatesTouching({dst}, {src});
     RunCast(dst, src);
   }
-  // tokens (rows, i32) = one top-k draw per row of logits (rows, Vp) over ids
-  // below V (src/ops/sample.h), row b's uniform from its seed (seeds: two i32
-  // words a row) and counter (one i32 in backend memory, so that a recorded
-  // graph can replay it).
+  // tokens (rows, i32) = one top-k / top-p draw per row of logits (rows, Vp)
+  // over ids below V (src/ops/sample.h), row b's uniform from its seed (seeds:
+  // two i32 words a row) and counter (one i32 in backend memory, so that a
+  // recorded graph can replay it).
   void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
-                  int rows, int V, int Vp, int top_k, double temperature) {
+                  int rows, int V, int Vp, int top_k, double temperature,
+                  double top_p) {
     CheckSize(tokens, rows, "sample tokens");
     CheckSize(logits, int64_t{rows} * Vp, "sample logits");
     CheckSize(seeds, 2 * int64_t{rows}, "sample seeds");
     CheckSize(counter, 1, "sample counter");
-    GPT2_CHECK_MSG(V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0,
-                   "sampling needs 1 <= V <= Vp, top_k >= 1, temperature > 0");
+    GPT2_CHECK_MSG(V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0 &&
+                       top_p > 0.0 && top_p <= 1.0,
+                   "sampling needs 1 <= V <= Vp, top_k >= 1, temperature > "
+                   "0, 0 < top_p <= 1");
     AwaitUpdatesTouching({tokens, counter}, {logits, seeds});
     RunSampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
-                  temperature);
+                  temperature, top_p);
   }
 
  protected:
@@ -542,7 +545,7 @@ class Backend {
   virtual void RunCast(Tensor dst, Tensor src) = 0;
   virtual void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds,
                              Tensor counter, int rows, int V, int Vp, int top_k,
-                             double temperature) = 0;
+                             double temperature, double top_p) = 0;
 };
 
 std::unique_ptr<Backend> MakeCpuBackend();

@@ -79,13 +79,13 @@ class CpuBackend final : public Backend {
     });
   }
   void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
-                     int rows, int V, int Vp, int top_k,
-                     double temperature) override {
+                     int rows, int V, int Vp, int top_k, double temperature,
+                     double top_p) override {
     Dispatch(logits.dtype, [&](auto zero) {
       using F = decltype(zero);
       cpu::SampleTopK<F>(tokens.as<int32_t>(), logits.as<F>(),
                          seeds.as<int32_t>(), *counter.as<int32_t>(), rows, V,
-                         Vp, top_k, temperature);
+                         Vp, top_k, temperature, top_p);
     });
   }
 

@@ -309,11 +309,11 @@ class CudaBackend final : public Backend {
     cuda::Cast(dst, src, stream_);
   }
   void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
-                     int rows, int V, int Vp, int top_k,
-                     double temperature) override {
+                     int rows, int V, int Vp, int top_k, double temperature,
+                     double top_p) override {
     OpTimer timer(this, "sample", Traffic(tokens, logits));
     cuda::SampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
-                     temperature, stream_);
+                     temperature, top_p, stream_);
   }
 
   void RunEncoderForward(Tensor out, Tensor tokens, Tensor wte, Tensor wpe,

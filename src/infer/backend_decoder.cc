@@ -210,7 +210,7 @@ class BackendDecoder final : public Decoder {
     backend_->SampleTopK(
         tokens_.Slice(0, B), logits_dev_.Slice(0, int64_t{B} * Vp),
         seeds_.Slice(0, 2 * int64_t{B}), position_dev_, B, shape_.vocab_size,
-        Vp, params.top_k, params.temperature);
+        Vp, params.top_k, params.temperature, params.top_p);
   }
 
   Tensor Param(int index, int layer = -1) const {

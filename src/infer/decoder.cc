@@ -63,7 +63,7 @@ absl::Status Decoder::SampleNext(const SamplingParams& params,
 #pragma omp parallel for if (n > 1) schedule(static)
   for (int b = 0; b < n; ++b) {
     tokens[b] = cpu::SampleTopKRow(rows + int64_t{b} * Vp, V, params.top_k,
-                                   params.temperature,
+                                   params.temperature, params.top_p,
                                    SampleUniform(seeds[b], position_now - 1));
   }
   sampled_.assign(tokens.begin(), tokens.end());

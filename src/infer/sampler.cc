@@ -17,6 +17,11 @@ absl::Status ValidateSamplingParams(const SamplingParams& params) {
         absl::StrCat("temperature = ", params.temperature,
                      " must be a finite number above 0"));
   }
+  if (!(params.top_p > 0.0 && params.top_p <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("top_p = ", params.top_p,
+                     " must be above 0 and at most 1 (1 keeps every token)"));
+  }
   return absl::OkStatus();
 }
 

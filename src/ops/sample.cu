@@ -9,6 +9,13 @@
 // by its thread. Every sum runs in a fixed order: the same inputs give the same
 // token.
 //
+// With top_p < 1 the nucleus is found the same way, over weights instead of
+// counts: a radix select 4 bits at a time (8 passes, 4 for bf16) of the
+// largest key whose kept ids, with every larger key's, weigh at least top_p of
+// the total; each pass sums the weights under each of its 16 digits (sums per
+// thread in id order, then over the block in a fixed order); the ids at that
+// key are taken lowest first until the mass is reached.
+//
 // The slices make every pass's loads strided across a warp (32 rows of 32
 // bytes for 64 used). A version copying the bf16 row into shared memory first
 // was no faster on the H200 (2,118 against 2,170 tokens/s at batch 1, graphs
@@ -62,6 +69,30 @@ __device__ __forceinline__ V BlockExclusiveScan(V x, V* total, V* scratch) {
   return scratch[warp] + exclusive;
 }
 
+// Sixteen sums over the block, each in a fixed order; every thread gets them.
+// `scratch` holds kWarps * 16 + 16 floats of shared memory.
+__device__ __forceinline__ void BlockSum16(float (&v)[16], float* scratch) {
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+#pragma unroll
+  for (int d = 0; d < 16; ++d) v[d] = WarpSum(v[d]);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane < 16) {
+    float mine = 0.0f;
+#pragma unroll
+    for (int d = 0; d < 16; ++d) mine = lane == d ? v[d] : mine;
+    scratch[warp * 16 + lane] = mine;
+  }
+  __syncthreads();
+  if (threadIdx.x < 16) {
+    float sum = 0.0f;
+    for (int w = 0; w < kWarps; ++w) sum += scratch[w * 16 + threadIdx.x];
+    scratch[kWarps * 16 + threadIdx.x] = sum;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int d = 0; d < 16; ++d) v[d] = scratch[kWarps * 16 + d];
+}
+
 // The largest value over the block (every thread gets it).
 __device__ __forceinline__ int BlockMaxInt(int v, int* scratch) {
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -87,9 +118,10 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads, 1)
     SampleTopKKernel(int32_t* tokens, const T* logits, const int32_t* seeds,
                      const int32_t* counter, int V, int Vp, int top_k,
-                     float inv_temperature) {
+                     float inv_temperature, float top_p) {
   KernelPrologue();
   __shared__ int histogram[256];
+  __shared__ float digit_scratch[kWarps * 16 + 16];
   __shared__ int int_scratch[kWarps + 1];
   __shared__ float float_scratch[kWarps + 1];
   __shared__ uint32_t chosen_digit;
@@ -205,7 +237,95 @@ __global__ void __launch_bounds__(kThreads, 1)
   int rank = tie_base;
   for (int i = begin; i < end; ++i) local += weight(i, &rank);
   float total = 0.0f;
-  const float base = BlockExclusiveScan(local, &total, float_scratch);
+  float base = BlockExclusiveScan(local, &total, float_scratch);
+
+  // The nucleus (top_p < 1): the largest key `nucleus` whose kept ids and
+  // every larger key's weigh at least goal = top_p * total, and how many of
+  // the ids at it are taken (`nucleus_need`, the lowest ones).
+  uint32_t nucleus = 0;  // 0: every kept id (no key is below it)
+  int nucleus_need = V;
+  int nucleus_base = 0;
+  if (top_p < 1.0f) {
+    const float goal = top_p * total;
+    constexpr int kLastNibble = std::is_same_v<T, bf16> ? 16 : 0;
+    uint32_t prefix = 0;
+    float above = 0.0f;  // the weight of the keys above the prefix so far
+    for (int shift = 28; shift >= kLastNibble; shift -= 4) {
+      const uint32_t high_mask = shift == 28 ? 0u : ~0u << (shift + 4);
+      float sums[16];
+#pragma unroll
+      for (int d = 0; d < 16; ++d) sums[d] = 0.0f;
+      int r = tie_base;
+      for (int i = begin; i < end; ++i) {
+        const float w = weight(i, &r);
+        const uint32_t key = KeyAt(row, i);
+        if (w > 0.0f && (key & high_mask) == prefix) {
+          const uint32_t digit = (key >> shift) & 15u;
+#pragma unroll
+          for (int d = 0; d < 16; ++d) sums[d] += digit == d ? w : 0.0f;
+        }
+      }
+      BlockSum16(sums, digit_scratch);
+      // The largest digit whose weight, with everything above, reaches the
+      // goal; rounding may leave every digit short of it (top_p near 1), and
+      // then the lowest digit of any weight.
+      int chosen = -1, lowest = -1;
+      float running = above, running_at_lowest = above;
+      for (int d = 15; d >= 0; --d) {
+        if (sums[d] <= 0.0f) continue;
+        if (running + sums[d] >= goal) {
+          chosen = d;
+          break;
+        }
+        lowest = d;
+        running_at_lowest = running;
+        running += sums[d];
+      }
+      if (chosen < 0) {
+        chosen = max(lowest, 0);
+        running = running_at_lowest;
+      }
+      above = running;
+      prefix |= static_cast<uint32_t>(chosen) << shift;
+    }
+    if (kLastNibble == 16) {
+      prefix |= (prefix & 0x80000000u) != 0 ? 0u : 0xFFFFu;
+    }
+    nucleus = prefix;
+    const float nucleus_logit = __uint_as_float(
+        (nucleus & 0x80000000u) != 0 ? nucleus & 0x7FFFFFFFu : ~nucleus);
+    const float w_nucleus = nucleus == top_key
+                                ? 1.0f
+                                : expf((nucleus_logit - top) * inv_temperature);
+    nucleus_need = max(1, static_cast<int>(ceilf((goal - above) / w_nucleus)));
+    // The kept ids at that key before this slice's first: the tie rank.
+    int at_nucleus = 0;
+    int r = tie_base;
+    for (int i = begin; i < end; ++i) {
+      const float w = weight(i, &r);
+      at_nucleus += w > 0.0f && KeyAt(row, i) == nucleus;
+    }
+    int all_at_nucleus = 0;
+    nucleus_base = BlockExclusiveScan(at_nucleus, &all_at_nucleus, int_scratch);
+  }
+  // A kept id's weight inside the nucleus, 0 outside it.
+  auto nucleus_weight = [&](int i, int* tie_rank, int* nucleus_rank) -> float {
+    const float w = weight(i, tie_rank);
+    if (w <= 0.0f) return 0.0f;
+    const uint32_t key = KeyAt(row, i);
+    if (key > nucleus) return w;
+    if (key < nucleus) return 0.0f;
+    return (*nucleus_rank)++ < nucleus_need ? w : 0.0f;
+  };
+  if (top_p < 1.0f) {
+    local = 0.0f;
+    rank = tie_base;
+    int nucleus_rank = nucleus_base;
+    for (int i = begin; i < end; ++i) {
+      local += nucleus_weight(i, &rank, &nucleus_rank);
+    }
+    base = BlockExclusiveScan(local, &total, float_scratch);
+  }
 
   // The slice that holds target = u * total: the last one with weight that
   // starts at or below it. Its thread walks it.
@@ -222,8 +342,9 @@ __global__ void __launch_bounds__(kThreads, 1)
   float running = base;
   int last_positive = begin;
   rank = tie_base;
+  int nucleus_rank = nucleus_base;
   for (int i = begin; i < end; ++i) {
-    const float w = weight(i, &rank);
+    const float w = nucleus_weight(i, &rank, &nucleus_rank);
     if (w <= 0.0f) continue;
     running += w;
     last_positive = i;
@@ -239,19 +360,20 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
                 int rows, int V, int Vp, int top_k, double temperature,
-                CUstream_st* stream) {
+                double top_p, CUstream_st* stream) {
   GPT2_CHECK_MSG(tokens.dtype == DType::kI32 && seeds.dtype == DType::kI32 &&
                      counter.dtype == DType::kI32,
                  "SampleTopK: tokens, seeds and counter are i32");
-  GPT2_CHECK(rows >= 1 && V >= 1 && V <= Vp && top_k >= 1 && temperature > 0.0);
+  GPT2_CHECK(rows >= 1 && V >= 1 && V <= Vp && top_k >= 1 &&
+             temperature > 0.0 && top_p > 0.0 && top_p <= 1.0);
   const float inv_temperature = static_cast<float>(1.0 / temperature);
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
-    CheckLaunch(
-        GPT2_LAUNCH(SampleTopKKernel<F>, rows, kThreads, 0, stream,
-                    Ptr<int32_t>(tokens), Ptr<F>(logits), Ptr<int32_t>(seeds),
-                    Ptr<int32_t>(counter), V, Vp, top_k, inv_temperature),
-        "SampleTopKKernel");
+    CheckLaunch(GPT2_LAUNCH(SampleTopKKernel<F>, rows, kThreads, 0, stream,
+                            Ptr<int32_t>(tokens), Ptr<F>(logits),
+                            Ptr<int32_t>(seeds), Ptr<int32_t>(counter), V, Vp,
+                            top_k, inv_temperature, static_cast<float>(top_p)),
+                "SampleTopKKernel");
   });
 }
 

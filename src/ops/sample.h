@@ -1,12 +1,17 @@
-// Top-k sampling as a backend op: one token per row of logits, drawn where the
-// logits are, so a GPU decoder sends back four bytes a row instead of the
-// vocabulary's logits, and the host neither converts nor ranks them.
+// Top-k / top-p sampling as a backend op: one token per row of logits, drawn
+// where the logits are, so a GPU decoder sends back four bytes a row instead of
+// the vocabulary's logits, and the host neither converts nor ranks them.
 //
 // The draw, for one row of logits over ids [0, V):
 //  - logits are ranked by value (NaN as -infinity; -0 below +0), ties by lower
 //    id; the first k = min(top_k, V) are kept;
 //  - a kept id weighs exp((logit - top) / temperature), top being the largest
 //    logit (an id equal to the top weighs exactly 1, so +infinity works too);
+//  - with top_p < 1 (nucleus sampling) only the nucleus stays kept: the
+//    shortest prefix of the kept ids in rank order whose weights sum to at
+//    least top_p times the sum of all kept weights (ids of equal logits weigh
+//    the same, so which of them make the prefix follows the ranking's ties:
+//    lower ids first). top_p = 1 keeps them all and skips the ranking;
 //  - with S the sum of the weights and u the row's uniform in [0, 1), the
 //    token is the first kept id, in id order, at which the running sum of
 //    weights passes u * S (the last id of positive weight if rounding leaves
@@ -79,26 +84,28 @@ namespace gpt2::cpu {
 // in double.
 template <typename T>
 int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
-                      double u);
+                      double top_p, double u);
 
 // tokens (rows) = the draw of each row of logits (rows, Vp) over ids < V, row
 // b's uniform SampleUniform(JoinSeed(seeds + 2 b), counter). top_k >= 1,
-// temperature > 0.
+// temperature > 0, 0 < top_p <= 1.
 template <typename T>
 void SampleTopK(int32_t* tokens, const T* logits, const int32_t* seeds,
                 int32_t counter, int rows, int V, int Vp, int top_k,
-                double temperature);
+                double temperature, double top_p);
 
 }  // namespace gpt2::cpu
 
 // ---- CUDA twin (src/ops/sample.cu): the same draw, one block per row, in
 // fp32 (so a u within rounding of a boundary between two ids may go to the
-// other one). logits f32 or bf16; seeds i32 (2 rows); counter i32, one
-// element, read on the device (a CUDA graph can replay it).
+// other one, and a nucleus whose sum lands within rounding of top_p times the
+// total may hold one id more or less). logits f32 or bf16; seeds i32 (2
+// rows); counter i32, one element, read on the device (a CUDA graph can replay
+// it).
 namespace gpt2::cuda {
 void SampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
                 int rows, int V, int Vp, int top_k, double temperature,
-                CUstream_st* stream);
+                double top_p, CUstream_st* stream);
 }  // namespace gpt2::cuda
 
 #endif  // GPT2_OPS_SAMPLE_H_

@@ -21,8 +21,9 @@ uint32_t KeyOf(float v) {
 
 template <typename T>
 int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
-                      double u) {
-  GPT2_CHECK(V >= 1 && top_k >= 1 && temperature > 0.0);
+                      double top_p, double u) {
+  GPT2_CHECK(V >= 1 && top_k >= 1 && temperature > 0.0 && top_p > 0.0 &&
+             top_p <= 1.0);
   const int k = std::min(top_k, V);
   // The k best (key, id) in one pass: a heap with the worst kept on top, which
   // most logits lose to at the first comparison. Logits are ranked as floats
@@ -48,6 +49,26 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
   const uint32_t minus_inf = KeyOf(-INFINITY);
   if (best.first == minus_inf) return 0;  // nothing but -inf and NaN
   const double top = static_cast<float>(logits[best.second]);
+  // The nucleus: the kept ids in rank order until their weights reach top_p
+  // of the whole; the rest leave `kept`.
+  if (top_p < 1.0) {
+    std::sort(kept.begin(), kept.end(), better);
+    const auto weight_of = [&](const Candidate& c) {
+      return c.first == minus_inf ? 0.0
+             : c.first == best.first
+                 ? 1.0
+                 : std::exp((static_cast<float>(logits[c.second]) - top) /
+                            temperature);
+    };
+    double all = 0.0;
+    for (const Candidate& c : kept) all += weight_of(c);
+    double prefix = 0.0;
+    size_t n = 0;
+    while (n < kept.size() && (n == 0 || prefix < top_p * all)) {
+      prefix += weight_of(kept[n++]);
+    }
+    kept.resize(n);
+  }
   // Weights in id order; the sums run in id order (as over the whole row
   // with zeros elsewhere).
   std::sort(kept.begin(), kept.end(),
@@ -81,19 +102,20 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
 template <typename T>
 void SampleTopK(int32_t* tokens, const T* logits, const int32_t* seeds,
                 int32_t counter, int rows, int V, int Vp, int top_k,
-                double temperature) {
+                double temperature, double top_p) {
 #pragma omp parallel for if (rows > 1) schedule(static)
   for (int b = 0; b < rows; ++b) {
     const double u = SampleUniform(JoinSeed(seeds + 2 * b), counter);
-    tokens[b] =
-        SampleTopKRow(logits + int64_t{b} * Vp, V, top_k, temperature, u);
+    tokens[b] = SampleTopKRow(logits + int64_t{b} * Vp, V, top_k, temperature,
+                              top_p, u);
   }
 }
 
 #define GPT2_INSTANTIATE(T)                                                \
-  template int32_t SampleTopKRow<T>(const T*, int, int, double, double);   \
+  template int32_t SampleTopKRow<T>(const T*, int, int, double, double,    \
+                                    double);                               \
   template void SampleTopK<T>(int32_t*, const T*, const int32_t*, int32_t, \
-                              int, int, int, int, double);
+                              int, int, int, int, double, double);
 GPT2_INSTANTIATE(float)
 GPT2_INSTANTIATE(double)
 #undef GPT2_INSTANTIATE

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <random>
 #include <set>
 #include <string>
 
@@ -1407,11 +1408,13 @@ TEST_P(CudaOps, AttentionDecodeMatchesCpu) {
   }
 }
 
-// Top-k sampling on the device against the reference draw: the same token,
-// except where the fp32 sums put u * S within rounding of the boundary
-// between two ids (then the device's token must be one of those two). Rows
-// with ties at the k-th value, NaN and -inf, V below and above the block's
-// 1024 threads, k = 1, a few, V and more than V.
+// Top-k / top-p sampling on the device against the reference draw: the same
+// token, except where the fp32 sums put u * S within rounding of the boundary
+// between two ids (then the device's token must be one of those two), or put
+// top_p times the total within rounding of the nucleus's sum (then the
+// device's nucleus may hold one id more or less). Rows with ties at the k-th
+// value, NaN and -inf, V below and above the block's 1024 threads, k = 1, a
+// few, V and more than V; top_p 1, 0.9 and 0.3.
 TEST_P(CudaOps, SampleTopKMatchesReference) {
   for (auto [rows, V, Vp] : {std::tuple{4, 37, 40}, std::tuple{3, 1000, 1024},
                              std::tuple{2, 50257, 50304}}) {
@@ -1439,61 +1442,134 @@ TEST_P(CudaOps, SampleTopKMatchesReference) {
     const int counters = V > 2000 ? 3 : 12;
     for (int top_k : {1, 5, 50, V, V + 5}) {
       for (double temperature : {1.0, 0.6}) {
-        for (int counter = 0; counter < counters; ++counter) {
-          auto g_counter = GpuI32({double(counter)}),
-               c_counter = CpuI32({double(counter)});
-          auto g_tokens = GpuI32(std::vector<double>(rows, -1.0)),
-               c_tokens = CpuI32(std::vector<double>(rows, -1.0));
-          cuda_->SampleTopK(g_tokens.view, g_logits.view, g_seeds.view,
-                            g_counter.view, rows, V, Vp, top_k, temperature);
-          cpu_->SampleTopK(c_tokens.view, c_logits.view, c_seeds.view,
-                           c_counter.view, rows, V, Vp, top_k, temperature);
-          const auto got = Download(g_tokens, "tokens");
-          const auto want = Download(c_tokens, "c tokens");
-          for (int b = 0; b < rows; ++b) {
-            const std::string where =
-                "V " + std::to_string(V) + " k " + std::to_string(top_k) +
-                " T " + std::to_string(temperature) + " counter " +
-                std::to_string(counter) + " row " + std::to_string(b);
-            const int g = static_cast<int>(got[b]),
-                      c = static_cast<int>(want[b]);
-            ASSERT_GE(g, 0) << where;
-            ASSERT_LT(g, V) << where;
-            if (g == c) continue;
-            ASSERT_NE(top_k, 1) << where << ": greedy must agree";
-            // Recompute the reference's weights and where u * S fell.
-            const double* row = host.data() + int64_t{b} * Vp;
-            std::vector<int> order(V);
-            std::iota(order.begin(), order.end(), 0);
-            auto value = [&](int i) {
-              return std::isnan(row[i]) ? -INFINITY : row[i];
-            };
-            const int k = std::min(top_k, V);
-            std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                              [&](int x, int y) {
-                                return value(x) > value(y) ||
-                                       (value(x) == value(y) && x < y);
-                              });
-            std::vector<double> w(V, 0.0);
-            for (int r = 0; r < k; ++r) {
-              const int i = order[r];
-              if (value(i) > -INFINITY)
-                w[i] = std::exp((value(i) - value(order[0])) / temperature);
+        for (double top_p : {1.0, 0.9, 0.3}) {
+          // The nucleus's passes: at the largest k and a middling one, at
+          // one temperature (they cost ~8 times a draw under the emulator).
+          if (top_p < 1.0 &&
+              ((top_k != 50 && top_k != V + 5) || temperature != 1.0)) {
+            continue;
+          }
+          for (int counter = 0; counter < counters; ++counter) {
+            if (top_p < 1.0 && counter >= (V > 2000 ? 1 : 4)) break;
+            auto g_counter = GpuI32({double(counter)}),
+                 c_counter = CpuI32({double(counter)});
+            auto g_tokens = GpuI32(std::vector<double>(rows, -1.0)),
+                 c_tokens = CpuI32(std::vector<double>(rows, -1.0));
+            cuda_->SampleTopK(g_tokens.view, g_logits.view, g_seeds.view,
+                              g_counter.view, rows, V, Vp, top_k, temperature,
+                              top_p);
+            cpu_->SampleTopK(c_tokens.view, c_logits.view, c_seeds.view,
+                             c_counter.view, rows, V, Vp, top_k, temperature,
+                             top_p);
+            const auto got = Download(g_tokens, "tokens");
+            const auto want = Download(c_tokens, "c tokens");
+            for (int b = 0; b < rows; ++b) {
+              const std::string where =
+                  "V " + std::to_string(V) + " k " + std::to_string(top_k) +
+                  " T " + std::to_string(temperature) + " top_p " +
+                  std::to_string(top_p) + " counter " +
+                  std::to_string(counter) + " row " + std::to_string(b);
+              const int g = static_cast<int>(got[b]),
+                        c = static_cast<int>(want[b]);
+              ASSERT_GE(g, 0) << where;
+              ASSERT_LT(g, V) << where;
+              if (g == c) continue;
+              ASSERT_NE(top_k, 1) << where << ": greedy must agree";
+              // Recompute the reference's weights, its nucleus, and where
+              // u * S fell.
+              const double* row = host.data() + int64_t{b} * Vp;
+              std::vector<int> order(V);
+              std::iota(order.begin(), order.end(), 0);
+              auto value = [&](int i) {
+                return std::isnan(row[i]) ? -INFINITY : row[i];
+              };
+              const int k = std::min(top_k, V);
+              std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                                [&](int x, int y) {
+                                  return value(x) > value(y) ||
+                                         (value(x) == value(y) && x < y);
+                                });
+              std::vector<double> w(V, 0.0);
+              double all = 0.0;
+              for (int r = 0; r < k; ++r) {
+                const int i = order[r];
+                if (value(i) > -INFINITY) {
+                  w[i] = std::exp((value(i) - value(order[0])) / temperature);
+                }
+                all += w[i];
+              }
+              // The nucleus: ranks [0, n); near its edge (the sum within
+              // rounding of the goal) the device may take one id more or
+              // less, and then any id of ranks [0, n + 1) will do.
+              int n = k;
+              bool edge = false;
+              if (top_p < 1.0) {
+                double prefix = 0.0;
+                for (n = 0; n < k && (n == 0 || prefix < top_p * all);) {
+                  prefix += w[order[n++]];
+                }
+                const double before = prefix - w[order[n - 1]];
+                edge = std::abs(prefix - top_p * all) < 1e-4 * all ||
+                       std::abs(before - top_p * all) < 1e-4 * all;
+                for (int r = n; r < k; ++r) {
+                  if (!(edge && r == n)) w[order[r]] = 0.0;
+                }
+              }
+              EXPECT_GT(w[g], 0.0) << where << ": outside the nucleus";
+              if (edge) continue;
+              double total = 0.0, boundary = 0.0;
+              for (double x : w) total += x;
+              for (int i = 0; i < std::max(g, c); ++i) {
+                boundary += w[i];
+                if (i == std::min(g, c)) break;
+              }
+              const double target = SampleUniform(seeds[b], counter) * total;
+              EXPECT_NEAR(target, boundary, 1e-4 * total)
+                  << where << ": cuda " << g << ", reference " << c;
             }
-            double total = 0.0, boundary = 0.0;
-            for (double x : w) total += x;
-            for (int i = 0; i < std::max(g, c); ++i) {
-              boundary += w[i];
-              if (i == std::min(g, c)) break;
-            }
-            const double target = SampleUniform(seeds[b], counter) * total;
-            EXPECT_GT(w[g], 0.0) << where;
-            EXPECT_NEAR(target, boundary, 1e-4 * total)
-                << where << ": cuda " << g << ", reference " << c;
           }
         }
       }
     }
+  }
+}
+
+// The nucleus on the device draws what it should: logits -r log 2 over
+// shuffled ids (probabilities 1/2, 1/4, ...), top_p 0.6 keeps the two most
+// likely, drawn 2 : 1, at V both below and above the block's threads, f32 and
+// bf16 (whose keys take the 4-pass select).
+TEST_P(CudaOps, SampleTopPKeepsTheNucleus) {
+  for (auto [V, Vp] : {std::pair{40, 40}, std::pair{2000, 2008}}) {
+    const int draws = 200;
+    std::vector<double> logits(int64_t{draws} * Vp, -INFINITY);
+    std::vector<int> order(V);
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937 shuffle(V);
+    std::shuffle(order.begin(), order.end(), shuffle);
+    for (int b = 0; b < draws; ++b) {
+      for (int r = 0; r < V; ++r) {
+        logits[int64_t{b} * Vp + order[r]] = -std::min(r, 60) * std::log(2.0);
+      }
+    }
+    std::vector<double> seed_words(2 * draws);
+    for (int b = 0; b < draws; ++b) {
+      int32_t w[2];
+      SplitSeed(1000 + b, w);
+      seed_words[2 * b] = w[0];
+      seed_words[2 * b + 1] = w[1];
+    }
+    auto g_logits = Gpu(logits), g_seeds = GpuI32(seed_words),
+         g_counter = GpuI32({5.0});
+    auto g_tokens = GpuI32(std::vector<double>(draws, -1.0));
+    cuda_->SampleTopK(g_tokens.view, g_logits.view, g_seeds.view,
+                      g_counter.view, draws, V, Vp, V, 1.0, 0.6);
+    std::map<int, int> counts;
+    for (double t : Download(g_tokens, "tokens")) ++counts[int(t)];
+    ASSERT_EQ(counts.size(), 2u) << "V " << V;
+    ASSERT_TRUE(counts.count(order[0]) && counts.count(order[1])) << "V " << V;
+    EXPECT_NEAR(counts[order[0]] / double(draws), 2.0 / 3,
+                5 * std::sqrt(2.0 / 9 / draws))
+        << "V " << V;
   }
 }
 

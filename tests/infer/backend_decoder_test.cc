@@ -192,11 +192,11 @@ class RecordingBackend final : public Backend {
     Do([=] { inner_->Cast(dst, src); });
   }
   void RunSampleTopK(Tensor tokens, Tensor logits, Tensor seeds, Tensor counter,
-                     int rows, int V, int Vp, int top_k,
-                     double temperature) override {
+                     int rows, int V, int Vp, int top_k, double temperature,
+                     double top_p) override {
     Do([=] {
       inner_->SampleTopK(tokens, logits, seeds, counter, rows, V, Vp, top_k,
-                         temperature);
+                         temperature, top_p);
     });
   }
 
@@ -319,7 +319,7 @@ TEST(BackendDecoder, DrawsTheReferenceTokensAndFeedsThem) {
       for (int b = 0; b < batch; ++b) {
         want[b] = cpu::SampleTopKRow(
             graphs->logits() + b * shape.padded_vocab_size, shape.vocab_size,
-            params_k.top_k, params_k.temperature,
+            params_k.top_k, params_k.temperature, params_k.top_p,
             SampleUniform(seeds[b], graphs->position() - 1));
       }
       ASSERT_TRUE(

@@ -29,7 +29,7 @@ std::vector<float> RandomLogits(int n, uint64_t seed, double scale = 3.0) {
 int Draw(const std::vector<float>& logits, int V, SamplingParams params,
          uint64_t seed, int64_t counter) {
   return cpu::SampleTopKRow(logits.data(), V, params.top_k, params.temperature,
-                            SampleUniform(seed, counter));
+                            params.top_p, SampleUniform(seed, counter));
 }
 
 TEST(Sampler, TopKOneIsArgmax) {
@@ -104,6 +104,57 @@ TEST(Sampler, FollowsTheTopKSoftmax) {
   }
 }
 
+// Nucleus sampling: probabilities 0.5, 0.25, 0.125, 0.0625, ... (logits
+// -i log 2, ids shuffled so that rank and id order differ). top_p 0.5 keeps the
+// first alone; 0.6 the first two (0.75 >= 0.6), drawn 2 : 1; 0.75 exactly the
+// same two; 0.76 three. With top-k 2 first, top_p 0.9 of the two kept (0.75 /
+// 0.75) still keeps both.
+TEST(Sampler, TopPKeepsTheShortestPrefixHoldingP) {
+  const int V = 12;
+  const int order[V] = {7, 2, 11, 0, 5, 9, 1, 4, 10, 3, 8, 6};  // id of rank r
+  std::vector<float> logits(V);
+  for (int r = 0; r < V; ++r) {
+    logits[order[r]] = static_cast<float>(-r * std::log(2.0));
+  }
+  auto counts_of = [&](SamplingParams params) {
+    std::map<int, int> counts;
+    for (int i = 0; i < 20000; ++i) ++counts[Draw(logits, V, params, 5, i)];
+    return counts;
+  };
+  const auto half = counts_of({V, 1.0, 0.5});
+  ASSERT_EQ(half.size(), 1u);
+  EXPECT_EQ(half.begin()->first, order[0]);
+  for (double p : {0.6, 0.75}) {
+    auto two = counts_of({V, 1.0, p});
+    ASSERT_EQ(two.size(), 2u) << p;
+    ASSERT_TRUE(two.count(order[0]) && two.count(order[1])) << p;
+    const double share = two[order[0]] / 20000.0;  // 2/3
+    EXPECT_NEAR(share, 2.0 / 3, 5 * std::sqrt(2.0 / 9 / 20000)) << p;
+  }
+  EXPECT_EQ(counts_of({V, 1.0, 0.76}).size(), 3u);
+  EXPECT_EQ(counts_of({2, 1.0, 0.9}).size(), 2u);
+  EXPECT_EQ(counts_of({V, 1.0, 1.0}).size(), static_cast<size_t>(V));
+  // Temperature first: at T = 0.5 the probabilities are 4^-r (normalised:
+  // 0.75, 0.1875, ...), so 0.7 keeps the first alone.
+  EXPECT_EQ(counts_of({V, 0.5, 0.7}).size(), 1u);
+  // Ties: four ids share the top logit (0.25 each of the top four's mass);
+  // 0.3 of the whole takes two of them, the two lower ids.
+  std::vector<float> tied(8, -50.0f);
+  for (int id : {6, 1, 4, 3}) tied[id] = 1.0f;
+  std::map<int, int> tie_counts;
+  for (int i = 0; i < 4000; ++i) {
+    ++tie_counts[Draw(tied, 8, {8, 1.0, 0.3}, 9, i)];
+  }
+  ASSERT_EQ(tie_counts.size(), 2u);
+  EXPECT_TRUE(tie_counts.count(1) && tie_counts.count(3));
+  // top_p = 1 draws exactly what the draw without nucleus did: same tokens.
+  const std::vector<float> random = RandomLogits(500, 3);
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(Draw(random, 500, {40, 0.8, 1.0}, 11, i),
+              Draw(random, 500, {40, 0.8}, 11, i));
+  }
+}
+
 TEST(Sampler, UniformsAreUniformAndDistinct) {
   // The counter hash: mean 1/2, variance 1/12, and neighbouring counters and
   // seeds give different values.
@@ -139,6 +190,13 @@ TEST(Sampler, Validation) {
             std::string::npos);
   EXPECT_NE(ValidateSamplingParams({5, 0.0}).message().find("temperature"),
             std::string::npos);
+  EXPECT_TRUE(ValidateSamplingParams({5, 1.0, 1.0}).ok());
+  EXPECT_TRUE(ValidateSamplingParams({5, 1.0, 1e-9}).ok());
+  for (double top_p : {0.0, -0.5, 1.0000001, double(NAN), double(INFINITY)}) {
+    const absl::Status s = ValidateSamplingParams({5, 1.0, top_p});
+    EXPECT_FALSE(s.ok()) << top_p;
+    EXPECT_NE(s.message().find("top_p"), std::string::npos) << s;
+  }
 }
 
 // A small random model with a vocab that includes GPT-2's end-of-text id is
