@@ -54,3 +54,11 @@ add_test(NAME serve_browser COMMAND serve_browser_check $<TARGET_FILE:gpt2_serve
          WORKING_DIRECTORY ${PROJECT_BINARY_DIR})
 set_tests_properties(serve_browser PROPERTIES LABELS "cpu;browser" TIMEOUT 120
                      SKIP_RETURN_CODE 77 ENVIRONMENT "${GPT2_SERVE_TEST_ENV}")
+
+# gpt2_serve as a build without cpp-httplib or nlohmann-json makes it (a stub
+# that says what to install) still compiles: an object library built with the
+# rest (it once did not, unnoticed, since every build here has both).
+add_library(gpt2_serve_stub_check OBJECT ${PROJECT_SOURCE_DIR}/src/tools/gpt2_serve.cc)
+target_compile_definitions(gpt2_serve_stub_check PRIVATE GPT2_SERVE_STUB=1)
+target_link_libraries(gpt2_serve_stub_check PRIVATE gpt2)
+target_compile_options(gpt2_serve_stub_check PRIVATE -march=${GPT2_CPU_ARCH})

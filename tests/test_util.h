@@ -14,8 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "gtest/gtest.h"
 #include "src/core/rng.h"
+#include "src/data/tokenizer.h"
 
 namespace gpt2::testing {
 
@@ -116,6 +118,16 @@ inline std::string LinkTokenizerInto(const std::filesystem::path& dir) {
   std::filesystem::create_directory_symlink(
       std::filesystem::absolute(tokenizer), dir / "gpt2");
   return "";
+}
+
+// GPT-2's tokenizer from the tests' data directory (GPT2_DATA_DIR, which
+// CTest sets; FailedPrecondition where it is not set).
+inline absl::StatusOr<Tokenizer> TestTokenizer() {
+  const char* dir = std::getenv("GPT2_DATA_DIR");
+  if (dir == nullptr) {
+    return absl::FailedPreconditionError("GPT2_DATA_DIR is not set");
+  }
+  return Tokenizer::LoadFromDataDir(dir);
 }
 
 }  // namespace gpt2::testing

@@ -31,8 +31,22 @@ const char* FinishReasonName(FinishReason reason) {
       return "context";
     case FinishReason::kEndOfText:
       return "end_of_text";
+    case FinishReason::kStop:
+      return "stop";
   }
   return "?";
+}
+
+absl::StatusOr<std::string> SampleText(const Tokenizer& tokenizer,
+                                       const GeneratedSample& sample) {
+  GPT2_ASSIGN_OR_RETURN(std::string text,
+                        tokenizer.DecodeChecked(std::vector<int>(
+                            sample.tokens.begin(), sample.tokens.end())));
+  if (sample.text_bytes >= 0 &&
+      sample.text_bytes < static_cast<int64_t>(text.size())) {
+    text.resize(sample.text_bytes);
+  }
+  return text;
 }
 
 uint64_t SampleSeed(uint64_t seed, int index) {
@@ -67,6 +81,12 @@ absl::Status ValidateGenerateRequest(const ModelShape& shape, int max_batch,
     return absl::InvalidArgumentError(absl::StrCat(
         "max_new_tokens = ", request.max_new_tokens, " must be at least 1"));
   }
+  for (size_t i = 0; i < request.stop.size(); ++i) {
+    if (request.stop[i].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stop: sequence ", i, " is empty"));
+    }
+  }
   return ValidateSamplingParams(request.sampling);
 }
 
@@ -79,10 +99,19 @@ int NewTokenLimit(const ModelShape& shape, const GenerateRequest& request) {
 
 absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
                                         const GenerateRequest& request,
-                                        const GenerateProgress& progress) {
+                                        const GenerateProgress& progress,
+                                        const Tokenizer* tokenizer) {
   const ModelShape& shape = decoder->shape();
   GPT2_RETURN_IF_ERROR(
       ValidateGenerateRequest(shape, decoder->max_batch(), request));
+  if (!request.stop.empty() && tokenizer == nullptr) {
+    return absl::InvalidArgumentError(
+        "stop sequences need a tokenizer to read the samples' text");
+  }
+  size_t longest_stop = 0;
+  for (const std::string& s : request.stop) {
+    longest_stop = std::max(longest_stop, s.size());
+  }
   const int N = request.num_samples;
   const int P = static_cast<int>(request.prompt.size());
   const int limit = NewTokenLimit(shape, request);
@@ -98,6 +127,24 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
   for (int i = 0; i < N; ++i) seeds[i] = SampleSeed(request.seed, i);
   std::vector<bool> active(N, true);
   std::vector<int32_t> sampled(N);
+  // Each sample's text so far, where there are stop sequences to look for.
+  std::vector<std::string> texts(request.stop.empty() ? 0 : N);
+  // Appends `token`'s bytes to sample b's text; true if that completed a stop
+  // sequence, which then cuts the text where the earliest one begins.
+  auto reaches_stop = [&](int b, int token) {
+    std::string& text = texts[b];
+    const size_t before = text.size();
+    text += tokenizer->Decode(std::vector<int>{token});
+    // Only matches that end in the new bytes are new.
+    const size_t from = before >= longest_stop ? before - longest_stop + 1 : 0;
+    size_t cut = std::string::npos;
+    for (const std::string& s : request.stop) {
+      cut = std::min(cut, text.find(s, from));
+    }
+    if (cut == std::string::npos) return false;
+    result.samples[b].text_bytes = static_cast<int64_t>(cut);
+    return true;
+  };
 
   auto start = std::chrono::steady_clock::now();
   GPT2_RETURN_IF_ERROR(decoder->Start(request.prompt, N, capacity));
@@ -128,6 +175,11 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
         }
         sample.tokens.push_back(token);
         ++result.new_tokens;
+        if (!texts.empty() && reaches_stop(b, token)) {
+          sample.finish = FinishReason::kStop;
+          active[b] = false;
+          continue;
+        }
         if (i + 1 == limit) {
           sample.finish = at_limit;
           active[b] = false;

@@ -4,7 +4,9 @@
 // Stopping: a sample ends when it has max_new_tokens new tokens, when the
 // sequence fills the model's context (prompt + new tokens == max_seq_len), or
 // when it draws <|endoftext|> (with stop_at_end_of_text; the end-of-text token
-// itself is then not part of the sample's tokens). The batch ends when every
+// itself is then not part of the sample's tokens), or when its text comes to
+// hold one of the stop sequences (its tokens then keep the token that completed
+// it, and its text ends where the sequence begins). The batch ends when every
 // sample has ended. A sample that ended early keeps its row in the batch (fed
 // token 0, its logits ignored) until the batch ends: simpler than
 // compacting the cache, and the batches are small.
@@ -18,6 +20,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "src/data/tokenizer.h"
 #include "src/infer/decoder.h"
 #include "src/infer/sampler.h"
 
@@ -33,19 +36,31 @@ struct GenerateRequest {
   uint64_t seed = 1337;
   bool stop_at_end_of_text = true;
   int end_of_text = 50256;  // GPT-2's <|endoftext|>
+  // Stop sequences: text (each at least one byte) that ends a sample where it
+  // appears; the sample's text stops before it. Needs Generate's tokenizer.
+  std::vector<std::string> stop;
 };
 
 enum class FinishReason {
   kLength,     // max_new_tokens reached
   kContext,    // the model's context is full
   kEndOfText,  // drew <|endoftext|>
+  kStop,       // its text reached a stop sequence
 };
 const char* FinishReasonName(FinishReason reason);  // "length", ...
 
 struct GeneratedSample {
   std::vector<int32_t> tokens;  // the new tokens only
   FinishReason finish = FinishReason::kLength;
+  // With kStop: the bytes of the tokens' text before the stop sequence (the
+  // sample's text); -1: the whole text of the tokens.
+  int64_t text_bytes = -1;
 };
+
+// A sample's text: its tokens decoded (InvalidArgument for an id outside the
+// tokenizer's vocabulary), cut where a stop sequence began.
+absl::StatusOr<std::string> SampleText(const Tokenizer& tokenizer,
+                                       const GeneratedSample& sample);
 
 struct GenerateResult {
   std::vector<GeneratedSample> samples;
@@ -61,7 +76,8 @@ uint64_t SampleSeed(uint64_t seed, int index);
 // InvalidArgument naming the field: an empty prompt (not allowed: GPT-2 needs
 // at least one token to condition on), a prompt of max_seq_len tokens or more
 // (no room left to generate), token ids outside [0, V), num_samples outside
-// [1, max_batch], max_new_tokens < 1, bad sampling params.
+// [1, max_batch], max_new_tokens < 1, bad sampling params, an empty stop
+// sequence.
 absl::Status ValidateGenerateRequest(const ModelShape& shape, int max_batch,
                                      const GenerateRequest& request);
 
@@ -76,9 +92,12 @@ int NewTokenLimit(const ModelShape& shape, const GenerateRequest& request);
 using GenerateProgress =
     std::function<bool(const std::vector<GeneratedSample>& samples)>;
 
+// `tokenizer` turns the samples' tokens into text for the stop sequences: a
+// request with any needs one (else InvalidArgument).
 absl::StatusOr<GenerateResult> Generate(
     Decoder* decoder, const GenerateRequest& request,
-    const GenerateProgress& progress = nullptr);
+    const GenerateProgress& progress = nullptr,
+    const Tokenizer* tokenizer = nullptr);
 
 }  // namespace gpt2::infer
 

@@ -19,16 +19,41 @@ size_t WholeCharacters(const std::string& bytes) {
   return n;
 }
 
+size_t StopPrefixAtEnd(const std::string& text,
+                       const std::vector<std::string>& stop) {
+  size_t longest = 0;
+  for (const std::string& s : stop) {
+    if (s.empty()) continue;
+    for (size_t n = std::min(s.size() - 1, text.size()); n > longest; --n) {
+      if (text.compare(text.size() - n, n, s, 0, n) == 0) {
+        longest = n;
+        break;
+      }
+    }
+  }
+  return longest;
+}
+
 std::string TextStream::Text(const GeneratedSample& sample) const {
-  return tokenizer_->Decode(
+  std::string text = tokenizer_->Decode(
       std::vector<int>(sample.tokens.begin(), sample.tokens.end()));
+  if (sample.text_bytes >= 0 &&
+      sample.text_bytes < static_cast<int64_t>(text.size())) {
+    text.resize(sample.text_bytes);
+  }
+  return text;
 }
 
 std::vector<std::string> TextStream::Take(
     const std::vector<GeneratedSample>& samples) {
   std::vector<std::string> gained(samples.size());
   for (size_t i = 0; i < samples.size() && i < sent_.size(); ++i) {
-    const std::string text = Text(samples[i]);
+    std::string text = Text(samples[i]);
+    // A stopped sample's text is final; another's may end in a stop
+    // sequence's start.
+    if (samples[i].text_bytes < 0) {
+      text.resize(text.size() - StopPrefixAtEnd(text, stop_));
+    }
     const size_t whole = WholeCharacters(text);
     if (whole > sent_[i]) {
       gained[i] = text.substr(sent_[i], whole - sent_[i]);

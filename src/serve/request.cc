@@ -106,6 +106,56 @@ class Fields {
     return t;
   }
 
+  // A top_p in (0, 1], or [0, 1] where zero is allowed (OpenAI's 0: greedy).
+  absl::StatusOr<double> TopP(const char* field, bool zero_allowed) const {
+    if (!has(field)) return 1.0;
+    const Json& v = (*this)[field];
+    if (!v.is_number()) return BadType(field, "a number");
+    const double p = v.get<double>();
+    if (!(zero_allowed ? p >= 0.0 : p > 0.0) || p > 1.0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " = ", Dump(v), " is outside ",
+                       zero_allowed ? "[0, 1]" : "(0, 1]"));
+    }
+    return p;
+  }
+
+  // Stop sequences: null, a string or a list of at most kMaxStops strings,
+  // each at most kMaxStopBytes; "" and [] are none.
+  absl::StatusOr<std::vector<std::string>> Stops(const char* field) const {
+    std::vector<std::string> stops;
+    if (!has(field)) return stops;
+    const Json& v = (*this)[field];
+    const char* want = "a string or a list of strings";
+    if (v.is_string()) {
+      if (!v.get<std::string>().empty()) stops.push_back(v.get<std::string>());
+    } else if (v.is_array()) {
+      if (v.size() > kMaxStops) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": ", v.size(), " sequences; at most ",
+                         kMaxStops, " are accepted"));
+      }
+      for (const Json& s : v) {
+        if (!s.is_string()) return BadType(field, want);
+        if (s.get<std::string>().empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(field, ": an empty sequence in ", Dump(v)));
+        }
+        stops.push_back(s.get<std::string>());
+      }
+    } else {
+      return BadType(field, want);
+    }
+    for (const std::string& s : stops) {
+      if (s.size() > kMaxStopBytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": a sequence of ", s.size(),
+                         " bytes; at most ", kMaxStopBytes, " are accepted"));
+      }
+    }
+    return stops;
+  }
+
   absl::StatusOr<bool> Bool(const char* field, bool fallback) const {
     if (!has(field)) return fallback;
     if (!(*this)[field].is_boolean()) return BadType(field, "true or false");
@@ -155,7 +205,7 @@ absl::StatusOr<ParsedRequest> ParseGenerateBody(const std::string& body,
   GPT2_ASSIGN_OR_RETURN(
       const Fields f,
       Fields::Parse(body, {"prompt", "num_samples", "max_new_tokens", "top_k",
-                           "temperature", "seed", "stream"}));
+                           "temperature", "top_p", "stop", "seed", "stream"}));
   ParsedRequest out;
   infer::GenerateRequest& r = out.request;
   if (!f.has("prompt")) return absl::InvalidArgumentError("prompt: required");
@@ -170,6 +220,8 @@ absl::StatusOr<ParsedRequest> ParseGenerateBody(const std::string& body,
                         f.Integer("top_k", 1, shape.vocab_size, 50));
   GPT2_ASSIGN_OR_RETURN(r.sampling.temperature,
                         f.Temperature("temperature", false, 1.0));
+  GPT2_ASSIGN_OR_RETURN(r.sampling.top_p, f.TopP("top_p", false));
+  GPT2_ASSIGN_OR_RETURN(r.stop, f.Stops("stop"));
   GPT2_ASSIGN_OR_RETURN(r.seed, f.Seed("seed", 1337));
   GPT2_ASSIGN_OR_RETURN(out.stream, f.Bool("stream", false));
   GPT2_RETURN_IF_ERROR(infer::ValidateGenerateRequest(shape, kMaxSamples, r));
@@ -209,12 +261,15 @@ absl::StatusOr<ParsedRequest> ParseCompletionsBody(const std::string& body,
   GPT2_ASSIGN_OR_RETURN(
       r.sampling.top_k,
       f.Integer("top_k", 1, shape.vocab_size, shape.vocab_size));
-  if (temperature == 0.0) {  // OpenAI's greedy decoding
+  GPT2_ASSIGN_OR_RETURN(const double top_p, f.TopP("top_p", true));
+  if (temperature == 0.0 || top_p == 0.0) {  // OpenAI's greedy decoding
     r.sampling.top_k = 1;
     r.sampling.temperature = 1.0;
   } else {
     r.sampling.temperature = temperature;
+    r.sampling.top_p = top_p;
   }
+  GPT2_ASSIGN_OR_RETURN(r.stop, f.Stops("stop"));
   GPT2_ASSIGN_OR_RETURN(r.seed, f.Seed("seed", fresh_seed));
   GPT2_ASSIGN_OR_RETURN(out.stream, f.Bool("stream", false));
   if (f.has("stream_options")) {
@@ -230,13 +285,6 @@ absl::StatusOr<ParsedRequest> ParseCompletionsBody(const std::string& body,
   const auto number_is = [&](const char* field, double value) {
     return f[field].is_number() && f[field].get<double>() == value;
   };
-  GPT2_RETURN_IF_ERROR(f.NoOp("top_p", number_is("top_p", 1.0),
-                              "nucleus sampling; use top_k and temperature"));
-  GPT2_RETURN_IF_ERROR(f.NoOp(
-      "stop",
-      (f["stop"].is_array() && f["stop"].empty()) ||
-          (f["stop"].is_string() && f["stop"].get<std::string>().empty()),
-      "stop sequences (samples end at <|endoftext|> or the length)"));
   GPT2_RETURN_IF_ERROR(f.NoOp("echo",
                               f["echo"].is_boolean() && !f["echo"].get<bool>(),
                               "echoing the prompt"));

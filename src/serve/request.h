@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "src/data/tokenizer.h"
@@ -25,6 +26,8 @@ inline constexpr size_t kMaxPromptBytes = 8 * 1024;
 inline constexpr int kMaxSamples = 10;
 inline constexpr int kMaxNewTokens = 1024;
 inline constexpr double kMaxTemperature = 10.0;
+inline constexpr size_t kMaxStops = 4;  // stop sequences, as OpenAI's
+inline constexpr size_t kMaxStopBytes = 256;
 
 struct ParsedRequest {
   infer::GenerateRequest request;  // prompt tokens, samples, sampling, seed
@@ -36,7 +39,8 @@ struct ParsedRequest {
 };
 
 // {"prompt", "num_samples" (5), "max_new_tokens" (50), "top_k" (50),
-// "temperature" (1.0), "seed" (1337), "stream" (false)}.
+// "temperature" (1.0), "top_p" (1.0: off), "stop" (none: a string or a list
+// of up to kMaxStops), "seed" (1337), "stream" (false)}.
 absl::StatusOr<ParsedRequest> ParseGenerateBody(const std::string& body,
                                                 const ModelShape& shape,
                                                 const Tokenizer& tokenizer);
@@ -44,11 +48,12 @@ absl::StatusOr<ParsedRequest> ParseGenerateBody(const std::string& body,
 // OpenAI's fields: "prompt" (a string, or a list of one), "max_tokens" (16),
 // "n" (1), "temperature" (1.0; 0 is greedy), "seed" (`fresh_seed` when absent:
 // each request its own text, as OpenAI's), "stream", "stream_options",
-// "model" and "user" (any string); "top_k" (ours; default: the whole
-// vocabulary, as OpenAI samples). Accepted only at their no-op values:
-// "top_p" 1, "stop" null or empty, "echo" false, "logprobs" null, "best_of"
-// 1, "presence_penalty" and "frequency_penalty" 0, "logit_bias" empty,
-// "suffix" null. Anything else is an error naming it.
+// "model" and "user" (any string); "top_p" (1; 0 is greedy), "stop" (a string
+// or a list of up to kMaxStops; the text ends before the first that appears,
+// finish_reason "stop"); "top_k" (ours; default: the whole vocabulary, as
+// OpenAI samples). Accepted only at their no-op values: "echo" false,
+// "logprobs" null, "best_of" 1, "presence_penalty" and "frequency_penalty" 0,
+// "logit_bias" empty, "suffix" null. Anything else is an error naming it.
 absl::StatusOr<ParsedRequest> ParseCompletionsBody(const std::string& body,
                                                    const ModelShape& shape,
                                                    const Tokenizer& tokenizer,

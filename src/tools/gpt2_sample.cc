@@ -50,6 +50,10 @@ ABSL_FLAG(int, top_k, 50,
 ABSL_FLAG(double, temperature, 1.0,
           "Divides the logits before top-k sampling; > 0 (lower = more "
           "conservative).");
+ABSL_FLAG(double, top_p, 1.0,
+          "Nucleus sampling, after top-k and temperature: only the most "
+          "likely tokens that together hold at least this share of the "
+          "probability; in (0, 1], 1 = off.");
 ABSL_FLAG(uint64_t, seed, 1337,
           "Random seed. The same seed gives the same text on the same "
           "backend; sample i's text does not depend on --num_samples.");
@@ -218,6 +222,7 @@ absl::Status Sample(const infer::InferenceModel& model) {
   request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
   request.sampling.temperature = absl::GetFlag(FLAGS_temperature);
+  request.sampling.top_p = absl::GetFlag(FLAGS_top_p);
   request.seed = absl::GetFlag(FLAGS_seed);
   request.end_of_text = Tokenizer::kEndOfText;
   if (absl::Status s =
@@ -297,8 +302,12 @@ absl::Status Run() {
       return absl::InvalidArgumentError(
           "--prompt TEXT is required and must not be empty (see --help)");
     }
-    GPT2_RETURN_IF_ERROR(infer::ValidateSamplingParams(
-        {absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_temperature)}));
+    if (absl::Status s = infer::ValidateSamplingParams(
+            {absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_temperature),
+             absl::GetFlag(FLAGS_top_p)});
+        !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
+    }
   }
   infer::InferenceModel model;
   if (random) {
@@ -320,7 +329,8 @@ int main(int argc, char** argv) {
       "  gpt2_sample --checkpoint logs/tiny_cpu --prompt 'ROMEO:'   (the run's "
       "newest checkpoint)\n"
       "  gpt2_sample --checkpoint FILE --prompt TEXT --num_samples 3 "
-      "--max_new_tokens 100 --top_k 40 --temperature 0.8 --seed 7\n"
+      "--max_new_tokens 100 --top_k 40 --temperature 0.8 --top_p 0.9 "
+      "--seed 7\n"
       "  gpt2_sample --checkpoint FILE --bench      (decode tokens/s at batch "
       "1 and 8)\n"
       "  gpt2_sample --bench --random_124m         (the same for a GPT-2 "

@@ -73,6 +73,7 @@ namespace {
 
 constexpr char kTool[] = "gpt2_serve";
 
+#ifndef GPT2_SERVE_STUB
 using serve::kMaxBodyBytes;
 using serve::kMaxNewTokens;
 using serve::kMaxPromptBytes;
@@ -86,8 +87,12 @@ constexpr int kSocketTimeoutSeconds = 5;
 // never shared, OpenMP sees one caller, and requests are served in order.
 class ModelWorker {
  public:
-  explicit ModelWorker(std::unique_ptr<infer::Decoder> decoder)
-      : decoder_(std::move(decoder)), thread_([this] { Loop(); }) {}
+  // `tokenizer` (for stop sequences) must outlive the worker.
+  ModelWorker(std::unique_ptr<infer::Decoder> decoder,
+              const Tokenizer* tokenizer)
+      : decoder_(std::move(decoder)),
+        tokenizer_(tokenizer),
+        thread_([this] { Loop(); }) {}
   ~ModelWorker() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -157,12 +162,14 @@ class ModelWorker {
       const double waited = std::chrono::duration<double>(
                                 std::chrono::steady_clock::now() - job.enqueued)
                                 .count();
-      job.done(infer::Generate(decoder_.get(), job.request, job.progress),
+      job.done(infer::Generate(decoder_.get(), job.request, job.progress,
+                               tokenizer_),
                waited);
     }
   }
 
   std::unique_ptr<infer::Decoder> decoder_;
+  const Tokenizer* tokenizer_;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;
@@ -170,7 +177,6 @@ class ModelWorker {
   std::thread thread_;  // last: starts after the members it uses
 };
 
-#ifndef GPT2_SERVE_STUB
 using Json = nlohmann::json;
 
 // What the access log needs from a request, kept per connection thread: a
@@ -284,9 +290,8 @@ absl::StatusOr<Json> ResultJson(const ServedModel& served,
   Json samples = Json::array(), completions = Json::array(),
        finish = Json::array(), counts = Json::array();
   for (const infer::GeneratedSample& s : result.samples) {
-    const std::vector<int> ids(s.tokens.begin(), s.tokens.end());
     GPT2_ASSIGN_OR_RETURN(const std::string text,
-                          served.tokenizer.DecodeChecked(ids));
+                          infer::SampleText(served.tokenizer, s));
     samples.push_back(prompt + text);
     completions.push_back(text);
     finish.push_back(infer::FinishReasonName(s.finish));
@@ -401,8 +406,8 @@ void Answer(const ServedModel& served, ModelWorker* worker,
   }
   // Streamed: the deltas as the worker draws, then the end (or an error).
   auto lines = std::make_shared<Stream>();
-  auto text = std::make_shared<infer::TextStream>(&served.tokenizer,
-                                                  parsed->request.num_samples);
+  auto text = std::make_shared<infer::TextStream>(
+      &served.tokenizer, parsed->request.num_samples, parsed->request.stop);
   infer::GenerateProgress progress =
       [format, lines,
        text](const std::vector<infer::GeneratedSample>& samples) {
@@ -531,11 +536,13 @@ std::shared_ptr<const ApiFormat> CompletionsFormat(const ServedModel& served,
     for (size_t i = 0; i < result.samples.size(); ++i) {
       const infer::GeneratedSample& s = result.samples[i];
       GPT2_ASSIGN_OR_RETURN(const std::string text,
-                            served.tokenizer.DecodeChecked(std::vector<int>(
-                                s.tokens.begin(), s.tokens.end())));
-      choices.push_back(choice(
-          i, text,
-          s.finish == infer::FinishReason::kEndOfText ? "stop" : "length"));
+                            infer::SampleText(served.tokenizer, s));
+      // OpenAI's reasons: "stop" at the end of text or a stop sequence.
+      choices.push_back(choice(i, text,
+                               s.finish == infer::FinishReason::kEndOfText ||
+                                       s.finish == infer::FinishReason::kStop
+                                   ? "stop"
+                                   : "length"));
       completion_tokens += s.tokens.size();
     }
     const int64_t prompt_tokens = parsed.request.prompt.size();
@@ -682,7 +689,7 @@ absl::Status Serve() {
                      served.model.params, kMaxSamples));
   served.model.params = {};
   const std::string decoder_name = decoder.decoder->name();
-  ModelWorker worker(std::move(decoder.decoder));
+  ModelWorker worker(std::move(decoder.decoder), &served.tokenizer);
   const std::string page = RenderPage(served, decoder_name);
 
   Server server;
@@ -852,14 +859,15 @@ int main(int argc, char** argv) {
       "port)\n\n"
       "  POST /api/generate  {\"prompt\": \"ROMEO:\", \"num_samples\": 5, "
       "\"max_new_tokens\": 50, \"top_k\": 50, \"temperature\": 1.0, "
-      "\"seed\": 1337}\n"
+      "\"top_p\": 1.0, \"stop\": [], \"seed\": 1337}\n"
       "                      -> {\"samples\": [...], \"tokens\": N, "
       "\"seconds\": S, ...}\n"
       "                      (\"stream\": true: newline-separated JSON, "
       "{\"deltas\": [...]} as the text grows, then the answer)\n"
       "  GET  /healthz       -> {\"status\": \"ok\", \"model\": {...}}\n"
       "  POST /v1/completions, GET /v1/models   OpenAI's completions API "
-      "(prompt, max_tokens, n, temperature, seed, stream, ...)\n\n"
+      "(prompt, max_tokens, n, temperature, top_p, stop, seed, stream, "
+      "...)\n\n"
       "Logs one line per request: client, method, path, status, ms, tokens. "
       "See docs/serve.md for the limits.",
       argc, argv, &gpt2::Serve);

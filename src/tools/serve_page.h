@@ -1,6 +1,6 @@
 // The single page gpt2_serve shows at "/", in the spirit of the original Gradio
 // demo: a prompt box, sliders for the number of outputs and the length,
-// top-k / temperature / seed, clickable examples, and one box per sample,
+// top-k / temperature / top-p / seed, clickable examples, and one box per sample,
 // filled as the text streams in. It talks to the server only through POST
 // /api/generate (with "stream": true). gpt2_serve replaces
 // the {{...}} placeholders (HTML-escaped) before serving it.
@@ -35,8 +35,8 @@ inline constexpr char kServePage[] = R"HTML(<!doctype html>
   .row { display: flex; align-items: center; gap: 10px; }
   .row input[type=range] { flex: 1; accent-color: var(--accent); }
   .row output { min-width: 3em; text-align: right; font-variant-numeric: tabular-nums; }
-  .grid3 { display: grid; grid-template-columns: repeat(3, 1fr); gap: 10px; }
-  .grid3 input { width: 100%; padding: 6px; font: inherit; border: 1px solid #d1d5db; border-radius: 6px; }
+  .grid2 { display: grid; grid-template-columns: repeat(2, 1fr); gap: 10px; }
+  .grid2 input { width: 100%; padding: 6px; font: inherit; border: 1px solid #d1d5db; border-radius: 6px; }
   button#generate { margin-top: 16px; width: 100%; padding: 10px; font: inherit; font-weight: 600;
                     color: #fff; background: var(--accent); border: 0; border-radius: 8px; cursor: pointer; }
   button#generate.stop { background: #374151; }
@@ -71,11 +71,13 @@ inline constexpr char kServePage[] = R"HTML(<!doctype html>
       <div class="row"><input type="range" id="max_new_tokens" min="1" max="{{MAX_NEW_TOKENS}}"
                               value="{{DEFAULT_NEW_TOKENS}}">
         <output id="max_new_tokens_out">{{DEFAULT_NEW_TOKENS}}</output></div>
-      <div class="grid3">
+      <div class="grid2">
         <div><label for="top_k">Top-k</label>
           <input type="number" id="top_k" min="1" max="{{VOCAB_SIZE}}" value="50"></div>
         <div><label for="temperature">Temperature</label>
           <input type="number" id="temperature" min="0.05" max="10" step="0.05" value="1.0"></div>
+        <div><label for="top_p">Top-p</label>
+          <input type="number" id="top_p" min="0.01" max="1" step="0.01" value="1.0"></div>
         <div><label for="seed">Seed</label>
           <input type="number" id="seed" min="0" step="1" value="1337"></div>
       </div>
@@ -122,6 +124,7 @@ $("form").addEventListener("submit", async (event) => {
     max_new_tokens: Number($("max_new_tokens").value),
     top_k: Number($("top_k").value),
     temperature: Number($("temperature").value),
+    top_p: Number($("top_p").value),
     seed: Number($("seed").value),
   };
   running = new AbortController();

@@ -42,12 +42,10 @@ class CorpusTest : public ::testing::Test {
 // a cut would change the pieces (spaces and blank lines around line breaks,
 // CRLF, non-ASCII and Unicode spaces) encode to exactly Encode's ids.
 TEST_F(CorpusTest, ParallelEncodingIsEncode) {
-  const char* data = std::getenv("GPT2_DATA_DIR");
-  ASSERT_TRUE(data != nullptr) << "GPT2_DATA_DIR is not set";
-  auto tokenizer = Tokenizer::LoadFromDataDir(data);
+  auto tokenizer = testing::TestTokenizer();
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  const std::string shakespeare =
-      testing::ReadFile(fs::path(data) / "tinyshakespeare/input.txt");
+  const std::string shakespeare = testing::ReadFile(
+      fs::path(testing::DataDir()) / "tinyshakespeare/input.txt");
   ASSERT_GT(shakespeare.size(), 1000000u);
   EXPECT_EQ(EncodeInParallel(*tokenizer, shakespeare, 4096),
             tokenizer->Encode(shakespeare));

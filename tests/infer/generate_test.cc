@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <vector>
 
@@ -335,6 +336,68 @@ TEST_F(GenerateTest, StopsAtTheContextAndAtEndOfText) {
     EXPECT_EQ(s.finish, FinishReason::kEndOfText);
   }
   EXPECT_EQ(result->decode_steps, 0);
+}
+
+// Stop sequences, on a GPT-2-vocabulary model and tokenizer: a sample whose
+// text reaches one ends there (its tokens those of the run without stops up to
+// the one that completed it; its text cut before the sequence); the others
+// are as they were; a request with stops needs the tokenizer.
+TEST(GenerateStop, EndsTheSampleBeforeTheSequence) {
+  auto tokenizer = testing::TestTokenizer();
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  InferenceModel model =
+      RandomInferenceModel(ModelShape{1, 2, 16, 64, 50257, 50304}, 3);
+  auto decoder = MakeCpuDecoder(model.shape, model.params, 4);
+  GenerateRequest r;
+  r.prompt = {464, 3290};
+  r.num_samples = 3;
+  r.max_new_tokens = 30;
+  r.sampling = {200, 1.0};
+  r.stop_at_end_of_text = false;
+  auto plain = Generate(decoder.get(), r, nullptr, &*tokenizer);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  std::vector<std::string> texts;
+  for (const auto& s : plain->samples) {
+    texts.push_back(*SampleText(*tokenizer, s));
+    EXPECT_EQ(s.text_bytes, -1);
+  }
+  // Sample 1's bytes 20..23 (four bytes ending inside its text), where they
+  // first appear in it.
+  ASSERT_GT(texts[1].size(), 30u);
+  const std::string stop = texts[1].substr(20, 4);
+  const size_t at = texts[1].find(stop);
+  r.stop = {"\x01never", stop};
+  auto stopped = Generate(decoder.get(), r, nullptr, &*tokenizer);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  for (int b = 0; b < 3; ++b) {
+    const GeneratedSample& s = stopped->samples[b];
+    const size_t first = texts[b].find(stop);
+    if (first == std::string::npos) {
+      EXPECT_EQ(s.tokens, plain->samples[b].tokens) << b;
+      EXPECT_EQ(s.finish, FinishReason::kLength) << b;
+      continue;
+    }
+    EXPECT_EQ(s.finish, FinishReason::kStop) << b;
+    EXPECT_EQ(s.text_bytes, static_cast<int64_t>(first)) << b;
+    EXPECT_EQ(*SampleText(*tokenizer, s), texts[b].substr(0, first)) << b;
+    // Its tokens: the plain run's, up to the first whose text holds the stop.
+    ASSERT_LE(s.tokens.size(), plain->samples[b].tokens.size()) << b;
+    EXPECT_TRUE(std::equal(s.tokens.begin(), s.tokens.end(),
+                           plain->samples[b].tokens.begin()))
+        << b;
+    const std::string upto =
+        tokenizer->Decode(std::vector<int>(s.tokens.begin(), s.tokens.end()));
+    const std::string before = tokenizer->Decode(
+        std::vector<int>(s.tokens.begin(), s.tokens.end() - 1));
+    EXPECT_NE(upto.find(stop), std::string::npos) << b;
+    EXPECT_EQ(before.find(stop), std::string::npos) << b;
+  }
+  EXPECT_EQ(stopped->samples[1].text_bytes, static_cast<int64_t>(at));
+  EXPECT_EQ(std::string(FinishReasonName(FinishReason::kStop)), "stop");
+  // Stops need the tokenizer; an empty one is refused.
+  EXPECT_FALSE(Generate(decoder.get(), r).ok());
+  r.stop = {""};
+  EXPECT_FALSE(Generate(decoder.get(), r, nullptr, &*tokenizer).ok());
 }
 
 TEST_F(GenerateTest, NeverSamplesPaddedIds) {

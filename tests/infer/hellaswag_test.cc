@@ -69,9 +69,7 @@ TEST_F(HellaSwagTest, ReadsExamplesAndNamesBadLines) {
 }
 
 TEST_F(HellaSwagTest, EndingLossesAreTheTrainingForwardsLosses) {
-  const char* data = std::getenv("GPT2_DATA_DIR");
-  ASSERT_TRUE(data != nullptr) << "GPT2_DATA_DIR is not set";
-  auto tokenizer = Tokenizer::LoadFromDataDir(data);
+  auto tokenizer = testing::TestTokenizer();
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   // GPT-2's vocabulary, a small body; weights scaled for peaked logits.
   InferenceModel model =

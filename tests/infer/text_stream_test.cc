@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "src/infer/generate.h"
+#include "tests/test_util.h"
 
 namespace gpt2::infer {
 namespace {
@@ -23,9 +25,7 @@ TEST(TextStream, WholeCharacters) {
 }
 
 TEST(TextStream, HoldsBackASplitCharacter) {
-  const char* data = std::getenv("GPT2_DATA_DIR");
-  ASSERT_TRUE(data != nullptr) << "GPT2_DATA_DIR is not set";
-  auto tokenizer = Tokenizer::LoadFromDataDir(data);
+  auto tokenizer = testing::TestTokenizer();
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   // "café ☕" as tokens whose bytes cut é and ☕ in two: GPT-2's byte
   // tokens for é's two bytes, and ☕ (e2 98 95) as e2 | 98 95.
@@ -68,6 +68,57 @@ TEST(TextStream, HoldsBackASplitCharacter) {
   EXPECT_EQ(rest[0], "\xc3");
   EXPECT_EQ(rest[1], "");
   EXPECT_EQ(cut.Take(two), (std::vector<std::string>{"", ""}));
+}
+
+TEST(TextStream, StopPrefixAtEnd) {
+  const std::vector<std::string> stop = {"\n\n", "END"};
+  EXPECT_EQ(StopPrefixAtEnd("", stop), 0u);
+  EXPECT_EQ(StopPrefixAtEnd("abc", stop), 0u);
+  EXPECT_EQ(StopPrefixAtEnd("abc\n", stop), 1u);
+  EXPECT_EQ(StopPrefixAtEnd("abcEN", stop), 2u);
+  EXPECT_EQ(StopPrefixAtEnd("abcE", stop), 1u);
+  // A whole sequence is not a start of one (the generation cut it already).
+  EXPECT_EQ(StopPrefixAtEnd("abEND", stop), 0u);
+  EXPECT_EQ(StopPrefixAtEnd("x\n", {"\n\n\n", "\n"}), 1u);
+  EXPECT_EQ(StopPrefixAtEnd("x\n\n", {"\n\n\n"}), 2u);
+  EXPECT_EQ(StopPrefixAtEnd("abc", {}), 0u);
+}
+
+// With stop sequences, text that may be a sequence's start is held until the
+// next tokens tell; a stopped sample's text ends before its sequence.
+TEST(TextStream, HoldsBackWhatMayStartAStopSequence) {
+  auto tokenizer = testing::TestTokenizer();
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
+  std::vector<int32_t> tokens;
+  for (const char* piece :
+       {"First", " Citizen", ":", "\n", "Before", "\n", "\n", "All"}) {
+    const std::vector<int> ids = tokenizer->Encode(piece);
+    ASSERT_EQ(ids.size(), 1u) << piece;
+    tokens.push_back(ids[0]);
+  }
+  TextStream stream(&*tokenizer, 1, {"\n\n"});
+  std::vector<GeneratedSample> samples(1);
+  std::vector<std::string> pieces;
+  for (size_t n = 1; n <= 7; ++n) {
+    samples[0].tokens.assign(tokens.begin(), tokens.begin() + n);
+    if (n == 7) {  // what Generate does: the text cut before "\n\n"
+      samples[0].finish = FinishReason::kStop;
+      samples[0].text_bytes = std::string("First Citizen:\nBefore").size();
+    }
+    pieces.push_back(stream.Take(samples)[0]);
+  }
+  EXPECT_EQ(pieces, (std::vector<std::string>{"First", " Citizen", ":", "",
+                                              "\nBefore", "", ""}));
+  EXPECT_EQ(stream.Rest(samples)[0], "");
+  auto text = SampleText(*tokenizer, samples[0]);
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "First Citizen:\nBefore");
+  // A sample that ends for another reason gets what was held at the end.
+  TextStream held(&*tokenizer, 1, {"\n\nX"});
+  samples[0] = GeneratedSample{};
+  samples[0].tokens.assign(tokens.begin(), tokens.begin() + 6);
+  EXPECT_EQ(held.Take(samples)[0], "First Citizen:\nBefore");
+  EXPECT_EQ(held.Rest(samples)[0], "\n");
 }
 
 }  // namespace

@@ -371,8 +371,17 @@ TEST(OpenAi, RefusesWhatItCannotHonour) {
                                 {"suffix", nullptr},
                                 {"user", "me"}});
   EXPECT_EQ(ok.status, 200) << ok.body;
-  ExpectOpenAiError({{"prompt", "x"}, {"top_p", 0.9}}, "top_p");
-  ExpectOpenAiError({{"prompt", "x"}, {"stop", {"\n"}}}, "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", 1.5}}, "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", -0.1}}, "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", "0.9"}}, "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", {"a", "b", "c", "d", "e"}}},
+                    "stop: 5 sequences; at most 4");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", {"a", ""}}},
+                    "stop: an empty sequence");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", {1}}}, "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", 7}}, "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", std::string(300, 'x')}},
+                    "stop: a sequence of 300 bytes");
   ExpectOpenAiError({{"prompt", "x"}, {"echo", true}}, "echo");
   ExpectOpenAiError({{"prompt", "x"}, {"logprobs", 5}}, "logprobs");
   ExpectOpenAiError({{"prompt", "x"}, {"best_of", 3}}, "best_of");
@@ -388,6 +397,109 @@ TEST(OpenAi, RefusesWhatItCannotHonour) {
   ExpectOpenAiError({{"max_tokens", 2}}, "prompt: required");
   ExpectOpenAiError({{"prompt", "x"}, {"stream_options", {{"x", 1}}}},
                     "stream_options");
+}
+
+// Stop sequences and top-p through both APIs: a stop cuts each sample's text
+// before its first appearance (finish_reason "stop"), streamed or not, and no
+// streamed piece shows any of it; a top_p so small that only the most likely
+// token is left is greedy decoding; /api/generate takes the same fields.
+TEST(OpenAi, StopSequencesAndTopP) {
+  const Json request = {{"prompt", "ROMEO:"},
+                        {"n", 3},
+                        {"max_tokens", 40},
+                        {"seed", 11},
+                        {"top_k", 50}};
+  const Reply plain = Completions(request);
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  std::vector<std::string> texts;
+  for (const Json& c : plain.json["choices"]) texts.push_back(c["text"]);
+  ASSERT_GT(texts[0].size(), 20u) << texts[0];
+  const std::string stop = texts[0].substr(12, 3);
+  Json with_stop = request;
+  with_stop["stop"] = {"\x7f\x7f", stop};
+  const Reply stopped = Completions(with_stop);
+  ASSERT_EQ(stopped.status, 200) << stopped.body;
+  for (int i = 0; i < 3; ++i) {
+    const Json& c = stopped.json["choices"][i];
+    const size_t at = texts[i].find(stop);
+    if (at == std::string::npos) {
+      EXPECT_EQ(c["text"], texts[i]) << i;
+      EXPECT_EQ(c["finish_reason"], plain.json["choices"][i]["finish_reason"]);
+    } else {
+      EXPECT_EQ(c["text"], texts[i].substr(0, at)) << i;
+      EXPECT_EQ(c["finish_reason"], "stop") << i;
+    }
+  }
+  EXPECT_LT(stopped.json["usage"]["completion_tokens"],
+            plain.json["usage"]["completion_tokens"]);
+  // Streamed: the same texts, and no piece holds the stop.
+  with_stop["stream"] = true;
+  const Reply streamed = Completions(with_stop);
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  std::vector<std::string> pieces(3);
+  for (size_t at = 0; at < streamed.body.size();) {
+    const size_t end = streamed.body.find("\n\n", at);
+    ASSERT_NE(end, std::string::npos);
+    const std::string event = streamed.body.substr(at, end - at);
+    at = end + 2;
+    if (event == "data: [DONE]") break;
+    const Json chunk = Json::parse(event.substr(6), nullptr, false);
+    ASSERT_TRUE(chunk.is_object()) << event;
+    for (const Json& c : chunk["choices"]) {
+      const std::string piece = c["text"];
+      EXPECT_EQ(piece.find(stop), std::string::npos) << piece;
+      pieces[c["index"].get<int>()] += piece;
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(pieces[i], stopped.json["choices"][i]["text"]) << i;
+  }
+  // top_p: a nucleus of one token is greedy decoding.
+  Json tiny_p = request;
+  tiny_p["top_p"] = 1e-9;
+  tiny_p["top_k"] = 50257;
+  const Reply nucleus = Completions(tiny_p);
+  const Reply greedy = Completions(
+      {{"prompt", "ROMEO:"}, {"n", 3}, {"max_tokens", 40}, {"temperature", 0}});
+  ASSERT_EQ(nucleus.status, 200) << nucleus.body;
+  ASSERT_EQ(greedy.status, 200) << greedy.body;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(nucleus.json["choices"][i]["text"],
+              greedy.json["choices"][i]["text"])
+        << i;
+  }
+  // top_p 0 is OpenAI's greedy too.
+  Json zero_p = request;
+  zero_p["top_p"] = 0;
+  EXPECT_EQ(Completions(zero_p).json["choices"][1]["text"],
+            greedy.json["choices"][1]["text"]);
+  // /api/generate: the same fields, the same samples.
+  const Reply ours = Generate({{"prompt", "ROMEO:"},
+                               {"num_samples", 3},
+                               {"max_new_tokens", 40},
+                               {"seed", 11},
+                               {"top_k", 50},
+                               {"top_p", 0.8},
+                               {"stop", stop}});
+  Json theirs = request;
+  theirs["top_p"] = 0.8;
+  theirs["stop"] = stop;
+  const Reply completions = Completions(theirs);
+  ASSERT_EQ(ours.status, 200) << ours.body;
+  ASSERT_EQ(completions.status, 200) << completions.body;
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(ours.json["completions"][i],
+              completions.json["choices"][i]["text"])
+        << i;
+    const bool stopped_here = ours.json["finish_reasons"][i] == "stop";
+    EXPECT_EQ(completions.json["choices"][i]["finish_reason"],
+              stopped_here ? "stop" : "length")
+        << i;
+  }
+  ExpectBadRequest(R"({"prompt": "a", "top_p": 0})", "top_p");
+  ExpectBadRequest(R"({"prompt": "a", "top_p": 1.01})", "top_p");
+  ExpectBadRequest(R"({"prompt": "a", "stop": [""]})", "stop");
+  ExpectBadRequest(R"({"prompt": "a", "stop": {"x": 1}})", "stop");
 }
 
 TEST(Api, MissingFieldsTakeTheirDefaults) {

@@ -29,9 +29,7 @@ constexpr char kExamples[] =
 )";
 
 TEST(HellaSwagEval, TrainingForwardPicksAsTheDecoder) {
-  const char* data = std::getenv("GPT2_DATA_DIR");
-  ASSERT_TRUE(data != nullptr) << "GPT2_DATA_DIR is not set";
-  auto tokenizer = Tokenizer::LoadFromDataDir(data);
+  auto tokenizer = testing::TestTokenizer();
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   const std::filesystem::path dir = testing::MakeTestDir("gpt2_hs_eval_test");
   const std::string path = (dir / "hs.jsonl").string();
