@@ -355,8 +355,8 @@ group_tests() {
     "the LayerNorm backward's versions differ: the one the H100/H200 runs measured from here on"
   off "Types/CudaOps\.ResidualLayerNormMatmul" GPT2_DECODE_FUSION=0 \
     "the decode LayerNorm fusion failed its test: separate kernels from here on"
-  off "Types/CudaOps\.SampleTopK" GPT2_DEVICE_SAMPLING=0 \
-    "device top-k sampling failed its test: host sampling from here on"
+  off "Types/CudaOps\.SampleTop[KP]" GPT2_DEVICE_SAMPLING=0 \
+    "device top-k / top-p sampling failed its test: host sampling from here on"
   off "Types/CudaDecode\.DrawingAhead" GPT2_DECODE_LOOKAHEAD=1 \
     "drawing tokens ahead failed its test: one draw per wait from here on"
   off "CudaDecode\." GPT2_DECODE_GRAPHS=0 \
@@ -866,6 +866,11 @@ group_decode() {
     --data_dir "$stage/data"
   GPT2_DECODE_GRAPHS=0 run decode_bench_no_graphs 60 bench.txt "$stage/bin/gpt2_sample" \
     --device cuda --bench --random_124m --data_dir "$stage/data"
+  grep -E "tokens/s" "$logs/bench.txt" | tail -4 | tee -a "$logs/machine.txt"
+  # Nucleus sampling on the device (its radix select over the weights; new, never run on a
+  # GPU): against decode_bench_124m's top-k 50.
+  run decode_bench_top_p 60 bench.txt "$stage/bin/gpt2_sample" --device cuda --bench \
+    --random_124m --top_k 50257 --top_p 0.9 --data_dir "$stage/data"
   grep -E "tokens/s" "$logs/bench.txt" | tail -4 | tee -a "$logs/machine.txt"
   # Long generations (1,000 positions): the decode attention reads the whole cache each
   # token (1,991 tokens/s at batch 1 on the H200, against 2,118 over 72 positions).

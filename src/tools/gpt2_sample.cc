@@ -82,9 +82,19 @@ double Median(std::vector<double> v) {
 }
 
 // Decode tokens/s at batch 1 and 8: a short prompt, then `steps` rounds of
-// top-k 50 sampling and one Step each.
+// sampling (--top_k, --temperature, --top_p) and one Step each.
 absl::Status Bench(const infer::InferenceModel& model) {
   const ModelShape& shape = model.shape;
+  const infer::SamplingParams sampling{absl::GetFlag(FLAGS_top_k),
+                                       absl::GetFlag(FLAGS_temperature),
+                                       absl::GetFlag(FLAGS_top_p)};
+  if (absl::Status s = infer::ValidateSamplingParams(sampling); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
+  }
+  const std::string sampled =
+      sampling.top_p < 1.0 ? absl::StrFormat("top-k %d, top-p %g",
+                                             sampling.top_k, sampling.top_p)
+                           : absl::StrFormat("top-k %d", sampling.top_k);
   const int prompt_len = std::max(1, std::min(8, shape.max_seq_len / 4));
   const int steps = std::min(absl::GetFlag(FLAGS_bench_tokens),
                              shape.max_seq_len - prompt_len);
@@ -128,7 +138,7 @@ absl::Status Bench(const infer::InferenceModel& model) {
       const int n = std::min(ahead, steps - s);
       next.resize(static_cast<size_t>(n) * batch);
       GPT2_RETURN_IF_ERROR(
-          decoder->SampleAhead({50, 1.0}, seeds, n, absl::MakeSpan(next)));
+          decoder->SampleAhead(sampling, seeds, n, absl::MakeSpan(next)));
       s += n;
       if (s < steps) GPT2_RETURN_IF_ERROR(decoder->StepSampled());
     }
@@ -153,10 +163,10 @@ absl::Status Bench(const infer::InferenceModel& model) {
       // A step: the top-k draw (on the decoder's device; the tokens come
       // back) and the forward of one position.
       std::printf(
-          "decode batch %d%s: %.1f tokens/s (%.2f ms/step, top-k sampling "
+          "decode batch %d%s: %.1f tokens/s (%.2f ms/step, %s sampling "
           "included%s; prefill %.1f ms)\n",
           batch, per_wait == ahead ? "" : " (one draw per wait)", Median(rates),
-          1000.0 * batch / Median(rates),
+          1000.0 * batch / Median(rates), sampled.c_str(),
           ahead > 1
               ? absl::StrCat(", ", per_wait, " draw", per_wait > 1 ? "s" : "",
                              " per wait for the device")

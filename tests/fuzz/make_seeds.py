@@ -93,6 +93,12 @@ def serve_seeds():
         "top_p": 1, "stop": None, "echo": False, "logprobs": None, "best_of": 1,
         "presence_penalty": 0, "frequency_penalty": 0, "logit_bias": {},
         "suffix": None, "user": "u", "top_k": 5}).encode())
+    write("serve_request", "generate_stop", b"\x00" + json.dumps({
+        "prompt": "ROMEO:", "num_samples": 2, "top_k": 40, "top_p": 0.9,
+        "stop": ["\n\n", "END"], "seed": 7}).encode())
+    write("serve_request", "completions_stop", b"\x00" + json.dumps({
+        "prompt": "Hello", "max_tokens": 8, "top_p": 0.5, "stop": "\n",
+        "stream": True}).encode())
     write("serve_request", "bad", b"\x00" + b'{"prompt": 5, "n": -1}')
 
 

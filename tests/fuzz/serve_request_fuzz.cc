@@ -30,6 +30,12 @@ void CheckRequest(const absl::StatusOr<gpt2::serve::ParsedRequest>& parsed,
                       shape, gpt2::serve::kMaxSamples, request)
                       .ok());
   GPT2_FUZZ_CHECK(gpt2::infer::NewTokenLimit(shape, request) >= 0);
+  GPT2_FUZZ_CHECK(request.sampling.top_p > 0.0 &&
+                  request.sampling.top_p <= 1.0);
+  GPT2_FUZZ_CHECK(request.stop.size() <= gpt2::serve::kMaxStops);
+  for (const std::string& stop : request.stop) {
+    GPT2_FUZZ_CHECK(!stop.empty() && stop.size() <= gpt2::serve::kMaxStopBytes);
+  }
 }
 
 }  // namespace
