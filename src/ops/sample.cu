@@ -297,7 +297,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     const float w_nucleus = nucleus == top_key
                                 ? 1.0f
                                 : expf((nucleus_logit - top) * inv_temperature);
-    nucleus_need = max(1, static_cast<int>(ceilf((goal - above) / w_nucleus)));
+    // (Clamped before the cast: where rounding left the goal out of reach the
+    // quotient can exceed any int (or be NaN), and every id at the key is
+    // taken.)
+    const float want = ceilf((goal - above) / w_nucleus);
+    nucleus_need =
+        !(want < static_cast<float>(V)) ? V : max(1, static_cast<int>(want));
     // The kept ids at that key before this slice's first: the tie rank.
     int at_nucleus = 0;
     int r = tie_base;
