@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/env.h"
@@ -25,6 +26,7 @@
 #include "src/infer/generate.h"
 #include "src/infer/model_source.h"
 #include "src/infer/sampler.h"
+#include "src/infer/text_stream.h"
 #include "src/tools/cli_common.h"
 #include "src/tools/decoder_choice.h"
 
@@ -54,6 +56,10 @@ ABSL_FLAG(double, top_p, 1.0,
           "Nucleus sampling, after top-k and temperature: only the most "
           "likely tokens that together hold at least this share of the "
           "probability; in (0, 1], 1 = off.");
+ABSL_FLAG(std::string, stop, "",
+          "A stop sequence, with C escapes (e.g. '\\n\\n' for a blank line): "
+          "a sample ends where its text first holds it, and is printed "
+          "without it. Empty: none.");
 ABSL_FLAG(uint64_t, seed, 1337,
           "Random seed. The same seed gives the same text on the same "
           "backend; sample i's text does not depend on --num_samples.");
@@ -235,6 +241,18 @@ absl::Status Sample(const infer::InferenceModel& model) {
   request.sampling.top_p = absl::GetFlag(FLAGS_top_p);
   request.seed = absl::GetFlag(FLAGS_seed);
   request.end_of_text = Tokenizer::kEndOfText;
+  if (const std::string stop = absl::GetFlag(FLAGS_stop); !stop.empty()) {
+    std::string unescaped, error;
+    if (!absl::CUnescape(stop, &unescaped, &error)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--stop '", stop, "': ", error));
+    }
+    if (unescaped.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--stop '", stop, "' is empty once unescaped"));
+    }
+    request.stop.push_back(unescaped);
+  }
   if (absl::Status s =
           infer::ValidateGenerateRequest(model.shape, kMaxSamples, request);
       !s.ok()) {
@@ -253,32 +271,30 @@ absl::Status Sample(const infer::InferenceModel& model) {
                         MakeDecoderFor(absl::GetFlag(FLAGS_device),
                                        absl::GetFlag(FLAGS_precision),
                                        model.shape, model.params, num_samples));
-  // One sample is printed as it is drawn (the same bytes in the end); several
-  // are drawn side by side and printed when done.
-  size_t printed = 0;  // tokens of the streamed sample written so far
+  // One sample is printed as it is drawn (the same bytes in the end; text that
+  // may start the stop sequence waits for the next tokens); several are drawn
+  // side by side and printed when done.
+  infer::TextStream stream(&tokenizer, 1, request.stop);
+  auto print = [](const std::string& piece) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  };
   infer::GenerateProgress stream_one = nullptr;
   if (num_samples == 1) {
-    std::fputs(prompt_text.c_str(), stdout);
-    std::fflush(stdout);
+    print(prompt_text);
     stream_one = [&](const std::vector<infer::GeneratedSample>& samples) {
-      for (; printed < samples[0].tokens.size(); ++printed) {
-        const std::string piece =
-            tokenizer.DecodeToken(samples[0].tokens[printed]);
-        std::fwrite(piece.data(), 1, piece.size(), stdout);
-      }
-      std::fflush(stdout);
+      print(stream.Take(samples)[0]);
       return true;
     };
   }
   GPT2_ASSIGN_OR_RETURN(
       const infer::GenerateResult result,
-      infer::Generate(made.decoder.get(), request, stream_one));
-  if (num_samples == 1) std::printf("\n");
+      infer::Generate(made.decoder.get(), request, stream_one, &tokenizer));
+  if (num_samples == 1) print(stream.Rest(result.samples)[0] + "\n");
   for (size_t i = 0; i < result.samples.size() && num_samples > 1; ++i) {
     if (i > 0) std::printf("======\n");
-    const std::vector<int> ids(result.samples[i].tokens.begin(),
-                               result.samples[i].tokens.end());
-    GPT2_ASSIGN_OR_RETURN(const std::string text, tokenizer.DecodeChecked(ids));
+    GPT2_ASSIGN_OR_RETURN(const std::string text,
+                          infer::SampleText(tokenizer, result.samples[i]));
     std::printf("%s%s\n", prompt_text.c_str(), text.c_str());
   }
   std::printf("======\n");

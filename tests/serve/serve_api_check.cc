@@ -20,6 +20,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "tests/serve/serve_test_util.h"
 
@@ -835,6 +837,65 @@ TEST(SampleCli, SamplesAndReportsSpeed) {
   EXPECT_EQ(text(one.output),
             text(a.output).substr(0, text(a.output).find("======")))
       << one.output;
+}
+
+// --stop (C escapes) ends the printed sample before the sequence, streamed or
+// not, and --top_p draws what the server draws with top_p.
+TEST(SampleCli, StopAndTopP) {
+  const std::vector<std::string> args = {
+      "--checkpoint",     ServerEnv::checkpoint(),
+      "--prompt",         "ROMEO:",
+      "--num_samples",    "1",
+      "--max_new_tokens", "40",
+      "--seed",           "11"};
+  auto text = [](const std::string& out) {
+    return out.substr(0, out.rfind("\n======"));
+  };
+  const RunResult plain = Sample(args);
+  ASSERT_EQ(plain.code, 0) << plain.output;
+  const std::string full = text(plain.output);
+  ASSERT_GT(full.size(), 30u) << full;
+  // Three bytes of the continuation, the first of them escaped as \xHH.
+  const std::string stop = full.substr(20, 3);
+  const std::string escaped =
+      absl::StrFormat("\\x%02x", static_cast<unsigned char>(stop[0])) +
+      absl::CEscape(stop.substr(1));
+  for (const char* n : {"1", "2"}) {
+    std::vector<std::string> stop_args = args;
+    stop_args[5] = n;
+    stop_args.push_back("--stop");
+    stop_args.push_back(escaped);
+    const RunResult cut = Sample(stop_args);
+    ASSERT_EQ(cut.code, 0) << cut.output;
+    // Sample 1 (the first printed) is the plain one cut before the stop.
+    const std::string first = cut.output.substr(0, cut.output.find("\n======"));
+    // (Stops are looked for in the continuation, after "ROMEO:".)
+    const std::string continuation = full.substr(6);
+    EXPECT_EQ(first, "ROMEO:" + continuation.substr(0, continuation.find(stop)))
+        << n << ": " << cut.output;
+  }
+  std::vector<std::string> p_args = args;
+  p_args.insert(p_args.end(), {"--top_p", "0.7", "--top_k", "100"});
+  const RunResult nucleus = Sample(p_args);
+  ASSERT_EQ(nucleus.code, 0) << nucleus.output;
+  const Reply r = Generate({{"prompt", "ROMEO:"},
+                            {"num_samples", 1},
+                            {"max_new_tokens", 40},
+                            {"seed", 11},
+                            {"top_k", 100},
+                            {"top_p", 0.7}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string as_sent =
+      Json::parse(Json(text(nucleus.output))
+                      .dump(-1, ' ', false, Json::error_handler_t::replace))
+          .get<std::string>();
+  EXPECT_EQ(Samples(r)[0], as_sent);
+  ExpectFails({"--checkpoint", ServerEnv::checkpoint(), "--prompt", "a",
+               "--top_p", "0"},
+              "--top_p = 0 must be above 0");
+  ExpectFails({"--checkpoint", ServerEnv::checkpoint(), "--prompt", "a",
+               "--stop", "\\q\\"},
+              "--stop");
 }
 
 TEST(SampleCli, BadArguments) {
