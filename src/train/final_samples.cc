@@ -63,6 +63,7 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
           : infer::MakeBackendDecoder(backend, dtype, shape_, params,
                                       per_prompt_);
   std::string text;
+  std::string markdown;  // the same samples for TensorBoard's Text tab
   int64_t new_tokens = 0;
   double seconds = 0.0;
   for (size_t p = 0; p < prompts_.size(); ++p) {
@@ -95,6 +96,9 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
       GPT2_ASSIGN_OR_RETURN(const std::string continuation,
                             tokenizer_->DecodeChecked(ids));
       absl::StrAppend(&text, prompts_[p], continuation, "\n======\n");
+      // Fenced, so that Markdown keeps the lines and spaces as they are.
+      absl::StrAppend(&markdown, "```\n", prompts_[p], continuation,
+                      "\n```\n\n");
     }
     new_tokens += result.new_tokens;
     seconds += result.prefill_seconds + result.decode_seconds;
@@ -114,6 +118,7 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
       step, new_tokens_, decoder->name(),
       seconds > 0 ? new_tokens / seconds : 0.0, path));
   log->Line("======\n" + text.substr(0, text.empty() ? 0 : text.size() - 1));
+  log->Text(step, "samples", markdown);
   return absl::OkStatus();
 }
 

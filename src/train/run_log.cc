@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -123,15 +124,30 @@ void RunLog::FinalEval(int64_t step, std::optional<double> val_loss,
   if (!scalars.empty()) Scalars(step, std::move(scalars));
 }
 
+void RunLog::Text(int64_t step, const std::string& tag,
+                  const std::string& text) {
+  if (!enabled_ || !tensorboard_.has_value()) return;
+  ToEvents(step, [&](double now) {
+    return tensorboard_->Text(step, now, tag, text);
+  });
+}
+
 void RunLog::Scalars(int64_t step,
                      std::vector<TensorBoardWriter::Scalar> scalars) {
+  ToEvents(step, [&](double now) {
+    return tensorboard_->Scalars(step, now, scalars);
+  });
+}
+
+void RunLog::ToEvents(int64_t step,
+                      const std::function<absl::Status(double)>& write) {
   const double now = UnixSeconds();
   absl::Status written = absl::OkStatus();
   if (restart_pending_) {
     written = tensorboard_->Restart(step, now);
     restart_pending_ = false;
   }
-  if (written.ok()) written = tensorboard_->Scalars(step, now, scalars);
+  if (written.ok()) written = write(now);
   if (!written.ok()) {
     Line(absl::StrCat("warning: ", written.message(),
                       "; no more TensorBoard events this run (metrics.jsonl "

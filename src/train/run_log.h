@@ -6,6 +6,7 @@
 #define GPT2_TRAIN_RUN_LOG_H_
 
 #include <cstdio>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +54,9 @@ class RunLog {
   // whose lines are steps): val/loss and eval/hellaswag_acc_norm.
   void FinalEval(int64_t step, std::optional<double> val_loss,
                  std::optional<double> hellaswag);
+  // Text for the event file's Text tab (e.g. the final samples); nothing
+  // without an event file.
+  void Text(int64_t step, const std::string& tag, const std::string& text);
   const std::string& dir() const { return dir_; }
   // The event file, or "" without one.
   std::string tensorboard_path() const {
@@ -62,6 +66,9 @@ class RunLog {
  private:
   RunLog() = default;
   void Scalars(int64_t step, std::vector<TensorBoardWriter::Scalar> scalars);
+  // Runs `write` (given the wall time) on the event file, after the restart
+  // marker where one is due; a failure ends the event file, with a warning.
+  void ToEvents(int64_t step, const std::function<absl::Status(double)>& write);
   std::string dir_;
   bool enabled_ = false;
   FILE* log_ = nullptr;

@@ -143,6 +143,22 @@ absl::Status TensorBoardWriter::Scalars(int64_t step, double wall_time,
   return Write(event.SerializeAsString());
 }
 
+absl::Status TensorBoardWriter::Text(int64_t step, double wall_time,
+                                     const std::string& tag,
+                                     const std::string& text) {
+  tensorboard::Event event;
+  event.set_wall_time(wall_time);
+  event.set_step(step);
+  tensorboard::Summary::Value* v = event.mutable_summary()->add_value();
+  v->set_tag(tag);
+  v->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
+  tensorboard::TensorProto* tensor = v->mutable_tensor();
+  tensor->set_dtype(tensorboard::DT_STRING);
+  tensor->mutable_tensor_shape();
+  tensor->add_string_val(text);
+  return Write(event.SerializeAsString());
+}
+
 absl::Status TensorBoardWriter::Restart(int64_t step, double wall_time) {
   tensorboard::Event event;
   event.set_wall_time(wall_time);

@@ -53,6 +53,10 @@ class TensorBoardWriter {
   // `step`, flushed to the file.
   absl::Status Scalars(int64_t step, double wall_time,
                        const std::vector<Scalar>& scalars);
+  // Text at `step` under `tag`, shown by TensorBoard's Text tab (which reads
+  // it as Markdown).
+  absl::Status Text(int64_t step, double wall_time, const std::string& tag,
+                    const std::string& text);
   // The run (re)starts at `step`: written first by a resumed run.
   absl::Status Restart(int64_t step, double wall_time);
 

@@ -6,7 +6,9 @@ Two readers, each on its own:
   specifications (no gpt2_ddp code, no protobuf package): every record's length
   and masked CRC-32C, the first event's file_version, and the scalars
   train/loss, train/lr, train/grad_norm, train/step_ms, train/tokens_per_sec
-  and val/loss at the steps and values (as float32) of metrics.jsonl;
+  and val/loss at the steps and values (as float32) of metrics.jsonl; where
+  the run wrote samples.txt, a text summary (plugin "text", a DT_STRING
+  tensor) under "samples" holding each of its samples;
 - TensorBoard's own EventAccumulator, where the tensorboard package is
   installed (the GPU machine's PyTorch may bring it): it must find the same
   train/loss series.
@@ -103,7 +105,7 @@ def decode_event(data):
     """Event (tensorboard/compat/proto/event.proto): wall_time 1, step 2,
     file_version 3, summary 5 (Summary.value 1: tag 1, simple_value 2),
     session_log 7 (status 1)."""
-    event = {"step": 0, "scalars": []}
+    event = {"step": 0, "scalars": [], "texts": []}
     for number, value in fields(data):
         if number == 1:
             event["wall_time"] = struct.unpack("<d", value)[0]
@@ -115,13 +117,23 @@ def decode_event(data):
             for n, v in fields(value):
                 if n != 1:
                     continue
-                tag, simple = None, None
+                tag, simple, tensor, plugin = None, None, None, None
                 for vn, vv in fields(v):
                     if vn == 1:
                         tag = vv.decode()
                     elif vn == 2:
                         simple = struct.unpack("<f", vv)[0]
-                event["scalars"].append((tag, simple))
+                    elif vn == 8:  # TensorProto: dtype 1, string_val 8
+                        tensor = fields(vv)
+                    elif vn == 9:  # SummaryMetadata.plugin_data.plugin_name
+                        data = dict(fields(vv)).get(1, b"")
+                        plugin = dict(fields(data)).get(1, b"").decode()
+                if tensor is not None:
+                    strings = [x.decode("utf-8", "replace") for n, x in tensor if n == 8]
+                    if plugin == "text" and dict(tensor).get(1) == 7 and strings:
+                        event["texts"].append((tag, strings[0]))
+                else:
+                    event["scalars"].append((tag, simple))
         elif number == 7:
             event["session_status"] = dict(fields(value)).get(1, 0)
     return event
@@ -144,7 +156,7 @@ def main():
     files = sorted(glob.glob(os.path.join(run, "events.out.tfevents.*")))
     if not files:
         sys.exit(f"tensorboard_check: FAIL: no event file in {run}")
-    series = {}
+    series, texts = {}, []
     for path in files:
         try:
             events = [decode_event(r) for r in records(path)]
@@ -158,6 +170,7 @@ def main():
                     series[tag] = [(s, v) for s, v in series[tag] if s < e["step"]]
             for tag, value in e["scalars"]:
                 series.setdefault(tag, []).append((e["step"], value))
+            texts.extend(e["texts"])
     expected = {}
     with open(os.path.join(run, "metrics.jsonl")) as f:
         rows = {}
@@ -181,10 +194,20 @@ def main():
                 gs != ws or not same(gv, wv) for (gs, gv), (ws, wv) in zip(got, want)):
             problems.append(f"{tag}: {len(got)} values, metrics.jsonl has {len(want)}"
                             f" (first event file value {got[:1]}, metrics {want[:1]})")
+    samples_path = os.path.join(run, "samples.txt")
+    if os.path.exists(samples_path):
+        with open(samples_path, encoding="utf-8", errors="replace") as f:
+            samples = [s for s in f.read().split("\n======\n") if s]
+        shown = [t for tag, t in texts if tag == "samples"]
+        if not shown:
+            problems.append("no text summary 'samples' beside samples.txt")
+        elif any("```\n" + s + "\n```" not in shown[-1] for s in samples):
+            problems.append("the 'samples' text lacks samples.txt's samples")
     if problems:
         sys.exit("tensorboard_check: FAIL: " + "; ".join(problems))
     summary = (f"{len(files)} event file(s), {len(series.get('train/loss', []))} train/loss "
-               f"values, tags {sorted(series)}")
+               f"values, tags {sorted(series)}, {len(texts)} text summar"
+               f"{'y' if len(texts) == 1 else 'ies'}")
     try:
         from tensorboard.backend.event_processing import event_accumulator
     except ImportError:

@@ -102,6 +102,31 @@ TEST(TensorBoard, EventBytesUseTensorBoardsFieldNumbers) {
             "09000000000000f83f"
             "1004"
             "3a020801");
+  // Text: Value.tensor = 8 (TensorProto: dtype = 1 DT_STRING = 7,
+  // tensor_shape = 2 empty, string_val = 8), Value.metadata = 9
+  // (plugin_data = 1: plugin_name = 1 "text").
+  tensorboard::Event text;
+  text.set_wall_time(1.5);
+  text.set_step(2);
+  auto* t = text.mutable_summary()->add_value();
+  t->set_tag("s");
+  t->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
+  t->mutable_tensor()->set_dtype(tensorboard::DT_STRING);
+  t->mutable_tensor()->mutable_tensor_shape();
+  t->mutable_tensor()->add_string_val("hi");
+  EXPECT_EQ(Hex(text.SerializeAsString()),
+            "09000000000000f83f"
+            "1002"
+            "2a19"
+            "0a17"
+            "0a0173"
+            "4208"
+            "0807"
+            "1200"
+            "42026869"
+            "4a08"
+            "0a06"
+            "0a0474657874");
 }
 
 TEST(TensorBoard, WritesAFileTensorBoardReads) {

@@ -798,6 +798,26 @@ TEST_F(TrainerTest, SamplesFromTheFinalModel) {
   EXPECT_NE(logged.find("samples from the model after step 8"),
             std::string::npos);
   EXPECT_NE(logged.find(samples[3]), std::string::npos);
+  // The same samples in the event file, for TensorBoard's Text tab: one text
+  // tensor under "samples" at step 8, each sample in a fenced block.
+  const std::set<std::string> events = EventFiles(dir_ / "logs/s1");
+  ASSERT_EQ(events.size(), 1u);
+  int texts = 0;
+  for (const tensorboard::Event& e : ReadEvents(*events.begin())) {
+    for (const auto& v : e.summary().value()) {
+      if (!v.has_tensor()) continue;
+      ++texts;
+      EXPECT_EQ(v.tag(), "samples");
+      EXPECT_EQ(e.step(), 8);
+      EXPECT_EQ(v.metadata().plugin_data().plugin_name(), "text");
+      EXPECT_EQ(v.tensor().dtype(), tensorboard::DT_STRING);
+      ASSERT_EQ(v.tensor().string_val_size(), 1);
+      std::string want;
+      for (const std::string& s : samples) want += "```\n" + s + "\n```\n\n";
+      EXPECT_EQ(v.tensor().string_val(0), want);
+    }
+  }
+  EXPECT_EQ(texts, 1);
   ASSERT_TRUE(Run(with({"log.run_name=s2"})).ok());
   EXPECT_EQ(read("s2"), text);  // same seed, same text
   // A stop signal while sampling (Ctrl-C) stops the samples, writes none, and
