@@ -134,7 +134,7 @@ absl::StatusOr<GenerateResult> Generate(Decoder* decoder,
   auto reaches_stop = [&](int b, int token) {
     std::string& text = texts[b];
     const size_t before = text.size();
-    text += tokenizer->Decode(std::vector<int>{token});
+    text += tokenizer->DecodeToken(token);
     // Only matches that end in the new bytes are new.
     const size_t from = before >= longest_stop ? before - longest_stop + 1 : 0;
     size_t cut = std::string::npos;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "src/core/error.h"
+
 namespace gpt2::infer {
 
 size_t WholeCharacters(const std::string& bytes) {
@@ -35,13 +37,11 @@ size_t StopPrefixAtEnd(const std::string& text,
 }
 
 std::string TextStream::Text(const GeneratedSample& sample) const {
-  std::string text = tokenizer_->Decode(
-      std::vector<int>(sample.tokens.begin(), sample.tokens.end()));
-  if (sample.text_bytes >= 0 &&
-      sample.text_bytes < static_cast<int64_t>(text.size())) {
-    text.resize(sample.text_bytes);
-  }
-  return text;
+  // The samples come from a decoder of the tokenizer's vocabulary: an id out
+  // of it is a programming error, as Decode treats it.
+  absl::StatusOr<std::string> text = SampleText(*tokenizer_, sample);
+  GPT2_CHECK_MSG(text.ok(), text.status().message());
+  return *std::move(text);
 }
 
 std::vector<std::string> TextStream::Take(

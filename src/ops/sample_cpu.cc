@@ -49,17 +49,18 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
   const uint32_t minus_inf = KeyOf(-INFINITY);
   if (best.first == minus_inf) return 0;  // nothing but -inf and NaN
   const double top = static_cast<float>(logits[best.second]);
+  // A kept id's weight (NaN and -inf: none).
+  const auto weight_of = [&](const Candidate& c) {
+    return c.first == minus_inf ? 0.0
+           : c.first == best.first
+               ? 1.0
+               : std::exp((static_cast<float>(logits[c.second]) - top) /
+                          temperature);
+  };
   // The nucleus: the kept ids in rank order until their weights reach top_p
   // of the whole; the rest leave `kept`.
   if (top_p < 1.0) {
     std::sort(kept.begin(), kept.end(), better);
-    const auto weight_of = [&](const Candidate& c) {
-      return c.first == minus_inf ? 0.0
-             : c.first == best.first
-                 ? 1.0
-                 : std::exp((static_cast<float>(logits[c.second]) - top) /
-                            temperature);
-    };
     double all = 0.0;
     for (const Candidate& c : kept) all += weight_of(c);
     double prefix = 0.0;
@@ -79,12 +80,7 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
   weights.assign(kept.size(), 0.0);
   double total = 0.0;
   for (size_t j = 0; j < kept.size(); ++j) {
-    const auto [key, i] = kept[j];
-    if (key == minus_inf) continue;  // NaN too: no weight
-    weights[j] =
-        key == best.first
-            ? 1.0
-            : std::exp((static_cast<float>(logits[i]) - top) / temperature);
+    weights[j] = weight_of(kept[j]);
     total += weights[j];
   }
   const double target = u * total;

@@ -87,16 +87,23 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-// Decode tokens/s at batch 1 and 8: a short prompt, then `steps` rounds of
-// sampling (--top_k, --temperature, --top_p) and one Step each.
-absl::Status Bench(const infer::InferenceModel& model) {
-  const ModelShape& shape = model.shape;
+// --top_k, --temperature and --top_p; an error naming the flag.
+absl::StatusOr<infer::SamplingParams> SamplingFromFlags() {
   const infer::SamplingParams sampling{absl::GetFlag(FLAGS_top_k),
                                        absl::GetFlag(FLAGS_temperature),
                                        absl::GetFlag(FLAGS_top_p)};
   if (absl::Status s = infer::ValidateSamplingParams(sampling); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
   }
+  return sampling;
+}
+
+// Decode tokens/s at batch 1 and 8: a short prompt, then `steps` rounds of
+// sampling (--top_k, --temperature, --top_p) and one Step each.
+absl::Status Bench(const infer::InferenceModel& model) {
+  const ModelShape& shape = model.shape;
+  GPT2_ASSIGN_OR_RETURN(const infer::SamplingParams sampling,
+                        SamplingFromFlags());
   const std::string sampled =
       sampling.top_p < 1.0 ? absl::StrFormat("top-k %d, top-p %g",
                                              sampling.top_k, sampling.top_p)
@@ -236,9 +243,7 @@ absl::Status Sample(const infer::InferenceModel& model) {
   for (int id : tokenizer.Encode(prompt_text)) request.prompt.push_back(id);
   request.num_samples = num_samples;
   request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
-  request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
-  request.sampling.temperature = absl::GetFlag(FLAGS_temperature);
-  request.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  GPT2_ASSIGN_OR_RETURN(request.sampling, SamplingFromFlags());
   request.seed = absl::GetFlag(FLAGS_seed);
   request.end_of_text = Tokenizer::kEndOfText;
   if (const std::string stop = absl::GetFlag(FLAGS_stop); !stop.empty()) {
@@ -322,19 +327,12 @@ absl::Status Run() {
     return absl::InvalidArgumentError(
         "--checkpoint FILE is required (see --help)");
   }
-  if (!absl::GetFlag(FLAGS_bench)) {
-    // Check cheap flags before loading a big model.
-    if (absl::GetFlag(FLAGS_prompt).empty()) {
-      return absl::InvalidArgumentError(
-          "--prompt TEXT is required and must not be empty (see --help)");
-    }
-    if (absl::Status s = infer::ValidateSamplingParams(
-            {absl::GetFlag(FLAGS_top_k), absl::GetFlag(FLAGS_temperature),
-             absl::GetFlag(FLAGS_top_p)});
-        !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--", s.message()));
-    }
+  // Check cheap flags before loading a big model.
+  if (!absl::GetFlag(FLAGS_bench) && absl::GetFlag(FLAGS_prompt).empty()) {
+    return absl::InvalidArgumentError(
+        "--prompt TEXT is required and must not be empty (see --help)");
   }
+  GPT2_RETURN_IF_ERROR(SamplingFromFlags().status());
   infer::InferenceModel model;
   if (random) {
     model = infer::RandomInferenceModel(ModelShape::Gpt2Small(), 1337);

@@ -1,9 +1,9 @@
 // The single page gpt2_serve shows at "/", in the spirit of the original Gradio
 // demo: a prompt box, sliders for the number of outputs and the length,
-// top-k / temperature / top-p / seed, clickable examples, and one box per sample,
-// filled as the text streams in. It talks to the server only through POST
-// /api/generate (with "stream": true). gpt2_serve replaces
-// the {{...}} placeholders (HTML-escaped) before serving it.
+// top-k / temperature / top-p / seed, clickable examples, and one box per
+// sample, filled as the text streams in. It talks to the server only through
+// POST /api/generate (with "stream": true). gpt2_serve replaces the {{...}}
+// placeholders (HTML-escaped) before serving it.
 #ifndef GPT2_TOOLS_SERVE_PAGE_H_
 #define GPT2_TOOLS_SERVE_PAGE_H_
 

@@ -37,6 +37,19 @@ std::string FormatMetricsJson(const StepMetrics& m) {
   return json;
 }
 
+namespace {
+
+// The measures of the weights, where taken, as event-file scalars.
+void AddEvals(std::optional<double> val_loss, std::optional<double> hellaswag,
+              std::vector<TensorBoardWriter::Scalar>* scalars) {
+  if (val_loss.has_value()) scalars->emplace_back("val/loss", *val_loss);
+  if (hellaswag.has_value()) {
+    scalars->emplace_back("eval/hellaswag_acc_norm", *hellaswag);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
                                     bool append, bool tensorboard) {
   RunLog log;
@@ -106,10 +119,7 @@ void RunLog::Metrics(const StepMetrics& m) {
       {"train/grad_norm", m.norm},
       {"train/step_ms", m.dt_ms},
       {"train/tokens_per_sec", m.tok_per_sec}};
-  if (m.val_loss.has_value()) scalars.emplace_back("val/loss", *m.val_loss);
-  if (m.hellaswag.has_value()) {
-    scalars.emplace_back("eval/hellaswag_acc_norm", *m.hellaswag);
-  }
+  AddEvals(m.val_loss, m.hellaswag, &scalars);
   Scalars(m.step, std::move(scalars));
 }
 
@@ -117,10 +127,7 @@ void RunLog::FinalEval(int64_t step, std::optional<double> val_loss,
                        std::optional<double> hellaswag) {
   if (!enabled_ || !tensorboard_.has_value()) return;
   std::vector<TensorBoardWriter::Scalar> scalars;
-  if (val_loss.has_value()) scalars.emplace_back("val/loss", *val_loss);
-  if (hellaswag.has_value()) {
-    scalars.emplace_back("eval/hellaswag_acc_norm", *hellaswag);
-  }
+  AddEvals(val_loss, hellaswag, &scalars);
   if (!scalars.empty()) Scalars(step, std::move(scalars));
 }
 

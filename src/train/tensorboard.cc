@@ -30,6 +30,14 @@ uint64_t GetLittleEndian(std::string_view s, size_t bytes) {
   return v;
 }
 
+// An event at `step` and `wall_time`, its content to be set.
+tensorboard::Event EventAt(int64_t step, double wall_time) {
+  tensorboard::Event event;
+  event.set_wall_time(wall_time);
+  event.set_step(step);
+  return event;
+}
+
 }  // namespace
 
 uint32_t MaskedCrc32c(std::string_view data) {
@@ -102,10 +110,9 @@ absl::StatusOr<TensorBoardWriter> TensorBoardWriter::Open(
         absl::StrCat(path, ": cannot create: ", std::strerror(errno)));
   }
   TensorBoardWriter writer(path, file);
-  tensorboard::Event event;
-  event.set_wall_time(now);
+  tensorboard::Event event = EventAt(0, now);
   event.set_file_version("brain.Event:2");
-  GPT2_RETURN_IF_ERROR(writer.Write(event.SerializeAsString()));
+  GPT2_RETURN_IF_ERROR(writer.Write(event));
   return writer;
 }
 
@@ -131,24 +138,20 @@ TensorBoardWriter::~TensorBoardWriter() {
 
 absl::Status TensorBoardWriter::Scalars(int64_t step, double wall_time,
                                         const std::vector<Scalar>& scalars) {
-  tensorboard::Event event;
-  event.set_wall_time(wall_time);
-  event.set_step(step);
+  tensorboard::Event event = EventAt(step, wall_time);
   tensorboard::Summary* summary = event.mutable_summary();
   for (const auto& [tag, value] : scalars) {
     tensorboard::Summary::Value* v = summary->add_value();
     v->set_tag(tag);
     v->set_simple_value(static_cast<float>(value));
   }
-  return Write(event.SerializeAsString());
+  return Write(event);
 }
 
 absl::Status TensorBoardWriter::Text(int64_t step, double wall_time,
                                      const std::string& tag,
                                      const std::string& text) {
-  tensorboard::Event event;
-  event.set_wall_time(wall_time);
-  event.set_step(step);
+  tensorboard::Event event = EventAt(step, wall_time);
   tensorboard::Summary::Value* v = event.mutable_summary()->add_value();
   v->set_tag(tag);
   v->mutable_metadata()->mutable_plugin_data()->set_plugin_name("text");
@@ -156,19 +159,17 @@ absl::Status TensorBoardWriter::Text(int64_t step, double wall_time,
   tensor->set_dtype(tensorboard::DT_STRING);
   tensor->mutable_tensor_shape();
   tensor->add_string_val(text);
-  return Write(event.SerializeAsString());
+  return Write(event);
 }
 
 absl::Status TensorBoardWriter::Restart(int64_t step, double wall_time) {
-  tensorboard::Event event;
-  event.set_wall_time(wall_time);
-  event.set_step(step);
+  tensorboard::Event event = EventAt(step, wall_time);
   event.mutable_session_log()->set_status(tensorboard::SessionLog::START);
-  return Write(event.SerializeAsString());
+  return Write(event);
 }
 
-absl::Status TensorBoardWriter::Write(const std::string& event) {
-  const std::string record = FrameRecord(event);
+absl::Status TensorBoardWriter::Write(const tensorboard::Event& event) {
+  const std::string record = FrameRecord(event.SerializeAsString());
   if (std::fwrite(record.data(), 1, record.size(), file_) != record.size() ||
       std::fflush(file_) != 0) {
     return absl::DataLossError(

@@ -22,6 +22,9 @@
 #include "absl/status/statusor.h"
 
 namespace gpt2 {
+namespace tensorboard {
+class Event;  // proto/tensorboard.proto
+}
 
 // TFRecord's masked CRC-32C: the CRC rotated right by 15 bits plus
 // 0xa282ead8 (so the CRC of data holding CRCs stays well spread).
@@ -65,7 +68,7 @@ class TensorBoardWriter {
  private:
   TensorBoardWriter(std::string path, FILE* file)
       : path_(std::move(path)), file_(file) {}
-  absl::Status Write(const std::string& event);
+  absl::Status Write(const tensorboard::Event& event);
 
   std::string path_;
   FILE* file_ = nullptr;
