@@ -144,6 +144,9 @@ LAG_LEVELS = (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5)
 # are over about that many tokens a run, since the text's sections differ in loss more
 # than the runs do (20 steps of B=1 would be one section; of B=16, 320 sequences).
 EPOCH_TOKENS = 337920
+# The loss held against 0.1: the mean over the latest 16,384 tokens, the original recipe's
+# B=16 step (train.stop_loss_tokens in the Shakespeare configs).
+STOP_LOSS_TOKENS = 16384
 
 
 def steps_to_levels(rows, window):
@@ -251,7 +254,7 @@ def run_files(folder):
 def merge_runs(folders):
     """One folder holding the runs' files: logs of several calls (a session may split
     device_check's groups over calls) are appended in call order; a second metrics
-    file of the same name is kept beside the first as NAME_2.jsonl."""
+    file of the same name is kept beside the first as NAME_2.jsonl (a third as NAME_3, ...)."""
     merged = tempfile.mkdtemp()
     for folder in folders:
         for name, data in run_files(folder).items():
@@ -262,8 +265,11 @@ def merge_runs(folders):
                 continue
             if os.path.exists(path):
                 stem, ext = os.path.splitext(name)
-                path = os.path.join(merged, f"{stem}_2{ext}")
-                print(f"collect_device_run: a second {name}: kept as {os.path.basename(path)}")
+                n = 2
+                while os.path.exists(os.path.join(merged, f"{stem}_{n}{ext}")):
+                    n += 1
+                path = os.path.join(merged, f"{stem}_{n}{ext}")
+                print(f"collect_device_run: another {name}: kept as {os.path.basename(path)}")
             with open(path, "wb") as fh:
                 fh.write(data)
     return merged
@@ -542,16 +548,34 @@ def main():
     # One training run per metrics{suffix}.jsonl; its log is train{suffix}.txt, or the
     # section 'shakespeare{suffix}' of train.txt (device_check.sh runs two configs there).
     runs = sorted(n for n in os.listdir(dest) if re.fullmatch(r"metrics(_[\w.-]+)?\.jsonl", n))
-    sections = {p.split(" ", 1)[0]: p for p in re.split(r"^===== ", train, flags=re.M)[1:]}
+    sections = {}  # run name -> its sections in call order (a run may be repeated)
+    for p in re.split(r"^===== ", train, flags=re.M)[1:]:
+        sections.setdefault(p.split(" ", 1)[0], []).append(p)
+
+    def section(name):
+        """The section of run `name`, where merge_runs kept the n-th metrics file of a
+        repeated run as NAME_n: that run's n-th section."""
+        if name in sections:
+            return sections[name][0]
+        repeat = re.fullmatch(r"(.+)_(\d+)", name)
+        if repeat and len(sections.get(repeat.group(1), [])) >= int(repeat.group(2)):
+            return sections[repeat.group(1)][int(repeat.group(2)) - 1]
+        return ""
+
     first_steps = []  # (run, its row of the table of what came before its second step)
     for metrics_name in runs:
         suffix = metrics_name[len("metrics"):-len(".jsonl")]
         log_text = f(f"train{suffix}.txt") if suffix else ""
         if not log_text:  # device_check.sh's run names: shakespeare, shakespeare_fp32, sweep_x
-            log_text = sections.get(f"shakespeare{suffix}", "") or sections.get(suffix[1:], "")
+            log_text = section(f"shakespeare{suffix}") or section(suffix[1:])
         config = re.search(r"^gpt2_ddp \| config (\S+)", log_text, re.M)
         out += [f"### {metrics_name}" + (f" ({os.path.basename(config.group(1))})" if config else ""),
                 ""]
+        # What the run set over its config (the command line's --set, less logging).
+        overrides = [o for o in re.findall(r"--set (\S+)", log_text.split("\n", 1)[0])
+                     if not o.startswith(("log.", "checkpoint."))]
+        if overrides:
+            out.append("- settings over the config: `" + " ".join(overrides) + "`")
         for pattern in (r"^loss [\d.]+ < .* first at step .*$",
                         r"^loss below .* at every step since.*$", r"^  max_seconds: .*$",
                         r"^start-up: .*$",
@@ -565,7 +589,7 @@ def main():
         png = f"loss{suffix}.png"
         plot = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "plot_loss.py"),
                                os.path.join(dest, metrics_name), "--out", os.path.join(dest, png),
-                               "--target", "0.1",
+                               "--target", "0.1", "--window_tokens", str(STOP_LOSS_TOKENS),
                                "--title", f"GPT-2 124M on Tiny Shakespeare, {card_name}"],
                               capture_output=True, text=True)
         out += [f"- {line}" for line in (plot.stdout + plot.stderr).strip().splitlines()]

@@ -2,11 +2,15 @@
 """Plots a run's loss curve from its metrics.jsonl (written by gpt2_ddp) to a PNG.
 
   python3 launch/plot_loss.py logs/RUN/metrics.jsonl --out logs/RUN/loss.png [--target 0.1]
+      [--window_tokens 16384]
 
 Train loss per step, val loss where measured, a dashed line at --target, and the
 first step below it marked; it also prints the first step below the target and the
 step the loss has stayed below it since (to the end of the log), with the seconds
-since process start of each. Needs matplotlib (Debian: python3-matplotlib).
+since process start of each. With --window_tokens the loss held against the target is
+the mean over the latest steps holding that many tokens (the trainer's
+train.stop_loss_tokens; a step's tokens read from its tok_per_sec x dt_ms), drawn
+beside the per-step curve. Needs matplotlib (Debian: python3-matplotlib).
 """
 import argparse
 import json
@@ -20,6 +24,9 @@ def main():
     parser.add_argument("--target", type=float, default=0.0,
                         help="draw this loss as a dashed line (0 = none)")
     parser.add_argument("--title", default="")
+    parser.add_argument("--window_tokens", type=int, default=0,
+                        help="hold the mean over the latest steps with this many tokens "
+                        "against --target (0 = each step's own loss)")
     args = parser.parse_args()
     try:
         import matplotlib
@@ -28,6 +35,7 @@ def main():
     except ImportError:
         sys.exit("plot_loss: needs matplotlib (apt-get install python3-matplotlib)")
     steps, losses, val_steps, val_losses, elapsed = [], [], [], [], {}
+    step_tokens = []
     try:
         with open(args.metrics) as f:
             for number, line in enumerate(f, 1):
@@ -41,6 +49,8 @@ def main():
                 if loss is not None:
                     steps.append(step)
                     losses.append(loss)
+                    if row.get("tok_per_sec") and row.get("dt_ms"):
+                        step_tokens.append(row["tok_per_sec"] * row["dt_ms"] / 1000)
                 if row.get("elapsed_s") is not None:
                     elapsed[step] = row["elapsed_s"]
                 if row.get("val_loss") is not None:
@@ -50,27 +60,41 @@ def main():
         sys.exit(f"plot_loss: {e}")
     if not steps:
         sys.exit(f"plot_loss: {args.metrics}: no steps with a finite loss")
+    held, held_label = losses, "loss"
+    if args.window_tokens > 0 and not step_tokens:
+        print(f"plot_loss: {args.metrics}: no tok_per_sec/dt_ms to count a step's tokens; "
+              "holding each step's own loss against the target")
+    elif args.window_tokens > 0:
+        per_step = sorted(step_tokens)[len(step_tokens) // 2]  # the median step
+        window = max(1, round(args.window_tokens / per_step))
+        held = [sum(losses[max(0, i + 1 - window):i + 1]) / min(window, i + 1)
+                for i in range(len(losses))]
+        held_label = f"mean loss of the last {window} steps ({window * per_step:,.0f} tokens)"
+        print(f"plot_loss: holding the {held_label} against the target")
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=120)
-    ax.plot(steps, losses, lw=1.2, label="train loss")
+    ax.plot(steps, losses, lw=1.2, label="train loss", alpha=0.5 if held is not losses else 1)
+    if held is not losses:
+        ax.plot(steps, held, lw=1.2, label=held_label)
     if val_steps:
         ax.plot(val_steps, val_losses, "o-", ms=3, lw=1, label="val loss")
     if args.target > 0:
         ax.axhline(args.target, ls="--", c="gray", lw=1, label=f"target {args.target:g}")
-        below = [s for s, l in zip(steps, losses) if l < args.target]
+        below = [s for s, l in zip(steps, held) if l < args.target]
         if below:
             ax.axvline(below[0], ls=":", c="red", lw=1, label=f"first below at step {below[0]}")
             since = steps[-1]
-            for s, l in zip(reversed(steps), reversed(losses)):
+            for s, l in zip(reversed(steps), reversed(held)):
                 if l >= args.target:
                     break
                 since = s
             when = lambda s: f" ({elapsed[s]:.1f} s after process start)" if s in elapsed else ""
-            print(f"plot_loss: loss < {args.target:g} first at step {below[0]}{when(below[0])}")
-            if losses[-1] < args.target:
+            print(f"plot_loss: {held_label} < {args.target:g} first at step {below[0]}"
+                  f"{when(below[0])}")
+            if held[-1] < args.target:
                 print(f"plot_loss: below {args.target:g} at every step since step {since}"
                       f"{when(since)}, to the last logged step {steps[-1]}")
         else:
-            print(f"plot_loss: loss never below {args.target:g} (lowest {min(losses):.4f})")
+            print(f"plot_loss: {held_label} never below {args.target:g} (lowest {min(held):.4f})")
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy loss")
