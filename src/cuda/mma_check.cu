@@ -266,8 +266,12 @@ std::string CheckWarpReductions() {
       const uint32_t want_bits[2] = {FloatBits(want_sum[l]),
                                      FloatBits(want_max[l])};
       const char* names[2] = {"WarpSum", "WarpMax"};
+      const bool both_nan[2] = {std::isnan(sum[l]) && std::isnan(want_sum[l]),
+                                std::isnan(max[l]) && std::isnan(want_max[l])};
       for (int i = 0; i < 2; ++i) {
-        if (got_bits[i] != want_bits[i]) {
+        // A NaN's payload is not the butterfly's to keep: the H200 gave the
+        // NaN input's sum as 0x7fffffff, the host 0x7fc00000 (2026-11-28).
+        if (got_bits[i] != want_bits[i] && !both_nan[i]) {
           return std::string(names[i]) + ": lane " + std::to_string(l) +
                  " has bits " + std::to_string(got_bits[i]) + ", want " +
                  std::to_string(want_bits[i]) + " (the xor butterfly's)";
