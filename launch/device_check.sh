@@ -591,39 +591,38 @@ group_compare() {
 #   s: only with its step under ~9.5 ms and the lag small; B=2 ~5,200-7,900, 34-53 s; B=1
 #   ~5,600-9,900, 27-52 s. The 45 s target lies at B=2 and below, where a step is mostly
 #   the fixed costs (the optimizer, ~300 launches) that graphs and updates beside cut.
-# So the candidates are B=2 at 7e-5 (the lr scaled with the batch from B=8's 3e-4), B=1
-# at 3.5e-5 (the same again), B=4 at 1.5e-4 (the lag per halving, and B=4 if its step
-# comes out fast), then B=2 at 1e-4 and B=1 at 2.5e-5 (which side of linear is better?),
-# B=2 at 5e-5 last (cut first by the budget). No B=8: it cannot make 45 s (above). B=16 is
-# out: to win at 45 s it would need < 0.1 by step ~1,500, where the default recipe is at
-# 3.2. (At a lower lr B=16 may still beat the default recipe's 4,057 steps: the default's
-# question, not the 45 s one.)
-# From the second candidate on, a run clearly behind the best finished one at the same
-# time (10% from 25 s on) is stopped early (stop_if_behind), so that more candidates fit.
-# Compare at equal time (pick_recipe.py) and at equal steps against the B=8 runs of
-# logs/gpu_h100_2026-11-27_4 (same seed, same data order: the curves differ only by the
-# recipe). The cosine stays long (~2.3x the steps 45 s allows): a cosine ending within
-# 45 s was no better at equal steps (4.2e-4 at B=8). Each names its batch and cosine in
-# full: the winner's flags go over the fast config.
+# The H200 sweep of 2026-11-28 (logs/gpu_h200_2026-11-28, 45774ea) ran B=2 at 7e-5, 1e-4
+# and 5e-5, B=1 at 3.5e-5 and 2.5e-5, and B=4 at 1.5e-4. B=4 at 1.5e-4 won by far: below
+# 0.1 (the mean of the last 16,384 tokens) at step 3,052, 27.1 s after process start
+# (seeds 1, 2: 26.7, 27.3 s), reaching each mean loss from 3.5 to 0.5 in 0.73-0.80x the
+# default recipe's steps at 8.6 ms a step; it is the fast config now. B=2 took 1.2-1.3x
+# the steps (1e-4 best of its three: at B=2 the HIGHER lr was ahead, 5e-5 < 7e-5 < 1e-4)
+# at 5.4 ms, projected 26.8-28.6 s; B=1 2.2-2.5x at 3.8 ms, ~38 s. B=8 at 3e-4 (H100)
+# took 1.09-1.15x: so at 1.5e-4 B=4 beat B=8's best lr by a third of the steps, and the
+# lr, not the batch, may be what matters: B=8 and B=2 have not been run at 1.5e-4.
+# So the candidates: the fast config itself first (the yardstick: candidates 10% behind it
+# at the same time are stopped from 25 s), B=2 at 1.5e-4 and B=8 at 1.5e-4 (the winner's
+# lr at the neighbouring batches), B=4 at 1e-4 and 2e-4 (which side of 1.5e-4), B=2 at
+# 2e-4 last. Each names its batch and cosine in full: the winner's flags go over the fast
+# config. The cosine stays long (~4x the steps to 0.1: the run stops a quarter of the way
+# down; a cosine ending within 45 s was no better at equal steps, 4.2e-4 at B=8).
 B1="--set train.max_steps=24000 --set train.micro_batch_size=1 --set train.total_batch_tokens=1024"
 B2="--set train.max_steps=20000 --set train.micro_batch_size=2 --set train.total_batch_tokens=2048"
 B4="--set train.max_steps=12000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096"
 B8="--set train.max_steps=6000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 SWEEP=(
-  "sweep_b2_lr7e-5|$B2 --set optim.lr=7e-5 --set schedule.min_lr=7e-6"
-  "sweep_b1_lr3.5e-5|$B1 --set optim.lr=3.5e-5 --set schedule.min_lr=3.5e-6"
   "sweep_b4_lr1.5e-4|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
-  "sweep_b2_lr1e-4|$B2 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
+  "sweep_b2_lr1.5e-4|$B2 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
   # Last, so the budget cuts them first (pick_recipe.py leaves a cut run out), if the
   # call lacks the ~46 s each (stop_if_behind may free it).
-  "sweep_b1_lr2.5e-5|$B1 --set optim.lr=2.5e-5 --set schedule.min_lr=2.5e-6"
-  "sweep_b2_lr5e-5|$B2 --set optim.lr=5e-5 --set schedule.min_lr=5e-6"
+  "sweep_b4_lr2e-4|$B4 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
+  "sweep_b2_lr2e-4|$B2 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
 )
 # More, if the call has room (each 'NAME|flags'):
-#   "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
-#   "sweep_b8_lr2e-4|$B8 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
 #   "sweep_b16_lr3e-4|--set train.max_steps=5000 --set train.micro_batch_size=16 --set train.total_batch_tokens=16384 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"
-#   "sweep_b8_lr3e-4_b2_99|$B8 --set optim.lr=3e-4 --set schedule.min_lr=3e-5 --set optim.beta2=0.99"
+#   "sweep_b4_lr1.5e-4_b2_99|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5 --set optim.beta2=0.99"
 # DEVICE_CHECK_SWEEP='NAME|flags;NAME|flags' replaces the list for one call.
 if [ -n "${DEVICE_CHECK_SWEEP:-}" ]; then IFS=';' read -r -a SWEEP <<<"$DEVICE_CHECK_SWEEP"; fi
 # The matmul lever of issue #4 (the matmuls are ~2/3 of a step at cuBLASLt's ~620-700
@@ -679,7 +678,7 @@ group_sweep() {
   # does not name its own list).
   if [ -e "$state/bf16_state_faster" ] && [ -z "${DEVICE_CHECK_SWEEP:-}" ]; then
     list=("${SWEEP[@]:0:4}"
-      "sweep_b2_lr7e-5_bf16state|$B2 --set optim.lr=7e-5 --set schedule.min_lr=7e-6 --set optim.bf16_state=true"
+      "sweep_b4_lr1.5e-4_bf16state|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5 --set optim.bf16_state=true"
       "${SWEEP[@]:4}")
   fi
   for entry in "${list[@]}"; do
