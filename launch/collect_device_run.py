@@ -259,7 +259,7 @@ def merge_runs(folders):
     for folder in folders:
         for name, data in run_files(folder).items():
             path = os.path.join(merged, name)
-            if os.path.exists(path) and name.endswith(".txt"):
+            if os.path.exists(path) and name.endswith((".txt", ".csv", ".tsv")):
                 with open(path, "ab") as fh:
                     fh.write(data)
                 continue
@@ -364,6 +364,64 @@ def before_second_step(log_text, metrics_path):
             continue
     return list(start.groups()) + [step0, attention.group(1) if attention else "-",
                                    matmuls.group(1) if matmuls else "-", step1]
+
+
+# nvidia-smi's clocks_event_reasons bits (nvml.h's nvmlClocksEventReason*).
+CLOCK_REASONS = {0x1: "idle", 0x2: "application clocks", 0x4: "power cap", 0x8: "hardware slowdown",
+                 0x10: "sync boost", 0x20: "thermal (software)", 0x40: "thermal (hardware)",
+                 0x80: "power brake", 0x100: "display clocks"}
+
+
+def clock_samples(text):
+    """[(timestamp string, SM MHz, W, deg C, reasons bitmask)] of device_check's clocks.csv
+    (nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,
+    utilization.gpu,clocks_event_reasons.active --format=csv), header lines and unreadable
+    rows skipped."""
+    samples = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) < 7 or not re.fullmatch(r"\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+", cells[0]):
+            continue
+        try:
+            samples.append((cells[0], float(cells[1].split()[0]), float(cells[3].split()[0]),
+                            float(cells[4]), int(cells[6], 16)))
+        except (ValueError, IndexError):
+            continue
+    return samples
+
+
+def clock_table(clocks, runs_tsv):
+    """Markdown lines: each run of runs.tsv (NAME, start, end, rc in nvidia-smi's timestamp
+    format) with the clocks.csv samples inside its window: the SM clock's median and
+    lowest, the power's median and highest, the hottest reading, and the reasons the
+    driver gave for holding the clocks down, with their share of the samples."""
+    samples = clock_samples(clocks)
+    rows = []
+    for line in runs_tsv.splitlines():
+        cells = line.split("\t")
+        if len(cells) < 3:
+            continue
+        name, start, end = cells[:3]
+        inside = [x for x in samples if start <= x[0] <= end]
+        if len(inside) < 3:
+            continue
+        mhz, watts = [x[1] for x in inside], [x[2] for x in inside]
+        seen = []
+        for bit, what in CLOCK_REASONS.items():
+            share = sum(1 for x in inside if x[4] & bit) / len(inside)
+            if share > 0 and bit != 0x1:
+                seen.append(f"{what} {share:.0%}")
+        rows.append(f"| `{name}` | {len(inside)} | {median(mhz):.0f} | {min(mhz):.0f} | "
+                    f"{median(watts):.0f} | {max(watts):.0f} | {max(x[3] for x in inside):.0f} | "
+                    f"{', '.join(seen) or 'none'} |")
+    if not rows:
+        return []
+    return ["## Clocks and power during each run", "",
+            "nvidia-smi every 200 ms (`clocks.csv`), the samples inside each run's window "
+            "(`runs.tsv`); runs shorter than 3 samples left out:", "",
+            "| run | samples | SM MHz median | SM MHz lowest | W median | W highest | °C highest | "
+            "clocks held down by |",
+            "|---|---|---|---|---|---|---|---|"] + rows + [""]
 
 
 def main():
@@ -540,6 +598,7 @@ def main():
     # What device_check adopted for later groups and calls (A/B verdicts), as it logged it.
     decisions = re.findall(r"^\[device_check [\d:]+\] (.*(?:from now on \(|not adopted \(|"
                            r"fastest of bench_ours_B4).*)$", machine, re.M)
+    out += clock_table(f("clocks.csv"), f("runs.tsv"))
     if decisions:
         out += ["## Switches device_check adopted (or not)", ""]
         out += [f"- {d}" for d in decisions] + [""]

@@ -83,14 +83,18 @@ run() {
     return 99
   fi
   [ "$limit" -gt "$left" ] && limit=$left
-  local start=$SECONDS rc
+  local start=$SECONDS rc began
   { echo "===== $name (limit ${limit}s): $*"; } >>"$logs/$file"
+  began=$(date '+%Y/%m/%d %H:%M:%S.%3N')
   if [ "$dry" = 1 ]; then
     rc=0
   else
     timeout --kill-after=10 "$limit" "$@" >>"$logs/$file" 2>&1
     rc=$?
   fi
+  # Each run's window in nvidia-smi's timestamp format, for clocks.csv (below).
+  printf '%s\t%s\t%s\t%s\n' "$name" "$began" "$(date '+%Y/%m/%d %H:%M:%S.%3N')" "$rc" \
+    >>"$logs/runs.tsv"
   local took=$((SECONDS - start))
   summary+=("$(printf '%-28s rc=%-4s %5ss  %s' "$name" "$rc" "$took" "$file")")
   log "$name: rc=$rc in ${took}s"
@@ -168,6 +172,20 @@ done
 
 # ---- The machine (always) ------------------------------------------------------------
 { nvidia-smi; nvidia-smi -q | head -60; } >>"$logs/machine.txt" 2>&1 || log "nvidia-smi failed"
+# The SM clock, power, temperature and what holds the clocks back, every 200 ms for the
+# whole call (clocks.csv; collect_device_run.py gives each run's window from runs.tsv):
+# on the H200 of 2026-11-28 the B=16 and B=64 steps queued back to back were 2-3% slower
+# than the synced ones measured just before them, and a B=4 training step 5% slower
+# than its bench: is the card holding its clocks down (power cap) as the load goes on?
+clock_pid=""
+if [ "$dry" != 1 ] && command -v nvidia-smi >/dev/null; then
+  reasons=clocks_event_reasons.active
+  nvidia-smi --help-query-gpu 2>/dev/null | grep -q "$reasons" ||
+    reasons=clocks_throttle_reasons.active
+  nvidia-smi --query-gpu="timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu,$reasons" \
+    --format=csv -lms 200 >"$logs/clocks.csv" 2>&1 &
+  clock_pid=$!
+fi
 glibc=$(ldd --version 2>/dev/null | head -1 | grep -oE '[0-9]+\.[0-9]+$')
 log "glibc $glibc (binaries built on Debian 12 need >= 2.34)"
 # cuBLASLt and NCCL are too big to carry: use the machine's (CUDA toolkit or pip wheels).
@@ -230,7 +248,7 @@ if [[ " $groups " == *" bench "* ]] && [ "$dry" != 1 ] && [ -z "${DEVICE_CHECK_T
   torch_pid=$! torch_start=$SECONDS
   log "bench_pytorch_B16: compiling in the background"
 fi
-trap '[ -z "$torch_pid" ] || kill "$torch_pid" 2>/dev/null' EXIT
+trap '[ -z "$torch_pid" ] || kill "$torch_pid" 2>/dev/null; [ -z "$clock_pid" ] || kill "$clock_pid" 2>/dev/null' EXIT
 # torch_await_ready: waits (up to 90 s, within the budget) for the background reference
 # to be compiled and warmed up; one not ready by then is stopped (torch_collect then
 # says so and the bench group runs it in the foreground, as before).
@@ -1170,6 +1188,7 @@ for group in $groups; do
   fi
 done
 rm -rf "$runs"
+[ -z "$clock_pid" ] || { kill "$clock_pid" 2>/dev/null; wait "$clock_pid" 2>/dev/null; }
 
 echo
 echo "===== device_check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1))" | tee -a "$logs/machine.txt"

@@ -195,6 +195,18 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   if grep -q "first at step 1 (2.0 s" <<<"$out" && grep -q "since step 3 (4.5 s" <<<"$out"; then
     echo "ok   plot_loss first below / stays below"; passes=$((passes+1))
   else echo "FAIL plot_loss first below / stays below:"; echo "$out"; failures=$((failures+1)); fi
+  # --window_tokens: the mean over the latest steps holding that many tokens (4,096 a step
+  # here: 4 steps) held against the target, as the trainer's train.stop_loss_tokens. One
+  # step at 0.05 (step 4) is not enough; steps 7-10 are.
+  awk 'BEGIN { for (s = 0; s <= 12; s++)
+    printf "{\"step\": %d, \"loss\": %s, \"dt_ms\": 2.0, \"tok_per_sec\": 2048000, \"elapsed_s\": %d}\n",
+      s, (s == 4 || s >= 7 ? "0.05" : "1.0"), s + 1 }' >"$work/windowed.jsonl"
+  out=$(/usr/bin/python3 "$plot" "$work/windowed.jsonl" --out "$work/windowed.png" --target 0.1 \
+        --window_tokens 16384 2>&1)
+  if grep -q "mean loss of the last 4 steps (16,384 tokens) < 0.1 first at step 10 (11.0 s" <<<"$out" \
+     && grep -q "since step 10 (11.0 s" <<<"$out"; then
+    echo "ok   plot_loss --window_tokens"; passes=$((passes+1))
+  else echo "FAIL plot_loss --window_tokens:"; echo "$out"; failures=$((failures+1)); fi
   echo '{"loss": 1}' >"$work/bad.jsonl"
   expect_fail "plot_loss bad line" "bad.jsonl:1: not a metrics line" \
     /usr/bin/python3 "$plot" "$work/bad.jsonl" --out "$work/x.png"
@@ -351,6 +363,43 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   check_summary "collect_device_run: the lag against a reference run" "$lag" "$work/logs_lag" \
     --reference "$work/reference.jsonl" -- "(below 0\.1 first at step 1,961)" \
     "^| metrics_sweep_b2\.jsonl | 8192 | 41 | 4\.00 | 820 (2\.00x) | 1,220 (2\.00x) | - | - | - | - | - | - | 3,922 steps, 16\.7 s |$"
+  # Clocks and power per run: the clocks.csv samples inside each runs.tsv window (the
+  # header and the sample before the window left out); the power cap on 2 of the 4.
+  clocks=$work/clock_run; mkdir -p "$clocks"
+  echo "    Product Name : NVIDIA H100 80GB HBM3" >"$clocks/nvidia-smi.txt"
+  printf '%s\n' "timestamp, clocks.current.sm [MHz], clocks.current.memory [MHz], power.draw [W], temperature.gpu, utilization.gpu [%], clocks_event_reasons.active" \
+    "2000/01/01 10:00:00.100, 1980 MHz, 2619 MHz, 100.00 W, 40, 0 %, 0x0000000000000001" \
+    "2000/01/01 10:00:01.100, 1980 MHz, 2619 MHz, 600.00 W, 50, 100 %, 0x0000000000000000" \
+    "2000/01/01 10:00:01.300, 1755 MHz, 2619 MHz, 700.00 W, 61, 100 %, 0x0000000000000004" \
+    "2000/01/01 10:00:01.500, 1500 MHz, 2619 MHz, 690.00 W, 62, 100 %, 0x0000000000000004" \
+    "2000/01/01 10:00:01.700, 1800 MHz, 2619 MHz, 650.00 W, 60, 100 %, 0x0000000000000000" \
+    >"$clocks/clocks.csv"
+  printf 'bench_x\t2000/01/01 10:00:01.000\t2000/01/01 10:00:02.000\t0\n' >"$clocks/runs.tsv"
+  check_summary "collect_device_run: clocks and power during each run" "$clocks" "$work/logs_clocks" -- \
+    "^| \`bench_x\` | 4 | 1800 | 1500 | 690 | 700 | 62 | power cap 50% |$"
+  # The same run in two calls (the fast group again from another seed): kept as
+  # metrics_fast.jsonl and metrics_fast_2.jsonl, each with its own section of the merged
+  # train.txt and the settings its command line set over the config.
+  for call in 1 2; do
+    mkdir -p "$work/repeat_$call"
+    echo "    Product Name : NVIDIA H100 80GB HBM3" >"$work/repeat_$call/nvidia-smi.txt"
+    printf '%s\n' "===== shakespeare_fast (limit 50s): gpt2_ddp --set log.run_name=f --set train.seed=$call" \
+      "loss 0.09$call < 0.099999 first at step 10$call, 2.$call s after process start; stopping" \
+      >"$work/repeat_$call/train.txt"
+    printf '{"step": 0, "loss": 0.5, "elapsed_s": 1.0}\n' >"$work/repeat_$call/metrics_fast.jsonl"
+  done
+  out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$work/repeat_1" "$work/repeat_2" \
+        --logs "$work/logs_repeat" --date 2000-01-01 2>&1)
+  summary=$work/logs_repeat/gpu_h100_2000-01-01/SUMMARY.md
+  if grep -A4 "^### metrics_fast.jsonl" "$summary" | grep -q "settings over the config: \`train.seed=1\`" \
+     && grep -A4 "^### metrics_fast.jsonl" "$summary" | grep -q "first at step 101, 2.1 s" \
+     && grep -A4 "^### metrics_fast_2.jsonl" "$summary" | grep -q "settings over the config: \`train.seed=2\`" \
+     && grep -A4 "^### metrics_fast_2.jsonl" "$summary" | grep -q "first at step 102, 2.2 s"; then
+    echo "ok   collect_device_run: a run repeated over calls"; passes=$((passes+1))
+  else
+    echo "FAIL collect_device_run: a run repeated over calls:"; echo "$out"
+    grep -A5 "^### metrics_fast" "$summary" 2>/dev/null; failures=$((failures+1))
+  fi
 else
   echo "skip plot_loss: no matplotlib for /usr/bin/python3"
 fi

@@ -26,7 +26,7 @@ summary=$(sed -n '/^===== device_check summary/,$p' "$work/log")
 # One step of each kind the next session's plan runs (docs/gpu_runbook.md).
 for step in wgmma_probe wgmma_wide_probe wgmma_dq4_probe wgmma_split_probe classifier_ring_probe gpu_tests bench_ours_B16 bench_autotune32_B16 pdl_tests bench_pdl_B16 bench_pdl_B4 bench_search_B16 bench_search_B64 bench_inline_wgrad_B64 \
   bench_inline_wgrad_B16 bench_classifier_ring_B16 bench_pytorch_B16 bench_ours_B8 bench_ours_B4 bench_ours_B2 bench_ours_B1 bench_search_B1 \
-  sweep_b2_lr7e-5 sweep_b1_lr3.5e-5 sweep_b4_lr1.5e-4 bench_bf16state_B2 sweep_b2_lr7e-5_bf16state shakespeare_fast shakespeare hf_logits_check \
+  sweep_b4_lr1.5e-4 sweep_b2_lr1.5e-4 sweep_b8_lr1.5e-4 sweep_b4_lr1e-4 bench_bf16state_B2 sweep_b4_lr1.5e-4_bf16state shakespeare_fast shakespeare hf_logits_check \
   shakespeare_torch_full; do
   if ! grep -qE "^$step +rc=0 " <<<"$summary"; then
     echo "$summary"
@@ -39,6 +39,12 @@ if grep -vE "^(=====|$)" <<<"$summary" | grep -vE " rc=0 "; then
   exit 1
 fi
 [ -s "$work/out/machine.txt" ] || { echo "FAIL: no machine.txt in the output folder"; exit 1; }
+# Each run's window for clocks.csv (collect_device_run.py's clocks table).
+if ! tar -xzOf "$work/out/device_check.tar.gz" device_check/runs.tsv |
+    grep -qP "^gpu_tests\t\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}\t\d{4}/\d\d/\d\d [\d:.]+\t0$"; then
+  echo "FAIL: runs.tsv in device_check.tar.gz lacks gpu_tests' window"
+  exit 1
+fi
 # The start-of-call probes for real (no groups: a blank list; an empty one means the
 # default groups), twice on one state folder, against a stand-in test binary that fails
 # the wide forward's test: the second call runs again only the probe that failed, and
