@@ -310,6 +310,30 @@ bench() {  # bench NAME B [extra flags]
   run "$name" 90 bench.txt "$stage/bin/gpt2_bench" --device cuda --tokenizer=false \
     --precision bf16 --batch "$b" --seq_len 1024 --steps 10 "$@"
 }
+# pair NAME B 'VAR=VALUE ...' [extra flags]: an A/B pair side by side: NAME_base (the
+# call's switches as they are) right before NAME (with the VARs), the same flags. On the
+# H100 (963fd27) and the H200 (45774ea) every A/B "won" against bench_ours_B16, the
+# call's first bench: 28.7 ms there against 28.0-28.6 for most candidates, and their
+# steps 5 to its 10. Each candidate now has its own baseline beside it (adopt uses it).
+pair() {
+  local name=$1 b=$2 vars=$3 kv var saved=()
+  shift 3
+  bench "${name}_base" "$b" "$@"
+  for kv in $vars; do
+    var=${kv%%=*}
+    if [ -n "${!var+x}" ]; then saved+=("$var=${!var}"); else saved+=("$var"); fi
+    export "${kv?}"
+  done
+  bench "$name" "$b" "$@"
+  for kv in "${saved[@]}"; do
+    if [ "${kv#*=}" != "$kv" ]; then export "${kv?}"; else unset "$kv"; fi
+  done
+}
+# base_for NAME DEFAULT: NAME's own baseline (NAME_base, from pair) where bench.txt has
+# one, else DEFAULT.
+base_for() {
+  if [ -n "$(step_ms_of "${1}_base")" ]; then echo "${1}_base"; else echo "$2"; fi
+}
 # The same on Tiny Shakespeare's tokens (training's distribution: one token ~12% of the
 # text, ~2% of wte's rows gathered at B=4) instead of uniform random ones, which leave
 # the encoder backward no long token group and gather ~8% of wte's rows at B=4: the
@@ -390,14 +414,14 @@ group_bench() {
   # fastest ("kernels chosen by timing"): no forced runs of them here any more.
   # cuBLASLt's algorithms timed per shape (its first 8 candidates) instead of its first
   # pick: the per-op table beside bench_ours_B16's says what the matmuls gain.
-  GPT2_MATMUL_AUTOTUNE=1 bench bench_autotune_B16 16 --steps 5
+  pair bench_autotune_B16 16 GPT2_MATMUL_AUTOTUNE=1 --steps 5
   # The same with the heuristic's first 32 algorithms timed instead of 8 (it may offer
   # fewer): adopted over bench_autotune_B16 at >1%.
   GPT2_MATMUL_AUTOTUNE=1 GPT2_MATMUL_AUTOTUNE_CANDIDATES=32 bench bench_autotune32_B16 16 --steps 5
   # Bias gradients from our column sums instead of cuBLASLt's BGRADB epilogue (the
   # default since 963fd27's H100 run: 29.7 against 30.4 ms with it).
   [ "${GPT2_BIAS_EPILOGUE:-}" = 0 ] ||
-    GPT2_BIAS_EPILOGUE=0 bench bench_nobiasepi_B16 16 --steps 5
+    pair bench_nobiasepi_B16 16 GPT2_BIAS_EPILOGUE=0 --steps 5
   # (Settled A/Bs no longer rerun, to leave the sweep their ~8 s each: GELU epilogues
   # 30.4 against 33.0 ms without, the bulk classifier 1.55 against 1.64 ms reading its row
   # twice, the wgmma attention kernels, the portable attention; logs/gpu_h100_2026-11-27_3.)
@@ -405,17 +429,17 @@ group_bench() {
   # flight while this one is reduced and written (opt-in, the same bits; the bulk kernel
   # moved 2.1 TB/s, 63% of the card's bandwidth). Compare the per-op classifier lines.
   [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] || [ "${GPT2_CLASSIFIER_RING:-}" = 0 ] ||
-    GPT2_CLASSIFIER_RING=1 bench bench_classifier_ring_B16 16 --steps 5
+    pair bench_classifier_ring_B16 16 GPT2_CLASSIFIER_RING=1 --steps 5
   # The wgmma dQ kernel pipelined (each tile's score math overlapping the previous tile's
   # dQ products; the same bits) inside whichever backward version the first step picks.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
-    GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 bench bench_dqpipe_B16 16 --steps 5
+    pair bench_dqpipe_B16 16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 --steps 5
   # Each weight gradient inline after its input gradient instead of on a second stream
   # beside the input gradients and the ops after them (the same bits; the default since
   # 963fd27's H100 run: 29.4 against 30.4 ms). (Every profiled step runs them inline:
   # its per-op rows time whole ops either way.)
   [ "${GPT2_WGRAD_BESIDE:-}" = 0 ] ||
-    GPT2_WGRAD_BESIDE=0 bench bench_inline_wgrad_B16 16 --steps 5
+    pair bench_inline_wgrad_B16 16 GPT2_WGRAD_BESIDE=0 --steps 5
   # Programmatic dependent launch (GPT2_PDL=1, src/cuda/launch.h: each kernel launched
   # before the one ahead has finished, held by its prologue's wait; never run on a GPU
   # before): first the training-step tests with it on (whole steps against the CPU,
@@ -427,7 +451,7 @@ group_bench() {
     GPT2_PDL=1 run pdl_tests 90 probe.txt "$stage/bin/cuda_backend_test_gpu" \
       --gtest_filter='CudaTrainStep.*:CudaTrain.*:Types/CudaOps.AdamW*:Types/CudaOps.Classifier*:Types/CudaDecode.*'; then
     touch "$state/pdl_ok"
-    GPT2_PDL=1 bench bench_pdl_B16 16 --steps 5
+    pair bench_pdl_B16 16 GPT2_PDL=1 --steps 5
   fi
   # The optimizer's updates beside the next step's forward (GPT2_UPDATE_BESIDE=1: layer by
   # layer on a third stream, each forward op waiting only for its layer's update; the
@@ -436,7 +460,7 @@ group_bench() {
   # And with the main stream at the greatest priority (GPT2_STREAM_PRIORITY=1: the block
   # scheduler places its blocks before the beside streams' when an SM frees up).
   if [ "${GPT2_UPDATE_BESIDE:-}" != 0 ]; then
-    GPT2_UPDATE_BESIDE=1 bench bench_update_beside_B16 16
+    pair bench_update_beside_B16 16 GPT2_UPDATE_BESIDE=1
     GPT2_UPDATE_BESIDE=1 GPT2_STREAM_PRIORITY=1 bench bench_update_priority_B16 16
   fi
   # The step's forward, backward and norm recorded once as a graph and replayed
@@ -470,7 +494,8 @@ group_bench() {
   adopt bench_pdl_B16 GPT2_PDL=1 0.99 "programmatic dependent launch"
   [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
     adopt bench_update_beside_B16 GPT2_UPDATE_BESIDE=1 0.99 \
-      "optimizer updates beside the next forward" bench_ours_B16 back
+      "optimizer updates beside the next forward" \
+      "$(base_for bench_update_beside_B16 bench_ours_B16)" back
   [ "${GPT2_UPDATE_BESIDE:-}" != 1 ] ||
     adopt bench_update_priority_B16 GPT2_STREAM_PRIORITY=1 0.99 \
       "the main stream's blocks placed first" bench_update_beside_B16 back
@@ -491,15 +516,15 @@ group_bench() {
 }
 # adopt BENCH VAR=VALUE RATIO WHAT [BASE [back]]: VAR=VALUE from here on (and in later
 # calls: $state/VAR) if bench BENCH's step took under RATIO times bench BASE's
-# (bench_ours_B16); with "back", their back-to-back steps (no host waits) are compared.
+# (BENCH_base where pair ran one beside it, else bench_ours_B16); with "back", their back-to-back steps (no host waits) are compared.
 adopt() {
-  local ours other var=${2%%=*} value=${2#*=}
-  ours=$(step_ms_of "${5:-bench_ours_B16}" "${6:-}"); other=$(step_ms_of "$1" "${6:-}")
+  local ours other base=${5:-$(base_for "$1" bench_ours_B16)}
+  ours=$(step_ms_of "$base" "${6:-}"); other=$(step_ms_of "$1" "${6:-}")
   if [ -n "$ours" ] && [ -n "$other" ] &&
      awk -v t="$other" -v o="$ours" -v r="$3" 'BEGIN { exit !(t < r * o) }'; then
-    use "$2" "$4: $other ms/step against $ours ms"
+    use "$2" "$4: $other ms/step against $ours ms of $base"
   else
-    log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms"
+    log "$2 not adopted ($4): ${other:-?} ms/step against ${ours:-?} ms of $base"
   fi
 }
 # use VAR=VALUE WHY: VAR=VALUE from here on (and in later calls: $state/VAR).
@@ -524,7 +549,7 @@ best_b16() {
   elif [ "${GPT2_UPDATE_BESIDE:-}" = 1 ] && [ -n "$(step_ms_of bench_update_beside_B16 back)" ]; then
     echo bench_update_beside_B16
   else
-    echo bench_ours_B16
+    base_for bench_update_beside_B16 bench_ours_B16
   fi
 }
 # step_ms_of NAME [back]: the median ms/step that bench NAME printed in bench.txt (empty

@@ -64,7 +64,7 @@ reject() {
 scenario b16 "$work/b16.txt"
 expect b16 "GPT2_UPDATE_BESIDE=1 from now on \(optimizer updates beside the next forward"
 expect b16 "GPT2_STREAM_PRIORITY=1 not adopted"
-expect b16 "GPT2_TRAIN_GRAPHS=1 from now on \(the training step as a replayed graph, updates beside its forward: 27.0 ms/step against 28.0 ms\)"
+expect b16 "GPT2_TRAIN_GRAPHS=1 from now on \(the training step as a replayed graph, updates beside its forward: 27.0 ms/step against 28.0 ms of bench_update_beside_B16\)"
 expect b16 "GPT2_MATMUL_AUTOTUNE=1 not adopted \(cuBLASLt algorithms timed per shape\): 30.5"
 expect b16 "GPT2_MATMUL_AUTOTUNE=1 from now on \(cuBLASLt algorithms timed per shape, at B=4: 9.7"
 expect b16 "GPT2_MATMUL_ALGO_CACHE=.*matmul_algos.txt from now on"
@@ -111,6 +111,20 @@ expect wholewte "GPT2_UPDATE_ROWS_FIRST=0 from now on \(the whole of wte updated
 scenario inplace "$work/inplace.txt"
 expect inplace "B=4, back to back: bench_graphs_B4 fastest"
 reject inplace "GPT2_UPDATE_BESIDE=1 from now on"
+
+# 4. The call's first bench slow (30.0 ms) and each candidate's own baseline, run beside
+# it (pair), as fast as the candidate: not adopted (against bench_ours_B16 it would be);
+# a candidate 2% under its own baseline is.
+{
+  section bench_ours_B16 30.0 29.0
+  section bench_nobiasepi_B16_base 29.0
+  section bench_nobiasepi_B16 29.0
+  section bench_dqpipe_B16_base 29.0
+  section bench_dqpipe_B16 28.4
+} >"$work/pairs.txt"
+scenario pairs "$work/pairs.txt"
+expect pairs "GPT2_BIAS_EPILOGUE=0 not adopted \(.*\): 29.0 ms/step against 29.0 ms of bench_nobiasepi_B16_base"
+expect pairs "GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 from now on \(the pipelined wgmma dQ kernel: 28.4 ms/step against 29.0 ms of bench_dqpipe_B16_base\)"
 
 [ "$failures" -eq 0 ] || { echo "$failures failed"; exit 1; }
 echo "device_check adoption: every verdict as the figures call for"
