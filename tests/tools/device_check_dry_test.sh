@@ -39,9 +39,11 @@ if grep -vE "^(=====|$)" <<<"$summary" | grep -vE " rc=0 "; then
   exit 1
 fi
 [ -s "$work/out/machine.txt" ] || { echo "FAIL: no machine.txt in the output folder"; exit 1; }
-# Each run's window for clocks.csv (collect_device_run.py's clocks table).
-if ! tar -xzOf "$work/out/device_check.tar.gz" device_check/runs.tsv |
-    grep -qP "^gpu_tests\t\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}\t\d{4}/\d\d/\d\d [\d:.]+\t0$"; then
+# Each run's window for clocks.csv (collect_device_run.py's clocks table). (Read whole
+# first: under pipefail, grep -q leaving early would fail tar with SIGPIPE.)
+windows=$(tar -xzOf "$work/out/device_check.tar.gz" device_check/runs.tsv)
+if ! grep -qP "^gpu_tests\t\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d{3}\t\d{4}/\d\d/\d\d [\d:.]+\t0$" \
+    <<<"$windows"; then
   echo "FAIL: runs.tsv in device_check.tar.gz lacks gpu_tests' window"
   exit 1
 fi
