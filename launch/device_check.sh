@@ -430,6 +430,11 @@ group_bench() {
   # moved 2.1 TB/s, 63% of the card's bandwidth). Compare the per-op classifier lines.
   [ "${GPT2_CLASSIFIER_BULK:-}" = 0 ] || [ "${GPT2_CLASSIFIER_RING:-}" = 0 ] ||
     pair bench_classifier_ring_B16 16 GPT2_CLASSIFIER_RING=1 --steps 5
+  # The classifier with expf again instead of the hardware's ex2 (the default since
+  # 2026-11-28, written after the H200 run where the kernel took 1.62 ms at 2.0 TB/s:
+  # two accurate expf a logit, ~8 instructions each, made it as much ALU-bound as
+  # memory-bound). Compare the per-op classifier lines; adopted if the old way is 1% faster.
+  pair bench_accurate_exp_B16 16 GPT2_CLASSIFIER_FAST_EXP=0 --steps 5
   # The wgmma dQ kernel pipelined (each tile's score math overlapping the previous tile's
   # dQ products; the same bits) inside whichever backward version the first step picks.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||
@@ -491,6 +496,7 @@ group_bench() {
   adopt bench_dqpipe_B16 GPT2_ATTENTION_WGMMA_DQ_PIPELINED=1 0.99 "the pipelined wgmma dQ kernel"
   adopt bench_inline_wgrad_B16 GPT2_WGRAD_BESIDE=0 0.99 "weight gradients inline, not beside"
   adopt bench_classifier_ring_B16 GPT2_CLASSIFIER_RING=1 0.99 "the two-buffer bulk classifier"
+  adopt bench_accurate_exp_B16 GPT2_CLASSIFIER_FAST_EXP=0 0.99 "the classifier's accurate expf"
   adopt bench_pdl_B16 GPT2_PDL=1 0.99 "programmatic dependent launch"
   [ "${GPT2_UPDATE_BESIDE:-}" = 0 ] ||
     adopt bench_update_beside_B16 GPT2_UPDATE_BESIDE=1 0.99 \

@@ -23,6 +23,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_ATTENTION_WGMMA_WIDE", "0|1"},
       {"GPT2_BIAS_EPILOGUE", "0|1"},
       {"GPT2_CLASSIFIER_BULK", "0|1"},
+      {"GPT2_CLASSIFIER_FAST_EXP", "0|1"},
       {"GPT2_CLASSIFIER_PACKED", "0|1"},
       {"GPT2_CLASSIFIER_RING", "0|1"},
       {"GPT2_DECODE_FUSION", "0|1"},

@@ -28,24 +28,6 @@ __device__ __forceinline__ uint32_t Load32(const bf16* p) {
   return *reinterpret_cast<const uint32_t*>(p);
 }
 
-// 2^x as the hardware's ex2 with denormal results flushed to zero: one
-// instruction (exp2f, which keeps denormals, adds a range check and two
-// predicated multiplies around it, for every score). A probability below
-// 2^-126 next to a row sum of at least 1 changes nothing. The emulator flushes
-// the exact value the same way.
-__device__ __forceinline__ float Exp2Ftz(float x) {
-#if defined(GPT2_CUDA_EMULATED)
-  const float r = exp2f(x);
-  return r < 0x1p-126f ? 0.0f : r;
-#elif defined(__CUDA_ARCH__)
-  float r;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
-  return r;
-#else
-  return exp2f(x);
-#endif
-}
-
 // This thread's share of copying rows [row0, row0 + 64) of a slice whose
 // rows are `stride` elements apart, kChunks 16-byte chunks a row: chunk
 // threadIdx.x % kChunks of rows threadIdx.x / kChunks + j kPassRows (j <

@@ -4,6 +4,7 @@
 // zero gradient.
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "src/core/env.h"
 #include "src/cuda/async_copy.cuh"
@@ -57,39 +58,78 @@ __global__ void ClassifierKernel(T* logits, float* losses,
   }
 }
 
+// exp(x - m) for bf16 rows: 2^(x log2(e) - m log2(e)), one fused multiply-add
+// and the hardware's ex2 (Exp2Ftz), where the accurate expf takes ~8
+// instructions around its ex2. Per logit the kernels below do little else: two
+// exponentials (the row's sum, then the gradient), a conversion each way and
+// a few adds, so at 98 KiB a row the accurate expf made them as much ALU-bound
+// as memory-bound (1.62 ms a B=16 step on the H200, 2.0 TB/s). Relative error
+// ~2^-22, under a bf16 gradient's 2^-9; the f32 rows (the parity mode) and
+// GPT2_CLASSIFIER_FAST_EXP=0 keep expf.
+constexpr float kLog2e = 1.4426950408889634f;
+template <typename T>
+constexpr bool kFastExpType = std::is_same_v<T, bf16>;
+
 // One 16-byte pack of a row (columns v0 ...) into a thread's running max and
 // sum of exp(x - max): columns from V on (the padded vocab) are left out; the
 // running max is updated once per pack.
-template <typename T>
+template <typename T, bool kFast>
 __device__ __forceinline__ void AddPackToRowStats(const Pack16<T>& pack, int v0,
                                                   int V, float& max_logit,
                                                   float& sum) {
   constexpr int kN = Pack16<T>::kN;
   float x[kN];
   float pack_max = -INFINITY;
-  for (int j = 0; j < kN; ++j) {
-    x[j] = v0 + j < V ? ToFloat(pack.v[j]) : -INFINITY;
-    pack_max = fmaxf(pack_max, x[j]);
+  if (v0 + kN <= V) {  // all but the row's last pack: no column checks
+    for (int j = 0; j < kN; ++j) {
+      x[j] = ToFloat(pack.v[j]);
+      pack_max = fmaxf(pack_max, x[j]);
+    }
+  } else {
+    for (int j = 0; j < kN; ++j) {
+      x[j] = v0 + j < V ? ToFloat(pack.v[j]) : -INFINITY;
+      pack_max = fmaxf(pack_max, x[j]);
+    }
   }
   if (pack_max > max_logit) {
     sum *= expf(max_logit - pack_max);  // 0 * exp(-inf) = 0 at the start
     max_logit = pack_max;
   }
   if (max_logit == -INFINITY) return;
-  for (int j = 0; j < kN; ++j) sum += expf(x[j] - max_logit);
+  if constexpr (kFast) {
+    const float m2 = max_logit * kLog2e;
+    for (int j = 0; j < kN; ++j) sum += Exp2Ftz(fmaf(x[j], kLog2e, -m2));
+  } else {
+    for (int j = 0; j < kN; ++j) sum += expf(x[j] - max_logit);
+  }
 }
 
 // The pack's logits replaced by their gradient (zero on the padded vocab).
-template <typename T>
+// The same formula for every column, (exp(x - lse) - [v == target]) * dloss;
+// only the pack holding the target or the vocab's end checks columns.
+template <typename T, bool kFast>
 __device__ __forceinline__ void PackToGradient(Pack16<T>& pack, int v0, int V,
                                                int target, float lse,
                                                float dloss) {
-  for (int j = 0; j < Pack16<T>::kN; ++j) {
+  constexpr int kN = Pack16<T>::kN;
+  const float l2 = lse * kLog2e;
+  const auto prob = [&](float x) {
+    if constexpr (kFast) {
+      return Exp2Ftz(fmaf(x, kLog2e, -l2));
+    } else {
+      return expf(x - lse);
+    }
+  };
+  if (v0 + kN <= V && static_cast<unsigned>(target - v0) >= kN) {
+    for (int j = 0; j < kN; ++j)
+      pack.v[j] = FromFloat<T>(prob(ToFloat(pack.v[j])) * dloss);
+    return;
+  }
+  for (int j = 0; j < kN; ++j) {
     const int v = v0 + j;
     float grad = 0.0f;
     if (v < V) {
-      grad = (expf(ToFloat(pack.v[j]) - lse) - (v == target ? 1.0f : 0.0f)) *
-             dloss;
+      grad = (prob(ToFloat(pack.v[j])) - (v == target ? 1.0f : 0.0f)) * dloss;
     }
     pack.v[j] = FromFloat<T>(grad);
   }
@@ -100,14 +140,14 @@ __device__ __forceinline__ void PackToGradient(Pack16<T>& pack, int v0, int V,
 // gradient written to `row`: each thread takes the packs tid, tid + blockDim,
 // ... in that order, whichever `in` is, so both kernels below give the same
 // bits.
-template <typename T>
-__device__ __forceinline__ void ClassifyPackedRow(
+template <typename T, bool kFast>
+__device__ __forceinline__ void ClassifyPackedRowAs(
     const T* in, T* row, int64_t r, float* losses, const int32_t* targets,
     int V, int Vp, float dloss, bool write_grad, float* scratch) {
   constexpr int kN = Pack16<T>::kN;
   float max_logit = -INFINITY, sum = 0.0f;
   for (int v0 = threadIdx.x * kN; v0 < V; v0 += blockDim.x * kN) {
-    AddPackToRowStats(LoadPack16(in + v0), v0, V, max_logit, sum);
+    AddPackToRowStats<T, kFast>(LoadPack16(in + v0), v0, V, max_logit, sum);
   }
   const float lse = RowLogSumExp(max_logit, sum, scratch);
   const int target = targets[r];
@@ -129,23 +169,42 @@ __device__ __forceinline__ void ClassifyPackedRow(
 #pragma unroll
     for (int k = 0; k < kAhead; ++k) {
       if (v0 + k * stride < Vp) {
-        PackToGradient(packs[k], v0 + k * stride, V, target, lse, dloss);
+        PackToGradient<T, kFast>(packs[k], v0 + k * stride, V, target, lse,
+                                 dloss);
         StorePack16(row + v0 + k * stride, packs[k]);
       }
     }
   }
 }
 
+// ClassifyPackedRowAs with the fast exponential where the rows are bf16 and
+// `fast_exp` (GPT2_CLASSIFIER_FAST_EXP, on unless 0): one choice per launch.
+template <typename T>
+__device__ __forceinline__ void ClassifyPackedRow(
+    const T* in, T* row, int64_t r, float* losses, const int32_t* targets,
+    int V, int Vp, float dloss, bool write_grad, bool fast_exp,
+    float* scratch) {
+  if constexpr (kFastExpType<T>) {
+    if (fast_exp) {
+      return ClassifyPackedRowAs<T, true>(in, row, r, losses, targets, V, Vp,
+                                          dloss, write_grad, scratch);
+    }
+  }
+  ClassifyPackedRowAs<T, false>(in, row, r, losses, targets, V, Vp, dloss,
+                                write_grad, scratch);
+}
+
 // The row read twice from global memory and written once, at full width.
 template <typename T>
 __global__ void ClassifierPackedKernel(T* logits, float* losses,
                                        const int32_t* targets, int V, int Vp,
-                                       float dloss, bool write_grad) {
+                                       float dloss, bool write_grad,
+                                       bool fast_exp) {
   KernelPrologue();
   __shared__ float scratch[32];
   T* row = logits + int64_t{blockIdx.x} * Vp;
   ClassifyPackedRow(row, row, blockIdx.x, losses, targets, V, Vp, dloss,
-                    write_grad, scratch);
+                    write_grad, fast_exp, scratch);
 }
 
 // The row staged in shared memory by one bulk copy (Hopper's
@@ -158,7 +217,8 @@ __global__ void ClassifierPackedKernel(T* logits, float* losses,
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 2)
     ClassifierBulkKernel(T* logits, float* losses, const int32_t* targets,
-                         int V, int Vp, float dloss, bool write_grad) {
+                         int V, int Vp, float dloss, bool write_grad,
+                         bool fast_exp) {
   KernelPrologue();
   __shared__ float scratch[32];
   __shared__ uint64_t landed;
@@ -170,7 +230,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     BulkLoad(staged, row, static_cast<uint32_t>(Vp * sizeof(T)), &landed);
   BarrierWait(&landed, 0);
   ClassifyPackedRow(reinterpret_cast<const T*>(staged), row, blockIdx.x, losses,
-                    targets, V, Vp, dloss, write_grad, scratch);
+                    targets, V, Vp, dloss, write_grad, fast_exp, scratch);
 }
 
 // The bulk kernel with two row buffers a block and one block an SM, each
@@ -182,8 +242,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 template <typename T>
 __global__ void __launch_bounds__(kThreads, 1)
     ClassifierRingKernel(T* logits, float* losses, const int32_t* targets,
-                         int64_t N, int V, int Vp, float dloss,
-                         bool write_grad) {
+                         int64_t N, int V, int Vp, float dloss, bool write_grad,
+                         bool fast_exp) {
   KernelPrologue();
   __shared__ float scratch[32];
   __shared__ uint64_t landed[2];
@@ -209,7 +269,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       BulkLoad(buffer(b ^ 1), logits + next * Vp, bytes, &landed[b ^ 1]);
     BarrierWait(&landed[b], (i >> 1) & 1);  // buffer b's (i / 2)-th copy
     ClassifyPackedRow(buffer(b), logits + r * Vp, r, losses, targets, V, Vp,
-                      dloss, write_grad, scratch);
+                      dloss, write_grad, fast_exp, scratch);
     FenceBeforeBulkRefill();
     __syncthreads();  // buffer b is read: refilled next iteration
   }
@@ -244,6 +304,10 @@ bool& BulkAllowed() {
   static bool allowed = !EnvIs("GPT2_CLASSIFIER_BULK", "0");
   return allowed;
 }
+bool& FastExpWanted() {
+  static bool wanted = !EnvIs("GPT2_CLASSIFIER_FAST_EXP", "0");
+  return wanted;
+}
 bool& RingWanted() {
   static bool wanted = EnvIs("GPT2_CLASSIFIER_RING", "1");
   return wanted;
@@ -276,6 +340,7 @@ void AllowStagedRows(const void* kernel, int bytes, const char* name) {
 
 void SetClassifierBulk(bool on) { BulkAllowed() = on; }
 void SetClassifierRing(bool on) { RingWanted() = on; }
+void SetClassifierFastExp(bool on) { FastExpWanted() = on; }
 
 const char* ClassifierKernelName(Tensor logits, int Vp) {
   switch (ChooseClassifier(logits, Vp)) {
@@ -294,13 +359,14 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
                        int V, int Vp, double dloss, bool write_grad,
                        CUstream_st* stream) {
   const ClassifierChoice choice = ChooseClassifier(logits, Vp);
+  const bool fast_exp = FastExpWanted();
   DispatchFloat(logits.dtype, [&](auto zero) {
     using F = decltype(zero);
     const auto launch = [&](auto kernel, const char* name, int shared) {
       CheckLaunch(GPT2_LAUNCH(kernel, static_cast<unsigned>(N), kThreads,
                               shared, stream, Ptr<F>(logits),
                               Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
-                              static_cast<float>(dloss), write_grad),
+                              static_cast<float>(dloss), write_grad, fast_exp),
                   name);
     };
     if (choice == ClassifierChoice::kRing) {
@@ -315,12 +381,12 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
       }();
       const unsigned grid =
           static_cast<unsigned>(std::min<int64_t>(N, int64_t{blocks}));
-      CheckLaunch(
-          GPT2_LAUNCH(&ClassifierRingKernel<F>, grid, kThreads,
-                      2 * Vp * static_cast<int>(sizeof(F)), stream,
-                      Ptr<F>(logits), Ptr<float>(losses), Ptr<int32_t>(targets),
-                      N, V, Vp, static_cast<float>(dloss), write_grad),
-          "ClassifierRingKernel");
+      CheckLaunch(GPT2_LAUNCH(&ClassifierRingKernel<F>, grid, kThreads,
+                              2 * Vp * static_cast<int>(sizeof(F)), stream,
+                              Ptr<F>(logits), Ptr<float>(losses),
+                              Ptr<int32_t>(targets), N, V, Vp,
+                              static_cast<float>(dloss), write_grad, fast_exp),
+                  "ClassifierRingKernel");
       return;
     }
     if (choice == ClassifierChoice::kBulk) {
@@ -337,7 +403,11 @@ void ClassifierForward(Tensor logits, Tensor losses, Tensor targets, int64_t N,
     }
     if (choice == ClassifierChoice::kPacked)
       return launch(&ClassifierPackedKernel<F>, "ClassifierPackedKernel", 0);
-    launch(&ClassifierKernel<F>, "ClassifierKernel", 0);
+    CheckLaunch(GPT2_LAUNCH(&ClassifierKernel<F>, static_cast<unsigned>(N),
+                            kThreads, 0, stream, Ptr<F>(logits),
+                            Ptr<float>(losses), Ptr<int32_t>(targets), V, Vp,
+                            static_cast<float>(dloss), write_grad),
+                "ClassifierKernel");
   });
 }
 

@@ -44,6 +44,10 @@ void SetClassifierBulk(bool on);
 // it) runs one block an SM instead, with two row buffers: the next row's bulk
 // copy in flight while this row is reduced and written (the same bits).
 void SetClassifierRing(bool on);
+// bf16 rows take exp(x) as the hardware's ex2 of x log2(e) (one instruction
+// where expf takes ~8; relative error ~2^-22); off (GPT2_CLASSIFIER_FAST_EXP=0
+// at start-up; tests set it), expf as the f32 rows always do.
+void SetClassifierFastExp(bool on);
 // Which kernel ClassifierForward runs for these logits: "bulk" or "ring"
 // (above), "packed" (16-byte packs, the row read twice) or "elementwise".
 const char* ClassifierKernelName(Tensor logits, int Vp);

@@ -440,6 +440,11 @@ class CudaOps : public ::testing::TestWithParam<DType> {
   // The staged classifier (bulk, or with `ring` the ring kernel) against the
   // packed one, bitwise (defined below).
   void ExpectClassifierAgreesWithPacked(bool ring);
+  // One training classifier pass on the GPU (dloss 1/N): the losses and the
+  // gradients written over the logits; with `kernel`, it must be the one run.
+  std::pair<std::vector<double>, std::vector<double>> ClassifyOnGpu(
+      const std::vector<double>& logits, const std::vector<double>& targets,
+      int N, int V, int Vp, const char* kernel = nullptr);
 
   std::unique_ptr<Backend> cuda_, cpu_;
 };
@@ -1747,6 +1752,20 @@ TEST_P(CudaOps, WgmmaSplitAgreesWithTheOneWarpgroupKernels) {
   }
 }
 
+std::pair<std::vector<double>, std::vector<double>> CudaOps::ClassifyOnGpu(
+    const std::vector<double>& logits, const std::vector<double>& targets,
+    int N, int V, int Vp, const char* kernel) {
+  auto g_logits = Gpu(logits), g_t = GpuI32(targets);
+  if (kernel != nullptr) {
+    EXPECT_STREQ(cuda::ClassifierKernelName(g_logits.view, Vp), kernel)
+        << "V=" << V;
+  }
+  auto g_loss = GpuF32(std::vector<double>(N, -1.0));
+  cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
+                           1.0 / N, true);
+  return {Download(g_loss, "losses"), Download(g_logits, "dlogits")};
+}
+
 // The classifier staging a bf16 row in shared memory by one bulk copy gives
 // the packed kernel's bits: losses and gradients, real and padded columns,
 // rows of 1 to 13 packs a thread (on sm_90 and newer, or the emulator); with
@@ -1770,16 +1789,9 @@ void CudaOps::ExpectClassifierAgreesWithPacked(bool ring) {
     for (int staged = 0; staged < 2; ++staged) {
       cuda::SetClassifierBulk(staged == 1);
       cuda::SetClassifierRing(ring && staged == 1);
-      auto g_logits = Gpu(logits), g_t = GpuI32(targets);
       // Each run takes the kernel it compares (not a silent fallback).
-      EXPECT_STREQ(cuda::ClassifierKernelName(g_logits.view, Vp),
-                   staged == 1 ? name : "packed")
-          << "V=" << V;
-      auto g_loss = GpuF32(std::vector<double>(N, -1.0));
-      cuda_->ClassifierForward(g_logits.view, g_loss.view, g_t.view, N, V, Vp,
-                               1.0 / N, true);
-      losses[staged] = Download(g_loss, "losses");
-      grads[staged] = Download(g_logits, "dlogits");
+      std::tie(losses[staged], grads[staged]) = ClassifyOnGpu(
+          logits, targets, N, V, Vp, staged == 1 ? name : "packed");
     }
     cuda::SetClassifierBulk(true);
     cuda::SetClassifierRing(false);
@@ -1803,6 +1815,49 @@ TEST_P(CudaOps, ClassifierRingIsBitwiseTheSame) {
   if (dtype() != DType::kBF16) GTEST_SKIP() << "a bf16 kernel";
   if (cuda::CurrentMajor() < 9) GTEST_SKIP() << "bulk copies need sm_90";
   ExpectClassifierAgreesWithPacked(true);
+}
+
+// The fast exponential of the bf16 rows (ex2 of x log2(e)) against expf:
+// losses within 2e-5, every gradient within one bf16 step of expf's and at
+// most 1% of them a step apart (ex2's relative error ~2^-22 moves a value
+// across a rounding boundary ~1e-3 of the time); the f32 rows never take it.
+TEST_P(CudaOps, ClassifierFastExpIsWithinABf16Step) {
+  for (auto [N, V, Vp] :
+       {std::tuple{5, 1000, 1024}, std::tuple{3, 50257, 50304}}) {
+    auto logits = Random(N * Vp, 41, 3.0);
+    auto targets = Tokens(N, V, 42);
+    targets[0] = V - 1;
+    std::vector<double> losses[2], grads[2];
+    for (int fast = 0; fast < 2; ++fast) {
+      cuda::SetClassifierFastExp(fast == 1);
+      std::tie(losses[fast], grads[fast]) =
+          ClassifyOnGpu(logits, targets, N, V, Vp);
+    }
+    cuda::SetClassifierFastExp(true);
+    const std::string where = "V=" + std::to_string(V);
+    if (dtype() != DType::kBF16) {
+      EXPECT_EQ(losses[1], losses[0]) << where;
+      EXPECT_EQ(grads[1], grads[0]) << where;
+      continue;
+    }
+    for (int r = 0; r < N; ++r) {
+      EXPECT_GT(losses[0][r], 0.0) << where;
+      EXPECT_NEAR(losses[1][r], losses[0][r], 2e-5) << where << " row " << r;
+    }
+    int differ = 0, far = 0;
+    for (size_t i = 0; i < grads[0].size(); ++i) {
+      if (grads[1][i] == grads[0][i]) continue;
+      ++differ;
+      // One bf16 step at the larger magnitude: 2^-7 relative at most.
+      const double step = std::ldexp(
+          1.0,
+          std::ilogb(std::max(std::abs(grads[0][i]), std::abs(grads[1][i]))) -
+              7);
+      far += std::abs(grads[1][i] - grads[0][i]) > step;
+    }
+    EXPECT_EQ(far, 0) << where;
+    EXPECT_LE(differ, static_cast<int>(grads[0].size() / 100)) << where;
+  }
 }
 
 TEST_P(CudaOps, AdamW) {
