@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "src/core/env.h"
 #include "src/core/error.h"
 #include "src/core/rng.h"
@@ -56,10 +57,10 @@ ABSL_FLAG(double, top_p, 1.0,
           "Nucleus sampling, after top-k and temperature: only the most "
           "likely tokens that together hold at least this share of the "
           "probability; in (0, 1], 1 = off.");
-ABSL_FLAG(std::string, stop, "",
-          "A stop sequence, with C escapes (e.g. '\\n\\n' for a blank line): "
-          "a sample ends where its text first holds it, and is printed "
-          "without it. Empty: none.");
+ABSL_FLAG(std::vector<std::string>, stop, {},
+          "Stop sequences, comma-separated, with C escapes (e.g. '\\n\\n' "
+          "for a blank line, '\\x2c' for a comma): a sample ends where its "
+          "text first holds one, and is printed without it. Empty: none.");
 ABSL_FLAG(uint64_t, seed, 1337,
           "Random seed. The same seed gives the same text on the same "
           "backend; sample i's text does not depend on --num_samples.");
@@ -246,7 +247,7 @@ absl::Status Sample(const infer::InferenceModel& model) {
   GPT2_ASSIGN_OR_RETURN(request.sampling, SamplingFromFlags());
   request.seed = absl::GetFlag(FLAGS_seed);
   request.end_of_text = Tokenizer::kEndOfText;
-  if (const std::string stop = absl::GetFlag(FLAGS_stop); !stop.empty()) {
+  for (const std::string& stop : absl::GetFlag(FLAGS_stop)) {
     std::string unescaped, error;
     if (!absl::CUnescape(stop, &unescaped, &error)) {
       return absl::InvalidArgumentError(
@@ -254,7 +255,8 @@ absl::Status Sample(const infer::InferenceModel& model) {
     }
     if (unescaped.empty()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--stop '", stop, "' is empty once unescaped"));
+          absl::StrCat("--stop: an empty sequence in '",
+                       absl::StrJoin(absl::GetFlag(FLAGS_stop), ","), "'"));
     }
     request.stop.push_back(unescaped);
   }

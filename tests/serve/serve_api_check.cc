@@ -22,6 +22,7 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
 #include "tests/serve/serve_test_util.h"
 
@@ -857,9 +858,11 @@ TEST(SampleCli, StopAndTopP) {
   ASSERT_GT(full.size(), 30u) << full;
   // Three bytes of the continuation, the first of them escaped as \xHH.
   const std::string stop = full.substr(20, 3);
-  const std::string escaped =
+  // (Commas too: --stop takes a comma-separated list.)
+  const std::string escaped = absl::StrReplaceAll(
       absl::StrFormat("\\x%02x", static_cast<unsigned char>(stop[0])) +
-      absl::CEscape(stop.substr(1));
+          absl::CEscape(stop.substr(1)),
+      {{",", "\\x2c"}});
   for (const char* n : {"1", "2"}) {
     std::vector<std::string> stop_args = args;
     stop_args[5] = n;
@@ -874,6 +877,18 @@ TEST(SampleCli, StopAndTopP) {
     EXPECT_EQ(first, "ROMEO:" + continuation.substr(0, continuation.find(stop)))
         << n << ": " << cut.output;
   }
+  // Two sequences, comma-separated: one the text never holds, then the same
+  // stop: the same cut; an empty one between commas is refused.
+  std::vector<std::string> two_args = args;
+  two_args.insert(two_args.end(), {"--stop", "\\x01\\x02," + escaped});
+  const RunResult two = Sample(two_args);
+  ASSERT_EQ(two.code, 0) << two.output;
+  EXPECT_EQ(two.output.substr(0, two.output.find("\n======")),
+            "ROMEO:" + full.substr(6).substr(0, full.substr(6).find(stop)))
+      << two.output;
+  ExpectFails({"--checkpoint", ServerEnv::checkpoint(), "--prompt", "a",
+               "--stop", "x,,y"},
+              "--stop: an empty sequence in 'x,,y'");
   std::vector<std::string> p_args = args;
   p_args.insert(p_args.end(), {"--top_p", "0.7", "--top_k", "100"});
   const RunResult nucleus = Sample(p_args);
