@@ -17,6 +17,24 @@ uint32_t KeyOf(float v) {
   return SampleKey(bits);
 }
 
+using Candidate = std::pair<uint32_t, int>;  // key, id
+
+// Candidates in id order into rank order (key descending, ties by id: the
+// order std::sort by key descending then id gives) by a stable LSD radix sort
+// on the key, three 11-bit digits: for the whole vocabulary (top-p with top_k
+// >= V) ~10x fewer steps than the comparison sort.
+void SortIdOrderedByRank(std::vector<Candidate>& v) {
+  static thread_local std::vector<Candidate> spare;
+  spare.resize(v.size());
+  for (int shift = 0; shift < 32; shift += 11) {
+    uint32_t count[2049] = {};
+    for (const Candidate& c : v) ++count[((~c.first >> shift) & 2047) + 1];
+    for (int d = 0; d < 2048; ++d) count[d + 1] += count[d];
+    for (const Candidate& c : v) spare[count[(~c.first >> shift) & 2047]++] = c;
+    v.swap(spare);
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -28,15 +46,17 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
   // The k best (key, id) in one pass: a heap with the worst kept on top, which
   // most logits lose to at the first comparison. Logits are ranked as floats
   // (bf16 and f32 exactly; f64 rounded).
-  using Candidate = std::pair<uint32_t, int>;  // key, id
   const auto better = [](const Candidate& a, const Candidate& b) {
     return a.first > b.first || (a.first == b.first && a.second < b.second);
   };
   static thread_local std::vector<Candidate> kept;
   kept.clear();
+  const bool every_id = k == V;  // then `kept` is in id order, not a heap
   for (int i = 0; i < V; ++i) {
     const Candidate c{KeyOf(static_cast<float>(logits[i])), i};
-    if (static_cast<int>(kept.size()) < k) {
+    if (every_id) {
+      kept.push_back(c);
+    } else if (static_cast<int>(kept.size()) < k) {
       kept.push_back(c);
       std::push_heap(kept.begin(), kept.end(), better);
     } else if (better(c, kept.front())) {
@@ -60,7 +80,11 @@ int32_t SampleTopKRow(const T* logits, int V, int top_k, double temperature,
   // The nucleus: the kept ids in rank order until their weights reach top_p
   // of the whole; the rest leave `kept`.
   if (top_p < 1.0) {
-    std::sort(kept.begin(), kept.end(), better);
+    if (every_id) {
+      SortIdOrderedByRank(kept);
+    } else {
+      std::sort(kept.begin(), kept.end(), better);
+    }
     double all = 0.0;
     for (const Candidate& c : kept) all += weight_of(c);
     double prefix = 0.0;

@@ -156,6 +156,24 @@ TEST(Sampler, TopPKeepsTheShortestPrefixHoldingP) {
   }
 }
 
+// top_k >= V skips the heap and ranks the whole row by a radix sort; it must
+// draw what the heap and comparison sort draw. Logits on a coarse grid (ties
+// everywhere, at every nucleus edge) and one -inf, their unique minimum: top_k
+// V - 1 drops exactly that id, whose weight is 0, so the draws are the same.
+TEST(Sampler, WholeVocabTopPDrawsAsTheHeapDoes) {
+  const int V = 3000;
+  std::vector<float> logits = RandomLogits(V, 17);
+  for (float& x : logits) x = std::floor(x * 2.0f) / 2.0f;
+  logits[1234] = -INFINITY;
+  for (double p : {0.3, 0.7, 0.95}) {
+    for (int i = 0; i < 300; ++i) {
+      ASSERT_EQ(Draw(logits, V, {V, 1.0, p}, 13, i),
+                Draw(logits, V, {V - 1, 1.0, p}, 13, i))
+          << "top_p " << p << " draw " << i;
+    }
+  }
+}
+
 TEST(Sampler, UniformsAreUniformAndDistinct) {
   // The counter hash: mean 1/2, variance 1/12, and neighbouring counters and
   // seeds give different values.
