@@ -161,9 +161,13 @@ while read -r setting; do
     log "$setting: the GPU tests of an earlier call on this machine failed that fast path"
   fi
 done < <(cat "$state/switches" 2>/dev/null)
-for var in GPT2_MATMUL_AUTOTUNE GPT2_BIAS_EPILOGUE GPT2_ATTENTION_WGMMA_DQ_PIPELINED \
-  GPT2_WGRAD_BESIDE GPT2_CLASSIFIER_RING; do
-  value=$(cat "$state/$var" 2>/dev/null)
+# And every switch an earlier call's A/Bs adopted (use writes $state/VAR): not only the
+# five this list once named (the classifier's exponential, PDL, updates beside, graphs
+# and the searched picks were dropped between calls).
+for file in "$state"/GPT2_*; do
+  [ -f "$file" ] || continue
+  var=${file##*/}
+  value=$(cat "$file" 2>/dev/null)
   if [ -z "${!var+x}" ] && [ -n "$value" ]; then
     export "$var=$value"
     log "$var=$value: the bench group of an earlier call on this machine adopted it"
@@ -434,7 +438,8 @@ group_bench() {
   # 2026-11-28, written after the H200 run where the kernel took 1.62 ms at 2.0 TB/s:
   # two accurate expf a logit, ~8 instructions each, made it as much ALU-bound as
   # memory-bound). Compare the per-op classifier lines; adopted if the old way is 1% faster.
-  pair bench_accurate_exp_B16 16 GPT2_CLASSIFIER_FAST_EXP=0 --steps 5
+  [ "${GPT2_CLASSIFIER_FAST_EXP:-}" = 0 ] ||
+    pair bench_accurate_exp_B16 16 GPT2_CLASSIFIER_FAST_EXP=0 --steps 5
   # The wgmma dQ kernel pipelined (each tile's score math overlapping the previous tile's
   # dQ products; the same bits) inside whichever backward version the first step picks.
   [ "${GPT2_ATTENTION_WGMMA:-}" = 0 ] || [ "${GPT2_ATTENTION_WGMMA_PIPELINED:-}" = 0 ] ||

@@ -70,6 +70,13 @@ expect b16 "GPT2_MATMUL_AUTOTUNE=1 from now on \(cuBLASLt algorithms timed per s
 expect b16 "GPT2_MATMUL_ALGO_CACHE=.*matmul_algos.txt from now on"
 # Graphs and updates beside settled at B=16: no B=4 verdict changes them.
 reject b16 "GPT2_UPDATE_BESIDE=0 from now on"
+# A later call on the same machine (state) starts with every switch the first adopted.
+env -u GPT2_UPDATE_BESIDE -u GPT2_TRAIN_GRAPHS -u GPT2_MATMUL_AUTOTUNE -u GPT2_UPDATE_ROWS_FIRST \
+  DEVICE_CHECK_DRY=1 DEVICE_CHECK_GROUPS="fast" DEVICE_CHECK_STATE="$work/b16/state" \
+  TMPDIR="$work/b16" bash "$root/launch/device_check.sh" "$work/b16/out2" >"$work/b16_again.log" 2>&1
+for adopted in GPT2_UPDATE_BESIDE=1 GPT2_TRAIN_GRAPHS=1 GPT2_MATMUL_AUTOTUNE=1; do
+  expect b16_again "^\[device_check [0-9:]+\] $adopted: the bench group of an earlier call on this machine adopted it"
+done
 
 # 2. Nothing wins at B=16; at B=4 updates beside alone win (9.5 against 9.8), graphs in
 # place more (9.0), graphs with the updates beside most (8.5): both switches, and wte's
