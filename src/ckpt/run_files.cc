@@ -124,15 +124,15 @@ absl::Status UpdateLatest(const std::string& run_dir,
   return SyncDir(dir);
 }
 
-absl::StatusOr<std::string> ReadLatest(const std::string& run_dir) {
-  const std::string dir = CheckpointDir(run_dir);
+namespace {
+
+// The checkpoint the pointer file `latest` (in a checkpoints folder `dir`)
+// names; `missing` is the error when there is no such file.
+absl::StatusOr<std::string> ReadLatestIn(const std::string& dir,
+                                         absl::Status missing) {
   const std::string latest = (fs::path(dir) / kLatestFileName).string();
   std::ifstream in(latest, std::ios::binary);
-  if (!in) {
-    return absl::NotFoundError(
-        absl::StrCat(latest, ": no such file: run ", run_dir,
-                     " has no complete checkpoint to resume from"));
-  }
+  if (!in) return missing;
   std::string text(256, '\0');
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<size_t>(in.gcount()));
@@ -151,6 +151,32 @@ absl::StatusOr<std::string> ReadLatest(const std::string& run_dir) {
   return path;
 }
 
+// Whether `path` is a `latest` pointer file itself (what a user who lists a
+// checkpoints folder sees beside the step files), rather than a checkpoint.
+bool IsLatestFile(const std::string& path) {
+  std::error_code ec;
+  return fs::path(path).filename() == kLatestFileName &&
+         fs::is_regular_file(path, ec);
+}
+
+// The checkpoint a `latest` pointer file names, from the folder it is in.
+absl::StatusOr<std::string> ReadLatestFile(const std::string& path) {
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  return ReadLatestIn(dir.string(),
+                      absl::NotFoundError(absl::StrCat(path, ": cannot read")));
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadLatest(const std::string& run_dir) {
+  const std::string dir = CheckpointDir(run_dir);
+  return ReadLatestIn(dir, absl::NotFoundError(absl::StrCat(
+                               (fs::path(dir) / kLatestFileName).string(),
+                               ": no such file: run ", run_dir,
+                               " has no complete checkpoint to resume from")));
+}
+
 absl::StatusOr<std::string> ResolveResume(const std::string& arg,
                                           const std::string& run_dir) {
   if (arg.empty()) {
@@ -158,6 +184,7 @@ absl::StatusOr<std::string> ResolveResume(const std::string& arg,
         "--resume needs 'latest' or a checkpoint path");
   }
   if (arg == "latest") return ReadLatest(run_dir);
+  if (IsLatestFile(arg)) return ReadLatestFile(arg);
   std::error_code ec;
   if (!fs::is_regular_file(arg, ec)) {
     return absl::NotFoundError(absl::StrCat(arg, ": no such checkpoint file"));
@@ -167,7 +194,9 @@ absl::StatusOr<std::string> ResolveResume(const std::string& arg,
 
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
   std::error_code ec;
-  // Anything but a folder is for CheckpointReader::Open to open or refuse.
+  if (IsLatestFile(path)) return ReadLatestFile(path);
+  // Anything else but a folder is for CheckpointReader::Open to open or
+  // refuse.
   if (!fs::is_directory(path, ec)) return path;
   if (fs::exists(fs::path(CheckpointDir(path)) / kLatestFileName, ec)) {
     return ReadLatest(path);

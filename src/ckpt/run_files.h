@@ -33,14 +33,16 @@ absl::Status UpdateLatest(const std::string& run_dir,
 absl::StatusOr<std::string> ReadLatest(const std::string& run_dir);
 
 // A --resume argument: "latest" means the checkpoint `latest` names in
-// run_dir; anything else is a checkpoint path, which must exist.
+// run_dir, and a path to a `latest` file the checkpoint it names; anything
+// else is a checkpoint path, which must exist.
 absl::StatusOr<std::string> ResolveResume(const std::string& arg,
                                           const std::string& run_dir);
 
 // What a tool's --checkpoint names: a folder, either a run folder (<run_dir>,
 // holding checkpoints/latest) or its checkpoints/ folder, means the checkpoint
-// `latest` names there (NotFound for other folders); any other path is
-// returned as it is, for CheckpointReader::Open to open or refuse.
+// `latest` names there (NotFound for other folders); so does a path to a
+// `latest` file itself; any other path is returned as it is, for
+// CheckpointReader::Open to open or refuse.
 absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path);
 
 // Keeps the `keep_last` newest step_*.ckpt (by step) and the one `latest`

@@ -648,6 +648,10 @@ TEST(RunFiles, NamesLatestAndResume) {
   auto direct = ResolveResume(CheckpointPath(run, 100), run);
   ASSERT_TRUE(direct.ok());
   EXPECT_EQ(*direct, CheckpointPath(run, 100));
+  // The pointer file itself, as a user listing checkpoints/ might pass it.
+  auto pointer = ResolveResume(CheckpointDir(run) + "/latest", "elsewhere");
+  ASSERT_TRUE(pointer.ok()) << pointer.status();
+  EXPECT_EQ(*pointer, CheckpointPath(run, 100));
 
   EXPECT_THAT(UpdateLatest(run, "step_00000200.ckpt").message(),
               HasSubstr("no such checkpoint; latest not updated"));
@@ -678,6 +682,13 @@ TEST(RunFiles, ResolvesCheckpointFilesAndFolders) {
   auto file = ResolveCheckpoint(CheckpointPath(run, 100));
   ASSERT_TRUE(file.ok());
   EXPECT_EQ(*file, CheckpointPath(run, 100));
+  // The `latest` pointer file itself (19 bytes of text, no checkpoint).
+  auto pointer = ResolveCheckpoint(CheckpointDir(run) + "/latest");
+  ASSERT_TRUE(pointer.ok()) << pointer.status();
+  EXPECT_EQ(*pointer, CheckpointPath(run, 200));
+  WriteBytes(dir.File("latest"), "step_00000007.ckpt\n");  // names nothing
+  EXPECT_THAT(ResolveCheckpoint(dir.File("latest")).status().message(),
+              HasSubstr("names step_00000007.ckpt, which does not exist"));
   auto missing = ResolveCheckpoint(dir.File("nope.ckpt"));  // Open refuses it
   ASSERT_TRUE(missing.ok());
   EXPECT_EQ(*missing, dir.File("nope.ckpt"));
