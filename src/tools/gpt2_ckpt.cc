@@ -87,8 +87,9 @@ usage:
       next tokens; --out writes the logits as raw float32 (T x V, row-major,
       padded vocab cut), for comparing with other implementations.
 
-FILE, A, B and CKPT may also be a run folder (e.g. logs/tiny_cpu) or its
-checkpoints/ folder: the checkpoint its `latest` file names.
+FILE, A, B and CKPT may also be a run folder (e.g. logs/tiny_cpu), its
+checkpoints/ folder or that folder's `latest` file: the checkpoint `latest`
+names.
 
 Flags:)";
 

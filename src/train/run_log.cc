@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -38,6 +39,18 @@ std::string FormatMetricsJson(const StepMetrics& m) {
 }
 
 namespace {
+
+// `text` and a newline to `file`, flushed: false where either failed (errno
+// says why), with the stream's error flag cleared for the next try.
+bool WriteLine(FILE* file, const std::string& text) {
+  const bool printed = std::fprintf(file, "%s\n", text.c_str()) >= 0;
+  const bool flushed = std::fflush(file) == 0;
+  if (printed && flushed) return true;
+  const int error = errno;
+  std::clearerr(file);
+  errno = error;
+  return false;
+}
 
 // The measures of the weights, where taken, as event-file scalars.
 void AddEvals(std::optional<double> val_loss, std::optional<double> hellaswag,
@@ -89,7 +102,9 @@ RunLog::RunLog(RunLog&& o) noexcept
       log_(o.log_),
       metrics_(o.metrics_),
       tensorboard_(std::move(o.tensorboard_)),
-      restart_pending_(o.restart_pending_) {
+      restart_pending_(o.restart_pending_),
+      log_lost_(o.log_lost_),
+      metrics_lost_(o.metrics_lost_) {
   o.tensorboard_.reset();
   o.log_ = nullptr;
   o.metrics_ = nullptr;
@@ -104,14 +119,35 @@ void RunLog::Line(const std::string& text) {
   if (!enabled_) return;
   std::printf("%s\n", text.c_str());
   std::fflush(stdout);
-  std::fprintf(log_, "%s\n", text.c_str());
-  std::fflush(log_);
+  Track(WriteLine(log_, text), "train.log", "lines", &log_lost_, -1);
+}
+
+void RunLog::Track(bool written, const char* file, const char* what,
+                   int64_t* lost, int64_t step) {
+  const std::string at = step >= 0 ? absl::StrCat(" at step ", step) : "";
+  if (!written) {
+    // The first failure of a stretch says so (stderr: the console still
+    // shows it when the file it is about cannot be written).
+    if ((*lost)++ == 0) {
+      std::fprintf(stderr,
+                   "warning: %s/%s: cannot write%s: %s; its %s go on on the "
+                   "console, and into the file again once it can be written\n",
+                   dir_.c_str(), file, at.c_str(), std::strerror(errno), what);
+    }
+    return;
+  }
+  if (*lost > 0) {
+    std::fprintf(stderr, "warning: %s/%s: written again%s; %lld %s missing\n",
+                 dir_.c_str(), file, at.c_str(), static_cast<long long>(*lost),
+                 what);
+    *lost = 0;
+  }
 }
 
 void RunLog::Metrics(const StepMetrics& m) {
   if (!enabled_) return;
-  std::fprintf(metrics_, "%s\n", FormatMetricsJson(m).c_str());
-  std::fflush(metrics_);
+  Track(WriteLine(metrics_, FormatMetricsJson(m)), "metrics.jsonl",
+        "step records", &metrics_lost_, m.step);
   if (!tensorboard_.has_value()) return;
   std::vector<TensorBoardWriter::Scalar> scalars = {
       {"train/loss", m.loss},

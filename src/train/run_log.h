@@ -44,7 +44,10 @@ class RunLog {
   RunLog(RunLog&&) noexcept;
   ~RunLog();
 
-  void Line(const std::string& text);  // stdout and train.log
+  // stdout and train.log. A line train.log cannot take (a full disk) is
+  // still printed; the first such failure, and the first write after
+  // failures, say so on stderr (as Metrics does for metrics.jsonl).
+  void Line(const std::string& text);
   // metrics.jsonl, and the event file's scalars train/loss, train/lr,
   // train/grad_norm, train/step_ms, train/tokens_per_sec, val/loss and
   // eval/hellaswag_acc_norm (the last two where measured). A failed event
@@ -69,12 +72,18 @@ class RunLog {
   // Runs `write` (given the wall time) on the event file, after the restart
   // marker where one is due; a failure ends the event file, with a warning.
   void ToEvents(int64_t step, const std::function<absl::Status(double)>& write);
+  // After a write to run-folder file `file`: the first failure of a stretch
+  // and the first success after one say so on stderr (the step, where
+  // `step` >= 0, and how many `what` were lost); *lost counts the stretch.
+  void Track(bool written, const char* file, const char* what, int64_t* lost,
+             int64_t step);
   std::string dir_;
   bool enabled_ = false;
   FILE* log_ = nullptr;
   FILE* metrics_ = nullptr;
   std::optional<TensorBoardWriter> tensorboard_;
   bool restart_pending_ = false;  // a resumed run's first step not yet marked
+  int64_t log_lost_ = 0, metrics_lost_ = 0;  // lines lost since the last write
 };
 
 }  // namespace gpt2

@@ -1,15 +1,21 @@
 // TensorBoard event files: the TFRecord framing and masked CRC against values
 // worked out independently (a bitwise CRC-32C in Python), the Event bytes
 // against the field numbers of TensorBoard's event.proto / summary.proto, and
-// the writer's files read back.
+// the writer's files read back; and the run log (src/train/run_log.h) when
+// its files cannot be written.
 #include "src/train/tensorboard.h"
 
+#include <sys/resource.h>
+
+#include <csignal>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 #include "proto/tensorboard.pb.h"
+#include "src/train/run_log.h"
 #include "tests/test_util.h"
 
 namespace gpt2 {
@@ -166,6 +172,75 @@ TEST(TensorBoard, WritesAFileTensorBoardReads) {
     EXPECT_NE(second->path(), writer->path());
   }
   EXPECT_FALSE(TensorBoardWriter::Open((dir / "missing").string()).ok());
+  std::filesystem::remove_all(dir);
+}
+
+// A full disk, made here by a file size limit (writes past it fail with
+// EFBIG): the run log's files lose lines, the run goes on. train.log and
+// metrics.jsonl each say so once on stderr and again when written again,
+// with the count lost; the event file ends with a warning on the log.
+TEST(RunLog, GoesOnWhenItsFilesCannotBeWritten) {
+  const std::filesystem::path dir = testing::MakeTestDir("gpt2_runlog_full");
+  constexpr rlim_t kLimit = 4096;
+  for (const char* name : {"train.log", "metrics.jsonl"}) {
+    std::ofstream(dir / name) << std::string(kLimit, '#');  // already full
+  }
+  auto log = RunLog::Open(dir.string(), true, /*append=*/true,
+                          /*tensorboard=*/true);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_FALSE(log->tensorboard_path().empty());
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit cap = old;
+  cap.rlim_cur = kLimit;
+  std::signal(SIGXFSZ, SIG_IGN);  // a failed write, not the signal's death
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &cap), 0);
+  ::testing::internal::CaptureStderr();
+  ::testing::internal::CaptureStdout();
+  log->Line("first line");
+  log->Line("second line");
+  StepMetrics m;
+  m.loss = 2.5;
+  for (m.step = 0; m.step < 100; ++m.step) log->Metrics(m);  // events: ~6 KB
+  const bool events_ended = log->tensorboard_path().empty();
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);  // room again
+  log->Metrics(m);                              // step 100
+  log->Line("third line");
+  const std::string out = ::testing::internal::GetCapturedStdout();
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  std::signal(SIGXFSZ, SIG_DFL);
+
+  EXPECT_TRUE(events_ended);
+  EXPECT_NE(out.find("first line\nsecond line\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("no more TensorBoard events this run"), std::string::npos)
+      << out;
+  const std::string full = std::strerror(EFBIG);
+  const auto count = [&](const std::string& what) {
+    size_t n = 0;
+    for (size_t at = err.find(what); at != std::string::npos;
+         at = err.find(what, at + 1))
+      ++n;
+    return n;
+  };
+  const std::string d = dir.string();
+  EXPECT_EQ(count("warning: " + d + "/train.log: cannot write: " + full), 1u)
+      << err;
+  EXPECT_EQ(count("warning: " + d +
+                  "/metrics.jsonl: cannot write at step 0: " + full),
+            1u)
+      << err;
+  EXPECT_EQ(count("cannot write"), 2u) << err;  // once a stretch each
+  EXPECT_EQ(count(d + "/metrics.jsonl: written again at step 100; 100 step "
+                      "records missing"),
+            1u)
+      << err;
+  // Two lines and the event file's warning went missing.
+  EXPECT_EQ(count(d + "/train.log: written again; 3 lines missing"), 1u) << err;
+  const std::string metrics = testing::ReadFile(dir / "metrics.jsonl");
+  EXPECT_EQ(metrics.substr(0, kLimit), std::string(kLimit, '#'));
+  EXPECT_EQ(metrics.substr(kLimit), FormatMetricsJson(m) + "\n");
+  EXPECT_EQ(testing::ReadFile(dir / "train.log"),
+            std::string(kLimit, '#') + "third line\n");
   std::filesystem::remove_all(dir);
 }
 
