@@ -103,15 +103,9 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
     new_tokens += result.new_tokens;
     seconds += result.prefill_seconds + result.decode_seconds;
   }
+  // The console, train.log and the event file first: samples.txt failing to
+  // be written (a full disk) then costs only that file.
   const std::string path = run_dir + "/samples.txt";
-  {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.close();
-    if (!out) {
-      return absl::InternalError(absl::StrCat("cannot write ", path));
-    }
-  }
   log->Line(absl::StrFormat(
       "samples from the model after step %d (top-k 50, %d new tokens each; "
       "%s, %.1f tokens/s), also in %s:",
@@ -119,6 +113,13 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
       seconds > 0 ? new_tokens / seconds : 0.0, path));
   log->Line("======\n" + text.substr(0, text.empty() ? 0 : text.size() - 1));
   log->Text(step, "samples", markdown);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    return absl::InternalError(
+        absl::StrCat("cannot write ", path, " (the samples are above)"));
+  }
   return absl::OkStatus();
 }
 

@@ -847,6 +847,11 @@ TEST_F(TrainerTest, SamplesFromTheFinalModel) {
             std::string::npos)
       << logged3;
   EXPECT_NE(logged3.find("cannot write"), std::string::npos);
+  // ...and the samples themselves still reach the console and train.log.
+  const size_t samples_at = logged3.find("samples from the model after step");
+  ASSERT_NE(samples_at, std::string::npos) << logged3;
+  EXPECT_NE(logged3.find("======\n", samples_at), std::string::npos) << logged3;
+  EXPECT_LT(samples_at, logged3.find("warning: the samples"));
   EXPECT_TRUE(std::filesystem::exists(dir_ / "logs/s3/checkpoints"));
 
   auto error = [&](std::vector<std::string> overrides) {
