@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -104,7 +105,9 @@ RunLog::RunLog(RunLog&& o) noexcept
       tensorboard_(std::move(o.tensorboard_)),
       restart_pending_(o.restart_pending_),
       log_lost_(o.log_lost_),
-      metrics_lost_(o.metrics_lost_) {
+      metrics_lost_(o.metrics_lost_),
+      capturing_(o.capturing_),
+      captured_(std::move(o.captured_)) {
   o.tensorboard_.reset();
   o.log_ = nullptr;
   o.metrics_ = nullptr;
@@ -119,7 +122,13 @@ void RunLog::Line(const std::string& text) {
   if (!enabled_) return;
   std::printf("%s\n", text.c_str());
   std::fflush(stdout);
+  if (capturing_) absl::StrAppend(&captured_, text, "\n");
   Track(WriteLine(log_, text), "train.log", "lines", &log_lost_, -1);
+}
+
+std::string RunLog::TakeCapture() {
+  capturing_ = false;
+  return std::exchange(captured_, std::string());
 }
 
 void RunLog::Track(bool written, const char* file, const char* what,

@@ -60,6 +60,11 @@ class RunLog {
   // Text for the event file's Text tab (e.g. the final samples); nothing
   // without an event file.
   void Text(int64_t step, const std::string& tag, const std::string& text);
+  // Lines given to Line from now on are also kept, until TakeCapture returns
+  // them (each with its newline) and stops keeping them: the run's header
+  // (config, hardware, plan) for the event file's Text tab.
+  void BeginCapture() { capturing_ = true; }
+  std::string TakeCapture();
   const std::string& dir() const { return dir_; }
   // The event file, or "" without one.
   std::string tensorboard_path() const {
@@ -84,6 +89,8 @@ class RunLog {
   std::optional<TensorBoardWriter> tensorboard_;
   bool restart_pending_ = false;  // a resumed run's first step not yet marked
   int64_t log_lost_ = 0, metrics_lost_ = 0;  // lines lost since the last write
+  bool capturing_ = false;
+  std::string captured_;
 };
 
 }  // namespace gpt2

@@ -524,6 +524,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // ---- Header ----
   std::string config_text;
   google::protobuf::TextFormat::PrintToString(cfg, &config_text);
+  log.BeginCapture();  // the header, for the event file's Text tab
   log.Line(absl::StrCat("gpt2_ddp | config ", options.config_path,
                         " | data dir ", options.data_dir));
   log.Line(config_text);
@@ -865,6 +866,9 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   log.Line(absl::StrFormat("start-up: %.1f s before the first step (%s s)",
                            SecondsSince(process_start), phases));
+  // TensorBoard's Text tab shows each run's config and set-up beside its
+  // curves (fenced: Markdown keeps the lines as they are).
+  log.Text(progress.step, "run", "```\n" + log.TakeCapture() + "```\n");
   if (options.eval_only) {
     // The val pass alone, on the weights as loaded; nothing is trained or
     // saved. At most one pass over the val set (no window twice).

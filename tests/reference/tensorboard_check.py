@@ -8,7 +8,8 @@ Two readers, each on its own:
   train/loss, train/lr, train/grad_norm, train/step_ms, train/tokens_per_sec
   and val/loss at the steps and values (as float32) of metrics.jsonl; where
   the run wrote samples.txt, a text summary (plugin "text", a DT_STRING
-  tensor) under "samples" holding each of its samples;
+  tensor) under "samples" holding each of its samples; and a text summary
+  under "run" per event file holding the run's header (its config);
 - TensorBoard's own EventAccumulator, where the tensorboard package is
   installed (the GPU machine's PyTorch may bring it): it must find the same
   train/loss series.
@@ -203,6 +204,11 @@ def main():
             problems.append("no text summary 'samples' beside samples.txt")
         elif any("```\n" + s + "\n```" not in shown[-1] for s in samples):
             problems.append("the 'samples' text lacks samples.txt's samples")
+    headers = [t for tag, t in texts if tag == "run"]
+    if len(headers) != len(files):
+        problems.append(f"{len(headers)} text summaries 'run' in {len(files)} event file(s)")
+    elif any(not h.startswith("```\ngpt2_ddp | config ") for h in headers):
+        problems.append("a 'run' text does not hold the run's header")
     if problems:
         sys.exit("tensorboard_check: FAIL: " + "; ".join(problems))
     summary = (f"{len(files)} event file(s), {len(series.get('train/loss', []))} train/loss "

@@ -799,13 +799,28 @@ TEST_F(TrainerTest, SamplesFromTheFinalModel) {
             std::string::npos);
   EXPECT_NE(logged.find(samples[3]), std::string::npos);
   // The same samples in the event file, for TensorBoard's Text tab: one text
-  // tensor under "samples" at step 8, each sample in a fenced block.
+  // tensor under "samples" at step 8, each sample in a fenced block; and
+  // before the first step the run's header (config, set-up) under "run".
   const std::set<std::string> events = EventFiles(dir_ / "logs/s1");
   ASSERT_EQ(events.size(), 1u);
-  int texts = 0;
+  int texts = 0, runs = 0;
   for (const tensorboard::Event& e : ReadEvents(*events.begin())) {
     for (const auto& v : e.summary().value()) {
       if (!v.has_tensor()) continue;
+      if (v.tag() == "run") {
+        ++runs;
+        EXPECT_EQ(e.step(), 0);
+        EXPECT_EQ(v.metadata().plugin_data().plugin_name(), "text");
+        ASSERT_EQ(v.tensor().string_val_size(), 1);
+        const std::string& header = v.tensor().string_val(0);
+        EXPECT_EQ(header.rfind("```\ngpt2_ddp | config ", 0), 0u) << header;
+        EXPECT_NE(header.find("run_name: \"s1\""), std::string::npos) << header;
+        EXPECT_NE(header.find("\nmodel: L="), std::string::npos) << header;
+        EXPECT_NE(header.find("\nstart-up: "), std::string::npos) << header;
+        EXPECT_EQ(header.find("| loss:"), std::string::npos) << header;
+        EXPECT_EQ(header.substr(header.size() - 5), "\n```\n");
+        continue;
+      }
       ++texts;
       EXPECT_EQ(v.tag(), "samples");
       EXPECT_EQ(e.step(), 8);
@@ -818,6 +833,7 @@ TEST_F(TrainerTest, SamplesFromTheFinalModel) {
     }
   }
   EXPECT_EQ(texts, 1);
+  EXPECT_EQ(runs, 1);
   ASSERT_TRUE(Run(with({"log.run_name=s2"})).ok());
   EXPECT_EQ(read("s2"), text);  // same seed, same text
   // A stop signal while sampling (Ctrl-C) stops the samples, writes none, and
