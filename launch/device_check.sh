@@ -660,12 +660,20 @@ group_compare() {
 # 2e-4 last. Each names its batch and cosine in full: the winner's flags go over the fast
 # config. The cosine stays long (~4x the steps to 0.1: the run stops a quarter of the way
 # down; a cosine ending within 45 s was no better at equal steps, 4.2e-4 at B=8).
+# Second, warmup-stable-decay (schedule.decay_steps): the fast config's lr held (its
+# 12,000-step cosine is still at 0.91x by step 2,400, so until the decay the two runs are
+# nearly the same) then linear to 1.5e-5 from step 2,000 to 3,400, around where the fast
+# config crossed 0.1 (3,052): memorising was faster step for step at lower rates (B=8,
+# H100), and the last steps' noise is what the 4-step mean must get under 0.1. Another
+# decay window last. (A WSD run that has not crossed by its max_steps ends there,
+# unmet: the sweep says so.)
 B1="--set train.max_steps=24000 --set train.micro_batch_size=1 --set train.total_batch_tokens=1024"
 B2="--set train.max_steps=20000 --set train.micro_batch_size=2 --set train.total_batch_tokens=2048"
 B4="--set train.max_steps=12000 --set train.micro_batch_size=4 --set train.total_batch_tokens=4096"
 B8="--set train.max_steps=6000 --set train.micro_batch_size=8 --set train.total_batch_tokens=8192"
 SWEEP=(
   "sweep_b4_lr1.5e-4|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
+  "sweep_b4_wsd2000|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5 --set train.max_steps=3400 --set schedule.decay_steps=1400"
   "sweep_b2_lr1.5e-4|$B2 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
   "sweep_b8_lr1.5e-4|$B8 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5"
   "sweep_b4_lr1e-4|$B4 --set optim.lr=1e-4 --set schedule.min_lr=1e-5"
@@ -673,6 +681,7 @@ SWEEP=(
   # call lacks the ~46 s each (stop_if_behind may free it).
   "sweep_b4_lr2e-4|$B4 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
   "sweep_b2_lr2e-4|$B2 --set optim.lr=2e-4 --set schedule.min_lr=2e-5"
+  "sweep_b4_wsd2400|$B4 --set optim.lr=1.5e-4 --set schedule.min_lr=1.5e-5 --set train.max_steps=3600 --set schedule.decay_steps=1200"
 )
 # More, if the call has room (each 'NAME|flags'):
 #   "sweep_b16_lr3e-4|--set train.max_steps=5000 --set train.micro_batch_size=16 --set train.total_batch_tokens=16384 --set optim.lr=3e-4 --set schedule.min_lr=3e-5"

@@ -26,7 +26,7 @@ summary=$(sed -n '/^===== device_check summary/,$p' "$work/log")
 # One step of each kind the next session's plan runs (docs/gpu_runbook.md).
 for step in wgmma_probe wgmma_wide_probe wgmma_dq4_probe wgmma_split_probe classifier_ring_probe gpu_tests bench_ours_B16 bench_autotune32_B16 pdl_tests bench_pdl_B16 bench_pdl_B4 bench_search_B16 bench_search_B64 bench_inline_wgrad_B64 \
   bench_inline_wgrad_B16 bench_classifier_ring_B16 bench_pytorch_B16 bench_ours_B8 bench_ours_B4 bench_ours_B2 bench_ours_B1 bench_search_B1 \
-  sweep_b4_lr1.5e-4 sweep_b2_lr1.5e-4 sweep_b8_lr1.5e-4 sweep_b4_lr1e-4 bench_bf16state_B2 sweep_b4_lr1.5e-4_bf16state shakespeare_fast shakespeare hf_logits_check \
+  sweep_b4_lr1.5e-4 sweep_b4_wsd2000 sweep_b2_lr1.5e-4 sweep_b8_lr1.5e-4 sweep_b4_lr1e-4 bench_bf16state_B2 sweep_b4_lr1.5e-4_bf16state shakespeare_fast shakespeare hf_logits_check \
   shakespeare_torch_full; do
   if ! grep -qE "^$step +rc=0 " <<<"$summary"; then
     echo "$summary"
