@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 namespace gpt2 {
 
@@ -34,6 +35,12 @@ struct LrSchedule {
     const double coeff = 0.5 * (1.0 + std::cos(M_PI * ratio));
     return min_lr + coeff * (max_lr - min_lr);
   }
+
+  // In words, for the plan and the run's header, e.g. "lr 6.0000e-04 after 10
+  // warmup steps, cosine to 6.0000e-05 at step 5,000" or "lr 1.5000e-04 after
+  // 10 warmup steps, held to step 2,000, then linear to 1.5000e-05 at step
+  // 3,400".
+  std::string Describe() const;
 };
 
 }  // namespace gpt2

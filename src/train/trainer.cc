@@ -25,6 +25,7 @@
 #include "src/core/env.h"
 #include "src/core/process_clock.h"
 #include "src/core/stop_signal.h"
+#include "src/core/thousands.h"
 #include "src/data/data_loader.h"
 #include "src/data/dataset.h"
 #include "src/model/gpt2.h"
@@ -44,13 +45,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string Thousands(int64_t n) {
-  std::string digits = absl::StrCat(n < 0 ? -n : n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return n < 0 ? "-" + out : out;
+// The run's learning-rate schedule, from its config.
+LrSchedule ScheduleOf(const config::RunConfig& cfg) {
+  return LrSchedule{cfg.optim().lr(), cfg.schedule().min_lr(),
+                    cfg.schedule().warmup_steps(), cfg.train().max_steps(),
+                    cfg.schedule().decay_steps()};
 }
 
 // Test hook for the fault-handling tests: GPT2_TEST_FAIL_AT=RANK:STEP makes
@@ -155,13 +154,15 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
         "model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d, %s parameters; %s on %s\n"
         "batch: %d x %d tokens per micro-step x %d rank(s) x %d accumulation "
         "step(s) = %s tokens per step%s; train.max_steps %d\n"
+        "schedule: %s\n"
         "memory per rank: %s\n%s\n",
         options.config_path, s.num_layers, s.num_heads, s.channels,
         s.max_seq_len, s.vocab_size, s.padded_vocab_size,
         Thousands(TotalParams(BuildParamList(s))), DTypeName(dtype),
         backend.name(), plan.micro_batch_size, plan.seq_len, comm.world_size(),
         plan.grad_accum_steps, Thousands(plan.total_batch_tokens), epoch,
-        loaded.config.train().max_steps(), DescribeMemoryPlan(memory),
+        loaded.config.train().max_steps(), ScheduleOf(loaded.config).Describe(),
+        DescribeMemoryPlan(memory),
         fit.ok()
             ? *fit
             : absl::StrCat("memory check: FAILS: ", fit.status().message()));
@@ -517,9 +518,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const auto reduce_regions = [&](int layer) {
     layerwise->Reduce(dcomm, model.padded_grads(), layer);
   };
-  const LrSchedule schedule{
-      cfg.optim().lr(), cfg.schedule().min_lr(), cfg.schedule().warmup_steps(),
-      cfg.train().max_steps(), cfg.schedule().decay_steps()};
+  const LrSchedule schedule = ScheduleOf(cfg);
 
   // ---- Header ----
   std::string config_text;
@@ -597,6 +596,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   log.Line(absl::StrFormat(
       "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
       plan.total_batch_tokens, B, T, comm->world_size(), accum));
+  log.Line(absl::StrCat("schedule: ", schedule.Describe()));
   if (world > 1) {
     log.Line(absl::StrFormat(
         "distributed: %d ranks, %s, %s%s", world, dcomm->name(),

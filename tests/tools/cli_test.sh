@@ -107,11 +107,12 @@ for flag in --config --set --data_dir --plan; do
     echo "FAIL --help lacks $flag"; failures=$((failures+1)); fi
 done
 
-# --plan: the batch arithmetic and the memory per rank, nothing written; a run that
+# --plan: the batch arithmetic, the lr schedule and the memory per rank, nothing written; a run that
 # cannot fit is refused with a micro-batch that does (the whole total batch kept).
 out=$(cd "$work" && "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$data" \
       --plan 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q "16 x 1024 tokens per micro-step x 1 rank(s) x 1 accumulation step(s) = 16,384 tokens per step; 1 epoch = 20 steps" <<<"$out" \
+   && grep -q "^schedule: lr 6.0000e-04 after 10 warmup steps, cosine to 6.0000e-05 at step 5,000$" <<<"$out" \
    && grep -qE "^memory per rank: params 474.8 MiB, grads 474.8 MiB, optimizer 949.7 MiB, activations [0-9.]+ GiB" <<<"$out" \
    && grep -q "^memory check: .* free on the host" <<<"$out" && [ ! -e "$work/logs/gpt2_124m_shakespeare" ]; then
   echo "ok   --plan"; passes=$((passes+1))

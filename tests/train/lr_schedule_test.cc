@@ -37,5 +37,22 @@ TEST(LrSchedule, WarmupStableDecay) {
   EXPECT_NEAR(all.At(60), 5e-4, 1e-15);
 }
 
+// What --plan and the run's header print.
+TEST(LrSchedule, DescribesItself) {
+  EXPECT_EQ((LrSchedule{6e-4, 6e-5, 10, 5000}.Describe()),
+            "lr 6.0000e-04 after 10 warmup steps, cosine to 6.0000e-05 at step "
+            "5,000");
+  EXPECT_EQ((LrSchedule{1.5e-4, 1.5e-5, 10, 3400, 1400}.Describe()),
+            "lr 1.5000e-04 after 10 warmup steps, held to step 2,000, then "
+            "linear to 1.5000e-05 at step 3,400");
+  // A decay longer than what follows the warmup starts right after it.
+  EXPECT_EQ((LrSchedule{1e-3, 0.0, 1, 110, 1000}.Describe()),
+            "lr 1.0000e-03 after 1 warmup step, held to step 1, then linear to "
+            "0.0000e+00 at step 110");
+  EXPECT_EQ((LrSchedule{1e-3, 1e-4, 50, 20}.Describe()),
+            "lr rising to 1.0000e-03 over 50 warmup steps (train.max_steps 20 "
+            "ends within them)");
+}
+
 }  // namespace
 }  // namespace gpt2
