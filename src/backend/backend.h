@@ -127,8 +127,10 @@ class Backend {
   // token on the host and uploads the grouping at each call, which a
   // recording would freeze. This does it now, for the next step's tokens
   // (host memory, (B, T); outside a recording); EncoderBackward calls made
-  // while recording read the last grouping staged here, on the device.
-  virtual void StageEncoderBackward(const int32_t* host_tokens, int B, int T) {}
+  // while recording read the last grouping staged here, on the device. C: the
+  // model's channels (the grouping holds room for partial sums).
+  virtual void StageEncoderBackward(const int32_t* host_tokens, int B, int T,
+                                    int C) {}
 
   // ---- Ops: each checks its tensors' sizes against the shapes here, once for
   // every backend, then runs the backend's implementation (src/ops/<op>.h has

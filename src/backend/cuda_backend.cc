@@ -873,14 +873,15 @@ class CudaBackend final : public Backend {
     JoinUpdates();
     GPT2_CUDA_CHECK(cudaGraphLaunch(graphs_[graph], stream_));
   }
-  void StageEncoderBackward(const int32_t* host_tokens, int B, int T) override {
+  void StageEncoderBackward(const int32_t* host_tokens, int B, int T,
+                            int C) override {
     GPT2_CHECK_MSG(!recording_, "StageEncoderBackward while recording");
-    const int64_t need = cuda::EncoderPlanSize(int64_t{B} * T);
+    const int64_t need = cuda::EncoderPlanSize(int64_t{B} * T, C);
     if (encoder_plan_.numel < need) {
       Free(encoder_plan_);
       encoder_plan_ = Alloc(DType::kI32, need);
     }
-    cuda::StageEncoderPlan(encoder_plan_, host_tokens, B, T, &staging_,
+    cuda::StageEncoderPlan(encoder_plan_, host_tokens, B, T, C, &staging_,
                            stream_);
     staged_bt_ = int64_t{B} * T;
   }

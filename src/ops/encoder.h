@@ -44,12 +44,13 @@ void EncoderBackward(Tensor dwte, Tensor dwpe, Tensor dout,
                      ParamGrads dwpe_grads = ParamGrads::kAccumulate);
 // The same in two parts, for graphs: StageEncoderPlan groups the tokens on
 // the host and copies the grouping into `plan` (i32, at least
-// EncoderPlanSize(B * T) elements) on `stream`; EncoderBackwardStaged then
-// reads it from there, its launches the same for any tokens (so a recorded
-// graph serves every step). The same sums in the same order: the same bits.
-int64_t EncoderPlanSize(int64_t BT);
+// EncoderPlanSize(B * T, C) elements, room for the partial sums of frequent
+// tokens included) on `stream`; EncoderBackwardStaged then reads it from
+// there, its launches the same for any tokens (so a recorded graph serves
+// every step). The same sums in the same order: the same bits.
+int64_t EncoderPlanSize(int64_t BT, int C);
 void StageEncoderPlan(Tensor plan, const int32_t* host_tokens, int B, int T,
-                      PinnedStaging* staging, CUstream_st* stream);
+                      int C, PinnedStaging* staging, CUstream_st* stream);
 void EncoderBackwardStaged(Tensor dwte, Tensor dwpe, Tensor dout, Tensor plan,
                            int B, int T, int C, CUstream_st* stream,
                            ParamGrads dwpe_grads = ParamGrads::kAccumulate);

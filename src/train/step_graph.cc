@@ -44,7 +44,8 @@ void StepGraph::Run(const int32_t* inputs, const int32_t* targets, int B, int T,
   GPT2_CHECK_MSG(graph_ < 0 || (B == B_ && T == T_ && dloss == dloss_),
                  "the step was recorded for B=", B_, " T=", T_);
   model_->SetInputs(inputs, targets, B, T);
-  backend_->StageEncoderBackward(inputs, B, T);
+  backend_->StageEncoderBackward(
+      inputs, B, T, static_cast<int>(model_->param_list()[kWte].shape[1]));
   if (updates_inside_) {
     optimizer_->StageStepValues(step_values_, deferred_->lr, deferred_->step);
   }

@@ -459,13 +459,13 @@ std::vector<double> Tokens(int n, int vocab, uint64_t seed) {
 // The encoder backward as a recorded step runs it: the token grouping staged
 // in a fixed buffer first, then a launch that does not depend on the tokens,
 // its blocks striding over the buckets (4,200 distinct tokens here, a
-// permutation then repeats, more than its 4,096 rows of blocks): the bits of
-// the direct call.
+// permutation then repeats, more than its 4,096 rows of blocks; then token 7
+// 300 times more, past the 128 rows a chunk: summed in three chunks): the bits
+// of the direct call.
 TEST_P(CudaOps, EncoderBackwardStagedIsBitwiseTheSame) {
   const int B = 1, T = 4500, C = 8, V = 5000;
   std::vector<double> tokens(B * T);
-  for (int i = 0; i < B * T; ++i)
-    tokens[i] = i < 4200 ? (i * 11) % 4200 : i % 9;
+  for (int i = 0; i < B * T; ++i) tokens[i] = i < 4200 ? (i * 11) % 4200 : 7;
   const std::vector<int32_t> host(tokens.begin(), tokens.end());
   auto dout = Random(B * T * C, 14), dwte0 = Random(V * C, 15),
        dwpe0 = Random(T * C, 16);
@@ -474,11 +474,11 @@ TEST_P(CudaOps, EncoderBackwardStagedIsBitwiseTheSame) {
   cuda_->EncoderBackward(direct_wte.view, direct_wpe.view, g_dout.view,
                          g_tok.view, host.data(), B, T, C);
   auto staged_wte = Gpu(dwte0), staged_wpe = Gpu(dwpe0);
-  auto plan =
-      GpuI32(std::vector<double>(cuda::EncoderPlanSize(int64_t{B} * T), 0.0));
+  auto plan = GpuI32(
+      std::vector<double>(cuda::EncoderPlanSize(int64_t{B} * T, C), 0.0));
   {
     cuda::PinnedStaging staging;
-    cuda::StageEncoderPlan(plan.view, host.data(), B, T, &staging,
+    cuda::StageEncoderPlan(plan.view, host.data(), B, T, C, &staging,
                            cuda_->cuda_stream());
     cuda::EncoderBackwardStaged(staged_wte.view, staged_wpe.view, g_dout.view,
                                 plan.view, B, T, C, cuda_->cuda_stream());
@@ -492,11 +492,16 @@ TEST_P(CudaOps, EncoderBackwardStagedIsBitwiseTheSame) {
 
 TEST_P(CudaOps, Encoder) {
   // 2 x 150 tokens of 11: buckets of ~27 positions, past the backward's
-  // 16 rows loaded at a time, with a remainder.
-  for (auto [B, T, C] :
-       {std::tuple{2, 5, 7}, std::tuple{3, 16, 64}, std::tuple{2, 150, 16}}) {
+  // 16 rows loaded at a time, with a remainder. 2 x 700 with token 3 at 9
+  // positions of 10: a bucket of ~1,270 rows, summed in 10 chunks of up to
+  // 128 rows (the last short) added in order, beside whole buckets.
+  for (auto [B, T, C] : {std::tuple{2, 5, 7}, std::tuple{3, 16, 64},
+                         std::tuple{2, 150, 16}, std::tuple{2, 700, 136}}) {
     const int V = 11;
     auto tokens = Tokens(B * T, V, 1);
+    if (T == 700) {
+      for (int i = 0; i < B * T; ++i) tokens[i] = i % 10 == 0 ? tokens[i] : 3;
+    }
     auto wte = Random(V * C, 2), wpe = Random(T * C, 3),
          dout = Random(B * T * C, 4);
     auto c_out = Cpu(std::vector<double>(B * T * C)),
@@ -519,8 +524,16 @@ TEST_P(CudaOps, Encoder) {
                           host.data(), B, T, C);
     cuda_->EncoderBackward(g_dwte.view, g_dwpe.view, g_dout.view, g_tok.view,
                            host.data(), B, T, C);
+    // A row of dwte sums its token's rows: fp32 rounding grows with their
+    // count, and a sum of ~1,270 terms of ~1 that cancels to ~0.3 is off by
+    // ~3e-5 in any order (the reference's too). The absolute tolerance grows
+    // as the square root of the longest bucket's rows over 16 (1 up to 16).
+    int longest = 0;
+    for (int v = 0; v < V; ++v)
+      longest = std::max<int>(longest, std::count(host.begin(), host.end(), v));
+    const double rows_scale = std::sqrt(std::max(1.0, longest / 16.0));
     ExpectNear(Download(g_dwte, "dwte"), Download(c_dwte, "cpu dwte"),
-               tol().rtol, tol().atol, "dwte");
+               tol().rtol, tol().atol * rows_scale, "dwte");
     ExpectNear(Download(g_dwpe, "dwpe"), Download(c_dwpe, "cpu dwpe"),
                tol().rtol, tol().atol, "dwpe");
   }
