@@ -39,6 +39,21 @@ if grep -vE "^(=====|$)" <<<"$summary" | grep -vE " rc=0 "; then
   exit 1
 fi
 [ -s "$work/out/machine.txt" ] || { echo "FAIL: no machine.txt in the output folder"; exit 1; }
+# The fast group before the sweep (the next call's plan): the config as shipped stands in
+# for the sweep's yardstick instead of training it twice; a sweep first trains it.
+mkdir -p "$work/out2"
+DEVICE_CHECK_DRY=1 DEVICE_CHECK_GROUPS="fast sweep" DEVICE_CHECK_STATE="$work/state2" \
+  TMPDIR="$work" bash "$root/launch/device_check.sh" "$work/out2" >"$work/log2" 2>&1 ||
+  { cat "$work/log2"; echo "FAIL: the fast-then-sweep dry run exited non-zero"; exit 1; }
+summary2=$(sed -n '/^===== device_check summary/,$p' "$work/log2")
+if ! grep -q "sweep: sweep_b4_lr1.5e-4 is the fast config as shipped" "$work/log2" ||
+    grep -qE "^sweep_b4_lr1\.5e-4 " <<<"$summary2" ||
+    ! grep -qE "^shakespeare_fast +rc=0 " <<<"$summary2" ||
+    ! grep -qE "^sweep_b4_wsd2000 +rc=0 " <<<"$summary2"; then
+  echo "$summary2"
+  echo "FAIL: after the fast group the sweep should take its run as the yardstick"
+  exit 1
+fi
 # Each run's window for clocks.csv (collect_device_run.py's clocks table). (Read whole
 # first: under pipefail, grep -q leaving early would fail tar with SIGPIPE.)
 windows=$(tar -xzOf "$work/out/device_check.tar.gz" device_check/runs.tsv)
