@@ -109,6 +109,14 @@ class Backend {
   // themselves after it); null on the CPU.
   virtual CUstream_st* cuda_stream() const { return nullptr; }
   virtual std::vector<OpTiming> TakeOpTimings() { return {}; }
+  // Host time inside op calls, for a first step's extra time: while on, each
+  // op's call is timed on the host (queuing its work: launches, library
+  // set-up, kernels loaded on first use; not the device's time), and
+  // TakeHostCallTimes returns the sums since the last call, slowest first
+  // (ms: host milliseconds). Backends whose ops run as they are called
+  // (the CPU) keep nothing.
+  virtual void TimeHostCalls(bool on) {}
+  virtual std::vector<OpTiming> TakeHostCallTimes() { return {}; }
 
   // ---- Recorded op sequences (CUDA graphs): ops queued between BeginGraph
   // and EndGraph are recorded instead of run, and ReplayGraph runs them again
@@ -551,6 +559,12 @@ class Backend {
 };
 
 std::unique_ptr<Backend> MakeCpuBackend();
+
+// "<what>, host time inside ops (...): op 120.3 ms (37 calls), ..." from
+// TakeHostCallTimes' sums (the slowest first): the five slowest, the rest
+// together, and the total.
+std::string FormatHostCallTimes(const std::string& what,
+                                const std::vector<OpTiming>& calls);
 
 }  // namespace gpt2
 

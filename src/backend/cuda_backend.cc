@@ -3,6 +3,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -732,6 +733,18 @@ class CudaBackend final : public Backend {
   }
 
   void EnableOpTiming(bool on) override { timing_ = on; }
+  void TimeHostCalls(bool on) override { host_timing_ = on; }
+  std::vector<OpTiming> TakeHostCallTimes() override {
+    std::vector<OpTiming> out;
+    for (auto& [op, t] : host_calls_) {
+      out.push_back(t);
+      out.back().op = op;
+    }
+    host_calls_.clear();
+    std::sort(out.begin(), out.end(),
+              [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
+    return out;
+  }
   CUstream_st* cuda_stream() const override { return stream_; }
   bool asynchronous() const override { return true; }
   std::vector<OpTiming> TakeOpTimings() override {
@@ -801,9 +814,11 @@ class CudaBackend final : public Backend {
     OpTimer(CudaBackend* backend, const char* op, double bytes = 0.0,
             double flops = 0.0)
         : backend_(backend->timing_ ? backend : nullptr),
+          host_(backend->host_timing_ ? backend : nullptr),
           op_(op),
           bytes_(bytes),
           flops_(flops) {
+      if (host_ != nullptr) began_ = std::chrono::steady_clock::now();
       if (backend_ == nullptr) return;
       GPT2_CUDA_CHECK(cudaEventCreate(&start_));
       GPT2_CUDA_CHECK(cudaEventCreate(&end_));
@@ -817,12 +832,20 @@ class CudaBackend final : public Backend {
     }
     // The op took another path, which times itself: record nothing.
     void Cancel() {
+      host_ = nullptr;
       if (backend_ == nullptr) return;
       cudaEventDestroy(start_);
       cudaEventDestroy(end_);
       backend_ = nullptr;
     }
     ~OpTimer() {
+      if (host_ != nullptr) {
+        OpTiming& t = host_->host_calls_[op_];
+        t.ms += 1e3 * std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - began_)
+                          .count();
+        ++t.calls;
+      }
       if (backend_ == nullptr) return;
       cudaEventRecord(end_, backend_->stream_);
       backend_->timed_.push_back({op_, start_, end_, bytes_, flops_, shape_});
@@ -830,6 +853,8 @@ class CudaBackend final : public Backend {
 
    private:
     CudaBackend* backend_;
+    CudaBackend* host_;  // while host calls are timed
+    std::chrono::steady_clock::time_point began_;
     const char* op_;
     double bytes_, flops_;
     std::string shape_;
@@ -903,6 +928,8 @@ class CudaBackend final : public Backend {
   bool gelu_epilogues_ = true;
   bool timing_ = false;
   std::vector<TimedCall> timed_;
+  bool host_timing_ = false;
+  std::map<std::string, OpTiming> host_calls_;  // TimeHostCalls' sums by op
   cudaStream_t stream_ = nullptr;
   cuda::Scratch scratch_;
   cuda::PinnedStaging

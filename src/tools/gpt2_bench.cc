@@ -300,6 +300,7 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   std::vector<double> total, fwd, bwd, upd;
   const int steps = absl::GetFlag(FLAGS_steps);
   for (int i = 0; i <= steps; ++i) {
+    backend->TimeHostCalls(i == 0);  // what the warm-up's extra time is
     const auto t0 = Clock::now();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
     backend->Synchronize();
@@ -320,7 +321,15 @@ double BenchTrainStep(bool print, int local_rank = 0) {
           i, Ms(t0, t3), Ms(t0, t1), Ms(t1, t2), Ms(t2, t3),
           i == 0 ? " warm-up" : "");
     }
-    if (i == 0) continue;
+    if (i == 0) {
+      backend->TimeHostCalls(false);
+      const std::vector<OpTiming> host_calls = backend->TakeHostCallTimes();
+      if (print && !host_calls.empty()) {
+        std::printf("  %s\n",
+                    FormatHostCallTimes("warm-up", host_calls).c_str());
+      }
+      continue;
+    }
     total.push_back(Ms(t0, t3));
     fwd.push_back(Ms(t0, t1));
     bwd.push_back(Ms(t1, t2));

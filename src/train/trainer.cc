@@ -926,6 +926,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     // grow scratch and make cuBLASLt plans: nothing a recording may do).
     const bool replay =
         step_graph && step > progress.step && step_graph->ready();
+    // What the first step's extra time is made of, on the host.
+    if (step == progress.step) backend->TimeHostCalls(true);
     if (replay) {
       train_loader.Next(inputs.data(), targets.data());
       step_graph->Run(inputs.data(), targets.data(), B, T, dloss, loss_sum,
@@ -988,6 +990,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
     backend->MarkStepEnd(step);
     if (step == progress.step) {
+      backend->TimeHostCalls(false);
+      const std::vector<OpTiming> host_calls = backend->TakeHostCallTimes();
+      if (!host_calls.empty()) {
+        log.Line(FormatHostCallTimes("first step", host_calls));
+      }
       // Versions timed during the first step's calls (CUDA attention).
       const std::string tuned = backend->TunedKernels();
       if (!tuned.empty()) log.Line("kernels chosen by timing: " + tuned);

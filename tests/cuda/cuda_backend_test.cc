@@ -490,6 +490,30 @@ TEST_P(CudaOps, EncoderBackwardStagedIsBitwiseTheSame) {
   EXPECT_NE(wte, Download(Gpu(dwte0), "dwte0")) << "nothing accumulated";
 }
 
+// TimeHostCalls: while on, each op call's host time is summed by op; off,
+// nothing is kept; TakeHostCallTimes hands the sums over once.
+TEST_P(CudaOps, TimesHostCallsWhileOn) {
+  const int B = 2, T = 8, C = 16, V = 11;
+  auto tokens = GpuI32(Tokens(B * T, V, 3));
+  auto wte = Gpu(Random(V * C, 4)), wpe = Gpu(Random(T * C, 5));
+  auto out = Gpu(std::vector<double>(B * T * C));
+  const auto forward = [&] {
+    cuda_->EncoderForward(out.view, tokens.view, wte.view, wpe.view, B, T, C);
+  };
+  forward();  // off
+  cuda_->TimeHostCalls(true);
+  forward();
+  forward();
+  cuda_->TimeHostCalls(false);
+  forward();  // off again
+  const std::vector<OpTiming> times = cuda_->TakeHostCallTimes();
+  ASSERT_EQ(times.size(), 1u);
+  EXPECT_EQ(times[0].op, "encoder_fwd");
+  EXPECT_EQ(times[0].calls, 2);
+  EXPECT_GT(times[0].ms, 0.0);
+  EXPECT_TRUE(cuda_->TakeHostCallTimes().empty());
+}
+
 TEST_P(CudaOps, Encoder) {
   // 2 x 150 tokens of 11: buckets of ~27 positions, past the backward's
   // 16 rows loaded at a time, with a remainder. 2 x 700 with token 3 at 9

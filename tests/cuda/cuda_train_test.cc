@@ -156,6 +156,16 @@ TEST_F(CudaTrain, MemoryPlanIsWhatTheDeviceAllocates) {
   EXPECT_NE(text.find("device memory after the first step: "),
             std::string::npos)
       << text;
+  // Where the first step's host time went, once: ops with their calls, and a
+  // total.
+  const size_t host = text.find(
+      "first step, host time inside ops (launches, library set-up, kernels "
+      "loaded on first use): ");
+  ASSERT_NE(host, std::string::npos) << text;
+  const std::string line = text.substr(host, text.find('\n', host) - host);
+  EXPECT_NE(line.find(" ms in all"), std::string::npos) << line;
+  EXPECT_NE(line.find(" ms (1 call"), std::string::npos) << line;
+  EXPECT_EQ(text.find("first step, host time", host + 1), std::string::npos);
 }
 
 TEST_F(CudaTrain, Bf16RunFollowsTheCpuCurve) {
