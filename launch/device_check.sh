@@ -304,8 +304,8 @@ train() {
   run "$name" $((seconds + 40)) train.txt "$stage/bin/gpt2_ddp" --config "$(config_of "$config")" \
     --data_dir "$stage/data" --set log.run_dir="$runs/$name" --set log.run_name="$name" \
     --set train.max_seconds="$seconds" "${no_samples[@]}" "$@"
-  grep -E "^start-up|^kernels chosen by timing|^cuBLASLt [0-9]|first at step|at every step since|^done" \
-    "$logs/train.txt" | tail -6 | tee -a "$logs/machine.txt"
+  grep -E "^start-up|^first step, host time|^kernels chosen by timing|^cuBLASLt [0-9]|first at step|at every step since|^done" \
+    "$logs/train.txt" | tail -7 | tee -a "$logs/machine.txt"
   cp "$runs/$name/$name/metrics.jsonl" "$logs/$metrics" 2>/dev/null
 }
 
