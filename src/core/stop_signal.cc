@@ -11,6 +11,10 @@ namespace gpt2 {
 namespace {
 
 volatile std::sig_atomic_t g_signal = 0;
+// Signals ignored when first installing (nohup's SIGHUP): left ignored, then
+// and by every later InstallStopSignals.
+bool g_inherited_ignore[NSIG] = {};
+bool g_installed_once = false;
 // The note, formatted before any signal: a handler may only write it.
 char g_note[512];
 size_t g_note_bytes = 0;
@@ -39,9 +43,15 @@ void InstallStopSignals(const std::string& note) {
   // Once: the default action comes back for a second signal. Interrupted
   // system calls restart (a file being written keeps being written).
   action.sa_flags = SA_RESETHAND | SA_RESTART;
-  for (const int signo : {SIGINT, SIGTERM, SIGUSR1}) {
-    sigaction(signo, &action, nullptr);
+  for (const int signo : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) {
+    if (!g_installed_once) {
+      struct sigaction old = {};
+      sigaction(signo, nullptr, &old);
+      g_inherited_ignore[signo] = old.sa_handler == SIG_IGN;
+    }
+    if (!g_inherited_ignore[signo]) sigaction(signo, &action, nullptr);
   }
+  g_installed_once = true;
 }
 
 int StopSignalReceived() { return g_signal; }
@@ -50,6 +60,7 @@ std::string StopSignalName(int signo) {
   if (signo == SIGINT) return "SIGINT";
   if (signo == SIGTERM) return "SIGTERM";
   if (signo == SIGUSR1) return "SIGUSR1";
+  if (signo == SIGHUP) return "SIGHUP";
   return absl::StrCat("signal ", signo);
 }
 

@@ -1,5 +1,6 @@
 // gpt2_ddp: trains GPT-2 from a config. Without mpirun it is a world of one.
 #include <chrono>
+#include <csignal>
 #include <string>
 #include <vector>
 
@@ -73,13 +74,16 @@ int main(int argc, char** argv) {
       "checkpoints go to its checkpoints/ folder (checkpoint section), and "
       "when training ends the prompts of log.sample_prompts are continued by "
       "the final model into its samples.txt.\n\n"
-      "Stopping: Ctrl-C, SIGTERM or SIGUSR1 ends the run after the current "
+      "Stopping: Ctrl-C, SIGTERM, SIGUSR1 or SIGHUP (the terminal closed; "
+      "nohup keeps the run going) ends the run after the current "
       "step, with a checkpoint where the config saves at all (checkpoint."
       "save_at_end or every_steps), and exit status 128 + the signal; the same "
       "command with --resume latest goes on from it (during the final samples "
       "it stops them). Under mpirun send SIGUSR1 "
       "to mpirun (kill -USR1 PID): Open MPI passes it to every rank, whereas "
-      "on Ctrl-C it kills the ranks a second after asking them to stop.\n\n"
+      "on Ctrl-C it kills the ranks a second after asking them to stop. A "
+      "reader of the output that goes away (| head) does not end the run: "
+      "train.log has every line.\n\n"
       "On a GPU, GPT2_* environment variables switch kernel versions and "
       "overlaps (e.g. GPT2_MATMUL_AUTOTUNE=1, GPT2_UPDATE_BESIDE=1); "
       "docs/gpu_runbook.md lists them, and the log's kernels line says which "
@@ -125,7 +129,11 @@ int main(int argc, char** argv) {
   };
 #endif
   // Ctrl-C / SIGTERM (Slurm's warning before a time limit, mpirun passing one
-  // on): stop after the current step, save, and exit 128 + the signal.
+  // on) / SIGHUP (the terminal closed; not under nohup): stop after the
+  // current step, save, and exit 128 + the signal. A reader of stdout that
+  // goes away (`| head`, a tee killed) must not end the run: its lines still
+  // go to train.log.
+  std::signal(SIGPIPE, SIG_IGN);
   gpt2::InstallStopSignals(
       mpi.rank() == 0
           ? "\ngpt2_ddp: stopping after this step and saving a checkpoint, "

@@ -137,6 +137,18 @@ else
   echo "FAIL tiny run (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
 
+# A reader of its output that goes away (`| head -1`: gone after the first line, long
+# before the steps) does not end a run: it trains on (SIGPIPE ignored), every line still
+# in train.log.
+piped_rc=$(cd "$work" && { "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" \
+      --set train.max_steps=2 --set log.val_every_steps=0 --set log.run_name=piped 2>&1 |
+    head -1 >/dev/null; echo "${PIPESTATUS[0]}"; })
+if [ "$piped_rc" = 0 ] && grep -q "^done: 2 steps" "$work/logs/piped/train.log" 2>/dev/null; then
+  echo "ok   a run whose stdout reader went away"; passes=$((passes+1))
+else
+  echo "FAIL a run whose stdout reader went away (rc=$piped_rc)"; failures=$((failures+1))
+fi
+
 # Its TensorBoard events, read by a decoder of the format written apart from ours, are
 # metrics.jsonl's figures, with the samples and the run's header as text
 # (tests/reference/tensorboard_check.py).

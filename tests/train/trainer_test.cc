@@ -438,10 +438,10 @@ TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
   EXPECT_EQ(latest->steps_run, 0);
 }
 
-// SIGINT / SIGTERM / SIGUSR1: the step in flight finishes, a checkpoint is
-// saved, the result names the signal, and --resume latest goes on exactly as an
-// uninterrupted run would have. GPT2_TEST_SIGNAL_AT raises the signal inside
-// the loop, as step 3 starts.
+// SIGINT / SIGTERM / SIGUSR1 / SIGHUP: the step in flight finishes, a
+// checkpoint is saved, the result names the signal, and --resume latest goes on
+// exactly as an uninterrupted run would have. GPT2_TEST_SIGNAL_AT raises the
+// signal inside the loop, as step 3 starts.
 TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
   // The last signal's flag must not stop the tests that run after this one
   // in the same process (ctest runs each alone; a plain run of the binary
@@ -451,7 +451,7 @@ TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
       {"log.run_name=whole", "train.precision=FP32", "log.val_every_steps=0"});
   ASSERT_TRUE(full.ok()) << full.status();
   EXPECT_EQ(full->interrupted_by, 0);
-  for (const int signo : {SIGINT, SIGTERM, SIGUSR1}) {
+  for (const int signo : {SIGINT, SIGTERM, SIGUSR1, SIGHUP}) {
     const std::string name = absl::StrCat("signalled", signo);
     InstallStopSignals("");
     setenv("GPT2_TEST_SIGNAL_AT", absl::StrCat("0:3:", signo).c_str(), 1);
