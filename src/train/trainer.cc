@@ -1026,8 +1026,23 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     result.steps_run = step + 1 - progress.step;
     last_lr = metrics.lr;
     if (save_every > 0 && (step + 1) % save_every == 0) {
-      GPT2_RETURN_IF_ERROR(save(step + 1, metrics.lr));
-      last_saved = step + 1;
+      // A periodic save that fails (a full disk) costs that checkpoint, not
+      // the run: the state is still here, the next save may succeed, and
+      // `latest` still names the last complete one. (The save at the end
+      // failing fails the run.)
+      if (const absl::Status saved = save(step + 1, metrics.lr); saved.ok()) {
+        last_saved = step + 1;
+      } else {
+        log.Line(absl::StrCat(
+            "warning: ", saved.message(), "; training goes on (",
+            step + 1 + save_every <= max_steps
+                ? absl::StrCat("the next save at step ", step + 1 + save_every)
+            : cfg.checkpoint().save_at_end()
+                ? std::string("the next save at the end")
+                : std::string("no save left"),
+            "; --resume latest would go on from the newest complete "
+            "checkpoint)"));
+      }
       host_dt_step = step + 1;
     }
     // Stop here? Every rank must agree: each has its own clock and its own

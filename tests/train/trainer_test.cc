@@ -3,9 +3,12 @@
 // error.
 #include "src/train/trainer.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -100,6 +103,46 @@ TEST_F(TrainerTest, AccumulationMatchesOneLargeBatch) {
         << "step " << i;
   }
   EXPECT_LT(big->losses.back(), big->losses.front() - 0.1);  // it learns
+}
+
+// A full disk, made by a file size limit (the logs stay under it, a
+// checkpoint does not): a periodic save that fails is a warning and the run
+// trains on, nothing half-written left; the save at the end failing fails the
+// run, naming the step.
+TEST_F(TrainerTest, APeriodicSaveThatFailsLeavesTheRunGoing) {
+  rlimit old;
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old), 0);
+  rlimit cap = old;
+  cap.rlim_cur = 64 << 10;  // the checkpoint is ~250 KiB
+  std::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &cap), 0);
+  auto periodic = Run({"log.run_name=full", "checkpoint.every_steps=4",
+                       "checkpoint.save_at_end=false"});
+  auto final_save = Run({"log.run_name=full_end", "checkpoint.every_steps=0",
+                         "checkpoint.save_at_end=true"});
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
+  std::signal(SIGXFSZ, SIG_DFL);
+
+  ASSERT_TRUE(periodic.ok()) << periodic.status();
+  EXPECT_EQ(periodic->losses.size(), 8u);
+  const std::string log = testing::ReadFile(dir_ / "logs/full/train.log");
+  for (const char* what :
+       {"warning: saving the checkpoint at step 4 failed: ",
+        "; training goes on (the next save at step 8; --resume latest",
+        "warning: saving the checkpoint at step 8 failed: ",
+        "; training goes on (no save left; --resume latest"}) {
+    EXPECT_NE(log.find(what), std::string::npos) << what << "\n" << log;
+  }
+  EXPECT_NE(log.find(std::strerror(EFBIG)), std::string::npos) << log;
+  const auto checkpoints = dir_ / "logs/full/checkpoints";
+  EXPECT_TRUE(!std::filesystem::exists(checkpoints) ||
+              std::filesystem::is_empty(checkpoints))
+      << "a failed save left a file";
+  ASSERT_FALSE(final_save.ok());
+  EXPECT_NE(final_save.status().message().find(
+                "saving the checkpoint at step 8 failed"),
+            std::string::npos)
+      << final_save.status();
 }
 
 TEST_F(TrainerTest, SameSeedSameLosses) {
