@@ -741,19 +741,13 @@ class CudaBackend final : public Backend {
       out.back().op = op;
     }
     host_calls_.clear();
-    std::sort(out.begin(), out.end(),
-              [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
+    SlowestFirst(out);
     return out;
   }
   CUstream_st* cuda_stream() const override { return stream_; }
   bool asynchronous() const override { return true; }
   std::vector<OpTiming> TakeOpTimings() override {
     GPT2_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    const auto slowest_first = [](std::vector<OpTiming>& v) {
-      std::sort(v.begin(), v.end(), [](const OpTiming& a, const OpTiming& b) {
-        return a.ms > b.ms;
-      });
-    };
     const auto add = [](OpTiming& t, const std::string& op, float ms,
                         const TimedCall& call) {
       t.op = op;
@@ -777,14 +771,18 @@ class CudaBackend final : public Backend {
     std::vector<OpTiming> out;
     for (auto& [op, t] : by_op) {
       for (auto& [shape, s] : by_shape[op]) t.shapes.push_back(s);
-      slowest_first(t.shapes);
+      SlowestFirst(t.shapes);
       out.push_back(t);
     }
-    slowest_first(out);
+    SlowestFirst(out);
     return out;
   }
 
  private:
+  static void SlowestFirst(std::vector<OpTiming>& v) {
+    std::sort(v.begin(), v.end(),
+              [](const OpTiming& a, const OpTiming& b) { return a.ms > b.ms; });
+  }
   struct TimedCall {
     const char* op;
     cudaEvent_t start, end;

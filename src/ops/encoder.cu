@@ -79,8 +79,9 @@ struct PlanView {
     chunk_slot = chunk_start + chunks + 1;
     group_token = chunk_slot + chunks;
     group_slot = group_token + groups;
+    // The integers end after group_slot's groups + 1 entries.
     partials =
-        reinterpret_cast<float*>(const_cast<int32_t*>(group_slot + groups + 1));
+        reinterpret_cast<float*>(plan + (group_slot - plan) + groups + 1);
   }
 };
 

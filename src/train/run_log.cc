@@ -133,6 +133,7 @@ std::string RunLog::TakeCapture() {
 
 void RunLog::Track(bool written, const char* file, const char* what,
                    int64_t* lost, int64_t step) {
+  if (written && *lost == 0) return;  // every line while all is well
   const std::string at = step >= 0 ? absl::StrCat(" at step ", step) : "";
   if (!written) {
     // The first failure of a stretch says so (stderr: the console still
