@@ -24,6 +24,7 @@
 #include "src/ckpt/model_checkpoint.h"
 #include "src/core/bf16.h"
 #include "src/core/error.h"
+#include "src/core/files.h"
 #include "src/core/json_reader.h"
 
 namespace gpt2 {
@@ -68,6 +69,9 @@ class OutputFile {
   absl::Status Open(const std::string& path) {
     path_ = path;
     temp_ = path + ".tmp";
+    // Refused before anything is written (the whole export went to the
+    // temporary file first, then the rename failed).
+    GPT2_RETURN_IF_ERROR(NotAFolder(path, "a file to export to"));
     file_ = std::fopen(temp_.c_str(), "wb");
     if (file_ == nullptr) {
       return absl::PermissionDeniedError(
@@ -88,10 +92,16 @@ class OutputFile {
     const std::string error = std::strerror(errno);
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
-    if (!ok || !closed || std::rename(temp_.c_str(), path_.c_str()) != 0) {
+    if (!ok || !closed) {
       std::remove(temp_.c_str());
       return absl::ResourceExhaustedError(
           absl::StrCat(path_, ": cannot write: ", error));
+    }
+    if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
+      const std::string why = std::strerror(errno);
+      std::remove(temp_.c_str());
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot rename ", temp_, " to ", path_, ": ", why));
     }
     return absl::OkStatus();
   }

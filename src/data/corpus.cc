@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -87,6 +88,21 @@ absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     } else {
       return absl::NotFoundError(
           absl::StrCat(spec, ": no such file, folder or pattern"));
+    }
+  }
+  // A file reached twice (named twice, or also through its folder or a
+  // pattern) would be tokenized twice into the shards.
+  std::map<std::string, std::string> seen;  // canonical path -> as named
+  for (const std::string& file : files) {
+    std::error_code ec;
+    const fs::path canonical = fs::weakly_canonical(file, ec);
+    const std::string key = ec ? file : canonical.string();
+    const auto [it, fresh] = seen.emplace(key, file);
+    if (!fresh) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": named twice in --input",
+          it->second == file ? "" : absl::StrCat(" (also as ", it->second, ")"),
+          "; each file is tokenized once"));
     }
   }
   return files;
@@ -217,6 +233,10 @@ absl::Status ShardWriter::WriteShard(int64_t count) {
 }
 
 absl::Status ShardWriter::Finish() {
+  if (tokens_ == 0) {
+    return absl::InvalidArgumentError(
+        "the input holds no text: 0 tokens to write");
+  }
   if (tokens_ <= val_tokens_) {
     return absl::InvalidArgumentError(
         absl::StrCat("--val_tokens ", val_tokens_,

@@ -25,8 +25,8 @@ namespace gpt2 {
 
 // The files named by `specs`, in order: a file as it is, a folder's *.txt and
 // *.jsonl files (recursively, sorted by path), or a glob pattern's matches
-// (sorted). An error names a spec that matches nothing or a file of another
-// type.
+// (sorted). An error names a spec that matches nothing, a file of another
+// type, or a file reached twice.
 absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     const std::vector<std::string>& specs);
 

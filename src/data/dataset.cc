@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/error.h"
+#include "src/core/files.h"
 #include "src/data/corpus.h"
 #include "src/data/tokenizer.h"
 
@@ -60,6 +61,8 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
     return sets;
   }
   const std::string text_path = DataPath(data_dir, data.train_text());
+  GPT2_RETURN_IF_ERROR(NotAFolder(
+      text_path, "a text file (data.train_text, in the data directory)"));
   std::ifstream in(text_path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(

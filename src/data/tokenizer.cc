@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
+#include "src/core/files.h"
 #include "src/core/json_reader.h"
 #include "src/data/unicode_tables.h"
 
@@ -230,6 +231,7 @@ std::vector<size_t> MergePartsHeap(
 // Loading
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  GPT2_RETURN_IF_ERROR(NotAFolder(path, "one of GPT-2's BPE files"));
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
@@ -438,7 +440,14 @@ absl::StatusOr<Tokenizer> Tokenizer::Load(const std::string& encoder_json_path,
 
 absl::StatusOr<Tokenizer> Tokenizer::LoadFromDataDir(
     const std::string& data_dir) {
-  return Load(data_dir + "/gpt2/encoder.json", data_dir + "/gpt2/vocab.bpe");
+  absl::StatusOr<Tokenizer> tokenizer =
+      Load(data_dir + "/gpt2/encoder.json", data_dir + "/gpt2/vocab.bpe");
+  if (absl::IsNotFound(tokenizer.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        tokenizer.status().message(), " (data directory '", data_dir,
+        "'; set --data_dir or GPT2_DATA_DIR, or run launch/fetch_data.sh)"));
+  }
+  return tokenizer;
 }
 
 int Tokenizer::LookupId(std::string_view bytes) const {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "src/core/error.h"
+#include "src/core/files.h"
 #include "src/core/json_reader.h"
 
 namespace gpt2::infer {
@@ -24,6 +25,7 @@ double TokenLoss(const float* row, int vocab, int target) {
 
 absl::StatusOr<std::vector<HellaSwagExample>> ReadHellaSwag(
     const std::string& path) {
+  GPT2_RETURN_IF_ERROR(NotAFolder(path, "a HellaSwag .jsonl file"));
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
   std::vector<HellaSwagExample> examples;

@@ -400,8 +400,10 @@ absl::Status Export(const std::vector<std::string>& args) {
                                             "folder, or pass --notokenizer)"));
   }
   GPT2_RETURN_IF_ERROR(status);
-  std::printf("wrote %s/ (model.safetensors, config.json%s)\n", out.c_str(),
-              data_dir.empty() ? "" : ", vocab.json, merges.txt");
+  std::printf(
+      "wrote %s/ (model.safetensors, config.json, "
+      "tokenizer_config.json%s)\n",
+      out.c_str(), data_dir.empty() ? "" : ", vocab.json, merges.txt");
   return absl::OkStatus();
 }
 

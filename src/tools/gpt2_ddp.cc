@@ -134,12 +134,17 @@ int main(int argc, char** argv) {
   // goes away (`| head`, a tee killed) must not end the run: its lines still
   // go to train.log.
   std::signal(SIGPIPE, SIG_IGN);
+  const auto& saving = loaded->config.checkpoint();
+  const bool saves = saving.save_at_end() || saving.every_steps() > 0;
   gpt2::InstallStopSignals(
-      mpi.rank() == 0
-          ? "\ngpt2_ddp: stopping after this step and saving a checkpoint, "
-            "or, once training is done, the final samples (send the signal "
-            "again to quit at once)\n"
-          : "");
+      mpi.rank() != 0 ? ""
+      : saves ? "\ngpt2_ddp: stopping after this step and saving a checkpoint, "
+                "or, once training is done, the final samples (send the signal "
+                "again to quit at once)\n"
+              : "\ngpt2_ddp: stopping after this step (this config saves no "
+                "checkpoint: checkpoint.save_at_end and every_steps are off), "
+                "or, once training is done, the final samples (send the signal "
+                "again to quit at once)\n");
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {
     const gpt2::ErrorScope scope = gpt2::ScopeOf(result.status());

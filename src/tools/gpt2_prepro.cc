@@ -125,6 +125,12 @@ absl::Status Run() {
   GPT2_ASSIGN_OR_RETURN(const std::vector<std::string> files,
                         ExpandCorpusInputs(specs));
   std::string name = absl::GetFlag(FLAGS_name);
+  if (name.find('/') != std::string::npos || name == "." || name == "..") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--name '", name,
+                     "' must be a plain name for the shards' files (no '/'): "
+                     "they go into --output_dir"));
+  }
   if (name.empty()) {
     name = files.size() == 1 ? std::filesystem::path(files[0]).stem().string()
                              : "corpus";
@@ -133,11 +139,22 @@ absl::Status Run() {
                         Tokenizer::LoadFromDataDir(
                             ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
   std::error_code ec;
+  const bool had_output_dir = std::filesystem::exists(output_dir, ec);
   std::filesystem::create_directories(output_dir, ec);
   if (ec) {
     return absl::PermissionDeniedError(
         absl::StrCat(output_dir, ": ", ec.message()));
   }
+  // A run that fails before its first shard leaves no empty folder it made.
+  struct RemoveIfEmpty {
+    std::string dir;
+    bool armed;
+    ~RemoveIfEmpty() {
+      std::error_code ignored;
+      if (armed && std::filesystem::is_empty(dir, ignored))
+        std::filesystem::remove(dir, ignored);
+    }
+  } cleanup{output_dir, !had_output_dir};
   int64_t input_bytes = 0;
   for (const std::string& f : files) {
     input_bytes += static_cast<int64_t>(std::filesystem::file_size(f, ec));

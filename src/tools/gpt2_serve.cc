@@ -696,6 +696,13 @@ absl::Status Serve() {
   server.new_task_queue = [http_threads] {
     return new httplib::ThreadPool(http_threads);
   };
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // second gpt2_serve bound the same port and the kernel split the requests
+  // between the two models. Now the second one fails to bind and says so.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server.set_payload_max_length(kMaxBodyBytes);
   server.set_read_timeout(kSocketTimeoutSeconds, 0);
   server.set_write_timeout(kSocketTimeoutSeconds, 0);
@@ -854,7 +861,7 @@ int main(int argc, char** argv) {
   return gpt2::ToolMain(
       gpt2::kTool,
       "Serves a gpt2_ddp checkpoint: a web page at / and a JSON API.\n\n"
-      "  gpt2_serve --checkpoint run/tiny_cpu/checkpoints/step_00000300.ckpt\n"
+      "  gpt2_serve --checkpoint logs/tiny_cpu/checkpoints/step_00000300.ckpt\n"
       "  gpt2_serve --checkpoint FILE --port 0      (prints the chosen "
       "port)\n\n"
       "  POST /api/generate  {\"prompt\": \"ROMEO:\", \"num_samples\": 5, "

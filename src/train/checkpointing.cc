@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "src/ckpt/checkpoint.h"
 #include "src/ckpt/export.h"
 #include "src/ckpt/model_checkpoint.h"
@@ -273,6 +274,12 @@ absl::Status InitWeightsFrom(const std::string& path, Gpt2Model* model) {
   }
   auto state = LoadModelCheckpoint(checkpoint, model->param_list(), false);
   if (!converted.empty()) fs::remove(converted, ec);
+  if (!state.ok() && !converted.empty()) {
+    // Named by the file the user gave, not by the conversion's.
+    return absl::Status(
+        state.status().code(),
+        absl::StrReplaceAll(state.status().message(), {{converted, path}}));
+  }
   if (!state.ok()) return state.status();
   model->SetParams(state->params);
   return absl::OkStatus();

@@ -11,6 +11,7 @@
 #include "google/protobuf/stubs/logging.h"
 #include "google/protobuf/text_format.h"
 #include "src/core/error.h"
+#include "src/core/files.h"
 
 namespace gpt2 {
 namespace {
@@ -59,6 +60,7 @@ absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
 }
 
 absl::StatusOr<config::RunConfig> ParseConfigFile(const std::string& path) {
+  GPT2_RETURN_IF_ERROR(NotAFolder(path, "a config file"));
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));

@@ -117,23 +117,29 @@ absl::StatusOr<TensorBoardWriter> TensorBoardWriter::Open(
 }
 
 TensorBoardWriter::TensorBoardWriter(TensorBoardWriter&& o) noexcept
-    : path_(std::move(o.path_)), file_(o.file_) {
+    : path_(std::move(o.path_)), file_(o.file_), has_events_(o.has_events_) {
   o.file_ = nullptr;
 }
 
 TensorBoardWriter& TensorBoardWriter::operator=(
     TensorBoardWriter&& o) noexcept {
   if (this != &o) {
-    if (file_ != nullptr) std::fclose(file_);
+    Close();
     path_ = std::move(o.path_);
     file_ = o.file_;
+    has_events_ = o.has_events_;
     o.file_ = nullptr;
   }
   return *this;
 }
 
-TensorBoardWriter::~TensorBoardWriter() {
-  if (file_ != nullptr) std::fclose(file_);
+TensorBoardWriter::~TensorBoardWriter() { Close(); }
+
+void TensorBoardWriter::Close() {
+  if (file_ == nullptr) return;
+  std::fclose(file_);
+  file_ = nullptr;
+  if (!has_events_) std::remove(path_.c_str());
 }
 
 absl::Status TensorBoardWriter::Scalars(int64_t step, double wall_time,
@@ -145,6 +151,7 @@ absl::Status TensorBoardWriter::Scalars(int64_t step, double wall_time,
     v->set_tag(tag);
     v->set_simple_value(static_cast<float>(value));
   }
+  has_events_ = true;
   return Write(event);
 }
 
@@ -159,12 +166,14 @@ absl::Status TensorBoardWriter::Text(int64_t step, double wall_time,
   tensor->set_dtype(tensorboard::DT_STRING);
   tensor->mutable_tensor_shape();
   tensor->add_string_val(text);
+  has_events_ = true;
   return Write(event);
 }
 
 absl::Status TensorBoardWriter::Restart(int64_t step, double wall_time) {
   tensorboard::Event event = EventAt(step, wall_time);
   event.mutable_session_log()->set_status(tensorboard::SessionLog::START);
+  has_events_ = true;
   return Write(event);
 }
 

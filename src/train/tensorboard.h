@@ -46,7 +46,8 @@ class TensorBoardWriter {
 
   // Starts a new event file in `dir` (which must exist):
   // events.out.tfevents.<unix seconds>.<host>.<pid>.<n>, never over an
-  // existing file, and writes its first event.
+  // existing file, and writes its first event. A file that gets no other
+  // event is removed again when the writer is destroyed.
   static absl::StatusOr<TensorBoardWriter> Open(const std::string& dir);
   TensorBoardWriter(TensorBoardWriter&& o) noexcept;
   TensorBoardWriter& operator=(TensorBoardWriter&& o) noexcept;
@@ -69,9 +70,14 @@ class TensorBoardWriter {
   TensorBoardWriter(std::string path, FILE* file)
       : path_(std::move(path)), file_(file) {}
   absl::Status Write(const tensorboard::Event& event);
+  void Close();  // removes a file holding no event but its version
 
   std::string path_;
   FILE* file_ = nullptr;
+  // An event past the file's first (its version): a file without one (a run
+  // that failed before its first step) is removed when the writer closes, so
+  // a failed start leaves no empty event file in the run folder.
+  bool has_events_ = false;
 };
 
 }  // namespace gpt2

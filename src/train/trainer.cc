@@ -19,6 +19,7 @@
 #include "google/protobuf/text_format.h"
 #include "src/backend/backend.h"
 #include "src/backend/select.h"
+#include "src/ckpt/checkpoint.h"
 #include "src/ckpt/run_files.h"
 #include "src/comm/communicator.h"
 #include "src/comm/host_staged_communicator.h"
@@ -141,11 +142,16 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
   const RunPlan& plan = loaded.plan;
   const ModelShape& s = plan.shape;
   std::string epoch;
+  absl::Status data_fits = data.status();
   if (data.ok()) {
+    // The loader's own checks too (a shard shorter than one step), as the
+    // run makes them: --plan passed what the run then refused.
     absl::StatusOr<DataLoader> loader =
         DataLoader::Create(std::move(data->train), LayoutFor(plan, comm));
     if (loader.ok()) {
       epoch = absl::StrCat("; 1 epoch = ", loader->steps_per_epoch(), " steps");
+    } else {
+      data_fits = loader.status();
     }
   }
   if (comm.rank() == 0) {
@@ -166,9 +172,9 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
         fit.ok()
             ? *fit
             : absl::StrCat("memory check: FAILS: ", fit.status().message()));
-    if (!data.ok()) absl::PrintF("data: FAILS: %s\n", data.status().message());
+    if (!data_fits.ok()) absl::PrintF("data: FAILS: %s\n", data_fits.message());
   }
-  if (!fit.ok() || !data.ok()) {
+  if (!fit.ok() || !data_fits.ok()) {
     absl::Status status = absl::FailedPreconditionError(
         "the run could not start (the plan above says why)");
     // Every rank printed nothing or the same plan; none is in a collective.
@@ -247,6 +253,13 @@ absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
 
 }  // namespace
 
+// An error every rank finds alike (from the flags and the files every rank
+// reads): rank 0 reports it, and the job is not aborted.
+absl::Status OnEveryRank(absl::Status status, bool rank0) {
+  status.SetPayload(kScopePayload, absl::Cord(rank0 ? "agreed" : "echo"));
+  return status;
+}
+
 ErrorScope ScopeOf(const absl::Status& status) {
   const auto scope = status.GetPayload(kScopePayload);
   if (!scope.has_value()) return ErrorScope::kLocal;
@@ -278,6 +291,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   const bool rank0 = comm->rank() == 0;
   const int world = comm->world_size();
+  if (!options.resume.empty() && !options.init_from.empty()) {
+    return OnEveryRank(
+        absl::InvalidArgumentError(
+            "--resume and --init_from both given: --resume continues a run "
+            "(its weights, optimizer state and place in the data), "
+            "--init_from starts a new run from weights alone; give one"),
+        rank0);
+  }
 
   const BackendChooser choose = options.choose_backend != nullptr
                                     ? options.choose_backend
@@ -445,6 +466,28 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   std::string resume_path;
   if (!options.resume.empty()) {
     GPT2_ASSIGN_OR_RETURN(resume_path, ResolveResume(options.resume, run_dir));
+    // A run already at its last step has nothing to train (a requeued job
+    // after the run ended): said, and nothing written, before any set-up (it
+    // reported "done: 0 steps ... final loss 0.000000" and left an empty
+    // TensorBoard file).
+    GPT2_ASSIGN_OR_RETURN(const CheckpointReader reader,
+                          CheckpointReader::Open(resume_path));
+    const int64_t at = reader.header().step();
+    if (!options.eval_only && at >= cfg.train().max_steps()) {
+      if (rank0) {
+        std::printf(
+            "%s: already at step %lld, and train.max_steps is %lld: nothing "
+            "left to train (--set train.max_steps=N with N above %lld goes "
+            "on; --eval only measures it)\n",
+            resume_path.c_str(), static_cast<long long>(at),
+            static_cast<long long>(cfg.train().max_steps()),
+            static_cast<long long>(at));
+        std::fflush(stdout);
+      }
+      TrainResult nothing;
+      nothing.run_dir = run_dir;
+      return nothing;
+    }
   }
   GPT2_ASSIGN_OR_RETURN(
       RunLog log,

@@ -173,6 +173,13 @@ expect_fail "unknown subcommand" "unknown subcommand 'frobnicate'" "$ckpt" frobn
 expect_fail "verify without file" "expected: gpt2_ckpt verify FILE" "$ckpt" verify
 expect_fail "missing file" "nope.ckpt: cannot open checkpoint" "$ckpt" inspect "$work/nope.ckpt"
 expect_fail "diff one file" "expected: gpt2_ckpt diff A B" "$ckpt" diff "$work/a.ckpt"
+# A folder where the file should go: refused before anything is written (it wrote the
+# whole export to <folder>.tmp, then said "cannot write: Success").
+mkdir -p "$work/outdir"
+expect_fail "export llmc onto a folder" "outdir is a folder, not a file to export to" \
+  "$ckpt" export --format llmc --out "$work/outdir" "$work/a.ckpt"
+if [ ! -e "$work/outdir.tmp" ]; then ok "export onto a folder wrote nothing"; else
+  fail "export onto a folder left $work/outdir.tmp"; fi
 expect_fail "export without format" "export needs --format llmc or hf" "$ckpt" export --out "$work/x" "$work/a.ckpt"
 expect_fail "export without out" "export needs --out" "$ckpt" export --format llmc "$work/a.ckpt"
 expect_fail "import bad from" "import needs --from llmc or --from hf" "$ckpt" import --from onnx --out "$work/x.ckpt" "$work/model.bin"

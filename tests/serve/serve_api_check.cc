@@ -951,6 +951,21 @@ TEST(SampleCli, BadArguments) {
   EXPECT_NE(serve.output.find("cut.ckpt"), std::string::npos);
 }
 
+// A second server on the shared server's port fails to bind and says so
+// (httplib's default SO_REUSEPORT let two servers share a port, the kernel
+// splitting the requests between their models).
+TEST(ServeCli, PortInUseIsRefused) {
+  const RunResult second = serve_testing::Run(
+      {g_serve_bin, "--checkpoint", ServerEnv::checkpoint(), "--port",
+       std::to_string(ServerEnv::port())},
+      /*timeout_seconds=*/20.0);  // one that binds would serve until killed
+  EXPECT_EQ(second.code, 1) << second.output;
+  EXPECT_NE(second.output.find("cannot bind 127.0.0.1:" +
+                               std::to_string(ServerEnv::port()) + " (in use"),
+            std::string::npos)
+      << second.output;
+}
+
 // More new tokens than the context holds: the samples stop at the context, and
 // the tool says so instead of quietly printing fewer.
 TEST(SampleCli, SaysWhenTheContextCutsMaxNewTokens) {

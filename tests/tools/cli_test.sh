@@ -26,6 +26,11 @@ ddp=$bin/gpt2_ddp
 printf 'model {\n  num_layerz: 2\n}\n' >"$work/unknown.pbtxt"
 expect_fail "no --config" "--config FILE is required" "$ddp"
 expect_fail "missing config" "nope.pbtxt: cannot open config file" "$ddp" --config "$work/nope.pbtxt"
+# A folder where a file belongs is named as such (it read as an empty file: "set exactly
+# one of data.train_shards and data.train_text", "no training tokens out of 0").
+expect_fail "config is a folder" "$work is a folder, not a config file" "$ddp" --config "$work"
+expect_fail "training text is a folder" "tinyshakespeare is a folder, not a text file" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set data.train_text=tinyshakespeare
 expect_fail "unknown field" "unknown.pbtxt:2:.*num_layerz" "$ddp" --config "$work/unknown.pbtxt"
 expect_fail "bad --set" "no field 'max_stepz' in train" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --set train.max_stepz=3
@@ -60,6 +65,27 @@ printf '{"text": "one"}\n{"body": "two"}\n' >"$work/corpus/bad.jsonl"
 expect_fail "prepro jsonl line without text" "bad.jsonl:2: not a JSON object with a string \"text\"" \
   "$bin/gpt2_prepro" --input "$work/corpus/bad.jsonl" --output_dir "$work/out" --data_dir "$data"
 rm "$work/corpus/bad.jsonl"
+# An input with no text says so, and leaves no empty output folder behind; a --name with
+# a '/' (the shards went outside --output_dir) and a file named twice are refused.
+: >"$work/empty.txt"
+expect_fail "prepro empty input" "the input holds no text" \
+  "$bin/gpt2_prepro" --input "$work/empty.txt" --output_dir "$work/pp_empty" --data_dir "$data"
+[ ! -e "$work/pp_empty" ]; if [ $? -eq 0 ]; then passes=$((passes+1)); else
+  echo "FAIL prepro empty input left $work/pp_empty"; failures=$((failures+1)); fi
+printf 'some text\n' >"$work/small.txt"
+expect_fail "prepro name with a slash" "--name '../escape' must be a plain name" \
+  "$bin/gpt2_prepro" --input "$work/small.txt" --output_dir "$work/pp" --name ../escape --data_dir "$data"
+# --plan makes the loader's checks too: a shard shorter than one step fails the plan as
+# it fails the run (the plan passed it).
+printf 'x y\n' >"$work/tiny.txt"
+"$bin/gpt2_prepro" --input "$work/tiny.txt" --output_dir "$work/pp_tiny" --data_dir "$data" >/dev/null 2>&1
+expect_fail "plan with a shard too short" "data: FAILS: .*tiny_train.bin: [0-9]+ tokens; one step needs 513" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set data.train_text= \
+  --set data.train_shards="$work/pp_tiny/tiny_train.bin" --set data.val_tokens=0 --plan
+expect_fail "prepro without the BPE files" "encoder.json.*set --data_dir or GPT2_DATA_DIR" \
+  "$bin/gpt2_prepro" --input "$work/small.txt" --output_dir "$work/pp" --data_dir "$work/nodata"
+expect_fail "prepro file named twice" "small.txt: named twice in --input" \
+  "$bin/gpt2_prepro" --input "$work/small.txt,$work/small.txt" --output_dir "$work/pp" --data_dir "$data"
 
 # A corpus of several files (a folder of text, JSON lines) into shards, then trained on.
 head -c 300000 "$data/tinyshakespeare/input.txt" >"$work/corpus/a.txt"
@@ -159,6 +185,32 @@ else
   echo "FAIL TensorBoard events of the tiny run"; echo "$out" | tail -3; failures=$((failures+1))
 fi
 
+# Resuming that finished run (step 2 of train.max_steps 2) says there is nothing left to
+# train and writes nothing (it said "done: 0 steps ... final loss 0.000000" and left an
+# empty event file); --resume and --init_from together are refused, and a start that fails
+# leaves no event file.
+events_before=$(ls "$work/logs/tiny_cpu" | grep -c tfevents)
+tiny_resume=("$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.max_steps=2
+             --set log.run_dir="$work/logs")
+out=$("${tiny_resume[@]}" --resume latest 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "step_00000002.ckpt: already at step 2, and train.max_steps is 2: nothing left to train" <<<"$out" \
+   && ! grep -q "final loss" <<<"$out"; then
+  echo "ok   resume a finished run"; passes=$((passes+1))
+else
+  echo "FAIL resume a finished run (rc=$rc)"; echo "$out" | tail -3; failures=$((failures+1))
+fi
+expect_fail "resume and init_from" "--resume and --init_from both given" \
+  "${tiny_resume[@]}" --resume latest --init_from "$work/logs/tiny_cpu"
+expect_fail "resume a different model" "model" \
+  "${tiny_resume[@]}" --set train.max_steps=4 --set model.channels=64 --resume latest
+events_after=$(ls "$work/logs/tiny_cpu" | grep -c tfevents)
+if [ "$events_before" = 1 ] && [ "$events_after" = 1 ]; then
+  echo "ok   refused resumes leave no event file"; passes=$((passes+1))
+else
+  echo "FAIL refused resumes: event files $events_before before, $events_after after"
+  failures=$((failures+1))
+fi
+
 # That run's checkpoint as a Hugging Face folder: gpt2_sample reads the folder itself
 # (OpenAI's GPT-2 comes this way), and the same weights write the same text.
 sample=("$bin/gpt2_sample" --data_dir "$data" --prompt "ROMEO:" --seed 3 --max_new_tokens 8
@@ -172,6 +224,13 @@ else
   echo "FAIL gpt2_sample on a Hugging Face folder"; diff <(echo "$from_run") <(echo "$from_hf") | head
   failures=$((failures+1))
 fi
+
+# --init_from an llm.c file of another shape: the error names that file (it named the
+# temporary checkpoint the file is converted to).
+"$bin/gpt2_ckpt" export --format llmc --out "$work/tiny_llmc.bin" "$work/logs/tiny_cpu" >/dev/null 2>&1
+expect_fail "init_from llm.c of another shape" "tiny_llmc.bin: tensor 'wte'" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set model.channels=64 \
+  --set log.run_dir="$work/other" --init_from "$work/tiny_llmc.bin"
 
 # gpt2_eval: HellaSwag on that run's checkpoint (two examples in HellaSwag's format),
 # the same scores from the Hugging Face folder; a malformed file named by its line.
@@ -194,6 +253,23 @@ printf '{"ctx": "x", "endings": ["a"], "label": 0}\n' >"$work/hs_bad.jsonl"
 expect_fail "eval malformed example" "hs_bad.jsonl:1: not a HellaSwag example" \
   "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_bad.jsonl" --data_dir "$data"
 expect_fail "eval no file" "--checkpoint and --hellaswag are required" "$bin/gpt2_eval"
+expect_fail "eval file is a folder" "is a folder, not a HellaSwag .jsonl file" \
+  "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work" --data_dir "$data"
+
+# Ctrl-C on a config that saves no checkpoint: the note says so (it promised one).
+int_log=$work/int.log
+(cd "$work" && exec "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" \
+   --set log.run_name=nosave --set checkpoint.save_at_end=false --set log.val_every_steps=0 \
+   >"$int_log" 2>&1) &
+int_pid=$!
+for _ in $(seq 1 600); do grep -q "^step 1 |" "$int_log" && break; sleep 0.1; done
+kill -INT "$int_pid"; wait "$int_pid"; rc=$?
+if [ $rc -eq 130 ] && grep -q "stopping after this step (this config saves no checkpoint" "$int_log" \
+   && ! grep -q "saving a checkpoint" "$int_log" && [ ! -e "$work/logs/nosave/checkpoints" ]; then
+  echo "ok   Ctrl-C without checkpoints"; passes=$((passes+1))
+else
+  echo "FAIL Ctrl-C without checkpoints (rc=$rc)"; tail -5 "$int_log"; failures=$((failures+1))
+fi
 
 # plot_loss.py on that run's metrics.jsonl (and on a made-up one with a known answer),
 # where Debian's matplotlib is installed (launch/setup.sh installs it).

@@ -475,10 +475,25 @@ TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
   for (int i = 0; i < 4; ++i)
     EXPECT_EQ(resumed->losses[i], full->losses[4 + i]) << i;
   EXPECT_EQ(resumed->final_params, full->final_params);  // bitwise
-  // "latest" names the end-of-run checkpoint, step 8: nothing is left to run.
+  // "latest" names the end-of-run checkpoint, step 8: nothing is left to run,
+  // and nothing is written (no TensorBoard file, no line in train.log).
+  const auto count_files = [&] {
+    int n = 0;
+    for ([[maybe_unused]] const auto& e :
+         std::filesystem::directory_iterator(dir_ / "logs/resume"))
+      ++n;
+    return n;
+  };
+  const int files_before = count_files();
+  const auto log_size =
+      std::filesystem::file_size(dir_ / "logs/resume/train.log");
   auto latest = Run({"log.run_name=resume", "train.precision=FP32"}, "latest");
   ASSERT_TRUE(latest.ok()) << latest.status();
   EXPECT_EQ(latest->steps_run, 0);
+  EXPECT_TRUE(latest->losses.empty());
+  EXPECT_EQ(count_files(), files_before);
+  EXPECT_EQ(std::filesystem::file_size(dir_ / "logs/resume/train.log"),
+            log_size);
 }
 
 // SIGINT / SIGTERM / SIGUSR1 / SIGHUP: the step in flight finishes, a
