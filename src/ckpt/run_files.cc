@@ -207,10 +207,14 @@ absl::StatusOr<std::string> ResolveCheckpoint(const std::string& path) {
       fs::exists(folder / kLatestFileName, ec)) {
     return ReadLatest(folder.parent_path().string());
   }
+  const bool hugging_face = fs::exists(folder / "model.safetensors", ec);
   return absl::NotFoundError(absl::StrCat(
       path, " is a folder without ", CheckpointDir(path), "/", kLatestFileName,
       " or ", kLatestFileName,
-      ": give a checkpoint file, a run folder, or its checkpoints folder"));
+      ": give a checkpoint file, a run folder, or its checkpoints folder",
+      hugging_face ? " (this one holds a Hugging Face model.safetensors: "
+                     "gpt2_ckpt import --from hf makes a checkpoint of it)"
+                   : ""));
 }
 
 absl::Status PruneCheckpoints(const std::string& run_dir, int keep_last) {

@@ -27,8 +27,13 @@ class Fields {
       f.j_ = Json::parse(body);
     } catch (const Json::exception& e) {  // parse_error, and out_of_range
                                           // for a number beyond a double
-      return absl::InvalidArgumentError(
-          absl::StrCat("malformed JSON: ", e.what()));
+      // Without the library's "[json.exception.parse_error.101] " tag.
+      std::string what = e.what();
+      if (what.rfind("[json.exception.", 0) == 0) {
+        const size_t end = what.find("] ");
+        if (end != std::string::npos) what.erase(0, end + 2);
+      }
+      return absl::InvalidArgumentError(absl::StrCat("malformed JSON: ", what));
     }
     if (!f.j_.is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -7,9 +7,14 @@
 #include <unistd.h>  // environ
 
 #include <cstdio>
+#include <cstdlib>
+#include <iostream>
 #include <string>
 #include <vector>
 
+#include "absl/flags/internal/parse.h"
+#include "absl/flags/internal/program_name.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -83,12 +88,37 @@ inline void NameFlagFilesFromTheProject() {
     const size_t at = file.rfind("src/");
     return std::string(at == absl::string_view::npos ? file : file.substr(at));
   };
+  // --version: this build's, not the system Abseil's ("Debug build (NDEBUG
+  // not #defined)", how Debian compiled Abseil, whatever ours is).
+  config.version_string = [] {
+    return std::string(absl::flags_internal::ShortProgramInvocationName()) +
+#ifdef NDEBUG
+           " (gpt2_ddp project; optimized build, NDEBUG defined)\n";
+#else
+           " (gpt2_ddp project; debug build, assertions on)\n";
+#endif
+  };
   absl::SetFlagsUsageConfig(config);
+}
+
+// absl::ParseCommandLine, except that --help (and --helpfull, --version, ...)
+// exits 0 after printing, as a command-line tool's help does: this Abseil
+// exits 1, so `tool --help && ...` failed.
+inline std::vector<char*> ParseCommandLine(int argc, char** argv) {
+  namespace fi = absl::flags_internal;
+  std::vector<char*> rest = fi::ParseCommandLineImpl(
+      argc, argv, fi::ArgvListAction::kRemoveParsedArgs,
+      fi::UsageFlagsAction::kIgnoreUsage,
+      fi::OnUndefinedFlag::kAbortIfUndefined);
+  if (fi::HandleUsageFlags(std::cout, absl::ProgramUsageMessage()) != -1) {
+    std::exit(0);
+  }
+  return rest;
 }
 
 inline int ParseFlagsOnly(const char* tool, int argc, char** argv) {
   NameFlagFilesFromTheProject();
-  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> rest = ParseCommandLine(argc, argv);
   if (rest.size() > 1) {
     return ReportError(
         tool, absl::InvalidArgumentError(std::string("unexpected argument '") +

@@ -76,9 +76,13 @@ inline absl::StatusOr<DecoderWithBackend> MakeDecoderFor(
     return out;
   }
 #endif
+  if (device != "cuda") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--device ", device, " is not a device: auto, cpu or cuda"));
+  }
   return absl::InvalidArgumentError(
-      absl::StrCat("--device ", device,
-                   " is not available in this build (auto, cpu or cuda)"));
+      "--device cuda is not available in this build (built without CUDA; "
+      "auto or cpu)");
 }
 
 }  // namespace gpt2

@@ -535,7 +535,7 @@ absl::Status Run(const std::vector<char*>& positional) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(gpt2::kUsage);
   gpt2::NameFlagFilesFromTheProject();
-  const std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const std::vector<char*> positional = gpt2::ParseCommandLine(argc, argv);
   const absl::Status status = gpt2::Run(positional);
   if (!status.ok()) return gpt2::ReportError("gpt2_ckpt", status);
   return 0;

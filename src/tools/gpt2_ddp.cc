@@ -44,7 +44,9 @@ ABSL_FLAG(bool, eval, false,
           "Only measure: the val loss and perplexity of the weights as loaded "
           "(--resume, --init_from, e.g. OpenAI's GPT-2 from a Hugging Face "
           "folder, or the init) over log.val_batches batches of the config's "
-          "val set (at most all of it); nothing is trained or saved.");
+          "val set (at most all of it); nothing is trained and no "
+          "checkpoint written (the result line is also added to the run's "
+          "train.log).");
 ABSL_FLAG(bool, plan, false,
           "Only plan: print the model, the batch arithmetic (tokens per step, "
           "gradient accumulation, steps per epoch) and the memory each rank "

@@ -733,6 +733,25 @@ absl::Status Serve() {
   server.set_error_handler(
       [](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return;  // a handler's own error
+        // A route asked with another method than its own: 405 and the one
+        // it takes (Allow), not "no route".
+        static const std::pair<const char*, const char*> kRoutes[] = {
+            {"/", "GET"},
+            {"/healthz", "GET"},
+            {"/v1/models", "GET"},
+            {"/api/generate", "POST"},
+            {"/v1/completions", "POST"}};
+        if (res.status == 404) {
+          for (const auto& [path, method] : kRoutes) {
+            if (req.path == path && req.method != method) {
+              res.set_header("Allow", method);
+              SetError(res, 405,
+                       absl::StrCat(req.method, " ", req.path,
+                                    ": not allowed; it takes ", method));
+              return;
+            }
+          }
+        }
         std::string message =
             res.status == 413
                 ? absl::StrCat("request body over ", kMaxBodyBytes, " bytes")

@@ -18,6 +18,7 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -548,6 +549,9 @@ TEST(Api, MalformedJson) {
         // fuzz_serve_request).
         "{\"prompt\": \"a\", \"top_k\": 1e400}"}) {
     ExpectBadRequest(body, "malformed JSON");
+    // In words, without the JSON library's exception tag.
+    const Reply r = Send("POST", "/api/generate", body);
+    EXPECT_EQ(r.body.find("json.exception"), std::string::npos) << r.body;
   }
   ExpectBadRequest("[1, 2]", "JSON object");
   ExpectBadRequest("\"ROMEO:\"", "JSON object");
@@ -607,11 +611,28 @@ TEST(Api, OversizedBodyIs413) {
 
 TEST(Api, UnknownRoutesAre404) {
   for (const auto& [method, path] :
-       std::vector<std::pair<std::string, std::string>>{
-           {"GET", "/nope"}, {"GET", "/api/generate"}, {"POST", "/healthz"}}) {
+       std::vector<std::pair<std::string, std::string>>{{"GET", "/nope"},
+                                                        {"POST", "/nope"}}) {
     const Reply r = Send(method, path, "{}");
     EXPECT_EQ(r.status, 404) << method << " " << path;
     EXPECT_TRUE(r.json.contains("error")) << r.body;
+  }
+}
+
+// A route asked with the wrong method: 405, naming the one it takes.
+TEST(Api, WrongMethodIs405) {
+  for (const auto& [method, path, allowed] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"GET", "/api/generate", "POST"},
+           {"GET", "/v1/completions", "POST"},
+           {"POST", "/healthz", "GET"},
+           {"POST", "/v1/models", "GET"}}) {
+    const Reply r = Send(method, path, "{}");
+    EXPECT_EQ(r.status, 405) << method << " " << path;
+    ASSERT_TRUE(r.json.contains("error")) << r.body;
+    EXPECT_NE(r.json["error"].get<std::string>().find("it takes " + allowed),
+              std::string::npos)
+        << r.body;
   }
 }
 
@@ -770,7 +791,8 @@ TEST(ApiZ, LogsOneLinePerRequest) {
   EXPECT_GT(tokens, 0);
   EXPECT_GE(by_status["400"], 30);
   EXPECT_GE(by_status["413"], 1);
-  EXPECT_GE(by_status["404"], 3);
+  EXPECT_GE(by_status["404"], 2);
+  EXPECT_GE(by_status["405"], 4);
 }
 
 // ---- gpt2_sample's command line -------------------------------------------

@@ -126,6 +126,16 @@ else
 fi
 expect_fail "prepro stray argument" "unexpected argument 'x'" "$bin/gpt2_prepro" x
 
+# --help prints and exits 0 in every tool (Abseil's own exit status is 1).
+for tool in gpt2_ddp gpt2_sample gpt2_serve gpt2_ckpt gpt2_eval gpt2_prepro gpt2_bench; do
+  out=$("$bin/$tool" --help 2>&1); rc=$?
+  if [ $rc -eq 0 ] && [ -n "$out" ]; then
+    passes=$((passes+1))
+  else
+    echo "FAIL $tool --help: exit $rc"; echo "$out" | tail -2; failures=$((failures+1))
+  fi
+done
+
 # --help explains every flag.
 help=$("$ddp" --help 2>&1)
 for flag in --config --set --data_dir --plan; do
@@ -224,6 +234,14 @@ else
   echo "FAIL gpt2_sample on a Hugging Face folder"; diff <(echo "$from_run") <(echo "$from_hf") | head
   failures=$((failures+1))
 fi
+
+# gpt2_ckpt inspect on a Hugging Face folder (which the sampling tools read) says how to
+# make a checkpoint of it.
+expect_fail "inspect a Hugging Face folder" "holds a Hugging Face model.safetensors: gpt2_ckpt import --from hf" \
+  "$bin/gpt2_ckpt" inspect "$work/hf"
+
+expect_fail "sample on no such device" "--device gpu is not a device: auto, cpu or cuda" \
+  "$bin/gpt2_sample" --checkpoint "$work/logs/tiny_cpu" --prompt a --device gpu --data_dir "$data"
 
 # --init_from an llm.c file of another shape: the error names that file (it named the
 # temporary checkpoint the file is converted to).
