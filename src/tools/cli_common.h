@@ -20,6 +20,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_join.h"
+#include "src/core/build_info.h"
 #include "src/core/env_switches.h"
 #include "src/core/threads.h"
 
@@ -92,10 +93,11 @@ inline void NameFlagFilesFromTheProject() {
   // not #defined)", how Debian compiled Abseil, whatever ours is).
   config.version_string = [] {
     return std::string(absl::flags_internal::ShortProgramInvocationName()) +
+           " (gpt2_ddp project) build " + BuildCommit() +
 #ifdef NDEBUG
-           " (gpt2_ddp project; optimized build, NDEBUG defined)\n";
+           ", optimized (NDEBUG)\n";
 #else
-           " (gpt2_ddp project; debug build, assertions on)\n";
+           ", debug (assertions on)\n";
 #endif
   };
   absl::SetFlagsUsageConfig(config);

@@ -37,6 +37,7 @@
 #include "src/optim/shard_layout.h"
 #include "src/tools/cli_common.h"
 #include "src/train/layerwise_reduction.h"
+#include "src/train/memory_plan.h"
 #include "src/train/step_graph.h"
 
 ABSL_FLAG(int, batch, 4, "Micro-batch B of the timed train step.");
@@ -146,10 +147,10 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where, Peaks* peaks,
   }
 #endif
   if (device != "cpu") {
-    std::fprintf(
-        stderr,
-        "gpt2_bench: error: --device %s is not available in this build\n",
-        device.c_str());
+    std::fprintf(stderr, "gpt2_bench: error: --device %s %s\n", device.c_str(),
+                 device == "cuda"
+                     ? "is not available in this build (built without CUDA)"
+                     : "is not a device: cpu or cuda");
     std::exit(1);
   }
   return MakeCpuBackend();
@@ -250,6 +251,30 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   std::unique_ptr<Backend> backend =
       MakeBenchBackend(&where, &peaks, local_rank);
   const DType dtype = BenchDType(*backend);
+  // The step's memory, planned as training plans it, against what is free:
+  // a shape that cannot fit says so (it died in an allocation).
+  MemoryPlanInputs memory_in;
+  memory_in.shape = shape;
+  memory_in.dtype = dtype;
+  memory_in.micro_batch = B;
+  memory_in.seq_len = T;
+  memory_in.buffer_elems = TotalParams(BuildParamList(shape));
+  memory_in.optimizer_elems = memory_in.buffer_elems;
+  memory_in.recompute_gelu = absl::GetFlag(FLAGS_recompute_gelu);
+  memory_in.recompute_layernorm = absl::GetFlag(FLAGS_recompute_layernorm);
+  memory_in.residual_fp32 = absl::GetFlag(FLAGS_residual_fp32);
+  memory_in.bf16_state = absl::GetFlag(FLAGS_bf16_state);
+  const MemoryPlan memory = PlanMemory(memory_in);
+  if (const auto available = backend->DeviceMemory();
+      available.has_value() && memory.total() > available->free_bytes) {
+    std::exit(ReportError(
+        "gpt2_bench",
+        absl::ResourceExhaustedError(absl::StrCat(
+            "B=", B, " T=", T, " needs ", FormatBytes(memory.total()), " on ",
+            available->device, " and ", FormatBytes(available->free_bytes),
+            " is free (", DescribeMemoryPlan(memory),
+            "): a smaller --batch or --seq_len fits"))));
+  }
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
                   absl::GetFlag(FLAGS_recompute_gelu),
                   absl::GetFlag(FLAGS_recompute_layernorm),

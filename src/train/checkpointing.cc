@@ -15,6 +15,7 @@
 #include "src/ckpt/export.h"
 #include "src/ckpt/model_checkpoint.h"
 #include "src/ckpt/run_files.h"
+#include "src/core/build_info.h"
 #include "src/core/error.h"
 
 namespace gpt2 {
@@ -71,7 +72,7 @@ absl::StatusOr<SaveReport> SaveTrainingCheckpoint(
     header.set_has_optimizer_state(true);
     header.set_has_master_weights(optimizer.has_master());
     header.set_num_params(model.num_params());
-    header.set_created_by("gpt2_ddp");
+    header.set_created_by(absl::StrCat("gpt2_ddp (build ", BuildCommit(), ")"));
     auto created = CheckpointWriter::Create(report.path, header);
     if (created.ok()) {
       writer.emplace(std::move(*created));

@@ -23,6 +23,7 @@
 #include "src/ckpt/run_files.h"
 #include "src/comm/communicator.h"
 #include "src/comm/host_staged_communicator.h"
+#include "src/core/build_info.h"
 #include "src/core/env.h"
 #include "src/core/process_clock.h"
 #include "src/core/stop_signal.h"
@@ -568,7 +569,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   google::protobuf::TextFormat::PrintToString(cfg, &config_text);
   log.BeginCapture();  // the header, for the event file's Text tab
   log.Line(absl::StrCat("gpt2_ddp | config ", options.config_path,
-                        " | data dir ", options.data_dir));
+                        " | data dir ", options.data_dir, " | build ",
+                        BuildCommit()));
   log.Line(config_text);
   log.Line(absl::StrFormat(
       "backend: %s, %s%s%s, %d thread(s) | world size %d (%s)", backend->name(),

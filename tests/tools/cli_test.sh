@@ -109,6 +109,8 @@ else
   echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
 expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --heads 5
+expect_fail "bench that cannot fit" "B=4096 T=[0-9]+ needs .* on the host and .* is free .*: a smaller --batch or --seq_len fits" \
+  "$bin/gpt2_bench" --batch 4096 --steps 1 --tokenizer=false
 expect_fail "bench stray argument" "unexpected argument '16'" "$bin/gpt2_bench" 16
 expect_fail "bench bf16 state on f32" "--bf16_state keeps the optimizer state in bf16 beside bf16 params; this step's are f32" "$bin/gpt2_bench" --bf16_state --layers 1 --channels 16 --heads 2 --steps 1 --tokenizer=false
 tiny_bench=("$bin/gpt2_bench" --layers 1 --channels 16 --heads 2 --batch 2 --seq_len 64 --steps 1
@@ -193,6 +195,21 @@ if [ $? -eq 0 ] && grep -q "^tensorboard_check: ok: 1 event file(s), 2 train/los
   echo "ok   TensorBoard events of the tiny run"; passes=$((passes+1))
 else
   echo "FAIL TensorBoard events of the tiny run"; echo "$out" | tail -3; failures=$((failures+1))
+fi
+
+# The commit the binaries were built from, in --version, the run's header and its
+# checkpoint (git's HEAD of the source, which test.sh builds before testing).
+if head=$(git -C "$src" rev-parse --short=12 HEAD 2>/dev/null); then build="build $head"; else
+  build="build unknown"; fi
+version=$("$ddp" --version 2>&1)
+first_line=$(head -1 "$work/logs/tiny_cpu/train.log")
+created=$("$bin/gpt2_ckpt" inspect "$work/logs/tiny_cpu" 2>&1 | grep "^created by:")
+if grep -q "gpt2_ddp (gpt2_ddp project) $build" <<<"$version" && grep -q "| $build" <<<"$first_line" \
+   && grep -q "created by: gpt2_ddp ($build" <<<"$created"; then
+  echo "ok   the build's commit in --version, the header and the checkpoint"; passes=$((passes+1))
+else
+  echo "FAIL the build's commit (want '$build'): '$version' / '$first_line' / '$created'"
+  failures=$((failures+1))
 fi
 
 # Resuming that finished run (step 2 of train.max_steps 2) says there is nothing left to
