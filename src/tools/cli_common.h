@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <initializer_list>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/core/build_info.h"
 #include "src/core/env_switches.h"
@@ -61,6 +63,20 @@ inline std::vector<std::string> TakeRepeatedFlag(const std::string& name,
 // stray one is reported as an error; then checks the GPT2_* switches
 // (CheckEnvironment). Returns 0 to go on, else the exit code.
 inline int ParseFlagsOnly(const char* tool, int argc, char** argv);
+
+// An error naming the first of `flags` given on the command line (after
+// parsing), for a mode they do not apply to: a flag that would be silently
+// ignored is refused instead ("--format does not apply to verify").
+inline absl::Status RefuseFlagsGiven(std::initializer_list<const char*> flags,
+                                     const std::string& mode) {
+  for (const char* flag : flags) {
+    if (absl::flags_internal::WasPresentOnCommandLine(flag)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, " does not apply to ", mode));
+    }
+  }
+  return absl::OkStatus();
+}
 
 inline int ReportError(const char* tool, const absl::Status& status) {
   std::fflush(stdout);

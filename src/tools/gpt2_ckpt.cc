@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstdio>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -500,6 +502,25 @@ absl::Status Run(const std::vector<char*>& positional) {
   }
   const std::string command = positional[1];
   std::vector<std::string> args(positional.begin() + 2, positional.end());
+  // Each subcommand's flags; any other given is refused, not ignored.
+  static const std::pair<const char*, std::vector<const char*>> kFlags[] = {
+      {"inspect", {"json"}},
+      {"verify", {}},
+      {"diff", {}},
+      {"export", {"format", "out", "data_dir", "tokenizer", "weights_only"}},
+      {"import", {"from", "out", "step", "weights_only"}},
+      {"logits", {"prompt", "out", "data_dir"}}};
+  for (const auto& [name, allowed] : kFlags) {
+    if (command != name) continue;
+    for (const char* flag : {"json", "format", "from", "out", "data_dir",
+                             "tokenizer", "prompt", "step", "weights_only"}) {
+      if (std::find_if(allowed.begin(), allowed.end(), [&](const char* a) {
+            return std::string_view(a) == flag;
+          }) == allowed.end()) {
+        GPT2_RETURN_IF_ERROR(RefuseFlagsGiven({flag}, command));
+      }
+    }
+  }
   if (command != "import") {  // checkpoints: a run folder means its newest
     for (std::string& arg : args) {
       GPT2_ASSIGN_OR_RETURN(arg, ResolveCheckpoint(arg));

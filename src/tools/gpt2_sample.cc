@@ -321,6 +321,10 @@ absl::Status Run() {
   if (random && !absl::GetFlag(FLAGS_bench)) {
     return absl::InvalidArgumentError("--random_124m only goes with --bench");
   }
+  if (!absl::GetFlag(FLAGS_bench)) {
+    GPT2_RETURN_IF_ERROR(RefuseFlagsGiven({"bench_tokens", "bench_runs"},
+                                          "sampling (they go with --bench)"));
+  }
   if (random && !checkpoint.empty()) {
     return absl::InvalidArgumentError(
         "give --checkpoint or --random_124m, not both");

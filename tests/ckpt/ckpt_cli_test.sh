@@ -180,6 +180,12 @@ expect_fail "export llmc onto a folder" "outdir is a folder, not a file to expor
   "$ckpt" export --format llmc --out "$work/outdir" "$work/a.ckpt"
 if [ ! -e "$work/outdir.tmp" ]; then ok "export onto a folder wrote nothing"; else
   fail "export onto a folder left $work/outdir.tmp"; fi
+# A flag of another subcommand is refused, not ignored.
+expect_fail "verify with --format" "--format does not apply to verify" \
+  "$ckpt" verify --format hf "$work/a.ckpt"
+expect_fail "inspect with --out" "--out does not apply to inspect" "$ckpt" inspect --out x "$work/a.ckpt"
+expect_fail "export with --json" "--json does not apply to export" \
+  "$ckpt" export --json --format llmc --out "$work/j.bin" "$work/a.ckpt"
 expect_fail "export without format" "export needs --format llmc or hf" "$ckpt" export --out "$work/x" "$work/a.ckpt"
 expect_fail "export without out" "export needs --out" "$ckpt" export --format llmc "$work/a.ckpt"
 expect_fail "import bad from" "import needs --from llmc or --from hf" "$ckpt" import --from onnx --out "$work/x.ckpt" "$work/model.bin"

@@ -257,6 +257,8 @@ fi
 expect_fail "inspect a Hugging Face folder" "holds a Hugging Face model.safetensors: gpt2_ckpt import --from hf" \
   "$bin/gpt2_ckpt" inspect "$work/hf"
 
+expect_fail "sample with a bench flag" "--bench_runs does not apply to sampling" \
+  "$bin/gpt2_sample" --checkpoint "$work/logs/tiny_cpu" --prompt a --bench_runs 3 --data_dir "$data"
 expect_fail "sample on no such device" "--device gpu is not a device: auto, cpu or cuda" \
   "$bin/gpt2_sample" --checkpoint "$work/logs/tiny_cpu" --prompt a --device gpu --data_dir "$data"
 
