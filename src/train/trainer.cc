@@ -135,7 +135,7 @@ LoaderLayout LayoutFor(const RunPlan& plan, const Communicator& comm) {
 // could not start (the memory check, the data), if any.
 absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
                                       const TrainOptions& options,
-                                      const Backend& backend, DType dtype,
+                                      const std::string& device, DType dtype,
                                       const Communicator& comm,
                                       const MemoryPlan& memory,
                                       const absl::StatusOr<std::string>& fit,
@@ -165,8 +165,8 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
         "memory per rank: %s\n%s\n",
         options.config_path, s.num_layers, s.num_heads, s.channels,
         s.max_seq_len, s.vocab_size, s.padded_vocab_size,
-        Thousands(TotalParams(BuildParamList(s))), DTypeName(dtype),
-        backend.name(), plan.micro_batch_size, plan.seq_len, comm.world_size(),
+        Thousands(TotalParams(BuildParamList(s))), DTypeName(dtype), device,
+        plan.micro_batch_size, plan.seq_len, comm.world_size(),
         plan.grad_accum_steps, Thousands(plan.total_batch_tokens), epoch,
         loaded.config.train().max_steps(), ScheduleOf(loaded.config).Describe(),
         DescribeMemoryPlan(memory),
@@ -304,8 +304,34 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const BackendChooser choose = options.choose_backend != nullptr
                                     ? options.choose_backend
                                     : &ChooseCpuBackend;
-  GPT2_ASSIGN_OR_RETURN(BackendChoice choice,
-                        choose(cfg.train(), comm->local_rank()));
+  absl::StatusOr<BackendChoice> chosen =
+      choose(cfg.train(), comm->local_rank());
+  // --plan of a CUDA run on a machine without a usable GPU (planning one on a
+  // laptop): the plan in the CUDA run's precision, with the CPU backend
+  // standing in for what allocates nothing, and no memory check (there is no
+  // GPU to check against). Any other run stops here.
+  std::string no_gpu;
+  if (!chosen.ok() && options.plan_only &&
+      cfg.train().device() == config::CUDA &&
+      absl::IsFailedPrecondition(chosen.status())) {
+    // Its reason alone, without the advice to fall back to the CPU.
+    no_gpu = std::string(chosen.status().message());
+    if (const size_t at = no_gpu.find("usable: "); at != std::string::npos)
+      no_gpu.erase(0, at + 8);
+    if (const size_t at = no_gpu.find(" (use device: AUTO");
+        at != std::string::npos)
+      no_gpu.erase(at);
+    config::TrainConfig stand_in = cfg.train();
+    stand_in.set_device(config::CPU);
+    stand_in.set_precision(config::FP32);
+    chosen = ChooseCpuBackend(stand_in, comm->local_rank());
+    if (chosen.ok()) {
+      chosen->dtype =
+          cfg.train().precision() == config::FP32 ? DType::kF32 : DType::kBF16;
+    }
+  }
+  GPT2_RETURN_IF_ERROR(chosen.status());
+  BackendChoice choice = *std::move(chosen);
   Backend* backend = choice.backend.get();
   end_phase("backend");
   if (cfg.optim().bf16_state() && choice.dtype != DType::kBF16) {
@@ -361,7 +387,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     dcomm = device_comm.get();
   }
   if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&
-      backend->name() == "cpu") {
+      backend->name() == "cpu" && no_gpu.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         options.config_path,
         ": distributed.comm is BACKEND_NCCL, but these ranks run on the CPU "
@@ -410,15 +436,21 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   memory_inputs.residual_fp32 = cfg.train().residual_fp32();
   memory_inputs.bf16_state = cfg.optim().bf16_state();
   const MemoryPlan memory_plan = PlanMemory(memory_inputs);
-  const absl::StatusOr<std::string> memory_fit = CheckMemory(
-      memory_inputs, memory_plan, int64_t{B} * accum, *backend, choice, *comm);
+  const absl::StatusOr<std::string> memory_fit =
+      no_gpu.empty()
+          ? CheckMemory(memory_inputs, memory_plan, int64_t{B} * accum,
+                        *backend, choice, *comm)
+          : absl::StrCat("memory check: not made, no GPU here (", no_gpu,
+                         "); a GPU needs the above, and the CUDA context, "
+                         "cuBLASLt's workspace and op scratch");
   if (!memory_fit.ok() && !options.plan_only) return memory_fit.status();
 
   absl::StatusOr<Datasets> loaded_data =
       LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size);
   if (options.plan_only) {
-    return PrintPlan(loaded, options, *backend, choice.dtype, *comm,
-                     memory_plan, memory_fit, loaded_data);
+    return PrintPlan(loaded, options,
+                     no_gpu.empty() ? std::string(backend->name()) : "cuda",
+                     choice.dtype, *comm, memory_plan, memory_fit, loaded_data);
   }
   GPT2_RETURN_IF_ERROR(loaded_data.status());
   Datasets& data = *loaded_data;

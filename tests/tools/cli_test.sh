@@ -157,6 +157,17 @@ if [ $rc -eq 0 ] && grep -q "16 x 1024 tokens per micro-step x 1 rank(s) x 1 acc
 else
   echo "FAIL --plan (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
+# --plan of a CUDA run where no GPU is usable (planning one on a laptop): the plan in bf16,
+# as the GPU would run it, and no memory check (it stopped at "no GPU is usable").
+out=$(cd "$work" && "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$data" \
+      --set train.device=CUDA --plan 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "124,475,904 parameters; bf16 on cuda$" <<<"$out" \
+   && grep -q "^memory per rank: params 237.4 MiB, grads 237.4 MiB, optimizer 1.4 GiB" <<<"$out" \
+   && grep -qE "^memory check: (not made, no GPU here \(|.* free on GPU)" <<<"$out"; then
+  echo "ok   --plan of a CUDA run"; passes=$((passes+1))
+else
+  echo "FAIL --plan of a CUDA run (rc=$rc)"; echo "$out" | tail -4; failures=$((failures+1))
+fi
 GPT2_TEST_FREE_MEMORY=8000000000 expect_fail "run that cannot fit" \
   "needs 14.7 GiB of memory on the host and 7.5 GiB is free.*--set train.micro_batch_size=4 " \
   "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$data" --set log.run_dir="$work/nofit"
