@@ -234,11 +234,13 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   const auto& s = c.schedule();
   if (s.warmup_steps() < 0)
     fail("schedule.warmup_steps must be >= 0, got ", s.warmup_steps());
-  if (s.decay_steps() < 0 || s.decay_steps() > c.train().max_steps()) {
+  // (Against a valid train.max_steps only: a bad one is its own error.)
+  if (s.decay_steps() < 0 ||
+      (c.train().max_steps() >= 1 && s.decay_steps() > c.train().max_steps())) {
     fail("schedule.decay_steps must be in [0, train.max_steps = ",
          c.train().max_steps(), "] (0 = cosine), got ", s.decay_steps());
   }
-  if (!(s.min_lr() >= 0 && s.min_lr() <= o.lr())) {
+  if (!(s.min_lr() >= 0 && (!(o.lr() > 0) || s.min_lr() <= o.lr()))) {
     fail("schedule.min_lr must be in [0, optim.lr = ", o.lr(), "], got ",
          s.min_lr());
   }

@@ -155,6 +155,9 @@ TEST(Config, InconsistentValuesNameTheField) {
                   "model.padded_vocab_size"));
   EXPECT_TRUE(Has(ErrorWith({"data.train_shards=a*.bin"}), "exactly one"));
   EXPECT_TRUE(Has(ErrorWith({"train.max_steps=0"}), "train.max_steps"));
+  // A bad value is one error, not also the fields checked against it.
+  EXPECT_FALSE(Has(ErrorWith({"train.max_steps=-5"}), "schedule.decay_steps"));
+  EXPECT_FALSE(Has(ErrorWith({"optim.lr=-1"}), "schedule.min_lr"));
   EXPECT_TRUE(
       Has(ErrorWith({"train.micro_batch_size=0"}), "train.micro_batch_size"));
   EXPECT_TRUE(
