@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
         absl::InvalidArgumentError("--config FILE is required (see --help)"));
   }
   gpt2::MpiEnv& mpi = gpt2::MpiEnv::Init(&argc, &argv);
+  gpt2::ShareCpusAmongLocalRanks(mpi.local_size());
   // Every rank reaches the same verdict on the config, so only rank 0 reports
   // it.
   auto loaded = gpt2::LoadConfig(config_path, overrides, mpi.world_size());

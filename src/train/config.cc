@@ -1,5 +1,6 @@
 #include "src/train/config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -234,11 +235,16 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   const auto& s = c.schedule();
   if (s.warmup_steps() < 0)
     fail("schedule.warmup_steps must be >= 0, got ", s.warmup_steps());
-  // (Against a valid train.max_steps only: a bad one is its own error.)
+  // (Against a valid train.max_steps only: a bad one is its own error.) The
+  // decay follows the warmup: it cannot take more steps than come after it.
+  const int64_t after_warmup =
+      std::max<int64_t>(c.train().max_steps() - s.warmup_steps(), 0);
   if (s.decay_steps() < 0 ||
-      (c.train().max_steps() >= 1 && s.decay_steps() > c.train().max_steps())) {
-    fail("schedule.decay_steps must be in [0, train.max_steps = ",
-         c.train().max_steps(), "] (0 = cosine), got ", s.decay_steps());
+      (c.train().max_steps() >= 1 && s.decay_steps() > after_warmup)) {
+    fail(
+        "schedule.decay_steps must be in [0, train.max_steps - "
+        "schedule.warmup_steps = ",
+        after_warmup, "] (0 = cosine), got ", s.decay_steps());
   }
   if (!(s.min_lr() >= 0 && (!(o.lr() > 0) || s.min_lr() <= o.lr()))) {
     fail("schedule.min_lr must be in [0, optim.lr = ", o.lr(), "], got ",
@@ -272,9 +278,18 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
     fail("log.samples_per_prompt must be in [1, 16], got ",
          l.samples_per_prompt());
   }
-  if (l.run_name().empty() || l.run_name().find('/') != std::string::npos) {
-    fail("log.run_name must be a non-empty name without '/', got '",
-         l.run_name(), "'");
+  if (l.run_name().empty() || l.run_name().find('/') != std::string::npos ||
+      l.run_name() == "." || l.run_name() == "..") {
+    fail(
+        "log.run_name must be a non-empty name without '/' (and not . or ..), "
+        "got '",
+        l.run_name(), "'");
+  }
+  // An empty run_dir put the run folder at the filesystem's root ("/name").
+  if (l.run_dir().empty()) {
+    fail(
+        "log.run_dir must not be empty (the run folder goes in it; '.' for "
+        "the working directory)");
   }
   const auto& dist = c.distributed();
   if (dist.zero_stage() != 0 && dist.zero_stage() != 1) {

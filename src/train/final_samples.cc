@@ -106,11 +106,20 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
   // The console, train.log and the event file first: samples.txt failing to
   // be written (a full disk) then costs only that file.
   const std::string path = run_dir + "/samples.txt";
+  // A prompt whose continuation reaches the model's context stops there.
+  bool cut = false;
+  for (const std::vector<int32_t>& ids : prompt_ids_) {
+    cut |= static_cast<int64_t>(ids.size()) + new_tokens_ > shape_.max_seq_len;
+  }
   log->Line(absl::StrFormat(
-      "samples from the model after step %d (top-k 50, %d new tokens each; "
+      "samples from the model after step %d (top-k 50, %d new tokens each%s; "
       "%s, %.1f tokens/s), also in %s:",
-      step, new_tokens_, decoder->name(),
-      seconds > 0 ? new_tokens / seconds : 0.0, path));
+      step, new_tokens_,
+      cut ? absl::StrFormat(", fewer where the model's context of %d tokens "
+                            "ends first",
+                            shape_.max_seq_len)
+          : "",
+      decoder->name(), seconds > 0 ? new_tokens / seconds : 0.0, path));
   log->Line("======\n" + text.substr(0, text.empty() ? 0 : text.size() - 1));
   log->Text(step, "samples", markdown);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -386,8 +386,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     }
     dcomm = device_comm.get();
   }
-  if (world > 1 && cfg.distributed().comm() == config::BACKEND_NCCL &&
-      backend->name() == "cpu" && no_gpu.empty()) {
+  if (nccl_asked && backend->name() == "cpu" && no_gpu.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
         options.config_path,
         ": distributed.comm is BACKEND_NCCL, but these ranks run on the CPU "
@@ -521,6 +520,14 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
       nothing.run_dir = run_dir;
       return nothing;
     }
+  }
+  // A fresh run in a folder that holds another run's checkpoints: said, so
+  // that the two are not mixed unawares (this run's logs start over, its
+  // checkpoints go beside the old ones, its event file beside the old).
+  std::string earlier_run;
+  if (resume_path.empty() && !options.eval_only) {
+    if (absl::StatusOr<std::string> latest = ReadLatest(run_dir); latest.ok())
+      earlier_run = *latest;
   }
   GPT2_ASSIGN_OR_RETURN(
       RunLog log,
@@ -662,11 +669,11 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
             ? absl::StrCat(" (", hellaswag->left_out(),
                            " longer than train.seq_len left out)")
             : "",
-        cfg.log().hellaswag_every_steps() > 0
+        options.eval_only ? ", on the weights as loaded"
+        : cfg.log().hellaswag_every_steps() > 0
             ? absl::StrCat(", every ", cfg.log().hellaswag_every_steps(),
-                           " steps and")
-            : ",",
-        " on the final weights"));
+                           " steps and on the final weights")
+            : ", on the final weights"));
   }
   log.Line(
       absl::StrCat("1 epoch = ", train_loader.steps_per_epoch(), " batches"));
@@ -775,6 +782,15 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   if (const std::string events = log.tensorboard_path(); !events.empty()) {
     log.Line(absl::StrCat("TensorBoard events: ", events,
                           " (tensorboard --logdir ", cfg.log().run_dir(), ")"));
+  }
+  if (!earlier_run.empty() && rank0) {
+    std::fprintf(stderr,
+                 "gpt2_ddp: warning: %s already holds a run (latest checkpoint "
+                 "%s): this new run starts train.log and metrics.jsonl over "
+                 "and saves its checkpoints beside that run's; --resume latest "
+                 "would have continued it, another log.run_name keeps them "
+                 "apart\n",
+                 run_dir.c_str(), earlier_run.c_str());
   }
   auto save = [&](int64_t steps_done, double lr) -> absl::Status {
     if (step_graph) step_graph->Flush();

@@ -133,5 +133,17 @@ out=$(GPT2_TEST_NAN_AT=3 timeout 120 "${run[@]}" --set log.run_name=nan --set di
   && "$bin/gpt2_ckpt" verify "$work/logs/nan/checkpoints/step_00000004.ckpt" >/dev/null 2>&1
 check "a non-finite loss on 2 ranks: saved, verified, ended (rc=$rc)" $? "$(tail -5 <<<"$out")"
 
+# 9. Without OMP_NUM_THREADS, three ranks share the node's CPUs: at most one thread a CPU
+# in all (unbound, as mpirun leaves an oversubscribed node, each rank took every CPU: on
+# 2 cores, 6 threads).
+out=$(env -u OMP_NUM_THREADS timeout 120 "$mpiexec" -np 3 "$bin/gpt2_ddp" \
+      --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.max_steps=1 \
+      --set train.micro_batch_size=2 --set train.total_batch_tokens=384 --set log.val_every_steps=0 \
+      --set log.sample_prompts= --set log.run_dir="$work/logs" --set log.run_name=threads 2>&1); rc=$?
+threads=$(sed -nE 's/^backend: cpu, f32, ([0-9]+) thread\(s\) \| world size 3.*/\1/p' <<<"$out")
+cpus=$(nproc --all)
+[ $rc -eq 0 ] && [ -n "$threads" ] && [ $((threads * 3)) -le $(( cpus > 3 ? cpus : 3 )) ]
+check "3 ranks share $cpus CPUs ($threads thread(s) each)" $? "$(tail -3 <<<"$out")"
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

@@ -186,6 +186,24 @@ else
   echo "FAIL tiny run (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
 
+# A fresh run in a folder that holds another run's checkpoints warns (they were mixed
+# unawares); samples longer than the model's context say they stop there; NCCL asked
+# for a CPU process is refused as it is for CPU ranks.
+warn_run=("$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.max_steps=1
+          --set log.val_every_steps=0 --set log.run_name=again --set log.sample_prompts=ROMEO:)
+(cd "$work" && "${warn_run[@]}" >/dev/null 2>&1)
+out=$(cd "$work" && "${warn_run[@]}" --set log.sample_tokens=100 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -q "warning: logs/again already holds a run (latest checkpoint .*step_00000001.ckpt)" <<<"$out" \
+   && grep -q "100 new tokens each, fewer where the model's context of 64 tokens ends first" <<<"$out"; then
+  echo "ok   a fresh run over an earlier one; samples cut by the context"; passes=$((passes+1))
+else
+  echo "FAIL a fresh run over an earlier one (rc=$rc)"; echo "$out" | grep -E "warning|samples" | head -3
+  failures=$((failures+1))
+fi
+expect_fail "NCCL on a CPU process" "BACKEND_NCCL, but these ranks run on the CPU backend" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set distributed.comm=BACKEND_NCCL \
+  --set log.run_dir="$work/nccl"
+
 # A reader of its output that goes away (`| head -1`: gone after the first line, long
 # before the steps) does not end a run: it trains on (SIGPIPE ignored), every line still
 # in train.log.

@@ -166,7 +166,20 @@ TEST(Config, InconsistentValuesNameTheField) {
   EXPECT_TRUE(
       Has(ErrorWith({"schedule.decay_steps=-1"}), "schedule.decay_steps"));
   EXPECT_TRUE(Has(ErrorWith({"train.max_steps=10", "schedule.decay_steps=11"}),
-                  "schedule.decay_steps must be in [0, train.max_steps = 10]"));
+                  "schedule.decay_steps must be in [0, train.max_steps - "
+                  "schedule.warmup_steps = "));
+  // The decay comes after the warmup (298 of 300 steps after 5 of warmup
+  // was printed as "held to step 5" and decayed over 295).
+  EXPECT_TRUE(Has(ErrorWith({"train.max_steps=300", "schedule.warmup_steps=5",
+                             "schedule.decay_steps=298"}),
+                  "schedule.warmup_steps = 295] (0 = cosine), got 298"));
+  EXPECT_FALSE(Has(ErrorWith({"train.max_steps=300", "schedule.warmup_steps=5",
+                              "schedule.decay_steps=295", "optim.beta2=1.5"}),
+                   "schedule.decay_steps"));
+  EXPECT_TRUE(
+      Has(ErrorWith({"log.run_dir="}), "log.run_dir must not be empty"));
+  EXPECT_TRUE(Has(ErrorWith({"log.run_name=.."}), "log.run_name"));
+  EXPECT_TRUE(Has(ErrorWith({"log.run_name=."}), "log.run_name"));
   EXPECT_TRUE(Has(ErrorWith({"log.run_name=a/b"}), "log.run_name"));
   EXPECT_TRUE(Has(ErrorWith({"log.sample_prompts=x", "log.sample_prompts+="}),
                   "log.sample_prompts must not hold an empty prompt"));
