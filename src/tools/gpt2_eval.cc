@@ -72,16 +72,30 @@ absl::Status Run() {
   std::fflush(stdout);
   const Clock::time_point start = Clock::now();
   Clock::time_point last_report = start;
-  int right = 0, right_norm = 0, done = 0;
+  int right = 0, right_norm = 0, done = 0, left_out = 0;
   const auto line = [&](const char* lead) {
     const double seconds =
         std::chrono::duration<double>(Clock::now() - start).count();
-    std::printf("%s%d examples: acc %.4f, acc_norm %.4f (%.1f s)\n", lead, done,
-                static_cast<double>(right) / done,
-                static_cast<double>(right_norm) / done, seconds);
+    std::printf("%s%d examples: acc %.4f, acc_norm %.4f (%.1f s)%s\n", lead,
+                done, static_cast<double>(right) / done,
+                static_cast<double>(right_norm) / done, seconds,
+                left_out > 0
+                    ? absl::StrCat("; ", left_out,
+                                   " longer than the model's context of ",
+                                   model.shape.max_seq_len, " left out")
+                          .c_str()
+                    : "");
     std::fflush(stdout);
   };
   for (const infer::HellaSwagExample& example : examples) {
+    // An example longer than the model's context is left out and counted, as
+    // training's HellaSwag does (it stopped the whole evaluation).
+    GPT2_ASSIGN_OR_RETURN(const infer::HellaSwagRows rows,
+                          infer::RenderHellaSwag(tokenizer, example));
+    if (rows.longest() > model.shape.max_seq_len) {
+      ++left_out;
+      continue;
+    }
     GPT2_ASSIGN_OR_RETURN(
         const infer::HellaSwagScore score,
         infer::ScoreHellaSwag(made.decoder.get(), tokenizer, example));
@@ -93,6 +107,11 @@ absl::Status Run() {
       line("  ");
       last_report = Clock::now();
     }
+  }
+  if (done == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": no example fits the model's context of ",
+        model.shape.max_seq_len, " tokens (", left_out, " left out)"));
   }
   line("hellaswag: ");
   return absl::OkStatus();

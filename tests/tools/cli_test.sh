@@ -315,6 +315,22 @@ else
   echo "FAIL gpt2_eval hellaswag (rc=$rc)"; echo "$eval_run" | tail -3; echo "$eval_hf" | tail -2
   failures=$((failures+1))
 fi
+# An example longer than the model's context (64 tokens here) is left out and counted, as
+# training's HellaSwag does (it stopped the whole evaluation); none fitting is an error.
+long_ctx=$(printf 'word %.0s' $(seq 1 80))
+printf '{"ctx": "%s", "endings": ["a", "b", "c", "d"], "label": 1}\n' "$long_ctx" >"$work/hs_long_only.jsonl"
+cat "$work/hs.jsonl" "$work/hs_long_only.jsonl" >"$work/hs_long.jsonl"
+out=$("$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_long.jsonl" \
+      --data_dir "$data" --device cpu 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qE "^hellaswag: 2 examples: acc .*; 1 longer than the model's context of 64 left out" <<<"$out" \
+   && [ "$(score "$out")" = "$(score "$eval_run")" ]; then
+  echo "ok   gpt2_eval leaves out an example longer than the context"; passes=$((passes+1))
+else
+  echo "FAIL gpt2_eval with a long example (rc=$rc)"; echo "$out" | tail -2; failures=$((failures+1))
+fi
+expect_fail "eval with no example fitting" "no example fits the model's context of 64 tokens \(1 left out\)" \
+  "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_long_only.jsonl" \
+  --data_dir "$data" --device cpu
 printf '{"ctx": "x", "endings": ["a"], "label": 0}\n' >"$work/hs_bad.jsonl"
 expect_fail "eval malformed example" "hs_bad.jsonl:1: not a HellaSwag example" \
   "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_bad.jsonl" --data_dir "$data"
