@@ -108,7 +108,7 @@ absl::StatusOr<HellaSwagScore> ScoreHellaSwag(Decoder* decoder,
   GPT2_ASSIGN_OR_RETURN(const HellaSwagRows rows,
                         RenderHellaSwag(tokenizer, example));
   if (rows.longest() > shape.max_seq_len) {
-    return absl::InvalidArgumentError(absl::StrCat(
+    return absl::OutOfRangeError(absl::StrCat(
         example.where, ": the context (", rows.context.size(),
         " tokens) and the longest ending (",
         rows.longest() - static_cast<int>(rows.context.size()),

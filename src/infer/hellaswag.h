@@ -92,7 +92,8 @@ HellaSwagScore ScoreFromLosses(const HellaSwagRows& rows, Loss&& loss) {
 }
 
 // Scores one example on `decoder` (max_batch >= 4): the context once for four
-// rows, then one step per ending token.
+// rows, then one step per ending token. OutOfRange where the context and the
+// longest ending do not fit the model's context (callers may leave it out).
 absl::StatusOr<HellaSwagScore> ScoreHellaSwag(Decoder* decoder,
                                               const Tokenizer& tokenizer,
                                               const HellaSwagExample& example);

@@ -502,21 +502,25 @@ absl::Status Run(const std::vector<char*>& positional) {
   }
   const std::string command = positional[1];
   std::vector<std::string> args(positional.begin() + 2, positional.end());
-  // Each subcommand's flags; any other given is refused, not ignored.
-  static const std::pair<const char*, std::vector<const char*>> kFlags[] = {
-      {"inspect", {"json"}},
-      {"verify", {}},
-      {"diff", {}},
-      {"export", {"format", "out", "data_dir", "tokenizer", "weights_only"}},
-      {"import", {"from", "out", "step", "weights_only"}},
-      {"logits", {"prompt", "out", "data_dir"}}};
-  for (const auto& [name, allowed] : kFlags) {
-    if (command != name) continue;
-    for (const char* flag : {"json", "format", "from", "out", "data_dir",
-                             "tokenizer", "prompt", "step", "weights_only"}) {
-      if (std::find_if(allowed.begin(), allowed.end(), [&](const char* a) {
-            return std::string_view(a) == flag;
-          }) == allowed.end()) {
+  // Each flag and the subcommands it goes with; given to another known
+  // subcommand it is refused, not ignored.
+  static const std::pair<const char*, std::vector<std::string_view>>
+      kFlagUse[] = {{"json", {"inspect"}},
+                    {"format", {"export"}},
+                    {"from", {"import"}},
+                    {"out", {"export", "import", "logits"}},
+                    {"data_dir", {"export", "logits"}},
+                    {"tokenizer", {"export"}},
+                    {"prompt", {"logits"}},
+                    {"step", {"import"}},
+                    {"weights_only", {"export", "import"}}};
+  static constexpr std::string_view kCommands[] = {
+      "inspect", "verify", "diff", "export", "import", "logits"};
+  if (std::find(std::begin(kCommands), std::end(kCommands), command) !=
+      std::end(kCommands)) {
+    for (const auto& [flag, commands] : kFlagUse) {
+      if (std::find(commands.begin(), commands.end(), command) ==
+          commands.end()) {
         GPT2_RETURN_IF_ERROR(RefuseFlagsGiven({flag}, command));
       }
     }

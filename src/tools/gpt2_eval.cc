@@ -88,17 +88,15 @@ absl::Status Run() {
     std::fflush(stdout);
   };
   for (const infer::HellaSwagExample& example : examples) {
+    absl::StatusOr<infer::HellaSwagScore> scored =
+        infer::ScoreHellaSwag(made.decoder.get(), tokenizer, example);
     // An example longer than the model's context is left out and counted, as
     // training's HellaSwag does (it stopped the whole evaluation).
-    GPT2_ASSIGN_OR_RETURN(const infer::HellaSwagRows rows,
-                          infer::RenderHellaSwag(tokenizer, example));
-    if (rows.longest() > model.shape.max_seq_len) {
+    if (absl::IsOutOfRange(scored.status())) {
       ++left_out;
       continue;
     }
-    GPT2_ASSIGN_OR_RETURN(
-        const infer::HellaSwagScore score,
-        infer::ScoreHellaSwag(made.decoder.get(), tokenizer, example));
+    GPT2_ASSIGN_OR_RETURN(const infer::HellaSwagScore score, scored);
     right += score.pick == example.label;
     right_norm += score.pick_norm == example.label;
     ++done;

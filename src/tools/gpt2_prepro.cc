@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -146,15 +147,11 @@ absl::Status Run() {
         absl::StrCat(output_dir, ": ", ec.message()));
   }
   // A run that fails before its first shard leaves no empty folder it made.
-  struct RemoveIfEmpty {
-    std::string dir;
-    bool armed;
-    ~RemoveIfEmpty() {
-      std::error_code ignored;
-      if (armed && std::filesystem::is_empty(dir, ignored))
-        std::filesystem::remove(dir, ignored);
-    }
-  } cleanup{output_dir, !had_output_dir};
+  absl::Cleanup remove_if_empty = [&output_dir, had_output_dir] {
+    std::error_code ignored;
+    if (!had_output_dir && std::filesystem::is_empty(output_dir, ignored))
+      std::filesystem::remove(output_dir, ignored);
+  };
   int64_t input_bytes = 0;
   for (const std::string& f : files) {
     input_bytes += static_cast<int64_t>(std::filesystem::file_size(f, ec));

@@ -18,6 +18,7 @@
 #include <filesystem>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -730,36 +731,38 @@ absl::Status Serve() {
     std::fflush(stdout);
     t_log = RequestLog{};
   });
-  server.set_error_handler(
-      [](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return;  // a handler's own error
-        // A route asked with another method than its own: 405 and the one
-        // it takes (Allow), not "no route".
-        static const std::pair<const char*, const char*> kRoutes[] = {
-            {"/", "GET"},
-            {"/healthz", "GET"},
-            {"/v1/models", "GET"},
-            {"/api/generate", "POST"},
-            {"/v1/completions", "POST"}};
-        if (res.status == 404) {
-          for (const auto& [path, method] : kRoutes) {
-            if (req.path == path && req.method != method) {
-              res.set_header("Allow", method);
-              SetError(res, 405,
-                       absl::StrCat(req.method, " ", req.path,
-                                    ": not allowed; it takes ", method));
-              return;
-            }
-          }
-        }
-        std::string message =
-            res.status == 413
-                ? absl::StrCat("request body over ", kMaxBodyBytes, " bytes")
-            : res.status == 404
-                ? absl::StrCat("no route for ", req.method, " ", req.path)
-                : absl::StrCat("HTTP ", res.status);
-        SetError(res, res.status, message);
-      });
+  // Each route's method, as registered below (read only once the server
+  // listens): a route asked with another method gets 405 and the one it
+  // takes (Allow), not "no route".
+  std::map<std::string, std::string> routes;  // path -> method
+  const auto get = [&](const char* path, httplib::Server::Handler handler) {
+    routes[path] = "GET";
+    server.Get(path, std::move(handler));
+  };
+  const auto post = [&](const char* path, httplib::Server::Handler handler) {
+    routes[path] = "POST";
+    server.Post(path, std::move(handler));
+  };
+  server.set_error_handler([&routes](const httplib::Request& req,
+                                     httplib::Response& res) {
+    if (!res.body.empty()) return;  // a handler's own error
+    if (const auto route = routes.find(req.path); res.status == 404 &&
+                                                  route != routes.end() &&
+                                                  req.method != route->second) {
+      res.set_header("Allow", route->second);
+      SetError(res, 405,
+               absl::StrCat(req.method, " ", req.path,
+                            ": not allowed; it takes ", route->second));
+      return;
+    }
+    std::string message =
+        res.status == 413
+            ? absl::StrCat("request body over ", kMaxBodyBytes, " bytes")
+        : res.status == 404
+            ? absl::StrCat("no route for ", req.method, " ", req.path)
+            : absl::StrCat("HTTP ", res.status);
+    SetError(res, res.status, message);
+  });
   server.set_exception_handler([](const httplib::Request&,
                                   httplib::Response& res,
                                   std::exception_ptr ep) {
@@ -773,41 +776,41 @@ absl::Status Serve() {
     SetError(res, 500, absl::StrCat("internal error: ", what));
   });
 
-  server.Get("/", [&page](const httplib::Request&, httplib::Response& res) {
+  get("/", [&page](const httplib::Request&, httplib::Response& res) {
     res.set_content(page, "text/html; charset=utf-8");
   });
-  server.Get("/healthz", [&served, &worker](const httplib::Request&,
-                                            httplib::Response& res) {
-    SetJson(res, 200,
-            Json{{"status", "ok"},
-                 {"model", ModelInfo(served)},
-                 {"queued", worker.queued()},
-                 {"limits",
-                  {{"body_bytes", kMaxBodyBytes},
-                   {"prompt_bytes", kMaxPromptBytes},
-                   {"prompt_tokens", served.model.shape.max_seq_len - 1},
-                   {"num_samples", kMaxSamples},
-                   {"max_new_tokens", kMaxNewTokens},
-                   {"temperature", kMaxTemperature}}}});
-  });
+  get("/healthz",
+      [&served, &worker](const httplib::Request&, httplib::Response& res) {
+        SetJson(res, 200,
+                Json{{"status", "ok"},
+                     {"model", ModelInfo(served)},
+                     {"queued", worker.queued()},
+                     {"limits",
+                      {{"body_bytes", kMaxBodyBytes},
+                       {"prompt_bytes", kMaxPromptBytes},
+                       {"prompt_tokens", served.model.shape.max_seq_len - 1},
+                       {"num_samples", kMaxSamples},
+                       {"max_new_tokens", kMaxNewTokens},
+                       {"temperature", kMaxTemperature}}}});
+      });
   const std::shared_ptr<const ApiFormat> generate = GenerateFormat(served);
-  server.Post("/api/generate",
-              [&served, &worker, generate](const httplib::Request& req,
-                                           httplib::Response& res) {
-                Answer(served, &worker, generate,
-                       serve::ParseGenerateBody(req.body, served.model.shape,
-                                                served.tokenizer),
-                       res);
-              });
+  post("/api/generate",
+       [&served, &worker, generate](const httplib::Request& req,
+                                    httplib::Response& res) {
+         Answer(served, &worker, generate,
+                serve::ParseGenerateBody(req.body, served.model.shape,
+                                         served.tokenizer),
+                res);
+       });
   // OpenAI's completions API (and its model list), for the clients made for
   // it.
   const std::string model_id = ModelId(served);
   std::atomic<uint64_t> completions{0};
   const uint64_t run_salt = static_cast<uint64_t>(
       std::chrono::system_clock::now().time_since_epoch().count());
-  server.Post("/v1/completions", [&served, &worker, &model_id, &completions,
-                                  run_salt](const httplib::Request& req,
-                                            httplib::Response& res) {
+  post("/v1/completions", [&served, &worker, &model_id, &completions, run_salt](
+                              const httplib::Request& req,
+                              httplib::Response& res) {
     const uint64_t n = completions.fetch_add(1);
     // Without "seed", each request draws its own text, as OpenAI's does.
     const uint64_t fresh_seed = infer::SampleSeed(run_salt, n);
@@ -824,15 +827,15 @@ absl::Status Serve() {
                                        served.tokenizer, fresh_seed),
            res);
   });
-  server.Get("/v1/models", [&model_id](const httplib::Request&,
-                                       httplib::Response& res) {
-    SetJson(res, 200,
-            Json{{"object", "list"},
-                 {"data", Json::array({Json{{"id", model_id},
-                                            {"object", "model"},
-                                            {"created", 0},
-                                            {"owned_by", "gpt2_ddp"}}})}});
-  });
+  get("/v1/models",
+      [&model_id](const httplib::Request&, httplib::Response& res) {
+        SetJson(res, 200,
+                Json{{"object", "list"},
+                     {"data", Json::array({Json{{"id", model_id},
+                                                {"object", "model"},
+                                                {"created", 0},
+                                                {"owned_by", "gpt2_ddp"}}})}});
+      });
 
   const std::string host = absl::GetFlag(FLAGS_host);
   int bound = port;

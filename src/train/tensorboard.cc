@@ -117,7 +117,7 @@ absl::StatusOr<TensorBoardWriter> TensorBoardWriter::Open(
 }
 
 TensorBoardWriter::TensorBoardWriter(TensorBoardWriter&& o) noexcept
-    : path_(std::move(o.path_)), file_(o.file_), has_events_(o.has_events_) {
+    : path_(std::move(o.path_)), file_(o.file_), events_(o.events_) {
   o.file_ = nullptr;
 }
 
@@ -127,7 +127,7 @@ TensorBoardWriter& TensorBoardWriter::operator=(
     Close();
     path_ = std::move(o.path_);
     file_ = o.file_;
-    has_events_ = o.has_events_;
+    events_ = o.events_;
     o.file_ = nullptr;
   }
   return *this;
@@ -139,7 +139,7 @@ void TensorBoardWriter::Close() {
   if (file_ == nullptr) return;
   std::fclose(file_);
   file_ = nullptr;
-  if (!has_events_) std::remove(path_.c_str());
+  if (events_ <= 1) std::remove(path_.c_str());  // the version alone
 }
 
 absl::Status TensorBoardWriter::Scalars(int64_t step, double wall_time,
@@ -151,7 +151,6 @@ absl::Status TensorBoardWriter::Scalars(int64_t step, double wall_time,
     v->set_tag(tag);
     v->set_simple_value(static_cast<float>(value));
   }
-  has_events_ = true;
   return Write(event);
 }
 
@@ -166,18 +165,17 @@ absl::Status TensorBoardWriter::Text(int64_t step, double wall_time,
   tensor->set_dtype(tensorboard::DT_STRING);
   tensor->mutable_tensor_shape();
   tensor->add_string_val(text);
-  has_events_ = true;
   return Write(event);
 }
 
 absl::Status TensorBoardWriter::Restart(int64_t step, double wall_time) {
   tensorboard::Event event = EventAt(step, wall_time);
   event.mutable_session_log()->set_status(tensorboard::SessionLog::START);
-  has_events_ = true;
   return Write(event);
 }
 
 absl::Status TensorBoardWriter::Write(const tensorboard::Event& event) {
+  ++events_;
   const std::string record = FrameRecord(event.SerializeAsString());
   if (std::fwrite(record.data(), 1, record.size(), file_) != record.size() ||
       std::fflush(file_) != 0) {

@@ -74,10 +74,10 @@ class TensorBoardWriter {
 
   std::string path_;
   FILE* file_ = nullptr;
-  // An event past the file's first (its version): a file without one (a run
+  // Events written, the file's version first: a file with no other (a run
   // that failed before its first step) is removed when the writer closes, so
   // a failed start leaves no empty event file in the run folder.
-  bool has_events_ = false;
+  int64_t events_ = 0;
 };
 
 }  // namespace gpt2

@@ -119,6 +119,15 @@ std::string FormatProgressLine(int64_t step, int64_t max_steps,
 
 constexpr char kScopePayload[] = "gpt2/error_scope";
 
+// An error every rank reaches together (the same flags and files, or a verdict
+// the ranks agreed on), so none waits in a collective and the job need not be
+// aborted: `reports` on the rank(s) that print it (rank 0, or the rank whose
+// own check failed), the others echo it (ErrorScope).
+absl::Status Agreed(absl::Status status, bool reports) {
+  status.SetPayload(kScopePayload, absl::Cord(reports ? "agreed" : "echo"));
+  return status;
+}
+
 // Each rank's share of every batch.
 LoaderLayout LayoutFor(const RunPlan& plan, const Communicator& comm) {
   LoaderLayout layout;
@@ -176,12 +185,10 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
     if (!data_fits.ok()) absl::PrintF("data: FAILS: %s\n", data_fits.message());
   }
   if (!fit.ok() || !data_fits.ok()) {
-    absl::Status status = absl::FailedPreconditionError(
-        "the run could not start (the plan above says why)");
     // Every rank printed nothing or the same plan; none is in a collective.
-    status.SetPayload(kScopePayload,
-                      absl::Cord(comm.rank() == 0 ? "agreed" : "echo"));
-    return status;
+    return Agreed(absl::FailedPreconditionError(
+                      "the run could not start (the plan above says why)"),
+                  comm.rank() == 0);
   }
   return TrainResult{};
 }
@@ -228,13 +235,12 @@ absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
   }
   const int refuse = why.has_value() ? 1 : 0;
   if ((comm.world_size() > 1 ? comm.AgreeMax(refuse) : refuse) != 0) {
-    absl::Status status = absl::ResourceExhaustedError(
-        why.has_value() ? *why
-                        : "another rank's device lacks the memory for this "
-                          "run (see that rank's message)");
-    status.SetPayload(kScopePayload,
-                      absl::Cord(why.has_value() ? "agreed" : "echo"));
-    return status;
+    return Agreed(
+        absl::ResourceExhaustedError(
+            why.has_value() ? *why
+                            : "another rank's device lacks the memory for this "
+                              "run (see that rank's message)"),
+        why.has_value());
   }
   const int64_t need = plan.total() * sharing;
   if (!memory.has_value()) {
@@ -253,13 +259,6 @@ absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
 }
 
 }  // namespace
-
-// An error every rank finds alike (from the flags and the files every rank
-// reads): rank 0 reports it, and the job is not aborted.
-absl::Status OnEveryRank(absl::Status status, bool rank0) {
-  status.SetPayload(kScopePayload, absl::Cord(rank0 ? "agreed" : "echo"));
-  return status;
-}
 
 ErrorScope ScopeOf(const absl::Status& status) {
   const auto scope = status.GetPayload(kScopePayload);
@@ -293,7 +292,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   const bool rank0 = comm->rank() == 0;
   const int world = comm->world_size();
   if (!options.resume.empty() && !options.init_from.empty()) {
-    return OnEveryRank(
+    return Agreed(
         absl::InvalidArgumentError(
             "--resume and --init_from both given: --resume continues a run "
             "(its weights, optimizer state and place in the data), "
@@ -783,14 +782,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     log.Line(absl::StrCat("TensorBoard events: ", events,
                           " (tensorboard --logdir ", cfg.log().run_dir(), ")"));
   }
-  if (!earlier_run.empty() && rank0) {
-    std::fprintf(stderr,
-                 "gpt2_ddp: warning: %s already holds a run (latest checkpoint "
-                 "%s): this new run starts train.log and metrics.jsonl over "
-                 "and saves its checkpoints beside that run's; --resume latest "
-                 "would have continued it, another log.run_name keeps them "
-                 "apart\n",
-                 run_dir.c_str(), earlier_run.c_str());
+  if (!earlier_run.empty()) {
+    log.Line(absl::StrCat(
+        "warning: ", run_dir, " already holds a run (latest checkpoint ",
+        earlier_run,
+        "): this new run starts train.log and metrics.jsonl over and saves its "
+        "checkpoints beside that run's; --resume latest would have continued "
+        "it, another log.run_name keeps them apart"));
   }
   auto save = [&](int64_t steps_done, double lr) -> absl::Status {
     if (step_graph) step_graph->Flush();
