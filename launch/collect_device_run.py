@@ -120,7 +120,8 @@ def batch_fit(rows):
 
 def metrics_rows(path):
     """The rows of a metrics.jsonl with a step and a loss, in order (unreadable lines
-    skipped; none for a missing file)."""
+    skipped; none for a missing file); a resumed run's restart row drops the rows of
+    the steps it redoes."""
     rows = []
     try:
         with open(path) as fh:
@@ -130,7 +131,9 @@ def metrics_rows(path):
     for line in lines:
         try:
             row = json.loads(line)
-            if row.get("loss") is not None:
+            if row.get("restart"):
+                rows = [r for r in rows if r["step"] < int(row["step"])]
+            elif row.get("loss") is not None:
                 row["step"] = int(row["step"])
                 row["loss"] = float(row["loss"])
                 rows.append(row)

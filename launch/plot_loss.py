@@ -4,13 +4,14 @@
   python3 launch/plot_loss.py logs/RUN/metrics.jsonl --out logs/RUN/loss.png [--target 0.1]
       [--window_tokens 16384]
 
-Train loss per step, val loss where measured, a dashed line at --target, and the
-first step below it marked; it also prints the first step below the target and the
-step the loss has stayed below it since (to the end of the log), with the seconds
-since process start of each. With --window_tokens the loss held against the target is
+Train loss per step, val loss where measured (the final weights' too), a dashed line
+at --target, and the first step below it marked; it also prints the first step below
+the target and the step the loss has stayed below it since (to the end of the log),
+with the seconds since process start of each. With --window_tokens the loss held against the target is
 the mean over the latest steps holding that many tokens (the trainer's
 train.stop_loss_tokens; a step's tokens read from its tok_per_sec x dt_ms), drawn
-beside the per-step curve. Needs matplotlib (Debian: python3-matplotlib).
+beside the per-step curve. A resumed run's restart row drops the steps it redoes.
+Needs matplotlib (Debian: python3-matplotlib).
 """
 import argparse
 import json
@@ -34,8 +35,7 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("plot_loss: needs matplotlib (apt-get install python3-matplotlib)")
-    steps, losses, val_steps, val_losses, elapsed = [], [], [], [], {}
-    step_tokens = []
+    rows = []  # the step rows and the final weights' rows, in order
     try:
         with open(args.metrics) as f:
             for number, line in enumerate(f, 1):
@@ -43,21 +43,33 @@ def main():
                     continue
                 try:
                     row = json.loads(line)
-                    step, loss = int(row["step"]), row["loss"]
+                    row["step"] = int(row["step"])
+                    if not (row.get("restart") or row.get("final")):
+                        row["loss"]  # a step row has its loss (null where not finite)
                 except (ValueError, KeyError, TypeError) as e:
                     sys.exit(f"plot_loss: {args.metrics}:{number}: not a metrics line ({e})")
-                if loss is not None:
-                    steps.append(step)
-                    losses.append(loss)
-                    if row.get("tok_per_sec") and row.get("dt_ms"):
-                        step_tokens.append(row["tok_per_sec"] * row["dt_ms"] / 1000)
-                if row.get("elapsed_s") is not None:
-                    elapsed[step] = row["elapsed_s"]
-                if row.get("val_loss") is not None:
-                    val_steps.append(step)
-                    val_losses.append(row["val_loss"])
+                if row.get("restart"):
+                    # A resumed run redoes the steps from here: the abandoned ones go,
+                    # as TensorBoard drops them.
+                    rows = [r for r in rows if r["step"] < row["step"]]
+                else:
+                    rows.append(row)
     except OSError as e:
         sys.exit(f"plot_loss: {e}")
+    steps, losses, val_steps, val_losses, elapsed = [], [], [], [], {}
+    step_tokens = []
+    for row in rows:
+        step, loss = row["step"], row.get("loss")
+        if loss is not None:
+            steps.append(step)
+            losses.append(loss)
+            if row.get("tok_per_sec") and row.get("dt_ms"):
+                step_tokens.append(row["tok_per_sec"] * row["dt_ms"] / 1000)
+        if row.get("elapsed_s") is not None:
+            elapsed[step] = row["elapsed_s"]
+        if row.get("val_loss") is not None:
+            val_steps.append(step)
+            val_losses.append(row["val_loss"])
     if not steps:
         sys.exit(f"plot_loss: {args.metrics}: no steps with a finite loss")
     held, held_label = losses, "loss"

@@ -21,25 +21,13 @@ std::string FormatStepLine(const StepMetrics& m) {
       m.step, m.loss, m.lr, m.dt_ms, m.tok_per_sec, m.norm);
 }
 
-std::string FormatMetricsJson(const StepMetrics& m) {
-  // %.9g keeps full float precision; non-finite values become JSON null.
-  auto num = [](double v) {
-    return std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string("null");
-  };
-  std::string json = absl::StrCat(
-      "{\"step\": ", m.step, ", \"loss\": ", num(m.loss),
-      ", \"lr\": ", num(m.lr), ", \"norm\": ", num(m.norm),
-      ", \"dt_ms\": ", num(m.dt_ms), ", \"tok_per_sec\": ", num(m.tok_per_sec),
-      ", \"elapsed_s\": ", num(m.elapsed_s));
-  if (m.val_loss.has_value())
-    absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
-  if (m.hellaswag.has_value())
-    absl::StrAppend(&json, ", \"hellaswag\": ", num(*m.hellaswag));
-  absl::StrAppend(&json, "}");
-  return json;
-}
-
 namespace {
+
+// A JSON number: %.9g keeps full float precision; non-finite values become
+// JSON null.
+std::string JsonNumber(double v) {
+  return std::isfinite(v) ? absl::StrFormat("%.9g", v) : std::string("null");
+}
 
 // `text` and a newline to `file`, flushed: false where either failed (errno
 // says why), with the stream's error flag cleared for the next try.
@@ -64,6 +52,36 @@ void AddEvals(std::optional<double> val_loss, std::optional<double> hellaswag,
 
 }  // namespace
 
+std::string FormatMetricsJson(const StepMetrics& m) {
+  const auto num = JsonNumber;
+  std::string json = absl::StrCat(
+      "{\"step\": ", m.step, ", \"loss\": ", num(m.loss),
+      ", \"lr\": ", num(m.lr), ", \"norm\": ", num(m.norm),
+      ", \"dt_ms\": ", num(m.dt_ms), ", \"tok_per_sec\": ", num(m.tok_per_sec),
+      ", \"elapsed_s\": ", num(m.elapsed_s));
+  if (m.val_loss.has_value())
+    absl::StrAppend(&json, ", \"val_loss\": ", num(*m.val_loss));
+  if (m.hellaswag.has_value())
+    absl::StrAppend(&json, ", \"hellaswag\": ", num(*m.hellaswag));
+  absl::StrAppend(&json, "}");
+  return json;
+}
+
+std::string FormatRestartJson(int64_t step) {
+  return absl::StrCat("{\"step\": ", step, ", \"restart\": true}");
+}
+
+std::string FormatFinalJson(int64_t step, std::optional<double> val_loss,
+                            std::optional<double> hellaswag) {
+  std::string json = absl::StrCat("{\"step\": ", step, ", \"final\": true");
+  if (val_loss.has_value())
+    absl::StrAppend(&json, ", \"val_loss\": ", JsonNumber(*val_loss));
+  if (hellaswag.has_value())
+    absl::StrAppend(&json, ", \"hellaswag\": ", JsonNumber(*hellaswag));
+  absl::StrAppend(&json, "}");
+  return json;
+}
+
 absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
                                     bool append, bool tensorboard) {
   RunLog log;
@@ -78,12 +96,12 @@ absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
   }
   const std::string log_path = run_dir + "/train.log";
   const std::string metrics_path = run_dir + "/metrics.jsonl";
-  log.log_ = std::fopen(log_path.c_str(), append ? "a" : "w");
+  log.log_.reset(std::fopen(log_path.c_str(), append ? "a" : "w"));
   if (log.log_ == nullptr) {
     return absl::PermissionDeniedError(
         absl::StrCat(log_path, ": cannot open: ", std::strerror(errno)));
   }
-  log.metrics_ = std::fopen(metrics_path.c_str(), append ? "a" : "w");
+  log.metrics_.reset(std::fopen(metrics_path.c_str(), append ? "a" : "w"));
   if (log.metrics_ == nullptr) {
     return absl::PermissionDeniedError(
         absl::StrCat(metrics_path, ": cannot open: ", std::strerror(errno)));
@@ -94,28 +112,8 @@ absl::StatusOr<RunLog> RunLog::Open(const std::string& run_dir, bool enabled,
     log.tensorboard_.emplace(*std::move(writer));
     log.restart_pending_ = append;
   }
+  log.metrics_restart_pending_ = append;
   return log;
-}
-
-RunLog::RunLog(RunLog&& o) noexcept
-    : dir_(std::move(o.dir_)),
-      enabled_(o.enabled_),
-      log_(o.log_),
-      metrics_(o.metrics_),
-      tensorboard_(std::move(o.tensorboard_)),
-      restart_pending_(o.restart_pending_),
-      log_lost_(o.log_lost_),
-      metrics_lost_(o.metrics_lost_),
-      capturing_(o.capturing_),
-      captured_(std::move(o.captured_)) {
-  o.tensorboard_.reset();
-  o.log_ = nullptr;
-  o.metrics_ = nullptr;
-}
-
-RunLog::~RunLog() {
-  if (log_ != nullptr) std::fclose(log_);
-  if (metrics_ != nullptr) std::fclose(metrics_);
 }
 
 void RunLog::Line(const std::string& text) {
@@ -123,7 +121,7 @@ void RunLog::Line(const std::string& text) {
   std::printf("%s\n", text.c_str());
   std::fflush(stdout);
   if (capturing_) absl::StrAppend(&captured_, text, "\n");
-  Track(WriteLine(log_, text), "train.log", "lines", &log_lost_, -1);
+  Track(WriteLine(log_.get(), text), "train.log", "lines", &log_lost_, -1);
 }
 
 std::string RunLog::TakeCapture() {
@@ -156,7 +154,12 @@ void RunLog::Track(bool written, const char* file, const char* what,
 
 void RunLog::Metrics(const StepMetrics& m) {
   if (!enabled_) return;
-  Track(WriteLine(metrics_, FormatMetricsJson(m)), "metrics.jsonl",
+  if (metrics_restart_pending_) {
+    metrics_restart_pending_ = false;
+    Track(WriteLine(metrics_.get(), FormatRestartJson(m.step)), "metrics.jsonl",
+          "step records", &metrics_lost_, m.step);
+  }
+  Track(WriteLine(metrics_.get(), FormatMetricsJson(m)), "metrics.jsonl",
         "step records", &metrics_lost_, m.step);
   if (!tensorboard_.has_value()) return;
   std::vector<TensorBoardWriter::Scalar> scalars = {
@@ -171,7 +174,10 @@ void RunLog::Metrics(const StepMetrics& m) {
 
 void RunLog::FinalEval(int64_t step, std::optional<double> val_loss,
                        std::optional<double> hellaswag) {
-  if (!enabled_ || !tensorboard_.has_value()) return;
+  if (!enabled_ || (!val_loss.has_value() && !hellaswag.has_value())) return;
+  Track(WriteLine(metrics_.get(), FormatFinalJson(step, val_loss, hellaswag)),
+        "metrics.jsonl", "step records", &metrics_lost_, step);
+  if (!tensorboard_.has_value()) return;
   std::vector<TensorBoardWriter::Scalar> scalars;
   AddEvals(val_loss, hellaswag, &scalars);
   if (!scalars.empty()) Scalars(step, std::move(scalars));

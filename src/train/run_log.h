@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -30,7 +31,15 @@ struct StepMetrics {
 
 // The per-step line, in the original PyTorch run's format.
 std::string FormatStepLine(const StepMetrics& m);
+// metrics.jsonl's rows: a step's (FormatMetricsJson); a resumed run's first,
+// {"step": N, "restart": true} before its first step N, where the rows of
+// steps >= N already in the file are abandoned (TensorBoard's restart too);
+// the final weights' measures after N updates, {"step": N, "final": true,
+// "val_loss": ...} and/or "hellaswag" (no "loss": not a step of training).
 std::string FormatMetricsJson(const StepMetrics& m);
+std::string FormatRestartJson(int64_t step);
+std::string FormatFinalJson(int64_t step, std::optional<double> val_loss,
+                            std::optional<double> hellaswag);
 
 class RunLog {
  public:
@@ -41,20 +50,20 @@ class RunLog {
   static absl::StatusOr<RunLog> Open(const std::string& run_dir, bool enabled,
                                      bool append = false,
                                      bool tensorboard = false);
-  RunLog(RunLog&&) noexcept;
-  ~RunLog();
+  RunLog(RunLog&&) noexcept = default;
 
   // stdout and train.log. A line train.log cannot take (a full disk) is
   // still printed; the first such failure, and the first write after
   // failures, say so on stderr (as Metrics does for metrics.jsonl).
   void Line(const std::string& text);
-  // metrics.jsonl, and the event file's scalars train/loss, train/lr,
-  // train/grad_norm, train/step_ms, train/tokens_per_sec, val/loss and
-  // eval/hellaswag_acc_norm (the last two where measured). A failed event
-  // write says so once on the log and ends the event file, not the run.
+  // metrics.jsonl (after the restart row, on a resumed run's first call),
+  // and the event file's scalars train/loss, train/lr, train/grad_norm,
+  // train/step_ms, train/tokens_per_sec, val/loss and eval/hellaswag_acc_norm
+  // (the last two where measured). A failed event write says so once on the
+  // log and ends the event file, not the run.
   void Metrics(const StepMetrics& m);
-  // Measures of the final weights after `step` updates (not in metrics.jsonl,
-  // whose lines are steps): val/loss and eval/hellaswag_acc_norm.
+  // Measures of the final weights after `step` updates: a "final" row of
+  // metrics.jsonl, and the scalars val/loss and eval/hellaswag_acc_norm.
   void FinalEval(int64_t step, std::optional<double> val_loss,
                  std::optional<double> hellaswag);
   // Text for the event file's Text tab (e.g. the final samples); nothing
@@ -84,10 +93,15 @@ class RunLog {
              int64_t step);
   std::string dir_;
   bool enabled_ = false;
-  FILE* log_ = nullptr;
-  FILE* metrics_ = nullptr;
+  struct Closer {
+    void operator()(FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<FILE, Closer> log_, metrics_;
   std::optional<TensorBoardWriter> tensorboard_;
-  bool restart_pending_ = false;  // a resumed run's first step not yet marked
+  // A resumed run's first step not yet marked in the event file / in
+  // metrics.jsonl.
+  bool restart_pending_ = false;
+  bool metrics_restart_pending_ = false;
   int64_t log_lost_ = 0, metrics_lost_ = 0;  // lines lost since the last write
   bool capturing_ = false;
   std::string captured_;

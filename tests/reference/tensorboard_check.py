@@ -6,10 +6,11 @@ Two readers, each on its own:
   specifications (no gpt2_ddp code, no protobuf package): every record's length
   and masked CRC-32C, the first event's file_version, and the scalars
   train/loss, train/lr, train/grad_norm, train/step_ms, train/tokens_per_sec
-  and val/loss at the steps and values (as float32) of metrics.jsonl; where
-  the run wrote samples.txt, a text summary (plugin "text", a DT_STRING
-  tensor) under "samples" holding each of its samples; and a text summary
-  under "run" per event file holding the run's header (its config);
+  and val/loss (the final weights' too) at the steps and values (as float32)
+  of metrics.jsonl, a resumed run's restart rows applied as TensorBoard applies
+  its restart events; where the run wrote samples.txt, a text summary (plugin
+  "text", a DT_STRING tensor) under "samples" holding each of its samples; and
+  a text summary under "run" per event file holding the run's header;
 - TensorBoard's own EventAccumulator, where the tensorboard package is
   installed (the GPU machine's PyTorch may bring it): it must find the same
   train/loss series.
@@ -177,7 +178,12 @@ def main():
         rows = {}
         for line in f:
             row = json.loads(line)
-            rows[row["step"]] = row  # a resumed run's rows replace the earlier ones
+            if row.get("restart"):  # a resumed run redoes the steps from here
+                rows = {s: r for s, r in rows.items() if s < row["step"]}
+            elif row["step"] in rows and row.get("final"):  # beside a step's row
+                rows[row["step"]] = {**rows[row["step"]], **row}
+            else:
+                rows[row["step"]] = row
     for step in sorted(rows):
         row = rows[step]
         for tag, key in (("train/loss", "loss"), ("train/lr", "lr"),
@@ -189,8 +195,6 @@ def main():
     problems = []
     for tag, want in expected.items():
         got = series.get(tag, [])
-        if tag == "val/loss":  # plus the final weights' val loss, not a metrics line
-            got = [(s, v) for s, v in got if s in rows]
         if len(got) != len(want) or any(
                 gs != ws or not same(gv, wv) for (gs, gv), (ws, wv) in zip(got, want)):
             problems.append(f"{tag}: {len(got)} values, metrics.jsonl has {len(want)}"

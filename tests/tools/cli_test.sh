@@ -226,6 +226,23 @@ else
   echo "FAIL TensorBoard events of the tiny run"; echo "$out" | tail -3; failures=$((failures+1))
 fi
 
+# A run resumed from an earlier checkpoint than its last (steps 2-3 and the final val loss
+# redone): its metrics.jsonl's restart row abandons them as its event file's restart does.
+tb_run=("$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.max_steps=4
+        --set log.val_every_steps=2 --set log.val_batches=1 --set checkpoint.every_steps=2
+        --set log.sample_prompts= --set log.run_name=tb_resumed)
+(cd "$work" && "${tb_run[@]}" >/dev/null 2>&1 &&
+  "${tb_run[@]}" --resume logs/tb_resumed/checkpoints/step_00000002.ckpt >/dev/null 2>&1)
+out=$(/usr/bin/python3 "$src/tests/reference/tensorboard_check.py" "$work/logs/tb_resumed" 2>&1)
+if [ $? -eq 0 ] && grep -q "^tensorboard_check: ok: 2 event file(s), 4 train/loss values" <<<"$out" \
+   && [ "$(grep -c '"final": true' "$work/logs/tb_resumed/metrics.jsonl")" = 2 ] \
+   && grep -q '^{"step": 2, "restart": true}$' "$work/logs/tb_resumed/metrics.jsonl"; then
+  echo "ok   a resumed run's metrics.jsonl and TensorBoard events agree"; passes=$((passes+1))
+else
+  echo "FAIL a resumed run's metrics.jsonl and events"; echo "$out" | tail -3
+  cat "$work/logs/tb_resumed/metrics.jsonl"; failures=$((failures+1))
+fi
+
 # The commit the binaries were built from, in --version, the run's header and its
 # checkpoint (git's HEAD of the source, which test.sh builds before testing).
 if head=$(git -C "$src" rev-parse --short=12 HEAD 2>/dev/null); then build="build $head"; else
@@ -379,6 +396,16 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
      && grep -q "since step 10 (11.0 s" <<<"$out"; then
     echo "ok   plot_loss --window_tokens"; passes=$((passes+1))
   else echo "FAIL plot_loss --window_tokens:"; echo "$out"; failures=$((failures+1)); fi
+  # A resumed run's restart row: the abandoned steps 3-4 (below the target) are dropped,
+  # and the final weights' row (no loss) is a val point, not a step.
+  printf '%s\n' '{"step": 0, "loss": 0.5}' '{"step": 1, "loss": 0.5}' '{"step": 2, "loss": 0.5}' \
+    '{"step": 3, "loss": 0.05}' '{"step": 4, "loss": 0.05}' '{"step": 3, "restart": true}' \
+    '{"step": 3, "loss": 0.5}' '{"step": 4, "loss": 0.08}' '{"step": 5, "final": true, "val_loss": 0.2}' \
+    >"$work/restarted.jsonl"
+  out=$(/usr/bin/python3 "$plot" "$work/restarted.jsonl" --out "$work/restarted.png" --target 0.1 2>&1)
+  if grep -q "< 0.1 first at step 4" <<<"$out" && grep -q "(5 steps, last loss 0.0800)" <<<"$out"; then
+    echo "ok   plot_loss restart and final rows"; passes=$((passes+1))
+  else echo "FAIL plot_loss restart and final rows:"; echo "$out"; failures=$((failures+1)); fi
   echo '{"loss": 1}' >"$work/bad.jsonl"
   expect_fail "plot_loss bad line" "bad.jsonl:1: not a metrics line" \
     /usr/bin/python3 "$plot" "$work/bad.jsonl" --out "$work/x.png"
@@ -495,12 +522,28 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   }
   # Two runs side by side at equal time after process start (the sweep's table): 30
   # logged steps half a second apart, losses 2 and 1, so the 20 up to 10 s average to
-  # exactly that.
+  # exactly that; before them, steps at loss 9 that a resumed run's restart row
+  # abandons, and after them the final weights' row.
   timed=$work/device_run_timed; mkdir -p "$timed"
   cp "$run"/* "$timed/"
-  for i in $(seq 1 30); do
-    printf '{"step": %d, "loss": 2.0, "elapsed_s": %s}\n' "$i" "$(awk "BEGIN { print $i * 0.5 }")"
-  done >"$timed/metrics.jsonl"
+  {
+    for i in $(seq 1 30); do printf '{"step": %d, "loss": 9.0, "elapsed_s": 1.0}\n' "$i"; done
+    echo '{"step": 1, "restart": true}'
+    for i in $(seq 1 30); do
+      printf '{"step": %d, "loss": 2.0, "elapsed_s": %s}\n' "$i" "$(awk "BEGIN { print $i * 0.5 }")"
+    done
+    echo '{"step": 31, "final": true, "val_loss": 3.0}'
+  } >"$timed/metrics.jsonl"
+  # The rows it reads from such a file: steps 1-30 at loss 2 (the abandoned rows and the
+  # final row left out).
+  rows=$(cd "$src/launch" && /usr/bin/python3 - "$timed/metrics.jsonl" 2>&1 <<'PY'
+import sys, collect_device_run as c
+print(" ".join("%d:%g" % (r["step"], r["loss"]) for r in c.metrics_rows(sys.argv[1])))
+PY
+)
+  if [ "$rows" = "$(for i in $(seq 1 30); do printf '%d:2 ' "$i"; done | sed 's/ $//')" ]; then
+    echo "ok   collect_device_run: a restart row drops the steps it redoes"; passes=$((passes+1))
+  else echo "FAIL collect_device_run: restart row: $rows"; failures=$((failures+1)); fi
   sed 's/"loss": 2.0/"loss": 1.0/' "$timed/metrics.jsonl" >"$timed/metrics_torch.jsonl"
   check_summary "collect_device_run: losses at equal time" "$timed" "$work/logs_timed" -- \
     "^| run | 10 s |$" "^| metrics.jsonl | 2.000 |$" "^| metrics_torch.jsonl | 1.000 |$"

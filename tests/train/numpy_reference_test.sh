@@ -44,7 +44,8 @@ OMP_NUM_THREADS=1 "$bin/gpt2_ddp" --config tiny.pbtxt --data_dir "$work" --init_
   --set log.run_dir="$work/logs" >ours.log 2>&1 || { cat ours.log; exit 1; }
 "$py" - <<'PYEOF'
 import json, sys
-ours = [json.loads(l)["loss"] for l in open("logs/ours/metrics.jsonl") if l.startswith("{")]
+rows = [json.loads(l) for l in open("logs/ours/metrics.jsonl") if l.startswith("{")]
+ours = [r["loss"] for r in rows if "loss" in r]  # the step rows
 ref = [float(x) for x in open("numpy_losses.txt")]
 if len(ours) != len(ref):
     sys.exit(f"FAIL: {len(ours)} steps from gpt2_ddp, {len(ref)} from numpy")

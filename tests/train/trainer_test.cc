@@ -18,6 +18,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "proto/tensorboard.pb.h"
 #include "src/ckpt/checkpoint.h"
@@ -25,6 +26,7 @@
 #include "src/core/rng.h"
 #include "src/core/stop_signal.h"
 #include "src/data/token_shard.h"
+#include "src/train/run_log.h"
 #include "src/train/tensorboard.h"
 #include "tests/test_util.h"
 
@@ -181,11 +183,18 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
       R"("dt_ms": [-0-9.e+]+, "tok_per_sec": [-0-9.e+]+, "elapsed_s": [-0-9.e+]+)"
       R"((, "val_loss": [-0-9.e+]+)?\})");
   int rows = 0;
+  std::string last;
   while (std::getline(metrics, line)) {
+    last = line;
+    if (++rows > 8) break;
     EXPECT_TRUE(std::regex_match(line, json_line)) << line;
-    ++rows;
   }
-  EXPECT_EQ(rows, 8);
+  // The step rows, then the final weights' val loss, after 8 updates.
+  EXPECT_EQ(rows, 9);
+  EXPECT_EQ(last, FormatFinalJson(8, result->val_loss, std::nullopt));
+  EXPECT_TRUE(std::regex_match(
+      last, std::regex(R"(\{"step": 8, "final": true, "val_loss": [0-9.]+\})")))
+      << last;
   // Progress lines: none at the default minute (the run takes less); with a
   // tiny interval one after every step, with the time left at the pace.
   EXPECT_EQ(testing::ReadFile(dir_ / "logs/fmt/train.log").find("progress:"),
@@ -297,6 +306,19 @@ TEST_F(TrainerTest, WritesTensorBoardEvents) {
   EXPECT_EQ(again_tags["train/loss"][3].first, 7);
   // The earlier file is as it was.
   EXPECT_EQ(ReadEvents(*first_files.begin()).size(), events.size());
+  // metrics.jsonl: the first run's 8 steps and final row, then the resumed
+  // run's restart row before its steps 4-7, and its own final row.
+  std::vector<std::string> rows;
+  {
+    std::ifstream metrics(run / "metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) rows.push_back(line);
+  }
+  ASSERT_EQ(rows.size(), 8u + 1 + 1 + 4 + 1) << absl::StrJoin(rows, "\n");
+  EXPECT_EQ(rows[8], FormatFinalJson(8, full->val_loss, std::nullopt));
+  EXPECT_EQ(rows[9], FormatRestartJson(4));
+  EXPECT_EQ(rows[9], R"({"step": 4, "restart": true})");
+  EXPECT_EQ(rows[10].rfind(R"({"step": 4, "loss": )", 0), 0u) << rows[10];
+  EXPECT_EQ(rows[14], FormatFinalJson(8, resumed->val_loss, std::nullopt));
 
   auto off = Run({"log.run_name=tb_off", "log.tensorboard=false"});
   ASSERT_TRUE(off.ok()) << off.status();
@@ -775,7 +797,10 @@ TEST_F(TrainerTest, HellaSwagDuringTraining) {
        p = metrics.find("\"hellaswag\": ", p + 1)) {
     ++with_score;
   }
-  EXPECT_EQ(with_score, 3);  // the in-run ones: steps 0, 3, 6
+  EXPECT_EQ(with_score, 4);  // steps 0, 3, 6, and the final weights' row:
+  EXPECT_NE(metrics.find(FormatFinalJson(8, std::nullopt, run->hellaswag)),
+            std::string::npos)
+      << metrics;
   // A stop signal during the final pass: the pass stops, the run is saved and
   // ends as interrupted (with no samples configured, which would notice the
   // signal themselves).
