@@ -238,8 +238,12 @@ absl::Status PruneCheckpoints(const std::string& run_dir, int keep_last) {
       if (step >= 0 && step <= latest_step) stale_temps.push_back(name);
       continue;
     }
+    // keep_last counts this run's checkpoints up to `latest`; a newer step's
+    // file is another run's (a fresh run in a reused folder, an abandoned
+    // one a resume went back from): left alone, it is not counted (it made
+    // this run's own checkpoints go, all but `latest`).
     const int64_t step = CheckpointStep(name);
-    if (step >= 0) checkpoints.emplace_back(step, name);
+    if (step >= 0 && step <= latest_step) checkpoints.emplace_back(step, name);
   }
   if (ec) {
     return absl::PermissionDeniedError(

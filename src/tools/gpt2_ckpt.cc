@@ -246,9 +246,14 @@ absl::Status Inspect(const std::string& path, bool json) {
     std::printf("created by: %s at unix time %lld\n", h.created_by().c_str(),
                 static_cast<long long>(h.created_unix_time()));
   }
-  std::printf("step: %lld | tokens seen: %lld | lr: %.4e\n",
-              static_cast<long long>(h.step()),
-              static_cast<long long>(h.tokens_seen()), h.lr());
+  std::printf(
+      "step: %lld | tokens seen: %lld | lr: %.4e%s\n",
+      static_cast<long long>(h.step()), static_cast<long long>(h.tokens_seen()),
+      h.lr(),
+      h.train_tokens() > 0
+          ? absl::StrCat(" | training data: ", h.train_tokens(), " tokens")
+                .c_str()
+          : "");
   std::printf("saved by world size %d | ZeRO stage %d | shard size %lld\n",
               h.world_size(), h.zero_stage(),
               static_cast<long long>(h.shard_size()));

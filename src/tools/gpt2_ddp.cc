@@ -33,7 +33,9 @@ ABSL_FLAG(std::string, set, "",
 ABSL_FLAG(
     std::string, resume, "",
     "Continue a run from a checkpoint: a path, or 'latest' for the newest in "
-    "<log.run_dir>/<log.run_name>/checkpoints. Any world size works.");
+    "<log.run_dir>/<log.run_name>/checkpoints. Any world size whose ranks "
+    "split the run's total batch (train.total_batch_tokens / train.seq_len "
+    "sequences) works: the total batch is kept.");
 ABSL_FLAG(
     std::string, init_from, "",
     "Start from the weights of a checkpoint, an llm.c model file (e.g. GPT-2 "

@@ -17,6 +17,7 @@
 #include "src/ckpt/run_files.h"
 #include "src/core/build_info.h"
 #include "src/core/error.h"
+#include "src/train/config.h"
 
 namespace gpt2 {
 namespace {
@@ -54,6 +55,7 @@ absl::StatusOr<SaveReport> SaveTrainingCheckpoint(
     header.set_step(progress.step);
     header.set_optimizer_steps(progress.optimizer_steps);
     header.set_tokens_seen(progress.tokens_seen);
+    header.set_train_tokens(progress.train_tokens);
     header.set_lr(progress.lr);
     for (int r = 0; r < comm->world_size(); ++r) {
       ckpt::LoaderCursor* c = header.add_loader();
@@ -198,6 +200,8 @@ absl::StatusOr<TrainProgress> RestoreTrainingCheckpoint(
       header.has_optimizer_steps() ? header.optimizer_steps() : header.step();
   progress.lr = header.lr();
   progress.tokens_seen = header.tokens_seen();
+  progress.train_tokens = header.train_tokens();
+  progress.config_changes = ConfigChanges(header.config(), config);
   // Cursors do not depend on the rank (see the loader): rank 0's serves every
   // world size.
   progress.cursor.shard = header.loader(0).shard();

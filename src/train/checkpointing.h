@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "proto/config.pb.h"
@@ -26,6 +27,10 @@ struct TrainProgress {
   double lr = 0.0;              // of the last completed step
   int64_t tokens_seen = 0;      // training tokens consumed
   LoaderCursor cursor;          // the train loader's (the same on every rank)
+  int64_t train_tokens = 0;     // in the training data; 0: not recorded
+  // Restored: the saved config's fields this run's config gives other values
+  // ("optim.lr 0.001 -> 0.003"), for the log.
+  std::vector<std::string> config_changes;
 };
 
 struct SaveReport {

@@ -1,9 +1,11 @@
 #include "src/train/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -140,17 +142,27 @@ absl::Status ApplyOverride(const std::string& assignment,
     pb::LogSilencer
         quiet;  // our message below says it better than protobuf's log
     if (!pb::TextFormat::ParseFieldValueFromString(value, field, message)) {
+      std::string allowed;
+      if (const pb::EnumDescriptor* e = field->enum_type()) {
+        std::vector<std::string> names;
+        for (int v = 0; v < e->value_count(); ++v) {
+          // (X_UNSPECIFIED: proto3's unset value, not a choice.)
+          const std::string& name = e->value(v)->name();
+          if (!absl::EndsWith(name, "_UNSPECIFIED")) names.push_back(name);
+        }
+        allowed = absl::StrCat(" (one of ", absl::StrJoin(names, ", "), ")");
+      }
       return absl::InvalidArgumentError(
           absl::StrCat("--set ", assignment, ": '", value, "' is not a valid ",
-                       field->cpp_type_name(), " for ", path));
+                       field->cpp_type_name(), " for ", path, allowed));
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
-                                       int world_size,
-                                       const std::string& source) {
+absl::StatusOr<RunPlan> ValidateConfig(
+    const config::RunConfig& c, int world_size, const std::string& source,
+    const std::vector<std::string>& overrides) {
   std::vector<std::string> problems;
   auto fail = [&](auto&&... parts) {
     problems.push_back(absl::StrCat(parts...));
@@ -221,7 +233,8 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
     fail("train.stop_loss_tokens must be >= 0, got ", t.stop_loss_tokens());
 
   const auto& o = c.optim();
-  if (!(o.lr() > 0)) fail("optim.lr must be > 0, got ", o.lr());
+  if (!(o.lr() > 0 && std::isfinite(o.lr())))
+    fail("optim.lr must be finite and > 0, got ", o.lr());
   if (!(o.beta1() >= 0 && o.beta1() < 1))
     fail("optim.beta1 must be in [0, 1), got ", o.beta1());
   if (!(o.beta2() >= 0 && o.beta2() < 1))
@@ -300,8 +313,21 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   if (c.checkpoint().keep_last() < 1) fail("checkpoint.keep_last must be >= 1");
 
   if (!problems.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ": ", absl::StrJoin(problems, "\n" + source + ": ")));
+    // Each problem under what gave its field the value: the last --set of
+    // it, else the file.
+    const auto given_by = [&](const std::string& problem) {
+      for (auto o = overrides.rbegin(); o != overrides.rend(); ++o) {
+        std::string field = o->substr(0, o->find('='));
+        if (!field.empty() && field.back() == '+') field.pop_back();
+        if (absl::StartsWith(problem, absl::StrCat(field, " ")))
+          return absl::StrCat("--set ", *o);
+      }
+      return source;
+    };
+    std::vector<std::string> lines;
+    for (const std::string& problem : problems)
+      lines.push_back(absl::StrCat(given_by(problem), ": ", problem));
+    return absl::InvalidArgumentError(absl::StrJoin(lines, "\n"));
   }
   RunPlan plan;
   plan.shape = ModelShape{m.num_layers(),  m.num_heads(),  m.channels(),
@@ -313,6 +339,48 @@ absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& c,
   return plan;
 }
 
+namespace {
+
+// A field's value as the text format writes it (a list: [a, b]).
+std::string FieldText(const pb::Message& m, const pb::FieldDescriptor* f) {
+  std::string text;
+  if (!f->is_repeated()) {
+    pb::TextFormat::PrintFieldValueToString(m, f, -1, &text);
+    return text;
+  }
+  std::vector<std::string> items;
+  for (int i = 0; i < m.GetReflection()->FieldSize(m, f); ++i) {
+    pb::TextFormat::PrintFieldValueToString(m, f, i, &items.emplace_back());
+  }
+  return absl::StrCat("[", absl::StrJoin(items, ", "), "]");
+}
+
+void AddChanges(const pb::Message& before, const pb::Message& now,
+                const std::string& prefix, std::vector<std::string>* changes) {
+  const pb::Descriptor* d = now.GetDescriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const pb::FieldDescriptor* f = d->field(i);
+    const std::string path = absl::StrCat(prefix, f->name());
+    if (f->cpp_type() == pb::FieldDescriptor::CPPTYPE_MESSAGE &&
+        !f->is_repeated()) {
+      AddChanges(before.GetReflection()->GetMessage(before, f),
+                 now.GetReflection()->GetMessage(now, f), path + ".", changes);
+      continue;
+    }
+    const std::string was = FieldText(before, f), is = FieldText(now, f);
+    if (was != is) changes->push_back(absl::StrCat(path, " ", was, " -> ", is));
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> ConfigChanges(const config::RunConfig& before,
+                                       const config::RunConfig& now) {
+  std::vector<std::string> changes;
+  AddChanges(before, now, "", &changes);
+  return changes;
+}
+
 absl::StatusOr<LoadedConfig> LoadConfig(
     const std::string& path, const std::vector<std::string>& overrides,
     int world_size) {
@@ -321,8 +389,8 @@ absl::StatusOr<LoadedConfig> LoadConfig(
   for (const std::string& o : overrides) {
     GPT2_RETURN_IF_ERROR(ApplyOverride(o, &loaded.config));
   }
-  GPT2_ASSIGN_OR_RETURN(loaded.plan,
-                        ValidateConfig(loaded.config, world_size, path));
+  GPT2_ASSIGN_OR_RETURN(
+      loaded.plan, ValidateConfig(loaded.config, world_size, path, overrides));
   return loaded;
 }
 

@@ -34,10 +34,17 @@ struct RunPlan {
   int grad_accum_steps = 0;  // total / (B * T * world)
 };
 
-// Checks ranges and consistency; `source` (the file name) prefixes messages.
-absl::StatusOr<RunPlan> ValidateConfig(const config::RunConfig& config,
-                                       int world_size,
-                                       const std::string& source);
+// Checks ranges and consistency; each problem is prefixed by what gave its
+// field the value: the last of `overrides` (--set assignments, as
+// ApplyOverride takes them) naming that field, else `source` (the file).
+absl::StatusOr<RunPlan> ValidateConfig(
+    const config::RunConfig& config, int world_size, const std::string& source,
+    const std::vector<std::string>& overrides = {});
+
+// The fields `now` gives other values than `before`, as "section.field
+// before -> now" (text-format values; a list as [a, b]), in field order.
+std::vector<std::string> ConfigChanges(const config::RunConfig& before,
+                                       const config::RunConfig& now);
 
 // Reads `path`, applies `overrides` in order, validates.
 struct LoadedConfig {

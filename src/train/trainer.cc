@@ -14,8 +14,10 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "google/protobuf/text_format.h"
 #include "src/backend/backend.h"
 #include "src/backend/select.h"
@@ -72,10 +74,16 @@ void InjectFaultForTests(int64_t step, int rank) {
 
 // Tests: GPT2_TEST_NAN_AT=STEP reads that step's loss as NaN on every rank,
 // as if it had overflowed (its update has already been applied: the weights
-// stay finite). Read at every call.
-bool InjectNonFiniteForTests(int64_t step) {
+// stay finite); GPT2_TEST_NAN_AT=STEP:weights makes the first weight NaN
+// too, as if the update had blown up. Read at every call.
+bool InjectNonFiniteForTests(int64_t step, Backend* backend, Tensor params) {
   const char* spec = std::getenv("GPT2_TEST_NAN_AT");
-  return spec != nullptr && std::atoll(spec) == step;
+  if (spec == nullptr || std::atoll(spec) != step) return false;
+  if (absl::EndsWith(spec, ":weights")) {
+    const Tensor first = params.Slice(0, 1);
+    backend->Upload(first, EncodeHost({std::nan("")}, first.dtype).data());
+  }
+  return true;
 }
 
 // Tests: GPT2_TEST_SIGNAL_AT=RANK:STEP:SIGNO raises SIGNO on that rank as
@@ -258,6 +266,23 @@ absl::StatusOr<std::string> CheckMemory(const MemoryPlanInputs& inputs,
       share > 0.95 ? " (tight: those may not fit)" : "");
 }
 
+// Whether every element of `t` is finite, read back a slice at a time (on a
+// run's non-finite stop only; a sum of squares overflowed on finite weights
+// past ~1e19 and called them not finite).
+bool AllFinite(Backend* backend, Tensor t) {
+  constexpr int64_t kSlice = int64_t{1} << 22;
+  std::vector<char> bytes;
+  for (int64_t at = 0; at < t.numel; at += kSlice) {
+    const Tensor part = t.Slice(at, std::min(kSlice, t.numel - at));
+    bytes.resize(part.bytes());
+    backend->Download(bytes.data(), part);
+    for (double v : DecodeHost(bytes, t.dtype)) {
+      if (!std::isfinite(v)) return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 ErrorScope ScopeOf(const absl::Status& status) {
@@ -266,8 +291,36 @@ ErrorScope ScopeOf(const absl::Status& status) {
   return *scope == "echo" ? ErrorScope::kAgreedEcho : ErrorScope::kAgreed;
 }
 
+namespace {
+
+// Train, and where it fails once rank 0's run log is open, the error as that
+// log's last line (it went to stderr only: a run folder did not say why its
+// run ended). `log_path` is set to train.log's path once it is open.
+absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
+                                        const TrainOptions& options,
+                                        std::string* log_path);
+
+}  // namespace
+
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                                   const TrainOptions& options) {
+  std::string log_path;
+  absl::StatusOr<TrainResult> result = TrainLogged(loaded, options, &log_path);
+  if (!result.ok() && !log_path.empty()) {
+    if (FILE* log = std::fopen(log_path.c_str(), "a")) {
+      std::fprintf(log, "error: %s\n",
+                   std::string(result.status().message()).c_str());
+      std::fclose(log);
+    }
+  }
+  return result;
+}
+
+namespace {
+
+absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
+                                        const TrainOptions& options,
+                                        std::string* log_path) {
   const Clock::time_point process_start =
       options.process_start.value_or(Clock::now());
   // Start-up phases, for the "start-up:" line: the host's seconds from the
@@ -480,12 +533,17 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(DataLoader train_loader,
                         DataLoader::Create(std::move(data.train), layout));
   std::optional<DataLoader> val_loader;
+  int val_batches = 0;  // a val pass's batches
   if (!data.val.empty()) {
     LoaderLayout val_layout = layout;
     val_layout.grad_accum_steps = 1;
     GPT2_ASSIGN_OR_RETURN(DataLoader loader,
                           DataLoader::Create(std::move(data.val), val_layout));
     val_loader.emplace(std::move(loader));
+    // A val pass reads the val set at most once (more batches than it holds
+    // read the same tokens again: a slower pass, no better measure).
+    val_batches = static_cast<int>(std::min<int64_t>(
+        cfg.log().val_batches(), val_loader->steps_per_epoch()));
   } else if (cfg.log().val_every_steps() > 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(options.config_path,
@@ -534,6 +592,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           run_dir, rank0,
           /*append=*/!resume_path.empty() || options.eval_only,
           /*tensorboard=*/cfg.log().tensorboard() && !options.eval_only));
+  if (rank0) *log_path = run_dir + "/train.log";
 
   Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
                   cfg.train().recompute_gelu(),
@@ -676,10 +735,23 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   }
   log.Line(
       absl::StrCat("1 epoch = ", train_loader.steps_per_epoch(), " batches"));
+  if (val_loader && val_batches < cfg.log().val_batches() &&
+      cfg.log().val_every_steps() > 0 && !options.eval_only) {
+    log.Line(absl::StrFormat(
+        "val: log.val_batches is %d, and the val set holds %d batches of "
+        "B %d x T %d per rank: a val pass reads those %d",
+        cfg.log().val_batches(), val_batches, B, T, val_batches));
+  }
   log.Line(absl::StrFormat(
       "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
       plan.total_batch_tokens, B, T, comm->world_size(), accum));
   log.Line(absl::StrCat("schedule: ", schedule.Describe()));
+  if (cfg.schedule().warmup_steps() >= cfg.train().max_steps()) {
+    log.Line(absl::StrFormat(
+        "warning: schedule.warmup_steps (%d) is not below train.max_steps "
+        "(%d): the lr never reaches optim.lr",
+        cfg.schedule().warmup_steps(), cfg.train().max_steps()));
+  }
   if (world > 1) {
     log.Line(absl::StrFormat(
         "distributed: %d ranks, %s, %s%s", world, dcomm->name(),
@@ -775,6 +847,20 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   if (!resume_path.empty()) {
     log.Line(absl::StrFormat("resumed from %s at step %d (%d tokens seen)",
                              resume_path, progress.step, progress.tokens_seen));
+    // What this run changes of the checkpoint's run, said (an lr may change
+    // on purpose; a changed text or split is easy to miss).
+    if (!progress.config_changes.empty()) {
+      log.Line(absl::StrCat("config changed since the checkpoint: ",
+                            absl::StrJoin(progress.config_changes, ", ")));
+    }
+    if (progress.train_tokens != 0 &&
+        progress.train_tokens != train_loader.total_tokens()) {
+      log.Line(absl::StrFormat(
+          "warning: the training data holds %d tokens, and the checkpoint's "
+          "run trained on %d: other data (or another split of it) from here "
+          "on",
+          train_loader.total_tokens(), progress.train_tokens));
+    }
   } else if (!options.init_from.empty()) {
     log.Line(absl::StrCat("weights from ", options.init_from));
   }
@@ -786,9 +872,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     log.Line(absl::StrCat(
         "warning: ", run_dir, " already holds a run (latest checkpoint ",
         earlier_run,
-        "): this new run starts train.log and metrics.jsonl over and saves its "
-        "checkpoints beside that run's; --resume latest would have continued "
-        "it, another log.run_name keeps them apart"));
+        "): this new run starts train.log and metrics.jsonl over, writes its "
+        "own TensorBoard event file beside that run's (TensorBoard shows "
+        "both) and saves its checkpoints beside that run's; --resume latest "
+        "would have continued it, another log.run_name keeps them apart"));
   }
   auto save = [&](int64_t steps_done, double lr) -> absl::Status {
     if (step_graph) step_graph->Flush();
@@ -798,6 +885,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     now.lr = lr;
     now.tokens_seen = steps_done * plan.total_batch_tokens;
     now.cursor = train_loader.cursor();
+    now.train_tokens = train_loader.total_tokens();
     GPT2_ASSIGN_OR_RETURN(SaveReport saved,
                           SaveTrainingCheckpoint(run_dir, cfg, now, model,
                                                  optimizer, backend, comm));
@@ -865,7 +953,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     metrics.elapsed_s = SecondsSince(process_start);
     metrics.loss = host_scalar(2 * pending_slot);
     metrics.norm = std::sqrt(host_scalar(2 * pending_slot + 1));
-    if (InjectNonFiniteForTests(metrics.step)) metrics.loss = std::nan("");
+    if (InjectNonFiniteForTests(metrics.step, backend, model.params()))
+      metrics.loss = std::nan("");
     const bool finite =
         std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
     if (metrics.step % cfg.log().every_steps() == 0 ||
@@ -968,9 +1057,8 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
           options.config_path,
           ": --eval needs a val set (data.val_shards or data.val_tokens)"));
     }
-    const int64_t batches = std::min<int64_t>(cfg.log().val_batches(),
-                                              val_loader->steps_per_epoch());
-    result.val_loss = evaluate_val(static_cast<int>(batches));
+    const int64_t batches = val_batches;
+    result.val_loss = evaluate_val(val_batches);
     log.Line(absl::StrFormat(
         "eval: val loss %.6f, perplexity %.3f, over %d tokens (%d batches of "
         "%d x %d per rank, %d rank%s%s); weights from %s",
@@ -994,7 +1082,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     if (val_loader && val_every > 0 && step % val_every == 0) {
       GPT2_RETURN_IF_ERROR(finish_pending());
       if (stop) break;
-      val_loss = evaluate_val(cfg.log().val_batches());
+      val_loss = evaluate_val(val_batches);
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
       last_done = Clock::now();  // dt covers training only
       host_dt_step = step;
@@ -1116,7 +1204,10 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
     if (!backend->asynchronous()) GPT2_RETURN_IF_ERROR(finish_pending());
     result.steps_run = step + 1 - progress.step;
     last_lr = metrics.lr;
-    if (save_every > 0 && (step + 1) % save_every == 0) {
+    // (The last step's save is the one at the end, where the config has
+    // one: tried once, and its failing fails the run.)
+    if (save_every > 0 && (step + 1) % save_every == 0 &&
+        !(step + 1 == max_steps && cfg.checkpoint().save_at_end())) {
       // A periodic save that fails (a full disk) costs that checkpoint, not
       // the run: the state is still here, the next save may succeed, and
       // `latest` still names the last complete one. (The save at the end
@@ -1171,7 +1262,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   if (val_loader && cfg.log().val_every_steps() > 0 && result.steps_run > 0 &&
       result.interrupted_by == 0 && !non_finite_stop) {
     const int64_t updates = progress.step + result.steps_run;
-    result.val_loss = evaluate_val(cfg.log().val_batches());
+    result.val_loss = evaluate_val(val_batches);
     log.Line(
         absl::StrFormat("step %d | val loss: %.6f", updates, *result.val_loss));
     log.FinalEval(updates, result.val_loss, std::nullopt);
@@ -1182,13 +1273,7 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   // a non-finite loss only if the weights themselves are finite (a blown-up lr
   // makes them inf before the loss): a restart point for a lower lr.
   bool weights_finite = true;
-  if (non_finite_stop) {
-    Tensor sum_squares = norms_squared.Slice(0, 1);
-    backend->SumSquares(sum_squares, model.params());
-    backend->QueueDownload(host_scalars.data(), sum_squares);
-    backend->WaitQueuedDownloads();
-    weights_finite = std::isfinite(host_scalar(0));
-  }
+  if (non_finite_stop) weights_finite = AllFinite(backend, model.params());
   const bool stopped_early =
       result.interrupted_by != 0 || non_finite_stop.has_value();
   const int64_t steps_done = progress.step + result.steps_run;
@@ -1206,7 +1291,13 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
         !interrupt_saves || result.steps_run == 0
             ? "nothing saved (the config saves no checkpoints)"
         : !weights_finite
-            ? "the weights are not finite either: nothing saved"
+            ? absl::StrCat(
+                  "the weights are not finite either: not saved",
+                  last_saved >= 0
+                      ? absl::StrFormat(" (the last checkpoint, of step %d, "
+                                        "is this run's latest)",
+                                        last_saved)
+                      : "")
             : absl::StrFormat(
                   "the last finite weights are saved at step %d (--resume "
                   "latest with a lower optim.lr goes on from there)",
@@ -1270,4 +1361,5 @@ absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
   return result;
 }
 
+}  // namespace
 }  // namespace gpt2

@@ -94,6 +94,7 @@ ckpt::Header FullHeader() {
   h.set_created_by("ckpt_format_test");
   h.set_created_unix_time(1700000000);
   h.set_optimizer_steps(41);
+  h.set_train_tokens(305257);
   return h;
 }
 
@@ -734,6 +735,24 @@ TEST(RunFiles, PruneKeepsNewestAndLatest) {
   ASSERT_TRUE(PruneCheckpoints(run, 0).ok());
   EXPECT_TRUE(Exists(CheckpointPath(run, 30)));
   EXPECT_TRUE(Exists(CheckpointPath(run, 40)));
+}
+
+// Checkpoints of later steps than `latest` (another run's, in a reused
+// folder) are neither removed nor counted: this run keeps its newest
+// keep_last (it kept only `latest`, beside the other run's newest).
+TEST(RunFiles, PruneCountsOnlyStepsUpToLatest) {
+  ScratchDir dir;
+  const std::string run = dir.File("run");
+  const auto params =
+      RandomValues<float>(TotalParams(BuildParamList(TinyShape())), 1);
+  for (int64_t step : {80, 100, 10, 20, 30})  // `latest`: 30
+    ASSERT_TRUE(SaveStep(run, step, params).ok());
+  ASSERT_TRUE(PruneCheckpoints(run, 2).ok());
+  EXPECT_FALSE(Exists(CheckpointPath(run, 10)));
+  EXPECT_TRUE(Exists(CheckpointPath(run, 20)));
+  EXPECT_TRUE(Exists(CheckpointPath(run, 30)));
+  EXPECT_TRUE(Exists(CheckpointPath(run, 80)));
+  EXPECT_TRUE(Exists(CheckpointPath(run, 100)));
 }
 
 // ---- A full disk

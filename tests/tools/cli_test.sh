@@ -226,6 +226,15 @@ else
   echo "FAIL TensorBoard events of the tiny run"; echo "$out" | tail -3; failures=$((failures+1))
 fi
 
+# A training checkpoint records its data's size (a resume on other data says so).
+if "$bin/gpt2_ckpt" inspect "$work/logs/tiny_cpu" 2>&1 |
+   grep -q "^step: 2 | tokens seen: 1024 | lr: .* | training data: 305257 tokens$"; then
+  echo "ok   inspect: the training data's tokens"; passes=$((passes+1))
+else
+  echo "FAIL inspect: the training data's tokens"; "$bin/gpt2_ckpt" inspect "$work/logs/tiny_cpu" 2>&1 | grep "^step"
+  failures=$((failures+1))
+fi
+
 # A run resumed from an earlier checkpoint than its last (steps 2-3 and the final val loss
 # redone): its metrics.jsonl's restart row abandons them as its event file's restart does.
 tb_run=("$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set train.max_steps=4

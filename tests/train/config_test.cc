@@ -150,6 +150,10 @@ TEST(Config, InconsistentValuesNameTheField) {
       Has(ErrorWith({"train.total_batch_tokens=500"}), "not a multiple"));
   EXPECT_TRUE(Has(ErrorWith({}, 3), "world_size"));
   EXPECT_TRUE(Has(ErrorWith({"optim.lr=-1"}), "optim.lr"));
+  // inf passed the > 0 test and trained a step at lr inf.
+  EXPECT_TRUE(Has(ErrorWith({"optim.lr=inf"}),
+                  "optim.lr must be finite and > 0, got inf"));
+  EXPECT_TRUE(Has(ErrorWith({"optim.lr=nan"}), "optim.lr"));
   EXPECT_TRUE(Has(ErrorWith({"optim.beta2=1.5"}), "optim.beta2"));
   EXPECT_TRUE(Has(ErrorWith({"model.padded_vocab_size=100"}),
                   "model.padded_vocab_size"));
@@ -239,6 +243,12 @@ TEST(Config, OverridesApplyAndExplainMistakes) {
             std::string::npos);
   EXPECT_NE(message("train.precision=FP16").find("not a valid"),
             std::string::npos);
+  // An enum's bad value lists the good ones.
+  EXPECT_NE(message("train.device=GPU")
+                .find("'GPU' is not a valid enum for train.device (one of "
+                      "AUTO, CPU, CUDA)"),
+            std::string::npos)
+      << message("train.device=GPU");
   EXPECT_NE(message("train.max_steps+=5").find("'+=' adds to a list"),
             std::string::npos);
 }
@@ -249,7 +259,34 @@ TEST(Config, LoadConfigAppliesOverridesBeforeValidating) {
   { std::ofstream(path) << kGood; }
   auto bad = LoadConfig(path.string(), {"train.seq_len=64"}, 1);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find(path.string()), std::string::npos);
+  EXPECT_NE(bad.status().message().find("--set train.seq_len=64: train.seq_len "
+                                        "(64) exceeds model.max_seq_len (32)"),
+            std::string::npos)
+      << bad.status();
+  // A problem not led by a field given by --set: the file's.
+  auto other = LoadConfig(path.string(), {"train.micro_batch_size=3"}, 1);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().message().find(absl::StrCat(
+                path.string(), ": train.total_batch_tokens (512)")),
+            0u)
+      << other.status();
+  // A value given by --set is blamed on that --set (the last one of its
+  // field), not on the file that does not hold it; the others on the file.
+  auto set = LoadConfig(
+      path.string(),
+      {"optim.lr=1", "optim.lr=-2", "optim.eps=0", "model.num_heads=5"}, 1);
+  ASSERT_FALSE(set.ok());
+  const std::string why(set.status().message());
+  EXPECT_NE(why.find("--set optim.lr=-2: optim.lr must be finite and > 0"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("--set optim.eps=0: optim.eps must be > 0"),
+            std::string::npos)
+      << why;
+  EXPECT_NE(why.find("--set model.num_heads=5: model.num_heads (5) must "
+                     "divide model.channels"),
+            std::string::npos)
+      << why;
   auto good =
       LoadConfig(path.string(), {"train.seq_len=16", "train.max_steps=3"}, 1);
   ASSERT_TRUE(good.ok()) << good.status();

@@ -230,7 +230,8 @@ TEST(RunLog, GoesOnWhenItsFilesCannotBeWritten) {
             1u)
       << err;
   EXPECT_EQ(count("cannot write"), 2u) << err;  // once a stretch each
-  EXPECT_EQ(count(d + "/metrics.jsonl: written again at step 100; 100 step "
+  // (The resumed run's restart row, then steps 0-99.)
+  EXPECT_EQ(count(d + "/metrics.jsonl: written again at step 100; 101 step "
                       "records missing"),
             1u)
       << err;

@@ -122,6 +122,8 @@ TEST_F(TrainerTest, APeriodicSaveThatFailsLeavesTheRunGoing) {
                        "checkpoint.save_at_end=false"});
   auto final_save = Run({"log.run_name=full_end", "checkpoint.every_steps=0",
                          "checkpoint.save_at_end=true"});
+  auto both = Run({"log.run_name=full_both", "checkpoint.every_steps=4",
+                   "checkpoint.save_at_end=true"});
   ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &old), 0);
   std::signal(SIGXFSZ, SIG_DFL);
 
@@ -145,6 +147,31 @@ TEST_F(TrainerTest, APeriodicSaveThatFailsLeavesTheRunGoing) {
                 "saving the checkpoint at step 8 failed"),
             std::string::npos)
       << final_save.status();
+  // The error is train.log's last line too (it went to stderr alone).
+  const std::string end_log =
+      testing::ReadFile(dir_ / "logs/full_end/train.log");
+  EXPECT_NE(end_log.rfind("\nerror: saving the checkpoint at step 8 failed"),
+            std::string::npos)
+      << end_log;
+  EXPECT_EQ(end_log.back(), '\n');
+  EXPECT_EQ(end_log.find("\n", end_log.rfind("\nerror: ") + 1),
+            end_log.size() - 1)
+      << "the error is the last line";
+  // The last step's periodic save is the save at the end, tried once (it
+  // was tried twice, first with "training goes on").
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(
+      both.status().message().find("saving the checkpoint at step 8 failed"),
+      std::string::npos)
+      << both.status();
+  const std::string both_log =
+      testing::ReadFile(dir_ / "logs/full_both/train.log");
+  EXPECT_NE(both_log.find("warning: saving the checkpoint at step 4 failed"),
+            std::string::npos)
+      << both_log;
+  EXPECT_EQ(both_log.find("warning: saving the checkpoint at step 8"),
+            std::string::npos)
+      << both_log;
 }
 
 TEST_F(TrainerTest, SameSeedSameLosses) {
@@ -426,19 +453,28 @@ TEST_F(TrainerTest, NonFiniteLossStopsOrSkipsPerPolicy) {
   const std::vector<std::string> blow_up = {
       "optim.lr=1e30", "schedule.min_lr=1e29", "schedule.warmup_steps=0",
       "train.precision=FP32"};
-  auto stop = blow_up;
-  stop.push_back("log.run_name=nan_stop");
-  auto stopped = Run(stop);
+  // The lr blew the weights up before the loss: nothing worth saving.
+  setenv("GPT2_TEST_NAN_AT", "2:weights", 1);
+  auto stopped = Run({"train.precision=FP32", "log.run_name=nan_stop"});
   ASSERT_FALSE(stopped.ok());
   EXPECT_NE(stopped.status().message().find("is not finite; stopping"),
             std::string::npos)
       << stopped.status();
-  // The lr blew the weights up before the loss: nothing worth saving.
   EXPECT_NE(stopped.status().message().find(
-                "the weights are not finite either: nothing saved"),
+                "the weights are not finite either: not saved."),
             std::string::npos)
       << stopped.status();
   EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/nan_stop/checkpoints"));
+  // The same after a periodic save: that checkpoint is named.
+  auto after_save = Run({"train.precision=FP32", "log.run_name=nan_stop_saved",
+                         "checkpoint.every_steps=1", "log.val_every_steps=0"});
+  unsetenv("GPT2_TEST_NAN_AT");
+  ASSERT_FALSE(after_save.ok());
+  EXPECT_NE(after_save.status().message().find(
+                "the weights are not finite either: not saved (the last "
+                "checkpoint, of step 3, is this run's latest)"),
+            std::string::npos)
+      << after_save.status();
   auto skip = blow_up;
   skip.push_back("log.run_name=nan_skip");
   skip.push_back("train.on_nan=SKIP_STEP");
@@ -479,6 +515,36 @@ TEST_F(TrainerTest, NonFiniteStopSavesTheFiniteWeights) {
             std::string::npos)
       << unsaved.status();
   EXPECT_FALSE(std::filesystem::exists(dir_ / "logs/nan_nosave/checkpoints"));
+  // A blown-up lr: weights huge but finite when the loss goes NaN (a sum of
+  // their squares overflowed, and they were called not finite and not
+  // saved), saved; and then not finite at all: not saved, the earlier
+  // checkpoint named.
+  auto huge = Run({"log.run_name=nan_huge", "train.precision=FP32",
+                   "optim.lr=1e25", "optim.grad_clip=0",
+                   "schedule.warmup_steps=0", "log.val_every_steps=0"});
+  ASSERT_FALSE(huge.ok());
+  const std::string why(huge.status().message());
+  std::smatch at;
+  ASSERT_TRUE(std::regex_search(
+      why, at, std::regex("the last finite weights are saved at step (\\d+)")))
+      << why;
+  auto saved = CheckpointReader::Open(
+      (dir_ / absl::StrFormat("logs/nan_huge/checkpoints/step_%08d.ckpt",
+                              std::stoi(at[1])))
+          .string());
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  double sum_squares = 0;  // of the weights (not the optimizer's state)
+  for (const TensorInfo& t : saved->tensors()) {
+    if (t.name.find('/') != std::string::npos) continue;
+    std::vector<double> values(t.numel);
+    ASSERT_TRUE(
+        saved->ReadTensor(t.name, DType::kF64, values.data(), t.numel).ok());
+    for (double v : values) {
+      ASSERT_TRUE(std::isfinite(v)) << t.name;
+      sum_squares += v * v;
+    }
+  }
+  EXPECT_GT(sum_squares, 3.5e38) << "squares whose sum overflows a float";
 }
 
 TEST_F(TrainerTest, ResumeIsBitwiseIdentical) {
@@ -620,6 +686,37 @@ TEST_F(TrainerTest, ChecksMemoryBeforeAllocatingAnything) {
   EXPECT_EQ(ScopeOf(absl::InternalError("x")), ErrorScope::kLocal);
 }
 
+// A training run's val pass reads the val set at most once: more batches
+// than it holds (it wrapped round and read the same tokens again, a slower
+// pass whose loss depended on the count) are capped, and said.
+TEST_F(TrainerTest, ValPassReadsTheValSetAtMostOnce) {
+  auto many = Run({"log.run_name=valmany", "log.val_batches=1000",
+                   "train.max_steps=2", "log.val_every_steps=1"});
+  ASSERT_TRUE(many.ok()) << many.status();
+  const std::string log = testing::ReadFile(dir_ / "logs/valmany/train.log");
+  const std::regex note(
+      "val: log.val_batches is 1000, and the val set holds (\\d+) batches of "
+      "B 4 x T 16 per rank: a val pass reads those \\d+");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(log, m, note)) << log;
+  const int held = std::stoi(m[1]);
+  ASSERT_GT(held, 2);
+  auto exact =
+      Run({"log.run_name=valexact", absl::StrCat("log.val_batches=", held),
+           "train.max_steps=2", "log.val_every_steps=1"});
+  ASSERT_TRUE(exact.ok()) << exact.status();
+  ASSERT_TRUE(many->val_loss.has_value() && exact->val_loss.has_value());
+  EXPECT_EQ(*many->val_loss, *exact->val_loss);
+  EXPECT_EQ(testing::ReadFile(dir_ / "logs/valexact/train.log")
+                .find("val: log.val_batches"),
+            std::string::npos);
+  // (A warmup as long as the run: said too.)
+  EXPECT_NE(log.find("warning: schedule.warmup_steps (2) is not below "
+                     "train.max_steps (2): the lr never reaches optim.lr"),
+            std::string::npos)
+      << log;
+}
+
 TEST_F(TrainerTest, EvalOnlyMeasuresTheLoadedWeights) {
   auto run = Run({"log.run_name=evalrun", "checkpoint.every_steps=4",
                   "log.val_every_steps=4"});
@@ -713,6 +810,40 @@ TEST_F(TrainerTest, ResumeAndInitFromErrors) {
   ASSERT_FALSE(batch.ok());
   EXPECT_NE(batch.status().message().find("total_batch_tokens"),
             std::string::npos);
+  // What may change is said: the config's changed fields, and other training
+  // data (it trained on silently).
+  {
+    auto changed = Run({"log.run_name=base_more", "train.max_steps=4",
+                        "optim.lr=2e-3", "schedule.min_lr=2e-4"},
+                       ckpt);
+    ASSERT_TRUE(changed.ok()) << changed.status();
+    const std::string log =
+        testing::ReadFile(dir_ / "logs/base_more/train.log");
+    EXPECT_NE(log.find("config changed since the checkpoint: train.max_steps "
+                       "2 -> 4, optim.lr 0.001 -> 0.002, schedule.min_lr "
+                       "0.0001 -> 0.0002, log.run_name \"base\" -> "
+                       "\"base_more\"\n"),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(log.find("warning: the training data"), std::string::npos);
+    const std::vector<uint16_t> other = testing::CyclicTokens(3000, 5, 29, 7);
+    ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(), other).ok());
+    auto other_data = Run({"log.run_name=base", "train.max_steps=3"}, ckpt);
+    ASSERT_TRUE(other_data.ok()) << other_data.status();
+    const std::string other_log =
+        testing::ReadFile(dir_ / "logs/base/train.log");
+    EXPECT_NE(other_log.find("warning: the training data holds 3000 tokens, "
+                             "and the checkpoint's run trained on 4000"),
+              std::string::npos)
+        << other_log;
+    EXPECT_NE(other_log.find("config changed since the checkpoint: "
+                             "train.max_steps 2 -> 3\n"),
+              std::string::npos)
+        << other_log;
+    ASSERT_TRUE(WriteTokenShard((dir_ / "train.bin").string(),
+                                testing::CyclicTokens(4000, 5, 29, 7))
+                    .ok());
+  }
   // --init_from takes only the weights: step 0, fresh optimizer, same starting
   // params.
   auto init = Run({"log.run_name=init", "train.max_steps=1", "optim.lr=1e-12",
