@@ -746,12 +746,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
       "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
       plan.total_batch_tokens, B, T, comm->world_size(), accum));
   log.Line(absl::StrCat("schedule: ", schedule.Describe()));
-  if (cfg.schedule().warmup_steps() >= cfg.train().max_steps()) {
-    log.Line(absl::StrFormat(
-        "warning: schedule.warmup_steps (%d) is not below train.max_steps "
-        "(%d): the lr never reaches optim.lr",
-        cfg.schedule().warmup_steps(), cfg.train().max_steps()));
-  }
   if (world > 1) {
     log.Line(absl::StrFormat(
         "distributed: %d ranks, %s, %s%s", world, dcomm->name(),
