@@ -23,7 +23,10 @@ for dir in /usr/local/cuda/lib64 /usr/local/cuda/lib; do
   [ -n "$lib" ] || lib=$(ls "$dir"/libcublasLt.so.[0-9]* 2>/dev/null | head -1)
 done
 [ -n "$lib" ] || { echo "no libcublasLt found (CUDA toolkit?)" >&2; exit 2; }
-data=${GPT2_DATA_DIR:-../shared/data}
+[[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench_startup: ROUNDS must be a number >= 1, got '$rounds'" >&2; exit 2; }
+# The data directory as the other scripts pick it.
+data=${GPT2_DATA_DIR:-}
+[ -n "$data" ] || { if [ -d ../shared/data ]; then data=../shared/data; else data=data; fi; }
 run_dir=$(mktemp -d)
 trap 'rm -rf "$run_dir"' EXIT
 echo "# $(date -u +%F) $(uname -m), $(nproc) core(s), $(git rev-parse --short HEAD 2>/dev/null)," \
@@ -36,10 +39,17 @@ seconds() {  # wall seconds of a command
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }'
 }
-launch_s() {  # the start-up line's launch phase
-  "$@" --config configs/tiny_cpu.pbtxt --data_dir "$data" --set train.max_steps=1 \
-    --set log.run_dir="$run_dir" --set log.sample_prompts= 2>&1 |
-    sed -n 's/.*(launch \([0-9.]*\),.*/\1/p'
+launch_s() {  # the start-up line's launch phase; the run's output where it has none
+  local out seconds
+  out=$("$@" --config configs/tiny_cpu.pbtxt --data_dir "$data" --set train.max_steps=1 \
+    --set log.run_dir="$run_dir" --set log.sample_prompts= 2>&1) || true
+  seconds=$(sed -n 's/.*(launch \([0-9.]*\),.*/\1/p' <<<"$out")
+  if [ -z "$seconds" ]; then
+    echo "bench_startup: no start-up line from $*:" >&2
+    tail -5 <<<"$out" >&2
+    return 1
+  fi
+  echo "$seconds"
 }
 median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
@@ -58,7 +68,8 @@ for ((r = 1; r <= rounds; r++)); do
     [ "$mode" = linked ] && tool=$linked
     samples[$mode.help]+="$(seconds env -u OMP_WAIT_POLICY "$tool" --help) "
     samples[$mode.help_noexec]+="$(seconds env OMP_WAIT_POLICY=passive "$tool" --help) "
-    samples[$mode.launch]+="$(launch_s env -u OMP_WAIT_POLICY "$tool") "
+    launch=$(launch_s env -u OMP_WAIT_POLICY "$tool") || exit 1
+    samples[$mode.launch]+="$launch "
   done
 done
 for what in help help_noexec launch; do

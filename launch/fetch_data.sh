@@ -2,17 +2,27 @@
 # Gets Tiny Shakespeare and GPT-2's BPE files into a data directory and checks their
 # sha256. With an existing directory that holds them (e.g. ../shared/data) it only checks.
 #   launch/fetch_data.sh [--data_dir DIR]     (or GPT2_DATA_DIR=DIR)
+# Without either: ../shared/data beside the repository if it exists, else its ./data.
+# A download that fails leaves no partial file; a file whose sha256 differs is kept
+# (said, with what to do) and never fetched over.
+case "${1:-}" in -h | --help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
 set -euo pipefail
 
-data_dir="${GPT2_DATA_DIR:-data}"
+root=$(cd "$(dirname "$0")/.." && pwd)
+data_dir=${GPT2_DATA_DIR:-}
 while [ $# -gt 0 ]; do
   case "$1" in
-    --data_dir) data_dir="$2"; shift 2 ;;
+    --data_dir)
+      [ $# -ge 2 ] || { echo "fetch_data: --data_dir needs a folder" >&2; exit 2; }
+      data_dir="$2"; shift 2 ;;
     --data_dir=*) data_dir="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
     *) echo "fetch_data: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+if [ -z "$data_dir" ]; then
+  if [ -d "$root/../shared/data" ]; then data_dir=$(cd "$root/../shared/data" && pwd)
+  else data_dir=$root/data; fi
+fi
 
 # path | sha256 | public URL
 files=(
@@ -26,22 +36,25 @@ for entry in "${files[@]}"; do
   IFS='|' read -r rel sha url <<<"$entry"
   path="$data_dir/$rel"
   if [ ! -f "$path" ]; then
-    if [ ! -w "$(dirname "$data_dir")" ] && [ ! -d "$data_dir" ]; then
-      echo "fetch_data: $path is missing and $data_dir cannot be created" >&2
+    if ! mkdir -p "$(dirname "$path")" 2>/dev/null; then
+      echo "fetch_data: $path is missing and its folder cannot be created (set GPT2_DATA_DIR" \
+        "or --data_dir to a folder that holds the files, or one that can be written)" >&2
       status=1; continue
     fi
-    mkdir -p "$(dirname "$path")"
     echo "fetch_data: downloading $url"
     if ! curl -fsSL --retry 3 -o "$path.part" "$url"; then
       rm -f "$path.part"
-      echo "fetch_data: download failed: $url (no network? copy the files into $data_dir)" >&2
+      rmdir -p "$(dirname "$path")" 2>/dev/null || true  # the folders it made, where empty
+      echo "fetch_data: download failed: $url (no network? copy that file to $path, or set" \
+        "GPT2_DATA_DIR to a folder that holds the files)" >&2
       status=1; continue
     fi
     mv "$path.part" "$path"
   fi
   actual=$(sha256sum "$path" | cut -d' ' -f1)
   if [ "$actual" != "$sha" ]; then
-    echo "fetch_data: $path has sha256 $actual, expected $sha" >&2
+    echo "fetch_data: $path has sha256 $actual, expected $sha (not the published file: delete it" \
+      "and run this again to download it)" >&2
     status=1
   else
     echo "fetch_data: ok  $path"

@@ -44,23 +44,46 @@ import math
 import sys
 
 
-def read_run(path):
-    """[(elapsed_s, loss)] of the step rows of a metrics.jsonl, in order."""
+def metric_rows(path):
+    """The JSON objects of a metrics.jsonl, in order: a line cut short by a timeout,
+    or anything else that is not an object, is skipped; a resumed run's restart
+    row drops the rows of the steps it redoes. A file that cannot be read is a run
+    that logged nothing (said on stderr)."""
     rows = []
     try:
-        with open(path) as fh:
+        with open(path, errors="replace") as fh:
             for line in fh:
-                line = line.strip()
-                if not line:
-                    continue
                 try:
                     row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut short by a timeout
-                if "loss" in row and "elapsed_s" in row:
-                    rows.append((float(row["elapsed_s"]), float(row["loss"])))
-    except OSError:
-        pass
+                except ValueError:
+                    continue
+                if not isinstance(row, dict) or not isinstance(row.get("step", 0), int):
+                    continue
+                if row.get("restart"):
+                    rows = [r for r in rows if r.get("step", 0) < row["step"]]
+                else:
+                    rows.append(row)
+    except OSError as e:
+        if path not in _UNREADABLE:
+            _UNREADABLE.add(path)
+            print(f"pick_recipe: {path}: {e.strerror}: a run that logged nothing",
+                  file=sys.stderr)
+    return rows
+
+
+_UNREADABLE = set()  # said once each
+
+
+def read_run(path):
+    """[(elapsed_s, loss)] of the step rows of a metrics.jsonl, in order; a
+    non-finite loss (null) counts as infinite: a run that diverged never wins."""
+    rows = []
+    for row in metric_rows(path):
+        if "loss" not in row or not isinstance(row.get("elapsed_s"), (int, float)):
+            continue
+        loss = row["loss"]
+        rows.append((float(row["elapsed_s"]),
+                     float(loss) if isinstance(loss, (int, float)) else math.inf))
     return rows
 
 
@@ -68,17 +91,13 @@ def median_of_rows(path, value):
     """The median of value(row) over a metrics.jsonl's step rows past the first 10
     (the warm-up) where it is not None, or None."""
     values = []
-    try:
-        with open(path) as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if row.get("step", 0) >= 10 and value(row) is not None:
-                    values.append(value(row))
-    except OSError:
-        pass
+    for row in metric_rows(path):
+        try:
+            v = value(row) if row.get("step", 0) >= 10 else None
+        except (TypeError, ValueError):
+            v = None
+        if v is not None:
+            values.append(v)
     values.sort()
     return values[len(values) // 2] if values else None
 
@@ -148,6 +167,8 @@ def main(argv):
     parser.add_argument("--behind", default=None)
     parser.add_argument("--min_s", type=float, default=25.0)
     args = parser.parse_args(argv)
+    if args.window < 1:
+        parser.error(f"--window must be >= 1, got {args.window}")
     runs, paths = {}, {}
     for spec in args.runs:
         name, sep, path = spec.partition("=")

@@ -226,6 +226,57 @@ else
   echo "FAIL TensorBoard events of the tiny run"; echo "$out" | tail -3; failures=$((failures+1))
 fi
 
+# launch/run.sh's launch on N GPUs (a stand-in nvidia-smi; printed, not run): as many
+# ranks as split the config's step evenly, each its share (a named config as the
+# default; the batch was left as it was, and 2 ranks of B=16 could not start).
+mkdir -p "$work/fake_gpus"
+printf '#!/bin/sh\ni=0; while [ $i -lt "$FAKE_GPUS" ]; do echo "GPU $i: NVIDIA H100"; i=$((i+1)); done\n' \
+  >"$work/fake_gpus/nvidia-smi"
+chmod +x "$work/fake_gpus/nvidia-smi"
+run_on() {  # GPUS run.sh-args...
+  local gpus=$1; shift
+  (cd "$work" && FAKE_GPUS=$gpus PATH="$work/fake_gpus:$PATH" GPT2_RUN_PRINT_ONLY=1 GPT2_BIN_DIR="$bin" \
+    GPT2_DATA_DIR="$data" "$src/launch/run.sh" "$@" 2>&1)
+}
+want_run() {  # NAME PATTERN GPUS run.sh-args...
+  local name=$1 pattern=$2 out; shift 2
+  out=$(run_on "$@")
+  if grep -qE -- "$pattern" <<<"$out"; then echo "ok   run.sh: $name"; passes=$((passes+1))
+  else echo "FAIL run.sh: $name: lacks /$pattern/"; echo "$out" | tail -3; failures=$((failures+1)); fi
+}
+want_run "no GPU" "^run.sh: $bin/gpt2_ddp --config $src/configs/tiny_cpu.pbtxt --data_dir $data\$" 0
+want_run "one GPU" "^run.sh: $bin/gpt2_ddp --config $src/configs/gpt2_124m_shakespeare.pbtxt --data_dir $data\$" 1
+want_run "3 GPUs" "mpirun -np 2 .* --set train.total_batch_tokens=16384 --set train.micro_batch_size=8\$" 3
+want_run "32 GPUs" "mpirun -np 16 .* --set train.total_batch_tokens=16384 --set train.micro_batch_size=1\$" 32
+want_run "a named config" \
+  "mpirun -np 4 .*gpt2_124m_shakespeare_fast.pbtxt .* --set train.micro_batch_size=1 --set train.max_steps=9\$" \
+  8 --config "$src/configs/gpt2_124m_shakespeare_fast.pbtxt" --set train.max_steps=9
+# The split it prints starts: the plan of 2 ranks of 8 passes.
+if OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 \
+   mpirun -np 2 "$ddp" --config "$src/configs/gpt2_124m_shakespeare.pbtxt" --data_dir "$data" \
+   --set train.total_batch_tokens=16384 --set train.micro_batch_size=8 --plan 2>&1 |
+   grep -q "^batch: 8 x 1024 tokens per micro-step x 2 rank(s) x 1 accumulation step(s) = 16,384"; then
+  echo "ok   run.sh: its 2-rank split plans"; passes=$((passes+1))
+else echo "FAIL run.sh: its 2-rank split does not plan"; failures=$((failures+1)); fi
+# slurm.sbatch (a stand-in srun) splits the step over its tasks the same way, and refuses
+# a task count that cannot split it; mpirun_node.sh too.
+printf '#!/bin/sh\necho "srun $*"\n' >"$work/fake_gpus/srun"
+chmod +x "$work/fake_gpus/srun"
+out=$(cd "$src" && SLURM_SUBMIT_DIR="$src" SLURM_NTASKS=16 SLURM_CPUS_PER_TASK=1 PATH="$work/fake_gpus:$PATH" \
+      GPT2_DATA_DIR="$data" bash launch/slurm.sbatch --set train.max_steps=5 2>&1)
+if grep -q -- "^srun .* --set train.total_batch_tokens=16384 --set train.micro_batch_size=1 --set train.max_steps=5$" <<<"$out"; then
+  echo "ok   slurm.sbatch: 16 tasks of 1 sequence"; passes=$((passes+1))
+else echo "FAIL slurm.sbatch: 16 tasks"; echo "$out" | tail -3; failures=$((failures+1)); fi
+expect_fail "slurm.sbatch: 12 tasks" "12 tasks cannot split .* giving 8 tasks" \
+  env SLURM_SUBMIT_DIR="$src" SLURM_NTASKS=12 SLURM_CPUS_PER_TASK=1 PATH="$work/fake_gpus:$PATH" \
+  GPT2_DATA_DIR="$data" bash "$src/launch/slurm.sbatch"
+expect_fail "mpirun_node.sh: 3 ranks of 8 sequences" "3 ranks cannot split the config's step" \
+  env GPT2_DATA_DIR="$data" "$src/launch/mpirun_node.sh" -np 3 --config "$src/configs/tiny_cpu.pbtxt"
+expect_fail "mpirun_node.sh -np 0" "-np needs a number of ranks >= 1, got '0'" "$src/launch/mpirun_node.sh" -np 0
+expect_fail "run.sh --config without a file" "run.sh: --config needs a file" "$src/launch/run.sh" --config
+expect_fail "run.sh missing config" "run.sh: --config nope.pbtxt: no such file" \
+  "$src/launch/run.sh" --config nope.pbtxt
+
 # A training checkpoint records its data's size (a resume on other data says so).
 if "$bin/gpt2_ckpt" inspect "$work/logs/tiny_cpu" 2>&1 |
    grep -q "^step: 2 | tokens seen: 1024 | lr: .* | training data: 305257 tokens$"; then
@@ -660,6 +711,14 @@ check_pick "pick_recipe: too few steps" "none (no run logged the steps of its wi
   short="$work/p_short.jsonl" missing="$work/nothing.jsonl"
 check_pick "pick_recipe: a short run does not set the time" "lo (lowest mean loss at 15.0 s" \
   lo="$work/p_lo.jsonl" short="$work/p_short.jsonl" hi="$work/p_hi.jsonl"
+# A run whose loss went non-finite (null in metrics.jsonl) loses (it crashed the pick);
+# a resumed run's restart row drops the steps it redid.
+sed 's/"loss": 1.0/"loss": null/' "$work/p_lo.jsonl" >"$work/p_nan.jsonl"
+check_pick "pick_recipe: a diverged run loses" "hi (lowest mean loss at 15.0 s: 2.0000)" \
+  hi="$work/p_hi.jsonl" nan="$work/p_nan.jsonl"
+{ cat "$work/p_hi.jsonl"; echo '{"step": 1, "restart": true}'; cat "$work/p_lo2.jsonl"; } >"$work/p_resumed.jsonl"
+check_pick "pick_recipe: a restart row" "resumed (lowest mean loss at 15.0 s: 0.9950)" \
+  lo="$work/p_lo.jsonl" resumed="$work/p_resumed.jsonl"
 head -20 "$work/p_lo2.jsonl" >"$work/p_cut.jsonl"  # 10 s of 15: left out
 check_pick "pick_recipe: a run cut short is left out" "hi (lowest mean loss at 15.0 s: 2.0000)" \
   hi="$work/p_hi.jsonl" cut="$work/p_cut.jsonl"
