@@ -11,8 +11,6 @@
 # What NCCL chose and why (rings, trees, transports) - first thing to read when slow:
 export NCCL_DEBUG=${NCCL_DEBUG:-WARN}     # INFO for topology and transport details
 # export NCCL_DEBUG_SUBSYS=INIT,NET
-# Error checking: make NCCL report async errors instead of hanging in a collective.
-export NCCL_ASYNC_ERROR_HANDLING=${NCCL_ASYNC_ERROR_HANDLING:-1}
 # gpt2_ddp's own NCCL watchdog (src/comm/nccl_communicator.cc) ends a rank whose collective
 # has not finished in this many seconds, or at once on an asynchronous NCCL error; mpirun
 # then ends the others. Raise it if rank 0's checkpoint saves take longer.

@@ -45,8 +45,13 @@ def main():
                     row = json.loads(line)
                     row["step"] = int(row["step"])
                     if not (row.get("restart") or row.get("final")):
-                        row["loss"]  # a step row has its loss (null where not finite)
-                except (ValueError, KeyError, TypeError) as e:
+                        # A step row has its loss (null where not finite).
+                        if row["loss"] is not None and not isinstance(row["loss"], (int, float)):
+                            raise ValueError(f"loss {row['loss']!r} is not a number")
+                    for key in ("val_loss", "elapsed_s", "tok_per_sec", "dt_ms"):
+                        if row.get(key) is not None and not isinstance(row[key], (int, float)):
+                            raise ValueError(f"{key} {row[key]!r} is not a number")
+                except (ValueError, KeyError, TypeError, AttributeError) as e:
                     sys.exit(f"plot_loss: {args.metrics}:{number}: not a metrics line ({e})")
                 if row.get("restart"):
                     # A resumed run redoes the steps from here: the abandoned ones go,
@@ -56,6 +61,8 @@ def main():
                     rows.append(row)
     except OSError as e:
         sys.exit(f"plot_loss: {e}")
+    except UnicodeDecodeError:
+        sys.exit(f"plot_loss: {args.metrics}: not text (a metrics.jsonl is JSON lines)")
     steps, losses, val_steps, val_losses, elapsed = [], [], [], [], {}
     step_tokens = []
     for row in rows:
@@ -114,7 +121,10 @@ def main():
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.out)
+    try:
+        fig.savefig(args.out)
+    except (OSError, ValueError) as e:
+        sys.exit(f"plot_loss: cannot write {args.out}: {e}")
     print(f"plot_loss: wrote {args.out} ({len(steps)} steps, last loss {losses[-1]:.4f})")
 
 

@@ -1,4 +1,4 @@
-# Sourced by run.sh, test.sh and pack_device.sh: installs the Debian packages, picks the
+# Sourced by run.sh, test.sh, pack_device.sh, sanitize.sh, fuzz.sh and bench_llmc_cpu.sh: installs the Debian packages, picks the
 # data directory ($GPT2_DATA_DIR, else ../shared/data if present, else ./data), and
 # fetches or checks the data there. Runs from the repository root.
 ./launch/setup.sh

@@ -86,11 +86,17 @@ def join(args):
     if sums_path is None:
         fail("no SHA256SUMS in " + ", ".join(args.parts_dirs))
     expected = {}
-    with open(sums_path) as f:
-        for line in f:
-            digest, name = line.split()
-            expected[name] = digest
+    with open(sums_path, errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or len(fields[0]) != 64:
+                fail(f"{sums_path}:{number}: not a 'SHA256  NAME' line: {line.strip()[:80]!r}")
+            expected[fields[1]] = fields[0]
     names = sorted(n for n in expected if n.startswith("part_"))
+    if not names or "model_bf16.bin" not in expected:
+        fail(f"{sums_path} names no parts, or not model_bf16.bin's sha256: not written by split")
     missing = [n for n in names if n not in found]
     if missing:
         fail(f"missing parts: {', '.join(missing)}")
@@ -124,12 +130,15 @@ def main():
     j.add_argument("parts_dirs", nargs="+")
     j.add_argument("--out", required=True)
     args = ap.parse_args()
-    if args.cmd == "split":
-        if args.part_bytes <= 0:
-            fail("--part_bytes must be positive")
-        split(args)
-    else:
-        join(args)
+    try:
+        if args.cmd == "split":
+            if args.part_bytes <= 0:
+                fail("--part_bytes must be positive")
+            split(args)
+        else:
+            join(args)
+    except OSError as e:  # a missing file or folder, a full disk: said, not a traceback
+        fail(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e))
 
 
 if __name__ == "__main__":

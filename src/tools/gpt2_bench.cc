@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "src/backend/backend.h"
 #ifdef GPT2_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -272,8 +273,11 @@ double BenchTrainStep(bool print, int local_rank = 0) {
         absl::ResourceExhaustedError(absl::StrCat(
             "B=", B, " T=", T, " needs ", FormatBytes(memory.total()), " on ",
             available->device, " and ", FormatBytes(available->free_bytes),
-            " is free (", DescribeMemoryPlan(memory),
-            "): a smaller --batch or --seq_len fits"))));
+            " is free (", DescribeMemoryPlan(memory), "): ",
+            memory.total() - memory.activations > available->free_bytes
+                ? "the model's weights, gradients and optimizer state alone do "
+                  "not fit: a smaller shape (--layers, --channels)"
+                : "a smaller --batch or --seq_len fits"))));
   }
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
                   absl::GetFlag(FLAGS_recompute_gelu),
@@ -756,19 +760,46 @@ int main(int argc, char** argv) {
       "header's\n"
       "kernels line says which ran.");
   if (const int rc = gpt2::ParseFlagsOnly("gpt2_bench", argc, argv)) return rc;
-  if (absl::GetFlag(FLAGS_batch) < 1 || absl::GetFlag(FLAGS_seq_len) < 1 ||
-      absl::GetFlag(FLAGS_seq_len) > 1024 || absl::GetFlag(FLAGS_steps) < 1 ||
-      absl::GetFlag(FLAGS_layers) < 1 || absl::GetFlag(FLAGS_heads) < 1 ||
-      absl::GetFlag(FLAGS_channels) % absl::GetFlag(FLAGS_heads) != 0) {
-    return gpt2::ReportError(
-        "gpt2_bench",
-        absl::InvalidArgumentError(
-            "need batch >= 1, 1 <= seq_len <= 1024, steps >= 1, layers >= 1, "
-            "and heads dividing channels"));
+  {
+    // Each bad value named (one message for all of them said not which;
+    // --channels 0 died of a division by zero).
+    std::vector<std::string> bad;
+    const auto need = [&](bool ok, const char* flag, int64_t value,
+                          const char* want) {
+      if (!ok) bad.push_back(absl::StrCat("--", flag, " ", value, ": ", want));
+    };
+    const int batch = absl::GetFlag(FLAGS_batch);
+    const int seq_len = absl::GetFlag(FLAGS_seq_len);
+    const int layers = absl::GetFlag(FLAGS_layers);
+    const int heads = absl::GetFlag(FLAGS_heads);
+    const int channels = absl::GetFlag(FLAGS_channels);
+    need(batch >= 1, "batch", batch, "must be >= 1");
+    need(seq_len >= 1 && seq_len <= 1024, "seq_len", seq_len,
+         "must be in [1, 1024]");
+    need(absl::GetFlag(FLAGS_steps) >= 1, "steps", absl::GetFlag(FLAGS_steps),
+         "must be >= 1");
+    need(layers >= 1, "layers", layers, "must be >= 1");
+    need(heads >= 1, "heads", heads, "must be >= 1");
+    need(channels >= 1, "channels", channels, "must be >= 1");
+    if (heads >= 1 && channels >= 1) {
+      need(channels % heads == 0, "channels", channels,
+           absl::StrCat("must be a multiple of --heads ", heads).c_str());
+    }
+    if (!bad.empty()) {
+      return gpt2::ReportError(
+          "gpt2_bench", absl::InvalidArgumentError(absl::StrJoin(bad, "; ")));
+    }
   }
   if (absl::GetFlag(FLAGS_tokenizer)) {
     const absl::Status s = gpt2::BenchTokenizer();
-    if (!s.ok()) return gpt2::ReportError("gpt2_bench", s);
+    if (!s.ok()) {
+      return gpt2::ReportError(
+          "gpt2_bench",
+          absl::Status(s.code(),
+                       absl::StrCat(s.message(),
+                                    " (--tokenizer=false skips the "
+                                    "tokenizer's bench, which reads it)")));
+    }
   }
   if (absl::GetFlag(FLAGS_comm)) {
     // The communication benches call MPI even on one rank.

@@ -108,7 +108,13 @@ if [ $rc -eq 0 ] && grep -qE "^loaded [0-9]+ train tokens in [0-9]+ shard\(s\)" 
 else
   echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
-expect_fail "bench bad shape" "heads dividing channels" "$bin/gpt2_bench" --heads 5
+expect_fail "bench bad shape" "--channels 768: must be a multiple of --heads 5" "$bin/gpt2_bench" --heads 5
+# (--channels 0 died of SIGFPE; every bad value is named.)
+expect_fail "bench zero channels" "--channels 0: must be >= 1$" "$bin/gpt2_bench" --channels 0
+expect_fail "bench several bad values" "--batch 0: must be >= 1; --seq_len 2000: must be in \[1, 1024\]" \
+  "$bin/gpt2_bench" --batch 0 --seq_len 2000
+expect_fail "bench weights that cannot fit" "state alone do not fit: a smaller shape" \
+  "$bin/gpt2_bench" --layers 100000 --tokenizer=false --steps 1
 expect_fail "bench that cannot fit" "B=4096 T=[0-9]+ needs .* on the host and .* is free .*: a smaller --batch or --seq_len fits" \
   "$bin/gpt2_bench" --batch 4096 --steps 1 --tokenizer=false
 expect_fail "bench stray argument" "unexpected argument '16'" "$bin/gpt2_bench" 16
@@ -466,6 +472,12 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   if grep -q "< 0.1 first at step 4" <<<"$out" && grep -q "(5 steps, last loss 0.0800)" <<<"$out"; then
     echo "ok   plot_loss restart and final rows"; passes=$((passes+1))
   else echo "FAIL plot_loss restart and final rows:"; echo "$out"; failures=$((failures+1)); fi
+  # A value that is not a number, and an --out that cannot be written: said, no traceback.
+  echo '{"step": 1, "loss": "abc"}' >"$work/abc.jsonl"
+  expect_fail "plot_loss loss not a number" "abc.jsonl:1: not a metrics line \(loss 'abc' is not a number\)" \
+    /usr/bin/python3 "$plot" "$work/abc.jsonl" --out "$work/x.png"
+  expect_fail "plot_loss --out in a missing folder" "^plot_loss: cannot write $work/nope/x.png" \
+    /usr/bin/python3 "$plot" "$work/known.jsonl" --out "$work/nope/x.png"
   echo '{"loss": 1}' >"$work/bad.jsonl"
   expect_fail "plot_loss bad line" "bad.jsonl:1: not a metrics line" \
     /usr/bin/python3 "$plot" "$work/bad.jsonl" --out "$work/x.png"
@@ -817,6 +829,12 @@ PY
     /usr/bin/python3 "$wp" join "$work/parts" --out "$work/bad.bin"
   rm "$work/parts/part_01"
   expect_fail "weights_parts missing part" "missing parts: part_01" \
+    /usr/bin/python3 "$wp" join "$work/parts" --out "$work/bad.bin"
+  # (Tracebacks before: a missing file or folder, a damaged SHA256SUMS.)
+  expect_fail "weights_parts missing model" "^weights_parts: error: $work/nope.bin: No such file" \
+    /usr/bin/python3 "$wp" split "$work/nope.bin" "$work/parts2"
+  echo "not a sum" >>"$work/parts/SHA256SUMS"
+  expect_fail "weights_parts damaged SHA256SUMS" "SHA256SUMS:[0-9]+: not a 'SHA256  NAME' line" \
     /usr/bin/python3 "$wp" join "$work/parts" --out "$work/bad.bin"
 else
   echo "skip weights_parts: no numpy for /usr/bin/python3"
