@@ -110,6 +110,11 @@ else
 fi
 expect_fail "bench bad shape" "--channels 768: must be a multiple of --heads 5" "$bin/gpt2_bench" --heads 5
 # (--channels 0 died of SIGFPE; every bad value is named.)
+# --comm on one rank: nothing to overlap (it printed noise as negative milliseconds).
+if timeout 120 "$bin/gpt2_bench" --comm --layers 1 --channels 16 --heads 2 --batch 2 --seq_len 16 --steps 1 \
+     --tokenizer=false 2>&1 | grep -q "^overlap: one rank, nothing communicated to hide"; then
+  echo "ok   bench --comm on one rank"; passes=$((passes+1))
+else echo "FAIL bench --comm on one rank"; failures=$((failures+1)); fi
 expect_fail "bench zero channels" "--channels 0: must be >= 1$" "$bin/gpt2_bench" --channels 0
 expect_fail "bench several bad values" "--batch 0: must be >= 1; --seq_len 2000: must be in \[1, 1024\]" \
   "$bin/gpt2_bench" --batch 0 --seq_len 2000
