@@ -27,7 +27,8 @@ if [ -n "$config" ] && [ ! -f "$config" ]; then
   echo "run.sh: --config $config: no such file (from $PWD)" >&2
   exit 2
 fi
-[ -z "${GPT2_DATA_DIR:-}" ] || GPT2_DATA_DIR=$(realpath -m "$GPT2_DATA_DIR")
+# (Absolute, as given: the set-up below runs in the repository.)
+case "${GPT2_DATA_DIR:-/}" in /*) ;; *) GPT2_DATA_DIR=$PWD/$GPT2_DATA_DIR ;; esac
 
 # GPT2_RUN_PRINT_ONLY=1 (for checking this script): no set-up or build (the binaries, in
 # GPT2_BIN_DIR or build/bin, must be built), the command printed, not run.
