@@ -102,14 +102,20 @@ def join(args):
         fail(f"missing parts: {', '.join(missing)}")
     h = hashlib.sha256()
     tmp = args.out + ".tmp"
-    with open(tmp, "wb") as out:
-        for name in names:
-            data = open(found[name], "rb").read()
-            if hashlib.sha256(data).hexdigest() != expected[name]:
-                os.remove(tmp)
-                fail(f"{found[name]}: sha256 does not match SHA256SUMS")
-            h.update(data)
-            out.write(data)
+    try:
+        with open(tmp, "wb") as out:
+            for name in names:
+                with open(found[name], "rb") as part:
+                    data = part.read()
+                if hashlib.sha256(data).hexdigest() != expected[name]:
+                    os.remove(tmp)
+                    fail(f"{found[name]}: sha256 does not match SHA256SUMS")
+                h.update(data)
+                out.write(data)
+    except OSError:  # a full disk: no half-written file left
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
     if h.hexdigest() != expected.get("model_bf16.bin"):
         os.remove(tmp)
         fail("the joined file's sha256 does not match SHA256SUMS")
