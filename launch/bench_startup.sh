@@ -25,8 +25,8 @@ done
 [ -n "$lib" ] || { echo "no libcublasLt found (CUDA toolkit?)" >&2; exit 2; }
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || { echo "bench_startup: ROUNDS must be a number >= 1, got '$rounds'" >&2; exit 2; }
 # The data directory as the other scripts pick it.
-data=${GPT2_DATA_DIR:-}
-[ -n "$data" ] || { if [ -d ../shared/data ]; then data=../shared/data; else data=data; fi; }
+source launch/data_dir.sh
+data=$(data_dir "$PWD")
 run_dir=$(mktemp -d)
 trap 'rm -rf "$run_dir"' EXIT
 echo "# $(date -u +%F) $(uname -m), $(nproc) core(s), $(git rev-parse --short HEAD 2>/dev/null)," \

@@ -21,7 +21,6 @@ and seconds to < 0.1 (issue #8's 45 s question, answered from 45 s sweep runs).
 """
 import argparse
 import datetime
-import json
 import os
 import re
 import shutil
@@ -29,6 +28,8 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+
+from metrics_file import is_number, read_rows
 
 
 def read(path):
@@ -119,27 +120,18 @@ def batch_fit(rows):
 
 
 def metrics_rows(path):
-    """The rows of a metrics.jsonl with a step and a loss, in order (unreadable lines
-    skipped; none for a missing file); a resumed run's restart row drops the rows of
-    the steps it redoes."""
-    rows = []
+    """The step rows of a metrics.jsonl with a loss, in order (metrics_file.read_rows:
+    restart rows applied, lines that are not rows skipped; none for a missing file)."""
     try:
-        with open(path) as fh:
-            lines = fh.readlines()
+        rows = read_rows(path)
     except OSError:
-        return rows
-    for line in lines:
-        try:
-            row = json.loads(line)
-            if row.get("restart"):
-                rows = [r for r in rows if r["step"] < int(row["step"])]
-            elif row.get("loss") is not None:
-                row["step"] = int(row["step"])
-                row["loss"] = float(row["loss"])
-                rows.append(row)
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    return rows
+        return []
+    out = []
+    for row in rows:
+        if is_number(row.get("loss")):
+            row["loss"] = float(row["loss"])
+            out.append(row)
+    return out
 
 
 LAG_LEVELS = (4.0, 3.5, 3.0, 2.5, 2.0, 1.5, 1.0, 0.5)

@@ -19,10 +19,8 @@ while [ $# -gt 0 ]; do
     *) echo "fetch_data: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ -z "$data_dir" ]; then
-  if [ -d "$root/../shared/data" ]; then data_dir=$(cd "$root/../shared/data" && pwd)
-  else data_dir=$root/data; fi
-fi
+source "$root/launch/data_dir.sh"
+[ -n "$data_dir" ] || data_dir=$(data_dir "$root")
 
 # path | sha256 | public URL
 files=(

@@ -21,12 +21,9 @@ if [ -z "$np" ]; then
   np=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
   [ "$np" -gt 0 ] || np=1
 fi
-# The data directory as the other scripts pick it: $GPT2_DATA_DIR, else ../shared/data
-# (beside the repository), else ./data there.
-if [ -z "${GPT2_DATA_DIR:-}" ]; then
-  if [ -d "$root/../shared/data" ]; then GPT2_DATA_DIR=$(cd "$root/../shared/data" && pwd)
-  else GPT2_DATA_DIR=$root/data; fi
-fi
+# The data directory as the other scripts pick it (launch/data_dir.sh).
+source "$root/launch/data_dir.sh"
+GPT2_DATA_DIR=$(data_dir "$root")
 # The ranks split the config's step, each its share, the recipe unchanged: -np must
 # divide its sequences.
 source "$root/launch/batch_split.sh"

@@ -39,36 +39,24 @@ losses is over (1 + --margin) times the lowest such mean of the other runs at t
 behind, to leave the time to the next ones.
 """
 import argparse
-import json
 import math
 import sys
 
+from metrics_file import is_number, read_rows
+
 
 def metric_rows(path):
-    """The JSON objects of a metrics.jsonl, in order: a line cut short by a timeout,
-    or anything else that is not an object, is skipped; a resumed run's restart
-    row drops the rows of the steps it redoes. A file that cannot be read is a run
-    that logged nothing (said on stderr)."""
-    rows = []
+    """The rows of a metrics.jsonl (metrics_file.read_rows: restart rows applied, lines
+    that are not rows skipped); a file that cannot be read is a run that logged nothing
+    (said once on stderr)."""
     try:
-        with open(path, errors="replace") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if not isinstance(row, dict) or not isinstance(row.get("step", 0), int):
-                    continue
-                if row.get("restart"):
-                    rows = [r for r in rows if r.get("step", 0) < row["step"]]
-                else:
-                    rows.append(row)
+        return read_rows(path)
     except OSError as e:
         if path not in _UNREADABLE:
             _UNREADABLE.add(path)
             print(f"pick_recipe: {path}: {e.strerror}: a run that logged nothing",
                   file=sys.stderr)
-    return rows
+        return []
 
 
 _UNREADABLE = set()  # said once each
@@ -79,11 +67,10 @@ def read_run(path):
     non-finite loss (null) counts as infinite: a run that diverged never wins."""
     rows = []
     for row in metric_rows(path):
-        if "loss" not in row or not isinstance(row.get("elapsed_s"), (int, float)):
+        if "loss" not in row or not is_number(row.get("elapsed_s")):
             continue
         loss = row["loss"]
-        rows.append((float(row["elapsed_s"]),
-                     float(loss) if isinstance(loss, (int, float)) else math.inf))
+        rows.append((float(row["elapsed_s"]), float(loss) if is_number(loss) else math.inf))
     return rows
 
 

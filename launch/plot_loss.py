@@ -14,8 +14,9 @@ beside the per-step curve. A resumed run's restart row drops the steps it redoes
 Needs matplotlib (Debian: python3-matplotlib).
 """
 import argparse
-import json
 import sys
+
+from metrics_file import BadLine, is_number, read_rows
 
 
 def main():
@@ -35,34 +36,20 @@ def main():
         import matplotlib.pyplot as plt
     except ImportError:
         sys.exit("plot_loss: needs matplotlib (apt-get install python3-matplotlib)")
-    rows = []  # the step rows and the final weights' rows, in order
+
+    def check(row):  # a step row has its loss (null where not finite); numbers are numbers
+        if not (row.get("restart") or row.get("final")) and "loss" not in row:
+            raise ValueError("no loss")
+        for key in ("loss", "val_loss", "elapsed_s", "tok_per_sec", "dt_ms"):
+            if row.get(key) is not None and not is_number(row[key]):
+                raise ValueError(f"{key} {row[key]!r} is not a number")
+
     try:
-        with open(args.metrics) as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    row["step"] = int(row["step"])
-                    if not (row.get("restart") or row.get("final")):
-                        # A step row has its loss (null where not finite).
-                        if row["loss"] is not None and not isinstance(row["loss"], (int, float)):
-                            raise ValueError(f"loss {row['loss']!r} is not a number")
-                    for key in ("val_loss", "elapsed_s", "tok_per_sec", "dt_ms"):
-                        if row.get(key) is not None and not isinstance(row[key], (int, float)):
-                            raise ValueError(f"{key} {row[key]!r} is not a number")
-                except (ValueError, KeyError, TypeError, AttributeError) as e:
-                    sys.exit(f"plot_loss: {args.metrics}:{number}: not a metrics line ({e})")
-                if row.get("restart"):
-                    # A resumed run redoes the steps from here: the abandoned ones go,
-                    # as TensorBoard drops them.
-                    rows = [r for r in rows if r["step"] < row["step"]]
-                else:
-                    rows.append(row)
+        rows = read_rows(args.metrics, check)  # restart rows applied
     except OSError as e:
         sys.exit(f"plot_loss: {e}")
-    except UnicodeDecodeError:
-        sys.exit(f"plot_loss: {args.metrics}: not text (a metrics.jsonl is JSON lines)")
+    except BadLine as e:
+        sys.exit(f"plot_loss: {args.metrics}:{e.line}: not a metrics line ({e.why})")
     steps, losses, val_steps, val_losses, elapsed = [], [], [], [], {}
     step_tokens = []
     for row in rows:

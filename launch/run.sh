@@ -42,7 +42,8 @@ if [ "$print_only" != 1 ]; then
   GPT2_BUILD_TARGETS=tools ./launch/build.sh
   cd "$here"
 fi
-: "${GPT2_DATA_DIR:=$root/data}"
+source "$root/launch/data_dir.sh"
+GPT2_DATA_DIR=$(data_dir "$root")
 source "$root/launch/batch_split.sh"
 ddp=${GPT2_BIN_DIR:-$root/build/bin}/gpt2_ddp
 

@@ -41,6 +41,14 @@ class CollectErrors : public pb::io::ErrorCollector {
   std::vector<std::string> errors_;
 };
 
+// The dotted field an assignment "a.b=v" or "a.b+=v" names ("a.b"), or ""
+// without an '=' after a name.
+std::string OverrideField(const std::string& assignment) {
+  const size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) return "";
+  return assignment.substr(0, assignment[eq - 1] == '+' ? eq - 1 : eq);
+}
+
 std::string FieldNames(const pb::Descriptor* d) {
   std::vector<std::string> names;
   for (int i = 0; i < d->field_count(); ++i)
@@ -74,16 +82,16 @@ absl::StatusOr<config::RunConfig> ParseConfigFile(const std::string& path) {
 
 absl::Status ApplyOverride(const std::string& assignment,
                            config::RunConfig* config) {
-  const size_t eq = assignment.find('=');
-  if (eq == std::string::npos || eq == 0) {
+  const std::string path = OverrideField(assignment);
+  if (path.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--set ", assignment,
                      ": expected dotted.field=value, e.g. train.max_steps=20"));
   }
   // "a.b+=v" adds v to a repeated field; "a.b=v" sets it to just v (or, with
   // an empty v, to nothing).
+  const size_t eq = assignment.find('=');
   const bool add = assignment[eq - 1] == '+';
-  const std::string path = assignment.substr(0, add ? eq - 1 : eq);
   std::string value = assignment.substr(eq + 1);
   const std::vector<std::string> parts = absl::StrSplit(path, '.');
   pb::Message* message = config;
@@ -317,9 +325,8 @@ absl::StatusOr<RunPlan> ValidateConfig(
     // it, else the file.
     const auto given_by = [&](const std::string& problem) {
       for (auto o = overrides.rbegin(); o != overrides.rend(); ++o) {
-        std::string field = o->substr(0, o->find('='));
-        if (!field.empty() && field.back() == '+') field.pop_back();
-        if (absl::StartsWith(problem, absl::StrCat(field, " ")))
+        const std::string field = OverrideField(*o);
+        if (!field.empty() && absl::StartsWith(problem, field + " "))
           return absl::StrCat("--set ", *o);
       }
       return source;

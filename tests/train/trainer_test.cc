@@ -153,6 +153,7 @@ TEST_F(TrainerTest, APeriodicSaveThatFailsLeavesTheRunGoing) {
   EXPECT_NE(end_log.rfind("\nerror: saving the checkpoint at step 8 failed"),
             std::string::npos)
       << end_log;
+  ASSERT_FALSE(end_log.empty());
   EXPECT_EQ(end_log.back(), '\n');
   EXPECT_EQ(end_log.find("\n", end_log.rfind("\nerror: ") + 1),
             end_log.size() - 1)
