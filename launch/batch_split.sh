@@ -8,6 +8,7 @@
 #   split_note   one line saying so, for the log
 # It returns 1, having printed the plan's output, where that holds no batch (a bad
 # config, a missing file).
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
 batch_split() {
   local bin=$1 world=$2
   shift 2

@@ -1,5 +1,6 @@
 # NCCL settings worth knowing, to `source` before a multi-node run. Defaults are commented
 # out: NCCL usually picks well on one node; across nodes the network choice matters.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0; fi
 
 # Which network interface NCCL's bootstrap and socket transport use (not lo or docker0):
 # export NCCL_SOCKET_IFNAME=eth0          # or ^lo,docker0 to exclude

@@ -2,6 +2,9 @@
 # bench_llmc_cpu.sh: installs the Debian packages, picks the data directory
 # (launch/data_dir.sh: $GPT2_DATA_DIR, else ../shared/data if present, else ./data), and
 # fetches or checks the data there. Runs from the repository root.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  case "${1:-}" in -h | --help) sed -n '1,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;; esac
+fi
 ./launch/setup.sh
 source launch/data_dir.sh
 GPT2_DATA_DIR=$(data_dir "$PWD")

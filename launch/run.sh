@@ -67,10 +67,12 @@ if [ "$gpus" -gt 0 ] && [ "${GPT2_TRAIN_ON_GPU:-1}" = 1 ]; then
     echo "run.sh: $gpus GPUs: $split_note"
   fi
 else
+  what="the small CPU config"
+  [ -n "${config:-}" ] && what="$config"
   if [ "$gpus" -gt 0 ]; then
-    echo "run.sh: GPT2_TRAIN_ON_GPU=0: training the small CPU config on the CPU"
+    echo "run.sh: GPT2_TRAIN_ON_GPU=0: training $what on the CPU"
   else
-    echo "run.sh: no GPU found: training the small CPU config"
+    echo "run.sh: no GPU found: training $what on the CPU"
   fi
   : "${config:=$root/configs/tiny_cpu.pbtxt}"
 fi

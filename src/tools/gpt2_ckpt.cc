@@ -72,7 +72,8 @@ usage:
   gpt2_ckpt diff A B
       Per tensor: max absolute and max relative difference; tensors present
       in only one file; header fields that differ. Prints "identical" when
-      every tensor matches. Exit 0 unless a file cannot be read.
+      every tensor matches, "common tensors identical" when those in both
+      match (a training checkpoint against its weights alone). Exit 0 unless a file cannot be read.
   gpt2_ckpt export --format llmc --out MODEL.bin CKPT
       llm.c's model file (version 3, fp32): the weights only.
   gpt2_ckpt export --format hf --out DIR CKPT [--data_dir D] [--notokenizer]
@@ -363,6 +364,15 @@ absl::Status Diff(const std::string& path_a, const std::string& path_b) {
   if (diff.identical()) {
     std::printf("identical: %zu tensors, every element equal\n",
                 diff.tensors.size());
+  } else if (differing == 0 && !diff.tensors.empty()) {
+    // A training checkpoint against its weights alone (an export imported
+    // back): what both hold is equal; the rest (the optimizer's state) is in
+    // one file only. ("different: 0 of 16 common tensors differ" read as a
+    // mismatch.)
+    std::printf(
+        "common tensors identical: %zu tensors in both files, every element "
+        "equal; %zu + %zu tensors in only one file\n",
+        diff.tensors.size(), diff.only_in_a.size(), diff.only_in_b.size());
   } else {
     std::printf(
         "different: %d of %zu common tensors differ, %zu + %zu "

@@ -103,6 +103,24 @@ class Batch {
   size_t bytes_ = 0;
 };
 
+// `dir` as a config names it, as a prefix ("" or ending in '/'): relative to
+// the data directory where it is inside it (DataPath joins the two), else
+// absolute.
+std::string ConfigPath(const std::string& dir, const std::string& data_dir) {
+  std::error_code ec;
+  const std::filesystem::path full = std::filesystem::weakly_canonical(dir, ec);
+  if (ec) return dir + "/";
+  const std::filesystem::path base =
+      std::filesystem::weakly_canonical(data_dir, ec);
+  if (!ec) {
+    const std::filesystem::path rel = full.lexically_relative(base);
+    if (!rel.empty() && *rel.begin() != "..") {
+      return rel == "." ? std::string() : rel.string() + "/";
+    }
+  }
+  return full.string() + "/";
+}
+
 absl::Status Run() {
   const std::string output_dir = absl::GetFlag(FLAGS_output_dir);
   const int64_t val_tokens = absl::GetFlag(FLAGS_val_tokens);
@@ -136,9 +154,9 @@ absl::Status Run() {
     name = files.size() == 1 ? std::filesystem::path(files[0]).stem().string()
                              : "corpus";
   }
+  const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
   GPT2_ASSIGN_OR_RETURN(const Tokenizer tokenizer,
-                        Tokenizer::LoadFromDataDir(
-                            ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
+                        Tokenizer::LoadFromDataDir(data_dir));
   std::error_code ec;
   const bool had_output_dir = std::filesystem::exists(output_dir, ec);
   std::filesystem::create_directories(output_dir, ec);
@@ -225,6 +243,21 @@ absl::Status Run() {
     std::printf("removed %s: an earlier run's shard under this name\n",
                 path.c_str());
   }
+  // The config lines that train on them: the glob matches a lone shard
+  // (<name>_train.bin) and several (<name>_train_NNNNNN.bin) alike.
+  const std::string where = ConfigPath(output_dir, data_dir);
+  std::printf(
+      "for a config (%s):\n  data {\n    train_shards: \"%s%s_train*.bin\"\n",
+      !where.empty() && where.front() == '/'
+          ? "absolute paths: the folder is not under "
+            "the data directory"
+          : "paths relative to the data directory",
+      where.c_str(), name.c_str());
+  if (val_tokens > 0) {
+    std::printf("    val_shards: \"%s%s_val.bin\"\n", where.c_str(),
+                name.c_str());
+  }
+  std::printf("  }\n");
   return absl::OkStatus();
 }
 

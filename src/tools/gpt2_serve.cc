@@ -708,9 +708,40 @@ absl::Status Serve() {
   server.set_read_timeout(kSocketTimeoutSeconds, 0);
   server.set_write_timeout(kSocketTimeoutSeconds, 0);
   server.set_keep_alive_timeout(kSocketTimeoutSeconds);
+  // Each route's method, as registered below (read only once the server
+  // listens): a route asked with another method gets 405 and the one it
+  // takes (Allow), not "no route".
+  std::map<std::string, std::string> routes;  // path -> method
+  const auto not_allowed = [](const httplib::Request& req,
+                              httplib::Response& res,
+                              const std::string& method) {
+    res.set_header("Allow", method);
+    SetError(res, 405,
+             absl::StrCat(req.method, " ", req.path, ": not allowed; it takes ",
+                          method));
+  };
   server.set_pre_routing_handler(
-      [](const httplib::Request&, httplib::Response&) {
+      [&routes, &not_allowed](const httplib::Request& req,
+                              httplib::Response& res) {
         t_log = RequestLog{std::chrono::steady_clock::now(), true, 0};
+        // A POST without Content-Length (curl -X POST with no -d): httplib
+        // waited out the read timeout (5 s) for a body, then answered a bare
+        // 400.
+        if (req.method == "POST" && !req.has_header("Content-Length") &&
+            !req.has_header("Transfer-Encoding")) {
+          if (const auto route = routes.find(req.path); route == routes.end()) {
+            SetError(res, 404, absl::StrCat("no route for POST ", req.path));
+          } else if (route->second != "POST") {
+            not_allowed(req, res, route->second);
+          } else {
+            SetError(res, 400,
+                     absl::StrCat("POST ", req.path,
+                                  " without a body: send the JSON request with "
+                                  "a Content-Length (curl -d '{\"prompt\": "
+                                  "...}')"));
+          }
+          return httplib::Server::HandlerResponse::Handled;
+        }
         return httplib::Server::HandlerResponse::Unhandled;
       });
   server.set_logger([](const httplib::Request& req,
@@ -731,10 +762,6 @@ absl::Status Serve() {
     std::fflush(stdout);
     t_log = RequestLog{};
   });
-  // Each route's method, as registered below (read only once the server
-  // listens): a route asked with another method gets 405 and the one it
-  // takes (Allow), not "no route".
-  std::map<std::string, std::string> routes;  // path -> method
   const auto get = [&](const char* path, httplib::Server::Handler handler) {
     routes[path] = "GET";
     server.Get(path, std::move(handler));
@@ -743,16 +770,13 @@ absl::Status Serve() {
     routes[path] = "POST";
     server.Post(path, std::move(handler));
   };
-  server.set_error_handler([&routes](const httplib::Request& req,
-                                     httplib::Response& res) {
+  server.set_error_handler([&routes, &not_allowed](const httplib::Request& req,
+                                                   httplib::Response& res) {
     if (!res.body.empty()) return;  // a handler's own error
     if (const auto route = routes.find(req.path); res.status == 404 &&
                                                   route != routes.end() &&
                                                   req.method != route->second) {
-      res.set_header("Allow", route->second);
-      SetError(res, 405,
-               absl::StrCat(req.method, " ", req.path,
-                            ": not allowed; it takes ", route->second));
+      not_allowed(req, res, route->second);
       return;
     }
     std::string message =

@@ -689,6 +689,43 @@ int Connect() {
   return fd;
 }
 
+// A POST without Content-Length (curl -X POST with no -d) is answered at
+// once: 400 saying what is missing on a POST route, 405 on a GET route, 404
+// elsewhere (httplib waited out its 5 s read timeout, then sent a bare
+// "HTTP 400", and 400 for POST /healthz).
+TEST(Api, BodilessPostIsAnsweredAtOnce) {
+  for (const auto& [path, status, needle] :
+       std::vector<std::tuple<std::string, int, std::string>>{
+           {"/api/generate", 400, "POST /api/generate without a body"},
+           {"/v1/completions", 400, "without a body"},
+           {"/healthz", 405, "it takes GET"},
+           {"/nope", 404, "no route for POST /nope"}}) {
+    const int fd = Connect();
+    ASSERT_GE(fd, 0);
+    const std::string request = "POST " + path +
+                                " HTTP/1.1\r\nHost: x\r\nConnection: "
+                                "close\r\n\r\n";
+    const auto start = std::chrono::steady_clock::now();
+    ASSERT_EQ(write(fd, request.data(), request.size()),
+              static_cast<ssize_t>(request.size()));
+    std::string answer;
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) {
+      answer.append(buf, n);
+    }
+    close(fd);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    EXPECT_LT(seconds, 2.0) << path;
+    EXPECT_EQ(answer.rfind("HTTP/1.1 " + std::to_string(status), 0), 0u)
+        << path << ":\n"
+        << answer;
+    EXPECT_NE(answer.find(needle), std::string::npos) << path << ":\n"
+                                                      << answer;
+  }
+}
+
 // Clients that stall mid-request or send junk each hold at most one
 // connection thread: a good request meanwhile is answered at once, every bad
 // connection ends by the server's read timeout (5 s) with an error answer or a

@@ -82,6 +82,20 @@ printf 'x y\n' >"$work/tiny.txt"
 expect_fail "plan with a shard too short" "data: FAILS: .*tiny_train.bin: [0-9]+ tokens; one step needs 513" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set data.train_text= \
   --set data.train_shards="$work/pp_tiny/tiny_train.bin" --set data.val_tokens=0 --plan
+# Into a folder inside the data directory: the config lines it prints are relative to
+# it, and their glob takes a lone shard (<name>_train.bin).
+mkdir -p "$work/dd" && ln -sfn "$data/gpt2" "$work/dd/gpt2"
+out=$("$bin/gpt2_prepro" --input "$work/tiny.txt" --output_dir "$work/dd/lone" --data_dir "$work/dd" 2>&1)
+glob=$(sed -nE 's/^    train_shards: "(.*)"$/\1/p' <<<"$out")
+matched=$(cd "$work/dd" && echo $glob)
+if grep -q "^for a config (paths relative to the data directory):" <<<"$out" \
+   && [ "$glob" = "lone/tiny_train*.bin" ] && [ "$matched" = "lone/tiny_train.bin" ] \
+   && ! grep -q "val_shards" <<<"$out"; then
+  echo "ok   prepro config lines relative to the data directory"; passes=$((passes+1))
+else
+  echo "FAIL prepro config lines relative to the data directory ('$glob' matched '$matched')"
+  echo "$out" | tail -5; failures=$((failures+1))
+fi
 expect_fail "prepro without the BPE files" "encoder.json.*set --data_dir or GPT2_DATA_DIR" \
   "$bin/gpt2_prepro" --input "$work/small.txt" --output_dir "$work/pp" --data_dir "$work/nodata"
 expect_fail "prepro file named twice" "small.txt: named twice in --input" \
@@ -95,15 +109,20 @@ out=$("$bin/gpt2_prepro" --input "$work/corpus" --output_dir "$work/shards" --na
       --val_tokens 5000 --shard_tokens 60000 --data_dir "$data" 2>&1); rc=$?
 if [ $rc -eq 0 ] && grep -q "^3 file(s), .*each document starts with <|endoftext|>" <<<"$out" \
    && grep -q "^tokenized 4 documents" <<<"$out" && grep -q "mine_train_000001.bin" <<<"$out" \
-   && grep -q "wrote .*/mine_val.bin: 5000 tokens" <<<"$out"; then
+   && grep -q "wrote .*/mine_val.bin: 5000 tokens" <<<"$out" \
+   && grep -q "^for a config (absolute paths: the folder is not under the data directory):" <<<"$out"; then
   echo "ok   prepro corpus"; passes=$((passes+1))
 else
   echo "FAIL prepro corpus (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
-out=$(cd "$work" && "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$work/shards" \
-      --set data.train_text= --set 'data.train_shards=mine_train_*.bin' --set data.val_shards=mine_val.bin \
+# The config lines it printed, as they are: the glob takes every shard (a lone one too).
+train_glob=$(sed -nE 's/^    train_shards: "(.*)"$/\1/p' <<<"$out")
+val_file=$(sed -nE 's/^    val_shards: "(.*)"$/\1/p' <<<"$out")
+out=$(cd "$work" && "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" \
+      --set data.train_text= --set "data.train_shards=$train_glob" --set "data.val_shards=$val_file" \
       --set data.val_tokens=0 --set train.max_steps=2 --set log.sample_prompts= --set log.run_name=mine 2>&1); rc=$?
-if [ $rc -eq 0 ] && grep -qE "^loaded [0-9]+ train tokens in [0-9]+ shard\(s\)" <<<"$out" && grep -q "^step 1 |" <<<"$out"; then
+if [ $rc -eq 0 ] && [ "$train_glob" = "$work/shards/mine_train*.bin" ] \
+   && grep -qE "^loaded [0-9]+ train tokens in [0-9]+ shard\(s\)" <<<"$out" && grep -q "^step 1 |" <<<"$out"; then
   echo "ok   training on the prepro shards"; passes=$((passes+1))
 else
   echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
@@ -256,6 +275,12 @@ want_run() {  # NAME PATTERN GPUS run.sh-args...
   else echo "FAIL run.sh: $name: lacks /$pattern/"; echo "$out" | tail -3; failures=$((failures+1)); fi
 }
 want_run "no GPU" "^run.sh: $bin/gpt2_ddp --config $src/configs/tiny_cpu.pbtxt --data_dir $data\$" 0
+want_run "no GPU, the message" "^run.sh: no GPU found: training the small CPU config on the CPU\$" 0
+# A named config with no GPU is trained on the CPU, and said so (it said "the small CPU
+# config" and ran the named one).
+want_run "no GPU, a named config" \
+  "^run.sh: no GPU found: training $src/configs/gpt2_124m_shakespeare.pbtxt on the CPU\$" \
+  0 --config "$src/configs/gpt2_124m_shakespeare.pbtxt"
 want_run "one GPU" "^run.sh: $bin/gpt2_ddp --config $src/configs/gpt2_124m_shakespeare.pbtxt --data_dir $data\$" 1
 want_run "3 GPUs" "mpirun -np 2 .* --set train.total_batch_tokens=16384 --set train.micro_batch_size=8\$" 3
 want_run "32 GPUs" "mpirun -np 16 .* --set train.total_batch_tokens=16384 --set train.micro_batch_size=1\$" 32
@@ -382,6 +407,16 @@ expect_fail "sample on no such device" "--device gpu is not a device: auto, cpu 
 # --init_from an llm.c file of another shape: the error names that file (it named the
 # temporary checkpoint the file is converted to).
 "$bin/gpt2_ckpt" export --format llmc --out "$work/tiny_llmc.bin" "$work/logs/tiny_cpu" >/dev/null 2>&1
+# That export imported back against the training checkpoint: the weights they share are
+# equal; the optimizer's state is in the training one only (the verdict read "different:
+# 0 of 16 common tensors differ").
+"$bin/gpt2_ckpt" import --from llmc --out "$work/tiny_back.ckpt" "$work/tiny_llmc.bin" >/dev/null 2>&1
+out=$("$bin/gpt2_ckpt" diff "$work/logs/tiny_cpu" "$work/tiny_back.ckpt" 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qE "^common tensors identical: 16 tensors in both files, every element equal; [1-9][0-9]* \+ 0 tensors in only one file$" <<<"$out"; then
+  echo "ok   diff a checkpoint against its weights"; passes=$((passes+1))
+else
+  echo "FAIL diff a checkpoint against its weights (rc=$rc)"; echo "$out" | tail -3; failures=$((failures+1))
+fi
 expect_fail "init_from llm.c of another shape" "tiny_llmc.bin: tensor 'wte'" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set model.channels=64 \
   --set log.run_dir="$work/other" --init_from "$work/tiny_llmc.bin"
