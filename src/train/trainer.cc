@@ -86,11 +86,11 @@ bool InjectNonFiniteForTests(int64_t step, Backend* backend, Tensor params) {
   return true;
 }
 
-// Tests: GPT2_TEST_SIGNAL_AT=RANK:STEP:SIGNO raises SIGNO on that rank as
-// that step starts, as if it came from outside (read at every call, so tests in
+// Tests: raises SIGNO where the variable `name` is RANK:STEP:SIGNO for this
+// rank and step, as if it came from outside (read at every call, so tests in
 // one process can set it in turn).
-void InjectSignalForTests(int64_t step, int rank) {
-  const char* spec = std::getenv("GPT2_TEST_SIGNAL_AT");
+void RaiseSignalForTests(const char* name, int64_t step, int rank) {
+  const char* spec = std::getenv(name);
   if (spec == nullptr) return;
   int signal_rank = -1, signo = 0;
   long long signal_step = -1;
@@ -99,6 +99,17 @@ void InjectSignalForTests(int64_t step, int rank) {
       signal_rank == rank && signal_step == step) {
     std::raise(signo);
   }
+}
+
+// GPT2_TEST_SIGNAL_AT=RANK:STEP:SIGNO: as that step starts.
+void InjectSignalForTests(int64_t step, int rank) {
+  RaiseSignalForTests("GPT2_TEST_SIGNAL_AT", step, rank);
+}
+
+// GPT2_TEST_SIGNAL_IN_VAL=RANK:STEP:SIGNO: after the first batch of the val
+// pass on the weights after STEP updates.
+void InjectValSignalForTests(int64_t step, int rank) {
+  RaiseSignalForTests("GPT2_TEST_SIGNAL_IN_VAL", step, rank);
 }
 
 // Why the loop stops early, agreed over ranks (Communicator::AgreeMax: the
@@ -797,7 +808,15 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
                             host_scalars.begin() + (index + 1) * scalar_bytes);
     return DecodeHost(bytes, model.stats_dtype())[0];
   };
-  auto evaluate_val = [&](int batches) {
+  // The val loss of the weights as they are (those after `updates` updates,
+  // for the test hook); none when a stop signal cut the pass short, its
+  // number then in `val_stopped_by`. A synchronous backend (the CPU's, where
+  // a pass of a large model takes minutes) looks for the signal after each
+  // batch, the ranks agreeing; an asynchronous one has queued the whole pass
+  // before it could look.
+  int val_stopped_by = 0;
+  auto evaluate_val = [&](int batches,
+                          int64_t updates) -> std::optional<double> {
     if (step_graph) step_graph->Flush();
     val_loader->Reset();
     backend->Zero(val_loss_sum);
@@ -807,6 +826,15 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
                     /*write_grad=*/false);
       backend->AccumulateSum(val_loss_sum, model.losses(),
                              1.0 / (static_cast<double>(B) * T * batches));
+      if (i == 0) InjectValSignalForTests(updates, comm->rank());
+      if (!backend->asynchronous()) {
+        int signo = StopSignalReceived();
+        if (world > 1) signo = comm->AgreeMax(signo);
+        if (signo != 0) {
+          val_stopped_by = signo;
+          return std::nullopt;
+        }
+      }
     }
     dcomm->AllReduce(val_loss_sum, ReduceOp::kAverage);
     std::vector<char> bytes(scalar_bytes);
@@ -1052,7 +1080,13 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
           ": --eval needs a val set (data.val_shards or data.val_tokens)"));
     }
     const int64_t batches = val_batches;
-    result.val_loss = evaluate_val(val_batches);
+    result.val_loss = evaluate_val(val_batches, progress.step);
+    if (!result.val_loss) {
+      result.interrupted_by = val_stopped_by;
+      log.Line(absl::StrCat("eval: ", StopSignalName(val_stopped_by),
+                            " received: stopped, no val loss"));
+      return result;
+    }
     log.Line(absl::StrFormat(
         "eval: val loss %.6f, perplexity %.3f, over %d tokens (%d batches of "
         "%d x %d per rank, %d rank%s%s); weights from %s",
@@ -1076,7 +1110,16 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     if (val_loader && val_every > 0 && step % val_every == 0) {
       GPT2_RETURN_IF_ERROR(finish_pending());
       if (stop) break;
-      val_loss = evaluate_val(val_batches);
+      val_loss = evaluate_val(val_batches, step);
+      if (!val_loss) {
+        result.interrupted_by = val_stopped_by;
+        log.Line(absl::StrFormat(
+            "%s received during the val pass before step %d: stopping%s",
+            StopSignalName(val_stopped_by), step,
+            interrupt_saves && result.steps_run > 0 ? " and saving a checkpoint"
+                                                    : ""));
+        break;
+      }
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
       last_done = Clock::now();  // dt covers training only
       host_dt_step = step;
@@ -1256,10 +1299,18 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   if (val_loader && cfg.log().val_every_steps() > 0 && result.steps_run > 0 &&
       result.interrupted_by == 0 && !non_finite_stop) {
     const int64_t updates = progress.step + result.steps_run;
-    result.val_loss = evaluate_val(val_batches);
-    log.Line(
-        absl::StrFormat("step %d | val loss: %.6f", updates, *result.val_loss));
-    log.FinalEval(updates, result.val_loss, std::nullopt);
+    result.val_loss = evaluate_val(val_batches, updates);
+    if (result.val_loss) {
+      log.Line(absl::StrFormat("step %d | val loss: %.6f", updates,
+                               *result.val_loss));
+      log.FinalEval(updates, result.val_loss, std::nullopt);
+    } else {
+      result.interrupted_by = val_stopped_by;
+      log.Line(absl::StrFormat(
+          "%s received during the final val pass: stopped, its val loss not "
+          "measured",
+          StopSignalName(val_stopped_by)));
+    }
   }
   // A run stopped early (a stop signal, or a non-finite loss under
   // train.on_nan: STOP) saves where the config saves at all (save_at_end or
@@ -1301,12 +1352,24 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
         non_finite_stop->code(),
         absl::StrCat(non_finite_stop->message(), " ", what, "."));
   }
-  if (result.interrupted_by != 0 && interrupt_saves) {
+  if (result.interrupted_by != 0 && result.steps_run == 0) {
+    // Stopped in the val pass before this run's first step.
+    log.Line(
+        absl::StrFormat("interrupted by %s before this run's first step: "
+                        "nothing trained, nothing saved",
+                        StopSignalName(result.interrupted_by)));
+  } else if (result.interrupted_by != 0 && interrupt_saves &&
+             steps_done >= max_steps) {
+    // Stopped in the final val pass: the training itself is done.
+    log.Line(absl::StrFormat(
+        "interrupted by %s after the last step, %d: the training is done and "
+        "saved; --eval with --resume latest measures its val loss",
+        StopSignalName(result.interrupted_by), steps_done));
+  } else if (result.interrupted_by != 0 && interrupt_saves) {
     log.Line(absl::StrFormat(
         "interrupted by %s after %d steps; to go on: the same command with "
         "--resume latest",
-        StopSignalName(result.interrupted_by),
-        progress.step + result.steps_run));
+        StopSignalName(result.interrupted_by), steps_done));
   }
   // HellaSwag on the final weights, once they are saved (every rank: they
   // sum their shares), unless the run was interrupted.

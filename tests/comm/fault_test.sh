@@ -3,7 +3,8 @@
 # every rank must exit non-zero within 60 s, with a message naming the failed rank; a
 # SIGTERM on one rank stops them all after the same step, with a checkpoint; a rank
 # short of memory stops them all before anything is allocated; HellaSwag during training
-# scores on 2 ranks as on one; a non-finite loss stops both after a collective save.
+# scores on 2 ranks as on one; a non-finite loss stops both after a collective save; a
+# SIGTERM on one rank during a val pass stops both in it.
 #   fault_test.sh BIN_DIR SOURCE_DIR DATA_DIR MPIEXEC
 set -u
 bin=$(cd "$1" && pwd) src=$(cd "$2" && pwd) data=$3 mpiexec=$4
@@ -144,6 +145,16 @@ threads=$(sed -nE 's/^backend: cpu, f32, ([0-9]+) thread\(s\) \| world size 3.*/
 cpus=$(nproc --all)
 [ $rc -eq 0 ] && [ -n "$threads" ] && [ $((threads * 3)) -le $(( cpus > 3 ? cpus : 3 )) ]
 check "3 ranks share $cpus CPUs ($threads thread(s) each)" $? "$(tail -3 <<<"$out")"
+
+# 10. SIGTERM on rank 1 alone during a val pass (after its first batch, before step 3):
+# the ranks agree after each val batch, stop the pass together and save step 3's
+# checkpoint (the signal waited for the pass and the next step).
+out=$(GPT2_TEST_SIGNAL_IN_VAL=1:3:15 timeout 120 "${run[@]}" --set log.run_name=valsig \
+      --set log.val_every_steps=3 --set log.val_batches=4 2>&1); rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] \
+  && grep -q "SIGTERM received during the val pass before step 3: stopping and saving a checkpoint" <<<"$out" \
+  && ! grep -q "^step 3 |" <<<"$out" && [ -f "$work/logs/valsig/checkpoints/step_00000003.ckpt" ]
+check "SIGTERM on rank 1 in a val pass stops both there and saves (rc=$rc)" $? "$(tail -5 <<<"$out")"
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]

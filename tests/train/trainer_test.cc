@@ -646,6 +646,92 @@ TEST_F(TrainerTest, StopsCleanlyOnASignalAndResumes) {
       << log;
 }
 
+// A stop signal during a val pass stops it after the batch under way (on
+// the CPU a pass of a large model takes minutes; the signal waited for the
+// pass and the next step): the run saves where it stands and says so; in the
+// final pass the training is done and saved; before any step nothing is;
+// --eval gives no val loss. GPT2_TEST_SIGNAL_IN_VAL raises the signal after
+// the first of the pass's two batches.
+TEST_F(TrainerTest, StopsInAValPass) {
+  absl::Cleanup no_signal_left = [] {
+    unsetenv("GPT2_TEST_SIGNAL_IN_VAL");
+    InstallStopSignals("");
+  };
+  const auto run_signalled = [&](const std::string& name, const char* at) {
+    InstallStopSignals("");
+    setenv("GPT2_TEST_SIGNAL_IN_VAL", at, 1);
+    auto result = Run({"log.run_name=" + name, "log.val_every_steps=3"});
+    unsetenv("GPT2_TEST_SIGNAL_IN_VAL");
+    return result;
+  };
+  const std::filesystem::path logs = dir_ / "logs";
+  // Before step 3: steps 0-2 trained and saved, no val loss of step 3.
+  auto mid = run_signalled("val_mid", absl::StrCat("0:3:", SIGTERM).c_str());
+  ASSERT_TRUE(mid.ok()) << mid.status();
+  EXPECT_EQ(mid->interrupted_by, SIGTERM);
+  EXPECT_EQ(mid->steps_run, 3);
+  EXPECT_TRUE(
+      std::filesystem::exists(logs / "val_mid/checkpoints/step_00000003.ckpt"));
+  std::string log = testing::ReadFile(logs / "val_mid/train.log");
+  EXPECT_NE(log.find("SIGTERM received during the val pass before step 3: "
+                     "stopping and saving a checkpoint\n"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("step 0 | val loss"), std::string::npos) << log;
+  EXPECT_EQ(log.find("step 3 | val loss"), std::string::npos) << log;
+  EXPECT_NE(log.find("interrupted by SIGTERM after 3 steps; to go on"),
+            std::string::npos)
+      << log;
+  // The final pass (after step 7, 8 updates): the training is done and saved.
+  auto last = run_signalled("val_last", absl::StrCat("0:8:", SIGINT).c_str());
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_EQ(last->interrupted_by, SIGINT);
+  EXPECT_EQ(last->steps_run, 8);
+  EXPECT_FALSE(last->val_loss.has_value());
+  EXPECT_TRUE(std::filesystem::exists(
+      logs / "val_last/checkpoints/step_00000008.ckpt"));
+  log = testing::ReadFile(logs / "val_last/train.log");
+  EXPECT_NE(log.find("SIGINT received during the final val pass: stopped, its "
+                     "val loss not measured\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("step 8 | val loss"), std::string::npos) << log;
+  EXPECT_NE(log.find("interrupted by SIGINT after the last step, 8: the "
+                     "training is done and saved"),
+            std::string::npos)
+      << log;
+  // Before the first step: nothing trained, nothing saved.
+  auto first = run_signalled("val_first", absl::StrCat("0:0:", SIGINT).c_str());
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->interrupted_by, SIGINT);
+  EXPECT_EQ(first->steps_run, 0);
+  EXPECT_FALSE(std::filesystem::exists(logs / "val_first/checkpoints"));
+  log = testing::ReadFile(logs / "val_first/train.log");
+  EXPECT_NE(log.find("SIGINT received during the val pass before step 0: "
+                     "stopping\n"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("interrupted by SIGINT before this run's first step: "
+                     "nothing trained, nothing saved"),
+            std::string::npos)
+      << log;
+  // --eval on the step-3 checkpoint: no val loss, the signal named.
+  InstallStopSignals("");
+  setenv("GPT2_TEST_SIGNAL_IN_VAL", absl::StrCat("0:3:", SIGTERM).c_str(), 1);
+  auto eval =
+      RunEval({"log.run_name=val_mid", "log.val_every_steps=3"},
+              (logs / "val_mid/checkpoints/step_00000003.ckpt").string(), "");
+  unsetenv("GPT2_TEST_SIGNAL_IN_VAL");
+  ASSERT_TRUE(eval.ok()) << eval.status();
+  EXPECT_EQ(eval->interrupted_by, SIGTERM);
+  EXPECT_FALSE(eval->val_loss.has_value());
+  log = testing::ReadFile(logs / "val_mid/train.log");
+  EXPECT_NE(log.find("eval: SIGTERM received: stopped, no val loss\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("eval: val loss"), std::string::npos) << log;
+}
+
 // --eval: the val pass alone on the weights as loaded. On a checkpoint it
 // gives the val loss the training logged at that step (the pass before that
 // step's update sees the same weights), and it trains and saves nothing.
