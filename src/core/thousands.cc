@@ -1,6 +1,7 @@
 #include "src/core/thousands.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace gpt2 {
 
@@ -15,6 +16,13 @@ std::string Thousands(int64_t n) {
     out += digits[i];
   }
   return n < 0 ? "-" + out : out;
+}
+
+std::string Duration(int64_t seconds) {
+  const int64_t s = seconds < 0 ? 0 : seconds;
+  if (s >= 3600) return absl::StrFormat("%dh %02dm", s / 3600, s / 60 % 60);
+  if (s >= 60) return absl::StrFormat("%dm %02ds", s / 60, s % 60);
+  return absl::StrFormat("%ds", s);
 }
 
 }  // namespace gpt2

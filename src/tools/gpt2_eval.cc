@@ -1,6 +1,8 @@
 // gpt2_eval: a model's HellaSwag accuracy (src/infer/hellaswag.h), the
 // benchmark llm.c reports for its GPT-2 runs, on GPU 0 or the CPU.
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -8,6 +10,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "src/core/thousands.h"
 #include "src/core/threads.h"
 #include "src/data/dataset.h"
 #include "src/data/tokenizer.h"
@@ -24,6 +27,9 @@ ABSL_FLAG(std::string, hellaswag, "",
           "\"endings\" (4) and \"label\" (rowanz/hellaswag's "
           "data/hellaswag_val.jsonl: 10,042 examples). Required.");
 ABSL_FLAG(int, limit, 0, "Score only the first N examples (0: all).");
+ABSL_FLAG(double, progress_seconds, 5.0,
+          "Seconds between progress lines (how far, the scores so far, the "
+          "time left); 0: a line per example.");
 ABSL_FLAG(std::string, device, "auto",
           "auto (GPU 0 if a usable GPU is there, else the CPU), cpu or cuda.");
 ABSL_FLAG(std::string, precision, "fp32",
@@ -46,6 +52,9 @@ absl::Status Run() {
         "--checkpoint and --hellaswag are required (see --help)");
   }
   if (limit < 0) return absl::InvalidArgumentError("--limit must be >= 0");
+  if (!(absl::GetFlag(FLAGS_progress_seconds) >= 0)) {
+    return absl::InvalidArgumentError("--progress_seconds must be >= 0");
+  }
   GPT2_ASSIGN_OR_RETURN(std::vector<infer::HellaSwagExample> examples,
                         infer::ReadHellaSwag(path));
   if (limit > 0 && static_cast<size_t>(limit) < examples.size()) {
@@ -70,21 +79,32 @@ absl::Status Run() {
               infer::DescribeShape(model.shape, model.num_params).c_str(),
               model.source.c_str(), made.decoder->name().c_str());
   std::fflush(stdout);
+  const double progress_seconds = absl::GetFlag(FLAGS_progress_seconds);
   const Clock::time_point start = Clock::now();
   Clock::time_point last_report = start;
   int right = 0, right_norm = 0, done = 0, left_out = 0;
-  const auto line = [&](const char* lead) {
-    const double seconds =
-        std::chrono::duration<double>(Clock::now() - start).count();
-    std::printf("%s%d examples: acc %.4f, acc_norm %.4f (%.1f s)%s\n", lead,
-                done, static_cast<double>(right) / done,
-                static_cast<double>(right_norm) / done, seconds,
-                left_out > 0
-                    ? absl::StrCat("; ", left_out,
-                                   " longer than the model's context of ",
-                                   model.shape.max_seq_len, " left out")
-                          .c_str()
-                    : "");
+  const auto left_out_note = [&] {
+    return left_out > 0 ? absl::StrCat("; ", left_out,
+                                       " longer than the model's context of ",
+                                       model.shape.max_seq_len, " left out")
+                        : std::string();
+  };
+  const auto seconds = [&] {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+  // Every 5 s: how far it is, the scores so far, and how long the rest takes
+  // at the pace so far (the whole file takes hours on a CPU).
+  const auto progress = [&] {
+    const int seen = done + left_out;
+    const double s = seconds();
+    std::printf(
+        "  %d of %zu examples (%.0f%%): acc %.4f, acc_norm %.4f (%.1f s; "
+        "about %s left)%s\n",
+        seen, examples.size(), 100.0 * seen / examples.size(),
+        static_cast<double>(right) / std::max(done, 1),
+        static_cast<double>(right_norm) / std::max(done, 1), s,
+        Duration(std::llround(s / seen * (examples.size() - seen))).c_str(),
+        left_out_note().c_str());
     std::fflush(stdout);
   };
   for (const infer::HellaSwagExample& example : examples) {
@@ -94,15 +114,15 @@ absl::Status Run() {
     // training's HellaSwag does (it stopped the whole evaluation).
     if (absl::IsOutOfRange(scored.status())) {
       ++left_out;
-      continue;
+    } else {
+      GPT2_ASSIGN_OR_RETURN(const infer::HellaSwagScore score, scored);
+      right += score.pick == example.label;
+      right_norm += score.pick_norm == example.label;
+      ++done;
     }
-    GPT2_ASSIGN_OR_RETURN(const infer::HellaSwagScore score, scored);
-    right += score.pick == example.label;
-    right_norm += score.pick_norm == example.label;
-    ++done;
-    if (std::chrono::duration<double>(Clock::now() - last_report).count() >
-        5.0) {
-      line("  ");
+    if (std::chrono::duration<double>(Clock::now() - last_report).count() >=
+        progress_seconds) {
+      progress();
       last_report = Clock::now();
     }
   }
@@ -111,7 +131,11 @@ absl::Status Run() {
         path, ": no example fits the model's context of ",
         model.shape.max_seq_len, " tokens (", left_out, " left out)"));
   }
-  line("hellaswag: ");
+  std::printf("hellaswag: %d examples: acc %.4f, acc_norm %.4f (%.1f s)%s\n",
+              done, static_cast<double>(right) / done,
+              static_cast<double>(right_norm) / done, seconds(),
+              left_out_note().c_str());
+  std::fflush(stdout);
   return absl::OkStatus();
 }
 

@@ -124,11 +124,7 @@ std::string FormatProgressLine(int64_t step, int64_t max_steps,
   const int64_t left_steps = std::max<int64_t>(max_steps - step - 1, 0);
   const int64_t left_s =
       static_cast<int64_t>(std::llround(left_steps * ms_per_step / 1000.0));
-  const std::string left =
-      left_s >= 3600
-          ? absl::StrFormat("%dh %02dm", left_s / 3600, left_s / 60 % 60)
-      : left_s >= 60 ? absl::StrFormat("%dm %02ds", left_s / 60, left_s % 60)
-                     : absl::StrFormat("%ds", left_s);
+  const std::string left = Duration(left_s);
   return absl::StrFormat(
       "progress: step %d of %d (%.0f%%), %.0f s since start; about %s left "
       "at %.1f ms/step",

@@ -451,6 +451,19 @@ if [ $rc -eq 0 ] && grep -qE "^hellaswag: 2 examples: acc .*; 1 longer than the 
 else
   echo "FAIL gpt2_eval with a long example (rc=$rc)"; echo "$out" | tail -2; failures=$((failures+1))
 fi
+# Progress lines (every --progress_seconds; 0: each example): how far, the scores so far and
+# the time left (it printed the scores alone, every 5 s, over a file that takes hours).
+out=$("$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_long.jsonl" \
+      --data_dir "$data" --device cpu --progress_seconds 0 2>&1); rc=$?
+if [ $rc -eq 0 ] && grep -qE "^  1 of 3 examples \(33%\): acc [01]\.[0-9]{4}, acc_norm [01]\.[0-9]{4} \([0-9.]+ s; about [0-9]+s left\)$" <<<"$out" \
+   && grep -qE "^  3 of 3 examples \(100%\): .*about 0s left\); 1 longer than the model's context of 64 left out$" <<<"$out" \
+   && [ "$(score "$out")" = "$(score "$eval_run")" ]; then
+  echo "ok   gpt2_eval progress lines"; passes=$((passes+1))
+else
+  echo "FAIL gpt2_eval progress lines (rc=$rc)"; echo "$out" | tail -4; failures=$((failures+1))
+fi
+expect_fail "eval negative progress" "--progress_seconds must be >= 0" \
+  "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs.jsonl" --progress_seconds -1
 expect_fail "eval with no example fitting" "no example fits the model's context of 64 tokens \(1 left out\)" \
   "$bin/gpt2_eval" --checkpoint "$work/logs/tiny_cpu" --hellaswag "$work/hs_long_only.jsonl" \
   --data_dir "$data" --device cpu
