@@ -73,14 +73,24 @@ def bench_table(bench):
         back = re.search(r"^back to back: ([\d.]+) ms/step", section, re.M)
         mem = re.search(r"^GPU memory in use: ([\d.]+) GiB", section, re.M)
         kern = re.search(r"kernels: ([^\n]*)", section)
+        loss = re.search(r"^loss: ([\d.]+) at step 0, ([\d.]+) at step \d+", section, re.M)
+        broken = re.search(r"^gpt2_bench: error: (the mean loss of step .*)$", section, re.M)
         attn = {op: (ms, tflops) for op, _, ms, _, tflops, _ in op_rows(section)
                 if op in ("attention_fwd", "attention_bwd")}
+        if head and broken:
+            rows.append({"name": name, "B": int(head.group(1)), "dtype": head.group(3),
+                         "attn": {}, "ms": 0.0, "tps": 0, "mfu": "-", "mem": "-", "back": "-",
+                         "loss": f"**broken**: {broken.group(1)}", "kernels": "",
+                         "broken": True})
         if head and med:
             rows.append({"name": name, "B": int(head.group(1)), "dtype": head.group(3),
                          "attn": attn,
                          "ms": float(med.group(1)), "tps": int(med.group(2)),
                          "mfu": mfu.group(1) if mfu else "-", "mem": mem.group(1) if mem else "-",
                          "back": back.group(1) if back else "-",
+                         # The timed steps' first and last mean loss (older runs did not
+                         # print it).
+                         "loss": f"{loss.group(1)} -> {loss.group(2)}" if loss else "-",
                          "kernels": kern.group(1).strip() if kern else ""})
         t = re.search(r"^pytorch reference: .*B=(\d+) .*(torch\.compile|eager): median ([\d.]+) "
                       r"ms/step, (\d+) tokens/s(?:, MFU ([\d.]+)%)?.*peak memory ([\d.]+) GiB",
@@ -100,7 +110,7 @@ def batch_fit(rows):
     points = {}
     for r in rows:
         m = re.fullmatch(r"bench_ours_B(\d+)", r["name"])
-        if m and r["dtype"] == "bf16":
+        if m and r["dtype"] == "bf16" and not r.get("broken"):
             ms = float(r["back"]) if r["back"] != "-" else r["ms"]
             points[int(m.group(1))] = ms
     if len(points) < 3:
@@ -465,16 +475,17 @@ def main():
     rows, torch_rows = bench_table(bench)
     if rows or torch_rows:
         out += ["| run | B | precision | ms/step | tokens/s | MFU % | GPU memory GiB | "
-                "back to back ms/step |",
-                "|---|---|---|---|---|---|---|---|"]
+                "back to back ms/step | loss, first -> last timed step |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             out.append(f"| gpt2_ddp `{r['name']}` | {r['B']} | {r['dtype']} | {r['ms']:.1f} | "
-                       f"{r['tps']:,} | {r['mfu']} | {r['mem']} | {r['back']} |")
+                       f"{r['tps']:,} | {r['mfu']} | {r['mem']} | {r['back']} | {r['loss']} |")
         for t in torch_rows:
             out.append(f"| PyTorch reference ({t['mode']}) | {t['B']} | bf16 autocast | {t['ms']:.1f} | "
-                       f"{t['tps']:,} | {t['mfu']} | {t['mem']} (peak) | - |")
+                       f"{t['tps']:,} | {t['mfu']} | {t['mem']} (peak) | - | - |")
         for t in torch_rows:
-            ours = [r for r in rows if r["B"] == t["B"] and r["name"].startswith("bench_ours")]
+            ours = [r for r in rows if r["B"] == t["B"] and r["name"].startswith("bench_ours")
+                    and not r.get("broken")]
             if ours:
                 out.append("")
                 out.append(f"Ratio to PyTorch ({t['mode']}) at B={t['B']}: "

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <optional>
@@ -13,6 +14,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -327,9 +329,31 @@ double BenchTrainStep(bool print, int local_rank = 0) {
         TokensNote(x).c_str());
   }
   std::vector<double> total, fwd, bwd, upd;
+  // Each timed step's mean loss, read after its time is taken: the same
+  // tokens every step, so it falls as the model memorises them; a loss that
+  // is not finite, or does not fall, is a broken step, whatever its speed
+  // (shapes the tests do not reach, as B=64's 3.3e9 logits).
+  std::vector<double> step_loss;
+  const auto mean_loss = [&] {
+    const Tensor losses = model.losses();
+    std::vector<char> bytes(losses.bytes());
+    backend->Download(bytes.data(), losses);
+    double sum = 0;
+    for (const double l : DecodeHost(bytes, losses.dtype)) sum += l;
+    return sum / (static_cast<double>(B) * T);
+  };
   const int steps = absl::GetFlag(FLAGS_steps);
   backend->TimeHostCalls(true);  // what the warm-up's extra time is
   for (int i = 0; i <= steps; ++i) {
+    // Tests: GPT2_TEST_NAN_AT=STEP:weights makes the first weight NaN before
+    // that step, as training's hook does (through the tied lm-head every
+    // logit row then holds a NaN).
+    if (const char* spec = std::getenv("GPT2_TEST_NAN_AT");
+        spec != nullptr && std::atoll(spec) == i &&
+        absl::EndsWith(spec, ":weights")) {
+      const Tensor first = model.params().Slice(0, 1);
+      backend->Upload(first, EncodeHost({std::nan("")}, first.dtype).data());
+    }
     const auto t0 = Clock::now();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
     backend->Synchronize();
@@ -343,6 +367,7 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     opt.Step(model.params(), model.grads(), norm_sq, 1e-4, i + 1);
     backend->Synchronize();
     const auto t3 = Clock::now();
+    step_loss.push_back(mean_loss());
     if (print) {
       std::printf(
           "  step %d: %.1f ms (forward %.1f, backward %.1f, optimizer "
@@ -424,12 +449,32 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   backend->Free(norm_sq);
   const double ms = Median(total);
   const double tokens_per_sec = B * T / (ms / 1000.0);
+  for (size_t i = 0; i < step_loss.size(); ++i) {
+    if (!std::isfinite(step_loss[i])) {
+      std::exit(ReportError(
+          "gpt2_bench",
+          absl::InternalError(absl::StrFormat(
+              "the mean loss of step %d is %g: this step is broken at B=%d "
+              "T=%d, whatever its speed",
+              i, step_loss[i], B, T))));
+    }
+  }
   if (print) {
     std::printf(
         "median over %d steps: %.1f ms/step, %.0f tokens/s (forward %.1f, "
         "backward %.1f, "
         "optimizer %.1f ms)\n",
         steps, ms, tokens_per_sec, Median(fwd), Median(bwd), Median(upd));
+    std::printf(
+        "loss: %.4f at step 0, %.4f at step %d (the same tokens every step, "
+        "lr 1e-4: it falls as they are memorised; ln V = %.4f)\n",
+        step_loss.front(), step_loss.back(), steps,
+        std::log(static_cast<double>(shape.vocab_size)));
+    if (step_loss.back() >= step_loss.front()) {
+      std::printf(
+          "warning: the loss did not fall over the timed steps: a step that "
+          "does not learn is broken, whatever its speed\n");
+    }
     if (!rounds.empty()) {
       std::printf(
           "back to back: %.1f ms/step, %.0f tokens/s (median of %zu rounds of "

@@ -142,6 +142,22 @@ expect_fail "bench weights that cannot fit" "state alone do not fit: a smaller s
 expect_fail "bench that cannot fit" "B=4096 T=[0-9]+ needs .* on the host and .* is free .*: a smaller --batch or --seq_len fits" \
   "$bin/gpt2_bench" --batch 4096 --steps 1 --tokenizer=false
 expect_fail "bench stray argument" "unexpected argument '16'" "$bin/gpt2_bench" 16
+# Each timed step's loss is read: a non-finite one fails the bench (a NaN weight made by
+# the test hook flows through the tied lm-head into every row's loss), and the first and
+# last are printed, the last lower (the same tokens every step).
+expect_fail "bench with a non-finite loss" "the mean loss of step 2 is nan: this step is broken at B=2 T=64" \
+  env GPT2_TEST_NAN_AT=2:weights "$bin/gpt2_bench" --layers 1 --channels 16 --heads 2 --batch 2 \
+  --seq_len 64 --steps 3 --tokenizer=false
+out=$("$bin/gpt2_bench" --layers 1 --channels 16 --heads 2 --batch 2 --seq_len 64 --steps 3 \
+      --tokenizer=false 2>&1); rc=$?
+first=$(sed -nE 's/^loss: ([0-9.]+) at step 0, ([0-9.]+) at step 3 .*/\1/p' <<<"$out")
+last=$(sed -nE 's/^loss: ([0-9.]+) at step 0, ([0-9.]+) at step 3 .*/\2/p' <<<"$out")
+if [ $rc -eq 0 ] && [ -n "$first" ] && awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < a && a > 10 && a < 11.5) }' \
+   && ! grep -q "^warning: the loss did not fall" <<<"$out"; then
+  echo "ok   bench loss falls ($first -> $last)"; passes=$((passes+1))
+else
+  echo "FAIL bench loss (rc=$rc, '$first' -> '$last')"; echo "$out" | tail -3; failures=$((failures+1))
+fi
 expect_fail "bench bf16 state on f32" "--bf16_state keeps the optimizer state in bf16 beside bf16 params; this step's are f32" "$bin/gpt2_bench" --bf16_state --layers 1 --channels 16 --heads 2 --steps 1 --tokenizer=false
 tiny_bench=("$bin/gpt2_bench" --layers 1 --channels 16 --heads 2 --batch 2 --seq_len 64 --steps 1
             --tokenizer=false)
@@ -542,6 +558,7 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   printf '%s\n' "===== bench_ours_B16 (limit 1s): x" \
     "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=16 T=1024, bf16, X" \
     "median over 10 steps: 20.0 ms/step, 1000 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
+    "loss: 10.9876 at step 0, 9.8765 at step 10 (the same tokens every step, lr 1e-4: it falls as they are memorised; ln V = 10.8249)" \
     "back to back: 19.5 ms/step, 1025 tokens/s (median of 3 rounds of 10 steps queued without host waits, as training runs; the host issued a step's calls in 3.0 ms)" \
     "per-op time of one profiled step (GPU events):" \
     "  attention_bwd             12 calls      5.00 ms  50.0%    111 TFLOP/s     321 GB/s" \
@@ -558,6 +575,9 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     "===== bench_ours_B2 (limit 1s): x" \
     "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=2 T=1024, bf16, X" \
     "median over 10 steps: 7.0 ms/step, 300 tokens/s (forward 1, backward 1, optimizer 1 ms)" \
+    "===== bench_ours_B64 (limit 1s): x" \
+    "train step: GPT-2 L=12 C=768 NH=12 (1 params), B=64 T=1024, bf16, X" \
+    "gpt2_bench: error: the mean loss of step 3 is nan: this step is broken at B=64 T=1024, whatever its speed" \
     "===== decode_bench_no_graphs (limit 1s): z" \
     "decode batch 1: 800.0 tokens/s (1.25 ms/step, top-k sampling included; prefill 9.0 ms)" \
     "decode batch 1 (one draw per wait): 700.0 tokens/s (1.43 ms/step, top-k sampling included, 1 draw per wait for the device; prefill 9.0 ms)" \
@@ -575,7 +595,8 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
     >"$run/machine.txt"
   out=$(/usr/bin/python3 "$src/launch/collect_device_run.py" "$run" --logs "$work/logs_out" --date 2000-01-01 2>&1)
   summary=$work/logs_out/gpu_h100_2000-01-01/SUMMARY.md
-  if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 | - | - | 19.5 |" "$summary" \
+  if [ -s "$summary" ] && grep -q "| 16 | bf16 | 20.0 | 1,000 | - | - | 19.5 | 10.9876 -> 9.8765 |" "$summary" \
+     && grep -q "| gpt2_ddp \`bench_ours_B64\` | 64 | bf16 | .* | \*\*broken\*\*: the mean loss of step 3 is nan" "$summary" \
      && grep -q "Ratio to PyTorch (torch.compile) at B=16: 2.00x" "$summary" \
      && grep -q "bench_ours_B{2,4,16}, back to back where printed): ms = 5.06 + 0.901 x B" "$summary" \
      && grep -q "passed: 7" "$summary" \
