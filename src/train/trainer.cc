@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <optional>
@@ -130,6 +131,40 @@ std::string FormatProgressLine(int64_t step, int64_t max_steps,
       "at %.1f ms/step",
       step, max_steps, 100.0 * (step + 1) / std::max<int64_t>(max_steps, 1),
       elapsed_s, left, ms_per_step);
+}
+
+// What to do with a saved run, as commands to copy: its samples, the web
+// demo, more steps. The tools are named by the folder of this binary where
+// they are there (build/bin/gpt2_sample), else by name.
+std::string NextCommands(const config::RunConfig& cfg,
+                         const std::string& run_dir) {
+  std::error_code ec;
+  const std::filesystem::path exe =
+      std::filesystem::read_symlink("/proc/self/exe", ec);
+  std::string tools;
+  if (!ec && std::filesystem::exists(exe.parent_path() / "gpt2_sample", ec)) {
+    std::filesystem::path dir = exe.parent_path();
+    const std::filesystem::path cwd = std::filesystem::current_path(ec);
+    if (!ec) {
+      const std::filesystem::path rel = dir.lexically_relative(cwd);
+      if (!rel.empty() && *rel.begin() != "..") dir = rel;
+    }
+    tools = dir.string() + "/";
+  }
+  // The config's first prompt where the shell takes it as it is in quotes.
+  std::string prompt = "ROMEO:";
+  if (!cfg.log().sample_prompts().empty()) {
+    const std::string& first = cfg.log().sample_prompts(0);
+    if (!first.empty() && first.find_first_of("\"\\$`\n") == std::string::npos)
+      prompt = first;
+  }
+  return absl::StrFormat(
+      "next: %sgpt2_sample --checkpoint %s --prompt \"%s\"   (samples)\n"
+      "      %sgpt2_serve --checkpoint %s   (the web demo, "
+      "http://127.0.0.1:8080)\n"
+      "      the same command with --resume latest --set train.max_steps=%d   "
+      "(more steps)",
+      tools, run_dir, prompt, tools, run_dir, 2 * cfg.train().max_steps());
 }
 
 constexpr char kScopePayload[] = "gpt2/error_scope";
@@ -1411,6 +1446,9 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   log.Line(absl::StrFormat(
       "done: %d steps in %.1f s, final loss %.6f; logs in %s", result.steps_run,
       SecondsSince(process_start), result.final_loss, run_dir));
+  if (rank0 && last_saved >= 0 && result.interrupted_by == 0) {
+    log.Line(NextCommands(cfg, run_dir));
+  }
   return result;
 }
 

@@ -231,6 +231,16 @@ if [ $rc -eq 0 ] && grep -qE '^step 1 \| loss: [0-9.]+ \|' <<<"$out" && [ "$befo
 else
   echo "FAIL tiny run (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
+# Its last lines: what to do next with the saved run, as commands to copy (the tools by
+# this binary's folder, the config's first prompt).
+if grep -qxF "next: $bin/gpt2_sample --checkpoint logs/tiny_cpu --prompt \"ROMEO:\"   (samples)" <<<"$out" \
+   && grep -qxF "      $bin/gpt2_serve --checkpoint logs/tiny_cpu   (the web demo, http://127.0.0.1:8080)" <<<"$out" \
+   && grep -qxF "      the same command with --resume latest --set train.max_steps=4   (more steps)" <<<"$out" \
+   && [ "$(tail -1 <<<"$out")" = "      the same command with --resume latest --set train.max_steps=4   (more steps)" ]; then
+  echo "ok   a run ends with the next commands"; passes=$((passes+1))
+else
+  echo "FAIL a run ends with the next commands"; echo "$out" | tail -4; failures=$((failures+1))
+fi
 
 # A fresh run in a folder that holds another run's checkpoints warns (they were mixed
 # unawares); samples longer than the model's context say they stop there; NCCL asked
