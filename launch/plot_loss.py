@@ -14,6 +14,7 @@ beside the per-step curve. A resumed run's restart row drops the steps it redoes
 Needs matplotlib (Debian: python3-matplotlib).
 """
 import argparse
+import os
 import sys
 
 from metrics_file import BadLine, is_number, read_rows
@@ -21,7 +22,7 @@ from metrics_file import BadLine, is_number, read_rows
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("metrics", help="metrics.jsonl of a run")
+    parser.add_argument("metrics", help="metrics.jsonl of a run, or the run's folder")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--target", type=float, default=0.0,
                         help="draw this loss as a dashed line (0 = none)")
@@ -44,6 +45,8 @@ def main():
             if row.get(key) is not None and not is_number(row[key]):
                 raise ValueError(f"{key} {row[key]!r} is not a number")
 
+    if os.path.isdir(args.metrics):  # a run folder, as the binaries take one
+        args.metrics = os.path.join(args.metrics, "metrics.jsonl")
     try:
         rows = read_rows(args.metrics, check)  # restart rows applied
     except OSError as e:

@@ -54,6 +54,15 @@ void InstallStopSignals(const std::string& note) {
   g_installed_once = true;
 }
 
+std::string IgnoredStopSignals() {
+  std::string names;
+  for (const int signo : {SIGINT, SIGTERM, SIGUSR1}) {
+    if (g_inherited_ignore[signo])
+      absl::StrAppend(&names, names.empty() ? "" : ", ", StopSignalName(signo));
+  }
+  return names;
+}
+
 int StopSignalReceived() { return g_signal; }
 
 std::string StopSignalName(int signo) {

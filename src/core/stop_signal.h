@@ -19,6 +19,11 @@ namespace gpt2 {
 // stderr when the first signal arrives.
 void InstallStopSignals(const std::string& note);
 
+// The stop signals other than SIGHUP that the process inherited as ignored
+// (SIGINT in a background job of a non-interactive shell), left so: "SIGINT",
+// "SIGINT, SIGTERM", or "" (known once InstallStopSignals has run).
+std::string IgnoredStopSignals();
+
 // The stop signal received since InstallStopSignals, or 0.
 int StopSignalReceived();
 

@@ -402,8 +402,12 @@ absl::Status Export(const std::vector<std::string>& args) {
                         CheckpointReader::Open(args[0]));
   if (format == "llmc") {
     GPT2_RETURN_IF_ERROR(ExportLlmc(&reader, out));
-    std::printf("wrote %s (llm.c model, version 3, fp32, step %lld)\n",
-                out.c_str(), static_cast<long long>(reader.header().step()));
+    // The step is the checkpoint's: llm.c's file has no place for it (an
+    // import records --step, 0 by default).
+    std::printf(
+        "wrote %s (llm.c model, version 3, fp32: the weights of step %lld; the "
+        "file does not keep the step, import --step N records it)\n",
+        out.c_str(), static_cast<long long>(reader.header().step()));
     return absl::OkStatus();
   }
   const std::string data_dir =

@@ -150,6 +150,20 @@ int main(int argc, char** argv) {
                 "checkpoint: checkpoint.save_at_end and every_steps are off), "
                 "or, once training is done, the final samples (send the signal "
                 "again to quit at once)\n");
+  // A signal ignored from the start stays ignored (a background job of a
+  // non-interactive shell ignores SIGINT): said, since kill -INT then does
+  // nothing at all.
+  if (const std::string ignored = gpt2::IgnoredStopSignals();
+      !ignored.empty() && mpi.rank() == 0) {
+    std::fprintf(stderr,
+                 "gpt2_ddp: note: %s ignored when this process started (a "
+                 "background job of a non-interactive shell ignores SIGINT) "
+                 "and left so; stop the run with %s\n",
+                 ignored.c_str(),
+                 ignored.find("SIGTERM") == std::string::npos   ? "SIGTERM"
+                 : ignored.find("SIGUSR1") == std::string::npos ? "SIGUSR1"
+                                                                : "SIGHUP");
+  }
   auto result = gpt2::Train(*loaded, options);
   if (!result.ok()) {
     const gpt2::ErrorScope scope = gpt2::ScopeOf(result.status());

@@ -307,9 +307,10 @@ absl::Status Sample(const infer::InferenceModel& model) {
   std::printf("======\n");
   const double seconds = result.prefill_seconds + result.decode_seconds;
   std::printf(
-      "%d samples, %lld new tokens in %.3f s: %.1f tokens/s (prompt %zu "
+      "%d sample%s, %lld new tokens in %.3f s: %.1f tokens/s (prompt %zu "
       "tokens, prefill %.1f ms; decoder %s)\n",
-      num_samples, static_cast<long long>(result.new_tokens), seconds,
+      num_samples, num_samples == 1 ? "" : "s",
+      static_cast<long long>(result.new_tokens), seconds,
       seconds > 0 ? result.new_tokens / seconds : 0.0, request.prompt.size(),
       1000.0 * result.prefill_seconds, made.decoder->name().c_str());
   return absl::OkStatus();

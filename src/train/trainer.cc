@@ -628,13 +628,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     if (absl::StatusOr<std::string> latest = ReadLatest(run_dir); latest.ok())
       earlier_run = *latest;
   }
-  GPT2_ASSIGN_OR_RETURN(
-      RunLog log,
-      RunLog::Open(
-          run_dir, rank0,
-          /*append=*/!resume_path.empty() || options.eval_only,
-          /*tensorboard=*/cfg.log().tensorboard() && !options.eval_only));
-  if (rank0) *log_path = run_dir + "/train.log";
 
   Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
                   cfg.train().recompute_gelu(),
@@ -689,6 +682,17 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     optimizer.InitMasterFromParams(model.params());
   }
   end_phase("optimizer");
+  // The run's log files are opened (a fresh run's truncated) only now: a run
+  // refused before this (an --init_from file that is not one, or of another
+  // shape) leaves an earlier run's logs in the folder as they were (it
+  // emptied its train.log and metrics.jsonl).
+  GPT2_ASSIGN_OR_RETURN(
+      RunLog log,
+      RunLog::Open(
+          run_dir, rank0,
+          /*append=*/!resume_path.empty() || options.eval_only,
+          /*tensorboard=*/cfg.log().tensorboard() && !options.eval_only));
+  if (rank0) *log_path = run_dir + "/train.log";
   Tensor shard_grads =
       own_shard_buffer ? backend->Alloc(choice.dtype, shard.shard_size)
       : world > 1

@@ -52,10 +52,12 @@ expect_fail "resume without checkpoints" "latest" \
   "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set log.run_dir="$work/none" \
   --resume latest
 expect_fail "init_from missing file" "cannot open --init_from file" \
-  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/nope.ckpt"
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/nope.ckpt" \
+  --set log.run_dir="$work/refused"
 printf 'not a model at all' >"$work/junk.bin"
 expect_fail "init_from neither format" "takes a gpt2_ddp checkpoint, an llm.c model file" \
-  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/junk.bin"
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --init_from "$work/junk.bin" \
+  --set log.run_dir="$work/refused"
 expect_fail "sample without a prompt" "prompt" "$bin/gpt2_sample" --checkpoint "$work/nope.ckpt"
 expect_fail "prepro no args" "--input and --output_dir are required" "$bin/gpt2_prepro"
 expect_fail "prepro missing input" "nope.txt: no such file" \
@@ -242,6 +244,28 @@ else
   echo "FAIL a run ends with the next commands"; echo "$out" | tail -4; failures=$((failures+1))
 fi
 
+# A run refused at its --init_from, in the folder of that run: the run's logs are left as
+# they were (its train.log and metrics.jsonl were emptied).
+logs_before=$(cat "$work/logs/tiny_cpu/train.log" "$work/logs/tiny_cpu/metrics.jsonl" | sha256sum)
+(cd "$work" && "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" \
+   --init_from "$work/junk.bin" >/dev/null 2>&1)
+refused_rc=$?
+logs_after=$(cat "$work/logs/tiny_cpu/train.log" "$work/logs/tiny_cpu/metrics.jsonl" | sha256sum)
+if [ $refused_rc -ne 0 ] && [ "$logs_before" = "$logs_after" ] && [ -s "$work/logs/tiny_cpu/metrics.jsonl" ]; then
+  echo "ok   a refused --init_from leaves the folder's logs"; passes=$((passes+1))
+else
+  echo "FAIL a refused --init_from emptied the folder's logs (rc=$refused_rc)"; failures=$((failures+1))
+fi
+# SIGINT ignored from the start (a background job of a non-interactive shell) stays
+# ignored, and the run says so (kill -INT did nothing, silently).
+out=$(cd "$work" && trap '' INT && exec "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" \
+      --set train.max_steps=1 --set log.val_every_steps=0 --set log.sample_prompts= \
+      --set log.run_name=ignored 2>&1)
+if grep -q "^gpt2_ddp: note: SIGINT ignored when this process started .* stop the run with SIGTERM$" <<<"$out"; then
+  echo "ok   an inherited ignored SIGINT is said"; passes=$((passes+1))
+else
+  echo "FAIL an inherited ignored SIGINT is said"; echo "$out" | head -3; failures=$((failures+1))
+fi
 # A fresh run in a folder that holds another run's checkpoints warns (they were mixed
 # unawares); samples longer than the model's context say they stop there; NCCL asked
 # for a CPU process is refused as it is for CPU ranks.
