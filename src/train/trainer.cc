@@ -192,6 +192,33 @@ LoaderLayout LayoutFor(const RunPlan& plan, const Communicator& comm) {
 // gpt2_ddp --plan: what the run would be (model, batch arithmetic, memory per
 // rank and the check against the device) on rank 0, then the first reason it
 // could not start (the memory check, the data), if any.
+// The val set's loader (none without a val set), as the run and --plan make
+// it: one micro-step a batch; an error naming the val set where its shards
+// cannot give one batch, or where log.val_every_steps asks for passes and
+// there is no val set.
+absl::StatusOr<std::optional<DataLoader>> ValLoaderFor(
+    std::vector<TokenShard> val, LoaderLayout layout,
+    const config::RunConfig& cfg, const std::string& config_path) {
+  if (val.empty()) {
+    if (cfg.log().val_every_steps() > 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config_path,
+          ": log.val_every_steps is set but the data has no val set "
+          "(data.val_shards or data.val_tokens)"));
+    }
+    return std::optional<DataLoader>();
+  }
+  layout.grad_accum_steps = 1;
+  absl::StatusOr<DataLoader> loader =
+      DataLoader::Create(std::move(val), layout);
+  if (!loader.ok()) {
+    return absl::Status(
+        loader.status().code(),
+        absl::StrCat("the val set: ", loader.status().message()));
+  }
+  return std::optional<DataLoader>(std::move(*loader));
+}
+
 absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
                                       const TrainOptions& options,
                                       const std::string& device, DType dtype,
@@ -212,6 +239,11 @@ absl::StatusOr<TrainResult> PrintPlan(const LoadedConfig& loaded,
       epoch = absl::StrCat("; 1 epoch = ", loader->steps_per_epoch(), " steps");
     } else {
       data_fits = loader.status();
+    }
+    if (data_fits.ok()) {
+      data_fits = ValLoaderFor(std::move(data->val), LayoutFor(plan, comm),
+                               loaded.config, options.config_path)
+                      .status();
     }
   }
   if (comm.rank() == 0) {
@@ -574,23 +606,15 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   const LoaderLayout layout = LayoutFor(plan, *comm);
   GPT2_ASSIGN_OR_RETURN(DataLoader train_loader,
                         DataLoader::Create(std::move(data.train), layout));
-  std::optional<DataLoader> val_loader;
+  GPT2_ASSIGN_OR_RETURN(
+      std::optional<DataLoader> val_loader,
+      ValLoaderFor(std::move(data.val), layout, cfg, options.config_path));
   int val_batches = 0;  // a val pass's batches
-  if (!data.val.empty()) {
-    LoaderLayout val_layout = layout;
-    val_layout.grad_accum_steps = 1;
-    GPT2_ASSIGN_OR_RETURN(DataLoader loader,
-                          DataLoader::Create(std::move(data.val), val_layout));
-    val_loader.emplace(std::move(loader));
+  if (val_loader) {
     // A val pass reads the val set at most once (more batches than it holds
     // read the same tokens again: a slower pass, no better measure).
     val_batches = static_cast<int>(std::min<int64_t>(
         cfg.log().val_batches(), val_loader->steps_per_epoch()));
-  } else if (cfg.log().val_every_steps() > 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(options.config_path,
-                     ": log.val_every_steps is set but the data has no val set "
-                     "(data.val_shards or data.val_tokens)"));
   }
 
   const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();

@@ -129,6 +129,15 @@ if [ $rc -eq 0 ] && [ "$train_glob" = "$work/shards/mine_train*.bin" ] \
 else
   echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
 fi
+# --plan makes the val set's checks too (a val shard shorter than one batch; val passes asked for with no
+# val set): the plan passed both, the run then refused them.
+expect_fail "plan with a val shard too short" "data: FAILS: the val set: .*tiny_train.bin: [0-9]+ tokens; one step needs 513" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set data.train_text= \
+  --set data.train_shards="$train_glob" --set data.val_shards="$work/pp_tiny/tiny_train.bin" \
+  --set data.val_tokens=0 --plan
+expect_fail "plan with val passes and no val set" "data: FAILS: .*log.val_every_steps is set but the data has no val set" \
+  "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" --set data.train_text= \
+  --set data.train_shards="$train_glob" --set data.val_tokens=0 --plan
 expect_fail "bench bad shape" "--channels 768: must be a multiple of --heads 5" "$bin/gpt2_bench" --heads 5
 # (--channels 0 died of SIGFPE; every bad value is named.)
 # --comm on one rank: nothing to overlap (it printed noise as negative milliseconds).
