@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/algorithm/container.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -321,15 +323,40 @@ absl::StatusOr<RunPlan> ValidateConfig(
   if (c.checkpoint().keep_last() < 1) fail("checkpoint.keep_last must be >= 1");
 
   if (!problems.empty()) {
-    // Each problem under what gave its field the value: the last --set of
-    // it, else the file.
+    // Each problem under what gave its fields their values: the last --set
+    // of the field it is about, else the last --set of each field it names
+    // ("model.num_heads (4) must divide model.channels (130)" after --set
+    // model.channels=130; "... a multiple of micro_batch_size * seq_len" after
+    // --set train.seq_len=128), else the file.
+    const auto names = [](const std::string& text, const std::string& name) {
+      const auto word = [](char ch) {
+        return absl::ascii_isalnum(ch) || ch == '_' || ch == '.';
+      };
+      for (size_t p = text.find(name); p != std::string::npos;
+           p = text.find(name, p + 1)) {
+        const size_t end = p + name.size();
+        if ((p == 0 || !word(text[p - 1])) &&
+            (end == text.size() || !word(text[end])))
+          return true;
+      }
+      return false;
+    };
     const auto given_by = [&](const std::string& problem) {
       for (auto o = overrides.rbegin(); o != overrides.rend(); ++o) {
         const std::string field = OverrideField(*o);
         if (!field.empty() && absl::StartsWith(problem, field + " "))
           return absl::StrCat("--set ", *o);
       }
-      return source;
+      std::vector<std::string> sets, fields;
+      for (auto o = overrides.rbegin(); o != overrides.rend(); ++o) {
+        const std::string field = OverrideField(*o);
+        if (field.empty() || absl::c_linear_search(fields, field)) continue;
+        fields.push_back(field);
+        const std::string last = field.substr(field.rfind('.') + 1);
+        if (names(problem, field) || names(problem, last))
+          sets.insert(sets.begin(), absl::StrCat("--set ", *o));
+      }
+      return sets.empty() ? source : absl::StrJoin(sets, ", ");
     };
     std::vector<std::string> lines;
     for (const std::string& problem : problems)

@@ -263,13 +263,30 @@ TEST(Config, LoadConfigAppliesOverridesBeforeValidating) {
                                         "(64) exceeds model.max_seq_len (32)"),
             std::string::npos)
       << bad.status();
-  // A problem not led by a field given by --set: the file's.
+  // A problem that names a field given by --set, not led by it: that --set's
+  // (it blamed the file, which holds micro_batch_size 8). One naming no
+  // --set field: the file's.
   auto other = LoadConfig(path.string(), {"train.micro_batch_size=3"}, 1);
   ASSERT_FALSE(other.ok());
-  EXPECT_EQ(other.status().message().find(absl::StrCat(
-                path.string(), ": train.total_batch_tokens (512)")),
+  EXPECT_EQ(other.status().message().find(
+                "--set train.micro_batch_size=3: train.total_batch_tokens "
+                "(512) is not a multiple of micro_batch_size"),
             0u)
       << other.status();
+  auto channels =
+      LoadConfig(path.string(), {"model.channels=130", "train.max_steps=7"}, 1);
+  ASSERT_FALSE(channels.ok());
+  EXPECT_EQ(channels.status().message().find(
+                "--set model.channels=130: model.num_heads (4) must divide "
+                "model.channels (130)"),
+            0u)
+      << channels.status();
+  auto file = LoadConfig(path.string(), {"optim.lr=0.5"}, 3);
+  ASSERT_FALSE(file.ok());
+  EXPECT_EQ(file.status().message().find(
+                absl::StrCat(path.string(), ": train.total_batch_tokens")),
+            0u)
+      << file.status();
   // A value given by --set is blamed on that --set (the last one of its
   // field), not on the file that does not hold it; the others on the file.
   auto set = LoadConfig(
