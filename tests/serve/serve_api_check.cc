@@ -689,6 +689,28 @@ int Connect() {
   return fd;
 }
 
+// Sends `request` (which asks Connection: close) on a raw loopback
+// connection and returns all the server answers until it closes.
+std::string Exchange(const std::string& request) {
+  const int fd = Connect();
+  if (fd < 0) {
+    ADD_FAILURE() << "cannot connect to the server";
+    return "";
+  }
+  std::string answer;
+  if (write(fd, request.data(), request.size()) !=
+      static_cast<ssize_t>(request.size())) {
+    ADD_FAILURE() << "short write of the request";
+  } else {
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) {
+      answer.append(buf, n);
+    }
+  }
+  close(fd);
+  return answer;
+}
+
 // A POST without Content-Length (curl -X POST with no -d) is answered at
 // once: 400 saying what is missing on a POST route, 405 on a GET route, 404
 // elsewhere (httplib waited out its 5 s read timeout, then sent a bare
@@ -700,20 +722,9 @@ TEST(Api, BodilessPostIsAnsweredAtOnce) {
            {"/v1/completions", 400, "without a body"},
            {"/healthz", 405, "it takes GET"},
            {"/nope", 404, "no route for POST /nope"}}) {
-    const int fd = Connect();
-    ASSERT_GE(fd, 0);
-    const std::string request = "POST " + path +
-                                " HTTP/1.1\r\nHost: x\r\nConnection: "
-                                "close\r\n\r\n";
     const auto start = std::chrono::steady_clock::now();
-    ASSERT_EQ(write(fd, request.data(), request.size()),
-              static_cast<ssize_t>(request.size()));
-    std::string answer;
-    char buf[4096];
-    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) {
-      answer.append(buf, n);
-    }
-    close(fd);
+    const std::string answer = Exchange(
+        "POST " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     const double seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count();
@@ -733,20 +744,10 @@ TEST(Api, BodilessPostIsAnsweredAtOnce) {
 TEST(Api, FormEncodedBodyOver8KiBIsReadAsJson) {
   const std::string prompt(9000, 'a');  // over the 8,192-byte prompt limit
   const std::string body = Json{{"prompt", prompt}}.dump();
-  const int fd = Connect();
-  ASSERT_GE(fd, 0);
-  const std::string request =
+  const std::string answer = Exchange(
       "POST /api/generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
       "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n" + body;
-  ASSERT_EQ(write(fd, request.data(), request.size()),
-            static_cast<ssize_t>(request.size()));
-  std::string answer;
-  char buf[4096];
-  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) {
-    answer.append(buf, n);
-  }
-  close(fd);
+      std::to_string(body.size()) + "\r\n\r\n" + body);
   EXPECT_EQ(answer.rfind("HTTP/1.1 400", 0), 0u) << answer;
   EXPECT_NE(answer.find("prompt: 9000 bytes; at most 8192 are accepted"),
             std::string::npos)
