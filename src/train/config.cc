@@ -23,14 +23,121 @@ namespace {
 
 namespace pb = google::protobuf;
 
+// Edits (insert, delete, replace one character) between a and b.
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1,
+                         diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// " (did you mean 'x'?)" for the field of `d` nearest `name`, if one is close
+// (two edits, or a third of its letters, at most; fewer than it has), else "".
+std::string DidYouMean(const std::string& name, const pb::Descriptor* d) {
+  std::string best;
+  size_t best_distance =
+      std::min(std::max<size_t>(2, name.size() / 3) + 1, name.size());
+  for (int i = 0; i < d->field_count(); ++i) {
+    const size_t distance = EditDistance(name, d->field(i)->name());
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = d->field(i)->name();
+    }
+  }
+  return best.empty() ? "" : absl::StrCat(" (did you mean '", best, "'?)");
+}
+
+std::string FieldNames(const pb::Descriptor* d) {
+  std::vector<std::string> names;
+  for (int i = 0; i < d->field_count(); ++i)
+    names.push_back(d->field(i)->name());
+  return absl::StrJoin(names, ", ");
+}
+
+// An enum's values a config may name (X_UNSPECIFIED is proto3's unset value,
+// not a choice).
+std::string EnumChoices(const pb::EnumDescriptor* e) {
+  std::vector<std::string> names;
+  for (int v = 0; v < e->value_count(); ++v) {
+    const std::string& name = e->value(v)->name();
+    if (!absl::EndsWith(name, "_UNSPECIFIED")) names.push_back(name);
+  }
+  return absl::StrJoin(names, ", ");
+}
+
+// What a config file calls the message `d`: its section's name ("train"), or
+// "the config" for the top level.
+std::string SectionName(const pb::Descriptor* d) {
+  const pb::Descriptor* root = config::RunConfig::descriptor();
+  for (int i = 0; i < root->field_count(); ++i) {
+    if (root->field(i)->message_type() == d) return root->field(i)->name();
+  }
+  return d == root ? "the config" : d->name();
+}
+
+// A config mistake said in the config's terms: what was written, where, and
+// what would have been right.
+struct ParseError {
+  std::string word;     // the offending name or value, "" if none is known
+  std::string message;  // protobuf's own words where they are not rewritten
+};
+
+// protobuf's words for the two mistakes a hand-edited config makes most,
+// rewritten with the choices; any other message as protobuf gave it.
+ParseError ExplainParseError(const std::string& message) {
+  const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
+  const std::vector<std::string> quoted = absl::StrSplit(message, '"');
+  // Message type "gpt2.config.TrainConfig" has no field named "x".
+  if (quoted.size() == 5 && absl::StartsWith(message, "Message type ") &&
+      absl::StrContains(message, "has no field named")) {
+    if (const pb::Descriptor* d = pool->FindMessageTypeByName(quoted[1])) {
+      return {quoted[3], absl::StrCat("no field '", quoted[3], "' in ",
+                                      SectionName(d), DidYouMean(quoted[3], d),
+                                      " (fields: ", FieldNames(d), ")")};
+    }
+  }
+  // Unknown enumeration value of "FP16" for field "precision".
+  if (quoted.size() == 5 &&
+      absl::StartsWith(message, "Unknown enumeration value of ")) {
+    const pb::Descriptor* root = config::RunConfig::descriptor();
+    for (int i = 0; i < root->field_count(); ++i) {
+      const pb::Descriptor* section = root->field(i)->message_type();
+      const pb::FieldDescriptor* f =
+          section ? section->FindFieldByName(quoted[3]) : nullptr;
+      if (f != nullptr && f->enum_type() != nullptr) {
+        return {quoted[1],
+                absl::StrCat("'", quoted[1], "' is not a valid ",
+                             root->field(i)->name(), ".", quoted[3],
+                             " (one of ", EnumChoices(f->enum_type()), ")")};
+      }
+    }
+  }
+  return {"", message};
+}
+
+bool IsNameChar(char c) { return absl::ascii_isalnum(c) || c == '_'; }
+
 class CollectErrors : public pb::io::ErrorCollector {
  public:
-  explicit CollectErrors(std::string source) : source_(std::move(source)) {}
+  CollectErrors(std::string source, const std::string& text)
+      : source_(std::move(source)), lines_(absl::StrSplit(text, '\n')) {}
   void AddError(int line, pb::io::ColumnNumber column,
                 const std::string& message) override {
+    const ParseError error = ExplainParseError(message);
+    // protobuf places a mistake at the token after it; point at the word.
+    if (!error.word.empty()) Locate(error.word, &line, &column);
     // The parser counts from zero; editors count from one.
-    errors_.push_back(
-        absl::StrCat(source_, ":", line + 1, ":", column + 1, ": ", message));
+    errors_.push_back(absl::StrCat(source_, ":", line + 1, ":", column + 1,
+                                   ": ", error.message));
   }
   void AddWarning(int line, pb::io::ColumnNumber column,
                   const std::string& message) override {
@@ -39,7 +146,29 @@ class CollectErrors : public pb::io::ErrorCollector {
   std::string joined() const { return absl::StrJoin(errors_, "\n"); }
 
  private:
+  // Moves (line, column) back to the last whole-word `word` before it, if any.
+  void Locate(const std::string& word, int* line, int* column) const {
+    for (int l = std::min<int>(*line, lines_.size() - 1); l >= 0; --l) {
+      const std::string& text = lines_[l];
+      size_t end = l == *line ? static_cast<size_t>(*column) : text.size();
+      while (end >= word.size()) {
+        const size_t at = text.rfind(word, end - word.size());
+        if (at == std::string::npos) break;
+        const size_t after = at + word.size();
+        if ((at == 0 || !IsNameChar(text[at - 1])) &&
+            (after == text.size() || !IsNameChar(text[after]))) {
+          *line = l;
+          *column = static_cast<int>(at);
+          return;
+        }
+        if (at == 0) break;
+        end = at + word.size() - 1;
+      }
+    }
+  }
+
   std::string source_;
+  std::vector<std::string> lines_;
   std::vector<std::string> errors_;
 };
 
@@ -51,20 +180,13 @@ std::string OverrideField(const std::string& assignment) {
   return assignment.substr(0, assignment[eq - 1] == '+' ? eq - 1 : eq);
 }
 
-std::string FieldNames(const pb::Descriptor* d) {
-  std::vector<std::string> names;
-  for (int i = 0; i < d->field_count(); ++i)
-    names.push_back(d->field(i)->name());
-  return absl::StrJoin(names, ", ");
-}
-
 }  // namespace
 
 absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
                                                   const std::string& source) {
   config::RunConfig config;
   pb::TextFormat::Parser parser;
-  CollectErrors errors(source);
+  CollectErrors errors(source, text);
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(text, &config)) {
     return absl::InvalidArgumentError(errors.joined());
@@ -104,9 +226,9 @@ absl::Status ApplyOverride(const std::string& assignment,
         i == 0 ? std::string("the config")
                : absl::StrJoin(parts.begin(), parts.begin() + i, ".");
     if (field == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--set ", assignment, ": no field '", parts[i], "' in ",
-                       where, " (fields: ", FieldNames(d), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--set ", assignment, ": no field '", parts[i], "' in ", where,
+          DidYouMean(parts[i], d), " (fields: ", FieldNames(d), ")"));
     }
     const pb::Reflection* r = message->GetReflection();
     if (i + 1 < parts.size()) {
@@ -154,13 +276,7 @@ absl::Status ApplyOverride(const std::string& assignment,
     if (!pb::TextFormat::ParseFieldValueFromString(value, field, message)) {
       std::string allowed;
       if (const pb::EnumDescriptor* e = field->enum_type()) {
-        std::vector<std::string> names;
-        for (int v = 0; v < e->value_count(); ++v) {
-          // (X_UNSPECIFIED: proto3's unset value, not a choice.)
-          const std::string& name = e->value(v)->name();
-          if (!absl::EndsWith(name, "_UNSPECIFIED")) names.push_back(name);
-        }
-        allowed = absl::StrCat(" (one of ", absl::StrJoin(names, ", "), ")");
+        allowed = absl::StrCat(" (one of ", EnumChoices(e), ")");
       }
       return absl::InvalidArgumentError(
           absl::StrCat("--set ", assignment, ": '", value, "' is not a valid ",

@@ -121,6 +121,28 @@ TEST(Config, SyntaxErrorsNameFileAndLine) {
   const std::string unknown = ErrorOf("model {\n  num_layerz: 3\n}\n");
   EXPECT_NE(unknown.find("test.pbtxt:2:"), std::string::npos) << unknown;
   EXPECT_NE(unknown.find("num_layerz"), std::string::npos) << unknown;
+  // A misspelt field is named with its section, the field it is nearest and
+  // the section's fields; a misspelt section likewise.
+  EXPECT_NE(unknown.find("test.pbtxt:2:3: no field 'num_layerz' in model "
+                         "(did you mean 'num_layers'?) (fields: num_layers, "),
+            std::string::npos)
+      << unknown;
+  const std::string section = ErrorOf("trian {\n  seq_len: 4\n}\n");
+  EXPECT_NE(section.find("test.pbtxt:1:1: no field 'trian' in the config "
+                         "(did you mean 'train'?) (fields: model, data, "),
+            std::string::npos)
+      << section;
+  // Nothing near: no guess.
+  const std::string far = ErrorOf("train {\n  warp_speed: 9\n}\n");
+  EXPECT_NE(far.find("no field 'warp_speed' in train (fields: "),
+            std::string::npos)
+      << far;
+  // A bad enum value lists the good ones.
+  const std::string value = ErrorOf("train {\n  precision: FP16\n}\n");
+  EXPECT_NE(value.find("test.pbtxt:2:14: 'FP16' is not a valid "
+                       "train.precision (one of FP32, BF16, FP64)"),
+            std::string::npos)
+      << value;
   const std::string type = ErrorOf("train {\n seq_len: \"long\"\n}\n");
   EXPECT_NE(type.find("test.pbtxt:2:"), std::string::npos) << type;
   const std::string missing_file =
@@ -234,8 +256,10 @@ TEST(Config, OverridesApplyAndExplainMistakes) {
   };
   EXPECT_NE(message("train.max_stepz=5").find("no field 'max_stepz' in train"),
             std::string::npos);
-  EXPECT_NE(message("trian.max_steps=5").find("no field 'trian'"),
-            std::string::npos);
+  EXPECT_NE(message("trian.max_steps=5")
+                .find("no field 'trian' in the config (did you mean 'train'?)"),
+            std::string::npos)
+      << message("trian.max_steps=5");
   EXPECT_NE(message("train.max_steps=abc").find("not a valid"),
             std::string::npos);
   EXPECT_NE(message("train=3").find("is a section"), std::string::npos);
