@@ -180,6 +180,44 @@ std::string OverrideField(const std::string& assignment) {
   return assignment.substr(0, assignment[eq - 1] == '+' ? eq - 1 : eq);
 }
 
+// What would make total_batch_tokens a whole number of micro-batches over
+// the ranks, changing one thing: "these would fit: micro_batch_size 1, 2 or 4;
+// total_batch_tokens 512 or 1024; 1 or 2 ranks".
+std::string BatchesThatFit(int64_t total, int64_t micro_batch, int64_t seq_len,
+                           int64_t world_size) {
+  const auto divisors_up_to = [](int64_t n, int64_t most) {
+    std::vector<std::string> out;
+    for (int64_t d = 1; d <= std::min(n, most); ++d) {
+      if (n % d == 0) out.push_back(absl::StrCat(d));
+    }
+    if (out.size() > 8) out.erase(out.begin() + 3, out.end() - 3);
+    if (out.size() == 6) out.insert(out.begin() + 3, "...");
+    return out;
+  };
+  const auto either = [](const std::vector<std::string>& items) {
+    if (items.size() < 2) return absl::StrJoin(items, "");
+    return absl::StrCat(absl::StrJoin(items.begin(), items.end() - 1, ", "),
+                        " or ", items.back());
+  };
+  std::vector<std::string> fits;
+  const int64_t per_micro = micro_batch * seq_len * world_size;
+  if (total % (seq_len * world_size) == 0) {
+    const auto b = divisors_up_to(total / (seq_len * world_size), 1 << 16);
+    fits.push_back(absl::StrCat("micro_batch_size ", either(b)));
+  }
+  const int64_t below = total / per_micro * per_micro;
+  std::vector<std::string> totals;
+  if (below > 0) totals.push_back(absl::StrCat(below));
+  totals.push_back(absl::StrCat(below + per_micro));
+  fits.push_back(absl::StrCat("total_batch_tokens ", either(totals)));
+  if (total % (micro_batch * seq_len) == 0) {
+    const auto w = divisors_up_to(total / (micro_batch * seq_len), 1 << 16);
+    fits.push_back(absl::StrCat(
+        either(w), w.size() == 1 && w[0] == "1" ? " rank" : " ranks"));
+  }
+  return absl::StrCat("these would fit: ", absl::StrJoin(fits, "; "));
+}
+
 }  // namespace
 
 absl::StatusOr<config::RunConfig> ParseConfigText(const std::string& text,
@@ -345,7 +383,8 @@ absl::StatusOr<RunPlan> ValidateConfig(
     fail("train.total_batch_tokens (", total,
          ") is not a multiple of micro_batch_size * seq_len * world_size (",
          t.micro_batch_size(), " * ", t.seq_len(), " * ", world_size, " = ",
-         per_micro, ")");
+         per_micro, "); ",
+         BatchesThatFit(total, t.micro_batch_size(), t.seq_len(), world_size));
   }
   if (!(t.max_seconds() >= 0)) {
     fail("train.max_seconds must be >= 0, got ", t.max_seconds());

@@ -168,9 +168,30 @@ TEST(Config, InconsistentValuesNameTheField) {
                   "model.num_heads (5) must divide model.channels (64)"));
   EXPECT_TRUE(Has(ErrorWith({"train.seq_len=64"}),
                   "train.seq_len (64) exceeds model.max_seq_len (32)"));
-  EXPECT_TRUE(
-      Has(ErrorWith({"train.total_batch_tokens=500"}), "not a multiple"));
-  EXPECT_TRUE(Has(ErrorWith({}, 3), "world_size"));
+  // A batch that does not split says what would, changing one thing.
+  const std::string odd_total = ErrorWith({"train.total_batch_tokens=500"});
+  EXPECT_TRUE(Has(odd_total,
+                  "not a multiple of micro_batch_size * seq_len * world_size "
+                  "(4 * 32 * 1 = 128); these would fit: total_batch_tokens "
+                  "384 or 512"))
+      << odd_total;
+  EXPECT_FALSE(Has(odd_total, "micro_batch_size 1")) << odd_total;
+  const std::string three_ranks = ErrorWith({}, 3);
+  EXPECT_TRUE(Has(three_ranks,
+                  "(4 * 32 * 3 = 384); these would fit: total_batch_tokens "
+                  "384 or 768; 1, 2 or 4 ranks"))
+      << three_ranks;
+  const std::string odd_micro = ErrorWith({"train.micro_batch_size=3"});
+  EXPECT_TRUE(Has(odd_micro,
+                  "these would fit: micro_batch_size 1, 2, 4, 8 or 16; "
+                  "total_batch_tokens 480 or 576"))
+      << odd_micro;
+  EXPECT_FALSE(Has(odd_micro, "ranks")) << odd_micro;
+  // Long lists keep their ends: 2^15 tokens of T=32 at B=3.
+  const std::string long_list =
+      ErrorWith({"train.micro_batch_size=3", "train.total_batch_tokens=32768"});
+  EXPECT_TRUE(Has(long_list, "micro_batch_size 1, 2, 4, ..., 256, 512 or 1024"))
+      << long_list;
   EXPECT_TRUE(Has(ErrorWith({"optim.lr=-1"}), "optim.lr"));
   // inf passed the > 0 test and trained a step at lr inf.
   EXPECT_TRUE(Has(ErrorWith({"optim.lr=inf"}),
