@@ -8,7 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "src/core/error.h"
+#include "src/core/files.h"
 #include "src/core/stop_signal.h"
+#include "src/data/dataset.h"
 #include "src/infer/decoder.h"
 #include "src/infer/generate.h"
 
@@ -37,6 +39,7 @@ absl::StatusOr<FinalSamples> FinalSamples::Prepare(const config::LogConfig& log,
   samples.new_tokens_ = log.sample_tokens();
   samples.per_prompt_ = log.samples_per_prompt();
   samples.seed_ = seed;
+  samples.data_dir_ = data_dir;
   for (const std::string& prompt : log.sample_prompts()) {
     const std::vector<int> ids = samples.tokenizer_->Encode(prompt);
     if (static_cast<int64_t>(ids.size()) >= shape.max_seq_len) {
@@ -53,15 +56,17 @@ absl::StatusOr<FinalSamples> FinalSamples::Prepare(const config::LogConfig& log,
 
 absl::Status FinalSamples::Run(Backend* backend, DType dtype,
                                const std::vector<float>& params, int64_t step,
-                               const std::string& run_dir, RunLog* log) const {
+                               const std::string& run_dir,
+                               const std::string& checkpoint,
+                               RunLog* log) const {
   if (empty()) return absl::OkStatus();
   // The CPU backend's own decoder is the fast one there (and takes any
   // training precision); a GPU decodes on the device it trained on.
-  const bool cpu = backend->name() == "cpu";
+  const bool decoder_on_cpu = backend->name() == "cpu";
   std::unique_ptr<infer::Decoder> decoder =
-      cpu ? infer::MakeCpuDecoder(shape_, params, per_prompt_)
-          : infer::MakeBackendDecoder(backend, dtype, shape_, params,
-                                      per_prompt_);
+      decoder_on_cpu ? infer::MakeCpuDecoder(shape_, params, per_prompt_)
+                     : infer::MakeBackendDecoder(backend, dtype, shape_, params,
+                                                 per_prompt_);
   std::string text;
   std::string markdown;  // the same samples for TensorBoard's Text tab
   int64_t new_tokens = 0;
@@ -121,6 +126,27 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
           : "",
       decoder->name(), seconds > 0 ? new_tokens / seconds : 0.0, path));
   log->Line("======\n" + text.substr(0, text.empty() ? 0 : text.size() - 1));
+  // The same samples again, from the checkpoint of these weights: each
+  // prompt's seed, on the backend and precision they were drawn with.
+  if (!checkpoint.empty()) {
+    std::string flags = absl::StrFormat(
+        "--num_samples %d --max_new_tokens %d --device %s --precision %s",
+        per_prompt_, new_tokens_, decoder_on_cpu ? "cpu" : "cuda",
+        decoder_on_cpu || dtype != DType::kBF16 ? "fp32" : "bf16");
+    if (data_dir_ != ResolveDataDir("")) {
+      absl::StrAppend(&flags, " --data_dir ", ShellWord(data_dir_));
+    }
+    std::string commands = absl::StrCat(
+        "the same samples again", decoder_on_cpu ? "" : " (on GPU 0)", ":");
+    for (size_t p = 0; p < prompts_.size(); ++p) {
+      absl::StrAppendFormat(
+          &commands, "\n  %s --checkpoint %s --prompt %s --seed %d %s",
+          SiblingTool("gpt2_sample"), ShellWord(checkpoint),
+          ShellWord(prompts_[p]), infer::SampleSeed(seed_, static_cast<int>(p)),
+          flags);
+    }
+    log->Line(commands);
+  }
   log->Text(step, "samples", markdown);
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;

@@ -33,10 +33,12 @@ class FinalSamples {
   // Samples from `params` (the model's flat parameters, as floats) on
   // `backend` (its own fast CPU decoder for the CPU backend), then prints
   // them through `log` and writes run_dir/samples.txt. `step`: the model's
-  // step, for the header.
+  // step, for the header. `checkpoint`: the file that holds these weights
+  // ("" if none), for the gpt2_sample command that draws the same samples.
   absl::Status Run(Backend* backend, DType dtype,
                    const std::vector<float>& params, int64_t step,
-                   const std::string& run_dir, RunLog* log) const;
+                   const std::string& run_dir, const std::string& checkpoint,
+                   RunLog* log) const;
 
  private:
   FinalSamples() = default;
@@ -48,6 +50,7 @@ class FinalSamples {
   int new_tokens_ = 0;
   int per_prompt_ = 1;
   uint64_t seed_ = 0;
+  std::string data_dir_;
 };
 
 }  // namespace gpt2

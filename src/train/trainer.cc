@@ -28,6 +28,7 @@
 #include "src/comm/host_staged_communicator.h"
 #include "src/core/build_info.h"
 #include "src/core/env.h"
+#include "src/core/files.h"
 #include "src/core/process_clock.h"
 #include "src/core/stop_signal.h"
 #include "src/core/thousands.h"
@@ -134,23 +135,9 @@ std::string FormatProgressLine(int64_t step, int64_t max_steps,
 }
 
 // What to do with a saved run, as commands to copy: its samples, the web
-// demo, more steps. The tools are named by the folder of this binary where
-// they are there (build/bin/gpt2_sample), else by name.
+// demo, more steps.
 std::string NextCommands(const config::RunConfig& cfg,
                          const std::string& run_dir) {
-  std::error_code ec;
-  const std::filesystem::path exe =
-      std::filesystem::read_symlink("/proc/self/exe", ec);
-  std::string tools;
-  if (!ec && std::filesystem::exists(exe.parent_path() / "gpt2_sample", ec)) {
-    std::filesystem::path dir = exe.parent_path();
-    const std::filesystem::path cwd = std::filesystem::current_path(ec);
-    if (!ec) {
-      const std::filesystem::path rel = dir.lexically_relative(cwd);
-      if (!rel.empty() && *rel.begin() != "..") dir = rel;
-    }
-    tools = dir.string() + "/";
-  }
   // The config's first prompt where the shell takes it as it is in quotes.
   std::string prompt = "ROMEO:";
   if (!cfg.log().sample_prompts().empty()) {
@@ -159,12 +146,13 @@ std::string NextCommands(const config::RunConfig& cfg,
       prompt = first;
   }
   return absl::StrFormat(
-      "next: %sgpt2_sample --checkpoint %s --prompt \"%s\"   (samples)\n"
-      "      %sgpt2_serve --checkpoint %s   (the web demo, "
+      "next: %s --checkpoint %s --prompt \"%s\"   (samples)\n"
+      "      %s --checkpoint %s   (the web demo, "
       "http://127.0.0.1:8080)\n"
       "      the same command with --resume latest --set train.max_steps=%d   "
       "(more steps)",
-      tools, run_dir, prompt, tools, run_dir, 2 * cfg.train().max_steps());
+      SiblingTool("gpt2_sample"), run_dir, prompt, SiblingTool("gpt2_serve"),
+      run_dir, 2 * cfg.train().max_steps());
 }
 
 constexpr char kScopePayload[] = "gpt2/error_scope";
@@ -1458,7 +1446,11 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     const std::vector<double> params = model.GetParams();
     const absl::Status sampled = final_samples.Run(
         backend, choice.dtype, std::vector<float>(params.begin(), params.end()),
-        progress.step + result.steps_run, run_dir, &log);
+        progress.step + result.steps_run, run_dir,
+        last_saved == progress.step + result.steps_run
+            ? CheckpointPath(run_dir, last_saved)
+            : "",
+        &log);
     // The run itself succeeded and is saved: a failed sample is reported,
     // not turned into a failed run; a stop signal during sampling still ends
     // the process with 128 + the signal.
