@@ -55,6 +55,9 @@ inline void ExpectClose(const std::vector<double>& actual,
   for (size_t i = 0; i < actual.size(); ++i) {
     ASSERT_TRUE(std::isfinite(actual[i]))
         << what << "[" << i << "] is " << actual[i];
+    // (A NaN expected value would fail no comparison.)
+    ASSERT_TRUE(std::isfinite(expected[i]))
+        << what << ": the expected [" << i << "] is " << expected[i];
     const double tol = atol + rtol * std::fabs(expected[i]);
     if (std::fabs(actual[i] - expected[i]) > tol && ++misses <= 5) {
       ADD_FAILURE() << what << "[" << i << "]: got " << actual[i]

@@ -128,6 +128,10 @@ if [ -n "$data" ] && [ -f "$data/gpt2/encoder.json" ]; then
   expect_ok "export hf + tokenizer" "vocab.json, merges.txt" \
     "$ckpt" export --format hf --data_dir "$data" --out "$work/hf2" "$work/a.ckpt"
   if cmp -s "$data/gpt2/vocab.bpe" "$work/hf2/merges.txt"; then ok "merges.txt copied"; else fail "merges.txt"; fi
+else
+  # CMake always passes the tests' data folder: without GPT-2's tokenizer in it these
+  # two checks would go unrun under a passing test.
+  fail "export hf + tokenizer: no GPT-2 tokenizer in '$data' (gpt2/encoder.json)"
 fi
 # ...and back: the weights round-trip exactly (the import pads the vocab to 128 rows).
 expect_ok "import hf" "wrote .*hf.ckpt" "$ckpt" import --from hf --step 5 --out "$work/hf.ckpt" "$work/hf"

@@ -156,6 +156,9 @@ void ExpectNear(const std::vector<double>& gpu, const std::vector<double>& cpu,
   int non_finite = 0;
   for (double v : gpu) non_finite += !std::isfinite(v);
   ASSERT_EQ(non_finite, 0) << what << ": NaN/Inf in the CUDA result";
+  // (A NaN in the reference would make every comparison with it false: pass.)
+  for (double v : cpu) non_finite += !std::isfinite(v);
+  ASSERT_EQ(non_finite, 0) << what << ": NaN/Inf in the CPU reference";
   double worst = 0.0;
   size_t worst_i = 0;
   for (size_t i = 0; i < gpu.size(); ++i) {

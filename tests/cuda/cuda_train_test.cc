@@ -115,13 +115,21 @@ TEST_F(CudaTrain, MemoryPlanIsWhatTheDeviceAllocates) {
   auto choice = ChooseCudaOrCpuBackend(train, 0);
   ASSERT_TRUE(choice.ok()) << choice.status();
   Backend* backend = choice->backend.get();
-  const ModelShape shape{3, 2, 64, 32, 300, 384};  // L, NH, C, maxT, V, Vp
+  // A few MB under the emulator (which counts bytes exactly); on a GPU a plan
+  // of hundreds of MB, so that the driver's page rounding is small beside it.
+  const bool emulated =
+      backend->DeviceMemory().has_value() &&
+      backend->DeviceMemory()->device.find("cuda_emu") != std::string::npos;
+  const ModelShape shape = emulated ? ModelShape{3, 2, 64, 32, 300, 384}
+                                    : ModelShape{4, 8, 512, 256, 50257, 50304};
+  const int micro_batch = emulated ? 3 : 8;
+  const int seq_len = emulated ? 32 : 256;
   for (const bool fp32_stream : {false, true}) {
     MemoryPlanInputs in;
     in.shape = shape;
     in.dtype = DType::kBF16;
-    in.micro_batch = 3;
-    in.seq_len = 32;
+    in.micro_batch = micro_batch;
+    in.seq_len = seq_len;
     in.buffer_elems = TotalParams(BuildParamList(shape));
     in.optimizer_elems = in.buffer_elems;
     in.recompute_gelu = fp32_stream;
@@ -130,22 +138,23 @@ TEST_F(CudaTrain, MemoryPlanIsWhatTheDeviceAllocates) {
     ASSERT_TRUE(before.has_value());
     int64_t taken = 0;
     {
-      Gpt2Model model(backend, shape, DType::kBF16, 3, 32, 0, in.recompute_gelu,
-                      false, in.residual_fp32);
+      Gpt2Model model(backend, shape, DType::kBF16, micro_batch, seq_len, 0,
+                      in.recompute_gelu, false, in.residual_fp32);
       AdamWOptimizer optimizer(backend, model.param_list(), DType::kBF16, {});
       taken = before->free_bytes - backend->DeviceMemory()->free_bytes;
     }
     const int64_t planned = PlanMemory(in).total();
-    if (before->device.find("cuda_emu") != std::string::npos) {
+    if (emulated) {
       EXPECT_EQ(taken, planned) << fp32_stream;
     } else {
       // The driver hands out memory in pages of up to 2 MiB (small
-      // allocations may share one, and it may reserve more as it goes): a
-      // loose bound; the proof run's "device memory after the first step"
-      // line is the measurement.
-      EXPECT_NEAR(static_cast<double>(taken), static_cast<double>(planned),
-                  128.0 * (1 << 20))
-          << fp32_stream;
+      // allocations may share one, and it may reserve more as it goes):
+      // within 32 MiB and 5% of a plan of over 256 MiB. The proof run's
+      // "device memory after the first step" line is the measurement.
+      ASSERT_GT(planned, int64_t{256} << 20);
+      EXPECT_LE(std::abs(taken - planned), (int64_t{32} << 20) + planned / 20)
+          << "device took " << taken << " bytes, the plan says " << planned
+          << (fp32_stream ? " (f32 residual stream)" : "");
     }
   }
   auto run = Run("CUDA", "BF16", "memory", "", {"train.max_steps=2"});

@@ -210,15 +210,16 @@ TEST_F(TrainerTest, WritesLogLinesAndMetrics) {
       R"(\{"step": \d+, "loss": [-0-9.e+]+, "lr": [-0-9.e+]+, "norm": [-0-9.e+]+, )"
       R"("dt_ms": [-0-9.e+]+, "tok_per_sec": [-0-9.e+]+, "elapsed_s": [-0-9.e+]+)"
       R"((, "val_loss": [-0-9.e+]+)?\})");
-  int rows = 0;
-  std::string last;
-  while (std::getline(metrics, line)) {
-    last = line;
-    if (++rows > 8) break;
-    EXPECT_TRUE(std::regex_match(line, json_line)) << line;
+  std::vector<std::string> rows;
+  while (std::getline(metrics, line)) rows.push_back(line);
+  // The step rows, then the final weights' val loss, after 8 updates: no
+  // more.
+  ASSERT_EQ(rows.size(), 9u)
+      << testing::ReadFile(dir_ / "logs/fmt/metrics.jsonl");
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_TRUE(std::regex_match(rows[i], json_line)) << rows[i];
   }
-  // The step rows, then the final weights' val loss, after 8 updates.
-  EXPECT_EQ(rows, 9);
+  const std::string& last = rows.back();
   EXPECT_EQ(last, FormatFinalJson(8, result->val_loss, std::nullopt));
   EXPECT_TRUE(std::regex_match(
       last, std::regex(R"(\{"step": 8, "final": true, "val_loss": [0-9.]+\})")))
