@@ -57,10 +57,22 @@ TEST(OpsGrad, LayerNorm) {
     return Dot(out, w);
   };
   loss();
-  // Each normalised row has mean 0 and variance 1 before the affine part.
-  double row_mean = 0.0;
-  for (int c = 0; c < C; ++c) row_mean += (out[c] - bias[c]) / weight[c];
-  EXPECT_NEAR(row_mean / C, 0.0, 1e-12);
+  // Forward against the definition, every row: (x - mean) / sqrt(var + eps)
+  // * weight + bias, var the biased variance; mean and rstd kept.
+  for (int n = 0; n < N; ++n) {
+    const double* x = &inp[n * C];
+    double m = 0.0, var = 0.0;
+    for (int c = 0; c < C; ++c) m += x[c] / C;
+    for (int c = 0; c < C; ++c) var += (x[c] - m) * (x[c] - m) / C;
+    const double r = 1.0 / std::sqrt(var + 1e-5);
+    EXPECT_NEAR(mean[n], m, 1e-12) << n;
+    EXPECT_NEAR(rstd[n], r, 1e-12 * r) << n;
+    for (int c = 0; c < C; ++c) {
+      const double want = (x[c] - m) * r * weight[c] + bias[c];
+      ASSERT_NEAR(out[n * C + c], want, 1e-12 * (1 + std::fabs(want)))
+          << n << "," << c;
+    }
+  }
   std::vector<double> dinp(N * C, 0.0), dweight(C, 0.0), dbias(C, 0.0);
   cpu::LayerNormBackward<double>(dinp.data(), dweight.data(), dbias.data(),
                                  w.data(), inp.data(), weight.data(),
@@ -140,9 +152,39 @@ TEST(OpsGrad, Attention) {
     return Dot(out, w);
   };
   loss();
-  // Causality: the first position attends only to itself, so its output is its
-  // v.
-  for (int i = 0; i < C; ++i) EXPECT_NEAR(out[i], qkv[2 * C + i], 1e-12);
+  // Forward against the definition, every position and head: softmax over the
+  // positions up to it of q.k / sqrt(hs), weighting v; lse that softmax's
+  // log-sum-exp. (Position 0 attends only to itself: its output is its v.)
+  const int hs = C / NH;
+  for (int b = 0; b < B; ++b) {
+    for (int h = 0; h < NH; ++h) {
+      for (int t = 0; t < T; ++t) {
+        const double* q = &qkv[(b * T + t) * 3 * C + h * hs];
+        std::vector<double> score(t + 1);
+        double most = -1e300;
+        for (int u = 0; u <= t; ++u) {
+          const double* k = &qkv[(b * T + u) * 3 * C + C + h * hs];
+          double dot = 0.0;
+          for (int i = 0; i < hs; ++i) dot += q[i] * k[i];
+          score[u] = dot / std::sqrt(static_cast<double>(hs));
+          most = std::max(most, score[u]);
+        }
+        double sum = 0.0;
+        for (int u = 0; u <= t; ++u) sum += std::exp(score[u] - most);
+        EXPECT_NEAR(lse[(b * NH + h) * T + t], most + std::log(sum), 1e-12)
+            << b << "," << h << "," << t;
+        for (int i = 0; i < hs; ++i) {
+          double want = 0.0;
+          for (int u = 0; u <= t; ++u) {
+            want += std::exp(score[u] - most) / sum *
+                    qkv[(b * T + u) * 3 * C + 2 * C + h * hs + i];
+          }
+          ASSERT_NEAR(out[(b * T + t) * C + h * hs + i], want, 1e-12)
+              << b << "," << h << "," << t << "," << i;
+        }
+      }
+    }
+  }
   std::vector<double> dqkv(B * T * 3 * C, 0.0);
   cpu::AttentionBackward<double>(dqkv.data(), w.data(), qkv.data(), out.data(),
                                  lse.data(), B, T, C, NH);
