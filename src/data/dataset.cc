@@ -49,14 +49,23 @@ absl::StatusOr<Datasets> LoadDatasets(const config::DataConfig& data,
   if (!data.train_shards().empty()) {
     const std::string pattern = DataPath(data_dir, data.train_shards());
     GPT2_ASSIGN_OR_RETURN(sets.train, OpenShards(pattern, vocab_size));
-    int64_t tokens = 0;
-    for (const TokenShard& s : sets.train) tokens += s.size();
-    sets.description = absl::StrCat(tokens, " train tokens in ",
-                                    sets.train.size(), " shard(s) ", pattern);
+    const auto count = [](const std::vector<TokenShard>& shards) {
+      int64_t tokens = 0;
+      for (const TokenShard& s : shards) tokens += s.size();
+      return tokens;
+    };
+    const auto shards = [](size_t n) {
+      return absl::StrCat(n, n == 1 ? " shard " : " shards ");
+    };
+    sets.description = absl::StrCat(count(sets.train), " train tokens in ",
+                                    shards(sets.train.size()), pattern);
     if (!data.val_shards().empty()) {
-      GPT2_ASSIGN_OR_RETURN(
-          sets.val,
-          OpenShards(DataPath(data_dir, data.val_shards()), vocab_size));
+      const std::string val_pattern = DataPath(data_dir, data.val_shards());
+      GPT2_ASSIGN_OR_RETURN(sets.val, OpenShards(val_pattern, vocab_size));
+      absl::StrAppend(&sets.description, "; ", count(sets.val),
+                      " val tokens in ", shards(sets.val.size()), val_pattern);
+    } else {
+      absl::StrAppend(&sets.description, "; no val set (data.val_shards)");
     }
     return sets;
   }

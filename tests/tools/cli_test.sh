@@ -124,10 +124,11 @@ out=$(cd "$work" && "$ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$d
       --set data.train_text= --set "data.train_shards=$train_glob" --set "data.val_shards=$val_file" \
       --set data.val_tokens=0 --set train.max_steps=2 --set log.sample_prompts= --set log.run_name=mine 2>&1); rc=$?
 if [ $rc -eq 0 ] && [ "$train_glob" = "$work/shards/mine_train*.bin" ] \
-   && grep -qE "^loaded [0-9]+ train tokens in [0-9]+ shard\(s\)" <<<"$out" && grep -q "^step 1 |" <<<"$out"; then
+   && grep -qE "^loaded [0-9]+ train tokens in [0-9]+ shards? .*/mine_train\*\.bin; [0-9]+ val tokens in 1 shard .*/mine_val\.bin$" <<<"$out" \
+   && grep -q "^step 1 |" <<<"$out"; then
   echo "ok   training on the prepro shards"; passes=$((passes+1))
 else
-  echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | tail -5; failures=$((failures+1))
+  echo "FAIL training on the prepro shards (rc=$rc)"; echo "$out" | grep -E "^loaded|^error" ; echo "$out" | tail -2; failures=$((failures+1))
 fi
 # --plan makes the val set's checks too (a val shard shorter than one batch; val passes asked for with no
 # val set): the plan passed both, the run then refused them.
