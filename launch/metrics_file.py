@@ -17,12 +17,12 @@ class BadLine(ValueError):
         self.line, self.why = line, why
 
 
-def read_rows(path, check=None):
+def read_rows(path, check=None, restarts=None):
     """The rows of the metrics.jsonl at `path`, in order, restart rows applied (and
-    not returned). A line that is not a row (a line cut short by a timeout, bytes that
-    are not text) is skipped; with `check`, a function that raises ValueError on a row
-    it refuses, any such line raises BadLine instead. OSError (a
-    missing or unreadable file) is the caller's."""
+    not returned; with `restarts`, a list, their steps are appended to it). A line that
+    is not a row (a line cut short by a timeout, bytes that are not text) is skipped;
+    with `check`, a function that raises ValueError on a row it refuses, any such line
+    raises BadLine instead. OSError (a missing or unreadable file) is the caller's."""
     rows = []
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
@@ -42,6 +42,8 @@ def read_rows(path, check=None):
                 continue
             if row.get("restart"):
                 rows = [r for r in rows if r["step"] < row["step"]]
+                if restarts is not None:
+                    restarts[:] = [r for r in restarts if r < row["step"]] + [row["step"]]
             else:
                 rows.append(row)
     return rows

@@ -7,7 +7,8 @@
 Train loss per step, val loss where measured (the final weights' too), a dashed line
 at --target, and the first step below it marked; it also prints the first step below
 the target and the step the loss has stayed below it since (to the end of the log),
-with the seconds since process start of each. With --window_tokens the loss held against the target is
+with the seconds since process start of each (on a resumed run, since the start of
+the process that ran that step, named by the step it resumed at). With --window_tokens the loss held against the target is
 the mean over the latest steps holding that many tokens (the trainer's
 train.stop_loss_tokens; a step's tokens read from its tok_per_sec x dt_ms), drawn
 beside the per-step curve. A resumed run's restart row drops the steps it redoes.
@@ -48,7 +49,8 @@ def main():
     if os.path.isdir(args.metrics):  # a run folder, as the binaries take one
         args.metrics = os.path.join(args.metrics, "metrics.jsonl")
     try:
-        rows = read_rows(args.metrics, check)  # restart rows applied
+        restarts = []  # the steps resumed runs started at, still in the curve
+        rows = read_rows(args.metrics, check, restarts)  # restart rows applied
     except OSError as e:
         sys.exit(f"plot_loss: {e}")
     except BadLine as e:
@@ -96,7 +98,14 @@ def main():
                 if l >= args.target:
                     break
                 since = s
-            when = lambda s: f" ({elapsed[s]:.1f} s after process start)" if s in elapsed else ""
+            def when(s):  # elapsed_s counts from the start of the process that ran step s
+                if s not in elapsed:
+                    return ""
+                resumed = [r for r in restarts if r <= s]
+                if resumed:
+                    return (f" ({elapsed[s]:.1f} s after the start of the process resumed "
+                            f"at step {resumed[-1]})")
+                return f" ({elapsed[s]:.1f} s after process start)"
             print(f"plot_loss: {held_label} < {args.target:g} first at step {below[0]}"
                   f"{when(below[0])}")
             if held[-1] < args.target:

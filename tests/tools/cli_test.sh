@@ -602,6 +602,17 @@ if /usr/bin/python3 -c "import matplotlib" 2>/dev/null; then
   if grep -q "< 0.1 first at step 4" <<<"$out" && grep -q "(5 steps, last loss 0.0800)" <<<"$out"; then
     echo "ok   plot_loss restart and final rows"; passes=$((passes+1))
   else echo "FAIL plot_loss restart and final rows:"; echo "$out"; failures=$((failures+1)); fi
+  # Seconds after process start, on a resumed run, name the process: the resumed one's
+  # clock starts again (step 4 at 1.5 s is 1.5 s into the process resumed at step 3).
+  printf '%s\n' '{"step": 0, "loss": 0.5, "elapsed_s": 1.0}' '{"step": 1, "loss": 0.05, "elapsed_s": 2.0}' \
+    '{"step": 2, "loss": 0.5, "elapsed_s": 3.0}' '{"step": 3, "restart": true}' \
+    '{"step": 3, "loss": 0.5, "elapsed_s": 1.0}' '{"step": 4, "loss": 0.05, "elapsed_s": 1.5}' \
+    >"$work/resumed_clock.jsonl"
+  out=$(/usr/bin/python3 "$plot" "$work/resumed_clock.jsonl" --out "$work/resumed_clock.png" --target 0.1 2>&1)
+  if grep -q "< 0.1 first at step 1 (2.0 s after process start)$" <<<"$out" \
+     && grep -q "since step 4 (1.5 s after the start of the process resumed at step 3), to the last" <<<"$out"; then
+    echo "ok   plot_loss times on a resumed run"; passes=$((passes+1))
+  else echo "FAIL plot_loss times on a resumed run:"; echo "$out"; failures=$((failures+1)); fi
   # A value that is not a number, and an --out that cannot be written: said, no traceback.
   echo '{"step": 1, "loss": "abc"}' >"$work/abc.jsonl"
   expect_fail "plot_loss loss not a number" "abc.jsonl:1: not a metrics line \(loss 'abc' is not a number\)" \
