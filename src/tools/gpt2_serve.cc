@@ -589,10 +589,19 @@ std::shared_ptr<const ApiFormat> CompletionsFormat(const ServedModel& served,
     return chunks;
   };
   f->error = [](const std::string& message) {
+    // The request field a message starts with ("top_p = 1.5 is outside...",
+    // "prompt: required") is the one to blame; otherwise none.
+    Json param = nullptr;
+    const size_t end = message.find_first_not_of("abcdefghijklmnopqrstuvwxyz_");
+    if (end != std::string::npos && end > 0 &&
+        (message.compare(end, 2, ": ") == 0 ||
+         message.compare(end, 3, " = ") == 0)) {
+      param = message.substr(0, end);
+    }
     return Json{{"error",
                  {{"message", message},
                   {"type", "invalid_request_error"},
-                  {"param", nullptr},
+                  {"param", param},
                   {"code", nullptr}}}};
   };
   return f;

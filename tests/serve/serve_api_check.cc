@@ -350,11 +350,14 @@ TEST(OpenAi, StreamsServerSentEvents) {
   EXPECT_EQ(usage, plain.json["usage"]);
 }
 
-void ExpectOpenAiError(const Json& request, const std::string& needle) {
+// `param`: the field the error blames (OpenAI's "param"), null for none.
+void ExpectOpenAiError(const Json& request, const std::string& needle,
+                       const Json& param) {
   const Reply r = Completions(request);
   EXPECT_EQ(r.status, 400) << request.dump() << " -> " << r.body;
   ASSERT_TRUE(r.json.contains("error")) << r.body;
   EXPECT_EQ(r.json["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(r.json["error"]["param"], param) << r.body;
   EXPECT_NE(r.json["error"]["message"].get<std::string>().find(needle),
             std::string::npos)
       << request.dump() << " -> " << r.body;
@@ -375,32 +378,35 @@ TEST(OpenAi, RefusesWhatItCannotHonour) {
                                 {"suffix", nullptr},
                                 {"user", "me"}});
   EXPECT_EQ(ok.status, 200) << ok.body;
-  ExpectOpenAiError({{"prompt", "x"}, {"top_p", 1.5}}, "top_p");
-  ExpectOpenAiError({{"prompt", "x"}, {"top_p", -0.1}}, "top_p");
-  ExpectOpenAiError({{"prompt", "x"}, {"top_p", "0.9"}}, "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", 1.5}}, "top_p", "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", -0.1}}, "top_p", "top_p");
+  ExpectOpenAiError({{"prompt", "x"}, {"top_p", "0.9"}}, "top_p", "top_p");
   ExpectOpenAiError({{"prompt", "x"}, {"stop", {"a", "b", "c", "d", "e"}}},
-                    "stop: 5 sequences; at most 4");
+                    "stop: 5 sequences; at most 4", "stop");
   ExpectOpenAiError({{"prompt", "x"}, {"stop", {"a", ""}}},
-                    "stop: an empty sequence");
-  ExpectOpenAiError({{"prompt", "x"}, {"stop", {1}}}, "stop");
-  ExpectOpenAiError({{"prompt", "x"}, {"stop", 7}}, "stop");
+                    "stop: an empty sequence", "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", {1}}}, "stop", "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"stop", 7}}, "stop", "stop");
   ExpectOpenAiError({{"prompt", "x"}, {"stop", std::string(300, 'x')}},
-                    "stop: a sequence of 300 bytes");
-  ExpectOpenAiError({{"prompt", "x"}, {"echo", true}}, "echo");
-  ExpectOpenAiError({{"prompt", "x"}, {"logprobs", 5}}, "logprobs");
-  ExpectOpenAiError({{"prompt", "x"}, {"best_of", 3}}, "best_of");
+                    "stop: a sequence of 300 bytes", "stop");
+  ExpectOpenAiError({{"prompt", "x"}, {"echo", true}}, "echo", "echo");
+  ExpectOpenAiError({{"prompt", "x"}, {"logprobs", 5}}, "logprobs", "logprobs");
+  ExpectOpenAiError({{"prompt", "x"}, {"best_of", 3}}, "best_of", "best_of");
   ExpectOpenAiError({{"prompt", "x"}, {"presence_penalty", 0.5}},
-                    "presence_penalty");
+                    "presence_penalty", "presence_penalty");
   ExpectOpenAiError({{"prompt", "x"}, {"logit_bias", {{"50256", -100}}}},
-                    "logit_bias");
-  ExpectOpenAiError({{"prompt", {"a", "b"}}}, "prompt");
-  ExpectOpenAiError({{"prompt", "x"}, {"n", 11}}, "n = 11");
-  ExpectOpenAiError({{"prompt", "x"}, {"max_tokens", 0}}, "max_tokens");
-  ExpectOpenAiError({{"prompt", "x"}, {"temperature", -1}}, "temperature");
-  ExpectOpenAiError({{"prompt", "x"}, {"functions", 1}}, "unknown field");
-  ExpectOpenAiError({{"max_tokens", 2}}, "prompt: required");
+                    "logit_bias", "logit_bias");
+  ExpectOpenAiError({{"prompt", {"a", "b"}}}, "prompt", "prompt");
+  ExpectOpenAiError({{"prompt", "x"}, {"n", 11}}, "n = 11", "n");
+  ExpectOpenAiError({{"prompt", "x"}, {"max_tokens", 0}}, "max_tokens",
+                    "max_tokens");
+  ExpectOpenAiError({{"prompt", "x"}, {"temperature", -1}}, "temperature",
+                    "temperature");
+  ExpectOpenAiError({{"prompt", "x"}, {"functions", 1}}, "unknown field",
+                    nullptr);
+  ExpectOpenAiError({{"max_tokens", 2}}, "prompt: required", "prompt");
   ExpectOpenAiError({{"prompt", "x"}, {"stream_options", {{"x", 1}}}},
-                    "stream_options");
+                    "stream_options", "stream_options");
 }
 
 // Stop sequences and top-p through both APIs: a stop cuts each sample's text
