@@ -845,7 +845,7 @@ class CudaBackend final : public Backend {
         ++t.calls;
       }
       if (backend_ == nullptr) return;
-      cudaEventRecord(end_, backend_->stream_);
+      GPT2_CUDA_CHECK(cudaEventRecord(end_, backend_->stream_));
       backend_->timed_.push_back({op_, start_, end_, bytes_, flops_, shape_});
     }
 

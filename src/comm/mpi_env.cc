@@ -45,8 +45,7 @@ MpiEnv& MpiEnv::Init(int* argc, char*** argv, Singleton singleton) {
   int provided = 0;
   if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) !=
       MPI_SUCCESS) {
-    std::fprintf(stderr, "fatal: MPI_Init_thread failed\n");
-    std::exit(1);
+    FatalError("MPI_Init_thread failed", __FILE__, __LINE__);
   }
   env = new MpiEnv();
   env->has_mpi_ = true;

@@ -2,7 +2,9 @@
 // Recoverable failures (config, files, user input) travel as absl::Status.
 // Programming errors and failed runtime calls (CUDA, cuBLAS, NCCL, MPI) go to
 // FatalError, which prints the statement and file:line and ends the process
-// (later: the whole MPI job).
+// and, under MPI, the whole job (the NCCL watchdog, off the main thread that
+// MPI is funnelled to, ends its process itself: nccl_communicator.cc).
+// Library code that goes on after a problem says so through Warning.
 #ifndef GPT2_CORE_ERROR_H_
 #define GPT2_CORE_ERROR_H_
 
@@ -22,8 +24,15 @@ namespace gpt2 {
 // MPI_Abort).
 using FatalHook = void (*)(int exit_code);
 void SetFatalHook(FatalHook hook);
-// The rank printed in fatal messages; -1 (the default) prints no rank prefix.
+// The rank printed in fatal messages and warnings; -1 (the default) prints no
+// rank prefix.
 void SetErrorRank(int rank);
+
+// A warning from library code, the one way it reaches the user: "[rank N]
+// gpt2: warning: <what>" on stderr in one write (so that mpirun cannot split
+// it). Every rank that meets it says it: what it warns of (a GPU's
+// self-check, a file) is the rank's own.
+void Warning(const std::string& what);
 
 }  // namespace gpt2
 

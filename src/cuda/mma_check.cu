@@ -52,16 +52,24 @@ std::string RunOnce(const std::vector<float>& a, const std::vector<float>& b,
       (err = cudaMalloc(&dc, c.size() * 4)) != cudaSuccess ||
       (err = cudaMalloc(&dd, c.size() * 4)) != cudaSuccess)
     return fail("cudaMalloc", err);
-  cudaMemcpy(da, a.data(), a.size() * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(db, b.data(), b.size() * 4, cudaMemcpyHostToDevice);
-  cudaMemcpy(dc, c.data(), c.size() * 4, cudaMemcpyHostToDevice);
+  // (A failed copy is said as one: compared, its garbage would read as a
+  // layout that does not match.)
+  if ((err = cudaMemcpy(da, a.data(), a.size() * 4, cudaMemcpyHostToDevice)) !=
+          cudaSuccess ||
+      (err = cudaMemcpy(db, b.data(), b.size() * 4, cudaMemcpyHostToDevice)) !=
+          cudaSuccess ||
+      (err = cudaMemcpy(dc, c.data(), c.size() * 4, cudaMemcpyHostToDevice)) !=
+          cudaSuccess)
+    return fail("cudaMemcpy to the device", err);
   if ((err = GPT2_LAUNCH(MmaLayoutKernel, 1, 32, 0, nullptr, dd, da, db, dc)) !=
       cudaSuccess)
     return fail("launch", err);
   if ((err = cudaDeviceSynchronize()) != cudaSuccess)
     return fail("MmaLayoutKernel", err);
   std::vector<float> d(c.size());
-  cudaMemcpy(d.data(), dd, d.size() * 4, cudaMemcpyDeviceToHost);
+  if ((err = cudaMemcpy(d.data(), dd, d.size() * 4, cudaMemcpyDeviceToHost)) !=
+      cudaSuccess)
+    return fail("cudaMemcpy from the device", err);
   cudaFree(da);
   cudaFree(db);
   cudaFree(dc);

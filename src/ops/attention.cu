@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/core/env.h"
+#include "src/core/error.h"
 #include "src/core/process_clock.h"
 #include "src/cuda/common.cuh"
 #include "src/cuda/mma_check.h"
@@ -495,18 +496,14 @@ AttentionKernels& KernelChoice() {
     if (tc::Supports(DType::kBF16, 64)) {
       std::string why = CheckMmaLayout();
       if (!why.empty()) {
-        std::fprintf(stderr,
-                     "gpt2: warning: tensor-core self-check failed (%s): "
-                     "portable attention kernels\n",
-                     why.c_str());
+        Warning(absl::StrCat("tensor-core self-check failed (", why,
+                             "): portable attention kernels"));
         return AttentionKernels::kPortable;
       }
       if (kernels != AttentionKernels::kTransposedTiles &&
           !(why = CheckLdMatrixLayout()).empty()) {
-        std::fprintf(stderr,
-                     "gpt2: warning: ldmatrix self-check failed (%s): "
-                     "tensor-core attention with transposed tiles\n",
-                     why.c_str());
+        Warning(absl::StrCat("ldmatrix self-check failed (", why,
+                             "): tensor-core attention with transposed tiles"));
         kernels = AttentionKernels::kTransposedTiles;
       }
       // The wgmma kernels' layouts likewise, now (not inside a graph capture
@@ -516,9 +513,7 @@ AttentionKernels& KernelChoice() {
                                     ? std::string()
                                     : tc::WgmmaWhyNot();
       if (!wgmma.empty() && wgmma.find(kNoWgmmaHere) == std::string::npos) {
-        std::fprintf(stderr,
-                     "gpt2: warning: %s: mma.sync attention kernels only\n",
-                     wgmma.c_str());
+        Warning(absl::StrCat(wgmma, ": mma.sync attention kernels only"));
       }
     }
     return kernels;

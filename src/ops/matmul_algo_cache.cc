@@ -11,6 +11,8 @@
 #include <fstream>
 #include <utility>
 
+#include "src/core/error.h"
+
 namespace gpt2 {
 namespace {
 
@@ -121,10 +123,9 @@ bool MatmulAlgoCache::Add(const std::vector<int64_t>& key,
   }
   if (!ok && !warned_) {
     warned_ = true;
-    std::fprintf(stderr,
-                 "gpt2: cannot write the matmul algorithm cache %s (%s); "
-                 "this run's choices are not kept\n",
-                 path_.c_str(), std::strerror(errno));
+    Warning(absl::StrCat("cannot write the matmul algorithm cache ", path_,
+                         " (", std::strerror(errno),
+                         "); this run's choices are not kept"));
   }
   return ok;
 }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/core/env.h"
+#include "src/core/error.h"
 #include "src/core/process_clock.h"
 #include "src/cuda/check.h"
 #include "src/cuda/cublaslt_api.h"
@@ -575,10 +576,9 @@ bool CublasLtMatmul::RunFused(Plan* plan, const void* a, const void* b, void* d,
   // An epilogue the heuristic offered but the library then refused: say so
   // once, mark the plan (later calls fall back at once) and let the caller run
   // the unfused ops.
-  std::fprintf(stderr,
-               "gpt2: cuBLASLt refused a fused epilogue (%s, %s); using our "
-               "separate kernels for that shape\n",
-               plan->shape.c_str(), CublasLt().GetStatusString(status));
+  Warning(absl::StrCat("cuBLASLt refused a fused epilogue (", plan->shape, ", ",
+                       CublasLt().GetStatusString(status),
+                       "); using our separate kernels for that shape"));
   plan->refused = true;
   return false;
 }

@@ -26,6 +26,7 @@
 #include "src/backend/device.h"
 #include "src/comm/host_staged_communicator.h"
 #include "src/comm/nccl_communicator.h"
+#include "src/cuda/check.h"
 #include "src/ops/attention.h"
 #endif
 #include "src/comm/mpi_env.h"
@@ -134,13 +135,15 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where, Peaks* peaks,
     const int gpu = local_rank % CudaDeviceCount(&why);
     auto backend = MakeCudaBackend(gpu);
     cudaDeviceProp prop;
-    cudaGetDeviceProperties(&prop, gpu);
+    GPT2_CUDA_CHECK(cudaGetDeviceProperties(&prop, gpu));
     peaks->tflops =
         PeakBf16Tflops(prop.major, prop.minor, prop.multiProcessorCount);
     // Memory: two transfers a clock over the bus (HBM's double data rate).
     int clock_khz = 0, bus_bits = 0;
-    cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, gpu);
-    cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, gpu);
+    GPT2_CUDA_CHECK(
+        cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, gpu));
+    GPT2_CUDA_CHECK(cudaDeviceGetAttribute(
+        &bus_bits, cudaDevAttrGlobalMemoryBusWidth, gpu));
     peaks->gbps = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
     *where = absl::StrCat(prop.name, " (sm_", prop.major, prop.minor, ", ",
                           prop.multiProcessorCount, " SMs, ",
@@ -541,11 +544,12 @@ double BenchTrainStep(bool print, int local_rank = 0) {
     }
 #ifdef GPT2_HAVE_CUDA
     if (absl::GetFlag(FLAGS_device) == "cuda") {
-      size_t free_bytes = 0, total_bytes = 0;
-      cudaMemGetInfo(&free_bytes, &total_bytes);
-      std::printf("GPU memory in use: %.2f GiB of %.2f GiB\n",
-                  (total_bytes - free_bytes) / double(1 << 30),
-                  total_bytes / double(1 << 30));
+      if (const auto memory = backend->DeviceMemory()) {
+        std::printf(
+            "GPU memory in use: %.2f GiB of %.2f GiB\n",
+            (memory->total_bytes - memory->free_bytes) / double(1 << 30),
+            memory->total_bytes / double(1 << 30));
+      }
       // Where attention's time goes, kernel by kernel, in both tensor-core
       // versions (each kernel charged for the products it computes).
       const std::vector<cuda::AttentionKernelTime> kernels =
