@@ -145,31 +145,6 @@ absl::Status CopyFile(const std::string& from, const std::string& to) {
   return out.Commit();
 }
 
-// How a parameter-list tensor appears in Hugging Face's GPT2LMHeadModel.
-struct HfName {
-  const char* ours;
-  const char* theirs;  // per-layer names go under transformer.h.{i}.
-  bool transpose;      // Conv1D stores (in, out); we store (out, in)
-};
-constexpr HfName kHfNames[] = {
-    {"wte", "transformer.wte.weight", false},
-    {"wpe", "transformer.wpe.weight", false},
-    {"ln1w", "ln_1.weight", false},
-    {"ln1b", "ln_1.bias", false},
-    {"qkvw", "attn.c_attn.weight", true},
-    {"qkvb", "attn.c_attn.bias", false},
-    {"attprojw", "attn.c_proj.weight", true},
-    {"attprojb", "attn.c_proj.bias", false},
-    {"ln2w", "ln_2.weight", false},
-    {"ln2b", "ln_2.bias", false},
-    {"fcw", "mlp.c_fc.weight", true},
-    {"fcb", "mlp.c_fc.bias", false},
-    {"fcprojw", "mlp.c_proj.weight", true},
-    {"fcprojb", "mlp.c_proj.bias", false},
-    {"lnfw", "transformer.ln_f.weight", false},
-    {"lnfb", "transformer.ln_f.bias", false},
-};
-
 // One tensor of model.safetensors: `count` elements of parameter `param`
 // from element `source_offset`, as shape `shape` (transposed if asked).
 struct HfTensor {
@@ -186,32 +161,25 @@ absl::StatusOr<std::vector<HfTensor>> PlanHfTensors(
   std::vector<HfTensor> globals_before, globals_after;
   std::vector<std::vector<HfTensor>> per_layer(shape.num_layers);
   for (const ParamSpec& spec : list) {
-    const HfName* map = nullptr;
-    for (const HfName& n : kHfNames) {
-      if (spec.name == n.ours) map = &n;
-    }
-    if (map == nullptr) {
+    if (spec.hf_name.empty()) {
       return absl::UnimplementedError(
           absl::StrCat("parameter '", spec.name, "' has no Hugging Face name"));
     }
-    std::vector<int64_t> slice_shape = spec.shape;
-    if (spec.per_layer) slice_shape.erase(slice_shape.begin());
-    if (map->transpose) std::swap(slice_shape[0], slice_shape[1]);
+    std::vector<int64_t> slice_shape = spec.slice_shape();
+    if (spec.hf_transposed) std::swap(slice_shape[0], slice_shape[1]);
     if (spec.per_layer) {
       for (int l = 0; l < shape.num_layers; ++l) {
         per_layer[l].push_back(
-            HfTensor{absl::StrCat("transformer.h.", l, ".", map->theirs),
+            HfTensor{absl::StrCat("transformer.h.", l, ".", spec.hf_name),
                      spec.name, l * spec.layer_numel(), spec.layer_numel(),
-                     slice_shape, map->transpose});
+                     slice_shape, spec.hf_transposed});
       }
       continue;
     }
-    HfTensor t{map->theirs, spec.name, 0, spec.numel, slice_shape, false};
-    if (spec.name == "wte") {
-      // Only the real vocabulary: rows past V are llm.c's padding.
-      t.shape[0] = shape.vocab_size;
-      t.count = int64_t{shape.vocab_size} * shape.channels;
-    }
+    // Only the rows that hold the model: wte's past V are llm.c's padding.
+    HfTensor t{spec.hf_name,       spec.name,   0,
+               spec.model_numel(), slice_shape, false};
+    if (spec.model_rows != 0) t.shape[0] = spec.model_rows;
     // Global tensors keep their place around the blocks (wte, wpe before,
     // ln_f after), as in Hugging Face's files.
     (per_layer[0].empty() ? globals_before : globals_after)
@@ -683,21 +651,14 @@ absl::Status VisitHf(const std::string& path, std::string* note,
   }
   GPT2_ASSIGN_OR_RETURN(const ModelShape shape, ModelShapeFromConfig(m));
   const std::vector<ParamSpec> list = BuildParamList(shape);
-  // Each parameter's Hugging Face map and names (one per layer).
-  std::vector<const HfName*> maps;
+  // Each parameter's Hugging Face names (one per layer).
   std::vector<std::vector<std::string>> names;
   for (const ParamSpec& spec : list) {
-    const HfName* map = nullptr;
-    for (const HfName& n : kHfNames) {
-      if (spec.name == n.ours) map = &n;
-    }
-    GPT2_CHECK(map != nullptr);
-    maps.push_back(map);
     names.emplace_back();
     for (int l = 0; l < (spec.per_layer ? shape.num_layers : 1); ++l) {
       names.back().push_back(spec.per_layer
-                                 ? absl::StrCat("h.", l, ".", map->theirs)
-                                 : WithoutPrefix(map->theirs));
+                                 ? absl::StrCat("h.", l, ".", spec.hf_name)
+                                 : WithoutPrefix(spec.hf_name));
     }
   }
   // Every tensor must be GPT-2's: buffers and the tied LM head are skipped,
@@ -729,11 +690,10 @@ absl::Status VisitHf(const std::string& path, std::string* note,
   // Each parameter's shape as stored (Conv1D weights as (in, out), wte's V
   // rows).
   std::vector<std::vector<int64_t>> stored_shapes;
-  for (size_t p = 0; p < list.size(); ++p) {
-    std::vector<int64_t> slice = list[p].shape;
-    if (list[p].per_layer) slice.erase(slice.begin());
-    if (maps[p]->transpose) std::swap(slice[0], slice[1]);
-    if (list[p].name == "wte") slice[0] = shape.vocab_size;
+  for (const ParamSpec& spec : list) {
+    std::vector<int64_t> slice = spec.slice_shape();
+    if (spec.hf_transposed) std::swap(slice[0], slice[1]);
+    if (spec.model_rows != 0) slice[0] = spec.model_rows;
     stored_shapes.push_back(std::move(slice));
   }
   // Every tensor present, of its shape, its bytes in the file, before
@@ -757,13 +717,12 @@ absl::Status VisitHf(const std::string& path, std::string* note,
   std::vector<float> values, ours;
   for (size_t p = 0; p < list.size(); ++p) {
     const ParamSpec& spec = list[p];
-    const HfName* map = maps[p];
     const std::vector<int64_t>& theirs_shape = stored_shapes[p];
     for (size_t l = 0; l < names[p].size(); ++l) {
       const std::string& name = names[p][l];
       GPT2_RETURN_IF_ERROR(ReadHfTensor(file, data_start, file_path, name,
                                         *wanted.at(name), &values));
-      if (map->transpose) {  // (in, out) as stored, to our (out, in)
+      if (spec.hf_transposed) {  // (in, out) as stored, to our (out, in)
         const int64_t in = theirs_shape[0], out_dim = theirs_shape[1];
         ours.resize(values.size());
         for (int64_t i = 0; i < in; ++i)
@@ -771,7 +730,7 @@ absl::Status VisitHf(const std::string& path, std::string* note,
             ours[o * in + i] = values[i * out_dim + o];
         values.swap(ours);
       }
-      if (spec.name == "wte") {  // llm.c's padded rows: zero
+      if (spec.model_rows != 0) {  // the padding rows: zero
         values.resize(static_cast<size_t>(spec.numel), 0.0f);
       }
       GPT2_RETURN_IF_ERROR(

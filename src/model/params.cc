@@ -16,25 +16,73 @@ int64_t ParamSpec::layer_numel() const {
   return per_layer ? numel / shape[0] : numel;
 }
 
+std::vector<int64_t> ParamSpec::slice_shape() const {
+  return per_layer ? std::vector<int64_t>(shape.begin() + 1, shape.end())
+                   : shape;
+}
+
+int64_t ParamSpec::model_numel() const {
+  GPT2_CHECK(model_rows == 0 || !per_layer);
+  return model_rows == 0 ? numel : numel / shape[0] * model_rows;
+}
+
 std::vector<ParamSpec> BuildParamList(const ModelShape& s) {
   const int64_t L = s.num_layers, C = s.channels;
+  // name, shape, per layer, decayed, init, Hugging Face name, stored
+  // transposed there, rows that hold the model
   std::vector<ParamSpec> list = {
-      {"wte", {s.padded_vocab_size, C}, false, true, ParamInit::kNormal},
-      {"wpe", {s.max_seq_len, C}, false, true, ParamInit::kNormal},
-      {"ln1w", {L, C}, true, false, ParamInit::kOnes},
-      {"ln1b", {L, C}, true, false, ParamInit::kZeros},
-      {"qkvw", {L, 3 * C, C}, true, true, ParamInit::kNormal},
-      {"qkvb", {L, 3 * C}, true, false, ParamInit::kZeros},
-      {"attprojw", {L, C, C}, true, true, ParamInit::kNormalResidual},
-      {"attprojb", {L, C}, true, false, ParamInit::kZeros},
-      {"ln2w", {L, C}, true, false, ParamInit::kOnes},
-      {"ln2b", {L, C}, true, false, ParamInit::kZeros},
-      {"fcw", {L, 4 * C, C}, true, true, ParamInit::kNormal},
-      {"fcb", {L, 4 * C}, true, false, ParamInit::kZeros},
-      {"fcprojw", {L, C, 4 * C}, true, true, ParamInit::kNormalResidual},
-      {"fcprojb", {L, C}, true, false, ParamInit::kZeros},
-      {"lnfw", {C}, false, false, ParamInit::kOnes},
-      {"lnfb", {C}, false, false, ParamInit::kZeros},
+      {"wte",
+       {s.padded_vocab_size, C},
+       false,
+       true,
+       ParamInit::kNormal,
+       "transformer.wte.weight",
+       false,
+       s.vocab_size},
+      {"wpe",
+       {s.max_seq_len, C},
+       false,
+       true,
+       ParamInit::kNormal,
+       "transformer.wpe.weight"},
+      {"ln1w", {L, C}, true, false, ParamInit::kOnes, "ln_1.weight"},
+      {"ln1b", {L, C}, true, false, ParamInit::kZeros, "ln_1.bias"},
+      {"qkvw",
+       {L, 3 * C, C},
+       true,
+       true,
+       ParamInit::kNormal,
+       "attn.c_attn.weight",
+       true},
+      {"qkvb", {L, 3 * C}, true, false, ParamInit::kZeros, "attn.c_attn.bias"},
+      {"attprojw",
+       {L, C, C},
+       true,
+       true,
+       ParamInit::kNormalResidual,
+       "attn.c_proj.weight",
+       true},
+      {"attprojb", {L, C}, true, false, ParamInit::kZeros, "attn.c_proj.bias"},
+      {"ln2w", {L, C}, true, false, ParamInit::kOnes, "ln_2.weight"},
+      {"ln2b", {L, C}, true, false, ParamInit::kZeros, "ln_2.bias"},
+      {"fcw",
+       {L, 4 * C, C},
+       true,
+       true,
+       ParamInit::kNormal,
+       "mlp.c_fc.weight",
+       true},
+      {"fcb", {L, 4 * C}, true, false, ParamInit::kZeros, "mlp.c_fc.bias"},
+      {"fcprojw",
+       {L, C, 4 * C},
+       true,
+       true,
+       ParamInit::kNormalResidual,
+       "mlp.c_proj.weight",
+       true},
+      {"fcprojb", {L, C}, true, false, ParamInit::kZeros, "mlp.c_proj.bias"},
+      {"lnfw", {C}, false, false, ParamInit::kOnes, "transformer.ln_f.weight"},
+      {"lnfb", {C}, false, false, ParamInit::kZeros, "transformer.ln_f.bias"},
   };
   int64_t offset = 0;
   for (ParamSpec& p : list) {
@@ -94,10 +142,9 @@ void InitParamsEncoded(const ModelShape& shape,
   };
   for (size_t t = 0; t < list.size(); ++t) {
     const ParamSpec& p = list[t];
-    // wte's padded rows stay zero: they are never a target and are masked in
-    // the loss.
-    const int64_t count =
-        p.name == "wte" ? int64_t{shape.vocab_size} * shape.channels : p.numel;
+    // Padding rows (wte's past V) stay zero: they are never a target and are
+    // masked in the loss.
+    const int64_t count = p.model_numel();
     switch (p.init) {
       case ParamInit::kNormal:
       case ParamInit::kNormalResidual:

@@ -1,7 +1,7 @@
 // The one list of GPT-2's parameter tensors. Allocation, init, weight-decay
-// groups, and later ZeRO sharding, checkpoints and export all walk this list;
-// nothing else names them. All tensors live in one flat buffer in list order;
-// wte is tied to the LM head.
+// groups, ZeRO sharding, checkpoints and the llm.c and Hugging Face formats
+// all walk this list; nothing else names them. All tensors live in one flat
+// buffer in list order; wte is tied to the LM head.
 #ifndef GPT2_MODEL_PARAMS_H_
 #define GPT2_MODEL_PARAMS_H_
 
@@ -45,11 +45,24 @@ struct ParamSpec {
   bool per_layer = false;      // shape[0] == L
   bool decayed = false;        // weight decay applies (2-D weights)
   ParamInit init = ParamInit::kZeros;
+  // Its name in Hugging Face's GPT2LMHeadModel (a per-layer one under
+  // transformer.h.{i}.), and whether it is stored there transposed (Conv1D:
+  // (in, out); ours (out, in)).
+  std::string hf_name;
+  bool hf_transposed = false;
+  // Rows of the first dimension that hold the model; the rest are padding,
+  // zero from the init on and never exported (wte: V of Vp). 0: every row.
+  // (Tensors that are not per layer only.)
+  int64_t model_rows = 0;
   int64_t offset = 0;  // elements from the start of the flat buffer
   int64_t numel = 0;
   // Elements of one layer's slice (numel / L for per-layer tensors, else
   // numel).
   int64_t layer_numel() const;
+  // The slice's shape (per-layer tensors without their leading L).
+  std::vector<int64_t> slice_shape() const;
+  // Elements that hold the model: model_rows of the rows, or all.
+  int64_t model_numel() const;
 };
 
 // Positions in BuildParamList's order, for code that walks the model layer by

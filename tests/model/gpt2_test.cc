@@ -36,6 +36,36 @@ TEST(ParamList, Gpt2SmallCounts) {
   }
 }
 
+// ParamIndex names the list's places; each tensor carries its Hugging Face
+// name (GPT2LMHeadModel's), which Conv1D weights are stored transposed, and
+// wte's rows that hold the model (V of Vp, the rest padding).
+TEST(ParamList, IndexNamesAndHuggingFaceNames) {
+  const ModelShape shape = ModelShape::Gpt2Small();
+  const auto list = BuildParamList(shape);
+  ASSERT_EQ(list.size(), static_cast<size_t>(kNumParamTensors));
+  const std::vector<std::pair<int, std::string>> places = {
+      {kWte, "wte"},           {kWpe, "wpe"},           {kLn1w, "ln1w"},
+      {kLn1b, "ln1b"},         {kQkvw, "qkvw"},         {kQkvb, "qkvb"},
+      {kAttprojw, "attprojw"}, {kAttprojb, "attprojb"}, {kLn2w, "ln2w"},
+      {kLn2b, "ln2b"},         {kFcw, "fcw"},           {kFcb, "fcb"},
+      {kFcprojw, "fcprojw"},   {kFcprojb, "fcprojb"},   {kLnfw, "lnfw"},
+      {kLnfb, "lnfb"}};
+  for (const auto& [index, name] : places) EXPECT_EQ(list[index].name, name);
+  EXPECT_EQ(list[kWte].hf_name, "transformer.wte.weight");
+  EXPECT_EQ(list[kQkvw].hf_name, "attn.c_attn.weight");
+  EXPECT_EQ(list[kFcprojb].hf_name, "mlp.c_proj.bias");
+  EXPECT_EQ(list[kLnfw].hf_name, "transformer.ln_f.weight");
+  for (const ParamSpec& p : list) {
+    EXPECT_FALSE(p.hf_name.empty()) << p.name;
+    // Conv1D's weights: the per-layer 2-D ones.
+    EXPECT_EQ(p.hf_transposed, p.per_layer && p.shape.size() == 3) << p.name;
+    EXPECT_EQ(p.model_rows, p.name == "wte" ? shape.vocab_size : 0) << p.name;
+  }
+  EXPECT_EQ(list[kWte].model_numel(), int64_t{50257} * 768);
+  EXPECT_EQ(list[kWpe].model_numel(), list[kWpe].numel);
+  EXPECT_EQ(list[kQkvw].slice_shape(), (std::vector<int64_t>{2304, 768}));
+}
+
 // The forward's update groups: embeddings, the first layer's slice of each
 // tensor on its own, each later layer's slices, the final LayerNorm; every
 // element once, each slice of one decay, in the order the forward reads them.
