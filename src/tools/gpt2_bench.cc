@@ -43,6 +43,7 @@
 #include "src/train/layerwise_reduction.h"
 #include "src/train/memory_plan.h"
 #include "src/train/step_graph.h"
+#include "src/train/test_hooks.h"
 
 ABSL_FLAG(int, batch, 4, "Micro-batch B of the timed train step.");
 ABSL_FLAG(int, seq_len, 64, "Sequence length T of the timed train step.");
@@ -349,14 +350,8 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   backend->TimeHostCalls(true);  // what the warm-up's extra time is
   for (int i = 0; i <= steps; ++i) {
     // Tests: GPT2_TEST_NAN_AT=STEP:weights makes the first weight NaN before
-    // that step, as training's hook does (through the tied lm-head every
-    // logit row then holds a NaN).
-    if (const char* spec = std::getenv("GPT2_TEST_NAN_AT");
-        spec != nullptr && std::atoll(spec) == i &&
-        absl::EndsWith(spec, ":weights")) {
-      const Tensor first = model.params().Slice(0, 1);
-      backend->Upload(first, EncodeHost({std::nan("")}, first.dtype).data());
-    }
+    // that step (through the tied lm-head every logit row then holds a NaN).
+    NonFiniteWeightsForTests(i, backend.get(), model.params());
     const auto t0 = Clock::now();
     model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
     backend->Synchronize();

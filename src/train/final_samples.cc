@@ -13,6 +13,7 @@
 #include "src/data/dataset.h"
 #include "src/infer/decoder.h"
 #include "src/infer/generate.h"
+#include "src/train/test_hooks.h"
 
 namespace gpt2 {
 
@@ -80,11 +81,7 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
     request.end_of_text = Tokenizer::kEndOfText;
     GPT2_RETURN_IF_ERROR(
         infer::ValidateGenerateRequest(shape_, per_prompt_, request));
-    // Tests: GPT2_TEST_SIGNAL_IN_SAMPLES=SIGNO raises it as sampling starts.
-    if (const char* signo = std::getenv("GPT2_TEST_SIGNAL_IN_SAMPLES");
-        signo != nullptr && p == 0) {
-      std::raise(std::atoi(signo));
-    }
+    if (p == 0) InjectNamedSignalForTests("GPT2_TEST_SIGNAL_IN_SAMPLES");
     // Ctrl-C (or SIGTERM, SIGUSR1) while sampling stops it: the run is saved.
     absl::StatusOr<infer::GenerateResult> generated = infer::Generate(
         decoder.get(), request, [](const std::vector<infer::GeneratedSample>&) {

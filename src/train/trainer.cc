@@ -45,6 +45,7 @@
 #include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
 #include "src/train/step_graph.h"
+#include "src/train/test_hooks.h"
 
 namespace gpt2 {
 namespace {
@@ -56,62 +57,6 @@ LrSchedule ScheduleOf(const config::RunConfig& cfg) {
   return LrSchedule{cfg.optim().lr(), cfg.schedule().min_lr(),
                     cfg.schedule().warmup_steps(), cfg.train().max_steps(),
                     cfg.schedule().decay_steps()};
-}
-
-// Test hook for the fault-handling tests: GPT2_TEST_FAIL_AT=RANK:STEP makes
-// that rank die through the fatal-error sink at that step, as a CUDA or NCCL
-// failure would.
-void InjectFaultForTests(int64_t step, int rank) {
-  static const char* spec = std::getenv("GPT2_TEST_FAIL_AT");
-  if (spec == nullptr) return;
-  int fail_rank = -1;
-  long long fail_step = -1;
-  if (std::sscanf(spec, "%d:%lld", &fail_rank, &fail_step) == 2 &&
-      fail_rank == rank && fail_step == step) {
-    FatalError(
-        absl::StrCat("injected fault at step ", step, " (GPT2_TEST_FAIL_AT)"),
-        __FILE__, __LINE__);
-  }
-}
-
-// Tests: GPT2_TEST_NAN_AT=STEP reads that step's loss as NaN on every rank,
-// as if it had overflowed (its update has already been applied: the weights
-// stay finite); GPT2_TEST_NAN_AT=STEP:weights makes the first weight NaN
-// too, as if the update had blown up. Read at every call.
-bool InjectNonFiniteForTests(int64_t step, Backend* backend, Tensor params) {
-  const char* spec = std::getenv("GPT2_TEST_NAN_AT");
-  if (spec == nullptr || std::atoll(spec) != step) return false;
-  if (absl::EndsWith(spec, ":weights")) {
-    const Tensor first = params.Slice(0, 1);
-    backend->Upload(first, EncodeHost({std::nan("")}, first.dtype).data());
-  }
-  return true;
-}
-
-// Tests: raises SIGNO where the variable `name` is RANK:STEP:SIGNO for this
-// rank and step, as if it came from outside (read at every call, so tests in
-// one process can set it in turn).
-void RaiseSignalForTests(const char* name, int64_t step, int rank) {
-  const char* spec = std::getenv(name);
-  if (spec == nullptr) return;
-  int signal_rank = -1, signo = 0;
-  long long signal_step = -1;
-  if (std::sscanf(spec, "%d:%lld:%d", &signal_rank, &signal_step, &signo) ==
-          3 &&
-      signal_rank == rank && signal_step == step) {
-    std::raise(signo);
-  }
-}
-
-// GPT2_TEST_SIGNAL_AT=RANK:STEP:SIGNO: as that step starts.
-void InjectSignalForTests(int64_t step, int rank) {
-  RaiseSignalForTests("GPT2_TEST_SIGNAL_AT", step, rank);
-}
-
-// GPT2_TEST_SIGNAL_IN_VAL=RANK:STEP:SIGNO: after the first batch of the val
-// pass on the weights after STEP updates.
-void InjectValSignalForTests(int64_t step, int rank) {
-  RaiseSignalForTests("GPT2_TEST_SIGNAL_IN_VAL", step, rank);
 }
 
 // Why the loop stops early, agreed over ranks (Communicator::AgreeMax: the
@@ -1022,8 +967,10 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     metrics.elapsed_s = SecondsSince(process_start);
     metrics.loss = host_scalar(2 * pending_slot);
     metrics.norm = std::sqrt(host_scalar(2 * pending_slot + 1));
-    if (InjectNonFiniteForTests(metrics.step, backend, model.params()))
+    if (NonFiniteLossForTests(metrics.step)) {
+      NonFiniteWeightsForTests(metrics.step, backend, model.params());
       metrics.loss = std::nan("");
+    }
     const bool finite =
         std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
     if (metrics.step % cfg.log().every_steps() == 0 ||
@@ -1421,10 +1368,7 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // HellaSwag on the final weights, once they are saved (every rank: they
   // sum their shares), unless the run was interrupted.
   if (hellaswag && result.steps_run > 0 && result.interrupted_by == 0) {
-    // Tests: GPT2_TEST_SIGNAL_IN_HELLASWAG=SIGNO raises it as the pass starts.
-    if (const char* signo = std::getenv("GPT2_TEST_SIGNAL_IN_HELLASWAG")) {
-      std::raise(std::atoi(signo));
-    }
+    InjectNamedSignalForTests("GPT2_TEST_SIGNAL_IN_HELLASWAG");
     result.hellaswag = evaluate_hellaswag(progress.step + result.steps_run);
     // A stop signal cut the pass short (its line counts the examples scored):
     // the run is saved; it ends as interrupted, without the samples.
