@@ -7,7 +7,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -42,6 +41,7 @@
 #include "src/train/final_samples.h"
 #include "src/train/hellaswag_eval.h"
 #include "src/train/layerwise_reduction.h"
+#include "src/train/loss_target.h"
 #include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
 #include "src/train/step_graph.h"
@@ -916,21 +916,10 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // train.on_nan: STOP's error, held until the run has saved what it can.
   std::optional<absl::Status> non_finite_stop;
 
-  // The first step with the loss below train.stop_at_loss, and the first of
-  // the current run of such steps. The loss held against it: the mean of the
-  // last `stop_window` steps' (train.stop_loss_tokens), from `recent_losses`.
-  std::optional<StepMetrics> first_below, below_since;
-  const int64_t stop_window = std::max<int64_t>(
-      1, (cfg.train().stop_loss_tokens() + plan.total_batch_tokens - 1) /
-             plan.total_batch_tokens);
-  std::deque<double> recent_losses;
-  // What the log's target lines add about that mean.
-  const std::string over =
-      stop_window > 1
-          ? absl::StrFormat(" (the mean of its last %d steps, %s tokens)",
-                            stop_window,
-                            Thousands(stop_window * plan.total_batch_tokens))
-          : "";
+  // train.stop_at_loss: the first step below it, and a run of such steps.
+  LossTarget loss_target(
+      cfg.train().stop_at_loss(), cfg.train().stop_after_steps_below(),
+      cfg.train().stop_loss_tokens(), plan.total_batch_tokens);
   // The step whose scalars are queued for reading.
   std::optional<StepMetrics> pending;
   int pending_slot = 0;
@@ -1014,40 +1003,8 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
       stop = true;
       return absl::OkStatus();
     }
-    const double target = cfg.train().stop_at_loss();
-    recent_losses.push_back(metrics.loss);
-    if (static_cast<int64_t>(recent_losses.size()) > stop_window)
-      recent_losses.pop_front();
-    if (target > 0 &&
-        static_cast<int64_t>(recent_losses.size()) == stop_window) {
-      const int streak_needed = cfg.train().stop_after_steps_below();
-      double held = 0.0;
-      for (double loss : recent_losses) held += loss;
-      held /= static_cast<double>(stop_window);
-      if (held < target) {
-        if (!below_since) below_since = metrics;
-        if (!first_below) {
-          first_below = metrics;
-          log.Line(absl::StrFormat(
-              "loss %.6f < %g first at step %d, %.1f s after process start%s%s",
-              held, target, metrics.step, metrics.elapsed_s, over,
-              streak_needed > 0 ? "" : "; stopping"));
-        }
-        if (metrics.step - below_since->step + 1 >= streak_needed) {
-          // Once: an asynchronous backend has queued one more step, which is
-          // read (and is below too) after the loop ends.
-          if (streak_needed > 0 && !stop) {
-            log.Line(absl::StrFormat(
-                "loss below %g at every step since step %d (%.1f s after "
-                "process start)%s: %d steps; stopping",
-                target, below_since->step, below_since->elapsed_s, over,
-                streak_needed));
-          }
-          stop = true;
-        }
-      } else {
-        below_since.reset();
-      }
+    for (const std::string& line : loss_target.Observe(metrics, &stop)) {
+      log.Line(line);
     }
     return absl::OkStatus();
   };
