@@ -5,6 +5,9 @@
 
 file(GLOB GPT2_INFER_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/infer/*.cc)
 target_sources(gpt2 PRIVATE ${GPT2_INFER_SOURCES})
+# The server's generation thread needs no web library: in the library, tested
+# on its own (tests/serve/model_worker_test.cc).
+target_sources(gpt2 PRIVATE ${PROJECT_SOURCE_DIR}/src/serve/model_worker.cc)
 
 # Debian's libcpp-httplib-dev is the split build: declarations in httplib.h,
 # the code in libcpp-httplib.so, compiled with TLS and compression on. The

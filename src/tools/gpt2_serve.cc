@@ -48,6 +48,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/serve/model_worker.h"
 #include "src/serve/request.h"
 #include "src/tools/serve_page.h"
 #endif
@@ -80,103 +81,10 @@ using serve::kMaxNewTokens;
 using serve::kMaxPromptBytes;
 using serve::kMaxSamples;
 using serve::kMaxTemperature;
+using serve::ModelWorker;
 // A client that sends nothing for this long loses its connection, so a slow
 // client holds one connection thread for at most this long.
 constexpr int kSocketTimeoutSeconds = 5;
-
-// Runs every generation on one thread that owns the decoder: the model is
-// never shared, OpenMP sees one caller, and requests are served in order.
-class ModelWorker {
- public:
-  // `tokenizer` (for stop sequences) must outlive the worker.
-  ModelWorker(std::unique_ptr<infer::Decoder> decoder,
-              const Tokenizer* tokenizer)
-      : decoder_(std::move(decoder)),
-        tokenizer_(tokenizer),
-        thread_([this] { Loop(); }) {}
-  ~ModelWorker() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
-  // What a job reports when it ends: the result (or the error), and how long
-  // it waited for the requests ahead of it.
-  using Done = std::function<void(absl::StatusOr<infer::GenerateResult>,
-                                  double queue_seconds)>;
-
-  // Queues `request`; the worker calls `progress` (may be null) as samples
-  // grow and `done` once at the end, both on its own thread.
-  void Submit(infer::GenerateRequest request, infer::GenerateProgress progress,
-              Done done) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      jobs_.push_back(Job{std::move(request), std::move(progress),
-                          std::move(done), std::chrono::steady_clock::now()});
-    }
-    cv_.notify_one();
-  }
-
-  // Blocks until the worker has run `request`. *queue_seconds: time spent
-  // waiting for the requests ahead of it.
-  absl::StatusOr<infer::GenerateResult> Run(
-      const infer::GenerateRequest& request, double* queue_seconds) {
-    std::promise<std::pair<absl::StatusOr<infer::GenerateResult>, double>>
-        promise;
-    auto finished = promise.get_future();
-    Submit(request, nullptr,
-           [&promise](absl::StatusOr<infer::GenerateResult> result,
-                      double waited) {
-             promise.set_value({std::move(result), waited});
-           });
-    auto [result, waited] = finished.get();
-    *queue_seconds = waited;
-    return result;
-  }
-
-  int queued() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return static_cast<int>(jobs_.size());
-  }
-
- private:
-  struct Job {
-    infer::GenerateRequest request;
-    infer::GenerateProgress progress;
-    Done done;
-    std::chrono::steady_clock::time_point enqueued;
-  };
-
-  void Loop() {
-    for (;;) {
-      Job job;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stop_ || !jobs_.empty(); });
-        if (jobs_.empty()) return;  // stop_ and nothing left
-        job = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      const double waited = std::chrono::duration<double>(
-                                std::chrono::steady_clock::now() - job.enqueued)
-                                .count();
-      job.done(infer::Generate(decoder_.get(), job.request, job.progress,
-                               tokenizer_),
-               waited);
-    }
-  }
-
-  std::unique_ptr<infer::Decoder> decoder_;
-  const Tokenizer* tokenizer_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;
-  bool stop_ = false;
-  std::thread thread_;  // last: starts after the members it uses
-};
 
 using Json = nlohmann::json;
 
