@@ -40,12 +40,12 @@
 #include "src/train/checkpointing.h"
 #include "src/train/final_samples.h"
 #include "src/train/hellaswag_eval.h"
-#include "src/train/layerwise_reduction.h"
 #include "src/train/loss_target.h"
 #include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
 #include "src/train/step_graph.h"
 #include "src/train/test_hooks.h"
+#include "src/train/train_step.h"
 
 namespace gpt2 {
 namespace {
@@ -656,12 +656,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
           ? model.padded_grads().Slice(int64_t{shard.rank} * shard.shard_size,
                                        shard.shard_size)
           : Tensor{};
-  // Layer by layer: each finished layer's gradients to their owners.
-  std::optional<LayerwiseReduction> layerwise;
-  if (reduce_per_layer) layerwise.emplace(model, shard);
-  const auto reduce_regions = [&](int layer) {
-    layerwise->Reduce(dcomm, model.padded_grads(), layer);
-  };
   const LrSchedule schedule = ScheduleOf(cfg);
 
   // ---- Header ----
@@ -785,6 +779,21 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // The recorded step (GPT2_TRAIN_GRAPHS=1).
   std::optional<StepGraph> step_graph;
   if (train_graphs) step_graph.emplace(backend, &model, &optimizer);
+  TrainStepParts step_parts;
+  step_parts.backend = backend;
+  step_parts.model = &model;
+  step_parts.optimizer = &optimizer;
+  step_parts.graph = step_graph ? &*step_graph : nullptr;
+  step_parts.comm = dcomm;
+  step_parts.world = world;
+  step_parts.micro_batch = B;
+  step_parts.seq_len = T;
+  step_parts.accum = accum;
+  step_parts.shard = shard;
+  step_parts.zero1 = zero1;
+  step_parts.reduce_per_layer = reduce_per_layer;
+  step_parts.shard_grads = shard_grads;
+  TrainStep train_step(step_parts);
   // Freed on every way out: the end, --eval, an error.
   absl::Cleanup free_buffers = [&] {
     if (own_shard_buffer) backend->Free(shard_grads);
@@ -854,7 +863,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   TrainResult result;
   result.run_dir = run_dir;
   const int64_t max_steps = cfg.train().max_steps();
-  const double dloss = 1.0 / (static_cast<double>(B) * T * accum);
   // AdamW's bias-correction step. A non-finite step's update is skipped on the
   // device (the host learns of it a step later) but still counted here.
   int64_t updates_applied = progress.optimizer_steps;
@@ -1095,66 +1103,13 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
         step_graph && step > progress.step && step_graph->ready();
     // What the first step's extra time is made of, on the host.
     if (step == progress.step) backend->TimeHostCalls(true);
-    if (replay) {
-      train_loader.Next(inputs.data(), targets.data());
-      step_graph->Run(inputs.data(), targets.data(), B, T, dloss, loss_sum,
-                      norm_squared);
-    } else {
-      backend->Zero(loss_sum);
-    }
-    for (int micro = 0; micro < (replay ? 0 : accum); ++micro) {
-      train_loader.Next(inputs.data(), targets.data());
-      model.Forward(inputs.data(), targets.data(), B, T, dloss,
-                    /*write_grad=*/true);
-      backend->AccumulateSum(loss_sum, model.losses(), dloss);
-      // The first micro-step writes the gradients over the last step's (no
-      // zeroing pass; each op waits for the last step's updates beside that
-      // still read them), the others add to them.
-      const ParamGrads grads =
-          micro == 0 ? ParamGrads::kOverwrite : ParamGrads::kAccumulate;
-      if (reduce_per_layer && micro == accum - 1) {
-        dcomm->BeginOverlap();
-        model.Backward(reduce_regions, grads);
-        dcomm->EndOverlap();
-      } else {
-        model.Backward(nullptr, grads);
-      }
-    }
-    // The loss and gradients are averaged over ranks. Only after the last
-    // micro-step: earlier micro-steps do no communication.
-    if (!replay) dcomm->AllReduce(loss_sum, ReduceOp::kAverage);
-    if (own_shard_buffer) {
-      dcomm->ReduceScatter(shard_grads, model.padded_grads(),
-                           ReduceOp::kAverage);
-    }
-    Tensor step_grads;
-    if (zero1) {
-      backend->SumSquares(norm_squared, shard_grads);
-      dcomm->AllReduce(norm_squared,
-                       ReduceOp::kSum);  // global norm over shards
-      step_grads = shard_grads;
-    } else {
-      if (world > 1) dcomm->AllGather(model.padded_grads(), shard_grads);
-      if (!replay) backend->SumSquares(norm_squared, model.grads());
-      step_grads = model.grads();
-    }
     StepMetrics metrics;
     metrics.step = step;
     metrics.val_loss = val_loss;
     metrics.hellaswag = hellaswag_acc;
     metrics.lr = schedule.At(step);
-    // AdamW skips the update on the device when the norm is not finite.
-    if (step_graph) {
-      step_graph->Update(norm_squared, metrics.lr, ++updates_applied);
-    } else {
-      optimizer.Step(model.params(), step_grads, norm_squared, metrics.lr,
+    train_step.Queue(&train_loader, replay, loss_sum, norm_squared, metrics.lr,
                      ++updates_applied);
-    }
-    if (zero1) {
-      dcomm->AllGather(model.padded_params(),
-                       model.padded_params().Slice(
-                           shard.rank * shard.shard_size, shard.shard_size));
-    }
     backend->MarkStepEnd(step);
     if (step == progress.step) {
       backend->TimeHostCalls(false);
