@@ -38,6 +38,7 @@
 #include "src/optim/lr_schedule.h"
 #include "src/optim/shard_layout.h"
 #include "src/train/checkpointing.h"
+#include "src/train/evaluator.h"
 #include "src/train/final_samples.h"
 #include "src/train/hellaswag_eval.h"
 #include "src/train/loss_target.h"
@@ -771,11 +772,8 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // is never left waiting for the host, and dt is the time between step
   // completions. Scalars of two consecutive steps live in two slots. The CPU
   // reads each step right after it.
-  std::vector<int32_t> inputs(int64_t{B} * T), targets(int64_t{B} * T);
   Tensor loss_sums = backend->Alloc(model.stats_dtype(), 2);
   Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
-  Tensor val_loss_sum = backend->Alloc(model.stats_dtype(), 1);
-  Tensor hellaswag_sums = backend->Alloc(model.stats_dtype(), 3);
   // The recorded step (GPT2_TRAIN_GRAPHS=1).
   std::optional<StepGraph> step_graph;
   if (train_graphs) step_graph.emplace(backend, &model, &optimizer);
@@ -799,8 +797,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     if (own_shard_buffer) backend->Free(shard_grads);
     backend->Free(loss_sums);
     backend->Free(norms_squared);
-    backend->Free(val_loss_sum);
-    backend->Free(hellaswag_sums);
   };
   const size_t scalar_bytes = DTypeSize(model.stats_dtype());
   std::vector<char> host_scalars(4 * scalar_bytes);  // loss, norm for each slot
@@ -809,55 +805,22 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
                             host_scalars.begin() + (index + 1) * scalar_bytes);
     return DecodeHost(bytes, model.stats_dtype())[0];
   };
-  // The val loss of the weights as they are (those after `updates` updates,
-  // for the test hook); none when a stop signal cut the pass short, its
-  // number then in `val_stopped_by`. A synchronous backend (the CPU's, where
-  // a pass of a large model takes minutes) looks for the signal after each
-  // batch, the ranks agreeing; an asynchronous one has queued the whole pass
-  // before it could look.
-  int val_stopped_by = 0;
-  auto evaluate_val = [&](int batches,
-                          int64_t updates) -> std::optional<double> {
-    if (step_graph) step_graph->Flush();
-    val_loader->Reset();
-    backend->Zero(val_loss_sum);
-    for (int i = 0; i < batches; ++i) {
-      val_loader->Next(inputs.data(), targets.data());
-      model.Forward(inputs.data(), targets.data(), B, T, 0.0,
-                    /*write_grad=*/false);
-      backend->AccumulateSum(val_loss_sum, model.losses(),
-                             1.0 / (static_cast<double>(B) * T * batches));
-      if (i == 0) InjectValSignalForTests(updates, comm->rank());
-      if (!backend->asynchronous()) {
-        int signo = StopSignalReceived();
-        if (world > 1) signo = comm->AgreeMax(signo);
-        if (signo != 0) {
-          val_stopped_by = signo;
-          return std::nullopt;
-        }
-      }
-    }
-    dcomm->AllReduce(val_loss_sum, ReduceOp::kAverage);
-    std::vector<char> bytes(scalar_bytes);
-    backend->Download(bytes.data(), val_loss_sum);
-    return DecodeHost(bytes, model.stats_dtype())[0];
-  };
-
-  // HellaSwag on the model as it is; logs a line and returns acc_norm.
+  // The val loss and HellaSwag of the model as it is.
+  EvaluatorParts eval_parts;
+  eval_parts.backend = backend;
+  eval_parts.model = &model;
+  eval_parts.graph = step_parts.graph;
+  eval_parts.comm = comm;
+  eval_parts.device_comm = dcomm;
+  eval_parts.micro_batch = B;
+  eval_parts.seq_len = T;
+  eval_parts.val_loader = val_loader ? &*val_loader : nullptr;
+  eval_parts.hellaswag = hellaswag ? &*hellaswag : nullptr;
+  Evaluator evaluator(eval_parts);
   auto evaluate_hellaswag = [&](int64_t step) {
-    if (step_graph) step_graph->Flush();
-    const Clock::time_point start = Clock::now();
-    const HellaSwagEval::Result r = hellaswag->Run(
-        &model, backend, dcomm, comm->rank(), world, B, hellaswag_sums);
-    log.Line(absl::StrFormat(
-        "step %d | hellaswag: acc_norm %.4f, acc %.4f (%d examples%s, %.1f s)",
-        step, r.acc_norm(), r.acc(), r.examples,
-        hellaswag->left_out() > 0
-            ? absl::StrCat("; ", hellaswag->left_out(),
-                           " longer than train.seq_len left out")
-            : "",
-        SecondsSince(start)));
-    return r.acc_norm();
+    const Evaluator::Scored scored = evaluator.HellaSwag(step);
+    log.Line(scored.line);
+    return scored.acc_norm;
   };
 
   TrainResult result;
@@ -1039,10 +1002,10 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
           ": --eval needs a val set (data.val_shards or data.val_tokens)"));
     }
     const int64_t batches = val_batches;
-    result.val_loss = evaluate_val(val_batches, progress.step);
+    result.val_loss = evaluator.ValLoss(val_batches, progress.step);
     if (!result.val_loss) {
-      result.interrupted_by = val_stopped_by;
-      log.Line(absl::StrCat("eval: ", StopSignalName(val_stopped_by),
+      result.interrupted_by = evaluator.stopped_by();
+      log.Line(absl::StrCat("eval: ", StopSignalName(evaluator.stopped_by()),
                             " received: stopped, no val loss"));
       return result;
     }
@@ -1069,12 +1032,12 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     if (val_loader && val_every > 0 && step % val_every == 0) {
       GPT2_RETURN_IF_ERROR(finish_pending());
       if (stop) break;
-      val_loss = evaluate_val(val_batches, step);
+      val_loss = evaluator.ValLoss(val_batches, step);
       if (!val_loss) {
-        result.interrupted_by = val_stopped_by;
+        result.interrupted_by = evaluator.stopped_by();
         log.Line(absl::StrFormat(
             "%s received during the val pass before step %d: stopping%s",
-            StopSignalName(val_stopped_by), step,
+            StopSignalName(evaluator.stopped_by()), step,
             interrupt_saves && result.steps_run > 0 ? " and saving a checkpoint"
                                                     : ""));
         break;
@@ -1205,17 +1168,17 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   if (val_loader && cfg.log().val_every_steps() > 0 && result.steps_run > 0 &&
       result.interrupted_by == 0 && !non_finite_stop) {
     const int64_t updates = progress.step + result.steps_run;
-    result.val_loss = evaluate_val(val_batches, updates);
+    result.val_loss = evaluator.ValLoss(val_batches, updates);
     if (result.val_loss) {
       log.Line(absl::StrFormat("step %d | val loss: %.6f", updates,
                                *result.val_loss));
       log.FinalEval(updates, result.val_loss, std::nullopt);
     } else {
-      result.interrupted_by = val_stopped_by;
+      result.interrupted_by = evaluator.stopped_by();
       log.Line(absl::StrFormat(
           "%s received during the final val pass: stopped, its val loss not "
           "measured",
-          StopSignalName(val_stopped_by)));
+          StopSignalName(evaluator.stopped_by())));
     }
   }
   // A run stopped early (a stop signal, or a non-finite loss under
