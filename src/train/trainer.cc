@@ -101,6 +101,37 @@ std::string NextCommands(const config::RunConfig& cfg,
       run_dir, 2 * cfg.train().max_steps());
 }
 
+// Once the first step is queued: where its host time went (the calls timed
+// since TimeHostCalls(true)), the kernel versions chosen by timing during it,
+// the libraries opened, and the device memory in use against the plan (what
+// the plan leaves out: the CUDA context, library workspaces, op scratch).
+std::vector<std::string> FirstStepReport(Backend* backend,
+                                         const MemoryPlan& memory_plan) {
+  std::vector<std::string> lines;
+  backend->TimeHostCalls(false);
+  const std::vector<OpTiming> host_calls = backend->TakeHostCallTimes();
+  if (!host_calls.empty()) {
+    lines.push_back(FormatHostCallTimes("first step", host_calls));
+  }
+  if (const std::string tuned = backend->TunedKernels(); !tuned.empty()) {
+    lines.push_back("kernels chosen by timing: " + tuned);
+  }
+  if (const std::string libraries = backend->LibraryNote();
+      !libraries.empty()) {
+    lines.push_back(libraries);
+  }
+  std::optional<Backend::MemoryInfo> memory;
+  if (backend->name() != "cpu") memory = backend->DeviceMemory();
+  if (memory.has_value()) {
+    lines.push_back(
+        absl::StrCat("device memory after the first step: ",
+                     FormatBytes(memory->total_bytes - memory->free_bytes),
+                     " in use of ", FormatBytes(memory->total_bytes),
+                     " (the plan: ", FormatBytes(memory_plan.total()), ")"));
+  }
+  return lines;
+}
+
 constexpr char kScopePayload[] = "gpt2/error_scope";
 
 // An error every rank reaches together (the same flags and files, or a verdict
@@ -1075,26 +1106,8 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
                      ++updates_applied);
     backend->MarkStepEnd(step);
     if (step == progress.step) {
-      backend->TimeHostCalls(false);
-      const std::vector<OpTiming> host_calls = backend->TakeHostCallTimes();
-      if (!host_calls.empty()) {
-        log.Line(FormatHostCallTimes("first step", host_calls));
-      }
-      // Versions timed during the first step's calls (CUDA attention).
-      const std::string tuned = backend->TunedKernels();
-      if (!tuned.empty()) log.Line("kernels chosen by timing: " + tuned);
-      const std::string libraries = backend->LibraryNote();
-      if (!libraries.empty()) log.Line(libraries);
-      // What the plan leaves out (the CUDA context, library workspaces, op
-      // scratch, which grows during the first step), as measured.
-      std::optional<Backend::MemoryInfo> memory;
-      if (backend->name() != "cpu") memory = backend->DeviceMemory();
-      if (memory.has_value()) {
-        log.Line(absl::StrCat(
-            "device memory after the first step: ",
-            FormatBytes(memory->total_bytes - memory->free_bytes),
-            " in use of ", FormatBytes(memory->total_bytes),
-            " (the plan: ", FormatBytes(memory_plan.total()), ")"));
+      for (const std::string& line : FirstStepReport(backend, memory_plan)) {
+        log.Line(line);
       }
     }
     // Step `step` is queued; now read the one before it.
