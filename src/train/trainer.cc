@@ -45,6 +45,7 @@
 #include "src/train/memory_plan.h"
 #include "src/train/run_log.h"
 #include "src/train/step_graph.h"
+#include "src/train/step_reader.h"
 #include "src/train/test_hooks.h"
 #include "src/train/train_step.h"
 
@@ -64,21 +65,6 @@ LrSchedule ScheduleOf(const config::RunConfig& cfg) {
 // largest code wins, so a signal on any rank beats the time budget).
 constexpr int kStopForTime = 1;
 constexpr int kStopForSignal = 1000;  // + the signal number
-
-// "progress: step 1000 of 5000 (20%), 55 s since start; about 3m 40s left
-// at 54.1 ms/step".
-std::string FormatProgressLine(int64_t step, int64_t max_steps,
-                               double elapsed_s, double ms_per_step) {
-  const int64_t left_steps = std::max<int64_t>(max_steps - step - 1, 0);
-  const int64_t left_s =
-      static_cast<int64_t>(std::llround(left_steps * ms_per_step / 1000.0));
-  const std::string left = Duration(left_s);
-  return absl::StrFormat(
-      "progress: step %d of %d (%.0f%%), %.0f s since start; about %s left "
-      "at %.1f ms/step",
-      step, max_steps, 100.0 * (step + 1) / std::max<int64_t>(max_steps, 1),
-      elapsed_s, left, ms_per_step);
-}
 
 // What to do with a saved run, as commands to copy: its samples, the web
 // demo, more steps.
@@ -798,13 +784,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   log.Line(*memory_fit);
 
   // ---- Loop ----
-  // On an asynchronous backend (CUDA) the host queues step s, then reads step
-  // s-1's loss and norm, which are ready as soon as step s-1 has run: the GPU
-  // is never left waiting for the host, and dt is the time between step
-  // completions. Scalars of two consecutive steps live in two slots. The CPU
-  // reads each step right after it.
-  Tensor loss_sums = backend->Alloc(model.stats_dtype(), 2);
-  Tensor norms_squared = backend->Alloc(model.stats_dtype(), 2);
   // The recorded step (GPT2_TRAIN_GRAPHS=1).
   std::optional<StepGraph> step_graph;
   if (train_graphs) step_graph.emplace(backend, &model, &optimizer);
@@ -826,15 +805,6 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // Freed on every way out: the end, --eval, an error.
   absl::Cleanup free_buffers = [&] {
     if (own_shard_buffer) backend->Free(shard_grads);
-    backend->Free(loss_sums);
-    backend->Free(norms_squared);
-  };
-  const size_t scalar_bytes = DTypeSize(model.stats_dtype());
-  std::vector<char> host_scalars(4 * scalar_bytes);  // loss, norm for each slot
-  auto host_scalar = [&](int index) {
-    std::vector<char> bytes(host_scalars.begin() + index * scalar_bytes,
-                            host_scalars.begin() + (index + 1) * scalar_bytes);
-    return DecodeHost(bytes, model.stats_dtype())[0];
   };
   // The val loss and HellaSwag of the model as it is.
   EvaluatorParts eval_parts;
@@ -915,101 +885,27 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   int64_t last_saved = -1;
   double last_lr = progress.lr;
   bool stop = false;
-  // train.on_nan: STOP's error, held until the run has saved what it can.
-  std::optional<absl::Status> non_finite_stop;
 
   // train.stop_at_loss: the first step below it, and a run of such steps.
   LossTarget loss_target(
       cfg.train().stop_at_loss(), cfg.train().stop_after_steps_below(),
       cfg.train().stop_loss_tokens(), plan.total_batch_tokens);
-  // The step whose scalars are queued for reading.
-  std::optional<StepMetrics> pending;
-  int pending_slot = 0;
-  Clock::time_point last_done = Clock::now();
-  // A step whose device marks span something else (a validation pass, a
-  // checkpoint save): its dt comes from the host clock, reset after that.
-  int64_t host_dt_step = -1;
-  // Reads and logs the pending step. Sets `stop` when the run should end after
-  // it.
-  // The last progress line's step and time (the start: the first step).
-  struct {
-    int64_t step;
-    double elapsed_s;
-  } progress_mark{progress.step - 1, SecondsSince(process_start)};
-  auto finish_pending = [&]() -> absl::Status {
-    if (!pending) return absl::OkStatus();
-    StepMetrics metrics = *pending;
-    pending.reset();
-    backend->WaitQueuedDownloads();
-    const Clock::time_point now = Clock::now();
-    // The device's time between this step's end and the last one's where the
-    // backend marks them (steady on an asynchronous backend, whose host runs
-    // ahead unevenly); else the host's, which covers the same span.
-    const double device_ms = metrics.step != host_dt_step
-                                 ? backend->DeviceStepMs(metrics.step)
-                                 : -1.0;
-    metrics.dt_ms =
-        device_ms >= 0.0
-            ? device_ms
-            : std::chrono::duration<double, std::milli>(now - last_done)
-                  .count();
-    last_done = now;
-    metrics.tok_per_sec = plan.total_batch_tokens / (metrics.dt_ms / 1000.0);
-    metrics.elapsed_s = SecondsSince(process_start);
-    metrics.loss = host_scalar(2 * pending_slot);
-    metrics.norm = std::sqrt(host_scalar(2 * pending_slot + 1));
-    if (NonFiniteLossForTests(metrics.step)) {
-      NonFiniteWeightsForTests(metrics.step, backend, model.params());
-      metrics.loss = std::nan("");
-    }
-    const bool finite =
-        std::isfinite(metrics.loss) && std::isfinite(metrics.norm);
-    if (metrics.step % cfg.log().every_steps() == 0 ||
-        metrics.step == max_steps - 1 || !finite) {
-      log.Line(FormatStepLine(metrics));
-    }
-    // Now and then, how far the run is and how long the rest takes at the
-    // pace of the steps since the last such line.
-    const double progress_every = cfg.log().progress_every_seconds();
-    if (progress_every > 0 &&
-        metrics.elapsed_s - progress_mark.elapsed_s >= progress_every) {
-      const int64_t steps = metrics.step - progress_mark.step;
-      const double ms_per_step = 1000.0 *
-                                 (metrics.elapsed_s - progress_mark.elapsed_s) /
-                                 std::max<int64_t>(steps, 1);
-      log.Line(FormatProgressLine(metrics.step, max_steps, metrics.elapsed_s,
-                                  ms_per_step));
-      progress_mark = {metrics.step, metrics.elapsed_s};
-    }
-    log.Metrics(metrics);
-    result.losses.push_back(metrics.loss);
-    result.final_loss = metrics.loss;
-    if (!finite) {
-      if (cfg.train().on_nan() == config::SKIP_STEP) {
-        ++result.skipped_steps;
-        log.Line(absl::StrFormat(
-            "step %d: loss %f / grad norm %f is not finite: update skipped "
-            "(train.on_nan: SKIP_STEP)",
-            metrics.step, metrics.loss, metrics.norm));
-        return absl::OkStatus();
-      }
-      // The step's update was skipped on the device. The run stops after the
-      // step already queued, and saves the weights if they are still finite.
-      if (!non_finite_stop) {
-        non_finite_stop = absl::InternalError(absl::StrFormat(
-            "step %d: the loss (%f) or grad norm (%f) is not finite; stopping "
-            "(train.on_nan: STOP). Try a lower optim.lr, check the data, or "
-            "set train.on_nan: SKIP_STEP.",
-            metrics.step, metrics.loss, metrics.norm));
-      }
-      stop = true;
-      return absl::OkStatus();
-    }
-    for (const std::string& line : loss_target.Observe(metrics, &stop)) {
-      log.Line(line);
-    }
-    return absl::OkStatus();
-  };
+  // Each step's loss and norm, read back a step late on an asynchronous
+  // backend, and logged.
+  StepReaderParts reader_parts;
+  reader_parts.backend = backend;
+  reader_parts.stats_dtype = model.stats_dtype();
+  reader_parts.params = model.params();
+  reader_parts.step_tokens = plan.total_batch_tokens;
+  reader_parts.max_steps = max_steps;
+  reader_parts.every_steps = cfg.log().every_steps();
+  reader_parts.progress_every_seconds = cfg.log().progress_every_seconds();
+  reader_parts.on_nan = cfg.train().on_nan();
+  reader_parts.target = &loss_target;
+  reader_parts.process_start = process_start;
+  reader_parts.first_step = progress.step;
+  StepReader reader(reader_parts);
+  const auto finish_pending = [&] { reader.Finish(&log, &result, &stop); };
 
   // What comes before the first step (device, init, uploads) counts against
   // time-to-target runs: say how long it took.
@@ -1061,7 +957,7 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
     // Before step `step` trains: the weights after `step` updates (the final
     // ones get their pass after the loop).
     if (val_loader && val_every > 0 && step % val_every == 0) {
-      GPT2_RETURN_IF_ERROR(finish_pending());
+      finish_pending();
       if (stop) break;
       val_loss = evaluator.ValLoss(val_batches, step);
       if (!val_loss) {
@@ -1074,23 +970,20 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
         break;
       }
       log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
-      last_done = Clock::now();  // dt covers training only
-      host_dt_step = step;
+      reader.RestartClock(step);  // dt covers training only
     }
     const int hellaswag_every = cfg.log().hellaswag_every_steps();
     std::optional<double> hellaswag_acc;
     if (hellaswag && hellaswag_every > 0 && step % hellaswag_every == 0) {
-      GPT2_RETURN_IF_ERROR(finish_pending());
+      finish_pending();
       if (stop) break;
       hellaswag_acc = evaluate_hellaswag(step);
-      last_done = Clock::now();  // dt covers training only
-      host_dt_step = step;
+      reader.RestartClock(step);  // dt covers training only
     }
     InjectFaultForTests(step, comm->rank());
     InjectSignalForTests(step, comm->rank());
-    const int slot = static_cast<int>(step % 2);
-    Tensor loss_sum = loss_sums.Slice(slot, 1);
-    Tensor norm_squared = norms_squared.Slice(slot, 1);
+    const Tensor loss_sum = reader.loss_sum(step);
+    const Tensor norm_squared = reader.norm_squared(step);
     // The first step of the process runs directly (its calls time kernels,
     // grow scratch and make cuBLASLt plans: nothing a recording may do).
     const bool replay =
@@ -1111,16 +1004,11 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
       }
     }
     // Step `step` is queued; now read the one before it.
-    GPT2_RETURN_IF_ERROR(finish_pending());
-    backend->QueueDownload(host_scalars.data() + 2 * slot * scalar_bytes,
-                           loss_sum);
-    backend->QueueDownload(host_scalars.data() + (2 * slot + 1) * scalar_bytes,
-                           norm_squared);
-    pending = metrics;
-    pending_slot = slot;
+    finish_pending();
+    reader.Queue(metrics);
     // A synchronous backend has already run the step: read it now, so its dt
     // and any stop decision belong to this step.
-    if (!backend->asynchronous()) GPT2_RETURN_IF_ERROR(finish_pending());
+    if (!backend->asynchronous()) finish_pending();
     result.steps_run = step + 1 - progress.step;
     last_lr = metrics.lr;
     // (The last step's save is the one at the end, where the config has
@@ -1144,7 +1032,7 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
             "; --resume latest would go on from the newest complete "
             "checkpoint)"));
       }
-      host_dt_step = step + 1;
+      reader.TimeOnHost(step + 1);
     }
     // Stop here? Every rank must agree: each has its own clock and its own
     // signals, and a rank that stopped alone would leave the others waiting
@@ -1173,13 +1061,13 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
       break;
     }
   }
-  GPT2_RETURN_IF_ERROR(finish_pending());
+  finish_pending();
   if (step_graph) step_graph->Flush();
   // The val loss of the final weights, labelled with the updates made, as the
   // loop's passes are (not after a stop signal: out quickly; nor a non-finite
   // loss). Every rank takes part; all of them agree on how the loop ended.
   if (val_loader && cfg.log().val_every_steps() > 0 && result.steps_run > 0 &&
-      result.interrupted_by == 0 && !non_finite_stop) {
+      result.interrupted_by == 0 && !reader.non_finite_stop()) {
     const int64_t updates = progress.step + result.steps_run;
     result.val_loss = evaluator.ValLoss(val_batches, updates);
     if (result.val_loss) {
@@ -1200,9 +1088,10 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // a non-finite loss only if the weights themselves are finite (a blown-up lr
   // makes them inf before the loss): a restart point for a lower lr.
   bool weights_finite = true;
-  if (non_finite_stop) weights_finite = AllFinite(backend, model.params());
+  if (reader.non_finite_stop())
+    weights_finite = AllFinite(backend, model.params());
   const bool stopped_early =
-      result.interrupted_by != 0 || non_finite_stop.has_value();
+      result.interrupted_by != 0 || reader.non_finite_stop().has_value();
   const int64_t steps_done = progress.step + result.steps_run;
   const bool save_now = stopped_early ? interrupt_saves && weights_finite
                                       : cfg.checkpoint().save_at_end();
@@ -1213,7 +1102,7 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // Such a run exits non-zero, and mpirun ends the whole job when the first
   // rank does: no rank leaves before rank 0 has committed the save.
   if (stopped_early && world > 1) comm->Barrier();
-  if (non_finite_stop) {
+  if (const auto& non_finite_stop = reader.non_finite_stop()) {
     const std::string what =
         !interrupt_saves || result.steps_run == 0
             ? "nothing saved (the config saves no checkpoints)"
