@@ -10,7 +10,6 @@
 #include "src/core/error.h"
 #include "src/core/files.h"
 #include "src/core/stop_signal.h"
-#include "src/data/dataset.h"
 #include "src/infer/decoder.h"
 #include "src/infer/generate.h"
 #include "src/train/test_hooks.h"
@@ -130,9 +129,9 @@ absl::Status FinalSamples::Run(Backend* backend, DType dtype,
         "--num_samples %d --max_new_tokens %d --device %s --precision %s",
         per_prompt_, new_tokens_, decoder_on_cpu ? "cpu" : "cuda",
         decoder_on_cpu || dtype != DType::kBF16 ? "fp32" : "bf16");
-    if (data_dir_ != ResolveDataDir("")) {
-      absl::StrAppend(&flags, " --data_dir ", ShellWord(data_dir_));
-    }
+    // Always named: the GPT2_DATA_DIR the run saw may not be set where the
+    // command is run.
+    absl::StrAppend(&flags, " --data_dir ", ShellWord(data_dir_));
     std::string commands = absl::StrCat(
         "the same samples again", decoder_on_cpu ? "" : " (on GPU 0)", ":");
     for (size_t p = 0; p < prompts_.size(); ++p) {
