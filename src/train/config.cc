@@ -108,17 +108,25 @@ ParseError ExplainParseError(const std::string& message) {
   // Unknown enumeration value of "FP16" for field "precision".
   if (quoted.size() == 5 &&
       absl::StartsWith(message, "Unknown enumeration value of ")) {
+    // protobuf names the field, not its section: the section is the one
+    // with an enum field of that name (protobuf's words where two have one).
     const pb::Descriptor* root = config::RunConfig::descriptor();
+    const pb::FieldDescriptor* found = nullptr;
+    int sections = 0;
     for (int i = 0; i < root->field_count(); ++i) {
       const pb::Descriptor* section = root->field(i)->message_type();
       const pb::FieldDescriptor* f =
           section ? section->FindFieldByName(quoted[3]) : nullptr;
       if (f != nullptr && f->enum_type() != nullptr) {
-        return {quoted[1],
-                absl::StrCat("'", quoted[1], "' is not a valid ",
-                             root->field(i)->name(), ".", quoted[3],
-                             " (one of ", EnumChoices(f->enum_type()), ")")};
+        found = f;
+        ++sections;
       }
+    }
+    if (sections == 1) {
+      return {quoted[1], absl::StrCat("'", quoted[1], "' is not a valid ",
+                                      SectionName(found->containing_type()),
+                                      ".", quoted[3], " (one of ",
+                                      EnumChoices(found->enum_type()), ")")};
     }
   }
   return {"", message};

@@ -5,6 +5,7 @@
 // still run.
 #include "src/serve/model_worker.h"
 
+#include <future>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -74,19 +75,44 @@ TEST(ModelWorker, AnswersEveryThreadAsTheDecoderWould) {
 TEST(ModelWorker, RunsJobsInTheOrderQueuedAndFinishesThemOnExit) {
   std::vector<int> order;
   std::mutex mu;
+  std::promise<void> all_queued;
+  std::shared_future<void> gate = all_queued.get_future().share();
   {
     ModelWorker worker(TinyDecoder(), nullptr);
+    // Job 0's report holds the worker until jobs 1-5 are all queued, so the
+    // order they run in is the worker's choice, not their arrival's.
     for (int i = 0; i < 6; ++i) {
       worker.Submit(Request(i), nullptr,
                     [&, i](absl::StatusOr<infer::GenerateResult> r, double) {
                       EXPECT_TRUE(r.ok()) << r.status();
+                      if (i == 0) gate.wait();
                       std::lock_guard<std::mutex> lock(mu);
                       order.push_back(i);
                     });
     }
-    // The worker ends here, with jobs likely still queued: they run first.
+    all_queued.set_value();
+    // The worker ends here, with jobs still queued: they run first.
   }
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4, 5}));
+}
+
+TEST(ModelWorker, CountsTheJobsWaiting) {
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::promise<void> started;
+  ModelWorker worker(TinyDecoder(), nullptr);
+  worker.Submit(Request(0), nullptr,
+                [&](absl::StatusOr<infer::GenerateResult>, double) {
+                  started.set_value();
+                  gate.wait();
+                });
+  started.get_future().wait();  // job 0 runs, holding the worker
+  for (int i = 1; i <= 3; ++i) {
+    worker.Submit(Request(i), nullptr,
+                  [](absl::StatusOr<infer::GenerateResult>, double) {});
+  }
+  EXPECT_EQ(worker.queued(), 3);
+  release.set_value();
 }
 
 TEST(ModelWorker, AnErrorIsTheJobsResult) {
