@@ -318,172 +318,305 @@ ErrorScope ScopeOf(const absl::Status& status) {
 
 namespace {
 
-// Train, and where it fails once rank 0's run log is open, the error as that
-// log's last line (it went to stderr only: a run folder did not say why its
-// run ended). `log_path` is set to train.log's path once it is open.
-absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
-                                        const TrainOptions& options,
-                                        std::string* log_path);
-
-}  // namespace
-
-absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
-                                  const TrainOptions& options) {
-  std::string log_path;
-  absl::StatusOr<TrainResult> result = TrainLogged(loaded, options, &log_path);
-  if (!result.ok() && !log_path.empty()) {
-    if (FILE* log = std::fopen(log_path.c_str(), "a")) {
-      std::fprintf(log, "error: %s\n",
-                   std::string(result.status().message()).c_str());
-      std::fclose(log);
+// One run of gpt2_ddp (training, --eval or --plan), from its loaded config to
+// its result. Run() takes the phases in order: the set-up (backend,
+// communicators, memory, data, model, optimizer, log), the header, then the
+// val pass of --eval, or the loop and the end of the run. What the set-up
+// builds is held in members, declared in the order it is built, so that it is
+// torn down in reverse (the backend last). `log_path` is set to train.log's
+// path once it is open.
+class TrainingRun {
+ public:
+  TrainingRun(const LoadedConfig& loaded, const TrainOptions& options,
+              std::string* log_path)
+      : loaded_(loaded),
+        cfg_(loaded.config),
+        plan_(loaded.plan),
+        options_(options),
+        log_path_(log_path),
+        process_start_(options.process_start.value_or(Clock::now())),
+        phase_start_(process_start_) {}
+  ~TrainingRun() {
+    if (own_shard_buffer_ && shard_grads_.data != nullptr) {
+      backend_->Free(shard_grads_);
     }
   }
-  return result;
+  TrainingRun(const TrainingRun&) = delete;
+  TrainingRun& operator=(const TrainingRun&) = delete;
+
+  absl::StatusOr<TrainResult> Run();
+
+ private:
+  // The set-up, in Run()'s order. A phase that returns a result ends the run
+  // there without error (--plan; a resumed run with nothing left to train).
+  absl::Status ChooseBackend();
+  absl::Status ChooseDeviceComm();
+  void LayOutShards();
+  absl::StatusOr<std::optional<TrainResult>> CheckMemoryAndLoadData();
+  absl::StatusOr<std::optional<TrainResult>> MakeLoadersAndFindResume();
+  void BuildModel();
+  absl::Status BuildOptimizer();
+  absl::Status OpenLog();
+  void LogHeader();
+  void MakeLoopParts();
+  void LogStartingPoint();
+  void LogStartUp();
+
+  absl::StatusOr<TrainResult> EvalOnly();
+  void Loop();
+  // Whether the loop stops after `step`: the time budget or a stop signal,
+  // agreed over ranks.
+  bool StopAfter(int64_t step);
+  // After the loop: the final val pass, the save, what the run's end says,
+  // HellaSwag, the samples.
+  absl::StatusOr<TrainResult> Finish();
+
+  // The start-up phase `name` ends now (for the "start-up:" line: the host's
+  // seconds from the previous mark; device work queued in a phase may finish
+  // in a later one).
+  void EndPhase(const char* name);
+  absl::Status Save(int64_t steps_done, double lr);
+  double EvaluateHellaSwag(int64_t step);
+  // Reads and logs the step queued before, if any.
+  void FinishPending() { reader_->Finish(&*log_, &result_, &stop_); }
+
+  const LoadedConfig& loaded_;
+  const config::RunConfig& cfg_;
+  const RunPlan& plan_;
+  const TrainOptions& options_;
+  std::string* log_path_;
+  const Clock::time_point process_start_;
+  std::vector<std::pair<const char*, double>> startup_phases_;
+  Clock::time_point phase_start_;
+
+  // Ranks and the backend.
+  std::unique_ptr<Communicator> own_comm_;
+  Communicator* comm_ = nullptr;
+  bool rank0_ = false;
+  int world_ = 1;
+  BackendChoice choice_;
+  Backend* backend_ = nullptr;
+  // Why there is no GPU, where --plan plans a CUDA run without one (the CPU
+  // backend stands in); empty otherwise.
+  std::string no_gpu_;
+  // The init's draw on the host, beside the rest of start-up.
+  std::future<std::unique_ptr<char[]>> drawn_;
+  // Training collectives run on the backend's memory: MPI for CPU ranks, NCCL
+  // for GPU ranks. Host buffers (checkpoint gathers) always go over comm_.
+  std::unique_ptr<Communicator> device_comm_;
+  Communicator* dcomm_ = nullptr;
+
+  // The batch and the gradient shards.
+  int B_ = 0, T_ = 0, accum_ = 1;
+  bool zero1_ = false;
+  ShardLayout shard_, optimizer_shard_;
+  bool reduce_per_layer_ = false;
+  bool own_shard_buffer_ = false;
+
+  // Memory, data and evaluations.
+  MemoryPlanInputs memory_inputs_;
+  MemoryPlan memory_plan_;
+  absl::StatusOr<std::string> memory_fit_;
+  std::string data_description_;
+  std::vector<TokenShard> train_shards_, val_shards_;
+  std::optional<FinalSamples> final_samples_;
+  std::optional<HellaSwagEval> hellaswag_;
+  std::optional<DataLoader> train_loader_;
+  std::optional<DataLoader> val_loader_;
+  int val_batches_ = 0;  // a val pass's batches
+  std::string run_dir_;
+  std::string resume_path_;
+  std::string earlier_run_;  // a fresh run's folder's latest checkpoint
+
+  // The model, its optimizer, the log.
+  std::optional<Gpt2Model> model_;
+  AdamWHyper hyper_;
+  std::optional<AdamWOptimizer> optimizer_;
+  bool graphs_asked_ = false, train_graphs_ = false;
+  bool updates_beside_allowed_ = false;
+  TrainProgress progress_;
+  std::optional<RunLog> log_;
+  Tensor shard_grads_;
+  std::optional<LrSchedule> schedule_;
+
+  // The loop.
+  std::optional<StepGraph> step_graph_;  // GPT2_TRAIN_GRAPHS=1
+  std::optional<TrainStep> train_step_;
+  std::optional<Evaluator> evaluator_;
+  TrainResult result_;
+  int64_t max_steps_ = 0;
+  // AdamW's bias-correction step. A non-finite step's update is skipped on
+  // the device (the host learns of it a step later) but still counted here.
+  int64_t updates_applied_ = 0;
+  int64_t save_every_ = 0;
+  bool interrupt_saves_ = false;
+  int64_t last_saved_ = -1;
+  double last_lr_ = 0.0;
+  bool stop_ = false;
+  std::optional<LossTarget> loss_target_;
+  std::optional<StepReader> reader_;
+};
+
+void TrainingRun::EndPhase(const char* name) {
+  const Clock::time_point now = Clock::now();
+  startup_phases_.emplace_back(
+      name, std::chrono::duration<double>(now - phase_start_).count());
+  phase_start_ = now;
 }
 
-namespace {
-
-absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
-                                        const TrainOptions& options,
-                                        std::string* log_path) {
-  const Clock::time_point process_start =
-      options.process_start.value_or(Clock::now());
-  // Start-up phases, for the "start-up:" line: the host's seconds from the
-  // previous mark (device work queued in a phase may finish in a later one).
-  std::vector<std::pair<const char*, double>> startup_phases;
-  Clock::time_point phase_start = process_start;
-  auto end_phase = [&](const char* name) {
-    const Clock::time_point now = Clock::now();
-    startup_phases.emplace_back(
-        name, std::chrono::duration<double>(now - phase_start).count());
-    phase_start = now;
-  };
-  end_phase("launch");
-  const config::RunConfig& cfg = loaded.config;
-  const RunPlan& plan = loaded.plan;
-  std::unique_ptr<Communicator> own_comm;
-  Communicator* comm = options.comm;
-  if (comm == nullptr) {
-    own_comm = MakeSingleRankCommunicator();
-    comm = own_comm.get();
+absl::StatusOr<TrainResult> TrainingRun::Run() {
+  EndPhase("launch");
+  comm_ = options_.comm;
+  if (comm_ == nullptr) {
+    own_comm_ = MakeSingleRankCommunicator();
+    comm_ = own_comm_.get();
   }
-  const bool rank0 = comm->rank() == 0;
-  const int world = comm->world_size();
-  if (!options.resume.empty() && !options.init_from.empty()) {
+  rank0_ = comm_->rank() == 0;
+  world_ = comm_->world_size();
+  if (!options_.resume.empty() && !options_.init_from.empty()) {
     return Agreed(
         absl::InvalidArgumentError(
             "--resume and --init_from both given: --resume continues a run "
             "(its weights, optimizer state and place in the data), "
             "--init_from starts a new run from weights alone; give one"),
-        rank0);
+        rank0_);
   }
+  GPT2_RETURN_IF_ERROR(ChooseBackend());
+  GPT2_RETURN_IF_ERROR(ChooseDeviceComm());
+  LayOutShards();
+  GPT2_ASSIGN_OR_RETURN(std::optional<TrainResult> early,
+                        CheckMemoryAndLoadData());
+  if (early) return *std::move(early);
+  EndPhase("data");
+  GPT2_ASSIGN_OR_RETURN(early, MakeLoadersAndFindResume());
+  if (early) return *std::move(early);
+  BuildModel();
+  EndPhase("model");
+  GPT2_RETURN_IF_ERROR(BuildOptimizer());
+  EndPhase("optimizer");
+  GPT2_RETURN_IF_ERROR(OpenLog());
+  LogHeader();
+  MakeLoopParts();
+  LogStartingPoint();
+  // What comes before the first step (device, init, uploads) counts against
+  // time-to-target runs: said.
+  EndPhase("other");
+  LogStartUp();
+  if (options_.eval_only) return EvalOnly();
+  Loop();
+  return Finish();
+}
 
-  const BackendChooser choose = options.choose_backend != nullptr
-                                    ? options.choose_backend
+absl::Status TrainingRun::ChooseBackend() {
+  const BackendChooser choose = options_.choose_backend != nullptr
+                                    ? options_.choose_backend
                                     : &ChooseCpuBackend;
   absl::StatusOr<BackendChoice> chosen =
-      choose(cfg.train(), comm->local_rank());
+      choose(cfg_.train(), comm_->local_rank());
   // --plan of a CUDA run on a machine without a usable GPU (planning one on a
   // laptop): the plan in the CUDA run's precision, with the CPU backend
   // standing in for what allocates nothing, and no memory check (there is no
   // GPU to check against). Any other run stops here.
-  std::string no_gpu;
-  if (!chosen.ok() && options.plan_only &&
-      cfg.train().device() == config::CUDA &&
+  if (!chosen.ok() && options_.plan_only &&
+      cfg_.train().device() == config::CUDA &&
       absl::IsFailedPrecondition(chosen.status())) {
     // Its reason alone, without the advice to fall back to the CPU.
-    no_gpu = std::string(chosen.status().message());
-    if (const size_t at = no_gpu.find("usable: "); at != std::string::npos)
-      no_gpu.erase(0, at + 8);
-    if (const size_t at = no_gpu.find(" (use device: AUTO");
+    no_gpu_ = std::string(chosen.status().message());
+    if (const size_t at = no_gpu_.find("usable: "); at != std::string::npos)
+      no_gpu_.erase(0, at + 8);
+    if (const size_t at = no_gpu_.find(" (use device: AUTO");
         at != std::string::npos)
-      no_gpu.erase(at);
-    config::TrainConfig stand_in = cfg.train();
+      no_gpu_.erase(at);
+    config::TrainConfig stand_in = cfg_.train();
     stand_in.set_device(config::CPU);
     stand_in.set_precision(config::FP32);
-    chosen = ChooseCpuBackend(stand_in, comm->local_rank());
+    chosen = ChooseCpuBackend(stand_in, comm_->local_rank());
     if (chosen.ok()) {
       chosen->dtype =
-          cfg.train().precision() == config::FP32 ? DType::kF32 : DType::kBF16;
+          cfg_.train().precision() == config::FP32 ? DType::kF32 : DType::kBF16;
     }
   }
   GPT2_RETURN_IF_ERROR(chosen.status());
-  BackendChoice choice = *std::move(chosen);
-  Backend* backend = choice.backend.get();
-  end_phase("backend");
-  if (cfg.optim().bf16_state() && choice.dtype != DType::kBF16) {
+  choice_ = *std::move(chosen);
+  backend_ = choice_.backend.get();
+  EndPhase("backend");
+  if (cfg_.optim().bf16_state() && choice_.dtype != DType::kBF16) {
     return absl::InvalidArgumentError(
-        absl::StrCat(options.config_path,
+        absl::StrCat(options_.config_path,
                      ": optim.bf16_state keeps the optimizer state in "
                      "bf16 beside bf16 params, but this run's params are ",
-                     DTypeName(choice.dtype),
+                     DTypeName(choice_.dtype),
                      " (it needs train.precision BF16, on the CUDA backend)"));
   }
   // The init's draw on the host (124M normals: ~0.5 s on 8 threads) runs
   // beside the rest of start-up (data, memory plan, allocations); a resumed
   // run or one --init_from a file loads every weight instead, so draws none.
-  std::future<std::unique_ptr<char[]>> drawn;
-  if (!options.plan_only && options.resume.empty() &&
-      options.init_from.empty()) {
-    drawn = std::async(std::launch::async, &Gpt2Model::DrawParams, plan.shape,
-                       choice.dtype, static_cast<uint64_t>(cfg.train().seed()));
+  if (!options_.plan_only && options_.resume.empty() &&
+      options_.init_from.empty()) {
+    drawn_ =
+        std::async(std::launch::async, &Gpt2Model::DrawParams, plan_.shape,
+                   choice_.dtype, static_cast<uint64_t>(cfg_.train().seed()));
   }
-  // Training collectives run on the backend's memory: MPI for CPU ranks, NCCL
-  // for GPU ranks. Host buffers (checkpoint gathers) always go over `comm`.
-  std::unique_ptr<Communicator> device_comm;
-  Communicator* dcomm = comm;
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::ChooseDeviceComm() {
+  dcomm_ = comm_;
   // A world of one needs no collectives, but asking for NCCL explicitly still
   // gets it (the loss is then averaged through NCCL): a check of that path on
   // one GPU.
-  const bool nccl_asked = cfg.distributed().comm() == config::BACKEND_NCCL;
-  if ((world > 1 || nccl_asked) && backend->name() != "cpu") {
+  const bool nccl_asked = cfg_.distributed().comm() == config::BACKEND_NCCL;
+  if ((world_ > 1 || nccl_asked) && backend_->name() != "cpu") {
     // NCCL refuses two ranks on one GPU ("Duplicate GPU detected",
     // NVIDIA/nccl#1241), so ranks that share GPUs reduce over MPI through host
     // copies.
-    const bool shared_gpus = comm->local_size() > choice.devices_on_node;
-    const config::Backend wanted = cfg.distributed().comm();
+    const bool shared_gpus = comm_->local_size() > choice_.devices_on_node;
+    const config::Backend wanted = cfg_.distributed().comm();
     if (wanted == config::BACKEND_NCCL && shared_gpus) {
       return absl::InvalidArgumentError(absl::StrCat(
-          options.config_path, ": distributed.comm is BACKEND_NCCL, but ",
-          comm->local_size(), " ranks share ", choice.devices_on_node,
+          options_.config_path, ": distributed.comm is BACKEND_NCCL, but ",
+          comm_->local_size(), " ranks share ", choice_.devices_on_node,
           " GPU(s) on this node and NCCL refuses two ranks on one GPU; use "
           "BACKEND_AUTO or BACKEND_MPI"));
     }
     if (wanted == config::BACKEND_MPI || shared_gpus ||
-        options.make_device_comm == nullptr) {
-      device_comm = MakeHostStagedCommunicator(comm, backend);
+        options_.make_device_comm == nullptr) {
+      device_comm_ = MakeHostStagedCommunicator(comm_, backend_);
       if (shared_gpus && wanted != config::BACKEND_MPI) {
-        choice.note = absl::StrCat(
-            choice.note, choice.note.empty() ? "" : "; ", comm->local_size(),
-            " ranks share ", choice.devices_on_node,
+        choice_.note = absl::StrCat(
+            choice_.note, choice_.note.empty() ? "" : "; ", comm_->local_size(),
+            " ranks share ", choice_.devices_on_node,
             " GPU(s): gradients go over MPI through host memory");
       }
     } else {
-      device_comm = options.make_device_comm(backend);
+      device_comm_ = options_.make_device_comm(backend_);
     }
-    dcomm = device_comm.get();
+    dcomm_ = device_comm_.get();
   }
-  if (nccl_asked && backend->name() == "cpu" && no_gpu.empty()) {
+  if (nccl_asked && backend_->name() == "cpu" && no_gpu_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        options.config_path,
+        options_.config_path,
         ": distributed.comm is BACKEND_NCCL, but these ranks run on the CPU "
         "backend; "
         "CPU ranks communicate over MPI (use BACKEND_AUTO or BACKEND_MPI)"));
   }
-  const int B = plan.micro_batch_size, T = plan.seq_len;
-  const int accum = plan.grad_accum_steps;
-  const bool zero1 = cfg.distributed().zero_stage() == 1 && world > 1;
-  const int64_t num_params = TotalParams(BuildParamList(plan.shape));
-  // Gradients are always reduced over the same padded shards: a reduce-scatter,
-  // then (without ZeRO-1) an all-gather. Each element is summed once, in one
-  // place, so every rank holds bit-identical gradients (MPI_Allreduce does not
-  // promise that for every world size) and ZeRO-0 and ZeRO-1 see the same
-  // numbers.
-  const ShardLayout shard =
-      world > 1 ? ShardLayout::Make(num_params, comm->rank(), world)
-                : ShardLayout::Whole(num_params);
-  const ShardLayout optimizer_shard =
-      zero1 ? shard : ShardLayout::Whole(num_params);
+  return absl::OkStatus();
+}
+
+void TrainingRun::LayOutShards() {
+  B_ = plan_.micro_batch_size;
+  T_ = plan_.seq_len;
+  accum_ = plan_.grad_accum_steps;
+  zero1_ = cfg_.distributed().zero_stage() == 1 && world_ > 1;
+  const int64_t num_params = TotalParams(BuildParamList(plan_.shape));
+  // Gradients are always reduced over the same padded shards: a
+  // reduce-scatter, then (without ZeRO-1) an all-gather. Each element is
+  // summed once, in one place, so every rank holds bit-identical gradients
+  // (MPI_Allreduce does not promise that for every world size) and ZeRO-0 and
+  // ZeRO-1 see the same numbers.
+  shard_ = world_ > 1 ? ShardLayout::Make(num_params, comm_->rank(), world_)
+                      : ShardLayout::Whole(num_params);
+  optimizer_shard_ = zero1_ ? shard_ : ShardLayout::Whole(num_params);
   // Layer by layer during the backward (each finished region reduced to the
   // ranks whose shard holds it, in place), or one reduce-scatter after it.
   // Unset: on for NCCL (asynchronous: the overlap) and for CPU ranks (MPI
@@ -491,146 +624,159 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // gpt2_bench --comm measured 44-66% less exposed communication on 2 CPU
   // ranks), off where GPU ranks share a GPU over MPI (a host round trip per
   // region).
-  const bool reduce_per_layer =
-      world > 1 && (cfg.distributed().has_reduce_during_backward()
-                        ? cfg.distributed().reduce_during_backward()
-                        : dcomm->asynchronous() || backend->name() == "cpu");
+  reduce_per_layer_ =
+      world_ > 1 && (cfg_.distributed().has_reduce_during_backward()
+                         ? cfg_.distributed().reduce_during_backward()
+                         : dcomm_->asynchronous() || backend_->name() == "cpu");
   // Each rank receives its shard of the averaged gradients here: its own block
   // of the gradient buffer when reducing per layer, else a separate buffer.
-  const bool own_shard_buffer = world > 1 && !reduce_per_layer;
-  // ---- Memory: planned, checked against the device, then allocated ----
-  MemoryPlanInputs memory_inputs;
-  memory_inputs.shape = plan.shape;
-  memory_inputs.dtype = choice.dtype;
-  memory_inputs.micro_batch = B;
-  memory_inputs.seq_len = T;
-  memory_inputs.buffer_elems = shard.padded_total();
-  memory_inputs.optimizer_elems = optimizer_shard.shard_size;
-  memory_inputs.shard_grad_elems = own_shard_buffer ? shard.shard_size : 0;
-  memory_inputs.recompute_gelu = cfg.train().recompute_gelu();
-  memory_inputs.recompute_layernorm = cfg.train().recompute_layernorm();
-  memory_inputs.residual_fp32 = cfg.train().residual_fp32();
-  memory_inputs.bf16_state = cfg.optim().bf16_state();
-  const MemoryPlan memory_plan = PlanMemory(memory_inputs);
-  const absl::StatusOr<std::string> memory_fit =
-      no_gpu.empty()
-          ? CheckMemory(memory_inputs, memory_plan, int64_t{B} * accum,
-                        *backend, choice, *comm)
-          : absl::StrCat("memory check: not made, no GPU here (", no_gpu,
+  own_shard_buffer_ = world_ > 1 && !reduce_per_layer_;
+}
+
+absl::StatusOr<std::optional<TrainResult>>
+TrainingRun::CheckMemoryAndLoadData() {
+  // Memory: planned, checked against the device, then (later) allocated.
+  memory_inputs_.shape = plan_.shape;
+  memory_inputs_.dtype = choice_.dtype;
+  memory_inputs_.micro_batch = B_;
+  memory_inputs_.seq_len = T_;
+  memory_inputs_.buffer_elems = shard_.padded_total();
+  memory_inputs_.optimizer_elems = optimizer_shard_.shard_size;
+  memory_inputs_.shard_grad_elems = own_shard_buffer_ ? shard_.shard_size : 0;
+  memory_inputs_.recompute_gelu = cfg_.train().recompute_gelu();
+  memory_inputs_.recompute_layernorm = cfg_.train().recompute_layernorm();
+  memory_inputs_.residual_fp32 = cfg_.train().residual_fp32();
+  memory_inputs_.bf16_state = cfg_.optim().bf16_state();
+  memory_plan_ = PlanMemory(memory_inputs_);
+  memory_fit_ =
+      no_gpu_.empty()
+          ? CheckMemory(memory_inputs_, memory_plan_, int64_t{B_} * accum_,
+                        *backend_, choice_, *comm_)
+          : absl::StrCat("memory check: not made, no GPU here (", no_gpu_,
                          "); a GPU needs the above, and the CUDA context, "
                          "cuBLASLt's workspace and op scratch");
-  if (!memory_fit.ok() && !options.plan_only) return memory_fit.status();
+  if (!memory_fit_.ok() && !options_.plan_only) return memory_fit_.status();
 
   absl::StatusOr<Datasets> loaded_data =
-      LoadDatasets(cfg.data(), options.data_dir, plan.shape.vocab_size);
-  if (options.plan_only) {
-    return PrintPlan(loaded, options,
-                     no_gpu.empty() ? std::string(backend->name()) : "cuda",
-                     choice.dtype, *comm, memory_plan, memory_fit, loaded_data);
+      LoadDatasets(cfg_.data(), options_.data_dir, plan_.shape.vocab_size);
+  if (options_.plan_only) {
+    return PrintPlan(loaded_, options_,
+                     no_gpu_.empty() ? std::string(backend_->name()) : "cuda",
+                     choice_.dtype, *comm_, memory_plan_, memory_fit_,
+                     loaded_data);
   }
   GPT2_RETURN_IF_ERROR(loaded_data.status());
-  Datasets& data = *loaded_data;
-  GPT2_ASSIGN_OR_RETURN(const FinalSamples final_samples,
-                        FinalSamples::Prepare(cfg.log(), options.data_dir,
-                                              plan.shape, cfg.train().seed()));
+  train_shards_ = std::move(loaded_data->train);
+  val_shards_ = std::move(loaded_data->val);
+  data_description_ = std::move(loaded_data->description);
+  GPT2_ASSIGN_OR_RETURN(
+      FinalSamples samples,
+      FinalSamples::Prepare(cfg_.log(), options_.data_dir, plan_.shape,
+                            cfg_.train().seed()));
+  final_samples_.emplace(std::move(samples));
   // HellaSwag during training: read and tokenized now, so a bad file stops
   // the run before it trains.
-  std::optional<HellaSwagEval> hellaswag;
-  if (!cfg.log().hellaswag_file().empty()) {
+  if (!cfg_.log().hellaswag_file().empty()) {
     GPT2_ASSIGN_OR_RETURN(const Tokenizer tokenizer,
-                          Tokenizer::LoadFromDataDir(options.data_dir));
+                          Tokenizer::LoadFromDataDir(options_.data_dir));
     GPT2_ASSIGN_OR_RETURN(
         HellaSwagEval loaded_eval,
         HellaSwagEval::Load(
-            DataPath(options.data_dir, cfg.log().hellaswag_file()), tokenizer,
-            cfg.log().hellaswag_examples(), plan.seq_len,
-            plan.shape.vocab_size));
+            DataPath(options_.data_dir, cfg_.log().hellaswag_file()), tokenizer,
+            cfg_.log().hellaswag_examples(), plan_.seq_len,
+            plan_.shape.vocab_size));
     if (loaded_eval.size() == 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(cfg.log().hellaswag_file(),
-                       ": no example fits train.seq_len ", plan.seq_len));
+          absl::StrCat(cfg_.log().hellaswag_file(),
+                       ": no example fits train.seq_len ", plan_.seq_len));
     }
-    hellaswag.emplace(std::move(loaded_eval));
+    hellaswag_.emplace(std::move(loaded_eval));
   }
-  end_phase("data");
+  return std::nullopt;
+}
 
-  const LoaderLayout layout = LayoutFor(plan, *comm);
+absl::StatusOr<std::optional<TrainResult>>
+TrainingRun::MakeLoadersAndFindResume() {
+  const LoaderLayout layout = LayoutFor(plan_, *comm_);
   GPT2_ASSIGN_OR_RETURN(DataLoader train_loader,
-                        DataLoader::Create(std::move(data.train), layout));
+                        DataLoader::Create(std::move(train_shards_), layout));
+  train_loader_.emplace(std::move(train_loader));
   GPT2_ASSIGN_OR_RETURN(
-      std::optional<DataLoader> val_loader,
-      ValLoaderFor(std::move(data.val), layout, cfg, options.config_path));
-  int val_batches = 0;  // a val pass's batches
-  if (val_loader) {
+      val_loader_,
+      ValLoaderFor(std::move(val_shards_), layout, cfg_, options_.config_path));
+  if (val_loader_) {
     // A val pass reads the val set at most once (more batches than it holds
     // read the same tokens again: a slower pass, no better measure).
-    val_batches = static_cast<int>(std::min<int64_t>(
-        cfg.log().val_batches(), val_loader->steps_per_epoch()));
+    val_batches_ = static_cast<int>(std::min<int64_t>(
+        cfg_.log().val_batches(), val_loader_->steps_per_epoch()));
   }
 
-  const std::string run_dir = cfg.log().run_dir() + "/" + cfg.log().run_name();
-  std::string resume_path;
-  if (!options.resume.empty()) {
-    GPT2_ASSIGN_OR_RETURN(resume_path, ResolveResume(options.resume, run_dir));
+  run_dir_ = cfg_.log().run_dir() + "/" + cfg_.log().run_name();
+  if (!options_.resume.empty()) {
+    GPT2_ASSIGN_OR_RETURN(resume_path_,
+                          ResolveResume(options_.resume, run_dir_));
     // A run already at its last step has nothing to train (a requeued job
     // after the run ended): said, and nothing written, before any set-up (it
     // reported "done: 0 steps ... final loss 0.000000" and left an empty
     // TensorBoard file).
     GPT2_ASSIGN_OR_RETURN(const CheckpointReader reader,
-                          CheckpointReader::Open(resume_path));
+                          CheckpointReader::Open(resume_path_));
     const int64_t at = reader.header().step();
-    if (!options.eval_only && at >= cfg.train().max_steps()) {
-      if (rank0) {
+    if (!options_.eval_only && at >= cfg_.train().max_steps()) {
+      if (rank0_) {
         std::printf(
             "%s: already at step %lld, and train.max_steps is %lld: nothing "
             "left to train (--set train.max_steps=N with N above %lld goes "
             "on; --eval only measures it)\n",
-            resume_path.c_str(), static_cast<long long>(at),
-            static_cast<long long>(cfg.train().max_steps()),
+            resume_path_.c_str(), static_cast<long long>(at),
+            static_cast<long long>(cfg_.train().max_steps()),
             static_cast<long long>(at));
         std::fflush(stdout);
       }
       TrainResult nothing;
-      nothing.run_dir = run_dir;
+      nothing.run_dir = run_dir_;
       return nothing;
     }
   }
   // A fresh run in a folder that holds another run's checkpoints: said, so
   // that the two are not mixed unawares (this run's logs start over, its
   // checkpoints go beside the old ones, its event file beside the old).
-  std::string earlier_run;
-  if (resume_path.empty() && !options.eval_only) {
-    if (absl::StatusOr<std::string> latest = ReadLatest(run_dir); latest.ok())
-      earlier_run = *latest;
+  if (resume_path_.empty() && !options_.eval_only) {
+    if (absl::StatusOr<std::string> latest = ReadLatest(run_dir_); latest.ok())
+      earlier_run_ = *latest;
   }
+  return std::nullopt;
+}
 
-  Gpt2Model model(backend, plan.shape, choice.dtype, B, T, shard.padded_total(),
-                  cfg.train().recompute_gelu(),
-                  cfg.train().recompute_layernorm(),
-                  cfg.train().residual_fp32());
+void TrainingRun::BuildModel() {
+  model_.emplace(backend_, plan_.shape, choice_.dtype, B_, T_,
+                 shard_.padded_total(), cfg_.train().recompute_gelu(),
+                 cfg_.train().recompute_layernorm(),
+                 cfg_.train().residual_fp32());
   // Every rank draws the same init from the seed; no broadcast is needed.
   // Without a draw the weights are zeros until they are loaded.
-  if (drawn.valid()) {
-    model.UploadDrawn(drawn.get().get());
+  if (drawn_.valid()) {
+    model_->UploadDrawn(drawn_.get().get());
   } else {
-    backend->Zero(model.params());
+    backend_->Zero(model_->params());
   }
-  end_phase("model");
-  AdamWHyper hyper;
-  hyper.beta1 = cfg.optim().beta1();
-  hyper.beta2 = cfg.optim().beta2();
-  hyper.eps = cfg.optim().eps();
-  hyper.weight_decay = cfg.optim().weight_decay();
-  hyper.grad_clip = cfg.optim().grad_clip();
-  hyper.bf16_state = cfg.optim().bf16_state();
-  if ((cfg.train().stochastic_rounding() || hyper.bf16_state) &&
-      choice.dtype == DType::kBF16) {
+}
+
+absl::Status TrainingRun::BuildOptimizer() {
+  hyper_.beta1 = cfg_.optim().beta1();
+  hyper_.beta2 = cfg_.optim().beta2();
+  hyper_.eps = cfg_.optim().eps();
+  hyper_.weight_decay = cfg_.optim().weight_decay();
+  hyper_.grad_clip = cfg_.optim().grad_clip();
+  hyper_.bf16_state = cfg_.optim().bf16_state();
+  if ((cfg_.train().stochastic_rounding() || hyper_.bf16_state) &&
+      choice_.dtype == DType::kBF16) {
     // Any fixed non-zero value; derived from the run's seed.
-    hyper.rounding_seed = (static_cast<uint64_t>(cfg.train().seed()) << 1) |
-                          0x9E3779B97F4A7C15ull;
+    hyper_.rounding_seed = (static_cast<uint64_t>(cfg_.train().seed()) << 1) |
+                           0x9E3779B97F4A7C15ull;
   }
-  AdamWOptimizer optimizer(backend, model.param_list(), choice.dtype, hyper,
-                           optimizer_shard);
+  optimizer_.emplace(backend_, model_->param_list(), choice_.dtype, hyper_,
+                     optimizer_shard_);
   // Updates beside the next forward (GPT2_UPDATE_BESIDE=1 on the CUDA
   // backend): only with no collectives on the device, which would not wait
   // for them.
@@ -639,24 +785,26 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // forward, backward and norm instead of one per kernel, with the last
   // step's updates beside its forward where those are on (StepGraph). A world
   // of one, without gradient accumulation.
-  const bool graphs_asked = EnvIs("GPT2_TRAIN_GRAPHS", "1");
-  const bool train_graphs = graphs_asked && backend->SupportsGraphs() &&
-                            world == 1 && accum == 1 && device_comm == nullptr;
-  const bool updates_beside_allowed = world == 1 && device_comm == nullptr;
-  optimizer.AllowUpdatesBeside(updates_beside_allowed);
-  TrainProgress progress;
-  if (!options.init_from.empty()) {
-    GPT2_RETURN_IF_ERROR(InitWeightsFrom(options.init_from, &model));
+  graphs_asked_ = EnvIs("GPT2_TRAIN_GRAPHS", "1");
+  train_graphs_ = graphs_asked_ && backend_->SupportsGraphs() && world_ == 1 &&
+                  accum_ == 1 && device_comm_ == nullptr;
+  updates_beside_allowed_ = world_ == 1 && device_comm_ == nullptr;
+  optimizer_->AllowUpdatesBeside(updates_beside_allowed_);
+  if (!options_.init_from.empty()) {
+    GPT2_RETURN_IF_ERROR(InitWeightsFrom(options_.init_from, &*model_));
   }
-  if (!resume_path.empty()) {
-    GPT2_ASSIGN_OR_RETURN(progress,
-                          RestoreTrainingCheckpoint(resume_path, cfg, &model,
-                                                    &optimizer, backend));
-    GPT2_RETURN_IF_ERROR(train_loader.SetCursor(progress.cursor));
+  if (!resume_path_.empty()) {
+    GPT2_ASSIGN_OR_RETURN(
+        progress_, RestoreTrainingCheckpoint(resume_path_, cfg_, &*model_,
+                                             &*optimizer_, backend_));
+    GPT2_RETURN_IF_ERROR(train_loader_->SetCursor(progress_.cursor));
   } else {
-    optimizer.InitMasterFromParams(model.params());
+    optimizer_->InitMasterFromParams(model_->params());
   }
-  end_phase("optimizer");
+  return absl::OkStatus();
+}
+
+absl::Status TrainingRun::OpenLog() {
   // The run's log files are opened (a fresh run's truncated) only now: a run
   // refused before this (an --init_from file that is not one, or of another
   // shape) leaves an earlier run's logs in the folder as they were (it
@@ -664,422 +812,438 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   GPT2_ASSIGN_OR_RETURN(
       RunLog log,
       RunLog::Open(
-          run_dir, rank0,
-          /*append=*/!resume_path.empty() || options.eval_only,
-          /*tensorboard=*/cfg.log().tensorboard() && !options.eval_only));
-  if (rank0) *log_path = run_dir + "/train.log";
-  Tensor shard_grads =
-      own_shard_buffer ? backend->Alloc(choice.dtype, shard.shard_size)
-      : world > 1
-          ? model.padded_grads().Slice(int64_t{shard.rank} * shard.shard_size,
-                                       shard.shard_size)
+          run_dir_, rank0_,
+          /*append=*/!resume_path_.empty() || options_.eval_only,
+          /*tensorboard=*/cfg_.log().tensorboard() && !options_.eval_only));
+  log_.emplace(std::move(log));
+  if (rank0_) *log_path_ = run_dir_ + "/train.log";
+  shard_grads_ =
+      own_shard_buffer_ ? backend_->Alloc(choice_.dtype, shard_.shard_size)
+      : world_ > 1
+          ? model_->padded_grads().Slice(
+                int64_t{shard_.rank} * shard_.shard_size, shard_.shard_size)
           : Tensor{};
-  const LrSchedule schedule = ScheduleOf(cfg);
+  schedule_.emplace(ScheduleOf(cfg_));
+  return absl::OkStatus();
+}
 
-  // ---- Header ----
+void TrainingRun::LogHeader() {
+  RunLog& log = *log_;
   std::string config_text;
-  google::protobuf::TextFormat::PrintToString(cfg, &config_text);
+  google::protobuf::TextFormat::PrintToString(cfg_, &config_text);
   log.BeginCapture();  // the header, for the event file's Text tab
-  log.Line(absl::StrCat("gpt2_ddp | config ", options.config_path,
-                        " | data dir ", options.data_dir, " | build ",
+  log.Line(absl::StrCat("gpt2_ddp | config ", options_.config_path,
+                        " | data dir ", options_.data_dir, " | build ",
                         BuildCommit()));
   log.Line(config_text);
   log.Line(absl::StrFormat(
-      "backend: %s, %s%s%s, %d thread(s) | world size %d (%s)", backend->name(),
-      DTypeName(choice.dtype),
-      model.residual_dtype() != choice.dtype ? " (f32 residual stream)" : "",
-      hyper.bf16_state ? " (optimizer state in bf16: no master weights)" : "",
-      omp_get_max_threads(), comm->world_size(), dcomm->name()));
-  if (!choice.note.empty()) log.Line(absl::StrCat("note: ", choice.note));
-  const ModelShape& s = plan.shape;
+      "backend: %s, %s%s%s, %d thread(s) | world size %d (%s)",
+      backend_->name(), DTypeName(choice_.dtype),
+      model_->residual_dtype() != choice_.dtype ? " (f32 residual stream)" : "",
+      hyper_.bf16_state ? " (optimizer state in bf16: no master weights)" : "",
+      omp_get_max_threads(), world_, dcomm_->name()));
+  if (!choice_.note.empty()) log.Line(absl::StrCat("note: ", choice_.note));
+  const ModelShape& s = plan_.shape;
   const std::string kernels =
-      backend->KernelSummary(choice.dtype, s.channels / s.num_heads);
+      backend_->KernelSummary(choice_.dtype, s.channels / s.num_heads);
   if (!kernels.empty()) log.Line(absl::StrCat("kernels: ", kernels));
-  if (backend->UpdatesBeside() && !updates_beside_allowed) {
+  if (backend_->UpdatesBeside() && !updates_beside_allowed_) {
     log.Line(absl::StrCat(
         "note: GPT2_UPDATE_BESIDE=1 has no effect here: the optimizer updates "
         "in place, since ",
-        world > 1 ? "the gradients and weights go over collectives, which "
-                    "would not wait for updates beside"
-                  : "distributed.comm asks for NCCL, which would not wait "
-                    "for updates beside"));
+        world_ > 1 ? "the gradients and weights go over collectives, which "
+                     "would not wait for updates beside"
+                   : "distributed.comm asks for NCCL, which would not wait "
+                     "for updates beside"));
   }
-  if (train_graphs) {
+  if (train_graphs_) {
     log.Line(absl::StrCat(
         "train step: recorded as a graph at the second step and replayed "
         "(GPT2_TRAIN_GRAPHS=1)",
-        optimizer.updates_beside()
+        optimizer_->updates_beside()
             ? absl::StrCat(
                   ", each with the last step's updates beside its forward",
                   StepGraph::RowsFirstWanted() ? StepGraph::kRowsFirstNote : "")
             : ""));
-  } else if (graphs_asked) {
+  } else if (graphs_asked_) {
     log.Line(absl::StrCat(
         "note: GPT2_TRAIN_GRAPHS=1 has no effect here: ",
-        !backend->SupportsGraphs()
-            ? absl::StrCat(backend->name(), " records no graphs")
-        : accum > 1 ? "the step accumulates gradients over micro-steps"
-                    : "the step runs collectives"));
+        !backend_->SupportsGraphs()
+            ? absl::StrCat(backend_->name(), " records no graphs")
+        : accum_ > 1 ? "the step accumulates gradients over micro-steps"
+                     : "the step runs collectives"));
   }
   log.Line(absl::StrFormat("model: L=%d NH=%d C=%d maxT=%d V=%d Vp=%d",
                            s.num_layers, s.num_heads, s.channels, s.max_seq_len,
                            s.vocab_size, s.padded_vocab_size));
   const ParamGroupCounts groups =
-      CountParamGroups(model.param_list(), s.num_layers);
+      CountParamGroups(model_->param_list(), s.num_layers);
   log.Line(
       absl::StrCat("num decayed parameter tensors: ", groups.decayed_tensors,
                    ", with ", Thousands(groups.decayed_params), " parameters"));
   log.Line(
       absl::StrCat("num non-decayed parameter tensors: ", groups.other_tensors,
                    ", with ", Thousands(groups.other_params), " parameters"));
-  log.Line(absl::StrCat("total parameters: ", Thousands(model.num_params())));
-  log.Line(absl::StrCat("loaded ", data.description));
-  if (hellaswag) {
+  log.Line(absl::StrCat("total parameters: ", Thousands(model_->num_params())));
+  log.Line(absl::StrCat("loaded ", data_description_));
+  if (hellaswag_) {
     log.Line(absl::StrCat(
-        "hellaswag: ", hellaswag->size(), " examples from ",
-        cfg.log().hellaswag_file(),
-        hellaswag->left_out() > 0
-            ? absl::StrCat(" (", hellaswag->left_out(),
+        "hellaswag: ", hellaswag_->size(), " examples from ",
+        cfg_.log().hellaswag_file(),
+        hellaswag_->left_out() > 0
+            ? absl::StrCat(" (", hellaswag_->left_out(),
                            " longer than train.seq_len left out)")
             : "",
-        options.eval_only ? ", on the weights as loaded"
-        : cfg.log().hellaswag_every_steps() > 0
-            ? absl::StrCat(", every ", cfg.log().hellaswag_every_steps(),
+        options_.eval_only ? ", on the weights as loaded"
+        : cfg_.log().hellaswag_every_steps() > 0
+            ? absl::StrCat(", every ", cfg_.log().hellaswag_every_steps(),
                            " steps and on the final weights")
             : ", on the final weights"));
   }
   log.Line(
-      absl::StrCat("1 epoch = ", train_loader.steps_per_epoch(), " batches"));
-  if (val_loader && val_batches < cfg.log().val_batches() &&
-      cfg.log().val_every_steps() > 0 && !options.eval_only) {
+      absl::StrCat("1 epoch = ", train_loader_->steps_per_epoch(), " batches"));
+  if (val_loader_ && val_batches_ < cfg_.log().val_batches() &&
+      cfg_.log().val_every_steps() > 0 && !options_.eval_only) {
     log.Line(absl::StrFormat(
         "val: log.val_batches is %d, and the val set holds %d batches of "
         "B %d x T %d per rank: a val pass reads those %d",
-        cfg.log().val_batches(), val_batches, B, T, val_batches));
+        cfg_.log().val_batches(), val_batches_, B_, T_, val_batches_));
   }
   log.Line(absl::StrFormat(
       "total batch %d tokens = B %d x T %d x world %d x grad accum %d",
-      plan.total_batch_tokens, B, T, comm->world_size(), accum));
-  log.Line(absl::StrCat("schedule: ", schedule.Describe()));
-  if (world > 1) {
+      plan_.total_batch_tokens, B_, T_, world_, accum_));
+  log.Line(absl::StrCat("schedule: ", schedule_->Describe()));
+  if (world_ > 1) {
     log.Line(absl::StrFormat(
-        "distributed: %d ranks, %s, %s%s", world, dcomm->name(),
-        zero1
+        "distributed: %d ranks, %s, %s%s", world_, dcomm_->name(),
+        zero1_
             ? absl::StrFormat(
                   "ZeRO-1: optimizer state sharded, %d params per rank",
-                  shard.shard_size)
+                  shard_.shard_size)
             : std::string("ZeRO-0: gradients all-reduced, full optimizer state "
                           "on every rank"),
-        reduce_per_layer ? ", gradients reduced layer by layer during the "
-                           "backward"
-                         : ", gradients reduced after the backward"));
+        reduce_per_layer_ ? ", gradients reduced layer by layer during the "
+                            "backward"
+                          : ", gradients reduced after the backward"));
   }
   // The plan is what was allocated (the same lists), so the check was right.
-  GPT2_CHECK(model.activation_bytes() == memory_plan.activations);
-  GPT2_CHECK(optimizer.state_bytes() == memory_plan.optimizer);
+  GPT2_CHECK(model_->activation_bytes() == memory_plan_.activations);
+  GPT2_CHECK(optimizer_->state_bytes() == memory_plan_.optimizer);
   log.Line(absl::StrCat(
-      "memory: ", DescribeMemoryPlan(memory_plan),
-      zero1 ? absl::StrCat(" per rank (ZeRO-1: optimizer 1/", world, ")")
-            : ""));
-  log.Line(*memory_fit);
+      "memory: ", DescribeMemoryPlan(memory_plan_),
+      zero1_ ? absl::StrCat(" per rank (ZeRO-1: optimizer 1/", world_, ")")
+             : ""));
+  log.Line(*memory_fit_);
+}
 
-  // ---- Loop ----
-  // The recorded step (GPT2_TRAIN_GRAPHS=1).
-  std::optional<StepGraph> step_graph;
-  if (train_graphs) step_graph.emplace(backend, &model, &optimizer);
+void TrainingRun::MakeLoopParts() {
+  if (train_graphs_) step_graph_.emplace(backend_, &*model_, &*optimizer_);
   TrainStepParts step_parts;
-  step_parts.backend = backend;
-  step_parts.model = &model;
-  step_parts.optimizer = &optimizer;
-  step_parts.graph = step_graph ? &*step_graph : nullptr;
-  step_parts.comm = dcomm;
-  step_parts.world = world;
-  step_parts.micro_batch = B;
-  step_parts.seq_len = T;
-  step_parts.accum = accum;
-  step_parts.shard = shard;
-  step_parts.zero1 = zero1;
-  step_parts.reduce_per_layer = reduce_per_layer;
-  step_parts.shard_grads = shard_grads;
-  TrainStep train_step(step_parts);
-  // Freed on every way out: the end, --eval, an error.
-  absl::Cleanup free_buffers = [&] {
-    if (own_shard_buffer) backend->Free(shard_grads);
-  };
+  step_parts.backend = backend_;
+  step_parts.model = &*model_;
+  step_parts.optimizer = &*optimizer_;
+  step_parts.graph = step_graph_ ? &*step_graph_ : nullptr;
+  step_parts.comm = dcomm_;
+  step_parts.world = world_;
+  step_parts.micro_batch = B_;
+  step_parts.seq_len = T_;
+  step_parts.accum = accum_;
+  step_parts.shard = shard_;
+  step_parts.zero1 = zero1_;
+  step_parts.reduce_per_layer = reduce_per_layer_;
+  step_parts.shard_grads = shard_grads_;
+  train_step_.emplace(step_parts);
   // The val loss and HellaSwag of the model as it is.
   EvaluatorParts eval_parts;
-  eval_parts.backend = backend;
-  eval_parts.model = &model;
+  eval_parts.backend = backend_;
+  eval_parts.model = &*model_;
   eval_parts.graph = step_parts.graph;
-  eval_parts.comm = comm;
-  eval_parts.device_comm = dcomm;
-  eval_parts.micro_batch = B;
-  eval_parts.seq_len = T;
-  eval_parts.val_loader = val_loader ? &*val_loader : nullptr;
-  eval_parts.hellaswag = hellaswag ? &*hellaswag : nullptr;
-  Evaluator evaluator(eval_parts);
-  auto evaluate_hellaswag = [&](int64_t step) {
-    const Evaluator::Scored scored = evaluator.HellaSwag(step);
-    log.Line(scored.line);
-    return scored.acc_norm;
-  };
+  eval_parts.comm = comm_;
+  eval_parts.device_comm = dcomm_;
+  eval_parts.micro_batch = B_;
+  eval_parts.seq_len = T_;
+  eval_parts.val_loader = val_loader_ ? &*val_loader_ : nullptr;
+  eval_parts.hellaswag = hellaswag_ ? &*hellaswag_ : nullptr;
+  evaluator_.emplace(eval_parts);
 
-  TrainResult result;
-  result.run_dir = run_dir;
-  const int64_t max_steps = cfg.train().max_steps();
-  // AdamW's bias-correction step. A non-finite step's update is skipped on the
-  // device (the host learns of it a step later) but still counted here.
-  int64_t updates_applied = progress.optimizer_steps;
-  if (!resume_path.empty()) {
+  result_.run_dir = run_dir_;
+  max_steps_ = cfg_.train().max_steps();
+  updates_applied_ = progress_.optimizer_steps;
+  save_every_ = cfg_.checkpoint().every_steps();
+  interrupt_saves_ = cfg_.checkpoint().save_at_end() || save_every_ > 0;
+  last_lr_ = progress_.lr;
+
+  // train.stop_at_loss: the first step below it, and a run of such steps.
+  loss_target_.emplace(
+      cfg_.train().stop_at_loss(), cfg_.train().stop_after_steps_below(),
+      cfg_.train().stop_loss_tokens(), plan_.total_batch_tokens);
+  // Each step's loss and norm, read back a step late on an asynchronous
+  // backend, and logged.
+  StepReaderParts reader_parts;
+  reader_parts.backend = backend_;
+  reader_parts.stats_dtype = model_->stats_dtype();
+  reader_parts.params = model_->params();
+  reader_parts.step_tokens = plan_.total_batch_tokens;
+  reader_parts.max_steps = max_steps_;
+  reader_parts.every_steps = cfg_.log().every_steps();
+  reader_parts.progress_every_seconds = cfg_.log().progress_every_seconds();
+  reader_parts.on_nan = cfg_.train().on_nan();
+  reader_parts.target = &*loss_target_;
+  reader_parts.process_start = process_start_;
+  reader_parts.first_step = progress_.step;
+  reader_.emplace(reader_parts);
+}
+
+void TrainingRun::LogStartingPoint() {
+  RunLog& log = *log_;
+  if (!resume_path_.empty()) {
     log.Line(absl::StrFormat("resumed from %s at step %d (%d tokens seen)",
-                             resume_path, progress.step, progress.tokens_seen));
+                             resume_path_, progress_.step,
+                             progress_.tokens_seen));
     // What this run changes of the checkpoint's run, said (an lr may change
     // on purpose; a changed text or split is easy to miss).
-    if (!progress.config_changes.empty()) {
+    if (!progress_.config_changes.empty()) {
       log.Line(absl::StrCat("config changed since the checkpoint: ",
-                            absl::StrJoin(progress.config_changes, ", ")));
+                            absl::StrJoin(progress_.config_changes, ", ")));
     }
-    if (progress.train_tokens != 0 &&
-        progress.train_tokens != train_loader.total_tokens()) {
+    if (progress_.train_tokens != 0 &&
+        progress_.train_tokens != train_loader_->total_tokens()) {
       log.Line(absl::StrFormat(
           "warning: the training data holds %d tokens, and the checkpoint's "
           "run trained on %d: other data (or another split of it) from here "
           "on",
-          train_loader.total_tokens(), progress.train_tokens));
+          train_loader_->total_tokens(), progress_.train_tokens));
     }
-  } else if (!options.init_from.empty()) {
-    log.Line(absl::StrCat("weights from ", options.init_from));
+  } else if (!options_.init_from.empty()) {
+    log.Line(absl::StrCat("weights from ", options_.init_from));
   }
   if (const std::string events = log.tensorboard_path(); !events.empty()) {
     log.Line(absl::StrCat("TensorBoard events: ", events,
-                          " (tensorboard --logdir ", cfg.log().run_dir(), ")"));
+                          " (tensorboard --logdir ", cfg_.log().run_dir(),
+                          ")"));
   }
-  if (!earlier_run.empty()) {
+  if (!earlier_run_.empty()) {
     log.Line(absl::StrCat(
-        "warning: ", run_dir, " already holds a run (latest checkpoint ",
-        earlier_run,
+        "warning: ", run_dir_, " already holds a run (latest checkpoint ",
+        earlier_run_,
         "): this new run starts train.log and metrics.jsonl over, writes its "
         "own TensorBoard event file beside that run's (TensorBoard shows "
         "both) and saves its checkpoints beside that run's; --resume latest "
         "would have continued it, another log.run_name keeps them apart"));
   }
-  auto save = [&](int64_t steps_done, double lr) -> absl::Status {
-    if (step_graph) step_graph->Flush();
-    TrainProgress now;
-    now.step = steps_done;
-    now.optimizer_steps = updates_applied;
-    now.lr = lr;
-    now.tokens_seen = steps_done * plan.total_batch_tokens;
-    now.cursor = train_loader.cursor();
-    now.train_tokens = train_loader.total_tokens();
-    GPT2_ASSIGN_OR_RETURN(SaveReport saved,
-                          SaveTrainingCheckpoint(run_dir, cfg, now, model,
-                                                 optimizer, backend, comm));
-    log.Line(absl::StrFormat("saved checkpoint %s (%.1f MiB in %.2f s)",
-                             saved.path, saved.bytes / (1024.0 * 1024.0),
-                             saved.seconds));
-    return absl::OkStatus();
-  };
-  const int64_t save_every = cfg.checkpoint().every_steps();
-  const bool interrupt_saves = cfg.checkpoint().save_at_end() || save_every > 0;
-  int64_t last_saved = -1;
-  double last_lr = progress.lr;
-  bool stop = false;
+}
 
-  // train.stop_at_loss: the first step below it, and a run of such steps.
-  LossTarget loss_target(
-      cfg.train().stop_at_loss(), cfg.train().stop_after_steps_below(),
-      cfg.train().stop_loss_tokens(), plan.total_batch_tokens);
-  // Each step's loss and norm, read back a step late on an asynchronous
-  // backend, and logged.
-  StepReaderParts reader_parts;
-  reader_parts.backend = backend;
-  reader_parts.stats_dtype = model.stats_dtype();
-  reader_parts.params = model.params();
-  reader_parts.step_tokens = plan.total_batch_tokens;
-  reader_parts.max_steps = max_steps;
-  reader_parts.every_steps = cfg.log().every_steps();
-  reader_parts.progress_every_seconds = cfg.log().progress_every_seconds();
-  reader_parts.on_nan = cfg.train().on_nan();
-  reader_parts.target = &loss_target;
-  reader_parts.process_start = process_start;
-  reader_parts.first_step = progress.step;
-  StepReader reader(reader_parts);
-  const auto finish_pending = [&] { reader.Finish(&log, &result, &stop); };
-
-  // What comes before the first step (device, init, uploads) counts against
-  // time-to-target runs: say how long it took.
-  end_phase("other");
+void TrainingRun::LogStartUp() {
   std::string phases;
-  for (const auto& [name, seconds] : startup_phases) {
+  for (const auto& [name, seconds] : startup_phases_) {
     absl::StrAppend(&phases, phases.empty() ? "" : ", ", name, " ",
                     absl::StrFormat("%.2f", seconds));
   }
-  log.Line(absl::StrFormat("start-up: %.1f s before the first step (%s s)",
-                           SecondsSince(process_start), phases));
+  log_->Line(absl::StrFormat("start-up: %.1f s before the first step (%s s)",
+                             SecondsSince(process_start_), phases));
   // TensorBoard's Text tab shows each run's config and set-up beside its
   // curves (fenced: Markdown keeps the lines as they are).
-  log.Text(progress.step, "run", "```\n" + log.TakeCapture() + "```\n");
-  if (options.eval_only) {
-    // The val pass alone, on the weights as loaded; nothing is trained or
-    // saved. At most one pass over the val set (no window twice).
-    if (!val_loader) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          options.config_path,
-          ": --eval needs a val set (data.val_shards or data.val_tokens)"));
-    }
-    const int64_t batches = val_batches;
-    result.val_loss = evaluator.ValLoss(val_batches, progress.step);
-    if (!result.val_loss) {
-      result.interrupted_by = evaluator.stopped_by();
-      log.Line(absl::StrCat("eval: ", StopSignalName(evaluator.stopped_by()),
-                            " received: stopped, no val loss"));
-      return result;
-    }
-    log.Line(absl::StrFormat(
-        "eval: val loss %.6f, perplexity %.3f, over %d tokens (%d batches of "
-        "%d x %d per rank, %d rank%s%s); weights from %s",
-        *result.val_loss, std::exp(*result.val_loss), batches * B * T * world,
-        batches, B, T, world, world > 1 ? "s" : "",
-        batches < cfg.log().val_batches()
-            ? absl::StrCat("; the val set holds no more than ", batches)
-            : "",
-        !resume_path.empty() ? resume_path
-        : !options.init_from.empty()
-            ? options.init_from
-            : absl::StrCat("the init (train.seed ", cfg.train().seed(), ")")));
-    if (hellaswag) result.hellaswag = evaluate_hellaswag(progress.step);
-    return result;
+  log_->Text(progress_.step, "run", "```\n" + log_->TakeCapture() + "```\n");
+}
+
+absl::Status TrainingRun::Save(int64_t steps_done, double lr) {
+  if (step_graph_) step_graph_->Flush();
+  TrainProgress now;
+  now.step = steps_done;
+  now.optimizer_steps = updates_applied_;
+  now.lr = lr;
+  now.tokens_seen = steps_done * plan_.total_batch_tokens;
+  now.cursor = train_loader_->cursor();
+  now.train_tokens = train_loader_->total_tokens();
+  GPT2_ASSIGN_OR_RETURN(SaveReport saved,
+                        SaveTrainingCheckpoint(run_dir_, cfg_, now, *model_,
+                                               *optimizer_, backend_, comm_));
+  log_->Line(absl::StrFormat("saved checkpoint %s (%.1f MiB in %.2f s)",
+                             saved.path, saved.bytes / (1024.0 * 1024.0),
+                             saved.seconds));
+  return absl::OkStatus();
+}
+
+double TrainingRun::EvaluateHellaSwag(int64_t step) {
+  const Evaluator::Scored scored = evaluator_->HellaSwag(step);
+  log_->Line(scored.line);
+  return scored.acc_norm;
+}
+
+absl::StatusOr<TrainResult> TrainingRun::EvalOnly() {
+  // The val pass alone, on the weights as loaded; nothing is trained or
+  // saved. At most one pass over the val set (no window twice).
+  if (!val_loader_) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        options_.config_path,
+        ": --eval needs a val set (data.val_shards or data.val_tokens)"));
   }
-  for (int64_t step = progress.step; step < max_steps && !stop; ++step) {
-    const int val_every = cfg.log().val_every_steps();
+  const int64_t batches = val_batches_;
+  result_.val_loss = evaluator_->ValLoss(val_batches_, progress_.step);
+  if (!result_.val_loss) {
+    result_.interrupted_by = evaluator_->stopped_by();
+    log_->Line(absl::StrCat("eval: ", StopSignalName(evaluator_->stopped_by()),
+                            " received: stopped, no val loss"));
+    return result_;
+  }
+  log_->Line(absl::StrFormat(
+      "eval: val loss %.6f, perplexity %.3f, over %d tokens (%d batches of "
+      "%d x %d per rank, %d rank%s%s); weights from %s",
+      *result_.val_loss, std::exp(*result_.val_loss),
+      batches * B_ * T_ * world_, batches, B_, T_, world_,
+      world_ > 1 ? "s" : "",
+      batches < cfg_.log().val_batches()
+          ? absl::StrCat("; the val set holds no more than ", batches)
+          : "",
+      !resume_path_.empty() ? resume_path_
+      : !options_.init_from.empty()
+          ? options_.init_from
+          : absl::StrCat("the init (train.seed ", cfg_.train().seed(), ")")));
+  if (hellaswag_) result_.hellaswag = EvaluateHellaSwag(progress_.step);
+  return result_;
+}
+
+void TrainingRun::Loop() {
+  for (int64_t step = progress_.step; step < max_steps_ && !stop_; ++step) {
+    const int val_every = cfg_.log().val_every_steps();
     std::optional<double> val_loss;
     // Before step `step` trains: the weights after `step` updates (the final
     // ones get their pass after the loop).
-    if (val_loader && val_every > 0 && step % val_every == 0) {
-      finish_pending();
-      if (stop) break;
-      val_loss = evaluator.ValLoss(val_batches, step);
+    if (val_loader_ && val_every > 0 && step % val_every == 0) {
+      FinishPending();
+      if (stop_) break;
+      val_loss = evaluator_->ValLoss(val_batches_, step);
       if (!val_loss) {
-        result.interrupted_by = evaluator.stopped_by();
-        log.Line(absl::StrFormat(
+        result_.interrupted_by = evaluator_->stopped_by();
+        log_->Line(absl::StrFormat(
             "%s received during the val pass before step %d: stopping%s",
-            StopSignalName(evaluator.stopped_by()), step,
-            interrupt_saves && result.steps_run > 0 ? " and saving a checkpoint"
-                                                    : ""));
+            StopSignalName(evaluator_->stopped_by()), step,
+            interrupt_saves_ && result_.steps_run > 0
+                ? " and saving a checkpoint"
+                : ""));
         break;
       }
-      log.Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
-      reader.RestartClock(step);  // dt covers training only
+      log_->Line(absl::StrFormat("step %d | val loss: %.6f", step, *val_loss));
+      reader_->RestartClock(step);  // dt covers training only
     }
-    const int hellaswag_every = cfg.log().hellaswag_every_steps();
+    const int hellaswag_every = cfg_.log().hellaswag_every_steps();
     std::optional<double> hellaswag_acc;
-    if (hellaswag && hellaswag_every > 0 && step % hellaswag_every == 0) {
-      finish_pending();
-      if (stop) break;
-      hellaswag_acc = evaluate_hellaswag(step);
-      reader.RestartClock(step);  // dt covers training only
+    if (hellaswag_ && hellaswag_every > 0 && step % hellaswag_every == 0) {
+      FinishPending();
+      if (stop_) break;
+      hellaswag_acc = EvaluateHellaSwag(step);
+      reader_->RestartClock(step);  // dt covers training only
     }
-    InjectFaultForTests(step, comm->rank());
-    InjectSignalForTests(step, comm->rank());
-    const Tensor loss_sum = reader.loss_sum(step);
-    const Tensor norm_squared = reader.norm_squared(step);
+    InjectFaultForTests(step, comm_->rank());
+    InjectSignalForTests(step, comm_->rank());
+    const Tensor loss_sum = reader_->loss_sum(step);
+    const Tensor norm_squared = reader_->norm_squared(step);
     // The first step of the process runs directly (its calls time kernels,
     // grow scratch and make cuBLASLt plans: nothing a recording may do).
     const bool replay =
-        step_graph && step > progress.step && step_graph->ready();
+        step_graph_ && step > progress_.step && step_graph_->ready();
     // What the first step's extra time is made of, on the host.
-    if (step == progress.step) backend->TimeHostCalls(true);
+    if (step == progress_.step) backend_->TimeHostCalls(true);
     StepMetrics metrics;
     metrics.step = step;
     metrics.val_loss = val_loss;
     metrics.hellaswag = hellaswag_acc;
-    metrics.lr = schedule.At(step);
-    train_step.Queue(&train_loader, replay, loss_sum, norm_squared, metrics.lr,
-                     ++updates_applied);
-    backend->MarkStepEnd(step);
-    if (step == progress.step) {
-      for (const std::string& line : FirstStepReport(backend, memory_plan)) {
-        log.Line(line);
+    metrics.lr = schedule_->At(step);
+    train_step_->Queue(&*train_loader_, replay, loss_sum, norm_squared,
+                       metrics.lr, ++updates_applied_);
+    backend_->MarkStepEnd(step);
+    if (step == progress_.step) {
+      for (const std::string& line : FirstStepReport(backend_, memory_plan_)) {
+        log_->Line(line);
       }
     }
     // Step `step` is queued; now read the one before it.
-    finish_pending();
-    reader.Queue(metrics);
+    FinishPending();
+    reader_->Queue(metrics);
     // A synchronous backend has already run the step: read it now, so its dt
     // and any stop decision belong to this step.
-    if (!backend->asynchronous()) finish_pending();
-    result.steps_run = step + 1 - progress.step;
-    last_lr = metrics.lr;
+    if (!backend_->asynchronous()) FinishPending();
+    result_.steps_run = step + 1 - progress_.step;
+    last_lr_ = metrics.lr;
     // (The last step's save is the one at the end, where the config has
     // one: tried once, and its failing fails the run.)
-    if (save_every > 0 && (step + 1) % save_every == 0 &&
-        !(step + 1 == max_steps && cfg.checkpoint().save_at_end())) {
+    if (save_every_ > 0 && (step + 1) % save_every_ == 0 &&
+        !(step + 1 == max_steps_ && cfg_.checkpoint().save_at_end())) {
       // A periodic save that fails (a full disk) costs that checkpoint, not
       // the run: the state is still here, the next save may succeed, and
       // `latest` still names the last complete one. (The save at the end
       // failing fails the run.)
-      if (const absl::Status saved = save(step + 1, metrics.lr); saved.ok()) {
-        last_saved = step + 1;
+      if (const absl::Status saved = Save(step + 1, metrics.lr); saved.ok()) {
+        last_saved_ = step + 1;
       } else {
-        log.Line(absl::StrCat(
+        log_->Line(absl::StrCat(
             "warning: ", saved.message(), "; training goes on (",
-            step + 1 + save_every <= max_steps
-                ? absl::StrCat("the next save at step ", step + 1 + save_every)
-            : cfg.checkpoint().save_at_end()
+            step + 1 + save_every_ <= max_steps_
+                ? absl::StrCat("the next save at step ", step + 1 + save_every_)
+            : cfg_.checkpoint().save_at_end()
                 ? std::string("the next save at the end")
                 : std::string("no save left"),
             "; --resume latest would go on from the newest complete "
             "checkpoint)"));
       }
-      reader.TimeOnHost(step + 1);
+      reader_->TimeOnHost(step + 1);
     }
-    // Stop here? Every rank must agree: each has its own clock and its own
-    // signals, and a rank that stopped alone would leave the others waiting
-    // in the next step's collectives.
-    int stop_code = 0;
-    if (cfg.train().max_seconds() > 0 &&
-        SecondsSince(process_start) >= cfg.train().max_seconds()) {
-      stop_code = kStopForTime;
-    }
-    if (const int signo = StopSignalReceived(); signo != 0) {
-      stop_code = kStopForSignal + signo;
-    }
-    if (world > 1) stop_code = comm->AgreeMax(stop_code);
-    if (stop_code >= kStopForSignal) {
-      result.interrupted_by = stop_code - kStopForSignal;
-      log.Line(
-          absl::StrFormat("%s received: stopping after step %d%s",
-                          StopSignalName(result.interrupted_by), step,
-                          interrupt_saves ? " and saving a checkpoint" : ""));
-      break;
-    }
-    if (stop_code == kStopForTime) {
-      log.Line(absl::StrFormat(
-          "time budget train.max_seconds = %g s reached after step %d",
-          cfg.train().max_seconds(), step));
-      break;
-    }
+    if (StopAfter(step)) break;
   }
-  finish_pending();
-  if (step_graph) step_graph->Flush();
+  FinishPending();
+  if (step_graph_) step_graph_->Flush();
+}
+
+bool TrainingRun::StopAfter(int64_t step) {
+  // Every rank must agree: each has its own clock and its own signals, and a
+  // rank that stopped alone would leave the others waiting in the next step's
+  // collectives.
+  int stop_code = 0;
+  if (cfg_.train().max_seconds() > 0 &&
+      SecondsSince(process_start_) >= cfg_.train().max_seconds()) {
+    stop_code = kStopForTime;
+  }
+  if (const int signo = StopSignalReceived(); signo != 0) {
+    stop_code = kStopForSignal + signo;
+  }
+  if (world_ > 1) stop_code = comm_->AgreeMax(stop_code);
+  if (stop_code >= kStopForSignal) {
+    result_.interrupted_by = stop_code - kStopForSignal;
+    log_->Line(
+        absl::StrFormat("%s received: stopping after step %d%s",
+                        StopSignalName(result_.interrupted_by), step,
+                        interrupt_saves_ ? " and saving a checkpoint" : ""));
+    return true;
+  }
+  if (stop_code == kStopForTime) {
+    log_->Line(absl::StrFormat(
+        "time budget train.max_seconds = %g s reached after step %d",
+        cfg_.train().max_seconds(), step));
+    return true;
+  }
+  return false;
+}
+
+absl::StatusOr<TrainResult> TrainingRun::Finish() {
+  RunLog& log = *log_;
   // The val loss of the final weights, labelled with the updates made, as the
   // loop's passes are (not after a stop signal: out quickly; nor a non-finite
   // loss). Every rank takes part; all of them agree on how the loop ended.
-  if (val_loader && cfg.log().val_every_steps() > 0 && result.steps_run > 0 &&
-      result.interrupted_by == 0 && !reader.non_finite_stop()) {
-    const int64_t updates = progress.step + result.steps_run;
-    result.val_loss = evaluator.ValLoss(val_batches, updates);
-    if (result.val_loss) {
+  if (val_loader_ && cfg_.log().val_every_steps() > 0 &&
+      result_.steps_run > 0 && result_.interrupted_by == 0 &&
+      !reader_->non_finite_stop()) {
+    const int64_t updates = progress_.step + result_.steps_run;
+    result_.val_loss = evaluator_->ValLoss(val_batches_, updates);
+    if (result_.val_loss) {
       log.Line(absl::StrFormat("step %d | val loss: %.6f", updates,
-                               *result.val_loss));
-      log.FinalEval(updates, result.val_loss, std::nullopt);
+                               *result_.val_loss));
+      log.FinalEval(updates, result_.val_loss, std::nullopt);
     } else {
-      result.interrupted_by = evaluator.stopped_by();
+      result_.interrupted_by = evaluator_->stopped_by();
       log.Line(absl::StrFormat(
           "%s received during the final val pass: stopped, its val loss not "
           "measured",
-          StopSignalName(evaluator.stopped_by())));
+          StopSignalName(evaluator_->stopped_by())));
     }
   }
   // A run stopped early (a stop signal, or a non-finite loss under
@@ -1088,31 +1252,31 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
   // a non-finite loss only if the weights themselves are finite (a blown-up lr
   // makes them inf before the loss): a restart point for a lower lr.
   bool weights_finite = true;
-  if (reader.non_finite_stop())
-    weights_finite = AllFinite(backend, model.params());
+  if (reader_->non_finite_stop())
+    weights_finite = AllFinite(backend_, model_->params());
   const bool stopped_early =
-      result.interrupted_by != 0 || reader.non_finite_stop().has_value();
-  const int64_t steps_done = progress.step + result.steps_run;
-  const bool save_now = stopped_early ? interrupt_saves && weights_finite
-                                      : cfg.checkpoint().save_at_end();
-  if (save_now && result.steps_run > 0 && last_saved != steps_done) {
-    GPT2_RETURN_IF_ERROR(save(steps_done, last_lr));
-    last_saved = steps_done;
+      result_.interrupted_by != 0 || reader_->non_finite_stop().has_value();
+  const int64_t steps_done = progress_.step + result_.steps_run;
+  const bool save_now = stopped_early ? interrupt_saves_ && weights_finite
+                                      : cfg_.checkpoint().save_at_end();
+  if (save_now && result_.steps_run > 0 && last_saved_ != steps_done) {
+    GPT2_RETURN_IF_ERROR(Save(steps_done, last_lr_));
+    last_saved_ = steps_done;
   }
   // Such a run exits non-zero, and mpirun ends the whole job when the first
   // rank does: no rank leaves before rank 0 has committed the save.
-  if (stopped_early && world > 1) comm->Barrier();
-  if (const auto& non_finite_stop = reader.non_finite_stop()) {
+  if (stopped_early && world_ > 1) comm_->Barrier();
+  if (const auto& non_finite_stop = reader_->non_finite_stop()) {
     const std::string what =
-        !interrupt_saves || result.steps_run == 0
+        !interrupt_saves_ || result_.steps_run == 0
             ? "nothing saved (the config saves no checkpoints)"
         : !weights_finite
             ? absl::StrCat(
                   "the weights are not finite either: not saved",
-                  last_saved >= 0
+                  last_saved_ >= 0
                       ? absl::StrFormat(" (the last checkpoint, of step %d, "
                                         "is this run's latest)",
-                                        last_saved)
+                                        last_saved_)
                       : "")
             : absl::StrFormat(
                   "the last finite weights are saved at step %d (--resume "
@@ -1123,75 +1287,92 @@ absl::StatusOr<TrainResult> TrainLogged(const LoadedConfig& loaded,
         non_finite_stop->code(),
         absl::StrCat(non_finite_stop->message(), " ", what, "."));
   }
-  if (result.interrupted_by != 0 && result.steps_run == 0) {
+  if (result_.interrupted_by != 0 && result_.steps_run == 0) {
     // Stopped in the val pass before this run's first step.
     log.Line(
         absl::StrFormat("interrupted by %s before this run's first step: "
                         "nothing trained, nothing saved",
-                        StopSignalName(result.interrupted_by)));
-  } else if (result.interrupted_by != 0 && interrupt_saves &&
-             steps_done >= max_steps) {
+                        StopSignalName(result_.interrupted_by)));
+  } else if (result_.interrupted_by != 0 && interrupt_saves_ &&
+             steps_done >= max_steps_) {
     // Stopped in the final val pass: the training itself is done.
     log.Line(absl::StrFormat(
         "interrupted by %s after the last step, %d: the training is done and "
         "saved; --eval with --resume latest measures its val loss",
-        StopSignalName(result.interrupted_by), steps_done));
-  } else if (result.interrupted_by != 0 && interrupt_saves) {
+        StopSignalName(result_.interrupted_by), steps_done));
+  } else if (result_.interrupted_by != 0 && interrupt_saves_) {
     log.Line(absl::StrFormat(
         "interrupted by %s after %d steps; to go on: the same command with "
         "--resume latest",
-        StopSignalName(result.interrupted_by), steps_done));
+        StopSignalName(result_.interrupted_by), steps_done));
   }
   // HellaSwag on the final weights, once they are saved (every rank: they
   // sum their shares), unless the run was interrupted.
-  if (hellaswag && result.steps_run > 0 && result.interrupted_by == 0) {
+  if (hellaswag_ && result_.steps_run > 0 && result_.interrupted_by == 0) {
     InjectNamedSignalForTests("GPT2_TEST_SIGNAL_IN_HELLASWAG");
-    result.hellaswag = evaluate_hellaswag(progress.step + result.steps_run);
+    result_.hellaswag = EvaluateHellaSwag(steps_done);
     // A stop signal cut the pass short (its line counts the examples scored):
     // the run is saved; it ends as interrupted, without the samples.
     if (const int signo = StopSignalReceived(); signo != 0) {
-      result.interrupted_by = signo;
+      result_.interrupted_by = signo;
       log.Line(absl::StrFormat(
           "%s received during the final HellaSwag pass: stopped; the "
           "checkpoint is saved",
           StopSignalName(signo)));
     } else {
-      log.FinalEval(progress.step + result.steps_run, std::nullopt,
-                    result.hellaswag);
+      log.FinalEval(steps_done, std::nullopt, result_.hellaswag);
     }
   }
-  if (options.keep_final_params) result.final_params = model.GetParams();
+  if (options_.keep_final_params) result_.final_params = model_->GetParams();
   // Interrupted: out quickly, without the samples.
-  if (rank0 && !final_samples.empty() && result.steps_run > 0 &&
-      result.interrupted_by == 0) {
-    const std::vector<double> params = model.GetParams();
-    const absl::Status sampled = final_samples.Run(
-        backend, choice.dtype, std::vector<float>(params.begin(), params.end()),
-        progress.step + result.steps_run, run_dir,
-        last_saved == progress.step + result.steps_run
-            ? CheckpointPath(run_dir, last_saved)
-            : "",
+  if (rank0_ && !final_samples_->empty() && result_.steps_run > 0 &&
+      result_.interrupted_by == 0) {
+    const std::vector<double> params = model_->GetParams();
+    const absl::Status sampled = final_samples_->Run(
+        backend_, choice_.dtype,
+        std::vector<float>(params.begin(), params.end()), steps_done, run_dir_,
+        last_saved_ == steps_done ? CheckpointPath(run_dir_, last_saved_) : "",
         &log);
     // The run itself succeeded and is saved: a failed sample is reported,
     // not turned into a failed run; a stop signal during sampling still ends
     // the process with 128 + the signal.
     if (absl::IsCancelled(sampled)) {
       log.Line(std::string(sampled.message()));
-      result.interrupted_by = StopSignalReceived();
+      result_.interrupted_by = StopSignalReceived();
     } else if (!sampled.ok()) {
       log.Line(
           absl::StrCat("warning: the samples (log.sample_prompts) failed: ",
                        sampled.ToString()));
     }
   }
-  log.Line(absl::StrFormat(
-      "done: %d steps in %.1f s, final loss %.6f; logs in %s", result.steps_run,
-      SecondsSince(process_start), result.final_loss, run_dir));
-  if (rank0 && last_saved >= 0 && result.interrupted_by == 0) {
-    log.Line(NextCommands(cfg, run_dir));
+  log.Line(
+      absl::StrFormat("done: %d steps in %.1f s, final loss %.6f; logs in %s",
+                      result_.steps_run, SecondsSince(process_start_),
+                      result_.final_loss, run_dir_));
+  if (rank0_ && last_saved_ >= 0 && result_.interrupted_by == 0) {
+    log.Line(NextCommands(cfg_, run_dir_));
+  }
+  return result_;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
+                                  const TrainOptions& options) {
+  std::string log_path;
+  absl::StatusOr<TrainResult> result =
+      TrainingRun(loaded, options, &log_path).Run();
+  // Where the run failed once rank 0's run log was open, the error is that
+  // log's last line (it went to stderr only: a run folder did not say why its
+  // run ended).
+  if (!result.ok() && !log_path.empty()) {
+    if (FILE* log = std::fopen(log_path.c_str(), "a")) {
+      std::fprintf(log, "error: %s\n",
+                   std::string(result.status().message()).c_str());
+      std::fclose(log);
+    }
   }
   return result;
 }
 
-}  // namespace
 }  // namespace gpt2
