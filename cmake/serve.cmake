@@ -5,9 +5,10 @@
 
 file(GLOB GPT2_INFER_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/infer/*.cc)
 target_sources(gpt2 PRIVATE ${GPT2_INFER_SOURCES})
-# The server's generation thread needs no web library: in the library, tested
-# on its own (tests/serve/model_worker_test.cc).
-target_sources(gpt2 PRIVATE ${PROJECT_SOURCE_DIR}/src/serve/model_worker.cc)
+# The server's generation thread and its connection threads need no web
+# library: in the library, tested on their own (tests/serve/*_test.cc).
+target_sources(gpt2 PRIVATE ${PROJECT_SOURCE_DIR}/src/serve/model_worker.cc
+                            ${PROJECT_SOURCE_DIR}/src/serve/connection_threads.cc)
 
 # Debian's libcpp-httplib-dev is the split build: declarations in httplib.h,
 # the code in libcpp-httplib.so, compiled with TLS and compression on. The

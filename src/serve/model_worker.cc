@@ -24,10 +24,33 @@ void ModelWorker::Submit(infer::GenerateRequest request,
                          infer::GenerateProgress progress, Done done) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(Job{std::move(request), std::move(progress),
-                        std::move(done), std::chrono::steady_clock::now()});
+    if (!stopping_) {
+      jobs_.push_back(Job{std::move(request), std::move(progress),
+                          std::move(done), std::chrono::steady_clock::now()});
+      cv_.notify_one();
+      return;
+    }
   }
-  cv_.notify_one();
+  done(absl::UnavailableError(why_), 0.0);
+}
+
+int ModelWorker::Stop(const std::string& why) {
+  std::deque<Job> dropped;
+  int running = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return 0;
+    why_ = why;
+    stopping_ = true;
+    dropped.swap(jobs_);
+    running = running_ ? 1 : 0;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  for (Job& job : dropped) {
+    job.done(absl::UnavailableError(why),
+             std::chrono::duration<double>(now - job.enqueued).count());
+  }
+  return static_cast<int>(dropped.size()) + running;
 }
 
 absl::StatusOr<infer::GenerateResult> ModelWorker::Run(
@@ -59,13 +82,25 @@ void ModelWorker::Loop() {
       if (jobs_.empty()) return;  // stop_ and nothing left
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      running_ = true;
     }
     const double waited = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - job.enqueued)
                               .count();
-    job.done(
-        infer::Generate(decoder_.get(), job.request, job.progress, tokenizer_),
-        waited);
+    // Between batches of draws: the job's own reader, then Stop().
+    const infer::GenerateProgress progress =
+        [this, &job](const std::vector<infer::GeneratedSample>& samples) {
+          if (job.progress && !job.progress(samples)) return false;
+          return !stopping_.load();
+        };
+    absl::StatusOr<infer::GenerateResult> result =
+        infer::Generate(decoder_.get(), job.request, progress, tokenizer_);
+    if (!result.ok() && absl::IsCancelled(result.status()) && stopping_) {
+      result = absl::UnavailableError(why_);
+    }
+    job.done(std::move(result), waited);
+    std::lock_guard<std::mutex> lock(mu_);
+    running_ = false;
   }
 }
 

@@ -4,12 +4,14 @@
 #ifndef GPT2_SERVE_MODEL_WORKER_H_
 #define GPT2_SERVE_MODEL_WORKER_H_
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "absl/status/statusor.h"
@@ -48,6 +50,12 @@ class ModelWorker {
   // Jobs waiting (not the one running).
   int queued();
 
+  // Stops taking work (a server that was told to stop): every job still
+  // queued ends at once with Unavailable(why), the one running at its next
+  // batch of draws with the same, and so does every later Submit. Returns
+  // the jobs that were queued or running.
+  int Stop(const std::string& why);
+
  private:
   struct Job {
     infer::GenerateRequest request;
@@ -64,6 +72,10 @@ class ModelWorker {
   std::condition_variable cv_;
   std::deque<Job> jobs_;
   bool stop_ = false;
+  bool running_ = false;  // a job is being run
+  // Stop(): why, once called (read by the worker between batches of draws).
+  std::atomic<bool> stopping_{false};
+  std::string why_;
   std::thread thread_;  // last: starts after the members it uses
 };
 

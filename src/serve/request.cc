@@ -1,8 +1,13 @@
 #include "src/serve/request.h"
 
+#include <cmath>
+#include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -17,14 +22,64 @@ std::string Dump(const Json& j) {
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
+// A client's value as an error message quotes it: cut to 64 bytes (a 60 KB
+// string made a 60 KB error).
+std::string Cut(std::string text) {
+  constexpr size_t kMax = 64;
+  if (text.size() > kMax) {
+    text.resize(kMax);
+    // Not inside a UTF-8 character.
+    while (!text.empty() &&
+           (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80)
+      text.pop_back();
+    if (!text.empty() && static_cast<unsigned char>(text.back()) >= 0xC0)
+      text.pop_back();
+    text += "...";
+  }
+  return text;
+}
+std::string Shown(const Json& j) { return Cut(Dump(j)); }
+
+// A JSON number that is a whole number, as an integer: 2 and 2.0 and 2e0
+// alike (Python's json.dumps writes 2.0 for a float); none for 2.5, or
+// beyond int64 / uint64.
+std::optional<int64_t> WholeSigned(const Json& v) {
+  if (v.is_number_integer() && !v.is_number_unsigned()) return v.get<int64_t>();
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > uint64_t{INT64_MAX}) return std::nullopt;
+    return v.get<int64_t>();
+  }
+  if (!v.is_number_float()) return std::nullopt;
+  const double d = v.get<double>();
+  if (!(d == std::floor(d)) || d < -9.2e18 || d > 9.2e18) return std::nullopt;
+  return static_cast<int64_t>(d);
+}
+
 // A request body's fields, read with their types and bounds checked.
 class Fields {
  public:
   static absl::StatusOr<Fields> Parse(
       const std::string& body, std::initializer_list<const char*> known) {
     Fields f;
+    // A key twice in one object: which one counts is a guess (the JSON
+    // library kept the last), so neither does.
+    std::vector<std::set<std::string>> keys;  // per open object
+    std::string repeated;
+    const Json::parser_callback_t note_keys =
+        [&](int, Json::parse_event_t event, Json& parsed) {
+          if (event == Json::parse_event_t::object_start) {
+            keys.emplace_back();
+          } else if (event == Json::parse_event_t::object_end) {
+            if (!keys.empty()) keys.pop_back();
+          } else if (event == Json::parse_event_t::key && !keys.empty() &&
+                     repeated.empty() &&
+                     !keys.back().insert(parsed.get<std::string>()).second) {
+            repeated = parsed.get<std::string>();
+          }
+          return true;
+        };
     try {
-      f.j_ = Json::parse(body);
+      f.j_ = Json::parse(body, note_keys);
     } catch (const Json::exception& e) {  // parse_error, and out_of_range
                                           // for a number beyond a double
       // Without the library's "[json.exception.parse_error.101] " tag.
@@ -39,12 +94,17 @@ class Fields {
       return absl::InvalidArgumentError(absl::StrCat(
           "the body must be a JSON object, got ", f.j_.type_name()));
     }
+    if (!repeated.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("field '", Cut(repeated),
+                       "' given twice in one object; give each field once"));
+    }
     for (const auto& item : f.j_.items()) {
       bool found = false;
       for (const char* k : known) found = found || item.key() == k;
       if (!found) {
         return absl::InvalidArgumentError(
-            absl::StrCat("unknown field '", item.key(),
+            absl::StrCat("unknown field '", Cut(item.key()),
                          "' (fields: ", absl::StrJoin(known, ", "), ")"));
       }
     }
@@ -65,35 +125,41 @@ class Fields {
   absl::Status BadType(const char* field, const char* want) const {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": expected ", want, ", got ",
-                     (*this)[field].type_name(), " ", Dump((*this)[field])));
+                     (*this)[field].type_name(), " ", Shown((*this)[field])));
   }
 
   absl::StatusOr<int64_t> Integer(const char* field, int64_t lo, int64_t hi,
                                   int64_t fallback) const {
     if (!has(field)) return fallback;
     const Json& v = (*this)[field];
-    if (!v.is_number_integer()) return BadType(field, "an integer");
-    // Non-negative JSON integers parse as unsigned, and may exceed int64.
-    const bool in_range =
-        v.is_number_unsigned()
-            ? v.get<uint64_t>() <= uint64_t(hi) && v.get<int64_t>() >= lo
-            : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
-    if (!in_range) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, " = ", Dump(v), " is outside [", lo, ", ", hi, "]"));
+    if (!v.is_number()) return BadType(field, "an integer");
+    const std::optional<int64_t> whole = WholeSigned(v);
+    if (v.is_number_float() && v.get<double>() != std::floor(v.get<double>())) {
+      return BadType(field, "an integer");
     }
-    return v.get<int64_t>();
+    if (!whole.has_value() || *whole < lo || *whole > hi) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, " = ", Shown(v), " is outside [", lo, ", ", hi, "]"));
+    }
+    return *whole;
   }
 
   absl::StatusOr<uint64_t> Seed(const char* field, uint64_t fallback) const {
     if (!has(field)) return fallback;
     const Json& v = (*this)[field];
-    if (!v.is_number_integer()) return BadType(field, "an integer");
-    if (!v.is_number_unsigned()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          field, " = ", Dump(v), " must be a non-negative integer"));
+    if (!v.is_number()) return BadType(field, "an integer");
+    if (v.is_number_unsigned()) return v.get<uint64_t>();
+    // A whole double below 2^64 (1e3, 5.0) is one exactly.
+    const double d = v.get<double>();
+    if (v.is_number_float() && d != std::floor(d)) {
+      return BadType(field, "an integer");
     }
-    return v.get<uint64_t>();
+    if (!(d >= 0.0) || d >= 18446744073709551616.0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(field, " = ", Shown(v),
+                       " must be a non-negative integer below 2^64"));
+    }
+    return static_cast<uint64_t>(d);
   }
 
   // A temperature in [lo, kMaxTemperature] (lo excluded where open).
@@ -105,7 +171,7 @@ class Fields {
     const double t = v.get<double>();
     if (!(zero_allowed ? t >= 0.0 : t > 0.0) || t > kMaxTemperature) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, " = ", Dump(v), " is outside ",
+          absl::StrCat(field, " = ", Shown(v), " is outside ",
                        zero_allowed ? "[0, " : "(0, ", kMaxTemperature, "]"));
     }
     return t;
@@ -119,7 +185,7 @@ class Fields {
     const double p = v.get<double>();
     if (!(zero_allowed ? p >= 0.0 : p > 0.0) || p > 1.0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(field, " = ", Dump(v), " is outside ",
+          absl::StrCat(field, " = ", Shown(v), " is outside ",
                        zero_allowed ? "[0, 1]" : "(0, 1]"));
     }
     return p;
@@ -144,7 +210,7 @@ class Fields {
         if (!s.is_string()) return BadType(field, want);
         if (s.get<std::string>().empty()) {
           return absl::InvalidArgumentError(
-              absl::StrCat(field, ": an empty sequence in ", Dump(v)));
+              absl::StrCat(field, ": an empty sequence in ", Shown(v)));
         }
         stops.push_back(s.get<std::string>());
       }
@@ -177,7 +243,7 @@ class Fields {
   absl::Status NoOp(const char* field, bool ok, const char* why) const {
     if (!has(field) || ok) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(
-        field, " = ", Dump((*this)[field]), " is not supported: ", why));
+        field, " = ", Shown((*this)[field]), " is not supported: ", why));
   }
 
  private:

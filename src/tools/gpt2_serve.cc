@@ -4,16 +4,20 @@
 // then queue for the worker in arrival order, so concurrent requests are all
 // answered and never share the model. A streamed answer is written by its
 // connection thread as the worker hands it the text.
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <functional>
@@ -48,6 +52,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "src/serve/connection_threads.h"
 #include "src/serve/model_worker.h"
 #include "src/serve/request.h"
 #include "src/tools/serve_page.h"
@@ -66,9 +71,11 @@ ABSL_FLAG(std::string, host, "127.0.0.1",
           "Address to bind. The default serves this machine only; 0.0.0.0 "
           "exposes the model to the network.");
 ABSL_FLAG(std::string, data_dir, "", gpt2::kTokenizerDataDirHelp);
-ABSL_FLAG(int, http_threads, 16,
-          "Connection threads (1..256). A request holds one while it is read, "
-          "waits for the model and is answered; more requests queue.");
+ABSL_FLAG(int, http_threads, 256,
+          "Most connections served at once (1..4096): each open connection "
+          "holds a thread, made when needed, while it is read, waits for the "
+          "model and is answered (a slow client holds its own only); more "
+          "connections wait for a thread.");
 
 namespace gpt2 {
 namespace {
@@ -82,9 +89,11 @@ using serve::kMaxPromptBytes;
 using serve::kMaxSamples;
 using serve::kMaxTemperature;
 using serve::ModelWorker;
-// A client that sends nothing for this long loses its connection, so a slow
-// client holds one connection thread for at most this long.
+// A client that sends nothing for this long loses its connection.
 constexpr int kSocketTimeoutSeconds = 5;
+// Connection threads kept when idle (more are made as connections need them,
+// and end after a minute idle).
+constexpr int kKeptConnectionThreads = 4;
 
 using Json = nlohmann::json;
 
@@ -94,8 +103,13 @@ struct RequestLog {
   std::chrono::steady_clock::time_point start;
   bool started = false;
   int64_t tokens = 0;
+  bool client_left = false;  // a stream whose client went away
 };
 thread_local RequestLog t_log;
+
+// Streams being written (each ends with its answer or an error line), so a
+// server told to stop lets them end before it stops writing.
+std::atomic<int> g_open_streams{0};
 
 // A client-controlled string as one log token: control bytes, spaces and
 // non-ASCII escaped (no forged lines), cut to `max` bytes, "-" when empty.
@@ -132,8 +146,30 @@ void SetJson(httplib::Response& res, int status, const Json& body) {
   res.set_content(Dump(body) + "\n", "application/json");
 }
 
-void SetError(httplib::Response& res, int status, const std::string& message) {
-  SetJson(res, status, Json{{"error", message}});
+// An error's body as the API of `path` writes them: OpenAI's {"error":
+// {"message", "type", "param", "code"}} under /v1/, ours {"error": "..."}
+// elsewhere. `param`: the request field to blame, if any.
+Json ErrorJson(const std::string& path, const std::string& message,
+               const Json& param = nullptr, const Json& code = nullptr) {
+  if (path.rfind("/v1/", 0) != 0) return Json{{"error", message}};
+  return Json{{"error",
+               {{"message", message},
+                {"type", "invalid_request_error"},
+                {"param", param},
+                {"code", code}}}};
+}
+
+void SetError(const httplib::Request& req, httplib::Response& res, int status,
+              const std::string& message) {
+  SetJson(res, status, ErrorJson(req.path, message));
+}
+
+// The HTTP status for a generation that failed: 503 when the server is
+// stopping, 400 for a request the model cannot take, else 500.
+int StatusFor(const absl::Status& status) {
+  if (absl::IsUnavailable(status)) return 503;
+  if (absl::IsInvalidArgument(status)) return 400;
+  return 500;
 }
 
 struct ServedModel {
@@ -228,12 +264,13 @@ absl::StatusOr<Json> ResultJson(const ServedModel& served,
 // samples' text as they grow, then the answer a plain request gets.
 class Stream {
  public:
-  void Add(std::string line, bool last = false, int64_t tokens = 0) {
+  // A line, and the new tokens drawn so far (-1: unchanged).
+  void Add(std::string line, bool last = false, int64_t tokens = -1) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       lines_.push_back(std::move(line));
       finished_ = finished_ || last;
-      if (last) tokens_ = tokens;
+      if (tokens >= 0) tokens_ = tokens;
     }
     cv_.notify_all();
   }
@@ -296,11 +333,19 @@ struct ApiFormat {
 void Answer(const ServedModel& served, ModelWorker* worker,
             std::shared_ptr<const ApiFormat> format,
             const absl::StatusOr<serve::ParsedRequest>& parsed,
-            httplib::Response& res) {
+            const httplib::Request& req, httplib::Response& res) {
   const auto fail = [&](int status, absl::string_view message) {
     SetJson(res, status, format->error(std::string(message)));
   };
   if (!parsed.ok()) return fail(400, parsed.status().message());
+  if (parsed->stream && req.version == "HTTP/1.0") {
+    // A stream is sent in chunks, which HTTP/1.0 does not have: its clients
+    // showed the chunk sizes in the text.
+    return fail(400,
+                "stream: true needs HTTP/1.1 (the stream is sent in chunks); "
+                "this request is HTTP/1.0: send it as HTTP/1.1, or without "
+                "stream");
+  }
   if (!parsed->stream) {
     double queue_seconds = 0.0;
     absl::StatusOr<infer::GenerateResult> result =
@@ -308,7 +353,9 @@ void Answer(const ServedModel& served, ModelWorker* worker,
     absl::StatusOr<Json> answer =
         result.ok() ? format->whole(*parsed, *result, queue_seconds)
                     : absl::StatusOr<Json>(result.status());
-    if (!answer.ok()) return fail(500, answer.status().message());
+    if (!answer.ok()) {
+      return fail(StatusFor(answer.status()), answer.status().message());
+    }
     t_log.tokens = result->new_tokens;
     SetJson(res, 200, *answer);
     return;
@@ -335,23 +382,26 @@ void Answer(const ServedModel& served, ModelWorker* worker,
         for (const auto& s : samples) tokens += s.tokens.size();
         if (std::any_of(deltas.begin(), deltas.end(),
                         [](const std::string& d) { return !d.empty(); })) {
-          lines->Add(format->Frame(format->deltas(deltas, tokens)));
+          lines->Add(format->Frame(format->deltas(deltas, tokens)), false,
+                     tokens);
         }
         return true;
       };
+  const std::string client =
+      absl::StrCat(LogField(req.remote_addr, 64), ":", req.remote_port);
   worker->Submit(
       parsed->request, std::move(progress),
-      [format, lines, text, request = *parsed](
-          absl::StatusOr<infer::GenerateResult> result, double waited) {
+      [format, lines, text, client, path = LogField(req.path, 200),
+       request = *parsed](absl::StatusOr<infer::GenerateResult> result,
+                          double waited) {
         absl::StatusOr<Json> answer =
             result.ok() ? format->whole(request, *result, waited)
                         : absl::StatusOr<Json>(result.status());
         if (!answer.ok()) {
           if (absl::IsCancelled(answer.status())) {
-            const std::string note = absl::StrCat(
-                kTool,
-                ": a streaming client went away; its generation was "
-                "stopped\n");
+            const std::string note =
+                absl::StrCat(kTool, ": the streaming client ", client, " of ",
+                             path, " went away; its generation was stopped\n");
             std::fwrite(note.data(), 1, note.size(), stdout);
             std::fflush(stdout);
           }
@@ -367,6 +417,7 @@ void Answer(const ServedModel& served, ModelWorker* worker,
                        format->stream_tail,
                    true, result->new_tokens);
       });
+  ++g_open_streams;
   res.set_chunked_content_provider(
       format->stream_type,
       [lines](size_t, httplib::DataSink& sink) {
@@ -374,18 +425,22 @@ void Answer(const ServedModel& served, ModelWorker* worker,
         int64_t tokens = 0;
         // A bounded wait, so a server told to stop is not held by a long
         // generation (httplib asks again while it is not stopping).
-        for (const std::string& line :
-             lines->Take(std::chrono::milliseconds(500), &finished, &tokens)) {
-          if (!sink.write(line.data(), line.size())) return false;
-        }
-        if (finished) {
+        const std::vector<std::string> taken =
+            lines->Take(std::chrono::milliseconds(500), &finished, &tokens);
+        for (const std::string& line : taken) {
+          if (!sink.write(line.data(), line.size())) {
+            t_log.client_left = true;  // (the logger runs before the releaser)
+            return false;
+          }
+          // The access log counts what was sent, if the client leaves.
           t_log.tokens = tokens;
-          sink.done();
         }
+        if (finished) sink.done();
         return true;
       },
       [lines](bool success) {
         if (!success) lines->Abandon();
+        --g_open_streams;
       });
 }
 
@@ -409,7 +464,7 @@ std::shared_ptr<const ApiFormat> GenerateFormat(const ServedModel& served) {
     return std::vector<Json>{done};
   };
   f->error = [](const std::string& message) {
-    return Json{{"error", message}};
+    return ErrorJson("/api/generate", message);
   };
   return f;
 }
@@ -506,18 +561,17 @@ std::shared_ptr<const ApiFormat> CompletionsFormat(const ServedModel& served,
          message.compare(end, 3, " = ") == 0)) {
       param = message.substr(0, end);
     }
-    return Json{{"error",
-                 {{"message", message},
-                  {"type", "invalid_request_error"},
-                  {"param", param},
-                  {"code", nullptr}}}};
+    return ErrorJson("/v1/completions", message, param);
   };
   return f;
 }
 
 // SIGINT and SIGTERM, taken by one thread (blocked in all others, so it must
 // be created before any other thread): before the server runs they end the
-// process at once; after, they stop the server and Serve returns.
+// process at once; after, the first says so and stops the server (the
+// worker's queued and running requests end with 503, or a stream's error
+// line; the streams are let finish, up to 2 s; then Serve returns), and a
+// second ends the process at once.
 class SignalWatcher {
  public:
   SignalWatcher() {
@@ -528,7 +582,10 @@ class SignalWatcher {
     thread_ = std::thread([this] { Wait(); });
   }
   ~SignalWatcher() { Finish(); }
-  void Watch(httplib::Server* server) { server_ = server; }
+  void Watch(httplib::Server* server, ModelWorker* worker) {
+    worker_ = worker;
+    server_ = server;
+  }
   // Ends the watching thread; the server may be destroyed after this.
   void Finish() {
     if (!thread_.joinable()) return;
@@ -544,17 +601,60 @@ class SignalWatcher {
     if (done_) return;
     httplib::Server* server = server_.load();
     if (server == nullptr) std::_Exit(128 + sig);
+    const int in_flight = worker_->Stop("the server is stopping");
+    std::printf(
+        "%s: %s received: stopping (%d request%s queued or running end%s "
+        "with 503 or a stream's error line; again: at once)\n",
+        kTool, sig == SIGINT ? "SIGINT" : "SIGTERM", in_flight,
+        in_flight == 1 ? "" : "s", in_flight == 1 ? "s" : "");
+    std::fflush(stdout);
+    // A second signal ends the process, unless Finish comes first.
+    std::thread second([this] {
+      int again = 0;
+      sigwait(&set_, &again);
+      if (done_) return;
+      std::printf("%s: %s again: exiting now\n", kTool,
+                  again == SIGINT ? "SIGINT" : "SIGTERM");
+      std::fflush(stdout);
+      std::_Exit(128 + again);
+    });
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (g_open_streams.load() > 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
     // stop() is a no-op until listen_after_bind has started: repeat it.
     while (!done_) {
       server->stop();
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    pthread_kill(second.native_handle(), SIGTERM);
+    second.join();
   }
 
   sigset_t set_;
   std::atomic<bool> done_{false};
   std::atomic<httplib::Server*> server_{nullptr};
+  ModelWorker* worker_ = nullptr;
   std::thread thread_;
+};
+
+// httplib's connection threads: serve::ConnectionThreads, made as
+// connections need them (its ThreadPool held a fixed 16, which 16 slow
+// clients filled, the page and /healthz then waiting behind them).
+class HttpThreads : public httplib::TaskQueue {
+ public:
+  explicit HttpThreads(int max_threads)
+      : threads_(max_threads, std::min(max_threads, kKeptConnectionThreads),
+                 std::chrono::seconds(60)) {}
+  void enqueue(std::function<void()> fn) override {
+    threads_.Enqueue(std::move(fn));
+  }
+  void shutdown() override { threads_.Shutdown(); }
+
+ private:
+  serve::ConnectionThreads threads_;
 };
 
 // httplib 0.11 listens with a backlog of 5 (built into Debian's library):
@@ -568,6 +668,56 @@ class Server : public httplib::Server {
   }
 };
 constexpr int kListenBacklog = 1024;
+
+// Binds `host`:`port` (0: a free port) and listens; returns the port. Says
+// why it cannot: the port in use, or the address not this machine's.
+absl::StatusOr<int> Bind(Server& server, const std::string& host, int port) {
+  int bound = port;
+  if (port == 0) {
+    bound = server.bind_to_any_port(host);
+  } else if (!server.bind_to_port(host, port)) {
+    bound = -1;
+  }
+  if (bound < 0) {
+    // httplib says only that it failed: a bind of our own says why.
+    std::string why = "";
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string service = absl::StrCat(port);
+    if (getaddrinfo(host.c_str(), service.c_str(), &hints, &found) != 0 ||
+        found == nullptr) {
+      why = absl::StrCat(host, " is not an address or a host name known here");
+    } else {
+      const int fd =
+          socket(found->ai_family, found->ai_socktype, found->ai_protocol);
+      int yes = 1;
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      if (fd >= 0 && bind(fd, found->ai_addr, found->ai_addrlen) != 0) {
+        why = errno == EADDRINUSE
+                  ? absl::StrCat("port ", port,
+                                 " is in use (another server there? --port "
+                                 "0 picks a free one)")
+              : errno == EADDRNOTAVAIL
+                  ? absl::StrCat(host, " is not an address of this machine")
+              : errno == EACCES
+                  ? absl::StrCat("port ", port,
+                                 " needs privileges (ports below 1024)")
+                  : std::string(std::strerror(errno));
+      }
+      if (fd >= 0) close(fd);
+      freeaddrinfo(found);
+    }
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", host, ":", port, why.empty() ? "" : ": ", why));
+  }
+  if (!server.RaiseListenBacklog(kListenBacklog)) {
+    return absl::InternalError("cannot raise the listen backlog");
+  }
+  return bound;
+}
 
 absl::Status Serve() {
   signal(SIGPIPE, SIG_IGN);  // a client that hangs up is not our death
@@ -584,10 +734,25 @@ absl::Status Serve() {
         absl::StrCat("--port = ", port, " is outside [0, 65535]"));
   }
   const int http_threads = absl::GetFlag(FLAGS_http_threads);
-  if (http_threads < 1 || http_threads > 256) {
+  if (http_threads < 1 || http_threads > 4096) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "--http_threads = ", http_threads, " is outside [1, 256]"));
+        "--http_threads = ", http_threads, " is outside [1, 4096]"));
   }
+  // The port first: one in use is said at once, not after the model loads
+  // (connections made while it loads wait in the listen backlog).
+  Server server;
+  server.new_task_queue = [http_threads] {
+    return new HttpThreads(http_threads);
+  };
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
+  // second gpt2_serve bound the same port and the kernel split the requests
+  // between the two models. Now the second one fails to bind and says so.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  const std::string host = absl::GetFlag(FLAGS_host);
+  GPT2_ASSIGN_OR_RETURN(const int bound, Bind(server, host, port));
   GPT2_ASSIGN_OR_RETURN(Tokenizer tokenizer,
                         Tokenizer::LoadFromDataDir(
                             ResolveDataDir(absl::GetFlag(FLAGS_data_dir))));
@@ -610,17 +775,6 @@ absl::Status Serve() {
   ModelWorker worker(std::move(decoder.decoder), &served.tokenizer);
   const std::string page = RenderPage(served, decoder_name);
 
-  Server server;
-  server.new_task_queue = [http_threads] {
-    return new httplib::ThreadPool(http_threads);
-  };
-  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a
-  // second gpt2_serve bound the same port and the kernel split the requests
-  // between the two models. Now the second one fails to bind and says so.
-  server.set_socket_options([](socket_t sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
   server.set_payload_max_length(kMaxBodyBytes);
   server.set_read_timeout(kSocketTimeoutSeconds, 0);
   server.set_write_timeout(kSocketTimeoutSeconds, 0);
@@ -633,34 +787,41 @@ absl::Status Serve() {
                               httplib::Response& res,
                               const std::string& method) {
     res.set_header("Allow", method);
-    SetError(res, 405,
+    SetError(req, res, 405,
              absl::StrCat(req.method, " ", req.path, ": not allowed; it takes ",
                           method));
   };
-  server.set_pre_routing_handler(
-      [&routes, &not_allowed](const httplib::Request& req,
-                              httplib::Response& res) {
-        t_log = RequestLog{std::chrono::steady_clock::now(), true, 0};
-        // A POST without Content-Length (curl -X POST with no -d): httplib
-        // waited out the read timeout (5 s) for a body, then answered a bare
-        // 400.
-        if (req.method == "POST" && !req.has_header("Content-Length") &&
-            !req.has_header("Transfer-Encoding")) {
-          if (const auto route = routes.find(req.path); route == routes.end()) {
-            SetError(res, 404, absl::StrCat("no route for POST ", req.path));
-          } else if (route->second != "POST") {
-            not_allowed(req, res, route->second);
-          } else {
-            SetError(res, 400,
-                     absl::StrCat("POST ", req.path,
-                                  " without a body: send the JSON request with "
-                                  "a Content-Length (curl -d '{\"prompt\": "
-                                  "...}')"));
-          }
-          return httplib::Server::HandlerResponse::Handled;
-        }
-        return httplib::Server::HandlerResponse::Unhandled;
-      });
+  server.set_pre_routing_handler([&routes, &not_allowed](
+                                     const httplib::Request& req,
+                                     httplib::Response& res) {
+    t_log = RequestLog{std::chrono::steady_clock::now(), true, 0};
+    // Two lengths for one body: which one a proxy in front believed is
+    // unknown (request smuggling), so neither is taken.
+    if (req.get_header_value_count("Content-Length") > 1) {
+      SetError(req, res, 400, "more than one Content-Length header: send one");
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    // A POST without Content-Length (curl -X POST with no -d): httplib
+    // waited out the read timeout (5 s) for a body, then answered a bare
+    // 400.
+    if (req.method == "POST" && !req.has_header("Content-Length") &&
+        !req.has_header("Transfer-Encoding")) {
+      if (const auto route = routes.find(req.path); route == routes.end()) {
+        SetError(req, res, 404, absl::StrCat("no route for POST ", req.path));
+      } else if (route->second != "POST") {
+        not_allowed(req, res, route->second);
+      } else {
+        SetError(req, res, 400,
+                 absl::StrCat("POST ", req.path,
+                              " without a body: send the JSON request with "
+                              "a Content-Length (curl -d '{\"prompt\": "
+                              "...}')"));
+      }
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
   server.set_logger([](const httplib::Request& req,
                        const httplib::Response& res) {
     const std::string ms =
@@ -671,10 +832,10 @@ absl::Status Serve() {
                               .count())
             : "-";
     // One write per line, so lines from concurrent requests never interleave.
-    const std::string line =
-        absl::StrFormat("%s %s %s %d %s ms %d tokens\n",
-                        LogField(req.remote_addr, 64), LogField(req.method, 16),
-                        LogField(req.path, 200), res.status, ms, t_log.tokens);
+    const std::string line = absl::StrFormat(
+        "%s %s %s %d %s ms %d tokens%s\n", LogField(req.remote_addr, 64),
+        LogField(req.method, 16), LogField(req.path, 200), res.status, ms,
+        t_log.tokens, t_log.client_left ? " (client left)" : "");
     std::fwrite(line.data(), 1, line.size(), stdout);
     std::fflush(stdout);
     t_log = RequestLog{};
@@ -692,6 +853,15 @@ absl::Status Serve() {
     server.Post(path, [handler = std::move(handler)](
                           const httplib::Request& req, httplib::Response& res,
                           const httplib::ContentReader& read) {
+      // httplib reads a multipart body only through a per-part reader (the
+      // plain one threw bad_function_call: a 500).
+      if (req.is_multipart_form_data()) {
+        SetError(req, res, 415,
+                 "a multipart/form-data body (curl -F): send the request as "
+                 "JSON (curl -H 'Content-Type: application/json' -d "
+                 "'{\"prompt\": ...}')");
+        return;
+      }
       httplib::Request with_body = req;
       const bool whole = read([&with_body](const char* data, size_t size) {
         with_body.body.append(data, size);
@@ -701,10 +871,10 @@ absl::Status Serve() {
         if (with_body.body.size() > kMaxBodyBytes ||
             std::strtoull(req.get_header_value("Content-Length").c_str(),
                           nullptr, 10) > kMaxBodyBytes) {
-          SetError(res, 413,
+          SetError(req, res, 413,
                    absl::StrCat("request body over ", kMaxBodyBytes, " bytes"));
         } else {
-          SetError(res, 400, "the request body could not be read whole");
+          SetError(req, res, 400, "the request body could not be read whole");
         }
         return;
       }
@@ -725,10 +895,14 @@ absl::Status Serve() {
             ? absl::StrCat("request body over ", kMaxBodyBytes, " bytes")
         : res.status == 404
             ? absl::StrCat("no route for ", req.method, " ", req.path)
+        : res.status == 400 && req.method.empty()
+            ? std::string(
+                  "not an HTTP request this server can read (a bad "
+                  "request line or headers)")
             : absl::StrCat("HTTP ", res.status);
-    SetError(res, res.status, message);
+    SetError(req, res, res.status, message);
   });
-  server.set_exception_handler([](const httplib::Request&,
+  server.set_exception_handler([](const httplib::Request& req,
                                   httplib::Response& res,
                                   std::exception_ptr ep) {
     std::string what = "unknown exception";
@@ -738,7 +912,7 @@ absl::Status Serve() {
       what = e.what();
     } catch (...) {
     }
-    SetError(res, 500, absl::StrCat("internal error: ", what));
+    SetError(req, res, 500, absl::StrCat("internal error: ", what));
   });
 
   get("/", [&page](const httplib::Request&, httplib::Response& res) {
@@ -765,7 +939,7 @@ absl::Status Serve() {
          Answer(served, &worker, generate,
                 serve::ParseGenerateBody(req.body, served.model.shape,
                                          served.tokenizer),
-                res);
+                req, res);
        });
   // OpenAI's completions API (and its model list), for the clients made for
   // it.
@@ -790,33 +964,29 @@ absl::Status Serve() {
                created),
            serve::ParseCompletionsBody(req.body, served.model.shape,
                                        served.tokenizer, fresh_seed),
-           res);
+           req, res);
   });
-  get("/v1/models",
-      [&model_id](const httplib::Request&, httplib::Response& res) {
-        SetJson(res, 200,
-                Json{{"object", "list"},
-                     {"data", Json::array({Json{{"id", model_id},
-                                                {"object", "model"},
-                                                {"created", 0},
-                                                {"owned_by", "gpt2_ddp"}}})}});
-      });
+  const Json model_object = {{"id", model_id},
+                             {"object", "model"},
+                             {"created", 0},
+                             {"owned_by", "gpt2_ddp"}};
+  get("/v1/models", [&model_object](const httplib::Request&,
+                                    httplib::Response& res) {
+    SetJson(res, 200,
+            Json{{"object", "list"}, {"data", Json::array({model_object})}});
+  });
+  // OpenAI's models.retrieve: the one model, by its id.
+  server.Get(R"(/v1/models/(.+))", [&model_object, &model_id](
+                                       const httplib::Request& req,
+                                       httplib::Response& res) {
+    if (req.matches[1] == model_id) return SetJson(res, 200, model_object);
+    SetJson(res, 404,
+            ErrorJson(req.path,
+                      absl::StrCat("no model '", LogField(req.matches[1], 200),
+                                   "' here; this server has '", model_id, "'"),
+                      "model", "model_not_found"));
+  });
 
-  const std::string host = absl::GetFlag(FLAGS_host);
-  int bound = port;
-  if (port == 0) {
-    bound = server.bind_to_any_port(host);
-    if (bound < 0) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot bind ", host, " to a free port"));
-    }
-  } else if (!server.bind_to_port(host, port)) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot bind ", host, ":", port, " (in use, or not an address here)"));
-  }
-  if (!server.RaiseListenBacklog(kListenBacklog)) {
-    return absl::InternalError("cannot raise the listen backlog");
-  }
   std::printf(
       "%s: %s, %s %s; decoding on %s\n", kTool,
       infer::DescribeShape(served.model.shape, served.model.num_params).c_str(),
@@ -824,9 +994,13 @@ absl::Status Serve() {
           ? "Hugging Face weights from"
           : absl::StrCat("step ", served.model.step, ", from").c_str(),
       served.model.source.c_str(), decoder_name.c_str());
-  std::printf("%s: listening on http://%s:%d\n", kTool, host.c_str(), bound);
+  std::printf("%s: listening on http://%s:%d\n", kTool,
+              host.find(':') != std::string::npos
+                  ? absl::StrCat("[", host, "]").c_str()  // IPv6
+                  : host.c_str(),
+              bound);
   std::fflush(stdout);
-  signals->Watch(&server);
+  signals->Watch(&server, &worker);
   const bool ok = server.listen_after_bind();
   signals->Finish();
   if (!ok) return absl::InternalError("the server's listen loop failed");

@@ -118,6 +118,19 @@ $("form").addEventListener("submit", async (event) => {
   if (running) { running.abort(); return; }
   const prompt = $("prompt").value;
   if (prompt.length === 0) { setStatus("Enter some text first.", true); return; }
+  // An empty seed box: a fresh seed, put in the box so the text can be drawn
+  // again. A seed past 2^53 - 1 is not a whole number in JavaScript.
+  if ($("seed").value.trim() === "") {
+    const r = new Uint32Array(2);
+    crypto.getRandomValues(r);
+    $("seed").value = String((r[0] & 0x1fffff) * 4294967296 + r[1]);
+  }
+  const seed = Number($("seed").value);
+  if (!Number.isSafeInteger(seed) || seed < 0) {
+    setStatus("Seed: a whole number from 0 to 9007199254740991 (2^53 - 1) " +
+              "on this page; larger ones through the API.", true);
+    return;
+  }
   const body = {
     prompt,
     num_samples: Number($("num_samples").value),
@@ -125,7 +138,7 @@ $("form").addEventListener("submit", async (event) => {
     top_k: Number($("top_k").value),
     temperature: Number($("temperature").value),
     top_p: Number($("top_p").value),
-    seed: Number($("seed").value),
+    seed,
   };
   running = new AbortController();
   $("generate").textContent = "Stop";

@@ -128,5 +128,51 @@ TEST(ModelWorker, AnErrorIsTheJobsResult) {
   EXPECT_TRUE(worker.Run(Request(2), &waited).ok());
 }
 
+TEST(ModelWorker, StopEndsTheQueuedAndTheRunningJobsAndRefusesNewOnes) {
+  ModelWorker worker(TinyDecoder(), nullptr);
+  std::promise<void> in_progress, release;
+  std::shared_future<void> gate = release.get_future().share();
+  std::promise<absl::Status> running_result;
+  infer::GenerateRequest long_one = Request(0);
+  long_one.max_new_tokens = 20;
+  bool first_call = true;
+  worker.Submit(
+      long_one,
+      [&](const std::vector<infer::GeneratedSample>&) {
+        if (first_call) {
+          first_call = false;
+          in_progress.set_value();
+          gate.wait();
+        }
+        return true;
+      },
+      [&](absl::StatusOr<infer::GenerateResult> r, double) {
+        running_result.set_value(r.status());
+      });
+  in_progress.get_future().wait();  // job 0 is between two batches of draws
+  std::vector<absl::Status> queued_results(3);
+  for (int i = 0; i < 3; ++i) {
+    worker.Submit(Request(i + 1), nullptr,
+                  [&, i](absl::StatusOr<infer::GenerateResult> r, double) {
+                    queued_results[i] = r.status();
+                  });
+  }
+  EXPECT_EQ(worker.Stop("the server is stopping"), 4);
+  // The queued jobs have ended, before the running one goes on.
+  for (const absl::Status& s : queued_results) {
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    EXPECT_EQ(s.message(), "the server is stopping");
+  }
+  EXPECT_EQ(worker.queued(), 0);
+  release.set_value();
+  const absl::Status running = running_result.get_future().get();
+  EXPECT_TRUE(absl::IsUnavailable(running)) << running;
+  // Later work is refused at once; a second Stop has nothing to stop.
+  double waited = -1.0;
+  const auto later = worker.Run(Request(9), &waited);
+  EXPECT_TRUE(absl::IsUnavailable(later.status())) << later.status();
+  EXPECT_EQ(worker.Stop("again"), 0);
+}
+
 }  // namespace
 }  // namespace gpt2::serve

@@ -116,6 +116,18 @@ void ExpectBadRequest(const std::string& body, const std::string& needle) {
       << body << " -> " << r.body;
 }
 
+// An answer's error message, in either API's shape: ours {"error": "..."},
+// OpenAI's {"error": {"message": "...", ...}} under /v1/.
+std::string ErrorMessage(const Reply& r) {
+  if (!r.json.is_object() || !r.json.contains("error")) return "";
+  const Json& e = r.json["error"];
+  if (e.is_string()) return e.get<std::string>();
+  if (e.is_object() && e.contains("message") && e["message"].is_string()) {
+    return e["message"].get<std::string>();
+  }
+  return "";
+}
+
 std::vector<std::string> Samples(const Reply& r) {
   std::vector<std::string> out;
   if (r.json.is_object() && r.json.contains("samples")) {
@@ -635,9 +647,10 @@ TEST(Api, WrongMethodIs405) {
            {"POST", "/v1/models", "GET"}}) {
     const Reply r = Send(method, path, "{}");
     EXPECT_EQ(r.status, 405) << method << " " << path;
-    ASSERT_TRUE(r.json.contains("error")) << r.body;
-    EXPECT_NE(r.json["error"].get<std::string>().find("it takes " + allowed),
-              std::string::npos)
+    EXPECT_NE(ErrorMessage(r).find("it takes " + allowed), std::string::npos)
+        << r.body;
+    // Under /v1/, OpenAI's shape, as its clients read errors.
+    EXPECT_EQ(r.json["error"].is_object(), path.rfind("/v1/", 0) == 0)
         << r.body;
   }
 }
@@ -679,12 +692,12 @@ TEST(Api, FiftyConcurrentRequests) {
               seconds);
 }
 
-// A raw loopback connection.
-int Connect() {
+// A raw loopback connection (to the shared server by default).
+int Connect(int port = ServerEnv::port()) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(ServerEnv::port()));
+  addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
@@ -697,8 +710,8 @@ int Connect() {
 
 // Sends `request` (which asks Connection: close) on a raw loopback
 // connection and returns all the server answers until it closes.
-std::string Exchange(const std::string& request) {
-  const int fd = Connect();
+std::string Exchange(const std::string& request, int port = ServerEnv::port()) {
+  const int fd = Connect(port);
   if (fd < 0) {
     ADD_FAILURE() << "cannot connect to the server";
     return "";
@@ -780,8 +793,14 @@ TEST(Api, SlowAndBrokenClientsDoNotBlockOthers) {
       "GET / HTTP/1.1\r\n" + std::string(20000, 'X') + "\r\n\r\n",
       "GET /\x1b[31mred\nfake 200 line HTTP/1.1\r\n\r\n",
   };
+  std::vector<std::string> clients = junk;
+  // More clients stalled in their headers than the 16 connection threads
+  // httplib's pool held: each holds a thread of its own now.
+  for (int i = 0; i < 24; ++i) {
+    clients.push_back("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+  }
   std::vector<int> fds;
-  for (const std::string& bytes : junk) {
+  for (const std::string& bytes : clients) {
     const int fd = Connect();
     ASSERT_GE(fd, 0);
     if (!bytes.empty()) {
@@ -839,6 +858,86 @@ TEST(Api, StreamingClientThatLeavesEarly) {
   const Reply r = Generate({{"prompt", "ROMEO:"}, {"num_samples", 1}});
   EXPECT_EQ(r.status, 200) << r.body;
   EXPECT_EQ(Send("GET", "/healthz").json["queued"], 0);
+}
+
+// Bodies and requests the API cannot take, each refused at once with the
+// reason: multipart forms, a field given twice, two Content-Lengths, a
+// stream over HTTP/1.0 (which has no chunks); whole numbers written as
+// floats are integers; a long bad value is quoted cut short.
+TEST(Api, OddBodiesAndRequests) {
+  const std::string multipart = Exchange(
+      "POST /api/generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Type: multipart/form-data; boundary=XyZ\r\n"
+      "Content-Length: 71\r\n\r\n"
+      "--XyZ\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\na\r\n"
+      "--XyZ--\r\n");
+  EXPECT_EQ(multipart.rfind("HTTP/1.1 415", 0), 0u) << multipart;
+  EXPECT_NE(multipart.find("send the request as JSON"), std::string::npos)
+      << multipart;
+
+  ExpectBadRequest(R"({"prompt": "a", "prompt": "b"})", "given twice");
+
+  const std::string body = R"({"prompt": "ROMEO:"})";
+  const std::string two_lengths = Exchange(absl::StrCat(
+      "POST /api/generate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Length: ",
+      body.size(), "\r\nContent-Length: 3\r\n\r\n", body));
+  EXPECT_EQ(two_lengths.rfind("HTTP/1.1 400", 0), 0u) << two_lengths;
+  EXPECT_NE(two_lengths.find("more than one Content-Length"), std::string::npos)
+      << two_lengths;
+
+  const std::string stream = R"({"prompt": "ROMEO:", "stream": true})";
+  const std::string http10 = Exchange(absl::StrCat(
+      "POST /api/generate HTTP/1.0\r\nContent-Type: application/json\r\n"
+      "Content-Length: ",
+      stream.size(), "\r\n\r\n", stream));
+  EXPECT_NE(http10.find(" 400 "), std::string::npos) << http10;
+  EXPECT_NE(http10.find("needs HTTP/1.1"), std::string::npos) << http10;
+  EXPECT_EQ(http10.find("chunked"), std::string::npos) << http10;
+
+  const Reply floats = Generate(Json::parse(
+      R"({"prompt": "ROMEO:", "num_samples": 2.0, "max_new_tokens": 4e0,
+          "seed": 1e3})"));
+  EXPECT_EQ(floats.status, 200) << floats.body;
+  EXPECT_EQ(floats.json["num_samples"], 2) << floats.body;
+  EXPECT_EQ(floats.json["seed"], 1000) << floats.body;
+  ExpectBadRequest(R"({"prompt": "a", "num_samples": 2.5})",
+                   "num_samples: expected an integer");
+
+  const Reply long_value =
+      Generate(Json{{"prompt", "a"}, {"temperature", std::string(60000, 'x')}});
+  EXPECT_EQ(long_value.status, 400);
+  EXPECT_LT(long_value.body.size(), 400u) << long_value.body.substr(0, 400);
+  EXPECT_NE(ErrorMessage(long_value).find("xxx..."), std::string::npos)
+      << long_value.body.substr(0, 400);
+}
+
+// Under /v1/ every error is OpenAI's shape (its clients read
+// error.message), and the model is found by its id (models.retrieve).
+TEST(OpenAi, ErrorsAndTheModelById) {
+  for (const auto& [method, path, status] :
+       std::vector<std::tuple<std::string, std::string, int>>{
+           {"GET", "/v1/nope", 404},
+           {"GET", "/v1/completions", 405},
+           {"POST", "/v1/completions",
+            413},  // the body below is over the limit
+           {"GET", "/v1/models/no-such-model", 404}}) {
+    const Reply r =
+        Send(method, path, Json{{"prompt", std::string(70000, 'a')}}.dump());
+    EXPECT_EQ(r.status, status) << method << " " << path << ": " << r.body;
+    ASSERT_TRUE(r.json.is_object()) << r.body;
+    EXPECT_TRUE(r.json["error"].is_object()) << r.body;
+    EXPECT_FALSE(ErrorMessage(r).empty()) << r.body;
+    EXPECT_TRUE(r.json["error"].contains("type")) << r.body;
+  }
+  const Reply list = Send("GET", "/v1/models");
+  ASSERT_EQ(list.status, 200) << list.body;
+  const std::string id = list.json["data"][0]["id"].get<std::string>();
+  const Reply one = Send("GET", "/v1/models/" + id);
+  EXPECT_EQ(one.status, 200) << one.body;
+  EXPECT_EQ(one.json, list.json["data"][0]) << one.body;
+  EXPECT_EQ(Send("GET", "/v1/models/nope").json["error"]["code"],
+            "model_not_found");
 }
 
 // Runs last (gtest keeps file order): every request above left one line.
@@ -1053,10 +1152,112 @@ TEST(ServeCli, PortInUseIsRefused) {
        std::to_string(ServerEnv::port())},
       /*timeout_seconds=*/20.0);  // one that binds would serve until killed
   EXPECT_EQ(second.code, 1) << second.output;
-  EXPECT_NE(second.output.find("cannot bind 127.0.0.1:" +
-                               std::to_string(ServerEnv::port()) + " (in use"),
+  const std::string port = std::to_string(ServerEnv::port());
+  EXPECT_NE(second.output.find("cannot listen on 127.0.0.1:" + port +
+                               ": port " + port + " is in use"),
             std::string::npos)
       << second.output;
+  // Said before the model is loaded: no line about the model.
+  EXPECT_EQ(second.output.find("decoding on"), std::string::npos)
+      << second.output;
+}
+
+// Sends `request` on a new raw connection to `port`, without reading.
+int SendRaw(int port, const std::string& path, const std::string& body) {
+  const int fd = Connect(port);
+  if (fd < 0) return fd;
+  const std::string http =
+      absl::StrCat("POST ", path,
+                   " HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: "
+                   "application/json\r\nContent-Length: ",
+                   body.size(), "\r\n\r\n", body);
+  if (write(fd, http.data(), http.size()) !=
+      static_cast<ssize_t>(http.size())) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Everything the server sends on `fd` until it closes (or 10 s pass).
+std::string ReadAll(int fd) {
+  std::string answer;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;)
+    answer.append(buf, n);
+  close(fd);
+  return answer;
+}
+
+// SIGINT with work in flight (a server of its own, its streams slowed by
+// GPT2_SERVE_TEST_DELAY_MS): it says so; the running stream and a queued one
+// end with an error line (and OpenAI's [DONE]) and a proper end of the
+// chunks, a queued plain request gets 503, and the process exits 0 at once,
+// not after the queue is drained. A stream whose client left is marked in
+// the access log, its client named.
+TEST(ServeCli, SigintEndsTheRequestsInFlightAndSaysSo) {
+  setenv("GPT2_SERVE_TEST_DELAY_MS", "100", 1);
+  ChildProcess server;
+  int port = 0;
+  const absl::Status started = serve_testing::StartServer(
+      g_serve_bin, ServerEnv::checkpoint(), &server, &port);
+  unsetenv("GPT2_SERVE_TEST_DELAY_MS");
+  ASSERT_TRUE(started.ok()) << started;
+  // A client that leaves after its first chunk.
+  const std::string long_stream =
+      R"({"prompt": "ROMEO:", "num_samples": 2, "max_new_tokens": 60, "stream": true})";
+  const int leaver = SendRaw(port, "/api/generate", long_stream);
+  ASSERT_GE(leaver, 0);
+  char buf[512];
+  ASSERT_GT(recv(leaver, buf, sizeof(buf), 0), 0);
+  close(leaver);
+  server.WaitFor("went away", 10.0);
+  EXPECT_NE(server.Output().find(" tokens (client left)"), std::string::npos)
+      << server.Output();
+  EXPECT_NE(server.Output().find("gpt2_serve: the streaming client 127.0.0.1:"),
+            std::string::npos)
+      << server.Output();
+
+  const int running = SendRaw(port, "/api/generate", long_stream);
+  ASSERT_GE(running, 0);
+  ASSERT_GT(recv(running, buf, sizeof(buf), 0), 0);  // it streams
+  const int queued_stream =
+      SendRaw(port, "/v1/completions",
+              R"({"prompt": "ROMEO:", "max_tokens": 8, "stream": true})");
+  const int queued_plain =
+      SendRaw(port, "/api/generate", R"({"prompt": "ROMEO:"})");
+  ASSERT_GE(queued_stream, 0);
+  ASSERT_GE(queued_plain, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // queued
+  const auto start = std::chrono::steady_clock::now();
+  kill(server.pid(), SIGINT);
+
+  const std::string rest = ReadAll(running);
+  EXPECT_NE(rest.find(R"({"error":"the server is stopping"})"),
+            std::string::npos)
+      << rest;
+  EXPECT_NE(rest.find("\r\n0\r\n\r\n"), std::string::npos)
+      << "the chunks did not end:\n"
+      << rest;
+  const std::string sse = ReadAll(queued_stream);
+  EXPECT_EQ(sse.rfind("HTTP/1.1 200", 0), 0u) << sse;
+  EXPECT_NE(sse.find("the server is stopping"), std::string::npos) << sse;
+  EXPECT_NE(sse.find("data: [DONE]"), std::string::npos) << sse;
+  const std::string plain = ReadAll(queued_plain);
+  EXPECT_EQ(plain.rfind("HTTP/1.1 503", 0), 0u) << plain;
+  EXPECT_NE(plain.find("the server is stopping"), std::string::npos) << plain;
+
+  EXPECT_EQ(server.Wait(10.0), 0) << server.Output();
+  EXPECT_LT(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count(),
+      4.0);
+  EXPECT_NE(server.Output().find("gpt2_serve: SIGINT received: stopping (3 "
+                                 "requests queued or running end with 503"),
+            std::string::npos)
+      << server.Output();
+  EXPECT_NE(server.Output().find("gpt2_serve: stopped"), std::string::npos)
+      << server.Output();
 }
 
 // More new tokens than the context holds: the samples stop at the context, and

@@ -323,15 +323,26 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
   if (server == nullptr) return absl::OkStatus();
   // Stop: the longest request, stopped once its text has started to come
   // (the server draws slowly here: GPT2_SERVE_TEST_DELAY_MS).
+  // (With the seed box emptied: the page draws a fresh seed and shows it.)
   GPT2_RETURN_IF_ERROR(
       page.Eval("const m = document.getElementById('max_new_tokens'); "
-                "m.value = m.max; true")
+                "m.value = m.max; document.getElementById('seed').value = ''; "
+                "true")
           .status());
   GPT2_RETURN_IF_ERROR(page.Click("#generate"));
   GPT2_RETURN_IF_ERROR(
       page.WaitUntil("document.getElementById('status').textContent.startsWith("
                      "'Generating… ')",
                      30));
+  GPT2_ASSIGN_OR_RETURN(Json seed,
+                        page.Eval("document.getElementById('seed').value"));
+  GPT2_RETURN_IF_ERROR(
+      Check(seed.is_string() && !seed.get<std::string>().empty() &&
+                seed.get<std::string>().find_first_not_of("0123456789") ==
+                    std::string::npos,
+            "an empty seed box was not given a fresh seed: " + seed.dump()));
+  std::printf("fresh seed for an empty box: %s\n",
+              seed.get<std::string>().c_str());
   GPT2_ASSIGN_OR_RETURN(
       Json label, page.Eval("document.getElementById('generate').textContent"));
   GPT2_RETURN_IF_ERROR(Check(label == "Stop",
@@ -348,14 +359,13 @@ absl::Status DriveThePage(Cdp* cdp, int port, const std::string& screenshot,
       Check(status.get<std::string>().rfind("Stopped after ", 0) == 0,
             "Stop did not stop the request: " + status.dump()));
   // The server stopped that generation (and says so).
-  for (int i = 0; i < 100 && server->Output().find("a streaming client went "
-                                                   "away") == std::string::npos;
-       ++i) {
+  constexpr char kStopped[] = "went away; its generation was stopped";
+  for (int i = 0;
+       i < 100 && server->Output().find(kStopped) == std::string::npos; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   GPT2_RETURN_IF_ERROR(
-      Check(server->Output().find("a streaming client went away") !=
-                std::string::npos,
+      Check(server->Output().find(kStopped) != std::string::npos,
             "the server did not stop the generation the page dropped"));
   return absl::OkStatus();
 }
