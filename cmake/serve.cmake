@@ -27,8 +27,11 @@ if(GPT2_HTTPLIB_FOUND AND nlohmann_json_FOUND)
   message(STATUS "gpt2_ddp: gpt2_serve ON (cpp-httplib ${GPT2_HTTPLIB_VERSION}, "
                  "nlohmann_json ${nlohmann_json_VERSION})")
   target_link_libraries(gpt2_serve PRIVATE ${GPT2_SERVE_DEPS})
-  # The server's request parsing (src/serve), with the JSON library it needs.
-  target_sources(gpt2_serve PRIVATE ${PROJECT_SOURCE_DIR}/src/serve/request.cc)
+  # The server's requests, answers and HTTP side (src/serve), with the
+  # libraries they need.
+  target_sources(gpt2_serve PRIVATE ${PROJECT_SOURCE_DIR}/src/serve/request.cc
+                                    ${PROJECT_SOURCE_DIR}/src/serve/api.cc
+                                    ${PROJECT_SOURCE_DIR}/src/serve/http.cc)
 else()
   # The tools glob builds gpt2_serve regardless; without its libraries it is a
   # stub that says what to install, and the server tests are not registered.
