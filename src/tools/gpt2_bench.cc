@@ -120,18 +120,17 @@ struct Peaks {
 };
 
 // `local_rank` picks the GPU (local rank modulo the GPUs), as the trainer does.
-std::unique_ptr<Backend> MakeBenchBackend(std::string* where, Peaks* peaks,
-                                          int local_rank = 0) {
+absl::StatusOr<std::unique_ptr<Backend>> MakeBenchBackend(std::string* where,
+                                                          Peaks* peaks,
+                                                          int local_rank = 0) {
   const std::string device = absl::GetFlag(FLAGS_device);
   *where = absl::StrCat("CPU, ", omp_get_max_threads(), " thread(s)");
 #ifdef GPT2_HAVE_CUDA
   if (device == "cuda") {
     std::string why;
     if (CudaDeviceCount(&why) == 0) {
-      std::fprintf(stderr,
-                   "gpt2_bench: error: --device cuda, but no usable GPU: %s\n",
-                   why.c_str());
-      std::exit(1);
+      return absl::FailedPreconditionError(
+          absl::StrCat("--device cuda, but no usable GPU: ", why));
     }
     const int gpu = local_rank % CudaDeviceCount(&why);
     auto backend = MakeCudaBackend(gpu);
@@ -154,11 +153,10 @@ std::unique_ptr<Backend> MakeBenchBackend(std::string* where, Peaks* peaks,
   }
 #endif
   if (device != "cpu") {
-    std::fprintf(stderr, "gpt2_bench: error: --device %s %s\n", device.c_str(),
-                 device == "cuda"
-                     ? "is not available in this build (built without CUDA)"
-                     : "is not a device: cpu or cuda");
-    std::exit(1);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--device ", device, " ",
+        device == "cuda" ? "is not available in this build (built without CUDA)"
+                         : "is not a device: cpu or cuda"));
   }
   return MakeCpuBackend();
 }
@@ -173,25 +171,20 @@ ModelShape BenchShape() {
 }
 
 // The --precision flag against what the backend can train in.
-DType BenchDType(const Backend& backend) {
+absl::StatusOr<DType> BenchDType(const Backend& backend) {
   const std::string precision = absl::GetFlag(FLAGS_precision);
   DType dtype = DType::kF32;
   if (precision == "bf16" ||
       (precision == "auto" && backend.SupportsDType(DType::kBF16))) {
     dtype = DType::kBF16;
   } else if (precision != "fp32" && precision != "auto") {
-    std::fprintf(stderr,
-                 "gpt2_bench: error: --precision must be bf16, fp32 or auto; "
-                 "got '%s'\n",
-                 precision.c_str());
-    std::exit(1);
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--precision must be bf16, fp32 or auto; got '", precision, "'"));
   }
   if (!backend.SupportsDType(dtype)) {
-    std::fprintf(stderr,
-                 "gpt2_bench: error: backend %s cannot train in %s; use "
-                 "--precision fp32\n",
-                 backend.name().c_str(), DTypeName(dtype));
-    std::exit(1);
+    return absl::InvalidArgumentError(
+        absl::StrCat("backend ", backend.name(), " cannot train in ",
+                     DTypeName(dtype), "; use --precision fp32"));
   }
   return dtype;
 }
@@ -250,14 +243,15 @@ std::string TokensNote(const std::vector<int32_t>& x) {
                       " distinct of ", x.size());
 }
 
-double BenchTrainStep(bool print, int local_rank = 0) {
+// Times the train step; returns its median in ms.
+absl::StatusOr<double> BenchTrainStep(bool print, int local_rank = 0) {
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   const ModelShape shape = BenchShape();
   std::string where;
   Peaks peaks;
-  std::unique_ptr<Backend> backend =
-      MakeBenchBackend(&where, &peaks, local_rank);
-  const DType dtype = BenchDType(*backend);
+  GPT2_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                        MakeBenchBackend(&where, &peaks, local_rank));
+  GPT2_ASSIGN_OR_RETURN(const DType dtype, BenchDType(*backend));
   // The step's memory, planned as training plans it, against what is free:
   // a shape that cannot fit says so (it died in an allocation).
   MemoryPlanInputs memory_in;
@@ -274,16 +268,14 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   const MemoryPlan memory = PlanMemory(memory_in);
   if (const auto available = backend->DeviceMemory();
       available.has_value() && memory.total() > available->free_bytes) {
-    std::exit(ReportError(
-        "gpt2_bench",
-        absl::ResourceExhaustedError(absl::StrCat(
-            "B=", B, " T=", T, " needs ", FormatBytes(memory.total()), " on ",
-            available->device, " and ", FormatBytes(available->free_bytes),
-            " is free (", DescribeMemoryPlan(memory), "): ",
-            memory.total() - memory.activations > available->free_bytes
-                ? "the model's weights, gradients and optimizer state alone do "
-                  "not fit: a smaller shape (--layers, --channels)"
-                : "a smaller --batch or --seq_len fits"))));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "B=", B, " T=", T, " needs ", FormatBytes(memory.total()), " on ",
+        available->device, " and ", FormatBytes(available->free_bytes),
+        " is free (", DescribeMemoryPlan(memory), "): ",
+        memory.total() - memory.activations > available->free_bytes
+            ? "the model's weights, gradients and optimizer state alone do "
+              "not fit: a smaller shape (--layers, --channels)"
+            : "a smaller --batch or --seq_len fits"));
   }
   Gpt2Model model(backend.get(), shape, dtype, B, T, 0,
                   absl::GetFlag(FLAGS_recompute_gelu),
@@ -293,12 +285,10 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   AdamWHyper hyper;
   if (absl::GetFlag(FLAGS_bf16_state)) {
     if (dtype != DType::kBF16) {
-      std::exit(ReportError(
-          "gpt2_bench",
-          absl::InvalidArgumentError(absl::StrCat(
-              "--bf16_state keeps the optimizer state in bf16 beside bf16 "
-              "params; this step's are ",
-              DTypeName(dtype), " (use --device cuda --precision bf16)"))));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--bf16_state keeps the optimizer state in bf16 beside bf16 "
+          "params; this step's are ",
+          DTypeName(dtype), " (use --device cuda --precision bf16)"));
     }
     hyper.bf16_state = true;
     hyper.rounding_seed = 0x9E3779B97F4A7C15ull;  // any non-zero value
@@ -310,10 +300,7 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   const std::string kernels =
       backend->KernelSummary(dtype, shape.channels / shape.num_heads);
   std::vector<int32_t> x, y;
-  if (const absl::Status s = StepTokens(B, T, shape.vocab_size, &x, &y);
-      !s.ok()) {
-    std::exit(ReportError("gpt2_bench", s));
-  }
+  GPT2_RETURN_IF_ERROR(StepTokens(B, T, shape.vocab_size, &x, &y));
   if (print) {
     std::printf(
         "train step: GPT-2 L=%d C=%d NH=%d (%lld params), B=%d T=%d, %s%s%s%s, "
@@ -449,12 +436,10 @@ double BenchTrainStep(bool print, int local_rank = 0) {
   const double tokens_per_sec = B * T / (ms / 1000.0);
   for (size_t i = 0; i < step_loss.size(); ++i) {
     if (!std::isfinite(step_loss[i])) {
-      std::exit(ReportError(
-          "gpt2_bench",
-          absl::InternalError(absl::StrFormat(
-              "the mean loss of step %d is %g: this step is broken at B=%d "
-              "T=%d, whatever its speed",
-              i, step_loss[i], B, T))));
+      return absl::InternalError(absl::StrFormat(
+          "the mean loss of step %d is %g: this step is broken at B=%d "
+          "T=%d, whatever its speed",
+          i, step_loss[i], B, T));
     }
   }
   if (print) {
@@ -589,19 +574,19 @@ double BenchTrainStep(bool print, int local_rank = 0) {
 // communication left exposed is b - a without overlap and c - a with it; the
 // overlap is the share of b - a that c hides: 1 - (c - a) / (b - a). The three
 // run in turn, after a barrier each, so they see the same load.
-void BenchOverlap(const MpiEnv& mpi, Backend* backend, Communicator* comm,
-                  Communicator* host) {
+absl::Status BenchOverlap(const MpiEnv& mpi, Backend* backend,
+                          Communicator* comm, Communicator* host) {
   if (mpi.world_size() == 1) {  // (timing noise read as negative seconds)
     std::printf(
         "overlap: one rank, nothing communicated to hide (under mpirun -np 2 "
         "or more it is measured)\n");
-    return;
+    return absl::OkStatus();
   }
   const int B = absl::GetFlag(FLAGS_batch), T = absl::GetFlag(FLAGS_seq_len);
   const ModelShape shape = BenchShape();
   const int64_t n = TotalParams(BuildParamList(shape));
   const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
-  const DType dtype = BenchDType(*backend);
+  GPT2_ASSIGN_OR_RETURN(const DType dtype, BenchDType(*backend));
   Gpt2Model model(backend, shape, dtype, B, T, shard.padded_total());
   model.InitParams(1337);
   const LayerwiseReduction layerwise(model, shard);
@@ -646,7 +631,7 @@ void BenchOverlap(const MpiEnv& mpi, Backend* backend, Communicator* comm,
     during.push_back(c);
   }
   backend->Free(own);
-  if (mpi.rank() != 0) return;
+  if (mpi.rank() != 0) return absl::OkStatus();
   const double a = Median(alone), b = Median(after), c = Median(during);
   std::printf(
       "overlap: forward + backward %.1f ms alone; %.1f ms with the "
@@ -655,13 +640,14 @@ void BenchOverlap(const MpiEnv& mpi, Backend* backend, Communicator* comm,
       "-> %.1f ms, overlap %.0f%% (measured, median of %d, %s)\n",
       a, b, c, b - a, c - a, b > a ? 100.0 * (1.0 - (c - a) / (b - a)) : 0.0,
       absl::GetFlag(FLAGS_steps), comm->name().c_str());
+  return absl::OkStatus();
 }
 
 // Times what one optimizer step communicates: the gradients reduce-scattered
 // over the padded shards and all-gathered back (ZeRO-0), or the params
 // all-gathered (ZeRO-1, same volume); then BenchOverlap measures what
 // reducing during the backward hides.
-void BenchComm(const MpiEnv& mpi, double step_ms) {
+absl::Status BenchComm(const MpiEnv& mpi, double step_ms) {
   const ModelShape shape = BenchShape();
   const int64_t n = TotalParams(BuildParamList(shape));
   const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
@@ -700,7 +686,7 @@ void BenchComm(const MpiEnv& mpi, double step_ms) {
         Median(rs_ms), Median(ag_ms), comm_ms, absl::GetFlag(FLAGS_steps),
         step_ms, 100.0 * comm_ms / (comm_ms + step_ms));
   auto backend = MakeCpuBackend();
-  BenchOverlap(mpi, backend.get(), comm.get(), comm.get());
+  return BenchOverlap(mpi, backend.get(), comm.get(), comm.get());
 }
 
 #ifdef GPT2_HAVE_CUDA
@@ -709,7 +695,7 @@ void BenchComm(const MpiEnv& mpi, double step_ms) {
 // of its own, MPI through host memory where ranks share one. Collectives
 // outside a backward are ordered on the compute stream, so synchronizing the
 // backend times them.
-void BenchDeviceComm(const MpiEnv& mpi, double step_ms) {
+absl::Status BenchDeviceComm(const MpiEnv& mpi, double step_ms) {
   const ModelShape shape = BenchShape();
   const int64_t n = TotalParams(BuildParamList(shape));
   const ShardLayout shard = ShardLayout::Make(n, mpi.rank(), mpi.world_size());
@@ -761,7 +747,7 @@ void BenchDeviceComm(const MpiEnv& mpi, double step_ms) {
         w, gpus, comm->name().c_str(), bytes / 1e6, Median(rs_ms),
         Median(ag_ms), comm_ms, absl::GetFlag(FLAGS_steps), step_ms,
         100.0 * comm_ms / (comm_ms + step_ms));
-  BenchOverlap(mpi, backend.get(), comm.get(), host.get());
+  return BenchOverlap(mpi, backend.get(), comm.get(), host.get());
 }
 #endif
 
@@ -855,17 +841,23 @@ int main(int argc, char** argv) {
     // The communication benches call MPI even on one rank.
     gpt2::MpiEnv& mpi =
         gpt2::MpiEnv::Init(&argc, &argv, gpt2::MpiEnv::Singleton::kWithMpi);
-    const double step_ms =
+    const absl::StatusOr<double> step_ms =
         gpt2::BenchTrainStep(mpi.rank() == 0, mpi.local_rank());
+    if (!step_ms.ok()) return gpt2::ReportError("gpt2_bench", step_ms.status());
+    absl::Status comm = absl::OkStatus();
 #ifdef GPT2_HAVE_CUDA
     if (absl::GetFlag(FLAGS_device) == "cuda") {
-      gpt2::BenchDeviceComm(mpi, step_ms);
-      return 0;
+      comm = gpt2::BenchDeviceComm(mpi, *step_ms);
+    } else {
+      comm = gpt2::BenchComm(mpi, *step_ms);
     }
+#else
+    comm = gpt2::BenchComm(mpi, *step_ms);
 #endif
-    gpt2::BenchComm(mpi, step_ms);
-    return 0;
+    return comm.ok() ? 0 : gpt2::ReportError("gpt2_bench", comm);
   }
-  gpt2::BenchTrainStep(true);
+  if (const absl::StatusOr<double> ms = gpt2::BenchTrainStep(true); !ms.ok()) {
+    return gpt2::ReportError("gpt2_bench", ms.status());
+  }
   return 0;
 }
