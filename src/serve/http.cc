@@ -1,6 +1,8 @@
 #include "src/serve/http.h"
 
+#include <dirent.h>
 #include <netdb.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -12,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <future>
 #include <mutex>
 #include <utility>
 #include <vector>
@@ -108,6 +111,77 @@ class HttpThreads : public httplib::TaskQueue {
   serve::ConnectionThreads threads_;
 };
 
+// Tests: GPT2_SERVE_TEST_DELAY_MS slows each batch of draws, so a client
+// (a browser's Stop, a test's hang-up) can act on a generation mid-way.
+void TestDelay() {
+  static const int delay_ms = [] {
+    const char* v = std::getenv("GPT2_SERVE_TEST_DELAY_MS");
+    return v != nullptr ? std::atoi(v) : 0;
+  }();
+  if (delay_ms > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+  }
+}
+
+// The socket of the connection `req` came on, or -1: the one of this
+// process's sockets whose peer is the request's client address and port.
+// (cpp-httplib 0.11 does not hand handlers their socket; the server needs it
+// to see a client hang up while its request waits for the model.)
+int ConnectionSocket(const httplib::Request& req) {
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return -1;
+  int found = -1;
+  const std::string port = absl::StrCat(req.remote_port);
+  for (dirent* entry; found < 0 && (entry = readdir(dir)) != nullptr;) {
+    char* end = nullptr;
+    const long fd = std::strtol(entry->d_name, &end, 10);
+    if (end == entry->d_name || *end != '\0' || fd == dirfd(dir)) continue;
+    sockaddr_storage peer{};
+    socklen_t size = sizeof(peer);
+    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer),
+                    &size) != 0) {
+      continue;  // not a connected socket
+    }
+    char host[NI_MAXHOST], service[NI_MAXSERV];
+    if (getnameinfo(reinterpret_cast<sockaddr*>(&peer), size, host,
+                    sizeof(host), service, sizeof(service),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0 &&
+        req.remote_addr == host && port == service) {
+      found = static_cast<int>(fd);
+    }
+  }
+  closedir(dir);
+  return found;
+}
+
+// Whether the client has hung up (or reset) the connection: poll's
+// POLLRDHUP, seen even with unread bytes waiting.
+bool ClientHungUp(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+// "CLIENT:PORT of PATH", for the notes on clients that went away.
+std::string ClientAndPath(const httplib::Request& req);
+
+// The server's note that a client (`who`, ClientAndPath) went away from its
+// generation.
+void NoteClientLeft(const std::string& who, const char* what) {
+  const std::string note =
+      absl::StrCat(kServer, ": the ", what, " client ", who,
+                   " went away; its generation was stopped\n");
+  std::fwrite(note.data(), 1, note.size(), stdout);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+namespace {
+std::string ClientAndPath(const httplib::Request& req) {
+  return absl::StrCat(LogField(req.remote_addr, 64), ":", req.remote_port,
+                      " of ", LogField(req.path, 200));
+}
 }  // namespace
 
 std::string LogField(const std::string& s, size_t max) {
@@ -150,10 +224,40 @@ void Answer(const ServedModel& served, ModelWorker* worker,
                 "this request is HTTP/1.0: send it as HTTP/1.1, or without "
                 "stream");
   }
+  // The client may hang up while its request waits or runs: seen on its
+  // socket (every 250 ms, or when a stream has nothing to send), its
+  // generation is then left unrun or stopped at the next batch of draws.
+  const int socket = ConnectionSocket(req);
   if (!parsed->stream) {
-    double queue_seconds = 0.0;
-    absl::StatusOr<infer::GenerateResult> result =
-        worker->Run(parsed->request, &queue_seconds);
+    struct Outcome {
+      std::promise<std::pair<absl::StatusOr<infer::GenerateResult>, double>>
+          promise;
+      std::atomic<bool> gone{false};
+    };
+    auto outcome = std::make_shared<Outcome>();
+    auto finished = outcome->promise.get_future();
+    const auto wanted = [outcome] { return !outcome->gone.load(); };
+    worker->Submit(
+        parsed->request,
+        [wanted](const std::vector<infer::GeneratedSample>&) {
+          TestDelay();
+          return wanted();
+        },
+        [outcome](absl::StatusOr<infer::GenerateResult> result, double waited) {
+          outcome->promise.set_value({std::move(result), waited});
+        },
+        wanted);
+    while (finished.wait_for(std::chrono::milliseconds(250)) !=
+           std::future_status::ready) {
+      if (ClientHungUp(socket)) {
+        outcome->gone = true;
+        t_log.client_left = true;
+        NoteClientLeft(ClientAndPath(req), "waiting");
+        // nginx's "client closed request", for the log; nobody reads it.
+        return fail(499, "the client went away");
+      }
+    }
+    auto [result, queue_seconds] = finished.get();
     absl::StatusOr<Json> answer =
         result.ok() ? format->whole(*parsed, *result, queue_seconds)
                     : absl::StatusOr<Json>(result.status());
@@ -171,15 +275,7 @@ void Answer(const ServedModel& served, ModelWorker* worker,
   infer::GenerateProgress progress =
       [format, lines,
        text](const std::vector<infer::GeneratedSample>& samples) {
-        // Tests: GPT2_SERVE_TEST_DELAY_MS slows each batch of draws of a
-        // stream, so a browser can stop one mid-way.
-        static const int delay_ms = [] {
-          const char* v = std::getenv("GPT2_SERVE_TEST_DELAY_MS");
-          return v != nullptr ? std::atoi(v) : 0;
-        }();
-        if (delay_ms > 0) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
-        }
+        TestDelay();
         if (lines->abandoned()) return false;
         const std::vector<std::string> deltas = text->Take(samples);
         int64_t tokens = 0;
@@ -191,24 +287,14 @@ void Answer(const ServedModel& served, ModelWorker* worker,
         }
         return true;
       };
-  const std::string client =
-      absl::StrCat(LogField(req.remote_addr, 64), ":", req.remote_port);
   worker->Submit(
       parsed->request, std::move(progress),
-      [format, lines, text, client, path = LogField(req.path, 200),
-       request = *parsed](absl::StatusOr<infer::GenerateResult> result,
-                          double waited) {
+      [format, lines, text, request = *parsed](
+          absl::StatusOr<infer::GenerateResult> result, double waited) {
         absl::StatusOr<Json> answer =
             result.ok() ? format->whole(request, *result, waited)
                         : absl::StatusOr<Json>(result.status());
         if (!answer.ok()) {
-          if (absl::IsCancelled(answer.status())) {
-            const std::string note =
-                absl::StrCat(kServer, ": the streaming client ", client, " of ",
-                             path, " went away; its generation was stopped\n");
-            std::fwrite(note.data(), 1, note.size(), stdout);
-            std::fflush(stdout);
-          }
           lines->Add(format->Frame({format->error(
                          std::string(answer.status().message()))}) +
                          format->stream_tail,
@@ -220,20 +306,30 @@ void Answer(const ServedModel& served, ModelWorker* worker,
         lines->Add(format->Frame(format->end(request, *answer, rest)) +
                        format->stream_tail,
                    true, result->new_tokens);
-      });
+      },
+      [lines] { return !lines->abandoned(); });
   ++g_open_streams;
   res.set_chunked_content_provider(
       format->stream_type,
-      [lines](size_t, httplib::DataSink& sink) {
+      // (`req` is not kept: the response is written after it is gone.)
+      [lines, socket, who = ClientAndPath(req)](size_t,
+                                                httplib::DataSink& sink) {
         bool finished = false;
         int64_t tokens = 0;
         // A bounded wait, so a server told to stop is not held by a long
         // generation (httplib asks again while it is not stopping).
         const std::vector<std::string> taken =
             lines->Take(std::chrono::milliseconds(500), &finished, &tokens);
+        // A client that left while its stream waited for the model.
+        if (taken.empty() && !finished && ClientHungUp(socket)) {
+          t_log.client_left = true;
+          NoteClientLeft(who, "streaming");
+          return false;
+        }
         for (const std::string& line : taken) {
           if (!sink.write(line.data(), line.size())) {
             t_log.client_left = true;  // (the logger runs before the releaser)
+            NoteClientLeft(who, "streaming");
             return false;
           }
           // The access log counts what was sent, if the client leaves.

@@ -21,12 +21,14 @@ ModelWorker::~ModelWorker() {
 }
 
 void ModelWorker::Submit(infer::GenerateRequest request,
-                         infer::GenerateProgress progress, Done done) {
+                         infer::GenerateProgress progress, Done done,
+                         std::function<bool()> wanted) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_) {
       jobs_.push_back(Job{std::move(request), std::move(progress),
-                          std::move(done), std::chrono::steady_clock::now()});
+                          std::move(done), std::move(wanted),
+                          std::chrono::steady_clock::now()});
       cv_.notify_one();
       return;
     }
@@ -87,10 +89,18 @@ void ModelWorker::Loop() {
     const double waited = std::chrono::duration<double>(
                               std::chrono::steady_clock::now() - job.enqueued)
                               .count();
-    // Between batches of draws: the job's own reader, then Stop().
+    if (job.wanted && !job.wanted()) {
+      job.done(absl::CancelledError("its client went away before its turn"),
+               waited);
+      std::lock_guard<std::mutex> lock(mu_);
+      running_ = false;
+      continue;
+    }
+    // Between batches of draws: the job's own reader, its client, Stop().
     const infer::GenerateProgress progress =
         [this, &job](const std::vector<infer::GeneratedSample>& samples) {
           if (job.progress && !job.progress(samples)) return false;
+          if (job.wanted && !job.wanted()) return false;
           return !stopping_.load();
         };
     absl::StatusOr<infer::GenerateResult> result =

@@ -38,9 +38,12 @@ class ModelWorker {
                                   double queue_seconds)>;
 
   // Queues `request`; the worker calls `progress` (may be null) as samples
-  // grow and `done` once at the end, both on its own thread.
+  // grow and `done` once at the end, both on its own thread. `wanted` (may be
+  // null) is asked when the job's turn comes and between batches of draws:
+  // false (its client went away) ends the job with Cancelled, unrun or
+  // stopped.
   void Submit(infer::GenerateRequest request, infer::GenerateProgress progress,
-              Done done);
+              Done done, std::function<bool()> wanted = nullptr);
 
   // Blocks until the worker has run `request`. *queue_seconds: time spent
   // waiting for the requests ahead of it.
@@ -61,6 +64,7 @@ class ModelWorker {
     infer::GenerateRequest request;
     infer::GenerateProgress progress;
     Done done;
+    std::function<bool()> wanted;
     std::chrono::steady_clock::time_point enqueued;
   };
 

@@ -5,6 +5,7 @@
 // still run.
 #include "src/serve/model_worker.h"
 
+#include <atomic>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -126,6 +127,47 @@ TEST(ModelWorker, AnErrorIsTheJobsResult) {
       << r.status();
   // The worker goes on serving.
   EXPECT_TRUE(worker.Run(Request(2), &waited).ok());
+}
+
+// A job whose client has gone: unrun when its turn comes (its progress never
+// called), or stopped at the next batch of draws while it runs.
+TEST(ModelWorker, AJobNoLongerWantedIsCancelled) {
+  ModelWorker worker(TinyDecoder(), nullptr);
+  std::atomic<int> progress_calls{0};
+  std::promise<absl::Status> unrun;
+  worker.Submit(
+      Request(1),
+      [&](const std::vector<infer::GeneratedSample>&) {
+        ++progress_calls;
+        return true;
+      },
+      [&](absl::StatusOr<infer::GenerateResult> r, double) {
+        unrun.set_value(r.status());
+      },
+      [] { return false; });
+  const absl::Status skipped = unrun.get_future().get();
+  EXPECT_TRUE(absl::IsCancelled(skipped)) << skipped;
+  EXPECT_EQ(progress_calls.load(), 0);
+
+  std::atomic<bool> wanted{true};
+  std::promise<absl::StatusOr<infer::GenerateResult>> stopped;
+  infer::GenerateRequest long_one = Request(2);
+  long_one.max_new_tokens = 20;
+  worker.Submit(
+      long_one,
+      [&](const std::vector<infer::GeneratedSample>& samples) {
+        if (samples[0].tokens.size() == 3) wanted = false;  // the client left
+        return true;
+      },
+      [&](absl::StatusOr<infer::GenerateResult> r, double) {
+        stopped.set_value(std::move(r));
+      },
+      [&] { return wanted.load(); });
+  const auto result = stopped.get_future().get();
+  EXPECT_TRUE(absl::IsCancelled(result.status())) << result.status();
+  // The worker goes on serving.
+  double waited = 0.0;
+  EXPECT_TRUE(worker.Run(Request(3), &waited).ok());
 }
 
 TEST(ModelWorker, StopEndsTheQueuedAndTheRunningJobsAndRefusesNewOnes) {

@@ -1218,6 +1218,44 @@ TEST(ServeCli, SigintEndsTheRequestsInFlightAndSaysSo) {
             std::string::npos)
       << server.Output();
 
+  // Plain requests whose clients leave while theirs runs and while it
+  // waits: neither is generated on (a short request after them is answered
+  // at once, not after 2 x 6 s of draws).
+  const std::string long_plain =
+      R"({"prompt": "ROMEO:", "num_samples": 2, "max_new_tokens": 60})";
+  const int gone_running = SendRaw(port, "/api/generate", long_plain);
+  const int gone_queued = SendRaw(port, "/api/generate", long_plain);
+  ASSERT_GE(gone_running, 0);
+  ASSERT_GE(gone_queued, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  close(gone_running);
+  close(gone_queued);
+  const auto short_start = std::chrono::steady_clock::now();
+  const std::string short_answer = Exchange(
+      absl::StrCat("POST /api/generate HTTP/1.1\r\nHost: x\r\nConnection: "
+                   "close\r\nContent-Length: 49\r\n\r\n",
+                   R"({"prompt": "ROMEO:", "max_new_tokens": 2, "a": 1})"),
+      port);
+  EXPECT_NE(short_answer.find("unknown field 'a'"), std::string::npos)
+      << short_answer;  // (answered without the model: a sanity check)
+  const std::string quick = R"({"prompt": "ROMEO:", "max_new_tokens": 2})";
+  const std::string quick_answer =
+      Exchange(absl::StrCat("POST /api/generate HTTP/1.1\r\nHost: x\r\n"
+                            "Connection: close\r\nContent-Length: ",
+                            quick.size(), "\r\n\r\n", quick),
+               port);
+  EXPECT_EQ(quick_answer.rfind("HTTP/1.1 200", 0), 0u) << quick_answer;
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                          short_start)
+                .count(),
+            3.0)
+      << server.Output();
+  EXPECT_NE(server.Output().find("POST /api/generate 499 "), std::string::npos)
+      << server.Output();
+  EXPECT_NE(server.Output().find("gpt2_serve: the waiting client 127.0.0.1:"),
+            std::string::npos)
+      << server.Output();
+
   const int running = SendRaw(port, "/api/generate", long_stream);
   ASSERT_GE(running, 0);
   ASSERT_GT(recv(running, buf, sizeof(buf), 0), 0);  // it streams
