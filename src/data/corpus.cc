@@ -11,6 +11,7 @@
 #include <string_view>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -23,12 +24,40 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool IsJsonLines(const std::string& path) {
-  return fs::path(path).extension() == ".jsonl";
+// The extension, lower-cased (.JSONL is .jsonl).
+std::string Extension(const fs::path& path) {
+  return absl::AsciiStrToLower(path.extension().string());
 }
 
 bool IsCorpusFile(const fs::path& path) {
-  return path.extension() == ".txt" || path.extension() == ".jsonl";
+  const std::string ext = Extension(path);
+  return ext == ".txt" || ext == ".jsonl" || ext == ".ndjson";
+}
+
+constexpr std::string_view kUtf8Bom = "\xEF\xBB\xBF";
+
+// Why a file's first bytes are not text to tokenize (a compressed file, or
+// NUL bytes: binary or UTF-16), or "".
+std::string NotText(std::string_view head) {
+  const auto starts = [&](std::string_view magic) {
+    return head.substr(0, magic.size()) == magic;
+  };
+  if (starts("\x1f\x8b")) return "it is gzip-compressed: decompress it first";
+  if (starts("BZh")) return "it is bzip2-compressed: decompress it first";
+  if (starts(std::string_view("\xFD"
+                              "7zXZ\0",
+                              6))) {
+    return "it is xz-compressed: decompress it first";
+  }
+  if (starts("\x28\xB5\x2F\xFD")) {
+    return "it is zstd-compressed: decompress it first";
+  }
+  if (starts("PK\x03\x04")) return "it is a zip archive: unpack it first";
+  if (const size_t nul = head.find('\0'); nul != std::string_view::npos) {
+    return absl::StrCat("it holds a NUL byte (at byte ", nul,
+                        "): binary, or UTF-16 text; GPT-2 reads UTF-8");
+  }
+  return "";
 }
 
 // A non-space ASCII character: neither whitespace nor part of a multi-byte
@@ -45,6 +74,11 @@ bool SafeCut(std::string_view text, size_t p) {
 
 }  // namespace
 
+bool IsJsonLinesFile(const std::string& path) {
+  const std::string ext = Extension(path);
+  return ext == ".jsonl" || ext == ".ndjson";
+}
+
 absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     const std::vector<std::string>& specs) {
   std::vector<std::string> files;
@@ -53,7 +87,18 @@ absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     if (fs::is_directory(spec, ec)) {
       std::vector<std::string> found;
       for (const auto& entry : fs::recursive_directory_iterator(spec, ec)) {
-        if (entry.is_regular_file() && IsCorpusFile(entry.path())) {
+        // A link that cannot be followed (a loop, or one that points to
+        // nothing) is passed over, and said (it threw, ending the tool).
+        std::error_code status;
+        const bool regular = entry.is_regular_file(status);
+        if (status) {
+          if (IsCorpusFile(entry.path())) {
+            Warning(absl::StrCat(entry.path().string(),
+                                 ": left out: ", status.message()));
+          }
+          continue;
+        }
+        if (regular && IsCorpusFile(entry.path())) {
           found.push_back(entry.path().string());
         }
       }
@@ -62,12 +107,18 @@ absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
             absl::StrCat(spec, ": cannot list the folder: ", ec.message()));
       }
       if (found.empty()) {
-        return absl::NotFoundError(
-            absl::StrCat(spec, ": the folder holds no .txt or .jsonl files"));
+        return absl::NotFoundError(absl::StrCat(
+            spec, ": the folder holds no .txt, .jsonl or .ndjson files"));
       }
       std::sort(found.begin(), found.end());
       files.insert(files.end(), found.begin(), found.end());
     } else if (fs::is_regular_file(spec, ec)) {
+      if (Extension(spec) == ".json") {
+        Warning(
+            absl::StrCat(spec,
+                         ": read as text, one document (JSON lines, a document "
+                         "each, are read from .jsonl and .ndjson files)"));
+      }
       files.push_back(spec);
     } else if (spec.find_first_of("*?[") != std::string::npos) {
       glob_t matches;
@@ -116,7 +167,20 @@ absl::Status ForEachDocument(
     size_t piece_bytes) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  if (!IsJsonLines(path)) {
+  {
+    char head[512];
+    in.read(head, sizeof(head));
+    const std::string why =
+        NotText(std::string_view(head, static_cast<size_t>(in.gcount())));
+    if (!why.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": not text: ", why));
+    }
+    // A UTF-8 byte order mark (Windows editors write one) is not text.
+    in.clear();
+    in.seekg(in.gcount() >= 3 && std::string_view(head, 3) == kUtf8Bom ? 3 : 0);
+  }
+  if (!IsJsonLinesFile(path)) {
     // Pieces of about piece_bytes, each ending at the last safe cut in what
     // has been read (read on while there is none).
     std::string buffer;
@@ -202,8 +266,35 @@ ShardWriter::ShardWriter(std::string dir, std::string stem,
                          int64_t shard_tokens, int64_t val_tokens)
     : dir_(std::move(dir)),
       stem_(std::move(stem)),
+      staging_(absl::StrCat(dir_, "/.", stem_, ".partial")),
       shard_tokens_(shard_tokens),
       val_tokens_(val_tokens) {}
+
+ShardWriter::~ShardWriter() {
+  if (finished_) return;
+  std::error_code ignored;
+  fs::remove_all(staging_, ignored);
+}
+
+absl::Status ShardWriter::Begin() {
+  if (begun_) return absl::OkStatus();
+  begun_ = true;
+  std::error_code ec;
+  if (fs::exists(staging_, ec)) {
+    fs::remove_all(staging_, ec);
+    if (ec) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          staging_, ": a stopped run's shards: cannot remove: ", ec.message()));
+    }
+    cleaned_stopped_run_ = true;
+  }
+  fs::create_directories(staging_, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat(staging_, ": cannot make: ", ec.message()));
+  }
+  return absl::OkStatus();
+}
 
 absl::Status ShardWriter::Add(const std::vector<int>& ids) {
   for (const int id : ids) {
@@ -222,8 +313,9 @@ absl::Status ShardWriter::Add(const std::vector<int>& ids) {
 }
 
 absl::Status ShardWriter::WriteShard(int64_t count) {
+  GPT2_RETURN_IF_ERROR(Begin());
   const std::string path =
-      absl::StrFormat("%s/%s_train_%06d.bin", dir_, stem_, shards_);
+      absl::StrFormat("%s/%s_train_%06d.bin", staging_, stem_, shards_);
   GPT2_RETURN_IF_ERROR(WriteTokenShard(
       path, absl::Span<const uint16_t>(pending_.data(), count)));
   pending_.erase(pending_.begin(), pending_.begin() + count);
@@ -242,11 +334,12 @@ absl::Status ShardWriter::Finish() {
         absl::StrCat("--val_tokens ", val_tokens_,
                      " leaves no train tokens out of ", tokens_));
   }
+  GPT2_RETURN_IF_ERROR(Begin());
   const int64_t train_left =
       static_cast<int64_t>(pending_.size()) - val_tokens_;
   if (train_left > 0) GPT2_RETURN_IF_ERROR(WriteShard(train_left));
   if (shards_ == 1) {  // a lone shard keeps the plain name
-    const std::string plain = absl::StrCat(dir_, "/", stem_, "_train.bin");
+    const std::string plain = absl::StrCat(staging_, "/", stem_, "_train.bin");
     std::error_code ec;
     fs::rename(written_[0].first, plain, ec);
     if (ec) {
@@ -256,12 +349,32 @@ absl::Status ShardWriter::Finish() {
     written_[0].first = plain;
   }
   if (val_tokens_ > 0) {
-    const std::string path = absl::StrCat(dir_, "/", stem_, "_val.bin");
+    const std::string path = absl::StrCat(staging_, "/", stem_, "_val.bin");
     GPT2_RETURN_IF_ERROR(WriteTokenShard(path, pending_));
     written_.emplace_back(path, val_tokens_);
     pending_.clear();
   }
-  return RemoveStaleShards();
+  GPT2_RETURN_IF_ERROR(MoveIntoPlace());
+  finished_ = true;
+  GPT2_RETURN_IF_ERROR(RemoveStaleShards());
+  std::error_code ignored;
+  fs::remove(staging_, ignored);  // empty now
+  return absl::OkStatus();
+}
+
+absl::Status ShardWriter::MoveIntoPlace() {
+  for (auto& [path, count] : written_) {
+    const std::string placed =
+        absl::StrCat(dir_, "/", fs::path(path).filename().string());
+    std::error_code ec;
+    fs::rename(path, placed, ec);
+    if (ec) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          placed, ": cannot move the shard into place: ", ec.message()));
+    }
+    path = placed;
+  }
+  return absl::OkStatus();
 }
 
 absl::Status ShardWriter::RemoveStaleShards() {

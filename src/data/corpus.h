@@ -23,20 +23,26 @@
 
 namespace gpt2 {
 
-// The files named by `specs`, in order: a file as it is, a folder's *.txt and
-// *.jsonl files (recursively, sorted by path), or a glob pattern's matches
-// (sorted). An error names a spec that matches nothing, a file of another
-// type, or a file reached twice.
+// The files named by `specs`, in order: a file as it is, a folder's *.txt,
+// *.jsonl and *.ndjson files (any case; recursively, sorted by path; a link
+// that cannot be followed is left out, with a warning), or a glob pattern's
+// matches (sorted). An error names a spec that matches nothing, a file of
+// another type, or a file reached twice.
+// Whether `path` is read as JSON lines (.jsonl or .ndjson, any case).
+bool IsJsonLinesFile(const std::string& path);
+
 absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     const std::vector<std::string>& specs);
 
 // Calls visit(text, where, starts_document) for each document of `path` in
-// order (where: "file.jsonl:LINE" or the path). A .jsonl line that is not a
-// JSON object with a string `field` is an error naming the line; blank lines
-// are skipped. A text file is one document, read in pieces of about
-// `piece_bytes` cut at the line breaks EncodeInParallel cuts at (so its
-// pieces encode to the whole file's ids, and a file larger than memory
-// allows can be tokenized); all but the first have starts_document false.
+// order (where: "file.jsonl:LINE" or the path). A compressed file, or one with
+// NUL bytes, is an error (not text); a UTF-8 byte order mark is skipped. A
+// .jsonl line that is not a JSON object with a string `field` is an error
+// naming the line; blank lines are skipped. A text file is one document, read
+// in pieces of about `piece_bytes` cut at the line breaks EncodeInParallel cuts
+// at (so its pieces encode to the whole file's ids, and a file larger than
+// memory allows can be tokenized); all but the first have starts_document
+// false.
 absl::Status ForEachDocument(
     const std::string& path, const std::string& field,
     const std::function<absl::Status(std::string_view text,
@@ -60,12 +66,28 @@ std::vector<int> EncodeInParallel(const Tokenizer& tokenizer,
 // rewrite are removed (a glob such as <stem>_train_*.bin would train on them).
 class ShardWriter {
  public:
+  // Shards are written into a hidden staging folder in `dir`
+  // (.<stem>.partial) and moved into `dir` only by Finish, so a run that
+  // fails or is stopped leaves an earlier run's shards there as they were
+  // (never some of each); the staging folder is removed on failure, and a
+  // stopped run's by the next Begin.
   ShardWriter(std::string dir, std::string stem, int64_t shard_tokens,
               int64_t val_tokens);
+  ~ShardWriter();  // removes the staging folder unless Finish succeeded
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
+
+  // Makes the staging folder (removing a stopped run's); the first write
+  // does, if not called before.
+  absl::Status Begin();
   // Ids must be in [0, 65536) (they are stored as uint16).
   absl::Status Add(const std::vector<int>& ids);
-  // Writes what is left; an error if no train token remains.
+  // Writes what is left, moves the shards into place and removes an earlier
+  // run's that this one does not replace; an error if no train token
+  // remains.
   absl::Status Finish();
+  // Whether Begin removed a stopped run's staging folder.
+  bool cleaned_stopped_run() const { return cleaned_stopped_run_; }
 
   int64_t tokens() const { return tokens_; }
   // The files written, in order, with their token counts.
@@ -77,9 +99,11 @@ class ShardWriter {
 
  private:
   absl::Status WriteShard(int64_t count);
+  absl::Status MoveIntoPlace();
   absl::Status RemoveStaleShards();
 
-  std::string dir_, stem_;
+  std::string dir_, stem_, staging_;
+  bool begun_ = false, finished_ = false, cleaned_stopped_run_ = false;
   int64_t shard_tokens_, val_tokens_;
   std::vector<uint16_t> pending_;
   int64_t tokens_ = 0;

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <utility>
@@ -15,6 +16,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -122,12 +124,19 @@ std::string ConfigPath(const std::string& dir, const std::string& data_dir) {
 }
 
 absl::Status Run() {
+  // Progress lines as they come, also into a file or a pipe.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   const std::string output_dir = absl::GetFlag(FLAGS_output_dir);
   const int64_t val_tokens = absl::GetFlag(FLAGS_val_tokens);
   const int64_t shard_tokens = absl::GetFlag(FLAGS_shard_tokens);
   const std::string field = absl::GetFlag(FLAGS_jsonl_field);
-  const std::vector<std::string> specs =
-      absl::StrSplit(absl::GetFlag(FLAGS_input), ',', absl::SkipEmpty());
+  // "a.txt, b.txt" as "a.txt,b.txt".
+  std::vector<std::string> specs;
+  for (absl::string_view spec :
+       absl::StrSplit(absl::GetFlag(FLAGS_input), ',', absl::SkipEmpty())) {
+    spec = absl::StripAsciiWhitespace(spec);
+    if (!spec.empty()) specs.emplace_back(spec);
+  }
   if (specs.empty() || output_dir.empty()) {
     return absl::InvalidArgumentError(
         "--input and --output_dir are required (see --help)");
@@ -144,15 +153,23 @@ absl::Status Run() {
   GPT2_ASSIGN_OR_RETURN(const std::vector<std::string> files,
                         ExpandCorpusInputs(specs));
   std::string name = absl::GetFlag(FLAGS_name);
-  if (name.find('/') != std::string::npos || name == "." || name == "..") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--name '", name,
-                     "' must be a plain name for the shards' files (no '/'): "
-                     "they go into --output_dir"));
+  // The shards are named by a glob (<name>_train*.bin), which the
+  // characters * ? [ ] would make match other files, or none of them.
+  constexpr char kGlobCharacters[] = "*?[]";
+  if (name.find('/') != std::string::npos || name == "." || name == ".." ||
+      name.find_first_of(kGlobCharacters) != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--name '", name,
+        "' must be a plain name for the shards' files (no '/', and none of "
+        "* ? [ ], which a config's glob over them would read as a pattern): "
+        "they go into --output_dir"));
   }
   if (name.empty()) {
     name = files.size() == 1 ? std::filesystem::path(files[0]).stem().string()
                              : "corpus";
+    for (char& c : name) {
+      if (std::strchr(kGlobCharacters, c) != nullptr) c = '_';
+    }
   }
   const std::string data_dir = ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
   GPT2_ASSIGN_OR_RETURN(const Tokenizer tokenizer,
@@ -176,8 +193,7 @@ absl::Status Run() {
   }
   // One text file is one document, tokenized as it is (Tiny Shakespeare);
   // any more and each document starts with <|endoftext|>.
-  const bool separate = files.size() > 1 ||
-                        std::filesystem::path(files[0]).extension() == ".jsonl";
+  const bool separate = files.size() > 1 || IsJsonLinesFile(files[0]);
   std::printf("%zu file(s), %.1f MB%s; %d threads\n", files.size(),
               input_bytes / 1e6,
               separate ? "; each document starts with <|endoftext|>" : "",
@@ -199,17 +215,18 @@ absl::Status Run() {
         seconds, seconds > 0 ? bytes / 1e6 / seconds : 0.0);
     std::fflush(stdout);
   };
-  // A failure part-way says which shards are complete (each is written
-  // atomically) and that the corpus is not.
+  // A failure part-way leaves nothing of this run in --output_dir (its
+  // shards were staged aside), and an earlier run's shards as they were.
   const auto failed = [&](const absl::Status& status) {
     if (writer.written().empty()) return status;
     return absl::Status(
         status.code(),
-        absl::StrCat(status.message(), "\n(the ", writer.written().size(),
-                     " train shard(s) written before this, up to ",
-                     writer.written().back().first,
-                     ", are whole; the corpus is not: no val shard, and the "
-                     "rest untokenized. Run again to redo it all.)"));
+        absl::StrCat(status.message(), "\n(", writer.written().size(),
+                     " train shard(s) were written before this, aside: "
+                     "removed; ",
+                     output_dir,
+                     " holds no shard of this run, and any of "
+                     "an earlier run under this name as it was)"));
   };
   for (const std::string& file : files) {
     absl::Status read = ForEachDocument(
@@ -235,6 +252,10 @@ absl::Status Run() {
   }
   GPT2_RETURN_IF_ERROR(writer.Finish());
   report(true);
+  if (writer.cleaned_stopped_run()) {
+    std::printf("removed a stopped run's unfinished shards (%s/.%s.partial)\n",
+                output_dir.c_str(), name.c_str());
+  }
   for (const auto& [path, count] : writer.written()) {
     std::printf("wrote %s: %lld tokens\n", path.c_str(),
                 static_cast<long long>(count));

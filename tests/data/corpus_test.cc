@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -127,6 +128,46 @@ TEST_F(CorpusTest, ShardsHoldTheStreamWithTheValTailHeldBack) {
   EXPECT_FALSE(ShardWriter(dir_.string(), "x", 10, 0).Add({70000}).ok());
 }
 
+// A run that fails (or is stopped) part-way leaves an earlier run's shards
+// under the same name as they were: its own were staged in a hidden folder,
+// which is removed (a stopped run's by the next run).
+TEST_F(CorpusTest, AFailedRunLeavesTheEarlierRunsShardsAsTheyWere) {
+  {
+    ShardWriter first(dir_.string(), "c", 10, 5);
+    std::vector<int> ids(55, 7);
+    ASSERT_TRUE(first.Add(ids).ok());
+    ASSERT_TRUE(first.Finish().ok());
+  }
+  std::map<std::string, std::vector<uint16_t>> before;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    before[entry.path().filename().string()] = ShardTokens(entry.path());
+  }
+  ASSERT_EQ(before.size(), 6u);  // c_train_000000..4, c_val
+  {
+    ShardWriter failing(dir_.string(), "c", 4, 0);
+    std::vector<int> ids(30, 9);
+    ASSERT_TRUE(failing.Add(ids).ok());  // 7 shards staged
+    EXPECT_TRUE(fs::exists(dir_ / ".c.partial"));
+    // No Finish: the run failed.
+  }
+  std::map<std::string, std::vector<uint16_t>> after;
+  for (const auto& entry : fs::directory_iterator(dir_)) {
+    after[entry.path().filename().string()] = ShardTokens(entry.path());
+  }
+  EXPECT_EQ(after, before);
+  // A stopped run's staging folder (a killed process removes nothing): the
+  // next run removes it, and says so.
+  fs::create_directories(dir_ / ".c.partial");
+  Write(dir_ / ".c.partial" / "c_train_000000.bin", "half a shard");
+  ShardWriter next(dir_.string(), "c", 100, 0);
+  ASSERT_TRUE(next.Add({1, 2, 3}).ok());
+  ASSERT_TRUE(next.Finish().ok());
+  EXPECT_TRUE(next.cleaned_stopped_run());
+  EXPECT_FALSE(fs::exists(dir_ / ".c.partial"));
+  EXPECT_EQ(ShardTokens(dir_ / "c_train.bin"),
+            (std::vector<uint16_t>{1, 2, 3}));
+}
+
 // A second run under the same name leaves only its own shards: an earlier
 // run's numbered shards past this run's last, its lone or val shard, go; other
 // names stay.
@@ -161,9 +202,9 @@ TEST_F(CorpusTest, AnEarlierRunsShardsUnderTheSameNameAreRemoved) {
        {"c_train_000003.bin", "c_train_000004.bin", "c_val.bin"}) {
     EXPECT_FALSE(fs::exists(dir_ / name)) << name;
   }
-  // Then one lone shard (written as c_train_000000.bin, then renamed): the
-  // other numbered ones go.
-  EXPECT_EQ(write_run(4, 10, 0).size(), 2u);
+  // Then one lone shard (staged as c_train_000000.bin, then renamed): the
+  // three numbered ones go.
+  EXPECT_EQ(write_run(4, 10, 0).size(), 3u);
   EXPECT_TRUE(fs::exists(dir_ / "c_train.bin"));
   EXPECT_FALSE(fs::exists(dir_ / "c_train_000000.bin"));
   // And numbered again: the lone one goes.
@@ -188,7 +229,7 @@ TEST_F(CorpusTest, InputsExpandToTheirFiles) {
   EXPECT_NE(ExpandCorpusInputs({Path("empty")})
                 .status()
                 .message()
-                .find("holds no .txt or .jsonl files"),
+                .find("holds no .txt, .jsonl or .ndjson files"),
             std::string::npos);
   EXPECT_NE(ExpandCorpusInputs({Path("none/*.txt")})
                 .status()
@@ -199,6 +240,48 @@ TEST_F(CorpusTest, InputsExpandToTheirFiles) {
                 .status()
                 .message()
                 .find("no such file"),
+            std::string::npos);
+}
+
+// What a folder of someone's own files may hold: JSON lines under other
+// extensions or in capitals, a link that loops or points nowhere (it threw
+// filesystem_error, ending gpt2_prepro), compressed or binary files, a byte
+// order mark.
+TEST_F(CorpusTest, OddFilesAreReadOrRefusedWithTheReason) {
+  Write(dir_ / "odd/A.JSONL", "{\"text\": \"a\"}\n");
+  Write(dir_ / "odd/b.ndjson", "{\"text\": \"b\"}\n");
+  Write(dir_ / "odd/c.txt", "c");
+  fs::create_symlink("loop.txt", dir_ / "odd/loop.txt");  // itself
+  fs::create_symlink("gone.txt", dir_ / "odd/dangling.txt");
+  auto files = ExpandCorpusInputs({Path("odd")});
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ(*files,
+            (std::vector<std::string>{Path("odd/A.JSONL"), Path("odd/b.ndjson"),
+                                      Path("odd/c.txt")}));
+  EXPECT_TRUE(IsJsonLinesFile(Path("odd/A.JSONL")));
+  EXPECT_TRUE(IsJsonLinesFile(Path("odd/b.ndjson")));
+  EXPECT_FALSE(IsJsonLinesFile(Path("odd/c.txt")));
+
+  std::vector<std::string> docs;
+  auto collect = [&](std::string_view doc, const std::string&, bool) {
+    docs.emplace_back(doc);
+    return absl::OkStatus();
+  };
+  Write(dir_ / "bom.txt", "\xEF\xBB\xBFtext");
+  Write(dir_ / "bom.jsonl", "\xEF\xBB\xBF{\"text\": \"line\"}\n");
+  ASSERT_TRUE(ForEachDocument(Path("bom.txt"), "text", collect).ok());
+  ASSERT_TRUE(ForEachDocument(Path("bom.jsonl"), "text", collect).ok());
+  EXPECT_EQ(docs, (std::vector<std::string>{"text", "line"}));
+
+  Write(dir_ / "z.txt", std::string("\x1f\x8b\x08\x00rest", 8));
+  EXPECT_NE(ForEachDocument(Path("z.txt"), "text", collect)
+                .message()
+                .find("z.txt: not text: it is gzip-compressed"),
+            std::string::npos);
+  Write(dir_ / "u16.txt", std::string("h\0i\0", 4));
+  EXPECT_NE(ForEachDocument(Path("u16.txt"), "text", collect)
+                .message()
+                .find("NUL byte (at byte 1)"),
             std::string::npos);
 }
 
