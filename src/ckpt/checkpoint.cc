@@ -591,7 +591,8 @@ absl::Status CheckpointReader::Index() {
     return absl::FailedPreconditionError(
         absl::StrCat(path_, ": format version ", format_version_,
                      " is newer than this build's ", kCheckpointFormatVersion,
-                     "; use a newer gpt2_ddp to read it"));
+                     "; use a newer gpt2_ddp to read it (or the file is "
+                     "damaged, if it came from a build like this one)"));
   }
   if (format_version_ == 0) {
     return absl::DataLossError(

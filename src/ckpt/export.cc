@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
@@ -56,15 +57,21 @@ absl::StatusOr<InputFile> OpenInput(const std::string& path) {
   return in;
 }
 
-// An output file written as "<path>.tmp" and renamed into place on Commit, so
-// a failed export never leaves a half-written file under the real name.
+// An output file written as "<path>.tmp" and renamed into place on Commit
+// (Close, then Publish: several files closed first and published together),
+// so a failed export never leaves a half-written file under the real name.
 class OutputFile {
  public:
+  OutputFile() = default;
+  OutputFile(OutputFile&& other) noexcept
+      : path_(std::move(other.path_)),
+        temp_(std::move(other.temp_)),
+        file_(std::exchange(other.file_, nullptr)),
+        closed_(std::exchange(other.closed_, false)) {}
+  OutputFile& operator=(OutputFile&&) = delete;
   ~OutputFile() {
-    if (file_ != nullptr) {
-      std::fclose(file_);
-      std::remove(temp_.c_str());
-    }
+    if (file_ != nullptr) std::fclose(file_);
+    if (file_ != nullptr || closed_) std::remove(temp_.c_str());
   }
   absl::Status Open(const std::string& path) {
     path_ = path;
@@ -87,7 +94,8 @@ class OutputFile {
     return absl::OkStatus();
   }
   absl::Status Write(const std::string& s) { return Write(s.data(), s.size()); }
-  absl::Status Commit() {
+  // The temporary file written whole (flushed to the disk) and closed.
+  absl::Status Close() {
     const bool ok = std::fflush(file_) == 0 && ::fsync(fileno(file_)) == 0;
     const std::string error = std::strerror(errno);
     const bool closed = std::fclose(file_) == 0;
@@ -97,6 +105,12 @@ class OutputFile {
       return absl::ResourceExhaustedError(
           absl::StrCat(path_, ": cannot write: ", error));
     }
+    closed_ = true;
+    return absl::OkStatus();
+  }
+  // Renamed into place (after Close).
+  absl::Status Publish() {
+    closed_ = false;
     if (std::rename(temp_.c_str(), path_.c_str()) != 0) {
       const std::string why = std::strerror(errno);
       std::remove(temp_.c_str());
@@ -105,10 +119,15 @@ class OutputFile {
     }
     return absl::OkStatus();
   }
+  absl::Status Commit() {
+    GPT2_RETURN_IF_ERROR(Close());
+    return Publish();
+  }
 
  private:
   std::string path_, temp_;
   std::FILE* file_ = nullptr;
+  bool closed_ = false;  // written whole, not yet renamed
 };
 
 absl::StatusOr<std::vector<ParamSpec>> ParamListOf(CheckpointReader* reader) {
@@ -123,7 +142,9 @@ absl::StatusOr<std::vector<ParamSpec>> ParamListOf(CheckpointReader* reader) {
   return list;
 }
 
-absl::Status CopyFile(const std::string& from, const std::string& to) {
+// `from` copied to `to`'s temporary file, closed (Publish puts it in place).
+absl::StatusOr<OutputFile> CopyFile(const std::string& from,
+                                    const std::string& to) {
   std::FILE* in = std::fopen(from.c_str(), "rb");
   if (in == nullptr) {
     return absl::NotFoundError(absl::StrCat(
@@ -142,7 +163,8 @@ absl::Status CopyFile(const std::string& from, const std::string& to) {
   GPT2_RETURN_IF_ERROR(status);
   if (read_error)
     return absl::DataLossError(absl::StrCat(from, ": read failed"));
-  return out.Commit();
+  GPT2_RETURN_IF_ERROR(out.Close());
+  return out;
 }
 
 // One tensor of model.safetensors: `count` elements of parameter `param`
@@ -885,13 +907,16 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
       GPT2_RETURN_IF_ERROR(out.Write(window.data(), count * sizeof(float)));
     }
   }
-  GPT2_RETURN_IF_ERROR(out.Commit());
+  // Every file is written whole before any is put in place: a failure (a
+  // full disk) leaves an earlier export in the folder as it was, not some
+  // files of each.
+  GPT2_RETURN_IF_ERROR(out.Close());
 
   OutputFile config;
   GPT2_RETURN_IF_ERROR(
       config.Open((fs::path(out_dir) / "config.json").string()));
   GPT2_RETURN_IF_ERROR(config.Write(HfConfigJson(shape)));
-  GPT2_RETURN_IF_ERROR(config.Commit());
+  GPT2_RETURN_IF_ERROR(config.Close());
   OutputFile tokenizer;
   GPT2_RETURN_IF_ERROR(
       tokenizer.Open((fs::path(out_dir) / "tokenizer_config.json").string()));
@@ -900,13 +925,22 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
       shape.max_seq_len,
       ",\n  \"bos_token\": \"<|endoftext|>\",\n  \"eos_token\": "
       "\"<|endoftext|>\",\n  \"unk_token\": \"<|endoftext|>\"\n}\n")));
-  GPT2_RETURN_IF_ERROR(tokenizer.Commit());
+  GPT2_RETURN_IF_ERROR(tokenizer.Close());
+  std::vector<OutputFile> files;
+  files.push_back(std::move(out));
+  files.push_back(std::move(config));
+  files.push_back(std::move(tokenizer));
   if (!data_dir.empty()) {
-    GPT2_RETURN_IF_ERROR(
+    GPT2_ASSIGN_OR_RETURN(
+        OutputFile vocab_copy,
         CopyFile(vocab.string(), (fs::path(out_dir) / "vocab.json").string()));
-    GPT2_RETURN_IF_ERROR(
+    files.push_back(std::move(vocab_copy));
+    GPT2_ASSIGN_OR_RETURN(
+        OutputFile merges_copy,
         CopyFile(merges.string(), (fs::path(out_dir) / "merges.txt").string()));
+    files.push_back(std::move(merges_copy));
   }
+  for (OutputFile& file : files) GPT2_RETURN_IF_ERROR(file.Publish());
   return absl::OkStatus();
 }
 

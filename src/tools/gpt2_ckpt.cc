@@ -2,8 +2,11 @@
 // (inspect, verify, diff, export to llm.c / Hugging Face, import from llm.c).
 // Every subcommand streams tensors; none loads a whole checkpoint.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -51,6 +54,10 @@ ABSL_FLAG(std::string, prompt, "", "logits: the text whose tokens are run.");
 ABSL_FLAG(int64_t, step, 0,
           "import: the step to record in the checkpoint (the imported files "
           "do not say how far their weights were trained; tools show it).");
+ABSL_FLAG(bool, force, false,
+          "export/import: write --out even where it holds a training "
+          "checkpoint (whose optimizer state would be lost) or, for --format "
+          "hf, a folder with files an export does not write.");
 ABSL_FLAG(bool, weights_only, true,
           "export/import: only the weights travel (always so; accepted for "
           "clarity).");
@@ -361,9 +368,18 @@ absl::Status Diff(const std::string& path_a, const std::string& path_b) {
     std::printf("header differences:\n%s",
                 Indent(diff.header_differences, "  ").c_str());
   }
-  if (diff.identical()) {
-    std::printf("identical: %zu tensors, every element equal\n",
-                diff.tensors.size());
+  if (diff.identical() &&
+      absl::StrContains(diff.header_differences, "config.model.")) {
+    // The same numbers read as another model (a head count guessed):
+    // "identical" said they were the same model.
+    std::printf(
+        "the same tensors (%zu, every element equal), but not the same model: "
+        "the model configs differ (above)\n",
+        diff.tensors.size());
+  } else if (diff.identical()) {
+    std::printf(
+        "identical: %zu tensors, every element equal%s\n", diff.tensors.size(),
+        diff.header_differences.empty() ? "" : " (the headers differ: above)");
   } else if (differing == 0 && !diff.tensors.empty()) {
     // A training checkpoint against its weights alone (an export imported
     // back): what both hold is equal; the rest (the optimizer's state) is in
@@ -379,6 +395,75 @@ absl::Status Diff(const std::string& path_a, const std::string& path_b) {
         "tensors in only one file\n",
         differing, diff.tensors.size(), diff.only_in_a.size(),
         diff.only_in_b.size());
+  }
+  return absl::OkStatus();
+}
+
+// The files a Hugging Face export writes (and its temporary files).
+bool HfExportFile(const std::string& name) {
+  for (const char* ours :
+       {"model.safetensors", "config.json", "tokenizer_config.json",
+        "vocab.json", "merges.txt"}) {
+    if (name == ours || name == absl::StrCat(ours, ".tmp")) return true;
+  }
+  return false;
+}
+
+// --out against what it would replace: never the input itself; a training
+// checkpoint (its optimizer state would be lost), or a folder holding other
+// files than an export's, only with --force. `folder`: --out is a folder
+// (a Hugging Face export), else a file.
+absl::Status CheckOut(const std::string& out, const std::string& input,
+                      bool folder) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return absl::OkStatus();
+  if (fs::equivalent(out, input, ec) ||
+      (fs::is_directory(input, ec) &&
+       fs::equivalent(out, fs::path(input) / "model.safetensors", ec))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--out ", out,
+                     " is the input itself: writing it would destroy what "
+                     "is being read; name another --out"));
+  }
+  const bool force = absl::GetFlag(FLAGS_force);
+  if (folder) {
+    if (!fs::is_directory(out, ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--out ", out,
+                       " is a file; a Hugging Face export is a folder: name "
+                       "a new or empty one"));
+    }
+    std::vector<std::string> others;
+    for (const auto& entry : fs::directory_iterator(out, ec)) {
+      const std::string name = entry.path().filename().string();
+      if (!HfExportFile(name)) others.push_back(name);
+    }
+    std::sort(others.begin(), others.end());
+    if (!others.empty() && !force) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--out ", out, " holds files an export does not write (",
+          absl::StrJoin(
+              others.size() > 5
+                  ? std::vector<std::string>(others.begin(), others.begin() + 5)
+                  : others,
+              ", "),
+          others.size() > 5 ? ", ..." : "",
+          "): an export goes into a folder of its own (a new or empty one, "
+          "or an earlier export's); --force writes into it anyway, "
+          "replacing its model.safetensors, config.json and tokenizer files"));
+    }
+    return absl::OkStatus();
+  }
+  if (absl::StatusOr<CheckpointReader> existing = CheckpointReader::Open(out);
+      existing.ok() && !force &&
+      existing->Find(FamilyTensorName(TensorFamily::kAdamM, "wte")) !=
+          nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--out ", out, " is a training checkpoint (step ",
+        existing->header().step(),
+        ", with its optimizer state): writing over it would lose that; name "
+        "another --out, or --force"));
   }
   return absl::OkStatus();
 }
@@ -400,6 +485,7 @@ absl::Status Export(const std::vector<std::string>& args) {
   }
   GPT2_ASSIGN_OR_RETURN(CheckpointReader reader,
                         CheckpointReader::Open(args[0]));
+  GPT2_RETURN_IF_ERROR(CheckOut(out, reader.path(), format == "hf"));
   if (format == "llmc") {
     GPT2_RETURN_IF_ERROR(ExportLlmc(&reader, out));
     // The step is the checkpoint's: llm.c's file has no place for it (an
@@ -444,6 +530,7 @@ absl::Status Import(const std::vector<std::string>& args) {
         "supported");
   }
   const int64_t step = absl::GetFlag(FLAGS_step);
+  GPT2_RETURN_IF_ERROR(CheckOut(out, args[0], /*folder=*/false));
   std::string note;
   GPT2_RETURN_IF_ERROR(from == "llmc"
                            ? ImportLlmc(args[0], out, {}, step)
@@ -487,8 +574,10 @@ absl::Status Logits(const std::string& path) {
   const std::string out = absl::GetFlag(FLAGS_out);
   if (!out.empty()) {
     FILE* f = std::fopen(out.c_str(), "wb");
-    if (f == nullptr)
-      return absl::PermissionDeniedError(absl::StrCat(out, ": cannot create"));
+    if (f == nullptr) {
+      return absl::PermissionDeniedError(
+          absl::StrCat(out, ": cannot create: ", std::strerror(errno)));
+    }
     bool ok = true;
     for (int t = 0; t < T; ++t)
       ok &= std::fwrite(&logits[int64_t{t} * Vp], 4, V, f) == size_t(V);
@@ -532,7 +621,8 @@ absl::Status Run(const std::vector<char*>& positional) {
                     {"tokenizer", {"export"}},
                     {"prompt", {"logits"}},
                     {"step", {"import"}},
-                    {"weights_only", {"export", "import"}}};
+                    {"weights_only", {"export", "import"}},
+                    {"force", {"export", "import"}}};
   static constexpr std::string_view kCommands[] = {
       "inspect", "verify", "diff", "export", "import", "logits"};
   if (std::find(std::begin(kCommands), std::end(kCommands), command) !=

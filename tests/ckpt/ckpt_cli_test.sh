@@ -184,6 +184,37 @@ expect_fail "export llmc onto a folder" "outdir is a folder, not a file to expor
   "$ckpt" export --format llmc --out "$work/outdir" "$work/a.ckpt"
 if [ ! -e "$work/outdir.tmp" ]; then ok "export onto a folder wrote nothing"; else
   fail "export onto a folder left $work/outdir.tmp"; fi
+# What --out would replace: never the input itself; a training checkpoint, or a folder of
+# other files than an export's, only with --force (they were overwritten without a word).
+cp "$work/a.ckpt" "$work/self.ckpt"
+expect_fail "export onto its own input" "is the input itself" \
+  "$ckpt" export --format llmc --out "$work/self.ckpt" "$work/self.ckpt"
+expect_ok "the input is untouched" "self.ckpt: ok" "$ckpt" verify "$work/self.ckpt"
+expect_fail "import onto its own hf input" "is the input itself" \
+  "$ckpt" import --from hf --out "$work/hf/model.safetensors" "$work/hf"
+# A training checkpoint (optimizer state and all): one step of the tiny config.
+configs=$(cd "$(dirname "$0")/../../configs" && pwd)
+if [ -n "$data" ] && "$bin/gpt2_ddp" --config "$configs/tiny_cpu.pbtxt" --data_dir "$data" \
+     --set train.max_steps=1 --set log.val_every_steps=0 --set 'log.sample_prompts=[]' \
+     --set log.run_dir="$work/train" >"$work/train.log" 2>&1; then
+  cp "$work/train/tiny_cpu/checkpoints/step_00000001.ckpt" "$work/training.ckpt"
+  expect_fail "import over a training checkpoint" \
+    "training.ckpt is a training checkpoint \(step 1, with its optimizer state\)" \
+    "$ckpt" import --from llmc --out "$work/training.ckpt" "$work/b.bin"
+  expect_ok "... it is untouched" "optimizer state: yes" "$ckpt" inspect "$work/training.ckpt"
+  expect_ok "... with --force" "wrote .*training.ckpt" \
+    "$ckpt" import --from llmc --force --out "$work/training.ckpt" "$work/b.bin"
+else
+  fail "no training checkpoint to overwrite (needs DATA_DIR; gpt2_ddp said: $(tail -3 "$work/train.log" 2>/dev/null))"
+fi
+mkdir -p "$work/mine" && echo notes > "$work/mine/notes.txt"
+expect_fail "hf export into a folder of other files" "holds files an export does not write \(notes.txt\)" \
+  "$ckpt" export --format hf --notokenizer --out "$work/mine" "$work/a.ckpt"
+expect_ok "hf export over an earlier export" "wrote .*hf" \
+  "$ckpt" export --format hf --notokenizer --out "$work/hf" "$work/a.ckpt"
+expect_ok "... with --force" "wrote .*mine" \
+  "$ckpt" export --format hf --notokenizer --force --out "$work/mine" "$work/a.ckpt"
+
 # A flag of another subcommand is refused, not ignored.
 expect_fail "verify with --format" "--format does not apply to verify" \
   "$ckpt" verify --format hf "$work/a.ckpt"
