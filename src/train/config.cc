@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "absl/algorithm/container.h"
@@ -569,6 +570,43 @@ void AddChanges(const pb::Message& before, const pb::Message& now,
   }
 }
 
+// The training data comes from one source: a --set of one (data.train_shards
+// or data.train_text) replaces the file's other, with what belongs to it
+// (data.val_tokens, data.val_shards), unless those are --set too. (Moving
+// tiny_cpu onto shards took four --sets in the one order that passed the
+// checks.)
+void SwitchDataSource(const std::vector<std::string>& overrides,
+                      config::RunConfig* c, std::vector<std::string>* notes) {
+  std::set<std::string> set;
+  for (const std::string& o : overrides) set.insert(OverrideField(o));
+  config::DataConfig* d = c->mutable_data();
+  if (set.count("data.train_shards") && !set.count("data.train_text") &&
+      !d->train_shards().empty() && !d->train_text().empty()) {
+    std::vector<std::string> gone = {"data.train_text"};
+    d->clear_train_text();
+    if (!set.count("data.val_tokens") && d->val_tokens() != 0) {
+      d->clear_val_tokens();
+      gone.push_back("data.val_tokens");
+    }
+    notes->push_back(
+        absl::StrCat("--set data.train_shards replaces the "
+                     "config's ",
+                     absl::StrJoin(gone, " and ")));
+  } else if (set.count("data.train_text") && !set.count("data.train_shards") &&
+             !d->train_text().empty() && !d->train_shards().empty()) {
+    std::vector<std::string> gone = {"data.train_shards"};
+    d->clear_train_shards();
+    if (!set.count("data.val_shards") && !d->val_shards().empty()) {
+      d->clear_val_shards();
+      gone.push_back("data.val_shards");
+    }
+    notes->push_back(
+        absl::StrCat("--set data.train_text replaces the "
+                     "config's ",
+                     absl::StrJoin(gone, " and ")));
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> ConfigChanges(const config::RunConfig& before,
@@ -586,6 +624,7 @@ absl::StatusOr<LoadedConfig> LoadConfig(
   for (const std::string& o : overrides) {
     GPT2_RETURN_IF_ERROR(ApplyOverride(o, &loaded.config));
   }
+  SwitchDataSource(overrides, &loaded.config, &loaded.notes);
   GPT2_ASSIGN_OR_RETURN(
       loaded.plan, ValidateConfig(loaded.config, world_size, path, overrides));
   return loaded;

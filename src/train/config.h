@@ -50,6 +50,9 @@ std::vector<std::string> ConfigChanges(const config::RunConfig& before,
 struct LoadedConfig {
   config::RunConfig config;
   RunPlan plan;
+  // What the --set assignments changed beyond their own fields (for the
+  // run's header): a data source set replaces the file's other one.
+  std::vector<std::string> notes;
 };
 absl::StatusOr<LoadedConfig> LoadConfig(
     const std::string& path, const std::vector<std::string>& overrides,

@@ -843,6 +843,9 @@ void TrainingRun::LogHeader() {
       hyper_.bf16_state ? " (optimizer state in bf16: no master weights)" : "",
       omp_get_max_threads(), world_, dcomm_->name()));
   if (!choice_.note.empty()) log.Line(absl::StrCat("note: ", choice_.note));
+  for (const std::string& note : loaded_.notes) {
+    log.Line(absl::StrCat("note: ", note));
+  }
   const ModelShape& s = plan_.shape;
   const std::string kernels =
       backend_->KernelSummary(choice_.dtype, s.channels / s.num_heads);

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 
+#include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
 #include "src/model/params.h"
 #include "src/train/memory_plan.h"
@@ -296,6 +297,52 @@ TEST(Config, OverridesApplyAndExplainMistakes) {
       << message("train.device=GPU");
   EXPECT_NE(message("train.max_steps+=5").find("'+=' adds to a list"),
             std::string::npos);
+}
+
+// A --set of one data source replaces the file's other (and its val set's
+// field), said in a note; both --set: the checks speak as before.
+TEST(Config, SettingADataSourceReplacesTheOther) {
+  const std::string tiny = SourceDir() + "/configs/tiny_cpu.pbtxt";
+  auto shards = LoadConfig(tiny,
+                           {"data.train_shards=\"s/x_train*.bin\"",
+                            "data.val_shards=\"s/x_val.bin\""},
+                           1);
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  EXPECT_EQ(shards->config.data().train_shards(), "s/x_train*.bin");
+  EXPECT_TRUE(shards->config.data().train_text().empty());
+  EXPECT_EQ(shards->config.data().val_tokens(), 0);
+  EXPECT_EQ(shards->notes, (std::vector<std::string>{
+                               "--set data.train_shards replaces the config's "
+                               "data.train_text and data.val_tokens"}));
+  // Back the other way, from a config with shards.
+  const auto path =
+      std::filesystem::temp_directory_path() / "gpt2_config_source.pbtxt";
+  {
+    auto base = LoadConfig(tiny, {}, 1);
+    ASSERT_TRUE(base.ok());
+    config::RunConfig c = base->config;
+    c.mutable_data()->clear_train_text();
+    c.mutable_data()->clear_val_tokens();
+    c.mutable_data()->set_train_shards("s/x_train*.bin");
+    c.mutable_data()->set_val_shards("s/x_val.bin");
+    std::string text;
+    ASSERT_TRUE(google::protobuf::TextFormat::PrintToString(c, &text));
+    std::ofstream(path) << text;
+  }
+  auto back = LoadConfig(path.string(),
+                         {"data.train_text=\"tinyshakespeare/input.txt\""}, 1);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_TRUE(back->config.data().train_shards().empty());
+  EXPECT_TRUE(back->config.data().val_shards().empty());
+  EXPECT_EQ(back->notes.size(), 1u);
+  // Both sources --set: nothing replaced, the check says so.
+  auto both = LoadConfig(
+      tiny, {"data.train_shards=\"s/x*.bin\"", "data.train_text=\"t.txt\""}, 1);
+  ASSERT_FALSE(both.ok());
+  EXPECT_NE(both.status().message().find("set exactly one of"),
+            std::string::npos)
+      << both.status();
+  std::filesystem::remove(path);
 }
 
 TEST(Config, LoadConfigAppliesOverridesBeforeValidating) {
