@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "src/core/error.h"
 
 namespace gpt2 {
@@ -329,8 +330,12 @@ absl::Status ForEachJsonLine(
     const std::string where = absl::StrCat(path, ":", number);
     absl::StatusOr<JsonValue> value = ParseJson(line);
     if (!value.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": not JSON: ", value.status().message()));
+      // One line: "at line 1, column 12" as "at column 12" (the line is
+      // `where`'s).
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": not JSON: ",
+          absl::StrReplaceAll(value.status().message(),
+                              {{"at line 1, column", "at column"}})));
     }
     GPT2_RETURN_IF_ERROR(visit(*value, where));
   }

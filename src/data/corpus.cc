@@ -211,6 +211,7 @@ absl::Status ForEachDocument(
         }
         if (cut == 0) continue;  // no safe cut yet: read more
       }
+      if (end && first && buffer.empty()) return absl::OkStatus();  // empty
       GPT2_RETURN_IF_ERROR(
           visit(std::string_view(buffer).substr(0, cut), path, first));
       first = false;
@@ -224,9 +225,15 @@ absl::Status ForEachDocument(
         const JsonValue* text = value.Find(field);
         if (text == nullptr || text->kind != JsonValue::Kind::kString) {
           return absl::InvalidArgumentError(absl::StrCat(
-              where, ": not a JSON object with a string \"", field,
-              "\" (--jsonl_field names the field that holds the text)"));
+              where, ": not a JSON object with a string \"", field, "\" (",
+              value.kind != JsonValue::Kind::kObject ? "not an object"
+              : text == nullptr
+                  ? absl::StrCat("no field \"", field, "\"")
+                  : absl::StrCat("its \"", field, "\" is not a string"),
+              "; --jsonl_field names the field that holds the text)"));
         }
+        // An empty document adds nothing (not even <|endoftext|>).
+        if (text->string.empty()) return absl::OkStatus();
         return visit(text->string, where, true);
       });
 }

@@ -147,6 +147,14 @@ absl::Status Run() {
   if (shard_tokens < 1 || shard_tokens > INT32_MAX) {
     return absl::InvalidArgumentError("--shard_tokens must be in [1, 2^31)");
   }
+  // The trainer reads a step's sequences from within one shard.
+  if (shard_tokens < 1025) {
+    Warning(absl::StrCat(
+        "--shard_tokens ", shard_tokens,
+        " makes shards too short for one GPT-2 sequence of 1,024 tokens (and "
+        "its next-token target): a training run refuses a shard shorter than "
+        "micro_batch_size x seq_len + 1 tokens"));
+  }
   if (field.empty()) {
     return absl::InvalidArgumentError("--jsonl_field must not be empty");
   }
@@ -207,9 +215,10 @@ absl::Status Run() {
   Clock::time_point last_report = start;
   const auto report = [&](bool final) {
     const double seconds = SecondsSince(start);
+    // (A .jsonl file's text is less than the file: MB of text, of files.)
     std::printf(
-        "%s%lld documents, %.1f of %.1f MB, %lld tokens in %.1f s "
-        "(%.1f MB/s)\n",
+        "%s%lld documents, %.1f MB of text from %.1f MB of files, %lld tokens "
+        "in %.1f s (%.1f MB/s)\n",
         final ? "tokenized " : "  ", static_cast<long long>(documents),
         bytes / 1e6, input_bytes / 1e6, static_cast<long long>(writer.tokens()),
         seconds, seconds > 0 ? bytes / 1e6 / seconds : 0.0);

@@ -317,10 +317,23 @@ TEST_F(CorpusTest, JsonLinesAreOneDocumentPerLine) {
             std::string::npos)
       << missing;
   Write(dir_ / "f.jsonl", "{\"text\": \"ok\"}\n{\"text\": \n");
-  EXPECT_NE(ForEachDocument(Path("f.jsonl"), "text", collect)
-                .message()
-                .find("f.jsonl:2: not JSON"),
-            std::string::npos);
+  const absl::Status not_json =
+      ForEachDocument(Path("f.jsonl"), "text", collect);
+  EXPECT_NE(not_json.message().find("f.jsonl:2: not JSON"), std::string::npos);
+  // The line is f.jsonl:2's; the parser's "line 1" is not repeated.
+  EXPECT_EQ(not_json.message().find("line 1"), std::string::npos) << not_json;
+  // Why a line is not one: no such field, or not a string; an empty
+  // document is passed over.
+  Write(dir_ / "g.jsonl", "{\"text\": \"\"}\n{\"text\": 5}\n");
+  docs.clear();
+  const absl::Status number = ForEachDocument(Path("g.jsonl"), "text", collect);
+  EXPECT_NE(number.message().find("g.jsonl:2: not a JSON object with a string "
+                                  "\"text\" (its \"text\" is not a string"),
+            std::string::npos)
+      << number;
+  EXPECT_TRUE(docs.empty());
+  EXPECT_NE(missing.message().find("(no field \"text\""), std::string::npos)
+      << missing;
   // A text file is one document, as it is.
   Write(dir_ / "t.txt", "whole\n\nfile");
   docs.clear();
