@@ -214,6 +214,24 @@ expect_ok "hf export over an earlier export" "wrote .*hf" \
   "$ckpt" export --format hf --notokenizer --out "$work/hf" "$work/a.ckpt"
 expect_ok "... with --force" "wrote .*mine" \
   "$ckpt" export --format hf --notokenizer --force --out "$work/mine" "$work/a.ckpt"
+# An export that fails part-way (here: a folder where vocab.json's temporary file goes)
+# leaves the earlier export whole: every file is written before any is renamed into place
+# (a full disk left new weights beside the old tokenizer files).
+if [ -n "$data" ]; then
+  expect_ok "hf export with the tokenizer" "wrote .*hf" \
+    "$ckpt" export --format hf --data_dir "$data" --out "$work/hf" "$work/a.ckpt"
+  before=$(sha256sum "$work/hf/model.safetensors" | cut -d' ' -f1)
+  mkdir -p "$work/hf/vocab.json.tmp"
+  expect_fail "an export that fails part-way" "vocab.json.tmp" \
+    "$ckpt" export --format hf --data_dir "$data" --out "$work/hf" "$work/c.ckpt"
+  after=$(sha256sum "$work/hf/model.safetensors" | cut -d' ' -f1)
+  if [ "$before" = "$after" ] && [ ! -e "$work/hf/model.safetensors.tmp" ]; then
+    ok "... left the earlier export's weights as they were"
+  else
+    fail "a failed export changed model.safetensors or left its .tmp"
+  fi
+  rmdir "$work/hf/vocab.json.tmp"
+fi
 
 # A flag of another subcommand is refused, not ignored.
 expect_fail "verify with --format" "--format does not apply to verify" \
