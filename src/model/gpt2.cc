@@ -1,5 +1,7 @@
 #include "src/model/gpt2.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <utility>
 
@@ -71,6 +73,9 @@ Gpt2Model::Gpt2Model(Backend* backend, const ModelShape& shape, DType dtype,
       num_params_(TotalParams(param_list_)) {
   recompute_gelu_ = recompute_gelu;
   recompute_layernorm_ = recompute_layernorm;
+  if (const char* rows = std::getenv("GPT2_LM_HEAD_ROWS")) {
+    lm_head_rows_ = std::max<int64_t>(0, std::atoll(rows));
+  }
   residual_dtype_ = ResidualDType(dtype, residual_fp32);
   GPT2_CHECK_MSG(backend_->SupportsDType(dtype), "backend ", backend_->name(),
                  " cannot train in ", DTypeName(dtype));
@@ -163,6 +168,21 @@ Tensor Gpt2Model::Param(int index, int layer) const {
 }
 Tensor Gpt2Model::Grad(int index, int layer) const {
   return ViewOf(grads_, index, layer);
+}
+
+std::vector<std::pair<int64_t, int64_t>> Gpt2Model::LmHeadChunks(
+    int64_t rows, int Vp, int64_t max_rows) {
+  // Below 2^31 elements per operand: the logits' rows x Vp (wte's Vp x C and
+  // the rows x C inputs are smaller).
+  const int64_t span_rows = ((int64_t{1} << 31) - 1) / Vp;
+  const int64_t cap = max_rows > 0 ? std::min(max_rows, span_rows) : span_rows;
+  const int64_t chunks = std::max<int64_t>(1, (rows + cap - 1) / cap);
+  const int64_t each = (rows + chunks - 1) / chunks;
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (int64_t row = 0; row < rows; row += each) {
+    out.emplace_back(row, std::min(each, rows - row));
+  }
+  return out;
 }
 
 Tensor Gpt2Model::logits() const {
@@ -273,7 +293,11 @@ void Gpt2Model::QueueForward(int B, int T, double dloss, bool write_grad,
   }
   Tensor logits = logits_.Slice(0, BT * Vp);
   // The LM head is wte itself (tied), with no bias.
-  backend_->MatmulForward(logits, lnf, Param(kWte), Tensor{}, BT, C, Vp);
+  for (const auto& [row, rows] : LmHeadChunks(BT, Vp, lm_head_rows_)) {
+    backend_->MatmulForward(logits_.Slice(row * Vp, rows * Vp),
+                            lnf.Slice(row * C, rows * C), Param(kWte), Tensor{},
+                            rows, C, Vp);
+  }
   if (!with_targets) return;
   Tensor tgt = targets_.Slice(0, BT);
   backend_->ClassifierForward(logits, losses_.Slice(0, BT), tgt, BT,
@@ -328,11 +352,16 @@ void Gpt2Model::Backward(const std::function<void(int layer)>& grads_done,
   backend_->Zero(d_res);
 
   // Every parameter's gradient is written by exactly one op below, except
-  // wte's: the lm_head's product writes it (as `grads` says), the encoder's
-  // backward adds to it.
-  backend_->MatmulBackward(d_ln, Grad(kWte), Tensor{}, logits(),
-                           lnf_.Slice(0, BT * C), Param(kWte), BT, C, Vp,
-                           /*accumulate_dinp=*/false, grads);
+  // wte's: the lm_head's product writes it (as `grads` says; its first chunk,
+  // the others add), the encoder's backward adds to it.
+  ParamGrads lm_head_grads = grads;
+  for (const auto& [row, rows] : LmHeadChunks(BT, Vp, lm_head_rows_)) {
+    backend_->MatmulBackward(d_ln.Slice(row * C, rows * C), Grad(kWte),
+                             Tensor{}, logits_.Slice(row * Vp, rows * Vp),
+                             lnf_.Slice(row * C, rows * C), Param(kWte), rows,
+                             C, Vp, /*accumulate_dinp=*/false, lm_head_grads);
+    lm_head_grads = ParamGrads::kAccumulate;
+  }
   backend_->JoinWeightGradients(1);
   backend_->LayerNormBackward(d_res, Grad(kLnfw), Grad(kLnfb), d_ln,
                               Layer(L - 1, B, T).residual3, Param(kLnfw),

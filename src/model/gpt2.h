@@ -36,6 +36,16 @@ class Gpt2Model {
 
   const ModelShape& shape() const { return shape_; }
   const std::vector<ParamSpec>& param_list() const { return param_list_; }
+  // The LM head's products (forward and backward) run on row chunks, each
+  // operand of each product spanning fewer than 2^31 elements (the logits
+  // are rows x Vp: 3.3e9 at B=64, T=1024): a span that reaches 2^31 failed in
+  // cuBLASLt 13.6 (NVIDIA/raft#3097), and GEMM kernels often index in 32
+  // bits. Equal chunks of whole rows; one product where the span allows.
+  // `max_rows` > 0 caps a chunk's rows lower (tests; GPT2_LM_HEAD_ROWS=N).
+  // Returns (first row, rows) pairs.
+  static std::vector<std::pair<int64_t, int64_t>> LmHeadChunks(
+      int64_t rows, int Vp, int64_t max_rows = 0);
+  void set_lm_head_rows(int64_t max_rows) { lm_head_rows_ = max_rows; }
   int64_t num_params() const { return num_params_; }
   DType dtype() const { return dtype_; }
   // Of layernorm statistics, attention log-sum-exps and losses: f32 for bf16
@@ -140,6 +150,7 @@ class Gpt2Model {
   int64_t activation_bytes_ = 0;
   bool recompute_gelu_ = false;
   bool recompute_layernorm_ = false;
+  int64_t lm_head_rows_ = 0;  // 0: as LmHeadChunks decides
   DType residual_dtype_;
   int last_B_ = 0, last_T_ = 0;
   bool have_dlogits_ = false;

@@ -2594,6 +2594,43 @@ TEST_F(CudaTrainStep, OneStepMatchesCpu) {
   ExpectNear(well_g, well_c, 1e-5, 1e-6, "params after the update");
 }
 
+// The LM head in row chunks (Gpt2Model::LmHeadChunks; capped at 7 rows here,
+// so B=2 x T=16 = 32 rows run as 7+7+7+7+4): four more forward and four more
+// backward products, the same loss and gradients as one product.
+TEST_F(CudaTrainStep, LmHeadInRowChunksIsTheSameStep) {
+  auto cuda = MakeCudaBackend(0);
+  std::vector<int32_t> x(tokens_.begin(), tokens_.end() - 1),
+      y(tokens_.begin() + 1, tokens_.end());
+  struct Result {
+    std::map<std::string, int64_t> calls;
+    std::vector<double> grads, losses;
+  };
+  const auto run = [&](int64_t max_rows) {
+    Gpt2Model model(cuda.get(), shape_, DType::kF32, B, T);
+    model.set_lm_head_rows(max_rows);
+    model.InitParams(5);
+    Result r;
+    cuda->EnableOpTiming(true);
+    model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+    model.Backward(nullptr, ParamGrads::kOverwrite);
+    for (const OpTiming& t : cuda->TakeOpTimings()) r.calls[t.op] = t.calls;
+    cuda->EnableOpTiming(false);
+    r.grads = model.GetGrads();
+    r.losses.resize(B * T);
+    std::vector<float> losses(B * T);
+    cuda->Download(losses.data(), model.losses());
+    r.losses.assign(losses.begin(), losses.end());
+    return r;
+  };
+  const Result whole = run(0), chunked = run(7);
+  EXPECT_EQ(chunked.calls.at("matmul_fwd"), whole.calls.at("matmul_fwd") + 4);
+  EXPECT_EQ(chunked.calls.at("matmul_bwd"), whole.calls.at("matmul_bwd") + 4);
+  ExpectNear(chunked.losses, whole.losses, 1e-6, 1e-7, "losses");
+  double scale = 0;
+  for (double v : whole.grads) scale = std::max(scale, std::fabs(v));
+  ExpectNear(chunked.grads, whole.grads, 1e-5, 1e-6 * scale + 1e-9, "grads");
+}
+
 // A step's first backward writes the parameter gradients over whatever the
 // buffer holds (ParamGrads::kOverwrite: no zeroing pass): the same bits as
 // zeroing it and adding, over a buffer of NaNs, with T short of max_seq_len

@@ -292,6 +292,74 @@ TEST(Gpt2Model, RecomputingActivationsGivesTheSameGradients) {
             2 * (L - 1) * B * T * C * 4);
 }
 
+// The LM head's products in row chunks: each operand under 2^31 elements
+// (GPT-2 124M at B=64, T=1024: two chunks of 32,768 rows), and a cap for
+// tests; the same logits, loss and gradients as one product, wte's gradient
+// added up over the chunks (overwritten by the first where the step says so).
+TEST(Gpt2Model, LmHeadInRowChunksIsTheSameModel) {
+  using Chunks = std::vector<std::pair<int64_t, int64_t>>;
+  EXPECT_EQ(Gpt2Model::LmHeadChunks(65536, 50304),
+            (Chunks{{0, 32768}, {32768, 32768}}));
+  EXPECT_EQ(Gpt2Model::LmHeadChunks(16384, 50304), (Chunks{{0, 16384}}));
+  // 42,690 x 50,304 = 2,147,477,760 < 2^31; one row more is past it.
+  EXPECT_EQ(Gpt2Model::LmHeadChunks(42690, 50304).size(), 1u);
+  EXPECT_EQ(Gpt2Model::LmHeadChunks(42691, 50304).size(), 2u);
+  EXPECT_EQ(Gpt2Model::LmHeadChunks(10, 16, 3),
+            (Chunks{{0, 3}, {3, 3}, {6, 3}, {9, 1}}));
+  for (const auto& [rows, vp] : std::vector<std::pair<int64_t, int>>{
+           {65536, 50304}, {262144, 50304}, {100001, 50304}, {7, 64}}) {
+    int64_t next = 0;
+    for (const auto& [row, n] : Gpt2Model::LmHeadChunks(rows, vp)) {
+      EXPECT_EQ(row, next);
+      EXPECT_LT(n * vp, int64_t{1} << 31);
+      next = row + n;
+    }
+    EXPECT_EQ(next, rows);
+  }
+
+  auto backend = MakeCpuBackend();
+  const ModelShape shape = TinyShape();
+  const int B = 2, T = 5;
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 2, 0, 10, 3, 7, 4};
+  const std::vector<int32_t> targets = {5, 9, 2, 2, 8, 10, 3, 7, 4, 6};
+  struct Result {
+    std::vector<double> logits, losses, grads;
+  };
+  const auto run = [&](int64_t max_rows) {
+    Gpt2Model model(backend.get(), shape, DType::kF64, B, T);
+    model.set_lm_head_rows(max_rows);
+    model.SetParams(testing::RandomVector(model.num_params(), 7, 0.3));
+    // Over NaNs: the first chunk overwrites wte's gradient, the rest add.
+    const std::vector<char> nans(model.grads().bytes(),
+                                 static_cast<char>(0xFF));
+    backend->Upload(model.grads(), nans.data());
+    model.Forward(tokens.data(), targets.data(), B, T, 1.0 / (B * T), true);
+    Result r;
+    r.losses.resize(B * T);
+    backend->Download(r.losses.data(), model.losses());
+    model.Backward(nullptr, ParamGrads::kOverwrite);
+    r.grads = model.GetGrads();
+    // The logits again (the backward overwrote them with their gradient).
+    model.Forward(tokens.data(), nullptr, B, T, 0.0, false);
+    r.logits.resize(B * T * shape.padded_vocab_size);
+    backend->Download(r.logits.data(), model.logits());
+    return r;
+  };
+  const Result whole = run(0), chunked = run(3);  // 10 rows: 3 + 3 + 3 + 1
+  ASSERT_EQ(chunked.grads.size(), whole.grads.size());
+  for (size_t i = 0; i < whole.grads.size(); ++i) {
+    ASSERT_NEAR(chunked.grads[i], whole.grads[i],
+                1e-12 * (1 + std::fabs(whole.grads[i])))
+        << "grad " << i;
+  }
+  for (size_t i = 0; i < whole.logits.size(); ++i) {
+    ASSERT_NEAR(chunked.logits[i], whole.logits[i], 1e-12) << "logit " << i;
+  }
+  for (size_t i = 0; i < whole.losses.size(); ++i) {
+    ASSERT_NEAR(chunked.losses[i], whole.losses[i], 1e-12) << "loss " << i;
+  }
+}
+
 TEST(Gpt2Model, InitialLossIsLnVocab) {
   auto backend = MakeCpuBackend();
   const ModelShape shape = ModelShape::Gpt2Small();
