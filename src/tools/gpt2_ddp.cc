@@ -108,15 +108,39 @@ int main(int argc, char** argv) {
   }
   gpt2::MpiEnv& mpi = gpt2::MpiEnv::Init(&argc, &argv);
   gpt2::ShareCpusAmongLocalRanks(mpi.local_size());
-  // Every rank reaches the same verdict on the config, so only rank 0 reports
-  // it.
-  auto loaded = gpt2::LoadConfig(config_path, overrides, mpi.world_size());
-  if (!loaded.ok()) {
-    return mpi.rank() == 0 ? gpt2::ReportError("gpt2_ddp", loaded.status()) : 1;
-  }
+  // A failed run's error: every rank's own (prefixed by its rank in a job of
+  // several), an agreed one's echo on rank 0 only; a failure on one rank may
+  // leave the others in a collective: it ends the whole job, unless the ranks
+  // stopped together.
+  const auto fail = [&mpi](const absl::Status& status) {
+    const gpt2::ErrorScope scope = gpt2::ScopeOf(status);
+    const std::string prefix =
+        mpi.world_size() > 1 ? absl::StrCat("[rank ", mpi.rank(), "] gpt2_ddp")
+                             : "gpt2_ddp";
+    if (scope != gpt2::ErrorScope::kAgreedEcho || mpi.rank() == 0) {
+      gpt2::ReportError(prefix.c_str(), status);
+    }
+    if (mpi.world_size() > 1 && scope == gpt2::ErrorScope::kLocal) {
+      gpt2::MpiEnv::Abort(1);
+    }
+    return 1;
+  };
+  const auto loaded =
+      gpt2::LoadConfig(config_path, overrides, mpi.world_size());
   std::unique_ptr<gpt2::Communicator> comm =
       mpi.world_size() > 1 ? gpt2::MakeMpiCommunicator(mpi)
                            : gpt2::MakeSingleRankCommunicator();
+  // Every rank loaded the same config, with the same run flags (a rank that
+  // could not, or whose differs, hung the job or trained another replica).
+  const std::string run_flags =
+      absl::StrCat("--resume=", absl::GetFlag(FLAGS_resume),
+                   " --init_from=", absl::GetFlag(FLAGS_init_from),
+                   " --eval=", absl::GetFlag(FLAGS_eval),
+                   " --plan=", absl::GetFlag(FLAGS_plan));
+  if (const absl::Status agreed = gpt2::AgreeOnConfig(*comm, loaded, run_flags);
+      !agreed.ok()) {
+    return fail(agreed);
+  }
   gpt2::TrainOptions options;
   options.config_path = config_path;
   options.data_dir = gpt2::ResolveDataDir(absl::GetFlag(FLAGS_data_dir));
@@ -141,15 +165,27 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   const auto& saving = loaded->config.checkpoint();
   const bool saves = saving.save_at_end() || saving.every_steps() > 0;
+  // Under mpirun a signal may also be mpirun ending the job (a rank failed,
+  // or its own Ctrl-C), which kills the ranks before they save: said.
+  const std::string job_note =
+      mpi.world_size() > 1
+          ? " (unless mpirun is ending the job: a rank failed, or Ctrl-C on "
+            "mpirun, which kills the ranks a second later; SIGUSR1 to mpirun "
+            "stops them cleanly)"
+          : "";
   gpt2::InstallStopSignals(
       mpi.rank() != 0 ? ""
-      : saves ? "\ngpt2_ddp: stopping after this step and saving a checkpoint, "
-                "or, once training is done, the final samples (send the signal "
-                "again to quit at once)\n"
-              : "\ngpt2_ddp: stopping after this step (this config saves no "
-                "checkpoint: checkpoint.save_at_end and every_steps are off), "
-                "or, once training is done, the final samples (send the signal "
-                "again to quit at once)\n");
+      : saves
+          ? absl::StrCat("\ngpt2_ddp: stopping after this step and saving a "
+                         "checkpoint, or, once training is done, the final "
+                         "samples",
+                         job_note, " (send the signal again to quit at once)\n")
+          : absl::StrCat("\ngpt2_ddp: stopping after this step (this config "
+                         "saves no checkpoint: checkpoint.save_at_end and "
+                         "every_steps are off), or, once training is done, the "
+                         "final samples",
+                         job_note,
+                         " (send the signal again to quit at once)\n"));
   // A signal ignored from the start stays ignored (a background job of a
   // non-interactive shell ignores SIGINT): said, since kill -INT then does
   // nothing at all.
@@ -165,20 +201,6 @@ int main(int argc, char** argv) {
                                                                 : "SIGHUP");
   }
   auto result = gpt2::Train(*loaded, options);
-  if (!result.ok()) {
-    const gpt2::ErrorScope scope = gpt2::ScopeOf(result.status());
-    const std::string prefix =
-        mpi.world_size() > 1 ? absl::StrCat("[rank ", mpi.rank(), "] gpt2_ddp")
-                             : "gpt2_ddp";
-    if (scope != gpt2::ErrorScope::kAgreedEcho || mpi.rank() == 0) {
-      gpt2::ReportError(prefix.c_str(), result.status());
-    }
-    // A failure on one rank may leave the others in a collective: end the
-    // whole job, unless the ranks stopped together.
-    if (mpi.world_size() > 1 && scope == gpt2::ErrorScope::kLocal) {
-      gpt2::MpiEnv::Abort(1);
-    }
-    return 1;
-  }
+  if (!result.ok()) return fail(result.status());
   return result->interrupted_by != 0 ? 128 + result->interrupted_by : 0;
 }

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <memory>
@@ -26,6 +27,7 @@
 #include "src/comm/communicator.h"
 #include "src/comm/host_staged_communicator.h"
 #include "src/core/build_info.h"
+#include "src/core/crc32c.h"
 #include "src/core/env.h"
 #include "src/core/files.h"
 #include "src/core/process_clock.h"
@@ -309,6 +311,72 @@ bool AllFinite(Backend* backend, Tensor t) {
 }
 
 }  // namespace
+
+absl::Status AgreeOnConfig(Communicator& comm,
+                           const absl::StatusOr<LoadedConfig>& loaded,
+                           const std::string& run_flags) {
+  if (comm.world_size() == 1) return loaded.status();
+  const bool rank0 = comm.rank() == 0;
+  // Loaded everywhere? (One rank that could not read the file returned while
+  // the others waited in the memory check's collective: a hang.)
+  const bool any_failed = comm.AgreeMax(loaded.ok() ? 0 : 1) != 0;
+  if (any_failed) {
+    const bool all_failed = comm.AgreeMax(loaded.ok() ? 1 : 0) == 0;
+    if (all_failed) return Agreed(loaded.status(), rank0);  // the same verdict
+    if (!loaded.ok()) return Agreed(loaded.status(), true);
+    return Agreed(absl::FailedPreconditionError(
+                      "another rank could not load the config (its message "
+                      "says why): every rank must read the same config file, "
+                      "a path each rank can open"),
+                  rank0);
+  }
+  // The same everywhere? A digest first; on a difference, rank 0's config and
+  // flags to every rank, which name what differs.
+  // The flags (no NUL in them), a NUL, then the config's bytes.
+  std::string config_bytes;
+  loaded->config.SerializeToString(&config_bytes);
+  const std::string identity =
+      absl::StrCat(run_flags, std::string(1, '\0'), config_bytes);
+  const int digest =
+      static_cast<int>(Crc32c(identity.data(), identity.size()) & 0x7fffffffu);
+  if (comm.AgreeMax(digest) == -comm.AgreeMax(-digest)) return absl::OkStatus();
+  const int bytes =
+      comm.AgreeMax(rank0 ? static_cast<int>(identity.size()) : 0);
+  std::vector<int32_t> words((bytes + 3) / 4, 0);
+  if (rank0) std::memcpy(words.data(), identity.data(), identity.size());
+  comm.Broadcast(
+      Tensor{words.data(), DType::kI32, static_cast<int64_t>(words.size())}, 0);
+  const std::string theirs(reinterpret_cast<const char*>(words.data()), bytes);
+  if (theirs == identity) {
+    return Agreed(absl::FailedPreconditionError(
+                      "the ranks do not all run the same config: every rank "
+                      "must run the same config file, --set and run flags "
+                      "(the differing ranks' messages say what differs)"),
+                  rank0);
+  }
+  const size_t split = theirs.find('\0');
+  config::RunConfig rank0_config;
+  std::vector<std::string> differences;
+  if (split != std::string::npos &&
+      rank0_config.ParseFromString(theirs.substr(split + 1))) {
+    differences = ConfigChanges(rank0_config, loaded->config);
+    if (theirs.substr(0, split) != run_flags) {
+      differences.push_back(absl::StrCat("run flags '", run_flags,
+                                         "' (rank 0: '",
+                                         theirs.substr(0, split), "')"));
+    }
+  }
+  return Agreed(
+      absl::FailedPreconditionError(absl::StrCat(
+          "this rank's config is not rank 0's",
+          differences.empty()
+              ? ""
+              : absl::StrCat(" (rank 0's -> this rank's: ",
+                             absl::StrJoin(differences, "; "), ")"),
+          ": every rank must run the same config file and --set (another "
+          "copy of the file on this node? a launch whose parts differ?)")),
+      true);
+}
 
 ErrorScope ScopeOf(const absl::Status& status) {
   const auto scope = status.GetPayload(kScopePayload);
@@ -919,12 +987,11 @@ void TrainingRun::LogHeader() {
   if (world_ > 1) {
     log.Line(absl::StrFormat(
         "distributed: %d ranks, %s, %s%s", world_, dcomm_->name(),
-        zero1_
-            ? absl::StrFormat(
-                  "ZeRO-1: optimizer state sharded, %d params per rank",
-                  shard_.shard_size)
-            : std::string("ZeRO-0: gradients all-reduced, full optimizer state "
-                          "on every rank"),
+        zero1_ ? absl::StrCat("ZeRO-1: optimizer state sharded, ",
+                              Thousands(shard_.shard_size), " params per rank")
+               : std::string("ZeRO-0: gradients reduce-scattered and "
+                             "all-gathered (an all-reduce), the full optimizer "
+                             "state on every rank"),
         reduce_per_layer_ ? ", gradients reduced layer by layer during the "
                             "backward"
                           : ", gradients reduced after the backward"));
@@ -935,7 +1002,8 @@ void TrainingRun::LogHeader() {
   log.Line(absl::StrCat(
       "memory: ", DescribeMemoryPlan(memory_plan_),
       zero1_ ? absl::StrCat(" per rank (ZeRO-1: optimizer 1/", world_, ")")
-             : ""));
+      : world_ > 1 ? " per rank"
+                   : ""));
   log.Line(*memory_fit_);
 }
 

@@ -81,6 +81,20 @@ ErrorScope ScopeOf(const absl::Status& status);
 absl::StatusOr<TrainResult> Train(const LoadedConfig& loaded,
                                   const TrainOptions& options);
 
+// A multi-rank job's start-up agreement, made by every rank before Train:
+// the config loaded on every rank, and the same on every rank (the same file
+// and --sets), with the same `run_flags` (--resume, --eval, ...). Ranks that
+// differ would wait forever in a collective (another max_steps, model or
+// zero_stage) or train replicas that drift apart (another lr, seed or
+// batch). Returns OK everywhere, or an error everywhere (kAgreed: the job
+// need not be aborted): a rank that failed to load gives its own error; a
+// rank whose config differs from rank 0's names the fields; the others echo
+// (rank 0 says what happened on the others). A world of one: `loaded`'s
+// status.
+absl::Status AgreeOnConfig(Communicator& comm,
+                           const absl::StatusOr<LoadedConfig>& loaded,
+                           const std::string& run_flags);
+
 }  // namespace gpt2
 
 #endif  // GPT2_TRAIN_TRAINER_H_

@@ -4,7 +4,8 @@
 # SIGTERM on one rank stops them all after the same step, with a checkpoint; a rank
 # short of memory stops them all before anything is allocated; HellaSwag during training
 # scores on 2 ranks as on one; a non-finite loss stops both after a collective save; a
-# SIGTERM on one rank during a val pass stops both in it.
+# SIGTERM on one rank during a val pass stops both in it; ranks whose configs differ (or
+# that cannot read theirs) stop before training, saying so.
 #   fault_test.sh BIN_DIR SOURCE_DIR DATA_DIR MPIEXEC
 set -u
 bin=$(cd "$1" && pwd) src=$(cd "$2" && pwd) data=$3 mpiexec=$4
@@ -155,6 +156,32 @@ out=$(GPT2_TEST_SIGNAL_IN_VAL=1:3:15 timeout 120 "${run[@]}" --set log.run_name=
   && grep -q "SIGTERM received during the val pass before step 3: stopping and saving a checkpoint" <<<"$out" \
   && ! grep -q "^step 3 |" <<<"$out" && [ -f "$work/logs/valsig/checkpoints/step_00000003.ckpt" ]
 check "SIGTERM on rank 1 in a val pass stops both there and saves (rc=$rc)" $? "$(tail -5 <<<"$out")"
+
+# 11. Ranks that do not run the same config: one that cannot open the file (a relative
+# path from another working folder) hung the job at the memory check's collective; ranks
+# with other --set values hung (max_steps) or trained drifting replicas (lr, seed).
+mkdir -p "$work/elsewhere"
+start=$(date +%s)
+out=$(cd "$src" && timeout 120 "$mpiexec" -np 1 "$bin/gpt2_ddp" --config configs/tiny_cpu.pbtxt \
+      --data_dir "$data" --set train.micro_batch_size=4 --set log.run_dir="$work/logs" : \
+      -np 1 -wdir "$work/elsewhere" "$bin/gpt2_ddp" --config configs/tiny_cpu.pbtxt \
+      --data_dir "$data" --set train.micro_batch_size=4 --set log.run_dir="$work/logs" 2>&1); rc=$?
+elapsed=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ] \
+  && grep -q "\[rank 1\] gpt2_ddp: error: configs/tiny_cpu.pbtxt: cannot open config file" <<<"$out" \
+  && grep -q "\[rank 0\] gpt2_ddp: error: another rank could not load the config" <<<"$out"
+check "a config one rank cannot open ends the job, saying so (rc=$rc, ${elapsed}s)" $? "$(tail -5 <<<"$out")"
+start=$(date +%s)
+out=$(timeout 120 "$mpiexec" -np 1 "$bin/gpt2_ddp" --config "$src/configs/tiny_cpu.pbtxt" \
+      --data_dir "$data" --set train.micro_batch_size=4 --set log.run_dir="$work/logs" : \
+      -np 1 "$bin/gpt2_ddp" --config "$src/configs/tiny_cpu.pbtxt" --data_dir "$data" \
+      --set train.micro_batch_size=4 --set log.run_dir="$work/logs" --set optim.lr=5e-3 2>&1); rc=$?
+elapsed=$(( $(date +%s) - start ))
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ $elapsed -le 60 ] \
+  && grep -q "\[rank 1\] gpt2_ddp: error: this rank's config is not rank 0's (rank 0's -> this rank's: optim.lr 0.001 -> 0.005)" <<<"$out" \
+  && grep -q "\[rank 0\] gpt2_ddp: error: the ranks do not all run the same config" <<<"$out" \
+  && ! grep -q "^step 0 |" <<<"$out"
+check "ranks with different --set values stop before training, naming the field (rc=$rc, ${elapsed}s)" $? "$(tail -5 <<<"$out")"
 
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
