@@ -35,6 +35,7 @@ const std::vector<EnvSwitch>& KnownEnvSwitches() {
       {"GPT2_GRADS_OVERWRITE", "0|1"},
       {"GPT2_LAYERNORM_PACKED", "0|1"},
       {"GPT2_LAYERNORM_PREFETCH", "0|1"},
+      {"GPT2_LM_HEAD_ROWS", "N"},
       {"GPT2_MATMUL_ALGO_CACHE", "ANY"},
       {"GPT2_MATMUL_AUTOTUNE", "0|1"},
       {"GPT2_MATMUL_AUTOTUNE_CANDIDATES", "N"},
