@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/functional/function_ref.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -855,11 +856,20 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
       }
     }
   }
+  const bool made = !fs::exists(out_dir, ec);
   fs::create_directories(out_dir, ec);
   if (ec) {
     return absl::PermissionDeniedError(
         absl::StrCat(out_dir, ": cannot create: ", ec.message()));
   }
+  // A failed export into a folder it made leaves no empty folder behind (run
+  // after the files' destructors, which remove their temporary files).
+  bool exported = false;
+  absl::Cleanup remove_made = [&] {
+    std::error_code ignored;
+    if (made && !exported && fs::is_empty(out_dir, ignored))
+      fs::remove(out_dir, ignored);
+  };
 
   // safetensors: uint64 header length, JSON header, then the tensors'
   // bytes back to back; offsets are relative to the end of the header.
@@ -941,6 +951,7 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
     files.push_back(std::move(merges_copy));
   }
   for (OutputFile& file : files) GPT2_RETURN_IF_ERROR(file.Publish());
+  exported = true;
   return absl::OkStatus();
 }
 

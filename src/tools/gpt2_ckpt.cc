@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -531,6 +532,10 @@ absl::Status Import(const std::vector<std::string>& args) {
   }
   const int64_t step = absl::GetFlag(FLAGS_step);
   GPT2_RETURN_IF_ERROR(CheckOut(out, args[0], /*folder=*/false));
+  if (std::error_code ec; std::filesystem::is_directory(out, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--out ", out, " is a folder: name the checkpoint file to write"));
+  }
   std::string note;
   GPT2_RETURN_IF_ERROR(from == "llmc"
                            ? ImportLlmc(args[0], out, {}, step)
@@ -587,8 +592,22 @@ absl::Status Logits(const std::string& path) {
   const float* last = &logits[int64_t{T - 1} * Vp];
   std::vector<int> order(V);
   for (int v = 0; v < V; ++v) order[v] = v;
+  // Not-a-number logits rank last (and are counted): a NaN compared as
+  // greater than nothing ranked anywhere.
+  const auto rank = [&](int v) {
+    return std::isnan(last[v]) ? -std::numeric_limits<float>::infinity()
+                               : last[v];
+  };
   std::partial_sort(order.begin(), order.begin() + 5, order.end(),
-                    [&](int a, int b) { return last[a] > last[b]; });
+                    [&](int a, int b) { return rank(a) > rank(b); });
+  const int64_t not_finite =
+      std::count_if(last, last + V, [](float x) { return !std::isfinite(x); });
+  if (not_finite > 0) {
+    std::printf(
+        "warning: %lld of the last position's %d logits are not "
+        "finite (the weights? gpt2_ckpt inspect shows NaN/Inf counts)\n",
+        static_cast<long long>(not_finite), V);
+  }
   std::printf("%d prompt tokens (%s); top-5 next tokens:\n", T,
               absl::StrJoin(ids, " ").c_str());
   for (int i = 0; i < 5; ++i) {

@@ -233,6 +233,9 @@ if [ -n "$data" ]; then
   rmdir "$work/hf/vocab.json.tmp"
 fi
 
+expect_fail "import onto a folder" "outdir is a folder: name the checkpoint file" \
+  "$ckpt" import --from llmc --out "$work/outdir" "$work/b.bin"
+
 # A flag of another subcommand is refused, not ignored.
 expect_fail "verify with --format" "--format does not apply to verify" \
   "$ckpt" verify --format hf "$work/a.ckpt"
