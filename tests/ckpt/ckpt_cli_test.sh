@@ -165,6 +165,11 @@ b[len(b) // 2] ^= 0x40
 open(p, "wb").write(bytes(b))
 EOF
 expect_fail "verify: flipped byte" "flip.ckpt: record [0-9]+ .*(crc32c mismatch)" "$ckpt" verify "$work/flip.ckpt"
+# An export that fails on the damage, into a folder it made, leaves no folder behind.
+expect_fail "export hf: flipped byte" "crc32c mismatch" \
+  "$ckpt" export --format hf --notokenizer --out "$work/fresh_hf" "$work/flip.ckpt"
+if [ ! -e "$work/fresh_hf" ]; then ok "... and no folder left behind"; else
+  fail "a failed export left $work/fresh_hf ($(ls "$work/fresh_hf" | tr '\n' ' '))"; fi
 head -c $((size - 7)) "$work/a.ckpt" >"$work/short.ckpt"
 expect_fail "verify: truncated" "short.ckpt: .*truncated" "$ckpt" verify "$work/short.ckpt"
 expect_fail "diff: unreadable" "short.ckpt" "$ckpt" diff "$work/a.ckpt" "$work/short.ckpt"
