@@ -936,8 +936,9 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
       ",\n  \"bos_token\": \"<|endoftext|>\",\n  \"eos_token\": "
       "\"<|endoftext|>\",\n  \"unk_token\": \"<|endoftext|>\"\n}\n")));
   GPT2_RETURN_IF_ERROR(tokenizer.Close());
+  // model.safetensors renamed last: a rename that fails part-way (rare: all
+  // were written) leaves the earlier weights in place.
   std::vector<OutputFile> files;
-  files.push_back(std::move(out));
   files.push_back(std::move(config));
   files.push_back(std::move(tokenizer));
   if (!data_dir.empty()) {
@@ -950,6 +951,7 @@ absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
         CopyFile(merges.string(), (fs::path(out_dir) / "merges.txt").string()));
     files.push_back(std::move(merges_copy));
   }
+  files.push_back(std::move(out));
   for (OutputFile& file : files) GPT2_RETURN_IF_ERROR(file.Publish());
   exported = true;
   return absl::OkStatus();

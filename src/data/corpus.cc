@@ -86,7 +86,13 @@ absl::StatusOr<std::vector<std::string>> ExpandCorpusInputs(
     std::error_code ec;
     if (fs::is_directory(spec, ec)) {
       std::vector<std::string> found;
-      for (const auto& entry : fs::recursive_directory_iterator(spec, ec)) {
+      // An unreadable subfolder is passed over (it threw from the
+      // iterator's increment, ending gpt2_prepro).
+      fs::recursive_directory_iterator it(
+          spec, fs::directory_options::skip_permission_denied, ec);
+      for (; !ec && it != fs::recursive_directory_iterator();
+           it.increment(ec)) {
+        const fs::directory_entry& entry = *it;
         // A link that cannot be followed (a loop, or one that points to
         // nothing) is passed over, and said (it threw, ending the tool).
         std::error_code status;
@@ -363,10 +369,9 @@ absl::Status ShardWriter::Finish() {
   }
   GPT2_RETURN_IF_ERROR(MoveIntoPlace());
   finished_ = true;
-  GPT2_RETURN_IF_ERROR(RemoveStaleShards());
   std::error_code ignored;
   fs::remove(staging_, ignored);  // empty now
-  return absl::OkStatus();
+  return RemoveStaleShards();
 }
 
 absl::Status ShardWriter::MoveIntoPlace() {
@@ -377,7 +382,10 @@ absl::Status ShardWriter::MoveIntoPlace() {
     fs::rename(path, placed, ec);
     if (ec) {
       return absl::PermissionDeniedError(absl::StrCat(
-          placed, ": cannot move the shard into place: ", ec.message()));
+          placed, ": cannot move the shard into place: ", ec.message(),
+          " (the shards before it were moved: ", dir_,
+          " now mixes this run's and an earlier run's under this name; run "
+          "again)"));
     }
     path = placed;
   }

@@ -69,8 +69,9 @@ class ShardWriter {
   // Shards are written into a hidden staging folder in `dir`
   // (.<stem>.partial) and moved into `dir` only by Finish, so a run that
   // fails or is stopped leaves an earlier run's shards there as they were
-  // (never some of each); the staging folder is removed on failure, and a
-  // stopped run's by the next Begin.
+  // (only a failure in the final moves, which take milliseconds, can leave
+  // some of each, and says so); the staging folder is removed on failure,
+  // and a stopped run's by the next Begin.
   ShardWriter(std::string dir, std::string stem, int64_t shard_tokens,
               int64_t val_tokens);
   ~ShardWriter();  // removes the staging folder unless Finish succeeded

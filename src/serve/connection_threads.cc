@@ -1,8 +1,10 @@
 #include "src/serve/connection_threads.h"
 
 #include <algorithm>
+#include <system_error>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "src/core/error.h"
 
 namespace gpt2::serve {
@@ -19,13 +21,28 @@ ConnectionThreads::~ConnectionThreads() { Shutdown(); }
 
 void ConnectionThreads::Enqueue(std::function<void()> task) {
   JoinRetired();
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   GPT2_CHECK_MSG(!shutdown_, "a task queued after Shutdown");
   tasks_.push_back(std::move(task));
   // More tasks waiting than idle threads to take them: one more thread.
   if (static_cast<int>(tasks_.size()) > idle_ &&
       static_cast<int>(threads_.size()) < max_threads_) {
-    threads_.emplace_back([this] { Work(); });
+    try {
+      threads_.emplace_back([this] { Work(); });
+    } catch (const std::system_error& e) {
+      // No thread to be had (a process limit): the task waits for a busy
+      // one, or, with none at all, runs here (it threw into the server's
+      // accept loop, ending the process).
+      Warning(absl::StrCat("gpt2_serve: no new connection thread (", e.what(),
+                           "); ", threads_.size(), " serve on"));
+      if (threads_.empty()) {
+        std::function<void()> now = std::move(tasks_.back());
+        tasks_.pop_back();
+        lock.unlock();
+        now();
+        return;
+      }
+    }
   }
   cv_.notify_one();
 }

@@ -38,7 +38,9 @@ class ModelWorker {
                                   double queue_seconds)>;
 
   // Queues `request`; the worker calls `progress` (may be null) as samples
-  // grow and `done` once at the end, both on its own thread. `wanted` (may be
+  // grow and `done` once at the end, both on its own thread, except that a
+  // job ended by Stop (or refused after it) gets `done` on the thread calling
+  // Stop (or Submit). `wanted` (may be
   // null) is asked when the job's turn comes and between batches of draws:
   // false (its client went away) ends the job with Cancelled, unrun or
   // stopped.

@@ -2623,12 +2623,27 @@ TEST_F(CudaTrainStep, LmHeadInRowChunksIsTheSameStep) {
     return r;
   };
   const Result whole = run(0), chunked = run(7);
+  // And without op timing: the weight gradients beside (the default path;
+  // timing runs them inline), the chunks' wte gradient added up on the
+  // second stream.
+  const auto grads_beside = [&](int64_t max_rows) {
+    Gpt2Model model(cuda.get(), shape_, DType::kF32, B, T);
+    model.set_lm_head_rows(max_rows);
+    model.InitParams(5);
+    model.Forward(x.data(), y.data(), B, T, 1.0 / (B * T), true);
+    model.Backward(nullptr, ParamGrads::kOverwrite);
+    return model.GetGrads();
+  };
+  EXPECT_EQ(grads_beside(0), whole.grads);  // the same products either way
+  const std::vector<double> chunked_beside = grads_beside(7);
   EXPECT_EQ(chunked.calls.at("matmul_fwd"), whole.calls.at("matmul_fwd") + 4);
   EXPECT_EQ(chunked.calls.at("matmul_bwd"), whole.calls.at("matmul_bwd") + 4);
   ExpectNear(chunked.losses, whole.losses, 1e-6, 1e-7, "losses");
   double scale = 0;
   for (double v : whole.grads) scale = std::max(scale, std::fabs(v));
   ExpectNear(chunked.grads, whole.grads, 1e-5, 1e-6 * scale + 1e-9, "grads");
+  ExpectNear(chunked_beside, whole.grads, 1e-5, 1e-6 * scale + 1e-9,
+             "grads, weight gradients beside");
 }
 
 // A step's first backward writes the parameter gradients over whatever the
