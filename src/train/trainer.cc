@@ -322,7 +322,15 @@ absl::Status AgreeOnConfig(Communicator& comm,
   const bool any_failed = comm.AgreeMax(loaded.ok() ? 0 : 1) != 0;
   if (any_failed) {
     const bool all_failed = comm.AgreeMax(loaded.ok() ? 1 : 0) == 0;
-    if (all_failed) return Agreed(loaded.status(), rank0);  // the same verdict
+    if (all_failed) {
+      // The same verdict everywhere: rank 0 says it; different ones: each
+      // rank says its own.
+      const std::string why(loaded.status().message());
+      const int digest =
+          static_cast<int>(Crc32c(why.data(), why.size()) & 0x7fffffffu);
+      const bool same = comm.AgreeMax(digest) == -comm.AgreeMax(-digest);
+      return Agreed(loaded.status(), rank0 || !same);
+    }
     if (!loaded.ok()) return Agreed(loaded.status(), true);
     return Agreed(absl::FailedPreconditionError(
                       "another rank could not load the config (its message "

@@ -183,5 +183,17 @@ elapsed=$(( $(date +%s) - start ))
   && ! grep -q "^step 0 |" <<<"$out"
 check "ranks with different --set values stop before training, naming the field (rc=$rc, ${elapsed}s)" $? "$(tail -5 <<<"$out")"
 
+# Every rank fails to load, for different reasons: each says its own (only rank 0's was
+# printed); for the same reason, rank 0 alone says it.
+out=$(timeout 120 "$mpiexec" -np 1 "$bin/gpt2_ddp" --config "$work/missing.pbtxt" : \
+      -np 1 "$bin/gpt2_ddp" --config "$src/configs/tiny_cpu.pbtxt" --set train.max_stepz=3 2>&1); rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] \
+  && grep -q "\[rank 0\] gpt2_ddp: error: .*missing.pbtxt: cannot open config file" <<<"$out" \
+  && grep -q "\[rank 1\] gpt2_ddp: error: .*max_stepz" <<<"$out"
+check "ranks that fail to load for different reasons each say theirs (rc=$rc)" $? "$(tail -5 <<<"$out")"
+out=$(timeout 120 "$mpiexec" -np 2 "$bin/gpt2_ddp" --config "$work/missing.pbtxt" 2>&1); rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && [ "$(grep -c "cannot open config file" <<<"$out")" = 1 ]
+check "the same failure on every rank is said once (rc=$rc)" $? "$(tail -5 <<<"$out")"
+
 echo "$passes passed, $failures failed"
 [ "$failures" -eq 0 ]
