@@ -41,6 +41,10 @@ absl::Status ImportLlmc(const std::string& llmc_path,
 // and merges.txt.
 absl::Status ExportHf(CheckpointReader* reader, const std::string& out_dir,
                       const std::string& data_dir);
+// The files ExportHf writes (the last two only with a data_dir).
+inline constexpr const char* kHfExportFiles[] = {
+    "model.safetensors", "config.json", "tokenizer_config.json", "vocab.json",
+    "merges.txt"};
 
 // Reads a Hugging Face GPT-2 (a folder holding model.safetensors, or the
 // .safetensors file itself; config.json beside it gives the shape) into a

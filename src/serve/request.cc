@@ -12,15 +12,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/core/error.h"
+#include "src/serve/api.h"
 
 namespace gpt2::serve {
 namespace {
-
-using Json = nlohmann::json;
-
-std::string Dump(const Json& j) {
-  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
 
 // A client's value as an error message quotes it: cut to 64 bytes (a 60 KB
 // string made a 60 KB error).

@@ -402,9 +402,7 @@ absl::Status Diff(const std::string& path_a, const std::string& path_b) {
 
 // The files a Hugging Face export writes (and its temporary files).
 bool HfExportFile(const std::string& name) {
-  for (const char* ours :
-       {"model.safetensors", "config.json", "tokenizer_config.json",
-        "vocab.json", "merges.txt"}) {
+  for (const char* ours : kHfExportFiles) {
     if (name == ours || name == absl::StrCat(ours, ".tmp")) return true;
   }
   return false;

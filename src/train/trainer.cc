@@ -310,6 +310,14 @@ bool AllFinite(Backend* backend, Tensor t) {
   return true;
 }
 
+// Whether `bytes` is the same on every rank (a 31-bit CRC each, its largest
+// and smallest over the ranks compared: every rank makes both calls).
+bool SameOnEveryRank(Communicator& comm, const std::string& bytes) {
+  const int digest =
+      static_cast<int>(Crc32c(bytes.data(), bytes.size()) & 0x7fffffffu);
+  return comm.AgreeMax(digest) == -comm.AgreeMax(-digest);
+}
+
 }  // namespace
 
 absl::Status AgreeOnConfig(Communicator& comm,
@@ -325,10 +333,8 @@ absl::Status AgreeOnConfig(Communicator& comm,
     if (all_failed) {
       // The same verdict everywhere: rank 0 says it; different ones: each
       // rank says its own.
-      const std::string why(loaded.status().message());
-      const int digest =
-          static_cast<int>(Crc32c(why.data(), why.size()) & 0x7fffffffu);
-      const bool same = comm.AgreeMax(digest) == -comm.AgreeMax(-digest);
+      const bool same =
+          SameOnEveryRank(comm, std::string(loaded.status().message()));
       return Agreed(loaded.status(), rank0 || !same);
     }
     if (!loaded.ok()) return Agreed(loaded.status(), true);
@@ -345,9 +351,7 @@ absl::Status AgreeOnConfig(Communicator& comm,
   loaded->config.SerializeToString(&config_bytes);
   const std::string identity =
       absl::StrCat(run_flags, std::string(1, '\0'), config_bytes);
-  const int digest =
-      static_cast<int>(Crc32c(identity.data(), identity.size()) & 0x7fffffffu);
-  if (comm.AgreeMax(digest) == -comm.AgreeMax(-digest)) return absl::OkStatus();
+  if (SameOnEveryRank(comm, identity)) return absl::OkStatus();
   const int bytes =
       comm.AgreeMax(rank0 ? static_cast<int>(identity.size()) : 0);
   std::vector<int32_t> words((bytes + 3) / 4, 0);
